@@ -1,0 +1,21 @@
+// The one interface through which every byte of an image is read or written. The file
+// implementation (file.ts) and the test implementations (mem.ts) sit behind it, so the
+// journal and filesystem above never know which they run on.
+import {BLOCK_SIZE} from '../format/constants.js'
+
+export interface BlockDevice {
+  /** Number of 4 KiB blocks. */
+  readonly blocks: number
+  readonly readOnly: boolean
+  /** Reads buf.length bytes (a multiple of BLOCK_SIZE) starting at `block`. */
+  read(block: number, buf: Buffer): void
+  /** Writes buf (a multiple of BLOCK_SIZE) starting at `block`. Not durable until sync(). */
+  write(block: number, buf: Buffer): void
+  /** Makes every completed write durable (fdatasync). */
+  sync(): void
+  close(): void
+}
+
+export function blockBuf(n = 1): Buffer {
+  return Buffer.alloc(n * BLOCK_SIZE)
+}

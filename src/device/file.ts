@@ -1,0 +1,136 @@
+// A BlockDevice over an image file: positioned reads and writes, fdatasync, and the image
+// lock (flock through fs-ext: shared for readers, exclusive for writers). It never
+// interprets the bytes it moves.
+import fs from 'node:fs'
+import fsExt from 'fs-ext'
+import {BLOCK_SIZE} from '../format/constants.js'
+import {PrismError} from '../errors.js'
+import type {BlockDevice} from './device.js'
+
+export interface OpenOptions {
+  write: boolean
+  /** Seconds to wait for a lock held by another process. */
+  wait?: number
+  /** Called once if the lock is busy and we start waiting. */
+  onWait?: () => void
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+function sleepMs(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms)
+}
+
+function ioError(path: string, e: unknown): PrismError {
+  const err = e as NodeJS.ErrnoException
+  if (err.code === 'ENOENT') return new PrismError('ENOENT', `${path}: no such image file`)
+  if (err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS') return new PrismError('EROFS', `${path}: image file is read-only`)
+  if (err.code === 'ENOSPC') return new PrismError('ENOSPC', `${path}: host file system is full`)
+  if (err.code === 'EISDIR') return new PrismError('EBADIMAGE', `${path}: is a directory, not an image`)
+  return new PrismError('EIO', `${path}: ${err.message}`)
+}
+
+export class FileDevice implements BlockDevice {
+  readonly blocks: number
+  private closed = false
+
+  private constructor(private fd: number, readonly path: string, readonly readOnly: boolean, size: number) {
+    this.blocks = Math.floor(size / BLOCK_SIZE)
+  }
+
+  /** Opens and locks an existing image file. */
+  static open(path: string, opts: OpenOptions): FileDevice {
+    let fd: number
+    try {
+      fd = fs.openSync(path, opts.write ? 'r+' : 'r')
+    } catch (e) {
+      throw ioError(path, e)
+    }
+    try {
+      const st = fs.fstatSync(fd)
+      if (!st.isFile()) throw new PrismError('EBADIMAGE', `${path}: not a regular file`)
+      lock(fd, path, opts)
+      return new FileDevice(fd, path, !opts.write, st.size)
+    } catch (e) {
+      fs.closeSync(fd)
+      throw e
+    }
+  }
+
+  /** Creates (or, with force, truncates) an image file of `blocks` blocks, sparse, locked. */
+  static create(path: string, blocks: number, force: boolean): FileDevice {
+    let fd: number
+    try {
+      fd = fs.openSync(path, force ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new PrismError('EEXIST', `${path} exists (use --force to overwrite it)`)
+      throw ioError(path, e)
+    }
+    try {
+      lock(fd, path, {write: true, wait: 0})
+      fs.ftruncateSync(fd, 0)
+      fs.ftruncateSync(fd, blocks * BLOCK_SIZE)
+      return new FileDevice(fd, path, false, blocks * BLOCK_SIZE)
+    } catch (e) {
+      fs.closeSync(fd)
+      throw e instanceof PrismError ? e : ioError(path, e)
+    }
+  }
+
+  read(block: number, buf: Buffer): void {
+    let done = 0
+    try {
+      while (done < buf.length) {
+        const n = fs.readSync(this.fd, buf, done, buf.length - done, block * BLOCK_SIZE + done)
+        if (n === 0) { buf.fill(0, done); return } // past the end of a short file: zeros
+        done += n
+      }
+    } catch (e) {
+      throw ioError(this.path, e)
+    }
+  }
+
+  write(block: number, buf: Buffer): void {
+    if (this.readOnly) throw new PrismError('EROFS', `${this.path}: opened read-only`)
+    let done = 0
+    try {
+      while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, block * BLOCK_SIZE + done)
+    } catch (e) {
+      throw ioError(this.path, e)
+    }
+  }
+
+  sync(): void {
+    if (this.readOnly) return
+    try {
+      fs.fdatasyncSync(this.fd)
+    } catch (e) {
+      throw ioError(this.path, e)
+    }
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    fs.closeSync(this.fd) // closing the descriptor releases the flock
+  }
+}
+
+function lock(fd: number, path: string, opts: OpenOptions): void {
+  const how = opts.write ? 'exnb' : 'shnb'
+  const deadline = Date.now() + Math.max(0, opts.wait ?? 5) * 1000
+  let told = false
+  for (;;) {
+    try {
+      fsExt.flockSync(fd, how)
+      return
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') throw ioError(path, e)
+    }
+    if (Date.now() >= deadline) {
+      throw new PrismError('ELOCKED', `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
+    }
+    if (!told) { told = true; opts.onWait?.() }
+    sleepMs(20)
+  }
+}

@@ -1,0 +1,130 @@
+// The inode: 256 bytes in the inode table, INODES_PER_BLOCK to a block. Inode n lives in
+// table block n / 16 at offset (n % 16) * 256; inode 0 is never used. Pure encode/decode;
+// layout in docs/FORMAT.md §5.
+import {crc32} from './checksum.js'
+import {INODE_SIZE, IF_KNOWN, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './constants.js'
+import {FormatError} from './errors.js'
+
+export const INODE_AREA_OFF = 0x70
+export const INODE_AREA_SIZE = 0xfc - INODE_AREA_OFF // 140 bytes: extent root or inline data
+export const INODE_CRC_OFF = 0xfc
+
+export interface InodeRecord {
+  mode: number
+  flags: number
+  nlink: number
+  share: number
+  uid: number
+  gid: number
+  generation: number
+  size: number
+  blocks: number
+  atimeS: number
+  mtimeS: number
+  ctimeS: number
+  atimeNs: number
+  mtimeNs: number
+  ctimeNs: number
+  srcIno: number
+  srcFileset: number
+  nextOrphan: number
+  dataVersion: number
+  dirSeed: number
+  dirDepth: number
+  dirBuckets: number
+  /** 140 bytes: an extent root (extent.ts) or inline data (files, symlinks, small directories). */
+  area: Buffer
+}
+
+export function emptyInode(): InodeRecord {
+  return {
+    mode: 0, flags: 0, nlink: 0, share: 0, uid: 0, gid: 0, generation: 0, size: 0, blocks: 0,
+    atimeS: 0, mtimeS: 0, ctimeS: 0, atimeNs: 0, mtimeNs: 0, ctimeNs: 0, srcIno: 0, srcFileset: 0,
+    nextOrphan: 0, dataVersion: 0, dirSeed: 0, dirDepth: 0, dirBuckets: 0, area: Buffer.alloc(INODE_AREA_SIZE),
+  }
+}
+
+/** A slot is free when its mode is 0 (its share count is then 0 too). */
+export function inodeSlotFree(buf: Buffer, off: number): boolean {
+  return buf.readUInt16LE(off) === 0
+}
+
+export function inodeCrcOk(buf: Buffer, off: number): boolean {
+  return buf.readUInt32LE(off + INODE_CRC_OFF) === crc32(buf, off, off + INODE_CRC_OFF)
+}
+
+/** A free slot must be all zeros; the checksum of an all-zero slot is not required. */
+export function slotIsZero(buf: Buffer, off: number): boolean {
+  for (let i = off; i < off + INODE_SIZE; i += 4) if (buf.readUInt32LE(i) !== 0) return false
+  return true
+}
+
+/** Decodes the inode at buf[off..off+256): checksum first, then the type. */
+export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord {
+  if (!inodeCrcOk(buf, off)) throw new FormatError(`inode ${ino}`, 'checksum', 'inode checksum mismatch')
+  const mode = buf.readUInt16LE(off)
+  const t = mode & S_IFMT
+  if (t !== S_IFREG && t !== S_IFDIR && t !== S_IFLNK) throw new FormatError(`inode ${ino}`, 'value', `bad file type 0o${t.toString(8)}`)
+  const flags = buf.readUInt16LE(off + 0x02)
+  if (flags & ~IF_KNOWN) throw new FormatError(`inode ${ino}`, 'value', `unknown flags 0x${flags.toString(16)}`)
+  return {
+    mode,
+    flags,
+    nlink: buf.readUInt32LE(off + 0x04),
+    share: buf.readUInt32LE(off + 0x08),
+    uid: buf.readUInt32LE(off + 0x0c),
+    gid: buf.readUInt32LE(off + 0x10),
+    generation: buf.readUInt32LE(off + 0x14),
+    size: Number(buf.readBigUInt64LE(off + 0x18)),
+    blocks: Number(buf.readBigUInt64LE(off + 0x20)),
+    atimeS: Number(buf.readBigInt64LE(off + 0x28)),
+    mtimeS: Number(buf.readBigInt64LE(off + 0x30)),
+    ctimeS: Number(buf.readBigInt64LE(off + 0x38)),
+    atimeNs: buf.readUInt32LE(off + 0x40),
+    mtimeNs: buf.readUInt32LE(off + 0x44),
+    ctimeNs: buf.readUInt32LE(off + 0x48),
+    srcIno: buf.readUInt32LE(off + 0x4c),
+    srcFileset: buf.readUInt32LE(off + 0x50),
+    nextOrphan: buf.readUInt32LE(off + 0x54),
+    dataVersion: Number(buf.readBigUInt64LE(off + 0x58)),
+    dirSeed: buf.readUInt32LE(off + 0x60),
+    dirDepth: buf.readUInt8(off + 0x64),
+    dirBuckets: buf.readUInt32LE(off + 0x68),
+    area: Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE)),
+  }
+}
+
+export function encodeInode(r: InodeRecord, buf: Buffer, off: number): void {
+  if (r.mode === 0) {
+    buf.fill(0, off, off + INODE_SIZE)
+    return
+  }
+  if (r.area.length !== INODE_AREA_SIZE) throw new Error('inode area must be 140 bytes')
+  if (r.size < 0 || !Number.isSafeInteger(r.size)) throw new Error(`inode size ${r.size} invalid`)
+  buf.writeUInt16LE(r.mode, off)
+  buf.writeUInt16LE(r.flags, off + 0x02)
+  buf.writeUInt32LE(r.nlink, off + 0x04)
+  buf.writeUInt32LE(r.share, off + 0x08)
+  buf.writeUInt32LE(r.uid >>> 0, off + 0x0c)
+  buf.writeUInt32LE(r.gid >>> 0, off + 0x10)
+  buf.writeUInt32LE(r.generation >>> 0, off + 0x14)
+  buf.writeBigUInt64LE(BigInt(r.size), off + 0x18)
+  buf.writeBigUInt64LE(BigInt(r.blocks), off + 0x20)
+  buf.writeBigInt64LE(BigInt(r.atimeS), off + 0x28)
+  buf.writeBigInt64LE(BigInt(r.mtimeS), off + 0x30)
+  buf.writeBigInt64LE(BigInt(r.ctimeS), off + 0x38)
+  buf.writeUInt32LE(r.atimeNs, off + 0x40)
+  buf.writeUInt32LE(r.mtimeNs, off + 0x44)
+  buf.writeUInt32LE(r.ctimeNs, off + 0x48)
+  buf.writeUInt32LE(r.srcIno, off + 0x4c)
+  buf.writeUInt32LE(r.srcFileset, off + 0x50)
+  buf.writeUInt32LE(r.nextOrphan, off + 0x54)
+  buf.writeBigUInt64LE(BigInt(r.dataVersion), off + 0x58)
+  buf.writeUInt32LE(r.dirSeed >>> 0, off + 0x60)
+  buf.writeUInt8(r.dirDepth, off + 0x64)
+  buf.fill(0, off + 0x65, off + 0x68)
+  buf.writeUInt32LE(r.dirBuckets, off + 0x68)
+  buf.writeUInt32LE(0, off + 0x6c)
+  r.area.copy(buf, off + INODE_AREA_OFF)
+  buf.writeUInt32LE(crc32(buf, off, off + INODE_CRC_OFF), off + INODE_CRC_OFF)
+}

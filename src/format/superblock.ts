@@ -1,0 +1,200 @@
+// The superblock: geometry, counters and state of an image. Block 0 holds the primary
+// copy and the image's last block a backup. Pure encode/decode; layout in docs/FORMAT.md §2.
+import {crc32} from './checksum.js'
+import {BLOCK_SIZE, FORMAT_VERSION, INODE_SIZE, SB_MAGIC, STATE_CLEAN} from './constants.js'
+import {FormatError} from './errors.js'
+
+/** Incompatible features this build understands (none yet: the bits are reserved). */
+export const INCOMPAT_SUPPORTED = 0
+export const SB_CRC_OFF = 0xfc
+
+export interface Superblock {
+  version: number
+  incompat: number
+  compat: number
+  roCompat: number
+  blockCount: number
+  inodeCount: number
+  filesetSlots: number
+  journalStart: number
+  journalBlocks: number
+  refcountStart: number
+  refcountBlocks: number
+  inodeTableStart: number
+  inodeTableBlocks: number
+  filesetTableStart: number
+  filesetTableBlocks: number
+  dataStart: number
+  dataBlocks: number
+  freeBlocks: number
+  freeInodes: number
+  state: number
+  cloneClock: number
+  orphanHead: number
+  nextFilesetId: number
+  created: number
+  lastWrite: number
+  uuid: Buffer
+}
+
+const O = {
+  magic: 0x00, version: 0x08, incompat: 0x0c, compat: 0x10, roCompat: 0x14, blockSize: 0x18, inodeSize: 0x1c,
+  blockCount: 0x20, inodeCount: 0x28, filesetSlots: 0x2c, journalStart: 0x30, journalBlocks: 0x38,
+  refcountBlocks: 0x3c, refcountStart: 0x40, inodeTableStart: 0x48, inodeTableBlocks: 0x50,
+  filesetTableBlocks: 0x54, filesetTableStart: 0x58, dataStart: 0x60, dataBlocks: 0x68, freeBlocks: 0x70,
+  freeInodes: 0x78, state: 0x7c, cloneClock: 0x80, orphanHead: 0x84, nextFilesetId: 0x88,
+  created: 0x90, lastWrite: 0x98, uuid: 0xa0,
+} as const
+
+const u64 = (b: Buffer, o: number) => Number(b.readBigUInt64LE(o))
+const w64 = (b: Buffer, o: number, v: number) => b.writeBigUInt64LE(BigInt(v), o)
+
+/** True when the block starts with the Prism magic (used to find images in a directory). */
+export function hasSbMagic(buf: Buffer): boolean {
+  return buf.length >= 8 && buf.subarray(0, 8).equals(SB_MAGIC)
+}
+
+/** Checks magic, then version, then checksum, then geometry, each with its own error. */
+export function decodeSuperblock(buf: Buffer): Superblock {
+  if (!hasSbMagic(buf)) throw new FormatError('superblock', 'magic', 'not a Prism image (bad magic)')
+  const version = buf.readUInt32LE(O.version)
+  if (version > FORMAT_VERSION) {
+    throw new FormatError('superblock', 'version', `format version ${version} is newer than this prism supports (${FORMAT_VERSION})`)
+  }
+  if (version < 1) throw new FormatError('superblock', 'version', `bad format version ${version}`)
+  if (buf.readUInt32LE(SB_CRC_OFF) !== crc32(buf, 0, SB_CRC_OFF)) {
+    throw new FormatError('superblock', 'checksum', 'superblock checksum mismatch')
+  }
+  const sb: Superblock = {
+    version,
+    incompat: buf.readUInt32LE(O.incompat),
+    compat: buf.readUInt32LE(O.compat),
+    roCompat: buf.readUInt32LE(O.roCompat),
+    blockCount: u64(buf, O.blockCount),
+    inodeCount: buf.readUInt32LE(O.inodeCount),
+    filesetSlots: buf.readUInt32LE(O.filesetSlots),
+    journalStart: u64(buf, O.journalStart),
+    journalBlocks: buf.readUInt32LE(O.journalBlocks),
+    refcountStart: u64(buf, O.refcountStart),
+    refcountBlocks: buf.readUInt32LE(O.refcountBlocks),
+    inodeTableStart: u64(buf, O.inodeTableStart),
+    inodeTableBlocks: buf.readUInt32LE(O.inodeTableBlocks),
+    filesetTableStart: u64(buf, O.filesetTableStart),
+    filesetTableBlocks: buf.readUInt32LE(O.filesetTableBlocks),
+    dataStart: u64(buf, O.dataStart),
+    dataBlocks: u64(buf, O.dataBlocks),
+    freeBlocks: u64(buf, O.freeBlocks),
+    freeInodes: buf.readUInt32LE(O.freeInodes),
+    state: buf.readUInt32LE(O.state),
+    cloneClock: buf.readUInt32LE(O.cloneClock),
+    orphanHead: buf.readUInt32LE(O.orphanHead),
+    nextFilesetId: buf.readUInt32LE(O.nextFilesetId),
+    created: Number(buf.readBigInt64LE(O.created)),
+    lastWrite: Number(buf.readBigInt64LE(O.lastWrite)),
+    uuid: Buffer.from(buf.subarray(O.uuid, O.uuid + 16)),
+  }
+  if (sb.incompat & ~INCOMPAT_SUPPORTED) {
+    throw new FormatError('superblock', 'version', `image uses features this prism does not know (incompat 0x${sb.incompat.toString(16)})`)
+  }
+  const problem = geometryProblem(sb, buf)
+  if (problem) throw new FormatError('superblock', 'value', problem)
+  return sb
+}
+
+/** Returns a description of the first inconsistency in the layout, or null. */
+function geometryProblem(sb: Superblock, buf: Buffer): string | null {
+  if (buf.readUInt32LE(O.blockSize) !== BLOCK_SIZE) return `unsupported block size ${buf.readUInt32LE(O.blockSize)}`
+  if (buf.readUInt32LE(O.inodeSize) !== INODE_SIZE) return `unsupported inode size ${buf.readUInt32LE(O.inodeSize)}`
+  const regions: Array<[string, number, number]> = [
+    ['journal', sb.journalStart, sb.journalBlocks],
+    ['refcount table', sb.refcountStart, sb.refcountBlocks],
+    ['inode table', sb.inodeTableStart, sb.inodeTableBlocks],
+    ['fileset table', sb.filesetTableStart, sb.filesetTableBlocks],
+  ]
+  let next = 1
+  for (const [name, start, len] of regions) {
+    if (start !== next || len < 1) return `${name} region misplaced`
+    next = start + len
+  }
+  if (sb.dataStart !== next) return 'data area misplaced'
+  if (sb.dataBlocks < 1 || sb.dataStart + sb.dataBlocks + 1 !== sb.blockCount) return 'data area size wrong'
+  if (sb.inodeCount >= sb.inodeTableBlocks * (BLOCK_SIZE / INODE_SIZE) || sb.inodeCount < 2) return 'inode count wrong'
+  if (sb.refcountBlocks * (BLOCK_SIZE - 4) < sb.dataBlocks) return 'refcount table too small'
+  if (sb.filesetSlots > sb.filesetTableBlocks * (BLOCK_SIZE / 256) || sb.filesetSlots < 1) return 'fileset slots wrong'
+  if (sb.journalBlocks < 16) return 'journal too small'
+  return null
+}
+
+export function encodeSuperblock(sb: Superblock, buf: Buffer = Buffer.alloc(BLOCK_SIZE)): Buffer {
+  buf.fill(0)
+  SB_MAGIC.copy(buf, O.magic)
+  buf.writeUInt32LE(sb.version, O.version)
+  buf.writeUInt32LE(sb.incompat, O.incompat)
+  buf.writeUInt32LE(sb.compat, O.compat)
+  buf.writeUInt32LE(sb.roCompat, O.roCompat)
+  buf.writeUInt32LE(BLOCK_SIZE, O.blockSize)
+  buf.writeUInt32LE(INODE_SIZE, O.inodeSize)
+  w64(buf, O.blockCount, sb.blockCount)
+  buf.writeUInt32LE(sb.inodeCount, O.inodeCount)
+  buf.writeUInt32LE(sb.filesetSlots, O.filesetSlots)
+  w64(buf, O.journalStart, sb.journalStart)
+  buf.writeUInt32LE(sb.journalBlocks, O.journalBlocks)
+  buf.writeUInt32LE(sb.refcountBlocks, O.refcountBlocks)
+  w64(buf, O.refcountStart, sb.refcountStart)
+  w64(buf, O.inodeTableStart, sb.inodeTableStart)
+  buf.writeUInt32LE(sb.inodeTableBlocks, O.inodeTableBlocks)
+  buf.writeUInt32LE(sb.filesetTableBlocks, O.filesetTableBlocks)
+  w64(buf, O.filesetTableStart, sb.filesetTableStart)
+  w64(buf, O.dataStart, sb.dataStart)
+  w64(buf, O.dataBlocks, sb.dataBlocks)
+  if (sb.freeBlocks < 0 || sb.freeBlocks > sb.dataBlocks) throw new Error(`superblock: free block count ${sb.freeBlocks} out of range`)
+  w64(buf, O.freeBlocks, sb.freeBlocks)
+  buf.writeUInt32LE(sb.freeInodes, O.freeInodes)
+  buf.writeUInt32LE(sb.state, O.state)
+  buf.writeUInt32LE(sb.cloneClock >>> 0, O.cloneClock)
+  buf.writeUInt32LE(sb.orphanHead, O.orphanHead)
+  buf.writeUInt32LE(sb.nextFilesetId, O.nextFilesetId)
+  buf.writeBigInt64LE(BigInt(Math.trunc(sb.created)), O.created)
+  buf.writeBigInt64LE(BigInt(Math.trunc(sb.lastWrite)), O.lastWrite)
+  sb.uuid.copy(buf, O.uuid, 0, 16)
+  buf.writeUInt32LE(crc32(buf, 0, SB_CRC_OFF), SB_CRC_OFF)
+  return buf
+}
+
+export interface GeometryOptions {
+  blockCount: number
+  inodeCount?: number
+  journalBlocks?: number
+  filesetSlots?: number
+}
+
+/** Lays out a new image: superblock, journal, refcount table, inode table, fileset table, data, backup. */
+export function planGeometry(opts: GeometryOptions): Superblock {
+  const total = opts.blockCount
+  if (!Number.isSafeInteger(total) || total < 256) throw new Error('image too small: at least 1 MiB')
+  const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(1024, Math.floor(total / 128)))
+  // One inode per 16 KiB, as mke2fs's default inode ratio.
+  const inodeCount = opts.inodeCount ?? Math.max(256, Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / 16384)))
+  const filesetSlots = opts.filesetSlots ?? 4096
+  const inodeTableBlocks = Math.ceil((inodeCount + 1) / (BLOCK_SIZE / INODE_SIZE))
+  const filesetTableBlocks = Math.ceil(filesetSlots / (BLOCK_SIZE / 256))
+  const journalStart = 1
+  const fixed = 1 + journalBlocks + inodeTableBlocks + filesetTableBlocks + 1
+  // Refcount blocks cover the data area, which is what remains after them.
+  let refcountBlocks = Math.ceil((total - fixed) / (BLOCK_SIZE - 4))
+  let dataBlocks = total - fixed - refcountBlocks
+  while (refcountBlocks > 1 && (refcountBlocks - 1) * (BLOCK_SIZE - 4) >= dataBlocks + 1) { refcountBlocks--; dataBlocks++ }
+  if (dataBlocks < 64) throw new Error('image too small for its journal and tables')
+  const refcountStart = journalStart + journalBlocks
+  const inodeTableStart = refcountStart + refcountBlocks
+  const filesetTableStart = inodeTableStart + inodeTableBlocks
+  const dataStart = filesetTableStart + filesetTableBlocks
+  return {
+    version: FORMAT_VERSION, incompat: 0, compat: 0, roCompat: 0,
+    blockCount: total, inodeCount: Math.min(inodeCount, inodeTableBlocks * (BLOCK_SIZE / INODE_SIZE) - 1),
+    filesetSlots, journalStart, journalBlocks, refcountStart, refcountBlocks, inodeTableStart, inodeTableBlocks,
+    filesetTableStart, filesetTableBlocks, dataStart, dataBlocks, freeBlocks: dataBlocks,
+    freeInodes: 0, state: STATE_CLEAN, cloneClock: 0, orphanHead: 0, nextFilesetId: 1,
+    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16),
+  }
+}

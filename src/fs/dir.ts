@@ -1,0 +1,320 @@
+// Directories. A small directory keeps its entries packed in the inode (IF_INLINE); once
+// they outgrow 140 bytes it becomes an extendible hash (IF_HASHED): entries live in 4 KiB
+// buckets chosen by the low bits of a per-directory seeded murmur3 of the name, through a
+// pointer table of 2^depth bucket numbers. A lookup reads one pointer block and one bucket,
+// whatever the directory's size. Buckets at the maximum depth chain to overflow buckets.
+// Directory blocks are metadata: they are changed in place through the journal.
+import {
+  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, IF_HASHED, IF_INLINE,
+} from '../format/constants.js'
+import {nameHash} from '../format/checksum.js'
+import {
+  BUCKET_HDR, BUCKET_SPACE, DIRENT_FIXED, decodeBucket, decodeEntries, decodePtrBlock, encodeBucket, encodeEntries,
+  encodePtrBlock, entriesSize, type Dirent,
+} from '../format/dirent.js'
+import {INODE_AREA_SIZE} from '../format/inode.js'
+import {FormatError} from '../format/errors.js'
+import {crc32} from '../format/checksum.js'
+import {fail} from '../errors.js'
+import {bmap, loadExtents, mapRange} from './extents.js'
+import type {Inode} from './inode.js'
+import type {Volume} from './volume.js'
+
+export type {Dirent}
+
+/** Makes `dir` an empty inline directory. */
+export function dirInit(dir: Inode): void {
+  dir.r.flags = (dir.r.flags & ~IF_HASHED) | IF_INLINE
+  dir.r.size = 0
+  dir.r.area.fill(0)
+  dir.r.dirSeed = (Math.random() * 0x1_0000_0000) >>> 0
+  dir.r.dirDepth = 0
+  dir.r.dirBuckets = 0
+  dir.extents = []
+  dir.treeBlocks = []
+}
+
+export function dirCount(dir: Inode): number {
+  return dir.r.size
+}
+
+function hashOf(dir: Inode, name: Buffer): number {
+  return nameHash(name, dir.r.dirSeed)
+}
+
+function badDir(vol: Volume, dir: Inode, e: unknown): never {
+  if (e instanceof FormatError) fail('EBADIMAGE', `directory inode ${dir.ino}: ${e.message}; run 'prism fsck'`)
+  throw e
+}
+
+// ---------------------------------------------------------------- block access
+
+function dirBlock(vol: Volume, dir: Inode, l: number): number {
+  const p = bmap(vol, dir, l)
+  if (p === 0) fail('EBADIMAGE', `directory inode ${dir.ino} is missing block ${l}; run 'prism fsck'`)
+  return p
+}
+
+function readBucket(vol: Volume, dir: Inode, l: number): Buffer {
+  const buf = vol.store.get(dirBlock(vol, dir, l))
+  if (buf.readUInt32LE(12) !== crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12))) {
+    fail('EBADIMAGE', `directory inode ${dir.ino} bucket ${l} checksum mismatch; run 'prism fsck'`)
+  }
+  return buf
+}
+
+function writeBucket(vol: Volume, dir: Inode, l: number, localDepth: number, overflow: number, entries: Dirent[]): void {
+  encodeBucket({localDepth, overflow, entries}, vol.store.getMut(dirBlock(vol, dir, l)))
+}
+
+/** Allocates the block for a new logical block of the directory. */
+function addDirBlock(vol: Volume, dir: Inode, l: number): Buffer {
+  const ext = loadExtents(vol, dir)
+  const goal = ext.length ? ext[ext.length - 1].p + ext[ext.length - 1].n : undefined
+  const {p} = vol.allocRun(1, goal)
+  mapRange(ext, l, 1, p)
+  dir.r.blocks++
+  dir.extentsDirty = true
+  vol.idirty(dir)
+  return vol.store.fresh(p)
+}
+
+function readPtr(vol: Volume, dir: Inode, idx: number): number {
+  const l = DIR_PTR_BASE + Math.floor(idx / DIR_PTRS_PER_BLOCK)
+  const buf = vol.store.get(dirBlock(vol, dir, l))
+  if (buf.readUInt32LE(BLOCK_SIZE - 4) !== crc32(buf, 0, BLOCK_SIZE - 4)) {
+    fail('EBADIMAGE', `directory inode ${dir.ino} pointer block checksum mismatch; run 'prism fsck'`)
+  }
+  return buf.readUInt32LE((idx % DIR_PTRS_PER_BLOCK) * 4)
+}
+
+export function loadPtrs(vol: Volume, dir: Inode): Uint32Array {
+  const n = 2 ** dir.r.dirDepth
+  const out = new Uint32Array(n)
+  if (dir.r.dirDepth === 0) return out
+  for (let b = 0; b * DIR_PTRS_PER_BLOCK < n; b++) {
+    try {
+      const ptrs = decodePtrBlock(vol.store.get(dirBlock(vol, dir, DIR_PTR_BASE + b)), `directory inode ${dir.ino} pointer block ${b}`)
+      out.set(ptrs.subarray(0, Math.min(DIR_PTRS_PER_BLOCK, n - b * DIR_PTRS_PER_BLOCK)), b * DIR_PTRS_PER_BLOCK)
+    } catch (e) {
+      badDir(vol, dir, e)
+    }
+  }
+  return out
+}
+
+function storePtrs(vol: Volume, dir: Inode, ptrs: Uint32Array): void {
+  for (let b = 0; b * DIR_PTRS_PER_BLOCK < ptrs.length; b++) {
+    const l = DIR_PTR_BASE + b
+    const p = bmap(vol, dir, l)
+    const buf = p === 0 ? addDirBlock(vol, dir, l) : vol.store.getMut(p)
+    encodePtrBlock(ptrs.subarray(b * DIR_PTRS_PER_BLOCK, (b + 1) * DIR_PTRS_PER_BLOCK), buf)
+  }
+}
+
+function bucketOf(vol: Volume, dir: Inode, hash: number): number {
+  if (dir.r.dirDepth === 0) return 0
+  return readPtr(vol, dir, hash & (2 ** dir.r.dirDepth - 1))
+}
+
+// ---------------------------------------------------------------- lookup
+
+interface Found {
+  /** logical bucket, or -1 for inline */
+  bucket: number
+  off: number
+  entry: Dirent
+}
+
+function scan(buf: Buffer, start: number, count: number, name: Buffer, hash: number): {off: number, entry: Dirent} | null {
+  let o = start
+  for (let i = 0; i < count; i++) {
+    const len = buf[o + 13]
+    if (buf.readUInt32LE(o + 8) === hash && len === name.length && buf.compare(name, 0, len, o + DIRENT_FIXED, o + DIRENT_FIXED + len) === 0) {
+      return {off: o, entry: {ino: buf.readUInt32LE(o), lastclone: buf.readUInt32LE(o + 4), hash, type: buf[o + 12], name: Buffer.from(name)}}
+    }
+    o += DIRENT_FIXED + len
+    if (o > buf.length) break
+  }
+  return null
+}
+
+function find(vol: Volume, dir: Inode, name: Buffer): Found | null {
+  const hash = hashOf(dir, name)
+  if (dir.r.flags & IF_INLINE) {
+    const f = scan(dir.r.area, 0, dir.r.size, name, hash)
+    return f ? {bucket: -1, ...f} : null
+  }
+  if (!(dir.r.flags & IF_HASHED)) fail('EBADIMAGE', `directory inode ${dir.ino} has no entry format; run 'prism fsck'`)
+  let l = bucketOf(vol, dir, hash)
+  for (let guard = 0; guard <= dir.r.dirBuckets; guard++) {
+    const buf = readBucket(vol, dir, l)
+    const f = scan(buf, BUCKET_HDR, buf.readUInt16LE(4), name, hash)
+    if (f) return {bucket: l, ...f}
+    l = buf.readUInt32LE(8)
+    if (l === 0) return null
+  }
+  fail('EBADIMAGE', `directory inode ${dir.ino} overflow chain loops; run 'prism fsck'`)
+}
+
+export function dirLookup(vol: Volume, dir: Inode, name: Buffer): Dirent | null {
+  return find(vol, dir, name)?.entry ?? null
+}
+
+// ---------------------------------------------------------------- listing
+
+export function dirList(vol: Volume, dir: Inode): Dirent[] {
+  try {
+    if (dir.r.flags & IF_INLINE) return decodeEntries(dir.r.area, 0, usedInline(dir), dir.r.size, `directory inode ${dir.ino}`)
+    const out: Dirent[] = []
+    for (let l = 0; l < dir.r.dirBuckets; l++) out.push(...decodeBucket(vol.store.get(dirBlock(vol, dir, l)), `directory inode ${dir.ino} bucket ${l}`).entries)
+    return out
+  } catch (e) {
+    badDir(vol, dir, e)
+  }
+}
+
+function usedInline(dir: Inode): number {
+  let o = 0
+  for (let i = 0; i < dir.r.size; i++) {
+    if (o + DIRENT_FIXED > INODE_AREA_SIZE) break
+    o += DIRENT_FIXED + dir.r.area[o + 13]
+  }
+  return Math.min(o, INODE_AREA_SIZE)
+}
+
+// ---------------------------------------------------------------- changes
+
+/** Adds an entry; the caller has checked that the name is absent and valid. */
+export function dirAdd(vol: Volume, dir: Inode, ino: number, type: number, name: Buffer, lastclone = 0): void {
+  const e: Dirent = {ino, type, name, lastclone, hash: hashOf(dir, name)}
+  if (dir.r.flags & IF_INLINE) {
+    const used = usedInline(dir)
+    if (used + DIRENT_FIXED + name.length <= INODE_AREA_SIZE) {
+      encodeEntries([e], dir.r.area, used, INODE_AREA_SIZE - used)
+      dir.r.size++
+      vol.idirty(dir)
+      return
+    }
+    toHashed(vol, dir)
+  }
+  insertHashed(vol, dir, e)
+  dir.r.size++
+  vol.idirty(dir)
+}
+
+function toHashed(vol: Volume, dir: Inode): void {
+  const entries = dirList(vol, dir)
+  dir.r.flags = (dir.r.flags & ~IF_INLINE) | IF_HASHED
+  dir.r.area.fill(0)
+  dir.extents = []
+  dir.treeBlocks = []
+  dir.r.dirDepth = 0
+  dir.r.dirBuckets = 1
+  encodeBucket({localDepth: 0, overflow: 0, entries}, addDirBlock(vol, dir, 0))
+}
+
+function insertHashed(vol: Volume, dir: Inode, e: Dirent): void {
+  const size = DIRENT_FIXED + e.name.length
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const l = bucketOf(vol, dir, e.hash)
+    const buf = readBucket(vol, dir, l)
+    const used = buf.readUInt16LE(6)
+    if (used + size <= BUCKET_SPACE) {
+      appendRaw(vol, dir, l, e)
+      return
+    }
+    const localDepth = buf[2]
+    if (localDepth >= DIR_MAX_DEPTH) {
+      insertOverflow(vol, dir, l, e)
+      return
+    }
+    split(vol, dir, l, localDepth)
+  }
+  insertOverflow(vol, dir, bucketOf(vol, dir, e.hash), e)
+}
+
+function appendRaw(vol: Volume, dir: Inode, l: number, e: Dirent): void {
+  const buf = vol.store.getMut(dirBlock(vol, dir, l))
+  const used = buf.readUInt16LE(6)
+  encodeEntries([e], buf, BUCKET_HDR + used, BUCKET_SPACE - used)
+  buf.writeUInt16LE(buf.readUInt16LE(4) + 1, 4)
+  buf.writeUInt16LE(used + DIRENT_FIXED + e.name.length, 6)
+  buf.writeUInt32LE(crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12)), 12)
+}
+
+function insertOverflow(vol: Volume, dir: Inode, l: number, e: Dirent): void {
+  const size = DIRENT_FIXED + e.name.length
+  for (let guard = 0; guard <= dir.r.dirBuckets; guard++) {
+    const buf = readBucket(vol, dir, l)
+    if (buf.readUInt16LE(6) + size <= BUCKET_SPACE) { appendRaw(vol, dir, l, e); return }
+    const next = buf.readUInt32LE(8)
+    if (next === 0) {
+      const nl = dir.r.dirBuckets++
+      encodeBucket({localDepth: buf[2], overflow: 0, entries: [e]}, addDirBlock(vol, dir, nl))
+      const m = vol.store.getMut(dirBlock(vol, dir, l))
+      m.writeUInt32LE(nl, 8)
+      m.writeUInt32LE(crc32(m, BUCKET_HDR, BLOCK_SIZE, crc32(m, 0, 12)), 12)
+      return
+    }
+    l = next
+  }
+  fail('EBADIMAGE', `directory inode ${dir.ino} overflow chain loops; run 'prism fsck'`)
+}
+
+/** Splits bucket l (local depth ld) in two, doubling the pointer table if needed. */
+function split(vol: Volume, dir: Inode, l: number, ld: number): void {
+  let ptrs = loadPtrs(vol, dir)
+  if (ld === dir.r.dirDepth) {
+    const doubled = new Uint32Array(ptrs.length * 2)
+    doubled.set(ptrs)
+    doubled.set(ptrs, ptrs.length)
+    ptrs = doubled
+    dir.r.dirDepth++
+  }
+  const bucket = decodeBucket(vol.store.get(dirBlock(vol, dir, l)), `directory inode ${dir.ino} bucket ${l}`)
+  const nl = dir.r.dirBuckets++
+  const stay: Dirent[] = []
+  const move: Dirent[] = []
+  for (const e of bucket.entries) ((e.hash >>> ld) & 1 ? move : stay).push(e)
+  addDirBlock(vol, dir, nl)
+  writeBucket(vol, dir, l, ld + 1, bucket.overflow, stay)
+  writeBucket(vol, dir, nl, ld + 1, 0, move)
+  for (let i = 0; i < ptrs.length; i++) if (ptrs[i] === l && (i >>> ld) & 1) ptrs[i] = nl
+  storePtrs(vol, dir, ptrs)
+  vol.idirty(dir)
+}
+
+/** Removes the entry `name` and returns it. */
+export function dirRemove(vol: Volume, dir: Inode, name: Buffer): Dirent {
+  const f = find(vol, dir, name)
+  if (!f) fail('ENOENT', `no entry '${name.toString()}'`)
+  if (f.bucket < 0) {
+    const entries = dirList(vol, dir).filter((e) => !e.name.equals(name))
+    dir.r.area.fill(0)
+    encodeEntries(entries, dir.r.area, 0, INODE_AREA_SIZE)
+  } else {
+    const b = decodeBucket(vol.store.get(dirBlock(vol, dir, f.bucket)), `directory inode ${dir.ino} bucket ${f.bucket}`)
+    writeBucket(vol, dir, f.bucket, b.localDepth, b.overflow, b.entries.filter((e) => !e.name.equals(name)))
+  }
+  dir.r.size--
+  vol.idirty(dir)
+  return f.entry
+}
+
+/** Changes the inode, type or lastclone stamp of an existing entry in place. */
+export function dirUpdate(vol: Volume, dir: Inode, name: Buffer, change: {ino?: number, type?: number, lastclone?: number}): void {
+  const f = find(vol, dir, name)
+  if (!f) fail('ENOENT', `no entry '${name.toString()}'`)
+  const buf = f.bucket < 0 ? dir.r.area : vol.store.getMut(dirBlock(vol, dir, f.bucket))
+  if (change.ino !== undefined) buf.writeUInt32LE(change.ino, f.off)
+  if (change.lastclone !== undefined) buf.writeUInt32LE(change.lastclone >>> 0, f.off + 4)
+  if (change.type !== undefined) buf[f.off + 12] = change.type
+  if (f.bucket >= 0) buf.writeUInt32LE(crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12)), 12)
+  vol.idirty(dir)
+}
+
+/** Bytes a directory with these entries needs inline, for sizing decisions. */
+export function inlineFits(entries: Dirent[]): boolean {
+  return entriesSize(entries) <= INODE_AREA_SIZE
+}

@@ -1,0 +1,70 @@
+// The library's front door: make an image, open one, run a unit of work against it so that
+// it either commits whole or leaves the image untouched, and reach a fileset's namespace.
+import {S_IFDIR} from '../format/constants.js'
+import {PrismError} from '../errors.js'
+import {dirInit} from './dir.js'
+import {addFileset, getFileset, type Fileset} from './filesets.js'
+import {touch} from './inode.js'
+import {Namespace} from './namespace.js'
+import {Volume, type MkfsOptions, type OpenOptions} from './volume.js'
+
+export {Volume, Namespace}
+export type {MkfsOptions, OpenOptions}
+
+/** Creates a fileset with an empty root directory. */
+export function createEmptyFileset(vol: Volume, name: string): Fileset {
+  const root = vol.ialloc(S_IFDIR | 0o755)
+  dirInit(root)
+  root.r.nlink = 2
+  root.r.uid = process.getuid?.() ?? 0
+  root.r.gid = process.getgid?.() ?? 0
+  touch(root.r, {a: true, m: true, c: true})
+  root.r.dataVersion = 1
+  vol.idirty(root)
+  return addFileset(vol, name, root.ino)
+}
+
+/** mkfs: a new image holding one empty fileset, `root`. */
+export function mkfs(path: string, opts: MkfsOptions): Volume {
+  return Volume.mkfs(path, opts, (vol) => {
+    createEmptyFileset(vol, 'root')
+  })
+}
+
+export function namespace(vol: Volume, fileset: string): Namespace {
+  return new Namespace(vol, getFileset(vol, fileset))
+}
+
+/**
+ * Opens the image, runs `work`, commits and closes. If `work` throws, nothing it did since
+ * the last commit reaches the image, and the error is rethrown.
+ */
+export function withImage<T>(path: string, opts: OpenOptions, work: (vol: Volume) => T): T {
+  const vol = Volume.open(path, opts)
+  let result: T
+  try {
+    result = work(vol)
+  } catch (e) {
+    vol.closeAbort()
+    throw e
+  }
+  vol.close()
+  return result
+}
+
+export async function withImageAsync<T>(path: string, opts: OpenOptions, work: (vol: Volume) => Promise<T>): Promise<T> {
+  const vol = Volume.open(path, opts)
+  let result: T
+  try {
+    result = await work(vol)
+  } catch (e) {
+    vol.closeAbort()
+    throw e
+  }
+  vol.close()
+  return result
+}
+
+export function isPrismError(e: unknown): e is PrismError {
+  return e instanceof PrismError
+}

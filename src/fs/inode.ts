@@ -1,0 +1,38 @@
+// In-memory inode: the decoded record plus its loaded extent map. Owned by the Volume's
+// inode cache; changes reach the inode table when the Volume commits.
+import type {InodeRecord} from '../format/inode.js'
+import type {Extent} from '../format/extent.js'
+import {S_IFMT, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
+
+export class Inode {
+  /** the file's mapping, sorted by logical block; loaded on first use */
+  extents: Extent[] | null = null
+  /** extent-tree node blocks currently holding the mapping (reused when it is rewritten) */
+  treeBlocks: number[] = []
+  extentsDirty = false
+
+  constructor(readonly ino: number, public r: InodeRecord) {}
+
+  get isDir(): boolean { return (this.r.mode & S_IFMT) === S_IFDIR }
+  get isReg(): boolean { return (this.r.mode & S_IFMT) === S_IFREG }
+  get isLnk(): boolean { return (this.r.mode & S_IFMT) === S_IFLNK }
+  get type(): 'file' | 'dir' | 'symlink' {
+    return this.isDir ? 'dir' : this.isLnk ? 'symlink' : 'file'
+  }
+}
+
+export interface Timestamp {
+  s: number
+  ns: number
+}
+
+export function now(): Timestamp {
+  const ms = Date.now()
+  return {s: Math.floor(ms / 1000), ns: (ms % 1000) * 1e6}
+}
+
+export function touch(r: InodeRecord, which: {a?: boolean, m?: boolean, c?: boolean}, t: Timestamp = now()): void {
+  if (which.a) { r.atimeS = t.s; r.atimeNs = t.ns }
+  if (which.m) { r.mtimeS = t.s; r.mtimeNs = t.ns }
+  if (which.c) { r.ctimeS = t.s; r.ctimeNs = t.ns }
+}

@@ -1,0 +1,529 @@
+// The namespace of one fileset: path resolution (with symlinks, chroot-like: an absolute
+// target starts at the fileset's root) and the operations users see (mkdir, create, write,
+// unlink, rename, link, symlink, chmod, truncate ...). Each operation changes the running
+// transaction only; callers commit. Inodes that lose their last name go on the orphan list
+// in the same transaction and are freed by reapOrphans(), so freeing a huge file or tree
+// may span transactions without ever exposing a half-deleted state.
+import {
+  BLOCK_SIZE, DT_DIR, DT_LNK, DT_REG, IF_NOCLONE, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode,
+} from '../format/constants.js'
+import {nameProblem} from '../format/dirent.js'
+import {fail, PrismError} from '../errors.js'
+import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, type Dirent} from './dir.js'
+import {loadExtents, readData, releaseAll, streamData, truncateData, unmapRange, writeData} from './extents.js'
+import type {Fileset} from './filesets.js'
+import {Inode, now, touch, type Timestamp} from './inode.js'
+import {Volume} from './volume.js'
+
+const MAX_SYMLINK_HOPS = 40
+export const SYMLINK_MAX = 4095
+
+export interface StatInfo {
+  ino: number
+  type: 'file' | 'dir' | 'symlink'
+  mode: number
+  perm: number
+  nlink: number
+  share: number
+  uid: number
+  gid: number
+  size: number
+  blocks: number
+  atime: Timestamp
+  mtime: Timestamp
+  ctime: Timestamp
+  flags: string[]
+  generation: number
+  target?: string
+  entries?: number
+}
+
+export interface ListEntry {
+  name: string
+  ino: number
+  type: 'file' | 'dir' | 'symlink'
+}
+
+interface Resolved {
+  inode: Inode
+  /** directories from the root down to the inode's parent */
+  chain: Inode[]
+  /** name of the final component ('' for the root) */
+  name: Buffer
+}
+
+export function splitPath(path: string): string[] {
+  return path.split('/').filter((c) => c !== '' && c !== '.')
+}
+
+function typeName(dt: number): 'file' | 'dir' | 'symlink' {
+  return dt === DT_DIR ? 'dir' : dt === DT_LNK ? 'symlink' : 'file'
+}
+
+function validName(name: string): Buffer {
+  const b = Buffer.from(name, 'utf8')
+  const p = nameProblem(b)
+  if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `'${name.length > 40 ? name.slice(0, 40) + '...' : name}': ${p}`)
+  return b
+}
+
+export class Namespace {
+  constructor(readonly vol: Volume, readonly fs: Fileset) {}
+
+  get label(): string {
+    return this.fs.name
+  }
+
+  where(path: string): string {
+    return `${this.fs.name}:${path.startsWith('/') ? path : '/' + path}`
+  }
+
+  root(): Inode {
+    return this.vol.iget(this.fs.rootIno)
+  }
+
+  // ---------------------------------------------------------------- resolution
+
+  /**
+   * Resolves a path; `follow` decides whether a final symlink is followed. Components are
+   * consumed from a queue, and a symlink's target is pushed in front of what remains.
+   */
+  resolveFull(path: string, follow = true): Resolved {
+    let hops = 0
+    const queue = splitPath(path)
+    let chain: Inode[] = []
+    let cur = this.root()
+    let name = Buffer.alloc(0)
+    while (queue.length > 0) {
+      const c = queue.shift()!
+      if (c === '..') {
+        if (chain.length > 0) cur = chain.pop()!
+        name = Buffer.alloc(0)
+        continue
+      }
+      if (!cur.isDir) fail('ENOTDIR', `${this.where(path)}: '${name.toString()}' is not a directory`)
+      const nb = Buffer.from(c, 'utf8')
+      if (nb.length > 255) fail('ENAMETOOLONG', `${this.where(path)}: name longer than 255 bytes`)
+      const e = this.lookupEntry(cur, nb)
+      if (!e) fail('ENOENT', `${this.where(path)}: no such file or directory`)
+      const next = this.vol.iget(e.ino)
+      if (next.isLnk && (queue.length > 0 || follow)) {
+        if (++hops > MAX_SYMLINK_HOPS) fail('ELOOP', `${this.where(path)}: too many levels of symbolic links`)
+        const target = this.readlinkInode(next)
+        if (target.startsWith('/')) {
+          chain = []
+          cur = this.root()
+        }
+        queue.unshift(...splitPath(target))
+        name = Buffer.alloc(0)
+        continue
+      }
+      chain.push(cur)
+      cur = next
+      name = nb
+    }
+    return {inode: cur, chain, name}
+  }
+
+  resolve(path: string, follow = true): Inode {
+    return this.resolveFull(path, follow).inode
+  }
+
+  /** Parent directory and final name of a path whose last component is to be created or removed. */
+  resolveParent(path: string): {dir: Inode, name: Buffer, chain: Inode[]} {
+    const comps = splitPath(path)
+    if (comps.length === 0) fail('EBUSY', `${this.where(path)}: is the fileset's root`)
+    const last = comps[comps.length - 1]
+    if (last === '..') fail('EINVAL', `${this.where(path)}: cannot use '..' as a name`)
+    const parentPath = '/' + comps.slice(0, -1).join('/')
+    const r = this.resolveFull(parentPath, true)
+    if (!r.inode.isDir) fail('ENOTDIR', `${this.where(parentPath)}: not a directory`)
+    return {dir: r.inode, name: validName(last), chain: [...r.chain, r.inode]}
+  }
+
+  lookupEntry(dir: Inode, name: Buffer): Dirent | null {
+    return dirLookup(this.vol, dir, name)
+  }
+
+  exists(path: string, follow = false): boolean {
+    try {
+      this.resolve(path, follow)
+      return true
+    } catch (e) {
+      if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return false
+      throw e
+    }
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  statInode(inode: Inode): StatInfo {
+    const r = inode.r
+    const flags: string[] = []
+    if (r.flags & IF_NOCLONE) flags.push('noclone')
+    if (r.flags & IF_INLINE) flags.push('inline')
+    const st: StatInfo = {
+      ino: inode.ino, type: inode.type, mode: r.mode, perm: r.mode & 0o7777, nlink: r.nlink, share: r.share,
+      uid: r.uid, gid: r.gid, size: inode.isDir ? Math.max(1, r.blocks) * BLOCK_SIZE : r.size, blocks: r.blocks,
+      atime: {s: r.atimeS, ns: r.atimeNs}, mtime: {s: r.mtimeS, ns: r.mtimeNs}, ctime: {s: r.ctimeS, ns: r.ctimeNs},
+      flags, generation: r.generation,
+    }
+    if (inode.isLnk) st.target = this.readlinkInode(inode)
+    if (inode.isDir) st.entries = dirCount(inode)
+    return st
+  }
+
+  stat(path: string, follow = false): StatInfo {
+    return this.statInode(this.resolve(path, follow))
+  }
+
+  readdirInode(dir: Inode): ListEntry[] {
+    return dirList(this.vol, dir)
+      .map((e) => ({name: e.name.toString('utf8'), ino: e.ino, type: typeName(e.type)}))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  }
+
+  readdir(path: string): ListEntry[] {
+    const dir = this.resolve(path, true)
+    if (!dir.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
+    return this.readdirInode(dir)
+  }
+
+  readFile(path: string): Buffer {
+    const inode = this.resolve(path, true)
+    if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+    return readData(this.vol, inode, 0, inode.r.size)
+  }
+
+  /** Streams a file's content to `sink` in large chunks. */
+  stream(path: string, sink: (buf: Buffer) => void): Inode {
+    const inode = this.resolve(path, true)
+    if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+    streamData(this.vol, inode, sink)
+    return inode
+  }
+
+  readlinkInode(inode: Inode): string {
+    return readData(this.vol, inode, 0, inode.r.size).toString('utf8')
+  }
+
+  readlink(path: string): string {
+    const inode = this.resolve(path, false)
+    if (!inode.isLnk) fail('EINVAL', `${this.where(path)}: not a symbolic link`)
+    return this.readlinkInode(inode)
+  }
+
+  // ---------------------------------------------------------------- creating
+
+  /** Allocates an inode and names it in `dir`. The caller checked the name is free. */
+  createIn(dir: Inode, name: Buffer, mode: number, attrs: {uid?: number, gid?: number} = {}): Inode {
+    const inode = this.vol.ialloc(mode, dir.ino + 1)
+    const r = inode.r
+    r.uid = attrs.uid ?? process.getuid?.() ?? 0
+    r.gid = attrs.gid ?? process.getgid?.() ?? 0
+    touch(r, {a: true, m: true, c: true})
+    r.dataVersion = 1
+    if ((mode & S_IFMT) === S_IFDIR) {
+      dirInit(inode)
+      r.nlink = 2
+      dir.r.nlink++
+    } else {
+      r.nlink = 1
+    }
+    dirAdd(this.vol, dir, inode.ino, dtOfMode(mode), name)
+    touch(dir.r, {m: true, c: true})
+    this.vol.idirty(dir)
+    this.vol.idirty(inode)
+    return inode
+  }
+
+  mkdir(path: string, opts: {mode?: number, parents?: boolean, uid?: number, gid?: number} = {}): Inode {
+    const mode = S_IFDIR | ((opts.mode ?? 0o755) & 0o7777)
+    if (opts.parents) {
+      let cur = this.root()
+      const comps = splitPath(path)
+      let sofar = ''
+      for (const c of comps) {
+        sofar += '/' + c
+        if (c === '..') { cur = this.resolve(sofar); continue }
+        const nb = validName(c)
+        const e = this.lookupEntry(cur, nb)
+        if (e) {
+          const next = this.resolve(sofar, true)
+          if (!next.isDir) fail('ENOTDIR', `${this.where(sofar)}: exists and is not a directory`)
+          cur = next
+        } else {
+          cur = this.createIn(cur, nb, mode, opts)
+        }
+      }
+      return cur
+    }
+    const {dir, name} = this.resolveParent(path)
+    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
+    return this.createIn(dir, name, mode, opts)
+  }
+
+  /**
+   * Opens a regular file for writing, creating it if absent. An existing file keeps its
+   * inode (hard links keep sharing it); `truncate` empties it first.
+   */
+  openForWrite(path: string, opts: {mode?: number, truncate?: boolean, exclusive?: boolean, uid?: number, gid?: number} = {}): Inode {
+    const {dir, name} = this.resolveParent(path)
+    const e = this.lookupEntry(dir, name)
+    if (e) {
+      if (opts.exclusive) fail('EEXIST', `${this.where(path)}: already exists`)
+      const inode = this.resolve(path, true)
+      if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+      if (opts.truncate && inode.r.size > 0) this.truncateInode(inode, 0)
+      return inode
+    }
+    return this.createIn(dir, name, S_IFREG | ((opts.mode ?? 0o644) & 0o7777), opts)
+  }
+
+  writeInode(inode: Inode, off: number, data: Buffer): void {
+    writeData(this.vol, inode, off, data)
+    inode.r.dataVersion++
+    touch(inode.r, {m: true, c: true})
+    this.vol.idirty(inode)
+  }
+
+  /** Replaces (or appends to) a file's content. */
+  writeFile(path: string, data: Buffer, opts: {append?: boolean, mode?: number} = {}): Inode {
+    const inode = this.openForWrite(path, {mode: opts.mode, truncate: !opts.append})
+    this.writeInode(inode, opts.append ? inode.r.size : 0, data)
+    return inode
+  }
+
+  truncateInode(inode: Inode, size: number): void {
+    if (inode.isDir) fail('EISDIR', 'cannot truncate a directory')
+    truncateData(this.vol, inode, size)
+    inode.r.dataVersion++
+    touch(inode.r, {m: true, c: true})
+    this.vol.idirty(inode)
+  }
+
+  truncate(path: string, size: number, opts: {create?: boolean} = {}): Inode {
+    if (!Number.isSafeInteger(size) || size < 0) fail('EINVAL', `invalid size ${size}`)
+    const inode = opts.create ? this.openForWrite(path) : this.resolve(path, true)
+    this.truncateInode(inode, size)
+    return inode
+  }
+
+  symlink(target: string, path: string, attrs: {uid?: number, gid?: number} = {}): Inode {
+    const t = Buffer.from(target, 'utf8')
+    if (t.length === 0 || t.length > SYMLINK_MAX) fail('ENAMETOOLONG', `symlink target must be 1..${SYMLINK_MAX} bytes`)
+    const {dir, name} = this.resolveParent(path)
+    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
+    const inode = this.createIn(dir, name, S_IFLNK | 0o777, attrs)
+    writeData(this.vol, inode, 0, t)
+    return inode
+  }
+
+  /** Adds a name for an existing file or symlink. */
+  link(existing: string, path: string): Inode {
+    const inode = this.resolve(existing, false)
+    if (inode.isDir) fail('EISDIR', `${this.where(existing)}: hard links to directories are not allowed`)
+    const {dir, name} = this.resolveParent(path)
+    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
+    return this.linkInode(inode, dir, name)
+  }
+
+  linkInode(inode: Inode, dir: Inode, name: Buffer): Inode {
+    if (inode.r.nlink >= 0xffff_fff0) fail('EINVAL', 'too many links')
+    dirAdd(this.vol, dir, inode.ino, dtOfMode(inode.r.mode), name)
+    inode.r.nlink++
+    touch(inode.r, {c: true})
+    touch(dir.r, {m: true, c: true})
+    this.vol.idirty(inode)
+    this.vol.idirty(dir)
+    return inode
+  }
+
+  // ---------------------------------------------------------------- attributes
+
+  chmod(path: string, perm: number): Inode {
+    const inode = this.resolve(path, true)
+    inode.r.mode = (inode.r.mode & S_IFMT) | (perm & 0o7777)
+    touch(inode.r, {c: true})
+    this.vol.idirty(inode)
+    return inode
+  }
+
+  chown(inode: Inode, uid: number, gid: number): void {
+    inode.r.uid = uid
+    inode.r.gid = gid
+    touch(inode.r, {c: true})
+    this.vol.idirty(inode)
+  }
+
+  setTimes(inode: Inode, atime: Timestamp, mtime: Timestamp): void {
+    inode.r.atimeS = atime.s
+    inode.r.atimeNs = atime.ns
+    inode.r.mtimeS = mtime.s
+    inode.r.mtimeNs = mtime.ns
+    this.vol.idirty(inode)
+  }
+
+  setFlag(path: string, flag: number, on: boolean): Inode {
+    const inode = this.resolve(path, false)
+    inode.r.flags = on ? inode.r.flags | flag : inode.r.flags & ~flag
+    touch(inode.r, {c: true})
+    this.vol.idirty(inode)
+    return inode
+  }
+
+  // ---------------------------------------------------------------- removing
+
+  /** Drops one name of `inode` (already removed from its directory). */
+  private dropName(inode: Inode): void {
+    if (inode.isDir) {
+      inode.r.nlink = 0
+      this.vol.addOrphan(inode)
+      return
+    }
+    inode.r.nlink--
+    touch(inode.r, {c: true})
+    this.vol.idirty(inode)
+    if (inode.r.nlink === 0) this.vol.addOrphan(inode)
+  }
+
+  unlink(path: string): void {
+    const {dir, name} = this.resolveParent(path)
+    const e = this.lookupEntry(dir, name)
+    if (!e) fail('ENOENT', `${this.where(path)}: no such file or directory`)
+    if (e.type === DT_DIR) fail('EISDIR', `${this.where(path)}: is a directory (use rm -r)`)
+    dirRemove(this.vol, dir, name)
+    touch(dir.r, {m: true, c: true})
+    this.dropName(this.vol.iget(e.ino))
+    reapOrphans(this.vol)
+  }
+
+  rmdir(path: string): void {
+    this.remove(path, {dirOnly: true})
+  }
+
+  /** rm [-r]: files and symlinks, and directories when recursive (or empty with dirOnly). */
+  remove(path: string, opts: {recursive?: boolean, dirOnly?: boolean} = {}): void {
+    const {dir, name} = this.resolveParent(path)
+    const e = this.lookupEntry(dir, name)
+    if (!e) fail('ENOENT', `${this.where(path)}: no such file or directory`)
+    const inode = this.vol.iget(e.ino)
+    if (inode.isDir) {
+      if (!opts.recursive && !opts.dirOnly) fail('EISDIR', `${this.where(path)}: is a directory (use rm -r)`)
+      if (!opts.recursive && dirCount(inode) > 0) fail('ENOTEMPTY', `${this.where(path)}: directory not empty`)
+      dir.r.nlink--
+    } else if (opts.dirOnly) {
+      fail('ENOTDIR', `${this.where(path)}: not a directory`)
+    }
+    dirRemove(this.vol, dir, name)
+    touch(dir.r, {m: true, c: true})
+    this.vol.idirty(dir)
+    this.dropName(inode)
+    reapOrphans(this.vol)
+  }
+
+  /** Removes the entry `name` of `dir` (recursively for a directory). */
+  removeChild(dir: Inode, name: Buffer): void {
+    const e = this.lookupEntry(dir, name)
+    if (!e) return
+    const inode = this.vol.iget(e.ino)
+    if (inode.isDir) dir.r.nlink--
+    dirRemove(this.vol, dir, name)
+    touch(dir.r, {m: true, c: true})
+    this.vol.idirty(dir)
+    this.dropName(inode)
+    reapOrphans(this.vol)
+  }
+
+  /** Renames within this fileset, replacing a compatible target as rename(2) does. */
+  rename(from: string, to: string): void {
+    const src = this.resolveParent(from)
+    const se = this.lookupEntry(src.dir, src.name)
+    if (!se) fail('ENOENT', `${this.where(from)}: no such file or directory`)
+    const dst = this.resolveParent(to)
+    const moving = this.vol.iget(se.ino)
+    if (moving.isDir && dst.chain.some((d) => d.ino === moving.ino)) {
+      fail('EINVAL', `cannot move ${this.where(from)} into itself`)
+    }
+    const de = this.lookupEntry(dst.dir, dst.name)
+    if (de) {
+      if (de.ino === se.ino) return // same file: nothing to do, as rename(2)
+      const target = this.vol.iget(de.ino)
+      if (moving.isDir && !target.isDir) fail('ENOTDIR', `${this.where(to)}: not a directory`)
+      if (!moving.isDir && target.isDir) fail('EISDIR', `${this.where(to)}: is a directory`)
+      if (target.isDir && dirCount(target) > 0) fail('ENOTEMPTY', `${this.where(to)}: directory not empty`)
+      dirRemove(this.vol, dst.dir, dst.name)
+      if (target.isDir) dst.dir.r.nlink--
+      this.dropName(target)
+    }
+    dirRemove(this.vol, src.dir, src.name)
+    // Re-fetch the destination directory: it may be the same inode object as src.dir.
+    dirAdd(this.vol, dst.dir, se.ino, se.type, dst.name, se.lastclone)
+    if (moving.isDir && src.dir !== dst.dir) {
+      src.dir.r.nlink--
+      dst.dir.r.nlink++
+    }
+    const t = now()
+    touch(src.dir.r, {m: true, c: true}, t)
+    touch(dst.dir.r, {m: true, c: true}, t)
+    touch(moving.r, {c: true}, t)
+    this.vol.idirty(src.dir)
+    this.vol.idirty(dst.dir)
+    this.vol.idirty(moving)
+    reapOrphans(this.vol)
+  }
+}
+
+/**
+ * Frees what the orphan list holds: directories are emptied entry by entry (subdirectories
+ * join the list), files lose their blocks in steps, and the transaction may be committed
+ * between steps because every step leaves the image consistent.
+ */
+export function reapOrphans(vol: Volume): void {
+  for (let guard = 0; vol.sb.orphanHead !== 0; guard++) {
+    if (guard > vol.sb.inodeCount * 4) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
+    const inode = vol.iget(vol.sb.orphanHead)
+    if (inode.isDir && dirCount(inode) > 0) {
+      for (const e of dirList(vol, inode)) {
+        dirRemove(vol, inode, e.name)
+        const child = vol.iget(e.ino)
+        if (child.isDir) {
+          inode.r.nlink--
+          child.r.nlink = 0
+          vol.addOrphan(child)
+        } else {
+          child.r.nlink--
+          vol.idirty(child)
+          if (child.r.nlink === 0) vol.addOrphan(child)
+        }
+        vol.maybeCommit()
+      }
+      continue
+    }
+    if (!inode.isDir && !(inode.r.flags & IF_INLINE)) {
+      // Large files: release extents from the end in steps.
+      const ext = loadExtents(vol, inode)
+      while (ext.length > 64) {
+        const cut = ext[ext.length - 64].l
+        for (const old of unmapRange(ext, cut, 0x8000_0000 - cut)) {
+          vol.decRefRun(old.p, old.n)
+          inode.r.blocks -= old.n
+        }
+        inode.extentsDirty = true
+        vol.idirty(inode)
+        vol.maybeCommit()
+      }
+    }
+    inode.r.share--
+    vol.removeOrphan(inode)
+    if (inode.r.share <= 0) {
+      releaseAll(vol, inode)
+      vol.ifree(inode)
+    }
+    vol.maybeCommit()
+  }
+}
+
+Volume.defaultReaper = reapOrphans
+
+export {DT_DIR, DT_LNK, DT_REG}

@@ -1,0 +1,546 @@
+// The Volume: one opened image. It owns the superblock, the block store (cache + running
+// transaction), the inode cache, block and inode allocation over the reference-count table,
+// and the orphan list. Everything that changes the image goes through it, and nothing is
+// written in place before the journal holds it (journal/journal.ts).
+import {randomBytes} from 'node:crypto'
+import type {BlockDevice} from '../device/device.js'
+import {FileDevice} from '../device/file.js'
+import {
+  BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX, STATE_CLEAN, STATE_DIRTY,
+  IF_ORPHAN, FILESETS_PER_BLOCK,
+} from '../format/constants.js'
+import {FormatError} from '../format/errors.js'
+import {decodeInode, emptyInode, encodeInode, inodeSlotFree, type InodeRecord} from '../format/inode.js'
+import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
+import {decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
+import {PrismError, fail} from '../errors.js'
+import {Journal} from '../journal/journal.js'
+import {BlockStore} from '../journal/store.js'
+import {Inode} from './inode.js'
+import {storeExtents} from './extents.js'
+
+export interface OpenOptions {
+  write: boolean
+  /** seconds to wait for the image lock */
+  wait?: number
+  onWait?: () => void
+  /** told about recoveries made while opening (journal replay, backup superblock) */
+  onNotice?: (msg: string) => void
+  /** skip orphan processing (fsck does its own) */
+  noOrphans?: boolean
+  /** cache capacity in blocks */
+  cacheBlocks?: number
+}
+
+export interface MkfsOptions extends Omit<GeometryOptions, 'blockCount'> {
+  size: number
+  force?: boolean
+}
+
+/** Called after the first root fileset is laid out by mkfs (set by fs/filesets.ts). */
+export type Formatter = (vol: Volume) => void
+
+export class Volume {
+  sb: Superblock
+  readonly store: BlockStore
+  readonly journal: Journal
+  readonly readOnly: boolean
+  /** what opening had to repair or work around */
+  readonly notices: string[] = []
+  /** journal transactions replayed when the image was opened */
+  replayed = 0
+  usedBackupSb = false
+
+  private inodes = new Map<number, Inode>()
+  private dirtyInodes = new Set<Inode>()
+  private dirtyRc = new Set<number>()
+  /** refcount slots freed in this transaction: not reusable until it commits */
+  private freedNow = new Map<number, Uint8Array>()
+  private blockHint = 0
+  private inodeHint = 1
+  private sbDirty = false
+  private closed = false
+  /** hooks run by commit() before anything is encoded (extent maps, directories) */
+  private flushers: Array<(vol: Volume) => void> = []
+  /** fileset table cache, owned by fs/filesets.ts */
+  filesetCache: unknown = null
+
+  private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number}) {
+    this.sb = sb
+    this.journal = journal
+    this.readOnly = dev.readOnly
+    this.store = new BlockStore(dev, journal, opts.cacheBlocks)
+  }
+
+  // ---------------------------------------------------------------- opening
+
+  /** Creates a new image file and formats it; `init` lays out the first fileset. */
+  static mkfs(path: string, opts: MkfsOptions, init: Formatter): Volume {
+    const blocks = Math.floor(opts.size / BLOCK_SIZE)
+    let sb: Superblock
+    try {
+      sb = planGeometry({blockCount: blocks, inodeCount: opts.inodeCount, journalBlocks: opts.journalBlocks, filesetSlots: opts.filesetSlots})
+    } catch (e) {
+      throw new PrismError('EINVAL', (e as Error).message)
+    }
+    const dev = FileDevice.create(path, blocks, !!opts.force)
+    try {
+      return Volume.format(dev, sb, init)
+    } catch (e) {
+      dev.close()
+      throw e
+    }
+  }
+
+  /** Formats any block device (tests use memory devices). */
+  static format(dev: BlockDevice, sb: Superblock, init: Formatter): Volume {
+    sb.uuid = randomBytes(16)
+    sb.freeInodes = sb.inodeCount
+    sb.freeBlocks = sb.dataBlocks
+    // Zero every metadata region: refcount blocks sealed, inode and fileset tables empty.
+    const zero = Buffer.alloc(BLOCK_SIZE * 256)
+    const rc = Buffer.alloc(BLOCK_SIZE)
+    sealRefcountBlock(rc)
+    for (let b = sb.refcountStart; b < sb.refcountStart + sb.refcountBlocks; b++) dev.write(b, rc)
+    for (let b = sb.inodeTableStart; b < sb.dataStart; b += 256) {
+      dev.write(b, zero.subarray(0, Math.min(256, sb.dataStart - b) * BLOCK_SIZE))
+    }
+    Journal.format(dev, sb.journalStart, sb.journalBlocks)
+    dev.write(0, encodeSuperblock(sb))
+    dev.write(sb.blockCount - 1, encodeSuperblock(sb))
+    dev.sync()
+    const journal = new Journal(dev, sb.journalStart, sb.journalBlocks)
+    journal.loadSuper()
+    const vol = new Volume(dev, sb, journal, {})
+    init(vol)
+    vol.commit()
+    return vol
+  }
+
+  static open(path: string, opts: OpenOptions): Volume {
+    const dev = FileDevice.open(path, {write: opts.write, wait: opts.wait, onWait: opts.onWait})
+    try {
+      return Volume.openDevice(dev, opts)
+    } catch (e) {
+      dev.close()
+      if (e instanceof FormatError) throw new PrismError('EBADIMAGE', `${path}: ${e.message}`)
+      throw e
+    }
+  }
+
+  static openDevice(dev: BlockDevice, opts: OpenOptions): Volume {
+    const {sb, backup, problem} = readSuperblock(dev)
+    if (sb.blockCount > dev.blocks) fail('EBADIMAGE', `image is truncated (${dev.blocks} of ${sb.blockCount} blocks)`)
+    const journal = new Journal(dev, sb.journalStart, sb.journalBlocks)
+    try {
+      journal.loadSuper()
+    } catch (e) {
+      throw new PrismError('EBADIMAGE', `${(e as Error).message}; run 'prism fsck --repair'`)
+    }
+    const vol = new Volume(dev, sb, journal, opts)
+    const notice = (m: string) => { vol.notices.push(m); opts.onNotice?.(m) }
+    if (backup) {
+      vol.usedBackupSb = true
+      notice(`primary superblock damaged (${problem}); using the backup copy`)
+    }
+    if (opts.write) {
+      const r = journal.replay()
+      vol.replayed = r.transactions
+      if (r.transactions > 0) {
+        notice(`replayed ${r.transactions} journal transaction(s)`)
+        if (r.blocks.has(0)) vol.sb = decodeSuperblock(r.blocks.get(0)!)
+      }
+    } else {
+      const r = journal.scan()
+      vol.replayed = r.transactions
+      if (r.transactions > 0) {
+        vol.store.setOverlay(r.blocks)
+        if (r.blocks.has(0)) vol.sb = decodeSuperblock(r.blocks.get(0)!)
+      }
+    }
+    if (backup) vol.recountFree()
+    if (opts.write && !opts.noOrphans && vol.sb.orphanHead !== 0) {
+      vol.reapOrphansHook?.(vol)
+    }
+    return vol
+  }
+
+  /** Set by fs/namespace.ts: frees what the orphan list holds (the library never calls upward). */
+  static defaultReaper: ((vol: Volume) => void) | null = null
+
+  get reapOrphansHook(): ((vol: Volume) => void) | null {
+    return Volume.defaultReaper
+  }
+
+  // ---------------------------------------------------------------- transactions
+
+  addFlusher(f: (vol: Volume) => void): void {
+    if (!this.flushers.includes(f)) this.flushers.push(f)
+  }
+
+  markSbDirty(): void {
+    this.sbDirty = true
+  }
+
+  /** True when the running transaction has grown past half the journal. */
+  get txnFull(): boolean {
+    return this.store.dirtyCount + this.dirtyInodes.size / INODES_PER_BLOCK + this.dirtyRc.size >= this.journal.maxBlocks / 2
+  }
+
+  /** Commits if the running transaction is large. Call only where the image is consistent. */
+  maybeCommit(): void {
+    if (this.txnFull) this.commit()
+  }
+
+  get hasChanges(): boolean {
+    return this.store.dirtyCount > 0 || this.dirtyInodes.size > 0 || this.dirtyRc.size > 0 || this.sbDirty
+  }
+
+  /** Writes the running transaction to the journal and then in place. */
+  commit(): void {
+    if (this.readOnly) return
+    for (const f of this.flushers) f(this)
+    if (!this.hasChanges) return
+    for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
+    for (const inode of this.dirtyInodes) this.encodeInodeNow(inode)
+    this.dirtyInodes.clear()
+    for (const idx of this.dirtyRc) sealRefcountBlock(this.store.getMut(this.sb.refcountStart + idx))
+    this.dirtyRc.clear()
+    this.sb.state = STATE_DIRTY
+    this.sb.lastWrite = Date.now()
+    encodeSuperblock(this.sb, this.store.getMut(0))
+    this.sbDirty = false
+    this.store.commit()
+    this.freedNow.clear()
+  }
+
+  /** Forgets every change since the last commit. */
+  abort(): void {
+    this.store.abort()
+    this.inodes.clear()
+    this.dirtyInodes.clear()
+    this.dirtyRc.clear()
+    this.freedNow.clear()
+    this.filesetCache = null
+    this.sbDirty = false
+    const {sb} = readSuperblockFrom(this.store.get(0))
+    this.sb = sb
+  }
+
+  /** Commits, checkpoints the journal, marks the image clean and releases the lock. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    try {
+      if (!this.readOnly && (this.hasChanges || this.journal.committedSeqs.length > 0 || this.replayed > 0 || this.usedBackupSb)) {
+        this.commit()
+        this.journal.checkpoint()
+        this.sb.state = STATE_CLEAN
+        const sbBuf = encodeSuperblock(this.sb)
+        this.dev.write(0, sbBuf)
+        this.dev.sync()
+        this.dev.write(this.sb.blockCount - 1, sbBuf)
+        this.dev.sync()
+      }
+    } finally {
+      this.dev.close()
+    }
+  }
+
+  /** Releases the device without committing (after a failure). */
+  closeAbort(): void {
+    if (this.closed) return
+    this.closed = true
+    this.abort()
+    this.dev.close()
+  }
+
+  // ---------------------------------------------------------------- inodes
+
+  inodeLocation(ino: number): {block: number, off: number} {
+    return {block: this.sb.inodeTableStart + Math.floor(ino / INODES_PER_BLOCK), off: (ino % INODES_PER_BLOCK) * INODE_SIZE}
+  }
+
+  validIno(ino: number): boolean {
+    return Number.isInteger(ino) && ino >= 1 && ino <= this.sb.inodeCount
+  }
+
+  /** The inode `ino`, which must be in use. */
+  iget(ino: number): Inode {
+    const cached = this.inodes.get(ino)
+    if (cached) return cached
+    if (!this.validIno(ino)) fail('EBADIMAGE', `inode number ${ino} out of range; run 'prism fsck'`)
+    const {block, off} = this.inodeLocation(ino)
+    const buf = this.store.get(block)
+    if (inodeSlotFree(buf, off)) fail('EBADIMAGE', `inode ${ino} is referenced but free; run 'prism fsck'`)
+    let r: InodeRecord
+    try {
+      r = decodeInode(buf, off, ino)
+    } catch (e) {
+      if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck'`)
+      throw e
+    }
+    const inode = new Inode(ino, r)
+    if (this.inodes.size > 200_000) this.trimInodeCache()
+    this.inodes.set(ino, inode)
+    return inode
+  }
+
+  private trimInodeCache(): void {
+    for (const [ino, inode] of this.inodes) if (!this.dirtyInodes.has(inode)) this.inodes.delete(ino)
+  }
+
+  /** Marks an inode changed in this transaction. */
+  idirty(inode: Inode): void {
+    this.dirtyInodes.add(inode)
+  }
+
+  private encodeInodeNow(inode: Inode): void {
+    const {block, off} = this.inodeLocation(inode.ino)
+    encodeInode(inode.r, this.store.getMut(block), off)
+  }
+
+  /** Allocates a fresh inode (share count 1, link count 0) near `goal`. */
+  ialloc(mode: number, goal = this.inodeHint): Inode {
+    if (this.sb.freeInodes === 0) fail('ENOSPC', 'no free inodes left in the image')
+    const n = this.sb.inodeCount
+    let ino = goal >= 1 && goal <= n ? goal : 1
+    for (let tries = 0; tries <= n; tries++, ino = ino >= n ? 1 : ino + 1) {
+      if (this.inodeSlotUsed(ino)) continue
+      const r = emptyInode()
+      const {block, off} = this.inodeLocation(ino)
+      r.generation = this.store.get(block).readUInt32LE(off + 0x14) + 1
+      r.mode = mode
+      r.share = 1
+      const inode = new Inode(ino, r)
+      this.inodes.set(ino, inode)
+      this.idirty(inode)
+      this.sb.freeInodes--
+      this.markSbDirty()
+      this.inodeHint = ino + 1
+      return inode
+    }
+    fail('ENOSPC', 'no free inodes left in the image')
+  }
+
+  inodeSlotUsed(ino: number): boolean {
+    const c = this.inodes.get(ino)
+    if (c) return c.r.mode !== 0
+    const {block, off} = this.inodeLocation(ino)
+    return !inodeSlotFree(this.store.get(block), off)
+  }
+
+  /** Frees an inode slot; its blocks must already be released. */
+  ifree(inode: Inode): void {
+    const gen = inode.r.generation
+    inode.r = emptyInode()
+    inode.r.generation = gen
+    inode.extents = []
+    inode.treeBlocks = []
+    inode.extentsDirty = false
+    this.idirty(inode)
+    this.sb.freeInodes++
+    this.markSbDirty()
+    if (inode.ino < this.inodeHint) this.inodeHint = inode.ino
+  }
+
+  // ---------------------------------------------------------------- reference counts
+
+  private rcBlock(block: number): {index: number, slot: number} {
+    if (block < this.sb.dataStart || block >= this.sb.dataStart + this.sb.dataBlocks) {
+      fail('EBADIMAGE', `block ${block} is outside the data area; run 'prism fsck'`)
+    }
+    const i = block - this.sb.dataStart
+    return {index: Math.floor(i / REFCOUNTS_PER_BLOCK), slot: i % REFCOUNTS_PER_BLOCK}
+  }
+
+  private rcBuf(index: number): Buffer {
+    const b = this.sb.refcountStart + index
+    const buf = this.store.get(b)
+    if (!this.store.isDirty(b) && !refcountBlockOk(buf)) {
+      fail('EBADIMAGE', `refcount table block ${index} checksum mismatch; run 'prism fsck --repair'`)
+    }
+    return buf
+  }
+
+  refcount(block: number): number {
+    const {index, slot} = this.rcBlock(block)
+    return this.rcBuf(index)[slot]
+  }
+
+  private setRc(block: number, v: number): void {
+    const {index, slot} = this.rcBlock(block)
+    this.rcBuf(index)
+    this.store.getMut(this.sb.refcountStart + index)[slot] = v
+    this.dirtyRc.add(index)
+  }
+
+  /** Adds a reference to a block. Returns false (and changes nothing) when the counter is full. */
+  incRef(block: number): boolean {
+    const c = this.refcount(block)
+    if (c === 0) fail('EBADIMAGE', `block ${block} is in use but marked free; run 'prism fsck --repair'`)
+    if (c >= REFCOUNT_MAX) return false
+    this.setRc(block, c + 1)
+    return true
+  }
+
+  /** Drops a reference; a block that reaches 0 is free, but not reusable before this transaction commits. */
+  decRef(block: number): void {
+    const c = this.refcount(block)
+    if (c === 0) fail('EBADIMAGE', `block ${block} freed twice; run 'prism fsck --repair'`)
+    this.setRc(block, c - 1)
+    if (c === 1) {
+      const {index, slot} = this.rcBlock(block)
+      let pinned = this.freedNow.get(index)
+      if (!pinned) this.freedNow.set(index, (pinned = new Uint8Array(REFCOUNTS_PER_BLOCK)))
+      pinned[slot] = 1
+      this.sb.freeBlocks++
+      this.markSbDirty()
+    }
+  }
+
+  decRefRun(p: number, n: number): void {
+    for (let i = 0; i < n; i++) this.decRef(p + i)
+  }
+
+  /**
+   * Allocates up to `want` contiguous free blocks, preferring `goal`, each with count 1.
+   * Returns the first block and how many were taken (at least 1).
+   */
+  allocRun(want: number, goal?: number): {p: number, n: number} {
+    if (this.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
+    const {dataStart, dataBlocks} = this.sb
+    let start = goal !== undefined && goal >= dataStart && goal < dataStart + dataBlocks ? goal - dataStart : this.blockHint
+    const tables = Math.ceil(dataBlocks / REFCOUNTS_PER_BLOCK)
+    let index = Math.floor(start / REFCOUNTS_PER_BLOCK)
+    let slot = start % REFCOUNTS_PER_BLOCK
+    for (let scanned = 0; scanned <= tables; scanned++) {
+      const buf = this.rcBuf(index)
+      const pinned = this.freedNow.get(index)
+      const limit = Math.min(REFCOUNTS_PER_BLOCK, dataBlocks - index * REFCOUNTS_PER_BLOCK)
+      while (slot < limit) {
+        const z = buf.indexOf(0, slot)
+        if (z < 0 || z >= limit) break
+        if (pinned && pinned[z]) { slot = z + 1; continue }
+        // Extend the run as far as it goes (within this table block).
+        let e = z + 1
+        while (e < limit && e - z < want && buf[e] === 0 && !(pinned && pinned[e])) e++
+        const n = e - z
+        const mut = this.store.getMut(this.sb.refcountStart + index)
+        mut.fill(1, z, e)
+        this.dirtyRc.add(index)
+        this.sb.freeBlocks -= n
+        this.markSbDirty()
+        const rel = index * REFCOUNTS_PER_BLOCK + z
+        this.blockHint = rel + n
+        return {p: dataStart + rel, n}
+      }
+      index = index + 1 >= tables ? 0 : index + 1
+      slot = 0
+    }
+    fail('ENOSPC', 'no free blocks left in the image')
+  }
+
+  /** Recomputes the free counters from the tables (after using the backup superblock). */
+  recountFree(): void {
+    let freeBlocks = 0
+    const tables = Math.ceil(this.sb.dataBlocks / REFCOUNTS_PER_BLOCK)
+    this.store.prefetch(this.sb.refcountStart, tables)
+    for (let i = 0; i < tables; i++) {
+      const buf = this.store.get(this.sb.refcountStart + i)
+      const limit = Math.min(REFCOUNTS_PER_BLOCK, this.sb.dataBlocks - i * REFCOUNTS_PER_BLOCK)
+      for (let s = 0; s < limit; s++) if (buf[s] === 0) freeBlocks++
+    }
+    let freeInodes = 0
+    let orphanHead = 0
+    this.store.prefetch(this.sb.inodeTableStart, this.sb.inodeTableBlocks)
+    for (let ino = 1; ino <= this.sb.inodeCount; ino++) {
+      const {block, off} = this.inodeLocation(ino)
+      const buf = this.store.get(block)
+      if (inodeSlotFree(buf, off)) freeInodes++
+      else if (buf.readUInt16LE(off + 2) & IF_ORPHAN && orphanHead === 0) orphanHead = ino
+    }
+    let maxId = 0
+    let maxClone = this.sb.cloneClock
+    for (let b = 0; b < this.sb.filesetTableBlocks; b++) {
+      const buf = this.store.get(this.sb.filesetTableStart + b)
+      for (let s = 0; s < FILESETS_PER_BLOCK; s++) {
+        maxId = Math.max(maxId, buf.readUInt32LE(s * 256))
+        maxClone = Math.max(maxClone, buf.readUInt32LE(s * 256 + 0x18))
+      }
+    }
+    this.sb.freeBlocks = freeBlocks
+    this.sb.freeInodes = freeInodes
+    if (this.sb.orphanHead === 0) this.sb.orphanHead = orphanHead
+    this.sb.nextFilesetId = Math.max(this.sb.nextFilesetId, maxId + 1)
+    this.sb.cloneClock = maxClone
+    this.markSbDirty()
+  }
+
+  // ---------------------------------------------------------------- orphans
+
+  /** Puts an unlinked inode on the orphan list: it is freed even if we crash first. */
+  addOrphan(inode: Inode): void {
+    if (inode.r.flags & IF_ORPHAN) return
+    inode.r.flags |= IF_ORPHAN
+    inode.r.nextOrphan = this.sb.orphanHead
+    this.sb.orphanHead = inode.ino
+    this.idirty(inode)
+    this.markSbDirty()
+  }
+
+  removeOrphan(inode: Inode): void {
+    if (!(inode.r.flags & IF_ORPHAN)) return
+    if (this.sb.orphanHead === inode.ino) {
+      this.sb.orphanHead = inode.r.nextOrphan
+      this.markSbDirty()
+    } else {
+      let prev = this.iget(this.sb.orphanHead)
+      for (let guard = 0; prev.r.nextOrphan !== inode.ino; guard++) {
+        if (prev.r.nextOrphan === 0 || guard > this.sb.inodeCount) fail('EBADIMAGE', 'orphan list is damaged; run prism fsck --repair')
+        prev = this.iget(prev.r.nextOrphan)
+      }
+      prev.r.nextOrphan = inode.r.nextOrphan
+      this.idirty(prev)
+    }
+    inode.r.flags &= ~IF_ORPHAN
+    inode.r.nextOrphan = 0
+    this.idirty(inode)
+  }
+
+  /** Bumps and returns the global logical clone clock (paper §3.3). */
+  tickCloneClock(): number {
+    this.sb.cloneClock = (this.sb.cloneClock + 1) >>> 0
+    this.markSbDirty()
+    return this.sb.cloneClock
+  }
+}
+
+function readSuperblockFrom(buf: Buffer): {sb: Superblock} {
+  return {sb: decodeSuperblock(buf)}
+}
+
+/** Reads the primary superblock, falling back to the backup in the image's last block. */
+function readSuperblock(dev: BlockDevice): {sb: Superblock, backup: boolean, problem?: string} {
+  const buf = Buffer.alloc(BLOCK_SIZE)
+  dev.read(0, buf)
+  try {
+    return {sb: decodeSuperblock(buf), backup: false}
+  } catch (e) {
+    if (!(e instanceof FormatError)) throw e
+    if (e.field === 'version' && hasSbMagic(buf)) throw new PrismError('EBADIMAGE', e.message)
+    const last = Buffer.alloc(BLOCK_SIZE)
+    if (dev.blocks > 1) dev.read(dev.blocks - 1, last)
+    try {
+      const sb = decodeSuperblock(last)
+      if (sb.blockCount !== dev.blocks) throw e
+      return {sb, backup: true, problem: e.message}
+    } catch (e2) {
+      if (e2 instanceof FormatError && e2.field === 'version' && hasSbMagic(last)) throw new PrismError('EBADIMAGE', e2.message)
+      if (!hasSbMagic(buf) && !hasSbMagic(last)) throw new PrismError('EBADIMAGE', 'not a Prism image')
+      throw new PrismError('EBADIMAGE', `superblock and its backup are both damaged (${e.message})`)
+    }
+  }
+}
+
+export {planGeometry}

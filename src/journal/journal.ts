@@ -1,0 +1,183 @@
+// The journal: a JBD-like redo log in a fixed region of the image. A transaction is
+// written as descriptor blocks (where each block belongs and its CRC), the block images,
+// and a commit record, and is made durable before any of its blocks is written in place.
+// Replay applies every complete transaction in sequence order and ignores a torn one.
+// Layout and rules: docs/FORMAT.md §3. This layer knows blocks, never what is in them.
+import type {BlockDevice} from '../device/device.js'
+import {crc32} from '../format/checksum.js'
+import {BLOCK_SIZE} from '../format/constants.js'
+import {FormatError} from '../format/errors.js'
+import {
+  TAGS_PER_DESC, decodeCommit, decodeDescriptor, decodeJournalSuper, encodeCommit, encodeDescriptor,
+  encodeJournalSuper, txnCrcOf, type Tag,
+} from '../format/journal.js'
+
+export interface ReplayResult {
+  transactions: number
+  /** final image of every logged block, last transaction wins */
+  blocks: Map<number, Buffer>
+  firstSeq: number
+  lastSeq: number
+}
+
+export class Journal {
+  /** sequence number of the next transaction */
+  seq = 1
+  /** next free block offset inside the journal region (block 0 is the journal superblock) */
+  private pos = 1
+  /** true once a transaction has been logged since the last checkpoint */
+  private logged = false
+  /** transactions committed by this process (for tests and the no-overlap check) */
+  committedSeqs: number[] = []
+
+  constructor(private dev: BlockDevice, readonly start: number, readonly size: number) {}
+
+  /** Blocks a single transaction may hold, descriptors and commit included. */
+  get capacity(): number {
+    return this.size - 1
+  }
+
+  /** Largest number of metadata blocks that fit in one transaction. */
+  get maxBlocks(): number {
+    const usable = this.capacity - 1
+    return usable - Math.ceil(usable / (TAGS_PER_DESC + 1))
+  }
+
+  static format(dev: BlockDevice, start: number, size: number): void {
+    dev.write(start, encodeJournalSuper({seq: 1, blocks: size}))
+  }
+
+  loadSuper(): void {
+    const buf = Buffer.alloc(BLOCK_SIZE)
+    this.dev.read(this.start, buf)
+    const j = decodeJournalSuper(buf)
+    if (j.blocks !== this.size) throw new FormatError('journal superblock', 'value', 'journal size disagrees with the superblock')
+    this.seq = j.seq
+    this.pos = 1
+  }
+
+  /** Reads every complete transaction from block 1 on, without applying anything. */
+  scan(): ReplayResult {
+    const res: ReplayResult = {transactions: 0, blocks: new Map(), firstSeq: this.seq, lastSeq: this.seq - 1}
+    let pos = 1
+    let seq = this.seq
+    const buf = Buffer.alloc(BLOCK_SIZE)
+    for (;;) {
+      const txn = this.readTxn(pos, seq, buf)
+      if (!txn) break
+      for (const [target, data] of txn.blocks) res.blocks.set(target, data)
+      res.transactions++
+      res.lastSeq = seq
+      pos = txn.next
+      seq++
+    }
+    return res
+  }
+
+  private readTxn(pos: number, seq: number, buf: Buffer): {blocks: Array<[number, Buffer]>, next: number} | null {
+    const blocks: Array<[number, Buffer]> = []
+    const tags: Tag[] = []
+    for (;;) {
+      if (pos >= this.size) return null
+      this.dev.read(this.start + pos, buf)
+      const commit = decodeCommit(buf, seq)
+      if (commit) {
+        if (commit.nblocks !== blocks.length || blocks.length === 0 || commit.txnCrc !== txnCrcOf(tags)) return null
+        return {blocks, next: pos + 1}
+      }
+      const t = decodeDescriptor(buf, seq)
+      if (!t) return null
+      pos++
+      if (pos + t.length > this.size) return null
+      const data = Buffer.alloc(t.length * BLOCK_SIZE)
+      this.dev.read(this.start + pos, data)
+      for (let i = 0; i < t.length; i++) {
+        const b = data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)
+        if (crc32(b) !== t[i].crc) return null // torn: this transaction never committed
+        blocks.push([t[i].target, b])
+        tags.push(t[i])
+      }
+      pos += t.length
+    }
+  }
+
+  /** Applies committed transactions in place, makes them durable, and empties the journal. */
+  replay(): ReplayResult {
+    const res = this.scan()
+    if (res.transactions === 0) return res
+    writeRuns(this.dev, res.blocks)
+    this.dev.sync()
+    this.seq = res.lastSeq + 1
+    this.writeSuper()
+    this.dev.sync()
+    return res
+  }
+
+  /**
+   * Logs `blocks` as one transaction and writes them in place. Ordered mode: the caller has
+   * already written the data blocks this transaction makes reachable; the first sync below
+   * makes them durable together with the log, before the commit record is written.
+   */
+  commit(blocks: Map<number, Buffer>): void {
+    const n = blocks.size
+    if (n === 0) return
+    const ndesc = Math.ceil(n / TAGS_PER_DESC)
+    const total = n + ndesc + 1
+    if (total > this.capacity) throw new Error(`transaction of ${n} blocks exceeds the journal (${this.maxBlocks})`)
+    if (this.pos + total > this.size) this.checkpoint()
+
+    const targets = [...blocks.keys()]
+    const body = Buffer.alloc((n + ndesc) * BLOCK_SIZE)
+    const allTags: Tag[] = []
+    let o = 0
+    for (let d = 0; d < ndesc; d++) {
+      const chunk = targets.slice(d * TAGS_PER_DESC, (d + 1) * TAGS_PER_DESC)
+      const tags = chunk.map((t) => ({target: t, crc: crc32(blocks.get(t)!)}))
+      encodeDescriptor(this.seq, tags, body.subarray(o, o + BLOCK_SIZE))
+      o += BLOCK_SIZE
+      for (const t of chunk) {
+        blocks.get(t)!.copy(body, o)
+        o += BLOCK_SIZE
+      }
+      allTags.push(...tags)
+    }
+    this.dev.write(this.start + this.pos, body)
+    this.dev.sync()
+    const commit = Buffer.alloc(BLOCK_SIZE)
+    encodeCommit({seq: this.seq, nblocks: n, txnCrc: txnCrcOf(allTags), time: Date.now()}, commit)
+    this.dev.write(this.start + this.pos + n + ndesc, commit)
+    this.dev.sync()
+    // Durable from here on: replay would redo the rest.
+    this.committedSeqs.push(this.seq)
+    this.pos += total
+    this.seq++
+    this.logged = true
+    writeRuns(this.dev, blocks)
+  }
+
+  /** Makes in-place writes durable, then marks the log empty so it can be reused from block 1. */
+  checkpoint(): void {
+    if (!this.logged) return
+    this.dev.sync()
+    this.writeSuper()
+    this.pos = 1
+    this.logged = false
+  }
+
+  private writeSuper(): void {
+    this.dev.write(this.start, encodeJournalSuper({seq: this.seq, blocks: this.size}))
+  }
+}
+
+/** Writes blocks in place, coalescing runs of consecutive block numbers into one write. */
+export function writeRuns(dev: BlockDevice, blocks: Map<number, Buffer>): void {
+  const targets = [...blocks.keys()].sort((a, b) => a - b)
+  let i = 0
+  while (i < targets.length) {
+    let j = i + 1
+    while (j < targets.length && targets[j] === targets[j - 1] + 1 && j - i < 256) j++
+    if (j - i === 1) dev.write(targets[i], blocks.get(targets[i])!)
+    else dev.write(targets[i], Buffer.concat(targets.slice(i, j).map((t) => blocks.get(t)!)))
+    i = j
+  }
+}

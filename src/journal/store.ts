@@ -1,0 +1,121 @@
+// BlockStore: the block cache and the running transaction. The filesystem reads metadata
+// blocks through get(), changes them through getMut() or fresh(), and commit() hands every
+// dirty block to the journal at once; abort() forgets them, so a failed operation leaves
+// the image as the last commit left it. Data blocks bypass the cache (writeData), and
+// reach the device before the commit that makes them reachable.
+import type {BlockDevice} from '../device/device.js'
+import {BLOCK_SIZE} from '../format/constants.js'
+import type {Journal} from './journal.js'
+
+export class BlockStore {
+  private cache = new Map<number, Buffer>()
+  private dirty = new Map<number, Buffer>()
+  /** blocks from an unreplayed journal, for read-only opens (never evicted) */
+  private overlay = new Map<number, Buffer>()
+  stats = {reads: 0, hits: 0, commits: 0}
+
+  constructor(readonly dev: BlockDevice, readonly journal: Journal | null, private capacity = 32768) {}
+
+  setOverlay(blocks: Map<number, Buffer>): void {
+    this.overlay = blocks
+  }
+
+  get dirtyCount(): number {
+    return this.dirty.size
+  }
+
+  isDirty(block: number): boolean {
+    return this.dirty.has(block)
+  }
+
+  /** The current content of a block. Callers must not modify it: use getMut(). */
+  get(block: number): Buffer {
+    const d = this.dirty.get(block)
+    if (d) return d
+    const c = this.cache.get(block)
+    if (c) {
+      this.stats.hits++
+      return c
+    }
+    const o = this.overlay.get(block)
+    if (o) return o
+    const buf = Buffer.allocUnsafe(BLOCK_SIZE)
+    this.dev.read(block, buf)
+    this.stats.reads++
+    this.remember(block, buf)
+    return buf
+  }
+
+  /** Reads `count` consecutive blocks into the cache with one device read. */
+  prefetch(block: number, count: number): void {
+    let start = block
+    const end = block + count
+    while (start < end && (this.cache.has(start) || this.dirty.has(start))) start++
+    if (start >= end) return
+    const n = Math.min(end - start, 256)
+    const big = Buffer.allocUnsafe(n * BLOCK_SIZE)
+    this.dev.read(start, big)
+    this.stats.reads++
+    for (let i = 0; i < n; i++) {
+      const b = start + i
+      if (this.cache.has(b) || this.dirty.has(b) || this.overlay.has(b)) continue
+      this.remember(b, Buffer.from(big.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)))
+    }
+    if (start + n < end) this.prefetch(start + n, end - start - n)
+  }
+
+  /** The block, to be changed in this transaction. */
+  getMut(block: number): Buffer {
+    const d = this.dirty.get(block)
+    if (d) return d
+    const buf = Buffer.from(this.get(block))
+    this.cache.delete(block)
+    this.dirty.set(block, buf)
+    return buf
+  }
+
+  /** A zeroed block that will be written whole in this transaction (nothing is read). */
+  fresh(block: number): Buffer {
+    const buf = Buffer.alloc(BLOCK_SIZE)
+    this.cache.delete(block)
+    this.dirty.set(block, buf)
+    return buf
+  }
+
+  /** Writes file data straight to the device (ordered mode: before the commit). */
+  writeData(block: number, data: Buffer): void {
+    this.dev.write(block, data)
+    for (let i = 0; i < data.length / BLOCK_SIZE; i++) this.cache.delete(block + i)
+  }
+
+  readData(block: number, buf: Buffer): void {
+    this.dev.read(block, buf)
+  }
+
+  /** Logs every dirty block as one transaction, then writes them in place. */
+  commit(): void {
+    if (this.dirty.size === 0) return
+    if (!this.journal) throw new Error('commit on a store without a journal')
+    this.journal.commit(this.dirty)
+    for (const [b, buf] of this.dirty) this.remember(b, buf)
+    this.dirty = new Map()
+    this.stats.commits++
+  }
+
+  /** Forgets every change since the last commit. */
+  abort(): void {
+    this.dirty = new Map()
+  }
+
+  private remember(block: number, buf: Buffer): void {
+    if (this.cache.size >= this.capacity) {
+      // Evict the oldest eighth; Map iteration order is insertion order.
+      let n = this.capacity >> 3
+      for (const k of this.cache.keys()) {
+        this.cache.delete(k)
+        if (--n <= 0) break
+      }
+    }
+    this.cache.set(block, buf)
+  }
+}

@@ -1,0 +1,385 @@
+// cp: host to image, image to host, image to image. Recursive copies keep file type, mode,
+// owner, mtime, symlinks and hard links. Copying out never writes outside the target
+// directory: names from the image are checked again, nothing is opened through a symlink
+// (O_NOFOLLOW), and a directory is entered only after lstat shows it is a real directory.
+import fs from 'node:fs'
+import path from 'node:path'
+import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
+import {nameProblem} from '../format/dirent.js'
+import {fail, PrismError} from '../errors.js'
+import {dirList} from '../fs/dir.js'
+import {shareData, streamData} from '../fs/extents.js'
+import type {Inode} from '../fs/inode.js'
+import {Namespace, splitPath} from '../fs/namespace.js'
+import type {Volume} from '../fs/volume.js'
+import {namespace} from '../fs/image.js'
+
+export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string}
+
+export interface CopyOptions {
+  recursive?: boolean
+  /** treat the destination as the name to create, never as a directory to copy into (cp -T) */
+  noTargetDirectory?: boolean
+  onProgress?: (p: CopyStats) => void
+  onWarning?: (msg: string) => void
+}
+
+export interface CopyStats {
+  files: number
+  dirs: number
+  symlinks: number
+  hardlinks: number
+  bytes: number
+  skipped: number
+}
+
+interface Ctx {
+  opts: CopyOptions
+  stats: CopyStats
+  /** host dev:ino -> image inode (import), image ino -> host path (export), image ino -> image inode (copy) */
+  links: Map<string | number, Inode | string>
+  lastReport: number
+}
+
+const READ_CHUNK = 8 * 1024 * 1024
+
+function newCtx(opts: CopyOptions): Ctx {
+  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0}
+}
+
+function progress(ctx: Ctx): void {
+  if (!ctx.opts.onProgress) return
+  const t = Date.now()
+  if (t - ctx.lastReport < 100) return
+  ctx.lastReport = t
+  ctx.opts.onProgress(ctx.stats)
+}
+
+function baseName(p: string): string {
+  const comps = splitPath(p)
+  return comps.length ? comps[comps.length - 1] : ''
+}
+
+function joinImage(dir: string, name: string): string {
+  return (dir.endsWith('/') ? dir : dir + '/') + name
+}
+
+function hostErr(e: unknown, what: string): PrismError {
+  const err = e as NodeJS.ErrnoException
+  if (err instanceof PrismError) return err
+  const map: Record<string, 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOSPC' | 'ELOOP' | 'EROFS'> = {
+    ENOENT: 'ENOENT', EEXIST: 'EEXIST', ENOTDIR: 'ENOTDIR', EISDIR: 'EISDIR', ENOSPC: 'ENOSPC', ELOOP: 'ELOOP', EACCES: 'EROFS', EPERM: 'EROFS',
+  }
+  return new PrismError(map[err.code ?? ''] ?? 'EIO', `${what}: ${err.message.replace(/^[A-Z]+: /, '')}`)
+}
+
+function hostLstat(p: string): fs.BigIntStats | null {
+  try {
+    return fs.lstatSync(p, {bigint: true})
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw hostErr(e, p)
+  }
+}
+
+function tsOf(ns: bigint): {s: number, ns: number} {
+  return {s: Number(ns / 1_000_000_000n), ns: Number(ns % 1_000_000_000n)}
+}
+
+/** Copies sources to a destination, following cp's rules for an existing directory target. */
+export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions = {}): CopyStats {
+  const ctx = newCtx(opts)
+  if (srcs.length === 0) fail('EUSAGE', 'nothing to copy')
+  if (dst.kind === 'host' && srcs.some((s) => s.kind === 'host')) fail('EUSAGE', 'one of source or destination must be inside the image (FILESET:/path)')
+  const dstIsDir = locIsDir(vol, dst)
+  if (srcs.length > 1 && !dstIsDir) fail('ENOTDIR', `target '${show(dst)}' is not a directory`)
+  for (const src of srcs) {
+    let target = dst
+    // A directory copied onto a fileset's root fills that root (prism cp -r ./rootfs root:/).
+    const ontoRoot = dst.kind === 'image' && splitPath(dst.path).length === 0 && locIsDir(vol, src) && srcs.length === 1
+    if (dstIsDir && !opts.noTargetDirectory && !ontoRoot) {
+      const name = src.kind === 'host' ? path.basename(path.resolve(src.path)) : baseName(src.path)
+      if (!name) fail('EINVAL', `cannot copy the root of ${show(src)} into a directory; copy onto ${dst.kind === 'image' ? dst.fileset + ':/' : 'a new path'}`)
+      target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {kind: 'image', fileset: dst.fileset, path: joinImage(dst.path, name)}
+    }
+    if (src.kind === 'host' && target.kind === 'image') importPath(namespace(vol, target.fileset), src.path, target.path, ctx)
+    else if (src.kind === 'image' && target.kind === 'host') exportPath(namespace(vol, src.fileset), src.path, target.path, ctx)
+    else if (src.kind === 'image' && target.kind === 'image') copyInImage(namespace(vol, src.fileset), src.path, namespace(vol, target.fileset), target.path, ctx)
+  }
+  opts.onProgress?.(ctx.stats)
+  return ctx.stats
+}
+
+function show(l: Location): string {
+  return l.kind === 'host' ? l.path : `${l.fileset}:${l.path}`
+}
+
+function locIsDir(vol: Volume, l: Location): boolean {
+  if (l.kind === 'host') {
+    try {
+      return fs.statSync(l.path).isDirectory()
+    } catch {
+      return false
+    }
+  }
+  const ns = namespace(vol, l.fileset)
+  try {
+    return ns.resolve(l.path, true).isDir
+  } catch (e) {
+    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return false
+    throw e
+  }
+}
+
+// ---------------------------------------------------------------- host -> image
+
+function importPath(ns: Namespace, hostPath: string, imgPath: string, ctx: Ctx): void {
+  const st = hostLstat(hostPath)
+  if (!st) fail('ENOENT', `${hostPath}: no such file or directory`)
+  if (st.isDirectory() && !ctx.opts.recursive) fail('EISDIR', `${hostPath}: is a directory (use -r)`)
+  const comps = splitPath(imgPath)
+  if (comps.length === 0) {
+    if (!st.isDirectory()) fail('EISDIR', `${ns.where('/')}: is the fileset's root`)
+    importDirContents(ns, ns.root(), hostPath, ctx)
+    setDirAttrs(ns, ns.root(), st)
+    return
+  }
+  const {dir, name} = ns.resolveParent(imgPath)
+  importChild(ns, dir, name, hostPath, st, ctx)
+}
+
+function importChild(ns: Namespace, dir: Inode, name: Buffer, hostPath: string, st: fs.BigIntStats, ctx: Ctx): void {
+  const vol = ns.vol
+  const existing = ns.lookupEntry(dir, name)
+  const attrs = {uid: Number(st.uid), gid: Number(st.gid)}
+  if (st.isDirectory()) {
+    let d: Inode
+    if (existing && vol.iget(existing.ino).isDir) d = vol.iget(existing.ino)
+    else {
+      if (existing) ns.removeChild(dir, name)
+      d = ns.createIn(dir, name, S_IFDIR | Number(st.mode & 0o7777n), attrs)
+    }
+    ctx.stats.dirs++
+    importDirContents(ns, d, hostPath, ctx)
+    setDirAttrs(ns, d, st)
+    return
+  }
+  if (st.isSymbolicLink()) {
+    if (existing) ns.removeChild(dir, name)
+    const target = fs.readlinkSync(hostPath)
+    const inode = ns.createIn(dir, name, S_IFLNK | 0o777, attrs)
+    ns.writeInode(inode, 0, Buffer.from(target))
+    ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+    ctx.stats.symlinks++
+    return
+  }
+  if (!st.isFile()) {
+    ctx.stats.skipped++
+    ctx.opts.onWarning?.(`${hostPath}: skipped (not a regular file, directory or symlink)`)
+    return
+  }
+  const key = `${st.dev}:${st.ino}`
+  if (st.nlink > 1n && ctx.links.has(key)) {
+    if (existing) ns.removeChild(dir, name)
+    ns.linkInode(ctx.links.get(key) as Inode, dir, name)
+    ctx.stats.hardlinks++
+    return
+  }
+  if (existing) ns.removeChild(dir, name)
+  const inode = ns.createIn(dir, name, S_IFREG | Number(st.mode & 0o7777n), attrs)
+  importFileData(ns, inode, hostPath, Number(st.size), ctx)
+  ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+  if (st.nlink > 1n) ctx.links.set(key, inode)
+  ctx.stats.files++
+  progress(ctx)
+  ns.vol.maybeCommit()
+}
+
+function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: number, ctx: Ctx): void {
+  let fd: number
+  try {
+    fd = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  } catch (e) {
+    throw hostErr(e, hostPath)
+  }
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(BLOCK_SIZE, size)))
+    let off = 0
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, off)
+      if (n === 0) break
+      // Sparse input: an all-zero block-aligned chunk past the written data stays a hole.
+      if (n === buf.length && off % BLOCK_SIZE === 0 && isZero(buf, n)) {
+        off += n
+        continue
+      }
+      ns.writeInode(inode, off, buf.subarray(0, n))
+      off += n
+      ctx.stats.bytes += n
+      if (n === buf.length) progress(ctx)
+    }
+    if (inode.r.size < off) ns.truncateInode(inode, off)
+  } catch (e) {
+    throw hostErr(e, hostPath)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+function isZero(buf: Buffer, n: number): boolean {
+  for (let i = 0; i < n; i += 8) if (buf.readBigUInt64LE(i) !== 0n) return false
+  return true
+}
+
+function importDirContents(ns: Namespace, dir: Inode, hostPath: string, ctx: Ctx): void {
+  let names: string[]
+  try {
+    names = fs.readdirSync(hostPath)
+  } catch (e) {
+    throw hostErr(e, hostPath)
+  }
+  names.sort()
+  for (const n of names) {
+    const child = path.join(hostPath, n)
+    const st = hostLstat(child)
+    if (!st) continue
+    const nb = Buffer.from(n, 'utf8')
+    const p = nameProblem(nb)
+    if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${child}: ${p}`)
+    importChild(ns, dir, nb, child, st, ctx)
+  }
+}
+
+function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
+  d.r.mode = S_IFDIR | Number(st.mode & 0o7777n)
+  ns.chown(d, Number(st.uid), Number(st.gid))
+  ns.setTimes(d, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+}
+
+// ---------------------------------------------------------------- image -> host
+
+function exportPath(ns: Namespace, imgPath: string, hostPath: string, ctx: Ctx): void {
+  const inode = ns.resolve(imgPath, false)
+  if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${ns.where(imgPath)}: is a directory (use -r)`)
+  exportNode(ns, inode, hostPath, ctx)
+}
+
+const isRoot = process.getuid?.() === 0
+
+function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx): void {
+  const r = inode.r
+  const mtime = new Date(r.mtimeS * 1000 + r.mtimeNs / 1e6)
+  const atime = new Date(r.atimeS * 1000 + r.atimeNs / 1e6)
+  const existing = hostLstat(hostPath)
+  try {
+    if (inode.isDir) {
+      if (existing && !existing.isDirectory()) fail('EEXIST', `${hostPath}: exists and is not a directory`)
+      if (!existing) fs.mkdirSync(hostPath, {mode: 0o700})
+      // Re-check: what we enter must be a real directory, never a symlink.
+      if (!fs.lstatSync(hostPath).isDirectory()) fail('EEXIST', `${hostPath}: not a directory`)
+      ctx.stats.dirs++
+      for (const e of dirList(ns.vol, inode)) {
+        const p = nameProblem(e.name)
+        if (p) {
+          ctx.stats.skipped++
+          ctx.opts.onWarning?.(`${hostPath}: skipped an entry with an unsafe name (${p})`)
+          continue
+        }
+        exportNode(ns, ns.vol.iget(e.ino), path.join(hostPath, e.name.toString('utf8')), ctx)
+      }
+      fs.chmodSync(hostPath, r.mode & 0o7777)
+      if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
+      fs.utimesSync(hostPath, atime, mtime)
+      return
+    }
+    if (existing?.isDirectory()) fail('EISDIR', `${hostPath}: is a directory`)
+    if (inode.isLnk) {
+      if (existing) fs.unlinkSync(hostPath)
+      fs.symlinkSync(ns.readlinkInode(inode), hostPath)
+      if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
+      fs.lutimesSync(hostPath, atime, mtime)
+      ctx.stats.symlinks++
+      return
+    }
+    const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
+    if (typeof prev === 'string') {
+      if (existing) fs.unlinkSync(hostPath)
+      fs.linkSync(prev, hostPath)
+      ctx.stats.hardlinks++
+      return
+    }
+    if (existing) fs.unlinkSync(hostPath) // never write through an existing name (it may be a symlink)
+    const fd = fs.openSync(hostPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, r.mode & 0o777)
+    try {
+      streamData(ns.vol, inode, (buf) => {
+        let done = 0
+        while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done)
+        ctx.stats.bytes += buf.length
+      })
+      fs.fchmodSync(fd, r.mode & 0o7777)
+      if (isRoot) fs.fchownSync(fd, r.uid, r.gid)
+      fs.futimesSync(fd, atime, mtime)
+    } finally {
+      fs.closeSync(fd)
+    }
+    if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
+    ctx.stats.files++
+    progress(ctx)
+  } catch (e) {
+    throw hostErr(e, hostPath)
+  }
+}
+
+// ---------------------------------------------------------------- image -> image
+
+function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: string, ctx: Ctx): void {
+  const inode = src.resolve(srcPath, false)
+  if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${src.where(srcPath)}: is a directory (use -r)`)
+  if (splitPath(dstPath).length === 0) {
+    if (!inode.isDir) fail('EISDIR', `${dst.where('/')}: is the fileset's root`)
+    if (src.fs.id === dst.fs.id && inode.ino === dst.root().ino) fail('EINVAL', 'cannot copy a directory into itself')
+    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, dst.root(), e.name, ctx)
+    return
+  }
+  const {dir, name, chain} = dst.resolveParent(dstPath)
+  if (inode.isDir && src.fs.id === dst.fs.id && chain.some((d) => d.ino === inode.ino)) fail('EINVAL', `cannot copy ${src.where(srcPath)} into itself`)
+  copyNode(src, inode, dst, dir, name, ctx)
+}
+
+function copyNode(src: Namespace, inode: Inode, dst: Namespace, dir: Inode, name: Buffer, ctx: Ctx): void {
+  const r = inode.r
+  const existing = dst.lookupEntry(dir, name)
+  const attrs = {uid: r.uid, gid: r.gid}
+  if (inode.isDir) {
+    let d: Inode
+    if (existing && dst.vol.iget(existing.ino).isDir) d = dst.vol.iget(existing.ino)
+    else {
+      if (existing) dst.removeChild(dir, name)
+      d = dst.createIn(dir, name, r.mode, attrs)
+    }
+    ctx.stats.dirs++
+    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, d, e.name, ctx)
+    dst.setTimes(d, {s: r.atimeS, ns: r.atimeNs}, {s: r.mtimeS, ns: r.mtimeNs})
+    return
+  }
+  if (existing) {
+    if (existing.ino === inode.ino) return
+    dst.removeChild(dir, name)
+  }
+  const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
+  if (prev && typeof prev !== 'string') {
+    dst.linkInode(prev, dir, name)
+    ctx.stats.hardlinks++
+    return
+  }
+  const copy = dst.createIn(dir, name, r.mode, attrs)
+  shareData(dst.vol, inode, copy)
+  copy.r.dataVersion++
+  dst.setTimes(copy, {s: r.atimeS, ns: r.atimeNs}, {s: r.mtimeS, ns: r.mtimeNs})
+  if (r.nlink > 1) ctx.links.set(inode.ino, copy)
+  if (inode.isLnk) ctx.stats.symlinks++
+  else ctx.stats.files++
+  ctx.stats.bytes += r.size
+  progress(ctx)
+  dst.vol.maybeCommit()
+}
