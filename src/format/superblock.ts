@@ -121,7 +121,7 @@ function geometryProblem(sb: Superblock, buf: Buffer): string | null {
   if (sb.inodeCount >= sb.inodeTableBlocks * (BLOCK_SIZE / INODE_SIZE) || sb.inodeCount < 2) return 'inode count wrong'
   if (sb.refcountBlocks * (BLOCK_SIZE - 4) < sb.dataBlocks) return 'refcount table too small'
   if (sb.filesetSlots > sb.filesetTableBlocks * (BLOCK_SIZE / 256) || sb.filesetSlots < 1) return 'fileset slots wrong'
-  if (sb.journalBlocks < 16) return 'journal too small'
+  if (sb.journalBlocks < 32) return 'journal too small'
   return null
 }
 
@@ -172,7 +172,8 @@ export interface GeometryOptions {
 export function planGeometry(opts: GeometryOptions): Superblock {
   const total = opts.blockCount
   if (!Number.isSafeInteger(total) || total < 256) throw new Error('image too small: at least 1 MiB')
-  const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(1024, Math.floor(total / 128)))
+  // 1/128 of the image, at least 4 MiB (but no more than 1/8 of a tiny image), at most 128 MiB.
+  const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(Math.min(1024, Math.floor(total / 8)), Math.floor(total / 128)))
   // One inode per 16 KiB, as mke2fs's default inode ratio.
   const inodeCount = opts.inodeCount ?? Math.max(256, Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / 16384)))
   const filesetSlots = opts.filesetSlots ?? 4096

@@ -270,6 +270,27 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => voi
   }
 }
 
+/**
+ * Calls `sink(offset, buf)` for each mapped run of the file, in order, in chunks of at most
+ * `chunk` bytes; holes are skipped (for sparse copies). The buffer is reused.
+ */
+export function forEachRun(vol: Volume, inode: Inode, sink: (off: number, buf: Buffer) => void, chunk = CHUNK_BLOCKS * BLOCK_SIZE * 4): void {
+  const size = inode.r.size
+  if (size === 0) return
+  if (inode.r.flags & IF_INLINE) { sink(0, Buffer.from(inode.r.area.subarray(0, size))); return }
+  const buf = Buffer.allocUnsafe(chunk)
+  const chunkBlocks = chunk / BLOCK_SIZE
+  for (const e of loadExtents(vol, inode)) {
+    for (let i = 0; i < e.n; i += chunkBlocks) {
+      const off = (e.l + i) * BLOCK_SIZE
+      if (off >= size) return
+      const n = Math.min(chunkBlocks, e.n - i)
+      vol.store.readData(e.p + i, buf.subarray(0, n * BLOCK_SIZE))
+      sink(off, buf.subarray(0, Math.min(n * BLOCK_SIZE, size - off)))
+    }
+  }
+}
+
 /** Moves inline data out to a block so the file can grow past the inode. */
 function uninline(vol: Volume, inode: Inode): void {
   if (!(inode.r.flags & IF_INLINE)) return

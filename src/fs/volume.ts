@@ -304,7 +304,10 @@ export class Volume {
   ialloc(mode: number, goal = this.inodeHint): Inode {
     if (this.sb.freeInodes === 0) fail('ENOSPC', 'no free inodes left in the image')
     const n = this.sb.inodeCount
-    let ino = goal >= 1 && goal <= n ? goal : 1
+    // The goal keeps related inodes together when its slot is free; otherwise continue from
+    // the running hint, so allocation never rescans the used part of the table.
+    let ino = goal >= 1 && goal <= n && !this.inodeSlotUsed(goal) ? goal : this.inodeHint
+    if (ino < 1 || ino > n) ino = 1
     for (let tries = 0; tries <= n; tries++, ino = ino >= n ? 1 : ino + 1) {
       if (this.inodeSlotUsed(ino)) continue
       const r = emptyInode()
@@ -410,7 +413,9 @@ export class Volume {
   allocRun(want: number, goal?: number): {p: number, n: number} {
     if (this.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
     const {dataStart, dataBlocks} = this.sb
-    let start = goal !== undefined && goal >= dataStart && goal < dataStart + dataBlocks ? goal - dataStart : this.blockHint
+    // Start at the goal (for contiguity) only if it is free; otherwise at the running hint.
+    let start = goal !== undefined && goal >= dataStart && goal < dataStart + dataBlocks && this.refcount(goal) === 0 ? goal - dataStart : this.blockHint
+    if (start >= dataBlocks) start = 0
     const tables = Math.ceil(dataBlocks / REFCOUNTS_PER_BLOCK)
     let index = Math.floor(start / REFCOUNTS_PER_BLOCK)
     let slot = start % REFCOUNTS_PER_BLOCK

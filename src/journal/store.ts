@@ -1,13 +1,22 @@
 // BlockStore: the block cache and the running transaction. The filesystem reads metadata
 // blocks through get(), changes them through getMut() or fresh(), and commit() hands every
 // dirty block to the journal at once; abort() forgets them, so a failed operation leaves
-// the image as the last commit left it. Data blocks bypass the cache (writeData), and
-// reach the device before the commit that makes them reachable.
+// the image as the last commit left it. Data blocks bypass the cache: writeData() queues
+// them, and they reach the device just before the commit that makes them reachable
+// (ordered mode), so a failed operation never writes even a free block. A queue past
+// DATA_QUEUE_MAX is written early (into blocks no committed state references).
 import type {BlockDevice} from '../device/device.js'
 import {BLOCK_SIZE} from '../format/constants.js'
 import type {Journal} from './journal.js'
 
+const DATA_QUEUE_MAX = 64 * 1024 * 1024
+
 export class BlockStore {
+  /** data writes queued for the running transaction: first block -> content */
+  private data = new Map<number, Buffer>()
+  /** each queued block -> [first block of its write, index] (read-your-writes) */
+  private dataIndex = new Map<number, number>()
+  private dataBytes = 0
   private cache = new Map<number, Buffer>()
   private dirty = new Map<number, Buffer>()
   /** blocks from an unreplayed journal, for read-only opens (never evicted) */
@@ -82,18 +91,63 @@ export class BlockStore {
     return buf
   }
 
-  /** Writes file data straight to the device (ordered mode: before the commit). */
+  /**
+   * Queues file data for the device; it is written before this transaction's commit.
+   * The store keeps `data` (the caller must not reuse it).
+   */
   writeData(block: number, data: Buffer): void {
-    this.dev.write(block, data)
-    for (let i = 0; i < data.length / BLOCK_SIZE; i++) this.cache.delete(block + i)
+    const n = data.length / BLOCK_SIZE
+    for (let i = 0; i < n; i++) {
+      this.cache.delete(block + i)
+      // Writes target blocks allocated in this transaction, so they never overlap; if one
+      // ever did, writing the queue first keeps the newer content last.
+      if (this.dataIndex.has(block + i)) this.flushData()
+    }
+    this.data.set(block, data)
+    for (let i = 0; i < n; i++) this.dataIndex.set(block + i, block)
+    this.dataBytes += data.length
+    if (this.dataBytes > DATA_QUEUE_MAX) this.flushData()
   }
 
   readData(block: number, buf: Buffer): void {
     this.dev.read(block, buf)
+    if (this.dataIndex.size === 0) return
+    const n = buf.length / BLOCK_SIZE
+    for (let i = 0; i < n; i++) {
+      const start = this.dataIndex.get(block + i)
+      if (start === undefined) continue
+      const src = this.data.get(start)!
+      const at = (block + i - start) * BLOCK_SIZE
+      src.copy(buf, i * BLOCK_SIZE, at, at + BLOCK_SIZE)
+    }
+  }
+
+  /** Writes queued data to the device, coalescing adjacent writes. */
+  flushData(): void {
+    if (this.data.size === 0) return
+    const starts = [...this.data.keys()].sort((a, b) => a - b)
+    let i = 0
+    while (i < starts.length) {
+      const run = [this.data.get(starts[i])!]
+      let next = starts[i] + run[0].length / BLOCK_SIZE
+      let j = i + 1
+      while (j < starts.length && starts[j] === next && run.length < 256) {
+        const d = this.data.get(starts[j])!
+        run.push(d)
+        next += d.length / BLOCK_SIZE
+        j++
+      }
+      this.dev.write(starts[i], run.length === 1 ? run[0] : Buffer.concat(run))
+      i = j
+    }
+    this.data = new Map()
+    this.dataIndex = new Map()
+    this.dataBytes = 0
   }
 
   /** Logs every dirty block as one transaction, then writes them in place. */
   commit(): void {
+    this.flushData()
     if (this.dirty.size === 0) return
     if (!this.journal) throw new Error('commit on a store without a journal')
     this.journal.commit(this.dirty)
@@ -105,6 +159,9 @@ export class BlockStore {
   /** Forgets every change since the last commit. */
   abort(): void {
     this.dirty = new Map()
+    this.data = new Map()
+    this.dataIndex = new Map()
+    this.dataBytes = 0
   }
 
   private remember(block: number, buf: Buffer): void {

@@ -8,7 +8,7 @@ import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
 import {nameProblem} from '../format/dirent.js'
 import {fail, PrismError} from '../errors.js'
 import {dirList} from '../fs/dir.js'
-import {shareData, streamData} from '../fs/extents.js'
+import {forEachRun, shareData} from '../fs/extents.js'
 import type {Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
@@ -311,11 +311,13 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx): vo
     if (existing) fs.unlinkSync(hostPath) // never write through an existing name (it may be a symlink)
     const fd = fs.openSync(hostPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, r.mode & 0o777)
     try {
-      streamData(ns.vol, inode, (buf) => {
+      // Only mapped runs are written; holes stay holes, as cp --sparse=auto does.
+      forEachRun(ns.vol, inode, (off, buf) => {
         let done = 0
-        while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done)
+        while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, off + done)
         ctx.stats.bytes += buf.length
       })
+      fs.ftruncateSync(fd, r.size)
       fs.fchmodSync(fd, r.mode & 0o7777)
       if (isRoot) fs.fchownSync(fd, r.uid, r.gid)
       fs.futimesSync(fd, atime, mtime)

@@ -1,0 +1,76 @@
+// The base of every prism command: shared flags (--image, --wait, --json), finding the
+// image, taking the lock, and turning any failure into one line on stderr and a documented
+// exit code. Commands stay thin: parse, call the library, print.
+import {Command, Flags} from '@oclif/core'
+import {EXIT, PrismError} from '../errors.js'
+import {findImage} from './locate.js'
+
+export const imageFlags = {
+  image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE'}),
+  wait: Flags.integer({description: 'seconds to wait for another prism process to release the image', default: 5, min: 0, helpGroup: 'IMAGE'}),
+}
+
+type Vol = import('../fs/volume.js').Volume
+
+export abstract class PrismCommand extends Command {
+  static enableJsonFlag = true
+
+  /** Resolves the image path from --image, $PRISM_IMAGE or the current directory. */
+  protected imagePath(flag: string | undefined): string {
+    return findImage(flag)
+  }
+
+  protected lockWaitNotice(): () => void {
+    return () => {
+      if (process.stderr.isTTY) process.stderr.write('prism: waiting for another prism process to release the image lock...\n')
+    }
+  }
+
+  protected notice(msg: string): void {
+    process.stderr.write(`prism: ${msg}\n`)
+  }
+
+  /** Opens the image, runs `work`, commits and closes; on failure nothing reaches the image. */
+  protected async withVolume<T>(flags: {image?: string, wait?: number}, write: boolean, work: (vol: Vol) => T | Promise<T>): Promise<T> {
+    const {Volume} = await import('../fs/volume.js')
+    await import('../fs/namespace.js') // registers the orphan reaper
+    const vol = Volume.open(this.imagePath(flags.image), {
+      write, wait: flags.wait, onWait: this.lockWaitNotice(), onNotice: (m) => this.notice(m),
+    })
+    let result: T
+    try {
+      result = await work(vol)
+    } catch (e) {
+      vol.closeAbort()
+      throw e
+    }
+    vol.close()
+    return result
+  }
+
+  /** A spinner on a terminal, nothing otherwise (or with --json). */
+  protected async spinner(text: string): Promise<{update: (t: string) => void, stop: (final?: string) => void}> {
+    if (!process.stdout.isTTY || this.jsonEnabled()) return {update: () => {}, stop: () => {}}
+    const {default: ora} = await import('ora')
+    const s = ora({text, stream: process.stderr}).start()
+    return {
+      // Work runs synchronously, so each update draws a frame itself.
+      update: (t: string) => { s.text = t; s.render() },
+      stop: (final?: string) => { if (final) s.succeed(final); else s.stop() },
+    }
+  }
+
+  protected async catch(err: Error & {oclif?: {exit?: number}, code?: string}): Promise<unknown> {
+    if (err instanceof PrismError) {
+      if (this.jsonEnabled()) this.logJson({error: {code: err.code, message: err.message}})
+      process.stderr.write(`prism: ${err.message}\n`)
+      this.exit(err.exitCode)
+    }
+    if (err.oclif?.exit !== undefined || err.name === 'ExitError') throw err
+    if (err.name === 'SimulatedCrash') throw err
+    const usage = /^(invalid|expected|missing)/i.test(err.message)
+    process.stderr.write(`prism: ${usage ? '' : 'internal error: '}${err.message}\n`)
+    if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)
+    this.exit(usage ? EXIT.USAGE : 70)
+  }
+}

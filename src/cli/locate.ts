@@ -1,0 +1,82 @@
+// Finding the image and parsing FILESET:/path arguments. Kept free of library imports so
+// that command start-up stays cheap.
+import fs from 'node:fs'
+import path from 'node:path'
+import {PrismError} from '../errors.js'
+
+const MAGIC = Buffer.from('PRISMIMG', 'latin1')
+
+function looksLikeImage(file: string): boolean {
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(file, 'r')
+    const b = Buffer.alloc(8)
+    return fs.readSync(fd, b, 0, 8, 0) === 8 && b.equals(MAGIC)
+  } catch {
+    return false
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
+/** --image, else $PRISM_IMAGE, else the single Prism image in the current directory. */
+export function findImage(flag: string | undefined, cwd = process.cwd()): string {
+  if (flag) return flag
+  const env = process.env.PRISM_IMAGE
+  if (env) return env
+  const found: string[] = []
+  let names: string[] = []
+  try {
+    names = fs.readdirSync(cwd)
+  } catch {
+    // unreadable directory: nothing found
+  }
+  for (const n of names.sort()) {
+    const p = path.join(cwd, n)
+    let st: fs.Stats
+    try {
+      st = fs.statSync(p)
+    } catch {
+      continue
+    }
+    if (st.isFile() && st.size >= 4096 * 64 && looksLikeImage(p)) found.push(n)
+  }
+  if (found.length === 1) return path.join(cwd, found[0])
+  if (found.length === 0) {
+    throw new PrismError('ENOIMAGE', 'no Prism image in the current directory; name one with --image FILE or PRISM_IMAGE=FILE')
+  }
+  throw new PrismError('ENOIMAGE', `several Prism images here (${found.join(', ')}); name one with --image FILE or PRISM_IMAGE=FILE`)
+}
+
+export interface ImageLoc {
+  fileset: string
+  path: string
+}
+
+const LOC = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s
+
+/** FILESET:/path (an empty path means the root); anything else is a host path. */
+export function parseImageLoc(arg: string): ImageLoc | null {
+  const m = LOC.exec(arg)
+  if (!m) return null
+  const p = m[2] === '' ? '/' : m[2]
+  return {fileset: m[1], path: p.startsWith('/') ? p : '/' + p}
+}
+
+/** An argument that must name something inside the image. */
+export function imageLoc(arg: string): ImageLoc {
+  const loc = parseImageLoc(arg)
+  if (!loc) throw new PrismError('EUSAGE', `'${arg}' is not an image path: write FILESET:/path (for example root:${arg.startsWith('/') ? arg : '/' + arg})`)
+  return loc
+}
+
+export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string}
+
+export function location(arg: string): Location {
+  const loc = parseImageLoc(arg)
+  return loc ? {kind: 'image', ...loc} : {kind: 'host', path: arg}
+}
+
+export function showLoc(l: ImageLoc): string {
+  return `${l.fileset}:${l.path}`
+}

@@ -1,0 +1,74 @@
+// Formatting for human output: sizes, modes, times, tables. No library imports.
+
+export function humanSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let v = bytes
+  let u = 0
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++ }
+  return u === 0 ? `${v} B` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`
+}
+
+/** Parses 512, 64K, 16M, 8G, 1T (powers of 1024; a trailing 'B' or 'iB' is allowed). */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?$/i.exec(text.trim())
+  if (!m) throw new Error(`invalid size '${text}' (examples: 4096, 64M, 8G)`)
+  const mult = {'': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4, P: 1024 ** 5}[m[2].toUpperCase() as '' | 'K' | 'M' | 'G' | 'T' | 'P']
+  const v = Math.floor(Number(m[1]) * mult)
+  if (!Number.isSafeInteger(v)) throw new Error(`size '${text}' is too large`)
+  return v
+}
+
+export function modeString(type: 'file' | 'dir' | 'symlink', perm: number): string {
+  const t = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : '-'
+  const rwx = (bits: number, special: boolean, ch: string) =>
+    (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-')
+  return t + rwx((perm >> 6) & 7, !!(perm & 0o4000), 's') + rwx((perm >> 3) & 7, !!(perm & 0o2000), 's') + rwx(perm & 7, !!(perm & 0o1000), 't')
+}
+
+export function isoTime(t: {s: number, ns: number}): string {
+  return new Date(t.s * 1000 + Math.floor(t.ns / 1e6)).toISOString()
+}
+
+export function lsTime(t: {s: number, ns: number}): string {
+  const d = new Date(t.s * 1000)
+  const pad = (n: number) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`
+}
+
+/** Left-aligned text columns; columns listed in `right` are right-aligned. */
+export function table(rows: string[][], right: number[] = []): string {
+  if (rows.length === 0) return ''
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows
+    .map((r) => r.map((c, i) => (i === r.length - 1 && !right.includes(i) ? c : right.includes(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  '))
+    .join('\n')
+}
+
+/** Parses an octal mode (755) or a symbolic one (u+x, go-w, a=r) against the current mode. */
+export function parseMode(spec: string, current: number, isDir: boolean): number {
+  if (/^[0-7]{1,4}$/.test(spec)) return parseInt(spec, 8)
+  let mode = current & 0o7777
+  for (const clause of spec.split(',')) {
+    const m = /^([ugoa]*)([-+=])([rwxXst]*)$/.exec(clause)
+    if (!m) throw new Error(`invalid mode '${spec}'`)
+    const who = m[1] === '' || m[1].includes('a') ? 'ugo' : m[1]
+    let bits = 0
+    for (const ch of m[3]) {
+      for (const w of who) {
+        const shift = w === 'u' ? 6 : w === 'g' ? 3 : 0
+        if (ch === 'r') bits |= 4 << shift
+        if (ch === 'w') bits |= 2 << shift
+        if (ch === 'x' || (ch === 'X' && (isDir || current & 0o111))) bits |= 1 << shift
+        if (ch === 's' && w === 'u') bits |= 0o4000
+        if (ch === 's' && w === 'g') bits |= 0o2000
+        if (ch === 't') bits |= 0o1000
+      }
+    }
+    let mask = 0
+    for (const w of who) mask |= w === 'u' ? 0o4700 : w === 'g' ? 0o2070 : 0o1007
+    if (m[2] === '+') mode |= bits
+    else if (m[2] === '-') mode &= ~bits
+    else mode = (mode & ~mask) | bits
+  }
+  return mode
+}

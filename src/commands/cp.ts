@@ -1,0 +1,51 @@
+import {Args, Flags} from '@oclif/core'
+import {PrismCommand, imageFlags} from '../cli/base.js'
+import {location} from '../cli/locate.js'
+import {humanSize} from '../cli/output.js'
+import {PrismError} from '../errors.js'
+
+export default class Cp extends PrismCommand {
+  static summary = 'Copy files into, out of, and within the image'
+  static description = `Paths written FILESET:/path are inside the image; anything else is a host path.
+Recursive copies keep file type, mode, owner, times, symlinks and hard links. A directory copied onto a fileset's root (FILESET:/) fills that root. Copies within the image share data blocks (like cp --reflink) until one side writes.`
+  static examples = [
+    '<%= config.bin %> cp -r ./rootfs root:/',
+    '<%= config.bin %> cp ./hosts ./resolv.conf root:/etc/',
+    '<%= config.bin %> cp -r root:/etc ./etc-backup',
+    '<%= config.bin %> cp root:/etc/hostname sandbox:/etc/hostname',
+  ]
+  static args = {paths: Args.string({description: 'SOURCE... DEST', required: true})}
+  static strict = false
+  static flags = {
+    ...imageFlags,
+    recursive: Flags.boolean({char: 'r', aliases: ['R'], description: 'copy directories recursively'}),
+    archive: Flags.boolean({char: 'a', description: 'same as -r (attributes are always kept)'}),
+    'no-target-directory': Flags.boolean({char: 'T', description: 'treat DEST as the name to create, even if it is a directory'}),
+  }
+
+  async run() {
+    const {argv, flags} = await this.parse(Cp)
+    const locs = (argv as string[]).map(location)
+    if (locs.length < 2) throw new PrismError('EUSAGE', 'cp needs a source and a destination')
+    const dst = locs.pop()!
+    if (dst.kind === 'host' && locs.every((l) => l.kind === 'host')) {
+      throw new PrismError('EUSAGE', 'neither source nor destination is inside the image: write FILESET:/path (for example root:/)')
+    }
+    const {copy} = await import('../ops/copy.js')
+    const spin = await this.spinner('copying')
+    try {
+      const stats = await this.withVolume(flags, dst.kind === 'image', (vol) =>
+        copy(vol, locs, dst, {
+          recursive: flags.recursive || flags.archive,
+          noTargetDirectory: flags['no-target-directory'],
+          onProgress: (s) => spin.update(`copying: ${s.files} files, ${s.dirs} directories, ${humanSize(s.bytes)}`),
+          onWarning: (m) => this.notice(m),
+        }))
+      spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
+      return stats
+    } catch (e) {
+      spin.stop()
+      throw e
+    }
+  }
+}

@@ -1,0 +1,17 @@
+import {Args} from '@oclif/core'
+import {PrismCommand, imageFlags} from '../../cli/base.js'
+
+export default class FilesetCreate extends PrismCommand {
+  static summary = 'Create a new, empty fileset'
+  static examples = ['<%= config.bin %> fileset create scratch']
+  static args = {name: Args.string({description: 'fileset name (letters, digits, . _ -)', required: true})}
+  static flags = {...imageFlags}
+
+  async run() {
+    const {args, flags} = await this.parse(FilesetCreate)
+    const {createEmptyFileset} = await import('../../fs/image.js')
+    const f = await this.withVolume(flags, true, (vol) => createEmptyFileset(vol, args.name))
+    this.log(`created fileset '${f.name}'`)
+    return {name: f.name, id: f.id}
+  }
+}

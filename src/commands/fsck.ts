@@ -1,0 +1,48 @@
+import {Flags} from '@oclif/core'
+import {PrismCommand, imageFlags} from '../cli/base.js'
+import {PrismError} from '../errors.js'
+
+export default class Fsck extends PrismCommand {
+  static summary = 'Check the whole image, and repair it with --repair'
+  static description = `Replays the journal, then checks the superblock and its backup, every inode and block map, every directory, link and share counts, the reference-count table and the fileset table.
+Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left uncorrected, 8 operational error. Without --repair the image is not modified.`
+  static examples = ['<%= config.bin %> fsck', '<%= config.bin %> fsck --repair', '<%= config.bin %> fsck --json -i disk.img || echo "image damaged"']
+  static flags = {
+    ...imageFlags,
+    repair: Flags.boolean({char: 'y', aliases: ['fix'], description: 'repair what can be repaired'}),
+  }
+
+  async run() {
+    const {flags} = await this.parse(Fsck)
+    const {fsckImage} = await import('../fsck/index.js')
+    const spin = await this.spinner('checking')
+    let result
+    try {
+      result = fsckImage(this.imagePath(flags.image), {
+        repair: flags.repair, wait: flags.wait,
+        onProgress: (phase, done, total) => spin.update(`${phase}: ${done}/${total}`),
+      })
+    } finally {
+      spin.stop()
+    }
+    if (this.jsonEnabled()) {
+      this.logJson(result)
+    } else {
+      for (const n of result.notes) this.log(n)
+      for (const p of result.problems) this.log(`${p.code} ${p.where}: ${p.message}${p.fixed ? ' [fixed]' : p.fixable ? '' : ' [cannot fix]'}`)
+      const s = result.stats
+      const state = result.exitCode === 0 ? 'clean' : result.exitCode === 1 ? 'errors fixed' : 'ERRORS LEFT'
+      this.log(`${state}: ${s.filesets} filesets, ${s.files} files, ${s.dirs} directories, ${s.symlinks} symlinks; ${s.blocksUsed} blocks used, ${s.blocksFree} free; ${s.inodesFree} inodes free`)
+      if (result.exitCode === 4 && !flags.repair) this.log("run 'prism fsck --repair' to fix")
+    }
+    if (result.exitCode !== 0) this.exit(result.exitCode)
+  }
+
+  protected async catch(err: Error & {oclif?: {exit?: number}}): Promise<unknown> {
+    if (err instanceof PrismError) {
+      process.stderr.write(`prism: ${err.message}\n`)
+      this.exit(8)
+    }
+    return super.catch(err)
+  }
+}

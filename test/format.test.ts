@@ -1,0 +1,157 @@
+// Round trips and decode checks for every on-disk structure (src/format), and
+// property tests of the extent-map operations against a per-block model.
+import {expect} from 'chai'
+import fc from 'fast-check'
+import {BLOCK_SIZE, FORMAT_VERSION, S_IFREG} from '../src/format/constants.js'
+import {decodeSuperblock, encodeSuperblock, planGeometry} from '../src/format/superblock.js'
+import {decodeInode, emptyInode, encodeInode} from '../src/format/inode.js'
+import {decodeExtentNode, decodeExtentRoot, encodeExtentNode, encodeExtentRoot, type Extent} from '../src/format/extent.js'
+import {decodeBucket, encodeBucket, nameProblem} from '../src/format/dirent.js'
+import {decodeCommit, decodeDescriptor, decodeJournalSuper, encodeCommit, encodeDescriptor, encodeJournalSuper} from '../src/format/journal.js'
+import {decodeFileset, encodeFileset, filesetNameProblem} from '../src/format/fileset.js'
+import {FormatError} from '../src/format/errors.js'
+import {nameHash} from '../src/format/checksum.js'
+import {mapRange, unmapRange} from '../src/fs/extents.js'
+
+function expectFormatError(fn: () => unknown, field: string): void {
+  try {
+    fn()
+  } catch (e) {
+    expect(e).to.be.instanceOf(FormatError)
+    expect((e as FormatError).field).to.equal(field)
+    return
+  }
+  expect.fail('no FormatError thrown')
+}
+
+describe('format: superblock', () => {
+  const sb = planGeometry({blockCount: 65536})
+  sb.uuid = Buffer.alloc(16, 7)
+
+  it('round-trips and lays regions out back to back', () => {
+    const back = decodeSuperblock(encodeSuperblock(sb))
+    expect(back).to.deep.equal(sb)
+    expect(sb.journalStart).to.equal(1)
+    expect(sb.dataStart + sb.dataBlocks + 1).to.equal(sb.blockCount)
+    expect(sb.refcountBlocks * (BLOCK_SIZE - 4)).to.be.at.least(sb.dataBlocks)
+  })
+
+  it('checks magic, then version, then checksum', () => {
+    const buf = encodeSuperblock(sb)
+    const bad = Buffer.from(buf); bad[0] ^= 1
+    expectFormatError(() => decodeSuperblock(bad), 'magic')
+    const newer = Buffer.from(buf); newer.writeUInt32LE(FORMAT_VERSION + 1, 8)
+    expectFormatError(() => decodeSuperblock(newer), 'version')
+    const flipped = Buffer.from(buf); flipped[0x70] ^= 1
+    expectFormatError(() => decodeSuperblock(flipped), 'checksum')
+  })
+
+  it('sizes the refcount table minimally for any image size', () => {
+    fc.assert(fc.property(fc.integer({min: 2048, max: 5_000_000}), (blocks) => {
+      const g = planGeometry({blockCount: blocks})
+      expect(g.refcountBlocks * (BLOCK_SIZE - 4)).to.be.at.least(g.dataBlocks)
+      expect((g.refcountBlocks - 1) * (BLOCK_SIZE - 4)).to.be.below(g.dataBlocks)
+      decodeSuperblock(encodeSuperblock({...g, uuid: Buffer.alloc(16)}))
+    }), {numRuns: 200})
+  })
+})
+
+describe('format: inode', () => {
+  it('round-trips every field and detects a flipped bit', () => {
+    const r = emptyInode()
+    Object.assign(r, {mode: S_IFREG | 0o640, flags: 1, nlink: 3, share: 2, uid: 1000, gid: 100, generation: 9, size: 2 ** 40 + 5, blocks: 77,
+      atimeS: -5, mtimeS: 1_700_000_000, ctimeS: 1_800_000_000, atimeNs: 1, mtimeNs: 999_999_999, ctimeNs: 5, srcIno: 44, srcFileset: 2,
+      nextOrphan: 8, dataVersion: 123456789, dirSeed: 0xdeadbeef, dirDepth: 7, dirBuckets: 99})
+    r.area.fill(0xab)
+    const buf = Buffer.alloc(BLOCK_SIZE)
+    encodeInode(r, buf, 256)
+    expect(decodeInode(buf, 256, 17)).to.deep.equal(r)
+    buf[256 + 0x18] ^= 1
+    expectFormatError(() => decodeInode(buf, 256, 17), 'checksum')
+  })
+})
+
+describe('format: extent tree', () => {
+  it('round-trips a root and a node, and checks node magic, checksum and owner', () => {
+    const ext: Extent[] = [{l: 0, n: 10, p: 5000}, {l: 20, n: 1, p: 2 ** 40}]
+    const area = Buffer.alloc(140)
+    encodeExtentRoot({depth: 0, extents: ext, index: []}, area)
+    expect(decodeExtentRoot(area, 'x').extents).to.deep.equal(ext)
+    const node = Buffer.alloc(BLOCK_SIZE)
+    const many = Array.from({length: 255}, (_, i) => ({l: i * 2, n: 1, p: 10_000 + i}))
+    encodeExtentNode({depth: 0, extents: many, index: []}, 42, node)
+    expect(decodeExtentNode(node, 42, 'x').extents).to.deep.equal(many)
+    expectFormatError(() => decodeExtentNode(node, 43, 'x'), 'value')
+    const flipped = Buffer.from(node); flipped[100] ^= 1
+    expectFormatError(() => decodeExtentNode(flipped, 42, 'x'), 'checksum')
+    const nomagic = Buffer.from(node); nomagic[0] = 0
+    expectFormatError(() => decodeExtentNode(nomagic, 42, 'x'), 'magic')
+  })
+
+  it('mapRange/unmapRange agree with a per-block model', () => {
+    const op = fc.record({kind: fc.constantFrom('map', 'unmap'), l: fc.integer({min: 0, max: 60}), n: fc.integer({min: 1, max: 12}), p: fc.integer({min: 1000, max: 1100})})
+    fc.assert(fc.property(fc.array(op, {maxLength: 40}), (ops) => {
+      const ext: Extent[] = []
+      const model = new Map<number, number>()
+      for (const o of ops) {
+        const removed = unmapRange(ext, o.l, o.n)
+        const expectRemoved = [...model.keys()].filter((l) => l >= o.l && l < o.l + o.n).length
+        expect(removed.reduce((s, e) => s + e.n, 0)).to.equal(expectRemoved)
+        for (let i = 0; i < o.n; i++) model.delete(o.l + i)
+        if (o.kind === 'map') {
+          mapRange(ext, o.l, o.n, o.p)
+          for (let i = 0; i < o.n; i++) model.set(o.l + i, o.p + i)
+        }
+        // sorted, non-overlapping, maximal merging where physically contiguous
+        for (let i = 1; i < ext.length; i++) expect(ext[i].l).to.be.at.least(ext[i - 1].l + ext[i - 1].n)
+        const flat = new Map<number, number>()
+        for (const e of ext) for (let i = 0; i < e.n; i++) flat.set(e.l + i, e.p + i)
+        expect(flat).to.deep.equal(model)
+      }
+    }), {numRuns: 300})
+  })
+})
+
+describe('format: directories', () => {
+  it('round-trips a bucket and rejects bad names', () => {
+    const entries = ['a', 'bb', 'x'.repeat(255)].map((n, i) => ({ino: i + 2, lastclone: i, hash: nameHash(Buffer.from(n), 1), type: 1, name: Buffer.from(n)}))
+    const buf = Buffer.alloc(BLOCK_SIZE)
+    encodeBucket({localDepth: 3, overflow: 9, entries}, buf)
+    const b = decodeBucket(buf, 'x')
+    expect(b).to.deep.equal({localDepth: 3, overflow: 9, entries})
+    buf[40] ^= 1
+    expectFormatError(() => decodeBucket(buf, 'x'), 'checksum')
+    expect(nameProblem(Buffer.from('a/b'))).to.match(/'\/'/)
+    expect(nameProblem(Buffer.from('..'))).to.match(/'\.\.'/)
+    expect(nameProblem(Buffer.alloc(256, 'a'))).to.match(/longer/)
+    expect(nameProblem(Buffer.from([0x61, 0]))).to.match(/NUL/)
+    expect(nameProblem(Buffer.from('ok name'))).to.equal(null)
+  })
+})
+
+describe('format: journal and fileset records', () => {
+  it('round-trips journal blocks and refuses the wrong sequence', () => {
+    const jsb = encodeJournalSuper({seq: 77, blocks: 1024})
+    expect(decodeJournalSuper(jsb)).to.deep.equal({seq: 77, blocks: 1024})
+    const d = Buffer.alloc(BLOCK_SIZE)
+    encodeDescriptor(5, [{target: 100, crc: 1}, {target: 2 ** 35, crc: 0xffffffff}], d)
+    expect(decodeDescriptor(d, 5)).to.deep.equal([{target: 100, crc: 1}, {target: 2 ** 35, crc: 0xffffffff}])
+    expect(decodeDescriptor(d, 6)).to.equal(null)
+    const c = Buffer.alloc(BLOCK_SIZE)
+    encodeCommit({seq: 5, nblocks: 2, txnCrc: 3, time: 4}, c)
+    expect(decodeCommit(c, 5)).to.deep.equal({seq: 5, nblocks: 2, txnCrc: 3, time: 4})
+    c[30] ^= 1
+    expect(decodeCommit(c, 5)).to.equal(null)
+  })
+
+  it('round-trips fileset records and validates names', () => {
+    const buf = Buffer.alloc(BLOCK_SIZE)
+    const r = {id: 3, rootIno: 9, parentId: 1, state: 1, mode: 2, flags: 0, created: 1_700_000_000_000, clonestart: 4, remapIno: 0, srcFileset: 1, dirsDone: 5, dirsTotal: 6, name: 'sandbox-1'}
+    encodeFileset(r, buf, 512)
+    expect(decodeFileset(buf, 512, 2)).to.deep.equal(r)
+    expect(decodeFileset(buf, 0, 0)).to.equal(null)
+    expect(filesetNameProblem('a:b')).to.not.equal(null)
+    expect(filesetNameProblem('-x')).to.not.equal(null)
+    expect(filesetNameProblem('web.prod_2')).to.equal(null)
+  })
+})

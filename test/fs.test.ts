@@ -1,0 +1,284 @@
+// The filesystem core through the library API, on real image files.
+import {expect} from 'chai'
+import fs from 'node:fs'
+import path from 'node:path'
+import {PrismError} from '../src/errors.js'
+import {BLOCK_SIZE} from '../src/format/constants.js'
+import {loadExtents} from '../src/fs/extents.js'
+import {Volume} from '../src/fs/volume.js'
+import {namespace, withImage} from '../src/fs/image.js'
+import {edit, hostTree, newImage, read, sha256File, snapshot, tmpDir} from './helpers.js'
+import {copy} from '../src/ops/copy.js'
+
+function code(fn: () => unknown): string {
+  try {
+    fn()
+  } catch (e) {
+    if (e instanceof PrismError) return e.code
+    throw e
+  }
+  return 'OK'
+}
+
+describe('fs: files and directories', () => {
+  let dir: string
+  let img: string
+  beforeEach(() => { dir = tmpDir(); img = newImage(dir) })
+  afterEach(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  it('keeps small files inline and moves them to blocks as they grow', () => {
+    edit(img, (ns) => {
+      ns.writeFile('/small', Buffer.from('tiny'))
+      ns.writeFile('/grow', Buffer.from('x'.repeat(100)))
+      ns.writeFile('/grow', Buffer.from('y'.repeat(100)), {append: true})
+    })
+    read(img, (ns) => {
+      expect(ns.stat('/small').flags).to.include('inline')
+      expect(ns.stat('/small').blocks).to.equal(0)
+      expect(ns.readFile('/grow').toString()).to.equal('x'.repeat(100) + 'y'.repeat(100))
+      expect(ns.stat('/grow').flags).to.not.include('inline')
+      expect(ns.stat('/grow').blocks).to.equal(1)
+    })
+  })
+
+  it('reads holes as zeros and gives them no blocks', () => {
+    edit(img, (ns) => {
+      const f = ns.openForWrite('/sparse')
+      ns.writeInode(f, 10 * BLOCK_SIZE * 1024, Buffer.from('end'))
+      ns.truncate('/grown', 5 * 1024 * 1024, {create: true})
+    })
+    read(img, (ns) => {
+      const st = ns.stat('/sparse')
+      expect(st.size).to.equal(10 * BLOCK_SIZE * 1024 + 3)
+      expect(st.blocks).to.equal(1)
+      const data = ns.readFile('/sparse')
+      expect(data.subarray(0, data.length - 3).every((b) => b === 0)).to.equal(true)
+      expect(data.subarray(-3).toString()).to.equal('end')
+      expect(ns.stat('/grown').blocks).to.equal(0)
+      expect(ns.readFile('/grown').every((b) => b === 0)).to.equal(true)
+    })
+  })
+
+  it('grows an extent tree past the inode root for fragmented files, and reads it back', () => {
+    // Every other block written: 600 separate extents need tree depth 1.
+    const want = Buffer.alloc(1200 * BLOCK_SIZE)
+    edit(img, (ns) => {
+      const f = ns.openForWrite('/frag')
+      for (let i = 0; i < 1200; i += 2) {
+        const b = Buffer.alloc(BLOCK_SIZE, i % 251)
+        ns.writeInode(f, i * BLOCK_SIZE, b)
+        b.copy(want, i * BLOCK_SIZE)
+        // a neighbour allocation breaks physical contiguity
+        ns.writeFile(`/pad${i % 7}`, Buffer.alloc(BLOCK_SIZE + 1, 1))
+      }
+    })
+    read(img, (ns, vol) => {
+      const f = ns.resolve('/frag')
+      expect(loadExtents(vol, f).length).to.be.greaterThan(8)
+      expect(f.treeBlocks.length).to.be.greaterThan(0)
+      expect(ns.readFile('/frag').equals(want.subarray(0, ns.stat('/frag').size))).to.equal(true)
+    })
+    // Shrinking back frees the tree nodes again.
+    edit(img, (ns) => ns.truncate('/frag', BLOCK_SIZE))
+    read(img, (ns) => expect(ns.stat('/frag').blocks).to.equal(1))
+  })
+
+  it('finds entries in a directory of 100,000 names through the hash, not a scan', function () {
+    this.timeout(120000)
+    const n = 100_000
+    img = newImage(tmpDir(), 1 << 30, {inodeCount: 120_000})
+    edit(img, (ns, vol) => {
+      const d = ns.mkdir('/big')
+      for (let i = 0; i < n; i++) {
+        ns.createIn(d, Buffer.from(`entry-${i}`), 0o100644)
+        vol.maybeCommit()
+      }
+    })
+    read(img, (ns, vol) => {
+      expect(ns.readdir('/big').length).to.equal(n)
+      const before = vol.store.stats.reads + vol.store.stats.hits
+      for (const i of [0, 4242, 99_999]) expect(ns.stat(`/big/entry-${i}`).type).to.equal('file')
+      expect(code(() => ns.stat('/big/entry-100000'))).to.equal('ENOENT')
+      // each lookup touches the inode table, one pointer block and one bucket
+      expect(vol.store.stats.reads + vol.store.stats.hits - before).to.be.below(40)
+      expect(ns.resolve('/big').r.dirDepth).to.be.greaterThan(8)
+    })
+    edit(img, (ns) => {
+      for (let i = 0; i < n; i += 3) ns.unlink(`/big/entry-${i}`)
+    })
+    read(img, (ns) => {
+      expect(ns.readdir('/big').length).to.equal(n - Math.ceil(n / 3))
+      expect(code(() => ns.stat('/big/entry-3'))).to.equal('ENOENT')
+      expect(ns.stat('/big/entry-4').type).to.equal('file')
+    })
+  })
+
+  it('keeps hard links one inode and counts directory links as ext does', () => {
+    edit(img, (ns) => {
+      ns.mkdir('/a/b/c', {parents: true})
+      ns.writeFile('/a/f', Buffer.from('shared'))
+      ns.link('/a/f', '/a/b/g')
+      ns.writeFile('/a/b/g', Buffer.from('changed through g'))
+    })
+    read(img, (ns) => {
+      expect(ns.readFile('/a/f').toString()).to.equal('changed through g')
+      expect(ns.stat('/a/f').nlink).to.equal(2)
+      expect(ns.stat('/a').nlink).to.equal(3)
+      expect(ns.stat('/').nlink).to.equal(3)
+    })
+    edit(img, (ns) => ns.unlink('/a/f'))
+    read(img, (ns) => expect(ns.stat('/a/b/g').nlink).to.equal(1))
+  })
+
+  it('resolves symlinks inside the fileset and stops loops', () => {
+    edit(img, (ns) => {
+      ns.mkdir('/etc')
+      ns.writeFile('/etc/hostname', Buffer.from('h'))
+      ns.symlink('/etc', '/e')
+      ns.symlink('../etc/hostname', '/etc/rel')
+      ns.symlink('/../../../etc/hostname', '/escape')
+      ns.symlink('/loop1', '/loop2')
+      ns.symlink('/loop2', '/loop1')
+    })
+    read(img, (ns) => {
+      expect(ns.readFile('/e/hostname').toString()).to.equal('h')
+      expect(ns.readFile('/etc/rel').toString()).to.equal('h')
+      expect(ns.readFile('/escape').toString()).to.equal('h')
+      expect(ns.stat('/e').type).to.equal('symlink')
+      expect(code(() => ns.readFile('/loop1'))).to.equal('ELOOP')
+    })
+  })
+
+  it('follows rename(2) rules', () => {
+    edit(img, (ns) => {
+      ns.mkdir('/d/sub', {parents: true})
+      ns.mkdir('/e')
+      ns.writeFile('/f', Buffer.from('f'))
+      ns.writeFile('/g', Buffer.from('g'))
+    })
+    edit(img, (ns) => {
+      expect(code(() => ns.rename('/d', '/d/sub/x'))).to.equal('EINVAL')
+      expect(code(() => ns.rename('/f', '/d'))).to.equal('EISDIR')
+      expect(code(() => ns.rename('/d', '/f'))).to.equal('ENOTDIR')
+      expect(code(() => ns.rename('/e', '/d'))).to.equal('ENOTEMPTY')
+      ns.rename('/f', '/g')
+      ns.rename('/d/sub', '/e/sub2')
+    })
+    read(img, (ns) => {
+      expect(ns.readFile('/g').toString()).to.equal('f')
+      expect(ns.exists('/f')).to.equal(false)
+      expect(ns.stat('/d').nlink).to.equal(2)
+      expect(ns.stat('/e').nlink).to.equal(3)
+    })
+  })
+
+  it('rejects bad names and paths with precise codes', () => {
+    edit(img, (ns) => {
+      ns.writeFile('/file', Buffer.from('x'))
+      expect(code(() => ns.mkdir('/' + 'n'.repeat(256)))).to.equal('ENAMETOOLONG')
+      expect(code(() => ns.writeFile('/file/child', Buffer.from('x')))).to.equal('ENOTDIR')
+      expect(code(() => ns.mkdir('/file'))).to.equal('EEXIST')
+      expect(code(() => ns.readFile('/missing'))).to.equal('ENOENT')
+      expect(code(() => ns.remove('/'))).to.equal('EBUSY')
+      ns.mkdir('/' + 'n'.repeat(255))
+    })
+  })
+
+  it('frees every block and inode when files and trees are removed', () => {
+    const [blocks0, inodes0] = read(img, (_, vol) => [vol.sb.freeBlocks, vol.sb.freeInodes])
+    edit(img, (ns) => {
+      ns.mkdir('/t/u/v', {parents: true})
+      for (let i = 0; i < 300; i++) ns.writeFile(`/t/u/f${i}`, Buffer.alloc(i * 97))
+      ns.writeFile('/t/big', Buffer.alloc(3 << 20, 1))
+    })
+    edit(img, (ns) => ns.remove('/t', {recursive: true}))
+    read(img, (_, vol) => {
+      expect(vol.sb.freeBlocks).to.equal(blocks0)
+      expect(vol.sb.freeInodes).to.equal(inodes0)
+      expect(vol.sb.orphanHead).to.equal(0)
+    })
+  })
+
+  it('rolls back a write that runs out of space, leaving the image byte for byte unchanged', () => {
+    const small = newImage(tmpDir(), 4 * 1024 * 1024)
+    edit(small, (ns) => ns.writeFile('/keep', Buffer.from('keep me')))
+    const before = sha256File(small)
+    expect(code(() => edit(small, (ns) => {
+      ns.mkdir('/new')
+      ns.writeFile('/new/huge', Buffer.alloc(8 * 1024 * 1024, 1))
+    }))).to.equal('ENOSPC')
+    expect(sha256File(small)).to.equal(before)
+    read(small, (ns) => {
+      expect(ns.exists('/new')).to.equal(false)
+      expect(ns.readFile('/keep').toString()).to.equal('keep me')
+    })
+  })
+
+  it('reports inode exhaustion as ENOSPC and changes nothing', () => {
+    const tiny = newImage(tmpDir(), 4 * 1024 * 1024, {inodeCount: 20})
+    const before = sha256File(tiny)
+    expect(code(() => edit(tiny, (ns) => { for (let i = 0; i < 30; i++) ns.writeFile(`/f${i}`, Buffer.from('x')) }))).to.equal('ENOSPC')
+    expect(sha256File(tiny)).to.equal(before)
+  })
+})
+
+describe('fs: opening images', () => {
+  let dir: string
+  beforeEach(() => { dir = tmpDir() })
+  afterEach(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  const openCode = (p: string, write = false) => code(() => Volume.open(p, {write}).close())
+
+  it('refuses files that are not Prism images', () => {
+    const p = path.join(dir, 'foreign.img')
+    fs.writeFileSync(p, Buffer.alloc(1 << 20, 0x5a))
+    expect(openCode(p)).to.equal('EBADIMAGE')
+    expect(openCode(path.join(dir, 'absent.img'))).to.equal('ENOENT')
+  })
+
+  it('refuses an image of a newer format version', () => {
+    const img = newImage(dir, 8 << 20)
+    const fd = fs.openSync(img, 'r+')
+    const b = Buffer.alloc(4); b.writeUInt32LE(99)
+    fs.writeSync(fd, b, 0, 4, 8)
+    fs.closeSync(fd)
+    try {
+      Volume.open(img, {write: false})
+      expect.fail('opened')
+    } catch (e) {
+      expect((e as PrismError).code).to.equal('EBADIMAGE')
+      expect((e as Error).message).to.match(/newer/)
+    }
+  })
+
+  it('falls back to the backup superblock, says so, and rewrites the primary', () => {
+    const img = newImage(dir, 8 << 20)
+    edit(img, (ns) => ns.writeFile('/x', Buffer.from('data')))
+    const fd = fs.openSync(img, 'r+')
+    fs.writeSync(fd, Buffer.alloc(64, 0xff), 0, 64, 0x60)
+    fs.closeSync(fd)
+    const notices: string[] = []
+    withImage(img, {write: true, onNotice: (m) => notices.push(m)}, (vol) => {
+      expect(namespace(vol, 'root').readFile('/x').toString()).to.equal('data')
+      namespace(vol, 'root').writeFile('/y', Buffer.from('more'))
+    })
+    expect(notices.join()).to.match(/backup/)
+    const again: string[] = []
+    withImage(img, {write: false, onNotice: (m) => again.push(m)}, (vol) => expect(namespace(vol, 'root').readFile('/y').toString()).to.equal('more'))
+    expect(again).to.deep.equal([])
+  })
+
+  it('imports a host tree keeping modes, symlinks and hard links', () => {
+    const img = newImage(dir)
+    const tree = hostTree(dir)
+    withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: tree}], {kind: 'image', fileset: 'root', path: '/'}, {recursive: true}))
+    read(img, (ns) => {
+      const snap = snapshot(ns)
+      expect(snap['/etc/hn']).to.equal('symlink -> hostname')
+      expect(ns.stat('/etc/passwd').ino).to.equal(ns.stat('/etc/passwd.bak').ino)
+      expect(ns.stat('/home/alice').perm).to.equal(0o700)
+      expect(ns.stat('/etc/hostname').mtime.s).to.equal(Math.floor(fs.statSync(path.join(tree, 'etc/hostname')).mtimeMs / 1000))
+      expect(ns.readFile('/home/alice/notes.txt').length).to.equal(70000)
+    })
+  })
+})
