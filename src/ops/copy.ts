@@ -268,8 +268,9 @@ const isRoot = process.getuid?.() === 0
 
 function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx): void {
   const r = inode.r
-  const mtime = new Date(r.mtimeS * 1000 + r.mtimeNs / 1e6)
-  const atime = new Date(r.atimeS * 1000 + r.atimeNs / 1e6)
+  // Seconds as a double keep the time to about a microsecond (a Date would cut it to ms).
+  const mtime = r.mtimeS + r.mtimeNs / 1e9
+  const atime = r.atimeS + r.atimeNs / 1e9
   const existing = hostLstat(hostPath)
   try {
     if (inode.isDir) {

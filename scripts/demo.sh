@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The demo of README's first command: make an image, import the bundled sample tree,
+# list it, read a file back, check the image. Runs in a temporary directory.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+prism() { node "$here/bin/run.js" "$@"; }
+work=$(mktemp -d -t prism-demo-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+set -x
+prism mkfs disk.img --size 1G
+prism cp -r "$here/fixtures/sample-rootfs" root:/
+prism ls -l root:/
+prism ls -R root:/etc
+prism cat root:/etc/hostname
+echo "demo" | prism write root:/etc/motd
+prism df -h
+prism fsck
