@@ -33,7 +33,7 @@ export default class Truncate extends PrismCommand {
         const ns = namespace(vol, loc.fileset)
         const exists = ns.exists(loc.path, true)
         if (!exists && flags['no-create']) continue
-        const inode = exists ? ns.resolve(loc.path, true) : ns.openForWrite(loc.path)
+        const inode = exists ? ns.resolveOwned(loc.path, true) : ns.openForWrite(loc.path)
         const size = rel ? Math.max(0, inode.r.size + rel * amount) : amount
         ns.truncateInode(inode, size)
       }

@@ -428,39 +428,40 @@ export {CHUNK_BLOCKS}
  */
 export function shareData(vol: Volume, src: Inode, dst: Inode): number {
   releaseAll(vol, dst)
+  return shareInto(vol, src, dst)
+}
+
+/** shareData for a `dst` that maps nothing yet (a fresh inode or a copy being made). */
+export function shareInto(vol: Volume, src: Inode, dst: Inode): number {
   dst.r.size = src.r.size
+  dst.r.area.fill(0)
+  dst.extents = []
+  dst.treeBlocks = []
+  dst.r.blocks = 0
   if (src.r.flags & IF_INLINE) {
     dst.r.flags |= IF_INLINE
     src.r.area.copy(dst.r.area)
     vol.idirty(dst)
     return 0
   }
-  const ext = loadExtents(vol, src)
+  dst.r.flags &= ~IF_INLINE
   const out: Extent[] = []
   let copied = 0
-  let blocks = 0
-  for (const e of ext) {
-    let runStart = -1
-    for (let i = 0; i < e.n; i++) {
-      const p = e.p + i
-      if (vol.incRef(p)) {
-        if (runStart < 0) runStart = i
-        continue
-      }
-      if (runStart >= 0) { mapRange(out, e.l + runStart, i - runStart, e.p + runStart); runStart = -1 }
+  for (const e of loadExtents(vol, src)) {
+    out.push({...e})
+    for (const p of vol.incRefRun(e.p, e.n)) {
       const buf = Buffer.allocUnsafe(BLOCK_SIZE)
       vol.store.readData(p, buf)
       const {p: np} = vol.allocRun(1, p)
       vol.store.writeData(np, buf)
-      mapRange(out, e.l + i, 1, np)
+      const l = e.l + (p - e.p)
+      unmapRange(out, l, 1)
+      mapRange(out, l, 1, np)
       copied++
     }
-    if (runStart >= 0) mapRange(out, e.l + runStart, e.n - runStart, e.p + runStart)
-    blocks += e.n
+    dst.r.blocks += e.n
   }
   dst.extents = out
-  dst.treeBlocks = []
-  dst.r.blocks = blocks
   dst.extentsDirty = true
   vol.idirty(dst)
   return copied

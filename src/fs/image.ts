@@ -3,9 +3,10 @@
 import {S_IFDIR} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import {dirInit} from './dir.js'
-import {addFileset, getFileset, type Fileset} from './filesets.js'
+import {addFileset, findFileset, getFileset, listFilesets, removeFileset, saveFileset, type Fileset} from './filesets.js'
+import {filesetNameProblem} from '../format/fileset.js'
 import {touch} from './inode.js'
-import {Namespace} from './namespace.js'
+import {Namespace, reapOrphans} from './namespace.js'
 import {Volume, type MkfsOptions, type OpenOptions} from './volume.js'
 
 export {Volume, Namespace}
@@ -67,4 +68,28 @@ export async function withImageAsync<T>(path: string, opts: OpenOptions, work: (
 
 export function isPrismError(e: unknown): e is PrismError {
   return e instanceof PrismError
+}
+
+/**
+ * Deletes a fileset: its record goes and its root joins the orphan list in one transaction;
+ * the tree is then freed in steps. Blocks and inodes still used by other filesets stay.
+ */
+export function deleteFileset(vol: Volume, name: string): void {
+  const f = getFileset(vol, name)
+  const root = vol.iget(f.rootIno)
+  // Clones are independent of their parent; they inherit its parent as their origin.
+  for (const child of listFilesets(vol)) if (child.parentId === f.id) saveFileset(vol, {...child, parentId: f.parentId})
+  removeFileset(vol, f)
+  root.r.nlink = 0
+  vol.idirty(root)
+  vol.addOrphan(root)
+  reapOrphans(vol)
+}
+
+export function renameFileset(vol: Volume, from: string, to: string): void {
+  const f = getFileset(vol, from)
+  const problem = filesetNameProblem(to)
+  if (problem) throw new PrismError('EINVAL', problem)
+  if (findFileset(vol, to)) throw new PrismError('EEXIST', `fileset '${to}' already exists`)
+  saveFileset(vol, {...f, name: to})
 }

@@ -62,13 +62,17 @@ export class Volume {
   private closed = false
   /** hooks run by commit() before anything is encoded (extent maps, directories) */
   private flushers: Array<(vol: Volume) => void> = []
+  /** orphans this process is still building (a clone in progress): reaping skips them */
+  readonly pinnedOrphans = new Set<number>()
   /** fileset table cache, owned by fs/filesets.ts */
   filesetCache: unknown = null
 
-  private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number}) {
+  private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
     this.sb = sb
     this.journal = journal
-    this.readOnly = dev.readOnly
+    // Opened without write access, nothing is written (close() would otherwise mark an image
+    // with an unreplayed journal clean), even on a device that allows it.
+    this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
   }
 
@@ -400,6 +404,31 @@ export class Volume {
       this.sb.freeBlocks++
       this.markSbDirty()
     }
+  }
+
+  /**
+   * Adds a reference to each block of [p, p+n). Blocks whose counter is already at the
+   * maximum are left alone and returned, for the caller to copy (paper §3.5).
+   */
+  incRefRun(p: number, n: number): number[] {
+    const saturated: number[] = []
+    const end = p + n
+    let b = p
+    while (b < end) {
+      const {index, slot} = this.rcBlock(b)
+      this.rcBuf(index)
+      const buf = this.store.getMut(this.sb.refcountStart + index)
+      const lim = Math.min(REFCOUNTS_PER_BLOCK, slot + (end - b))
+      for (let s = slot; s < lim; s++) {
+        const c = buf[s]
+        if (c === 0) fail('EBADIMAGE', `block ${b + s - slot} is in use but marked free; run 'prism fsck --repair'`)
+        if (c >= REFCOUNT_MAX) saturated.push(b + s - slot)
+        else buf[s] = c + 1
+      }
+      this.dirtyRc.add(index)
+      b += lim - slot
+    }
+    return saturated
   }
 
   decRefRun(p: number, n: number): void {

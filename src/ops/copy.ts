@@ -14,7 +14,8 @@ import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {namespace} from '../fs/image.js'
 
-export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string}
+/** An image location may carry its namespace (for a tree not yet in the fileset table). */
+export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string, ns?: Namespace}
 
 export interface CopyOptions {
   recursive?: boolean
@@ -100,14 +101,18 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
     if (dstIsDir && !opts.noTargetDirectory && !ontoRoot) {
       const name = src.kind === 'host' ? path.basename(path.resolve(src.path)) : baseName(src.path)
       if (!name) fail('EINVAL', `cannot copy the root of ${show(src)} into a directory; copy onto ${dst.kind === 'image' ? dst.fileset + ':/' : 'a new path'}`)
-      target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {kind: 'image', fileset: dst.fileset, path: joinImage(dst.path, name)}
+      target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {...dst, path: joinImage(dst.path, name)}
     }
-    if (src.kind === 'host' && target.kind === 'image') importPath(namespace(vol, target.fileset), src.path, target.path, ctx)
-    else if (src.kind === 'image' && target.kind === 'host') exportPath(namespace(vol, src.fileset), src.path, target.path, ctx)
-    else if (src.kind === 'image' && target.kind === 'image') copyInImage(namespace(vol, src.fileset), src.path, namespace(vol, target.fileset), target.path, ctx)
+    if (src.kind === 'host' && target.kind === 'image') importPath(nsOf(vol, target), src.path, target.path, ctx)
+    else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, target.path, ctx)
+    else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
   }
   opts.onProgress?.(ctx.stats)
   return ctx.stats
+}
+
+function nsOf(vol: Volume, l: Location & {kind: 'image'}): Namespace {
+  return l.ns ?? namespace(vol, l.fileset)
 }
 
 function show(l: Location): string {
@@ -122,7 +127,7 @@ function locIsDir(vol: Volume, l: Location): boolean {
       return false
     }
   }
-  const ns = namespace(vol, l.fileset)
+  const ns = nsOf(vol, l)
   try {
     return ns.resolve(l.path, true).isDir
   } catch (e) {

@@ -1,23 +1,34 @@
+import {Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../../cli/base.js'
-import {table} from '../../cli/output.js'
+import {humanSize, table} from '../../cli/output.js'
 
 const STATES = ['free', 'active', 'expanding', 'deleting']
 const MODES = ['', 'sync', 'async', 'lazy']
 
 export default class FilesetList extends PrismCommand {
-  static summary = 'List the filesets in the image'
-  static examples = ['<%= config.bin %> fileset list', '<%= config.bin %> fileset list --json']
-  static flags = {...imageFlags}
+  static summary = 'List the filesets in the image, with the space each one uses'
+  static description = 'REFER is the data a fileset can reach; UNIQUE is what deleting it would free (like zfs list -o space).'
+  static examples = ['<%= config.bin %> fileset list', '<%= config.bin %> fileset list --json', '<%= config.bin %> fileset list --no-space']
+  static flags = {...imageFlags, space: Flags.boolean({description: 'compute REFER and UNIQUE (walks every fileset)', default: true, allowNo: true})}
 
   async run() {
     const {flags} = await this.parse(FilesetList)
     const {listFilesets, filesetById} = await import('../../fs/filesets.js')
+    const {filesetSpace} = await import('../../fs/space.js')
     const rows = await this.withVolume(flags, false, (vol) =>
-      listFilesets(vol).map((f) => ({
-        name: f.name, id: f.id, parent: f.parentId ? filesetById(vol, f.parentId)?.name ?? `#${f.parentId}` : null,
-        created: new Date(f.created).toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
-      })))
-    this.log(table([['NAME', 'PARENT', 'CREATED', 'STATE'], ...rows.map((r) => [r.name, r.parent ?? '-', r.created.replace('T', ' ').slice(0, 19), r.state])]))
+      listFilesets(vol).map((f) => {
+        const sp = flags.space ? filesetSpace(vol, f) : null
+        return {
+          name: f.name, id: f.id, parent: f.parentId ? filesetById(vol, f.parentId)?.name ?? `#${f.parentId}` : null,
+          created: new Date(f.created).toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
+          ...(sp ? {referenced: sp.referencedBlocks * 4096, unique: sp.uniqueBlocks * 4096, files: sp.files, dirs: sp.dirs} : {}),
+        }
+      }))
+    const head = ['NAME', 'PARENT', 'CREATED', 'STATE', ...(flags.space ? ['REFER', 'UNIQUE'] : [])]
+    this.log(table([head, ...rows.map((r) => [
+      r.name, r.parent ?? '-', r.created.replace('T', ' ').slice(0, 19), r.state,
+      ...(flags.space ? [humanSize(r.referenced ?? 0), humanSize(r.unique ?? 0)] : []),
+    ])], flags.space ? [4, 5] : []))
     return rows
   }
 }

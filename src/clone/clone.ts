@@ -1,0 +1,277 @@
+// Cloning (the Prism paper §3.2): a new fileset, or a subtree grafted into an existing one,
+// made from a fileset or subtree by sharing every file's inode. Directories are made anew;
+// files and symlinks with one name are shared (their share count rises by one); a file with
+// several names is never shared: the clone gets one private copy of it, whose blocks are
+// shared through the reference-count table, carrying the clone's own link count. That
+// invariant (nlink > 1 implies share == 1) is what keeps hard-link semantics across clones
+// (paper Fig. 4) without any per-fileset translation table. A graft into an existing
+// fileset copies inodes (never blocks) for the same reason: that fileset may already hold them.
+//
+// Selective cloning: --exclude globs (picomatch), the nonclonable flag, and --replace.
+// The whole clone is built under an orphaned root and linked (or entered in the fileset
+// table) by the last transaction, so a crash leaves it whole or not at all.
+import picomatch from 'picomatch'
+import {DT_DIR, IF_NOCLONE, MODE_SYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
+import {fail} from '../errors.js'
+import {dirAdd, dirInit, dirList} from '../fs/dir.js'
+import {shareInto} from '../fs/extents.js'
+import {addFileset, findFileset, getFileset} from '../fs/filesets.js'
+import {namespace} from '../fs/image.js'
+import {touch, type Inode} from '../fs/inode.js'
+import {Namespace, splitPath} from '../fs/namespace.js'
+import type {Volume} from '../fs/volume.js'
+import {copy, type Location} from '../ops/copy.js'
+
+export type CloneMode = 'sync' | 'async' | 'lazy'
+
+export interface Replacement {
+  /** absolute path inside the clone */
+  path: string
+  /** '@empty-dir', '@empty-file', a host path, or FILESET:/path */
+  source: string
+}
+
+export interface CloneOptions {
+  exclude?: string[]
+  replace?: Replacement[]
+  mode?: CloneMode
+  onProgress?: (s: CloneStats) => void
+  onWarning?: (msg: string) => void
+}
+
+export interface CloneStats {
+  dirs: number
+  shared: number
+  copiedHardlinked: number
+  excluded: number
+  replaced: number
+}
+
+export interface CloneResult {
+  fileset: string
+  path: string
+  parent: string
+  stats: CloneStats
+  /** patterns that matched nothing */
+  unmatched: string[]
+}
+
+/** Compiles exclude patterns: '/x' is anchored at the clone's root, 'x' matches at any depth. */
+export function excludeMatcher(patterns: string[]): {test: (path: string) => number, unmatched: () => string[]} {
+  const hit = new Array<boolean>(patterns.length).fill(false)
+  const tests = patterns.map((p) => {
+    const anchored = p.startsWith('/')
+    const pat = anchored ? p.replace(/\/+$/, '') || '/' : '**/' + p.replace(/\/+$/, '')
+    return picomatch(anchored ? pat : '/' + pat, {dot: true})
+  })
+  return {
+    test(path: string): number {
+      for (let i = 0; i < tests.length; i++) {
+        if (tests[i](path)) {
+          hit[i] = true
+          return i
+        }
+      }
+      return -1
+    },
+    unmatched: () => patterns.filter((_, i) => !hit[i]),
+  }
+}
+
+/** Reads an --exclude-from file: one pattern a line, '#' starts a comment. */
+export function parseExcludeFile(text: string): string[] {
+  return text.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean)
+}
+
+/** A free name for a clone of `base`: base-1, base-2, ... */
+export function generatedName(vol: Volume, base: string): string {
+  for (let i = 1; ; i++) {
+    const name = `${base}-${i}`
+    if (!findFileset(vol, name)) return name
+  }
+}
+
+interface Walk {
+  vol: Volume
+  src: Namespace
+  match: ReturnType<typeof excludeMatcher>
+  stats: CloneStats
+  /** source inode with several names -> the clone's private copy */
+  hardlinks: Map<number, Inode>
+  /**
+   * False for a graft: the destination fileset may already hold some of these inodes, and a
+   * shared inode must have one name per fileset, so a graft gets its own inodes (sharing
+   * their blocks).
+   */
+  shareInodes: boolean
+  opts: CloneOptions
+  lastReport: number
+}
+
+/**
+ * Clones `src` (FILESET or FILESET:/path) to a new fileset `dstName`, or grafts it at
+ * `graft` (an existing fileset's path that must not exist yet).
+ */
+export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): CloneResult {
+  const mode = opts.mode ?? 'sync'
+  if (mode !== 'sync') fail('EUSAGE', `--mode ${mode} is not available yet`)
+  const srcFs = getFileset(vol, src.fileset)
+  const sns = new Namespace(vol, srcFs)
+  const top = sns.resolve(src.path, true)
+  if (!top.isDir) fail('ENOTDIR', `${sns.where(src.path)}: can only clone a directory or a whole fileset`)
+
+  const grafting = !!dst && dst.path !== undefined
+  let dstNs: Namespace | null = null
+  let graftParent: {dir: Inode, name: Buffer} | null = null
+  let newName = ''
+  if (grafting) {
+    dstNs = namespace(vol, dst!.fileset)
+    let target = dst!.path!
+    if (dstNs.exists(target, true) && dstNs.resolve(target, true).isDir) {
+      const base = splitPath(src.path).pop() ?? srcFs.name
+      target = (target.endsWith('/') ? target : target + '/') + base
+    }
+    const p = dstNs.resolveParent(target)
+    if (dstNs.lookupEntry(p.dir, p.name)) fail('EEXIST', `${dstNs.where(target)}: already exists`)
+    if (dstNs.fs.id === srcFs.id && [...p.chain].some((d) => d.ino === top.ino)) fail('EINVAL', `cannot graft ${sns.where(src.path)} inside itself`)
+    graftParent = {dir: p.dir, name: p.name}
+    dst = {fileset: dst!.fileset, path: target}
+  } else {
+    newName = dst?.fileset ?? generatedName(vol, srcFs.name)
+    if (findFileset(vol, newName)) fail('EEXIST', `fileset '${newName}' already exists`)
+  }
+
+  const w: Walk = {
+    vol, src: sns, match: excludeMatcher(opts.exclude ?? []), hardlinks: new Map(), opts, lastReport: 0, shareInodes: !grafting,
+    stats: {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0, replaced: 0},
+  }
+  // Build the copy of the top directory as an orphan: if we crash, it is reaped on open.
+  const root = newDirLike(vol, top)
+  vol.addOrphan(root)
+  vol.pinnedOrphans.add(root.ino)
+  cloneDir(w, top, root, '')
+  for (const cp of w.hardlinks.values()) vol.idirty(cp)
+
+  if (opts.replace?.length) {
+    // Replacements are made inside the clone before it becomes visible, through a
+    // namespace over the unfinished root that is never entered in the fileset table.
+    const draft = new Namespace(vol, {...srcFs, slot: -1, id: 0, name: grafting ? dst!.fileset : newName, rootIno: root.ino})
+    for (const r of opts.replace) applyReplacement(vol, draft, r, w.stats)
+  }
+
+  let result: CloneResult
+  if (grafting) {
+    const ns = dstNs!
+    dirAdd(vol, graftParent!.dir, root.ino, DT_DIR, graftParent!.name)
+    graftParent!.dir.r.nlink++
+    touch(graftParent!.dir.r, {m: true, c: true})
+    vol.idirty(graftParent!.dir)
+    root.r.nlink = 2 + countSubdirs(vol, root)
+    vol.removeOrphan(root)
+    vol.pinnedOrphans.delete(root.ino)
+    result = {fileset: ns.fs.name, path: dst!.path!, parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
+  } else {
+    vol.removeOrphan(root)
+    vol.pinnedOrphans.delete(root.ino)
+    root.r.nlink = 2 + countSubdirs(vol, root)
+    addFileset(vol, newName, root.ino, {parentId: srcFs.id, mode: MODE_SYNC})
+    result = {fileset: newName, path: '/', parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
+  }
+  vol.idirty(root)
+  for (const p of result.unmatched) opts.onWarning?.(`--exclude '${p}' matched nothing`)
+  opts.onProgress?.(w.stats)
+  return result
+}
+
+function countSubdirs(vol: Volume, dir: Inode): number {
+  let n = 0
+  for (const e of dirList(vol, dir)) if (e.type === DT_DIR) n++
+  return n
+}
+
+/** A new directory inode with the attributes of `src`, empty. */
+function newDirLike(vol: Volume, src: Inode): Inode {
+  const d = vol.ialloc(S_IFDIR | (src.r.mode & 0o7777))
+  dirInit(d)
+  d.r.nlink = 2
+  d.r.uid = src.r.uid
+  d.r.gid = src.r.gid
+  d.r.atimeS = src.r.atimeS; d.r.atimeNs = src.r.atimeNs
+  d.r.mtimeS = src.r.mtimeS; d.r.mtimeNs = src.r.mtimeNs
+  d.r.ctimeS = src.r.ctimeS; d.r.ctimeNs = src.r.ctimeNs
+  d.r.dataVersion = 1
+  d.r.flags |= src.r.flags & IF_NOCLONE
+  vol.idirty(d)
+  return d
+}
+
+/** Fills `dst` (new, empty) with a clone of source directory `src` at clone path `path`. */
+function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
+  const vol = w.vol
+  // Iterative, so deep trees do not exhaust the stack.
+  const stack: Array<{src: Inode, dst: Inode, path: string}> = [{src, dst, path}]
+  while (stack.length) {
+    const job = stack.pop()!
+    w.stats.dirs++
+    let subdirs = 0
+    for (const e of dirList(vol, job.src)) {
+      const childPath = `${job.path}/${e.name.toString('utf8')}`
+      if (w.match.test(childPath) >= 0) { w.stats.excluded++; continue }
+      const child = vol.iget(e.ino)
+      if (child.r.flags & IF_NOCLONE) { w.stats.excluded++; continue }
+      if (child.isDir) {
+        const d = newDirLike(vol, child)
+        dirAdd(vol, job.dst, d.ino, DT_DIR, e.name, 0)
+        subdirs++
+        stack.push({src: child, dst: d, path: childPath})
+        continue
+      }
+      if (child.r.nlink > 1 || !w.shareInodes) {
+        // Hard-linked (or grafted): one private copy per clone, blocks shared, nlink = names cloned.
+        let cp = w.hardlinks.get(child.ino)
+        if (!cp) {
+          cp = vol.ialloc(child.r.mode, child.ino + 1)
+          const generation = cp.r.generation
+          cp.r = {...child.r, area: Buffer.alloc(child.r.area.length), share: 1, nlink: 0, generation, nextOrphan: 0}
+          shareInto(vol, child, cp)
+          w.hardlinks.set(child.ino, cp)
+          w.stats.copiedHardlinked++
+        }
+        cp.r.nlink++
+        dirAdd(vol, job.dst, cp.ino, e.type, e.name, 0)
+        continue
+      }
+      child.r.share++
+      vol.idirty(child)
+      dirAdd(vol, job.dst, child.ino, e.type, e.name, 0)
+      w.stats.shared++
+    }
+    job.dst.r.nlink = 2 + subdirs
+    vol.idirty(job.dst)
+    progress(w)
+    vol.maybeCommit()
+  }
+}
+
+function progress(w: Walk): void {
+  if (!w.opts.onProgress) return
+  const t = Date.now()
+  if (t - w.lastReport < 100) return
+  w.lastReport = t
+  w.opts.onProgress(w.stats)
+}
+
+function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: CloneStats): void {
+  if (!r.path.startsWith('/') || splitPath(r.path).length === 0) fail('EUSAGE', `--replace path '${r.path}' must be an absolute path below the clone's root`)
+  if (ns.exists(r.path, false)) ns.remove(r.path, {recursive: true})
+  const parent = '/' + splitPath(r.path).slice(0, -1).join('/')
+  ns.mkdir(parent, {parents: true})
+  if (r.source === '@empty-dir') ns.mkdir(r.path)
+  else if (r.source === '@empty-file') ns.openForWrite(r.path, {mode: 0o644 | S_IFREG})
+  else {
+    const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(r.source)
+    const from: Location = m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: r.source}
+    copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+  }
+  stats.replaced++
+}

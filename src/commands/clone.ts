@@ -1,0 +1,66 @@
+import fs from 'node:fs'
+import {Args, Flags} from '@oclif/core'
+import {PrismCommand, imageFlags} from '../cli/base.js'
+import {parseImageLoc} from '../cli/locate.js'
+import {PrismError} from '../errors.js'
+
+export default class Clone extends PrismCommand {
+  static summary = 'Make a new fileset from an existing one (or a subtree of one), sharing its files'
+  static description = `No file data is copied: files are shared and copied on write, per file and then per block.
+SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and printed when omitted), or FILESET:/path inside an existing fileset to graft the clone there.
+--exclude takes absolute paths or globs (*, **, ?); a pattern without a leading / matches at any depth. --replace PATH=SOURCE puts a substitute at PATH: @empty-dir, @empty-file, a host path, or FILESET:/path. Paths marked with 'prism noclone' are always left out.`
+  static examples = [
+    '<%= config.bin %> clone root --exclude /home --exclude /var/log',
+    '<%= config.bin %> clone root sandbox --replace /home=@empty-dir --replace /etc/hostname=./hostname',
+    '<%= config.bin %> clone root:/srv/site web:/srv/site',
+    "<%= config.bin %> clone root ci-42 --exclude-from .cloneignore --exclude '**/*.log'",
+  ]
+  static args = {
+    src: Args.string({description: 'FILESET or FILESET:/path to clone', required: true}),
+    dst: Args.string({description: 'new fileset name, or FILESET:/path to graft at'}),
+  }
+  static flags = {
+    ...imageFlags,
+    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern', multiple: true, default: []}),
+    'exclude-from': Flags.string({description: 'file of exclude patterns, one a line (# comments)'}),
+    replace: Flags.string({char: 'r', description: 'PATH=SOURCE: put SOURCE at PATH in the clone', multiple: true, default: []}),
+    mode: Flags.string({description: 'sync: expand the whole tree before returning', options: ['sync'], default: 'sync'}),
+  }
+
+  async run() {
+    const {args, flags} = await this.parse(Clone)
+    const src = parseImageLoc(args.src.includes(':') ? args.src : `${args.src}:/`)
+    if (!src) throw new PrismError('EUSAGE', `'${args.src}' is not a fileset or FILESET:/path`)
+    let dst: {fileset: string, path?: string} | null = null
+    if (args.dst) dst = args.dst.includes(':') ? parseImageLoc(args.dst) : {fileset: args.dst}
+    if (args.dst && !dst) throw new PrismError('EUSAGE', `'${args.dst}' is not a fileset name or FILESET:/path`)
+    const {clone, parseExcludeFile} = await import('../clone/clone.js')
+    const exclude = [...flags.exclude]
+    if (flags['exclude-from']) {
+      try {
+        exclude.push(...parseExcludeFile(fs.readFileSync(flags['exclude-from'], 'utf8')))
+      } catch (e) {
+        throw new PrismError('ENOENT', `${flags['exclude-from']}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
+      }
+    }
+    const replace = flags.replace.map((r) => {
+      const i = r.indexOf('=')
+      if (i <= 0) throw new PrismError('EUSAGE', `--replace '${r}' must be PATH=SOURCE`)
+      return {path: r.slice(0, i), source: r.slice(i + 1)}
+    })
+    const spin = await this.spinner('cloning')
+    try {
+      const res = await this.withVolume(flags, true, (vol) => clone(vol, src, dst, {
+        exclude, replace, mode: flags.mode as 'sync',
+        onProgress: (s) => spin.update(`cloning: ${s.dirs} directories, ${s.shared} files shared`),
+        onWarning: (m) => this.notice(`warning: ${m}`),
+      }))
+      spin.stop()
+      this.log(dst?.path !== undefined ? `cloned ${args.src} to ${res.fileset}:${res.path}` : res.fileset)
+      return res
+    } catch (e) {
+      spin.stop()
+      throw e
+    }
+  }
+}

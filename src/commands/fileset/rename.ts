@@ -1,0 +1,16 @@
+import {Args} from '@oclif/core'
+import {PrismCommand, imageFlags} from '../../cli/base.js'
+
+export default class FilesetRename extends PrismCommand {
+  static summary = 'Rename a fileset'
+  static examples = ['<%= config.bin %> fileset rename sandbox sandbox-old']
+  static args = {from: Args.string({description: 'current name', required: true}), to: Args.string({description: 'new name', required: true})}
+  static enableJsonFlag = false
+  static flags = {...imageFlags}
+
+  async run() {
+    const {args, flags} = await this.parse(FilesetRename)
+    const {renameFileset} = await import('../../fs/image.js')
+    await this.withVolume(flags, true, (vol) => renameFileset(vol, args.from, args.to))
+  }
+}

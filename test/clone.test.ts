@@ -1,0 +1,264 @@
+// Cloning through the library on real image files: isolation at file and block level,
+// hard links across clones (the paper's Fig. 4), counter overflow, selective cloning,
+// grafting, fileset deletion and space accounting. fsck checks the image after each test.
+import {expect} from 'chai'
+import fs from 'node:fs'
+import path from 'node:path'
+import {clone, excludeMatcher, parseExcludeFile} from '../src/clone/clone.js'
+import {BLOCK_SIZE, IF_NOCLONE} from '../src/format/constants.js'
+import {loadExtents} from '../src/fs/extents.js'
+import {deleteFileset, namespace, withImage} from '../src/fs/image.js'
+import {getFileset, listFilesets} from '../src/fs/filesets.js'
+import {filesetSpace} from '../src/fs/space.js'
+import {fsckImage} from '../src/fsck/index.js'
+import {edit, newImage, read, snapshot, tmpDir} from './helpers.js'
+
+function used(img: string): number {
+  return withImage(img, {write: false}, (vol) => vol.sb.dataBlocks - vol.sb.freeBlocks)
+}
+
+describe('clone', function () {
+  this.timeout(120000)
+  let dir: string
+  let img: string
+  beforeEach(() => {
+    dir = tmpDir()
+    img = newImage(dir, 128 << 20)
+    edit(img, (ns) => {
+      ns.mkdir('/etc')
+      ns.mkdir('/home/alice', {parents: true})
+      ns.mkdir('/var/log', {parents: true})
+      ns.writeFile('/etc/hostname', Buffer.from('source\n'))
+      ns.writeFile('/home/alice/key', Buffer.from('secret'))
+      ns.writeFile('/var/log/syslog', Buffer.from('log\n'))
+      ns.writeFile('/var/log/old.gz', Buffer.from('gz'))
+      ns.writeFile('/big', Buffer.alloc(4 << 20, 0x42))
+      ns.symlink('/etc/hostname', '/hn')
+    })
+  })
+  afterEach(function () {
+    if (this.currentTest?.state === 'passed') {
+      const r = fsckImage(img, {repair: false})
+      expect(r.problems, JSON.stringify(r.problems)).to.deep.equal([])
+      expect(r.exitCode).to.equal(0)
+    }
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('shares every file and copies no data', () => {
+    const before = used(img)
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c1'}))
+    expect(used(img) - before).to.equal(0) // small directories live in their inodes
+    read(img, (ns, vol) => {
+      const c = namespace(vol, 'c1')
+      expect(snapshot(c)).to.deep.equal(snapshot(ns))
+      expect(c.stat('/big').ino).to.equal(ns.stat('/big').ino)
+      expect(c.stat('/big').share).to.equal(2)
+      expect(c.stat('/etc').ino).to.not.equal(ns.stat('/etc').ino)
+      expect(getFileset(vol, 'c1').parentId).to.equal(getFileset(vol, 'root').id)
+    })
+  })
+
+  it('isolates contents, attributes and names in both directions', () => {
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c1'}))
+    const original = read(img, (ns) => snapshot(ns))
+    edit(img, (ns) => {
+      ns.writeFile('/etc/hostname', Buffer.from('clone\n'))
+      ns.chmod('/big', 0o600)
+      ns.truncate('/var/log/syslog', 1)
+      ns.rename('/home/alice', '/home/bob')
+      ns.unlink('/hn')
+      ns.writeFile('/new', Buffer.from('only in the clone'))
+      ns.mkdir('/etc/extra')
+    }, 'c1')
+    read(img, (ns) => expect(snapshot(ns)).to.deep.equal(original))
+    const cloneSnap = read(img, (ns) => snapshot(ns), 'c1')
+    edit(img, (ns) => {
+      ns.writeFile('/big', Buffer.from('source changed'), {append: true})
+      ns.remove('/var', {recursive: true})
+      ns.link('/etc/hostname', '/etc/hostname2')
+    })
+    read(img, (ns) => expect(snapshot(ns)).to.deep.equal(cloneSnap), 'c1')
+    read(img, (ns) => expect(ns.readFile('/etc/hostname').toString()).to.equal('source\n'))
+  })
+
+  it('copies only the blocks written, and nothing for a chmod or a rename', () => {
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c1'}))
+    let before = used(img)
+    edit(img, (ns) => { ns.chmod('/big', 0o600); ns.rename('/big', '/big2') }, 'c1')
+    expect(used(img) - before).to.equal(0)
+    before = used(img)
+    edit(img, (ns) => ns.writeInode(ns.resolveOwned('/big2'), 1 << 20, Buffer.alloc(BLOCK_SIZE, 0x43)), 'c1')
+    expect(used(img) - before).to.equal(1)
+    read(img, (ns, vol) => {
+      const c = namespace(vol, 'c1')
+      const data = c.readFile('/big2')
+      expect(data[(1 << 20) - 1]).to.equal(0x42)
+      expect(data[1 << 20]).to.equal(0x43)
+      expect(ns.readFile('/big').every((b) => b === 0x42)).to.equal(true)
+      const src = loadExtents(vol, ns.resolve('/big'))
+      expect(vol.refcount(src[0].p)).to.equal(2)
+      expect(vol.refcount(src[0].p + 256)).to.equal(1) // the overwritten block is the source's alone
+    })
+  })
+
+  it('keeps hard links one file on each side (paper Fig. 4)', () => {
+    edit(img, (ns) => {
+      ns.mkdir('/a'); ns.mkdir('/x')
+      ns.writeFile('/a/b', Buffer.from('v1'))
+      ns.link('/a/b', '/x/y')
+    })
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'fs2'}))
+    edit(img, (ns) => ns.writeFile('/a/b', Buffer.from('v2')))
+    read(img, (ns, vol) => {
+      const fs2 = namespace(vol, 'fs2')
+      expect(ns.readFile('/x/y').toString()).to.equal('v2')
+      expect(fs2.readFile('/a/b').toString()).to.equal('v1')
+      expect(fs2.readFile('/x/y').toString()).to.equal('v1')
+      for (const n of [ns, fs2]) {
+        expect(n.stat('/a/b').nlink).to.equal(2)
+        expect(n.stat('/a/b').ino).to.equal(n.stat('/x/y').ino)
+      }
+    })
+    // A link made to a shared file makes it private first.
+    edit(img, (ns) => ns.link('/etc/hostname', '/etc/h2'), 'fs2')
+    read(img, (ns, vol) => {
+      expect(ns.stat('/etc/hostname').nlink).to.equal(1)
+      expect(namespace(vol, 'fs2').stat('/etc/h2').nlink).to.equal(2)
+    })
+  })
+
+  it('gives an excluded hard link its own link count', () => {
+    edit(img, (ns) => ns.link('/etc/hostname', '/home/alice/hn-link'))
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {exclude: ['/home']}))
+    read(img, (ns) => {
+      expect(ns.stat('/etc/hostname').nlink).to.equal(1)
+      expect(ns.exists('/home')).to.equal(false)
+    }, 'c')
+    read(img, (ns) => expect(ns.stat('/etc/hostname').nlink).to.equal(2))
+  })
+
+  it('duplicates blocks instead of overflowing their 8-bit counters', () => {
+    const n = 300
+    for (let i = 0; i < n; i++) {
+      withImage(img, {write: true}, (vol) => {
+        clone(vol, {fileset: 'root', path: '/etc'}, {fileset: `c${i}`})
+        // a chmod makes the clone's own inode, which references every block once more
+        namespace(vol, `c${i}`).chmod('/hostname', 0o600)
+        namespace(vol, `c${i}`).writeFile('/data', Buffer.alloc(2 * BLOCK_SIZE, i % 256))
+      })
+    }
+    withImage(img, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      ns.writeFile('/shared', Buffer.alloc(BLOCK_SIZE, 7))
+      for (let i = 0; i < n; i++) {
+        clone(vol, {fileset: 'root', path: '/'}, {fileset: `d${i}`}, {exclude: ['/big', '/home', '/var']})
+        namespace(vol, `d${i}`).chmod('/shared', 0o600)
+        vol.maybeCommit()
+      }
+    })
+    read(img, (ns, vol) => {
+      expect(ns.stat('/etc/hostname').share).to.equal(n + 1) // the c clones made their own copies
+      const p = loadExtents(vol, ns.resolve('/shared'))[0].p
+      expect(vol.refcount(p)).to.equal(255)
+      for (const i of [0, 150, n - 1]) {
+        expect(namespace(vol, `d${i}`).readFile('/shared').every((b) => b === 7)).to.equal(true)
+        expect(namespace(vol, `c${i}`).readFile('/data')[5]).to.equal(i % 256)
+      }
+    })
+  })
+
+  it('matches exclude globs and reads exclude files', () => {
+    const m = excludeMatcher(['/var/log/*.gz', 'syslog', '/nothing', '**/alice'])
+    expect(m.test('/var/log/old.gz')).to.equal(0)
+    expect(m.test('/var/log/syslog')).to.equal(1)
+    expect(m.test('/x/y/syslog')).to.equal(1)
+    expect(m.test('/home/alice')).to.equal(3)
+    expect(m.test('/var/log')).to.equal(-1)
+    expect(m.unmatched()).to.deep.equal(['/nothing'])
+    expect(parseExcludeFile('# comment\n/home\n\n  *.log  # logs\n')).to.deep.equal(['/home', '*.log'])
+    const warnings: string[] = []
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {exclude: ['/var/log/*.gz', '/home', '/nope'], onWarning: (w) => warnings.push(w)}))
+    expect(warnings).to.deep.equal(["--exclude '/nope' matched nothing"])
+    read(img, (ns) => {
+      expect(ns.exists('/home')).to.equal(false)
+      expect(ns.exists('/var/log/old.gz')).to.equal(false)
+      expect(ns.exists('/var/log/syslog')).to.equal(true)
+    }, 'c')
+  })
+
+  it('leaves out paths marked nonclonable', () => {
+    edit(img, (ns) => { ns.setFlag('/home/alice', IF_NOCLONE, true); ns.setFlag('/etc/hostname', IF_NOCLONE, true) })
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}))
+    read(img, (ns) => {
+      expect(ns.exists('/home')).to.equal(true)
+      expect(ns.exists('/home/alice')).to.equal(false)
+      expect(ns.exists('/etc/hostname')).to.equal(false)
+    }, 'c')
+    read(img, (ns) => expect(ns.stat('/home/alice').flags).to.include('noclone'))
+  })
+
+  it('puts replacements in place', () => {
+    const host = path.join(dir, 'hostname')
+    fs.writeFileSync(host, 'from the host\n')
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {
+      exclude: ['/home'],
+      replace: [
+        {path: '/home', source: '@empty-dir'}, {path: '/var/log/syslog', source: '@empty-file'},
+        {path: '/etc/hostname', source: host}, {path: '/opt/big', source: 'root:/big'},
+      ],
+    }))
+    read(img, (ns) => {
+      expect(ns.readdir('/home')).to.deep.equal([])
+      expect(ns.stat('/var/log/syslog').size).to.equal(0)
+      expect(ns.readFile('/etc/hostname').toString()).to.equal('from the host\n')
+      expect(ns.readFile('/opt/big').length).to.equal(4 << 20)
+    }, 'c')
+    read(img, (ns) => expect(ns.readFile('/etc/hostname').toString()).to.equal('source\n'))
+  })
+
+  it('grafts a subtree into another fileset', () => {
+    withImage(img, {write: true}, (vol) => {
+      clone(vol, {fileset: 'root', path: '/'}, {fileset: 'web'}, {exclude: ['/var']})
+      expect(() => clone(vol, {fileset: 'root', path: '/var'}, {fileset: 'web', path: '/srv/var'})).to.throw(/no such file/)
+      namespace(vol, 'web').mkdir('/srv')
+      clone(vol, {fileset: 'root', path: '/var'}, {fileset: 'web', path: '/srv/var'}, {exclude: ['*.gz']})
+      clone(vol, {fileset: 'root', path: '/etc'}, {fileset: 'web', path: '/srv'}) // into an existing directory
+      expect(() => clone(vol, {fileset: 'root', path: '/etc'}, {fileset: 'root', path: '/etc/inside'})).to.throw(/inside itself/)
+    })
+    read(img, (ns) => {
+      expect(ns.readdir('/srv').map((e) => e.name)).to.deep.equal(['etc', 'var'])
+      expect(ns.readFile('/srv/var/log/syslog').toString()).to.equal('log\n')
+      expect(ns.exists('/srv/var/log/old.gz')).to.equal(false)
+      expect(ns.stat('/srv').nlink).to.equal(4)
+    }, 'web')
+  })
+
+  it('clones clones, and deletes any of them in any order, freeing only what is unique', () => {
+    const base = used(img)
+    withImage(img, {write: true}, (vol) => {
+      clone(vol, {fileset: 'root', path: '/'}, {fileset: 'a'})
+      clone(vol, {fileset: 'a', path: '/'}, {fileset: 'b'})
+      namespace(vol, 'b').writeFile('/b-only', Buffer.alloc(10 * BLOCK_SIZE, 1))
+      clone(vol, {fileset: 'b', path: '/'}, {fileset: 'c'})
+      clone(vol, {fileset: 'root', path: '/etc'}, {fileset: 'c', path: '/etc-graft'})
+    })
+    read(img, (_, vol) => {
+      const sp = filesetSpace(vol, getFileset(vol, 'b'))
+      expect(sp.uniqueBlocks).to.equal(0) // b-only is shared with c
+      expect(sp.referencedBlocks).to.equal(1024 + 10)
+    })
+    withImage(img, {write: true}, (vol) => deleteFileset(vol, 'a'))
+    expect(used(img)).to.equal(base + 10)
+    withImage(img, {write: true}, (vol) => deleteFileset(vol, 'c'))
+    read(img, (_, vol) => expect(filesetSpace(vol, getFileset(vol, 'b')).uniqueBlocks).to.equal(10))
+    withImage(img, {write: true}, (vol) => deleteFileset(vol, 'root'))
+    read(img, (_, vol) => {
+      expect(listFilesets(vol).map((f) => f.name)).to.deep.equal(['b'])
+      expect(getFileset(vol, 'b').parentId).to.equal(0)
+      expect(namespace(vol, 'b').readFile('/big').length).to.equal(4 << 20)
+    }, 'b')
+    withImage(img, {write: true}, (vol) => deleteFileset(vol, 'b'))
+    withImage(img, {write: false}, (vol) => expect(vol.sb.freeBlocks).to.equal(vol.sb.dataBlocks))
+  })
+})
