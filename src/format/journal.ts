@@ -11,6 +11,13 @@ export const TAG_SIZE = 12
 export const DESC_HDR = 16
 export const TAGS_PER_DESC = Math.floor((BLOCK_SIZE - DESC_HDR - 4) / TAG_SIZE)
 const CRC_OFF = BLOCK_SIZE - 4
+/**
+ * The journal superblock also carries a CRC of its first 508 bytes in the last 4 bytes of
+ * its first 512-byte sector, which holds every field, so that a torn rewrite (old and new
+ * sectors mixed) still decodes as the old or the new copy (the superblock keeps its CRC in
+ * its first sector for the same reason). Images without it decode by the whole-block CRC.
+ */
+export const JSB_SECTOR_CRC_OFF = 0x1fc
 
 export interface JournalSuper {
   /** Sequence number the next replay expects at journal block 1. */
@@ -31,6 +38,7 @@ export function encodeJournalSuper(j: JournalSuper, buf: Buffer = Buffer.alloc(B
   buf.writeUInt32LE(1, 8)
   buf.writeUInt32LE(j.blocks, 12)
   buf.writeBigUInt64LE(BigInt(j.seq), 16)
+  buf.writeUInt32LE(crc32(buf, 0, JSB_SECTOR_CRC_OFF), JSB_SECTOR_CRC_OFF)
   buf.writeUInt32LE(crc32(buf, 0, CRC_OFF), CRC_OFF)
   return buf
 }
@@ -38,7 +46,12 @@ export function encodeJournalSuper(j: JournalSuper, buf: Buffer = Buffer.alloc(B
 export function decodeJournalSuper(buf: Buffer): JournalSuper {
   if (!buf.subarray(0, 8).equals(JSB_MAGIC)) throw new FormatError('journal superblock', 'magic', 'bad journal magic')
   if (buf.readUInt32LE(8) !== 1) throw new FormatError('journal superblock', 'version', 'unknown journal version')
-  if (buf.readUInt32LE(CRC_OFF) !== crc32(buf, 0, CRC_OFF)) throw new FormatError('journal superblock', 'checksum', 'journal superblock checksum mismatch')
+  // Either checksum will do: a power loss while the block is rewritten in place can tear it
+  // at a sector boundary, and then only the first sector (all the fields) is one whole copy.
+  const whole = buf.readUInt32LE(CRC_OFF) === crc32(buf, 0, CRC_OFF)
+  if (!whole && buf.readUInt32LE(JSB_SECTOR_CRC_OFF) !== crc32(buf, 0, JSB_SECTOR_CRC_OFF)) {
+    throw new FormatError('journal superblock', 'checksum', 'journal superblock checksum mismatch')
+  }
   return {blocks: buf.readUInt32LE(12), seq: Number(buf.readBigUInt64LE(16))}
 }
 

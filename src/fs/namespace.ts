@@ -9,8 +9,8 @@ import {
 } from '../format/constants.js'
 import {nameProblem} from '../format/dirent.js'
 import {fail, PrismError} from '../errors.js'
-import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, type Dirent} from './dir.js'
-import {loadExtents, readData, releaseAll, streamData, truncateData, unmapRange, writeData} from './extents.js'
+import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
+import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData} from './extents.js'
 import type {Fileset} from './filesets.js'
 import {Inode, now, touch, type Timestamp} from './inode.js'
 import {Volume} from './volume.js'
@@ -127,6 +127,34 @@ export class Namespace {
 
   resolve(path: string, follow = true): Inode {
     return this.resolveFull(path, follow).inode
+  }
+
+  /** Resolves a path to an inode this fileset may change (see own()). */
+  resolveOwned(path: string, follow = true): Inode {
+    return this.own(this.resolveFull(path, follow))
+  }
+
+  /**
+   * The inode-level copy-on-write of the Prism paper (§3.2, §3.5): an inode shared with other
+   * filesets (share > 1) is copied before this fileset changes it. The copy shares every data
+   * block through the reference-count table, so no data is copied. Shared inodes always have
+   * exactly one name in each fileset (a hard-linked file is never shared, see clone.ts), so
+   * the entry we came through is the only one to point at the copy.
+   */
+  own(r: Resolved): Inode {
+    const x = r.inode
+    if (x.r.share <= 1) return x
+    const parent = r.chain[r.chain.length - 1]
+    if (x.isDir || !parent) fail('EBADIMAGE', `directory inode ${x.ino} is shared; run 'prism fsck'`)
+    if (x.r.nlink !== 1) fail('EBADIMAGE', `shared inode ${x.ino} has ${x.r.nlink} links; run 'prism fsck'`)
+    const copy = this.vol.ialloc(x.r.mode, x.ino + 1)
+    const generation = copy.r.generation
+    copy.r = {...x.r, area: Buffer.alloc(x.r.area.length), share: 1, nlink: 1, generation, nextOrphan: 0}
+    shareInto(this.vol, x, copy)
+    x.r.share--
+    this.vol.idirty(x)
+    dirUpdate(this.vol, parent, r.name, {ino: copy.ino})
+    return copy
   }
 
   /** Parent directory and final name of a path whose last component is to be created or removed. */
@@ -272,7 +300,7 @@ export class Namespace {
     const e = this.lookupEntry(dir, name)
     if (e) {
       if (opts.exclusive) fail('EEXIST', `${this.where(path)}: already exists`)
-      const inode = this.resolve(path, true)
+      const inode = this.resolveOwned(path, true)
       if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
       if (opts.truncate && inode.r.size > 0) this.truncateInode(inode, 0)
       return inode
@@ -304,7 +332,7 @@ export class Namespace {
 
   truncate(path: string, size: number, opts: {create?: boolean} = {}): Inode {
     if (!Number.isSafeInteger(size) || size < 0) fail('EINVAL', `invalid size ${size}`)
-    const inode = opts.create ? this.openForWrite(path) : this.resolve(path, true)
+    const inode = opts.create ? this.openForWrite(path) : this.resolveOwned(path, true)
     this.truncateInode(inode, size)
     return inode
   }
@@ -321,7 +349,7 @@ export class Namespace {
 
   /** Adds a name for an existing file or symlink. */
   link(existing: string, path: string): Inode {
-    const inode = this.resolve(existing, false)
+    const inode = this.resolveOwned(existing, false)
     if (inode.isDir) fail('EISDIR', `${this.where(existing)}: hard links to directories are not allowed`)
     const {dir, name} = this.resolveParent(path)
     if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
@@ -342,7 +370,7 @@ export class Namespace {
   // ---------------------------------------------------------------- attributes
 
   chmod(path: string, perm: number): Inode {
-    const inode = this.resolve(path, true)
+    const inode = this.resolveOwned(path, true)
     inode.r.mode = (inode.r.mode & S_IFMT) | (perm & 0o7777)
     touch(inode.r, {c: true})
     this.vol.idirty(inode)
@@ -365,7 +393,7 @@ export class Namespace {
   }
 
   setFlag(path: string, flag: number, on: boolean): Inode {
-    const inode = this.resolve(path, false)
+    const inode = this.resolveOwned(path, false)
     inode.r.flags = on ? inode.r.flags | flag : inode.r.flags & ~flag
     touch(inode.r, {c: true})
     this.vol.idirty(inode)
@@ -379,6 +407,12 @@ export class Namespace {
     if (inode.isDir) {
       inode.r.nlink = 0
       this.vol.addOrphan(inode)
+      return
+    }
+    if (inode.r.share > 1) {
+      // Shared with other filesets: this fileset just lets go of it.
+      inode.r.share--
+      this.vol.idirty(inode)
       return
     }
     inode.r.nlink--
@@ -466,7 +500,7 @@ export class Namespace {
     const t = now()
     touch(src.dir.r, {m: true, c: true}, t)
     touch(dst.dir.r, {m: true, c: true}, t)
-    touch(moving.r, {c: true}, t)
+    if (moving.r.share <= 1) touch(moving.r, {c: true}, t) // a shared inode is not copied for its ctime
     this.vol.idirty(src.dir)
     this.vol.idirty(dst.dir)
     this.vol.idirty(moving)
@@ -480,17 +514,24 @@ export class Namespace {
  * between steps because every step leaves the image consistent.
  */
 export function reapOrphans(vol: Volume): void {
-  for (let guard = 0; vol.sb.orphanHead !== 0; guard++) {
+  for (let guard = 0; ; guard++) {
     if (guard > vol.sb.inodeCount * 4) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
-    const inode = vol.iget(vol.sb.orphanHead)
+    const ino = nextReapable(vol)
+    if (ino === 0) return
+    const inode = vol.iget(ino)
     if (inode.isDir && dirCount(inode) > 0) {
       for (const e of dirList(vol, inode)) {
         dirRemove(vol, inode, e.name)
         const child = vol.iget(e.ino)
         if (child.isDir) {
-          inode.r.nlink--
+          // An orphaned directory already has nlink 0 (dropName); it must not go negative,
+          // as it is encoded whenever a commit falls between these steps.
+          if (inode.r.nlink > 0) inode.r.nlink--
           child.r.nlink = 0
           vol.addOrphan(child)
+        } else if (child.r.share > 1) {
+          child.r.share-- // shared with other filesets: only this reference goes
+          vol.idirty(child)
         } else {
           child.r.nlink--
           vol.idirty(child)
@@ -522,6 +563,16 @@ export function reapOrphans(vol: Volume): void {
     }
     vol.maybeCommit()
   }
+}
+
+/** The first orphan not pinned by a clone this process is building, or 0. */
+function nextReapable(vol: Volume): number {
+  let ino = vol.sb.orphanHead
+  for (let guard = 0; ino !== 0 && vol.pinnedOrphans.has(ino); guard++) {
+    if (guard > vol.sb.inodeCount) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
+    ino = vol.iget(ino).r.nextOrphan
+  }
+  return ino
 }
 
 Volume.defaultReaper = reapOrphans

@@ -29,6 +29,8 @@ export class Journal {
   private logged = false
   /** transactions committed by this process (for tests and the no-overlap check) */
   committedSeqs: number[] = []
+  /** blocks logged since the last checkpoint: a replay would write their logged image */
+  private loggedTargets = new Set<number>()
 
   constructor(private dev: BlockDevice, readonly start: number, readonly size: number) {}
 
@@ -149,6 +151,7 @@ export class Journal {
     this.dev.sync()
     // Durable from here on: replay would redo the rest.
     this.committedSeqs.push(this.seq)
+    for (const t of targets) this.loggedTargets.add(t)
     this.pos += total
     this.seq++
     this.logged = true
@@ -162,6 +165,19 @@ export class Journal {
     this.writeSuper()
     this.pos = 1
     this.logged = false
+    this.loggedTargets.clear()
+  }
+
+  /**
+   * True when a block of [block, block+n) has an image in the log that replay would write
+   * in place: such a block (metadata since freed) must not receive unlogged data before a
+   * checkpoint, or a replay after a crash would overwrite that data (what JBD's revoke
+   * records prevent).
+   */
+  holds(block: number, n = 1): boolean {
+    if (this.loggedTargets.size === 0) return false
+    for (let b = block; b < block + n; b++) if (this.loggedTargets.has(b)) return true
+    return false
   }
 
   private writeSuper(): void {

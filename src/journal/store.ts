@@ -126,6 +126,9 @@ export class BlockStore {
   flushData(): void {
     if (this.data.size === 0) return
     const starts = [...this.data.keys()].sort((a, b) => a - b)
+    // A block freed since the last checkpoint may still have a metadata image in the log;
+    // checkpoint first, so that no replay writes that image over the new data.
+    if (this.journal && starts.some((s) => this.journal!.holds(s, this.data.get(s)!.length / BLOCK_SIZE))) this.journal.checkpoint()
     let i = 0
     while (i < starts.length) {
       const run = [this.data.get(starts[i])!]
