@@ -141,6 +141,35 @@ export class Model {
     return m
   }
 
+  /**
+   * What `prism clone --exclude ... --replace PATH=@empty-dir|@empty-file` must produce:
+   * a deep copy without the excluded paths, with each replacement made (missing parents
+   * created). Returns null when a replacement cannot be made (a parent is not a directory).
+   */
+  cloneWith(exclude: string[], replace: Array<{path: string, kind: 'dir' | 'file'}>): Model | null {
+    const m = this.clone()
+    for (const x of exclude) {
+      const par = m.parent(x)
+      par?.dir.children.delete(par.name)
+    }
+    for (const r of replace) {
+      const cs = comps(r.path)
+      let cur: MNode = m.root
+      for (const c of cs.slice(0, -1)) {
+        if (cur.kind !== 'dir') return null
+        let next = cur.children.get(c)
+        if (!next) {
+          next = newDir()
+          cur.children.set(c, next)
+        }
+        cur = next
+      }
+      if (cur.kind !== 'dir') return null
+      cur.children.set(cs[cs.length - 1], r.kind === 'dir' ? newDir() : {kind: 'obj', obj: {kind: 'file', data: Buffer.alloc(0), perm: 0o644}})
+    }
+    return m
+  }
+
   /** Same shape as helpers.snapshot(): path -> description. */
   snapshot(): Record<string, string> {
     const links = new Map<MObj, number>()

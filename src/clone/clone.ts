@@ -149,38 +149,46 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
   const root = newDirLike(vol, top)
   vol.addOrphan(root)
   vol.pinnedOrphans.add(root.ino)
-  cloneDir(w, top, root, '')
-  for (const cp of w.hardlinks.values()) vol.idirty(cp)
-
-  if (opts.replace?.length) {
-    // Replacements are made inside the clone before it becomes visible, through a
-    // namespace over the unfinished root that is never entered in the fileset table.
-    const draft = new Namespace(vol, {...srcFs, slot: -1, id: 0, name: grafting ? dst!.fileset : newName, rootIno: root.ino})
-    for (const r of opts.replace) applyReplacement(vol, draft, r, w.stats)
+  try {
+    return finish()
+  } finally {
+    // Whether the clone finished or failed, this process no longer builds it: a failed
+    // clone's root (if already committed) is reaped like any orphan.
+    vol.pinnedOrphans.delete(root.ino)
   }
 
-  let result: CloneResult
-  if (grafting) {
-    const ns = dstNs!
-    dirAdd(vol, graftParent!.dir, root.ino, DT_DIR, graftParent!.name)
-    graftParent!.dir.r.nlink++
-    touch(graftParent!.dir.r, {m: true, c: true})
-    vol.idirty(graftParent!.dir)
-    root.r.nlink = 2 + countSubdirs(vol, root)
-    vol.removeOrphan(root)
-    vol.pinnedOrphans.delete(root.ino)
-    result = {fileset: ns.fs.name, path: dst!.path!, parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
-  } else {
-    vol.removeOrphan(root)
-    vol.pinnedOrphans.delete(root.ino)
-    root.r.nlink = 2 + countSubdirs(vol, root)
-    addFileset(vol, newName, root.ino, {parentId: srcFs.id, mode: MODE_SYNC})
-    result = {fileset: newName, path: '/', parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
+  function finish(): CloneResult {
+    cloneDir(w, top, root, '')
+    for (const cp of w.hardlinks.values()) vol.idirty(cp)
+
+    if (opts.replace?.length) {
+      // Replacements are made inside the clone before it becomes visible, through a
+      // namespace over the unfinished root that is never entered in the fileset table.
+      const draft = new Namespace(vol, {...srcFs, slot: -1, id: 0, name: grafting ? dst!.fileset : newName, rootIno: root.ino})
+      for (const r of opts.replace) applyReplacement(vol, draft, r, w.stats)
+    }
+
+    let result: CloneResult
+    if (grafting) {
+      const ns = dstNs!
+      dirAdd(vol, graftParent!.dir, root.ino, DT_DIR, graftParent!.name)
+      graftParent!.dir.r.nlink++
+      touch(graftParent!.dir.r, {m: true, c: true})
+      vol.idirty(graftParent!.dir)
+      root.r.nlink = 2 + countSubdirs(vol, root)
+      vol.removeOrphan(root)
+      result = {fileset: ns.fs.name, path: dst!.path!, parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
+    } else {
+      vol.removeOrphan(root)
+      root.r.nlink = 2 + countSubdirs(vol, root)
+      addFileset(vol, newName, root.ino, {parentId: srcFs.id, mode: MODE_SYNC})
+      result = {fileset: newName, path: '/', parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
+    }
+    vol.idirty(root)
+    for (const p of result.unmatched) opts.onWarning?.(`--exclude '${p}' matched nothing`)
+    opts.onProgress?.(w.stats)
+    return result
   }
-  vol.idirty(root)
-  for (const p of result.unmatched) opts.onWarning?.(`--exclude '${p}' matched nothing`)
-  opts.onProgress?.(w.stats)
-  return result
 }
 
 function countSubdirs(vol: Volume, dir: Inode): number {

@@ -225,6 +225,7 @@ export class Volume {
     this.dirtyInodes.clear()
     this.dirtyRc.clear()
     this.freedNow.clear()
+    this.pinnedOrphans.clear()
     this.filesetCache = null
     this.sbDirty = false
     const {sb} = readSuperblockFrom(this.store.get(0))

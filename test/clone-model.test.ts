@@ -1,0 +1,99 @@
+// Model-based test of cloning (issue: isolation and hard-link semantics). Random sequences
+// of file operations, clones (with excludes and replacements) and fileset deletions run
+// across several filesets, against a model in which a clone is a deep copy. After every
+// step every fileset must match its model; after every run fsck must find nothing and,
+// once everything is deleted, every block and inode must be free again.
+// PRISM_CLONE_RUNS sets the number of runs (default 1000).
+import {expect} from 'chai'
+import fc from 'fast-check'
+import {clone} from '../src/clone/clone.js'
+import {PrismError} from '../src/errors.js'
+import {deleteFileset, namespace} from '../src/fs/image.js'
+import {Volume} from '../src/fs/volume.js'
+import {fsckDevice} from '../src/fsck/index.js'
+import {Model} from './model.js'
+import {snapshot} from './helpers.js'
+import {apply, memImage, opArb, pathArb, w, type Op} from './fsops.js'
+
+type Step =
+  | {kind: 'fs', target: number, op: Op}
+  | {kind: 'clone', src: number, exclude: string[], replace: Array<{path: string, kind: 'dir' | 'file'}>}
+  | {kind: 'delete', target: number}
+
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  w(8, fc.tuple(fc.nat(7), opArb).map(([target, op]) => ({kind: 'fs', target, op}) as Step)),
+  w(2, fc.record({
+    src: fc.nat(7),
+    exclude: fc.array(pathArb, {maxLength: 2}),
+    replace: fc.array(fc.record({path: pathArb, kind: fc.constantFrom('dir' as const, 'file' as const)}), {maxLength: 1}),
+  }).map((c) => ({kind: 'clone', ...c}) as Step)),
+  w(1, fc.nat(7).map((target) => ({kind: 'delete', target}) as Step)),
+)
+
+describe('model: clones behave as deep copies', function () {
+  this.timeout(900000)
+  const runs = Number(process.env.PRISM_CLONE_RUNS ?? 1000)
+
+  it(`matches the model over ${runs} random sequences of operations, clones and deletes`, () => {
+    let clones = 0
+    let deletes = 0
+    fc.assert(fc.property(fc.array(stepArb, {minLength: 10, maxLength: 30}), (steps) => {
+      const dev = memImage(6144)
+      let vol = Volume.openDevice(dev, {write: true})
+      const models = new Map<string, Model>([['root', new Model()]])
+      let next = 1
+      try {
+        for (const s of steps) {
+          const names = [...models.keys()]
+          if (s.kind === 'fs') {
+            if (s.op.op === 'reopen') {
+              vol.close()
+              vol = Volume.openDevice(dev, {write: true})
+              continue
+            }
+            const name = names[s.target % names.length]
+            const r = apply(namespace(vol, name), models.get(name)!, s.op)
+            if (r.real) vol.commit()
+            else vol.abort()
+            expect(r.real, `${name}: ${JSON.stringify(s.op)}`).to.equal(r.model)
+          } else if (s.kind === 'clone') {
+            const src = names[s.src % names.length]
+            const name = `f${next++}`
+            const expected = models.get(src)!.cloneWith(s.exclude, s.replace)
+            let ok = true
+            try {
+              clone(vol, {fileset: src, path: '/'}, {fileset: name}, {
+                exclude: s.exclude, replace: s.replace.map((r) => ({path: r.path, source: r.kind === 'dir' ? '@empty-dir' : '@empty-file'})),
+              })
+              vol.commit()
+            } catch (e) {
+              if (!(e instanceof PrismError) || e.code === 'EBADIMAGE') throw e
+              vol.abort()
+              ok = false
+            }
+            expect(ok, `clone ${src} ${JSON.stringify(s)}`).to.equal(expected !== null)
+            if (expected) { models.set(name, expected); clones++ }
+          } else {
+            if (names.length < 2) continue
+            const name = names[s.target % names.length]
+            deleteFileset(vol, name)
+            vol.commit()
+            models.delete(name)
+            deletes++
+          }
+          for (const [name, m] of models) expect(snapshot(namespace(vol, name)), `fileset ${name} after ${JSON.stringify(s)}`).to.deep.equal(m.snapshot())
+        }
+        vol.close()
+        const r = fsckDevice(dev, {repair: false})
+        expect(r.problems, JSON.stringify(r.problems)).to.deep.equal([])
+        vol = Volume.openDevice(dev, {write: true})
+        for (const name of models.keys()) deleteFileset(vol, name)
+        vol.commit()
+        expect([vol.sb.freeBlocks, vol.sb.freeInodes]).to.deep.equal([vol.sb.dataBlocks, vol.sb.inodeCount])
+      } finally {
+        vol.close()
+      }
+    }), {numRuns: runs})
+    console.log(`      ${runs} runs: ${clones} clones, ${deletes} fileset deletions checked against the model`)
+  })
+})

@@ -1,0 +1,97 @@
+// Random filesystem operations for model-based tests: generators (fast-check) and a
+// runner that applies one operation to the real namespace and to the reference model.
+import fc from 'fast-check'
+import {BLOCK_SIZE} from '../src/format/constants.js'
+import {planGeometry} from '../src/format/superblock.js'
+import {MemDevice} from '../src/device/mem.js'
+import {PrismError} from '../src/errors.js'
+import {Volume} from '../src/fs/volume.js'
+import {createEmptyFileset, namespace} from '../src/fs/image.js'
+import '../src/fs/namespace.js'
+import {Model} from './model.js'
+
+export const NAMES = ['a', 'b']
+export const pathArb = fc.array(fc.constantFrom(...NAMES), {minLength: 1, maxLength: 3}).map((c) => '/' + c.join('/'))
+export const dataArb = fc.oneof(
+  fc.uint8Array({maxLength: 40}),
+  fc.integer({min: 130, max: 9000}).map((n) => new Uint8Array(n).fill(n % 251)),
+).map((u) => Buffer.from(u))
+
+export type Op =
+  | {op: 'mkdir', p: string} | {op: 'write', p: string, data: Buffer} | {op: 'append', p: string, data: Buffer}
+  | {op: 'truncate', p: string, size: number} | {op: 'chmod', p: string, perm: number} | {op: 'unlink', p: string}
+  | {op: 'rmr', p: string} | {op: 'rename', a: string, b: string} | {op: 'link', a: string, b: string}
+  | {op: 'symlink', t: string, p: string} | {op: 'reopen'}
+
+export const w = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({weight, arbitrary})
+export const opArb: fc.Arbitrary<Op> = fc.oneof(
+  w(4, pathArb.map((p) => ({op: 'mkdir', p}) as Op)),
+  w(3, fc.tuple(pathArb, dataArb).map(([p, data]) => ({op: 'write', p, data}) as Op)),
+  w(4, fc.tuple(pathArb, pathArb).map(([a, b]) => ({op: 'rename', a, b}) as Op)),
+  w(1, fc.tuple(pathArb, dataArb).map(([p, data]) => ({op: 'append', p, data}) as Op)),
+  w(1, fc.tuple(pathArb, fc.integer({min: 0, max: 3 * BLOCK_SIZE})).map(([p, size]) => ({op: 'truncate', p, size}) as Op)),
+  w(1, fc.tuple(pathArb, fc.constantFrom(0o600, 0o755, 0o640)).map(([p, perm]) => ({op: 'chmod', p, perm}) as Op)),
+  w(1, pathArb.map((p) => ({op: 'unlink', p}) as Op)),
+  w(1, pathArb.map((p) => ({op: 'rmr', p}) as Op)),
+  w(1, fc.tuple(pathArb, pathArb).map(([a, b]) => ({op: 'link', a, b}) as Op)),
+  w(1, pathArb.map((p) => ({op: 'symlink', t: '/nowhere' + p, p}) as Op)),
+  w(1, fc.constant({op: 'reopen'} as Op)),
+)
+
+const formatted = new Map<number, Buffer>()
+
+/** A freshly formatted image on a memory device (formatted once per size, then copied). */
+export function memImage(blocks = 4096): MemDevice {
+  let base = formatted.get(blocks)
+  if (!base) {
+    const dev = new MemDevice(Buffer.alloc(blocks * BLOCK_SIZE))
+    Volume.format(dev, planGeometry({blockCount: blocks, journalBlocks: 256, inodeCount: 1024, filesetSlots: 64}), (vol) => {
+      createEmptyFileset(vol, 'root')
+    }).close()
+    base = dev.durable
+    formatted.set(blocks, base)
+  }
+  return new MemDevice(base)
+}
+
+export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real: boolean, model: boolean} {
+  let model = false
+  const real = attempt(() => {
+    switch (o.op) {
+      case 'mkdir': ns.mkdir(o.p); break
+      case 'write': ns.writeFile(o.p, o.data); break
+      case 'append': ns.writeFile(o.p, o.data, {append: true}); break
+      case 'truncate': ns.truncate(o.p, o.size); break
+      case 'chmod': ns.chmod(o.p, o.perm); break
+      case 'unlink': ns.unlink(o.p); break
+      case 'rmr': ns.remove(o.p, {recursive: true}); break
+      case 'rename': ns.rename(o.a, o.b); break
+      case 'link': ns.link(o.a, o.b); break
+      case 'symlink': ns.symlink(o.t, o.p); break
+    }
+  })
+  switch (o.op) {
+    case 'mkdir': model = m.mkdir(o.p); break
+    case 'write': model = m.write(o.p, o.data, false); break
+    case 'append': model = m.write(o.p, o.data, true); break
+    case 'truncate': model = m.truncate(o.p, o.size); break
+    case 'chmod': model = m.chmod(o.p, o.perm); break
+    case 'unlink': model = m.unlink(o.p); break
+    case 'rmr': model = m.rmr(o.p); break
+    case 'rename': model = m.rename(o.a, o.b); break
+    case 'link': model = m.link(o.a, o.b); break
+    case 'symlink': model = m.symlink(o.t, o.p); break
+  }
+  return {real, model}
+}
+
+export function attempt(fn: () => void): boolean {
+  try {
+    fn()
+    return true
+  } catch (e) {
+    if (e instanceof PrismError && e.code !== 'EBADIMAGE') return false
+    throw e
+  }
+}
+
