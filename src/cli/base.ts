@@ -30,7 +30,7 @@ export abstract class PrismCommand extends Command {
     process.stderr.write(`prism: ${msg}\n`)
   }
 
-  /** Opens the image, runs `work`, commits and closes; on failure nothing reaches the image. */
+  /** Opens the image, runs `work`, commits and closes; on failure its uncommitted changes are dropped. */
   protected async withVolume<T>(flags: {image?: string, wait?: number}, write: boolean, work: (vol: Vol) => T | Promise<T>): Promise<T> {
     const {Volume} = await import('../fs/volume.js')
     await import('../fs/namespace.js') // registers the orphan reaper

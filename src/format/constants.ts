@@ -59,7 +59,8 @@ export const MODE_LAZY = 3
 /** Logical block where a hashed directory's pointer table begins (sparse). */
 export const DIR_PTR_BASE = 0x8000_0000
 export const DIR_PTRS_PER_BLOCK = (BLOCK_SIZE - 4) / 4
-export const DIR_MAX_DEPTH = 20
+/** 2^16 pointers (65 blocks): a split rewrites the table, so it must fit any journal. */
+export const DIR_MAX_DEPTH = 16
 
 /** Largest file: logical block numbers are u32, and the pointer table starts at 2^31. */
 export const MAX_FILE_BLOCKS = DIR_PTR_BASE

@@ -6,6 +6,8 @@ import {FormatError} from './errors.js'
 
 /** Incompatible features this build understands (none yet: the bits are reserved). */
 export const INCOMPAT_SUPPORTED = 0
+/** Read-only-compatible features this build can write (none yet): others open read-only. */
+export const RO_COMPAT_SUPPORTED = 0
 export const SB_CRC_OFF = 0xfc
 
 export interface Superblock {
@@ -32,6 +34,8 @@ export interface Superblock {
   cloneClock: number
   orphanHead: number
   nextFilesetId: number
+  /** generation number for the next inode allocated (never 0) */
+  nextGeneration: number
   created: number
   lastWrite: number
   uuid: Buffer
@@ -42,7 +46,7 @@ const O = {
   blockCount: 0x20, inodeCount: 0x28, filesetSlots: 0x2c, journalStart: 0x30, journalBlocks: 0x38,
   refcountBlocks: 0x3c, refcountStart: 0x40, inodeTableStart: 0x48, inodeTableBlocks: 0x50,
   filesetTableBlocks: 0x54, filesetTableStart: 0x58, dataStart: 0x60, dataBlocks: 0x68, freeBlocks: 0x70,
-  freeInodes: 0x78, state: 0x7c, cloneClock: 0x80, orphanHead: 0x84, nextFilesetId: 0x88,
+  freeInodes: 0x78, state: 0x7c, cloneClock: 0x80, orphanHead: 0x84, nextFilesetId: 0x88, nextGeneration: 0x8c,
   created: 0x90, lastWrite: 0x98, uuid: 0xa0,
 } as const
 
@@ -89,6 +93,7 @@ export function decodeSuperblock(buf: Buffer): Superblock {
     cloneClock: buf.readUInt32LE(O.cloneClock),
     orphanHead: buf.readUInt32LE(O.orphanHead),
     nextFilesetId: buf.readUInt32LE(O.nextFilesetId),
+    nextGeneration: buf.readUInt32LE(O.nextGeneration) || 1,
     created: Number(buf.readBigInt64LE(O.created)),
     lastWrite: Number(buf.readBigInt64LE(O.lastWrite)),
     uuid: Buffer.from(buf.subarray(O.uuid, O.uuid + 16)),
@@ -154,6 +159,7 @@ export function encodeSuperblock(sb: Superblock, buf: Buffer = Buffer.alloc(BLOC
   buf.writeUInt32LE(sb.cloneClock >>> 0, O.cloneClock)
   buf.writeUInt32LE(sb.orphanHead, O.orphanHead)
   buf.writeUInt32LE(sb.nextFilesetId, O.nextFilesetId)
+  buf.writeUInt32LE(sb.nextGeneration >>> 0, O.nextGeneration)
   buf.writeBigInt64LE(BigInt(Math.trunc(sb.created)), O.created)
   buf.writeBigInt64LE(BigInt(Math.trunc(sb.lastWrite)), O.lastWrite)
   sb.uuid.copy(buf, O.uuid, 0, 16)
@@ -177,6 +183,9 @@ export function planGeometry(opts: GeometryOptions): Superblock {
   // One inode per 16 KiB, as mke2fs's default inode ratio.
   const inodeCount = opts.inodeCount ?? Math.max(256, Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / 16384)))
   const filesetSlots = opts.filesetSlots ?? 4096
+  if (journalBlocks < 32) throw new Error('journal must be at least 32 blocks (128 KiB)')
+  if (inodeCount < 2) throw new Error('at least 2 inodes are needed')
+  if (filesetSlots < 1) throw new Error('at least 1 fileset slot is needed')
   const inodeTableBlocks = Math.ceil((inodeCount + 1) / (BLOCK_SIZE / INODE_SIZE))
   const filesetTableBlocks = Math.ceil(filesetSlots / (BLOCK_SIZE / 256))
   const journalStart = 1
@@ -195,7 +204,7 @@ export function planGeometry(opts: GeometryOptions): Superblock {
     blockCount: total, inodeCount: Math.min(inodeCount, inodeTableBlocks * (BLOCK_SIZE / INODE_SIZE) - 1),
     filesetSlots, journalStart, journalBlocks, refcountStart, refcountBlocks, inodeTableStart, inodeTableBlocks,
     filesetTableStart, filesetTableBlocks, dataStart, dataBlocks, freeBlocks: dataBlocks,
-    freeInodes: 0, state: STATE_CLEAN, cloneClock: 0, orphanHead: 0, nextFilesetId: 1,
+    freeInodes: 0, state: STATE_CLEAN, cloneClock: 0, orphanHead: 0, nextFilesetId: 1, nextGeneration: 1,
     created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16),
   }
 }

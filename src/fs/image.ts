@@ -1,5 +1,5 @@
-// The library's front door: make an image, open one, run a unit of work against it so that
-// it either commits whole or leaves the image untouched, and reach a fileset's namespace.
+// The library's front door: make an image, open one, run a unit of work against it (what it
+// has not committed is dropped if it fails), and reach a fileset's namespace.
 import {S_IFDIR} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import {dirInit} from './dir.js'
@@ -38,7 +38,8 @@ export function namespace(vol: Volume, fileset: string): Namespace {
 
 /**
  * Opens the image, runs `work`, commits and closes. If `work` throws, nothing it did since
- * the last commit reaches the image, and the error is rethrown.
+ * the last commit reaches the image, and the error is rethrown. Work that commits along the
+ * way (large copies and clones call maybeCommit at consistent points) keeps what it committed.
  */
 export function withImage<T>(path: string, opts: OpenOptions, work: (vol: Volume) => T): T {
   const vol = Volume.open(path, opts)

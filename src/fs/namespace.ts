@@ -491,7 +491,6 @@ export class Namespace {
       this.dropName(target)
     }
     dirRemove(this.vol, src.dir, src.name)
-    // Re-fetch the destination directory: it may be the same inode object as src.dir.
     dirAdd(this.vol, dst.dir, se.ino, se.type, dst.name, se.lastclone)
     if (moving.isDir && src.dir !== dst.dir) {
       src.dir.r.nlink--

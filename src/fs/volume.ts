@@ -12,7 +12,7 @@ import {
 import {FormatError} from '../format/errors.js'
 import {decodeInode, emptyInode, encodeInode, inodeSlotFree, type InodeRecord} from '../format/inode.js'
 import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
-import {decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
+import {RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
@@ -141,6 +141,9 @@ export class Volume {
     } catch (e) {
       throw new PrismError('EBADIMAGE', `${(e as Error).message}; run 'prism fsck --repair'`)
     }
+    if (opts.write && sb.roCompat & ~RO_COMPAT_SUPPORTED) {
+      fail('EROFS', `image uses features this prism can only read (ro_compat 0x${sb.roCompat.toString(16)}); open it read-only`)
+    }
     const vol = new Volume(dev, sb, journal, opts)
     const notice = (m: string) => { vol.notices.push(m); opts.onNotice?.(m) }
     if (backup) {
@@ -239,7 +242,7 @@ export class Volume {
     try {
       if (!this.readOnly && (this.hasChanges || this.journal.committedSeqs.length > 0 || this.replayed > 0 || this.usedBackupSb)) {
         this.commit()
-        this.journal.checkpoint()
+        this.journal.checkpoint(false)
         this.sb.state = STATE_CLEAN
         const sbBuf = encodeSuperblock(this.sb)
         this.dev.write(0, sbBuf)
@@ -316,8 +319,8 @@ export class Volume {
     for (let tries = 0; tries <= n; tries++, ino = ino >= n ? 1 : ino + 1) {
       if (this.inodeSlotUsed(ino)) continue
       const r = emptyInode()
-      const {block, off} = this.inodeLocation(ino)
-      r.generation = this.store.get(block).readUInt32LE(off + 0x14) + 1
+      r.generation = this.sb.nextGeneration
+      this.sb.nextGeneration = (this.sb.nextGeneration + 1) >>> 0 || 1
       r.mode = mode
       r.share = 1
       const inode = new Inode(ino, r)
@@ -340,9 +343,7 @@ export class Volume {
 
   /** Frees an inode slot; its blocks must already be released. */
   ifree(inode: Inode): void {
-    const gen = inode.r.generation
     inode.r = emptyInode()
-    inode.r.generation = gen
     inode.extents = []
     inode.treeBlocks = []
     inode.extentsDirty = false
@@ -487,13 +488,13 @@ export class Volume {
       for (let s = 0; s < limit; s++) if (buf[s] === 0) freeBlocks++
     }
     let freeInodes = 0
-    let orphanHead = 0
+    const orphans: number[] = []
     this.store.prefetch(this.sb.inodeTableStart, this.sb.inodeTableBlocks)
     for (let ino = 1; ino <= this.sb.inodeCount; ino++) {
       const {block, off} = this.inodeLocation(ino)
       const buf = this.store.get(block)
       if (inodeSlotFree(buf, off)) freeInodes++
-      else if (buf.readUInt16LE(off + 2) & IF_ORPHAN && orphanHead === 0) orphanHead = ino
+      else if (buf.readUInt16LE(off + 2) & IF_ORPHAN) orphans.push(ino)
     }
     let maxId = 0
     let maxClone = this.sb.cloneClock
@@ -506,7 +507,13 @@ export class Volume {
     }
     this.sb.freeBlocks = freeBlocks
     this.sb.freeInodes = freeInodes
-    if (this.sb.orphanHead === 0) this.sb.orphanHead = orphanHead
+    // The backup's orphan list may be stale: chain every inode flagged as an orphan.
+    this.sb.orphanHead = orphans[0] ?? 0
+    orphans.forEach((ino, i) => {
+      const inode = this.iget(ino)
+      inode.r.nextOrphan = orphans[i + 1] ?? 0
+      this.idirty(inode)
+    })
     this.sb.nextFilesetId = Math.max(this.sb.nextFilesetId, maxId + 1)
     this.sb.cloneClock = maxClone
     this.markSbDirty()

@@ -158,11 +158,18 @@ export class Journal {
     writeRuns(this.dev, blocks)
   }
 
-  /** Makes in-place writes durable, then marks the log empty so it can be reused from block 1. */
-  checkpoint(): void {
+  /**
+   * Makes in-place writes durable, then marks the log empty so it can be reused from block 1.
+   * The new journal superblock is made durable before the log is reused (syncSuper): were
+   * it lost while new transactions overwrote the log's start, a replay from the old sequence
+   * could re-apply the first old transactions without the later ones and roll blocks back.
+   * close() passes false because its own superblock write is synced right after.
+   */
+  checkpoint(syncSuper = true): void {
     if (!this.logged) return
     this.dev.sync()
     this.writeSuper()
+    if (syncSuper) this.dev.sync()
     this.pos = 1
     this.logged = false
     this.loggedTargets.clear()
