@@ -16,6 +16,18 @@ import type {Volume} from './volume.js'
 
 /** Largest run allocated or read at once. */
 const CHUNK_BLOCKS = 256
+const STREAM_CHUNK = CHUNK_BLOCKS * BLOCK_SIZE * 4
+
+/** One reusable read buffer for streaming (allocating 4 MiB per file made GC dominate). */
+let scratch: Buffer | null = null
+function scratchBuf(bytes: number): Buffer {
+  if (!scratch || scratch.length < bytes) scratch = Buffer.allocUnsafe(Math.max(bytes, 64 * 1024))
+  return scratch.subarray(0, bytes)
+}
+
+function chunkFor(size: number, chunk: number): number {
+  return Math.min(chunk, Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE))
+}
 
 // ---------------------------------------------------------------- the map
 
@@ -242,12 +254,13 @@ function findFirstAtOrAfter(ext: Extent[], l: number): number {
  * Streams a whole file in chunks of at most `chunk` bytes, in order. Holes come as zeros.
  * The callback must consume the buffer before returning (it is reused).
  */
-export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => void, chunk = CHUNK_BLOCKS * BLOCK_SIZE * 4): void {
+export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => void, chunk = STREAM_CHUNK): void {
   const size = inode.r.size
   if (size === 0) return
-  if (inode.r.flags & IF_INLINE) { sink(Buffer.from(inode.r.area.subarray(0, size))); return }
+  if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return }
   const ext = loadExtents(vol, inode)
-  const buf = Buffer.allocUnsafe(chunk)
+  chunk = chunkFor(size, chunk)
+  const buf = scratchBuf(chunk)
   const chunkBlocks = chunk / BLOCK_SIZE
   let pos = 0 // byte position in the file
   let i = 0
@@ -274,11 +287,12 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => voi
  * Calls `sink(offset, buf)` for each mapped run of the file, in order, in chunks of at most
  * `chunk` bytes; holes are skipped (for sparse copies). The buffer is reused.
  */
-export function forEachRun(vol: Volume, inode: Inode, sink: (off: number, buf: Buffer) => void, chunk = CHUNK_BLOCKS * BLOCK_SIZE * 4): void {
+export function forEachRun(vol: Volume, inode: Inode, sink: (off: number, buf: Buffer) => void, chunk = STREAM_CHUNK): void {
   const size = inode.r.size
   if (size === 0) return
-  if (inode.r.flags & IF_INLINE) { sink(0, Buffer.from(inode.r.area.subarray(0, size))); return }
-  const buf = Buffer.allocUnsafe(chunk)
+  if (inode.r.flags & IF_INLINE) { sink(0, inode.r.area.subarray(0, size)); return }
+  chunk = chunkFor(size, chunk)
+  const buf = scratchBuf(chunk)
   const chunkBlocks = chunk / BLOCK_SIZE
   for (const e of loadExtents(vol, inode)) {
     for (let i = 0; i < e.n; i += chunkBlocks) {
