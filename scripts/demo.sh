@@ -14,5 +14,10 @@ prism ls -l root:/
 prism ls -R root:/etc
 prism cat root:/etc/hostname
 echo "demo" | prism write root:/etc/motd
+prism clone root sandbox --exclude /home --exclude /var/log
+prism ls root:/ sandbox:/
+echo sandbox | prism write sandbox:/etc/hostname
+prism cat root:/etc/hostname sandbox:/etc/hostname
+prism fileset list
 prism df -h
 prism fsck

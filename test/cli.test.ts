@@ -233,3 +233,71 @@ describe('cli: bad input leaves the image as it was', function () {
 function spawnSyncSafe(cmd: string, args: string[]): number {
   return spawnSync(cmd, args, {stdio: 'ignore'}).status ?? 1
 }
+
+describe('cli: cloning', function () {
+  this.timeout(120000)
+  let dir: string
+  before(() => {
+    dir = tmpDir()
+    ok(prism(['mkfs', 'disk.img', '--size', '256M'], {cwd: dir}))
+    ok(prism(['cp', '-r', SAMPLE, 'root:/'], {cwd: dir}))
+  })
+  after(() => fs.rmSync(dir, {recursive: true, force: true}))
+  const run = (...args: string[]) => prism(args, {cwd: dir})
+
+  it('clones with excludes exactly as the README shows, and prints the generated name', () => {
+    const r = run('clone', 'root', '--exclude', '/home', '--exclude', '/var/log')
+    expect(r.status).to.equal(0)
+    expect(r.stdout).to.equal('root-1\n')
+    expect(ok(run('ls', 'root-1:/')).split('\n')).to.not.include('home')
+    expect(ok(run('ls', 'root-1:/var'))).to.equal('')
+    expect(ok(run('cat', 'root-1:/etc/hostname'))).to.equal('sample\n')
+  })
+
+  it('keeps a clone and its source apart', () => {
+    ok(prism(['write', 'root-1:/etc/hostname'], {cwd: dir, input: 'clone\n'}))
+    expect(ok(run('cat', 'root:/etc/hostname'))).to.equal('sample\n')
+    expect(ok(run('cat', 'root-1:/etc/hostname'))).to.equal('clone\n')
+    expect(JSON.parse(ok(run('stat', '--json', 'root:/etc/passwd'))).share).to.equal(2)
+  })
+
+  it('warns about a pattern that matches nothing, and reads --exclude-from', () => {
+    fs.writeFileSync(path.join(dir, 'ignore'), '# sensitive\n/home\n*.txt\n')
+    const r = run('clone', 'root', 'sb', '--exclude-from', 'ignore', '--exclude', '/nope', '--replace', '/home=@empty-dir', '--json')
+    expect(r.status).to.equal(0)
+    expect(r.stderr).to.equal("prism: warning: --exclude '/nope' matched nothing\n")
+    const res = JSON.parse(r.stdout)
+    expect(res.fileset).to.equal('sb')
+    expect(res.unmatched).to.deep.equal(['/nope'])
+    expect(ok(run('ls', 'sb:/home'))).to.equal('')
+    expect(ok(run('ls', 'sb:/usr/share/doc/prism'))).to.not.include('random.txt')
+  })
+
+  it('marks paths nonclonable and shows the mark', () => {
+    ok(run('noclone', 'root:/home/alice'))
+    expect(ok(run('ls', '-l', 'root:/home'))).to.match(/alice {2}\[noclone\]/)
+    ok(run('clone', 'root', 'c2'))
+    expect(ok(run('ls', 'c2:/home'))).to.equal('')
+    ok(run('noclone', '--clear', 'root:/home/alice'))
+    expect(ok(run('ls', '-l', 'root:/home'))).to.not.include('noclone')
+  })
+
+  it('grafts, lists, renames and deletes filesets', () => {
+    ok(run('fileset', 'create', 'web'))
+    expect(ok(run('clone', 'root:/etc', 'web:/etc'))).to.match(/cloned root:\/etc to web:\/etc/)
+    expect(ok(run('cat', 'web:/etc/hostname'))).to.equal('sample\n')
+    const list = JSON.parse(ok(run('fileset', 'list', '--json')))
+    const byName = Object.fromEntries(list.map((f: {name: string}) => [f.name, f]))
+    expect(byName['root-1'].parent).to.equal('root')
+    expect(byName.root.referenced).to.be.greaterThan(60000)
+    expect(byName.root.unique).to.be.below(byName.root.referenced)
+    ok(run('fileset', 'rename', 'sb', 'sandbox'))
+    const before = JSON.parse(ok(run('df', '--json'))).blocksUsed
+    ok(run('fileset', 'delete', 'sandbox'))
+    const after = JSON.parse(ok(run('df', '--json'))).blocksUsed
+    expect(after).to.be.at.most(before)
+    failsWith(run('fileset', 'delete', 'sandbox'), 1, /no fileset named 'sandbox'/)
+    failsWith(run('clone', 'root', 'root-1'), 1, /already exists/)
+    failsWith(run('clone', 'root:/etc/hostname', 'x'), 1, /can only clone a directory/)
+  })
+})
