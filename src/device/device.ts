@@ -11,6 +11,8 @@ export interface BlockDevice {
   read(block: number, buf: Buffer): void
   /** Writes buf (a multiple of BLOCK_SIZE) starting at `block`. Not durable until sync(). */
   write(block: number, buf: Buffer): void
+  /** Writes consecutive buffers (each a multiple of BLOCK_SIZE) starting at `block`. */
+  writev?(block: number, bufs: Buffer[]): void
   /** Makes every completed write durable (fdatasync). */
   sync(): void
   close(): void

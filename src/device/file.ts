@@ -99,6 +99,31 @@ export class FileDevice implements BlockDevice {
     }
   }
 
+  writev(block: number, bufs: Buffer[]): void {
+    if (this.readOnly) throw new PrismError('EROFS', `${this.path}: opened read-only`)
+    let pos = block * BLOCK_SIZE
+    let total = 0
+    for (const b of bufs) total += b.length
+    try {
+      let done = fs.writevSync(this.fd, bufs, pos)
+      // A short vectored write is finished piece by piece.
+      if (done < total) {
+        let skip = done
+        pos += done
+        for (const b of bufs) {
+          if (skip >= b.length) { skip -= b.length; continue }
+          const rest = b.subarray(skip)
+          skip = 0
+          let w = 0
+          while (w < rest.length) w += fs.writeSync(this.fd, rest, w, rest.length - w, pos + w)
+          pos += rest.length
+        }
+      }
+    } catch (e) {
+      throw ioError(this.path, e)
+    }
+  }
+
   sync(): void {
     if (this.readOnly) return
     try {

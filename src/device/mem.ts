@@ -94,6 +94,14 @@ export class MemDevice implements BlockDevice {
     this.pending.push({pos, data: Buffer.from(buf)})
   }
 
+  writev(block: number, bufs: Buffer[]): void {
+    let b = block
+    for (const buf of bufs) {
+      this.write(b, buf)
+      b += buf.length / BLOCK_SIZE
+    }
+  }
+
   sync(): void {
     if (this.crashed) throw new SimulatedCrash()
     this.counts.sync++

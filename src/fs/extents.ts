@@ -329,7 +329,7 @@ function uninline(vol: Volume, inode: Inode): void {
  * Writes `data` at byte offset `off`. Every block written is a new block: the old one (if
  * any) loses a reference. Small files (and symlink targets) stay inline in the inode.
  */
-export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer): void {
+export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, owned = false): void {
   const end = off + data.length
   checkSize(end)
   if (data.length === 0) return
@@ -356,16 +356,21 @@ export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer):
   let goal = l > 0 ? bmap(vol, inode, l - 1) + 1 || undefined : undefined
   while (l <= last) {
     const {p, n} = vol.allocRun(Math.min(last - l + 1, CHUNK_BLOCKS * 4), goal)
-    const buf = Buffer.alloc(n * BLOCK_SIZE)
-    if (l === first && headKeep > 0) copyOld(vol, inode, first, buf, 0, 0, headKeep)
-    if (l + n - 1 === last && tailKeep > 0) {
-      const at = (last - l) * BLOCK_SIZE + (BLOCK_SIZE - tailKeep)
-      copyOld(vol, inode, last, buf, at, BLOCK_SIZE - tailKeep, BLOCK_SIZE)
-    }
     const from = Math.max(0, l * BLOCK_SIZE - off)
     const to = Math.min(data.length, (l + n) * BLOCK_SIZE - off)
-    data.copy(buf, Math.max(0, off - l * BLOCK_SIZE), from, to)
-    vol.store.writeData(p, buf)
+    if (owned && l * BLOCK_SIZE >= off && to - from === n * BLOCK_SIZE) {
+      // Whole blocks of a buffer the caller gave away: queue them without a copy.
+      vol.store.writeData(p, data.subarray(from, to))
+    } else {
+      const buf = Buffer.alloc(n * BLOCK_SIZE)
+      if (l === first && headKeep > 0) copyOld(vol, inode, first, buf, 0, 0, headKeep)
+      if (l + n - 1 === last && tailKeep > 0) {
+        const at = (last - l) * BLOCK_SIZE + (BLOCK_SIZE - tailKeep)
+        copyOld(vol, inode, last, buf, at, BLOCK_SIZE - tailKeep, BLOCK_SIZE)
+      }
+      data.copy(buf, Math.max(0, off - l * BLOCK_SIZE), from, to)
+      vol.store.writeData(p, buf)
+    }
     for (const old of unmapRange(ext, l, n)) {
       vol.decRefRun(old.p, old.n)
       inode.r.blocks -= old.n

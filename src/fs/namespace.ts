@@ -308,8 +308,9 @@ export class Namespace {
     return this.createIn(dir, name, S_IFREG | ((opts.mode ?? 0o644) & 0o7777), opts)
   }
 
-  writeInode(inode: Inode, off: number, data: Buffer): void {
-    writeData(this.vol, inode, off, data)
+  /** Writes data at `off`; with `owned`, the caller gives `data` away (it may be queued as is). */
+  writeInode(inode: Inode, off: number, data: Buffer, owned = false): void {
+    writeData(this.vol, inode, off, data, owned)
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
     this.vol.idirty(inode)

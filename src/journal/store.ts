@@ -140,7 +140,9 @@ export class BlockStore {
         next += d.length / BLOCK_SIZE
         j++
       }
-      this.dev.write(starts[i], run.length === 1 ? run[0] : Buffer.concat(run))
+      if (run.length === 1) this.dev.write(starts[i], run[0])
+      else if (this.dev.writev) this.dev.writev(starts[i], run)
+      else this.dev.write(starts[i], Buffer.concat(run))
       i = j
     }
     this.data = new Map()

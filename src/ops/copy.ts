@@ -208,9 +208,11 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
     throw hostErr(e, hostPath)
   }
   try {
-    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(BLOCK_SIZE, size)))
+    const chunk = Math.min(READ_CHUNK, Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE))
     let off = 0
     for (;;) {
+      // A fresh buffer per chunk: its whole blocks go to the store without another copy.
+      const buf = Buffer.allocUnsafe(chunk)
       const n = fs.readSync(fd, buf, 0, buf.length, off)
       if (n === 0) break
       // Sparse input: an all-zero block-aligned chunk past the written data stays a hole.
@@ -218,7 +220,7 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
         off += n
         continue
       }
-      ns.writeInode(inode, off, buf.subarray(0, n))
+      ns.writeInode(inode, off, buf.subarray(0, n), true)
       off += n
       ctx.stats.bytes += n
       if (n === buf.length) progress(ctx)
