@@ -246,6 +246,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
           w.stats.copiedHardlinked++
         }
         cp.r.nlink++
+        vol.idirty(cp) // a commit may fall between its names: each must log the count
         dirAdd(vol, job.dst, cp.ino, e.type, e.name, 0)
         continue
       }

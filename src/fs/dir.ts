@@ -55,9 +55,25 @@ function dirBlock(vol: Volume, dir: Inode, l: number): number {
   return p
 }
 
+function bucketCrc(buf: Buffer): number {
+  return crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12))
+}
+
+function sealBucket(buf: Buffer): void {
+  buf.writeUInt32LE(bucketCrc(buf), 12)
+}
+
+/** A bucket's block for decoding: changes made in this transaction are sealed first. */
+function bucketBlock(vol: Volume, dir: Inode, l: number): Buffer {
+  const p = dirBlock(vol, dir, l)
+  if (vol.isUnsealed(p)) sealBucket(vol.store.getMut(p))
+  return vol.store.get(p)
+}
+
 function readBucket(vol: Volume, dir: Inode, l: number): Buffer {
-  const buf = vol.store.get(dirBlock(vol, dir, l))
-  if (buf.readUInt32LE(12) !== crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12))) {
+  const p = dirBlock(vol, dir, l)
+  const buf = vol.store.get(p)
+  if (!vol.isUnsealed(p) && !vol.store.verifyOnce(buf, (b) => b.readUInt32LE(12) === bucketCrc(b))) {
     fail('EBADIMAGE', `directory inode ${dir.ino} bucket ${l} checksum mismatch; run 'prism fsck'`)
   }
   return buf
@@ -167,10 +183,31 @@ export function dirList(vol: Volume, dir: Inode): Dirent[] {
   try {
     if (dir.r.flags & IF_INLINE) return decodeEntries(dir.r.area, 0, usedInline(dir), dir.r.size, `directory inode ${dir.ino}`)
     const out: Dirent[] = []
-    for (let l = 0; l < dir.r.dirBuckets; l++) out.push(...decodeBucket(vol.store.get(dirBlock(vol, dir, l)), `directory inode ${dir.ino} bucket ${l}`).entries)
+    for (let l = 0; l < dir.r.dirBuckets; l++) out.push(...decodeBucket(bucketBlock(vol, dir, l), `directory inode ${dir.ino} bucket ${l}`).entries)
     return out
   } catch (e) {
     badDir(vol, dir, e)
+  }
+}
+
+/**
+ * Calls fn for every entry without copying: `name` is a view into the directory's storage,
+ * valid only during the call, and fn must not change this directory.
+ */
+export function dirForEach(vol: Volume, dir: Inode, fn: (ino: number, type: number, name: Buffer) => void): void {
+  const walk = (buf: Buffer, start: number, count: number) => {
+    let o = start
+    for (let i = 0; i < count; i++) {
+      const len = buf[o + 13]
+      if (len === 0 || o + DIRENT_FIXED + len > buf.length) fail('EBADIMAGE', `directory inode ${dir.ino} has a damaged entry; run 'prism fsck'`)
+      fn(buf.readUInt32LE(o), buf[o + 12], buf.subarray(o + DIRENT_FIXED, o + DIRENT_FIXED + len))
+      o += DIRENT_FIXED + len
+    }
+  }
+  if (dir.r.flags & IF_INLINE) return walk(dir.r.area, 0, dir.r.size)
+  for (let l = 0; l < dir.r.dirBuckets; l++) {
+    const buf = readBucket(vol, dir, l)
+    walk(buf, BUCKET_HDR, buf.readUInt16LE(4))
   }
 }
 
@@ -235,12 +272,14 @@ function insertHashed(vol: Volume, dir: Inode, e: Dirent): void {
 }
 
 function appendRaw(vol: Volume, dir: Inode, l: number, e: Dirent): void {
-  const buf = vol.store.getMut(dirBlock(vol, dir, l))
+  const p = dirBlock(vol, dir, l)
+  const buf = vol.store.getMut(p)
   const used = buf.readUInt16LE(6)
   encodeEntries([e], buf, BUCKET_HDR + used, BUCKET_SPACE - used)
   buf.writeUInt16LE(buf.readUInt16LE(4) + 1, 4)
   buf.writeUInt16LE(used + DIRENT_FIXED + e.name.length, 6)
-  buf.writeUInt32LE(crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12)), 12)
+  // Many appends to one bucket in a transaction: checksum it once, at commit.
+  vol.sealAtCommit(p, sealBucket)
 }
 
 function insertOverflow(vol: Volume, dir: Inode, l: number, e: Dirent): void {
@@ -252,9 +291,9 @@ function insertOverflow(vol: Volume, dir: Inode, l: number, e: Dirent): void {
     if (next === 0) {
       const nl = dir.r.dirBuckets++
       encodeBucket({localDepth: buf[2], overflow: 0, entries: [e]}, addDirBlock(vol, dir, nl))
-      const m = vol.store.getMut(dirBlock(vol, dir, l))
-      m.writeUInt32LE(nl, 8)
-      m.writeUInt32LE(crc32(m, BUCKET_HDR, BLOCK_SIZE, crc32(m, 0, 12)), 12)
+      const p = dirBlock(vol, dir, l)
+      vol.store.getMut(p).writeUInt32LE(nl, 8)
+      vol.sealAtCommit(p, sealBucket)
       return
     }
     l = next
@@ -272,7 +311,7 @@ function split(vol: Volume, dir: Inode, l: number, ld: number): void {
     ptrs = doubled
     dir.r.dirDepth++
   }
-  const bucket = decodeBucket(vol.store.get(dirBlock(vol, dir, l)), `directory inode ${dir.ino} bucket ${l}`)
+  const bucket = decodeBucket(bucketBlock(vol, dir, l), `directory inode ${dir.ino} bucket ${l}`)
   const nl = dir.r.dirBuckets++
   const stay: Dirent[] = []
   const move: Dirent[] = []
@@ -294,7 +333,7 @@ export function dirRemove(vol: Volume, dir: Inode, name: Buffer): Dirent {
     dir.r.area.fill(0)
     encodeEntries(entries, dir.r.area, 0, INODE_AREA_SIZE)
   } else {
-    const b = decodeBucket(vol.store.get(dirBlock(vol, dir, f.bucket)), `directory inode ${dir.ino} bucket ${f.bucket}`)
+    const b = decodeBucket(bucketBlock(vol, dir, f.bucket), `directory inode ${dir.ino} bucket ${f.bucket}`)
     writeBucket(vol, dir, f.bucket, b.localDepth, b.overflow, b.entries.filter((e) => !e.name.equals(name)))
   }
   dir.r.size--
@@ -310,7 +349,7 @@ export function dirUpdate(vol: Volume, dir: Inode, name: Buffer, change: {ino?: 
   if (change.ino !== undefined) buf.writeUInt32LE(change.ino, f.off)
   if (change.lastclone !== undefined) buf.writeUInt32LE(change.lastclone >>> 0, f.off + 4)
   if (change.type !== undefined) buf[f.off + 12] = change.type
-  if (f.bucket >= 0) buf.writeUInt32LE(crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12)), 12)
+  if (f.bucket >= 0) vol.sealAtCommit(dirBlock(vol, dir, f.bucket), sealBucket)
   vol.idirty(dir)
 }
 

@@ -53,7 +53,11 @@ export class Volume {
 
   private inodes = new Map<number, Inode>()
   private dirtyInodes = new Set<Inode>()
+  /** inode table blocks (index) the dirty inodes live in: what they add to the transaction */
+  private dirtyInodeBlocks = new Set<number>()
   private dirtyRc = new Set<number>()
+  /** changed blocks whose checksum is computed once, at commit (directory buckets) */
+  private unsealed = new Map<number, (buf: Buffer) => void>()
   /** refcount slots freed in this transaction: not reusable until it commits */
   private freedNow = new Map<number, Uint8Array>()
   private blockHint = 0
@@ -185,13 +189,23 @@ export class Volume {
     if (!this.flushers.includes(f)) this.flushers.push(f)
   }
 
+  /** Marks a block changed in this transaction whose checksum `seal` computes at commit. */
+  sealAtCommit(block: number, seal: (buf: Buffer) => void): void {
+    this.unsealed.set(block, seal)
+  }
+
+  /** True when a block has changes waiting for their checksum (do not verify it yet). */
+  isUnsealed(block: number): boolean {
+    return this.unsealed.has(block)
+  }
+
   markSbDirty(): void {
     this.sbDirty = true
   }
 
   /** True when the running transaction has grown past half the journal. */
   get txnFull(): boolean {
-    return this.store.dirtyCount + this.dirtyInodes.size / INODES_PER_BLOCK + this.dirtyRc.size >= this.journal.maxBlocks / 2
+    return this.store.dirtyCount + this.dirtyInodeBlocks.size + this.dirtyRc.size >= this.journal.maxBlocks / 2
   }
 
   /** Commits if the running transaction is large. Call only where the image is consistent. */
@@ -200,7 +214,7 @@ export class Volume {
   }
 
   get hasChanges(): boolean {
-    return this.store.dirtyCount > 0 || this.dirtyInodes.size > 0 || this.dirtyRc.size > 0 || this.sbDirty
+    return this.store.dirtyCount > 0 || this.dirtyInodes.size > 0 || this.dirtyRc.size > 0 || this.unsealed.size > 0 || this.sbDirty
   }
 
   /** Writes the running transaction to the journal and then in place. */
@@ -211,8 +225,11 @@ export class Volume {
     for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
     for (const inode of this.dirtyInodes) this.encodeInodeNow(inode)
     this.dirtyInodes.clear()
+    this.dirtyInodeBlocks.clear()
     for (const idx of this.dirtyRc) sealRefcountBlock(this.store.getMut(this.sb.refcountStart + idx))
     this.dirtyRc.clear()
+    for (const [block, seal] of this.unsealed) seal(this.store.getMut(block))
+    this.unsealed.clear()
     this.sb.state = STATE_DIRTY
     this.sb.lastWrite = Date.now()
     encodeSuperblock(this.sb, this.store.getMut(0))
@@ -226,7 +243,9 @@ export class Volume {
     this.store.abort()
     this.inodes.clear()
     this.dirtyInodes.clear()
+    this.dirtyInodeBlocks.clear()
     this.dirtyRc.clear()
+    this.unsealed.clear()
     this.freedNow.clear()
     this.pinnedOrphans.clear()
     this.filesetCache = null
@@ -301,6 +320,7 @@ export class Volume {
   /** Marks an inode changed in this transaction. */
   idirty(inode: Inode): void {
     this.dirtyInodes.add(inode)
+    this.dirtyInodeBlocks.add(Math.floor(inode.ino / INODES_PER_BLOCK))
   }
 
   private encodeInodeNow(inode: Inode): void {
@@ -366,7 +386,7 @@ export class Volume {
   private rcBuf(index: number): Buffer {
     const b = this.sb.refcountStart + index
     const buf = this.store.get(b)
-    if (!this.store.isDirty(b) && !refcountBlockOk(buf)) {
+    if (!this.store.isDirty(b) && !this.store.verifyOnce(buf, refcountBlockOk)) {
       fail('EBADIMAGE', `refcount table block ${index} checksum mismatch; run 'prism fsck --repair'`)
     }
     return buf

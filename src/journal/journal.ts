@@ -200,6 +200,7 @@ export function writeRuns(dev: BlockDevice, blocks: Map<number, Buffer>): void {
     let j = i + 1
     while (j < targets.length && targets[j] === targets[j - 1] + 1 && j - i < 256) j++
     if (j - i === 1) dev.write(targets[i], blocks.get(targets[i])!)
+    else if (dev.writev) dev.writev(targets[i], targets.slice(i, j).map((t) => blocks.get(t)!))
     else dev.write(targets[i], Buffer.concat(targets.slice(i, j).map((t) => blocks.get(t)!)))
     i = j
   }

@@ -22,6 +22,16 @@ export class BlockStore {
   /** blocks from an unreplayed journal, for read-only opens (never evicted) */
   private overlay = new Map<number, Buffer>()
   stats = {reads: 0, hits: 0, commits: 0}
+  /** buffers whose checksum has been verified since they were read (checked once, not per use) */
+  private checked = new WeakSet<Buffer>()
+
+  /** Runs `check` on a block's content once per read from the device. */
+  verifyOnce(buf: Buffer, check: (buf: Buffer) => boolean): boolean {
+    if (this.checked.has(buf)) return true
+    if (!check(buf)) return false
+    this.checked.add(buf)
+    return true
+  }
 
   constructor(readonly dev: BlockDevice, readonly journal: Journal | null, private capacity = 32768) {}
 
