@@ -32,20 +32,10 @@ export abstract class PrismCommand extends Command {
 
   /** Opens the image, runs `work`, commits and closes; on failure its uncommitted changes are dropped. */
   protected async withVolume<T>(flags: {image?: string, wait?: number}, write: boolean, work: (vol: Vol) => T | Promise<T>): Promise<T> {
-    const {Volume} = await import('../fs/volume.js')
-    await import('../fs/namespace.js') // registers the orphan reaper
-    const vol = Volume.open(this.imagePath(flags.image), {
+    const {withImageAsync} = await import('../fs/image.js')
+    return withImageAsync(this.imagePath(flags.image), {
       write, wait: flags.wait, onWait: this.lockWaitNotice(), onNotice: (m) => this.notice(m),
-    })
-    let result: T
-    try {
-      result = await work(vol)
-    } catch (e) {
-      vol.closeAbort()
-      throw e
-    }
-    vol.close()
-    return result
+    }, async (vol) => work(vol))
   }
 
   /** A spinner on a terminal, nothing otherwise (or with --json). */
