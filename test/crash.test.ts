@@ -4,6 +4,8 @@
 // plus every unsynced write kept, dropped or torn at 512-byte sectors, chosen by a seed) is
 // reopened: the journal is replayed, orphans are reaped, fsck must find nothing, nothing may
 // leak, and the tree must be exactly the state before or after the interrupted command.
+// The machinery lives in crash-lib.ts (shared with crash-clone.test.ts, which covers clone,
+// graft and fileset deletion).
 //
 // Environment:
 //   PRISM_CRASH_STRIDE=n   test every nth crash point (default 1: all of them)
@@ -11,226 +13,27 @@
 //   PRISM_CRASH_FULL=1     longer run: three workload rounds, every point, 6 seeds
 //   PRISM_CRASH_ONLY=N     only global crash point N (to replay a failure); with PRISM_CRASH_SEED=s
 //   PRISM_CRASH_DEBUG=1    print each command's writes, transactions and free counts
+//   PRISM_CRASH_FSCK_CRASHED=0  skip the fsck of each crashed image before its recovery
 import {expect} from 'chai'
-import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import type {BlockDevice} from '../src/device/device.js'
-import {MemDevice, mulberry32} from '../src/device/mem.js'
-import {PrismError} from '../src/errors.js'
-import {BLOCK_SIZE, REFCOUNTS_PER_BLOCK, STATE_CLEAN, STATE_DIRTY} from '../src/format/constants.js'
+import {MemDevice} from '../src/device/mem.js'
+import {BLOCK_SIZE} from '../src/format/constants.js'
 import {COMMIT_MAGIC} from '../src/format/journal.js'
-import {refcountBlockOk} from '../src/format/refcount.js'
-import {planGeometry} from '../src/format/superblock.js'
-import {dirList} from '../src/fs/dir.js'
-import {loadExtents, readData} from '../src/fs/extents.js'
-import type {Inode} from '../src/fs/inode.js'
-import {listFilesets} from '../src/fs/filesets.js'
-import {createEmptyFileset, namespace} from '../src/fs/image.js'
+import {loadExtents} from '../src/fs/extents.js'
+import {namespace} from '../src/fs/image.js'
 import type {Namespace} from '../src/fs/namespace.js'
 import {Volume} from '../src/fs/volume.js'
 import {copy} from '../src/ops/copy.js'
-import {fsckDevice} from '../src/fsck/index.js'
+import {
+  FULL, ONLY, SEEDS, STRIDE, JOURNAL_BLOCKS, ImageView, baseImage, bytes, crashWorkload, deepEq, describeVolume, expectClean,
+  expectCrash, fsckProblems, multiSummary, recording, recover, runCommand, sha, snapshotImage, type Op, type Snapshot,
+} from './crash-lib.js'
 
-// ---------------------------------------------------------------- configuration
-
-const FULL = process.env.PRISM_CRASH_FULL === '1'
-const STRIDE = Math.max(1, Number(process.env.PRISM_CRASH_STRIDE ?? 1) || 1)
-const SEEDS = Math.max(1, Number(process.env.PRISM_CRASH_SEEDS ?? (FULL ? 6 : 2)) || 1)
 const ROUNDS = FULL ? 3 : 2
-const ONLY = process.env.PRISM_CRASH_ONLY ? Number(process.env.PRISM_CRASH_ONLY) : null
-const ONLY_SEED = process.env.PRISM_CRASH_SEED ? Number(process.env.PRISM_CRASH_SEED) : null
-
-const IMAGE_BLOCKS = 640 // 2.5 MiB
-/** A small journal, so that transactions wrap it and force checkpoints inside commands. */
-const JOURNAL_BLOCKS = 32
-
-// ---------------------------------------------------------------- images and snapshots
-
-function baseImage(): Buffer {
-  const dev = new MemDevice(Buffer.alloc(IMAGE_BLOCKS * BLOCK_SIZE))
-  const sb = planGeometry({blockCount: IMAGE_BLOCKS, journalBlocks: JOURNAL_BLOCKS, inodeCount: 768, filesetSlots: 16})
-  const vol = Volume.format(dev, sb, (v) => { createEmptyFileset(v, 'root') })
-  vol.close()
-  expect(dev.unsynced).to.equal(0)
-  return Buffer.from(dev.durable)
-}
-
-/** A read-only device over an image buffer, without copying it; counts attempted writes. */
-class ImageView implements BlockDevice {
-  readonly readOnly = true
-  readonly blocks: number
-  writes = 0
-
-  constructor(private img: Buffer) {
-    this.blocks = Math.floor(img.length / BLOCK_SIZE)
-  }
-
-  read(block: number, buf: Buffer): void {
-    const pos = block * BLOCK_SIZE
-    if (pos + buf.length > this.img.length) throw new PrismError('EIO', 'read past end of device')
-    this.img.copy(buf, 0, pos, pos + buf.length)
-  }
-
-  write(): void {
-    this.writes++
-    throw new PrismError('EROFS', 'read-only view')
-  }
-
-  sync(): void {}
-  close(): void {}
-}
-
-interface Snapshot {
-  tree: string[]
-  freeBlocks: number
-  freeInodes: number
-}
-
-function sha(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex').slice(0, 24)
-}
-
-/**
- * Every path of fileset root with its type, inode, mode, owner, link count, size, content
- * hash and symlink target. `loose` leaves out what an unreaped orphan can still change
- * (link counts of files also linked from a detached tree).
- */
-function treeOf(ns: Namespace, loose = false): string[] {
-  const out: string[] = []
-  const walk = (dir: Inode, at: string) => {
-    for (const e of ns.readdirInode(dir)) {
-      const p = at + '/' + e.name
-      const inode = ns.vol.iget(e.ino)
-      const st = ns.statInode(inode)
-      const head = loose ? `${p} ${st.type} ${st.mode.toString(8)}` : `${p} ${st.type} ino=${st.ino} ${st.mode.toString(8)} ${st.uid}:${st.gid} nlink=${st.nlink}`
-      if (st.type === 'dir') {
-        out.push(`${head} entries=${st.entries}`)
-        walk(inode, p)
-      } else if (st.type === 'symlink') {
-        out.push(`${head} -> ${st.target}`)
-      } else {
-        out.push(`${head} size=${st.size} sha=${sha(readData(ns.vol, inode, 0, st.size))}`)
-      }
-    }
-  }
-  walk(ns.root(), '')
-  return out
-}
-
-/** Opens the image read-only (no replay, no writes) and describes fileset root. */
-function snapshotImage(img: Buffer, loose = false): Snapshot {
-  const dev = new ImageView(img)
-  const vol = Volume.openDevice(dev, {write: false})
-  try {
-    return {tree: treeOf(namespace(vol, 'root'), loose), freeBlocks: vol.sb.freeBlocks, freeInodes: vol.sb.freeInodes}
-  } finally {
-    vol.close()
-    if (dev.writes !== 0) throw new Error('a read-only open wrote to the device')
-  }
-}
-
-// ---------------------------------------------------------------- structural check
-
-/**
- * A cheap independent check of a closed image: valid state, empty journal and orphan list,
- * refcount table checksums, free counters equal to the tables, every used inode reachable,
- * link counts right, and every block counter equal to the number of inodes that map it.
- * That is what "nothing leaks" means. Returns the problems found.
- */
-function structuralProblems(img: Buffer): string[] {
-  const problems: string[] = []
-  const dev = new ImageView(img)
-  const vol = Volume.openDevice(dev, {write: false})
-  try {
-    const sb = vol.sb
-    if (vol.replayed !== 0) problems.push(`journal still holds ${vol.replayed} transaction(s) after a clean close`)
-    if (sb.state !== STATE_CLEAN && sb.state !== STATE_DIRTY) problems.push(`superblock state ${sb.state}`)
-    if (sb.orphanHead !== 0) problems.push(`orphan list not empty (head ${sb.orphanHead})`)
-    const counts = new Uint8Array(sb.dataBlocks)
-    const tables = Math.ceil(sb.dataBlocks / REFCOUNTS_PER_BLOCK)
-    for (let i = 0; i < tables; i++) {
-      const buf = vol.store.get(sb.refcountStart + i)
-      if (!refcountBlockOk(buf)) problems.push(`refcount block ${i} checksum mismatch`)
-      const limit = Math.min(REFCOUNTS_PER_BLOCK, sb.dataBlocks - i * REFCOUNTS_PER_BLOCK)
-      counts.set(buf.subarray(0, limit), i * REFCOUNTS_PER_BLOCK)
-    }
-    const zeros = counts.reduce((n, c) => n + (c === 0 ? 1 : 0), 0)
-    if (zeros !== sb.freeBlocks) problems.push(`superblock says ${sb.freeBlocks} free blocks, the refcount table ${zeros}`)
-    const used = new Set<number>()
-    for (let ino = 1; ino <= sb.inodeCount; ino++) if (vol.inodeSlotUsed(ino)) used.add(ino)
-    if (sb.inodeCount - used.size !== sb.freeInodes) problems.push(`superblock says ${sb.freeInodes} free inodes, the table ${sb.inodeCount - used.size}`)
-
-    const expected = new Uint32Array(sb.dataBlocks)
-    const names = new Map<number, number>()
-    const subdirs = new Map<number, number>()
-    const seen = new Set<number>()
-    const account = (ino: number) => {
-      const inode = vol.iget(ino)
-      for (const e of loadExtents(vol, inode)) for (let b = e.p; b < e.p + e.n; b++) expected[b - sb.dataStart]++
-      for (const b of inode.treeBlocks) expected[b - sb.dataStart]++
-    }
-    const walk = (dirIno: number) => {
-      for (const e of dirList(vol, vol.iget(dirIno))) {
-        names.set(e.ino, (names.get(e.ino) ?? 0) + 1)
-        const child = vol.iget(e.ino)
-        if (child.isDir) subdirs.set(dirIno, (subdirs.get(dirIno) ?? 0) + 1)
-        if (seen.has(e.ino)) {
-          if (child.isDir) problems.push(`directory ${e.ino} has two names`)
-          continue
-        }
-        seen.add(e.ino)
-        account(e.ino)
-        if (child.isDir) walk(e.ino)
-      }
-    }
-    for (const f of listFilesets(vol)) {
-      seen.add(f.rootIno)
-      account(f.rootIno)
-      walk(f.rootIno)
-    }
-    for (const ino of used) if (!seen.has(ino)) problems.push(`inode ${ino} is in use but unreachable`)
-    for (const ino of seen) if (!used.has(ino)) problems.push(`inode ${ino} is reachable but free`)
-    for (const ino of seen) {
-      const inode = vol.iget(ino)
-      const want = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : names.get(ino) ?? 0
-      if (inode.r.nlink !== want) problems.push(`inode ${ino} nlink ${inode.r.nlink}, expected ${want}`)
-    }
-    for (let i = 0; i < sb.dataBlocks; i++) {
-      if (counts[i] !== expected[i]) problems.push(`block ${sb.dataStart + i}: refcount ${counts[i]}, mapped by ${expected[i]} inode(s)`)
-      if (problems.length > 20) break
-    }
-  } finally {
-    vol.close()
-  }
-  if (dev.writes !== 0) problems.push('a read-only open wrote to the device')
-  return problems
-}
-
-function fsckProblems(img: Buffer): string[] {
-  const dev = new ImageView(img)
-  const r = fsckDevice(dev, {repair: false})
-  const out = r.problems.map((p) => `fsck ${p.code} ${p.where}: ${p.message}`)
-  if (r.exitCode !== 0) out.push(`fsck exit code ${r.exitCode}${r.notes.length ? ` (${r.notes.join('; ')})` : ''}`)
-  if (dev.writes !== 0) out.push('fsck without repair wrote to the device')
-  return out
-}
 
 // ---------------------------------------------------------------- the workload
-
-interface Op {
-  name: string
-  run: (ns: Namespace, vol: Volume) => void
-}
-
-/** Deterministic file content. */
-function bytes(n: number, seed: number): Buffer {
-  const rnd = mulberry32(seed)
-  const b = Buffer.alloc(n)
-  for (let i = 0; i < n; i++) b[i] = 32 + Math.floor(rnd() * 95)
-  return b
-}
 
 /** A small host tree: nested dirs, a symlink, a hard link, an empty file, a hashed directory. */
 function makeHostTree(dir: string): {tree: string, batches: string[]} {
@@ -316,33 +119,6 @@ function workload(host: {tree: string, batches: string[]}, rounds: number): Op[]
   return ops
 }
 
-/** Runs one op as a command: open (replay), change, close (commit + checkpoint). */
-function runCommand(dev: MemDevice, op: Op, k: number, out: {vol?: Volume} = {}): void {
-  // Directory hash seeds come from Math.random: make them deterministic so that the dry
-  // run and every crash run of an op write the same blocks in the same order.
-  const random = Math.random
-  Math.random = mulberry32(0x5eed + k)
-  try {
-    const vol = Volume.openDevice(dev, {write: true})
-    out.vol = vol
-    op.run(namespace(vol, 'root'), vol)
-    vol.close()
-  } finally {
-    Math.random = random
-  }
-}
-
-/** Runs `fn`, which must be stopped by the simulated power loss (possibly wrapped by a layer). */
-function expectCrash(dev: MemDevice, fn: () => void): void {
-  try {
-    fn()
-  } catch (e) {
-    if (dev.crashed) return
-    throw e
-  }
-  throw new Error('the operation finished before the crash point')
-}
-
 let tmp = ''
 let host: {tree: string, batches: string[]}
 let base: Buffer
@@ -365,133 +141,20 @@ describe('crash consistency', function () {
   it('recovers to the state before or after the interrupted command, at every write', () => {
     const t0 = Date.now()
     const ops = workload(host, ROUNDS)
-    const failures: string[] = []
-    let points = 0
-    let recoveries = 0
-    let totalWrites = 0
-    let afterCount = 0
-    let beforeCount = 0
-    let img = base
-    let prev = snapshotImage(img)
-    let prevLoose = snapshotImage(img, true)
-    const multi: string[] = []
-
-    for (let k = 0; k < ops.length; k++) {
-      const op = ops[k]
-      // Dry run of the command: the state after it, and how many writes it makes.
-      const dry = new MemDevice(img)
-      // Writes of the journal superblock (block 1): more than the one of close() means the
-      // journal filled up and was checkpointed inside the command.
-      let superWrites = 0
-      const write = dry.write.bind(dry)
-      dry.write = (b: number, buf: Buffer) => { if (b === 1) superWrites++; write(b, buf) }
-      const out: {vol?: Volume} = {}
-      runCommand(dry, op, k, out)
-      expect(dry.unsynced, `${op.name}: writes left unsynced after close()`).to.equal(0)
-      const next = Buffer.from(dry.durable)
-      const nextState = snapshotImage(next)
-      const nextLoose = snapshotImage(next, true)
-      const dryProblems = [...structuralProblems(next), ...fsckProblems(next)]
-      if (dryProblems.length) failures.push(`op ${k + 1} '${op.name}' without a crash: ${dryProblems.slice(0, 8).join('; ')}`)
-      const writes = dry.counts.write
-      const commits = out.vol!.journal.committedSeqs.length
-      if (commits > 1) multi.push(`${op.name} (${commits} transactions${superWrites > 1 ? ', journal wrapped' : ''})`)
-      if (process.env.PRISM_CRASH_DEBUG) console.log(`${k + 1} ${op.name}: ${writes} writes, ${commits} txns, ${nextState.freeBlocks} free blocks, ${nextState.freeInodes} free inodes`)
-
-      for (let n = 1; n <= writes; n++) {
-        const N = totalWrites + n
-        if (ONLY !== null ? N !== ONLY : N % STRIDE !== 0) continue
-        points++
-        const dev = new MemDevice(img)
-        dev.crashAtWrite = n
-        const cout: {vol?: Volume} = {}
-        expectCrash(dev, () => runCommand(dev, op, k, cout))
-        // Once the first commit record is synced, the command's change is durable.
-        const committed = (cout.vol?.journal.committedSeqs.length ?? 0) > 0
-        for (let s = 0; s < SEEDS; s++) {
-          const seed = ONLY_SEED ?? N * 1000 + s
-          if (ONLY_SEED !== null && s > 0) break
-          recoveries++
-          const where = `op ${k + 1} '${op.name}', write ${n}/${writes} (crash point N=${N}), seed ${seed}`
-          try {
-            const crashed = dev.afterPowerLoss(seed)
-            // A read-only open sees a committed state without replaying or writing.
-            const ro = snapshotImage(crashed, true)
-            // Reopen for writing: replay the journal, reap orphans, close.
-            const rdev = new MemDevice(crashed)
-            const vol = Volume.openDevice(rdev, {write: true})
-            vol.close()
-            if (rdev.unsynced !== 0) throw new Error('recovery left writes unsynced')
-            const rec = Buffer.from(rdev.durable)
-            const got = snapshotImage(rec)
-            const isBefore = deepEq(got, prev)
-            const isAfter = deepEq(got, nextState)
-            if (!isBefore && !isAfter) {
-              failures.push(`${where}: recovered tree is neither the state before nor after\n${diff(got, prev, nextState)}`)
-              continue
-            }
-            if (committed && !isAfter) {
-              failures.push(`${where}: a committed transaction was lost (recovered the state before)`)
-              continue
-            }
-            if (isAfter) afterCount++
-            else beforeCount++
-            const roWant = isAfter ? nextLoose : prevLoose
-            if (!deepEq(ro.tree, roWant.tree)) failures.push(`${where}: the read-only view before replay differs from the recovered tree`)
-            const probs = [...structuralProblems(rec), ...fsckProblems(rec)]
-            if (probs.length) failures.push(`${where}: ${probs.slice(0, 8).join('; ')}`)
-          } catch (e) {
-            failures.push(`${where}: ${(e as Error).stack}`)
-          }
-        }
-        if (failures.length > 30) break
-      }
-      if (failures.length > 30) break
-      totalWrites += writes
-      img = next
-      prev = nextState
-      prevLoose = nextLoose
-    }
-
+    const r = crashWorkload(base, ops)
     const secs = ((Date.now() - t0) / 1000).toFixed(1)
-    console.log(`      crash test: ${points} crash points of ${totalWrites} writes over ${ops.length} commands (${ROUNDS} rounds), ` +
-      `${SEEDS} seed(s) each, ${recoveries} recoveries (${beforeCount} to the state before, ${afterCount} after), ` +
-      `${ops.length + 1} states, stride ${STRIDE}, ${secs} s` + (multi.length ? `; multi-transaction: ${multi.join(', ')}` : ''))
-    if (failures.length) expect.fail(`${failures.length} failure(s):\n${failures.slice(0, 10).join('\n')}`)
+    console.log(`      crash test: ${r.points} crash points of ${r.totalWrites} writes over ${ops.length} commands (${ROUNDS} rounds), ` +
+      `${SEEDS} seed(s) each, ${r.recoveries} recoveries (${r.before} to the state before, ${r.after} after), ` +
+      `${ops.length + 1} states, stride ${STRIDE}, ${secs} s` + multiSummary(r))
+    if (r.failures.length) expect.fail(`${r.failures.length} failure(s):\n${r.failures.slice(0, 10).join('\n')}`)
     if (ONLY === null) {
-      expect(totalWrites).to.be.at.least(500)
-      expect(points).to.be.at.least(STRIDE === 1 ? 500 : 1)
+      expect(r.totalWrites).to.be.at.least(500)
+      expect(r.points).to.be.at.least(STRIDE === 1 ? 500 : 1)
     }
   })
 })
 
 // ---------------------------------------------------------------- focused tests
-
-/** A MemDevice that remembers every write (block and content), for choosing crash points. */
-function recording(img: Buffer): {dev: MemDevice, writes: Array<{block: number, data: Buffer}>} {
-  const dev = new MemDevice(img)
-  const writes: Array<{block: number, data: Buffer}> = []
-  const write = dev.write.bind(dev)
-  dev.write = (block: number, buf: Buffer) => {
-    writes.push({block, data: Buffer.from(buf)})
-    write(block, buf)
-  }
-  return {dev, writes}
-}
-
-/** Recovers a crashed image as the next command would: open for writing, close. */
-function recover(img: Buffer): {img: Buffer, replayed: number} {
-  const dev = new MemDevice(img)
-  const vol = Volume.openDevice(dev, {write: true})
-  const replayed = vol.replayed
-  vol.close()
-  expect(dev.unsynced, 'recovery left writes unsynced').to.equal(0)
-  return {img: Buffer.from(dev.durable), replayed}
-}
-
-function expectClean(img: Buffer, what: string): void {
-  expect([...structuralProblems(img), ...fsckProblems(img)], what).to.deep.equal([])
-}
 
 describe('crash consistency: journal', function () {
   this.timeout(120_000)
@@ -608,13 +271,13 @@ describe('crash consistency: journal', function () {
     const view = new ImageView(img)
     const vol = Volume.openDevice(view, {write: false})
     expect(vol.replayed).to.equal(1)
-    expect(treeOf(namespace(vol, 'root'))).to.deep.equal(afterState.tree)
+    expect(describeVolume(vol).tree).to.deep.equal(afterState.tree)
     vol.close()
     expect(view.writes).to.equal(0)
     // Also on a device that could write: opening without write access must not write.
     const rw = new MemDevice(img)
     const v2 = Volume.openDevice(rw, {write: false})
-    expect(treeOf(namespace(v2, 'root'))).to.deep.equal(afterState.tree)
+    expect(describeVolume(v2).tree).to.deep.equal(afterState.tree)
     v2.close()
     expect(rw.counts.write, 'writes by a read-only open').to.equal(0)
     expect(rw.volatile.equals(img)).to.equal(true)
@@ -680,23 +343,3 @@ describe('crash consistency: journal', function () {
     }
   })
 })
-
-function deepEq(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b)
-}
-
-function diff(got: Snapshot, before: Snapshot, after: Snapshot): string {
-  const lines: string[] = []
-  const show = (label: string, want: Snapshot) => {
-    const g = new Set(got.tree)
-    const w = new Set(want.tree)
-    const extra = got.tree.filter((x) => !w.has(x)).slice(0, 6)
-    const missing = want.tree.filter((x) => !g.has(x)).slice(0, 6)
-    lines.push(`  vs ${label}: free blocks ${got.freeBlocks}/${want.freeBlocks}, free inodes ${got.freeInodes}/${want.freeInodes}`)
-    for (const x of extra) lines.push(`    + ${x}`)
-    for (const x of missing) lines.push(`    - ${x}`)
-  }
-  show('before', before)
-  show('after', after)
-  return lines.join('\n')
-}
