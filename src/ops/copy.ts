@@ -268,23 +268,43 @@ function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
 function exportPath(ns: Namespace, imgPath: string, hostPath: string, ctx: Ctx): void {
   const inode = ns.resolve(imgPath, false)
   if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${ns.where(imgPath)}: is a directory (use -r)`)
-  exportNode(ns, inode, hostPath, ctx)
+  // Modes are given at creation; with no umask they need no second fchmod.
+  const umask = process.umask(0)
+  try {
+    exportNode(ns, inode, hostPath, ctx, false)
+  } finally {
+    process.umask(umask)
+  }
 }
 
 const isRoot = process.getuid?.() === 0
 
-function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx): void {
+/**
+ * Writes one node and, for a directory, its subtree. `fresh` says the parent directory was
+ * made by this export, so nothing can stand at hostPath yet and the lstat is skipped; if
+ * something does (a damaged image naming an entry twice), the careful path runs instead.
+ */
+function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fresh: boolean): void {
   const r = inode.r
   // Seconds as a double keep the time to about a microsecond (a Date would cut it to ms).
   const mtime = r.mtimeS + r.mtimeNs / 1e9
   const atime = r.atimeS + r.atimeNs / 1e9
-  const existing = hostLstat(hostPath)
+  const existing = fresh ? null : hostLstat(hostPath)
+  const retryCarefully = (e: unknown): boolean => fresh && (e as NodeJS.ErrnoException).code === 'EEXIST'
   try {
     if (inode.isDir) {
       if (existing && !existing.isDirectory()) fail('EEXIST', `${hostPath}: exists and is not a directory`)
-      if (!existing) fs.mkdirSync(hostPath, {mode: 0o700})
-      // Re-check: what we enter must be a real directory, never a symlink.
-      if (!fs.lstatSync(hostPath).isDirectory()) fail('EEXIST', `${hostPath}: not a directory`)
+      if (!existing) {
+        try {
+          fs.mkdirSync(hostPath, {mode: 0o700})
+        } catch (e) {
+          if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
+          throw e
+        }
+      } else if (!fs.lstatSync(hostPath).isDirectory()) {
+        // Re-check: what we enter must be a real directory, never a symlink.
+        fail('EEXIST', `${hostPath}: not a directory`)
+      }
       ctx.stats.dirs++
       for (const e of dirList(ns.vol, inode)) {
         const p = nameProblem(e.name)
@@ -293,7 +313,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx): vo
           ctx.opts.onWarning?.(`${hostPath}: skipped an entry with an unsafe name (${p})`)
           continue
         }
-        exportNode(ns, ns.vol.iget(e.ino), path.join(hostPath, e.name.toString('utf8')), ctx)
+        exportNode(ns, ns.vol.iget(e.ino), path.join(hostPath, e.name.toString('utf8')), ctx, !existing)
       }
       fs.chmodSync(hostPath, r.mode & 0o7777)
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
@@ -303,7 +323,12 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx): vo
     if (existing?.isDirectory()) fail('EISDIR', `${hostPath}: is a directory`)
     if (inode.isLnk) {
       if (existing) fs.unlinkSync(hostPath)
-      fs.symlinkSync(ns.readlinkInode(inode), hostPath)
+      try {
+        fs.symlinkSync(ns.readlinkInode(inode), hostPath)
+      } catch (e) {
+        if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
+        throw e
+      }
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
       fs.lutimesSync(hostPath, atime, mtime)
       ctx.stats.symlinks++
@@ -317,16 +342,24 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx): vo
       return
     }
     if (existing) fs.unlinkSync(hostPath) // never write through an existing name (it may be a symlink)
-    const fd = fs.openSync(hostPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, r.mode & 0o777)
+    let fd: number
+    try {
+      fd = fs.openSync(hostPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, r.mode & 0o777)
+    } catch (e) {
+      if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
+      throw e
+    }
     try {
       // Only mapped runs are written; holes stay holes, as cp --sparse=auto does.
+      let end = 0
       forEachRun(ns.vol, inode, (off, buf) => {
         let done = 0
         while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, off + done)
         ctx.stats.bytes += buf.length
+        end = off + buf.length
       })
-      fs.ftruncateSync(fd, r.size)
-      fs.fchmodSync(fd, r.mode & 0o7777)
+      if (end < r.size) fs.ftruncateSync(fd, r.size)
+      if (r.mode & 0o7000) fs.fchmodSync(fd, r.mode & 0o7777)
       if (isRoot) fs.fchownSync(fd, r.uid, r.gid)
       fs.futimesSync(fd, atime, mtime)
     } finally {
