@@ -22,8 +22,13 @@ export function checkCrc(buf: Buffer, start: number, crcOff: number): boolean {
 
 /** murmur3 (x86, 32-bit) of bytes: the directory name hash. */
 export function nameHash(name: Uint8Array, seed: number): number {
+  return nameHashAt(name, 0, name.length, seed)
+}
+
+/** nameHash of name[off, off+n), without making a view. */
+export function nameHashAt(bytes: Uint8Array, off: number, n: number, seed: number): number {
+  const name = off === 0 ? bytes : bytes.subarray(off, off + n)
   let h = seed >>> 0
-  const n = name.length
   const c1 = 0xcc9e2d51
   const c2 = 0x1b873593
   let i = 0

@@ -5,15 +5,15 @@ import {PrismError} from '../errors.js'
 import {dirInit} from './dir.js'
 import {addFileset, findFileset, getFileset, listFilesets, removeFileset, saveFileset, type Fileset} from './filesets.js'
 import {filesetNameProblem} from '../format/fileset.js'
-import {touch} from './inode.js'
+import {touch, type Inode} from './inode.js'
 import {Namespace, reapOrphans} from './namespace.js'
 import {Volume, type MkfsOptions, type OpenOptions} from './volume.js'
 
 export {Volume, Namespace}
 export type {MkfsOptions, OpenOptions}
 
-/** Creates a fileset with an empty root directory. */
-export function createEmptyFileset(vol: Volume, name: string): Fileset {
+/** A new, empty root directory for a fileset (owned by the calling user, mode 755). */
+export function newRootDir(vol: Volume): Inode {
   const root = vol.ialloc(S_IFDIR | 0o755)
   dirInit(root)
   root.r.nlink = 2
@@ -22,7 +22,12 @@ export function createEmptyFileset(vol: Volume, name: string): Fileset {
   touch(root.r, {a: true, m: true, c: true})
   root.r.dataVersion = 1
   vol.idirty(root)
-  return addFileset(vol, name, root.ino)
+  return root
+}
+
+/** Creates a fileset with an empty root directory. */
+export function createEmptyFileset(vol: Volume, name: string): Fileset {
+  return addFileset(vol, name, newRootDir(vol).ino)
 }
 
 /** mkfs: a new image holding one empty fileset, `root`. */

@@ -278,8 +278,11 @@ export class Volume {
   closeAbort(): void {
     if (this.closed) return
     this.closed = true
-    this.abort()
-    this.dev.close()
+    try {
+      this.abort()
+    } finally {
+      this.dev.close()
+    }
   }
 
   // ---------------------------------------------------------------- inodes
@@ -527,11 +530,19 @@ export class Volume {
     }
     this.sb.freeBlocks = freeBlocks
     this.sb.freeInodes = freeInodes
-    // The backup's orphan list may be stale: chain every inode flagged as an orphan.
-    this.sb.orphanHead = orphans[0] ?? 0
-    orphans.forEach((ino, i) => {
-      const inode = this.iget(ino)
-      inode.r.nextOrphan = orphans[i + 1] ?? 0
+    // The backup's orphan list may be stale: chain every readable inode flagged as an
+    // orphan (a damaged one is left to fsck rather than failing the open).
+    const readable: Inode[] = []
+    for (const ino of orphans) {
+      try {
+        readable.push(this.iget(ino))
+      } catch (e) {
+        if (!(e instanceof PrismError)) throw e
+      }
+    }
+    this.sb.orphanHead = readable[0]?.ino ?? 0
+    readable.forEach((inode, i) => {
+      inode.r.nextOrphan = readable[i + 1]?.ino ?? 0
       this.idirty(inode)
     })
     this.sb.nextFilesetId = Math.max(this.sb.nextFilesetId, maxId + 1)

@@ -1,0 +1,246 @@
+// The state fsck builds while it runs: the opened volume, the problems found so far, and
+// the in-memory maps the passes fill and compare (like e2fsck's block_found_map and
+// inode_link_info): per-inode type, flags and counts in typed arrays, per-data-block
+// reference counts, and the repairs deferred to the end. It never writes anything by
+// itself except through editInode/clearInode, and only when repairing.
+import type {FilesetRecord} from '../format/fileset.js'
+import {BLOCK_SIZE, INODE_SIZE} from '../format/constants.js'
+import {crc32} from '../format/checksum.js'
+import type {Extent} from '../format/extent.js'
+import {INODE_CRC_OFF} from '../format/inode.js'
+import type {Superblock} from '../format/superblock.js'
+import type {Volume} from '../fs/volume.js'
+import {makeProblem, type Details, type FsckProblem, type ProblemCode} from './problems.js'
+
+/** Inode kinds in FsckContext.itype. */
+export const T_FREE = 0
+export const T_REG = 1
+export const T_DIR = 2
+export const T_LNK = 3
+
+/** What claimed a data block (FsckContext.meta). Metadata blocks must have exactly one claim. */
+export const CLAIM_DATA = 0
+export const CLAIM_NODE = 1
+export const CLAIM_DIR = 2
+
+/** reach bits */
+export const R_FILESET = 1
+export const R_ORPHAN_TREE = 2
+export const R_ORPHAN_LIST = 4
+
+export interface DirMeta {
+  hashed: boolean
+  seed: number
+  depth: number
+  buckets: number
+  /** entry count from the inode */
+  size: number
+  /** inline entries (a copy of the inode area) */
+  area: Buffer | null
+  /** the block map as fsck will leave it (hashed directories) */
+  ext: Extent[]
+  nodes: number[]
+}
+
+/** An inode whose block map must be rewritten (bad extents dropped, claims removed). */
+export interface Rewrite {
+  ext: Extent[]
+  nodes: number[]
+  /**
+   * Data-area blocks the map on disk references and the new one does not. Until the
+   * rewrite they stay counted in the refcount table (pass 4 adds them), so that no
+   * committed state ever has a referenced block marked free; the rewrite releases them.
+   */
+  released: Extent[]
+  problems: FsckProblem[]
+}
+
+export interface RebuildEntry {
+  ino: number
+  type: number
+  name: Buffer
+  lastclone: number
+}
+
+/** A directory to be rebuilt from these entries (its structure or some entries were bad). */
+export interface Rebuild {
+  entries: RebuildEntry[]
+  problems: FsckProblem[]
+}
+
+export interface FilesetInfo extends FilesetRecord {
+  slot: number
+  /** root is an in-use directory; false: a new empty root is made when repairing */
+  rootOk: boolean
+  rootProblem: FsckProblem | null
+}
+
+export class FsckContext {
+  readonly problems: FsckProblem[] = []
+  readonly notes: string[] = []
+
+  // ---- per inode (index = inode number)
+  readonly itype: Uint8Array
+  readonly iflags: Uint16Array
+  readonly nlink: Uint32Array
+  readonly share: Uint32Array
+  /** directory inodes in use, with what pass 2 needs to read them */
+  readonly dirs = new Map<number, DirMeta>()
+  /** how an inode is reached: R_* bits (pass 2 and 3) */
+  readonly reach: Uint8Array
+  /**
+   * Trees naming the inode (or having it as root). A tree is a fileset, or a directory on
+   * the orphan list whose entries the reaper has not removed yet (docs/FORMAT.md §5.6).
+   */
+  readonly trees: Uint16Array
+  /** filesets among those trees */
+  readonly filesetTrees: Uint16Array
+  /** names the inode has in the first tree that names it */
+  readonly firstCount: Uint32Array
+  /** names in all trees */
+  readonly totalNames: Uint32Array
+  /** names in the tree being walked */
+  readonly curCount: Uint32Array
+  /** accepted subdirectory entries of each directory */
+  readonly subdirs: Uint32Array
+  /** inodes named a different number of times by different trees */
+  readonly inconsistent = new Set<number>()
+
+  // ---- per data block (index = block - dataStart)
+  readonly refs: Uint16Array
+  readonly meta: Uint8Array
+  /** data-block indexes claimed as metadata and also otherwise */
+  readonly dups = new Set<number>()
+
+  // ---- repairs made at the end through the library (rebuild.ts)
+  readonly rewrites = new Map<number, Rewrite>()
+  readonly rebuilds = new Map<number, Rebuild>()
+  filesets: FilesetInfo[] = []
+  /** directories pass 2 has read (for progress) */
+  dirsWalked = 0
+
+  /** blocks of an unreplayed journal (read-only runs): what reads must see */
+  overlay: Map<number, Buffer> | null = null
+  /** counters as the superblock had them when opened */
+  sbFreeBlocks: number
+  sbFreeInodes: number
+  private lastProgress = 0
+
+  constructor(readonly vol: Volume, readonly repair: boolean, private onProgress?: (phase: string, done: number, total: number) => void) {
+    const n = vol.sb.inodeCount + 1
+    this.itype = new Uint8Array(n)
+    this.iflags = new Uint16Array(n)
+    this.nlink = new Uint32Array(n)
+    this.share = new Uint32Array(n)
+    this.reach = new Uint8Array(n)
+    this.trees = new Uint16Array(n)
+    this.filesetTrees = new Uint16Array(n)
+    this.firstCount = new Uint32Array(n)
+    this.totalNames = new Uint32Array(n)
+    this.curCount = new Uint32Array(n)
+    this.subdirs = new Uint32Array(n)
+    this.refs = new Uint16Array(vol.sb.dataBlocks)
+    this.meta = new Uint8Array(vol.sb.dataBlocks)
+    this.sbFreeBlocks = vol.sb.freeBlocks
+    this.sbFreeInodes = vol.sb.freeInodes
+  }
+
+  /** The volume's superblock (the object changes when the volume aborts a transaction). */
+  get sb(): Superblock {
+    return this.vol.sb
+  }
+
+  report(code: ProblemCode, where: string, details: Details = {}): FsckProblem {
+    const p = makeProblem(code, where, details)
+    this.problems.push(p)
+    return p
+  }
+
+  /** Marks a problem repaired, when repairing (the caller has made the change). */
+  fixed(p: FsckProblem | null | undefined): void {
+    if (p && this.repair && p.fixable) p.fixed = true
+  }
+
+  progress(phase: string, done: number, total: number, force = false): void {
+    if (!this.onProgress) return
+    const t = Date.now()
+    if (!force && done < total && t - this.lastProgress < 100) return
+    this.lastProgress = t
+    this.onProgress(phase, done, total)
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /**
+   * Reads `n` consecutive metadata blocks into buf with one device read, then lays over
+   * them what the device does not hold yet: unreplayed journal blocks and blocks changed
+   * in the running transaction.
+   */
+  readBlocks(start: number, n: number, buf: Buffer): void {
+    this.vol.dev.read(start, buf.subarray(0, n * BLOCK_SIZE))
+    const store = this.vol.store
+    const ov = this.overlay
+    for (let i = 0; i < n; i++) {
+      const b = start + i
+      if (store.isDirty(b)) store.get(b).copy(buf, i * BLOCK_SIZE)
+      else if (ov) {
+        const o = ov.get(b)
+        if (o) o.copy(buf, i * BLOCK_SIZE)
+      }
+    }
+  }
+
+  /** The inode-table block and byte offset of an inode. */
+  inodeAt(ino: number): {buf: Buffer, off: number} {
+    const {block, off} = this.vol.inodeLocation(ino)
+    return {buf: this.vol.store.get(block), off}
+  }
+
+  // ---------------------------------------------------------------- writing (repair only)
+
+  /** Changes an inode record in place (through the running transaction) and reseals it. */
+  editInode(ino: number, change: (buf: Buffer, off: number) => void): void {
+    if (!this.repair) return
+    const {block, off} = this.vol.inodeLocation(ino)
+    const buf = this.vol.store.getMut(block)
+    change(buf, off)
+    if (buf.readUInt16LE(off) !== 0) buf.writeUInt32LE(crc32(buf, off, off + INODE_CRC_OFF), off + INODE_CRC_OFF)
+    else buf.fill(0, off, off + INODE_SIZE)
+    this.maybeCommit()
+  }
+
+  /** Zeroes an inode slot (the inode is then free). */
+  clearInode(ino: number): void {
+    this.editInode(ino, (buf, off) => buf.fill(0, off, off + INODE_SIZE))
+  }
+
+  /** Commits the running transaction when it has grown past half the journal. */
+  maybeCommit(): void {
+    if (!this.repair) return
+    if (this.vol.store.dirtyCount >= this.vol.journal.maxBlocks / 2) this.vol.commit()
+  }
+
+  // ---------------------------------------------------------------- block claims
+
+  /** Records that an inode references blocks [p, p+n) (as data, a tree node or a directory block). */
+  claim(p: number, n: number, kind: number): void {
+    const refs = this.refs
+    const meta = this.meta
+    const start = p - this.sb.dataStart
+    const end = start + n
+    for (let i = start; i < end; i++) {
+      const r = refs[i]
+      if (r !== 0 && (meta[i] !== 0 || kind !== CLAIM_DATA)) this.dups.add(i)
+      if (r !== 0xffff) refs[i] = r + 1
+      if (kind !== CLAIM_DATA) meta[i] = kind
+    }
+  }
+
+  /** Drops references recorded by claim(). */
+  unclaim(p: number, n: number): void {
+    const refs = this.refs
+    const start = p - this.sb.dataStart
+    const end = start + n
+    for (let i = start; i < end; i++) if (refs[i] !== 0 && refs[i] !== 0xffff) refs[i]--
+  }
+}

@@ -1,0 +1,514 @@
+// fsck pass 1: every slot of the inode table. Checks each inode's checksum, type, flags
+// and size, walks its block map (extent tree) and records, in FsckContext's typed arrays,
+// what every later pass needs: inode kinds and counts, directory geometry, and how many
+// times each data block is claimed. Pass 1b then settles blocks that are claimed as
+// metadata and also otherwise. It never follows directory entries (pass 2 does), and it
+// changes an inode's block map only by scheduling a rewrite (rebuild.ts).
+import os from 'node:os'
+import zlib from 'node:zlib'
+import {
+  BLOCK_SIZE, DIR_PTR_BASE, IF_HASHED, IF_INLINE, IF_KNOWN, IF_UNEXPANDED, INODE_SIZE, MAX_FILE_SIZE,
+  S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+} from '../format/constants.js'
+import {crc32, nameHash} from '../format/checksum.js'
+import {BUCKET_HDR, BUCKET_MAGIC, DIRENT_FIXED} from '../format/dirent.js'
+import {EXT_NODE_MAGIC, EXT_NODE_MAX, EXT_ROOT_MAGIC, EXT_ROOT_MAX, type Extent} from '../format/extent.js'
+import {INODE_AREA_OFF, INODE_AREA_SIZE, INODE_CRC_OFF} from '../format/inode.js'
+import {unmapRange} from '../fs/extents.js'
+import {SYMLINK_MAX} from '../fs/namespace.js'
+import {
+  CLAIM_DATA, CLAIM_DIR, CLAIM_NODE, T_DIR, T_FREE, T_LNK, T_REG, type FsckContext,
+} from './context.js'
+import type {FsckProblem} from './problems.js'
+
+const CHUNK = 256
+const LITTLE_ENDIAN = os.endianness() === 'LE'
+const FILE_FLAGS = IF_KNOWN & ~(IF_HASHED | IF_UNEXPANDED)
+const zcrc32 = (zlib as unknown as {crc32: (data: Uint8Array) => number}).crc32
+const ENTRY = 16
+const ROOT_HDR = 12
+const NODE_HDR = 16
+const TWO32 = 0x1_0000_0000
+
+const u64 = (buf: Buffer, o: number): number => buf.readUInt32LE(o) + buf.readUInt32LE(o + 4) * TWO32
+
+export interface MapWalk {
+  /** extents kept, sorted by logical block */
+  ext: Extent[]
+  /** tree node blocks kept */
+  nodes: number[]
+  /** data-area blocks referenced on disk but dropped (see Rewrite.released) */
+  released: Extent[]
+  /** the tree on disk differs from what is kept: it must be rewritten */
+  dirty: boolean
+  problems: FsckProblem[]
+}
+
+/**
+ * Walks an inode's extent tree and returns the extents and nodes that are sound; bad ones
+ * are dropped (and reported when `report`). Pure with respect to the maps: callers claim.
+ */
+export function walkMap(ctx: FsckContext, ino: number, kind: number, size: number, buf: Buffer, off: number, report: boolean): MapWalk {
+  const res: MapWalk = {ext: [], nodes: [], released: [], dirty: false, problems: []}
+  const where = `inode ${ino}`
+  const sb = ctx.sb
+  const dataEnd = sb.dataStart + sb.dataBlocks
+  const limit = kind === T_DIR ? TWO32 : DIR_PTR_BASE
+  const eof = kind === T_DIR ? Infinity : Math.ceil(size / BLOCK_SIZE)
+  let prevEnd = 0
+  const bad = (p: FsckProblem | null) => {
+    res.dirty = true
+    if (p) res.problems.push(p)
+  }
+  const rep = (code: Parameters<FsckContext['report']>[0], details: Record<string, string | number>) =>
+    (report ? ctx.report(code, where, details) : null)
+  const release = (p: number, n: number) => {
+    if (n > 0 && p >= sb.dataStart && p + n <= dataEnd) res.released.push({l: -1, n, p})
+  }
+
+  const leaf = (b: Buffer, o0: number, count: number) => {
+    for (let i = 0; i < count; i++) {
+      const o = o0 + i * ENTRY
+      const l = b.readUInt32LE(o)
+      let n = b.readUInt32LE(o + 4)
+      const p = u64(b, o + 8)
+      if (n === 0) { bad(rep('EXTENT_EMPTY', {l})); continue }
+      if (p < sb.dataStart || p + n > dataEnd) { bad(rep('EXTENT_OUT_OF_RANGE', {l, n, p, last: p + n - 1})); continue }
+      if (l + n > limit) { bad(rep('EXTENT_LOGICAL_RANGE', {l, n})); release(p, n); continue }
+      if (l < prevEnd) { bad(rep('EXTENT_OVERLAP', {l, n})); release(p, n); continue }
+      if (l + n > eof) {
+        bad(rep('EXTENT_BEYOND_EOF', {l, n, size}))
+        if (l >= eof) { release(p, n); continue }
+        release(p + (eof - l), n - (eof - l))
+        n = eof - l // keep the part inside the file
+      }
+      res.ext.push({l, n, p})
+      prevEnd = l + n
+    }
+  }
+
+  const seenNodes = new Set<number>()
+  const index = (b: Buffer, o0: number, count: number, depth: number) => {
+    for (let i = 0; i < count; i++) {
+      const o = o0 + i * ENTRY
+      const key = b.readUInt32LE(o)
+      const child = u64(b, o + 8)
+      if (child < sb.dataStart || child >= dataEnd) { bad(rep('EXTENT_NODE_BAD', {block: child, detail: 'pointer outside the data area'})); continue }
+      const badNode = (p: FsckProblem | null) => { bad(p); release(child, 1) }
+      if (seenNodes.has(child)) { badNode(rep('EXTENT_NODE_BAD', {block: child, detail: 'referenced twice by the tree'})); continue }
+      const nb = ctx.vol.store.get(child)
+      if (nb.readUInt16LE(0) !== EXT_NODE_MAGIC) { badNode(rep('EXTENT_NODE_BAD', {block: child, detail: 'bad magic'})); continue }
+      if (nb.readUInt32LE(12) !== crc32(nb, NODE_HDR, BLOCK_SIZE, crc32(nb, 0, 12))) { badNode(rep('EXTENT_NODE_CRC', {block: child})); continue }
+      const owner = nb.readUInt32LE(8)
+      if (owner !== ino) { badNode(rep('EXTENT_NODE_BAD', {block: child, detail: `belongs to inode ${owner}`})); continue }
+      const cdepth = nb.readUInt16LE(6)
+      const ccount = nb.readUInt16LE(2)
+      if (cdepth !== depth - 1) { badNode(rep('EXTENT_NODE_BAD', {block: child, detail: `depth ${cdepth} under depth ${depth}`})); continue }
+      if (ccount === 0 || ccount > EXT_NODE_MAX) { badNode(rep('EXTENT_NODE_BAD', {block: child, detail: `${ccount} entries`})); continue }
+      const first = nb.readUInt32LE(NODE_HDR)
+      if (first !== key) bad(rep('EXTENT_INDEX_KEY', {key, first}))
+      res.nodes.push(child)
+      seenNodes.add(child)
+      if (cdepth === 0) leaf(nb, NODE_HDR, ccount)
+      else index(nb, NODE_HDR, ccount, cdepth)
+    }
+  }
+
+  const a = off + INODE_AREA_OFF
+  const magic = buf.readUInt16LE(a)
+  const count = buf.readUInt16LE(a + 2)
+  if (magic === 0 && count === 0) return res
+  const depth = buf.readUInt16LE(a + 6)
+  if (magic !== EXT_ROOT_MAGIC || count > EXT_ROOT_MAX || depth > 5) {
+    bad(rep('EXTENT_ROOT_BAD', {detail: magic !== EXT_ROOT_MAGIC ? 'bad magic' : `${count} entries at depth ${depth}`}))
+    return res
+  }
+  if (depth === 0) leaf(buf, a + ROOT_HDR, count)
+  else index(buf, a + ROOT_HDR, count, depth)
+  return res
+}
+
+function kindOf(mode: number): number {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return T_REG
+    case S_IFDIR: return T_DIR
+    case S_IFLNK: return T_LNK
+    default: return T_FREE
+  }
+}
+
+export const KIND_NAME = ['free', 'file', 'directory', 'symlink']
+
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i += 4) if (buf.readUInt32LE(i) !== 0) return false
+  return true
+}
+
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE)
+/** Shared empty maps (never changed: pass 1b and rebuild.ts copy before they change a map). */
+const NO_EXTENTS: Extent[] = Object.freeze([]) as unknown as Extent[]
+const NO_NODES: number[] = Object.freeze([]) as unknown as number[]
+
+/** Pass 1 over the whole inode table. */
+export function pass1(ctx: FsckContext): void {
+  const sb = ctx.sb
+  const buf = Buffer.allocUnsafe(CHUNK * BLOCK_SIZE)
+  const perBlock = BLOCK_SIZE / INODE_SIZE
+  // One view per slot of the chunk, made once: the checksum of 100k inodes then allocates nothing.
+  const crcViews: Buffer[] = []
+  for (let k = 0; k < CHUNK * perBlock; k++) crcViews.push(buf.subarray(k * INODE_SIZE, k * INODE_SIZE + INODE_CRC_OFF))
+  // Little-endian hosts read the table through 32-bit words (the chunk is 4-byte aligned).
+  const words = LITTLE_ENDIAN && buf.byteOffset % 4 === 0 ? new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4) : null
+  for (let b0 = 0; b0 < sb.inodeTableBlocks; b0 += CHUNK) {
+    const n = Math.min(CHUNK, sb.inodeTableBlocks - b0)
+    ctx.readBlocks(sb.inodeTableStart + b0, n, buf)
+    for (let bi = 0; bi < n; bi++) {
+      const bo = bi * BLOCK_SIZE
+      if (buf.compare(ZERO_BLOCK, 0, BLOCK_SIZE, bo, bo + BLOCK_SIZE) === 0) continue
+      for (let s = 0; s < perBlock; s++) {
+        const ino = (b0 + bi) * perBlock + s
+        const off = bo + s * INODE_SIZE
+        const view = crcViews[bi * perBlock + s]
+        if (words === null || !fastSlot(ctx, words, buf, off, ino, view)) checkSlot(ctx, buf, off, ino, view)
+      }
+    }
+    ctx.progress('pass 1: inodes', Math.min((b0 + n) * perBlock, sb.inodeCount), sb.inodeCount)
+  }
+  ctx.progress('pass 1: inodes', sb.inodeCount, sb.inodeCount, true)
+  if (ctx.dups.size > 0) pass1b(ctx)
+}
+
+/**
+ * The common case, kept small so that it is compiled early: an in-use inode that passes
+ * every check, with inline data or an extent root of sound leaf extents. Returns false,
+ * having recorded nothing, for anything else: checkSlot then does the full checks.
+ */
+function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, ino: number, crcView: Buffer): boolean {
+  const b = off >>> 2
+  const w0 = w[b]
+  const mode = w0 & 0xffff
+  if (mode === 0 || ino === 0 || ino > ctx.sb.inodeCount) return false
+  if (w[b + 63] !== zcrc32(crcView)) return false
+  const kind = kindOf(mode)
+  const flags = w0 >>> 16
+  if (kind === T_FREE || flags & ~(kind === T_DIR ? IF_KNOWN : FILE_FLAGS)) return false
+  const inline = (flags & IF_INLINE) !== 0
+  if (w[b + 7] !== 0 || w[b + 9] !== 0) return false // size or block count past 4 GiB blocks: full checks
+  const size = w[b + 6]
+  if (kind === T_DIR) {
+    if (inline === ((flags & IF_HASHED) !== 0)) return false
+  } else if ((inline && size > INODE_AREA_SIZE) || (kind === T_LNK && (size < 1 || size > SYMLINK_MAX))) return false
+  let mapped = 0
+  if (!inline) {
+    const r = b + (INODE_AREA_OFF >>> 2)
+    const head = w[r]
+    const count = head >>> 16
+    if (head !== 0) {
+      if ((head & 0xffff) !== EXT_ROOT_MAGIC || count > EXT_ROOT_MAX || w[r + 1] >>> 16 !== 0) return false
+      const ds = ctx.sb.dataStart
+      const de = ds + ctx.sb.dataBlocks
+      const limit = kind === T_DIR ? TWO32 : DIR_PTR_BASE
+      const eof = kind === T_DIR ? Infinity : Math.ceil(size / BLOCK_SIZE)
+      let prevEnd = 0
+      for (let i = 0, e = r + 3; i < count; i++, e += 4) {
+        const l = w[e]
+        const n = w[e + 1]
+        const p = w[e + 2] + w[e + 3] * TWO32
+        if (n === 0 || p < ds || p + n > de || l + n > limit || l < prevEnd || l + n > eof) return false
+        prevEnd = l + n
+        mapped += n
+      }
+    }
+  }
+  if (w[b + 8] !== mapped) return false
+  // Sound: record it.
+  if (mapped > 0) {
+    const claimKind = kind === T_DIR ? CLAIM_DIR : CLAIM_DATA
+    const r = b + (INODE_AREA_OFF >>> 2)
+    for (let i = 0, e = r + 3, count = w[r] >>> 16; i < count; i++, e += 4) ctx.claim(w[e + 2] + w[e + 3] * TWO32, w[e + 1], claimKind)
+  }
+  ctx.itype[ino] = kind
+  ctx.iflags[ino] = flags
+  ctx.nlink[ino] = w[b + 1]
+  ctx.share[ino] = w[b + 2]
+  if (kind === T_DIR) recordDir(ctx, buf, off, ino, inline, size, inline ? NO_EXTENTS : rootExtents(buf, off), NO_NODES)
+  return true
+}
+
+function recordDir(ctx: FsckContext, buf: Buffer, off: number, ino: number, inline: boolean, size: number, ext: Extent[], nodes: number[]): void {
+  ctx.dirs.set(ino, {
+    hashed: !inline,
+    seed: buf.readUInt32LE(off + 0x60),
+    depth: buf.readUInt8(off + 0x64),
+    buckets: buf.readUInt32LE(off + 0x68),
+    size,
+    area: inline ? Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE)) : null,
+    ext,
+    nodes,
+  })
+}
+
+function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcView: Buffer): void {
+  if (ino === 0 || ino > ctx.sb.inodeCount) {
+    if (!isZero(buf, off, off + INODE_SIZE)) {
+      const p = ctx.report('INODE_RESERVED', `inode slot ${ino}`)
+      ctx.clearInode(ino)
+      ctx.fixed(p)
+    }
+    return
+  }
+  const mode = buf.readUInt16LE(off)
+  if (mode === 0) {
+    if (!isZero(buf, off, off + INODE_SIZE)) {
+      const p = ctx.report('INODE_FREE_DIRTY', `inode ${ino}`)
+      ctx.clearInode(ino)
+      ctx.fixed(p)
+    }
+    return
+  }
+  if (buf.readUInt32LE(off + INODE_CRC_OFF) !== zcrc32(crcView)) {
+    const p = ctx.report('INODE_CRC', `inode ${ino}`)
+    ctx.clearInode(ino)
+    ctx.fixed(p)
+    return
+  }
+  const kind = kindOf(mode)
+  if (kind === T_FREE) {
+    const p = ctx.report('INODE_BAD_TYPE', `inode ${ino}`, {mode: mode.toString(8)})
+    ctx.clearInode(ino)
+    ctx.fixed(p)
+    return
+  }
+  let flags = buf.readUInt16LE(off + 2)
+  let size = u64(buf, off + 0x18)
+  const blocks = u64(buf, off + 0x20)
+
+  // Flags: unknown bits and directory-only bits on files are dropped; a directory must be
+  // exactly one of inline and hashed, or it cannot be read at all.
+  if (kind === T_DIR && ((flags & IF_INLINE) !== 0) === ((flags & IF_HASHED) !== 0)) {
+    const p = ctx.report('INODE_BAD_FLAGS', `inode ${ino}`, {flags: flags.toString(16), kind: 'directory (inline and hashed are exclusive)'})
+    ctx.clearInode(ino)
+    ctx.fixed(p)
+    return
+  }
+  const allowed = kind === T_DIR ? IF_KNOWN : IF_KNOWN & ~(IF_HASHED | IF_UNEXPANDED)
+  if (flags & ~allowed) {
+    const p = ctx.report('INODE_BAD_FLAGS', `inode ${ino}`, {flags: flags.toString(16), kind: KIND_NAME[kind]})
+    flags &= allowed
+    const f = flags
+    ctx.editInode(ino, (b, o) => b.writeUInt16LE(f, o + 2))
+    ctx.fixed(p)
+  }
+  const inline = (flags & IF_INLINE) !== 0
+
+  // Sizes.
+  if (kind !== T_DIR) {
+    let want = size
+    let why = ''
+    if (kind === T_LNK && (size < 1 || size > SYMLINK_MAX)) {
+      const p = ctx.report('INODE_BAD_SIZE', `inode ${ino}`, {size, detail: `a symlink target has 1..${SYMLINK_MAX} bytes`})
+      ctx.clearInode(ino)
+      ctx.fixed(p)
+      return
+    }
+    if (inline && size > INODE_AREA_SIZE) { want = INODE_AREA_SIZE; why = `inline data holds at most ${INODE_AREA_SIZE} bytes` }
+    if (!inline && size > MAX_FILE_SIZE) { want = MAX_FILE_SIZE; why = 'larger than the largest file' }
+    if (want !== size) {
+      const p = ctx.report('INODE_BAD_SIZE', `inode ${ino}`, {size, detail: why})
+      const v = want
+      ctx.editInode(ino, (b, o) => b.writeBigUInt64LE(BigInt(v), o + 0x18))
+      ctx.fixed(p)
+      size = want
+    }
+  }
+
+  // The block map.
+  let ext = NO_EXTENTS
+  let nodes = NO_NODES
+  let mapped = 0
+  let rewrite = false
+  const quick = inline ? 0 : quickMap(ctx, buf, off, kind, size)
+  if (quick >= 0) {
+    mapped = quick
+    if (kind === T_DIR && !inline) ext = rootExtents(buf, off)
+  } else {
+    const m = walkMap(ctx, ino, kind, size, buf, off, true)
+    ext = m.ext
+    nodes = m.nodes
+    const claimKind = kind === T_DIR ? CLAIM_DIR : CLAIM_DATA
+    for (const e of ext) {
+      ctx.claim(e.p, e.n, claimKind)
+      mapped += e.n
+    }
+    for (const b of nodes) ctx.claim(b, 1, CLAIM_NODE)
+    if (m.dirty) {
+      ctx.rewrites.set(ino, {ext, nodes, released: m.released, problems: m.problems})
+      rewrite = true
+    }
+  }
+  const wantBlocks = mapped + nodes.length
+  if (blocks !== wantBlocks && !rewrite) {
+    const p = ctx.report('INODE_BLOCKS_COUNT', `inode ${ino}`, {have: blocks, want: wantBlocks})
+    ctx.editInode(ino, (b, o) => b.writeBigUInt64LE(BigInt(wantBlocks), o + 0x20))
+    ctx.fixed(p)
+  }
+
+  ctx.itype[ino] = kind
+  ctx.iflags[ino] = flags
+  ctx.nlink[ino] = buf.readUInt32LE(off + 0x04)
+  ctx.share[ino] = buf.readUInt32LE(off + 0x08)
+  if (kind === T_DIR) recordDir(ctx, buf, off, ino, inline, size, ext, nodes)
+}
+
+/**
+ * The common case without allocation: an extent root holding only sound leaf extents.
+ * Claims them and returns the number of blocks mapped, or -1 (nothing claimed) when the
+ * map needs the full walk.
+ */
+function quickMap(ctx: FsckContext, buf: Buffer, off: number, kind: number, size: number): number {
+  const a = off + INODE_AREA_OFF
+  const magic = buf.readUInt16LE(a)
+  const count = buf.readUInt16LE(a + 2)
+  if (magic === 0 && count === 0) return 0
+  if (magic !== EXT_ROOT_MAGIC || count > EXT_ROOT_MAX || buf.readUInt16LE(a + 6) !== 0) return -1
+  const ds = ctx.sb.dataStart
+  const de = ds + ctx.sb.dataBlocks
+  const limit = kind === T_DIR ? TWO32 : DIR_PTR_BASE
+  const eof = kind === T_DIR ? Infinity : Math.ceil(size / BLOCK_SIZE)
+  let prevEnd = 0
+  for (let i = 0, o = a + ROOT_HDR; i < count; i++, o += ENTRY) {
+    const l = buf.readUInt32LE(o)
+    const n = buf.readUInt32LE(o + 4)
+    const p = u64(buf, o + 8)
+    if (n === 0 || p < ds || p + n > de || l + n > limit || l < prevEnd || l + n > eof) return -1
+    prevEnd = l + n
+  }
+  const claimKind = kind === T_DIR ? CLAIM_DIR : CLAIM_DATA
+  let mapped = 0
+  for (let i = 0, o = a + ROOT_HDR; i < count; i++, o += ENTRY) {
+    const n = buf.readUInt32LE(o + 4)
+    ctx.claim(u64(buf, o + 8), n, claimKind)
+    mapped += n
+  }
+  return mapped
+}
+
+function rootExtents(buf: Buffer, off: number): Extent[] {
+  const a = off + INODE_AREA_OFF
+  const count = buf.readUInt16LE(a) === 0 ? 0 : buf.readUInt16LE(a + 2)
+  const out: Extent[] = []
+  for (let i = 0, o = a + ROOT_HDR; i < count; i++, o += ENTRY) out.push({l: buf.readUInt32LE(o), n: buf.readUInt32LE(o + 4), p: u64(buf, o + 8)})
+  return out
+}
+
+/** The block map fsck keeps for an in-use inode (re-walked from the table when not stored). */
+export function keptMap(ctx: FsckContext, ino: number): {ext: Extent[], nodes: number[]} {
+  const rw = ctx.rewrites.get(ino)
+  if (rw) return rw
+  const d = ctx.dirs.get(ino)
+  if (d) return d
+  if (ctx.iflags[ino] & IF_INLINE) return {ext: [], nodes: []}
+  const {buf, off} = ctx.inodeAt(ino)
+  const m = walkMap(ctx, ino, ctx.itype[ino], u64(buf, off + 0x18), buf, off, false)
+  return m
+}
+
+/** A block whose content is a sound directory bucket or pointer block. */
+function looksLikeDirBlock(buf: Buffer): boolean {
+  if (buf.readUInt16LE(0) === BUCKET_MAGIC && buf.readUInt32LE(12) === crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12))) return true
+  return buf.readUInt32LE(BLOCK_SIZE - 4) === crc32(buf, 0, BLOCK_SIZE - 4)
+}
+
+/**
+ * Of several directories claiming a sound bucket, the one whose hash seed produced the
+ * entries' stored hashes (each directory has its own seed); the first on a tie.
+ */
+function bestDirClaim(ctx: FsckContext, dirs: Claim[], buf: Buffer): Claim {
+  if (buf.readUInt16LE(0) !== BUCKET_MAGIC || dirs.length === 1) return dirs[0]
+  let best = dirs[0]
+  let bestScore = -1
+  for (const c of dirs) {
+    const seed = ctx.dirs.get(c.ino)?.seed ?? 0
+    let score = 0
+    const count = buf.readUInt16LE(4)
+    const end = BUCKET_HDR + Math.min(buf.readUInt16LE(6), BLOCK_SIZE - BUCKET_HDR)
+    for (let i = 0, o = BUCKET_HDR; i < count && o + DIRENT_FIXED <= end; i++) {
+      const len = buf[o + 13]
+      if (len === 0 || o + DIRENT_FIXED + len > end) break
+      if (buf.readUInt32LE(o + 8) === nameHash(buf.subarray(o + DIRENT_FIXED, o + DIRENT_FIXED + len), seed)) score++
+      o += DIRENT_FIXED + len
+    }
+    if (score > bestScore) { best = c; bestScore = score }
+  }
+  return best
+}
+
+interface Claim {
+  ino: number
+  kind: number
+  /** logical block (data and directory claims) */
+  l: number
+}
+
+/**
+ * Pass 1b: blocks claimed as a tree node or directory block and also by something else.
+ * A tree node (its owner was verified) keeps its block; else a directory keeps a block that
+ * holds sound directory content; else the file data claims keep it. Every other claim is
+ * removed from its inode's map (a directory then misses a block and pass 2 rebuilds it).
+ */
+function pass1b(ctx: FsckContext): void {
+  const claims = new Map<number, Claim[]>()
+  const ds = ctx.sb.dataStart
+  for (let ino = 1; ino <= ctx.sb.inodeCount; ino++) {
+    const t = ctx.itype[ino]
+    if (t === T_FREE || ctx.iflags[ino] & IF_INLINE) continue
+    const {ext, nodes} = keptMap(ctx, ino)
+    for (const b of nodes) if (ctx.dups.has(b - ds)) push(claims, b - ds, {ino, kind: CLAIM_NODE, l: -1})
+    const kind = t === T_DIR ? CLAIM_DIR : CLAIM_DATA
+    for (const e of ext) {
+      for (let k = 0; k < e.n; k++) if (ctx.dups.has(e.p - ds + k)) push(claims, e.p - ds + k, {ino, kind, l: e.l + k})
+    }
+  }
+  for (const [idx, list] of [...claims].sort((x, y) => x[0] - y[0])) {
+    const block = ds + idx
+    const node = list.filter((c) => c.kind === CLAIM_NODE)
+    const dir = list.filter((c) => c.kind === CLAIM_DIR)
+    const data = list.filter((c) => c.kind === CLAIM_DATA)
+    let keep: Claim[]
+    const content = ctx.vol.store.get(block)
+    if (node.length > 0) keep = [node[0]]
+    else if (dir.length > 0 && looksLikeDirBlock(content)) keep = [bestDirClaim(ctx, dir, content)]
+    else if (data.length > 0) keep = data
+    else keep = [dir[0]]
+    const describe = (c: Claim) => `inode ${c.ino} (${c.kind === CLAIM_NODE ? 'extent tree node' : c.kind === CLAIM_DIR ? `directory block ${c.l}` : `data block ${c.l}`})`
+    const p = ctx.report('BLOCK_MULTIPLY_CLAIMED', `block ${block}`, {
+      claims: list.map(describe).join(', '),
+      keeper: keep.length === 1 ? `inode ${keep[0].ino}` : 'the file data',
+    })
+    let losers = 0
+    for (const c of list) {
+      if (keep.includes(c) || c.kind === CLAIM_NODE) continue
+      losers++
+      let rw = ctx.rewrites.get(c.ino)
+      if (!rw) {
+        const m = keptMap(ctx, c.ino)
+        rw = {ext: m.ext, nodes: m.nodes, released: [], problems: []}
+        ctx.rewrites.set(c.ino, rw)
+      }
+      unmapRange(rw.ext, c.l, 1)
+      const d = ctx.dirs.get(c.ino)
+      if (d) d.ext = rw.ext
+      rw.problems.push(p)
+      ctx.unclaim(block, 1)
+      rw.released.push({l: c.l, n: 1, p: block})
+    }
+    if (losers === 0) ctx.fixed(p) // nothing to take away (the rewrites mark the others fixed)
+    if (ctx.meta[idx] !== 0 && keep[0].kind === CLAIM_DATA) ctx.meta[idx] = 0
+  }
+}
+
+function push(m: Map<number, Claim[]>, k: number, c: Claim): void {
+  const l = m.get(k)
+  if (l) l.push(c)
+  else m.set(k, [c])
+}

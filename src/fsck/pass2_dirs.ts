@@ -1,0 +1,622 @@
+// fsck pass 2: the fileset table, then every fileset's tree from its root, iteratively
+// (trees can be deep). Reads each reachable directory (inline or extendible hash: bucket
+// and pointer checksums, pointer-table layout, entry placement), checks every entry, and
+// counts per fileset the names each inode has and the subdirectories of each directory.
+// Bad entries are left out of the directory's entry list and the directory is scheduled
+// for a rebuild (rebuild.ts); this pass itself never changes a directory block.
+import {
+  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_DIR, DT_LNK, DT_REG, FILESETS_PER_BLOCK,
+  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, MODE_LAZY, MODE_NONE,
+} from '../format/constants.js'
+import {crc32, nameHashAt} from '../format/checksum.js'
+import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, nameProblem} from '../format/dirent.js'
+import {encodeFileset, filesetNameProblem} from '../format/fileset.js'
+import {INODE_AREA_SIZE} from '../format/inode.js'
+import {
+  R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, type DirMeta, type FilesetInfo, type FsckContext,
+} from './context.js'
+import type {FsckProblem, ProblemCode} from './problems.js'
+
+const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK]
+const DT_NAME: Record<number, string> = {[DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink'}
+
+// ---------------------------------------------------------------- the fileset table
+
+function zeroRange(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i] !== 0) return false
+  return true
+}
+
+function writeRecord(ctx: FsckContext, f: FilesetInfo | null, slot: number): void {
+  if (!ctx.repair) return
+  const block = ctx.sb.filesetTableStart + Math.floor(slot / FILESETS_PER_BLOCK)
+  encodeFileset(f, ctx.vol.store.getMut(block), (slot % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE)
+  ctx.vol.filesetCache = null
+  ctx.maybeCommit()
+}
+
+/** Reads and checks the fileset table; fills ctx.filesets with the filesets to walk. */
+export function checkFilesets(ctx: FsckContext): void {
+  const sb = ctx.sb
+  const list: FilesetInfo[] = []
+  const changed = new Set<FilesetInfo>()
+  const rootValid = (ino: number) => ino >= 1 && ino <= sb.inodeCount && ctx.itype[ino] === T_DIR
+  ctx.vol.store.prefetch(sb.filesetTableStart, sb.filesetTableBlocks)
+  for (let b = 0; b < sb.filesetTableBlocks; b++) {
+    const buf = ctx.vol.store.get(sb.filesetTableStart + b)
+    for (let i = 0; i < FILESETS_PER_BLOCK; i++) {
+      const slot = b * FILESETS_PER_BLOCK + i
+      const off = i * FILESET_RECORD_SIZE
+      const where = `fileset slot ${slot}`
+      const id = buf.readUInt32LE(off)
+      if (id === 0 || slot >= sb.filesetSlots) {
+        if (!zeroRange(buf, off, off + FILESET_RECORD_SIZE)) {
+          const p = ctx.report('FILESET_SLOT_DIRTY', where)
+          writeRecord(ctx, null, slot)
+          ctx.fixed(p)
+        }
+        continue
+      }
+      const nameLen = buf[off + 0x0e]
+      const f: FilesetInfo = {
+        slot, id,
+        rootIno: buf.readUInt32LE(off + 0x04),
+        parentId: buf.readUInt32LE(off + 0x08),
+        state: buf[off + 0x0c],
+        mode: buf[off + 0x0d],
+        flags: buf[off + 0x0f],
+        created: Number(buf.readBigInt64LE(off + 0x10)),
+        clonestart: buf.readUInt32LE(off + 0x18),
+        remapIno: buf.readUInt32LE(off + 0x1c),
+        srcFileset: buf.readUInt32LE(off + 0x20),
+        dirsDone: buf.readUInt32LE(off + 0x24),
+        dirsTotal: buf.readUInt32LE(off + 0x28),
+        name: buf.toString('utf8', off + 0x30, off + 0x30 + Math.min(nameLen, 0xfc - 0x30)),
+        rootOk: true,
+        rootProblem: null,
+      }
+      const stateOk = f.state !== FS_FREE && f.state <= FS_DELETING && f.mode <= MODE_LAZY
+      const nameOk = nameLen >= 1 && nameLen <= FILESET_NAME_MAX && filesetNameProblem(f.name) === null
+      if (buf.readUInt32LE(off + 0xfc) !== crc32(buf, off, off + 0xfc)) {
+        if (stateOk && nameOk && rootValid(f.rootIno)) {
+          const p = ctx.report('FILESET_CRC', where)
+          changed.add(f)
+          ctx.fixed(p)
+        } else {
+          const p = ctx.report('FILESET_BAD', where, {detail: 'checksum mismatch and implausible content; the slot is cleared'})
+          writeRecord(ctx, null, slot)
+          ctx.fixed(p)
+          continue
+        }
+      }
+      if (!stateOk) {
+        const p = ctx.report('FILESET_BAD_STATE', where, {state: f.state, mode: f.mode})
+        f.state = FS_ACTIVE
+        f.mode = MODE_NONE
+        changed.add(f)
+        ctx.fixed(p)
+      }
+      if (!nameOk) {
+        const p = ctx.report('FILESET_BAD_NAME', where, {name: JSON.stringify(f.name)})
+        f.name = `fileset-${f.id}`
+        changed.add(f)
+        ctx.fixed(p)
+      }
+      const other = list.find((g) => g.rootOk && g.rootIno === f.rootIno)
+      if (!rootValid(f.rootIno) || other) {
+        // A directory is never shared, so neither is a root.
+        f.rootOk = false
+        f.rootProblem = ctx.report('FILESET_BAD_ROOT', `fileset ${f.name}`, {
+          ino: f.rootIno, detail: other ? `is already the root of fileset ${other.name}` : 'is not a directory in use',
+        })
+      }
+      list.push(f)
+    }
+  }
+  // Ids and names must be unique; parents must exist.
+  let maxId = Math.max(0, sb.nextFilesetId - 1, ...list.map((f) => f.id))
+  const ids = new Set<number>()
+  for (const f of list) {
+    if (ids.has(f.id)) {
+      const p = ctx.report('FILESET_DUP_ID', `fileset slot ${f.slot}`, {id: f.id})
+      f.id = ++maxId
+      changed.add(f)
+      ctx.fixed(p)
+    }
+    ids.add(f.id)
+  }
+  const names = new Set<string>()
+  for (const f of list) {
+    if (names.has(f.name)) {
+      const p = ctx.report('FILESET_DUP_NAME', `fileset slot ${f.slot}`, {name: f.name})
+      let n = `${f.name.slice(0, 100)}-${f.id}`
+      for (let k = 2; names.has(n); k++) n = `${f.name.slice(0, 100)}-${f.id}-${k}`
+      f.name = n
+      changed.add(f)
+      ctx.fixed(p)
+    }
+    names.add(f.name)
+  }
+  for (const f of list) {
+    if (f.parentId !== 0 && !ids.has(f.parentId)) {
+      const p = ctx.report('FILESET_BAD_PARENT', `fileset ${f.name}`, {parent: f.parentId})
+      f.parentId = 0
+      changed.add(f)
+      ctx.fixed(p)
+    }
+  }
+  for (const f of changed) writeRecord(ctx, f, f.slot)
+  if (sb.nextFilesetId <= maxId) {
+    const p = ctx.report('SB_NEXT_FILESET_ID', 'superblock', {value: sb.nextFilesetId, max: maxId})
+    if (ctx.repair) { sb.nextFilesetId = maxId + 1; ctx.vol.markSbDirty() }
+    ctx.fixed(p)
+  }
+  const maxClone = Math.max(0, ...list.map((f) => f.clonestart))
+  if (sb.cloneClock < maxClone) {
+    const p = ctx.report('SB_CLONE_CLOCK', 'superblock', {value: sb.cloneClock, max: maxClone})
+    if (ctx.repair) { sb.cloneClock = maxClone; ctx.vol.markSbDirty() }
+    ctx.fixed(p)
+  }
+  ctx.filesets = list
+  ctx.maybeCommit()
+}
+
+// ---------------------------------------------------------------- reading directories
+
+/** The directory name hash of buf[off, off+len) (format/checksum.ts). */
+export function hashAt(buf: Buffer, off: number, len: number, seed: number): number {
+  return nameHashAt(buf, off, len, seed)
+}
+
+/** The entries of one directory, as parallel arrays reused from one directory to the next. */
+class Entries {
+  n = 0
+  ino = new Uint32Array(256)
+  lastclone = new Uint32Array(256)
+  hash = new Uint32Array(256)
+  /** the hash of the name with this directory's seed */
+  chash = new Uint32Array(256)
+  type = new Uint8Array(256)
+  /** offset of the name in src */
+  off = new Uint32Array(256)
+  len = new Uint8Array(256)
+  /** logical bucket (-1: inline) */
+  bucket = new Int32Array(256)
+  src: Buffer[] = []
+  /** sort keys for finding duplicate names */
+  keys = new Float64Array(256)
+
+  reset(): void {
+    this.n = 0
+  }
+
+  private grow(): void {
+    const cap = this.ino.length * 2
+    const g = <T extends Uint32Array | Uint8Array | Int32Array | Float64Array>(a: T, make: (n: number) => T): T => { const b = make(cap); b.set(a); return b }
+    this.ino = g(this.ino, (n) => new Uint32Array(n))
+    this.lastclone = g(this.lastclone, (n) => new Uint32Array(n))
+    this.hash = g(this.hash, (n) => new Uint32Array(n))
+    this.chash = g(this.chash, (n) => new Uint32Array(n))
+    this.type = g(this.type, (n) => new Uint8Array(n))
+    this.off = g(this.off, (n) => new Uint32Array(n))
+    this.len = g(this.len, (n) => new Uint8Array(n))
+    this.bucket = g(this.bucket, (n) => new Int32Array(n))
+    this.keys = new Float64Array(cap)
+  }
+
+  /** Adds the entry at buf[o..]; the caller has checked that it fits. */
+  push(buf: Buffer, o: number, seed: number, bucket: number): void {
+    if (this.n === this.ino.length) this.grow()
+    const i = this.n++
+    const len = buf[o + 13]
+    this.ino[i] = buf.readUInt32LE(o)
+    this.lastclone[i] = buf.readUInt32LE(o + 4)
+    this.hash[i] = buf.readUInt32LE(o + 8)
+    this.type[i] = buf[o + 12]
+    this.off[i] = o + DIRENT_FIXED
+    this.len[i] = len
+    this.chash[i] = hashAt(buf, o + DIRENT_FIXED, len, seed)
+    this.bucket[i] = bucket
+    this.src[i] = buf
+  }
+
+  name(i: number): string {
+    return this.src[i].toString('utf8', this.off[i], this.off[i] + this.len[i])
+  }
+
+  nameBuf(i: number): Buffer {
+    return Buffer.from(this.src[i].subarray(this.off[i], this.off[i] + this.len[i]))
+  }
+
+  sameName(i: number, j: number): boolean {
+    const li = this.len[i]
+    if (li !== this.len[j]) return false
+    return this.src[i].compare(this.src[j], this.off[j], this.off[j] + li, this.off[i], this.off[i] + li) === 0
+  }
+
+  /** Marks in `out` (1) every entry whose name appeared earlier in the directory. */
+  duplicates(out: Uint8Array): boolean {
+    const n = this.n
+    if (n < 2) return false
+    const SHIFT = 2 ** 21
+    let found = false
+    if (n >= SHIFT) {
+      const first = new Map<number, number[]>()
+      for (let i = 0; i < n; i++) {
+        const l = first.get(this.chash[i])
+        if (!l) { first.set(this.chash[i], [i]); continue }
+        if (l.some((j) => this.sameName(i, j))) { out[i] = 1; found = true } else l.push(i)
+      }
+      return found
+    }
+    const keys = this.keys.subarray(0, n)
+    for (let i = 0; i < n; i++) keys[i] = this.chash[i] * SHIFT + i
+    keys.sort()
+    for (let a = 0; a < n;) {
+      const h = Math.floor(keys[a] / SHIFT)
+      let b = a + 1
+      while (b < n && Math.floor(keys[b] / SHIFT) === h) b++
+      // Entries a..b-1 share a hash (in directory order): compare their names.
+      for (let x = a + 1; x < b; x++) {
+        const i = keys[x] - h * SHIFT
+        for (let y = a; y < x; y++) {
+          const j = keys[y] - h * SHIFT
+          if (!out[j] && this.sameName(i, j)) { out[i] = 1; found = true; break }
+        }
+      }
+      a = b
+    }
+    return found
+  }
+}
+
+type Rep = (code: ProblemCode, d?: Record<string, string | number>) => void
+
+function scanInline(dm: DirMeta, ents: Entries, rep: Rep): void {
+  const area = dm.area!
+  let o = 0
+  for (let i = 0; i < dm.size; i++) {
+    if (o + DIRENT_FIXED > INODE_AREA_SIZE || area[o + 13] === 0 || o + DIRENT_FIXED + area[o + 13] > INODE_AREA_SIZE) {
+      rep('DIR_INLINE_CORRUPT', {detail: `entry ${i} of ${dm.size} runs past the inode`})
+      return
+    }
+    ents.push(area, o, dm.seed, -1)
+    o += DIRENT_FIXED + area[o + 13]
+  }
+  if (!zeroRange(area, o, INODE_AREA_SIZE)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
+}
+
+/** Parses a bucket's entries leniently (stops at the first malformed one); returns what was wrong. */
+function parseBucket(buf: Buffer, l: number, seed: number, ents: Entries): string | null {
+  const count = buf.readUInt16LE(4)
+  const used = buf.readUInt16LE(6)
+  const end = BUCKET_HDR + Math.min(used, BUCKET_SPACE)
+  let o = BUCKET_HDR
+  for (let i = 0; i < count; i++) {
+    const len = buf[o + 13]
+    if (o + DIRENT_FIXED > end || len === 0 || o + DIRENT_FIXED + len > end) return `entry ${i} of ${count} runs past the bucket fill`
+    ents.push(buf, o, seed, l)
+    o += DIRENT_FIXED + len
+  }
+  if (used > BUCKET_SPACE) return `fill ${used} out of range`
+  if (o !== end) return 'fill does not match the entries'
+  return null
+}
+
+function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep): void {
+  const store = ctx.vol.store
+  const {depth, buckets, seed} = dm
+  let mappedBlocks = 0
+  for (const e of dm.ext) mappedBlocks += e.n
+  for (const e of dm.ext) if (e.n > 1) store.prefetch(e.p, e.n)
+
+  if (buckets < 1 || buckets > mappedBlocks || depth > DIR_MAX_DEPTH) {
+    rep('DIR_BAD_GEOMETRY', {detail: `${buckets} buckets, depth ${depth}, ${mappedBlocks} blocks mapped`})
+    // Salvage whatever bucket-shaped blocks the map holds.
+    for (const e of dm.ext) {
+      for (let k = 0; k < e.n && e.l + k < DIR_PTR_BASE; k++) {
+        const b = store.get(e.p + k)
+        if (b.readUInt16LE(0) === BUCKET_MAGIC) parseBucket(b, e.l + k, seed, ents)
+      }
+    }
+    return
+  }
+
+  const nPtr = depth > 0 ? 2 ** depth : 0
+  const nPtrBlocks = Math.ceil(nPtr / DIR_PTRS_PER_BLOCK)
+  const bucketPhys = new Float64Array(buckets)
+  const ptrPhys = new Float64Array(nPtrBlocks)
+  for (const e of dm.ext) {
+    let extra = 0
+    let extraAt = -1
+    for (let k = 0; k < e.n; k++) {
+      const l = e.l + k
+      if (l < buckets) bucketPhys[l] = e.p + k
+      else if (l >= DIR_PTR_BASE && l < DIR_PTR_BASE + nPtrBlocks) ptrPhys[l - DIR_PTR_BASE] = e.p + k
+      else {
+        if (extraAt < 0) extraAt = l
+        extra++
+      }
+    }
+    if (extra > 0) rep('DIR_EXTRA_BLOCK', {l: extraAt, n: extra})
+  }
+  for (let l = 0; l < buckets; l++) if (bucketPhys[l] === 0) rep('DIR_MISSING_BLOCK', {l})
+
+  // The pointer table.
+  let ptrs: Uint32Array | null = null
+  if (depth > 0) {
+    let ok = true
+    for (let j = 0; j < nPtrBlocks; j++) if (ptrPhys[j] === 0) { rep('DIR_MISSING_BLOCK', {l: DIR_PTR_BASE + j}); ok = false }
+    if (ok) {
+      ptrs = new Uint32Array(nPtr)
+      for (let j = 0; j < nPtrBlocks && ok; j++) {
+        const pb = store.get(ptrPhys[j])
+        if (pb.readUInt32LE(BLOCK_SIZE - 4) !== crc32(pb, 0, BLOCK_SIZE - 4)) { rep('DIR_PTR_CRC', {index: j}); ok = false; break }
+        const n = Math.min(DIR_PTRS_PER_BLOCK, nPtr - j * DIR_PTRS_PER_BLOCK)
+        for (let i = 0; i < n; i++) ptrs[j * DIR_PTRS_PER_BLOCK + i] = pb.readUInt32LE(i * 4)
+      }
+      if (ok) {
+        for (let i = 0; i < nPtr; i++) {
+          if (ptrs[i] >= buckets) { rep('DIR_PTR_BAD', {detail: `pointer ${i} names bucket ${ptrs[i]} of ${buckets}`}); ok = false; break }
+        }
+      }
+      if (!ok) ptrs = null
+    }
+  }
+
+  // The buckets.
+  const ld = new Uint8Array(buckets)
+  const ovf = new Uint32Array(buckets)
+  let sound = true
+  for (let l = 0; l < buckets; l++) {
+    if (bucketPhys[l] === 0) { sound = false; continue }
+    const b = store.get(bucketPhys[l])
+    if (b.readUInt16LE(0) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
+    if (b.readUInt32LE(12) !== crc32(b, BUCKET_HDR, BLOCK_SIZE, crc32(b, 0, 12))) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
+    const bad = parseBucket(b, l, seed, ents)
+    if (bad) { rep('DIR_BUCKET_CORRUPT', {l, detail: bad}); sound = false }
+    ld[l] = b[2]
+    if (ld[l] > depth) { rep('DIR_BUCKET_CORRUPT', {l, detail: `local depth ${ld[l]} exceeds the directory depth ${depth}`}); sound = false }
+    const o = b.readUInt32LE(8)
+    if (o !== 0 && (o >= buckets || o === l)) { rep('DIR_BUCKET_CORRUPT', {l, detail: `overflow link ${o} is invalid`}); sound = false }
+    else ovf[l] = o
+  }
+  if (!sound || (depth > 0 && !ptrs)) return
+
+  // Layout: every bucket the pointer table names is pointed to by exactly the indexes whose
+  // low local-depth bits agree; overflow buckets hang off exactly one chain.
+  const heads: number[] = []
+  if (depth === 0) heads.push(0)
+  else {
+    const refc = new Uint32Array(buckets)
+    for (let i = 0; i < nPtr; i++) {
+      const p = ptrs![i]
+      if (ptrs![i & ((1 << ld[p]) - 1)] !== p) { rep('DIR_PTR_BAD', {detail: `pointer ${i} breaks the hash layout`}); return }
+      refc[p]++
+    }
+    for (let p = 0; p < buckets; p++) {
+      if (refc[p] === 0) continue
+      if (refc[p] !== 2 ** (depth - ld[p])) { rep('DIR_PTR_BAD', {detail: `bucket ${p} has ${refc[p]} pointers for local depth ${ld[p]}`}); return }
+      heads.push(p)
+    }
+  }
+  const chainHead = new Int32Array(buckets).fill(-1)
+  for (const h of heads) {
+    for (let l = h, guard = 0; guard <= buckets; guard++) {
+      if (chainHead[l] !== -1) { rep('DIR_BUCKET_CORRUPT', {l, detail: 'overflow chains loop or merge'}); return }
+      chainHead[l] = h
+      l = ovf[l]
+      if (l === 0) break
+    }
+  }
+  for (let l = 0; l < buckets; l++) if (chainHead[l] === -1) rep('DIR_BUCKET_UNREFERENCED', {l})
+  const mask = nPtr - 1
+  for (let i = 0; i < ents.n; i++) {
+    const h = chainHead[ents.bucket[i]]
+    if (h < 0) continue
+    const want = depth === 0 ? 0 : ptrs![ents.chash[i] & mask]
+    if (want !== h) rep('DIR_HASH_MISPLACED', {name: JSON.stringify(ents.name(i)), hash: ents.chash[i].toString(16)})
+  }
+}
+
+/** nameProblem (format/dirent.ts) over a range of a block: null when the name is valid. */
+function nameProblemAt(ents: Entries, i: number): string | null {
+  const buf = ents.src[i]
+  const off = ents.off[i]
+  const len = ents.len[i]
+  for (let k = off; k < off + len; k++) {
+    const c = buf[k]
+    if (c === 0x2f || c === 0) return nameProblem(buf.subarray(off, off + len))
+  }
+  if (buf[off] === 0x2e && (len === 1 || (len === 2 && buf[off + 1] === 0x2e))) return nameProblem(buf.subarray(off, off + len))
+  return null
+}
+
+// ---------------------------------------------------------------- walking trees
+
+/** One walk: a fileset's tree, or an orphaned directory's. */
+interface Walk {
+  /** prefix of every `where`: 'fileset root:' or 'orphan inode 12:' */
+  prefix: string
+  orphan: boolean
+  /** per directory: 0 unseen, 1 queued, 2 being walked (an ancestor), 3 done */
+  state: Uint8Array
+  pathOf: Map<number, string>
+  /** inodes named in this walk (fileset walks) */
+  touched: number[]
+  ents: Entries
+  dups: Uint8Array
+}
+
+function childPath(path: string, name: string): string {
+  return path === '/' ? '/' + name : path + '/' + name
+}
+
+function walkTree(ctx: FsckContext, w: Walk, root: number): void {
+  const stack: number[] = [root]
+  w.state[root] = 1
+  w.pathOf.set(root, '/')
+  while (stack.length > 0) {
+    const x = stack.pop()!
+    if (x < 0) { w.state[-x] = 3; continue }
+    w.state[x] = 2
+    stack.push(-x)
+    expand(ctx, w, x, stack)
+    if ((++ctx.dirsWalked & 0xff) === 0) ctx.progress('pass 2: directories', ctx.dirsWalked, ctx.dirs.size)
+  }
+  for (const d of w.pathOf.keys()) w.state[d] = 0
+  w.pathOf.clear()
+}
+
+function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): void {
+  const dm = ctx.dirs.get(dirIno)!
+  const path = w.pathOf.get(dirIno)!
+  const probs: FsckProblem[] = []
+  const rep: Rep = (code, d = {}) => { probs.push(ctx.report(code, w.prefix + path, d)) }
+  const ents = w.ents
+  ents.reset()
+  if (dm.hashed) scanHashed(ctx, dm, ents, rep)
+  else scanInline(dm, ents, rep)
+  const n = ents.n
+  if (dm.hashed && n !== dm.size && probs.length === 0) rep('DIR_COUNT', {have: dm.size, want: n})
+  if (w.dups.length < n) w.dups = new Uint8Array(Math.max(n, w.dups.length * 2))
+  const dups = w.dups
+  dups.fill(0, 0, n)
+  ents.duplicates(dups)
+  // Entries to keep, by index; types corrected.
+  let keep: Uint8Array | null = null
+  const drop = (i: number, code: ProblemCode, d: Record<string, string | number> = {}) => {
+    probs.push(ctx.report(code, w.prefix + childPath(path, ents.name(i)), d))
+    if (!keep) keep = new Uint8Array(n).fill(1)
+    keep[i] = 0
+  }
+  let subdirs = 0
+  const inodeCount = ctx.sb.inodeCount
+  const itype = ctx.itype
+  const curCount = ctx.curCount
+  for (let i = 0; i < n; i++) {
+    const ino = ents.ino[i]
+    const np = nameProblemAt(ents, i)
+    if (np) { drop(i, 'DIRENT_BAD_NAME', {name: JSON.stringify(ents.name(i)), detail: np}); continue }
+    if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
+    const kind = itype[ino]
+    if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }
+    if (dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
+    if (w.orphan && ctx.reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
+    if (kind === T_DIR) {
+      const st = w.state[ino]
+      if (st === 2) { drop(i, 'DIR_LOOP', {ino}); continue }
+      // Directories are never shared: one name, in one tree.
+      if (st !== 0 || ctx.trees[ino] > 0) {
+        drop(i, 'DIR_MULTIPLE_PARENTS', {ino, other: st !== 0 ? w.prefix + w.pathOf.get(ino) : 'another tree'})
+        continue
+      }
+    }
+    if (ents.hash[i] !== ents.chash[i]) {
+      probs.push(ctx.report('DIRENT_BAD_HASH', w.prefix + childPath(path, ents.name(i)), {have: ents.hash[i].toString(16), want: ents.chash[i].toString(16)}))
+    }
+    const want = DT_OF_KIND[kind]
+    if (ents.type[i] !== want) {
+      probs.push(ctx.report('DIRENT_TYPE_MISMATCH', w.prefix + childPath(path, ents.name(i)),
+        {have: DT_NAME[ents.type[i]] ?? `code ${ents.type[i]}`, ino, want: DT_NAME[want]}))
+      ents.type[i] = want
+    }
+    if (kind === T_DIR) {
+      subdirs++
+      w.state[ino] = 1
+      w.pathOf.set(ino, childPath(path, ents.name(i)))
+      stack.push(ino)
+    }
+    // Count the name.
+    if (curCount[ino] === 0) w.touched.push(ino)
+    curCount[ino]++
+  }
+  ctx.subdirs[dirIno] = subdirs
+  if (probs.length > 0 && !ctx.rebuilds.has(dirIno)) {
+    const entries = []
+    const k: Uint8Array | null = keep
+    for (let i = 0; i < n; i++) {
+      if (k && !k[i]) continue
+      entries.push({ino: ents.ino[i], type: ents.type[i], lastclone: ents.lastclone[i], name: ents.nameBuf(i)})
+    }
+    ctx.rebuilds.set(dirIno, {entries, problems: probs})
+  }
+}
+
+function newWalk(prefix: string, orphan: boolean, state: Uint8Array, ents: Entries): Walk {
+  return {prefix, orphan, state, pathOf: new Map(), touched: [], ents, dups: new Uint8Array(256)}
+}
+
+/**
+ * Reads the blocks of every hashed directory into the cache in block order, a few large
+ * reads instead of one small read per bucket (as e2fsck sorts its directory block list).
+ * Stops at half the cache, so that nothing read here is evicted before pass 2 uses it.
+ */
+function prefetchDirBlocks(ctx: FsckContext): void {
+  const blocks: number[] = []
+  const budget = 16384
+  for (const d of ctx.dirs.values()) {
+    if (!d.hashed) continue
+    for (const e of d.ext) for (let k = 0; k < e.n && blocks.length < budget; k++) blocks.push(e.p + k)
+  }
+  if (blocks.length < 2) return
+  blocks.sort((a, b) => a - b)
+  const GAP = 16
+  let start = blocks[0]
+  let end = start + 1
+  for (let i = 1; i <= blocks.length; i++) {
+    const b = i < blocks.length ? blocks[i] : Infinity
+    if (b - end <= GAP && b - start < 256) { end = Math.max(end, b + 1); continue }
+    ctx.vol.store.prefetch(start, end - start)
+    start = b
+    end = b + 1
+  }
+}
+
+/** Pass 2: the fileset table, then each fileset's tree. */
+export function pass2(ctx: FsckContext): void {
+  checkFilesets(ctx)
+  prefetchDirBlocks(ctx)
+  const state = new Uint8Array(ctx.sb.inodeCount + 1)
+  const ents = new Entries()
+  for (const f of ctx.filesets) {
+    if (!f.rootOk) continue
+    const w = newWalk(`fileset ${f.name}:`, false, state, ents)
+    w.touched.push(f.rootIno)
+    walkTree(ctx, w, f.rootIno)
+    foldTree(ctx, w)
+  }
+  ctx.progress('pass 2: directories', ctx.dirs.size, ctx.dirs.size, true)
+}
+
+/** Adds a walked tree's name counts to the totals. */
+function foldTree(ctx: FsckContext, w: Walk): void {
+  const bit = w.orphan ? R_ORPHAN_TREE : R_FILESET
+  for (const ino of w.touched) {
+    const c = ctx.curCount[ino]
+    if (ctx.trees[ino] === 0) ctx.firstCount[ino] = c
+    else if (ctx.firstCount[ino] !== c) ctx.inconsistent.add(ino)
+    if (ctx.trees[ino] < 0xffff) ctx.trees[ino]++
+    if (!w.orphan && ctx.filesetTrees[ino] < 0xffff) ctx.filesetTrees[ino]++
+    ctx.totalNames[ino] += c
+    ctx.reach[ino] |= bit
+    ctx.curCount[ino] = 0
+  }
+}
+
+/**
+ * Pass 2 for the directories on the orphan list: each is the root of a tree whose entries
+ * still name inodes (an interrupted rm -r, a deleted fileset, a clone being built).
+ */
+export function walkOrphanTrees(ctx: FsckContext, roots: number[]): void {
+  const state = new Uint8Array(ctx.sb.inodeCount + 1)
+  const ents = new Entries()
+  for (const ino of roots) {
+    if (ctx.itype[ino] !== T_DIR) continue
+    const w = newWalk(`orphan inode ${ino}:`, true, state, ents)
+    walkTree(ctx, w, ino)
+    // The root itself is on the list, not named by this tree.
+    ctx.curCount[ino] = 0
+    foldTree(ctx, w)
+  }
+}

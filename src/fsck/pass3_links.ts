@@ -1,0 +1,175 @@
+// fsck pass 3: the orphan list, then link and share counts against the names pass 2
+// counted, and in-use inodes nothing reaches. Unreachable inodes are freed (their blocks
+// released in fsck's maps, so pass 4 frees them in the refcount table); counts are set in
+// place. It never changes a directory: entries were settled in pass 2.
+import {IF_INLINE, IF_ORPHAN} from '../format/constants.js'
+import {R_FILESET, R_ORPHAN_LIST, T_DIR, T_FREE, type FsckContext} from './context.js'
+import {KIND_NAME, keptMap} from './pass1_inodes.js'
+import {walkOrphanTrees} from './pass2_dirs.js'
+
+/** Frees an in-use inode: zeroes its slot and releases its claims. */
+export function freeInode(ctx: FsckContext, ino: number): void {
+  if (!(ctx.iflags[ino] & IF_INLINE)) {
+    const {ext, nodes} = keptMap(ctx, ino)
+    for (const e of ext) ctx.unclaim(e.p, e.n)
+    for (const b of nodes) ctx.unclaim(b, 1)
+  }
+  ctx.clearInode(ino)
+  ctx.itype[ino] = T_FREE
+  ctx.dirs.delete(ino)
+  ctx.rewrites.delete(ino)
+  ctx.rebuilds.delete(ino)
+}
+
+function nextOrphanOf(ctx: FsckContext, ino: number, rebuilt: number[] | null): number {
+  if (rebuilt) {
+    const i = rebuilt.indexOf(ino)
+    return i >= 0 ? rebuilt[i + 1] ?? 0 : 0
+  }
+  const {buf, off} = ctx.inodeAt(ino)
+  return buf.readUInt32LE(off + 0x54)
+}
+
+/**
+ * Walks sb.orphanHead -> nextOrphan. The chain is cut at a link that leaves the inode
+ * table, reaches a free inode or loops; an inode that still has a name leaves the list.
+ * Returns the inodes left on the list.
+ */
+function checkOrphanList(ctx: FsckContext): number[] {
+  const sb = ctx.vol.sb
+  const onList: number[] = []
+  const setLink = (prev: number, to: number) => {
+    if (!ctx.repair) return
+    if (prev === 0) {
+      sb.orphanHead = to
+      ctx.vol.markSbDirty()
+    } else {
+      ctx.editInode(prev, (b, o) => b.writeUInt32LE(to, o + 0x54))
+    }
+  }
+  // Opening on the backup superblock rechained every flagged inode in number order
+  // (Volume.recountFree). Without repair that chain exists only in the volume's memory.
+  let rebuilt: number[] | null = null
+  if (ctx.vol.usedBackupSb && !ctx.repair) {
+    rebuilt = []
+    for (let ino = 1; ino <= sb.inodeCount; ino++) if (ctx.itype[ino] !== T_FREE && ctx.iflags[ino] & IF_ORPHAN) rebuilt.push(ino)
+  }
+  let prev = 0
+  let cur = sb.orphanHead
+  const seen = new Set<number>()
+  while (cur !== 0) {
+    let bad: string | null = null
+    if (cur > sb.inodeCount) bad = `link ${prev ? `from inode ${prev}` : 'from the superblock'} to inode number ${cur}, outside the inode table`
+    else if (ctx.itype[cur] === T_FREE) bad = `link ${prev ? `from inode ${prev}` : 'from the superblock'} to inode ${cur}, which is not in use`
+    else if (seen.has(cur)) bad = `the list loops back to inode ${cur}`
+    if (bad) {
+      const p = ctx.report('ORPHAN_LIST', 'orphan list', {detail: bad})
+      setLink(prev, 0)
+      ctx.fixed(p)
+      break
+    }
+    seen.add(cur)
+    const next = nextOrphanOf(ctx, cur, rebuilt)
+    if (ctx.reach[cur] & R_FILESET) {
+      const p = ctx.report('ORPHAN_LINKED', `inode ${cur}`)
+      setLink(prev, next)
+      const flags = ctx.iflags[cur] & ~IF_ORPHAN
+      ctx.iflags[cur] = flags
+      ctx.editInode(cur, (b, o) => { b.writeUInt16LE(flags, o + 2); b.writeUInt32LE(0, o + 0x54) })
+      ctx.fixed(p)
+      cur = next
+      continue
+    }
+    if (!(ctx.iflags[cur] & IF_ORPHAN)) {
+      const p = ctx.report('ORPHAN_LIST', `inode ${cur}`, {detail: `inode ${cur} is on the list but not flagged as an orphan`})
+      const flags = ctx.iflags[cur] | IF_ORPHAN
+      ctx.iflags[cur] = flags
+      ctx.editInode(cur, (b, o) => b.writeUInt16LE(flags, o + 2))
+      ctx.fixed(p)
+    }
+    ctx.reach[cur] |= R_ORPHAN_LIST
+    onList.push(cur)
+    prev = cur
+    cur = next
+  }
+  // Flagged inodes the list does not hold: one that still has a name loses the flag; the
+  // others are orphans whose link was lost, and go back on the list (at its end).
+  for (let ino = 1; ino <= sb.inodeCount; ino++) {
+    if (ctx.itype[ino] === T_FREE || !(ctx.iflags[ino] & IF_ORPHAN) || ctx.reach[ino] & R_ORPHAN_LIST) continue
+    if (ctx.reach[ino] & R_FILESET) {
+      const p = ctx.report('ORPHAN_FLAG', `inode ${ino}`)
+      const flags = ctx.iflags[ino] & ~IF_ORPHAN
+      ctx.iflags[ino] = flags
+      ctx.editInode(ino, (b, o) => { b.writeUInt16LE(flags, o + 2); b.writeUInt32LE(0, o + 0x54) })
+      ctx.fixed(p)
+      continue
+    }
+    const p = ctx.report('ORPHAN_LIST', `inode ${ino}`, {detail: `inode ${ino} is flagged as an orphan but not on the list`})
+    setLink(prev, ino)
+    ctx.editInode(ino, (b, o) => b.writeUInt32LE(0, o + 0x54))
+    ctx.fixed(p)
+    ctx.reach[ino] |= R_ORPHAN_LIST
+    onList.push(ino)
+    prev = ino
+  }
+  return onList
+}
+
+/**
+ * The link and share counts an in-use file or symlink must have (docs/FORMAT.md §5.6, §5.8):
+ * on the orphan list, nlink 0 and share 1; named by one tree, share 1 and one link per name.
+ * Named by several trees it is either shared (share = the number of trees, one name in
+ * each, nlink 1) or, when the trees are a fileset and directories orphaned from it (an
+ * interrupted rm -r), unshared (share 1, nlink = all its names). Whichever the inode already
+ * satisfies is right; otherwise it is shared when several filesets name it, else unshared.
+ */
+function wantCounts(ctx: FsckContext, ino: number, onList: boolean): {nlink: number, share: number} {
+  if (onList) return {nlink: 0, share: 1}
+  const trees = ctx.trees[ino]
+  const total = ctx.totalNames[ino]
+  if (trees <= 1) return {nlink: total, share: 1}
+  const canShare = !ctx.inconsistent.has(ino) && ctx.firstCount[ino] === 1
+  if (canShare && ctx.share[ino] === trees && ctx.nlink[ino] === 1) return {nlink: 1, share: trees}
+  if (ctx.share[ino] === 1 && ctx.nlink[ino] === total) return {nlink: total, share: 1}
+  return canShare && ctx.filesetTrees[ino] >= 2 ? {nlink: 1, share: trees} : {nlink: total, share: 1}
+}
+
+/** Pass 3: orphans, then link counts, share counts and reachability of every inode. */
+export function pass3(ctx: FsckContext): void {
+  const orphans = checkOrphanList(ctx)
+  walkOrphanTrees(ctx, orphans)
+  const n = ctx.sb.inodeCount
+  for (let ino = 1; ino <= n; ino++) {
+    const kind = ctx.itype[ino]
+    if (kind === T_FREE) continue
+    const r = ctx.reach[ino]
+    if (r === 0) {
+      const p = ctx.report('INODE_UNREACHABLE', `inode ${ino}`, {kind: KIND_NAME[kind]})
+      freeInode(ctx, ino)
+      ctx.fixed(p)
+      continue
+    }
+    // A directory has 2 + its subdirectories and is never shared. One on the orphan list
+    // has 0 (or, the root of a clone being built, still its count): not checked.
+    const onList = (r & R_ORPHAN_LIST) !== 0
+    let want: {nlink: number, share: number}
+    if (kind === T_DIR) want = {nlink: onList ? -1 : 2 + ctx.subdirs[ino], share: 1}
+    else want = wantCounts(ctx, ino, onList)
+    if (want.nlink >= 0 && ctx.nlink[ino] !== want.nlink) {
+      const p = ctx.report('LINK_COUNT', `inode ${ino}`, {have: ctx.nlink[ino], want: want.nlink})
+      const v = want.nlink
+      ctx.nlink[ino] = v
+      ctx.editInode(ino, (b, o) => b.writeUInt32LE(v, o + 0x04))
+      ctx.fixed(p)
+    }
+    if (ctx.share[ino] !== want.share) {
+      const p = ctx.report('SHARE_COUNT', `inode ${ino}`, {have: ctx.share[ino], want: want.share})
+      const v = want.share
+      ctx.share[ino] = v
+      ctx.editInode(ino, (b, o) => b.writeUInt32LE(v, o + 0x08))
+      ctx.fixed(p)
+    }
+    if ((ino & 0xfff) === 0) ctx.progress('pass 3: links', ino, n)
+  }
+  ctx.progress('pass 3: links', n, n, true)
+}

@@ -1,0 +1,118 @@
+// fsck pass 4: the reference-count table against the claims counted in passes 1-3 (as
+// e2fsck pass 5 compares bitmaps), then the superblock's free block and inode counters.
+// Wrong counters are rewritten to the computed value; neighbouring blocks with the same
+// kind of error are reported as one range. It never looks at inodes or directories.
+import {BLOCK_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX} from '../format/constants.js'
+import {crc32} from '../format/checksum.js'
+import {sealRefcountBlock} from '../format/refcount.js'
+import {T_FREE, type FsckContext} from './context.js'
+import type {ProblemCode} from './problems.js'
+
+const CHUNK = 256
+
+interface Run {
+  code: ProblemCode
+  first: number
+  last: number
+  have: number
+  want: number
+}
+
+export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number} {
+  const sb = ctx.sb
+  const refs = ctx.refs
+  // Blocks that maps still reference on disk until rebuild.ts rewrites them stay counted.
+  for (const rw of ctx.rewrites.values()) {
+    for (const e of rw.released) {
+      for (let i = e.p - sb.dataStart; i < e.p - sb.dataStart + e.n; i++) if (refs[i] !== 0xffff) refs[i]++
+    }
+  }
+  const tables = Math.ceil(sb.dataBlocks / REFCOUNTS_PER_BLOCK)
+  const buf = Buffer.allocUnsafe(CHUNK * BLOCK_SIZE)
+  let run: Run | null = null
+  const flush = () => {
+    if (!run) return
+    const r = run
+    run = null
+    const n = r.last - r.first + 1
+    const where = n === 1 ? `block ${r.first}` : `blocks ${r.first}-${r.last}`
+    const what = r.code === 'BLOCK_LEAKED'
+      ? (n === 1 ? `block is counted ${r.have} times but nothing references it` : `${n} blocks are counted but nothing references them`)
+      : (n === 1 ? `block is counted ${r.have} times but has ${r.want} references` : `${n} blocks are counted ${r.code === 'REFCOUNT_HIGH' ? 'too high' : 'too low'} (block ${r.first}: counted ${r.have}, ${r.want} references)`)
+    const p = ctx.report(r.code, where, {detail: what})
+    ctx.fixed(p)
+  }
+  let freeBlocks = 0
+  for (let t0 = 0; t0 < sb.refcountBlocks; t0 += CHUNK) {
+    const n = Math.min(CHUNK, sb.refcountBlocks - t0)
+    ctx.readBlocks(sb.refcountStart + t0, n, buf)
+    for (let j = 0; j < n; j++) {
+      const t = t0 + j
+      const bo = j * BLOCK_SIZE
+      const base = t * REFCOUNTS_PER_BLOCK
+      const limit = t < tables ? Math.min(REFCOUNTS_PER_BLOCK, sb.dataBlocks - base) : 0
+      const crcOk = buf.readUInt32LE(bo + REFCOUNTS_PER_BLOCK) === crc32(buf, bo, bo + REFCOUNTS_PER_BLOCK)
+      let wrong = false
+      if (!crcOk) {
+        flush()
+        const p = ctx.report('REFCOUNT_BLOCK_CRC', `refcount block ${t}`)
+        wrong = true
+        ctx.fixed(p)
+        for (let s = 0; s < limit; s++) if (refs[base + s] === 0) freeBlocks++
+      } else {
+        for (let s = 0; s < limit; s++) {
+          const want = refs[base + s]
+          if (want === 0) freeBlocks++
+          const have = buf[bo + s]
+          const w8 = want > REFCOUNT_MAX ? REFCOUNT_MAX : want
+          if (want > REFCOUNT_MAX) { flush(); ctx.report('REFCOUNT_OVERFLOW', `block ${sb.dataStart + base + s}`, {refs: want}) }
+          if (have === w8) continue
+          wrong = true
+          const code: ProblemCode = w8 === 0 ? 'BLOCK_LEAKED' : have > w8 ? 'REFCOUNT_HIGH' : 'REFCOUNT_LOW'
+          const block = sb.dataStart + base + s
+          if (run && run.code === code && run.last === block - 1) run.last = block
+          else {
+            flush()
+            run = {code, first: block, last: block, have, want: w8}
+          }
+        }
+        let pad = false
+        for (let s = limit; s < REFCOUNTS_PER_BLOCK; s++) if (buf[bo + s] !== 0) { pad = true; break }
+        if (pad) {
+          flush()
+          const p = ctx.report('REFCOUNT_PADDING', `refcount block ${t}`)
+          wrong = true
+          ctx.fixed(p)
+        }
+      }
+      if (wrong && ctx.repair) {
+        const m = ctx.vol.store.getMut(sb.refcountStart + t)
+        m.fill(0)
+        for (let s = 0; s < limit; s++) {
+          const want = refs[base + s]
+          m[s] = want > REFCOUNT_MAX ? REFCOUNT_MAX : want
+        }
+        sealRefcountBlock(m)
+        ctx.maybeCommit()
+      }
+    }
+    ctx.progress('pass 4: reference counts', Math.min(t0 + n, sb.refcountBlocks), sb.refcountBlocks)
+  }
+  flush()
+
+  let freeInodes = 0
+  for (let ino = 1; ino <= sb.inodeCount; ino++) if (ctx.itype[ino] === T_FREE) freeInodes++
+  const vsb = ctx.vol.sb
+  if (ctx.sbFreeBlocks !== freeBlocks) {
+    const p = ctx.report('FREE_BLOCKS_COUNT', 'superblock', {have: ctx.sbFreeBlocks, want: freeBlocks})
+    if (ctx.repair) { vsb.freeBlocks = freeBlocks; ctx.vol.markSbDirty() }
+    ctx.fixed(p)
+  }
+  if (ctx.sbFreeInodes !== freeInodes) {
+    const p = ctx.report('FREE_INODES_COUNT', 'superblock', {have: ctx.sbFreeInodes, want: freeInodes})
+    if (ctx.repair) { vsb.freeInodes = freeInodes; ctx.vol.markSbDirty() }
+    ctx.fixed(p)
+  }
+  ctx.progress('pass 4: reference counts', sb.refcountBlocks, sb.refcountBlocks, true)
+  return {freeBlocks, freeInodes}
+}
