@@ -10,6 +10,9 @@ import {BLOCK_SIZE} from '../format/constants.js'
 import type {Journal} from './journal.js'
 
 const DATA_QUEUE_MAX = 64 * 1024 * 1024
+/** Size of the pooled data buffers handed to writers (dataBuffer). */
+export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
+const POOL_MAX = DATA_QUEUE_MAX / DATA_BUFFER_SIZE + 2
 
 export class BlockStore {
   /** data writes queued for the running transaction: first block -> content */
@@ -17,6 +20,9 @@ export class BlockStore {
   /** each queued block -> [first block of its write, index] (read-your-writes) */
   private dataIndex = new Map<number, number>()
   private dataBytes = 0
+  /** data buffers ready for reuse: fresh memory costs a page fault per 4 KiB */
+  private pool: Buffer[] = []
+  private pooled = new WeakSet<ArrayBuffer>()
   private cache = new Map<number, Buffer>()
   private dirty = new Map<number, Buffer>()
   /** blocks from an unreplayed journal, for read-only opens (never evicted) */
@@ -119,6 +125,28 @@ export class BlockStore {
     if (this.dataBytes > DATA_QUEUE_MAX) this.flushData()
   }
 
+  /**
+   * A DATA_BUFFER_SIZE buffer for file data that will be given to writeData: once the
+   * queue holding it is written, it comes back here for the next writer.
+   */
+  dataBuffer(): Buffer {
+    const b = this.pool.pop()
+    if (b) return b
+    const fresh = Buffer.allocUnsafeSlow(DATA_BUFFER_SIZE)
+    this.pooled.add(fresh.buffer as ArrayBuffer)
+    return fresh
+  }
+
+  private recycle(queued: Iterable<Buffer>): void {
+    const seen = new Set<ArrayBuffer>()
+    for (const d of queued) {
+      const ab = d.buffer as ArrayBuffer
+      if (!this.pooled.has(ab) || seen.has(ab) || this.pool.length >= POOL_MAX) continue
+      seen.add(ab)
+      this.pool.push(Buffer.from(ab, 0, DATA_BUFFER_SIZE))
+    }
+  }
+
   readData(block: number, buf: Buffer): void {
     this.dev.read(block, buf)
     if (this.dataIndex.size === 0) return
@@ -155,6 +183,7 @@ export class BlockStore {
       else this.dev.write(starts[i], Buffer.concat(run))
       i = j
     }
+    this.recycle(this.data.values())
     this.data = new Map()
     this.dataIndex = new Map()
     this.dataBytes = 0

@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
+import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {fail, PrismError} from '../errors.js'
 import {dirList} from '../fs/dir.js'
@@ -42,7 +43,6 @@ interface Ctx {
   lastReport: number
 }
 
-const READ_CHUNK = 8 * 1024 * 1024
 
 function newCtx(opts: CopyOptions): Ctx {
   return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0}
@@ -208,11 +208,12 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
     throw hostErr(e, hostPath)
   }
   try {
-    const chunk = Math.min(READ_CHUNK, Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE))
+    const small = Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE < DATA_BUFFER_SIZE
     let off = 0
     for (;;) {
-      // A fresh buffer per chunk: its whole blocks go to the store without another copy.
-      const buf = Buffer.allocUnsafe(chunk)
+      // A buffer per chunk, given to the store: its whole blocks are queued without a copy.
+      // Large files take pooled buffers, which come back once the store has written them.
+      const buf = small ? Buffer.allocUnsafe(Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE)) : ns.vol.store.dataBuffer()
       const n = fs.readSync(fd, buf, 0, buf.length, off)
       if (n === 0) break
       // Sparse input: an all-zero block-aligned chunk past the written data stays a hole.
