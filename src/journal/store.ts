@@ -10,6 +10,8 @@ import {BLOCK_SIZE} from '../format/constants.js'
 import type {Journal} from './journal.js'
 
 const DATA_QUEUE_MAX = 64 * 1024 * 1024
+/** Blocks read on a cache miss. */
+const READAHEAD = 8
 /** Size of the pooled data buffers handed to writers (dataBuffer). */
 export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
 const POOL_MAX = DATA_QUEUE_MAX / DATA_BUFFER_SIZE + 2
@@ -64,11 +66,9 @@ export class BlockStore {
     }
     const o = this.overlay.get(block)
     if (o) return o
-    const buf = Buffer.allocUnsafe(BLOCK_SIZE)
-    this.dev.read(block, buf)
-    this.stats.reads++
-    this.remember(block, buf)
-    return buf
+    // Metadata tends to sit together (a table, a directory's blocks): read a little ahead.
+    this.prefetch(block, Math.min(READAHEAD, this.dev.blocks - block))
+    return this.cache.get(block)!
   }
 
   /** Reads `count` consecutive blocks into the cache with one device read. */
@@ -77,14 +77,17 @@ export class BlockStore {
     const end = block + count
     while (start < end && (this.cache.has(start) || this.dirty.has(start))) start++
     if (start >= end) return
-    const n = Math.min(end - start, 256)
+    // Read up to the next block already held, at most 256 at once.
+    let n = 1
+    while (n < Math.min(end - start, 256) && !this.cache.has(start + n) && !this.dirty.has(start + n) && !this.overlay.has(start + n)) n++
     const big = Buffer.allocUnsafe(n * BLOCK_SIZE)
     this.dev.read(start, big)
     this.stats.reads++
     for (let i = 0; i < n; i++) {
       const b = start + i
       if (this.cache.has(b) || this.dirty.has(b) || this.overlay.has(b)) continue
-      this.remember(b, Buffer.from(big.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)))
+      // A view, not a copy: cached blocks are never changed in place (getMut copies).
+      this.remember(b, big.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))
     }
     if (start + n < end) this.prefetch(start + n, end - start - n)
   }
