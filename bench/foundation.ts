@@ -1,0 +1,259 @@
+// The foundation benchmark: import a rootfs-like tree, export it back, check the image and
+// cat a big file, each next to the host tool that does the same job on the same tree in the
+// same run, as a ratio of medians.
+//
+//   node --import tsx bench/foundation.ts            # ~100,000 files, 5 GiB, 3 runs
+//   node --import tsx bench/foundation.ts --small    # 2,000 files, 200 MiB: a smoke test
+//
+// See bench/README.md for what each number means and the goals.
+import fs from 'node:fs'
+import path from 'node:path'
+import {
+  type Row, type RunResult, type Summary, GiB, MiB, canDropCaches, check, ensureBuilt, ensureTree, gitVersion, fmtBytes, fmtSecs,
+  hostCpA, hostE2fsckFn, hostMke2fsD, imageSizeFor, inodesFor, log, machineInfo, measureEach, parseCommon, printTable,
+  parseSize, prism, prismCmd, q, requireFree, run, sh, snapshotBuild, timeRow, treeDirFor, which, writeResults,
+} from './lib.js'
+
+const USAGE = `Usage: node --import tsx bench/foundation.ts [options]
+
+  --small            smoke-test size: 2,000 files, 300 dirs, 200 MiB, 64 MiB cat file
+  --runs N           timed runs per contender; medians are reported (default 3)
+  --cold             sync and drop the page cache before every timed command (needs root)
+  --base DIR         work directory (default /tmp/prism-bench)
+  --files N          regular files in the tree (default 100000)
+  --dirs N           directories (default 15000)
+  --bytes SIZE       total file data (default 5G)
+  --cat-size SIZE    size of the file for the cat test (default 1G)
+  --seed N           tree generator seed (default 1)
+  --only LIST        comma list of steps: startup,import,export,fsck,cat (default all)
+  --image-size SIZE  image size for prism mkfs and mke2fs (default: from the tree)
+  --no-verify        skip the untimed correctness checks (counts, diff, cmp)
+  --regen            rebuild the tree even if a matching one is cached
+  --keep             keep images and outputs in the work directory
+  --clean-tree       delete the generated tree at the end too (it is kept for reuse by default)
+  --strict           exit 1 when a goal is missed
+  --no-snapshot      run prism from the work tree instead of a copy of the build taken at start
+
+Every option can also be given as PRISM_BENCH_<NAME> (PRISM_BENCH_RUNS=5, PRISM_BENCH_SMALL=1...).
+`
+
+const STEPS = ['startup', 'import', 'export', 'fsck', 'cat'] as const
+type Step = typeof STEPS[number]
+
+function main(): number {
+  const opt = parseCommon(USAGE, {
+    only: {type: 'string'}, 'image-size': {type: 'string'}, 'no-verify': {type: 'boolean'},
+    'clean-tree': {type: 'boolean'}, strict: {type: 'boolean'}, 'no-snapshot': {type: 'boolean'},
+  })
+  const only = (opt.values.only as string | undefined) ?? process.env.PRISM_BENCH_ONLY
+  const steps = new Set<Step>(only ? only.split(',').map((s) => s.trim() as Step) : STEPS)
+  for (const s of steps) if (!STEPS.includes(s)) throw new Error(`unknown step '${s}' (steps: ${STEPS.join(', ')})`)
+  const verify = !opt.values['no-verify']
+  if (opt.cold && !canDropCaches()) log('--cold asked for, but /proc/sys/vm/drop_caches is not writable: runs will be partly warm')
+
+  ensureBuilt()
+  const mke2fs = which('mke2fs')
+  const e2fsck = which('e2fsck')
+  if (!mke2fs) log('mke2fs not available: the mke2fs -d baseline is skipped (install e2fsprogs)')
+  if (!e2fsck) log('e2fsck not available: the e2fsck -fn baseline is skipped (install e2fsprogs)')
+
+  fs.mkdirSync(opt.base, {recursive: true})
+  const treeDir = treeDirFor(opt.base, opt.spec)
+  const tree = ensureTree(treeDir, opt.spec, {regen: opt.regen})
+  const catPath = path.join(tree.dir, tree.catFile)
+
+  const imgSize = opt.values['image-size'] ? parseSize(opt.values['image-size'] as string) : imageSizeFor(tree)
+  const inodes = inodesFor(tree, imgSize)
+  // Peak space: both images (~ the tree each), plus either the cp -a import copy or both exports.
+  const need = Math.ceil(tree.allocBytes * 1.1) * 2 + tree.allocBytes * 2 + GiB
+  requireFree(opt.base, need, `images and copies of a ${fmtBytes(tree.allocBytes)} tree`)
+
+  const work = path.join(opt.base, `work-${process.pid}`)
+  fs.rmSync(work, {recursive: true, force: true})
+  fs.mkdirSync(work, {recursive: true})
+  const version = gitVersion()
+  if (!opt.values['no-snapshot']) snapshotBuild(path.join(work, 'prism'))
+  const img = path.join(work, 'prism.img')
+  const ext4 = path.join(work, 'ext4.img')
+  const cpDest = path.join(work, 'cp-import')
+  const outPrism = path.join(work, 'export-prism')
+  const outCp = path.join(work, 'export-cp')
+  const rm = (p: string): void => fs.rmSync(p, {recursive: true, force: true})
+
+  const mkfsArgs = ['mkfs', img, '--size', `${Math.ceil(imgSize / MiB)}M`, '--force', ...(inodes ? ['--inodes', String(inodes)] : [])]
+  const prismImport = (): RunResult => {
+    const r = check(prism(['cp', '-r', '--json', tree.dir, 'root:/', '-i', img]), 'prism cp -r (import)')
+    lastImport = r.stdout
+    return r
+  }
+  let lastImport = ''
+  const mkPrismImage = (): void => { check(prism(mkfsArgs), 'prism mkfs') }
+
+  const results: Record<string, Summary> = {}
+  const rows: Row[] = []
+  const notes: string[] = []
+  log(`tree ${tree.dir}: ${tree.files} files, ${tree.dirs} dirs, ${tree.symlinks} symlinks, ${tree.hardlinks} hard links, ${fmtBytes(tree.bytes)}`)
+  log(`images: ${fmtBytes(imgSize)}${inodes ? `, ${inodes} inodes` : ''}; runs: ${opt.runs}; cache: ${opt.cold ? 'cold' : 'warm'}`)
+
+  // ------------------------------------------------------------ start-up (information)
+  if (steps.has('startup')) {
+    log('step startup: prism --version vs node -e 0')
+    const s = measureEach({
+      prism: {run: () => check(prism(['--version']), 'prism --version')},
+      node: {run: () => check(run(process.execPath, ['-e', '0']), 'node -e 0')},
+    }, {runs: Math.max(5, opt.runs), cold: false})
+    results['startup.prism'] = s.prism
+    results['startup.node'] = s.node
+    rows.push(timeRow('start-up (prism --version)', s.prism, 'node -e 0', s.node, null))
+  }
+
+  // ------------------------------------------------------------ import
+  if (steps.has('import')) {
+    log('step import: prism cp -r TREE root:/ vs cp -a TREE DEST && sync vs mke2fs -t ext4 -d TREE')
+    const s = measureEach({
+      'prism import': {before: () => { rm(img); mkPrismImage() }, run: prismImport},
+      'cp -a + sync': {before: () => rm(cpDest), run: () => hostCpA(tree.dir, cpDest, {sync: true}), after: () => rm(cpDest)},
+      ...(mke2fs ? {'mke2fs -d': {before: () => rm(ext4), run: () => hostMke2fsD(mke2fs, tree.dir, ext4, imgSize, inodes)}} : {}),
+    }, {runs: opt.runs, cold: opt.cold})
+    results['import.prism'] = s['prism import']
+    results['import.cp_a_sync'] = s['cp -a + sync']
+    rows.push(timeRow('import', s['prism import'], 'cp -a + sync', s['cp -a + sync'], 1.0))
+    if (s['mke2fs -d']) {
+      results['import.mke2fs_d'] = s['mke2fs -d']
+      rows.push(timeRow('import', s['prism import'], 'mke2fs -t ext4 -d', s['mke2fs -d'], 0.25))
+    } else {
+      rows.push({...timeRow('import', s['prism import'], 'mke2fs -t ext4 -d', null, 0.25), note: 'mke2fs not available'})
+    }
+  } else {
+    // Later steps need an image holding the tree; make one untimed.
+    if (steps.has('export') || steps.has('fsck') || steps.has('cat')) {
+      log('setting up (untimed): prism image of the tree')
+      mkPrismImage()
+      prismImport()
+    }
+    if (steps.has('fsck') && mke2fs) {
+      log('setting up (untimed): ext4 image of the tree')
+      hostMke2fsD(mke2fs, tree.dir, ext4, imgSize, inodes)
+    }
+  }
+  if (lastImport && verify) {
+    const st = JSON.parse(lastImport) as {files: number, dirs: number, symlinks: number, hardlinks: number, bytes: number}
+    // The root is filled, not copied, so cp counts one directory fewer than the tree has.
+    const ok = st.files === tree.files && st.dirs === tree.dirs && st.symlinks === tree.symlinks && st.hardlinks === tree.hardlinks && st.bytes === tree.bytes
+    const msg = `import copied ${st.files} files, ${st.dirs} dirs, ${st.symlinks} symlinks, ${st.hardlinks} hard links, ${st.bytes} bytes`
+    if (!ok) { notes.push(`MISMATCH: ${msg}; tree has ${tree.files}/${tree.dirs}/${tree.symlinks}/${tree.hardlinks}/${tree.bytes}`); log(notes.at(-1)!) } else log(`verified: ${msg}`)
+  }
+
+  // ------------------------------------------------------------ export
+  if (steps.has('export')) {
+    log('step export: prism cp -r root:/ OUT vs cp -a TREE OUT')
+    const s = measureEach({
+      'prism export': {before: () => rm(outPrism), run: () => check(prism(['cp', '-r', 'root:/', outPrism, '-i', img]), 'prism cp -r (export)')},
+      'cp -a': {before: () => rm(outCp), run: () => hostCpA(tree.dir, outCp), after: () => rm(outCp)},
+    }, {runs: opt.runs, cold: opt.cold})
+    results['export.prism'] = s['prism export']
+    results['export.cp_a'] = s['cp -a']
+    rows.push(timeRow('export', s['prism export'], 'cp -a', s['cp -a'], 1.2))
+    if (verify) {
+      log('verifying (untimed): diff -r --no-dereference TREE EXPORT')
+      const d = run('diff', ['-r', '--no-dereference', tree.dir, outPrism])
+      if (d.status === 0) log('verified: export is identical to the tree')
+      else { notes.push(`MISMATCH: export differs from the tree: ${d.stdout.split('\n').slice(0, 5).join('; ')}`); log(notes.at(-1)!) }
+    }
+    rm(outPrism)
+  }
+
+  // ------------------------------------------------------------ fsck
+  if (steps.has('fsck')) {
+    log('step fsck: prism fsck vs e2fsck -fn')
+    const probe = prism(['fsck', '-i', img])
+    if (probe.status !== 0 && probe.status !== 4 && probe.status !== 1) {
+      const why = (probe.stderr || probe.stdout).trim().split('\n')[0] ?? ''
+      const note = `prism fsck did not run (exit ${probe.status}: ${why.slice(0, 160)}); skipped — re-run with --only fsck once it exists`
+      log(note)
+      rows.push({...timeRow('fsck', null, 'e2fsck -fn', null, 2.0), note})
+    } else {
+      if (probe.status !== 0) notes.push(`prism fsck exit ${probe.status} on a freshly imported image: ${probe.stdout.trim().split('\n').slice(0, 5).join('; ')}`)
+      const s = measureEach({
+        'prism fsck': {run: () => prism(['fsck', '-i', img])},
+        ...(e2fsck && fs.existsSync(ext4) ? {'e2fsck -fn': {run: () => hostE2fsckFn(e2fsck, ext4)}} : {}),
+      }, {runs: opt.runs, cold: opt.cold})
+      results['fsck.prism'] = s['prism fsck']
+      if (s['e2fsck -fn']) results['fsck.e2fsck_fn'] = s['e2fsck -fn']
+      rows.push({...timeRow('fsck', s['prism fsck'], 'e2fsck -fn', s['e2fsck -fn'] ?? null, 2.0),
+        ...(s['e2fsck -fn'] ? {} : {note: 'e2fsck or the ext4 image not available'}),
+        ...(probe.status !== 0 ? {note: `prism fsck exit ${probe.status}: found problems on a fresh import`} : {})})
+    }
+  }
+
+  // ------------------------------------------------------------ cat
+  let catInfo: Record<string, number> | undefined
+  if (steps.has('cat')) {
+    const rel = '/' + tree.catFile
+    log(`step cat: prism cat root:${rel} | cat >/dev/null vs cat FILE | cat >/dev/null (${fmtBytes(opt.spec.catSize)})`)
+    if (verify) {
+      check(sh(`${prismCmd()} cat ${q('root:' + rel)} -i ${q(img)} | cmp - ${q(catPath)}`), 'prism cat | cmp')
+      log('verified: prism cat output equals the file')
+    }
+    const s = measureEach({
+      'prism cat': {run: () => check(sh(`${prismCmd()} cat ${q('root:' + rel)} -i ${q(img)} | cat > /dev/null`), 'prism cat')},
+      'host cat': {run: () => check(sh(`cat ${q(catPath)} | cat > /dev/null`), 'cat')},
+      // Time to the first byte: start-up plus opening the image and the file (information).
+      'prism cat first byte': {run: () => run('bash', ['-c', `${prismCmd()} cat ${q('root:' + rel)} -i ${q(img)} | head -c 1 > /dev/null`])},
+    }, {runs: opt.runs, cold: opt.cold})
+    results['cat.prism_first_byte'] = s['prism cat first byte']
+    results['cat.prism'] = s['prism cat']
+    results['cat.host'] = s['host cat']
+    const mbps = (secs: number): number => opt.spec.catSize / MiB / secs
+    const pT = mbps(s['prism cat'].median)
+    const hT = mbps(s['host cat'].median)
+    const startup = s['prism cat first byte'].median
+    const streaming = s['prism cat'].median - startup
+    catInfo = {prismMiBps: pT, hostMiBps: hT, prismFirstByteSecs: startup, ...(streaming > 0 ? {prismMiBpsLessStartup: mbps(streaming)} : {})}
+    const ratio = pT / hT
+    rows.push({step: 'cat (throughput)', prism: s['prism cat'].median, baseline: 'cat | same pipe', base: s['host cat'].median,
+      ratio, goal: '>= 0.70', pass: ratio >= 0.7,
+      note: `prism ${pT.toFixed(0)} MiB/s vs host ${hT.toFixed(0)} MiB/s; ratio is throughput prism/host` +
+        `; prism's first byte after ${fmtSecs(startup)} s` +
+        (catInfo.prismMiBpsLessStartup ? `, then ${catInfo.prismMiBpsLessStartup.toFixed(0)} MiB/s` : '')})
+  }
+
+  // ------------------------------------------------------------ report
+  const out = (s: string): void => { process.stdout.write(s + '\n') }
+  const mi = machineInfo(opt.base)
+  out('')
+  out(`Prism foundation benchmark — medians of ${opt.runs} runs, ${opt.cold ? 'COLD cache (sync + drop_caches before each timed command)' : 'warm cache'}`)
+  out(`tree: ${tree.files} files, ${tree.dirs} dirs, ${tree.symlinks} symlinks, ${tree.hardlinks} hard links, ${fmtBytes(tree.bytes)} ` +
+    `(median file ${fmtBytes(tree.sizeQuantiles.p50)}, p99 ${fmtBytes(tree.sizeQuantiles.p99)}, largest ${fmtBytes(tree.largest[0])}, cat file ${fmtBytes(opt.spec.catSize)})`)
+  out(`prism: ${version}${opt.values['no-snapshot'] ? ' (work tree)' : ' (snapshot of the build taken at start)'}; images: ${fmtBytes(imgSize)}; machine: ${mi.nproc} CPUs (${mi.cpu}), ${mi.memory} RAM, node ${mi.node}, ${mi.kernel}, host fs ${mi.hostFs}`)
+  out('')
+  printTable(rows, out)
+  out('')
+  out('samples (s):')
+  for (const [k, v] of Object.entries(results)) {
+    out(`  ${k.padEnd(22)} median ${fmtSecs(v.median).padStart(8)}  min ${fmtSecs(v.min).padStart(8)}  max ${fmtSecs(v.max).padStart(8)}` +
+      `  cpu ${v.cpu ? fmtSecs(v.cpu.median).padStart(8) : '       -'}  [${v.runs.join(', ')}]`)
+  }
+  out('  (cpu = median user+system CPU seconds of the command and its children; wall time is what the goals judge)')
+  for (const n of notes) out(`NOTE: ${n}`)
+  const file = writeResults('foundation', {
+    when: new Date().toISOString(), prism: version, runs: opt.runs, cache: opt.cold ? 'cold' : 'warm', steps: [...steps],
+    machine: mi, tree: {...tree}, imageBytes: imgSize, inodes: inodes ?? 'default',
+    rows, samples: results, cat: catInfo, notes,
+  })
+  out(`\nresults written to ${path.relative(process.cwd(), file) || file}`)
+
+  if (opt.values.keep) log(`kept ${work}`)
+  else rm(work)
+  if (opt.values['clean-tree']) { rm(tree.dir); rm(`${tree.dir}.json`) } else log(`tree kept for reuse: ${tree.dir} (--clean-tree to delete)`)
+  const failed = rows.some((r) => r.pass === false) || notes.some((n) => n.startsWith('MISMATCH'))
+  return opt.values.strict && failed ? 1 : 0
+}
+
+try {
+  process.exitCode = main()
+} catch (e) {
+  process.stderr.write(`bench: ${(e as Error).message}\n`)
+  process.exitCode = 2
+}
+
