@@ -1,5 +1,6 @@
 // The filesystem core through the library API, on real image files.
 import {expect} from 'chai'
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PrismError} from '../src/errors.js'
@@ -266,6 +267,20 @@ describe('fs: opening images', () => {
     const again: string[] = []
     withImage(img, {write: false, onNotice: (m) => again.push(m)}, (vol) => expect(namespace(vol, 'root').readFile('/y').toString()).to.equal('more'))
     expect(again).to.deep.equal([])
+  })
+
+  it('imports and exports a file larger than the data queue byte for byte', function () {
+    this.timeout(120000)
+    // 150 MiB of random data: read in pooled 8 MiB buffers, queued past the 64 MiB flush point.
+    const img = newImage(dir, 512 << 20)
+    const src = path.join(dir, 'big.bin')
+    const data = randomBytes(150 << 20)
+    fs.writeFileSync(src, data)
+    withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: src}], {kind: 'image', fileset: 'root', path: '/big.bin'}))
+    read(img, (ns) => expect(ns.readFile('/big.bin').equals(data)).to.equal(true))
+    const out = path.join(dir, 'out.bin')
+    withImage(img, {write: false}, (vol) => copy(vol, [{kind: 'image', fileset: 'root', path: '/big.bin'}], {kind: 'host', path: out}))
+    expect(fs.readFileSync(out).equals(data)).to.equal(true)
   })
 
   it('imports a host tree keeping modes, symlinks and hard links', () => {

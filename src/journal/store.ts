@@ -24,7 +24,11 @@ export class BlockStore {
   private dataBytes = 0
   /** data buffers ready for reuse: fresh memory costs a page fault per 4 KiB */
   private pool: Buffer[] = []
-  private pooled = new WeakSet<ArrayBuffer>()
+  /**
+   * Pooled buffers handed out: `queued` counts their pieces waiting in the queue, `done` says
+   * the writer will queue no more. A buffer goes back to the pool only when both allow it.
+   */
+  private lent = new Map<ArrayBuffer, {queued: number, done: boolean}>()
   private cache = new Map<number, Buffer>()
   private dirty = new Map<number, Buffer>()
   /** blocks from an unreplayed journal, for read-only opens (never evicted) */
@@ -123,6 +127,8 @@ export class BlockStore {
       if (this.dataIndex.has(block + i)) this.flushData()
     }
     this.data.set(block, data)
+    const l = this.lent.get(data.buffer as ArrayBuffer)
+    if (l) l.queued++
     for (let i = 0; i < n; i++) this.dataIndex.set(block + i, block)
     this.dataBytes += data.length
     if (this.dataBytes > DATA_QUEUE_MAX) this.flushData()
@@ -133,20 +139,33 @@ export class BlockStore {
    * queue holding it is written, it comes back here for the next writer.
    */
   dataBuffer(): Buffer {
-    const b = this.pool.pop()
-    if (b) return b
-    const fresh = Buffer.allocUnsafeSlow(DATA_BUFFER_SIZE)
-    this.pooled.add(fresh.buffer as ArrayBuffer)
-    return fresh
+    const b = this.pool.pop() ?? Buffer.allocUnsafeSlow(DATA_BUFFER_SIZE)
+    this.lent.set(b.buffer as ArrayBuffer, {queued: 0, done: false})
+    return b
   }
 
-  private recycle(queued: Iterable<Buffer>): void {
-    const seen = new Set<ArrayBuffer>()
+  /** The writer of a dataBuffer() will queue nothing more from it. */
+  doneWith(buf: Buffer): void {
+    const ab = buf.buffer as ArrayBuffer
+    const l = this.lent.get(ab)
+    if (!l) return
+    l.done = true
+    if (l.queued === 0) this.giveBack(ab)
+  }
+
+  private giveBack(ab: ArrayBuffer): void {
+    this.lent.delete(ab)
+    if (this.pool.length < POOL_MAX) this.pool.push(Buffer.from(ab, 0, DATA_BUFFER_SIZE))
+  }
+
+  /** After queued data is written: pieces of lent buffers are no longer needed. */
+  private written(queued: Iterable<Buffer>): void {
     for (const d of queued) {
       const ab = d.buffer as ArrayBuffer
-      if (!this.pooled.has(ab) || seen.has(ab) || this.pool.length >= POOL_MAX) continue
-      seen.add(ab)
-      this.pool.push(Buffer.from(ab, 0, DATA_BUFFER_SIZE))
+      const l = this.lent.get(ab)
+      if (!l) continue
+      l.queued--
+      if (l.queued === 0 && l.done) this.giveBack(ab)
     }
   }
 
@@ -186,7 +205,7 @@ export class BlockStore {
       else this.dev.write(starts[i], Buffer.concat(run))
       i = j
     }
-    this.recycle(this.data.values())
+    this.written(this.data.values())
     this.data = new Map()
     this.dataIndex = new Map()
     this.dataBytes = 0
@@ -206,6 +225,7 @@ export class BlockStore {
   /** Forgets every change since the last commit. */
   abort(): void {
     this.dirty = new Map()
+    this.lent.clear() // what was lent is left to the garbage collector
     this.data = new Map()
     this.dataIndex = new Map()
     this.dataBytes = 0

@@ -214,17 +214,22 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
       // A buffer per chunk, given to the store: its whole blocks are queued without a copy.
       // Large files take pooled buffers, which come back once the store has written them.
       const buf = small ? Buffer.allocUnsafe(Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE)) : ns.vol.store.dataBuffer()
-      const n = fs.readSync(fd, buf, 0, buf.length, off)
-      if (n === 0) break
-      // Sparse input: an all-zero block-aligned chunk past the written data stays a hole.
-      if (n === buf.length && off % BLOCK_SIZE === 0 && isZero(buf, n)) {
+      try {
+        const n = fs.readSync(fd, buf, 0, buf.length, off)
+        if (n === 0) break
+        // Sparse input: an all-zero block-aligned chunk past the written data stays a hole.
+        if (n === buf.length && off % BLOCK_SIZE === 0 && isZero(buf, n)) {
+          off += n
+          continue
+        }
+        ns.writeInode(inode, off, buf.subarray(0, n), true)
         off += n
-        continue
+        ctx.stats.bytes += n
+        if (n === buf.length) progress(ctx)
+      } finally {
+        // Nothing more is queued from this buffer: the store may reuse it once it is written.
+        if (!small) ns.vol.store.doneWith(buf)
       }
-      ns.writeInode(inode, off, buf.subarray(0, n), true)
-      off += n
-      ctx.stats.bytes += n
-      if (n === buf.length) progress(ctx)
     }
     if (inode.r.size < off) ns.truncateInode(inode, off)
   } catch (e) {
