@@ -61,7 +61,6 @@ export class Volume {
   /** refcount slots freed in this transaction: not reusable until it commits */
   private freedNow = new Map<number, Uint8Array>()
   private blockHint = 0
-  private inodeHint = 1
   private sbDirty = false
   private closed = false
   /** hooks run by commit() before anything is encoded (extent maps, directories) */
@@ -332,12 +331,13 @@ export class Volume {
   }
 
   /** Allocates a fresh inode (share count 1, link count 0) near `goal`. */
-  ialloc(mode: number, goal = this.inodeHint): Inode {
+  ialloc(mode: number, goal = this.sb.inodeHint): Inode {
     if (this.sb.freeInodes === 0) fail('ENOSPC', 'no free inodes left in the image')
     const n = this.sb.inodeCount
     // The goal keeps related inodes together when its slot is free; otherwise continue from
     // the running hint, so allocation never rescans the used part of the table.
-    let ino = goal >= 1 && goal <= n && !this.inodeSlotUsed(goal) ? goal : this.inodeHint
+    const atGoal = goal >= 1 && goal <= n && !this.inodeSlotUsed(goal)
+    let ino = atGoal ? goal : this.sb.inodeHint
     if (ino < 1 || ino > n) ino = 1
     for (let tries = 0; tries <= n; tries++, ino = ino >= n ? 1 : ino + 1) {
       if (this.inodeSlotUsed(ino)) continue
@@ -351,7 +351,8 @@ export class Volume {
       this.idirty(inode)
       this.sb.freeInodes--
       this.markSbDirty()
-      this.inodeHint = ino + 1
+      // A search from the hint passed only used slots: the next search may start after this one.
+      if (!atGoal || ino === this.sb.inodeHint) this.sb.inodeHint = ino + 1
       return inode
     }
     fail('ENOSPC', 'no free inodes left in the image')
@@ -373,7 +374,7 @@ export class Volume {
     this.idirty(inode)
     this.sb.freeInodes++
     this.markSbDirty()
-    if (inode.ino < this.inodeHint) this.inodeHint = inode.ino
+    if (inode.ino < this.sb.inodeHint) this.sb.inodeHint = inode.ino
   }
 
   // ---------------------------------------------------------------- reference counts

@@ -218,7 +218,7 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
         const n = fs.readSync(fd, buf, 0, buf.length, off)
         if (n === 0) break
         // Sparse input: an all-zero block-aligned chunk past the written data stays a hole.
-        if (n === buf.length && off % BLOCK_SIZE === 0 && isZero(buf, n)) {
+        if (off % BLOCK_SIZE === 0 && isZero(buf, n)) {
           off += n
           continue
         }
@@ -239,8 +239,14 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
   }
 }
 
+const ZEROS = Buffer.alloc(64 * 1024)
+
+/** True when buf[0, n) is all zeros (native comparisons, 64 KiB at a time). */
 function isZero(buf: Buffer, n: number): boolean {
-  for (let i = 0; i < n; i += 8) if (buf.readBigUInt64LE(i) !== 0n) return false
+  for (let i = 0; i < n; i += ZEROS.length) {
+    const len = Math.min(ZEROS.length, n - i)
+    if (buf.compare(ZEROS, 0, len, i, i + len) !== 0) return false
+  }
   return true
 }
 
