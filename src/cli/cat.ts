@@ -56,10 +56,8 @@ export function catPaths(args: string[], opts: CatOptions): void {
     withImage(findImage(opts.image), {write: false, wait: opts.wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
       for (const loc of locs) {
         let open = true
-        namespace(vol, loc.fileset).stream(loc.path, (buf) => {
-          if (open && !writeOut(fd, buf)) open = false
-        }, CAT_CHUNK)
-        if (!open) return
+        namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeOut(fd, buf)), CAT_CHUNK)
+        if (!open) return // the reader went away, as cat on SIGPIPE
       }
     })
   } finally {

@@ -252,9 +252,10 @@ function findFirstAtOrAfter(ext: Extent[], l: number): number {
 
 /**
  * Streams a whole file in chunks of at most `chunk` bytes, in order. Holes come as zeros.
- * The callback must consume the buffer before returning (it is reused).
+ * The callback must consume the buffer before returning (it is reused); returning false
+ * stops the stream (the reader went away).
  */
-export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => void, chunk = STREAM_CHUNK): void {
+export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => boolean | void, chunk = STREAM_CHUNK): void {
   const size = inode.r.size
   if (size === 0) return
   if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return }
@@ -278,7 +279,7 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => voi
       buf.fill(0, 0, n * BLOCK_SIZE)
     }
     const bytes = Math.min(n * BLOCK_SIZE, size - pos)
-    sink(buf.subarray(0, bytes))
+    if (sink(buf.subarray(0, bytes)) === false) return
     pos += bytes
   }
 }

@@ -224,7 +224,7 @@ export class Namespace {
   }
 
   /** Streams a file's content to `sink` in large chunks. */
-  stream(path: string, sink: (buf: Buffer) => void, chunk?: number): Inode {
+  stream(path: string, sink: (buf: Buffer) => boolean | void, chunk?: number): Inode {
     const inode = this.resolve(path, true)
     if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
     streamData(this.vol, inode, sink, chunk)
