@@ -29,21 +29,15 @@ export function slotIsFree(buf: Buffer, off: number): boolean {
   return buf.readUInt32LE(off) === 0
 }
 
-export function decodeFileset(buf: Buffer, off: number, slot: number): FilesetRecord | null {
-  if (buf.readUInt32LE(off) === 0) return null
-  const where = `fileset slot ${slot}`
-  if (buf.readUInt32LE(off + CRC_OFF) !== crc32(buf, off, off + CRC_OFF)) throw new FormatError(where, 'checksum', 'fileset record checksum mismatch')
-  const nameLen = buf.readUInt8(off + 0x0e)
-  const state = buf.readUInt8(off + 0x0c)
-  const mode = buf.readUInt8(off + 0x0d)
-  if (nameLen < 1 || nameLen > FILESET_NAME_MAX) throw new FormatError(where, 'value', 'fileset name length invalid')
-  if (state === FS_FREE || state > FS_DELETING || mode > MODE_LAZY) throw new FormatError(where, 'value', 'fileset state invalid')
+/** The fields of the record at `off` as stored, without any check (for fsck). */
+export function readFilesetRaw(buf: Buffer, off: number): FilesetRecord {
+  const nameLen = Math.min(buf.readUInt8(off + 0x0e), CRC_OFF - NAME_OFF)
   return {
     id: buf.readUInt32LE(off),
     rootIno: buf.readUInt32LE(off + 0x04),
     parentId: buf.readUInt32LE(off + 0x08),
-    state,
-    mode,
+    state: buf.readUInt8(off + 0x0c),
+    mode: buf.readUInt8(off + 0x0d),
     flags: buf.readUInt8(off + 0x0f),
     created: Number(buf.readBigInt64LE(off + 0x10)),
     clonestart: buf.readUInt32LE(off + 0x18),
@@ -53,6 +47,18 @@ export function decodeFileset(buf: Buffer, off: number, slot: number): FilesetRe
     dirsTotal: buf.readUInt32LE(off + 0x28),
     name: buf.toString('utf8', off + NAME_OFF, off + NAME_OFF + nameLen),
   }
+}
+
+export function decodeFileset(buf: Buffer, off: number, slot: number): FilesetRecord | null {
+  if (buf.readUInt32LE(off) === 0) return null
+  const where = `fileset slot ${slot}`
+  if (buf.readUInt32LE(off + CRC_OFF) !== crc32(buf, off, off + CRC_OFF)) throw new FormatError(where, 'checksum', 'fileset record checksum mismatch')
+  const nameLen = buf.readUInt8(off + 0x0e)
+  const state = buf.readUInt8(off + 0x0c)
+  const mode = buf.readUInt8(off + 0x0d)
+  if (nameLen < 1 || nameLen > FILESET_NAME_MAX) throw new FormatError(where, 'value', 'fileset name length invalid')
+  if (state === FS_FREE || state > FS_DELETING || mode > MODE_LAZY) throw new FormatError(where, 'value', 'fileset state invalid')
+  return readFilesetRaw(buf, off)
 }
 
 export function encodeFileset(r: FilesetRecord | null, buf: Buffer, off: number): void {

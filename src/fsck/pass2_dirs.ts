@@ -10,7 +10,7 @@ import {
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
 import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, nameProblem} from '../format/dirent.js'
-import {encodeFileset, filesetNameProblem} from '../format/fileset.js'
+import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
   R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, type DirMeta, type FilesetInfo, type FsckContext,
@@ -58,23 +58,7 @@ export function checkFilesets(ctx: FsckContext): void {
         continue
       }
       const nameLen = buf[off + 0x0e]
-      const f: FilesetInfo = {
-        slot, id,
-        rootIno: buf.readUInt32LE(off + 0x04),
-        parentId: buf.readUInt32LE(off + 0x08),
-        state: buf[off + 0x0c],
-        mode: buf[off + 0x0d],
-        flags: buf[off + 0x0f],
-        created: Number(buf.readBigInt64LE(off + 0x10)),
-        clonestart: buf.readUInt32LE(off + 0x18),
-        remapIno: buf.readUInt32LE(off + 0x1c),
-        srcFileset: buf.readUInt32LE(off + 0x20),
-        dirsDone: buf.readUInt32LE(off + 0x24),
-        dirsTotal: buf.readUInt32LE(off + 0x28),
-        name: buf.toString('utf8', off + 0x30, off + 0x30 + Math.min(nameLen, 0xfc - 0x30)),
-        rootOk: true,
-        rootProblem: null,
-      }
+      const f: FilesetInfo = {...readFilesetRaw(buf, off), slot, id, rootOk: true, rootProblem: null}
       const stateOk = f.state !== FS_FREE && f.state <= FS_DELETING && f.mode <= MODE_LAZY
       const nameOk = nameLen >= 1 && nameLen <= FILESET_NAME_MAX && filesetNameProblem(f.name) === null
       if (buf.readUInt32LE(off + 0xfc) !== crc32(buf, off, off + 0xfc)) {
