@@ -283,6 +283,16 @@ describe('fs: opening images', () => {
     expect(fs.readFileSync(out).equals(data)).to.equal(true)
   })
 
+  it('never overwrites a directory with a file when copying', () => {
+    const img = newImage(dir)
+    const host = path.join(dir, 'x')
+    fs.writeFileSync(host, 'file')
+    edit(img, (ns) => { ns.mkdir('/d/x', {parents: true}); ns.writeFile('/d/x/keep', Buffer.from('k')); ns.writeFile('/x', Buffer.from('file')) })
+    expect(code(() => withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'image', fileset: 'root', path: '/x'}], {kind: 'image', fileset: 'root', path: '/d'})))).to.equal('EISDIR')
+    expect(code(() => withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: host}], {kind: 'image', fileset: 'root', path: '/d'})))).to.equal('EISDIR')
+    read(img, (ns) => expect(ns.readFile('/d/x/keep').toString()).to.equal('k'))
+  })
+
   it('imports a host tree keeping modes, symlinks and hard links', () => {
     const img = newImage(dir)
     const tree = hostTree(dir)

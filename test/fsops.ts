@@ -9,6 +9,7 @@ import {Volume} from '../src/fs/volume.js'
 import {createEmptyFileset, namespace} from '../src/fs/image.js'
 import '../src/fs/namespace.js'
 import {Model} from './model.js'
+import {copy} from '../src/ops/copy.js'
 
 export const NAMES = ['a', 'b']
 export const pathArb = fc.array(fc.constantFrom(...NAMES), {minLength: 1, maxLength: 3}).map((c) => '/' + c.join('/'))
@@ -21,7 +22,7 @@ export type Op =
   | {op: 'mkdir', p: string} | {op: 'write', p: string, data: Buffer} | {op: 'append', p: string, data: Buffer}
   | {op: 'truncate', p: string, size: number} | {op: 'chmod', p: string, perm: number} | {op: 'unlink', p: string}
   | {op: 'rmr', p: string} | {op: 'rename', a: string, b: string} | {op: 'link', a: string, b: string}
-  | {op: 'symlink', t: string, p: string} | {op: 'reopen'}
+  | {op: 'symlink', t: string, p: string} | {op: 'cp', a: string, b: string} | {op: 'reopen'}
 
 export const w = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({weight, arbitrary})
 export const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -34,6 +35,7 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
   w(1, pathArb.map((p) => ({op: 'unlink', p}) as Op)),
   w(1, pathArb.map((p) => ({op: 'rmr', p}) as Op)),
   w(1, fc.tuple(pathArb, pathArb).map(([a, b]) => ({op: 'link', a, b}) as Op)),
+  w(2, fc.tuple(pathArb, pathArb).map(([a, b]) => ({op: 'cp', a, b}) as Op)),
   w(1, pathArb.map((p) => ({op: 'symlink', t: '/nowhere' + p, p}) as Op)),
   w(1, fc.constant({op: 'reopen'} as Op)),
 )
@@ -68,6 +70,7 @@ export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real:
       case 'rename': ns.rename(o.a, o.b); break
       case 'link': ns.link(o.a, o.b); break
       case 'symlink': ns.symlink(o.t, o.p); break
+      case 'cp': copy(ns.vol, [{kind: 'image', fileset: ns.fs.name, path: o.a}], {kind: 'image', fileset: ns.fs.name, path: o.b}); break
     }
   })
   switch (o.op) {
@@ -81,6 +84,7 @@ export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real:
     case 'rename': model = m.rename(o.a, o.b); break
     case 'link': model = m.link(o.a, o.b); break
     case 'symlink': model = m.symlink(o.t, o.p); break
+    case 'cp': model = m.cp(o.a, o.b); break
   }
   return {real, model}
 }

@@ -117,6 +117,22 @@ export class Model {
     return true
   }
 
+  /** cp (not -r) within the fileset: a new, independent file (or symlink) at b. */
+  cp(a: string, b: string): boolean {
+    const n = this.get(a)
+    if (!n || n.kind === 'dir') return false
+    const tb = this.get(b)
+    const target = tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
+    const par = this.parent(target)
+    if (!par) return false
+    const ex = par.dir.children.get(par.name)
+    if (ex && ex.kind === 'dir') return false
+    if (ex && ex.kind === 'obj' && ex.obj === n.obj) return true
+    const o = n.obj
+    par.dir.children.set(par.name, {kind: 'obj', obj: o.kind === 'file' ? {kind: 'file', data: Buffer.from(o.data), perm: o.perm} : {kind: 'symlink', target: o.target}})
+    return true
+  }
+
   symlink(target: string, p: string): boolean {
     const par = this.parent(p)
     if (!par || par.dir.children.has(par.name)) return false

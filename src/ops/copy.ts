@@ -4,7 +4,7 @@
 // (O_NOFOLLOW), and a directory is entered only after lstat shows it is a real directory.
 import fs from 'node:fs'
 import path from 'node:path'
-import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
+import {BLOCK_SIZE, DT_DIR, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {fail, PrismError} from '../errors.js'
@@ -183,6 +183,7 @@ function importChild(ns: Namespace, dir: Inode, name: Buffer, hostPath: string, 
     ctx.opts.onWarning?.(`${hostPath}: skipped (not a regular file, directory or symlink)`)
     return
   }
+  if (existing?.type === DT_DIR) fail('EISDIR', `${ns.where(name.toString())}: cannot overwrite a directory with a non-directory`)
   const key = `${st.dev}:${st.ino}`
   if (st.nlink > 1n && ctx.links.has(key)) {
     if (existing) ns.removeChild(dir, name)
@@ -419,6 +420,7 @@ function copyNode(src: Namespace, inode: Inode, dst: Namespace, dir: Inode, name
   }
   if (existing) {
     if (existing.ino === inode.ino) return
+    if (existing.type === DT_DIR) fail('EISDIR', `${dst.where(name.toString())}: cannot overwrite a directory with a non-directory`)
     dst.removeChild(dir, name)
   }
   const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
