@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {
-  type Row, type RunResult, type Summary, GiB, MiB, canDropCaches, check, dropFileCache, ensureBuilt, ensureTree, gitVersion, fmtBytes, fmtSecs,
+  type Row, type RunResult, type Summary, GiB, MiB, bulkRemove, canDropCaches, check, dropFileCache, freeBytes, inodeReuseWindow, setInodeReuseWindow, ensureBuilt, ensureTree, gitVersion, fmtBytes, fmtSecs,
   hostCpA, hostE2fsckFn, hostMke2fsD, imageSizeFor, inodesFor, log, machineInfo, measureEach, parseCommon, printTable,
   parseSize, prism, prismCmd, q, requireFree, run, sh, snapshotBuild, timeRow, treeDirFor, which, writeResults,
 } from './lib.js'
@@ -33,6 +33,8 @@ const USAGE = `Usage: node --import tsx bench/foundation.ts [options]
   --clean-tree       delete the generated tree at the end too (it is kept for reuse by default)
   --strict           exit 1 when a goal is missed
   --no-snapshot      run prism from the work tree instead of a copy of the build taken at start
+  --settle SECS      wait after deleting copies before the next create-heavy run (default: 361 on
+                     journal-less ext4, whose inode allocator passes over inodes freed < 60-360 s ago)
 
 Every option can also be given as PRISM_BENCH_<NAME> (PRISM_BENCH_RUNS=5, PRISM_BENCH_SMALL=1...).
 `
@@ -43,7 +45,7 @@ type Step = typeof STEPS[number]
 function main(): number {
   const opt = parseCommon(USAGE, {
     only: {type: 'string'}, 'image-size': {type: 'string'}, 'no-verify': {type: 'boolean'},
-    'clean-tree': {type: 'boolean'}, strict: {type: 'boolean'}, 'no-snapshot': {type: 'boolean'},
+    'clean-tree': {type: 'boolean'}, strict: {type: 'boolean'}, 'no-snapshot': {type: 'boolean'}, settle: {type: 'string'},
   })
   const only = (opt.values.only as string | undefined) ?? process.env.PRISM_BENCH_ONLY
   const steps = new Set<Step>(only ? only.split(',').map((s) => s.trim() as Step) : STEPS)
@@ -64,21 +66,40 @@ function main(): number {
 
   const imgSize = opt.values['image-size'] ? parseSize(opt.values['image-size'] as string) : imageSizeFor(tree)
   const inodes = inodesFor(tree, imgSize)
-  // Peak space: both images (~ the tree each), plus either the cp -a import copy or both exports.
-  const need = Math.ceil(tree.allocBytes * 1.1) * 2 + tree.allocBytes * 2 + GiB
+  // Peak space: both images (~ the tree each), plus the copies. Copies are kept until the end
+  // of their step when there is room (see "inode reuse" in lib.ts: deleting a copy slows the
+  // next run's creates for up to 6 minutes on journal-less ext4): runs copies for import,
+  // 2 x runs for export. Without room, each copy is deleted before the next run.
+  const images = Math.ceil(tree.allocBytes * 1.1) * 2
+  const need = images + tree.allocBytes * 2 + GiB
+  const needKeep = images + tree.allocBytes * 2 * opt.runs + GiB
   requireFree(opt.base, need, `images and copies of a ${fmtBytes(tree.allocBytes)} tree`)
+  const keepCopies = freeBytes(opt.base) >= needKeep
 
   const work = path.join(opt.base, `work-${process.pid}`)
   fs.rmSync(work, {recursive: true, force: true})
   fs.mkdirSync(work, {recursive: true})
+  // On a failure, leave no images or copies behind (unless --keep).
+  process.on('exit', () => { if (!opt.values.keep) fs.rmSync(work, {recursive: true, force: true}) })
+  if (opt.values.settle !== undefined) setInodeReuseWindow(Number(opt.values.settle))
+  const settleSecs = inodeReuseWindow(work)
   const version = gitVersion()
   if (!opt.values['no-snapshot']) snapshotBuild(path.join(work, 'prism'))
   const img = path.join(work, 'prism.img')
   const ext4 = path.join(work, 'ext4.img')
-  const cpDest = path.join(work, 'cp-import')
-  const outPrism = path.join(work, 'export-prism')
-  const outCp = path.join(work, 'export-cp')
   const rm = (p: string): void => fs.rmSync(p, {recursive: true, force: true})
+  const notes: string[] = []
+  const keepDir = path.join(work, 'copies')
+  /** Where run i of a copying contender writes: a fresh directory when copies are kept. */
+  const dest = (name: string, i: number): string => {
+    if (!keepCopies) return path.join(work, name)
+    fs.mkdirSync(keepDir, {recursive: true})
+    return path.join(keepDir, `${name}-${i < 0 ? 'warmup' : i}`)
+  }
+  if (!keepCopies && settleSecs) {
+    notes.push(`not enough free space to keep every copy until the end of its step (${fmtBytes(needKeep)}): copies are deleted between runs, ` +
+      `so create-heavy runs (cp -a, prism export) may be slowed by the host's inode-reuse window`)
+  }
 
   const mkfsArgs = ['mkfs', img, '--size', `${Math.ceil(imgSize / MiB)}M`, '--force', ...(inodes ? ['--inodes', String(inodes)] : [])]
   const prismImport = (): RunResult => {
@@ -91,9 +112,9 @@ function main(): number {
 
   const results: Record<string, Summary> = {}
   const rows: Row[] = []
-  const notes: string[] = []
   log(`tree ${tree.dir}: ${tree.files} files, ${tree.dirs} dirs, ${tree.symlinks} symlinks, ${tree.hardlinks} hard links, ${fmtBytes(tree.bytes)}`)
-  log(`images: ${fmtBytes(imgSize)}${inodes ? `, ${inodes} inodes` : ''}; runs: ${opt.runs}; cache: ${opt.cold ? 'cold' : 'warm'}`)
+  log(`images: ${fmtBytes(imgSize)}${inodes ? `, ${inodes} inodes` : ''}; runs: ${opt.runs}; cache: ${opt.cold ? 'cold' : 'warm'}; ` +
+    `inode-reuse wait after deletions: ${settleSecs} s`)
 
   // ------------------------------------------------------------ start-up (information)
   if (steps.has('startup')) {
@@ -116,9 +137,15 @@ function main(): number {
     const dropImages = (): void => { dropFileCache(img); dropFileCache(ext4) }
     const s = measureEach({
       'prism import': {before: () => { dropImages(); rm(img); mkPrismImage() }, run: prismImport},
-      'cp -a + sync': {before: () => { dropImages(); rm(cpDest) }, run: () => hostCpA(tree.dir, cpDest, {sync: true}), after: () => rm(cpDest)},
+      'cp -a + sync': {
+        before: (i) => { dropImages(); bulkRemove(dest('cp-import', i)) },
+        run: (i) => hostCpA(tree.dir, dest('cp-import', i), {sync: true}),
+        after: (i) => { if (!keepCopies) bulkRemove(dest('cp-import', i)) },
+        createsInodes: true,
+      },
       ...(mke2fs ? {'mke2fs -d': {before: () => { dropImages(); rm(ext4) }, run: () => hostMke2fsD(mke2fs, tree.dir, ext4, imgSize, inodes)}} : {}),
-    }, {runs: opt.runs, cold: opt.cold})
+    }, {runs: opt.runs, cold: opt.cold, settleDir: work})
+    bulkRemove(keepDir)
     results['import.prism'] = s['prism import']
     results['import.cp_a_sync'] = s['cp -a + sync']
     rows.push(timeRow('import', s['prism import'], 'cp -a + sync', s['cp -a + sync'], 1.0))
@@ -146,27 +173,6 @@ function main(): number {
     const ok = st.files === tree.files && st.dirs === tree.dirs && st.symlinks === tree.symlinks && st.hardlinks === tree.hardlinks && st.bytes === tree.bytes
     const msg = `import copied ${st.files} files, ${st.dirs} dirs, ${st.symlinks} symlinks, ${st.hardlinks} hard links, ${st.bytes} bytes`
     if (!ok) { notes.push(`MISMATCH: ${msg}; tree has ${tree.files}/${tree.dirs}/${tree.symlinks}/${tree.hardlinks}/${tree.bytes}`); log(notes.at(-1)!) } else log(`verified: ${msg}`)
-  }
-
-  // ------------------------------------------------------------ export
-  if (steps.has('export')) {
-    log('step export: prism cp -r root:/ OUT vs cp -a TREE OUT')
-    // Export reads the tree (cp -a) or the prism image; the ext4 image only takes memory.
-    dropFileCache(ext4)
-    const s = measureEach({
-      'prism export': {before: () => rm(outPrism), run: () => check(prism(['cp', '-r', 'root:/', outPrism, '-i', img]), 'prism cp -r (export)')},
-      'cp -a': {before: () => rm(outCp), run: () => hostCpA(tree.dir, outCp), after: () => rm(outCp)},
-    }, {runs: opt.runs, cold: opt.cold})
-    results['export.prism'] = s['prism export']
-    results['export.cp_a'] = s['cp -a']
-    rows.push(timeRow('export', s['prism export'], 'cp -a', s['cp -a'], 1.2))
-    if (verify) {
-      log('verifying (untimed): diff -r --no-dereference TREE EXPORT')
-      const d = run('diff', ['-r', '--no-dereference', tree.dir, outPrism])
-      if (d.status === 0) log('verified: export is identical to the tree')
-      else { notes.push(`MISMATCH: export differs from the tree: ${d.stdout.split('\n').slice(0, 5).join('; ')}`); log(notes.at(-1)!) }
-    }
-    rm(outPrism)
   }
 
   // ------------------------------------------------------------ fsck
@@ -224,11 +230,44 @@ function main(): number {
         (catInfo.prismMiBpsLessStartup ? `, then ${catInfo.prismMiBpsLessStartup.toFixed(0)} MiB/s` : '')})
   }
 
+  // ------------------------------------------------------------ export
+  if (steps.has('export')) {
+    log('step export: prism cp -r root:/ OUT vs cp -a TREE OUT')
+    // Export reads the tree (cp -a) or the prism image; the ext4 image only takes memory.
+    dropFileCache(ext4)
+    let outPrism = ''
+    const s = measureEach({
+      'prism export': {
+        before: (i) => { if (outPrism && !keepCopies) bulkRemove(outPrism); outPrism = dest('export-prism', i); bulkRemove(outPrism) },
+        run: () => check(prism(['cp', '-r', 'root:/', outPrism, '-i', img]), 'prism cp -r (export)'),
+        createsInodes: true,
+      },
+      'cp -a': {
+        before: (i) => bulkRemove(dest('export-cp', i)),
+        run: (i) => hostCpA(tree.dir, dest('export-cp', i)),
+        after: (i) => { if (!keepCopies) bulkRemove(dest('export-cp', i)) },
+        createsInodes: true,
+      },
+    }, {runs: opt.runs, cold: opt.cold, settleDir: work})
+    results['export.prism'] = s['prism export']
+    results['export.cp_a'] = s['cp -a']
+    rows.push(timeRow('export', s['prism export'], 'cp -a', s['cp -a'], 1.2))
+    if (verify) {
+      log('verifying (untimed): diff -r --no-dereference TREE EXPORT')
+      const d = run('diff', ['-r', '--no-dereference', tree.dir, outPrism])
+      if (d.status === 0) log('verified: export is identical to the tree')
+      else { notes.push(`MISMATCH: export differs from the tree: ${d.stdout.split('\n').slice(0, 5).join('; ')}`); log(notes.at(-1)!) }
+    }
+    bulkRemove(outPrism)
+    bulkRemove(keepDir)
+  }
+
   // ------------------------------------------------------------ report
   const out = (s: string): void => { process.stdout.write(s + '\n') }
   const mi = machineInfo(opt.base)
   out('')
-  out(`Prism foundation benchmark — medians of ${opt.runs} runs, ${opt.cold ? 'COLD cache (sync + drop_caches before each timed command)' : 'warm cache'}`)
+  out(`Prism foundation benchmark — medians of ${opt.runs} runs, ${opt.cold ? 'COLD cache (sync + drop_caches before each timed command)' : 'warm cache'}` +
+    (settleSecs ? `, ${settleSecs} s inode-reuse wait after deletions` : ''))
   out(`tree: ${tree.files} files, ${tree.dirs} dirs, ${tree.symlinks} symlinks, ${tree.hardlinks} hard links, ${fmtBytes(tree.bytes)} ` +
     `(median file ${fmtBytes(tree.sizeQuantiles.p50)}, p99 ${fmtBytes(tree.sizeQuantiles.p99)}, largest ${fmtBytes(tree.largest[0])}, cat file ${fmtBytes(opt.spec.catSize)})`)
   out(`prism: ${version}${opt.values['no-snapshot'] ? ' (work tree)' : ' (snapshot of the build taken at start)'}; images: ${fmtBytes(imgSize)}; machine: ${mi.nproc} CPUs (${mi.cpu}), ${mi.memory} RAM, node ${mi.node}, ${mi.kernel}, host fs ${mi.hostFs}`)
@@ -243,7 +282,7 @@ function main(): number {
   out('  (cpu = median user+system CPU seconds of the command and its children; wall time is what the goals judge)')
   for (const n of notes) out(`NOTE: ${n}`)
   const file = writeResults('foundation', {
-    when: new Date().toISOString(), prism: version, runs: opt.runs, cache: opt.cold ? 'cold' : 'warm', steps: [...steps],
+    when: new Date().toISOString(), prism: version, runs: opt.runs, settleSecs, keepCopies, cache: opt.cold ? 'cold' : 'warm', steps: [...steps],
     machine: mi, tree: {...tree}, imageBytes: imgSize, inodes: inodes ?? 'default',
     rows, samples: results, cat: catInfo, notes,
   })

@@ -585,9 +585,68 @@ export interface Contender {
   /** runs the timed command: returns its RunResult (wall and CPU time) or wall seconds */
   run: (i: number) => RunResult | number
   after?: (i: number) => void
+  /** creates many host inodes: wait out the host's inode-reuse window first (see settle()) */
+  createsInodes?: boolean
 }
 
-export function measureEach(contenders: Record<string, Contender>, opts: {runs: number, cold?: boolean, warmup?: boolean}): Record<string, Summary> {
+// ---------------------------------------------------------------- host inode reuse window
+
+/**
+ * ext4 without a journal (as the root file system of these VMs is) will not reuse an inode
+ * freed less than 60 s ago, or 360 s while its inode-table block is dirty, which it is as soon
+ * as a new file lands in it; and each allocation checks every such inode it passes over
+ * (ialloc.c find_inode_bit() -> recently_deleted(), a buffer-cache lookup each). After
+ * deleting a 100,000-file copy, the next copy of the tree took 60-80 s instead of ~20 s, almost
+ * all system time (perf: 55 % of cp -a in find_get_block_common under recently_deleted), and
+ * whichever contender came right after a deletion paid for it. So bulk deletions go through
+ * bulkRemove() (rm, then sync), benchmarks keep their copies until a step ends when there is
+ * room, and a contender marked createsInodes waits until the window after the last bulk
+ * deletion has passed.
+ */
+let lastBulkDelete = 0
+let settleWindow: number | null = null
+
+/** Seconds to wait after a bulk deletion on `dir`'s file system: 361 for journal-less ext4, else 0. */
+export function inodeReuseWindow(dir: string): number {
+  if (settleWindow !== null) return settleWindow
+  settleWindow = 0
+  try {
+    const src = run('df', ['--output=source', dir]).stdout.trim().split('\n').pop() ?? ''
+    const dev = path.basename(fs.realpathSync(src))
+    const task = fs.readFileSync(`/sys/fs/ext4/${dev}/journal_task`, 'utf8').trim()
+    if (task === '<none>') settleWindow = 361
+  } catch {
+    // not ext4, or unknown: no wait
+  }
+  return settleWindow
+}
+
+/** Overrides the detected window (e.g. --settle 0). */
+export function setInodeReuseWindow(secs: number): void {
+  settleWindow = secs
+}
+
+/** Removes a tree and syncs, remembering when, so that settle() can wait out the reuse window. */
+export function bulkRemove(p: string): void {
+  if (!fs.existsSync(p)) return
+  fs.rmSync(p, {recursive: true, force: true})
+  syncAll()
+  lastBulkDelete = Date.now()
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4))
+
+/** Waits until the inode-reuse window after the last bulkRemove() has passed. */
+export function settle(dir: string): void {
+  const w = inodeReuseWindow(dir)
+  if (!w || !lastBulkDelete) return
+  const left = lastBulkDelete + w * 1000 - Date.now()
+  if (left <= 0) return
+  log(`  waiting ${(left / 1000).toFixed(0)} s for the host's inode-reuse window (journal-less ext4) after a deletion`)
+  Atomics.wait(sleepCell, 0, 0, left)
+}
+
+export function measureEach(contenders: Record<string, Contender>, opts: {runs: number, cold?: boolean, warmup?: boolean, settleDir?: string}): Record<string, Summary> {
   const names = Object.keys(contenders)
   const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]))
   const cpus: Record<string, (number | null)[]> = Object.fromEntries(names.map((n) => [n, []]))
@@ -606,6 +665,7 @@ export function measureEach(contenders: Record<string, Contender>, opts: {runs: 
     for (const n of order) {
       const c = contenders[n]
       c.before?.(i)
+      if (c.createsInodes && opts.settleDir) settle(opts.settleDir)
       if (opts.cold) dropCaches()
       else syncAll()
       const r = c.run(i)
