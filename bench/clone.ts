@@ -156,7 +156,7 @@ async function main(): Promise<number> {
       'prism clone': {
         before: () => { before = prismDf(img) },
         run: (i) => {
-          const r = check(prism(['clone', 'root', `c${i + 1}`, '-i', img]), 'prism clone')
+          const r = check(prism(['clone', 'root', `c${i + 1}`, '--mode', 'sync', '-i', img]), 'prism clone')
           if (r.stdout.trim() !== `c${i + 1}`) note(`MISMATCH: prism clone printed '${r.stdout.trim()}', expected 'c${i + 1}'`)
           return r
         },
@@ -236,7 +236,7 @@ async function main(): Promise<number> {
     const s = measureEach({
       'prism 4K write (library)': {
         before: (i) => {
-          check(prism(['clone', 'root', `w${i + 1}`, '-i', img]), 'prism clone')
+          check(prism(['clone', 'root', `w${i + 1}`, '--mode', 'sync', '-i', img]), 'prism clone')
           dfBefore = prismDf(img).blocksUsed
         },
         run: (i) => {
@@ -288,7 +288,7 @@ async function main(): Promise<number> {
       },
       'prism write --append (CLI)': {
         before: (i) => {
-          check(prism(['clone', 'root', `a${i + 1}`, '-i', img]), 'prism clone')
+          check(prism(['clone', 'root', `a${i + 1}`, '--mode', 'sync', '-i', img]), 'prism clone')
           dfBefore = prismDf(img).blocksUsed
         },
         run: (i) => check(sh(`${prismCmd()} write --append ${q(`a${i + 1}:${rel}`)} -i ${q(img)} < ${q(bufFile)}`), 'prism write --append'),

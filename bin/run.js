@@ -1,12 +1,32 @@
 #!/usr/bin/env node
 // The `prism` binary: hands argv to oclif, which reads oclif.manifest.json so that --help
-// and --version load no command code. A plain `prism cat` takes a fast path that skips
-// oclif's start-up (src/cli/cat.ts); anything else about it (--help, other flags) goes
-// through oclif as usual.
+// and --version load no command code. A plain `prism cat` and the common forms of
+// `prism clone` take fast paths that skip oclif's start-up (src/cli/cat.ts,
+// src/cli/fastclone.ts); anything else about them (--help, other flags) goes through
+// oclif as usual.
 const argv = process.argv.slice(2)
-if (argv[0] === 'cat') {
-  const {fastCat} = await import('../dist/cli/cat.js')
-  const code = fastCat(argv.slice(1))
+const imageArg = () => {
+  const i = argv.findIndex((a) => a === '-i' || a === '--image')
+  return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--image='))?.slice(8)
+}
+if (argv[0] === 'expand' && argv.includes('--background')) {
+  // The background expander, started by prism itself: no oclif, no output.
+  const fast = await import('../dist/fast.mjs')
+  try {
+    fast.runBackground(fast.findImage(imageArg()))
+    process.exit(0)
+  } catch {
+    process.exit(1) // nobody listens; the next command starts a new expander
+  }
+}
+if (argv[0] === 'cat' || argv[0] === 'clone') {
+  const fast = await import('../dist/fast.mjs')
+  const code = argv[0] === 'cat' ? fast.fastCat(argv.slice(1)) : fast.fastClone(argv.slice(1))
+  if (code === -1) {
+    // An async clone was made: start its background expander, then leave.
+    fast.ensureExpander(fast.findImage(imageArg()))
+    process.exit(0)
+  }
   if (code !== null) process.exit(code)
 }
 const {execute} = await import('@oclif/core')

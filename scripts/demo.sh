@@ -14,10 +14,13 @@ prism ls -l root:/
 prism ls -R root:/etc
 prism cat root:/etc/hostname
 echo "demo" | prism write root:/etc/motd
-prism clone root sandbox --exclude /home --exclude /var/log
+prism clone root sandbox --exclude /home --exclude /var/log   # async: usable at once
+prism clone root scratch --mode lazy                            # expanded only on demand
 prism ls root:/ sandbox:/
 echo sandbox | prism write sandbox:/etc/hostname
-prism cat root:/etc/hostname sandbox:/etc/hostname
+prism cat root:/etc/hostname sandbox:/etc/hostname scratch:/etc/hostname
+prism status
+prism expand --all
 prism fileset list
 prism df -h
 prism fsck

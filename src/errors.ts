@@ -14,12 +14,16 @@ export const EXIT = {
 export type ErrCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL' | 'ELOOP' | 'EXDEV'
   | 'EBUSY' | 'ENOSPC' | 'EFBIG' | 'EROFS' | 'ELOCKED' | 'EBADIMAGE' | 'EIO' | 'EUSAGE' | 'ENOIMAGE'
+  | 'ENEEDWRITE'
 
 const EXIT_OF: Record<ErrCode, number> = {
   ENOENT: EXIT.FAIL, EEXIST: EXIT.FAIL, ENOTDIR: EXIT.FAIL, EISDIR: EXIT.FAIL, ENOTEMPTY: EXIT.FAIL,
   ENAMETOOLONG: EXIT.FAIL, EINVAL: EXIT.FAIL, ELOOP: EXIT.FAIL, EXDEV: EXIT.FAIL, EBUSY: EXIT.FAIL, EFBIG: EXIT.FAIL,
   ENOSPC: EXIT.NOSPACE, EROFS: EXIT.IO, ELOCKED: EXIT.LOCKED, EBADIMAGE: EXIT.BADIMAGE, EIO: EXIT.IO,
   EUSAGE: EXIT.USAGE, ENOIMAGE: EXIT.USAGE,
+  // A read-only open met a directory an asynchronous clone has not expanded yet; the CLI
+  // then reopens the image for writing, so users never see it.
+  ENEEDWRITE: EXIT.FAIL,
 }
 
 export class PrismError extends Error {

@@ -146,7 +146,7 @@ describe('format: journal and fileset records', () => {
 
   it('round-trips fileset records and validates names', () => {
     const buf = Buffer.alloc(BLOCK_SIZE)
-    const r = {id: 3, rootIno: 9, parentId: 1, state: 1, mode: 2, flags: 0, created: 1_700_000_000_000, clonestart: 4, remapIno: 0, srcFileset: 1, dirsDone: 5, dirsTotal: 6, name: 'sandbox-1'}
+    const r = {id: 3, rootIno: 9, parentId: 1, state: 1, mode: 2, flags: 0, created: 1_700_000_000_000, clonestart: 4, stateIno: 0, srcFileset: 1, dirsDone: 5, dirsTotal: 6, name: 'sandbox-1'}
     encodeFileset(r, buf, 512)
     expect(decodeFileset(buf, 512, 2)).to.deep.equal(r)
     expect(decodeFileset(buf, 0, 0)).to.equal(null)

@@ -43,9 +43,13 @@ export interface CliResult {
   stderr: string
 }
 
+/**
+ * Runs the real CLI. No background expander is started (PRISM_NO_BACKGROUND=1) unless the
+ * test asks for one through `env`: a stray expander would change images under other tests.
+ */
 export function prism(args: string[], opts: {cwd?: string, input?: string | Buffer, env?: Record<string, string>} = {}): CliResult {
   const r: SpawnSyncReturns<Buffer> = spawnSync(process.execPath, [BIN, ...args], {
-    cwd: opts.cwd, input: opts.input, env: {...process.env, PRISM_IMAGE: '', ...opts.env}, maxBuffer: 1 << 30,
+    cwd: opts.cwd, input: opts.input, env: {...process.env, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1', ...opts.env}, maxBuffer: 1 << 30,
   })
   return {status: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString()}
 }

@@ -3,6 +3,7 @@
 // exit code. Commands stay thin: parse, call the library, print.
 import {Command, Flags} from '@oclif/core'
 import {EXIT, PrismError} from '../errors.js'
+import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
 import {findImage} from './locate.js'
 
 export const imageFlags = {
@@ -12,8 +13,17 @@ export const imageFlags = {
 
 type Vol = import('../fs/volume.js').Volume
 
+/** An asynchronous clone is still expanding: its background expander should be running. */
+function needsBackground(vol: Vol): boolean {
+  const list = vol.filesetCache as Array<{state: number, mode: number}> | null
+  return !!list?.some((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
+}
+
 export abstract class PrismCommand extends Command {
   static enableJsonFlag = true
+
+  /** Set by a command that must not start the background expander (clone --no-background). */
+  protected noBackground = false
 
   /** Resolves the image path from --image, $PRISM_IMAGE or the current directory. */
   protected imagePath(flag: string | undefined): string {
@@ -33,9 +43,34 @@ export abstract class PrismCommand extends Command {
   /** Opens the image, runs `work`, commits and closes; on failure its uncommitted changes are dropped. */
   protected async withVolume<T>(flags: {image?: string, wait?: number}, write: boolean, work: (vol: Vol) => T | Promise<T>): Promise<T> {
     const {withImageAsync} = await import('../fs/image.js')
-    return withImageAsync(this.imagePath(flags.image), {
-      write, wait: flags.wait, onWait: this.lockWaitNotice(), onNotice: (m) => this.notice(m),
-    }, async (vol) => work(vol))
+    const {listFilesets} = await import('../fs/filesets.js')
+    const image = this.imagePath(flags.image)
+    let background = false
+    const attempt = (w: boolean) => withImageAsync(image, {
+      write: w, wait: flags.wait, onWait: this.lockWaitNotice(), onNotice: (m) => this.notice(m),
+    }, async (vol) => {
+      // A clone still expanding may need expanding on the way (on-demand expansion writes):
+      // then the command runs with the image open for writing from the start, rather than
+      // being retried after printing part of its output.
+      if (vol.readOnly && listFilesets(vol).some((f) => f.state === FS_EXPANDING)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
+      const out = await work(vol)
+      background = needsBackground(vol)
+      return out
+    })
+    let result: T
+    try {
+      result = await attempt(write)
+    } catch (e) {
+      // A read met a directory of a clone still expanding: on-demand expansion writes, so the
+      // command runs again with the image open for writing (its reads had no effect).
+      if (write || !(e instanceof PrismError && e.code === 'ENEEDWRITE')) throw e
+      result = await attempt(true)
+    }
+    if (background && !this.noBackground && process.env.PRISM_NO_BACKGROUND !== '1') {
+      const {ensureExpander} = await import('../clone/background.js')
+      ensureExpander(image)
+    }
+    return result
   }
 
   /** A spinner on a terminal, nothing otherwise (or with --json). */

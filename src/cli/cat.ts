@@ -52,14 +52,25 @@ export interface CatOptions {
 export function catPaths(args: string[], opts: CatOptions): void {
   const locs = args.map(imageLoc)
   const fd = outputFd()
+  const image = findImage(opts.image)
+  let next = 0
+  const run = (write: boolean) => withImage(image, {write, wait: opts.wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
+    for (; next < locs.length; next++) {
+      const loc = locs[next]
+      let open = true
+      namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeOut(fd, buf)), CAT_CHUNK)
+      if (!open) return // the reader went away, as cat on SIGPIPE
+    }
+  })
   try {
-    withImage(findImage(opts.image), {write: false, wait: opts.wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
-      for (const loc of locs) {
-        let open = true
-        namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeOut(fd, buf)), CAT_CHUNK)
-        if (!open) return // the reader went away, as cat on SIGPIPE
-      }
-    })
+    try {
+      run(false)
+    } catch (e) {
+      // A path through a clone that is still expanding: it is expanded on the way, which
+      // needs the image writable. Nothing of that path was written out yet.
+      if (!(e instanceof PrismError && e.code === 'ENEEDWRITE')) throw e
+      run(true)
+    }
   } finally {
     if (fd !== 1) fs.closeSync(fd)
   }

@@ -10,16 +10,20 @@
 // Selective cloning: --exclude globs (picomatch), the nonclonable flag, and --replace.
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
-import picomatch from 'picomatch'
-import {DT_DIR, IF_NOCLONE, MODE_SYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
+import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
 import {fail} from '../errors.js'
-import {dirAdd, dirInit, dirList} from '../fs/dir.js'
+import {dirAdd, dirList, enterDir} from '../fs/dir.js'
 import {shareInto} from '../fs/extents.js'
-import {addFileset, findFileset, getFileset} from '../fs/filesets.js'
+import {addFileset, filesetById, findFileset, getFileset, saveFileset, type Fileset} from '../fs/filesets.js'
 import {namespace} from '../fs/image.js'
 import {touch, type Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
+import {excludeMatcher} from './match.js'
+import {INCOMPAT_EXPANDING} from '../format/superblock.js'
+import {createCloneState, expandAll, needsCloneState, newDirLike, newUnexpandedDir} from './expand.js'
+
+export {excludeMatcher, parseExcludeFile} from './match.js'
 import {copy, type Location} from '../ops/copy.js'
 
 export type CloneMode = 'sync' | 'async' | 'lazy'
@@ -56,33 +60,6 @@ export interface CloneResult {
   unmatched: string[]
 }
 
-/** Compiles exclude patterns: '/x' is anchored at the clone's root, 'x' matches at any depth. */
-export function excludeMatcher(patterns: string[]): {test: (path: string) => number, unmatched: () => string[]} {
-  const hit = new Array<boolean>(patterns.length).fill(false)
-  const tests = patterns.map((p) => {
-    const anchored = p.startsWith('/')
-    const pat = anchored ? p.replace(/\/+$/, '') || '/' : '**/' + p.replace(/\/+$/, '')
-    return picomatch(anchored ? pat : '/' + pat, {dot: true})
-  })
-  return {
-    test(path: string): number {
-      for (let i = 0; i < tests.length; i++) {
-        if (tests[i](path)) {
-          hit[i] = true
-          return i
-        }
-      }
-      return -1
-    },
-    unmatched: () => patterns.filter((_, i) => !hit[i]),
-  }
-}
-
-/** Reads an --exclude-from file: one pattern a line, '#' starts a comment. */
-export function parseExcludeFile(text: string): string[] {
-  return text.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean)
-}
-
 /** A free name for a clone of `base`: base-1, base-2, ... */
 export function generatedName(vol: Volume, base: string): string {
   for (let i = 1; ; i++) {
@@ -114,10 +91,10 @@ interface Walk {
  */
 export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): CloneResult {
   const mode = opts.mode ?? 'sync'
-  if (mode !== 'sync') fail('EUSAGE', `--mode ${mode} is not available yet`)
   const srcFs = getFileset(vol, src.fileset)
   const sns = new Namespace(vol, srcFs)
-  const top = sns.resolve(src.path, true)
+  const resolved = sns.resolveFull(src.path, true)
+  const top = resolved.inode
   if (!top.isDir) fail('ENOTDIR', `${sns.where(src.path)}: can only clone a directory or a whole fileset`)
 
   const grafting = !!dst && dst.path !== undefined
@@ -139,7 +116,12 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
   } else {
     newName = dst?.fileset ?? generatedName(vol, srcFs.name)
     if (findFileset(vol, newName)) fail('EEXIST', `fileset '${newName}' already exists`)
+    // A graft is always synchronous: it changes an existing fileset in one step.
+    if (mode !== 'sync') return cloneLater(vol, srcFs, resolved.names, top, newName, mode, opts)
   }
+  // The walk below reads and shares the source tree directly: a source still expanding is
+  // expanded completely first (its hard-linked copies get their final counts).
+  if (srcFs.state === FS_EXPANDING) expandAll(vol, srcFs)
 
   const w: Walk = {
     vol, src: sns, match: excludeMatcher(opts.exclude ?? []), hardlinks: new Map(), opts, lastReport: 0, shareInodes: !grafting,
@@ -191,26 +173,45 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
   }
 }
 
+/**
+ * An asynchronous or lazy clone (paper §3.3, §3.4): one transaction makes the fileset with an
+ * UNEXPANDED root that names the source directory; src/clone/expand.ts does the rest, in the
+ * background, on demand, or on `prism expand`. The superblock's clone clock is bumped and
+ * the source's clonestart takes its value, which arms the source's write guard.
+ */
+function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions): CloneResult {
+  const spec = {srcPath: '/' + names.map((n) => n.toString('utf8')).join('/'), exclude: opts.exclude ?? []}
+  const clock = vol.tickCloneClock()
+  vol.sb.incompat |= INCOMPAT_EXPANDING
+  const root = newUnexpandedDir(vol, top, srcFs.id)
+  const stateIno = needsCloneState(spec) ? createCloneState(vol, spec).ino : 0
+  const building = !!opts.replace?.length
+  // With replacements to apply (which may take several transactions), the record says
+  // DELETING until they are in: a crash meanwhile leaves a fileset the next open removes.
+  const rec = addFileset(vol, name, root.ino, {
+    parentId: srcFs.id, mode: mode === 'async' ? MODE_ASYNC : MODE_LAZY, state: building ? FS_DELETING : FS_EXPANDING,
+    srcFileset: srcFs.id, stateIno, dirsDone: 0, dirsTotal: 1,
+  })
+  saveFileset(vol, {...filesetById(vol, srcFs.id)!, clonestart: clock})
+  const stats: CloneStats = {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0, replaced: 0}
+  if (building) {
+    vol.pinnedOrphans.add(root.ino) // marks the fileset as being built by this process
+    try {
+      const ns = new Namespace(vol, rec)
+      for (const r of opts.replace!) applyReplacement(vol, ns, r, stats)
+      saveFileset(vol, {...filesetById(vol, rec.id)!, state: FS_EXPANDING})
+    } finally {
+      vol.pinnedOrphans.delete(root.ino)
+    }
+  }
+  opts.onProgress?.(stats)
+  return {fileset: name, path: '/', parent: srcFs.name, stats, unmatched: []}
+}
+
 function countSubdirs(vol: Volume, dir: Inode): number {
   let n = 0
   for (const e of dirList(vol, dir)) if (e.type === DT_DIR) n++
   return n
-}
-
-/** A new directory inode with the attributes of `src`, empty. */
-function newDirLike(vol: Volume, src: Inode): Inode {
-  const d = vol.ialloc(S_IFDIR | (src.r.mode & 0o7777))
-  dirInit(d)
-  d.r.nlink = 2
-  d.r.uid = src.r.uid
-  d.r.gid = src.r.gid
-  d.r.atimeS = src.r.atimeS; d.r.atimeNs = src.r.atimeNs
-  d.r.mtimeS = src.r.mtimeS; d.r.mtimeNs = src.r.mtimeNs
-  d.r.ctimeS = src.r.ctimeS; d.r.ctimeNs = src.r.ctimeNs
-  d.r.dataVersion = 1
-  d.r.flags |= src.r.flags & IF_NOCLONE
-  vol.idirty(d)
-  return d
 }
 
 /** Fills `dst` (new, empty) with a clone of source directory `src` at clone path `path`. */
@@ -218,8 +219,10 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
   const vol = w.vol
   // Iterative, so deep trees do not exhaust the stack.
   const stack: Array<{src: Inode, dst: Inode, path: string}> = [{src, dst, path}]
+  const seen = new Set<number>()
   while (stack.length) {
     const job = stack.pop()!
+    enterDir(seen, job.src.ino, job.path || '/')
     w.stats.dirs++
     let subdirs = 0
     for (const e of dirList(vol, job.src)) {

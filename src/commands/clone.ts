@@ -7,10 +7,12 @@ import {PrismError} from '../errors.js'
 export default class Clone extends PrismCommand {
   static summary = 'Make a new fileset from an existing one (or a subtree of one), sharing its files'
   static description = `No file data is copied: files are shared and copied on write, per file and then per block.
+--mode async (the default) returns as soon as the clone's root exists: the clone is usable at once, shows the source exactly as it was, and is expanded by a background process and on demand (see 'prism status', 'prism expand'). --mode lazy expands only what is used. --mode sync expands the whole tree before returning. A graft (DST = FILESET:/path) is always synchronous.
 SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and printed when omitted), or FILESET:/path inside an existing fileset to graft the clone there.
 --exclude takes absolute paths or globs (*, **, ?); a pattern without a leading / matches at any depth. --replace PATH=SOURCE puts a substitute at PATH: @empty-dir, @empty-file, a host path, or FILESET:/path. Paths marked with 'prism noclone' are always left out.`
   static examples = [
     '<%= config.bin %> clone root --exclude /home --exclude /var/log',
+    '<%= config.bin %> clone root scratch --mode lazy',
     '<%= config.bin %> clone root sandbox --replace /home=@empty-dir --replace /etc/hostname=./hostname',
     '<%= config.bin %> clone root:/srv/site web:/srv/site',
     "<%= config.bin %> clone root ci-42 --exclude-from .cloneignore --exclude '**/*.log'",
@@ -24,7 +26,8 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern', multiple: true, default: []}),
     'exclude-from': Flags.string({description: 'file of exclude patterns, one a line (# comments)'}),
     replace: Flags.string({char: 'r', description: 'PATH=SOURCE: put SOURCE at PATH in the clone', multiple: true, default: []}),
-    mode: Flags.string({description: 'sync: expand the whole tree before returning', options: ['sync'], default: 'sync'}),
+    mode: Flags.string({description: 'async: usable at once, expanded in the background and on demand; lazy: expanded only on demand; sync: expanded before returning', options: ['async', 'lazy', 'sync'], default: 'async'}),
+    background: Flags.boolean({description: 'start the background expander (async mode)', default: true, allowNo: true}),
   }
 
   async run() {
@@ -48,10 +51,11 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
       if (i <= 0) throw new PrismError('EUSAGE', `--replace '${r}' must be PATH=SOURCE`)
       return {path: r.slice(0, i), source: r.slice(i + 1)}
     })
+    if (!flags.background) this.noBackground = true
     const spin = await this.spinner('cloning')
     try {
       const res = await this.withVolume(flags, true, (vol) => clone(vol, src, dst, {
-        exclude, replace, mode: flags.mode as 'sync',
+        exclude, replace, mode: flags.mode as 'async' | 'lazy' | 'sync',
         onProgress: (s) => spin.update(`cloning: ${s.dirs} directories, ${s.shared} files shared`),
         onWarning: (m) => this.notice(`warning: ${m}`),
       }))

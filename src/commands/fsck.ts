@@ -15,6 +15,7 @@ Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left unc
   async run() {
     const {flags} = await this.parse(Fsck)
     const {fsckImage} = await import('../fsck/index.js')
+    const {fsckReportLines} = await import('../fsck/report.js')
     const spin = await this.spinner('checking')
     let result
     try {
@@ -28,12 +29,7 @@ Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left unc
     if (this.jsonEnabled()) {
       this.logJson(result)
     } else {
-      for (const n of result.notes) this.log(n)
-      for (const p of result.problems) this.log(`${p.code} ${p.where}: ${p.message}${p.fixed ? ' [fixed]' : p.fixable ? '' : ' [cannot fix]'}`)
-      const s = result.stats
-      const state = result.exitCode === 0 ? 'clean' : result.exitCode === 1 ? 'errors fixed' : 'ERRORS LEFT'
-      this.log(`${state}: ${s.filesets} filesets, ${s.files} files, ${s.dirs} directories, ${s.symlinks} symlinks; ${s.blocksUsed} blocks used, ${s.blocksFree} free; ${s.inodesFree} inodes free`)
-      if (result.exitCode === 4 && !flags.repair) this.log("run 'prism fsck --repair' to fix")
+      for (const line of fsckReportLines(result, flags.repair)) this.log(line)
     }
     if (result.exitCode !== 0) this.exit(result.exitCode)
   }

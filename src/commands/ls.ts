@@ -38,6 +38,7 @@ export default class Ls extends PrismCommand {
     const {argv, flags} = await this.parse(Ls)
     const locs = ((argv as string[]).length ? (argv as string[]) : ['root:/']).map(imageLoc)
     const {namespace} = await import('../fs/image.js')
+    const {enterDir} = await import('../fs/dir.js')
     const listings: Array<{path: string, entries: Row[]}> = []
     await this.withVolume(flags, false, (vol) => {
       for (const loc of locs) {
@@ -52,6 +53,7 @@ export default class Ls extends PrismCommand {
           continue
         }
         const queue = [loc.path]
+        const seen = new Set<number>([top.ino])
         while (queue.length) {
           const dir = queue.shift()!
           const entries: Row[] = []
@@ -59,7 +61,10 @@ export default class Ls extends PrismCommand {
             if (!flags.all && e.name.startsWith('.')) continue
             const p = (dir.endsWith('/') ? dir : dir + '/') + e.name
             entries.push(row(e.name, p, ns.statInode(vol.iget(e.ino))))
-            if (flags.recursive && e.type === 'dir') queue.push(p)
+            if (flags.recursive && e.type === 'dir') {
+              enterDir(seen, e.ino, `${loc.fileset}:${p}`)
+              queue.push(p)
+            }
           }
           listings.push({path: `${loc.fileset}:${dir}`, entries})
         }

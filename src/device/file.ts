@@ -156,6 +156,8 @@ function lock(fd: number, path: string, opts: OpenOptions): void {
       throw new PrismError('ELOCKED', `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
     }
     if (!told) { told = true; opts.onWait?.() }
-    sleepMs(20)
+    // Short polls: a background expander holds the lock for slices of ~50 ms and pauses
+    // between them, so a waiting command gets in within about 100 ms.
+    sleepMs(5)
   }
 }

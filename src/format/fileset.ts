@@ -18,7 +18,7 @@ export interface FilesetRecord {
   flags: number
   created: number
   clonestart: number
-  remapIno: number
+  stateIno: number
   srcFileset: number
   dirsDone: number
   dirsTotal: number
@@ -41,7 +41,7 @@ export function readFilesetRaw(buf: Buffer, off: number): FilesetRecord {
     flags: buf.readUInt8(off + 0x0f),
     created: Number(buf.readBigInt64LE(off + 0x10)),
     clonestart: buf.readUInt32LE(off + 0x18),
-    remapIno: buf.readUInt32LE(off + 0x1c),
+    stateIno: buf.readUInt32LE(off + 0x1c),
     srcFileset: buf.readUInt32LE(off + 0x20),
     dirsDone: buf.readUInt32LE(off + 0x24),
     dirsTotal: buf.readUInt32LE(off + 0x28),
@@ -76,7 +76,7 @@ export function encodeFileset(r: FilesetRecord | null, buf: Buffer, off: number)
   buf.writeUInt8(r.flags, off + 0x0f)
   buf.writeBigInt64LE(BigInt(Math.trunc(r.created)), off + 0x10)
   buf.writeUInt32LE(r.clonestart >>> 0, off + 0x18)
-  buf.writeUInt32LE(r.remapIno, off + 0x1c)
+  buf.writeUInt32LE(r.stateIno, off + 0x1c)
   buf.writeUInt32LE(r.srcFileset, off + 0x20)
   buf.writeUInt32LE(r.dirsDone, off + 0x24)
   buf.writeUInt32LE(r.dirsTotal, off + 0x28)

@@ -67,6 +67,12 @@ export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord 
   if (t !== S_IFREG && t !== S_IFDIR && t !== S_IFLNK) throw new FormatError(`inode ${ino}`, 'value', `bad file type 0o${t.toString(8)}`)
   const flags = buf.readUInt16LE(off + 0x02)
   if (flags & ~IF_KNOWN) throw new FormatError(`inode ${ino}`, 'value', `unknown flags 0x${flags.toString(16)}`)
+  // Sizes and counts are kept in JavaScript numbers (FORMAT.md §1.1): one past 2^53 could not be written back.
+  for (const at of [0x18, 0x20, 0x58]) {
+    if (buf.readBigUInt64LE(off + at) > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`inode ${ino}`, 'value', `field at 0x${at.toString(16)} is too large`)
+  }
+  // Counters near 2^32 would overflow the next increment (a link, a clone): never written, so damage.
+  if (buf.readUInt32LE(off + 0x04) > 0xfffffff0 || buf.readUInt32LE(off + 0x08) > 0xfffffff0) throw new FormatError(`inode ${ino}`, 'value', 'link or share count out of range')
   return {
     mode,
     flags,

@@ -5,7 +5,9 @@ import {BLOCK_SIZE, FORMAT_VERSION, INODE_SIZE, SB_MAGIC, STATE_CLEAN} from './c
 import {FormatError} from './errors.js'
 
 /** Incompatible features this build understands (none yet: the bits are reserved). */
-export const INCOMPAT_SUPPORTED = 0
+/** Set while some fileset is EXPANDING (FORMAT.md §8.6): a build without async cloning must not open it. */
+export const INCOMPAT_EXPANDING = 0x0001
+export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING
 /** Read-only-compatible features this build can write (none yet): others open read-only. */
 export const RO_COMPAT_SUPPORTED = 0
 export const SB_CRC_OFF = 0xfc
@@ -38,6 +40,8 @@ export interface Superblock {
   nextGeneration: number
   /** where the next search for a free inode starts (a hint: a stale value costs only time) */
   inodeHint: number
+  /** inode of the scan-results file (§12), 0 = none */
+  scanIno: number
   created: number
   lastWrite: number
   uuid: Buffer
@@ -49,7 +53,7 @@ const O = {
   refcountBlocks: 0x3c, refcountStart: 0x40, inodeTableStart: 0x48, inodeTableBlocks: 0x50,
   filesetTableBlocks: 0x54, filesetTableStart: 0x58, dataStart: 0x60, dataBlocks: 0x68, freeBlocks: 0x70,
   freeInodes: 0x78, state: 0x7c, cloneClock: 0x80, orphanHead: 0x84, nextFilesetId: 0x88, nextGeneration: 0x8c,
-  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0,
+  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0, scanIno: 0xb4,
 } as const
 
 const u64 = (b: Buffer, o: number) => Number(b.readBigUInt64LE(o))
@@ -100,6 +104,7 @@ export function decodeSuperblock(buf: Buffer): Superblock {
     lastWrite: Number(buf.readBigInt64LE(O.lastWrite)),
     uuid: Buffer.from(buf.subarray(O.uuid, O.uuid + 16)),
     inodeHint: buf.readUInt32LE(O.inodeHint),
+    scanIno: buf.readUInt32LE(O.scanIno),
   }
   if (sb.incompat & ~INCOMPAT_SUPPORTED) {
     throw new FormatError('superblock', 'version', `image uses features this prism does not know (incompat 0x${sb.incompat.toString(16)})`)
@@ -167,6 +172,7 @@ export function encodeSuperblock(sb: Superblock, buf: Buffer = Buffer.alloc(BLOC
   buf.writeBigInt64LE(BigInt(Math.trunc(sb.lastWrite)), O.lastWrite)
   sb.uuid.copy(buf, O.uuid, 0, 16)
   buf.writeUInt32LE(sb.inodeHint >>> 0, O.inodeHint)
+  buf.writeUInt32LE((sb.scanIno ?? 0) >>> 0, O.scanIno)
   buf.writeUInt32LE(crc32(buf, 0, SB_CRC_OFF), SB_CRC_OFF)
   return buf
 }
@@ -209,6 +215,6 @@ export function planGeometry(opts: GeometryOptions): Superblock {
     filesetSlots, journalStart, journalBlocks, refcountStart, refcountBlocks, inodeTableStart, inodeTableBlocks,
     filesetTableStart, filesetTableBlocks, dataStart, dataBlocks, freeBlocks: dataBlocks,
     freeInodes: 0, state: STATE_CLEAN, cloneClock: 0, orphanHead: 0, nextFilesetId: 1, nextGeneration: 1,
-    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1,
+    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1, scanIno: 0,
   }
 }

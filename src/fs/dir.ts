@@ -357,3 +357,13 @@ export function dirUpdate(vol: Volume, dir: Inode, name: Buffer, change: {ino?: 
 export function inlineFits(entries: Dirent[]): boolean {
   return entriesSize(entries) <= INODE_AREA_SIZE
 }
+
+/**
+ * For tree walks (ls -R, cp -r, clone): records that directory `ino` is entered, and fails
+ * if it already was. A directory has exactly one name (FORMAT.md §7.10), so meeting one twice
+ * means a damaged image (a loop, or two parents) that would otherwise be walked forever.
+ */
+export function enterDir(seen: Set<number>, ino: number, where: string): void {
+  if (seen.has(ino)) fail('EBADIMAGE', `${where}: directory inode ${ino} is reached twice (a loop in a damaged image); run 'prism fsck --repair'`)
+  seen.add(ino)
+}

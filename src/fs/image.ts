@@ -6,7 +6,8 @@ import {dirInit} from './dir.js'
 import {addFileset, findFileset, getFileset, listFilesets, removeFileset, saveFileset, type Fileset} from './filesets.js'
 import {filesetNameProblem} from '../format/fileset.js'
 import {touch, type Inode} from './inode.js'
-import {Namespace, reapOrphans} from './namespace.js'
+import {Namespace, dropFileset, reapOrphans} from './namespace.js'
+import {clonesInFlight, expandAll} from '../clone/expand.js'
 import {Volume, type MkfsOptions, type OpenOptions} from './volume.js'
 
 export {Volume, Namespace}
@@ -79,16 +80,17 @@ export function isPrismError(e: unknown): e is PrismError {
 /**
  * Deletes a fileset: its record goes and its root joins the orphan list in one transaction;
  * the tree is then freed in steps. Blocks and inodes still used by other filesets stay.
+ * Clones still expanding from it are expanded completely first (they read from its tree).
  */
-export function deleteFileset(vol: Volume, name: string): void {
-  const f = getFileset(vol, name)
-  const root = vol.iget(f.rootIno)
-  // Clones are independent of their parent; they inherit its parent as their origin.
-  for (const child of listFilesets(vol)) if (child.parentId === f.id) saveFileset(vol, {...child, parentId: f.parentId})
-  removeFileset(vol, f)
-  root.r.nlink = 0
-  vol.idirty(root)
-  vol.addOrphan(root)
+export function deleteFileset(vol: Volume, name: string, onExpand?: (clone: string) => void): void {
+  let f = getFileset(vol, name)
+  for (const c of clonesInFlight(vol, f.id)) {
+    onExpand?.(c.name)
+    expandAll(vol, c)
+    vol.maybeCommit()
+  }
+  f = getFileset(vol, name)
+  dropFileset(vol, f)
   reapOrphans(vol)
 }
 

@@ -5,7 +5,7 @@
 // in the same transaction and are freed by reapOrphans(), so freeing a huge file or tree
 // may span transactions without ever exposing a half-deleted state.
 import {
-  BLOCK_SIZE, DT_DIR, DT_LNK, DT_REG, IF_NOCLONE, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode,
+  BLOCK_SIZE, DT_DIR, DT_LNK, DT_REG, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode,
 } from '../format/constants.js'
 import {nameProblem} from '../format/dirent.js'
 import {fail, PrismError} from '../errors.js'
@@ -14,6 +14,8 @@ import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, 
 import type {Fileset} from './filesets.js'
 import {Inode, now, touch, type Timestamp} from './inode.js'
 import {Volume} from './volume.js'
+import {filesetById, listFilesets, removeFileset, saveFileset} from './filesets.js'
+import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from '../clone/expand.js'
 
 const MAX_SYMLINK_HOPS = 40
 export const SYMLINK_MAX = 4095
@@ -50,7 +52,13 @@ interface Resolved {
   chain: Inode[]
   /** name of the final component ('' for the root) */
   name: Buffer
+  /** the real path from the root (symlinks resolved): names[i] is an entry of chain[i] */
+  names: Buffer[]
+  /** lastclone of each of those entries (asynchronous cloning, src/clone/expand.ts) */
+  stamps: number[]
 }
+
+const pathOf = (names: Buffer[]): string => names.map((n) => '/' + n.toString('utf8')).join('')
 
 export function splitPath(path: string): string[] {
   return path.split('/').filter((c) => c !== '' && c !== '.')
@@ -78,8 +86,57 @@ export class Namespace {
     return `${this.fs.name}:${path.startsWith('/') ? path : '/' + path}`
   }
 
+  /** The root directory, expanded first if this fileset is an asynchronous clone. */
   root(): Inode {
-    return this.vol.iget(this.fs.rootIno)
+    return this.expanded(this.vol.iget(this.fs.rootIno), [])
+  }
+
+  /** This fileset's record as it is now (expansion updates it during a transaction). */
+  record(): Fileset {
+    return filesetById(this.vol, this.fs.id) ?? this.fs
+  }
+
+  /**
+   * On-demand expansion (paper Fig. 5): a directory of an asynchronous or lazy clone that has
+   * not been expanded yet gets its entries before anyone looks into it.
+   */
+  private expanded(dir: Inode, names: Buffer[]): Inode {
+    if (isUnexpanded(dir)) expandDir(this.vol, this.record(), dir, pathOf(names))
+    return dir
+  }
+
+  /**
+   * Before this fileset changes the object at `r` (its content, attributes or, for a
+   * directory, its entries): clones still expanding from this fileset copy what they need.
+   */
+  private guard(r: Resolved): void {
+    guardPath(this.vol, this.fs, r.names, r.stamps, (i, v) => dirUpdate(this.vol, r.chain[i], r.names[i], {lastclone: v}))
+    guardLinked(this.vol, this.fs, r.inode)
+  }
+
+  /**
+   * Before directory `r` is renamed or removed: clones expanding from this fileset expand
+   * their copy of it completely, and so does this fileset if it is itself still expanding
+   * and the directory moves (an UNEXPANDED directory must stay at its source's path).
+   */
+  private guardDirTree(r: Resolved, moving: boolean): void {
+    guardTree(this.vol, this.fs, r.names)
+    if (moving && isExpanding(this.record())) expandTree(this.vol, this.record(), r.inode, pathOf(r.names))
+  }
+
+  /** Fully expands the subtree at `path` if this fileset is still expanding (before a walk). */
+  materialize(path: string): void {
+    if (!isExpanding(this.record())) return
+    const r = this.resolveFull(path, false)
+    if (r.inode.isDir) expandTree(this.vol, this.record(), r.inode, pathOf(r.names))
+  }
+
+  /** Resolves an existing directory whose entries the caller is about to change. */
+  dirForChange(path: string): Inode {
+    const r = this.resolveFull(path, true)
+    if (!r.inode.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
+    this.guard(r)
+    return r.inode
   }
 
   // ---------------------------------------------------------------- resolution
@@ -92,12 +149,18 @@ export class Namespace {
     let hops = 0
     const queue = splitPath(path)
     let chain: Inode[] = []
+    let names: Buffer[] = []
+    let stamps: number[] = []
     let cur = this.root()
     let name = Buffer.alloc(0)
     while (queue.length > 0) {
       const c = queue.shift()!
       if (c === '..') {
-        if (chain.length > 0) cur = chain.pop()!
+        if (chain.length > 0) {
+          cur = chain.pop()!
+          names.pop()
+          stamps.pop()
+        }
         name = Buffer.alloc(0)
         continue
       }
@@ -112,6 +175,8 @@ export class Namespace {
         const target = this.readlinkInode(next)
         if (target.startsWith('/')) {
           chain = []
+          names = []
+          stamps = []
           cur = this.root()
         }
         queue.unshift(...splitPath(target))
@@ -119,10 +184,12 @@ export class Namespace {
         continue
       }
       chain.push(cur)
-      cur = next
+      names.push(nb)
+      stamps.push(e.lastclone)
+      cur = this.expanded(next, names)
       name = nb
     }
-    return {inode: cur, chain, name}
+    return {inode: cur, chain, name, names, stamps}
   }
 
   resolve(path: string, follow = true): Inode {
@@ -142,6 +209,7 @@ export class Namespace {
    * the entry we came through is the only one to point at the copy.
    */
   own(r: Resolved): Inode {
+    this.guard(r)
     const x = r.inode
     if (x.r.share <= 1) return x
     const parent = r.chain[r.chain.length - 1]
@@ -158,7 +226,7 @@ export class Namespace {
   }
 
   /** Parent directory and final name of a path whose last component is to be created or removed. */
-  resolveParent(path: string): {dir: Inode, name: Buffer, chain: Inode[]} {
+  resolveParent(path: string): {dir: Inode, name: Buffer, chain: Inode[], names: Buffer[]} {
     const comps = splitPath(path)
     if (comps.length === 0) fail('EBUSY', `${this.where(path)}: is the fileset's root`)
     const last = comps[comps.length - 1]
@@ -166,7 +234,18 @@ export class Namespace {
     const parentPath = '/' + comps.slice(0, -1).join('/')
     const r = this.resolveFull(parentPath, true)
     if (!r.inode.isDir) fail('ENOTDIR', `${this.where(parentPath)}: not a directory`)
-    return {dir: r.inode, name: validName(last), chain: [...r.chain, r.inode]}
+    const name = validName(last)
+    // Every caller goes on to change this directory's entries.
+    this.guard(r)
+    return {dir: r.inode, name, chain: [...r.chain, r.inode], names: [...r.names, name]}
+  }
+
+  /** Guards removing or replacing the directory named `names` (an entry of the guarded `dir`). */
+  private beforeDirGoes(names: Buffer[], dir: Inode, moving: boolean): void {
+    const e = this.lookupEntry(dir, names[names.length - 1])
+    if (!e) return
+    const inode = this.vol.iget(e.ino)
+    if (inode.isDir) this.guardDirTree({inode, chain: [], name: names[names.length - 1], names, stamps: []}, moving)
   }
 
   lookupEntry(dir: Inode, name: Buffer): Dirent | null {
@@ -205,7 +284,9 @@ export class Namespace {
     return this.statInode(this.resolve(path, follow))
   }
 
+  /** Lists a directory reached through resolve() (which expanded it if needed). */
   readdirInode(dir: Inode): ListEntry[] {
+    if (isUnexpanded(dir)) fail('ENEEDWRITE', `${this.fs.name}: directory ${dir.ino} is not expanded yet`)
     return dirList(this.vol, dir)
       .map((e) => ({name: e.name.toString('utf8'), ino: e.ino, type: typeName(e.type)}))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
@@ -281,7 +362,7 @@ export class Namespace {
           if (!next.isDir) fail('ENOTDIR', `${this.where(sofar)}: exists and is not a directory`)
           cur = next
         } else {
-          cur = this.createIn(cur, nb, mode, opts)
+          cur = this.mkdir(sofar, {...opts, parents: false})
         }
       }
       return cur
@@ -439,13 +520,14 @@ export class Namespace {
 
   /** rm [-r]: files and symlinks, and directories when recursive (or empty with dirOnly). */
   remove(path: string, opts: {recursive?: boolean, dirOnly?: boolean} = {}): void {
-    const {dir, name} = this.resolveParent(path)
+    const {dir, name, names} = this.resolveParent(path)
     const e = this.lookupEntry(dir, name)
     if (!e) fail('ENOENT', `${this.where(path)}: no such file or directory`)
-    const inode = this.vol.iget(e.ino)
+    const inode = this.expanded(this.vol.iget(e.ino), names)
     if (inode.isDir) {
       if (!opts.recursive && !opts.dirOnly) fail('EISDIR', `${this.where(path)}: is a directory (use rm -r)`)
       if (!opts.recursive && dirCount(inode) > 0) fail('ENOTEMPTY', `${this.where(path)}: directory not empty`)
+      this.beforeDirGoes(names, dir, false)
       dir.r.nlink--
     } else if (opts.dirOnly) {
       fail('ENOTDIR', `${this.where(path)}: not a directory`)
@@ -457,12 +539,18 @@ export class Namespace {
     reapOrphans(this.vol)
   }
 
-  /** Removes the entry `name` of `dir` (recursively for a directory). */
-  removeChild(dir: Inode, name: Buffer): void {
+  /**
+   * Removes the entry `name` of `dir` (recursively for a directory). `dir` must come from
+   * resolveParent() or dirForChange() of path `dirPath`, which guarded it.
+   */
+  removeChild(dir: Inode, name: Buffer, dirPath: string): void {
     const e = this.lookupEntry(dir, name)
     if (!e) return
     const inode = this.vol.iget(e.ino)
-    if (inode.isDir) dir.r.nlink--
+    if (inode.isDir) {
+      this.beforeDirGoes([...this.resolveFull(dirPath, true).names, name], dir, false)
+      dir.r.nlink--
+    }
     dirRemove(this.vol, dir, name)
     touch(dir.r, {m: true, c: true})
     this.vol.idirty(dir)
@@ -481,12 +569,18 @@ export class Namespace {
       fail('EINVAL', `cannot move ${this.where(from)} into itself`)
     }
     const de = this.lookupEntry(dst.dir, dst.name)
+    if (de && de.ino === se.ino) return // same file: nothing to do, as rename(2)
     if (de) {
-      if (de.ino === se.ino) return // same file: nothing to do, as rename(2)
-      const target = this.vol.iget(de.ino)
+      const target = this.expanded(this.vol.iget(de.ino), dst.names)
       if (moving.isDir && !target.isDir) fail('ENOTDIR', `${this.where(to)}: not a directory`)
       if (!moving.isDir && target.isDir) fail('EISDIR', `${this.where(to)}: is a directory`)
       if (target.isDir && dirCount(target) > 0) fail('ENOTEMPTY', `${this.where(to)}: directory not empty`)
+    }
+    // Source and clones in flight: the moved directory's subtree stops depending on paths.
+    if (moving.isDir) this.beforeDirGoes(src.names, src.dir, true)
+    if (de) {
+      const target = this.vol.iget(de.ino)
+      if (target.isDir) this.beforeDirGoes(dst.names, dst.dir, false)
       dirRemove(this.vol, dst.dir, dst.name)
       if (target.isDir) dst.dir.r.nlink--
       this.dropName(target)
@@ -514,6 +608,8 @@ export class Namespace {
  * between steps because every step leaves the image consistent.
  */
 export function reapOrphans(vol: Volume): void {
+  // A clone whose building stopped half-way (a crash) is dropped like a deleted fileset.
+  for (const f of listFilesets(vol)) if (f.state === FS_DELETING && !vol.pinnedOrphans.has(f.rootIno)) dropFileset(vol, f)
   for (let guard = 0; ; guard++) {
     if (guard > vol.sb.inodeCount * 4) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
     const ino = nextReapable(vol)
@@ -563,6 +659,21 @@ export function reapOrphans(vol: Volume): void {
     }
     vol.maybeCommit()
   }
+}
+
+/** Removes a fileset's record and orphans its tree (and an expanding clone's state file). */
+export function dropFileset(vol: Volume, f: Fileset): void {
+  // An expanding clone's hard-linked copies may count names it never expanded.
+  if (f.state === FS_EXPANDING || f.state === FS_DELETING) recountLinks(vol, f)
+  const root = vol.iget(f.rootIno)
+  // Clones are independent of their parent; they inherit its parent as their origin.
+  for (const child of listFilesets(vol)) if (child.parentId === f.id) saveFileset(vol, {...child, parentId: f.parentId})
+  removeFileset(vol, f)
+  if (f.stateIno !== 0) dropCloneState(vol, f.stateIno)
+  if (f.srcFileset !== 0) releaseSource(vol, f.srcFileset)
+  root.r.nlink = 0
+  vol.idirty(root)
+  vol.addOrphan(root)
 }
 
 /** The first orphan not pinned by a clone this process is building, or 0. */

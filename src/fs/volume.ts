@@ -50,6 +50,8 @@ export class Volume {
   /** journal transactions replayed when the image was opened */
   replayed = 0
   usedBackupSb = false
+  /** the superblock as opened from the backup copy (what abort returns to until a commit rewrites block 0) */
+  private backupSbImage: Buffer | null = null
 
   private inodes = new Map<number, Inode>()
   private dirtyInodes = new Set<Inode>()
@@ -69,6 +71,8 @@ export class Volume {
   readonly pinnedOrphans = new Set<number>()
   /** fileset table cache, owned by fs/filesets.ts */
   filesetCache: unknown = null
+  /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
+  cloneCache: unknown = null
 
   private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
     this.sb = sb
@@ -168,7 +172,14 @@ export class Volume {
         if (r.blocks.has(0)) vol.sb = decodeSuperblock(r.blocks.get(0)!)
       }
     }
-    if (backup) vol.recountFree()
+    if (backup) {
+      vol.recountFree()
+      vol.backupSbImage = encodeSuperblock(vol.sb)
+    }
+    // Counters that could not be written back (fsck, which opens with noOrphans, corrects them).
+    if (!opts.noOrphans && (vol.sb.freeBlocks > vol.sb.dataBlocks || vol.sb.freeInodes > vol.sb.inodeCount)) {
+      fail('EBADIMAGE', "superblock free counts are out of range; run 'prism fsck --repair'")
+    }
     if (opts.write && !opts.noOrphans && vol.sb.orphanHead !== 0) {
       vol.reapOrphansHook?.(vol)
     }
@@ -248,9 +259,15 @@ export class Volume {
     this.freedNow.clear()
     this.pinnedOrphans.clear()
     this.filesetCache = null
+    this.cloneCache = null
     this.sbDirty = false
-    const {sb} = readSuperblockFrom(this.store.get(0))
-    this.sb = sb
+    try {
+      this.sb = readSuperblockFrom(this.store.get(0)).sb
+    } catch (e) {
+      // Opened on the backup and nothing committed yet: block 0 is still the damaged primary.
+      if (!(e instanceof FormatError) || !this.backupSbImage) throw e
+      this.sb = decodeSuperblock(this.backupSbImage)
+    }
   }
 
   /** Commits, checkpoints the journal, marks the image clean and releases the lock. */
@@ -313,6 +330,16 @@ export class Volume {
     if (this.inodes.size > 200_000) this.trimInodeCache()
     this.inodes.set(ino, inode)
     return inode
+  }
+
+  /** The inode if slot `ino` is in range and in use, else null (no error). */
+  tryIget(ino: number): Inode | null {
+    if (!this.validIno(ino)) return null
+    if (!this.inodes.has(ino)) {
+      const {block, off} = this.inodeLocation(ino)
+      if (inodeSlotFree(this.store.get(block), off)) return null
+    }
+    return this.iget(ino)
   }
 
   private trimInodeCache(): void {

@@ -116,6 +116,13 @@ export class FsckContext {
   readonly rewrites = new Map<number, Rewrite>()
   readonly rebuilds = new Map<number, Rebuild>()
   filesets: FilesetInfo[] = []
+  /**
+   * Hard-linked copies in clones still expanding: their link count includes names not
+   * expanded yet, so it may exceed the names found (src/clone/expand.ts, clonestate.ts).
+   */
+  readonly pendingLinks = new Set<number>()
+  /** UNEXPANDED directories: where pass 2 found them (owner null: in no fileset) */
+  readonly unexpanded = new Map<number, {owner: FilesetInfo | null, path: string, count: number}>()
   /** directories pass 2 has read (for progress) */
   dirsWalked = 0
 

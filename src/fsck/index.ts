@@ -14,6 +14,8 @@ import {pass0, pass0Volume} from './pass0_super.js'
 import {pass1} from './pass1_inodes.js'
 import {pass2} from './pass2_dirs.js'
 import {pass3} from './pass3_links.js'
+import {checkScanFile} from './scanfile.js'
+import {checkCloneState} from './clonestate.js'
 import {pass4} from './pass4_refcounts.js'
 import {applyDeferred} from './rebuild.js'
 import type {FsckProblem} from './problems.js'
@@ -97,6 +99,8 @@ export function fsckDevice(dev: BlockDevice, opts: FsckOptions): FsckResult {
     pass0Volume(ctx, p0)
     pass1(ctx)
     pass2(ctx)
+    checkScanFile(ctx)
+    checkCloneState(ctx)
     pass3(ctx)
     counts = pass4(ctx)
     applyDeferred(ctx)

@@ -281,7 +281,20 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
   }
   let flags = buf.readUInt16LE(off + 2)
   let size = u64(buf, off + 0x18)
-  const blocks = u64(buf, off + 0x20)
+  let blocks = u64(buf, off + 0x20)
+  // Counters past 2^53 do not decode (FORMAT.md §5.2): reset them here, the later checks recount.
+  if (blocks > Number.MAX_SAFE_INTEGER) {
+    ctx.editInode(ino, (b, o) => b.writeBigUInt64LE(0n, o + 0x20))
+    blocks = 0
+    if (!ctx.repair) blocks = -1 // still reported below as a wrong count
+  }
+  if (u64(buf, off + 0x58) > Number.MAX_SAFE_INTEGER) ctx.editInode(ino, (b, o) => b.writeBigUInt64LE(1n, o + 0x58))
+  if (kind === T_DIR && size > Number.MAX_SAFE_INTEGER) {
+    const p = ctx.report('INODE_BAD_SIZE', `inode ${ino}`, {size, detail: 'a directory holds fewer entries'})
+    ctx.editInode(ino, (b, o) => b.writeBigUInt64LE(0n, o + 0x18))
+    size = 0
+    ctx.fixed(p)
+  }
 
   // Flags: unknown bits and directory-only bits on files are dropped; a directory must be
   // exactly one of inline and hashed, or it cannot be read at all.

@@ -6,7 +6,7 @@
 // for a rebuild (rebuild.ts); this pass itself never changes a directory block.
 import {
   BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_DIR, DT_LNK, DT_REG, FILESETS_PER_BLOCK,
-  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, MODE_LAZY, MODE_NONE,
+  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
 import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, nameProblem} from '../format/dirent.js'
@@ -27,7 +27,7 @@ function zeroRange(buf: Buffer, from: number, to: number): boolean {
   return true
 }
 
-function writeRecord(ctx: FsckContext, f: FilesetInfo | null, slot: number): void {
+export function writeRecord(ctx: FsckContext, f: FilesetInfo | null, slot: number): void {
   if (!ctx.repair) return
   const block = ctx.sb.filesetTableStart + Math.floor(slot / FILESETS_PER_BLOCK)
   encodeFileset(f, ctx.vol.store.getMut(block), (slot % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE)
@@ -430,6 +430,8 @@ interface Walk {
   touched: number[]
   ents: Entries
   dups: Uint8Array
+  /** the fileset walked (null for an orphan tree) */
+  owner: FilesetInfo | null
 }
 
 function childPath(path: string, name: string): string {
@@ -447,6 +449,13 @@ function walkTree(ctx: FsckContext, w: Walk, root: number): void {
     stack.push(-x)
     expand(ctx, w, x, stack)
     if ((++ctx.dirsWalked & 0xff) === 0) ctx.progress('pass 2: directories', ctx.dirsWalked, ctx.dirs.size)
+  }
+  // Where each UNEXPANDED directory sits, for the clone-state checks (clonestate.ts).
+  if (w.owner && ctx.unexpanded.size) {
+    for (const [ino, u] of ctx.unexpanded) {
+      const p = w.pathOf.get(ino)
+      if (p !== undefined) { u.owner = w.owner; u.path = p }
+    }
   }
   for (const d of w.pathOf.keys()) w.state[d] = 0
   w.pathOf.clear()
@@ -496,6 +505,11 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
         continue
       }
     }
+    if (ents.lastclone[i] > ctx.sb.cloneClock) {
+      // A stamp from the future would make the write guard skip a clone (src/clone/expand.ts).
+      probs.push(ctx.report('LASTCLONE_AHEAD', w.prefix + childPath(path, ents.name(i)), {value: ents.lastclone[i], clock: ctx.sb.cloneClock}))
+      ents.lastclone[i] = 0
+    }
     if (ents.hash[i] !== ents.chash[i]) {
       probs.push(ctx.report('DIRENT_BAD_HASH', w.prefix + childPath(path, ents.name(i)), {have: ents.hash[i].toString(16), want: ents.chash[i].toString(16)}))
     }
@@ -528,7 +542,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
 }
 
 function newWalk(prefix: string, orphan: boolean, state: Uint8Array, ents: Entries): Walk {
-  return {prefix, orphan, state, pathOf: new Map(), touched: [], ents, dups: new Uint8Array(256)}
+  return {prefix, orphan, state, pathOf: new Map(), touched: [], ents, dups: new Uint8Array(256), owner: null}
 }
 
 /**
@@ -563,9 +577,11 @@ export function pass2(ctx: FsckContext): void {
   prefetchDirBlocks(ctx)
   const state = new Uint8Array(ctx.sb.inodeCount + 1)
   const ents = new Entries()
+  for (const [ino, d] of ctx.dirs) if (ctx.iflags[ino] & IF_UNEXPANDED) ctx.unexpanded.set(ino, {owner: null, path: '', count: d.size})
   for (const f of ctx.filesets) {
     if (!f.rootOk) continue
     const w = newWalk(`fileset ${f.name}:`, false, state, ents)
+    w.owner = f
     w.touched.push(f.rootIno)
     walkTree(ctx, w, f.rootIno)
     foldTree(ctx, w)

@@ -155,7 +155,8 @@ export function pass3(ctx: FsckContext): void {
     let want: {nlink: number, share: number}
     if (kind === T_DIR) want = {nlink: onList ? -1 : 2 + ctx.subdirs[ino], share: 1}
     else want = wantCounts(ctx, ino, onList)
-    if (want.nlink >= 0 && ctx.nlink[ino] !== want.nlink) {
+    const pending = ctx.pendingLinks.has(ino) && ctx.nlink[ino] > want.nlink
+    if (want.nlink >= 0 && ctx.nlink[ino] !== want.nlink && !pending) {
       const p = ctx.report('LINK_COUNT', `inode ${ino}`, {have: ctx.nlink[ino], want: want.nlink})
       const v = want.nlink
       ctx.nlink[ino] = v

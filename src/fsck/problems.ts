@@ -83,6 +83,16 @@ export const PROBLEMS = {
   ORPHAN_LIST: e('orphan list is damaged: {detail}'),
   ORPHAN_LINKED: e('inode is on the orphan list but still has a name'),
   ORPHAN_FLAG: e('inode has a name but is flagged as an orphan'),
+  // clones still expanding (src/fsck/clonestate.ts)
+  CLONE_BAD_SOURCE: e('expanding clone cannot go on ({detail}); it keeps what is expanded and its unexpanded directories become empty'),
+  CLONE_STATE_STALE: w('fileset is not expanding but keeps clone fields (source {src}, state inode {ino})'),
+  CLONE_STATE_BAD: e('clone-state file is unusable ({detail}); expansion goes on without its excludes and hard-link map'),
+  CLONESTART_STALE: w('clonestart is {value} but no clone of this fileset is expanding'),
+  CLONESTART_MISSING: e('clones of this fileset are expanding but its clonestart is 0'),
+  UNEXPANDED_BAD: e('unexpanded directory (inode {ino}) is invalid: {detail}; it becomes an empty directory'),
+  LASTCLONE_AHEAD: w('entry lastclone {value} is ahead of the clone clock {clock}'),
+  SB_INCOMPAT_EXPANDING: w('superblock feature bit for expanding clones is wrong ({detail})'),
+  SCAN_RESULTS_BAD: e('scan results file is unusable ({detail}); it is dropped (a cache)'),
 
   // pass 4: reference counts and counters
   REFCOUNT_BLOCK_CRC: e('refcount table block checksum mismatch'),

@@ -8,7 +8,7 @@ import {BLOCK_SIZE, DT_DIR, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {fail, PrismError} from '../errors.js'
-import {dirList} from '../fs/dir.js'
+import {dirList, enterDir} from '../fs/dir.js'
 import {forEachRun, shareData} from '../fs/extents.js'
 import type {Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
@@ -41,11 +41,13 @@ interface Ctx {
   /** host dev:ino -> image inode (import), image ino -> host path (export), image ino -> image inode (copy) */
   links: Map<string | number, Inode | string>
   lastReport: number
+  /** image directories being copied, from the top of the copy down (a damaged image can loop) */
+  ancestors: Set<number>
 }
 
 
 function newCtx(opts: CopyOptions): Ctx {
-  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0}
+  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0, ancestors: new Set()}
 }
 
 function progress(ctx: Ctx): void {
@@ -103,6 +105,11 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
       if (!name) fail('EINVAL', `cannot copy the root of ${show(src)} into a directory; copy onto ${dst.kind === 'image' ? dst.fileset + ':/' : 'a new path'}`)
       target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {...dst, path: joinImage(dst.path, name)}
     }
+    // A source that is an asynchronous clone still expanding is expanded below the path first.
+    if (src.kind === 'image' && opts.recursive) {
+      const sns = nsOf(vol, src)
+      if (sns.exists(src.path, false)) sns.materialize(src.path)
+    }
     if (src.kind === 'host' && target.kind === 'image') importPath(nsOf(vol, target), src.path, target.path, ctx)
     else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, target.path, ctx)
     else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
@@ -145,32 +152,44 @@ function importPath(ns: Namespace, hostPath: string, imgPath: string, ctx: Ctx):
   const comps = splitPath(imgPath)
   if (comps.length === 0) {
     if (!st.isDirectory()) fail('EISDIR', `${ns.where('/')}: is the fileset's root`)
-    importDirContents(ns, ns.root(), hostPath, ctx)
-    setDirAttrs(ns, ns.root(), st)
+    const root = ns.dirForChange('/')
+    importDirContents(ns, root, '/', hostPath, ctx)
+    setDirAttrs(ns, root, st)
     return
   }
   const {dir, name} = ns.resolveParent(imgPath)
-  importChild(ns, dir, name, hostPath, st, ctx)
+  importChild(ns, dir, parentOf(imgPath), name, hostPath, st, ctx)
 }
 
-function importChild(ns: Namespace, dir: Inode, name: Buffer, hostPath: string, st: fs.BigIntStats, ctx: Ctx): void {
+/** The image path of the directory holding `p`. */
+function parentOf(p: string): string {
+  return '/' + splitPath(p).slice(0, -1).join('/')
+}
+
+/**
+ * Imports host path `hostPath` as entry `name` of image directory `dir`, whose path is
+ * `dirPath` (an existing directory is merged into: it is resolved again through that path,
+ * so clones expanding from this fileset keep what they saw).
+ */
+function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, hostPath: string, st: fs.BigIntStats, ctx: Ctx): void {
   const vol = ns.vol
   const existing = ns.lookupEntry(dir, name)
   const attrs = {uid: Number(st.uid), gid: Number(st.gid)}
+  const childPath = joinImage(dirPath, name.toString('utf8'))
   if (st.isDirectory()) {
     let d: Inode
-    if (existing && vol.iget(existing.ino).isDir) d = vol.iget(existing.ino)
+    if (existing && vol.iget(existing.ino).isDir) d = ns.dirForChange(childPath)
     else {
-      if (existing) ns.removeChild(dir, name)
+      if (existing) ns.removeChild(dir, name, dirPath)
       d = ns.createIn(dir, name, S_IFDIR | Number(st.mode & 0o7777n), attrs)
     }
     ctx.stats.dirs++
-    importDirContents(ns, d, hostPath, ctx)
+    importDirContents(ns, d, childPath, hostPath, ctx)
     setDirAttrs(ns, d, st)
     return
   }
   if (st.isSymbolicLink()) {
-    if (existing) ns.removeChild(dir, name)
+    if (existing) ns.removeChild(dir, name, dirPath)
     const target = fs.readlinkSync(hostPath)
     const inode = ns.createIn(dir, name, S_IFLNK | 0o777, attrs)
     ns.writeInode(inode, 0, Buffer.from(target))
@@ -186,12 +205,12 @@ function importChild(ns: Namespace, dir: Inode, name: Buffer, hostPath: string, 
   if (existing?.type === DT_DIR) fail('EISDIR', `${ns.where(name.toString())}: cannot overwrite a directory with a non-directory`)
   const key = `${st.dev}:${st.ino}`
   if (st.nlink > 1n && ctx.links.has(key)) {
-    if (existing) ns.removeChild(dir, name)
+    if (existing) ns.removeChild(dir, name, dirPath)
     ns.linkInode(ctx.links.get(key) as Inode, dir, name)
     ctx.stats.hardlinks++
     return
   }
-  if (existing) ns.removeChild(dir, name)
+  if (existing) ns.removeChild(dir, name, dirPath)
   const inode = ns.createIn(dir, name, S_IFREG | Number(st.mode & 0o7777n), attrs)
   importFileData(ns, inode, hostPath, Number(st.size), ctx)
   ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
@@ -251,7 +270,7 @@ function isZero(buf: Buffer, n: number): boolean {
   return true
 }
 
-function importDirContents(ns: Namespace, dir: Inode, hostPath: string, ctx: Ctx): void {
+function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath: string, ctx: Ctx): void {
   let names: string[]
   try {
     names = fs.readdirSync(hostPath)
@@ -266,7 +285,7 @@ function importDirContents(ns: Namespace, dir: Inode, hostPath: string, ctx: Ctx
     const nb = Buffer.from(n, 'utf8')
     const p = nameProblem(nb)
     if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${child}: ${p}`)
-    importChild(ns, dir, nb, child, st, ctx)
+    importChild(ns, dir, dirPath, nb, child, st, ctx)
   }
 }
 
@@ -319,6 +338,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
         fail('EEXIST', `${hostPath}: not a directory`)
       }
       ctx.stats.dirs++
+      enterDir(ctx.ancestors, inode.ino, hostPath)
       for (const e of dirList(ns.vol, inode)) {
         const p = nameProblem(e.name)
         if (p) {
@@ -328,6 +348,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
         }
         exportNode(ns, ns.vol.iget(e.ino), path.join(hostPath, e.name.toString('utf8')), ctx, !existing)
       }
+      ctx.ancestors.delete(inode.ino)
       fs.chmodSync(hostPath, r.mode & 0o7777)
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
       fs.utimesSync(hostPath, atime, mtime)
@@ -393,35 +414,39 @@ function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: s
   if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${src.where(srcPath)}: is a directory (use -r)`)
   if (splitPath(dstPath).length === 0) {
     if (!inode.isDir) fail('EISDIR', `${dst.where('/')}: is the fileset's root`)
-    if (src.fs.id === dst.fs.id && inode.ino === dst.root().ino) fail('EINVAL', 'cannot copy a directory into itself')
-    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, dst.root(), e.name, ctx)
+    const root = dst.dirForChange('/')
+    if (src.fs.id === dst.fs.id && inode.ino === root.ino) fail('EINVAL', 'cannot copy a directory into itself')
+    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, root, '/', e.name, ctx)
     return
   }
   const {dir, name, chain} = dst.resolveParent(dstPath)
   if (inode.isDir && src.fs.id === dst.fs.id && chain.some((d) => d.ino === inode.ino)) fail('EINVAL', `cannot copy ${src.where(srcPath)} into itself`)
-  copyNode(src, inode, dst, dir, name, ctx)
+  copyNode(src, inode, dst, dir, parentOf(dstPath), name, ctx)
 }
 
-function copyNode(src: Namespace, inode: Inode, dst: Namespace, dir: Inode, name: Buffer, ctx: Ctx): void {
+function copyNode(src: Namespace, inode: Inode, dst: Namespace, dir: Inode, dirPath: string, name: Buffer, ctx: Ctx): void {
   const r = inode.r
   const existing = dst.lookupEntry(dir, name)
   const attrs = {uid: r.uid, gid: r.gid}
+  const childPath = joinImage(dirPath, name.toString('utf8'))
   if (inode.isDir) {
     let d: Inode
-    if (existing && dst.vol.iget(existing.ino).isDir) d = dst.vol.iget(existing.ino)
+    if (existing && dst.vol.iget(existing.ino).isDir) d = dst.dirForChange(childPath)
     else {
-      if (existing) dst.removeChild(dir, name)
+      if (existing) dst.removeChild(dir, name, dirPath)
       d = dst.createIn(dir, name, r.mode, attrs)
     }
     ctx.stats.dirs++
-    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, d, e.name, ctx)
+    enterDir(ctx.ancestors, inode.ino, src.where(childPath))
+    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, d, childPath, e.name, ctx)
+    ctx.ancestors.delete(inode.ino)
     dst.setTimes(d, {s: r.atimeS, ns: r.atimeNs}, {s: r.mtimeS, ns: r.mtimeNs})
     return
   }
   if (existing) {
     if (existing.ino === inode.ino) return
     if (existing.type === DT_DIR) fail('EISDIR', `${dst.where(name.toString())}: cannot overwrite a directory with a non-directory`)
-    dst.removeChild(dir, name)
+    dst.removeChild(dir, name, dirPath)
   }
   const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
   if (prev && typeof prev !== 'string') {

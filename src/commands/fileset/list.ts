@@ -21,12 +21,13 @@ export default class FilesetList extends PrismCommand {
         return {
           name: f.name, id: f.id, parent: f.parentId ? filesetById(vol, f.parentId)?.name ?? `#${f.parentId}` : null,
           created: new Date(f.created).toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
+          ...(f.state === 2 ? {expansion: {done: f.dirsDone, known: Math.max(f.dirsTotal, f.dirsDone)}} : {}),
           ...(sp ? {referenced: sp.referencedBlocks * 4096, unique: sp.uniqueBlocks * 4096, files: sp.files, dirs: sp.dirs} : {}),
         }
       }))
     const head = ['NAME', 'PARENT', 'CREATED', 'STATE', ...(flags.space ? ['REFER', 'UNIQUE'] : [])]
     this.log(table([head, ...rows.map((r) => [
-      r.name, r.parent ?? '-', r.created.replace('T', ' ').slice(0, 19), r.state,
+      r.name, r.parent ?? '-', r.created.replace('T', ' ').slice(0, 19), r.expansion ? `${r.state} ${r.expansion.done}/${r.expansion.known}` : r.state,
       ...(flags.space ? [humanSize(r.referenced ?? 0), humanSize(r.unique ?? 0)] : []),
     ])], flags.space ? [4, 5] : []))
     return rows

@@ -1,0 +1,119 @@
+// The background expander of asynchronous clones (paper §4.2): a detached, niced process,
+// `prism expand --background`, that expands every async clone of an image in slices. It takes
+// the image lock for about SLICE_MS at a time and pauses between slices, so a command on any
+// fileset waits about 100 ms at most (lock waiters poll every 5 ms, src/device/file.ts).
+//
+// One expander runs per image: it holds an flock on a small lock file in the temporary
+// directory, named after the image's device and inode. Commands that find an async clone
+// still expanding start one if that lock is free (ensureExpander), so an expander that was
+// killed is restarted by the next command, and resumes: the state is all in the image.
+import {spawn} from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import fsExt from 'fs-ext'
+import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
+import {listFilesets} from '../fs/filesets.js'
+import {withImage} from '../fs/image.js'
+import {Expander} from './expand.js'
+
+export const SLICE_MS = 50
+export const PAUSE_MS = 12
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+const sleepMs = (ms: number) => { Atomics.wait(sleeper, 0, 0, ms) }
+
+function lockPath(image: string): string {
+  const st = fs.statSync(image)
+  return path.join(os.tmpdir(), `prism-expand-${st.dev}-${st.ino}.lock`)
+}
+
+/** Takes the per-image expander lock: its descriptor, or null if another expander holds it. */
+export function takeExpanderLock(image: string): number | null {
+  const fd = fs.openSync(lockPath(image), 'a', 0o600)
+  try {
+    fsExt.flockSync(fd, 'exnb')
+    return fd
+  } catch (e) {
+    fs.closeSync(fd)
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return null
+    throw e
+  }
+}
+
+export function expanderRunning(image: string): boolean {
+  const fd = takeExpanderLock(image)
+  if (fd === null) return true
+  fs.closeSync(fd)
+  return false
+}
+
+/** Starts a background expander for `image` unless one is running. Best effort. */
+export function ensureExpander(image: string): void {
+  try {
+    if (expanderRunning(image)) return
+    // The running prism binary, or (library use) the one of this package.
+    const self = process.argv[1] ?? ''
+    const bin = /[\\/]bin[\\/]run\.js$/.test(self) ? self : fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+    const child = spawn(process.execPath, [bin, 'expand', '--background', '--image', path.resolve(image)], {
+      detached: true, stdio: 'ignore',
+    })
+    child.unref()
+  } catch {
+    // No expander now: the next command that touches the image tries again.
+  }
+}
+
+/**
+ * Slice and pause from the environment (PRISM_EXPAND_SLICE_MS, PRISM_EXPAND_PAUSE_MS,
+ * PRISM_EXPAND_SLICE_DIRS): for tuning, and for tests that need a slow expander to kill.
+ */
+export function backgroundEnv(): {sliceMs?: number, pauseMs?: number, sliceDirs?: number} {
+  const num = (k: string): number | undefined => {
+    const v = Number(process.env[k])
+    return process.env[k] !== undefined && Number.isFinite(v) && v >= 0 ? v : undefined
+  }
+  return {sliceMs: num('PRISM_EXPAND_SLICE_MS'), pauseMs: num('PRISM_EXPAND_PAUSE_MS'), sliceDirs: num('PRISM_EXPAND_SLICE_DIRS')}
+}
+
+export interface BackgroundStats {
+  slices: number
+  finished: string[]
+}
+
+/**
+ * The expander's loop: slices over every async clone still expanding, until none is left.
+ * Returns at once if another expander holds the image's expander lock.
+ */
+export function runBackground(image: string, opts: {sliceMs?: number, pauseMs?: number, sliceDirs?: number, nice?: boolean} = backgroundEnv()): BackgroundStats | null {
+  const lockFd = takeExpanderLock(image)
+  if (lockFd === null) return null
+  const stats: BackgroundStats = {slices: 0, finished: []}
+  try {
+    if (opts.nice !== false) {
+      try { os.setPriority(10) } catch { /* not allowed: run at normal priority */ }
+    }
+    const expanders = new Map<number, Expander>()
+    for (;;) {
+      let more = false
+      withImage(image, {write: true, wait: 24 * 3600}, (vol) => {
+        const todo = listFilesets(vol).filter((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
+        if (todo.length === 0) return
+        const f = todo[stats.slices % todo.length]
+        let e = expanders.get(f.id)
+        if (!e) expanders.set(f.id, e = new Expander(f.id))
+        const r = e.slice(vol, opts.sliceMs ?? SLICE_MS, opts.sliceDirs ?? Infinity)
+        if (r !== 'more') expanders.delete(f.id)
+        if (r === 'done') stats.finished.push(f.name)
+        stats.slices++
+        more = true
+      })
+      if (!more) return stats
+      sleepMs(opts.pauseMs ?? PAUSE_MS)
+    }
+  } finally {
+    fs.closeSync(lockFd)
+  }
+}

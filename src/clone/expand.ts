@@ -1,0 +1,495 @@
+// Expansion of asynchronous and lazy clones (the Prism paper §3.3, §3.4, §4.1, §4.2).
+//
+// An async or lazy clone starts as one UNEXPANDED root directory that names its source
+// directory (src_fileset, src_ino). Expanding a directory copies its source's entries into it
+// exactly as a synchronous clone does (files and symlinks shared, a hard-linked file copied
+// once per clone, directories made anew) except that each new subdirectory is itself
+// UNEXPANDED, naming its own source. The fileset stays EXPANDING until no UNEXPANDED directory
+// is left, and then becomes an ordinary fileset that nothing tells apart from a sync clone.
+//
+// Two rules keep the clone equal to the source as it was when the clone was made:
+//   1. A directory that is UNEXPANDED sits at the path its source had in the source fileset
+//      at clone time, and its source has not changed since. So before the source fileset
+//      changes anything at a path (a file's content or attributes, a directory's entries),
+//      every clone still expanding from it expands the directories along that path first
+//      (guardPath). Before a directory of the source is renamed or removed, the part of each
+//      clone below it is expanded completely (guardTree).
+//   2. A clone that renames one of its own directories expands that directory's subtree
+//      completely first, so rule 1's paths stay true (see Namespace.rename).
+// The paper's logical timestamps make rule 1 cheap: the superblock's clone_clock is bumped
+// for every async clone, the source's clonestart takes its value, and an entry whose lastclone
+// equals its fileset's clonestart has already been expanded along in every clone in flight.
+//
+// Nothing here imports the namespace layer; Namespace calls in.
+import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
+import {
+  decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
+} from '../format/clonestate.js'
+import {FormatError} from '../format/errors.js'
+import {INCOMPAT_EXPANDING} from '../format/superblock.js'
+import {fail} from '../errors.js'
+import {dirAdd, dirInit, dirList, dirLookup} from '../fs/dir.js'
+import {readData, shareInto, writeData} from '../fs/extents.js'
+import {filesetById, listFilesets, saveFileset, type Fileset} from '../fs/filesets.js'
+import type {Inode} from '../fs/inode.js'
+import {Volume as VolumeClass, type Volume} from '../fs/volume.js'
+import {excludeMatcher} from './match.js'
+
+/** What expansion needs about one clone, cached per transaction on the volume. */
+interface CloneInfo {
+  spec: CloneSpec
+  match: {test: (path: string) => number}
+  /** source inode -> [source generation, copy inode, copy generation] for hard-linked files */
+  remap: Map<number, [number, number, number]>
+  /** the copies the map names */
+  copies: Set<number>
+}
+
+const DEFAULT_SPEC: CloneSpec = {srcPath: '/', exclude: []}
+
+function cache(vol: Volume): Map<number, CloneInfo> {
+  if (!vol.cloneCache) vol.cloneCache = new Map<number, CloneInfo>()
+  return vol.cloneCache as Map<number, CloneInfo>
+}
+
+export function isExpanding(f: Fileset): boolean {
+  return f.state === FS_EXPANDING
+}
+
+/** Filesets still expanding from `srcId`. */
+export function clonesInFlight(vol: Volume, srcId: number): Fileset[] {
+  return listFilesets(vol).filter((f) => f.state === FS_EXPANDING && f.srcFileset === srcId)
+}
+
+function info(vol: Volume, c: Fileset): CloneInfo {
+  let ci = cache(vol).get(c.id)
+  if (ci) return ci
+  let spec = DEFAULT_SPEC
+  const remap = new Map<number, [number, number, number]>()
+  if (c.stateIno !== 0) {
+    const f = vol.iget(c.stateIno)
+    const where = `clone-state file of fileset '${c.name}'`
+    try {
+      if (f.type !== 'file') throw new FormatError(where, 'value', 'is not a regular file')
+      const buf = readData(vol, f, 0, f.r.size)
+      const d = decodeCloneState(buf, where)
+      spec = d.spec
+      for (const e of decodeRemap(buf, d.mapOffset, where)) remap.set(e.srcIno, [e.srcGeneration, e.copyIno, e.copyGeneration])
+    } catch (e) {
+      if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck --repair'`)
+      throw e
+    }
+  }
+  ci = {spec, match: spec.exclude.length ? excludeMatcher(spec.exclude) : {test: () => -1}, remap, copies: new Set([...remap.values()].map((v) => v[1]))}
+  cache(vol).set(c.id, ci)
+  return ci
+}
+
+export function cloneSpec(vol: Volume, c: Fileset): CloneSpec {
+  return info(vol, c).spec
+}
+
+/** Writes a new clone-state file for `c` (only needed when its spec is not the default). */
+export function createCloneState(vol: Volume, spec: CloneSpec): Inode {
+  const f = vol.ialloc(S_IFREG | 0o600)
+  f.r.nlink = 1
+  f.r.dataVersion = 1
+  writeData(vol, f, 0, encodeCloneState(spec).bytes)
+  vol.idirty(f)
+  return f
+}
+
+export function needsCloneState(spec: CloneSpec): boolean {
+  return spec.srcPath !== '/' || spec.exclude.length > 0
+}
+
+/** Remembers that hard-linked source inode `src` has the private copy `copy` in clone `c`. */
+function remapPut(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode, copy: Inode): void {
+  let rec = filesetById(vol, c.id)!
+  if (rec.stateIno === 0) {
+    rec = {...rec, stateIno: createCloneState(vol, ci.spec).ino}
+    saveFileset(vol, rec)
+  }
+  const f = vol.iget(rec.stateIno)
+  writeData(vol, f, f.r.size, encodeRemapEntry({srcIno: src.ino, srcGeneration: src.r.generation, copyIno: copy.ino, copyGeneration: copy.r.generation}))
+  vol.idirty(f)
+  ci.remap.set(src.ino, [src.r.generation, copy.ino, copy.r.generation])
+  ci.copies.add(copy.ino)
+}
+
+/** A new directory inode with the attributes of `src`, empty. */
+export function newDirLike(vol: Volume, src: Inode): Inode {
+  const d = vol.ialloc(S_IFDIR | (src.r.mode & 0o7777))
+  dirInit(d)
+  d.r.nlink = 2
+  d.r.uid = src.r.uid
+  d.r.gid = src.r.gid
+  d.r.atimeS = src.r.atimeS; d.r.atimeNs = src.r.atimeNs
+  d.r.mtimeS = src.r.mtimeS; d.r.mtimeNs = src.r.mtimeNs
+  d.r.ctimeS = src.r.ctimeS; d.r.ctimeNs = src.r.ctimeNs
+  d.r.dataVersion = 1
+  d.r.flags |= src.r.flags & IF_NOCLONE
+  vol.idirty(d)
+  return d
+}
+
+/** A new UNEXPANDED directory standing for source directory `src` of fileset `srcFs`. */
+export function newUnexpandedDir(vol: Volume, src: Inode, srcFs: number): Inode {
+  const d = newDirLike(vol, src)
+  d.r.flags |= IF_UNEXPANDED
+  d.r.srcIno = src.ino
+  d.r.srcFileset = srcFs
+  return d
+}
+
+/** `path` ('' for the top) of a clone, as a path of its source fileset. */
+function sourcePath(spec: CloneSpec, path: string): string {
+  return spec.srcPath === '/' ? path : spec.srcPath.replace(/\/+$/, '') + path
+}
+
+export function isUnexpanded(d: Inode): boolean {
+  return (d.r.flags & IF_UNEXPANDED) !== 0
+}
+
+/**
+ * Expands UNEXPANDED directory `u` of clone `c`, found at clone path `path` ('' for the
+ * root). Returns the subdirectories it made (all UNEXPANDED). Does nothing for a directory
+ * that is already expanded.
+ */
+export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
+  if (!isUnexpanded(u)) return []
+  if (vol.readOnly) fail('ENEEDWRITE', `fileset '${c.name}' is still being expanded at '${path || '/'}'; open the image for writing to expand it`)
+  const src = filesetById(vol, u.r.srcFileset)
+  if (!src) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from missing fileset ${u.r.srcFileset}; run 'prism fsck --repair'`)
+  const from = vol.tryIget(u.r.srcIno)
+  if (!from || !from.isDir) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from inode ${u.r.srcIno}, which is not a directory; run 'prism fsck --repair'`)
+  const ci = info(vol, c)
+  // A clone of a clone that is itself still expanding: its source is expanded first.
+  if (isUnexpanded(from)) expandDir(vol, src, from, sourcePath(ci.spec, path))
+  const made: Array<{inode: Inode, path: string}> = []
+  for (const e of dirList(vol, from)) {
+    const childPath = `${path}/${e.name.toString('utf8')}`
+    if (ci.match.test(childPath) >= 0) continue
+    const child = vol.iget(e.ino)
+    if (child.r.flags & IF_NOCLONE) continue
+    if (child.isDir) {
+      const d = newUnexpandedDir(vol, child, src.id)
+      dirAdd(vol, u, d.ino, DT_DIR, e.name, 0)
+      made.push({inode: d, path: childPath})
+      continue
+    }
+    // A file hard-linked at clone time: one private copy per clone, its blocks shared. It is
+    // made when its first name is expanded, with the source's link count: the clone's names
+    // still to be expanded count already, as they must for stat and for the rule that a
+    // linked file is never shared. (Names the clone leaves out, through --exclude, noclone
+    // or a subtree clone, are taken off by recountLinks when expansion ends.) The map is asked
+    // first: the source may have dropped names since this clone expanded them.
+    // A copy the source (itself still expanding) made of a hard-linked file may count links
+    // it has not expanded yet: it counts as hard-linked too, so it is never shared while its
+    // count can still be corrected (recountLinks).
+    let cp = copyOf(vol, ci, child)
+    if (cp || child.r.nlink > 1 || (isExpanding(src) && info(vol, src).copies.has(child.ino))) {
+      cp ??= linkedCopy(vol, c, ci, child)
+      dirAdd(vol, u, cp.ino, e.type, e.name, 0)
+      continue
+    }
+    child.r.share++
+    vol.idirty(child)
+    dirAdd(vol, u, child.ino, e.type, e.name, 0)
+  }
+  u.r.flags &= ~IF_UNEXPANDED
+  u.r.srcIno = 0
+  u.r.srcFileset = 0
+  u.r.nlink = 2 + made.length
+  vol.idirty(u)
+  const rec = filesetById(vol, c.id)!
+  saveFileset(vol, {...rec, dirsDone: rec.dirsDone + 1, dirsTotal: rec.dirsTotal + made.length})
+  return made
+}
+
+/**
+ * In clone `c`, expands the directories along `names` (a path of the clone, as components)
+ * as far as the path exists, including its last component when that is a directory.
+ */
+export function expandAlong(vol: Volume, c: Fileset, names: Buffer[]): void {
+  let cur = vol.iget(c.rootIno)
+  let path = ''
+  expandDir(vol, c, cur, path)
+  for (const n of names) {
+    const e = dirLookup(vol, cur, n)
+    if (!e || e.type !== DT_DIR) return
+    cur = vol.iget(e.ino)
+    path += '/' + n.toString('utf8')
+    expandDir(vol, c, cur, path)
+  }
+}
+
+/** Expands everything below directory `top` (at clone path `path`) of clone `c`. */
+export function expandTree(vol: Volume, c: Fileset, top: Inode, path: string, onDir?: () => void): void {
+  const stack: Array<{inode: Inode, path: string}> = [{inode: top, path}]
+  while (stack.length) {
+    const job = stack.pop()!
+    if (isUnexpanded(job.inode)) {
+      stack.push(...expandDir(vol, c, job.inode, job.path))
+      onDir?.()
+      vol.maybeCommit()
+      continue
+    }
+    for (const e of dirList(vol, job.inode)) {
+      if (e.type === DT_DIR) stack.push({inode: vol.iget(e.ino), path: `${job.path}/${e.name.toString('utf8')}`})
+    }
+  }
+}
+
+/** The components of source path `names` relative to clone `c`'s top, or null if outside it. */
+function relativeToClone(vol: Volume, c: Fileset, names: Buffer[]): Buffer[] | null {
+  const top = info(vol, c).spec.srcPath.split('/').filter(Boolean)
+  if (names.length < top.length) return null
+  for (let i = 0; i < top.length; i++) if (names[i].toString('utf8') !== top[i]) return null
+  return names.slice(top.length)
+}
+
+/** True if source path `names` is above (or is) clone `c`'s top. */
+function coversClone(vol: Volume, c: Fileset, names: Buffer[]): boolean {
+  const top = info(vol, c).spec.srcPath.split('/').filter(Boolean)
+  return names.length <= top.length && names.every((n, i) => n.toString('utf8') === top[i])
+}
+
+/**
+ * Rule 1, for a change at `names` (directories from the root, then the object) in fileset
+ * `s`: every clone in flight from `s` expands along the path first. `stamps` are the
+ * lastclone values of the path's entries and `stamp(i, v)` rewrites entry i's; entries whose
+ * stamp equals s.clonestart are known expanded along, which makes a repeated change free.
+ */
+export function guardPath(vol: Volume, s: Fileset, names: Buffer[], stamps: number[], stamp: (i: number, v: number) => void): void {
+  const rec = filesetById(vol, s.id)
+  if (!rec || rec.clonestart === 0) return
+  const clones = clonesInFlight(vol, s.id)
+  if (clones.length === 0) return
+  const fresh = stamps.every((v) => v === rec.clonestart)
+  if (fresh && clones.every((c) => !isUnexpanded(vol.iget(c.rootIno)))) return
+  for (const c of clones) {
+    const rel = relativeToClone(vol, c, names)
+    if (rel) expandAlong(vol, c, rel)
+  }
+  stamps.forEach((v, i) => { if (v !== rec.clonestart) stamp(i, rec.clonestart) })
+}
+
+/**
+ * Rule 1 for a hard-linked file of `s` about to change: its other names may sit in
+ * directories a clone has not expanded, which no path leads to. So each clone in flight
+ * that has no copy of it yet makes one now (its hard-link map then hands that copy to every
+ * name it expands later; a copy no name ever reaches is freed when expansion ends).
+ */
+export function guardLinked(vol: Volume, s: Fileset, file: Inode): void {
+  if (file.isDir || file.r.nlink <= 1) return
+  const rec = filesetById(vol, s.id)
+  if (!rec || rec.clonestart === 0) return
+  for (const c of clonesInFlight(vol, s.id)) {
+    const ci = info(vol, c)
+    if (!copyOf(vol, ci, file)) linkedCopy(vol, c, ci, file)
+  }
+}
+
+/** The copy the clone's hard-link map gives for `src`, if it is still there. */
+function copyOf(vol: Volume, ci: CloneInfo, src: Inode): Inode | null {
+  const known = ci.remap.get(src.ino)
+  if (!known || known[0] !== src.r.generation) return null
+  const cp = vol.tryIget(known[1])
+  return cp && cp.r.generation === known[2] && !(cp.r.flags & IF_ORPHAN) ? cp : null
+}
+
+/** The clone's private copy of hard-linked source file `src`, with the source's link count. */
+function linkedCopy(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode): Inode {
+  const cp = vol.ialloc(src.r.mode, src.ino + 1)
+  const generation = cp.r.generation
+  cp.r = {...src.r, area: Buffer.alloc(src.r.area.length), share: 1, generation, nextOrphan: 0}
+  shareInto(vol, src, cp)
+  vol.idirty(cp)
+  remapPut(vol, c, ci, src, cp)
+  return cp
+}
+
+/**
+ * Rule 1, for a directory of `s` about to be renamed or removed: the part of each clone in
+ * flight that stands for it is expanded completely (the whole clone if the directory is
+ * the clone's top or above it).
+ */
+export function guardTree(vol: Volume, s: Fileset, names: Buffer[]): void {
+  const rec = filesetById(vol, s.id)
+  if (!rec || rec.clonestart === 0) return
+  for (const c of clonesInFlight(vol, s.id)) {
+    if (coversClone(vol, c, names)) {
+      expandAll(vol, c)
+      continue
+    }
+    const rel = relativeToClone(vol, c, names)
+    if (!rel) continue
+    expandAlong(vol, c, rel.slice(0, -1))
+    let cur = vol.iget(c.rootIno)
+    for (const n of rel.slice(0, -1)) {
+      const e = dirLookup(vol, cur, n)
+      if (!e || e.type !== DT_DIR) { cur = null as unknown as Inode; break }
+      cur = vol.iget(e.ino)
+    }
+    if (!cur) continue
+    const e = dirLookup(vol, cur, rel[rel.length - 1])
+    if (!e || e.type !== DT_DIR) continue
+    expandTree(vol, c, vol.iget(e.ino), '/' + rel.map((n) => n.toString('utf8')).join('/'))
+  }
+}
+
+/** Expands clone `c` completely and makes it an ordinary fileset. */
+export function expandAll(vol: Volume, c: Fileset, onDir?: () => void): void {
+  const rec = filesetById(vol, c.id)
+  if (!rec || !isExpanding(rec)) return
+  expandTree(vol, rec, vol.iget(rec.rootIno), '', onDir)
+  finishExpansion(vol, rec)
+}
+
+/** Called once no UNEXPANDED directory is left in `c`. */
+export function finishExpansion(vol: Volume, c: Fileset): void {
+  const rec = filesetById(vol, c.id)!
+  recountLinks(vol, rec)
+  if (rec.stateIno !== 0) dropCloneState(vol, rec.stateIno)
+  saveFileset(vol, {...rec, state: FS_ACTIVE, srcFileset: 0, stateIno: 0, dirsTotal: rec.dirsDone})
+  cache(vol).delete(c.id)
+  releaseSource(vol, rec.srcFileset)
+  // Free the state file (and any unused hard-link copy) now rather than at the next open.
+  VolumeClass.defaultReaper?.(vol)
+}
+
+/**
+ * Sets each hard-linked copy's link count to the names it really has in clone `c` (its
+ * expanded part), freeing a copy left with none. Run when expansion ends and before an
+ * expanding clone is deleted: names the clone left out, or dropped while still unexpanded,
+ * were counted when the copy was made.
+ */
+export function recountLinks(vol: Volume, c: Fileset): void {
+  const ci = info(vol, c)
+  if (ci.remap.size === 0) return
+  const count = new Map<number, number>()
+  const gens = new Map<number, number>()
+  for (const [, [, copy, gen]] of ci.remap) { count.set(copy, 0); gens.set(copy, gen) }
+  const stack = [vol.iget(c.rootIno)]
+  while (stack.length) {
+    const d = stack.pop()!
+    for (const e of dirList(vol, d)) {
+      if (e.type === DT_DIR) stack.push(vol.iget(e.ino))
+      else if (count.has(e.ino)) count.set(e.ino, count.get(e.ino)! + 1)
+    }
+  }
+  for (const [ino, n] of count) {
+    const f = vol.tryIget(ino)
+    if (!f || f.isDir || f.r.generation !== gens.get(ino) || (f.r.flags & IF_ORPHAN) || f.r.nlink === n) continue
+    f.r.nlink = n
+    vol.idirty(f)
+    if (n === 0) vol.addOrphan(f)
+  }
+}
+
+/** A fileset with no clone in flight any more forgets its clonestart. */
+export function releaseSource(vol: Volume, srcId: number): void {
+  const src = filesetById(vol, srcId)
+  if (src && src.clonestart !== 0 && clonesInFlight(vol, srcId).length === 0) saveFileset(vol, {...src, clonestart: 0})
+  // The last clone in flight anywhere: the image no longer needs a build that knows them.
+  if ((vol.sb.incompat & INCOMPAT_EXPANDING) && !listFilesets(vol).some(isExpanding)) {
+    vol.sb.incompat &= ~INCOMPAT_EXPANDING
+    vol.markSbDirty()
+  }
+}
+
+/** Frees a clone-state file (through the orphan list, like any file that lost its name). */
+export function dropCloneState(vol: Volume, ino: number): void {
+  const f = vol.tryIget(ino)
+  if (!f) return
+  f.r.nlink = 0
+  vol.idirty(f)
+  vol.addOrphan(f)
+}
+
+export interface ExpandProgress {
+  done: number
+  total: number
+}
+
+/**
+ * Background expansion in slices: the walk (a stack of directories still to visit) lives in
+ * this object between slices, while the image is closed and others may change it. Each entry
+ * carries its inode's generation, so a directory deleted (and its number reused) meanwhile is
+ * skipped; one expanded by someone else is walked instead. A new UNEXPANDED directory only
+ * ever appears inside a directory being expanded, so one walk from the root finds them all.
+ */
+export class Expander {
+  private stack: Array<{ino: number, gen: number, path: string}> | null = null
+
+  constructor(readonly filesetId: number) {}
+
+  /**
+   * Works for about `budgetMs`, leaving the caller to commit. Returns 'done' when the clone
+   * became an ordinary fileset, 'gone' if it no longer exists or is not expanding, else 'more'.
+   */
+  slice(vol: Volume, budgetMs: number, maxDirs = Infinity): 'done' | 'more' | 'gone' {
+    const c = filesetById(vol, this.filesetId)
+    if (!c || !isExpanding(c)) return 'gone'
+    if (!this.stack) {
+      const root = vol.iget(c.rootIno)
+      this.stack = [{ino: root.ino, gen: root.r.generation, path: ''}]
+    }
+    const stack = this.stack
+    const end = Date.now() + budgetMs
+    let dirs = 0
+    while (stack.length) {
+      if (Date.now() >= end || vol.txnFull || dirs >= maxDirs) return 'more'
+      const job = stack.pop()!
+      dirs++
+      const d = vol.tryIget(job.ino)
+      if (!d || !d.isDir || d.r.generation !== job.gen) continue
+      if (isUnexpanded(d)) {
+        for (const m of expandDir(vol, c, d, job.path)) stack.push({ino: m.inode.ino, gen: m.inode.r.generation, path: m.path})
+        continue
+      }
+      for (const e of dirList(vol, d)) {
+        if (e.type !== DT_DIR) continue
+        const child = vol.iget(e.ino)
+        stack.push({ino: child.ino, gen: child.r.generation, path: `${job.path}/${e.name.toString('utf8')}`})
+      }
+    }
+    finishExpansion(vol, c)
+    this.stack = null
+    return 'done'
+  }
+}
+
+/** Directories expanded and known so far, for progress displays. */
+export function progressOf(f: Fileset): ExpandProgress {
+  return {done: f.dirsDone, total: Math.max(f.dirsTotal, f.dirsDone)}
+}
+
+export interface ExpansionStatus {
+  fileset: string
+  mode: 'async' | 'lazy'
+  source: string
+  /** directories expanded so far */
+  done: number
+  /** directories known so far (expanded + known still to expand); grows as expansion finds more */
+  known: number
+  /** ms since the clone was made */
+  elapsedMs: number
+  /** estimated ms left at the rate so far (async only; null when unknown) */
+  etaMs: number | null
+}
+
+/** Every clone still expanding, with its progress (`prism status`, `prism fileset list`). */
+export function expansionStatus(vol: Volume, now = Date.now()): ExpansionStatus[] {
+  return listFilesets(vol).filter(isExpanding).map((f) => {
+    const {done, total} = progressOf(f)
+    const elapsedMs = Math.max(0, now - f.created)
+    const async = f.mode === MODE_ASYNC
+    const etaMs = async && done > 0 && elapsedMs > 0 ? Math.round((total - done) * (elapsedMs / done)) : null
+    return {
+      fileset: f.name, mode: async ? 'async' : 'lazy', source: filesetById(vol, f.srcFileset)?.name ?? `#${f.srcFileset}`,
+      done, known: total, elapsedMs, etaMs,
+    }
+  })
+}

@@ -1,0 +1,50 @@
+import {Args, Flags} from '@oclif/core'
+import {PrismCommand, imageFlags} from '../cli/base.js'
+import {PrismError} from '../errors.js'
+
+export default class Expand extends PrismCommand {
+  static summary = 'Finish expanding an asynchronous or lazy clone now'
+  static description = `An async clone is expanded in the background and a lazy one on demand; this expands the rest of FILESET (or of every expanding clone with --all) in the foreground, showing progress. An expansion that was interrupted resumes where it stopped. Afterwards the clone is an ordinary fileset.`
+  static examples = ['<%= config.bin %> expand sandbox', '<%= config.bin %> expand --all']
+  static args = {fileset: Args.string({description: 'the clone to expand'})}
+  static flags = {
+    ...imageFlags,
+    all: Flags.boolean({description: 'expand every clone that is still expanding', default: false}),
+    background: Flags.boolean({description: 'run as the background expander (started by prism itself)', hidden: true, default: false}),
+  }
+
+  async run() {
+    const {args, flags} = await this.parse(Expand)
+    if (flags.background) {
+      const {runBackground} = await import('../clone/background.js')
+      runBackground(this.imagePath(flags.image))
+      return {background: true}
+    }
+    if (!args.fileset && !flags.all) throw new PrismError('EUSAGE', 'name a fileset to expand, or use --all')
+    const {expandAll, isExpanding} = await import('../clone/expand.js')
+    const {getFileset, listFilesets} = await import('../fs/filesets.js')
+    const spin = await this.spinner('expanding')
+    try {
+      const done = await this.withVolume(flags, true, (vol) => {
+        const targets = flags.all ? listFilesets(vol).filter(isExpanding) : [getFileset(vol, args.fileset!)]
+        const out: Array<{fileset: string, dirs: number}> = []
+        for (const f of targets) {
+          if (!isExpanding(f)) { out.push({fileset: f.name, dirs: 0}); continue }
+          let n = 0
+          expandAll(vol, f, () => {
+            if ((++n & 63) === 0) spin.update(`expanding ${f.name}: ${n} directories`)
+          })
+          vol.commit()
+          out.push({fileset: f.name, dirs: n})
+        }
+        return out
+      })
+      spin.stop()
+      for (const d of done) this.log(d.dirs ? `${d.fileset}: expanded ${d.dirs} directories` : `${d.fileset}: already expanded`)
+      return done
+    } catch (e) {
+      spin.stop()
+      throw e
+    }
+  }
+}

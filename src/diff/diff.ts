@@ -1,0 +1,218 @@
+// prism diff: what changed between two filesets (or subtrees), with zfs diff's codes:
+//   -  removed        +  added        M  content modified        R  renamed (old -> new)
+//   A  attributes changed (mode, owner, mtime or the noclone flag; content unchanged)
+// Both trees are walked in parallel by path. A pair of directories that is one inode, or
+// where one side is an unexpanded directory (IF_UNEXPANDED) whose source is the other side's
+// directory (or both unexpanded from one source), is unchanged by construction and skipped.
+// An entry naming the same inode on both sides is unchanged and never read. Renames are
+// found by inode number: the same inode under different paths. Files with different inodes
+// at one path are compared by size, then by their block maps (copy-on-write copies share
+// their blocks), and only then by content.
+import {DT_DIR, DT_LNK, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED} from '../format/constants.js'
+import {PrismError} from '../errors.js'
+import {cloneSpec} from '../clone/expand.js'
+import {dirForEach} from '../fs/dir.js'
+import {loadExtents, readData} from '../fs/extents.js'
+import {getFileset, type Fileset} from '../fs/filesets.js'
+import type {Inode} from '../fs/inode.js'
+import {Namespace} from '../fs/namespace.js'
+import type {Volume} from '../fs/volume.js'
+
+export type DiffCode = '-' | '+' | 'M' | 'R' | 'A'
+export type EntryType = 'file' | 'dir' | 'symlink'
+
+export interface DiffEntry {
+  code: DiffCode
+  type: EntryType
+  /** path relative to the compared roots ('/' is the root itself) */
+  path: string
+  /** R only: the new path */
+  to?: string
+}
+
+export interface DiffStats {
+  dirsWalked: number
+  /** directory pairs skipped as unchanged (same inode, or unexpanded from the other side) */
+  dirsSkipped: number
+  /** entries naming the same inode on both sides (never read) */
+  shared: number
+  /** inodes whose content was read for a comparison */
+  inodesRead: number
+  bytesRead: number
+  /** every inode whose content was read (tests check no shared inode is among them) */
+  readInodes: Set<number>
+}
+
+export interface DiffResult {
+  entries: DiffEntry[]
+  stats: DiffStats
+}
+
+export interface DiffSide {
+  fileset: string
+  path: string
+}
+
+interface Ent {
+  ino: number
+  type: number
+}
+
+interface Side {
+  fs: Fileset
+  map: Map<string, Ent>
+}
+
+const typeName = (t: number): EntryType => (t === DT_DIR ? 'dir' : t === DT_LNK ? 'symlink' : 'file')
+const join = (rel: string, name: string) => (rel === '/' ? '/' : rel + '/') + name
+const byPath = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
+  const sa: Side = {fs: getFileset(vol, a.fileset), map: new Map()}
+  const sb: Side = {fs: getFileset(vol, b.fileset), map: new Map()}
+  const rootA = new Namespace(vol, sa.fs).resolve(a.path, true)
+  const rootB = new Namespace(vol, sb.fs).resolve(b.path, true)
+  if (!rootA.isDir) throw new PrismError('ENOTDIR', `${a.fileset}:${a.path}: not a directory`)
+  if (!rootB.isDir) throw new PrismError('ENOTDIR', `${b.fileset}:${b.path}: not a directory`)
+  const stats: DiffStats = {dirsWalked: 0, dirsSkipped: 0, shared: 0, inodesRead: 0, bytesRead: 0, readInodes: new Set()}
+  const out: DiffEntry[] = []
+
+  /**
+   * The entries a user of the directory sees. An unexpanded directory whose pair differs is
+   * expanded first, through the namespace (which applies its clone's excludes).
+   */
+  const view = (dir: Inode, side: 'a' | 'b', rel: string): Map<string, Ent> => {
+    let d = dir
+    if (d.r.flags & IF_UNEXPANDED) {
+      const at = side === 'a' ? a.path : b.path
+      const full = rel === '/' ? at : (at.endsWith('/') ? at.slice(0, -1) : at) + rel
+      d = new Namespace(vol, side === 'a' ? sa.fs : sb.fs).resolve(full || '/', true)
+    }
+    const m = new Map<string, Ent>()
+    dirForEach(vol, d, (ino, type, name) => { m.set(name.toString('utf8'), {ino, type}) })
+    return m
+  }
+  // An unexpanded directory stands for its source only in a clone without --exclude (one
+  // with excludes leaves parts out, so it is expanded and compared instead).
+  const plain = (f: Fileset): boolean => cloneSpec(vol, f).exclude.length === 0
+  const source = (d: Inode): string | null => (d.r.flags & IF_UNEXPANDED ? `${d.r.srcFileset}:${d.r.srcIno}` : null)
+  const unchanged = (da: Inode, db: Inode): boolean => {
+    if (da.ino === db.ino) return true
+    const x = plain(sa.fs) ? source(da) : null
+    const y = plain(sb.fs) ? source(db) : null
+    return x === `${sb.fs.id}:${db.ino}` || y === `${sa.fs.id}:${da.ino}` || (x !== null && x === y)
+  }
+
+  const walk = (da: Inode | null, db: Inode | null, rel: string) => {
+    if (da && db && unchanged(da, db)) { stats.dirsSkipped++; return }
+    stats.dirsWalked++
+    if (da && db && attrsDiffer(da, db, false)) out.push({code: 'A', type: 'dir', path: rel})
+    const ea = da ? view(da, 'a', rel) : new Map<string, Ent>()
+    const eb = db ? view(db, 'b', rel) : new Map<string, Ent>()
+    const names = new Set([...ea.keys(), ...eb.keys()])
+    for (const name of names) {
+      const x = ea.get(name)
+      const y = eb.get(name)
+      const p = join(rel, name)
+      if (x) sa.map.set(p, x)
+      if (y) sb.map.set(p, y)
+      const xd = x?.type === DT_DIR ? x : null
+      const yd = y?.type === DT_DIR ? y : null
+      if (xd || yd) walk(xd ? vol.iget(xd.ino) : null, yd ? vol.iget(yd.ino) : null, p)
+    }
+  }
+  walk(rootA, rootB, '/')
+
+  // Same inode at the same path: unchanged. Same inode elsewhere: renamed.
+  const goneA = new Set<string>()
+  const goneB = new Set<string>()
+  const byInoA = new Map<number, string[]>()
+  for (const [p, x] of sa.map) {
+    const y = sb.map.get(p)
+    if (y && y.ino === x.ino && x.type !== DT_DIR) { stats.shared++; goneA.add(p); goneB.add(p); continue }
+    if (x.type === DT_DIR) continue
+    const l = byInoA.get(x.ino)
+    if (l) l.push(p)
+    else byInoA.set(x.ino, [p])
+  }
+  const byInoB = new Map<number, string[]>()
+  for (const [p, y] of sb.map) {
+    if (goneB.has(p) || y.type === DT_DIR) continue
+    if (!byInoA.has(y.ino)) continue
+    const l = byInoB.get(y.ino)
+    if (l) l.push(p)
+    else byInoB.set(y.ino, [p])
+  }
+  for (const [ino, pb] of byInoB) {
+    const pa = byInoA.get(ino)!.sort(byPath)
+    pb.sort(byPath)
+    const n = Math.min(pa.length, pb.length)
+    for (let i = 0; i < n; i++) {
+      out.push({code: 'R', type: typeName(sa.map.get(pa[i])!.type), path: pa[i], to: pb[i]})
+      goneA.add(pa[i])
+      goneB.add(pb[i])
+    }
+  }
+  // What is left: removed, added, or at one path on both sides with different inodes.
+  for (const [p, x] of sa.map) {
+    if (goneA.has(p)) continue
+    const y = goneB.has(p) ? undefined : sb.map.get(p)
+    if (x.type === DT_DIR) {
+      if (y?.type === DT_DIR) continue // walked: its own attributes were compared there
+      out.push({code: '-', type: 'dir', path: p})
+      continue
+    }
+    if (!y || y.type !== x.type) {
+      out.push({code: '-', type: typeName(x.type), path: p})
+      continue
+    }
+    goneB.add(p)
+    const ia = vol.iget(x.ino)
+    const ib = vol.iget(y.ino)
+    if (!sameContent(vol, ia, ib, stats)) out.push({code: 'M', type: typeName(x.type), path: p})
+    else if (attrsDiffer(ia, ib, true)) out.push({code: 'A', type: typeName(x.type), path: p})
+  }
+  for (const [p, y] of sb.map) {
+    if (goneB.has(p)) continue
+    const x = sa.map.get(p)
+    if (x && x.type === DT_DIR && y.type === DT_DIR) continue
+    out.push({code: '+', type: typeName(y.type), path: p})
+  }
+  out.sort((u, v) => byPath(u.path, v.path) || byPath(u.code, v.code))
+  return {entries: out, stats}
+}
+
+function attrsDiffer(a: Inode, b: Inode, withMtime: boolean): boolean {
+  const x = a.r
+  const y = b.r
+  return x.mode !== y.mode || x.uid !== y.uid || x.gid !== y.gid || (x.flags & IF_NOCLONE) !== (y.flags & IF_NOCLONE) ||
+    (withMtime && (x.mtimeS !== y.mtimeS || x.mtimeNs !== y.mtimeNs))
+}
+
+const CMP_CHUNK = 1024 * 1024
+
+/** Same bytes? Size first, then the block maps, and only then the content. */
+function sameContent(vol: Volume, a: Inode, b: Inode, stats: DiffStats): boolean {
+  if (a.r.size !== b.r.size) return false
+  const size = a.r.size
+  if (size === 0) return true
+  // Inline data lives in the inode record itself: comparing it reads no data.
+  if (a.r.flags & IF_INLINE && b.r.flags & IF_INLINE) return a.r.area.subarray(0, size).equals(b.r.area.subarray(0, size))
+  if (!(a.r.flags & IF_INLINE) && !(b.r.flags & IF_INLINE)) {
+    const ea = loadExtents(vol, a)
+    const eb = loadExtents(vol, b)
+    if (ea.length === eb.length && ea.every((e, i) => e.l === eb[i].l && e.n === eb[i].n && e.p === eb[i].p)) return true
+  }
+  stats.inodesRead += 2
+  stats.readInodes.add(a.ino)
+  stats.readInodes.add(b.ino)
+  for (let off = 0; off < size; off += CMP_CHUNK) {
+    const n = Math.min(CMP_CHUNK, size - off)
+    const x = readData(vol, a, off, n)
+    const y = readData(vol, b, off, n)
+    stats.bytesRead += 2 * n
+    if (!x.equals(y)) return false
+  }
+  return true
+}
+

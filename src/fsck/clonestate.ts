@@ -1,0 +1,179 @@
+// fsck and asynchronous cloning (docs/FORMAT.md §5.7, §8.3, §8.5): the fileset fields of
+// clones still expanding, their clone-state files, the sources' clonestart, and every
+// UNEXPANDED directory. Runs between pass 2 (names; it records where each UNEXPANDED
+// directory sits) and pass 3 (counts and reachability).
+//
+// Repairs never invent data: a clone that cannot go on expanding (its source is gone) keeps
+// what it has expanded, and its UNEXPANDED directories become empty ordinary directories.
+import {FS_ACTIVE, FS_DELETING, FS_EXPANDING, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, MODE_LAZY} from '../format/constants.js'
+import {decodeCloneState, decodeRemap} from '../format/clonestate.js'
+import {decodeInode} from '../format/inode.js'
+import {INCOMPAT_EXPANDING} from '../format/superblock.js'
+import {readData} from '../fs/extents.js'
+import {Inode} from '../fs/inode.js'
+import {R_FILESET, T_DIR, T_FREE, T_LNK, T_REG, type FilesetInfo, type FsckContext} from './context.js'
+import {writeRecord} from './pass2_dirs.js'
+import {freeInode} from './pass3_links.js'
+
+export function checkCloneState(ctx: FsckContext): void {
+  const ids = new Map(ctx.filesets.map((f) => [f.id, f]))
+  const changed = new Set<FilesetInfo>()
+  const sb = ctx.vol.sb
+
+  for (const f of ctx.filesets) {
+    if (f.state === FS_EXPANDING) {
+      const src = ids.get(f.srcFileset)
+      const modeOk = f.mode === MODE_ASYNC || f.mode === MODE_LAZY
+      if (!src || src === f || !modeOk) {
+        const p = ctx.report('CLONE_BAD_SOURCE', `fileset ${f.name}`, {
+          detail: !modeOk ? `clone mode ${f.mode} is not async or lazy` : `source fileset ${f.srcFileset} ${src === f ? 'is itself' : 'does not exist'}`,
+        })
+        // It cannot go on expanding: it keeps what it has, as an ordinary fileset.
+        f.state = FS_ACTIVE
+        f.srcFileset = 0
+        if (f.stateIno) dropStateFile(ctx, f)
+        changed.add(f)
+        ctx.fixed(p)
+      }
+    } else if (f.srcFileset !== 0 || (f.stateIno !== 0 && f.state === FS_ACTIVE)) {
+      const p = ctx.report('CLONE_STATE_STALE', `fileset ${f.name}`, {src: f.srcFileset, ino: f.stateIno})
+      f.srcFileset = 0
+      if (f.stateIno) dropStateFile(ctx, f)
+      changed.add(f)
+      ctx.fixed(p)
+    }
+  }
+
+  for (const f of ctx.filesets) {
+    if (!f.stateIno) continue
+    const why = stateFileProblem(ctx, f.stateIno)
+    if (why === null) {
+      account(ctx, f.stateIno)
+      if (f.state === FS_EXPANDING) markCopies(ctx, f.stateIno)
+      continue
+    }
+    const p = ctx.report('CLONE_STATE_BAD', `fileset ${f.name}`, {detail: why})
+    dropStateFile(ctx, f)
+    changed.add(f)
+    ctx.fixed(p)
+  }
+
+  for (const f of ctx.filesets) {
+    const inFlight = ctx.filesets.some((c) => c.state === FS_EXPANDING && c.srcFileset === f.id)
+    if (f.clonestart !== 0 && !inFlight) {
+      const p = ctx.report('CLONESTART_STALE', `fileset ${f.name}`, {value: f.clonestart})
+      f.clonestart = 0
+      changed.add(f)
+      ctx.fixed(p)
+    } else if (f.clonestart === 0 && inFlight) {
+      // Without it the source's write guard is off: a fresh stamp turns it back on.
+      const p = ctx.report('CLONESTART_MISSING', `fileset ${f.name}`)
+      if (ctx.repair) {
+        sb.cloneClock = (sb.cloneClock + 1) >>> 0
+        ctx.vol.markSbDirty()
+      }
+      f.clonestart = sb.cloneClock
+      changed.add(f)
+      ctx.fixed(p)
+    }
+  }
+
+  for (const [ino, u] of ctx.unexpanded) {
+    if (!u.owner) continue // in an orphan tree: the reaper frees it
+    const {buf, off} = ctx.inodeAt(ino)
+    const srcIno = buf.readUInt32LE(off + 0x4c)
+    const srcFs = buf.readUInt32LE(off + 0x50)
+    let why: string | null = null
+    if (u.owner.state !== FS_EXPANDING) why = 'its fileset is not expanding'
+    else if (u.count !== 0) why = `it already has ${u.count} entries`
+    else if (!ids.has(srcFs)) why = `source fileset ${srcFs} does not exist`
+    else if (srcIno < 1 || srcIno > sb.inodeCount || ctx.itype[srcIno] !== T_DIR) why = `source inode ${srcIno} is not a directory`
+    if (why === null) continue
+    const p = ctx.report('UNEXPANDED_BAD', `fileset ${u.owner.name}:${u.path}`, {ino, detail: why})
+    ctx.editInode(ino, (b, o) => {
+      b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_UNEXPANDED, o + 2)
+      b.writeUInt32LE(0, o + 0x4c)
+      b.writeUInt32LE(0, o + 0x50)
+    })
+    ctx.iflags[ino] &= ~IF_UNEXPANDED
+    ctx.fixed(p)
+  }
+
+  for (const f of changed) writeRecord(ctx, f, f.slot)
+
+  // The incompat bit keeps builds without async cloning away while a clone is in flight.
+  const building = ctx.filesets.some((f) => f.state === FS_EXPANDING || f.state === FS_DELETING)
+  const bit = (sb.incompat & INCOMPAT_EXPANDING) !== 0
+  if (building !== bit) {
+    const p = ctx.report('SB_INCOMPAT_EXPANDING', 'superblock', {detail: building ? 'a clone is expanding but the superblock does not say so' : 'no clone is expanding'})
+    if (ctx.repair) {
+      sb.incompat = building ? sb.incompat | INCOMPAT_EXPANDING : sb.incompat & ~INCOMPAT_EXPANDING
+      ctx.vol.markSbDirty()
+    }
+    ctx.fixed(p)
+  }
+}
+
+/** Why inode `ino` cannot be a clone-state file, or null if it is a sound one. */
+function stateFileProblem(ctx: FsckContext, ino: number): string | null {
+  if (ino > ctx.vol.sb.inodeCount) return `inode number ${ino} is outside the inode table`
+  if (ctx.itype[ino] === T_FREE) return `inode ${ino} is not in use`
+  if (ctx.itype[ino] !== T_REG) return `inode ${ino} is not a regular file`
+  if (ctx.reach[ino] !== 0) return `inode ${ino} is also named elsewhere`
+  if (ctx.iflags[ino] & IF_ORPHAN) return `inode ${ino} is on the orphan list`
+  if (ctx.rewrites.has(ino)) return `inode ${ino} has a damaged block map`
+  try {
+    const {buf, off} = ctx.inodeAt(ino)
+    const inode = new Inode(ino, decodeInode(buf, off, ino))
+    const data = readData(ctx.vol, inode, 0, inode.r.size)
+    decodeRemap(data, decodeCloneState(data).mapOffset)
+  } catch (e) {
+    return (e as Error).message
+  }
+  return null
+}
+
+/**
+ * The copies in a sound hard-link map are referenced by it even while none of their names
+ * is expanded yet, and may count more links than the names found so far.
+ */
+function markCopies(ctx: FsckContext, stateIno: number): void {
+  const {buf, off} = ctx.inodeAt(stateIno)
+  const inode = new Inode(stateIno, decodeInode(buf, off, stateIno))
+  const data = readData(ctx.vol, inode, 0, inode.r.size)
+  for (const e of decodeRemap(data, decodeCloneState(data).mapOffset)) {
+    // An entry whose copy has gone (all its names removed; the number maybe reused) is stale.
+    const ino = e.copyIno
+    if (ino < 1 || ino > ctx.vol.sb.inodeCount || (ctx.itype[ino] !== T_REG && ctx.itype[ino] !== T_LNK)) continue
+    const c = ctx.inodeAt(ino)
+    if (c.buf.readUInt32LE(c.off + 0x14) !== e.copyGeneration || (ctx.iflags[ino] & IF_ORPHAN)) continue
+    ctx.pendingLinks.add(e.copyIno)
+    if (ctx.reach[e.copyIno] === 0) {
+      ctx.reach[e.copyIno] |= R_FILESET
+      ctx.trees[e.copyIno] = 1
+      ctx.filesetTrees[e.copyIno] = 1
+    }
+  }
+}
+
+/** The state file counts as one name in one fileset (nothing else names it). */
+function account(ctx: FsckContext, ino: number): void {
+  ctx.reach[ino] |= R_FILESET
+  ctx.trees[ino] = 1
+  ctx.filesetTrees[ino] = 1
+  ctx.firstCount[ino] = 1
+  ctx.totalNames[ino] = 1
+}
+
+function dropStateFile(ctx: FsckContext, f: FilesetInfo): void {
+  const ino = f.stateIno
+  f.stateIno = 0
+  // Ours only if nothing else uses that inode (a directory entry, or another fileset's
+  // record: a stale field may name a state file another clone still needs); otherwise just
+  // forget the reference.
+  const ours = ino <= ctx.vol.sb.inodeCount && ctx.itype[ino] === T_REG && ctx.reach[ino] === 0 &&
+    !ctx.filesets.some((o) => o !== f && o.stateIno === ino)
+  if (!ours) return
+  if (ctx.repair) freeInode(ctx, ino)
+  else account(ctx, ino) // until repaired it is still referenced: not also unreachable
+}

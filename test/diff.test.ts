@@ -1,0 +1,297 @@
+// prism diff on real image files: the codes after known edits of a clone, shared inodes
+// never read, unexpanded subtrees skipped, the CLI, and a model check (fast-check): random
+// edits to a clone of a fileset, then the diff equals the one computed from two in-memory
+// models of the trees.
+import {expect} from 'chai'
+import fs from 'node:fs'
+import fc from 'fast-check'
+import {clone} from '../src/clone/clone.js'
+import {diff, type DiffEntry} from '../src/diff/diff.js'
+import {DT_DIR, IF_UNEXPANDED} from '../src/format/constants.js'
+import {dirForEach} from '../src/fs/dir.js'
+import {getFileset} from '../src/fs/filesets.js'
+import {namespace, withImage} from '../src/fs/image.js'
+import type {Volume} from '../src/fs/volume.js'
+import {edit, newImage, prism, tmpDir} from './helpers.js'
+
+const line = (e: DiffEntry) => (e.code === 'R' ? `R ${e.path} -> ${e.to}` : `${e.code} ${e.path}`)
+
+function diffLines(img: string, a: string, b: string) {
+  return withImage(img, {write: false}, (vol) => {
+    const r = diff(vol, {fileset: a, path: '/'}, {fileset: b, path: '/'})
+    return {lines: r.entries.map(line), stats: r.stats}
+  })
+}
+
+/** Inode numbers of every file in a fileset. */
+function fileInos(vol: Volume, fileset: string): Set<number> {
+  const out = new Set<number>()
+  const stack = [getFileset(vol, fileset).rootIno]
+  while (stack.length) {
+    dirForEach(vol, vol.iget(stack.pop()!), (ino, type) => { if (type === DT_DIR) stack.push(ino); else out.add(ino) })
+  }
+  return out
+}
+
+describe('diff', function () {
+  this.timeout(300000)
+  let dir: string
+  let img: string
+  beforeEach(() => {
+    dir = tmpDir()
+    img = newImage(dir, 64 << 20)
+    edit(img, (ns, vol) => {
+      ns.mkdir('/etc')
+      ns.mkdir('/var/log', {parents: true})
+      ns.mkdir('/home/alice', {parents: true})
+      ns.writeFile('/etc/passwd', Buffer.from('root:x:0:0\n'))
+      ns.writeFile('/etc/hosts', Buffer.from('127.0.0.1 localhost\n'))
+      ns.writeFile('/etc/motd', Buffer.from('hello\n'))
+      ns.writeFile('/var/log/syslog', Buffer.alloc(100000, 'l'))
+      ns.writeFile('/home/alice/notes', Buffer.from('notes'))
+      ns.writeFile('/home/alice/big', Buffer.alloc(300000, 'b'))
+      ns.symlink('/etc/hosts', '/hosts-link')
+      clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c1'})
+    })
+  })
+  afterEach(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  it('lists additions, removals, modifications, renames and attribute changes', () => {
+    edit(img, (ns) => {
+      ns.writeFile('/etc/passwd', Buffer.from('root:x:0:0\nalice:x:1000:1000\n')) // M
+      ns.chmod('/etc/hosts', 0o600) // A (copied inode, same blocks)
+      ns.rename('/etc/motd', '/etc/motd.old') // R
+      ns.unlink('/var/log/syslog') // -
+      ns.mkdir('/srv') // +
+      ns.writeFile('/srv/index.html', Buffer.from('<html>')) // +
+      ns.remove('/home/alice', {recursive: true}) // - for the dir and its files
+      ns.writeFile('/hosts-link-2', Buffer.from('x')) // +
+    }, 'c1')
+    const {lines, stats} = diffLines(img, 'root', 'c1')
+    expect(lines).to.deep.equal([
+      'A /etc/hosts',
+      'R /etc/motd -> /etc/motd.old',
+      'M /etc/passwd',
+      '- /home/alice',
+      '- /home/alice/big',
+      '- /home/alice/notes',
+      '+ /hosts-link-2',
+      '+ /srv',
+      '+ /srv/index.html',
+      '- /var/log/syslog',
+    ])
+    // Shared inodes (same inode both sides) are never read; the chmod copy shares its
+    // blocks with the original, so nothing at all was read here but the sizes differed.
+    withImage(img, {write: false}, (vol) => {
+      const a = fileInos(vol, 'root')
+      const b = fileInos(vol, 'c1')
+      for (const ino of stats.readInodes) expect(a.has(ino) && b.has(ino), `inode ${ino} is shared`).to.equal(false)
+    })
+    expect(stats.shared).to.equal(1) // the symlink
+    expect(stats.bytesRead).to.equal(0)
+    // The other way round, every code inverts.
+    expect(diffLines(img, 'c1', 'root').lines).to.include.members(['R /etc/motd.old -> /etc/motd', '+ /home/alice', '+ /var/log/syslog', '- /srv/index.html', 'M /etc/passwd', 'A /etc/hosts'])
+  })
+
+  it('compares content only where the inodes and block maps differ', () => {
+    edit(img, (ns) => {
+      // same bytes written anew: new blocks, so the content is read; only the mtime differs
+      ns.writeFile('/var/log/syslog', Buffer.alloc(100000, 'l'))
+      ns.writeFile('/etc/passwd', Buffer.from('root:x:0:0\n')) // inline: compared in the inode
+    }, 'c1')
+    const {lines, stats} = diffLines(img, 'root', 'c1')
+    expect(lines).to.deep.equal(['A /etc/passwd', 'A /var/log/syslog'])
+    expect(stats.inodesRead).to.equal(2)
+    expect(stats.bytesRead).to.equal(200000)
+    expect(diffLines(img, 'root', 'root').lines).to.deep.equal([])
+    expect(diffLines(img, 'root', 'root').stats.dirsSkipped).to.equal(1)
+  })
+
+  it('skips a subtree that is still unexpanded from the other side', () => {
+    // Mark c1's /home as an unexpanded directory whose source is root's /home (as an
+    // asynchronous clone leaves it), then change root's copy: the walk must not enter it.
+    withImage(img, {write: true}, (vol) => {
+      const rootHome = namespace(vol, 'root').resolve('/home')
+      const home = namespace(vol, 'c1').resolve('/home')
+      home.r.flags |= IF_UNEXPANDED
+      home.r.srcFileset = getFileset(vol, 'root').id
+      home.r.srcIno = rootHome.ino
+      vol.idirty(home)
+    })
+    const {lines, stats} = diffLines(img, 'root', 'c1')
+    expect(lines).to.deep.equal([])
+    expect(stats.dirsSkipped).to.equal(1)
+    // Between two clones, the unexpanded directory shows its source's entries.
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c2'}))
+    edit(img, (ns) => ns.writeFile('/home/alice/new', Buffer.from('n')), 'c2')
+    expect(diffLines(img, 'c1', 'c2').lines).to.deep.equal(['+ /home/alice/new'])
+  })
+
+  it('prints zfs-style lines and JSON from the CLI; bad input is one line and exit 2 or 1', () => {
+    edit(img, (ns) => { ns.rename('/etc/motd', '/motd'); ns.unlink('/etc/hosts') }, 'c1')
+    const r = prism(['diff', 'root', 'c1', '-i', img])
+    expect(r.status, r.stderr).to.equal(0)
+    expect(r.stdout).to.equal('-\t/etc/hosts\nR\t/etc/motd -> /motd\n')
+    const j = JSON.parse(prism(['diff', 'root:/etc', 'c1:/etc', '--json', '-i', img]).stdout)
+    expect(j.entries).to.deep.equal([{code: '-', type: 'file', path: '/hosts'}, {code: '-', type: 'file', path: '/motd'}])
+    const bad = prism(['diff', 'root', 'nosuch', '-i', img])
+    expect(bad.status).to.equal(1)
+    expect(bad.stderr).to.match(/^prism: no fileset named 'nosuch'/)
+    expect(bad.stderr.trim().split('\n')).to.have.length(1)
+    const notDir = prism(['diff', 'root:/etc/passwd', 'c1', '-i', img])
+    expect(notDir.status).to.equal(1)
+    expect(notDir.stderr).to.match(/not a directory/)
+  })
+})
+
+// ---------------------------------------------------------------- the model check
+
+interface MFile { kind: 'file', id: number, content: string, mode: number }
+interface MDir { kind: 'dir' }
+type Model = Map<string, MFile | MDir>
+
+type Op =
+  | {op: 'write', file: number, dirPick: number, content: string}
+  | {op: 'chmod', file: number, mode: number}
+  | {op: 'rename', file: number, dirPick: number, name: string}
+  | {op: 'unlink', file: number}
+  | {op: 'mkdir', dirPick: number, name: string}
+  | {op: 'rmrf', dirPick: number}
+
+const NAMES = ['a', 'b', 'c', 'd']
+const parentOf = (p: string) => p.slice(0, p.lastIndexOf('/')) || '/'
+const joinP = (d: string, n: string) => (d === '/' ? '' : d) + '/' + n
+
+function files(m: Model): string[] { return [...m.keys()].filter((p) => m.get(p)!.kind === 'file').sort() }
+function dirs(m: Model): string[] { return ['/', ...[...m.keys()].filter((p) => m.get(p)!.kind === 'dir').sort()] }
+
+/** The diff the models imply (same rules as the command's documentation). */
+function modelDiff(a: Model, b: Model): string[] {
+  const out: string[] = []
+  const goneA = new Set<string>()
+  const goneB = new Set<string>()
+  const idsA = new Map<number, string[]>()
+  for (const p of files(a)) {
+    const x = a.get(p) as MFile
+    const y = b.get(p)
+    if (y?.kind === 'file' && y.id === x.id) { goneA.add(p); goneB.add(p); continue }
+    idsA.set(x.id, [...(idsA.get(x.id) ?? []), p])
+  }
+  const idsB = new Map<number, string[]>()
+  for (const p of files(b)) {
+    const y = b.get(p) as MFile
+    if (goneB.has(p) || !idsA.has(y.id)) continue
+    idsB.set(y.id, [...(idsB.get(y.id) ?? []), p])
+  }
+  for (const [id, pb] of idsB) {
+    const pa = idsA.get(id)!.sort()
+    pb.sort()
+    for (let i = 0; i < Math.min(pa.length, pb.length); i++) { out.push(`R ${pa[i]} -> ${pb[i]}`); goneA.add(pa[i]); goneB.add(pb[i]) }
+  }
+  for (const [p, x] of a) {
+    if (goneA.has(p)) continue
+    const y = goneB.has(p) ? undefined : b.get(p)
+    if (x.kind === 'dir') { if (y?.kind !== 'dir') out.push(`- ${p}`); continue }
+    if (!y || y.kind !== 'file') { out.push(`- ${p}`); continue }
+    goneB.add(p)
+    if (y.content !== x.content) out.push(`M ${p}`)
+    else if (y.mode !== x.mode) out.push(`A ${p}`)
+  }
+  for (const [p, y] of b) {
+    if (goneB.has(p)) continue
+    if (y.kind === 'dir' && a.get(p)?.kind === 'dir') continue
+    out.push(`+ ${p}`)
+  }
+  return out.sort()
+}
+
+describe('diff: model check', function () {
+  this.timeout(600000)
+
+  it('equals the diff of two in-memory models after random edits to a clone', () => {
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({op: fc.constant('write' as const), file: fc.nat(30), dirPick: fc.nat(30), content: fc.string({maxLength: 300})}),
+      fc.record({op: fc.constant('chmod' as const), file: fc.nat(30), mode: fc.constantFrom(0o600, 0o644, 0o755)}),
+      fc.record({op: fc.constant('rename' as const), file: fc.nat(30), dirPick: fc.nat(30), name: fc.constantFrom(...NAMES)}),
+      fc.record({op: fc.constant('unlink' as const), file: fc.nat(30)}),
+      fc.record({op: fc.constant('mkdir' as const), dirPick: fc.nat(30), name: fc.constantFrom(...NAMES)}),
+      fc.record({op: fc.constant('rmrf' as const), dirPick: fc.nat(30)}),
+    )
+    let run = 0
+    fc.assert(fc.property(fc.array(opArb, {maxLength: 25}), fc.array(fc.string({maxLength: 200}), {minLength: 1, maxLength: 10}), (ops, seeds) => {
+      const dir = tmpDir()
+      try {
+        const img = newImage(dir, 32 << 20)
+        let nextId = 1
+        const a: Model = new Map()
+        // The source tree: /d0, /d0/d1, files spread over them (one name each).
+        edit(img, (ns, vol) => {
+          for (const d of ['/x', '/x/y', '/z']) { ns.mkdir(d); a.set(d, {kind: 'dir'}) }
+          seeds.forEach((s, i) => {
+            const p = `${['/', '/x', '/x/y', '/z'][i % 4] === '/' ? '' : ['/', '/x', '/x/y', '/z'][i % 4]}/f${i}`
+            const content = `${s}#${i}`
+            ns.writeFile(p, Buffer.from(content))
+            a.set(p, {kind: 'file', id: nextId++, content, mode: 0o644})
+          })
+          clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'})
+        })
+        const idsA = new Set([...a.values()].filter((f): f is MFile => f.kind === 'file').map((f) => f.id))
+        const b: Model = new Map([...a].map(([p, f]) => [p, f.kind === 'file' ? {...f} : f]))
+        let stamp = 0
+        edit(img, (ns) => {
+          for (const o of ops) {
+            const fl = files(b)
+            const ds = dirs(b)
+            if (o.op === 'write') {
+              const target = fl.length && o.file % 2 === 0 ? fl[o.file % fl.length] : joinP(ds[o.dirPick % ds.length], `n${stamp}`)
+              if (b.get(target)?.kind === 'dir') continue
+              const content = `${o.content}@${stamp++}`
+              ns.writeFile(target, Buffer.from(content))
+              const old = b.get(target) as MFile | undefined
+              const id = !old || idsA.has(old.id) ? nextId++ : old.id
+              b.set(target, {kind: 'file', id, content, mode: old?.mode ?? 0o644})
+            } else if (o.op === 'chmod' && fl.length) {
+              const p = fl[o.file % fl.length]
+              ns.chmod(p, o.mode)
+              const f = b.get(p) as MFile
+              b.set(p, {...f, mode: o.mode, id: idsA.has(f.id) ? nextId++ : f.id})
+            } else if (o.op === 'rename' && fl.length) {
+              const from = fl[o.file % fl.length]
+              const to = joinP(ds[o.dirPick % ds.length], o.name)
+              if (from === to || b.get(to)?.kind === 'dir') continue
+              ns.rename(from, to)
+              b.set(to, b.get(from)!)
+              b.delete(from)
+            } else if (o.op === 'unlink' && fl.length) {
+              const p = fl[o.file % fl.length]
+              ns.unlink(p)
+              b.delete(p)
+            } else if (o.op === 'mkdir') {
+              const p = joinP(ds[o.dirPick % ds.length], o.name)
+              if (b.has(p)) continue
+              ns.mkdir(p)
+              b.set(p, {kind: 'dir'})
+            } else if (o.op === 'rmrf' && ds.length > 1) {
+              const p = ds[1 + (o.dirPick % (ds.length - 1))]
+              ns.remove(p, {recursive: true})
+              for (const k of [...b.keys()]) if (k === p || k.startsWith(p + '/')) b.delete(k)
+            }
+          }
+        }, 'c')
+        run++
+        const got = withImage(img, {write: false}, (vol) => {
+          const r = diff(vol, {fileset: 'root', path: '/'}, {fileset: 'c', path: '/'})
+          const sa = fileInos(vol, 'root')
+          const sb = fileInos(vol, 'c')
+          for (const ino of r.stats.readInodes) expect(sa.has(ino) && sb.has(ino)).to.equal(false)
+          return r.entries.map(line).sort()
+        })
+        expect(got).to.deep.equal(modelDiff(a, b))
+      } finally {
+        fs.rmSync(dir, {recursive: true, force: true})
+      }
+    }), {numRuns: 60})
+    expect(run).to.equal(60)
+  })
+})
+
