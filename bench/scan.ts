@@ -137,7 +137,7 @@ async function main(): Promise<number> {
   log(`importing the tree (${tree.files} files, ${fmtBytes(tree.bytes)})`)
   check(prism(['cp', '-r', tree.dir, 'root:/', '-i', img]), 'prism cp')
   const names = ['root', ...Array.from({length: 7}, (_, i) => `c${i + 1}`)]
-  for (const n of names.slice(1)) check(prism(['clone', 'root', n, '-i', img]), `prism clone ${n}`)
+  for (const n of names.slice(1)) check(prism(['clone', 'root', n, '--mode', 'sync', '-i', img]), `prism clone ${n}`)
   const prismScan = (fsNames: string[], extra: string[] = []) => prism(['scan', ...fsNames, ...sigArgs, '--json', '-i', img, ...extra])
   const parse = (r: ReturnType<typeof prism>, what: string): ScanJson => {
     if (r.status !== 0 && r.status !== 1) throw new Error(`${what} failed (exit ${r.status}): ${r.stderr.trim()}`)

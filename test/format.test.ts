@@ -10,6 +10,7 @@ import {decodeBucket, encodeBucket, nameProblem} from '../src/format/dirent.js'
 import {decodeCommit, decodeDescriptor, decodeJournalSuper, encodeCommit, encodeDescriptor, encodeJournalSuper} from '../src/format/journal.js'
 import {decodeFileset, encodeFileset, filesetNameProblem} from '../src/format/fileset.js'
 import {FormatError} from '../src/format/errors.js'
+import {decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry} from '../src/format/clonestate.js'
 import {nameHash} from '../src/format/checksum.js'
 import {mapRange, unmapRange} from '../src/fs/extents.js'
 
@@ -153,5 +154,43 @@ describe('format: journal and fileset records', () => {
     expect(filesetNameProblem('a:b')).to.not.equal(null)
     expect(filesetNameProblem('-x')).to.not.equal(null)
     expect(filesetNameProblem('web.prod_2')).to.equal(null)
+  })
+})
+
+describe('format: clone-state file', () => {
+  it('round-trips any spec and hard-link map, and refuses damage field by field', () => {
+    fc.assert(fc.property(
+      fc.string({maxLength: 40}).map((s) => '/' + s.replace(/\0/g, '')),
+      fc.array(fc.string({maxLength: 30}), {maxLength: 6}),
+      fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.nat()), {maxLength: 5}),
+      (srcPath, exclude, map) => {
+        const {bytes, mapOffset} = encodeCloneState({srcPath, exclude})
+        expect(mapOffset % 16).to.equal(0)
+        const entries = map.map(([a, b, c, d]) => ({srcIno: a, srcGeneration: b, copyIno: c, copyGeneration: d}))
+        const file = Buffer.concat([bytes, ...entries.map(encodeRemapEntry)])
+        const d = decodeCloneState(file)
+        expect(d.spec).to.deep.equal({srcPath, exclude})
+        expect(decodeRemap(file, d.mapOffset)).to.deep.equal(entries)
+      }))
+    const {bytes} = encodeCloneState({srcPath: '/srv', exclude: ['*.log']})
+    const file = Buffer.concat([bytes, encodeRemapEntry({srcIno: 5, srcGeneration: 6, copyIno: 7, copyGeneration: 8})])
+    const bad = (mutate: (b: Buffer) => void, field: string) => {
+      const b = Buffer.from(file)
+      mutate(b)
+      try {
+        decodeRemap(b, decodeCloneState(b).mapOffset)
+        expect.fail('decoded a damaged clone-state file')
+      } catch (e) {
+        expect(e).to.be.instanceOf(FormatError)
+        expect((e as FormatError).field).to.equal(field)
+      }
+    }
+    bad((b) => { b[0] ^= 1 }, 'magic')
+    bad((b) => { b.writeUInt16LE(2, 4) }, 'version')
+    bad((b) => { b[0x1c] ^= 1 }, 'checksum') // header CRC
+    bad((b) => { b[0x22] ^= 1 }, 'checksum') // spec CRC
+    bad((b) => { b[b.length - 3] ^= 1 }, 'checksum') // an entry's CRC
+    expect(() => decodeRemap(file.subarray(0, file.length - 4), decodeCloneState(file).mapOffset)).to.throw(FormatError, /whole number/)
+    expect(() => encodeCloneState({srcPath: '/', exclude: new Array(5000).fill('x')})).to.throw(/patterns/)
   })
 })

@@ -12,7 +12,8 @@ import type {Namespace} from '../src/fs/namespace.js'
 import type {Volume} from '../src/fs/volume.js'
 
 export const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
-export const BIN = path.join(ROOT, 'bin', 'run.js')
+/** The CLI under test; PRISM_BIN runs another build (a copy of bin/ and dist/). */
+export const BIN = process.env.PRISM_BIN ?? path.join(ROOT, 'bin', 'run.js')
 
 export function tmpDir(prefix = 'prism-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))

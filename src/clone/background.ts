@@ -1,7 +1,11 @@
 // The background expander of asynchronous clones (paper §4.2): a detached, niced process,
-// `prism expand --background`, that expands every async clone of an image in slices. It takes
-// the image lock for about SLICE_MS at a time and pauses between slices, so a command on any
-// fileset waits about 100 ms at most (lock waiters poll every 5 ms, src/device/file.ts).
+// `prism expand --background`, that expands every async clone of an image in slices, one
+// transaction each, taking the image lock for each. A process that waits for the image lock
+// says so (a shared flock on a 'wait' file, src/device/file.ts); the expander checks it
+// between directories and ends its slice at once, so a command on any fileset waits for
+// the directory being expanded and one commit: well under 100 ms. A slice also ends after
+// SLICE_MS or when its transaction is large, and the expander pauses PAUSE_MS between
+// slices (waiters poll every 5 ms).
 //
 // One expander runs per image: it holds an flock on a small lock file in the temporary
 // directory, named after the image's device and inode. Commands that find an async clone
@@ -13,33 +17,53 @@ import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import fsExt from 'fs-ext'
+import {sidecarPath, tryFlock} from '../device/file.js'
 import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
 import {listFilesets} from '../fs/filesets.js'
 import {withImage} from '../fs/image.js'
 import {Expander} from './expand.js'
 
-export const SLICE_MS = 50
-export const PAUSE_MS = 12
+/** A slice ends after this long, or as soon as another process waits for the lock. */
+export const SLICE_MS = 1000
+export const PAUSE_MS = 6
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 const sleepMs = (ms: number) => { Atomics.wait(sleeper, 0, 0, ms) }
 
-function lockPath(image: string): string {
-  const st = fs.statSync(image)
-  return path.join(os.tmpdir(), `prism-expand-${st.dev}-${st.ino}.lock`)
+function sidecar(image: string, kind: 'expand' | 'wait'): number {
+  const fd = fs.openSync(image, 'r')
+  try {
+    return fs.openSync(sidecarPath(fd, kind), 'a', 0o666)
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 /** Takes the per-image expander lock: its descriptor, or null if another expander holds it. */
 export function takeExpanderLock(image: string): number | null {
-  const fd = fs.openSync(lockPath(image), 'a', 0o600)
+  const fd = sidecar(image, 'expand')
   try {
-    fsExt.flockSync(fd, 'exnb')
-    return fd
+    if (tryFlock(fd, 'exnb')) return fd
   } catch (e) {
     fs.closeSync(fd)
-    const code = (e as NodeJS.ErrnoException).code
-    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return null
     throw e
+  }
+  fs.closeSync(fd)
+  return null
+}
+
+/** A check that some process waits for the image lock (it holds the 'wait' file shared). */
+function waiterCheck(image: string): () => boolean {
+  const fd = sidecar(image, 'wait')
+  let last = 0
+  let waiting = false
+  return () => {
+    const now = Date.now()
+    if (now - last < 2) return waiting
+    last = now
+    waiting = !tryFlock(fd, 'exnb')
+    if (!waiting) fsExt.flockSync(fd, 'un')
+    return waiting
   }
 }
 
@@ -96,6 +120,7 @@ export function runBackground(image: string, opts: {sliceMs?: number, pauseMs?: 
       try { os.setPriority(10) } catch { /* not allowed: run at normal priority */ }
     }
     const expanders = new Map<number, Expander>()
+    const waiting = waiterCheck(image)
     for (;;) {
       let more = false
       withImage(image, {write: true, wait: 24 * 3600}, (vol) => {
@@ -104,7 +129,7 @@ export function runBackground(image: string, opts: {sliceMs?: number, pauseMs?: 
         const f = todo[stats.slices % todo.length]
         let e = expanders.get(f.id)
         if (!e) expanders.set(f.id, e = new Expander(f.id))
-        const r = e.slice(vol, opts.sliceMs ?? SLICE_MS, opts.sliceDirs ?? Infinity)
+        const r = e.slice(vol, opts.sliceMs ?? SLICE_MS, opts.sliceDirs ?? Infinity, waiting)
         if (r !== 'more') expanders.delete(f.id)
         if (r === 'done') stats.finished.push(f.name)
         stats.slices++

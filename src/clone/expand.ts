@@ -420,6 +420,9 @@ export interface ExpandProgress {
  * skipped; one expanded by someone else is walked instead. A new UNEXPANDED directory only
  * ever appears inside a directory being expanded, so one walk from the root finds them all.
  */
+/** A background slice commits once its transaction holds this many blocks (about 30 ms of writes). */
+export const SLICE_TXN_BLOCKS = 2048
+
 export class Expander {
   private stack: Array<{ino: number, gen: number, path: string}> | null = null
 
@@ -429,7 +432,7 @@ export class Expander {
    * Works for about `budgetMs`, leaving the caller to commit. Returns 'done' when the clone
    * became an ordinary fileset, 'gone' if it no longer exists or is not expanding, else 'more'.
    */
-  slice(vol: Volume, budgetMs: number, maxDirs = Infinity): 'done' | 'more' | 'gone' {
+  slice(vol: Volume, budgetMs: number, maxDirs = Infinity, yieldNow: () => boolean = () => false): 'done' | 'more' | 'gone' {
     const c = filesetById(vol, this.filesetId)
     if (!c || !isExpanding(c)) return 'gone'
     if (!this.stack) {
@@ -440,7 +443,8 @@ export class Expander {
     const end = Date.now() + budgetMs
     let dirs = 0
     while (stack.length) {
-      if (Date.now() >= end || vol.txnFull || dirs >= maxDirs) return 'more'
+      // The commit that ends a slice must stay short too (a waiter waits for it).
+      if (Date.now() >= end || vol.txnFull || vol.txnBlocks >= SLICE_TXN_BLOCKS || dirs >= maxDirs || yieldNow()) return 'more'
       const job = stack.pop()!
       dirs++
       const d = vol.tryIget(job.ino)

@@ -31,7 +31,8 @@ Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left unc
     } else {
       for (const line of fsckReportLines(result, flags.repair)) this.log(line)
     }
-    if (result.exitCode !== 0) this.exit(result.exitCode)
+    // Set, not thrown with this.exit(): a large --json report on a pipe must drain first.
+    if (result.exitCode !== 0) process.exitCode = result.exitCode
   }
 
   protected async catch(err: Error & {oclif?: {exit?: number}}): Promise<unknown> {

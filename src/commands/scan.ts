@@ -80,8 +80,10 @@ Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
       this.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
         `${flags.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)
     }
-    if (result.matches.length > 0) this.exit(1)
-    if (result.errors.length > 0) this.exit(2)
+    // The status is set, not thrown with this.exit(): a large --json output on a pipe would
+    // otherwise be cut off, the process ending before stdout drained.
+    if (result.matches.length > 0) process.exitCode = 1
+    else if (result.errors.length > 0) process.exitCode = 2
   }
 
   /** ora on a terminal (stderr), nothing otherwise. */

@@ -2,6 +2,7 @@
 // lock (flock through fs-ext: shared for readers, exclusive for writers). It never
 // interprets the bytes it moves.
 import fs from 'node:fs'
+import os from 'node:os'
 import fsExt from 'fs-ext'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
@@ -140,24 +141,59 @@ export class FileDevice implements BlockDevice {
   }
 }
 
+/**
+ * Files next to an image's lock, in the temporary directory, named after the image's device
+ * and inode: 'expand' is held by the image's background expander for its lifetime, 'wait'
+ * (shared) by every process waiting for the image lock, so that the expander can tell that
+ * someone waits and let go within a few milliseconds (src/clone/background.ts).
+ */
+export function sidecarPath(fd: number, kind: 'expand' | 'wait'): string {
+  const st = fs.fstatSync(fd)
+  return `${os.tmpdir()}/prism-${kind}-${st.dev}-${st.ino}.lock`
+}
+
+/** Takes a flock without waiting; false if another process holds a conflicting one. */
+export function tryFlock(fd: number, how: 'exnb' | 'shnb'): boolean {
+  try {
+    fsExt.flockSync(fd, how)
+    return true
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return false
+    throw e
+  }
+}
+
 function lock(fd: number, path: string, opts: OpenOptions): void {
   const how = opts.write ? 'exnb' : 'shnb'
   const deadline = Date.now() + Math.max(0, opts.wait ?? 5) * 1000
   let told = false
-  for (;;) {
-    try {
-      fsExt.flockSync(fd, how)
-      return
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code
-      if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') throw ioError(path, e)
+  let announce: number | null = null
+  try {
+    for (;;) {
+      try {
+        if (tryFlock(fd, how)) return
+      } catch (e) {
+        throw ioError(path, e)
+      }
+      if (Date.now() >= deadline) {
+        throw new PrismError('ELOCKED', `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
+      }
+      if (!told) { told = true; opts.onWait?.() }
+      // Say that we wait (a shared lock on the 'wait' file): a background expander checks it
+      // between directories and ends its slice. Best effort: without it we still get in
+      // between two slices.
+      if (announce === null) {
+        try {
+          announce = fs.openSync(sidecarPath(fd, 'wait'), 'a', 0o666)
+          if (!tryFlock(announce, 'shnb')) { fs.closeSync(announce); announce = null }
+        } catch {
+          announce = null
+        }
+      }
+      sleepMs(5)
     }
-    if (Date.now() >= deadline) {
-      throw new PrismError('ELOCKED', `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
-    }
-    if (!told) { told = true; opts.onWait?.() }
-    // Short polls: a background expander holds the lock for slices of ~50 ms and pauses
-    // between them, so a waiting command gets in within about 100 ms.
-    sleepMs(5)
+  } finally {
+    if (announce !== null) fs.closeSync(announce)
   }
 }

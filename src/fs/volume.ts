@@ -7,12 +7,12 @@ import type {BlockDevice} from '../device/device.js'
 import {FileDevice} from '../device/file.js'
 import {
   BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX, STATE_CLEAN, STATE_DIRTY,
-  IF_ORPHAN, FILESETS_PER_BLOCK,
+  IF_ORPHAN, FILESETS_PER_BLOCK, FS_DELETING, FS_EXPANDING,
 } from '../format/constants.js'
 import {FormatError} from '../format/errors.js'
 import {decodeInode, emptyInode, encodeInode, inodeSlotFree, type InodeRecord} from '../format/inode.js'
 import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
-import {RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
+import {INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
@@ -213,9 +213,14 @@ export class Volume {
     this.sbDirty = true
   }
 
+  /** Metadata blocks the running transaction will write (roughly: what its commit costs). */
+  get txnBlocks(): number {
+    return this.store.dirtyCount + this.dirtyInodeBlocks.size + this.dirtyRc.size
+  }
+
   /** True when the running transaction has grown past half the journal. */
   get txnFull(): boolean {
-    return this.store.dirtyCount + this.dirtyInodeBlocks.size + this.dirtyRc.size >= this.journal.maxBlocks / 2
+    return this.txnBlocks >= this.journal.maxBlocks / 2
   }
 
   /** Commits if the running transaction is large. Call only where the image is consistent. */
@@ -549,13 +554,17 @@ export class Volume {
     }
     let maxId = 0
     let maxClone = this.sb.cloneClock
+    let expanding = false
     for (let b = 0; b < this.sb.filesetTableBlocks; b++) {
       const buf = this.store.get(this.sb.filesetTableStart + b)
       for (let s = 0; s < FILESETS_PER_BLOCK; s++) {
         maxId = Math.max(maxId, buf.readUInt32LE(s * 256))
         maxClone = Math.max(maxClone, buf.readUInt32LE(s * 256 + 0x18))
+        // The backup may predate an async clone (its expanding-clones bit is then stale).
+        if (buf.readUInt32LE(s * 256) !== 0 && (buf[s * 256 + 0x0c] === FS_EXPANDING || buf[s * 256 + 0x0c] === FS_DELETING)) expanding = true
       }
     }
+    if (expanding) this.sb.incompat |= INCOMPAT_EXPANDING
     this.sb.freeBlocks = freeBlocks
     this.sb.freeInodes = freeInodes
     // The backup's orphan list may be stale: chain every readable inode flagged as an

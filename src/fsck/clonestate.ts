@@ -54,6 +54,13 @@ export function checkCloneState(ctx: FsckContext): void {
     }
     const p = ctx.report('CLONE_STATE_BAD', `fileset ${f.name}`, {detail: why})
     dropStateFile(ctx, f)
+    // Without its excludes the clone could go on to show what it was made to leave out (a
+    // secret kept out of a sandbox): it stops expanding instead, keeping what it has, and its
+    // unexpanded directories become empty (UNEXPANDED_BAD below), as for a lost source.
+    if (f.state === FS_EXPANDING) {
+      f.state = FS_ACTIVE
+      f.srcFileset = 0
+    }
     changed.add(f)
     ctx.fixed(p)
   }

@@ -86,7 +86,7 @@ export const PROBLEMS = {
   // clones still expanding (src/fsck/clonestate.ts)
   CLONE_BAD_SOURCE: e('expanding clone cannot go on ({detail}); it keeps what is expanded and its unexpanded directories become empty'),
   CLONE_STATE_STALE: w('fileset is not expanding but keeps clone fields (source {src}, state inode {ino})'),
-  CLONE_STATE_BAD: e('clone-state file is unusable ({detail}); expansion goes on without its excludes and hard-link map'),
+  CLONE_STATE_BAD: e('clone-state file is unusable ({detail}); the clone stops expanding: it keeps what is expanded and its unexpanded directories become empty'),
   CLONESTART_STALE: w('clonestart is {value} but no clone of this fileset is expanding'),
   CLONESTART_MISSING: e('clones of this fileset are expanding but its clonestart is 0'),
   UNEXPANDED_BAD: e('unexpanded directory (inode {ino}) is invalid: {detail}; it becomes an empty directory'),

@@ -3,6 +3,7 @@
 // and a commit record, and is made durable before any of its blocks is written in place.
 // Replay applies every complete transaction in sequence order and ignores a torn one.
 // Layout and rules: docs/FORMAT.md §3. This layer knows blocks, never what is in them.
+import fs from 'node:fs'
 import type {BlockDevice} from '../device/device.js'
 import {crc32} from '../format/checksum.js'
 import {BLOCK_SIZE} from '../format/constants.js'
@@ -19,6 +20,14 @@ export interface ReplayResult {
   firstSeq: number
   lastSeq: number
 }
+
+/**
+ * Debug hook for the competing-process test (test/stress.test.ts): when PRISM_JOURNAL_TRACE
+ * names a file, every commit appends `pid seq start end` (wall-clock ms, fractional) to it:
+ * from the first log write to the last in-place write of the transaction.
+ */
+const TRACE = process.env.PRISM_JOURNAL_TRACE || null
+const wallMs = () => performance.timeOrigin + performance.now()
 
 export class Journal {
   /** sequence number of the next transaction */
@@ -126,6 +135,7 @@ export class Journal {
     const ndesc = Math.ceil(n / TAGS_PER_DESC)
     const total = n + ndesc + 1
     if (total > this.capacity) throw new Error(`transaction of ${n} blocks exceeds the journal (${this.maxBlocks})`)
+    const t0 = TRACE ? wallMs() : 0
     if (this.pos + total > this.size) this.checkpoint()
 
     const targets = [...blocks.keys()]
@@ -156,6 +166,7 @@ export class Journal {
     this.seq++
     this.logged = true
     writeRuns(this.dev, blocks)
+    if (TRACE) fs.appendFileSync(TRACE, `${process.pid} ${this.seq - 1} ${t0.toFixed(3)} ${wallMs().toFixed(3)}\n`)
   }
 
   /**
