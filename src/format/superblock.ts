@@ -131,8 +131,13 @@ function geometryProblem(sb: Superblock, buf: Buffer): string | null {
   }
   if (sb.dataStart !== next) return 'data area misplaced'
   if (sb.dataBlocks < 1 || sb.dataStart + sb.dataBlocks + 1 !== sb.blockCount) return 'data area size wrong'
-  if (sb.inodeCount >= sb.inodeTableBlocks * (BLOCK_SIZE / INODE_SIZE) || sb.inodeCount < 2) return 'inode count wrong'
+  // The tables are exactly as large as their counts need (planGeometry), so a count that
+  // disagrees with its table is damage, not a layout: the backup is then used instead.
+  const perBlock = BLOCK_SIZE / INODE_SIZE
+  if (sb.inodeCount < 2 || Math.ceil((sb.inodeCount + 1) / perBlock) !== sb.inodeTableBlocks) return 'inode count wrong'
+  if (sb.filesetSlots < 1 || Math.ceil(sb.filesetSlots / (BLOCK_SIZE / 256)) !== sb.filesetTableBlocks) return 'fileset slot count wrong'
   if (sb.refcountBlocks * (BLOCK_SIZE - 4) < sb.dataBlocks) return 'refcount table too small'
+  if (sb.refcountBlocks > 1 && (sb.refcountBlocks - 1) * (BLOCK_SIZE - 4) >= sb.dataBlocks + 1) return 'refcount table too large'
   if (sb.filesetSlots > sb.filesetTableBlocks * (BLOCK_SIZE / 256) || sb.filesetSlots < 1) return 'fileset slots wrong'
   if (sb.journalBlocks < 32) return 'journal too small'
   return null

@@ -52,7 +52,13 @@ export function loadExtents(vol: Volume, inode: Inode): Extent[] {
 function walk(vol: Volume, owner: number, node: ExtentNode, out: Extent[], tree: number[], guard: number): void {
   if (guard > 6) throw new FormatError(`inode ${owner}`, 'value', 'extent tree too deep')
   if (node.depth === 0) {
-    for (const e of node.extents) out.push({...e})
+    // A damaged map must not lead reads past the image or writes into the tables.
+    const lo = vol.sb.dataStart
+    const hi = vol.sb.dataStart + vol.sb.dataBlocks
+    for (const e of node.extents) {
+      if (e.p < lo || e.p + e.n > hi) throw new FormatError(`inode ${owner}`, 'value', `extent at logical block ${e.l} maps blocks ${e.p}..${e.p + e.n - 1}, outside the data area`)
+      out.push({...e})
+    }
     return
   }
   for (const x of node.index) {

@@ -8,6 +8,7 @@
 import type {BlockDevice} from '../device/device.js'
 import {BLOCK_SIZE} from '../format/constants.js'
 import type {Journal} from './journal.js'
+import {fail} from '../errors.js'
 
 const DATA_QUEUE_MAX = 64 * 1024 * 1024
 /** Blocks read on a cache miss. */
@@ -61,6 +62,7 @@ export class BlockStore {
 
   /** The current content of a block. Callers must not modify it: use getMut(). */
   get(block: number): Buffer {
+    if (!(block >= 0 && block < this.dev.blocks)) fail('EBADIMAGE', `block ${block} is outside the image (${this.dev.blocks} blocks); run 'prism fsck'`)
     const d = this.dirty.get(block)
     if (d) return d
     const c = this.cache.get(block)
