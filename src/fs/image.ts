@@ -3,7 +3,7 @@
 import {S_IFDIR} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import {dirInit} from './dir.js'
-import {addFileset, findFileset, getFileset, listFilesets, removeFileset, saveFileset, type Fileset} from './filesets.js'
+import {addFileset, findFileset, getFileset, saveFileset, type Fileset} from './filesets.js'
 import {filesetNameProblem} from '../format/fileset.js'
 import {touch, type Inode} from './inode.js'
 import {Namespace, dropFileset, reapOrphans} from './namespace.js'
