@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The `prism` binary: hands argv to oclif, which reads oclif.manifest.json so that --help
-// and --version load no command code. A plain `prism cat` and the common forms of
-// `prism clone` take fast paths that skip oclif's start-up (src/cli/cat.ts,
-// src/cli/fastclone.ts); anything else about them (--help, other flags) goes through
-// oclif as usual.
+// and --version load no command code. A plain `prism cat`, `prism fsck` and the common forms
+// of `prism clone` and `prism scan` take fast paths that skip oclif's start-up
+// (src/cli/cat.ts, src/cli/fastclone.ts, src/cli/scan.ts, src/cli/fsck.ts); anything else
+// about them (--help, other flags) goes through oclif as usual.
 const argv = process.argv.slice(2)
 const imageArg = () => {
   const i = argv.findIndex((a) => a === '-i' || a === '--image')
@@ -29,5 +29,17 @@ if (argv[0] === 'cat' || argv[0] === 'clone') {
   }
   if (code !== null) process.exit(code)
 }
-const {execute} = await import('@oclif/core')
-await execute({dir: import.meta.url})
+let done = false
+if (argv[0] === 'scan' || argv[0] === 'fsck') {
+  const fast = await import('../dist/fast.mjs')
+  const code = await (argv[0] === 'scan' ? fast.fastScan(argv.slice(1)) : fast.fastFsck(argv.slice(1)))
+  if (code !== null) {
+    // Not process.exit(): a large report on a pipe must drain first.
+    process.exitCode = code
+    done = true
+  }
+}
+if (!done) {
+  const {execute} = await import('@oclif/core')
+  await execute({dir: import.meta.url})
+}

@@ -26,7 +26,7 @@ import {
   BLOCK_SIZE, DT_LNK, IF_HASHED, IF_INLINE, IF_ORPHAN, IF_UNEXPANDED, INODE_SIZE, REFCOUNTS_PER_BLOCK, S_IFREG,
 } from '../src/format/constants.js'
 import {INCOMPAT_EXPANDING} from '../src/format/superblock.js'
-import {saveScanSets} from '../src/scan/store.js'
+import {saveScanFile, ScanEntries, TreeCache} from '../src/scan/store.js'
 import {crc32, nameHash} from '../src/format/checksum.js'
 import {BUCKET_HDR} from '../src/format/dirent.js'
 import {COMMIT_MAGIC, DESC_MAGIC} from '../src/format/journal.js'
@@ -107,7 +107,7 @@ function baseExpanding(p: string): void {
   ns.writeFile('/top', Buffer.alloc(9_000, 't'))
   vol.commit()
   const key = Buffer.alloc(32, 7)
-  saveScanSets(vol, [{key, lastUsed: 1_700_000_000_000, entries: [ns.resolve('/top'), ns.resolve('/docs/small.txt')].map((i) => ({ino: i.ino, generation: i.r.generation, dataVersion: i.r.dataVersion, found: ''}))}])
+  saveScanFile(vol, {tree: new TreeCache(), sets: [{key, lastUsed: 1_700_000_000_000, entries: ScanEntries.from([ns.resolve('/top'), ns.resolve('/docs/small.txt')].sort((x, y) => x.ino - y.ino).map((i) => ({ino: i.ino, generation: i.r.generation, dataVersion: i.r.dataVersion, found: ''})))}]})
   vol.commit()
   clone(vol, {fileset: 'root', path: '/'}, {fileset: 'snap'}, {mode: 'sync'})
   clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lazy'}, {mode: 'lazy', exclude: ['/docs/secret.key']})

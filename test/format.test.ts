@@ -2,7 +2,7 @@
 // property tests of the extent-map operations against a per-block model.
 import {expect} from 'chai'
 import fc from 'fast-check'
-import {BLOCK_SIZE, FORMAT_VERSION, S_IFREG} from '../src/format/constants.js'
+import {BLOCK_SIZE, DT_DIR, DT_REG, FORMAT_VERSION, S_IFREG} from '../src/format/constants.js'
 import {decodeSuperblock, encodeSuperblock, planGeometry} from '../src/format/superblock.js'
 import {decodeInode, emptyInode, encodeInode} from '../src/format/inode.js'
 import {decodeExtentNode, decodeExtentRoot, encodeExtentNode, encodeExtentRoot, type Extent} from '../src/format/extent.js'
@@ -11,7 +11,9 @@ import {decodeCommit, decodeDescriptor, decodeJournalSuper, encodeCommit, encode
 import {decodeFileset, encodeFileset, filesetNameProblem} from '../src/format/fileset.js'
 import {FormatError} from '../src/format/errors.js'
 import {decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry} from '../src/format/clonestate.js'
-import {nameHash} from '../src/format/checksum.js'
+import {crc32, nameHash} from '../src/format/checksum.js'
+import {readI64, readU64, u64Safe, writeI64, writeU64} from '../src/format/le64.js'
+import {ScanEntries, TreeCache, decodeScanFile, encodeScanFile} from '../src/format/scan.js'
 import {mapRange, unmapRange} from '../src/fs/extents.js'
 
 function expectFormatError(fn: () => unknown, field: string): void {
@@ -192,5 +194,96 @@ describe('format: clone-state file', () => {
     bad((b) => { b[b.length - 3] ^= 1 }, 'checksum') // an entry's CRC
     expect(() => decodeRemap(file.subarray(0, file.length - 4), decodeCloneState(file).mapOffset)).to.throw(FormatError, /whole number/)
     expect(() => encodeCloneState({srcPath: '/', exclude: new Array(5000).fill('x')})).to.throw(/patterns/)
+  })
+})
+
+describe('format: 64-bit fields without BigInt', () => {
+  it('reads and writes as Buffer BigInt methods do, exactly below 2^53, and round-trips damage', () => {
+    const b = Buffer.alloc(8)
+    fc.assert(fc.property(fc.bigInt({min: -(1n << 63n), max: (1n << 63n) - 1n}), (raw) => {
+      b.writeBigInt64LE(raw, 0)
+      const n = readI64(b, 0)
+      if (raw >= -BigInt(Number.MAX_SAFE_INTEGER) && raw <= BigInt(Number.MAX_SAFE_INTEGER)) expect(BigInt(n)).to.equal(raw)
+      writeI64(b, n, 0)
+      expect(readI64(b, 0)).to.equal(n) // a damaged field is written back as it reads
+    }), {numRuns: 2000})
+    fc.assert(fc.property(fc.bigInt({min: 0n, max: (1n << 64n) - 1n}), (raw) => {
+      b.writeBigUInt64LE(raw, 0)
+      const n = readU64(b, 0)
+      expect(u64Safe(b, 0)).to.equal(raw <= BigInt(Number.MAX_SAFE_INTEGER))
+      if (u64Safe(b, 0)) {
+        expect(BigInt(n)).to.equal(raw)
+        writeU64(b, n, 0)
+        expect(b.readBigUInt64LE(0)).to.equal(raw)
+      }
+    }), {numRuns: 2000})
+    expect(() => writeU64(b, -1, 0)).to.throw(RangeError)
+    expect(() => writeI64(b, 1.5, 0)).to.throw(RangeError)
+  })
+})
+
+describe('format: scan-results file', () => {
+  const entryArb = fc.record({ino: fc.integer({min: 1, max: 0xffff_ffff}), generation: fc.nat({max: 0xffff_ffff}),
+    dataVersion: fc.nat({max: Number.MAX_SAFE_INTEGER}), found: fc.oneof(fc.constant(''), fc.string({minLength: 1, maxLength: 20}))})
+  const dirArb = fc.record({ino: fc.integer({min: 1, max: 0xffff_ffff}), generation: fc.nat({max: 0xffff_ffff}),
+    dataVersion: fc.nat({max: Number.MAX_SAFE_INTEGER}),
+    children: fc.array(fc.record({ino: fc.integer({min: 1, max: 0xffff_ffff}), type: fc.constantFrom(DT_REG, DT_DIR)}), {maxLength: 6})})
+  const uniq = <T extends {ino: number}>(xs: T[]) => [...new Map(xs.map((x) => [x.ino, x])).values()].sort((a, b) => a.ino - b.ino)
+
+  it('round-trips result sets and the directory tree (model: plain lists)', () => {
+    fc.assert(fc.property(fc.array(fc.array(entryArb, {maxLength: 40}), {maxLength: 3}), fc.array(dirArb, {maxLength: 30}), (setLists, dirList) => {
+      const sets = setLists.map((l, i) => ({key: Buffer.alloc(32, i), lastUsed: 1000 + i, entries: ScanEntries.from(uniq(l))}))
+      // Directories added in any order (as a walk adds them), then sorted.
+      const tree = new TreeCache(1, 1)
+      for (const d of dirList) {
+        tree.addDir(d.ino, d.generation, d.dataVersion)
+        for (const c of d.children) tree.addChild(c.ino, c.type)
+      }
+      tree.sort()
+      const back = decodeScanFile(encodeScanFile({sets, tree}))
+      expect(back.sets.map((s) => ({key: s.key, lastUsed: s.lastUsed, e: Array.from({length: s.entries.length}, (_, k) => s.entries.at(k))})))
+        .to.deep.equal(setLists.map((l, i) => ({key: Buffer.alloc(32, i), lastUsed: 1000 + i, e: uniq(l)})))
+      // The tree keeps the first record of each directory, with its children in order.
+      const firsts = [...new Map([...dirList].reverse().map((d) => [d.ino, d])).values()].sort((a, b) => a.ino - b.ino)
+      const got = Array.from({length: back.tree.dirs}, (_, k) => ({
+        ino: back.tree.ino[k], generation: back.tree.generation[k], dataVersion: back.tree.dataVersion[k],
+        children: Array.from({length: back.tree.count[k]}, (_, c) => ({ino: back.tree.child[back.tree.first[k] + c], type: back.tree.childType[back.tree.first[k] + c]})),
+      }))
+      expect(got).to.deep.equal(firsts)
+      for (const d of firsts) expect(back.tree.find(d.ino)).to.be.at.least(0)
+    }), {numRuns: 300})
+  })
+
+  it('reads version 1 files, and refuses damage with a FormatError', () => {
+    const entries = ScanEntries.from([{ino: 5, generation: 1, dataVersion: 2, found: 'X'}, {ino: 9, generation: 1, dataVersion: 2, found: ''}])
+    const tree = new TreeCache()
+    tree.addDir(3, 1, 4)
+    tree.addChild(5, DT_REG)
+    const file = encodeScanFile({sets: [{key: Buffer.alloc(32), lastUsed: 1, entries}], tree})
+    // Version 1: the same sets, no tree.
+    const v1 = encodeScanFile({sets: [{key: Buffer.alloc(32), lastUsed: 1, entries}], tree: new TreeCache()})
+    v1.writeUInt32LE(1, 8)
+    v1.writeUInt32LE(crc32(v1, 0, 0x3c), 0x3c)
+    const old = decodeScanFile(v1)
+    expect(old.tree.dirs).to.equal(0)
+    expect(old.sets[0].entries.at(0)).to.deep.equal({ino: 5, generation: 1, dataVersion: 2, found: 'X'})
+    const damaged = (mutate: (b: Buffer) => void) => {
+      const b = Buffer.from(file)
+      mutate(b)
+      b.writeUInt32LE(crc32(b, 64), 24)
+      b.writeUInt32LE(crc32(b, 0, 0x3c), 0x3c)
+      return () => decodeScanFile(b)
+    }
+    const treeAt = file.length - 24 - 5
+    expect(damaged(() => {})).to.not.throw()
+    expect(damaged((b) => b.writeUInt32LE(3, 8))).to.throw(FormatError, /version/)
+    expect(damaged((b) => b.writeUInt32LE(0, treeAt))).to.throw(FormatError, /order/)
+    expect(damaged((b) => b.writeUInt32LE(1, treeAt + 16))).to.throw(FormatError, /out of place/)
+    expect(damaged((b) => { b[file.length - 1] = 7 })).to.throw(FormatError, /type/)
+    expect(damaged((b) => b.writeUInt32LE(0x20_0000, treeAt + 12))).to.throw(FormatError, /too large/)
+    expect(damaged((b) => b.writeUInt32LE(2, 0x1c))).to.throw(FormatError)
+    const crcOff = Buffer.from(file)
+    crcOff[70] ^= 1
+    expect(() => decodeScanFile(crcOff)).to.throw(FormatError, /checksum/)
   })
 })

@@ -173,11 +173,9 @@ export class Model {
       let cur: MNode = m.root
       for (const c of cs.slice(0, -1)) {
         if (cur.kind !== 'dir') return null
-        let next = cur.children.get(c)
-        if (!next) {
-          next = newDir()
-          cur.children.set(c, next)
-        }
+        const found = cur.children.get(c)
+        const next: MNode = found ?? newDir()
+        if (!found) cur.children.set(c, next)
         cur = next
       }
       if (cur.kind !== 'dir') return null

@@ -3,7 +3,6 @@
 // exit code. Commands stay thin: parse, call the library, print.
 import {Command, Flags} from '@oclif/core'
 import {EXIT, PrismError} from '../errors.js'
-import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
 import {findImage} from './locate.js'
 
 export const imageFlags = {
@@ -12,12 +11,6 @@ export const imageFlags = {
 }
 
 type Vol = import('../fs/volume.js').Volume
-
-/** An asynchronous clone is still expanding: its background expander should be running. */
-function needsBackground(vol: Vol): boolean {
-  const list = vol.filesetCache as Array<{state: number, mode: number}> | null
-  return !!list?.some((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
-}
 
 export abstract class PrismCommand extends Command {
   static enableJsonFlag = true
@@ -30,47 +23,14 @@ export abstract class PrismCommand extends Command {
     return findImage(flag)
   }
 
-  protected lockWaitNotice(): () => void {
-    return () => {
-      if (process.stderr.isTTY) process.stderr.write('prism: waiting for another prism process to release the image lock...\n')
-    }
-  }
-
   protected notice(msg: string): void {
     process.stderr.write(`prism: ${msg}\n`)
   }
 
   /** Opens the image, runs `work`, commits and closes; on failure its uncommitted changes are dropped. */
   protected async withVolume<T>(flags: {image?: string, wait?: number}, write: boolean, work: (vol: Vol) => T | Promise<T>): Promise<T> {
-    const {withImageAsync} = await import('../fs/image.js')
-    const {listFilesets} = await import('../fs/filesets.js')
-    const image = this.imagePath(flags.image)
-    let background = false
-    const attempt = (w: boolean) => withImageAsync(image, {
-      write: w, wait: flags.wait, onWait: this.lockWaitNotice(), onNotice: (m) => this.notice(m),
-    }, async (vol) => {
-      // A clone still expanding may need expanding on the way (on-demand expansion writes):
-      // then the command runs with the image open for writing from the start, rather than
-      // being retried after printing part of its output.
-      if (vol.readOnly && listFilesets(vol).some((f) => f.state === FS_EXPANDING)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
-      const out = await work(vol)
-      background = needsBackground(vol)
-      return out
-    })
-    let result: T
-    try {
-      result = await attempt(write)
-    } catch (e) {
-      // A read met a directory of a clone still expanding: on-demand expansion writes, so the
-      // command runs again with the image open for writing (its reads had no effect).
-      if (write || !(e instanceof PrismError && e.code === 'ENEEDWRITE')) throw e
-      result = await attempt(true)
-    }
-    if (background && !this.noBackground && process.env.PRISM_NO_BACKGROUND !== '1') {
-      const {ensureExpander} = await import('../clone/background.js')
-      ensureExpander(image)
-    }
-    return result
+    const {withSession} = await import('./session.js')
+    return withSession(this.imagePath(flags.image), write, {wait: flags.wait, onNotice: (m) => this.notice(m), noBackground: this.noBackground}, work)
   }
 
   /** A spinner on a terminal, nothing otherwise (or with --json). */

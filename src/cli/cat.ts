@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import {withImage, namespace} from '../fs/image.js'
 import '../fs/namespace.js'
 import {PrismError} from '../errors.js'
+import {lockWaitNotice} from './session.js'
 import {findImage, imageLoc} from './locate.js'
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
@@ -93,7 +94,7 @@ export function fastCat(argv: string[]): number | null {
   }
   if (paths.length === 0) return null
   opts.wait ??= 5
-  opts.onWait = () => { if (process.stderr.isTTY) process.stderr.write('prism: waiting for another prism process to release the image lock...\n') }
+  opts.onWait = lockWaitNotice()
   opts.onNotice = (m) => process.stderr.write(`prism: ${m}\n`)
   try {
     catPaths(paths, opts)

@@ -8,6 +8,7 @@
 import {PrismError} from '../errors.js'
 import {withImage} from '../fs/image.js'
 import {clone, type CloneMode} from '../clone/clone.js'
+import {lockWaitNotice} from './session.js'
 import {findImage, parseImageLoc} from './locate.js'
 
 export function fastClone(argv: string[]): number | null {
@@ -38,7 +39,7 @@ export function fastClone(argv: string[]): number | null {
     const path = findImage(image)
     const res = withImage(path, {
       write: true, wait,
-      onWait: () => { if (process.stderr.isTTY) process.stderr.write('prism: waiting for another prism process to release the image lock...\n') },
+      onWait: lockWaitNotice(),
       onNotice: (m) => process.stderr.write(`prism: ${m}\n`),
     }, (vol) => clone(vol, src, pos[1] ? {fileset: pos[1]} : null, {
       mode, exclude, onWarning: (m) => process.stderr.write(`prism: warning: ${m}\n`),

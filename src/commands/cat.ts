@@ -12,6 +12,7 @@ export default class Cat extends PrismCommand {
   async run() {
     const {argv, flags} = await this.parse(Cat)
     const {catPaths} = await import('../cli/cat.js')
-    catPaths(argv as string[], {image: flags.image, wait: flags.wait, onWait: this.lockWaitNotice(), onNotice: (m) => this.notice(m)})
+    const {lockWaitNotice} = await import('../cli/session.js')
+    catPaths(argv as string[], {image: flags.image, wait: flags.wait, onWait: lockWaitNotice(), onNotice: (m) => this.notice(m)})
   }
 }

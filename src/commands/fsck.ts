@@ -14,25 +14,13 @@ Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left unc
 
   async run() {
     const {flags} = await this.parse(Fsck)
-    const {fsckImage} = await import('../fsck/index.js')
-    const {fsckReportLines} = await import('../fsck/report.js')
-    const spin = await this.spinner('checking')
-    let result
-    try {
-      result = fsckImage(this.imagePath(flags.image), {
-        repair: flags.repair, wait: flags.wait,
-        onProgress: (phase, done, total) => spin.update(`${phase}: ${done}/${total}`),
-      })
-    } finally {
-      spin.stop()
-    }
-    if (this.jsonEnabled()) {
-      this.logJson(result)
-    } else {
-      for (const line of fsckReportLines(result, flags.repair)) this.log(line)
-    }
+    const {runFsck} = await import('../cli/fsck.js')
+    const code = await runFsck({repair: flags.repair ?? false, json: this.jsonEnabled(), image: flags.image, wait: flags.wait}, {
+      log: (line) => this.log(line),
+      json: (value) => this.logJson(value),
+    })
     // Set, not thrown with this.exit(): a large --json report on a pipe must drain first.
-    if (result.exitCode !== 0) process.exitCode = result.exitCode
+    if (code !== 0) process.exitCode = code
   }
 
   protected async catch(err: Error & {oclif?: {exit?: number}}): Promise<unknown> {

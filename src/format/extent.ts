@@ -5,6 +5,7 @@
 import {crc32} from './checksum.js'
 import {BLOCK_SIZE} from './constants.js'
 import {FormatError} from './errors.js'
+import {readU64, writeU64} from './le64.js'
 
 export const EXT_ROOT_MAGIC = 0xf30a
 export const EXT_NODE_MAGIC = 0xe7e7
@@ -39,8 +40,8 @@ function readEntries(buf: Buffer, off: number, count: number, depth: number, nod
   for (let i = 0; i < count; i++) {
     const o = off + i * ENTRY
     const l = buf.readUInt32LE(o)
-    if (depth === 0) node.extents.push({l, n: buf.readUInt32LE(o + 4), p: Number(buf.readBigUInt64LE(o + 8))})
-    else node.index.push({l, child: Number(buf.readBigUInt64LE(o + 8))})
+    if (depth === 0) node.extents.push({l, n: buf.readUInt32LE(o + 4), p: readU64(buf, o + 8)})
+    else node.index.push({l, child: readU64(buf, o + 8)})
   }
 }
 
@@ -52,12 +53,12 @@ function writeEntries(buf: Buffer, off: number, node: ExtentNode): number {
       const e = node.extents[i]
       buf.writeUInt32LE(e.l, o)
       buf.writeUInt32LE(e.n, o + 4)
-      buf.writeBigUInt64LE(BigInt(e.p), o + 8)
+      writeU64(buf, e.p, o + 8)
     } else {
       const x = node.index[i]
       buf.writeUInt32LE(x.l, o)
       buf.writeUInt32LE(0, o + 4)
-      buf.writeBigUInt64LE(BigInt(x.child), o + 8)
+      writeU64(buf, x.child, o + 8)
     }
   }
   return list.length

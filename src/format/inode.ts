@@ -4,6 +4,7 @@
 import {crc32} from './checksum.js'
 import {INODE_SIZE, IF_KNOWN, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './constants.js'
 import {FormatError} from './errors.js'
+import {readI64, readU64, u64Safe, writeI64, writeU64} from './le64.js'
 
 export const INODE_AREA_OFF = 0x70
 export const INODE_AREA_SIZE = 0xfc - INODE_AREA_OFF // 140 bytes: extent root or inline data
@@ -59,6 +60,33 @@ export function slotIsZero(buf: Buffer, off: number): boolean {
   return true
 }
 
+/** What says whether a file's content, or a directory's entries, changed: see peekVersion. */
+export interface InodeVersion {
+  /** the inode's file type (mode & S_IFMT) */
+  type: number
+  size: number
+  generation: number
+  dataVersion: number
+}
+
+/**
+ * Reads only the type, size, generation and data_version of the inode at
+ * buf[off..off+256) into `out`, for walks over whole trees that decode nothing else.
+ * Returns false, and leaves `out` alone, unless the slot is a regular file or a directory
+ * whose fields fit (and, with `verify`, whose checksum holds): the caller then decodes it
+ * in full, which says what is wrong.
+ */
+export function peekVersion(buf: Buffer, off: number, out: InodeVersion, verify: boolean): boolean {
+  const type = buf.readUInt16LE(off) & S_IFMT
+  if ((type !== S_IFREG && type !== S_IFDIR) || !u64Safe(buf, off + 0x18) || !u64Safe(buf, off + 0x58)) return false
+  if (verify && !inodeCrcOk(buf, off)) return false
+  out.type = type
+  out.size = readU64(buf, off + 0x18)
+  out.generation = buf.readUInt32LE(off + 0x14)
+  out.dataVersion = readU64(buf, off + 0x58)
+  return true
+}
+
 /** Decodes the inode at buf[off..off+256): checksum first, then the type. */
 export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord {
   if (!inodeCrcOk(buf, off)) throw new FormatError(`inode ${ino}`, 'checksum', 'inode checksum mismatch')
@@ -68,8 +96,9 @@ export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord 
   const flags = buf.readUInt16LE(off + 0x02)
   if (flags & ~IF_KNOWN) throw new FormatError(`inode ${ino}`, 'value', `unknown flags 0x${flags.toString(16)}`)
   // Sizes and counts are kept in JavaScript numbers (FORMAT.md §1.1): one past 2^53 could not be written back.
-  for (const at of [0x18, 0x20, 0x58]) {
-    if (buf.readBigUInt64LE(off + at) > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`inode ${ino}`, 'value', `field at 0x${at.toString(16)} is too large`)
+  for (let k = 0; k < 3; k++) {
+    const at = k === 0 ? 0x18 : k === 1 ? 0x20 : 0x58
+    if (!u64Safe(buf, off + at)) throw new FormatError(`inode ${ino}`, 'value', `field at 0x${at.toString(16)} is too large`)
   }
   // Counters near 2^32 would overflow the next increment (a link, a clone): never written, so damage.
   if (buf.readUInt32LE(off + 0x04) > 0xfffffff0 || buf.readUInt32LE(off + 0x08) > 0xfffffff0) throw new FormatError(`inode ${ino}`, 'value', 'link or share count out of range')
@@ -81,18 +110,18 @@ export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord 
     uid: buf.readUInt32LE(off + 0x0c),
     gid: buf.readUInt32LE(off + 0x10),
     generation: buf.readUInt32LE(off + 0x14),
-    size: Number(buf.readBigUInt64LE(off + 0x18)),
-    blocks: Number(buf.readBigUInt64LE(off + 0x20)),
-    atimeS: Number(buf.readBigInt64LE(off + 0x28)),
-    mtimeS: Number(buf.readBigInt64LE(off + 0x30)),
-    ctimeS: Number(buf.readBigInt64LE(off + 0x38)),
+    size: readU64(buf, off + 0x18),
+    blocks: readU64(buf, off + 0x20),
+    atimeS: readI64(buf, off + 0x28),
+    mtimeS: readI64(buf, off + 0x30),
+    ctimeS: readI64(buf, off + 0x38),
     atimeNs: buf.readUInt32LE(off + 0x40),
     mtimeNs: buf.readUInt32LE(off + 0x44),
     ctimeNs: buf.readUInt32LE(off + 0x48),
     srcIno: buf.readUInt32LE(off + 0x4c),
     srcFileset: buf.readUInt32LE(off + 0x50),
     nextOrphan: buf.readUInt32LE(off + 0x54),
-    dataVersion: Number(buf.readBigUInt64LE(off + 0x58)),
+    dataVersion: readU64(buf, off + 0x58),
     dirSeed: buf.readUInt32LE(off + 0x60),
     dirDepth: buf.readUInt8(off + 0x64),
     dirBuckets: buf.readUInt32LE(off + 0x68),
@@ -114,18 +143,18 @@ export function encodeInode(r: InodeRecord, buf: Buffer, off: number): void {
   buf.writeUInt32LE(r.uid >>> 0, off + 0x0c)
   buf.writeUInt32LE(r.gid >>> 0, off + 0x10)
   buf.writeUInt32LE(r.generation >>> 0, off + 0x14)
-  buf.writeBigUInt64LE(BigInt(r.size), off + 0x18)
-  buf.writeBigUInt64LE(BigInt(r.blocks), off + 0x20)
-  buf.writeBigInt64LE(BigInt(r.atimeS), off + 0x28)
-  buf.writeBigInt64LE(BigInt(r.mtimeS), off + 0x30)
-  buf.writeBigInt64LE(BigInt(r.ctimeS), off + 0x38)
+  writeU64(buf, r.size, off + 0x18)
+  writeU64(buf, r.blocks, off + 0x20)
+  writeI64(buf, r.atimeS, off + 0x28)
+  writeI64(buf, r.mtimeS, off + 0x30)
+  writeI64(buf, r.ctimeS, off + 0x38)
   buf.writeUInt32LE(r.atimeNs, off + 0x40)
   buf.writeUInt32LE(r.mtimeNs, off + 0x44)
   buf.writeUInt32LE(r.ctimeNs, off + 0x48)
   buf.writeUInt32LE(r.srcIno, off + 0x4c)
   buf.writeUInt32LE(r.srcFileset, off + 0x50)
   buf.writeUInt32LE(r.nextOrphan, off + 0x54)
-  buf.writeBigUInt64LE(BigInt(r.dataVersion), off + 0x58)
+  writeU64(buf, r.dataVersion, off + 0x58)
   buf.writeUInt32LE(r.dirSeed >>> 0, off + 0x60)
   buf.writeUInt8(r.dirDepth, off + 0x64)
   buf.fill(0, off + 0x65, off + 0x68)

@@ -1,13 +1,18 @@
 // The scan-results file (docs/FORMAT.md §12): what `prism scan --incremental` remembers,
-// per signature set, about each inode it has scanned. Pure encode/decode, no I/O.
+// per signature set, about each inode it has scanned, and (version 2) the regular files and
+// subdirectories of each directory it walked. Pure encode/decode, no I/O.
 import {crc32} from './checksum.js'
+import {DT_DIR, DT_REG} from './constants.js'
 import {FormatError} from './errors.js'
+import {readI64, readU64, u64Safe, writeI64, writeU64} from './le64.js'
 
 export const SCAN_MAGIC = Buffer.from('PRISMSCN', 'latin1')
-export const SCAN_VERSION = 1
+/** Written: 2. Read: 1 (no tree section) and 2. */
+export const SCAN_VERSION = 2
 export const SCAN_HDR = 64
 export const SCAN_SET_HDR = 48
 export const SCAN_ENTRY = 24
+export const SCAN_TREE_DIR = 24
 /** name_off of an entry whose content was clean */
 export const SCAN_CLEAN = 0xffff_ffff
 /** Sets kept: the least recently used beyond this are dropped on rewrite. */
@@ -21,68 +26,313 @@ export interface ScanEntry {
   found: string
 }
 
+/**
+ * One set's entries, in increasing inode order, kept as columns: an incremental scan of a
+ * large tree reads, checks and rewrites some 100,000 of them, and one object each would cost
+ * more in allocation and collection than the rest of the work.
+ */
+export class ScanEntries {
+  length = 0
+  ino: Uint32Array
+  generation: Uint32Array
+  dataVersion: Float64Array
+  /** per entry: offset and length of what was found in `names` (length 0: clean) */
+  nameOff: Uint32Array
+  nameLen: Uint32Array
+  names: Buffer
+  namesLen = 0
+
+  constructor(capacity = 64) {
+    const n = Math.max(1, capacity)
+    this.ino = new Uint32Array(n)
+    this.generation = new Uint32Array(n)
+    this.dataVersion = new Float64Array(n)
+    this.nameOff = new Uint32Array(n)
+    this.nameLen = new Uint32Array(n)
+    this.names = Buffer.alloc(0)
+  }
+
+  static from(list: ScanEntry[]): ScanEntries {
+    const e = new ScanEntries(list.length)
+    for (const x of list) e.push(x.ino, x.generation, x.dataVersion, x.found)
+    return e
+  }
+
+  private grow(): void {
+    const n = this.ino.length * 2
+    const widen = <T extends Uint32Array | Float64Array>(a: T, b: T): T => { b.set(a); return b }
+    this.ino = widen(this.ino, new Uint32Array(n))
+    this.generation = widen(this.generation, new Uint32Array(n))
+    this.dataVersion = widen(this.dataVersion, new Float64Array(n))
+    this.nameOff = widen(this.nameOff, new Uint32Array(n))
+    this.nameLen = widen(this.nameLen, new Uint32Array(n))
+  }
+
+  private addNames(bytes: Buffer, from: number, len: number): number {
+    if (this.namesLen + len > this.names.length) {
+      const b = Buffer.alloc(Math.max(this.namesLen + len, this.names.length * 2, 256))
+      this.names.copy(b, 0, 0, this.namesLen)
+      this.names = b
+    }
+    bytes.copy(this.names, this.namesLen, from, from + len)
+    this.namesLen += len
+    return this.namesLen - len
+  }
+
+  /** Appends an entry; its inode must be above the last one's. */
+  push(ino: number, generation: number, dataVersion: number, found: string): void {
+    if (this.length > 0 && ino <= this.ino[this.length - 1]) throw new Error(`scan entries out of order: ${ino} after ${this.ino[this.length - 1]}`)
+    if (this.length === this.ino.length) this.grow()
+    const i = this.length++
+    this.ino[i] = ino
+    this.generation[i] = generation
+    this.dataVersion[i] = dataVersion
+    if (found === '') {
+      this.nameLen[i] = 0
+    } else {
+      const b = Buffer.from(found, 'utf8')
+      this.nameOff[i] = this.addNames(b, 0, b.length)
+      this.nameLen[i] = b.length
+    }
+  }
+
+  /** Appends entry `i` of `src`. */
+  pushFrom(src: ScanEntries, i: number): void {
+    if (src.nameLen[i] === 0) return this.push(src.ino[i], src.generation[i], src.dataVersion[i], '')
+    this.push(src.ino[i], src.generation[i], src.dataVersion[i], '')
+    const k = this.length - 1
+    this.nameOff[k] = this.addNames(src.names, src.nameOff[i], src.nameLen[i])
+    this.nameLen[k] = src.nameLen[i]
+  }
+
+  /** What entry `i` found: names separated by "\n", '' when clean. */
+  found(i: number): string {
+    return this.nameLen[i] === 0 ? '' : this.names.toString('utf8', this.nameOff[i], this.nameOff[i] + this.nameLen[i])
+  }
+
+  /** Entry `i` as an object (for tests and tools, not for the scan's loops). */
+  at(i: number): ScanEntry {
+    return {ino: this.ino[i], generation: this.generation[i], dataVersion: this.dataVersion[i], found: this.found(i)}
+  }
+
+  /** The index of the entry for `ino`, or -1. */
+  indexOf(ino: number): number {
+    let lo = 0
+    let hi = this.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      if (this.ino[mid] === ino) return mid
+      if (this.ino[mid] < ino) lo = mid + 1
+      else hi = mid - 1
+    }
+    return -1
+  }
+}
+
+/**
+ * The directories a scan walked, each with its regular files and subdirectories (inode
+ * numbers and entry types, no names), kept under the directory's (ino, generation,
+ * data_version). A directory's data_version changes with every change to its entries
+ * (FORMAT.md §5.6), so a match means its children are still these, and the next incremental
+ * scan need not read it. Columns, as ScanEntries; directories in increasing inode order
+ * once sorted (sort()), children stored contiguously per directory.
+ */
+export class TreeCache {
+  dirs = 0
+  ino: Uint32Array
+  generation: Uint32Array
+  dataVersion: Float64Array
+  first: Uint32Array
+  count: Uint32Array
+  children = 0
+  child: Uint32Array
+  childType: Uint8Array
+
+  constructor(dirCapacity = 64, childCapacity = 256) {
+    this.ino = new Uint32Array(Math.max(1, dirCapacity))
+    this.generation = new Uint32Array(this.ino.length)
+    this.dataVersion = new Float64Array(this.ino.length)
+    this.first = new Uint32Array(this.ino.length)
+    this.count = new Uint32Array(this.ino.length)
+    this.child = new Uint32Array(Math.max(1, childCapacity))
+    this.childType = new Uint8Array(this.child.length)
+  }
+
+  /** Starts a directory's record; its children follow with addChild(). Returns its index. */
+  addDir(ino: number, generation: number, dataVersion: number): number {
+    if (this.dirs === this.ino.length) {
+      const n = this.ino.length * 2
+      this.ino = grow32(this.ino, n)
+      this.generation = grow32(this.generation, n)
+      this.first = grow32(this.first, n)
+      this.count = grow32(this.count, n)
+      const d = new Float64Array(n)
+      d.set(this.dataVersion)
+      this.dataVersion = d
+    }
+    const i = this.dirs++
+    this.ino[i] = ino
+    this.generation[i] = generation
+    this.dataVersion[i] = dataVersion
+    this.first[i] = this.children
+    this.count[i] = 0
+    return i
+  }
+
+  /** Adds a child to the directory added last. */
+  addChild(ino: number, type: number): void {
+    if (this.children === this.child.length) {
+      const n = this.child.length * 2
+      this.child = grow32(this.child, n)
+      const t = new Uint8Array(n)
+      t.set(this.childType)
+      this.childType = t
+    }
+    this.child[this.children] = ino
+    this.childType[this.children++] = type
+    this.count[this.dirs - 1]++
+  }
+
+  /** Copies directory `i` of `src`, children and all. */
+  copyDir(src: TreeCache, i: number): void {
+    this.addDir(src.ino[i], src.generation[i], src.dataVersion[i])
+    const end = src.first[i] + src.count[i]
+    for (let k = src.first[i]; k < end; k++) this.addChild(src.child[k], src.childType[k])
+  }
+
+  /** The index of the record of directory `ino` (sorted caches only), or -1. */
+  find(ino: number): number {
+    let lo = 0
+    let hi = this.dirs - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      if (this.ino[mid] === ino) return mid
+      if (this.ino[mid] < ino) lo = mid + 1
+      else hi = mid - 1
+    }
+    return -1
+  }
+
+  /** Puts the records in increasing inode order, keeping one per inode (the first added). */
+  sort(): void {
+    const order = Array.from({length: this.dirs}, (_, i) => i).sort((a, b) => this.ino[a] - this.ino[b] || a - b)
+    const pick = <T extends Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
+      const out = make(Math.max(1, this.dirs))
+      let n = 0
+      for (let k = 0; k < order.length; k++) if (k === 0 || this.ino[order[k]] !== this.ino[order[k - 1]]) out[n++] = a[order[k]]
+      return out
+    }
+    const ino = pick(this.ino, (n) => new Uint32Array(n))
+    this.generation = pick(this.generation, (n) => new Uint32Array(n))
+    this.dataVersion = pick(this.dataVersion, (n) => new Float64Array(n))
+    this.first = pick(this.first, (n) => new Uint32Array(n))
+    this.count = pick(this.count, (n) => new Uint32Array(n))
+    let n = 0
+    for (let k = 0; k < order.length; k++) if (k === 0 || this.ino[order[k]] !== this.ino[order[k - 1]]) n++
+    this.ino = ino
+    this.dirs = n
+  }
+}
+
+function grow32(a: Uint32Array, n: number): Uint32Array {
+  const b = new Uint32Array(n)
+  b.set(a)
+  return b
+}
+
+export interface ScanFile {
+  sets: ScanSet[]
+  /** sorted; empty in a version 1 file */
+  tree: TreeCache
+}
+
 export interface ScanSet {
   /** 32 bytes: sha256 of the identity of the signature set, --exec command or clamd */
   key: Buffer
   lastUsed: number
-  /** sorted by inode number, one entry per inode */
-  entries: ScanEntry[]
+  /** one entry per inode, in increasing inode order */
+  entries: ScanEntries
 }
 
 /**
- * header (64): magic[8] version u32 set_count u32 body_bytes u64 body_crc u32 reserved[28]
- * header_crc u32 (of 0x00-0x3B). Body: sets, each key[32] last_used i64 entry_count u32
- * names_bytes u32, entries (ino u32, generation u32, data_version u64, name_off u32,
- * name_len u32), then names_bytes of UTF-8 names.
+ * header (64): magic[8] version u32 set_count u32 body_bytes u64 body_crc u32 tree_dirs u32
+ * tree_children u32 reserved[20] header_crc u32 (of 0x00-0x3B). Body: sets, each key[32]
+ * last_used i64 entry_count u32 names_bytes u32, entries (ino u32, generation u32,
+ * data_version u64, name_off u32, name_len u32), then names_bytes of UTF-8 names; then the
+ * tree: tree_dirs records (ino u32, generation u32, data_version u64, first u32, count u32),
+ * tree_children child inode numbers (u32), tree_children child types (u8).
  */
-export function encodeScanFile(sets: ScanSet[]): Buffer {
-  const parts: Buffer[] = []
-  for (const s of sets) {
-    const names: Buffer[] = []
-    let namesLen = 0
-    const ent = Buffer.alloc(s.entries.length * SCAN_ENTRY)
-    s.entries.forEach((e, i) => {
-      const o = i * SCAN_ENTRY
-      ent.writeUInt32LE(e.ino, o)
-      ent.writeUInt32LE(e.generation >>> 0, o + 4)
-      ent.writeBigUInt64LE(BigInt(e.dataVersion), o + 8)
-      if (e.found === '') {
-        ent.writeUInt32LE(SCAN_CLEAN, o + 16)
-      } else {
-        const nb = Buffer.from(e.found, 'utf8')
-        ent.writeUInt32LE(namesLen, o + 16)
-        ent.writeUInt32LE(nb.length, o + 20)
-        names.push(nb)
-        namesLen += nb.length
-      }
-    })
-    const hdr = Buffer.alloc(SCAN_SET_HDR)
-    s.key.copy(hdr, 0, 0, 32)
-    hdr.writeBigInt64LE(BigInt(Math.trunc(s.lastUsed)), 32)
-    hdr.writeUInt32LE(s.entries.length, 40)
-    hdr.writeUInt32LE(namesLen, 44)
-    parts.push(hdr, ent, ...names)
+export function encodeScanFile(file: ScanFile): Buffer {
+  const {sets, tree} = file
+  let children = 0
+  for (let d = 0; d < tree.dirs; d++) children += tree.count[d]
+  let total = SCAN_HDR + tree.dirs * SCAN_TREE_DIR + children * 5
+  for (const s of sets) total += SCAN_SET_HDR + s.entries.length * SCAN_ENTRY + s.entries.namesLen
+  const out = Buffer.alloc(total)
+  // A DataView writes 100,000 entries several times faster than Buffer's methods.
+  const dv = new DataView(out.buffer, out.byteOffset, out.length)
+  const u64 = (o: number, v: number, what: string) => {
+    const hi = Math.floor(v / 0x1_0000_0000)
+    if (!(v >= 0 && hi <= 0x1f_ffff && v === Math.floor(v))) throw new RangeError(`${what}: ${v} is not a u64 this code can write`)
+    dv.setUint32(o, v - hi * 0x1_0000_0000, true)
+    dv.setUint32(o + 4, hi, true)
   }
-  const body = Buffer.concat(parts)
-  const head = Buffer.alloc(SCAN_HDR)
-  SCAN_MAGIC.copy(head, 0)
-  head.writeUInt32LE(SCAN_VERSION, 8)
-  head.writeUInt32LE(sets.length, 12)
-  head.writeBigUInt64LE(BigInt(body.length), 16)
-  head.writeUInt32LE(crc32(body), 24)
-  head.writeUInt32LE(crc32(head, 0, 0x3c), 0x3c)
-  return Buffer.concat([head, body])
+  let o = SCAN_HDR
+  for (const s of sets) {
+    const e = s.entries
+    s.key.copy(out, o, 0, 32)
+    writeI64(out, Math.trunc(s.lastUsed), o + 32)
+    out.writeUInt32LE(e.length, o + 40)
+    out.writeUInt32LE(e.namesLen, o + 44)
+    o += SCAN_SET_HDR
+    for (let i = 0; i < e.length; i++, o += SCAN_ENTRY) {
+      dv.setUint32(o, e.ino[i], true)
+      dv.setUint32(o + 4, e.generation[i], true)
+      u64(o + 8, e.dataVersion[i], `scan entry ${e.ino[i]} data_version`)
+      const clean = e.nameLen[i] === 0
+      dv.setUint32(o + 16, clean ? SCAN_CLEAN : e.nameOff[i], true)
+      dv.setUint32(o + 20, clean ? 0 : e.nameLen[i], true)
+    }
+    o += e.names.copy(out, o, 0, e.namesLen)
+  }
+  // The tree: records, then the children compacted in record order.
+  const childAt = o + tree.dirs * SCAN_TREE_DIR
+  const typeAt = childAt + children * 4
+  let c = 0
+  for (let d = 0; d < tree.dirs; d++, o += SCAN_TREE_DIR) {
+    if (d > 0 && tree.ino[d] <= tree.ino[d - 1]) throw new Error('tree cache not sorted')
+    dv.setUint32(o, tree.ino[d], true)
+    dv.setUint32(o + 4, tree.generation[d], true)
+    u64(o + 8, tree.dataVersion[d], `tree directory ${tree.ino[d]} data_version`)
+    dv.setUint32(o + 16, c, true)
+    dv.setUint32(o + 20, tree.count[d], true)
+    const end = tree.first[d] + tree.count[d]
+    for (let k = tree.first[d]; k < end; k++, c++) {
+      dv.setUint32(childAt + c * 4, tree.child[k], true)
+      out[typeAt + c] = tree.childType[k]
+    }
+  }
+  SCAN_MAGIC.copy(out, 0)
+  out.writeUInt32LE(SCAN_VERSION, 8)
+  out.writeUInt32LE(sets.length, 12)
+  writeU64(out, total - SCAN_HDR, 16)
+  out.writeUInt32LE(crc32(out, SCAN_HDR), 24)
+  out.writeUInt32LE(tree.dirs, 0x1c)
+  out.writeUInt32LE(children, 0x20)
+  out.writeUInt32LE(crc32(out, 0, 0x3c), 0x3c)
+  return out
 }
 
 /** Decodes and checks a whole scan-results file; throws FormatError naming what is wrong. */
-export function decodeScanFile(buf: Buffer): ScanSet[] {
+export function decodeScanFile(buf: Buffer): ScanFile {
   const bad = (msg: string): never => { throw new FormatError('scan results', 'value', msg) }
   if (buf.length < SCAN_HDR) bad(`file too short (${buf.length} bytes)`)
   if (!buf.subarray(0, 8).equals(SCAN_MAGIC)) bad('bad magic')
   if (buf.readUInt32LE(0x3c) !== crc32(buf, 0, 0x3c)) bad('header checksum mismatch')
-  if (buf.readUInt32LE(8) !== SCAN_VERSION) bad(`unknown version ${buf.readUInt32LE(8)}`)
+  const version = buf.readUInt32LE(8)
+  if (version !== 1 && version !== 2) bad(`unknown version ${version}`)
   const count = buf.readUInt32LE(12)
-  const bodyLen = Number(buf.readBigUInt64LE(16))
+  const bodyLen = readU64(buf, 16)
   if (SCAN_HDR + bodyLen !== buf.length) bad(`body is ${buf.length - SCAN_HDR} bytes, header says ${bodyLen}`)
   if (crc32(buf, SCAN_HDR) !== buf.readUInt32LE(24)) bad('body checksum mismatch')
   const sets: ScanSet[] = []
@@ -90,31 +340,76 @@ export function decodeScanFile(buf: Buffer): ScanSet[] {
   for (let i = 0; i < count; i++) {
     if (o + SCAN_SET_HDR > buf.length) bad(`set ${i} runs past the end`)
     const key = Buffer.from(buf.subarray(o, o + 32))
-    const lastUsed = Number(buf.readBigInt64LE(o + 32))
+    const lastUsed = readI64(buf, o + 32)
     const n = buf.readUInt32LE(o + 40)
     const namesLen = buf.readUInt32LE(o + 44)
     const entStart = o + SCAN_SET_HDR
     const namesStart = entStart + n * SCAN_ENTRY
     if (namesStart + namesLen > buf.length) bad(`set ${i} runs past the end`)
-    const entries: ScanEntry[] = []
+    const entries = new ScanEntries(n)
+    entries.names = Buffer.from(buf.subarray(namesStart, namesStart + namesLen))
+    entries.namesLen = namesLen
     let prev = 0
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.length)
     for (let k = 0; k < n; k++) {
       const e = entStart + k * SCAN_ENTRY
-      const ino = buf.readUInt32LE(e)
+      const ino = dv.getUint32(e, true)
       if (ino <= prev) bad(`set ${i}: entries not in increasing inode order at inode ${ino}`)
       prev = ino
-      const off = buf.readUInt32LE(e + 16)
-      const len = buf.readUInt32LE(e + 20)
-      let found = ''
-      if (off !== SCAN_CLEAN) {
-        if (len === 0 || off + len > namesLen) bad(`set ${i}: inode ${ino} names bytes outside the names area`)
-        found = buf.toString('utf8', namesStart + off, namesStart + off + len)
-      }
-      entries.push({ino, generation: buf.readUInt32LE(e + 4), dataVersion: Number(buf.readBigUInt64LE(e + 8)), found})
+      const off = dv.getUint32(e + 16, true)
+      const len = dv.getUint32(e + 20, true)
+      if (off !== SCAN_CLEAN && (len === 0 || off + len > namesLen)) bad(`set ${i}: inode ${ino} names bytes outside the names area`)
+      const hi = dv.getUint32(e + 12, true)
+      if (hi > 0x1f_ffff) bad(`set ${i}: inode ${ino} data_version is too large`)
+      entries.ino[k] = ino
+      entries.generation[k] = dv.getUint32(e + 4, true)
+      entries.dataVersion[k] = hi * 0x1_0000_0000 + dv.getUint32(e + 8, true)
+      entries.nameOff[k] = off === SCAN_CLEAN ? 0 : off
+      entries.nameLen[k] = off === SCAN_CLEAN ? 0 : len
     }
+    entries.length = n
     sets.push({key, lastUsed, entries})
     o = namesStart + namesLen
   }
-  if (o !== buf.length) bad(`${buf.length - o} bytes after the last set`)
-  return sets
+  const tree = version === 1 ? new TreeCache() : decodeTree(buf, o, bad)
+  if (version === 2) o += tree.dirs * SCAN_TREE_DIR + tree.children * 5
+  if (o !== buf.length) bad(`${buf.length - o} bytes after the ${version === 1 ? 'last set' : 'tree'}`)
+  return {sets, tree}
+}
+
+function decodeTree(buf: Buffer, o: number, bad: (msg: string) => never): TreeCache {
+  const dirs = buf.readUInt32LE(0x1c)
+  const children = buf.readUInt32LE(0x20)
+  if (o + dirs * SCAN_TREE_DIR + children * 5 > buf.length) bad('tree runs past the end')
+  const t = new TreeCache(dirs, children)
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length)
+  const childAt = o + dirs * SCAN_TREE_DIR
+  const typeAt = childAt + children * 4
+  let next = 0
+  for (let d = 0; d < dirs; d++, o += SCAN_TREE_DIR) {
+    const ino = dv.getUint32(o, true)
+    if (ino === 0 || (d > 0 && ino <= t.ino[d - 1])) bad(`tree: directories not in increasing inode order at inode ${ino}`)
+    const hi = dv.getUint32(o + 12, true)
+    if (hi > 0x1f_ffff) bad(`tree: directory ${ino} data_version is too large`)
+    const first = dv.getUint32(o + 16, true)
+    const count = dv.getUint32(o + 20, true)
+    if (first !== next || first + count > children) bad(`tree: directory ${ino} children out of place`)
+    next += count
+    t.ino[d] = ino
+    t.generation[d] = dv.getUint32(o + 4, true)
+    t.dataVersion[d] = hi * 0x1_0000_0000 + dv.getUint32(o + 8, true)
+    t.first[d] = first
+    t.count[d] = count
+  }
+  if (next !== children) bad(`tree: ${children - next} children belong to no directory`)
+  for (let c = 0; c < children; c++) {
+    const ino = dv.getUint32(childAt + c * 4, true)
+    const type = buf[typeAt + c]
+    if (ino === 0 || (type !== DT_REG && type !== DT_DIR)) bad(`tree: child ${c} is inode ${ino} of type ${type}`)
+    t.child[c] = ino
+    t.childType[c] = type
+  }
+  t.dirs = dirs
+  t.children = children
+  return t
 }

@@ -24,6 +24,7 @@ export type {Dirent}
 
 /** Makes `dir` an empty inline directory. */
 export function dirInit(dir: Inode): void {
+  dir.r.dataVersion++ // a new set of entries (§5.6)
   dir.r.flags = (dir.r.flags & ~IF_HASHED) | IF_INLINE
   dir.r.size = 0
   dir.r.area.fill(0)
@@ -195,12 +196,20 @@ export function dirList(vol: Volume, dir: Inode): Dirent[] {
  * valid only during the call, and fn must not change this directory.
  */
 export function dirForEach(vol: Volume, dir: Inode, fn: (ino: number, type: number, name: Buffer) => void): void {
+  dirForEachRaw(vol, dir, (ino, type, buf, off, len) => fn(ino, type, buf.subarray(off, off + len)))
+}
+
+/**
+ * dirForEach without making a view per name: the name is buf[off, off + len), valid only
+ * during the call. For walks over whole trees that need few of the names.
+ */
+export function dirForEachRaw(vol: Volume, dir: Inode, fn: (ino: number, type: number, buf: Buffer, off: number, len: number) => void): void {
   const walk = (buf: Buffer, start: number, count: number) => {
     let o = start
     for (let i = 0; i < count; i++) {
       const len = buf[o + 13]
       if (len === 0 || o + DIRENT_FIXED + len > buf.length) fail('EBADIMAGE', `directory inode ${dir.ino} has a damaged entry; run 'prism fsck'`)
-      fn(buf.readUInt32LE(o), buf[o + 12], buf.subarray(o + DIRENT_FIXED, o + DIRENT_FIXED + len))
+      fn(buf.readUInt32LE(o), buf[o + 12], buf, o + DIRENT_FIXED, len)
       o += DIRENT_FIXED + len
     }
   }
@@ -230,6 +239,7 @@ export function dirAdd(vol: Volume, dir: Inode, ino: number, type: number, name:
     if (used + DIRENT_FIXED + name.length <= INODE_AREA_SIZE) {
       encodeEntries([e], dir.r.area, used, INODE_AREA_SIZE - used)
       dir.r.size++
+      dir.r.dataVersion++
       vol.idirty(dir)
       return
     }
@@ -237,6 +247,7 @@ export function dirAdd(vol: Volume, dir: Inode, ino: number, type: number, name:
   }
   insertHashed(vol, dir, e)
   dir.r.size++
+  dir.r.dataVersion++
   vol.idirty(dir)
 }
 
@@ -337,6 +348,7 @@ export function dirRemove(vol: Volume, dir: Inode, name: Buffer): Dirent {
     writeBucket(vol, dir, f.bucket, b.localDepth, b.overflow, b.entries.filter((e) => !e.name.equals(name)))
   }
   dir.r.size--
+  dir.r.dataVersion++
   vol.idirty(dir)
   return f.entry
 }
@@ -350,6 +362,8 @@ export function dirUpdate(vol: Volume, dir: Inode, name: Buffer, change: {ino?: 
   if (change.lastclone !== undefined) buf.writeUInt32LE(change.lastclone >>> 0, f.off + 4)
   if (change.type !== undefined) buf[f.off + 12] = change.type
   if (f.bucket >= 0) vol.sealAtCommit(dirBlock(vol, dir, f.bucket), sealBucket)
+  // A new lastclone stamp alone leaves what the directory holds unchanged (§5.6).
+  if (change.ino !== undefined || change.type !== undefined) dir.r.dataVersion++
   vol.idirty(dir)
 }
 

@@ -331,7 +331,6 @@ export class Namespace {
     r.uid = attrs.uid ?? process.getuid?.() ?? 0
     r.gid = attrs.gid ?? process.getgid?.() ?? 0
     touch(r, {a: true, m: true, c: true})
-    r.dataVersion = 1
     if ((mode & S_IFMT) === S_IFDIR) {
       dirInit(inode)
       r.nlink = 2
@@ -339,6 +338,7 @@ export class Namespace {
     } else {
       r.nlink = 1
     }
+    r.dataVersion = 1
     dirAdd(this.vol, dir, inode.ino, dtOfMode(mode), name)
     touch(dir.r, {m: true, c: true})
     this.vol.idirty(dir)

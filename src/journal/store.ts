@@ -98,6 +98,32 @@ export class BlockStore {
     if (start + n < end) this.prefetch(start + n, end - start - n)
   }
 
+  /**
+   * Calls fn(block, content) for each of `count` blocks from `start`, in order, as get()
+   * would see them, but reads the ones not held in memory with one device read per run and
+   * does not cache them: for a pass over a whole table (an incremental scan reading 100,000
+   * inodes' versions) that would otherwise push everything else out of the cache. `scratch`
+   * is reused across calls; `content` is valid only during the call.
+   */
+  readRun(start: number, count: number, scratch: Buffer, fn: (block: number, content: Buffer) => void): void {
+    if (!(start >= 0 && start + count <= this.dev.blocks)) fail('EBADIMAGE', `blocks ${start}+${count} are outside the image (${this.dev.blocks} blocks); run 'prism fsck'`)
+    const held = (b: number) => this.dirty.get(b) ?? this.cache.get(b) ?? this.overlay.get(b)
+    const per = Math.floor(scratch.length / BLOCK_SIZE)
+    let b = start
+    const end = start + count
+    while (b < end) {
+      const h = held(b)
+      if (h) { fn(b, h); b++; continue }
+      let n = 1
+      while (n < per && b + n < end && !held(b + n)) n++
+      const view = scratch.subarray(0, n * BLOCK_SIZE)
+      this.dev.read(b, view)
+      this.stats.reads++
+      for (let i = 0; i < n; i++) fn(b + i, view.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))
+      b += n
+    }
+  }
+
   /** The block, to be changed in this transaction. */
   getMut(block: number): Buffer {
     const d = this.dirty.get(block)

@@ -1,7 +1,7 @@
 // prism scan, the library: scans every regular file of the named filesets, reading each
 // inode's content once however many filesets and names share it (the Prism paper §4.4).
 // First every selected tree is walked (directory entries only: the entry type says which
-// are regular files) into inode -> [FILESET:/path...]; then each unique inode is read once,
+// are regular files) into a compact index of names; then each unique inode is read once,
 // in inode order, and its content goes through one engine: the built-in ClamAV-format
 // signature matcher (one streaming pass feeding hashes and body signatures), a user command
 // (--exec), or clamd (INSTREAM). With `incremental`, results are remembered in the image
@@ -9,18 +9,20 @@
 // content has not changed since are not read again.
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {DT_DIR, DT_REG} from '../format/constants.js'
+import {DT_DIR, DT_REG, S_IFDIR} from '../format/constants.js'
 import {PrismError} from '../errors.js'
-import {dirForEach} from '../fs/dir.js'
+import {dirForEachRaw} from '../fs/dir.js'
 import {readData, streamData} from '../fs/extents.js'
 import {getFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
+import type {InodeVersion} from '../format/inode.js'
 import type {Volume} from '../fs/volume.js'
 import {clamdScan, clamdVersion} from './clamd.js'
 import {ensureExpanded} from './expand.js'
 import {Matcher} from './matcher.js'
 import type {SignatureSet} from './signatures.js'
-import {loadScanSets, saveScanSets, type ScanEntry, type ScanSet} from './store.js'
+import {ScanEntries, TreeCache, type ScanFile} from '../format/scan.js'
+import {loadScanFile, saveScanFile, type ScanSet} from './store.js'
 
 export type ScanEngine =
   | {kind: 'signatures', set: SignatureSet}
@@ -58,6 +60,8 @@ export interface ScanError {
 
 export interface ScanStats {
   filesets: number
+  /** directories read (an incremental scan takes unchanged ones from the remembered tree) */
+  dirsRead: number
   /** names of regular files in the scanned trees */
   names: number
   /** distinct regular-file inodes */
@@ -85,29 +89,185 @@ export function allFilesetNames(vol: Volume): string[] {
   return listFilesets(vol).map((f) => f.name)
 }
 
-/** inode -> names, over every regular file of the filesets (directory entries only). */
-export function collectFiles(vol: Volume, filesets: Fileset[]): {files: Map<number, string[]>, names: number} {
-  const files = new Map<number, string[]>()
-  let names = 0
-  for (const f of filesets) {
-    const stack: Array<{ino: number, prefix: string}> = [{ino: f.rootIno, prefix: `${f.name}:/`}]
-    while (stack.length > 0) {
-      const {ino, prefix} = stack.pop()!
-      const dir = vol.iget(ino)
-      dirForEach(vol, dir, (child, type, name) => {
-        if (type === DT_DIR) {
-          stack.push({ino: child, prefix: prefix + name.toString('utf8') + '/'})
-        } else if (type === DT_REG) {
-          const p = prefix + name.toString('utf8')
-          const list = files.get(child)
-          if (list) list.push(p)
-          else files.set(child, [p])
-          names++
+/**
+ * Every regular-file name of the filesets, kept compactly: the directories walked (parent,
+ * and name when read, so a path is built only when asked for) and, per name, its inode and
+ * directory. A scan of 100,000 names builds no path string until it knows which inodes
+ * matched.
+ *
+ * Given the tree an earlier scan remembered (§12), a directory whose (ino, generation,
+ * data_version) are unchanged is not read: its regular files and subdirectories are taken
+ * from there. Either way `tree` records what this walk found, for the next scan.
+ */
+export class FileIndex {
+  /** per directory walked: inode, parent's index (-1 for a fileset root), name (`FILESET:` for a root; undefined until needed when not read) */
+  private readonly dirIno: number[] = []
+  private readonly dirParent: number[] = []
+  private readonly dirName: Array<string | undefined> = []
+  private readonly dirPath = new Map<number, string>()
+  /** parent's index -> its subdirectories' indexes (built when names are first needed) */
+  private subdirs: Map<number, number[]> | null = null
+  /** per regular-file name: its inode and the index of its directory */
+  private entIno = new Uint32Array(1024)
+  private entDir = new Uint32Array(1024)
+  /** names of regular files seen */
+  names = 0
+  /** directories read (the others came from the remembered tree) */
+  dirsRead = 0
+  /** the directories walked, with their children: the tree to remember (when one was given) */
+  readonly tree: TreeCache | null
+
+  constructor(private readonly vol: Volume, filesets: Fileset[], remembered: TreeCache | null = null) {
+    this.tree = remembered ? new TreeCache(remembered.dirs + 64, remembered.children + 256) : null
+    const v: InodeVersion = {type: 0, size: 0, generation: 0, dataVersion: 0}
+    for (const f of filesets) {
+      const stack = [this.addDir(f.rootIno, -1, `${f.name}:`)]
+      while (stack.length > 0) {
+        const d = stack.pop()!
+        const ino = this.dirIno[d]
+        let record: TreeCache | null = null
+        if (remembered && this.tree) {
+          vol.inodeVersion(ino, v, false)
+          const k = remembered.find(ino)
+          if (k >= 0 && v.type === S_IFDIR && remembered.generation[k] === v.generation && remembered.dataVersion[k] === v.dataVersion) {
+            this.tree.copyDir(remembered, k)
+            const end = remembered.first[k] + remembered.count[k]
+            for (let c = remembered.first[k]; c < end; c++) {
+              if (remembered.childType[c] === DT_REG) this.addEntry(remembered.child[c], d)
+              else stack.push(this.addDir(remembered.child[c], d, undefined))
+            }
+            continue
+          }
+          if (v.type === S_IFDIR) {
+            record = this.tree
+            record.addDir(ino, v.generation, v.dataVersion)
+          }
         }
-      })
+        this.dirsRead++
+        dirForEachRaw(vol, vol.iget(ino), (child, type, buf, off, len) => {
+          if (type === DT_REG) {
+            this.addEntry(child, d)
+            record?.addChild(child, DT_REG)
+          } else if (type === DT_DIR) {
+            stack.push(this.addDir(child, d, buf.toString('utf8', off, off + len)))
+            record?.addChild(child, DT_DIR)
+          }
+        })
+      }
     }
   }
-  return {files, names}
+
+  private addDir(ino: number, parent: number, name: string | undefined): number {
+    this.dirIno.push(ino)
+    this.dirParent.push(parent)
+    this.dirName.push(name)
+    return this.dirIno.length - 1
+  }
+
+  private addEntry(ino: number, dir: number): void {
+    if (this.names === this.entIno.length) {
+      const grow = (a: Uint32Array) => { const b = new Uint32Array(a.length * 2); b.set(a); return b }
+      this.entIno = grow(this.entIno)
+      this.entDir = grow(this.entDir)
+    }
+    this.entIno[this.names] = ino
+    this.entDir[this.names] = dir
+    this.names++
+  }
+
+  /** The distinct regular-file inodes, in increasing order. */
+  inodes(): Uint32Array {
+    const all = this.entIno.slice(0, this.names).sort()
+    let n = 0
+    for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) all[n++] = all[i]
+    return all.subarray(0, n)
+  }
+
+  /**
+   * A directory's name, read from its parent when the walk did not read it: one read of the
+   * parent names all its subdirectories.
+   */
+  private nameOf(d: number): string {
+    if (this.dirName[d] === undefined) {
+      const p = this.dirParent[d]
+      if (!this.subdirs) {
+        this.subdirs = new Map()
+        for (let x = 0; x < this.dirIno.length; x++) {
+          const list = this.subdirs.get(this.dirParent[x])
+          if (list) list.push(x)
+          else this.subdirs.set(this.dirParent[x], [x])
+        }
+      }
+      const unnamed = new Map<number, number>()
+      for (const x of this.subdirs.get(p) ?? []) if (this.dirName[x] === undefined) unnamed.set(this.dirIno[x], x)
+      dirForEachRaw(this.vol, this.vol.iget(this.dirIno[p]), (child, type, buf, off, len) => {
+        const x = type === DT_DIR ? unnamed.get(child) : undefined
+        if (x !== undefined) this.dirName[x] = buf.toString('utf8', off, off + len)
+      })
+      if (this.dirName[d] === undefined) throw new PrismError('EBADIMAGE', `directory inode ${this.dirIno[d]} is not in its parent any more; run 'prism fsck'`)
+    }
+    return this.dirName[d]!
+  }
+
+  /** `FILESET:/a/b/` for a directory. */
+  private pathOfDir(d: number): string {
+    const chain: number[] = []
+    let x = d
+    while (x >= 0 && !this.dirPath.has(x)) { chain.push(x); x = this.dirParent[x] }
+    let p = x >= 0 ? this.dirPath.get(x)! : ''
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const y = chain[i]
+      p = this.dirParent[y] < 0 ? `${this.dirName[y]}/` : `${p}${this.nameOf(y)}/`
+      this.dirPath.set(y, p)
+    }
+    return p
+  }
+
+  /**
+   * Every FILESET:/path of each of `inos`, sorted: only the directories holding one of them
+   * (and the parents of those whose names the walk did not read) are read again.
+   */
+  paths(inos: Iterable<number>): Map<number, string[]> {
+    const out = new Map<number, string[]>()
+    for (const ino of inos) out.set(ino, [])
+    if (out.size === 0) return out
+    const dirs = new Set<number>()
+    for (let k = 0; k < this.names; k++) if (out.has(this.entIno[k])) dirs.add(this.entDir[k])
+    for (const d of dirs) {
+      const prefix = this.pathOfDir(d)
+      dirForEachRaw(this.vol, this.vol.iget(this.dirIno[d]), (child, type, buf, off, len) => {
+        if (type === DT_REG) out.get(child)?.push(prefix + buf.toString('utf8', off, off + len))
+      })
+    }
+    for (const list of out.values()) list.sort()
+    return out
+  }
+}
+
+/**
+ * The tree to remember: the directories this walk saw, and those remembered from earlier
+ * walks (of other filesets) that are still as they were. Sorted.
+ */
+function mergeTrees(vol: Volume, walked: TreeCache, old: TreeCache): TreeCache {
+  walked.sort()
+  const v: InodeVersion = {type: 0, size: 0, generation: 0, dataVersion: 0}
+  let added = false
+  for (let k = 0; k < old.dirs; k++) {
+    const ino = old.ino[k]
+    if (walked.find(ino) >= 0 || !vol.validIno(ino) || !vol.inodeSlotUsed(ino)) continue
+    try {
+      vol.inodeVersion(ino, v, false)
+    } catch (e) {
+      if (e instanceof PrismError) continue
+      throw e
+    }
+    if (v.type === S_IFDIR && v.generation === old.generation[k] && v.dataVersion === old.dataVersion[k]) {
+      walked.copyDir(old, k)
+      added = true
+    }
+  }
+  if (added) walked.sort()
+  return walked
 }
 
 /** The identity results are remembered under (a signature set, a command, a clamd). */
@@ -181,27 +341,38 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   for (const f of filesets) await ensureExpanded(vol, f)
   // The expansion may have changed the records: read them again.
   const current = filesets.map((f) => getFileset(vol, f.name))
-  const {files, names: nameCount} = collectFiles(vol, current)
-  const inos = [...files.keys()].sort((a, b) => a - b)
 
   const key = opts.incremental ? await engineKey(engine) : null
-  let sets: ScanSet[] = []
+  let file: ScanFile | null = null
   let set: ScanSet | null = null
-  const known = new Map<number, ScanEntry>()
   if (key) {
-    sets = loadScanSets(vol, opts.onNotice)
-    set = sets.find((s) => s.key.equals(key)) ?? null
-    if (!set) sets.push((set = {key, lastUsed: 0, entries: []}))
-    for (const e of set.entries) known.set(e.ino, e)
+    file = loadScanFile(vol, opts.onNotice)
+    set = file.sets.find((s) => s.key.equals(key)) ?? null
+    if (!set) file.sets.push((set = {key, lastUsed: 0, entries: new ScanEntries()}))
+  }
+  const index = new FileIndex(vol, current, file?.tree ?? null)
+  const inos = index.inodes()
+
+  // The remembered entries and `inos` are both in increasing inode order: one merge walk
+  // pairs them up. `learned` is what this scan knows, in the same order: the entries still
+  // right, new ones, and, as they were, those of inodes outside these filesets (a stale
+  // entry never matches, and a scan that covers its inode replaces or drops it).
+  const remembered = set?.entries ?? new ScanEntries()
+  const learned = new ScanEntries(remembered.length + 64)
+  let next = 0
+  const keepOutside = (k: number) => learned.pushFrom(remembered, k)
+  /** The index of the remembered entry for `ino`, or -1. */
+  const rememberedFor = (ino: number): number => {
+    while (next < remembered.length && remembered.ino[next] < ino) keepOutside(next++)
+    return next < remembered.length && remembered.ino[next] === ino ? next++ : -1
   }
 
   const stats: ScanStats = {
-    filesets: current.length, names: nameCount, inodes: inos.length, inodesRead: 0, bytesRead: 0, cached: 0,
+    filesets: current.length, dirsRead: index.dirsRead, names: index.names, inodes: inos.length, inodesRead: 0, bytesRead: 0, cached: 0,
     bytesTotal: 0, readsPerInode: new Map(),
   }
   const matches: ScanMatch[] = []
   const errors: ScanError[] = []
-  const fresh = new Map<number, ScanEntry>()
   const matcher = engine.kind === 'signatures' ? new Matcher(engine.set) : null
   const progress = {files: 0, bytes: 0, totalFiles: inos.length, totalBytes: 0}
   let lastTick = 0
@@ -212,25 +383,28 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
     lastTick = t
     opts.onProgress({...progress})
   }
-  const inodes: Inode[] = []
-  for (const ino of inos) {
-    const inode = vol.iget(ino)
-    inodes.push(inode)
-    stats.bytesTotal += inode.r.size
-  }
+  // What says whether each file changed, read without decoding whole inodes or checking
+  // their checksums: most of an incremental rescan's files are answered from these alone,
+  // and an inode whose content is read is decoded in full (checksum and all) first. As
+  // for any incremental scanner, content is trusted to change only through the filesystem:
+  // damage underneath is fsck's to find.
+  const generations = new Uint32Array(inos.length)
+  const versions = new Float64Array(inos.length)
+  stats.bytesTotal = vol.inodeVersions(inos, generations, versions)
   progress.totalBytes = stats.bytesTotal
 
-  for (const inode of inodes) {
-    const ino = inode.ino
-    const paths = files.get(ino)!.sort()
-    const prev = known.get(ino)
+  for (let i = 0; i < inos.length; i++) {
+    const ino = inos[i]
+    const prev = rememberedFor(ino)
     let found: string[]
     let cached = false
-    if (prev && prev.generation === inode.r.generation && prev.dataVersion === inode.r.dataVersion) {
-      found = prev.found === '' ? [] : prev.found.split('\n')
+    if (prev >= 0 && remembered.generation[prev] === generations[i] && remembered.dataVersion[prev] === versions[i]) {
+      found = remembered.nameLen[prev] === 0 ? [] : remembered.found(prev).split('\n')
       cached = true
       stats.cached++
+      learned.pushFrom(remembered, prev)
     } else {
+      const inode = vol.iget(ino)
       stats.inodesRead++
       stats.readsPerInode.set(ino, (stats.readsPerInode.get(ino) ?? 0) + 1)
       const count = (n: number) => { stats.bytesRead += n; progress.bytes += n; tick() }
@@ -244,7 +418,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
             ? await execScan(engine.command, chunksOf(vol, inode, count))
             : await clamdScan((engine as {socket: string}).socket, chunksOf(vol, inode, count))
           if (r.error !== null) {
-            errors.push({ino, paths, message: r.error})
+            errors.push({ino, paths: [], message: r.error})
             progress.files++
             continue
           }
@@ -253,27 +427,29 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
       } catch (e) {
         // A damaged file is reported and skipped; clamd going away stops the scan.
         if (!(e instanceof PrismError) || (e.code === 'EIO' && engine.kind === 'clamd')) throw e
-        errors.push({ino, paths, message: e.message})
+        errors.push({ino, paths: [], message: e.message})
         progress.files++
         continue
       }
     }
-    if (key) fresh.set(ino, {ino, generation: inode.r.generation, dataVersion: inode.r.dataVersion, found: found.join('\n')})
-    if (found.length > 0) matches.push({ino, found, paths, cached})
+    if (key && !cached) learned.push(ino, generations[i], versions[i], found.join('\n'))
+    if (found.length > 0) matches.push({ino, found, paths: [], cached})
     progress.files++
     tick()
   }
   tick(true)
 
-  if (key && set) {
-    // Keep what this scan learned, plus earlier entries for inodes outside these filesets
-    // (saveScanSets drops those whose inode is gone or has changed).
-    for (const e of set.entries) if (!fresh.has(e.ino) && !files.has(e.ino)) fresh.set(e.ino, e)
-    set.entries = [...fresh.values()]
+  if (key && set && file) {
+    while (next < remembered.length) keepOutside(next++)
+    set.entries = learned
     set.lastUsed = Date.now()
-    saveScanSets(vol, sets)
+    saveScanFile(vol, {sets: file.sets, tree: mergeTrees(vol, index.tree!, file.tree)})
     vol.commit()
   }
+  // Paths are built now, only for the inodes that have something to report.
+  const paths = index.paths([...matches, ...errors].map((m) => m.ino))
+  for (const m of matches) m.paths = paths.get(m.ino)!
+  for (const e of errors) e.paths = paths.get(e.ino)!
   matches.sort((a, b) => (a.paths[0] < b.paths[0] ? -1 : a.paths[0] > b.paths[0] ? 1 : 0))
   return {matches, errors, stats}
 }

@@ -1,0 +1,137 @@
+// `prism scan`, the command's body: shared by the oclif command (src/commands/scan.ts) and
+// bin/run.js's start-up fast path for its common forms. An incremental rescan of a large
+// image is judged against a full scan, and oclif's start-up alone is a sizeable part of it.
+import {PrismError} from '../errors.js'
+import {findImage} from './locate.js'
+import {withSession} from './session.js'
+import {allFilesetNames, scan, type ScanEngine} from '../scan/scan.js'
+import {loadSignatures} from '../scan/signatures.js'
+import {isExpanding} from '../scan/expand.js'
+import {listFilesets} from '../fs/filesets.js'
+
+export interface ScanCommand {
+  names: string[]
+  all: boolean
+  signatures?: string[]
+  exec?: string
+  clamd?: string
+  incremental: boolean
+  json: boolean
+  image?: string
+  wait?: number
+}
+
+export interface ScanOutput {
+  log: (line: string) => void
+  json: (value: unknown) => void
+  notice: (msg: string) => void
+}
+
+/** Runs the scan and prints its report; returns the exit status (as clamscan: 0, 1 or 2). */
+export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> {
+  const engines = [c.signatures?.length ? 'signatures' : null, c.exec !== undefined ? 'exec' : null, c.clamd !== undefined ? 'clamd' : null].filter(Boolean)
+  if (engines.length !== 1) throw new PrismError('EUSAGE', 'give exactly one of --signatures FILE, --exec CMD or --clamd SOCKET')
+  if (c.all && c.names.length > 0) throw new PrismError('EUSAGE', 'name filesets or use --all, not both')
+  if (!c.all && c.names.length === 0) throw new PrismError('EUSAGE', 'name at least one fileset, or use --all')
+  let engine: ScanEngine
+  if (c.signatures?.length) {
+    engine = {kind: 'signatures', set: loadSignatures(c.signatures)}
+  } else if (c.exec !== undefined) {
+    if (c.exec.trim() === '') throw new PrismError('EUSAGE', '--exec needs a command')
+    engine = {kind: 'exec', command: c.exec}
+  } else {
+    engine = {kind: 'clamd', socket: c.clamd!}
+  }
+  const image = findImage(c.image)
+  const session = {wait: c.wait, onNotice: out.notice}
+  // Writable only when needed: to remember results, or to expand a fileset still expanding.
+  let write = c.incremental
+  if (!write) {
+    write = await withSession(image, false, session, (vol) =>
+      listFilesets(vol).some((f) => (c.all || c.names.includes(f.name)) && isExpanding(f)))
+  }
+  const progress = await progressLine(c.json)
+  const started = Date.now()
+  let result
+  try {
+    result = await withSession(image, write, session, (vol) => scan(vol, c.all ? allFilesetNames(vol) : c.names, engine, {
+      incremental: c.incremental,
+      onNotice: out.notice,
+      onProgress: (p) => {
+        const secs = Math.max(0.001, (Date.now() - started) / 1000)
+        progress.update(`${p.files}/${p.totalFiles} files, ${mib(p.bytes)} of ${mib(p.totalBytes)} MiB, ${(p.bytes / 1048576 / secs).toFixed(1)} MiB/s`)
+      },
+    }))
+  } finally {
+    progress.stop()
+  }
+  const {stats} = result
+  const summary = {
+    filesets: stats.filesets, dirsRead: stats.dirsRead, names: stats.names, inodes: stats.inodes, inodesRead: stats.inodesRead, bytesRead: stats.bytesRead,
+    cached: stats.cached, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: result.errors.length,
+  }
+  if (c.json) {
+    out.json({matches: result.matches, errors: result.errors, stats: summary})
+  } else {
+    for (const m of result.matches) for (const p of m.paths) out.log(`${p}: ${m.found.join(', ')} FOUND`)
+    for (const e of result.errors) process.stderr.write(`prism: ${e.paths[0]}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
+    out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
+      `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)
+  }
+  return result.matches.length > 0 ? 1 : result.errors.length > 0 ? 2 : 0
+}
+
+/** ora on a terminal (stderr), nothing otherwise. */
+async function progressLine(json: boolean): Promise<{update: (t: string) => void, stop: () => void}> {
+  if (!process.stderr.isTTY || json) return {update: () => {}, stop: () => {}}
+  const {default: ora} = await import('ora')
+  const s = ora({text: 'scanning', stream: process.stderr}).start()
+  return {update: (t) => { s.text = t; s.render() }, stop: () => s.stop()}
+}
+
+function mib(n: number): string {
+  return (n / 1048576).toFixed(1)
+}
+
+/**
+ * The fast path: parses `scan [FILESET...] [--all] [-s|--signatures FILE]... [--exec CMD]
+ * [--clamd SOCKET] [--incremental] [--json] [-i|--image IMAGE] [--wait N]` (and the
+ * `--flag=value` forms) and returns the exit status, or null when the arguments need oclif.
+ */
+export async function fastScan(argv: string[]): Promise<number | null> {
+  const c: ScanCommand = {names: [], all: false, incremental: false, json: false, wait: 5}
+  for (let i = 0; i < argv.length; i++) {
+    let a = argv[i]
+    let v: string | null = null
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1
+    if (eq > 0) { v = a.slice(eq + 1); a = a.slice(0, eq) }
+    const val = (): string | null => v ?? (i + 1 < argv.length ? argv[++i] : null)
+    const takes = a === '-s' || a === '--signatures' || a === '--exec' || a === '--clamd' || a === '-i' || a === '--image' || a === '--wait'
+    if (!takes && v !== null) return null
+    if (a === '--all') c.all = true
+    else if (a === '--incremental') c.incremental = true
+    else if (a === '--json') c.json = true
+    else if (takes) {
+      const x = val()
+      if (x === null) return null
+      if (a === '-s' || a === '--signatures') (c.signatures ??= []).push(x)
+      else if (a === '--exec') { if (c.exec !== undefined) return null; c.exec = x }
+      else if (a === '--clamd') { if (c.clamd !== undefined) return null; c.clamd = x }
+      else if (a === '--wait') { if (!/^\d+$/.test(x)) return null; c.wait = Number(x) }
+      else c.image = x
+    } else if (a.startsWith('-')) return null
+    else c.names.push(a)
+  }
+  try {
+    return await runScan(c, {
+      log: (line) => process.stdout.write(`${line}\n`),
+      json: (value) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`),
+      notice: (m) => process.stderr.write(`prism: ${m}\n`),
+    })
+  } catch (e) {
+    if (!(e instanceof PrismError)) throw e
+    if (c.json) process.stdout.write(`${JSON.stringify({error: {code: e.code, message: e.message}}, null, 2)}\n`)
+    process.stderr.write(`prism: ${e.message}\n`)
+    return 2
+  }
+}
