@@ -16,6 +16,14 @@ export interface BlockDevice {
   /** Makes every completed write durable (fdatasync). */
   sync(): void
   close(): void
+  /** True on a device just created whose every block reads as zero (a new sparse file). */
+  readonly createdZero?: boolean
+  /**
+   * The runs [first, end) of blocks within [start, start + count) that may hold data: the
+   * blocks between them are holes of a sparse file and read as zero. A device that cannot
+   * tell returns the whole range (as does the absence of this method).
+   */
+  dataRuns?(start: number, count: number): Array<[number, number]>
 }
 
 export function blockBuf(n = 1): Buffer {

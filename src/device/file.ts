@@ -30,11 +30,14 @@ function ioError(path: string, e: unknown): PrismError {
   return new PrismError('EIO', `${path}: ${err.message}`)
 }
 
+const SEEK_DATA = 3
+const SEEK_HOLE = 4
+
 export class FileDevice implements BlockDevice {
   readonly blocks: number
   private closed = false
 
-  private constructor(private fd: number, readonly path: string, readonly readOnly: boolean, size: number) {
+  private constructor(private fd: number, readonly path: string, readonly readOnly: boolean, size: number, readonly createdZero = false) {
     this.blocks = Math.floor(size / BLOCK_SIZE)
   }
 
@@ -70,7 +73,7 @@ export class FileDevice implements BlockDevice {
       lock(fd, path, {write: true, wait: 0})
       fs.ftruncateSync(fd, 0)
       fs.ftruncateSync(fd, blocks * BLOCK_SIZE)
-      return new FileDevice(fd, path, false, blocks * BLOCK_SIZE)
+      return new FileDevice(fd, path, false, blocks * BLOCK_SIZE, true)
     } catch (e) {
       fs.closeSync(fd)
       throw e instanceof PrismError ? e : ioError(path, e)
@@ -88,6 +91,34 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       throw ioError(this.path, e)
     }
+  }
+
+  /**
+   * lseek(SEEK_DATA / SEEK_HOLE) over the range. A file system without them (EINVAL) is taken
+   * to have no holes; a file system that does not track holes reports the file as all data.
+   */
+  dataRuns(start: number, count: number): Array<[number, number]> {
+    const end = start + count
+    const runs: Array<[number, number]> = []
+    let b = start
+    try {
+      while (b < end) {
+        let d: number
+        try {
+          d = Math.floor(fsExt.seekSync(this.fd, b * BLOCK_SIZE, SEEK_DATA) / BLOCK_SIZE)
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENXIO') break // no data past b
+          throw e
+        }
+        if (d >= end) break
+        const h = Math.ceil(fsExt.seekSync(this.fd, d * BLOCK_SIZE, SEEK_HOLE) / BLOCK_SIZE)
+        runs.push([Math.max(d, start), Math.min(h, end)])
+        b = Math.max(h, d + 1)
+      }
+    } catch {
+      return [[start, end]]
+    }
+    return runs
   }
 
   write(block: number, buf: Buffer): void {

@@ -108,12 +108,15 @@ export class Volume {
     sb.uuid = randomBytes(16)
     sb.freeInodes = sb.inodeCount
     sb.freeBlocks = sb.dataBlocks
-    // Zero every metadata region: refcount blocks sealed, inode and fileset tables empty.
+    // Zero every metadata region: refcount blocks sealed, inode and fileset tables empty. A
+    // new sparse file is zero already: its inode table stays a hole until inodes are used
+    // there, which lets fsck skip the never-used part (as e2fsck skips unused inode tables).
+    const zeroed = dev.createdZero === true
     const zero = Buffer.alloc(BLOCK_SIZE * 256)
     const rc = Buffer.alloc(BLOCK_SIZE)
     sealRefcountBlock(rc)
     for (let b = sb.refcountStart; b < sb.refcountStart + sb.refcountBlocks; b++) dev.write(b, rc)
-    for (let b = sb.inodeTableStart; b < sb.dataStart; b += 256) {
+    for (let b = sb.inodeTableStart; b < sb.dataStart && !zeroed; b += 256) {
       dev.write(b, zero.subarray(0, Math.min(256, sb.dataStart - b) * BLOCK_SIZE))
     }
     Journal.format(dev, sb.journalStart, sb.journalBlocks)

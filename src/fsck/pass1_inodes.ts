@@ -159,8 +159,14 @@ export function pass1(ctx: FsckContext): void {
   for (let k = 0; k < CHUNK * perBlock; k++) crcViews.push(buf.subarray(k * INODE_SIZE, k * INODE_SIZE + INODE_CRC_OFF))
   // Little-endian hosts read the table through 32-bit words (the chunk is 4-byte aligned).
   const words = LITTLE_ENDIAN && buf.byteOffset % 4 === 0 ? new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4) : null
-  for (let b0 = 0; b0 < sb.inodeTableBlocks; b0 += CHUNK) {
-    const n = Math.min(CHUNK, sb.inodeTableBlocks - b0)
+  const want = tableBlocksToRead(ctx)
+  for (let b0 = 0, n = 0; b0 < sb.inodeTableBlocks; b0 += n) {
+    // Blocks known to be zero (holes of a sparse image, never written) hold only free,
+    // zeroed slots: there is nothing to read or check.
+    while (b0 < sb.inodeTableBlocks && !want[b0]) b0++
+    if (b0 >= sb.inodeTableBlocks) break
+    n = 1
+    while (n < CHUNK && b0 + n < sb.inodeTableBlocks && want[b0 + n]) n++
     ctx.readBlocks(sb.inodeTableStart + b0, n, buf)
     for (let bi = 0; bi < n; bi++) {
       const bo = bi * BLOCK_SIZE
@@ -176,6 +182,24 @@ export function pass1(ctx: FsckContext): void {
   }
   ctx.progress('pass 1: inodes', sb.inodeCount, sb.inodeCount, true)
   if (ctx.dups.size > 0) pass1b(ctx)
+}
+
+/**
+ * Which inode-table blocks pass 1 must read (1) and which are known to be zero (0): the
+ * holes the device reports (a sparse image file whose never-used inode table was never
+ * written), except blocks held in memory (an unreplayed journal read in memory, or changes
+ * of this run), which are read as always.
+ */
+function tableBlocksToRead(ctx: FsckContext): Uint8Array {
+  const sb = ctx.sb
+  const start = sb.inodeTableStart
+  const want = new Uint8Array(sb.inodeTableBlocks)
+  const runs = ctx.vol.dev.dataRuns?.(start, sb.inodeTableBlocks) ?? [[start, start + sb.inodeTableBlocks]]
+  for (const [a, b] of runs) want.fill(1, a - start, b - start)
+  for (let i = 0; i < want.length; i++) {
+    if (!want[i] && (ctx.vol.store.isDirty(start + i) || ctx.overlay?.has(start + i))) want[i] = 1
+  }
+  return want
 }
 
 /**
