@@ -117,15 +117,7 @@ export class ScanEntries {
 
   /** The index of the entry for `ino`, or -1. */
   indexOf(ino: number): number {
-    let lo = 0
-    let hi = this.length - 1
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1
-      if (this.ino[mid] === ino) return mid
-      if (this.ino[mid] < ino) lo = mid + 1
-      else hi = mid - 1
-    }
-    return -1
+    return search(this.ino, this.length, ino)
   }
 }
 
@@ -202,15 +194,7 @@ export class TreeCache {
 
   /** The index of the record of directory `ino` (sorted caches only), or -1. */
   find(ino: number): number {
-    let lo = 0
-    let hi = this.dirs - 1
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1
-      if (this.ino[mid] === ino) return mid
-      if (this.ino[mid] < ino) lo = mid + 1
-      else hi = mid - 1
-    }
-    return -1
+    return search(this.ino, this.dirs, ino)
   }
 
   /** Puts the records in increasing inode order, keeping one per inode (the first added). */
@@ -232,6 +216,19 @@ export class TreeCache {
     this.ino = ino
     this.dirs = n
   }
+}
+
+/** Binary search of the first `n` values of an increasing array: the index of `v`, or -1. */
+function search(a: Uint32Array, n: number, v: number): number {
+  let lo = 0
+  let hi = n - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    if (a[mid] === v) return mid
+    if (a[mid] < v) lo = mid + 1
+    else hi = mid - 1
+  }
+  return -1
 }
 
 function grow32(a: Uint32Array, n: number): Uint32Array {
