@@ -12,7 +12,9 @@ import fc from 'fast-check'
 import {clone} from '../src/clone/clone.js'
 import {loadExtents} from '../src/fs/extents.js'
 import {getFileset} from '../src/fs/filesets.js'
-import {FS_ACTIVE, FS_EXPANDING} from '../src/format/constants.js'
+import {DT_DIR, FS_ACTIVE, FS_EXPANDING} from '../src/format/constants.js'
+import {dirAdd} from '../src/fs/dir.js'
+import {PrismError} from '../src/errors.js'
 import {deleteFileset, namespace, withImage, withImageAsync} from '../src/fs/image.js'
 import {fsckImage} from '../src/fsck/index.js'
 import {Matcher} from '../src/scan/matcher.js'
@@ -337,6 +339,25 @@ describe('scan: filesets and clones', function () {
     const r4 = await scanImg(img, ['root'], other, {incremental: true})
     expect(r4.stats.cached).to.equal(0)
     expect(withImage(img, {write: false}, (vol) => loadScanSets(vol).length)).to.equal(2)
+  })
+
+  it('refuses a directory loop in a damaged image instead of walking it forever', async () => {
+    edit(img, (ns, vol) => {
+      // What no operation can make: /var/lib/again names /var again.
+      dirAdd(vol, ns.resolve('/var/lib'), ns.resolve('/var').ino, DT_DIR, Buffer.from('again'))
+    }, 'c2')
+    for (const incremental of [false, true]) {
+      try {
+        await scanImg(img, ['c2'], engine, {incremental})
+        expect.fail('scanned a tree with a loop')
+      } catch (e) {
+        expect(e).to.be.instanceOf(PrismError)
+        expect((e as PrismError).code).to.equal('EBADIMAGE')
+        expect((e as Error).message).to.match(/named twice/)
+      }
+    }
+    fs.rmSync(img) // damaged on purpose: the afterEach fsck has nothing to check
+    img = newImage(dir, 64 << 20)
   })
 
   it('fsck accounts for the results file, and drops it when damaged', async () => {

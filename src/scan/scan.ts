@@ -120,11 +120,15 @@ export class FileIndex {
   constructor(private readonly vol: Volume, filesets: Fileset[], remembered: TreeCache | null = null) {
     this.tree = remembered ? new TreeCache(remembered.dirs + 64, remembered.children + 256) : null
     const v: InodeVersion = {type: 0, size: 0, generation: 0, dataVersion: 0}
+    // A directory is named once, in one tree: one met twice is a loop in a damaged image.
+    const seen = new Set<number>()
     for (const f of filesets) {
       const stack = [this.addDir(f.rootIno, -1, `${f.name}:`)]
       while (stack.length > 0) {
         const d = stack.pop()!
         const ino = this.dirIno[d]
+        if (seen.has(ino)) throw new PrismError('EBADIMAGE', `directory inode ${ino} is named twice (a loop?); run 'prism fsck'`)
+        seen.add(ino)
         let record: TreeCache | null = null
         if (remembered && this.tree) {
           vol.inodeVersion(ino, v, false)
