@@ -227,7 +227,7 @@ describe('format: scan-results file', () => {
     dataVersion: fc.nat({max: Number.MAX_SAFE_INTEGER}), found: fc.oneof(fc.constant(''), fc.string({minLength: 1, maxLength: 20}))})
   const dirArb = fc.record({ino: fc.integer({min: 1, max: 0xffff_ffff}), generation: fc.nat({max: 0xffff_ffff}),
     dataVersion: fc.nat({max: Number.MAX_SAFE_INTEGER}),
-    children: fc.array(fc.record({ino: fc.integer({min: 1, max: 0xffff_ffff}), type: fc.constantFrom(DT_REG, DT_DIR)}), {maxLength: 6})})
+    children: fc.array(fc.record({ino: fc.integer({min: 1, max: 0xffff_ffff}), type: fc.constantFrom(DT_REG, DT_DIR), name: fc.string({minLength: 1, maxLength: 12})}), {maxLength: 6})})
   const uniq = <T extends {ino: number}>(xs: T[]) => [...new Map(xs.map((x) => [x.ino, x])).values()].sort((a, b) => a.ino - b.ino)
 
   it('round-trips result sets and the directory tree (model: plain lists)', () => {
@@ -237,7 +237,10 @@ describe('format: scan-results file', () => {
       const tree = new TreeCache(1, 1)
       for (const d of dirList) {
         tree.addDir(d.ino, d.generation, d.dataVersion)
-        for (const c of d.children) tree.addChild(c.ino, c.type)
+        for (const c of d.children) {
+          const name = Buffer.from(c.name)
+          tree.addChild(c.ino, c.type, name, 0, name.length)
+        }
       }
       tree.sort()
       const back = decodeScanFile(encodeScanFile({sets, tree}))
@@ -247,7 +250,7 @@ describe('format: scan-results file', () => {
       const firsts = [...new Map([...dirList].reverse().map((d) => [d.ino, d])).values()].sort((a, b) => a.ino - b.ino)
       const got = Array.from({length: back.tree.dirs}, (_, k) => ({
         ino: back.tree.ino[k], generation: back.tree.generation[k], dataVersion: back.tree.dataVersion[k],
-        children: Array.from({length: back.tree.count[k]}, (_, c) => ({ino: back.tree.child[back.tree.first[k] + c], type: back.tree.childType[back.tree.first[k] + c]})),
+        children: Array.from({length: back.tree.count[k]}, (_, c) => ({ino: back.tree.child[back.tree.first[k] + c], type: back.tree.childType[back.tree.first[k] + c], name: back.tree.childName(back.tree.first[k] + c)})),
       }))
       expect(got).to.deep.equal(firsts)
       for (const d of firsts) expect(back.tree.find(d.ino)).to.be.at.least(0)
@@ -258,7 +261,7 @@ describe('format: scan-results file', () => {
     const entries = ScanEntries.from([{ino: 5, generation: 1, dataVersion: 2, found: 'X'}, {ino: 9, generation: 1, dataVersion: 2, found: ''}])
     const tree = new TreeCache()
     tree.addDir(3, 1, 4)
-    tree.addChild(5, DT_REG)
+    tree.addChild(5, DT_REG, Buffer.from('five'), 0, 4)
     const file = encodeScanFile({sets: [{key: Buffer.alloc(32), lastUsed: 1, entries}], tree})
     // Version 1: the same sets, no tree.
     const v1 = encodeScanFile({sets: [{key: Buffer.alloc(32), lastUsed: 1, entries}], tree: new TreeCache()})
@@ -274,12 +277,14 @@ describe('format: scan-results file', () => {
       b.writeUInt32LE(crc32(b, 0, 0x3c), 0x3c)
       return () => decodeScanFile(b)
     }
-    const treeAt = file.length - 24 - 5
+    const treeAt = file.length - 24 - 6 - 4
     expect(damaged(() => {})).to.not.throw()
     expect(damaged((b) => b.writeUInt32LE(3, 8))).to.throw(FormatError, /version/)
     expect(damaged((b) => b.writeUInt32LE(0, treeAt))).to.throw(FormatError, /order/)
     expect(damaged((b) => b.writeUInt32LE(1, treeAt + 16))).to.throw(FormatError, /out of place/)
-    expect(damaged((b) => { b[file.length - 1] = 7 })).to.throw(FormatError, /type/)
+    expect(damaged((b) => { b[file.length - 4 - 2] = 7 })).to.throw(FormatError, /type/)
+    expect(damaged((b) => { b[file.length - 4 - 1] = 0 })).to.throw(FormatError, /name of 0 bytes/)
+    expect(damaged((b) => { b[file.length - 4 - 1] = 9 })).to.throw(FormatError)
     expect(damaged((b) => b.writeUInt32LE(0x20_0000, treeAt + 12))).to.throw(FormatError, /too large/)
     expect(damaged((b) => b.writeUInt32LE(2, 0x1c))).to.throw(FormatError)
     const crcOff = Buffer.from(file)

@@ -123,11 +123,12 @@ export class ScanEntries {
 
 /**
  * The directories a scan walked, each with its regular files and subdirectories (inode
- * numbers and entry types, no names), kept under the directory's (ino, generation,
+ * numbers, entry types and names), kept under the directory's (ino, generation,
  * data_version). A directory's data_version changes with every change to its entries
  * (FORMAT.md §5.6), so a match means its children are still these, and the next incremental
- * scan need not read it. Columns, as ScanEntries; directories in increasing inode order
- * once sorted (sort()), children stored contiguously per directory.
+ * scan need not read it, nor read it again to name what it found. Columns, as ScanEntries;
+ * directories in increasing inode order once sorted (sort()); a directory's children, and
+ * their names, stored contiguously.
  */
 export class TreeCache {
   dirs = 0
@@ -139,6 +140,11 @@ export class TreeCache {
   children = 0
   child: Uint32Array
   childType: Uint8Array
+  /** where each child's name starts in `names`, and its length (1..255 bytes) */
+  nameOff: Uint32Array
+  nameLen: Uint8Array
+  names: Buffer
+  namesLen = 0
 
   constructor(dirCapacity = 64, childCapacity = 256) {
     this.ino = new Uint32Array(Math.max(1, dirCapacity))
@@ -148,6 +154,9 @@ export class TreeCache {
     this.count = new Uint32Array(this.ino.length)
     this.child = new Uint32Array(Math.max(1, childCapacity))
     this.childType = new Uint8Array(this.child.length)
+    this.nameOff = new Uint32Array(this.child.length)
+    this.nameLen = new Uint8Array(this.child.length)
+    this.names = Buffer.alloc(this.child.length * 12)
   }
 
   /** Starts a directory's record; its children follow with addChild(). Returns its index. */
@@ -171,25 +180,67 @@ export class TreeCache {
     return i
   }
 
-  /** Adds a child to the directory added last. */
-  addChild(ino: number, type: number): void {
-    if (this.children === this.child.length) {
-      const n = this.child.length * 2
+  private room(children: number, nameBytes: number): void {
+    if (this.children + children > this.child.length) {
+      const n = Math.max(this.child.length * 2, this.children + children)
       this.child = grow32(this.child, n)
+      this.nameOff = grow32(this.nameOff, n)
       const t = new Uint8Array(n)
       t.set(this.childType)
       this.childType = t
+      const l = new Uint8Array(n)
+      l.set(this.nameLen)
+      this.nameLen = l
     }
-    this.child[this.children] = ino
-    this.childType[this.children++] = type
-    this.count[this.dirs - 1]++
+    if (this.namesLen + nameBytes > this.names.length) {
+      const b = Buffer.alloc(Math.max(this.names.length * 2, this.namesLen + nameBytes))
+      this.names.copy(b, 0, 0, this.namesLen)
+      this.names = b
+    }
   }
 
-  /** Copies directory `i` of `src`, children and all. */
-  copyDir(src: TreeCache, i: number): void {
+  /** Adds a child, named name[off, off + len), to the directory added last. Returns its index. */
+  addChild(ino: number, type: number, name: Buffer, off: number, len: number): number {
+    this.room(1, len)
+    const c = this.children++
+    this.child[c] = ino
+    this.childType[c] = type
+    this.nameOff[c] = this.namesLen
+    this.nameLen[c] = len
+    this.namesLen += name.copy(this.names, this.namesLen, off, off + len)
+    this.count[this.dirs - 1]++
+    return c
+  }
+
+  /** Copies directory `i` of `src`, children and names. Returns the index its first child gets. */
+  copyDir(src: TreeCache, i: number): number {
     this.addDir(src.ino[i], src.generation[i], src.dataVersion[i])
-    const end = src.first[i] + src.count[i]
-    for (let k = src.first[i]; k < end; k++) this.addChild(src.child[k], src.childType[k])
+    const n = src.count[i]
+    const from = src.first[i]
+    const at = this.children
+    if (n === 0) return at
+    // The names of a directory's children are contiguous: one copy, then the offsets.
+    const nameStart = src.nameOff[from]
+    const nameEnd = src.nameOff[from + n - 1] + src.nameLen[from + n - 1]
+    this.room(n, nameEnd - nameStart)
+    // Plain loops: a directory has a few children, and views would cost more than the copy.
+    const shift = this.namesLen - nameStart
+    for (let k = 0; k < n; k++) {
+      this.child[at + k] = src.child[from + k]
+      this.childType[at + k] = src.childType[from + k]
+      this.nameLen[at + k] = src.nameLen[from + k]
+      this.nameOff[at + k] = src.nameOff[from + k] + shift
+    }
+    src.names.copy(this.names, this.namesLen, nameStart, nameEnd)
+    this.namesLen += nameEnd - nameStart
+    this.children += n
+    this.count[this.dirs - 1] = n
+    return at
+  }
+
+  /** Child `c`'s name. */
+  childName(c: number): string {
+    return this.names.toString('utf8', this.nameOff[c], this.nameOff[c] + this.nameLen[c])
   }
 
   /** The index of the record of directory `ino` (sorted caches only), or -1. */
@@ -257,13 +308,21 @@ export interface ScanSet {
  * last_used i64 entry_count u32 names_bytes u32, entries (ino u32, generation u32,
  * data_version u64, name_off u32, name_len u32), then names_bytes of UTF-8 names; then the
  * tree: tree_dirs records (ino u32, generation u32, data_version u64, first u32, count u32),
- * tree_children child inode numbers (u32), tree_children child types (u8).
+ * tree_children child inode numbers (u32), child types (u8), name lengths (u8), then the
+ * names.
  */
 export function encodeScanFile(file: ScanFile): Buffer {
   const {sets, tree} = file
   let children = 0
-  for (let d = 0; d < tree.dirs; d++) children += tree.count[d]
-  let total = SCAN_HDR + tree.dirs * SCAN_TREE_DIR + children * 5
+  let nameBytes = 0
+  for (let d = 0; d < tree.dirs; d++) {
+    children += tree.count[d]
+    if (tree.count[d] > 0) {
+      const last = tree.first[d] + tree.count[d] - 1
+      nameBytes += tree.nameOff[last] + tree.nameLen[last] - tree.nameOff[tree.first[d]]
+    }
+  }
+  let total = SCAN_HDR + tree.dirs * SCAN_TREE_DIR + children * 6 + nameBytes
   for (const s of sets) total += SCAN_SET_HDR + s.entries.length * SCAN_ENTRY + s.entries.namesLen
   const out = Buffer.alloc(total)
   // A DataView writes 100,000 entries several times faster than Buffer's methods.
@@ -292,9 +351,12 @@ export function encodeScanFile(file: ScanFile): Buffer {
     }
     o += e.names.copy(out, o, 0, e.namesLen)
   }
-  // The tree: records, then the children compacted in record order.
+  // The tree: records, then the children compacted in record order: inode numbers, types,
+  // name lengths, names.
   const childAt = o + tree.dirs * SCAN_TREE_DIR
   const typeAt = childAt + children * 4
+  const lenAt = typeAt + children
+  let nameAt = lenAt + children
   let c = 0
   for (let d = 0; d < tree.dirs; d++, o += SCAN_TREE_DIR) {
     if (d > 0 && tree.ino[d] <= tree.ino[d - 1]) throw new Error('tree cache not sorted')
@@ -303,11 +365,18 @@ export function encodeScanFile(file: ScanFile): Buffer {
     u64(o + 8, tree.dataVersion[d], `tree directory ${tree.ino[d]} data_version`)
     dv.setUint32(o + 16, c, true)
     dv.setUint32(o + 20, tree.count[d], true)
-    const end = tree.first[d] + tree.count[d]
-    for (let k = tree.first[d]; k < end; k++, c++) {
-      dv.setUint32(childAt + c * 4, tree.child[k], true)
-      out[typeAt + c] = tree.childType[k]
+    const first = tree.first[d]
+    const n = tree.count[d]
+    for (let k = 0; k < n; k++) {
+      dv.setUint32(childAt + (c + k) * 4, tree.child[first + k], true)
+      out[typeAt + c + k] = tree.childType[first + k]
+      out[lenAt + c + k] = tree.nameLen[first + k]
     }
+    if (n > 0) {
+      const nameEnd = tree.nameOff[first + n - 1] + tree.nameLen[first + n - 1]
+      nameAt += tree.names.copy(out, nameAt, tree.nameOff[first], nameEnd)
+    }
+    c += n
   }
   SCAN_MAGIC.copy(out, 0)
   out.writeUInt32LE(SCAN_VERSION, 8)
@@ -369,7 +438,7 @@ export function decodeScanFile(buf: Buffer): ScanFile {
     o = namesStart + namesLen
   }
   const tree = version === 1 ? new TreeCache() : decodeTree(buf, o, bad)
-  if (version === 2) o += tree.dirs * SCAN_TREE_DIR + tree.children * 5
+  if (version === 2) o += tree.dirs * SCAN_TREE_DIR + tree.children * 6 + tree.namesLen
   if (o !== buf.length) bad(`${buf.length - o} bytes after the ${version === 1 ? 'last set' : 'tree'}`)
   return {sets, tree}
 }
@@ -377,11 +446,13 @@ export function decodeScanFile(buf: Buffer): ScanFile {
 function decodeTree(buf: Buffer, o: number, bad: (msg: string) => never): TreeCache {
   const dirs = buf.readUInt32LE(0x1c)
   const children = buf.readUInt32LE(0x20)
-  if (o + dirs * SCAN_TREE_DIR + children * 5 > buf.length) bad('tree runs past the end')
+  if (o + dirs * SCAN_TREE_DIR + children * 6 > buf.length) bad('tree runs past the end')
   const t = new TreeCache(dirs, children)
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length)
   const childAt = o + dirs * SCAN_TREE_DIR
   const typeAt = childAt + children * 4
+  const lenAt = typeAt + children
+  const namesAt = lenAt + children
   let next = 0
   for (let d = 0; d < dirs; d++, o += SCAN_TREE_DIR) {
     const ino = dv.getUint32(o, true)
@@ -399,13 +470,21 @@ function decodeTree(buf: Buffer, o: number, bad: (msg: string) => never): TreeCa
     t.count[d] = count
   }
   if (next !== children) bad(`tree: ${children - next} children belong to no directory`)
+  let nameOff = 0
   for (let c = 0; c < children; c++) {
     const ino = dv.getUint32(childAt + c * 4, true)
     const type = buf[typeAt + c]
-    if (ino === 0 || (type !== DT_REG && type !== DT_DIR)) bad(`tree: child ${c} is inode ${ino} of type ${type}`)
+    const len = buf[lenAt + c]
+    if (ino === 0 || (type !== DT_REG && type !== DT_DIR) || len === 0) bad(`tree: child ${c} is inode ${ino} of type ${type}, name of ${len} bytes`)
     t.child[c] = ino
     t.childType[c] = type
+    t.nameLen[c] = len
+    t.nameOff[c] = nameOff
+    nameOff += len
   }
+  if (namesAt + nameOff > buf.length) bad('tree names run past the end')
+  t.names = Buffer.from(buf.subarray(namesAt, namesAt + nameOff))
+  t.namesLen = nameOff
   t.dirs = dirs
   t.children = children
   return t

@@ -99,17 +99,24 @@ export function allFilesetNames(vol: Volume): string[] {
  * data_version) are unchanged is not read: its regular files and subdirectories are taken
  * from there. Either way `tree` records what this walk found, for the next scan.
  */
+/** No child of the tree (FileIndex.dirRef, entRef). */
+const NO_REF = 0xffff_ffff
+
 export class FileIndex {
   /** per directory walked: inode, parent's index (-1 for a fileset root), name (`FILESET:` for a root; undefined until needed when not read) */
   private readonly dirIno: number[] = []
   private readonly dirParent: number[] = []
   private readonly dirName: Array<string | undefined> = []
+  /** per directory: the child of `tree` naming it (NO_REF for a root, or when not recorded) */
+  private readonly dirRef: number[] = []
   private readonly dirPath = new Map<number, string>()
   /** parent's index -> its subdirectories' indexes (built when names are first needed) */
   private subdirs: Map<number, number[]> | null = null
   /** per regular-file name: its inode and the index of its directory */
   private entIno = new Uint32Array(1024)
   private entDir = new Uint32Array(1024)
+  /** per regular-file name: the child of `tree` it is (NO_REF when not recorded) */
+  private entRef = new Uint32Array(1024)
   /** names of regular files seen */
   names = 0
   /** directories read (the others came from the remembered tree) */
@@ -123,7 +130,7 @@ export class FileIndex {
     // A directory is named once, in one tree: one met twice is a loop in a damaged image.
     const seen = new Set<number>()
     for (const f of filesets) {
-      const stack = [this.addDir(f.rootIno, -1, `${f.name}:`)]
+      const stack = [this.addDir(f.rootIno, -1, `${f.name}:`, NO_REF)]
       while (stack.length > 0) {
         const d = stack.pop()!
         const ino = this.dirIno[d]
@@ -134,11 +141,12 @@ export class FileIndex {
           vol.inodeVersion(ino, v, false)
           const k = remembered.find(ino)
           if (k >= 0 && v.type === S_IFDIR && remembered.generation[k] === v.generation && remembered.dataVersion[k] === v.dataVersion) {
-            this.tree.copyDir(remembered, k)
-            const end = remembered.first[k] + remembered.count[k]
-            for (let c = remembered.first[k]; c < end; c++) {
-              if (remembered.childType[c] === DT_REG) this.addEntry(remembered.child[c], d)
-              else stack.push(this.addDir(remembered.child[c], d, undefined))
+            const at = this.tree.copyDir(remembered, k)
+            const n = remembered.count[k]
+            for (let c = 0; c < n; c++) {
+              const ino = this.tree.child[at + c]
+              if (this.tree.childType[at + c] === DT_REG) this.addEntry(ino, d, at + c)
+              else stack.push(this.addDir(ino, d, undefined, at + c))
             }
             continue
           }
@@ -150,32 +158,34 @@ export class FileIndex {
         this.dirsRead++
         dirForEachRaw(vol, vol.iget(ino), (child, type, buf, off, len) => {
           if (type === DT_REG) {
-            this.addEntry(child, d)
-            record?.addChild(child, DT_REG)
+            this.addEntry(child, d, record ? record.addChild(child, DT_REG, buf, off, len) : NO_REF)
           } else if (type === DT_DIR) {
-            stack.push(this.addDir(child, d, buf.toString('utf8', off, off + len)))
-            record?.addChild(child, DT_DIR)
+            const ref = record ? record.addChild(child, DT_DIR, buf, off, len) : NO_REF
+            stack.push(this.addDir(child, d, buf.toString('utf8', off, off + len), ref))
           }
         })
       }
     }
   }
 
-  private addDir(ino: number, parent: number, name: string | undefined): number {
+  private addDir(ino: number, parent: number, name: string | undefined, ref: number): number {
     this.dirIno.push(ino)
     this.dirParent.push(parent)
     this.dirName.push(name)
+    this.dirRef.push(ref)
     return this.dirIno.length - 1
   }
 
-  private addEntry(ino: number, dir: number): void {
+  private addEntry(ino: number, dir: number, ref: number): void {
     if (this.names === this.entIno.length) {
       const grow = (a: Uint32Array) => { const b = new Uint32Array(a.length * 2); b.set(a); return b }
       this.entIno = grow(this.entIno)
       this.entDir = grow(this.entDir)
+      this.entRef = grow(this.entRef)
     }
     this.entIno[this.names] = ino
     this.entDir[this.names] = dir
+    this.entRef[this.names] = ref
     this.names++
   }
 
@@ -192,6 +202,7 @@ export class FileIndex {
    * parent names all its subdirectories.
    */
   private nameOf(d: number): string {
+    if (this.dirName[d] === undefined && this.tree && this.dirRef[d] !== NO_REF) this.dirName[d] = this.tree.childName(this.dirRef[d])
     if (this.dirName[d] === undefined) {
       const p = this.dirParent[d]
       if (!this.subdirs) {
@@ -228,15 +239,20 @@ export class FileIndex {
   }
 
   /**
-   * Every FILESET:/path of each of `inos`, sorted: only the directories holding one of them
-   * (and the parents of those whose names the walk did not read) are read again.
+   * Every FILESET:/path of each of `inos`, sorted. Names recorded in `tree` are taken from
+   * there; only directories not recorded (a scan without remembered results) are read again.
    */
   paths(inos: Iterable<number>): Map<number, string[]> {
     const out = new Map<number, string[]>()
     for (const ino of inos) out.set(ino, [])
     if (out.size === 0) return out
     const dirs = new Set<number>()
-    for (let k = 0; k < this.names; k++) if (out.has(this.entIno[k])) dirs.add(this.entDir[k])
+    for (let k = 0; k < this.names; k++) {
+      const list = out.get(this.entIno[k])
+      if (!list) continue
+      if (this.tree && this.entRef[k] !== NO_REF) list.push(this.pathOfDir(this.entDir[k]) + this.tree.childName(this.entRef[k]))
+      else dirs.add(this.entDir[k])
+    }
     for (const d of dirs) {
       const prefix = this.pathOfDir(d)
       dirForEachRaw(this.vol, this.vol.iget(this.dirIno[d]), (child, type, buf, off, len) => {
