@@ -4,6 +4,7 @@
 import {Command, Flags} from '@oclif/core'
 import {EXIT, PrismError} from '../errors.js'
 import {findImage} from './locate.js'
+import type {Spinner} from './spinner.js'
 
 export const imageFlags = {
   image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE'}),
@@ -34,15 +35,9 @@ export abstract class PrismCommand extends Command {
   }
 
   /** A spinner on a terminal, nothing otherwise (or with --json). */
-  protected async spinner(text: string): Promise<{update: (t: string) => void, stop: (final?: string) => void}> {
-    if (!process.stdout.isTTY || this.jsonEnabled()) return {update: () => {}, stop: () => {}}
-    const {default: ora} = await import('ora')
-    const s = ora({text, stream: process.stderr}).start()
-    return {
-      // Work runs synchronously, so each update draws a frame itself.
-      update: (t: string) => { s.text = t; s.render() },
-      stop: (final?: string) => { if (final) s.succeed(final); else s.stop() },
-    }
+  protected async spinner(text: string): Promise<Spinner> {
+    const {spinner} = await import('./spinner.js')
+    return spinner(text, this.jsonEnabled())
   }
 
   protected async catch(err: Error & {oclif?: {exit?: number}, code?: string}): Promise<unknown> {

@@ -6,6 +6,7 @@ import {PrismError} from '../errors.js'
 import {fsckImage, type FsckResult} from '../fsck/index.js'
 import {fsckReportLines} from '../fsck/report.js'
 import {findImage} from './locate.js'
+import {spinner} from './spinner.js'
 
 export interface FsckCommand {
   repair: boolean
@@ -21,7 +22,7 @@ export interface FsckOutput {
 
 /** Checks the image and prints the report; returns the exit status (as e2fsck: 0, 1, 4; 8 is thrown). */
 export async function runFsck(c: FsckCommand, out: FsckOutput): Promise<number> {
-  const spin = await spinner(c.json)
+  const spin = await spinner('checking', c.json)
   let result: FsckResult
   try {
     result = fsckImage(findImage(c.image), {
@@ -34,15 +35,6 @@ export async function runFsck(c: FsckCommand, out: FsckOutput): Promise<number> 
   if (c.json) out.json(result)
   else for (const line of fsckReportLines(result, c.repair)) out.log(line)
   return result.exitCode
-}
-
-/** ora on a terminal (stdout, drawn on stderr), nothing otherwise or with --json. */
-async function spinner(json: boolean): Promise<{update: (t: string) => void, stop: () => void}> {
-  if (!process.stdout.isTTY || json) return {update: () => {}, stop: () => {}}
-  const {default: ora} = await import('ora')
-  const s = ora({text: 'checking', stream: process.stderr}).start()
-  // fsck runs synchronously, so each update draws a frame itself.
-  return {update: (t) => { s.text = t; s.render() }, stop: () => s.stop()}
 }
 
 /** The fast path: the exit status, or null when the arguments need oclif (help, other flags). */

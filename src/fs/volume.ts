@@ -362,7 +362,6 @@ export class Volume {
     return out
   }
 
-
   /**
    * inodeVersion (unverified) for each of `inos` (increasing): fills `generations` and
    * `versions` and returns the sum of the sizes. The inode table is read in runs, around

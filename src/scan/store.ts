@@ -2,8 +2,8 @@
 // directory, reached from the superblock's scan_ino. It is a cache: results are keyed by
 // (inode, generation, data_version) under the digest of what scanned them, so a reused
 // inode number or changed content never matches. It is rewritten whole, copy-on-write,
-// in the running transaction (the caller commits); the scan that used a set prunes it of
-// entries whose inode is gone or has changed.
+// in the running transaction (the caller commits). The scan that used a set replaces or
+// drops the entries of the files it covered; other entries stay as they are (§12.2).
 import {S_IFREG, S_IFMT} from '../format/constants.js'
 import {FormatError} from '../format/errors.js'
 import {SCAN_MAX_SETS, decodeScanFile, encodeScanFile, ScanEntries, TreeCache, type ScanEntry, type ScanFile, type ScanSet} from '../format/scan.js'
