@@ -11,8 +11,8 @@
 // directory, named after the image's device and inode. Commands that find an async clone
 // still expanding start one if that lock is free (ensureExpander), so an expander that was
 // killed is restarted by the next command, and resumes: the state is all in the image.
-import {spawn} from 'node:child_process'
 import fs from 'node:fs'
+import {createRequire} from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -81,6 +81,8 @@ export function ensureExpander(image: string): void {
     // The running prism binary, or (library use) the one of this package.
     const self = process.argv[1] ?? ''
     const bin = /[\\/]bin[\\/]run\.js$/.test(self) ? self : fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+    // node:child_process is loaded only here: most commands never start an expander.
+    const {spawn} = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process')
     const child = spawn(process.execPath, [bin, 'expand', '--background', '--image', path.resolve(image)], {
       detached: true, stdio: 'ignore',
     })

@@ -1,7 +1,7 @@
 // A minimal clamd client: VERSION (to key incremental results) and INSTREAM (the content
 // in length-prefixed chunks, ended by a zero length). One connection per request, over a
 // Unix socket or TCP (host:port).
-import net from 'node:net'
+import type net from 'node:net'
 import {PrismError} from '../errors.js'
 
 export interface ClamdReply {
@@ -9,15 +9,17 @@ export interface ClamdReply {
   error: string | null
 }
 
-function connect(where: string): net.Socket {
+/** node:net is loaded on first use: most scans never talk to clamd. */
+async function connect(where: string): Promise<net.Socket> {
+  const {createConnection} = await import('node:net')
   const tcp = /^(?:tcp:\/\/)?([^/:]+):(\d+)$/.exec(where)
-  return tcp ? net.createConnection({host: tcp[1], port: Number(tcp[2])}) : net.createConnection({path: where})
+  return tcp ? createConnection({host: tcp[1], port: Number(tcp[2])}) : createConnection({path: where})
 }
 
 /** Sends `cmd` (already framed), then whatever `send` writes, and returns the reply text. */
-function request(where: string, cmd: string, send?: (sock: net.Socket) => Promise<void>): Promise<string> {
+async function request(where: string, cmd: string, send?: (sock: net.Socket) => Promise<void>): Promise<string> {
+  const sock = await connect(where)
   return new Promise((resolve, reject) => {
-    const sock = connect(where)
     const parts: Buffer[] = []
     let settled = false
     const done = (err: Error | null, text?: string) => {

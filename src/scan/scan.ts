@@ -7,7 +7,6 @@
 // (--exec), or clamd (INSTREAM). With `incremental`, results are remembered in the image
 // per (inode, generation, data_version) under the engine's identity, and inodes whose
 // content has not changed since are not read again.
-import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {DT_DIR, DT_REG, S_IFDIR} from '../format/constants.js'
 import {PrismError} from '../errors.js'
@@ -313,6 +312,7 @@ async function* chunksOf(vol: Volume, inode: Inode, count: (n: number) => void):
 
 /** Runs the command with the content on stdin: exit 0 clean, 1 found (stdout names it). */
 async function execScan(command: string, chunks: AsyncIterable<Buffer>): Promise<{found: string[], error: string | null}> {
+  const {spawn} = await import('node:child_process') // loaded on first use
   const child = spawn(command, {shell: true, stdio: ['pipe', 'pipe', 'pipe']})
   const out: Buffer[] = []
   const err: Buffer[] = []
