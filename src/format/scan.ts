@@ -341,43 +341,10 @@ export function encodeScanFile(file: ScanFile): Buffer {
     out.writeUInt32LE(e.length, o + 40)
     out.writeUInt32LE(e.namesLen, o + 44)
     o += SCAN_SET_HDR
-    for (let i = 0; i < e.length; i++, o += SCAN_ENTRY) {
-      dv.setUint32(o, e.ino[i], true)
-      dv.setUint32(o + 4, e.generation[i], true)
-      u64(o + 8, e.dataVersion[i], `scan entry ${e.ino[i]} data_version`)
-      const clean = e.nameLen[i] === 0
-      dv.setUint32(o + 16, clean ? SCAN_CLEAN : e.nameOff[i], true)
-      dv.setUint32(o + 20, clean ? 0 : e.nameLen[i], true)
-    }
+    o = encodeEntries(e, dv, o)
     o += e.names.copy(out, o, 0, e.namesLen)
   }
-  // The tree: records, then the children compacted in record order: inode numbers, types,
-  // name lengths, names.
-  const childAt = o + tree.dirs * SCAN_TREE_DIR
-  const typeAt = childAt + children * 4
-  const lenAt = typeAt + children
-  let nameAt = lenAt + children
-  let c = 0
-  for (let d = 0; d < tree.dirs; d++, o += SCAN_TREE_DIR) {
-    if (d > 0 && tree.ino[d] <= tree.ino[d - 1]) throw new Error('tree cache not sorted')
-    dv.setUint32(o, tree.ino[d], true)
-    dv.setUint32(o + 4, tree.generation[d], true)
-    u64(o + 8, tree.dataVersion[d], `tree directory ${tree.ino[d]} data_version`)
-    dv.setUint32(o + 16, c, true)
-    dv.setUint32(o + 20, tree.count[d], true)
-    const first = tree.first[d]
-    const n = tree.count[d]
-    for (let k = 0; k < n; k++) {
-      dv.setUint32(childAt + (c + k) * 4, tree.child[first + k], true)
-      out[typeAt + c + k] = tree.childType[first + k]
-      out[lenAt + c + k] = tree.nameLen[first + k]
-    }
-    if (n > 0) {
-      const nameEnd = tree.nameOff[first + n - 1] + tree.nameLen[first + n - 1]
-      nameAt += tree.names.copy(out, nameAt, tree.nameOff[first], nameEnd)
-    }
-    c += n
-  }
+  encodeTree(tree, out, dv, o, children)
   SCAN_MAGIC.copy(out, 0)
   out.writeUInt32LE(SCAN_VERSION, 8)
   out.writeUInt32LE(sets.length, 12)
@@ -387,6 +354,61 @@ export function encodeScanFile(file: ScanFile): Buffer {
   out.writeUInt32LE(children, 0x20)
   out.writeUInt32LE(crc32(out, 0, 0x3c), 0x3c)
   return out
+}
+
+/**
+ * Writes a set's entries at `o` and returns the offset after them. A function of its own,
+ * with no closure in its loop: it runs once per process over 100,000 entries, and V8
+ * optimizes a small loop much sooner.
+ */
+function encodeEntries(e: ScanEntries, dv: DataView, o: number): number {
+  const {ino, generation, dataVersion, nameOff, nameLen} = e
+  for (let i = 0; i < e.length; i++, o += SCAN_ENTRY) {
+    const v = dataVersion[i]
+    const hi = Math.floor(v / 0x1_0000_0000)
+    if (!(v >= 0 && hi <= 0x1f_ffff && v === Math.floor(v))) throw new RangeError(`scan entry ${ino[i]} data_version: ${v} is not a u64 this code can write`)
+    dv.setUint32(o, ino[i], true)
+    dv.setUint32(o + 4, generation[i], true)
+    dv.setUint32(o + 8, v - hi * 0x1_0000_0000, true)
+    dv.setUint32(o + 12, hi, true)
+    const clean = nameLen[i] === 0
+    dv.setUint32(o + 16, clean ? SCAN_CLEAN : nameOff[i], true)
+    dv.setUint32(o + 20, clean ? 0 : nameLen[i], true)
+  }
+  return o
+}
+
+/**
+ * Writes the tree at `o`: the records, then the children compacted in record order (inode
+ * numbers, types, name lengths, names). Plain loops, as encodeEntries.
+ */
+function encodeTree(tree: TreeCache, out: Buffer, dv: DataView, o: number, children: number): void {
+  const {ino, generation, dataVersion, first, count, child, childType, nameOff, nameLen, names} = tree
+  const childAt = o + tree.dirs * SCAN_TREE_DIR
+  const typeAt = childAt + children * 4
+  const lenAt = typeAt + children
+  let nameAt = lenAt + children
+  let c = 0
+  for (let d = 0; d < tree.dirs; d++, o += SCAN_TREE_DIR) {
+    if (d > 0 && ino[d] <= ino[d - 1]) throw new Error('tree cache not sorted')
+    const v = dataVersion[d]
+    const hi = Math.floor(v / 0x1_0000_0000)
+    if (!(v >= 0 && hi <= 0x1f_ffff && v === Math.floor(v))) throw new RangeError(`tree directory ${ino[d]} data_version: ${v} is not a u64 this code can write`)
+    dv.setUint32(o, ino[d], true)
+    dv.setUint32(o + 4, generation[d], true)
+    dv.setUint32(o + 8, v - hi * 0x1_0000_0000, true)
+    dv.setUint32(o + 12, hi, true)
+    dv.setUint32(o + 16, c, true)
+    dv.setUint32(o + 20, count[d], true)
+    const end = first[d] + count[d]
+    for (let k = first[d]; k < end; k++, c++) {
+      dv.setUint32(childAt + c * 4, child[k], true)
+      out[typeAt + c] = childType[k]
+      const len = nameLen[k]
+      out[lenAt + c] = len
+      for (let b = nameOff[k], e = b + len; b < e; b++) out[nameAt++] = names[b]
+    }
+  }
 }
 
 /** Decodes and checks a whole scan-results file; throws FormatError naming what is wrong. */
