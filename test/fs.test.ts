@@ -7,6 +7,7 @@ import {PrismError} from '../src/errors.js'
 import {BLOCK_SIZE} from '../src/format/constants.js'
 import {loadExtents} from '../src/fs/extents.js'
 import {Volume} from '../src/fs/volume.js'
+import {FileDevice} from '../src/device/file.js'
 import {namespace, withImage} from '../src/fs/image.js'
 import {edit, hostTree, newImage, read, sha256File, snapshot, tmpDir} from './helpers.js'
 import {copy} from '../src/ops/copy.js'
@@ -229,6 +230,35 @@ describe('fs: opening images', () => {
   afterEach(() => fs.rmSync(dir, {recursive: true, force: true}))
 
   const openCode = (p: string, write = false) => code(() => Volume.open(p, {write}).close())
+
+  it('reports the holes of a sparse image, never a block that holds data (fsck skips the holes)', () => {
+    const p = path.join(dir, 'sparse.img')
+    const dev = FileDevice.create(p, 1000, false)
+    let holes = false
+    try {
+      expect(dev.createdZero).to.equal(true)
+      dev.write(100, Buffer.alloc(BLOCK_SIZE, 1))
+      dev.write(500, Buffer.alloc(2 * BLOCK_SIZE, 2))
+      const runs = dev.dataRuns(0, 1000)
+      const covered = (b: number) => runs.some(([a, e]) => a <= b && b < e)
+      for (const b of [100, 500, 501]) expect(covered(b), `block ${b} in ${JSON.stringify(runs)}`).to.equal(true)
+      const total = runs.reduce((n, [a, e]) => n + e - a, 0)
+      // A host file system that tracks holes (ext4, xfs, btrfs, tmpfs) leaves the rest out.
+      holes = total < 1000
+      if (holes) expect(covered(300)).to.equal(false)
+      expect(dev.dataRuns(200, 100).reduce((n, [a, e]) => n + e - a, 0)).to.be.at.most(total < 1000 ? 0 : 100)
+    } finally {
+      dev.close()
+    }
+    // A fresh image leaves its inode table unwritten: fsck then reads only what holds data.
+    const img = newImage(dir)
+    withImage(img, {write: false}, (vol) => {
+      const {inodeTableStart: start, inodeTableBlocks: n} = vol.sb
+      const runs = vol.dev.dataRuns!(start, n)
+      if (holes) expect(runs.reduce((t, [a, e]) => t + e - a, 0)).to.be.lessThan(n)
+      expect(runs.some(([a, e]) => a <= start && start < e)).to.equal(true) // the root's block
+    })
+  })
 
   it('refuses files that are not Prism images', () => {
     const p = path.join(dir, 'foreign.img')
