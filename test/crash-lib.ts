@@ -488,11 +488,7 @@ export function crashWorkload(start: Buffer, ops: Op[], pointBase = 0): CrashRes
             if (early.length) failures.push(`${where}: before recovery: ${early.slice(0, 8).join('; ')}`)
           }
           // Reopen for writing: replay the journal, reap orphans, close.
-          const rdev = new MemDevice(crashed)
-          const vol = Volume.openDevice(rdev, {write: true})
-          vol.close()
-          if (rdev.unsynced !== 0) throw new Error('recovery left writes unsynced')
-          const rec = Buffer.from(rdev.durable)
+          const rec = recover(crashed).img
           const got = snapshotImage(rec)
           const isBefore = deepEq(got, prev)
           const isAfter = deepEq(got, nextState)

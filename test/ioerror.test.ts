@@ -16,7 +16,6 @@
 //   PRISM_IOERR_FULL=1    also four power-loss seeds per run instead of one
 //   PRISM_IOERR_ONLY=K:OP:N:VARIANT   one run (command K, op read|write|sync, N, variant 0-3), to replay a failure
 import {expect} from 'chai'
-import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {clone} from '../src/clone/clone.js'
@@ -29,7 +28,7 @@ import {deleteFileset, namespace} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
 import {copy} from '../src/ops/copy.js'
 import {mulberry32} from '../src/device/mem.js'
-import {baseImage, bytes, describeVolume, fsckProblems, structuralProblems, type Op} from './crash-lib.js'
+import {baseImage, bytes, describeVolume, fsckProblems, recover, sha, structuralProblems, type Op} from './crash-lib.js'
 import {tmpDir} from './helpers.js'
 
 const FULL = process.env.PRISM_IOERR_FULL === '1'
@@ -132,8 +131,6 @@ function faulty(img: Buffer, kind: FaultOp, at: number, v: typeof VARIANTS[numbe
   return {dev, fired}
 }
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
-
 /** Filesets and trees, as any command sees them (an expanding clone read through expansion in memory). */
 function view(img: Buffer): string {
   const vol = Volume.openDevice(new MemDevice(img), {write: true})
@@ -158,11 +155,7 @@ function recoverAndCheck(img: Buffer, cache: Map<string, string | Error>): strin
     return hit
   }
   try {
-    const dev = new MemDevice(img)
-    const vol = Volume.openDevice(dev, {write: true})
-    vol.close()
-    if (dev.unsynced !== 0) throw new Error('recovery left writes unsynced')
-    const rec = Buffer.from(dev.durable)
+    const rec = recover(img).img
     const probs = fsckProblems(rec)
     const expanding = (() => {
       const v = Volume.openDevice(new MemDevice(rec), {write: false})

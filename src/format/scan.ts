@@ -327,12 +327,6 @@ export function encodeScanFile(file: ScanFile): Buffer {
   const out = Buffer.alloc(total)
   // A DataView writes 100,000 entries several times faster than Buffer's methods.
   const dv = new DataView(out.buffer, out.byteOffset, out.length)
-  const u64 = (o: number, v: number, what: string) => {
-    const hi = Math.floor(v / 0x1_0000_0000)
-    if (!(v >= 0 && hi <= 0x1f_ffff && v === Math.floor(v))) throw new RangeError(`${what}: ${v} is not a u64 this code can write`)
-    dv.setUint32(o, v - hi * 0x1_0000_0000, true)
-    dv.setUint32(o + 4, hi, true)
-  }
   let o = SCAN_HDR
   for (const s of sets) {
     const e = s.entries
@@ -356,6 +350,15 @@ export function encodeScanFile(file: ScanFile): Buffer {
   return out
 }
 
+/** Writes `v` as a u64 at `o`; false (nothing written) unless it is an integer in 0..2^53-1. */
+function setU64(dv: DataView, o: number, v: number): boolean {
+  const hi = Math.floor(v / 0x1_0000_0000)
+  if (!(v >= 0 && hi <= 0x1f_ffff && v === Math.floor(v))) return false
+  dv.setUint32(o, v - hi * 0x1_0000_0000, true)
+  dv.setUint32(o + 4, hi, true)
+  return true
+}
+
 /**
  * Writes a set's entries at `o` and returns the offset after them. A function of its own,
  * with no closure in its loop: it runs once per process over 100,000 entries, and V8
@@ -364,13 +367,9 @@ export function encodeScanFile(file: ScanFile): Buffer {
 function encodeEntries(e: ScanEntries, dv: DataView, o: number): number {
   const {ino, generation, dataVersion, nameOff, nameLen} = e
   for (let i = 0; i < e.length; i++, o += SCAN_ENTRY) {
-    const v = dataVersion[i]
-    const hi = Math.floor(v / 0x1_0000_0000)
-    if (!(v >= 0 && hi <= 0x1f_ffff && v === Math.floor(v))) throw new RangeError(`scan entry ${ino[i]} data_version: ${v} is not a u64 this code can write`)
     dv.setUint32(o, ino[i], true)
     dv.setUint32(o + 4, generation[i], true)
-    dv.setUint32(o + 8, v - hi * 0x1_0000_0000, true)
-    dv.setUint32(o + 12, hi, true)
+    if (!setU64(dv, o + 8, dataVersion[i])) throw new RangeError(`scan entry ${ino[i]} data_version: ${dataVersion[i]} is not a u64 this code can write`)
     const clean = nameLen[i] === 0
     dv.setUint32(o + 16, clean ? SCAN_CLEAN : nameOff[i], true)
     dv.setUint32(o + 20, clean ? 0 : nameLen[i], true)
@@ -391,13 +390,9 @@ function encodeTree(tree: TreeCache, out: Buffer, dv: DataView, o: number, child
   let c = 0
   for (let d = 0; d < tree.dirs; d++, o += SCAN_TREE_DIR) {
     if (d > 0 && ino[d] <= ino[d - 1]) throw new Error('tree cache not sorted')
-    const v = dataVersion[d]
-    const hi = Math.floor(v / 0x1_0000_0000)
-    if (!(v >= 0 && hi <= 0x1f_ffff && v === Math.floor(v))) throw new RangeError(`tree directory ${ino[d]} data_version: ${v} is not a u64 this code can write`)
     dv.setUint32(o, ino[d], true)
     dv.setUint32(o + 4, generation[d], true)
-    dv.setUint32(o + 8, v - hi * 0x1_0000_0000, true)
-    dv.setUint32(o + 12, hi, true)
+    if (!setU64(dv, o + 8, dataVersion[d])) throw new RangeError(`tree directory ${ino[d]} data_version: ${dataVersion[d]} is not a u64 this code can write`)
     dv.setUint32(o + 16, c, true)
     dv.setUint32(o + 20, count[d], true)
     const end = first[d] + count[d]
