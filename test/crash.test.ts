@@ -306,10 +306,15 @@ describe('crash consistency: journal', function () {
   it('a block freed by a logged transaction and reused for file data in the same open survives replay', () => {
     // A hashed directory whose blocks are logged (rm -r changes them) and freed, then file
     // data written into the lowest free blocks, in later transactions of the same open.
+    // Directory blocks sit in the metadata zone, where file data goes only once the rest of
+    // the data area is full (docs/FORMAT.md §4.3): /filler fills it first.
     const dev = new MemDevice(base)
-    runCommand(dev, {name: 'mkdir /d with many names', run: (ns) => {
+    runCommand(dev, {name: 'mkdir /d with many names, then fill the space outside the metadata zone', run: (ns, vol) => {
       ns.mkdir('/d')
       for (let i = 0; i < 60; i++) ns.writeFile(`/d/name-${String(i).padStart(3, '0')}`, bytes(50, i))
+      let free = 0
+      for (let b = vol.sb.dataStart + vol.metaZoneBlocks; b < vol.sb.dataStart + vol.sb.dataBlocks; b++) if (vol.refcount(b) === 0) free++
+      ns.writeFile('/filler', bytes(free * BLOCK_SIZE, 5))
     }}, 0)
     const start = Buffer.from(dev.durable)
     const dirBlocks = (() => {

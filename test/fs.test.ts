@@ -85,6 +85,44 @@ describe('fs: files and directories', () => {
     read(img, (ns) => expect(ns.stat('/frag').blocks).to.equal(1))
   })
 
+  it('keeps directory blocks and extent-tree nodes in the metadata zone, file data after it', () => {
+    // 40 directories of 30 files each (each directory needs a bucket block), files of a block
+    // or two, and one fragmented file whose map needs a node block.
+    edit(img, (ns) => {
+      for (let d = 0; d < 40; d++) {
+        ns.mkdir(`/d${d}`)
+        for (let f = 0; f < 30; f++) ns.writeFile(`/d${d}/file-with-a-longish-name-${f}`, Buffer.alloc(BLOCK_SIZE + (f % 2) * 100, d))
+      }
+      const frag = ns.openForWrite('/frag')
+      for (let i = 0; i < 400; i += 2) {
+        ns.writeInode(frag, i * BLOCK_SIZE, Buffer.alloc(BLOCK_SIZE, 7))
+        ns.writeFile(`/pad${i % 3}`, Buffer.alloc(BLOCK_SIZE + 1, 1))
+      }
+    })
+    read(img, (ns, vol) => {
+      const zoneEnd = vol.sb.dataStart + vol.metaZoneBlocks
+      expect(vol.metaZoneBlocks).to.be.greaterThan(0).and.lessThan(vol.sb.dataBlocks)
+      let dirBlocks = 0
+      for (let d = 0; d < 40; d++) {
+        const dirIno = ns.resolve(`/d${d}`)
+        for (const e of loadExtents(vol, dirIno)) {
+          dirBlocks += e.n
+          expect(e.p + e.n, `/d${d}`).to.be.at.most(zoneEnd)
+        }
+        for (let f = 0; f < 30; f += 7) {
+          for (const e of loadExtents(vol, ns.resolve(`/d${d}/file-with-a-longish-name-${f}`))) expect(e.p, `/d${d} file ${f}`).to.be.at.least(zoneEnd)
+        }
+      }
+      expect(dirBlocks).to.be.at.least(40)
+      const frag = ns.resolve('/frag')
+      const fragExtents = loadExtents(vol, frag)
+      expect(fragExtents.length).to.be.greaterThan(8)
+      expect(frag.treeBlocks.length).to.be.greaterThan(0)
+      for (const t of frag.treeBlocks) expect(t).to.be.lessThan(zoneEnd)
+      for (const e of fragExtents) expect(e.p).to.be.at.least(zoneEnd)
+    })
+  })
+
   it('finds entries in a directory of 100,000 names through the hash, not a scan', function () {
     this.timeout(120000)
     const n = 100_000

@@ -2,11 +2,17 @@
 // lock (flock through fs-ext: shared for readers, exclusive for writers). It never
 // interprets the bytes it moves.
 import fs from 'node:fs'
+import {createRequire} from 'node:module'
 import os from 'node:os'
-import fsExt from 'fs-ext'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
+
+/**
+ * fs-ext (flock, lseek), loaded with require: importing a CommonJS addon as an ES module
+ * first has Node scan its source for exports, a few milliseconds of every command's start.
+ */
+export const fsExt = createRequire(import.meta.url)('fs-ext') as typeof import('fs-ext')
 
 export interface OpenOptions {
   write: boolean

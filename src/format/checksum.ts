@@ -26,13 +26,13 @@ export function nameHash(name: Uint8Array, seed: number): number {
 }
 
 /** nameHash of name[off, off+n), without making a view. */
-export function nameHashAt(bytes: Uint8Array, off: number, n: number, seed: number): number {
-  const name = off === 0 ? bytes : bytes.subarray(off, off + n)
+export function nameHashAt(name: Uint8Array, off: number, n: number, seed: number): number {
   let h = seed >>> 0
   const c1 = 0xcc9e2d51
   const c2 = 0x1b873593
-  let i = 0
-  for (; i + 4 <= n; i += 4) {
+  let i = off
+  const end = off + n
+  for (; i + 4 <= end; i += 4) {
     let k = name[i] | (name[i + 1] << 8) | (name[i + 2] << 16) | (name[i + 3] << 24)
     k = Math.imul(k, c1)
     k = (k << 15) | (k >>> 17)

@@ -88,7 +88,7 @@ function writeBucket(vol: Volume, dir: Inode, l: number, localDepth: number, ove
 function addDirBlock(vol: Volume, dir: Inode, l: number): Buffer {
   const ext = loadExtents(vol, dir)
   const goal = ext.length ? ext[ext.length - 1].p + ext[ext.length - 1].n : undefined
-  const {p} = vol.allocRun(1, goal)
+  const {p} = vol.allocRun(1, goal, true)
   mapRange(ext, l, 1, p)
   dir.r.blocks++
   dir.extentsDirty = true

@@ -80,7 +80,7 @@ export function storeExtents(vol: Volume, inode: Inode): void {
   let reuse = 0
   const nodeBlock = (): number => {
     if (reuse < old.length) return old[reuse++]
-    const {p} = vol.allocRun(1, old.length ? old[old.length - 1] + 1 : ext.length ? ext[0].p : undefined)
+    const {p} = vol.allocRun(1, old.length ? old[old.length - 1] + 1 : undefined, true)
     inode.r.blocks++
     fresh.push(p)
     return p

@@ -2,7 +2,7 @@
 // transaction), the inode cache, block and inode allocation over the reference-count table,
 // and the orphan list. Everything that changes the image goes through it, and nothing is
 // written in place before the journal holds it (journal/journal.ts).
-import {randomBytes} from 'node:crypto'
+import {crypto} from '../lazy.js'
 import type {BlockDevice} from '../device/device.js'
 import {FileDevice} from '../device/file.js'
 import {
@@ -18,6 +18,9 @@ import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
 import {Inode} from './inode.js'
 import {storeExtents} from './extents.js'
+
+/** One block in this many at the start of the data area is the metadata zone (Volume.metaZoneBlocks). */
+const META_ZONE_SHARE = 64
 
 export interface OpenOptions {
   write: boolean
@@ -63,6 +66,8 @@ export class Volume {
   /** refcount slots freed in this transaction: not reusable until it commits */
   private freedNow = new Map<number, Uint8Array>()
   private blockHint = 0
+  /** where the next metadata block is looked for (allocRun) */
+  private metaHint = 0
   private sbDirty = false
   private closed = false
   /** hooks run by commit() before anything is encoded (extent maps, directories) */
@@ -105,7 +110,7 @@ export class Volume {
 
   /** Formats any block device (tests use memory devices). */
   static format(dev: BlockDevice, sb: Superblock, init: Formatter): Volume {
-    sb.uuid = randomBytes(16)
+    sb.uuid = crypto().randomBytes(16)
     sb.freeInodes = sb.inodeCount
     sb.freeBlocks = sb.dataBlocks
     // Zero every metadata region: refcount blocks sealed, inode and fileset tables empty. A
@@ -552,43 +557,82 @@ export class Volume {
   }
 
   /**
-   * Allocates up to `want` contiguous free blocks, preferring `goal`, each with count 1.
-   * Returns the first block and how many were taken (at least 1).
+   * Blocks at the start of the data area that directory blocks and extent-tree nodes take
+   * first, so that a walk of every directory (fsck, scan, clone) reads them in a few large
+   * reads instead of one per directory (docs/FORMAT.md §4.3). File data goes there only when
+   * the rest of the image is full. The placement is policy, not format: any block is valid.
    */
-  allocRun(want: number, goal?: number): {p: number, n: number} {
+  get metaZoneBlocks(): number {
+    const {dataBlocks} = this.sb
+    return Math.min(dataBlocks, Math.max(64, Math.floor(dataBlocks / META_ZONE_SHARE)))
+  }
+
+  /**
+   * Allocates up to `want` contiguous free blocks, preferring `goal`, each with count 1.
+   * Returns the first block and how many were taken (at least 1). `meta` asks for a block
+   * of metadata (a directory block, an extent-tree node): the metadata zone first.
+   */
+  allocRun(want: number, goal?: number, meta = false): {p: number, n: number} {
     if (this.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
     const {dataStart, dataBlocks} = this.sb
+    const zone = this.metaZoneBlocks
     // Start at the goal (for contiguity) only if it is free; otherwise at the running hint.
-    let start = goal !== undefined && goal >= dataStart && goal < dataStart + dataBlocks && this.refcount(goal) === 0 ? goal - dataStart : this.blockHint
-    if (start >= dataBlocks) start = 0
-    const tables = Math.ceil(dataBlocks / REFCOUNTS_PER_BLOCK)
-    let index = Math.floor(start / REFCOUNTS_PER_BLOCK)
-    let slot = start % REFCOUNTS_PER_BLOCK
-    for (let scanned = 0; scanned <= tables; scanned++) {
+    const g = goal !== undefined && goal >= dataStart && goal < dataStart + dataBlocks && this.refcount(goal) === 0 ? goal - dataStart : -1
+    let rel = -1
+    if (meta) {
+      if (g >= 0 && g < zone) rel = this.findFree(g, zone, want)
+      if (rel < 0) rel = this.findFree(Math.min(this.metaHint, zone), zone, want)
+      if (rel < 0) rel = this.findFree(0, Math.min(this.metaHint, zone), want)
+    }
+    if (rel < 0) {
+      // File data leaves the metadata zone alone while there is room elsewhere.
+      let start = g >= 0 ? g : this.blockHint
+      if (start >= dataBlocks) start = 0
+      if (g < 0 && start < zone) start = zone
+      rel = this.findFree(start, dataBlocks, want)
+      if (rel < 0 && start > zone) rel = this.findFree(zone, start, want)
+      if (rel < 0) rel = this.findFree(0, Math.min(start, zone), want)
+      if (rel < 0) fail('ENOSPC', 'no free blocks left in the image')
+    }
+    const n = this.lastRun
+    const index = Math.floor(rel / REFCOUNTS_PER_BLOCK)
+    const z = rel % REFCOUNTS_PER_BLOCK
+    this.store.getMut(this.sb.refcountStart + index).fill(1, z, z + n)
+    this.dirtyRc.add(index)
+    this.sb.freeBlocks -= n
+    this.markSbDirty()
+    if (meta && rel < zone) this.metaHint = rel + n
+    else this.blockHint = rel + n
+    return {p: dataStart + rel, n}
+  }
+
+  /** length of the run findFree found last */
+  private lastRun = 0
+
+  /**
+   * The first free block in data-area positions [from, to) that this transaction has not
+   * freed, extended to a run of up to `want` (within one refcount block); -1 if none. The
+   * run's length is left in lastRun.
+   */
+  private findFree(from: number, to: number, want: number): number {
+    let index = Math.floor(from / REFCOUNTS_PER_BLOCK)
+    let slot = from % REFCOUNTS_PER_BLOCK
+    for (; index * REFCOUNTS_PER_BLOCK < to; index++, slot = 0) {
       const buf = this.rcBuf(index)
       const pinned = this.freedNow.get(index)
-      const limit = Math.min(REFCOUNTS_PER_BLOCK, dataBlocks - index * REFCOUNTS_PER_BLOCK)
+      const limit = Math.min(REFCOUNTS_PER_BLOCK, to - index * REFCOUNTS_PER_BLOCK)
       while (slot < limit) {
         const z = buf.indexOf(0, slot)
         if (z < 0 || z >= limit) break
         if (pinned && pinned[z]) { slot = z + 1; continue }
-        // Extend the run as far as it goes (within this table block).
+        // Extend the run as far as it goes (within this table block and the range).
         let e = z + 1
         while (e < limit && e - z < want && buf[e] === 0 && !(pinned && pinned[e])) e++
-        const n = e - z
-        const mut = this.store.getMut(this.sb.refcountStart + index)
-        mut.fill(1, z, e)
-        this.dirtyRc.add(index)
-        this.sb.freeBlocks -= n
-        this.markSbDirty()
-        const rel = index * REFCOUNTS_PER_BLOCK + z
-        this.blockHint = rel + n
-        return {p: dataStart + rel, n}
+        this.lastRun = e - z
+        return index * REFCOUNTS_PER_BLOCK + z
       }
-      index = index + 1 >= tables ? 0 : index + 1
-      slot = 0
     }
-    fail('ENOSPC', 'no free blocks left in the image')
+    return -1
   }
 
   /** Recomputes the free counters from the tables (after using the backup superblock). */

@@ -203,6 +203,25 @@ export class FsckContext {
     return {buf: this.vol.store.get(block), off}
   }
 
+  private areaChunk = Buffer.alloc(0)
+  private areaUsed = 0
+
+  /**
+   * A copy of buf[start, end) that outlives the read buffer (an inline directory's entries):
+   * carved from shared 1 MiB chunks, one allocation for thousands of small copies.
+   */
+  keepCopy(buf: Buffer, start: number, end: number): Buffer {
+    const n = end - start
+    if (this.areaUsed + n > this.areaChunk.length) {
+      this.areaChunk = Buffer.allocUnsafe(Math.max(n, 1 << 20))
+      this.areaUsed = 0
+    }
+    const at = this.areaUsed
+    buf.copy(this.areaChunk, at, start, end)
+    this.areaUsed += n
+    return this.areaChunk.subarray(at, at + n)
+  }
+
   // ---------------------------------------------------------------- writing (repair only)
 
   /** Changes an inode record in place (through the running transaction) and reseals it. */

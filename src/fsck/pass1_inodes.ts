@@ -266,7 +266,7 @@ function recordDir(ctx: FsckContext, buf: Buffer, off: number, ino: number, inli
     depth: buf.readUInt8(off + 0x64),
     buckets: buf.readUInt32LE(off + 0x68),
     size,
-    area: inline ? Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE)) : null,
+    area: inline ? ctx.keepCopy(buf, off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE) : null,
     ext,
     nodes,
   })

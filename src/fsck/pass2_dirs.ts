@@ -224,6 +224,16 @@ class Entries {
     if (n < 2) return false
     const SHIFT = 2 ** 21
     let found = false
+    if (n <= 24) {
+      // Most directories are small: comparing hashes pairwise beats sorting them.
+      const ch = this.chash
+      for (let i = 1; i < n; i++) {
+        for (let j = 0; j < i; j++) {
+          if (ch[i] === ch[j] && !out[j] && this.sameName(i, j)) { out[i] = 1; found = true; break }
+        }
+      }
+      return found
+    }
     if (n >= SHIFT) {
       const first = new Map<number, number[]>()
       for (let i = 0; i < n; i++) {
@@ -251,6 +261,96 @@ class Entries {
       a = b
     }
     return found
+  }
+}
+
+// ---------------------------------------------------------------- directory blocks
+
+/**
+ * The bucket blocks of every hashed directory, read once in block order (as e2fsck's pass 2
+ * reads its sorted directory-block list) and kept compact: each bucket's header and the
+ * entries up to its fill, with its checksum verified while the whole block was at hand.
+ * Small directories fill a few percent of their 4 KiB bucket, so this holds a few MB where
+ * whole blocks would take tens, and the walk in tree order then reads nothing. Blocks not
+ * held (pointer blocks, blocks a damaged map gives two roles, past the budget) are read
+ * through the block cache as before.
+ */
+class DirBlocks {
+  /** block -> index into off/len/crcOk */
+  private readonly slot = new Map<number, number>()
+  private off = new Uint32Array(0)
+  private len = new Uint16Array(0)
+  private crcOk = new Uint8Array(0)
+  private arena = Buffer.alloc(0)
+
+  /** Reads the buckets of the hashed directories in `ctx.dirs`, at most `budget` bytes kept. */
+  load(ctx: FsckContext, budget = 256 * 2 ** 20): void {
+    // Each block once, in block order; a block mapped twice (a damaged image) is left to the cache.
+    const role = new Map<number, number>()
+    for (const d of ctx.dirs.values()) {
+      if (!d.hashed) continue
+      for (const e of d.ext) {
+        for (let k = 0; k < e.n; k++) {
+          const p = e.p + k
+          role.set(p, role.has(p) || e.l + k >= d.buckets ? 0 : 1)
+        }
+      }
+    }
+    const blocks: number[] = []
+    for (const [p, r] of role) if (r === 1 && p >= 0 && p < ctx.vol.dev.blocks) blocks.push(p)
+    if (blocks.length === 0) return
+    blocks.sort((a, b) => a - b)
+    const n = blocks.length
+    this.off = new Uint32Array(n)
+    this.len = new Uint16Array(n)
+    this.crcOk = new Uint8Array(n)
+    let arena = Buffer.allocUnsafe(Math.min(budget, Math.max(1 << 20, n * 512)))
+    let used = 0
+    // Runs of nearby blocks are read together: reading a few blocks between them costs less
+    // than another system call.
+    const GAP = 8
+    const MAX = 256
+    const scratch = Buffer.allocUnsafe(MAX * BLOCK_SIZE)
+    let full = false
+    for (let i = 0; i < n && !full;) {
+      const start = blocks[i]
+      let j = i + 1
+      while (j < n && blocks[j] - blocks[j - 1] <= GAP && blocks[j] - start < MAX) j++
+      ctx.readBlocks(start, blocks[j - 1] - start + 1, scratch)
+      for (let k = i; k < j; k++) {
+        const bo = (blocks[k] - start) * BLOCK_SIZE
+        const b = scratch.subarray(bo, bo + BLOCK_SIZE)
+        // The header and the filled part, or the whole block when its fill is out of range.
+        const fill = b.readUInt16LE(6)
+        const keep = fill <= BUCKET_SPACE ? BUCKET_HDR + fill : BLOCK_SIZE
+        if (used + keep > arena.length) {
+          const size = Math.min(budget, Math.max(arena.length * 2, used + keep))
+          if (used + keep > size) { full = true; break }
+          const bigger = Buffer.allocUnsafe(size)
+          arena.copy(bigger, 0, 0, used)
+          arena = bigger
+        }
+        arena.set(keep === BLOCK_SIZE ? b : b.subarray(0, keep), used)
+        this.slot.set(blocks[k], k)
+        this.off[k] = used
+        this.len[k] = keep
+        this.crcOk[k] = b.readUInt32LE(12) === crc32(b, BUCKET_HDR, BLOCK_SIZE, crc32(b, 0, 12)) ? 1 : 0
+        used += keep
+      }
+      i = j
+    }
+    this.arena = arena
+  }
+
+  /**
+   * A bucket block: its header and entries (up to its fill), and whether its checksum is
+   * right. Blocks not held are read through the block cache.
+   */
+  get(ctx: FsckContext, p: number): {b: Buffer, crcOk: boolean} {
+    const k = this.slot.get(p)
+    if (k !== undefined) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
+    const b = ctx.vol.store.get(p)
+    return {b, crcOk: b.readUInt32LE(12) === crc32(b, BUCKET_HDR, BLOCK_SIZE, crc32(b, 0, 12))}
   }
 }
 
@@ -287,12 +387,21 @@ function parseBucket(buf: Buffer, l: number, seed: number, ents: Entries): strin
   return null
 }
 
-function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep): void {
+function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held: DirBlocks): void {
   const store = ctx.vol.store
   const {depth, buckets, seed} = dm
+  // The common case, a directory of one bucket mapped by one extent: no pointer table, no
+  // chains, and every entry belongs in bucket 0.
+  if (depth === 0 && buckets === 1 && dm.ext.length === 1 && dm.ext[0].l === 0 && dm.ext[0].n === 1) {
+    const {b, crcOk} = held.get(ctx, dm.ext[0].p)
+    if (b.readUInt16LE(0) === BUCKET_MAGIC && crcOk && b[2] === 0 && b.readUInt32LE(8) === 0) {
+      const n = ents.n
+      if (parseBucket(b, 0, seed, ents) === null) return
+      ents.n = n // anything wrong: start again, the long way, to report it
+    }
+  }
   let mappedBlocks = 0
   for (const e of dm.ext) mappedBlocks += e.n
-  for (const e of dm.ext) if (e.n > 1) store.prefetch(e.p, e.n)
 
   if (buckets < 1 || buckets > mappedBlocks || depth > DIR_MAX_DEPTH) {
     rep('DIR_BAD_GEOMETRY', {detail: `${buckets} buckets, depth ${depth}, ${mappedBlocks} blocks mapped`})
@@ -354,9 +463,9 @@ function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep): voi
   let sound = true
   for (let l = 0; l < buckets; l++) {
     if (bucketPhys[l] === 0) { sound = false; continue }
-    const b = store.get(bucketPhys[l])
+    const {b, crcOk} = held.get(ctx, bucketPhys[l])
     if (b.readUInt16LE(0) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
-    if (b.readUInt32LE(12) !== crc32(b, BUCKET_HDR, BLOCK_SIZE, crc32(b, 0, 12))) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
+    if (!crcOk) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
     const bad = parseBucket(b, l, seed, ents)
     if (bad) { rep('DIR_BUCKET_CORRUPT', {l, detail: bad}); sound = false }
     ld[l] = b[2]
@@ -425,23 +534,74 @@ interface Walk {
   orphan: boolean
   /** per directory: 0 unseen, 1 queued, 2 being walked (an ancestor), 3 done */
   state: Uint8Array
-  pathOf: Map<number, string>
+  paths: Paths
   /** inodes named in this walk (fileset walks) */
   touched: number[]
   ents: Entries
   dups: Uint8Array
   /** the fileset walked (null for an orphan tree) */
   owner: FilesetInfo | null
+  /** bucket blocks read ahead (pass 2's; orphan trees read through the block cache) */
+  held: DirBlocks
+  /** the directory being expanded, and its problems so far (null: none) */
+  dir: number
+  probs: FsckProblem[] | null
+  /** reports a problem of the directory being expanded */
+  rep: Rep
 }
 
 function childPath(path: string, name: string): string {
   return path === '/' ? '/' + name : path + '/' + name
 }
 
+/**
+ * Where each directory of a walk sits, kept as its parent and the bytes of its name, and
+ * spelled out only when a problem is reported there: a clean walk builds no path strings.
+ */
+class Paths {
+  /** per inode: 1 + the directory's index in the lists below (0: not in this walk) */
+  private readonly index: Uint32Array
+  readonly inos: number[] = []
+  private readonly parent: number[] = []
+  private readonly src: Buffer[] = []
+  private readonly off: number[] = []
+  private readonly len: number[] = []
+
+  constructor(inodeCount: number) {
+    this.index = new Uint32Array(inodeCount + 1)
+  }
+
+  /** Records a directory of the walk; the root has parent 0. */
+  add(ino: number, parent: number, src: Buffer, off: number, len: number): void {
+    this.inos.push(ino)
+    this.parent.push(parent === 0 ? -1 : this.index[parent] - 1)
+    this.src.push(src)
+    this.off.push(off)
+    this.len.push(len)
+    this.index[ino] = this.inos.length
+  }
+
+  /** The path of a directory of this walk ('/' for its root), or undefined. */
+  of(ino: number): string | undefined {
+    let k = this.index[ino] - 1
+    if (k < 0) return undefined
+    const names: string[] = []
+    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(this.src[k].toString('utf8', this.off[k], this.off[k] + this.len[k]))
+    return '/' + names.reverse().join('/')
+  }
+
+  clear(): void {
+    for (const ino of this.inos) this.index[ino] = 0
+    this.inos.length = this.parent.length = this.src.length = this.off.length = this.len.length = 0
+  }
+}
+
+const NO_NAME = Buffer.alloc(0)
+
 function walkTree(ctx: FsckContext, w: Walk, root: number): void {
   const stack: number[] = [root]
   w.state[root] = 1
-  w.pathOf.set(root, '/')
+  w.paths.add(root, 0, NO_NAME, 0, 0)
   while (stack.length > 0) {
     const x = stack.pop()!
     if (x < 0) { w.state[-x] = 3; continue }
@@ -453,134 +613,119 @@ function walkTree(ctx: FsckContext, w: Walk, root: number): void {
   // Where each UNEXPANDED directory sits, for the clone-state checks (clonestate.ts).
   if (w.owner && ctx.unexpanded.size) {
     for (const [ino, u] of ctx.unexpanded) {
-      const p = w.pathOf.get(ino)
+      const p = w.paths.of(ino)
       if (p !== undefined) { u.owner = w.owner; u.path = p }
     }
   }
-  for (const d of w.pathOf.keys()) w.state[d] = 0
-  w.pathOf.clear()
+  for (const d of w.paths.inos) w.state[d] = 0
+  w.paths.clear()
+}
+
+/** Records a problem of the directory being expanded (its rebuild will carry it). */
+function note(w: Walk, p: FsckProblem): void {
+  (w.probs ??= []).push(p)
 }
 
 function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): void {
   const dm = ctx.dirs.get(dirIno)!
-  const path = w.pathOf.get(dirIno)!
-  const probs: FsckProblem[] = []
-  const rep: Rep = (code, d = {}) => { probs.push(ctx.report(code, w.prefix + path, d)) }
+  w.dir = dirIno
+  w.probs = null
   const ents = w.ents
   ents.reset()
-  if (dm.hashed) scanHashed(ctx, dm, ents, rep)
-  else scanInline(dm, ents, rep)
+  if (dm.hashed) scanHashed(ctx, dm, ents, w.rep, w.held)
+  else scanInline(dm, ents, w.rep)
   const n = ents.n
-  if (dm.hashed && n !== dm.size && probs.length === 0) rep('DIR_COUNT', {have: dm.size, want: n})
+  if (dm.hashed && n !== dm.size && w.probs === null) w.rep('DIR_COUNT', {have: dm.size, want: n})
   if (w.dups.length < n) w.dups = new Uint8Array(Math.max(n, w.dups.length * 2))
   const dups = w.dups
   dups.fill(0, 0, n)
-  ents.duplicates(dups)
+  const anyDup = ents.duplicates(dups)
   // Entries to keep, by index; types corrected.
   let keep: Uint8Array | null = null
   const drop = (i: number, code: ProblemCode, d: Record<string, string | number> = {}) => {
-    probs.push(ctx.report(code, w.prefix + childPath(path, ents.name(i)), d))
+    note(w, ctx.report(code, w.prefix + childPath(w.paths.of(dirIno)!, ents.name(i)), d))
     if (!keep) keep = new Uint8Array(n).fill(1)
     keep[i] = 0
   }
+  const where = (i: number) => w.prefix + childPath(w.paths.of(dirIno)!, ents.name(i))
   let subdirs = 0
   const inodeCount = ctx.sb.inodeCount
-  const itype = ctx.itype
-  const curCount = ctx.curCount
+  const clock = ctx.sb.cloneClock
+  const {itype, curCount, trees, reach} = ctx
+  const {state, touched, orphan} = w
+  const {ino: eIno, lastclone: eClone, hash: eHash, chash: eChash, type: eType} = ents
   for (let i = 0; i < n; i++) {
-    const ino = ents.ino[i]
+    const ino = eIno[i]
     const np = nameProblemAt(ents, i)
     if (np) { drop(i, 'DIRENT_BAD_NAME', {name: JSON.stringify(ents.name(i)), detail: np}); continue }
     if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
     const kind = itype[ino]
     if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }
-    if (dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
-    if (w.orphan && ctx.reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
+    if (anyDup && dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
+    if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
     if (kind === T_DIR) {
-      const st = w.state[ino]
+      const st = state[ino]
       if (st === 2) { drop(i, 'DIR_LOOP', {ino}); continue }
       // Directories are never shared: one name, in one tree.
-      if (st !== 0 || ctx.trees[ino] > 0) {
-        drop(i, 'DIR_MULTIPLE_PARENTS', {ino, other: st !== 0 ? w.prefix + w.pathOf.get(ino) : 'another tree'})
+      if (st !== 0 || trees[ino] > 0) {
+        drop(i, 'DIR_MULTIPLE_PARENTS', {ino, other: st !== 0 ? w.prefix + w.paths.of(ino) : 'another tree'})
         continue
       }
     }
-    if (ents.lastclone[i] > ctx.sb.cloneClock) {
+    if (eClone[i] > clock) {
       // A stamp from the future would make the write guard skip a clone (src/clone/expand.ts).
-      probs.push(ctx.report('LASTCLONE_AHEAD', w.prefix + childPath(path, ents.name(i)), {value: ents.lastclone[i], clock: ctx.sb.cloneClock}))
-      ents.lastclone[i] = 0
+      note(w, ctx.report('LASTCLONE_AHEAD', where(i), {value: eClone[i], clock}))
+      eClone[i] = 0
     }
-    if (ents.hash[i] !== ents.chash[i]) {
-      probs.push(ctx.report('DIRENT_BAD_HASH', w.prefix + childPath(path, ents.name(i)), {have: ents.hash[i].toString(16), want: ents.chash[i].toString(16)}))
+    if (eHash[i] !== eChash[i]) {
+      note(w, ctx.report('DIRENT_BAD_HASH', where(i), {have: eHash[i].toString(16), want: eChash[i].toString(16)}))
     }
     const want = DT_OF_KIND[kind]
-    if (ents.type[i] !== want) {
-      probs.push(ctx.report('DIRENT_TYPE_MISMATCH', w.prefix + childPath(path, ents.name(i)),
-        {have: DT_NAME[ents.type[i]] ?? `code ${ents.type[i]}`, ino, want: DT_NAME[want]}))
-      ents.type[i] = want
+    if (eType[i] !== want) {
+      note(w, ctx.report('DIRENT_TYPE_MISMATCH', where(i), {have: DT_NAME[eType[i]] ?? `code ${eType[i]}`, ino, want: DT_NAME[want]}))
+      eType[i] = want
     }
     if (kind === T_DIR) {
       subdirs++
-      w.state[ino] = 1
-      w.pathOf.set(ino, childPath(path, ents.name(i)))
+      state[ino] = 1
+      w.paths.add(ino, dirIno, ents.src[i], ents.off[i], ents.len[i])
       stack.push(ino)
     }
     // Count the name.
-    if (curCount[ino] === 0) w.touched.push(ino)
+    if (curCount[ino] === 0) touched.push(ino)
     curCount[ino]++
   }
   ctx.subdirs[dirIno] = subdirs
-  if (probs.length > 0 && !ctx.rebuilds.has(dirIno)) {
+  const probs = w.probs as FsckProblem[] | null
+  if (probs !== null && !ctx.rebuilds.has(dirIno)) {
     const entries = []
     const k: Uint8Array | null = keep
     for (let i = 0; i < n; i++) {
       if (k && !k[i]) continue
-      entries.push({ino: ents.ino[i], type: ents.type[i], lastclone: ents.lastclone[i], name: ents.nameBuf(i)})
+      entries.push({ino: eIno[i], type: eType[i], lastclone: eClone[i], name: ents.nameBuf(i)})
     }
     ctx.rebuilds.set(dirIno, {entries, problems: probs})
   }
 }
 
-function newWalk(prefix: string, orphan: boolean, state: Uint8Array, ents: Entries): Walk {
-  return {prefix, orphan, state, pathOf: new Map(), touched: [], ents, dups: new Uint8Array(256), owner: null}
-}
-
-/**
- * Reads the blocks of every hashed directory into the cache in block order, a few large
- * reads instead of one small read per bucket (as e2fsck sorts its directory block list).
- * Stops at half the cache, so that nothing read here is evicted before pass 2 uses it.
- */
-function prefetchDirBlocks(ctx: FsckContext): void {
-  const blocks: number[] = []
-  const budget = 16384
-  for (const d of ctx.dirs.values()) {
-    if (!d.hashed) continue
-    for (const e of d.ext) for (let k = 0; k < e.n && blocks.length < budget; k++) blocks.push(e.p + k)
-  }
-  if (blocks.length < 2) return
-  blocks.sort((a, b) => a - b)
-  const GAP = 16
-  let start = blocks[0]
-  let end = start + 1
-  for (let i = 1; i <= blocks.length; i++) {
-    const b = i < blocks.length ? blocks[i] : Infinity
-    if (b - end <= GAP && b - start < 256) { end = Math.max(end, b + 1); continue }
-    ctx.vol.store.prefetch(start, end - start)
-    start = b
-    end = b + 1
-  }
+function newWalk(ctx: FsckContext, prefix: string, orphan: boolean, state: Uint8Array, paths: Paths, ents: Entries, held: DirBlocks): Walk {
+  const w: Walk = {prefix, orphan, state, paths, touched: [], ents, dups: new Uint8Array(256), owner: null, held, dir: 0, probs: null, rep: () => {}}
+  w.rep = (code, d = {}) => note(w, ctx.report(code, w.prefix + w.paths.of(w.dir)!, d))
+  return w
 }
 
 /** Pass 2: the fileset table, then each fileset's tree. */
 export function pass2(ctx: FsckContext): void {
   checkFilesets(ctx)
-  prefetchDirBlocks(ctx)
+  const held = new DirBlocks()
+  held.load(ctx)
   const state = new Uint8Array(ctx.sb.inodeCount + 1)
+  const paths = new Paths(ctx.sb.inodeCount)
   const ents = new Entries()
   for (const [ino, d] of ctx.dirs) if (ctx.iflags[ino] & IF_UNEXPANDED) ctx.unexpanded.set(ino, {owner: null, path: '', count: d.size})
   for (const f of ctx.filesets) {
     if (!f.rootOk) continue
-    const w = newWalk(`fileset ${f.name}:`, false, state, ents)
+    const w = newWalk(ctx, `fileset ${f.name}:`, false, state, paths, ents, held)
     w.owner = f
     w.touched.push(f.rootIno)
     walkTree(ctx, w, f.rootIno)
@@ -610,10 +755,12 @@ function foldTree(ctx: FsckContext, w: Walk): void {
  */
 export function walkOrphanTrees(ctx: FsckContext, roots: number[]): void {
   const state = new Uint8Array(ctx.sb.inodeCount + 1)
+  const paths = new Paths(ctx.sb.inodeCount)
   const ents = new Entries()
+  const held = new DirBlocks()
   for (const ino of roots) {
     if (ctx.itype[ino] !== T_DIR) continue
-    const w = newWalk(`orphan inode ${ino}:`, true, state, ents)
+    const w = newWalk(ctx, `orphan inode ${ino}:`, true, state, paths, ents, held)
     walkTree(ctx, w, ino)
     // The root itself is on the list, not named by this tree.
     ctx.curCount[ino] = 0

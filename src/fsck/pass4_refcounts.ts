@@ -18,6 +18,13 @@ interface Run {
   want: number
 }
 
+/** The first s in [from, limit) where the table's byte differs from the computed count; limit if none. */
+function firstMismatch(buf: Buffer, bo: number, refs: Uint16Array, base: number, from: number, limit: number): number {
+  let s = from
+  while (s < limit && buf[bo + s] === refs[base + s]) s++
+  return s
+}
+
 export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number} {
   const sb = ctx.sb
   const refs = ctx.refs
@@ -42,7 +49,9 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
     const p = ctx.report(r.code, where, {detail: what})
     ctx.fixed(p)
   }
+  // Free blocks are those nothing references, whatever the table says.
   let freeBlocks = 0
+  for (let i = 0; i < sb.dataBlocks; i++) if (refs[i] === 0) freeBlocks++
   for (let t0 = 0; t0 < sb.refcountBlocks; t0 += CHUNK) {
     const n = Math.min(CHUNK, sb.refcountBlocks - t0)
     ctx.readBlocks(sb.refcountStart + t0, n, buf)
@@ -58,11 +67,10 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
         const p = ctx.report('REFCOUNT_BLOCK_CRC', `refcount block ${t}`)
         wrong = true
         ctx.fixed(p)
-        for (let s = 0; s < limit; s++) if (refs[base + s] === 0) freeBlocks++
       } else {
-        for (let s = 0; s < limit; s++) {
+        // Most blocks agree: skip to the next disagreement (a count over 255 never equals a byte).
+        for (let s = firstMismatch(buf, bo, refs, base, 0, limit); s < limit; s = firstMismatch(buf, bo, refs, base, s + 1, limit)) {
           const want = refs[base + s]
-          if (want === 0) freeBlocks++
           const have = buf[bo + s]
           const w8 = want > REFCOUNT_MAX ? REFCOUNT_MAX : want
           if (want > REFCOUNT_MAX) { flush(); ctx.report('REFCOUNT_OVERFLOW', `block ${sb.dataStart + base + s}`, {refs: want}) }

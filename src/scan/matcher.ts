@@ -5,7 +5,8 @@
 // distinct anchor and window, and verified around it. Between chunks only the last
 // (longest part - 1) bytes are kept, so a file of any size is matched in constant memory;
 // the jumps between parts are followed through the end positions of earlier parts.
-import {createHash, type Hash} from 'node:crypto'
+import type {Hash} from 'node:crypto'
+import {crypto} from '../lazy.js'
 import type {BodySig, HashAlgo, Part, SignatureSet} from './signatures.js'
 
 interface AnchorUse {
@@ -178,7 +179,7 @@ export class FileScan {
   private cache = new Map<number, number[]>()
 
   constructor(private readonly m: Matcher, private readonly size: number) {
-    for (const algo of m.algosFor(size)) this.hashes.push({algo, h: createHash(algo)})
+    for (const algo of m.algosFor(size)) this.hashes.push({algo, h: crypto().createHash(algo)})
     this.done = new Uint8Array(m.bodies.length)
   }
 

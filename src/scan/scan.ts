@@ -7,9 +7,9 @@
 // (--exec), or clamd (INSTREAM). With `incremental`, results are remembered in the image
 // per (inode, generation, data_version) under the engine's identity, and inodes whose
 // content has not changed since are not read again.
-import {createHash} from 'node:crypto'
 import {DT_DIR, DT_REG, S_IFDIR} from '../format/constants.js'
 import {PrismError} from '../errors.js'
+import {crypto} from '../lazy.js'
 import {dirForEachRaw} from '../fs/dir.js'
 import {readData, streamData} from '../fs/extents.js'
 import {getFileset, listFilesets, type Fileset} from '../fs/filesets.js'
@@ -291,7 +291,7 @@ function mergeTrees(vol: Volume, walked: TreeCache, old: TreeCache): TreeCache {
 
 /** The identity results are remembered under (a signature set, a command, a clamd). */
 async function engineKey(engine: ScanEngine): Promise<Buffer> {
-  const h = createHash('sha256')
+  const h = crypto().createHash('sha256')
   if (engine.kind === 'signatures') h.update('signatures\0').update(engine.set.digest)
   else if (engine.kind === 'exec') h.update('exec\0').update(engine.command)
   else h.update('clamd\0').update(engine.socket).update('\0').update(await clamdVersion(engine.socket))

@@ -4,10 +4,10 @@
 // `??`, `*`, `{n}`, `{n-m}`, `{n-}`, `{-n}` in the hex signature, and offsets `*`, `n`,
 // `n,maxshift`, `EOF-n`, `EOF-n,maxshift`). Anything else is refused with one line naming
 // the file, the line and the reason.
-import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PrismError} from '../errors.js'
+import {crypto} from '../lazy.js'
 
 export type HashAlgo = 'md5' | 'sha1' | 'sha256'
 
@@ -177,7 +177,7 @@ export function parseBodyLine(text: string, file = 'signatures', line = 1): Body
 /** Reads signature files; the kind comes from the extension (.hdb, .hsb, .ndb). */
 export function loadSignatures(files: string[]): SignatureSet {
   const set: SignatureSet = {hashes: [], bodies: [], digest: Buffer.alloc(32), files}
-  const h = createHash('sha256').update('prism-signatures-1\0')
+  const h = crypto().createHash('sha256').update('prism-signatures-1\0')
   for (const file of files) {
     const ext = path.extname(file).toLowerCase()
     if (!['.hdb', '.hsb', '.ndb'].includes(ext)) {

@@ -1,0 +1,11 @@
+// Node built-ins that only some commands need, loaded on first use: imported at the top of
+// a module they would cost every command's start a few milliseconds (all the fast paths
+// share one bundle, dist/fast.mjs).
+import {createRequire} from 'node:module'
+
+const require = createRequire(import.meta.url)
+
+/** node:crypto (hashing for scan, random ids for mkfs) */
+export function crypto(): typeof import('node:crypto') {
+  return require('node:crypto') as typeof import('node:crypto')
+}
