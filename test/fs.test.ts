@@ -11,6 +11,7 @@ import {FileDevice} from '../src/device/file.js'
 import {namespace, withImage} from '../src/fs/image.js'
 import {edit, hostTree, newImage, read, sha256File, snapshot, tmpDir} from './helpers.js'
 import {copy} from '../src/ops/copy.js'
+import {HostWriter} from '../src/ops/hostwriter.js'
 
 function code(fn: () => unknown): string {
   try {
@@ -349,6 +350,87 @@ describe('fs: opening images', () => {
     const out = path.join(dir, 'out.bin')
     withImage(img, {write: false}, (vol) => copy(vol, [{kind: 'image', fileset: 'root', path: '/big.bin'}], {kind: 'host', path: out}))
     expect(fs.readFileSync(out).equals(data)).to.equal(true)
+  })
+
+  it('exports a tree big enough for the writer thread with the same content, modes, mtimes and links', function () {
+    this.timeout(120000)
+    // 600 files: past the first 256 the data and attributes are written by HostWriter's thread.
+    const src = path.join(dir, 'many')
+    const want = new Map<string, Buffer>()
+    for (let d = 0; d < 20; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`, 'sub'), {recursive: true})
+      for (let f = 0; f < 30; f++) {
+        const rel = path.join(`d${d}`, f % 3 ? 'sub' : '', `f${f}`)
+        const data = randomBytes((f * 977 + d * 131) % 20000)
+        fs.writeFileSync(path.join(src, rel), data)
+        fs.utimesSync(path.join(src, rel), 1_600_000_000 + d * 100 + f, 1_500_000_000 + d * 100 + f)
+        want.set(rel, data)
+      }
+    }
+    // Late in the walk: a set-uid file, a file past the writer's 4 MiB batch, a sparse file
+    // that ends in a hole, hard links, a symlink, an empty file.
+    const late = path.join(src, 'zz')
+    fs.mkdirSync(late)
+    fs.writeFileSync(path.join(late, 'suid'), 'x')
+    fs.chmodSync(path.join(late, 'suid'), 0o4755)
+    const big = randomBytes(5 * 1024 * 1024 + 123)
+    fs.writeFileSync(path.join(late, 'big'), big)
+    const fd = fs.openSync(path.join(late, 'sparse'), 'w')
+    fs.writeSync(fd, Buffer.from('head'), 0, 4, 0)
+    fs.ftruncateSync(fd, 3 * 1024 * 1024)
+    fs.closeSync(fd)
+    fs.linkSync(path.join(late, 'big'), path.join(late, 'big-link'))
+    fs.symlinkSync('big', path.join(late, 'sym'))
+    fs.writeFileSync(path.join(late, 'empty'), '')
+
+    const img = newImage(dir, 256 << 20)
+    withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: src}], {kind: 'image', fileset: 'root', path: '/'}, {recursive: true}))
+    const out = path.join(dir, 'out')
+    const stats = withImage(img, {write: false}, (vol) => copy(vol, [{kind: 'image', fileset: 'root', path: '/'}], {kind: 'host', path: out}, {recursive: true}))
+    expect([stats.files, stats.hardlinks, stats.symlinks]).to.deep.equal([600 + 4, 1, 1])
+    for (const [rel, data] of want) {
+      expect(fs.readFileSync(path.join(out, rel)).equals(data), rel).to.equal(true)
+      expect(fs.statSync(path.join(out, rel)).mtimeMs, rel).to.equal(fs.statSync(path.join(src, rel)).mtimeMs)
+    }
+    expect(fs.statSync(path.join(out, 'zz/suid')).mode & 0o7777).to.equal(0o4755)
+    expect(fs.readFileSync(path.join(out, 'zz/big')).equals(big)).to.equal(true)
+    expect(fs.statSync(path.join(out, 'zz/big-link')).ino).to.equal(fs.statSync(path.join(out, 'zz/big')).ino)
+    expect(fs.readlinkSync(path.join(out, 'zz/sym'))).to.equal('big')
+    expect(fs.statSync(path.join(out, 'zz/empty')).size).to.equal(0)
+    const sparse = fs.readFileSync(path.join(out, 'zz/sparse'))
+    expect(sparse.length).to.equal(3 * 1024 * 1024)
+    expect(sparse.subarray(0, 4).toString()).to.equal('head')
+    expect(sparse.subarray(4).every((b) => b === 0)).to.equal(true)
+    // Directory times are set after their entries were made.
+    expect(fs.statSync(path.join(out, 'd3')).mtimeMs).to.be.closeTo(fs.statSync(path.join(src, 'd3')).mtimeMs, 0.01)
+    // A small export (no writer thread) keeps the set-uid bit too: the owner is set first.
+    const small = path.join(dir, 'small')
+    withImage(img, {write: false}, (vol) => copy(vol, [{kind: 'image', fileset: 'root', path: '/zz'}], {kind: 'host', path: small}, {recursive: true}))
+    expect(fs.statSync(path.join(small, 'suid')).mode & 0o7777).to.equal(0o4755)
+    expect(fs.readFileSync(path.join(small, 'big')).equals(big)).to.equal(true)
+  })
+
+  it('reports the writer thread\'s first error with the file it was writing, and closes every descriptor', () => {
+    const w = new HostWriter()
+    const good = path.join(dir, 'good')
+    const bad = path.join(dir, 'bad')
+    fs.writeFileSync(bad, '')
+    const gfd = fs.openSync(good, 'w')
+    const bfd = fs.openSync(bad, 'r') // writing through a read-only descriptor fails: EBADF
+    w.write(gfd, good, Buffer.from('first'), 0)
+    w.finish(gfd, good, {truncate: -1, mode: -1, uid: -1, gid: -1, atime: 1_000_000_000, mtime: 1_000_000_000})
+    w.write(bfd, bad, Buffer.from('nope'), 0)
+    w.finish(bfd, bad, {truncate: -1, mode: -1, uid: -1, gid: -1, atime: 1, mtime: 1})
+    let err: Error | null = null
+    try {
+      w.close((e, p) => new PrismError('EIO', `${p}: ${e.code}`))
+    } catch (e) {
+      err = e as Error
+    }
+    expect(err?.message).to.equal(`${bad}: EBADF`)
+    expect(fs.readFileSync(good, 'utf8')).to.equal('first')
+    expect(fs.statSync(good).mtimeMs).to.equal(1_000_000_000_000)
+    for (const fd of [gfd, bfd]) expect(() => fs.fstatSync(fd), `fd ${fd} closed`).to.throw(/EBADF/)
   })
 
   it('never overwrites a directory with a file when copying', () => {

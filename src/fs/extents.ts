@@ -292,20 +292,22 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => boo
 
 /**
  * Calls `sink(offset, buf)` for each mapped run of the file, in order, in chunks of at most
- * `chunk` bytes; holes are skipped (for sparse copies). The buffer is reused.
+ * `chunk` bytes; holes are skipped (for sparse copies). The buffer is reused, unless
+ * `bufFor(bytes)` is given to provide one for each chunk (a buffer the sink keeps).
  */
-export function forEachRun(vol: Volume, inode: Inode, sink: (off: number, buf: Buffer) => void, chunk = STREAM_CHUNK): void {
+export function forEachRun(vol: Volume, inode: Inode, sink: (off: number, buf: Buffer) => void, chunk = STREAM_CHUNK, bufFor?: (bytes: number) => Buffer): void {
   const size = inode.r.size
   if (size === 0) return
   if (inode.r.flags & IF_INLINE) { sink(0, inode.r.area.subarray(0, size)); return }
   chunk = chunkFor(size, chunk)
-  const buf = scratchBuf(chunk)
+  const scratch = bufFor ? null : scratchBuf(chunk)
   const chunkBlocks = chunk / BLOCK_SIZE
   for (const e of loadExtents(vol, inode)) {
     for (let i = 0; i < e.n; i += chunkBlocks) {
       const off = (e.l + i) * BLOCK_SIZE
       if (off >= size) return
       const n = Math.min(chunkBlocks, e.n - i)
+      const buf = scratch ?? bufFor!(n * BLOCK_SIZE)
       vol.store.readData(e.p + i, buf.subarray(0, n * BLOCK_SIZE))
       sink(off, buf.subarray(0, Math.min(n * BLOCK_SIZE, size - off)))
     }

@@ -14,6 +14,7 @@ import type {Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {namespace} from '../fs/image.js'
+import {HostWriter} from './hostwriter.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
 export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string, ns?: Namespace}
@@ -43,11 +44,13 @@ interface Ctx {
   lastReport: number
   /** image directories being copied, from the top of the copy down (a damaged image can loop) */
   ancestors: Set<number>
+  /** export: the thread writing files' data and attributes, once the export is big enough */
+  writer: HostWriter | null
 }
 
 
 function newCtx(opts: CopyOptions): Ctx {
-  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0, ancestors: new Set()}
+  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0, ancestors: new Set(), writer: null}
 }
 
 function progress(ctx: Ctx): void {
@@ -302,12 +305,32 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: string, ctx: Ctx):
   if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${ns.where(imgPath)}: is a directory (use -r)`)
   // Modes are given at creation; with no umask they need no second fchmod.
   const umask = process.umask(0)
+  let failed = true
   try {
     exportNode(ns, inode, hostPath, ctx, false)
+    failed = false
   } finally {
     process.umask(umask)
+    const w = ctx.writer
+    ctx.writer = null
+    // Every file handed to the writer is written and closed before the export returns; its
+    // first error is the export's, unless the export failed by itself first.
+    if (w) {
+      try {
+        w.close(hostErr)
+      } catch (e) {
+        if (!failed) throw e
+      }
+    }
   }
 }
+
+/**
+ * Files and bytes written by this thread before an export hands files to a HostWriter:
+ * starting its thread costs a few tens of milliseconds, more than a small export takes.
+ */
+const WRITER_AFTER_FILES = 256
+const WRITER_AFTER_BYTES = 16 * 1024 * 1024
 
 const isRoot = process.getuid?.() === 0
 
@@ -349,8 +372,9 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
         exportNode(ns, ns.vol.iget(e.ino), path.join(hostPath, e.name.toString('utf8')), ctx, !existing)
       }
       ctx.ancestors.delete(inode.ino)
-      fs.chmodSync(hostPath, r.mode & 0o7777)
+      // Owner before mode, as cp does: chown(2) clears the set-id bits.
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
+      fs.chmodSync(hostPath, r.mode & 0o7777)
       fs.utimesSync(hostPath, atime, mtime)
       return
     }
@@ -383,6 +407,29 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
       if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
       throw e
     }
+    if (!ctx.writer && (ctx.stats.files >= WRITER_AFTER_FILES || ctx.stats.bytes >= WRITER_AFTER_BYTES)) ctx.writer = new HostWriter()
+    const w = ctx.writer
+    if (w) {
+      // The writer thread writes, sets the attributes and closes fd from here on.
+      let end = 0
+      try {
+        w.check(hostErr)
+        forEachRun(ns.vol, inode, (off, buf) => {
+          w.write(fd, hostPath, buf, off)
+          ctx.stats.bytes += buf.length
+          end = off + buf.length
+        }, undefined, (n) => w.buffer(n))
+      } finally {
+        w.finish(fd, hostPath, {
+          truncate: end < r.size ? r.size : -1, mode: r.mode & 0o7000 ? r.mode & 0o7777 : -1,
+          uid: isRoot ? r.uid : -1, gid: r.gid, atime, mtime,
+        })
+      }
+      if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
+      ctx.stats.files++
+      progress(ctx)
+      return
+    }
     try {
       // Only mapped runs are written; holes stay holes, as cp --sparse=auto does.
       let end = 0
@@ -393,8 +440,8 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
         end = off + buf.length
       })
       if (end < r.size) fs.ftruncateSync(fd, r.size)
-      if (r.mode & 0o7000) fs.fchmodSync(fd, r.mode & 0o7777)
       if (isRoot) fs.fchownSync(fd, r.uid, r.gid)
+      if (r.mode & 0o7000) fs.fchmodSync(fd, r.mode & 0o7777) // after fchown, which clears set-id bits
       fs.futimesSync(fd, atime, mtime)
     } finally {
       fs.closeSync(fd)
