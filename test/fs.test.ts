@@ -86,6 +86,30 @@ describe('fs: files and directories', () => {
     read(img, (ns) => expect(ns.stat('/frag').blocks).to.equal(1))
   })
 
+  it('zeroes the rest of the last block when it queues given-away memory without a copy', () => {
+    // The import reads a file into memory it gives away (owned): bytes after the data in its
+    // last block are whatever the buffer held before, and must reach the image as zeros.
+    const given = () => Buffer.alloc(3 * BLOCK_SIZE, 0xee).fill(0x11, 0, 5000)
+    edit(img, (ns) => {
+      const f = ns.openForWrite('/t')
+      ns.writeInode(f, 0, given().subarray(0, 5000), true)
+      // Past the end of a file that already has data: the same, at a block boundary.
+      const g = ns.openForWrite('/u')
+      ns.writeFile('/u', Buffer.alloc(BLOCK_SIZE, 0x22))
+      ns.writeInode(g, BLOCK_SIZE, given().subarray(BLOCK_SIZE, BLOCK_SIZE + 100), true)
+    })
+    edit(img, (ns) => { ns.truncate('/t', 3 * BLOCK_SIZE); ns.truncate('/u', 3 * BLOCK_SIZE) })
+    read(img, (ns) => {
+      const t = ns.readFile('/t')
+      expect(t.subarray(0, 5000).every((b) => b === 0x11)).to.equal(true)
+      expect(t.subarray(5000).every((b) => b === 0), 'bytes after the data read as zeros').to.equal(true)
+      const u = ns.readFile('/u')
+      expect(u.subarray(0, BLOCK_SIZE).every((b) => b === 0x22)).to.equal(true)
+      expect(u.subarray(BLOCK_SIZE, BLOCK_SIZE + 100).every((b) => b === 0x11)).to.equal(true)
+      expect(u.subarray(BLOCK_SIZE + 100).every((b) => b === 0)).to.equal(true)
+    })
+  })
+
   it('keeps directory blocks and extent-tree nodes in the metadata zone, file data after it', () => {
     // 40 directories of 30 files each (each directory needs a bucket block), files of a block
     // or two, and one fragmented file whose map needs a node block.

@@ -337,6 +337,8 @@ function uninline(vol: Volume, inode: Inode): void {
 /**
  * Writes `data` at byte offset `off`. Every block written is a new block: the old one (if
  * any) loses a reference. Small files (and symlink targets) stay inline in the inode.
+ * `owned`: the caller gives away data's memory, up to the end of the block that holds its
+ * last byte (that block's rest may be zeroed in place), so whole blocks are queued as they are.
  */
 export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, owned = false): void {
   const end = off + data.length
@@ -367,9 +369,16 @@ export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, 
     const {p, n} = vol.allocRun(Math.min(last - l + 1, CHUNK_BLOCKS * 4), goal)
     const from = Math.max(0, l * BLOCK_SIZE - off)
     const to = Math.min(data.length, (l + n) * BLOCK_SIZE - off)
-    if (owned && l * BLOCK_SIZE >= off && to - from === n * BLOCK_SIZE) {
+    const whole = n * BLOCK_SIZE
+    if (owned && l * BLOCK_SIZE >= off && to - from === whole) {
       // Whole blocks of a buffer the caller gave away: queue them without a copy.
       vol.store.writeData(p, data.subarray(from, to))
+    } else if (owned && l * BLOCK_SIZE >= off && end >= inode.r.size && data.byteOffset + from + whole <= data.buffer.byteLength) {
+      // The same for a run whose last block ends past the data, at or past the end of the
+      // file: the rest of that block is zeroed in place, in memory the caller gave away.
+      const blocks = Buffer.from(data.buffer, data.byteOffset + from, whole)
+      blocks.fill(0, to - from)
+      vol.store.writeData(p, blocks)
     } else {
       const buf = Buffer.alloc(n * BLOCK_SIZE)
       if (l === first && headKeep > 0) copyOld(vol, inode, first, buf, 0, 0, headKeep)

@@ -389,7 +389,7 @@ export class Namespace {
     return this.createIn(dir, name, S_IFREG | ((opts.mode ?? 0o644) & 0o7777), opts)
   }
 
-  /** Writes data at `off`; with `owned`, the caller gives `data` away (it may be queued as is). */
+  /** Writes data at `off`; with `owned`, the caller gives `data` away (it may be queued as is: extents.ts writeData). */
   writeInode(inode: Inode, off: number, data: Buffer, owned = false): void {
     writeData(this.vol, inode, off, data, owned)
     inode.r.dataVersion++

@@ -46,11 +46,14 @@ interface Ctx {
   ancestors: Set<number>
   /** export: the thread writing files' data and attributes, once the export is big enough */
   writer: HostWriter | null
+  /** import: the pooled buffer small files are read into (smallFileBuffer), and how much is used */
+  shared: Buffer | null
+  sharedUsed: number
 }
 
 
 function newCtx(opts: CopyOptions): Ctx {
-  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0, ancestors: new Set(), writer: null}
+  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0, ancestors: new Set(), writer: null, shared: null, sharedUsed: 0}
 }
 
 function progress(ctx: Ctx): void {
@@ -113,8 +116,15 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
       const sns = nsOf(vol, src)
       if (sns.exists(src.path, false)) sns.materialize(src.path)
     }
-    if (src.kind === 'host' && target.kind === 'image') importPath(nsOf(vol, target), src.path, target.path, ctx)
-    else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, target.path, ctx)
+    if (src.kind === 'host' && target.kind === 'image') {
+      try {
+        importPath(nsOf(vol, target), src.path, target.path, ctx)
+      } finally {
+        // Nothing more is read into the small files' buffer: it goes back once written.
+        if (ctx.shared) vol.store.doneWith(ctx.shared)
+        ctx.shared = null
+      }
+    } else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, target.path, ctx)
     else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
   }
   opts.onProgress?.(ctx.stats)
@@ -234,9 +244,10 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
     const small = Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE < DATA_BUFFER_SIZE
     let off = 0
     for (;;) {
-      // A buffer per chunk, given to the store: its whole blocks are queued without a copy.
-      // Large files take pooled buffers, which come back once the store has written them.
-      const buf = small ? Buffer.allocUnsafe(Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE)) : ns.vol.store.dataBuffer()
+      // Memory given to the store, whose blocks are queued without a copy: for a small file a
+      // slice of a pooled buffer shared with the files around it, for a large one a pooled
+      // buffer per chunk. Pooled buffers come back once the store has written them.
+      const buf = small ? smallFileBuffer(ns, ctx, Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE)) : ns.vol.store.dataBuffer()
       try {
         const n = fs.readSync(fd, buf, 0, buf.length, off)
         if (n === 0) break
@@ -260,6 +271,21 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
   } finally {
     fs.closeSync(fd)
   }
+}
+
+/**
+ * `bytes` (whole blocks) of the pooled buffer that small files of an import share: one
+ * allocation per 8 MiB of small files, not one per file.
+ */
+function smallFileBuffer(ns: Namespace, ctx: Ctx, bytes: number): Buffer {
+  if (!ctx.shared || ctx.sharedUsed + bytes > ctx.shared.length) {
+    if (ctx.shared) ns.vol.store.doneWith(ctx.shared)
+    ctx.shared = ns.vol.store.dataBuffer()
+    ctx.sharedUsed = 0
+  }
+  const buf = ctx.shared.subarray(ctx.sharedUsed, ctx.sharedUsed + bytes)
+  ctx.sharedUsed += bytes
+  return buf
 }
 
 const ZEROS = Buffer.alloc(64 * 1024)
