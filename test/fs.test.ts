@@ -1,6 +1,7 @@
 // The filesystem core through the library API, on real image files.
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
+import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PrismError} from '../src/errors.js'
@@ -321,6 +322,32 @@ describe('fs: opening images', () => {
       if (holes) expect(runs.reduce((t, [a, e]) => t + e - a, 0)).to.be.lessThan(n)
       expect(runs.some(([a, e]) => a <= start && start < e)).to.equal(true) // the root's block
     })
+  })
+
+  it('starts background writeback on request without changing what is written or holding the process', () => {
+    // startWriteback is a hint (a second thread's fdatasync): asked for again while one runs,
+    // and after close, it must neither fail nor disturb the writes around it.
+    const p = path.join(dir, 'wb.img')
+    const dev = FileDevice.create(p, 4096, false)
+    const data = randomBytes(64 * BLOCK_SIZE)
+    for (let i = 0; i < 16; i++) {
+      dev.write(i * 64, data)
+      dev.startWriteback()
+    }
+    dev.sync()
+    dev.close()
+    dev.startWriteback()
+    const back = fs.readFileSync(p)
+    for (let i = 0; i < 16; i++) expect(back.subarray(i * data.length, (i + 1) * data.length).equals(data), `run ${i}`).to.equal(true)
+    // A process that asked for writeback still exits at once when its work is done.
+    const script = `import {FileDevice} from './src/device/file.ts'
+const d = FileDevice.create(${JSON.stringify(p + '2')}, 256, false)
+d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
+    const t = Date.now()
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {cwd: path.join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 60000})
+    expect(r.status, r.stderr).to.equal(0)
+    expect(Date.now() - t).to.be.lessThan(30000)
+    expect(fs.readFileSync(p + '2').subarray(0, 4096).every((b) => b === 7)).to.equal(true)
   })
 
   it('refuses files that are not Prism images', () => {

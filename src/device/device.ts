@@ -15,6 +15,11 @@ export interface BlockDevice {
   writev?(block: number, bufs: Buffer[]): void
   /** Makes every completed write durable (fdatasync). */
   sync(): void
+  /**
+   * A hint: start writing completed writes to stable storage in the background, so that a
+   * later sync() has less to wait for. It promises nothing; only sync() makes writes durable.
+   */
+  startWriteback?(): void
   close(): void
   /** True on a device just created whose every block reads as zero (a new sparse file). */
   readonly createdZero?: boolean

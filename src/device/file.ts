@@ -4,9 +4,30 @@
 import fs from 'node:fs'
 import {createRequire} from 'node:module'
 import os from 'node:os'
+import {Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
+
+// startWriteback's thread, as plain JavaScript evaluated in it: fdatasync on request, on a
+// descriptor of its own; errors are ignored (sync() on the image's descriptor reports them).
+const WRITEBACK_SOURCE = `
+const fs = require('node:fs')
+const {parentPort, workerData} = require('node:worker_threads')
+const state = new Int32Array(workerData.state)
+let fd = -1
+try { fd = fs.openSync(workerData.path, 'r') } catch {}
+parentPort.on('message', (m) => {
+  if (m === 'close') {
+    if (fd >= 0) fs.closeSync(fd)
+    fd = -1
+    parentPort.close()
+    return
+  }
+  try { if (fd >= 0) fs.fdatasyncSync(fd) } catch {}
+  Atomics.store(state, 0, 0)
+})
+`
 
 /**
  * fs-ext (flock, lseek), loaded with require: importing a CommonJS addon as an ES module
@@ -171,10 +192,35 @@ export class FileDevice implements BlockDevice {
     }
   }
 
+  /** the thread that runs startWriteback's fdatasync, once started; state[0] is 1 while one runs */
+  private hint: {worker: Worker, state: Int32Array} | null = null
+
+  /**
+   * Has a second thread fdatasync the image, at most one at a time, and returns at once: the
+   * disk then writes file data while this thread prepares more, instead of all of it at the
+   * next commit (the kernel starts writing back on its own only once a tenth or so of memory
+   * is dirty). The thread uses a descriptor of its own: a write error is reported once per
+   * open file, and that one's is ignored, so the error still reaches sync() on this one.
+   */
+  startWriteback(): void {
+    if (this.readOnly || this.closed) return
+    if (!this.hint) {
+      const state = new Int32Array(new SharedArrayBuffer(4))
+      const worker = new Worker(WRITEBACK_SOURCE, {eval: true, workerData: {path: this.path, state: state.buffer}})
+      worker.unref()
+      this.hint = {worker, state}
+    }
+    if (Atomics.compareExchange(this.hint.state, 0, 0, 1) !== 0) return // one is running
+    this.hint.worker.postMessage('sync')
+  }
+
   close(): void {
     if (this.closed) return
     this.closed = true
     fs.closeSync(this.fd) // closing the descriptor releases the flock
+    // The writeback thread closes its descriptor and ends after any fdatasync it is running.
+    this.hint?.worker.postMessage('close')
+    this.hint = null
   }
 }
 

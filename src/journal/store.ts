@@ -159,7 +159,12 @@ export class BlockStore {
     if (l) l.queued++
     for (let i = 0; i < n; i++) this.dataIndex.set(block + i, block)
     this.dataBytes += data.length
-    if (this.dataBytes > DATA_QUEUE_MAX) this.flushData()
+    if (this.dataBytes > DATA_QUEUE_MAX) {
+      this.flushData()
+      // A large write: the commit will wait for all of it to be on disk, so have the disk
+      // start on what is written now (a hint; the commit's sync is what counts).
+      this.dev.startWriteback?.()
+    }
   }
 
   /**
