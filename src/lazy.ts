@@ -9,3 +9,8 @@ const require = createRequire(import.meta.url)
 export function crypto(): typeof import('node:crypto') {
   return require('node:crypto') as typeof import('node:crypto')
 }
+
+/** node:child_process (the background expander) */
+export function childProcess(): typeof import('node:child_process') {
+  return require('node:child_process') as typeof import('node:child_process')
+}

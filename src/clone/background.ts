@@ -12,11 +12,11 @@
 // still expanding start one if that lock is free (ensureExpander), so an expander that was
 // killed is restarted by the next command, and resumes: the state is all in the image.
 import fs from 'node:fs'
-import {createRequire} from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {fsExt, sidecarPath, tryFlock} from '../device/file.js'
+import {childProcess} from '../lazy.js'
 import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
 import {listFilesets} from '../fs/filesets.js'
 import {withImage} from '../fs/image.js'
@@ -81,8 +81,7 @@ export function ensureExpander(image: string): void {
     const self = process.argv[1] ?? ''
     const bin = /[\\/]bin[\\/]run\.js$/.test(self) ? self : fileURLToPath(new URL('../../bin/run.js', import.meta.url))
     // node:child_process is loaded only here: most commands never start an expander.
-    const {spawn} = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process')
-    const child = spawn(process.execPath, [bin, 'expand', '--background', '--image', path.resolve(image)], {
+    const child = childProcess().spawn(process.execPath, [bin, 'expand', '--background', '--image', path.resolve(image)], {
       detached: true, stdio: 'ignore',
     })
     child.unref()

@@ -76,7 +76,8 @@ export interface Bucket {
   entries: Dirent[]
 }
 
-function bucketCrc(buf: Buffer): number {
+/** A bucket block's checksum: the header up to its checksum field, then the entry space. */
+export function bucketCrc(buf: Buffer): number {
   return crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12))
 }
 

@@ -4,7 +4,7 @@
 import {crc32} from './checksum.js'
 import {DT_DIR, DT_REG} from './constants.js'
 import {FormatError} from './errors.js'
-import {readI64, readU64, u64Safe, writeI64, writeU64} from './le64.js'
+import {readI64, readU64, writeI64, writeU64} from './le64.js'
 
 export const SCAN_MAGIC = Buffer.from('PRISMSCN', 'latin1')
 /** Written: 2. Read: 1 (no tree section) and 2. */

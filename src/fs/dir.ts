@@ -9,7 +9,7 @@ import {
 } from '../format/constants.js'
 import {nameHash} from '../format/checksum.js'
 import {
-  BUCKET_HDR, BUCKET_SPACE, DIRENT_FIXED, decodeBucket, decodeEntries, decodePtrBlock, encodeBucket, encodeEntries,
+  BUCKET_HDR, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, decodeBucket, decodeEntries, decodePtrBlock, encodeBucket, encodeEntries,
   encodePtrBlock, entriesSize, type Dirent,
 } from '../format/dirent.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
@@ -54,10 +54,6 @@ function dirBlock(vol: Volume, dir: Inode, l: number): number {
   const p = bmap(vol, dir, l)
   if (p === 0) fail('EBADIMAGE', `directory inode ${dir.ino} is missing block ${l}; run 'prism fsck'`)
   return p
-}
-
-function bucketCrc(buf: Buffer): number {
-  return crc32(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12))
 }
 
 function sealBucket(buf: Buffer): void {

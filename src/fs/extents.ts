@@ -370,15 +370,11 @@ export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, 
     const from = Math.max(0, l * BLOCK_SIZE - off)
     const to = Math.min(data.length, (l + n) * BLOCK_SIZE - off)
     const whole = n * BLOCK_SIZE
-    if (owned && l * BLOCK_SIZE >= off && to - from === whole) {
-      // Whole blocks of a buffer the caller gave away: queue them without a copy.
-      vol.store.writeData(p, data.subarray(from, to))
-    } else if (owned && l * BLOCK_SIZE >= off && end >= inode.r.size && data.byteOffset + from + whole <= data.buffer.byteLength) {
-      // The same for a run whose last block ends past the data, at or past the end of the
-      // file: the rest of that block is zeroed in place, in memory the caller gave away.
-      const blocks = Buffer.from(data.buffer, data.byteOffset + from, whole)
-      blocks.fill(0, to - from)
-      vol.store.writeData(p, blocks)
+    const full = to - from === whole
+    // Blocks of memory the caller gave away are queued without a copy: whole ones, and a
+    // last one the data ends inside, at or past the end of the file, its rest zeroed in place.
+    if (owned && l * BLOCK_SIZE >= off && (full || (end >= inode.r.size && data.byteOffset + from + whole <= data.buffer.byteLength))) {
+      vol.store.writeData(p, full ? data.subarray(from, to) : Buffer.from(data.buffer, data.byteOffset + from, whole).fill(0, to - from))
     } else {
       const buf = Buffer.alloc(n * BLOCK_SIZE)
       if (l === first && headKeep > 0) copyOld(vol, inode, first, buf, 0, 0, headKeep)

@@ -578,23 +578,20 @@ export class Volume {
     const zone = this.metaZoneBlocks
     // Start at the goal (for contiguity) only if it is free; otherwise at the running hint.
     const g = goal !== undefined && goal >= dataStart && goal < dataStart + dataBlocks && this.refcount(goal) === 0 ? goal - dataStart : -1
-    let rel = -1
+    let run: {rel: number, n: number} | null = null
     if (meta) {
-      if (g >= 0 && g < zone) rel = this.findFree(g, zone, want)
-      if (rel < 0) rel = this.findFree(Math.min(this.metaHint, zone), zone, want)
-      if (rel < 0) rel = this.findFree(0, Math.min(this.metaHint, zone), want)
+      const hint = Math.min(this.metaHint, zone)
+      run = (g >= 0 && g < zone ? this.findFree(g, zone, want) : null) ?? this.findFree(hint, zone, want) ?? this.findFree(0, hint, want)
     }
-    if (rel < 0) {
+    if (!run) {
       // File data leaves the metadata zone alone while there is room elsewhere.
       let start = g >= 0 ? g : this.blockHint
       if (start >= dataBlocks) start = 0
       if (g < 0 && start < zone) start = zone
-      rel = this.findFree(start, dataBlocks, want)
-      if (rel < 0 && start > zone) rel = this.findFree(zone, start, want)
-      if (rel < 0) rel = this.findFree(0, Math.min(start, zone), want)
-      if (rel < 0) fail('ENOSPC', 'no free blocks left in the image')
+      run = this.findFree(start, dataBlocks, want) ?? (start > zone ? this.findFree(zone, start, want) : null) ?? this.findFree(0, Math.min(start, zone), want)
+      if (!run) fail('ENOSPC', 'no free blocks left in the image')
     }
-    const n = this.lastRun
+    const {rel, n} = run
     const index = Math.floor(rel / REFCOUNTS_PER_BLOCK)
     const z = rel % REFCOUNTS_PER_BLOCK
     this.store.getMut(this.sb.refcountStart + index).fill(1, z, z + n)
@@ -606,15 +603,11 @@ export class Volume {
     return {p: dataStart + rel, n}
   }
 
-  /** length of the run findFree found last */
-  private lastRun = 0
-
   /**
    * The first free block in data-area positions [from, to) that this transaction has not
-   * freed, extended to a run of up to `want` (within one refcount block); -1 if none. The
-   * run's length is left in lastRun.
+   * freed, extended to a run of up to `want` (within one refcount block); null if none.
    */
-  private findFree(from: number, to: number, want: number): number {
+  private findFree(from: number, to: number, want: number): {rel: number, n: number} | null {
     let index = Math.floor(from / REFCOUNTS_PER_BLOCK)
     let slot = from % REFCOUNTS_PER_BLOCK
     for (; index * REFCOUNTS_PER_BLOCK < to; index++, slot = 0) {
@@ -628,11 +621,10 @@ export class Volume {
         // Extend the run as far as it goes (within this table block and the range).
         let e = z + 1
         while (e < limit && e - z < want && buf[e] === 0 && !(pinned && pinned[e])) e++
-        this.lastRun = e - z
-        return index * REFCOUNTS_PER_BLOCK + z
+        return {rel: index * REFCOUNTS_PER_BLOCK + z, n: e - z}
       }
     }
-    return -1
+    return null
   }
 
   /** Recomputes the free counters from the tables (after using the backup superblock). */

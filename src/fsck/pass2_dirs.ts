@@ -9,7 +9,7 @@ import {
   FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
-import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, nameProblem} from '../format/dirent.js'
+import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, nameProblem} from '../format/dirent.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
@@ -334,7 +334,7 @@ class DirBlocks {
         this.slot.set(blocks[k], k)
         this.off[k] = used
         this.len[k] = keep
-        this.crcOk[k] = b.readUInt32LE(12) === crc32(b, BUCKET_HDR, BLOCK_SIZE, crc32(b, 0, 12)) ? 1 : 0
+        this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b) ? 1 : 0
         used += keep
       }
       i = j
@@ -350,7 +350,7 @@ class DirBlocks {
     const k = this.slot.get(p)
     if (k !== undefined) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
     const b = ctx.vol.store.get(p)
-    return {b, crcOk: b.readUInt32LE(12) === crc32(b, BUCKET_HDR, BLOCK_SIZE, crc32(b, 0, 12))}
+    return {b, crcOk: b.readUInt32LE(12) === bucketCrc(b)}
   }
 }
 
@@ -642,12 +642,12 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   const anyDup = ents.duplicates(dups)
   // Entries to keep, by index; types corrected.
   let keep: Uint8Array | null = null
+  const where = (i: number) => w.prefix + childPath(w.paths.of(dirIno)!, ents.name(i))
   const drop = (i: number, code: ProblemCode, d: Record<string, string | number> = {}) => {
-    note(w, ctx.report(code, w.prefix + childPath(w.paths.of(dirIno)!, ents.name(i)), d))
+    note(w, ctx.report(code, where(i), d))
     if (!keep) keep = new Uint8Array(n).fill(1)
     keep[i] = 0
   }
-  const where = (i: number) => w.prefix + childPath(w.paths.of(dirIno)!, ents.name(i))
   let subdirs = 0
   const inodeCount = ctx.sb.inodeCount
   const clock = ctx.sb.cloneClock

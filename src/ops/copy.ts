@@ -14,7 +14,7 @@ import type {Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {namespace} from '../fs/image.js'
-import {HostWriter} from './hostwriter.js'
+import {HostWriter, setAttrs, type FileAttrs} from './hostwriter.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
 export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string, ns?: Namespace}
@@ -435,42 +435,32 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
     }
     if (!ctx.writer && (ctx.stats.files >= WRITER_AFTER_FILES || ctx.stats.bytes >= WRITER_AFTER_BYTES)) ctx.writer = new HostWriter()
     const w = ctx.writer
+    // Only mapped runs are written; holes stay holes, as cp --sparse=auto does.
+    let end = 0
+    const wrote = (off: number, buf: Buffer) => { ctx.stats.bytes += buf.length; end = off + buf.length }
+    const attrs = (): FileAttrs => ({
+      truncate: end < r.size ? r.size : -1, mode: r.mode & 0o7000 ? r.mode & 0o7777 : -1,
+      uid: isRoot ? r.uid : -1, gid: r.gid, atime, mtime,
+    })
     if (w) {
       // The writer thread writes, sets the attributes and closes fd from here on.
-      let end = 0
       try {
         w.check(hostErr)
-        forEachRun(ns.vol, inode, (off, buf) => {
-          w.write(fd, hostPath, buf, off)
-          ctx.stats.bytes += buf.length
-          end = off + buf.length
-        }, undefined, (n) => w.buffer(n))
+        forEachRun(ns.vol, inode, (off, buf) => { w.write(fd, hostPath, buf, off); wrote(off, buf) }, undefined, (n) => w.buffer(n))
       } finally {
-        w.finish(fd, hostPath, {
-          truncate: end < r.size ? r.size : -1, mode: r.mode & 0o7000 ? r.mode & 0o7777 : -1,
-          uid: isRoot ? r.uid : -1, gid: r.gid, atime, mtime,
-        })
+        w.finish(fd, hostPath, attrs())
       }
-      if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
-      ctx.stats.files++
-      progress(ctx)
-      return
-    }
-    try {
-      // Only mapped runs are written; holes stay holes, as cp --sparse=auto does.
-      let end = 0
-      forEachRun(ns.vol, inode, (off, buf) => {
-        let done = 0
-        while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, off + done)
-        ctx.stats.bytes += buf.length
-        end = off + buf.length
-      })
-      if (end < r.size) fs.ftruncateSync(fd, r.size)
-      if (isRoot) fs.fchownSync(fd, r.uid, r.gid)
-      if (r.mode & 0o7000) fs.fchmodSync(fd, r.mode & 0o7777) // after fchown, which clears set-id bits
-      fs.futimesSync(fd, atime, mtime)
-    } finally {
-      fs.closeSync(fd)
+    } else {
+      try {
+        forEachRun(ns.vol, inode, (off, buf) => {
+          let done = 0
+          while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, off + done)
+          wrote(off, buf)
+        })
+        setAttrs(fd, attrs())
+      } finally {
+        fs.closeSync(fd)
+      }
     }
     if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
     ctx.stats.files++

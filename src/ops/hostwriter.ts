@@ -10,6 +10,7 @@
 // the caller blocks (Atomics.wait) only when BATCHES_IN_FLIGHT batches are queued, and
 // close() returns once every descriptor handed over has been written and closed, or throws
 // the first error the worker met (after it has closed every descriptor anyway).
+import fs from 'node:fs'
 import {MessageChannel, Worker, receiveMessageOnPort, type MessagePort} from 'node:worker_threads'
 import {PrismError} from '../errors.js'
 
@@ -29,7 +30,7 @@ const STALL_MS = 120_000
 const OP_WRITE = 1 // fd, offset in the batch buffer, length, offset in the file
 const OP_FINISH = 2 // fd, size to truncate to (-1: none), mode for fchmod (-1), uid (-1: no fchown), gid, atime, mtime; then close
 
-export interface FinishAttrs {
+export interface FileAttrs {
   /** ftruncate to this size (a file that ends in a hole), or -1 */
   truncate: number
   /** fchmod to this mode (set-id and sticky bits, which open's mode cannot set), or -1 */
@@ -40,6 +41,18 @@ export interface FinishAttrs {
   /** seconds, as futimes takes them */
   atime: number
   mtime: number
+}
+
+/**
+ * Sets what open() could not: the size of a file that ends in a hole, the owner, then the
+ * set-id bits (chown(2) clears them), then the times. The worker does the same for each
+ * finished file (WORKER_SOURCE); a small export calls this on its own thread.
+ */
+export function setAttrs(fd: number, a: FileAttrs): void {
+  if (a.truncate >= 0) fs.ftruncateSync(fd, a.truncate)
+  if (a.uid >= 0) fs.fchownSync(fd, a.uid, a.gid)
+  if (a.mode >= 0) fs.fchmodSync(fd, a.mode)
+  fs.futimesSync(fd, a.atime, a.mtime)
 }
 
 interface WorkerError {
@@ -75,7 +88,7 @@ parentPort.on('message', (m) => {
         const truncate = ops[i + 3], mode = ops[i + 4], uid = ops[i + 5], gid = ops[i + 6], atime = ops[i + 7], mtime = ops[i + 8]
         i += 9
         try {
-          if (!failed) {
+          if (!failed) { // as setAttrs
             if (truncate >= 0) fs.ftruncateSync(fd, truncate)
             if (uid >= 0) fs.fchownSync(fd, uid, gid)
             if (mode >= 0) fs.fchmodSync(fd, mode) // after fchown, which clears set-id bits
@@ -155,7 +168,7 @@ export class HostWriter {
   }
 
   /** Queues the attributes and the close of fd: the descriptor belongs to the writer from now on. */
-  finish(fd: number, path: string, a: FinishAttrs): void {
+  finish(fd: number, path: string, a: FileAttrs): void {
     this.ops.push(OP_FINISH, fd, this.pathIndex(path), a.truncate, a.mode, a.uid, a.gid, a.atime, a.mtime)
     if (++this.files >= FILES_PER_BATCH) this.flush(0)
   }

@@ -88,6 +88,9 @@ export function allFilesetNames(vol: Volume): string[] {
   return listFilesets(vol).map((f) => f.name)
 }
 
+/** No child of the tree (FileIndex.dirRef, entRef). */
+const NO_REF = 0xffff_ffff
+
 /**
  * Every regular-file name of the filesets, kept compactly: the directories walked (parent,
  * and name when read, so a path is built only when asked for) and, per name, its inode and
@@ -98,9 +101,6 @@ export function allFilesetNames(vol: Volume): string[] {
  * data_version) are unchanged is not read: its regular files and subdirectories are taken
  * from there. Either way `tree` records what this walk found, for the next scan.
  */
-/** No child of the tree (FileIndex.dirRef, entRef). */
-const NO_REF = 0xffff_ffff
-
 export class FileIndex {
   /** per directory walked: inode, parent's index (-1 for a fileset root), name (`FILESET:` for a root; undefined until needed when not read) */
   private readonly dirIno: number[] = []
