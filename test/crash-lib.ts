@@ -379,9 +379,18 @@ export interface DryRun {
   wrapped: boolean
 }
 
+/**
+ * Every other command runs on a device with write-behind (file data written later, as
+ * FileDevice's O_DIRECT thread does), the others on one that writes at once.
+ */
+export function behindLag(k: number): number {
+  return k % 2 === 1 ? 2 : 0
+}
+
 /** Runs a command without a crash, noting its writes and where its commit records go. */
 export function dryRun(img: Buffer, op: Op, k: number, journal = journalOf(img)): DryRun {
   const dev = new MemDevice(img)
+  dev.behindLag = behindLag(k)
   // Writes of the journal superblock: more than the one of close() means the journal
   // filled up and was checkpointed inside the command.
   let superWrites = 0
@@ -462,6 +471,7 @@ export function crashWorkload(start: Buffer, ops: Op[], pointBase = 0): CrashRes
       if (ONLY !== null ? N !== ONLY : N % STRIDE !== 0) continue
       res.points++
       const dev = new MemDevice(img)
+      dev.behindLag = behindLag(pointBase + k)
       dev.crashAtWrite = n
       const cout: {vol?: Volume} = {}
       expectCrash(dev, () => runCommand(dev, op, pointBase + k, cout))

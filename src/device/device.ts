@@ -20,6 +20,25 @@ export interface BlockDevice {
    * later sync() has less to wait for. It promises nothing; only sync() makes writes durable.
    */
   startWriteback?(): void
+  /**
+   * Memory for file data that writeBehind() takes without a copy; plain memory where the
+   * device has no write-behind (the absence of this method means the same).
+   */
+  dataBuffer?(bytes: number): Buffer
+  /**
+   * Starts writing `bufs` (one after another from `block`) on another thread and returns a
+   * ticket (> 0), or returns 0 without writing when it cannot take them (the caller then
+   * writes them itself). The caller keeps the buffers unchanged, and serves reads of those
+   * blocks from them, until finished() reaches the ticket. sync() first waits for every
+   * write handed over and throws the first error among them.
+   */
+  writeBehind?(block: number, bufs: Buffer[]): number
+  /** The highest ticket up to which every writeBehind() has finished. */
+  finished?(): number
+  /** Waits until finished() reaches `ticket`. */
+  waitFinished?(ticket: number): void
+  /** Waits for every writeBehind() and forgets their errors (data of an abandoned operation). */
+  settle?(): void
   close(): void
   /** True on a device just created whose every block reads as zero (a new sparse file). */
   readonly createdZero?: boolean

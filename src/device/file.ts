@@ -8,6 +8,7 @@ import {Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
+import {WriteBehind} from './writebehind.js'
 
 // startWriteback's thread, as plain JavaScript evaluated in it: fdatasync on request, on a
 // descriptor of its own; errors are ignored (sync() on the image's descriptor reports them).
@@ -185,11 +186,42 @@ export class FileDevice implements BlockDevice {
 
   sync(): void {
     if (this.readOnly) return
+    const err = this.behind?.settle()
+    if (err) throw ioError(this.path, err)
     try {
       fs.fdatasyncSync(this.fd)
     } catch (e) {
       throw ioError(this.path, e)
     }
+  }
+
+  /** the O_DIRECT writer of file data (writebehind.ts); undefined until first asked for */
+  private behind: WriteBehind | null | undefined
+
+  dataBuffer(bytes: number): Buffer {
+    if (this.behind === undefined) this.behind = this.readOnly || this.closed ? null : WriteBehind.open(this.path, this.fd)
+    return this.behind?.buffer(bytes) ?? Buffer.allocUnsafeSlow(bytes)
+  }
+
+  writeBehind(block: number, bufs: Buffer[]): number {
+    if (!this.behind) return 0
+    return this.behind.write(block, bufs)
+  }
+
+  finished(): number {
+    return this.behind?.finished() ?? 0
+  }
+
+  waitFinished(ticket: number): void {
+    try {
+      this.behind?.waitFor(ticket)
+    } catch (e) {
+      throw ioError(this.path, e)
+    }
+  }
+
+  settle(): void {
+    this.behind?.settle()
   }
 
   /** the thread that runs startWriteback's fdatasync, once started; state[0] is 1 while one runs */
@@ -217,7 +249,12 @@ export class FileDevice implements BlockDevice {
   close(): void {
     if (this.closed) return
     this.closed = true
-    fs.closeSync(this.fd) // closing the descriptor releases the flock
+    try {
+      this.behind?.close() // its writes end before the lock is released
+    } finally {
+      this.behind = null
+      fs.closeSync(this.fd) // closing the descriptor releases the flock
+    }
     // The writeback thread closes its descriptor and ends after any fdatasync it is running.
     this.hint?.worker.postMessage('close')
     this.hint = null

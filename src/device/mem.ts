@@ -1,7 +1,8 @@
 // In-memory block devices for tests, in the spirit of littlefs's emubd: a device that can
 // stop ("lose power") at its Nth write, and that then keeps only what had been synced plus
 // a random choice of later writes, each kept whole, dropped, or torn at 512-byte sectors.
-// It can also fail the Nth read, write or sync with an I/O error.
+// It can also fail the Nth read, write or sync with an I/O error, and simulate a write-behind
+// thread (behindLag): writes handed over land later, in order, as the real one's do.
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
@@ -53,6 +54,17 @@ export class MemDevice implements BlockDevice {
   crashAtWrite: number | null = null
   crashed = false
   faults: Fault[] = []
+  /**
+   * 0: no write-behind (writeBehind() takes nothing). n > 0: writeBehind() takes every write
+   * and finishes it only once n more have been handed over, or when waited for, settled or
+   * synced. It keeps the caller's buffers, not copies: a caller that reuses memory before its
+   * write is finished sends the wrong bytes, as it would to the real device.
+   */
+  behindLag = 0
+  private behind: Array<{ticket: number, block: number, bufs: Buffer[]}> = []
+  private tickets = 0
+  private done = 0
+  private behindError: PrismError | null = null
 
   constructor(image: Buffer) {
     this.volatile = Buffer.from(image)
@@ -102,8 +114,49 @@ export class MemDevice implements BlockDevice {
     }
   }
 
+  writeBehind(block: number, bufs: Buffer[]): number {
+    if (this.behindLag === 0) return 0
+    if (this.crashed) throw new SimulatedCrash()
+    this.behind.push({ticket: ++this.tickets, block, bufs})
+    this.finish(this.tickets - this.behindLag)
+    return this.tickets
+  }
+
+  finished(): number {
+    return this.done
+  }
+
+  waitFinished(ticket: number): void {
+    this.finish(ticket)
+  }
+
+  settle(): void {
+    this.finish(this.tickets)
+    this.behindError = null
+  }
+
+  /** Writes what was handed over, up to `ticket`; an I/O error waits for sync(). */
+  private finish(ticket: number): void {
+    while (this.behind.length > 0 && this.behind[0].ticket <= ticket) {
+      const w = this.behind.shift()!
+      try {
+        this.writev(w.block, w.bufs)
+      } catch (e) {
+        if (!(e instanceof PrismError)) throw e // a power loss
+        this.behindError ??= e
+      }
+      this.done = w.ticket
+    }
+  }
+
   sync(): void {
     if (this.crashed) throw new SimulatedCrash()
+    this.finish(this.tickets)
+    if (this.behindError) {
+      const e = this.behindError
+      this.behindError = null
+      throw e
+    }
     this.counts.sync++
     this.fault('sync')
     for (const p of this.pending) p.data.copy(this.durable, p.pos)

@@ -4,7 +4,10 @@
 // the image as the last commit left it. Data blocks bypass the cache: writeData() queues
 // them, and they reach the device just before the commit that makes them reachable
 // (ordered mode), so a failed operation never writes even a free block. A queue past
-// DATA_QUEUE_MAX is written early (into blocks no committed state references).
+// DATA_QUEUE_MAX is written early (into blocks no committed state references). A device with
+// write-behind (FileDevice: O_DIRECT on a second thread) takes the queue and writes it while
+// we go on; its pieces stay readable from memory until it says they are written, and the
+// commit's sync waits for all of them before the commit record is written.
 import type {BlockDevice} from '../device/device.js'
 import {BLOCK_SIZE} from '../format/constants.js'
 import type {Journal} from './journal.js'
@@ -16,20 +19,50 @@ const READAHEAD = 8
 /** Size of the pooled data buffers handed to writers (dataBuffer). */
 export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
 const POOL_MAX = DATA_QUEUE_MAX / DATA_BUFFER_SIZE + 2
+/** Data handed to the device's write-behind and not yet written, at most (then we wait). */
+const BEHIND_MAX = 256 * 1024 * 1024
+
+/** Queued data writes: first block -> content, and each block -> the first block of its write. */
+interface DataQueue {
+  data: Map<number, Buffer>
+  index: Map<number, number>
+  /** lowest and highest block in `index`, to answer most misses without a lookup */
+  lo: number
+  hi: number
+  bytes: number
+  /** for a queue handed to write-behind: the device's ticket for its last write */
+  ticket: number
+}
+
+/**
+ * A pooled buffer handed out: `queued` counts its pieces waiting in a queue (or being written
+ * behind), `done` says the writer will queue no more. It goes back to the pool only when both
+ * allow it.
+ */
+interface Lent {
+  buf: Buffer
+  queued: number
+  done: boolean
+}
+
+function emptyQueue(): DataQueue {
+  return {data: new Map(), index: new Map(), lo: Infinity, hi: -1, bytes: 0, ticket: 0}
+}
+
+function queueHas(q: DataQueue, block: number): boolean {
+  return block >= q.lo && block <= q.hi && q.index.has(block)
+}
 
 export class BlockStore {
-  /** data writes queued for the running transaction: first block -> content */
-  private data = new Map<number, Buffer>()
-  /** each queued block -> [first block of its write, index] (read-your-writes) */
-  private dataIndex = new Map<number, number>()
-  private dataBytes = 0
+  /** data writes queued for the running transaction (read-your-writes through its index) */
+  private queue = emptyQueue()
+  /** queues handed to the device's write-behind, oldest first, until it has written them */
+  private behind: DataQueue[] = []
+  private behindBytes = 0
   /** data buffers ready for reuse: fresh memory costs a page fault per 4 KiB */
   private pool: Buffer[] = []
-  /**
-   * Pooled buffers handed out: `queued` counts their pieces waiting in the queue, `done` says
-   * the writer will queue no more. A buffer goes back to the pool only when both allow it.
-   */
-  private lent = new Map<ArrayBuffer, {queued: number, done: boolean}>()
+  /** pooled buffers handed out, by their memory and their place in it */
+  private lent = new Map<ArrayBufferLike, Map<number, Lent>>()
   private cache = new Map<number, Buffer>()
   private dirty = new Map<number, Buffer>()
   /** blocks from an unreplayed journal, for read-only opens (never evicted) */
@@ -91,7 +124,7 @@ export class BlockStore {
     this.stats.reads++
     for (let i = 0; i < n; i++) {
       const b = start + i
-      if (this.cache.has(b) || this.dirty.has(b) || this.overlay.has(b)) continue
+      if (this.cache.has(b) || this.dirty.has(b) || this.overlay.has(b) || this.behindHas(b)) continue
       // A view, not a copy: cached blocks are never changed in place (getMut copies).
       this.remember(b, big.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))
     }
@@ -151,20 +184,20 @@ export class BlockStore {
     for (let i = 0; i < n; i++) {
       this.cache.delete(block + i)
       // Writes target blocks allocated in this transaction, so they never overlap; if one
-      // ever did, writing the queue first keeps the newer content last.
-      if (this.dataIndex.has(block + i)) this.flushData()
+      // ever did, writing the queue (and what is being written behind) first keeps the newer
+      // content last.
+      if (queueHas(this.queue, block + i)) this.flushData()
+      if (this.behindHas(block + i)) this.waitBehind(Infinity)
     }
-    this.data.set(block, data)
-    const l = this.lent.get(data.buffer as ArrayBuffer)
+    const q = this.queue
+    q.data.set(block, data)
+    const l = this.lentOf(data)
     if (l) l.queued++
-    for (let i = 0; i < n; i++) this.dataIndex.set(block + i, block)
-    this.dataBytes += data.length
-    if (this.dataBytes > DATA_QUEUE_MAX) {
-      this.flushData()
-      // A large write: the commit will wait for all of it to be on disk, so have the disk
-      // start on what is written now (a hint; the commit's sync is what counts).
-      this.dev.startWriteback?.()
-    }
+    for (let i = 0; i < n; i++) q.index.set(block + i, block)
+    if (block < q.lo) q.lo = block
+    if (block + n - 1 > q.hi) q.hi = block + n - 1
+    q.bytes += data.length
+    if (q.bytes > DATA_QUEUE_MAX) this.flushData()
   }
 
   /**
@@ -172,84 +205,138 @@ export class BlockStore {
    * queue holding it is written, it comes back here for the next writer.
    */
   dataBuffer(): Buffer {
-    const b = this.pool.pop() ?? Buffer.allocUnsafeSlow(DATA_BUFFER_SIZE)
-    this.lent.set(b.buffer as ArrayBuffer, {queued: 0, done: false})
+    this.reap()
+    const b = this.pool.pop() ?? this.dev.dataBuffer?.(DATA_BUFFER_SIZE) ?? Buffer.allocUnsafeSlow(DATA_BUFFER_SIZE)
+    // One ArrayBuffer may hold several pooled buffers (the device carves them from larger
+    // memory), each at a multiple of DATA_BUFFER_SIZE: a piece is known by both.
+    if (b.byteOffset % DATA_BUFFER_SIZE === 0) {
+      let m = this.lent.get(b.buffer)
+      if (!m) this.lent.set(b.buffer, m = new Map())
+      m.set(b.byteOffset / DATA_BUFFER_SIZE, {buf: b, queued: 0, done: false})
+    }
     return b
+  }
+
+  /** The pooled buffer lent out that `piece` is part of. */
+  private lentOf(piece: Buffer): Lent | undefined {
+    return this.lent.get(piece.buffer)?.get(Math.floor(piece.byteOffset / DATA_BUFFER_SIZE))
   }
 
   /** The writer of a dataBuffer() will queue nothing more from it. */
   doneWith(buf: Buffer): void {
-    const ab = buf.buffer as ArrayBuffer
-    const l = this.lent.get(ab)
+    const l = this.lentOf(buf)
     if (!l) return
     l.done = true
-    if (l.queued === 0) this.giveBack(ab)
+    if (l.queued === 0) this.giveBack(l)
   }
 
-  private giveBack(ab: ArrayBuffer): void {
-    this.lent.delete(ab)
-    if (this.pool.length < POOL_MAX) this.pool.push(Buffer.from(ab, 0, DATA_BUFFER_SIZE))
+  private giveBack(l: Lent): void {
+    const m = this.lent.get(l.buf.buffer)!
+    m.delete(l.buf.byteOffset / DATA_BUFFER_SIZE)
+    if (m.size === 0) this.lent.delete(l.buf.buffer)
+    // Write-behind memory is known to the device's thread: keep it all (there is never more
+    // of it than the queue and the write-behind limit hold at once).
+    if (this.pool.length < POOL_MAX || this.dev.dataBuffer) this.pool.push(l.buf)
   }
 
   /** After queued data is written: pieces of lent buffers are no longer needed. */
   private written(queued: Iterable<Buffer>): void {
     for (const d of queued) {
-      const ab = d.buffer as ArrayBuffer
-      const l = this.lent.get(ab)
+      const l = this.lentOf(d)
       if (!l) continue
       l.queued--
-      if (l.queued === 0 && l.done) this.giveBack(ab)
+      if (l.queued === 0 && l.done) this.giveBack(l)
     }
   }
 
   readData(block: number, buf: Buffer): void {
     this.dev.read(block, buf)
-    if (this.dataIndex.size === 0) return
-    const n = buf.length / BLOCK_SIZE
-    for (let i = 0; i < n; i++) {
-      const start = this.dataIndex.get(block + i)
-      if (start === undefined) continue
-      const src = this.data.get(start)!
-      const at = (block + i - start) * BLOCK_SIZE
-      src.copy(buf, i * BLOCK_SIZE, at, at + BLOCK_SIZE)
+    // What is being written behind, oldest first, then the queue: the newest content last.
+    for (const q of this.behind) overlayQueue(q, block, buf)
+    overlayQueue(this.queue, block, buf)
+  }
+
+  private behindHas(block: number): boolean {
+    for (const q of this.behind) if (queueHas(q, block)) return true
+    return false
+  }
+
+  /** Forgets the write-behind queues the device has finished. */
+  private reap(): void {
+    if (this.behind.length === 0) return
+    const done = this.dev.finished!()
+    while (this.behind.length > 0 && this.behind[0].ticket <= done) {
+      const q = this.behind.shift()!
+      this.behindBytes -= q.bytes
+      this.written(q.data.values())
+    }
+  }
+
+  /** Waits until at most `bytes` are being written behind. */
+  private waitBehind(bytes: number): void {
+    while (this.behind.length > 0 && (this.behindBytes > bytes || bytes === Infinity)) {
+      this.dev.waitFinished!(this.behind[0].ticket)
+      this.reap()
     }
   }
 
   /** Writes queued data to the device, coalescing adjacent writes. */
   flushData(): void {
-    if (this.data.size === 0) return
-    const starts = [...this.data.keys()].sort((a, b) => a - b)
+    const q = this.queue
+    if (q.data.size === 0) return
+    const starts = [...q.data.keys()].sort((a, b) => a - b)
     // A block freed since the last checkpoint may still have a metadata image in the log;
     // checkpoint first, so that no replay writes that image over the new data.
-    if (this.journal && starts.some((s) => this.journal!.holds(s, this.data.get(s)!.length / BLOCK_SIZE))) this.journal.checkpoint()
+    if (this.journal && starts.some((s) => this.journal!.holds(s, q.data.get(s)!.length / BLOCK_SIZE))) this.journal.checkpoint()
+    let buffered = 0
     let i = 0
     while (i < starts.length) {
-      const run = [this.data.get(starts[i])!]
+      const run = [q.data.get(starts[i])!]
       let next = starts[i] + run[0].length / BLOCK_SIZE
       let j = i + 1
       while (j < starts.length && starts[j] === next && run.length < 256) {
-        const d = this.data.get(starts[j])!
+        const d = q.data.get(starts[j])!
         run.push(d)
         next += d.length / BLOCK_SIZE
         j++
       }
-      if (run.length === 1) this.dev.write(starts[i], run[0])
-      else if (this.dev.writev) this.dev.writev(starts[i], run)
-      else this.dev.write(starts[i], Buffer.concat(run))
+      const ticket = this.dev.writeBehind?.(starts[i], run) ?? 0
+      if (ticket > 0) q.ticket = ticket
+      else {
+        if (run.length === 1) this.dev.write(starts[i], run[0])
+        else if (this.dev.writev) this.dev.writev(starts[i], run)
+        else this.dev.write(starts[i], Buffer.concat(run))
+        for (const d of run) buffered += d.length
+      }
       i = j
     }
-    this.written(this.data.values())
-    this.data = new Map()
-    this.dataIndex = new Map()
-    this.dataBytes = 0
+    this.queue = emptyQueue()
+    if (q.ticket > 0) {
+      // Kept, readable, until the device has written it.
+      this.behind.push(q)
+      this.behindBytes += q.bytes
+      this.reap()
+      this.waitBehind(BEHIND_MAX)
+    } else this.written(q.data.values())
+    // Much written through the page cache: the commit will wait for all of it to be on disk,
+    // so have the disk start on it now (a hint; the commit's sync is what counts).
+    if (buffered >= DATA_QUEUE_MAX) this.dev.startWriteback?.()
   }
 
   /** Logs every dirty block as one transaction, then writes them in place. */
   commit(): void {
     this.flushData()
-    if (this.dirty.size === 0) return
+    if (this.dirty.size === 0) {
+      if (this.behind.length > 0) {
+        // Data without metadata (a rewrite in place) is done when its writes are.
+        this.dev.sync()
+        this.reap()
+      }
+      return
+    }
     if (!this.journal) throw new Error('commit on a store without a journal')
-    this.journal.commit(this.dirty)
+    this.journal.commit(this.dirty) // its first sync waits for the writes behind
+    this.reap()
     for (const [b, buf] of this.dirty) this.remember(b, buf)
     this.dirty = new Map()
     this.stats.commits++
@@ -258,10 +345,12 @@ export class BlockStore {
   /** Forgets every change since the last commit. */
   abort(): void {
     this.dirty = new Map()
+    // Data written behind for the abandoned operation went to free blocks: wait for it (a
+    // later write of the same blocks must land after it), and drop its errors.
+    this.dev.settle?.()
+    this.reap()
     this.lent.clear() // what was lent is left to the garbage collector
-    this.data = new Map()
-    this.dataIndex = new Map()
-    this.dataBytes = 0
+    this.queue = emptyQueue()
   }
 
   private remember(block: number, buf: Buffer): void {
@@ -274,5 +363,18 @@ export class BlockStore {
       }
     }
     this.cache.set(block, buf)
+  }
+}
+
+/** Copies into buf (blocks from `block`) what queue `q` holds for those blocks. */
+function overlayQueue(q: DataQueue, block: number, buf: Buffer): void {
+  const n = buf.length / BLOCK_SIZE
+  if (q.index.size === 0 || block > q.hi || block + n - 1 < q.lo) return
+  for (let i = 0; i < n; i++) {
+    const start = q.index.get(block + i)
+    if (start === undefined) continue
+    const src = q.data.get(start)!
+    const at = (block + i - start) * BLOCK_SIZE
+    src.copy(buf, i * BLOCK_SIZE, at, at + BLOCK_SIZE)
   }
 }
