@@ -350,14 +350,14 @@ d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
     expect(fs.readFileSync(p + '2').subarray(0, 4096).every((b) => b === 7)).to.equal(true)
   })
 
-  it('writes file data behind with O_DIRECT from page-aligned memory, and reports its errors at sync', () => {
+  it('writes file data behind with O_DIRECT from page-aligned memory, and reports its errors at sync', function () {
     const p = path.join(dir, 'behind.img')
     const dev = FileDevice.create(p, 4096, false)
     try {
       dev.write(0, Buffer.alloc(BLOCK_SIZE, 9)) // block 0 holds data, as an image's superblock does
       const a = dev.dataBuffer(8 * BLOCK_SIZE)
       const b = dev.dataBuffer(4 * BLOCK_SIZE)
-      if (!(a.buffer instanceof SharedArrayBuffer)) return // a host file system without O_DIRECT: nothing to test
+      if (!(a.buffer instanceof SharedArrayBuffer)) this.skip() // a host file system without O_DIRECT (tmpfs before Linux 6.6)
       expect(a.byteOffset % BLOCK_SIZE).to.equal(0)
       a.set(randomBytes(a.length))
       b.set(randomBytes(b.length))

@@ -116,8 +116,8 @@ export class WriteBehind {
 
   /**
    * Opens a second descriptor of the image with O_DIRECT and starts the thread; null where the
-   * file system refuses O_DIRECT, where the descriptor would not be the same file, or where no
-   * aligned offset can be found (the caller then writes everything the ordinary way).
+   * file system refuses O_DIRECT or the descriptor would not be the same file (the caller then
+   * writes everything the ordinary way).
    */
   static open(path: string, imageFd: number): WriteBehind | null {
     const O_DIRECT = fs.constants.O_DIRECT
@@ -160,7 +160,12 @@ export class WriteBehind {
     if (!this.chunk || this.used + bytes > this.chunk.byteLength) {
       const size = Math.max(CHUNK, Math.ceil(bytes / WASM_PAGE) * WASM_PAGE)
       const pages = size / WASM_PAGE
-      const sab = new WebAssembly.Memory({initial: pages, maximum: pages, shared: true}).buffer as unknown as SharedArrayBuffer
+      let sab: SharedArrayBuffer
+      try {
+        sab = new WebAssembly.Memory({initial: pages, maximum: pages, shared: true}).buffer as unknown as SharedArrayBuffer
+      } catch {
+        return null // no address space for it (a ulimit -v, say): plain memory will do
+      }
       if (!this.accepted(sab)) return null
       const id = this.nextId++
       this.memory.set(sab, id)
