@@ -187,7 +187,7 @@ export class BlockStore {
       // ever did, writing the queue (and what is being written behind) first keeps the newer
       // content last.
       if (queueHas(this.queue, block + i)) this.flushData()
-      if (this.behindHas(block + i)) this.waitBehind(Infinity)
+      if (this.behindHas(block + i)) this.waitBehind(0)
     }
     const q = this.queue
     q.data.set(block, data)
@@ -272,9 +272,9 @@ export class BlockStore {
     }
   }
 
-  /** Waits until at most `bytes` are being written behind. */
+  /** Waits until at most `bytes` are being written behind (0: until all is written). */
   private waitBehind(bytes: number): void {
-    while (this.behind.length > 0 && (this.behindBytes > bytes || bytes === Infinity)) {
+    while (this.behind.length > 0 && this.behindBytes > bytes) {
       this.dev.waitFinished!(this.behind[0].ticket)
       this.reap()
     }
