@@ -192,6 +192,12 @@ describe('cli: bad input leaves the image as it was', function () {
     expect(r.status).to.equal(0)
     expect(r.stdout).to.equal('content')
     expect(r.stderr).to.match(/^prism: primary superblock damaged .*using the backup copy\n$/)
+    // A command that then fails still prints one line: its error, with the notice folded in.
+    for (const args of [['cat', 'root:/absent'], ['ls', 'root:/absent'], ['mkdir', 'root:/file/x']]) {
+      const f = run([...args, '-i', dmg])
+      expect(f.status, args.join(' ')).to.not.equal(0)
+      expect(f.stderr, args.join(' ')).to.match(/^prism: [^\n]+\(also: primary superblock damaged [^\n]*using the backup copy\)\n$/)
+    }
   })
 
   it('a read-only image file', function () {

@@ -5,6 +5,7 @@ import {Command, Flags} from '@oclif/core'
 import {EXIT, PrismError} from '../errors.js'
 import {findImage} from './locate.js'
 import type {Spinner} from './spinner.js'
+import {errorLine, notice} from './notices.js'
 
 export const imageFlags = {
   image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE'}),
@@ -25,7 +26,7 @@ export abstract class PrismCommand extends Command {
   }
 
   protected notice(msg: string): void {
-    process.stderr.write(`prism: ${msg}\n`)
+    notice(msg)
   }
 
   /** Opens the image, runs `work`, commits and closes; on failure its uncommitted changes are dropped. */
@@ -43,13 +44,13 @@ export abstract class PrismCommand extends Command {
   protected async catch(err: Error & {oclif?: {exit?: number}, code?: string}): Promise<unknown> {
     if (err instanceof PrismError) {
       if (this.jsonEnabled()) this.logJson({error: {code: err.code, message: err.message}})
-      process.stderr.write(`prism: ${err.message}\n`)
+      process.stderr.write(errorLine(err.message))
       this.exit(err.exitCode)
     }
     if (err.oclif?.exit !== undefined || err.name === 'ExitError') throw err
     if (err.name === 'SimulatedCrash') throw err
     const usage = /^(invalid|expected|missing)/i.test(err.message)
-    process.stderr.write(`prism: ${usage ? '' : 'internal error: '}${err.message}\n`)
+    process.stderr.write(errorLine(`${usage ? '' : 'internal error: '}${err.message}`))
     if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)
     this.exit(usage ? EXIT.USAGE : 70)
   }

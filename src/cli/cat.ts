@@ -7,6 +7,7 @@ import '../fs/namespace.js'
 import {PrismError} from '../errors.js'
 import {lockWaitNotice} from './session.js'
 import {findImage, imageLoc} from './locate.js'
+import {errorLine, notice} from './notices.js'
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 /** Pipe-sized writes (as GNU cat's 128 KiB) keep the reader busy; 4 MiB writes halve throughput. */
@@ -95,13 +96,13 @@ export function fastCat(argv: string[]): number | null {
   if (paths.length === 0) return null
   opts.wait ??= 5
   opts.onWait = lockWaitNotice()
-  opts.onNotice = (m) => process.stderr.write(`prism: ${m}\n`)
+  opts.onNotice = notice
   try {
     catPaths(paths, opts)
     return 0
   } catch (e) {
     if (!(e instanceof PrismError)) throw e
-    process.stderr.write(`prism: ${e.message}\n`)
+    process.stderr.write(errorLine(e.message))
     return e.exitCode
   }
 }

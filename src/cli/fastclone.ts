@@ -10,6 +10,7 @@ import {withImage} from '../fs/image.js'
 import {clone, type CloneMode} from '../clone/clone.js'
 import {lockWaitNotice} from './session.js'
 import {findImage, parseImageLoc} from './locate.js'
+import {errorLine, notice} from './notices.js'
 
 export function fastClone(argv: string[]): number | null {
   let image: string | undefined
@@ -40,7 +41,7 @@ export function fastClone(argv: string[]): number | null {
     const res = withImage(path, {
       write: true, wait,
       onWait: lockWaitNotice(),
-      onNotice: (m) => process.stderr.write(`prism: ${m}\n`),
+      onNotice: notice,
     }, (vol) => clone(vol, src, pos[1] ? {fileset: pos[1]} : null, {
       mode, exclude, onWarning: (m) => process.stderr.write(`prism: warning: ${m}\n`),
     }))
@@ -51,7 +52,7 @@ export function fastClone(argv: string[]): number | null {
     return 0
   } catch (e) {
     if (!(e instanceof PrismError)) throw e
-    process.stderr.write(`prism: ${e.message}\n`)
+    process.stderr.write(errorLine(e.message))
     return e.exitCode
   }
 }

@@ -7,6 +7,7 @@ import {fsckImage, type FsckResult} from '../fsck/index.js'
 import {fsckReportLines} from '../fsck/report.js'
 import {findImage} from './locate.js'
 import {spinner} from './spinner.js'
+import {errorLine} from './notices.js'
 
 export interface FsckCommand {
   repair: boolean
@@ -56,7 +57,7 @@ export async function fastFsck(argv: string[]): Promise<number | null> {
     })
   } catch (e) {
     if (!(e instanceof PrismError)) throw e
-    process.stderr.write(`prism: ${e.message}\n`)
+    process.stderr.write(errorLine(e.message))
     return 8
   }
 }

@@ -8,6 +8,7 @@ import {allFilesetNames, scan, type ScanEngine} from '../scan/scan.js'
 import {loadSignatures} from '../scan/signatures.js'
 import {isExpanding} from '../scan/expand.js'
 import {listFilesets} from '../fs/filesets.js'
+import {errorLine, notice} from './notices.js'
 
 export interface ScanCommand {
   names: string[]
@@ -126,12 +127,12 @@ export async function fastScan(argv: string[]): Promise<number | null> {
     return await runScan(c, {
       log: (line) => process.stdout.write(`${line}\n`),
       json: (value) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`),
-      notice: (m) => process.stderr.write(`prism: ${m}\n`),
+      notice,
     })
   } catch (e) {
     if (!(e instanceof PrismError)) throw e
     if (c.json) process.stdout.write(`${JSON.stringify({error: {code: e.code, message: e.message}}, null, 2)}\n`)
-    process.stderr.write(`prism: ${e.message}\n`)
+    process.stderr.write(errorLine(e.message))
     return 2
   }
 }

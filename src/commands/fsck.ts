@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {PrismError} from '../errors.js'
+import {errorLine} from '../cli/notices.js'
 
 export default class Fsck extends PrismCommand {
   static summary = 'Check the whole image, and repair it with --repair'
@@ -25,7 +26,7 @@ Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left unc
 
   protected async catch(err: Error & {oclif?: {exit?: number}}): Promise<unknown> {
     if (err instanceof PrismError) {
-      process.stderr.write(`prism: ${err.message}\n`)
+      process.stderr.write(errorLine(err.message))
       this.exit(8)
     }
     return super.catch(err)

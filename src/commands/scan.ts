@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {PrismError} from '../errors.js'
+import {errorLine} from '../cli/notices.js'
 
 export default class Scan extends PrismCommand {
   static summary = 'Scan filesets for malware, reading each shared file once'
@@ -42,7 +43,7 @@ Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
     // As clamscan: every failure is exit status 2.
     if (err instanceof PrismError) {
       if (this.jsonEnabled()) this.logJson({error: {code: err.code, message: err.message}})
-      process.stderr.write(`prism: ${err.message}\n`)
+      process.stderr.write(errorLine(err.message))
       this.exit(2)
     }
     return super.catch(err)

@@ -1,0 +1,22 @@
+// Notices about the image (say, that the backup superblock was used because the primary is
+// damaged) and the line a failing command prints. A failure gets one line on stderr: a notice
+// is therefore held until the process exits, printed then if the command succeeded, and
+// folded into the error line if it failed, so that nothing is lost either way.
+const held: string[] = []
+
+process.once('exit', () => {
+  for (const m of held) process.stderr.write(`prism: ${m}\n`)
+  held.length = 0
+})
+
+/** A notice for the user about the image; printed when the command ends. */
+export function notice(message: string): void {
+  held.push(message)
+}
+
+/** The one line a failing command prints, with the notices held so far. */
+export function errorLine(message: string): string {
+  const also = held.length > 0 ? ` (also: ${held.join('; ')})` : ''
+  held.length = 0
+  return `prism: ${message}${also}\n`
+}
