@@ -21,11 +21,10 @@
 import fs from 'node:fs'
 import {MessageChannel, type MessagePort, receiveMessageOnPort, Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
+import {STALL_MS, waitWhile} from '../wait.js'
 
 /** writes running at once in the thread (each up to a run of the store's, 1 MiB to 64 MiB) */
 const DEPTH = 4
-/** a thread that finishes nothing for this long is taken to be stuck */
-const STALL_MS = 120_000
 /** WebAssembly memory is allocated in pages of 64 KiB; buffers are carved from 64 MiB at once */
 const WASM_PAGE = 65536
 const CHUNK = 64 * 1024 * 1024
@@ -200,18 +199,8 @@ export class WriteBehind {
 
   /** Waits until every write up to `ticket` has finished (whether or not it failed). */
   waitFor(ticket: number): void {
-    let last = this.finished()
-    let since = Date.now()
-    while (last < ticket) {
-      Atomics.wait(this.state, 0, last, 1000)
-      const now = this.finished()
-      if (now !== last) {
-        last = now
-        since = Date.now()
-      } else if (Date.now() - since > STALL_MS) {
-        throw Object.assign(new Error(`the image's writer thread finished nothing in ${STALL_MS / 1000} s`), {code: 'EIO'})
-      }
-    }
+    waitWhile(this.state, 0, (done) => done < ticket,
+      () => Object.assign(new Error(`the image's writer thread finished nothing in ${STALL_MS / 1000} s`), {code: 'EIO'}))
   }
 
   /**

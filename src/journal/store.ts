@@ -18,7 +18,6 @@ const DATA_QUEUE_MAX = 64 * 1024 * 1024
 const READAHEAD = 8
 /** Size of the pooled data buffers handed to writers (dataBuffer). */
 export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
-const POOL_MAX = DATA_QUEUE_MAX / DATA_BUFFER_SIZE + 2
 /** Data handed to the device's write-behind and not yet written, at most (then we wait). */
 const BEHIND_MAX = 256 * 1024 * 1024
 
@@ -234,9 +233,10 @@ export class BlockStore {
     const m = this.lent.get(l.buf.buffer)!
     m.delete(l.buf.byteOffset / DATA_BUFFER_SIZE)
     if (m.size === 0) this.lent.delete(l.buf.buffer)
-    // Write-behind memory is known to the device's thread: keep it all (there is never more
-    // of it than the queue and the write-behind limit hold at once).
-    if (this.pool.length < POOL_MAX || this.dev.dataBuffer) this.pool.push(l.buf)
+    // Kept for the next writer: the pool only grows when every buffer is lent, so it never
+    // holds more than an import had in use at once (the queue and the write-behind limit),
+    // and write-behind memory, known to the device's thread, is never thrown away.
+    this.pool.push(l.buf)
   }
 
   /** After queued data is written: pieces of lent buffers are no longer needed. */

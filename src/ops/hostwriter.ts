@@ -13,6 +13,7 @@
 import fs from 'node:fs'
 import {MessageChannel, Worker, receiveMessageOnPort, type MessagePort} from 'node:worker_threads'
 import {PrismError} from '../errors.js'
+import {waitWhile} from '../wait.js'
 
 /** bytes of file data per message to the worker (a chunk larger than this gets a batch of its own) */
 const BATCH_BYTES = 4 * 1024 * 1024
@@ -23,8 +24,6 @@ const BATCHES_IN_FLIGHT = 16
  * FILES_PER_BATCH x BATCHES_IN_FLIGHT descriptors are open at once
  */
 const FILES_PER_BATCH = 32
-/** how long the worker may make no progress before it is taken for dead */
-const STALL_MS = 120_000
 
 /** One operation on a descriptor, as the worker reads it (numbers only: cheap to clone). */
 const OP_WRITE = 1 // fd, offset in the batch buffer, length, offset in the file
@@ -197,18 +196,9 @@ export class HostWriter {
     this.check(onError)
   }
 
-  /**
-   * Waits until fewer than `n` batches are queued. A worker that makes no progress for
-   * STALL_MS (it died: a bug, or out of memory) is an I/O error, not a hang.
-   */
+  /** Waits until fewer than `n` batches are queued (a worker that stops is an I/O error). */
   private waitBelow(n: number): void {
-    let seen = -1
-    let since = Date.now()
-    for (let v; (v = Atomics.load(this.state, 0)) >= n;) {
-      if (v !== seen) { seen = v; since = Date.now() }
-      else if (Date.now() - since > STALL_MS) throw new PrismError('EIO', 'the thread writing exported files stopped responding')
-      Atomics.wait(this.state, 0, v, 1000)
-    }
+    waitWhile(this.state, 0, (v) => v >= n, () => new PrismError('EIO', 'the thread writing exported files stopped responding'))
   }
 
   private pathIndex(path: string): number {
