@@ -376,6 +376,13 @@ d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
       expect(back.subarray(100 * BLOCK_SIZE, 104 * BLOCK_SIZE).equals(a.subarray(0, 4 * BLOCK_SIZE))).to.equal(true)
       expect(back.subarray(104 * BLOCK_SIZE, 108 * BLOCK_SIZE).equals(b)).to.equal(true)
       expect(back.subarray(300 * BLOCK_SIZE, 304 * BLOCK_SIZE).equals(a.subarray(4 * BLOCK_SIZE))).to.equal(true)
+      // A later memory (this one cannot fit in the first) is taken without a probe of its own.
+      const c = dev.dataBuffer(64 * 1024 * 1024)
+      expect(c.buffer).to.not.equal(a.buffer)
+      c.set(randomBytes(4 * BLOCK_SIZE), 8 * BLOCK_SIZE)
+      expect(dev.writeBehind(600, [c.subarray(8 * BLOCK_SIZE, 12 * BLOCK_SIZE)])).to.be.greaterThan(0)
+      dev.sync()
+      expect(fs.readFileSync(p).subarray(600 * BLOCK_SIZE, 604 * BLOCK_SIZE).equals(c.subarray(8 * BLOCK_SIZE, 12 * BLOCK_SIZE))).to.equal(true)
       // A write that fails in the thread (past the largest file the host allows) is reported
       // by the next sync, once, as fsync reports a failed writeback.
       dev.writeBehind(2 ** 40, [b])
