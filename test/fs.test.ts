@@ -13,6 +13,7 @@ import {namespace, withImage} from '../src/fs/image.js'
 import {edit, hostTree, newImage, read, sha256File, snapshot, tmpDir} from './helpers.js'
 import {copy} from '../src/ops/copy.js'
 import {HostWriter} from '../src/ops/hostwriter.js'
+import {fsckImage} from '../src/fsck/index.js'
 
 function code(fn: () => unknown): string {
   try {
@@ -585,5 +586,34 @@ d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
       expect(ns.stat('/etc/hostname').mtime.s).to.equal(Math.floor(fs.statSync(path.join(tree, 'etc/hostname')).mtimeMs / 1000))
       expect(ns.readFile('/home/alice/notes.txt').length).to.equal(70000)
     })
+  })
+
+  it('imports a name once when two host names decode to it, and merges a second import into the first', () => {
+    const img = newImage(dir)
+    const tree = hostTree(dir)
+    // 'a' + 0xff is not UTF-8: Node lists it as 'a\ufffd', the name of the other file.
+    fs.writeFileSync(Buffer.concat([Buffer.from(path.join(tree, 'etc', 'a')), Buffer.from([0xff])]), 'raw')
+    fs.writeFileSync(path.join(tree, 'etc', 'a\ufffd'), 'utf-8')
+    const to = {kind: 'image', fileset: 'root', path: '/'} as const
+    const warnings: string[] = []
+    const stats = withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: tree}], to, {recursive: true, onWarning: (m) => warnings.push(m)}))
+    expect(warnings).to.deep.equal([`${path.join(tree, 'etc', 'a\\xff')}: skipped (the name is not UTF-8)`])
+    expect(stats.skipped).to.equal(1)
+    const first = read(img, (ns) => {
+      expect(ns.readdir('/etc').filter((e) => e.name.startsWith('a')).map((e) => e.name)).to.deep.equal(['a\ufffd'])
+      expect(ns.readFile('/etc/a\ufffd').toString()).to.equal('utf-8')
+      return snapshot(ns)
+    })
+    expect(fsckImage(img, {repair: false}).exitCode).to.equal(0)
+    // The second import finds every name in place (directories merged, files replaced).
+    fs.writeFileSync(path.join(tree, 'etc', 'hostname'), 'renamed\n')
+    withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: tree}], to, {recursive: true}))
+    const second = read(img, (ns) => {
+      expect(ns.readFile('/etc/hostname').toString()).to.equal('renamed\n')
+      return snapshot(ns)
+    })
+    expect(Object.keys(second)).to.deep.equal(Object.keys(first))
+    for (const k of Object.keys(first)) if (k !== '/etc/hostname') expect(second[k], k).to.equal(first[k])
+    expect(fsckImage(img, {repair: false}).exitCode).to.equal(0)
   })
 })

@@ -307,7 +307,11 @@ function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath:
     throw hostErr(e, hostPath)
   }
   names.sort()
-  for (const n of names) {
+  if (names.some((n) => n.includes('\ufffd'))) warnNotUtf8(hostPath, ctx)
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]
+    // Two host names that are not UTF-8 can decode to one string; a name is imported once.
+    if (i > 0 && n === names[i - 1]) continue
     const child = path.join(hostPath, n)
     const st = hostLstat(child)
     if (!st) continue
@@ -315,6 +319,25 @@ function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath:
     const p = nameProblem(nb)
     if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${child}: ${p}`)
     importChild(ns, dir, dirPath, nb, child, st, ctx)
+  }
+}
+
+/**
+ * Host names are imported as the strings Node lists, which replaces bytes that are not UTF-8
+ * with U+FFFD: such a name cannot be opened again, so it is skipped, and said so.
+ */
+function warnNotUtf8(hostPath: string, ctx: Ctx): void {
+  let raw: Buffer[]
+  try {
+    raw = fs.readdirSync(hostPath, {encoding: 'buffer'})
+  } catch {
+    return // the listing just read is gone; the import meets that itself
+  }
+  for (const r of raw) {
+    if (Buffer.from(r.toString('utf8'), 'utf8').equals(r)) continue
+    ctx.stats.skipped++
+    const shown = [...r].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('')
+    ctx.opts.onWarning?.(`${path.join(hostPath, shown)}: skipped (the name is not UTF-8)`)
   }
 }
 
