@@ -147,7 +147,7 @@ function main(): number {
       ...(mke2fs ? {'mke2fs -d': {before: () => { dropImages(); rm(ext4) }, run: () => hostMke2fsD(mke2fs, tree.dir, ext4, imgSize, inodes)}} : {}),
       // Not a contender: the disk alone, writing as many bytes as the tree holds, so that the
       // goals can be read against what this disk can do at all in the same minutes.
-      'disk floor': {before: () => rm(floor), run: () => diskFloor(floor, tree.bytes), after: () => rm(floor)},
+      'disk floor': {run: () => diskFloor(floor, tree.bytes), after: () => rm(floor)},
     }, {runs: opt.runs, cold: opt.cold, settleDir: work})
     bulkRemove(keepDir)
     results['import.prism'] = s['prism import']

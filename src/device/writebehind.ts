@@ -16,8 +16,8 @@
 // JavaScript cannot ask for an address, but the memory of a WebAssembly.Memory is mapped by
 // V8 on its own pages, and a shared one is a SharedArrayBuffer the second thread can see; so
 // buffer() carves its buffers, page-aligned, out of shared WebAssembly memories, and checks
-// with an O_DIRECT read into the first that the kernel takes such memory. Anything else, and every
-// device where O_DIRECT is refused, is written the ordinary way by the caller.
+// with an O_DIRECT read into the first one that the kernel takes such memory. Anything else,
+// and every device where O_DIRECT is refused, is written the ordinary way by the caller.
 import fs from 'node:fs'
 import {MessageChannel, type MessagePort, receiveMessageOnPort, Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'

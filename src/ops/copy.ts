@@ -300,22 +300,10 @@ function isZero(buf: Buffer, n: number): boolean {
 }
 
 function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath: string, ctx: Ctx): void {
-  let names: string[]
-  try {
-    names = fs.readdirSync(hostPath)
-  } catch (e) {
-    throw hostErr(e, hostPath)
-  }
-  names.sort()
-  if (names.some((n) => n.includes('\ufffd'))) warnNotUtf8(hostPath, ctx)
-  for (let i = 0; i < names.length; i++) {
-    const n = names[i]
-    // Two host names that are not UTF-8 can decode to one string; a name is imported once.
-    if (i > 0 && n === names[i - 1]) continue
+  for (const {n, nb} of hostNames(hostPath, ctx)) {
     const child = path.join(hostPath, n)
     const st = hostLstat(child)
     if (!st) continue
-    const nb = Buffer.from(n, 'utf8')
     const p = nameProblem(nb)
     if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${child}: ${p}`)
     importChild(ns, dir, dirPath, nb, child, st, ctx)
@@ -323,22 +311,30 @@ function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath:
 }
 
 /**
- * Host names are imported as the strings Node lists, which replaces bytes that are not UTF-8
- * with U+FFFD: such a name cannot be opened again, so it is skipped, and said so.
+ * The names in host directory `hostPath`, as text and as bytes, sorted as text. The import
+ * takes names as text (host paths are strings here), and a name that is not UTF-8 would
+ * decode to another, with U+FFFD, that cannot be opened: it is skipped, and said so.
  */
-function warnNotUtf8(hostPath: string, ctx: Ctx): void {
+function hostNames(hostPath: string, ctx: Ctx): Array<{n: string, nb: Buffer}> {
   let raw: Buffer[]
   try {
     raw = fs.readdirSync(hostPath, {encoding: 'buffer'})
-  } catch {
-    return // the listing just read is gone; the import meets that itself
+  } catch (e) {
+    throw hostErr(e, hostPath)
   }
-  for (const r of raw) {
-    if (Buffer.from(r.toString('utf8'), 'utf8').equals(r)) continue
-    ctx.stats.skipped++
-    const shown = [...r].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('')
-    ctx.opts.onWarning?.(`${path.join(hostPath, shown)}: skipped (the name is not UTF-8)`)
+  const names: Array<{n: string, nb: Buffer}> = []
+  for (const nb of raw) {
+    const n = nb.toString('utf8')
+    // Only a name holding U+FFFD can have been something else before decoding.
+    if (n.includes('\ufffd') && !Buffer.from(n, 'utf8').equals(nb)) {
+      ctx.stats.skipped++
+      const shown = [...nb].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('')
+      ctx.opts.onWarning?.(`${path.join(hostPath, shown)}: skipped (the name is not UTF-8)`)
+      continue
+    }
+    names.push({n, nb})
   }
+  return names.sort((a, b) => (a.n < b.n ? -1 : a.n > b.n ? 1 : 0))
 }
 
 function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
