@@ -75,6 +75,27 @@ describe('cli: the user journey', function () {
     expect(fs.statSync(path.join(dir, 'tree-out/home/alice')).mode & 0o777).to.equal(0o700)
   })
 
+  it('copies names that are not UTF-8 byte for byte, through a lazy clone too, and shows them as \\xNN', () => {
+    const host = path.join(dir, 'latin1')
+    const b = (...parts: Array<string | number[]>) => Buffer.concat(parts.map((p) => Buffer.from(p as string)))
+    fs.mkdirSync(b(host, '/caf', [0xe9]), {recursive: true})
+    fs.writeFileSync(b(host, '/caf', [0xe9], '/men', [0xfc]), 'soup\n')
+    fs.symlinkSync(b('caf', [0xe9]), b(host, '/to-caf', [0xe9]))
+    ok(run('cp', '-r', host, 'root:/latin1'))
+    expect(ok(run('ls', 'root:/latin1')).split('\n')).to.include.members(['caf\\xe9', 'to-caf\\xe9'])
+    expect(ok(run('ls', '-l', 'root:/latin1'))).to.match(/to-caf\\xe9 -> caf\\xe9\n/)
+    const listed = JSON.parse(ok(run('ls', '--json', 'root:/latin1'))).entries.map((e: {name: string}) => e.name)
+    expect(listed).to.include('caf\udce9')
+    ok(run('clone', 'root', 'latin', '--mode', 'lazy'))
+    ok(run('cp', '-r', 'latin:/latin1', path.join(dir, 'latin1-out')))
+    const hex = (p: Buffer) => fs.readdirSync(p, {encoding: 'buffer'}).map((n) => n.toString('hex')).sort()
+    expect(hex(b(dir, '/latin1-out'))).to.deep.equal(hex(b(host)))
+    expect(fs.readFileSync(b(dir, '/latin1-out/to-caf', [0xe9], '/men', [0xfc]), 'utf8')).to.equal('soup\n')
+    expect(fs.readlinkSync(b(dir, '/latin1-out/to-caf', [0xe9]), {encoding: 'buffer'}).equals(b('caf', [0xe9]))).to.equal(true)
+    ok(run('fileset', 'delete', 'latin'))
+    ok(run('fsck'))
+  })
+
   it('writes, appends, truncates, moves, links and removes', () => {
     ok(prism(['write', 'root:/etc/motd'], {cwd: dir, input: 'line 1\n'}))
     ok(prism(['write', '--append', 'root:/etc/motd'], {cwd: dir, input: 'line 2\n'}))

@@ -7,6 +7,7 @@ import {decodeSuperblock, encodeSuperblock, planGeometry} from '../src/format/su
 import {decodeInode, emptyInode, encodeInode} from '../src/format/inode.js'
 import {decodeExtentNode, decodeExtentRoot, encodeExtentNode, encodeExtentRoot, type Extent} from '../src/format/extent.js'
 import {decodeBucket, encodeBucket, nameProblem} from '../src/format/dirent.js'
+import {nameBytes, nameShown, nameText} from '../src/format/name.js'
 import {decodeCommit, decodeDescriptor, decodeJournalSuper, encodeCommit, encodeDescriptor, encodeJournalSuper} from '../src/format/journal.js'
 import {decodeFileset, encodeFileset, filesetNameProblem} from '../src/format/fileset.js'
 import {FormatError} from '../src/format/errors.js'
@@ -130,6 +131,28 @@ describe('format: directories', () => {
     expect(nameProblem(Buffer.from([0x61, 0]))).to.match(/NUL/)
     expect(nameProblem(Buffer.from('ok name'))).to.equal(null)
   })
+
+  it('reads every name as text and back to the same bytes (surrogateescape)', () => {
+    // Any bytes at all, and bytes biased to UTF-8's edges: lead bytes, continuations, surrogates.
+    const edgy = fc.array(fc.constantFrom(0x61, 0x2f, 0x7f, 0x80, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xed, 0xa0, 0x9f, 0xef, 0xf0, 0x90, 0xf4, 0x8f, 0xf5, 0xff), {maxLength: 12})
+    fc.assert(fc.property(fc.oneof(fc.uint8Array({maxLength: 40}), edgy.map((a) => Uint8Array.from(a))), (a) => {
+      const b = Buffer.from(a)
+      const t = nameText(b)
+      expect(nameBytes(t).equals(b)).to.equal(true)
+      // Well-formed UTF-8 reads as the decoder reads it; nothing else holds U+FFFD it did not have.
+      if (Buffer.from(b.toString('utf8'), 'utf8').equals(b)) expect(t).to.equal(b.toString('utf8'))
+    }), {numRuns: 3000})
+    // Text with no escapes is its UTF-8 (surrogate pairs included), and back.
+    fc.assert(fc.property(fc.string({unit: 'grapheme', maxLength: 20}), (s) => {
+      expect(nameText(nameBytes(s))).to.equal(s)
+      expect(nameBytes(s).equals(Buffer.from(s, 'utf8'))).to.equal(true)
+    }))
+    expect(nameText(Buffer.from([0x61, 0xff]))).to.equal('a\udcff')
+    expect(nameText(Buffer.from([0xed, 0xa0, 0x80]))).to.equal('\udced\udca0\udc80') // a UTF-8-encoded surrogate is ill-formed
+    expect(nameText(Buffer.from([0xf0, 0x90, 0x80, 0x80]))).to.equal('\u{10000}') // whose low half is U+DC00: not an escape
+    expect(nameBytes('\u{10080}').equals(Buffer.from([0xf0, 0x90, 0x82, 0x80]))).to.equal(true)
+    expect(nameShown('caf\udce9/\u{10080}')).to.equal('caf\\xe9/\u{10080}')
+  })
 })
 
 describe('format: journal and fileset records', () => {
@@ -162,7 +185,8 @@ describe('format: journal and fileset records', () => {
 describe('format: clone-state file', () => {
   it('round-trips any spec and hard-link map, and refuses damage field by field', () => {
     fc.assert(fc.property(
-      fc.string({maxLength: 40}).map((s) => '/' + s.replace(/\0/g, '')),
+      // Source paths of names in any bytes (as text, §7.10), and plain ones.
+      fc.oneof(fc.string({maxLength: 40}).map((s) => '/' + s.replace(/\0/g, '')), fc.uint8Array({maxLength: 40}).map((b) => '/' + nameText(Buffer.from(b.filter((x) => x !== 0))))),
       fc.array(fc.string({maxLength: 30}), {maxLength: 6}),
       fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.nat()), {maxLength: 5}),
       (srcPath, exclude, map) => {

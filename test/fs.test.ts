@@ -588,23 +588,44 @@ d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
     })
   })
 
-  it('imports a name once when two host names decode to it, and merges a second import into the first', () => {
+  it('copies names that are not UTF-8 byte for byte, host to image to host, and merges a second import into the first', () => {
     const img = newImage(dir)
     const tree = hostTree(dir)
-    // 'a' + 0xff is not UTF-8: Node lists it as 'a\ufffd', the name of the other file.
-    fs.writeFileSync(Buffer.concat([Buffer.from(path.join(tree, 'etc', 'a')), Buffer.from([0xff])]), 'raw')
-    fs.writeFileSync(path.join(tree, 'etc', 'a\ufffd'), 'utf-8')
+    const bytes = (...parts: Array<string | number[]>) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))))
+    const etc = path.join(tree, 'etc')
+    // 'a' + 0xff is not UTF-8: Node's string API lists it as 'a\ufffd', the name of another file.
+    fs.writeFileSync(bytes(etc, '/a', [0xff]), 'raw')
+    fs.writeFileSync(path.join(etc, 'a\ufffd'), 'utf-8')
+    // A Latin-1 directory, a file in it, a hard link and a symlink whose target is not UTF-8.
+    fs.mkdirSync(bytes(etc, '/caf', [0xe9]))
+    fs.writeFileSync(bytes(etc, '/caf', [0xe9], '/men', [0xfc]), 'soup')
+    fs.linkSync(bytes(etc, '/caf', [0xe9], '/men', [0xfc]), bytes(etc, '/link', [0xe9]))
+    fs.symlinkSync(bytes('caf', [0xe9], '/men', [0xfc]), bytes(etc, '/sym', [0xc3]))
     const to = {kind: 'image', fileset: 'root', path: '/'} as const
     const warnings: string[] = []
     const stats = withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: tree}], to, {recursive: true, onWarning: (m) => warnings.push(m)}))
-    expect(warnings).to.deep.equal([`${path.join(tree, 'etc', 'a\\xff')}: skipped (the name is not UTF-8)`])
-    expect(stats.skipped).to.equal(1)
+    expect(warnings).to.deep.equal([])
+    expect(stats.skipped).to.equal(0)
     const first = read(img, (ns) => {
-      expect(ns.readdir('/etc').filter((e) => e.name.startsWith('a')).map((e) => e.name)).to.deep.equal(['a\ufffd'])
+      // Library paths carry each byte that is not UTF-8 as U+DC00 + byte (src/format/name.ts).
+      expect(ns.readdir('/etc').map((e) => e.name).filter((n) => /^(a|caf|link|sym)/.test(n)).sort())
+        .to.deep.equal(['a\udcff', 'a\ufffd', 'caf\udce9', 'link\udce9', 'sym\udcc3'].sort())
+      expect(ns.readFile('/etc/a\udcff').toString()).to.equal('raw')
       expect(ns.readFile('/etc/a\ufffd').toString()).to.equal('utf-8')
+      expect(ns.readFile('/etc/sym\udcc3').toString()).to.equal('soup')
+      expect(ns.stat('/etc/link\udce9').ino).to.equal(ns.stat('/etc/caf\udce9/men\udcfc').ino)
       return snapshot(ns)
     })
     expect(fsckImage(img, {repair: false}).exitCode).to.equal(0)
+    // Out again: every name, link and target as it was, byte for byte.
+    const out = path.join(dir, 'out')
+    withImage(img, {write: false}, (vol) => copy(vol, [{kind: 'image', fileset: 'root', path: '/etc'}], {kind: 'host', path: out}, {recursive: true}))
+    const names = (d: string | Buffer) => fs.readdirSync(d, {encoding: 'buffer'}).map((n) => n.toString('hex')).sort()
+    expect(names(out)).to.deep.equal(names(etc))
+    expect(names(bytes(out, '/caf', [0xe9]))).to.deep.equal([Buffer.from([0x6d, 0x65, 0x6e, 0xfc]).toString('hex')])
+    expect(fs.readFileSync(bytes(out, '/a', [0xff]), 'utf8')).to.equal('raw')
+    expect(fs.readlinkSync(bytes(out, '/sym', [0xc3]), {encoding: 'buffer'}).equals(bytes('caf', [0xe9], '/men', [0xfc]))).to.equal(true)
+    expect(fs.statSync(bytes(out, '/link', [0xe9])).ino).to.equal(fs.statSync(bytes(out, '/caf', [0xe9], '/men', [0xfc])).ino)
     // The second import finds every name in place (directories merged, files replaced).
     fs.writeFileSync(path.join(tree, 'etc', 'hostname'), 'renamed\n')
     withImage(img, {write: true}, (vol) => copy(vol, [{kind: 'host', path: tree}], to, {recursive: true}))

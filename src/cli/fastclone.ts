@@ -11,6 +11,7 @@ import {clone, type CloneMode} from '../clone/clone.js'
 import {lockWaitNotice} from './session.js'
 import {findImage, parseImageLoc} from './locate.js'
 import {errorLine, notice} from './notices.js'
+import {nameShown} from '../format/name.js'
 
 export function fastClone(argv: string[]): number | null {
   let image: string | undefined
@@ -43,7 +44,7 @@ export function fastClone(argv: string[]): number | null {
       onWait: lockWaitNotice(),
       onNotice: notice,
     }, (vol) => clone(vol, src, pos[1] ? {fileset: pos[1]} : null, {
-      mode, exclude, onWarning: (m) => process.stderr.write(`prism: warning: ${m}\n`),
+      mode, exclude, onWarning: (m) => process.stderr.write(`prism: warning: ${nameShown(m)}\n`),
     }))
     process.stdout.write(`${res.fileset}\n`)
     if (mode === 'async' && background && process.env.PRISM_NO_BACKGROUND !== '1') {

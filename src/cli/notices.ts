@@ -1,11 +1,14 @@
 // Notices about the image (say, that the backup superblock was used because the primary is
 // damaged) and the line a failing command prints. A failure gets one line on stderr: a notice
 // is therefore held until the process exits, printed then if the command succeeded, and
-// folded into the error line if it failed, so that nothing is lost either way.
+// folded into the error line if it failed, so that nothing is lost either way. A byte of a
+// name that is not UTF-8 shows as \xNN (src/format/name.ts).
+import {nameShown} from '../format/name.js'
+
 const held: string[] = []
 
 process.once('exit', () => {
-  for (const m of held) process.stderr.write(`prism: ${m}\n`)
+  for (const m of held) process.stderr.write(`prism: ${nameShown(m)}\n`)
   held.length = 0
 })
 
@@ -18,5 +21,5 @@ export function notice(message: string): void {
 export function errorLine(message: string): string {
   const also = held.length > 0 ? ` (also: ${held.join('; ')})` : ''
   held.length = 0
-  return `prism: ${message}${also}\n`
+  return `prism: ${nameShown(message + also)}\n`
 }

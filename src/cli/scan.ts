@@ -9,6 +9,7 @@ import {loadSignatures} from '../scan/signatures.js'
 import {isExpanding} from '../scan/expand.js'
 import {listFilesets} from '../fs/filesets.js'
 import {errorLine, notice} from './notices.js'
+import {nameShown} from '../format/name.js'
 
 export interface ScanCommand {
   names: string[]
@@ -75,7 +76,7 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
     out.json({matches: result.matches, errors: result.errors, stats: summary})
   } else {
     for (const m of result.matches) for (const p of m.paths) out.log(`${p}: ${m.found.join(', ')} FOUND`)
-    for (const e of result.errors) process.stderr.write(`prism: ${e.paths[0]}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
+    for (const e of result.errors) process.stderr.write(`prism: ${nameShown(e.paths[0])}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
     out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
       `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)
   }

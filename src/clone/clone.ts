@@ -11,6 +11,7 @@
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
 import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
+import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirList, enterDir} from '../fs/dir.js'
 import {shareInto} from '../fs/extents.js'
@@ -180,7 +181,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
  * the source's clonestart takes its value, which arms the source's write guard.
  */
 function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions): CloneResult {
-  const spec = {srcPath: '/' + names.map((n) => n.toString('utf8')).join('/'), exclude: opts.exclude ?? []}
+  const spec = {srcPath: '/' + names.map((n) => nameText(n)).join('/'), exclude: opts.exclude ?? []}
   const clock = vol.tickCloneClock()
   vol.sb.incompat |= INCOMPAT_EXPANDING
   const root = newUnexpandedDir(vol, top, srcFs.id)
@@ -226,7 +227,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
     w.stats.dirs++
     let subdirs = 0
     for (const e of dirList(vol, job.src)) {
-      const childPath = `${job.path}/${e.name.toString('utf8')}`
+      const childPath = `${job.path}/${nameText(e.name)}`
       if (w.match.test(childPath) >= 0) { w.stats.excluded++; continue }
       const child = vol.iget(e.ino)
       if (child.r.flags & IF_NOCLONE) { w.stats.excluded++; continue }

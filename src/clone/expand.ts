@@ -25,6 +25,7 @@ import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, M
 import {
   decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
 } from '../format/clonestate.js'
+import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
 import {INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {fail} from '../errors.js'
@@ -168,7 +169,7 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   if (isUnexpanded(from)) expandDir(vol, src, from, sourcePath(ci.spec, path))
   const made: Array<{inode: Inode, path: string}> = []
   for (const e of dirList(vol, from)) {
-    const childPath = `${path}/${e.name.toString('utf8')}`
+    const childPath = `${path}/${nameText(e.name)}`
     if (ci.match.test(childPath) >= 0) continue
     const child = vol.iget(e.ino)
     if (child.r.flags & IF_NOCLONE) continue
@@ -219,7 +220,7 @@ export function expandAlong(vol: Volume, c: Fileset, names: Buffer[]): void {
     const e = dirLookup(vol, cur, n)
     if (!e || e.type !== DT_DIR) return
     cur = vol.iget(e.ino)
-    path += '/' + n.toString('utf8')
+    path += '/' + nameText(n)
     expandDir(vol, c, cur, path)
   }
 }
@@ -236,7 +237,7 @@ export function expandTree(vol: Volume, c: Fileset, top: Inode, path: string, on
       continue
     }
     for (const e of dirList(vol, job.inode)) {
-      if (e.type === DT_DIR) stack.push({inode: vol.iget(e.ino), path: `${job.path}/${e.name.toString('utf8')}`})
+      if (e.type === DT_DIR) stack.push({inode: vol.iget(e.ino), path: `${job.path}/${nameText(e.name)}`})
     }
   }
 }
@@ -245,14 +246,14 @@ export function expandTree(vol: Volume, c: Fileset, top: Inode, path: string, on
 function relativeToClone(vol: Volume, c: Fileset, names: Buffer[]): Buffer[] | null {
   const top = info(vol, c).spec.srcPath.split('/').filter(Boolean)
   if (names.length < top.length) return null
-  for (let i = 0; i < top.length; i++) if (names[i].toString('utf8') !== top[i]) return null
+  for (let i = 0; i < top.length; i++) if (nameText(names[i]) !== top[i]) return null
   return names.slice(top.length)
 }
 
 /** True if source path `names` is above (or is) clone `c`'s top. */
 function coversClone(vol: Volume, c: Fileset, names: Buffer[]): boolean {
   const top = info(vol, c).spec.srcPath.split('/').filter(Boolean)
-  return names.length <= top.length && names.every((n, i) => n.toString('utf8') === top[i])
+  return names.length <= top.length && names.every((n, i) => nameText(n) === top[i])
 }
 
 /**
@@ -335,7 +336,7 @@ export function guardTree(vol: Volume, s: Fileset, names: Buffer[]): void {
     if (!cur) continue
     const e = dirLookup(vol, cur, rel[rel.length - 1])
     if (!e || e.type !== DT_DIR) continue
-    expandTree(vol, c, vol.iget(e.ino), '/' + rel.map((n) => n.toString('utf8')).join('/'))
+    expandTree(vol, c, vol.iget(e.ino), '/' + rel.map((n) => nameText(n)).join('/'))
   }
 }
 
@@ -456,7 +457,7 @@ export class Expander {
       for (const e of dirList(vol, d)) {
         if (e.type !== DT_DIR) continue
         const child = vol.iget(e.ino)
-        stack.push({ino: child.ino, gen: child.r.generation, path: `${job.path}/${e.name.toString('utf8')}`})
+        stack.push({ino: child.ino, gen: child.r.generation, path: `${job.path}/${nameText(e.name)}`})
       }
     }
     finishExpansion(vol, c)

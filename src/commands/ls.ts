@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
 import {isoTime, lsTime, modeString, table} from '../cli/output.js'
+import {nameShown} from '../format/name.js'
 
 interface Row {
   name: string
@@ -72,14 +73,14 @@ export default class Ls extends PrismCommand {
     })
     const many = listings.length > 1
     listings.forEach((l, i) => {
-      if (many) this.log(`${i ? '\n' : ''}${l.path}:`)
+      if (many) this.log(`${i ? '\n' : ''}${nameShown(l.path)}:`)
       if (!flags.long) {
-        for (const e of l.entries) this.log(e.name)
+        for (const e of l.entries) this.log(nameShown(e.name))
         return
       }
       this.log(table(l.entries.map((e) => [
         e.mode, String(e.nlink), String(e.uid), String(e.gid), String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
-        e.name + (e.target !== undefined ? ` -> ${e.target}` : '') + (e.flags.includes('noclone') ? '  [noclone]' : ''),
+        nameShown(e.name) + (e.target !== undefined ? ` -> ${nameShown(e.target)}` : '') + (e.flags.includes('noclone') ? '  [noclone]' : ''),
       ]), [1, 4]))
     })
     return many ? listings : listings[0]

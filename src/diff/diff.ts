@@ -9,6 +9,7 @@
 // at one path are compared by size, then by their block maps (copy-on-write copies share
 // their blocks), and only then by content.
 import {DT_DIR, DT_LNK, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED} from '../format/constants.js'
+import {nameText} from '../format/name.js'
 import {PrismError} from '../errors.js'
 import {cloneSpec} from '../clone/expand.js'
 import {dirForEach} from '../fs/dir.js'
@@ -89,7 +90,7 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
       d = new Namespace(vol, side === 'a' ? sa.fs : sb.fs).resolve(full || '/', true)
     }
     const m = new Map<string, Ent>()
-    dirForEach(vol, d, (ino, type, name) => { m.set(name.toString('utf8'), {ino, type}) })
+    dirForEach(vol, d, (ino, type, name) => { m.set(nameText(name), {ino, type}) })
     return m
   }
   // An unexpanded directory stands for its source only in a clone without --exclude (one

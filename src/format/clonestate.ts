@@ -4,6 +4,7 @@
 // hard-linked source file to the clone's private copy of it. Pure encode/decode.
 import {crc32} from './checksum.js'
 import {FormatError} from './errors.js'
+import {nameBytes, nameText} from './name.js'
 
 export const CLONE_STATE_MAGIC = 0x54534350 // "PCST"
 export const CLONE_STATE_VERSION = 1
@@ -32,7 +33,7 @@ const align16 = (n: number): number => (n + 15) & ~15
 function encodeSpec(spec: CloneSpec): Buffer {
   const parts: Buffer[] = []
   const str = (s: string): void => {
-    const b = Buffer.from(s, 'utf8')
+    const b = nameBytes(s)
     if (b.length > 0xffff) throw new Error('clone spec string longer than 65535 bytes')
     const len = Buffer.alloc(2)
     len.writeUInt16LE(b.length)
@@ -82,7 +83,7 @@ export function decodeCloneState(buf: Buffer, where = 'clone-state file'): {spec
     if (o + 2 > body.length) throw new FormatError(where, 'value', 'spec truncated')
     const n = body.readUInt16LE(o)
     if (o + 2 + n > body.length) throw new FormatError(where, 'value', 'spec truncated')
-    const s = body.toString('utf8', o + 2, o + 2 + n)
+    const s = nameText(body.subarray(o + 2, o + 2 + n))
     o += 2 + n
     return s
   }

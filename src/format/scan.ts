@@ -5,6 +5,7 @@ import {crc32} from './checksum.js'
 import {DT_DIR, DT_REG} from './constants.js'
 import {FormatError} from './errors.js'
 import {readI64, readU64, writeI64, writeU64} from './le64.js'
+import {nameText} from './name.js'
 
 export const SCAN_MAGIC = Buffer.from('PRISMSCN', 'latin1')
 /** Written: 2. Read: 1 (no tree section) and 2. */
@@ -240,7 +241,7 @@ export class TreeCache {
 
   /** Child `c`'s name. */
   childName(c: number): string {
-    return this.names.toString('utf8', this.nameOff[c], this.nameOff[c] + this.nameLen[c])
+    return nameText(this.names.subarray(this.nameOff[c], this.nameOff[c] + this.nameLen[c]))
   }
 
   /** The index of the record of directory `ino` (sorted caches only), or -1. */

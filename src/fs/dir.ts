@@ -12,6 +12,7 @@ import {
   BUCKET_HDR, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, decodeBucket, decodeEntries, decodePtrBlock, encodeBucket, encodeEntries,
   encodePtrBlock, entriesSize, type Dirent,
 } from '../format/dirent.js'
+import {nameText} from '../format/name.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {FormatError} from '../format/errors.js'
 import {crc32} from '../format/checksum.js'
@@ -334,7 +335,7 @@ function split(vol: Volume, dir: Inode, l: number, ld: number): void {
 /** Removes the entry `name` and returns it. */
 export function dirRemove(vol: Volume, dir: Inode, name: Buffer): Dirent {
   const f = find(vol, dir, name)
-  if (!f) fail('ENOENT', `no entry '${name.toString()}'`)
+  if (!f) fail('ENOENT', `no entry '${nameText(name)}'`)
   if (f.bucket < 0) {
     const entries = dirList(vol, dir).filter((e) => !e.name.equals(name))
     dir.r.area.fill(0)
@@ -352,7 +353,7 @@ export function dirRemove(vol: Volume, dir: Inode, name: Buffer): Dirent {
 /** Changes the inode, type or lastclone stamp of an existing entry in place. */
 export function dirUpdate(vol: Volume, dir: Inode, name: Buffer, change: {ino?: number, type?: number, lastclone?: number}): void {
   const f = find(vol, dir, name)
-  if (!f) fail('ENOENT', `no entry '${name.toString()}'`)
+  if (!f) fail('ENOENT', `no entry '${nameText(name)}'`)
   const buf = f.bucket < 0 ? dir.r.area : vol.store.getMut(dirBlock(vol, dir, f.bucket))
   if (change.ino !== undefined) buf.writeUInt32LE(change.ino, f.off)
   if (change.lastclone !== undefined) buf.writeUInt32LE(change.lastclone >>> 0, f.off + 4)

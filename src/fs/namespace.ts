@@ -8,6 +8,7 @@ import {
   BLOCK_SIZE, DT_DIR, DT_LNK, DT_REG, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode,
 } from '../format/constants.js'
 import {nameProblem} from '../format/dirent.js'
+import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
 import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData} from './extents.js'
@@ -58,7 +59,7 @@ interface Resolved {
   stamps: number[]
 }
 
-const pathOf = (names: Buffer[]): string => names.map((n) => '/' + n.toString('utf8')).join('')
+const pathOf = (names: Buffer[]): string => names.map((n) => '/' + nameText(n)).join('')
 
 export function splitPath(path: string): string[] {
   return path.split('/').filter((c) => c !== '' && c !== '.')
@@ -69,7 +70,7 @@ function typeName(dt: number): 'file' | 'dir' | 'symlink' {
 }
 
 function validName(name: string): Buffer {
-  const b = Buffer.from(name, 'utf8')
+  const b = nameBytes(name)
   const p = nameProblem(b)
   if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `'${name.length > 40 ? name.slice(0, 40) + '...' : name}': ${p}`)
   return b
@@ -164,8 +165,8 @@ export class Namespace {
         name = Buffer.alloc(0)
         continue
       }
-      if (!cur.isDir) fail('ENOTDIR', `${this.where(path)}: '${name.toString()}' is not a directory`)
-      const nb = Buffer.from(c, 'utf8')
+      if (!cur.isDir) fail('ENOTDIR', `${this.where(path)}: '${nameText(name)}' is not a directory`)
+      const nb = nameBytes(c)
       if (nb.length > 255) fail('ENAMETOOLONG', `${this.where(path)}: name longer than 255 bytes`)
       const e = this.lookupEntry(cur, nb)
       if (!e) fail('ENOENT', `${this.where(path)}: no such file or directory`)
@@ -288,7 +289,7 @@ export class Namespace {
   readdirInode(dir: Inode): ListEntry[] {
     if (isUnexpanded(dir)) fail('ENEEDWRITE', `${this.fs.name}: directory ${dir.ino} is not expanded yet`)
     return dirList(this.vol, dir)
-      .map((e) => ({name: e.name.toString('utf8'), ino: e.ino, type: typeName(e.type)}))
+      .map((e) => ({name: nameText(e.name), ino: e.ino, type: typeName(e.type)}))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   }
 
@@ -313,7 +314,7 @@ export class Namespace {
   }
 
   readlinkInode(inode: Inode): string {
-    return readData(this.vol, inode, 0, inode.r.size).toString('utf8')
+    return nameText(readData(this.vol, inode, 0, inode.r.size))
   }
 
   readlink(path: string): string {
@@ -420,7 +421,7 @@ export class Namespace {
   }
 
   symlink(target: string, path: string, attrs: {uid?: number, gid?: number} = {}): Inode {
-    const t = Buffer.from(target, 'utf8')
+    const t = nameBytes(target)
     if (t.length === 0 || t.length > SYMLINK_MAX) fail('ENAMETOOLONG', `symlink target must be 1..${SYMLINK_MAX} bytes`)
     const {dir, name} = this.resolveParent(path)
     if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)

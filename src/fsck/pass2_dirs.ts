@@ -10,6 +10,7 @@ import {
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
 import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, nameProblem} from '../format/dirent.js'
+import {nameText} from '../format/name.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
@@ -205,7 +206,7 @@ class Entries {
   }
 
   name(i: number): string {
-    return this.src[i].toString('utf8', this.off[i], this.off[i] + this.len[i])
+    return nameText(this.src[i].subarray(this.off[i], this.off[i] + this.len[i]))
   }
 
   nameBuf(i: number): Buffer {

@@ -7,6 +7,7 @@ import path from 'node:path'
 import {BLOCK_SIZE, DT_DIR, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
+import {nameBytes, nameShown, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirList, enterDir} from '../fs/dir.js'
 import {forEachRun, shareData} from '../fs/extents.js'
@@ -40,7 +41,7 @@ interface Ctx {
   opts: CopyOptions
   stats: CopyStats
   /** host dev:ino -> image inode (import), image ino -> host path (export), image ino -> image inode (copy) */
-  links: Map<string | number, Inode | string>
+  links: Map<string | number, Inode | Buffer>
   lastReport: number
   /** image directories being copied, from the top of the copy down (a damaged image can loop) */
   ancestors: Set<number>
@@ -82,12 +83,25 @@ function hostErr(e: unknown, what: string): PrismError {
   return new PrismError(map[err.code ?? ''] ?? 'EIO', `${what}: ${err.message.replace(/^[A-Z]+: /, '')}`)
 }
 
-function hostLstat(p: string): fs.BigIntStats | null {
+// Host paths are bytes from here on (Buffers), as names in the image are: a name that is not
+// UTF-8 is copied byte for byte, both ways. shown() is a path for a message.
+
+function shown(p: Buffer): string {
+  return nameShown(nameText(p))
+}
+
+const SLASH = Buffer.from('/')
+
+function joinHost(dir: Buffer, name: Buffer): Buffer {
+  return dir.length > 0 && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, SLASH, name])
+}
+
+function hostLstat(p: Buffer): fs.BigIntStats | null {
   try {
     return fs.lstatSync(p, {bigint: true})
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
-    throw hostErr(e, p)
+    throw hostErr(e, shown(p))
   }
 }
 
@@ -118,13 +132,13 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
     }
     if (src.kind === 'host' && target.kind === 'image') {
       try {
-        importPath(nsOf(vol, target), src.path, target.path, ctx)
+        importPath(nsOf(vol, target), nameBytes(src.path), target.path, ctx)
       } finally {
         // Nothing more is read into the small files' buffer: it goes back once written.
         if (ctx.shared) vol.store.doneWith(ctx.shared)
         ctx.shared = null
       }
-    } else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, target.path, ctx)
+    } else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, nameBytes(target.path), ctx)
     else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
   }
   opts.onProgress?.(ctx.stats)
@@ -158,10 +172,10 @@ function locIsDir(vol: Volume, l: Location): boolean {
 
 // ---------------------------------------------------------------- host -> image
 
-function importPath(ns: Namespace, hostPath: string, imgPath: string, ctx: Ctx): void {
+function importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx): void {
   const st = hostLstat(hostPath)
-  if (!st) fail('ENOENT', `${hostPath}: no such file or directory`)
-  if (st.isDirectory() && !ctx.opts.recursive) fail('EISDIR', `${hostPath}: is a directory (use -r)`)
+  if (!st) fail('ENOENT', `${shown(hostPath)}: no such file or directory`)
+  if (st.isDirectory() && !ctx.opts.recursive) fail('EISDIR', `${shown(hostPath)}: is a directory (use -r)`)
   const comps = splitPath(imgPath)
   if (comps.length === 0) {
     if (!st.isDirectory()) fail('EISDIR', `${ns.where('/')}: is the fileset's root`)
@@ -184,11 +198,11 @@ function parentOf(p: string): string {
  * `dirPath` (an existing directory is merged into: it is resolved again through that path,
  * so clones expanding from this fileset keep what they saw).
  */
-function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, hostPath: string, st: fs.BigIntStats, ctx: Ctx): void {
+function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, hostPath: Buffer, st: fs.BigIntStats, ctx: Ctx): void {
   const vol = ns.vol
   const existing = ns.lookupEntry(dir, name)
   const attrs = {uid: Number(st.uid), gid: Number(st.gid)}
-  const childPath = joinImage(dirPath, name.toString('utf8'))
+  const childPath = joinImage(dirPath, nameText(name))
   if (st.isDirectory()) {
     let d: Inode
     if (existing && vol.iget(existing.ino).isDir) d = ns.dirForChange(childPath)
@@ -203,19 +217,24 @@ function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, h
   }
   if (st.isSymbolicLink()) {
     if (existing) ns.removeChild(dir, name, dirPath)
-    const target = fs.readlinkSync(hostPath)
+    let target: Buffer
+    try {
+      target = fs.readlinkSync(hostPath, {encoding: 'buffer'})
+    } catch (e) {
+      throw hostErr(e, shown(hostPath))
+    }
     const inode = ns.createIn(dir, name, S_IFLNK | 0o777, attrs)
-    ns.writeInode(inode, 0, Buffer.from(target))
+    ns.writeInode(inode, 0, target)
     ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
     ctx.stats.symlinks++
     return
   }
   if (!st.isFile()) {
     ctx.stats.skipped++
-    ctx.opts.onWarning?.(`${hostPath}: skipped (not a regular file, directory or symlink)`)
+    ctx.opts.onWarning?.(`${shown(hostPath)}: skipped (not a regular file, directory or symlink)`)
     return
   }
-  if (existing?.type === DT_DIR) fail('EISDIR', `${ns.where(name.toString())}: cannot overwrite a directory with a non-directory`)
+  if (existing?.type === DT_DIR) fail('EISDIR', `${ns.where(childPath)}: cannot overwrite a directory with a non-directory`)
   const key = `${st.dev}:${st.ino}`
   if (st.nlink > 1n && ctx.links.has(key)) {
     if (existing) ns.removeChild(dir, name, dirPath)
@@ -233,12 +252,12 @@ function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, h
   ns.vol.maybeCommit()
 }
 
-function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: number, ctx: Ctx): void {
+function importFileData(ns: Namespace, inode: Inode, hostPath: Buffer, size: number, ctx: Ctx): void {
   let fd: number
   try {
     fd = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
   } catch (e) {
-    throw hostErr(e, hostPath)
+    throw hostErr(e, shown(hostPath))
   }
   try {
     const small = Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE < DATA_BUFFER_SIZE
@@ -267,7 +286,7 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: string, size: num
     }
     if (inode.r.size < off) ns.truncateInode(inode, off)
   } catch (e) {
-    throw hostErr(e, hostPath)
+    throw hostErr(e, shown(hostPath))
   } finally {
     fs.closeSync(fd)
   }
@@ -299,42 +318,27 @@ function isZero(buf: Buffer, n: number): boolean {
   return true
 }
 
-function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath: string, ctx: Ctx): void {
-  for (const {n, nb} of hostNames(hostPath, ctx)) {
-    const child = path.join(hostPath, n)
+function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath: Buffer, ctx: Ctx): void {
+  for (const nb of hostNames(hostPath)) {
+    const child = joinHost(hostPath, nb)
     const st = hostLstat(child)
     if (!st) continue
     const p = nameProblem(nb)
-    if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${child}: ${p}`)
+    if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${shown(child)}: ${p}`)
     importChild(ns, dir, dirPath, nb, child, st, ctx)
   }
 }
 
 /**
- * The names in host directory `hostPath`, as text and as bytes, sorted as text. The import
- * takes names as text (host paths are strings here), and a name that is not UTF-8 would
- * decode to another, with U+FFFD, that cannot be opened: it is skipped, and said so.
+ * The names in host directory `hostPath`, as bytes, in byte order: the import's order, and so
+ * its inode numbers, depend on nothing else.
  */
-function hostNames(hostPath: string, ctx: Ctx): Array<{n: string, nb: Buffer}> {
-  let raw: Buffer[]
+function hostNames(hostPath: Buffer): Buffer[] {
   try {
-    raw = fs.readdirSync(hostPath, {encoding: 'buffer'})
+    return fs.readdirSync(hostPath, {encoding: 'buffer'}).sort(Buffer.compare)
   } catch (e) {
-    throw hostErr(e, hostPath)
+    throw hostErr(e, shown(hostPath))
   }
-  const names: Array<{n: string, nb: Buffer}> = []
-  for (const nb of raw) {
-    const n = nb.toString('utf8')
-    // Only a name holding U+FFFD can have been something else before decoding.
-    if (n.includes('\ufffd') && !Buffer.from(n, 'utf8').equals(nb)) {
-      ctx.stats.skipped++
-      const shown = [...nb].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('')
-      ctx.opts.onWarning?.(`${path.join(hostPath, shown)}: skipped (the name is not UTF-8)`)
-      continue
-    }
-    names.push({n, nb})
-  }
-  return names.sort((a, b) => (a.n < b.n ? -1 : a.n > b.n ? 1 : 0))
 }
 
 function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
@@ -345,7 +349,7 @@ function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
 
 // ---------------------------------------------------------------- image -> host
 
-function exportPath(ns: Namespace, imgPath: string, hostPath: string, ctx: Ctx): void {
+function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx): void {
   const inode = ns.resolve(imgPath, false)
   if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${ns.where(imgPath)}: is a directory (use -r)`)
   // Modes are given at creation; with no umask they need no second fchmod.
@@ -384,7 +388,7 @@ const isRoot = process.getuid?.() === 0
  * made by this export, so nothing can stand at hostPath yet and the lstat is skipped; if
  * something does (a damaged image naming an entry twice), the careful path runs instead.
  */
-function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fresh: boolean): void {
+function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fresh: boolean): void {
   const r = inode.r
   // Seconds as a double keep the time to about a microsecond (a Date would cut it to ms).
   const mtime = r.mtimeS + r.mtimeNs / 1e9
@@ -393,7 +397,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
   const retryCarefully = (e: unknown): boolean => fresh && (e as NodeJS.ErrnoException).code === 'EEXIST'
   try {
     if (inode.isDir) {
-      if (existing && !existing.isDirectory()) fail('EEXIST', `${hostPath}: exists and is not a directory`)
+      if (existing && !existing.isDirectory()) fail('EEXIST', `${shown(hostPath)}: exists and is not a directory`)
       if (!existing) {
         try {
           fs.mkdirSync(hostPath, {mode: 0o700})
@@ -403,18 +407,18 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
         }
       } else if (!fs.lstatSync(hostPath).isDirectory()) {
         // Re-check: what we enter must be a real directory, never a symlink.
-        fail('EEXIST', `${hostPath}: not a directory`)
+        fail('EEXIST', `${shown(hostPath)}: not a directory`)
       }
       ctx.stats.dirs++
-      enterDir(ctx.ancestors, inode.ino, hostPath)
+      enterDir(ctx.ancestors, inode.ino, shown(hostPath))
       for (const e of dirList(ns.vol, inode)) {
         const p = nameProblem(e.name)
         if (p) {
           ctx.stats.skipped++
-          ctx.opts.onWarning?.(`${hostPath}: skipped an entry with an unsafe name (${p})`)
+          ctx.opts.onWarning?.(`${shown(hostPath)}: skipped an entry with an unsafe name (${p})`)
           continue
         }
-        exportNode(ns, ns.vol.iget(e.ino), path.join(hostPath, e.name.toString('utf8')), ctx, !existing)
+        exportNode(ns, ns.vol.iget(e.ino), joinHost(hostPath, e.name), ctx, !existing)
       }
       ctx.ancestors.delete(inode.ino)
       // Owner before mode, as cp does: chown(2) clears the set-id bits.
@@ -423,11 +427,11 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
       fs.utimesSync(hostPath, atime, mtime)
       return
     }
-    if (existing?.isDirectory()) fail('EISDIR', `${hostPath}: is a directory`)
+    if (existing?.isDirectory()) fail('EISDIR', `${shown(hostPath)}: is a directory`)
     if (inode.isLnk) {
       if (existing) fs.unlinkSync(hostPath)
       try {
-        fs.symlinkSync(ns.readlinkInode(inode), hostPath)
+        fs.symlinkSync(nameBytes(ns.readlinkInode(inode)), hostPath)
       } catch (e) {
         if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
         throw e
@@ -438,7 +442,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
       return
     }
     const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
-    if (typeof prev === 'string') {
+    if (Buffer.isBuffer(prev)) {
       if (existing) fs.unlinkSync(hostPath)
       fs.linkSync(prev, hostPath)
       ctx.stats.hardlinks++
@@ -463,11 +467,12 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
     })
     if (w) {
       // The writer thread writes, sets the attributes and closes fd from here on.
+      const where = shown(hostPath)
       try {
         w.check(hostErr)
-        forEachRun(ns.vol, inode, (off, buf) => { w.write(fd, hostPath, buf, off); wrote(off, buf) }, undefined, (n) => w.buffer(n))
+        forEachRun(ns.vol, inode, (off, buf) => { w.write(fd, where, buf, off); wrote(off, buf) }, undefined, (n) => w.buffer(n))
       } finally {
-        w.finish(fd, hostPath, attrs())
+        w.finish(fd, where, attrs())
       }
     } else {
       try {
@@ -485,7 +490,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: string, ctx: Ctx, fre
     ctx.stats.files++
     progress(ctx)
   } catch (e) {
-    throw hostErr(e, hostPath)
+    throw hostErr(e, shown(hostPath))
   }
 }
 
@@ -510,7 +515,7 @@ function copyNode(src: Namespace, inode: Inode, dst: Namespace, dir: Inode, dirP
   const r = inode.r
   const existing = dst.lookupEntry(dir, name)
   const attrs = {uid: r.uid, gid: r.gid}
-  const childPath = joinImage(dirPath, name.toString('utf8'))
+  const childPath = joinImage(dirPath, nameText(name))
   if (inode.isDir) {
     let d: Inode
     if (existing && dst.vol.iget(existing.ino).isDir) d = dst.dirForChange(childPath)
@@ -527,11 +532,11 @@ function copyNode(src: Namespace, inode: Inode, dst: Namespace, dir: Inode, dirP
   }
   if (existing) {
     if (existing.ino === inode.ino) return
-    if (existing.type === DT_DIR) fail('EISDIR', `${dst.where(name.toString())}: cannot overwrite a directory with a non-directory`)
+    if (existing.type === DT_DIR) fail('EISDIR', `${dst.where(childPath)}: cannot overwrite a directory with a non-directory`)
     dst.removeChild(dir, name, dirPath)
   }
   const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
-  if (prev && typeof prev !== 'string') {
+  if (prev && !Buffer.isBuffer(prev)) {
     dst.linkInode(prev, dir, name)
     ctx.stats.hardlinks++
     return

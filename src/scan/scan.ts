@@ -8,6 +8,7 @@
 // per (inode, generation, data_version) under the engine's identity, and inodes whose
 // content has not changed since are not read again.
 import {DT_DIR, DT_REG, S_IFDIR} from '../format/constants.js'
+import {nameText} from '../format/name.js'
 import {PrismError} from '../errors.js'
 import {crypto} from '../lazy.js'
 import {dirForEachRaw} from '../fs/dir.js'
@@ -160,7 +161,7 @@ export class FileIndex {
             this.addEntry(child, d, record ? record.addChild(child, DT_REG, buf, off, len) : NO_REF)
           } else if (type === DT_DIR) {
             const ref = record ? record.addChild(child, DT_DIR, buf, off, len) : NO_REF
-            stack.push(this.addDir(child, d, buf.toString('utf8', off, off + len), ref))
+            stack.push(this.addDir(child, d, nameText(buf.subarray(off, off + len)), ref))
           }
         })
       }
@@ -216,7 +217,7 @@ export class FileIndex {
       for (const x of this.subdirs.get(p) ?? []) if (this.dirName[x] === undefined) unnamed.set(this.dirIno[x], x)
       dirForEachRaw(this.vol, this.vol.iget(this.dirIno[p]), (child, type, buf, off, len) => {
         const x = type === DT_DIR ? unnamed.get(child) : undefined
-        if (x !== undefined) this.dirName[x] = buf.toString('utf8', off, off + len)
+        if (x !== undefined) this.dirName[x] = nameText(buf.subarray(off, off + len))
       })
       if (this.dirName[d] === undefined) throw new PrismError('EBADIMAGE', `directory inode ${this.dirIno[d]} is not in its parent any more; run 'prism fsck'`)
     }
@@ -255,7 +256,7 @@ export class FileIndex {
     for (const d of dirs) {
       const prefix = this.pathOfDir(d)
       dirForEachRaw(this.vol, this.vol.iget(this.dirIno[d]), (child, type, buf, off, len) => {
-        if (type === DT_REG) out.get(child)?.push(prefix + buf.toString('utf8', off, off + len))
+        if (type === DT_REG) out.get(child)?.push(prefix + nameText(buf.subarray(off, off + len)))
       })
     }
     for (const list of out.values()) list.sort()
