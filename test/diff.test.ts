@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import fc from 'fast-check'
 import {clone} from '../src/clone/clone.js'
 import {diff, type DiffEntry} from '../src/diff/diff.js'
-import {DT_DIR} from '../src/format/constants.js'
+import {DT_DIR, IF_NOCLONE} from '../src/format/constants.js'
 import {dirForEach} from '../src/fs/dir.js'
 import {getFileset} from '../src/fs/filesets.js'
 import {namespace, withImage} from '../src/fs/image.js'
@@ -121,6 +121,20 @@ describe('diff', function () {
     // A clone with --exclude leaves parts out: its unexpanded directories are expanded and compared.
     withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lx'}, {mode: 'lazy', exclude: ['/etc/motd']}))
     expect(diffLines(img, 'root', 'lx').lines).to.deep.equal(['- /etc/motd'])
+  })
+
+  it('shows what a noclone mark leaves out of a clone, whether or not the clone has expanded there', () => {
+    edit(img, (ns) => { ns.setFlag('/home/alice/big', IF_NOCLONE, true); ns.setFlag('/var/log', IF_NOCLONE, true) })
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lz'}, {mode: 'lazy'}))
+    const want = ['- /home/alice/big', '- /var/log', '- /var/log/syslog']
+    const before = diffLines(img, 'root', 'lz')
+    expect(before.lines).to.deep.equal(want)
+    expect(before.stats.inodesScanned).to.be.greaterThan(0)
+    // Subtrees with no mark are still skipped unread.
+    expect(before.stats.dirsSkipped).to.equal(1) // /etc
+    expect(diffLines(img, 'lz', 'root').lines).to.deep.equal(want.map((l) => '+' + l.slice(1)))
+    withImage(img, {write: true}, (vol) => namespace(vol, 'lz').materialize('/'))
+    expect(diffLines(img, 'root', 'lz').lines).to.deep.equal(want)
   })
 
   it('prints zfs-style lines and JSON from the CLI; bad input is one line and exit 2 or 1', () => {

@@ -3,7 +3,8 @@
 //   A  attributes changed (mode, owner, mtime or the noclone flag; content unchanged)
 // Both trees are walked in parallel by path. A pair of directories that is one inode, or
 // where one side is an unexpanded directory (IF_UNEXPANDED) whose source is the other side's
-// directory (or both unexpanded from one source), is unchanged by construction and skipped.
+// directory (or both unexpanded from one source), is unchanged by construction and skipped,
+// unless the source's subtree holds a noclone mark that expansion will leave out.
 // An entry naming the same inode on both sides is unchanged and never read. Renames are
 // found by inode number: the same inode under different paths. Files with different inodes
 // at one path are compared by size, then by their block maps (copy-on-write copies share
@@ -42,6 +43,8 @@ export interface DiffStats {
   bytesRead: number
   /** every inode whose content was read (tests check no shared inode is among them) */
   readInodes: Set<number>
+  /** inodes looked at (not their content) for noclone marks before skipping a subtree */
+  inodesScanned: number
 }
 
 export interface DiffResult {
@@ -75,7 +78,7 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   const rootB = new Namespace(vol, sb.fs).resolve(b.path, true)
   if (!rootA.isDir) throw new PrismError('ENOTDIR', `${a.fileset}:${a.path}: not a directory`)
   if (!rootB.isDir) throw new PrismError('ENOTDIR', `${b.fileset}:${b.path}: not a directory`)
-  const stats: DiffStats = {dirsWalked: 0, dirsSkipped: 0, shared: 0, inodesRead: 0, bytesRead: 0, readInodes: new Set()}
+  const stats: DiffStats = {dirsWalked: 0, dirsSkipped: 0, shared: 0, inodesRead: 0, bytesRead: 0, readInodes: new Set(), inodesScanned: 0}
   const out: DiffEntry[] = []
 
   /**
@@ -94,14 +97,38 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     return m
   }
   // An unexpanded directory stands for its source only in a clone without --exclude (one
-  // with excludes leaves parts out, so it is expanded and compared instead).
+  // with excludes leaves parts out, so it is expanded and compared instead), and only when
+  // the source's subtree holds no inode marked noclone (expansion leaves those out too).
   const plain = (f: Fileset): boolean => cloneSpec(vol, f).exclude.length === 0
   const source = (d: Inode): string | null => (d.r.flags & IF_UNEXPANDED ? `${d.r.srcFileset}:${d.r.srcIno}` : null)
   const unchanged = (da: Inode, db: Inode): boolean => {
     if (da.ino === db.ino) return true
     const x = plain(sa.fs) ? source(da) : null
     const y = plain(sb.fs) ? source(db) : null
-    return x === `${sb.fs.id}:${db.ino}` || y === `${sa.fs.id}:${da.ino}` || (x !== null && x === y)
+    if (x !== null && x === y) return true // both will show one source, filtered alike
+    if (x === `${sb.fs.id}:${db.ino}`) return !holdsNoclone(db)
+    if (y === `${sa.fs.id}:${da.ino}`) return !holdsNoclone(da)
+    return false
+  }
+  /**
+   * Whether directory `top`'s subtree holds an inode marked noclone. Every inode under it is
+   * read (not its data). Unexpanded directories inside are not entered: their expansion leaves
+   * out what is marked in their source, and nothing in them can be marked before they expand.
+   */
+  const holdsNoclone = (top: Inode): boolean => {
+    const stack = [top]
+    let found = false
+    while (stack.length > 0 && !found) {
+      const d = stack.pop()!
+      if (d.r.flags & IF_UNEXPANDED) continue
+      dirForEach(vol, d, (ino, type) => {
+        const c = vol.iget(ino)
+        stats.inodesScanned++
+        if (c.r.flags & IF_NOCLONE) found = true
+        else if (type === DT_DIR) stack.push(c)
+      })
+    }
+    return found
   }
 
   const walk = (da: Inode | null, db: Inode | null, rel: string) => {
