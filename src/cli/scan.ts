@@ -75,7 +75,7 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
   if (c.json) {
     out.json({matches: result.matches, errors: result.errors, stats: summary})
   } else {
-    for (const m of result.matches) for (const p of m.paths) out.log(`${p}: ${m.found.join(', ')} FOUND`)
+    for (const m of result.matches) for (const p of m.paths) out.log(`${nameShown(p)}: ${m.found.join(', ')} FOUND`)
     for (const e of result.errors) process.stderr.write(`prism: ${nameShown(e.paths[0])}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
     out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
       `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)

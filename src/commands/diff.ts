@@ -1,5 +1,6 @@
 import {Args} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
+import {nameShown} from '../format/name.js'
 
 export default class Diff extends PrismCommand {
   static summary = 'List what changed between two filesets or subtrees'
@@ -25,7 +26,7 @@ Files both sides share (one inode) are never read, and shared subtrees that are 
       this.logJson({entries: result.entries, stats})
       return
     }
-    for (const e of result.entries) this.log(e.code === 'R' ? `R\t${e.path} -> ${e.to}` : `${e.code}\t${e.path}`)
+    for (const e of result.entries) this.log(nameShown(e.code === 'R' ? `R\t${e.path} -> ${e.to}` : `${e.code}\t${e.path}`))
   }
 }
 
