@@ -181,7 +181,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
  * the source's clonestart takes its value, which arms the source's write guard.
  */
 function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions): CloneResult {
-  const spec = {srcPath: '/' + names.map((n) => nameText(n)).join('/'), exclude: opts.exclude ?? []}
+  const spec = {srcPath: '/' + names.map(nameText).join('/'), exclude: opts.exclude ?? []}
   const clock = vol.tickCloneClock()
   vol.sb.incompat |= INCOMPAT_EXPANDING
   const root = newUnexpandedDir(vol, top, srcFs.id)

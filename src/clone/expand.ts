@@ -336,7 +336,7 @@ export function guardTree(vol: Volume, s: Fileset, names: Buffer[]): void {
     if (!cur) continue
     const e = dirLookup(vol, cur, rel[rel.length - 1])
     if (!e || e.type !== DT_DIR) continue
-    expandTree(vol, c, vol.iget(e.ino), '/' + rel.map((n) => nameText(n)).join('/'))
+    expandTree(vol, c, vol.iget(e.ino), '/' + rel.map(nameText).join('/'))
   }
 }
 

@@ -49,12 +49,9 @@ export function nameBytes(s: string): Buffer<ArrayBuffer> {
   if (!ESCAPED.test(s)) return Buffer.from(s, 'utf8')
   const parts: Buffer[] = []
   let from = 0
-  for (let i = 0; i < s.length; i++) {
-    const u = s.charCodeAt(i)
-    const lone = u >= 0xdc80 && u <= 0xdcff && !(i > 0 && s.charCodeAt(i - 1) >= 0xd800 && s.charCodeAt(i - 1) <= 0xdbff)
-    if (!lone) continue
-    parts.push(Buffer.from(s.slice(from, i), 'utf8'), Buffer.of(u - 0xdc00))
-    from = i + 1
+  for (const m of s.matchAll(ESCAPED_ALL)) {
+    parts.push(Buffer.from(s.slice(from, m.index), 'utf8'), Buffer.of(s.charCodeAt(m.index) - 0xdc00))
+    from = m.index + 1
   }
   parts.push(Buffer.from(s.slice(from), 'utf8'))
   return Buffer.concat(parts)

@@ -7,7 +7,7 @@ import path from 'node:path'
 import {BLOCK_SIZE, DT_DIR, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
-import {nameBytes, nameShown, nameText} from '../format/name.js'
+import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirList, enterDir} from '../fs/dir.js'
 import {forEachRun, shareData} from '../fs/extents.js'
@@ -84,11 +84,8 @@ function hostErr(e: unknown, what: string): PrismError {
 }
 
 // Host paths are bytes from here on (Buffers), as names in the image are: a name that is not
-// UTF-8 is copied byte for byte, both ways. shown() is a path for a message.
-
-function shown(p: Buffer): string {
-  return nameShown(nameText(p))
-}
+// UTF-8 is copied byte for byte, both ways. Messages name them as library paths do
+// (nameText); the CLI shows an escaped byte as \xNN.
 
 const SLASH = Buffer.from('/')
 
@@ -101,7 +98,7 @@ function hostLstat(p: Buffer): fs.BigIntStats | null {
     return fs.lstatSync(p, {bigint: true})
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
-    throw hostErr(e, shown(p))
+    throw hostErr(e, nameText(p))
   }
 }
 
@@ -174,8 +171,8 @@ function locIsDir(vol: Volume, l: Location): boolean {
 
 function importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx): void {
   const st = hostLstat(hostPath)
-  if (!st) fail('ENOENT', `${shown(hostPath)}: no such file or directory`)
-  if (st.isDirectory() && !ctx.opts.recursive) fail('EISDIR', `${shown(hostPath)}: is a directory (use -r)`)
+  if (!st) fail('ENOENT', `${nameText(hostPath)}: no such file or directory`)
+  if (st.isDirectory() && !ctx.opts.recursive) fail('EISDIR', `${nameText(hostPath)}: is a directory (use -r)`)
   const comps = splitPath(imgPath)
   if (comps.length === 0) {
     if (!st.isDirectory()) fail('EISDIR', `${ns.where('/')}: is the fileset's root`)
@@ -221,7 +218,7 @@ function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, h
     try {
       target = fs.readlinkSync(hostPath, {encoding: 'buffer'})
     } catch (e) {
-      throw hostErr(e, shown(hostPath))
+      throw hostErr(e, nameText(hostPath))
     }
     const inode = ns.createIn(dir, name, S_IFLNK | 0o777, attrs)
     ns.writeInode(inode, 0, target)
@@ -231,7 +228,7 @@ function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, h
   }
   if (!st.isFile()) {
     ctx.stats.skipped++
-    ctx.opts.onWarning?.(`${shown(hostPath)}: skipped (not a regular file, directory or symlink)`)
+    ctx.opts.onWarning?.(`${nameText(hostPath)}: skipped (not a regular file, directory or symlink)`)
     return
   }
   if (existing?.type === DT_DIR) fail('EISDIR', `${ns.where(childPath)}: cannot overwrite a directory with a non-directory`)
@@ -257,7 +254,7 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: Buffer, size: num
   try {
     fd = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
   } catch (e) {
-    throw hostErr(e, shown(hostPath))
+    throw hostErr(e, nameText(hostPath))
   }
   try {
     const small = Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE < DATA_BUFFER_SIZE
@@ -286,7 +283,7 @@ function importFileData(ns: Namespace, inode: Inode, hostPath: Buffer, size: num
     }
     if (inode.r.size < off) ns.truncateInode(inode, off)
   } catch (e) {
-    throw hostErr(e, shown(hostPath))
+    throw hostErr(e, nameText(hostPath))
   } finally {
     fs.closeSync(fd)
   }
@@ -324,7 +321,7 @@ function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath:
     const st = hostLstat(child)
     if (!st) continue
     const p = nameProblem(nb)
-    if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${shown(child)}: ${p}`)
+    if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${nameText(child)}: ${p}`)
     importChild(ns, dir, dirPath, nb, child, st, ctx)
   }
 }
@@ -337,7 +334,7 @@ function hostNames(hostPath: Buffer): Buffer[] {
   try {
     return fs.readdirSync(hostPath, {encoding: 'buffer'}).sort(Buffer.compare)
   } catch (e) {
-    throw hostErr(e, shown(hostPath))
+    throw hostErr(e, nameText(hostPath))
   }
 }
 
@@ -397,7 +394,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
   const retryCarefully = (e: unknown): boolean => fresh && (e as NodeJS.ErrnoException).code === 'EEXIST'
   try {
     if (inode.isDir) {
-      if (existing && !existing.isDirectory()) fail('EEXIST', `${shown(hostPath)}: exists and is not a directory`)
+      if (existing && !existing.isDirectory()) fail('EEXIST', `${nameText(hostPath)}: exists and is not a directory`)
       if (!existing) {
         try {
           fs.mkdirSync(hostPath, {mode: 0o700})
@@ -407,15 +404,15 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
         }
       } else if (!fs.lstatSync(hostPath).isDirectory()) {
         // Re-check: what we enter must be a real directory, never a symlink.
-        fail('EEXIST', `${shown(hostPath)}: not a directory`)
+        fail('EEXIST', `${nameText(hostPath)}: not a directory`)
       }
       ctx.stats.dirs++
-      enterDir(ctx.ancestors, inode.ino, shown(hostPath))
+      enterDir(ctx.ancestors, inode.ino, nameText(hostPath))
       for (const e of dirList(ns.vol, inode)) {
         const p = nameProblem(e.name)
         if (p) {
           ctx.stats.skipped++
-          ctx.opts.onWarning?.(`${shown(hostPath)}: skipped an entry with an unsafe name (${p})`)
+          ctx.opts.onWarning?.(`${nameText(hostPath)}: skipped an entry with an unsafe name (${p})`)
           continue
         }
         exportNode(ns, ns.vol.iget(e.ino), joinHost(hostPath, e.name), ctx, !existing)
@@ -427,7 +424,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
       fs.utimesSync(hostPath, atime, mtime)
       return
     }
-    if (existing?.isDirectory()) fail('EISDIR', `${shown(hostPath)}: is a directory`)
+    if (existing?.isDirectory()) fail('EISDIR', `${nameText(hostPath)}: is a directory`)
     if (inode.isLnk) {
       if (existing) fs.unlinkSync(hostPath)
       try {
@@ -467,7 +464,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
     })
     if (w) {
       // The writer thread writes, sets the attributes and closes fd from here on.
-      const where = shown(hostPath)
+      const where = nameText(hostPath)
       try {
         w.check(hostErr)
         forEachRun(ns.vol, inode, (off, buf) => { w.write(fd, where, buf, off); wrote(off, buf) }, undefined, (n) => w.buffer(n))
@@ -490,7 +487,7 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
     ctx.stats.files++
     progress(ctx)
   } catch (e) {
-    throw hostErr(e, shown(hostPath))
+    throw hostErr(e, nameText(hostPath))
   }
 }
 
