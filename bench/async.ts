@@ -143,8 +143,8 @@ async function main(): Promise<number> {
     rows.push(timeRow(`clone --mode lazy, ${tree.files} files`, s['lazy, big tree'], 'same, 10-file tree', s['lazy, 10 files'], 1.15))
     rows.push(timeRow(`clone --mode async -x NAME matching nothing (${tree.dirs} dirs listed)`, s['async, big tree, -x NAME matching nothing'], 'async, no pattern', s['async, big tree'], null,
       'information: the warning costs one listing of every directory (no file inode is read)'))
-    rows.push(timeRow('clone --mode async -x /PATH matching nothing', s['async, big tree, -x /PATH matching nothing'], 'async, no pattern', s['async, big tree'], 1.15,
-      'an anchored pattern lists only the directories on its way'))
+    rows.push(timeRow('clone --mode async -x /PATH matching nothing', s['async, big tree, -x /PATH matching nothing'], 'async, no pattern', s['async, big tree'], null,
+      'information: an anchored pattern lists only the directories on its way'))
     const cpu = (k: string) => s[k].cpu?.median ?? null
     rows.push(valueRow('clone --mode async: CPU (process time)', cpu('async, big tree'), 's', 'node -e 0 CPU', cpu('node -e 0'),
       cpu('node -e 0') === null ? null : {max: 2 * cpu('node -e 0')!, text: '<= 2.00 x'}, 'the goal: within 2 x the process time of node -e 0'))
