@@ -70,17 +70,17 @@ class DigestTable {
    * Adds an entry. Entries with the same digest and size are all kept (ClamAV keeps one of
    * them, which one depending on the order its sort leaves them in: prism names them all).
    */
-  add(digest: Buffer, size: number | null, name: string): void {
+  add(hex: string, size: number | null, name: string): void {
     const sz = size ?? ANY
     if (this.count === this.sizes.length) this.grow()
     if ((this.count + 1) * 2 > this.slots.length) this.rehash()
     const i = this.count++
-    digest.copy(this.digests, i * this.len)
+    this.digests.write(hex, i * this.len, this.len, 'hex')
     this.sizes[i] = sz
     this.setName(i, name)
     if (size === null) this.anySize = true
     else this.sizeSet.add(size)
-    const s = this.find(digest, 0)
+    const s = this.find(this.digests, i * this.len)
     this.next[i] = this.slots[s] - 1 // chain the earlier entries of this digest behind it
     this.slots[s] = i + 1
   }
@@ -123,7 +123,7 @@ export class HashDb {
   add(algo: HashAlgo, hex: string, size: number | null, name: string): void {
     let t = this.tables.get(algo)
     if (!t) this.tables.set(algo, (t = new DigestTable(DIGEST_LEN[algo])))
-    t.add(Buffer.from(hex, 'hex'), size, name)
+    t.add(hex, size, name)
   }
 
   /** The algorithms worth computing for a file of `size` bytes. */

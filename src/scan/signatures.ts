@@ -359,7 +359,7 @@ interface Source {
 }
 
 /** A name as the database has it: its bytes are UTF-8 (the lines are read byte for byte). */
-const utf8 = (latin1: string): string => Buffer.from(latin1, 'latin1').toString('utf8')
+const utf8 = (latin1: string): string => (/[\x80-\xff]/.test(latin1) ? Buffer.from(latin1, 'latin1').toString('utf8') : latin1)
 
 /** Counts and holds what a load makes. */
 class Loader {
@@ -377,15 +377,19 @@ class Loader {
     map[key] = (map[key] ?? 0) + 1
   }
 
-  /** The lines of a text database that are signatures: not blank, not a '#' comment. */
-  private static lines(src: Source): Array<{text: string, no: number}> {
-    const out: Array<{text: string, no: number}> = []
-    src.data.toString('latin1').split('\n').forEach((raw, i) => {
-      const text = raw.endsWith('\r') ? raw.slice(0, -1) : raw
-      if (text === '' || text.startsWith('#')) return
-      out.push({text, no: i + 1})
-    })
-    return out
+  /** The lines of a text database that are signatures (not blank, not a '#' comment), one by one. */
+  private static *lines(src: Source): Generator<{text: string, no: number}> {
+    const all = src.data.toString('latin1')
+    let no = 0
+    for (let at = 0; at < all.length;) {
+      let end = all.indexOf('\n', at)
+      if (end < 0) end = all.length
+      no++
+      const text = all.slice(at, end > at && all.charCodeAt(end - 1) === 13 ? end - 1 : end)
+      at = end + 1
+      if (text === '' || text.charCodeAt(0) === 35) continue
+      yield {text, no}
+    }
   }
 
   /** Ignore lists first (ClamAV reads them before the signatures). */
@@ -403,10 +407,11 @@ class Loader {
 
   /** A text database of a kind prism uses. */
   loadText(src: Source, use: 'hash' | 'allow' | 'body' | 'db'): void {
-    const lines = Loader.lines(src)
-    let malformedOnly = lines.length > 0
+    let lines = 0
+    let malformedOnly = true
     let first: string | null = null
-    for (const {text, no} of lines) {
+    for (const {text, no} of Loader.lines(src)) {
+      lines++
       try {
         if (use === 'hash' || use === 'allow') {
           const h = parseHashLine(text)
@@ -436,10 +441,10 @@ class Loader {
       }
     }
     if (src.inner) return
-    if (lines.length === 0 && (use === 'hash' || use === 'body' || use === 'db')) {
+    if (lines === 0 && (use === 'hash' || use === 'body' || use === 'db')) {
       throw new PrismError('EUSAGE', `${src.label}: holds no signatures`)
     }
-    if (malformedOnly) throw new PrismError('EUSAGE', `${src.label}: not a ClamAV ${src.ext} database (no line of it is a signature; ${first})`)
+    if (malformedOnly && lines > 0) throw new PrismError('EUSAGE', `${src.label}: not a ClamAV ${src.ext} database (no line of it is a signature; ${first})`)
   }
 
   /** A kind prism does not evaluate: each signature is counted as skipped. */
@@ -447,7 +452,7 @@ class Loader {
     let n: number
     if (src.ext === '.cbc') n = 1
     else if (src.ext === '.yar' || src.ext === '.yara') n = (src.data.toString('latin1').match(/^\s*(?:(?:private|global)\s+)*rule\s/gm) ?? []).length
-    else n = Loader.lines(src).length
+    else n = [...Loader.lines(src)].length
     if (n > 0) this.set.report.skipped[`${src.ext} (${what})`] = (this.set.report.skipped[`${src.ext} (${what})`] ?? 0) + n
   }
 }
