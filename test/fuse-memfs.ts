@@ -9,7 +9,7 @@
 // lenient is no test of the binding.
 import {constants} from 'node:fs'
 import {
-  type Attr, type ConnInfo, type CreateReply, type DirEntry, type DirEntryPlus, type Entry, FALLOC_FL_KEEP_SIZE,
+  type Attr, type AttrReply, type ConnInfo, type CreateReply, type DirEntry, type DirEntryPlus, type Entry, FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FuseContext, FuseError, type FuseOps, type OpenReply,
   RENAME_EXCHANGE, RENAME_NOREPLACE, SEEK_DATA, SEEK_HOLE, type SetAttr, type StatFs, type Timespec, XATTR_CREATE,
   XATTR_REPLACE,
@@ -76,7 +76,7 @@ export class MemFs {
   readonly entryTimeout: number
   /** what the tests inspect */
   readonly stats = {writes: [] as number[], reads: [] as number[], lookupErrors: 0, forgets: 0, ops: new Map<string, number>()}
-  /** names whose lookup waits until `release()` (tests of requests held in JavaScript) */
+  /** names whose lookup waits until `release()`, or `getattr:INO` (tests of requests held in JavaScript) */
   readonly held = new Map<string, (() => void)[]>()
   private holdNames = new Set<string>()
 
@@ -155,6 +155,14 @@ export class MemFs {
     this.held.delete(name)
     for (const f of waiting) f()
     return waiting.length
+  }
+
+  private waitHeld(name: string): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const list = this.held.get(name) ?? []
+      list.push(resolve)
+      this.held.set(name, list)
+    })
   }
 
   private newChild(ctx: FuseContext, parent: number, name: Buffer, mode: number, rdev = 0): Node {
@@ -267,13 +275,7 @@ export class MemFs {
       lookup: async (ctx, parent, name) => {
         this.count('lookup')
         const k = key(name)
-        if (this.holdNames.has(k)) {
-          await new Promise<void>((resolve) => {
-            const list = this.held.get(k) ?? []
-            list.push(resolve)
-            this.held.set(k, list)
-          })
-        }
+        if (this.holdNames.has(k)) await this.waitHeld(k)
         if (k === 'throw-me') throw new Error('a bug in a handler')
         if (k === 'enospc-me') throw err('ENOSPC')
         const p = this.dir(parent)
@@ -297,7 +299,10 @@ export class MemFs {
         }
         this.maybeFree(n)
       },
-      getattr: (_ctx, ino) => ({attr: this.attr(this.node(ino)), timeout: this.attrTimeout}),
+      getattr: (_ctx, ino) => {
+        const reply = (): AttrReply => ({attr: this.attr(this.node(ino)), timeout: this.attrTimeout})
+        return this.holdNames.has(`getattr:${ino}`) ? this.waitHeld(`getattr:${ino}`).then(reply) : reply()
+      },
       setattr: (_ctx, ino, s: SetAttr) => {
         const n = this.node(ino)
         const t = now()

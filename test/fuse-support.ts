@@ -6,7 +6,7 @@
 // always run: ask the server to unmount, else abort the connection (fusectl) and `umount -l`,
 // and kill the server.
 // It must never let the server process touch its own mount, nor leave a mount behind.
-import {type ChildProcess, execFile, fork} from 'node:child_process'
+import {type ChildProcess, fork, spawn} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -42,16 +42,38 @@ export interface RunResult {
   stderr: string
 }
 
-/** Runs a command (never in this process), killing it after `timeoutMs`. */
-export function run(cmd: string, args: string[], opts: {timeoutMs?: number, env?: NodeJS.ProcessEnv, input?: string} = {}): Promise<RunResult> {
+/**
+ * Runs a command (never in this process). After `timeoutMs` it is killed and the promise
+ * rejects at once: a process waiting on a hung FUSE server dies only when the request ends.
+ */
+export function run(cmd: string, args: string[], opts: {timeoutMs?: number, input?: string} = {}): Promise<RunResult> {
+  const timeoutMs = opts.timeoutMs ?? 20_000
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, args, {timeout: opts.timeoutMs ?? 20_000, killSignal: 'SIGKILL', encoding: 'utf8', maxBuffer: 1 << 26, env: opts.env},
-      (err, stdout, stderr) => {
-        const e = err as (NodeJS.ErrnoException & {killed?: boolean}) | null
-        if (e?.killed) reject(new Error(`${cmd} ${args.join(' ')}: killed after ${opts.timeoutMs ?? 20_000} ms (hung mount?)`))
-        else if (e && typeof e.code === 'string') reject(e)
-        else resolve({code: e ? (e.code as unknown as number) : 0, stdout, stderr})
-      })
+    let stdout = ''
+    let stderr = ''
+    let done = false
+    const child = spawn(cmd, args, {stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      if (!done) reject(new Error(`${cmd} ${args.join(' ')}: killed after ${timeoutMs} ms (hung mount?)`))
+      done = true
+    }, timeoutMs)
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d
+    })
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d
+    })
+    child.on('error', (e) => {
+      clearTimeout(timer)
+      if (!done) reject(e)
+      done = true
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      if (!done) resolve({code, stdout, stderr})
+      done = true
+    })
     if (opts.input !== undefined) child.stdin!.end(opts.input)
   })
 }

@@ -5,7 +5,7 @@
 //
 // libfuse calls the binding uses (libfuse 3.14, Debian 12; FUSE_USE_VERSION 314):
 // - session: fuse_session_new (options: default_permissions always, fsname, subtype, rw/ro,
-//   nosuid/suid, nodev/dev, allow_other, max_read, auto_unmount), fuse_session_mount (mount(2)
+//   nosuid/suid, nodev/dev, allow_other, max_read), fuse_session_mount (mount(2)
 //   directly as root, fusermount3 otherwise), fuse_session_loop (single-threaded, one native
 //   thread per mount: JavaScript is single-threaded, so more reader threads would only queue
 //   requests faster; the loop never waits for JavaScript), fuse_session_exit,
@@ -29,7 +29,11 @@
 //   main thread (the only thread that answers), and a handler must not await a notification
 //   about the directory or inode it is answering for before it answers.
 //
-// Deliberately absent: getlk/setlk/flock (the kernel keeps POSIX and BSD locks locally, right
+// Deliberately absent: libfuse's auto_unmount (a fusermount3 process that unmounts when the
+// server dies): in libfuse 3.14 its socket is inherited by every child the server spawns (not
+// close-on-exec), its process is never reaped, and its check that the connection is dead (an
+// open() expected to fail with ENOTCONN) races with the end of the connection and can leave
+// the mount; recoverMount (mounts.ts) cleans up after a dead server instead. getlk/setlk/flock (the kernel keeps POSIX and BSD locks locally, right
 // for one server per mount), poll, bmap (fuseblk only), write_buf/splice (write data is
 // copied once into a Buffer handed to JavaScript), notify_store/retrieve, notify_expire_entry.
 // Not in libfuse 3.14 and so not here: tmpfile (open(O_TMPFILE) on the mount fails with

@@ -202,7 +202,6 @@ function optionString(o: MountOptions): string {
     o.readOnly ? 'ro' : 'rw', o.suid ? 'suid' : 'nosuid', o.dev ? 'dev' : 'nodev']
   if (o.allowOther) opts.push('allow_other')
   if (o.maxRead) opts.push(`max_read=${o.maxRead}`)
-  if (o.autoUnmount) opts.push('auto_unmount')
   return opts.join(',')
 }
 

@@ -4,7 +4,7 @@
 // It must never touch a mount from this process (no stat, no open): the process may be the
 // mount's own server, and a hung server would hang it. A probe runs `stat` in a child process
 // with a time limit; unmounts run `umount`/`fusermount3` in a child process.
-import {execFile} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -75,19 +75,38 @@ export function fuseMountAt(mountpoint: string): MountInfo | undefined {
 
 export type MountState = 'none' | 'alive' | 'dead' | 'hung'
 
+/**
+ * Runs a command with a time limit. On timeout it is killed and the result comes at once: a
+ * process blocked on a FUSE request already sent to a hung server cannot die before the
+ * request ends, so waiting for its exit could hang.
+ */
 function run(cmd: string, args: string[], timeoutMs: number): Promise<{code: number | null, stderr: string, timedOut: boolean}> {
   return new Promise((resolve) => {
-    execFile(cmd, args, {timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8'}, (err, _stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & {killed?: boolean, code?: unknown}) | null
-      if (e && typeof e.code === 'string') resolve({code: 127, stderr: `${cmd}: ${e.message}`, timedOut: false})
-      else resolve({code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stderr, timedOut: Boolean(e?.killed)})
+    let stderr = ''
+    let done = false
+    const finish = (r: {code: number | null, stderr: string, timedOut: boolean}): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      resolve(r)
+    }
+    const child = spawn(cmd, args, {stdio: ['ignore', 'ignore', 'pipe']})
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d
     })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      finish({code: null, stderr, timedOut: true})
+    }, timeoutMs)
+    child.on('error', (e) => finish({code: 127, stderr: `${cmd}: ${e.message}`, timedOut: false}))
+    child.on('close', (code) => finish({code, stderr, timedOut: false}))
   })
 }
 
 /**
  * Whether the FUSE mount on `mountpoint` answers: `stat` in a child process, killed after
- * `timeoutMs` ('hung'); "Transport endpoint is not connected" is 'dead'.
+ * `timeoutMs` ('hung'); "Transport endpoint is not connected" (its server died) or "Software
+ * caused connection abort" (its connection was aborted) is 'dead'.
  */
 export async function probeMount(mountpoint: string, timeoutMs = 5000): Promise<MountState> {
   const m = fuseMountAt(mountpoint)
@@ -95,7 +114,8 @@ export async function probeMount(mountpoint: string, timeoutMs = 5000): Promise<
   const r = await run('stat', ['-c', '%d', '--', m.mountpoint], timeoutMs)
   if (r.timedOut) return 'hung'
   if (r.code === 0) return 'alive'
-  if (/not connected/i.test(r.stderr)) return 'dead'
+  // ENOTCONN: the server died; ECONNABORTED: its connection was aborted (fusectl)
+  if (/not connected|connection abort/i.test(r.stderr)) return 'dead'
   return 'alive' // it answered, with an error of its own (EACCES ...)
 }
 
@@ -127,13 +147,16 @@ export async function abortConnection(device: string): Promise<boolean> {
   }
 }
 
-/** Lazily unmounts in a child process: `umount -l` as root, `fusermount3 -u -z` otherwise. */
+/**
+ * Lazily unmounts the FUSE mount on `mountpoint` in a child process: `umount -l` as root,
+ * `fusermount3 -u -z` otherwise. A mount that is gone by the time it fails is not an error.
+ */
 export async function lazyUnmount(mountpoint: string, timeoutMs = 10_000): Promise<void> {
   const mp = mountPath(mountpoint)
   const r = process.geteuid?.() === 0
     ? await run('umount', ['-l', '--', mp], timeoutMs)
     : await run('fusermount3', ['-u', '-z', '--', mp], timeoutMs)
-  if (r.code !== 0) {
+  if (r.code !== 0 && fuseMountAt(mp) !== undefined) { // gone meanwhile (its server detached it): done
     const why = r.timedOut ? 'timed out' : r.stderr.trim().split('\n').pop() || `exit ${r.code}`
     throw new Error(`cannot unmount ${mp}: ${why}`)
   }

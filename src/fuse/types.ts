@@ -303,8 +303,6 @@ export interface MountOptions {
    * chown and truncate. Default off: the kernel clears them with a setattr first.
    */
   handleKillpriv?: boolean
-  /** fusermount3 unmounts the mount when this process dies (needs fusermount3) */
-  autoUnmount?: boolean
   /** libfuse's debug output on stderr */
   debug?: boolean
   /** a handler failed with something that is not an errno (answered EIO); default: a line on stderr */
