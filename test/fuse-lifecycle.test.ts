@@ -4,15 +4,18 @@
 // notifications run and while the connection is aborted, and kernel cache invalidation.
 // Each test starts its own server (test/fuse-server.ts) and cleans up after itself.
 import {expect} from 'chai'
+import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {
   ADDON_PATH, fuseAvailability, FuseUnavailableError, fuseMountAt, mount, probeMount, recoverMount,
 } from '../src/fuse/index.js'
 import {forceUnmount, FUSE_TIMEOUT, FuseServer, py, runOk, skipWithoutFuse} from './fuse-support.js'
 
+const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 async function errnoOf(p: Promise<unknown>): Promise<string | undefined> {
@@ -48,6 +51,28 @@ describe('FUSE binding: availability', () => {
     }
     expect(caught).to.be.instanceOf(FuseUnavailableError)
     expect((caught as Error).message).to.equal(av.reason)
+  })
+
+  it('without libfuse3\'s development files the build script says why, exits 0, and the binding reports that reason', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-nofuse-'))
+    try {
+      fs.mkdirSync(path.join(dir, 'scripts'))
+      fs.mkdirSync(path.join(dir, 'native', 'fuse'), {recursive: true})
+      fs.copyFileSync(path.join(ROOT, 'scripts', 'build-fuse.mjs'), path.join(dir, 'scripts', 'build-fuse.mjs'))
+      for (const f of ['prism_fuse.c', 'binding.gyp']) fs.copyFileSync(path.join(ROOT, 'native', 'fuse', f), path.join(dir, 'native', 'fuse', f))
+      // pkg-config that searches an empty directory: as on a machine without libfuse3-dev
+      const r = spawnSync(process.execPath, [path.join(dir, 'scripts', 'build-fuse.mjs')], {encoding: 'utf8', env: {...process.env, PKG_CONFIG_LIBDIR: dir, PKG_CONFIG_PATH: ''}})
+      expect(r.status).to.equal(0)
+      const reason = 'libfuse3 development files not found by pkg-config fuse3 (apt-get install libfuse3-dev)'
+      expect(r.stdout.trim()).to.equal(`prism: the FUSE binding is not built: ${reason}`)
+      const addon = path.join(dir, 'native', 'fuse', 'build', 'Release', 'prism_fuse.node')
+      expect(fs.existsSync(addon)).to.equal(false)
+      const av = fuseAvailability(addon)
+      expect(av.available).to.equal(false)
+      if (!av.available) expect(av.reason).to.equal(`the FUSE binding was not built: ${reason}`)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
   })
 
   it('reports a file that is not a loadable addon clearly', () => {

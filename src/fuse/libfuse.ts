@@ -50,8 +50,8 @@ interface Addon {
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 /** Where `npm ci` / `npm run build:fuse` put the addon (scripts/build-fuse.mjs). */
 export const ADDON_PATH = path.join(ROOT, 'native', 'fuse', 'build', 'Release', 'prism_fuse.node')
-/** Written by the build script when it could not build the addon: the reason, one line. */
-const UNAVAILABLE_NOTE = path.join(ROOT, 'native', 'fuse', 'build', 'unavailable.txt')
+/** Written by the build script beside build/Release when it could not build the addon: the reason, one line. */
+const unavailableNote = (addonPath: string): string => path.join(path.dirname(path.dirname(addonPath)), 'unavailable.txt')
 
 export type Availability = {available: true, libfuseVersion: string, addonPath: string} | {available: false, reason: string}
 
@@ -62,12 +62,10 @@ function load(addonPath: string): {addon?: Addon, reason?: string} {
   if (r) return r
   if (!fs.existsSync(addonPath)) {
     let why = ''
-    if (addonPath === ADDON_PATH) {
-      try {
-        why = fs.readFileSync(UNAVAILABLE_NOTE, 'utf8').trim()
-      } catch {
-        // no note: never built
-      }
+    try {
+      why = fs.readFileSync(unavailableNote(addonPath), 'utf8').trim()
+    } catch {
+      // no note: never built
     }
     r = {reason: why
       ? `the FUSE binding was not built: ${why}`
