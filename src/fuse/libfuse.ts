@@ -584,6 +584,15 @@ class LibfuseSession implements FuseSession {
   async unmount(options: {lazy?: boolean} = {}): Promise<void> {
     if (this.ended) return
     const lazy = Boolean(options.lazy)
+    // umount2 goes by path: never unmount what another mount stacked on ours put there
+    const top = fuseMountAt(this.mountpoint)
+    if (top === undefined || (this.device !== undefined && top.device !== this.device)) {
+      if (top === undefined) { // detached already (a lazy unmount before): wait for the end
+        if (!lazy) await this.closed
+        return
+      }
+      throw Object.assign(new Error(`cannot unmount ${this.mountpoint}: another mount covers this session's`), {code: 'EBUSY'})
+    }
     const err = await this.addon.umount(this.mountpoint, lazy)
     if (err === E.EPERM && process.geteuid?.() !== 0) {
       await new Promise<void>((resolve, reject) => {
