@@ -130,7 +130,7 @@ describe('FUSE binding: mounting, unmounting, dying', function () {
     } catch (e) {
       caught = e as Error
     }
-    expect(caught?.message).to.equal(`cannot mount FUSE on ${nowhere}: failed to access mountpoint ${nowhere}: No such file or directory`)
+    expect(caught?.message).to.equal(`cannot mount FUSE on ${nowhere}: no such directory`)
     expect(fuseMountAt(nowhere)).to.equal(undefined)
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-fuse-'))
     dirs.push(dir)
@@ -176,6 +176,42 @@ print(json.dumps([len(data), e, sorted(os.listdir(d))]))`
     const st = await srv.call<{ops: Record<string, number>}>('stats')
     expect(st.ops.readdir).to.be.greaterThan(0)
     expect(st.ops.readdirplus).to.equal(undefined)
+  })
+
+  it('max_read and max_write limit the requests; a mount over a non-empty directory hides it until unmounted', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-fuse-'))
+    fs.writeFileSync(path.join(dir, 'underneath'), 'under')
+    const srv = await FuseServer.start({options: {maxRead: 64 * 1024, maxWrite: 256 * 1024}}, dir)
+    servers.push(srv)
+    expect([srv.conn.maxRead, srv.conn.maxWrite]).to.deep.equal([64 * 1024, 256 * 1024])
+    expect(await fsp.readdir(dir)).to.deep.equal([])
+    await runOk('dd', ['if=/dev/zero', `of=${srv.path('f')}`, 'bs=1M', 'count=4'])
+    await runOk('dd', [`if=${srv.path('f')}`, 'of=/dev/null', 'bs=1M', 'iflag=direct'])
+    const st = await srv.call<{writes: {max: number}, reads: {max: number}}>('stats')
+    expect([st.writes.max, st.reads.max]).to.deep.equal([256 * 1024, 64 * 1024])
+    await srv.call('unmount')
+    expect(await srv.waitClosed()).to.equal(true)
+    expect(fs.readFileSync(path.join(dir, 'underneath'), 'utf8')).to.equal('under')
+  })
+
+  it('a mount point named through a symlink: the session finds its mount and unmounts it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-fuse-'))
+    dirs.push(dir)
+    const link = `${dir}-link`
+    fs.symlinkSync(dir, link)
+    try {
+      const srv = await FuseServer.start({}, link)
+      servers.push(srv)
+      expect(srv.device).to.be.a('string')
+      expect(fuseMountAt(dir)?.device).to.equal(srv.device)
+      await fsp.writeFile(srv.path('f'), 'via the link')
+      expect(fs.readFileSync(path.join(dir, 'f'), 'utf8')).to.equal('via the link')
+      await srv.call('unmount')
+      expect(await srv.waitClosed()).to.equal(true)
+      expect(fuseMountAt(dir)).to.equal(undefined)
+    } finally {
+      fs.rmSync(link, {force: true})
+    }
   })
 
   it('a read-only mount refuses writes with EROFS', async () => {
@@ -235,6 +271,13 @@ print(json.dumps([len(data), e, sorted(os.listdir(d))]))`
     expect(fuseMountAt(srv.mountpoint)).to.not.equal(undefined)
     expect(await errnoOf(fsp.stat(srv.path('f')))).to.equal('ENOTCONN')
     expect(await probeMount(srv.mountpoint)).to.equal('dead')
+    let caught: Error | undefined
+    try {
+      await mount(srv.mountpoint, {})
+    } catch (e) {
+      caught = e as Error
+    }
+    expect(caught?.message).to.match(new RegExp(`^cannot mount FUSE on ${srv.mountpoint}: .*(Transport endpoint is not connected|a dead FUSE mount)`))
     expect(await recoverMount(srv.mountpoint)).to.equal('dead')
     expect(fuseMountAt(srv.mountpoint)).to.equal(undefined)
     expect(await fsp.readdir(srv.mountpoint)).to.deep.equal([])

@@ -67,8 +67,9 @@ export function now(): Timespec {
 
 export class MemFs {
   readonly nodes = new Map<number, Node>()
-  private nextIno = 2
-  private nextFh = 1
+  // node ids and file handles beyond 32 bits, so that every test checks none is truncated
+  private nextIno = 2 ** 40
+  private nextFh = 2 ** 45
   private nextCookie = 3
   private readonly fhs = new Map<number, number>()
   private conn: ConnInfo | undefined
@@ -103,6 +104,12 @@ export class MemFs {
     const n = this.nodes.get(ino)
     if (!n) throw err('ESTALE')
     return n
+  }
+
+  /** The inode behind an open file handle: the handle must be one we gave for that inode. */
+  private openNode(ino: number, fh: number): Node {
+    if (this.fhs.get(fh) !== ino) throw err('EBADF')
+    return this.node(ino)
   }
 
   private dir(ino: number): Node {
@@ -427,14 +434,14 @@ export class MemFs {
         this.fhs.set(fh, ino)
         return {fh}
       },
-      read: (_ctx, ino, _fh, off, size) => {
+      read: (_ctx, ino, fh, off, size) => {
         this.stats.reads.push(size)
-        const n = this.node(ino)
+        const n = this.openNode(ino, fh)
         return this.readAt(n, off, size)
       },
-      write: (_ctx, ino, _fh, off, data) => {
+      write: (_ctx, ino, fh, off, data) => {
         this.stats.writes.push(data.length)
-        const n = this.node(ino)
+        const n = this.openNode(ino, fh)
         this.writeAt(n, off, data)
         n.mtime = n.ctime = now()
         return data.length

@@ -143,6 +143,7 @@ describe('FUSE binding: POSIX semantics through a mount', function () {
     await fsp.writeFile(P('h1'), 'linked')
     const s0 = await fsp.stat(P('h1'), {bigint: true})
     expect(s0.nlink).to.equal(1n)
+    expect(s0.ino > 2n ** 40n).to.equal(true) // MemFs's node ids: 64-bit, not truncated
     await sleep(5)
     await fsp.link(P('h1'), P('h2'))
     await fsp.link(P('h1'), P('pub', 'h3'))

@@ -70,7 +70,10 @@ async function handle(m: Message): Promise<unknown> {
       const data = Buffer.from(a.data as string)
       n.chunks.clear()
       n.size = 0
-      memfs.ops.write!({uid: 0, gid: 0, pid: 0, umask: 0, groups: () => []}, n.ino, 0, 0, data, {flags: 0, writepage: false})
+      const o = await memfs.ops.open!({uid: 0, gid: 0, pid: 0, umask: 0, groups: () => []}, n.ino, 2)
+      const ctx = {uid: 0, gid: 0, pid: 0, umask: 0, groups: () => []}
+      await memfs.ops.write!(ctx, n.ino, o.fh!, 0, data, {flags: 0, writepage: false})
+      await memfs.ops.release!(ctx, n.ino, o.fh!, 2)
       return a.invalidate ? await s.invalidateInode(n.ino) : n.ino
     }
     case 'addFile': { // a new name behind the kernel's back

@@ -9,7 +9,10 @@
 //   directly as root, fusermount3 otherwise), fuse_session_loop (single-threaded, one native
 //   thread per mount: JavaScript is single-threaded, so more reader threads would only queue
 //   requests faster; the loop never waits for JavaScript), fuse_session_exit,
-//   fuse_session_unmount, fuse_session_destroy; umount2 on a worker thread for unmount.
+//   fuse_session_unmount, fuse_session_destroy. FuseSession.unmount() calls umount2 on a
+//   worker thread (the kernel may need this process to answer while it unmounts, e.g. to
+//   write back cached pages); fuse_session_unmount runs once the loop has ended, since it
+//   closes the device the loop thread reads and the replies are written to.
 // - init negotiates: max_write (1 MiB; FUSE_MAX_PAGES, big writes always), max_read,
 //   max_readahead, max_background, time_gran 1 ns, atomic O_TRUNC, readdirplus (and auto),
 //   writeback cache, POSIX ACLs, export support, dont_mask, cached symlinks and

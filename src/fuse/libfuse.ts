@@ -11,7 +11,7 @@ import {createRequire} from 'node:module'
 import {constants} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {fuseMountAt, lazyUnmount, mountPath} from './mounts.js'
+import {fuseMountAt, lazyUnmount, listMounts} from './mounts.js'
 import {
   type Attr, type ConnInfo, type DirEntry, type DirEntryPlus, type Entry, type FuseContext, type FuseOps,
   type FuseSession, type MountOptions, type OpenReply, type SetAttr, type StatFs,
@@ -584,14 +584,15 @@ class LibfuseSession implements FuseSession {
   async unmount(options: {lazy?: boolean} = {}): Promise<void> {
     if (this.ended) return
     const lazy = Boolean(options.lazy)
-    // umount2 goes by path: never unmount what another mount stacked on ours put there
-    const top = fuseMountAt(this.mountpoint)
-    if (top === undefined || (this.device !== undefined && top.device !== this.device)) {
-      if (top === undefined) { // detached already (a lazy unmount before): wait for the end
+    if (this.device !== undefined) {
+      if (!listMounts().some((m) => m.device === this.device)) { // detached already: it ends when its last user leaves
         if (!lazy) await this.closed
         return
       }
-      throw Object.assign(new Error(`cannot unmount ${this.mountpoint}: another mount covers this session's`), {code: 'EBUSY'})
+      // umount2 goes by path: never unmount a mount stacked over ours
+      if (fuseMountAt(this.mountpoint)?.device !== this.device) {
+        throw Object.assign(new Error(`cannot unmount ${this.mountpoint}: another mount covers this session's`), {code: 'EBUSY'})
+      }
     }
     const err = await this.addon.umount(this.mountpoint, lazy)
     if (err === E.EPERM && process.geteuid?.() !== 0) {
@@ -623,9 +624,18 @@ export async function mount(mountpoint: string, ops: FuseOps, options: MountOpti
     addon.setScratch(S)
     scratchSet.add(addon)
   }
-  // as /proc/self/mountinfo will show it; the last component is not resolved here (it may be
-  // a hung mount already), libfuse checks it on a worker thread
-  const mp = mountPath(mountpoint)
+  // as /proc/self/mountinfo will show it (asynchronously: a hung mount there must not hang
+  // this thread; libfuse stats it again on a worker thread)
+  let mp: string
+  try {
+    mp = await fs.promises.realpath(path.resolve(mountpoint))
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    const why = code === 'ENOTCONN' || code === 'ECONNABORTED'
+      ? 'a dead FUSE mount is there (its server is gone): unmount it first'
+      : code === 'ENOENT' ? 'no such directory' : (e as Error).message
+    throw Object.assign(new Error(`cannot mount FUSE on ${path.resolve(mountpoint)}: ${why}`), {code: 'EFUSEMOUNT'})
+  }
   const session = new LibfuseSession(addon, mp, ops, options)
   await session.start()
   return session

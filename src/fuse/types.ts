@@ -327,6 +327,11 @@ export interface FuseSession {
    * Drops the kernel's cached data of `ino` from `offset` for `length` bytes (0: to the end)
    * and its attributes; offset -1: attributes only. Resolves true, or false when the kernel held
    * nothing for it or the session has ended.
+   *
+   * Notifications run on a thread of their own and may wait in the kernel for a request in
+   * flight (the directory's lock for an entry, the pages a read fills for an inode). So never
+   * await one about the inode or directory a handler is answering for before answering it:
+   * that request would wait for the notification and the notification for the request.
    */
   invalidateInode(ino: Ino, offset?: number, length?: number): Promise<boolean>
   /** Drops the kernel's cached entry `name` in `parent` (and a negative entry). */
