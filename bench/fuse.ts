@@ -29,20 +29,26 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
-// A python loop, so that the figure is the kernel round trip, not process start-up.
+// A python loop, so that the figure is the kernel round trip, not process start-up. It
+// prints its wall time and its own CPU time.
 const STAT_LOOP = `
 import os, sys, time
 p, n, missing = sys.argv[1], int(sys.argv[2]), sys.argv[3] == '1'
 t = time.perf_counter()
+c = time.process_time()
 for i in range(n):
     try:
         os.stat(p)
     except FileNotFoundError:
         pass
-print(time.perf_counter() - t)`
+print(time.perf_counter() - t, time.process_time() - c)`
 
-async function statLoop(p: string, n: number, missing = false): Promise<number> {
-  return Number(await runOk(PYTHON, ['-c', STAT_LOOP, p, String(n), missing ? '1' : '0'], {timeoutMs: 600_000}))
+/** Wall seconds, and CPU seconds of the caller and of the FUSE server (when given). */
+async function statLoop(p: string, n: number, missing = false, srv?: FuseServer): Promise<{wall: number, caller: number, server: number}> {
+  const before = srv ? await srv.call<number>('cpu') : 0
+  const [wall, caller] = (await runOk(PYTHON, ['-c', STAT_LOOP, p, String(n), missing ? '1' : '0'], {timeoutMs: 600_000})).trim().split(' ').map(Number)
+  const server = srv ? (await srv.call<number>('cpu') - before) / 1e6 : 0
+  return {wall: wall!, caller: caller!, server}
 }
 
 async function dd(args: string[]): Promise<number> {
@@ -60,16 +66,25 @@ async function main(): Promise<void> {
   const host = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-fuse-bench-host-'))
   const srv = await FuseServer.start({memfs: {attrTimeout: 0, entryTimeout: 0}})
   const rows: [string, number[], number[]][] = []
+  const wF: number[] = [], wH: number[] = [], rF: number[] = [], rH: number[] = [], dF: number[] = [], dH: number[] = []
   try {
     for (const dir of [host, srv.mountpoint]) fs.writeFileSync(path.join(dir, 'f'), 'x')
     const per = (secs: number): number => secs / STATS * 1e6
     const statF: number[] = [], statH: number[] = [], missF: number[] = [], missH: number[] = []
-    const wF: number[] = [], wH: number[] = [], rF: number[] = [], rH: number[] = [], dF: number[] = [], dH: number[] = []
+    const statSrv: number[] = [], missSrv: number[] = [], statCaller: number[] = [], statCallerH: number[] = []
     for (let run = 0; run < RUNS; run++) {
-      statF.push(per(await statLoop(srv.path('f'), STATS)))
-      statH.push(per(await statLoop(path.join(host, 'f'), STATS)))
-      missF.push(per(await statLoop(srv.path('missing'), STATS, true)))
-      missH.push(per(await statLoop(path.join(host, 'missing'), STATS, true)))
+      const sf = await statLoop(srv.path('f'), STATS, false, srv)
+      const sh = await statLoop(path.join(host, 'f'), STATS)
+      const mf = await statLoop(srv.path('missing'), STATS, true, srv)
+      const mh = await statLoop(path.join(host, 'missing'), STATS, true)
+      statF.push(per(sf.wall))
+      statH.push(per(sh.wall))
+      missF.push(per(mf.wall))
+      missH.push(per(mh.wall))
+      statSrv.push(per(sf.server))
+      missSrv.push(per(mf.server))
+      statCaller.push(per(sf.caller))
+      statCallerH.push(per(sh.caller))
       for (const [dir, w, r, d] of [[srv.mountpoint, wF, rF, dF], [host, wH, rH, dH]] as const) {
         const big = path.join(dir, 'big')
         w.push(await dd(['if=/dev/zero', `of=${big}`, 'bs=1M', `count=${MIB}`, 'conv=fsync']))
@@ -81,6 +96,9 @@ async function main(): Promise<void> {
     }
     rows.push(['stat, µs per call (GETATTR)', statF, statH])
     rows.push(['stat of a missing name, µs (LOOKUP)', missF, missH])
+    rows.push(['stat: caller CPU, µs per call', statCaller, statCallerH])
+    rows.push(['stat: FUSE server CPU, µs per request', statSrv, statSrv.map(() => NaN)])
+    rows.push(['LOOKUP: FUSE server CPU, µs per request', missSrv, missSrv.map(() => NaN)])
     rows.push([`dd write ${MIB} MiB conv=fsync, s`, wF, wH])
     rows.push([`dd read ${MIB} MiB, s`, rF, rH])
     rows.push([`dd read ${MIB} MiB iflag=direct, s`, dF, dH])
@@ -93,10 +111,13 @@ async function main(): Promise<void> {
   for (const [name, f, h] of rows) {
     const mf = median(f)
     const mh = median(h)
-    console.log(`${name.padEnd(40)} ${mf.toFixed(2).padStart(10)} ${mh.toFixed(2).padStart(10)} ${(mf / mh).toFixed(2).padStart(8)}`)
+    const ratio = Number.isNaN(mh) ? '' : (mf / mh).toFixed(2)
+    console.log(`${name.padEnd(40)} ${mf.toFixed(2).padStart(10)} ${(Number.isNaN(mh) ? '-' : mh.toFixed(2)).padStart(10)} ${ratio.padStart(8)}`)
   }
   const gib = MIB / 1024
-  console.log(`throughput through FUSE: write ${(gib / median(rows[2]![1])).toFixed(2)} GiB/s, read ${(gib / median(rows[3]![1])).toFixed(2)} GiB/s, direct read ${(gib / median(rows[4]![1])).toFixed(2)} GiB/s`)
+  const [w, r, d] = [wF, rF, dF].map(median) as [number, number, number]
+  console.log(`throughput through FUSE: write ${(gib / w).toFixed(2)} GiB/s, read ${(gib / r).toFixed(2)} GiB/s, direct read ${(gib / d).toFixed(2)} GiB/s`)
+  console.log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (wall-clock figures grow with it; CPU figures much less)`)
 }
 
 await main()

@@ -42,6 +42,10 @@ async function handle(m: Message): Promise<unknown> {
   switch (m.cmd) {
     case 'ping':
       return 'pong'
+    case 'cpu': { // this process's CPU time, all threads (the loop thread included), in µs
+      const u = process.cpuUsage()
+      return u.user + u.system
+    }
     case 'stats':
       return {
         writes: summary(memfs.stats.writes), reads: summary(memfs.stats.reads), lookupErrors: memfs.stats.lookupErrors,

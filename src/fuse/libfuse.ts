@@ -614,7 +614,8 @@ class LibfuseSession implements FuseSession {
  * Mounts `ops` on `mountpoint` through libfuse3 (the native addon) and resolves, once the
  * kernel has sent INIT, with the session. Throws FuseUnavailableError when the addon is not
  * built or /dev/fuse is missing; the process keeps running (the session holds it) until the
- * mount ends. The process must never touch the mount it serves.
+ * mount ends. Mount from the main thread (a session does not outlive the worker that made it).
+ * The process must never touch the mount it serves.
  */
 export async function mount(mountpoint: string, ops: FuseOps, options: MountOptions = {}, addonPath: string = ADDON_PATH): Promise<FuseSession> {
   const av = fuseAvailability(addonPath)
