@@ -490,6 +490,30 @@ print(json.dumps(n))`
     expect(await fsp.readFile(P('cfr-out'), 'utf8')).to.equal('copy me across')
   })
 
+  it('POSIX and BSD locks work, kept by the kernel (no lock operations in the binding)', async () => {
+    await fsp.writeFile(P('locked'), 'x')
+    const code = `
+import fcntl, json, os, subprocess, sys
+p = sys.argv[1]
+fd = os.open(p, os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+other = '''
+import errno, fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+r = []
+for f in (lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB), lambda: fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)):
+    try:
+        f()
+        r.append(0)
+    except OSError as e:
+        r.append(e.errno)
+print(r)
+'''
+print(json.dumps(subprocess.run([sys.executable, '-c', other, p], capture_output=True, text=True).stdout.strip()))`
+    expect(await py(code, P('locked'))).to.equal('[11, 11]') // EAGAIN: held by the first process
+  })
+
   it('after the kernel drops its caches, every lookup was given back exactly (forget, readdirplus)', async function () {
     try {
       await fsp.writeFile('/proc/sys/vm/drop_caches', '2')
