@@ -36,16 +36,18 @@
 // server dies): in libfuse 3.14 its socket is inherited by every child the server spawns (not
 // close-on-exec), its process is never reaped, and its check that the connection is dead (an
 // open() expected to fail with ENOTCONN) races with the end of the connection and can leave
-// the mount; recoverMount (mounts.ts) cleans up after a dead server instead. getlk/setlk/flock (the kernel keeps POSIX and BSD locks locally, right
-// for one server per mount), poll, bmap (fuseblk only), write_buf/splice (write data is
-// copied once into a Buffer handed to JavaScript), notify_store/retrieve, notify_expire_entry.
-// Not in libfuse 3.14 and so not here: tmpfile (open(O_TMPFILE) on the mount fails with
-// EOPNOTSUPP: the kernel has FUSE_TMPFILE since Linux 6.3, libfuse only from 3.17),
-// FUSE_CAP_HANDLE_KILLPRIV_V2 and setxattr_ext (3.16; the kernel clears setuid/setgid
-// itself, see handleKillpriv), per-file passthrough, statx. The libfuse options `nonempty`
-// (fuse3 mounts over non-empty directories anyway), `big_writes` (always on) and `use_ino`
-// (high-level API only; the low-level API always gives the filesystem's inode numbers) are
-// not options here.
+// the mount; recoverMount (mounts.ts) cleans up after a dead server instead. Also absent:
+// getlk/setlk/flock (the kernel keeps POSIX and BSD locks locally, right for one server per
+// mount), poll, bmap (fuseblk only), write_buf/splice (write data is copied once, into a
+// Buffer handed to JavaScript), notify_store/retrieve, and notify_expire_entry (the addon
+// can send it, FuseSession does not offer it: it needs Linux 6.2).
+// Not in libfuse 3.14's low-level API, so not here: tmpfile (newer kernels send FUSE_TMPFILE
+// for open(O_TMPFILE); libfuse 3.14 answers ENOSYS and the kernel turns that into EOPNOTSUPP
+// for the caller, as test/fuse-posix.test.ts checks), FUSE_CAP_HANDLE_KILLPRIV_V2 and
+// setxattr_ext (the kernel clears setuid/setgid itself here, see handleKillpriv), passthrough,
+// statx. The libfuse options `nonempty` (fuse3 mounts over non-empty directories anyway),
+// `big_writes` (always on) and `use_ino` (high-level API only; the low-level API always gives
+// the filesystem's inode numbers) are not options here.
 export * from './types.js'
 export {ADDON_PATH, type Availability, errnoOf, fuseAvailability, FuseUnavailableError, mount} from './libfuse.js'
 export {abortConnection, fuseMountAt, lazyUnmount, listMounts, type MountInfo, type MountState, probeMount, recoverMount} from './mounts.js'

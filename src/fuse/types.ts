@@ -300,7 +300,8 @@ export interface MountOptions {
   readdirplusAuto?: boolean
   /**
    * FUSE_CAP_HANDLE_KILLPRIV: the filesystem, not the kernel, clears setuid/setgid on write,
-   * chown and truncate. Default off: the kernel clears them with a setattr first.
+   * chown and truncate (libfuse's default). Default off here: the kernel clears them itself,
+   * with a setattr before the write (not atomically with it), as it decides (CAP_FSETID).
    */
   handleKillpriv?: boolean
   /** libfuse's debug output on stderr */
