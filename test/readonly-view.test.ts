@@ -14,7 +14,7 @@
 //     inode numbers and generations (share and link counts, space, expansion progress too).
 // The view is read in several sessions (the image closed and opened again in between: what
 // one session expanded in memory is gone in the next). Nothing is ever written to the image.
-// PRISM_VIEW_RUNS sets the runs (default 200).
+// PRISM_VIEW_RUNS sets the runs (default 100).
 import fs from 'node:fs'
 import path from 'node:path'
 import {createHash} from 'node:crypto'
@@ -284,7 +284,7 @@ async function readView(image: Buffer, reads: Array<{r: Read, fresh: boolean}>, 
 
 describe('read-only view of clones still expanding (issue 15, point 5)', function () {
   this.timeout(1_800_000)
-  const runs = Number(process.env.PRISM_VIEW_RUNS ?? 200)
+  const runs = Number(process.env.PRISM_VIEW_RUNS ?? 100)
   let host: string
   let engine: ScanEngine
 
