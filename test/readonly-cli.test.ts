@@ -6,7 +6,8 @@
 // ways, scan, fileset list, status and df. Each must succeed without writing a byte, and show
 // what the same commands show, run by root, on a copy of the image after `prism expand --all`
 // (fileset list and status: on a copy not expanded, since they report expansion itself).
-// A user who may write the image still expands on demand, for good, as before.
+// A user who may write the image still expands on demand, for good, as before, except when
+// another process holds the image at that moment: then the read does not wait to write.
 import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -14,6 +15,7 @@ import {expect} from 'chai'
 import {clone} from '../src/clone/clone.js'
 import {IF_NOCLONE} from '../src/format/constants.js'
 import {copy} from '../src/ops/copy.js'
+import {tryFlock} from '../src/device/file.js'
 import {BIN, ROOT, edit, hostTree, newImage, prism, sha256File, tmpDir, type CliResult} from './helpers.js'
 
 const NOBODY = 65534
@@ -175,3 +177,41 @@ function listHost(top: string): string[] {
   walk(top, '')
   return out
 }
+
+describe('a reader who may write the image does not wait to write it', function () {
+  this.timeout(120000)
+
+  it('reads a clone still expanding in memory while another process holds the image shared', () => {
+    const dir = tmpDir()
+    try {
+      const img = newImage(dir)
+      edit(img, (ns, vol) => {
+        ns.mkdir('/etc')
+        ns.writeFile('/etc/hostname', Buffer.from('held\n'))
+        vol.commit()
+        clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lz'}, {mode: 'lazy'})
+      })
+      const before = sha256File(img)
+      // Another reader holds the shared lock: expanding for good would wait for it (and give
+      // up with exit 3 after --wait); reading goes on, expanded in memory.
+      const fd = fs.openSync(img, 'r')
+      try {
+        expect(tryFlock(fd, 'shnb')).to.equal(true)
+        for (const args of [['ls', '-l', 'lz:/etc'], ['cat', 'lz:/etc/hostname'], ['stat', 'lz:/etc/hostname']]) {
+          const r = prism([...args, '--wait', '0', '-i', img], {cwd: dir})
+          expect(r.stderr, args.join(' ')).to.equal('')
+          expect(r.status, args.join(' ')).to.equal(0)
+          if (args[0] === 'cat') expect(r.stdout).to.equal('held\n')
+        }
+        expect(sha256File(img), 'nothing was expanded for good').to.equal(before)
+      } finally {
+        fs.closeSync(fd)
+      }
+      // Alone, the same reader expands for good, as before.
+      expect(prism(['cat', 'lz:/etc/hostname', '-i', img], {cwd: dir}).stdout).to.equal('held\n')
+      expect(sha256File(img)).to.not.equal(before)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})

@@ -60,8 +60,9 @@ export function catPaths(args: string[], opts: CatOptions, failures: Failures): 
   const fd = outputFd()
   const image = findImage(opts.image)
   let next = 0
-  const run = (write: boolean) => withImage(image, {write, wait: opts.wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
-    if (wantsWrite(vol, image)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
+  let view = false
+  const run = (write: boolean, wait = opts.wait) => withImage(image, {write, wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
+    if (!view && wantsWrite(vol, image)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
     for (; next < locs.length; next++) {
       const loc = locs[next]
       let open = true
@@ -81,10 +82,17 @@ export function catPaths(args: string[], opts: CatOptions, failures: Failures): 
       run(false)
     } catch (e) {
       // A clone still expanding, and the user may write the image: paths through it are
-      // expanded on the way, for good (a user who may not reads them expanded in memory).
+      // expanded on the way, for good (a user who may not, or who would have to wait for
+      // another process to write, reads them expanded in memory: session.ts wantsWrite).
       // Nothing was written out yet.
       if (!(e instanceof PrismError && e.code === 'ENEEDWRITE')) throw e
-      run(true)
+      try {
+        run(true, 0)
+      } catch (e2) {
+        if (!(e2 instanceof PrismError && e2.code === 'ELOCKED')) throw e2
+        view = true
+        run(false)
+      }
     }
   } finally {
     if (fd !== 1) fs.closeSync(fd)
