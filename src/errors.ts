@@ -21,8 +21,9 @@ const EXIT_OF: Record<ErrCode, number> = {
   ENAMETOOLONG: EXIT.FAIL, EINVAL: EXIT.FAIL, ELOOP: EXIT.FAIL, EXDEV: EXIT.FAIL, EBUSY: EXIT.FAIL, EFBIG: EXIT.FAIL,
   ENOSPC: EXIT.NOSPACE, EROFS: EXIT.IO, ELOCKED: EXIT.LOCKED, EBADIMAGE: EXIT.BADIMAGE, EIO: EXIT.IO,
   EUSAGE: EXIT.USAGE, ENOIMAGE: EXIT.USAGE,
-  // A read-only open met a directory an asynchronous clone has not expanded yet; the CLI
-  // then reopens the image for writing, so users never see it.
+  // A read-only open found a clone still expanding and the user may write the image: the CLI
+  // then reopens it for writing, so that expansion on demand stays done (src/cli/session.ts).
+  // Users never see it.
   ENEEDWRITE: EXIT.FAIL,
 }
 
@@ -37,4 +38,14 @@ export class PrismError extends Error {
 
 export function fail(code: ErrCode, message: string): never {
   throw new PrismError(code, message)
+}
+
+/**
+ * An error about one argument of a command that takes several (a missing path, an existing
+ * target, a directory where a file was expected ...: exit status 1). The command reports it
+ * and goes on with the next argument, as coreutils do; any other error (usage, a locked,
+ * damaged or full image, I/O) stops the command.
+ */
+export function isArgumentError(e: unknown): e is PrismError {
+  return e instanceof PrismError && e.exitCode === EXIT.FAIL && e.code !== 'ENEEDWRITE'
 }

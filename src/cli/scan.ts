@@ -4,10 +4,9 @@
 import {PrismError} from '../errors.js'
 import {findImage} from './locate.js'
 import {withSession} from './session.js'
-import {allFilesetNames, scan, type ScanEngine} from '../scan/scan.js'
+import {allFilesetNames, scan, type ScanEngine, type ScanError, type ScanResult} from '../scan/scan.js'
+import {findFileset} from '../fs/filesets.js'
 import {describeLoad, loadSignatures} from '../scan/signatures.js'
-import {isExpanding} from '../scan/expand.js'
-import {listFilesets} from '../fs/filesets.js'
 import {errorLine, notice} from './notices.js'
 import {nameShown} from '../format/name.js'
 
@@ -46,44 +45,58 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
   }
   const image = findImage(c.image)
   const session = {wait: c.wait, onNotice: out.notice}
-  // Writable only when needed: to remember results, or to expand a fileset still expanding.
-  let write = c.incremental
-  if (!write) {
-    write = await withSession(image, false, session, (vol) =>
-      listFilesets(vol).some((f) => (c.all || c.names.includes(f.name)) && isExpanding(f)))
-  }
+  // Writable only to remember results. A fileset still expanding is expanded first: the
+  // session opens the image for writing for that when the user may write it, and otherwise
+  // the scan reads it expanded in memory (src/scan/expand.ts).
+  const write = c.incremental
   const progress = await progressLine(c.json)
   const started = Date.now()
-  let result
+  // A named fileset that does not exist is an error of its own, as a missing file is to
+  // clamscan: the others are scanned, and the status is 2 unless something is found.
+  let missing: ScanError[] = []
+  let result: ScanResult
   try {
-    result = await withSession(image, write, session, (vol) => scan(vol, c.all ? allFilesetNames(vol) : c.names, engine, {
-      incremental: c.incremental,
-      onNotice: out.notice,
-      onProgress: (p) => {
-        const secs = Math.max(0.001, (Date.now() - started) / 1000)
-        progress.update(`${p.files}/${p.totalFiles} files, ${mib(p.bytes)} of ${mib(p.totalBytes)} MiB, ${(p.bytes / 1048576 / secs).toFixed(1)} MiB/s`)
-      },
-    }))
+    result = await withSession(image, write, session, async (vol) => {
+      missing = []
+      const names = c.all ? allFilesetNames(vol) : c.names.filter((n) => {
+        if (findFileset(vol, n)) return true
+        missing.push({ino: 0, paths: [`${n}:/`], message: `no fileset named '${n}' (see 'prism fileset list')`})
+        return false
+      })
+      if (names.length === 0) return {matches: [], errors: [], stats: {filesets: 0, dirsRead: 0, names: 0, inodes: 0, inodesRead: 0, bytesRead: 0, cached: 0, bytesTotal: 0, readsPerInode: new Map()}}
+      return scan(vol, names, engine, {
+        incremental: c.incremental,
+        onNotice: out.notice,
+        onProgress: (p) => {
+          const secs = Math.max(0.001, (Date.now() - started) / 1000)
+          progress.update(`${p.files}/${p.totalFiles} files, ${mib(p.bytes)} of ${mib(p.totalBytes)} MiB, ${(p.bytes / 1048576 / secs).toFixed(1)} MiB/s`)
+        },
+      })
+    })
   } finally {
     progress.stop()
   }
   const {stats} = result
+  const errors = [...missing, ...result.errors]
   const summary = {
     filesets: stats.filesets, dirsRead: stats.dirsRead, names: stats.names, inodes: stats.inodes, inodesRead: stats.inodesRead, bytesRead: stats.bytesRead,
-    cached: stats.cached, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: result.errors.length,
+    cached: stats.cached, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: errors.length,
   }
   const report = engine.kind === 'signatures' ? engine.set.report : undefined
   if (c.json) {
-    out.json({matches: result.matches, errors: result.errors, stats: summary, ...(report ? {signatures: report} : {})})
+    out.json({matches: result.matches, errors, stats: summary, ...(report ? {signatures: report} : {})})
   } else {
+    for (const e of missing) process.stderr.write(errorLine(e.message))
     // As clamscan's "Known viruses": what the databases gave, and what of them was skipped.
     if (report) out.log(describeLoad(report))
+  }
+  if (!c.json && stats.filesets > 0) {
     for (const m of result.matches) for (const p of m.paths) out.log(`${nameShown(p)}: ${m.found.join(', ')} FOUND`)
     for (const e of result.errors) process.stderr.write(`prism: ${nameShown(e.paths[0])}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
     out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
-      `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)
+      `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${errors.length} error(s)`)
   }
-  return result.matches.length > 0 ? 1 : result.errors.length > 0 ? 2 : 0
+  return result.matches.length > 0 ? 1 : errors.length > 0 ? 2 : 0
 }
 
 /** ora on a terminal (stderr), nothing otherwise. */

@@ -16,19 +16,20 @@ export default class Chmod extends PrismCommand {
     const {argv, flags} = await this.parse(Chmod)
     const [mode, ...rest] = argv as string[]
     const locs = rest.map(imageLoc)
-    const {namespace} = await import('../fs/image.js')
-    await this.withVolume(flags, true, (vol) => {
-      for (const loc of locs) {
-        const ns = namespace(vol, loc.fileset)
-        const st = ns.stat(loc.path, true)
-        let perm: number
-        try {
-          perm = parseMode(mode, st.perm, st.type === 'dir')
-        } catch (e) {
-          throw new PrismError('EUSAGE', (e as Error).message)
-        }
-        ns.chmod(loc.path, perm)
-      }
-    })
+    // A mode that does not parse is a usage error, before any path is touched.
+    try {
+      parseMode(mode, 0, false)
+    } catch (e) {
+      throw new PrismError('EUSAGE', (e as Error).message)
+    }
+    const {namespace, forEachItem} = await import('../fs/image.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
+    await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
+      const ns = namespace(vol, loc.fileset)
+      const st = ns.stat(loc.path, true)
+      ns.chmod(loc.path, parseMode(mode, st.perm, st.type === 'dir'))
+    }))
+    failures.settle()
   }
 }

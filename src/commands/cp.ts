@@ -32,6 +32,8 @@ Recursive copies keep file type, mode, owner, times, symlinks and hard links. A 
       throw new PrismError('EUSAGE', 'neither source nor destination is inside the image: write FILESET:/path (for example root:/)')
     }
     const {copy} = await import('../ops/copy.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
     const spin = await this.spinner('copying')
     try {
       const stats = await this.withVolume(flags, dst.kind === 'image', (vol) =>
@@ -40,8 +42,13 @@ Recursive copies keep file type, mode, owner, times, symlinks and hard links. A 
           noTargetDirectory: flags['no-target-directory'],
           onProgress: (s) => spin.update(`copying: ${s.files} files, ${s.dirs} directories, ${humanSize(s.bytes)}`),
           onWarning: (m) => this.notice(m),
+          onSourceError: (e) => {
+            spin.stop()
+            failures.report(e)
+          },
         }))
       spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
+      failures.settle()
       return stats
     } catch (e) {
       spin.stop()

@@ -144,11 +144,15 @@ export class Namespace {
 
   /**
    * Resolves a path; `follow` decides whether a final symlink is followed. Components are
-   * consumed from a queue, and a symlink's target is pushed in front of what remains.
+   * consumed from a queue, and a symlink's target is pushed in front of what remains. A
+   * trailing slash (or '/.') names a directory, as in POSIX: a final symlink is then followed,
+   * and anything but a directory is ENOTDIR.
    */
   resolveFull(path: string, follow = true): Resolved {
     let hops = 0
     const queue = splitPath(path)
+    const dirOnly = queue.length > 0 && /\/\.?\/*$/.test(path)
+    if (dirOnly) follow = true
     let chain: Inode[] = []
     let names: Buffer[] = []
     let stamps: number[] = []
@@ -190,6 +194,7 @@ export class Namespace {
       cur = this.expanded(next, names)
       name = nb
     }
+    if (dirOnly && !cur.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
     return {inode: cur, chain, name, names, stamps}
   }
 
@@ -297,6 +302,21 @@ export class Namespace {
     const dir = this.resolve(path, true)
     if (!dir.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
     return this.readdirInode(dir)
+  }
+
+  /**
+   * A directory's entries, each with what stat shows of it (a symlink itself, not followed).
+   * An entry that is a directory of a clone not expanded yet is expanded first, as stat of
+   * its path would: its link count, size and flags are then those expansion gives it, not
+   * those of the placeholder that stands for it.
+   */
+  readdirStat(path: string): Array<ListEntry & {st: StatInfo}> {
+    const r = this.resolveFull(path, true)
+    if (!r.inode.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
+    return this.readdirInode(r.inode).map((e) => {
+      const inode = this.vol.iget(e.ino)
+      return {...e, st: this.statInode(isUnexpanded(inode) ? this.expanded(inode, [...r.names, nameBytes(e.name)]) : inode)}
+    })
   }
 
   readFile(path: string): Buffer {

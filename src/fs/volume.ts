@@ -83,9 +83,12 @@ export class Volume {
     this.sb = sb
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
-    // with an unreplayed journal clean), even on a device that allows it.
+    // with an unreplayed journal clean), even on a device that allows it. Changes made
+    // meanwhile (a reader expanding a clone in memory, src/clone/expand.ts) are never
+    // committed: they live in this process until it closes the image.
     this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
+    this.store.readOnly = this.readOnly
   }
 
   // ---------------------------------------------------------------- opening

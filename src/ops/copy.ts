@@ -14,7 +14,7 @@ import {forEachRun, shareData} from '../fs/extents.js'
 import type {Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
-import {namespace} from '../fs/image.js'
+import {forEachItem, namespace} from '../fs/image.js'
 import {HostWriter, setAttrs, type FileAttrs} from './hostwriter.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
@@ -26,6 +26,13 @@ export interface CopyOptions {
   noTargetDirectory?: boolean
   onProgress?: (p: CopyStats) => void
   onWarning?: (msg: string) => void
+  /**
+   * Given, each source is copied on its own, as cp does: a source that fails with an error
+   * about itself (missing, a directory without -r ...) copies nothing into the image, is
+   * handed here, and the next source follows; each source is then its own transaction
+   * (forEachItem). Without it, the first failure is thrown.
+   */
+  onSourceError?: (e: PrismError, src: Location) => void
 }
 
 export interface CopyStats {
@@ -113,7 +120,18 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
   if (dst.kind === 'host' && srcs.some((s) => s.kind === 'host')) fail('EUSAGE', 'one of source or destination must be inside the image (FILESET:/path)')
   const dstIsDir = locIsDir(vol, dst)
   if (srcs.length > 1 && !dstIsDir) fail('ENOTDIR', `target '${show(dst)}' is not a directory`)
-  for (const src of srcs) {
+  let before = {links: new Set(ctx.links.keys()), stats: {...ctx.stats}}
+  const failed = opts.onSourceError && ((e: PrismError, src: Location) => {
+    // The failed source's transaction is gone, and with it what it added to the hard-link
+    // map; the inodes earlier sources made are committed, and read again.
+    for (const k of [...ctx.links.keys()]) if (!before.links.has(k)) ctx.links.delete(k)
+    for (const [k, v] of ctx.links) if (!Buffer.isBuffer(v)) ctx.links.set(k, vol.iget(v.ino))
+    ctx.ancestors.clear()
+    Object.assign(ctx.stats, before.stats)
+    opts.onSourceError!(e, src)
+  })
+  forEachItem(vol, srcs, failed, (src) => {
+    before = {links: new Set(ctx.links.keys()), stats: {...ctx.stats}}
     let target = dst
     // A directory copied onto a fileset's root fills that root (prism cp -r ./rootfs root:/).
     const ontoRoot = dst.kind === 'image' && splitPath(dst.path).length === 0 && locIsDir(vol, src) && srcs.length === 1
@@ -137,7 +155,7 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
       }
     } else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, nameBytes(target.path), ctx)
     else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
-  }
+  })
   opts.onProgress?.(ctx.stats)
   return ctx.stats
 }

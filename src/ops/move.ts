@@ -1,5 +1,6 @@
 // mv: renames within a fileset; between filesets, copies (sharing blocks) then removes.
-import {fail} from '../errors.js'
+import {fail, type PrismError} from '../errors.js'
+import {forEachItem} from '../fs/image.js'
 import type {Namespace} from '../fs/namespace.js'
 import {splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
@@ -10,20 +11,26 @@ export interface ImagePath {
   path: string
 }
 
-export function move(vol: Volume, srcs: ImagePath[], dst: ImagePath, nsOf: (fileset: string) => Namespace): void {
+/**
+ * Moves each source to `dst` (into it, if it is a directory). With `onSourceError`, each
+ * source moves on its own, as mv does: one that fails with an error about itself changes
+ * nothing and is handed there, and the next follows (each is its own transaction:
+ * forEachItem). Without it, the first failure is thrown.
+ */
+export function move(vol: Volume, srcs: ImagePath[], dst: ImagePath, nsOf: (fileset: string) => Namespace, onSourceError?: (e: PrismError, src: ImagePath) => void): void {
   const dns = nsOf(dst.fileset)
   const dstIsDir = dns.exists(dst.path, true) && dns.resolve(dst.path, true).isDir
   if (srcs.length > 1 && !dstIsDir) fail('ENOTDIR', `target '${dst.fileset}:${dst.path}' is not a directory`)
-  for (const src of srcs) {
+  forEachItem(vol, srcs, onSourceError, (src) => {
     const comps = splitPath(src.path)
     if (comps.length === 0) fail('EBUSY', `cannot move the root of fileset '${src.fileset}'`)
     const target = dstIsDir ? {fileset: dst.fileset, path: (dst.path.endsWith('/') ? dst.path : dst.path + '/') + comps[comps.length - 1]} : dst
     if (src.fileset === target.fileset) {
       nsOf(src.fileset).rename(src.path, target.path)
-      continue
+      return
     }
     nsOf(src.fileset).resolve(src.path, false) // fail early if missing
     copy(vol, [{kind: 'image', ...src}], {kind: 'image', ...target}, {recursive: true, noTargetDirectory: true})
     nsOf(src.fileset).remove(src.path, {recursive: true})
-  }
+  })
 }

@@ -354,8 +354,8 @@ async function execScan(command: string, chunks: AsyncIterable<Buffer>): Promise
 
 /**
  * Scans the named filesets. Each unique regular-file inode is read at most once. The
- * volume must be writable for `incremental` (results are saved and committed) and for
- * filesets still expanding (they are expanded first).
+ * volume must be writable for `incremental` (results are saved and committed). Filesets still
+ * expanding are expanded first (in memory only on a read-only volume).
  */
 export async function scan(vol: Volume, names: string[], engine: ScanEngine, opts: ScanOptions = {}): Promise<ScanResult> {
   if (names.length === 0) throw new PrismError('EUSAGE', 'name at least one fileset, or use --all')
