@@ -17,6 +17,13 @@ type Vol = import('../fs/volume.js').Volume
 export abstract class PrismCommand extends Command {
   static enableJsonFlag = true
 
+  async init(): Promise<void> {
+    await super.init()
+    // Before anything opens the image: a signal then stops the command cleanly (src/cli/signals.ts).
+    const {catchSignals} = await import('./signals.js')
+    catchSignals()
+  }
+
   /** Set by a command that must not start the background expander (clone --no-background). */
   protected noBackground = false
 

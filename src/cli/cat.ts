@@ -8,6 +8,7 @@ import {PrismError} from '../errors.js'
 import {lockWaitNotice} from './session.js'
 import {findImage, imageLoc} from './locate.js'
 import {errorLine, notice} from './notices.js'
+import {catchSignals} from './signals.js'
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 /** Pipe-sized writes (as GNU cat's 128 KiB) keep the reader busy; 4 MiB writes halve throughput. */
@@ -97,6 +98,7 @@ export function fastCat(argv: string[]): number | null {
   opts.wait ??= 5
   opts.onWait = lockWaitNotice()
   opts.onNotice = notice
+  catchSignals()
   try {
     catPaths(paths, opts)
     return 0

@@ -11,6 +11,7 @@ import {clone, type CloneMode} from '../clone/clone.js'
 import {lockWaitNotice} from './session.js'
 import {findImage, parseImageLoc} from './locate.js'
 import {errorLine, notice} from './notices.js'
+import {catchSignals} from './signals.js'
 import {nameShown} from '../format/name.js'
 
 export function fastClone(argv: string[]): number | null {
@@ -37,6 +38,7 @@ export function fastClone(argv: string[]): number | null {
   if (pos.length < 1 || pos.length > 2 || (pos[1] ?? '').includes(':')) return null
   const src = parseImageLoc(pos[0].includes(':') ? pos[0] : `${pos[0]}:/`)
   if (!src) return null
+  catchSignals()
   try {
     const path = findImage(image)
     const res = withImage(path, {

@@ -8,6 +8,7 @@ import {fsckReportLines} from '../fsck/report.js'
 import {findImage} from './locate.js'
 import {spinner} from './spinner.js'
 import {errorLine} from './notices.js'
+import {catchSignals} from './signals.js'
 
 export interface FsckCommand {
   repair: boolean
@@ -50,6 +51,7 @@ export async function fastFsck(argv: string[]): Promise<number | null> {
     else if (a === '--wait' && i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) c.wait = Number(argv[++i])
     else return null
   }
+  catchSignals()
   try {
     return await runFsck(c, {
       log: (line) => process.stdout.write(`${line}\n`),
@@ -58,6 +60,6 @@ export async function fastFsck(argv: string[]): Promise<number | null> {
   } catch (e) {
     if (!(e instanceof PrismError)) throw e
     process.stderr.write(errorLine(e.message))
-    return 8
+    return e.code === 'EINTR' ? e.exitCode : 8
   }
 }

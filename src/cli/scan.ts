@@ -10,6 +10,8 @@ import {isExpanding} from '../scan/expand.js'
 import {listFilesets} from '../fs/filesets.js'
 import {errorLine, notice} from './notices.js'
 import {nameShown} from '../format/name.js'
+import {spinner} from './spinner.js'
+import {catchSignals} from './signals.js'
 
 export interface ScanCommand {
   names: string[]
@@ -52,7 +54,7 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
     write = await withSession(image, false, session, (vol) =>
       listFilesets(vol).some((f) => (c.all || c.names.includes(f.name)) && isExpanding(f)))
   }
-  const progress = await progressLine(c.json)
+  const progress = await spinner('scanning', c.json)
   const started = Date.now()
   let result
   try {
@@ -81,14 +83,6 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
       `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)
   }
   return result.matches.length > 0 ? 1 : result.errors.length > 0 ? 2 : 0
-}
-
-/** ora on a terminal (stderr), nothing otherwise. */
-async function progressLine(json: boolean): Promise<{update: (t: string) => void, stop: () => void}> {
-  if (!process.stderr.isTTY || json) return {update: () => {}, stop: () => {}}
-  const {default: ora} = await import('ora')
-  const s = ora({text: 'scanning', stream: process.stderr}).start()
-  return {update: (t) => { s.text = t; s.render() }, stop: () => s.stop()}
 }
 
 function mib(n: number): string {
@@ -124,6 +118,7 @@ export async function fastScan(argv: string[]): Promise<number | null> {
     } else if (a.startsWith('-')) return null
     else c.names.push(a)
   }
+  catchSignals()
   try {
     return await runScan(c, {
       log: (line) => process.stdout.write(`${line}\n`),
@@ -134,6 +129,6 @@ export async function fastScan(argv: string[]): Promise<number | null> {
     if (!(e instanceof PrismError)) throw e
     if (c.json) process.stdout.write(`${JSON.stringify({error: {code: e.code, message: e.message}}, null, 2)}\n`)
     process.stderr.write(errorLine(e.message))
-    return 2
+    return e.code === 'EINTR' ? e.exitCode : 2
   }
 }

@@ -27,7 +27,7 @@ Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left unc
   protected async catch(err: Error & {oclif?: {exit?: number}}): Promise<unknown> {
     if (err instanceof PrismError) {
       process.stderr.write(errorLine(err.message))
-      this.exit(8)
+      this.exit(err.code === 'EINTR' ? err.exitCode : 8)
     }
     return super.catch(err)
   }

@@ -44,7 +44,7 @@ Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
     if (err instanceof PrismError) {
       if (this.jsonEnabled()) this.logJson({error: {code: err.code, message: err.message}})
       process.stderr.write(errorLine(err.message))
-      this.exit(2)
+      this.exit(err.code === 'EINTR' ? err.exitCode : 2)
     }
     return super.catch(err)
   }

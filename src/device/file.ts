@@ -9,6 +9,7 @@ import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
 import {WriteBehind} from './writebehind.js'
+import {checkInterrupt} from '../interrupt.js'
 
 // startWriteback's thread, as plain JavaScript evaluated in it: fdatasync on request, on a
 // descriptor of its own; errors are ignored (sync() on the image's descriptor reports them).
@@ -296,6 +297,7 @@ function lock(fd: number, path: string, opts: OpenOptions): void {
       } catch (e) {
         throw ioError(path, e)
       }
+      checkInterrupt()
       if (Date.now() >= deadline) {
         throw new PrismError('ELOCKED', `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
       }

@@ -14,6 +14,7 @@ import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type I
 import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
 import {INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
+import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
 import {Inode} from './inode.js'
@@ -233,6 +234,7 @@ export class Volume {
 
   /** Commits if the running transaction is large. Call only where the image is consistent. */
   maybeCommit(): void {
+    checkInterrupt() // a consistent point: stopping here drops only the running transaction
     if (this.txnFull) this.commit()
   }
 
