@@ -6,7 +6,7 @@ import {withImage, namespace} from '../fs/image.js'
 import '../fs/namespace.js'
 import {PrismError} from '../errors.js'
 import {lockWaitNotice} from './session.js'
-import {findImage, imageLoc} from './locate.js'
+import {findImage, imageLoc, parseWait} from './locate.js'
 import {errorLine, notice} from './notices.js'
 import {catchSignals} from './signals.js'
 
@@ -90,7 +90,7 @@ export function fastCat(argv: string[]): number | null {
     const a = argv[i]
     if ((a === '-i' || a === '--image') && i + 1 < argv.length) opts.image = argv[++i]
     else if (a.startsWith('--image=')) opts.image = a.slice(8)
-    else if (a === '--wait' && i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) opts.wait = Number(argv[++i])
+    else if (a === '--wait' && i + 1 < argv.length && parseWait(argv[i + 1]) !== null) opts.wait = parseWait(argv[++i])!
     else if (a.startsWith('-')) return null
     else paths.push(a)
   }

@@ -77,6 +77,11 @@ export function location(arg: string): Location {
   return loc ? {kind: 'image', ...loc} : {kind: 'host', path: arg}
 }
 
+/** --wait SECONDS: a number of seconds, fractions allowed (0.5, .25); null if it is not one. */
+export function parseWait(text: string): number | null {
+  return /^(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : null
+}
+
 export function showLoc(l: ImageLoc): string {
   return `${l.fileset}:${l.path}`
 }

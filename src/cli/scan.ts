@@ -2,7 +2,7 @@
 // bin/run.js's start-up fast path for its common forms. An incremental rescan of a large
 // image is judged against a full scan, and oclif's start-up alone is a sizeable part of it.
 import {PrismError} from '../errors.js'
-import {findImage} from './locate.js'
+import {findImage, parseWait} from './locate.js'
 import {withSession} from './session.js'
 import {allFilesetNames, scan, type ScanEngine} from '../scan/scan.js'
 import {loadSignatures} from '../scan/signatures.js'
@@ -78,7 +78,7 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
     out.json({matches: result.matches, errors: result.errors, stats: summary})
   } else {
     for (const m of result.matches) for (const p of m.paths) out.log(`${nameShown(p)}: ${m.found.join(', ')} FOUND`)
-    for (const e of result.errors) process.stderr.write(`prism: ${nameShown(e.paths[0])}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
+    for (const e of result.errors) process.stderr.write(`prism: ${nameShown(`${e.paths[0]}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}`)}\n`)
     out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
       `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)
   }
@@ -113,7 +113,7 @@ export async function fastScan(argv: string[]): Promise<number | null> {
       if (a === '-s' || a === '--signatures') (c.signatures ??= []).push(x)
       else if (a === '--exec') { if (c.exec !== undefined) return null; c.exec = x }
       else if (a === '--clamd') { if (c.clamd !== undefined) return null; c.clamd = x }
-      else if (a === '--wait') { if (!/^\d+$/.test(x)) return null; c.wait = Number(x) }
+      else if (a === '--wait') { const s = parseWait(x); if (s === null) return null; c.wait = s }
       else c.image = x
     } else if (a.startsWith('-')) return null
     else c.names.push(a)

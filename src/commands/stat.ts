@@ -20,7 +20,7 @@ export default class Stat extends PrismCommand {
       size: st.size, blocks: st.blocks, atime: isoTime(st.atime), mtime: isoTime(st.mtime), ctime: isoTime(st.ctime),
       flags: st.flags, generation: st.generation, ...(st.target !== undefined ? {target: st.target} : {}), ...(st.entries !== undefined ? {entries: st.entries} : {}),
     }
-    this.log(`  File: ${out.path}${st.target !== undefined ? ` -> ${nameShown(st.target)}` : ''}`)
+    this.log(`  File: ${nameShown(out.path)}${st.target !== undefined ? ` -> ${nameShown(st.target)}` : ''}`)
     this.log(`  Type: ${st.type}  Size: ${st.size}  Blocks: ${st.blocks}  Inode: ${st.ino}  Links: ${st.nlink}  Shared by: ${st.share}`)
     this.log(`Access: (${out.mode}/${modeString(st.type, st.perm)})  Uid: ${st.uid}  Gid: ${st.gid}${st.flags.length ? `  Flags: ${st.flags.join(',')}` : ''}`)
     this.log(`Access: ${out.atime}\nModify: ${out.mtime}\nChange: ${out.ctime}`)
