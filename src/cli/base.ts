@@ -8,7 +8,7 @@ import type {Spinner} from './spinner.js'
 import {errorLine, notice, usageMessage} from './notices.js'
 
 export const imageFlags = {
-  image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE'}),
+  image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE', helpValue: 'FILE'}),
   wait: Flags.custom<number>({
     description: 'seconds to wait for another prism process to release the image (fractions allowed: 0.5)',
     default: 5, helpGroup: 'IMAGE', helpValue: 'SECONDS',

@@ -45,7 +45,7 @@ export function fastClone(argv: string[]): number | null {
       write: true, wait,
       onWait: lockWaitNotice(),
       onNotice: notice,
-    }, (vol) => clone(vol, src, pos[1] ? {fileset: pos[1]} : null, {
+    }, (vol) => clone(vol, src, pos[1] !== undefined ? {fileset: pos[1]} : null, {
       mode, exclude, onWarning: (m) => process.stderr.write(`prism: warning: ${nameShown(m)}\n`),
     }))
     process.stdout.write(`${res.fileset}\n`)

@@ -23,10 +23,10 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
   }
   static flags = {
     ...imageFlags,
-    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern', multiple: true, default: []}),
-    'exclude-from': Flags.string({description: 'file of exclude patterns, one a line (# comments)'}),
-    replace: Flags.string({char: 'r', description: 'PATH=SOURCE: put SOURCE at PATH in the clone', multiple: true, default: []}),
-    mode: Flags.string({description: 'async: usable at once, expanded in the background and on demand; lazy: expanded only on demand; sync: expanded before returning', options: ['async', 'lazy', 'sync'], default: 'async'}),
+    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern (repeat the flag for several)', multiple: true, multipleNonGreedy: true, default: [], helpValue: 'PATTERN'}),
+    'exclude-from': Flags.string({description: 'file of exclude patterns, one a line (# comments)', helpValue: 'FILE'}),
+    replace: Flags.string({char: 'r', description: 'put SOURCE at PATH in the clone (repeat the flag for several)', multiple: true, multipleNonGreedy: true, default: [], helpValue: 'PATH=SOURCE'}),
+    mode: Flags.string({description: 'async: usable at once, expanded in the background and on demand; lazy: expanded only on demand; sync: expanded before returning', options: ['async', 'lazy', 'sync'], default: 'async', helpValue: 'async|lazy|sync'}),
     background: Flags.boolean({description: 'start the background expander (async mode)', default: true, allowNo: true}),
   }
 
@@ -35,8 +35,9 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     const src = parseImageLoc(args.src.includes(':') ? args.src : `${args.src}:/`)
     if (!src) throw new PrismError('EUSAGE', `'${args.src}' is not a fileset or FILESET:/path`)
     let dst: {fileset: string, path?: string} | null = null
-    if (args.dst) dst = args.dst.includes(':') ? parseImageLoc(args.dst) : {fileset: args.dst}
-    if (args.dst && !dst) throw new PrismError('EUSAGE', `'${args.dst}' is not a fileset name or FILESET:/path`)
+    // An empty DST is a name (an invalid one), not the absence of one.
+    if (args.dst !== undefined) dst = args.dst.includes(':') ? parseImageLoc(args.dst) : {fileset: args.dst}
+    if (args.dst !== undefined && !dst) throw new PrismError('EUSAGE', `'${args.dst}' is not a fileset name or FILESET:/path`)
     const {clone, parseExcludeFile} = await import('../clone/clone.js')
     const exclude = [...flags.exclude]
     if (flags['exclude-from']) {

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
-import {isoTime, lsTime, modeString, table} from '../cli/output.js'
+import {humanSize, isoTime, lsTime, modeString, table} from '../cli/output.js'
 import {nameShown} from '../format/name.js'
 
 interface Row {
@@ -25,6 +25,7 @@ export default class Ls extends PrismCommand {
     '<%= config.bin %> ls root:/',
     '<%= config.bin %> ls -l root:/etc',
     '<%= config.bin %> ls -lR --json sandbox:/var',
+    '<%= config.bin %> ls -lhd root:/var/log root:/etc/passwd',
   ]
   static args = {paths: Args.string({description: 'FILESET:/path (default root:/)'})}
   static strict = false
@@ -33,6 +34,8 @@ export default class Ls extends PrismCommand {
     long: Flags.boolean({char: 'l', description: 'long listing: mode, links, owner, size, time, flags'}),
     recursive: Flags.boolean({char: 'R', description: 'list subdirectories too'}),
     all: Flags.boolean({char: 'a', description: 'include names that start with a dot'}),
+    human: Flags.boolean({char: 'h', description: 'with -l, sizes in K, M, G (powers of 1024)'}),
+    directory: Flags.boolean({char: 'd', description: 'list directories themselves, not their contents'}),
   }
 
   async run() {
@@ -49,6 +52,11 @@ export default class Ls extends PrismCommand {
           size: st.size, mtime: isoTime(st.mtime), target: st.target, flags: st.flags,
         })
         const top = ns.stat(loc.path, true)
+        if (flags.directory) {
+          // As ls -d: the path itself, named as given.
+          listings.push({path: showLoc(loc), entries: [row(showLoc(loc), loc.path, ns.stat(loc.path, false))]})
+          continue
+        }
         if (top.type !== 'dir') {
           listings.push({path: showLoc(loc), entries: [row(loc.path.split('/').pop() || '/', loc.path, ns.stat(loc.path, false))]})
           continue
@@ -71,18 +79,20 @@ export default class Ls extends PrismCommand {
         }
       }
     })
-    const many = listings.length > 1
-    listings.forEach((l, i) => {
+    const many = listings.length > 1 && !flags.directory
+    // With -d every path is one line of one table (the JSON keeps one listing per path).
+    const shown = flags.directory ? [{path: '', entries: listings.flatMap((l) => l.entries)}] : listings
+    shown.forEach((l, i) => {
       if (many) this.log(`${i ? '\n' : ''}${nameShown(l.path)}:`)
       if (!flags.long) {
         for (const e of l.entries) this.log(nameShown(e.name))
         return
       }
       this.log(table(l.entries.map((e) => [
-        e.mode, String(e.nlink), String(e.uid), String(e.gid), String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
+        e.mode, String(e.nlink), String(e.uid), String(e.gid), flags.human ? humanSize(e.size) : String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
         nameShown(e.name) + (e.target !== undefined ? ` -> ${nameShown(e.target)}` : '') + (e.flags.includes('noclone') ? '  [noclone]' : ''),
       ]), [1, 4]))
     })
-    return many ? listings : listings[0]
+    return listings // one shape whatever the number of paths: an array of listings
   }
 }

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc} from '../cli/locate.js'
+import {PrismError} from '../errors.js'
 
 export default class Noclone extends PrismCommand {
   static summary = 'Mark a path nonclonable: every later clone of its fileset leaves it out'
@@ -14,6 +15,14 @@ export default class Noclone extends PrismCommand {
     const loc = imageLoc(args.path)
     const {namespace} = await import('../fs/image.js')
     const {IF_NOCLONE} = await import('../format/constants.js')
-    await this.withVolume(flags, true, (vol) => namespace(vol, loc.fileset).setFlag(loc.path, IF_NOCLONE, !flags.clear))
+    await this.withVolume(flags, true, (vol) => {
+      const ns = namespace(vol, loc.fileset)
+      // A clone always has its root: marking it would leave out nothing, so say so. (Clearing
+      // a mark an older prism let be set there is allowed.)
+      if (!flags.clear && ns.resolve(loc.path, false).ino === ns.root().ino) {
+        throw new PrismError('EINVAL', `${args.path}: the root of fileset '${loc.fileset}' cannot be marked nonclonable; mark the paths below it, or clone a subtree (prism clone ${loc.fileset}:/path)`)
+      }
+      ns.setFlag(loc.path, IF_NOCLONE, !flags.clear)
+    })
   }
 }

@@ -98,13 +98,14 @@ export class Volume {
     try {
       sb = planGeometry({blockCount: blocks, inodeCount: opts.inodeCount, journalBlocks: opts.journalBlocks, filesetSlots: opts.filesetSlots})
     } catch (e) {
-      throw new PrismError('EINVAL', (e as Error).message)
+      // A size or setting the image cannot be made with: a bad argument.
+      throw new PrismError('EUSAGE', (e as Error).message)
     }
     const dev = FileDevice.create(path, blocks, !!opts.force)
     try {
       return Volume.format(dev, sb, init)
     } catch (e) {
-      dev.close()
+      dev.discard() // a file this mkfs created goes again; one it was told to overwrite stays
       throw e
     }
   }
