@@ -1,6 +1,6 @@
 // Writes the per-command reference of README.md from the commands' own definitions, so that
 // the README and `prism CMD --help` cannot drift apart: between the marker comments
-//   <!-- prism CMD ... -->  and  <!-- end prism CMD -->
+//   <!-- prism CMD (any remark) -->  and  <!-- end prism CMD -->
 // goes what `prism CMD --help` shows under USAGE, ARGUMENTS, FLAGS and EXAMPLES, rendered
 // by the same help class (src/cli/help.ts) at 100 columns. The prose around the markers is
 // the README's own. Run after `npm run build` (it reads oclif.manifest.json and dist/).
@@ -29,10 +29,10 @@ export function reference(id) {
   if (!cmd) return null
   // eslint-disable-next-line no-control-regex
   const text = help.formatCommand(cmd).replace(/\u001b\[[0-9;]*m/g, '').replace(/[ \t]+$/gm, '').trimEnd()
-  return '```\n' + text + '\n```'
+  return '```\n' + text + '\n```\n'
 }
 
-const BLOCK = /(<!-- prism ([a-z][a-z -]*?) (?:[^>]*)-->\n)([\s\S]*?)(\n<!-- end prism \2 -->)/g
+const BLOCK = /(<!-- prism ([a-z]+(?: [a-z]+)*)(?: \([^)]*\))? -->\n)([\s\S]*?)(<!-- end prism \2 -->)/g
 const readme = fs.readFileSync(readmePath, 'utf8')
 const problems = []
 const seen = new Set()
@@ -47,7 +47,10 @@ const next = readme.replace(BLOCK, (all, open, name, _body, close) => {
   return open + ref + close
 })
 for (const c of config.commands) {
-  if (!c.hidden && !seen.has(c.id)) problems.push(`README.md has no reference block for 'prism ${c.id.replace(/:/g, ' ')}' (add <!-- prism ${c.id.replace(/:/g, ' ')} --> and <!-- end prism ${c.id.replace(/:/g, ' ')} --> where it belongs)`)
+  // (oclif may hand back ids with the topic separator, a space, in place of ':')
+  const id = c.id.replace(/ /g, ':')
+  const words = id.replace(/:/g, ' ')
+  if (!c.hidden && !seen.has(id)) problems.push(`README.md has no reference block for 'prism ${words}' (add <!-- prism ${words} --> and <!-- end prism ${words} --> where it belongs)`)
 }
 if (problems.length) {
   for (const p of problems) console.error(p)

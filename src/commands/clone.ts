@@ -13,6 +13,7 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
   static examples = [
     '<%= config.bin %> clone root --exclude /home --exclude /var/log',
     '<%= config.bin %> clone root scratch --mode lazy',
+    '<%= config.bin %> clone root ci-7 --mode sync',
     '<%= config.bin %> clone root sandbox --replace /home=@empty-dir --replace /etc/hostname=./hostname',
     '<%= config.bin %> clone root:/srv/site web:/srv/site',
     "<%= config.bin %> clone root ci-42 --exclude-from .cloneignore --exclude '**/*.log'",

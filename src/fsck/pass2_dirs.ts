@@ -587,7 +587,7 @@ class Paths {
     let k = this.index[ino] - 1
     if (k < 0) return undefined
     const names: string[] = []
-    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(this.src[k].toString('utf8', this.off[k], this.off[k] + this.len[k]))
+    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(nameText(this.src[k].subarray(this.off[k], this.off[k] + this.len[k])))
     return '/' + names.reverse().join('/')
   }
 
