@@ -8,7 +8,19 @@ import {Errors, toConfiguredId, type Hook} from '@oclif/core'
 import {closest} from 'fastest-levenshtein'
 import {EXIT} from '../errors.js'
 
+/** e2fsck's status for a usage error (src/cli/fsck.ts FSCK_USAGE; not imported: it loads the checker) */
+const FSCK_USAGE = 16
+
 const hook: Hook<'command_not_found'> = async function (opts) {
+  // `prism fsck extra`: oclif reads the words of a command that takes no argument as a longer
+  // command's name. It is that command with an argument too many: its usage error.
+  const parts = opts.id.split(':')
+  for (let n = parts.length - 1; n > 0; n--) {
+    const id = parts.slice(0, n).join(':')
+    if (!opts.config.findCommand(id)) continue
+    const shown = toConfiguredId(id, opts.config)
+    throw new Errors.CLIError(`unexpected argument '${parts.slice(n).join(' ')}' (see '${opts.config.bin} ${shown} --help')`, {exit: id === 'fsck' ? FSCK_USAGE : EXIT.USAGE})
+  }
   if (process.stdin.isTTY && process.stderr.isTTY) {
     const {default: plugin} = await import('@oclif/plugin-not-found')
     return plugin.call(this, opts)

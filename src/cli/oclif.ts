@@ -2,7 +2,8 @@
 // with prism's conventions where oclif's own differ: `-h` is help (except for a command
 // whose own -h means something else: `df -h`, `ls -lh`), and an error oclif raises before a
 // command runs (an unknown command or topic, a bad flag of prism itself) is one line on
-// stderr starting with `prism:` and the usage status, not oclif's page of usage.
+// stderr starting with `prism:` and the usage status, not oclif's page of usage. It must never
+// print more than that one line for an error, nor wait for a stdout whose reader went away.
 import fs from 'node:fs'
 import {Errors, flush, run} from '@oclif/core'
 import {EXIT} from '../errors.js'
@@ -60,6 +61,7 @@ export async function runOclif(argv: string[], root: string): Promise<void> {
     const usage = err instanceof Errors.CLIError
     process.stderr.write(`prism: ${usage ? usageMessage(err.message) : `internal error: ${err.message}`}\n`)
     if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)
-    process.exitCode = usage ? EXIT.USAGE : 70
+    // A usage error keeps the status it was raised with (16 for fsck's), else 2.
+    process.exitCode = usage ? (err.oclif?.exit === 16 ? 16 : EXIT.USAGE) : 70
   }
 }
