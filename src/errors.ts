@@ -14,7 +14,7 @@ export const EXIT = {
 export type ErrCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL' | 'ELOOP' | 'EXDEV'
   | 'EBUSY' | 'ENOSPC' | 'EFBIG' | 'EROFS' | 'ELOCKED' | 'EBADIMAGE' | 'EIO' | 'EUSAGE' | 'ENOIMAGE'
-  | 'ENEEDWRITE'
+  | 'ENEEDWRITE' | 'EINTR'
 
 const EXIT_OF: Record<ErrCode, number> = {
   ENOENT: EXIT.FAIL, EEXIST: EXIT.FAIL, ENOTDIR: EXIT.FAIL, EISDIR: EXIT.FAIL, ENOTEMPTY: EXIT.FAIL,
@@ -25,14 +25,16 @@ const EXIT_OF: Record<ErrCode, number> = {
   // then reopens it for writing, so that expansion on demand stays done (src/cli/session.ts).
   // Users never see it.
   ENEEDWRITE: EXIT.FAIL,
+  // Stopped by a signal (src/interrupt.ts): 128 + the signal's number, as a shell reports it.
+  EINTR: 130,
 }
 
 export class PrismError extends Error {
   readonly exitCode: number
-  constructor(readonly code: ErrCode, message: string) {
+  constructor(readonly code: ErrCode, message: string, exitCode?: number) {
     super(message)
     this.name = 'PrismError'
-    this.exitCode = EXIT_OF[code]
+    this.exitCode = exitCode ?? EXIT_OF[code]
   }
 }
 

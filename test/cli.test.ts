@@ -84,7 +84,7 @@ describe('cli: the user journey', function () {
     ok(run('cp', '-r', host, 'root:/latin1'))
     expect(ok(run('ls', 'root:/latin1')).split('\n')).to.include.members(['caf\\xe9', 'to-caf\\xe9'])
     expect(ok(run('ls', '-l', 'root:/latin1'))).to.match(/to-caf\\xe9 -> caf\\xe9\n/)
-    const listed = JSON.parse(ok(run('ls', '--json', 'root:/latin1'))).entries.map((e: {name: string}) => e.name)
+    const listed = JSON.parse(ok(run('ls', '--json', 'root:/latin1')))[0].entries.map((e: {name: string}) => e.name)
     expect(listed).to.include('caf\udce9')
     ok(run('clone', 'root', 'latin', '--mode', 'lazy'))
     ok(run('cp', '-r', 'latin:/latin1', path.join(dir, 'latin1-out')))

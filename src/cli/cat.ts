@@ -7,8 +7,9 @@ import '../fs/namespace.js'
 import {PrismError, isArgumentError} from '../errors.js'
 import {Failures} from './each.js'
 import {lockWaitNotice, wantsWrite} from './session.js'
-import {findImage, imageLoc} from './locate.js'
+import {findImage, imageLoc, parseWait} from './locate.js'
 import {errorLine, notice} from './notices.js'
+import {catchSignals} from './signals.js'
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 /** Pipe-sized writes (as GNU cat's 128 KiB) keep the reader busy; 4 MiB writes halve throughput. */
@@ -110,7 +111,7 @@ export function fastCat(argv: string[]): number | null {
     const a = argv[i]
     if ((a === '-i' || a === '--image') && i + 1 < argv.length) opts.image = argv[++i]
     else if (a.startsWith('--image=')) opts.image = a.slice(8)
-    else if (a === '--wait' && i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) opts.wait = Number(argv[++i])
+    else if (a === '--wait' && i + 1 < argv.length && parseWait(argv[i + 1]) !== null) opts.wait = parseWait(argv[++i])!
     else if (a.startsWith('-')) return null
     else paths.push(a)
   }
@@ -118,6 +119,7 @@ export function fastCat(argv: string[]): number | null {
   opts.wait ??= 5
   opts.onWait = lockWaitNotice()
   opts.onNotice = notice
+  catchSignals()
   try {
     const failures = new Failures()
     catPaths(paths, opts, failures)

@@ -29,6 +29,7 @@ import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirL
 
 export {excludeMatcher, parseExcludeFile} from './match.js'
 import {copy, type Location} from '../ops/copy.js'
+import {checkInterrupt} from '../interrupt.js'
 
 export type CloneMode = 'sync' | 'async' | 'lazy'
 
@@ -299,6 +300,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
 }
 
 function progress(w: Walk): void {
+  checkInterrupt()
   if (!w.opts.onProgress) return
   const t = Date.now()
   if (t - w.lastReport < 100) return

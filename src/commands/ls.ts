@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
-import {isoTime, lsTime, modeString, table} from '../cli/output.js'
+import {humanSize, isoTime, lsTime, modeString, table} from '../cli/output.js'
 import {nameShown} from '../format/name.js'
 
 interface Row {
@@ -33,6 +33,7 @@ export default class Ls extends PrismCommand {
     '<%= config.bin %> ls -l root:/etc',
     '<%= config.bin %> ls -lR --json sandbox:/var',
     '<%= config.bin %> ls -lL root:/etc/localtime',
+    '<%= config.bin %> ls -lhd root:/var/log root:/etc/passwd',
   ]
   static args = {paths: Args.string({description: 'FILESET:/path (default root:/)'})}
   static strict = false
@@ -43,6 +44,8 @@ export default class Ls extends PrismCommand {
     all: Flags.boolean({char: 'a', description: 'include names that start with a dot'}),
     dereference: Flags.boolean({char: 'L', description: 'show what every symlink leads to, not the link'}),
     'dereference-command-line': Flags.boolean({char: 'H', description: 'follow symlinks named on the command line'}),
+    human: Flags.boolean({char: 'h', description: 'with -l, sizes in K, M, G (powers of 1024)'}),
+    directory: Flags.boolean({char: 'd', description: 'list directories themselves, not their contents'}),
   }
 
   async run() {
@@ -64,6 +67,11 @@ export default class Ls extends PrismCommand {
           size: st.size, mtime: isoTime(st.mtime), target: st.target, flags: st.flags,
         })
         const dangling = (e: unknown) => e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ELOOP')
+        if (flags.directory) {
+          // As ls -d: the path itself, named as given (a symlink as itself unless -H or -L).
+          listings.push({path: showLoc(loc), entries: [row(showLoc(loc), loc.path, ns.stat(loc.path, flags.dereference || flags['dereference-command-line']))]})
+          return
+        }
         // What a path named on the command line shows (GNU ls's rules: see the description).
         let top: Stat
         if (flags.dereference || flags['dereference-command-line']) top = ns.stat(loc.path, true)
@@ -125,18 +133,20 @@ export default class Ls extends PrismCommand {
       })
     })
     failures.settle()
-    const many = listings.length > 1
-    listings.forEach((l, i) => {
+    const many = listings.length > 1 && !flags.directory
+    // With -d every path is one line of one table (the JSON keeps one listing per path).
+    const shown = flags.directory ? [{path: '', entries: listings.flatMap((l) => l.entries)}] : listings
+    shown.forEach((l, i) => {
       if (many) this.log(`${i ? '\n' : ''}${nameShown(l.path)}:`)
       if (!flags.long) {
         for (const e of l.entries) this.log(nameShown(e.name))
         return
       }
       this.log(table(l.entries.map((e) => [
-        e.mode, String(e.nlink), String(e.uid), String(e.gid), String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
+        e.mode, String(e.nlink), String(e.uid), String(e.gid), flags.human ? humanSize(e.size) : String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
         nameShown(e.name) + (e.target !== undefined ? ` -> ${nameShown(e.target)}` : '') + (e.flags.includes('noclone') ? '  [noclone]' : ''),
       ]), [1, 4]))
     })
-    return many ? listings : listings[0]
+    return listings // one shape whatever the number of paths: an array of listings
   }
 }

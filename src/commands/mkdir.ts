@@ -11,7 +11,7 @@ export default class Mkdir extends PrismCommand {
   static flags = {
     ...imageFlags,
     parents: Flags.boolean({char: 'p', description: 'create missing parents; no error if it exists'}),
-    mode: Flags.string({char: 'm', description: 'permissions, octal', default: '755'}),
+    mode: Flags.string({char: 'm', description: 'permissions, octal', default: '755', helpValue: 'MODE'}),
   }
 
   async run() {

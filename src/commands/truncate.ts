@@ -13,7 +13,7 @@ export default class Truncate extends PrismCommand {
   static enableJsonFlag = false
   static flags = {
     ...imageFlags,
-    size: Flags.string({char: 's', description: 'new size (K, M, G suffixes; +N or -N relative)', required: true}),
+    size: Flags.string({char: 's', description: 'new size (K, M, G suffixes; +N or -N relative)', required: true, helpValue: 'SIZE'}),
     'no-create': Flags.boolean({char: 'c', description: 'do not create missing files'}),
   }
 

@@ -25,12 +25,12 @@ function* stdinChunks(): Generator<Buffer> {
 
 export default class Write extends PrismCommand {
   static summary = 'Write standard input to a file in the image'
-  static examples = ['echo sandbox > <%= config.bin %> write sandbox:/etc/hostname', "printf 'nameserver 1.1.1.1\\n' | <%= config.bin %> write --append root:/etc/resolv.conf", 'tar -c . | <%= config.bin %> write root:/backup.tar']
+  static examples = ['echo sandbox | <%= config.bin %> write sandbox:/etc/hostname', "printf 'nameserver 1.1.1.1\\n' | <%= config.bin %> write --append root:/etc/resolv.conf", 'tar -c . | <%= config.bin %> write root:/backup.tar']
   static args = {path: Args.string({description: 'FILESET:/path', required: true})}
   static flags = {
     ...imageFlags,
     append: Flags.boolean({char: 'a', description: 'append instead of replacing'}),
-    mode: Flags.string({char: 'm', description: 'permissions for a new file, octal', default: '644'}),
+    mode: Flags.string({char: 'm', description: 'permissions for a new file, octal', default: '644', helpValue: 'MODE'}),
   }
 
   async run() {

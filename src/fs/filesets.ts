@@ -64,7 +64,7 @@ export function saveFileset(vol: Volume, f: Fileset): void {
 
 export function addFileset(vol: Volume, name: string, rootIno: number, extra: Partial<FilesetRecord> = {}): Fileset {
   const problem = filesetNameProblem(name)
-  if (problem) fail('EINVAL', problem)
+  if (problem) fail('EUSAGE', problem) // a name the user chose: a bad argument
   if (findFileset(vol, name)) fail('EEXIST', `fileset '${name}' already exists`)
   const used = new Set(load(vol).map((f) => f.slot))
   let slot = -1

@@ -123,7 +123,7 @@ export function deleteFileset(vol: Volume, name: string, onExpand?: (clone: stri
 export function renameFileset(vol: Volume, from: string, to: string): void {
   const f = getFileset(vol, from)
   const problem = filesetNameProblem(to)
-  if (problem) throw new PrismError('EINVAL', problem)
+  if (problem) throw new PrismError('EUSAGE', problem) // a name the user chose: a bad argument
   if (findFileset(vol, to)) throw new PrismError('EEXIST', `fileset '${to}' already exists`)
   saveFileset(vol, {...f, name: to})
 }

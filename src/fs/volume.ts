@@ -14,6 +14,7 @@ import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type I
 import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
 import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
+import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
 import {Inode} from './inode.js'
@@ -100,13 +101,14 @@ export class Volume {
     try {
       sb = planGeometry({blockCount: blocks, inodeCount: opts.inodeCount, journalBlocks: opts.journalBlocks, filesetSlots: opts.filesetSlots})
     } catch (e) {
-      throw new PrismError('EINVAL', (e as Error).message)
+      // A size or setting the image cannot be made with: a bad argument.
+      throw new PrismError('EUSAGE', (e as Error).message)
     }
     const dev = FileDevice.create(path, blocks, !!opts.force)
     try {
       return Volume.format(dev, sb, init)
     } catch (e) {
-      dev.close()
+      dev.discard() // a file this mkfs created goes again; one it was told to overwrite stays
       throw e
     }
   }
@@ -236,6 +238,7 @@ export class Volume {
 
   /** Commits if the running transaction is large. Call only where the image is consistent. */
   maybeCommit(): void {
+    checkInterrupt() // a consistent point: stopping here drops only the running transaction
     if (this.txnFull) this.commit()
   }
 

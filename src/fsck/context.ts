@@ -11,6 +11,7 @@ import {INODE_CRC_OFF} from '../format/inode.js'
 import type {Superblock} from '../format/superblock.js'
 import type {Volume} from '../fs/volume.js'
 import {makeProblem, type Details, type FsckProblem, type ProblemCode} from './problems.js'
+import {checkInterrupt} from '../interrupt.js'
 
 /** Inode kinds in FsckContext.itype. */
 export const T_FREE = 0
@@ -169,6 +170,7 @@ export class FsckContext {
   }
 
   progress(phase: string, done: number, total: number, force = false): void {
+    checkInterrupt()
     if (!this.onProgress) return
     const t = Date.now()
     if (!force && done < total && t - this.lastProgress < 100) return
@@ -242,6 +244,7 @@ export class FsckContext {
 
   /** Commits the running transaction when it has grown past half the journal. */
   maybeCommit(): void {
+    checkInterrupt()
     if (!this.repair) return
     if (this.vol.store.dirtyCount >= this.vol.journal.maxBlocks / 2) this.vol.commit()
   }

@@ -176,7 +176,7 @@ export function fsckImage(path: string, opts: FsckOptions & {wait?: number}): Fs
   try {
     return fsckDevice(dev, opts)
   } catch (e) {
-    if (e instanceof PrismError) throw new PrismError(e.code, e.message.startsWith(path) ? e.message : `${path}: ${e.message}`)
+    if (e instanceof PrismError && e.code !== 'EINTR') throw new PrismError(e.code, e.message.startsWith(path) ? e.message : `${path}: ${e.message}`)
     throw e
   }
 }

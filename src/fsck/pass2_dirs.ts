@@ -82,7 +82,7 @@ export function checkFilesets(ctx: FsckContext): void {
         ctx.fixed(p)
       }
       if (!nameOk) {
-        const p = ctx.report('FILESET_BAD_NAME', where, {name: JSON.stringify(f.name)})
+        const p = ctx.report('FILESET_BAD_NAME', where, {name: `"${f.name}"`})
         f.name = `fileset-${f.id}`
         changed.add(f)
         ctx.fixed(p)
@@ -509,7 +509,7 @@ function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held
     const h = chainHead[ents.bucket[i]]
     if (h < 0) continue
     const want = depth === 0 ? 0 : ptrs![ents.chash[i] & mask]
-    if (want !== h) rep('DIR_HASH_MISPLACED', {name: JSON.stringify(ents.name(i)), hash: ents.chash[i].toString(16)})
+    if (want !== h) rep('DIR_HASH_MISPLACED', {name: `"${ents.name(i)}"`, hash: ents.chash[i].toString(16)})
   }
 }
 
@@ -587,7 +587,7 @@ class Paths {
     let k = this.index[ino] - 1
     if (k < 0) return undefined
     const names: string[] = []
-    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(this.src[k].toString('utf8', this.off[k], this.off[k] + this.len[k]))
+    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(nameText(this.src[k].subarray(this.off[k], this.off[k] + this.len[k])))
     return '/' + names.reverse().join('/')
   }
 
@@ -658,7 +658,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   for (let i = 0; i < n; i++) {
     const ino = eIno[i]
     const np = nameProblemAt(ents, i)
-    if (np) { drop(i, 'DIRENT_BAD_NAME', {name: JSON.stringify(ents.name(i)), detail: np}); continue }
+    if (np) { drop(i, 'DIRENT_BAD_NAME', {name: `"${ents.name(i)}"`, detail: np}); continue }
     if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
     const kind = itype[ino]
     if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }

@@ -16,6 +16,7 @@ import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {forEachItem, namespace} from '../fs/image.js'
 import {HostWriter, setAttrs, type FileAttrs} from './hostwriter.js'
+import {checkInterrupt} from '../interrupt.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
 export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string, ns?: Namespace}
@@ -65,6 +66,7 @@ function newCtx(opts: CopyOptions): Ctx {
 }
 
 function progress(ctx: Ctx): void {
+  checkInterrupt()
   if (!ctx.opts.onProgress) return
   const t = Date.now()
   if (t - ctx.lastReport < 100) return

@@ -26,7 +26,13 @@ export function move(vol: Volume, srcs: ImagePath[], dst: ImagePath, nsOf: (file
     if (comps.length === 0) fail('EBUSY', `cannot move the root of fileset '${src.fileset}'`)
     const target = dstIsDir ? {fileset: dst.fileset, path: (dst.path.endsWith('/') ? dst.path : dst.path + '/') + comps[comps.length - 1]} : dst
     if (src.fileset === target.fileset) {
-      nsOf(src.fileset).rename(src.path, target.path)
+      const ns = nsOf(src.fileset)
+      // As GNU mv: a source and a target that are one file (the same name, as in
+      // `mv root:/a root:/`, or two hard links) is an error, not a silent success.
+      if (ns.exists(target.path, false) && ns.resolve(target.path, false).ino === ns.resolve(src.path, false).ino) {
+        fail('EINVAL', `'${src.fileset}:${src.path}' and '${target.fileset}:${target.path}' are the same file`)
+      }
+      ns.rename(src.path, target.path)
       return
     }
     nsOf(src.fileset).resolve(src.path, false) // fail early if missing

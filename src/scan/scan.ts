@@ -23,6 +23,7 @@ import {Matcher} from './matcher.js'
 import type {SignatureSet} from './signatures.js'
 import {ScanEntries, TreeCache, type ScanFile} from '../format/scan.js'
 import {loadScanFile, saveScanFile, type ScanSet} from './store.js'
+import {checkInterrupt} from '../interrupt.js'
 
 export type ScanEngine =
   | {kind: 'signatures', set: SignatureSet}
@@ -405,6 +406,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   let giveUp: string | null = null
   let lastTick = 0
   const tick = (force = false) => {
+    checkInterrupt()
     if (!opts.onProgress) return
     const t = Date.now()
     if (!force && t - lastTick < 100) return
@@ -459,7 +461,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
         }
       } catch (e) {
         // A damaged file is reported and skipped; clamd going away stops the scan.
-        if (!(e instanceof PrismError) || (e.code === 'EIO' && engine.kind === 'clamd')) throw e
+        if (!(e instanceof PrismError) || e.code === 'EINTR' || (e.code === 'EIO' && engine.kind === 'clamd')) throw e
         errors.push({ino, paths: [], message: e.message})
         progress.files++
         continue
