@@ -2,17 +2,22 @@
 // filesystem library once passes 1-4 have made the reference-count table and the free
 // counters true (so the allocator cannot hand out a block still in use). It rewrites the
 // block maps pass 1 cleaned, rebuilds the directories pass 2 found damaged from the
-// entries it kept, and gives filesets whose root was lost a new empty root. Each item is
-// committed on its own (a directory too large for one transaction in several); when an
-// item fails, what it had not committed is undone and its problems stay unfixed.
+// entries it kept, gives filesets whose root was lost a new empty root, makes the
+// filesets and the lost+found entries lostfound.ts planned. Each item is committed on its
+// own (a directory too large for one transaction in several); when an item fails, what
+// it had not committed is undone and its problems stay unfixed: an inode that could not
+// be reconnected is left as it is, with its data, for a later run.
 import {newRootDir} from '../fs/image.js'
-import {FILESETS_PER_BLOCK, FILESET_RECORD_SIZE} from '../format/constants.js'
+import {DT_DIR, FILESETS_PER_BLOCK, FILESET_RECORD_SIZE, IF_NOCLONE, S_IFDIR} from '../format/constants.js'
 import {encodeFileset} from '../format/fileset.js'
 import {FormatError} from '../format/errors.js'
 import {PrismError} from '../errors.js'
-import {dirAdd, dirInit} from '../fs/dir.js'
+import {dirAdd, dirInit, dirRemove} from '../fs/dir.js'
 import {releaseAll} from '../fs/extents.js'
-import type {FsckContext} from './context.js'
+import {addFileset} from '../fs/filesets.js'
+import {touch} from '../fs/inode.js'
+import type {FsckContext, LostPlan} from './context.js'
+import {LOST_FOUND} from './lostfound.js'
 import type {FsckProblem} from './problems.js'
 
 function attempt(ctx: FsckContext, what: string, problems: FsckProblem[], work: () => void): boolean {
@@ -75,5 +80,64 @@ export function applyDeferred(ctx: FsckContext): void {
       vol.filesetCache = null
       ctx.notes.push(`fileset ${f.name} has a new, empty root directory (inode ${root.ino})`)
     })
+  }
+  for (const nf of ctx.newFilesets) {
+    attempt(ctx, `make fileset ${nf.name}`, nf.problems, () => {
+      const root = nf.rootIno || newRootDir(vol).ino
+      const f = addFileset(vol, nf.name, root)
+      Object.assign(nf.info, {slot: f.slot, id: f.id, rootIno: root, rootOk: true, created: f.created})
+      ctx.notes.push(`fileset ${nf.name} is new: it holds what no other fileset could take (root inode ${root})`)
+    })
+  }
+  for (const plan of ctx.lostPlans.values()) reconnect(ctx, plan)
+}
+
+/** Entries added to lost+found per transaction. */
+const CHUNK = 512
+
+/** Makes a fileset's lost+found (if it has none) and names the plan's inodes in it. */
+function reconnect(ctx: FsckContext, plan: LostPlan): void {
+  const vol = ctx.vol
+  const f = plan.fileset
+  if (!f.rootOk) {
+    ctx.notes.push(`fileset ${f.name} has no root: ${plan.items.length} inode(s) left unconnected, their data kept`)
+    return
+  }
+  const dirs = plan.items.filter((i) => i.type === DT_DIR).length
+  for (let at = 0; at < plan.items.length; at += CHUNK) {
+    const items = plan.items.slice(at, at + CHUNK)
+    let made = 0
+    const ok = attempt(ctx, `reconnect inodes in fileset ${f.name}:/lost+found`, items.flatMap((i) => i.problems), () => {
+      const root = vol.iget(f.rootIno)
+      let lf
+      if (plan.lfIno) lf = vol.iget(plan.lfIno)
+      else {
+        if (plan.moveAside) dirRemove(vol, root, LOST_FOUND)
+        // As e2fsck makes it: mode 0700, owned by root.
+        lf = vol.ialloc(S_IFDIR | 0o700, root.ino + 1)
+        dirInit(lf)
+        lf.r.nlink = 2 + dirs
+        if (plan.noclone) lf.r.flags |= IF_NOCLONE
+        touch(lf.r, {a: true, m: true, c: true})
+        lf.r.dataVersion = 1
+        dirAdd(vol, root, lf.ino, DT_DIR, LOST_FOUND)
+        root.r.nlink++
+        touch(root.r, {m: true, c: true})
+        vol.idirty(root)
+      }
+      for (const item of items) dirAdd(vol, lf, item.ino, item.type, item.name)
+      touch(lf.r, {m: true, c: true})
+      vol.idirty(lf)
+      if (!plan.lfIno) made = lf.ino
+    })
+    if (ok && made) {
+      plan.lfIno = made
+      ctx.notes.push(`made fileset ${f.name}:/lost+found (inode ${made})`)
+    }
+    if (!ok) {
+      const left = plan.items.slice(at).map((i) => i.ino)
+      ctx.notes.push(`fileset ${f.name}: ${left.length} inode(s) left unconnected, their data kept (inode ${left.slice(0, 8).join(', ')}${left.length > 8 ? ', ...' : ''}); free space or inodes and run 'prism fsck --repair' again`)
+      return
+    }
   }
 }
