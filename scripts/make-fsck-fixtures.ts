@@ -5,6 +5,10 @@
 //
 //   npm run fixtures:fsck                 rebuild every fixture
 //   npm run fixtures:fsck -- NAME...      rebuild only those
+//   npm run fixtures:fsck -- --keep-images [NAME...]
+//                                         keep the stored images (a new fixture gets one) and
+//                                         record fsck's output anew: after a change of fsck's
+//                                         repairs or messages, so that the images stay as they are
 //
 // Each fixture directory holds:
 //   name      one line: what is damaged
@@ -611,7 +615,9 @@ export function listing(dir: string, run = cli): string {
 
 function main(): void {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'fsck.js'))) throw new Error('build first: npm run build')
-  const only = new Set(process.argv.slice(2))
+  const args = process.argv.slice(2)
+  const keep = args.includes('--keep-images')
+  const only = new Set(args.filter((a) => a !== '--keep-images'))
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-fixtures-'))
   const bases = new Map<string, string>()
   const covered = new Set<string>()
@@ -620,7 +626,10 @@ function main(): void {
     for (const f of FIXTURES) {
       if (only.size > 0 && !only.has(f.name)) continue
       const baseName = f.base ?? 'standard'
-      if (!bases.has(baseName)) {
+      const dir = path.join(OUT, f.name)
+      const stored = path.join(dir, 'image.gz')
+      const reuse = keep && fs.existsSync(stored)
+      if (!reuse && !bases.has(baseName)) {
         const p = path.join(tmp, `base-${baseName}.img`)
         BASES[baseName](p)
         bases.set(baseName, p)
@@ -628,13 +637,17 @@ function main(): void {
       const work = path.join(tmp, f.name)
       fs.mkdirSync(work)
       const img = path.join(work, IMAGE)
-      fs.copyFileSync(bases.get(baseName)!, img)
-      f.damage(new RawImage(img))
-      const dir = path.join(OUT, f.name)
-      fs.rmSync(dir, {recursive: true, force: true})
-      fs.mkdirSync(dir, {recursive: true})
+      if (reuse) {
+        fs.writeFileSync(img, zlib.gunzipSync(fs.readFileSync(stored)))
+        for (const e of ['expect.1', 'expect.2', 'expect.ls']) fs.rmSync(path.join(dir, e), {force: true})
+      } else {
+        fs.copyFileSync(bases.get(baseName)!, img)
+        f.damage(new RawImage(img))
+        fs.rmSync(dir, {recursive: true, force: true})
+        fs.mkdirSync(dir, {recursive: true})
+        fs.writeFileSync(stored, zlib.gzipSync(fs.readFileSync(img), {level: 9}))
+      }
       fs.writeFileSync(path.join(dir, 'name'), `${f.desc}\n`)
-      fs.writeFileSync(path.join(dir, 'image.gz'), zlib.gzipSync(fs.readFileSync(img), {level: 9}))
       const r1 = runFsck(work)
       const r2 = runFsck(work)
       fs.writeFileSync(path.join(dir, 'expect.1'), r1.text)

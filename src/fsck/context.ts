@@ -99,6 +99,8 @@ export interface LostPlan {
   moveAside: number
   /** set IF_NOCLONE on a new lost+found (clones of the fileset are in flight) */
   noclone: boolean
+  /** no inode is left for a new lost+found: the names go in the fileset's root directory */
+  inRoot: boolean
   items: LostItem[]
   /** names lost+found holds or will hold */
   names: Set<string>

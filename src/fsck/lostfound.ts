@@ -4,9 +4,9 @@
 // anything: docs/FORMAT.md §13 gives the rules this module follows to decide which
 // fileset that is. A reconnected directory is walked (and checked) as part of its new
 // fileset, and every new name is counted before pass 3 checks link and share counts, so
-// the counts come out right for the names the repair adds. Only inodes that hold nothing
-// (a zero-length file, a directory without entries, scan results or clone state no longer
-// referenced) are freed. This module decides and counts; rebuild.ts makes the directories
+// the counts come out right for the names the repair adds. Only files that hold nothing a
+// user made (zero-length, as e2fsck clears them, or scan results and clone state no longer
+// referenced) are freed; every directory is reconnected. This module decides and counts; rebuild.ts makes the directories
 // and entries. It never changes a directory itself.
 import {DT_DIR, DT_LNK, DT_REG, FS_ACTIVE, FS_DELETING, IF_UNEXPANDED, MODE_NONE} from '../format/constants.js'
 import {CLONE_STATE_MAGIC, decodeCloneState} from '../format/clonestate.js'
@@ -59,6 +59,8 @@ class Reconnect {
   /** filesets made here, as FilesetInfo (index ctx.filesets.length + k) */
   private readonly made: FilesetInfo[] = []
   private readonly walker: LostWalker
+  /** free inode slots left for new lost+found directories (-1: not counted yet) */
+  private spare = -1
 
   constructor(private readonly ctx: FsckContext, private readonly lostDirs: number[], private readonly lostOther: number[], private readonly partial: number[]) {
     this.room = ctx.filesets.map((f) => f.lost)
@@ -124,7 +126,7 @@ class Reconnect {
     let plan: LostPlan | null = null
     const f = k < ctx.filesets.length ? ctx.filesets[k] : null
     if (f && f.state !== FS_DELETING && !(f.rootOk && ctx.iflags[f.rootIno] & IF_UNEXPANDED)) {
-      plan = {fileset: f, lfIno: 0, moveAside: 0, noclone: f.clonestart !== 0, items: [], names: new Set()}
+      plan = {fileset: f, lfIno: 0, moveAside: 0, noclone: f.clonestart !== 0, inRoot: false, items: [], names: new Set()}
       const e = f.rootOk ? keptEntries(ctx, f.rootIno).find((x) => x.name.equals(LOST_FOUND)) : undefined
       if (e && ctx.itype[e.ino] === T_DIR) {
         if (ctx.iflags[e.ino] & IF_UNEXPANDED) plan = null
@@ -134,9 +136,30 @@ class Reconnect {
           for (const x of keptEntries(ctx, e.ino)) plan.names.add(x.name.toString('latin1'))
         }
       } else if (e) plan.moveAside = e.ino
+      if (plan && !plan.lfIno && !this.takeInode()) {
+        // No inode for a new lost+found: the fileset's root takes the names (a file named
+        // lost+found then stays as it is).
+        plan.inRoot = true
+        plan.moveAside = 0
+        if (f.rootOk) for (const x of keptEntries(ctx, f.rootIno)) plan.names.add(x.name.toString('latin1'))
+      }
     }
     this.plans.set(k, plan)
     return plan
+  }
+
+  /** Reserves a free inode for a new directory; false when none is left. */
+  private takeInode(): boolean {
+    const ctx = this.ctx
+    if (this.spare < 0) {
+      this.spare = 0
+      for (let ino = 1; ino <= ctx.sb.inodeCount; ino++) if (ctx.itype[ino] === T_FREE) this.spare++
+      // New roots for filesets whose root was lost come first (rebuild.ts).
+      this.spare -= ctx.filesets.filter((f) => !f.rootOk).length
+    }
+    if (this.spare <= 0) return false
+    this.spare--
+    return true
   }
 
   /** Adds an item to fileset k's lost+found (its plan exists): returns the name given. */
@@ -155,10 +178,11 @@ class Reconnect {
       }
     }
     const name = uniqueName(plan.names, ino)
-    const path = `fileset ${plan.fileset.name}:/lost+found/${name}`
+    const path = `fileset ${plan.fileset.name}:/${plan.inRoot ? '' : 'lost+found/'}${name}`
     const item: LostItem = {ino, type: DT_OF_KIND[ctx.itype[ino]], name: Buffer.from(name, 'latin1'), problems: problems(path, name)}
     plan.items.push(item)
     if (ctx.itype[ino] === T_DIR && plan.lfIno) ctx.subdirs[plan.lfIno]++
+    else if (ctx.itype[ino] === T_DIR && plan.inRoot && plan.fileset.rootOk) ctx.subdirs[plan.fileset.rootIno]++
     if (k < this.room.length) this.room[k]--
   }
 
@@ -181,12 +205,6 @@ class Reconnect {
   private tree(top: number): void {
     const ctx = this.ctx
     const files = this.filesIn(top)
-    if (this.kids.get(top)!.length === 0) {
-      const p = ctx.report('INODE_UNATTACHED_EMPTY', `inode ${top}`, {kind: 'directory', detail: 'no entries'})
-      freeInode(ctx, top)
-      ctx.fixed(p)
-      return
-    }
     // The evidence the tree's files give (FORMAT.md §13.2): a file with share 1 that a
     // fileset names elsewhere (a hard link) says the tree is that fileset's; a shared file
     // says it is not the tree of any fileset that already names it (a shared inode has one
@@ -214,6 +232,9 @@ class Reconnect {
     if (k === undefined) {
       // No fileset can take it: the tree becomes a fileset of its own.
       const f = this.newFileset(`recovered-${top}`, top)
+      // Its parent is a fileset its shared files come from, so the family stays one.
+      const from = [...holds].sort((a, b) => a - b)[0]
+      if (from !== undefined) f.parentId = this.ctx.filesets[from].id
       const p = ctx.report('FILESET_RECOVERED', `inode ${top}`, {ino: top, name: f.name})
       ctx.newFilesets[ctx.newFilesets.length - 1].problems.push(p)
       this.fold(this.walker.walk(top, f, `fileset ${f.name}:`), this.ctx.filesets.length + this.made.length - 1)
@@ -356,9 +377,10 @@ class Reconnect {
   private recoveredFileset(): number {
     const k0 = this.made.findIndex((f) => f.rootIno === 0)
     if (k0 >= 0) return this.ctx.filesets.length + k0
+    this.takeInode() // its root
     const info = this.newFileset('recovered', 0)
     const k = this.ctx.filesets.length + this.made.length - 1
-    this.plans.set(k, {fileset: info, lfIno: 0, moveAside: 0, noclone: false, items: [], names: new Set()})
+    this.plans.set(k, {fileset: info, lfIno: 0, moveAside: 0, noclone: false, inRoot: !this.takeInode(), items: [], names: new Set()})
     return k
   }
 

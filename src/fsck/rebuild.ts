@@ -12,7 +12,7 @@ import {DT_DIR, FILESETS_PER_BLOCK, FILESET_RECORD_SIZE, IF_NOCLONE, S_IFDIR} fr
 import {encodeFileset} from '../format/fileset.js'
 import {FormatError} from '../format/errors.js'
 import {PrismError} from '../errors.js'
-import {dirAdd, dirInit, dirRemove} from '../fs/dir.js'
+import {dirAdd, dirInit, dirLookup, dirRemove} from '../fs/dir.js'
 import {releaseAll} from '../fs/extents.js'
 import {addFileset} from '../fs/filesets.js'
 import {touch} from '../fs/inode.js'
@@ -84,7 +84,7 @@ export function applyDeferred(ctx: FsckContext): void {
   for (const nf of ctx.newFilesets) {
     attempt(ctx, `make fileset ${nf.name}`, nf.problems, () => {
       const root = nf.rootIno || newRootDir(vol).ino
-      const f = addFileset(vol, nf.name, root)
+      const f = addFileset(vol, nf.name, root, {parentId: nf.info.parentId})
       Object.assign(nf.info, {slot: f.slot, id: f.id, rootIno: root, rootOk: true, created: f.created})
       ctx.notes.push(`fileset ${nf.name} is new: it holds what no other fileset could take (root inode ${root})`)
     })
@@ -95,7 +95,12 @@ export function applyDeferred(ctx: FsckContext): void {
 /** Entries added to lost+found per transaction. */
 const CHUNK = 512
 
-/** Makes a fileset's lost+found (if it has none) and names the plan's inodes in it. */
+/**
+ * Makes a fileset's lost+found (if it has none) and names the plan's inodes in it. With
+ * no free inode for a new lost+found, the names go in the fileset's root directory
+ * instead; when even that fails (no space), the inodes are left as they are, unnamed but
+ * whole, for a run after space is freed.
+ */
 function reconnect(ctx: FsckContext, plan: LostPlan): void {
   const vol = ctx.vol
   const f = plan.fileset
@@ -103,14 +108,24 @@ function reconnect(ctx: FsckContext, plan: LostPlan): void {
     ctx.notes.push(`fileset ${f.name} has no root: ${plan.items.length} inode(s) left unconnected, their data kept`)
     return
   }
-  const dirs = plan.items.filter((i) => i.type === DT_DIR).length
-  for (let at = 0; at < plan.items.length; at += CHUNK) {
-    const items = plan.items.slice(at, at + CHUNK)
+  // Without a free inode for a new lost+found the names go in the root directory (a file
+  // named lost+found then stays where it is).
+  const inRoot = plan.inRoot || (plan.lfIno === 0 && vol.sb.freeInodes === 0)
+  const all = inRoot ? plan.items.filter((i) => i.ino !== plan.moveAside) : plan.items
+  if (inRoot) ctx.notes.push(`no free inode for fileset ${f.name}:/lost+found: ${all.length} inode(s) are reconnected in its root directory instead`)
+  const dirs = all.filter((i) => i.type === DT_DIR).length
+  for (let at = 0; at < all.length; at += CHUNK) {
+    const items = all.slice(at, at + CHUNK)
     let made = 0
-    const ok = attempt(ctx, `reconnect inodes in fileset ${f.name}:/lost+found`, items.flatMap((i) => i.problems), () => {
+    const where = inRoot ? `fileset ${f.name}:/` : `fileset ${f.name}:/lost+found`
+    const ok = attempt(ctx, `reconnect inodes in ${where}`, items.flatMap((i) => i.problems), () => {
       const root = vol.iget(f.rootIno)
       let lf
-      if (plan.lfIno) lf = vol.iget(plan.lfIno)
+      if (inRoot) {
+        lf = root
+        // Pass 3 counted the planned subdirectories already; not those of a late change of plan.
+        if (at === 0 && !plan.inRoot) root.r.nlink += dirs
+      } else if (plan.lfIno) lf = vol.iget(plan.lfIno)
       else {
         if (plan.moveAside) dirRemove(vol, root, LOST_FOUND)
         // As e2fsck makes it: mode 0700, owned by root.
@@ -125,18 +140,23 @@ function reconnect(ctx: FsckContext, plan: LostPlan): void {
         touch(root.r, {m: true, c: true})
         vol.idirty(root)
       }
-      for (const item of items) dirAdd(vol, lf, item.ino, item.type, item.name)
+      for (const item of items) {
+        let name = item.name
+        // The root's names were not looked at when the names were chosen.
+        for (let k = 2; inRoot && dirLookup(vol, lf, name); k++) name = Buffer.from(`#${item.ino}.${k}`)
+        dirAdd(vol, lf, item.ino, item.type, name)
+      }
       touch(lf.r, {m: true, c: true})
       vol.idirty(lf)
-      if (!plan.lfIno) made = lf.ino
+      if (!inRoot && !plan.lfIno) made = lf.ino
     })
     if (ok && made) {
       plan.lfIno = made
       ctx.notes.push(`made fileset ${f.name}:/lost+found (inode ${made})`)
     }
     if (!ok) {
-      const left = plan.items.slice(at).map((i) => i.ino)
-      ctx.notes.push(`fileset ${f.name}: ${left.length} inode(s) left unconnected, their data kept (inode ${left.slice(0, 8).join(', ')}${left.length > 8 ? ', ...' : ''}); free space or inodes and run 'prism fsck --repair' again`)
+      const left = all.slice(at).map((i) => i.ino)
+      ctx.notes.push(`fileset ${f.name}: ${left.length} inode(s) left unconnected, their data kept (inode ${left.slice(0, 8).join(', ')}${left.length > 8 ? ', ...' : ''}); free space and run 'prism fsck --repair' again`)
       return
     }
   }
