@@ -226,6 +226,7 @@ const FIXTURES: Fixture[] = [
   {name: 'inode-reserved-slot', desc: 'inode slot 0 is not zero', damage: (img) => img.patchInode(0, (b) => { b[10] = 1 }, false)},
   {name: 'inode-free-dirty', desc: 'a free inode slot holds a stray byte', damage: (img) => img.patchInode(img.freeInode(), (b) => { b[0x20] = 9 }, false)},
   {name: 'inode-crc', desc: 'a file inode with a bad checksum (it has two names)', damage: (img) => img.patchInode(img.locate('/docs/readme.txt').ino, (b) => { b[0x0c] ^= 0x55 }, false)},
+  {name: 'inode-crc-garbage', desc: 'a file inode with a bad checksum and invalid flags (garbage: cleared)', damage: (img) => img.patchInode(img.locate('/docs/readme.txt').ino, (b) => { b[0x0c] ^= 0x55; b.writeUInt16LE(0x4000, 2) }, false)},
   {name: 'inode-bad-type', desc: 'an inode with a device-file type', damage: (img) => img.patchInode(img.locate('/deep/a/b/c/d/leaf').ino, (b) => b.writeUInt16LE(0o010644, 0))},
   {name: 'inode-bad-flags', desc: 'a regular file flagged as a hashed directory', damage: (img) => img.patchInode(img.locate('/docs/small.txt').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | IF_HASHED, 2))},
   {name: 'inode-unknown-flags', desc: 'an inode with flag bits no version defines', damage: (img) => img.patchInode(img.locate('/big').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | 0x0400, 2))},
@@ -403,6 +404,10 @@ const FIXTURES: Fixture[] = [
   {name: 'dirent-name-nul', desc: 'an entry name containing NUL', damage: (img) => img.patchInode(img.locate('/deep').ino, (b) => { b[INLINE_DIRENT.name] = 0 })},
   {name: 'dirent-name-dotdot', desc: "an entry named '..' pointing at a file", damage: (img) => renameFirstEntry(img, '/deep/a/b/c/d', '..')},
   {name: 'dirent-name-dot', desc: "an entry named '.'", damage: (img) => renameFirstEntry(img, '/deep/a/b/c/d', '.')},
+  {name: 'dirent-name-taken', desc: "an entry name containing '/' whose repaired name ('/' as '.') is taken", damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => { namespace(vol, 'root').writeFile('/deep/a/b/c/d/x.', Buffer.from('already named x.\n')) })
+    renameFirstEntry(img, '/deep/a/b/c/d', 'x/')
+  }},
   {name: 'dir-loop', desc: 'a directory entry naming the root (an ancestor)', damage: (img) => {
     const root = img.locate('/')
     img.patchInode(img.locate('/deep/a/b/c').ino, (b) => b.writeUInt32LE(root.ino, INLINE_DIRENT.ino))
@@ -410,6 +415,48 @@ const FIXTURES: Fixture[] = [
   {name: 'dir-multiple-parents', desc: 'a directory named by two parents', damage: (img) => {
     const sub1 = img.locate('/many/sub1')
     img.patchInode(img.locate('/deep').ino, (b) => b.writeUInt32LE(sub1.ino, INLINE_DIRENT.ino))
+  }},
+
+  // ---- lost+found (FORMAT.md §13): what a damaged directory named is reconnected, never freed
+  {name: 'lostfound-docs', desc: 'an inline directory zeroed: a file with another name, shared files, a symlink', damage: (img) => {
+    img.patchInode(img.locate('/docs').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-root-dir', desc: "the bucket of a fileset's root directory zeroed: its files and trees", damage: (img) => {
+    const root = img.locate('/')
+    if (root.extents.length === 0) throw new Error('expected a hashed root directory')
+    img.patchBlock(root.phys(0), (b) => b.fill(0))
+  }},
+  {name: 'lostfound-clone', desc: "a clone's directory zeroed: files it shares with its parent go back to the clone only", damage: (img) => {
+    img.patchInode(img.locate('/docs', 'snap').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-not-dir', desc: 'lost+found exists as a regular file when a directory is damaged', damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => { namespace(vol, 'root').writeFile('/lost+found', Buffer.from('a file named lost+found\n')) })
+    img.patchInode(img.locate('/deep/a/b/c').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-no-inode', desc: 'no free inode for lost+found: the names go in the root directory', base: 'small', damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      ns.mkdir('/d')
+      ns.writeFile('/d/kept', Buffer.from('reconnected in the root\n'))
+      ns.symlink('kept', '/d/link')
+      ns.mkdir('/fill')
+      for (let i = 0; vol.sb.freeInodes > 0; i++) {
+        ns.writeFile(`/fill/f${i}`, Buffer.from('x'))
+        vol.maybeCommit()
+      }
+    })
+    img.patchInode(img.locate('/d').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'unattached-empty-file', desc: 'an in-use zero-length file no directory names (cleared, as e2fsck does)', damage: (img) => {
+    const r = emptyInode()
+    r.mode = S_IFREG | 0o644
+    r.nlink = 1
+    r.share = 1
+    r.flags = IF_INLINE
+    r.generation = 98
+    const b = Buffer.alloc(INODE_SIZE)
+    encodeInode(r, b, 0)
+    img.write(img.inodePos(img.freeInode()), b)
   }},
 
   // ---- orphans

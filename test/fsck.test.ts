@@ -375,10 +375,19 @@ describe('fsck', function () {
       expect(readAll()).to.deep.equal(clean)
     })
 
-    it('INODE_CRC: a damaged inode is cleared and its name removed', () => {
+    it('INODE_CRC: an inode whose only fault is its checksum keeps its data (e2fsck: "passes checks, but checksum does not match")', () => {
       const {ino} = inspect('/docs/readme.txt')
       patchInode(ino, (b) => { b[0x0c] ^= 0x55 }, false)
-      ritual(['INODE_CRC', 'DIRENT_DANGLING', 'BLOCK_LEAKED'])
+      const {repair} = ritual(['INODE_CRC'])
+      expect(repair.problems.find((p) => p.code === 'INODE_CRC')!.message).to.include('its checksum is rewritten')
+      expect(readAll()).to.deep.equal(clean)
+    })
+
+    it('INODE_CRC: a damaged inode that also fails a check is cleared and its name removed', () => {
+      const {ino} = inspect('/docs/readme.txt')
+      patchInode(ino, (b) => { b[0x0c] ^= 0x55; b.writeUInt16LE(0x4000, 2) }, false)
+      const {repair} = ritual(['INODE_CRC', 'DIRENT_DANGLING', 'BLOCK_LEAKED'])
+      expect(repair.problems.find((p) => p.code === 'INODE_CRC')!.message).to.include('the inode is cleared: invalid flags')
       const after = readAll()
       expect(after.has('/docs/readme.txt')).to.equal(false)
       expect(after.has('/hard')).to.equal(false)

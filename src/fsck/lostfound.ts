@@ -78,7 +78,15 @@ class Reconnect {
       this.kids.set(d, es)
       for (const e of es) if (e.ino !== d) named.add(e.ino)
     }
-    const interesting = new Set<number>([...this.lostOther, ...this.partial])
+    // Unattached files that hold nothing go first (their inodes may be what lost+found needs).
+    for (const ino of this.lostOther) {
+      const why = named.has(ino) ? null : garbage(ctx, ino)
+      if (!why) continue
+      const p = ctx.report('INODE_UNATTACHED_EMPTY', `inode ${ino}`, {kind: KIND_NAME[ctx.itype[ino]], detail: why})
+      freeInode(ctx, ino)
+      ctx.fixed(p)
+    }
+    const interesting = new Set<number>([...this.lostOther.filter((i) => ctx.itype[i] !== T_FREE), ...this.partial])
     for (const es of this.kids.values()) for (const e of es) if (ctx.itype[e.ino] !== T_DIR) interesting.add(e.ino)
     this.loadMembers(interesting)
 
@@ -233,7 +241,7 @@ class Reconnect {
       // No fileset can take it: the tree becomes a fileset of its own.
       const f = this.newFileset(`recovered-${top}`, top)
       // Its parent is a fileset its shared files come from, so the family stays one.
-      const from = [...holds].sort((a, b) => a - b)[0]
+      const from = [...holds].filter((j) => j < this.ctx.filesets.length).sort((a, b) => a - b)[0]
       if (from !== undefined) f.parentId = this.ctx.filesets[from].id
       const p = ctx.report('FILESET_RECOVERED', `inode ${top}`, {ino: top, name: f.name})
       ctx.newFilesets[ctx.newFilesets.length - 1].problems.push(p)

@@ -128,6 +128,38 @@ export function walkMap(ctx: FsckContext, ino: number, kind: number, size: numbe
   return res
 }
 
+/**
+ * Why an inode whose checksum is wrong is garbage (a field no version writes, a size or
+ * map that does not hold together), or null when it passes every check pass 1 makes.
+ */
+function garbageWhy(ctx: FsckContext, buf: Buffer, off: number, ino: number): string | null {
+  const kind = kindOf(buf.readUInt16LE(off))
+  if (kind === T_FREE) return 'no valid file type'
+  const flags = buf.readUInt16LE(off + 2)
+  if (flags & ~(kind === T_DIR ? IF_KNOWN : FILE_FLAGS)) return 'invalid flags'
+  const inline = (flags & IF_INLINE) !== 0
+  if (kind === T_DIR && inline === ((flags & IF_HASHED) !== 0)) return 'invalid flags'
+  const size = u64(buf, off + 0x18)
+  if (size > Number.MAX_SAFE_INTEGER || u64(buf, off + 0x20) > Number.MAX_SAFE_INTEGER || u64(buf, off + 0x58) > Number.MAX_SAFE_INTEGER) return 'a counter out of range'
+  if (buf.readUInt32LE(off + 4) > 0xfffffff0 || buf.readUInt32LE(off + 8) > 0xfffffff0 || buf.readUInt32LE(off + 8) === 0) return 'a link or share count out of range'
+  if (kind === T_LNK && (size < 1 || size > SYMLINK_MAX)) return 'an invalid symlink length'
+  if (kind !== T_DIR && (inline ? size > INODE_AREA_SIZE : size > MAX_FILE_SIZE)) return 'an invalid size'
+  // Inline data is followed by zeros (FORMAT.md §5.5); an inline directory's entries are pass 2's.
+  if (inline) return kind !== T_DIR && !tailZero(buf, off, size) ? 'bytes past the inline data' : null
+  const m = walkMap(ctx, ino, kind, size, buf, off, false)
+  if (m.dirty) return 'a damaged block map'
+  let mapped = m.nodes.length
+  for (const e of m.ext) mapped += e.n
+  if (u64(buf, off + 0x20) !== mapped) return 'a block count that disagrees with its map'
+  return null
+}
+
+/** The bytes of an inline area past `size` are zero. */
+function tailZero(buf: Buffer, off: number, size: number): boolean {
+  for (let i = off + INODE_AREA_OFF + size; i < off + INODE_AREA_OFF + INODE_AREA_SIZE; i++) if (buf[i] !== 0) return false
+  return true
+}
+
 function kindOf(mode: number): number {
   switch (mode & S_IFMT) {
     case S_IFREG: return T_REG
@@ -291,10 +323,18 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
     return
   }
   if (buf.readUInt32LE(off + INODE_CRC_OFF) !== zcrc32(crcView)) {
-    const p = ctx.report('INODE_CRC', `inode ${ino}`)
-    ctx.clearInode(ino)
+    // As e2fsck ("inode passes checks, but checksum does not match inode. Fix?"): an inode
+    // whose every field is sound keeps what it holds and gets its checksum rewritten; one
+    // that also fails a check is garbage and is cleared.
+    const why = garbageWhy(ctx, buf, off, ino)
+    const p = ctx.report('INODE_CRC', `inode ${ino}`, {fix: why ? `the inode is cleared: ${why}` : 'the inode passes every other check: its checksum is rewritten'})
+    if (why) {
+      ctx.clearInode(ino)
+      ctx.fixed(p)
+      return
+    }
+    ctx.editInode(ino, () => {}) // reseals it
     ctx.fixed(p)
-    return
   }
   const kind = kindOf(mode)
   if (kind === T_FREE) {

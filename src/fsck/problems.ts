@@ -30,7 +30,7 @@ export const PROBLEMS = {
   // pass 1: inode table and block maps
   INODE_RESERVED: w('reserved inode slot is not zeroed'),
   INODE_FREE_DIRTY: w('free inode slot holds leftover bytes'),
-  INODE_CRC: e('inode checksum mismatch'),
+  INODE_CRC: e('inode checksum mismatch; {fix}'),
   INODE_BAD_TYPE: e('inode has an invalid file type (mode 0o{mode})'),
   INODE_BAD_FLAGS: e('inode flags 0x{flags} are invalid for a {kind}'),
   INODE_BAD_SIZE: e('inode size {size} is invalid ({detail})'),

@@ -152,7 +152,7 @@ function reconnect(ctx: FsckContext, plan: LostPlan): void {
     })
     if (ok && made) {
       plan.lfIno = made
-      ctx.notes.push(`made fileset ${f.name}:/lost+found (inode ${made})`)
+      ctx.notes.push(`fileset ${f.name}: made /lost+found (inode ${made})`)
     }
     if (!ok) {
       const left = all.slice(at).map((i) => i.ino)
