@@ -129,10 +129,11 @@ export function walkMap(ctx: FsckContext, ino: number, kind: number, size: numbe
 }
 
 /**
- * Why an inode whose checksum is wrong is garbage (a field no version writes, a size or
- * map that does not hold together), or null when it passes every check pass 1 makes.
+ * Why an inode whose checksum is wrong is garbage (its type, flags, counters or size are
+ * values no version writes), or null when those fields are sound: its block map and the
+ * rest are then checked and repaired as any inode's are, so that it keeps what it can.
  */
-function garbageWhy(ctx: FsckContext, buf: Buffer, off: number, ino: number): string | null {
+function garbageWhy(buf: Buffer, off: number): string | null {
   const kind = kindOf(buf.readUInt16LE(off))
   if (kind === T_FREE) return 'no valid file type'
   const flags = buf.readUInt16LE(off + 2)
@@ -144,20 +145,7 @@ function garbageWhy(ctx: FsckContext, buf: Buffer, off: number, ino: number): st
   if (buf.readUInt32LE(off + 4) > 0xfffffff0 || buf.readUInt32LE(off + 8) > 0xfffffff0 || buf.readUInt32LE(off + 8) === 0) return 'a link or share count out of range'
   if (kind === T_LNK && (size < 1 || size > SYMLINK_MAX)) return 'an invalid symlink length'
   if (kind !== T_DIR && (inline ? size > INODE_AREA_SIZE : size > MAX_FILE_SIZE)) return 'an invalid size'
-  // Inline data is followed by zeros (FORMAT.md §5.5); an inline directory's entries are pass 2's.
-  if (inline) return kind !== T_DIR && !tailZero(buf, off, size) ? 'bytes past the inline data' : null
-  const m = walkMap(ctx, ino, kind, size, buf, off, false)
-  if (m.dirty) return 'a damaged block map'
-  let mapped = m.nodes.length
-  for (const e of m.ext) mapped += e.n
-  if (u64(buf, off + 0x20) !== mapped) return 'a block count that disagrees with its map'
   return null
-}
-
-/** The bytes of an inline area past `size` are zero. */
-function tailZero(buf: Buffer, off: number, size: number): boolean {
-  for (let i = off + INODE_AREA_OFF + size; i < off + INODE_AREA_OFF + INODE_AREA_SIZE; i++) if (buf[i] !== 0) return false
-  return true
 }
 
 function kindOf(mode: number): number {
@@ -324,10 +312,11 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
   }
   if (buf.readUInt32LE(off + INODE_CRC_OFF) !== zcrc32(crcView)) {
     // As e2fsck ("inode passes checks, but checksum does not match inode. Fix?"): an inode
-    // whose every field is sound keeps what it holds and gets its checksum rewritten; one
-    // that also fails a check is garbage and is cleared.
-    const why = garbageWhy(ctx, buf, off, ino)
-    const p = ctx.report('INODE_CRC', `inode ${ino}`, {fix: why ? `the inode is cleared: ${why}` : 'the inode passes every other check: its checksum is rewritten'})
+    // whose fields are sound keeps what it holds and gets its checksum rewritten (its map
+    // is checked next, as any inode's); one with values no version writes is garbage and
+    // is cleared.
+    const why = garbageWhy(buf, off)
+    const p = ctx.report('INODE_CRC', `inode ${ino}`, {fix: why ? `the inode is cleared: ${why}` : 'its fields are sound: its checksum is rewritten'})
     if (why) {
       ctx.clearInode(ino)
       ctx.fixed(p)

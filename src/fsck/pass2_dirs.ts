@@ -1,9 +1,11 @@
 // fsck pass 2: the fileset table, then every fileset's tree from its root, iteratively
 // (trees can be deep). Reads each reachable directory (inline or extendible hash: bucket
 // and pointer checksums, pointer-table layout, entry placement), checks every entry, and
-// counts per fileset the names each inode has and the subdirectories of each directory.
-// Bad entries are left out of the directory's entry list and the directory is scheduled
-// for a rebuild (rebuild.ts); this pass itself never changes a directory block.
+// counts per fileset the names each inode has and the subdirectories of each directory,
+// and the names each fileset lost to damage (for lostfound.ts). Bad entries are left out
+// of the directory's entry list (an invalid name is renamed instead, never kept), and the
+// directory is scheduled for a rebuild (rebuild.ts); this pass itself never changes a
+// directory block.
 import {
   BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_DIR, DT_LNK, DT_REG, FILESETS_PER_BLOCK,
   FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, MODE_LAZY, MODE_NONE,
@@ -525,7 +527,7 @@ function namesOf(ents: Entries): Set<string> {
  * A valid name for an entry whose name is not: its bytes with '/' and NUL replaced by '.',
  * or, if that is still invalid or taken, `#INO` (then `#INO.2`, ...). Adds it to `taken`.
  */
-export function safeName(raw: Buffer, ino: number, taken: Set<string>): Buffer {
+function safeName(raw: Buffer, ino: number, taken: Set<string>): Buffer {
   let name = Buffer.from(raw.map((c) => (c === 0x2f || c === 0 ? 0x2e : c)))
   if (nameProblem(name) !== null || taken.has(name.toString('latin1'))) {
     name = Buffer.from(`#${ino}`)

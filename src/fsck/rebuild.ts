@@ -39,36 +39,6 @@ export function applyDeferred(ctx: FsckContext): void {
   const vol = ctx.vol
   vol.commit() // everything passes 0-4 changed in place
   vol.abort() // drops the volume's inode cache: the library must read the repaired records
-  const inos = [...new Set([...ctx.rewrites.keys(), ...ctx.rebuilds.keys()])].sort((a, b) => a - b)
-  let done = 0
-  for (const ino of inos) {
-    const rw = ctx.rewrites.get(ino)
-    const rb = ctx.rebuilds.get(ino)
-    const problems = [...(rw?.problems ?? []), ...(rb?.problems ?? [])]
-    attempt(ctx, rb ? `rebuild directory inode ${ino}` : `rewrite the block map of inode ${ino}`, problems, () => {
-      const inode = vol.iget(ino)
-      if (rw) {
-        let mapped = 0
-        for (const e of rw.ext) mapped += e.n
-        inode.extents = rw.ext.map((e) => ({...e}))
-        inode.treeBlocks = [...rw.nodes]
-        inode.r.blocks = mapped + rw.nodes.length
-        inode.extentsDirty = true
-        vol.idirty(inode)
-        for (const e of rw.released) vol.decRefRun(e.p, e.n)
-      }
-      if (rb) {
-        releaseAll(vol, inode)
-        dirInit(inode)
-        for (const e of rb.entries) {
-          dirAdd(vol, inode, e.ino, e.type, e.name, e.lastclone)
-          vol.maybeCommit() // a huge directory may not fit one transaction
-        }
-        vol.idirty(inode)
-      }
-    })
-    ctx.progress('repairing', ++done, inos.length)
-  }
   for (const f of ctx.filesets) {
     if (f.rootOk) continue
     attempt(ctx, `make a new root for fileset ${f.name}`, f.rootProblem ? [f.rootProblem] : [], () => {
@@ -89,7 +59,48 @@ export function applyDeferred(ctx: FsckContext): void {
       ctx.notes.push(`fileset ${nf.name} is new: it holds what no other fileset could take (root inode ${root})`)
     })
   }
-  for (const plan of ctx.lostPlans.values()) reconnect(ctx, plan)
+  // Reconnections come before the other directories are rebuilt: until they are committed
+  // the damaged directories stay as they are, so that a run after a crash finds the same
+  // names lost, in the same filesets, and reconnects the same way.
+  const done = new Set<number>()
+  for (const plan of ctx.lostPlans.values()) reconnect(ctx, plan, done)
+  const inos = [...new Set([...ctx.rewrites.keys(), ...ctx.rebuilds.keys()])].filter((i) => !done.has(i)).sort((a, b) => a - b)
+  let n = 0
+  for (const ino of inos) {
+    attempt(ctx, ctx.rebuilds.has(ino) ? `rebuild directory inode ${ino}` : `rewrite the block map of inode ${ino}`, problemsOf(ctx, ino), () => repairInode(ctx, ino))
+    ctx.progress('repairing', ++n, inos.length)
+  }
+}
+
+function problemsOf(ctx: FsckContext, ino: number): FsckProblem[] {
+  return [...(ctx.rewrites.get(ino)?.problems ?? []), ...(ctx.rebuilds.get(ino)?.problems ?? [])]
+}
+
+/** Writes the block map pass 1 cleaned and rebuilds the directory pass 2 found damaged. */
+function repairInode(ctx: FsckContext, ino: number): void {
+  const vol = ctx.vol
+  const rw = ctx.rewrites.get(ino)
+  const rb = ctx.rebuilds.get(ino)
+  const inode = vol.iget(ino)
+  if (rw) {
+    let mapped = 0
+    for (const e of rw.ext) mapped += e.n
+    inode.extents = rw.ext.map((e) => ({...e}))
+    inode.treeBlocks = [...rw.nodes]
+    inode.r.blocks = mapped + rw.nodes.length
+    inode.extentsDirty = true
+    vol.idirty(inode)
+    for (const e of rw.released) vol.decRefRun(e.p, e.n)
+  }
+  if (rb) {
+    releaseAll(vol, inode)
+    dirInit(inode)
+    for (const e of rb.entries) {
+      dirAdd(vol, inode, e.ino, e.type, e.name, e.lastclone)
+      vol.maybeCommit() // a huge directory may not fit one transaction
+    }
+    vol.idirty(inode)
+  }
 }
 
 /** Entries added to lost+found per transaction. */
@@ -101,7 +112,7 @@ const CHUNK = 512
  * instead; when even that fails (no space), the inodes are left as they are, unnamed but
  * whole, for a run after space is freed.
  */
-function reconnect(ctx: FsckContext, plan: LostPlan): void {
+function reconnect(ctx: FsckContext, plan: LostPlan, done: Set<number>): void {
   const vol = ctx.vol
   const f = plan.fileset
   if (!f.rootOk) {
@@ -114,11 +125,16 @@ function reconnect(ctx: FsckContext, plan: LostPlan): void {
   const all = inRoot ? plan.items.filter((i) => i.ino !== plan.moveAside) : plan.items
   if (inRoot) ctx.notes.push(`no free inode for fileset ${f.name}:/lost+found: ${all.length} inode(s) are reconnected in its root directory instead`)
   const dirs = all.filter((i) => i.type === DT_DIR).length
+  // The directories that take the names are repaired with the first of them, in one
+  // transaction where they fit.
+  const first = [f.rootIno, plan.lfIno].filter((i) => i !== 0 && !done.has(i) && (ctx.rewrites.has(i) || ctx.rebuilds.has(i)))
   for (let at = 0; at < all.length; at += CHUNK) {
     const items = all.slice(at, at + CHUNK)
     let made = 0
     const where = inRoot ? `fileset ${f.name}:/` : `fileset ${f.name}:/lost+found`
-    const ok = attempt(ctx, `reconnect inodes in ${where}`, items.flatMap((i) => i.problems), () => {
+    const repaired = at === 0 ? first : []
+    const ok = attempt(ctx, `reconnect inodes in ${where}`, [...repaired.flatMap((i) => problemsOf(ctx, i)), ...items.flatMap((i) => i.problems)], () => {
+      for (const i of repaired) repairInode(ctx, i)
       const root = vol.iget(f.rootIno)
       let lf
       if (inRoot) {
@@ -150,6 +166,7 @@ function reconnect(ctx: FsckContext, plan: LostPlan): void {
       vol.idirty(lf)
       if (!inRoot && !plan.lfIno) made = lf.ino
     })
+    if (ok) for (const i of repaired) done.add(i)
     if (ok && made) {
       plan.lfIno = made
       ctx.notes.push(`fileset ${f.name}: made /lost+found (inode ${made})`)
