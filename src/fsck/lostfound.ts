@@ -6,8 +6,8 @@
 // fileset, and every new name is counted before pass 3 checks link and share counts, so
 // the counts come out right for the names the repair adds. Only files that hold nothing a
 // user made (zero-length, as e2fsck clears them, or scan results and clone state no longer
-// referenced) are freed; every directory is reconnected. This module decides and counts; rebuild.ts makes the directories
-// and entries. It never changes a directory itself.
+// referenced) are freed; every directory is reconnected. This module decides and counts;
+// rebuild.ts makes the directories and entries. It never changes a directory itself.
 import {DT_DIR, DT_LNK, DT_REG, FS_ACTIVE, FS_DELETING, IF_UNEXPANDED, MODE_NONE} from '../format/constants.js'
 import {CLONE_STATE_MAGIC, decodeCloneState} from '../format/clonestate.js'
 import {decodeInode} from '../format/inode.js'
