@@ -150,7 +150,7 @@ function statsOf(ctx: FsckContext, counts: {freeBlocks: number, freeInodes: numb
     }
     s.inodes++
   }
-  s.filesets = ctx.filesets.length
+  s.filesets = ctx.filesets.length + ctx.newFilesets.filter((f) => f.info.slot >= 0).length
   if (ctx.repair) {
     // The deferred repairs allocated and freed through the volume, which kept the counters.
     s.blocksFree = ctx.vol.sb.freeBlocks
