@@ -14,7 +14,7 @@ export const EXIT = {
 export type ErrCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL' | 'ELOOP' | 'EXDEV'
   | 'EBUSY' | 'ENOSPC' | 'EFBIG' | 'EROFS' | 'ELOCKED' | 'EBADIMAGE' | 'EIO' | 'EUSAGE' | 'ENOIMAGE'
-  | 'ENEEDWRITE'
+  | 'ENEEDWRITE' | 'EACCES' | 'EHOST'
 
 const EXIT_OF: Record<ErrCode, number> = {
   ENOENT: EXIT.FAIL, EEXIST: EXIT.FAIL, ENOTDIR: EXIT.FAIL, EISDIR: EXIT.FAIL, ENOTEMPTY: EXIT.FAIL,
@@ -24,6 +24,10 @@ const EXIT_OF: Record<ErrCode, number> = {
   // A read-only open met a directory an asynchronous clone has not expanded yet; the CLI
   // then reopens the image for writing, so users never see it.
   ENEEDWRITE: EXIT.FAIL,
+  // A host file or directory that this process may not read or write (cp), and any other
+  // failure of a host file or stream (an I/O error, a full host disk, a spool in TMPDIR): the
+  // operation could not be done; 7 is kept for the image's own I/O errors.
+  EACCES: EXIT.FAIL, EHOST: EXIT.FAIL,
 }
 
 export class PrismError extends Error {
