@@ -63,7 +63,7 @@ describe('model: clones behave as deep copies', function () {
             }
             const name = names[s.target % names.length]
             const r = apply(namespace(vol, name), models.get(name)!, s.op)
-            if (r.real) vol.commit()
+            if (r.commit) vol.commit()
             else vol.abort()
             expect(r.real, `${name}: ${JSON.stringify(s.op)}`).to.equal(r.model)
           } else if (s.kind === 'clone') {
