@@ -44,7 +44,6 @@ export interface CopyOptions {
    */
   onPublish?: (stats: CopyStats) => void
   onProgress?: (p: CopyStats) => void
-  onWarning?: (msg: string) => void
 }
 
 /** One entry that could not be copied. */
