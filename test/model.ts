@@ -134,7 +134,8 @@ export class Model {
    * is a directory (unless T); a directory merges into a directory and never replaces
    * anything else; a non-directory replaces a non-directory, never a directory; each refused
    * entry makes the copy fail while the rest is copied. Within one fileset a directory is not
-   * copied into itself, and a file onto itself fails (the same file). Returns success.
+   * copied into itself, and a file onto itself, at any depth, fails (the same file); models of
+   * two filesets share no object. Returns success.
    */
   static copyTree(sm: Model, a: string, dm: Model, b: string, opts: {r?: boolean, T?: boolean}): boolean {
     const n = sm.get(a)
@@ -149,7 +150,6 @@ export class Model {
       const na = '/' + comps(a).join('/')
       const nt = '/' + comps(target).join('/')
       if (n.kind === 'dir' && (nt === na || nt.startsWith(na + '/'))) return false
-      if (ex && ex.kind === 'obj' && n.kind === 'obj' && ex.obj === n.obj) return false
     }
     // Decisions are made against the tree as it was: the copy is staged, then published.
     const frozen = freeze(n)
@@ -175,7 +175,7 @@ export class Model {
         return
       }
       if (e && e.kind === 'dir') { ok = false; return }
-      if (e && e.kind === 'obj' && e.obj === src.obj) return // the very same file: nothing to do
+      if (e && e.kind === 'obj' && e.obj === src.obj) { ok = false; return } // cp: the same file
       dir.children.set(name, {kind: 'obj', obj: copyObj(src.obj)})
     }
     place(frozen, par.dir, par.name)

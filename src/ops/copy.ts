@@ -78,12 +78,14 @@ interface Ctx {
   sharedUsed: number
   /** a copy into the image: where it is built until it is published */
   stage: Stage | null
+  /** image to image within one fileset: a destination that is the source's very inode is cp's "same file" */
+  sameFs: boolean
 }
 
 function newCtx(opts: CopyOptions): Ctx {
   return {
     opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0, errors: []}, links: new Map(), lastReport: 0,
-    ancestors: new Set(), writer: null, shared: null, sharedUsed: 0, stage: null,
+    ancestors: new Set(), writer: null, shared: null, sharedUsed: 0, stage: null, sameFs: false,
   }
 }
 
@@ -284,7 +286,7 @@ type Slot = {parent: Inode} | {merge: Dest}
  * cp's rules for entry `name` of `d`, for a source that is a directory or not (`from` names
  * it): a directory merges into a directory and never replaces anything else; a non-directory
  * replaces a non-directory (at publish) and never a directory. Null: nothing to do (the
- * destination is the source's very inode, shared between filesets or a hard link).
+ * destination is the source's very inode, shared between two filesets).
  */
 function slot(ns: Namespace, ctx: Ctx, d: Dest, name: Buffer, srcIsDir: boolean, from: string, srcIno = 0, replaceEmptyDir = false): Slot | null {
   if (d.fresh) return {parent: d.dir}
@@ -293,7 +295,12 @@ function slot(ns: Namespace, ctx: Ctx, d: Dest, name: Buffer, srcIsDir: boolean,
   if (stage.staged(d.dir, name)) entryFail('EEXIST', `will not overwrite just-created '${ns.where(childPath)}' with '${from}'`)
   const e = ns.lookupEntry(d.dir, name)
   if (!e) return {parent: stage.bucket(d.dir, d.path)}
-  if (e.ino === srcIno) return null
+  if (e.ino === srcIno) {
+    // A hard link of the source, within a fileset: cp's "same file". Between filesets, an
+    // inode both share: that is the copy already.
+    if (ctx.sameFs) entryFail('EINVAL', `'${from}' and '${ns.where(childPath)}' are the same file`)
+    return null
+  }
   const existing = ns.vol.iget(e.ino)
   if (srcIsDir) {
     if (!existing.isDir) entryFail('ENOTDIR', `cannot overwrite non-directory '${ns.where(childPath)}' with directory '${from}'`)
@@ -725,6 +732,7 @@ function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: s
   const from = src.where(srcPath)
   if (inode.isDir && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${from}'`)
   const sameFs = src.fs.id === dst.fs.id
+  ctx.sameFs = sameFs
   if (splitPath(dstPath).length === 0) {
     if (!inode.isDir) entryFail('EISDIR', `${dst.where('/')}: is the fileset's root`)
     const d = existingDest(dst, '/')
@@ -736,9 +744,6 @@ function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: s
   }
   const {dir, name, chain} = dst.resolveParent(dstPath)
   if (inode.isDir && sameFs && chain.some((d) => d.ino === inode.ino)) entryFail('EINVAL', `cannot copy a directory, '${from}', into itself, '${dst.where(dstPath)}'`)
-  // The very same file, in this fileset: there is nothing to copy (cp says so); in another
-  // fileset an inode shared by both is the copy already.
-  if (sameFs && dst.lookupEntry(dir, name)?.ino === inode.ino) entryFail('EINVAL', `'${from}' and '${dst.where(dstPath)}' are the same file`)
   copyNode(src, inode, from, dst, {dir, path: parentOf(dstPath), fresh: false}, name, ctx, ctx.opts.replaceEmptyDir)
 }
 
