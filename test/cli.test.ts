@@ -290,15 +290,17 @@ describe('cli: cloning', function () {
 
   it('warns about a pattern that matches nothing, and reads --exclude-from', () => {
     fs.writeFileSync(path.join(dir, 'ignore'), '# sensitive\n/home\n*.txt\n')
-    // Only a sync clone walks the whole tree before returning, so only it can tell.
-    const r = run('clone', 'root', 'sb', '--mode', 'sync', '--exclude-from', 'ignore', '--exclude', '/nope', '--replace', '/home=@empty-dir', '--json')
-    expect(r.status).to.equal(0)
-    expect(r.stderr).to.equal("prism: warning: --exclude '/nope' matched nothing\n")
-    const res = JSON.parse(r.stdout)
-    expect(res.fileset).to.equal('sb')
-    expect(res.unmatched).to.deep.equal(['/nope'])
-    expect(ok(run('ls', 'sb:/home'))).to.equal('')
-    expect(ok(run('ls', 'sb:/usr/share/doc/prism'))).to.not.include('random.txt')
+    // Every mode tells: an async or lazy clone looks through the source's directories.
+    for (const [mode, name] of [['sync', 'sb'], ['async', 'sb-async'], ['lazy', 'sb-lazy']]) {
+      const r = run('clone', 'root', name, '--mode', mode, '--exclude-from', 'ignore', '--exclude', '/nope', '--replace', '/home=@empty-dir', '--json')
+      expect(r.status).to.equal(0)
+      expect(r.stderr).to.equal("prism: warning: --exclude '/nope' matched nothing\n")
+      const res = JSON.parse(r.stdout)
+      expect(res.fileset).to.equal(name)
+      expect(res.unmatched).to.deep.equal(['/nope'])
+      expect(ok(run('ls', `${name}:/home`))).to.equal('')
+      expect(ok(run('ls', `${name}:/usr/share/doc/prism`))).to.not.include('random.txt')
+    }
   })
 
   it('marks paths nonclonable and shows the mark', () => {

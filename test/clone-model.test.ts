@@ -15,7 +15,7 @@ import {copy} from '../src/ops/copy.js'
 import {move} from '../src/ops/move.js'
 import {Model} from './model.js'
 import {snapshot} from './helpers.js'
-import {apply, memImage, opArb, pathArb, w, type Op} from './fsops.js'
+import {apply, memImage, opArb, pathArb, patternArb, w, type Op} from './fsops.js'
 
 type Step =
   | {kind: 'fs', target: number, op: Op}
@@ -28,7 +28,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   w(8, fc.tuple(fc.nat(7), opArb).map(([target, op]) => ({kind: 'fs', target, op}) as Step)),
   w(2, fc.record({
     src: fc.nat(7),
-    exclude: fc.array(pathArb, {maxLength: 2}),
+    exclude: fc.array(patternArb, {maxLength: 3}),
     replace: fc.array(fc.record({path: pathArb, kind: fc.constantFrom('dir' as const, 'file' as const)}), {maxLength: 1}),
   }).map((c) => ({kind: 'clone', ...c}) as Step)),
   w(1, fc.nat(7).map((target) => ({kind: 'delete', target}) as Step)),
@@ -69,12 +69,14 @@ describe('model: clones behave as deep copies', function () {
           } else if (s.kind === 'clone') {
             const src = names[s.src % names.length]
             const name = `f${next++}`
-            const expected = models.get(src)!.cloneWith(s.exclude, s.replace)
+            const hits = new Set<string>()
+            const expected = models.get(src)!.cloneWith(s.exclude, s.replace, hits)
+            let unmatched: string[] = []
             let ok = true
             try {
-              clone(vol, {fileset: src, path: '/'}, {fileset: name}, {
+              unmatched = clone(vol, {fileset: src, path: '/'}, {fileset: name}, {
                 exclude: s.exclude, replace: s.replace.map((r) => ({path: r.path, source: r.kind === 'dir' ? '@empty-dir' : '@empty-file'})),
-              })
+              }).unmatched
               vol.commit()
             } catch (e) {
               if (!(e instanceof PrismError) || e.code === 'EBADIMAGE') throw e
@@ -82,6 +84,8 @@ describe('model: clones behave as deep copies', function () {
               ok = false
             }
             expect(ok, `clone ${src} ${JSON.stringify(s)}`).to.equal(expected !== null)
+            // The warnings: whatever the mode, the patterns no entry of the source matched.
+            if (ok) expect(unmatched, `unmatched patterns of ${JSON.stringify(s.exclude)}`).to.deep.equal(s.exclude.filter((p) => !hits.has(p)))
             if (expected) { models.set(name, expected); clones++ }
           } else if (s.kind === 'xcp' || s.kind === 'xmv') {
             const from = names[s.src % names.length]

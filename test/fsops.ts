@@ -13,6 +13,20 @@ import {copy} from '../src/ops/copy.js'
 
 export const NAMES = ['a', 'b']
 export const pathArb = fc.array(fc.constantFrom(...NAMES), {minLength: 1, maxLength: 3}).map((c) => '/' + c.join('/'))
+/**
+ * Exclude patterns of every kind the rules name (README "prism clone"), over the model's
+ * names: absolute paths, names at any depth, anchored relative paths, '**', a trailing '/',
+ * globs, braces, and '!' negations.
+ */
+export const patternArb: fc.Arbitrary<string> = fc.oneof(
+  pathArb,
+  fc.record({
+    neg: fc.boolean(),
+    lead: fc.boolean(),
+    trail: fc.boolean(),
+    segs: fc.array(fc.constantFrom(...NAMES, '*', '?', '[ab]', '[!a]', '{a,b}', '**', 'a*'), {minLength: 1, maxLength: 3}),
+  }).map((x) => `${x.neg ? '!' : ''}${x.lead ? '/' : ''}${x.segs.join('/')}${x.trail ? '/' : ''}`),
+)
 export const dataArb = fc.oneof(
   fc.uint8Array({maxLength: 40}),
   fc.integer({min: 130, max: 9000}).map((n) => new Uint8Array(n).fill(n % 251)),

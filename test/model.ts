@@ -260,11 +260,21 @@ export class Model {
    * a deep copy without the excluded paths, with each replacement made (missing parents
    * created). Returns null when a replacement cannot be made (a parent is not a directory).
    */
-  cloneWith(exclude: string[], replace: Array<{path: string, kind: 'dir' | 'file'}>): Model | null {
+  /**
+   * A clone leaving out what `exclude` (patterns, .gitignore's rules: modelExcludes) names,
+   * with `replace` put in. `hits`, if given, receives the patterns that matched an entry.
+   */
+  cloneWith(exclude: string[], replace: Array<{path: string, kind: 'dir' | 'file'}>, hits?: Set<string>): Model | null {
     const m = this.clone()
-    for (const x of exclude) {
-      const par = m.parent(x)
-      par?.dir.children.delete(par.name)
+    if (exclude.length) {
+      const walk = (d: MNode & {kind: 'dir'}, at: string[]) => {
+        for (const [name, n] of [...d.children]) {
+          const p = [...at, name]
+          if (modelExcludes(exclude, p, n.kind === 'dir', hits)) d.children.delete(name)
+          else if (n.kind === 'dir') walk(n, p)
+        }
+      }
+      walk(m.root, [])
     }
     for (const r of replace) {
       const cs = comps(r.path)
@@ -309,4 +319,57 @@ export class Model {
     walk(this.root, '')
     return out
   }
+}
+
+/**
+ * Whether exclude patterns leave out the entry at `path` (components; its directories are
+ * kept), written from .gitignore's rules for the model, not from src/clone/match.ts: the last
+ * pattern that matches decides ('!' keeps); a trailing '/' wants a directory; a pattern with
+ * a slash elsewhere is matched component by component from the top, '**' spanning any number
+ * of them (at least one when it ends the pattern); one without a slash matches the name.
+ * Within a component: '*', '?', '[...]' ('!' or '^' negates) and '{a,b}' (not nested).
+ */
+export function modelExcludes(patterns: string[], path: string[], isDir: boolean, hits?: Set<string>): boolean {
+  let decided: boolean | null = null
+  for (let i = patterns.length - 1; i >= 0; i--) {
+    let p = patterns[i]
+    const negate = p.startsWith('!')
+    if (negate) p = p.slice(1)
+    const dirOnly = p.endsWith('/')
+    p = p.replace(/\/+$/, '')
+    if (dirOnly && !isDir) continue
+    const matched = p.includes('/') ? segsMatch(p.split('/').filter(Boolean), path) : globMatch(p, path[path.length - 1])
+    if (!matched) continue
+    hits?.add(patterns[i])
+    if (decided === null) decided = !negate
+  }
+  return decided ?? false
+}
+
+function segsMatch(segs: string[], path: string[]): boolean {
+  if (segs.length === 0) return path.length === 0
+  if (segs[0] === '**') {
+    if (segs.length === 1) return path.length >= 1
+    return segsMatch(segs.slice(1), path) || (path.length > 0 && segsMatch(segs, path.slice(1)))
+  }
+  return path.length > 0 && globMatch(segs[0], path[0]) && segsMatch(segs.slice(1), path.slice(1))
+}
+
+function globMatch(glob: string, name: string): boolean {
+  const brace = /\{([^{}]*)\}/.exec(glob)
+  if (brace) return brace[1].split(',').some((alt) => globMatch(glob.slice(0, brace.index) + alt + glob.slice(brace.index + brace[0].length), name))
+  let re = ''
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]
+    if (c === '*') re += '[^/]*'
+    else if (c === '?') re += '[^/]'
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 2)
+      let body = glob.slice(i + 1, end)
+      if (body.startsWith('!')) body = '^' + body.slice(1)
+      re += `[${body}]`
+      i = end
+    } else re += c.replace(/[.+^${}()|\\\]\[]/g, '\\$&')
+  }
+  return new RegExp(`^${re}$`).test(name)
 }

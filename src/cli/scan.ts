@@ -5,7 +5,7 @@ import {PrismError} from '../errors.js'
 import {findImage} from './locate.js'
 import {withSession} from './session.js'
 import {allFilesetNames, scan, type ScanEngine} from '../scan/scan.js'
-import {loadSignatures} from '../scan/signatures.js'
+import {describeLoad, loadSignatures} from '../scan/signatures.js'
 import {isExpanding} from '../scan/expand.js'
 import {listFilesets} from '../fs/filesets.js'
 import {errorLine, notice} from './notices.js'
@@ -72,9 +72,12 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
     filesets: stats.filesets, dirsRead: stats.dirsRead, names: stats.names, inodes: stats.inodes, inodesRead: stats.inodesRead, bytesRead: stats.bytesRead,
     cached: stats.cached, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: result.errors.length,
   }
+  const report = engine.kind === 'signatures' ? engine.set.report : undefined
   if (c.json) {
-    out.json({matches: result.matches, errors: result.errors, stats: summary})
+    out.json({matches: result.matches, errors: result.errors, stats: summary, ...(report ? {signatures: report} : {})})
   } else {
+    // As clamscan's "Known viruses": what the databases gave, and what of them was skipped.
+    if (report) out.log(describeLoad(report))
     for (const m of result.matches) for (const p of m.paths) out.log(`${nameShown(p)}: ${m.found.join(', ')} FOUND`)
     for (const e of result.errors) process.stderr.write(`prism: ${nameShown(e.paths[0])}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
     out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +

@@ -23,30 +23,30 @@
 // Nothing here imports the namespace layer; Namespace calls in.
 import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
-  decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
+  CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
 } from '../format/clonestate.js'
 import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
-import {INCOMPAT_EXPANDING} from '../format/superblock.js'
+import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirInit, dirList, dirLookup} from '../fs/dir.js'
 import {readData, shareInto, writeData} from '../fs/extents.js'
 import {filesetById, listFilesets, saveFileset, type Fileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
 import {Volume as VolumeClass, type Volume} from '../fs/volume.js'
-import {excludeMatcher} from './match.js'
+import {excludeMatcher, type ExcludeMatcher} from './match.js'
 
 /** What expansion needs about one clone, cached per transaction on the volume. */
 interface CloneInfo {
   spec: CloneSpec
-  match: {test: (path: string) => number}
+  match: Pick<ExcludeMatcher, 'test'>
   /** source inode -> [source generation, copy inode, copy generation] for hard-linked files */
   remap: Map<number, [number, number, number]>
   /** the copies the map names */
   copies: Set<number>
 }
 
-const DEFAULT_SPEC: CloneSpec = {srcPath: '/', exclude: []}
+const DEFAULT_SPEC: CloneSpec = {srcPath: '/', exclude: [], rules: 'gitignore'}
 
 function cache(vol: Volume): Map<number, CloneInfo> {
   if (!vol.cloneCache) vol.cloneCache = new Map<number, CloneInfo>()
@@ -81,7 +81,8 @@ function info(vol: Volume, c: Fileset): CloneInfo {
       throw e
     }
   }
-  ci = {spec, match: spec.exclude.length ? excludeMatcher(spec.exclude) : {test: () => -1}, remap, copies: new Set([...remap.values()].map((v) => v[1]))}
+  // Patterns an older build stored (version 1) keep their old meaning: docs/FORMAT.md §8.5.
+  ci = {spec, match: spec.exclude.length ? excludeMatcher(spec.exclude, spec.rules) : {test: () => -1}, remap, copies: new Set([...remap.values()].map((v) => v[1]))}
   cache(vol).set(c.id, ci)
   return ci
 }
@@ -97,6 +98,11 @@ export function createCloneState(vol: Volume, spec: CloneSpec): Inode {
   f.r.dataVersion = 1
   writeData(vol, f, 0, encodeCloneState(spec).bytes)
   vol.idirty(f)
+  // An older build must not open an image whose patterns it would read with other rules.
+  if (cloneStateVersion(spec) === CLONE_STATE_V2 && !(vol.sb.incompat & INCOMPAT_EXCLUDE_RULES)) {
+    vol.sb.incompat |= INCOMPAT_EXCLUDE_RULES
+    vol.markSbDirty()
+  }
   return f
 }
 
@@ -170,7 +176,7 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   const made: Array<{inode: Inode, path: string}> = []
   for (const e of dirList(vol, from)) {
     const childPath = `${path}/${nameText(e.name)}`
-    if (ci.match.test(childPath) >= 0) continue
+    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) continue
     const child = vol.iget(e.ino)
     if (child.r.flags & IF_NOCLONE) continue
     if (child.isDir) {
@@ -206,6 +212,55 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   const rec = filesetById(vol, c.id)!
   saveFileset(vol, {...rec, dirsDone: rec.dirsDone + 1, dirsTotal: rec.dirsTotal + made.length})
   return made
+}
+
+/**
+ * A directory of a fileset as expansion would make it: `{ino}` a directory inode of its own
+ * (expanded or UNEXPANDED), `{src, from}` one not made yet, which would stand for directory
+ * `from` of fileset `src`.
+ */
+export type ExpandNode = {ino: number} | {src: Fileset, from: ExpandNode}
+
+export interface ExpandedEntry {
+  name: Buffer
+  type: number
+  /** the inode the entry shows: for one not expanded yet, the source's (flags are the same) */
+  ino: number
+  /** for a directory, how to list it in turn */
+  node: ExpandNode | null
+}
+
+/**
+ * The entries directory `node` of fileset `f` shows at path `path` of `f` ('' for its root),
+ * read without writing anything: its own entries, or for a directory not expanded yet those
+ * its expansion would make, following a chain of clones still expanding as expandDir does.
+ * Only an unexpanded directory costs more than its own blocks: the inodes of its source's
+ * entries are read for their noclone flag, as expansion reads them.
+ */
+export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, path: string): ExpandedEntry[] {
+  let src: Fileset
+  let from: ExpandNode
+  if ('ino' in node) {
+    const d = vol.iget(node.ino)
+    if (!isUnexpanded(d)) return dirList(vol, d).map((e) => ({name: e.name, type: e.type, ino: e.ino, node: e.type === DT_DIR ? {ino: e.ino} : null}))
+    const s = filesetById(vol, d.r.srcFileset)
+    if (!s) fail('EBADIMAGE', `directory ${d.ino} of fileset '${f.name}' expands from missing fileset ${d.r.srcFileset}; run 'prism fsck --repair'`)
+    const x = vol.tryIget(d.r.srcIno)
+    if (!x || !x.isDir) fail('EBADIMAGE', `directory ${d.ino} of fileset '${f.name}' expands from inode ${d.r.srcIno}, which is not a directory; run 'prism fsck --repair'`)
+    src = s
+    from = {ino: x.ino}
+  } else {
+    src = node.src
+    from = node.from
+  }
+  const ci = info(vol, f)
+  const out: ExpandedEntry[] = []
+  for (const e of entriesAsExpanded(vol, src, from, sourcePath(ci.spec, path))) {
+    if (ci.match.test(`${path}/${nameText(e.name)}`, e.type === DT_DIR) >= 0) continue
+    if (vol.iget(e.ino).r.flags & IF_NOCLONE) continue
+    out.push({...e, node: e.node ? {src, from: e.node} : null})
+  }
+  return out
 }
 
 /**
@@ -394,8 +449,8 @@ export function releaseSource(vol: Volume, srcId: number): void {
   const src = filesetById(vol, srcId)
   if (src && src.clonestart !== 0 && clonesInFlight(vol, srcId).length === 0) saveFileset(vol, {...src, clonestart: 0})
   // The last clone in flight anywhere: the image no longer needs a build that knows them.
-  if ((vol.sb.incompat & INCOMPAT_EXPANDING) && !listFilesets(vol).some(isExpanding)) {
-    vol.sb.incompat &= ~INCOMPAT_EXPANDING
+  if ((vol.sb.incompat & INCOMPAT_CLONES) && !listFilesets(vol).some(isExpanding)) {
+    vol.sb.incompat &= ~INCOMPAT_CLONES
     vol.markSbDirty()
   }
 }

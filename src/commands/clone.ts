@@ -9,13 +9,15 @@ export default class Clone extends PrismCommand {
   static description = `No file data is copied: files are shared and copied on write, per file and then per block.
 --mode async (the default) returns as soon as the clone's root exists: the clone is usable at once, shows the source exactly as it was, and is expanded by a background process and on demand (see 'prism status', 'prism expand'). --mode lazy expands only what is used. --mode sync expands the whole tree before returning. A graft (DST = FILESET:/path) is always synchronous.
 SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and printed when omitted), or FILESET:/path inside an existing fileset to graft the clone there.
---exclude takes absolute paths or globs (*, **, ?); a pattern without a leading / matches at any depth. --replace PATH=SOURCE puts a substitute at PATH: @empty-dir, @empty-file, a host path, or FILESET:/path. Paths marked with 'prism noclone' are always left out.`
+--exclude PATTERN leaves out what matches, as a .gitignore does: a pattern without a slash matches a name at any depth (*.log, newfile); one with a slash (other than a trailing one) is anchored at the clone's top, a leading / optional (etc/*.conf = /etc/*.conf); ** spans directories (**/x, a/**, a/**/b); a trailing / matches directories only (cache/); {a,b}, *, ?, [...] as in picomatch; !PATTERN takes back what an earlier pattern left out (the last match decides; nothing below an excluded directory comes back). --exclude-from FILE reads patterns as a .gitignore (# comments, blank lines), after those of --exclude. A pattern that matches nothing is a warning, in every mode.
+--replace PATH=SOURCE puts a substitute at PATH: @empty-dir, @empty-file, a host path, or FILESET:/path. Paths marked with 'prism noclone' are always left out.`
   static examples = [
     '<%= config.bin %> clone root --exclude /home --exclude /var/log',
     '<%= config.bin %> clone root scratch --mode lazy',
     '<%= config.bin %> clone root sandbox --replace /home=@empty-dir --replace /etc/hostname=./hostname',
     '<%= config.bin %> clone root:/srv/site web:/srv/site',
     "<%= config.bin %> clone root ci-42 --exclude-from .cloneignore --exclude '**/*.log'",
+    "<%= config.bin %> clone root ci-43 -x 'etc/*' -x '!etc/hosts' -x 'cache/'",
   ]
   static args = {
     src: Args.string({description: 'FILESET or FILESET:/path to clone', required: true}),
@@ -23,8 +25,8 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
   }
   static flags = {
     ...imageFlags,
-    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern', multiple: true, default: []}),
-    'exclude-from': Flags.string({description: 'file of exclude patterns, one a line (# comments)'}),
+    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern (.gitignore rules; !PATTERN takes back)', multiple: true, default: []}),
+    'exclude-from': Flags.string({description: 'file of exclude patterns read as a .gitignore (# comments, blank lines)'}),
     replace: Flags.string({char: 'r', description: 'PATH=SOURCE: put SOURCE at PATH in the clone', multiple: true, default: []}),
     mode: Flags.string({description: 'async: usable at once, expanded in the background and on demand; lazy: expanded only on demand; sync: expanded before returning', options: ['async', 'lazy', 'sync'], default: 'async'}),
     background: Flags.boolean({description: 'start the background expander (async mode)', default: true, allowNo: true}),

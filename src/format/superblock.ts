@@ -7,7 +7,15 @@ import {FormatError} from './errors.js'
 /** Incompatible features this build understands (none yet: the bits are reserved). */
 /** Set while some fileset is EXPANDING (FORMAT.md §8.6): a build without async cloning must not open it. */
 export const INCOMPAT_EXPANDING = 0x0001
-export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING
+/**
+ * Set while some fileset in flight has a version-2 clone-state file (exclude patterns with the
+ * .gitignore rules, FORMAT.md §8.5): a build that knows only version 1 would give them another
+ * meaning, or drop the file as damaged.
+ */
+export const INCOMPAT_EXCLUDE_RULES = 0x0002
+/** The bits that describe clones in flight, set and cleared with them. */
+export const INCOMPAT_CLONES = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
+export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
 /** Read-only-compatible features this build can write (none yet): others open read-only. */
 export const RO_COMPAT_SUPPORTED = 0
 export const SB_CRC_OFF = 0xfc

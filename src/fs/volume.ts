@@ -12,7 +12,7 @@ import {
 import {FormatError} from '../format/errors.js'
 import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type InodeVersion, type InodeRecord} from '../format/inode.js'
 import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
-import {INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
+import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
@@ -658,7 +658,9 @@ export class Volume {
         if (buf.readUInt32LE(s * 256) !== 0 && (buf[s * 256 + 0x0c] === FS_EXPANDING || buf[s * 256 + 0x0c] === FS_DELETING)) expanding = true
       }
     }
-    if (expanding) this.sb.incompat |= INCOMPAT_EXPANDING
+    // Which clone-state files are version 2 is not looked up here: the bit that keeps older
+    // builds away from them is set whenever a clone is in flight (fsck allows that).
+    if (expanding) this.sb.incompat |= INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
     this.sb.freeBlocks = freeBlocks
     this.sb.freeInodes = freeInodes
     // The backup's orphan list may be stale: chain every readable inode flagged as an

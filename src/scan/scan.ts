@@ -301,6 +301,9 @@ async function engineKey(engine: ScanEngine): Promise<Buffer> {
 
 const ASYNC_CHUNK = 1024 * 1024
 
+/** --exec failing for this many files in a row, before any success, stops the scan. */
+export const EXEC_GIVE_UP = 10
+
 /** The file's content in 1 MiB chunks, read as they are consumed. */
 async function* chunksOf(vol: Volume, inode: Inode, count: (n: number) => void): AsyncGenerator<Buffer> {
   const size = inode.r.size
@@ -396,6 +399,10 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   const errors: ScanError[] = []
   const matcher = engine.kind === 'signatures' ? new Matcher(engine.set) : null
   const progress = {files: 0, bytes: 0, totalFiles: inos.length, totalBytes: 0}
+  // A command that fails for every file (not found, wrong options) is one error, not one a file.
+  let execFailures = 0
+  let execWorked = false
+  let giveUp: string | null = null
   let lastTick = 0
   const tick = (force = false) => {
     if (!opts.onProgress) return
@@ -439,10 +446,15 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
             ? await execScan(engine.command, chunksOf(vol, inode, count))
             : await clamdScan((engine as {socket: string}).socket, chunksOf(vol, inode, count))
           if (r.error !== null) {
+            if (engine.kind === 'exec' && !execWorked && ++execFailures >= EXEC_GIVE_UP) {
+              giveUp = `--exec failed for each of the first ${execFailures} files, stopping: ${r.error}`
+              break
+            }
             errors.push({ino, paths: [], message: r.error})
             progress.files++
             continue
           }
+          execWorked = true
           found = r.found
         }
       } catch (e) {
@@ -458,6 +470,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
     progress.files++
     tick()
   }
+  if (giveUp !== null) throw new PrismError('EINVAL', giveUp)
   tick(true)
 
   if (key && set && file) {
