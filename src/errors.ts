@@ -14,7 +14,7 @@ export const EXIT = {
 export type ErrCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL' | 'ELOOP' | 'EXDEV'
   | 'EBUSY' | 'ENOSPC' | 'EFBIG' | 'EROFS' | 'ELOCKED' | 'EBADIMAGE' | 'EIO' | 'EUSAGE' | 'ENOIMAGE'
-  | 'ENEEDWRITE' | 'EINTR'
+  | 'ENEEDWRITE' | 'EINTR' | 'EACCES' | 'EHOST'
 
 const EXIT_OF: Record<ErrCode, number> = {
   ENOENT: EXIT.FAIL, EEXIST: EXIT.FAIL, ENOTDIR: EXIT.FAIL, EISDIR: EXIT.FAIL, ENOTEMPTY: EXIT.FAIL,
@@ -27,6 +27,10 @@ const EXIT_OF: Record<ErrCode, number> = {
   ENEEDWRITE: EXIT.FAIL,
   // Stopped by a signal (src/interrupt.ts): 128 + the signal's number, as a shell reports it.
   EINTR: 130,
+  // A host file or directory that this process may not read or write (cp), and any other
+  // failure of a host file or stream (an I/O error, a full host disk, a spool in TMPDIR): the
+  // operation could not be done; 7 is kept for the image's own I/O errors.
+  EACCES: EXIT.FAIL, EHOST: EXIT.FAIL,
 }
 
 export class PrismError extends Error {

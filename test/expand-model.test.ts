@@ -101,7 +101,7 @@ describe('model: asynchronous and lazy clones are snapshots', function () {
             }
             const name = pick(s.target)
             const r = apply(namespace(vol, name), models.get(name)!, s.op)
-            if (r.real) vol.commit()
+            if (r.commit) vol.commit()
             else vol.abort()
             expect(r.real, `${name}: ${JSON.stringify(s.op)}`).to.equal(r.model)
           } else if (s.kind === 'clone') {

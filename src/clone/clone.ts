@@ -318,7 +318,10 @@ function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: Clo
   else {
     const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(r.source)
     const from: Location = m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: r.source}
-    copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    const done = copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    // A replacement is made whole or the clone fails: it never holds part of what was asked.
+    const e = done.errors[0]
+    if (e) fail(e.code, `--replace ${r.path}=${r.source}: ${e.message}${done.errors.length > 1 ? ` (and ${done.errors.length - 1} more)` : ''}`)
   }
   stats.replaced++
 }
