@@ -14,7 +14,7 @@ export const EXIT = {
 export type ErrCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL' | 'ELOOP' | 'EXDEV'
   | 'EBUSY' | 'ENOSPC' | 'EFBIG' | 'EROFS' | 'ELOCKED' | 'EBADIMAGE' | 'EIO' | 'EUSAGE' | 'ENOIMAGE'
-  | 'ENEEDWRITE'
+  | 'ENEEDWRITE' | 'ENODATA' | 'ENOTSUP' | 'E2BIG' | 'EACCES' | 'EPERM'
 
 const EXIT_OF: Record<ErrCode, number> = {
   ENOENT: EXIT.FAIL, EEXIST: EXIT.FAIL, ENOTDIR: EXIT.FAIL, EISDIR: EXIT.FAIL, ENOTEMPTY: EXIT.FAIL,
@@ -24,6 +24,9 @@ const EXIT_OF: Record<ErrCode, number> = {
   // A read-only open met a directory an asynchronous clone has not expanded yet; the CLI
   // then reopens the image for writing, so users never see it.
   ENEEDWRITE: EXIT.FAIL,
+  // Extended attributes and permissions (no such attribute, a namespace or call not
+  // supported, a value too large, not allowed).
+  ENODATA: EXIT.FAIL, ENOTSUP: EXIT.FAIL, E2BIG: EXIT.FAIL, EACCES: EXIT.FAIL, EPERM: EXIT.FAIL,
 }
 
 export class PrismError extends Error {

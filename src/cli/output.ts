@@ -18,8 +18,11 @@ export function parseSize(text: string): number {
   return v
 }
 
-export function modeString(type: 'file' | 'dir' | 'symlink', perm: number): string {
-  const t = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : '-'
+/** ls's type letter of each kind of inode. */
+const TYPE_LETTER: Record<string, string> = {file: '-', dir: 'd', symlink: 'l', chardev: 'c', blockdev: 'b', fifo: 'p', socket: 's'}
+
+export function modeString(type: string, perm: number): string {
+  const t = TYPE_LETTER[type] ?? '?'
   const rwx = (bits: number, special: boolean, ch: string) =>
     (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-')
   return t + rwx((perm >> 6) & 7, !!(perm & 0o4000), 's') + rwx((perm >> 3) & 7, !!(perm & 0o2000), 's') + rwx(perm & 7, !!(perm & 0o1000), 't')

@@ -3,11 +3,12 @@ import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
 import {isoTime, lsTime, modeString, table} from '../cli/output.js'
 import {nameShown} from '../format/name.js'
+import type {FileType} from '../fs/inode.js'
 
 interface Row {
   name: string
   path: string
-  type: 'file' | 'dir' | 'symlink'
+  type: FileType
   ino: number
   mode: string
   nlink: number

@@ -78,6 +78,8 @@ export class Volume {
   filesetCache: unknown = null
   /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
+  /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */
+  xattrCache: unknown = null
 
   private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
     this.sb = sb
@@ -273,6 +275,7 @@ export class Volume {
     this.pinnedOrphans.clear()
     this.filesetCache = null
     this.cloneCache = null
+    this.xattrCache = null
     this.sbDirty = false
     try {
       this.sb = readSuperblockFrom(this.store.get(0)).sb

@@ -17,6 +17,13 @@ export const T_FREE = 0
 export const T_REG = 1
 export const T_DIR = 2
 export const T_LNK = 3
+/** special files (FORMAT.md §5.5) */
+export const T_CHR = 4
+export const T_BLK = 5
+export const T_FIFO = 6
+export const T_SOCK = 7
+/** an attribute inode (FORMAT.md §13): named by xattr_ino fields, never by a directory */
+export const T_XATTR = 8
 
 /** What claimed a data block (FsckContext.meta). Metadata blocks must have exactly one claim. */
 export const CLAIM_DATA = 0
@@ -84,6 +91,8 @@ export class FsckContext {
   readonly iflags: Uint16Array
   readonly nlink: Uint32Array
   readonly share: Uint32Array
+  /** xattr_ino of each in-use inode (FORMAT.md §13) */
+  readonly xattrOf: Uint32Array
   /** directory inodes in use, with what pass 2 needs to read them */
   readonly dirs = new Map<number, DirMeta>()
   /** how an inode is reached: R_* bits (pass 2 and 3) */
@@ -139,6 +148,7 @@ export class FsckContext {
     this.iflags = new Uint16Array(n)
     this.nlink = new Uint32Array(n)
     this.share = new Uint32Array(n)
+    this.xattrOf = new Uint32Array(n)
     this.reach = new Uint8Array(n)
     this.trees = new Uint16Array(n)
     this.filesetTrees = new Uint16Array(n)

@@ -5,7 +5,7 @@
 // Bad entries are left out of the directory's entry list and the directory is scheduled
 // for a rebuild (rebuild.ts); this pass itself never changes a directory block.
 import {
-  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_DIR, DT_LNK, DT_REG, FILESETS_PER_BLOCK,
+  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, FILESETS_PER_BLOCK,
   FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
@@ -14,12 +14,15 @@ import {nameText} from '../format/name.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
-  R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, type DirMeta, type FilesetInfo, type FsckContext,
+  R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, T_XATTR, type DirMeta, type FilesetInfo, type FsckContext,
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
 
-const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK]
-const DT_NAME: Record<number, string> = {[DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink'}
+/** The entry type of each inode kind (context.ts T_*); an attribute inode has none. */
+const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK, DT_CHR, DT_BLK, DT_FIFO, DT_SOCK, 0]
+const DT_NAME: Record<number, string> = {
+  [DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink', [DT_CHR]: 'character device', [DT_BLK]: 'block device', [DT_FIFO]: 'FIFO', [DT_SOCK]: 'socket',
+}
 
 // ---------------------------------------------------------------- the fileset table
 
@@ -662,6 +665,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
     if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
     const kind = itype[ino]
     if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }
+    if (kind === T_XATTR) { drop(i, 'DIRENT_ATTR_INODE', {ino}); continue }
     if (anyDup && dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
     if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
     if (kind === T_DIR) {
