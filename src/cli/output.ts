@@ -28,8 +28,9 @@ export function modeString(type: string, perm: number): string {
   return t + rwx((perm >> 6) & 7, !!(perm & 0o4000), 's') + rwx((perm >> 3) & 7, !!(perm & 0o2000), 's') + rwx(perm & 7, !!(perm & 0o1000), 't')
 }
 
+/** An ISO 8601 UTC time to the nanosecond (2024-05-01T12:00:00.123456789Z). */
 export function isoTime(t: {s: number, ns: number}): string {
-  return new Date(t.s * 1000 + Math.floor(t.ns / 1e6)).toISOString()
+  return new Date(t.s * 1000).toISOString().replace(/\.\d{3}Z$/, `.${String(t.ns).padStart(9, '0')}Z`)
 }
 
 export function lsTime(t: {s: number, ns: number}): string {

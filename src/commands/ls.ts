@@ -17,6 +17,8 @@ interface Row {
   size: number
   mtime: string
   target?: string
+  /** device number of a character or block device */
+  rdev?: {major: number, minor: number}
   flags: string[]
 }
 
@@ -48,6 +50,7 @@ export default class Ls extends PrismCommand {
         const row = (name: string, path: string, st: ReturnType<typeof ns.stat>): Row => ({
           name, path, type: st.type, ino: st.ino, mode: modeString(st.type, st.perm), nlink: st.nlink, uid: st.uid, gid: st.gid,
           size: st.size, mtime: isoTime(st.mtime), target: st.target, flags: st.flags,
+          ...(st.type === 'chardev' || st.type === 'blockdev' ? {rdev: st.rdev} : {}),
         })
         const top = ns.stat(loc.path, true)
         if (top.type !== 'dir') {
@@ -80,7 +83,7 @@ export default class Ls extends PrismCommand {
         return
       }
       this.log(table(l.entries.map((e) => [
-        e.mode, String(e.nlink), String(e.uid), String(e.gid), String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
+        e.mode, String(e.nlink), String(e.uid), String(e.gid), e.rdev ? `${e.rdev.major}, ${e.rdev.minor}` : String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
         nameShown(e.name) + (e.target !== undefined ? ` -> ${nameShown(e.target)}` : '') + (e.flags.includes('noclone') ? '  [noclone]' : ''),
       ]), [1, 4]))
     })
