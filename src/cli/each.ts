@@ -7,7 +7,7 @@ import type {Volume} from '../fs/volume.js'
 import {errorLine} from './notices.js'
 
 /** Errors that stop a command whatever argument it is on. */
-const FATAL = new Set(['EBADIMAGE', 'EIO', 'ELOCKED', 'EINTR', 'EROFS'])
+const FATAL = new Set(['EBADIMAGE', 'EIO', 'ELOCKED', 'EINTR', 'EROFS', 'EUSAGE'])
 
 /**
  * Runs `work` for each argument inside an open volume: its changes are committed when it

@@ -147,9 +147,9 @@ export function chownPath(ns: Namespace, path: string, o: Owner, opts: WalkOptio
   return walkOwned(ns, path, opts, (inode) => chownInode(ns, inode, o))
 }
 
-/** chmod -R: `modeOf(current mode, is a directory)` gives each inode's new permission bits; symlinks are left alone. */
+/** chmod -R: `modeOf(current mode, is a directory)` gives each inode's new permission bits; symlinks are left alone (a symlink given as the path is followed). */
 export function chmodPath(ns: Namespace, path: string, modeOf: (perm: number, isDir: boolean) => number, opts: WalkOptions = {}): number {
-  return walkOwned(ns, path, {...opts, noDereference: opts.noDereference ?? false}, (inode) => {
+  return walkOwned(ns, path, {...opts, recursive: true}, (inode) => {
     if (inode.isLnk) return
     inode.r.mode = (inode.r.mode & S_IFMT) | (modeOf(inode.r.mode & 0o7777, inode.isDir) & 0o7777)
     touch(inode.r, {c: true})
