@@ -1,4 +1,4 @@
-// Extended attributes and special files in the library (docs/FORMAT.md §5.5, §13), on real
+// Extended attributes and special files in the library (docs/FORMAT.md §5.5, §14), on real
 // image files: every namespace, the limits Linux has, inline and block-backed sets, sharing
 // with clones and copy-on-write that copies only what changed, identical sets shared, space
 // given back, fsck clean throughout, and the feature bits.

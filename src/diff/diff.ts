@@ -212,7 +212,7 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   return {entries: out, stats}
 }
 
-/** Mode, owner, noclone mark, extended attributes (FORMAT.md §13) and, for files, mtime. */
+/** Mode, owner, noclone mark, extended attributes (FORMAT.md §14) and, for files, mtime. */
 function attrsDiffer(vol: Volume, a: Inode, b: Inode, withMtime: boolean): boolean {
   const x = a.r
   const y = b.r

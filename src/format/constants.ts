@@ -49,7 +49,7 @@ export const IF_NOCLONE = 0x0002 // left out of every later clone
 export const IF_ORPHAN = 0x0004 // on the orphan list: free on next open
 export const IF_UNEXPANDED = 0x0008 // directory whose entries still live in srcino
 export const IF_HASHED = 0x0010 // directory stored as an extendible hash (else inline)
-export const IF_XATTR = 0x0020 // an attribute inode: holds another inode's extended attributes (FORMAT.md §13)
+export const IF_XATTR = 0x0020 // an attribute inode: holds another inode's extended attributes (FORMAT.md §14)
 export const IF_KNOWN = IF_INLINE | IF_NOCLONE | IF_ORPHAN | IF_UNEXPANDED | IF_HASHED | IF_XATTR
 
 // Superblock state.

@@ -33,7 +33,7 @@ export interface InodeRecord {
   dirSeed: number
   dirDepth: number
   dirBuckets: number
-  /** the attribute inode holding this inode's extended attributes (FORMAT.md §13), 0 = none */
+  /** the attribute inode holding this inode's extended attributes (FORMAT.md §14), 0 = none */
   xattrIno: number
   /** 140 bytes: an extent root (extent.ts), inline data (files, symlinks, small directories), or a special file's device number (§5.5). */
   area: Buffer

@@ -6,7 +6,7 @@ import {FormatError} from './errors.js'
 
 /** Set while some fileset is EXPANDING (FORMAT.md §8.6): a build without async cloning must not open it. */
 export const INCOMPAT_EXPANDING = 0x0001
-/** Set once an inode has extended attributes (FORMAT.md §13): xattr_ino fields and attribute inodes. */
+/** Set once an inode has extended attributes (FORMAT.md §14): xattr_ino fields and attribute inodes. */
 export const INCOMPAT_XATTR = 0x0004
 /** Set once the image holds a device, FIFO or socket inode (FORMAT.md §5.5). */
 export const INCOMPAT_SPECIAL = 0x0008

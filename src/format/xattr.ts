@@ -1,4 +1,4 @@
-// An inode's extended attributes, as the bytes its attribute inode holds (docs/FORMAT.md §13):
+// An inode's extended attributes, as the bytes its attribute inode holds (docs/FORMAT.md §14):
 // a checksummed header, then every attribute sorted by name. Also the rules a name and a
 // value must meet, and the POSIX ACL value format Linux uses (system.posix_acl_*). Pure
 // encode/decode: no I/O.

@@ -24,7 +24,7 @@ export function filesetSpace(vol: Volume, fs: Fileset): FilesetSpace {
   const out: FilesetSpace = {referencedBlocks: 0, uniqueBlocks: 0, files: 0, dirs: 0}
   vol.store.prefetch(vol.sb.refcountStart, Math.ceil(dataBlocks / REFCOUNTS_PER_BLOCK))
 
-  /** attribute inodes reached (FORMAT.md §13): references from this fileset's private inodes */
+  /** attribute inodes reached (FORMAT.md §14): references from this fileset's private inodes */
   const attrs = new Map<number, number>()
   const account = (inode: Inode, priv = inode.r.share <= 1) => {
     if (inode.r.xattrIno !== 0) attrs.set(inode.r.xattrIno, (attrs.get(inode.r.xattrIno) ?? 0) + (inode.r.share <= 1 ? 1 : 0))

@@ -1,4 +1,4 @@
-// Extended attributes (docs/FORMAT.md §13). An inode's attributes live in an *attribute
+// Extended attributes (docs/FORMAT.md §14). An inode's attributes live in an *attribute
 // inode* named by its xattr_ino: a small set inline in that inode's area, a larger one in
 // data blocks. Attribute inodes are shared copy-on-write, counted by their share count (one
 // per inode that names them): a clone, an inode copy-on-write or a copy inside the image

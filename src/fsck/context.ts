@@ -22,7 +22,7 @@ export const T_CHR = 4
 export const T_BLK = 5
 export const T_FIFO = 6
 export const T_SOCK = 7
-/** an attribute inode (FORMAT.md §13): named by xattr_ino fields, never by a directory */
+/** an attribute inode (FORMAT.md §14): named by xattr_ino fields, never by a directory */
 export const T_XATTR = 8
 
 /** What claimed a data block (FsckContext.meta). Metadata blocks must have exactly one claim. */
@@ -91,7 +91,7 @@ export class FsckContext {
   readonly iflags: Uint16Array
   readonly nlink: Uint32Array
   readonly share: Uint32Array
-  /** xattr_ino of each in-use inode (FORMAT.md §13) */
+  /** xattr_ino of each in-use inode (FORMAT.md §14) */
   readonly xattrOf: Uint32Array
   /** directory inodes in use, with what pass 2 needs to read them */
   readonly dirs = new Map<number, DirMeta>()

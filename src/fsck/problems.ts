@@ -98,7 +98,7 @@ export const PROBLEMS = {
   // pass 4: reference counts and counters
   REFCOUNT_BLOCK_CRC: e('refcount table block checksum mismatch'),
   REFCOUNT_HIGH: e('{detail}'),
-  // attribute sets (FORMAT.md §13), checked after pass 3
+  // attribute sets (FORMAT.md §14), checked after pass 3
   XATTR_REF_BAD: e('inode names attribute inode {ref}, which {detail}; its attributes are dropped'),
   XATTR_SET_BAD: e('attribute set is unreadable ({detail}); the attributes of {owners} are dropped'),
   XATTR_UNREFERENCED: w('attribute inode is named by no inode'),

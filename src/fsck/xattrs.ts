@@ -1,4 +1,4 @@
-// fsck and extended attributes (docs/FORMAT.md §13), after pass 3 has settled which inodes
+// fsck and extended attributes (docs/FORMAT.md §14), after pass 3 has settled which inodes
 // stay: every xattr_ino must name an attribute inode, every attribute inode must decode and
 // be named by some inode, and its share count must equal the inodes naming it (its link
 // count is 1). A bad reference or an unreadable set costs attributes, never a file: the
