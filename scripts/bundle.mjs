@@ -1,6 +1,6 @@
 // Bundles the start-up fast paths (src/cli/fast.ts, compiled in dist/) into dist/fast.mjs:
 // one file loads about twice as fast as the fifty modules it contains. fs-ext (a native
-// addon), and picomatch and ora (loaded on first use) stay outside.
+// addon), and picomatch, ora and tar (loaded on first use) stay outside.
 import {build} from 'esbuild'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -13,7 +13,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['fs-ext', 'picomatch', 'ora'],
+  external: ['fs-ext', 'picomatch', 'ora', 'tar'],
   logLevel: 'warning',
 })
 console.log('dist/fast.mjs: start-up fast paths bundled')

@@ -5,6 +5,10 @@
 //
 //   npm run fixtures:fsck                 rebuild every fixture
 //   npm run fixtures:fsck -- NAME...      rebuild only those
+//   npm run fixtures:fsck -- --keep-images [NAME...]
+//                                         keep the stored images (a new fixture gets one) and
+//                                         record fsck's output anew: after a change of fsck's
+//                                         repairs or messages, so that the images stay as they are
 //
 // Each fixture directory holds:
 //   name      one line: what is damaged
@@ -222,6 +226,7 @@ const FIXTURES: Fixture[] = [
   {name: 'inode-reserved-slot', desc: 'inode slot 0 is not zero', damage: (img) => img.patchInode(0, (b) => { b[10] = 1 }, false)},
   {name: 'inode-free-dirty', desc: 'a free inode slot holds a stray byte', damage: (img) => img.patchInode(img.freeInode(), (b) => { b[0x20] = 9 }, false)},
   {name: 'inode-crc', desc: 'a file inode with a bad checksum (it has two names)', damage: (img) => img.patchInode(img.locate('/docs/readme.txt').ino, (b) => { b[0x0c] ^= 0x55 }, false)},
+  {name: 'inode-crc-garbage', desc: 'a file inode with a bad checksum and invalid flags (garbage: cleared)', damage: (img) => img.patchInode(img.locate('/docs/readme.txt').ino, (b) => { b[0x0c] ^= 0x55; b.writeUInt16LE(0x4000, 2) }, false)},
   {name: 'inode-bad-type', desc: 'an inode with a device-file type', damage: (img) => img.patchInode(img.locate('/deep/a/b/c/d/leaf').ino, (b) => b.writeUInt16LE(0o010644, 0))},
   {name: 'inode-bad-flags', desc: 'a regular file flagged as a hashed directory', damage: (img) => img.patchInode(img.locate('/docs/small.txt').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | IF_HASHED, 2))},
   {name: 'inode-unknown-flags', desc: 'an inode with flag bits no version defines', damage: (img) => img.patchInode(img.locate('/big').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | 0x0400, 2))},
@@ -399,6 +404,10 @@ const FIXTURES: Fixture[] = [
   {name: 'dirent-name-nul', desc: 'an entry name containing NUL', damage: (img) => img.patchInode(img.locate('/deep').ino, (b) => { b[INLINE_DIRENT.name] = 0 })},
   {name: 'dirent-name-dotdot', desc: "an entry named '..' pointing at a file", damage: (img) => renameFirstEntry(img, '/deep/a/b/c/d', '..')},
   {name: 'dirent-name-dot', desc: "an entry named '.'", damage: (img) => renameFirstEntry(img, '/deep/a/b/c/d', '.')},
+  {name: 'dirent-name-taken', desc: "an entry name containing '/' whose repaired name ('/' as '.') is taken", damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => { namespace(vol, 'root').writeFile('/deep/a/b/c/d/x.', Buffer.from('already named x.\n')) })
+    renameFirstEntry(img, '/deep/a/b/c/d', 'x/')
+  }},
   {name: 'dir-loop', desc: 'a directory entry naming the root (an ancestor)', damage: (img) => {
     const root = img.locate('/')
     img.patchInode(img.locate('/deep/a/b/c').ino, (b) => b.writeUInt32LE(root.ino, INLINE_DIRENT.ino))
@@ -406,6 +415,48 @@ const FIXTURES: Fixture[] = [
   {name: 'dir-multiple-parents', desc: 'a directory named by two parents', damage: (img) => {
     const sub1 = img.locate('/many/sub1')
     img.patchInode(img.locate('/deep').ino, (b) => b.writeUInt32LE(sub1.ino, INLINE_DIRENT.ino))
+  }},
+
+  // ---- lost+found (FORMAT.md §13): what a damaged directory named is reconnected, never freed
+  {name: 'lostfound-docs', desc: 'an inline directory zeroed: a file with another name, shared files, a symlink', damage: (img) => {
+    img.patchInode(img.locate('/docs').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-root-dir', desc: "the bucket of a fileset's root directory zeroed: its files and trees", damage: (img) => {
+    const root = img.locate('/')
+    if (root.extents.length === 0) throw new Error('expected a hashed root directory')
+    img.patchBlock(root.phys(0), (b) => b.fill(0))
+  }},
+  {name: 'lostfound-clone', desc: "a clone's directory zeroed: files it shares with its parent go back to the clone only", damage: (img) => {
+    img.patchInode(img.locate('/docs', 'snap').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-not-dir', desc: 'lost+found exists as a regular file when a directory is damaged', damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => { namespace(vol, 'root').writeFile('/lost+found', Buffer.from('a file named lost+found\n')) })
+    img.patchInode(img.locate('/deep/a/b/c').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-no-inode', desc: 'no free inode for lost+found: the names go in the root directory', base: 'small', damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      ns.mkdir('/d')
+      ns.writeFile('/d/kept', Buffer.from('reconnected in the root\n'))
+      ns.symlink('kept', '/d/link')
+      ns.mkdir('/fill')
+      for (let i = 0; vol.sb.freeInodes > 0; i++) {
+        ns.writeFile(`/fill/f${i}`, Buffer.from('x'))
+        vol.maybeCommit()
+      }
+    })
+    img.patchInode(img.locate('/d').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'unattached-empty-file', desc: 'an in-use zero-length file no directory names (cleared, as e2fsck does)', damage: (img) => {
+    const r = emptyInode()
+    r.mode = S_IFREG | 0o644
+    r.nlink = 1
+    r.share = 1
+    r.flags = IF_INLINE
+    r.generation = 98
+    const b = Buffer.alloc(INODE_SIZE)
+    encodeInode(r, b, 0)
+    img.write(img.inodePos(img.freeInode()), b)
   }},
 
   // ---- orphans
@@ -611,7 +662,9 @@ export function listing(dir: string, run = cli): string {
 
 function main(): void {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'fsck.js'))) throw new Error('build first: npm run build')
-  const only = new Set(process.argv.slice(2))
+  const args = process.argv.slice(2)
+  const keep = args.includes('--keep-images')
+  const only = new Set(args.filter((a) => a !== '--keep-images'))
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-fixtures-'))
   const bases = new Map<string, string>()
   const covered = new Set<string>()
@@ -620,7 +673,10 @@ function main(): void {
     for (const f of FIXTURES) {
       if (only.size > 0 && !only.has(f.name)) continue
       const baseName = f.base ?? 'standard'
-      if (!bases.has(baseName)) {
+      const dir = path.join(OUT, f.name)
+      const stored = path.join(dir, 'image.gz')
+      const reuse = keep && fs.existsSync(stored)
+      if (!reuse && !bases.has(baseName)) {
         const p = path.join(tmp, `base-${baseName}.img`)
         BASES[baseName](p)
         bases.set(baseName, p)
@@ -628,13 +684,17 @@ function main(): void {
       const work = path.join(tmp, f.name)
       fs.mkdirSync(work)
       const img = path.join(work, IMAGE)
-      fs.copyFileSync(bases.get(baseName)!, img)
-      f.damage(new RawImage(img))
-      const dir = path.join(OUT, f.name)
-      fs.rmSync(dir, {recursive: true, force: true})
-      fs.mkdirSync(dir, {recursive: true})
+      if (reuse) {
+        fs.writeFileSync(img, zlib.gunzipSync(fs.readFileSync(stored)))
+        for (const e of ['expect.1', 'expect.2', 'expect.ls']) fs.rmSync(path.join(dir, e), {force: true})
+      } else {
+        fs.copyFileSync(bases.get(baseName)!, img)
+        f.damage(new RawImage(img))
+        fs.rmSync(dir, {recursive: true, force: true})
+        fs.mkdirSync(dir, {recursive: true})
+        fs.writeFileSync(stored, zlib.gzipSync(fs.readFileSync(img), {level: 9}))
+      }
       fs.writeFileSync(path.join(dir, 'name'), `${f.desc}\n`)
-      fs.writeFileSync(path.join(dir, 'image.gz'), zlib.gzipSync(fs.readFileSync(img), {level: 9}))
       const r1 = runFsck(work)
       const r2 = runFsck(work)
       fs.writeFileSync(path.join(dir, 'expect.1'), r1.text)

@@ -36,7 +36,7 @@ const ROUNDS = FULL ? 3 : 2
 // ---------------------------------------------------------------- the workload
 
 /** A small host tree: nested dirs, a symlink, a hard link, an empty file, a hashed directory. */
-function makeHostTree(dir: string): {tree: string, batches: string[]} {
+function makeHostTree(dir: string): {tree: string, batches: string[], big: string, overlay: string} {
   const t = path.join(dir, 'tree')
   fs.mkdirSync(path.join(t, 'etc'), {recursive: true})
   fs.mkdirSync(path.join(t, 'home', 'alice'), {recursive: true})
@@ -62,14 +62,35 @@ function makeHostTree(dir: string): {tree: string, batches: string[]} {
     for (let i = 0; i < 6; i++) fs.writeFileSync(path.join(d, 'sub', `g${i}`), bytes(300, 2000 * b + i))
     batches.push(d)
   }
-  return {tree: t, batches}
+  // A tree whose import spans several transactions (it is staged, then published by the
+  // last one), and one merged onto it: files replaced, entries added in existing and new
+  // directories, a directory that would replace a file refused.
+  const big = path.join(dir, 'big')
+  for (let d = 0; d < 8; d++) {
+    fs.mkdirSync(path.join(big, `d${d}`, 'sub'), {recursive: true})
+    for (let i = 0; i < 16; i++) fs.writeFileSync(path.join(big, `d${d}`, i % 4 ? `f${i}` : path.join('sub', `f${i}`)), bytes(i % 5 === 0 ? 6000 : 40 + i * 13, 3000 + d * 100 + i))
+  }
+  fs.symlinkSync('d0/f1', path.join(big, 'link'))
+  fs.linkSync(path.join(big, 'd1', 'f1'), path.join(big, 'd2', 'hard'))
+  const overlay = path.join(dir, 'overlay')
+  fs.mkdirSync(path.join(overlay, 'd0', 'new'), {recursive: true})
+  fs.mkdirSync(path.join(overlay, 'd9'), {recursive: true})
+  fs.mkdirSync(path.join(overlay, 'd1'), {recursive: true})
+  fs.mkdirSync(path.join(overlay, 'd3', 'f1'), {recursive: true}) // a directory over a file: refused
+  fs.writeFileSync(path.join(overlay, 'd0', 'f1'), bytes(5000, 4000))
+  fs.writeFileSync(path.join(overlay, 'd0', 'new', 'x'), bytes(100, 4001))
+  fs.writeFileSync(path.join(overlay, 'd9', 'y'), bytes(300, 4002))
+  fs.writeFileSync(path.join(overlay, 'd1', 'f2'), bytes(70, 4003))
+  return {tree: t, batches, big, overlay}
 }
 
-function workload(host: {tree: string, batches: string[]}, rounds: number): Op[] {
+function workload(host: {tree: string, batches: string[], big: string, overlay: string}, rounds: number): Op[] {
   const ops: Op[] = []
-  const op = (name: string, run: Op['run']) => ops.push({name, run})
-  const cpIn = (src: string, dst: string) => (ns: Namespace, vol: Volume) => {
-    copy(vol, [{kind: 'host', path: src}], {kind: 'image', fileset: 'root', path: dst}, {recursive: true})
+  // A copy into the image is staged and published by its last transaction (src/ops/stage.ts).
+  const op = (name: string, run: Op['run']) => ops.push({name, run, visibleAt: name.startsWith('cp -r') ? 'last' : 'first'})
+  const cpIn = (src: string, dst: string, errors = 0) => (ns: Namespace, vol: Volume) => {
+    const st = copy(vol, [{kind: 'host', path: src}], {kind: 'image', fileset: 'root', path: dst}, {recursive: true})
+    expect(st.errors.length, JSON.stringify(st.errors)).to.equal(errors)
   }
   for (let r = 0; r < rounds; r++) {
     const R = `/r${r}`
@@ -115,12 +136,23 @@ function workload(host: {tree: string, batches: string[]}, rounds: number): Op[]
     op(`rm -r ${R}/srv/d`, (ns) => { ns.remove(`${R}/srv/d`, {recursive: true}) })
     op(`rm -r ${R}/many`, (ns) => { ns.remove(`${R}/many`, {recursive: true}) })
     op(`rm -r ${R}/srv/www2`, (ns) => { ns.remove(`${R}/srv/www2`, {recursive: true}) })
+    if (r === 0) {
+      op(`cp -r big ${R}/big (staged, spans transactions)`, cpIn(host.big, `${R}/big`))
+      op(`cp -rT overlay ${R}/big (merge: replaces, adds, refuses one)`, (ns, vol) => {
+        const st = copy(vol, [{kind: 'host', path: host.overlay}], {kind: 'image', fileset: 'root', path: `${R}/big`}, {recursive: true, noTargetDirectory: true})
+        expect(st.errors.map((e) => e.code)).to.deep.equal(['ENOTDIR'])
+      })
+      op(`cp -r (in image) ${R}/big ${R}/big2 (staged, spans transactions)`, (ns, vol) => {
+        copy(vol, [{kind: 'image', fileset: 'root', path: `${R}/big`}], {kind: 'image', fileset: 'root', path: `${R}/big2`}, {recursive: true})
+      })
+      op(`rm -r ${R}/big2`, (ns) => { ns.remove(`${R}/big2`, {recursive: true}) })
+    }
   }
   return ops
 }
 
 let tmp = ''
-let host: {tree: string, batches: string[]}
+let host: {tree: string, batches: string[], big: string, overlay: string}
 let base: Buffer
 
 before(() => {

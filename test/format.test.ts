@@ -196,16 +196,20 @@ describe('format: clone-state file', () => {
       fc.oneof(fc.string({maxLength: 40}).map((s) => '/' + s.replace(/\0/g, '')), fc.uint8Array({maxLength: 40}).map((b) => '/' + nameText(Buffer.from(b.filter((x) => x !== 0))))),
       fc.array(fc.string({maxLength: 30}), {maxLength: 6}),
       fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.nat()), {maxLength: 5}),
-      (srcPath, exclude, map) => {
-        const {bytes, mapOffset} = encodeCloneState({srcPath, exclude})
+      fc.constantFrom('gitignore' as const, 'legacy' as const),
+      (srcPath, exclude, map, rules) => {
+        const {bytes, mapOffset} = encodeCloneState({srcPath, exclude, rules})
         expect(mapOffset % 16).to.equal(0)
+        // Version 2 says the patterns follow the .gitignore rules; version 1 is written
+        // without patterns, and read back with patterns as an older build's (§8.5).
+        expect(bytes.readUInt16LE(4)).to.equal(exclude.length > 0 && rules === 'gitignore' ? 2 : 1)
         const entries = map.map(([a, b, c, d]) => ({srcIno: a, srcGeneration: b, copyIno: c, copyGeneration: d}))
         const file = Buffer.concat([bytes, ...entries.map(encodeRemapEntry)])
         const d = decodeCloneState(file)
-        expect(d.spec).to.deep.equal({srcPath, exclude})
+        expect(d.spec).to.deep.equal({srcPath, exclude, rules: exclude.length > 0 ? rules : 'gitignore'})
         expect(decodeRemap(file, d.mapOffset)).to.deep.equal(entries)
       }))
-    const {bytes} = encodeCloneState({srcPath: '/srv', exclude: ['*.log']})
+    const {bytes} = encodeCloneState({srcPath: '/srv', exclude: ['*.log'], rules: 'gitignore'})
     const file = Buffer.concat([bytes, encodeRemapEntry({srcIno: 5, srcGeneration: 6, copyIno: 7, copyGeneration: 8})])
     const bad = (mutate: (b: Buffer) => void, field: string) => {
       const b = Buffer.from(file)
@@ -219,12 +223,12 @@ describe('format: clone-state file', () => {
       }
     }
     bad((b) => { b[0] ^= 1 }, 'magic')
-    bad((b) => { b.writeUInt16LE(2, 4) }, 'version')
+    bad((b) => { b.writeUInt16LE(3, 4) }, 'version')
     bad((b) => { b[0x1c] ^= 1 }, 'checksum') // header CRC
     bad((b) => { b[0x22] ^= 1 }, 'checksum') // spec CRC
     bad((b) => { b[b.length - 3] ^= 1 }, 'checksum') // an entry's CRC
     expect(() => decodeRemap(file.subarray(0, file.length - 4), decodeCloneState(file).mapOffset)).to.throw(FormatError, /whole number/)
-    expect(() => encodeCloneState({srcPath: '/', exclude: new Array(5000).fill('x')})).to.throw(/patterns/)
+    expect(() => encodeCloneState({srcPath: '/', exclude: new Array(5000).fill('x'), rules: 'gitignore'})).to.throw(/patterns/)
   })
 })
 

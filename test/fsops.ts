@@ -13,6 +13,20 @@ import {copy} from '../src/ops/copy.js'
 
 export const NAMES = ['a', 'b']
 export const pathArb = fc.array(fc.constantFrom(...NAMES), {minLength: 1, maxLength: 3}).map((c) => '/' + c.join('/'))
+/**
+ * Exclude patterns of every kind the rules name (README "prism clone"), over the model's
+ * names: absolute paths, names at any depth, anchored relative paths, '**', a trailing '/',
+ * globs, braces, and '!' negations.
+ */
+export const patternArb: fc.Arbitrary<string> = fc.oneof(
+  pathArb,
+  fc.record({
+    neg: fc.boolean(),
+    lead: fc.boolean(),
+    trail: fc.boolean(),
+    segs: fc.array(fc.constantFrom(...NAMES, '*', '?', '[ab]', '[!a]', '{a,b}', '**', 'a*'), {minLength: 1, maxLength: 3}),
+  }).map((x) => `${x.neg ? '!' : ''}${x.lead ? '/' : ''}${x.segs.join('/')}${x.trail ? '/' : ''}`),
+)
 export const dataArb = fc.oneof(
   fc.uint8Array({maxLength: 40}),
   fc.integer({min: 130, max: 9000}).map((n) => new Uint8Array(n).fill(n % 251)),
@@ -23,6 +37,7 @@ export type Op =
   | {op: 'truncate', p: string, size: number} | {op: 'chmod', p: string, perm: number} | {op: 'unlink', p: string}
   | {op: 'rmr', p: string} | {op: 'rename', a: string, b: string} | {op: 'link', a: string, b: string}
   | {op: 'symlink', t: string, p: string} | {op: 'cp', a: string, b: string} | {op: 'reopen'}
+  | {op: 'cpr', a: string, b: string, T: boolean} | {op: 'lnf', a: string, b: string} | {op: 'symf', t: string, p: string}
 
 export const w = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({weight, arbitrary})
 export const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -38,7 +53,29 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
   w(2, fc.tuple(pathArb, pathArb).map(([a, b]) => ({op: 'cp', a, b}) as Op)),
   w(1, pathArb.map((p) => ({op: 'symlink', t: '/nowhere' + p, p}) as Op)),
   w(1, fc.constant({op: 'reopen'} as Op)),
+  // Replacing one kind of object with another (issue 15): cp -r [-T] merging and refusing,
+  // ln -f and ln -sf over files, symlinks and directories.
+  w(2, fc.tuple(pathArb, pathArb, fc.boolean()).map(([a, b, T]) => ({op: 'cpr', a, b, T}) as Op)),
+  w(1, fc.tuple(pathArb, pathArb).map(([a, b]) => ({op: 'lnf', a, b}) as Op)),
+  w(1, pathArb.map((p) => ({op: 'symf', t: '/nowhere' + p, p}) as Op)),
 )
+
+/**
+ * A starting tree for a run: each path of depth 1 and 2 is, at random, missing, a directory
+ * (then possibly filled below), a file or a symlink, so that the random ops that follow meet
+ * every kind of object at the names they use.
+ */
+export const setupArb: fc.Arbitrary<Op[]> = fc.array(fc.constantFrom('none', 'dir', 'dir', 'file', 'symlink'), {minLength: 6, maxLength: 6}).map((kinds) => {
+  const paths = ['/a', '/b', '/a/a', '/a/b', '/b/a', '/b/b']
+  return paths.flatMap((p, i): Op[] => {
+    switch (kinds[i]) {
+      case 'dir': return [{op: 'mkdir', p}]
+      case 'file': return [{op: 'write', p, data: Buffer.from(`setup ${p}`)}]
+      case 'symlink': return [{op: 'symlink', t: '/nowhere' + p, p}]
+      default: return []
+    }
+  })
+})
 
 const formatted = new Map<number, Buffer>()
 
@@ -56,8 +93,21 @@ export function memImage(blocks = 4096): MemDevice {
   return new MemDevice(base)
 }
 
-export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real: boolean, model: boolean} {
+/**
+ * Runs one op on the namespace and on the model. `real` and `model` say whether each
+ * succeeded; `commit` whether the real changes stand (a copy that refused some entries keeps
+ * the rest, as cp does).
+ */
+export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real: boolean, model: boolean, commit: boolean} {
   let model = false
+  let partial = false
+  const cp = (a: string, b: string, opts: {recursive?: boolean, noTargetDirectory?: boolean}) => {
+    const st = copy(ns.vol, [{kind: 'image', fileset: ns.fs.name, path: a}], {kind: 'image', fileset: ns.fs.name, path: b}, opts)
+    if (st.errors.length) {
+      partial = true
+      throw new PrismError(st.errors[0].code, st.errors[0].message)
+    }
+  }
   const real = attempt(() => {
     switch (o.op) {
       case 'mkdir': ns.mkdir(o.p); break
@@ -70,7 +120,10 @@ export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real:
       case 'rename': ns.rename(o.a, o.b); break
       case 'link': ns.link(o.a, o.b); break
       case 'symlink': ns.symlink(o.t, o.p); break
-      case 'cp': copy(ns.vol, [{kind: 'image', fileset: ns.fs.name, path: o.a}], {kind: 'image', fileset: ns.fs.name, path: o.b}); break
+      case 'cp': cp(o.a, o.b, {}); break
+      case 'cpr': cp(o.a, o.b, {recursive: true, noTargetDirectory: o.T}); break
+      case 'lnf': ns.link(o.a, o.b, {force: true}); break
+      case 'symf': ns.symlink(o.t, o.p, {force: true}); break
     }
   })
   switch (o.op) {
@@ -85,8 +138,19 @@ export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real:
     case 'link': model = m.link(o.a, o.b); break
     case 'symlink': model = m.symlink(o.t, o.p); break
     case 'cp': model = m.cp(o.a, o.b); break
+    case 'cpr': model = Model.copyTree(m, o.a, m, o.b, {r: true, T: o.T}); break
+    case 'lnf': model = m.linkForce(o.a, o.b, true); break
+    case 'symf': model = m.symlink(o.t, o.p, true); break
   }
-  return {real, model}
+  return {real, model, commit: real || partial}
+}
+
+/** What kind of object stands at p ('none', 'file', 'symlink', 'empty dir', 'dir'), for counting the cases generated. */
+export function kindAt(m: Model, p: string): string {
+  const n = m.get(p)
+  if (!n) return 'none'
+  if (n.kind === 'dir') return n.children.size ? 'dir' : 'empty dir'
+  return n.obj.kind
 }
 
 export function attempt(fn: () => void): boolean {

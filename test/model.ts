@@ -14,6 +14,11 @@ function comps(p: string): string[] {
   return p.split('/').filter(Boolean)
 }
 
+/** A copy of a tree's directories that shares its files and symlinks (a source as it was). */
+function freeze(n: MNode): MNode {
+  return n.kind === 'dir' ? {kind: 'dir', perm: n.perm, children: new Map([...n.children].map(([k, v]) => [k, freeze(v)]))} : n
+}
+
 export class Model {
   root = newDir()
 
@@ -121,21 +126,114 @@ export class Model {
   cp(a: string, b: string): boolean {
     const n = this.get(a)
     if (!n || n.kind === 'dir') return false
-    const tb = this.get(b)
-    const target = tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
-    const par = this.parent(target)
+    return Model.copyTree(this, a, this, b, {})
+  }
+
+  /**
+   * cp [-r] [-T] from `sm` (this model, or another fileset's) to `dm`, as GNU cp: into b if b
+   * is a directory (unless T); a directory merges into a directory and never replaces
+   * anything else; a non-directory replaces a non-directory, never a directory; each refused
+   * entry makes the copy fail while the rest is copied. Within one fileset a directory is not
+   * copied into itself, and a file onto itself, at any depth, fails (the same file); models of
+   * two filesets share no object. Returns success.
+   */
+  static copyTree(sm: Model, a: string, dm: Model, b: string, opts: {r?: boolean, T?: boolean}): boolean {
+    const n = sm.get(a)
+    if (!n) return false
+    if (n.kind === 'dir' && !opts.r) return false
+    const tb = dm.get(b)
+    const target = !opts.T && tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
+    const par = dm.parent(target)
     if (!par) return false
     const ex = par.dir.children.get(par.name)
-    if (ex && ex.kind === 'dir') return false
-    if (ex && ex.kind === 'obj' && ex.obj === n.obj) return true
-    const o = n.obj
-    par.dir.children.set(par.name, {kind: 'obj', obj: o.kind === 'file' ? {kind: 'file', data: Buffer.from(o.data), perm: o.perm} : {kind: 'symlink', target: o.target}})
+    if (sm === dm) {
+      const na = '/' + comps(a).join('/')
+      const nt = '/' + comps(target).join('/')
+      if (n.kind === 'dir' && (nt === na || nt.startsWith(na + '/'))) return false
+    }
+    // Decisions are made against the tree as it was: the copy is staged, then published.
+    const frozen = freeze(n)
+    const objs = new Map<MObj, MObj>()
+    const copyObj = (o: MObj): MObj => {
+      let c = objs.get(o)
+      if (!c) {
+        c = o.kind === 'file' ? {kind: 'file', data: Buffer.from(o.data), perm: o.perm} : {kind: 'symlink', target: o.target}
+        objs.set(o, c)
+      }
+      return c
+    }
+    const fresh = (src: MNode): MNode => src.kind === 'dir'
+      ? {kind: 'dir', perm: src.perm, children: new Map([...src.children].map(([k, v]) => [k, fresh(v)]))}
+      : {kind: 'obj', obj: copyObj(src.obj)}
+    let ok = true
+    const place = (src: MNode, dir: MNode & {kind: 'dir'}, name: string) => {
+      const e = dir.children.get(name)
+      if (src.kind === 'dir') {
+        if (!e) dir.children.set(name, fresh(src))
+        else if (e.kind === 'dir') for (const [k, v] of src.children) place(v, e, k)
+        else ok = false
+        return
+      }
+      if (e && e.kind === 'dir') { ok = false; return }
+      if (e && e.kind === 'obj' && e.obj === src.obj) { ok = false; return } // cp: the same file
+      dir.children.set(name, {kind: 'obj', obj: copyObj(src.obj)})
+    }
+    place(frozen, par.dir, par.name)
+    return ok
+  }
+
+  /** mv within the fileset: into b if b is a directory, then a rename. */
+  move(a: string, b: string): boolean {
+    const tb = this.get(b)
+    return this.rename(a, tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b)
+  }
+
+  /** mv from `sm` to another fileset's `dm`: a copy and a removal, with rename(2)'s rules. */
+  static moveBetween(sm: Model, a: string, dm: Model, b: string): boolean {
+    const n = sm.get(a)
+    const pa = sm.parent(a)
+    if (!n || !pa) return false
+    const tb = dm.get(b)
+    const target = tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
+    const par = dm.parent(target)
+    if (!par) return false
+    const t = par.dir.children.get(par.name)
+    if (t) {
+      if (n.kind === 'dir' && t.kind !== 'dir') return false
+      if (n.kind !== 'dir' && t.kind === 'dir') return false
+      if (t.kind === 'dir' && t.children.size > 0) return false
+    }
+    const objs = new Map<MObj, MObj>()
+    const copyNode = (x: MNode): MNode => {
+      if (x.kind === 'dir') return {kind: 'dir', perm: x.perm, children: new Map([...x.children].map(([k, v]) => [k, copyNode(v)]))}
+      let o = objs.get(x.obj)
+      if (!o) {
+        o = x.obj.kind === 'file' ? {kind: 'file', data: Buffer.from(x.obj.data), perm: x.obj.perm} : {kind: 'symlink', target: x.obj.target}
+        objs.set(x.obj, o)
+      }
+      return {kind: 'obj', obj: o}
+    }
+    par.dir.children.set(par.name, copyNode(n))
+    pa.dir.children.delete(pa.name)
     return true
   }
 
-  symlink(target: string, p: string): boolean {
+  /** ln [-f]: a hard link at b; -f replaces a file or symlink there, never a directory or the same file. */
+  linkForce(a: string, b: string, force: boolean): boolean {
+    const n = this.get(a)
+    const pb = this.parent(b)
+    if (!n || n.kind === 'dir' || !pb) return false
+    const e = pb.dir.children.get(pb.name)
+    if (e && (!force || e.kind === 'dir' || e.obj === n.obj)) return false
+    pb.dir.children.set(pb.name, {kind: 'obj', obj: n.obj})
+    return true
+  }
+
+  symlink(target: string, p: string, force = false): boolean {
     const par = this.parent(p)
-    if (!par || par.dir.children.has(par.name)) return false
+    if (!par) return false
+    const e = par.dir.children.get(par.name)
+    if (e && (!force || e.kind === 'dir')) return false
     par.dir.children.set(par.name, {kind: 'obj', obj: {kind: 'symlink', target}})
     return true
   }
@@ -162,11 +260,21 @@ export class Model {
    * a deep copy without the excluded paths, with each replacement made (missing parents
    * created). Returns null when a replacement cannot be made (a parent is not a directory).
    */
-  cloneWith(exclude: string[], replace: Array<{path: string, kind: 'dir' | 'file'}>): Model | null {
+  /**
+   * A clone leaving out what `exclude` (patterns, .gitignore's rules: modelExcludes) names,
+   * with `replace` put in. `hits`, if given, receives the patterns that matched an entry.
+   */
+  cloneWith(exclude: string[], replace: Array<{path: string, kind: 'dir' | 'file'}>, hits?: Set<string>): Model | null {
     const m = this.clone()
-    for (const x of exclude) {
-      const par = m.parent(x)
-      par?.dir.children.delete(par.name)
+    if (exclude.length) {
+      const walk = (d: MNode & {kind: 'dir'}, at: string[]) => {
+        for (const [name, n] of [...d.children]) {
+          const p = [...at, name]
+          if (modelExcludes(exclude, p, n.kind === 'dir', hits)) d.children.delete(name)
+          else if (n.kind === 'dir') walk(n, p)
+        }
+      }
+      walk(m.root, [])
     }
     for (const r of replace) {
       const cs = comps(r.path)
@@ -211,4 +319,57 @@ export class Model {
     walk(this.root, '')
     return out
   }
+}
+
+/**
+ * Whether exclude patterns leave out the entry at `path` (components; its directories are
+ * kept), written from .gitignore's rules for the model, not from src/clone/match.ts: the last
+ * pattern that matches decides ('!' keeps); a trailing '/' wants a directory; a pattern with
+ * a slash elsewhere is matched component by component from the top, '**' spanning any number
+ * of them (at least one when it ends the pattern); one without a slash matches the name.
+ * Within a component: '*', '?', '[...]' ('!' or '^' negates) and '{a,b}' (not nested).
+ */
+export function modelExcludes(patterns: string[], path: string[], isDir: boolean, hits?: Set<string>): boolean {
+  let decided: boolean | null = null
+  for (let i = patterns.length - 1; i >= 0; i--) {
+    let p = patterns[i]
+    const negate = p.startsWith('!')
+    if (negate) p = p.slice(1)
+    const dirOnly = p.endsWith('/')
+    p = p.replace(/\/+$/, '')
+    if (dirOnly && !isDir) continue
+    const matched = p.includes('/') ? segsMatch(p.split('/').filter(Boolean), path) : globMatch(p, path[path.length - 1])
+    if (!matched) continue
+    hits?.add(patterns[i])
+    if (decided === null) decided = !negate
+  }
+  return decided ?? false
+}
+
+function segsMatch(segs: string[], path: string[]): boolean {
+  if (segs.length === 0) return path.length === 0
+  if (segs[0] === '**') {
+    if (segs.length === 1) return path.length >= 1
+    return segsMatch(segs.slice(1), path) || (path.length > 0 && segsMatch(segs, path.slice(1)))
+  }
+  return path.length > 0 && globMatch(segs[0], path[0]) && segsMatch(segs.slice(1), path.slice(1))
+}
+
+function globMatch(glob: string, name: string): boolean {
+  const brace = /\{([^{}]*)\}/.exec(glob)
+  if (brace) return brace[1].split(',').some((alt) => globMatch(glob.slice(0, brace.index) + alt + glob.slice(brace.index + brace[0].length), name))
+  let re = ''
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]
+    if (c === '*') re += '[^/]*'
+    else if (c === '?') re += '[^/]'
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 2)
+      let body = glob.slice(i + 1, end)
+      if (body.startsWith('!')) body = '^' + body.slice(1)
+      re += `[${body}]`
+      i = end
+    } else re += c.replace(/[.+^${}()|\\\]\[]/g, '\\$&')
+  }
+  return new RegExp(`^${re}$`).test(name)
 }

@@ -17,9 +17,10 @@ import {dirAdd} from '../src/fs/dir.js'
 import {PrismError} from '../src/errors.js'
 import {deleteFileset, namespace, withImage, withImageAsync} from '../src/fs/image.js'
 import {fsckImage} from '../src/fsck/index.js'
-import {Matcher} from '../src/scan/matcher.js'
+import {Matcher, MIN_SCANNED_SIZE} from '../src/scan/matcher.js'
 import {scan, type ScanEngine, type ScanResult} from '../src/scan/scan.js'
-import {loadSignatures, parseBodyLine, parseHashLine, type SignatureSet} from '../src/scan/signatures.js'
+import {HashDb} from '../src/scan/hashdb.js'
+import {loadSignatures, parseBodyLine, parseHashLine, type BodySig, type SignatureSet} from '../src/scan/signatures.js'
 import {loadScanSets} from '../src/scan/store.js'
 import {edit, newImage, prism, sha256File, tmpDir} from './helpers.js'
 
@@ -59,42 +60,55 @@ function expectClean(img: string): void {
   expect(r.exitCode).to.equal(0)
 }
 
+/** A signature set of body signatures alone, for tests of the matcher. */
+function setOf(bodies: BodySig[]): SignatureSet {
+  return {hashes: new HashDb(), allow: new HashDb(), bodies, digest: Buffer.alloc(32), files: [], report: {used: {}, skipped: {}, allowed: 0, ignoreNames: 0, containers: []}}
+}
+
 // ---------------------------------------------------------------- parsing
 
 describe('scan: signature files', () => {
   it('parses hash signatures and picks the digest by length', () => {
     expect(parseHashLine('44d88612fea8a8f36de82e1278abb02f:68:Eicar').algo).to.equal('md5')
     expect(parseHashLine(`${'a'.repeat(40)}:10:X`).algo).to.equal('sha1')
-    const s = parseHashLine(`${'B'.repeat(64)}:*:Y`)
+    const s = parseHashLine(`${'B'.repeat(64)}:*:Y:73`)
     expect(s).to.include({algo: 'sha256', size: null, hash: 'b'.repeat(64)})
   })
 
   it('parses body signatures into parts and jumps', () => {
-    const s = parseBodyLine('N:0:EOF-10,4:aabb??cc*dd{3}ee{1-}ff{-2}0102')
+    // As ClamAV: {n} below 128 is n '??' (no split); other jumps split the signature.
+    const s = parseBodyLine('N:0:EOF-10,4:aabb??cc*dd{3}ee11{1-}ff11{-2}0102{200}0304{0}0506')
     expect(s.offset).to.deep.equal({kind: 'eof', back: 10, shift: 4})
-    expect(s.parts.map((p) => p.bytes.toString('hex'))).to.deep.equal(['aabb00cc', 'dd', 'ee', 'ff', '0102'])
-    expect(s.gaps).to.deep.equal([{min: 0, max: Infinity}, {min: 3, max: 3}, {min: 1, max: Infinity}, {min: 0, max: 2}])
+    expect(s.parts.map((p) => p.bytes.toString('hex'))).to.deep.equal(['aabb00cc', 'dd000000ee11', 'ff11', '0102', '0304', '0506'])
+    expect(s.parts[1].mask).to.deep.equal(Uint8Array.from([1, 0, 0, 0, 1, 1]))
+    // As ClamAV: a jump's maximum of 0 means none ({0} is *).
+    expect(s.gaps).to.deep.equal([{min: 0, max: Infinity}, {min: 1, max: Infinity}, {min: 0, max: 2}, {min: 200, max: 200}, {min: 0, max: Infinity}])
+    expect(parseBodyLine('N:0:*:4142{3-0}4344').gaps).to.deep.equal([{min: 3, max: Infinity}])
     expect(s.parts[0].anchor.toString('hex')).to.equal('aabb')
+    expect(parseBodyLine('N:*:0:{2}414243{1}').parts.map((p) => p.bytes.toString('hex'))).to.deep.equal(['000041424300'])
   })
 
-  it('refuses what it does not support, naming the file, line and reason', () => {
+  it('skips what it does not evaluate, counted per reason, and uses the rest (test/scan-databases.test.ts has more)', () => {
     const dir = tmpDir()
     try {
-      const cases: Array<[string, string, RegExp]> = [
-        ['a.ndb', 'X:1:*:aabbcc', /a\.ndb:1: target type '1' is not supported/],
-        ['b.ndb', '\nX:0:*:aa(bb|cc)dd', /b\.ndb:2: alternatives/],
-        ['c.ndb', 'X:0:*:aab?cc', /c\.ndb:1: nibble wildcard/],
-        ['d.ndb', 'X:0:EP+10:aabb', /d\.ndb:1: offset 'EP\+10'/],
-        ['e.ndb', 'X:0:*:aa{x}bb', /e\.ndb:1: jump '\{x\}'/],
-        ['f.hdb', 'abc:12:X', /f\.hdb:1: hash must be/],
-        ['g.hsb', `${'a'.repeat(64)}:big:X`, /g\.hsb:1: size 'big'/],
-        ['h.ldb', 'X;Target:0;0;aabb', /h\.ldb: unsupported signature file type '\.ldb'/],
-        ['i.ndb', 'X:0:*:????{2}aa', /i\.ndb:1: a part of the signature between jumps has no fixed byte/],
-      ]
-      for (const [name, text, re] of cases) {
-        const f = path.join(dir, name)
-        fs.writeFileSync(f, text)
-        expect(() => loadSignatures([f]), name).to.throw(re)
+      const f = path.join(dir, 'mixed.ndb')
+      fs.writeFileSync(f, ['# a comment', 'Good.One:0:*:aabbcc', 'X:1:*:aabbcc', 'X:0:*:aa(bb|cc)dd', 'X:0:*:aab?cc', 'X:0:EP+10:aabbcc',
+        'X:0:*:aa{x}bb', 'X:0:*:????{200}aa', 'Good.Two:*:0:414243{1}', ''].join('\n'))
+      const set = loadSignatures([f])
+      expect(set.bodies.map((b) => b.name)).to.deep.equal(['Good.One', 'Good.Two'])
+      expect(set.report.used).to.deep.equal({'.ndb': 2})
+      expect(set.report.skipped).to.deep.equal({
+        '.ndb target type 1 (PE)': 1, '.ndb alternatives (aa|bb)': 1, '.ndb nibble wildcards (a?, ?a)': 1,
+        '.ndb executable-file offsets (EP, Sn, SL, SE, VI)': 1, '.ndb malformed': 1, '.ndb a part without fixed bytes': 1,
+      })
+      for (const [name, text, re] of [
+        ['h.hdb', 'abc:12:X\n', /h\.hdb: not a ClamAV \.hdb database \(no line of it is a signature; line 1: hash must be/],
+        ['e.ndb', '# only a comment\n', /e\.ndb: holds no signatures/],
+        ['x.txt', 'Good:0:*:aabbcc\n', /x\.txt: not a ClamAV signature database \(unknown file type '\.txt'/],
+        ['l.ldb', 'X;Target:0;0;aabbcc\n', /no usable signatures in .*l\.ldb: skipped 1: 1 \.ldb \(logical signatures\)/],
+      ] as const) {
+        fs.writeFileSync(path.join(dir, name), text)
+        expect(() => loadSignatures([path.join(dir, name)]), name).to.throw(PrismError, re)
       }
     } finally {
       fs.rmSync(dir, {recursive: true, force: true})
@@ -108,6 +122,7 @@ describe('scan: signature files', () => {
 function reference(set: SignatureSet, data: Buffer): string[] {
   const s = data.toString('latin1')
   const found: string[] = []
+  if (data.length < MIN_SCANNED_SIZE) return found // as ClamAV, which does not scan such files
   for (const sig of set.bodies) {
     const esc = (p: {bytes: Buffer, mask: Uint8Array}) => [...p.bytes].map((b, i) => (p.mask[i] ? `\\x${b.toString(16).padStart(2, '0')}` : '[\\s\\S]')).join('')
     let src = esc(sig.parts[0])
@@ -146,8 +161,8 @@ describe('scan: streaming body matcher', () => {
       fc.array(byte, {maxLength: 120}),
       fc.array(fc.integer({min: 1, max: 9}), {minLength: 1, maxLength: 8}),
       (sigs, bytes, cuts) => {
-        const bodies = sigs.map((t, i) => { const [off, hex] = t.split(/:(?=[^:]*$)/); return parseBodyLine(`S${i}:0:${off}:${hex}`) })
-        const set: SignatureSet = {hashes: [], bodies, digest: Buffer.alloc(32), files: []}
+        const bodies = sigs.map((t, i) => { const [off, hex] = t.split(/:(?=[^:]*$)/); return parseBodyLine(`S${i}:0:${off}:${hex}`, {lengthLimits: false}) })
+        const set = setOf(bodies)
         const data = Buffer.from(bytes)
         const m = new Matcher(set).start(data.length)
         let o = 0
@@ -175,9 +190,9 @@ describe('scan: streaming body matcher', () => {
           const a = at % data.length
           const piece = data.subarray(a, a + len)
           const hex = piece.length >= 2 ? piece.toString('hex') : '0102'
-          return parseBodyLine(`C${i}:0:*:${jump && hex.length >= 4 ? hex.slice(0, 2) + '{0-3}' + hex.slice(2) : hex}`)
+          return parseBodyLine(`C${i}:0:*:${jump && hex.length >= 4 ? hex.slice(0, 2) + '{0-3}' + hex.slice(2) : hex}`, {lengthLimits: false})
         })
-        const set: SignatureSet = {hashes: [], bodies, digest: Buffer.alloc(32), files: []}
+        const set = setOf(bodies)
         const m = new Matcher(set).start(data.length)
         for (let o = 0; o < data.length; o += chunk) m.feed(Buffer.from(data.subarray(o, o + chunk)))
         expect([...m.finish()].sort()).to.deep.equal(reference(set, data).sort())
@@ -424,15 +439,15 @@ describe('scan: command line', function () {
 
   it('refuses bad input with one line and exit 2, leaving the image unchanged', () => {
     const before = sha256File(img)
-    const bad = path.join(dir, 'bad.ndb')
-    fs.writeFileSync(bad, 'Good:0:*:aabbcc\nBad:0:*:aa(bb|cc)\n')
+    const bad = path.join(dir, 'bad.hdb')
+    fs.writeFileSync(bad, 'not a signature\nnor this\n')
     for (const args of [['scan', 'root', '-s', bad], ['scan', 'root'], ['scan', 'nosuch', '-s', sigs[1]], ['scan', 'root', '-s', sigs[1], '--exec', 'true'], ['scan', '-s', sigs[1]]]) {
       const r = run(...args)
       expect(r.status, args.join(' ') + r.stderr).to.equal(2)
       expect(r.stderr.trim().split('\n'), r.stderr).to.have.length(1)
       expect(r.stderr).to.match(/^prism: /)
     }
-    expect(run('scan', 'root', '-s', bad).stderr).to.include('bad.ndb:2: alternatives')
+    expect(run('scan', 'root', '-s', bad).stderr).to.include('bad.hdb: not a ClamAV .hdb database (no line of it is a signature; line 1: expected hash:size:name')
     expect(sha256File(img)).to.equal(before)
   })
 

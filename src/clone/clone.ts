@@ -7,7 +7,10 @@
 // (paper Fig. 4) without any per-fileset translation table. A graft into an existing
 // fileset copies inodes (never blocks) for the same reason: that fileset may already hold them.
 //
-// Selective cloning: --exclude globs (picomatch), the nonclonable flag, and --replace.
+// Selective cloning: --exclude patterns (.gitignore's rules, src/clone/match.ts), the
+// nonclonable flag, and --replace. A pattern that matches nothing is a warning in every mode:
+// an async or lazy clone finds out by a walk of the source's directories (never a file's
+// inode) that stops as soon as every pattern has matched.
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
 import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
@@ -21,12 +24,13 @@ import {namespace} from '../fs/image.js'
 import {touch, type Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
-import {excludeMatcher} from './match.js'
+import {excludeMatcher, type ExcludeMatcher} from './match.js'
 import {INCOMPAT_EXPANDING} from '../format/superblock.js'
-import {createCloneState, expandAll, needsCloneState, newDirLike, newUnexpandedDir} from './expand.js'
+import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from './expand.js'
 
 export {excludeMatcher, parseExcludeFile} from './match.js'
 import {copy, type Location} from '../ops/copy.js'
+import {checkInterrupt} from '../interrupt.js'
 
 export type CloneMode = 'sync' | 'async' | 'lazy'
 
@@ -73,7 +77,7 @@ export function generatedName(vol: Volume, base: string): string {
 interface Walk {
   vol: Volume
   src: Namespace
-  match: ReturnType<typeof excludeMatcher>
+  match: ExcludeMatcher
   stats: CloneStats
   /** source inode with several names -> the clone's private copy */
   hardlinks: Map<number, Inode>
@@ -93,6 +97,8 @@ interface Walk {
  */
 export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): CloneResult {
   const mode = opts.mode ?? 'sync'
+  // A malformed pattern is refused before anything changes.
+  const match = excludeMatcher(opts.exclude ?? [])
   const srcFs = getFileset(vol, src.fileset)
   const sns = new Namespace(vol, srcFs)
   const resolved = sns.resolveFull(src.path, true)
@@ -119,14 +125,14 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
     newName = dst?.fileset ?? generatedName(vol, srcFs.name)
     if (findFileset(vol, newName)) fail('EEXIST', `fileset '${newName}' already exists`)
     // A graft is always synchronous: it changes an existing fileset in one step.
-    if (mode !== 'sync') return cloneLater(vol, srcFs, resolved.names, top, newName, mode, opts)
+    if (mode !== 'sync') return cloneLater(vol, srcFs, resolved.names, top, newName, mode, opts, match)
   }
   // The walk below reads and shares the source tree directly: a source still expanding is
   // expanded completely first (its hard-linked copies get their final counts).
   if (srcFs.state === FS_EXPANDING) expandAll(vol, srcFs)
 
   const w: Walk = {
-    vol, src: sns, match: excludeMatcher(opts.exclude ?? []), hardlinks: new Map(), opts, lastReport: 0, shareInodes: !grafting,
+    vol, src: sns, match, hardlinks: new Map(), opts, lastReport: 0, shareInodes: !grafting,
     stats: {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0, replaced: 0},
   }
   // Build the copy of the top directory as an orphan: if we crash, it is reaped on open.
@@ -181,8 +187,9 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
  * background, on demand, or on `prism expand`. The superblock's clone clock is bumped and
  * the source's clonestart takes its value, which arms the source's write guard.
  */
-function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions): CloneResult {
-  const spec = {srcPath: '/' + names.map(nameText).join('/'), exclude: opts.exclude ?? []}
+function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions, match: ExcludeMatcher): CloneResult {
+  const spec = {srcPath: '/' + names.map(nameText).join('/'), exclude: opts.exclude ?? [], rules: 'gitignore' as const}
+  const unmatched = spec.exclude.length ? unmatchedPatterns(vol, srcFs, top, spec.srcPath, match) : []
   const clock = vol.tickCloneClock()
   vol.sb.incompat |= INCOMPAT_EXPANDING
   const root = newUnexpandedDir(vol, top, srcFs.id)
@@ -206,8 +213,34 @@ function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, na
       vol.pinnedOrphans.delete(root.ino)
     }
   }
+  for (const p of unmatched) opts.onWarning?.(`--exclude '${p}' matched nothing`)
   opts.onProgress?.(stats)
-  return {fileset: name, path: '/', parent: srcFs.name, stats, unmatched: []}
+  return {fileset: name, path: '/', parent: srcFs.name, stats, unmatched}
+}
+
+/**
+ * The patterns that match nothing in the tree a clone of directory `top` (at `srcPath` of
+ * `srcFs`) shows, found as a sync clone finds them but without making anything: the source's
+ * directories are walked, entries only (no file's inode is read; a part of the source still
+ * unexpanded is listed from its own source), skipping excluded and noclone directories as
+ * the clone does, and directories below which no pattern still unmatched can match; the walk
+ * ends as soon as every pattern has matched.
+ */
+function unmatchedPatterns(vol: Volume, srcFs: Fileset, top: Inode, srcPath: string, m: ExcludeMatcher): string[] {
+  const base = srcPath === '/' ? '' : srcPath
+  const stack: Array<{node: ExpandNode, path: string}> = [{node: {ino: top.ino}, path: ''}]
+  while (stack.length) {
+    const {node, path} = stack.pop()!
+    if (!m.mayMatchBelow(path)) continue
+    for (const e of entriesAsExpanded(vol, srcFs, node, base + path)) {
+      const childPath = `${path}/${nameText(e.name)}`
+      const isDir = e.type === DT_DIR
+      if (m.test(childPath, isDir) >= 0 || !isDir || !m.mayMatchBelow(childPath)) continue
+      if (vol.iget(e.ino).r.flags & IF_NOCLONE) continue
+      stack.push({node: e.node!, path: childPath})
+    }
+  }
+  return m.unmatched()
 }
 
 function countSubdirs(vol: Volume, dir: Inode): number {
@@ -229,7 +262,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
     let subdirs = 0
     for (const e of dirList(vol, job.src)) {
       const childPath = `${job.path}/${nameText(e.name)}`
-      if (w.match.test(childPath) >= 0) { w.stats.excluded++; continue }
+      if (w.match.test(childPath, e.type === DT_DIR) >= 0) { w.stats.excluded++; continue }
       const child = vol.iget(e.ino)
       if (child.r.flags & IF_NOCLONE) { w.stats.excluded++; continue }
       if (child.isDir) {
@@ -269,6 +302,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
 }
 
 function progress(w: Walk): void {
+  checkInterrupt()
   if (!w.opts.onProgress) return
   const t = Date.now()
   if (t - w.lastReport < 100) return
@@ -286,7 +320,10 @@ function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: Clo
   else {
     const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(r.source)
     const from: Location = m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: r.source}
-    copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    const done = copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    // A replacement is made whole or the clone fails: it never holds part of what was asked.
+    const e = done.errors[0]
+    if (e) fail(e.code, `--replace ${r.path}=${r.source}: ${e.message}${done.errors.length > 1 ? ` (and ${done.errors.length - 1} more)` : ''}`)
   }
   stats.replaced++
 }

@@ -20,34 +20,42 @@
 // for every async clone, the source's clonestart takes its value, and an entry whose lastclone
 // equals its fileset's clonestart has already been expanded along in every clone in flight.
 //
+// Reading never needs write access. On a volume opened read-only (a user who may only read
+// the image file, or a command holding the shared lock), expansion runs exactly as it would
+// for a writer, but in memory only: a read-only volume never commits (Volume.commit), its
+// store never writes (BlockStore.readOnly), and what was expanded is forgotten when the image
+// is closed. So a reader sees, through the same code, exactly what expansion will produce;
+// only the numbers of the inodes it makes (directories, hard-linked files' copies) are those
+// this process picked, which a later expansion may pick differently.
+//
 // Nothing here imports the namespace layer; Namespace calls in.
 import {holdXattrs, shareXattrs} from '../fs/xattr.js'
 import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
-  decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
+  CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
 } from '../format/clonestate.js'
 import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
-import {INCOMPAT_EXPANDING} from '../format/superblock.js'
+import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirInit, dirList, dirLookup} from '../fs/dir.js'
 import {readData, shareInto, writeData} from '../fs/extents.js'
 import {filesetById, listFilesets, saveFileset, type Fileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
 import {Volume as VolumeClass, type Volume} from '../fs/volume.js'
-import {excludeMatcher} from './match.js'
+import {excludeMatcher, type ExcludeMatcher} from './match.js'
 
 /** What expansion needs about one clone, cached per transaction on the volume. */
 interface CloneInfo {
   spec: CloneSpec
-  match: {test: (path: string) => number}
+  match: Pick<ExcludeMatcher, 'test'>
   /** source inode -> [source generation, copy inode, copy generation] for hard-linked files */
   remap: Map<number, [number, number, number]>
   /** the copies the map names */
   copies: Set<number>
 }
 
-const DEFAULT_SPEC: CloneSpec = {srcPath: '/', exclude: []}
+const DEFAULT_SPEC: CloneSpec = {srcPath: '/', exclude: [], rules: 'gitignore'}
 
 function cache(vol: Volume): Map<number, CloneInfo> {
   if (!vol.cloneCache) vol.cloneCache = new Map<number, CloneInfo>()
@@ -82,7 +90,8 @@ function info(vol: Volume, c: Fileset): CloneInfo {
       throw e
     }
   }
-  ci = {spec, match: spec.exclude.length ? excludeMatcher(spec.exclude) : {test: () => -1}, remap, copies: new Set([...remap.values()].map((v) => v[1]))}
+  // Patterns an older build stored (version 1) keep their old meaning: docs/FORMAT.md §8.5.
+  ci = {spec, match: spec.exclude.length ? excludeMatcher(spec.exclude, spec.rules) : {test: () => -1}, remap, copies: new Set([...remap.values()].map((v) => v[1]))}
   cache(vol).set(c.id, ci)
   return ci
 }
@@ -98,6 +107,11 @@ export function createCloneState(vol: Volume, spec: CloneSpec): Inode {
   f.r.dataVersion = 1
   writeData(vol, f, 0, encodeCloneState(spec).bytes)
   vol.idirty(f)
+  // An older build must not open an image whose patterns it would read with other rules.
+  if (cloneStateVersion(spec) === CLONE_STATE_V2 && !(vol.sb.incompat & INCOMPAT_EXCLUDE_RULES)) {
+    vol.sb.incompat |= INCOMPAT_EXCLUDE_RULES
+    vol.markSbDirty()
+  }
   return f
 }
 
@@ -107,6 +121,11 @@ export function needsCloneState(spec: CloneSpec): boolean {
 
 /** Remembers that hard-linked source inode `src` has the private copy `copy` in clone `c`. */
 function remapPut(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode, copy: Inode): void {
+  ci.remap.set(src.ino, [src.r.generation, copy.ino, copy.r.generation])
+  ci.copies.add(copy.ino)
+  // A read-only volume expands in memory: the map above is all it needs (appending to the
+  // clone-state file would only hold blocks it can never commit).
+  if (vol.readOnly) return
   let rec = filesetById(vol, c.id)!
   if (rec.stateIno === 0) {
     rec = {...rec, stateIno: createCloneState(vol, ci.spec).ino}
@@ -115,8 +134,6 @@ function remapPut(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode, copy: Inod
   const f = vol.iget(rec.stateIno)
   writeData(vol, f, f.r.size, encodeRemapEntry({srcIno: src.ino, srcGeneration: src.r.generation, copyIno: copy.ino, copyGeneration: copy.r.generation}))
   vol.idirty(f)
-  ci.remap.set(src.ino, [src.r.generation, copy.ino, copy.r.generation])
-  ci.copies.add(copy.ino)
 }
 
 /** A new directory inode with the attributes of `src`, empty. */
@@ -161,7 +178,6 @@ export function isUnexpanded(d: Inode): boolean {
  */
 export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   if (!isUnexpanded(u)) return []
-  if (vol.readOnly) fail('ENEEDWRITE', `fileset '${c.name}' is still being expanded at '${path || '/'}'; open the image for writing to expand it`)
   const src = filesetById(vol, u.r.srcFileset)
   if (!src) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from missing fileset ${u.r.srcFileset}; run 'prism fsck --repair'`)
   const from = vol.tryIget(u.r.srcIno)
@@ -172,7 +188,7 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   const made: Array<{inode: Inode, path: string}> = []
   for (const e of dirList(vol, from)) {
     const childPath = `${path}/${nameText(e.name)}`
-    if (ci.match.test(childPath) >= 0) continue
+    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) continue
     const child = vol.iget(e.ino)
     if (child.r.flags & IF_NOCLONE) continue
     if (child.isDir) {
@@ -208,6 +224,55 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   const rec = filesetById(vol, c.id)!
   saveFileset(vol, {...rec, dirsDone: rec.dirsDone + 1, dirsTotal: rec.dirsTotal + made.length})
   return made
+}
+
+/**
+ * A directory of a fileset as expansion would make it: `{ino}` a directory inode of its own
+ * (expanded or UNEXPANDED), `{src, from}` one not made yet, which would stand for directory
+ * `from` of fileset `src`.
+ */
+export type ExpandNode = {ino: number} | {src: Fileset, from: ExpandNode}
+
+export interface ExpandedEntry {
+  name: Buffer
+  type: number
+  /** the inode the entry shows: for one not expanded yet, the source's (flags are the same) */
+  ino: number
+  /** for a directory, how to list it in turn */
+  node: ExpandNode | null
+}
+
+/**
+ * The entries directory `node` of fileset `f` shows at path `path` of `f` ('' for its root),
+ * read without writing anything: its own entries, or for a directory not expanded yet those
+ * its expansion would make, following a chain of clones still expanding as expandDir does.
+ * Only an unexpanded directory costs more than its own blocks: the inodes of its source's
+ * entries are read for their noclone flag, as expansion reads them.
+ */
+export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, path: string): ExpandedEntry[] {
+  let src: Fileset
+  let from: ExpandNode
+  if ('ino' in node) {
+    const d = vol.iget(node.ino)
+    if (!isUnexpanded(d)) return dirList(vol, d).map((e) => ({name: e.name, type: e.type, ino: e.ino, node: e.type === DT_DIR ? {ino: e.ino} : null}))
+    const s = filesetById(vol, d.r.srcFileset)
+    if (!s) fail('EBADIMAGE', `directory ${d.ino} of fileset '${f.name}' expands from missing fileset ${d.r.srcFileset}; run 'prism fsck --repair'`)
+    const x = vol.tryIget(d.r.srcIno)
+    if (!x || !x.isDir) fail('EBADIMAGE', `directory ${d.ino} of fileset '${f.name}' expands from inode ${d.r.srcIno}, which is not a directory; run 'prism fsck --repair'`)
+    src = s
+    from = {ino: x.ino}
+  } else {
+    src = node.src
+    from = node.from
+  }
+  const ci = info(vol, f)
+  const out: ExpandedEntry[] = []
+  for (const e of entriesAsExpanded(vol, src, from, sourcePath(ci.spec, path))) {
+    if (ci.match.test(`${path}/${nameText(e.name)}`, e.type === DT_DIR) >= 0) continue
+    if (vol.iget(e.ino).r.flags & IF_NOCLONE) continue
+    out.push({...e, node: e.node ? {src, from: e.node} : null})
+  }
+  return out
 }
 
 /**
@@ -397,8 +462,8 @@ export function releaseSource(vol: Volume, srcId: number): void {
   const src = filesetById(vol, srcId)
   if (src && src.clonestart !== 0 && clonesInFlight(vol, srcId).length === 0) saveFileset(vol, {...src, clonestart: 0})
   // The last clone in flight anywhere: the image no longer needs a build that knows them.
-  if ((vol.sb.incompat & INCOMPAT_EXPANDING) && !listFilesets(vol).some(isExpanding)) {
-    vol.sb.incompat &= ~INCOMPAT_EXPANDING
+  if ((vol.sb.incompat & INCOMPAT_CLONES) && !listFilesets(vol).some(isExpanding)) {
+    vol.sb.incompat &= ~INCOMPAT_CLONES
     vol.markSbDirty()
   }
 }

@@ -19,25 +19,24 @@ export default class Chmod extends PrismCommand {
     const {argv, flags} = await this.parse(Chmod)
     const [mode, ...rest] = argv as string[]
     const locs = rest.map(imageLoc)
-    const {namespace} = await import('../fs/image.js')
-    await this.withVolume(flags, true, async (vol) => {
-      for (const loc of locs) {
-        const ns = namespace(vol, loc.fileset)
-        const modeOf = (cur: number, isDir: boolean) => {
-          try {
-            return parseMode(mode, cur, isDir)
-          } catch (e) {
-            throw new PrismError('EUSAGE', (e as Error).message)
-          }
-        }
-        if (flags.recursive) {
-          const {chmodPath} = await import('../ops/attrs.js')
-          chmodPath(ns, loc.path, modeOf)
-          continue
-        }
+    // A mode that does not parse is a usage error, before any path is touched.
+    try {
+      parseMode(mode, 0, false)
+    } catch (e) {
+      throw new PrismError('EUSAGE', (e as Error).message)
+    }
+    const {namespace, forEachItem} = await import('../fs/image.js')
+    const {chmodPath} = await import('../ops/attrs.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
+    await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
+      const ns = namespace(vol, loc.fileset)
+      if (flags.recursive) chmodPath(ns, loc.path, (cur, isDir) => parseMode(mode, cur, isDir))
+      else {
         const st = ns.stat(loc.path, true)
-        ns.chmod(loc.path, modeOf(st.perm, st.type === 'dir'))
+        ns.chmod(loc.path, parseMode(mode, st.perm, st.type === 'dir'))
       }
-    })
+    }))
+    failures.settle()
   }
 }

@@ -23,16 +23,18 @@ As chown(2) on Linux, a change clears the set-user-ID bit (and set-group-ID with
     const {argv, flags} = await this.parse(Chown)
     const [spec, ...rest] = argv as string[]
     const locs = rest.map(imageLoc)
-    const {namespace} = await import('../fs/image.js')
-    const {chownPath, parseOwner} = await import('../ops/attrs.js')
-    const {eachArg} = await import('../cli/each.js')
+    const {namespace, forEachItem} = await import('../fs/image.js')
+    const {checkOwnerSpec, chownPath, parseOwner} = await import('../ops/attrs.js')
+    const {Failures} = await import('../cli/each.js')
+    checkOwnerSpec(spec)
+    const failures = new Failures()
     const done: Array<{path: string, inodes: number}> = []
-    const failed = await this.withVolume(flags, true, (vol) => eachArg(vol, locs, (loc) => {
+    await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
       const ns = namespace(vol, loc.fileset)
       const inodes = chownPath(ns, loc.path, parseOwner(ns, spec), {recursive: flags.recursive, noDereference: flags['no-dereference']})
       done.push({path: showLoc(loc), inodes})
     }))
-    if (failed) this.exit(1)
+    failures.settle()
     return {changed: done}
   }
 }

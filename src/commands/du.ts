@@ -19,30 +19,21 @@ export default class Du extends PrismCommand {
   async run() {
     const {argv, flags} = await this.parse(Du)
     const locs = ((argv as string[]).length ? (argv as string[]) : ['root:/']).map(imageLoc)
-    const {namespace} = await import('../fs/image.js')
+    const {namespace, forEachItem} = await import('../fs/image.js')
     const {duPath} = await import('../ops/attrs.js')
-    const {PrismError} = await import('../errors.js')
-    const {errorLine} = await import('../cli/notices.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
     const rows: Array<ReturnType<typeof duPath>[number]> = []
-    let failed = 0
-    await this.withVolume(flags, false, (vol) => {
-      for (const loc of locs) {
-        try {
-          rows.push(...duPath(namespace(vol, loc.fileset), loc.path, flags.summarize))
-        } catch (e) {
-          if (!(e instanceof PrismError) || e.code === 'EBADIMAGE' || e.code === 'EIO' || e.code === 'ENEEDWRITE') throw e
-          process.stderr.write(errorLine(e.message))
-          failed++
-        }
-      }
-    })
+    await this.withVolume(flags, false, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
+      rows.push(...duPath(namespace(vol, loc.fileset), loc.path, flags.summarize))
+    }))
     const size = (bytes: number) => (flags.human ? humanSize(bytes) : String(bytes))
     const blocks = (n: number) => (flags.human ? humanSize(n * 4096) : String(n))
     if (rows.length) {
       this.log(table([[flags.human ? 'APPARENT' : 'APPARENT(B)', flags.human ? 'USED' : 'USED(blk)', flags.human ? 'SHARED' : 'SHARED(blk)', 'PATH'],
         ...rows.map((r) => [size(r.apparentBytes), blocks(r.usedBlocks), blocks(r.sharedBlocks), nameShown(r.path)])], [0, 1, 2]))
     }
-    if (failed) this.exit(1)
+    failures.settle()
     return rows.map((r) => ({...r, usedBytes: r.usedBlocks * 4096, sharedBytes: r.sharedBlocks * 4096}))
   }
 }

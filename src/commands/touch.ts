@@ -27,9 +27,10 @@ export default class Touch extends PrismCommand {
   async run() {
     const {argv, flags} = await this.parse(Touch)
     const locs = (argv as string[]).map(imageLoc)
-    const {namespace} = await import('../fs/image.js')
+    const {namespace, forEachItem} = await import('../fs/image.js')
     const {parseTime, touchPath} = await import('../ops/attrs.js')
-    const {eachArg} = await import('../cli/each.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
     let time: {atime: {s: number, ns: number}, mtime: {s: number, ns: number}} | undefined
     if (flags.date) {
       const t = parseTime(flags.date)
@@ -48,19 +49,19 @@ export default class Touch extends PrismCommand {
       time = {atime: ts(st.atimeNs), mtime: ts(st.mtimeNs)}
     }
     const touched: string[] = []
-    const failed = await this.withVolume(flags, true, (vol) => {
+    await this.withVolume(flags, true, (vol) => {
       if (ref?.kind === 'image') {
         const st = namespace(vol, ref.fileset).stat(ref.path, true)
         time = {atime: st.atime, mtime: st.mtime}
       }
-      return eachArg(vol, locs, (loc) => {
+      forEachItem(vol, locs, failures.report, (loc) => {
         const ok = touchPath(namespace(vol, loc.fileset), loc.path, {
           atime: flags.access, mtime: flags.modification, time, noCreate: flags['no-create'], noDereference: flags['no-dereference'],
         })
         if (ok) touched.push(showLoc(loc))
       })
     })
-    if (failed) this.exit(1)
+    failures.settle()
     return {touched}
   }
 }

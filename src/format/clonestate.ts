@@ -7,18 +7,31 @@ import {FormatError} from './errors.js'
 import {nameBytes, nameText} from './name.js'
 
 export const CLONE_STATE_MAGIC = 0x54534350 // "PCST"
-export const CLONE_STATE_VERSION = 1
+/** Version 1: no patterns, or patterns with the meaning of builds before the .gitignore rules. */
+export const CLONE_STATE_V1 = 1
+/** Version 2: patterns with the .gitignore rules (docs/FORMAT.md §8.5). Written only with patterns. */
+export const CLONE_STATE_V2 = 2
 export const CLONE_STATE_HDR = 32
 export const REMAP_ENTRY = 20
 /** Upper bounds a decoder enforces, so a damaged file cannot make it allocate without limit. */
 export const CLONE_SPEC_MAX = 1 << 20
 export const CLONE_PATTERN_MAX = 4096
 
+/** What the patterns of a spec mean: .gitignore's rules, or those of builds before them (§8.5). */
+export type ExcludeRules = 'gitignore' | 'legacy'
+
 export interface CloneSpec {
   /** absolute path of the clone's top directory in the source fileset, '/' for a whole fileset */
   srcPath: string
-  /** --exclude patterns, as given (see excludeMatcher in src/clone/clone.ts) */
+  /** --exclude patterns, as given (see src/clone/match.ts) */
   exclude: string[]
+  /** their meaning: 'legacy' only for a version-1 file that holds patterns */
+  rules: ExcludeRules
+}
+
+/** The version a spec is written with: 2 when it holds patterns with the .gitignore rules. */
+export function cloneStateVersion(spec: CloneSpec): number {
+  return spec.exclude.length > 0 && spec.rules === 'gitignore' ? CLONE_STATE_V2 : CLONE_STATE_V1
 }
 
 export interface RemapEntry {
@@ -56,7 +69,7 @@ export function encodeCloneState(spec: CloneSpec): {bytes: Buffer, mapOffset: nu
   const mapOffset = align16(CLONE_STATE_HDR + body.length)
   const buf = Buffer.alloc(mapOffset)
   buf.writeUInt32LE(CLONE_STATE_MAGIC, 0)
-  buf.writeUInt16LE(CLONE_STATE_VERSION, 4)
+  buf.writeUInt16LE(cloneStateVersion(spec), 4)
   buf.writeUInt32LE(body.length, 8)
   buf.writeUInt32LE(crc32(body), 12)
   buf.writeUInt32LE(mapOffset, 16)
@@ -69,7 +82,8 @@ export function encodeCloneState(spec: CloneSpec): {bytes: Buffer, mapOffset: nu
 export function decodeCloneState(buf: Buffer, where = 'clone-state file'): {spec: CloneSpec, mapOffset: number} {
   if (buf.length < CLONE_STATE_HDR) throw new FormatError(where, 'value', 'shorter than its header')
   if (buf.readUInt32LE(0) !== CLONE_STATE_MAGIC) throw new FormatError(where, 'magic', 'bad magic')
-  if (buf.readUInt16LE(4) !== CLONE_STATE_VERSION) throw new FormatError(where, 'version', `unsupported version ${buf.readUInt16LE(4)}`)
+  const version = buf.readUInt16LE(4)
+  if (version !== CLONE_STATE_V1 && version !== CLONE_STATE_V2) throw new FormatError(where, 'version', `unsupported version ${version}`)
   if (buf.readUInt32LE(28) !== crc32(buf, 0, 28)) throw new FormatError(where, 'checksum', 'header checksum mismatch')
   const specLen = buf.readUInt32LE(8)
   const mapOffset = buf.readUInt32LE(16)
@@ -96,7 +110,8 @@ export function decodeCloneState(buf: Buffer, where = 'clone-state file'): {spec
   const exclude: string[] = []
   for (let i = 0; i < count; i++) exclude.push(str())
   if (o !== body.length) throw new FormatError(where, 'value', 'spec has trailing bytes')
-  return {spec: {srcPath, exclude}, mapOffset}
+  // Version 1 patterns keep the meaning the build that wrote them gave them.
+  return {spec: {srcPath, exclude, rules: version === CLONE_STATE_V1 && count > 0 ? 'legacy' : 'gitignore'}, mapOffset}
 }
 
 export function encodeRemapEntry(e: RemapEntry): Buffer {

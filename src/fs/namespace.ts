@@ -152,11 +152,15 @@ export class Namespace {
 
   /**
    * Resolves a path; `follow` decides whether a final symlink is followed. Components are
-   * consumed from a queue, and a symlink's target is pushed in front of what remains.
+   * consumed from a queue, and a symlink's target is pushed in front of what remains. A
+   * trailing slash (or '/.') names a directory, as in POSIX: a final symlink is then followed,
+   * and anything but a directory is ENOTDIR.
    */
   resolveFull(path: string, follow = true): Resolved {
     let hops = 0
     const queue = splitPath(path)
+    const dirOnly = queue.length > 0 && /\/\.?\/*$/.test(path)
+    if (dirOnly) follow = true
     let chain: Inode[] = []
     let names: Buffer[] = []
     let stamps: number[] = []
@@ -198,6 +202,7 @@ export class Namespace {
       cur = this.expanded(next, names)
       name = nb
     }
+    if (dirOnly && !cur.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
     return {inode: cur, chain, name, names, stamps}
   }
 
@@ -309,6 +314,21 @@ export class Namespace {
     return this.readdirInode(dir)
   }
 
+  /**
+   * A directory's entries, each with what stat shows of it (a symlink itself, not followed).
+   * An entry that is a directory of a clone not expanded yet is expanded first, as stat of
+   * its path would: its link count, size and flags are then those expansion gives it, not
+   * those of the placeholder that stands for it.
+   */
+  readdirStat(path: string): Array<ListEntry & {st: StatInfo}> {
+    const r = this.resolveFull(path, true)
+    if (!r.inode.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
+    return this.readdirInode(r.inode).map((e) => {
+      const inode = this.vol.iget(e.ino)
+      return {...e, st: this.statInode(isUnexpanded(inode) ? this.expanded(inode, [...r.names, nameBytes(e.name)]) : inode)}
+    })
+  }
+
   readFile(path: string): Buffer {
     const inode = this.resolve(path, true)
     if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
@@ -389,8 +409,17 @@ export class Namespace {
    * inode (hard links keep sharing it); `truncate` empties it first.
    */
   openForWrite(path: string, opts: {mode?: number, truncate?: boolean, exclusive?: boolean, uid?: number, gid?: number} = {}): Inode {
-    const {dir, name} = this.resolveParent(path)
-    const e = this.lookupEntry(dir, name)
+    let {dir, name} = this.resolveParent(path)
+    let e = this.lookupEntry(dir, name)
+    // A final symlink is followed, as open(2) with O_CREAT does: a dangling one names the file
+    // to create (inside this fileset: an absolute target starts at its root).
+    for (let hops = 0; e && e.type === DT_LNK && !opts.exclusive; hops++) {
+      if (hops >= MAX_SYMLINK_HOPS) fail('ELOOP', `${this.where(path)}: too many levels of symbolic links`)
+      const target = this.readlinkInode(this.vol.iget(e.ino))
+      path = target.startsWith('/') ? target : '/' + [...splitPath(path).slice(0, -1), target].join('/')
+      ;({dir, name} = this.resolveParent(path))
+      e = this.lookupEntry(dir, name)
+    }
     if (e) {
       if (opts.exclusive) fail('EEXIST', `${this.where(path)}: already exists`)
       const inode = this.resolveOwned(path, true)
@@ -434,13 +463,15 @@ export class Namespace {
     return inode
   }
 
-  symlink(target: string, path: string, attrs: {uid?: number, gid?: number} = {}): Inode {
+  /** Makes a symlink; with `force` (ln -sf) an existing file or symlink there is replaced. */
+  symlink(target: string, path: string, attrs: {uid?: number, gid?: number, force?: boolean} = {}): Inode {
     const t = nameBytes(target)
     if (t.length === 0 || t.length > SYMLINK_MAX) fail('ENAMETOOLONG', `symlink target must be 1..${SYMLINK_MAX} bytes`)
     const {dir, name} = this.resolveParent(path)
-    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
+    const replaced = this.clearForLink(dir, name, path, !!attrs.force)
     const inode = this.createIn(dir, name, S_IFLNK | 0o777, attrs)
     writeData(this.vol, inode, 0, t)
+    if (replaced) reapOrphans(this.vol)
     return inode
   }
 
@@ -467,13 +498,33 @@ export class Namespace {
     return inode
   }
 
-  /** Adds a name for an existing file or symlink. */
-  link(existing: string, path: string): Inode {
+  /** Adds a name for an existing file or symlink; with `force` (ln -f) an existing file or symlink there is replaced. */
+  link(existing: string, path: string, opts: {force?: boolean} = {}): Inode {
     const inode = this.resolveOwned(existing, false)
     if (inode.isDir) fail('EISDIR', `${this.where(existing)}: hard links to directories are not allowed`)
     const {dir, name} = this.resolveParent(path)
-    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
-    return this.linkInode(inode, dir, name)
+    if (opts.force && this.lookupEntry(dir, name)?.ino === inode.ino) fail('EINVAL', `'${this.where(existing)}' and '${this.where(path)}' are the same file`)
+    const replaced = this.clearForLink(dir, name, path, !!opts.force)
+    this.linkInode(inode, dir, name)
+    if (replaced) reapOrphans(this.vol)
+    return inode
+  }
+
+  /**
+   * Before a link is made as `name` of `dir`: without `force` the name must be free; with it
+   * (ln -f) a file or symlink there loses that name, but never a directory (as ln). Returns
+   * true when a name was dropped (the caller reaps once the link is made).
+   */
+  private clearForLink(dir: Inode, name: Buffer, path: string, force: boolean): boolean {
+    const e = this.lookupEntry(dir, name)
+    if (!e) return false
+    if (e.type === DT_DIR) fail(force ? 'EISDIR' : 'EEXIST', force ? `${this.where(path)}: cannot overwrite directory` : `${this.where(path)}: already exists`)
+    if (!force) fail('EEXIST', `${this.where(path)}: already exists`)
+    dirRemove(this.vol, dir, name)
+    touch(dir.r, {m: true, c: true})
+    this.vol.idirty(dir)
+    this.dropName(this.vol.iget(e.ino))
+    return true
   }
 
   linkInode(inode: Inode, dir: Inode, name: Buffer): Inode {
@@ -610,6 +661,16 @@ export class Namespace {
    * resolveParent() or dirForChange() of path `dirPath`, which guarded it.
    */
   removeChild(dir: Inode, name: Buffer, dirPath: string): void {
+    this.detachChild(dir, name, dirPath)
+    reapOrphans(this.vol)
+  }
+
+  /**
+   * removeChild without the reaping: the entry goes, and what lost its last name waits on the
+   * orphan list, so that nothing is committed between this and the caller's next change
+   * (a staged tree published in one transaction, src/ops/stage.ts).
+   */
+  detachChild(dir: Inode, name: Buffer, dirPath: string): void {
     const e = this.lookupEntry(dir, name)
     if (!e) return
     const inode = this.vol.iget(e.ino)
@@ -621,7 +682,6 @@ export class Namespace {
     touch(dir.r, {m: true, c: true})
     this.vol.idirty(dir)
     this.dropName(inode)
-    reapOrphans(this.vol)
   }
 
   /** Renames within this fileset, replacing a compatible target as rename(2) does. */
@@ -637,10 +697,11 @@ export class Namespace {
     const de = this.lookupEntry(dst.dir, dst.name)
     if (de && de.ino === se.ino) return // same file: nothing to do, as rename(2)
     if (de) {
+      // rename(2)'s rules, in GNU mv's words.
       const target = this.expanded(this.vol.iget(de.ino), dst.names)
-      if (moving.isDir && !target.isDir) fail('ENOTDIR', `${this.where(to)}: not a directory`)
-      if (!moving.isDir && target.isDir) fail('EISDIR', `${this.where(to)}: is a directory`)
-      if (target.isDir && dirCount(target) > 0) fail('ENOTEMPTY', `${this.where(to)}: directory not empty`)
+      if (moving.isDir && !target.isDir) fail('ENOTDIR', `cannot overwrite non-directory '${this.where(to)}' with directory '${this.where(from)}'`)
+      if (!moving.isDir && target.isDir) fail('EISDIR', `cannot overwrite directory '${this.where(to)}' with non-directory '${this.where(from)}'`)
+      if (target.isDir && dirCount(target) > 0) fail('ENOTEMPTY', `cannot move '${this.where(from)}' to '${this.where(to)}': directory not empty`)
     }
     // Source and clones in flight: the moved directory's subtree stops depending on paths.
     if (moving.isDir) this.beforeDirGoes(src.names, src.dir, true)

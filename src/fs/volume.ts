@@ -12,8 +12,9 @@ import {
 import {FormatError} from '../format/errors.js'
 import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type InodeVersion, type InodeRecord} from '../format/inode.js'
 import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
-import {INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
+import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
+import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
 import {Inode} from './inode.js'
@@ -85,9 +86,12 @@ export class Volume {
     this.sb = sb
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
-    // with an unreplayed journal clean), even on a device that allows it.
+    // with an unreplayed journal clean), even on a device that allows it. Changes made
+    // meanwhile (a reader expanding a clone in memory, src/clone/expand.ts) are never
+    // committed: they live in this process until it closes the image.
     this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
+    this.store.readOnly = this.readOnly
   }
 
   // ---------------------------------------------------------------- opening
@@ -99,13 +103,14 @@ export class Volume {
     try {
       sb = planGeometry({blockCount: blocks, inodeCount: opts.inodeCount, journalBlocks: opts.journalBlocks, filesetSlots: opts.filesetSlots})
     } catch (e) {
-      throw new PrismError('EINVAL', (e as Error).message)
+      // A size or setting the image cannot be made with: a bad argument.
+      throw new PrismError('EUSAGE', (e as Error).message)
     }
     const dev = FileDevice.create(path, blocks, !!opts.force)
     try {
       return Volume.format(dev, sb, init)
     } catch (e) {
-      dev.close()
+      dev.discard() // a file this mkfs created goes again; one it was told to overwrite stays
       throw e
     }
   }
@@ -235,6 +240,7 @@ export class Volume {
 
   /** Commits if the running transaction is large. Call only where the image is consistent. */
   maybeCommit(): void {
+    checkInterrupt() // a consistent point: stopping here drops only the running transaction
     if (this.txnFull) this.commit()
   }
 
@@ -661,7 +667,9 @@ export class Volume {
         if (buf.readUInt32LE(s * 256) !== 0 && (buf[s * 256 + 0x0c] === FS_EXPANDING || buf[s * 256 + 0x0c] === FS_DELETING)) expanding = true
       }
     }
-    if (expanding) this.sb.incompat |= INCOMPAT_EXPANDING
+    // Which clone-state files are version 2 is not looked up here: the bit that keeps older
+    // builds away from them is set whenever a clone is in flight (fsck allows that).
+    if (expanding) this.sb.incompat |= INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
     this.sb.freeBlocks = freeBlocks
     this.sb.freeInodes = freeInodes
     // The backup's orphan list may be stale: chain every readable inode flagged as an

@@ -6,9 +6,9 @@
 // Repairs never invent data: a clone that cannot go on expanding (its source is gone) keeps
 // what it has expanded, and its UNEXPANDED directories become empty ordinary directories.
 import {FS_ACTIVE, FS_DELETING, FS_EXPANDING, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, MODE_LAZY} from '../format/constants.js'
-import {decodeCloneState, decodeRemap} from '../format/clonestate.js'
+import {CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap} from '../format/clonestate.js'
 import {decodeInode} from '../format/inode.js'
-import {INCOMPAT_EXPANDING} from '../format/superblock.js'
+import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {readData} from '../fs/extents.js'
 import {Inode} from '../fs/inode.js'
 import {R_FILESET, T_DIR, T_FREE, T_LNK, T_REG, type FilesetInfo, type FsckContext} from './context.js'
@@ -44,12 +44,15 @@ export function checkCloneState(ctx: FsckContext): void {
     }
   }
 
+  // Whether a clone in flight keeps patterns with the .gitignore rules (FORMAT.md §8.5).
+  let rules = false
   for (const f of ctx.filesets) {
     if (!f.stateIno) continue
     const why = stateFileProblem(ctx, f.stateIno)
     if (why === null) {
       account(ctx, f.stateIno)
       if (f.state === FS_EXPANDING) markCopies(ctx, f.stateIno)
+      if ((f.state === FS_EXPANDING || f.state === FS_DELETING) && stateFileVersion(ctx, f.stateIno) === CLONE_STATE_V2) rules = true
       continue
     }
     const p = ctx.report('CLONE_STATE_BAD', `fileset ${f.name}`, {detail: why})
@@ -108,17 +111,33 @@ export function checkCloneState(ctx: FsckContext): void {
 
   for (const f of changed) writeRecord(ctx, f, f.slot)
 
-  // The incompat bit keeps builds without async cloning away while a clone is in flight.
+  // The incompat bits keep builds without async cloning, or without the .gitignore rules of
+  // exclude patterns, away while a clone that needs them is in flight. The second may stay
+  // set while any clone is in flight (an open from the backup superblock sets it unasked).
   const building = ctx.filesets.some((f) => f.state === FS_EXPANDING || f.state === FS_DELETING)
-  const bit = (sb.incompat & INCOMPAT_EXPANDING) !== 0
-  if (building !== bit) {
-    const p = ctx.report('SB_INCOMPAT_EXPANDING', 'superblock', {detail: building ? 'a clone is expanding but the superblock does not say so' : 'no clone is expanding'})
+  const expected = (building ? INCOMPAT_EXPANDING : 0) | (rules ? INCOMPAT_EXCLUDE_RULES : 0)
+  const have = sb.incompat & INCOMPAT_CLONES
+  const tolerated = building ? have & INCOMPAT_EXCLUDE_RULES : 0
+  const missing = expected & ~have
+  const stale = have & ~expected & ~tolerated
+  if (missing || stale) {
+    const detail = missing & INCOMPAT_EXPANDING ? 'a clone is expanding but the superblock does not say so'
+      : missing ? 'a clone in flight keeps exclude patterns with the .gitignore rules but the superblock does not say so'
+        : 'no clone is expanding'
+    const p = ctx.report('SB_INCOMPAT_EXPANDING', 'superblock', {detail})
     if (ctx.repair) {
-      sb.incompat = building ? sb.incompat | INCOMPAT_EXPANDING : sb.incompat & ~INCOMPAT_EXPANDING
+      sb.incompat = (sb.incompat & ~INCOMPAT_CLONES) | expected | tolerated
       ctx.vol.markSbDirty()
     }
     ctx.fixed(p)
   }
+}
+
+/** The version of a sound clone-state file (stateFileProblem found nothing). */
+function stateFileVersion(ctx: FsckContext, ino: number): number {
+  const {buf, off} = ctx.inodeAt(ino)
+  const inode = new Inode(ino, decodeInode(buf, off, ino))
+  return cloneStateVersion(decodeCloneState(readData(ctx.vol, inode, 0, inode.r.size)).spec)
 }
 
 /** Why inode `ino` cannot be a clone-state file, or null if it is a sound one. */

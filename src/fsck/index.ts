@@ -158,7 +158,7 @@ function statsOf(ctx: FsckContext, counts: {freeBlocks: number, freeInodes: numb
     }
     s.inodes++
   }
-  s.filesets = ctx.filesets.length
+  s.filesets = ctx.filesets.length + ctx.newFilesets.filter((f) => f.info.slot >= 0).length
   if (ctx.repair) {
     // The deferred repairs allocated and freed through the volume, which kept the counters.
     s.blocksFree = ctx.vol.sb.freeBlocks
@@ -184,7 +184,7 @@ export function fsckImage(path: string, opts: FsckOptions & {wait?: number}): Fs
   try {
     return fsckDevice(dev, opts)
   } catch (e) {
-    if (e instanceof PrismError) throw new PrismError(e.code, e.message.startsWith(path) ? e.message : `${path}: ${e.message}`)
+    if (e instanceof PrismError && e.code !== 'EINTR') throw new PrismError(e.code, e.message.startsWith(path) ? e.message : `${path}: ${e.message}`)
     throw e
   }
 }

@@ -133,6 +133,26 @@ export function walkMap(ctx: FsckContext, ino: number, kind: number, size: numbe
   return res
 }
 
+/**
+ * Why an inode whose checksum is wrong is garbage (its type, flags, counters or size are
+ * values no version writes), or null when those fields are sound: its block map and the
+ * rest are then checked and repaired as any inode's are, so that it keeps what it can.
+ */
+function garbageWhy(buf: Buffer, off: number): string | null {
+  const flags = buf.readUInt16LE(off + 2)
+  const kind = kindOf(buf.readUInt16LE(off), flags)
+  if (kind === T_FREE) return 'no valid file type'
+  if (flags & ~allowedFlags(kind)) return 'invalid flags'
+  const inline = (flags & IF_INLINE) !== 0
+  if (kind === T_DIR && inline === ((flags & IF_HASHED) !== 0)) return 'invalid flags'
+  const size = u64(buf, off + 0x18)
+  if (size > Number.MAX_SAFE_INTEGER || u64(buf, off + 0x20) > Number.MAX_SAFE_INTEGER || u64(buf, off + 0x58) > Number.MAX_SAFE_INTEGER) return 'a counter out of range'
+  if (buf.readUInt32LE(off + 4) > 0xfffffff0 || buf.readUInt32LE(off + 8) > 0xfffffff0 || buf.readUInt32LE(off + 8) === 0) return 'a link or share count out of range'
+  if (kind === T_LNK && (size < 1 || size > SYMLINK_MAX)) return 'an invalid symlink length'
+  if (kind !== T_DIR && !isSpecialKind(kind) && (inline ? size > INODE_AREA_SIZE : size > MAX_FILE_SIZE)) return 'an invalid size'
+  return null
+}
+
 function kindOf(mode: number, flags = 0): number {
   switch (mode & S_IFMT) {
     case S_IFREG: return flags & IF_XATTR ? T_XATTR : T_REG
@@ -314,10 +334,19 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
     return
   }
   if (buf.readUInt32LE(off + INODE_CRC_OFF) !== zcrc32(crcView)) {
-    const p = ctx.report('INODE_CRC', `inode ${ino}`)
-    ctx.clearInode(ino)
+    // As e2fsck ("inode passes checks, but checksum does not match inode. Fix?"): an inode
+    // whose fields are sound keeps what it holds and gets its checksum rewritten (its map
+    // is checked next, as any inode's); one with values no version writes is garbage and
+    // is cleared.
+    const why = garbageWhy(buf, off)
+    const p = ctx.report('INODE_CRC', `inode ${ino}`, {fix: why ? `the inode is cleared: ${why}` : 'its fields are sound: its checksum is rewritten'})
+    if (why) {
+      ctx.clearInode(ino)
+      ctx.fixed(p)
+      return
+    }
+    ctx.editInode(ino, () => {}) // reseals it
     ctx.fixed(p)
-    return
   }
   let flags = buf.readUInt16LE(off + 2)
   const kind = kindOf(mode, flags)

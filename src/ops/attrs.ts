@@ -43,14 +43,19 @@ function readDb(ns: Namespace, path: string): Map<string, number[]> {
 
 const ID = /^\d+$/
 
+/** A usage error for an owner spec that cannot be one, before any fileset is read. */
+export function checkOwnerSpec(spec: string): void {
+  if (spec === '' || spec === ':' || spec.split(':').length > 2) fail('EUSAGE', `invalid owner '${spec}': write OWNER, OWNER:GROUP, OWNER: or :GROUP`)
+}
+
 /**
  * OWNER[:GROUP], OWNER:, :GROUP (also with '.' for ':' as old chown): numeric ids, or names
  * looked up in this fileset's /etc/passwd and /etc/group. `OWNER:` takes the owner's login
  * group, as chown does.
  */
 export function parseOwner(ns: Namespace, spec: string): Owner {
-  const m = /^([^:]*)(?:(:)(.*))?$/.exec(spec)
-  if (!m || (m[1] === '' && (m[3] ?? '') === '' && m[2] === undefined) || spec === '') fail('EUSAGE', `invalid owner '${spec}': write OWNER, OWNER:GROUP, OWNER: or :GROUP`)
+  checkOwnerSpec(spec)
+  const m = /^([^:]*)(?:(:)(.*))?$/.exec(spec)!
   const [, user, sep, group] = m
   const out: Owner = {}
   let passwd: Map<string, number[]> | null = null

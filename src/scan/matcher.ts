@@ -7,7 +7,8 @@
 // the jumps between parts are followed through the end positions of earlier parts.
 import type {Hash} from 'node:crypto'
 import {crypto} from '../lazy.js'
-import type {BodySig, HashAlgo, Part, SignatureSet} from './signatures.js'
+import type {HashAlgo, HashDb} from './hashdb.js'
+import type {BodySig, Part, SignatureSet} from './signatures.js'
 
 interface AnchorUse {
   sig: number
@@ -81,9 +82,9 @@ export class Matcher {
   readonly anchorOf: number[][] = []
   /** longest part: carry-over between chunks is this minus one */
   readonly maxPart: number
-  readonly hashAlgos: HashAlgo[]
-  private readonly hashSizes = new Map<HashAlgo, {any: boolean, sizes: Set<number>}>()
-  private readonly hashNames = new Map<string, Array<{size: number | null, name: string}>>()
+  /** detections by hash, and the false-positive list (a file whose hash is there is clean) */
+  private readonly hashes: HashDb
+  private readonly allow: HashDb
   /** level-0 anchors of signatures whose first part may be anywhere (searched in every window) */
   readonly level0: number[]
   /** one-pass search of the level-0 anchors of wide signatures, when there are several */
@@ -119,30 +120,24 @@ export class Matcher {
       return o.kind === 'any' || o.shift > DIRECT_RANGE
     }))
     this.multi = wideIds.length >= 2 ? new MultiSearch(wideIds.map((ai) => this.anchors[ai].bytes), wideIds) : null
-    for (const h of set.hashes) {
-      let s = this.hashSizes.get(h.algo)
-      if (!s) this.hashSizes.set(h.algo, (s = {any: false, sizes: new Set()}))
-      if (h.size === null) s.any = true
-      else s.sizes.add(h.size)
-      const k = `${h.algo}:${h.hash}`
-      let list = this.hashNames.get(k)
-      if (!list) this.hashNames.set(k, (list = []))
-      list.push({size: h.size, name: h.name})
-    }
-    this.hashAlgos = [...this.hashSizes.keys()]
+    this.hashes = set.hashes
+    this.allow = set.allow
   }
 
-  /** The digests worth computing for a file of this size. */
+  /** The digests worth computing for a file of this size (for a detection or the false-positive list). */
   algosFor(size: number): HashAlgo[] {
-    const out: HashAlgo[] = []
-    for (const [algo, s] of this.hashSizes) if (s.any || s.sizes.has(size)) out.push(algo)
+    const out = this.hashes.algosFor(size)
+    for (const a of this.allow.algosFor(size)) if (!out.includes(a)) out.push(a)
     return out
   }
 
-  hashMatches(algo: HashAlgo, hex: string, size: number): string[] {
-    const list = this.hashNames.get(`${algo}:${hex}`)
-    if (!list) return []
-    return list.filter((h) => h.size === null || h.size === size).map((h) => h.name)
+  hashMatches(algo: HashAlgo, digest: Buffer, size: number): string[] {
+    return this.hashes.lookup(algo, digest, size)
+  }
+
+  /** Is a file with this digest and size on the false-positive list? */
+  allowed(algo: HashAlgo, digest: Buffer, size: number): boolean {
+    return this.allow.lookup(algo, digest, size).length > 0
   }
 
   /** A matcher for one file of `size` bytes. */
@@ -168,6 +163,9 @@ interface SigState {
   ends: number[][]
 }
 
+/** ClamAV does not scan a file of this many bytes or fewer: nothing is found in it. */
+export const MIN_SCANNED_SIZE = 6
+
 export class FileScan {
   private carry: Buffer | null = null
   private pos = 0
@@ -178,14 +176,17 @@ export class FileScan {
   /** per window: anchor positions (window-relative), computed on demand */
   private cache = new Map<number, number[]>()
 
+  private readonly tiny: boolean
+
   constructor(private readonly m: Matcher, private readonly size: number) {
-    for (const algo of m.algosFor(size)) this.hashes.push({algo, h: crypto().createHash(algo)})
+    this.tiny = size < MIN_SCANNED_SIZE
+    if (!this.tiny) for (const algo of m.algosFor(size)) this.hashes.push({algo, h: crypto().createHash(algo)})
     this.done = new Uint8Array(m.bodies.length)
   }
 
   feed(chunk: Buffer): void {
     for (const x of this.hashes) x.h.update(chunk)
-    if (this.m.bodies.length === 0) return
+    if (this.m.bodies.length === 0 || this.tiny) return
     let win: Buffer
     let newFrom: number
     if (this.carry && this.carry.length > 0) {
@@ -202,9 +203,15 @@ export class FileScan {
     this.carry = k > 0 ? Buffer.from(win.subarray(Math.max(0, win.length - k))) : null
   }
 
-  /** Names of everything found (hash matches after body matches), in order. */
+  /**
+   * Names of everything found (hash matches after body matches), in order; nothing for a file
+   * on the false-positive list (.fp, .sfp), or of fewer than MIN_SCANNED_SIZE bytes, as ClamAV.
+   */
   finish(): string[] {
-    for (const x of this.hashes) this.found.push(...this.m.hashMatches(x.algo, x.h.digest('hex'), this.size))
+    if (this.tiny) return []
+    const digests = this.hashes.map((x) => ({algo: x.algo, d: x.h.digest()}))
+    if (digests.some((x) => this.m.allowed(x.algo, x.d, this.size))) return []
+    for (const x of digests) this.found.push(...this.m.hashMatches(x.algo, x.d, this.size))
     return this.found
   }
 

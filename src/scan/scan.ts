@@ -23,6 +23,7 @@ import {Matcher} from './matcher.js'
 import type {SignatureSet} from './signatures.js'
 import {ScanEntries, TreeCache, type ScanFile} from '../format/scan.js'
 import {loadScanFile, saveScanFile, type ScanSet} from './store.js'
+import {checkInterrupt} from '../interrupt.js'
 
 export type ScanEngine =
   | {kind: 'signatures', set: SignatureSet}
@@ -301,6 +302,9 @@ async function engineKey(engine: ScanEngine): Promise<Buffer> {
 
 const ASYNC_CHUNK = 1024 * 1024
 
+/** --exec failing for this many files in a row, before any success, stops the scan. */
+export const EXEC_GIVE_UP = 10
+
 /** The file's content in 1 MiB chunks, read as they are consumed. */
 async function* chunksOf(vol: Volume, inode: Inode, count: (n: number) => void): AsyncGenerator<Buffer> {
   const size = inode.r.size
@@ -351,8 +355,8 @@ async function execScan(command: string, chunks: AsyncIterable<Buffer>): Promise
 
 /**
  * Scans the named filesets. Each unique regular-file inode is read at most once. The
- * volume must be writable for `incremental` (results are saved and committed) and for
- * filesets still expanding (they are expanded first).
+ * volume must be writable for `incremental` (results are saved and committed). Filesets still
+ * expanding are expanded first (in memory only on a read-only volume).
  */
 export async function scan(vol: Volume, names: string[], engine: ScanEngine, opts: ScanOptions = {}): Promise<ScanResult> {
   if (names.length === 0) throw new PrismError('EUSAGE', 'name at least one fileset, or use --all')
@@ -396,8 +400,13 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   const errors: ScanError[] = []
   const matcher = engine.kind === 'signatures' ? new Matcher(engine.set) : null
   const progress = {files: 0, bytes: 0, totalFiles: inos.length, totalBytes: 0}
+  // A command that fails for every file (not found, wrong options) is one error, not one a file.
+  let execFailures = 0
+  let execWorked = false
+  let giveUp: string | null = null
   let lastTick = 0
   const tick = (force = false) => {
+    checkInterrupt()
     if (!opts.onProgress) return
     const t = Date.now()
     if (!force && t - lastTick < 100) return
@@ -439,15 +448,20 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
             ? await execScan(engine.command, chunksOf(vol, inode, count))
             : await clamdScan((engine as {socket: string}).socket, chunksOf(vol, inode, count))
           if (r.error !== null) {
+            if (engine.kind === 'exec' && !execWorked && ++execFailures >= EXEC_GIVE_UP) {
+              giveUp = `--exec failed for each of the first ${execFailures} files, stopping: ${r.error}`
+              break
+            }
             errors.push({ino, paths: [], message: r.error})
             progress.files++
             continue
           }
+          execWorked = true
           found = r.found
         }
       } catch (e) {
         // A damaged file is reported and skipped; clamd going away stops the scan.
-        if (!(e instanceof PrismError) || (e.code === 'EIO' && engine.kind === 'clamd')) throw e
+        if (!(e instanceof PrismError) || e.code === 'EINTR' || (e.code === 'EIO' && engine.kind === 'clamd')) throw e
         errors.push({ino, paths: [], message: e.message})
         progress.files++
         continue
@@ -458,6 +472,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
     progress.files++
     tick()
   }
+  if (giveUp !== null) throw new PrismError('EINVAL', giveUp)
   tick(true)
 
   if (key && set && file) {
