@@ -4,7 +4,7 @@
 // reference counts, and the repairs deferred to the end. It never writes anything by
 // itself except through editInode/clearInode, and only when repairing.
 import type {FilesetRecord} from '../format/fileset.js'
-import {BLOCK_SIZE, INODE_SIZE} from '../format/constants.js'
+import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODE_SIZE} from '../format/constants.js'
 import {crc32} from '../format/checksum.js'
 import type {Extent} from '../format/extent.js'
 import {INODE_CRC_OFF} from '../format/inode.js'
@@ -25,6 +25,9 @@ export const T_FIFO = 6
 export const T_SOCK = 7
 /** an attribute inode (FORMAT.md §14): named by xattr_ino fields, never by a directory */
 export const T_XATTR = 8
+
+/** The directory-entry type of each inode kind above (0: none, as for an attribute inode). */
+export const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK, DT_CHR, DT_BLK, DT_FIFO, DT_SOCK, 0]
 
 /** What claimed a data block (FsckContext.meta). Metadata blocks must have exactly one claim. */
 export const CLAIM_DATA = 0
