@@ -523,13 +523,26 @@ export class TarImport implements TarSink {
     }
   }
 
+  /**
+   * Writes the window: runs of blocks holding data, straight from the pooled buffer. A block
+   * of zeros is left a hole (as a hole of a sparse entry is), so a disk image archived
+   * without --sparse takes no more room in the image than the host gave it.
+   */
   private flushWindow(f: Filler): void {
     const win = f.win
     if (!win) return
     f.win = null
     try {
-      // An ordinary file's all-zero window stays a hole, as a host import's zero runs do.
-      if (f.fill > 0 && (f.sparse || !isZero(win, f.fill))) this.stage.writeInode(f.inode, f.wStart, win.subarray(0, f.fill), true)
+      let b = 0
+      while (b < f.fill) {
+        const zero = (at: number) => isZero(win.subarray(at, Math.min(at + BLOCK_SIZE, f.fill)), Math.min(BLOCK_SIZE, f.fill - at))
+        if (zero(b)) { b += BLOCK_SIZE; continue }
+        let e = b + BLOCK_SIZE
+        while (e < f.fill && !zero(e)) e += BLOCK_SIZE
+        const end = Math.min(e, f.fill)
+        this.stage.writeInode(f.inode, f.wStart + b, win.subarray(b, end), true)
+        b = e
+      }
     } finally {
       this.vol.store.doneWith(win)
     }

@@ -84,17 +84,29 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
   return {fd, name, spooled, close: () => fs.closeSync(fd)}
 }
 
+/** The file's bytes from its start, 1 MiB at a time (the descriptor stays open: the caller closes it). */
+async function* fileChunks(fd: number): AsyncGenerator<Buffer> {
+  let pos = 0
+  for (;;) {
+    const buf = Buffer.allocUnsafe(1024 * 1024)
+    const bytesRead = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.length, pos, (e, n) => (e ? reject(e) : resolve(n))))
+    if (bytesRead === 0) return
+    pos += bytesRead
+    yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead)
+  }
+}
+
 /** The archive's bytes, decompressed as its magic number says, from its start. */
 async function* archiveBytes(input: ArchiveInput): AsyncGenerator<Buffer> {
   const head = Buffer.alloc(6)
   const n = fs.readSync(input.fd, head, 0, 6, 0)
   const kind = detectCompression(head.subarray(0, n))
-  const raw = fs.createReadStream('', {fd: input.fd, autoClose: false, start: 0, highWaterMark: 1024 * 1024})
   const dec = decompressor(kind)
   if (!dec) {
-    yield* raw
+    yield* fileChunks(input.fd)
     return
   }
+  const raw = Readable.from(fileChunks(input.fd), {objectMode: false})
   raw.on('error', (e) => dec.destroy(e))
   raw.pipe(dec)
   try {
@@ -104,6 +116,7 @@ async function* archiveBytes(input: ArchiveInput): AsyncGenerator<Buffer> {
     throw new PrismError('EINVAL', `malformed archive: the ${kind} data is damaged or truncated (${(e as Error).message}); nothing was imported`)
   } finally {
     raw.destroy()
+    dec.destroy()
   }
 }
 
