@@ -41,6 +41,8 @@ export interface ImportOptions {
   /** one line per problem: a refused entry, a dropped attribute */
   onWarning?: (msg: string) => void
   onProgress?: (s: ImportStats) => void
+  /** called once the transaction that makes the import visible is committed (before what it replaced is freed) */
+  onVisible?: () => void
 }
 
 export interface ImportStats {
@@ -597,6 +599,7 @@ export class TarImport implements TarSink {
     }
     vol.commit()
     this.done = true
+    this.opts.onVisible?.()
     vol.pinnedOrphans.delete(root.ino)
     // What the merge replaced, and entries it refused, are freed now, out of sight.
     reapOrphans(vol)
