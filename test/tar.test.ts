@@ -471,6 +471,14 @@ describe('tar: bad input to the commands', function () {
     })
   }
 
+  it('exports a lazy clone that is not expanded yet, as its source', () => {
+    expect(prism(['import', '-i', img, 'root:/src', '-'], {input: mkTar([{name: 'a/b/c', data: 'deep'}, {name: 'top', data: 'top'}])}).status).to.equal(0)
+    expect(prism(['clone', '-i', img, 'root', 'lazy', '--mode', 'lazy']).status).to.equal(0)
+    const r = spawnSync(process.execPath, [path.resolve('bin/run.js'), 'export', '-i', img, 'lazy:/src', '-'], {maxBuffer: 1 << 26, env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+    expect(r.status, r.stderr.toString()).to.equal(0)
+    expect(must('tar', ['-tf', '-'], {input: r.stdout}).toString()).to.equal('./\n./a/\n./a/b/\n./a/b/c\n./top\n')
+  })
+
   it('imports through the library in any chunking (the reader is a push parser)', () => {
     const a = mkTar([{name: 'x/' + 'n'.repeat(150), data: 'long'}, {name: 'x/s', type: 'symlink', link: 'l'.repeat(300)}, {name: 'x/h', type: 'hardlink', link: 'x/' + 'n'.repeat(150)}])
     for (const chunk of [1, 7, 511, 512, 513, 100000]) {

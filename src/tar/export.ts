@@ -101,6 +101,8 @@ function idNames(ns: Namespace, file: string): Map<number, Buffer> {
  * as it is read). A chunk is not reused after it is handed out.
  */
 export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}): Generator<Buffer[], ExportStats> {
+  // A clone still expanding is expanded below the path first: the walk reads directories as stored.
+  if (ns.exists(path, true)) ns.materialize(path)
   const top = ns.resolve(path, true)
   const ctx: Ctx = {
     ns, opts, format: opts.format ?? 'pax',
