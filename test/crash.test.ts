@@ -28,8 +28,9 @@ import {Volume} from '../src/fs/volume.js'
 import {copy} from '../src/ops/copy.js'
 import {
   FULL, ONLY, SEEDS, STRIDE, JOURNAL_BLOCKS, ImageView, baseImage, bytes, crashWorkload, deepEq, describeVolume, expectClean,
-  expectCrash, fsckProblems, multiSummary, recording, recover, runCommand, sha, snapshotImage, type Op, type Snapshot,
+  expectCrash, fsckProblems, multiSummary, recording, recover, runCommand, sha, snapshotImage, visibility, type Op, type Snapshot,
 } from './crash-lib.js'
+import {importBuffer, mkTar} from './tar-lib.js'
 
 const ROUNDS = FULL ? 3 : 2
 
@@ -147,6 +148,23 @@ function workload(host: {tree: string, batches: string[], big: string, overlay: 
       })
       op(`rm -r ${R}/big2`, (ns) => { ns.remove(`${R}/big2`, {recursive: true}) })
     }
+    // An import from tar builds out of sight and shows in one transaction: a new directory,
+    // then a merge over it that replaces files (freed after the visible transaction).
+    const tarIn = (label: string, path: string, archive: Buffer) => ops.push({name: label, visibleAt: 'marked', run: (_ns, vol) => {
+      importBuffer(vol, {fileset: 'root', path}, archive, {onVisible: () => { visibility.mark = vol.journal.committedSeqs.length }})
+    }})
+    const files = (seed: number) => mkTar([
+      {name: 'etc/', type: 'dir', mode: 0o750},
+      {name: 'etc/hostname', data: bytes(30, s + seed)},
+      {name: 'etc/big', data: bytes(9000, s + seed + 1), pax: [['SCHILY.xattr.user.k', 'v'], ['mtime', '1600000000.123456789']]},
+      {name: 'etc/hn', type: 'symlink', link: 'hostname'},
+      {name: 'etc/hard', type: 'hardlink', link: 'etc/big'},
+      {name: 'dev/fifo', type: 'fifo'},
+      ...Array.from({length: 12}, (_, i) => ({name: `many/f${i}`, data: bytes(50 + i * 300, s + seed + 10 + i)})),
+    ])
+    tarIn(`import tar ${R}/imp (new directory)`, `${R}/imp`, files(20))
+    tarIn(`import tar ${R}/imp (merge: replaces every file)`, `${R}/imp`, files(40))
+    op(`rm -r ${R}/imp`, (ns) => { ns.remove(`${R}/imp`, {recursive: true}) })
   }
   return ops
 }
