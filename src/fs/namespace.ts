@@ -594,6 +594,11 @@ export class Namespace {
     return inode
   }
 
+  /** setXattr on an inode this fileset owns (one it made, or got from resolveOwned). */
+  setXattrOf(inode: Inode, name: Buffer, value: Buffer, flags: SetXattrFlags = {}): void {
+    setXattr(this.vol, inode, name, value, flags)
+  }
+
   /** Replaces every attribute of an inode this fileset owns (an import or a copy). */
   replaceXattrs(inode: Inode, list: Xattr[]): void {
     replaceXattrs(this.vol, inode, list)

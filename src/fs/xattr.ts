@@ -142,8 +142,8 @@ export function replaceXattrs(vol: Volume, owner: Inode, list: Xattr[]): void {
  * attribute inode sharing the old one's blocks. The owner's ctime changes.
  */
 function storeXattrs(vol: Volume, owner: Inode, list: Xattr[]): void {
-  if (xattrSetSize(list) > XATTR_SET_MAX) fail('ENOSPC', `the attributes of inode ${owner.ino} would take more than ${XATTR_SET_MAX} bytes`)
-  if (xattrListSize(list) > XATTR_LIST_MAX) fail('ENOSPC', `the attribute names of inode ${owner.ino} would take more than ${XATTR_LIST_MAX} bytes`)
+  if (xattrSetSize(list) > XATTR_SET_MAX) fail('E2BIG', `the attributes of inode ${owner.ino} would take more than ${XATTR_SET_MAX} bytes`)
+  if (xattrListSize(list) > XATTR_LIST_MAX) fail('E2BIG', `the attribute names of inode ${owner.ino} would take more than ${XATTR_LIST_MAX} bytes`)
   const old = attrInode(vol, owner)
   touch(owner.r, {c: true})
   vol.idirty(owner)
