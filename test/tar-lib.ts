@@ -78,7 +78,7 @@ function run(cmd: string, args: string[]): string {
  * link count and which names are one inode, symlink targets, content, allocated blocks of
  * sparse files, attributes of every namespace (ACLs among them) and the ACLs as text.
  */
-export function describeHost(root: string, opts: {dirTimes?: boolean} = {}): Record<string, string> {
+export function describeHost(root: string, opts: {dirTimes?: boolean, atime?: boolean} = {}): Record<string, string> {
   const out: Record<string, string> = {}
   const inodes = new Map<string, string>()
   // One run of each tool over the whole tree (names that are not UTF-8 cannot be passed as
@@ -92,8 +92,10 @@ export function describeHost(root: string, opts: {dirTimes?: boolean} = {}): Rec
     const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : st.isCharacterDevice() ? 'chr' : st.isBlockDevice() ? 'blk' : st.isFIFO() ? 'fifo' : 'other'
     const parts = [type, `mode=${(st.mode & 0o7777n).toString(8)}`, `owner=${st.uid}:${st.gid}`]
     if (type !== 'dir' || opts.dirTimes !== false) parts.push(`mtime=${st.mtimeNs}`)
+    // (A symlink's access time is not compared: reading the link, as any copy must, sets it.)
+    if (opts.atime && type !== 'dir' && type !== 'symlink') parts.push(`atime=${st.atimeNs}`)
     if (type === 'file') {
-      parts.push(`size=${st.size}`, `sha=${createHash('sha256').update(fs.readFileSync(abs)).digest('hex').slice(0, 16)}`)
+      parts.push(`size=${st.size}`, `sha=${createHash('sha256').update(readNoAtime(abs)).digest('hex').slice(0, 16)}`)
       if (st.blocks * 512n < st.size) parts.push(`blocks=${st.blocks}`)
       const id = `${st.dev}:${st.ino}`
       if (st.nlink > 1n) {
@@ -119,6 +121,21 @@ export function describeHost(root: string, opts: {dirTimes?: boolean} = {}): Rec
   return out
 }
 
+/** A file's content, read without changing its access time where the host allows it (the owner, or root). */
+function readNoAtime(p: Buffer): Buffer {
+  let fd: number
+  try {
+    fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOATIME)
+  } catch {
+    return fs.readFileSync(p)
+  }
+  try {
+    return fs.readFileSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 /** A path as getfattr and getfacl print it: bytes outside printable ASCII, and '\\', as \\ooo. */
 function quote(b: Buffer): string {
   let s = ''
@@ -135,6 +152,98 @@ function sections(text: string): Map<string, string[]> {
     else if (line && !line.startsWith('#') && cur) cur.push(line)
   }
   return m
+}
+
+/**
+ * Builds, under `t`, a tree with every file type (files, directories, symlinks, hard links
+ * across directories, character and block devices, a FIFO), attributes in every namespace,
+ * POSIX ACLs (access and default), other owners, setuid, setgid and sticky bits, sparse files,
+ * long names and one that is not UTF-8, and nanosecond times. Returns what the host refused
+ * (each test skips visibly, saying which).
+ */
+export function buildTree(t: string): string[] {
+  const isRoot = process.getuid?.() === 0
+  const skipped: string[] = []
+  const p = (...x: string[]) => path.join(t, ...x)
+  for (const d of ['etc', 'bin', 'dev', 'var/spool', 'var/lib', 'home/alice', 'home/bob', 'deep']) fs.mkdirSync(p(d), {recursive: true})
+  fs.writeFileSync(p('etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n')
+  fs.writeFileSync(p('etc/group'), 'root:x:0:\nalice:x:1000:\nbob:x:1001:\nstaff:x:50:\n')
+  fs.writeFileSync(p('bin/busybox'), Buffer.alloc(200_000, 7))
+  fs.chmodSync(p('bin/busybox'), 0o4755)
+  fs.writeFileSync(p('bin/ping'), 'ping binary')
+  fs.chmodSync(p('bin/ping'), 0o755)
+  fs.writeFileSync(p('bin/wall'), 'wall')
+  fs.chmodSync(p('bin/wall'), 0o2755)
+  fs.symlinkSync('busybox', p('bin/sh'))
+  fs.symlinkSync('/etc/passwd', p('etc/passwd.link'))
+  fs.symlinkSync('x'.repeat(180) + '/target', p('deep/long-link'))
+  fs.chmodSync(p('var/spool'), 0o1777)
+  fs.chmodSync(p('home/alice'), 0o2770)
+  fs.writeFileSync(p('home/alice/doc'), 'shared document\n')
+  fs.linkSync(p('home/alice/doc'), p('home/bob/doc-link'))
+  fs.linkSync(p('home/alice/doc'), p('var/doc-third'))
+  fs.writeFileSync(p('empty'), '')
+  fs.writeFileSync(Buffer.from(`${t}/caf\xe9-latin1`, 'latin1'), 'not utf-8')
+  const long = p('deep', 'd'.repeat(120), 'e'.repeat(130))
+  fs.mkdirSync(long, {recursive: true})
+  fs.writeFileSync(path.join(long, 'f'.repeat(200)), 'long name')
+  // Sparse files: data, a hole, data, and one ending in a hole.
+  const sp = fs.openSync(p('var/lib/disk.img'), 'w')
+  fs.writeSync(sp, Buffer.alloc(8192, 1), 0, 8192, 0)
+  fs.writeSync(sp, Buffer.alloc(5000, 2), 0, 5000, 10 * 1024 * 1024)
+  fs.ftruncateSync(sp, 32 * 1024 * 1024)
+  fs.closeSync(sp)
+  const sp2 = fs.openSync(p('var/lib/tail.img'), 'w')
+  fs.writeSync(sp2, Buffer.from('end'), 0, 3, 20 * 1024 * 1024)
+  fs.closeSync(sp2)
+  if (isRoot) {
+    for (const [f, u, g] of [['home/alice', 1000, 1000], ['home/alice/doc', 1000, 50], ['home/bob', 1001, 1001], ['bin/wall', 0, 5]] as const) fs.chownSync(p(f), u, g)
+    fs.lchownSync(p('bin/sh'), 1001, 1001)
+  } else skipped.push('other owners (needs root)')
+  tryHost('character and block devices, FIFO', () => {
+    execFileSync('mknod', [p('dev/null'), 'c', '1', '3'])
+    execFileSync('mknod', [p('dev/sda'), 'b', '8', '0'])
+    execFileSync('mknod', ['-m', '0620', p('dev/tty9'), 'c', '4', '9'])
+  }, skipped)
+  tryHost('FIFO', () => execFileSync('mkfifo', [p('dev/initctl')]), skipped)
+  tryHost('user.* attributes', () => {
+    execFileSync('setfattr', ['-n', 'user.comment', '-v', 'hello', p('etc/passwd')])
+    execFileSync('setfattr', ['-n', 'user.binary', '-v', '0x00ff10', p('home/alice/doc')])
+    execFileSync('setfattr', ['-n', 'user.dir', '-v', 'on a directory', p('home/bob')])
+  }, skipped)
+  tryHost('trusted.* attributes', () => execFileSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', p('var/spool')]), skipped)
+  tryHost('security.selinux', () => execFileSync('setfattr', ['-n', 'security.selinux', '-v', 'system_u:object_r:bin_t:s0', p('bin/busybox')]), skipped)
+  tryHost('security.capability', () => execFileSync('setfattr', ['-n', 'security.capability', '-v', '0x0100000200200000000000000000000000000000', p('bin/ping')]), skipped)
+  tryHost('POSIX ACLs', () => {
+    execFileSync('setfacl', ['-m', 'u:1000:rw,g:50:r', p('home/alice/doc')])
+    execFileSync('setfacl', ['-d', '-m', 'u:1001:rwx,g:50:rx', p('home/alice')])
+    execFileSync('setfacl', ['-m', 'u:1001:rx', p('home/alice')])
+  }, skipped)
+  // Nanosecond times, set last (children before their directories), by bytes (names that are not UTF-8 too).
+  execFileSync('python3', ['-c', `
+import os, sys
+root = os.fsencode(sys.argv[1])
+i = 0
+for d, subdirs, files in os.walk(root, topdown=False):
+    for n in sorted(files) + sorted(subdirs) + ([b''] if d == root else []):
+        p = os.path.join(d, n) if n else d
+        i += 1
+        t = (1500000000 + i * 1000) * 10**9 + 123456789 + i
+        os.utime(p, ns=(t - 5 * 10**9, t), follow_symlinks=False)
+`, t])
+  return skipped
+}
+
+/** Sets a feature on the host, or says visibly that the host refuses it. */
+function tryHost(what: string, fn: () => void, skipped: string[]): boolean {
+  try {
+    fn()
+    return true
+  } catch (e) {
+    skipped.push(what)
+    console.log(`      skipped: ${what} (the host refused: ${(e as Error).message.split('\n')[0]})`)
+    return false
+  }
 }
 
 export function has(cmd: string): boolean {
