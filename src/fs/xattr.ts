@@ -97,11 +97,19 @@ export function checkXattr(name: Buffer, value: Buffer | null): void {
   }
 }
 
+/** As Linux's xattr_permission: user.* attributes only on regular files and directories. */
+function checkOwnerKind(owner: Inode, name: Buffer): void {
+  if (!owner.isReg && !owner.isDir && name.toString('latin1').startsWith('user.')) {
+    fail('EPERM', `${name.toString()}: user attributes are only for regular files and directories`)
+  }
+}
+
 /** setxattr(2): sets one attribute of `owner` (a directory may have a default ACL; other inodes may not). */
 export function setXattr(vol: Volume, owner: Inode, name: Buffer, value: Buffer, flags: SetXattrFlags = {}): void {
   checkXattr(name, value)
   const text = name.toString('latin1')
   if (text === ACL_DEFAULT && !owner.isDir) fail(value.length <= 4 ? 'ENODATA' : 'EACCES', `${text}: only a directory has a default ACL`)
+  checkOwnerKind(owner, name)
   const list = [...listXattrs(vol, owner)]
   const i = list.findIndex((x) => x.name.equals(name))
   if (i >= 0 && flags.create) fail('EEXIST', `attribute ${name.toString()} already exists`)
@@ -129,6 +137,7 @@ export function replaceXattrs(vol: Volume, owner: Inode, list: Xattr[]): void {
   const seen = new Set<string>()
   for (const x of list) {
     checkXattr(x.name, x.value)
+    checkOwnerKind(owner, x.name)
     const k = x.name.toString('latin1')
     if (seen.has(k)) fail('EINVAL', `attribute ${x.name.toString()} given twice`)
     seen.add(k)
