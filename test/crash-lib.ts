@@ -26,6 +26,7 @@ import {planGeometry} from '../src/format/superblock.js'
 import {dirList} from '../src/fs/dir.js'
 import {loadExtents, readData} from '../src/fs/extents.js'
 import type {Inode} from '../src/fs/inode.js'
+import {listXattrs} from '../src/fs/xattr.js'
 import {listFilesets} from '../src/fs/filesets.js'
 import {createEmptyFileset, namespace} from '../src/fs/image.js'
 import {Namespace} from '../src/fs/namespace.js'
@@ -107,7 +108,10 @@ export function treeOf(ns: Namespace, loose = false): string[] {
   const out: string[] = []
   const line = (p: string, inode: Inode) => {
     const st = ns.statInode(inode)
-    const head = loose ? `${p} ${st.type} ${st.mode.toString(8)}` : `${p} ${st.type} ino=${st.ino} ${st.mode.toString(8)} ${st.uid}:${st.gid} nlink=${st.nlink} share=${st.share}`
+    // Extended attributes (values hashed) and a device's number belong to the state too.
+    const xs = listXattrs(ns.vol, inode).map((x) => `${x.name.toString('latin1')}=${sha(x.value)}`)
+    const extra = (xs.length ? ` x={${xs.join(',')}}` : '') + (st.rdev && (st.type === 'chardev' || st.type === 'blockdev') ? ` rdev=${st.rdev.major}:${st.rdev.minor}` : '')
+    const head = (loose ? `${p} ${st.type} ${st.mode.toString(8)}` : `${p} ${st.type} ino=${st.ino} ${st.mode.toString(8)} ${st.uid}:${st.gid} nlink=${st.nlink} share=${st.share}`) + extra
     if (st.type === 'dir') out.push(`${head} entries=${st.entries}`)
     else if (st.type === 'symlink') out.push(`${head} -> ${st.target}`)
     else out.push(`${head} size=${st.size} sha=${sha(readData(ns.vol, inode, 0, st.size))}`)
