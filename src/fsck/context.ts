@@ -138,6 +138,8 @@ export class FsckContext {
   readonly share: Uint32Array
   /** xattr_ino of each in-use inode (FORMAT.md §14) */
   readonly xattrOf: Uint32Array
+  /** how many inodes name each inode as their attribute inode (counted after pass 1) */
+  readonly xattrRefs: Uint32Array
   /** directory inodes in use, with what pass 2 needs to read them */
   readonly dirs = new Map<number, DirMeta>()
   /** how an inode is reached: R_* bits (pass 2 and 3) */
@@ -205,6 +207,7 @@ export class FsckContext {
     this.nlink = new Uint32Array(n)
     this.share = new Uint32Array(n)
     this.xattrOf = new Uint32Array(n)
+    this.xattrRefs = new Uint32Array(n)
     this.reach = new Uint8Array(n)
     this.trees = new Uint16Array(n)
     this.filesetTrees = new Uint16Array(n)

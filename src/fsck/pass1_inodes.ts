@@ -224,6 +224,10 @@ export function pass1(ctx: FsckContext): void {
   }
   ctx.progress('pass 1: inodes', sb.inodeCount, sb.inodeCount, true)
   if (ctx.dups.size > 0) pass1b(ctx)
+  for (let ino = 1; ino <= sb.inodeCount; ino++) {
+    const t = ctx.xattrOf[ino]
+    if (t !== 0 && t <= sb.inodeCount && ctx.itype[ino] !== T_FREE) ctx.xattrRefs[t]++
+  }
 }
 
 /**
