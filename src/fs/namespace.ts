@@ -735,6 +735,26 @@ export class Namespace {
 }
 
 /**
+ * A new, empty directory named by no directory, kept on the orphan list and pinned for this
+ * process: where a tree is built out of sight (a clone, a staged copy, a tar import) until one
+ * transaction links it in. A crash before that leaves it to the next writable open's reaper;
+ * whoever made it unpins it (Volume.pinnedOrphans) when done or failed. Owner: the caller's.
+ */
+export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, gid: number} = {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}): Inode {
+  const d = vol.ialloc(S_IFDIR | perm)
+  dirInit(d)
+  d.r.nlink = 2
+  d.r.uid = owner.uid
+  d.r.gid = owner.gid
+  d.r.dataVersion = 1
+  touch(d.r, {a: true, m: true, c: true})
+  vol.idirty(d)
+  vol.addOrphan(d)
+  vol.pinnedOrphans.add(d.ino)
+  return d
+}
+
+/**
  * Frees what the orphan list holds: directories are emptied entry by entry (subdirectories
  * join the list), files lose their blocks in steps, and the transaction may be committed
  * between steps because every step leaves the image consistent.

@@ -31,6 +31,7 @@ import {namespace} from '../fs/image.js'
 import {HostWriter, setAttrs, type FileAttrs} from './hostwriter.js'
 import {makeHostNode, readHostXattrs, setHostTimes, splitRdev, writeHostXattr} from './hostattrs.js'
 import {Stage} from './stage.js'
+import {SmallFileBuffers} from './smallfiles.js'
 import {checkInterrupt} from '../interrupt.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
@@ -89,9 +90,8 @@ interface Ctx {
   ancestors: Set<number>
   /** export: the thread writing files' data and attributes, once the export is big enough */
   writer: HostWriter | null
-  /** import: the pooled buffer small files are read into (smallFileBuffer), and how much is used */
-  shared: Buffer | null
-  sharedUsed: number
+  /** import: the memory small files are read into */
+  small: SmallFileBuffers | null
   /** a copy into the image: where it is built until it is published */
   stage: Stage | null
   /** image to image within one fileset: a destination that is the source's very inode is cp's "same file" */
@@ -101,7 +101,7 @@ interface Ctx {
 function newCtx(opts: CopyOptions): Ctx {
   return {
     opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, skipped: 0, errors: []}, links: new Map(), lastReport: 0,
-    ancestors: new Set(), writer: null, shared: null, sharedUsed: 0, stage: null, sameFs: false,
+    ancestors: new Set(), writer: null, small: null, stage: null, sameFs: false,
   }
 }
 
@@ -249,8 +249,8 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
     // After a failure the staged tree stays on the orphan list, for the next reaping.
     stage?.close()
     // Nothing more is read into the small files' buffer: it goes back once written.
-    if (ctx.shared) vol.store.doneWith(ctx.shared)
-    ctx.shared = null
+    ctx.small?.release()
+    ctx.small = null
   }
   opts.onProgress?.(ctx.stats)
   return ctx.stats
@@ -514,7 +514,7 @@ function importFileData(ns: Namespace, inode: Inode, fd: number, hostPath: Buffe
         // Memory given to the store, whose blocks are queued without a copy: for a small file a
         // slice of a pooled buffer shared with the files around it, for a large one a pooled
         // buffer per chunk. Pooled buffers come back once the store has written them.
-        const buf = small ? smallFileBuffer(ns, ctx, whole) : vol.store.dataBuffer()
+        const buf = small ? (ctx.small ??= new SmallFileBuffers(vol.store)).take(whole) : vol.store.dataBuffer()
         try {
           const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - off), off)
           if (n === 0) {
@@ -548,21 +548,6 @@ function writeData(ns: Namespace, inode: Inode, off: number, buf: Buffer, n: num
     ns.writeInode(inode, off + i, buf.subarray(i, Math.min(j, n)), true)
     i = j
   }
-}
-
-/**
- * `bytes` (whole blocks) of the pooled buffer that small files of an import share: one
- * allocation per 8 MiB of small files, not one per file.
- */
-function smallFileBuffer(ns: Namespace, ctx: Ctx, bytes: number): Buffer {
-  if (!ctx.shared || ctx.sharedUsed + bytes > ctx.shared.length) {
-    if (ctx.shared) ns.vol.store.doneWith(ctx.shared)
-    ctx.shared = ns.vol.store.dataBuffer()
-    ctx.sharedUsed = 0
-  }
-  const buf = ctx.shared.subarray(ctx.sharedUsed, ctx.sharedUsed + bytes)
-  ctx.sharedUsed += bytes
-  return buf
 }
 
 const ZEROS = Buffer.alloc(BLOCK_SIZE)

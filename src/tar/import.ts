@@ -19,10 +19,11 @@ import {nameText} from '../format/name.js'
 import {ACL_ACCESS, ACL_DEFAULT, XATTR_LIST_MAX, XATTR_SET_MAX, aclProblem, encodeAcl, xattrListSize, xattrSetSize, type Xattr} from '../format/xattr.js'
 import {fail, PrismError} from '../errors.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
-import {dirAdd, dirCount, dirInit, dirList, dirRemove, dirUpdate} from '../fs/dir.js'
+import {dirAdd, dirCount, dirList, dirRemove, dirUpdate} from '../fs/dir.js'
 import {addFileset, findFileset, getFileset, type Fileset} from '../fs/filesets.js'
 import {touch, type Inode, type Timestamp} from '../fs/inode.js'
-import {Namespace, reapOrphans, splitPath} from '../fs/namespace.js'
+import {SmallFileBuffers} from '../ops/smallfiles.js'
+import {Namespace, newDetachedDir, reapOrphans, splitPath} from '../fs/namespace.js'
 import {checkXattr, listXattrs} from '../fs/xattr.js'
 import type {Volume} from '../fs/volume.js'
 import {guardTree} from '../clone/expand.js'
@@ -119,14 +120,14 @@ export class TarImport implements TarSink {
   private cur: Filler | null = null
   /** the current entry is refused: its data is skipped */
   private skipping = false
-  private shared: Buffer | null = null
-  private sharedUsed = 0
+  private readonly small: SmallFileBuffers
   private warnedSlash = false
   private lastReport = 0
   private done = false
   private idCache: {user: Map<string, number>, group: Map<string, number>} | null = null
 
   constructor(private readonly vol: Volume, private readonly to: ImportTarget, private readonly opts: ImportOptions = {}) {
+    this.small = new SmallFileBuffers(vol.store)
     if (to.create) {
       if (findFileset(vol, to.fileset)) fail('EEXIST', `fileset '${to.fileset}' already exists`)
       this.target = null
@@ -137,16 +138,7 @@ export class TarImport implements TarSink {
         if (!this.target.resolve(to.path, true).isDir) fail('ENOTDIR', `${this.target.where(to.path)}: not a directory`)
       } else this.target.resolveParent(to.path)
     }
-    const root = vol.ialloc(S_IFDIR | 0o755)
-    dirInit(root)
-    root.r.nlink = 2
-    root.r.uid = process.getuid?.() ?? 0
-    root.r.gid = process.getgid?.() ?? 0
-    root.r.dataVersion = 1
-    touch(root.r, {a: true, m: true, c: true})
-    vol.idirty(root)
-    vol.addOrphan(root)
-    vol.pinnedOrphans.add(root.ino)
+    const root = newDetachedDir(vol, 0o755)
     this.root = root
     const rec: Fileset = {
       slot: -1, id: 0, rootIno: root.ino, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0, created: 0, clonestart: 0,
@@ -313,7 +305,7 @@ export class TarImport implements TarSink {
     // Tiny files go inline (collected whole); small ones share pooled buffers; large and
     // sparse ones fill pooled buffers a window at a time.
     if (!sparse && e.size <= 140) f.tiny = Buffer.alloc(e.size)
-    else if (!sparse && alignUp(e.size) < DATA_BUFFER_SIZE) f.slice = this.smallFileBuffer(alignUp(e.size))
+    else if (!sparse && alignUp(e.size) < DATA_BUFFER_SIZE) f.slice = this.small.take(alignUp(e.size))
     this.cur = f
   }
 
@@ -474,18 +466,6 @@ export class TarImport implements TarSink {
 
   // ---------------------------------------------------------------- file data
 
-  /** `bytes` (whole blocks) of the pooled buffer small files share (as src/ops/copy.ts). */
-  private smallFileBuffer(bytes: number): Buffer {
-    if (!this.shared || this.sharedUsed + bytes > this.shared.length) {
-      if (this.shared) this.vol.store.doneWith(this.shared)
-      this.shared = this.vol.store.dataBuffer()
-      this.sharedUsed = 0
-    }
-    const buf = this.shared.subarray(this.sharedUsed, this.sharedUsed + bytes)
-    this.sharedUsed += bytes
-    return buf
-  }
-
   /**
    * Data of a large or sparse file, at increasing offsets: copied into a pooled buffer for a
    * window of the file, written when full. A gap of whole blocks (a sparse file's hole)
@@ -622,8 +602,7 @@ export class TarImport implements TarSink {
   }
 
   private releaseShared(): void {
-    if (this.shared) this.vol.store.doneWith(this.shared)
-    this.shared = null
+    this.small.release()
   }
 
   // ---------------------------------------------------------------- merge
