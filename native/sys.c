@@ -12,9 +12,22 @@
  *
  * It must never do anything in a signal handler but async-signal-safe calls, and never
  * keep the process alive or change what happens to a process that did not ask for it.
+ *
+ * Also the file calls Node lacks or rounds, for copying a tree exactly: extended attributes of
+ * a path without following a final symlink (l*xattr), with names and paths as bytes;
+ * utimensat/futimens with nanoseconds; mknod for device nodes and FIFOs; and the credentials
+ * of a Unix socket's peer (SO_PEERCRED). Each throws an Error shaped as Node's own system
+ * errors (code, errno, syscall, path), so callers treat them alike.
  */
+#define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -145,9 +158,265 @@ static napi_value catch_signals(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* ---------------------------------------------------------------- file calls */
+
+static const char *errno_code(int e) {
+  switch (e) {
+    case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case EIO: return "EIO"; case EBADF: return "EBADF";
+    case ENOMEM: return "ENOMEM"; case EACCES: return "EACCES"; case EEXIST: return "EEXIST"; case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC"; case EROFS: return "EROFS";
+    case ERANGE: return "ERANGE"; case ENAMETOOLONG: return "ENAMETOOLONG"; case ELOOP: return "ELOOP";
+    case ENODATA: return "ENODATA"; case EOPNOTSUPP: return "ENOTSUP"; case E2BIG: return "E2BIG"; case EDQUOT: return "EDQUOT";
+    case ENOTSOCK: return "ENOTSOCK"; case EFAULT: return "EFAULT";
+    default: return "EUNKNOWN";
+  }
+}
+
+/* Throws an Error as Node's fs does: "CODE: message, syscall 'path'", with code, errno, syscall, path. */
+static napi_value throw_sys(napi_env env, int e, const char *syscall, const char *path) {
+  char msg[512];
+  const char *code = errno_code(e);
+  if (path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(e), syscall, path);
+  else snprintf(msg, sizeof msg, "%s: %s, %s", code, strerror(e), syscall);
+  napi_value m, c, err, v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_error(env, c, m, &err);
+  napi_set_named_property(env, err, "code", c);
+  napi_create_int32(env, -e, &v);
+  napi_set_named_property(env, err, "errno", v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, err, "syscall", v);
+  if (path) {
+    napi_create_string_latin1(env, path, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, err, "path", v);
+  }
+  napi_throw(env, err);
+  return NULL;
+}
+
+/* A NUL-terminated copy of a Buffer argument (a path or an attribute name, as bytes); NULL
+   after throwing if it is not a Buffer or holds a NUL. The caller frees it. */
+static char *bytes_arg(napi_env env, napi_value v, const char *what) {
+  bool is;
+  if (napi_is_buffer(env, v, &is) != napi_ok || !is) { napi_throw_type_error(env, NULL, what); return NULL; }
+  void *data;
+  size_t len;
+  napi_get_buffer_info(env, v, &data, &len);
+  if (memchr(data, 0, len)) { napi_throw_type_error(env, NULL, what); return NULL; }
+  char *out = malloc(len + 1);
+  if (!out) { napi_throw_error(env, NULL, "out of memory"); return NULL; }
+  memcpy(out, data, len);
+  out[len] = 0;
+  return out;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+/* llistxattr(path) -> Buffer[] (names, without their NULs) */
+static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  ssize_t n;
+  char *list = NULL;
+  for (;;) {
+    n = llistxattr(path, NULL, 0);
+    if (n < 0) { int e = errno; napi_value r = throw_sys(env, e, "llistxattr", path); free(path); return r; }
+    free(list);
+    list = malloc(n > 0 ? (size_t)n : 1);
+    if (!list) { free(path); napi_throw_error(env, NULL, "out of memory"); return NULL; }
+    ssize_t m = llistxattr(path, list, (size_t)n);
+    if (m >= 0) { n = m; break; }
+    if (errno != ERANGE) { int e = errno; free(list); napi_value r = throw_sys(env, e, "llistxattr", path); free(path); return r; }
+  }
+  napi_value arr;
+  napi_create_array(env, &arr);
+  uint32_t k = 0;
+  for (ssize_t i = 0; i < n;) {
+    size_t len = strnlen(list + i, (size_t)(n - i));
+    if (len > 0) {
+      napi_value b;
+      void *dst;
+      napi_create_buffer_copy(env, len, list + i, &dst, &b);
+      napi_set_element(env, arr, k++, b);
+    }
+    i += (ssize_t)len + 1;
+  }
+  free(list);
+  free(path);
+  return arr;
+}
+
+/* lgetxattr(path, name) -> Buffer, or null when the attribute is not there */
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  char *name = bytes_arg(env, argv[1], "name must be a Buffer without NUL");
+  if (!name) { free(path); return NULL; }
+  char *val = NULL;
+  ssize_t n;
+  for (;;) {
+    n = lgetxattr(path, name, NULL, 0);
+    if (n < 0) break;
+    free(val);
+    val = malloc(n > 0 ? (size_t)n : 1);
+    if (!val) { n = -1; errno = ENOMEM; break; }
+    ssize_t m = lgetxattr(path, name, val, (size_t)n);
+    if (m >= 0) { n = m; break; }
+    if (errno != ERANGE) { n = -1; break; }
+  }
+  napi_value r;
+  if (n < 0) {
+    int e = errno;
+    if (e == ENODATA) napi_get_null(env, &r);
+    else r = throw_sys(env, e, "lgetxattr", path);
+  } else {
+    void *dst;
+    napi_create_buffer_copy(env, (size_t)n, val, &dst, &r);
+  }
+  free(val);
+  free(name);
+  free(path);
+  return r;
+}
+
+/* lsetxattr(path, name, value, flags) */
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  char *name = bytes_arg(env, argv[1], "name must be a Buffer without NUL");
+  if (!name) { free(path); return NULL; }
+  void *data;
+  size_t len;
+  bool is;
+  if (napi_is_buffer(env, argv[2], &is) != napi_ok || !is) { free(name); free(path); napi_throw_type_error(env, NULL, "value must be a Buffer"); return NULL; }
+  napi_get_buffer_info(env, argv[2], &data, &len);
+  int32_t flags = 0;
+  if (argc >= 4) napi_get_value_int32(env, argv[3], &flags);
+  napi_value r = undefined(env);
+  if (lsetxattr(path, name, data, len, flags) != 0) r = throw_sys(env, errno, "lsetxattr", path);
+  free(name);
+  free(path);
+  return r;
+}
+
+/* lremovexattr(path, name) */
+static napi_value js_lremovexattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  char *name = bytes_arg(env, argv[1], "name must be a Buffer without NUL");
+  if (!name) { free(path); return NULL; }
+  napi_value r = undefined(env);
+  if (lremovexattr(path, name) != 0) r = throw_sys(env, errno, "lremovexattr", path);
+  free(name);
+  free(path);
+  return r;
+}
+
+static int get_times(napi_env env, napi_value *argv, struct timespec ts[2]) {
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) if (napi_get_value_int64(env, argv[i], &v[i]) != napi_ok) return -1;
+  ts[0].tv_sec = (time_t)v[0]; ts[0].tv_nsec = (long)v[1];
+  ts[1].tv_sec = (time_t)v[2]; ts[1].tv_nsec = (long)v[3];
+  return 0;
+}
+
+/* utimensat(path, atimeS, atimeNs, mtimeS, mtimeNs, nofollow): nanoseconds, a symlink itself with nofollow */
+static napi_value js_utimensat(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  struct timespec ts[2];
+  if (get_times(env, argv + 1, ts) != 0) { free(path); napi_throw_type_error(env, NULL, "times must be integers"); return NULL; }
+  bool nofollow = false;
+  if (argc >= 6) napi_get_value_bool(env, argv[5], &nofollow);
+  napi_value r = undefined(env);
+  if (utimensat(AT_FDCWD, path, ts, nofollow ? AT_SYMLINK_NOFOLLOW : 0) != 0) r = throw_sys(env, errno, "utimensat", path);
+  free(path);
+  return r;
+}
+
+/* futimens(fd, atimeS, atimeNs, mtimeS, mtimeNs) */
+static napi_value js_futimens(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  struct timespec ts[2];
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || get_times(env, argv + 1, ts) != 0) {
+    napi_throw_type_error(env, NULL, "futimens(fd, atimeS, atimeNs, mtimeS, mtimeNs)");
+    return NULL;
+  }
+  if (futimens(fd, ts) != 0) return throw_sys(env, errno, "futimens", NULL);
+  return undefined(env);
+}
+
+/* mknod(path, mode, major, minor): a device node, FIFO or socket (mode carries the type) */
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  uint32_t mode = 0, major = 0, minor = 0;
+  napi_get_value_uint32(env, argv[1], &mode);
+  if (argc >= 3) napi_get_value_uint32(env, argv[2], &major);
+  if (argc >= 4) napi_get_value_uint32(env, argv[3], &minor);
+  napi_value r = undefined(env);
+  if (mknod(path, (mode_t)mode, makedev(major, minor)) != 0) r = throw_sys(env, errno, "mknod", path);
+  free(path);
+  return r;
+}
+
+/* peerCred(fd) -> {pid, uid, gid} of a connected Unix socket's other end (SO_PEERCRED) */
+static napi_value js_peercred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) { napi_throw_type_error(env, NULL, "peerCred(fd)"); return NULL; }
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return throw_sys(env, errno, "getsockopt", NULL);
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_int32(env, cred.pid, &v);
+  napi_set_named_property(env, o, "pid", v);
+  napi_create_uint32(env, cred.uid, &v);
+  napi_set_named_property(env, o, "uid", v);
+  napi_create_uint32(env, cred.gid, &v);
+  napi_set_named_property(env, o, "gid", v);
+  return o;
+}
+
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "catchSignals", NAPI_AUTO_LENGTH, catch_signals, NULL, &fn);
-  napi_set_named_property(env, exports, "catchSignals", fn);
+  static const struct {const char *name; napi_callback cb;} fns[] = {
+    {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
+    {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod},
+    {"peerCred", js_peercred},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn);
+    napi_set_named_property(env, exports, fns[i].name, fn);
+  }
   return exports;
 }

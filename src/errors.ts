@@ -14,7 +14,7 @@ export const EXIT = {
 export type ErrCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL' | 'ELOOP' | 'EXDEV'
   | 'EBUSY' | 'ENOSPC' | 'EFBIG' | 'EROFS' | 'ELOCKED' | 'EBADIMAGE' | 'EIO' | 'EUSAGE' | 'ENOIMAGE'
-  | 'ENEEDWRITE' | 'EINTR' | 'EACCES' | 'EHOST'
+  | 'ENEEDWRITE' | 'EINTR' | 'EACCES' | 'EHOST' | 'ENODATA' | 'ENOTSUP' | 'E2BIG' | 'EPERM'
 
 const EXIT_OF: Record<ErrCode, number> = {
   ENOENT: EXIT.FAIL, EEXIST: EXIT.FAIL, ENOTDIR: EXIT.FAIL, EISDIR: EXIT.FAIL, ENOTEMPTY: EXIT.FAIL,
@@ -31,6 +31,9 @@ const EXIT_OF: Record<ErrCode, number> = {
   // failure of a host file or stream (an I/O error, a full host disk, a spool in TMPDIR): the
   // operation could not be done; 7 is kept for the image's own I/O errors.
   EACCES: EXIT.FAIL, EHOST: EXIT.FAIL,
+  // Extended attributes and permissions (no such attribute, a namespace or call not
+  // supported, a value too large, not allowed).
+  ENODATA: EXIT.FAIL, ENOTSUP: EXIT.FAIL, E2BIG: EXIT.FAIL, EPERM: EXIT.FAIL,
 }
 
 export class PrismError extends Error {

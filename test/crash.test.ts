@@ -26,10 +26,12 @@ import {namespace} from '../src/fs/image.js'
 import type {Namespace} from '../src/fs/namespace.js'
 import {Volume} from '../src/fs/volume.js'
 import {copy} from '../src/ops/copy.js'
+import {chownPath} from '../src/ops/attrs.js'
 import {
   FULL, ONLY, SEEDS, STRIDE, JOURNAL_BLOCKS, ImageView, baseImage, bytes, crashWorkload, deepEq, describeVolume, expectClean,
-  expectCrash, fsckProblems, multiSummary, recording, recover, runCommand, sha, snapshotImage, type Op, type Snapshot,
+  expectCrash, fsckProblems, multiSummary, recording, recover, runCommand, sha, snapshotImage, visibility, type Op, type Snapshot,
 } from './crash-lib.js'
+import {importBuffer, mkTar} from './tar-lib.js'
 
 const ROUNDS = FULL ? 3 : 2
 
@@ -103,6 +105,20 @@ function workload(host: {tree: string, batches: string[], big: string, overlay: 
     op(`write -a ${R}/srv/www/index.html (+30 B)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(30, s + 4), {append: true}) })
     op(`write -a ${R}/srv/www/index.html (+200 B, leaves the inode)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(200, s + 5), {append: true}) })
     op(`write -a ${R}/srv/www/bundle.bin (+5000 B)`, (ns) => { ns.writeFile(`${R}/srv/www/bundle.bin`, bytes(5000, s + 6), {append: true}) })
+    // Extended attributes (FORMAT.md §14): a small set inline in its attribute inode, one
+    // that spills to blocks, a change that rewrites only some of them, one shared by two
+    // files, removal; special files (§5.5) and owners.
+    op(`setxattr user.mime ${R}/srv/www/index.html`, (ns) => { ns.setXattr(`${R}/srv/www/index.html`, Buffer.from('user.mime'), Buffer.from('text/html')) })
+    op(`setxattr user.big ${R}/srv/www/bundle.bin (20 KB, spills to blocks)`, (ns) => { ns.setXattr(`${R}/srv/www/bundle.bin`, Buffer.from('user.big'), bytes(20_000, s + 11)) })
+    op(`setxattr security.selinux ${R}/srv/www (a directory)`, (ns) => { ns.setXattr(`${R}/srv/www`, Buffer.from('security.selinux'), Buffer.from('system_u:object_r:httpd_sys_content_t:s0')) })
+    op(`setxattr user.big2 ${R}/srv/www/bundle.bin (rewrites the set's tail)`, (ns) => { ns.setXattr(`${R}/srv/www/bundle.bin`, Buffer.from('user.zbig2'), bytes(9_000, s + 12)) })
+    op(`setxattr security.selinux ${R}/srv/www/app.js (same set as the directory: shared)`, (ns) => { ns.setXattr(`${R}/srv/www/app.js`, Buffer.from('security.selinux'), Buffer.from('system_u:object_r:httpd_sys_content_t:s0')) })
+    op(`removexattr user.big ${R}/srv/www/bundle.bin`, (ns) => { ns.removeXattr(`${R}/srv/www/bundle.bin`, Buffer.from('user.big')) })
+    op(`mknod ${R}/srv/null c 1 3`, (ns) => { ns.mknod(`${R}/srv/null`, 0o020666, {major: 1, minor: 3}) })
+    op(`mknod ${R}/srv/fifo p`, (ns) => { ns.mknod(`${R}/srv/fifo`, 0o010600) })
+    op(`setxattr trusted.t ${R}/srv/fifo`, (ns) => { ns.setXattr(`${R}/srv/fifo`, Buffer.from('trusted.t'), Buffer.from('on a fifo')) })
+    op(`chown -R 1000:1000 ${R}/srv/www`, (ns) => { chownPath(ns, `${R}/srv/www`, {uid: 1000, gid: 1000}, {recursive: true}) })
+    op(`rm ${R}/srv/null`, (ns) => { ns.remove(`${R}/srv/null`) })
     op(`truncate -s 50001 ${R}/srv/www/bundle.bin`, (ns) => { ns.truncate(`${R}/srv/www/bundle.bin`, 50_001) })
     op(`truncate -s 180000 ${R}/srv/www/bundle.bin`, (ns) => { ns.truncate(`${R}/srv/www/bundle.bin`, 180_000) })
     op(`truncate -s 0 ${R}/srv/www/app.js`, (ns) => { ns.truncate(`${R}/srv/www/app.js`, 0) })
@@ -147,6 +163,23 @@ function workload(host: {tree: string, batches: string[], big: string, overlay: 
       })
       op(`rm -r ${R}/big2`, (ns) => { ns.remove(`${R}/big2`, {recursive: true}) })
     }
+    // An import from tar builds out of sight and shows in one transaction: a new directory,
+    // then a merge over it that replaces files (freed after the visible transaction).
+    const tarIn = (label: string, path: string, archive: Buffer) => ops.push({name: label, visibleAt: 'marked', run: (_ns, vol) => {
+      importBuffer(vol, {fileset: 'root', path}, archive, {onVisible: () => { visibility.mark = vol.journal.committedSeqs.length }})
+    }})
+    const files = (seed: number) => mkTar([
+      {name: 'etc/', type: 'dir', mode: 0o750},
+      {name: 'etc/hostname', data: bytes(30, s + seed)},
+      {name: 'etc/big', data: bytes(9000, s + seed + 1), pax: [['SCHILY.xattr.user.k', 'v'], ['mtime', '1600000000.123456789']]},
+      {name: 'etc/hn', type: 'symlink', link: 'hostname'},
+      {name: 'etc/hard', type: 'hardlink', link: 'etc/big'},
+      {name: 'dev/fifo', type: 'fifo'},
+      ...Array.from({length: 12}, (_, i) => ({name: `many/f${i}`, data: bytes(50 + i * 300, s + seed + 10 + i)})),
+    ])
+    tarIn(`import tar ${R}/imp (new directory)`, `${R}/imp`, files(20))
+    tarIn(`import tar ${R}/imp (merge: replaces every file)`, `${R}/imp`, files(40))
+    op(`rm -r ${R}/imp`, (ns) => { ns.remove(`${R}/imp`, {recursive: true}) })
   }
   return ops
 }

@@ -549,9 +549,9 @@ d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
     const gfd = fs.openSync(good, 'w')
     const bfd = fs.openSync(bad, 'r') // writing through a read-only descriptor fails: EBADF
     w.write(gfd, good, Buffer.from('first'), 0)
-    w.finish(gfd, good, {truncate: -1, mode: -1, uid: -1, gid: -1, atime: 1_000_000_000, mtime: 1_000_000_000})
+    w.finish(gfd, good, {truncate: -1, mode: -1, uid: -1, gid: -1, atime: {s: 1_000_000_000, ns: 0}, mtime: {s: 1_000_000_000, ns: 0}})
     w.write(bfd, bad, Buffer.from('nope'), 0)
-    w.finish(bfd, bad, {truncate: -1, mode: -1, uid: -1, gid: -1, atime: 1, mtime: 1})
+    w.finish(bfd, bad, {truncate: -1, mode: -1, uid: -1, gid: -1, atime: {s: 1, ns: 0}, mtime: {s: 1, ns: 0}})
     let err: Error | null = null
     try {
       w.close((e, p) => new PrismError('EIO', `${p}: ${e.code}`))

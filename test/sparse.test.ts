@@ -162,7 +162,7 @@ describe('sparse files keep their holes, both ways', function () {
     const image = newImage(tmpDir('prism-sparse-cli-'), 256 * MiB)
     try {
       expect(prism(['cp', src, 'root:/issue.bin', '-i', image]).status).to.equal(0)
-      const st = JSON.parse(prism(['stat', 'root:/issue.bin', '--json', '-i', image]).stdout)
+      const [st] = JSON.parse(prism(['stat', 'root:/issue.bin', '--json', '-i', image]).stdout)
       expect(st.size).to.equal(100 * MiB)
       expect(st.blocks).to.equal(1)
       const out = path.join(dir, 'issue.out')

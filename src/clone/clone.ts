@@ -18,6 +18,7 @@ import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirList, enterDir} from '../fs/dir.js'
 import {shareInto} from '../fs/extents.js'
+import {holdXattrs} from '../fs/xattr.js'
 import {addFileset, filesetById, findFileset, getFileset, saveFileset, type Fileset} from '../fs/filesets.js'
 import {namespace} from '../fs/image.js'
 import {touch, type Inode} from '../fs/inode.js'
@@ -279,6 +280,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
           const generation = cp.r.generation
           cp.r = {...child.r, area: Buffer.alloc(child.r.area.length), share: 1, nlink: 0, generation, nextOrphan: 0}
           shareInto(vol, child, cp)
+          holdXattrs(vol, cp)
           w.hardlinks.set(child.ino, cp)
           w.stats.copiedHardlinked++
         }

@@ -29,6 +29,7 @@
 // this process picked, which a later expansion may pick differently.
 //
 // Nothing here imports the namespace layer; Namespace calls in.
+import {holdXattrs, shareXattrs} from '../fs/xattr.js'
 import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
   CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
@@ -147,6 +148,7 @@ export function newDirLike(vol: Volume, src: Inode): Inode {
   d.r.ctimeS = src.r.ctimeS; d.r.ctimeNs = src.r.ctimeNs
   d.r.dataVersion = 1
   d.r.flags |= src.r.flags & IF_NOCLONE
+  shareXattrs(vol, src, d)
   vol.idirty(d)
   return d
 }
@@ -370,6 +372,7 @@ function linkedCopy(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode): Inode {
   const cp = vol.ialloc(src.r.mode, src.ino + 1)
   const generation = cp.r.generation
   cp.r = {...src.r, area: Buffer.alloc(src.r.area.length), share: 1, generation, nextOrphan: 0}
+  holdXattrs(vol, cp)
   shareInto(vol, src, cp)
   vol.idirty(cp)
   remapPut(vol, c, ci, src, cp)

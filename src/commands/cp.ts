@@ -47,7 +47,7 @@ As cp: a directory never replaces a file nor a file a directory; an entry that c
             failures.report(e)
           },
         }))
-      spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
+      spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.specials} special files, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
       // As cp: each entry that could not be copied is named on its own line, the rest is
       // copied (and durable), and the exit status is 1.
       for (const e of stats.errors) failures.report(new PrismError(e.code, e.message))

@@ -3,11 +3,12 @@ import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
 import {humanSize, isoTime, lsTime, modeString, table} from '../cli/output.js'
 import {nameShown} from '../format/name.js'
+import type {FileType} from '../fs/inode.js'
 
 interface Row {
   name: string
   path: string
-  type: 'file' | 'dir' | 'symlink'
+  type: FileType
   ino: number
   mode: string
   nlink: number
@@ -16,13 +17,15 @@ interface Row {
   size: number
   mtime: string
   target?: string
+  /** device number of a character or block device */
+  rdev?: {major: number, minor: number}
   flags: string[]
 }
 
 /** What a plain listing (names only) knows of an entry besides its name, type and inode. */
 const NO_STAT = {
-  ino: 0, type: 'file' as 'file' | 'dir' | 'symlink', mode: 0, perm: 0, nlink: 0, share: 0, uid: 0, gid: 0, size: 0, blocks: 0,
-  atime: {s: 0, ns: 0}, mtime: {s: 0, ns: 0}, ctime: {s: 0, ns: 0}, flags: [] as string[], generation: 0,
+  ino: 0, type: 'file' as FileType, mode: 0, perm: 0, nlink: 0, share: 0, uid: 0, gid: 0, size: 0, blocks: 0,
+  atime: {s: 0, ns: 0}, mtime: {s: 0, ns: 0}, ctime: {s: 0, ns: 0}, flags: [] as string[], generation: 0, xattrs: [] as string[],
 }
 
 export default class Ls extends PrismCommand {
@@ -65,6 +68,7 @@ export default class Ls extends PrismCommand {
         const row = (name: string, path: string, st: Stat): Row => ({
           name, path, type: st.type, ino: st.ino, mode: modeString(st.type, st.perm), nlink: st.nlink, uid: st.uid, gid: st.gid,
           size: st.size, mtime: isoTime(st.mtime), target: st.target, flags: st.flags,
+          ...(st.type === 'chardev' || st.type === 'blockdev' ? {rdev: st.rdev} : {}),
         })
         const dangling = (e: unknown) => e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ELOOP')
         if (flags.directory) {
@@ -143,7 +147,7 @@ export default class Ls extends PrismCommand {
         return
       }
       this.log(table(l.entries.map((e) => [
-        e.mode, String(e.nlink), String(e.uid), String(e.gid), flags.human ? humanSize(e.size) : String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
+        e.mode, String(e.nlink), String(e.uid), String(e.gid), e.rdev ? `${e.rdev.major}, ${e.rdev.minor}` : flags.human ? humanSize(e.size) : String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
         nameShown(e.name) + (e.target !== undefined ? ` -> ${nameShown(e.target)}` : '') + (e.flags.includes('noclone') ? '  [noclone]' : ''),
       ]), [1, 4]))
     })

@@ -29,11 +29,14 @@ export default class Stat extends PrismCommand {
         path: showLoc(loc), ino: st.ino, type: st.type, mode: `0${st.perm.toString(8)}`, nlink: st.nlink, share: st.share, uid: st.uid, gid: st.gid,
         size: st.size, blocks: st.blocks, atime: isoTime(st.atime), mtime: isoTime(st.mtime), ctime: isoTime(st.ctime),
         flags: st.flags, generation: st.generation, ...(st.target !== undefined ? {target: st.target} : {}), ...(st.entries !== undefined ? {entries: st.entries} : {}),
+        ...(st.rdev && (st.type === 'chardev' || st.type === 'blockdev') ? {rdev: st.rdev} : {}), xattrs: st.xattrs,
       }
       this.log(`  File: ${nameShown(out.path)}${st.target !== undefined ? ` -> ${nameShown(st.target)}` : ''}`)
-      this.log(`  Type: ${st.type}  Size: ${st.size}  Blocks: ${st.blocks}  Inode: ${st.ino}  Links: ${st.nlink}  Shared by: ${st.share}`)
+      const dev = out.rdev ? `  Device: ${out.rdev.major},${out.rdev.minor}` : ''
+      this.log(`  Type: ${st.type}  Size: ${st.size}  Blocks: ${st.blocks}  Inode: ${st.ino}  Links: ${st.nlink}  Shared by: ${st.share}${dev}`)
       this.log(`Access: (${out.mode}/${modeString(st.type, st.perm)})  Uid: ${st.uid}  Gid: ${st.gid}${st.flags.length ? `  Flags: ${st.flags.join(',')}` : ''}`)
       this.log(`Access: ${out.atime}\nModify: ${out.mtime}\nChange: ${out.ctime}`)
+      if (st.xattrs.length) this.log(` Xattr: ${st.xattrs.map(nameShown).join(', ')}`)
       return out
     })
   }

@@ -4,7 +4,6 @@ import {crc32} from './checksum.js'
 import {BLOCK_SIZE, FORMAT_VERSION, INODE_SIZE, SB_MAGIC, STATE_CLEAN} from './constants.js'
 import {FormatError} from './errors.js'
 
-/** Incompatible features this build understands (none yet: the bits are reserved). */
 /** Set while some fileset is EXPANDING (FORMAT.md §8.6): a build without async cloning must not open it. */
 export const INCOMPAT_EXPANDING = 0x0001
 /**
@@ -15,7 +14,14 @@ export const INCOMPAT_EXPANDING = 0x0001
 export const INCOMPAT_EXCLUDE_RULES = 0x0002
 /** The bits that describe clones in flight, set and cleared with them. */
 export const INCOMPAT_CLONES = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
-export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
+/** Set once an inode has extended attributes (FORMAT.md §14): xattr_ino fields and attribute inodes. */
+export const INCOMPAT_XATTR = 0x0004
+/** Set once the image holds a device, FIFO or socket inode (FORMAT.md §5.5). */
+export const INCOMPAT_SPECIAL = 0x0008
+/** Bits that mark a feature in use from its first use on (never cleared): a backup superblock written before may lack them. */
+export const INCOMPAT_STICKY = INCOMPAT_XATTR | INCOMPAT_SPECIAL
+/** Incompatible features this build understands: an image with any other bit is refused. */
+export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_XATTR | INCOMPAT_SPECIAL
 /** Read-only-compatible features this build can write (none yet): others open read-only. */
 export const RO_COMPAT_SUPPORTED = 0
 export const SB_CRC_OFF = 0xfc

@@ -6,14 +6,18 @@
 // may span transactions without ever exposing a half-deleted state.
 import {
   BLOCK_SIZE, DT_DIR, DT_LNK, DT_REG, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode,
+  isSpecial, modeOfDt,
 } from '../format/constants.js'
+import {decodeRdev, encodeRdev, type Rdev} from '../format/inode.js'
+import {INCOMPAT_SPECIAL} from '../format/superblock.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
 import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData} from './extents.js'
 import type {Fileset} from './filesets.js'
-import {Inode, now, touch, type Timestamp} from './inode.js'
+import {Inode, fileTypeOf, now, touch, type FileType, type Timestamp} from './inode.js'
+import {dropXattrs, getXattr, holdXattrs, listXattrs, removeXattr, replaceXattrs, setXattr, type SetXattrFlags, type Xattr} from './xattr.js'
 import {Volume} from './volume.js'
 import {filesetById, listFilesets, removeFileset, saveFileset} from './filesets.js'
 import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from '../clone/expand.js'
@@ -23,7 +27,7 @@ export const SYMLINK_MAX = 4095
 
 export interface StatInfo {
   ino: number
-  type: 'file' | 'dir' | 'symlink'
+  type: FileType
   mode: number
   perm: number
   nlink: number
@@ -39,12 +43,16 @@ export interface StatInfo {
   generation: number
   target?: string
   entries?: number
+  /** device number of a character or block device */
+  rdev?: Rdev
+  /** names of its extended attributes */
+  xattrs: string[]
 }
 
 export interface ListEntry {
   name: string
   ino: number
-  type: 'file' | 'dir' | 'symlink'
+  type: FileType
 }
 
 interface Resolved {
@@ -65,8 +73,8 @@ export function splitPath(path: string): string[] {
   return path.split('/').filter((c) => c !== '' && c !== '.')
 }
 
-function typeName(dt: number): 'file' | 'dir' | 'symlink' {
-  return dt === DT_DIR ? 'dir' : dt === DT_LNK ? 'symlink' : 'file'
+function typeName(dt: number): FileType {
+  return fileTypeOf(modeOfDt(dt) || S_IFREG)
 }
 
 function validName(name: string): Buffer {
@@ -225,6 +233,7 @@ export class Namespace {
     const generation = copy.r.generation
     copy.r = {...x.r, area: Buffer.alloc(x.r.area.length), share: 1, nlink: 1, generation, nextOrphan: 0}
     shareInto(this.vol, x, copy)
+    holdXattrs(this.vol, copy)
     x.r.share--
     this.vol.idirty(x)
     dirUpdate(this.vol, parent, r.name, {ino: copy.ino})
@@ -279,10 +288,11 @@ export class Namespace {
       ino: inode.ino, type: inode.type, mode: r.mode, perm: r.mode & 0o7777, nlink: r.nlink, share: r.share,
       uid: r.uid, gid: r.gid, size: inode.isDir ? Math.max(1, r.blocks) * BLOCK_SIZE : r.size, blocks: r.blocks,
       atime: {s: r.atimeS, ns: r.atimeNs}, mtime: {s: r.mtimeS, ns: r.mtimeNs}, ctime: {s: r.ctimeS, ns: r.ctimeNs},
-      flags, generation: r.generation,
+      flags, generation: r.generation, xattrs: listXattrs(this.vol, inode).map((x) => nameText(x.name)),
     }
     if (inode.isLnk) st.target = this.readlinkInode(inode)
     if (inode.isDir) st.entries = dirCount(inode)
+    if (inode.isSpecial) st.rdev = decodeRdev(r.area)
     return st
   }
 
@@ -322,6 +332,7 @@ export class Namespace {
   readFile(path: string): Buffer {
     const inode = this.resolve(path, true)
     if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+    if (inode.isSpecial) return Buffer.alloc(0)
     return readData(this.vol, inode, 0, inode.r.size)
   }
 
@@ -329,7 +340,7 @@ export class Namespace {
   stream(path: string, sink: (buf: Buffer) => boolean | void, chunk?: number): Inode {
     const inode = this.resolve(path, true)
     if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
-    streamData(this.vol, inode, sink, chunk)
+    if (!inode.isSpecial) streamData(this.vol, inode, sink, chunk)
     return inode
   }
 
@@ -413,6 +424,7 @@ export class Namespace {
       if (opts.exclusive) fail('EEXIST', `${this.where(path)}: already exists`)
       const inode = this.resolveOwned(path, true)
       if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+      if (inode.isSpecial) fail('EINVAL', `${this.where(path)}: is a ${inode.type}, which holds no data`)
       if (opts.truncate && inode.r.size > 0) this.truncateInode(inode, 0)
       return inode
     }
@@ -421,6 +433,7 @@ export class Namespace {
 
   /** Writes data at `off`; with `owned`, the caller gives `data` away (it may be queued as is: extents.ts writeData). */
   writeInode(inode: Inode, off: number, data: Buffer, owned = false): void {
+    if (inode.isDir || inode.isSpecial) fail(inode.isDir ? 'EISDIR' : 'EINVAL', `cannot write data into a ${inode.type}`)
     writeData(this.vol, inode, off, data, owned)
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
@@ -436,6 +449,7 @@ export class Namespace {
 
   truncateInode(inode: Inode, size: number): void {
     if (inode.isDir) fail('EISDIR', 'cannot truncate a directory')
+    if (inode.isSpecial) fail('EINVAL', `cannot truncate a ${inode.type}`)
     truncateData(this.vol, inode, size)
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
@@ -458,6 +472,29 @@ export class Namespace {
     const inode = this.createIn(dir, name, S_IFLNK | 0o777, attrs)
     writeData(this.vol, inode, 0, t)
     if (replaced) reapOrphans(this.vol)
+    return inode
+  }
+
+  /**
+   * Makes a character or block device, a FIFO or a socket (mknod(2)). A device number is kept
+   * for devices only; FIFOs and sockets have none.
+   */
+  mknod(path: string, mode: number, rdev: Rdev = {major: 0, minor: 0}, attrs: {uid?: number, gid?: number} = {}): Inode {
+    if (!isSpecial(mode)) fail('EINVAL', `${this.where(path)}: mknod makes devices, FIFOs and sockets`)
+    const {dir, name} = this.resolveParent(path)
+    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
+    return this.createSpecialIn(dir, name, mode, rdev, attrs)
+  }
+
+  /** mknod in a resolved directory; the caller checked the name is free. */
+  createSpecialIn(dir: Inode, name: Buffer, mode: number, rdev: Rdev, attrs: {uid?: number, gid?: number} = {}): Inode {
+    const ok = (v: number) => Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff
+    if (!ok(rdev.major) || !ok(rdev.minor)) fail('EINVAL', `device number ${rdev.major}:${rdev.minor} out of range`)
+    const inode = this.createIn(dir, name, mode, attrs)
+    const t = mode & S_IFMT
+    encodeRdev(t === 0o020000 || t === 0o060000 ? rdev : {major: 0, minor: 0}, inode.r.area)
+    this.vol.sb.incompat |= INCOMPAT_SPECIAL
+    this.vol.markSbDirty()
     return inode
   }
 
@@ -532,6 +569,39 @@ export class Namespace {
     touch(inode.r, {c: true})
     this.vol.idirty(inode)
     return inode
+  }
+
+  // ---------------------------------------------------------------- extended attributes
+
+  /** The attributes of the inode at `path` (a final symlink followed with `follow`). */
+  listXattrs(path: string, follow = false): readonly Xattr[] {
+    return listXattrs(this.vol, this.resolve(path, follow))
+  }
+
+  getXattr(path: string, name: Buffer, follow = false): Buffer | null {
+    return getXattr(this.vol, this.resolve(path, follow), name)
+  }
+
+  setXattr(path: string, name: Buffer, value: Buffer, flags: SetXattrFlags = {}, follow = false): Inode {
+    const inode = this.resolveOwned(path, follow)
+    setXattr(this.vol, inode, name, value, flags)
+    return inode
+  }
+
+  removeXattr(path: string, name: Buffer, follow = false): Inode {
+    const inode = this.resolveOwned(path, follow)
+    removeXattr(this.vol, inode, name)
+    return inode
+  }
+
+  /** setXattr on an inode this fileset owns (one it made, or got from resolveOwned). */
+  setXattrOf(inode: Inode, name: Buffer, value: Buffer, flags: SetXattrFlags = {}): void {
+    setXattr(this.vol, inode, name, value, flags)
+  }
+
+  /** Replaces every attribute of an inode this fileset owns (an import or a copy). */
+  replaceXattrs(inode: Inode, list: Xattr[]): void {
+    replaceXattrs(this.vol, inode, list)
   }
 
   // ---------------------------------------------------------------- removing
@@ -665,6 +735,26 @@ export class Namespace {
 }
 
 /**
+ * A new, empty directory named by no directory, kept on the orphan list and pinned for this
+ * process: where a tree is built out of sight (a clone, a staged copy, a tar import) until one
+ * transaction links it in. A crash before that leaves it to the next writable open's reaper;
+ * whoever made it unpins it (Volume.pinnedOrphans) when done or failed. Owner: the caller's.
+ */
+export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, gid: number} = {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}): Inode {
+  const d = vol.ialloc(S_IFDIR | perm)
+  dirInit(d)
+  d.r.nlink = 2
+  d.r.uid = owner.uid
+  d.r.gid = owner.gid
+  d.r.dataVersion = 1
+  touch(d.r, {a: true, m: true, c: true})
+  vol.idirty(d)
+  vol.addOrphan(d)
+  vol.pinnedOrphans.add(d.ino)
+  return d
+}
+
+/**
  * Frees what the orphan list holds: directories are emptied entry by entry (subdirectories
  * join the list), files lose their blocks in steps, and the transaction may be committed
  * between steps because every step leaves the image consistent.
@@ -717,6 +807,7 @@ export function reapOrphans(vol: Volume): void {
     vol.removeOrphan(inode)
     if (inode.r.share <= 0) {
       releaseAll(vol, inode)
+      dropXattrs(vol, inode)
       vol.ifree(inode)
     }
     vol.maybeCommit()

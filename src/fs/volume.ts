@@ -71,6 +71,8 @@ export class Volume {
   private metaHint = 0
   private sbDirty = false
   private closed = false
+  /** a commit that failed: the session writes nothing more (commit) */
+  private failure: Error | null = null
   /** hooks run by commit() before anything is encoded (extent maps, directories) */
   private flushers: Array<(vol: Volume) => void> = []
   /** orphans this process is still building (a clone in progress): reaping skips them */
@@ -79,6 +81,8 @@ export class Volume {
   filesetCache: unknown = null
   /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
+  /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */
+  xattrCache: unknown = null
 
   private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
     this.sb = sb
@@ -249,6 +253,10 @@ export class Volume {
   /** Writes the running transaction to the journal and then in place. */
   commit(): void {
     if (this.readOnly) return
+    // After a failed commit the journal and the device may hold part of a transaction: as a
+    // journaling file system aborts its journal, nothing more is written in this session, and
+    // the next open replays what was committed.
+    if (this.failure) throw new PrismError('EIO', `an earlier write to the image failed (${this.failure.message}); nothing more is written until the image is opened again`)
     for (const f of this.flushers) f(this)
     if (!this.hasChanges) return
     for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
@@ -263,7 +271,12 @@ export class Volume {
     this.sb.lastWrite = Date.now()
     encodeSuperblock(this.sb, this.store.getMut(0))
     this.sbDirty = false
-    this.store.commit()
+    try {
+      this.store.commit()
+    } catch (e) {
+      this.failure = e as Error
+      throw e
+    }
     this.freedNow.clear()
   }
 
@@ -279,6 +292,7 @@ export class Volume {
     this.pinnedOrphans.clear()
     this.filesetCache = null
     this.cloneCache = null
+    this.xattrCache = null
     this.sbDirty = false
     try {
       this.sb = readSuperblockFrom(this.store.get(0)).sb

@@ -4,7 +4,7 @@
 // reference counts, and the repairs deferred to the end. It never writes anything by
 // itself except through editInode/clearInode, and only when repairing.
 import type {FilesetRecord} from '../format/fileset.js'
-import {BLOCK_SIZE, INODE_SIZE} from '../format/constants.js'
+import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODE_SIZE} from '../format/constants.js'
 import {crc32} from '../format/checksum.js'
 import type {Extent} from '../format/extent.js'
 import {INODE_CRC_OFF} from '../format/inode.js'
@@ -18,6 +18,16 @@ export const T_FREE = 0
 export const T_REG = 1
 export const T_DIR = 2
 export const T_LNK = 3
+/** special files (FORMAT.md §5.5) */
+export const T_CHR = 4
+export const T_BLK = 5
+export const T_FIFO = 6
+export const T_SOCK = 7
+/** an attribute inode (FORMAT.md §14): named by xattr_ino fields, never by a directory */
+export const T_XATTR = 8
+
+/** The directory-entry type of each inode kind above (0: none, as for an attribute inode). */
+export const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK, DT_CHR, DT_BLK, DT_FIFO, DT_SOCK, 0]
 
 /** What claimed a data block (FsckContext.meta). Metadata blocks must have exactly one claim. */
 export const CLAIM_DATA = 0
@@ -126,6 +136,10 @@ export class FsckContext {
   readonly iflags: Uint16Array
   readonly nlink: Uint32Array
   readonly share: Uint32Array
+  /** xattr_ino of each in-use inode (FORMAT.md §14) */
+  readonly xattrOf: Uint32Array
+  /** how many inodes name each inode as their attribute inode (counted after pass 1) */
+  readonly xattrRefs: Uint32Array
   /** directory inodes in use, with what pass 2 needs to read them */
   readonly dirs = new Map<number, DirMeta>()
   /** how an inode is reached: R_* bits (pass 2 and 3) */
@@ -192,6 +206,8 @@ export class FsckContext {
     this.iflags = new Uint16Array(n)
     this.nlink = new Uint32Array(n)
     this.share = new Uint32Array(n)
+    this.xattrOf = new Uint32Array(n)
+    this.xattrRefs = new Uint32Array(n)
     this.reach = new Uint8Array(n)
     this.trees = new Uint16Array(n)
     this.filesetTrees = new Uint16Array(n)

@@ -8,14 +8,14 @@
 // user made (zero-length, as e2fsck clears them, or scan results and clone state no longer
 // referenced) are freed; every directory is reconnected. This module decides and counts;
 // rebuild.ts makes the directories and entries. It never changes a directory itself.
-import {DT_DIR, DT_LNK, DT_REG, FS_ACTIVE, FS_DELETING, IF_UNEXPANDED, MODE_NONE} from '../format/constants.js'
+import {DT_DIR, FS_ACTIVE, FS_DELETING, IF_UNEXPANDED, MODE_NONE} from '../format/constants.js'
 import {CLONE_STATE_MAGIC, decodeCloneState} from '../format/clonestate.js'
 import {decodeInode} from '../format/inode.js'
 import {SCAN_MAGIC, decodeScanFile} from '../format/scan.js'
 import {readData} from '../fs/extents.js'
 import {Inode} from '../fs/inode.js'
 import {
-  R_FILESET, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, type FilesetInfo, type FsckContext, type LostItem, type LostPlan,
+  DT_OF_KIND, R_FILESET, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type FilesetInfo, type FsckContext, type LostItem, type LostPlan,
 } from './context.js'
 import {KIND_NAME} from './pass1_inodes.js'
 import {LostWalker, filesetsNaming, keptEntries, type ListedEntry} from './pass2_dirs.js'
@@ -23,7 +23,6 @@ import type {FsckProblem} from './problems.js'
 import {freeInode} from './pass3_links.js'
 
 export const LOST_FOUND = Buffer.from('lost+found')
-const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK]
 const TWO32 = 0x1_0000_0000
 
 /**
@@ -38,7 +37,7 @@ export function planReconnections(ctx: FsckContext): void {
   const partial: number[] = []
   for (let ino = 1; ino <= n; ino++) {
     const t = itype[ino]
-    if (t === T_FREE) continue
+    if (t === T_FREE || t === T_XATTR) continue // attribute inodes are named by inodes (xattrs.ts)
     if (reach[ino] === 0) (t === T_DIR ? lostDirs : lostOther).push(ino)
     else if (t !== T_DIR && reach[ino] & (R_FILESET | R_ORPHAN_TREE) && ctx.share[ino] > ctx.trees[ino] &&
       !ctx.pendingLinks.has(ino) && !ctx.inconsistent.has(ino)) partial.push(ino)

@@ -7,8 +7,8 @@
 // directory is scheduled for a rebuild (rebuild.ts); this pass itself never changes a
 // directory block.
 import {
-  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_DIR, DT_LNK, DT_REG, FILESETS_PER_BLOCK,
-  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, MODE_LAZY, MODE_NONE,
+  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, FILESETS_PER_BLOCK,
+  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, IF_XATTR, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
 import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, nameProblem} from '../format/dirent.js'
@@ -16,12 +16,13 @@ import {nameText} from '../format/name.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
-  R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, type DirMeta, type FilesetInfo, type FsckContext,
+  DT_OF_KIND, R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type DirMeta, type FilesetInfo, type FsckContext,
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
 
-const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK]
-const DT_NAME: Record<number, string> = {[DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink'}
+const DT_NAME: Record<number, string> = {
+  [DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink', [DT_CHR]: 'character device', [DT_BLK]: 'block device', [DT_FIFO]: 'FIFO', [DT_SOCK]: 'socket',
+}
 
 // ---------------------------------------------------------------- the fileset table
 
@@ -694,8 +695,18 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
     const ino = eIno[i]
     const np = nameProblemAt(ents, i)
     if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
-    const kind = itype[ino]
+    let kind = itype[ino]
     if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }
+    if (kind === T_XATTR) {
+      // An attribute inode some inode names: no directory may name it. One that no inode
+      // names but a directory does is a file whose IF_XATTR flag is the damage: it stays a file.
+      if (ctx.xattrRefs[ino] > 0) { drop(i, 'DIRENT_ATTR_INODE', {ino}); continue }
+      const p = ctx.report('INODE_BAD_FLAGS', `inode ${ino}`, {flags: ctx.iflags[ino].toString(16), kind: 'file a directory names (IF_XATTR dropped)'})
+      ctx.editInode(ino, (b, o) => b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_XATTR, o + 2))
+      ctx.iflags[ino] &= ~IF_XATTR
+      itype[ino] = kind = T_REG
+      ctx.fixed(p)
+    }
     if (anyDup && dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
     if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
     if (kind === T_DIR) {

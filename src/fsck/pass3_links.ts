@@ -4,7 +4,7 @@
 // never freed while they hold anything; counts are set in place. It never changes a
 // directory: entries were settled in pass 2.
 import {IF_INLINE, IF_ORPHAN} from '../format/constants.js'
-import {R_FILESET, R_ORPHAN_LIST, T_DIR, T_FREE, type FsckContext} from './context.js'
+import {R_FILESET, R_ORPHAN_LIST, T_DIR, T_FREE, T_XATTR, type FsckContext} from './context.js'
 import {KIND_NAME, keptMap} from './pass1_inodes.js'
 import {walkOrphanTrees} from './pass2_dirs.js'
 import {planReconnections} from './lostfound.js'
@@ -144,7 +144,7 @@ export function pass3(ctx: FsckContext): void {
   const n = ctx.sb.inodeCount
   for (let ino = 1; ino <= n; ino++) {
     const kind = ctx.itype[ino]
-    if (kind === T_FREE) continue
+    if (kind === T_FREE || kind === T_XATTR) continue // attribute inodes: checkXattrs (xattrs.ts)
     const r = ctx.reach[ino]
     if (r === 0) {
       // planReconnections gave every unreachable inode a place: this one it could not.

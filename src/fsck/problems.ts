@@ -56,6 +56,7 @@ export const PROBLEMS = {
   FILESET_DUP_ID: e('fileset id {id} is used twice'),
   FILESET_BAD_PARENT: w('fileset parent id {parent} names no fileset'),
   FILESET_SLOT_DIRTY: w('free fileset slot holds leftover bytes'),
+  DIRENT_ATTR_INODE: e('entry names attribute inode {ino}, which no directory may name'),
   DIR_INLINE_CORRUPT: e('inline directory entries are malformed ({detail})'),
   DIR_BAD_GEOMETRY: e('hashed directory geometry is invalid ({detail})'),
   DIR_MISSING_BLOCK: e('directory is missing logical block {l}'),
@@ -101,6 +102,13 @@ export const PROBLEMS = {
   // pass 4: reference counts and counters
   REFCOUNT_BLOCK_CRC: e('refcount table block checksum mismatch'),
   REFCOUNT_HIGH: e('{detail}'),
+  // attribute sets (FORMAT.md §14), checked after pass 3
+  XATTR_REF_BAD: e('inode names attribute inode {ref}, which {detail}; its attributes are dropped'),
+  XATTR_SET_BAD: e('attribute set is unreadable ({detail}); the attributes of {owners} are dropped'),
+  XATTR_UNREFERENCED: w('attribute inode is named by no inode'),
+  XATTR_SHARE_COUNT: w('attribute inode share count is {have}, should be {want} (the inodes naming it)'),
+  XATTR_LINK_COUNT: w('attribute inode link count is {have}, should be 1'),
+  SPECIAL_BAD: e('{kind} inode holds {detail}'),
   REFCOUNT_LOW: e('{detail}'),
   BLOCK_LEAKED: w('{detail}'),
   REFCOUNT_OVERFLOW: e('block has {refs} references, more than a counter holds', false),

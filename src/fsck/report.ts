@@ -9,7 +9,8 @@ export function fsckReportLines(result: FsckResult, repair: boolean): string[] {
   for (const p of result.problems) out.push(`${p.code} ${p.where}: ${p.message}${p.fixed ? ' [fixed]' : p.fixable ? '' : ' [cannot fix]'}`)
   const s = result.stats
   const state = result.exitCode === 0 ? 'clean' : result.exitCode === 1 ? 'errors fixed' : 'ERRORS LEFT'
-  out.push(`${state}: ${s.filesets} filesets, ${s.files} files, ${s.dirs} directories, ${s.symlinks} symlinks; ${s.blocksUsed} blocks used, ${s.blocksFree} free; ${s.inodesFree} inodes free`)
+  const extra = (s.specials ? `, ${s.specials} special files` : '') + (s.xattrSets ? `, ${s.xattrSets} attribute sets` : '')
+  out.push(`${state}: ${s.filesets} filesets, ${s.files} files, ${s.dirs} directories, ${s.symlinks} symlinks${extra}; ${s.blocksUsed} blocks used, ${s.blocksFree} free; ${s.inodesFree} inodes free`)
   if (result.exitCode === 4 && !repair) out.push("run 'prism fsck --repair' to fix")
   // Text is one line each: a name's odd bytes and control characters show as \xNN (the
   // result itself, and so --json, carries the names as they are).

@@ -1,17 +1,21 @@
-// cp: host to image, image to host, image to image. Recursive copies keep file type, mode,
-// owner, mtime, symlinks and hard links. Copying out never writes outside the target
+// cp: host to image, image to host, image to image. Recursive copies keep file type (devices,
+// FIFOs and sockets too), mode, owner, access and modification times to the nanosecond,
+// symlinks, hard links and extended attributes (POSIX ACLs among them); what the host will not
+// let the process read or set is named, and the copy goes on (exit 1 at the end, as tar -x). Copying out never writes outside the target
 // directory: names from the image are checked again, nothing is opened through a symlink
 // (O_NOFOLLOW), and a directory is entered only after lstat shows it is a real directory.
 //
 // As GNU cp: a directory never replaces a non-directory nor the reverse, at any depth; an
-// entry that cannot be copied (refused, unreadable, vanished, a special file) is reported and
+// entry that cannot be copied (refused, unreadable, vanished) is reported and
 // the copy goes on with the rest (CopyStats.errors; the CLI exits 1 at the end). A copy into
 // the image is all or nothing: it is built as a staged tree (src/ops/stage.ts) and published
 // by its last transaction. Sparse host files keep their holes: only data ranges
 // (SEEK_DATA/SEEK_HOLE) are read, and all-zero blocks are not written (cp --sparse=always).
 import fs from 'node:fs'
 import path from 'node:path'
-import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
+import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from '../format/constants.js'
+import {decodeRdev} from '../format/inode.js'
+import {xattrNameProblem, type Xattr} from '../format/xattr.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
@@ -19,12 +23,15 @@ import {fail, isArgumentError, PrismError, type ErrCode} from '../errors.js'
 import {fsExt} from '../device/file.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
 import {forEachRun, shareData} from '../fs/extents.js'
-import type {Inode} from '../fs/inode.js'
+import type {Inode, Timestamp} from '../fs/inode.js'
+import {listXattrs, shareXattrs} from '../fs/xattr.js'
 import {Namespace, reapOrphans, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {namespace} from '../fs/image.js'
 import {HostWriter, setAttrs, type FileAttrs} from './hostwriter.js'
+import {makeHostNode, readHostXattrs, setHostTimes, splitRdev, writeHostXattr} from './hostattrs.js'
 import {Stage} from './stage.js'
+import {SmallFileBuffers} from './smallfiles.js'
 import {checkInterrupt} from '../interrupt.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
@@ -65,6 +72,8 @@ export interface CopyStats {
   dirs: number
   symlinks: number
   hardlinks: number
+  /** character and block devices, FIFOs and sockets */
+  specials: number
   bytes: number
   /** entries not copied: one per error */
   skipped: number
@@ -81,9 +90,8 @@ interface Ctx {
   ancestors: Set<number>
   /** export: the thread writing files' data and attributes, once the export is big enough */
   writer: HostWriter | null
-  /** import: the pooled buffer small files are read into (smallFileBuffer), and how much is used */
-  shared: Buffer | null
-  sharedUsed: number
+  /** import: the memory small files are read into */
+  small: SmallFileBuffers | null
   /** a copy into the image: where it is built until it is published */
   stage: Stage | null
   /** image to image within one fileset: a destination that is the source's very inode is cp's "same file" */
@@ -92,8 +100,8 @@ interface Ctx {
 
 function newCtx(opts: CopyOptions): Ctx {
   return {
-    opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0, errors: []}, links: new Map(), lastReport: 0,
-    ancestors: new Set(), writer: null, shared: null, sharedUsed: 0, stage: null, sameFs: false,
+    opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, skipped: 0, errors: []}, links: new Map(), lastReport: 0,
+    ancestors: new Set(), writer: null, small: null, stage: null, sameFs: false,
   }
 }
 
@@ -116,6 +124,17 @@ function guarded(ctx: Ctx, fn: () => void): void {
     ctx.stats.errors.push({code: e.code, message: e.message})
     ctx.stats.skipped++
   }
+}
+
+/**
+ * Something of an entry that was copied could not be (an attribute the host will not give or
+ * take, a device node only root may make ...): named with the others, and exit 1 at the end,
+ * as tar -x does; the entry itself stays.
+ */
+function partial(ctx: Ctx, e: unknown, what: string): void {
+  const err = hostErr(e, what)
+  if (!isArgumentError(err)) throw err
+  ctx.stats.errors.push({code: err.code, message: err.message})
 }
 
 function progress(ctx: Ctx): void {
@@ -230,8 +249,8 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
     // After a failure the staged tree stays on the orphan list, for the next reaping.
     stage?.close()
     // Nothing more is read into the small files' buffer: it goes back once written.
-    if (ctx.shared) vol.store.doneWith(ctx.shared)
-    ctx.shared = null
+    ctx.small?.release()
+    ctx.small = null
   }
   opts.onProgress?.(ctx.stats)
   return ctx.stats
@@ -343,7 +362,7 @@ function importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx):
     if (!st.isDirectory()) entryFail('EISDIR', `${ns.where('/')}: is the fileset's root`)
     const d = existingDest(ns, '/')
     importDirContents(ns, d, hostPath, ctx)
-    ctx.stage!.onPublish(d.dir, '/', (x) => setDirAttrs(ns, x, st))
+    ctx.stage!.onPublish(d.dir, '/', (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, hostPath, nameText(hostPath), ctx) })
     return
   }
   const {dir, name} = ns.resolveParent(imgPath)
@@ -353,15 +372,6 @@ function importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx):
 /** The image path of the directory holding `p`. */
 function parentOf(p: string): string {
   return '/' + splitPath(p).slice(0, -1).join('/')
-}
-
-/** What a host file type is called in a message. */
-function hostKind(st: fs.BigIntStats): string {
-  if (st.isFIFO()) return 'fifo'
-  if (st.isSocket()) return 'socket'
-  if (st.isCharacterDevice()) return 'character special file'
-  if (st.isBlockDevice()) return 'block special file'
-  return 'special file'
 }
 
 /** Imports host path `hostPath` (lstat `st`) as entry `name` of destination `d`. */
@@ -376,9 +386,10 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
     let sub: Dest
     if ('merge' in s) {
       sub = s.merge
-      ctx.stage!.onPublish(sub.dir, sub.path, (x) => setDirAttrs(ns, x, st))
+      ctx.stage!.onPublish(sub.dir, sub.path, (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, hostPath, from, ctx) })
     } else {
       sub = {dir: ns.createIn(s.parent, name, S_IFDIR | Number(st.mode & 0o7777n), attrs), path: childPath, fresh: true}
+      importXattrs(ns, sub.dir, hostPath, from, ctx)
     }
     ctx.stats.dirs++
     importDirContents(ns, sub, hostPath, ctx)
@@ -386,10 +397,25 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
     vol.maybeCommit()
     return
   }
-  if (!st.isFile() && !st.isSymbolicLink()) entryFail('EINVAL', `cannot copy ${hostKind(st)} '${from}': special files are not supported`)
   const s = slot(ns, ctx, d, name, false, from) as {parent: Inode} | null
   if (!s) return
   const parent = s.parent
+  if (!st.isFile() && !st.isSymbolicLink()) {
+    // A device node, FIFO or socket: an inode with its device number and no data.
+    const key = `${st.dev}:${st.ino}`
+    if (st.nlink > 1n && ctx.links.has(key)) {
+      ns.linkInode(ctx.links.get(key) as Inode, parent, name)
+      ctx.stats.hardlinks++
+      return
+    }
+    const inode = ns.createSpecialIn(parent, name, Number(st.mode & 0o177777n), splitRdev(st.rdev), attrs)
+    importXattrs(ns, inode, hostPath, from, ctx)
+    ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+    if (st.nlink > 1n) ctx.links.set(key, inode)
+    ctx.stats.specials++
+    vol.maybeCommit()
+    return
+  }
   if (st.isSymbolicLink()) {
     let target: Buffer
     try {
@@ -399,6 +425,7 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
     }
     const inode = ns.createIn(parent, name, S_IFLNK | 0o777, attrs)
     ns.writeInode(inode, 0, target)
+    importXattrs(ns, inode, hostPath, from, ctx)
     ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
     ctx.stats.symlinks++
     vol.maybeCommit()
@@ -427,6 +454,7 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
       if (e instanceof EntryError) ns.detachChild(parent, name, childPath)
       throw e
     }
+    importXattrs(ns, inode, hostPath, from, ctx)
     ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
     if (st.nlink > 1n) ctx.links.set(key, inode)
   } finally {
@@ -486,7 +514,7 @@ function importFileData(ns: Namespace, inode: Inode, fd: number, hostPath: Buffe
         // Memory given to the store, whose blocks are queued without a copy: for a small file a
         // slice of a pooled buffer shared with the files around it, for a large one a pooled
         // buffer per chunk. Pooled buffers come back once the store has written them.
-        const buf = small ? smallFileBuffer(ns, ctx, whole) : vol.store.dataBuffer()
+        const buf = small ? (ctx.small ??= new SmallFileBuffers(vol.store)).take(whole) : vol.store.dataBuffer()
         try {
           const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - off), off)
           if (n === 0) {
@@ -520,21 +548,6 @@ function writeData(ns: Namespace, inode: Inode, off: number, buf: Buffer, n: num
     ns.writeInode(inode, off + i, buf.subarray(i, Math.min(j, n)), true)
     i = j
   }
-}
-
-/**
- * `bytes` (whole blocks) of the pooled buffer that small files of an import share: one
- * allocation per 8 MiB of small files, not one per file.
- */
-function smallFileBuffer(ns: Namespace, ctx: Ctx, bytes: number): Buffer {
-  if (!ctx.shared || ctx.sharedUsed + bytes > ctx.shared.length) {
-    if (ctx.shared) ns.vol.store.doneWith(ctx.shared)
-    ctx.shared = ns.vol.store.dataBuffer()
-    ctx.sharedUsed = 0
-  }
-  const buf = ctx.shared.subarray(ctx.sharedUsed, ctx.sharedUsed + bytes)
-  ctx.sharedUsed += bytes
-  return buf
 }
 
 const ZEROS = Buffer.alloc(BLOCK_SIZE)
@@ -577,6 +590,50 @@ function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
   d.r.mode = S_IFDIR | Number(st.mode & 0o7777n)
   ns.chown(d, Number(st.uid), Number(st.gid))
   ns.setTimes(d, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+}
+
+/**
+ * The extended attributes of host path `hostPath`, those the image can hold (an attribute in a
+ * namespace it has no place for, or one the host will not let this process read, is named as
+ * not copied). Null when the host has no attributes there, or none to give (not supported).
+ */
+function hostXattrs(hostPath: Buffer, from: string, ctx: Ctx): Xattr[] | null {
+  let list: Xattr[]
+  try {
+    list = readHostXattrs(hostPath)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTSUP') return null
+    partial(ctx, e, `cannot read the extended attributes of '${from}'`)
+    return null
+  }
+  if (list.length === 0) return null
+  return list.filter((x) => {
+    const p = xattrNameProblem(x.name)
+    if (p) ctx.stats.errors.push({code: 'ENOTSUP', message: `attribute ${nameText(x.name)} of '${from}' not copied: ${p}`})
+    return !p
+  })
+}
+
+/** Gives a new inode the host path's attributes (all of them: it has none yet). */
+function importXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, from: string, ctx: Ctx): void {
+  const list = hostXattrs(hostPath, from, ctx)
+  if (!list?.length) return
+  try {
+    ns.replaceXattrs(inode, list)
+  } catch (e) {
+    partial(ctx, e, `cannot copy the extended attributes of '${from}'`)
+  }
+}
+
+/** Gives a directory merged into the host directory's attributes (each set; others it has stay, as cp -a). */
+function mergeXattrs(ns: Namespace, d: Inode, hostPath: Buffer, from: string, ctx: Ctx): void {
+  for (const x of hostXattrs(hostPath, from, ctx) ?? []) {
+    try {
+      ns.setXattrOf(d, x.name, x.value)
+    } catch (e) {
+      partial(ctx, e, `cannot copy attribute ${nameText(x.name)} of '${from}'`)
+    }
+  }
 }
 
 // ---------------------------------------------------------------- image -> host
@@ -630,9 +687,8 @@ const isRoot = process.getuid?.() === 0
  */
 function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer, ctx: Ctx, fresh: boolean): void {
   const r = inode.r
-  // Seconds as a double keep the time to about a microsecond (a Date would cut it to ms).
-  const mtime = r.mtimeS + r.mtimeNs / 1e9
-  const atime = r.atimeS + r.atimeNs / 1e9
+  const mtime: Timestamp = {s: r.mtimeS, ns: r.mtimeNs}
+  const atime: Timestamp = {s: r.atimeS, ns: r.atimeNs}
   const where = nameText(hostPath)
   const existing = fresh ? null : hostLstat(hostPath)
   const retryCarefully = (e: unknown): boolean => fresh && (e as NodeJS.ErrnoException).code === 'EEXIST'
@@ -662,10 +718,12 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
         })
       }
       ctx.ancestors.delete(inode.ino)
-      // Owner before mode, as cp does: chown(2) clears the set-id bits.
+      // Owner before mode, as cp does: chown(2) clears the set-id bits; attributes after both
+      // (a chown drops a file capability; an ACL and the mode's group bits agree as given).
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
       fs.chmodSync(hostPath, r.mode & 0o7777)
-      fs.utimesSync(hostPath, atime, mtime)
+      exportXattrs(ns, inode, hostPath, ctx)
+      setHostTimes(hostPath, atime, mtime, false)
       return
     }
     if (existing?.isDirectory()) notOverDir()
@@ -678,8 +736,33 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
         throw e
       }
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
-      fs.lutimesSync(hostPath, atime, mtime)
+      exportXattrs(ns, inode, hostPath, ctx)
+      setHostTimes(hostPath, atime, mtime, true)
       ctx.stats.symlinks++
+      return
+    }
+    if (inode.isSpecial) {
+      const prevNode = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
+      if (existing) fs.unlinkSync(hostPath)
+      if (Buffer.isBuffer(prevNode)) {
+        fs.linkSync(prevNode, hostPath)
+        ctx.stats.hardlinks++
+        return
+      }
+      const {major, minor} = decodeRdev(r.area)
+      try {
+        makeHostNode(hostPath, r.mode & (S_IFMT | 0o777), major, minor)
+      } catch (e) {
+        if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
+        // A device node only root may make, say: named, and the export goes on (as tar -x).
+        throw hostErr(e, `cannot create ${inode.type === 'chardev' ? 'character special file' : inode.type === 'blockdev' ? 'block special file' : inode.type} '${where}'`)
+      }
+      if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
+      if (r.mode & 0o7000) fs.chmodSync(hostPath, r.mode & 0o7777)
+      exportXattrs(ns, inode, hostPath, ctx)
+      setHostTimes(hostPath, atime, mtime, true)
+      if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
+      ctx.stats.specials++
       return
     }
     const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
@@ -698,7 +781,10 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       throw e
     }
     if (!ctx.writer && (ctx.stats.files >= WRITER_AFTER_FILES || ctx.stats.bytes >= WRITER_AFTER_BYTES)) ctx.writer = new HostWriter()
-    const w = ctx.writer
+    // A file with attributes is written here, not by the writer thread: they are set after its
+    // data, owner and mode (a write or a chown drops a file capability), by path.
+    const xattrs = r.xattrIno !== 0
+    const w = xattrs ? null : ctx.writer
     // Only mapped runs are written, and the size set at the end: holes stay holes, as
     // cp --sparse=auto does.
     let end = 0
@@ -726,6 +812,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       } finally {
         fs.closeSync(fd)
       }
+      if (xattrs) exportXattrs(ns, inode, hostPath, ctx)
     }
     if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
     ctx.stats.files++
@@ -736,6 +823,22 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
 }
 
 // ---------------------------------------------------------------- image -> image
+
+/**
+ * Sets an exported entry's extended attributes on the host. What the host refuses (trusted.*
+ * and security.* to a process without CAP_SYS_ADMIN, any attribute on a file system without
+ * them, user.* on a symlink) is named, and the export goes on.
+ */
+function exportXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx): void {
+  if (inode.r.xattrIno === 0) return
+  for (const x of listXattrs(ns.vol, inode)) {
+    try {
+      writeHostXattr(hostPath, x)
+    } catch (e) {
+      partial(ctx, e, `cannot set attribute ${nameText(x.name)} of '${nameText(hostPath)}'`)
+    }
+  }
+}
 
 function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: string, ctx: Ctx): void {
   let inode: Inode
@@ -779,6 +882,7 @@ function copyNode(src: Namespace, inode: Inode, from: string, dst: Namespace, d:
       ctx.stage!.onPublish(sub.dir, sub.path, (x) => dst.setTimes(x, atime, mtime))
     } else {
       sub = {dir: dst.createIn(s.parent, name, r.mode, attrs), path: childPath, fresh: true}
+      shareXattrs(dst.vol, inode, sub.dir)
     }
     ctx.stats.dirs++
     enterDir(ctx.ancestors, inode.ino, from)
@@ -797,12 +901,15 @@ function copyNode(src: Namespace, inode: Inode, from: string, dst: Namespace, d:
     dst.vol.maybeCommit()
     return
   }
-  const copy = dst.createIn(s.parent, name, r.mode, attrs)
-  shareData(dst.vol, inode, copy)
+  // A special file's copy takes its device number with its area (shareData copies it).
+  const copy = inode.isSpecial ? dst.createSpecialIn(s.parent, name, r.mode, decodeRdev(r.area), attrs) : dst.createIn(s.parent, name, r.mode, attrs)
+  if (!inode.isSpecial) shareData(dst.vol, inode, copy)
+  shareXattrs(dst.vol, inode, copy)
   copy.r.dataVersion++
   dst.setTimes(copy, atime, mtime)
   if (r.nlink > 1) ctx.links.set(inode.ino, copy)
   if (inode.isLnk) ctx.stats.symlinks++
+  else if (inode.isSpecial) ctx.stats.specials++
   else ctx.stats.files++
   ctx.stats.bytes += r.size
   progress(ctx)

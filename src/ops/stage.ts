@@ -14,10 +14,10 @@
 // moves alone outgrow half the journal (docs/FORMAT.md §10.2).
 import {DT_DIR, S_IFDIR} from '../format/constants.js'
 import {nameBytes} from '../format/name.js'
-import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, type Dirent} from '../fs/dir.js'
+import {dirAdd, dirCount, dirList, dirLookup, dirRemove, type Dirent} from '../fs/dir.js'
 import {releaseAll} from '../fs/extents.js'
 import {touch, type Inode} from '../fs/inode.js'
-import type {Namespace} from '../fs/namespace.js'
+import {newDetachedDir, type Namespace} from '../fs/namespace.js'
 
 interface Bucket {
   /** the existing directory the entries go to, and its path in the fileset */
@@ -46,17 +46,7 @@ export class Stage {
     const known = this.byTarget.get(target.ino)
     if (known) return known.dir
     const vol = this.ns.vol
-    if (!this.root) {
-      const root = vol.ialloc(S_IFDIR | 0o700)
-      dirInit(root)
-      root.r.nlink = 2
-      root.r.dataVersion = 1
-      touch(root.r, {a: true, m: true, c: true})
-      vol.idirty(root)
-      vol.addOrphan(root)
-      vol.pinnedOrphans.add(root.ino)
-      this.root = root
-    }
+    this.root ??= newDetachedDir(vol, 0o700, {uid: 0, gid: 0})
     const dir = this.ns.createIn(this.root, nameBytes(String(this.buckets.length)), S_IFDIR | 0o700, {uid: 0, gid: 0})
     const b = {target: target.ino, path, dir}
     this.buckets.push(b)
