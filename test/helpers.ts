@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {PrismError} from '../src/errors.js'
 import {mkfs, namespace, withImage} from '../src/fs/image.js'
 import '../src/fs/namespace.js'
 import type {Namespace} from '../src/fs/namespace.js'
@@ -148,4 +149,15 @@ export function asUser(probe: string): {prefix: string[]} | {skip: string} {
   const node = spawnSync(prefix[0], [...prefix.slice(1), process.execPath, BIN, '--version'])
   if (node.status !== 0) return {skip: `nobody cannot run the CLI here: ${node.stderr.toString().trim().split('\n')[0]}`}
   return {prefix}
+}
+
+/** The code of the PrismError `fn` throws, or 'ok' when it returns; any other error is thrown. */
+export function errorCode(fn: () => unknown): string {
+  try {
+    fn()
+  } catch (e) {
+    if (e instanceof PrismError) return e.code
+    throw e
+  }
+  return 'ok'
 }

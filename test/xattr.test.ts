@@ -17,20 +17,11 @@ import {PrismError} from '../src/errors.js'
 import {deleteFileset, namespace, withImage} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice, fsckImage} from '../src/fsck/index.js'
-import {ROOT, edit, newImage, read, sha256File, tmpDir} from './helpers.js'
+import {edit, errorCode as code, newImage, read, ROOT, sha256File, tmpDir} from './helpers.js'
 import {memImage} from './fsops.js'
 
 const B = (s: string) => Buffer.from(s)
 
-function code(fn: () => unknown): string {
-  try {
-    fn()
-  } catch (e) {
-    if (e instanceof PrismError) return e.code
-    throw e
-  }
-  return 'ok'
-}
 
 function fsckClean(img: string): void {
   const r = fsckImage(img, {repair: false})

@@ -100,12 +100,7 @@ export function checkCloneState(ctx: FsckContext): void {
     else if (srcIno < 1 || srcIno > sb.inodeCount || ctx.itype[srcIno] !== T_DIR) why = `source inode ${srcIno} is not a directory`
     if (why === null) continue
     const p = ctx.report('UNEXPANDED_BAD', `fileset ${u.owner.name}:${u.path}`, {ino, detail: why})
-    ctx.editInode(ino, (b, o) => {
-      b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_UNEXPANDED, o + 2)
-      b.writeUInt32LE(0, o + 0x4c)
-      b.writeUInt32LE(0, o + 0x50)
-    })
-    ctx.iflags[ino] &= ~IF_UNEXPANDED
+    clearUnexpanded(ctx, ino)
     ctx.fixed(p)
   }
 
@@ -134,6 +129,19 @@ export function checkCloneState(ctx: FsckContext): void {
 }
 
 /** The version of a sound clone-state file (stateFileProblem found nothing). */
+/**
+ * Makes an unexpanded directory an ordinary one holding what it holds now: the flag and its
+ * source fields (inode 0x4C, 0x50) cleared. The caller reports it.
+ */
+export function clearUnexpanded(ctx: FsckContext, ino: number): void {
+  ctx.editInode(ino, (b, o) => {
+    b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_UNEXPANDED, o + 2)
+    b.writeUInt32LE(0, o + 0x4c)
+    b.writeUInt32LE(0, o + 0x50)
+  })
+  ctx.iflags[ino] &= ~IF_UNEXPANDED
+}
+
 function stateFileVersion(ctx: FsckContext, ino: number): number {
   const {buf, off} = ctx.inodeAt(ino)
   const inode = new Inode(ino, decodeInode(buf, off, ino))

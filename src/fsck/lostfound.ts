@@ -21,6 +21,7 @@ import {KIND_NAME} from './pass1_inodes.js'
 import {LostWalker, filesetsNaming, keptEntries, type ListedEntry} from './pass2_dirs.js'
 import type {FsckProblem} from './problems.js'
 import {freeInode} from './pass3_links.js'
+import {clearUnexpanded} from './clonestate.js'
 
 export const LOST_FOUND = Buffer.from('lost+found')
 const TWO32 = 0x1_0000_0000
@@ -283,12 +284,7 @@ class Reconnect {
     for (const ino of touched) {
       if (ctx.itype[ino] !== T_DIR || !(ctx.iflags[ino] & IF_UNEXPANDED)) continue
       const p = ctx.report('UNEXPANDED_BAD', path, {ino, detail: 'it was reconnected to lost+found, away from its source\'s path'})
-      ctx.editInode(ino, (b, o) => {
-        b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_UNEXPANDED, o + 2)
-        b.writeUInt32LE(0, o + 0x4c)
-        b.writeUInt32LE(0, o + 0x50)
-      })
-      ctx.iflags[ino] &= ~IF_UNEXPANDED
+      clearUnexpanded(ctx, ino)
       ctx.fixed(p)
     }
   }
