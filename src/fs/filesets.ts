@@ -72,7 +72,7 @@ export function addFileset(vol: Volume, name: string, rootIno: number, extra: Pa
   if (slot < 0) fail('ENOSPC', `the fileset table is full (${vol.sb.filesetSlots} filesets)`)
   const f: Fileset = {
     slot, id: vol.sb.nextFilesetId, rootIno, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0,
-    created: Date.now(), clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, ...extra,
+    created: Date.now(), clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, coawCopied: 0, coawRewrites: 0, ...extra,
   }
   vol.sb.nextFilesetId++
   vol.markSbDirty()

@@ -10,6 +10,12 @@ export class Inode {
   /** extent-tree node blocks currently holding the mapping (reused when it is rewritten) */
   treeBlocks: number[] = []
   extentsDirty = false
+  /**
+   * Locality policy (fs/locality.ts): where this file's overflow zone starts (the overflow
+   * run of group g is at ovBase + g * overflow), -1 when it has none; undefined until first
+   * needed. A cache of what the map says, never stored.
+   */
+  ovBase?: number
 
   constructor(readonly ino: number, public r: InodeRecord) {}
 

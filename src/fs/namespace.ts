@@ -11,7 +11,8 @@ import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
-import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData} from './extents.js'
+import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
+import {resolvePolicy, type LocalityPolicy} from './locality.js'
 import type {Fileset} from './filesets.js'
 import {Inode, now, touch, type Timestamp} from './inode.js'
 import {Volume} from './volume.js'
@@ -340,6 +341,8 @@ export class Namespace {
       r.nlink = 1
     }
     r.dataVersion = 1
+    // A directory's locality setting passes to what is made in it (FORMAT.md §6.6).
+    if ((mode & S_IFMT) !== S_IFLNK) r.locality = dir.r.locality ?? 0
     dirAdd(this.vol, dir, inode.ino, dtOfMode(mode), name)
     touch(dir.r, {m: true, c: true})
     this.vol.idirty(dir)
@@ -390,9 +393,21 @@ export class Namespace {
     return this.createIn(dir, name, S_IFREG | ((opts.mode ?? 0o644) & 0o7777), opts)
   }
 
+  /** The locality policy writes to `inode` follow here (FORMAT.md §6.6), or null when it is off. */
+  policyOf(inode: Inode): LocalityPolicy | null {
+    return resolvePolicy(this.vol, this.record().flags, inode)
+  }
+
+  /** Adds what a write's region rewrites cost to this fileset's counters (FORMAT.md §6.6). */
+  private account(s: WriteStats): void {
+    if (s.rewrites === 0) return
+    const rec = this.record()
+    saveFileset(this.vol, {...rec, coawCopied: rec.coawCopied + s.copiedShared, coawRewrites: rec.coawRewrites + s.rewrites})
+  }
+
   /** Writes data at `off`; with `owned`, the caller gives `data` away (it may be queued as is: extents.ts writeData). */
   writeInode(inode: Inode, off: number, data: Buffer, owned = false): void {
-    writeData(this.vol, inode, off, data, owned)
+    this.account(writeData(this.vol, inode, off, data, owned, this.policyOf(inode)))
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
     this.vol.idirty(inode)

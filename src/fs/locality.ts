@@ -1,0 +1,252 @@
+// The locality policy of the write path: copy-on-abundant-write (CoAW) and locality that
+// lasts (docs/FORMAT.md §6.6). A file is seen as aligned regions; each region has a *home*,
+// the place its blocks would occupy if they were contiguous, and a window around it (the
+// home plus the slack left after it). A block written where it cannot go in place (it is
+// shared, or committed) goes into its region's window when there is room, so that a cold
+// sequential read still reads the region as one stream; only when a region holds "enough"
+// runs outside its window is it rewritten as one run (extents.ts rewriteRegion), copying its
+// unchanged blocks, shared or not. This module decides; extents.ts moves the data. It never
+// changes a block that committed metadata references, and never runs for a file whose
+// setting is off (pure block copy-on-write, as before the policy).
+import {BLOCK_SIZE} from '../format/constants.js'
+import type {Extent} from '../format/extent.js'
+import {LOCALITY_INHERIT, LOCALITY_OFF, LOCALITY_ON, regionBytesOf, type LocalityCode} from '../format/locality.js'
+import {FILESET_LOCALITY_MASK, localityCode} from '../format/locality.js'
+import type {Inode} from './inode.js'
+import type {Volume} from './volume.js'
+
+export interface LocalityPolicy {
+  /** region size in blocks (a power of two, 16 .. 256): the unit a rewrite copies */
+  region: number
+  /** group size in blocks (a multiple of the region): the unit a sequential read takes at once */
+  group: number
+  /** blocks of a group's overflow run: where its blocks go that cannot stay in its run */
+  overflow: number
+  /** free blocks wanted after a region rewritten out of its group's windows */
+  regionSlack: number
+  /** far runs in one region that make it rewritten (the "abundant" of copy-on-abundant-write) */
+  threshold: number
+}
+
+/**
+ * The policy's constants, chosen by measurement (bench/locality.ts, bench/README.md
+ * "Locality benchmark"). Exported so that the benchmark can sweep them, and tests shrink
+ * them, in-process; nothing else changes them.
+ */
+export const localityTuning = {
+  /** region size when no setting names one */
+  defaultRegionBytes: 256 * 1024,
+  /** group size (at least the region): the reader's stream chunk (extents.ts STREAM_CHUNK) */
+  groupBytes: 4 * 1024 * 1024,
+  /** a group's overflow run holds group / overflowDivisor blocks; a rewritten region wants region / overflowDivisor free after it */
+  overflowDivisor: 8,
+  /** far runs that trigger a region rewrite (a file of one region: 1) */
+  threshold: 2,
+}
+
+/** The policy for a region size, with the tuned group, overflow and threshold. */
+export function policyFor(regionBytes: number): LocalityPolicy {
+  const t = localityTuning
+  const region = Math.max(1, Math.floor(regionBytes / BLOCK_SIZE))
+  const group = Math.max(region, Math.floor(t.groupBytes / BLOCK_SIZE / region) * region)
+  const d = Math.max(1, t.overflowDivisor)
+  return {region, group, overflow: Math.max(1, Math.floor(group / d)), regionSlack: Math.floor(region / d), threshold: Math.max(1, t.threshold)}
+}
+
+/** What decided a file's policy, for `prism stat` and `prism set`. */
+export interface EffectiveLocality {
+  on: boolean
+  regionBytes: number
+  /** where on/off came from */
+  from: 'file' | 'fileset' | 'image' | 'default'
+}
+
+/**
+ * The setting in force for a file: the first of the inode's, the fileset's and the image's
+ * codes that says on or off decides that (on when none does), and the first that names a
+ * region size gives the size (the built-in default when none does).
+ */
+export function effectiveLocality(vol: Volume, filesetFlags: number, inode: Inode | null): EffectiveLocality {
+  const levels: Array<[EffectiveLocality['from'], LocalityCode]> = [
+    ['file', inode ? localityCode(inode.r.locality ?? 0) : LOCALITY_INHERIT],
+    ['fileset', localityCode(filesetFlags & FILESET_LOCALITY_MASK)],
+    ['image', vol.sb.localityDefault],
+  ]
+  let on: boolean | null = null
+  let from: EffectiveLocality['from'] = 'default'
+  let regionBytes = 0
+  for (const [where, code] of levels) {
+    if (code === LOCALITY_INHERIT) continue
+    if (on === null) {
+      on = code !== LOCALITY_OFF
+      from = where
+    }
+    if (!regionBytes && regionBytesOf(code)) regionBytes = regionBytesOf(code)
+  }
+  return {on: on ?? true, regionBytes: regionBytes || localityTuning.defaultRegionBytes, from}
+}
+
+/** The policy a write to `inode` in a fileset with `filesetFlags` follows, or null when off. */
+export function resolvePolicy(vol: Volume, filesetFlags: number, inode: Inode): LocalityPolicy | null {
+  if (!inode.isReg) return null
+  const e = effectiveLocality(vol, filesetFlags, inode)
+  return e.on ? policyFor(e.regionBytes) : null
+}
+
+export {LOCALITY_INHERIT, LOCALITY_OFF, LOCALITY_ON}
+
+// ---------------------------------------------------------------- regions and groups
+
+/** Index of the first extent that ends after logical block l. */
+export function firstEndingAfter(ext: Extent[], l: number): number {
+  let lo = 0
+  let hi = ext.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (ext[mid].l + ext[mid].n <= l) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+/**
+ * The pieces of the extents inside logical [lo, lo+n), and their *home*: the physical block
+ * where lo sits for the most mapped blocks (each piece implies one: p - (l - lo)), so that a
+ * base run split by many moved blocks stays the home against any single run moved whole.
+ */
+function piecesOf(ext: Extent[], lo: number, n: number): {pieces: Extent[], mapped: number, home: number} {
+  const hi = lo + n
+  const pieces: Extent[] = []
+  let mapped = 0
+  const votes = new Map<number, number>()
+  let home = -1
+  let best = 0
+  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext[i].l < hi; i++) {
+    const e = ext[i]
+    const s = Math.max(e.l, lo)
+    const t = Math.min(e.l + e.n, hi)
+    const piece = {l: s, n: t - s, p: e.p + (s - e.l)}
+    pieces.push(piece)
+    mapped += piece.n
+    const h = piece.p - (piece.l - lo)
+    const v = (votes.get(h) ?? 0) + piece.n
+    votes.set(h, v)
+    if (v > best || (v === best && h < home)) { best = v; home = h }
+  }
+  return {pieces, mapped, home}
+}
+
+/**
+ * One group of a file's map: its *base* (the run its largest piece belongs to: where its
+ * blocks sit while nothing moved them) and its *overflow* (the lowest run outside the base
+ * window, and `overflow` blocks from there): a sequential read takes both in two sweeps.
+ * A group that is the whole of a file shorter than a group has windows to its size.
+ */
+export interface GroupView {
+  g: number
+  lo: number
+  pieces: Extent[]
+  /** where the group's first logical block sits in its base run; -1 when it maps nothing */
+  home: number
+  /** blocks of the base window: the group, or the file's part of it rounded up to regions */
+  window: number
+  /** blocks of the overflow window (0: the group is one region and has none) */
+  overflow: number
+  /** first block of its overflow window; -1 when every piece is in the base window */
+  ovStart: number
+}
+
+export function groupView(ext: Extent[], g: number, pol: LocalityPolicy, fileBlocks = 0): GroupView {
+  const lo = g * pol.group
+  const {pieces, home} = piecesOf(ext, lo, pol.group)
+  const last = pieces.length ? pieces[pieces.length - 1].l + pieces[pieces.length - 1].n : lo
+  const span = Math.max(last, Math.min(fileBlocks, lo + pol.group)) - lo
+  const window = Math.min(pol.group, Math.max(pol.region, Math.ceil(span / pol.region) * pol.region))
+  const overflow = window > pol.region ? Math.max(1, Math.floor(window * pol.overflow / pol.group)) : 0
+  const v: GroupView = {g, lo, pieces, home, window, overflow, ovStart: -1}
+  for (const x of pieces) if (!inBase(v, x.p, x.n) && (v.ovStart < 0 || x.p < v.ovStart)) v.ovStart = x.p
+  return v
+}
+
+function inBase(v: GroupView, p: number, n: number): boolean {
+  return v.home >= 0 && p >= v.home && p + n <= v.home + v.window
+}
+
+/** Whether run [p, p+n) lies in the group's base or overflow window (a sequential read of the group takes it). */
+export function isNear(v: GroupView, p: number, n: number): boolean {
+  return inBase(v, p, n) || (v.ovStart >= 0 && p >= v.ovStart && p + n <= v.ovStart + v.overflow)
+}
+
+/** Region r of a file's map: its pieces, and the runs of them outside its group's windows. */
+export interface RegionView {
+  r: number
+  lo: number
+  pieces: Extent[]
+  mapped: number
+  group: GroupView
+  farRuns: number
+  farBlocks: number
+}
+
+export function regionView(ext: Extent[], r: number, pol: LocalityPolicy, fileBlocks = 0): RegionView {
+  const lo = r * pol.region
+  const group = groupView(ext, Math.floor(lo / pol.group), pol, fileBlocks)
+  const v: RegionView = {r, lo, pieces: [], mapped: 0, group, farRuns: 0, farBlocks: 0}
+  for (const x of group.pieces) {
+    if (x.l + x.n <= lo || x.l >= lo + pol.region) continue
+    const s = Math.max(x.l, lo)
+    const t = Math.min(x.l + x.n, lo + pol.region)
+    const piece = {l: s, n: t - s, p: x.p + (s - x.l)}
+    v.pieces.push(piece)
+    v.mapped += piece.n
+    if (!isNear(group, piece.p, piece.n)) {
+      v.farRuns++
+      v.farBlocks += piece.n
+    }
+  }
+  return v
+}
+
+/** Far runs the region would keep if logical blocks [a, b] were written elsewhere. */
+export function farRunsKept(v: RegionView, a: number, b: number, pol: LocalityPolicy): number {
+  let n = 0
+  for (const x of v.pieces) {
+    if (isNear(v.group, x.p, x.n)) continue
+    if (x.l >= a && x.l + x.n - 1 <= b) continue // overwritten whole
+    n++
+  }
+  return n
+}
+
+/**
+ * Where logical block l belongs while its group's run is whole: its place in the group's
+ * base, or, for a group that maps nothing, right after the previous group's; undefined
+ * when neither maps anything.
+ */
+export function naturalPlace(ext: Extent[], l: number, pol: LocalityPolicy, gv?: GroupView): number | undefined {
+  const g = Math.floor(l / pol.group)
+  const h = gv && gv.g === g ? gv.home : groupView(ext, g, pol).home
+  if (h >= 0) return h + (l - g * pol.group)
+  if (g === 0) return undefined
+  const prev = groupView(ext, g - 1, pol).home
+  return prev < 0 ? undefined : prev + pol.group + (l - g * pol.group)
+}
+
+/**
+ * The start of a file's overflow zone as its map shows it: from the first group with an
+ * overflow run, ovStart - g * overflow (the runs of a zone sit one after another, in group
+ * order, so that a sequential read of the file reads them as a second stream); -1 if none.
+ */
+export function overflowBase(ext: Extent[], pol: LocalityPolicy, fileBlocks: number): number {
+  const groups = Math.ceil(fileBlocks / pol.group)
+  for (let g = 0; g < groups; g++) {
+    const gv = groupView(ext, g, pol, fileBlocks)
+    if (gv.ovStart >= 0 && gv.overflow === pol.overflow && gv.ovStart - g * pol.overflow >= 0) return gv.ovStart - g * pol.overflow
+  }
+  return -1
+}
+
+/** Blocks of the overflow zone of a file of `fileBlocks` blocks: a run per group. */
+export function zoneBlocks(fileBlocks: number, pol: LocalityPolicy): number {
+  return Math.ceil(fileBlocks / pol.group) * pol.overflow
+}
