@@ -13,7 +13,7 @@ import {FormatError} from '../format/errors.js'
 import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
-import {farRunsKept, naturalPlace, overflowBase, regionView, zoneBlocks, type LocalityPolicy, type RegionView} from './locality.js'
+import {farRunsKept, groupView, naturalPlace, overflowBase, regionView, zoneBlocks, type LocalityPolicy, type RegionView} from './locality.js'
 
 /** Largest run allocated or read at once. */
 const CHUNK_BLOCKS = 256
@@ -657,34 +657,63 @@ function startOverflow(w: Write, pol: LocalityPolicy, g: number, want: number, f
  * run is long enough.
  */
 function rewriteRegion(w: Write, pol: LocalityPolicy, v: RegionView, a: number, b: number): boolean {
-  const {vol, inode, ext} = w
   const lo = Math.min(v.pieces.length ? v.pieces[0].l : a, a)
   const lastPiece = v.pieces[v.pieces.length - 1]
   const hi = Math.max(lastPiece ? lastPiece.l + lastPiece.n - 1 : b, b)
-  const n = hi - lo + 1
-  const gv = v.group
-  let p: number | null = null
-  if (gv.ovStart >= 0) p = vol.allocIn(gv.ovStart, gv.ovStart + gv.overflow, n, n)?.p ?? null
-  if (p === null) p = vol.allocExact(n, undefined, pol.regionSlack)
+  const p = regionRun(w.vol, pol, v, hi - lo + 1)
   if (p === null) return false
+  relocate(w.vol, w.inode, w.ext, lo, hi, p, w.stats, {a, b, off: w.off, end: w.end, data: w.data})
+  return true
+}
+
+/** A free run of n blocks for a rewritten region: in its group's overflow window, else anywhere with slack after it. */
+function regionRun(vol: Volume, pol: LocalityPolicy, v: RegionView, n: number): number | null {
+  const gv = v.group
+  if (gv.ovStart >= 0) {
+    const at = vol.allocIn(gv.ovStart, gv.ovStart + gv.overflow, n, n)
+    if (at) return at.p
+  }
+  return vol.allocExact(n, undefined, pol.regionSlack)
+}
+
+/** New bytes that a relocation writes over logical blocks [a, b] (the rest of a write). */
+interface Pending {
+  a: number
+  b: number
+  off: number
+  end: number
+  data: Buffer
+}
+
+/**
+ * Moves the mapped blocks of logical [lo, hi] into the run at p (allocated, hi - lo + 1
+ * blocks), each at its offset, with `pending` bytes written over theirs; holes stay holes
+ * (their blocks of the run go back). The old blocks lose this file's reference.
+ */
+function relocate(vol: Volume, inode: Inode, ext: Extent[], lo: number, hi: number, p: number, stats: WriteStats, pending?: Pending): void {
+  const n = hi - lo + 1
   const buf = Buffer.alloc(n * BLOCK_SIZE)
   const mapped = new Uint8Array(n)
-  const covered = (l: number) => l * BLOCK_SIZE >= w.off && (l + 1) * BLOCK_SIZE <= w.end
-  for (const x of v.pieces) {
-    vol.store.readData(x.p, buf.subarray((x.l - lo) * BLOCK_SIZE, (x.l - lo + x.n) * BLOCK_SIZE))
-    for (let i = 0; i < x.n; i++) {
-      const l = x.l + i
+  const covered = (l: number) => pending !== undefined && l >= pending.a && l <= pending.b && l * BLOCK_SIZE >= pending.off && (l + 1) * BLOCK_SIZE <= pending.end
+  for (let i = findFirstAtOrAfter(ext, lo); i < ext.length && ext[i].l <= hi; i++) {
+    const e = ext[i]
+    const s = Math.max(e.l, lo)
+    const t = Math.min(e.l + e.n - 1, hi)
+    vol.store.readData(e.p + (s - e.l), buf.subarray((s - lo) * BLOCK_SIZE, (t - lo + 1) * BLOCK_SIZE))
+    for (let l = s; l <= t; l++) {
       mapped[l - lo] = 1
-      if (l >= a && l <= b && covered(l)) continue
-      w.stats.copied++
-      if (vol.refcount(x.p + i) > 1) w.stats.copiedShared++
+      if (covered(l)) continue
+      stats.copied++
+      if (vol.refcount(e.p + (l - e.l)) > 1) stats.copiedShared++
     }
   }
-  // The write's bytes for [a, b], over the old content.
-  const from = Math.max(w.off, a * BLOCK_SIZE)
-  const to = Math.min(w.end, (b + 1) * BLOCK_SIZE)
-  w.data.copy(buf, from - lo * BLOCK_SIZE, from - w.off, to - w.off)
-  for (let l = a; l <= b; l++) mapped[l - lo] = 1
+  if (pending) {
+    // The write's bytes for [a, b], over the old content.
+    const from = Math.max(pending.off, pending.a * BLOCK_SIZE)
+    const to = Math.min(pending.end, (pending.b + 1) * BLOCK_SIZE)
+    pending.data.copy(buf, from - lo * BLOCK_SIZE, from - pending.off, to - pending.off)
+    for (let l = pending.a; l <= pending.b; l++) mapped[l - lo] = 1
+  }
   vol.store.writeData(p, buf)
   for (const old of unmapRange(ext, lo, n)) {
     vol.decRefRun(old.p, old.n)
@@ -702,8 +731,57 @@ function rewriteRegion(w: Write, pol: LocalityPolicy, v: RegionView, a: number, 
     inode.r.blocks += j - i
     i = j
   }
-  w.stats.rewrites++
-  return true
+  stats.rewrites++
+  inode.extentsDirty = true
+  vol.idirty(inode)
+}
+
+/**
+ * `prism defrag` for one file (FORMAT.md §6.6): a group whose blocks no other file uses and
+ * that is not one run is rewritten as one run, after the group before it when there is room
+ * (as e4defrag would); in a group that shares blocks, only the regions the policy itself
+ * would rewrite are (so no sharing the policy keeps is broken). Commits between groups when
+ * the transaction grows large. Returns what it moved.
+ */
+export function defragInode(vol: Volume, inode: Inode, pol: LocalityPolicy): WriteStats {
+  const stats: WriteStats = {rewrites: 0, copied: 0, copiedShared: 0}
+  if (!inode.isReg || inode.r.flags & IF_INLINE) return stats
+  const ext = loadExtents(vol, inode)
+  const fileBlocks = Math.ceil(inode.r.size / BLOCK_SIZE)
+  const groups = Math.ceil(fileBlocks / pol.group)
+  for (let g = 0; g < groups; g++) {
+    const gv = groupView(ext, g, pol, fileBlocks)
+    if (gv.pieces.length === 0) continue
+    let unshared = true
+    let jumps = 0
+    for (let k = 0; k < gv.pieces.length; k++) {
+      const x = gv.pieces[k]
+      for (let i = 0; i < x.n && unshared; i++) if (vol.refcount(x.p + i) !== 1) unshared = false
+      if (k > 0 && gv.pieces[k - 1].p + gv.pieces[k - 1].n !== x.p) jumps++
+    }
+    if (unshared) {
+      if (jumps === 0) continue
+      const lo = gv.pieces[0].l
+      const last = gv.pieces[gv.pieces.length - 1]
+      const hi = last.l + last.n - 1
+      const prev = g > 0 ? groupView(ext, g - 1, pol, fileBlocks).home : -1
+      const p = vol.allocExact(hi - lo + 1, prev >= 0 ? prev + pol.group + (lo - gv.lo) : undefined, 0)
+      if (p !== null) relocate(vol, inode, ext, lo, hi, p, stats)
+    } else {
+      const regions = Math.ceil(Math.min(pol.group, fileBlocks - gv.lo) / pol.region)
+      for (let k = 0; k < regions; k++) {
+        const v = regionView(ext, gv.lo / pol.region + k, pol, fileBlocks)
+        if (v.farRuns === 0 || v.farRuns < (v.group.overflow > 0 ? pol.threshold : 1)) continue
+        const first = v.pieces[0].l
+        const last = v.pieces[v.pieces.length - 1]
+        const hi = last.l + last.n - 1
+        const p = regionRun(vol, pol, v, hi - first + 1)
+        if (p !== null) relocate(vol, inode, ext, first, hi, p, stats)
+      }
+    }
+    vol.maybeCommit()
+  }
+  return stats
 }
 
 function copyOld(vol: Volume, inode: Inode, l: number, dst: Buffer, dstOff: number, from: number, to: number): void {

@@ -8,10 +8,12 @@
 // unchanged blocks, shared or not. This module decides; extents.ts moves the data. It never
 // changes a block that committed metadata references, and never runs for a file whose
 // setting is off (pure block copy-on-write, as before the policy).
-import {BLOCK_SIZE} from '../format/constants.js'
+import {BLOCK_SIZE, IF_INLINE} from '../format/constants.js'
 import type {Extent} from '../format/extent.js'
-import {LOCALITY_INHERIT, LOCALITY_OFF, LOCALITY_ON, regionBytesOf, type LocalityCode} from '../format/locality.js'
-import {FILESET_LOCALITY_MASK, localityCode} from '../format/locality.js'
+import {FILESET_LOCALITY_MASK, LOCALITY_INHERIT, LOCALITY_OFF, LOCALITY_ON, localityCode, regionBytesOf, type LocalityCode} from '../format/locality.js'
+import {COMPAT_LOCALITY} from '../format/superblock.js'
+import {loadExtents} from './extents.js'
+import {filesetById, saveFileset, type Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
 
@@ -249,4 +251,59 @@ export function overflowBase(ext: Extent[], pol: LocalityPolicy, fileBlocks: num
 /** Blocks of the overflow zone of a file of `fileBlocks` blocks: a run per group. */
 export function zoneBlocks(fileBlocks: number, pol: LocalityPolicy): number {
   return Math.ceil(fileBlocks / pol.group) * pol.overflow
+}
+
+// ---------------------------------------------------------------- settings and reports
+
+/** Records that locality settings may be stored in the image (the compat bit, FORMAT.md §11.2). */
+function markCompat(vol: Volume): void {
+  if (vol.sb.compat & COMPAT_LOCALITY) return
+  vol.sb.compat |= COMPAT_LOCALITY
+  vol.markSbDirty()
+}
+
+/** Sets a fileset's locality code (its record's flags, low five bits). */
+export function setFilesetLocality(vol: Volume, fs: Fileset, code: LocalityCode): Fileset {
+  const rec = filesetById(vol, fs.id) ?? fs
+  const next = {...rec, flags: (rec.flags & ~FILESET_LOCALITY_MASK) | code}
+  saveFileset(vol, next)
+  markCompat(vol)
+  return next
+}
+
+/** Sets an inode's locality code (the caller resolved it for a change: inode copy-on-write done). */
+export function setInodeLocality(vol: Volume, inode: Inode, code: LocalityCode): void {
+  inode.r.locality = code
+  vol.idirty(inode)
+  markCompat(vol)
+}
+
+/** Sets the image's default locality code (superblock 0x0B8). */
+export function setImageLocality(vol: Volume, code: LocalityCode): void {
+  vol.sb.localityDefault = code
+  vol.markSbDirty()
+  markCompat(vol)
+}
+
+/** What `prism stat` says about a file's layout. */
+export interface Layout {
+  /** extents of the map (0 for inline data) */
+  extents: number
+  /** mapped blocks that another file also maps (reference count above 1) */
+  sharedBlocks: number
+  /** runs outside their group's base and overflow windows (what a cold sequential read seeks to) */
+  farRuns: number
+}
+
+export function layoutOf(vol: Volume, inode: Inode, pol: LocalityPolicy): Layout {
+  const out: Layout = {extents: 0, sharedBlocks: 0, farRuns: 0}
+  if (inode.r.flags & IF_INLINE) return out
+  const ext = loadExtents(vol, inode)
+  out.extents = ext.length
+  for (const e of ext) for (let i = 0; i < e.n; i++) if (vol.refcount(e.p + i) > 1) out.sharedBlocks++
+  if (inode.isDir) return out
+  const fileBlocks = Math.ceil(inode.r.size / BLOCK_SIZE)
+  const regions = Math.ceil(fileBlocks / pol.region)
+  for (let r = 0; r < regions; r++) out.farRuns += regionView(ext, r, pol, fileBlocks).farRuns
+  return out
 }

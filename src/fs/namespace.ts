@@ -12,7 +12,8 @@ import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
 import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
-import {resolvePolicy, type LocalityPolicy} from './locality.js'
+import {effectiveLocality, layoutOf, policyFor, resolvePolicy, setInodeLocality, type EffectiveLocality, type Layout, type LocalityPolicy} from './locality.js'
+import type {LocalityCode} from '../format/locality.js'
 import type {Fileset} from './filesets.js'
 import {Inode, now, touch, type Timestamp} from './inode.js'
 import {Volume} from './volume.js'
@@ -488,6 +489,25 @@ export class Namespace {
     inode.r.mtimeS = mtime.s
     inode.r.mtimeNs = mtime.ns
     this.vol.idirty(inode)
+  }
+
+  /** Sets the locality setting of a file or directory (FORMAT.md §6.6; a directory passes it to what is made in it). */
+  setLocality(path: string, code: LocalityCode): Inode {
+    const inode = this.resolveOwned(path, true)
+    if (inode.isLnk) fail('EINVAL', `${this.where(path)}: a symbolic link has no locality setting`)
+    setInodeLocality(this.vol, inode, code)
+    touch(inode.r, {c: true})
+    return inode
+  }
+
+  /** The locality setting in force for an inode of this fileset (null: the fileset's own). */
+  locality(inode: Inode | null): EffectiveLocality {
+    return effectiveLocality(this.vol, this.record().flags, inode)
+  }
+
+  /** What `prism stat` shows of a file's layout: extents, shared blocks, far runs. */
+  layout(inode: Inode): Layout {
+    return layoutOf(this.vol, inode, policyFor(this.locality(inode).regionBytes))
   }
 
   setFlag(path: string, flag: number, on: boolean): Inode {
