@@ -694,7 +694,8 @@ function relocate(vol: Volume, inode: Inode, ext: Extent[], lo: number, hi: numb
   const n = hi - lo + 1
   const buf = Buffer.alloc(n * BLOCK_SIZE)
   const mapped = new Uint8Array(n)
-  const covered = (l: number) => pending !== undefined && l >= pending.a && l <= pending.b && l * BLOCK_SIZE >= pending.off && (l + 1) * BLOCK_SIZE <= pending.end
+  // Blocks the write itself covers are written by it (block copy-on-write would too): not a copy the policy made.
+  const written = (l: number) => pending !== undefined && l >= pending.a && l <= pending.b
   for (let i = findFirstAtOrAfter(ext, lo); i < ext.length && ext[i].l <= hi; i++) {
     const e = ext[i]
     const s = Math.max(e.l, lo)
@@ -702,7 +703,7 @@ function relocate(vol: Volume, inode: Inode, ext: Extent[], lo: number, hi: numb
     vol.store.readData(e.p + (s - e.l), buf.subarray((s - lo) * BLOCK_SIZE, (t - lo + 1) * BLOCK_SIZE))
     for (let l = s; l <= t; l++) {
       mapped[l - lo] = 1
-      if (covered(l)) continue
+      if (written(l)) continue
       stats.copied++
       if (vol.refcount(e.p + (l - e.l)) > 1) stats.copiedShared++
     }
@@ -792,8 +793,12 @@ function copyOld(vol: Volume, inode: Inode, l: number, dst: Buffer, dstOff: numb
   blk.copy(dst, dstOff, from, to)
 }
 
-/** Sets the file size: shrinking releases whole blocks past the end, growing leaves a hole. */
-export function truncateData(vol: Volume, inode: Inode, size: number): void {
+/**
+ * Sets the file size: shrinking releases whole blocks past the end, growing leaves a hole.
+ * With a locality policy, the last block that must be copied (to zero its tail) is placed,
+ * or rewritten where it is, as a write would (FORMAT.md §6.6).
+ */
+export function truncateData(vol: Volume, inode: Inode, size: number, pol: LocalityPolicy | null = null): void {
   checkSize(size)
   if (size === inode.r.size) return
   if (inode.r.flags & IF_INLINE) {
@@ -814,7 +819,9 @@ export function truncateData(vol: Volume, inode: Inode, size: number): void {
     }
     // The tail of the last kept block must read as zeros if the file grows again.
     const tail = size % BLOCK_SIZE
-    if (tail !== 0 && bmap(vol, inode, keepBlocks - 1) !== 0) {
+    if (tail !== 0 && pol && bmap(vol, inode, keepBlocks - 1) !== 0) {
+      writeData(vol, inode, size, Buffer.alloc(BLOCK_SIZE - tail), false, pol)
+    } else if (tail !== 0 && bmap(vol, inode, keepBlocks - 1) !== 0) {
       const l = keepBlocks - 1
       const blk = Buffer.alloc(BLOCK_SIZE)
       copyOld(vol, inode, l, blk, 0, 0, tail)

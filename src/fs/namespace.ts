@@ -423,7 +423,7 @@ export class Namespace {
 
   truncateInode(inode: Inode, size: number): void {
     if (inode.isDir) fail('EISDIR', 'cannot truncate a directory')
-    truncateData(this.vol, inode, size)
+    truncateData(this.vol, inode, size, this.policyOf(inode))
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
     this.vol.idirty(inode)
