@@ -35,6 +35,8 @@ const USAGE = `Usage: node --import tsx bench/locality.ts [options]
   --big SIZE         size of the big file (default 2G)
   --files N          small files (default 5000), 4-64 KiB each
   --rounds N         rounds (default 10)
+  --write-pct P      percent of the big file's blocks overwritten per round (default 1; 3 with --sweep,
+                     so that overflow runs fill and regions get rewritten)
   --reads N          cold reads per figure; the median is reported (default 3)
   --region SIZE      region size of the policy-on image (mkfs --coaw-region; default: the built-in one)
   --scenarios LIST   clones,unshared (default both)
@@ -51,6 +53,7 @@ interface Options {
   big: number
   files: number
   rounds: number
+  writePct: number
   reads: number
   region?: string
   scenarios: Set<'clones' | 'unshared'>
@@ -64,7 +67,7 @@ interface Options {
 function options(): Options {
   const {values} = parseArgs({options: {
     small: {type: 'boolean'}, big: {type: 'string'}, files: {type: 'string'}, rounds: {type: 'string'}, reads: {type: 'string'},
-    region: {type: 'string'}, scenarios: {type: 'string'}, sweep: {type: 'boolean'}, base: {type: 'string'}, keep: {type: 'boolean'},
+    'write-pct': {type: 'string'}, region: {type: 'string'}, scenarios: {type: 'string'}, sweep: {type: 'boolean'}, base: {type: 'string'}, keep: {type: 'boolean'},
     'no-snapshot': {type: 'boolean'}, seed: {type: 'string'}, help: {type: 'boolean', short: 'h'},
   }}) as {values: Record<string, string | boolean | undefined>}
   if (values.help) { process.stdout.write(USAGE); process.exit(0) }
@@ -78,6 +81,7 @@ function options(): Options {
     big: parseSize(str('big') ?? (small || sweep ? '256M' : '2G')),
     files: Number(str('files') ?? (small || sweep ? 500 : 5000)),
     rounds: Number(str('rounds') ?? 10),
+    writePct: Number(str('write-pct') ?? (sweep ? 3 : 1)),
     reads: Number(str('reads') ?? (sweep ? 1 : 3)),
     region: str('region'),
     scenarios: new Set(scen as Array<'clones' | 'unshared'>),
@@ -148,10 +152,10 @@ interface RoundWrites {
   small: Array<{file: string, append: boolean, data: Buffer}>
 }
 
-function roundWrites(seed: number, round: number, bigBytes: number, smallFiles: string[], withSmall: boolean): RoundWrites {
+function roundWrites(seed: number, round: number, bigBytes: number, smallFiles: string[], withSmall: boolean, pct: number): RoundWrites {
   const rng = new Rng(seed * 1000 + round)
   const blocks = Math.floor(bigBytes / 4096)
-  const big = Array.from({length: Math.max(1, Math.round(blocks / 100))}, () => ({block: rng.int(0, blocks), data: rng.bytes(4096)}))
+  const big = Array.from({length: Math.max(1, Math.round(blocks * pct / 100))}, () => ({block: rng.int(0, blocks), data: rng.bytes(4096)}))
   const small: RoundWrites['small'] = []
   if (withSmall) {
     const picked = new Set<number>()
@@ -394,7 +398,7 @@ function experiment(scenario: 'clones' | 'unshared', tree: Tree, o: Options, wor
     say(`\n${scenario === 'clones' ? 'Clones: each round clones the latest fileset and writes into the clone' : 'Unshared: one file overwritten at random, no clones'} (reads: median of ${o.reads}; load average 1/5/15 min beside each round)`)
     say(`round  way   read MB/s   ext/MiB  far/MiB      space   write s   policy cost   load`)
     for (let r = 0; r <= o.rounds; r++) {
-      const writes = r === 0 ? null : roundWrites(o.seed, r, o.big, tree.smallFiles, scenario === 'clones')
+      const writes = r === 0 ? null : roundWrites(o.seed, r, o.big, tree.smallFiles, scenario === 'clones', o.writePct)
       const row = {} as Record<WayName, Figures>
       const order = ways.map((_, i) => ways[(i + r) % ways.length])
       const secs = new Map<WayName, number>()

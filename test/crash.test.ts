@@ -147,16 +147,13 @@ let tmp = ''
 let host: {tree: string, batches: string[]}
 let base: Buffer
 
-const savedGroup = localityTuning.groupBytes
 before(() => {
-  localityTuning.groupBytes = 64 * 1024 // a group of one region: every run placed far rewrites its region
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-crash-'))
   host = makeHostTree(tmp)
   base = baseImage()
 })
 
 after(() => {
-  localityTuning.groupBytes = savedGroup
   if (tmp) fs.rmSync(tmp, {recursive: true, force: true})
 })
 
@@ -164,6 +161,10 @@ after(() => {
 
 describe('crash consistency', function () {
   this.timeout(FULL ? 0 : 300_000)
+  const savedGroup = localityTuning.groupBytes
+  // A group of one region: every run placed outside its windows rewrites its region.
+  before(() => { localityTuning.groupBytes = 64 * 1024 })
+  after(() => { localityTuning.groupBytes = savedGroup })
 
   it('recovers to the state before or after the interrupted command, at every write', () => {
     const t0 = Date.now()

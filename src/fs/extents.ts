@@ -13,7 +13,7 @@ import {FormatError} from '../format/errors.js'
 import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
-import {farRunsKept, groupView, naturalPlace, overflowBase, regionView, zoneBlocks, type LocalityPolicy, type RegionView} from './locality.js'
+import {MAX_ZONES, farRunsKept, fileZones, groupView, isNear, naturalPlace, regionView, zoneBlocks, type GroupView, type LocalityPolicy, type RegionView} from './locality.js'
 
 /** Largest run allocated or read at once. */
 const CHUNK_BLOCKS = 256
@@ -607,7 +607,8 @@ function inPlaceRun(vol: Volume, ext: Extent[], l: number, to: number): number {
 function placeLocal(w: Write, pol: LocalityPolicy, r: number, l: number, want: number, segEnd: number): {p: number, n: number} | null {
   const {vol, ext} = w
   const fileBlocks = Math.ceil(Math.max(w.inode.r.size, w.end) / BLOCK_SIZE)
-  const v = regionView(ext, r, pol, fileBlocks)
+  const zones = fileZones(w.inode, ext, pol, fileBlocks, vol.sb.dataStart)
+  const v = regionView(ext, r, pol, fileBlocks, zones)
   const gv = v.group
   const roomy = Math.min(want, pol.group) + pol.overflow
   const nat = naturalPlace(ext, l, pol, gv)
@@ -620,32 +621,64 @@ function placeLocal(w: Write, pol: LocalityPolicy, r: number, l: number, want: n
   const hole = vol.allocIn(gv.home, gv.home + gv.window, want)
   if (hole) return hole
   if (gv.overflow > 0) {
-    if (gv.ovStart < 0) return startOverflow(w, pol, gv.g, want, fileBlocks)
-    const ov = vol.allocIn(gv.ovStart, gv.ovStart + gv.overflow, want)
-    if (ov) return ov
+    for (const at of gv.ov) {
+      const ov = vol.allocIn(at, at + gv.overflow, want)
+      if (ov) return ov
+    }
+    const z = newZone(w, pol, fileBlocks)
+    if (z >= 0) {
+      const at = z + gv.g * pol.overflow
+      if (vol.allocatable(at)) return vol.allocRun(Math.min(want, gv.overflow), at)
+    }
+  }
+  // A region rewritten out of its group: the room left after it.
+  if (v.home >= 0 && !inGroupWindows(gv, v.home, pol.region)) {
+    const own = vol.allocIn(v.home - pol.regionSlack, v.home + pol.region + pol.regionSlack, want)
+    if (own) return own
   }
   const threshold = gv.overflow > 0 ? pol.threshold : 1
-  if (farRunsKept(v, l, segEnd, pol) + 1 >= threshold && rewriteRegion(w, pol, v, l, segEnd)) return null
+  if (farRunsKept(v, l, segEnd, pol) + 1 >= threshold && (gv.overflow === 0 || abundant(vol, v, l, segEnd, pol)) && rewriteRegion(w, pol, v, l, segEnd)) return null
   return vol.allocRun(want, undefined, false, roomy)
 }
 
+/** Whether a region's home run [home, home+region) lies in its group's windows. */
+function inGroupWindows(gv: GroupView, home: number, region: number): boolean {
+  return isNear(gv, home, region)
+}
+
 /**
- * The first blocks of group g's overflow run: at its place in the file's overflow zone (the
- * zone is chosen, at the top of the free space, by the file's first group that needs one),
- * else on a free stretch of its own.
+ * Starts another overflow zone for the file (FORMAT.md §6.6), up to MAX_ZONES: a stretch of
+ * free blocks at the top of the free space, on a multiple of the group size, with a window
+ * per group in group order. Returns its first block, or -1 (none left to start, or no room).
  */
-function startOverflow(w: Write, pol: LocalityPolicy, g: number, want: number, fileBlocks: number): {p: number, n: number} {
-  const {vol, inode, ext} = w
-  if (inode.ovBase === undefined) inode.ovBase = overflowBase(ext, pol, fileBlocks)
-  if (inode.ovBase < 0) {
-    const size = zoneBlocks(fileBlocks, pol)
-    inode.ovBase = vol.freeStretchFromTop(size)
+function newZone(w: Write, pol: LocalityPolicy, fileBlocks: number): number {
+  const {vol, inode} = w
+  const zones = inode.zones!
+  if (zones.length >= MAX_ZONES) return -1
+  const a = pol.group
+  const at = vol.freeStretchFromTop(zoneBlocks(fileBlocks, pol) + a)
+  if (at < 0) return -1
+  const z = vol.sb.dataStart + Math.ceil((at - vol.sb.dataStart) / a) * a
+  zones.push(z)
+  return z
+}
+
+/**
+ * Whether enough of region v is this file's alone (the blocks of [a, b] the write is about to
+ * make its own included) for a rewrite to copy the rest: copy-on-abundant-write.
+ */
+function abundant(vol: Volume, v: RegionView, a: number, b: number, pol: LocalityPolicy): boolean {
+  let own = 0
+  let mapped = 0
+  for (const x of v.pieces) {
+    for (let i = 0; i < x.n; i++) {
+      const l = x.l + i
+      mapped++
+      if ((l >= a && l <= b) || vol.refcount(x.p + i) === 1) own++
+    }
   }
-  if (inode.ovBase >= 0) {
-    const at = inode.ovBase + g * pol.overflow
-    if (vol.allocatable(at)) return vol.allocRun(Math.min(want, pol.overflow), at)
-  }
-  return vol.allocRoom(want, pol.overflow)
+  for (let l = a; l <= b; l++) if (!v.pieces.some((x) => l >= x.l && l < x.l + x.n)) { own++; mapped++ }
+  return own >= pol.abundance * mapped
 }
 
 /**
@@ -668,9 +701,8 @@ function rewriteRegion(w: Write, pol: LocalityPolicy, v: RegionView, a: number, 
 
 /** A free run of n blocks for a rewritten region: in its group's overflow window, else anywhere with slack after it. */
 function regionRun(vol: Volume, pol: LocalityPolicy, v: RegionView, n: number): number | null {
-  const gv = v.group
-  if (gv.ovStart >= 0) {
-    const at = vol.allocIn(gv.ovStart, gv.ovStart + gv.overflow, n, n)
+  for (const w of v.group.ov) {
+    const at = vol.allocIn(w, w + v.group.overflow, n, n)
     if (at) return at.p
   }
   return vol.allocExact(n, undefined, pol.regionSlack)
@@ -741,7 +773,8 @@ function relocate(vol: Volume, inode: Inode, ext: Extent[], lo: number, hi: numb
  * `prism defrag` for one file (FORMAT.md §6.6): a group whose blocks no other file uses and
  * that is not one run is rewritten as one run, after the group before it when there is room
  * (as e4defrag would); in a group that shares blocks, only the regions the policy itself
- * would rewrite are (so no sharing the policy keeps is broken). Commits between groups when
+ * would rewrite are: threshold far runs or more, and abundant (mostly this file's own
+ * blocks), so no sharing the policy keeps is broken. Commits between groups when
  * the transaction grows large. Returns what it moved.
  */
 export function defragInode(vol: Volume, inode: Inode, pol: LocalityPolicy): WriteStats {
@@ -750,8 +783,9 @@ export function defragInode(vol: Volume, inode: Inode, pol: LocalityPolicy): Wri
   const ext = loadExtents(vol, inode)
   const fileBlocks = Math.ceil(inode.r.size / BLOCK_SIZE)
   const groups = Math.ceil(fileBlocks / pol.group)
+  const zones = fileZones(inode, ext, pol, fileBlocks, vol.sb.dataStart)
   for (let g = 0; g < groups; g++) {
-    const gv = groupView(ext, g, pol, fileBlocks)
+    const gv = groupView(ext, g, pol, fileBlocks, zones)
     if (gv.pieces.length === 0) continue
     let unshared = true
     let jumps = 0
@@ -771,8 +805,9 @@ export function defragInode(vol: Volume, inode: Inode, pol: LocalityPolicy): Wri
     } else {
       const regions = Math.ceil(Math.min(pol.group, fileBlocks - gv.lo) / pol.region)
       for (let k = 0; k < regions; k++) {
-        const v = regionView(ext, gv.lo / pol.region + k, pol, fileBlocks)
+        const v = regionView(ext, gv.lo / pol.region + k, pol, fileBlocks, zones)
         if (v.farRuns === 0 || v.farRuns < (v.group.overflow > 0 ? pol.threshold : 1)) continue
+        if (v.group.overflow > 0 && !abundant(vol, v, 1, 0, pol)) continue // mostly shared: kept, as a write would keep it
         const first = v.pieces[0].l
         const last = v.pieces[v.pieces.length - 1]
         const hi = last.l + last.n - 1

@@ -11,11 +11,11 @@ export class Inode {
   treeBlocks: number[] = []
   extentsDirty = false
   /**
-   * Locality policy (fs/locality.ts): where this file's overflow zone starts (the overflow
-   * run of group g is at ovBase + g * overflow), -1 when it has none; undefined until first
-   * needed. A cache of what the map says, never stored.
+   * Locality policy (fs/locality.ts): where this file's overflow zones start (group g's window
+   * in zone z is at z + g * overflow); undefined until first needed. A cache of what the map
+   * says (zonesOf), never stored.
    */
-  ovBase?: number
+  zones?: number[]
 
   constructor(readonly ino: number, public r: InodeRecord) {}
 

@@ -26,8 +26,14 @@ export interface LocalityPolicy {
   overflow: number
   /** free blocks wanted after a region rewritten out of its group's windows */
   regionSlack: number
-  /** far runs in one region that make it rewritten (the "abundant" of copy-on-abundant-write) */
+  /** far runs in one region that make it rewritten */
   threshold: number
+  /**
+   * the part of a region's mapped blocks this file must use alone (reference count 1: the
+   * blocks it has changed) before shared ones are copied for it: the "abundant" of
+   * copy-on-abundant-write; a group of one region (a small file) is exempt
+   */
+  abundance: number
 }
 
 /**
@@ -44,6 +50,8 @@ export const localityTuning = {
   overflowDivisor: 8,
   /** far runs that trigger a region rewrite (a file of one region: 1) */
   threshold: 2,
+  /** part of a region's blocks that must be this file's alone before a rewrite copies shared ones */
+  abundance: 0.5,
 }
 
 /** The policy for a region size, with the tuned group, overflow and threshold. */
@@ -52,7 +60,7 @@ export function policyFor(regionBytes: number): LocalityPolicy {
   const region = Math.max(1, Math.floor(regionBytes / BLOCK_SIZE))
   const group = Math.max(region, Math.floor(t.groupBytes / BLOCK_SIZE / region) * region)
   const d = Math.max(1, t.overflowDivisor)
-  return {region, group, overflow: Math.max(1, Math.floor(group / d)), regionSlack: Math.floor(region / d), threshold: Math.max(1, t.threshold)}
+  return {region, group, overflow: Math.max(1, Math.floor(group / d)), regionSlack: Math.floor(region / d), threshold: Math.max(1, t.threshold), abundance: t.abundance}
 }
 
 /** What decided a file's policy, for `prism stat` and `prism set`. */
@@ -138,11 +146,15 @@ function piecesOf(ext: Extent[], lo: number, n: number): {pieces: Extent[], mapp
   return {pieces, mapped, home}
 }
 
+/** Zones of overflow runs a file may have: each takes up to an eighth of a group per group. */
+export const MAX_ZONES = 3
+
 /**
- * One group of a file's map: its *base* (the run its largest piece belongs to: where its
- * blocks sit while nothing moved them) and its *overflow* (the lowest run outside the base
- * window, and `overflow` blocks from there): a sequential read takes both in two sweeps.
- * A group that is the whole of a file shorter than a group has windows to its size.
+ * One group of a file's map: its *base* (the run most of its mapped blocks belong to: where
+ * they sit while nothing moved them) and its *overflow windows*, one in each of the file's
+ * overflow zones (`overflow` blocks at zone + g * pol.overflow): a sequential read of the
+ * group takes the base and each window in one sweep each. A group that is the whole of a file
+ * shorter than a group has windows to its size, and none of overflow if it is one region.
  */
 export interface GroupView {
   g: number
@@ -152,48 +164,90 @@ export interface GroupView {
   home: number
   /** blocks of the base window: the group, or the file's part of it rounded up to regions */
   window: number
-  /** blocks of the overflow window (0: the group is one region and has none) */
+  /** blocks of each overflow window (0: none) */
   overflow: number
-  /** first block of its overflow window; -1 when every piece is in the base window */
-  ovStart: number
+  /** the first block of its window in each of the file's zones */
+  ov: number[]
 }
 
-export function groupView(ext: Extent[], g: number, pol: LocalityPolicy, fileBlocks = 0): GroupView {
+export function groupView(ext: Extent[], g: number, pol: LocalityPolicy, fileBlocks = 0, zones: number[] = []): GroupView {
   const lo = g * pol.group
   const {pieces, home} = piecesOf(ext, lo, pol.group)
   const last = pieces.length ? pieces[pieces.length - 1].l + pieces[pieces.length - 1].n : lo
   const span = Math.max(last, Math.min(fileBlocks, lo + pol.group)) - lo
   const window = Math.min(pol.group, Math.max(pol.region, Math.ceil(span / pol.region) * pol.region))
   const overflow = window > pol.region ? Math.max(1, Math.floor(window * pol.overflow / pol.group)) : 0
-  const v: GroupView = {g, lo, pieces, home, window, overflow, ovStart: -1}
-  for (const x of pieces) if (!inBase(v, x.p, x.n) && (v.ovStart < 0 || x.p < v.ovStart)) v.ovStart = x.p
-  return v
+  return {g, lo, pieces, home, window, overflow, ov: overflow > 0 ? zones.map((z) => z + g * pol.overflow) : []}
 }
 
 function inBase(v: GroupView, p: number, n: number): boolean {
   return v.home >= 0 && p >= v.home && p + n <= v.home + v.window
 }
 
-/** Whether run [p, p+n) lies in the group's base or overflow window (a sequential read of the group takes it). */
+/** Whether run [p, p+n) lies in the group's base or one of its overflow windows (a sequential read of the group takes it). */
 export function isNear(v: GroupView, p: number, n: number): boolean {
-  return inBase(v, p, n) || (v.ovStart >= 0 && p >= v.ovStart && p + n <= v.ovStart + v.overflow)
+  if (inBase(v, p, n)) return true
+  for (const w of v.ov) if (p >= w && p + n <= w + v.overflow) return true
+  return false
 }
 
-/** Region r of a file's map: its pieces, and the runs of them outside its group's windows. */
+/**
+ * The overflow zones of a file, as its map shows them. A zone starts on a multiple of the
+ * group size (from the data area's start), and group g's window in it is `overflow` blocks
+ * at zone + g * overflow: so a piece of group g names the zone zone = g*overflow below it,
+ * rounded down to the group size, when it lies in that window. A zone is one that at least
+ * two blocks name (blocks that landed there by chance rarely do); at most MAX_ZONES, the
+ * most used first.
+ */
+export function zonesOf(ext: Extent[], pol: LocalityPolicy, fileBlocks: number, dataStart: number): number[] {
+  const o = pol.overflow
+  const a = pol.group
+  const groups = Math.ceil(fileBlocks / pol.group)
+  const blocks = new Map<number, number>()
+  for (let g = 0; g < groups; g++) {
+    const gv = groupView(ext, g, pol, fileBlocks)
+    if (gv.overflow === 0) continue
+    for (const x of gv.pieces) {
+      if (inBase(gv, x.p, x.n)) continue
+      const rel = x.p - dataStart - g * o
+      if (rel < 0) continue
+      const z = Math.floor(rel / a) * a
+      if (rel - z + x.n > o) continue // not inside a window of a zone
+      blocks.set(dataStart + z, (blocks.get(dataStart + z) ?? 0) + x.n)
+    }
+  }
+  return [...blocks].filter(([, n]) => n >= 2).sort((x, y) => y[1] - x[1] || x[0] - y[0]).slice(0, MAX_ZONES).map(([z]) => z)
+}
+
+/** The file's zones: cached on the inode, found from its map the first time. */
+export function fileZones(inode: Inode, ext: Extent[], pol: LocalityPolicy, fileBlocks: number, dataStart: number): number[] {
+  if (!inode.zones) inode.zones = zonesOf(ext, pol, fileBlocks, dataStart)
+  return inode.zones
+}
+
+/**
+ * Region r of a file's map: its pieces, its own home (as a group's, from its pieces: a region
+ * rewritten out of its group lives there), and the runs of it outside its group's windows and
+ * its own window (its home, the region, and R/8 blocks either side: the room a rewrite leaves
+ * after it).
+ */
 export interface RegionView {
   r: number
   lo: number
   pieces: Extent[]
   mapped: number
+  home: number
   group: GroupView
   farRuns: number
   farBlocks: number
 }
 
-export function regionView(ext: Extent[], r: number, pol: LocalityPolicy, fileBlocks = 0): RegionView {
+export function regionView(ext: Extent[], r: number, pol: LocalityPolicy, fileBlocks = 0, zones: number[] = []): RegionView {
   const lo = r * pol.region
-  const group = groupView(ext, Math.floor(lo / pol.group), pol, fileBlocks)
-  const v: RegionView = {r, lo, pieces: [], mapped: 0, group, farRuns: 0, farBlocks: 0}
+  const group = groupView(ext, Math.floor(lo / pol.group), pol, fileBlocks, zones)
+  const v: RegionView = {r, lo, pieces: [], mapped: 0, home: -1, group, farRuns: 0, farBlocks: 0}
+  const votes = new Map<number, number>()
+  let best = 0
   for (const x of group.pieces) {
     if (x.l + x.n <= lo || x.l >= lo + pol.region) continue
     const s = Math.max(x.l, lo)
@@ -201,19 +255,31 @@ export function regionView(ext: Extent[], r: number, pol: LocalityPolicy, fileBl
     const piece = {l: s, n: t - s, p: x.p + (s - x.l)}
     v.pieces.push(piece)
     v.mapped += piece.n
-    if (!isNear(group, piece.p, piece.n)) {
+    const h = piece.p - (piece.l - lo)
+    const c = (votes.get(h) ?? 0) + piece.n
+    votes.set(h, c)
+    if (c > best || (c === best && h < v.home)) { best = c; v.home = h }
+  }
+  for (const x of v.pieces) {
+    if (!nearRegion(v, x.p, x.n, pol)) {
       v.farRuns++
-      v.farBlocks += piece.n
+      v.farBlocks += x.n
     }
   }
   return v
+}
+
+/** Whether run [p, p+n) lies in the group's windows or the region's own. */
+export function nearRegion(v: RegionView, p: number, n: number, pol: LocalityPolicy): boolean {
+  if (isNear(v.group, p, n)) return true
+  return v.home >= 0 && p >= v.home - pol.regionSlack && p + n <= v.home + pol.region + pol.regionSlack
 }
 
 /** Far runs the region would keep if logical blocks [a, b] were written elsewhere. */
 export function farRunsKept(v: RegionView, a: number, b: number, pol: LocalityPolicy): number {
   let n = 0
   for (const x of v.pieces) {
-    if (isNear(v.group, x.p, x.n)) continue
+    if (nearRegion(v, x.p, x.n, pol)) continue
     if (x.l >= a && x.l + x.n - 1 <= b) continue // overwritten whole
     n++
   }
@@ -234,21 +300,7 @@ export function naturalPlace(ext: Extent[], l: number, pol: LocalityPolicy, gv?:
   return prev < 0 ? undefined : prev + pol.group + (l - g * pol.group)
 }
 
-/**
- * The start of a file's overflow zone as its map shows it: from the first group with an
- * overflow run, ovStart - g * overflow (the runs of a zone sit one after another, in group
- * order, so that a sequential read of the file reads them as a second stream); -1 if none.
- */
-export function overflowBase(ext: Extent[], pol: LocalityPolicy, fileBlocks: number): number {
-  const groups = Math.ceil(fileBlocks / pol.group)
-  for (let g = 0; g < groups; g++) {
-    const gv = groupView(ext, g, pol, fileBlocks)
-    if (gv.ovStart >= 0 && gv.overflow === pol.overflow && gv.ovStart - g * pol.overflow >= 0) return gv.ovStart - g * pol.overflow
-  }
-  return -1
-}
-
-/** Blocks of the overflow zone of a file of `fileBlocks` blocks: a run per group. */
+/** Blocks of one overflow zone of a file of `fileBlocks` blocks: a window per group. */
 export function zoneBlocks(fileBlocks: number, pol: LocalityPolicy): number {
   return Math.ceil(fileBlocks / pol.group) * pol.overflow
 }
@@ -304,6 +356,7 @@ export function layoutOf(vol: Volume, inode: Inode, pol: LocalityPolicy): Layout
   if (inode.isDir) return out
   const fileBlocks = Math.ceil(inode.r.size / BLOCK_SIZE)
   const regions = Math.ceil(fileBlocks / pol.region)
-  for (let r = 0; r < regions; r++) out.farRuns += regionView(ext, r, pol, fileBlocks).farRuns
+  const zones = zonesOf(ext, pol, fileBlocks, vol.sb.dataStart)
+  for (let r = 0; r < regions; r++) out.farRuns += regionView(ext, r, pol, fileBlocks, zones).farRuns
   return out
 }

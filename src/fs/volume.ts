@@ -580,11 +580,10 @@ export class Volume {
    * Returns the first block and how many were taken (at least 1). `meta` asks for a block
    * of metadata (a directory block, an extent-tree node): the metadata zone first. `minRun`
    * (file data only) makes a search that does not start at the goal skip free runs shorter
-   * than that, while a longer one exists, and with `align` starts on a multiple of it (the
-   * locality policy starts new runs of data on free stretches, out of the room it keeps after
-   * overflow runs, FORMAT.md §4.3).
+   * than that, while a longer one exists (the locality policy starts new runs of data on free
+   * stretches, FORMAT.md §4.3).
    */
-  allocRun(want: number, goal?: number, meta = false, minRun = 1, align = 1): {p: number, n: number} {
+  allocRun(want: number, goal?: number, meta = false, minRun = 1): {p: number, n: number} {
     if (this.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
     const {dataStart, dataBlocks} = this.sb
     const zone = this.metaZoneBlocks
@@ -595,7 +594,7 @@ export class Volume {
       const hint = Math.min(this.metaHint, zone)
       run = (g >= 0 && g < zone ? this.findFree(g, zone, want) : null) ?? this.findFree(hint, zone, want) ?? this.findFree(0, hint, want)
     }
-    if (!run && minRun > 1 && g < 0) run = this.findDataRun(this.blockHint, want, minRun, align)
+    if (!run && minRun > 1 && g < 0) run = this.findDataRun(this.blockHint, want, minRun)
     if (!run) {
       // File data leaves the metadata zone alone while there is room elsewhere.
       let start = g >= 0 ? g : this.blockHint
@@ -640,25 +639,10 @@ export class Volume {
   }
 
   /**
-   * Allocates up to `want` blocks of file data at the start of a free run of at least
-   * `room` blocks that begins on a multiple of `room` (from the data area's start), and
-   * moves the running hint past the room, so that the allocations that follow leave it free
-   * for the run to grow into (a group's overflow run, FORMAT.md §6.6): rooms so placed never
-   * overlap, and a search for new data passes over one in use. Falls back to allocRun.
-   */
-  allocRoom(want: number, room: number): {p: number, n: number} {
-    const run = this.findDataRun(this.blockHint, want, Math.max(want, room), room)
-    if (!run) return this.allocRun(want)
-    const got = this.take(run.rel, run.n, false)
-    this.blockHint = run.rel + Math.max(want, room)
-    return got
-  }
-
-  /**
    * The start of the highest stretch of at least `size` free data blocks (outside the
-   * metadata zone), placed at the top of that stretch; -1 if there is none. Nothing is
-   * allocated: a file's overflow zone (FORMAT.md §6.6) is taken a run at a time, at the top
-   * of the image, away from where new data goes (the hint climbs from the bottom).
+   * metadata zone); -1 if there is none. Nothing is allocated: a file's overflow zones
+   * (FORMAT.md §6.6) are taken a run at a time, at the top of the free space, away from where
+   * new data goes (the allocator's hint climbs from the bottom).
    */
   freeStretchFromTop(size: number): number {
     const {dataStart, dataBlocks} = this.sb
@@ -678,15 +662,12 @@ export class Volume {
     return -1
   }
 
-  /**
-   * A free data run of at least minRun blocks (taking up to want), from `from` round the
-   * data area, outside the zone first; with `align`, one that starts on a multiple of it.
-   */
-  private findDataRun(from: number, want: number, minRun: number, align = 1): {rel: number, n: number} | null {
+  /** A free data run of at least minRun blocks (taking up to want), from `from` round the data area, outside the zone first. */
+  private findDataRun(from: number, want: number, minRun: number): {rel: number, n: number} | null {
     const {dataBlocks} = this.sb
     const zone = this.metaZoneBlocks
     const start = from >= dataBlocks || from < zone ? zone : from
-    return this.findFree(start, dataBlocks, want, minRun, align) ?? (start > zone ? this.findFree(zone, start, want, minRun, align) : null)
+    return this.findFree(start, dataBlocks, want, minRun) ?? (start > zone ? this.findFree(zone, start, want, minRun) : null)
   }
 
   /** Takes the free run at data-area position rel (count 1 each) and moves the hints past it. */
@@ -727,10 +708,10 @@ export class Volume {
    * freed, extended to a run of up to `want` (within one refcount block); null if none.
    * With `minRun`, free runs shorter than minRun (within a table block) are passed over.
    */
-  private findFree(from: number, to: number, want: number, minRun = 1, align = 1): {rel: number, n: number} | null {
+  private findFree(from: number, to: number, want: number, minRun = 1): {rel: number, n: number} | null {
     let index = Math.floor(from / REFCOUNTS_PER_BLOCK)
     let slot = from % REFCOUNTS_PER_BLOCK
-    const reach = Math.max(want, minRun) + align - 1
+    const reach = Math.max(want, minRun)
     for (; index * REFCOUNTS_PER_BLOCK < to; index++, slot = 0) {
       const buf = this.rcBuf(index)
       const pinned = this.freedNow.get(index)
@@ -743,8 +724,7 @@ export class Volume {
         // Extend the run as far as it goes (within this table block and the range).
         let e = z + 1
         while (e < limit && e - z < reach && buf[e] === 0 && !(pinned && pinned[e])) e++
-        const s = align > 1 ? Math.ceil((base + z) / align) * align - base : z
-        if (e - s >= minRun) return {rel: base + s, n: Math.min(e - s, want)}
+        if (e - z >= minRun) return {rel: base + z, n: Math.min(e - z, want)}
         slot = e
       }
     }
