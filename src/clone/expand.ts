@@ -20,7 +20,16 @@
 // for every async clone, the source's clonestart takes its value, and an entry whose lastclone
 // equals its fileset's clonestart has already been expanded along in every clone in flight.
 //
+// Reading never needs write access. On a volume opened read-only (a user who may only read
+// the image file, or a command holding the shared lock), expansion runs exactly as it would
+// for a writer, but in memory only: a read-only volume never commits (Volume.commit), its
+// store never writes (BlockStore.readOnly), and what was expanded is forgotten when the image
+// is closed. So a reader sees, through the same code, exactly what expansion will produce;
+// only the numbers of the inodes it makes (directories, hard-linked files' copies) are those
+// this process picked, which a later expansion may pick differently.
+//
 // Nothing here imports the namespace layer; Namespace calls in.
+import {holdXattrs, shareXattrs} from '../fs/xattr.js'
 import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
   CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
@@ -112,6 +121,11 @@ export function needsCloneState(spec: CloneSpec): boolean {
 
 /** Remembers that hard-linked source inode `src` has the private copy `copy` in clone `c`. */
 function remapPut(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode, copy: Inode): void {
+  ci.remap.set(src.ino, [src.r.generation, copy.ino, copy.r.generation])
+  ci.copies.add(copy.ino)
+  // A read-only volume expands in memory: the map above is all it needs (appending to the
+  // clone-state file would only hold blocks it can never commit).
+  if (vol.readOnly) return
   let rec = filesetById(vol, c.id)!
   if (rec.stateIno === 0) {
     rec = {...rec, stateIno: createCloneState(vol, ci.spec).ino}
@@ -120,8 +134,6 @@ function remapPut(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode, copy: Inod
   const f = vol.iget(rec.stateIno)
   writeData(vol, f, f.r.size, encodeRemapEntry({srcIno: src.ino, srcGeneration: src.r.generation, copyIno: copy.ino, copyGeneration: copy.r.generation}))
   vol.idirty(f)
-  ci.remap.set(src.ino, [src.r.generation, copy.ino, copy.r.generation])
-  ci.copies.add(copy.ino)
 }
 
 /** A new directory inode with the attributes of `src`, empty. */
@@ -137,6 +149,7 @@ export function newDirLike(vol: Volume, src: Inode): Inode {
   d.r.dataVersion = 1
   d.r.flags |= src.r.flags & IF_NOCLONE
   d.r.locality = src.r.locality ?? 0 // what new files in it inherit (FORMAT.md §6.6)
+  shareXattrs(vol, src, d)
   vol.idirty(d)
   return d
 }
@@ -166,7 +179,6 @@ export function isUnexpanded(d: Inode): boolean {
  */
 export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   if (!isUnexpanded(u)) return []
-  if (vol.readOnly) fail('ENEEDWRITE', `fileset '${c.name}' is still being expanded at '${path || '/'}'; open the image for writing to expand it`)
   const src = filesetById(vol, u.r.srcFileset)
   if (!src) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from missing fileset ${u.r.srcFileset}; run 'prism fsck --repair'`)
   const from = vol.tryIget(u.r.srcIno)
@@ -361,6 +373,7 @@ function linkedCopy(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode): Inode {
   const cp = vol.ialloc(src.r.mode, src.ino + 1)
   const generation = cp.r.generation
   cp.r = {...src.r, area: Buffer.alloc(src.r.area.length), share: 1, generation, nextOrphan: 0}
+  holdXattrs(vol, cp)
   shareInto(vol, src, cp)
   vol.idirty(cp)
   remapPut(vol, c, ci, src, cp)

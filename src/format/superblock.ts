@@ -5,7 +5,6 @@ import {BLOCK_SIZE, FORMAT_VERSION, INODE_SIZE, SB_MAGIC, STATE_CLEAN} from './c
 import {FormatError} from './errors.js'
 import {localityCode} from './locality.js'
 
-/** Incompatible features this build understands (none yet: the bits are reserved). */
 /** Set while some fileset is EXPANDING (FORMAT.md §8.6): a build without async cloning must not open it. */
 export const INCOMPAT_EXPANDING = 0x0001
 /**
@@ -16,9 +15,16 @@ export const INCOMPAT_EXPANDING = 0x0001
 export const INCOMPAT_EXCLUDE_RULES = 0x0002
 /** The bits that describe clones in flight, set and cleared with them. */
 export const INCOMPAT_CLONES = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
-export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
+/** Set once an inode has extended attributes (FORMAT.md §14): xattr_ino fields and attribute inodes. */
+export const INCOMPAT_XATTR = 0x0004
+/** Set once the image holds a device, FIFO or socket inode (FORMAT.md §5.5). */
+export const INCOMPAT_SPECIAL = 0x0008
+/** Bits that mark a feature in use from its first use on (never cleared): a backup superblock written before may lack them. */
+export const INCOMPAT_STICKY = INCOMPAT_XATTR | INCOMPAT_SPECIAL
+/** Incompatible features this build understands: an image with any other bit is refused. */
+export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_XATTR | INCOMPAT_SPECIAL
 /**
- * Compatible feature (FORMAT.md §11.2 item 4): locality settings (§6.6) may be stored in the
+ * Compatible feature (FORMAT.md §11.2 item 9): locality settings (§6.6) may be stored in the
  * superblock, fileset records and inodes. Informational: an older build keeps the bit but
  * zeroes the settings it re-encodes, and 0 means "inherit" / "the built-in default".
  */
@@ -208,10 +214,43 @@ export interface GeometryOptions {
   filesetSlots?: number
 }
 
+/** Below this, an image is refused whatever its settings (1 MiB). */
+const MIN_BLOCKS = 256
+
 /** Lays out a new image: superblock, journal, refcount table, inode table, fileset table, data, backup. */
 export function planGeometry(opts: GeometryOptions): Superblock {
   const total = opts.blockCount
-  if (!Number.isSafeInteger(total) || total < 256) throw new Error('image too small: at least 1 MiB')
+  if (!Number.isSafeInteger(total) || total < 0) throw new Error(`invalid image size (${total} blocks)`)
+  const sb = layout(opts)
+  if (sb === null) {
+    // One message whatever the cause, with the real minimum for these settings.
+    const min = minimumBlocks(opts)
+    throw new Error(`image too small: at least ${min % 256 === 0 ? `${min / 256} MiB` : `${min * 4} KiB`}${opts.journalBlocks || opts.inodeCount || (opts.filesetSlots ?? 4096) !== 4096 ? ' with these settings' : ''}`)
+  }
+  return sb
+}
+
+/** The smallest image (in blocks) that planGeometry accepts with these settings. */
+export function minimumBlocks(opts: Omit<GeometryOptions, 'blockCount'>): number {
+  let hi = MIN_BLOCKS
+  while (layout({...opts, blockCount: hi}) === null) {
+    if (hi > 2 ** 40) throw new Error('these settings fit no image size')
+    hi *= 2
+  }
+  let lo = Math.max(MIN_BLOCKS, hi / 2)
+  if (layout({...opts, blockCount: lo}) !== null) return lo
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2)
+    if (layout({...opts, blockCount: mid}) === null) lo = mid
+    else hi = mid
+  }
+  return hi
+}
+
+/** The layout of an image of opts.blockCount blocks, or null if it is too small for it. */
+function layout(opts: GeometryOptions): Superblock | null {
+  const total = opts.blockCount
+  if (total < MIN_BLOCKS) return null
   // 1/128 of the image, at least 4 MiB (but no more than 1/8 of a tiny image), at most 128 MiB.
   const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(Math.min(1024, Math.floor(total / 8)), Math.floor(total / 128)))
   // One inode per 16 KiB, as mke2fs's default inode ratio.
@@ -228,7 +267,7 @@ export function planGeometry(opts: GeometryOptions): Superblock {
   let refcountBlocks = Math.ceil((total - fixed) / (BLOCK_SIZE - 4))
   let dataBlocks = total - fixed - refcountBlocks
   while (refcountBlocks > 1 && (refcountBlocks - 1) * (BLOCK_SIZE - 4) >= dataBlocks + 1) { refcountBlocks--; dataBlocks++ }
-  if (dataBlocks < 64) throw new Error('image too small for its journal and tables')
+  if (dataBlocks < 64) return null
   const refcountStart = journalStart + journalBlocks
   const inodeTableStart = refcountStart + refcountBlocks
   const filesetTableStart = inodeTableStart + inodeTableBlocks

@@ -64,12 +64,14 @@ export function saveFileset(vol: Volume, f: Fileset): void {
 
 export function addFileset(vol: Volume, name: string, rootIno: number, extra: Partial<FilesetRecord> = {}): Fileset {
   const problem = filesetNameProblem(name)
-  if (problem) fail('EINVAL', problem)
+  if (problem) fail('EUSAGE', problem) // a name the user chose: a bad argument
   if (findFileset(vol, name)) fail('EEXIST', `fileset '${name}' already exists`)
   const used = new Set(load(vol).map((f) => f.slot))
   let slot = -1
   for (let s = 0; s < vol.sb.filesetSlots; s++) if (!used.has(s)) { slot = s; break }
   if (slot < 0) fail('ENOSPC', `the fileset table is full (${vol.sb.filesetSlots} filesets)`)
+  // Ids are u32 and never reused (FORMAT.md §8.4): a damaged counter at the top ends here.
+  if (vol.sb.nextFilesetId >= 0xffffffff) fail('ENOSPC', 'no fileset id is left (the next id is at its largest value)')
   const f: Fileset = {
     slot, id: vol.sb.nextFilesetId, rootIno, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0,
     created: Date.now(), clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, coawCopied: 0, coawRewrites: 0, ...extra,

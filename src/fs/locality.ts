@@ -349,7 +349,7 @@ export interface Layout {
 
 export function layoutOf(vol: Volume, inode: Inode, pol: LocalityPolicy): Layout {
   const out: Layout = {extents: 0, sharedBlocks: 0, farRuns: 0}
-  if (inode.r.flags & IF_INLINE) return out
+  if ((inode.r.flags & IF_INLINE) || !(inode.isReg || inode.isDir)) return out // a special file's area holds its device number
   const ext = loadExtents(vol, inode)
   out.extents = ext.length
   for (const e of ext) for (let i = 0; i < e.n; i++) if (vol.refcount(e.p + i) > 1) out.sharedBlocks++

@@ -24,9 +24,11 @@ export function filesetSpace(vol: Volume, fs: Fileset): FilesetSpace {
   const out: FilesetSpace = {referencedBlocks: 0, uniqueBlocks: 0, files: 0, dirs: 0}
   vol.store.prefetch(vol.sb.refcountStart, Math.ceil(dataBlocks / REFCOUNTS_PER_BLOCK))
 
-  const account = (inode: Inode) => {
-    if (inode.r.flags & IF_INLINE) return
-    const priv = inode.r.share <= 1
+  /** attribute inodes reached (FORMAT.md §14): references from this fileset's private inodes */
+  const attrs = new Map<number, number>()
+  const account = (inode: Inode, priv = inode.r.share <= 1) => {
+    if (inode.r.xattrIno !== 0) attrs.set(inode.r.xattrIno, (attrs.get(inode.r.xattrIno) ?? 0) + (inode.r.share <= 1 ? 1 : 0))
+    if (inode.r.flags & IF_INLINE || inode.isSpecial) return
     const ext = loadExtents(vol, inode)
     const blocks: Array<[number, number]> = ext.map((e) => [e.p, e.n])
     for (const t of inode.treeBlocks) blocks.push([t, 1])
@@ -57,6 +59,11 @@ export function filesetSpace(vol: Volume, fs: Fileset): FilesetSpace {
         account(child)
       }
     }
+  }
+  // An attribute set is this fileset's own when every inode naming it is.
+  for (const [ino, privRefs] of attrs) {
+    const a = vol.tryIget(ino)
+    if (a) account(a, privRefs === a.r.share)
   }
   for (const [b, n] of partial) if (vol.refcount(b) === n) out.uniqueBlocks++
   return out

@@ -14,6 +14,7 @@ import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type I
 import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
 import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
+import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
 import {Inode} from './inode.js'
@@ -76,6 +77,8 @@ export class Volume {
   private metaHint = 0
   private sbDirty = false
   private closed = false
+  /** a commit that failed: the session writes nothing more (commit) */
+  private failure: Error | null = null
   /** hooks run by commit() before anything is encoded (extent maps, directories) */
   private flushers: Array<(vol: Volume) => void> = []
   /** orphans this process is still building (a clone in progress): reaping skips them */
@@ -84,14 +87,19 @@ export class Volume {
   filesetCache: unknown = null
   /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
+  /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */
+  xattrCache: unknown = null
 
   private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
     this.sb = sb
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
-    // with an unreplayed journal clean), even on a device that allows it.
+    // with an unreplayed journal clean), even on a device that allows it. Changes made
+    // meanwhile (a reader expanding a clone in memory, src/clone/expand.ts) are never
+    // committed: they live in this process until it closes the image.
     this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
+    this.store.readOnly = this.readOnly
   }
 
   // ---------------------------------------------------------------- opening
@@ -103,13 +111,14 @@ export class Volume {
     try {
       sb = planGeometry({blockCount: blocks, inodeCount: opts.inodeCount, journalBlocks: opts.journalBlocks, filesetSlots: opts.filesetSlots})
     } catch (e) {
-      throw new PrismError('EINVAL', (e as Error).message)
+      // A size or setting the image cannot be made with: a bad argument.
+      throw new PrismError('EUSAGE', (e as Error).message)
     }
     const dev = FileDevice.create(path, blocks, !!opts.force)
     try {
       return Volume.format(dev, sb, init)
     } catch (e) {
-      dev.close()
+      dev.discard() // a file this mkfs created goes again; one it was told to overwrite stays
       throw e
     }
   }
@@ -239,6 +248,7 @@ export class Volume {
 
   /** Commits if the running transaction is large. Call only where the image is consistent. */
   maybeCommit(): void {
+    checkInterrupt() // a consistent point: stopping here drops only the running transaction
     if (this.txnFull) this.commit()
   }
 
@@ -249,6 +259,10 @@ export class Volume {
   /** Writes the running transaction to the journal and then in place. */
   commit(): void {
     if (this.readOnly) return
+    // After a failed commit the journal and the device may hold part of a transaction: as a
+    // journaling file system aborts its journal, nothing more is written in this session, and
+    // the next open replays what was committed.
+    if (this.failure) throw new PrismError('EIO', `an earlier write to the image failed (${this.failure.message}); nothing more is written until the image is opened again`)
     for (const f of this.flushers) f(this)
     if (!this.hasChanges) return
     for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
@@ -263,7 +277,12 @@ export class Volume {
     this.sb.lastWrite = Date.now()
     encodeSuperblock(this.sb, this.store.getMut(0))
     this.sbDirty = false
-    this.store.commit()
+    try {
+      this.store.commit()
+    } catch (e) {
+      this.failure = e as Error
+      throw e
+    }
     this.freedNow.clear()
     this.allocNow.clear()
   }
@@ -281,6 +300,7 @@ export class Volume {
     this.pinnedOrphans.clear()
     this.filesetCache = null
     this.cloneCache = null
+    this.xattrCache = null
     this.sbDirty = false
     try {
       this.sb = readSuperblockFrom(this.store.get(0)).sb
