@@ -506,7 +506,7 @@ describe('locality: CLI', function () {
     expect(JSON.parse(ok(['set', 'snap', 'coaw=off', '--json']).stdout).coaw).to.deep.equal({setting: 'off', on: false, regionBytes: 131072, from: 'fileset'})
     expect(JSON.parse(ok(['set', 'snap:/big', 'coaw=1M', '--json']).stdout).coaw).to.deep.equal({setting: '1M', on: true, regionBytes: 1 << 20, from: 'file'})
     expect(ok(['set', 'snap:/big']).stdout).to.match(/^snap:\/big: coaw=1M \(in force: on, 1\.0 MiB regions, from its own setting\)/)
-    const st = JSON.parse(ok(['stat', 'snap:/big', '--json']).stdout)
+    const st = JSON.parse(ok(['stat', 'snap:/big', '--json']).stdout)[0] // one object per path
     expect(st).to.include({extents: 1, sharedBlocks: 768, farRuns: 0})
     expect(st.coaw).to.deep.equal({setting: '1M', on: true, regionBytes: 1 << 20, from: 'file'})
     expect(ok(['stat', 'snap:/big']).stdout).to.match(/Extents: 1 {2}Shared blocks: 768 {2}Far runs: 0 {2}Locality: coaw=1M \(on, 1024K regions\)/)
@@ -517,13 +517,29 @@ describe('locality: CLI', function () {
     const d = JSON.parse(ok(['defrag', 'snap', '--json']).stdout)
     expect(d).to.include({target: 'snap:/', files: 1, changed: 0, copiedShared: 0})
     expect(ok(['fsck']).status).to.equal(0)
-    const before = sha256File(img)
+    const unchanged = sha256File(img)
     for (const bad of [['set', 'snap', 'coaw=3M'], ['set', 'snap', 'coaw=maybe'], ['set', 'snap', 'speed=9'], ['set', 'snap', 'coaw'], ['set', 'no such', 'coaw=on'],
       ['defrag', 'bad name!'], ['mkfs', path.join(dir, 'x.img'), '--coaw-region', '48K']]) {
       const r = prism(bad[0] === 'mkfs' ? bad : [...bad, '-i', img])
       expect(r.status, bad.join(' ')).to.equal(2)
       expect(r.stderr.trim().split('\n'), bad.join(' ')).to.have.length(1)
       expect(r.stderr).to.match(/^prism: /)
+    }
+    expect(sha256File(img), 'bad input leaves the image as it was').to.equal(unchanged)
+    // Special files and symlinks have no data to place: stat shows no layout, set refuses (exit 1).
+    ok(['mknod', 'root:/null', 'c', '1', '3'])
+    ok(['mknod', 'root:/pipe', 'p'])
+    ok(['ln', '-s', 'big', 'root:/link'])
+    for (const p of ['root:/null', 'root:/pipe', 'root:/link']) {
+      const sp = JSON.parse(ok(['stat', p, '--json']).stdout)[0]
+      expect(sp, p).to.not.have.any.keys('extents', 'sharedBlocks', 'farRuns', 'coaw')
+      expect(ok(['stat', p]).stdout, p).to.not.match(/Extents:/)
+    }
+    const before = sha256File(img)
+    for (const p of ['root:/null', 'root:/pipe']) { // (set follows a symlink, as chmod does)
+      const r = prism(['set', p, 'coaw=off', '-i', img])
+      expect(r.status, p).to.equal(1)
+      expect(r.stderr, p).to.match(/^prism: .*has no locality setting\n$/)
     }
     for (const missing of [['set', 'nope', 'coaw=on'], ['set', 'snap:/nope', 'coaw=on'], ['defrag', 'snap:/nope']]) {
       const r = prism([...missing, '-i', img])

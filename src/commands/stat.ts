@@ -25,7 +25,7 @@ export default class Stat extends PrismCommand {
     const found: Array<{loc: typeof locs[number], st: Info, place: Place | null}> = []
     await this.withVolume(flags, false, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
       const ns = namespace(vol, loc.fileset)
-      const inode = ns.resolve(loc.path, flags.dereference)
+      const inode = ns.resolve(loc.path, flags.dereference === true) // a symlink is described itself unless -L
       const e = ns.locality(inode)
       // Files and directories have a layout and a locality setting (FORMAT.md §6.6); symlinks and special files have neither.
       const place = inode.isReg || inode.isDir

@@ -583,7 +583,8 @@ export class Namespace {
   /** Sets the locality setting of a file or directory (FORMAT.md §6.6; a directory passes it to what is made in it). */
   setLocality(path: string, code: LocalityCode): Inode {
     const inode = this.resolveOwned(path, true)
-    if (inode.isLnk) fail('EINVAL', `${this.where(path)}: a symbolic link has no locality setting`)
+    // Only files and directories have data the policy places (a symlink's target, a device's number are not data).
+    if (!inode.isReg && !inode.isDir) fail('EINVAL', `${this.where(path)}: a ${inode.isLnk ? 'symbolic link' : inode.type} has no locality setting`)
     setInodeLocality(this.vol, inode, code)
     touch(inode.r, {c: true})
     return inode
