@@ -603,9 +603,11 @@ function inPlaceRun(vol: Volume, ext: Extent[], l: number, to: number): number {
 /**
  * Where the next run of new blocks [l, l+want) of region r goes (FORMAT.md §6.6): its
  * place in its group's run; after the block before it; a hole in its group's base window;
- * its group's overflow run (started, with room after it, by the group's first block that
- * goes there). Else, when the region would hold `threshold` runs outside those windows (one,
- * for a group of one region), the region is rewritten (null is returned); else anywhere.
+ * its group's window in one of the file's overflow zones (a new zone, up to MAX_ZONES, when
+ * those are full); the room around a region rewritten out of its group. Else, when the
+ * region would hold `threshold` runs outside those windows (one, for a group of one region)
+ * and is abundant (half its blocks this file's own, the written ones included; a group of one
+ * region need not be), the region is rewritten (null is returned); else anywhere.
  */
 function placeLocal(w: Write, pol: LocalityPolicy, r: number, l: number, want: number, segEnd: number): {p: number, n: number} | null {
   const {vol, ext} = w
