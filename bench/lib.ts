@@ -507,7 +507,8 @@ export function ensureBuilt(): void {
 export function snapshotBuild(dir: string): string {
   fs.rmSync(dir, {recursive: true, force: true})
   fs.mkdirSync(dir, {recursive: true})
-  for (const f of ['bin', 'dist', 'package.json', 'oclif.manifest.json']) fs.cpSync(path.join(ROOT, f), path.join(dir, f), {recursive: true})
+  // native/: the addons the build loads (native/build/Release/prism_sys.node, the FUSE binding), built by npm ci
+  for (const f of ['bin', 'dist', 'native', 'package.json', 'oclif.manifest.json']) fs.cpSync(path.join(ROOT, f), path.join(dir, f), {recursive: true})
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'), 'dir')
   const files = (fs.readdirSync(path.join(dir, 'dist'), {recursive: true}) as string[])
     .filter((f) => f.endsWith('.js')).map((f) => pathToFileURL(path.join(dir, 'dist', f)).href)

@@ -31,6 +31,7 @@ import {listFilesets} from '../src/fs/filesets.js'
 import {createEmptyFileset, namespace} from '../src/fs/image.js'
 import {Namespace} from '../src/fs/namespace.js'
 import {Volume} from '../src/fs/volume.js'
+import {setImageLocality} from '../src/fs/locality.js'
 import {fsckDevice} from '../src/fsck/index.js'
 
 // ---------------------------------------------------------------- configuration
@@ -50,11 +51,17 @@ export const JOURNAL_BLOCKS = 32
 
 // ---------------------------------------------------------------- images and snapshots
 
-/** A formatted image holding the empty fileset root, everything synced. */
+/**
+ * A formatted image holding the empty fileset root, everything synced. Its locality policy
+ * has the smallest regions (64 KiB), so that writes into shared files rewrite regions often.
+ */
 export function baseImage(): Buffer {
   const dev = new MemDevice(Buffer.alloc(IMAGE_BLOCKS * BLOCK_SIZE))
   const sb = planGeometry({blockCount: IMAGE_BLOCKS, journalBlocks: JOURNAL_BLOCKS, inodeCount: 768, filesetSlots: 16})
-  const vol = Volume.format(dev, sb, (v) => { createEmptyFileset(v, 'root') })
+  const vol = Volume.format(dev, sb, (v) => {
+    createEmptyFileset(v, 'root')
+    setImageLocality(v, 16)
+  })
   vol.close()
   expect(dev.unsynced).to.equal(0)
   return Buffer.from(dev.durable)

@@ -1,5 +1,7 @@
 // Crash consistency, in the manner of littlefs's "reentrant" tests: a mixed workload of
-// commands (cp -r, mkdir -p, rm -r, mv, write, truncate, ln) is run over an in-memory
+// commands (cp -r, mkdir -p, rm -r, mv, write, truncate, ln, writes into the middle of
+// shared and unshared files that make the locality policy rewrite regions, with regions and
+// groups of 64 KiB: docs/FORMAT.md §6.6) is run over an in-memory
 // device that loses power at its Nth write, for every N. Each crashed image (what was synced,
 // plus every unsynced write kept, dropped or torn at 512-byte sectors, chosen by a seed) is
 // reopened: the journal is replayed, orphans are reaped, fsck must find nothing, nothing may
@@ -25,6 +27,8 @@ import {loadExtents} from '../src/fs/extents.js'
 import {namespace} from '../src/fs/image.js'
 import type {Namespace} from '../src/fs/namespace.js'
 import {Volume} from '../src/fs/volume.js'
+import {listFilesets} from '../src/fs/filesets.js'
+import {localityTuning} from '../src/fs/locality.js'
 import {copy} from '../src/ops/copy.js'
 import {chownPath} from '../src/ops/attrs.js'
 import {
@@ -99,6 +103,26 @@ function workload(host: {tree: string, batches: string[], big: string, overlay: 
     const s = r * 100
     op(`mkdir -p ${R}/srv/www/static`, (ns) => { ns.mkdir(`${R}/srv/www/static`, {parents: true}) })
     op(`cp -r tree ${R}/srv/tree`, cpIn(host.tree, `${R}/srv/tree`))
+    // Copy-on-abundant-write: a 40-block file, a reflink copy sharing its blocks, writes into
+    // both (each a region rewrite: groups are one region here), a truncate, then both go.
+    op(`write ${R}/vm.img (40 blocks)`, (ns) => { ns.writeFile(`${R}/vm.img`, bytes(40 * BLOCK_SIZE, s + 20)) })
+    op(`cp (in image, reflink) ${R}/vm.img ${R}/vm.snap`, (ns, vol) => {
+      copy(vol, [{kind: 'image', fileset: 'root', path: `${R}/vm.img`}], {kind: 'image', fileset: 'root', path: `${R}/vm.snap`})
+    })
+    op(`pwrite ${R}/vm.img (5 blocks into shared regions: rewritten)`, (ns) => {
+      const f = ns.openForWrite(`${R}/vm.img`)
+      for (const b of [3, 17, 18, 33, 5]) ns.writeInode(f, b * BLOCK_SIZE + 7, bytes(BLOCK_SIZE - 100, s + b))
+    })
+    op(`pwrite ${R}/vm.img again (regions now its own)`, (ns) => {
+      const f = ns.openForWrite(`${R}/vm.img`)
+      for (const b of [4, 20, 39]) ns.writeInode(f, b * BLOCK_SIZE, bytes(2 * BLOCK_SIZE, s + 40 + b))
+    })
+    op(`pwrite ${R}/vm.snap (shared) and truncate -s 90000`, (ns) => {
+      const f = ns.openForWrite(`${R}/vm.snap`)
+      ns.writeInode(f, 10 * BLOCK_SIZE, bytes(300, s + 50))
+      ns.truncateInode(f, 90_000)
+    })
+    op(`rm ${R}/vm.img ${R}/vm.snap`, (ns) => { ns.remove(`${R}/vm.img`); ns.remove(`${R}/vm.snap`) })
     op(`write ${R}/srv/www/index.html (100 B, inline)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(100, s + 1)) })
     op(`write ${R}/srv/www/app.js (4096 B)`, (ns) => { ns.writeFile(`${R}/srv/www/app.js`, bytes(4096, s + 2)) })
     op(`write ${R}/srv/www/bundle.bin (100 KB)`, (ns) => { ns.writeFile(`${R}/srv/www/bundle.bin`, bytes(100_000, s + 3)) })
@@ -202,6 +226,10 @@ after(() => {
 
 describe('crash consistency', function () {
   this.timeout(FULL ? 0 : 300_000)
+  const savedGroup = localityTuning.groupBytes
+  // A group of one region: every run placed outside its windows rewrites its region.
+  before(() => { localityTuning.groupBytes = 64 * 1024 })
+  after(() => { localityTuning.groupBytes = savedGroup })
 
   it('recovers to the state before or after the interrupted command, at every write', () => {
     const t0 = Date.now()
@@ -212,6 +240,12 @@ describe('crash consistency', function () {
       `${SEEDS} seed(s) each, ${r.recoveries} recoveries (${r.before} to the state before, ${r.after} after), ` +
       `${ops.length + 1} states, stride ${STRIDE}, ${secs} s` + multiSummary(r))
     if (r.failures.length) expect.fail(`${r.failures.length} failure(s):\n${r.failures.slice(0, 10).join('\n')}`)
+    // The workload rewrote regions (so crash points fell inside region rewrites).
+    const v = Volume.openDevice(new ImageView(r.final), {write: false})
+    const rewrites = listFilesets(v).reduce((n, f) => n + f.coawRewrites, 0)
+    v.close()
+    console.log(`      region rewrites in the workload: ${rewrites}`)
+    if (ONLY === null) expect(rewrites).to.be.greaterThan(0)
     if (ONLY === null) {
       expect(r.totalWrites).to.be.at.least(500)
       expect(r.points).to.be.at.least(STRIDE === 1 ? 500 : 1)

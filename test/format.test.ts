@@ -72,7 +72,7 @@ describe('format: inode', () => {
     const r = emptyInode()
     Object.assign(r, {mode: S_IFREG | 0o640, flags: 1, nlink: 3, share: 2, uid: 1000, gid: 100, generation: 9, size: 2 ** 40 + 5, blocks: 77,
       atimeS: -5, mtimeS: 1_700_000_000, ctimeS: 1_800_000_000, atimeNs: 1, mtimeNs: 999_999_999, ctimeNs: 5, srcIno: 44, srcFileset: 2,
-      nextOrphan: 8, dataVersion: 123456789, dirSeed: 0xdeadbeef, dirDepth: 7, dirBuckets: 99})
+      nextOrphan: 8, dataVersion: 123456789, dirSeed: 0xdeadbeef, dirDepth: 7, dirBuckets: 99, locality: 18})
     r.area.fill(0xab)
     const buf = Buffer.alloc(BLOCK_SIZE)
     encodeInode(r, buf, 256)
@@ -179,7 +179,7 @@ describe('format: journal and fileset records', () => {
 
   it('round-trips fileset records and validates names', () => {
     const buf = Buffer.alloc(BLOCK_SIZE)
-    const r = {id: 3, rootIno: 9, parentId: 1, state: 1, mode: 2, flags: 0, created: 1_700_000_000_000, clonestart: 4, stateIno: 0, srcFileset: 1, dirsDone: 5, dirsTotal: 6, name: 'sandbox-1'}
+    const r = {id: 3, rootIno: 9, parentId: 1, state: 1, mode: 2, flags: 0x12, created: 1_700_000_000_000, clonestart: 4, stateIno: 0, srcFileset: 1, dirsDone: 5, dirsTotal: 6, name: 'sandbox-1', coawCopied: 2 ** 40 + 3, coawRewrites: 77}
     encodeFileset(r, buf, 512)
     expect(decodeFileset(buf, 512, 2)).to.deep.equal(r)
     expect(decodeFileset(buf, 0, 0)).to.equal(null)

@@ -33,8 +33,16 @@ export const dataArb = fc.oneof(
   fc.integer({min: 130, max: 9000}).map((n) => new Uint8Array(n).fill(n % 251)),
 ).map((u) => Buffer.from(u))
 
+/** Content of files of 17 to 40 blocks: several regions of the locality policy at its smallest (FORMAT.md §6.6). */
+export const bigDataArb = fc.tuple(fc.integer({min: 17, max: 40}), fc.nat(255)).map(([blocks, seed]) => {
+  const b = Buffer.alloc(blocks * BLOCK_SIZE - seed)
+  for (let i = 0; i < b.length; i += 512) b.fill(((i >> 9) ^ seed) & 0xff, i, Math.min(b.length, i + 512))
+  return b
+})
+
 export type Op =
   | {op: 'mkdir', p: string} | {op: 'write', p: string, data: Buffer} | {op: 'append', p: string, data: Buffer}
+  | {op: 'pwrite', p: string, off: number, data: Buffer}
   | {op: 'truncate', p: string, size: number} | {op: 'chmod', p: string, perm: number} | {op: 'unlink', p: string}
   | {op: 'rmr', p: string} | {op: 'rename', a: string, b: string} | {op: 'link', a: string, b: string}
   | {op: 'symlink', t: string, p: string} | {op: 'cp', a: string, b: string} | {op: 'reopen'}
@@ -52,6 +60,11 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
   w(3, fc.tuple(pathArb, dataArb).map(([p, data]) => ({op: 'write', p, data}) as Op)),
   w(4, fc.tuple(pathArb, pathArb).map(([a, b]) => ({op: 'rename', a, b}) as Op)),
   w(1, fc.tuple(pathArb, dataArb).map(([p, data]) => ({op: 'append', p, data}) as Op)),
+  w(1, fc.tuple(pathArb, bigDataArb).map(([p, data]) => ({op: 'write', p, data}) as Op)),
+  // Writes into the middle of files (of a clone: into shared blocks), which the locality
+  // policy places in the file's windows or answers by rewriting a region.
+  w(3, fc.tuple(pathArb, fc.nat(40), fc.nat(300), fc.integer({min: 1, max: 3 * BLOCK_SIZE}), fc.nat(255)).map(([p, block, shift, len, seed]) =>
+    ({op: 'pwrite', p, off: block * BLOCK_SIZE + shift, data: Buffer.alloc(len, seed)}) as Op)),
   w(1, fc.tuple(pathArb, fc.integer({min: 0, max: 3 * BLOCK_SIZE})).map(([p, size]) => ({op: 'truncate', p, size}) as Op)),
   w(1, fc.tuple(pathArb, fc.constantFrom(0o600, 0o755, 0o640)).map(([p, perm]) => ({op: 'chmod', p, perm}) as Op)),
   w(1, pathArb.map((p) => ({op: 'unlink', p}) as Op)),
@@ -127,6 +140,7 @@ export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real:
       case 'mkdir': ns.mkdir(o.p); break
       case 'write': ns.writeFile(o.p, o.data); break
       case 'append': ns.writeFile(o.p, o.data, {append: true}); break
+      case 'pwrite': ns.writeInode(ns.openForWrite(o.p), o.off, o.data); break
       case 'truncate': ns.truncate(o.p, o.size); break
       case 'chmod': ns.chmod(o.p, o.perm); break
       case 'unlink': ns.unlink(o.p); break
@@ -149,6 +163,7 @@ export function apply(ns: ReturnType<typeof namespace>, m: Model, o: Op): {real:
     case 'mkdir': model = m.mkdir(o.p); break
     case 'write': model = m.write(o.p, o.data, false); break
     case 'append': model = m.write(o.p, o.data, true); break
+    case 'pwrite': model = m.pwrite(o.p, o.off, o.data); break
     case 'truncate': model = m.truncate(o.p, o.size); break
     case 'chmod': model = m.chmod(o.p, o.perm); break
     case 'unlink': model = m.unlink(o.p); break

@@ -88,6 +88,24 @@ export class Model {
     return true
   }
 
+  /** pwrite at `off`, creating the file (zeros before `off`) if absent; a symlink or directory at p fails. */
+  pwrite(p: string, off: number, data: Buffer): boolean {
+    const par = this.parent(p)
+    if (!par) return false
+    let n = par.dir.children.get(par.name)
+    if (!n) {
+      n = {kind: 'obj', obj: {kind: 'file', data: Buffer.alloc(0), perm: 0o644}}
+      par.dir.children.set(par.name, n)
+    }
+    if (n.kind !== 'obj' || n.obj.kind !== 'file') return false
+    const old = n.obj.data
+    const d = Buffer.alloc(Math.max(old.length, off + data.length))
+    old.copy(d)
+    data.copy(d, off)
+    n.obj.data = d
+    return true
+  }
+
   truncate(p: string, size: number): boolean {
     const n = this.get(p)
     if (!n || n.kind !== 'obj' || n.obj.kind !== 'file') return false

@@ -14,6 +14,7 @@
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
 import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
+import {FILESET_LOCALITY_MASK} from '../format/locality.js'
 import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirList, enterDir} from '../fs/dir.js'
@@ -171,7 +172,8 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
     } else {
       vol.removeOrphan(root)
       root.r.nlink = 2 + countSubdirs(vol, root)
-      addFileset(vol, newName, root.ino, {parentId: srcFs.id, mode: MODE_SYNC})
+      // A clone keeps its source's locality setting (FORMAT.md §6.6); its counters start at 0.
+      addFileset(vol, newName, root.ino, {parentId: srcFs.id, mode: MODE_SYNC, flags: srcFs.flags & FILESET_LOCALITY_MASK})
       result = {fileset: newName, path: '/', parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
     }
     vol.idirty(root)
@@ -199,7 +201,7 @@ function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, na
   // DELETING until they are in: a crash meanwhile leaves a fileset the next open removes.
   const rec = addFileset(vol, name, root.ino, {
     parentId: srcFs.id, mode: mode === 'async' ? MODE_ASYNC : MODE_LAZY, state: building ? FS_DELETING : FS_EXPANDING,
-    srcFileset: srcFs.id, stateIno, dirsDone: 0, dirsTotal: 1,
+    srcFileset: srcFs.id, stateIno, dirsDone: 0, dirsTotal: 1, flags: srcFs.flags & FILESET_LOCALITY_MASK,
   })
   saveFileset(vol, {...filesetById(vol, srcFs.id)!, clonestart: clock})
   const stats: CloneStats = {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0, replaced: 0}

@@ -148,6 +148,7 @@ export function newDirLike(vol: Volume, src: Inode): Inode {
   d.r.ctimeS = src.r.ctimeS; d.r.ctimeNs = src.r.ctimeNs
   d.r.dataVersion = 1
   d.r.flags |= src.r.flags & IF_NOCLONE
+  d.r.locality = src.r.locality ?? 0 // what new files in it inherit (FORMAT.md §6.6)
   shareXattrs(vol, src, d)
   vol.idirty(d)
   return d

@@ -10,6 +10,8 @@ export default class Mkfs extends PrismCommand {
     '<%= config.bin %> mkfs disk.img',
     '<%= config.bin %> mkfs disk.img --size 64G --inodes 2000000',
     '<%= config.bin %> mkfs disk.img --size 1G --journal-size 16M --force',
+    '<%= config.bin %> mkfs vms.img --size 200G --coaw-region 1M',
+    '<%= config.bin %> mkfs plain.img --coaw-region off',
   ]
   static args = {image: Args.string({description: 'image file to create', required: true})}
   static flags = {
@@ -18,6 +20,7 @@ export default class Mkfs extends PrismCommand {
     'journal-size': Flags.string({description: 'journal size (default: 1/128 of the image, 4 MiB to 128 MiB)', helpValue: 'SIZE'}),
     filesets: Flags.integer({description: 'fileset table slots', default: 4096, min: 1, helpValue: 'N'}),
     force: Flags.boolean({char: 'f', description: 'overwrite an existing file'}),
+    'coaw-region': Flags.string({description: 'the image default of the locality policy: a region size from 64K to 1M, on, or off (pure block copy-on-write); default on, 256K regions'}),
   }
 
   async run() {
@@ -31,13 +34,27 @@ export default class Mkfs extends PrismCommand {
       throw new PrismError('EUSAGE', (e as Error).message)
     }
     if (journalBlocks !== undefined && journalBlocks < 64) throw new PrismError('EUSAGE', 'journal must be at least 256K')
+    const {parseLocality, showLocality} = await import('../format/locality.js')
+    let coaw: number | undefined
+    if (flags['coaw-region'] !== undefined) {
+      try {
+        coaw = parseLocality(flags['coaw-region'], parseSize)
+      } catch (e) {
+        throw new PrismError('EUSAGE', (e as Error).message)
+      }
+    }
     const {mkfs} = await import('../fs/image.js')
     const vol = mkfs(args.image, {size, inodeCount: flags.inodes, journalBlocks, filesetSlots: flags.filesets, force: flags.force})
+    if (coaw) {
+      const {setImageLocality} = await import('../fs/locality.js')
+      setImageLocality(vol, coaw)
+    }
     const sb = vol.sb
     vol.close()
     const info = {
       image: args.image, size: sb.blockCount * 4096, blocks: sb.blockCount, dataBlocks: sb.dataBlocks, inodes: sb.inodeCount,
       journalBytes: sb.journalBlocks * 4096, filesetSlots: sb.filesetSlots, uuid: sb.uuid.toString('hex'), filesets: ['root'],
+      coaw: showLocality(sb.localityDefault) === 'inherit' ? 'default' : showLocality(sb.localityDefault),
     }
     this.log(`created ${args.image}: ${humanSize(info.size)}, ${info.inodes} inodes, ${humanSize(info.journalBytes)} journal, fileset 'root'`)
     return info

@@ -16,20 +16,33 @@ export default class Stat extends PrismCommand {
     const {argv, flags} = await this.parse(Stat)
     const locs = (argv as string[]).map(imageLoc)
     const {namespace, forEachItem} = await import('../fs/image.js')
+    const {showLocality, localityCode} = await import('../format/locality.js')
     const {Failures} = await import('../cli/each.js')
     const failures = new Failures()
-    type Info = ReturnType<ReturnType<typeof namespace>['stat']>
-    const found: Array<{loc: typeof locs[number], st: Info}> = []
+    type Namespace = ReturnType<typeof namespace>
+    type Info = ReturnType<Namespace['statInode']>
+    type Place = {layout: ReturnType<Namespace['layout']>, coaw: {setting: string, on: boolean, regionBytes: number, from: string}}
+    const found: Array<{loc: typeof locs[number], st: Info, place: Place | null}> = []
     await this.withVolume(flags, false, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
-      found.push({loc, st: namespace(vol, loc.fileset).stat(loc.path, flags.dereference)})
+      const ns = namespace(vol, loc.fileset)
+      const inode = ns.resolve(loc.path, flags.dereference === true) // a symlink is described itself unless -L
+      const e = ns.locality(inode)
+      // Files and directories have a layout and a locality setting (FORMAT.md §6.6); symlinks and special files have neither.
+      const place = inode.isReg || inode.isDir
+        ? {layout: ns.layout(inode), coaw: {setting: showLocality(localityCode(inode.r.locality)), on: e.on, regionBytes: e.regionBytes, from: e.from}}
+        : null
+      found.push({loc, st: ns.statInode(inode), place})
     }))
     failures.settle()
-    return found.map(({loc, st}) => {
+    return found.map(({loc, st, place}) => {
+      const layout = place?.layout
       const out = {
         path: showLoc(loc), ino: st.ino, type: st.type, mode: `0${st.perm.toString(8)}`, nlink: st.nlink, share: st.share, uid: st.uid, gid: st.gid,
         size: st.size, blocks: st.blocks, atime: isoTime(st.atime), mtime: isoTime(st.mtime), ctime: isoTime(st.ctime),
         flags: st.flags, generation: st.generation, ...(st.target !== undefined ? {target: st.target} : {}), ...(st.entries !== undefined ? {entries: st.entries} : {}),
         ...(st.rdev && (st.type === 'chardev' || st.type === 'blockdev') ? {rdev: st.rdev} : {}), xattrs: st.xattrs,
+        ...(layout ? {extents: layout.extents, sharedBlocks: layout.sharedBlocks, ...(st.type === 'file' ? {farRuns: layout.farRuns} : {})} : {}),
+        ...(place ? {coaw: place.coaw} : {}),
       }
       this.log(`  File: ${nameShown(out.path)}${st.target !== undefined ? ` -> ${nameShown(st.target)}` : ''}`)
       const dev = out.rdev ? `  Device: ${out.rdev.major},${out.rdev.minor}` : ''
@@ -37,6 +50,11 @@ export default class Stat extends PrismCommand {
       this.log(`Access: (${out.mode}/${modeString(st.type, st.perm)})  Uid: ${st.uid}  Gid: ${st.gid}${st.flags.length ? `  Flags: ${st.flags.join(',')}` : ''}`)
       this.log(`Access: ${out.atime}\nModify: ${out.mtime}\nChange: ${out.ctime}`)
       if (st.xattrs.length) this.log(` Xattr: ${st.xattrs.map(nameShown).join(', ')}`)
+      if (place && layout) {
+        const c = place.coaw
+        const policy = `coaw=${c.setting} (${c.on ? `on, ${c.regionBytes >> 10}K regions` : 'off'})`
+        this.log(`Extents: ${layout.extents}  Shared blocks: ${layout.sharedBlocks}${st.type === 'file' ? `  Far runs: ${layout.farRuns}` : ''}  Locality: ${policy}`)
+      }
       return out
     })
   }

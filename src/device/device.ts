@@ -9,6 +9,13 @@ export interface BlockDevice {
   readonly readOnly: boolean
   /** Reads buf.length bytes (a multiple of BLOCK_SIZE) starting at `block`. */
   read(block: number, buf: Buffer): void
+  /**
+   * Reads consecutive buffers (each a multiple of BLOCK_SIZE) starting at `block`, in one
+   * call. `stream` (0..3) names which of a reader's interleaved sequential streams this read
+   * continues: a file device reads each through a descriptor of its own, so that the host's
+   * readahead follows each stream instead of seeing one stream jump back and forth.
+   */
+  readv?(block: number, bufs: Buffer[], stream?: number): void
   /** Writes buf (a multiple of BLOCK_SIZE) starting at `block`. Not durable until sync(). */
   write(block: number, buf: Buffer): void
   /** Writes consecutive buffers (each a multiple of BLOCK_SIZE) starting at `block`. */

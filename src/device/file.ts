@@ -185,6 +185,51 @@ export class FileDevice implements BlockDevice {
     }
   }
 
+  /** read-only descriptors of the image for a reader's streams 1..3 (readv), opened when first used */
+  private streams: number[] = []
+
+  private streamFd(stream: number): number {
+    if (stream <= 0 || stream > 3) return this.fd
+    let fd = this.streams[stream]
+    if (fd === undefined) {
+      try {
+        fd = fs.openSync(this.path, 'r')
+      } catch {
+        fd = this.fd
+      }
+      this.streams[stream] = fd
+    }
+    return fd
+  }
+
+  readv(block: number, bufs: Buffer[], stream = 0): void {
+    let pos = block * BLOCK_SIZE
+    let total = 0
+    for (const b of bufs) total += b.length
+    try {
+      const fd = this.streamFd(stream)
+      let done = fs.readvSync(fd, bufs, pos)
+      if (done === total) return
+      // A short read goes on piece by piece (past the end of a short file: zeros).
+      let skip = done
+      pos += done
+      for (const b of bufs) {
+        if (skip >= b.length) { skip -= b.length; continue }
+        const rest = b.subarray(skip)
+        skip = 0
+        let r = 0
+        while (r < rest.length) {
+          const n = fs.readSync(fd, rest, r, rest.length - r, pos + r)
+          if (n === 0) { rest.fill(0, r); break }
+          r += n
+        }
+        pos += rest.length
+      }
+    } catch (e) {
+      throw ioError(this.path, e)
+    }
+  }
+
   /**
    * lseek(SEEK_DATA / SEEK_HOLE) over the range. A file system without them (EINVAL) is taken
    * to have no holes; a file system that does not track holes reports the file as all data.
@@ -317,6 +362,8 @@ export class FileDevice implements BlockDevice {
       this.behind?.close() // its writes end before the lock is released
     } finally {
       this.behind = null
+      for (const fd of this.streams) if (fd !== undefined && fd !== this.fd) fs.closeSync(fd)
+      this.streams = []
       fs.closeSync(this.fd) // closing the descriptor releases the flock
     }
     // The writeback thread closes its descriptor and ends after any fdatasync it is running.

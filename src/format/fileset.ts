@@ -4,6 +4,7 @@
 import {crc32} from './checksum.js'
 import {FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_DELETING, FS_FREE, MODE_LAZY} from './constants.js'
 import {FormatError} from './errors.js'
+import {readU64, writeU64} from './le64.js'
 import {nameBytes, nameText} from './name.js'
 
 const CRC_OFF = 0xfc
@@ -24,6 +25,13 @@ export interface FilesetRecord {
   dirsDone: number
   dirsTotal: number
   name: string
+  /**
+   * Copy-on-abundant-write (§6.6): blocks a region rewrite copied that stayed in use elsewhere
+   * (the space the policy cost), and regions rewritten. Counters in reserved bytes: an older
+   * build that re-encodes the record zeroes them (§11.2 item 9).
+   */
+  coawCopied: number
+  coawRewrites: number
 }
 
 export function slotIsFree(buf: Buffer, off: number): boolean {
@@ -47,6 +55,8 @@ export function readFilesetRaw(buf: Buffer, off: number): FilesetRecord {
     dirsDone: buf.readUInt32LE(off + 0x24),
     dirsTotal: buf.readUInt32LE(off + 0x28),
     name: nameText(buf.subarray(off + NAME_OFF, off + NAME_OFF + nameLen)), // a damaged name shows its odd bytes as \xNN
+    coawCopied: readU64(buf, off + 0xb0),
+    coawRewrites: readU64(buf, off + 0xb8),
   }
 }
 
@@ -82,6 +92,8 @@ export function encodeFileset(r: FilesetRecord | null, buf: Buffer, off: number)
   buf.writeUInt32LE(r.dirsDone, off + 0x24)
   buf.writeUInt32LE(r.dirsTotal, off + 0x28)
   name.copy(buf, off + NAME_OFF)
+  writeU64(buf, r.coawCopied, off + 0xb0)
+  writeU64(buf, r.coawRewrites, off + 0xb8)
   buf.writeUInt32LE(crc32(buf, off, off + CRC_OFF), off + CRC_OFF)
 }
 

@@ -4,6 +4,7 @@
 import {crc32} from './checksum.js'
 import {INODE_SIZE, IF_KNOWN, S_IFDIR, S_IFMT, S_IFREG, knownType} from './constants.js'
 import {FormatError} from './errors.js'
+import {localityCode} from './locality.js'
 import {readI64, readU64, u64Safe, writeI64, writeU64} from './le64.js'
 
 export const INODE_AREA_OFF = 0x70
@@ -33,6 +34,12 @@ export interface InodeRecord {
   dirSeed: number
   dirDepth: number
   dirBuckets: number
+  /**
+   * Regular file or directory: its locality setting (§6.6, a code of format/locality.ts; a
+   * directory passes it to what is created in it). 0 = inherit. A compat field: an older
+   * build that re-encodes the inode zeroes it (§11.2 item 9).
+   */
+  locality: number
   /** the attribute inode holding this inode's extended attributes (FORMAT.md §14), 0 = none */
   xattrIno: number
   /** 140 bytes: an extent root (extent.ts), inline data (files, symlinks, small directories), or a special file's device number (§5.5). */
@@ -43,7 +50,7 @@ export function emptyInode(): InodeRecord {
   return {
     mode: 0, flags: 0, nlink: 0, share: 0, uid: 0, gid: 0, generation: 0, size: 0, blocks: 0,
     atimeS: 0, mtimeS: 0, ctimeS: 0, atimeNs: 0, mtimeNs: 0, ctimeNs: 0, srcIno: 0, srcFileset: 0,
-    nextOrphan: 0, dataVersion: 0, dirSeed: 0, dirDepth: 0, dirBuckets: 0, xattrIno: 0, area: Buffer.alloc(INODE_AREA_SIZE),
+    nextOrphan: 0, dataVersion: 0, dirSeed: 0, dirDepth: 0, dirBuckets: 0, locality: 0, xattrIno: 0, area: Buffer.alloc(INODE_AREA_SIZE),
   }
 }
 
@@ -126,6 +133,7 @@ export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord 
     dirSeed: buf.readUInt32LE(off + 0x60),
     dirDepth: buf.readUInt8(off + 0x64),
     dirBuckets: buf.readUInt32LE(off + 0x68),
+    locality: localityCode(buf.readUInt8(off + 0x65)),
     xattrIno: buf.readUInt32LE(off + 0x6c),
     area: Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE)),
   }
@@ -159,7 +167,8 @@ export function encodeInode(r: InodeRecord, buf: Buffer, off: number): void {
   writeU64(buf, r.dataVersion, off + 0x58)
   buf.writeUInt32LE(r.dirSeed >>> 0, off + 0x60)
   buf.writeUInt8(r.dirDepth, off + 0x64)
-  buf.fill(0, off + 0x65, off + 0x68)
+  buf.writeUInt8(r.locality, off + 0x65)
+  buf.fill(0, off + 0x66, off + 0x68)
   buf.writeUInt32LE(r.dirBuckets, off + 0x68)
   buf.writeUInt32LE(r.xattrIno >>> 0, off + 0x6c)
   r.area.copy(buf, off + INODE_AREA_OFF)

@@ -3,6 +3,7 @@
 import {crc32} from './checksum.js'
 import {BLOCK_SIZE, FORMAT_VERSION, INODE_SIZE, SB_MAGIC, STATE_CLEAN} from './constants.js'
 import {FormatError} from './errors.js'
+import {localityCode} from './locality.js'
 
 /** Set while some fileset is EXPANDING (FORMAT.md §8.6): a build without async cloning must not open it. */
 export const INCOMPAT_EXPANDING = 0x0001
@@ -22,6 +23,12 @@ export const INCOMPAT_SPECIAL = 0x0008
 export const INCOMPAT_STICKY = INCOMPAT_XATTR | INCOMPAT_SPECIAL
 /** Incompatible features this build understands: an image with any other bit is refused. */
 export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_XATTR | INCOMPAT_SPECIAL
+/**
+ * Compatible feature (FORMAT.md §11.2 item 9): locality settings (§6.6) may be stored in the
+ * superblock, fileset records and inodes. Informational: an older build keeps the bit but
+ * zeroes the settings it re-encodes, and 0 means "inherit" / "the built-in default".
+ */
+export const COMPAT_LOCALITY = 0x0001
 /** Read-only-compatible features this build can write (none yet): others open read-only. */
 export const RO_COMPAT_SUPPORTED = 0
 export const SB_CRC_OFF = 0xfc
@@ -56,6 +63,8 @@ export interface Superblock {
   inodeHint: number
   /** inode of the scan-results file (§12), 0 = none */
   scanIno: number
+  /** the image's locality setting (§6.6): 0 = the built-in default */
+  localityDefault: number
   created: number
   lastWrite: number
   uuid: Buffer
@@ -67,7 +76,7 @@ const O = {
   refcountBlocks: 0x3c, refcountStart: 0x40, inodeTableStart: 0x48, inodeTableBlocks: 0x50,
   filesetTableBlocks: 0x54, filesetTableStart: 0x58, dataStart: 0x60, dataBlocks: 0x68, freeBlocks: 0x70,
   freeInodes: 0x78, state: 0x7c, cloneClock: 0x80, orphanHead: 0x84, nextFilesetId: 0x88, nextGeneration: 0x8c,
-  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0, scanIno: 0xb4,
+  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0, scanIno: 0xb4, localityDefault: 0xb8,
 } as const
 
 const u64 = (b: Buffer, o: number) => Number(b.readBigUInt64LE(o))
@@ -119,6 +128,7 @@ export function decodeSuperblock(buf: Buffer): Superblock {
     uuid: Buffer.from(buf.subarray(O.uuid, O.uuid + 16)),
     inodeHint: buf.readUInt32LE(O.inodeHint),
     scanIno: buf.readUInt32LE(O.scanIno),
+    localityDefault: localityCode(buf.readUInt8(O.localityDefault)),
   }
   if (sb.incompat & ~INCOMPAT_SUPPORTED) {
     throw new FormatError('superblock', 'version', `image uses features this prism does not know (incompat 0x${sb.incompat.toString(16)})`)
@@ -192,6 +202,7 @@ export function encodeSuperblock(sb: Superblock, buf: Buffer = Buffer.alloc(BLOC
   sb.uuid.copy(buf, O.uuid, 0, 16)
   buf.writeUInt32LE(sb.inodeHint >>> 0, O.inodeHint)
   buf.writeUInt32LE((sb.scanIno ?? 0) >>> 0, O.scanIno)
+  buf.writeUInt8(sb.localityDefault ?? 0, O.localityDefault)
   buf.writeUInt32LE(crc32(buf, 0, SB_CRC_OFF), SB_CRC_OFF)
   return buf
 }
@@ -267,6 +278,6 @@ function layout(opts: GeometryOptions): Superblock | null {
     filesetSlots, journalStart, journalBlocks, refcountStart, refcountBlocks, inodeTableStart, inodeTableBlocks,
     filesetTableStart, filesetTableBlocks, dataStart, dataBlocks, freeBlocks: dataBlocks,
     freeInodes: 0, state: STATE_CLEAN, cloneClock: 0, orphanHead: 0, nextFilesetId: 1, nextGeneration: 1,
-    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1, scanIno: 0,
+    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1, scanIno: 0, localityDefault: 0,
   }
 }

@@ -13,6 +13,7 @@ import {FormatError} from '../format/errors.js'
 import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
+import {MAX_ZONES, farRunsKept, fileZones, groupView, isNear, naturalPlace, regionView, zoneBlocks, type GroupView, type LocalityPolicy, type RegionView} from './locality.js'
 
 /** Largest run allocated or read at once. */
 const CHUNK_BLOCKS = 256
@@ -155,17 +156,20 @@ export function unmapRange(ext: Extent[], l: number, n: number): Extent[] {
   const end = l + n
   const removed: Extent[] = []
   const keep: Extent[] = []
-  for (const e of ext) {
+  // Only the extents that overlap the range change: found by binary search, replaced in place
+  // (a random write into a file of 50,000 extents must not rebuild the whole list).
+  const i = findFirstAtOrAfter(ext, l)
+  let j = i
+  for (; j < ext.length && ext[j].l < end; j++) {
+    const e = ext[j]
     const eEnd = e.l + e.n
-    if (eEnd <= l || e.l >= end) { keep.push(e); continue }
     if (e.l < l) keep.push({l: e.l, n: l - e.l, p: e.p})
     const s = Math.max(e.l, l)
     const t = Math.min(eEnd, end)
     removed.push({l: s, n: t - s, p: e.p + (s - e.l)})
     if (eEnd > end) keep.push({l: end, n: eEnd - end, p: e.p + (end - e.l)})
   }
-  ext.length = 0
-  ext.push(...keep)
+  if (j > i) ext.splice(i, j - i, ...keep)
   return removed
 }
 
@@ -223,29 +227,123 @@ export function releaseAll(vol: Volume, inode: Inode): void {
   vol.idirty(inode)
 }
 
+/** Free or foreign blocks a read goes through rather than seek past (FORMAT.md §6.6: a region's slack). */
+const READ_THROUGH = 128
+/** Largest span read at once by readBlocks beyond the blocks it needs (blocks). */
+const SPAN_MAX = CHUNK_BLOCKS * 24
+
+let spanScratch: Buffer | null = null
+
+/**
+ * Fills `out` with logical blocks [l, l + out.length/4096) of a file (holes as zeros). The
+ * blocks are read in physical order, and runs no more than READ_THROUGH blocks apart are
+ * read as one span (the blocks between them read and dropped): a region whose blocks sit
+ * in and around its home, as the locality policy places them, is then one sequential read
+ * of the image, which the host's readahead serves at full speed, where reading each run
+ * on its own, skipping the gaps, breaks the readahead into small synchronous reads.
+ * `cursor` (a stream's) carries where its last reads ended, so that a read starts at one
+ * of those ends when the gap is small: the reads of each stream (a file's base runs, its
+ * overflow zone) then follow one another.
+ */
+export function readBlocks(vol: Volume, ext: Extent[], l: number, out: Buffer, cursor?: ReadCursor): void {
+  const n = out.length / BLOCK_SIZE
+  const end = l + n
+  const pieces: Extent[] = []
+  let covered = 0
+  for (let i = findFirstAtOrAfter(ext, l); i < ext.length && ext[i].l < end; i++) {
+    const e = ext[i]
+    const s = Math.max(e.l, l)
+    const t = Math.min(e.l + e.n, end)
+    pieces.push({l: s, n: t - s, p: e.p + (s - e.l)})
+    covered += t - s
+  }
+  if (covered < n) out.fill(0)
+  if (pieces.length > 1) pieces.sort((a, b) => a.p - b.p)
+  let i = 0
+  while (i < pieces.length) {
+    let ps = pieces[i].p
+    let pe = ps + pieces[i].n
+    let useful = pieces[i].n
+    let j = i + 1
+    // A gap is read through when it is short, and when what the span reads in gaps stays
+    // below what it needs (pure block copy-on-write scatters blocks over areas of others).
+    for (; j < pieces.length && j - i < 400; j++) {
+      const x = pieces[j]
+      const end = Math.max(pe, x.p + x.n)
+      if (x.p > pe + READ_THROUGH || end - ps > SPAN_MAX || end - ps > 2 * (useful + x.n) + 16) break
+      pe = end
+      useful += x.n
+    }
+    // Just after where one of the stream's reads ended: read the gap too, and read through
+    // that stream's descriptor (FileDevice.readv), whose readahead follows it.
+    let stream = 0
+    if (cursor) {
+      // Gaps read through stay under an eighth of what the stream needed: a layout that
+      // scatters single blocks (pure block copy-on-write) is read block by block instead.
+      cursor.useful += useful
+      let k = cursor.ends.findIndex((e) => ps >= e && ps - e <= READ_THROUGH && cursor.bridged + (ps - e) <= cursor.useful / 8)
+      if (k >= 0) {
+        cursor.bridged += ps - cursor.ends[k]
+        ps = cursor.ends[k]
+      } else {
+        k = cursor.ends.length < 4 ? cursor.ends.length : cursor.oldest
+        cursor.oldest = (k + 1) % 4
+      }
+      cursor.ends[k] = pe
+      stream = k
+    }
+    if (j === i + 1 && ps === pieces[i].p && stream === 0) {
+      const x = pieces[i]
+      vol.store.readData(x.p, out.subarray((x.l - l) * BLOCK_SIZE, (x.l - l + x.n) * BLOCK_SIZE))
+    } else {
+      // One scattered read: each piece straight to its place, the gaps into scratch memory.
+      const bufs: Buffer[] = []
+      let at = ps
+      for (let k = i; k < j; k++) {
+        const x = pieces[k]
+        if (x.p > at) bufs.push(gapBuf(x.p - at))
+        bufs.push(out.subarray((x.l - l) * BLOCK_SIZE, (x.l - l + x.n) * BLOCK_SIZE))
+        at = x.p + x.n
+      }
+      vol.store.readDataV(ps, bufs, stream)
+    }
+    i = j
+  }
+}
+
+/** Where the recent reads of a stream ended (up to four: a file read as a few sequential streams). */
+export interface ReadCursor {
+  ends: number[]
+  oldest: number
+  /** blocks read that were needed, and blocks of gaps read through to join streams */
+  useful: number
+  bridged: number
+}
+
+/** Memory the gaps of a scattered read land in (never looked at; shared by every gap). */
+function gapBuf(blocks: number): Buffer {
+  const bytes = blocks * BLOCK_SIZE
+  if (!spanScratch || spanScratch.length < bytes) spanScratch = Buffer.allocUnsafe(Math.max(bytes, (READ_THROUGH + 1) * BLOCK_SIZE))
+  return spanScratch.subarray(0, bytes)
+}
+
 /** Reads [off, off+len) of a file into a buffer (holes read as zeros). */
 export function readData(vol: Volume, inode: Inode, off: number, len: number): Buffer {
   const size = inode.r.size
   if (off >= size) return Buffer.alloc(0)
   len = Math.min(len, size - off)
   if (inode.r.flags & IF_INLINE) return Buffer.from(inode.r.area.subarray(off, off + len))
-  const out = Buffer.alloc(len)
   const ext = loadExtents(vol, inode)
   const first = Math.floor(off / BLOCK_SIZE)
   const last = Math.floor((off + len - 1) / BLOCK_SIZE)
-  let i = findFirstAtOrAfter(ext, first)
-  for (; i < ext.length && ext[i].l <= last; i++) {
-    const e = ext[i]
-    const s = Math.max(e.l, first)
-    const t = Math.min(e.l + e.n - 1, last)
-    const buf = Buffer.allocUnsafe((t - s + 1) * BLOCK_SIZE)
-    vol.store.readData(e.p + (s - e.l), buf)
-    const srcStart = s === first ? off - first * BLOCK_SIZE : 0
-    const dst = s * BLOCK_SIZE + srcStart - off
-    const n = Math.min(buf.length - srcStart, len - dst)
-    buf.copy(out, dst, srcStart, srcStart + n)
+  if (first * BLOCK_SIZE === off && len === (last - first + 1) * BLOCK_SIZE) {
+    const out = Buffer.allocUnsafe(len)
+    readBlocks(vol, ext, first, out)
+    return out
   }
-  return out
+  const buf = Buffer.allocUnsafe((last - first + 1) * BLOCK_SIZE)
+  readBlocks(vol, ext, first, buf)
+  return Buffer.from(buf.subarray(off - first * BLOCK_SIZE, off - first * BLOCK_SIZE + len))
 }
 
 function findFirstAtOrAfter(ext: Extent[], l: number): number {
@@ -260,6 +358,13 @@ function findFirstAtOrAfter(ext: Extent[], l: number): number {
 }
 
 /**
+ * How much of a file streamData reads at once, whatever the size of the pieces it hands
+ * out: a group of the locality policy (FORMAT.md §6.6), so that the blocks of a group that
+ * sit in its overflow run are read in the same pass as its base run.
+ */
+export const streamTuning = {ioBytes: 4 * 1024 * 1024}
+
+/**
  * Streams a whole file in chunks of at most `chunk` bytes, in order. Holes come as zeros.
  * The callback must consume the buffer before returning (it is reused); returning false
  * stops the stream (the reader went away).
@@ -270,25 +375,20 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => boo
   if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return }
   const ext = loadExtents(vol, inode)
   chunk = chunkFor(size, chunk)
-  const buf = scratchBuf(chunk)
-  const chunkBlocks = chunk / BLOCK_SIZE
+  const io = chunkFor(size, Math.max(chunk, streamTuning.ioBytes))
+  const buf = scratchBuf(io)
+  const ioBlocks = io / BLOCK_SIZE
+  const blocks = Math.ceil(size / BLOCK_SIZE)
+  const cursor: ReadCursor = {ends: [], oldest: 0, useful: 0, bridged: 0}
   let pos = 0 // byte position in the file
-  let i = 0
   while (pos < size) {
     const l = pos / BLOCK_SIZE
-    while (i < ext.length && ext[i].l + ext[i].n <= l) i++
-    let n: number
-    if (i < ext.length && ext[i].l <= l) {
-      const e = ext[i]
-      n = Math.min(e.l + e.n - l, chunkBlocks)
-      vol.store.readData(e.p + (l - e.l), buf.subarray(0, n * BLOCK_SIZE))
-    } else {
-      const holeEnd = i < ext.length ? ext[i].l : Math.ceil(size / BLOCK_SIZE)
-      n = Math.min(holeEnd - l, chunkBlocks)
-      buf.fill(0, 0, n * BLOCK_SIZE)
-    }
+    const n = Math.min(blocks - l, ioBlocks)
+    readBlocks(vol, ext, l, buf.subarray(0, n * BLOCK_SIZE), cursor)
     const bytes = Math.min(n * BLOCK_SIZE, size - pos)
-    if (sink(buf.subarray(0, bytes)) === false) return
+    for (let at = 0; at < bytes; at += chunk) {
+      if (sink(buf.subarray(at, Math.min(at + chunk, bytes))) === false) return
+    }
     pos += bytes
   }
 }
@@ -337,16 +437,48 @@ function uninline(vol: Volume, inode: Inode): void {
   vol.idirty(inode)
 }
 
+/** What a write did beyond writing its own bytes: the locality policy's region rewrites. */
+export interface WriteStats {
+  /** regions rewritten as one run (FORMAT.md §6.6) */
+  rewrites: number
+  /** blocks those rewrites copied (unchanged blocks moved next to the changed ones) */
+  copied: number
+  /** of those, blocks still in use elsewhere after the copy: the space the policy cost */
+  copiedShared: number
+}
+
+const NO_STATS: WriteStats = Object.freeze({rewrites: 0, copied: 0, copiedShared: 0}) as WriteStats
+
+/** A write in progress: its bytes and where they go. */
+interface Write {
+  vol: Volume
+  inode: Inode
+  ext: Extent[]
+  off: number
+  end: number
+  data: Buffer
+  owned: boolean
+  first: number
+  last: number
+  /** old bytes kept at the start of the first block and the end of the last */
+  headKeep: number
+  tailKeep: number
+  stats: WriteStats
+}
+
 /**
  * Writes `data` at byte offset `off`. Every block written is a new block: the old one (if
  * any) loses a reference. Small files (and symlink targets) stay inline in the inode.
  * `owned`: the caller gives away data's memory, up to the end of the block that holds its
  * last byte (that block's rest may be zeroed in place), so whole blocks are queued as they are.
+ * With a locality policy (locality.ts, FORMAT.md §6.6) the new blocks are placed in their
+ * region's window, a block allocated in this same transaction is written again where it is,
+ * and a region left with enough runs outside its window is rewritten as one run.
  */
-export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, owned = false): void {
+export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, owned = false, pol: LocalityPolicy | null = null): WriteStats {
   const end = off + data.length
   checkSize(end)
-  if (data.length === 0) return
+  if (data.length === 0) return NO_STATS
   const newSize = Math.max(inode.r.size, end)
   if ((inode.r.flags & IF_INLINE || (inode.r.size === 0 && (inode.extents?.length ?? loadExtents(vol, inode).length) === 0)) && newSize <= INODE_AREA_SIZE) {
     if (!(inode.r.flags & IF_INLINE)) {
@@ -357,49 +489,340 @@ export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, 
     data.copy(inode.r.area, off)
     inode.r.size = newSize
     vol.idirty(inode)
-    return
+    return NO_STATS
   }
   uninline(vol, inode)
   const ext = loadExtents(vol, inode)
   const first = Math.floor(off / BLOCK_SIZE)
   const last = Math.floor((end - 1) / BLOCK_SIZE)
-  // Old content of partially written edge blocks, merged into the new blocks.
-  const headKeep = off - first * BLOCK_SIZE
-  const tailKeep = (last + 1) * BLOCK_SIZE - end
-  let l = first
-  let goal = l > 0 ? bmap(vol, inode, l - 1) + 1 || undefined : undefined
-  while (l <= last) {
-    const {p, n} = vol.allocRun(Math.min(last - l + 1, CHUNK_BLOCKS * 4), goal)
-    const from = Math.max(0, l * BLOCK_SIZE - off)
-    const to = Math.min(data.length, (l + n) * BLOCK_SIZE - off)
-    const whole = n * BLOCK_SIZE
-    const full = to - from === whole
-    // Blocks of memory the caller gave away are queued without a copy: whole ones, and a
-    // last one the data ends inside, at or past the end of the file, its rest zeroed in place.
-    if (owned && l * BLOCK_SIZE >= off && (full || (end >= inode.r.size && data.byteOffset + from + whole <= data.buffer.byteLength))) {
-      vol.store.writeData(p, full ? data.subarray(from, to) : Buffer.from(data.buffer, data.byteOffset + from, whole).fill(0, to - from))
-    } else {
-      const buf = Buffer.alloc(n * BLOCK_SIZE)
-      if (l === first && headKeep > 0) copyOld(vol, inode, first, buf, 0, 0, headKeep)
-      if (l + n - 1 === last && tailKeep > 0) {
-        const at = (last - l) * BLOCK_SIZE + (BLOCK_SIZE - tailKeep)
-        copyOld(vol, inode, last, buf, at, BLOCK_SIZE - tailKeep, BLOCK_SIZE)
-      }
-      data.copy(buf, Math.max(0, off - l * BLOCK_SIZE), from, to)
-      vol.store.writeData(p, buf)
+  const w: Write = {
+    vol, inode, ext, off, end, data, owned, first, last,
+    // Old content of partially written edge blocks, merged into the new blocks.
+    headKeep: off - first * BLOCK_SIZE,
+    tailKeep: (last + 1) * BLOCK_SIZE - end,
+    stats: {rewrites: 0, copied: 0, copiedShared: 0},
+  }
+  if (pol) writeLocal(w, pol)
+  else {
+    // Pure block copy-on-write: each run goes after the block before it if that is free,
+    // else where the allocator's running hint is.
+    let l = first
+    let goal = l > 0 ? bmap(vol, inode, l - 1) + 1 || undefined : undefined
+    while (l <= last) {
+      const {p, n} = vol.allocRun(Math.min(last - l + 1, CHUNK_BLOCKS * 4), goal)
+      put(w, p, l, n, false)
+      l += n
+      goal = p + n
     }
-    for (const old of unmapRange(ext, l, n)) {
-      vol.decRefRun(old.p, old.n)
-      inode.r.blocks -= old.n
-    }
-    mapRange(ext, l, n, p)
-    inode.r.blocks += n
-    l += n
-    goal = p + n
   }
   inode.r.size = newSize
   inode.extentsDirty = true
   vol.idirty(inode)
+  return w.stats
+}
+
+/** Writes the blocks [l, l+n) of a write to physical p.. and maps them there (unless `inPlace`: they are mapped there already). */
+function put(w: Write, p: number, l: number, n: number, inPlace: boolean): void {
+  const {vol, inode, ext, off, end, data, first, last} = w
+  const from = Math.max(0, l * BLOCK_SIZE - off)
+  const to = Math.min(data.length, (l + n) * BLOCK_SIZE - off)
+  const whole = n * BLOCK_SIZE
+  const full = to - from === whole
+  // Blocks of memory the caller gave away are queued without a copy: whole ones, and a
+  // last one the data ends inside, at or past the end of the file, its rest zeroed in place.
+  if (w.owned && l * BLOCK_SIZE >= off && (full || (end >= inode.r.size && data.byteOffset + from + whole <= data.buffer.byteLength))) {
+    vol.store.writeData(p, full ? data.subarray(from, to) : Buffer.from(data.buffer, data.byteOffset + from, whole).fill(0, to - from))
+  } else {
+    const buf = Buffer.alloc(whole)
+    if (l === first && w.headKeep > 0) copyOld(vol, inode, first, buf, 0, 0, w.headKeep)
+    if (l + n - 1 === last && w.tailKeep > 0) {
+      const at = (last - l) * BLOCK_SIZE + (BLOCK_SIZE - w.tailKeep)
+      copyOld(vol, inode, last, buf, at, BLOCK_SIZE - w.tailKeep, BLOCK_SIZE)
+    }
+    data.copy(buf, Math.max(0, off - l * BLOCK_SIZE), from, to)
+    vol.store.writeData(p, buf)
+  }
+  if (inPlace) return
+  for (const old of unmapRange(ext, l, n)) {
+    vol.decRefRun(old.p, old.n)
+    inode.r.blocks -= old.n
+  }
+  mapRange(ext, l, n, p)
+  inode.r.blocks += n
+}
+
+/** The write loop under a locality policy (FORMAT.md §6.6), one region at a time. */
+function writeLocal(w: Write, pol: LocalityPolicy): void {
+  const {vol, ext} = w
+  let l = w.first
+  while (l <= w.last) {
+    const r = Math.floor(l / pol.region)
+    const segEnd = Math.min(w.last, r * pol.region + pol.region - 1)
+    // Blocks this transaction allocated, mapped here alone: nothing committed refers to
+    // them, so they are written again where they are (an append that ends inside a block,
+    // then another, keeps one run).
+    const k = inPlaceRun(vol, ext, l, segEnd)
+    if (k > 0) {
+      put(w, bmapExt(ext, l), l, k, true)
+      l += k
+      continue
+    }
+    let want = 1
+    while (l + want <= segEnd && inPlaceRun(vol, ext, l + want, l + want) === 0) want++
+    const run = placeLocal(w, pol, r, l, want, segEnd)
+    if (run === null) {
+      l = segEnd + 1 // the region was rewritten, this segment with it
+      continue
+    }
+    put(w, run.p, l, run.n, false)
+    l += run.n
+  }
+}
+
+/** Physical block of logical l in a loaded map, or 0. */
+function bmapExt(ext: Extent[], l: number): number {
+  const i = findExtent(ext, l)
+  return i < 0 ? 0 : ext[i].p + (l - ext[i].l)
+}
+
+/** How many blocks from logical l (up to `to`) are mapped contiguously to blocks allocated in this transaction and used by nothing else. */
+function inPlaceRun(vol: Volume, ext: Extent[], l: number, to: number): number {
+  const i = findExtent(ext, l)
+  if (i < 0) return 0
+  const e = ext[i]
+  const lim = Math.min(to, e.l + e.n - 1)
+  let k = 0
+  for (let x = l; x <= lim; x++) {
+    const p = e.p + (x - e.l)
+    if (!vol.allocatedNow(p) || vol.refcount(p) !== 1) break
+    k++
+  }
+  return k
+}
+
+/**
+ * Where the next run of new blocks [l, l+want) of region r goes (FORMAT.md §6.6): its
+ * place in its group's run; after the block before it; a hole in its group's base window;
+ * its group's window in one of the file's overflow zones (a new zone, up to MAX_ZONES, when
+ * those are full); the room around a region rewritten out of its group. Else, when the
+ * region would hold `threshold` runs outside those windows (one, for a group of one region)
+ * and is abundant (half its blocks this file's own, the written ones included; a group of one
+ * region need not be), the region is rewritten (null is returned); else anywhere.
+ */
+function placeLocal(w: Write, pol: LocalityPolicy, r: number, l: number, want: number, segEnd: number): {p: number, n: number} | null {
+  const {vol, ext} = w
+  const fileBlocks = Math.ceil(Math.max(w.inode.r.size, w.end) / BLOCK_SIZE)
+  const zones = fileZones(w.inode, ext, pol, fileBlocks, vol.sb.dataStart)
+  const v = regionView(ext, r, pol, fileBlocks, zones)
+  const gv = v.group
+  const roomy = Math.min(want, pol.group) + pol.overflow
+  const nat = naturalPlace(ext, l, pol, gv)
+  if (nat !== undefined && vol.allocatable(nat)) return vol.allocRun(want, nat)
+  if (l > v.lo) {
+    const prev = bmapExt(ext, l - 1)
+    if (prev && vol.allocatable(prev + 1)) return vol.allocRun(want, prev + 1)
+  }
+  if (gv.home < 0) return vol.allocRun(want, undefined, false, roomy)
+  const hole = vol.allocIn(gv.home, gv.home + gv.window, want)
+  if (hole) return hole
+  if (gv.overflow > 0) {
+    for (const at of gv.ov) {
+      const ov = vol.allocIn(at, at + gv.overflow, want)
+      if (ov) return ov
+    }
+    const z = newZone(w, pol, fileBlocks)
+    if (z >= 0) {
+      const at = z + gv.g * pol.overflow
+      if (vol.allocatable(at)) return vol.allocRun(Math.min(want, gv.overflow), at)
+    }
+  }
+  // A region rewritten out of its group: the room left after it.
+  if (v.home >= 0 && !inGroupWindows(gv, v.home, pol.region)) {
+    const own = vol.allocIn(v.home - pol.regionSlack, v.home + pol.region + pol.regionSlack, want)
+    if (own) return own
+  }
+  const threshold = gv.overflow > 0 ? pol.threshold : 1
+  if (farRunsKept(v, l, segEnd, pol) + 1 >= threshold && (gv.overflow === 0 || abundant(vol, v, l, segEnd, pol)) && rewriteRegion(w, pol, v, l, segEnd)) return null
+  return vol.allocRun(want, undefined, false, roomy)
+}
+
+/** Whether a region's home run [home, home+region) lies in its group's windows. */
+function inGroupWindows(gv: GroupView, home: number, region: number): boolean {
+  return isNear(gv, home, region)
+}
+
+/**
+ * Starts another overflow zone for the file (FORMAT.md §6.6), up to MAX_ZONES: a stretch of
+ * free blocks at the top of the free space, on a multiple of the group size, with a window
+ * per group in group order. Returns its first block, or -1 (none left to start, or no room).
+ */
+function newZone(w: Write, pol: LocalityPolicy, fileBlocks: number): number {
+  const {vol, inode} = w
+  const zones = inode.zones!
+  if (zones.length >= MAX_ZONES) return -1
+  const a = pol.group
+  const at = vol.freeStretchFromTop(zoneBlocks(fileBlocks, pol) + a)
+  if (at < 0) return -1
+  const z = vol.sb.dataStart + Math.ceil((at - vol.sb.dataStart) / a) * a
+  zones.push(z)
+  return z
+}
+
+/**
+ * Whether enough of region v is this file's alone (the blocks of [a, b] the write is about to
+ * make its own included) for a rewrite to copy the rest: copy-on-abundant-write.
+ */
+function abundant(vol: Volume, v: RegionView, a: number, b: number, pol: LocalityPolicy): boolean {
+  let own = 0
+  let mapped = 0
+  for (const x of v.pieces) {
+    for (let i = 0; i < x.n; i++) {
+      const l = x.l + i
+      mapped++
+      if ((l >= a && l <= b) || vol.refcount(x.p + i) === 1) own++
+    }
+  }
+  for (let l = a; l <= b; l++) if (!v.pieces.some((x) => l >= x.l && l < x.l + x.n)) { own++; mapped++ }
+  return own >= pol.abundance * mapped
+}
+
+/**
+ * Copy-on-abundant-write: rewrites region v as one run holding its mapped blocks and the
+ * new data of logical blocks [a, b] (part of the write `w`), each at its offset: in its
+ * group's overflow window if a run fits there, else elsewhere with slack after it. Unchanged
+ * blocks are copied, and every old block loses this file's reference (a block another file
+ * or fileset uses stays theirs). Holes stay holes. False, with nothing changed, when no free
+ * run is long enough.
+ */
+function rewriteRegion(w: Write, pol: LocalityPolicy, v: RegionView, a: number, b: number): boolean {
+  const lo = Math.min(v.pieces.length ? v.pieces[0].l : a, a)
+  const lastPiece = v.pieces[v.pieces.length - 1]
+  const hi = Math.max(lastPiece ? lastPiece.l + lastPiece.n - 1 : b, b)
+  const p = regionRun(w.vol, pol, v, hi - lo + 1)
+  if (p === null) return false
+  relocate(w.vol, w.inode, w.ext, lo, hi, p, w.stats, {a, b, off: w.off, end: w.end, data: w.data})
+  return true
+}
+
+/** A free run of n blocks for a rewritten region: in its group's overflow window, else anywhere with slack after it. */
+function regionRun(vol: Volume, pol: LocalityPolicy, v: RegionView, n: number): number | null {
+  for (const w of v.group.ov) {
+    const at = vol.allocIn(w, w + v.group.overflow, n, n)
+    if (at) return at.p
+  }
+  return vol.allocExact(n, undefined, pol.regionSlack)
+}
+
+/** New bytes that a relocation writes over logical blocks [a, b] (the rest of a write). */
+interface Pending {
+  a: number
+  b: number
+  off: number
+  end: number
+  data: Buffer
+}
+
+/**
+ * Moves the mapped blocks of logical [lo, hi] into the run at p (allocated, hi - lo + 1
+ * blocks), each at its offset, with `pending` bytes written over theirs; holes stay holes
+ * (their blocks of the run go back). The old blocks lose this file's reference.
+ */
+function relocate(vol: Volume, inode: Inode, ext: Extent[], lo: number, hi: number, p: number, stats: WriteStats, pending?: Pending): void {
+  const n = hi - lo + 1
+  const buf = Buffer.alloc(n * BLOCK_SIZE)
+  const mapped = new Uint8Array(n)
+  // Blocks the write itself covers are written by it (block copy-on-write would too): not a copy the policy made.
+  const written = (l: number) => pending !== undefined && l >= pending.a && l <= pending.b
+  for (let i = findFirstAtOrAfter(ext, lo); i < ext.length && ext[i].l <= hi; i++) {
+    const e = ext[i]
+    const s = Math.max(e.l, lo)
+    const t = Math.min(e.l + e.n - 1, hi)
+    vol.store.readData(e.p + (s - e.l), buf.subarray((s - lo) * BLOCK_SIZE, (t - lo + 1) * BLOCK_SIZE))
+    for (let l = s; l <= t; l++) {
+      mapped[l - lo] = 1
+      if (written(l)) continue
+      stats.copied++
+      if (vol.refcount(e.p + (l - e.l)) > 1) stats.copiedShared++
+    }
+  }
+  if (pending) {
+    // The write's bytes for [a, b], over the old content.
+    const from = Math.max(pending.off, pending.a * BLOCK_SIZE)
+    const to = Math.min(pending.end, (pending.b + 1) * BLOCK_SIZE)
+    pending.data.copy(buf, from - lo * BLOCK_SIZE, from - pending.off, to - pending.off)
+    for (let l = pending.a; l <= pending.b; l++) mapped[l - lo] = 1
+  }
+  vol.store.writeData(p, buf)
+  for (const old of unmapRange(ext, lo, n)) {
+    vol.decRefRun(old.p, old.n)
+    inode.r.blocks -= old.n
+  }
+  for (let i = 0; i < n;) {
+    if (!mapped[i]) {
+      vol.decRef(p + i) // a hole stays a hole: its block of the new run goes back
+      i++
+      continue
+    }
+    let j = i
+    while (j < n && mapped[j]) j++
+    mapRange(ext, lo + i, j - i, p + i)
+    inode.r.blocks += j - i
+    i = j
+  }
+  stats.rewrites++
+  inode.extentsDirty = true
+  vol.idirty(inode)
+}
+
+/**
+ * `prism defrag` for one file (FORMAT.md §6.6): a group whose blocks no other file uses and
+ * that is not one run is rewritten as one run, after the group before it when there is room
+ * (as e4defrag would); in a group that shares blocks, only the regions the policy itself
+ * would rewrite are: threshold far runs or more, and abundant (mostly this file's own
+ * blocks), so no sharing the policy keeps is broken. Commits between groups when
+ * the transaction grows large. Returns what it moved.
+ */
+export function defragInode(vol: Volume, inode: Inode, pol: LocalityPolicy): WriteStats {
+  const stats: WriteStats = {rewrites: 0, copied: 0, copiedShared: 0}
+  if (!inode.isReg || inode.r.flags & IF_INLINE) return stats
+  const ext = loadExtents(vol, inode)
+  const fileBlocks = Math.ceil(inode.r.size / BLOCK_SIZE)
+  const groups = Math.ceil(fileBlocks / pol.group)
+  const zones = fileZones(inode, ext, pol, fileBlocks, vol.sb.dataStart)
+  for (let g = 0; g < groups; g++) {
+    const gv = groupView(ext, g, pol, fileBlocks, zones)
+    if (gv.pieces.length === 0) continue
+    let unshared = true
+    let jumps = 0
+    for (let k = 0; k < gv.pieces.length; k++) {
+      const x = gv.pieces[k]
+      for (let i = 0; i < x.n && unshared; i++) if (vol.refcount(x.p + i) !== 1) unshared = false
+      if (k > 0 && gv.pieces[k - 1].p + gv.pieces[k - 1].n !== x.p) jumps++
+    }
+    if (unshared) {
+      if (jumps === 0) continue
+      const lo = gv.pieces[0].l
+      const last = gv.pieces[gv.pieces.length - 1]
+      const hi = last.l + last.n - 1
+      const prev = g > 0 ? groupView(ext, g - 1, pol, fileBlocks).home : -1
+      const p = vol.allocExact(hi - lo + 1, prev >= 0 ? prev + pol.group + (lo - gv.lo) : undefined, 0)
+      if (p !== null) relocate(vol, inode, ext, lo, hi, p, stats)
+    } else {
+      const regions = Math.ceil(Math.min(pol.group, fileBlocks - gv.lo) / pol.region)
+      for (let k = 0; k < regions; k++) {
+        const v = regionView(ext, gv.lo / pol.region + k, pol, fileBlocks, zones)
+        if (v.farRuns === 0 || v.farRuns < (v.group.overflow > 0 ? pol.threshold : 1)) continue
+        if (v.group.overflow > 0 && !abundant(vol, v, 1, 0, pol)) continue // mostly shared: kept, as a write would keep it
+        const first = v.pieces[0].l
+        const last = v.pieces[v.pieces.length - 1]
+        const hi = last.l + last.n - 1
+        const p = regionRun(vol, pol, v, hi - first + 1)
+        if (p !== null) relocate(vol, inode, ext, first, hi, p, stats)
+      }
+    }
+    vol.maybeCommit()
+  }
+  return stats
 }
 
 function copyOld(vol: Volume, inode: Inode, l: number, dst: Buffer, dstOff: number, from: number, to: number): void {
@@ -410,8 +833,12 @@ function copyOld(vol: Volume, inode: Inode, l: number, dst: Buffer, dstOff: numb
   blk.copy(dst, dstOff, from, to)
 }
 
-/** Sets the file size: shrinking releases whole blocks past the end, growing leaves a hole. */
-export function truncateData(vol: Volume, inode: Inode, size: number): void {
+/**
+ * Sets the file size: shrinking releases whole blocks past the end, growing leaves a hole.
+ * With a locality policy, the last block that must be copied (to zero its tail) is placed,
+ * or rewritten where it is, as a write would (FORMAT.md §6.6).
+ */
+export function truncateData(vol: Volume, inode: Inode, size: number, pol: LocalityPolicy | null = null): void {
   checkSize(size)
   if (size === inode.r.size) return
   if (inode.r.flags & IF_INLINE) {
@@ -432,7 +859,9 @@ export function truncateData(vol: Volume, inode: Inode, size: number): void {
     }
     // The tail of the last kept block must read as zeros if the file grows again.
     const tail = size % BLOCK_SIZE
-    if (tail !== 0 && bmap(vol, inode, keepBlocks - 1) !== 0) {
+    if (tail !== 0 && pol && bmap(vol, inode, keepBlocks - 1) !== 0) {
+      writeData(vol, inode, size, Buffer.alloc(BLOCK_SIZE - tail), false, pol)
+    } else if (tail !== 0 && bmap(vol, inode, keepBlocks - 1) !== 0) {
       const l = keepBlocks - 1
       const blk = Buffer.alloc(BLOCK_SIZE)
       copyOld(vol, inode, l, blk, 0, 0, tail)

@@ -74,7 +74,7 @@ export function addFileset(vol: Volume, name: string, rootIno: number, extra: Pa
   if (vol.sb.nextFilesetId >= 0xffffffff) fail('ENOSPC', 'no fileset id is left (the next id is at its largest value)')
   const f: Fileset = {
     slot, id: vol.sb.nextFilesetId, rootIno, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0,
-    created: Date.now(), clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, ...extra,
+    created: Date.now(), clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, coawCopied: 0, coawRewrites: 0, ...extra,
   }
   vol.sb.nextFilesetId++
   vol.markSbDirty()

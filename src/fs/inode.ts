@@ -31,6 +31,12 @@ export class Inode {
   /** extent-tree node blocks currently holding the mapping (reused when it is rewritten) */
   treeBlocks: number[] = []
   extentsDirty = false
+  /**
+   * Locality policy (fs/locality.ts): where this file's overflow zones start (group g's window
+   * in zone z is at z + g * overflow); undefined until first needed. A cache of what the map
+   * says (zonesOf), never stored.
+   */
+  zones?: number[]
 
   constructor(readonly ino: number, public r: InodeRecord) {}
 

@@ -14,7 +14,9 @@ import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
-import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData} from './extents.js'
+import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
+import {effectiveLocality, layoutOf, policyFor, resolvePolicy, setInodeLocality, type EffectiveLocality, type Layout, type LocalityPolicy} from './locality.js'
+import type {LocalityCode} from '../format/locality.js'
 import type {Fileset} from './filesets.js'
 import {Inode, fileTypeOf, now, touch, type FileType, type Timestamp} from './inode.js'
 import {dropXattrs, getXattr, holdXattrs, listXattrs, removeXattr, replaceXattrs, setXattr, type SetXattrFlags, type Xattr} from './xattr.js'
@@ -371,6 +373,8 @@ export class Namespace {
       r.nlink = 1
     }
     r.dataVersion = 1
+    // A directory's locality setting passes to what is made in it (FORMAT.md §6.6).
+    if ((mode & S_IFMT) !== S_IFLNK) r.locality = dir.r.locality ?? 0
     dirAdd(this.vol, dir, inode.ino, dtOfMode(mode), name)
     touch(dir.r, {m: true, c: true})
     this.vol.idirty(dir)
@@ -431,10 +435,23 @@ export class Namespace {
     return this.createIn(dir, name, S_IFREG | ((opts.mode ?? 0o644) & 0o7777), opts)
   }
 
+  /** The locality policy writes to `inode` follow here (FORMAT.md §6.6), or null when it is off. */
+  policyOf(inode: Inode): LocalityPolicy | null {
+    return resolvePolicy(this.vol, this.record().flags, inode)
+  }
+
+  /** Adds what a write's region rewrites cost to this fileset's counters (FORMAT.md §6.6). */
+  private account(s: WriteStats): void {
+    if (s.rewrites === 0) return
+    const rec = this.record()
+    if (rec.slot < 0) return // a draft or staging tree (clone, tar import): no record of its own to count in
+    saveFileset(this.vol, {...rec, coawCopied: rec.coawCopied + s.copiedShared, coawRewrites: rec.coawRewrites + s.rewrites})
+  }
+
   /** Writes data at `off`; with `owned`, the caller gives `data` away (it may be queued as is: extents.ts writeData). */
   writeInode(inode: Inode, off: number, data: Buffer, owned = false): void {
     if (inode.isDir || inode.isSpecial) fail(inode.isDir ? 'EISDIR' : 'EINVAL', `cannot write data into a ${inode.type}`)
-    writeData(this.vol, inode, off, data, owned)
+    this.account(writeData(this.vol, inode, off, data, owned, this.policyOf(inode)))
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
     this.vol.idirty(inode)
@@ -450,7 +467,7 @@ export class Namespace {
   truncateInode(inode: Inode, size: number): void {
     if (inode.isDir) fail('EISDIR', 'cannot truncate a directory')
     if (inode.isSpecial) fail('EINVAL', `cannot truncate a ${inode.type}`)
-    truncateData(this.vol, inode, size)
+    truncateData(this.vol, inode, size, this.policyOf(inode))
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
     this.vol.idirty(inode)
@@ -561,6 +578,26 @@ export class Namespace {
     inode.r.mtimeS = mtime.s
     inode.r.mtimeNs = mtime.ns
     this.vol.idirty(inode)
+  }
+
+  /** Sets the locality setting of a file or directory (FORMAT.md §6.6; a directory passes it to what is made in it). */
+  setLocality(path: string, code: LocalityCode): Inode {
+    const inode = this.resolveOwned(path, true)
+    // Only files and directories have data the policy places (a symlink's target, a device's number are not data).
+    if (!inode.isReg && !inode.isDir) fail('EINVAL', `${this.where(path)}: a ${inode.isLnk ? 'symbolic link' : inode.type} has no locality setting`)
+    setInodeLocality(this.vol, inode, code)
+    touch(inode.r, {c: true})
+    return inode
+  }
+
+  /** The locality setting in force for an inode of this fileset (null: the fileset's own). */
+  locality(inode: Inode | null): EffectiveLocality {
+    return effectiveLocality(this.vol, this.record().flags, inode)
+  }
+
+  /** What `prism stat` shows of a file's layout: extents, shared blocks, far runs. */
+  layout(inode: Inode): Layout {
+    return layoutOf(this.vol, inode, policyFor(this.locality(inode).regionBytes))
   }
 
   setFlag(path: string, flag: number, on: boolean): Inode {

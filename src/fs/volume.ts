@@ -66,6 +66,12 @@ export class Volume {
   private unsealed = new Map<number, (buf: Buffer) => void>()
   /** refcount slots freed in this transaction: not reusable until it commits */
   private freedNow = new Map<number, Uint8Array>()
+  /**
+   * refcount slots allocated in this transaction: no committed state references them, so
+   * their content may be written again before the commit (the locality policy's in-place
+   * rewrite of a block written twice in one transaction, FORMAT.md §6.6)
+   */
+  private allocNow = new Map<number, Uint8Array>()
   private blockHint = 0
   /** where the next metadata block is looked for (allocRun) */
   private metaHint = 0
@@ -278,6 +284,7 @@ export class Volume {
       throw e
     }
     this.freedNow.clear()
+    this.allocNow.clear()
   }
 
   /** Forgets every change since the last commit. */
@@ -289,6 +296,7 @@ export class Volume {
     this.dirtyRc.clear()
     this.unsealed.clear()
     this.freedNow.clear()
+    this.allocNow.clear()
     this.pinnedOrphans.clear()
     this.filesetCache = null
     this.cloneCache = null
@@ -590,9 +598,12 @@ export class Volume {
   /**
    * Allocates up to `want` contiguous free blocks, preferring `goal`, each with count 1.
    * Returns the first block and how many were taken (at least 1). `meta` asks for a block
-   * of metadata (a directory block, an extent-tree node): the metadata zone first.
+   * of metadata (a directory block, an extent-tree node): the metadata zone first. `minRun`
+   * (file data only) makes a search that does not start at the goal skip free runs shorter
+   * than that, while a longer one exists (the locality policy starts new runs of data on free
+   * stretches, FORMAT.md §4.3).
    */
-  allocRun(want: number, goal?: number, meta = false): {p: number, n: number} {
+  allocRun(want: number, goal?: number, meta = false, minRun = 1): {p: number, n: number} {
     if (this.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
     const {dataStart, dataBlocks} = this.sb
     const zone = this.metaZoneBlocks
@@ -603,6 +614,7 @@ export class Volume {
       const hint = Math.min(this.metaHint, zone)
       run = (g >= 0 && g < zone ? this.findFree(g, zone, want) : null) ?? this.findFree(hint, zone, want) ?? this.findFree(0, hint, want)
     }
+    if (!run && minRun > 1 && g < 0) run = this.findDataRun(this.blockHint, want, minRun)
     if (!run) {
       // File data leaves the metadata zone alone while there is room elsewhere.
       let start = g >= 0 ? g : this.blockHint
@@ -611,11 +623,84 @@ export class Volume {
       run = this.findFree(start, dataBlocks, want) ?? (start > zone ? this.findFree(zone, start, want) : null) ?? this.findFree(0, Math.min(start, zone), want)
       if (!run) fail('ENOSPC', 'no free blocks left in the image')
     }
-    const {rel, n} = run
+    return this.take(run.rel, run.n, meta)
+  }
+
+  /**
+   * Allocates up to `want` contiguous free blocks inside [lo, hi) (absolute block numbers,
+   * clipped to the data area outside the metadata zone), the first run of at least `minRun`
+   * that fits; null if none.
+   */
+  allocIn(lo: number, hi: number, want: number, minRun = 1): {p: number, n: number} | null {
+    if (this.sb.freeBlocks === 0) return null
+    const {dataStart, dataBlocks} = this.sb
+    const from = Math.max(lo - dataStart, this.metaZoneBlocks)
+    const to = Math.min(hi - dataStart, dataBlocks)
+    if (from >= to) return null
+    const run = this.findFree(from, to, want, minRun)
+    return run ? this.take(run.rel, run.n, false) : null
+  }
+
+  /**
+   * Allocates exactly `n` contiguous blocks of file data: at `goal` when the n blocks there
+   * are free, else in the first free run of at least n + `slack` blocks (so that `slack`
+   * free blocks stay after them), else of n. Null when no run of n is free.
+   */
+  allocExact(n: number, goal: number | undefined, slack = 0): number | null {
+    if (this.sb.freeBlocks < n) return null
+    const {dataStart, dataBlocks} = this.sb
+    const zone = this.metaZoneBlocks
+    if (goal !== undefined && goal - dataStart >= zone && goal - dataStart + n <= dataBlocks) {
+      const at = this.findFree(goal - dataStart, goal - dataStart + n, n)
+      if (at && at.rel === goal - dataStart && at.n === n) return this.take(at.rel, n, false).p
+    }
+    const run = this.findDataRun(this.blockHint, n, n + slack) ?? (slack > 0 ? this.findDataRun(this.blockHint, n, n) : null)
+    return run && run.n === n ? this.take(run.rel, n, false).p : null
+  }
+
+  /**
+   * The start of the highest stretch of at least `size` free data blocks (outside the
+   * metadata zone); -1 if there is none. Nothing is allocated: a file's overflow zones
+   * (FORMAT.md §6.6) are taken a run at a time, at the top of the free space, away from where
+   * new data goes (the allocator's hint climbs from the bottom).
+   */
+  freeStretchFromTop(size: number): number {
+    const {dataStart, dataBlocks} = this.sb
+    const zone = this.metaZoneBlocks
+    let run = 0
+    for (let index = Math.floor((dataBlocks - 1) / REFCOUNTS_PER_BLOCK); index >= 0; index--) {
+      const buf = this.rcBuf(index)
+      const pinned = this.freedNow.get(index)
+      const base = index * REFCOUNTS_PER_BLOCK
+      for (let slot = Math.min(REFCOUNTS_PER_BLOCK, dataBlocks - base) - 1; slot >= 0; slot--) {
+        if (base + slot < zone) return -1
+        if (buf[slot] === 0 && !(pinned && pinned[slot])) {
+          if (++run >= size) return dataStart + base + slot
+        } else run = 0
+      }
+    }
+    return -1
+  }
+
+  /** A free data run of at least minRun blocks (taking up to want), from `from` round the data area, outside the zone first. */
+  private findDataRun(from: number, want: number, minRun: number): {rel: number, n: number} | null {
+    const {dataBlocks} = this.sb
+    const zone = this.metaZoneBlocks
+    const start = from >= dataBlocks || from < zone ? zone : from
+    return this.findFree(start, dataBlocks, want, minRun) ?? (start > zone ? this.findFree(zone, start, want, minRun) : null)
+  }
+
+  /** Takes the free run at data-area position rel (count 1 each) and moves the hints past it. */
+  private take(rel: number, n: number, meta: boolean): {p: number, n: number} {
+    const {dataStart} = this.sb
+    const zone = this.metaZoneBlocks
     const index = Math.floor(rel / REFCOUNTS_PER_BLOCK)
     const z = rel % REFCOUNTS_PER_BLOCK
     this.store.getMut(this.sb.refcountStart + index).fill(1, z, z + n)
     this.dirtyRc.add(index)
+    let now = this.allocNow.get(index)
+    if (!now) this.allocNow.set(index, (now = new Uint8Array(REFCOUNTS_PER_BLOCK)))
+    now.fill(1, z, z + n)
     this.sb.freeBlocks -= n
     this.markSbDirty()
     if (meta && rel < zone) this.metaHint = rel + n
@@ -623,25 +708,44 @@ export class Volume {
     return {p: dataStart + rel, n}
   }
 
+  /** True when file data may be allocated at `block` now: a free data block outside the metadata zone, not freed in this transaction. */
+  allocatable(block: number): boolean {
+    const i = block - this.sb.dataStart
+    if (i < this.metaZoneBlocks || i >= this.sb.dataBlocks) return false
+    const index = Math.floor(i / REFCOUNTS_PER_BLOCK)
+    const slot = i % REFCOUNTS_PER_BLOCK
+    return this.rcBuf(index)[slot] === 0 && this.freedNow.get(index)?.[slot] !== 1
+  }
+
+  /** True when `block` was allocated in the running transaction (no committed state references it). */
+  allocatedNow(block: number): boolean {
+    const i = block - this.sb.dataStart
+    return this.allocNow.get(Math.floor(i / REFCOUNTS_PER_BLOCK))?.[i % REFCOUNTS_PER_BLOCK] === 1
+  }
+
   /**
    * The first free block in data-area positions [from, to) that this transaction has not
    * freed, extended to a run of up to `want` (within one refcount block); null if none.
+   * With `minRun`, free runs shorter than minRun (within a table block) are passed over.
    */
-  private findFree(from: number, to: number, want: number): {rel: number, n: number} | null {
+  private findFree(from: number, to: number, want: number, minRun = 1): {rel: number, n: number} | null {
     let index = Math.floor(from / REFCOUNTS_PER_BLOCK)
     let slot = from % REFCOUNTS_PER_BLOCK
+    const reach = Math.max(want, minRun)
     for (; index * REFCOUNTS_PER_BLOCK < to; index++, slot = 0) {
       const buf = this.rcBuf(index)
       const pinned = this.freedNow.get(index)
-      const limit = Math.min(REFCOUNTS_PER_BLOCK, to - index * REFCOUNTS_PER_BLOCK)
+      const base = index * REFCOUNTS_PER_BLOCK
+      const limit = Math.min(REFCOUNTS_PER_BLOCK, to - base)
       while (slot < limit) {
         const z = buf.indexOf(0, slot)
         if (z < 0 || z >= limit) break
         if (pinned && pinned[z]) { slot = z + 1; continue }
         // Extend the run as far as it goes (within this table block and the range).
         let e = z + 1
-        while (e < limit && e - z < want && buf[e] === 0 && !(pinned && pinned[e])) e++
-        return {rel: index * REFCOUNTS_PER_BLOCK + z, n: e - z}
+        while (e < limit && e - z < reach && buf[e] === 0 && !(pinned && pinned[e])) e++
+        if (e - z >= minRun) return {rel: base + z, n: Math.min(e - z, want)}
+        slot = e
       }
     }
     return null

@@ -367,7 +367,7 @@ class Reconnect {
     for (let i = 2; taken.has(name); i++) name = `${base}-${i}`
     const info: FilesetInfo = {
       slot: -1, id: 0, rootIno: root, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0, created: Date.now(),
-      clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, rootOk: root !== 0, rootProblem: null, lost: 0,
+      clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, coawCopied: 0, coawRewrites: 0, rootOk: root !== 0, rootProblem: null, lost: 0,
     }
     this.made.push(info)
     this.room.push(0)

@@ -186,6 +186,10 @@ export class BlockStore {
    */
   writeData(block: number, data: Buffer): void {
     const n = data.length / BLOCK_SIZE
+    // Blocks written again in one transaction (the locality policy rewrites blocks it
+    // allocated in this transaction where they are, FORMAT.md §6.6): still queued, their new
+    // content replaces the old in the queue, without writing anything out.
+    if (this.replaceQueued(block, data, n)) return
     for (let i = 0; i < n; i++) {
       this.cache.delete(block + i)
       // Writes target blocks allocated in this transaction, so they never overlap; if one
@@ -203,6 +207,18 @@ export class BlockStore {
     if (block + n - 1 > q.hi) q.hi = block + n - 1
     q.bytes += data.length
     if (q.bytes > DATA_QUEUE_MAX) this.flushData()
+  }
+
+  /** Copies `data` over blocks [block, block+n) when every one of them waits in the queue. */
+  private replaceQueued(block: number, data: Buffer, n: number): boolean {
+    const q = this.queue
+    if (block < q.lo || block + n - 1 > q.hi) return false
+    for (let i = 0; i < n; i++) if (!q.index.has(block + i)) return false
+    for (let i = 0; i < n; i++) {
+      const start = q.index.get(block + i)!
+      data.copy(q.data.get(start)!, (block + i - start) * BLOCK_SIZE, i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)
+    }
+    return true
   }
 
   /**
@@ -252,6 +268,27 @@ export class BlockStore {
       if (!l) continue
       l.queued--
       if (l.queued === 0 && l.done) this.giveBack(l)
+    }
+  }
+
+  /**
+   * Reads consecutive blocks from `block` into `bufs`, one after another (each a multiple
+   * of BLOCK_SIZE), with one device call where the device scatters (readv).
+   */
+  readDataV(block: number, bufs: Buffer[], stream = 0): void {
+    if (this.dev.readv) this.dev.readv(block, bufs, stream)
+    else {
+      let b = block
+      for (const buf of bufs) {
+        this.dev.read(b, buf)
+        b += buf.length / BLOCK_SIZE
+      }
+    }
+    let b = block
+    for (const buf of bufs) {
+      for (const q of this.behind) overlayQueue(q, b, buf)
+      overlayQueue(this.queue, b, buf)
+      b += buf.length / BLOCK_SIZE
     }
   }
 

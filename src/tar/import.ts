@@ -142,7 +142,7 @@ export class TarImport implements TarSink {
     this.root = root
     const rec: Fileset = {
       slot: -1, id: 0, rootIno: root.ino, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0, created: 0, clonestart: 0,
-      stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name: to.fileset,
+      stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name: to.fileset, coawCopied: 0, coawRewrites: 0,
     }
     this.stage = new Namespace(vol, rec)
     this.dirs.set('', {ino: root.ino, generation: root.r.generation, implicit: true})
