@@ -3,9 +3,9 @@
 // reopens for writing when a read meets a clone still expanding, and starts the background
 // expander when an asynchronous clone is left expanding.
 import {PrismError} from '../errors.js'
-import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
+import {FS_EXPANDING} from '../format/constants.js'
 import {withImageAsync} from '../fs/image.js'
-import {listFilesets} from '../fs/filesets.js'
+import {anyAsyncExpanding, buildingFilesets} from '../fs/filesets.js'
 import type {Volume} from '../fs/volume.js'
 
 export interface SessionOptions {
@@ -24,8 +24,7 @@ export function lockWaitNotice(): () => void {
 
 /** An asynchronous clone is still expanding: its background expander should be running. */
 function needsBackground(vol: Volume): boolean {
-  const list = vol.filesetCache as Array<{state: number, mode: number}> | null
-  return !!list?.some((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
+  return anyAsyncExpanding(vol)
 }
 
 /** Opens `image`, runs `work`, commits and closes; on failure its uncommitted changes are dropped. */
@@ -35,7 +34,7 @@ export async function withSession<T>(image: string, write: boolean, opts: Sessio
     // A clone still expanding may need expanding on the way (on-demand expansion writes):
     // then the command runs with the image open for writing from the start, rather than
     // being retried after printing part of its output.
-    if (vol.readOnly && listFilesets(vol).some((f) => f.state === FS_EXPANDING)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
+    if (vol.readOnly && buildingFilesets(vol).some((f) => f.state === FS_EXPANDING)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
     const out = await work(vol)
     background = needsBackground(vol)
     return out

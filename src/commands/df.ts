@@ -9,13 +9,13 @@ export default class Df extends PrismCommand {
 
   async run() {
     const {flags} = await this.parse(Df)
-    const {listFilesets} = await import('../fs/filesets.js')
+    const {filesetCount} = await import('../fs/filesets.js')
     const info = await this.withVolume(flags, false, (vol) => {
       const sb = vol.sb
       return {
         image: this.imagePath(flags.image), blockSize: 4096, blocks: sb.dataBlocks, blocksUsed: sb.dataBlocks - sb.freeBlocks, blocksFree: sb.freeBlocks,
         bytes: sb.dataBlocks * 4096, bytesUsed: (sb.dataBlocks - sb.freeBlocks) * 4096, bytesFree: sb.freeBlocks * 4096,
-        inodes: sb.inodeCount, inodesUsed: sb.inodeCount - sb.freeInodes, inodesFree: sb.freeInodes, filesets: listFilesets(vol).length,
+        inodes: sb.inodeCount, inodesUsed: sb.inodeCount - sb.freeInodes, inodesFree: sb.freeInodes, filesets: filesetCount(vol),
       }
     })
     const n = (blocks: number) => (flags.human ? humanSize(blocks * 4096) : String(blocks * 4))

@@ -4,7 +4,6 @@ import {crc32} from './checksum.js'
 import {BLOCK_SIZE, FORMAT_VERSION, INODE_SIZE, SB_MAGIC, STATE_CLEAN} from './constants.js'
 import {FormatError} from './errors.js'
 
-/** Incompatible features this build understands (none yet: the bits are reserved). */
 /** Set while some fileset is EXPANDING (FORMAT.md §8.6): a build without async cloning must not open it. */
 export const INCOMPAT_EXPANDING = 0x0001
 /**
@@ -15,7 +14,20 @@ export const INCOMPAT_EXPANDING = 0x0001
 export const INCOMPAT_EXCLUDE_RULES = 0x0002
 /** The bits that describe clones in flight, set and cleared with them. */
 export const INCOMPAT_CLONES = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
-export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
+/**
+ * Set at mkfs: the reference-count table is not written there, and a refcount block that is
+ * all zeros (a hole of the sparse image) reads as 4092 free counters (FORMAT.md §4.1). An
+ * older build would take such a block for a damaged one.
+ */
+export const INCOMPAT_SPARSE_REFCOUNT = 0x0020
+/**
+ * Set when the fileset table first grows past its fixed slots (FORMAT.md §8.7): the records
+ * past them live in the fileset table file the superblock's fileset_ext_ino names. An older
+ * build would not see those filesets (and would reap their trees as unreachable). Never
+ * cleared: the table never shrinks.
+ */
+export const INCOMPAT_FILESET_TABLE = 0x0040
+export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_SPARSE_REFCOUNT | INCOMPAT_FILESET_TABLE
 /** Read-only-compatible features this build can write (none yet): others open read-only. */
 export const RO_COMPAT_SUPPORTED = 0
 export const SB_CRC_OFF = 0xfc
@@ -50,6 +62,8 @@ export interface Superblock {
   inodeHint: number
   /** inode of the scan-results file (§12), 0 = none */
   scanIno: number
+  /** inode of the fileset table file (§8.7): the slots past filesetSlots; 0 = none */
+  filesetExtIno: number
   created: number
   lastWrite: number
   uuid: Buffer
@@ -61,7 +75,7 @@ const O = {
   refcountBlocks: 0x3c, refcountStart: 0x40, inodeTableStart: 0x48, inodeTableBlocks: 0x50,
   filesetTableBlocks: 0x54, filesetTableStart: 0x58, dataStart: 0x60, dataBlocks: 0x68, freeBlocks: 0x70,
   freeInodes: 0x78, state: 0x7c, cloneClock: 0x80, orphanHead: 0x84, nextFilesetId: 0x88, nextGeneration: 0x8c,
-  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0, scanIno: 0xb4,
+  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0, scanIno: 0xb4, filesetExtIno: 0xb8,
 } as const
 
 const u64 = (b: Buffer, o: number) => Number(b.readBigUInt64LE(o))
@@ -113,6 +127,7 @@ export function decodeSuperblock(buf: Buffer): Superblock {
     uuid: Buffer.from(buf.subarray(O.uuid, O.uuid + 16)),
     inodeHint: buf.readUInt32LE(O.inodeHint),
     scanIno: buf.readUInt32LE(O.scanIno),
+    filesetExtIno: buf.readUInt32LE(O.filesetExtIno),
   }
   if (sb.incompat & ~INCOMPAT_SUPPORTED) {
     throw new FormatError('superblock', 'version', `image uses features this prism does not know (incompat 0x${sb.incompat.toString(16)})`)
@@ -148,6 +163,7 @@ function geometryProblem(sb: Superblock, buf: Buffer): string | null {
   if (sb.refcountBlocks > 1 && (sb.refcountBlocks - 1) * (BLOCK_SIZE - 4) >= sb.dataBlocks + 1) return 'refcount table too large'
   if (sb.filesetSlots > sb.filesetTableBlocks * (BLOCK_SIZE / 256) || sb.filesetSlots < 1) return 'fileset slots wrong'
   if (sb.journalBlocks < 32) return 'journal too small'
+  if (sb.filesetExtIno !== 0 && (sb.filesetExtIno > sb.inodeCount || !(sb.incompat & INCOMPAT_FILESET_TABLE))) return 'fileset table file invalid'
   return null
 }
 
@@ -186,6 +202,7 @@ export function encodeSuperblock(sb: Superblock, buf: Buffer = Buffer.alloc(BLOC
   sb.uuid.copy(buf, O.uuid, 0, 16)
   buf.writeUInt32LE(sb.inodeHint >>> 0, O.inodeHint)
   buf.writeUInt32LE((sb.scanIno ?? 0) >>> 0, O.scanIno)
+  buf.writeUInt32LE((sb.filesetExtIno ?? 0) >>> 0, O.filesetExtIno)
   buf.writeUInt32LE(crc32(buf, 0, SB_CRC_OFF), SB_CRC_OFF)
   return buf
 }
@@ -197,18 +214,34 @@ export interface GeometryOptions {
   filesetSlots?: number
 }
 
+/** The largest image mkfs makes: 1 PiB (block numbers stay far inside what the code can count). */
+export const MAX_IMAGE_BLOCKS = 2 ** 38
+/** Fileset slots mkfs gives the fixed table at most: the table grows past them as filesets are made (§8.7). */
+export const MAX_FILESET_SLOTS = 65536
+/** The largest journal: 1 GiB (a transaction may take half of it, held in memory until it commits). */
+export const MAX_JOURNAL_BLOCKS = 262144
+/** The default inode count stops here (a billion); more can be asked for. */
+const DEFAULT_INODES_MAX = 2 ** 30
+/** Inodes per byte of image at most: one per KiB, mke2fs's smallest inode ratio (the table is then a quarter of the image). */
+const MIN_INODE_RATIO = 1024
+
 /** Lays out a new image: superblock, journal, refcount table, inode table, fileset table, data, backup. */
 export function planGeometry(opts: GeometryOptions): Superblock {
   const total = opts.blockCount
   if (!Number.isSafeInteger(total) || total < 256) throw new Error('image too small: at least 1 MiB')
+  if (total > MAX_IMAGE_BLOCKS) throw new Error(`image too large: at most ${MAX_IMAGE_BLOCKS / 2 ** 28} PiB`)
   // 1/128 of the image, at least 4 MiB (but no more than 1/8 of a tiny image), at most 128 MiB.
   const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(Math.min(1024, Math.floor(total / 8)), Math.floor(total / 128)))
   // One inode per 16 KiB, as mke2fs's default inode ratio.
-  const inodeCount = opts.inodeCount ?? Math.max(256, Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / 16384)))
+  const maxInodes = Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / MIN_INODE_RATIO))
+  const inodeCount = opts.inodeCount ?? Math.max(256, Math.min(DEFAULT_INODES_MAX, maxInodes, Math.floor((total * BLOCK_SIZE) / 16384)))
   const filesetSlots = opts.filesetSlots ?? 4096
   if (journalBlocks < 32) throw new Error('journal must be at least 32 blocks (128 KiB)')
-  if (inodeCount < 2) throw new Error('at least 2 inodes are needed')
-  if (filesetSlots < 1) throw new Error('at least 1 fileset slot is needed')
+  if (journalBlocks > MAX_JOURNAL_BLOCKS) throw new Error(`journal too large: at most ${MAX_JOURNAL_BLOCKS / 256} MiB`)
+  if (!Number.isSafeInteger(inodeCount) || inodeCount < 2) throw new Error('at least 2 inodes are needed')
+  if (inodeCount > Math.max(256, maxInodes)) throw new Error(`too many inodes for this size: at most ${Math.max(256, maxInodes)} (one per KiB); choose a larger --size`)
+  if (!Number.isSafeInteger(filesetSlots) || filesetSlots < 1) throw new Error('at least 1 fileset slot is needed')
+  if (filesetSlots > MAX_FILESET_SLOTS) throw new Error(`at most ${MAX_FILESET_SLOTS} fileset slots at mkfs (the fileset table grows past them as filesets are created)`)
   const inodeTableBlocks = Math.ceil((inodeCount + 1) / (BLOCK_SIZE / INODE_SIZE))
   const filesetTableBlocks = Math.ceil(filesetSlots / (BLOCK_SIZE / 256))
   const journalStart = 1
@@ -223,11 +256,12 @@ export function planGeometry(opts: GeometryOptions): Superblock {
   const filesetTableStart = inodeTableStart + inodeTableBlocks
   const dataStart = filesetTableStart + filesetTableBlocks
   return {
-    version: FORMAT_VERSION, incompat: 0, compat: 0, roCompat: 0,
+    // Every new image leaves its reference-count table unwritten (holes read as free).
+    version: FORMAT_VERSION, incompat: INCOMPAT_SPARSE_REFCOUNT, compat: 0, roCompat: 0,
     blockCount: total, inodeCount: Math.min(inodeCount, inodeTableBlocks * (BLOCK_SIZE / INODE_SIZE) - 1),
     filesetSlots, journalStart, journalBlocks, refcountStart, refcountBlocks, inodeTableStart, inodeTableBlocks,
     filesetTableStart, filesetTableBlocks, dataStart, dataBlocks, freeBlocks: dataBlocks,
     freeInodes: 0, state: STATE_CLEAN, cloneClock: 0, orphanHead: 0, nextFilesetId: 1, nextGeneration: 1,
-    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1, scanIno: 0,
+    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1, scanIno: 0, filesetExtIno: 0,
   }
 }

@@ -15,7 +15,7 @@ import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, 
 import type {Fileset} from './filesets.js'
 import {Inode, now, touch, type Timestamp} from './inode.js'
 import {Volume} from './volume.js'
-import {filesetById, listFilesets, removeFileset, saveFileset} from './filesets.js'
+import {childrenOf, deletingFilesets, filesetById, removeFileset, saveFileset} from './filesets.js'
 import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from '../clone/expand.js'
 
 const MAX_SYMLINK_HOPS = 40
@@ -610,7 +610,7 @@ export class Namespace {
  */
 export function reapOrphans(vol: Volume): void {
   // A clone whose building stopped half-way (a crash) is dropped like a deleted fileset.
-  for (const f of listFilesets(vol)) if (f.state === FS_DELETING && !vol.pinnedOrphans.has(f.rootIno)) dropFileset(vol, f)
+  for (const f of deletingFilesets(vol)) if (!vol.pinnedOrphans.has(f.rootIno)) dropFileset(vol, f)
   for (let guard = 0; ; guard++) {
     if (guard > vol.sb.inodeCount * 4) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
     const ino = nextReapable(vol)
@@ -668,7 +668,7 @@ export function dropFileset(vol: Volume, f: Fileset): void {
   if (f.state === FS_EXPANDING || f.state === FS_DELETING) recountLinks(vol, f)
   const root = vol.iget(f.rootIno)
   // Clones are independent of their parent; they inherit its parent as their origin.
-  for (const child of listFilesets(vol)) if (child.parentId === f.id) saveFileset(vol, {...child, parentId: f.parentId})
+  for (const child of childrenOf(vol, f.id)) saveFileset(vol, {...child, parentId: f.parentId})
   removeFileset(vol, f)
   if (f.stateIno !== 0) dropCloneState(vol, f.stateIno)
   if (f.srcFileset !== 0) releaseSource(vol, f.srcFileset)

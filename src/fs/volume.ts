@@ -11,13 +11,14 @@ import {
 } from '../format/constants.js'
 import {FormatError} from '../format/errors.js'
 import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type InodeVersion, type InodeRecord} from '../format/inode.js'
-import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
-import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
+import {refcountBlockOk, refcountBlockOkSparse, sealRefcountBlock} from '../format/refcount.js'
+import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, INCOMPAT_SPARSE_REFCOUNT, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
 import {Inode} from './inode.js'
 import {storeExtents} from './extents.js'
+import {filesetTableBlocks} from './filesets.js'
 
 /** One block in this many at the start of the data area is the metadata zone (Volume.metaZoneBlocks). */
 const META_ZONE_SHARE = 64
@@ -69,6 +70,8 @@ export class Volume {
   /** where the next metadata block is looked for (allocRun) */
   private metaHint = 0
   private sbDirty = false
+  /** write the backup superblock after the next commit (a field it must not lack was set) */
+  private backupDue = false
   private closed = false
   /** hooks run by commit() before anything is encoded (extent maps, directories) */
   private flushers: Array<(vol: Volume) => void> = []
@@ -116,12 +119,17 @@ export class Volume {
     // Zero every metadata region: refcount blocks sealed, inode and fileset tables empty. A
     // new sparse file is zero already: its inode table stays a hole until inodes are used
     // there, which lets fsck skip the never-used part (as e2fsck skips unused inode tables).
+    // With INCOMPAT_SPARSE_REFCOUNT (every image this build makes) an all-zero refcount block
+    // reads as free, so the table, like the others, is written only where it is used.
     const zeroed = dev.createdZero === true
     const zero = Buffer.alloc(BLOCK_SIZE * 256)
-    const rc = Buffer.alloc(BLOCK_SIZE)
-    sealRefcountBlock(rc)
-    for (let b = sb.refcountStart; b < sb.refcountStart + sb.refcountBlocks; b++) dev.write(b, rc)
-    for (let b = sb.inodeTableStart; b < sb.dataStart && !zeroed; b += 256) {
+    if (!(sb.incompat & INCOMPAT_SPARSE_REFCOUNT)) {
+      const rc = Buffer.alloc(BLOCK_SIZE)
+      sealRefcountBlock(rc)
+      for (let b = sb.refcountStart; b < sb.refcountStart + sb.refcountBlocks; b++) dev.write(b, rc)
+    }
+    const firstZeroed = sb.incompat & INCOMPAT_SPARSE_REFCOUNT ? sb.refcountStart : sb.inodeTableStart
+    for (let b = firstZeroed; b < sb.dataStart && !zeroed; b += 256) {
       dev.write(b, zero.subarray(0, Math.min(256, sb.dataStart - b) * BLOCK_SIZE))
     }
     Journal.format(dev, sb.journalStart, sb.journalBlocks)
@@ -221,6 +229,16 @@ export class Volume {
     this.sbDirty = true
   }
 
+  /**
+   * The running transaction sets a superblock field that the backup copy must not lack even
+   * before the next clean close (the fileset table file, FORMAT.md §8.7): once it commits,
+   * the backup is rewritten too.
+   */
+  backupAfterCommit(): void {
+    this.backupDue = true
+    this.markSbDirty()
+  }
+
   /** Metadata blocks the running transaction will write (roughly: what its commit costs). */
   get txnBlocks(): number {
     return this.store.dirtyCount + this.dirtyInodeBlocks.size + this.dirtyRc.size
@@ -259,6 +277,11 @@ export class Volume {
     this.sbDirty = false
     this.store.commit()
     this.freedNow.clear()
+    if (this.backupDue) {
+      this.backupDue = false
+      this.dev.write(this.sb.blockCount - 1, encodeSuperblock(this.sb))
+      this.dev.sync()
+    }
   }
 
   /** Forgets every change since the last commit. */
@@ -274,6 +297,7 @@ export class Volume {
     this.filesetCache = null
     this.cloneCache = null
     this.sbDirty = false
+    this.backupDue = false
     try {
       this.sb = readSuperblockFrom(this.store.get(0)).sb
     } catch (e) {
@@ -485,7 +509,7 @@ export class Volume {
   private rcBuf(index: number): Buffer {
     const b = this.sb.refcountStart + index
     const buf = this.store.get(b)
-    if (!this.store.isDirty(b) && !this.store.verifyOnce(buf, refcountBlockOk)) {
+    if (!this.store.isDirty(b) && !this.store.verifyOnce(buf, this.sb.incompat & INCOMPAT_SPARSE_REFCOUNT ? refcountBlockOkSparse : refcountBlockOk)) {
       fail('EBADIMAGE', `refcount table block ${index} checksum mismatch; run 'prism fsck --repair'`)
     }
     return buf
@@ -629,28 +653,47 @@ export class Volume {
 
   /** Recomputes the free counters from the tables (after using the backup superblock). */
   recountFree(): void {
-    let freeBlocks = 0
+    // Holes of the refcount table (never used) are all free: only the parts with data are read.
+    let freeBlocks = this.sb.dataBlocks
     const tables = Math.ceil(this.sb.dataBlocks / REFCOUNTS_PER_BLOCK)
-    this.store.prefetch(this.sb.refcountStart, tables)
-    for (let i = 0; i < tables; i++) {
-      const buf = this.store.get(this.sb.refcountStart + i)
-      const limit = Math.min(REFCOUNTS_PER_BLOCK, this.sb.dataBlocks - i * REFCOUNTS_PER_BLOCK)
-      for (let s = 0; s < limit; s++) if (buf[s] === 0) freeBlocks++
+    for (const [a, b] of this.dataRunsOf(this.sb.refcountStart, tables)) {
+      for (let t = a; t < b; t += 256) {
+        this.store.prefetch(t, Math.min(256, b - t))
+        for (let i = t - this.sb.refcountStart; i < Math.min(b, t + 256) - this.sb.refcountStart; i++) {
+          const buf = this.store.get(this.sb.refcountStart + i)
+          const limit = Math.min(REFCOUNTS_PER_BLOCK, this.sb.dataBlocks - i * REFCOUNTS_PER_BLOCK)
+          for (let s = 0; s < limit; s++) if (buf[s] !== 0) freeBlocks--
+        }
+      }
     }
-    let freeInodes = 0
+    let freeInodes = this.sb.inodeCount
     const orphans: number[] = []
-    this.store.prefetch(this.sb.inodeTableStart, this.sb.inodeTableBlocks)
-    for (let ino = 1; ino <= this.sb.inodeCount; ino++) {
-      const {block, off} = this.inodeLocation(ino)
-      const buf = this.store.get(block)
-      if (inodeSlotFree(buf, off)) freeInodes++
-      else if (buf.readUInt16LE(off + 2) & IF_ORPHAN) orphans.push(ino)
+    for (const [a, b] of this.dataRunsOf(this.sb.inodeTableStart, this.sb.inodeTableBlocks)) {
+      for (let t = a; t < b; t += 256) {
+        this.store.prefetch(t, Math.min(256, b - t))
+        for (let blk = t; blk < Math.min(b, t + 256); blk++) {
+          const buf = this.store.get(blk)
+          for (let s = 0; s < INODES_PER_BLOCK; s++) {
+            const ino = (blk - this.sb.inodeTableStart) * INODES_PER_BLOCK + s
+            if (ino < 1 || ino > this.sb.inodeCount || inodeSlotFree(buf, s * INODE_SIZE)) continue
+            freeInodes--
+            if (buf.readUInt16LE(s * INODE_SIZE + 2) & IF_ORPHAN) orphans.push(ino)
+          }
+        }
+      }
     }
     let maxId = 0
     let maxClone = this.sb.cloneClock
     let expanding = false
-    for (let b = 0; b < this.sb.filesetTableBlocks; b++) {
-      const buf = this.store.get(this.sb.filesetTableStart + b)
+    const tableBlocks: number[] = []
+    for (let b = 0; b < this.sb.filesetTableBlocks; b++) tableBlocks.push(this.sb.filesetTableStart + b)
+    try {
+      for (const b of filesetTableBlocks(this)) tableBlocks.push(b)
+    } catch (e) {
+      if (!(e instanceof PrismError)) throw e // a damaged table file is left to fsck
+    }
+    for (const block of tableBlocks) {
+      const buf = this.store.get(block)
       for (let s = 0; s < FILESETS_PER_BLOCK; s++) {
         maxId = Math.max(maxId, buf.readUInt32LE(s * 256))
         maxClone = Math.max(maxClone, buf.readUInt32LE(s * 256 + 0x18))
@@ -681,6 +724,25 @@ export class Volume {
     this.sb.nextFilesetId = Math.max(this.sb.nextFilesetId, maxId + 1)
     this.sb.cloneClock = maxClone
     this.markSbDirty()
+  }
+
+  /**
+   * The runs [first, end) of blocks in [start, start + count) that may hold something: the
+   * device's data runs (the rest are holes of the sparse image, all zeros) plus any block
+   * held in memory (changed in this transaction, or read from an unreplayed journal).
+   */
+  dataRunsOf(start: number, count: number): Array<[number, number]> {
+    const runs = this.dev.dataRuns?.(start, count) ?? [[start, start + count]]
+    const held = this.store.heldIn(start, start + count)
+    if (held.length === 0) return runs
+    const marks: Array<[number, number]> = [...runs, ...held.map((b): [number, number] => [b, b + 1])].sort((x, y) => x[0] - y[0])
+    const out: Array<[number, number]> = []
+    for (const [a, b] of marks) {
+      const last = out[out.length - 1]
+      if (last && a <= last[1]) last[1] = Math.max(last[1], b)
+      else out.push([a, b])
+    }
+    return out
   }
 
   // ---------------------------------------------------------------- orphans

@@ -36,6 +36,20 @@ export class PatchedDevice implements BlockDevice {
   close(): void {
     this.inner.close()
   }
+
+  dataRuns(start: number, count: number): Array<[number, number]> {
+    const runs = this.inner.dataRuns?.(start, count) ?? [[start, start + count]]
+    // A patched block holds data whatever the file has there.
+    for (const b of this.patches.keys()) if (b >= start && b < start + count) runs.push([b, b + 1])
+    runs.sort((x, y) => x[0] - y[0])
+    const out: Array<[number, number]> = []
+    for (const [a, b] of runs) {
+      const last = out[out.length - 1]
+      if (last && a <= last[1]) last[1] = Math.max(last[1], b)
+      else out.push([a, b])
+    }
+    return out
+  }
 }
 
 export interface Pass0Result {
@@ -53,7 +67,7 @@ export interface Pass0Result {
 const STATIC_FIELDS: Array<keyof Superblock> = [
   'version', 'incompat', 'compat', 'roCompat', 'blockCount', 'inodeCount', 'filesetSlots', 'journalStart',
   'journalBlocks', 'refcountStart', 'refcountBlocks', 'inodeTableStart', 'inodeTableBlocks', 'filesetTableStart',
-  'filesetTableBlocks', 'dataStart', 'dataBlocks', 'created',
+  'filesetTableBlocks', 'dataStart', 'dataBlocks', 'created', 'filesetExtIno',
 ]
 
 function tryDecode(buf: Buffer): {sb: Superblock | null, err: string | null} {

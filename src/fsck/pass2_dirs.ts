@@ -17,6 +17,7 @@ import {
   R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, type DirMeta, type FilesetInfo, type FsckContext,
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
+import {tableFileBlocks} from './filesettable.js'
 
 const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK]
 const DT_NAME: Record<number, string> = {[DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink'}
@@ -28,10 +29,17 @@ function zeroRange(buf: Buffer, from: number, to: number): boolean {
   return true
 }
 
+/** The block holding fileset slot `slot` (fixed table or table file, FORMAT.md §8.7) and the record's offset. */
+function slotLocation(ctx: FsckContext, slot: number): {block: number, off: number} {
+  const fixed = ctx.sb.filesetSlots
+  if (slot < fixed) return {block: ctx.sb.filesetTableStart + Math.floor(slot / FILESETS_PER_BLOCK), off: (slot % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE}
+  return {block: ctx.tableBlocks[Math.floor((slot - fixed) / FILESETS_PER_BLOCK)], off: ((slot - fixed) % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE}
+}
+
 export function writeRecord(ctx: FsckContext, f: FilesetInfo | null, slot: number): void {
   if (!ctx.repair) return
-  const block = ctx.sb.filesetTableStart + Math.floor(slot / FILESETS_PER_BLOCK)
-  encodeFileset(f, ctx.vol.store.getMut(block), (slot % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE)
+  const {block, off} = slotLocation(ctx, slot)
+  encodeFileset(f, ctx.vol.store.getMut(block), off)
   ctx.vol.filesetCache = null
   ctx.maybeCommit()
 }
@@ -42,15 +50,23 @@ export function checkFilesets(ctx: FsckContext): void {
   const list: FilesetInfo[] = []
   const changed = new Set<FilesetInfo>()
   const rootValid = (ino: number) => ino >= 1 && ino <= sb.inodeCount && ctx.itype[ino] === T_DIR
-  ctx.vol.store.prefetch(sb.filesetTableStart, sb.filesetTableBlocks)
-  for (let b = 0; b < sb.filesetTableBlocks; b++) {
-    const buf = ctx.vol.store.get(sb.filesetTableStart + b)
+  ctx.tableBlocks = tableFileBlocks(ctx)
+  // The fixed table's blocks that hold anything (the rest are holes: free slots), then the
+  // table file's (FORMAT.md §8.7). Slot numbers run on from the fixed table into the file.
+  const blocks: Array<{block: number, first: number, limit: number}> = []
+  for (const [a, b] of ctx.vol.dataRunsOf(sb.filesetTableStart, sb.filesetTableBlocks)) {
+    for (let blk = a; blk < b; blk++) blocks.push({block: blk, first: (blk - sb.filesetTableStart) * FILESETS_PER_BLOCK, limit: sb.filesetSlots})
+  }
+  ctx.tableBlocks.forEach((block, k) => blocks.push({block, first: sb.filesetSlots + k * FILESETS_PER_BLOCK, limit: Infinity}))
+  const rootOwner = new Map<number, FilesetInfo>()
+  for (const {block, first, limit} of blocks) {
+    const buf = ctx.vol.store.get(block)
     for (let i = 0; i < FILESETS_PER_BLOCK; i++) {
-      const slot = b * FILESETS_PER_BLOCK + i
+      const slot = first + i
       const off = i * FILESET_RECORD_SIZE
       const where = `fileset slot ${slot}`
       const id = buf.readUInt32LE(off)
-      if (id === 0 || slot >= sb.filesetSlots) {
+      if (id === 0 || slot >= limit) {
         if (!zeroRange(buf, off, off + FILESET_RECORD_SIZE)) {
           const p = ctx.report('FILESET_SLOT_DIRTY', where)
           writeRecord(ctx, null, slot)
@@ -87,7 +103,8 @@ export function checkFilesets(ctx: FsckContext): void {
         changed.add(f)
         ctx.fixed(p)
       }
-      const other = list.find((g) => g.rootOk && g.rootIno === f.rootIno)
+      const other = rootOwner.get(f.rootIno)
+      if (rootValid(f.rootIno) && !other) rootOwner.set(f.rootIno, f)
       if (!rootValid(f.rootIno) || other) {
         // A directory is never shared, so neither is a root.
         f.rootOk = false
@@ -99,7 +116,8 @@ export function checkFilesets(ctx: FsckContext): void {
     }
   }
   // Ids and names must be unique; parents must exist.
-  let maxId = Math.max(0, sb.nextFilesetId - 1, ...list.map((f) => f.id))
+  let maxId = Math.max(0, sb.nextFilesetId - 1)
+  for (const f of list) if (f.id > maxId) maxId = f.id
   const ids = new Set<number>()
   for (const f of list) {
     if (ids.has(f.id)) {
@@ -136,7 +154,8 @@ export function checkFilesets(ctx: FsckContext): void {
     if (ctx.repair) { sb.nextFilesetId = maxId + 1; ctx.vol.markSbDirty() }
     ctx.fixed(p)
   }
-  const maxClone = Math.max(0, ...list.map((f) => f.clonestart))
+  let maxClone = 0
+  for (const f of list) if (f.clonestart > maxClone) maxClone = f.clonestart
   if (sb.cloneClock < maxClone) {
     const p = ctx.report('SB_CLONE_CLOCK', 'superblock', {value: sb.cloneClock, max: maxClone})
     if (ctx.repair) { sb.cloneClock = maxClone; ctx.vol.markSbDirty() }
@@ -611,11 +630,12 @@ function walkTree(ctx: FsckContext, w: Walk, root: number): void {
     expand(ctx, w, x, stack)
     if ((++ctx.dirsWalked & 0xff) === 0) ctx.progress('pass 2: directories', ctx.dirsWalked, ctx.dirs.size)
   }
-  // Where each UNEXPANDED directory sits, for the clone-state checks (clonestate.ts).
+  // Where each UNEXPANDED directory sits, for the clone-state checks (clonestate.ts): of the
+  // directories this walk met, not of every unexpanded one (the cost of many filesets stays linear).
   if (w.owner && ctx.unexpanded.size) {
-    for (const [ino, u] of ctx.unexpanded) {
-      const p = w.paths.of(ino)
-      if (p !== undefined) { u.owner = w.owner; u.path = p }
+    for (const ino of w.paths.inos) {
+      const u = ctx.unexpanded.get(ino)
+      if (u) { u.owner = w.owner; u.path = w.paths.of(ino)! }
     }
   }
   for (const d of w.paths.inos) w.state[d] = 0

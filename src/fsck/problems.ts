@@ -56,6 +56,8 @@ export const PROBLEMS = {
   FILESET_DUP_ID: e('fileset id {id} is used twice'),
   FILESET_BAD_PARENT: w('fileset parent id {parent} names no fileset'),
   FILESET_SLOT_DIRTY: w('free fileset slot holds leftover bytes'),
+  FILESET_TABLE_BAD: e('fileset table file (inode {ino}) is unusable ({detail}); it is dropped with the filesets it held'),
+  FILESET_TABLE_NAMED: e('the fileset table file is also named by a directory', false),
   DIR_INLINE_CORRUPT: e('inline directory entries are malformed ({detail})'),
   DIR_BAD_GEOMETRY: e('hashed directory geometry is invalid ({detail})'),
   DIR_MISSING_BLOCK: e('directory is missing logical block {l}'),
