@@ -639,9 +639,9 @@ export function reapOrphans(vol: Volume): void {
       continue
     }
     if (!inode.isDir && !(inode.r.flags & IF_INLINE)) {
-      // Large files: release extents from the end in steps.
-      const ext = loadExtents(vol, inode)
-      while (ext.length > 64) {
+      // Large files: release extents from the end in steps. The map is taken again after
+      // each commit (an Inode's parts are not kept across one: fs/inode.ts).
+      for (let ext = loadExtents(vol, inode); ext.length > 64; ext = loadExtents(vol, inode)) {
         const cut = ext[ext.length - 64].l
         for (const old of unmapRange(ext, cut, 0x8000_0000 - cut)) {
           vol.decRefRun(old.p, old.n)

@@ -16,12 +16,17 @@ import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, INCOMPAT_SPARSE_REFCOUNT, RO
 import {PrismError, fail} from '../errors.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
-import {Inode} from './inode.js'
+import {Inode, type InodeHome} from './inode.js'
 import {storeExtents} from './extents.js'
 import {filesetTableBlocks} from './filesets.js'
 
 /** One block in this many at the start of the data area is the metadata zone (Volume.metaZoneBlocks). */
 const META_ZONE_SHARE = 64
+/**
+ * Inodes the cache keeps after a commit at most (it trims to 3/4 of that, least recently used
+ * first). Only a commit trims: the inodes a transaction changes stay until it commits.
+ */
+const INODE_CACHE_MAX = 65536
 
 export interface OpenOptions {
   write: boolean
@@ -34,6 +39,8 @@ export interface OpenOptions {
   noOrphans?: boolean
   /** cache capacity in blocks */
   cacheBlocks?: number
+  /** inodes the inode cache keeps at most after a commit (tests make it tiny) */
+  inodeCache?: number
 }
 
 export interface MkfsOptions extends Omit<GeometryOptions, 'blockCount'> {
@@ -44,7 +51,7 @@ export interface MkfsOptions extends Omit<GeometryOptions, 'blockCount'> {
 /** Called after the first root fileset is laid out by mkfs (set by fs/filesets.ts). */
 export type Formatter = (vol: Volume) => void
 
-export class Volume {
+export class Volume implements InodeHome {
   sb: Superblock
   readonly store: BlockStore
   readonly journal: Journal
@@ -81,9 +88,12 @@ export class Volume {
   filesetCache: unknown = null
   /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
+  /** inodes the cache keeps at most after a commit (trimInodeCache) */
+  inodeCacheMax = INODE_CACHE_MAX
 
-  private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
+  private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean, inodeCache?: number}) {
     this.sb = sb
+    if (opts.inodeCache !== undefined) this.inodeCacheMax = opts.inodeCache
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
     // with an unreplayed journal clean), even on a device that allows it.
@@ -277,6 +287,7 @@ export class Volume {
     this.sbDirty = false
     this.store.commit()
     this.freedNow.clear()
+    this.trimInodeCache()
     if (this.backupDue) {
       this.backupDue = false
       this.dev.write(this.sb.blockCount - 1, encodeSuperblock(this.sb))
@@ -287,6 +298,8 @@ export class Volume {
   /** Forgets every change since the last commit. */
   abort(): void {
     this.store.abort()
+    // Objects callers still hold read their inode again (its committed state) when next used.
+    for (const inode of this.inodes.values()) inode.drop(this)
     this.inodes.clear()
     this.dirtyInodes.clear()
     this.dirtyInodeBlocks.clear()
@@ -351,22 +364,43 @@ export class Volume {
   /** The inode `ino`, which must be in use. */
   iget(ino: number): Inode {
     const cached = this.inodes.get(ino)
-    if (cached) return cached
+    if (cached) {
+      cached.used = true
+      return cached
+    }
     if (!this.validIno(ino)) fail('EBADIMAGE', `inode number ${ino} out of range; run 'prism fsck'`)
     const {block, off} = this.inodeLocation(ino)
     const buf = this.store.get(block)
     if (inodeSlotFree(buf, off)) fail('EBADIMAGE', `inode ${ino} is referenced but free; run 'prism fsck'`)
-    let r: InodeRecord
+    const inode = new Inode(ino, this.decodeAt(buf, off, ino))
+    this.inodes.set(ino, inode)
+    // A read-only open never commits: it trims here, which is safe as nothing it holds changes.
+    if (this.readOnly && this.inodes.size > this.inodeCacheMax) this.trimInodeCache()
+    return inode
+  }
+
+  private decodeAt(buf: Buffer, off: number, ino: number): InodeRecord {
     try {
-      r = decodeInode(buf, off, ino)
+      return decodeInode(buf, off, ino)
     } catch (e) {
       if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck'`)
       throw e
     }
-    const inode = new Inode(ino, r)
-    if (this.inodes.size > 200_000) this.trimInodeCache()
-    this.inodes.set(ino, inode)
-    return inode
+  }
+
+  /**
+   * A stale Inode object (one the cache let go, at a commit, when it was clean) is used again:
+   * the live object for its inode, if there is one, or the object itself made live again,
+   * its record read from the inode table, which holds its last committed state.
+   */
+  reattach(stale: Inode): Inode {
+    const live = this.inodes.get(stale.ino)
+    if (live && live !== stale) return live
+    const {block, off} = this.inodeLocation(stale.ino)
+    const buf = this.store.get(block)
+    stale.revive(inodeSlotFree(buf, off) ? emptyInode() : this.decodeAt(buf, off, stale.ino))
+    this.inodes.set(stale.ino, stale)
+    return stale
   }
 
   /**
@@ -434,12 +468,39 @@ export class Volume {
     return this.iget(ino)
   }
 
+  /**
+   * After a commit, when the cache holds more than INODE_CACHE_MAX inodes: lets go of the
+   * least recently used down to INODE_CACHE_LOW, in insertion order with a second chance for
+   * those used since the last pass (a clock). Amortized O(1) per inode read. Only clean
+   * inodes go, and only here (never inside a read), so a caller's Inode object can go stale
+   * only across a commit, and then forwards to the live one (fs/inode.ts).
+   */
   private trimInodeCache(): void {
-    for (const [ino, inode] of this.inodes) if (!this.dirtyInodes.has(inode)) this.inodes.delete(ino)
+    let excess = this.inodes.size - Math.floor(this.inodeCacheMax * 3 / 4)
+    if (this.inodes.size <= this.inodeCacheMax) return
+    for (const [ino, inode] of this.inodes) {
+      if (excess <= 0) break
+      if (this.dirtyInodes.has(inode)) continue
+      this.inodes.delete(ino)
+      if (inode.used) {
+        // Used since the last pass: once more round (it is met again at the end of the walk).
+        inode.used = false
+        this.inodes.set(ino, inode)
+        continue
+      }
+      inode.drop(this)
+      excess--
+    }
+  }
+
+  /** Inodes held in the cache (for tests and benchmarks). */
+  get cachedInodes(): number {
+    return this.inodes.size
   }
 
   /** Marks an inode changed in this transaction. */
   idirty(inode: Inode): void {
+    inode = inode.live()
     this.dirtyInodes.add(inode)
     this.dirtyInodeBlocks.add(Math.floor(inode.ino / INODES_PER_BLOCK))
   }
@@ -451,7 +512,7 @@ export class Volume {
 
   /** Allocates a fresh inode (share count 1, link count 0) near `goal`. */
   ialloc(mode: number, goal = this.sb.inodeHint): Inode {
-    if (this.sb.freeInodes === 0) fail('ENOSPC', 'no free inodes left in the image')
+    if (this.sb.freeInodes === 0) this.noInodes()
     const n = this.sb.inodeCount
     // The goal keeps related inodes together when its slot is free; otherwise continue from
     // the running hint, so allocation never rescans the used part of the table.
@@ -474,7 +535,11 @@ export class Volume {
       if (!atGoal || ino === this.sb.inodeHint) this.sb.inodeHint = ino + 1
       return inode
     }
-    fail('ENOSPC', 'no free inodes left in the image')
+    this.noInodes()
+  }
+
+  private noInodes(): never {
+    fail('ENOSPC', `no free inodes (${this.sb.inodeCount} of ${this.sb.inodeCount} used); make a larger image, or one with more --inodes`)
   }
 
   inodeSlotUsed(ino: number): boolean {
@@ -518,6 +583,14 @@ export class Volume {
   refcount(block: number): number {
     const {index, slot} = this.rcBlock(block)
     return this.rcBuf(index)[slot]
+  }
+
+  /** The reference counts of blocks [block, block + n), which lie in one refcount-table block (a view: read only). */
+  refcountsOf(block: number, n: number): Uint8Array {
+    const {index, slot} = this.rcBlock(block)
+    this.rcBlock(block + n - 1)
+    if (slot + n > REFCOUNTS_PER_BLOCK) throw new Error('refcountsOf: the blocks span two table blocks')
+    return this.rcBuf(index).subarray(slot, slot + n)
   }
 
   private setRc(block: number, v: number): void {

@@ -14,17 +14,20 @@ export default class FilesetList extends PrismCommand {
   async run() {
     const {flags} = await this.parse(FilesetList)
     const {listFilesets, filesetById} = await import('../../fs/filesets.js')
-    const {filesetSpace} = await import('../../fs/space.js')
-    const rows = await this.withVolume(flags, false, (vol) =>
-      listFilesets(vol).map((f) => {
-        const sp = flags.space ? filesetSpace(vol, f) : null
+    const {allFilesetSpace} = await import('../../fs/space.js')
+    const rows = await this.withVolume(flags, false, (vol) => {
+      const list = listFilesets(vol)
+      const space = flags.space ? allFilesetSpace(vol, list) : null
+      return list.map((f) => {
+        const sp = space?.get(f.id) ?? null
         return {
           name: f.name, id: f.id, parent: f.parentId ? filesetById(vol, f.parentId)?.name ?? `#${f.parentId}` : null,
           created: new Date(f.created).toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
           ...(f.state === 2 ? {expansion: {done: f.dirsDone, known: Math.max(f.dirsTotal, f.dirsDone)}} : {}),
           ...(sp ? {referenced: sp.referencedBlocks * 4096, unique: sp.uniqueBlocks * 4096, files: sp.files, dirs: sp.dirs} : {}),
         }
-      }))
+      })
+    })
     const head = ['NAME', 'PARENT', 'CREATED', 'STATE', ...(flags.space ? ['REFER', 'UNIQUE'] : [])]
     this.log(table([head, ...rows.map((r) => [
       r.name, r.parent ?? '-', r.created.replace('T', ' ').slice(0, 19), r.expansion ? `${r.state} ${r.expansion.done}/${r.expansion.known}` : r.state,
