@@ -229,7 +229,7 @@ const MIN_INODE_RATIO = 1024
 export function planGeometry(opts: GeometryOptions): Superblock {
   const total = opts.blockCount
   if (!Number.isSafeInteger(total) || total < 256) throw new Error('image too small: at least 1 MiB')
-  if (total > MAX_IMAGE_BLOCKS) throw new Error(`image too large: at most ${MAX_IMAGE_BLOCKS / 2 ** 28} PiB`)
+  if (total > MAX_IMAGE_BLOCKS) throw new Error(`image too large: at most ${(MAX_IMAGE_BLOCKS * BLOCK_SIZE) / 2 ** 50} PiB`)
   // 1/128 of the image, at least 4 MiB (but no more than 1/8 of a tiny image), at most 128 MiB.
   const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(Math.min(1024, Math.floor(total / 8)), Math.floor(total / 128)))
   // One inode per 16 KiB, as mke2fs's default inode ratio.

@@ -668,7 +668,12 @@ export function dropFileset(vol: Volume, f: Fileset): void {
   if (f.state === FS_EXPANDING || f.state === FS_DELETING) recountLinks(vol, f)
   const root = vol.iget(f.rootIno)
   // Clones are independent of their parent; they inherit its parent as their origin.
-  for (const child of childrenOf(vol, f.id)) saveFileset(vol, {...child, parentId: f.parentId})
+  // Thousands of clones of it: their records change in as many transactions as need be (a
+  // clone whose parent is already its grandparent is as consistent as one still pointing here).
+  for (const child of childrenOf(vol, f.id)) {
+    saveFileset(vol, {...child, parentId: f.parentId})
+    vol.maybeCommit()
+  }
   removeFileset(vol, f)
   if (f.stateIno !== 0) dropCloneState(vol, f.stateIno)
   if (f.srcFileset !== 0) releaseSource(vol, f.srcFileset)

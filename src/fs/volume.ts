@@ -272,7 +272,10 @@ export class Volume implements InodeHome {
   commit(): void {
     if (this.readOnly) return
     for (const f of this.flushers) f(this)
-    if (!this.hasChanges) return
+    if (!this.hasChanges) {
+      this.trimInodeCache()
+      return
+    }
     for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
     for (const inode of this.dirtyInodes) this.encodeInodeNow(inode)
     this.dirtyInodes.clear()
