@@ -126,6 +126,8 @@ export class FsckContext {
   dirsWalked = 0
   /** the fileset table file, once found sound (filesettable.ts), else 0 */
   tableIno = 0
+  /** what the backup superblock names as the fileset table file (pass 0), 0 if none or unreadable */
+  backupExtIno = 0
   /** the fileset table file's blocks, by logical block (filesettable.ts) */
   tableBlocks: number[] = []
   /**

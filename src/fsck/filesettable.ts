@@ -1,7 +1,8 @@
 // fsck and the fileset table file (docs/FORMAT.md §8.7): the inode the superblock's
 // fileset_ext_ino names holds the fileset records past the fixed table. Before pass 2 reads
 // the records, tableFileBlocks() says which blocks hold them: the file must be a regular
-// inode in use, not on the orphan list, with every logical block below its size mapped.
+// inode in use, not on the orphan list, its blocks mapped from logical block 0 on without a
+// hole (a size that disagrees with them is set to them: FILESET_TABLE_SIZE).
 // After pass 2, checkTableFile() counts it as referenced (one link, share 1) and reports it
 // if a directory also names it. A file that cannot be used is dropped, with every record it
 // held: fsck cannot tell which blocks held records, and the trees of those filesets are then
@@ -18,16 +19,11 @@ function problemOf(ctx: FsckContext, ino: number, blocks: number[]): string | nu
   if (ctx.itype[ino] === T_FREE) return `inode ${ino} is not in use`
   if (ctx.itype[ino] !== T_REG) return `inode ${ino} is not a regular file`
   if (ctx.iflags[ino] & IF_ORPHAN) return `inode ${ino} is on the orphan list`
-  const {buf, off} = ctx.inodeAt(ino)
-  const size = Number(buf.readBigUInt64LE(off + 0x18))
-  if (size % 4096 !== 0) return `its size ${size} is not a whole number of blocks`
-  const n = size / 4096
   const {ext} = keptMap(ctx, ino)
   for (const e of ext) {
     if (e.l !== blocks.length) return `logical block ${blocks.length} is not mapped`
     for (let i = 0; i < e.n; i++) blocks.push(e.p + i)
   }
-  if (blocks.length !== n) return `it maps ${blocks.length} blocks for a size of ${n}`
   return null
 }
 
@@ -43,9 +39,30 @@ export function tableFileBlocks(ctx: FsckContext): number[] {
   const why = problemOf(ctx, ino, blocks)
   if (why === null) {
     ctx.tableIno = ino
+    // Its blocks are sound and say how large it is: a size that disagrees is set to them.
+    const {buf, off} = ctx.inodeAt(ino)
+    const size = Number(buf.readBigUInt64LE(off + 0x18))
+    if (size !== blocks.length * 4096) {
+      const p = ctx.report('FILESET_TABLE_SIZE', `inode ${ino}`, {have: size, want: blocks.length * 4096})
+      ctx.editInode(ino, (b, o) => b.writeBigUInt64LE(BigInt(blocks.length * 4096), o + 0x18))
+      ctx.fixed(p)
+    }
     return blocks
   }
-  const p = ctx.report('FILESET_TABLE_BAD', 'superblock fileset_ext_ino', {ino, detail: why})
+  // The backup superblock may still name the right one (the primary's field was damaged).
+  const alt = ctx.backupExtIno
+  const altBlocks: number[] = []
+  if (alt !== 0 && alt !== ino && problemOf(ctx, alt, altBlocks) === null && ctx.reach[alt] === 0) {
+    const p = ctx.report('FILESET_TABLE_BAD', 'superblock fileset_ext_ino', {ino, detail: why, outcome: `the one the backup superblock names (inode ${alt}) is used`})
+    if (ctx.repair) {
+      sb.filesetExtIno = alt
+      ctx.vol.markSbDirty()
+    }
+    ctx.fixed(p)
+    ctx.tableIno = alt
+    return altBlocks
+  }
+  const p = ctx.report('FILESET_TABLE_BAD', 'superblock fileset_ext_ino', {ino, detail: why, outcome: 'it is dropped with the filesets it held'})
   if (ctx.repair) {
     sb.filesetExtIno = 0
     ctx.vol.markSbDirty()

@@ -88,6 +88,7 @@ export function fsckDevice(dev: BlockDevice, opts: FsckOptions): FsckResult {
     vol.abort()
   }
   const ctx = new FsckContext(vol, repair, opts.onProgress)
+  ctx.backupExtIno = p0.backupExtIno
   ctx.problems.push(...p0.problems)
   ctx.notes.push(...p0.notes)
   if (opts.repair && !repair) ctx.notes.push('the device is read-only: checking without repairing')

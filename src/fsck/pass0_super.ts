@@ -61,6 +61,8 @@ export interface Pass0Result {
   rewriteSb: boolean
   /** problems fixed once the volume closes cleanly (superblock copies rewritten) */
   fixedOnClose: FsckProblem[]
+  /** the fileset table file the backup superblock names (0: none, or no readable backup) */
+  backupExtIno: number
 }
 
 /** Fields that never change after mkfs: primary and backup must agree on them. */
@@ -81,7 +83,7 @@ function tryDecode(buf: Buffer): {sb: Superblock | null, err: string | null} {
 
 /** Checks both superblock copies and the journal superblock; may repair the latter in place. */
 export function pass0(dev: BlockDevice, repair: boolean): Pass0Result {
-  const res: Pass0Result = {dev, problems: [], notes: [], rewriteSb: false, fixedOnClose: []}
+  const res: Pass0Result = {dev, problems: [], notes: [], rewriteSb: false, fixedOnClose: [], backupExtIno: 0}
   const patches = new Map<number, Buffer>()
   if (dev.blocks < 1) throw new PrismError('EBADIMAGE', 'not a Prism image (empty file)')
   const b0 = Buffer.alloc(BLOCK_SIZE)
@@ -94,6 +96,7 @@ export function pass0(dev: BlockDevice, repair: boolean): Pass0Result {
     dev.read(backupAt, bb)
     backup = tryDecode(bb)
   }
+  res.backupExtIno = backup.sb?.filesetExtIno ?? 0
   // Neither copy readable: leave the message to Volume.openDevice (an operational error).
   const sb = primary.sb ?? backup.sb
   if (!sb) {
