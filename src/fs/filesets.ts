@@ -10,8 +10,8 @@
 // and clone source, so that every lookup a command or a clone makes costs the same whether
 // the image holds one fileset or a hundred thousand. It must never be changed except through
 // saveFileset/addFileset/removeFileset, which keep the indexes and the blocks in step.
-import {FILESETS_PER_BLOCK, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_EXPANDING, MODE_NONE, S_IFREG} from '../format/constants.js'
-import {decodeFileset, encodeFileset, filesetNameProblem, type FilesetRecord} from '../format/fileset.js'
+import {FILESETS_PER_BLOCK, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_EXPANDING, MODE_ASYNC, MODE_NONE, S_IFREG} from '../format/constants.js'
+import {decodeFileset, encodeFileset, filesetNameProblem, readFilesetRaw, type FilesetRecord} from '../format/fileset.js'
 import {FormatError} from '../format/errors.js'
 import {INCOMPAT_FILESET_TABLE} from '../format/superblock.js'
 import {fail} from '../errors.js'
@@ -66,11 +66,8 @@ class SlotHeap {
   }
 }
 
-/** The table in memory, and its indexes. */
-interface Table {
-  bySlot: Map<number, Fileset>
-  byId: Map<number, Fileset>
-  byName: Map<string, Fileset>
+/** Indexes by relation and state, made on first use (most commands need none of them). */
+interface Derived {
   /** parent id -> ids of the filesets cloned from it */
   children: Map<number, Set<number>>
   /** source id -> ids of its clones still EXPANDING */
@@ -81,6 +78,23 @@ interface Table {
   deleting: Set<number>
   /** ids of EXPANDING filesets made by an async clone */
   asyncExpanding: Set<number>
+}
+
+/** The table in memory, and its indexes. */
+interface Table {
+  /** id -> slot of every used slot, read raw at load (no record decoded then) */
+  byId: Map<number, number>
+  /** records decoded so far, by slot: a record is decoded, its checksum checked, on first use */
+  recs: Map<number, Fileset>
+  /** name -> slot, made when names are searched for often (freeName) */
+  byName: Map<string, number> | null
+  /** names found by a scan without the index: name -> slot */
+  found: Map<string, number>
+  /** every block of the table that may hold records: its first slot and its number of slots */
+  blocks: Array<{block: number, first: number, count: number}>
+  /** the blocks in `blocks` */
+  blockSet: Set<number>
+  derived: Derived | null
   free: SlotHeap
   /** slots in the fixed table and the table file */
   slots: number
@@ -91,6 +105,9 @@ interface Table {
   /** base name -> the lowest n for which base-n may be free (freeName) */
   suffixHint: Map<string, number>
 }
+
+/** The fields the indexes need, as stored (a record about to be replaced may not be decoded yet). */
+type Keyed = Pick<Fileset, 'id' | 'name' | 'parentId' | 'state' | 'mode' | 'srcFileset'>
 
 function addTo(m: Map<number, Set<number>>, k: number, v: number): void {
   let s = m.get(k)
@@ -105,28 +122,124 @@ function dropFrom(m: Map<number, Set<number>>, k: number, v: number): void {
   if (s.size === 0) m.delete(k)
 }
 
+function derive(d: Derived, f: Pick<Fileset, 'id' | 'parentId' | 'state' | 'mode' | 'srcFileset'>): void {
+  if (f.parentId !== 0) addTo(d.children, f.parentId, f.id)
+  if (f.state === FS_EXPANDING) addTo(d.inFlight, f.srcFileset, f.id)
+  if (f.state === FS_EXPANDING || f.state === FS_DELETING) d.building.add(f.id)
+  if (f.state === FS_DELETING) d.deleting.add(f.id)
+  if (f.state === FS_EXPANDING && f.mode === MODE_ASYNC) d.asyncExpanding.add(f.id)
+}
+
+/** True when b holds `want` at `at` (a loop: Buffer.compare costs more for a few bytes). */
+function bytesAt(b: Buffer, at: number, want: Buffer): boolean {
+  for (let k = 0; k < want.length; k++) if (b[at + k] !== want[k]) return false
+  return true
+}
+
+/** Calls fn(buf, off, slot) for every used slot, as stored (current content: changes of this transaction included). */
+function eachUsed(vol: Volume, t: Table, fn: (b: Buffer, off: number, slot: number) => boolean | void): void {
+  for (const {block, first, count} of t.blocks) {
+    const b = vol.store.get(block)
+    for (let i = 0; i < count; i++) {
+      const off = i * FILESET_RECORD_SIZE
+      if (b.readUInt32LE(off) !== 0 && fn(b, off, first + i) === true) return
+    }
+  }
+}
+
+/** The derived indexes, made the first time they are asked for from the stored fields (nothing decoded). */
+function derived(vol: Volume, t: Table): Derived {
+  if (t.derived) return t.derived
+  const d: Derived = {children: new Map(), inFlight: new Map(), building: new Set(), deleting: new Set(), asyncExpanding: new Set()}
+  eachUsed(vol, t, (b, off) => {
+    derive(d, {id: b.readUInt32LE(off), parentId: b.readUInt32LE(off + 0x08), state: b[off + 0x0c], mode: b[off + 0x0d], srcFileset: b.readUInt32LE(off + 0x20)})
+  })
+  t.derived = d
+  return d
+}
+
+/** The name -> slot index of every fileset (names read as stored). */
+function names(vol: Volume, t: Table): Map<string, number> {
+  if (t.byName) return t.byName
+  const m = new Map<string, number>()
+  eachUsed(vol, t, (b, off, slot) => {
+    const name = b.toString('utf8', off + 0x30, off + 0x30 + Math.min(b[off + 0x0e], 128))
+    if (!m.has(name)) m.set(name, slot)
+  })
+  t.byName = m
+  return m
+}
+
+/**
+ * The slot of the fileset named `name`, or undefined. Without the index, the stored names
+ * are compared byte for byte (no string is made for the others): a command that names one
+ * or two filesets pays that, not the index.
+ */
+function slotNamed(vol: Volume, t: Table, name: string): number | undefined {
+  if (t.byName) return t.byName.get(name)
+  const known = t.found.get(name)
+  if (known !== undefined) return known
+  const want = Buffer.from(name, 'utf8')
+  let hit: number | undefined
+  eachUsed(vol, t, (b, off, slot) => {
+    if (b[off + 0x0e] !== want.length || !bytesAt(b, off + 0x30, want)) return false
+    hit = slot
+    return true
+  })
+  if (hit !== undefined) t.found.set(name, hit)
+  return hit
+}
+
+/** The record in `slot` (in use), decoded and checked the first time. */
+function rec(vol: Volume, t: Table, slot: number): Fileset {
+  const have = t.recs.get(slot)
+  if (have) return have
+  const {block, off} = slotAt(vol, t, slot)
+  let f: Fileset
+  try {
+    f = decodeFileset(vol.store.get(block), off, slot) as Fileset
+  } catch (e) {
+    if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck --repair'`)
+    throw e
+  }
+  if (!f) fail('EBADIMAGE', `fileset slot ${slot} changed under its index; run 'prism fsck --repair'`)
+  f.slot = slot
+  t.recs.set(slot, f)
+  return f
+}
+
 function index(t: Table, f: Fileset): void {
-  t.bySlot.set(f.slot, f)
-  t.byId.set(f.id, f)
-  if (!t.byName.has(f.name)) t.byName.set(f.name, f)
-  if (f.parentId !== 0) addTo(t.children, f.parentId, f.id)
-  if (f.state === FS_EXPANDING) addTo(t.inFlight, f.srcFileset, f.id)
-  if (f.state === FS_EXPANDING || f.state === FS_DELETING) t.building.add(f.id)
-  if (f.state === FS_DELETING) t.deleting.add(f.id)
-  if (f.state === FS_EXPANDING && f.mode === 2) t.asyncExpanding.add(f.id)
+  t.recs.set(f.slot, f)
+  t.byId.set(f.id, f.slot)
+  if (t.byName && !t.byName.has(f.name)) t.byName.set(f.name, f.slot)
+  t.found.delete(f.name)
+  if (t.derived) derive(t.derived, f)
   t.sorted = null
 }
 
-function unindex(t: Table, f: Fileset): void {
-  t.bySlot.delete(f.slot)
-  if (t.byId.get(f.id) === f) t.byId.delete(f.id)
-  if (t.byName.get(f.name) === f) t.byName.delete(f.name)
-  if (f.parentId !== 0) dropFrom(t.children, f.parentId, f.id)
-  if (f.state === FS_EXPANDING) dropFrom(t.inFlight, f.srcFileset, f.id)
-  t.building.delete(f.id)
-  t.deleting.delete(f.id)
-  t.asyncExpanding.delete(f.id)
+function unindex(t: Table, slot: number, f: Keyed): void {
+  t.recs.delete(slot)
+  if (t.byId.get(f.id) === slot) t.byId.delete(f.id)
+  if (t.byName?.get(f.name) === slot) t.byName.delete(f.name)
+  t.found.delete(f.name)
+  const d = t.derived
+  if (d) {
+    if (f.parentId !== 0) dropFrom(d.children, f.parentId, f.id)
+    if (f.state === FS_EXPANDING) dropFrom(d.inFlight, f.srcFileset, f.id)
+    d.building.delete(f.id)
+    d.deleting.delete(f.id)
+    d.asyncExpanding.delete(f.id)
+  }
   t.sorted = null
+}
+
+/** What slot `slot` holds now, for the indexes (decoded if it was, else as stored), or null when free. */
+function current(vol: Volume, t: Table, slot: number): Keyed | null {
+  const f = t.recs.get(slot)
+  if (f) return f
+  const {block, off} = slotAt(vol, t, slot)
+  const b = vol.store.get(block)
+  return b.readUInt32LE(off) === 0 ? null : readFilesetRaw(b, off)
 }
 
 /** The block holding `slot`, and the record's offset in it. */
@@ -159,12 +272,16 @@ export function filesetTableBlocks(vol: Volume): number[] {
   return out
 }
 
+/**
+ * The table, read once per transaction: the id of every slot (free or used), nothing more;
+ * records are decoded when used. So opening an image of 10,000 filesets to work on one of
+ * them reads the table's blocks but decodes one or two records.
+ */
 function load(vol: Volume): Table {
   if (vol.filesetCache) return vol.filesetCache as Table
   const t: Table = {
-    bySlot: new Map(), byId: new Map(), byName: new Map(), children: new Map(), inFlight: new Map(), building: new Set(),
-    deleting: new Set(), asyncExpanding: new Set(), free: new SlotHeap(), slots: vol.sb.filesetSlots, extBlocks: [], sorted: null,
-    suffixHint: new Map(),
+    byId: new Map(), recs: new Map(), byName: null, found: new Map(), blocks: [], blockSet: new Set(), derived: null, free: new SlotHeap(),
+    slots: vol.sb.filesetSlots, extBlocks: [], sorted: null, suffixHint: new Map(),
   }
   t.extBlocks = filesetTableBlocks(vol)
   t.slots = vol.sb.filesetSlots + t.extBlocks.length * FILESETS_PER_BLOCK
@@ -172,7 +289,7 @@ function load(vol: Volume): Table {
   // Parts of the fixed table never written are holes of the sparse image: free slots all.
   const withData = new Uint8Array(fixedBlocks)
   for (const [a, b] of vol.dataRunsOf(vol.sb.filesetTableStart, fixedBlocks)) withData.fill(1, a - vol.sb.filesetTableStart, b - vol.sb.filesetTableStart)
-  const blocks: Array<{block: number, first: number, count: number}> = []
+  const blocks = t.blocks
   for (let b = 0; b < fixedBlocks; b++) {
     const first = b * FILESETS_PER_BLOCK
     const count = Math.min(FILESETS_PER_BLOCK, vol.sb.filesetSlots - first)
@@ -180,6 +297,7 @@ function load(vol: Volume): Table {
     else for (let i = 0; i < count; i++) t.free.push(first + i)
   }
   t.extBlocks.forEach((block, k) => blocks.push({block, first: vol.sb.filesetSlots + k * FILESETS_PER_BLOCK, count: FILESETS_PER_BLOCK}))
+  for (const b of blocks) t.blockSet.add(b.block)
   for (let i = 0; i < blocks.length;) {
     // Neighbouring blocks in one read.
     let j = i + 1
@@ -190,15 +308,10 @@ function load(vol: Volume): Table {
   for (const {block, first, count} of blocks) {
     const buf = vol.store.get(block)
     for (let i = 0; i < count; i++) {
-      const slot = first + i
-      try {
-        const r = decodeFileset(buf, i * FILESET_RECORD_SIZE, slot)
-        if (r) index(t, {...r, slot})
-        else t.free.push(slot)
-      } catch (e) {
-        if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck --repair'`)
-        throw e
-      }
+      const id = buf.readUInt32LE(i * FILESET_RECORD_SIZE)
+      if (id === 0) t.free.push(first + i)
+      else if (!t.byId.has(id)) t.byId.set(id, first + i)
+      else rec(vol, t, first + i) // two records with one id: damage, refused with the record's own error if it has one
     }
   }
   vol.filesetCache = t
@@ -208,7 +321,7 @@ function load(vol: Volume): Table {
 /** Every fileset, by id. */
 export function listFilesets(vol: Volume): Fileset[] {
   const t = load(vol)
-  t.sorted ??= [...t.byId.values()].sort((a, b) => a.id - b.id)
+  t.sorted ??= [...t.byId.values()].map((slot) => rec(vol, t, slot)).sort((a, b) => a.id - b.id)
   return t.sorted.slice()
 }
 
@@ -228,9 +341,32 @@ export function filesetSlots(vol: Volume): {total: number, fixed: number} {
  */
 export function freeName(vol: Volume, base: string): string {
   const t = load(vol)
+  if (!t.byName && !t.suffixHint.has(base)) {
+    // The first search of this table: one pass over the stored names for base-N (no string
+    // made for them), so that a command making one clone does not index every name.
+    const prefix = Buffer.from(`${base}-`, 'utf8')
+    const taken = new Set<number>()
+    eachUsed(vol, t, (b, off) => {
+      const len = b[off + 0x0e]
+      const at = off + 0x30
+      if (len <= prefix.length || len > prefix.length + 9 || !bytesAt(b, at, prefix)) return
+      let n = 0
+      for (let k = at + prefix.length; k < at + len; k++) {
+        const c = b[k]
+        if (c < 0x30 || c > 0x39 || (n === 0 && c === 0x30)) return
+        n = n * 10 + (c - 0x30)
+      }
+      taken.add(n)
+    })
+    let i = 1
+    while (taken.has(i)) i++
+    t.suffixHint.set(base, i)
+    return `${base}-${i}`
+  }
+  const byName = names(vol, t)
   for (let i = t.suffixHint.get(base) ?? 1; ; i++) {
     const name = `${base}-${i}`
-    if (!t.byName.has(name)) {
+    if (!byName.has(name)) {
       t.suffixHint.set(base, i)
       return name
     }
@@ -238,7 +374,12 @@ export function freeName(vol: Volume, base: string): string {
 }
 
 export function findFileset(vol: Volume, name: string): Fileset | null {
-  return load(vol).byName.get(name) ?? null
+  const t = load(vol)
+  const slot = slotNamed(vol, t, name)
+  if (slot === undefined) return null
+  const f = rec(vol, t, slot)
+  if (f.name !== name) fail('EBADIMAGE', `fileset slot ${slot} changed under its index; run 'prism fsck --repair'`)
+  return f
 }
 
 export function getFileset(vol: Volume, name: string): Fileset {
@@ -248,54 +389,62 @@ export function getFileset(vol: Volume, name: string): Fileset {
 }
 
 export function filesetById(vol: Volume, id: number): Fileset | null {
-  return load(vol).byId.get(id) ?? null
+  const t = load(vol)
+  const slot = t.byId.get(id)
+  return slot === undefined ? null : rec(vol, t, slot)
 }
 
 /** The filesets whose parent is `id`. */
 export function childrenOf(vol: Volume, id: number): Fileset[] {
   const t = load(vol)
-  return [...(t.children.get(id) ?? [])].map((c) => t.byId.get(c)!).filter(Boolean)
+  return [...(derived(vol, t).children.get(id) ?? [])].map((c) => filesetById(vol, c)!).filter(Boolean)
 }
 
 /** Filesets still EXPANDING from source `srcId` (its clones in flight). */
 export function expandingFrom(vol: Volume, srcId: number): Fileset[] {
   const t = load(vol)
-  const ids = t.inFlight.get(srcId)
+  const ids = derived(vol, t).inFlight.get(srcId)
   if (!ids) return []
-  return [...ids].sort((a, b) => a - b).map((c) => t.byId.get(c)!)
+  return [...ids].sort((a, b) => a - b).map((c) => filesetById(vol, c)!)
 }
 
 /** True when some fileset is EXPANDING or DELETING. */
 export function anyBuilding(vol: Volume): boolean {
-  return load(vol).building.size > 0
+  return derived(vol, load(vol)).building.size > 0
 }
 
 /** Filesets EXPANDING or DELETING. */
 export function buildingFilesets(vol: Volume): Fileset[] {
   const t = load(vol)
-  return [...t.building].sort((a, b) => a - b).map((id) => t.byId.get(id)!)
+  return [...derived(vol, t).building].sort((a, b) => a - b).map((id) => filesetById(vol, id)!)
 }
 
 /** Filesets DELETING (clones whose building stopped half-way, or is in progress). */
 export function deletingFilesets(vol: Volume): Fileset[] {
   const t = load(vol)
-  return [...t.deleting].map((id) => t.byId.get(id)!)
+  return [...derived(vol, t).deleting].map((id) => filesetById(vol, id)!)
 }
 
 /** True when an asynchronous clone is still expanding (its background expander should run). */
 export function anyAsyncExpanding(vol: Volume): boolean {
   const t = vol.filesetCache as Table | null
-  return !!t && t.asyncExpanding.size > 0
+  return !!t && derived(vol, t).asyncExpanding.size > 0
 }
 
 /** Writes a record (new or changed) into its slot. */
 export function saveFileset(vol: Volume, f: Fileset): void {
   const t = load(vol)
   const {block, off} = slotAt(vol, t, f.slot)
+  if (!t.blockSet.has(block)) {
+    // A block of the fixed table that was a hole when the table was read gets its first record.
+    const first = f.slot - (f.slot % FILESETS_PER_BLOCK)
+    t.blocks.push({block, first, count: Math.min(FILESETS_PER_BLOCK, vol.sb.filesetSlots - first)})
+    t.blockSet.add(block)
+  }
+  const old = current(vol, t, f.slot)
   encodeFileset(f, vol.store.getMut(block), off)
-  const old = t.bySlot.get(f.slot)
   if (old) {
-    unindex(t, old)
+    unindex(t, f.slot, old)
     if (old.name !== f.name) nameFreed(t, old.name)
   }
   index(t, f)
@@ -337,6 +486,8 @@ function growTable(vol: Volume, t: Table): void {
   vol.idirty(file)
   t.extBlocks.push(p)
   const first = vol.sb.filesetSlots + k * FILESETS_PER_BLOCK
+  t.blocks.push({block: p, first, count: FILESETS_PER_BLOCK})
+  t.blockSet.add(p)
   for (let i = 0; i < FILESETS_PER_BLOCK; i++) t.free.push(first + i)
   t.slots += FILESETS_PER_BLOCK
 }
@@ -363,10 +514,10 @@ export function addFileset(vol: Volume, name: string, rootIno: number, extra: Pa
 export function removeFileset(vol: Volume, f: Fileset): void {
   const t = load(vol)
   const {block, off} = slotAt(vol, t, f.slot)
+  const old = current(vol, t, f.slot)
   encodeFileset(null, vol.store.getMut(block), off)
-  const old = t.bySlot.get(f.slot)
   if (old) {
-    unindex(t, old)
+    unindex(t, f.slot, old)
     t.free.push(f.slot)
     nameFreed(t, old.name)
   }
