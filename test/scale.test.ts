@@ -17,6 +17,7 @@ import {expect} from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
 import {clone} from '../src/clone/clone.js'
+import {FileDevice} from '../src/device/file.js'
 import {MemDevice} from '../src/device/mem.js'
 import {PrismError} from '../src/errors.js'
 import {BLOCK_SIZE} from '../src/format/constants.js'
@@ -369,6 +370,38 @@ describe('scale: image sizes', function () {
     expect(prism(['mkfs', img, '--size', '64M', '--filesets', '65536']).status).to.equal(0)
     expect(prism(['fsck', '-i', img]).status).to.equal(0)
     expect(prism(['fileset', 'create', 'second', '-i', img]).status).to.equal(0)
+  })
+
+  it('an image an older build made with 30,000,000 fileset slots opens, works and is checked without a stack', () => {
+    // Laid out as planGeometry did before it refused such tables: a 1.9M-block fixed table.
+    const dir = tmpDir()
+    const img = path.join(dir, 'slots.img')
+    const slots = 30_000_000
+    const sb = planGeometry({blockCount: 2_100_000, filesetSlots: 16, inodeCount: 4096})
+    const extraBlocks = Math.ceil(slots / 16) - sb.filesetTableBlocks
+    sb.filesetSlots = slots
+    sb.filesetTableBlocks += extraBlocks
+    sb.dataStart += extraBlocks
+    const total = sb.dataBlocks + sb.refcountBlocks - extraBlocks
+    sb.refcountBlocks = Math.ceil(total / 4093)
+    while ((sb.refcountBlocks - 1) * 4092 >= total - sb.refcountBlocks + 1) sb.refcountBlocks--
+    sb.dataBlocks = total - sb.refcountBlocks
+    sb.inodeTableStart = sb.refcountStart + sb.refcountBlocks
+    sb.filesetTableStart = sb.inodeTableStart + sb.inodeTableBlocks
+    sb.dataStart = sb.filesetTableStart + sb.filesetTableBlocks
+    sb.freeBlocks = sb.dataBlocks
+    expect(sb.dataStart + sb.dataBlocks + 1).to.equal(sb.blockCount)
+    const dev = FileDevice.create(img, sb.blockCount, false)
+    Volume.format(dev, sb, (v) => { createEmptyFileset(v, 'root') }).close()
+    const f = prism(['fsck', '-i', img])
+    expect(f.stderr).to.equal('')
+    expect(f.status, f.stdout).to.equal(0)
+    expect(prism(['write', 'root:/x', '-i', img], {input: 'x'}).status).to.equal(0)
+    expect(prism(['fileset', 'create', 'second', '-i', img]).status).to.equal(0)
+    const list = prism(['fileset', 'list', '--json', '-i', img])
+    expect(list.status, list.stderr).to.equal(0)
+    expect((JSON.parse(list.stdout) as unknown[]).length).to.equal(2)
+    expect(prism(['fsck', '-i', img]).status).to.equal(0)
   })
 
   it('a 16 TiB image on a file system that cannot hold it is refused in one line', function () {

@@ -3,9 +3,8 @@
 // reopens for writing when a read meets a clone still expanding, and starts the background
 // expander when an asynchronous clone is left expanding.
 import {PrismError} from '../errors.js'
-import {FS_EXPANDING} from '../format/constants.js'
 import {withImageAsync} from '../fs/image.js'
-import {anyAsyncExpanding, buildingFilesets} from '../fs/filesets.js'
+import {anyAsyncExpanding, anyExpanding} from '../fs/filesets.js'
 import type {Volume} from '../fs/volume.js'
 
 export interface SessionOptions {
@@ -34,7 +33,7 @@ export async function withSession<T>(image: string, write: boolean, opts: Sessio
     // A clone still expanding may need expanding on the way (on-demand expansion writes):
     // then the command runs with the image open for writing from the start, rather than
     // being retried after printing part of its output.
-    if (vol.readOnly && buildingFilesets(vol).some((f) => f.state === FS_EXPANDING)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
+    if (vol.readOnly && anyExpanding(vol)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
     const out = await work(vol)
     background = needsBackground(vol)
     return out

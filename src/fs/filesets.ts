@@ -24,12 +24,36 @@ export interface Fileset extends FilesetRecord {
   slot: number
 }
 
-/** A min-heap of free slot numbers: a new fileset takes the lowest (FORMAT.md §8.4). */
+/**
+ * The free slots: a new fileset takes the lowest (FORMAT.md §8.4). Single slots in a min-heap;
+ * the runs of a never-written (hole) part of the fixed table as ranges, so that a fixed
+ * table of millions of slots costs nothing until they are used.
+ */
 class SlotHeap {
   private h: number[] = []
+  /** increasing, disjoint [start, end) runs of free slots; `r` is the first not used up */
+  private runs: Array<[number, number]> = []
+  private r = 0
 
   get size(): number {
-    return this.h.length
+    let n = this.h.length
+    for (let i = this.r; i < this.runs.length; i++) n += this.runs[i][1] - this.runs[i][0]
+    return n
+  }
+
+  /** Slots [start, end), free, above every range added before. */
+  pushRange(start: number, end: number): void {
+    const last = this.runs[this.runs.length - 1]
+    if (last && last[1] === start) last[1] = end
+    else this.runs.push([start, end])
+  }
+
+  /** The lowest free slot, taken. */
+  take(): number | undefined {
+    while (this.r < this.runs.length && this.runs[this.r][0] >= this.runs[this.r][1]) this.r++
+    const run = this.runs[this.r]
+    if (run && (this.h.length === 0 || run[0] < this.h[0])) return run[0]++
+    return this.pop()
   }
 
   push(v: number): void {
@@ -294,7 +318,7 @@ function load(vol: Volume): Table {
     const first = b * FILESETS_PER_BLOCK
     const count = Math.min(FILESETS_PER_BLOCK, vol.sb.filesetSlots - first)
     if (withData[b]) blocks.push({block: vol.sb.filesetTableStart + b, first, count})
-    else for (let i = 0; i < count; i++) t.free.push(first + i)
+    else t.free.pushRange(first, first + count)
   }
   t.extBlocks.forEach((block, k) => blocks.push({block, first: vol.sb.filesetSlots + k * FILESETS_PER_BLOCK, count: FILESETS_PER_BLOCK}))
   for (const b of blocks) t.blockSet.add(b.block)
@@ -408,6 +432,11 @@ export function expandingFrom(vol: Volume, srcId: number): Fileset[] {
   return [...ids].sort((a, b) => a - b).map((c) => filesetById(vol, c)!)
 }
 
+/** True when some fileset is EXPANDING (a clone in flight). */
+export function anyExpanding(vol: Volume): boolean {
+  return derived(vol, load(vol)).inFlight.size > 0
+}
+
 /** True when some fileset is EXPANDING or DELETING. */
 export function anyBuilding(vol: Volume): boolean {
   return derived(vol, load(vol)).building.size > 0
@@ -499,8 +528,11 @@ export function addFileset(vol: Volume, name: string, rootIno: number, extra: Pa
   // Ids are u32 and never reused (FORMAT.md §8.4): a damaged counter at the top ends here.
   if (vol.sb.nextFilesetId >= 0xffffffff) fail('ENOSPC', 'no fileset id is left (the next id is at its largest value)')
   const t = load(vol)
-  if (t.free.size === 0) growTable(vol, t)
-  const slot = t.free.pop()!
+  let slot = t.free.take()
+  if (slot === undefined) {
+    growTable(vol, t)
+    slot = t.free.take()!
+  }
   const f: Fileset = {
     slot, id: vol.sb.nextFilesetId, rootIno, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0,
     created: Date.now(), clonestart: 0, stateIno: 0, srcFileset: 0, dirsDone: 0, dirsTotal: 0, name, ...extra,

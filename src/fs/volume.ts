@@ -762,7 +762,7 @@ export class Volume implements InodeHome {
     let maxClone = this.sb.cloneClock
     let expanding = false
     const tableBlocks: number[] = []
-    for (let b = 0; b < this.sb.filesetTableBlocks; b++) tableBlocks.push(this.sb.filesetTableStart + b)
+    for (const [a, b] of this.dataRunsOf(this.sb.filesetTableStart, this.sb.filesetTableBlocks)) for (let x = a; x < b; x++) tableBlocks.push(x)
     try {
       for (const b of filesetTableBlocks(this)) tableBlocks.push(b)
     } catch (e) {
