@@ -114,6 +114,8 @@ interface Table {
   byName: Map<string, number> | null
   /** names found by a scan without the index: name -> slot */
   found: Map<string, number>
+  /** lookups by name answered by a scan so far */
+  scans: number
   /** every block of the table that may hold records: its first slot and its number of slots */
   blocks: Array<{block: number, first: number, count: number}>
   /** the blocks in `blocks` */
@@ -203,6 +205,8 @@ function slotNamed(vol: Volume, t: Table, name: string): number | undefined {
   if (t.byName) return t.byName.get(name)
   const known = t.found.get(name)
   if (known !== undefined) return known
+  // A few lookups by scanning; more (a process making many filesets) pay for the index once.
+  if (++t.scans > 4) return names(vol, t).get(name)
   const want = Buffer.from(name, 'utf8')
   let hit: number | undefined
   eachUsed(vol, t, (b, off, slot) => {
@@ -304,7 +308,7 @@ export function filesetTableBlocks(vol: Volume): number[] {
 function load(vol: Volume): Table {
   if (vol.filesetCache) return vol.filesetCache as Table
   const t: Table = {
-    byId: new Map(), recs: new Map(), byName: null, found: new Map(), blocks: [], blockSet: new Set(), derived: null, free: new SlotHeap(),
+    byId: new Map(), recs: new Map(), byName: null, found: new Map(), scans: 0, blocks: [], blockSet: new Set(), derived: null, free: new SlotHeap(),
     slots: vol.sb.filesetSlots, extBlocks: [], sorted: null, suffixHint: new Map(),
   }
   t.extBlocks = filesetTableBlocks(vol)
