@@ -3,8 +3,11 @@
 // and --version load no command code. A plain `prism cat`, `prism fsck` and the common forms
 // of `prism clone` and `prism scan` take fast paths that skip oclif's start-up
 // (src/cli/cat.ts, src/cli/fastclone.ts, src/cli/scan.ts, src/cli/fsck.ts); anything else
-// about them (--help, other flags) goes through oclif as usual.
+// about them (--help, other flags) goes through oclif as usual (src/cli/oclif.ts).
 const argv = process.argv.slice(2)
+// A reader that goes away (`prism fsck | head -1`) is not a failure of the command: its exit
+// status still says what happened to the image. Writes after that are dropped.
+process.stdout.on('error', (e) => { if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e })
 const imageArg = () => {
   const i = argv.findIndex((a) => a === '-i' || a === '--image')
   return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--image='))?.slice(8)
@@ -40,6 +43,6 @@ if (argv[0] === 'scan' || argv[0] === 'fsck') {
   }
 }
 if (!done) {
-  const {execute} = await import('@oclif/core')
-  await execute({dir: import.meta.url})
+  const {runOclif} = await import('../dist/cli/oclif.js')
+  await runOclif(argv, new URL('..', import.meta.url).href)
 }

@@ -8,20 +8,13 @@ import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {fresh, mtime, nodeGyp} from './gyp.mjs'
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 const dir = path.join(root, 'native', 'fuse')
 const out = path.join(dir, 'build', 'Release', 'prism_fuse.node')
 const note = path.join(dir, 'build', 'unavailable.txt')
 const sources = ['prism_fuse.c', 'binding.gyp'].map((f) => path.join(dir, f))
-
-function mtime(p) {
-  try {
-    return fs.statSync(p).mtimeMs
-  } catch {
-    return -1
-  }
-}
 
 function unavailable(reason) {
   fs.mkdirSync(path.dirname(note), {recursive: true})
@@ -34,7 +27,7 @@ function unavailable(reason) {
 if (process.argv.includes('--if-stale')) {
   const built = mtime(out)
   const staleNote = mtime(note)
-  if (built > 0 && sources.every((s) => mtime(s) < built)) process.exit(0)
+  if (fresh(out, sources)) process.exit(0)
   // not buildable here last time, and nothing changed since: do not retry on every build
   if (built < 0 && staleNote > 0 && sources.every((s) => mtime(s) < staleNote) && process.env.PRISM_FUSE_REBUILD === undefined) process.exit(0)
 }
@@ -43,18 +36,8 @@ const pc = spawnSync('pkg-config', ['--exists', '--print-errors', 'fuse3'], {enc
 if (pc.error) unavailable('pkg-config is not installed (apt-get install pkg-config libfuse3-dev)')
 if (pc.status !== 0) unavailable('libfuse3 development files not found by pkg-config fuse3 (apt-get install libfuse3-dev)')
 
-// node-gyp: the one npm runs scripts with, else the one bundled with npm, else PATH.
-const npmGyp = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
-const gyp = process.env.npm_config_node_gyp && fs.existsSync(process.env.npm_config_node_gyp)
-  ? [process.execPath, process.env.npm_config_node_gyp]
-  : fs.existsSync(npmGyp) ? [process.execPath, npmGyp] : ['node-gyp']
-const args = ['rebuild']
-// Node's own headers when they sit beside the binary (Debian's nodejs, official tarballs):
-// no download, so this works offline.
-const prefix = path.dirname(path.dirname(process.execPath))
-if (!process.env.npm_config_nodedir && fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`)
-
-const r = spawnSync(gyp[0], [...gyp.slice(1), ...args], {cwd: dir, encoding: 'utf8'})
+const [cmd, args] = nodeGyp(['rebuild'])
+const r = spawnSync(cmd, args, {cwd: dir, encoding: 'utf8'})
 if (r.error || r.status !== 0) {
   const lines = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').filter((l) => /error/i.test(l) && !/gyp info/.test(l))
   unavailable(`node-gyp failed${r.error ? `: ${r.error.message}` : ''}${lines.length ? `: ${lines.slice(0, 3).join(' | ').trim()}` : ''}`)

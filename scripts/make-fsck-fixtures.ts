@@ -5,6 +5,10 @@
 //
 //   npm run fixtures:fsck                 rebuild every fixture
 //   npm run fixtures:fsck -- NAME...      rebuild only those
+//   npm run fixtures:fsck -- --keep-images [NAME...]
+//                                         keep the stored images (a new fixture gets one) and
+//                                         record fsck's output anew: after a change of fsck's
+//                                         repairs or messages, so that the images stay as they are
 //
 // Each fixture directory holds:
 //   name      one line: what is damaged
@@ -23,9 +27,10 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import zlib from 'node:zlib'
 import {
-  BLOCK_SIZE, DT_LNK, IF_HASHED, IF_INLINE, IF_ORPHAN, IF_UNEXPANDED, INODE_SIZE, REFCOUNTS_PER_BLOCK, S_IFREG,
+  BLOCK_SIZE, DT_LNK, DT_REG, IF_HASHED, IF_INLINE, IF_ORPHAN, IF_UNEXPANDED, IF_XATTR, INODE_SIZE, REFCOUNTS_PER_BLOCK, S_IFREG,
 } from '../src/format/constants.js'
 import {INCOMPAT_EXPANDING} from '../src/format/superblock.js'
+import {ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, encodeAcl} from '../src/format/xattr.js'
 import {saveScanFile, ScanEntries, TreeCache} from '../src/scan/store.js'
 import {crc32, nameHash} from '../src/format/checksum.js'
 import {BUCKET_HDR} from '../src/format/dirent.js'
@@ -132,7 +137,43 @@ function baseGrown(p: string): void {
   vol.close()
 }
 
-const BASES: Record<string, (p: string) => void> = {standard: baseStandard, small: baseSmall, expanding: baseExpanding, grown: baseGrown}
+/**
+ * What a root tree holds besides data (FORMAT.md §5.5, §14): a small attribute set inline in
+ * its attribute inode, a large one in blocks, one set shared by two files, ACLs on a
+ * directory, a FIFO and a character device with attributes of their own, and a clone that
+ * shares all of it.
+ */
+function baseFidelity(p: string): void {
+  const vol = mkfs(p, {size: 3 * 1024 * 1024, inodeCount: 256, filesetSlots: 16})
+  const ns = namespace(vol, 'root')
+  const B = (t: string) => Buffer.from(t)
+  ns.mkdir('/etc')
+  ns.writeFile('/etc/passwd', B('root:x:0:0:root:/root:/bin/sh\n'))
+  ns.setXattr('/etc/passwd', B('security.selinux'), B('system_u:object_r:passwd_file_t:s0'))
+  ns.writeFile('/etc/shadow', B('root:*:19000::::::\n'))
+  ns.setXattr('/etc/shadow', B('security.selinux'), B('system_u:object_r:passwd_file_t:s0'))
+  ns.mkdir('/bin')
+  ns.writeFile('/bin/ping', Buffer.alloc(9_000, 'p'))
+  ns.setXattr('/bin/ping', B('security.capability'), Buffer.from('0100000200200000000000000000000000000000', 'hex'))
+  // 3 KB: past the attribute inode's 140 bytes (so in a block), within what ext4 holds when exported.
+  ns.setXattr('/bin/ping', B('user.big'), Buffer.alloc(3_000, 'b'))
+  ns.mkdir('/srv')
+  ns.setXattr('/srv', B('system.posix_acl_access'), acl())
+  ns.mkdir('/dev')
+  ns.mknod('/dev/null', 0o020666, {major: 1, minor: 3})
+  ns.mknod('/dev/initctl', 0o010600)
+  ns.setXattr('/dev/null', B('security.selinux'), B('system_u:object_r:null_device_t:s0'))
+  vol.commit()
+  clone(vol, {fileset: 'root', path: '/'}, {fileset: 'snap'}, {mode: 'sync'})
+  vol.close()
+}
+
+/** user::rwx, user:1000:r-x, group::r-x, mask::r-x, other::r-x (Linux's binary ACL) */
+function acl(): Buffer {
+  return encodeAcl([{tag: ACL_USER_OBJ, perm: 7}, {tag: ACL_USER, perm: 5, id: 1000}, {tag: ACL_GROUP_OBJ, perm: 5}, {tag: ACL_MASK, perm: 5}, {tag: ACL_OTHER, perm: 5}])
+}
+
+const BASES: Record<string, (p: string) => void> = {standard: baseStandard, small: baseSmall, expanding: baseExpanding, fidelity: baseFidelity, grown: baseGrown}
 
 // ---------------------------------------------------------------- fixtures
 
@@ -190,7 +231,44 @@ function unreplayed(img: RawImage, steps: Array<(ns: ReturnType<typeof namespace
   vol.closeAbort()
 }
 
+/** The attribute inode a path's inode names (xattr_ino at 0x6C). */
+function attrIno(img: RawImage, p: string): number {
+  return img.inode(img.locate(p).ino).readUInt32LE(0x6c)
+}
+
 const FIXTURES: Fixture[] = [
+  // Extended attributes and special files (FORMAT.md §5.5, §14).
+  {name: 'xattr-ref-bad', base: 'fidelity', desc: 'a file naming, as its attribute inode, an ordinary file', damage: (img) => {
+    const other = img.locate('/etc/shadow').ino
+    img.patchInode(img.locate('/etc/passwd').ino, (b) => b.writeUInt32LE(img.locate('/bin/ping').ino === other ? 0 : other, 0x6c))
+  }},
+  {name: 'xattr-set-crc', base: 'fidelity', desc: 'an inline attribute set whose checksum does not match (its inode resealed)', damage: (img) => {
+    img.patchInode(attrIno(img, '/dev/null'), (b) => { b[area + 30] ^= 0x20 })
+  }},
+  {name: 'xattr-set-block', base: 'fidelity', desc: 'a block of an attribute set stored in blocks, overwritten', damage: (img) => {
+    const a = attrIno(img, '/bin/ping')
+    const f = img.extentsOf(a)
+    img.patchBlock(f[0].p, (b) => b.fill(0x41, 100, 300))
+  }},
+  {name: 'xattr-share-count', base: 'fidelity', desc: 'an attribute inode two inodes name, with share count 7', damage: (img) => img.patchInode(attrIno(img, '/etc/passwd'), (b) => b.writeUInt32LE(7, 0x08))},
+  {name: 'xattr-link-count', base: 'fidelity', desc: 'an attribute inode with link count 3', damage: (img) => img.patchInode(attrIno(img, '/dev/null'), (b) => b.writeUInt32LE(3, 0x04))},
+  {name: 'xattr-unreferenced', base: 'fidelity', desc: 'an attribute inode no inode names any more', damage: (img) => {
+    for (const f of ['root', 'snap']) img.patchInode(img.locate('/bin/ping', f).ino, (b) => b.writeUInt32LE(0, 0x6c))
+  }},
+  {name: 'xattr-flag-on-named-file', base: 'fidelity', desc: 'a file a directory names, flagged as an attribute inode', damage: (img) => img.patchInode(img.locate('/etc/shadow').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | IF_XATTR, 2))},
+  {name: 'dirent-attr-inode', base: 'fidelity', desc: 'a directory entry naming an attribute inode', damage: (img) => {
+    const a = attrIno(img, '/bin/ping')
+    img.rewriteInlineEntry(img.locate('/dev').ino, 'initctl', (e) => { e.ino = a; e.type = DT_REG })
+  }},
+  {name: 'special-bad', base: 'fidelity', desc: 'a FIFO with a size, a block count and bytes in its area', damage: (img) => img.patchInode(img.locate('/dev/initctl').ino, (b) => {
+    b.writeBigUInt64LE(4096n, 0x18)
+    b.writeBigUInt64LE(1n, 0x20)
+    b[area + 3] = 9
+  })},
+  {name: 'dirent-type-special', base: 'fidelity', desc: 'a directory entry typed as a regular file for a character device', damage: (img) => {
+    img.rewriteInlineEntry(img.locate('/dev').ino, 'null', (e) => { e.type = DT_REG })
+  }},
+
   // ---- superblocks
   {name: 'sb-primary-zeroed', desc: 'primary superblock overwritten with zeros', damage: (img) => img.write(0, Buffer.alloc(BLOCK_SIZE))},
   {name: 'sb-primary-bad-geometry', desc: 'primary superblock: data_blocks too large (checksum valid)', damage: (img) => img.patchSb((sb) => { sb.dataBlocks += 10 })},
@@ -236,7 +314,8 @@ const FIXTURES: Fixture[] = [
   {name: 'inode-reserved-slot', desc: 'inode slot 0 is not zero', damage: (img) => img.patchInode(0, (b) => { b[10] = 1 }, false)},
   {name: 'inode-free-dirty', desc: 'a free inode slot holds a stray byte', damage: (img) => img.patchInode(img.freeInode(), (b) => { b[0x20] = 9 }, false)},
   {name: 'inode-crc', desc: 'a file inode with a bad checksum (it has two names)', damage: (img) => img.patchInode(img.locate('/docs/readme.txt').ino, (b) => { b[0x0c] ^= 0x55 }, false)},
-  {name: 'inode-bad-type', desc: 'an inode with a device-file type', damage: (img) => img.patchInode(img.locate('/deep/a/b/c/d/leaf').ino, (b) => b.writeUInt16LE(0o010644, 0))},
+  {name: 'inode-crc-garbage', desc: 'a file inode with a bad checksum and invalid flags (garbage: cleared)', damage: (img) => img.patchInode(img.locate('/docs/readme.txt').ino, (b) => { b[0x0c] ^= 0x55; b.writeUInt16LE(0x4000, 2) }, false)},
+  {name: 'inode-bad-type', desc: 'an inode with a file type no version defines (0o070000)', damage: (img) => img.patchInode(img.locate('/deep/a/b/c/d/leaf').ino, (b) => b.writeUInt16LE(0o070644, 0))},
   {name: 'inode-bad-flags', desc: 'a regular file flagged as a hashed directory', damage: (img) => img.patchInode(img.locate('/docs/small.txt').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | IF_HASHED, 2))},
   {name: 'inode-unknown-flags', desc: 'an inode with flag bits no version defines', damage: (img) => img.patchInode(img.locate('/big').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | 0x0400, 2))},
   {name: 'inode-bad-size-inline', desc: 'an inline file claiming 500 bytes', damage: (img) => img.patchInode(img.locate('/docs/small.txt').ino, (b) => b.writeBigUInt64LE(500n, 0x18))},
@@ -413,6 +492,10 @@ const FIXTURES: Fixture[] = [
   {name: 'dirent-name-nul', desc: 'an entry name containing NUL', damage: (img) => img.patchInode(img.locate('/deep').ino, (b) => { b[INLINE_DIRENT.name] = 0 })},
   {name: 'dirent-name-dotdot', desc: "an entry named '..' pointing at a file", damage: (img) => renameFirstEntry(img, '/deep/a/b/c/d', '..')},
   {name: 'dirent-name-dot', desc: "an entry named '.'", damage: (img) => renameFirstEntry(img, '/deep/a/b/c/d', '.')},
+  {name: 'dirent-name-taken', desc: "an entry name containing '/' whose repaired name ('/' as '.') is taken", damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => { namespace(vol, 'root').writeFile('/deep/a/b/c/d/x.', Buffer.from('already named x.\n')) })
+    renameFirstEntry(img, '/deep/a/b/c/d', 'x/')
+  }},
   {name: 'dir-loop', desc: 'a directory entry naming the root (an ancestor)', damage: (img) => {
     const root = img.locate('/')
     img.patchInode(img.locate('/deep/a/b/c').ino, (b) => b.writeUInt32LE(root.ino, INLINE_DIRENT.ino))
@@ -420,6 +503,48 @@ const FIXTURES: Fixture[] = [
   {name: 'dir-multiple-parents', desc: 'a directory named by two parents', damage: (img) => {
     const sub1 = img.locate('/many/sub1')
     img.patchInode(img.locate('/deep').ino, (b) => b.writeUInt32LE(sub1.ino, INLINE_DIRENT.ino))
+  }},
+
+  // ---- lost+found (FORMAT.md §13): what a damaged directory named is reconnected, never freed
+  {name: 'lostfound-docs', desc: 'an inline directory zeroed: a file with another name, shared files, a symlink', damage: (img) => {
+    img.patchInode(img.locate('/docs').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-root-dir', desc: "the bucket of a fileset's root directory zeroed: its files and trees", damage: (img) => {
+    const root = img.locate('/')
+    if (root.extents.length === 0) throw new Error('expected a hashed root directory')
+    img.patchBlock(root.phys(0), (b) => b.fill(0))
+  }},
+  {name: 'lostfound-clone', desc: "a clone's directory zeroed: files it shares with its parent go back to the clone only", damage: (img) => {
+    img.patchInode(img.locate('/docs', 'snap').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-not-dir', desc: 'lost+found exists as a regular file when a directory is damaged', damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => { namespace(vol, 'root').writeFile('/lost+found', Buffer.from('a file named lost+found\n')) })
+    img.patchInode(img.locate('/deep/a/b/c').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'lostfound-no-inode', desc: 'no free inode for lost+found: the names go in the root directory', base: 'small', damage: (img) => {
+    withImage(img.path, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      ns.mkdir('/d')
+      ns.writeFile('/d/kept', Buffer.from('reconnected in the root\n'))
+      ns.symlink('kept', '/d/link')
+      ns.mkdir('/fill')
+      for (let i = 0; vol.sb.freeInodes > 0; i++) {
+        ns.writeFile(`/fill/f${i}`, Buffer.from('x'))
+        vol.maybeCommit()
+      }
+    })
+    img.patchInode(img.locate('/d').ino, (b) => b.fill(0, area, 0xfc))
+  }},
+  {name: 'unattached-empty-file', desc: 'an in-use zero-length file no directory names (cleared, as e2fsck does)', damage: (img) => {
+    const r = emptyInode()
+    r.mode = S_IFREG | 0o644
+    r.nlink = 1
+    r.share = 1
+    r.flags = IF_INLINE
+    r.generation = 98
+    const b = Buffer.alloc(INODE_SIZE)
+    encodeInode(r, b, 0)
+    img.write(img.inodePos(img.freeInode()), b)
   }},
 
   // ---- orphans
@@ -637,7 +762,9 @@ export function listing(dir: string, run = cli): string {
 
 function main(): void {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'commands', 'fsck.js'))) throw new Error('build first: npm run build')
-  const only = new Set(process.argv.slice(2))
+  const args = process.argv.slice(2)
+  const keep = args.includes('--keep-images')
+  const only = new Set(args.filter((a) => a !== '--keep-images'))
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-fixtures-'))
   const bases = new Map<string, string>()
   const covered = new Set<string>()
@@ -646,7 +773,10 @@ function main(): void {
     for (const f of FIXTURES) {
       if (only.size > 0 && !only.has(f.name)) continue
       const baseName = f.base ?? 'standard'
-      if (!bases.has(baseName)) {
+      const dir = path.join(OUT, f.name)
+      const stored = path.join(dir, 'image.gz')
+      const reuse = keep && fs.existsSync(stored)
+      if (!reuse && !bases.has(baseName)) {
         const p = path.join(tmp, `base-${baseName}.img`)
         BASES[baseName](p)
         bases.set(baseName, p)
@@ -654,13 +784,17 @@ function main(): void {
       const work = path.join(tmp, f.name)
       fs.mkdirSync(work)
       const img = path.join(work, IMAGE)
-      fs.copyFileSync(bases.get(baseName)!, img)
-      f.damage(new RawImage(img))
-      const dir = path.join(OUT, f.name)
-      fs.rmSync(dir, {recursive: true, force: true})
-      fs.mkdirSync(dir, {recursive: true})
+      if (reuse) {
+        fs.writeFileSync(img, zlib.gunzipSync(fs.readFileSync(stored)))
+        for (const e of ['expect.1', 'expect.2', 'expect.ls']) fs.rmSync(path.join(dir, e), {force: true})
+      } else {
+        fs.copyFileSync(bases.get(baseName)!, img)
+        f.damage(new RawImage(img))
+        fs.rmSync(dir, {recursive: true, force: true})
+        fs.mkdirSync(dir, {recursive: true})
+        fs.writeFileSync(stored, zlib.gzipSync(fs.readFileSync(img), {level: 9}))
+      }
       fs.writeFileSync(path.join(dir, 'name'), `${f.desc}\n`)
-      fs.writeFileSync(path.join(dir, 'image.gz'), zlib.gzipSync(fs.readFileSync(img), {level: 9}))
       const r1 = runFsck(work)
       const r2 = runFsck(work)
       fs.writeFileSync(path.join(dir, 'expect.1'), r1.text)

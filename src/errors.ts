@@ -14,27 +14,47 @@ export const EXIT = {
 export type ErrCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL' | 'ELOOP' | 'EXDEV'
   | 'EBUSY' | 'ENOSPC' | 'EFBIG' | 'EROFS' | 'ELOCKED' | 'EBADIMAGE' | 'EIO' | 'EUSAGE' | 'ENOIMAGE'
-  | 'ENEEDWRITE'
+  | 'ENEEDWRITE' | 'EINTR' | 'EACCES' | 'EHOST' | 'ENODATA' | 'ENOTSUP' | 'E2BIG' | 'EPERM'
 
 const EXIT_OF: Record<ErrCode, number> = {
   ENOENT: EXIT.FAIL, EEXIST: EXIT.FAIL, ENOTDIR: EXIT.FAIL, EISDIR: EXIT.FAIL, ENOTEMPTY: EXIT.FAIL,
   ENAMETOOLONG: EXIT.FAIL, EINVAL: EXIT.FAIL, ELOOP: EXIT.FAIL, EXDEV: EXIT.FAIL, EBUSY: EXIT.FAIL, EFBIG: EXIT.FAIL,
   ENOSPC: EXIT.NOSPACE, EROFS: EXIT.IO, ELOCKED: EXIT.LOCKED, EBADIMAGE: EXIT.BADIMAGE, EIO: EXIT.IO,
   EUSAGE: EXIT.USAGE, ENOIMAGE: EXIT.USAGE,
-  // A read-only open met a directory an asynchronous clone has not expanded yet; the CLI
-  // then reopens the image for writing, so users never see it.
+  // A read-only open found a clone still expanding and the user may write the image: the CLI
+  // then reopens it for writing, so that expansion on demand stays done (src/cli/session.ts).
+  // Users never see it.
   ENEEDWRITE: EXIT.FAIL,
+  // Stopped by a signal (src/interrupt.ts): 128 + the signal's number, as a shell reports it.
+  EINTR: 130,
+  // A host file or directory that this process may not read or write (cp), and any other
+  // failure of a host file or stream (an I/O error, a full host disk, a spool in TMPDIR): the
+  // operation could not be done; 7 is kept for the image's own I/O errors.
+  EACCES: EXIT.FAIL, EHOST: EXIT.FAIL,
+  // Extended attributes and permissions (no such attribute, a namespace or call not
+  // supported, a value too large, not allowed).
+  ENODATA: EXIT.FAIL, ENOTSUP: EXIT.FAIL, E2BIG: EXIT.FAIL, EPERM: EXIT.FAIL,
 }
 
 export class PrismError extends Error {
   readonly exitCode: number
-  constructor(readonly code: ErrCode, message: string) {
+  constructor(readonly code: ErrCode, message: string, exitCode?: number) {
     super(message)
     this.name = 'PrismError'
-    this.exitCode = EXIT_OF[code]
+    this.exitCode = exitCode ?? EXIT_OF[code]
   }
 }
 
 export function fail(code: ErrCode, message: string): never {
   throw new PrismError(code, message)
+}
+
+/**
+ * An error about one argument of a command that takes several (a missing path, an existing
+ * target, a directory where a file was expected ...: exit status 1). The command reports it
+ * and goes on with the next argument, as coreutils do; any other error (usage, a locked,
+ * damaged or full image, I/O) stops the command.
+ */
+export function isArgumentError(e: unknown): e is PrismError {
+  return e instanceof PrismError && e.exitCode === EXIT.FAIL && e.code !== 'ENEEDWRITE'
 }

@@ -66,8 +66,8 @@ describe('cli: the user journey', function () {
     const tree = hostTree(dir)
     ok(run('mkdir', 'root:/t'))
     ok(run('cp', '-r', tree, 'root:/t'))
-    const st = JSON.parse(ok(run('stat', '--json', 'root:/t/tree/etc/passwd')))
-    const st2 = JSON.parse(ok(run('stat', '--json', 'root:/t/tree/etc/passwd.bak')))
+    const st = JSON.parse(ok(run('stat', '--json', 'root:/t/tree/etc/passwd')))[0]
+    const st2 = JSON.parse(ok(run('stat', '--json', 'root:/t/tree/etc/passwd.bak')))[0]
     expect(st.ino).to.equal(st2.ino)
     expect(st.nlink).to.equal(2)
     ok(run('cp', '-r', 'root:/t/tree', path.join(dir, 'tree-out')))
@@ -84,7 +84,7 @@ describe('cli: the user journey', function () {
     ok(run('cp', '-r', host, 'root:/latin1'))
     expect(ok(run('ls', 'root:/latin1')).split('\n')).to.include.members(['caf\\xe9', 'to-caf\\xe9'])
     expect(ok(run('ls', '-l', 'root:/latin1'))).to.match(/to-caf\\xe9 -> caf\\xe9\n/)
-    const listed = JSON.parse(ok(run('ls', '--json', 'root:/latin1'))).entries.map((e: {name: string}) => e.name)
+    const listed = JSON.parse(ok(run('ls', '--json', 'root:/latin1')))[0].entries.map((e: {name: string}) => e.name)
     expect(listed).to.include('caf\udce9')
     ok(run('clone', 'root', 'latin', '--mode', 'lazy'))
     ok(run('cp', '-r', 'latin:/latin1', path.join(dir, 'latin1-out')))
@@ -101,19 +101,19 @@ describe('cli: the user journey', function () {
     ok(prism(['write', '--append', 'root:/etc/motd'], {cwd: dir, input: 'line 2\n'}))
     expect(ok(run('cat', 'root:/etc/motd'))).to.equal('line 1\nline 2\n')
     ok(run('mkdir', '-p', '-m', '700', 'root:/srv/www/site'))
-    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/www/site'))).mode).to.equal('0700')
+    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/www/site')))[0].mode).to.equal('0700')
     ok(run('mv', 'root:/etc/motd', 'root:/srv/www/'))
     expect(ok(run('cat', 'root:/srv/www/motd'))).to.equal('line 1\nline 2\n')
     ok(run('ln', 'root:/srv/www/motd', 'root:/srv/motd-hard'))
     ok(run('ln', '-s', '/srv/www/motd', 'root:/srv/motd-soft'))
     expect(ok(run('cat', 'root:/srv/motd-soft'))).to.equal('line 1\nline 2\n')
-    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/motd-hard'))).nlink).to.equal(2)
+    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/motd-hard')))[0].nlink).to.equal(2)
     ok(run('chmod', 'u+x,go-r', 'root:/srv/motd-hard'))
-    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/www/motd'))).mode).to.equal('0700') // 0644 +x for u, -r for g and o
+    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/www/motd')))[0].mode).to.equal('0700') // 0644 +x for u, -r for g and o
     ok(run('truncate', '-s', '3', 'root:/srv/www/motd'))
     expect(ok(run('cat', 'root:/srv/motd-hard'))).to.equal('lin')
     ok(run('truncate', '-s', '+1M', 'root:/srv/www/motd'))
-    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/www/motd'))).size).to.equal(3 + 1024 * 1024)
+    expect(JSON.parse(ok(run('stat', '--json', 'root:/srv/www/motd')))[0].size).to.equal(3 + 1024 * 1024)
     ok(run('rm', '-r', 'root:/srv'))
     expect(ok(run('ls', 'root:/'))).to.not.include('srv')
     ok(run('rm', '-f', 'root:/not-there'))
@@ -285,7 +285,7 @@ describe('cli: cloning', function () {
     ok(prism(['write', 'root-1:/etc/hostname'], {cwd: dir, input: 'clone\n'}))
     expect(ok(run('cat', 'root:/etc/hostname'))).to.equal('sample\n')
     expect(ok(run('cat', 'root-1:/etc/hostname'))).to.equal('clone\n')
-    expect(JSON.parse(ok(run('stat', '--json', 'root:/etc/passwd'))).share).to.equal(2)
+    expect(JSON.parse(ok(run('stat', '--json', 'root:/etc/passwd')))[0].share).to.equal(2)
   })
 
   it('warns about a pattern that matches nothing, and reads --exclude-from', () => {

@@ -11,6 +11,8 @@ import {PrismError} from '../src/errors.js'
 import {deleteFileset, namespace} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice} from '../src/fsck/index.js'
+import {copy} from '../src/ops/copy.js'
+import {move} from '../src/ops/move.js'
 import {Model} from './model.js'
 import {snapshot} from './helpers.js'
 import {apply, memImage, opArb, pathArb, patternArb, w, type Op} from './fsops.js'
@@ -19,6 +21,8 @@ type Step =
   | {kind: 'fs', target: number, op: Op}
   | {kind: 'clone', src: number, exclude: string[], replace: Array<{path: string, kind: 'dir' | 'file'}>}
   | {kind: 'delete', target: number}
+  | {kind: 'xcp', src: number, dst: number, a: string, b: string, T: boolean}
+  | {kind: 'xmv', src: number, dst: number, a: string, b: string}
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   w(8, fc.tuple(fc.nat(7), opArb).map(([target, op]) => ({kind: 'fs', target, op}) as Step)),
@@ -28,6 +32,10 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
     replace: fc.array(fc.record({path: pathArb, kind: fc.constantFrom('dir' as const, 'file' as const)}), {maxLength: 1}),
   }).map((c) => ({kind: 'clone', ...c}) as Step)),
   w(1, fc.nat(7).map((target) => ({kind: 'delete', target}) as Step)),
+  // cp -r and mv between filesets (or within one): merging, refusing a directory over a file
+  // and the reverse, rename(2)'s rules for mv; the files of clones are shared inodes.
+  w(2, fc.record({src: fc.nat(7), dst: fc.nat(7), a: pathArb, b: pathArb, T: fc.boolean()}).map((c) => ({kind: 'xcp', ...c}) as Step)),
+  w(2, fc.record({src: fc.nat(7), dst: fc.nat(7), a: pathArb, b: pathArb}).map((c) => ({kind: 'xmv', ...c}) as Step)),
 )
 
 describe('model: clones behave as deep copies', function () {
@@ -37,6 +45,8 @@ describe('model: clones behave as deep copies', function () {
   it(`matches the model over ${runs} random sequences of operations, clones and deletes`, () => {
     let clones = 0
     let deletes = 0
+    let copies = 0
+    let moves = 0
     fc.assert(fc.property(fc.array(stepArb, {minLength: 10, maxLength: 30}), (steps) => {
       const dev = memImage(6144)
       let vol = Volume.openDevice(dev, {write: true})
@@ -53,7 +63,7 @@ describe('model: clones behave as deep copies', function () {
             }
             const name = names[s.target % names.length]
             const r = apply(namespace(vol, name), models.get(name)!, s.op)
-            if (r.real) vol.commit()
+            if (r.commit) vol.commit()
             else vol.abort()
             expect(r.real, `${name}: ${JSON.stringify(s.op)}`).to.equal(r.model)
           } else if (s.kind === 'clone') {
@@ -77,6 +87,32 @@ describe('model: clones behave as deep copies', function () {
             // The warnings: whatever the mode, the patterns no entry of the source matched.
             if (ok) expect(unmatched, `unmatched patterns of ${JSON.stringify(s.exclude)}`).to.deep.equal(s.exclude.filter((p) => !hits.has(p)))
             if (expected) { models.set(name, expected); clones++ }
+          } else if (s.kind === 'xcp' || s.kind === 'xmv') {
+            const from = names[s.src % names.length]
+            const to = names[s.dst % names.length]
+            const sm = models.get(from)!
+            const dm = models.get(to)!
+            let ok = true
+            let keep = false
+            try {
+              if (s.kind === 'xcp') {
+                const st = copy(vol, [{kind: 'image', fileset: from, path: s.a}], {kind: 'image', fileset: to, path: s.b}, {recursive: true, noTargetDirectory: s.T})
+                keep = true // what could be copied stays, as cp does
+                ok = st.errors.length === 0
+              } else {
+                move(vol, [{fileset: from, path: s.a}], {fileset: to, path: s.b}, (n) => namespace(vol, n))
+              }
+            } catch (e) {
+              if (!(e instanceof PrismError) || e.code === 'EBADIMAGE') throw e
+              ok = false
+            }
+            if (ok || keep) vol.commit()
+            else vol.abort()
+            const want = s.kind === 'xcp' ? Model.copyTree(sm, s.a, dm, s.b, {r: true, T: s.T})
+              : from === to ? sm.move(s.a, s.b) : Model.moveBetween(sm, s.a, dm, s.b)
+            expect(ok, `${s.kind} ${from}:${s.a} ${to}:${s.b}`).to.equal(want)
+            if (s.kind === 'xcp') copies++
+            else moves++
           } else {
             if (names.length < 2) continue
             const name = names[s.target % names.length]
@@ -98,6 +134,6 @@ describe('model: clones behave as deep copies', function () {
         vol.close()
       }
     }), {numRuns: runs})
-    console.log(`      ${runs} runs: ${clones} clones, ${deletes} fileset deletions checked against the model`)
+    console.log(`      ${runs} runs: ${clones} clones, ${deletes} fileset deletions, ${copies} cp -r and ${moves} mv between filesets checked against the model`)
   })
 })

@@ -20,6 +20,8 @@ import {MemDevice} from '../src/device/mem.js'
 import {clone} from '../src/clone/clone.js'
 import {createEmptyFileset, deleteFileset, namespace, renameFileset} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
+import {copy} from '../src/ops/copy.js'
+import {move} from '../src/ops/move.js'
 import {
   ONLY, SEEDS, STRIDE, baseImage, bytes, crashWorkload, deepEq, dryRun, expectClean, expectCrash, multiSummary, recover, runCommand,
   snapshotImage, type Op,
@@ -122,6 +124,14 @@ function workload(host: string): Op[] {
     web.writeInode(web.resolveOwned('/srv/site/assets/app.js'), 100, bytes(6000, 24))
   })
   op('write web:/srv/unique.bin (unique data)', (_ns, vol) => { namespace(vol, 'web').writeFile('/srv/unique.bin', bytes(16_000, 25)) })
+  // Between filesets a copy is staged and published with the source's removal (mv) in one
+  // transaction: the tree is in one place or the other.
+  op('cp -r c1:/srv/site web:/srv/copy (between filesets, staged)', (_ns, vol) => {
+    copy(vol, [{kind: 'image', fileset: 'c1', path: '/srv/site'}], {kind: 'image', fileset: 'web', path: '/srv/copy'}, {recursive: true})
+  }, 'last')
+  op('mv web:/srv/copy root:/moved-site (between filesets)', (_ns, vol) => {
+    move(vol, [{fileset: 'web', path: '/srv/copy'}], {fileset: 'root', path: '/moved-site'}, (n) => namespace(vol, n))
+  }, 'last')
   cloneOp('clone c2:/etc root:/etc-c2 (graft into the origin)', (_ns, vol) => { clone(vol, {fileset: 'c2', path: '/etc'}, {fileset: 'root', path: '/etc-c2'}) })
   op('fileset rename c2 staging', (_ns, vol) => { renameFileset(vol, 'c2', 'staging') })
   op('fileset delete c1 (shares inodes with root and staging, has a child)', (_ns, vol) => { deleteFileset(vol, 'c1') })

@@ -26,6 +26,7 @@ import {INCOMPAT_SPARSE_REFCOUNT, planGeometry} from '../src/format/superblock.j
 import {dirList} from '../src/fs/dir.js'
 import {loadExtents, readData} from '../src/fs/extents.js'
 import type {Inode} from '../src/fs/inode.js'
+import {listXattrs} from '../src/fs/xattr.js'
 import {listFilesets} from '../src/fs/filesets.js'
 import {createEmptyFileset, namespace} from '../src/fs/image.js'
 import {Namespace} from '../src/fs/namespace.js'
@@ -107,7 +108,10 @@ export function treeOf(ns: Namespace, loose = false): string[] {
   const out: string[] = []
   const line = (p: string, inode: Inode) => {
     const st = ns.statInode(inode)
-    const head = loose ? `${p} ${st.type} ${st.mode.toString(8)}` : `${p} ${st.type} ino=${st.ino} ${st.mode.toString(8)} ${st.uid}:${st.gid} nlink=${st.nlink} share=${st.share}`
+    // Extended attributes (values hashed) and a device's number belong to the state too.
+    const xs = listXattrs(ns.vol, inode).map((x) => `${x.name.toString('latin1')}=${sha(x.value)}`)
+    const extra = (xs.length ? ` x={${xs.join(',')}}` : '') + (st.rdev && (st.type === 'chardev' || st.type === 'blockdev') ? ` rdev=${st.rdev.major}:${st.rdev.minor}` : '')
+    const head = (loose ? `${p} ${st.type} ${st.mode.toString(8)}` : `${p} ${st.type} ino=${st.ino} ${st.mode.toString(8)} ${st.uid}:${st.gid} nlink=${st.nlink} share=${st.share}`) + extra
     if (st.type === 'dir') out.push(`${head} entries=${st.entries}`)
     else if (st.type === 'symlink') out.push(`${head} -> ${st.target}`)
     else out.push(`${head} size=${st.size} sha=${sha(readData(ns.vol, inode, 0, st.size))}`)
@@ -231,6 +235,17 @@ export function structuralProblems(img: Buffer): string[] {
         if (nlink !== n) problems.push(`inode ${ino} nlink ${nlink}, but ${n} name(s) in fileset ${f.name}`)
       }
     }
+    // Attribute inodes (docs/FORMAT.md §13) are reached through the xattr_ino of the inodes
+    // that name them, and their share count is how many do.
+    const attrRefs = new Map<number, number>()
+    for (const ino of reachedBy.keys()) {
+      const x = vol.iget(ino).r.xattrIno
+      if (x) attrRefs.set(x, (attrRefs.get(x) ?? 0) + 1)
+    }
+    for (const [x, n] of attrRefs) {
+      reachedBy.set(x, n)
+      account(x)
+    }
     for (const ino of used) if (!reachedBy.has(ino)) problems.push(`inode ${ino} is in use but unreachable`)
     for (const [ino, n] of reachedBy) {
       if (!used.has(ino)) {
@@ -275,8 +290,15 @@ export interface Op {
    * command builds out of sight and shows its result in its last transaction (clone), so a
    * crash before that commit must recover the state before, whatever was committed already.
    */
-  visibleAt?: 'first' | 'last'
+  visibleAt?: 'first' | 'last' | 'marked'
 }
+
+/**
+ * For visibleAt 'marked': the command records here how many of its transactions were
+ * committed when its change became visible (an import, whose later transactions only free
+ * what it replaced).
+ */
+export const visibility = {mark: 0}
 
 /** Deterministic file content. */
 export function bytes(n: number, seed: number): Buffer {
@@ -383,6 +405,8 @@ export interface DryRun {
   commitsInRun: number
   /** the journal filled up and was checkpointed inside the command */
   wrapped: boolean
+  /** visibleAt 'marked': the commits that make the change visible */
+  marked: number
 }
 
 /**
@@ -408,11 +432,12 @@ export function dryRun(img: Buffer, op: Op, k: number, journal = journalOf(img))
     write(b, buf)
   }
   const out: {vol?: Volume, commitsInRun?: number} = {}
+  visibility.mark = 0
   runCommand(dev, op, k, out)
   expect(dev.unsynced, `${op.name}: writes left unsynced after close()`).to.equal(0)
   return {
     next: Buffer.from(dev.durable), writes: dev.counts.write, commitWrites, commits: out.vol!.journal.committedSeqs.length,
-    commitsInRun: out.commitsInRun ?? 0, wrapped: superWrites > 1,
+    commitsInRun: out.commitsInRun ?? 0, wrapped: superWrites > 1, marked: visibility.mark,
   }
 }
 
@@ -486,8 +511,10 @@ export function crashWorkload(start: Buffer, ops: Op[], pointBase = 0): CrashRes
       const durable = cout.vol?.journal.committedSeqs.length ?? 0
       const written = commitWrites.filter((w) => w <= n).length
       if (durable !== commitWrites.filter((w) => w < n).length) failures.push(`op ${k + 1} '${op.name}', write ${n}: ${durable} commits durable, expected ${commitWrites.filter((w) => w < n).length}`)
-      const mustBeAfter = op.visibleAt === 'last' ? durable >= commits : durable > 0
-      const mustBeBefore = op.visibleAt === 'last' && written < commits
+      const needed = op.visibleAt === 'marked' ? dry.marked : commits
+      if (op.visibleAt === 'marked' && n === 1 && dry.marked === 0) failures.push(`op ${k + 1} '${op.name}': marked no visible commit`)
+      const mustBeAfter = op.visibleAt === 'last' || op.visibleAt === 'marked' ? durable >= needed : durable > 0
+      const mustBeBefore = (op.visibleAt === 'last' || op.visibleAt === 'marked') && written < needed
       for (let s = 0; s < SEEDS; s++) {
         const seed = ONLY_SEED ?? N * 1000 + s
         if (ONLY_SEED !== null && s > 0) break

@@ -26,17 +26,19 @@ import {namespace} from '../src/fs/image.js'
 import type {Namespace} from '../src/fs/namespace.js'
 import {Volume} from '../src/fs/volume.js'
 import {copy} from '../src/ops/copy.js'
+import {chownPath} from '../src/ops/attrs.js'
 import {
   FULL, ONLY, SEEDS, STRIDE, JOURNAL_BLOCKS, ImageView, baseImage, bytes, crashWorkload, deepEq, describeVolume, expectClean,
-  expectCrash, fsckProblems, multiSummary, recording, recover, runCommand, sha, snapshotImage, type Op, type Snapshot,
+  expectCrash, fsckProblems, multiSummary, recording, recover, runCommand, sha, snapshotImage, visibility, type Op, type Snapshot,
 } from './crash-lib.js'
+import {importBuffer, mkTar} from './tar-lib.js'
 
 const ROUNDS = FULL ? 3 : 2
 
 // ---------------------------------------------------------------- the workload
 
 /** A small host tree: nested dirs, a symlink, a hard link, an empty file, a hashed directory. */
-function makeHostTree(dir: string): {tree: string, batches: string[]} {
+function makeHostTree(dir: string): {tree: string, batches: string[], big: string, overlay: string} {
   const t = path.join(dir, 'tree')
   fs.mkdirSync(path.join(t, 'etc'), {recursive: true})
   fs.mkdirSync(path.join(t, 'home', 'alice'), {recursive: true})
@@ -62,14 +64,35 @@ function makeHostTree(dir: string): {tree: string, batches: string[]} {
     for (let i = 0; i < 6; i++) fs.writeFileSync(path.join(d, 'sub', `g${i}`), bytes(300, 2000 * b + i))
     batches.push(d)
   }
-  return {tree: t, batches}
+  // A tree whose import spans several transactions (it is staged, then published by the
+  // last one), and one merged onto it: files replaced, entries added in existing and new
+  // directories, a directory that would replace a file refused.
+  const big = path.join(dir, 'big')
+  for (let d = 0; d < 8; d++) {
+    fs.mkdirSync(path.join(big, `d${d}`, 'sub'), {recursive: true})
+    for (let i = 0; i < 16; i++) fs.writeFileSync(path.join(big, `d${d}`, i % 4 ? `f${i}` : path.join('sub', `f${i}`)), bytes(i % 5 === 0 ? 6000 : 40 + i * 13, 3000 + d * 100 + i))
+  }
+  fs.symlinkSync('d0/f1', path.join(big, 'link'))
+  fs.linkSync(path.join(big, 'd1', 'f1'), path.join(big, 'd2', 'hard'))
+  const overlay = path.join(dir, 'overlay')
+  fs.mkdirSync(path.join(overlay, 'd0', 'new'), {recursive: true})
+  fs.mkdirSync(path.join(overlay, 'd9'), {recursive: true})
+  fs.mkdirSync(path.join(overlay, 'd1'), {recursive: true})
+  fs.mkdirSync(path.join(overlay, 'd3', 'f1'), {recursive: true}) // a directory over a file: refused
+  fs.writeFileSync(path.join(overlay, 'd0', 'f1'), bytes(5000, 4000))
+  fs.writeFileSync(path.join(overlay, 'd0', 'new', 'x'), bytes(100, 4001))
+  fs.writeFileSync(path.join(overlay, 'd9', 'y'), bytes(300, 4002))
+  fs.writeFileSync(path.join(overlay, 'd1', 'f2'), bytes(70, 4003))
+  return {tree: t, batches, big, overlay}
 }
 
-function workload(host: {tree: string, batches: string[]}, rounds: number): Op[] {
+function workload(host: {tree: string, batches: string[], big: string, overlay: string}, rounds: number): Op[] {
   const ops: Op[] = []
-  const op = (name: string, run: Op['run']) => ops.push({name, run})
-  const cpIn = (src: string, dst: string) => (ns: Namespace, vol: Volume) => {
-    copy(vol, [{kind: 'host', path: src}], {kind: 'image', fileset: 'root', path: dst}, {recursive: true})
+  // A copy into the image is staged and published by its last transaction (src/ops/stage.ts).
+  const op = (name: string, run: Op['run']) => ops.push({name, run, visibleAt: name.startsWith('cp -r') ? 'last' : 'first'})
+  const cpIn = (src: string, dst: string, errors = 0) => (ns: Namespace, vol: Volume) => {
+    const st = copy(vol, [{kind: 'host', path: src}], {kind: 'image', fileset: 'root', path: dst}, {recursive: true})
+    expect(st.errors.length, JSON.stringify(st.errors)).to.equal(errors)
   }
   for (let r = 0; r < rounds; r++) {
     const R = `/r${r}`
@@ -82,6 +105,20 @@ function workload(host: {tree: string, batches: string[]}, rounds: number): Op[]
     op(`write -a ${R}/srv/www/index.html (+30 B)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(30, s + 4), {append: true}) })
     op(`write -a ${R}/srv/www/index.html (+200 B, leaves the inode)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(200, s + 5), {append: true}) })
     op(`write -a ${R}/srv/www/bundle.bin (+5000 B)`, (ns) => { ns.writeFile(`${R}/srv/www/bundle.bin`, bytes(5000, s + 6), {append: true}) })
+    // Extended attributes (FORMAT.md §14): a small set inline in its attribute inode, one
+    // that spills to blocks, a change that rewrites only some of them, one shared by two
+    // files, removal; special files (§5.5) and owners.
+    op(`setxattr user.mime ${R}/srv/www/index.html`, (ns) => { ns.setXattr(`${R}/srv/www/index.html`, Buffer.from('user.mime'), Buffer.from('text/html')) })
+    op(`setxattr user.big ${R}/srv/www/bundle.bin (20 KB, spills to blocks)`, (ns) => { ns.setXattr(`${R}/srv/www/bundle.bin`, Buffer.from('user.big'), bytes(20_000, s + 11)) })
+    op(`setxattr security.selinux ${R}/srv/www (a directory)`, (ns) => { ns.setXattr(`${R}/srv/www`, Buffer.from('security.selinux'), Buffer.from('system_u:object_r:httpd_sys_content_t:s0')) })
+    op(`setxattr user.big2 ${R}/srv/www/bundle.bin (rewrites the set's tail)`, (ns) => { ns.setXattr(`${R}/srv/www/bundle.bin`, Buffer.from('user.zbig2'), bytes(9_000, s + 12)) })
+    op(`setxattr security.selinux ${R}/srv/www/app.js (same set as the directory: shared)`, (ns) => { ns.setXattr(`${R}/srv/www/app.js`, Buffer.from('security.selinux'), Buffer.from('system_u:object_r:httpd_sys_content_t:s0')) })
+    op(`removexattr user.big ${R}/srv/www/bundle.bin`, (ns) => { ns.removeXattr(`${R}/srv/www/bundle.bin`, Buffer.from('user.big')) })
+    op(`mknod ${R}/srv/null c 1 3`, (ns) => { ns.mknod(`${R}/srv/null`, 0o020666, {major: 1, minor: 3}) })
+    op(`mknod ${R}/srv/fifo p`, (ns) => { ns.mknod(`${R}/srv/fifo`, 0o010600) })
+    op(`setxattr trusted.t ${R}/srv/fifo`, (ns) => { ns.setXattr(`${R}/srv/fifo`, Buffer.from('trusted.t'), Buffer.from('on a fifo')) })
+    op(`chown -R 1000:1000 ${R}/srv/www`, (ns) => { chownPath(ns, `${R}/srv/www`, {uid: 1000, gid: 1000}, {recursive: true}) })
+    op(`rm ${R}/srv/null`, (ns) => { ns.remove(`${R}/srv/null`) })
     op(`truncate -s 50001 ${R}/srv/www/bundle.bin`, (ns) => { ns.truncate(`${R}/srv/www/bundle.bin`, 50_001) })
     op(`truncate -s 180000 ${R}/srv/www/bundle.bin`, (ns) => { ns.truncate(`${R}/srv/www/bundle.bin`, 180_000) })
     op(`truncate -s 0 ${R}/srv/www/app.js`, (ns) => { ns.truncate(`${R}/srv/www/app.js`, 0) })
@@ -115,12 +152,40 @@ function workload(host: {tree: string, batches: string[]}, rounds: number): Op[]
     op(`rm -r ${R}/srv/d`, (ns) => { ns.remove(`${R}/srv/d`, {recursive: true}) })
     op(`rm -r ${R}/many`, (ns) => { ns.remove(`${R}/many`, {recursive: true}) })
     op(`rm -r ${R}/srv/www2`, (ns) => { ns.remove(`${R}/srv/www2`, {recursive: true}) })
+    if (r === 0) {
+      op(`cp -r big ${R}/big (staged, spans transactions)`, cpIn(host.big, `${R}/big`))
+      op(`cp -rT overlay ${R}/big (merge: replaces, adds, refuses one)`, (ns, vol) => {
+        const st = copy(vol, [{kind: 'host', path: host.overlay}], {kind: 'image', fileset: 'root', path: `${R}/big`}, {recursive: true, noTargetDirectory: true})
+        expect(st.errors.map((e) => e.code)).to.deep.equal(['ENOTDIR'])
+      })
+      op(`cp -r (in image) ${R}/big ${R}/big2 (staged, spans transactions)`, (ns, vol) => {
+        copy(vol, [{kind: 'image', fileset: 'root', path: `${R}/big`}], {kind: 'image', fileset: 'root', path: `${R}/big2`}, {recursive: true})
+      })
+      op(`rm -r ${R}/big2`, (ns) => { ns.remove(`${R}/big2`, {recursive: true}) })
+    }
+    // An import from tar builds out of sight and shows in one transaction: a new directory,
+    // then a merge over it that replaces files (freed after the visible transaction).
+    const tarIn = (label: string, path: string, archive: Buffer) => ops.push({name: label, visibleAt: 'marked', run: (_ns, vol) => {
+      importBuffer(vol, {fileset: 'root', path}, archive, {onVisible: () => { visibility.mark = vol.journal.committedSeqs.length }})
+    }})
+    const files = (seed: number) => mkTar([
+      {name: 'etc/', type: 'dir', mode: 0o750},
+      {name: 'etc/hostname', data: bytes(30, s + seed)},
+      {name: 'etc/big', data: bytes(9000, s + seed + 1), pax: [['SCHILY.xattr.user.k', 'v'], ['mtime', '1600000000.123456789']]},
+      {name: 'etc/hn', type: 'symlink', link: 'hostname'},
+      {name: 'etc/hard', type: 'hardlink', link: 'etc/big'},
+      {name: 'dev/fifo', type: 'fifo'},
+      ...Array.from({length: 12}, (_, i) => ({name: `many/f${i}`, data: bytes(50 + i * 300, s + seed + 10 + i)})),
+    ])
+    tarIn(`import tar ${R}/imp (new directory)`, `${R}/imp`, files(20))
+    tarIn(`import tar ${R}/imp (merge: replaces every file)`, `${R}/imp`, files(40))
+    op(`rm -r ${R}/imp`, (ns) => { ns.remove(`${R}/imp`, {recursive: true}) })
   }
   return ops
 }
 
 let tmp = ''
-let host: {tree: string, batches: string[]}
+let host: {tree: string, batches: string[], big: string, overlay: string}
 let base: Buffer
 
 before(() => {

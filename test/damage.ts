@@ -147,6 +147,26 @@ export class RawImage {
     })
   }
 
+  /** The extents of an inode (by number: one no path names, such as an attribute inode). */
+  extentsOf(ino: number): Array<{l: number, n: number, p: number}> {
+    return withImage(this.path, {write: false}, (vol) => loadExtents(vol, vol.iget(ino)).map((e) => ({...e})))
+  }
+
+  /** Changes the inode number or type of entry `name` of an inline directory, keeping its name and hash. */
+  rewriteInlineEntry(dirIno: number, name: string, change: (e: {ino: number, type: number}) => void): void {
+    this.patchInode(dirIno, (b) => {
+      for (const o of entryOffsets(b, INLINE_DIRENT.ino, 0xfc)) {
+        if (b.subarray(o + 14, o + 14 + b[o + 13]).toString('latin1') !== name) continue
+        const e = {ino: b.readUInt32LE(o), type: b[o + 12]}
+        change(e)
+        b.writeUInt32LE(e.ino, o)
+        b[o + 12] = e.type
+        return
+      }
+      throw new Error(`no inline entry ${name} in directory inode ${dirIno}`)
+    })
+  }
+
   /** The highest data block no inode uses. */
   freeBlock(): number {
     return withImage(this.path, {write: false}, (vol) => {

@@ -375,10 +375,19 @@ describe('fsck', function () {
       expect(readAll()).to.deep.equal(clean)
     })
 
-    it('INODE_CRC: a damaged inode is cleared and its name removed', () => {
+    it('INODE_CRC: an inode whose only fault is its checksum keeps its data (e2fsck: "passes checks, but checksum does not match")', () => {
       const {ino} = inspect('/docs/readme.txt')
       patchInode(ino, (b) => { b[0x0c] ^= 0x55 }, false)
-      ritual(['INODE_CRC', 'DIRENT_DANGLING', 'BLOCK_LEAKED'])
+      const {repair} = ritual(['INODE_CRC'])
+      expect(repair.problems.find((p) => p.code === 'INODE_CRC')!.message).to.include('its checksum is rewritten')
+      expect(readAll()).to.deep.equal(clean)
+    })
+
+    it('INODE_CRC: a damaged inode that also fails a check is cleared and its name removed', () => {
+      const {ino} = inspect('/docs/readme.txt')
+      patchInode(ino, (b) => { b[0x0c] ^= 0x55; b.writeUInt16LE(0x4000, 2) }, false)
+      const {repair} = ritual(['INODE_CRC', 'DIRENT_DANGLING', 'BLOCK_LEAKED'])
+      expect(repair.problems.find((p) => p.code === 'INODE_CRC')!.message).to.include('the inode is cleared: invalid flags')
       const after = readAll()
       expect(after.has('/docs/readme.txt')).to.equal(false)
       expect(after.has('/hard')).to.equal(false)
@@ -520,10 +529,12 @@ describe('fsck', function () {
         const len = b[0x70 + 13]
         b[0x70 + 14 + len - 1] = 0x2f
       })
-      // readme.txt keeps its other name, /hard.
-      ritual(['DIRENT_BAD_NAME', 'LINK_COUNT'])
+      // The name is repaired as e2fsck does ('/' becomes '.'), not dropped: both names stay.
+      const {repair} = ritual(['DIRENT_BAD_NAME'])
+      expect(codes(repair)).to.not.include('LINK_COUNT')
       const after = readAll()
       expect(after.has('/docs/readme.txt')).to.equal(false)
+      expect(after.get('/docs/readme.tx.')).to.equal(clean.get('/docs/readme.txt'))
       expect(after.get('/hard')).to.equal(clean.get('/hard'))
     })
 
@@ -554,20 +565,26 @@ describe('fsck', function () {
     it('DIR_LOOP: a directory entry naming an ancestor', () => {
       const root = inspect('/')
       const c = inspect('/deep/a/b/c')
+      const d = inspect('/deep/a/b/c/d')
       // /deep/a/b/c holds one inline entry, 'd'; make it point at the root directory.
       patchInode(c.ino, (b) => b.writeUInt32LE(root.ino, 0x70))
       ritual(['DIR_LOOP', 'INODE_UNREACHABLE', 'LINK_COUNT'])
       const after = readAll()
       expect(after.has('/deep/a/b/c/d')).to.equal(false)
+      // The directory the entry named is reconnected, with what it holds.
+      expect(after.get(`/lost+found/#${d.ino}/leaf`)).to.equal(clean.get('/deep/a/b/c/d/leaf'))
       expect(after.get('/big')).to.equal(clean.get('/big'))
     })
 
     it('DIR_MULTIPLE_PARENTS: a directory named twice', () => {
       const deep = inspect('/deep')
       const sub1 = inspect('/many/sub1')
+      const a = inspect('/deep/a')
       patchInode(deep.ino, (b) => b.writeUInt32LE(sub1.ino, 0x70))
       ritual(['DIR_MULTIPLE_PARENTS', 'INODE_UNREACHABLE'])
-      expect(readAll().has('/many/sub1')).to.equal(true)
+      const after = readAll()
+      expect(after.has('/many/sub1')).to.equal(true)
+      expect(after.get(`/lost+found/#${a.ino}/b/c/d/leaf`)).to.equal(clean.get('/deep/a/b/c/d/leaf'))
     })
 
     it('INODE_UNREACHABLE: an in-use inode no directory names', () => {
@@ -583,8 +600,15 @@ describe('fsck', function () {
       encodeInode(r, b, 0)
       writeAt(inodePos(ino), b)
       const {repair} = ritual(['INODE_UNREACHABLE'])
-      expect(repair.problems.find((p) => p.code === 'INODE_UNREACHABLE')!.where).to.equal(`inode ${ino}`)
-      expect(readAll()).to.deep.equal(clean)
+      const p = repair.problems.find((x) => x.code === 'INODE_UNREACHABLE')!
+      expect(p.where).to.equal(`inode ${ino}`)
+      expect(p.message).to.include(`reconnected as fileset root:/lost+found/#${ino}`)
+      // Reconnected as e2fsck does, not freed: lost+found holds it, with its content.
+      const after = readAll()
+      expect(after.get(`/lost+found/#${ino}`)).to.equal(createHash('sha256').update('abc').digest('hex').slice(0, 12))
+      after.delete(`/lost+found/#${ino}`)
+      after.delete('/lost+found')
+      expect(after).to.deep.equal(clean)
     })
   })
 
@@ -617,9 +641,11 @@ describe('fsck', function () {
       namespace(vol, 'second').writeFile('/x', Buffer.from('x'))
       vol.close()
       const root2 = inspect('/', 'second')
+      const x = inspect('/x', 'second')
       patchInode(root2.ino, (b) => b.fill(0))
       ritual(['FILESET_BAD_ROOT', 'INODE_UNREACHABLE'])
-      expect(readAll('second').size).to.equal(0)
+      // The new root holds what the old one named, in lost+found.
+      expect([...readAll('second').keys()]).to.deep.equal(['/lost+found', `/lost+found/#${x.ino}`])
       expect(readAll()).to.deep.equal(clean)
     })
 

@@ -22,6 +22,8 @@ import {copy} from '../src/ops/copy.js'
 import {clone} from '../src/clone/clone.js'
 import {fsckImage} from '../src/fsck/index.js'
 import {IF_INLINE} from '../src/format/constants.js'
+import type {Inode} from '../src/fs/inode.js'
+import type {Volume} from '../src/fs/volume.js'
 
 export type Seal = 'sb' | 'jsb' | 'tail' | 'inodes' | 'filesets' | 'hdr' | 'none'
 
@@ -54,11 +56,13 @@ export function metadataTargets(img: string): Target[] {
           for (const e of loadExtents(vol, inode)) for (let k = 0; k < Math.min(e.n, 4); k++) out.push({block: e.p + k, seal: 'hdr', what: e.l >= 0x8000_0000 ? 'directory pointer block' : 'directory bucket'})
         }
         for (const b of inode.treeBlocks) out.push({block: b, seal: 'hdr', what: 'extent node'})
+        attrTargets(vol, inode, out)
         for (const e of ns.readdir(dir)) {
           const p = (dir === '/' ? '' : dir) + '/' + e.name
           const st = ns.stat(p)
           if (st.type === 'dir' && depth < 8) walk(p, depth + 1)
           else if (st.type === 'file') for (const b of ns.resolve(p, false).treeBlocks) out.push({block: b, seal: 'hdr', what: 'extent node'})
+          if (st.type !== 'dir') attrTargets(vol, ns.resolve(p, false), out)
         }
       }
       walk('/', 0)
@@ -69,6 +73,13 @@ export function metadataTargets(img: string): Target[] {
     if (t.what === 'directory pointer block') t.seal = 'tail'
   }
   return out
+}
+
+/** The data blocks of an inode's attribute set (FORMAT.md §14): checksummed inside the set, not per block. */
+function attrTargets(vol: Volume, inode: Inode, out: Target[]): void {
+  const a = inode.r.xattrIno ? vol.tryIget(inode.r.xattrIno) : null
+  if (!a || a.r.flags & IF_INLINE) return
+  for (const e of loadExtents(vol, a)) for (let k = 0; k < Math.min(e.n, 2); k++) out.push({block: e.p + k, seal: 'none', what: 'attribute set'})
 }
 
 /** Recomputes the checksums of one block after a mutation, the way the format seals it. */
@@ -195,6 +206,7 @@ export function execute(img: string, scratch: string): {fsck: number, repaired: 
             if (st.type === 'dir' && depth < 20) walk(p, depth + 1)
             else if (st.type === 'symlink') ns.readlink(p)
             else if (st.type === 'file' && st.size < 16 * 1024 * 1024) ns.readFile(p)
+            for (const x of ns.listXattrs(p)) void ns.getXattr(p, x.name)
           })
         }
       }

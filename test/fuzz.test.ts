@@ -15,6 +15,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {mulberry32} from '../src/device/mem.js'
 import {BASES} from '../scripts/make-fsck-fixtures.js'
+import {ACL_GROUP_OBJ, ACL_OTHER, ACL_USER_OBJ, encodeAcl} from '../src/format/xattr.js'
+import {namespace, withImage} from '../src/fs/image.js'
 import {metadataTargets, mutate} from './fuzz-lib.js'
 import {BIN as DEFAULT_BIN, ROOT} from './helpers.js'
 
@@ -24,6 +26,25 @@ const SECONDS = Number(process.env.PRISM_FUZZ_SECONDS ?? (process.env.PRISM_FUZZ
 const SEED = Number(process.env.PRISM_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const CLI_IMAGES = Number(process.env.PRISM_FUZZ_CLI ?? 6)
 const EXEC_LIMIT_MS = 30_000
+
+/**
+ * What a root tree holds besides data, added to the standard base (FORMAT.md §5.5, §14):
+ * attribute sets inline and in blocks, one shared by two files and by the clone, an ACL, a
+ * FIFO and a device with attributes of their own.
+ */
+function addFidelity(img: string): void {
+  withImage(img, {write: true}, (vol) => {
+    const ns = namespace(vol, 'root')
+    const B = (t: string) => Buffer.from(t)
+    ns.setXattr('/docs/small.txt', B('security.selinux'), B('system_u:object_r:etc_t:s0'))
+    ns.setXattr('/big', B('security.selinux'), B('system_u:object_r:etc_t:s0'))
+    ns.setXattr('/frag', B('user.big'), Buffer.alloc(6000, 'x'))
+    ns.setXattr('/docs', B('system.posix_acl_access'), encodeAcl([{tag: ACL_USER_OBJ, perm: 7}, {tag: ACL_GROUP_OBJ, perm: 5}, {tag: ACL_OTHER, perm: 5}]))
+    ns.mknod('/docs/fifo', 0o010644)
+    ns.mknod('/docs/null', 0o020666, {major: 1, minor: 3})
+    ns.setXattr('/docs/null', B('trusted.t'), B('device attribute'))
+  })
+}
 
 const scratchRoot = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 
@@ -36,6 +57,7 @@ describe('fuzz: mutated images never crash, hang or exhaust memory', function ()
     tmp = fs.mkdtempSync(path.join(scratchRoot, 'prism-fuzz-'))
     base = path.join(tmp, 'base.img')
     BASES.standard(base)
+    addFidelity(base)
     console.log(`      fuzz seed ${SEED} (replay: PRISM_FUZZ_SEED=${SEED})`)
   })
   after(() => fs.rmSync(tmp, {recursive: true, force: true}))

@@ -62,14 +62,20 @@ export function snapshot(ns: Namespace): Record<string, string> {
     for (const e of ns.readdir(dir)) {
       const p = (dir === '/' ? '' : dir) + '/' + e.name
       const st = ns.stat(p)
+      // Owner and extended attributes (values hashed), when not root's and none: as Model.snapshot().
+      const owner = st.uid || st.gid ? ` o=${st.uid}:${st.gid}` : ''
+      const xs = ns.listXattrs(p).map((x) => `${x.name.toString()}=${x.value.toString('latin1')}`).sort()
+      const meta = owner + (xs.length ? ` x={${xs.join(',')}}` : '')
       if (st.type === 'dir') {
-        out[p] = `dir ${st.perm.toString(8)} nlink=${st.nlink}`
+        out[p] = `dir ${st.perm.toString(8)} nlink=${st.nlink}${meta}`
         walk(p)
       } else if (st.type === 'symlink') {
-        out[p] = `symlink -> ${st.target}`
+        out[p] = `symlink -> ${st.target}${meta}`
+      } else if (st.type !== 'file') {
+        out[p] = `${st.type} ${st.perm.toString(8)} nlink=${st.nlink}${meta}`
       } else {
         const h = createHash('sha256').update(ns.readFile(p)).digest('hex').slice(0, 16)
-        out[p] = `file ${st.perm.toString(8)} size=${st.size} nlink=${st.nlink} ${h}`
+        out[p] = `file ${st.perm.toString(8)} size=${st.size} nlink=${st.nlink} ${h}${meta}`
       }
     }
   }

@@ -27,6 +27,7 @@ import {getFileset, listFilesets} from '../src/fs/filesets.js'
 import {deleteFileset, namespace} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
 import {copy} from '../src/ops/copy.js'
+import {importBuffer, mkTar} from './tar-lib.js'
 import {mulberry32} from '../src/device/mem.js'
 import {baseImage, bytes, describeVolume, fsckProblems, recover, sha, structuralProblems, type Op} from './crash-lib.js'
 import {tmpDir} from './helpers.js'
@@ -70,6 +71,14 @@ function workload(tree: string): Op[] {
     {name: 'mv', run: (ns) => { ns.rename('/imp/etc', '/a/etc2') }},
     {name: 'rm -r', run: (ns) => { ns.remove('/imp/var', {recursive: true}) }},
     {name: 'ln -s, chmod', run: (ns) => { ns.symlink('../file', '/a/b/sym'); ns.chmod('/a/file', 0o600) }},
+    {name: 'setxattr (inline, then 12 KB in blocks)', run: (ns) => { ns.setXattr('/a/file', Buffer.from('user.a'), Buffer.from('1')); ns.setXattr('/a/file', Buffer.from('user.big'), bytes(12_000, 24)) }},
+    {name: 'mknod, xattr on it', run: (ns) => { ns.mknod('/a/null', 0o020666, {major: 1, minor: 3}); ns.setXattr('/a/null', Buffer.from('security.selinux'), Buffer.from('null_device_t')) }},
+    {name: 'import from tar', run: (_ns, vol) => {
+      importBuffer(vol, {fileset: 'root', path: '/tar'}, mkTar([
+        {name: 'd/', type: 'dir'}, {name: 'd/f', data: bytes(9000, 25), pax: [['SCHILY.xattr.user.k', 'v'], ['mtime', '1600000000.123456789']]},
+        {name: 'd/fifo', type: 'fifo'}, {name: 'd/l', type: 'symlink', link: 'f'},
+      ]))
+    }},
     {name: 'rm of half a hashed directory', run: (ns) => { for (let i = 0; i < 60; i += 2) ns.unlink(`/imp/many/entry-${String(i).padStart(2, '0')}`) }},
     {name: 'clone --mode sync', run: (_ns, vol) => { clone(vol, {fileset: 'root', path: '/'}, {fileset: 's'}, {mode: 'sync', exclude: ['/imp/home']}) }},
     {name: 'clone --mode async', run: (_ns, vol) => { clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {mode: 'async', exclude: ['/a/b/c']}) }},

@@ -8,14 +8,36 @@ import {Volume} from '../src/fs/volume.js'
 import {namespace} from '../src/fs/image.js'
 import {Model} from './model.js'
 import {snapshot} from './helpers.js'
-import {apply, memImage, opArb} from './fsops.js'
+import {apply, kindAt, memImage, opArb, setupArb, type Op} from './fsops.js'
+
+const d = (p: string): Op => ({op: 'mkdir', p})
+const f = (p: string): Op => ({op: 'write', p, data: Buffer.from(`content of ${p}`)})
+const l = (p: string): Op => ({op: 'symlink', t: '/nowhere' + p, p})
+/**
+ * Runs that try each replacement of one kind of object by another, whatever the random runs
+ * happen to generate: files, symlinks, empty and non-empty directories under every op that
+ * can replace a name.
+ */
+const EXAMPLES: Array<[Op[], Op[]]> = [
+  [[f('/a'), l('/b')], [{op: 'cpr', a: '/a', b: '/b', T: true}, {op: 'cp', a: '/a', b: '/b'}, {op: 'rename', a: '/b', b: '/a'}]],
+  [[f('/a'), d('/b')], [{op: 'rename', a: '/a', b: '/b'}, {op: 'lnf', a: '/a', b: '/b'}, {op: 'cpr', a: '/a', b: '/b', T: true}, {op: 'symf', t: '/x', p: '/b'}]],
+  [[f('/a'), d('/b'), f('/b/a')], [{op: 'cp', a: '/a', b: '/b'}, {op: 'cpr', a: '/a', b: '/b', T: true}, {op: 'rename', a: '/a', b: '/b'}, {op: 'lnf', a: '/a', b: '/b'}]],
+  [[d('/a'), d('/a/a'), f('/a/b'), d('/b'), f('/b/a'), d('/b/b')], [{op: 'cpr', a: '/a', b: '/b', T: true}, {op: 'cpr', a: '/a', b: '/b/a', T: false}, {op: 'rename', a: '/a', b: '/b'}]],
+  [[d('/a'), f('/b'), l('/a/b')], [{op: 'rename', a: '/a', b: '/b'}, {op: 'cpr', a: '/a', b: '/b', T: true}, {op: 'cpr', a: '/a', b: '/b', T: false}, {op: 'symf', t: '/y', p: '/b'}]],
+  [[d('/a'), d('/b')], [{op: 'rename', a: '/a', b: '/b'}, {op: 'mkdir', p: '/a'}, {op: 'write', p: '/b', data: Buffer.from('x')}, {op: 'rename', a: '/a', b: '/b'}]],
+  [[f('/a'), f('/b'), l('/a/a')], [{op: 'cpr', a: '/a', b: '/b', T: false}, {op: 'link', a: '/a', b: '/b'}, {op: 'lnf', a: '/a', b: '/b'}, {op: 'lnf', a: '/a', b: '/a'}, {op: 'symf', t: '/z', p: '/a'}, {op: 'symf', t: '/z', p: '/a'}]],
+  [[f('/a'), l('/b')], [{op: 'lnf', a: '/a', b: '/b'}, {op: 'rename', a: '/b', b: '/a'}]],
+]
 
 describe('model: the namespace behaves as a plain tree', function () {
   this.timeout(600000)
   const runs = Number(process.env.PRISM_MODEL_RUNS ?? 150)
 
   it(`matches the reference model over ${runs} random sequences`, () => {
-    fc.assert(fc.property(fc.array(opArb, {minLength: 25, maxLength: 80}), (ops) => {
+    /** Replacements of one kind of object by another that the runs tried (issue 15). */
+    const cases = new Map<string, number>()
+    fc.assert(fc.property(setupArb, fc.array(opArb, {minLength: 25, maxLength: 80}), (setup, rest) => {
+      const ops = [...setup, ...rest]
       const dev = memImage()
       let vol = Volume.openDevice(dev, {write: true})
       const m = new Model()
@@ -28,8 +50,13 @@ describe('model: the namespace behaves as a plain tree', function () {
             continue
           }
           const ns = namespace(vol, 'root')
+          if ('a' in o && 'b' in o) {
+            const c = `${o.op}${o.op === 'cpr' && o.T ? ' -T' : ''}: ${kindAt(m, o.a)} over ${kindAt(m, o.b)}`
+            cases.set(c, (cases.get(c) ?? 0) + 1)
+          }
+          if (o.op === 'symf') cases.set(`symf: over ${kindAt(m, o.p)}`, (cases.get(`symf: over ${kindAt(m, o.p)}`) ?? 0) + 1)
           const r = apply(ns, m, o)
-          if (r.real) vol.commit()
+          if (r.commit) vol.commit()
           else vol.abort()
           expect(r.real, `${JSON.stringify(o)}: real ${r.real}, model ${r.model}`).to.equal(r.model)
           expect(snapshot(namespace(vol, 'root'))).to.deep.equal(m.snapshot())
@@ -42,6 +69,18 @@ describe('model: the namespace behaves as a plain tree', function () {
       } finally {
         vol.close()
       }
-    }), {numRuns: runs})
+    }), {numRuns: runs, examples: EXAMPLES})
+    // The runs generated the type-replacement cases, each at least once.
+    const want = [
+      'rename: file over dir', 'rename: dir over file', 'rename: dir over empty dir', 'rename: dir over dir', 'rename: file over symlink',
+      'rename: symlink over file', 'rename: empty dir over file', 'rename: file over empty dir',
+      'cpr: dir over file', 'cpr -T: dir over file', 'cpr -T: file over dir', 'cpr -T: dir over dir', 'cpr -T: file over symlink',
+      'cpr: file over file', 'cp: file over dir', 'cp: file over symlink',
+      'lnf: file over dir', 'lnf: file over file', 'lnf: file over symlink', 'lnf: file over empty dir', 'link: file over file',
+      'symf: over dir', 'symf: over file', 'symf: over empty dir', 'symf: over symlink',
+    ]
+    const missing = want.filter((c) => !cases.has(c))
+    console.log(`      type replacements tried: ${want.map((c) => `${c} ${cases.get(c) ?? 0}`).join(', ')}`)
+    if (runs >= 100) expect(missing, 'cases never generated').to.deep.equal([])
   })
 })

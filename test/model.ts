@@ -3,15 +3,46 @@
 // succeeds, with no knowledge of inodes, blocks or directories' on-disk form.
 import {createHash} from 'node:crypto'
 
-export type MObj = {kind: 'file', data: Buffer, perm: number} | {kind: 'symlink', target: string}
-export type MNode = {kind: 'dir', perm: number, children: Map<string, MNode>} | {kind: 'obj', obj: MObj}
+/** What any object carries besides its content: owner and extended attributes (absent: root's, none). */
+export interface Meta {
+  uid?: number
+  gid?: number
+  xattrs?: Map<string, string>
+}
+export type MObj = ({kind: 'file', data: Buffer, perm: number} | {kind: 'symlink', target: string} | {kind: 'special', type: 'fifo' | 'chardev', perm: number}) & Meta
+export type MNode = ({kind: 'dir', perm: number, children: Map<string, MNode>} & Meta) | {kind: 'obj', obj: MObj}
 
 export function newDir(perm = 0o755): MNode & {kind: 'dir'} {
   return {kind: 'dir', perm, children: new Map()}
 }
 
+/** An independent copy of an object (what cp makes, or a clone's own copy of a hard-linked file). */
+export function dupObj(o: MObj): MObj {
+  const meta = {uid: o.uid, gid: o.gid, xattrs: o.xattrs && new Map(o.xattrs)}
+  if (o.kind === 'file') return {kind: 'file', data: Buffer.from(o.data), perm: o.perm, ...meta}
+  if (o.kind === 'symlink') return {kind: 'symlink', target: o.target, ...meta}
+  return {kind: 'special', type: o.type, perm: o.perm, ...meta}
+}
+
+/** A directory like `d` (mode, owner, attributes) holding `children`. */
+function dirLike(d: MNode & {kind: 'dir'}, children: Map<string, MNode>): MNode & {kind: 'dir'} {
+  return {kind: 'dir', perm: d.perm, children, uid: d.uid, gid: d.gid, xattrs: d.xattrs && new Map(d.xattrs)}
+}
+
+/** Owner and attributes as helpers.snapshot() shows them: nothing when root's and none. */
+function metaText(m: Meta): string {
+  const owner = (m.uid ?? 0) || (m.gid ?? 0) ? ` o=${m.uid ?? 0}:${m.gid ?? 0}` : ''
+  const x = m.xattrs && m.xattrs.size ? ` x={${[...m.xattrs].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',')}}` : ''
+  return owner + x
+}
+
 function comps(p: string): string[] {
   return p.split('/').filter(Boolean)
+}
+
+/** A copy of a tree's directories that shares its files and symlinks (a source as it was). */
+function freeze(n: MNode): MNode {
+  return n.kind === 'dir' ? dirLike(n, new Map([...n.children].map(([k, v]) => [k, freeze(v)]))) : n
 }
 
 export class Model {
@@ -70,7 +101,57 @@ export class Model {
     const n = this.get(p)
     if (!n || (n.kind === 'obj' && n.obj.kind === 'symlink')) return false
     if (n.kind === 'dir') n.perm = perm
-    else if (n.obj.kind === 'file') n.obj.perm = perm
+    else if (n.obj.kind !== 'symlink') n.obj.perm = perm
+    return true
+  }
+
+  /** The object or directory at p itself (a symlink not followed). */
+  private target(p: string): Meta | null {
+    const n = this.get(p)
+    return !n ? null : n.kind === 'dir' ? n : n.obj
+  }
+
+  /** chown -h: any object, a symlink itself. */
+  chown(p: string, uid: number, gid: number): boolean {
+    const t = this.target(p)
+    if (!t) return false
+    t.uid = uid
+    t.gid = gid
+    return true
+  }
+
+  /** setxattr without following: user.* only on files and directories, as Linux. */
+  setXattr(p: string, name: string, value: string): boolean {
+    const n = this.get(p)
+    const t = this.target(p)
+    if (!n || !t) return false
+    if (name.startsWith('user.') && n.kind === 'obj' && n.obj.kind !== 'file') return false
+    t.xattrs ??= new Map()
+    t.xattrs.set(name, value)
+    return true
+  }
+
+  removeXattr(p: string, name: string): boolean {
+    const t = this.target(p)
+    if (!t?.xattrs?.has(name)) return false
+    t.xattrs.delete(name)
+    return true
+  }
+
+  /** mknod of a FIFO or character device at a free name. */
+  mknod(p: string, type: 'fifo' | 'chardev'): boolean {
+    const par = this.parent(p)
+    if (!par || par.dir.children.has(par.name)) return false
+    par.dir.children.set(par.name, {kind: 'obj', obj: {kind: 'special', type, perm: 0o644}})
+    return true
+  }
+
+  /** touch -h: sets times of what is there (not modelled), or makes an empty file. */
+  touch(p: string): boolean {
+    if (this.get(p)) return true
+    const par = this.parent(p)
+    if (!par) return false
+    par.dir.children.set(par.name, {kind: 'obj', obj: {kind: 'file', data: Buffer.alloc(0), perm: 0o644}})
     return true
   }
 
@@ -121,21 +202,118 @@ export class Model {
   cp(a: string, b: string): boolean {
     const n = this.get(a)
     if (!n || n.kind === 'dir') return false
-    const tb = this.get(b)
-    const target = tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
-    const par = this.parent(target)
+    return Model.copyTree(this, a, this, b, {})
+  }
+
+  /**
+   * cp [-r] [-T] from `sm` (this model, or another fileset's) to `dm`, as GNU cp: into b if b
+   * is a directory (unless T); a directory merges into a directory and never replaces
+   * anything else; a non-directory replaces a non-directory, never a directory; each refused
+   * entry makes the copy fail while the rest is copied. Within one fileset a directory is not
+   * copied into itself, and a file onto itself, at any depth, fails (the same file); models of
+   * two filesets share no object. Returns success.
+   */
+  static copyTree(sm: Model, a: string, dm: Model, b: string, opts: {r?: boolean, T?: boolean}): boolean {
+    const n = sm.get(a)
+    if (!n) return false
+    if (n.kind === 'dir' && !opts.r) return false
+    const tb = dm.get(b)
+    const target = !opts.T && tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
+    const par = dm.parent(target)
     if (!par) return false
     const ex = par.dir.children.get(par.name)
-    if (ex && ex.kind === 'dir') return false
-    if (ex && ex.kind === 'obj' && ex.obj === n.obj) return true
-    const o = n.obj
-    par.dir.children.set(par.name, {kind: 'obj', obj: o.kind === 'file' ? {kind: 'file', data: Buffer.from(o.data), perm: o.perm} : {kind: 'symlink', target: o.target}})
+    if (sm === dm) {
+      const na = '/' + comps(a).join('/')
+      const nt = '/' + comps(target).join('/')
+      if (n.kind === 'dir' && (nt === na || nt.startsWith(na + '/'))) return false
+    }
+    // Decisions are made against the tree as it was: the copy is staged, then published.
+    const frozen = freeze(n)
+    const objs = new Map<MObj, MObj>()
+    const copyObj = (o: MObj): MObj => {
+      let c = objs.get(o)
+      if (!c) {
+        c = dupObj(o)
+        objs.set(o, c)
+      }
+      return c
+    }
+    const fresh = (src: MNode): MNode => src.kind === 'dir'
+      ? dirLike(src, new Map([...src.children].map(([k, v]) => [k, fresh(v)])))
+      : {kind: 'obj', obj: copyObj(src.obj)}
+    let ok = true
+    const place = (src: MNode, dir: MNode & {kind: 'dir'}, name: string) => {
+      const e = dir.children.get(name)
+      if (src.kind === 'dir') {
+        if (!e) dir.children.set(name, fresh(src))
+        else if (e.kind === 'dir') for (const [k, v] of src.children) place(v, e, k)
+        else ok = false
+        return
+      }
+      if (e && e.kind === 'dir') { ok = false; return }
+      if (e && e.kind === 'obj' && e.obj === src.obj) { ok = false; return } // cp: the same file
+      dir.children.set(name, {kind: 'obj', obj: copyObj(src.obj)})
+    }
+    place(frozen, par.dir, par.name)
+    return ok
+  }
+
+  /** mv within the fileset: into b if b is a directory, then a rename; the same file is an error (GNU mv). */
+  move(a: string, b: string): boolean {
+    const tb = this.get(b)
+    const target = tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
+    const x = this.get(a)
+    const y = this.get(target)
+    if (x && y && (x === y || (x.kind === 'obj' && y.kind === 'obj' && x.obj === y.obj))) return false
+    return this.rename(a, target)
+  }
+
+  /** mv from `sm` to another fileset's `dm`: a copy and a removal, with rename(2)'s rules. */
+  static moveBetween(sm: Model, a: string, dm: Model, b: string): boolean {
+    const n = sm.get(a)
+    const pa = sm.parent(a)
+    if (!n || !pa) return false
+    const tb = dm.get(b)
+    const target = tb && tb.kind === 'dir' ? `${b}/${comps(a).pop()}` : b
+    const par = dm.parent(target)
+    if (!par) return false
+    const t = par.dir.children.get(par.name)
+    if (t) {
+      if (n.kind === 'dir' && t.kind !== 'dir') return false
+      if (n.kind !== 'dir' && t.kind === 'dir') return false
+      if (t.kind === 'dir' && t.children.size > 0) return false
+    }
+    const objs = new Map<MObj, MObj>()
+    const copyNode = (x: MNode): MNode => {
+      if (x.kind === 'dir') return dirLike(x, new Map([...x.children].map(([k, v]) => [k, copyNode(v)])))
+      let o = objs.get(x.obj)
+      if (!o) {
+        o = dupObj(x.obj)
+        objs.set(x.obj, o)
+      }
+      return {kind: 'obj', obj: o}
+    }
+    par.dir.children.set(par.name, copyNode(n))
+    pa.dir.children.delete(pa.name)
     return true
   }
 
-  symlink(target: string, p: string): boolean {
+  /** ln [-f]: a hard link at b; -f replaces a file or symlink there, never a directory or the same file. */
+  linkForce(a: string, b: string, force: boolean): boolean {
+    const n = this.get(a)
+    const pb = this.parent(b)
+    if (!n || n.kind === 'dir' || !pb) return false
+    const e = pb.dir.children.get(pb.name)
+    if (e && (!force || e.kind === 'dir' || e.obj === n.obj)) return false
+    pb.dir.children.set(pb.name, {kind: 'obj', obj: n.obj})
+    return true
+  }
+
+  symlink(target: string, p: string, force = false): boolean {
     const par = this.parent(p)
-    if (!par || par.dir.children.has(par.name)) return false
+    if (!par) return false
+    const e = par.dir.children.get(par.name)
+    if (e && (!force || e.kind === 'dir')) return false
     par.dir.children.set(par.name, {kind: 'obj', obj: {kind: 'symlink', target}})
     return true
   }
@@ -145,10 +323,10 @@ export class Model {
     const m = new Model()
     const objs = new Map<MObj, MObj>()
     const copyNode = (n: MNode): MNode => {
-      if (n.kind === 'dir') return {kind: 'dir', perm: n.perm, children: new Map([...n.children].map(([k, v]) => [k, copyNode(v)]))}
+      if (n.kind === 'dir') return dirLike(n, new Map([...n.children].map(([k, v]) => [k, copyNode(v)])))
       let o = objs.get(n.obj)
       if (!o) {
-        o = n.obj.kind === 'file' ? {kind: 'file', data: Buffer.from(n.obj.data), perm: n.obj.perm} : {kind: 'symlink', target: n.obj.target}
+        o = dupObj(n.obj)
         objs.set(n.obj, o)
       }
       return {kind: 'obj', obj: o}
@@ -208,13 +386,15 @@ export class Model {
         const p = prefix + '/' + name
         if (n.kind === 'dir') {
           const subdirs = [...n.children.values()].filter((c) => c.kind === 'dir').length
-          out[p] = `dir ${n.perm.toString(8)} nlink=${2 + subdirs}`
+          out[p] = `dir ${n.perm.toString(8)} nlink=${2 + subdirs}${metaText(n)}`
           walk(n, p)
         } else if (n.obj.kind === 'symlink') {
-          out[p] = `symlink -> ${n.obj.target}`
+          out[p] = `symlink -> ${n.obj.target}${metaText(n.obj)}`
+        } else if (n.obj.kind === 'special') {
+          out[p] = `${n.obj.type} ${n.obj.perm.toString(8)} nlink=${links.get(n.obj)}${metaText(n.obj)}`
         } else {
           const h = createHash('sha256').update(n.obj.data).digest('hex').slice(0, 16)
-          out[p] = `file ${n.obj.perm.toString(8)} size=${n.obj.data.length} nlink=${links.get(n.obj)} ${h}`
+          out[p] = `file ${n.obj.perm.toString(8)} size=${n.obj.data.length} nlink=${links.get(n.obj)} ${h}${metaText(n.obj)}`
         }
       }
     }

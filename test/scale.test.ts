@@ -416,6 +416,8 @@ describe('scale: image sizes', function () {
     expect(r.stderr).to.match(/^prism: /)
     expect(r.stderr.trim().split('\n')).to.have.length(1)
     expect(r.stderr).to.not.match(/internal error|\n\s+at /)
+    // Refused before anything is written: no file is left behind.
+    expect(fs.existsSync(img)).to.equal(false)
   })
 
   it('a 1 TiB image takes little disk space; its unwritten refcount table reads as free; fsck is clean empty and with files', () => {

@@ -162,3 +162,42 @@ describe('scan --incremental: model-checked against a full scan', function () {
     expect(dirsSkipped).to.be.greaterThan(0)
   })
 })
+
+describe('scan --incremental and extended attributes', function () {
+  this.timeout(120000)
+
+  it('an attribute change is a change of metadata: the file is not read again, and diff reports it as A', async () => {
+    const dir = tmpDir()
+    const img = newImage(dir)
+    const db = path.join(dir, 'sigs.hdb')
+    fs.writeFileSync(db, `${createHash('md5').update(HASHED).digest('hex')}:${HASHED.length}:Test.Hashed\n`)
+    const engine: ScanEngine = {kind: 'signatures', set: loadSignatures([db])}
+    withImage(img, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      ns.mkdir('/d')
+      for (let i = 0; i < 20; i++) ns.writeFile(`/d/f${i}`, i === 3 ? HASHED : Buffer.alloc(5000, i))
+    })
+    const run = () => withImageAsync(img, {write: true}, async (vol) => scan(vol, ['root'], engine, {incremental: true}))
+    const first = await run()
+    expect(first.stats.inodesRead).to.equal(20)
+    withImage(img, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      ns.setXattr('/d/f3', Buffer.from('security.selinux'), Buffer.from('system_u:object_r:bin_t:s0'))
+      ns.setXattr('/d/f4', Buffer.from('user.k'), Buffer.alloc(3000, 1))
+    })
+    const again = await run()
+    expect(again.matches.flatMap((m) => m.paths)).to.deep.equal(['root:/d/f3'])
+    expect(again.stats.inodesRead).to.equal(0)
+    // A clone, then an attribute change in it: diff says A for each, and reads no data.
+    withImage(img, {write: true}, (vol) => {
+      clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {mode: 'sync'})
+      namespace(vol, 'c').setXattr('/d/f5', Buffer.from('user.k'), Buffer.from('v'))
+      namespace(vol, 'c').removeXattr('/d/f3', Buffer.from('security.selinux'))
+    })
+    const {diff} = await import('../src/diff/diff.js')
+    const d = withImage(img, {write: false}, (vol) => diff(vol, {fileset: 'root', path: '/'}, {fileset: 'c', path: '/'}))
+    expect(d.entries.map((e) => `${e.code} ${e.path}`)).to.deep.equal(['A /d/f3', 'A /d/f5'])
+    expect(d.stats.bytesRead).to.equal(0)
+    expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+  })
+})

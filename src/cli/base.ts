@@ -1,21 +1,36 @@
 // The base of every prism command: shared flags (--image, --wait, --json), finding the
 // image, taking the lock, and turning any failure into one line on stderr and a documented
 // exit code. Commands stay thin: parse, call the library, print.
-import {Command, Flags} from '@oclif/core'
+import {Command, Errors, Flags} from '@oclif/core'
 import {EXIT, PrismError} from '../errors.js'
-import {findImage} from './locate.js'
+import {findImage, parseWait} from './locate.js'
 import type {Spinner} from './spinner.js'
-import {errorLine, notice} from './notices.js'
+import {errorLine, notice, usageMessage} from './notices.js'
 
 export const imageFlags = {
-  image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE'}),
-  wait: Flags.integer({description: 'seconds to wait for another prism process to release the image', default: 5, min: 0, helpGroup: 'IMAGE'}),
+  image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE', helpValue: 'FILE'}),
+  wait: Flags.custom<number>({
+    description: 'seconds to wait for another prism process to release the image (fractions allowed: 0.5)',
+    default: 5, helpGroup: 'IMAGE', helpValue: 'SECONDS',
+    parse: async (text) => {
+      const s = parseWait(text)
+      if (s === null) throw new Error(`invalid --wait '${text}': give seconds, such as 5 or 0.5`)
+      return s
+    },
+  })(),
 }
 
 type Vol = import('../fs/volume.js').Volume
 
 export abstract class PrismCommand extends Command {
   static enableJsonFlag = true
+
+  async init(): Promise<void> {
+    await super.init()
+    // Before anything opens the image: a signal then stops the command cleanly (src/cli/signals.ts).
+    const {catchSignals} = await import('./signals.js')
+    catchSignals()
+  }
 
   /** Set by a command that must not start the background expander (clone --no-background). */
   protected noBackground = false
@@ -41,17 +56,25 @@ export abstract class PrismCommand extends Command {
     return spinner(text, this.jsonEnabled())
   }
 
+  /** The exit status of a usage error (bad flags or arguments); fsck's is e2fsck's 16. */
+  protected usageStatus: number = EXIT.USAGE
+
   protected async catch(err: Error & {oclif?: {exit?: number}, code?: string}): Promise<unknown> {
     if (err instanceof PrismError) {
       if (this.jsonEnabled()) this.logJson({error: {code: err.code, message: err.message}})
       process.stderr.write(errorLine(err.message))
-      this.exit(err.exitCode)
+      this.exit(err.exitCode === EXIT.USAGE ? this.usageStatus : err.exitCode)
     }
-    if (err.oclif?.exit !== undefined || err.name === 'ExitError') throw err
+    if (err.code === 'EEXIT' || err.name === 'ExitError') throw err // this.exit(): the status is set
     if (err.name === 'SimulatedCrash') throw err
-    const usage = /^(invalid|expected|missing)/i.test(err.message)
-    process.stderr.write(errorLine(`${usage ? '' : 'internal error: '}${err.message}`))
+    // oclif's own errors (a flag it does not know, a missing argument, a value not among the
+    // options, this.error()) and the parsers' "invalid ..." are usage errors: one line, not
+    // oclif's page of usage.
+    const usage = err instanceof Errors.CLIError || /^(invalid|expected|missing|parsing --)/i.test(err.message)
+    const message = usage ? usageMessage(err.message, this.id?.replace(/:/g, ' ')) : `internal error: ${err.message}`
+    if (this.jsonEnabled()) this.logJson({error: {code: usage ? 'EUSAGE' : 'EINTERNAL', message}})
+    process.stderr.write(errorLine(message))
     if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)
-    this.exit(usage ? EXIT.USAGE : 70)
+    this.exit(usage ? this.usageStatus : 70)
   }
 }

@@ -4,10 +4,12 @@
 import fs from 'node:fs'
 import {withImage, namespace} from '../fs/image.js'
 import '../fs/namespace.js'
-import {PrismError} from '../errors.js'
-import {lockWaitNotice} from './session.js'
-import {findImage, imageLoc} from './locate.js'
+import {PrismError, isArgumentError} from '../errors.js'
+import {Failures} from './each.js'
+import {lockWaitNotice, wantsWrite} from './session.js'
+import {findImage, imageLoc, parseWait} from './locate.js'
 import {errorLine, notice} from './notices.js'
+import {catchSignals} from './signals.js'
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 /** Pipe-sized writes (as GNU cat's 128 KiB) keep the reader busy; 4 MiB writes halve throughput. */
@@ -50,17 +52,29 @@ export interface CatOptions {
   onNotice?: (msg: string) => void
 }
 
-/** Streams FILESET:/path arguments, in order, to standard output. */
-export function catPaths(args: string[], opts: CatOptions): void {
+/**
+ * Streams FILESET:/path arguments, in order, to standard output. A path that cannot be read
+ * (missing, a directory ...) is reported to `failures` and the next one follows, as cat does.
+ */
+export function catPaths(args: string[], opts: CatOptions, failures: Failures): void {
   const locs = args.map(imageLoc)
   const fd = outputFd()
   const image = findImage(opts.image)
   let next = 0
-  const run = (write: boolean) => withImage(image, {write, wait: opts.wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
+  let view = false
+  const run = (write: boolean, wait = opts.wait) => withImage(image, {write, wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
+    if (!view && wantsWrite(vol, image)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
     for (; next < locs.length; next++) {
       const loc = locs[next]
       let open = true
-      namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeOut(fd, buf)), CAT_CHUNK)
+      try {
+        namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeOut(fd, buf)), CAT_CHUNK)
+      } catch (e) {
+        // Nothing of a path is written out before it is found to be a readable file.
+        if (!isArgumentError(e)) throw e
+        vol.abort()
+        failures.report(e)
+      }
       if (!open) return // the reader went away, as cat on SIGPIPE
     }
   })
@@ -68,10 +82,18 @@ export function catPaths(args: string[], opts: CatOptions): void {
     try {
       run(false)
     } catch (e) {
-      // A path through a clone that is still expanding: it is expanded on the way, which
-      // needs the image writable. Nothing of that path was written out yet.
+      // A clone still expanding, and the user may write the image: paths through it are
+      // expanded on the way, for good (a user who may not, or who would have to wait for
+      // another process to write, reads them expanded in memory: session.ts wantsWrite).
+      // Nothing was written out yet.
       if (!(e instanceof PrismError && e.code === 'ENEEDWRITE')) throw e
-      run(true)
+      try {
+        run(true, 0)
+      } catch (e2) {
+        if (!(e2 instanceof PrismError && e2.code === 'ELOCKED')) throw e2
+        view = true
+        run(false)
+      }
     }
   } finally {
     if (fd !== 1) fs.closeSync(fd)
@@ -89,7 +111,7 @@ export function fastCat(argv: string[]): number | null {
     const a = argv[i]
     if ((a === '-i' || a === '--image') && i + 1 < argv.length) opts.image = argv[++i]
     else if (a.startsWith('--image=')) opts.image = a.slice(8)
-    else if (a === '--wait' && i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) opts.wait = Number(argv[++i])
+    else if (a === '--wait' && i + 1 < argv.length && parseWait(argv[i + 1]) !== null) opts.wait = parseWait(argv[++i])!
     else if (a.startsWith('-')) return null
     else paths.push(a)
   }
@@ -97,9 +119,11 @@ export function fastCat(argv: string[]): number | null {
   opts.wait ??= 5
   opts.onWait = lockWaitNotice()
   opts.onNotice = notice
+  catchSignals()
   try {
-    catPaths(paths, opts)
-    return 0
+    const failures = new Failures()
+    catPaths(paths, opts, failures)
+    return failures.status
   } catch (e) {
     if (!(e instanceof PrismError)) throw e
     process.stderr.write(errorLine(e.message))

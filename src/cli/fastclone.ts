@@ -9,8 +9,9 @@ import {PrismError} from '../errors.js'
 import {withImage} from '../fs/image.js'
 import {clone, type CloneMode} from '../clone/clone.js'
 import {lockWaitNotice} from './session.js'
-import {findImage, parseImageLoc} from './locate.js'
+import {findImage, parseImageLoc, parseWait} from './locate.js'
 import {errorLine, notice} from './notices.js'
+import {catchSignals} from './signals.js'
 import {nameShown} from '../format/name.js'
 
 export function fastClone(argv: string[]): number | null {
@@ -25,7 +26,7 @@ export function fastClone(argv: string[]): number | null {
     const val = (): string | null => (i + 1 < argv.length ? argv[++i] : null)
     if (a === '-i' || a === '--image') { const v = val(); if (v === null) return null; image = v }
     else if (a.startsWith('--image=')) image = a.slice(8)
-    else if (a === '--wait') { const v = val(); if (v === null || !/^\d+$/.test(v)) return null; wait = Number(v) }
+    else if (a === '--wait') { const v = val(); const s = v === null ? null : parseWait(v); if (s === null) return null; wait = s }
     else if (a === '--mode') { const v = val(); if (v !== 'async' && v !== 'lazy' && v !== 'sync') return null; mode = v }
     else if (a.startsWith('--mode=')) { const v = a.slice(7); if (v !== 'async' && v !== 'lazy' && v !== 'sync') return null; mode = v }
     else if (a === '--no-background') background = false
@@ -37,13 +38,14 @@ export function fastClone(argv: string[]): number | null {
   if (pos.length < 1 || pos.length > 2 || (pos[1] ?? '').includes(':')) return null
   const src = parseImageLoc(pos[0].includes(':') ? pos[0] : `${pos[0]}:/`)
   if (!src) return null
+  catchSignals()
   try {
     const path = findImage(image)
     const res = withImage(path, {
       write: true, wait,
       onWait: lockWaitNotice(),
       onNotice: notice,
-    }, (vol) => clone(vol, src, pos[1] ? {fileset: pos[1]} : null, {
+    }, (vol) => clone(vol, src, pos[1] !== undefined ? {fileset: pos[1]} : null, {
       mode, exclude, onWarning: (m) => process.stderr.write(`prism: warning: ${nameShown(m)}\n`),
     }))
     process.stdout.write(`${res.fileset}\n`)

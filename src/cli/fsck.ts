@@ -2,12 +2,25 @@
 // bin/run.js's start-up fast path for `fsck [--repair|-y|--fix] [--json] [-i IMAGE] [--wait N]`.
 // fsck is judged against e2fsck, which starts in a few milliseconds; oclif's start-up alone
 // costs a quarter of a check of a 100,000-file image.
-import {PrismError} from '../errors.js'
+import {EXIT, PrismError} from '../errors.js'
 import {fsckImage, type FsckResult} from '../fsck/index.js'
 import {fsckReportLines} from '../fsck/report.js'
-import {findImage} from './locate.js'
+import {findImage, parseWait} from './locate.js'
 import {spinner} from './spinner.js'
 import {errorLine} from './notices.js'
+import {catchSignals} from './signals.js'
+
+/** e2fsck's status for a usage or syntax error. */
+export const FSCK_USAGE = 16
+
+/**
+ * The status of a failed fsck, in e2fsck's codes: 16 for a usage error (bad flags, no image
+ * named or found), 128 + the signal when interrupted, 8 (operational error) otherwise.
+ */
+export function fsckStatusOf(e: PrismError): number {
+  if (e.code === 'EINTR') return e.exitCode
+  return e.exitCode === EXIT.USAGE ? FSCK_USAGE : 8
+}
 
 export interface FsckCommand {
   repair: boolean
@@ -47,9 +60,10 @@ export async function fastFsck(argv: string[]): Promise<number | null> {
     else if (a === '--json') c.json = true
     else if ((a === '-i' || a === '--image') && i + 1 < argv.length) c.image = argv[++i]
     else if (a.startsWith('--image=')) c.image = a.slice(8)
-    else if (a === '--wait' && i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) c.wait = Number(argv[++i])
+    else if (a === '--wait' && i + 1 < argv.length && parseWait(argv[i + 1]) !== null) c.wait = parseWait(argv[++i])!
     else return null
   }
+  catchSignals()
   try {
     return await runFsck(c, {
       log: (line) => process.stdout.write(`${line}\n`),
@@ -58,6 +72,6 @@ export async function fastFsck(argv: string[]): Promise<number | null> {
   } catch (e) {
     if (!(e instanceof PrismError)) throw e
     process.stderr.write(errorLine(e.message))
-    return 8
+    return fsckStatusOf(e)
   }
 }

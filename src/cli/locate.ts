@@ -25,6 +25,8 @@ export function findImage(flag: string | undefined, cwd = process.cwd()): string
   const env = process.env.PRISM_IMAGE
   if (env) return env
   const found: string[] = []
+  // One image under several names (a symlink to it, a hard link) is one image: the first name.
+  const seen = new Set<string>()
   let names: string[] = []
   try {
     names = fs.readdirSync(cwd)
@@ -39,7 +41,12 @@ export function findImage(flag: string | undefined, cwd = process.cwd()): string
     } catch {
       continue
     }
-    if (st.isFile() && st.size >= 4096 * 64 && looksLikeImage(p)) found.push(n)
+    const id = `${st.dev}:${st.ino}`
+    if (seen.has(id)) continue
+    if (st.isFile() && st.size >= 4096 * 64 && looksLikeImage(p)) {
+      seen.add(id)
+      found.push(n)
+    }
   }
   if (found.length === 1) return path.join(cwd, found[0])
   if (found.length === 0) {
@@ -75,6 +82,11 @@ export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: s
 export function location(arg: string): Location {
   const loc = parseImageLoc(arg)
   return loc ? {kind: 'image', ...loc} : {kind: 'host', path: arg}
+}
+
+/** --wait SECONDS: a number of seconds, fractions allowed (0.5, .25); null if it is not one. */
+export function parseWait(text: string): number | null {
+  return /^(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : null
 }
 
 export function showLoc(l: ImageLoc): string {

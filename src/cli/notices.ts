@@ -23,3 +23,18 @@ export function errorLine(message: string): string {
   held.length = 0
   return `prism: ${nameShown(message + also)}\n`
 }
+
+/**
+ * An oclif parse error ("Nonexistent flag: --bogus\nSee more help with --help", a missing
+ * argument, a value not among the options) as the text of one line, pointing at --help.
+ */
+export function usageMessage(message: string, command?: string): string {
+  // A flag's own parser failed: "Parsing --wait \n\t<its message>\nSee more help with --help".
+  const parsing = /^Parsing --(\S+)\s*\n\s*([^\n]*)/.exec(message)
+  if (parsing) message = parsing[2].includes(`--${parsing[1]}`) ? parsing[2] : `--${parsing[1]}: ${parsing[2].charAt(0).toLowerCase()}${parsing[2].slice(1)}`
+  const text = message.split('\n').map((l) => l.trim())
+    .filter((l) => l !== '' && !/^see more help with/i.test(l))
+    .join(' ').replace(/\s+/g, ' ').replace(/:$/, '')
+  const line = text.charAt(0).toLowerCase() + text.slice(1)
+  return command ? `${line} (see 'prism ${command} --help')` : line
+}

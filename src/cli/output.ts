@@ -18,15 +18,19 @@ export function parseSize(text: string): number {
   return v
 }
 
-export function modeString(type: 'file' | 'dir' | 'symlink', perm: number): string {
-  const t = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : '-'
+/** ls's type letter of each kind of inode. */
+const TYPE_LETTER: Record<string, string> = {file: '-', dir: 'd', symlink: 'l', chardev: 'c', blockdev: 'b', fifo: 'p', socket: 's'}
+
+export function modeString(type: string, perm: number): string {
+  const t = TYPE_LETTER[type] ?? '?'
   const rwx = (bits: number, special: boolean, ch: string) =>
     (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-')
   return t + rwx((perm >> 6) & 7, !!(perm & 0o4000), 's') + rwx((perm >> 3) & 7, !!(perm & 0o2000), 's') + rwx(perm & 7, !!(perm & 0o1000), 't')
 }
 
+/** An ISO 8601 UTC time to the nanosecond (2024-05-01T12:00:00.123456789Z). */
 export function isoTime(t: {s: number, ns: number}): string {
-  return new Date(t.s * 1000 + Math.floor(t.ns / 1e6)).toISOString()
+  return new Date(t.s * 1000).toISOString().replace(/\.\d{3}Z$/, `.${String(t.ns).padStart(9, '0')}Z`)
 }
 
 export function lsTime(t: {s: number, ns: number}): string {

@@ -2,14 +2,15 @@
 // bin/run.js's start-up fast path for its common forms. An incremental rescan of a large
 // image is judged against a full scan, and oclif's start-up alone is a sizeable part of it.
 import {PrismError} from '../errors.js'
-import {findImage} from './locate.js'
+import {findImage, parseWait} from './locate.js'
 import {withSession} from './session.js'
-import {allFilesetNames, scan, type ScanEngine} from '../scan/scan.js'
+import {allFilesetNames, scan, type ScanEngine, type ScanError, type ScanResult} from '../scan/scan.js'
+import {findFileset} from '../fs/filesets.js'
 import {describeLoad, loadSignatures} from '../scan/signatures.js'
-import {isExpanding} from '../scan/expand.js'
-import {listFilesets} from '../fs/filesets.js'
 import {errorLine, notice} from './notices.js'
 import {nameShown} from '../format/name.js'
+import {spinner} from './spinner.js'
+import {catchSignals} from './signals.js'
 
 export interface ScanCommand {
   names: string[]
@@ -46,52 +47,58 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
   }
   const image = findImage(c.image)
   const session = {wait: c.wait, onNotice: out.notice}
-  // Writable only when needed: to remember results, or to expand a fileset still expanding.
-  let write = c.incremental
-  if (!write) {
-    write = await withSession(image, false, session, (vol) =>
-      listFilesets(vol).some((f) => (c.all || c.names.includes(f.name)) && isExpanding(f)))
-  }
-  const progress = await progressLine(c.json)
+  // Writable only to remember results. A fileset still expanding is expanded first: the
+  // session opens the image for writing for that when the user may write it, and otherwise
+  // the scan reads it expanded in memory (src/scan/expand.ts).
+  const write = c.incremental
+  const progress = await spinner('scanning', c.json)
   const started = Date.now()
-  let result
+  // A named fileset that does not exist is an error of its own, as a missing file is to
+  // clamscan: the others are scanned, and the status is 2 unless something is found.
+  let missing: ScanError[] = []
+  let result: ScanResult
   try {
-    result = await withSession(image, write, session, (vol) => scan(vol, c.all ? allFilesetNames(vol) : c.names, engine, {
-      incremental: c.incremental,
-      onNotice: out.notice,
-      onProgress: (p) => {
-        const secs = Math.max(0.001, (Date.now() - started) / 1000)
-        progress.update(`${p.files}/${p.totalFiles} files, ${mib(p.bytes)} of ${mib(p.totalBytes)} MiB, ${(p.bytes / 1048576 / secs).toFixed(1)} MiB/s`)
-      },
-    }))
+    result = await withSession(image, write, session, async (vol) => {
+      missing = []
+      const names = c.all ? allFilesetNames(vol) : c.names.filter((n) => {
+        if (findFileset(vol, n)) return true
+        missing.push({ino: 0, paths: [`${n}:/`], message: `no fileset named '${n}' (see 'prism fileset list')`})
+        return false
+      })
+      if (names.length === 0) return {matches: [], errors: [], stats: {filesets: 0, dirsRead: 0, names: 0, inodes: 0, inodesRead: 0, bytesRead: 0, cached: 0, bytesTotal: 0, readsPerInode: new Map()}}
+      return scan(vol, names, engine, {
+        incremental: c.incremental,
+        onNotice: out.notice,
+        onProgress: (p) => {
+          const secs = Math.max(0.001, (Date.now() - started) / 1000)
+          progress.update(`${p.files}/${p.totalFiles} files, ${mib(p.bytes)} of ${mib(p.totalBytes)} MiB, ${(p.bytes / 1048576 / secs).toFixed(1)} MiB/s`)
+        },
+      })
+    })
   } finally {
     progress.stop()
   }
   const {stats} = result
+  const errors = [...missing, ...result.errors]
   const summary = {
     filesets: stats.filesets, dirsRead: stats.dirsRead, names: stats.names, inodes: stats.inodes, inodesRead: stats.inodesRead, bytesRead: stats.bytesRead,
-    cached: stats.cached, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: result.errors.length,
+    cached: stats.cached, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: errors.length,
   }
   const report = engine.kind === 'signatures' ? engine.set.report : undefined
   if (c.json) {
-    out.json({matches: result.matches, errors: result.errors, stats: summary, ...(report ? {signatures: report} : {})})
+    out.json({matches: result.matches, errors, stats: summary, ...(report ? {signatures: report} : {})})
   } else {
+    for (const e of missing) process.stderr.write(errorLine(e.message))
     // As clamscan's "Known viruses": what the databases gave, and what of them was skipped.
     if (report) out.log(describeLoad(report))
-    for (const m of result.matches) for (const p of m.paths) out.log(`${nameShown(p)}: ${m.found.join(', ')} FOUND`)
-    for (const e of result.errors) process.stderr.write(`prism: ${nameShown(e.paths[0])}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}\n`)
-    out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
-      `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${result.errors.length} error(s)`)
   }
-  return result.matches.length > 0 ? 1 : result.errors.length > 0 ? 2 : 0
-}
-
-/** ora on a terminal (stderr), nothing otherwise. */
-async function progressLine(json: boolean): Promise<{update: (t: string) => void, stop: () => void}> {
-  if (!process.stderr.isTTY || json) return {update: () => {}, stop: () => {}}
-  const {default: ora} = await import('ora')
-  const s = ora({text: 'scanning', stream: process.stderr}).start()
-  return {update: (t) => { s.text = t; s.render() }, stop: () => s.stop()}
+  if (!c.json && stats.filesets > 0) {
+    for (const m of result.matches) for (const p of m.paths) out.log(`${nameShown(p)}: ${m.found.join(', ')} FOUND`)
+    for (const e of result.errors) process.stderr.write(`prism: ${nameShown(`${e.paths[0]}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}`)}\n`)
+    out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
+      `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${errors.length} error(s)`)
+  }
+  return result.matches.length > 0 ? 1 : errors.length > 0 ? 2 : 0
 }
 
 function mib(n: number): string {
@@ -122,11 +129,12 @@ export async function fastScan(argv: string[]): Promise<number | null> {
       if (a === '-s' || a === '--signatures') (c.signatures ??= []).push(x)
       else if (a === '--exec') { if (c.exec !== undefined) return null; c.exec = x }
       else if (a === '--clamd') { if (c.clamd !== undefined) return null; c.clamd = x }
-      else if (a === '--wait') { if (!/^\d+$/.test(x)) return null; c.wait = Number(x) }
+      else if (a === '--wait') { const s = parseWait(x); if (s === null) return null; c.wait = s }
       else c.image = x
     } else if (a.startsWith('-')) return null
     else c.names.push(a)
   }
+  catchSignals()
   try {
     return await runScan(c, {
       log: (line) => process.stdout.write(`${line}\n`),
@@ -137,6 +145,6 @@ export async function fastScan(argv: string[]): Promise<number | null> {
     if (!(e instanceof PrismError)) throw e
     if (c.json) process.stdout.write(`${JSON.stringify({error: {code: e.code, message: e.message}}, null, 2)}\n`)
     process.stderr.write(errorLine(e.message))
-    return 2
+    return e.code === 'EINTR' ? e.exitCode : 2
   }
 }

@@ -18,6 +18,7 @@ import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirList, enterDir} from '../fs/dir.js'
 import {shareInto} from '../fs/extents.js'
+import {holdXattrs} from '../fs/xattr.js'
 import {addFileset, filesetById, findFileset, freeName, getFileset, saveFileset, type Fileset} from '../fs/filesets.js'
 import {namespace} from '../fs/image.js'
 import {touch, type Inode} from '../fs/inode.js'
@@ -29,6 +30,7 @@ import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirL
 
 export {excludeMatcher, parseExcludeFile} from './match.js'
 import {copy, type Location} from '../ops/copy.js'
+import {checkInterrupt} from '../interrupt.js'
 
 export type CloneMode = 'sync' | 'async' | 'lazy'
 
@@ -275,6 +277,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
           const generation = cp.r.generation
           cp.r = {...child.r, area: Buffer.alloc(child.r.area.length), share: 1, nlink: 0, generation, nextOrphan: 0}
           shareInto(vol, child, cp)
+          holdXattrs(vol, cp)
           w.hardlinks.set(child.ino, cp)
           w.stats.copiedHardlinked++
         }
@@ -296,6 +299,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
 }
 
 function progress(w: Walk): void {
+  checkInterrupt()
   if (!w.opts.onProgress) return
   const t = Date.now()
   if (t - w.lastReport < 100) return
@@ -313,7 +317,10 @@ function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: Clo
   else {
     const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(r.source)
     const from: Location = m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: r.source}
-    copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    const done = copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    // A replacement is made whole or the clone fails: it never holds part of what was asked.
+    const e = done.errors[0]
+    if (e) fail(e.code, `--replace ${r.path}=${r.source}: ${e.message}${done.errors.length > 1 ? ` (and ${done.errors.length - 1} more)` : ''}`)
   }
   stats.replaced++
 }

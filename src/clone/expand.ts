@@ -20,7 +20,16 @@
 // for every async clone, the source's clonestart takes its value, and an entry whose lastclone
 // equals its fileset's clonestart has already been expanded along in every clone in flight.
 //
+// Reading never needs write access. On a volume opened read-only (a user who may only read
+// the image file, or a command holding the shared lock), expansion runs exactly as it would
+// for a writer, but in memory only: a read-only volume never commits (Volume.commit), its
+// store never writes (BlockStore.readOnly), and what was expanded is forgotten when the image
+// is closed. So a reader sees, through the same code, exactly what expansion will produce;
+// only the numbers of the inodes it makes (directories, hard-linked files' copies) are those
+// this process picked, which a later expansion may pick differently.
+//
 // Nothing here imports the namespace layer; Namespace calls in.
+import {holdXattrs, shareXattrs} from '../fs/xattr.js'
 import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
   CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
@@ -123,6 +132,11 @@ export function needsCloneState(spec: CloneSpec): boolean {
 
 /** Remembers that hard-linked source inode `src` has the private copy `copy` in clone `c`. */
 function remapPut(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode, copy: Inode): void {
+  ci.remap.set(src.ino, [src.r.generation, copy.ino, copy.r.generation])
+  ci.copies.add(copy.ino)
+  // A read-only volume expands in memory: the map above is all it needs (appending to the
+  // clone-state file would only hold blocks it can never commit).
+  if (vol.readOnly) return
   let rec = filesetById(vol, c.id)!
   if (rec.stateIno === 0) {
     rec = {...rec, stateIno: createCloneState(vol, ci.spec).ino}
@@ -131,8 +145,6 @@ function remapPut(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode, copy: Inod
   const f = vol.iget(rec.stateIno)
   writeData(vol, f, f.r.size, encodeRemapEntry({srcIno: src.ino, srcGeneration: src.r.generation, copyIno: copy.ino, copyGeneration: copy.r.generation}))
   vol.idirty(f)
-  ci.remap.set(src.ino, [src.r.generation, copy.ino, copy.r.generation])
-  ci.copies.add(copy.ino)
 }
 
 /** A new directory inode with the attributes of `src`, empty. */
@@ -147,6 +159,7 @@ export function newDirLike(vol: Volume, src: Inode): Inode {
   d.r.ctimeS = src.r.ctimeS; d.r.ctimeNs = src.r.ctimeNs
   d.r.dataVersion = 1
   d.r.flags |= src.r.flags & IF_NOCLONE
+  shareXattrs(vol, src, d)
   vol.idirty(d)
   return d
 }
@@ -190,7 +203,6 @@ function sourceOf(vol: Volume, c: Fileset, u: Inode): {src: Fileset, from: Inode
  */
 export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   if (!isUnexpanded(u)) return []
-  if (vol.readOnly) fail('ENEEDWRITE', `fileset '${c.name}' is still being expanded at '${path || '/'}'; open the image for writing to expand it`)
   const chain: Array<{c: Fileset, u: Inode, path: string}> = [{c, u, path}]
   for (;;) {
     const top = chain[chain.length - 1]
@@ -428,6 +440,7 @@ function linkedCopy(vol: Volume, c: Fileset, ci: CloneInfo, src: Inode): Inode {
   const cp = vol.ialloc(src.r.mode, src.ino + 1)
   const generation = cp.r.generation
   cp.r = {...src.r, area: Buffer.alloc(src.r.area.length), share: 1, generation, nextOrphan: 0}
+  holdXattrs(vol, cp)
   shareInto(vol, src, cp)
   vol.idirty(cp)
   remapPut(vol, c, ci, src, cp)

@@ -13,6 +13,9 @@ export default class Cat extends PrismCommand {
     const {argv, flags} = await this.parse(Cat)
     const {catPaths} = await import('../cli/cat.js')
     const {lockWaitNotice} = await import('../cli/session.js')
-    catPaths(argv as string[], {image: flags.image, wait: flags.wait, onWait: lockWaitNotice(), onNotice: (m) => this.notice(m)})
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
+    catPaths(argv as string[], {image: flags.image, wait: flags.wait, onWait: lockWaitNotice(), onNotice: (m) => this.notice(m)}, failures)
+    failures.settle()
   }
 }

@@ -14,6 +14,7 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
   static examples = [
     '<%= config.bin %> clone root --exclude /home --exclude /var/log',
     '<%= config.bin %> clone root scratch --mode lazy',
+    '<%= config.bin %> clone root ci-7 --mode sync',
     '<%= config.bin %> clone root sandbox --replace /home=@empty-dir --replace /etc/hostname=./hostname',
     '<%= config.bin %> clone root:/srv/site web:/srv/site',
     "<%= config.bin %> clone root ci-42 --exclude-from .cloneignore --exclude '**/*.log'",
@@ -25,10 +26,10 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
   }
   static flags = {
     ...imageFlags,
-    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern (.gitignore rules; !PATTERN takes back)', multiple: true, default: []}),
-    'exclude-from': Flags.string({description: 'file of exclude patterns read as a .gitignore (# comments, blank lines)'}),
-    replace: Flags.string({char: 'r', description: 'PATH=SOURCE: put SOURCE at PATH in the clone', multiple: true, default: []}),
-    mode: Flags.string({description: 'async: usable at once, expanded in the background and on demand; lazy: expanded only on demand; sync: expanded before returning', options: ['async', 'lazy', 'sync'], default: 'async'}),
+    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern (.gitignore rules; !PATTERN takes back; repeat the flag for several)', multiple: true, multipleNonGreedy: true, default: [], helpValue: 'PATTERN'}),
+    'exclude-from': Flags.string({description: 'file of exclude patterns read as a .gitignore (# comments, blank lines)', helpValue: 'FILE'}),
+    replace: Flags.string({char: 'r', description: 'put SOURCE at PATH in the clone (repeat the flag for several)', multiple: true, multipleNonGreedy: true, default: [], helpValue: 'PATH=SOURCE'}),
+    mode: Flags.string({description: 'async: usable at once, expanded in the background and on demand; lazy: expanded only on demand; sync: expanded before returning', options: ['async', 'lazy', 'sync'], default: 'async', helpValue: 'async|lazy|sync'}),
     background: Flags.boolean({description: 'start the background expander (async mode)', default: true, allowNo: true}),
   }
 
@@ -37,8 +38,9 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     const src = parseImageLoc(args.src.includes(':') ? args.src : `${args.src}:/`)
     if (!src) throw new PrismError('EUSAGE', `'${args.src}' is not a fileset or FILESET:/path`)
     let dst: {fileset: string, path?: string} | null = null
-    if (args.dst) dst = args.dst.includes(':') ? parseImageLoc(args.dst) : {fileset: args.dst}
-    if (args.dst && !dst) throw new PrismError('EUSAGE', `'${args.dst}' is not a fileset name or FILESET:/path`)
+    // An empty DST is a name (an invalid one), not the absence of one.
+    if (args.dst !== undefined) dst = args.dst.includes(':') ? parseImageLoc(args.dst) : {fileset: args.dst}
+    if (args.dst !== undefined && !dst) throw new PrismError('EUSAGE', `'${args.dst}' is not a fileset name or FILESET:/path`)
     const {clone, parseExcludeFile} = await import('../clone/clone.js')
     const exclude = [...flags.exclude]
     if (flags['exclude-from']) {

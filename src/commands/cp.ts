@@ -7,7 +7,8 @@ import {PrismError} from '../errors.js'
 export default class Cp extends PrismCommand {
   static summary = 'Copy files into, out of, and within the image'
   static description = `Paths written FILESET:/path are inside the image; anything else is a host path.
-Recursive copies keep file type, mode, owner, times, symlinks and hard links. A directory copied onto a fileset's root (FILESET:/) fills that root. Copies within the image share data blocks (like cp --reflink) until one side writes.`
+Recursive copies keep file type, mode, owner, times, symlinks and hard links. A directory copied onto a fileset's root (FILESET:/) fills that root. Copies within the image share data blocks (like cp --reflink) until one side writes.
+As cp: a directory never replaces a file nor a file a directory; an entry that cannot be copied (refused, unreadable, a special file) is named on stderr, the rest is copied, and the exit status is 1. A copy into the image is all or nothing: it appears in its last transaction. Holes of sparse files stay holes both ways.`
   static examples = [
     '<%= config.bin %> cp -r ./rootfs root:/',
     '<%= config.bin %> cp ./hosts ./resolv.conf root:/etc/',
@@ -32,6 +33,8 @@ Recursive copies keep file type, mode, owner, times, symlinks and hard links. A 
       throw new PrismError('EUSAGE', 'neither source nor destination is inside the image: write FILESET:/path (for example root:/)')
     }
     const {copy} = await import('../ops/copy.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
     const spin = await this.spinner('copying')
     try {
       const stats = await this.withVolume(flags, dst.kind === 'image', (vol) =>
@@ -39,9 +42,16 @@ Recursive copies keep file type, mode, owner, times, symlinks and hard links. A 
           recursive: flags.recursive || flags.archive,
           noTargetDirectory: flags['no-target-directory'],
           onProgress: (s) => spin.update(`copying: ${s.files} files, ${s.dirs} directories, ${humanSize(s.bytes)}`),
-          onWarning: (m) => this.notice(m),
+          onSourceError: (e) => {
+            spin.stop()
+            failures.report(e)
+          },
         }))
-      spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
+      spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.specials} special files, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
+      // As cp: each entry that could not be copied is named on its own line, the rest is
+      // copied (and durable), and the exit status is 1.
+      for (const e of stats.errors) failures.report(new PrismError(e.code, e.message))
+      failures.settle()
       return stats
     } catch (e) {
       spin.stop()

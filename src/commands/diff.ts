@@ -26,7 +26,7 @@ Files both sides share (one inode) are never read, and shared subtrees that are 
       this.logJson({entries: result.entries, stats})
       return
     }
-    for (const e of result.entries) this.log(nameShown(e.code === 'R' ? `R\t${e.path} -> ${e.to}` : `${e.code}\t${e.path}`))
+    for (const e of result.entries) this.log(e.code === 'R' ? `R\t${nameShown(e.path)} -> ${nameShown(e.to!)}` : `${e.code}\t${nameShown(e.path)}`)
   }
 }
 

@@ -4,9 +4,10 @@ import {PrismError} from '../errors.js'
 
 export default class Expand extends PrismCommand {
   static summary = 'Finish expanding an asynchronous or lazy clone now'
-  static description = `An async clone is expanded in the background and a lazy one on demand; this expands the rest of FILESET (or of every expanding clone with --all) in the foreground, showing progress. An expansion that was interrupted resumes where it stopped. Afterwards the clone is an ordinary fileset.`
-  static examples = ['<%= config.bin %> expand sandbox', '<%= config.bin %> expand --all']
-  static args = {fileset: Args.string({description: 'the clone to expand'})}
+  static description = `An async clone is expanded in the background and a lazy one on demand; this expands the rest of each FILESET (or of every expanding clone with --all) in the foreground, showing progress. An expansion that was interrupted resumes where it stopped. Afterwards the clone is an ordinary fileset. A name that is not a fileset is reported, the others are expanded, and the exit status is 1.`
+  static examples = ['<%= config.bin %> expand sandbox', '<%= config.bin %> expand sandbox scratch', '<%= config.bin %> expand --all']
+  static args = {filesets: Args.string({description: 'the clones to expand'})}
+  static strict = false
   static flags = {
     ...imageFlags,
     all: Flags.boolean({description: 'expand every clone that is still expanding', default: false}),
@@ -14,33 +15,38 @@ export default class Expand extends PrismCommand {
   }
 
   async run() {
-    const {args, flags} = await this.parse(Expand)
+    const {argv, flags} = await this.parse(Expand)
+    const names = argv as string[]
     if (flags.background) {
       const {runBackground} = await import('../clone/background.js')
       runBackground(this.imagePath(flags.image))
       return {background: true}
     }
-    if (!args.fileset && !flags.all) throw new PrismError('EUSAGE', 'name a fileset to expand, or use --all')
+    if (names.length === 0 && !flags.all) throw new PrismError('EUSAGE', 'name a fileset to expand, or use --all')
     const {expandAll, isExpanding} = await import('../clone/expand.js')
     const {getFileset, listFilesets} = await import('../fs/filesets.js')
+    const {forEachItem} = await import('../fs/image.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
     const spin = await this.spinner('expanding')
     try {
       const done = await this.withVolume(flags, true, (vol) => {
-        const targets = flags.all ? listFilesets(vol).filter(isExpanding) : [getFileset(vol, args.fileset!)]
+        const targets = flags.all ? listFilesets(vol).filter(isExpanding).map((f) => f.name) : names
         const out: Array<{fileset: string, dirs: number}> = []
-        for (const f of targets) {
-          if (!isExpanding(f)) { out.push({fileset: f.name, dirs: 0}); continue }
+        forEachItem(vol, targets, (e) => { spin.stop(); failures.report(e) }, (name) => {
+          const f = getFileset(vol, name)
+          if (!isExpanding(f)) { out.push({fileset: f.name, dirs: 0}); return }
           let n = 0
           expandAll(vol, f, () => {
             if ((++n & 63) === 0) spin.update(`expanding ${f.name}: ${n} directories`)
           })
-          vol.commit()
           out.push({fileset: f.name, dirs: n})
-        }
+        })
         return out
       })
       spin.stop()
       for (const d of done) this.log(d.dirs ? `${d.fileset}: expanded ${d.dirs} directories` : `${d.fileset}: already expanded`)
+      failures.settle()
       return done
     } catch (e) {
       spin.stop()

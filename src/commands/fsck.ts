@@ -6,7 +6,7 @@ import {errorLine} from '../cli/notices.js'
 export default class Fsck extends PrismCommand {
   static summary = 'Check the whole image, and repair it with --repair'
   static description = `Replays the journal, then checks the superblock and its backup, every inode and block map, every directory, link and share counts, the reference-count table and the fileset table.
-Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left uncorrected, 8 operational error. Without --repair the image is not modified.`
+Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left uncorrected, 8 operational error, 16 usage error (128 + the signal when interrupted: 130, 143). Without --repair the image is not modified.`
   static examples = ['<%= config.bin %> fsck', '<%= config.bin %> fsck --repair', '<%= config.bin %> fsck --json -i disk.img || echo "image damaged"']
   static flags = {
     ...imageFlags,
@@ -24,10 +24,14 @@ Exit status, as e2fsck: 0 clean, 1 errors found and all fixed, 4 errors left unc
     if (code !== 0) process.exitCode = code
   }
 
+  /** e2fsck's status for a usage or syntax error (src/cli/fsck.ts FSCK_USAGE) */
+  protected usageStatus = 16
+
   protected async catch(err: Error & {oclif?: {exit?: number}}): Promise<unknown> {
     if (err instanceof PrismError) {
       process.stderr.write(errorLine(err.message))
-      this.exit(8)
+      const {fsckStatusOf} = await import('../cli/fsck.js')
+      this.exit(fsckStatusOf(err))
     }
     return super.catch(err)
   }

@@ -11,16 +11,19 @@ export default class Mkdir extends PrismCommand {
   static flags = {
     ...imageFlags,
     parents: Flags.boolean({char: 'p', description: 'create missing parents; no error if it exists'}),
-    mode: Flags.string({char: 'm', description: 'permissions, octal', default: '755'}),
+    mode: Flags.string({char: 'm', description: 'permissions, octal', default: '755', helpValue: 'MODE'}),
   }
 
   async run() {
     const {argv, flags} = await this.parse(Mkdir)
     if (!/^[0-7]{1,4}$/.test(flags.mode)) this.error(`invalid mode '${flags.mode}'`, {exit: 2})
     const locs = (argv as string[]).map(imageLoc)
-    const {namespace} = await import('../fs/image.js')
-    await this.withVolume(flags, true, (vol) => {
-      for (const loc of locs) namespace(vol, loc.fileset).mkdir(loc.path, {parents: flags.parents, mode: parseInt(flags.mode, 8)})
-    })
+    const {namespace, forEachItem} = await import('../fs/image.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
+    await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
+      namespace(vol, loc.fileset).mkdir(loc.path, {parents: flags.parents, mode: parseInt(flags.mode, 8)})
+    }))
+    failures.settle()
   }
 }

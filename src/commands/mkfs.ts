@@ -13,10 +13,10 @@ export default class Mkfs extends PrismCommand {
   ]
   static args = {image: Args.string({description: 'image file to create', required: true})}
   static flags = {
-    size: Flags.string({char: 's', description: 'image size (K, M, G, T suffixes)', default: '8G'}),
-    inodes: Flags.integer({description: 'number of inodes (default: one per 16 KiB)', min: 16}),
-    'journal-size': Flags.string({description: 'journal size (default: 1/128 of the image, 4 MiB to 128 MiB)'}),
-    filesets: Flags.integer({description: 'fileset table slots', default: 4096, min: 1}),
+    size: Flags.string({char: 's', description: 'image size (K, M, G, T suffixes)', default: '8G', helpValue: 'SIZE'}),
+    inodes: Flags.integer({description: 'number of inodes (default: one per 16 KiB)', min: 16, helpValue: 'N'}),
+    'journal-size': Flags.string({description: 'journal size (default: 1/128 of the image, 4 MiB to 128 MiB)', helpValue: 'SIZE'}),
+    filesets: Flags.integer({description: 'fileset table slots', default: 4096, min: 1, helpValue: 'N'}),
     force: Flags.boolean({char: 'f', description: 'overwrite an existing file'}),
   }
 

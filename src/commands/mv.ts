@@ -19,6 +19,9 @@ export default class Mv extends PrismCommand {
     const dst = all.pop()!
     const {namespace} = await import('../fs/image.js')
     const {move} = await import('../ops/move.js')
-    await this.withVolume(flags, true, (vol) => move(vol, all, dst, (name) => namespace(vol, name)))
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
+    await this.withVolume(flags, true, (vol) => move(vol, all, dst, (name) => namespace(vol, name), failures.report))
+    failures.settle()
   }
 }

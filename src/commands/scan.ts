@@ -6,7 +6,7 @@ import {errorLine} from '../cli/notices.js'
 export default class Scan extends PrismCommand {
   static summary = 'Scan filesets for malware, reading each shared file once'
   static description = `Scans every regular file of the named filesets (or --all). A file shared by several filesets or names is read once, and each match is reported with every FILESET:/path that shows it.
-Engines: --signatures FILE... (ClamAV databases as they come: .cvd/.cld/.cud containers and .hdb/.hsb/.ndb/.db/.fp/.sfp/.ign/.ign2 files; the signatures prism evaluates exactly as ClamAV are used, the others skipped and counted in one line; see the README), --exec CMD (runs CMD once per unique file with the content on stdin: exit 1 means found, its first stdout line names it; a command that fails for each of the first 10 files stops the scan), or --clamd SOCKET (streams each unique file to a running clamd with INSTREAM).
+Engines: (--signatures FILE)... (ClamAV databases as they come: .cvd/.cld/.cud containers and .hdb/.hsb/.ndb/.db/.fp/.sfp/.ign/.ign2 files; the signatures prism evaluates exactly as ClamAV are used, the others skipped and counted in one line; see the README), --exec CMD (runs CMD once per unique file with the content on stdin: exit 1 means found, its first stdout line names it; a command that fails for each of the first 10 files stops the scan), or --clamd SOCKET (streams each unique file to a running clamd with INSTREAM).
 --incremental remembers results inside the image per inode and content version, and reads only what changed since the last scan with the same signatures (or command, or clamd database).
 Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
   static examples = [
@@ -20,9 +20,9 @@ Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
   static flags = {
     ...imageFlags,
     all: Flags.boolean({description: 'scan every fileset'}),
-    signatures: Flags.string({char: 's', multiple: true, description: 'ClamAV database (.cvd, .cld, .hdb, .ndb, ...); repeat for several'}),
-    exec: Flags.string({description: 'command run once per unique file with its content on stdin (exit 1 = found)'}),
-    clamd: Flags.string({description: "clamd's socket (a path, or host:port)"}),
+    signatures: Flags.string({char: 's', multiple: true, multipleNonGreedy: true, helpValue: 'FILE', description: 'ClamAV database (.cvd, .cld, .hdb, .ndb, ...); repeat the flag for several: -s main.cvd -s daily.cvd'}),
+    exec: Flags.string({description: 'command run once per unique file with its content on stdin (exit 1 = found)', helpValue: 'CMD'}),
+    clamd: Flags.string({description: "clamd's socket (a path, or host:port)", helpValue: 'SOCKET'}),
     incremental: Flags.boolean({description: 'skip files unchanged since the last scan with the same signatures'}),
   }
 
@@ -44,7 +44,7 @@ Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
     if (err instanceof PrismError) {
       if (this.jsonEnabled()) this.logJson({error: {code: err.code, message: err.message}})
       process.stderr.write(errorLine(err.message))
-      this.exit(2)
+      this.exit(err.code === 'EINTR' ? err.exitCode : 2)
     }
     return super.catch(err)
   }

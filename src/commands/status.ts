@@ -26,7 +26,7 @@ export default class Status extends PrismCommand {
     if (list.length === 0) this.log('no clone is being expanded')
     else {
       this.log(table([['NAME', 'MODE', 'SOURCE', 'DIRS', 'ELAPSED', 'LEFT'], ...list.map((c) => [
-        c.fileset, c.mode, c.source, `${c.done}/${c.known}`, duration(c.elapsedMs), c.mode === 'async' ? `~${duration(c.etaMs)}` : 'on demand',
+        c.fileset, c.mode, c.source, `${c.done}/${c.known}`, duration(c.elapsedMs), c.mode !== 'async' ? 'on demand' : c.etaMs === null ? 'unknown' : `~${duration(c.etaMs)}`,
       ])], [3]))
       if (list.some((c) => c.mode === 'async')) this.log(`background expander: ${background ? 'running' : 'not running (the next prism command starts it)'}`)
     }

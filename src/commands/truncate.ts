@@ -13,7 +13,7 @@ export default class Truncate extends PrismCommand {
   static enableJsonFlag = false
   static flags = {
     ...imageFlags,
-    size: Flags.string({char: 's', description: 'new size (K, M, G suffixes; +N or -N relative)', required: true}),
+    size: Flags.string({char: 's', description: 'new size (K, M, G suffixes; +N or -N relative)', required: true, helpValue: 'SIZE'}),
     'no-create': Flags.boolean({char: 'c', description: 'do not create missing files'}),
   }
 
@@ -27,16 +27,18 @@ export default class Truncate extends PrismCommand {
     } catch (e) {
       throw new PrismError('EUSAGE', (e as Error).message)
     }
-    const {namespace} = await import('../fs/image.js')
-    await this.withVolume(flags, true, (vol) => {
-      for (const loc of locs) {
-        const ns = namespace(vol, loc.fileset)
-        const exists = ns.exists(loc.path, true)
-        if (!exists && flags['no-create']) continue
-        const inode = exists ? ns.resolveOwned(loc.path, true) : ns.openForWrite(loc.path)
-        const size = rel ? Math.max(0, inode.r.size + rel * amount) : amount
-        ns.truncateInode(inode, size)
-      }
-    })
+    const {namespace, forEachItem} = await import('../fs/image.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
+    await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
+      const ns = namespace(vol, loc.fileset)
+      const exists = ns.exists(loc.path, true)
+      if (!exists && flags['no-create']) return
+      const inode = exists ? ns.resolveOwned(loc.path, true) : ns.openForWrite(loc.path)
+      if (inode.isDir) throw new PrismError('EISDIR', `${ns.where(loc.path)}: cannot truncate a directory`)
+      const size = rel ? Math.max(0, inode.r.size + rel * amount) : amount
+      ns.truncateInode(inode, size)
+    }))
+    failures.settle()
   }
 }

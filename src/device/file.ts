@@ -4,11 +4,13 @@
 import fs from 'node:fs'
 import {createRequire} from 'node:module'
 import os from 'node:os'
+import nodePath from 'node:path'
 import {Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
 import {WriteBehind} from './writebehind.js'
+import {checkInterrupt} from '../interrupt.js'
 
 // startWriteback's thread, as plain JavaScript evaluated in it: fdatasync on request, on a
 // descriptor of its own; errors are ignored (sync() on the image's descriptor reports them).
@@ -58,6 +60,37 @@ function ioError(path: string, e: unknown): PrismError {
   return new PrismError('EIO', `${path}: ${err.message}`)
 }
 
+/** An error creating a new image file, said of what the user can change. */
+function createError(path: string, e: unknown, size: number): PrismError {
+  const err = e as NodeJS.ErrnoException
+  const dir = nodePath.dirname(path)
+  if (err.code === 'ENOENT') return new PrismError('ENOENT', `${path}: directory ${dir} does not exist`)
+  if (err.code === 'ENOTDIR') return new PrismError('ENOTDIR', `${path}: ${dir} is not a directory`)
+  if (err.code === 'EACCES' || err.code === 'EPERM') return new PrismError('EROFS', `${path}: cannot create the image file (permission denied)`)
+  if (err.code === 'EROFS') return new PrismError('EROFS', `${path}: cannot create the image file (read-only file system)`)
+  if (err.code === 'EFBIG') {
+    return new PrismError('EFBIG', `${path}: the host file system cannot hold a file of ${bytesText(size)}; choose a smaller --size`)
+  }
+  return ioError(path, e)
+}
+
+/** 100 TiB, 1.5 GiB, 4096 bytes. */
+function bytesText(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB']
+  let v = n
+  let u = 0
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++ }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`
+}
+
+function removeQuietly(path: string): void {
+  try {
+    fs.unlinkSync(path)
+  } catch {
+    // already gone
+  }
+}
+
 const SEEK_DATA = 3
 const SEEK_HOLE = 4
 
@@ -65,7 +98,11 @@ export class FileDevice implements BlockDevice {
   readonly blocks: number
   private closed = false
 
-  private constructor(private fd: number, readonly path: string, readonly readOnly: boolean, size: number, readonly createdZero = false) {
+  /**
+   * `createdZero`: a new sparse file (its unwritten blocks read as zeros). `createdFile`: this
+   * process created the file (no file was there before): discard() removes it.
+   */
+  private constructor(private fd: number, readonly path: string, readonly readOnly: boolean, size: number, readonly createdZero = false, readonly createdFile = false) {
     this.blocks = Math.floor(size / BLOCK_SIZE)
   }
 
@@ -88,24 +125,51 @@ export class FileDevice implements BlockDevice {
     }
   }
 
-  /** Creates (or, with force, truncates) an image file of `blocks` blocks, sparse, locked. */
+  /**
+   * Creates (or, with force, overwrites) an image file of `blocks` blocks, sparse, locked. A
+   * file it creates is removed again if this fails; an existing file is never removed, and is
+   * grown to the new size first so that a size the host cannot hold (EFBIG) fails before
+   * anything of it is lost.
+   */
   static create(path: string, blocks: number, force: boolean): FileDevice {
+    const size = blocks * BLOCK_SIZE
     let fd: number
+    let created = true
     try {
-      fd = fs.openSync(path, force ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644)
+      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new PrismError('EEXIST', `${path} exists (use --force to overwrite it)`)
-      throw ioError(path, e)
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw createError(path, e, size)
+      if (!force) throw new PrismError('EEXIST', `${path} exists (use --force to overwrite it)`)
+      created = false
+      try {
+        fd = fs.openSync(path, fs.constants.O_RDWR)
+      } catch (e2) {
+        throw ioError(path, e2)
+      }
     }
     try {
-      lock(fd, path, {write: true, wait: 0})
+      if (!created) {
+        const st = fs.fstatSync(fd)
+        if (!st.isFile()) throw new PrismError('EBADIMAGE', `${path}: not a regular file`)
+        lock(fd, path, {write: true, wait: 0})
+        if (st.size < size) fs.ftruncateSync(fd, size)
+      } else {
+        lock(fd, path, {write: true, wait: 0})
+      }
       fs.ftruncateSync(fd, 0)
-      fs.ftruncateSync(fd, blocks * BLOCK_SIZE)
-      return new FileDevice(fd, path, false, blocks * BLOCK_SIZE, true)
+      fs.ftruncateSync(fd, size)
+      return new FileDevice(fd, path, false, size, true, created)
     } catch (e) {
       fs.closeSync(fd)
-      throw e instanceof PrismError ? e : ioError(path, e)
+      if (created) removeQuietly(path)
+      throw e instanceof PrismError ? e : createError(path, e, size)
     }
+  }
+
+  /** After a failed mkfs: closes, and removes the file if this process created it. */
+  discard(): void {
+    this.close()
+    if (this.createdFile) removeQuietly(this.path)
   }
 
   read(block: number, buf: Buffer): void {
@@ -296,6 +360,7 @@ function lock(fd: number, path: string, opts: OpenOptions): void {
       } catch (e) {
         throw ioError(path, e)
       }
+      checkInterrupt()
       if (Date.now() >= deadline) {
         throw new PrismError('ELOCKED', `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
       }

@@ -9,19 +9,21 @@
 // found by inode number: the same inode under different paths. Files with different inodes
 // at one path are compared by size, then by their block maps (copy-on-write copies share
 // their blocks), and only then by content.
-import {DT_DIR, DT_LNK, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED} from '../format/constants.js'
+import {DT_DIR, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED, S_IFREG, modeOfDt} from '../format/constants.js'
 import {nameText} from '../format/name.js'
 import {PrismError} from '../errors.js'
 import {cloneSpec} from '../clone/expand.js'
 import {dirForEach} from '../fs/dir.js'
 import {loadExtents, readData} from '../fs/extents.js'
+import {fileTypeOf, type FileType} from '../fs/inode.js'
+import {listXattrs} from '../fs/xattr.js'
 import {getFileset, type Fileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
 import {Namespace} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 
 export type DiffCode = '-' | '+' | 'M' | 'R' | 'A'
-export type EntryType = 'file' | 'dir' | 'symlink'
+export type EntryType = FileType
 
 export interface DiffEntry {
   code: DiffCode
@@ -67,7 +69,7 @@ interface Side {
   map: Map<string, Ent>
 }
 
-const typeName = (t: number): EntryType => (t === DT_DIR ? 'dir' : t === DT_LNK ? 'symlink' : 'file')
+const typeName = (t: number): EntryType => fileTypeOf(modeOfDt(t) || S_IFREG)
 const join = (rel: string, name: string) => (rel === '/' ? '/' : rel + '/') + name
 const byPath = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
 
@@ -134,7 +136,7 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   const walk = (da: Inode | null, db: Inode | null, rel: string) => {
     if (da && db && unchanged(da, db)) { stats.dirsSkipped++; return }
     stats.dirsWalked++
-    if (da && db && attrsDiffer(da, db, false)) out.push({code: 'A', type: 'dir', path: rel})
+    if (da && db && attrsDiffer(vol, da, db, false)) out.push({code: 'A', type: 'dir', path: rel})
     const ea = da ? view(da, 'a', rel) : new Map<string, Ent>()
     const eb = db ? view(db, 'b', rel) : new Map<string, Ent>()
     const names = new Set([...ea.keys(), ...eb.keys()])
@@ -198,7 +200,7 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     const ia = vol.iget(x.ino)
     const ib = vol.iget(y.ino)
     if (!sameContent(vol, ia, ib, stats)) out.push({code: 'M', type: typeName(x.type), path: p})
-    else if (attrsDiffer(ia, ib, true)) out.push({code: 'A', type: typeName(x.type), path: p})
+    else if (attrsDiffer(vol, ia, ib, true)) out.push({code: 'A', type: typeName(x.type), path: p})
   }
   for (const [p, y] of sb.map) {
     if (goneB.has(p)) continue
@@ -210,17 +212,28 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   return {entries: out, stats}
 }
 
-function attrsDiffer(a: Inode, b: Inode, withMtime: boolean): boolean {
+/** Mode, owner, noclone mark, extended attributes (FORMAT.md §14) and, for files, mtime. */
+function attrsDiffer(vol: Volume, a: Inode, b: Inode, withMtime: boolean): boolean {
   const x = a.r
   const y = b.r
   return x.mode !== y.mode || x.uid !== y.uid || x.gid !== y.gid || (x.flags & IF_NOCLONE) !== (y.flags & IF_NOCLONE) ||
-    (withMtime && (x.mtimeS !== y.mtimeS || x.mtimeNs !== y.mtimeNs))
+    (withMtime && (x.mtimeS !== y.mtimeS || x.mtimeNs !== y.mtimeNs)) || xattrsDiffer(vol, a, b)
+}
+
+/** One attribute inode (the common case of a clone) is the same set without reading it. */
+function xattrsDiffer(vol: Volume, a: Inode, b: Inode): boolean {
+  if (a.r.xattrIno === b.r.xattrIno) return false
+  const la = listXattrs(vol, a)
+  const lb = listXattrs(vol, b)
+  return la.length !== lb.length || la.some((e, i) => !e.name.equals(lb[i].name) || !e.value.equals(lb[i].value))
 }
 
 const CMP_CHUNK = 1024 * 1024
 
 /** Same bytes? Size first, then the block maps, and only then the content. */
 function sameContent(vol: Volume, a: Inode, b: Inode, stats: DiffStats): boolean {
+  // A device's content is its number (a FIFO's and a socket's are zeros).
+  if (a.isSpecial || b.isSpecial) return a.isSpecial === b.isSpecial && a.r.area.equals(b.r.area)
   if (a.r.size !== b.r.size) return false
   const size = a.r.size
   if (size === 0) return true

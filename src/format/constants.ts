@@ -27,11 +27,21 @@ export const S_IFMT = 0o170000
 export const S_IFREG = 0o100000
 export const S_IFDIR = 0o040000
 export const S_IFLNK = 0o120000
+// Special files (FORMAT.md §5.5): kept as inodes with a device number and no data.
+export const S_IFCHR = 0o020000
+export const S_IFBLK = 0o060000
+export const S_IFIFO = 0o010000
+export const S_IFSOCK = 0o140000
 
 /** Directory-entry file type codes (byte 12 of an entry). */
 export const DT_REG = 1
 export const DT_DIR = 2
 export const DT_LNK = 7
+// The codes of ext2's directory entries (FT_CHRDEV ...), as the three above.
+export const DT_CHR = 3
+export const DT_BLK = 4
+export const DT_FIFO = 5
+export const DT_SOCK = 6
 
 // Inode flags (u16 at offset 0x02).
 export const IF_INLINE = 0x0001 // data lives in the inode's 140-byte area
@@ -39,7 +49,8 @@ export const IF_NOCLONE = 0x0002 // left out of every later clone
 export const IF_ORPHAN = 0x0004 // on the orphan list: free on next open
 export const IF_UNEXPANDED = 0x0008 // directory whose entries still live in srcino
 export const IF_HASHED = 0x0010 // directory stored as an extendible hash (else inline)
-export const IF_KNOWN = IF_INLINE | IF_NOCLONE | IF_ORPHAN | IF_UNEXPANDED | IF_HASHED
+export const IF_XATTR = 0x0020 // an attribute inode: holds another inode's extended attributes (FORMAT.md §14)
+export const IF_KNOWN = IF_INLINE | IF_NOCLONE | IF_ORPHAN | IF_UNEXPANDED | IF_HASHED | IF_XATTR
 
 // Superblock state.
 export const STATE_CLEAN = 1
@@ -75,10 +86,37 @@ export function isReg(mode: number): boolean {
 export function isLnk(mode: number): boolean {
   return (mode & S_IFMT) === S_IFLNK
 }
+/** A character or block device, a FIFO or a socket: an inode with no data (FORMAT.md §5.5). */
+export function isSpecial(mode: number): boolean {
+  const t = mode & S_IFMT
+  return t === S_IFCHR || t === S_IFBLK || t === S_IFIFO || t === S_IFSOCK
+}
+/** Every file type an inode may have. */
+export function knownType(mode: number): boolean {
+  const t = mode & S_IFMT
+  return t === S_IFREG || t === S_IFDIR || t === S_IFLNK || isSpecial(mode)
+}
 export function dtOfMode(mode: number): number {
   switch (mode & S_IFMT) {
     case S_IFDIR: return DT_DIR
     case S_IFLNK: return DT_LNK
+    case S_IFCHR: return DT_CHR
+    case S_IFBLK: return DT_BLK
+    case S_IFIFO: return DT_FIFO
+    case S_IFSOCK: return DT_SOCK
     default: return DT_REG
+  }
+}
+/** The S_IFMT bits of a directory-entry type, 0 for an unknown code. */
+export function modeOfDt(dt: number): number {
+  switch (dt) {
+    case DT_REG: return S_IFREG
+    case DT_DIR: return S_IFDIR
+    case DT_LNK: return S_IFLNK
+    case DT_CHR: return S_IFCHR
+    case DT_BLK: return S_IFBLK
+    case DT_FIFO: return S_IFIFO
+    case DT_SOCK: return S_IFSOCK
+    default: return 0
   }
 }

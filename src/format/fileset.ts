@@ -4,6 +4,7 @@
 import {crc32} from './checksum.js'
 import {FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_DELETING, FS_FREE, MODE_LAZY} from './constants.js'
 import {FormatError} from './errors.js'
+import {nameBytes, nameText} from './name.js'
 
 const CRC_OFF = 0xfc
 const NAME_OFF = 0x30
@@ -45,7 +46,7 @@ export function readFilesetRaw(buf: Buffer, off: number): FilesetRecord {
     srcFileset: buf.readUInt32LE(off + 0x20),
     dirsDone: buf.readUInt32LE(off + 0x24),
     dirsTotal: buf.readUInt32LE(off + 0x28),
-    name: buf.toString('utf8', off + NAME_OFF, off + NAME_OFF + nameLen),
+    name: nameText(buf.subarray(off + NAME_OFF, off + NAME_OFF + nameLen)), // a damaged name shows its odd bytes as \xNN
   }
 }
 
@@ -63,7 +64,7 @@ export function decodeFileset(buf: Buffer, off: number, slot: number): FilesetRe
 export function encodeFileset(r: FilesetRecord | null, buf: Buffer, off: number): void {
   buf.fill(0, off, off + FILESET_RECORD_SIZE)
   if (!r) return
-  const name = Buffer.from(r.name, 'utf8')
+  const name = nameBytes(r.name)
   if (name.length < 1 || name.length > FILESET_NAME_MAX) throw new Error('fileset name length invalid')
   if (r.id === 0) throw new Error('fileset id 0 is reserved')
   buf.writeUInt32LE(r.id, off)

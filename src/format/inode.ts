@@ -2,7 +2,7 @@
 // table block n / 16 at offset (n % 16) * 256; inode 0 is never used. Pure encode/decode;
 // layout in docs/FORMAT.md §5.
 import {crc32} from './checksum.js'
-import {INODE_SIZE, IF_KNOWN, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from './constants.js'
+import {INODE_SIZE, IF_KNOWN, S_IFDIR, S_IFMT, S_IFREG, knownType} from './constants.js'
 import {FormatError} from './errors.js'
 import {readI64, readU64, u64Safe, writeI64, writeU64} from './le64.js'
 
@@ -33,7 +33,9 @@ export interface InodeRecord {
   dirSeed: number
   dirDepth: number
   dirBuckets: number
-  /** 140 bytes: an extent root (extent.ts) or inline data (files, symlinks, small directories). */
+  /** the attribute inode holding this inode's extended attributes (FORMAT.md §14), 0 = none */
+  xattrIno: number
+  /** 140 bytes: an extent root (extent.ts), inline data (files, symlinks, small directories), or a special file's device number (§5.5). */
   area: Buffer
 }
 
@@ -41,7 +43,7 @@ export function emptyInode(): InodeRecord {
   return {
     mode: 0, flags: 0, nlink: 0, share: 0, uid: 0, gid: 0, generation: 0, size: 0, blocks: 0,
     atimeS: 0, mtimeS: 0, ctimeS: 0, atimeNs: 0, mtimeNs: 0, ctimeNs: 0, srcIno: 0, srcFileset: 0,
-    nextOrphan: 0, dataVersion: 0, dirSeed: 0, dirDepth: 0, dirBuckets: 0, area: Buffer.alloc(INODE_AREA_SIZE),
+    nextOrphan: 0, dataVersion: 0, dirSeed: 0, dirDepth: 0, dirBuckets: 0, xattrIno: 0, area: Buffer.alloc(INODE_AREA_SIZE),
   }
 }
 
@@ -91,8 +93,7 @@ export function peekVersion(buf: Buffer, off: number, out: InodeVersion, verify:
 export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord {
   if (!inodeCrcOk(buf, off)) throw new FormatError(`inode ${ino}`, 'checksum', 'inode checksum mismatch')
   const mode = buf.readUInt16LE(off)
-  const t = mode & S_IFMT
-  if (t !== S_IFREG && t !== S_IFDIR && t !== S_IFLNK) throw new FormatError(`inode ${ino}`, 'value', `bad file type 0o${t.toString(8)}`)
+  if (!knownType(mode)) throw new FormatError(`inode ${ino}`, 'value', `bad file type 0o${(mode & S_IFMT).toString(8)}`)
   const flags = buf.readUInt16LE(off + 0x02)
   if (flags & ~IF_KNOWN) throw new FormatError(`inode ${ino}`, 'value', `unknown flags 0x${flags.toString(16)}`)
   // Sizes and counts are kept in JavaScript numbers (FORMAT.md §1.1): one past 2^53 could not be written back.
@@ -125,6 +126,7 @@ export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord 
     dirSeed: buf.readUInt32LE(off + 0x60),
     dirDepth: buf.readUInt8(off + 0x64),
     dirBuckets: buf.readUInt32LE(off + 0x68),
+    xattrIno: buf.readUInt32LE(off + 0x6c),
     area: Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE)),
   }
 }
@@ -159,7 +161,24 @@ export function encodeInode(r: InodeRecord, buf: Buffer, off: number): void {
   buf.writeUInt8(r.dirDepth, off + 0x64)
   buf.fill(0, off + 0x65, off + 0x68)
   buf.writeUInt32LE(r.dirBuckets, off + 0x68)
-  buf.writeUInt32LE(0, off + 0x6c)
+  buf.writeUInt32LE(r.xattrIno >>> 0, off + 0x6c)
   r.area.copy(buf, off + INODE_AREA_OFF)
   buf.writeUInt32LE(crc32(buf, off, off + INODE_CRC_OFF), off + INODE_CRC_OFF)
+}
+
+/** A special file's device number (FORMAT.md §5.5): major and minor, as Linux's 32-bit dev_t halves. */
+export interface Rdev {
+  major: number
+  minor: number
+}
+
+export function decodeRdev(area: Buffer): Rdev {
+  return {major: area.readUInt32LE(0), minor: area.readUInt32LE(4)}
+}
+
+/** A special file's area: the device number, then zeros. */
+export function encodeRdev(rdev: Rdev, area: Buffer): void {
+  area.fill(0)
+  area.writeUInt32LE(rdev.major >>> 0, 0)
+  area.writeUInt32LE(rdev.minor >>> 0, 4)
 }

@@ -57,7 +57,20 @@ export function nameBytes(s: string): Buffer<ArrayBuffer> {
   return Buffer.concat(parts)
 }
 
-/** Text for a message: an escaped byte shows as \xNN, and a backslash as itself. */
+/** What nameShown rewrites: an escaped byte, or a control character (C0, DEL, C1). */
+const SHOWN = new RegExp(`${ESCAPED.source}|[\\u0000-\\u001f\\u007f-\\u009f]`)
+const SHOWN_ALL = new RegExp(SHOWN.source, 'g')
+
+/**
+ * Text for a message or a listing, always one line: an escaped byte shows as \xNN, and so do
+ * the bytes of a control character (a newline in a name is \x0a, an ESC \x1b, U+009B \xc2\x9b),
+ * so that no name can break a line or speak to the terminal. A backslash shows as itself.
+ */
 export function nameShown(s: string): string {
-  return ESCAPED.test(s) ? s.replace(ESCAPED_ALL, (c) => `\\x${(c.charCodeAt(0) - 0xdc00).toString(16)}`) : s
+  if (!SHOWN.test(s)) return s
+  return s.replace(SHOWN_ALL, (c) => {
+    const code = c.charCodeAt(0)
+    if (code >= 0xdc80) return `\\x${(code - 0xdc00).toString(16)}`
+    return [...Buffer.from(c, 'utf8')].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')
+  })
 }

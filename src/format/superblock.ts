@@ -14,6 +14,10 @@ export const INCOMPAT_EXPANDING = 0x0001
 export const INCOMPAT_EXCLUDE_RULES = 0x0002
 /** The bits that describe clones in flight, set and cleared with them. */
 export const INCOMPAT_CLONES = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
+/** Set once an inode has extended attributes (FORMAT.md §14): xattr_ino fields and attribute inodes. */
+export const INCOMPAT_XATTR = 0x0004
+/** Set once the image holds a device, FIFO or socket inode (FORMAT.md §5.5). */
+export const INCOMPAT_SPECIAL = 0x0008
 /**
  * Set at mkfs: the reference-count table is not written there, and a refcount block that is
  * all zeros (a hole of the sparse image) reads as 4092 free counters (FORMAT.md §4.1). An
@@ -27,7 +31,11 @@ export const INCOMPAT_SPARSE_REFCOUNT = 0x0020
  * cleared: the table never shrinks.
  */
 export const INCOMPAT_FILESET_TABLE = 0x0040
-export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_SPARSE_REFCOUNT | INCOMPAT_FILESET_TABLE
+/** Bits that mark a feature in use from its first use on (never cleared): a backup superblock written before may lack them. */
+export const INCOMPAT_STICKY = INCOMPAT_XATTR | INCOMPAT_SPECIAL
+/** Incompatible features this build understands: an image with any other bit is refused. */
+export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_XATTR | INCOMPAT_SPECIAL |
+  INCOMPAT_SPARSE_REFCOUNT | INCOMPAT_FILESET_TABLE
 /** Read-only-compatible features this build can write (none yet): others open read-only. */
 export const RO_COMPAT_SUPPORTED = 0
 export const SB_CRC_OFF = 0xfc
@@ -214,6 +222,8 @@ export interface GeometryOptions {
   filesetSlots?: number
 }
 
+/** Below this, an image is refused whatever its settings (1 MiB). */
+const MIN_BLOCKS = 256
 /** The largest image mkfs makes: 1 PiB (block numbers stay far inside what the code can count). */
 export const MAX_IMAGE_BLOCKS = 2 ** 38
 /** Fileset slots mkfs gives the fixed table at most: the table grows past them as filesets are made (§8.7). */
@@ -228,8 +238,45 @@ const MIN_INODE_RATIO = 1024
 /** Lays out a new image: superblock, journal, refcount table, inode table, fileset table, data, backup. */
 export function planGeometry(opts: GeometryOptions): Superblock {
   const total = opts.blockCount
-  if (!Number.isSafeInteger(total) || total < 256) throw new Error('image too small: at least 1 MiB')
+  if (!Number.isSafeInteger(total) || total < 0) throw new Error(`invalid image size (${total} blocks)`)
   if (total > MAX_IMAGE_BLOCKS) throw new Error(`image too large: at most ${(MAX_IMAGE_BLOCKS * BLOCK_SIZE) / 2 ** 50} PiB`)
+  const sb = layout(opts)
+  if (sb === null) {
+    // One message whatever the cause, with the real minimum for these settings.
+    const min = minimumBlocks(opts)
+    const inodes = opts.inodeCount !== undefined && opts.inodeCount > inodeLimit(total)
+      ? ` (too many inodes for this size: at most ${inodeLimit(total)}, one per KiB)` : ''
+    throw new Error(`image too small: at least ${min % 256 === 0 ? `${min / 256} MiB` : `${min * 4} KiB`}${opts.journalBlocks || opts.inodeCount || (opts.filesetSlots ?? 4096) !== 4096 ? ' with these settings' : ''}${inodes}`)
+  }
+  return sb
+}
+
+/** The smallest image (in blocks) that planGeometry accepts with these settings. */
+export function minimumBlocks(opts: Omit<GeometryOptions, 'blockCount'>): number {
+  let hi = MIN_BLOCKS
+  while (layout({...opts, blockCount: hi}) === null) {
+    if (hi > 2 ** 40) throw new Error('these settings fit no image size')
+    hi *= 2
+  }
+  let lo = Math.max(MIN_BLOCKS, hi / 2)
+  if (layout({...opts, blockCount: lo}) !== null) return lo
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2)
+    if (layout({...opts, blockCount: mid}) === null) lo = mid
+    else hi = mid
+  }
+  return hi
+}
+
+/** The most inodes an image of `total` blocks may have: one per KiB (at least 256). */
+function inodeLimit(total: number): number {
+  return Math.max(256, Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / MIN_INODE_RATIO)))
+}
+
+/** The layout of an image of opts.blockCount blocks, or null if it is too small for it. */
+function layout(opts: GeometryOptions): Superblock | null {
+  const total = opts.blockCount
+  if (total < MIN_BLOCKS) return null
   // 1/128 of the image, at least 4 MiB (but no more than 1/8 of a tiny image), at most 128 MiB.
   const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(Math.min(1024, Math.floor(total / 8)), Math.floor(total / 128)))
   // One inode per 16 KiB, as mke2fs's default inode ratio.
@@ -239,7 +286,7 @@ export function planGeometry(opts: GeometryOptions): Superblock {
   if (journalBlocks < 32) throw new Error('journal must be at least 32 blocks (128 KiB)')
   if (journalBlocks > MAX_JOURNAL_BLOCKS) throw new Error(`journal too large: at most ${MAX_JOURNAL_BLOCKS / 256} MiB`)
   if (!Number.isSafeInteger(inodeCount) || inodeCount < 2) throw new Error('at least 2 inodes are needed')
-  if (inodeCount > Math.max(256, maxInodes)) throw new Error(`too many inodes for this size: at most ${Math.max(256, maxInodes)} (one per KiB); choose a larger --size`)
+  if (inodeCount > inodeLimit(total)) return null // at most one inode per KiB: too small for this many
   if (!Number.isSafeInteger(filesetSlots) || filesetSlots < 1) throw new Error('at least 1 fileset slot is needed')
   if (filesetSlots > MAX_FILESET_SLOTS) throw new Error(`at most ${MAX_FILESET_SLOTS} fileset slots at mkfs (the fileset table grows past them as filesets are created)`)
   const inodeTableBlocks = Math.ceil((inodeCount + 1) / (BLOCK_SIZE / INODE_SIZE))
@@ -250,7 +297,7 @@ export function planGeometry(opts: GeometryOptions): Superblock {
   let refcountBlocks = Math.ceil((total - fixed) / (BLOCK_SIZE - 4))
   let dataBlocks = total - fixed - refcountBlocks
   while (refcountBlocks > 1 && (refcountBlocks - 1) * (BLOCK_SIZE - 4) >= dataBlocks + 1) { refcountBlocks--; dataBlocks++ }
-  if (dataBlocks < 64) throw new Error('image too small for its journal and tables')
+  if (dataBlocks < 64) return null
   const refcountStart = journalStart + journalBlocks
   const inodeTableStart = refcountStart + refcountBlocks
   const filesetTableStart = inodeTableStart + inodeTableBlocks

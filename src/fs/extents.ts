@@ -35,7 +35,8 @@ export function loadExtents(vol: Volume, inode: Inode): Extent[] {
   if (inode.extents) return inode.extents
   const out: Extent[] = []
   const tree: number[] = []
-  if (!(inode.r.flags & IF_INLINE)) {
+  // A special file's area holds its device number, never a map (FORMAT.md §5.5).
+  if (!(inode.r.flags & IF_INLINE) && !inode.isSpecial) {
     try {
       const root = decodeExtentRoot(inode.r.area, `inode ${inode.ino} extent root`)
       walk(vol, inode.ino, root, out, tree, 0)
@@ -207,6 +208,8 @@ export function releaseAll(vol: Volume, inode: Inode): void {
   if (inode.r.flags & IF_INLINE) {
     inode.r.area.fill(0)
     inode.r.flags &= ~IF_INLINE
+  } else if (inode.isSpecial) {
+    inode.r.area.fill(0)
   } else {
     const ext = loadExtents(vol, inode)
     for (const e of ext) vol.decRefRun(e.p, e.n)
@@ -471,8 +474,9 @@ export function shareInto(vol: Volume, src: Inode, dst: Inode): number {
   dst.extents = []
   dst.treeBlocks = []
   dst.r.blocks = 0
-  if (src.r.flags & IF_INLINE) {
-    dst.r.flags |= IF_INLINE
+  if (src.r.flags & IF_INLINE || src.isSpecial) {
+    // Inline data, or a special file's device number: the area is copied byte for byte.
+    if (src.r.flags & IF_INLINE) dst.r.flags |= IF_INLINE
     src.r.area.copy(dst.r.area)
     vol.idirty(dst)
     return 0

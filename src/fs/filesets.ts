@@ -527,7 +527,7 @@ function growTable(vol: Volume, t: Table): void {
 
 export function addFileset(vol: Volume, name: string, rootIno: number, extra: Partial<FilesetRecord> = {}): Fileset {
   const problem = filesetNameProblem(name)
-  if (problem) fail('EINVAL', problem)
+  if (problem) fail('EUSAGE', problem) // a name the user chose: a bad argument
   if (findFileset(vol, name)) fail('EEXIST', `fileset '${name}' already exists`)
   // Ids are u32 and never reused (FORMAT.md §8.4): a damaged counter at the top ends here.
   if (vol.sb.nextFilesetId >= 0xffffffff) fail('ENOSPC', 'no fileset id is left (the next id is at its largest value)')

@@ -1,7 +1,7 @@
 // The library's front door: make an image, open one, run a unit of work against it (what it
 // has not committed is dropped if it fails), and reach a fileset's namespace.
 import {S_IFDIR} from '../format/constants.js'
-import {PrismError} from '../errors.js'
+import {PrismError, isArgumentError} from '../errors.js'
 import {dirInit} from './dir.js'
 import {addFileset, findFileset, getFileset, saveFileset, type Fileset} from './filesets.js'
 import {filesetNameProblem} from '../format/fileset.js'
@@ -73,6 +73,32 @@ export async function withImageAsync<T>(path: string, opts: OpenOptions, work: (
   return result
 }
 
+/**
+ * Runs `fn` for each item of a command that takes several (paths, sources, filesets). With
+ * `onError`, each item is its own transaction, as coreutils handle each operand on its own:
+ * committed once it is done, and, if it fails with an error about itself (isArgumentError),
+ * dropped (the volume goes back to the last commit: the items before it stay done) and
+ * handed to `onError`, and the next item runs. Other errors are thrown. Without `onError`
+ * the first error is thrown and nothing is committed here.
+ */
+export function forEachItem<T>(vol: Volume, items: readonly T[], onError: ((e: PrismError, item: T) => void) | undefined, fn: (item: T) => void): void {
+  for (const item of items) {
+    if (!onError) {
+      fn(item)
+      continue
+    }
+    try {
+      fn(item)
+    } catch (e) {
+      if (!isArgumentError(e)) throw e
+      vol.abort()
+      onError(e, item)
+      continue
+    }
+    vol.commit()
+  }
+}
+
 export function isPrismError(e: unknown): e is PrismError {
   return e instanceof PrismError
 }
@@ -97,7 +123,7 @@ export function deleteFileset(vol: Volume, name: string, onExpand?: (clone: stri
 export function renameFileset(vol: Volume, from: string, to: string): void {
   const f = getFileset(vol, from)
   const problem = filesetNameProblem(to)
-  if (problem) throw new PrismError('EINVAL', problem)
+  if (problem) throw new PrismError('EUSAGE', problem) // a name the user chose: a bad argument
   if (findFileset(vol, to)) throw new PrismError('EEXIST', `fileset '${to}' already exists`)
   saveFileset(vol, {...f, name: to})
 }

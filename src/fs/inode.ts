@@ -9,7 +9,28 @@
 // commit is a part of an inode (its `r` record or its `extents` array): take it again.
 import {emptyInode, type InodeRecord} from '../format/inode.js'
 import type {Extent} from '../format/extent.js'
-import {S_IFMT, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
+import {S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFDIR, S_IFLNK, S_IFREG, S_IFSOCK, isSpecial} from '../format/constants.js'
+
+/** Every kind of inode a user sees. */
+export type FileType = 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev' | 'fifo' | 'socket'
+
+/** The FileType of a mode's S_IFMT bits. */
+export function fileTypeOf(mode: number): FileType {
+  switch (mode & S_IFMT) {
+    case S_IFDIR: return 'dir'
+    case S_IFLNK: return 'symlink'
+    case S_IFCHR: return 'chardev'
+    case S_IFBLK: return 'blockdev'
+    case S_IFIFO: return 'fifo'
+    case S_IFSOCK: return 'socket'
+    default: return 'file'
+  }
+}
+
+/** The S_IFMT bits of a FileType. */
+export function modeOfType(t: FileType): number {
+  return {file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, chardev: S_IFCHR, blockdev: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK}[t]
+}
 
 /** Where a stale Inode finds its live self (the Volume). */
 export interface InodeHome {
@@ -75,8 +96,10 @@ export class Inode {
   get isDir(): boolean { return (this.r.mode & S_IFMT) === S_IFDIR }
   get isReg(): boolean { return (this.r.mode & S_IFMT) === S_IFREG }
   get isLnk(): boolean { return (this.r.mode & S_IFMT) === S_IFLNK }
-  get type(): 'file' | 'dir' | 'symlink' {
-    return this.isDir ? 'dir' : this.isLnk ? 'symlink' : 'file'
+  /** a device, FIFO or socket: no data, a device number (FORMAT.md §5.5) */
+  get isSpecial(): boolean { return isSpecial(this.r.mode) }
+  get type(): FileType {
+    return fileTypeOf(this.r.mode)
   }
 }
 

@@ -6,14 +6,18 @@
 // may span transactions without ever exposing a half-deleted state.
 import {
   BLOCK_SIZE, DT_DIR, DT_LNK, DT_REG, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode,
+  isSpecial, modeOfDt,
 } from '../format/constants.js'
+import {decodeRdev, encodeRdev, type Rdev} from '../format/inode.js'
+import {INCOMPAT_SPECIAL} from '../format/superblock.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
 import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData} from './extents.js'
 import type {Fileset} from './filesets.js'
-import {Inode, now, touch, type Timestamp} from './inode.js'
+import {Inode, fileTypeOf, now, touch, type FileType, type Timestamp} from './inode.js'
+import {dropXattrs, getXattr, holdXattrs, listXattrs, removeXattr, replaceXattrs, setXattr, type SetXattrFlags, type Xattr} from './xattr.js'
 import {Volume} from './volume.js'
 import {childrenOf, deletingFilesets, filesetById, removeFileset, saveFileset} from './filesets.js'
 import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from '../clone/expand.js'
@@ -23,7 +27,7 @@ export const SYMLINK_MAX = 4095
 
 export interface StatInfo {
   ino: number
-  type: 'file' | 'dir' | 'symlink'
+  type: FileType
   mode: number
   perm: number
   nlink: number
@@ -39,12 +43,16 @@ export interface StatInfo {
   generation: number
   target?: string
   entries?: number
+  /** device number of a character or block device */
+  rdev?: Rdev
+  /** names of its extended attributes */
+  xattrs: string[]
 }
 
 export interface ListEntry {
   name: string
   ino: number
-  type: 'file' | 'dir' | 'symlink'
+  type: FileType
 }
 
 interface Resolved {
@@ -65,8 +73,8 @@ export function splitPath(path: string): string[] {
   return path.split('/').filter((c) => c !== '' && c !== '.')
 }
 
-function typeName(dt: number): 'file' | 'dir' | 'symlink' {
-  return dt === DT_DIR ? 'dir' : dt === DT_LNK ? 'symlink' : 'file'
+function typeName(dt: number): FileType {
+  return fileTypeOf(modeOfDt(dt) || S_IFREG)
 }
 
 function validName(name: string): Buffer {
@@ -144,11 +152,15 @@ export class Namespace {
 
   /**
    * Resolves a path; `follow` decides whether a final symlink is followed. Components are
-   * consumed from a queue, and a symlink's target is pushed in front of what remains.
+   * consumed from a queue, and a symlink's target is pushed in front of what remains. A
+   * trailing slash (or '/.') names a directory, as in POSIX: a final symlink is then followed,
+   * and anything but a directory is ENOTDIR.
    */
   resolveFull(path: string, follow = true): Resolved {
     let hops = 0
     const queue = splitPath(path)
+    const dirOnly = queue.length > 0 && /\/\.?\/*$/.test(path)
+    if (dirOnly) follow = true
     let chain: Inode[] = []
     let names: Buffer[] = []
     let stamps: number[] = []
@@ -190,6 +202,7 @@ export class Namespace {
       cur = this.expanded(next, names)
       name = nb
     }
+    if (dirOnly && !cur.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
     return {inode: cur, chain, name, names, stamps}
   }
 
@@ -220,6 +233,7 @@ export class Namespace {
     const generation = copy.r.generation
     copy.r = {...x.r, area: Buffer.alloc(x.r.area.length), share: 1, nlink: 1, generation, nextOrphan: 0}
     shareInto(this.vol, x, copy)
+    holdXattrs(this.vol, copy)
     x.r.share--
     this.vol.idirty(x)
     dirUpdate(this.vol, parent, r.name, {ino: copy.ino})
@@ -274,10 +288,11 @@ export class Namespace {
       ino: inode.ino, type: inode.type, mode: r.mode, perm: r.mode & 0o7777, nlink: r.nlink, share: r.share,
       uid: r.uid, gid: r.gid, size: inode.isDir ? Math.max(1, r.blocks) * BLOCK_SIZE : r.size, blocks: r.blocks,
       atime: {s: r.atimeS, ns: r.atimeNs}, mtime: {s: r.mtimeS, ns: r.mtimeNs}, ctime: {s: r.ctimeS, ns: r.ctimeNs},
-      flags, generation: r.generation,
+      flags, generation: r.generation, xattrs: listXattrs(this.vol, inode).map((x) => nameText(x.name)),
     }
     if (inode.isLnk) st.target = this.readlinkInode(inode)
     if (inode.isDir) st.entries = dirCount(inode)
+    if (inode.isSpecial) st.rdev = decodeRdev(r.area)
     return st
   }
 
@@ -299,9 +314,25 @@ export class Namespace {
     return this.readdirInode(dir)
   }
 
+  /**
+   * A directory's entries, each with what stat shows of it (a symlink itself, not followed).
+   * An entry that is a directory of a clone not expanded yet is expanded first, as stat of
+   * its path would: its link count, size and flags are then those expansion gives it, not
+   * those of the placeholder that stands for it.
+   */
+  readdirStat(path: string): Array<ListEntry & {st: StatInfo}> {
+    const r = this.resolveFull(path, true)
+    if (!r.inode.isDir) fail('ENOTDIR', `${this.where(path)}: not a directory`)
+    return this.readdirInode(r.inode).map((e) => {
+      const inode = this.vol.iget(e.ino)
+      return {...e, st: this.statInode(isUnexpanded(inode) ? this.expanded(inode, [...r.names, nameBytes(e.name)]) : inode)}
+    })
+  }
+
   readFile(path: string): Buffer {
     const inode = this.resolve(path, true)
     if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+    if (inode.isSpecial) return Buffer.alloc(0)
     return readData(this.vol, inode, 0, inode.r.size)
   }
 
@@ -309,7 +340,7 @@ export class Namespace {
   stream(path: string, sink: (buf: Buffer) => boolean | void, chunk?: number): Inode {
     const inode = this.resolve(path, true)
     if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
-    streamData(this.vol, inode, sink, chunk)
+    if (!inode.isSpecial) streamData(this.vol, inode, sink, chunk)
     return inode
   }
 
@@ -378,12 +409,22 @@ export class Namespace {
    * inode (hard links keep sharing it); `truncate` empties it first.
    */
   openForWrite(path: string, opts: {mode?: number, truncate?: boolean, exclusive?: boolean, uid?: number, gid?: number} = {}): Inode {
-    const {dir, name} = this.resolveParent(path)
-    const e = this.lookupEntry(dir, name)
+    let {dir, name} = this.resolveParent(path)
+    let e = this.lookupEntry(dir, name)
+    // A final symlink is followed, as open(2) with O_CREAT does: a dangling one names the file
+    // to create (inside this fileset: an absolute target starts at its root).
+    for (let hops = 0; e && e.type === DT_LNK && !opts.exclusive; hops++) {
+      if (hops >= MAX_SYMLINK_HOPS) fail('ELOOP', `${this.where(path)}: too many levels of symbolic links`)
+      const target = this.readlinkInode(this.vol.iget(e.ino))
+      path = target.startsWith('/') ? target : '/' + [...splitPath(path).slice(0, -1), target].join('/')
+      ;({dir, name} = this.resolveParent(path))
+      e = this.lookupEntry(dir, name)
+    }
     if (e) {
       if (opts.exclusive) fail('EEXIST', `${this.where(path)}: already exists`)
       const inode = this.resolveOwned(path, true)
       if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+      if (inode.isSpecial) fail('EINVAL', `${this.where(path)}: is a ${inode.type}, which holds no data`)
       if (opts.truncate && inode.r.size > 0) this.truncateInode(inode, 0)
       return inode
     }
@@ -392,6 +433,7 @@ export class Namespace {
 
   /** Writes data at `off`; with `owned`, the caller gives `data` away (it may be queued as is: extents.ts writeData). */
   writeInode(inode: Inode, off: number, data: Buffer, owned = false): void {
+    if (inode.isDir || inode.isSpecial) fail(inode.isDir ? 'EISDIR' : 'EINVAL', `cannot write data into a ${inode.type}`)
     writeData(this.vol, inode, off, data, owned)
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
@@ -407,6 +449,7 @@ export class Namespace {
 
   truncateInode(inode: Inode, size: number): void {
     if (inode.isDir) fail('EISDIR', 'cannot truncate a directory')
+    if (inode.isSpecial) fail('EINVAL', `cannot truncate a ${inode.type}`)
     truncateData(this.vol, inode, size)
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
@@ -420,23 +463,68 @@ export class Namespace {
     return inode
   }
 
-  symlink(target: string, path: string, attrs: {uid?: number, gid?: number} = {}): Inode {
+  /** Makes a symlink; with `force` (ln -sf) an existing file or symlink there is replaced. */
+  symlink(target: string, path: string, attrs: {uid?: number, gid?: number, force?: boolean} = {}): Inode {
     const t = nameBytes(target)
     if (t.length === 0 || t.length > SYMLINK_MAX) fail('ENAMETOOLONG', `symlink target must be 1..${SYMLINK_MAX} bytes`)
     const {dir, name} = this.resolveParent(path)
-    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
+    const replaced = this.clearForLink(dir, name, path, !!attrs.force)
     const inode = this.createIn(dir, name, S_IFLNK | 0o777, attrs)
     writeData(this.vol, inode, 0, t)
+    if (replaced) reapOrphans(this.vol)
     return inode
   }
 
-  /** Adds a name for an existing file or symlink. */
-  link(existing: string, path: string): Inode {
+  /**
+   * Makes a character or block device, a FIFO or a socket (mknod(2)). A device number is kept
+   * for devices only; FIFOs and sockets have none.
+   */
+  mknod(path: string, mode: number, rdev: Rdev = {major: 0, minor: 0}, attrs: {uid?: number, gid?: number} = {}): Inode {
+    if (!isSpecial(mode)) fail('EINVAL', `${this.where(path)}: mknod makes devices, FIFOs and sockets`)
+    const {dir, name} = this.resolveParent(path)
+    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
+    return this.createSpecialIn(dir, name, mode, rdev, attrs)
+  }
+
+  /** mknod in a resolved directory; the caller checked the name is free. */
+  createSpecialIn(dir: Inode, name: Buffer, mode: number, rdev: Rdev, attrs: {uid?: number, gid?: number} = {}): Inode {
+    const ok = (v: number) => Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff
+    if (!ok(rdev.major) || !ok(rdev.minor)) fail('EINVAL', `device number ${rdev.major}:${rdev.minor} out of range`)
+    const inode = this.createIn(dir, name, mode, attrs)
+    const t = mode & S_IFMT
+    encodeRdev(t === 0o020000 || t === 0o060000 ? rdev : {major: 0, minor: 0}, inode.r.area)
+    this.vol.sb.incompat |= INCOMPAT_SPECIAL
+    this.vol.markSbDirty()
+    return inode
+  }
+
+  /** Adds a name for an existing file or symlink; with `force` (ln -f) an existing file or symlink there is replaced. */
+  link(existing: string, path: string, opts: {force?: boolean} = {}): Inode {
     const inode = this.resolveOwned(existing, false)
     if (inode.isDir) fail('EISDIR', `${this.where(existing)}: hard links to directories are not allowed`)
     const {dir, name} = this.resolveParent(path)
-    if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
-    return this.linkInode(inode, dir, name)
+    if (opts.force && this.lookupEntry(dir, name)?.ino === inode.ino) fail('EINVAL', `'${this.where(existing)}' and '${this.where(path)}' are the same file`)
+    const replaced = this.clearForLink(dir, name, path, !!opts.force)
+    this.linkInode(inode, dir, name)
+    if (replaced) reapOrphans(this.vol)
+    return inode
+  }
+
+  /**
+   * Before a link is made as `name` of `dir`: without `force` the name must be free; with it
+   * (ln -f) a file or symlink there loses that name, but never a directory (as ln). Returns
+   * true when a name was dropped (the caller reaps once the link is made).
+   */
+  private clearForLink(dir: Inode, name: Buffer, path: string, force: boolean): boolean {
+    const e = this.lookupEntry(dir, name)
+    if (!e) return false
+    if (e.type === DT_DIR) fail(force ? 'EISDIR' : 'EEXIST', force ? `${this.where(path)}: cannot overwrite directory` : `${this.where(path)}: already exists`)
+    if (!force) fail('EEXIST', `${this.where(path)}: already exists`)
+    dirRemove(this.vol, dir, name)
+    touch(dir.r, {m: true, c: true})
+    this.vol.idirty(dir)
+    this.dropName(this.vol.iget(e.ino))
+    return true
   }
 
   linkInode(inode: Inode, dir: Inode, name: Buffer): Inode {
@@ -481,6 +569,39 @@ export class Namespace {
     touch(inode.r, {c: true})
     this.vol.idirty(inode)
     return inode
+  }
+
+  // ---------------------------------------------------------------- extended attributes
+
+  /** The attributes of the inode at `path` (a final symlink followed with `follow`). */
+  listXattrs(path: string, follow = false): readonly Xattr[] {
+    return listXattrs(this.vol, this.resolve(path, follow))
+  }
+
+  getXattr(path: string, name: Buffer, follow = false): Buffer | null {
+    return getXattr(this.vol, this.resolve(path, follow), name)
+  }
+
+  setXattr(path: string, name: Buffer, value: Buffer, flags: SetXattrFlags = {}, follow = false): Inode {
+    const inode = this.resolveOwned(path, follow)
+    setXattr(this.vol, inode, name, value, flags)
+    return inode
+  }
+
+  removeXattr(path: string, name: Buffer, follow = false): Inode {
+    const inode = this.resolveOwned(path, follow)
+    removeXattr(this.vol, inode, name)
+    return inode
+  }
+
+  /** setXattr on an inode this fileset owns (one it made, or got from resolveOwned). */
+  setXattrOf(inode: Inode, name: Buffer, value: Buffer, flags: SetXattrFlags = {}): void {
+    setXattr(this.vol, inode, name, value, flags)
+  }
+
+  /** Replaces every attribute of an inode this fileset owns (an import or a copy). */
+  replaceXattrs(inode: Inode, list: Xattr[]): void {
+    replaceXattrs(this.vol, inode, list)
   }
 
   // ---------------------------------------------------------------- removing
@@ -545,6 +666,16 @@ export class Namespace {
    * resolveParent() or dirForChange() of path `dirPath`, which guarded it.
    */
   removeChild(dir: Inode, name: Buffer, dirPath: string): void {
+    this.detachChild(dir, name, dirPath)
+    reapOrphans(this.vol)
+  }
+
+  /**
+   * removeChild without the reaping: the entry goes, and what lost its last name waits on the
+   * orphan list, so that nothing is committed between this and the caller's next change
+   * (a staged tree published in one transaction, src/ops/stage.ts).
+   */
+  detachChild(dir: Inode, name: Buffer, dirPath: string): void {
     const e = this.lookupEntry(dir, name)
     if (!e) return
     const inode = this.vol.iget(e.ino)
@@ -556,7 +687,6 @@ export class Namespace {
     touch(dir.r, {m: true, c: true})
     this.vol.idirty(dir)
     this.dropName(inode)
-    reapOrphans(this.vol)
   }
 
   /** Renames within this fileset, replacing a compatible target as rename(2) does. */
@@ -572,10 +702,11 @@ export class Namespace {
     const de = this.lookupEntry(dst.dir, dst.name)
     if (de && de.ino === se.ino) return // same file: nothing to do, as rename(2)
     if (de) {
+      // rename(2)'s rules, in GNU mv's words.
       const target = this.expanded(this.vol.iget(de.ino), dst.names)
-      if (moving.isDir && !target.isDir) fail('ENOTDIR', `${this.where(to)}: not a directory`)
-      if (!moving.isDir && target.isDir) fail('EISDIR', `${this.where(to)}: is a directory`)
-      if (target.isDir && dirCount(target) > 0) fail('ENOTEMPTY', `${this.where(to)}: directory not empty`)
+      if (moving.isDir && !target.isDir) fail('ENOTDIR', `cannot overwrite non-directory '${this.where(to)}' with directory '${this.where(from)}'`)
+      if (!moving.isDir && target.isDir) fail('EISDIR', `cannot overwrite directory '${this.where(to)}' with non-directory '${this.where(from)}'`)
+      if (target.isDir && dirCount(target) > 0) fail('ENOTEMPTY', `cannot move '${this.where(from)}' to '${this.where(to)}': directory not empty`)
     }
     // Source and clones in flight: the moved directory's subtree stops depending on paths.
     if (moving.isDir) this.beforeDirGoes(src.names, src.dir, true)
@@ -601,6 +732,26 @@ export class Namespace {
     this.vol.idirty(moving)
     reapOrphans(this.vol)
   }
+}
+
+/**
+ * A new, empty directory named by no directory, kept on the orphan list and pinned for this
+ * process: where a tree is built out of sight (a clone, a staged copy, a tar import) until one
+ * transaction links it in. A crash before that leaves it to the next writable open's reaper;
+ * whoever made it unpins it (Volume.pinnedOrphans) when done or failed. Owner: the caller's.
+ */
+export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, gid: number} = {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}): Inode {
+  const d = vol.ialloc(S_IFDIR | perm)
+  dirInit(d)
+  d.r.nlink = 2
+  d.r.uid = owner.uid
+  d.r.gid = owner.gid
+  d.r.dataVersion = 1
+  touch(d.r, {a: true, m: true, c: true})
+  vol.idirty(d)
+  vol.addOrphan(d)
+  vol.pinnedOrphans.add(d.ino)
+  return d
 }
 
 /**
@@ -656,6 +807,7 @@ export function reapOrphans(vol: Volume): void {
     vol.removeOrphan(inode)
     if (inode.r.share <= 0) {
       releaseAll(vol, inode)
+      dropXattrs(vol, inode)
       vol.ifree(inode)
     }
     vol.maybeCommit()

@@ -26,14 +26,16 @@ interface Mapped {
   single: number
   /** blocks with a reference count above 1 */
   shared: number[]
+  /** the inode's attribute inode (FORMAT.md §14), 0 = none */
+  xattrIno: number
+  nlink: number
+  share: number
 }
-
-const NOTHING: Mapped = {single: 0, shared: []}
 
 /** The blocks `inode` maps (data, extent-tree nodes, directory blocks), split by reference count. */
 function mapped(vol: Volume, inode: Inode): Mapped {
-  if (inode.r.flags & IF_INLINE) return NOTHING
-  const out: Mapped = {single: 0, shared: []}
+  const out: Mapped = {single: 0, shared: [], xattrIno: inode.r.xattrIno, nlink: inode.r.nlink, share: inode.r.share}
+  if (inode.r.flags & IF_INLINE || inode.isSpecial) return out
   const runs: Array<[number, number]> = loadExtents(vol, inode).map((e) => [e.p, e.n])
   for (const t of inode.treeBlocks) runs.push([t, 1])
   for (const [p, n] of runs) {
@@ -74,8 +76,11 @@ function walkOne(vol: Volume, fs: Fileset, sharedInodes: Map<number, Mapped>): F
   const own = new Map<number, number>()
   /** hard-linked inodes met (a name each: counted once) */
   const seenLinked = new Set<number>()
+  /** attribute inodes reached (FORMAT.md §14): references from this fileset's own inodes */
+  const attrs = new Map<number, number>()
 
   const account = (m: Mapped, priv: boolean) => {
+    if (m.xattrIno !== 0) attrs.set(m.xattrIno, (attrs.get(m.xattrIno) ?? 0) + (priv ? 1 : 0))
     out.referencedBlocks += m.single
     if (priv) out.uniqueBlocks += m.single
     for (const b of m.shared) {
@@ -97,6 +102,10 @@ function walkOne(vol: Volume, fs: Fileset, sharedInodes: Map<number, Mapped>): F
       if (type === DT_DIR) { stack.push(ino); return }
       const known = sharedInodes.get(ino)
       if (known) {
+        if (known.nlink > 1) {
+          if (seenLinked.has(ino)) return
+          seenLinked.add(ino)
+        }
         out.files++
         account(known, false)
         return
@@ -112,6 +121,18 @@ function walkOne(vol: Volume, fs: Fileset, sharedInodes: Map<number, Mapped>): F
       if (!priv) sharedInodes.set(ino, m)
       account(m, priv)
     })
+  }
+  // An attribute set is this fileset's own when every inode naming it is (an attribute inode
+  // names no other, so accounting it adds nothing to attrs while this loop runs).
+  for (const [ino, privRefs] of [...attrs]) {
+    let m = sharedInodes.get(ino)
+    if (!m) {
+      const a = vol.tryIget(ino)
+      if (!a) continue
+      m = mapped(vol, a)
+      if (m.share > 1) sharedInodes.set(ino, m)
+    }
+    account(m, privRefs === m.share)
   }
   for (const [b, n] of own) if (vol.refcount(b) === n) out.uniqueBlocks++
   return out

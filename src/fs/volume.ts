@@ -14,6 +14,7 @@ import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type I
 import {refcountBlockOk, refcountBlockOkSparse, sealRefcountBlock} from '../format/refcount.js'
 import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, INCOMPAT_SPARSE_REFCOUNT, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
+import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
 import {Inode, type InodeHome} from './inode.js'
@@ -80,6 +81,8 @@ export class Volume implements InodeHome {
   /** write the backup superblock after the next commit (a field it must not lack was set) */
   private backupDue = false
   private closed = false
+  /** a commit that failed: the session writes nothing more (commit) */
+  private failure: Error | null = null
   /** hooks run by commit() before anything is encoded (extent maps, directories) */
   private flushers: Array<(vol: Volume) => void> = []
   /** orphans this process is still building (a clone in progress): reaping skips them */
@@ -90,15 +93,20 @@ export class Volume implements InodeHome {
   cloneCache: unknown = null
   /** inodes the cache keeps at most after a commit (trimInodeCache) */
   inodeCacheMax = INODE_CACHE_MAX
+  /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */
+  xattrCache: unknown = null
 
   private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean, inodeCache?: number}) {
     this.sb = sb
     if (opts.inodeCache !== undefined) this.inodeCacheMax = opts.inodeCache
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
-    // with an unreplayed journal clean), even on a device that allows it.
+    // with an unreplayed journal clean), even on a device that allows it. Changes made
+    // meanwhile (a reader expanding a clone in memory, src/clone/expand.ts) are never
+    // committed: they live in this process until it closes the image.
     this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
+    this.store.readOnly = this.readOnly
   }
 
   // ---------------------------------------------------------------- opening
@@ -110,13 +118,14 @@ export class Volume implements InodeHome {
     try {
       sb = planGeometry({blockCount: blocks, inodeCount: opts.inodeCount, journalBlocks: opts.journalBlocks, filesetSlots: opts.filesetSlots})
     } catch (e) {
-      throw new PrismError('EINVAL', (e as Error).message)
+      // A size or setting the image cannot be made with: a bad argument.
+      throw new PrismError('EUSAGE', (e as Error).message)
     }
     const dev = FileDevice.create(path, blocks, !!opts.force)
     try {
       return Volume.format(dev, sb, init)
     } catch (e) {
-      dev.close()
+      dev.discard() // a file this mkfs created goes again; one it was told to overwrite stays
       throw e
     }
   }
@@ -261,6 +270,7 @@ export class Volume implements InodeHome {
 
   /** Commits if the running transaction is large. Call only where the image is consistent. */
   maybeCommit(): void {
+    checkInterrupt() // a consistent point: stopping here drops only the running transaction
     if (this.txnFull) this.commit()
   }
 
@@ -271,6 +281,10 @@ export class Volume implements InodeHome {
   /** Writes the running transaction to the journal and then in place. */
   commit(): void {
     if (this.readOnly) return
+    // After a failed commit the journal and the device may hold part of a transaction: as a
+    // journaling file system aborts its journal, nothing more is written in this session, and
+    // the next open replays what was committed.
+    if (this.failure) throw new PrismError('EIO', `an earlier write to the image failed (${this.failure.message}); nothing more is written until the image is opened again`)
     for (const f of this.flushers) f(this)
     if (!this.hasChanges) {
       this.trimInodeCache()
@@ -288,7 +302,12 @@ export class Volume implements InodeHome {
     this.sb.lastWrite = Date.now()
     encodeSuperblock(this.sb, this.store.getMut(0))
     this.sbDirty = false
-    this.store.commit()
+    try {
+      this.store.commit()
+    } catch (e) {
+      this.failure = e as Error
+      throw e
+    }
     this.freedNow.clear()
     this.trimInodeCache()
     if (this.backupDue) {
@@ -312,6 +331,7 @@ export class Volume implements InodeHome {
     this.pinnedOrphans.clear()
     this.filesetCache = null
     this.cloneCache = null
+    this.xattrCache = null
     this.sbDirty = false
     this.backupDue = false
     try {

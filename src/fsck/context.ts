@@ -4,19 +4,30 @@
 // reference counts, and the repairs deferred to the end. It never writes anything by
 // itself except through editInode/clearInode, and only when repairing.
 import type {FilesetRecord} from '../format/fileset.js'
-import {BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
+import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
 import {crc32} from '../format/checksum.js'
 import type {Extent} from '../format/extent.js'
 import {INODE_CRC_OFF} from '../format/inode.js'
 import type {Superblock} from '../format/superblock.js'
 import type {Volume} from '../fs/volume.js'
 import {makeProblem, type Details, type FsckProblem, type ProblemCode} from './problems.js'
+import {checkInterrupt} from '../interrupt.js'
 
 /** Inode kinds in FsckContext.itype. */
 export const T_FREE = 0
 export const T_REG = 1
 export const T_DIR = 2
 export const T_LNK = 3
+/** special files (FORMAT.md §5.5) */
+export const T_CHR = 4
+export const T_BLK = 5
+export const T_FIFO = 6
+export const T_SOCK = 7
+/** an attribute inode (FORMAT.md §14): named by xattr_ino fields, never by a directory */
+export const T_XATTR = 8
+
+/** The directory-entry type of each inode kind above (0: none, as for an attribute inode). */
+export const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK, DT_CHR, DT_BLK, DT_FIFO, DT_SOCK, 0]
 
 /** What claimed a data block (FsckContext.meta). Metadata blocks must have exactly one claim. */
 export const CLAIM_DATA = 0
@@ -73,6 +84,47 @@ export interface FilesetInfo extends FilesetRecord {
   /** root is an in-use directory; false: a new empty root is made when repairing */
   rootOk: boolean
   rootProblem: FsckProblem | null
+  /**
+   * Names pass 2 found lost in this fileset's tree: entries a damaged directory no longer
+   * holds (its entry count less those read) and entries dropped because they named the
+   * wrong inode; Infinity when the root itself was lost. A fileset with losses is where
+   * unreachable inodes are reconnected first (lostfound.ts).
+   */
+  lost: number
+}
+
+/** An inode named in a fileset's /lost+found by the repair (lostfound.ts, rebuild.ts). */
+export interface LostItem {
+  ino: number
+  type: number
+  name: Buffer
+  problems: FsckProblem[]
+}
+
+/** What the repair adds to one fileset's /lost+found. */
+export interface LostPlan {
+  fileset: FilesetInfo
+  /** the fileset's lost+found directory, 0: make one (mode 0700) */
+  lfIno: number
+  /** a non-directory named lost+found in the root, moved into the new directory (0: none) */
+  moveAside: number
+  /** set IF_NOCLONE on a new lost+found (clones of the fileset are in flight) */
+  noclone: boolean
+  /** no inode is left for a new lost+found: the names go in the fileset's root directory */
+  inRoot: boolean
+  items: LostItem[]
+  /** names lost+found holds or will hold */
+  names: Set<string>
+}
+
+/** A fileset the repair makes for a directory tree no existing fileset can take. */
+export interface NewFileset {
+  name: string
+  /** the directory that becomes its root (0: a new empty root) */
+  rootIno: number
+  problems: FsckProblem[]
+  /** as the rest of fsck sees it (slot and id are set when it is made) */
+  info: FilesetInfo
 }
 
 export class FsckContext {
@@ -84,6 +136,10 @@ export class FsckContext {
   readonly iflags: Uint16Array
   readonly nlink: Uint32Array
   readonly share: Uint32Array
+  /** xattr_ino of each in-use inode (FORMAT.md §14) */
+  readonly xattrOf: Uint32Array
+  /** how many inodes name each inode as their attribute inode (counted after pass 1) */
+  readonly xattrRefs: Uint32Array
   /** directory inodes in use, with what pass 2 needs to read them */
   readonly dirs = new Map<number, DirMeta>()
   /** how an inode is reached: R_* bits (pass 2 and 3) */
@@ -135,6 +191,17 @@ export class FsckContext {
    * hole of the sparse image (never written), every slot free. Loops over inodes stop here.
    */
   readonly inoEnd: number
+  /**
+   * The filesets (index into `filesets` + 1) that name each inode: the first and the last
+   * to do so (0: none). Exact for inodes named by at most two filesets; lostfound.ts
+   * walks the trees again for the rare inode it needs and more name.
+   */
+  readonly firstFs: Uint32Array
+  readonly lastFs: Uint32Array
+  /** reconnections to /lost+found, per fileset (lostfound.ts; made by rebuild.ts) */
+  readonly lostPlans = new Map<FilesetInfo, LostPlan>()
+  /** filesets made for unreachable trees (lostfound.ts; made by rebuild.ts) */
+  readonly newFilesets: NewFileset[] = []
 
   /** blocks of an unreplayed journal (read-only runs): what reads must see */
   overlay: Map<number, Buffer> | null = null
@@ -152,6 +219,8 @@ export class FsckContext {
     this.iflags = new Uint16Array(n)
     this.nlink = new Uint32Array(n)
     this.share = new Uint32Array(n)
+    this.xattrOf = new Uint32Array(n)
+    this.xattrRefs = new Uint32Array(n)
     this.reach = new Uint8Array(n)
     this.trees = new Uint16Array(n)
     this.filesetTrees = new Uint16Array(n)
@@ -159,6 +228,8 @@ export class FsckContext {
     this.totalNames = new Uint32Array(n)
     this.curCount = new Uint32Array(n)
     this.subdirs = new Uint32Array(n)
+    this.firstFs = new Uint32Array(n)
+    this.lastFs = new Uint32Array(n)
     this.claims = new BlockClaims(vol.sb.dataBlocks)
     this.sbFreeBlocks = vol.sb.freeBlocks
     this.sbFreeInodes = vol.sb.freeInodes
@@ -181,6 +252,7 @@ export class FsckContext {
   }
 
   progress(phase: string, done: number, total: number, force = false): void {
+    checkInterrupt()
     if (!this.onProgress) return
     const t = Date.now()
     if (!force && done < total && t - this.lastProgress < 100) return
@@ -254,6 +326,7 @@ export class FsckContext {
 
   /** Commits the running transaction when it has grown past half the journal. */
   maybeCommit(): void {
+    checkInterrupt()
     if (!this.repair) return
     if (this.vol.store.dirtyCount >= this.vol.journal.maxBlocks / 2) this.vol.commit()
   }

@@ -9,7 +9,7 @@ import {FormatError} from '../format/errors.js'
 import {PrismError} from '../errors.js'
 import '../fs/namespace.js'
 import {Volume} from '../fs/volume.js'
-import {FsckContext, T_DIR, T_FREE, T_LNK, T_REG} from './context.js'
+import {FsckContext, T_DIR, T_FREE, T_LNK, T_REG, T_XATTR} from './context.js'
 import {pass0, pass0Volume} from './pass0_super.js'
 import {pass1} from './pass1_inodes.js'
 import {pass2} from './pass2_dirs.js'
@@ -18,6 +18,7 @@ import {checkScanFile} from './scanfile.js'
 import {checkTableFile} from './filesettable.js'
 import {checkCloneState} from './clonestate.js'
 import {pass4} from './pass4_refcounts.js'
+import {checkXattrs} from './xattrs.js'
 import {applyDeferred} from './rebuild.js'
 import type {FsckProblem} from './problems.js'
 
@@ -29,6 +30,10 @@ export interface FsckStats {
   files: number
   dirs: number
   symlinks: number
+  /** character and block devices, FIFOs and sockets */
+  specials: number
+  /** attribute inodes (each holds the extended attributes of one or more inodes) */
+  xattrSets: number
   filesets: number
   blocksUsed: number
   blocksFree: number
@@ -51,7 +56,7 @@ export interface FsckOptions {
 }
 
 function emptyStats(): FsckStats {
-  return {inodes: 0, files: 0, dirs: 0, symlinks: 0, filesets: 0, blocksUsed: 0, blocksFree: 0, inodesFree: 0}
+  return {inodes: 0, files: 0, dirs: 0, symlinks: 0, specials: 0, xattrSets: 0, filesets: 0, blocksUsed: 0, blocksFree: 0, inodesFree: 0}
 }
 
 function exitCodeOf(problems: FsckProblem[]): 0 | 1 | 4 {
@@ -105,6 +110,7 @@ export function fsckDevice(dev: BlockDevice, opts: FsckOptions): FsckResult {
     checkTableFile(ctx)
     checkCloneState(ctx)
     pass3(ctx)
+    checkXattrs(ctx)
     counts = pass4(ctx)
     applyDeferred(ctx)
     if (repair) vol.commit()
@@ -150,10 +156,12 @@ function statsOf(ctx: FsckContext, counts: {freeBlocks: number, freeInodes: numb
       case T_REG: s.files++; break
       case T_DIR: s.dirs++; break
       case T_LNK: s.symlinks++; break
+      case T_XATTR: s.xattrSets++; break
+      default: s.specials++
     }
     s.inodes++
   }
-  s.filesets = ctx.filesets.length
+  s.filesets = ctx.filesets.length + ctx.newFilesets.filter((f) => f.info.slot >= 0).length
   if (ctx.repair) {
     // The deferred repairs allocated and freed through the volume, which kept the counters.
     s.blocksFree = ctx.vol.sb.freeBlocks
@@ -179,7 +187,7 @@ export function fsckImage(path: string, opts: FsckOptions & {wait?: number}): Fs
   try {
     return fsckDevice(dev, opts)
   } catch (e) {
-    if (e instanceof PrismError) throw new PrismError(e.code, e.message.startsWith(path) ? e.message : `${path}: ${e.message}`)
+    if (e instanceof PrismError && e.code !== 'EINTR') throw new PrismError(e.code, e.message.startsWith(path) ? e.message : `${path}: ${e.message}`)
     throw e
   }
 }

@@ -7,7 +7,7 @@ import {BLOCK_SIZE, JSB_MAGIC, STATE_CLEAN, STATE_DIRTY} from '../format/constan
 import {crc32} from '../format/checksum.js'
 import {FormatError} from '../format/errors.js'
 import {COMMIT_MAGIC, DESC_MAGIC, decodeJournalSuper, encodeJournalSuper} from '../format/journal.js'
-import {INCOMPAT_CLONES, decodeSuperblock, type Superblock} from '../format/superblock.js'
+import {INCOMPAT_CLONES, INCOMPAT_STICKY, decodeSuperblock, type Superblock} from '../format/superblock.js'
 import {PrismError} from '../errors.js'
 import type {FsckContext} from './context.js'
 import {makeProblem, type FsckProblem} from './problems.js'
@@ -115,9 +115,11 @@ export function pass0(dev: BlockDevice, repair: boolean): Pass0Result {
     res.rewriteSb = true
   } else {
     // The expanding-clones bits change with async clones (FORMAT.md §2.4): the backup,
-    // written only at a clean close, may be behind on it; pass 2 checks the primary's.
+    // written only at a clean close, may be behind on them; pass 2 checks the primary's. A
+    // feature bit set on first use (§11.2) may be missing from a backup written before.
+    const incompatDiffers = (a: number, b: number) => ((a ^ b) & ~INCOMPAT_CLONES & ~(a & INCOMPAT_STICKY)) !== 0
     const diff = STATIC_FIELDS.filter((f) => f === 'incompat'
-      ? ((primary.sb![f] ^ backup.sb![f]) & ~INCOMPAT_CLONES) !== 0
+      ? incompatDiffers(primary.sb!.incompat, backup.sb!.incompat)
       : primary.sb![f] !== backup.sb![f])
     if (!primary.sb.uuid.equals(backup.sb.uuid)) diff.push('uuid')
     if (diff.length > 0) {

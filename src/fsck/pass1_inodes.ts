@@ -7,8 +7,8 @@
 import os from 'node:os'
 import zlib from 'node:zlib'
 import {
-  BLOCK_SIZE, DIR_PTR_BASE, IF_HASHED, IF_INLINE, IF_KNOWN, IF_UNEXPANDED, INODE_SIZE, MAX_FILE_SIZE,
-  S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+  BLOCK_SIZE, DIR_PTR_BASE, IF_HASHED, IF_INLINE, IF_KNOWN, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, IF_XATTR, INODE_SIZE, MAX_FILE_SIZE,
+  S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 } from '../format/constants.js'
 import {crc32, nameHash} from '../format/checksum.js'
 import {BUCKET_HDR, BUCKET_MAGIC, DIRENT_FIXED} from '../format/dirent.js'
@@ -17,13 +17,18 @@ import {INODE_AREA_OFF, INODE_AREA_SIZE, INODE_CRC_OFF} from '../format/inode.js
 import {unmapRange} from '../fs/extents.js'
 import {SYMLINK_MAX} from '../fs/namespace.js'
 import {
-  CLAIM_DATA, CLAIM_DIR, CLAIM_NODE, T_DIR, T_FREE, T_LNK, T_REG, type FsckContext,
+  CLAIM_DATA, CLAIM_DIR, CLAIM_NODE, T_BLK, T_CHR, T_DIR, T_FIFO, T_FREE, T_LNK, T_REG, T_SOCK, T_XATTR, type FsckContext,
 } from './context.js'
 import type {FsckProblem} from './problems.js'
 
 const CHUNK = 256
 const LITTLE_ENDIAN = os.endianness() === 'LE'
-const FILE_FLAGS = IF_KNOWN & ~(IF_HASHED | IF_UNEXPANDED)
+/** flags of a file or symlink (an attribute inode's IF_XATTR makes it another kind) */
+const FILE_FLAGS = IF_KNOWN & ~(IF_HASHED | IF_UNEXPANDED | IF_XATTR)
+/** flags of a special file: no data, so no IF_INLINE */
+const SPECIAL_FLAGS = IF_NOCLONE | IF_ORPHAN
+/** flags of an attribute inode */
+const XATTR_FLAGS = IF_XATTR | IF_INLINE
 const zcrc32 = (zlib as unknown as {crc32: (data: Uint8Array) => number}).crc32
 const ENTRY = 16
 const ROOT_HDR = 12
@@ -138,16 +143,53 @@ function claimKindOf(ctx: FsckContext, ino: number, kind: number): number {
   return ino === ctx.sb.filesetExtIno && ino !== 0 ? CLAIM_NODE : CLAIM_DATA
 }
 
-function kindOf(mode: number): number {
+/**
+ * Why an inode whose checksum is wrong is garbage (its type, flags, counters or size are
+ * values no version writes), or null when those fields are sound: its block map and the
+ * rest are then checked and repaired as any inode's are, so that it keeps what it can.
+ */
+function garbageWhy(buf: Buffer, off: number): string | null {
+  const flags = buf.readUInt16LE(off + 2)
+  const kind = kindOf(buf.readUInt16LE(off), flags)
+  if (kind === T_FREE) return 'no valid file type'
+  if (flags & ~allowedFlags(kind)) return 'invalid flags'
+  const inline = (flags & IF_INLINE) !== 0
+  if (kind === T_DIR && inline === ((flags & IF_HASHED) !== 0)) return 'invalid flags'
+  const size = u64(buf, off + 0x18)
+  if (size > Number.MAX_SAFE_INTEGER || u64(buf, off + 0x20) > Number.MAX_SAFE_INTEGER || u64(buf, off + 0x58) > Number.MAX_SAFE_INTEGER) return 'a counter out of range'
+  if (buf.readUInt32LE(off + 4) > 0xfffffff0 || buf.readUInt32LE(off + 8) > 0xfffffff0 || buf.readUInt32LE(off + 8) === 0) return 'a link or share count out of range'
+  if (kind === T_LNK && (size < 1 || size > SYMLINK_MAX)) return 'an invalid symlink length'
+  if (kind !== T_DIR && !isSpecialKind(kind) && (inline ? size > INODE_AREA_SIZE : size > MAX_FILE_SIZE)) return 'an invalid size'
+  return null
+}
+
+function kindOf(mode: number, flags = 0): number {
   switch (mode & S_IFMT) {
-    case S_IFREG: return T_REG
+    case S_IFREG: return flags & IF_XATTR ? T_XATTR : T_REG
     case S_IFDIR: return T_DIR
     case S_IFLNK: return T_LNK
+    case S_IFCHR: return T_CHR
+    case S_IFBLK: return T_BLK
+    case S_IFIFO: return T_FIFO
+    case S_IFSOCK: return T_SOCK
     default: return T_FREE
   }
 }
 
-export const KIND_NAME = ['free', 'file', 'directory', 'symlink']
+export const KIND_NAME = ['free', 'file', 'directory', 'symlink', 'character device', 'block device', 'FIFO', 'socket', 'attribute inode']
+
+/** A device, FIFO or socket: no data, a device number in its area (FORMAT.md §5.5). */
+export function isSpecialKind(kind: number): boolean {
+  return kind >= T_CHR && kind <= T_SOCK
+}
+
+/** Flags each kind may carry. */
+function allowedFlags(kind: number): number {
+  if (kind === T_DIR) return IF_KNOWN & ~IF_XATTR
+  if (kind === T_XATTR) return XATTR_FLAGS
+  if (isSpecialKind(kind)) return SPECIAL_FLAGS
+  return FILE_FLAGS
+}
 
 function isZero(buf: Buffer, from: number, to: number): boolean {
   for (let i = from; i < to; i += 4) if (buf.readUInt32LE(i) !== 0) return false
@@ -192,6 +234,10 @@ export function pass1(ctx: FsckContext): void {
   }
   ctx.progress('pass 1: inodes', sb.inodeCount, sb.inodeCount, true)
   if (ctx.dups.size > 0) pass1b(ctx)
+  for (let ino = 1; ino < ctx.inoEnd; ino++) { // past inoEnd every inode is free
+    const t = ctx.xattrOf[ino]
+    if (t !== 0 && t <= sb.inodeCount && ctx.itype[ino] !== T_FREE) ctx.xattrRefs[t]++
+  }
 }
 
 /**
@@ -220,9 +266,9 @@ function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, in
   const mode = w0 & 0xffff
   if (mode === 0 || ino === 0 || ino > ctx.sb.inodeCount) return false
   if (w[b + 63] !== zcrc32(crcView)) return false
-  const kind = kindOf(mode)
   const flags = w0 >>> 16
-  if (kind === T_FREE || flags & ~(kind === T_DIR ? IF_KNOWN : FILE_FLAGS)) return false
+  const kind = kindOf(mode, flags)
+  if ((kind !== T_REG && kind !== T_DIR && kind !== T_LNK) || flags & ~allowedFlags(kind)) return false
   const inline = (flags & IF_INLINE) !== 0
   if (w[b + 7] !== 0 || w[b + 9] !== 0) return false // size or block count past 4 GiB blocks: full checks
   const size = w[b + 6]
@@ -262,6 +308,7 @@ function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, in
   ctx.iflags[ino] = flags
   ctx.nlink[ino] = w[b + 1]
   ctx.share[ino] = w[b + 2]
+  ctx.xattrOf[ino] = w[b + 27]
   if (kind === T_DIR) recordDir(ctx, buf, off, ino, inline, size, inline ? NO_EXTENTS : rootExtents(buf, off), NO_NODES)
   return true
 }
@@ -298,19 +345,28 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
     return
   }
   if (buf.readUInt32LE(off + INODE_CRC_OFF) !== zcrc32(crcView)) {
-    const p = ctx.report('INODE_CRC', `inode ${ino}`)
-    ctx.clearInode(ino)
+    // As e2fsck ("inode passes checks, but checksum does not match inode. Fix?"): an inode
+    // whose fields are sound keeps what it holds and gets its checksum rewritten (its map
+    // is checked next, as any inode's); one with values no version writes is garbage and
+    // is cleared.
+    const why = garbageWhy(buf, off)
+    const p = ctx.report('INODE_CRC', `inode ${ino}`, {fix: why ? `the inode is cleared: ${why}` : 'its fields are sound: its checksum is rewritten'})
+    if (why) {
+      ctx.clearInode(ino)
+      ctx.fixed(p)
+      return
+    }
+    ctx.editInode(ino, () => {}) // reseals it
     ctx.fixed(p)
-    return
   }
-  const kind = kindOf(mode)
+  let flags = buf.readUInt16LE(off + 2)
+  const kind = kindOf(mode, flags)
   if (kind === T_FREE) {
     const p = ctx.report('INODE_BAD_TYPE', `inode ${ino}`, {mode: mode.toString(8)})
     ctx.clearInode(ino)
     ctx.fixed(p)
     return
   }
-  let flags = buf.readUInt16LE(off + 2)
   let size = u64(buf, off + 0x18)
   let blocks = u64(buf, off + 0x20)
   // Counters past 2^53 do not decode (FORMAT.md §5.2): reset them here, the later checks recount.
@@ -335,7 +391,7 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
     ctx.fixed(p)
     return
   }
-  const allowed = kind === T_DIR ? IF_KNOWN : IF_KNOWN & ~(IF_HASHED | IF_UNEXPANDED)
+  const allowed = allowedFlags(kind)
   if (flags & ~allowed) {
     const p = ctx.report('INODE_BAD_FLAGS', `inode ${ino}`, {flags: flags.toString(16), kind: KIND_NAME[kind]})
     flags &= allowed
@@ -344,6 +400,16 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
     ctx.fixed(p)
   }
   const inline = (flags & IF_INLINE) !== 0
+
+  if (isSpecialKind(kind)) {
+    checkSpecial(ctx, buf, off, ino, kind, size, blocks)
+    ctx.itype[ino] = kind
+    ctx.iflags[ino] = flags
+    ctx.nlink[ino] = buf.readUInt32LE(off + 0x04)
+    ctx.share[ino] = buf.readUInt32LE(off + 0x08)
+    ctx.xattrOf[ino] = buf.readUInt32LE(off + 0x6c)
+    return
+  }
 
   // Sizes.
   if (kind !== T_DIR) {
@@ -401,7 +467,29 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
   ctx.iflags[ino] = flags
   ctx.nlink[ino] = buf.readUInt32LE(off + 0x04)
   ctx.share[ino] = buf.readUInt32LE(off + 0x08)
+  ctx.xattrOf[ino] = buf.readUInt32LE(off + 0x6c)
   if (kind === T_DIR) recordDir(ctx, buf, off, ino, inline, size, ext, nodes)
+}
+
+/**
+ * A special file has size 0, maps no block and holds only its device number in its area
+ * (a FIFO or socket none). Anything else there is reset: a special file has no data to lose.
+ */
+function checkSpecial(ctx: FsckContext, buf: Buffer, off: number, ino: number, kind: number, size: number, blocks: number): void {
+  const a = off + INODE_AREA_OFF
+  const device = kind === T_CHR || kind === T_BLK
+  const problems: string[] = []
+  if (size !== 0) problems.push(`a size of ${size}`)
+  if (blocks !== 0) problems.push(`a block count of ${blocks}`)
+  if (!isZero(buf, a + (device ? 8 : 0), a + INODE_AREA_SIZE)) problems.push(device ? 'bytes after its device number' : 'a device number or other bytes in its area')
+  if (problems.length === 0) return
+  const p = ctx.report('SPECIAL_BAD', `inode ${ino}`, {kind: KIND_NAME[kind], detail: problems.join(', ')})
+  ctx.editInode(ino, (b, o) => {
+    b.writeBigUInt64LE(0n, o + 0x18)
+    b.writeBigUInt64LE(0n, o + 0x20)
+    b.fill(0, o + INODE_AREA_OFF + (device ? 8 : 0), o + INODE_AREA_OFF + INODE_AREA_SIZE)
+  })
+  ctx.fixed(p)
 }
 
 /**
@@ -450,7 +538,7 @@ export function keptMap(ctx: FsckContext, ino: number): {ext: Extent[], nodes: n
   if (rw) return rw
   const d = ctx.dirs.get(ino)
   if (d) return d
-  if (ctx.iflags[ino] & IF_INLINE) return {ext: [], nodes: []}
+  if (ctx.iflags[ino] & IF_INLINE || isSpecialKind(ctx.itype[ino])) return {ext: [], nodes: []}
   const {buf, off} = ctx.inodeAt(ino)
   const m = walkMap(ctx, ino, ctx.itype[ino], u64(buf, off + 0x18), buf, off, false)
   return m

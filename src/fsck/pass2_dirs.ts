@@ -1,12 +1,14 @@
 // fsck pass 2: the fileset table, then every fileset's tree from its root, iteratively
 // (trees can be deep). Reads each reachable directory (inline or extendible hash: bucket
 // and pointer checksums, pointer-table layout, entry placement), checks every entry, and
-// counts per fileset the names each inode has and the subdirectories of each directory.
-// Bad entries are left out of the directory's entry list and the directory is scheduled
-// for a rebuild (rebuild.ts); this pass itself never changes a directory block.
+// counts per fileset the names each inode has and the subdirectories of each directory,
+// and the names each fileset lost to damage (for lostfound.ts). Bad entries are left out
+// of the directory's entry list (an invalid name is renamed instead, never kept), and the
+// directory is scheduled for a rebuild (rebuild.ts); this pass itself never changes a
+// directory block.
 import {
-  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_DIR, DT_LNK, DT_REG, FILESETS_PER_BLOCK,
-  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, MODE_LAZY, MODE_NONE,
+  BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, FILESETS_PER_BLOCK,
+  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, IF_XATTR, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
 import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, nameProblem} from '../format/dirent.js'
@@ -14,13 +16,14 @@ import {nameText} from '../format/name.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
-  R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, type DirMeta, type FilesetInfo, type FsckContext,
+  DT_OF_KIND, R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type DirMeta, type FilesetInfo, type FsckContext,
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
 import {tableFileBlocks} from './filesettable.js'
 
-const DT_OF_KIND = [0, DT_REG, DT_DIR, DT_LNK]
-const DT_NAME: Record<number, string> = {[DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink'}
+const DT_NAME: Record<number, string> = {
+  [DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink', [DT_CHR]: 'character device', [DT_BLK]: 'block device', [DT_FIFO]: 'FIFO', [DT_SOCK]: 'socket',
+}
 
 // ---------------------------------------------------------------- the fileset table
 
@@ -30,7 +33,7 @@ function zeroRange(buf: Buffer, from: number, to: number): boolean {
 }
 
 /** The block holding fileset slot `slot` (fixed table or table file, FORMAT.md §8.7) and the record's offset. */
-function slotLocation(ctx: FsckContext, slot: number): {block: number, off: number} {
+export function slotLocation(ctx: FsckContext, slot: number): {block: number, off: number} {
   const fixed = ctx.sb.filesetSlots
   if (slot < fixed) return {block: ctx.sb.filesetTableStart + Math.floor(slot / FILESETS_PER_BLOCK), off: (slot % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE}
   return {block: ctx.tableBlocks[Math.floor((slot - fixed) / FILESETS_PER_BLOCK)], off: ((slot - fixed) % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE}
@@ -75,7 +78,7 @@ export function checkFilesets(ctx: FsckContext): void {
         continue
       }
       const nameLen = buf[off + 0x0e]
-      const f: FilesetInfo = {...readFilesetRaw(buf, off), slot, id, rootOk: true, rootProblem: null}
+      const f: FilesetInfo = {...readFilesetRaw(buf, off), slot, id, rootOk: true, rootProblem: null, lost: 0}
       const stateOk = f.state !== FS_FREE && f.state <= FS_DELETING && f.mode <= MODE_LAZY
       const nameOk = nameLen >= 1 && nameLen <= FILESET_NAME_MAX && filesetNameProblem(f.name) === null
       if (buf.readUInt32LE(off + 0xfc) !== crc32(buf, off, off + 0xfc)) {
@@ -98,7 +101,7 @@ export function checkFilesets(ctx: FsckContext): void {
         ctx.fixed(p)
       }
       if (!nameOk) {
-        const p = ctx.report('FILESET_BAD_NAME', where, {name: JSON.stringify(f.name)})
+        const p = ctx.report('FILESET_BAD_NAME', where, {name: `"${f.name}"`})
         f.name = `fileset-${f.id}`
         changed.add(f)
         ctx.fixed(p)
@@ -108,6 +111,7 @@ export function checkFilesets(ctx: FsckContext): void {
       if (!rootValid(f.rootIno) || other) {
         // A directory is never shared, so neither is a root.
         f.rootOk = false
+        f.lost = Infinity
         f.rootProblem = ctx.report('FILESET_BAD_ROOT', `fileset ${f.name}`, {
           ino: f.rootIno, detail: other ? `is already the root of fileset ${other.name}` : 'is not a directory in use',
         })
@@ -529,8 +533,29 @@ function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held
     const h = chainHead[ents.bucket[i]]
     if (h < 0) continue
     const want = depth === 0 ? 0 : ptrs![ents.chash[i] & mask]
-    if (want !== h) rep('DIR_HASH_MISPLACED', {name: JSON.stringify(ents.name(i)), hash: ents.chash[i].toString(16)})
+    if (want !== h) rep('DIR_HASH_MISPLACED', {name: `"${ents.name(i)}"`, hash: ents.chash[i].toString(16)})
   }
+}
+
+/** Every name of a directory's entries (latin1 strings: one character per byte). */
+function namesOf(ents: Entries): Set<string> {
+  const out = new Set<string>()
+  for (let i = 0; i < ents.n; i++) out.add(ents.src[i].toString('latin1', ents.off[i], ents.off[i] + ents.len[i]))
+  return out
+}
+
+/**
+ * A valid name for an entry whose name is not: its bytes with '/' and NUL replaced by '.',
+ * or, if that is still invalid or taken, `#INO` (then `#INO.2`, ...). Adds it to `taken`.
+ */
+function safeName(raw: Buffer, ino: number, taken: Set<string>): Buffer {
+  let name = Buffer.from(raw.map((c) => (c === 0x2f || c === 0 ? 0x2e : c)))
+  if (nameProblem(name) !== null || taken.has(name.toString('latin1'))) {
+    name = Buffer.from(`#${ino}`)
+    for (let k = 2; taken.has(name.toString('latin1')); k++) name = Buffer.from(`#${ino}.${k}`)
+  }
+  taken.add(name.toString('latin1'))
+  return name
 }
 
 /** nameProblem (format/dirent.ts) over a range of a block: null when the name is valid. */
@@ -562,6 +587,8 @@ interface Walk {
   dups: Uint8Array
   /** the fileset walked (null for an orphan tree) */
   owner: FilesetInfo | null
+  /** its index in ctx.filesets + 1 (0: none) */
+  fsIndex: number
   /** bucket blocks read ahead (pass 2's; orphan trees read through the block cache) */
   held: DirBlocks
   /** the directory being expanded, and its problems so far (null: none) */
@@ -607,7 +634,7 @@ class Paths {
     let k = this.index[ino] - 1
     if (k < 0) return undefined
     const names: string[] = []
-    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(this.src[k].toString('utf8', this.off[k], this.off[k] + this.len[k]))
+    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(nameText(this.src[k].subarray(this.off[k], this.off[k] + this.len[k])))
     return '/' + names.reverse().join('/')
   }
 
@@ -657,6 +684,9 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   if (dm.hashed) scanHashed(ctx, dm, ents, w.rep, w.held)
   else scanInline(dm, ents, w.rep)
   const n = ents.n
+  // A damaged directory block loses the entries it held: the directory's entry count says
+  // how many (lostfound.ts reconnects what they named in the filesets that lost names).
+  let lost = w.probs !== null ? Math.max(0, dm.size - n) : 0
   if (dm.hashed && n !== dm.size && w.probs === null) w.rep('DIR_COUNT', {have: dm.size, want: n})
   if (w.dups.length < n) w.dups = new Uint8Array(Math.max(n, w.dups.length * 2))
   const dups = w.dups
@@ -669,7 +699,13 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
     note(w, ctx.report(code, where(i), d))
     if (!keep) keep = new Uint8Array(n).fill(1)
     keep[i] = 0
+    // The entry named something else once: that name is lost (ORPHAN_LINKED drops a name
+    // the inode has elsewhere).
+    if (code !== 'ORPHAN_LINKED') lost++
   }
+  // Entries whose name is not a valid name keep their inode under a safe name.
+  let renamed: Map<number, Buffer> | null = null
+  let taken: Set<string> | null = null
   let subdirs = 0
   const inodeCount = ctx.sb.inodeCount
   const clock = ctx.sb.cloneClock
@@ -679,10 +715,19 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   for (let i = 0; i < n; i++) {
     const ino = eIno[i]
     const np = nameProblemAt(ents, i)
-    if (np) { drop(i, 'DIRENT_BAD_NAME', {name: JSON.stringify(ents.name(i)), detail: np}); continue }
     if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
-    const kind = itype[ino]
+    let kind = itype[ino]
     if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }
+    if (kind === T_XATTR) {
+      // An attribute inode some inode names: no directory may name it. One that no inode
+      // names but a directory does is a file whose IF_XATTR flag is the damage: it stays a file.
+      if (ctx.xattrRefs[ino] > 0) { drop(i, 'DIRENT_ATTR_INODE', {ino}); continue }
+      const p = ctx.report('INODE_BAD_FLAGS', `inode ${ino}`, {flags: ctx.iflags[ino].toString(16), kind: 'file a directory names (IF_XATTR dropped)'})
+      ctx.editInode(ino, (b, o) => b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_XATTR, o + 2))
+      ctx.iflags[ino] &= ~IF_XATTR
+      itype[ino] = kind = T_REG
+      ctx.fixed(p)
+    }
     if (anyDup && dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
     if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
     if (kind === T_DIR) {
@@ -699,7 +744,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
       note(w, ctx.report('LASTCLONE_AHEAD', where(i), {value: eClone[i], clock}))
       eClone[i] = 0
     }
-    if (eHash[i] !== eChash[i]) {
+    if (eHash[i] !== eChash[i] && !np) { // a renamed entry gets the new name's hash
       note(w, ctx.report('DIRENT_BAD_HASH', where(i), {have: eHash[i].toString(16), want: eChash[i].toString(16)}))
     }
     const want = DT_OF_KIND[kind]
@@ -707,10 +752,20 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
       note(w, ctx.report('DIRENT_TYPE_MISMATCH', where(i), {have: DT_NAME[eType[i]] ?? `code ${eType[i]}`, ino, want: DT_NAME[want]}))
       eType[i] = want
     }
+    let name: Buffer | null = null
+    if (np) {
+      // As e2fsck ("Entry has illegal characters in its name"): '/' and NUL become '.';
+      // a name that is then still invalid, or taken, becomes #INO as in lost+found.
+      taken ??= namesOf(ents)
+      name = safeName(ents.nameBuf(i), ino, taken)
+      note(w, ctx.report('DIRENT_BAD_NAME', where(i), {name: `"${ents.name(i)}"`, detail: np, new: `"${nameText(name)}"`}))
+      ;(renamed ??= new Map()).set(i, name)
+    }
     if (kind === T_DIR) {
       subdirs++
       state[ino] = 1
-      w.paths.add(ino, dirIno, ents.src[i], ents.off[i], ents.len[i])
+      if (name) w.paths.add(ino, dirIno, name, 0, name.length)
+      else w.paths.add(ino, dirIno, ents.src[i], ents.off[i], ents.len[i])
       stack.push(ino)
     }
     // Count the name.
@@ -718,20 +773,22 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
     curCount[ino]++
   }
   ctx.subdirs[dirIno] = subdirs
+  if (lost > 0 && w.owner && w.fsIndex) w.owner.lost += lost
   const probs = w.probs as FsckProblem[] | null
   if (probs !== null && !ctx.rebuilds.has(dirIno)) {
     const entries = []
     const k: Uint8Array | null = keep
+    const rn = renamed as Map<number, Buffer> | null
     for (let i = 0; i < n; i++) {
       if (k && !k[i]) continue
-      entries.push({ino: eIno[i], type: eType[i], lastclone: eClone[i], name: ents.nameBuf(i)})
+      entries.push({ino: eIno[i], type: eType[i], lastclone: eClone[i], name: rn?.get(i) ?? ents.nameBuf(i)})
     }
     ctx.rebuilds.set(dirIno, {entries, problems: probs})
   }
 }
 
 function newWalk(ctx: FsckContext, prefix: string, orphan: boolean, state: Uint8Array, paths: Paths, ents: Entries, held: DirBlocks): Walk {
-  const w: Walk = {prefix, orphan, state, paths, touched: [], ents, dups: new Uint8Array(256), owner: null, held, dir: 0, probs: null, rep: () => {}}
+  const w: Walk = {prefix, orphan, state, paths, touched: [], ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, rep: () => {}}
   w.rep = (code, d = {}) => note(w, ctx.report(code, w.prefix + w.paths.of(w.dir)!, d))
   return w
 }
@@ -749,6 +806,7 @@ export function pass2(ctx: FsckContext): void {
     if (!f.rootOk) continue
     const w = newWalk(ctx, `fileset ${f.name}:`, false, state, paths, ents, held)
     w.owner = f
+    w.fsIndex = ctx.filesets.indexOf(f) + 1
     w.touched.push(f.rootIno)
     walkTree(ctx, w, f.rootIno)
     foldTree(ctx, w)
@@ -761,6 +819,10 @@ function foldTree(ctx: FsckContext, w: Walk): void {
   const bit = w.orphan ? R_ORPHAN_TREE : R_FILESET
   for (const ino of w.touched) {
     const c = ctx.curCount[ino]
+    if (w.fsIndex) {
+      if (ctx.filesetTrees[ino] === 0) ctx.firstFs[ino] = w.fsIndex
+      ctx.lastFs[ino] = w.fsIndex
+    }
     if (ctx.trees[ino] === 0) ctx.firstCount[ino] = c
     else if (ctx.firstCount[ino] !== c) ctx.inconsistent.add(ino)
     if (ctx.trees[ino] < 0xffff) ctx.trees[ino]++
@@ -787,5 +849,94 @@ export function walkOrphanTrees(ctx: FsckContext, roots: number[]): void {
     // The root itself is on the list, not named by this tree.
     ctx.curCount[ino] = 0
     foldTree(ctx, w)
+  }
+}
+
+// ---------------------------------------------------------------- for lost+found (lostfound.ts)
+
+/** An entry as a listing returns it. */
+export interface ListedEntry {
+  ino: number
+  type: number
+  name: Buffer
+}
+
+/**
+ * The entries of a directory, read without reporting anything: those a rebuild keeps if
+ * pass 2 scheduled one, else whatever the directory's blocks hold that names an inode in
+ * use (lenient, as pass 2 reads them).
+ */
+export function keptEntries(ctx: FsckContext, dirIno: number, ents = new Entries(), held = new DirBlocks()): ListedEntry[] {
+  const rb = ctx.rebuilds.get(dirIno)
+  if (rb) return rb.entries
+  const dm = ctx.dirs.get(dirIno)
+  if (!dm) return []
+  ents.reset()
+  if (dm.hashed) scanHashed(ctx, dm, ents, () => {}, held)
+  else scanInline(dm, ents, () => {})
+  const out: ListedEntry[] = []
+  for (let i = 0; i < ents.n; i++) {
+    const ino = ents.ino[i]
+    if (ino < 1 || ino > ctx.sb.inodeCount || ctx.itype[ino] === T_FREE) continue
+    out.push({ino, type: ents.type[i], name: ents.nameBuf(i)})
+  }
+  return out
+}
+
+/**
+ * Which filesets (indexes into ctx.filesets) name each of `inos`, found by walking every
+ * fileset's tree again as pass 2 left it (only needed for inodes more than two filesets
+ * name: ctx.firstFs and ctx.lastFs answer for the others).
+ */
+export function filesetsNaming(ctx: FsckContext, inos: Set<number>): Map<number, number[]> {
+  const out = new Map<number, number[]>()
+  const ents = new Entries()
+  const held = new DirBlocks()
+  const seen = new Uint8Array(ctx.sb.inodeCount + 1)
+  ctx.filesets.forEach((f, k) => {
+    if (!f.rootOk) return
+    const stack = [f.rootIno]
+    const visited: number[] = []
+    seen[f.rootIno] = 1
+    while (stack.length > 0) {
+      const d = stack.pop()!
+      visited.push(d)
+      for (const e of keptEntries(ctx, d, ents, held)) {
+        if (inos.has(e.ino)) {
+          const l = out.get(e.ino)
+          if (!l) out.set(e.ino, [k])
+          else if (l[l.length - 1] !== k) l.push(k)
+        }
+        if (ctx.itype[e.ino] === T_DIR && !seen[e.ino]) { seen[e.ino] = 1; stack.push(e.ino) }
+      }
+    }
+    for (const d of visited) seen[d] = 0
+  })
+  return out
+}
+
+/**
+ * Walks trees that no fileset reaches, as pass 2 walks a fileset's tree (every entry is
+ * checked and counted, damaged directories are scheduled for a rebuild), each as part of
+ * the fileset that takes it. Returns, per walk, the inodes it named: their names in the
+ * walk are in ctx.curCount, which the caller folds into the totals and resets.
+ */
+export class LostWalker {
+  private readonly state: Uint8Array
+  private readonly paths: Paths
+  private readonly ents = new Entries()
+  private readonly held = new DirBlocks()
+
+  constructor(private readonly ctx: FsckContext) {
+    this.state = new Uint8Array(ctx.sb.inodeCount + 1)
+    this.paths = new Paths(ctx.sb.inodeCount)
+  }
+
+  walk(root: number, owner: FilesetInfo, prefix: string): number[] {
+    const w = newWalk(this.ctx, prefix, false, this.state, this.paths, this.ents, this.held)
+    w.owner = owner
+    w.touched.push(root)
+    walkTree(this.ctx, w, root)
+    return w.touched
   }
 }

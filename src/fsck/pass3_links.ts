@@ -1,11 +1,13 @@
-// fsck pass 3: the orphan list, then link and share counts against the names pass 2
-// counted, and in-use inodes nothing reaches. Unreachable inodes are freed (their blocks
-// released in fsck's maps, so pass 4 frees them in the refcount table); counts are set in
-// place. It never changes a directory: entries were settled in pass 2.
+// fsck pass 3: the orphan list, then in-use inodes nothing reaches, then link and share
+// counts against the names pass 2 counted. Unreachable inodes are reconnected to
+// lost+found (lostfound.ts decides where and counts the new names; rebuild.ts makes them),
+// never freed while they hold anything; counts are set in place. It never changes a
+// directory: entries were settled in pass 2.
 import {IF_INLINE, IF_ORPHAN} from '../format/constants.js'
-import {R_FILESET, R_ORPHAN_LIST, T_DIR, T_FREE, type FsckContext} from './context.js'
+import {R_FILESET, R_ORPHAN_LIST, T_DIR, T_FREE, T_XATTR, type FsckContext} from './context.js'
 import {KIND_NAME, keptMap} from './pass1_inodes.js'
 import {walkOrphanTrees} from './pass2_dirs.js'
+import {planReconnections} from './lostfound.js'
 
 /** Frees an in-use inode: zeroes its slot and releases its claims. */
 export function freeInode(ctx: FsckContext, ino: number): void {
@@ -138,15 +140,15 @@ function wantCounts(ctx: FsckContext, ino: number, onList: boolean): {nlink: num
 export function pass3(ctx: FsckContext): void {
   const orphans = checkOrphanList(ctx)
   walkOrphanTrees(ctx, orphans)
+  planReconnections(ctx)
   const n = ctx.inoEnd - 1
   for (let ino = 1; ino <= n; ino++) {
     const kind = ctx.itype[ino]
-    if (kind === T_FREE) continue
+    if (kind === T_FREE || kind === T_XATTR) continue // attribute inodes: checkXattrs (xattrs.ts)
     const r = ctx.reach[ino]
     if (r === 0) {
-      const p = ctx.report('INODE_UNREACHABLE', `inode ${ino}`, {kind: KIND_NAME[kind]})
-      freeInode(ctx, ino)
-      ctx.fixed(p)
+      // planReconnections gave every unreachable inode a place: this one it could not.
+      ctx.report('INODE_UNREACHABLE', `inode ${ino}`, {kind: KIND_NAME[kind], path: 'nowhere: it is left unconnected'})
       continue
     }
     // A directory has 2 + its subdirectories and is never shared. One on the orphan list

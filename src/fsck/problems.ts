@@ -30,7 +30,7 @@ export const PROBLEMS = {
   // pass 1: inode table and block maps
   INODE_RESERVED: w('reserved inode slot is not zeroed'),
   INODE_FREE_DIRTY: w('free inode slot holds leftover bytes'),
-  INODE_CRC: e('inode checksum mismatch'),
+  INODE_CRC: e('inode checksum mismatch; {fix}'),
   INODE_BAD_TYPE: e('inode has an invalid file type (mode 0o{mode})'),
   INODE_BAD_FLAGS: e('inode flags 0x{flags} are invalid for a {kind}'),
   INODE_BAD_SIZE: e('inode size {size} is invalid ({detail})'),
@@ -59,6 +59,7 @@ export const PROBLEMS = {
   FILESET_TABLE_BAD: e('fileset table file (inode {ino}) is unusable ({detail}); {outcome}'),
   FILESET_TABLE_NAMED: e('the fileset table file is also named by a directory', false),
   FILESET_TABLE_SIZE: e('fileset table file size is {have}, its blocks make {want}'),
+  DIRENT_ATTR_INODE: e('entry names attribute inode {ino}, which no directory may name'),
   DIR_INLINE_CORRUPT: e('inline directory entries are malformed ({detail})'),
   DIR_BAD_GEOMETRY: e('hashed directory geometry is invalid ({detail})'),
   DIR_MISSING_BLOCK: e('directory is missing logical block {l}'),
@@ -70,7 +71,7 @@ export const PROBLEMS = {
   DIR_BUCKET_UNREFERENCED: e('directory bucket {l} is not reachable from the pointer table'),
   DIR_HASH_MISPLACED: e('entry {name} (hash 0x{hash}) is in a bucket its hash does not lead to'),
   DIR_COUNT: w('directory entry count is {have}, should be {want}'),
-  DIRENT_BAD_NAME: e('entry name {name} is invalid ({detail})'),
+  DIRENT_BAD_NAME: e('entry name {name} is invalid ({detail}); it is renamed {new}'),
   DIRENT_BAD_INODE: e('entry points to inode number {ino}, outside the inode table'),
   DIRENT_DANGLING: e('entry points to inode {ino}, which is not in use'),
   DIRENT_TYPE_MISMATCH: e('entry type {have} does not match inode {ino} ({want})'),
@@ -80,7 +81,11 @@ export const PROBLEMS = {
   DIR_MULTIPLE_PARENTS: e('directory inode {ino} already has a parent ({other})'),
 
   // pass 3: links, shares, reachability, orphans
-  INODE_UNREACHABLE: e('{kind} inode is in use but no directory names it'),
+  INODE_UNREACHABLE: e('{kind} inode is in use but no directory names it; it is reconnected as {path}'),
+  INODE_NAME_LOST: e('{kind} inode shared by {share} filesets lost its name in fileset {fileset}; it is reconnected as {path}'),
+  INODE_UNATTACHED_EMPTY: w('unattached {kind} holds nothing ({detail}); it is cleared'),
+  LOST_FOUND_NOT_DIR: e('lost+found is a {kind}, not a directory; it moves into a new lost+found as {name}'),
+  FILESET_RECOVERED: e('directory inode {ino} heads a tree no fileset can take (its shared files are held by every fileset that could); it becomes the root of a new fileset {name}'),
   LINK_COUNT: e('link count is {have}, should be {want}'),
   SHARE_COUNT: e('share count is {have}, should be {want}'),
   ORPHAN_LIST: e('orphan list is damaged: {detail}'),
@@ -100,6 +105,13 @@ export const PROBLEMS = {
   // pass 4: reference counts and counters
   REFCOUNT_BLOCK_CRC: e('refcount table block checksum mismatch'),
   REFCOUNT_HIGH: e('{detail}'),
+  // attribute sets (FORMAT.md §14), checked after pass 3
+  XATTR_REF_BAD: e('inode names attribute inode {ref}, which {detail}; its attributes are dropped'),
+  XATTR_SET_BAD: e('attribute set is unreadable ({detail}); the attributes of {owners} are dropped'),
+  XATTR_UNREFERENCED: w('attribute inode is named by no inode'),
+  XATTR_SHARE_COUNT: w('attribute inode share count is {have}, should be {want} (the inodes naming it)'),
+  XATTR_LINK_COUNT: w('attribute inode link count is {have}, should be 1'),
+  SPECIAL_BAD: e('{kind} inode holds {detail}'),
   REFCOUNT_LOW: e('{detail}'),
   BLOCK_LEAKED: w('{detail}'),
   REFCOUNT_OVERFLOW: e('block has {refs} references, more than a counter holds', false),

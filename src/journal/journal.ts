@@ -28,6 +28,11 @@ export interface ReplayResult {
  * from the first log write to the last in-place write of the transaction.
  */
 const TRACE = process.env.PRISM_JOURNAL_TRACE || null
+/**
+ * Failpoint for tests (test/import-atomic.test.ts): PRISM_KILL_AFTER_COMMITS=N makes the
+ * process kill itself with SIGKILL right after its Nth commit, as kill -9 would at that point.
+ */
+const KILL_AFTER = Number(process.env.PRISM_KILL_AFTER_COMMITS) || 0
 const wallMs = () => performance.timeOrigin + performance.now()
 
 export class Journal {
@@ -172,6 +177,7 @@ export class Journal {
     this.logged = true
     writeRuns(this.dev, blocks)
     if (TRACE) fs.appendFileSync(TRACE, `${process.pid} ${this.seq - 1} ${t0.toFixed(3)} ${wallMs().toFixed(3)}\n`)
+    if (KILL_AFTER > 0 && this.committedSeqs.length === KILL_AFTER) process.kill(process.pid, 'SIGKILL')
   }
 
   /**

@@ -67,6 +67,12 @@ export class BlockStore {
   /** blocks from an unreplayed journal, for read-only opens (never evicted) */
   private overlay = new Map<number, Buffer>()
   stats = {reads: 0, hits: 0, commits: 0}
+  /**
+   * Set for a volume opened read-only: its transaction is never committed (a reader of a clone
+   * still expanding expands it in memory, src/clone/expand.ts), so data queued for it stays
+   * here, readable, and nothing is ever written to the device.
+   */
+  readOnly = false
   /** buffers whose checksum has been verified since they were read (checked once, not per use) */
   private checked = new WeakSet<Buffer>()
 
@@ -299,7 +305,7 @@ export class BlockStore {
   /** Writes queued data to the device, coalescing adjacent writes. */
   flushData(): void {
     const q = this.queue
-    if (q.data.size === 0) return
+    if (q.data.size === 0 || this.readOnly) return
     const starts = [...q.data.keys()].sort((a, b) => a - b)
     // A block freed since the last checkpoint may still have a metadata image in the log;
     // checkpoint first, so that no replay writes that image over the new data.

@@ -1,21 +1,38 @@
-// cp: host to image, image to host, image to image. Recursive copies keep file type, mode,
-// owner, mtime, symlinks and hard links. Copying out never writes outside the target
+// cp: host to image, image to host, image to image. Recursive copies keep file type (devices,
+// FIFOs and sockets too), mode, owner, access and modification times to the nanosecond,
+// symlinks, hard links and extended attributes (POSIX ACLs among them); what the host will not
+// let the process read or set is named, and the copy goes on (exit 1 at the end, as tar -x). Copying out never writes outside the target
 // directory: names from the image are checked again, nothing is opened through a symlink
 // (O_NOFOLLOW), and a directory is entered only after lstat shows it is a real directory.
+//
+// As GNU cp: a directory never replaces a non-directory nor the reverse, at any depth; an
+// entry that cannot be copied (refused, unreadable, vanished) is reported and
+// the copy goes on with the rest (CopyStats.errors; the CLI exits 1 at the end). A copy into
+// the image is all or nothing: it is built as a staged tree (src/ops/stage.ts) and published
+// by its last transaction. Sparse host files keep their holes: only data ranges
+// (SEEK_DATA/SEEK_HOLE) are read, and all-zero blocks are not written (cp --sparse=always).
 import fs from 'node:fs'
 import path from 'node:path'
-import {BLOCK_SIZE, DT_DIR, S_IFDIR, S_IFLNK, S_IFREG} from '../format/constants.js'
+import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from '../format/constants.js'
+import {decodeRdev} from '../format/inode.js'
+import {xattrNameProblem, type Xattr} from '../format/xattr.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
-import {fail, PrismError} from '../errors.js'
-import {dirList, enterDir} from '../fs/dir.js'
+import {fail, isArgumentError, PrismError, type ErrCode} from '../errors.js'
+import {fsExt} from '../device/file.js'
+import {dirCount, dirList, enterDir} from '../fs/dir.js'
 import {forEachRun, shareData} from '../fs/extents.js'
-import type {Inode} from '../fs/inode.js'
-import {Namespace, splitPath} from '../fs/namespace.js'
+import type {Inode, Timestamp} from '../fs/inode.js'
+import {listXattrs, shareXattrs} from '../fs/xattr.js'
+import {Namespace, reapOrphans, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {namespace} from '../fs/image.js'
 import {HostWriter, setAttrs, type FileAttrs} from './hostwriter.js'
+import {makeHostNode, readHostXattrs, setHostTimes, splitRdev, writeHostXattr} from './hostattrs.js'
+import {Stage} from './stage.js'
+import {SmallFileBuffers} from './smallfiles.js'
+import {checkInterrupt} from '../interrupt.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
 export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string, ns?: Namespace}
@@ -24,8 +41,30 @@ export interface CopyOptions {
   recursive?: boolean
   /** treat the destination as the name to create, never as a directory to copy into (cp -T) */
   noTargetDirectory?: boolean
+  /**
+   * An existing empty directory at the destination is replaced by the source directory
+   * instead of being merged into (rename(2)'s rule, for mv between filesets).
+   */
+  replaceEmptyDir?: boolean
+  /**
+   * Called once the copy into the image is in place, in the same transaction (mv removes its
+   * source here, so that both show in one commit).
+   */
+  onPublish?: (stats: CopyStats) => void
   onProgress?: (p: CopyStats) => void
-  onWarning?: (msg: string) => void
+  /**
+   * Given, a source that fails with an error about itself (missing, a directory without -r,
+   * a copy into itself ...) is handed here and the next source follows, as cp does; such an
+   * error is found before anything of that source is copied. Without it, the first failure
+   * is thrown.
+   */
+  onSourceError?: (e: PrismError, src: Location) => void
+}
+
+/** One entry that could not be copied. */
+export interface CopyError {
+  code: ErrCode
+  message: string
 }
 
 export interface CopyStats {
@@ -33,8 +72,12 @@ export interface CopyStats {
   dirs: number
   symlinks: number
   hardlinks: number
+  /** character and block devices, FIFOs and sockets */
+  specials: number
   bytes: number
+  /** entries not copied: one per error */
   skipped: number
+  errors: CopyError[]
 }
 
 interface Ctx {
@@ -47,17 +90,55 @@ interface Ctx {
   ancestors: Set<number>
   /** export: the thread writing files' data and attributes, once the export is big enough */
   writer: HostWriter | null
-  /** import: the pooled buffer small files are read into (smallFileBuffer), and how much is used */
-  shared: Buffer | null
-  sharedUsed: number
+  /** import: the memory small files are read into */
+  small: SmallFileBuffers | null
+  /** a copy into the image: where it is built until it is published */
+  stage: Stage | null
+  /** image to image within one fileset: a destination that is the source's very inode is cp's "same file" */
+  sameFs: boolean
 }
 
-
 function newCtx(opts: CopyOptions): Ctx {
-  return {opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0}, links: new Map(), lastReport: 0, ancestors: new Set(), writer: null, shared: null, sharedUsed: 0}
+  return {
+    opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, skipped: 0, errors: []}, links: new Map(), lastReport: 0,
+    ancestors: new Set(), writer: null, small: null, stage: null, sameFs: false,
+  }
+}
+
+/**
+ * The failure of one entry: it is not copied, the error is recorded, and the copy goes on.
+ * Anything else (the image full, damaged or failing) stops the whole copy.
+ */
+class EntryError extends PrismError {}
+
+function entryFail(code: ErrCode, message: string): never {
+  throw new EntryError(code, message)
+}
+
+/** Runs `fn` for one entry; an EntryError is recorded instead of stopping the copy. */
+function guarded(ctx: Ctx, fn: () => void): void {
+  try {
+    fn()
+  } catch (e) {
+    if (!(e instanceof EntryError)) throw e
+    ctx.stats.errors.push({code: e.code, message: e.message})
+    ctx.stats.skipped++
+  }
+}
+
+/**
+ * Something of an entry that was copied could not be (an attribute the host will not give or
+ * take, a device node only root may make ...): named with the others, and exit 1 at the end,
+ * as tar -x does; the entry itself stays.
+ */
+function partial(ctx: Ctx, e: unknown, what: string): void {
+  const err = hostErr(e, what)
+  if (!isArgumentError(err)) throw err
+  ctx.stats.errors.push({code: err.code, message: err.message})
 }
 
 function progress(ctx: Ctx): void {
+  checkInterrupt()
   if (!ctx.opts.onProgress) return
   const t = Date.now()
   if (t - ctx.lastReport < 100) return
@@ -74,13 +155,31 @@ function joinImage(dir: string, name: string): string {
   return (dir.endsWith('/') ? dir : dir + '/') + name
 }
 
-function hostErr(e: unknown, what: string): PrismError {
+const HOST_CODES: Record<string, ErrCode> = {
+  ENOENT: 'ENOENT', EEXIST: 'EEXIST', ENOTDIR: 'ENOTDIR', EISDIR: 'EISDIR', ELOOP: 'ELOOP', ENAMETOOLONG: 'ENAMETOOLONG',
+  EACCES: 'EACCES', EPERM: 'EACCES',
+}
+
+/**
+ * A host call's failure, as the failure of the entry it was for (`what`: "cannot open 'x' for
+ * reading"). Anything that is not a system call's error (a PrismError, a bug) goes as it is.
+ */
+function hostErr(e: unknown, what: string): Error {
   const err = e as NodeJS.ErrnoException
-  if (err instanceof PrismError) return err
-  const map: Record<string, 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOSPC' | 'ELOOP' | 'EROFS'> = {
-    ENOENT: 'ENOENT', EEXIST: 'EEXIST', ENOTDIR: 'ENOTDIR', EISDIR: 'EISDIR', ENOSPC: 'ENOSPC', ELOOP: 'ELOOP', EACCES: 'EROFS', EPERM: 'EROFS',
-  }
-  return new PrismError(map[err.code ?? ''] ?? 'EIO', `${what}: ${err.message.replace(/^[A-Z]+: /, '')}`)
+  if (e instanceof PrismError || !(e instanceof Error) || typeof err.code !== 'string' || typeof err.syscall !== 'string') return e as Error
+  return new EntryError(HOST_CODES[err.code] ?? 'EHOST', `${what}: ${hostReason(err)}`)
+}
+
+/** "Permission denied" from "EACCES: permission denied, open '/x'", as cp words it. */
+function hostReason(err: NodeJS.ErrnoException): string {
+  const m = /^[A-Z]+: (.*?)(, \w+ '.*')?$/s.exec(err.message)
+  const r = m ? m[1] : err.message
+  return r.charAt(0).toUpperCase() + r.slice(1)
+}
+
+/** A failure of the export's writer thread: it stops writing, so the whole export stops. */
+function writerErr(e: NodeJS.ErrnoException, where: string): PrismError {
+  return new PrismError('EHOST', `cannot write '${where}': ${hostReason(e)}`)
 }
 
 // Host paths are bytes from here on (Buffers), as names in the image are: a name that is not
@@ -93,12 +192,22 @@ function joinHost(dir: Buffer, name: Buffer): Buffer {
   return dir.length > 0 && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, SLASH, name])
 }
 
+/** lstat of a host path that should be there: its absence is the entry's failure too. */
+function hostStat(p: Buffer): fs.BigIntStats {
+  try {
+    return fs.lstatSync(p, {bigint: true})
+  } catch (e) {
+    throw hostErr(e, `cannot stat '${nameText(p)}'`)
+  }
+}
+
+/** lstat of a host path that may be missing (null). */
 function hostLstat(p: Buffer): fs.BigIntStats | null {
   try {
     return fs.lstatSync(p, {bigint: true})
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
-    throw hostErr(e, nameText(p))
+    throw hostErr(e, `cannot stat '${nameText(p)}'`)
   }
 }
 
@@ -106,40 +215,65 @@ function tsOf(ns: bigint): {s: number, ns: number} {
   return {s: Number(ns / 1_000_000_000n), ns: Number(ns % 1_000_000_000n)}
 }
 
-/** Copies sources to a destination, following cp's rules for an existing directory target. */
+/**
+ * Copies sources to a destination, following cp's rules for an existing directory target.
+ * Entries that cannot be copied are listed in the result's `errors`; the rest is copied.
+ */
 export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions = {}): CopyStats {
   const ctx = newCtx(opts)
   if (srcs.length === 0) fail('EUSAGE', 'nothing to copy')
   if (dst.kind === 'host' && srcs.some((s) => s.kind === 'host')) fail('EUSAGE', 'one of source or destination must be inside the image (FILESET:/path)')
+  if (opts.noTargetDirectory && srcs.length > 1) fail('EUSAGE', `with -T there is one source, not ${srcs.length}`)
   const dstIsDir = locIsDir(vol, dst)
   if (srcs.length > 1 && !dstIsDir) fail('ENOTDIR', `target '${show(dst)}' is not a directory`)
-  for (const src of srcs) {
-    let target = dst
-    // A directory copied onto a fileset's root fills that root (prism cp -r ./rootfs root:/).
-    const ontoRoot = dst.kind === 'image' && splitPath(dst.path).length === 0 && locIsDir(vol, src) && srcs.length === 1
-    if (dstIsDir && !opts.noTargetDirectory && !ontoRoot) {
-      const name = src.kind === 'host' ? path.basename(path.resolve(src.path)) : baseName(src.path)
-      if (!name) fail('EINVAL', `cannot copy the root of ${show(src)} into a directory; copy onto ${dst.kind === 'image' ? dst.fileset + ':/' : 'a new path'}`)
-      target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {...dst, path: joinImage(dst.path, name)}
-    }
-    // A source that is an asynchronous clone still expanding is expanded below the path first.
-    if (src.kind === 'image' && opts.recursive) {
-      const sns = nsOf(vol, src)
-      if (sns.exists(src.path, false)) sns.materialize(src.path)
-    }
-    if (src.kind === 'host' && target.kind === 'image') {
+  const stage = dst.kind === 'image' ? new Stage(nsOf(vol, dst)) : null
+  ctx.stage = stage
+  try {
+    for (const src of srcs) {
       try {
-        importPath(nsOf(vol, target), nameBytes(src.path), target.path, ctx)
-      } finally {
-        // Nothing more is read into the small files' buffer: it goes back once written.
-        if (ctx.shared) vol.store.doneWith(ctx.shared)
-        ctx.shared = null
+        guarded(ctx, () => copyOne(vol, src, dst, dstIsDir, srcs.length, ctx))
+      } catch (e) {
+        if (!opts.onSourceError || !isArgumentError(e)) throw e
+        opts.onSourceError(e, src)
       }
-    } else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, nameBytes(target.path), ctx)
-    else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
+    }
+    if (stage) {
+      // Everything staged goes in place in the running transaction (the last one, unless the
+      // moves alone outgrow half the journal); what it replaced is freed afterwards.
+      if (!stage.empty) stage.publish()
+      opts.onPublish?.(ctx.stats)
+      stage.close()
+      if (vol.sb.orphanHead !== 0) reapOrphans(vol)
+    }
+  } finally {
+    // After a failure the staged tree stays on the orphan list, for the next reaping.
+    stage?.close()
+    // Nothing more is read into the small files' buffer: it goes back once written.
+    ctx.small?.release()
+    ctx.small = null
   }
   opts.onProgress?.(ctx.stats)
   return ctx.stats
+}
+
+function copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, sources: number, ctx: Ctx): void {
+  const opts = ctx.opts
+  let target = dst
+  // A directory copied onto a fileset's root fills that root (prism cp -r ./rootfs root:/).
+  const ontoRoot = dst.kind === 'image' && splitPath(dst.path).length === 0 && locIsDir(vol, src) && sources === 1
+  if (dstIsDir && !opts.noTargetDirectory && !ontoRoot) {
+    const name = src.kind === 'host' ? path.basename(path.resolve(src.path)) : baseName(src.path)
+    if (!name) fail('EINVAL', `cannot copy the root of ${show(src)} into a directory; copy onto ${dst.kind === 'image' ? dst.fileset + ':/' : 'a new path'}`)
+    target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {...dst, path: joinImage(dst.path, name)}
+  }
+  // A source that is an asynchronous clone still expanding is expanded below the path first.
+  if (src.kind === 'image' && opts.recursive) {
+    const sns = nsOf(vol, src)
+    if (sns.exists(src.path, false)) sns.materialize(src.path)
+  }
+  if (src.kind === 'host' && target.kind === 'image') importPath(nsOf(vol, target), nameBytes(src.path), target.path, ctx)
+  else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, nameBytes(target.path), ctx)
+  else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
 }
 
 function nsOf(vol: Volume, l: Location & {kind: 'image'}): Namespace {
@@ -167,22 +301,72 @@ function locIsDir(vol: Volume, l: Location): boolean {
   }
 }
 
+// ---------------------------------------------------------------- the destination in the image
+
+/**
+ * A directory of the image that entries are copied into: one that existed before the copy
+ * (its entries are looked up, and what is new for it is staged), or one this copy made
+ * (`fresh`: it is empty but for what the copy puts there, so nothing is looked up).
+ */
+interface Dest {
+  dir: Inode
+  path: string
+  fresh: boolean
+}
+
+/** Where an entry is made: in `parent` (a fresh or staged directory), or merged into an existing directory. */
+type Slot = {parent: Inode} | {merge: Dest}
+
+/**
+ * cp's rules for entry `name` of `d`, for a source that is a directory or not (`from` names
+ * it): a directory merges into a directory and never replaces anything else; a non-directory
+ * replaces a non-directory (at publish) and never a directory. Null: nothing to do (the
+ * destination is the source's very inode, shared between two filesets).
+ */
+function slot(ns: Namespace, ctx: Ctx, d: Dest, name: Buffer, srcIsDir: boolean, from: string, srcIno = 0, replaceEmptyDir = false): Slot | null {
+  if (d.fresh) return {parent: d.dir}
+  const stage = ctx.stage!
+  const childPath = joinImage(d.path, nameText(name))
+  if (stage.staged(d.dir, name)) entryFail('EEXIST', `will not overwrite just-created '${ns.where(childPath)}' with '${from}'`)
+  const e = ns.lookupEntry(d.dir, name)
+  if (!e) return {parent: stage.bucket(d.dir, d.path)}
+  if (e.ino === srcIno) {
+    // A hard link of the source, within a fileset: cp's "same file". Between filesets, an
+    // inode both share: that is the copy already.
+    if (ctx.sameFs) entryFail('EINVAL', `'${from}' and '${ns.where(childPath)}' are the same file`)
+    return null
+  }
+  const existing = ns.vol.iget(e.ino)
+  if (srcIsDir) {
+    if (!existing.isDir) entryFail('ENOTDIR', `cannot overwrite non-directory '${ns.where(childPath)}' with directory '${from}'`)
+    const dir = ns.resolve(childPath, false)
+    if (replaceEmptyDir && dirCount(dir) === 0) return {parent: stage.bucket(d.dir, d.path)}
+    return {merge: {dir, path: childPath, fresh: false}}
+  }
+  if (existing.isDir) entryFail('EISDIR', `cannot overwrite directory '${ns.where(childPath)}' with non-directory '${from}'`)
+  return {parent: stage.bucket(d.dir, d.path)}
+}
+
+/** The existing directory at `p` (the fileset's root for '/'), as a destination. */
+function existingDest(ns: Namespace, p: string): Dest {
+  return {dir: ns.resolve(p, true), path: p, fresh: false}
+}
+
 // ---------------------------------------------------------------- host -> image
 
 function importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx): void {
-  const st = hostLstat(hostPath)
-  if (!st) fail('ENOENT', `${nameText(hostPath)}: no such file or directory`)
-  if (st.isDirectory() && !ctx.opts.recursive) fail('EISDIR', `${nameText(hostPath)}: is a directory (use -r)`)
+  const st = hostStat(hostPath)
+  if (st.isDirectory() && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${nameText(hostPath)}'`)
   const comps = splitPath(imgPath)
   if (comps.length === 0) {
-    if (!st.isDirectory()) fail('EISDIR', `${ns.where('/')}: is the fileset's root`)
-    const root = ns.dirForChange('/')
-    importDirContents(ns, root, '/', hostPath, ctx)
-    setDirAttrs(ns, root, st)
+    if (!st.isDirectory()) entryFail('EISDIR', `${ns.where('/')}: is the fileset's root`)
+    const d = existingDest(ns, '/')
+    importDirContents(ns, d, hostPath, ctx)
+    ctx.stage!.onPublish(d.dir, '/', (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, hostPath, nameText(hostPath), ctx) })
     return
   }
   const {dir, name} = ns.resolveParent(imgPath)
-  importChild(ns, dir, parentOf(imgPath), name, hostPath, st, ctx)
+  importChild(ns, {dir, path: parentOf(imgPath), fresh: false}, name, hostPath, st, ctx)
 }
 
 /** The image path of the directory holding `p`. */
@@ -190,139 +374,203 @@ function parentOf(p: string): string {
   return '/' + splitPath(p).slice(0, -1).join('/')
 }
 
-/**
- * Imports host path `hostPath` as entry `name` of image directory `dir`, whose path is
- * `dirPath` (an existing directory is merged into: it is resolved again through that path,
- * so clones expanding from this fileset keep what they saw).
- */
-function importChild(ns: Namespace, dir: Inode, dirPath: string, name: Buffer, hostPath: Buffer, st: fs.BigIntStats, ctx: Ctx): void {
+/** Imports host path `hostPath` (lstat `st`) as entry `name` of destination `d`. */
+function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st: fs.BigIntStats, ctx: Ctx): void {
   const vol = ns.vol
-  const existing = ns.lookupEntry(dir, name)
+  const from = nameText(hostPath)
   const attrs = {uid: Number(st.uid), gid: Number(st.gid)}
-  const childPath = joinImage(dirPath, nameText(name))
+  const childPath = joinImage(d.path, nameText(name))
   if (st.isDirectory()) {
-    let d: Inode
-    if (existing && vol.iget(existing.ino).isDir) d = ns.dirForChange(childPath)
-    else {
-      if (existing) ns.removeChild(dir, name, dirPath)
-      d = ns.createIn(dir, name, S_IFDIR | Number(st.mode & 0o7777n), attrs)
+    const s = slot(ns, ctx, d, name, true, from)
+    if (!s) return
+    let sub: Dest
+    if ('merge' in s) {
+      sub = s.merge
+      ctx.stage!.onPublish(sub.dir, sub.path, (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, hostPath, from, ctx) })
+    } else {
+      sub = {dir: ns.createIn(s.parent, name, S_IFDIR | Number(st.mode & 0o7777n), attrs), path: childPath, fresh: true}
+      importXattrs(ns, sub.dir, hostPath, from, ctx)
     }
     ctx.stats.dirs++
-    importDirContents(ns, d, childPath, hostPath, ctx)
-    setDirAttrs(ns, d, st)
+    importDirContents(ns, sub, hostPath, ctx)
+    if (sub.fresh) setDirAttrs(ns, sub.dir, st)
+    vol.maybeCommit()
+    return
+  }
+  const s = slot(ns, ctx, d, name, false, from) as {parent: Inode} | null
+  if (!s) return
+  const parent = s.parent
+  if (!st.isFile() && !st.isSymbolicLink()) {
+    // A device node, FIFO or socket: an inode with its device number and no data.
+    const key = `${st.dev}:${st.ino}`
+    if (st.nlink > 1n && ctx.links.has(key)) {
+      ns.linkInode(ctx.links.get(key) as Inode, parent, name)
+      ctx.stats.hardlinks++
+      return
+    }
+    const inode = ns.createSpecialIn(parent, name, Number(st.mode & 0o177777n), splitRdev(st.rdev), attrs)
+    importXattrs(ns, inode, hostPath, from, ctx)
+    ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+    if (st.nlink > 1n) ctx.links.set(key, inode)
+    ctx.stats.specials++
+    vol.maybeCommit()
     return
   }
   if (st.isSymbolicLink()) {
-    if (existing) ns.removeChild(dir, name, dirPath)
     let target: Buffer
     try {
       target = fs.readlinkSync(hostPath, {encoding: 'buffer'})
     } catch (e) {
-      throw hostErr(e, nameText(hostPath))
+      throw hostErr(e, `cannot read symbolic link '${from}'`)
     }
-    const inode = ns.createIn(dir, name, S_IFLNK | 0o777, attrs)
+    const inode = ns.createIn(parent, name, S_IFLNK | 0o777, attrs)
     ns.writeInode(inode, 0, target)
+    importXattrs(ns, inode, hostPath, from, ctx)
     ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
     ctx.stats.symlinks++
+    vol.maybeCommit()
     return
   }
-  if (!st.isFile()) {
-    ctx.stats.skipped++
-    ctx.opts.onWarning?.(`${nameText(hostPath)}: skipped (not a regular file, directory or symlink)`)
-    return
-  }
-  if (existing?.type === DT_DIR) fail('EISDIR', `${ns.where(childPath)}: cannot overwrite a directory with a non-directory`)
   const key = `${st.dev}:${st.ino}`
   if (st.nlink > 1n && ctx.links.has(key)) {
-    if (existing) ns.removeChild(dir, name, dirPath)
-    ns.linkInode(ctx.links.get(key) as Inode, dir, name)
+    ns.linkInode(ctx.links.get(key) as Inode, parent, name)
     ctx.stats.hardlinks++
+    vol.maybeCommit()
     return
   }
-  if (existing) ns.removeChild(dir, name, dirPath)
-  const inode = ns.createIn(dir, name, S_IFREG | Number(st.mode & 0o7777n), attrs)
-  importFileData(ns, inode, hostPath, Number(st.size), ctx)
-  ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
-  if (st.nlink > 1n) ctx.links.set(key, inode)
-  ctx.stats.files++
-  progress(ctx)
-  ns.vol.maybeCommit()
-}
-
-function importFileData(ns: Namespace, inode: Inode, hostPath: Buffer, size: number, ctx: Ctx): void {
   let fd: number
   try {
-    fd = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    // O_NONBLOCK: should the name have become a FIFO since lstat, open must not wait for a writer.
+    fd = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
   } catch (e) {
-    throw hostErr(e, nameText(hostPath))
+    throw hostErr(e, `cannot open '${from}' for reading`)
   }
   try {
-    const small = Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE < DATA_BUFFER_SIZE
-    let off = 0
-    for (;;) {
-      // Memory given to the store, whose blocks are queued without a copy: for a small file a
-      // slice of a pooled buffer shared with the files around it, for a large one a pooled
-      // buffer per chunk. Pooled buffers come back once the store has written them.
-      const buf = small ? smallFileBuffer(ns, ctx, Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE)) : ns.vol.store.dataBuffer()
-      try {
-        const n = fs.readSync(fd, buf, 0, buf.length, off)
-        if (n === 0) break
-        // Sparse input: an all-zero block-aligned chunk past the written data stays a hole.
-        if (off % BLOCK_SIZE === 0 && isZero(buf, n)) {
-          off += n
-          continue
-        }
-        ns.writeInode(inode, off, buf.subarray(0, n), true)
-        off += n
-        ctx.stats.bytes += n
-        if (n === buf.length) progress(ctx)
-      } finally {
-        // Nothing more is queued from this buffer: the store may reuse it once it is written.
-        if (!small) ns.vol.store.doneWith(buf)
-      }
+    const inode = ns.createIn(parent, name, S_IFREG | Number(st.mode & 0o7777n), attrs)
+    try {
+      importFileData(ns, inode, fd, hostPath, Number(st.size), Number(st.blocks) * 512, ctx)
+    } catch (e) {
+      // A read that failed half-way: the file goes (its blocks with it, through the orphan list).
+      if (e instanceof EntryError) ns.detachChild(parent, name, childPath)
+      throw e
     }
-    if (inode.r.size < off) ns.truncateInode(inode, off)
-  } catch (e) {
-    throw hostErr(e, nameText(hostPath))
+    importXattrs(ns, inode, hostPath, from, ctx)
+    ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+    if (st.nlink > 1n) ctx.links.set(key, inode)
   } finally {
     fs.closeSync(fd)
   }
+  ctx.stats.files++
+  progress(ctx)
+  vol.maybeCommit()
+}
+
+const SEEK_DATA = 3
+const SEEK_HOLE = 4
+
+/**
+ * The byte ranges of an open host file that hold data, by lseek(SEEK_DATA / SEEK_HOLE). A
+ * file system without them (EINVAL) is read whole; one that does not track holes reports the
+ * file as one range of data.
+ */
+function hostDataRanges(fd: number, size: number): Array<[number, number]> {
+  const ranges: Array<[number, number]> = []
+  try {
+    for (let off = 0; off < size;) {
+      let d: number
+      try {
+        d = fsExt.seekSync(fd, off, SEEK_DATA)
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENXIO') break // nothing but a hole past off
+        throw e
+      }
+      if (d >= size) break
+      const h = Math.min(size, fsExt.seekSync(fd, d, SEEK_HOLE))
+      ranges.push([d, h])
+      off = Math.max(h, d + 1)
+    }
+  } catch {
+    return [[0, size]]
+  }
+  return ranges
 }
 
 /**
- * `bytes` (whole blocks) of the pooled buffer that small files of an import share: one
- * allocation per 8 MiB of small files, not one per file.
+ * Reads a host file's data into `inode`. Only its data ranges are read (a large file with
+ * fewer blocks than its size is sparse), and a block that holds only zeros is not written:
+ * every hole of the host file, and every all-zero block, is a hole in the image.
  */
-function smallFileBuffer(ns: Namespace, ctx: Ctx, bytes: number): Buffer {
-  if (!ctx.shared || ctx.sharedUsed + bytes > ctx.shared.length) {
-    if (ctx.shared) ns.vol.store.doneWith(ctx.shared)
-    ctx.shared = ns.vol.store.dataBuffer()
-    ctx.sharedUsed = 0
+function importFileData(ns: Namespace, inode: Inode, fd: number, hostPath: Buffer, size: number, allocated: number, ctx: Ctx): void {
+  const vol = ns.vol
+  const whole = Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE)
+  const small = whole < DATA_BUFFER_SIZE
+  const ranges = !small && allocated < size ? hostDataRanges(fd, size) : [[0, size] as [number, number]]
+  let eof = size
+  try {
+    reading: for (const [from, to] of ranges) {
+      let off = from - (from % BLOCK_SIZE)
+      const end = Math.min(size, Math.ceil(to / BLOCK_SIZE) * BLOCK_SIZE)
+      while (off < end) {
+        // Memory given to the store, whose blocks are queued without a copy: for a small file a
+        // slice of a pooled buffer shared with the files around it, for a large one a pooled
+        // buffer per chunk. Pooled buffers come back once the store has written them.
+        const buf = small ? (ctx.small ??= new SmallFileBuffers(vol.store)).take(whole) : vol.store.dataBuffer()
+        try {
+          const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - off), off)
+          if (n === 0) {
+            eof = off // the file shrank while we read it
+            break reading
+          }
+          writeData(ns, inode, off, buf, n)
+          off += n
+          ctx.stats.bytes += n
+          if (n === buf.length) progress(ctx)
+        } finally {
+          // Nothing more is queued from this buffer: the store may reuse it once it is written.
+          if (!small) vol.store.doneWith(buf)
+        }
+      }
+    }
+  } catch (e) {
+    throw hostErr(e, `cannot read '${nameText(hostPath)}'`)
   }
-  const buf = ctx.shared.subarray(ctx.sharedUsed, ctx.sharedUsed + bytes)
-  ctx.sharedUsed += bytes
-  return buf
+  if (inode.r.size !== eof) ns.truncateInode(inode, eof)
 }
 
-const ZEROS = Buffer.alloc(64 * 1024)
-
-/** True when buf[0, n) is all zeros (native comparisons, 64 KiB at a time). */
-function isZero(buf: Buffer, n: number): boolean {
-  for (let i = 0; i < n; i += ZEROS.length) {
-    const len = Math.min(ZEROS.length, n - i)
-    if (buf.compare(ZEROS, 0, len, i, i + len) !== 0) return false
+/** Writes buf[0, n), read at file offset `off`, leaving its all-zero blocks as holes. */
+function writeData(ns: Namespace, inode: Inode, off: number, buf: Buffer, n: number): void {
+  let i = 0
+  while (i < n) {
+    while (i < n && zeroBlock(buf, i, Math.min(n, i + BLOCK_SIZE))) i += BLOCK_SIZE
+    if (i >= n) return
+    let j = i + BLOCK_SIZE
+    while (j < n && !zeroBlock(buf, j, Math.min(n, j + BLOCK_SIZE))) j += BLOCK_SIZE
+    ns.writeInode(inode, off + i, buf.subarray(i, Math.min(j, n)), true)
+    i = j
   }
-  return true
 }
 
-function importDirContents(ns: Namespace, dir: Inode, dirPath: string, hostPath: Buffer, ctx: Ctx): void {
-  for (const nb of hostNames(hostPath)) {
-    const child = joinHost(hostPath, nb)
-    const st = hostLstat(child)
-    if (!st) continue
-    const p = nameProblem(nb)
-    if (p) fail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `${nameText(child)}: ${p}`)
-    importChild(ns, dir, dirPath, nb, child, st, ctx)
+const ZEROS = Buffer.alloc(BLOCK_SIZE)
+
+/** True when buf[a, b) (at most a block) is all zeros. */
+function zeroBlock(buf: Buffer, a: number, b: number): boolean {
+  // Most blocks of data have a non-zero byte among their first eight: no native call for them.
+  if (b - a >= 8 && (buf[a] | buf[a + 1] | buf[a + 2] | buf[a + 3] | buf[a + 4] | buf[a + 5] | buf[a + 6] | buf[a + 7]) !== 0) return false
+  return buf.compare(ZEROS, 0, b - a, a, b) === 0
+}
+
+function importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx): void {
+  let names: Buffer[] = []
+  // An unreadable directory is made all the same (as cp does), empty; the error is recorded.
+  guarded(ctx, () => { names = hostNames(hostPath) })
+  for (const nb of names) {
+    guarded(ctx, () => {
+      const child = joinHost(hostPath, nb)
+      const st = hostStat(child)
+      const p = nameProblem(nb)
+      if (p) entryFail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `cannot copy '${nameText(child)}': ${p}`)
+      importChild(ns, d, nb, child, st, ctx)
+    })
   }
 }
 
@@ -334,7 +582,7 @@ function hostNames(hostPath: Buffer): Buffer[] {
   try {
     return fs.readdirSync(hostPath, {encoding: 'buffer'}).sort(Buffer.compare)
   } catch (e) {
-    throw hostErr(e, nameText(hostPath))
+    throw hostErr(e, `cannot open directory '${nameText(hostPath)}'`)
   }
 }
 
@@ -344,16 +592,66 @@ function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
   ns.setTimes(d, tsOf(st.atimeNs), tsOf(st.mtimeNs))
 }
 
+/**
+ * The extended attributes of host path `hostPath`, those the image can hold (an attribute in a
+ * namespace it has no place for, or one the host will not let this process read, is named as
+ * not copied). Null when the host has no attributes there, or none to give (not supported).
+ */
+function hostXattrs(hostPath: Buffer, from: string, ctx: Ctx): Xattr[] | null {
+  let list: Xattr[]
+  try {
+    list = readHostXattrs(hostPath)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTSUP') return null
+    partial(ctx, e, `cannot read the extended attributes of '${from}'`)
+    return null
+  }
+  if (list.length === 0) return null
+  return list.filter((x) => {
+    const p = xattrNameProblem(x.name)
+    if (p) ctx.stats.errors.push({code: 'ENOTSUP', message: `attribute ${nameText(x.name)} of '${from}' not copied: ${p}`})
+    return !p
+  })
+}
+
+/** Gives a new inode the host path's attributes (all of them: it has none yet). */
+function importXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, from: string, ctx: Ctx): void {
+  const list = hostXattrs(hostPath, from, ctx)
+  if (!list?.length) return
+  try {
+    ns.replaceXattrs(inode, list)
+  } catch (e) {
+    partial(ctx, e, `cannot copy the extended attributes of '${from}'`)
+  }
+}
+
+/** Gives a directory merged into the host directory's attributes (each set; others it has stay, as cp -a). */
+function mergeXattrs(ns: Namespace, d: Inode, hostPath: Buffer, from: string, ctx: Ctx): void {
+  for (const x of hostXattrs(hostPath, from, ctx) ?? []) {
+    try {
+      ns.setXattrOf(d, x.name, x.value)
+    } catch (e) {
+      partial(ctx, e, `cannot copy attribute ${nameText(x.name)} of '${from}'`)
+    }
+  }
+}
+
 // ---------------------------------------------------------------- image -> host
 
 function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx): void {
-  const inode = ns.resolve(imgPath, false)
-  if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${ns.where(imgPath)}: is a directory (use -r)`)
+  let inode: Inode
+  try {
+    inode = ns.resolve(imgPath, false)
+  } catch (e) {
+    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) entryFail(e.code, e.message)
+    throw e
+  }
+  if (inode.isDir && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${ns.where(imgPath)}'`)
   // Modes are given at creation; with no umask they need no second fchmod.
   const umask = process.umask(0)
   let failed = true
   try {
-    exportNode(ns, inode, hostPath, ctx, false)
+    exportNode(ns, inode, ns.where(imgPath), hostPath, ctx, false)
     failed = false
   } finally {
     process.umask(umask)
@@ -363,7 +661,7 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
     // first error is the export's, unless the export failed by itself first.
     if (w) {
       try {
-        w.close(hostErr)
+        w.close(writerErr)
       } catch (e) {
         if (!failed) throw e
       }
@@ -381,61 +679,90 @@ const WRITER_AFTER_BYTES = 16 * 1024 * 1024
 const isRoot = process.getuid?.() === 0
 
 /**
- * Writes one node and, for a directory, its subtree. `fresh` says the parent directory was
- * made by this export, so nothing can stand at hostPath yet and the lstat is skipped; if
- * something does (a damaged image naming an entry twice), the careful path runs instead.
+ * Writes one node (`from` names it in the image) and, for a directory, its subtree. `fresh`
+ * says the parent directory was made by this export, so nothing can stand at hostPath yet and
+ * the lstat is skipped; if something does (a damaged image naming an entry twice), the
+ * careful path runs instead. What cannot be written is the entry's failure (EntryError);
+ * the export goes on with the rest.
  */
-function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fresh: boolean): void {
+function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer, ctx: Ctx, fresh: boolean): void {
   const r = inode.r
-  // Seconds as a double keep the time to about a microsecond (a Date would cut it to ms).
-  const mtime = r.mtimeS + r.mtimeNs / 1e9
-  const atime = r.atimeS + r.atimeNs / 1e9
+  const mtime: Timestamp = {s: r.mtimeS, ns: r.mtimeNs}
+  const atime: Timestamp = {s: r.atimeS, ns: r.atimeNs}
+  const where = nameText(hostPath)
   const existing = fresh ? null : hostLstat(hostPath)
   const retryCarefully = (e: unknown): boolean => fresh && (e as NodeJS.ErrnoException).code === 'EEXIST'
+  const notOverDir = () => entryFail('EISDIR', `cannot overwrite directory '${where}' with non-directory '${from}'`)
   try {
     if (inode.isDir) {
-      if (existing && !existing.isDirectory()) fail('EEXIST', `${nameText(hostPath)}: exists and is not a directory`)
+      const overNonDir = () => entryFail('ENOTDIR', `cannot overwrite non-directory '${where}' with directory '${from}'`)
+      if (existing && !existing.isDirectory()) overNonDir()
       if (!existing) {
         try {
           fs.mkdirSync(hostPath, {mode: 0o700})
         } catch (e) {
-          if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
+          if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
           throw e
         }
       } else if (!fs.lstatSync(hostPath).isDirectory()) {
         // Re-check: what we enter must be a real directory, never a symlink.
-        fail('EEXIST', `${nameText(hostPath)}: not a directory`)
+        overNonDir()
       }
       ctx.stats.dirs++
-      enterDir(ctx.ancestors, inode.ino, nameText(hostPath))
+      enterDir(ctx.ancestors, inode.ino, where)
       for (const e of dirList(ns.vol, inode)) {
-        const p = nameProblem(e.name)
-        if (p) {
-          ctx.stats.skipped++
-          ctx.opts.onWarning?.(`${nameText(hostPath)}: skipped an entry with an unsafe name (${p})`)
-          continue
-        }
-        exportNode(ns, ns.vol.iget(e.ino), joinHost(hostPath, e.name), ctx, !existing)
+        guarded(ctx, () => {
+          const p = nameProblem(e.name)
+          if (p) entryFail('EINVAL', `${where}: skipped an entry with an unsafe name (${p})`)
+          exportNode(ns, ns.vol.iget(e.ino), `${from.endsWith('/') ? from : from + '/'}${nameText(e.name)}`, joinHost(hostPath, e.name), ctx, !existing)
+        })
       }
       ctx.ancestors.delete(inode.ino)
-      // Owner before mode, as cp does: chown(2) clears the set-id bits.
+      // Owner before mode, as cp does: chown(2) clears the set-id bits; attributes after both
+      // (a chown drops a file capability; an ACL and the mode's group bits agree as given).
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
       fs.chmodSync(hostPath, r.mode & 0o7777)
-      fs.utimesSync(hostPath, atime, mtime)
+      exportXattrs(ns, inode, hostPath, ctx)
+      setHostTimes(hostPath, atime, mtime, false)
       return
     }
-    if (existing?.isDirectory()) fail('EISDIR', `${nameText(hostPath)}: is a directory`)
+    if (existing?.isDirectory()) notOverDir()
     if (inode.isLnk) {
       if (existing) fs.unlinkSync(hostPath)
       try {
         fs.symlinkSync(nameBytes(ns.readlinkInode(inode)), hostPath)
       } catch (e) {
-        if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
+        if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
         throw e
       }
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
-      fs.lutimesSync(hostPath, atime, mtime)
+      exportXattrs(ns, inode, hostPath, ctx)
+      setHostTimes(hostPath, atime, mtime, true)
       ctx.stats.symlinks++
+      return
+    }
+    if (inode.isSpecial) {
+      const prevNode = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
+      if (existing) fs.unlinkSync(hostPath)
+      if (Buffer.isBuffer(prevNode)) {
+        fs.linkSync(prevNode, hostPath)
+        ctx.stats.hardlinks++
+        return
+      }
+      const {major, minor} = decodeRdev(r.area)
+      try {
+        makeHostNode(hostPath, r.mode & (S_IFMT | 0o777), major, minor)
+      } catch (e) {
+        if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
+        // A device node only root may make, say: named, and the export goes on (as tar -x).
+        throw hostErr(e, `cannot create ${inode.type === 'chardev' ? 'character special file' : inode.type === 'blockdev' ? 'block special file' : inode.type} '${where}'`)
+      }
+      if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
+      if (r.mode & 0o7000) fs.chmodSync(hostPath, r.mode & 0o7777)
+      exportXattrs(ns, inode, hostPath, ctx)
+      setHostTimes(hostPath, atime, mtime, true)
+      if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
+      ctx.stats.specials++
       return
     }
     const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
@@ -450,12 +777,16 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
     try {
       fd = fs.openSync(hostPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, r.mode & 0o777)
     } catch (e) {
-      if (retryCarefully(e)) return exportNode(ns, inode, hostPath, ctx, false)
+      if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
       throw e
     }
     if (!ctx.writer && (ctx.stats.files >= WRITER_AFTER_FILES || ctx.stats.bytes >= WRITER_AFTER_BYTES)) ctx.writer = new HostWriter()
-    const w = ctx.writer
-    // Only mapped runs are written; holes stay holes, as cp --sparse=auto does.
+    // A file with attributes is written here, not by the writer thread: they are set after its
+    // data, owner and mode (a write or a chown drops a file capability), by path.
+    const xattrs = r.xattrIno !== 0
+    const w = xattrs ? null : ctx.writer
+    // Only mapped runs are written, and the size set at the end: holes stay holes, as
+    // cp --sparse=auto does.
     let end = 0
     const wrote = (off: number, buf: Buffer) => { ctx.stats.bytes += buf.length; end = off + buf.length }
     const attrs = (): FileAttrs => ({
@@ -464,9 +795,8 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
     })
     if (w) {
       // The writer thread writes, sets the attributes and closes fd from here on.
-      const where = nameText(hostPath)
       try {
-        w.check(hostErr)
+        w.check(writerErr)
         forEachRun(ns.vol, inode, (off, buf) => { w.write(fd, where, buf, off); wrote(off, buf) }, undefined, (n) => w.buffer(n))
       } finally {
         w.finish(fd, where, attrs())
@@ -482,68 +812,104 @@ function exportNode(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx, fre
       } finally {
         fs.closeSync(fd)
       }
+      if (xattrs) exportXattrs(ns, inode, hostPath, ctx)
     }
     if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
     ctx.stats.files++
     progress(ctx)
   } catch (e) {
-    throw hostErr(e, nameText(hostPath))
+    throw hostErr(e, `cannot write '${where}'`)
   }
 }
 
 // ---------------------------------------------------------------- image -> image
 
+/**
+ * Sets an exported entry's extended attributes on the host. What the host refuses (trusted.*
+ * and security.* to a process without CAP_SYS_ADMIN, any attribute on a file system without
+ * them, user.* on a symlink) is named, and the export goes on.
+ */
+function exportXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx): void {
+  if (inode.r.xattrIno === 0) return
+  for (const x of listXattrs(ns.vol, inode)) {
+    try {
+      writeHostXattr(hostPath, x)
+    } catch (e) {
+      partial(ctx, e, `cannot set attribute ${nameText(x.name)} of '${nameText(hostPath)}'`)
+    }
+  }
+}
+
 function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: string, ctx: Ctx): void {
-  const inode = src.resolve(srcPath, false)
-  if (inode.isDir && !ctx.opts.recursive) fail('EISDIR', `${src.where(srcPath)}: is a directory (use -r)`)
+  let inode: Inode
+  try {
+    inode = src.resolve(srcPath, false)
+  } catch (e) {
+    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) entryFail(e.code, e.message)
+    throw e
+  }
+  const from = src.where(srcPath)
+  if (inode.isDir && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${from}'`)
+  const sameFs = src.fs.id === dst.fs.id
+  ctx.sameFs = sameFs
   if (splitPath(dstPath).length === 0) {
-    if (!inode.isDir) fail('EISDIR', `${dst.where('/')}: is the fileset's root`)
-    const root = dst.dirForChange('/')
-    if (src.fs.id === dst.fs.id && inode.ino === root.ino) fail('EINVAL', 'cannot copy a directory into itself')
-    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, root, '/', e.name, ctx)
+    if (!inode.isDir) entryFail('EISDIR', `${dst.where('/')}: is the fileset's root`)
+    const d = existingDest(dst, '/')
+    if (sameFs && inode.ino === d.dir.ino) entryFail('EINVAL', `'${from}' and '${dst.where('/')}' are the same file`)
+    enterDir(ctx.ancestors, inode.ino, from)
+    for (const e of dirList(src.vol, inode)) guarded(ctx, () => copyNode(src, src.vol.iget(e.ino), joinImage(from, nameText(e.name)), dst, d, e.name, ctx))
+    ctx.ancestors.delete(inode.ino)
     return
   }
   const {dir, name, chain} = dst.resolveParent(dstPath)
-  if (inode.isDir && src.fs.id === dst.fs.id && chain.some((d) => d.ino === inode.ino)) fail('EINVAL', `cannot copy ${src.where(srcPath)} into itself`)
-  copyNode(src, inode, dst, dir, parentOf(dstPath), name, ctx)
+  if (inode.isDir && sameFs && chain.some((d) => d.ino === inode.ino)) entryFail('EINVAL', `cannot copy a directory, '${from}', into itself, '${dst.where(dstPath)}'`)
+  copyNode(src, inode, from, dst, {dir, path: parentOf(dstPath), fresh: false}, name, ctx, ctx.opts.replaceEmptyDir)
 }
 
-function copyNode(src: Namespace, inode: Inode, dst: Namespace, dir: Inode, dirPath: string, name: Buffer, ctx: Ctx): void {
+/** Copies image node `inode` (`from` names it) as entry `name` of destination `d`, sharing its blocks. */
+function copyNode(src: Namespace, inode: Inode, from: string, dst: Namespace, d: Dest, name: Buffer, ctx: Ctx, replaceEmptyDir = false): void {
   const r = inode.r
-  const existing = dst.lookupEntry(dir, name)
   const attrs = {uid: r.uid, gid: r.gid}
-  const childPath = joinImage(dirPath, nameText(name))
+  const childPath = joinImage(d.path, nameText(name))
+  const atime = {s: r.atimeS, ns: r.atimeNs}
+  const mtime = {s: r.mtimeS, ns: r.mtimeNs}
   if (inode.isDir) {
-    let d: Inode
-    if (existing && dst.vol.iget(existing.ino).isDir) d = dst.dirForChange(childPath)
-    else {
-      if (existing) dst.removeChild(dir, name, dirPath)
-      d = dst.createIn(dir, name, r.mode, attrs)
+    const s = slot(dst, ctx, d, name, true, from, inode.ino, replaceEmptyDir)
+    if (!s) return
+    let sub: Dest
+    if ('merge' in s) {
+      sub = s.merge
+      ctx.stage!.onPublish(sub.dir, sub.path, (x) => dst.setTimes(x, atime, mtime))
+    } else {
+      sub = {dir: dst.createIn(s.parent, name, r.mode, attrs), path: childPath, fresh: true}
+      shareXattrs(dst.vol, inode, sub.dir)
     }
     ctx.stats.dirs++
-    enterDir(ctx.ancestors, inode.ino, src.where(childPath))
-    for (const e of dirList(src.vol, inode)) copyNode(src, src.vol.iget(e.ino), dst, d, childPath, e.name, ctx)
+    enterDir(ctx.ancestors, inode.ino, from)
+    for (const e of dirList(src.vol, inode)) guarded(ctx, () => copyNode(src, src.vol.iget(e.ino), joinImage(from, nameText(e.name)), dst, sub, e.name, ctx))
     ctx.ancestors.delete(inode.ino)
-    dst.setTimes(d, {s: r.atimeS, ns: r.atimeNs}, {s: r.mtimeS, ns: r.mtimeNs})
+    if (sub.fresh) dst.setTimes(sub.dir, atime, mtime)
+    dst.vol.maybeCommit()
     return
   }
-  if (existing) {
-    if (existing.ino === inode.ino) return
-    if (existing.type === DT_DIR) fail('EISDIR', `${dst.where(childPath)}: cannot overwrite a directory with a non-directory`)
-    dst.removeChild(dir, name, dirPath)
-  }
+  const s = slot(dst, ctx, d, name, false, from, inode.ino) as {parent: Inode} | null
+  if (!s) return
   const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
   if (prev && !Buffer.isBuffer(prev)) {
-    dst.linkInode(prev, dir, name)
+    dst.linkInode(prev, s.parent, name)
     ctx.stats.hardlinks++
+    dst.vol.maybeCommit()
     return
   }
-  const copy = dst.createIn(dir, name, r.mode, attrs)
-  shareData(dst.vol, inode, copy)
+  // A special file's copy takes its device number with its area (shareData copies it).
+  const copy = inode.isSpecial ? dst.createSpecialIn(s.parent, name, r.mode, decodeRdev(r.area), attrs) : dst.createIn(s.parent, name, r.mode, attrs)
+  if (!inode.isSpecial) shareData(dst.vol, inode, copy)
+  shareXattrs(dst.vol, inode, copy)
   copy.r.dataVersion++
-  dst.setTimes(copy, {s: r.atimeS, ns: r.atimeNs}, {s: r.mtimeS, ns: r.mtimeNs})
+  dst.setTimes(copy, atime, mtime)
   if (r.nlink > 1) ctx.links.set(inode.ino, copy)
   if (inode.isLnk) ctx.stats.symlinks++
+  else if (inode.isSpecial) ctx.stats.specials++
   else ctx.stats.files++
   ctx.stats.bytes += r.size
   progress(ctx)

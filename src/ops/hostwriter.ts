@@ -13,6 +13,7 @@
 import fs from 'node:fs'
 import {MessageChannel, Worker, receiveMessageOnPort, type MessagePort} from 'node:worker_threads'
 import {PrismError} from '../errors.js'
+import {sys, sysAddonPath} from '../sys.js'
 import {waitWhile} from '../wait.js'
 
 /** bytes of file data per message to the worker (a chunk larger than this gets a batch of its own) */
@@ -27,7 +28,7 @@ const FILES_PER_BATCH = 32
 
 /** One operation on a descriptor, as the worker reads it (numbers only: cheap to clone). */
 const OP_WRITE = 1 // fd, offset in the batch buffer, length, offset in the file
-const OP_FINISH = 2 // fd, size to truncate to (-1: none), mode for fchmod (-1), uid (-1: no fchown), gid, atime, mtime; then close
+const OP_FINISH = 2 // fd, size to truncate to (-1: none), mode for fchmod (-1), uid (-1: no fchown), gid, atime s, ns, mtime s, ns; then close
 
 export interface FileAttrs {
   /** ftruncate to this size (a file that ends in a hole), or -1 */
@@ -37,9 +38,9 @@ export interface FileAttrs {
   /** fchown to uid/gid, or uid -1 */
   uid: number
   gid: number
-  /** seconds, as futimes takes them */
-  atime: number
-  mtime: number
+  /** to the nanosecond, as futimens takes them */
+  atime: {s: number, ns: number}
+  mtime: {s: number, ns: number}
 }
 
 /**
@@ -51,7 +52,7 @@ export function setAttrs(fd: number, a: FileAttrs): void {
   if (a.truncate >= 0) fs.ftruncateSync(fd, a.truncate)
   if (a.uid >= 0) fs.fchownSync(fd, a.uid, a.gid)
   if (a.mode >= 0) fs.fchmodSync(fd, a.mode)
-  fs.futimesSync(fd, a.atime, a.mtime)
+  sys().futimens(fd, a.atime.s, a.atime.ns, a.mtime.s, a.mtime.ns)
 }
 
 interface WorkerError {
@@ -66,6 +67,7 @@ interface WorkerError {
 const WORKER_SOURCE = `
 const fs = require('node:fs')
 const {parentPort, workerData} = require('node:worker_threads')
+const sys = require(workerData.sys)
 const state = new Int32Array(workerData.state)
 const errors = workerData.errors
 let failed = false
@@ -84,14 +86,15 @@ parentPort.on('message', (m) => {
         let done = 0
         while (done < len) done += fs.writeSync(fd, buf, off + done, len - done, pos + done)
       } else {
-        const truncate = ops[i + 3], mode = ops[i + 4], uid = ops[i + 5], gid = ops[i + 6], atime = ops[i + 7], mtime = ops[i + 8]
-        i += 9
+        const truncate = ops[i + 3], mode = ops[i + 4], uid = ops[i + 5], gid = ops[i + 6]
+        const as = ops[i + 7], ans = ops[i + 8], ms = ops[i + 9], mns = ops[i + 10]
+        i += 11
         try {
           if (!failed) { // as setAttrs
             if (truncate >= 0) fs.ftruncateSync(fd, truncate)
             if (uid >= 0) fs.fchownSync(fd, uid, gid)
             if (mode >= 0) fs.fchmodSync(fd, mode) // after fchown, which clears set-id bits
-            fs.futimesSync(fd, atime, mtime)
+            sys.futimens(fd, as, ans, ms, mns)
           }
         } finally {
           fs.closeSync(fd)
@@ -137,7 +140,7 @@ export class HostWriter {
     // trackUnmanagedFds off: the worker closes descriptors this thread opened.
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true, trackUnmanagedFds: false,
-      workerData: {state: this.state.buffer, errors: errors.port2, spare: spare.port2}, transferList: [errors.port2, spare.port2],
+      workerData: {state: this.state.buffer, errors: errors.port2, spare: spare.port2, sys: sysAddonPath()}, transferList: [errors.port2, spare.port2],
     })
     // It must not keep the process alive, nor outlive close().
     this.worker.unref()
@@ -168,7 +171,7 @@ export class HostWriter {
 
   /** Queues the attributes and the close of fd: the descriptor belongs to the writer from now on. */
   finish(fd: number, path: string, a: FileAttrs): void {
-    this.ops.push(OP_FINISH, fd, this.pathIndex(path), a.truncate, a.mode, a.uid, a.gid, a.atime, a.mtime)
+    this.ops.push(OP_FINISH, fd, this.pathIndex(path), a.truncate, a.mode, a.uid, a.gid, a.atime.s, a.atime.ns, a.mtime.s, a.mtime.ns)
     if (++this.files >= FILES_PER_BATCH) this.flush(0)
   }
 

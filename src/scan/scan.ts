@@ -23,6 +23,7 @@ import {Matcher} from './matcher.js'
 import type {SignatureSet} from './signatures.js'
 import {ScanEntries, TreeCache, type ScanFile} from '../format/scan.js'
 import {loadScanFile, saveScanFile, type ScanSet} from './store.js'
+import {checkInterrupt} from '../interrupt.js'
 
 export type ScanEngine =
   | {kind: 'signatures', set: SignatureSet}
@@ -354,8 +355,8 @@ async function execScan(command: string, chunks: AsyncIterable<Buffer>): Promise
 
 /**
  * Scans the named filesets. Each unique regular-file inode is read at most once. The
- * volume must be writable for `incremental` (results are saved and committed) and for
- * filesets still expanding (they are expanded first).
+ * volume must be writable for `incremental` (results are saved and committed). Filesets still
+ * expanding are expanded first (in memory only on a read-only volume).
  */
 export async function scan(vol: Volume, names: string[], engine: ScanEngine, opts: ScanOptions = {}): Promise<ScanResult> {
   if (names.length === 0) throw new PrismError('EUSAGE', 'name at least one fileset, or use --all')
@@ -405,6 +406,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   let giveUp: string | null = null
   let lastTick = 0
   const tick = (force = false) => {
+    checkInterrupt()
     if (!opts.onProgress) return
     const t = Date.now()
     if (!force && t - lastTick < 100) return
@@ -459,7 +461,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
         }
       } catch (e) {
         // A damaged file is reported and skipped; clamd going away stops the scan.
-        if (!(e instanceof PrismError) || (e.code === 'EIO' && engine.kind === 'clamd')) throw e
+        if (!(e instanceof PrismError) || e.code === 'EINTR' || (e.code === 'EIO' && engine.kind === 'clamd')) throw e
         errors.push({ino, paths: [], message: e.message})
         progress.files++
         continue

@@ -1,0 +1,422 @@
+/*
+ * prism_sys: the few system calls Node does not offer, for src/sys.ts (its only user).
+ * Today: catching SIGINT, SIGTERM and SIGHUP while the library runs synchronously.
+ *
+ * Prism's library is synchronous, so a JavaScript signal handler (process.on('SIGINT'))
+ * never runs while it works. Here, sigaction handlers only record the signal in shared
+ * memory that JavaScript polls cheaply at its consistent points (Atomics.load), and a
+ * watchdog thread makes sure nothing hangs: if JavaScript has not taken the signal within
+ * the grace time (the process is blocked where it does not poll: a read of stdin, a lock
+ * wait), or a second signal comes, the signal's default action is restored and the signal
+ * raised again, so the process ends as it would have without us.
+ *
+ * It must never do anything in a signal handler but async-signal-safe calls, and never
+ * keep the process alive or change what happens to a process that did not ask for it.
+ *
+ * Also the file calls Node lacks or rounds, for copying a tree exactly: extended attributes of
+ * a path without following a final symlink (l*xattr), with names and paths as bytes;
+ * utimensat/futimens with nanoseconds; mknod for device nodes and FIFOs; and the credentials
+ * of a Unix socket's peer (SO_PEERCRED). Each throws an Error shaped as Node's own system
+ * errors (code, errno, syscall, path), so callers treat them alike.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Shared with JavaScript (an Int32Array over this memory). */
+enum { S_PENDING = 0, S_TAKEN = 1, S_COUNT = 2, S_WORDS = 4 };
+static int32_t state[S_WORDS];
+
+static sem_t wake;
+static int installed = 0;
+static int32_t grace_ms = 1500;
+static int32_t after_taken_ms = 10000;
+static const int caught[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void on_signal(int sig) {
+  int saved = errno;
+  int32_t none = 0;
+  __atomic_compare_exchange_n(&state[S_PENDING], &none, sig, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&state[S_COUNT], 1, __ATOMIC_SEQ_CST);
+  sem_post(&wake);
+  errno = saved;
+}
+
+/* Ends the process by `sig` as if nobody had caught it. */
+static void die(int sig) {
+  for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++) signal(caught[i], SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  kill(getpid(), sig);
+  /* Still here (the signal is blocked elsewhere, or ignored): leave with the shell's status. */
+  struct timespec t = {0, 200 * 1000 * 1000};
+  nanosleep(&t, NULL);
+  _exit(128 + sig);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {}
+}
+
+/* Waits `ms` for the state to reach `until`; true if it did. */
+static int wait_for(int ms, int (*until)(void)) {
+  for (int waited = 0; waited < ms; waited += 10) {
+    if (until()) return 1;
+    sleep_ms(10);
+  }
+  return until();
+}
+
+static int taken(void) { return __atomic_load_n(&state[S_TAKEN], __ATOMIC_SEQ_CST) != 0; }
+static int second(void) { return __atomic_load_n(&state[S_COUNT], __ATOMIC_SEQ_CST) > 1; }
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  for (;;) {
+    while (sem_wait(&wake) != 0) {}
+    int sig = __atomic_load_n(&state[S_PENDING], __ATOMIC_SEQ_CST);
+    if (sig == 0) continue;
+    if (second()) die(sig);
+    /* JavaScript takes the signal at its next consistent point, or we end the process. */
+    if (!wait_for(grace_ms, taken)) die(sig);
+    /* Taken: the command is unwinding (its transaction dropped, one line printed). A second
+       signal, or unwinding that never ends, ends the process at once. */
+    while (sem_trywait(&wake) == 0) {}
+    if (!wait_for(after_taken_ms, second)) die(sig);
+    die(sig);
+  }
+  return NULL;
+}
+
+static napi_value throw_errno(napi_env env, const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(errno));
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+/*
+ * catchSignals(graceMs, afterTakenMs) -> Int32Array [pending signal, taken, count, 0].
+ * Installs the handlers once (later calls return the same memory). JavaScript reads
+ * `pending`, and writes `taken` (non-zero) when it has begun to stop.
+ */
+static napi_value catch_signals(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc >= 1) napi_get_value_int32(env, argv[0], &grace_ms);
+  if (argc >= 2) napi_get_value_int32(env, argv[1], &after_taken_ms);
+  if (!installed) {
+    if (sem_init(&wake, 0, 0) != 0) return throw_errno(env, "sem_init");
+    /* The watchdog never takes these signals itself, so a handler runs on a Node thread. */
+    sigset_t all, old;
+    sigemptyset(&all);
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++) sigaddset(&all, caught[i]);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    int rc = pthread_create(&t, &attr, watchdog, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) { errno = rc; return throw_errno(env, "pthread_create"); }
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++) {
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_signal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      if (sigaction(caught[i], &sa, NULL) != 0) return throw_errno(env, "sigaction");
+    }
+    installed = 1;
+  }
+  napi_value ab, arr;
+  if (napi_create_external_arraybuffer(env, state, sizeof state, NULL, NULL, &ab) != napi_ok) {
+    napi_throw_error(env, NULL, "cannot share the signal state");
+    return NULL;
+  }
+  napi_create_typedarray(env, napi_int32_array, S_WORDS, ab, 0, &arr);
+  return arr;
+}
+
+/* ---------------------------------------------------------------- file calls */
+
+static const char *errno_code(int e) {
+  switch (e) {
+    case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case EIO: return "EIO"; case EBADF: return "EBADF";
+    case ENOMEM: return "ENOMEM"; case EACCES: return "EACCES"; case EEXIST: return "EEXIST"; case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC"; case EROFS: return "EROFS";
+    case ERANGE: return "ERANGE"; case ENAMETOOLONG: return "ENAMETOOLONG"; case ELOOP: return "ELOOP";
+    case ENODATA: return "ENODATA"; case EOPNOTSUPP: return "ENOTSUP"; case E2BIG: return "E2BIG"; case EDQUOT: return "EDQUOT";
+    case ENOTSOCK: return "ENOTSOCK"; case EFAULT: return "EFAULT";
+    default: return "EUNKNOWN";
+  }
+}
+
+/* Throws an Error as Node's fs does: "CODE: message, syscall 'path'", with code, errno, syscall, path. */
+static napi_value throw_sys(napi_env env, int e, const char *syscall, const char *path) {
+  char msg[512];
+  const char *code = errno_code(e);
+  if (path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(e), syscall, path);
+  else snprintf(msg, sizeof msg, "%s: %s, %s", code, strerror(e), syscall);
+  napi_value m, c, err, v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_error(env, c, m, &err);
+  napi_set_named_property(env, err, "code", c);
+  napi_create_int32(env, -e, &v);
+  napi_set_named_property(env, err, "errno", v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, err, "syscall", v);
+  if (path) {
+    napi_create_string_latin1(env, path, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, err, "path", v);
+  }
+  napi_throw(env, err);
+  return NULL;
+}
+
+/* A NUL-terminated copy of a Buffer argument (a path or an attribute name, as bytes); NULL
+   after throwing if it is not a Buffer or holds a NUL. The caller frees it. */
+static char *bytes_arg(napi_env env, napi_value v, const char *what) {
+  bool is;
+  if (napi_is_buffer(env, v, &is) != napi_ok || !is) { napi_throw_type_error(env, NULL, what); return NULL; }
+  void *data;
+  size_t len;
+  napi_get_buffer_info(env, v, &data, &len);
+  if (memchr(data, 0, len)) { napi_throw_type_error(env, NULL, what); return NULL; }
+  char *out = malloc(len + 1);
+  if (!out) { napi_throw_error(env, NULL, "out of memory"); return NULL; }
+  memcpy(out, data, len);
+  out[len] = 0;
+  return out;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+/* llistxattr(path) -> Buffer[] (names, without their NULs) */
+static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  ssize_t n;
+  char *list = NULL;
+  for (;;) {
+    n = llistxattr(path, NULL, 0);
+    if (n < 0) { int e = errno; napi_value r = throw_sys(env, e, "llistxattr", path); free(path); return r; }
+    free(list);
+    list = malloc(n > 0 ? (size_t)n : 1);
+    if (!list) { free(path); napi_throw_error(env, NULL, "out of memory"); return NULL; }
+    ssize_t m = llistxattr(path, list, (size_t)n);
+    if (m >= 0) { n = m; break; }
+    if (errno != ERANGE) { int e = errno; free(list); napi_value r = throw_sys(env, e, "llistxattr", path); free(path); return r; }
+  }
+  napi_value arr;
+  napi_create_array(env, &arr);
+  uint32_t k = 0;
+  for (ssize_t i = 0; i < n;) {
+    size_t len = strnlen(list + i, (size_t)(n - i));
+    if (len > 0) {
+      napi_value b;
+      void *dst;
+      napi_create_buffer_copy(env, len, list + i, &dst, &b);
+      napi_set_element(env, arr, k++, b);
+    }
+    i += (ssize_t)len + 1;
+  }
+  free(list);
+  free(path);
+  return arr;
+}
+
+/* lgetxattr(path, name) -> Buffer, or null when the attribute is not there */
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  char *name = bytes_arg(env, argv[1], "name must be a Buffer without NUL");
+  if (!name) { free(path); return NULL; }
+  char *val = NULL;
+  ssize_t n;
+  for (;;) {
+    n = lgetxattr(path, name, NULL, 0);
+    if (n < 0) break;
+    free(val);
+    val = malloc(n > 0 ? (size_t)n : 1);
+    if (!val) { n = -1; errno = ENOMEM; break; }
+    ssize_t m = lgetxattr(path, name, val, (size_t)n);
+    if (m >= 0) { n = m; break; }
+    if (errno != ERANGE) { n = -1; break; }
+  }
+  napi_value r;
+  if (n < 0) {
+    int e = errno;
+    if (e == ENODATA) napi_get_null(env, &r);
+    else r = throw_sys(env, e, "lgetxattr", path);
+  } else {
+    void *dst;
+    napi_create_buffer_copy(env, (size_t)n, val, &dst, &r);
+  }
+  free(val);
+  free(name);
+  free(path);
+  return r;
+}
+
+/* lsetxattr(path, name, value, flags) */
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  char *name = bytes_arg(env, argv[1], "name must be a Buffer without NUL");
+  if (!name) { free(path); return NULL; }
+  void *data;
+  size_t len;
+  bool is;
+  if (napi_is_buffer(env, argv[2], &is) != napi_ok || !is) { free(name); free(path); napi_throw_type_error(env, NULL, "value must be a Buffer"); return NULL; }
+  napi_get_buffer_info(env, argv[2], &data, &len);
+  int32_t flags = 0;
+  if (argc >= 4) napi_get_value_int32(env, argv[3], &flags);
+  napi_value r = undefined(env);
+  if (lsetxattr(path, name, data, len, flags) != 0) r = throw_sys(env, errno, "lsetxattr", path);
+  free(name);
+  free(path);
+  return r;
+}
+
+/* lremovexattr(path, name) */
+static napi_value js_lremovexattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  char *name = bytes_arg(env, argv[1], "name must be a Buffer without NUL");
+  if (!name) { free(path); return NULL; }
+  napi_value r = undefined(env);
+  if (lremovexattr(path, name) != 0) r = throw_sys(env, errno, "lremovexattr", path);
+  free(name);
+  free(path);
+  return r;
+}
+
+static int get_times(napi_env env, napi_value *argv, struct timespec ts[2]) {
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) if (napi_get_value_int64(env, argv[i], &v[i]) != napi_ok) return -1;
+  ts[0].tv_sec = (time_t)v[0]; ts[0].tv_nsec = (long)v[1];
+  ts[1].tv_sec = (time_t)v[2]; ts[1].tv_nsec = (long)v[3];
+  return 0;
+}
+
+/* utimensat(path, atimeS, atimeNs, mtimeS, mtimeNs, nofollow): nanoseconds, a symlink itself with nofollow */
+static napi_value js_utimensat(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  struct timespec ts[2];
+  if (get_times(env, argv + 1, ts) != 0) { free(path); napi_throw_type_error(env, NULL, "times must be integers"); return NULL; }
+  bool nofollow = false;
+  if (argc >= 6) napi_get_value_bool(env, argv[5], &nofollow);
+  napi_value r = undefined(env);
+  if (utimensat(AT_FDCWD, path, ts, nofollow ? AT_SYMLINK_NOFOLLOW : 0) != 0) r = throw_sys(env, errno, "utimensat", path);
+  free(path);
+  return r;
+}
+
+/* futimens(fd, atimeS, atimeNs, mtimeS, mtimeNs) */
+static napi_value js_futimens(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  struct timespec ts[2];
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || get_times(env, argv + 1, ts) != 0) {
+    napi_throw_type_error(env, NULL, "futimens(fd, atimeS, atimeNs, mtimeS, mtimeNs)");
+    return NULL;
+  }
+  if (futimens(fd, ts) != 0) return throw_sys(env, errno, "futimens", NULL);
+  return undefined(env);
+}
+
+/* mknod(path, mode, major, minor): a device node, FIFO or socket (mode carries the type) */
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
+  if (!path) return NULL;
+  uint32_t mode = 0, major = 0, minor = 0;
+  napi_get_value_uint32(env, argv[1], &mode);
+  if (argc >= 3) napi_get_value_uint32(env, argv[2], &major);
+  if (argc >= 4) napi_get_value_uint32(env, argv[3], &minor);
+  napi_value r = undefined(env);
+  if (mknod(path, (mode_t)mode, makedev(major, minor)) != 0) r = throw_sys(env, errno, "mknod", path);
+  free(path);
+  return r;
+}
+
+/* peerCred(fd) -> {pid, uid, gid} of a connected Unix socket's other end (SO_PEERCRED) */
+static napi_value js_peercred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) { napi_throw_type_error(env, NULL, "peerCred(fd)"); return NULL; }
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return throw_sys(env, errno, "getsockopt", NULL);
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_int32(env, cred.pid, &v);
+  napi_set_named_property(env, o, "pid", v);
+  napi_create_uint32(env, cred.uid, &v);
+  napi_set_named_property(env, o, "uid", v);
+  napi_create_uint32(env, cred.gid, &v);
+  napi_set_named_property(env, o, "gid", v);
+  return o;
+}
+
+NAPI_MODULE_INIT() {
+  static const struct {const char *name; napi_callback cb;} fns[] = {
+    {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
+    {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod},
+    {"peerCred", js_peercred},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn);
+    napi_set_named_property(env, exports, fns[i].name, fn);
+  }
+  return exports;
+}

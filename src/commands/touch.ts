@@ -1,0 +1,67 @@
+import {Args, Flags} from '@oclif/core'
+import {PrismCommand, imageFlags} from '../cli/base.js'
+import {imageLoc, location, showLoc} from '../cli/locate.js'
+import {PrismError} from '../errors.js'
+
+export default class Touch extends PrismCommand {
+  static summary = 'Set the access and modification times of files in the image, creating them if missing'
+  static description = `Times are kept to the nanosecond. -d takes @SECONDS[.NANOSECONDS], an ISO 8601 date and time with up to nine fractional digits (UTC unless an offset is given), 'YYYY-MM-DD HH:MM[:SS]' or now. -r takes the times of another file: FILESET:/path, or a host path.`
+  static examples = [
+    '<%= config.bin %> touch root:/var/log/new.log',
+    '<%= config.bin %> touch -m -d 2024-05-01T12:00:00.123456789Z root:/etc/motd',
+    '<%= config.bin %> touch -r ./reference root:/etc/hostname',
+    '<%= config.bin %> touch -c -d @0 root:/etc/passwd',
+  ]
+  static args = {paths: Args.string({description: 'FILESET:/path...', required: true})}
+  static strict = false
+  static flags = {
+    ...imageFlags,
+    access: Flags.boolean({char: 'a', description: 'change only the access time'}),
+    modification: Flags.boolean({char: 'm', description: 'change only the modification time'}),
+    date: Flags.string({char: 'd', description: 'use this time instead of now', exclusive: ['reference']}),
+    reference: Flags.string({char: 'r', description: "use this file's times instead of now", exclusive: ['date']}),
+    'no-create': Flags.boolean({char: 'c', description: 'do not create missing files'}),
+    'no-dereference': Flags.boolean({char: 'h', description: 'change a symlink itself, not what it points to'}),
+  }
+
+  async run() {
+    const {argv, flags} = await this.parse(Touch)
+    const locs = (argv as string[]).map(imageLoc)
+    const {namespace, forEachItem} = await import('../fs/image.js')
+    const {parseTime, touchPath} = await import('../ops/attrs.js')
+    const {Failures} = await import('../cli/each.js')
+    const failures = new Failures()
+    let time: {atime: {s: number, ns: number}, mtime: {s: number, ns: number}} | undefined
+    if (flags.date) {
+      const t = parseTime(flags.date)
+      time = {atime: t, mtime: t}
+    }
+    const ref = flags.reference ? location(flags.reference) : null
+    if (ref?.kind === 'host') {
+      const fs = await import('node:fs')
+      let st
+      try {
+        st = fs.statSync(ref.path, {bigint: true})
+      } catch (e) {
+        throw new PrismError('ENOENT', `${ref.path}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
+      }
+      const ts = (n: bigint) => ({s: Number(n / 1_000_000_000n), ns: Number(n % 1_000_000_000n)})
+      time = {atime: ts(st.atimeNs), mtime: ts(st.mtimeNs)}
+    }
+    const touched: string[] = []
+    await this.withVolume(flags, true, (vol) => {
+      if (ref?.kind === 'image') {
+        const st = namespace(vol, ref.fileset).stat(ref.path, true)
+        time = {atime: st.atime, mtime: st.mtime}
+      }
+      forEachItem(vol, locs, failures.report, (loc) => {
+        const ok = touchPath(namespace(vol, loc.fileset), loc.path, {
+          atime: flags.access, mtime: flags.modification, time, noCreate: flags['no-create'], noDereference: flags['no-dereference'],
+        })
+        if (ok) touched.push(showLoc(loc))
+      })
+    })
+    failures.settle()
+    return {touched}
+  }
+}

@@ -1,0 +1,50 @@
+// The system calls Node does not offer, through Prism's own small native addon (native/sys.c,
+// built by `npm ci`): one interface, loaded on first use as fs-ext is, so that a command that
+// needs none of it never loads it: it catches signals for the CLI, and offers utimensat with
+// nanoseconds, mknod, extended attributes of a path without following it, and a socket
+// peer's credentials. It must never hold policy: callers decide what a signal means, and what
+// to do when a call fails; this only reports.
+// The file calls take paths and names as Buffers (bytes, as names are) and throw errors shaped
+// as Node's own (code, errno, syscall, path).
+import {createRequire} from 'node:module'
+
+const require = createRequire(import.meta.url)
+
+export interface Sys {
+  /**
+   * Installs handlers for SIGINT, SIGTERM and SIGHUP (once; later calls return the same
+   * state). Returns shared memory: [0] the first signal caught (0: none), [1] set non-zero by
+   * the caller when it has taken the signal and begun to stop, [2] signals caught so far.
+   * If the signal is not taken within `graceMs`, or is not over within `afterTakenMs` of
+   * being taken, or a second signal comes, the process ends by the signal's default action.
+   */
+  catchSignals(graceMs: number, afterTakenMs: number): Int32Array
+  /** The names of a path's extended attributes (a final symlink not followed), as bytes. */
+  llistxattr(path: Buffer): Buffer[]
+  /** One attribute's value, or null when the path has none by that name. */
+  lgetxattr(path: Buffer, name: Buffer): Buffer | null
+  /** Sets an attribute (flags: 1 XATTR_CREATE, 2 XATTR_REPLACE). */
+  lsetxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void
+  lremovexattr(path: Buffer, name: Buffer): void
+  /** utimensat(2) to the nanosecond; with `nofollow`, a symlink itself. */
+  utimensat(path: Buffer, atimeS: number, atimeNs: number, mtimeS: number, mtimeNs: number, nofollow: boolean): void
+  futimens(fd: number, atimeS: number, atimeNs: number, mtimeS: number, mtimeNs: number): void
+  /** mknod(2): `mode` holds the type (S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK) and permissions. */
+  mknod(path: Buffer, mode: number, major: number, minor: number): void
+  /** The credentials of a connected Unix socket's other end. */
+  peerCred(fd: number): {pid: number, uid: number, gid: number}
+}
+
+let loaded: Sys | null = null
+
+/** Where the addon is (for a worker thread, which loads it for itself). */
+export function sysAddonPath(): string {
+  // src/sys.ts, dist/sys.js and the bundle dist/fast.mjs all sit one level below the root.
+  return require.resolve('../native/build/Release/prism_sys.node')
+}
+
+/** The addon (throws if it was not built: run `npm ci`). */
+export function sys(): Sys {
+  loaded ??= require(sysAddonPath()) as Sys
+  return loaded
+}

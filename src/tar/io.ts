@@ -1,0 +1,205 @@
+// The ends of `prism import` and `prism export` that touch the host: the archive file or
+// stream, its compression, and the temporary spool of an archive read from standard input
+// (or a pipe). A spool is written before the image is opened: an import waits for its input
+// without holding the image lock, so no other prism command waits for a slow producer
+// (docker export | prism import ...). The spool file is unlinked as soon as it is open, so
+// nothing is left behind whatever happens. Everything here streams: no archive is held in memory.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {PrismError} from '../errors.js'
+import type {Volume} from '../fs/volume.js'
+import type {Namespace} from '../fs/namespace.js'
+import {compressor, decompressor, detectCompression, type Compression} from './compress.js'
+import {exportTar, type ExportOptions, type ExportStats} from './export.js'
+import {TarImport, type ImportOptions, type ImportStats, type ImportTarget} from './import.js'
+
+/** An archive to import, open for reading from its start. */
+export interface ArchiveInput {
+  fd: number
+  /** how it is named in messages */
+  name: string
+  /** bytes read from a pipe into the spool (0 for a regular file read in place) */
+  spooled: number
+  close(): void
+}
+
+function hostError(e: unknown, what: string): PrismError {
+  if (e instanceof PrismError) return e
+  const err = e as NodeJS.ErrnoException
+  const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'ENOSPC' ? 'ENOSPC' : err.code === 'EISDIR' ? 'EISDIR' : err.code === 'EACCES' || err.code === 'EPERM' ? 'EACCES' : 'EIO'
+  return new PrismError(code, `${what}: ${err.message.replace(/^[A-Z]+: /, '')}`)
+}
+
+/**
+ * Opens the archive to import: a regular file is read where it is; standard input ('-') or
+ * any other kind of file (a pipe, a FIFO, a character device) is first copied to a temporary
+ * file (in $TMPDIR), which it needs room for (the archive as it came, still compressed).
+ */
+export async function openArchive(arg: string): Promise<ArchiveInput> {
+  if (arg !== '-') {
+    let fd: number
+    try {
+      fd = fs.openSync(arg, fs.constants.O_RDONLY)
+      if (fs.fstatSync(fd).isDirectory()) {
+        fs.closeSync(fd)
+        throw new PrismError('EISDIR', `${arg}: is a directory, not an archive`)
+      }
+    } catch (e) {
+      throw hostError(e, arg)
+    }
+    if (fs.fstatSync(fd).isFile()) return {fd, name: arg, spooled: 0, close: () => fs.closeSync(fd)}
+    return spool(fs.createReadStream('', {fd, autoClose: true}), arg)
+  }
+  return spool(process.stdin, 'standard input')
+}
+
+async function spool(src: Readable, name: string): Promise<ArchiveInput> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-import-'))
+  const file = path.join(dir, 'archive')
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600)
+  // Gone from the directory at once: only the descriptor holds it.
+  fs.unlinkSync(file)
+  fs.rmdirSync(dir)
+  let spooled = 0
+  try {
+    await pipeline(src, new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        try {
+          let o = 0
+          while (o < chunk.length) o += fs.writeSync(fd, chunk, o, chunk.length - o)
+          spooled += chunk.length
+          cb()
+        } catch (e) {
+          cb(e as Error)
+        }
+      },
+    }))
+  } catch (e) {
+    fs.closeSync(fd)
+    throw hostError(e, `reading the archive from ${name} into a temporary file`)
+  }
+  return {fd, name, spooled, close: () => fs.closeSync(fd)}
+}
+
+/** The file's bytes from its start, 1 MiB at a time (the descriptor stays open: the caller closes it). */
+async function* fileChunks(fd: number): AsyncGenerator<Buffer> {
+  let pos = 0
+  for (;;) {
+    const buf = Buffer.allocUnsafe(1024 * 1024)
+    const bytesRead = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.length, pos, (e, n) => (e ? reject(e) : resolve(n))))
+    if (bytesRead === 0) return
+    pos += bytesRead
+    yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead)
+  }
+}
+
+/** The archive's bytes, decompressed as its magic number says, from its start. */
+async function* archiveBytes(input: ArchiveInput): AsyncGenerator<Buffer> {
+  const head = Buffer.alloc(6)
+  const n = fs.readSync(input.fd, head, 0, 6, 0)
+  const kind = detectCompression(head.subarray(0, n))
+  const dec = decompressor(kind)
+  if (!dec) {
+    yield* fileChunks(input.fd)
+    return
+  }
+  const raw = Readable.from(fileChunks(input.fd), {objectMode: false})
+  raw.on('error', (e) => dec.destroy(e))
+  raw.pipe(dec)
+  try {
+    for await (const chunk of dec) yield chunk as Buffer
+  } catch (e) {
+    if (e instanceof PrismError) throw e
+    throw new PrismError('EINVAL', `malformed archive: the ${kind} data is damaged or truncated (${(e as Error).message}); nothing was imported`)
+  } finally {
+    raw.destroy()
+    dec.destroy()
+  }
+}
+
+/** Imports an opened archive; all or nothing (src/tar/import.ts). */
+export async function importArchive(vol: Volume, target: ImportTarget, input: ArchiveInput, opts: ImportOptions = {}): Promise<ImportStats> {
+  const imp = new TarImport(vol, target, opts)
+  try {
+    for await (const chunk of archiveBytes(input)) imp.write(chunk)
+    return imp.finish()
+  } catch (e) {
+    imp.abort()
+    throw e
+  }
+}
+
+/** Where an export goes: a file (created or truncated), or standard output. */
+export interface ArchiveOutput {
+  arg: string
+  compression: Compression
+}
+
+/**
+ * Writes the archive of `path` of `ns`. A file is written through its descriptor (written
+ * whole, or removed if the export fails); standard output is a stream, with back-pressure.
+ */
+export async function exportArchive(ns: Namespace, srcPath: string, out: ArchiveOutput, opts: ExportOptions = {}): Promise<ExportStats> {
+  const gen = exportTar(ns, srcPath, opts)
+  const toStdout = out.arg === '-'
+  let fd = -1
+  if (!toStdout) {
+    try {
+      fd = fs.openSync(out.arg, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644)
+    } catch (e) {
+      throw hostError(e, out.arg)
+    }
+  }
+  const comp = compressor(out.compression)
+  let stats: ExportStats | null = null
+  try {
+    if (!comp && !toStdout) {
+      // Plain tar into a file: written as produced, one writev per chunk.
+      for (;;) {
+        const r = gen.next()
+        if (r.done) { stats = r.value; break }
+        writeAll(fd, r.value, out.arg)
+      }
+    } else {
+      const src = Readable.from((function* () {
+        for (;;) {
+          const r = gen.next()
+          if (r.done) { stats = r.value; return }
+          for (const b of r.value) yield b
+        }
+      })(), {objectMode: false, highWaterMark: 4 * 1024 * 1024})
+      const sink = toStdout ? process.stdout : fs.createWriteStream('', {fd, autoClose: false, highWaterMark: 4 * 1024 * 1024})
+      if (comp) await pipeline(src, comp, sink, {end: !toStdout})
+      else await pipeline(src, sink, {end: !toStdout})
+    }
+  } catch (e) {
+    if (fd >= 0) {
+      fs.closeSync(fd)
+      fd = -1
+      try { fs.unlinkSync(out.arg) } catch { /* already gone */ }
+    }
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE') throw new PrismError('EIO', 'standard output was closed before the archive was written')
+    throw hostError(e, toStdout ? 'standard output' : out.arg)
+  } finally {
+    if (fd >= 0) fs.closeSync(fd)
+  }
+  return stats!
+}
+
+function writeAll(fd: number, bufs: Buffer[], name: string): void {
+  let list = bufs
+  while (list.length > 0) {
+    let n: number
+    try {
+      n = fs.writevSync(fd, list.slice(0, 1024))
+    } catch (e) {
+      throw hostError(e, name)
+    }
+    while (n > 0 && list.length > 0) {
+      if (n >= list[0].length) { n -= list[0].length; list = list.slice(1) } else { list = [list[0].subarray(n), ...list.slice(1)]; n = 0 }
+    }
+  }
+}
