@@ -19,7 +19,8 @@ const USAGE = `Usage: node --import tsx bench/foundation.ts [options]
 
   --small            smoke-test size: 2,000 files, 300 dirs, 200 MiB, 64 MiB cat file
   --tree DIR         use the tree DIR as it is (a copy of /usr, say) instead of generating one;
-                     the cat test reads its largest regular file
+                     the cat test reads its largest regular file. DIR is only read (never
+                     deleted, --clean-tree or not)
   --runs N           timed runs per contender; medians are reported (default 3)
   --cold             sync and drop the page cache before every timed command (needs root)
   --base DIR         work directory (default /tmp/prism-bench)
@@ -302,7 +303,9 @@ function main(): number {
 
   if (opt.values.keep) log(`kept ${work}`)
   else rm(work)
-  if (opt.values['clean-tree']) { rm(tree.dir); rm(`${tree.dir}.json`) } else log(`tree kept for reuse: ${tree.dir} (--clean-tree to delete)`)
+  // A tree given with --tree is the user's: never deleted, whatever --clean-tree says.
+  if (given) log(`the tree ${tree.dir} was only read`)
+  else if (opt.values['clean-tree']) { rm(tree.dir); rm(`${tree.dir}.json`) } else log(`tree kept for reuse: ${tree.dir} (--clean-tree to delete)`)
   const failed = rows.some((r) => r.pass === false) || notes.some((n) => n.startsWith('MISMATCH'))
   return opt.values.strict && failed ? 1 : 0
 }
