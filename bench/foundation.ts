@@ -4,12 +4,13 @@
 //
 //   node --import tsx bench/foundation.ts            # ~100,000 files, 5 GiB, 3 runs
 //   node --import tsx bench/foundation.ts --small    # 2,000 files, 200 MiB: a smoke test
+//   node --import tsx bench/foundation.ts --tree /usr  # a real tree (cat: its largest file)
 //
 // See bench/README.md for what each number means and the goals.
 import fs from 'node:fs'
 import path from 'node:path'
 import {
-  type Row, type RunResult, type Summary, GiB, MiB, bulkRemove, canDropCaches, check, dropFileCache, freeBytes, inodeReuseWindow, setInodeReuseWindow, ensureBuilt, ensureTree, gitVersion, fmtBytes, fmtSecs,
+  type Row, type RunResult, type Summary, type TreeStats, GiB, MiB, bulkRemove, canDropCaches, check, dropFileCache, freeBytes, inodeReuseWindow, setInodeReuseWindow, ensureBuilt, ensureTree, gitVersion, fmtBytes, fmtSecs,
   hostCpA, hostE2fsckFn, hostMke2fsD, imageSizeFor, inodesFor, log, machineInfo, measureEach, parseCommon, printTable,
   parseSize, prism, prismCmd, q, requireFree, run, sh, snapshotBuild, timeRow, treeDirFor, which, writeResults,
 } from './lib.js'
@@ -17,6 +18,9 @@ import {
 const USAGE = `Usage: node --import tsx bench/foundation.ts [options]
 
   --small            smoke-test size: 2,000 files, 300 dirs, 200 MiB, 64 MiB cat file
+  --tree DIR         use the tree DIR as it is (a copy of /usr, say) instead of generating one;
+                     the cat test reads its largest regular file. DIR is only read (never
+                     deleted, --clean-tree or not)
   --runs N           timed runs per contender; medians are reported (default 3)
   --cold             sync and drop the page cache before every timed command (needs root)
   --base DIR         work directory (default /tmp/prism-bench)
@@ -44,7 +48,7 @@ type Step = typeof STEPS[number]
 
 function main(): number {
   const opt = parseCommon(USAGE, {
-    only: {type: 'string'}, 'image-size': {type: 'string'}, 'no-verify': {type: 'boolean'},
+    only: {type: 'string'}, 'image-size': {type: 'string'}, 'no-verify': {type: 'boolean'}, tree: {type: 'string'},
     'clean-tree': {type: 'boolean'}, strict: {type: 'boolean'}, 'no-snapshot': {type: 'boolean'}, settle: {type: 'string'},
   })
   const only = (opt.values.only as string | undefined) ?? process.env.PRISM_BENCH_ONLY
@@ -60,9 +64,10 @@ function main(): number {
   if (!e2fsck) log('e2fsck not available: the e2fsck -fn baseline is skipped (install e2fsprogs)')
 
   fs.mkdirSync(opt.base, {recursive: true})
-  const treeDir = treeDirFor(opt.base, opt.spec)
-  const tree = ensureTree(treeDir, opt.spec, {regen: opt.regen})
+  const given = (opt.values.tree as string | undefined) ?? process.env.PRISM_BENCH_TREE
+  const tree = given ? statTree(path.resolve(given)) : ensureTree(treeDirFor(opt.base, opt.spec), opt.spec, {regen: opt.regen})
   const catPath = path.join(tree.dir, tree.catFile)
+  const catSize = given ? fs.statSync(catPath).size : opt.spec.catSize
 
   const imgSize = opt.values['image-size'] ? parseSize(opt.values['image-size'] as string) : imageSizeFor(tree)
   const inodes = inodesFor(tree, imgSize)
@@ -157,15 +162,12 @@ function main(): number {
     const floorNote = `the disk alone (${DISK_FLOOR}) takes ${fmtSecs(s['disk floor'].median)} s`
     if (s['mke2fs -d']) {
       results['import.mke2fs_d'] = s['mke2fs -d']
-      const budget = s['mke2fs -d'].median * 0.25
-      rows.push(timeRow('import', s['prism import'], 'mke2fs -t ext4 -d', s['mke2fs -d'], 0.25,
-        s['disk floor'].median > budget
-          ? `the goal allows ${fmtSecs(budget)} s, but ${floorNote}: out of reach on this disk`
-          : `${floorNote}, within the goal's ${fmtSecs(budget)} s`))
+      // Information: "4x faster than mke2fs -d" was withdrawn (issue 19): the disk is the limit.
+      rows.push(timeRow('import', s['prism import'], 'mke2fs -t ext4 -d', s['mke2fs -d'], null, floorNote))
     } else {
-      rows.push({...timeRow('import', s['prism import'], 'mke2fs -t ext4 -d', null, 0.25), note: 'mke2fs not available'})
+      rows.push({...timeRow('import', s['prism import'], 'mke2fs -t ext4 -d', null, null), note: 'mke2fs not available'})
     }
-    rows.push(timeRow('import (disk floor)', s['prism import'], DISK_FLOOR, s['disk floor'], null))
+    rows.push(timeRow('import (disk floor)', s['prism import'], DISK_FLOOR, s['disk floor'], 1.25))
   } else {
     // Later steps need an image holding the tree; make one untimed.
     if (steps.has('export') || steps.has('fsck') || steps.has('cat')) {
@@ -194,7 +196,7 @@ function main(): number {
       const why = (probe.stderr || probe.stdout).trim().split('\n')[0] ?? ''
       const note = `prism fsck did not run (exit ${probe.status}: ${why.slice(0, 160)}); skipped — re-run with --only fsck once it exists`
       log(note)
-      rows.push({...timeRow('fsck', null, 'e2fsck -fn', null, 2.0), note})
+      rows.push({...timeRow('fsck', null, 'e2fsck -fn', null, 1.5), note})
     } else {
       if (probe.status !== 0) notes.push(`prism fsck exit ${probe.status} on a freshly imported image: ${probe.stdout.trim().split('\n').slice(0, 5).join('; ')}`)
       const s = measureEach({
@@ -203,7 +205,7 @@ function main(): number {
       }, {runs: opt.runs, cold: opt.cold, warmup: true})
       results['fsck.prism'] = s['prism fsck']
       if (s['e2fsck -fn']) results['fsck.e2fsck_fn'] = s['e2fsck -fn']
-      rows.push({...timeRow('fsck', s['prism fsck'], 'e2fsck -fn', s['e2fsck -fn'] ?? null, 2.0),
+      rows.push({...timeRow('fsck', s['prism fsck'], 'e2fsck -fn', s['e2fsck -fn'] ?? null, 1.5),
         ...(s['e2fsck -fn'] ? {} : {note: 'e2fsck or the ext4 image not available'}),
         ...(probe.status !== 0 ? {note: `prism fsck exit ${probe.status}: found problems on a fresh import`} : {})})
     }
@@ -213,7 +215,7 @@ function main(): number {
   let catInfo: Record<string, number> | undefined
   if (steps.has('cat')) {
     const rel = '/' + tree.catFile
-    log(`step cat: prism cat root:${rel} | cat >/dev/null vs cat FILE | cat >/dev/null (${fmtBytes(opt.spec.catSize)})`)
+    log(`step cat: prism cat root:${rel} | cat >/dev/null vs cat FILE | cat >/dev/null (${fmtBytes(catSize)})`)
     if (verify) {
       check(sh(`${prismCmd()} cat ${q('root:' + rel)} -i ${q(img)} | cmp - ${q(catPath)}`), 'prism cat | cmp')
       log('verified: prism cat output equals the file')
@@ -227,7 +229,7 @@ function main(): number {
     results['cat.prism_first_byte'] = s['prism cat first byte']
     results['cat.prism'] = s['prism cat']
     results['cat.host'] = s['host cat']
-    const mbps = (secs: number): number => opt.spec.catSize / MiB / secs
+    const mbps = (secs: number): number => catSize / MiB / secs
     const pT = mbps(s['prism cat'].median)
     const hT = mbps(s['host cat'].median)
     const startup = s['prism cat first byte'].median
@@ -235,7 +237,7 @@ function main(): number {
     catInfo = {prismMiBps: pT, hostMiBps: hT, prismFirstByteSecs: startup, ...(streaming > 0 ? {prismMiBpsLessStartup: mbps(streaming)} : {})}
     const ratio = pT / hT
     rows.push({step: 'cat (throughput)', prism: s['prism cat'].median, baseline: 'cat | same pipe', base: s['host cat'].median,
-      ratio, goal: '>= 0.70', pass: ratio >= 0.7,
+      ratio, goal: '>= 0.90', pass: ratio >= 0.9,
       note: `prism ${pT.toFixed(0)} MiB/s vs host ${hT.toFixed(0)} MiB/s; ratio is throughput prism/host` +
         `; prism's first byte after ${fmtSecs(startup)} s` +
         (catInfo.prismMiBpsLessStartup ? `, then ${catInfo.prismMiBpsLessStartup.toFixed(0)} MiB/s` : '')})
@@ -262,7 +264,7 @@ function main(): number {
     }, {runs: opt.runs, cold: opt.cold, settleDir: work})
     results['export.prism'] = s['prism export']
     results['export.cp_a'] = s['cp -a']
-    rows.push(timeRow('export', s['prism export'], 'cp -a', s['cp -a'], 1.2))
+    rows.push(timeRow('export', s['prism export'], 'cp -a', s['cp -a'], 1.0))
     if (verify) {
       log('verifying (untimed): diff -r --no-dereference TREE EXPORT')
       const d = run('diff', ['-r', '--no-dereference', tree.dir, outPrism])
@@ -280,7 +282,7 @@ function main(): number {
   out(`Prism foundation benchmark — medians of ${opt.runs} runs, ${opt.cold ? 'COLD cache (sync + drop_caches before each timed command)' : 'warm cache'}` +
     (settleSecs ? `, ${settleSecs} s inode-reuse wait after deletions` : ''))
   out(`tree: ${tree.files} files, ${tree.dirs} dirs, ${tree.symlinks} symlinks, ${tree.hardlinks} hard links, ${fmtBytes(tree.bytes)} ` +
-    `(median file ${fmtBytes(tree.sizeQuantiles.p50)}, p99 ${fmtBytes(tree.sizeQuantiles.p99)}, largest ${fmtBytes(tree.largest[0])}, cat file ${fmtBytes(opt.spec.catSize)})`)
+    `(median file ${fmtBytes(tree.sizeQuantiles.p50)}, p99 ${fmtBytes(tree.sizeQuantiles.p99)}, largest ${fmtBytes(tree.largest[0])}, cat file ${fmtBytes(catSize)})${given ? ` — the tree ${tree.dir} as it is` : ''}`)
   out(`prism: ${version}${opt.values['no-snapshot'] ? ' (work tree)' : ' (snapshot of the build taken at start)'}; images: ${fmtBytes(imgSize)}; machine: ${mi.nproc} CPUs (${mi.cpu}), ${mi.memory} RAM, node ${mi.node}, ${mi.kernel}, host fs ${mi.hostFs}`)
   out('')
   printTable(rows, out)
@@ -301,9 +303,54 @@ function main(): number {
 
   if (opt.values.keep) log(`kept ${work}`)
   else rm(work)
-  if (opt.values['clean-tree']) { rm(tree.dir); rm(`${tree.dir}.json`) } else log(`tree kept for reuse: ${tree.dir} (--clean-tree to delete)`)
+  // A tree given with --tree is the user's: never deleted, whatever --clean-tree says.
+  if (given) log(`the tree ${tree.dir} was only read`)
+  else if (opt.values['clean-tree']) { rm(tree.dir); rm(`${tree.dir}.json`) } else log(`tree kept for reuse: ${tree.dir} (--clean-tree to delete)`)
   const failed = rows.some((r) => r.pass === false) || notes.some((n) => n.startsWith('MISMATCH'))
   return opt.values.strict && failed ? 1 : 0
+}
+
+/**
+ * The figures of an existing tree (--tree DIR), as ensureTree gives them for a generated one:
+ * regular files are counted once per inode (further names are hard links), bytes and space
+ * once per inode, and the cat test takes the largest regular file.
+ */
+function statTree(dir: string): TreeStats {
+  if (!fs.statSync(dir).isDirectory()) throw new Error(`--tree ${dir}: not a directory`)
+  log(`reading the figures of ${dir}`)
+  const t0 = process.hrtime.bigint()
+  const seen = new Set<string>()
+  const sizes: number[] = []
+  let dirs = 0, symlinks = 0, hardlinks = 0, bytes = 0, alloc = 0, maxDepth = 0, best = -1, catFile = ''
+  const walk = (d: string, rel: string, depth: number): void => {
+    maxDepth = Math.max(maxDepth, depth)
+    for (const name of fs.readdirSync(d)) {
+      const p = path.join(d, name)
+      const r = rel ? `${rel}/${name}` : name
+      const st = fs.lstatSync(p, {bigint: false})
+      if (st.isDirectory()) { dirs++; alloc += 4096; walk(p, r, depth + 1); continue }
+      if (st.isSymbolicLink()) { symlinks++; alloc += 4096; continue }
+      if (!st.isFile()) continue
+      const key = `${st.dev}:${st.ino}`
+      if (seen.has(key)) { hardlinks++; continue }
+      seen.add(key)
+      sizes.push(st.size)
+      bytes += st.size
+      alloc += st.blocks * 512
+      if (st.size > best) { best = st.size; catFile = r }
+    }
+  }
+  walk(dir, '', 0)
+  if (!catFile) throw new Error(`--tree ${dir}: holds no regular file`)
+  const sorted = Float64Array.from(sizes).sort()
+  const q = (x: number): number => sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))]
+  const files = sizes.length
+  return {
+    dir, spec: {files, dirs, bytes, catSize: best, symlinks, hardlinks, seed: 0}, files, dirs, symlinks, hardlinks, bytes,
+    allocBytes: alloc, catFile, largest: Array.from(sorted.slice(-5)).reverse(),
+    sizeQuantiles: {p10: q(0.1), p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999)},
+    emptyFiles: sizes.filter((x) => x === 0).length, maxDepth, genSeconds: Number(process.hrtime.bigint() - t0) / 1e9,
+  }
 }
 
 /** What the disk floor runs, as printed in the table. */

@@ -498,7 +498,7 @@ export function ensureBuilt(): void {
 }
 
 /**
- * Copies the built CLI (bin/, dist/, package.json, oclif.manifest.json; node_modules linked) to
+ * Copies the built CLI (bin/, dist/, package.json, oclif.manifest.json; node_modules and native/ linked) to
  * `dir` and makes prism()/prismCmd()/loadDist() use that copy, so that a rebuild of dist/ while a
  * long benchmark runs (rm -rf dist && tsc) neither breaks it nor mixes two builds in one run.
  * Every module of the copy is imported once in a child process first: a copy taken in the
@@ -510,6 +510,8 @@ export function snapshotBuild(dir: string): string {
   // native/: the addons the build loads (native/build/Release/prism_sys.node, the FUSE binding), built by npm ci
   for (const f of ['bin', 'dist', 'native', 'package.json', 'oclif.manifest.json']) fs.cpSync(path.join(ROOT, f), path.join(dir, f), {recursive: true})
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'), 'dir')
+  // The native addons dist/ loads by relative path (dist/sys.js: ../native/build/Release).
+  if (fs.existsSync(path.join(ROOT, 'native'))) fs.symlinkSync(path.join(ROOT, 'native'), path.join(dir, 'native'), 'dir')
   const files = (fs.readdirSync(path.join(dir, 'dist'), {recursive: true}) as string[])
     .filter((f) => f.endsWith('.js')).map((f) => pathToFileURL(path.join(dir, 'dist', f)).href)
   const probe = `for (const f of ${JSON.stringify(files)}) await import(f)`

@@ -123,6 +123,20 @@ function baseExpanding(p: string): void {
   vol.close()
 }
 
+/** A fileset table grown past its 16 fixed slots: 21 filesets, the last 5 in the table file (FORMAT.md §8.7). */
+function baseGrown(p: string): void {
+  const vol = mkfs(p, {size: 2 * 1024 * 1024, inodeCount: 256, filesetSlots: 16})
+  const ns = namespace(vol, 'root')
+  ns.mkdir('/d')
+  ns.writeFile('/d/x', Buffer.from('x\n'))
+  ns.writeFile('/top', Buffer.alloc(6_000, 't'))
+  for (let i = 1; i <= 20; i++) {
+    createEmptyFileset(vol, `g${i}`)
+    namespace(vol, `g${i}`).writeFile('/f', Buffer.from(`fileset ${i}\n`))
+  }
+  vol.close()
+}
+
 /**
  * What a root tree holds besides data (FORMAT.md §5.5, §14): a small attribute set inline in
  * its attribute inode, a large one in blocks, one set shared by two files, ACLs on a
@@ -159,7 +173,7 @@ function acl(): Buffer {
   return encodeAcl([{tag: ACL_USER_OBJ, perm: 7}, {tag: ACL_USER, perm: 5, id: 1000}, {tag: ACL_GROUP_OBJ, perm: 5}, {tag: ACL_MASK, perm: 5}, {tag: ACL_OTHER, perm: 5}])
 }
 
-const BASES: Record<string, (p: string) => void> = {standard: baseStandard, small: baseSmall, expanding: baseExpanding, fidelity: baseFidelity}
+const BASES: Record<string, (p: string) => void> = {standard: baseStandard, small: baseSmall, expanding: baseExpanding, fidelity: baseFidelity, grown: baseGrown}
 
 // ---------------------------------------------------------------- fixtures
 
@@ -613,6 +627,18 @@ const FIXTURES: Fixture[] = [
   }},
   {name: 'sb-incompat-expanding-clear', base: 'expanding', desc: 'clones in flight but the superblock lacks the expanding-clones feature bit', damage: (img) => img.patchSb((sb) => { sb.incompat &= ~INCOMPAT_EXPANDING })},
   {name: 'sb-incompat-expanding-set', desc: 'the expanding-clones feature bit set with no clone in flight', damage: (img) => img.patchSb((sb) => { sb.incompat |= INCOMPAT_EXPANDING })},
+  // ---- the fileset table file (FORMAT.md §8.7)
+  {name: 'fileset-table-bad-size', base: 'grown', desc: 'the fileset table file has a size that is not a whole number of blocks', damage: (img) => {
+    img.patchInode(img.sb().filesetExtIno, (b) => b.writeBigUInt64LE(b.readBigUInt64LE(0x18) + 100n, 0x18))
+  }},
+  {name: 'fileset-table-free-inode', base: 'grown', desc: 'fileset_ext_ino names a free inode', damage: (img) => {
+    const ino = img.freeInode()
+    img.patchSb((sb) => { sb.filesetExtIno = ino })
+  }},
+  {name: 'fileset-table-named', base: 'grown', desc: 'a directory entry names the fileset table file', damage: (img) => {
+    const ext = img.sb().filesetExtIno
+    img.patchInode(img.locate('/d').ino, (b) => b.writeUInt32LE(ext, INLINE_DIRENT.ino))
+  }},
   {name: 'scan-results-bad', base: 'expanding', desc: 'the scan results file with garbage in its data', damage: (img) => {
     patchData(img, img.sb().scanIno, (b) => b.write('garbage!', 0x20, 'latin1'))
   }},

@@ -21,8 +21,8 @@ import {MemDevice, mulberry32} from '../src/device/mem.js'
 import {PrismError} from '../src/errors.js'
 import {BLOCK_SIZE, REFCOUNTS_PER_BLOCK, STATE_CLEAN, STATE_DIRTY} from '../src/format/constants.js'
 import {COMMIT_MAGIC} from '../src/format/journal.js'
-import {refcountBlockOk} from '../src/format/refcount.js'
-import {planGeometry} from '../src/format/superblock.js'
+import {refcountBlockOk, refcountBlockOkSparse} from '../src/format/refcount.js'
+import {INCOMPAT_SPARSE_REFCOUNT, planGeometry} from '../src/format/superblock.js'
 import {dirList} from '../src/fs/dir.js'
 import {loadExtents, readData} from '../src/fs/extents.js'
 import type {Inode} from '../src/fs/inode.js'
@@ -181,7 +181,7 @@ export function structuralProblems(img: Buffer): string[] {
     const tables = Math.ceil(sb.dataBlocks / REFCOUNTS_PER_BLOCK)
     for (let i = 0; i < tables; i++) {
       const buf = vol.store.get(sb.refcountStart + i)
-      if (!refcountBlockOk(buf)) problems.push(`refcount block ${i} checksum mismatch`)
+      if (!(sb.incompat & INCOMPAT_SPARSE_REFCOUNT ? refcountBlockOkSparse(buf) : refcountBlockOk(buf))) problems.push(`refcount block ${i} checksum mismatch`)
       const limit = Math.min(REFCOUNTS_PER_BLOCK, sb.dataBlocks - i * REFCOUNTS_PER_BLOCK)
       counts.set(buf.subarray(0, limit), i * REFCOUNTS_PER_BLOCK)
     }
@@ -213,6 +213,12 @@ export function structuralProblems(img: Buffer): string[] {
       reachedBy.set(ino, 1)
       account(ino)
       return true
+    }
+    // The fileset table file (FORMAT.md §8.7) is named by the superblock, not by a directory.
+    if (sb.filesetExtIno) {
+      reachedBy.set(sb.filesetExtIno, 1)
+      account(sb.filesetExtIno)
+      if (vol.iget(sb.filesetExtIno).r.nlink !== 1) problems.push(`fileset table file ${sb.filesetExtIno} nlink ${vol.iget(sb.filesetExtIno).r.nlink}`)
     }
     for (const f of listFilesets(vol)) {
       /** names of each file in this fileset */

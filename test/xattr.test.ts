@@ -15,6 +15,8 @@ import {INCOMPAT_SPECIAL, INCOMPAT_XATTR} from '../src/format/superblock.js'
 import {ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, encodeAcl} from '../src/format/xattr.js'
 import {PrismError} from '../src/errors.js'
 import {deleteFileset, namespace, withImage} from '../src/fs/image.js'
+import {getFileset, listFilesets} from '../src/fs/filesets.js'
+import {allFilesetSpace, filesetSpace} from '../src/fs/space.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice, fsckImage} from '../src/fsck/index.js'
 import {edit, errorCode as code, newImage, read, ROOT, sha256File, tmpDir} from './helpers.js'
@@ -159,6 +161,45 @@ describe('extended attributes', function () {
     // Changing the directory's attribute in the clone leaves root's alone.
     edit(img, (ns) => ns.removeXattr('/d', B('user.dir')), 'c')
     read(img, (ns) => expect(ns.getXattr('/d', B('user.dir'))).to.deep.equal(B('on the directory')))
+    fsckClean(img)
+  })
+
+  it('fileset space counts attribute sets: a fileset\'s own until a clone shares them, the same in the one-pass walk of every fileset', () => {
+    withImage(img, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      ns.writeFile('/f', B('x'))
+      ns.mkdir('/d')
+      vol.commit()
+      const root = () => getFileset(vol, 'root')
+      const before = filesetSpace(vol, root())
+      ns.setXattr('/f', B('user.big'), Buffer.alloc(40000, 5))
+      ns.setXattr('/d', B('user.big'), Buffer.alloc(40000, 6))
+      vol.commit()
+      const setBlocks = (p: string) => vol.iget(ns.resolve(p).r.xattrIno).r.blocks
+      const attrs = setBlocks('/f') + setBlocks('/d')
+      expect(attrs).to.be.at.least(20) // both sets in blocks
+      const mid = filesetSpace(vol, root())
+      expect(mid.referencedBlocks - before.referencedBlocks).to.equal(attrs)
+      expect(mid.uniqueBlocks - before.uniqueBlocks).to.equal(attrs)
+      clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {mode: 'sync'})
+      vol.commit()
+      // /f is one inode both filesets hold; /d's set is named by both filesets' directories:
+      // deleting either fileset frees neither set.
+      const all = allFilesetSpace(vol, listFilesets(vol))
+      const r = all.get(root().id)!
+      const c = all.get(getFileset(vol, 'c').id)!
+      expect(r).to.deep.equal(filesetSpace(vol, root()))
+      expect(c).to.deep.equal(filesetSpace(vol, getFileset(vol, 'c')))
+      expect(r.referencedBlocks).to.equal(mid.referencedBlocks)
+      expect(r.uniqueBlocks).to.equal(mid.uniqueBlocks - attrs)
+      expect(c.referencedBlocks).to.equal(r.referencedBlocks)
+      // A change in the clone gives it a set of its own, counted as its own.
+      namespace(vol, 'c').setXattr('/d', B('user.big'), Buffer.alloc(40000, 7))
+      vol.commit()
+      const c2 = filesetSpace(vol, getFileset(vol, 'c'))
+      expect(c2.uniqueBlocks - c.uniqueBlocks).to.equal(setBlocks('/d'))
+      expect(filesetSpace(vol, root()).uniqueBlocks).to.equal(r.uniqueBlocks + setBlocks('/d'))
+    })
     fsckClean(img)
   })
 

@@ -6,10 +6,9 @@
 // background expander when an asynchronous clone is left expanding.
 import fs from 'node:fs'
 import {PrismError} from '../errors.js'
-import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
 import {INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {withImageAsync} from '../fs/image.js'
-import {listFilesets} from '../fs/filesets.js'
+import {anyAsyncExpanding, anyExpanding} from '../fs/filesets.js'
 import type {Volume} from '../fs/volume.js'
 
 export interface SessionOptions {
@@ -28,8 +27,7 @@ export function lockWaitNotice(): () => void {
 
 /** An asynchronous clone is still expanding: its background expander should be running. */
 function needsBackground(vol: Volume): boolean {
-  const list = vol.filesetCache as Array<{state: number, mode: number}> | null
-  return !!list?.some((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
+  return anyAsyncExpanding(vol)
 }
 
 /** Whether this process may write the image file (its mode, owner, and a read-only mount say). */
@@ -52,7 +50,7 @@ export function imageWritable(image: string): boolean {
  * fails with ELOCKED.
  */
 export function wantsWrite(vol: Volume, image: string): boolean {
-  return vol.readOnly && (vol.sb.incompat & INCOMPAT_EXPANDING) !== 0 && listFilesets(vol).some((f) => f.state === FS_EXPANDING) && imageWritable(image)
+  return vol.readOnly && (vol.sb.incompat & INCOMPAT_EXPANDING) !== 0 && anyExpanding(vol) && imageWritable(image)
 }
 
 /** Opens `image`, runs `work`, commits and closes; on failure its uncommitted changes are dropped. */

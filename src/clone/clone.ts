@@ -20,7 +20,7 @@ import {fail} from '../errors.js'
 import {dirAdd, dirList, enterDir} from '../fs/dir.js'
 import {shareInto} from '../fs/extents.js'
 import {holdXattrs} from '../fs/xattr.js'
-import {addFileset, filesetById, findFileset, getFileset, saveFileset, type Fileset} from '../fs/filesets.js'
+import {addFileset, filesetById, findFileset, freeName, getFileset, saveFileset, type Fileset} from '../fs/filesets.js'
 import {namespace} from '../fs/image.js'
 import {touch, type Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
@@ -69,10 +69,7 @@ export interface CloneResult {
 
 /** A free name for a clone of `base`: base-1, base-2, ... */
 export function generatedName(vol: Volume, base: string): string {
-  for (let i = 1; ; i++) {
-    const name = `${base}-${i}`
-    if (!findFileset(vol, name)) return name
-  }
+  return freeName(vol, base)
 }
 
 interface Walk {

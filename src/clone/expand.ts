@@ -40,7 +40,7 @@ import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirInit, dirList, dirLookup} from '../fs/dir.js'
 import {readData, shareInto, writeData} from '../fs/extents.js'
-import {filesetById, listFilesets, saveFileset, type Fileset} from '../fs/filesets.js'
+import {anyBuilding, buildingFilesets, expandingFrom, filesetById, filesetCount, saveFileset, type Fileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
 import {Volume as VolumeClass, type Volume} from '../fs/volume.js'
 import {excludeMatcher, type ExcludeMatcher} from './match.js'
@@ -57,9 +57,20 @@ interface CloneInfo {
 
 const DEFAULT_SPEC: CloneSpec = {srcPath: '/', exclude: [], rules: 'gitignore'}
 
+/** Per-transaction state of expansion, dropped with the transaction on abort. */
+interface ExpandCache {
+  info: Map<number, CloneInfo>
+  /** source id -> the clonestart at which every clone in flight had its root expanded (guardPath) */
+  rootsDone: Map<number, number>
+}
+
+function state(vol: Volume): ExpandCache {
+  if (!vol.cloneCache) vol.cloneCache = {info: new Map(), rootsDone: new Map()} satisfies ExpandCache
+  return vol.cloneCache as ExpandCache
+}
+
 function cache(vol: Volume): Map<number, CloneInfo> {
-  if (!vol.cloneCache) vol.cloneCache = new Map<number, CloneInfo>()
-  return vol.cloneCache as Map<number, CloneInfo>
+  return state(vol).info
 }
 
 export function isExpanding(f: Fileset): boolean {
@@ -68,7 +79,7 @@ export function isExpanding(f: Fileset): boolean {
 
 /** Filesets still expanding from `srcId`. */
 export function clonesInFlight(vol: Volume, srcId: number): Fileset[] {
-  return listFilesets(vol).filter((f) => f.state === FS_EXPANDING && f.srcFileset === srcId)
+  return expandingFrom(vol, srcId)
 }
 
 function info(vol: Volume, c: Fileset): CloneInfo {
@@ -172,20 +183,50 @@ export function isUnexpanded(d: Inode): boolean {
   return (d.r.flags & IF_UNEXPANDED) !== 0
 }
 
-/**
- * Expands UNEXPANDED directory `u` of clone `c`, found at clone path `path` ('' for the
- * root). Returns the subdirectories it made (all UNEXPANDED). Does nothing for a directory
- * that is already expanded.
- */
-export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
-  if (!isUnexpanded(u)) return []
+/** The fileset and directory an UNEXPANDED directory `u` of fileset `c` expands from. */
+function sourceOf(vol: Volume, c: Fileset, u: Inode): {src: Fileset, from: Inode} {
   const src = filesetById(vol, u.r.srcFileset)
   if (!src) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from missing fileset ${u.r.srcFileset}; run 'prism fsck --repair'`)
   const from = vol.tryIget(u.r.srcIno)
   if (!from || !from.isDir) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from inode ${u.r.srcIno}, which is not a directory; run 'prism fsck --repair'`)
+  return {src, from}
+}
+
+/**
+ * Expands UNEXPANDED directory `u` of clone `c`, found at clone path `path` ('' for the
+ * root). Returns the subdirectories it made (all UNEXPANDED). Does nothing for a directory
+ * that is already expanded.
+ *
+ * A clone of a clone still expanding reads its source's directory, which may itself be
+ * UNEXPANDED, and so on down a chain of clones: the chain is followed in a loop, not by
+ * recursion (chains of 10,000 clones are fine), and expanded from its far end, committing
+ * between steps when the transaction grows large (each step leaves a consistent image).
+ */
+export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
+  if (!isUnexpanded(u)) return []
+  const chain: Array<{c: Fileset, u: Inode, path: string}> = [{c, u, path}]
+  for (;;) {
+    const top = chain[chain.length - 1]
+    const {src, from} = sourceOf(vol, top.c, top.u)
+    if (!isUnexpanded(from)) break
+    if (chain.length > filesetCount(vol)) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from a chain of clones that loops; run 'prism fsck --repair'`)
+    chain.push({c: src, u: from, path: sourcePath(info(vol, top.c).spec, top.path)})
+  }
+  for (let i = chain.length - 1; i > 0; i--) {
+    // A step further down may have been expanded meanwhile (a commit's reaper runs nothing here, but be safe).
+    const step = chain[i]
+    expandOne(vol, filesetById(vol, step.c.id) ?? step.c, step.u, step.path)
+    vol.maybeCommit()
+  }
+  return expandOne(vol, c, u, path)
+}
+
+/** Expands one UNEXPANDED directory whose source directory is expanded. */
+function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
+  if (!isUnexpanded(u)) return []
+  const {src, from} = sourceOf(vol, c, u)
+  if (isUnexpanded(from)) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from a directory that is not expanded; run 'prism fsck --repair'`)
   const ci = info(vol, c)
-  // A clone of a clone that is itself still expanding: its source is expanded first.
-  if (isUnexpanded(from)) expandDir(vol, src, from, sourcePath(ci.spec, path))
   const made: Array<{inode: Inode, path: string}> = []
   for (const e of dirList(vol, from)) {
     const childPath = `${path}/${nameText(e.name)}`
@@ -251,27 +292,45 @@ export interface ExpandedEntry {
  * entries are read for their noclone flag, as expansion reads them.
  */
 export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, path: string): ExpandedEntry[] {
-  let src: Fileset
-  let from: ExpandNode
-  if ('ino' in node) {
-    const d = vol.iget(node.ino)
-    if (!isUnexpanded(d)) return dirList(vol, d).map((e) => ({name: e.name, type: e.type, ino: e.ino, node: e.type === DT_DIR ? {ino: e.ino} : null}))
-    const s = filesetById(vol, d.r.srcFileset)
-    if (!s) fail('EBADIMAGE', `directory ${d.ino} of fileset '${f.name}' expands from missing fileset ${d.r.srcFileset}; run 'prism fsck --repair'`)
-    const x = vol.tryIget(d.r.srcIno)
-    if (!x || !x.isDir) fail('EBADIMAGE', `directory ${d.ino} of fileset '${f.name}' expands from inode ${d.r.srcIno}, which is not a directory; run 'prism fsck --repair'`)
-    src = s
-    from = {ino: x.ino}
-  } else {
-    src = node.src
-    from = node.from
+  // Down the chain of clones (a loop: chains may be thousands deep) to a directory that has
+  // its own entries, then back up, each level filtering as its expansion would.
+  const levels: Array<{f: Fileset, path: string, src: Fileset}> = []
+  let cf = f
+  let cnode = node
+  let cpath = path
+  let out: ExpandedEntry[]
+  for (;;) {
+    let src: Fileset
+    let from: ExpandNode
+    if ('ino' in cnode) {
+      const d = vol.iget(cnode.ino)
+      if (!isUnexpanded(d)) {
+        out = dirList(vol, d).map((e) => ({name: e.name, type: e.type, ino: e.ino, node: e.type === DT_DIR ? {ino: e.ino} : null}))
+        break
+      }
+      const s = sourceOf(vol, cf, d)
+      src = s.src
+      from = {ino: s.from.ino}
+    } else {
+      src = cnode.src
+      from = cnode.from
+    }
+    if (levels.length > filesetCount(vol)) fail('EBADIMAGE', `fileset '${f.name}' expands from a chain of clones that loops; run 'prism fsck --repair'`)
+    levels.push({f: cf, path: cpath, src})
+    cpath = sourcePath(info(vol, cf).spec, cpath)
+    cf = src
+    cnode = from
   }
-  const ci = info(vol, f)
-  const out: ExpandedEntry[] = []
-  for (const e of entriesAsExpanded(vol, src, from, sourcePath(ci.spec, path))) {
-    if (ci.match.test(`${path}/${nameText(e.name)}`, e.type === DT_DIR) >= 0) continue
-    if (vol.iget(e.ino).r.flags & IF_NOCLONE) continue
-    out.push({...e, node: e.node ? {src, from: e.node} : null})
+  for (let i = levels.length - 1; i >= 0; i--) {
+    const {f: lf, path: lpath, src} = levels[i]
+    const ci = info(vol, lf)
+    const next: ExpandedEntry[] = []
+    for (const e of out) {
+      if (ci.match.test(`${lpath}/${nameText(e.name)}`, e.type === DT_DIR) >= 0) continue
+      if (vol.iget(e.ino).r.flags & IF_NOCLONE) continue
+      next.push({...e, node: e.node ? {src, from: e.node} : null})
+    }
+    out = next
   }
   return out
 }
@@ -333,14 +392,22 @@ function coversClone(vol: Volume, c: Fileset, names: Buffer[]): boolean {
 export function guardPath(vol: Volume, s: Fileset, names: Buffer[], stamps: number[], stamp: (i: number, v: number) => void): void {
   const rec = filesetById(vol, s.id)
   if (!rec || rec.clonestart === 0) return
+  // Entries stamped with this clonestart were expanded along in every clone in flight (and
+  // so was every such clone's root, the first step of each path): a repeated change costs
+  // nothing, however many clones there are. The root directory has no entry to stamp: that
+  // the guard ran for it at this clonestart is remembered for the transaction instead.
+  const fresh = stamps.every((v) => v === rec.clonestart)
+  if (fresh && (names.length > 0 || state(vol).rootsDone.get(s.id) === rec.clonestart)) return
   const clones = clonesInFlight(vol, s.id)
   if (clones.length === 0) return
-  const fresh = stamps.every((v) => v === rec.clonestart)
-  if (fresh && clones.every((c) => !isUnexpanded(vol.iget(c.rootIno)))) return
   for (const c of clones) {
     const rel = relativeToClone(vol, c, names)
     if (rel) expandAlong(vol, c, rel)
+    // Each clone expanded is a consistent step: thousands of clones never make one
+    // transaction larger than the journal.
+    vol.maybeCommit()
   }
+  state(vol).rootsDone.set(s.id, rec.clonestart)
   stamps.forEach((v, i) => { if (v !== rec.clonestart) stamp(i, rec.clonestart) })
 }
 
@@ -357,6 +424,7 @@ export function guardLinked(vol: Volume, s: Fileset, file: Inode): void {
   for (const c of clonesInFlight(vol, s.id)) {
     const ci = info(vol, c)
     if (!copyOf(vol, ci, file)) linkedCopy(vol, c, ci, file)
+    vol.maybeCommit()
   }
 }
 
@@ -406,6 +474,7 @@ export function guardTree(vol: Volume, s: Fileset, names: Buffer[]): void {
     const e = dirLookup(vol, cur, rel[rel.length - 1])
     if (!e || e.type !== DT_DIR) continue
     expandTree(vol, c, vol.iget(e.ino), '/' + rel.map(nameText).join('/'))
+    vol.maybeCommit()
   }
 }
 
@@ -463,7 +532,7 @@ export function releaseSource(vol: Volume, srcId: number): void {
   const src = filesetById(vol, srcId)
   if (src && src.clonestart !== 0 && clonesInFlight(vol, srcId).length === 0) saveFileset(vol, {...src, clonestart: 0})
   // The last clone in flight anywhere: the image no longer needs a build that knows them.
-  if ((vol.sb.incompat & INCOMPAT_CLONES) && !listFilesets(vol).some(isExpanding)) {
+  if ((vol.sb.incompat & INCOMPAT_CLONES) && !anyBuilding(vol)) {
     vol.sb.incompat &= ~INCOMPAT_CLONES
     vol.markSbDirty()
   }
@@ -556,7 +625,7 @@ export interface ExpansionStatus {
 
 /** Every clone still expanding, with its progress (`prism status`, `prism fileset list`). */
 export function expansionStatus(vol: Volume, now = Date.now()): ExpansionStatus[] {
-  return listFilesets(vol).filter(isExpanding).map((f) => {
+  return buildingFilesets(vol).filter(isExpanding).map((f) => {
     const {done, total} = progressOf(f)
     const elapsedMs = Math.max(0, now - f.created)
     const async = f.mode === MODE_ASYNC

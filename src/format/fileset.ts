@@ -28,7 +28,7 @@ export interface FilesetRecord {
   /**
    * Copy-on-abundant-write (§6.6): blocks a region rewrite copied that stayed in use elsewhere
    * (the space the policy cost), and regions rewritten. Counters in reserved bytes: an older
-   * build that re-encodes the record zeroes them (§11.2 item 9).
+   * build that re-encodes the record zeroes them (§11.2 item 10).
    */
   coawCopied: number
   coawRewrites: number
@@ -48,7 +48,7 @@ export function readFilesetRaw(buf: Buffer, off: number): FilesetRecord {
     state: buf.readUInt8(off + 0x0c),
     mode: buf.readUInt8(off + 0x0d),
     flags: buf.readUInt8(off + 0x0f),
-    created: Number(buf.readBigInt64LE(off + 0x10)),
+    created: buf.readUInt32LE(off + 0x10) + buf.readInt32LE(off + 0x14) * 0x1_0000_0000, // i64 ms: exact below 2^53
     clonestart: buf.readUInt32LE(off + 0x18),
     stateIno: buf.readUInt32LE(off + 0x1c),
     srcFileset: buf.readUInt32LE(off + 0x20),
@@ -62,13 +62,12 @@ export function readFilesetRaw(buf: Buffer, off: number): FilesetRecord {
 
 export function decodeFileset(buf: Buffer, off: number, slot: number): FilesetRecord | null {
   if (buf.readUInt32LE(off) === 0) return null
-  const where = `fileset slot ${slot}`
-  if (buf.readUInt32LE(off + CRC_OFF) !== crc32(buf, off, off + CRC_OFF)) throw new FormatError(where, 'checksum', 'fileset record checksum mismatch')
-  const nameLen = buf.readUInt8(off + 0x0e)
-  const state = buf.readUInt8(off + 0x0c)
-  const mode = buf.readUInt8(off + 0x0d)
-  if (nameLen < 1 || nameLen > FILESET_NAME_MAX) throw new FormatError(where, 'value', 'fileset name length invalid')
-  if (state === FS_FREE || state > FS_DELETING || mode > MODE_LAZY) throw new FormatError(where, 'value', 'fileset state invalid')
+  if (buf.readUInt32LE(off + CRC_OFF) !== crc32(buf, off, off + CRC_OFF)) throw new FormatError(`fileset slot ${slot}`, 'checksum', 'fileset record checksum mismatch')
+  const nameLen = buf[off + 0x0e]
+  const state = buf[off + 0x0c]
+  const mode = buf[off + 0x0d]
+  if (nameLen < 1 || nameLen > FILESET_NAME_MAX) throw new FormatError(`fileset slot ${slot}`, 'value', 'fileset name length invalid')
+  if (state === FS_FREE || state > FS_DELETING || mode > MODE_LAZY) throw new FormatError(`fileset slot ${slot}`, 'value', 'fileset state invalid')
   return readFilesetRaw(buf, off)
 }
 

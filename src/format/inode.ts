@@ -37,7 +37,7 @@ export interface InodeRecord {
   /**
    * Regular file or directory: its locality setting (§6.6, a code of format/locality.ts; a
    * directory passes it to what is created in it). 0 = inherit. A compat field: an older
-   * build that re-encodes the inode zeroes it (§11.2 item 9).
+   * build that re-encodes the inode zeroes it (§11.2 item 10).
    */
   locality: number
   /** the attribute inode holding this inode's extended attributes (FORMAT.md §14), 0 = none */

@@ -17,7 +17,7 @@ export const FILESET_LOCALITY_MASK = 0x1f
 
 export type LocalityCode = number
 
-/** A code as read from the image: an unknown value reads as LOCALITY_INHERIT (a compat field, §11.2 item 9). */
+/** A code as read from the image: an unknown value reads as LOCALITY_INHERIT (a compat field, §11.2 item 10). */
 export function localityCode(raw: number): LocalityCode {
   if (raw === LOCALITY_OFF || raw === LOCALITY_ON) return raw
   if (raw >= REGION_LOG2_MIN && raw <= REGION_LOG2_MAX) return raw

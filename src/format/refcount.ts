@@ -17,3 +17,15 @@ export function sealRefcountBlock(buf: Buffer): void {
 export function refcountBlockOk(buf: Buffer): boolean {
   return checkCrc(buf, 0, BLOCK_SIZE - 4)
 }
+
+const ZERO = Buffer.alloc(BLOCK_SIZE)
+
+/** A block of all zeros: under INCOMPAT_SPARSE_REFCOUNT it reads as 4092 free counters (§4.1). */
+export function refcountBlockZero(buf: Buffer): boolean {
+  return buf.equals(ZERO)
+}
+
+/** A sound refcount block of an image with INCOMPAT_SPARSE_REFCOUNT: a valid CRC, or all zeros. */
+export function refcountBlockOkSparse(buf: Buffer): boolean {
+  return checkCrc(buf, 0, BLOCK_SIZE - 4) || refcountBlockZero(buf)
+}

@@ -19,12 +19,26 @@ export const INCOMPAT_CLONES = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES
 export const INCOMPAT_XATTR = 0x0004
 /** Set once the image holds a device, FIFO or socket inode (FORMAT.md §5.5). */
 export const INCOMPAT_SPECIAL = 0x0008
+/**
+ * Set at mkfs: the reference-count table is not written there, and a refcount block that is
+ * all zeros (a hole of the sparse image) reads as 4092 free counters (FORMAT.md §4.1). An
+ * older build would take such a block for a damaged one.
+ */
+export const INCOMPAT_SPARSE_REFCOUNT = 0x0020
+/**
+ * Set when the fileset table first grows past its fixed slots (FORMAT.md §8.7): the records
+ * past them live in the fileset table file the superblock's fileset_ext_ino names. An older
+ * build would not see those filesets (and would reap their trees as unreachable). Never
+ * cleared: the table never shrinks.
+ */
+export const INCOMPAT_FILESET_TABLE = 0x0040
 /** Bits that mark a feature in use from its first use on (never cleared): a backup superblock written before may lack them. */
 export const INCOMPAT_STICKY = INCOMPAT_XATTR | INCOMPAT_SPECIAL
 /** Incompatible features this build understands: an image with any other bit is refused. */
-export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_XATTR | INCOMPAT_SPECIAL
+export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_XATTR | INCOMPAT_SPECIAL |
+  INCOMPAT_SPARSE_REFCOUNT | INCOMPAT_FILESET_TABLE
 /**
- * Compatible feature (FORMAT.md §11.2 item 9): locality settings (§6.6) may be stored in the
+ * Compatible feature (FORMAT.md §11.2 item 10): locality settings (§6.6) may be stored in the
  * superblock, fileset records and inodes. Informational: an older build keeps the bit but
  * zeroes the settings it re-encodes, and 0 means "inherit" / "the built-in default".
  */
@@ -63,6 +77,8 @@ export interface Superblock {
   inodeHint: number
   /** inode of the scan-results file (§12), 0 = none */
   scanIno: number
+  /** inode of the fileset table file (§8.7): the slots past filesetSlots; 0 = none */
+  filesetExtIno: number
   /** the image's locality setting (§6.6): 0 = the built-in default */
   localityDefault: number
   created: number
@@ -76,7 +92,7 @@ const O = {
   refcountBlocks: 0x3c, refcountStart: 0x40, inodeTableStart: 0x48, inodeTableBlocks: 0x50,
   filesetTableBlocks: 0x54, filesetTableStart: 0x58, dataStart: 0x60, dataBlocks: 0x68, freeBlocks: 0x70,
   freeInodes: 0x78, state: 0x7c, cloneClock: 0x80, orphanHead: 0x84, nextFilesetId: 0x88, nextGeneration: 0x8c,
-  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0, scanIno: 0xb4, localityDefault: 0xb8,
+  created: 0x90, lastWrite: 0x98, uuid: 0xa0, inodeHint: 0xb0, scanIno: 0xb4, filesetExtIno: 0xb8, localityDefault: 0xbc,
 } as const
 
 const u64 = (b: Buffer, o: number) => Number(b.readBigUInt64LE(o))
@@ -128,6 +144,7 @@ export function decodeSuperblock(buf: Buffer): Superblock {
     uuid: Buffer.from(buf.subarray(O.uuid, O.uuid + 16)),
     inodeHint: buf.readUInt32LE(O.inodeHint),
     scanIno: buf.readUInt32LE(O.scanIno),
+    filesetExtIno: buf.readUInt32LE(O.filesetExtIno),
     localityDefault: localityCode(buf.readUInt8(O.localityDefault)),
   }
   if (sb.incompat & ~INCOMPAT_SUPPORTED) {
@@ -164,6 +181,7 @@ function geometryProblem(sb: Superblock, buf: Buffer): string | null {
   if (sb.refcountBlocks > 1 && (sb.refcountBlocks - 1) * (BLOCK_SIZE - 4) >= sb.dataBlocks + 1) return 'refcount table too large'
   if (sb.filesetSlots > sb.filesetTableBlocks * (BLOCK_SIZE / 256) || sb.filesetSlots < 1) return 'fileset slots wrong'
   if (sb.journalBlocks < 32) return 'journal too small'
+  if (sb.filesetExtIno !== 0 && (sb.filesetExtIno > sb.inodeCount || !(sb.incompat & INCOMPAT_FILESET_TABLE))) return 'fileset table file invalid'
   return null
 }
 
@@ -202,6 +220,7 @@ export function encodeSuperblock(sb: Superblock, buf: Buffer = Buffer.alloc(BLOC
   sb.uuid.copy(buf, O.uuid, 0, 16)
   buf.writeUInt32LE(sb.inodeHint >>> 0, O.inodeHint)
   buf.writeUInt32LE((sb.scanIno ?? 0) >>> 0, O.scanIno)
+  buf.writeUInt32LE((sb.filesetExtIno ?? 0) >>> 0, O.filesetExtIno)
   buf.writeUInt8(sb.localityDefault ?? 0, O.localityDefault)
   buf.writeUInt32LE(crc32(buf, 0, SB_CRC_OFF), SB_CRC_OFF)
   return buf
@@ -216,16 +235,29 @@ export interface GeometryOptions {
 
 /** Below this, an image is refused whatever its settings (1 MiB). */
 const MIN_BLOCKS = 256
+/** The largest image mkfs makes: 1 PiB (block numbers stay far inside what the code can count). */
+export const MAX_IMAGE_BLOCKS = 2 ** 38
+/** Fileset slots mkfs gives the fixed table at most: the table grows past them as filesets are made (§8.7). */
+export const MAX_FILESET_SLOTS = 65536
+/** The largest journal: 1 GiB (a transaction may take half of it, held in memory until it commits). */
+export const MAX_JOURNAL_BLOCKS = 262144
+/** The default inode count stops here (a billion); more can be asked for. */
+const DEFAULT_INODES_MAX = 2 ** 30
+/** Inodes per byte of image at most: one per KiB, mke2fs's smallest inode ratio (the table is then a quarter of the image). */
+const MIN_INODE_RATIO = 1024
 
 /** Lays out a new image: superblock, journal, refcount table, inode table, fileset table, data, backup. */
 export function planGeometry(opts: GeometryOptions): Superblock {
   const total = opts.blockCount
   if (!Number.isSafeInteger(total) || total < 0) throw new Error(`invalid image size (${total} blocks)`)
+  if (total > MAX_IMAGE_BLOCKS) throw new Error(`image too large: at most ${(MAX_IMAGE_BLOCKS * BLOCK_SIZE) / 2 ** 50} PiB`)
   const sb = layout(opts)
   if (sb === null) {
     // One message whatever the cause, with the real minimum for these settings.
     const min = minimumBlocks(opts)
-    throw new Error(`image too small: at least ${min % 256 === 0 ? `${min / 256} MiB` : `${min * 4} KiB`}${opts.journalBlocks || opts.inodeCount || (opts.filesetSlots ?? 4096) !== 4096 ? ' with these settings' : ''}`)
+    const inodes = opts.inodeCount !== undefined && opts.inodeCount > inodeLimit(total)
+      ? ` (too many inodes for this size: at most ${inodeLimit(total)}, one per KiB)` : ''
+    throw new Error(`image too small: at least ${min % 256 === 0 ? `${min / 256} MiB` : `${min * 4} KiB`}${opts.journalBlocks || opts.inodeCount || (opts.filesetSlots ?? 4096) !== 4096 ? ' with these settings' : ''}${inodes}`)
   }
   return sb
 }
@@ -247,6 +279,11 @@ export function minimumBlocks(opts: Omit<GeometryOptions, 'blockCount'>): number
   return hi
 }
 
+/** The most inodes an image of `total` blocks may have: one per KiB (at least 256). */
+function inodeLimit(total: number): number {
+  return Math.max(256, Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / MIN_INODE_RATIO)))
+}
+
 /** The layout of an image of opts.blockCount blocks, or null if it is too small for it. */
 function layout(opts: GeometryOptions): Superblock | null {
   const total = opts.blockCount
@@ -254,11 +291,15 @@ function layout(opts: GeometryOptions): Superblock | null {
   // 1/128 of the image, at least 4 MiB (but no more than 1/8 of a tiny image), at most 128 MiB.
   const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(Math.min(1024, Math.floor(total / 8)), Math.floor(total / 128)))
   // One inode per 16 KiB, as mke2fs's default inode ratio.
-  const inodeCount = opts.inodeCount ?? Math.max(256, Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / 16384)))
+  const maxInodes = Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / MIN_INODE_RATIO))
+  const inodeCount = opts.inodeCount ?? Math.max(256, Math.min(DEFAULT_INODES_MAX, maxInodes, Math.floor((total * BLOCK_SIZE) / 16384)))
   const filesetSlots = opts.filesetSlots ?? 4096
   if (journalBlocks < 32) throw new Error('journal must be at least 32 blocks (128 KiB)')
-  if (inodeCount < 2) throw new Error('at least 2 inodes are needed')
-  if (filesetSlots < 1) throw new Error('at least 1 fileset slot is needed')
+  if (journalBlocks > MAX_JOURNAL_BLOCKS) throw new Error(`journal too large: at most ${MAX_JOURNAL_BLOCKS / 256} MiB`)
+  if (!Number.isSafeInteger(inodeCount) || inodeCount < 2) throw new Error('at least 2 inodes are needed')
+  if (inodeCount > inodeLimit(total)) return null // at most one inode per KiB: too small for this many
+  if (!Number.isSafeInteger(filesetSlots) || filesetSlots < 1) throw new Error('at least 1 fileset slot is needed')
+  if (filesetSlots > MAX_FILESET_SLOTS) throw new Error(`at most ${MAX_FILESET_SLOTS} fileset slots at mkfs (the fileset table grows past them as filesets are created)`)
   const inodeTableBlocks = Math.ceil((inodeCount + 1) / (BLOCK_SIZE / INODE_SIZE))
   const filesetTableBlocks = Math.ceil(filesetSlots / (BLOCK_SIZE / 256))
   const journalStart = 1
@@ -273,11 +314,12 @@ function layout(opts: GeometryOptions): Superblock | null {
   const filesetTableStart = inodeTableStart + inodeTableBlocks
   const dataStart = filesetTableStart + filesetTableBlocks
   return {
-    version: FORMAT_VERSION, incompat: 0, compat: 0, roCompat: 0,
+    // Every new image leaves its reference-count table unwritten (holes read as free).
+    version: FORMAT_VERSION, incompat: INCOMPAT_SPARSE_REFCOUNT, compat: 0, roCompat: 0,
     blockCount: total, inodeCount: Math.min(inodeCount, inodeTableBlocks * (BLOCK_SIZE / INODE_SIZE) - 1),
     filesetSlots, journalStart, journalBlocks, refcountStart, refcountBlocks, inodeTableStart, inodeTableBlocks,
     filesetTableStart, filesetTableBlocks, dataStart, dataBlocks, freeBlocks: dataBlocks,
     freeInodes: 0, state: STATE_CLEAN, cloneClock: 0, orphanHead: 0, nextFilesetId: 1, nextGeneration: 1,
-    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1, scanIno: 0, localityDefault: 0,
+    created: Date.now(), lastWrite: Date.now(), uuid: Buffer.alloc(16), inodeHint: 1, scanIno: 0, filesetExtIno: 0, localityDefault: 0,
   }
 }

@@ -1,6 +1,13 @@
 // In-memory inode: the decoded record plus its loaded extent map. Owned by the Volume's
 // inode cache; changes reach the inode table when the Volume commits.
-import type {InodeRecord} from '../format/inode.js'
+//
+// The cache is bounded (Volume.trimInodeCache), but callers keep Inode objects across calls,
+// and across commits. An object the cache has dropped is marked stale and forwards every use
+// to the one live object for its inode (or, when there is none, reads its record again from
+// the inode table, which was up to date when it was dropped, and becomes the live one). So
+// two objects for one inode never hold diverging changes. What must not be kept across a
+// commit is a part of an inode (its `r` record or its `extents` array): take it again.
+import {emptyInode, type InodeRecord} from '../format/inode.js'
 import type {Extent} from '../format/extent.js'
 import {S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFDIR, S_IFLNK, S_IFREG, S_IFSOCK, isSpecial} from '../format/constants.js'
 
@@ -25,20 +32,77 @@ export function modeOfType(t: FileType): number {
   return {file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, chardev: S_IFCHR, blockdev: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK}[t]
 }
 
+/** Where a stale Inode finds its live self (the Volume). */
+export interface InodeHome {
+  /** The live object for `stale.ino`: another one, or `stale` itself made live again. */
+  reattach(stale: Inode): Inode
+}
+
+/** What a stale object holds instead of its record (never read: a stale object forwards). */
+const DROPPED: InodeRecord = Object.freeze(emptyInode()) as InodeRecord
+
 export class Inode {
+  private rec: InodeRecord
+  private ext: Extent[] | null = null
+  private tree: number[] = []
+  private extDirty = false
+  private zn: number[] | undefined = undefined
+  /** set while the volume's cache does not hold this object: uses go through home.reattach */
+  home: InodeHome | null = null
+  /** the cache's second-chance bit: set by every lookup that finds this object */
+  used = true
+
+  constructor(readonly ino: number, r: InodeRecord) {
+    this.rec = r
+  }
+
+  /** This object, or the live one it stands for. */
+  live(): Inode {
+    return this.home ? this.home.reattach(this) : this
+  }
+
+  /** Drops the payload (the cache let this object go). */
+  drop(home: InodeHome): void {
+    this.home = home
+    this.rec = DROPPED
+    this.ext = null
+    this.tree = []
+    this.extDirty = false
+    this.zn = undefined
+  }
+
+  /** Makes a stale object live again with a record read afresh. */
+  revive(r: InodeRecord): void {
+    this.home = null
+    this.rec = r
+    this.ext = null
+    this.tree = []
+    this.extDirty = false
+    this.zn = undefined
+    this.used = true
+  }
+
+  get r(): InodeRecord { return this.home ? this.live().rec : this.rec }
+  set r(v: InodeRecord) { this.live().rec = v }
+
   /** the file's mapping, sorted by logical block; loaded on first use */
-  extents: Extent[] | null = null
+  get extents(): Extent[] | null { return this.home ? this.live().ext : this.ext }
+  set extents(v: Extent[] | null) { this.live().ext = v }
+
   /** extent-tree node blocks currently holding the mapping (reused when it is rewritten) */
-  treeBlocks: number[] = []
-  extentsDirty = false
+  get treeBlocks(): number[] { return this.home ? this.live().tree : this.tree }
+  set treeBlocks(v: number[]) { this.live().tree = v }
+
+  get extentsDirty(): boolean { return this.home ? this.live().extDirty : this.extDirty }
+  set extentsDirty(v: boolean) { this.live().extDirty = v }
+
   /**
    * Locality policy (fs/locality.ts): where this file's overflow zones start (group g's window
    * in zone z is at z + g * overflow); undefined until first needed. A cache of what the map
    * says (zonesOf), never stored.
    */
-  zones?: number[]
-
-  constructor(readonly ino: number, public r: InodeRecord) {}
+  get zones(): number[] | undefined { return this.home ? this.live().zn : this.zn }
+  set zones(v: number[] | undefined) { this.live().zn = v }
 
   get isDir(): boolean { return (this.r.mode & S_IFMT) === S_IFDIR }
   get isReg(): boolean { return (this.r.mode & S_IFMT) === S_IFREG }

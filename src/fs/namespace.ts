@@ -21,7 +21,7 @@ import type {Fileset} from './filesets.js'
 import {Inode, fileTypeOf, now, touch, type FileType, type Timestamp} from './inode.js'
 import {dropXattrs, getXattr, holdXattrs, listXattrs, removeXattr, replaceXattrs, setXattr, type SetXattrFlags, type Xattr} from './xattr.js'
 import {Volume} from './volume.js'
-import {filesetById, listFilesets, removeFileset, saveFileset} from './filesets.js'
+import {childrenOf, deletingFilesets, filesetById, removeFileset, saveFileset} from './filesets.js'
 import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from '../clone/expand.js'
 
 const MAX_SYMLINK_HOPS = 40
@@ -798,7 +798,7 @@ export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, g
  */
 export function reapOrphans(vol: Volume): void {
   // A clone whose building stopped half-way (a crash) is dropped like a deleted fileset.
-  for (const f of listFilesets(vol)) if (f.state === FS_DELETING && !vol.pinnedOrphans.has(f.rootIno)) dropFileset(vol, f)
+  for (const f of deletingFilesets(vol)) if (!vol.pinnedOrphans.has(f.rootIno)) dropFileset(vol, f)
   for (let guard = 0; ; guard++) {
     if (guard > vol.sb.inodeCount * 4) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
     const ino = nextReapable(vol)
@@ -827,9 +827,9 @@ export function reapOrphans(vol: Volume): void {
       continue
     }
     if (!inode.isDir && !(inode.r.flags & IF_INLINE)) {
-      // Large files: release extents from the end in steps.
-      const ext = loadExtents(vol, inode)
-      while (ext.length > 64) {
+      // Large files: release extents from the end in steps. The map is taken again after
+      // each commit (an Inode's parts are not kept across one: fs/inode.ts).
+      for (let ext = loadExtents(vol, inode); ext.length > 64; ext = loadExtents(vol, inode)) {
         const cut = ext[ext.length - 64].l
         for (const old of unmapRange(ext, cut, 0x8000_0000 - cut)) {
           vol.decRefRun(old.p, old.n)
@@ -857,7 +857,12 @@ export function dropFileset(vol: Volume, f: Fileset): void {
   if (f.state === FS_EXPANDING || f.state === FS_DELETING) recountLinks(vol, f)
   const root = vol.iget(f.rootIno)
   // Clones are independent of their parent; they inherit its parent as their origin.
-  for (const child of listFilesets(vol)) if (child.parentId === f.id) saveFileset(vol, {...child, parentId: f.parentId})
+  // Thousands of clones of it: their records change in as many transactions as need be (a
+  // clone whose parent is already its grandparent is as consistent as one still pointing here).
+  for (const child of childrenOf(vol, f.id)) {
+    saveFileset(vol, {...child, parentId: f.parentId})
+    vol.maybeCommit()
+  }
   removeFileset(vol, f)
   if (f.stateIno !== 0) dropCloneState(vol, f.stateIno)
   if (f.srcFileset !== 0) releaseSource(vol, f.srcFileset)

@@ -11,17 +11,23 @@ import {
 } from '../format/constants.js'
 import {FormatError} from '../format/errors.js'
 import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type InodeVersion, type InodeRecord} from '../format/inode.js'
-import {refcountBlockOk, sealRefcountBlock} from '../format/refcount.js'
-import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
+import {refcountBlockOk, refcountBlockOkSparse, sealRefcountBlock} from '../format/refcount.js'
+import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, INCOMPAT_SPARSE_REFCOUNT, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
-import {Inode} from './inode.js'
+import {Inode, type InodeHome} from './inode.js'
 import {storeExtents} from './extents.js'
+import {filesetTableBlocks} from './filesets.js'
 
 /** One block in this many at the start of the data area is the metadata zone (Volume.metaZoneBlocks). */
 const META_ZONE_SHARE = 64
+/**
+ * Inodes the cache keeps after a commit at most (it trims to 3/4 of that, least recently used
+ * first). Only a commit trims: the inodes a transaction changes stay until it commits.
+ */
+const INODE_CACHE_MAX = 65536
 
 export interface OpenOptions {
   write: boolean
@@ -34,6 +40,8 @@ export interface OpenOptions {
   noOrphans?: boolean
   /** cache capacity in blocks */
   cacheBlocks?: number
+  /** inodes the inode cache keeps at most after a commit (tests make it tiny) */
+  inodeCache?: number
 }
 
 export interface MkfsOptions extends Omit<GeometryOptions, 'blockCount'> {
@@ -44,7 +52,7 @@ export interface MkfsOptions extends Omit<GeometryOptions, 'blockCount'> {
 /** Called after the first root fileset is laid out by mkfs (set by fs/filesets.ts). */
 export type Formatter = (vol: Volume) => void
 
-export class Volume {
+export class Volume implements InodeHome {
   sb: Superblock
   readonly store: BlockStore
   readonly journal: Journal
@@ -76,6 +84,8 @@ export class Volume {
   /** where the next metadata block is looked for (allocRun) */
   private metaHint = 0
   private sbDirty = false
+  /** write the backup superblock after the next commit (a field it must not lack was set) */
+  private backupDue = false
   private closed = false
   /** a commit that failed: the session writes nothing more (commit) */
   private failure: Error | null = null
@@ -87,11 +97,14 @@ export class Volume {
   filesetCache: unknown = null
   /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
+  /** inodes the cache keeps at most after a commit (trimInodeCache) */
+  inodeCacheMax = INODE_CACHE_MAX
   /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */
   xattrCache: unknown = null
 
-  private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
+  private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean, inodeCache?: number}) {
     this.sb = sb
+    if (opts.inodeCache !== undefined) this.inodeCacheMax = opts.inodeCache
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
     // with an unreplayed journal clean), even on a device that allows it. Changes made
@@ -131,12 +144,17 @@ export class Volume {
     // Zero every metadata region: refcount blocks sealed, inode and fileset tables empty. A
     // new sparse file is zero already: its inode table stays a hole until inodes are used
     // there, which lets fsck skip the never-used part (as e2fsck skips unused inode tables).
+    // With INCOMPAT_SPARSE_REFCOUNT (every image this build makes) an all-zero refcount block
+    // reads as free, so the table, like the others, is written only where it is used.
     const zeroed = dev.createdZero === true
     const zero = Buffer.alloc(BLOCK_SIZE * 256)
-    const rc = Buffer.alloc(BLOCK_SIZE)
-    sealRefcountBlock(rc)
-    for (let b = sb.refcountStart; b < sb.refcountStart + sb.refcountBlocks; b++) dev.write(b, rc)
-    for (let b = sb.inodeTableStart; b < sb.dataStart && !zeroed; b += 256) {
+    if (!(sb.incompat & INCOMPAT_SPARSE_REFCOUNT)) {
+      const rc = Buffer.alloc(BLOCK_SIZE)
+      sealRefcountBlock(rc)
+      for (let b = sb.refcountStart; b < sb.refcountStart + sb.refcountBlocks; b++) dev.write(b, rc)
+    }
+    const firstZeroed = sb.incompat & INCOMPAT_SPARSE_REFCOUNT ? sb.refcountStart : sb.inodeTableStart
+    for (let b = firstZeroed; b < sb.dataStart && !zeroed; b += 256) {
       dev.write(b, zero.subarray(0, Math.min(256, sb.dataStart - b) * BLOCK_SIZE))
     }
     Journal.format(dev, sb.journalStart, sb.journalBlocks)
@@ -236,6 +254,16 @@ export class Volume {
     this.sbDirty = true
   }
 
+  /**
+   * The running transaction sets a superblock field that the backup copy must not lack even
+   * before the next clean close (the fileset table file, FORMAT.md §8.7): once it commits,
+   * the backup is rewritten too.
+   */
+  backupAfterCommit(): void {
+    this.backupDue = true
+    this.markSbDirty()
+  }
+
   /** Metadata blocks the running transaction will write (roughly: what its commit costs). */
   get txnBlocks(): number {
     return this.store.dirtyCount + this.dirtyInodeBlocks.size + this.dirtyRc.size
@@ -264,7 +292,10 @@ export class Volume {
     // the next open replays what was committed.
     if (this.failure) throw new PrismError('EIO', `an earlier write to the image failed (${this.failure.message}); nothing more is written until the image is opened again`)
     for (const f of this.flushers) f(this)
-    if (!this.hasChanges) return
+    if (!this.hasChanges) {
+      this.trimInodeCache()
+      return
+    }
     for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
     for (const inode of this.dirtyInodes) this.encodeInodeNow(inode)
     this.dirtyInodes.clear()
@@ -285,11 +316,19 @@ export class Volume {
     }
     this.freedNow.clear()
     this.allocNow.clear()
+    this.trimInodeCache()
+    if (this.backupDue) {
+      this.backupDue = false
+      this.dev.write(this.sb.blockCount - 1, encodeSuperblock(this.sb))
+      this.dev.sync()
+    }
   }
 
   /** Forgets every change since the last commit. */
   abort(): void {
     this.store.abort()
+    // Objects callers still hold read their inode again (its committed state) when next used.
+    for (const inode of this.inodes.values()) inode.drop(this)
     this.inodes.clear()
     this.dirtyInodes.clear()
     this.dirtyInodeBlocks.clear()
@@ -302,6 +341,7 @@ export class Volume {
     this.cloneCache = null
     this.xattrCache = null
     this.sbDirty = false
+    this.backupDue = false
     try {
       this.sb = readSuperblockFrom(this.store.get(0)).sb
     } catch (e) {
@@ -355,22 +395,43 @@ export class Volume {
   /** The inode `ino`, which must be in use. */
   iget(ino: number): Inode {
     const cached = this.inodes.get(ino)
-    if (cached) return cached
+    if (cached) {
+      cached.used = true
+      return cached
+    }
     if (!this.validIno(ino)) fail('EBADIMAGE', `inode number ${ino} out of range; run 'prism fsck'`)
     const {block, off} = this.inodeLocation(ino)
     const buf = this.store.get(block)
     if (inodeSlotFree(buf, off)) fail('EBADIMAGE', `inode ${ino} is referenced but free; run 'prism fsck'`)
-    let r: InodeRecord
+    const inode = new Inode(ino, this.decodeAt(buf, off, ino))
+    this.inodes.set(ino, inode)
+    // A read-only open never commits: it trims here, which is safe as nothing it holds changes.
+    if (this.readOnly && this.inodes.size > this.inodeCacheMax) this.trimInodeCache()
+    return inode
+  }
+
+  private decodeAt(buf: Buffer, off: number, ino: number): InodeRecord {
     try {
-      r = decodeInode(buf, off, ino)
+      return decodeInode(buf, off, ino)
     } catch (e) {
       if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck'`)
       throw e
     }
-    const inode = new Inode(ino, r)
-    if (this.inodes.size > 200_000) this.trimInodeCache()
-    this.inodes.set(ino, inode)
-    return inode
+  }
+
+  /**
+   * A stale Inode object (one the cache let go, at a commit, when it was clean) is used again:
+   * the live object for its inode, if there is one, or the object itself made live again,
+   * its record read from the inode table, which holds its last committed state.
+   */
+  reattach(stale: Inode): Inode {
+    const live = this.inodes.get(stale.ino)
+    if (live && live !== stale) return live
+    const {block, off} = this.inodeLocation(stale.ino)
+    const buf = this.store.get(block)
+    stale.revive(inodeSlotFree(buf, off) ? emptyInode() : this.decodeAt(buf, off, stale.ino))
+    this.inodes.set(stale.ino, stale)
+    return stale
   }
 
   /**
@@ -438,12 +499,39 @@ export class Volume {
     return this.iget(ino)
   }
 
+  /**
+   * After a commit, when the cache holds more than INODE_CACHE_MAX inodes: lets go of the
+   * least recently used down to INODE_CACHE_LOW, in insertion order with a second chance for
+   * those used since the last pass (a clock). Amortized O(1) per inode read. Only clean
+   * inodes go, and only here (never inside a read), so a caller's Inode object can go stale
+   * only across a commit, and then forwards to the live one (fs/inode.ts).
+   */
   private trimInodeCache(): void {
-    for (const [ino, inode] of this.inodes) if (!this.dirtyInodes.has(inode)) this.inodes.delete(ino)
+    let excess = this.inodes.size - Math.floor(this.inodeCacheMax * 3 / 4)
+    if (this.inodes.size <= this.inodeCacheMax) return
+    for (const [ino, inode] of this.inodes) {
+      if (excess <= 0) break
+      if (this.dirtyInodes.has(inode)) continue
+      this.inodes.delete(ino)
+      if (inode.used) {
+        // Used since the last pass: once more round (it is met again at the end of the walk).
+        inode.used = false
+        this.inodes.set(ino, inode)
+        continue
+      }
+      inode.drop(this)
+      excess--
+    }
+  }
+
+  /** Inodes held in the cache (for tests and benchmarks). */
+  get cachedInodes(): number {
+    return this.inodes.size
   }
 
   /** Marks an inode changed in this transaction. */
   idirty(inode: Inode): void {
+    inode = inode.live()
     this.dirtyInodes.add(inode)
     this.dirtyInodeBlocks.add(Math.floor(inode.ino / INODES_PER_BLOCK))
   }
@@ -455,7 +543,7 @@ export class Volume {
 
   /** Allocates a fresh inode (share count 1, link count 0) near `goal`. */
   ialloc(mode: number, goal = this.sb.inodeHint): Inode {
-    if (this.sb.freeInodes === 0) fail('ENOSPC', 'no free inodes left in the image')
+    if (this.sb.freeInodes === 0) this.noInodes()
     const n = this.sb.inodeCount
     // The goal keeps related inodes together when its slot is free; otherwise continue from
     // the running hint, so allocation never rescans the used part of the table.
@@ -478,7 +566,11 @@ export class Volume {
       if (!atGoal || ino === this.sb.inodeHint) this.sb.inodeHint = ino + 1
       return inode
     }
-    fail('ENOSPC', 'no free inodes left in the image')
+    this.noInodes()
+  }
+
+  private noInodes(): never {
+    fail('ENOSPC', `no free inodes (${this.sb.inodeCount} of ${this.sb.inodeCount} used); make a larger image, or one with more --inodes`)
   }
 
   inodeSlotUsed(ino: number): boolean {
@@ -513,7 +605,7 @@ export class Volume {
   private rcBuf(index: number): Buffer {
     const b = this.sb.refcountStart + index
     const buf = this.store.get(b)
-    if (!this.store.isDirty(b) && !this.store.verifyOnce(buf, refcountBlockOk)) {
+    if (!this.store.isDirty(b) && !this.store.verifyOnce(buf, this.sb.incompat & INCOMPAT_SPARSE_REFCOUNT ? refcountBlockOkSparse : refcountBlockOk)) {
       fail('EBADIMAGE', `refcount table block ${index} checksum mismatch; run 'prism fsck --repair'`)
     }
     return buf
@@ -522,6 +614,14 @@ export class Volume {
   refcount(block: number): number {
     const {index, slot} = this.rcBlock(block)
     return this.rcBuf(index)[slot]
+  }
+
+  /** The reference counts of blocks [block, block + n), which lie in one refcount-table block (a view: read only). */
+  refcountsOf(block: number, n: number): Uint8Array {
+    const {index, slot} = this.rcBlock(block)
+    this.rcBlock(block + n - 1)
+    if (slot + n > REFCOUNTS_PER_BLOCK) throw new Error('refcountsOf: the blocks span two table blocks')
+    return this.rcBuf(index).subarray(slot, slot + n)
   }
 
   private setRc(block: number, v: number): void {
@@ -753,28 +853,47 @@ export class Volume {
 
   /** Recomputes the free counters from the tables (after using the backup superblock). */
   recountFree(): void {
-    let freeBlocks = 0
+    // Holes of the refcount table (never used) are all free: only the parts with data are read.
+    let freeBlocks = this.sb.dataBlocks
     const tables = Math.ceil(this.sb.dataBlocks / REFCOUNTS_PER_BLOCK)
-    this.store.prefetch(this.sb.refcountStart, tables)
-    for (let i = 0; i < tables; i++) {
-      const buf = this.store.get(this.sb.refcountStart + i)
-      const limit = Math.min(REFCOUNTS_PER_BLOCK, this.sb.dataBlocks - i * REFCOUNTS_PER_BLOCK)
-      for (let s = 0; s < limit; s++) if (buf[s] === 0) freeBlocks++
+    for (const [a, b] of this.dataRunsOf(this.sb.refcountStart, tables)) {
+      for (let t = a; t < b; t += 256) {
+        this.store.prefetch(t, Math.min(256, b - t))
+        for (let i = t - this.sb.refcountStart; i < Math.min(b, t + 256) - this.sb.refcountStart; i++) {
+          const buf = this.store.get(this.sb.refcountStart + i)
+          const limit = Math.min(REFCOUNTS_PER_BLOCK, this.sb.dataBlocks - i * REFCOUNTS_PER_BLOCK)
+          for (let s = 0; s < limit; s++) if (buf[s] !== 0) freeBlocks--
+        }
+      }
     }
-    let freeInodes = 0
+    let freeInodes = this.sb.inodeCount
     const orphans: number[] = []
-    this.store.prefetch(this.sb.inodeTableStart, this.sb.inodeTableBlocks)
-    for (let ino = 1; ino <= this.sb.inodeCount; ino++) {
-      const {block, off} = this.inodeLocation(ino)
-      const buf = this.store.get(block)
-      if (inodeSlotFree(buf, off)) freeInodes++
-      else if (buf.readUInt16LE(off + 2) & IF_ORPHAN) orphans.push(ino)
+    for (const [a, b] of this.dataRunsOf(this.sb.inodeTableStart, this.sb.inodeTableBlocks)) {
+      for (let t = a; t < b; t += 256) {
+        this.store.prefetch(t, Math.min(256, b - t))
+        for (let blk = t; blk < Math.min(b, t + 256); blk++) {
+          const buf = this.store.get(blk)
+          for (let s = 0; s < INODES_PER_BLOCK; s++) {
+            const ino = (blk - this.sb.inodeTableStart) * INODES_PER_BLOCK + s
+            if (ino < 1 || ino > this.sb.inodeCount || inodeSlotFree(buf, s * INODE_SIZE)) continue
+            freeInodes--
+            if (buf.readUInt16LE(s * INODE_SIZE + 2) & IF_ORPHAN) orphans.push(ino)
+          }
+        }
+      }
     }
     let maxId = 0
     let maxClone = this.sb.cloneClock
     let expanding = false
-    for (let b = 0; b < this.sb.filesetTableBlocks; b++) {
-      const buf = this.store.get(this.sb.filesetTableStart + b)
+    const tableBlocks: number[] = []
+    for (const [a, b] of this.dataRunsOf(this.sb.filesetTableStart, this.sb.filesetTableBlocks)) for (let x = a; x < b; x++) tableBlocks.push(x)
+    try {
+      for (const b of filesetTableBlocks(this)) tableBlocks.push(b)
+    } catch (e) {
+      if (!(e instanceof PrismError)) throw e // a damaged table file is left to fsck
+    }
+    for (const block of tableBlocks) {
+      const buf = this.store.get(block)
       for (let s = 0; s < FILESETS_PER_BLOCK; s++) {
         maxId = Math.max(maxId, buf.readUInt32LE(s * 256))
         maxClone = Math.max(maxClone, buf.readUInt32LE(s * 256 + 0x18))
@@ -805,6 +924,25 @@ export class Volume {
     this.sb.nextFilesetId = Math.max(this.sb.nextFilesetId, maxId + 1)
     this.sb.cloneClock = maxClone
     this.markSbDirty()
+  }
+
+  /**
+   * The runs [first, end) of blocks in [start, start + count) that may hold something: the
+   * device's data runs (the rest are holes of the sparse image, all zeros) plus any block
+   * held in memory (changed in this transaction, or read from an unreplayed journal).
+   */
+  dataRunsOf(start: number, count: number): Array<[number, number]> {
+    const runs = this.dev.dataRuns?.(start, count) ?? [[start, start + count]]
+    const held = this.store.heldIn(start, start + count)
+    if (held.length === 0) return runs
+    const marks: Array<[number, number]> = [...runs, ...held.map((b): [number, number] => [b, b + 1])].sort((x, y) => x[0] - y[0])
+    const out: Array<[number, number]> = []
+    for (const [a, b] of marks) {
+      const last = out[out.length - 1]
+      if (last && a <= last[1]) last[1] = Math.max(last[1], b)
+      else out.push([a, b])
+    }
+    return out
   }
 
   // ---------------------------------------------------------------- orphans

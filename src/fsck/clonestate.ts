@@ -68,8 +68,11 @@ export function checkCloneState(ctx: FsckContext): void {
     ctx.fixed(p)
   }
 
+  // Sources with a clone in flight, found once (not by comparing every fileset with every other).
+  const sources = new Set<number>()
+  for (const c of ctx.filesets) if (c.state === FS_EXPANDING) sources.add(c.srcFileset)
   for (const f of ctx.filesets) {
-    const inFlight = ctx.filesets.some((c) => c.state === FS_EXPANDING && c.srcFileset === f.id)
+    const inFlight = sources.has(f.id)
     if (f.clonestart !== 0 && !inFlight) {
       const p = ctx.report('CLONESTART_STALE', `fileset ${f.name}`, {value: f.clonestart})
       f.clonestart = 0
@@ -199,14 +202,30 @@ function account(ctx: FsckContext, ino: number): void {
   ctx.totalNames[ino] = 1
 }
 
+/** State-file inodes the filesets' records name now (kept up to date as dropStateFile clears them). */
+const usersOf = new WeakMap<FsckContext, Map<number, number>>()
+function stateFileUsers(ctx: FsckContext): Map<number, number> {
+  let m = usersOf.get(ctx)
+  if (!m) {
+    m = new Map()
+    for (const o of ctx.filesets) if (o.stateIno) m.set(o.stateIno, (m.get(o.stateIno) ?? 0) + 1)
+    usersOf.set(ctx, m)
+  }
+  return m
+}
+
 function dropStateFile(ctx: FsckContext, f: FilesetInfo): void {
+  const users = stateFileUsers(ctx)
+  const left = (users.get(f.stateIno) ?? 1) - 1
+  if (left > 0) users.set(f.stateIno, left)
+  else users.delete(f.stateIno)
   const ino = f.stateIno
   f.stateIno = 0
   // Ours only if nothing else uses that inode (a directory entry, or another fileset's
   // record: a stale field may name a state file another clone still needs); otherwise just
   // forget the reference.
   const ours = ino <= ctx.vol.sb.inodeCount && ctx.itype[ino] === T_REG && ctx.reach[ino] === 0 &&
-    !ctx.filesets.some((o) => o !== f && o.stateIno === ino)
+    !stateFileUsers(ctx).has(ino)
   if (!ours) return
   if (ctx.repair) freeInode(ctx, ino)
   else account(ctx, ino) // until repaired it is still referenced: not also unreachable

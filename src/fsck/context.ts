@@ -4,7 +4,7 @@
 // reference counts, and the repairs deferred to the end. It never writes anything by
 // itself except through editInode/clearInode, and only when repairing.
 import type {FilesetRecord} from '../format/fileset.js'
-import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODE_SIZE} from '../format/constants.js'
+import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
 import {crc32} from '../format/checksum.js'
 import type {Extent} from '../format/extent.js'
 import {INODE_CRC_OFF} from '../format/inode.js'
@@ -162,9 +162,8 @@ export class FsckContext {
   /** inodes named a different number of times by different trees */
   readonly inconsistent = new Set<number>()
 
-  // ---- per data block (index = block - dataStart)
-  readonly refs: Uint16Array
-  readonly meta: Uint8Array
+  // ---- per data block (index = block - dataStart), in chunks made on first claim
+  readonly claims: BlockClaims
   /** data-block indexes claimed as metadata and also otherwise */
   readonly dups = new Set<number>()
 
@@ -181,13 +180,24 @@ export class FsckContext {
   readonly unexpanded = new Map<number, {owner: FilesetInfo | null, path: string, count: number}>()
   /** directories pass 2 has read (for progress) */
   dirsWalked = 0
+  /** the fileset table file, once found sound (filesettable.ts), else 0 */
+  tableIno = 0
+  /** what the backup superblock names as the fileset table file (pass 0), 0 if none or unreadable */
+  backupExtIno = 0
+  /** the fileset table file's blocks, by logical block (filesettable.ts) */
+  tableBlocks: number[] = []
+  /**
+   * 1 + the highest inode number whose table block holds anything: past it the table is a
+   * hole of the sparse image (never written), every slot free. Loops over inodes stop here.
+   */
+  readonly inoEnd: number
   /**
    * The filesets (index into `filesets` + 1) that name each inode: the first and the last
    * to do so (0: none). Exact for inodes named by at most two filesets; lostfound.ts
    * walks the trees again for the rare inode it needs and more name.
    */
-  readonly firstFs: Uint16Array
-  readonly lastFs: Uint16Array
+  readonly firstFs: Uint32Array
+  readonly lastFs: Uint32Array
   /** reconnections to /lost+found, per fileset (lostfound.ts; made by rebuild.ts) */
   readonly lostPlans = new Map<FilesetInfo, LostPlan>()
   /** filesets made for unreachable trees (lostfound.ts; made by rebuild.ts) */
@@ -202,6 +212,9 @@ export class FsckContext {
 
   constructor(readonly vol: Volume, readonly repair: boolean, private onProgress?: (phase: string, done: number, total: number) => void) {
     const n = vol.sb.inodeCount + 1
+    const runs = vol.dataRunsOf(vol.sb.inodeTableStart, vol.sb.inodeTableBlocks)
+    const lastBlock = runs.length ? runs[runs.length - 1][1] - vol.sb.inodeTableStart : 0
+    this.inoEnd = Math.min(n, lastBlock * INODES_PER_BLOCK)
     this.itype = new Uint8Array(n)
     this.iflags = new Uint16Array(n)
     this.nlink = new Uint32Array(n)
@@ -215,10 +228,9 @@ export class FsckContext {
     this.totalNames = new Uint32Array(n)
     this.curCount = new Uint32Array(n)
     this.subdirs = new Uint32Array(n)
-    this.firstFs = new Uint16Array(n)
-    this.lastFs = new Uint16Array(n)
-    this.refs = new Uint16Array(vol.sb.dataBlocks)
-    this.meta = new Uint8Array(vol.sb.dataBlocks)
+    this.firstFs = new Uint32Array(n)
+    this.lastFs = new Uint32Array(n)
+    this.claims = new BlockClaims(vol.sb.dataBlocks)
     this.sbFreeBlocks = vol.sb.freeBlocks
     this.sbFreeInodes = vol.sb.freeInodes
   }
@@ -323,23 +335,83 @@ export class FsckContext {
 
   /** Records that an inode references blocks [p, p+n) (as data, a tree node or a directory block). */
   claim(p: number, n: number, kind: number): void {
-    const refs = this.refs
-    const meta = this.meta
-    const start = p - this.sb.dataStart
-    const end = start + n
-    for (let i = start; i < end; i++) {
-      const r = refs[i]
-      if (r !== 0 && (meta[i] !== 0 || kind !== CLAIM_DATA)) this.dups.add(i)
-      if (r !== 0xffff) refs[i] = r + 1
-      if (kind !== CLAIM_DATA) meta[i] = kind
+    const claims = this.claims
+    let i = p - this.sb.dataStart
+    const end = i + n
+    while (i < end) {
+      const c = Math.floor(i / CLAIM_CHUNK)
+      const refs = claims.refsOf(c)
+      const meta = claims.metaOf(c)
+      const base = c * CLAIM_CHUNK
+      const stop = Math.min(end, base + CLAIM_CHUNK)
+      for (; i < stop; i++) {
+        const k = i - base
+        const r = refs[k]
+        if (r !== 0 && (meta[k] !== 0 || kind !== CLAIM_DATA)) this.dups.add(i)
+        if (r !== 0xffff) refs[k] = r + 1
+        if (kind !== CLAIM_DATA) meta[k] = kind
+      }
     }
   }
 
   /** Drops references recorded by claim(). */
   unclaim(p: number, n: number): void {
-    const refs = this.refs
     const start = p - this.sb.dataStart
-    const end = start + n
-    for (let i = start; i < end; i++) if (refs[i] !== 0 && refs[i] !== 0xffff) refs[i]--
+    for (let i = start; i < start + n; i++) {
+      const r = this.claims.ref(i)
+      if (r !== 0 && r !== 0xffff) this.claims.setRef(i, r - 1)
+    }
+  }
+}
+
+/** Data blocks per chunk of BlockClaims: the counters of 16 refcount-table blocks. */
+export const CLAIM_CHUNK = REFCOUNTS_PER_BLOCK * 16
+
+/**
+ * What fsck counts per data block (the references found, and what kind of metadata claimed
+ * it), in chunks of CLAIM_CHUNK blocks made when a block of theirs is first claimed. An image
+ * of any size costs memory only where blocks are in use, and no array ever comes near the
+ * 2^32 elements a typed array can hold (an image past 16 TiB has more data blocks than that).
+ */
+export class BlockClaims {
+  private readonly refChunks: Array<Uint16Array | undefined>
+  private readonly metaChunks: Array<Uint8Array | undefined>
+
+  constructor(readonly blocks: number) {
+    const n = Math.ceil(blocks / CLAIM_CHUNK)
+    this.refChunks = new Array(n)
+    this.metaChunks = new Array(n)
+  }
+
+  /** The reference counts of chunk c (made, all zero, if it has none yet). */
+  refsOf(c: number): Uint16Array {
+    return this.refChunks[c] ??= new Uint16Array(CLAIM_CHUNK)
+  }
+
+  metaOf(c: number): Uint8Array {
+    return this.metaChunks[c] ??= new Uint8Array(CLAIM_CHUNK)
+  }
+
+  /** Chunk c's counts if any block in it is claimed, else undefined (all zero). */
+  peek(c: number): Uint16Array | undefined {
+    return this.refChunks[c]
+  }
+
+  ref(i: number): number {
+    const r = this.refChunks[Math.floor(i / CLAIM_CHUNK)]
+    return r ? r[i % CLAIM_CHUNK] : 0
+  }
+
+  setRef(i: number, v: number): void {
+    this.refsOf(Math.floor(i / CLAIM_CHUNK))[i % CLAIM_CHUNK] = v
+  }
+
+  meta(i: number): number {
+    const m = this.metaChunks[Math.floor(i / CLAIM_CHUNK)]
+    return m ? m[i % CLAIM_CHUNK] : 0
+  }
+
+  setMeta(i: number, v: number): void {
+    this.metaOf(Math.floor(i / CLAIM_CHUNK))[i % CLAIM_CHUNK] = v
   }
 }

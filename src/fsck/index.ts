@@ -15,6 +15,7 @@ import {pass1} from './pass1_inodes.js'
 import {pass2} from './pass2_dirs.js'
 import {pass3} from './pass3_links.js'
 import {checkScanFile} from './scanfile.js'
+import {checkTableFile} from './filesettable.js'
 import {checkCloneState} from './clonestate.js'
 import {pass4} from './pass4_refcounts.js'
 import {checkXattrs} from './xattrs.js'
@@ -92,6 +93,7 @@ export function fsckDevice(dev: BlockDevice, opts: FsckOptions): FsckResult {
     vol.abort()
   }
   const ctx = new FsckContext(vol, repair, opts.onProgress)
+  ctx.backupExtIno = p0.backupExtIno
   ctx.problems.push(...p0.problems)
   ctx.notes.push(...p0.notes)
   if (opts.repair && !repair) ctx.notes.push('the device is read-only: checking without repairing')
@@ -105,6 +107,7 @@ export function fsckDevice(dev: BlockDevice, opts: FsckOptions): FsckResult {
     pass1(ctx)
     pass2(ctx)
     checkScanFile(ctx)
+    checkTableFile(ctx)
     checkCloneState(ctx)
     pass3(ctx)
     checkXattrs(ctx)
@@ -147,7 +150,7 @@ export function fsckDevice(dev: BlockDevice, opts: FsckOptions): FsckResult {
 
 function statsOf(ctx: FsckContext, counts: {freeBlocks: number, freeInodes: number}): FsckStats {
   const s = emptyStats()
-  for (let ino = 1; ino <= ctx.sb.inodeCount; ino++) {
+  for (let ino = 1; ino < ctx.inoEnd; ino++) {
     switch (ctx.itype[ino]) {
       case T_FREE: continue
       case T_REG: s.files++; break

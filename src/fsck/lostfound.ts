@@ -31,7 +31,7 @@ const TWO32 = 0x1_0000_0000
  * that follow include them). Runs after the orphan trees are walked.
  */
 export function planReconnections(ctx: FsckContext): void {
-  const n = ctx.sb.inodeCount
+  const n = ctx.inoEnd - 1 // past it the inode table is a hole: every inode free
   const {itype, reach} = ctx
   const lostDirs: number[] = []
   const lostOther: number[] = []
@@ -161,7 +161,9 @@ class Reconnect {
     const ctx = this.ctx
     if (this.spare < 0) {
       this.spare = 0
-      for (let ino = 1; ino <= ctx.sb.inodeCount; ino++) if (ctx.itype[ino] === T_FREE) this.spare++
+      // Inodes from inoEnd on are in never-written parts of the table: all free.
+      this.spare = ctx.sb.inodeCount - (ctx.inoEnd - 1)
+      for (let ino = 1; ino < ctx.inoEnd; ino++) if (ctx.itype[ino] === T_FREE) this.spare++
       // New roots for filesets whose root was lost come first (rebuild.ts).
       this.spare -= ctx.filesets.filter((f) => !f.rootOk).length
     }

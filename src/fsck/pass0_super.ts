@@ -36,6 +36,20 @@ export class PatchedDevice implements BlockDevice {
   close(): void {
     this.inner.close()
   }
+
+  dataRuns(start: number, count: number): Array<[number, number]> {
+    const runs = this.inner.dataRuns?.(start, count) ?? [[start, start + count]]
+    // A patched block holds data whatever the file has there.
+    for (const b of this.patches.keys()) if (b >= start && b < start + count) runs.push([b, b + 1])
+    runs.sort((x, y) => x[0] - y[0])
+    const out: Array<[number, number]> = []
+    for (const [a, b] of runs) {
+      const last = out[out.length - 1]
+      if (last && a <= last[1]) last[1] = Math.max(last[1], b)
+      else out.push([a, b])
+    }
+    return out
+  }
 }
 
 export interface Pass0Result {
@@ -47,13 +61,15 @@ export interface Pass0Result {
   rewriteSb: boolean
   /** problems fixed once the volume closes cleanly (superblock copies rewritten) */
   fixedOnClose: FsckProblem[]
+  /** the fileset table file the backup superblock names (0: none, or no readable backup) */
+  backupExtIno: number
 }
 
 /** Fields that never change after mkfs: primary and backup must agree on them. */
 const STATIC_FIELDS: Array<keyof Superblock> = [
   'version', 'incompat', 'compat', 'roCompat', 'blockCount', 'inodeCount', 'filesetSlots', 'journalStart',
   'journalBlocks', 'refcountStart', 'refcountBlocks', 'inodeTableStart', 'inodeTableBlocks', 'filesetTableStart',
-  'filesetTableBlocks', 'dataStart', 'dataBlocks', 'created',
+  'filesetTableBlocks', 'dataStart', 'dataBlocks', 'created', 'filesetExtIno',
 ]
 
 function tryDecode(buf: Buffer): {sb: Superblock | null, err: string | null} {
@@ -67,7 +83,7 @@ function tryDecode(buf: Buffer): {sb: Superblock | null, err: string | null} {
 
 /** Checks both superblock copies and the journal superblock; may repair the latter in place. */
 export function pass0(dev: BlockDevice, repair: boolean): Pass0Result {
-  const res: Pass0Result = {dev, problems: [], notes: [], rewriteSb: false, fixedOnClose: []}
+  const res: Pass0Result = {dev, problems: [], notes: [], rewriteSb: false, fixedOnClose: [], backupExtIno: 0}
   const patches = new Map<number, Buffer>()
   if (dev.blocks < 1) throw new PrismError('EBADIMAGE', 'not a Prism image (empty file)')
   const b0 = Buffer.alloc(BLOCK_SIZE)
@@ -80,6 +96,7 @@ export function pass0(dev: BlockDevice, repair: boolean): Pass0Result {
     dev.read(backupAt, bb)
     backup = tryDecode(bb)
   }
+  res.backupExtIno = backup.sb?.filesetExtIno ?? 0
   // Neither copy readable: leave the message to Volume.openDevice (an operational error).
   const sb = primary.sb ?? backup.sb
   if (!sb) {

@@ -134,6 +134,16 @@ export function walkMap(ctx: FsckContext, ino: number, kind: number, size: numbe
 }
 
 /**
+ * How an inode's mapped blocks are claimed: a directory's as directory blocks, the fileset
+ * table file's (§8.7) as metadata that no other claim may share (like extent-tree nodes), a
+ * file's as data.
+ */
+function claimKindOf(ctx: FsckContext, ino: number, kind: number): number {
+  if (kind === T_DIR) return CLAIM_DIR
+  return ino === ctx.sb.filesetExtIno && ino !== 0 ? CLAIM_NODE : CLAIM_DATA
+}
+
+/**
  * Why an inode whose checksum is wrong is garbage (its type, flags, counters or size are
  * values no version writes), or null when those fields are sound: its block map and the
  * rest are then checked and repaired as any inode's are, so that it keeps what it can.
@@ -224,7 +234,7 @@ export function pass1(ctx: FsckContext): void {
   }
   ctx.progress('pass 1: inodes', sb.inodeCount, sb.inodeCount, true)
   if (ctx.dups.size > 0) pass1b(ctx)
-  for (let ino = 1; ino <= sb.inodeCount; ino++) {
+  for (let ino = 1; ino < ctx.inoEnd; ino++) { // past inoEnd every inode is free
     const t = ctx.xattrOf[ino]
     if (t !== 0 && t <= sb.inodeCount && ctx.itype[ino] !== T_FREE) ctx.xattrRefs[t]++
   }
@@ -240,11 +250,8 @@ function tableBlocksToRead(ctx: FsckContext): Uint8Array {
   const sb = ctx.sb
   const start = sb.inodeTableStart
   const want = new Uint8Array(sb.inodeTableBlocks)
-  const runs = ctx.vol.dev.dataRuns?.(start, sb.inodeTableBlocks) ?? [[start, start + sb.inodeTableBlocks]]
-  for (const [a, b] of runs) want.fill(1, a - start, b - start)
-  for (let i = 0; i < want.length; i++) {
-    if (!want[i] && (ctx.vol.store.isDirty(start + i) || ctx.overlay?.has(start + i))) want[i] = 1
-  }
+  for (const [a, b] of ctx.vol.dataRunsOf(start, sb.inodeTableBlocks)) want.fill(1, a - start, b - start)
+  if (ctx.overlay) for (const b of ctx.overlay.keys()) if (b >= start && b < start + sb.inodeTableBlocks) want[b - start] = 1
   return want
 }
 
@@ -293,7 +300,7 @@ function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, in
   if (w[b + 8] !== mapped) return false
   // Sound: record it.
   if (mapped > 0) {
-    const claimKind = kind === T_DIR ? CLAIM_DIR : CLAIM_DATA
+    const claimKind = claimKindOf(ctx, ino, kind)
     const r = b + (INODE_AREA_OFF >>> 2)
     for (let i = 0, e = r + 3, count = w[r] >>> 16; i < count; i++, e += 4) ctx.claim(w[e + 2] + w[e + 3] * TWO32, w[e + 1], claimKind)
   }
@@ -430,7 +437,7 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
   let nodes = NO_NODES
   let mapped = 0
   let rewrite = false
-  const quick = inline ? 0 : quickMap(ctx, buf, off, kind, size)
+  const quick = inline ? 0 : quickMap(ctx, buf, off, kind, size, claimKindOf(ctx, ino, kind))
   if (quick >= 0) {
     mapped = quick
     if (kind === T_DIR && !inline) ext = rootExtents(buf, off)
@@ -438,7 +445,7 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
     const m = walkMap(ctx, ino, kind, size, buf, off, true)
     ext = m.ext
     nodes = m.nodes
-    const claimKind = kind === T_DIR ? CLAIM_DIR : CLAIM_DATA
+    const claimKind = claimKindOf(ctx, ino, kind)
     for (const e of ext) {
       ctx.claim(e.p, e.n, claimKind)
       mapped += e.n
@@ -490,7 +497,7 @@ function checkSpecial(ctx: FsckContext, buf: Buffer, off: number, ino: number, k
  * Claims them and returns the number of blocks mapped, or -1 (nothing claimed) when the
  * map needs the full walk.
  */
-function quickMap(ctx: FsckContext, buf: Buffer, off: number, kind: number, size: number): number {
+function quickMap(ctx: FsckContext, buf: Buffer, off: number, kind: number, size: number, claimKind: number): number {
   const a = off + INODE_AREA_OFF
   const magic = buf.readUInt16LE(a)
   const count = buf.readUInt16LE(a + 2)
@@ -508,7 +515,6 @@ function quickMap(ctx: FsckContext, buf: Buffer, off: number, kind: number, size
     if (n === 0 || p < ds || p + n > de || l + n > limit || l < prevEnd || l + n > eof) return -1
     prevEnd = l + n
   }
-  const claimKind = kind === T_DIR ? CLAIM_DIR : CLAIM_DATA
   let mapped = 0
   for (let i = 0, o = a + ROOT_HDR; i < count; i++, o += ENTRY) {
     const n = buf.readUInt32LE(o + 4)
@@ -584,12 +590,12 @@ interface Claim {
 function pass1b(ctx: FsckContext): void {
   const claims = new Map<number, Claim[]>()
   const ds = ctx.sb.dataStart
-  for (let ino = 1; ino <= ctx.sb.inodeCount; ino++) {
+  for (let ino = 1; ino < ctx.inoEnd; ino++) {
     const t = ctx.itype[ino]
     if (t === T_FREE || ctx.iflags[ino] & IF_INLINE) continue
     const {ext, nodes} = keptMap(ctx, ino)
     for (const b of nodes) if (ctx.dups.has(b - ds)) push(claims, b - ds, {ino, kind: CLAIM_NODE, l: -1})
-    const kind = t === T_DIR ? CLAIM_DIR : CLAIM_DATA
+    const kind = claimKindOf(ctx, ino, t)
     for (const e of ext) {
       for (let k = 0; k < e.n; k++) if (ctx.dups.has(e.p - ds + k)) push(claims, e.p - ds + k, {ino, kind, l: e.l + k})
     }
@@ -605,7 +611,7 @@ function pass1b(ctx: FsckContext): void {
     else if (dir.length > 0 && looksLikeDirBlock(content)) keep = [bestDirClaim(ctx, dir, content)]
     else if (data.length > 0) keep = data
     else keep = [dir[0]]
-    const describe = (c: Claim) => `inode ${c.ino} (${c.kind === CLAIM_NODE ? 'extent tree node' : c.kind === CLAIM_DIR ? `directory block ${c.l}` : `data block ${c.l}`})`
+    const describe = (c: Claim) => `inode ${c.ino} (${c.kind === CLAIM_NODE ? (c.l >= 0 ? `fileset table block ${c.l}` : 'extent tree node') : c.kind === CLAIM_DIR ? `directory block ${c.l}` : `data block ${c.l}`})`
     const p = ctx.report('BLOCK_MULTIPLY_CLAIMED', `block ${block}`, {
       claims: list.map(describe).join(', '),
       keeper: keep.length === 1 ? `inode ${keep[0].ino}` : 'the file data',
@@ -628,7 +634,7 @@ function pass1b(ctx: FsckContext): void {
       rw.released.push({l: c.l, n: 1, p: block})
     }
     if (losers === 0) ctx.fixed(p) // nothing to take away (the rewrites mark the others fixed)
-    if (ctx.meta[idx] !== 0 && keep[0].kind === CLAIM_DATA) ctx.meta[idx] = 0
+    if (ctx.claims.meta(idx) !== 0 && keep[0].kind === CLAIM_DATA) ctx.claims.setMeta(idx, 0)
   }
 }
 

@@ -54,7 +54,7 @@ function checkOrphanList(ctx: FsckContext): number[] {
   let rebuilt: number[] | null = null
   if (ctx.vol.usedBackupSb && !ctx.repair) {
     rebuilt = []
-    for (let ino = 1; ino <= sb.inodeCount; ino++) if (ctx.itype[ino] !== T_FREE && ctx.iflags[ino] & IF_ORPHAN) rebuilt.push(ino)
+    for (let ino = 1; ino < ctx.inoEnd; ino++) if (ctx.itype[ino] !== T_FREE && ctx.iflags[ino] & IF_ORPHAN) rebuilt.push(ino)
   }
   let prev = 0
   let cur = sb.orphanHead
@@ -96,7 +96,7 @@ function checkOrphanList(ctx: FsckContext): number[] {
   }
   // Flagged inodes the list does not hold: one that still has a name loses the flag; the
   // others are orphans whose link was lost, and go back on the list (at its end).
-  for (let ino = 1; ino <= sb.inodeCount; ino++) {
+  for (let ino = 1; ino < ctx.inoEnd; ino++) {
     if (ctx.itype[ino] === T_FREE || !(ctx.iflags[ino] & IF_ORPHAN) || ctx.reach[ino] & R_ORPHAN_LIST) continue
     if (ctx.reach[ino] & R_FILESET) {
       const p = ctx.report('ORPHAN_FLAG', `inode ${ino}`)
@@ -141,7 +141,7 @@ export function pass3(ctx: FsckContext): void {
   const orphans = checkOrphanList(ctx)
   walkOrphanTrees(ctx, orphans)
   planReconnections(ctx)
-  const n = ctx.sb.inodeCount
+  const n = ctx.inoEnd - 1
   for (let ino = 1; ino <= n; ino++) {
     const kind = ctx.itype[ino]
     if (kind === T_FREE || kind === T_XATTR) continue // attribute inodes: checkXattrs (xattrs.ts)

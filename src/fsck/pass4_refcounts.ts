@@ -4,8 +4,9 @@
 // kind of error are reported as one range. It never looks at inodes or directories.
 import {BLOCK_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX} from '../format/constants.js'
 import {crc32} from '../format/checksum.js'
-import {sealRefcountBlock} from '../format/refcount.js'
-import {T_FREE, type FsckContext} from './context.js'
+import {refcountBlockZero, sealRefcountBlock} from '../format/refcount.js'
+import {INCOMPAT_SPARSE_REFCOUNT} from '../format/superblock.js'
+import {CLAIM_CHUNK, T_FREE, type FsckContext} from './context.js'
 import type {ProblemCode} from './problems.js'
 
 const CHUNK = 256
@@ -25,17 +26,33 @@ function firstMismatch(buf: Buffer, bo: number, refs: Uint16Array, base: number,
   return s
 }
 
+/** The first s in [from, limit) whose byte is not zero; limit if none (a table block with no claims). */
+function firstNonZero(buf: Buffer, bo: number, from: number, limit: number): number {
+  let s = from
+  while (s < limit && buf[bo + s] === 0) s++
+  return s
+}
+
+const NO_REFS = new Uint16Array(CLAIM_CHUNK)
+
 export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number} {
   const sb = ctx.sb
-  const refs = ctx.refs
+  const claims = ctx.claims
   // Blocks that maps still reference on disk until rebuild.ts rewrites them stay counted.
   for (const rw of ctx.rewrites.values()) {
     for (const e of rw.released) {
-      for (let i = e.p - sb.dataStart; i < e.p - sb.dataStart + e.n; i++) if (refs[i] !== 0xffff) refs[i]++
+      for (let i = e.p - sb.dataStart; i < e.p - sb.dataStart + e.n; i++) {
+        const r = claims.ref(i)
+        if (r !== 0xffff) claims.setRef(i, r + 1)
+      }
     }
   }
+  const sparse = (sb.incompat & INCOMPAT_SPARSE_REFCOUNT) !== 0
   const tables = Math.ceil(sb.dataBlocks / REFCOUNTS_PER_BLOCK)
   const buf = Buffer.allocUnsafe(CHUNK * BLOCK_SIZE)
+  // Table blocks that hold something: the rest are holes (all zeros) and are not read.
+  const withData = new Uint8Array(sb.refcountBlocks)
+  for (const [a, b] of ctx.vol.dataRunsOf(sb.refcountStart, sb.refcountBlocks)) withData.fill(1, a - sb.refcountStart, b - sb.refcountStart)
   let run: Run | null = null
   const flush = () => {
     if (!run) return
@@ -50,17 +67,35 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
     ctx.fixed(p)
   }
   // Free blocks are those nothing references, whatever the table says.
-  let freeBlocks = 0
-  for (let i = 0; i < sb.dataBlocks; i++) if (refs[i] === 0) freeBlocks++
+  let used = 0
   for (let t0 = 0; t0 < sb.refcountBlocks; t0 += CHUNK) {
     const n = Math.min(CHUNK, sb.refcountBlocks - t0)
-    ctx.readBlocks(sb.refcountStart + t0, n, buf)
+    let any = false
+    for (let j = 0; j < n && !any; j++) if (withData[t0 + j]) any = true
+    // A stretch of holes in an image whose holes read as free, with nothing claimed there, is right as it is.
+    if (!any && sparse) {
+      let claimed = false
+      for (let j = 0; j < n && !claimed; j += 16) if (claims.peek(Math.floor((t0 + j) / 16))) claimed = true
+      if (!claimed) {
+        ctx.progress('pass 4: reference counts', t0 + n, sb.refcountBlocks)
+        continue
+      }
+    }
+    if (any) ctx.readBlocks(sb.refcountStart + t0, n, buf)
+    else buf.fill(0, 0, n * BLOCK_SIZE)
     for (let j = 0; j < n; j++) {
       const t = t0 + j
       const bo = j * BLOCK_SIZE
+      if (any && !withData[t]) buf.fill(0, bo, bo + BLOCK_SIZE) // a hole reads as zero, whatever the read returned
       const base = t * REFCOUNTS_PER_BLOCK
       const limit = t < tables ? Math.min(REFCOUNTS_PER_BLOCK, sb.dataBlocks - base) : 0
-      const crcOk = buf.readUInt32LE(bo + REFCOUNTS_PER_BLOCK) === crc32(buf, bo, bo + REFCOUNTS_PER_BLOCK)
+      // The counts of this table block's data blocks: a view into their claim chunk.
+      const chunk = limit > 0 ? claims.peek(Math.floor(base / CLAIM_CHUNK)) : undefined
+      const refs = chunk ?? NO_REFS
+      const rbase = base % CLAIM_CHUNK
+      if (chunk) for (let s = 0; s < limit; s++) if (refs[rbase + s] !== 0) used++
+      const crcOk = buf.readUInt32LE(bo + REFCOUNTS_PER_BLOCK) === crc32(buf, bo, bo + REFCOUNTS_PER_BLOCK) ||
+        (sparse && refcountBlockZero(buf.subarray(bo, bo + BLOCK_SIZE)))
       let wrong = false
       if (!crcOk) {
         flush()
@@ -69,8 +104,9 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
         ctx.fixed(p)
       } else {
         // Most blocks agree: skip to the next disagreement (a count over 255 never equals a byte).
-        for (let s = firstMismatch(buf, bo, refs, base, 0, limit); s < limit; s = firstMismatch(buf, bo, refs, base, s + 1, limit)) {
-          const want = refs[base + s]
+        const next = chunk ? (s: number) => firstMismatch(buf, bo, refs, rbase, s, limit) : (s: number) => firstNonZero(buf, bo, s, limit)
+        for (let s = next(0); s < limit; s = next(s + 1)) {
+          const want = refs[rbase + s]
           const have = buf[bo + s]
           const w8 = want > REFCOUNT_MAX ? REFCOUNT_MAX : want
           if (want > REFCOUNT_MAX) { flush(); ctx.report('REFCOUNT_OVERFLOW', `block ${sb.dataStart + base + s}`, {refs: want}) }
@@ -97,7 +133,7 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
         const m = ctx.vol.store.getMut(sb.refcountStart + t)
         m.fill(0)
         for (let s = 0; s < limit; s++) {
-          const want = refs[base + s]
+          const want = refs[rbase + s]
           m[s] = want > REFCOUNT_MAX ? REFCOUNT_MAX : want
         }
         sealRefcountBlock(m)
@@ -108,8 +144,9 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
   }
   flush()
 
-  let freeInodes = 0
-  for (let ino = 1; ino <= sb.inodeCount; ino++) if (ctx.itype[ino] === T_FREE) freeInodes++
+  const freeBlocks = sb.dataBlocks - used
+  let freeInodes = sb.inodeCount
+  for (let ino = 1; ino < ctx.inoEnd; ino++) if (ctx.itype[ino] !== T_FREE) freeInodes--
   const vsb = ctx.vol.sb
   if (ctx.sbFreeBlocks !== freeBlocks) {
     const p = ctx.report('FREE_BLOCKS_COUNT', 'superblock', {have: ctx.sbFreeBlocks, want: freeBlocks})

@@ -8,7 +8,7 @@
 // it had not committed is undone and its problems stay unfixed: an inode that could not
 // be reconnected is left as it is, with its data, for a later run.
 import {newRootDir} from '../fs/image.js'
-import {DT_DIR, FILESETS_PER_BLOCK, FILESET_RECORD_SIZE, IF_NOCLONE, S_IFDIR} from '../format/constants.js'
+import {DT_DIR, IF_NOCLONE, S_IFDIR} from '../format/constants.js'
 import {encodeFileset} from '../format/fileset.js'
 import {FormatError} from '../format/errors.js'
 import {PrismError} from '../errors.js'
@@ -18,6 +18,7 @@ import {addFileset} from '../fs/filesets.js'
 import {touch} from '../fs/inode.js'
 import type {FsckContext, LostPlan} from './context.js'
 import {LOST_FOUND} from './lostfound.js'
+import {slotLocation} from './pass2_dirs.js'
 import type {FsckProblem} from './problems.js'
 
 function attempt(ctx: FsckContext, what: string, problems: FsckProblem[], work: () => void): boolean {
@@ -45,8 +46,8 @@ export function applyDeferred(ctx: FsckContext): void {
       const root = newRootDir(vol)
       f.rootIno = root.ino
       f.rootOk = true
-      const block = ctx.sb.filesetTableStart + Math.floor(f.slot / FILESETS_PER_BLOCK)
-      encodeFileset(f, vol.store.getMut(block), (f.slot % FILESETS_PER_BLOCK) * FILESET_RECORD_SIZE)
+      const {block, off} = slotLocation(ctx, f.slot) // the fixed table or the table file (FORMAT.md §8.7)
+      encodeFileset(f, vol.store.getMut(block), off)
       vol.filesetCache = null
       ctx.notes.push(`fileset ${f.name} has a new, empty root directory (inode ${root.ino})`)
     })

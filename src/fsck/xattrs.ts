@@ -18,7 +18,7 @@ export function checkXattrs(ctx: FsckContext): void {
     ctx.xattrOf[ino] = 0
     ctx.editInode(ino, (b, o) => b.writeUInt32LE(0, o + 0x6c))
   }
-  for (let ino = 1; ino <= n; ino++) {
+  for (let ino = 1; ino < ctx.inoEnd; ino++) { // past inoEnd every inode is free
     const t = ctx.xattrOf[ino]
     const kind = ctx.itype[ino]
     if (t === 0 || kind === T_FREE) continue
@@ -35,7 +35,7 @@ export function checkXattrs(ctx: FsckContext): void {
     }
     refs[t]++
   }
-  for (let ino = 1; ino <= n; ino++) {
+  for (let ino = 1; ino < ctx.inoEnd; ino++) {
     if (ctx.itype[ino] !== T_XATTR) continue
     if (refs[ino] === 0) {
       const p = ctx.report('XATTR_UNREFERENCED', `inode ${ino}`)
@@ -46,7 +46,7 @@ export function checkXattrs(ctx: FsckContext): void {
     const why = setProblem(ctx, ino)
     if (why) {
       const owners: number[] = []
-      for (let o = 1; o <= n; o++) if (ctx.xattrOf[o] === ino && ctx.itype[o] !== T_FREE) owners.push(o)
+      for (let o = 1; o < ctx.inoEnd; o++) if (ctx.xattrOf[o] === ino && ctx.itype[o] !== T_FREE) owners.push(o)
       const p = ctx.report('XATTR_SET_BAD', `inode ${ino}`, {detail: why, owners: owners.map((o) => `inode ${o}`).join(', ')})
       if (ctx.repair) {
         for (const o of owners) clearRef(o)

@@ -8,6 +8,7 @@ import type {BlockDevice} from '../device/device.js'
 import {crc32} from '../format/checksum.js'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {FormatError} from '../format/errors.js'
+import {PrismError} from '../errors.js'
 import {
   TAGS_PER_DESC, decodeCommit, decodeDescriptor, decodeJournalSuper, encodeCommit, encodeDescriptor,
   encodeJournalSuper, txnCrcOf, type Tag,
@@ -139,7 +140,11 @@ export class Journal {
     if (n === 0) return
     const ndesc = Math.ceil(n / TAGS_PER_DESC)
     const total = n + ndesc + 1
-    if (total > this.capacity) throw new Error(`transaction of ${n} blocks exceeds the journal (${this.maxBlocks})`)
+    if (total > this.capacity) {
+      // Long operations commit in steps (maybeCommit): only one change that cannot be split
+      // gets here, and it changes nothing (the transaction is dropped by the caller's abort).
+      throw new PrismError('ENOSPC', `this change needs ${n} metadata blocks at once, more than the journal holds (${this.maxBlocks}); make the image with a larger --journal-size`)
+    }
     const t0 = TRACE ? wallMs() : 0
     if (this.pos + total > this.size) this.checkpoint()
 

@@ -115,25 +115,41 @@ export class BlockStore {
     return this.cache.get(block)!
   }
 
-  /** Reads `count` consecutive blocks into the cache with one device read. */
+  /**
+   * Reads `count` consecutive blocks into the cache, one device read per run of blocks not
+   * held yet (at most 256 at once). A loop, not recursion: a table of millions of blocks is
+   * read in as many steps, never as deep a call stack.
+   */
   prefetch(block: number, count: number): void {
+    if (!(block >= 0 && count >= 0 && block + count <= this.dev.blocks)) {
+      fail('EBADIMAGE', `blocks ${block}+${count} are outside the image (${this.dev.blocks} blocks); run 'prism fsck'`)
+    }
     let start = block
     const end = block + count
-    while (start < end && (this.cache.has(start) || this.dirty.has(start))) start++
-    if (start >= end) return
-    // Read up to the next block already held, at most 256 at once.
-    let n = 1
-    while (n < Math.min(end - start, 256) && !this.cache.has(start + n) && !this.dirty.has(start + n) && !this.overlay.has(start + n)) n++
-    const big = Buffer.allocUnsafe(n * BLOCK_SIZE)
-    this.dev.read(start, big)
-    this.stats.reads++
-    for (let i = 0; i < n; i++) {
-      const b = start + i
-      if (this.cache.has(b) || this.dirty.has(b) || this.overlay.has(b) || this.behindHas(b)) continue
-      // A view, not a copy: cached blocks are never changed in place (getMut copies).
-      this.remember(b, big.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))
+    for (;;) {
+      while (start < end && (this.cache.has(start) || this.dirty.has(start))) start++
+      if (start >= end) return
+      // Read up to the next block already held, at most 256 at once.
+      let n = 1
+      while (n < Math.min(end - start, 256) && !this.cache.has(start + n) && !this.dirty.has(start + n) && !this.overlay.has(start + n)) n++
+      const big = Buffer.allocUnsafe(n * BLOCK_SIZE)
+      this.dev.read(start, big)
+      this.stats.reads++
+      for (let i = 0; i < n; i++) {
+        const b = start + i
+        if (this.cache.has(b) || this.dirty.has(b) || this.overlay.has(b) || this.behindHas(b)) continue
+        // A view, not a copy: cached blocks are never changed in place (getMut copies).
+        this.remember(b, big.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))
+      }
+      start += n
     }
-    if (start + n < end) this.prefetch(start + n, end - start - n)
+  }
+
+  /** Blocks in [start, end) whose content is held in memory only: changed in this transaction, or from an unreplayed journal. */
+  heldIn(start: number, end: number): number[] {
+    const out: number[] = []
+    for (const m of [this.dirty, this.overlay]) for (const b of m.keys()) if (b >= start && b < end) out.push(b)
+    return out
   }
 
   /**

@@ -14,11 +14,13 @@ export default class FilesetList extends PrismCommand {
   async run() {
     const {flags} = await this.parse(FilesetList)
     const {listFilesets, filesetById} = await import('../../fs/filesets.js')
-    const {filesetSpace} = await import('../../fs/space.js')
+    const {allFilesetSpace} = await import('../../fs/space.js')
     const {showLocality, localityCode, FILESET_LOCALITY_MASK} = await import('../../format/locality.js')
-    const rows = await this.withVolume(flags, false, (vol) =>
-      listFilesets(vol).map((f) => {
-        const sp = flags.space ? filesetSpace(vol, f) : null
+    const rows = await this.withVolume(flags, false, (vol) => {
+      const list = listFilesets(vol)
+      const space = flags.space ? allFilesetSpace(vol, list) : null
+      return list.map((f) => {
+        const sp = space?.get(f.id) ?? null
         return {
           name: f.name, id: f.id, parent: f.parentId ? filesetById(vol, f.parentId)?.name ?? `#${f.parentId}` : null,
           created: new Date(f.created).toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
@@ -26,7 +28,8 @@ export default class FilesetList extends PrismCommand {
           ...(sp ? {referenced: sp.referencedBlocks * 4096, unique: sp.uniqueBlocks * 4096, files: sp.files, dirs: sp.dirs} : {}),
           coaw: {setting: showLocality(localityCode(f.flags & FILESET_LOCALITY_MASK)), copiedBytes: f.coawCopied * 4096, rewrites: f.coawRewrites},
         }
-      }))
+      })
+    })
     const head = ['NAME', 'PARENT', 'CREATED', 'STATE', ...(flags.space ? ['REFER', 'UNIQUE'] : []), 'COAW']
     this.log(table([head, ...rows.map((r) => [
       r.name, r.parent ?? '-', r.created.replace('T', ' ').slice(0, 19), r.expansion ? `${r.state} ${r.expansion.done}/${r.expansion.known}` : r.state,
