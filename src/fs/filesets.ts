@@ -60,6 +60,7 @@ export function saveFileset(vol: Volume, f: Fileset): void {
   const i = list.findIndex((x) => x.slot === f.slot)
   if (i >= 0) list[i] = f
   else list.push(f)
+  vol.observer?.filesetsChanged()
 }
 
 export function addFileset(vol: Volume, name: string, rootIno: number, extra: Partial<FilesetRecord> = {}): Fileset {
@@ -88,4 +89,5 @@ export function removeFileset(vol: Volume, f: Fileset): void {
   const list = load(vol)
   const i = list.findIndex((x) => x.slot === f.slot)
   if (i >= 0) list.splice(i, 1)
+  vol.observer?.filesetsChanged()
 }

@@ -44,6 +44,18 @@ export interface MkfsOptions extends Omit<GeometryOptions, 'blockCount'> {
 /** Called after the first root fileset is laid out by mkfs (set by fs/filesets.ts). */
 export type Formatter = (vol: Volume) => void
 
+/** What a Volume tells its observer (Volume.observer). */
+export interface VolumeObserver {
+  /** an inode changed in the running transaction */
+  inodeChanged(ino: number): void
+  /** directory `dir` gained, lost or repointed the entry `name` */
+  entryChanged(dir: number, name: Buffer): void
+  /** fileset `fileset` took a private copy `to` of the shared inode `from` (Namespace.own) */
+  inodeCopied(fileset: number, from: number, to: number): void
+  /** a fileset was added, changed, renamed or removed */
+  filesetsChanged(): void
+}
+
 export class Volume {
   sb: Superblock
   readonly store: BlockStore
@@ -66,6 +78,8 @@ export class Volume {
   private unsealed = new Map<number, (buf: Buffer) => void>()
   /** refcount slots freed in this transaction: not reusable until it commits */
   private freedNow = new Map<number, Uint8Array>()
+  /** how many blocks freedNow holds: counted free, but not reusable before the commit */
+  freedInTxn = 0
   private blockHint = 0
   /** where the next metadata block is looked for (allocRun) */
   private metaHint = 0
@@ -79,17 +93,30 @@ export class Volume {
   readonly pinnedOrphans = new Set<number>()
   /** fileset table cache, owned by fs/filesets.ts */
   filesetCache: unknown = null
-  /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
+  /** per-clone expansion state (src/fs/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
   /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */
   xattrCache: unknown = null
+  /**
+   * Told about every change as it is made, for whoever shows this image elsewhere (a server's
+   * kernel caches); null when nobody listens. It must not change the volume.
+   */
+  observer: VolumeObserver | null = null
+  /**
+   * Orphans the reaper leaves alone, for now, besides pinnedOrphans: files unlinked while a
+   * server still has them open (freed once released, or by the next open after a crash).
+   * Unlike pinnedOrphans, it survives abort().
+   */
+  orphanHeld: ((ino: number) => boolean) | null = null
+  /** a reap of the orphan list is running (fs/namespace.ts reapOrphans) */
+  reaping = false
 
   private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean}) {
     this.sb = sb
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
     // with an unreplayed journal clean), even on a device that allows it. Changes made
-    // meanwhile (a reader expanding a clone in memory, src/clone/expand.ts) are never
+    // meanwhile (a reader expanding a clone in memory, src/fs/expand.ts) are never
     // committed: they live in this process until it closes the image.
     this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
@@ -278,6 +305,7 @@ export class Volume {
       throw e
     }
     this.freedNow.clear()
+    this.freedInTxn = 0
   }
 
   /** Forgets every change since the last commit. */
@@ -289,6 +317,7 @@ export class Volume {
     this.dirtyRc.clear()
     this.unsealed.clear()
     this.freedNow.clear()
+    this.freedInTxn = 0
     this.pinnedOrphans.clear()
     this.filesetCache = null
     this.cloneCache = null
@@ -438,6 +467,7 @@ export class Volume {
   idirty(inode: Inode): void {
     this.dirtyInodes.add(inode)
     this.dirtyInodeBlocks.add(Math.floor(inode.ino / INODES_PER_BLOCK))
+    this.observer?.inodeChanged(inode.ino)
   }
 
   private encodeInodeNow(inode: Inode): void {
@@ -542,6 +572,7 @@ export class Volume {
       let pinned = this.freedNow.get(index)
       if (!pinned) this.freedNow.set(index, (pinned = new Uint8Array(REFCOUNTS_PER_BLOCK)))
       pinned[slot] = 1
+      this.freedInTxn++
       this.sb.freeBlocks++
       this.markSbDirty()
     }
