@@ -141,7 +141,7 @@ export interface Listed extends MountListing {
 }
 
 /** Every prism mount this user's servers serve, and prism mounts whose server is gone. */
-export async function listAll(): Promise<Listed[]> {
+export async function listAll(image?: string): Promise<Listed[]> {
   const out: Listed[] = []
   for (const sock of allSockets()) {
     const r = await request(sock, {op: 'list'}, 10_000).catch(() => null)
@@ -151,10 +151,12 @@ export async function listAll(): Promise<Listed[]> {
   const known = new Set(out.map((m) => m.mountpoint))
   for (const m of listMounts()) {
     if (m.fstype !== 'fuse.prism' || known.has(m.mountpoint)) continue
+    // its source is prism:IMAGE or prism:IMAGE:FILESET/path (src/server/image.ts)
     const src = m.source.replace(/^prism:/, '')
-    out.push({mountpoint: m.mountpoint, source: '', image: src, options: m.options, device: m.device, state: 'dead'})
+    const img = image !== undefined && src.startsWith(image + ':') ? image : src
+    out.push({mountpoint: m.mountpoint, source: img === src ? '' : src.slice(img.length + 1), image: img, options: m.options, device: m.device, state: 'dead'})
   }
-  return out
+  return image === undefined ? out : out.filter((m) => m.image === image)
 }
 
 /**

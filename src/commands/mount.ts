@@ -37,7 +37,7 @@ export default class Mount extends PrismCommand {
       } catch {
         image = undefined // no image here: every prism mount
       }
-      const all = (await listAll()).filter((m) => image === undefined || m.image === image)
+      const all = await listAll(image)
       for (const m of all) {
         const what = m.source ? `${m.image}:${m.source}` : m.image
         this.log(`${what} on ${m.mountpoint} type fuse.prism (${m.state === 'dead' ? 'server gone: prism umount it' : m.options.join(',')})`)

@@ -63,8 +63,11 @@ const err = (code: string): FuseError => new FuseError(code)
 /** What the adapter needs from the server that owns the image. */
 export interface AdapterHost {
   readonly vol: Volume
-  /** after each request that may have changed the image (commits a large transaction) */
-  changed(from: PrismFs): void
+  /**
+   * After each request that may have changed the image: commits a large transaction, and tells
+   * the other mounts; the promise (if any) settles once their kernels have dropped what changed.
+   */
+  changed(from: PrismFs): void | Promise<void>
   /** fsync, fdatasync, fsyncdir: commits now */
   sync(): void
   /** the kernel took (+1) or dropped (-1) its hold on inode `ino` through some mount */
@@ -539,13 +542,21 @@ export class PrismFs {
         throw toFuseError(e)
       }
     }
-    const mutating = <A extends unknown[], T>(f: (...a: A) => T) => wrap((...a: A): T => {
+    // After a change, the other mounts of the image are told (their kernels drop what they
+    // cached of it) before the request is answered, so that no process sees stale data through
+    // another mount once its call returned. Waiting here is safe: notifications go to other
+    // mounts only (never about what this request holds), and the thread stays free meanwhile.
+    const mutating = <A extends unknown[], T>(f: (...a: A) => T) => (...a: A): T | Promise<T> => {
+      let out: T
       try {
-        return f(...a)
-      } finally {
-        this.host.changed(this)
+        out = f(...a)
+      } catch (e) {
+        void this.host.changed(this)
+        throw toFuseError(e)
       }
-    })
+      const told = this.host.changed(this)
+      return told ? told.then(() => out) : out
+    }
     return {
       init: (conn) => {
         this.posixAcl = conn.posixAcl

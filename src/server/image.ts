@@ -198,12 +198,19 @@ export class ServedImage {
 
   // ---------------------------------------------------------------- transactions
 
-  private afterRequest(from: PrismFs): void {
+  private afterRequest(from: PrismFs): Promise<void> | undefined {
     if (this.vol.txnFull && !this.holdCommits) this.commitNow()
+    const p = this.pending
+    if (this.mounts.length <= 1 || (p.inodes.size === 0 && p.entries.size === 0 && !p.filesets)) {
+      this.pending = emptyPending()
+      return undefined
+    }
     this.origin = from
-    if (this.mounts.length > 1) void this.notify()
-    else this.pending = emptyPending()
-    this.origin = null
+    try {
+      return this.notify()
+    } finally {
+      this.origin = null
+    }
   }
 
   /**

@@ -1,0 +1,195 @@
+// `prism mount`, `prism umount` and the server's life, through the real CLI: mount options and
+// their errors, listing mounts, one server serving several mounts of one image (a change made
+// through one shows at once in the other), unmount committing and leaving the image clean, the
+// server exiting after its last unmount, commit= without fsync surviving a kill -9, a file
+// unlinked while open giving its space back at its last close, an asynchronous clone read
+// through the mount while the server expands it, and what other commands do meanwhile.
+import {expect} from 'chai'
+import fs from 'node:fs'
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import {fuseMountAt} from '../src/fuse/index.js'
+import {socketPath} from '../src/server/paths.js'
+import {py} from './fuse-support.js'
+import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+describe('prism mount and umount (CLI)', function () {
+  this.timeout(120_000)
+  let s: Scratch
+
+  beforeEach(function () {
+    skipWithoutFuse(this)
+    s = new Scratch({size: 128 * 1024 * 1024})
+  })
+
+  afterEach(async () => {
+    await s?.cleanup()
+  })
+
+  it('mounts a fileset nosuid,nodev with default_permissions, lists it, and umount commits, leaves the image clean and ends the server', async () => {
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    const m = fuseMountAt(mp)!
+    expect(m.fstype).to.equal('fuse.prism')
+    expect(m.options).to.include.members(['rw', 'nosuid', 'nodev'])
+    expect(m.superOptions).to.include('default_permissions')
+    expect(m.superOptions).to.not.include('allow_other')
+    const list = await cliOk(['mount', '-i', s.image])
+    expect(list).to.contain(`${s.image}:root:/ on ${fs.realpathSync(mp)} type fuse.prism (rw,nosuid,nodev,commit=5)`)
+    const json = JSON.parse(await cliOk(['mount', '-i', s.image, '--json'])) as Array<{mountpoint: string}>
+    expect(json.map((x) => x.mountpoint)).to.deep.equal([fs.realpathSync(mp)])
+    expect(fs.statSync(socketPath(s.image)).mode & 0o777).to.equal(0o600)
+    await fsp.writeFile(path.join(mp, 'hello'), 'world')
+    await fsp.mkdir(path.join(mp, 'dir'))
+    const pid = await serverPid(s.image)
+    await s.umount(mp)
+    expect(fuseMountAt(mp)).to.equal(undefined)
+    expect(await waitExit(pid!)).to.equal(true)
+    expect(fs.existsSync(socketPath(s.image))).to.equal(false)
+    expect(await cliOk(['cat', '-i', s.image, 'root:/hello'])).to.equal('world')
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+    expect(fsck.stdout).to.match(/^clean/m)
+    expect(fsck.stdout).to.not.contain('journal') // nothing left to replay: unmounted clean
+  })
+
+  it('refuses bad options, a missing mount point, a second mount on one point and unmounting what is not mounted, with one line and a status', async () => {
+    const mp = s.mountpoint()
+    let r = await cli(['mount', '-i', s.image, 'root', mp, '-o', 'bogus'])
+    expect([r.code, r.stderr]).to.deep.equal([2, "prism: unknown mount option 'bogus' (known: ro, rw, suid, nosuid, dev, nodev, allow_other, commit=SECONDS)\n"])
+    r = await cli(['mount', '-i', s.image, 'root', mp, '-o', 'commit=0'])
+    expect(r.code).to.equal(2)
+    r = await cli(['mount', '-i', s.image, 'root', path.join(s.dir, 'nowhere')])
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.match(/^prism: .*nowhere: no such directory/)
+    r = await cli(['mount', '-i', s.image, 'nofs', mp])
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.match(/^prism: no fileset named 'nofs'/)
+    expect(fuseMountAt(mp)).to.equal(undefined)
+    r = await cli(['umount', mp])
+    expect([r.code, r.stderr]).to.deep.equal([1, `prism: ${mp}: not mounted\n`])
+    await s.mount('root', mp)
+    r = await cli(['mount', '-i', s.image, 'root', mp])
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.match(/^prism: .*a prism mount is there already/)
+    await s.umount(mp)
+  })
+
+  it('-o ro mounts read-only; -o suid,dev lift nosuid and nodev', async () => {
+    const mp = s.mountpoint()
+    await s.mount('root', mp, ['ro'])
+    expect(fuseMountAt(mp)!.options).to.include('ro')
+    const err = await fsp.writeFile(path.join(mp, 'x'), 'y').then(() => 'ok', (e: NodeJS.ErrnoException) => e.code)
+    expect(err).to.equal('EROFS')
+    await s.umount(mp)
+    await s.mount('root', mp, ['suid,dev'])
+    expect(fuseMountAt(mp)!.options).to.not.include.members(['nosuid'])
+    expect(fuseMountAt(mp)!.options).to.not.include.members(['nodev'])
+    await s.umount(mp)
+  })
+
+  it('one server serves every mount of the image; a change through one mount shows at once through the other', async () => {
+    const a = s.mountpoint('a')
+    const b = s.mountpoint('b')
+    await s.mount('root', a)
+    const pid = await serverPid(s.image)
+    await s.mount(null, b)
+    expect(await serverPid(s.image)).to.equal(pid)
+    expect((await fsp.readdir(b)).sort()).to.deep.equal(['root'])
+    for (let i = 0; i < 5; i++) {
+      await fsp.writeFile(path.join(a, 'f'), `version ${i}`)
+      expect(await fsp.readFile(path.join(b, 'root', 'f'), 'utf8')).to.equal(`version ${i}`)
+      await fsp.writeFile(path.join(b, 'root', 'g'), `other ${i}`)
+      expect(await fsp.readFile(path.join(a, 'g'), 'utf8')).to.equal(`other ${i}`)
+      expect((await fsp.stat(path.join(a, 'g'))).size).to.equal(`other ${i}`.length)
+    }
+    await fsp.unlink(path.join(b, 'root', 'g'))
+    expect(await fsp.stat(path.join(a, 'g')).then(() => 'there', (e: NodeJS.ErrnoException) => e.code)).to.equal('ENOENT')
+    // a new fileset: mkdir in the whole-image mount
+    await fsp.mkdir(path.join(b, 'extra'))
+    await fsp.writeFile(path.join(b, 'extra', 'x'), 'x')
+    await s.umount(a)
+    expect(await waitExit(pid!, 500)).to.equal(false) // still serving b
+    await s.umount(b)
+    expect(await waitExit(pid!)).to.equal(true)
+    expect(await cliOk(['cat', '-i', s.image, 'extra:/x'])).to.equal('x')
+  })
+
+  it('commit=SECONDS: a write nobody fsynced survives a kill -9 that comes after that long; prism umount then cleans up the dead mount', async () => {
+    const mp = s.mountpoint()
+    await s.mount('root', mp, ['commit=1'])
+    const pid = await serverPid(s.image)
+    await fsp.writeFile(path.join(mp, 'lazy'), 'written, never fsynced')
+    await sleep(2500)
+    process.kill(pid!, 'SIGKILL')
+    await waitExit(pid!)
+    const list = await cliOk(['mount', '-i', s.image])
+    expect(list).to.contain('server gone')
+    await cliOk(['umount', mp])
+    expect(fuseMountAt(mp)).to.equal(undefined)
+    expect(await cliOk(['cat', '-i', s.image, 'root:/lazy'])).to.equal('written, never fsynced')
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('a file unlinked while open stays readable and writable; its space comes back at its last close', async () => {
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    const out = await py(`
+import json, os, sys
+p = sys.argv[1] + '/big'
+fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b'z' * (16 << 20))
+os.fsync(fd)
+free0 = os.statvfs(sys.argv[1]).f_bfree
+os.unlink(p)
+os.pwrite(fd, b'still here', 0)
+back = os.pread(fd, 10, 0).decode()
+free1 = os.statvfs(sys.argv[1]).f_bfree
+os.close(fd)
+import time
+for i in range(50):
+    free2 = os.statvfs(sys.argv[1]).f_bfree
+    if free2 > free1 + 3000: break
+    time.sleep(0.1)
+print(json.dumps([back, free1 - free0, free2 - free1, os.path.exists(p)]))`, mp) as [string, number, number, boolean]
+    expect(out[0]).to.equal('still here')
+    expect(out[1]).to.be.lessThan(100) // held while open
+    expect(out[2]).to.be.greaterThan(4000) // 16 MiB back
+    expect(out[3]).to.equal(false)
+    await s.umount(mp)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('an asynchronous clone reads right through the mount while the server expands it', async () => {
+    const src = path.join(s.dir, 'src')
+    for (let d = 0; d < 60; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`, 'sub'), {recursive: true})
+      for (let f = 0; f < 5; f++) fs.writeFileSync(path.join(src, `d${d}`, f % 2 ? 'sub' : '', `f${f}`), `${d}/${f} `.repeat(d * 10 + f))
+    }
+    await cliOk(['cp', '-r', '-i', s.image, src, 'root:/tree'])
+    await cliOk(['clone', '-i', s.image, 'root:/tree', 'ac', '--mode', 'async', '--no-background'])
+    const mp = s.mountpoint()
+    await s.mount(null, mp)
+    const tree = `
+import hashlib, json, os, sys
+out = {}
+for dp, dn, fn in os.walk(sys.argv[1]):
+    for n in fn:
+        p = os.path.join(dp, n)
+        out[os.path.relpath(p, sys.argv[1])] = hashlib.sha256(open(p, 'rb').read()).hexdigest()
+print(json.dumps(out))`
+    const want = await py(tree, src)
+    expect(await py(tree, path.join(mp, 'ac'))).to.deep.equal(want)
+    // the source changes after the clone: the clone keeps what it was
+    await fsp.writeFile(path.join(mp, 'root', 'tree', 'd5', 'f0'), 'changed')
+    expect(await py(tree, path.join(mp, 'ac'))).to.deep.equal(want)
+    await s.umount(mp)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+    expect(await cliOk(['cat', '-i', s.image, 'ac:/d5/f0'])).to.equal(fs.readFileSync(path.join(src, 'd5', 'f0'), 'utf8'))
+  })
+})
