@@ -10,7 +10,8 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import {fuseMountAt} from '../src/fuse/index.js'
 import {socketPath} from '../src/server/paths.js'
-import {py} from './fuse-support.js'
+import {py, run} from './fuse-support.js'
+import {BIN} from './helpers.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -161,6 +162,60 @@ print(json.dumps([back, free1 - free0, free2 - free1, os.path.exists(p)]))`, mp)
     expect(out[3]).to.equal(false)
     await s.umount(mp)
     const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('other commands run while mounted (the server lends them the image): the same output and status as alone, and their changes show at once', async () => {
+    const mp = s.mountpoint()
+    const whole = s.mountpoint('whole')
+    await s.mount('root', mp)
+    await fsp.mkdir(path.join(mp, 'dir'))
+    await fsp.writeFile(path.join(mp, 'dir', 'a'), 'alpha')
+    await fsp.writeFile(path.join(mp, 'b'), 'beta')
+    await s.umount(mp)
+    const I = ['-i', s.image]
+    const cmds = [['ls', '-l', 'root:/dir'], ['cat', 'root:/b'], ['df'], ['fileset', 'list'], ['stat', 'root:/b'], ['cat', 'root:/nope'], ['ls', 'root:/nope'], ['du', 'root:/'], ['fsck']]
+    const alone = []
+    for (const c of cmds) alone.push(await cli([...c, ...I]))
+    await s.mount('root', mp)
+    await s.mount(null, whole)
+    const pid = await serverPid(s.image)
+    for (let i = 0; i < cmds.length; i++) {
+      const r = await cli([...cmds[i], ...I])
+      expect({code: r.code, stdout: r.stdout, stderr: r.stderr}, cmds[i].join(' ')).to.deep.equal({code: alone[i].code, stdout: alone[i].stdout, stderr: alone[i].stderr})
+    }
+    // changes made by commands show at once through the mounts (cached entries and data too)
+    expect(await fsp.readFile(path.join(mp, 'b'), 'utf8')).to.equal('beta')
+    expect((await cli(['write', ...I, 'root:/b'], {input: 'gamma'})).code).to.equal(0)
+    expect(await fsp.readFile(path.join(mp, 'b'), 'utf8')).to.equal('gamma')
+    expect(await fsp.readFile(path.join(whole, 'root', 'b'), 'utf8')).to.equal('gamma')
+    await fsp.stat(path.join(mp, 'gone')).catch(() => undefined) // a negative entry the kernel may keep
+    expect((await cli(['write', ...I, 'root:/gone'], {input: 'here'})).code).to.equal(0)
+    expect(await fsp.readFile(path.join(mp, 'gone'), 'utf8')).to.equal('here')
+    await cliOk(['rm', ...I, 'root:/dir/a'])
+    expect(await fsp.stat(path.join(mp, 'dir', 'a')).then(() => 'there', (e: NodeJS.ErrnoException) => e.code)).to.equal('ENOENT')
+    // a clone holds what was written through the mount before the command started (no fsync)
+    await fsp.writeFile(path.join(mp, 'late'), 'just written')
+    await cliOk(['clone', ...I, 'root', 'c2'])
+    expect((await fsp.readdir(whole)).sort()).to.deep.equal(['c2', 'root'])
+    expect(await fsp.readFile(path.join(whole, 'c2', 'late'), 'utf8')).to.equal('just written')
+    await fsp.writeFile(path.join(mp, 'late'), 'changed after')
+    expect(await fsp.readFile(path.join(whole, 'c2', 'late'), 'utf8')).to.equal('just written')
+    // fsck --repair is refused while served; a command that would reach a mount is refused
+    let r = await cli(['fsck', '--repair', ...I])
+    expect(r.code).to.equal(8)
+    expect(r.stderr).to.match(/^prism: disk\.img is mounted \(held by prism server \d+, mounted on .*\): unmount it first/)
+    expect(r.stderr.split('\n').length).to.equal(2)
+    r = await run('sh', ['-c', `"${process.execPath}" "${BIN}" ls -i "${s.image}" root:/ > "${path.join(mp, 'out')}"`])
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.match(/^prism: cannot run while disk\.img is served: its stdout is a file on a mount of this image/)
+    r = await cli(['cp', ...I, 'root:/b', path.join(mp, 'copy')])
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.match(/is on a mount of this image/)
+    expect(await serverPid(s.image)).to.equal(pid)
+    await s.umount(mp)
+    await s.umount(whole)
+    const fsck = await cli(['fsck', ...I])
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
   })
 

@@ -56,6 +56,18 @@ export interface VolumeObserver {
   filesetsChanged(): void
 }
 
+/**
+ * Orphans another process holds open ($PRISM_HELD_ORPHANS: inode numbers, comma-separated, set
+ * by the CLI when a server lent it the image, src/cli/served.ts): every volume this process
+ * opens leaves them on the list, at open too, for the server to free once they are closed.
+ */
+function heldOrphans(): ((ino: number) => boolean) | null {
+  const v = process.env.PRISM_HELD_ORPHANS
+  if (!v) return null
+  const set = new Set(v.split(',').map(Number))
+  return (ino) => set.has(ino)
+}
+
 export class Volume {
   sb: Superblock
   readonly store: BlockStore
@@ -107,7 +119,7 @@ export class Volume {
    * server still has them open (freed once released, or by the next open after a crash).
    * Unlike pinnedOrphans, it survives abort().
    */
-  orphanHeld: ((ino: number) => boolean) | null = null
+  orphanHeld: ((ino: number) => boolean) | null = heldOrphans()
   /** a reap of the orphan list is running (fs/namespace.ts reapOrphans) */
   reaping = false
 

@@ -70,6 +70,8 @@ export interface AdapterHost {
   changed(from: PrismFs): void | Promise<void>
   /** fsync, fdatasync, fsyncdir: commits now */
   sync(): void
+  /** while set, another process has the image: requests wait for the promise (then run) */
+  gate(): Promise<void> | null
   /** the kernel took (+1) or dropped (-1) its hold on inode `ino` through some mount */
   hold(ino: number, delta: number): void
 }
@@ -168,7 +170,27 @@ export class PrismFs {
     }
     this.root.nlookup = 1 // the kernel's own reference to the root, never forgotten
     if (!options.top) this.filesetNames = new Set(listFilesets(host.vol).map((f) => f.name))
-    this.ops = this.buildOps()
+    this.ops = this.gated(this.buildOps())
+  }
+
+  /** Every request waits while the image is lent to another process (AdapterHost.gate), in order. */
+  private gated(ops: FuseOps): FuseOps {
+    const out: Record<string, unknown> = {}
+    for (const [k, f] of Object.entries(ops) as Array<[string, unknown]>) {
+      if (typeof f !== 'function' || k === 'init' || k === 'destroy') {
+        out[k] = f
+        continue
+      }
+      const fn = f as (...a: unknown[]) => unknown
+      out[k] = (...a: unknown[]): unknown => {
+        const g = this.host.gate()
+        if (!g) return fn(...a)
+        const later = g.then(() => fn(...a))
+        if (k === 'forget') later.catch(() => {}) // no answer to give
+        return later
+      }
+    }
+    return out as FuseOps
   }
 
   private get vol(): Volume {
@@ -711,7 +733,7 @@ export class PrismFs {
     if (p.fs === 0) {
       if (name.equals(DOT) || name.equals(DOTDOT)) return this.entryOf(p)
       const f = findFileset(this.vol, name.toString('latin1'))
-      if (!f || !Buffer.from(f.name).equals(name)) return {ino: 0, attrTimeout: 0, entryTimeout: this.options.entryTimeout}
+      if (!f || !Buffer.from(f.name).equals(name)) return {ino: 0, attrTimeout: 0, entryTimeout: 0}
       const root = new Namespace(this.vol, f).root()
       return this.entryOf(this.nodeFor(f.id, root.ino, p, name, true), root)
     }
@@ -719,7 +741,7 @@ export class PrismFs {
     if (name.equals(DOTDOT)) return this.entryOf(p.parent ?? p)
     const dir = this.dirOf(p)
     const e = dirLookup(this.vol, dir, name)
-    if (!e) return {ino: 0, attrTimeout: 0, entryTimeout: this.options.entryTimeout}
+    if (!e) return {ino: 0, attrTimeout: 0, entryTimeout: 0}
     let inode = this.vol.iget(e.ino)
     // On-demand expansion (paper Fig. 5): a directory gets its entries before anyone looks in.
     if (inode.isDir && isUnexpanded(inode)) inode = this.ns(p.fs).expanded(inode, [...this.namesOf(p), name])

@@ -65,7 +65,7 @@ interface Pending {
 const emptyPending = (): Pending => ({inodes: new Set(), entries: new Map(), filesets: false})
 
 export class ServedImage {
-  readonly vol: Volume
+  vol: Volume
   readonly mounts: Mount[] = []
   private readonly holds = new Map<number, number>()
   private pending = emptyPending()
@@ -148,6 +148,10 @@ export class ServedImage {
   onMountEnded: ((m: Mount) => void) | null = null
 
   private mountEnded(m: Mount): void {
+    if (this.lentUntil) {
+      void this.lentUntil.then(() => this.mountEnded(m))
+      return
+    }
     const i = this.mounts.indexOf(m)
     if (i < 0) return
     this.mounts.splice(i, 1)
@@ -172,8 +176,83 @@ export class ServedImage {
       },
       changed: (from: PrismFs) => this.afterRequest(from),
       sync: () => this.commitNow(true),
+      gate: () => this.lentUntil,
       hold: (ino: number, delta: number) => this.hold(ino, delta),
     }
+  }
+
+  // ---------------------------------------------------------------- lending the image
+
+  /** Set while another process has the image: resolves when it is back and open here again. */
+  private lentUntil: Promise<void> | null = null
+  private lendChain: Promise<void> = Promise.resolve()
+
+  /**
+   * Lends the image to another process (a prism command run while the image is served,
+   * src/cli/served.ts): commits, closes the volume clean (its lock goes), and holds every FUSE
+   * request until `back` settles (the borrower's connection closed: it exited, whatever way);
+   * then opens the image again (replaying what the borrower committed, or its crash), drops
+   * everything the kernels cached, and answers the requests held meanwhile. Resolves with the
+   * orphans the mounts hold open (the borrower must not free them) once the image is lent.
+   * Lends go one at a time, in order.
+   */
+  lend(back: Promise<void>): Promise<number[]> {
+    return new Promise((lent, refused) => {
+      this.lendChain = this.lendChain.then(async () => {
+        if (this.closed || this.failed) {
+          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          return
+        }
+        let release!: () => void
+        this.lentUntil = new Promise((r) => {
+          release = r
+        })
+        try {
+          this.commitNow()
+          this.vol.observer = null
+          this.vol.orphanHeld = null
+          this.vol.close()
+        } catch (e) {
+          this.lentUntil = null
+          release()
+          refused(e)
+          return
+        }
+        lent([...this.holds.keys()].filter((ino) => (this.holds.get(ino) ?? 0) > 0))
+        await back
+        try {
+          this.vol = Volume.open(this.image, {write: true, wait: 60})
+          this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
+          this.vol.observer = this.observer()
+          this.lastCommit = Date.now()
+        } catch (e) {
+          this.failed = e as Error
+          this.onError(`the image could not be opened again after a command: ${(e as Error).message}`)
+        }
+        this.lentUntil = null
+        release()
+        await this.invalidateAll()
+        this.scheduleExpansion()
+      })
+    })
+  }
+
+  /** Resolves once no other process has the image (at once when none has). */
+  async whenHeld(): Promise<void> {
+    while (this.lentUntil) await this.lentUntil
+  }
+
+  /** Drops everything every mount's kernel caches (after another process changed the image). */
+  private async invalidateAll(): Promise<void> {
+    const waits: Promise<boolean>[] = []
+    for (const m of this.mounts) {
+      for (const n of m.fs.allNodes()) {
+        waits.push(m.session.invalidateInode(n.id, 0, 0))
+        if (n.parent) waits.push(m.session.invalidateEntry(n.parent.id, n.name))
+      }
+      if (m.spec.top === null) for (const name of m.fs.rootNamesChanged()) waits.push(m.session.invalidateEntry(1, name))
+    }
+    await Promise.allSettled(waits)
   }
 
   // ---------------------------------------------------------------- orphans held open
@@ -232,7 +311,7 @@ export class ServedImage {
   }
 
   private tick(): void {
-    if (this.closed || this.holdCommits || this.failed) return
+    if (this.closed || this.holdCommits || this.failed || this.lentUntil) return
     if (Date.now() - this.lastCommit >= this.commitMs - 50 && this.vol.hasChanges) {
       try {
         this.commitNow()
@@ -281,7 +360,7 @@ export class ServedImage {
     const run = () => {
       this.expandTimer = null
       if (this.closed) return
-      if (this.holdCommits) {
+      if (this.holdCommits || this.lentUntil) {
         this.scheduleExpansion(20)
         return
       }

@@ -103,6 +103,26 @@ export class Server {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
         return
       }
+      if (req.op === 'lend') {
+        // The connection stays open while the borrower has the image: its end (the command
+        // exited, however) gives the image back.
+        const back = new Promise<void>((resolve) => {
+          c.once('close', () => resolve())
+        })
+        c.resume()
+        c.on('data', () => {})
+        if (this.stopping) {
+          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          return
+        }
+        this.image.lend(back).then((held) => {
+          c.write(JSON.stringify({ok: true, held}) + '\n')
+        }, (e: unknown) => {
+          const err = e as Error & {code?: string}
+          c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+        })
+        return
+      }
       this.handle(req).then((r) => c.end(JSON.stringify(r) + '\n'), (e: unknown) => {
         const err = e as Error & {code?: string}
         c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
@@ -118,9 +138,11 @@ export class Server {
       case 'ping':
         return {ok: true, pid: process.pid, image: this.imagePath}
       case 'mount':
+        await this.image.whenHeld()
         await this.mount(req as unknown as MountRequest)
         return {ok: true}
       case 'umount':
+        await this.image.whenHeld()
         return {ok: true, ...(await this.unmount(String(req.mountpoint), Boolean(req.lazy)))}
       case 'list':
         return {ok: true, image: this.imagePath, mounts: this.list()}
@@ -177,6 +199,7 @@ export class Server {
   stop(): Promise<void> {
     if (this.stopping) return this.stopping
     this.stopping = (async () => {
+      await this.image.whenHeld()
       for (const m of [...this.image.mounts]) {
         try {
           await this.image.unmount(m, false)
