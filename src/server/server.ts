@@ -127,7 +127,7 @@ export class Server {
         const err = e as Error & {code?: string}
         c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
       }).finally(() => {
-        if (this.options.idleExit && this.image.mounts.length === 0 && req.op !== 'ping') void this.stop()
+        if (this.options.idleExit && this.image.mounts.length === 0 && req.op === 'umount') void this.stop()
       })
     })
   }
