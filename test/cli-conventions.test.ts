@@ -10,7 +10,7 @@ import {spawn, spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
-import {BIN, ROOT, edit, newImage, prism, read, sha256File, snapshot, tmpDir, type CliResult} from './helpers.js'
+import {BIN, ROOT, edit, holdImageLock, newImage, prism, read, sha256File, snapshot, tmpDir, type CliResult} from './helpers.js'
 import {RawImage} from './damage.js'
 import {nameText} from '../src/format/name.js'
 import {listFilesets} from '../src/fs/filesets.js'
@@ -98,21 +98,29 @@ describe('cli: usage errors, --wait, help and the nearest command (issue 15.12)'
   })
 
   it('--wait 0.5 waits half a second for a locked image, then fails with 3 (8 for fsck, 2 for scan)', async () => {
-    // A writer that holds the image while it waits for its input.
-    const holder = spawn(process.execPath, [BIN, 'write', '-i', img, 'root:/held'], {stdio: ['pipe', 'ignore', 'ignore'], env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+    // Another process holds the image's exclusive lock, as a long writer does.
+    const holder = await holdImageLock(img)
     try {
-      await new Promise((r) => setTimeout(r, 1500))
-      for (const [args, status] of [[['ls', 'root:/'], 3], [['cat', 'root:/d/f'], 3], [['fsck'], 8], [['clone', 'root', 'w2'], 3], [['scan', 'root', '--exec', 'true'], 2]] as Array<[string[], number]>) {
+      for (const [args, status] of [[['ls', 'root:/'], 3], [['cat', 'root:/d/f'], 3], [['fsck'], 8], [['clone', 'root', 'w2'], 3], [['scan', 'root', '--exec', 'true'], 2], [['write', 'root:/w'], 3], [['df'], 3]] as Array<[string[], number]>) {
         const t0 = Date.now()
-        const r = prism([...args, '-i', img, '--wait', '0.5'])
+        const r = prism([...args, '-i', img, '--wait', '0.5'], {input: 'x\n'})
         const ms = Date.now() - t0
         oneLine(r, status, /locked by another prism process \(waited 0\.5s/, args[0])
         expect(ms, args[0]).to.be.within(450, 5000)
       }
     } finally {
-      holder.stdin.end('held\n')
-      await new Promise((r) => holder.on('close', r))
+      await holder.release()
     }
+    // and a writer waiting for its input holds nothing: readers go on at once
+    const slow = spawn(process.execPath, [BIN, 'write', '-i', img, 'root:/slow'], {stdio: ['pipe', 'ignore', 'ignore'], env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+    try {
+      await new Promise((r) => setTimeout(r, 1000))
+      expect(prism(['cat', '-i', img, '--wait', '0', 'root:/d/f']).stdout).to.equal('data\n')
+    } finally {
+      slow.stdin.end('slow\n')
+      expect(await new Promise((r) => slow.on('close', r))).to.equal(0)
+    }
+    expect(prism(['cat', '-i', img, 'root:/slow']).stdout).to.equal('slow\n')
   })
 
   it('help: prism help, -h and --help list the commands; help CMD, CMD -h and CMD --help describe one', () => {

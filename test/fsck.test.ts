@@ -397,7 +397,7 @@ describe('fsck', function () {
 
     it('INODE_BAD_TYPE: an inode of no known type is cleared', () => {
       const {ino} = inspect('/deep/a/b/c/d/leaf')
-      patchInode(ino, (b) => b.writeUInt16LE(0o010644, 0))
+      patchInode(ino, (b) => b.writeUInt16LE(0o030644, 0)) // 0o03: no file type
       ritual(['INODE_BAD_TYPE', 'DIRENT_DANGLING'])
       expect(readAll().has('/deep/a/b/c/d/leaf')).to.equal(false)
     })

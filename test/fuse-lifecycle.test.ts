@@ -58,7 +58,7 @@ describe('FUSE binding: availability', () => {
     try {
       fs.mkdirSync(path.join(dir, 'scripts'))
       fs.mkdirSync(path.join(dir, 'native', 'fuse'), {recursive: true})
-      fs.copyFileSync(path.join(ROOT, 'scripts', 'build-fuse.mjs'), path.join(dir, 'scripts', 'build-fuse.mjs'))
+      for (const f of ['build-fuse.mjs', 'gyp.mjs']) fs.copyFileSync(path.join(ROOT, 'scripts', f), path.join(dir, 'scripts', f))
       for (const f of ['prism_fuse.c', 'binding.gyp']) fs.copyFileSync(path.join(ROOT, 'native', 'fuse', f), path.join(dir, 'native', 'fuse', f))
       // pkg-config that searches an empty directory: as on a machine without libfuse3-dev
       const r = spawnSync(process.execPath, [path.join(dir, 'scripts', 'build-fuse.mjs')], {encoding: 'utf8', env: {...process.env, PKG_CONFIG_LIBDIR: dir, PKG_CONFIG_PATH: ''}})

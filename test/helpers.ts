@@ -1,6 +1,6 @@
 // Test helpers: temporary directories, images made through the library, the real CLI as a
 // child process, and hashing of image files to prove that a failed command changed nothing.
-import {spawnSync, type SpawnSyncReturns} from 'node:child_process'
+import {spawn, spawnSync, type SpawnSyncReturns} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -98,4 +98,54 @@ export function hostTree(dir: string): string {
   fs.linkSync(path.join(t, 'etc', 'passwd'), path.join(t, 'etc', 'passwd.bak'))
   fs.chmodSync(path.join(t, 'home', 'alice'), 0o700)
   return t
+}
+
+/** True while process `pid` holds an flock on `file` (read from /proc/locks, taking nothing). */
+export function holdsFlock(pid: number, file: string): boolean {
+  const ino = fs.statSync(file).ino
+  return fs.readFileSync('/proc/locks', 'utf8').split('\n').some((l) => {
+    const f = l.trim().split(/\s+/)
+    // 1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF
+    return f[1] === 'FLOCK' && Number(f[4]) === pid && Number(f[5]?.split(':')[2]) === ino
+  })
+}
+
+/**
+ * Holds the image's exclusive lock from another process (util-linux flock(1), as a prism
+ * writer in the middle of a long command would) until `release` is called.
+ */
+export async function holdImageLock(img: string): Promise<{pid: number, release: () => Promise<void>}> {
+  const child = spawn('flock', ['--exclusive', '--nonblock', img, 'cat'], {stdio: ['pipe', 'ignore', 'inherit']})
+  const pid = child.pid!
+  const t0 = Date.now()
+  while (!holdsFlock(pid, img)) {
+    if (child.exitCode !== null) throw new Error(`flock(1) could not lock ${img} (exit ${child.exitCode})`)
+    if (Date.now() - t0 > 30_000) throw new Error('flock(1) never took the image lock')
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  const release = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const closed = new Promise((r) => child.on('close', r))
+    child.stdin!.end()
+    await closed
+  }
+  return {pid, release}
+}
+
+export const NOBODY = 65534
+
+/**
+ * How to run a command as a user that is not root, for what root may always do (read a
+ * mode-000 file): an argv prefix (setpriv to nobody when the tests run as root, nothing
+ * otherwise), or why it cannot be done here. `probe` is a mode-000 file.
+ */
+export function asUser(probe: string): {prefix: string[]} | {skip: string} {
+  if (process.getuid?.() !== 0) return {prefix: []}
+  const prefix = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups']
+  const r = spawnSync(prefix[0], [...prefix.slice(1), process.execPath, '-e', `require('fs').readFileSync(${JSON.stringify(probe)})`])
+  if (r.error) return {skip: `setpriv is not available (${r.error.message})`}
+  if (r.status === 0) return {skip: 'a process as nobody can still read a mode-000 file here'}
+  const node = spawnSync(prefix[0], [...prefix.slice(1), process.execPath, BIN, '--version'])
+  if (node.status !== 0) return {skip: `nobody cannot run the CLI here: ${node.stderr.toString().trim().split('\n')[0]}`}
+  return {prefix}
 }

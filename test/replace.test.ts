@@ -19,7 +19,7 @@ import type {Volume} from '../src/fs/volume.js'
 import {fsckImage} from '../src/fsck/index.js'
 import {copy, type Location} from '../src/ops/copy.js'
 import {move} from '../src/ops/move.js'
-import {newImage, prism, read, tmpDir} from './helpers.js'
+import {BIN, NOBODY, asUser, newImage, prism, read, sha256File, tmpDir} from './helpers.js'
 
 // ---------------------------------------------------------------- the trees
 
@@ -460,16 +460,31 @@ describe('type replacement: clone --replace', function () {
     }
   })
 
-  it('fails the whole clone when a host source cannot be copied completely', () => {
+  it('fails the whole clone when a host source cannot be copied completely', function () {
     const dir = tmpDir('prism-replace-clone-')
     try {
+      fs.chmodSync(dir, 0o755)
       const img = newImage(dir, 32 << 20)
-      fs.mkdirSync(path.join(dir, 'with-fifo'))
-      fs.writeFileSync(path.join(dir, 'with-fifo', 'ok'), 'ok')
-      spawnSync('mkfifo', [path.join(dir, 'with-fifo', 'pipe')])
-      const r = prism(['clone', 'root', 'c', '--replace', `/x=${path.join(dir, 'with-fifo')}`, '-i', img])
+      const src = path.join(dir, 'with-secret')
+      fs.mkdirSync(src)
+      fs.writeFileSync(path.join(src, 'ok'), 'ok')
+      fs.writeFileSync(path.join(src, 'secret'), 'secret')
+      fs.chmodSync(path.join(src, 'secret'), 0)
+      // Root reads everything: the clone runs as a user who may not read 'secret'.
+      const how = asUser(path.join(src, 'secret'))
+      if ('skip' in how) {
+        console.log(`      (skipped: ${how.skip})`)
+        this.skip()
+      }
+      const {prefix} = how as {prefix: string[]}
+      if (prefix.length) fs.chownSync(img, NOBODY, NOBODY)
+      const before = sha256File(img)
+      const argv = [...prefix, process.execPath, BIN, 'clone', 'root', 'c', '--replace', `/x=${src}`, '-i', img]
+      const r = spawnSync(argv[0], argv.slice(1), {cwd: dir, encoding: 'utf8', env: {...process.env, HOME: dir, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1'}})
       expect(r.status, r.stderr).to.equal(1)
-      expect(r.stderr).to.match(/--replace \/x=.*cannot copy fifo/)
+      expect(r.stderr).to.match(/--replace \/x=.*secret.*Permission denied/)
+      expect(r.stderr.trim().split('\n')).to.have.length(1)
+      expect(sha256File(img), 'the image').to.equal(before)
       expect(prism(['ls', 'c:/', '-i', img]).status).to.equal(1)
     } finally {
       fs.rmSync(dir, {recursive: true, force: true})

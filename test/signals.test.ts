@@ -13,7 +13,7 @@ import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {BIN, ROOT, newImage, prism, sha256File, snapshot, tmpDir} from './helpers.js'
+import {BIN, ROOT, holdImageLock, holdsFlock, newImage, prism, sha256File, snapshot, tmpDir} from './helpers.js'
 import {Volume, namespace, withImage} from '../src/fs/image.js'
 import {listFilesets} from '../src/fs/filesets.js'
 import {clone} from '../src/clone/clone.js'
@@ -102,16 +102,6 @@ function readPid(file: string): number | null {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** True while process `pid` holds an flock on `file` (read from /proc/locks, taking nothing). */
-function holdsLock(pid: number, file: string): boolean {
-  const ino = fs.statSync(file).ino
-  return fs.readFileSync('/proc/locks', 'utf8').split('\n').some((l) => {
-    const f = l.trim().split(/\s+/)
-    // 1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF
-    return f[1] === 'FLOCK' && Number(f[4]) === pid && Number(f[5]?.split(':')[2]) === ino
-  })
-}
-
 /** The file a process waiting for the image's lock holds a lock on (src/device/file.ts). */
 function waitFile(img: string): string {
   const st = fs.statSync(img)
@@ -123,7 +113,7 @@ async function whenLocked(s: Started, img: string): Promise<number> {
   const pid = await s.pid
   const t0 = Date.now()
   for (;;) {
-    if (fs.existsSync(img) && holdsLock(pid, img)) return pid
+    if (fs.existsSync(img) && holdsFlock(pid, img)) return pid
     if (Date.now() - t0 > 30_000) throw new Error('the command never took the image lock')
     if (s.child.exitCode !== null) throw new Error('the command ended before it took the image lock')
     await sleep(1)
@@ -293,8 +283,7 @@ describe('cli: progress only where it can be shown, and clean stops on signals',
 
     it('a command waiting for the lock stops at once', async () => {
       const img = fresh()
-      const holder = start(dir, ['write', '-i', img, 'root:/held'], {kind: 'pipe'}) // waits on stdin, holding the lock
-      await whenLocked(holder, img)
+      const holder = await holdImageLock(img) // another process in the middle of a long write
       const waiter = start(dir, ['ls', '-i', img, '--wait', '60', 'root:/'], {kind: 'pipe'})
       // It waits once it announces so (a shared lock on the image's 'wait' file).
       await whenLocked(waiter, waitFile(img))
@@ -303,8 +292,8 @@ describe('cli: progress only where it can be shown, and clean stops on signals',
       expect(r.status, r.err).to.equal(130)
       expect(r.err).to.equal('prism: interrupted\n')
       expect(r.ms).to.be.below(5000)
-      holder.child.stdin!.end('held\n')
-      expect((await holder.done).status).to.equal(0)
+      await holder.release()
+      expect(prism(['ls', '-i', img, '--wait', '0', 'root:/']).status).to.equal(0)
       rm(img)
     })
 
@@ -312,9 +301,12 @@ describe('cli: progress only where it can be shown, and clean stops on signals',
       it(`a command blocked reading stdin ends by ${sig} within the grace time, leaving the image as before`, async () => {
         const img = fresh()
         const s = start(dir, ['write', '-i', img, 'root:/t/d0/f0'], {kind: 'pipe'})
-        s.child.stdin!.write('partial input that is never finished\n')
-        const pid = await whenLocked(s, img)
+        // More input than a pipe holds: once the write is taken whole, the command is reading
+        // its input (which it does before it locks the image, so a reader never waits for it).
+        await new Promise<void>((r) => s.child.stdin!.write(Buffer.alloc(1 << 20, 'partial input that is never finished\n'), () => r()))
+        const pid = await s.pid
         await sleep(100)
+        expect(prism(['cat', '-i', img, '--wait', '0', 'root:/t/d0/f0']).stdout, 'a reader while the writer reads its input').to.equal('file 0/0\n')
         const t0 = Date.now()
         process.kill(pid, sig)
         const r = await s.done

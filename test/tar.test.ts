@@ -347,14 +347,20 @@ describe('tar: an import is all or nothing', function () {
     const archive = path.join(dir, 'big.tar')
     fs.writeFileSync(archive, mkTar(entries))
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
-      const child = spawn(process.execPath, [path.resolve('bin/run.js'), 'import', '-i', img, 'root:/t', archive], {env: {...process.env, PRISM_NO_BACKGROUND: '1'}, stdio: 'ignore'})
+      const child = spawn(process.execPath, [path.resolve('bin/run.js'), 'import', '-i', img, 'root:/t', archive], {env: {...process.env, PRISM_NO_BACKGROUND: '1'}, stdio: ['ignore', 'ignore', 'pipe']})
+      // Listened for from the start: a command that ends before the signal must not be missed.
+      let stderr = ''
+      child.stderr!.on('data', (d) => (stderr += d))
+      const ended = new Promise<string | number | null>((r) => child.on('close', (c, s) => r(s ?? c)))
       await new Promise((r) => setTimeout(r, 700))
       child.kill(sig)
-      const code = await new Promise((r) => child.on('exit', (c, s) => r(s ?? c)))
+      const code = await ended
       if (code === 0) {
         skip(`${sig}: the import finished before the signal`)
         return
       }
+      // 143 once prism's handler is in place; killed by the signal itself if it came earlier.
+      expect(code, stderr).to.be.oneOf(sig === 'SIGTERM' ? [143, 'SIGTERM'] : ['SIGKILL'])
       unchanged(img, b)
     }
   })

@@ -10,21 +10,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {namespace, withImage} from '../src/fs/image.js'
 import {copy} from '../src/ops/copy.js'
-import {BIN, newImage, prism, read, snapshot, tmpDir} from './helpers.js'
-
-const NOBODY = 65534
-
-/** How to run a command as a user that is not root: argv prefix, or null (and why not). */
-function asUser(probe: string): {prefix: string[]} | {skip: string} {
-  if (process.getuid?.() !== 0) return {prefix: []}
-  const prefix = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups']
-  const r = spawnSync(prefix[0], [...prefix.slice(1), process.execPath, '-e', `require('fs').readFileSync(${JSON.stringify(probe)})`])
-  if (r.error) return {skip: `setpriv is not available (${r.error.message})`}
-  if (r.status === 0) return {skip: 'a process as nobody can still read a mode-000 file here'}
-  const node = spawnSync(prefix[0], [...prefix.slice(1), process.execPath, BIN, '--version'])
-  if (node.status !== 0) return {skip: `nobody cannot run the CLI here: ${node.stderr.toString().trim().split('\n')[0]}`}
-  return {prefix}
-}
+import {BIN, NOBODY, asUser, newImage, prism, read, snapshot, tmpDir} from './helpers.js'
 
 describe('import of a tree with what cannot be read: skipped, named, exit 1, the rest durable', function () {
   this.timeout(120_000)

@@ -42,15 +42,15 @@ As cp: a directory never replaces a file nor a file a directory; an entry that c
           recursive: flags.recursive || flags.archive,
           noTargetDirectory: flags['no-target-directory'],
           onProgress: (s) => spin.update(`copying: ${s.files} files, ${s.dirs} directories, ${humanSize(s.bytes)}`),
-          onSourceError: (e) => {
+          keepGoing: true,
+          // Each argument or entry that cannot be copied is named on its own line, in order,
+          // as it happens; the rest is copied (and durable), and the exit status is 1.
+          onError: (e) => {
             spin.stop()
-            failures.report(e)
+            failures.report(new PrismError(e.code, e.message))
           },
         }))
       spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.specials} special files, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
-      // As cp: each entry that could not be copied is named on its own line, the rest is
-      // copied (and durable), and the exit status is 1.
-      for (const e of stats.errors) failures.report(new PrismError(e.code, e.message))
       failures.settle()
       return stats
     } catch (e) {

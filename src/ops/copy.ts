@@ -53,12 +53,18 @@ export interface CopyOptions {
   onPublish?: (stats: CopyStats) => void
   onProgress?: (p: CopyStats) => void
   /**
-   * Given, a source that fails with an error about itself (missing, a directory without -r,
-   * a copy into itself ...) is handed here and the next source follows, as cp does; such an
-   * error is found before anything of that source is copied. Without it, the first failure
-   * is thrown.
+   * Given, a source that fails with an error about itself (missing, in no fileset, a
+   * directory without -r, a copy into itself ...) is recorded with the entries that could not
+   * be copied and the next source follows, as cp does; such an error is found before
+   * anything of that source is copied. Without it, the first failure is thrown.
    */
-  onSourceError?: (e: PrismError, src: Location) => void
+  keepGoing?: boolean
+  /**
+   * Each error recorded in `errors` (a source, an entry, or a part of an entry that could not
+   * be copied), handed over as it happens, so they reach the user in the order cp would
+   * print them.
+   */
+  onError?: (e: CopyError) => void
 }
 
 /** One entry that could not be copied. */
@@ -121,7 +127,7 @@ function guarded(ctx: Ctx, fn: () => void): void {
     fn()
   } catch (e) {
     if (!(e instanceof EntryError)) throw e
-    ctx.stats.errors.push({code: e.code, message: e.message})
+    record(ctx, e.code, e.message)
     ctx.stats.skipped++
   }
 }
@@ -134,7 +140,14 @@ function guarded(ctx: Ctx, fn: () => void): void {
 function partial(ctx: Ctx, e: unknown, what: string): void {
   const err = hostErr(e, what)
   if (!isArgumentError(err)) throw err
-  ctx.stats.errors.push({code: err.code, message: err.message})
+  record(ctx, err.code, err.message)
+}
+
+/** Records one error, in the order it happened, and hands it on. */
+function record(ctx: Ctx, code: ErrCode, message: string): void {
+  const e = {code, message}
+  ctx.stats.errors.push(e)
+  ctx.opts.onError?.(e)
 }
 
 function progress(ctx: Ctx): void {
@@ -233,8 +246,8 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
       try {
         guarded(ctx, () => copyOne(vol, src, dst, dstIsDir, srcs.length, ctx))
       } catch (e) {
-        if (!opts.onSourceError || !isArgumentError(e)) throw e
-        opts.onSourceError(e, src)
+        if (!opts.keepGoing || !isArgumentError(e)) throw e
+        record(ctx, e.code, e.message)
       }
     }
     if (stage) {
@@ -609,7 +622,7 @@ function hostXattrs(hostPath: Buffer, from: string, ctx: Ctx): Xattr[] | null {
   if (list.length === 0) return null
   return list.filter((x) => {
     const p = xattrNameProblem(x.name)
-    if (p) ctx.stats.errors.push({code: 'ENOTSUP', message: `attribute ${nameText(x.name)} of '${from}' not copied: ${p}`})
+    if (p) record(ctx, 'ENOTSUP', `attribute ${nameText(x.name)} of '${from}' not copied: ${p}`)
     return !p
   })
 }
