@@ -32,6 +32,8 @@ export interface OpenOptions {
   onNotice?: (msg: string) => void
   /** skip orphan processing (fsck does its own) */
   noOrphans?: boolean
+  /** orphans to leave on the list, the reap at open included (a server's files open but unlinked) */
+  orphanHeld?: (ino: number) => boolean
   /** cache capacity in blocks */
   cacheBlocks?: number
 }
@@ -208,6 +210,7 @@ export class Volume {
       fail('EROFS', `image uses features this prism can only read (ro_compat 0x${sb.roCompat.toString(16)}); open it read-only`)
     }
     const vol = new Volume(dev, sb, journal, opts)
+    if (opts.orphanHeld) vol.orphanHeld = opts.orphanHeld
     const notice = (m: string) => { vol.notices.push(m); opts.onNotice?.(m) }
     if (backup) {
       vol.usedBackupSb = true

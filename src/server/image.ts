@@ -221,8 +221,7 @@ export class ServedImage {
         lent([...this.holds.keys()].filter((ino) => (this.holds.get(ino) ?? 0) > 0))
         await back
         try {
-          this.vol = Volume.open(this.image, {write: true, wait: 60})
-          this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
+          this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0})
           this.vol.observer = this.observer()
           this.lastCommit = Date.now()
         } catch (e) {
