@@ -5,6 +5,7 @@
 // unlinked while open giving its space back at its last close, an asynchronous clone read
 // through the mount while the server expands it, and what other commands do meanwhile.
 import {expect} from 'chai'
+import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
@@ -217,6 +218,37 @@ print(json.dumps([back, free1 - free0, free2 - free1, os.path.exists(p)]))`, mp)
     await s.umount(whole)
     const fsck = await cli(['fsck', ...I])
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('prism serve runs the server in the foreground until SIGTERM, which unmounts and closes the image clean; mount --foreground ends at umount', async () => {
+    const mp = s.mountpoint()
+    const serve = spawn(process.execPath, [BIN, 'serve', '-i', s.image], {stdio: ['ignore', 'pipe', 'pipe']})
+    let err = ''
+    serve.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d
+    })
+    const exited = new Promise<number | null>((resolve) => serve.on('exit', (code) => resolve(code)))
+    for (let i = 0; i < 200 && (await serverPid(s.image)) !== serve.pid; i++) await sleep(50)
+    expect(await serverPid(s.image)).to.equal(serve.pid)
+    await s.mount('root', mp) // joins the running server
+    expect(await serverPid(s.image)).to.equal(serve.pid)
+    await fsp.writeFile(path.join(mp, 'served'), 'by prism serve')
+    serve.kill('SIGTERM')
+    expect(await exited, err).to.equal(0)
+    expect(err).to.equal('')
+    expect(fuseMountAt(mp)).to.equal(undefined)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+    expect(fsck.stdout).to.not.contain('journal')
+    expect(await cliOk(['cat', '-i', s.image, 'root:/served'])).to.equal('by prism serve')
+    // mount --foreground: the command itself serves, until the mount goes
+    const fg = spawn(process.execPath, [BIN, 'mount', '-i', s.image, 'root', mp, '--foreground'], {stdio: ['ignore', 'pipe', 'pipe']})
+    const fgExit = new Promise<number | null>((resolve) => fg.on('exit', (code) => resolve(code)))
+    for (let i = 0; i < 200 && fuseMountAt(mp) === undefined; i++) await sleep(50)
+    expect(await serverPid(s.image)).to.equal(fg.pid)
+    expect(await fsp.readFile(path.join(mp, 'served'), 'utf8')).to.equal('by prism serve')
+    await s.umount(mp)
+    expect(await fgExit).to.equal(0)
   })
 
   it('an asynchronous clone reads right through the mount while the server expands it', async () => {
