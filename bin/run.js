@@ -12,6 +12,12 @@ const imageArg = () => {
   const i = argv.findIndex((a) => a === '-i' || a === '--image')
   return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--image='))?.slice(8)
 }
+// An image held by a prism server (mounted): the server lends it to this command
+// (src/cli/served.ts); nothing is read when no server runs for the image.
+if (argv[0] !== undefined && !argv[0].startsWith('-') && !['mount', 'umount', 'serve', 'mkfs', 'help'].includes(argv[0])) {
+  const {borrowIfServed} = await import('../dist/cli/served.js')
+  await borrowIfServed(argv)
+}
 if (argv[0] === 'expand' && argv.includes('--background')) {
   // The background expander, started by prism itself: no oclif, no output.
   const fast = await import('../dist/fast.mjs')

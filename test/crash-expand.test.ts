@@ -11,7 +11,7 @@
 // Environment: PRISM_CRASH_STRIDE, PRISM_CRASH_SEEDS, PRISM_CRASH_FULL (crash-lib.ts).
 import {expect} from 'chai'
 import {clone} from '../src/clone/clone.js'
-import {Expander} from '../src/clone/expand.js'
+import {Expander} from '../src/fs/expand.js'
 import {FS_EXPANDING} from '../src/format/constants.js'
 import {MemDevice} from '../src/device/mem.js'
 import {getFileset} from '../src/fs/filesets.js'

@@ -10,7 +10,7 @@ import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import fc from 'fast-check'
-import {excludeMatcher, isExcluded, legacyExcludeMatcher, parseExcludeFile} from '../src/clone/match.js'
+import {excludeMatcher, isExcluded, legacyExcludeMatcher, parseExcludeFile} from '../src/fs/match.js'
 import {PrismError} from '../src/errors.js'
 import {tmpDir} from './helpers.js'
 

@@ -10,7 +10,7 @@
 import {expect} from 'chai'
 import fc from 'fast-check'
 import {clone} from '../src/clone/clone.js'
-import {Expander, expandAll} from '../src/clone/expand.js'
+import {Expander, expandAll} from '../src/fs/expand.js'
 import {PrismError} from '../src/errors.js'
 import {FS_EXPANDING} from '../src/format/constants.js'
 import {getFileset, listFilesets} from '../src/fs/filesets.js'

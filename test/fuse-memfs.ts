@@ -273,6 +273,16 @@ export class MemFs {
     return out
   }
 
+  private statfs(): StatFs {
+    let used = 0
+    for (const n of this.nodes.values()) used += n.chunks.size * (CHUNK / 4096)
+    const blocks = 1 << 20
+    return {
+      bsize: 4096, frsize: 4096, blocks, bfree: blocks - used, bavail: blocks - used,
+      files: 1 << 20, ffree: (1 << 20) - this.nodes.size, favail: (1 << 20) - this.nodes.size, fsid: 0x5052, flag: 0, namemax: 255,
+    }
+  }
+
   /** The FuseOps served: arrow functions bound to this MemFs. */
   private buildOps(): FuseOps {
     return {
@@ -478,15 +488,7 @@ export class MemFs {
       },
       releasedir: () => {},
       fsyncdir: () => {},
-      statfs: (): StatFs => {
-        let used = 0
-        for (const n of this.nodes.values()) used += n.chunks.size * (CHUNK / 4096)
-        const blocks = 1 << 20
-        return {
-          bsize: 4096, frsize: 4096, blocks, bfree: blocks - used, bavail: blocks - used,
-          files: 1 << 20, ffree: (1 << 20) - this.nodes.size, favail: (1 << 20) - this.nodes.size, fsid: 0x5052, flag: 0, namemax: 255,
-        }
-      },
+      statfs: (): StatFs | Promise<StatFs> => (this.holdNames.has('statfs') ? this.waitHeld('statfs').then(() => this.statfs()) : this.statfs()),
       setxattr: (_ctx, ino, name, value, flags) => {
         const n = this.node(ino)
         const exists = n.xattrs.has(key(name))

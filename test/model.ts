@@ -423,7 +423,7 @@ export class Model {
 
 /**
  * Whether exclude patterns leave out the entry at `path` (components; its directories are
- * kept), written from .gitignore's rules for the model, not from src/clone/match.ts: the last
+ * kept), written from .gitignore's rules for the model, not from src/fs/match.ts: the last
  * pattern that matches decides ('!' keeps); a trailing '/' wants a directory; a pattern with
  * a slash elsewhere is matched component by component from the top, '**' spanning any number
  * of them (at least one when it ends the pattern); one without a slash matches the name.

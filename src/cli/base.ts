@@ -28,9 +28,14 @@ export abstract class PrismCommand extends Command {
   async init(): Promise<void> {
     await super.init()
     // Before anything opens the image: a signal then stops the command cleanly (src/cli/signals.ts).
-    const {catchSignals} = await import('./signals.js')
-    catchSignals()
+    if (!this.ownSignals) {
+      const {catchSignals} = await import('./signals.js')
+      catchSignals()
+    }
   }
+
+  /** Set by a command that handles signals itself, in JavaScript (prism serve, mount --foreground). */
+  protected ownSignals = false
 
   /** Set by a command that must not start the background expander (clone --no-background). */
   protected noBackground = false

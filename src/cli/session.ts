@@ -2,7 +2,7 @@
 // start-up fast paths (bin/run.js). It takes the lock, runs the work, commits and closes,
 // reopens for writing when a read meets a clone still expanding and the user may write the
 // image (otherwise, or when another process holds the image just then, the read-only open
-// shows that clone as expansion would, in memory: src/clone/expand.ts), and starts the
+// shows that clone as expansion would, in memory: src/fs/expand.ts), and starts the
 // background expander when an asynchronous clone is left expanding.
 import fs from 'node:fs'
 import {PrismError} from '../errors.js'

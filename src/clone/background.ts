@@ -20,7 +20,7 @@ import {childProcess} from '../lazy.js'
 import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
 import {listFilesets} from '../fs/filesets.js'
 import {withImage} from '../fs/image.js'
-import {Expander} from './expand.js'
+import {Expander} from '../fs/expand.js'
 
 /** A slice ends after this long, or as soon as another process waits for the lock. */
 export const SLICE_MS = 1000

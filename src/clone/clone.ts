@@ -7,7 +7,7 @@
 // (paper Fig. 4) without any per-fileset translation table. A graft into an existing
 // fileset copies inodes (never blocks) for the same reason: that fileset may already hold them.
 //
-// Selective cloning: --exclude patterns (.gitignore's rules, src/clone/match.ts), the
+// Selective cloning: --exclude patterns (.gitignore's rules, src/fs/match.ts), the
 // nonclonable flag, and --replace. A pattern that matches nothing is a warning in every mode:
 // an async or lazy clone finds out by a walk of the source's directories (never a file's
 // inode) that stops as soon as every pattern has matched.
@@ -25,11 +25,11 @@ import {namespace} from '../fs/image.js'
 import {touch, type Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
-import {excludeMatcher, type ExcludeMatcher} from './match.js'
+import {excludeMatcher, type ExcludeMatcher} from '../fs/match.js'
 import {INCOMPAT_EXPANDING} from '../format/superblock.js'
-import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from './expand.js'
+import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from '../fs/expand.js'
 
-export {excludeMatcher, parseExcludeFile} from './match.js'
+export {excludeMatcher, parseExcludeFile} from '../fs/match.js'
 import {copy, type Location} from '../ops/copy.js'
 import {checkInterrupt} from '../interrupt.js'
 
@@ -182,7 +182,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
 
 /**
  * An asynchronous or lazy clone (paper §3.3, §3.4): one transaction makes the fileset with an
- * UNEXPANDED root that names the source directory; src/clone/expand.ts does the rest, in the
+ * UNEXPANDED root that names the source directory; src/fs/expand.ts does the rest, in the
  * background, on demand, or on `prism expand`. The superblock's clone clock is bumped and
  * the source's clonestart takes its value, which arms the source's write guard.
  */

@@ -23,7 +23,7 @@ export default class Expand extends PrismCommand {
       return {background: true}
     }
     if (names.length === 0 && !flags.all) throw new PrismError('EUSAGE', 'name a fileset to expand, or use --all')
-    const {expandAll, isExpanding} = await import('../clone/expand.js')
+    const {expandAll, isExpanding} = await import('../fs/expand.js')
     const {getFileset, listFilesets} = await import('../fs/filesets.js')
     const {forEachItem} = await import('../fs/image.js')
     const {Failures} = await import('../cli/each.js')

@@ -17,7 +17,7 @@ export default class Status extends PrismCommand {
 
   async run() {
     const {flags} = await this.parse(Status)
-    const {expansionStatus} = await import('../clone/expand.js')
+    const {expansionStatus} = await import('../fs/expand.js')
     const {expanderRunning} = await import('../clone/background.js')
     const image = this.imagePath(flags.image)
     this.noBackground = true // status only reports

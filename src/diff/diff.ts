@@ -12,7 +12,7 @@
 import {DT_DIR, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED, S_IFREG, modeOfDt} from '../format/constants.js'
 import {nameText} from '../format/name.js'
 import {PrismError} from '../errors.js'
-import {cloneSpec} from '../clone/expand.js'
+import {cloneSpec} from '../fs/expand.js'
 import {dirForEach} from '../fs/dir.js'
 import {loadExtents, readData} from '../fs/extents.js'
 import {fileTypeOf, type FileType} from '../fs/inode.js'

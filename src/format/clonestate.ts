@@ -23,7 +23,7 @@ export type ExcludeRules = 'gitignore' | 'legacy'
 export interface CloneSpec {
   /** absolute path of the clone's top directory in the source fileset, '/' for a whole fileset */
   srcPath: string
-  /** --exclude patterns, as given (see src/clone/match.ts) */
+  /** --exclude patterns, as given (see src/fs/match.ts) */
   exclude: string[]
   /** their meaning: 'legacy' only for a version-1 file that holds patterns */
   rules: ExcludeRules

@@ -230,6 +230,7 @@ function usedInline(dir: Inode): number {
 
 /** Adds an entry; the caller has checked that the name is absent and valid. */
 export function dirAdd(vol: Volume, dir: Inode, ino: number, type: number, name: Buffer, lastclone = 0): void {
+  vol.observer?.entryChanged(dir.ino, name)
   const e: Dirent = {ino, type, name, lastclone, hash: hashOf(dir, name)}
   if (dir.r.flags & IF_INLINE) {
     const used = usedInline(dir)
@@ -336,6 +337,7 @@ function split(vol: Volume, dir: Inode, l: number, ld: number): void {
 export function dirRemove(vol: Volume, dir: Inode, name: Buffer): Dirent {
   const f = find(vol, dir, name)
   if (!f) fail('ENOENT', `no entry '${nameText(name)}'`)
+  vol.observer?.entryChanged(dir.ino, name)
   if (f.bucket < 0) {
     const entries = dirList(vol, dir).filter((e) => !e.name.equals(name))
     dir.r.area.fill(0)
@@ -360,7 +362,10 @@ export function dirUpdate(vol: Volume, dir: Inode, name: Buffer, change: {ino?: 
   if (change.type !== undefined) buf[f.off + 12] = change.type
   if (f.bucket >= 0) vol.sealAtCommit(dirBlock(vol, dir, f.bucket), sealBucket)
   // A new lastclone stamp alone leaves what the directory holds unchanged (§5.6).
-  if (change.ino !== undefined || change.type !== undefined) dir.r.dataVersion++
+  if (change.ino !== undefined || change.type !== undefined) {
+    dir.r.dataVersion++
+    vol.observer?.entryChanged(dir.ino, name)
+  }
   vol.idirty(dir)
 }
 

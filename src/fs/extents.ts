@@ -417,6 +417,15 @@ export function forEachRun(vol: Volume, inode: Inode, sink: (off: number, buf: B
   }
 }
 
+/** Frees the extent-tree node blocks an inode still holds (its map is empty or going inline). */
+function dropTree(vol: Volume, inode: Inode): void {
+  for (const b of inode.treeBlocks) {
+    vol.decRef(b)
+    inode.r.blocks--
+  }
+  inode.treeBlocks = []
+}
+
 /** Moves inline data out to a block so the file can grow past the inode. */
 function uninline(vol: Volume, inode: Inode): void {
   if (!(inode.r.flags & IF_INLINE)) return
@@ -424,7 +433,7 @@ function uninline(vol: Volume, inode: Inode): void {
   inode.r.flags &= ~IF_INLINE
   inode.r.area.fill(0)
   inode.extents = []
-  inode.treeBlocks = []
+  dropTree(vol, inode)
   if (data.length > 0) {
     const {p} = vol.allocRun(1)
     const blk = Buffer.alloc(BLOCK_SIZE)
@@ -482,6 +491,9 @@ export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, 
   const newSize = Math.max(inode.r.size, end)
   if ((inode.r.flags & IF_INLINE || (inode.r.size === 0 && (inode.extents?.length ?? loadExtents(vol, inode).length) === 0)) && newSize <= INODE_AREA_SIZE) {
     if (!(inode.r.flags & IF_INLINE)) {
+      // A map emptied in this transaction (a truncate to 0) may still hold tree node blocks,
+      // freed by storeExtents at the commit: an inline inode has no map, so they go now.
+      dropTree(vol, inode)
       inode.r.flags |= IF_INLINE
       inode.r.area.fill(0)
       inode.extents = []

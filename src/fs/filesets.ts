@@ -481,6 +481,7 @@ export function saveFileset(vol: Volume, f: Fileset): void {
     if (old.name !== f.name) nameFreed(t, old.name)
   }
   index(t, f)
+  vol.observer?.filesetsChanged()
 }
 
 /** A name no longer used: freeName may hand it out again. */
@@ -557,4 +558,5 @@ export function removeFileset(vol: Volume, f: Fileset): void {
     t.free.push(f.slot)
     nameFreed(t, old.name)
   }
+  vol.observer?.filesetsChanged()
 }

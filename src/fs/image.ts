@@ -7,7 +7,7 @@ import {addFileset, findFileset, getFileset, saveFileset, type Fileset} from './
 import {filesetNameProblem} from '../format/fileset.js'
 import {touch, type Inode} from './inode.js'
 import {Namespace, dropFileset, reapOrphans} from './namespace.js'
-import {clonesInFlight, expandAll} from '../clone/expand.js'
+import {clonesInFlight, expandAll} from './expand.js'
 import {Volume, type MkfsOptions, type OpenOptions} from './volume.js'
 
 export {Volume, Namespace}

@@ -22,7 +22,7 @@ import {Inode, fileTypeOf, now, touch, type FileType, type Timestamp} from './in
 import {dropXattrs, getXattr, holdXattrs, listXattrs, removeXattr, replaceXattrs, setXattr, type SetXattrFlags, type Xattr} from './xattr.js'
 import {Volume} from './volume.js'
 import {childrenOf, deletingFilesets, filesetById, removeFileset, saveFileset} from './filesets.js'
-import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from '../clone/expand.js'
+import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from './expand.js'
 
 const MAX_SYMLINK_HOPS = 40
 export const SYMLINK_MAX = 4095
@@ -57,7 +57,7 @@ export interface ListEntry {
   type: FileType
 }
 
-interface Resolved {
+export interface Resolved {
   inode: Inode
   /** directories from the root down to the inode's parent */
   chain: Inode[]
@@ -65,7 +65,7 @@ interface Resolved {
   name: Buffer
   /** the real path from the root (symlinks resolved): names[i] is an entry of chain[i] */
   names: Buffer[]
-  /** lastclone of each of those entries (asynchronous cloning, src/clone/expand.ts) */
+  /** lastclone of each of those entries (asynchronous cloning, src/fs/expand.ts) */
   stamps: number[]
 }
 
@@ -111,7 +111,7 @@ export class Namespace {
    * On-demand expansion (paper Fig. 5): a directory of an asynchronous or lazy clone that has
    * not been expanded yet gets its entries before anyone looks into it.
    */
-  private expanded(dir: Inode, names: Buffer[]): Inode {
+  expanded(dir: Inode, names: Buffer[]): Inode {
     if (isUnexpanded(dir)) expandDir(this.vol, this.record(), dir, pathOf(names))
     return dir
   }
@@ -120,7 +120,7 @@ export class Namespace {
    * Before this fileset changes the object at `r` (its content, attributes or, for a
    * directory, its entries): clones still expanding from this fileset copy what they need.
    */
-  private guard(r: Resolved): void {
+  guard(r: Resolved): void {
     guardPath(this.vol, this.fs, r.names, r.stamps, (i, v) => dirUpdate(this.vol, r.chain[i], r.names[i], {lastclone: v}))
     guardLinked(this.vol, this.fs, r.inode)
   }
@@ -130,7 +130,7 @@ export class Namespace {
    * their copy of it completely, and so does this fileset if it is itself still expanding
    * and the directory moves (an UNEXPANDED directory must stay at its source's path).
    */
-  private guardDirTree(r: Resolved, moving: boolean): void {
+  guardDirTree(r: Resolved, moving: boolean): void {
     guardTree(this.vol, this.fs, r.names)
     if (moving && isExpanding(this.record())) expandTree(this.vol, this.record(), r.inode, pathOf(r.names))
   }
@@ -212,6 +212,27 @@ export class Namespace {
     return this.resolveFull(path, follow).inode
   }
 
+  /**
+   * Resolves a path given as the names of real entries from the root, as a server's nodes
+   * know them (no symlink is followed, no '.' or '..'), expanding every directory reached as
+   * resolveFull does. The result serves guard() and own() for a change at that path.
+   */
+  resolveNames(names: readonly Buffer[]): Resolved {
+    const chain: Inode[] = []
+    const stamps: number[] = []
+    let cur = this.root()
+    for (let i = 0; i < names.length; i++) {
+      const where = () => this.where(pathOf(names.slice(0, i + 1)))
+      if (!cur.isDir) fail('ENOTDIR', `${where()}: not a directory`)
+      const e = this.lookupEntry(cur, names[i])
+      if (!e) fail('ENOENT', `${where()}: no such file or directory`)
+      chain.push(cur)
+      stamps.push(e.lastclone)
+      cur = this.expanded(this.vol.iget(e.ino), names.slice(0, i + 1))
+    }
+    return {inode: cur, chain, name: names.length ? names[names.length - 1] : Buffer.alloc(0), names: [...names], stamps}
+  }
+
   /** Resolves a path to an inode this fileset may change (see own()). */
   resolveOwned(path: string, follow = true): Inode {
     return this.own(this.resolveFull(path, follow))
@@ -239,6 +260,7 @@ export class Namespace {
     x.r.share--
     this.vol.idirty(x)
     dirUpdate(this.vol, parent, r.name, {ino: copy.ino})
+    this.vol.observer?.inodeCopied(this.fs.id, x.ino, copy.ino)
     return copy
   }
 
@@ -258,7 +280,7 @@ export class Namespace {
   }
 
   /** Guards removing or replacing the directory named `names` (an entry of the guarded `dir`). */
-  private beforeDirGoes(names: Buffer[], dir: Inode, moving: boolean): void {
+  beforeDirGoes(names: Buffer[], dir: Inode, moving: boolean): void {
     const e = this.lookupEntry(dir, names[names.length - 1])
     if (!e) return
     const inode = this.vol.iget(e.ino)
@@ -644,7 +666,7 @@ export class Namespace {
   // ---------------------------------------------------------------- removing
 
   /** Drops one name of `inode` (already removed from its directory). */
-  private dropName(inode: Inode): void {
+  dropName(inode: Inode): void {
     if (inode.isDir) {
       inode.r.nlink = 0
       this.vol.addOrphan(inode)
@@ -797,6 +819,18 @@ export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, g
  * between steps because every step leaves the image consistent.
  */
 export function reapOrphans(vol: Volume): void {
+  // Work that yields to a server's requests in the middle of a reap (Volume.yieldPoint) must
+  // not start a second reap of the same list: the one running goes on until the list is empty.
+  if (vol.reaping) return
+  vol.reaping = true
+  try {
+    reapAll(vol)
+  } finally {
+    vol.reaping = false
+  }
+}
+
+function reapAll(vol: Volume): void {
   // A clone whose building stopped half-way (a crash) is dropped like a deleted fileset.
   for (const f of deletingFilesets(vol)) if (!vol.pinnedOrphans.has(f.rootIno)) dropFileset(vol, f)
   for (let guard = 0; ; guard++) {
@@ -871,10 +905,10 @@ export function dropFileset(vol: Volume, f: Fileset): void {
   vol.addOrphan(root)
 }
 
-/** The first orphan not pinned by a clone this process is building, or 0. */
+/** The first orphan not pinned by a clone this process is building (nor held open by a server), or 0. */
 function nextReapable(vol: Volume): number {
   let ino = vol.sb.orphanHead
-  for (let guard = 0; ino !== 0 && vol.pinnedOrphans.has(ino); guard++) {
+  for (let guard = 0; ino !== 0 && (vol.pinnedOrphans.has(ino) || vol.orphanHeld?.(ino)); guard++) {
     if (guard > vol.sb.inodeCount) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
     ino = vol.iget(ino).r.nextOrphan
   }

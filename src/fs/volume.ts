@@ -38,6 +38,8 @@ export interface OpenOptions {
   onNotice?: (msg: string) => void
   /** skip orphan processing (fsck does its own) */
   noOrphans?: boolean
+  /** orphans to leave on the list, the reap at open included (a server's files open but unlinked) */
+  orphanHeld?: (ino: number) => boolean
   /** cache capacity in blocks */
   cacheBlocks?: number
   /** inodes the inode cache keeps at most after a commit (tests make it tiny) */
@@ -51,6 +53,30 @@ export interface MkfsOptions extends Omit<GeometryOptions, 'blockCount'> {
 
 /** Called after the first root fileset is laid out by mkfs (set by fs/filesets.ts). */
 export type Formatter = (vol: Volume) => void
+
+/** What a Volume tells its observer (Volume.observer). */
+export interface VolumeObserver {
+  /** an inode changed in the running transaction */
+  inodeChanged(ino: number): void
+  /** directory `dir` gained, lost or repointed the entry `name` */
+  entryChanged(dir: number, name: Buffer): void
+  /** fileset `fileset` took a private copy `to` of the shared inode `from` (Namespace.own) */
+  inodeCopied(fileset: number, from: number, to: number): void
+  /** a fileset was added, changed, renamed or removed */
+  filesetsChanged(): void
+}
+
+/**
+ * Orphans another process holds open ($PRISM_HELD_ORPHANS: inode numbers, comma-separated, set
+ * by the CLI when a server lent it the image, src/cli/served.ts): every volume this process
+ * opens leaves them on the list, at open too, for the server to free once they are closed.
+ */
+function heldOrphans(): ((ino: number) => boolean) | null {
+  const v = process.env.PRISM_HELD_ORPHANS
+  if (!v) return null
+  const set = new Set(v.split(',').map(Number))
+  return (ino) => set.has(ino)
+}
 
 export class Volume implements InodeHome {
   sb: Superblock
@@ -80,6 +106,8 @@ export class Volume implements InodeHome {
    * rewrite of a block written twice in one transaction, FORMAT.md §6.6)
    */
   private allocNow = new Map<number, Uint8Array>()
+  /** how many blocks freedNow holds: counted free, but not reusable before the commit */
+  freedInTxn = 0
   private blockHint = 0
   /** where the next metadata block is looked for (allocRun) */
   private metaHint = 0
@@ -95,12 +123,25 @@ export class Volume implements InodeHome {
   readonly pinnedOrphans = new Set<number>()
   /** fileset table cache, owned by fs/filesets.ts */
   filesetCache: unknown = null
-  /** per-clone expansion state (src/clone/expand.ts), dropped with the transaction on abort */
+  /** per-clone expansion state (src/fs/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
   /** inodes the cache keeps at most after a commit (trimInodeCache) */
   inodeCacheMax = INODE_CACHE_MAX
   /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */
   xattrCache: unknown = null
+  /**
+   * Told about every change as it is made, for whoever shows this image elsewhere (a server's
+   * kernel caches); null when nobody listens. It must not change the volume.
+   */
+  observer: VolumeObserver | null = null
+  /**
+   * Orphans the reaper leaves alone, for now, besides pinnedOrphans: files unlinked while a
+   * server still has them open (freed once released, or by the next open after a crash).
+   * Unlike pinnedOrphans, it survives abort().
+   */
+  orphanHeld: ((ino: number) => boolean) | null = heldOrphans()
+  /** a reap of the orphan list is running (fs/namespace.ts reapOrphans) */
+  reaping = false
 
   private constructor(readonly dev: BlockDevice, sb: Superblock, journal: Journal, opts: {cacheBlocks?: number, write?: boolean, inodeCache?: number}) {
     this.sb = sb
@@ -108,7 +149,7 @@ export class Volume implements InodeHome {
     this.journal = journal
     // Opened without write access, nothing is written (close() would otherwise mark an image
     // with an unreplayed journal clean), even on a device that allows it. Changes made
-    // meanwhile (a reader expanding a clone in memory, src/clone/expand.ts) are never
+    // meanwhile (a reader expanding a clone in memory, src/fs/expand.ts) are never
     // committed: they live in this process until it closes the image.
     this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
@@ -193,6 +234,7 @@ export class Volume implements InodeHome {
       fail('EROFS', `image uses features this prism can only read (ro_compat 0x${sb.roCompat.toString(16)}); open it read-only`)
     }
     const vol = new Volume(dev, sb, journal, opts)
+    if (opts.orphanHeld) vol.orphanHeld = opts.orphanHeld
     const notice = (m: string) => { vol.notices.push(m); opts.onNotice?.(m) }
     if (backup) {
       vol.usedBackupSb = true
@@ -322,6 +364,7 @@ export class Volume implements InodeHome {
       this.dev.write(this.sb.blockCount - 1, encodeSuperblock(this.sb))
       this.dev.sync()
     }
+    this.freedInTxn = 0
   }
 
   /** Forgets every change since the last commit. */
@@ -336,6 +379,7 @@ export class Volume implements InodeHome {
     this.unsealed.clear()
     this.freedNow.clear()
     this.allocNow.clear()
+    this.freedInTxn = 0
     this.pinnedOrphans.clear()
     this.filesetCache = null
     this.cloneCache = null
@@ -534,6 +578,7 @@ export class Volume implements InodeHome {
     inode = inode.live()
     this.dirtyInodes.add(inode)
     this.dirtyInodeBlocks.add(Math.floor(inode.ino / INODES_PER_BLOCK))
+    this.observer?.inodeChanged(inode.ino)
   }
 
   private encodeInodeNow(inode: Inode): void {
@@ -650,6 +695,7 @@ export class Volume implements InodeHome {
       let pinned = this.freedNow.get(index)
       if (!pinned) this.freedNow.set(index, (pinned = new Uint8Array(REFCOUNTS_PER_BLOCK)))
       pinned[slot] = 1
+      this.freedInTxn++
       this.sb.freeBlocks++
       this.markSbDirty()
     }

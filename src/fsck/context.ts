@@ -173,7 +173,7 @@ export class FsckContext {
   filesets: FilesetInfo[] = []
   /**
    * Hard-linked copies in clones still expanding: their link count includes names not
-   * expanded yet, so it may exceed the names found (src/clone/expand.ts, clonestate.ts).
+   * expanded yet, so it may exceed the names found (src/fs/expand.ts, clonestate.ts).
    */
   readonly pendingLinks = new Set<number>()
   /** UNEXPANDED directories: where pass 2 found them (owner null: in no fileset) */

@@ -740,7 +740,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
       }
     }
     if (eClone[i] > clock) {
-      // A stamp from the future would make the write guard skip a clone (src/clone/expand.ts).
+      // A stamp from the future would make the write guard skip a clone (src/fs/expand.ts).
       note(w, ctx.report('LASTCLONE_AHEAD', where(i), {value: eClone[i], clock}))
       eClone[i] = 0
     }

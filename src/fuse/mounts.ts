@@ -104,14 +104,16 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{code: num
 }
 
 /**
- * Whether the FUSE mount on `mountpoint` answers: `stat` in a child process, killed after
+ * Whether the FUSE mount on `mountpoint` answers: `stat -f` in a child process, killed after
  * `timeoutMs` ('hung'); "Transport endpoint is not connected" (its server died) or "Software
  * caused connection abort" (its connection was aborted) is 'dead'.
  */
 export async function probeMount(mountpoint: string, timeoutMs = 5000): Promise<MountState> {
   const m = fuseMountAt(mountpoint)
   if (m === undefined) return 'none'
-  const r = await run('stat', ['-c', '%d', '--', m.mountpoint], timeoutMs)
+  // statfs: always a request to the server (a stat may be answered from attributes the
+  // kernel still caches, even on a dead connection)
+  const r = await run('stat', ['-f', '-c', '%t', '--', m.mountpoint], timeoutMs)
   if (r.timedOut) return 'hung'
   if (r.code === 0) return 'alive'
   // ENOTCONN: the server died; ECONNABORTED: its connection was aborted (fusectl)

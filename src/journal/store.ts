@@ -69,7 +69,7 @@ export class BlockStore {
   stats = {reads: 0, hits: 0, commits: 0}
   /**
    * Set for a volume opened read-only: its transaction is never committed (a reader of a clone
-   * still expanding expands it in memory, src/clone/expand.ts), so data queued for it stays
+   * still expanding expands it in memory, src/fs/expand.ts), so data queued for it stays
    * here, readable, and nothing is ever written to the device.
    */
   readOnly = false

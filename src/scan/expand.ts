@@ -1,8 +1,8 @@
 // Scanning a fileset that is still EXPANDING (an asynchronous clone, FORMAT.md §8.2) must
 // scan what its user sees, so it is expanded completely first, with the clone owner's
-// expandAll() from src/clone/expand.ts: committed before the walk on a writable volume, and
+// expandAll() from src/fs/expand.ts: committed before the walk on a writable volume, and
 // in memory only on a read-only one (a user who may only read the image scans the same view).
-import {expandAll} from '../clone/expand.js'
+import {expandAll} from '../fs/expand.js'
 import {FS_EXPANDING} from '../format/constants.js'
 import type {Fileset} from '../fs/filesets.js'
 import type {Volume} from '../fs/volume.js'

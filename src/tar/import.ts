@@ -26,7 +26,7 @@ import {SmallFileBuffers} from '../ops/smallfiles.js'
 import {Namespace, newDetachedDir, reapOrphans, splitPath} from '../fs/namespace.js'
 import {checkXattr, listXattrs} from '../fs/xattr.js'
 import type {Volume} from '../fs/volume.js'
-import {guardTree} from '../clone/expand.js'
+import {guardTree} from '../fs/expand.js'
 import {TarFormatError, parseAclText} from './codec.js'
 import {TarReader, type TarEntry, type TarSink} from './reader.js'
 

@@ -28,8 +28,10 @@
 // only the numbers of the inodes it makes (directories, hard-linked files' copies) are those
 // this process picked, which a later expansion may pick differently.
 //
-// Nothing here imports the namespace layer; Namespace calls in.
-import {holdXattrs, shareXattrs} from '../fs/xattr.js'
+// Expansion is part of lookup, so it lives in the filesystem core (src/fs): the namespace
+// expands the directories a path reaches, and the floors above (clone, scan, the server's
+// background slices) drive the rest. Nothing here imports the namespace layer; Namespace calls in.
+import {holdXattrs, shareXattrs} from './xattr.js'
 import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
   CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
@@ -38,11 +40,11 @@ import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
 import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
 import {fail} from '../errors.js'
-import {dirAdd, dirInit, dirList, dirLookup} from '../fs/dir.js'
-import {readData, shareInto, writeData} from '../fs/extents.js'
-import {anyBuilding, buildingFilesets, expandingFrom, filesetById, filesetCount, saveFileset, type Fileset} from '../fs/filesets.js'
-import type {Inode} from '../fs/inode.js'
-import {Volume as VolumeClass, type Volume} from '../fs/volume.js'
+import {dirAdd, dirInit, dirList, dirLookup} from './dir.js'
+import {readData, shareInto, writeData} from './extents.js'
+import {anyBuilding, buildingFilesets, expandingFrom, filesetById, filesetCount, saveFileset, type Fileset} from './filesets.js'
+import type {Inode} from './inode.js'
+import {Volume as VolumeClass, type Volume} from './volume.js'
 import {excludeMatcher, type ExcludeMatcher} from './match.js'
 
 /** What expansion needs about one clone, cached per transaction on the volume. */

@@ -1,0 +1,169 @@
+// prism mount against fuse2fs (an ext4 image of the same size, served by FUSE) and against a
+// host directory, in the same run: the same workloads on the three, in alternating order, each
+// figure the median of several runs.
+// Workloads: untar of the host's /usr/include (made into a tar first), `du -s`,
+// `find -type f | xargs cat`, `rm -rf` of it, a sequential write and read with dd (conv=fsync),
+// `git init` + add + commit of N small files, and fsstress-like parallel metadata churn
+// (P processes, K operations each: create, write, rename, unlink, mkdir, rmdir, chmod, stat).
+//
+//   node --import tsx bench/mount.ts                 # 1 GiB dd, 5000 files, 4x10000 ops, 3 runs
+//   node --import tsx bench/mount.ts --small         # 128 MiB dd, 500 files, 4x1000 ops, 1 run
+//
+// Needs root, the FUSE addon, fuse2fs and mke2fs; prints why and exits otherwise. The prism
+// mount is made through the real CLI (bin/run.js: run `npm run build` first).
+import {spawnSync} from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {fuseSkipReason, PYTHON, run, runOk} from '../test/fuse-support.js'
+import {cli, Scratch} from '../test/mount-support.js'
+import {forceUnmount} from '../test/fuse-support.js'
+
+const args = process.argv.slice(2)
+const small = args.includes('--small')
+const opt = (name: string, def: number): number => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 ? Number(args[i + 1]) : Number(process.env[`PRISM_BENCH_${name.toUpperCase()}`] ?? def)
+}
+const MIB = opt('mib', small ? 128 : 1024)
+const FILES = opt('files', small ? 500 : 5000)
+const OPS = opt('ops', small ? 1000 : 10_000)
+const PROCS = opt('procs', 4)
+const RUNS = opt('runs', small ? 1 : 3)
+const SIZE_MIB = Math.max(2048, MIB * 2 + 1024)
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
+async function timed(cmd: string, a: string[]): Promise<number> {
+  const t = process.hrtime.bigint()
+  await runOk(cmd, a, {timeoutMs: 1_800_000})
+  return Number(process.hrtime.bigint() - t) / 1e9
+}
+
+const sh = (script: string): Promise<number> => timed('sh', ['-c', script])
+
+// fsstress-like churn: P processes, each K random operations in its own directory.
+const CHURN = `
+import os, random, sys
+root, k, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rnd = random.Random(seed)
+d = os.path.join(root, 'p%d' % seed)
+os.makedirs(d, exist_ok=True)
+names = ['n%d' % i for i in range(50)]
+for i in range(k):
+    a = os.path.join(d, rnd.choice(names)); b = os.path.join(d, rnd.choice(names))
+    op = rnd.randrange(8)
+    try:
+        if op == 0:
+            with open(a, 'wb') as f: f.write(b'x' * rnd.choice([0, 100, 5000]))
+        elif op == 1: os.rename(a, b)
+        elif op == 2: os.unlink(a)
+        elif op == 3: os.mkdir(a)
+        elif op == 4: os.rmdir(a)
+        elif op == 5: os.chmod(a, 0o600)
+        elif op == 6: os.stat(a)
+        else:
+            with open(a, 'ab') as f: f.write(b'y' * 100)
+    except OSError:
+        pass
+`
+
+interface Target {
+  name: string
+  dir: string
+  cleanup(): Promise<void>
+}
+
+async function main(): Promise<void> {
+  const why = fuseSkipReason()
+  if (why) return void console.log(`bench/mount.ts skipped: ${why}`)
+  for (const tool of ['fuse2fs', 'mke2fs', 'git', 'tar']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return void console.log(`bench/mount.ts skipped: ${tool} is not installed`)
+  }
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-bench-mount-'))
+  const tarball = path.join(work, 'include.tar')
+  await runOk('tar', ['-cf', tarball, '-C', '/usr', 'include'], {timeoutMs: 600_000})
+  // the small files of the git workload
+  const gitSrc = path.join(work, 'gitsrc')
+  fs.mkdirSync(gitSrc)
+  for (let i = 0; i < FILES; i++) {
+    const d = path.join(gitSrc, `d${i % 50}`)
+    fs.mkdirSync(d, {recursive: true})
+    fs.writeFileSync(path.join(d, `f${i}.txt`), `file ${i}\n`.repeat(1 + (i % 40)))
+  }
+
+  const churn = path.join(work, 'churn.py')
+  fs.writeFileSync(churn, CHURN)
+
+  const targets: Target[] = []
+  // prism: one fileset mounted through the CLI
+  const s = new Scratch({size: SIZE_MIB * 1024 * 1024, inodeCount: 262_144})
+  const pmp = s.mountpoint('prism')
+  await s.mount('root', pmp)
+  targets.push({name: 'prism', dir: pmp, cleanup: async () => {
+    // unmounted clean, and fsck agrees: a benchmark must not hide a damaged image
+    await s.umount(pmp).catch((e: unknown) => console.log(`prism umount failed: ${(e as Error).message}`))
+    const r = await cli(['fsck', '-i', s.image])
+    if (r.code !== 0) console.log(`fsck after the benchmark (exit ${r.code}):\n${r.stdout}${r.stderr}`)
+    await s.cleanup()
+  }})
+  // fuse2fs: an ext4 image of the same size
+  const ext = path.join(work, 'ext4.img')
+  fs.writeFileSync(ext, '')
+  fs.truncateSync(ext, SIZE_MIB * 1024 * 1024)
+  await runOk('mke2fs', ['-q', '-F', '-t', 'ext4', ext], {timeoutMs: 120_000})
+  const emp = path.join(work, 'fuse2fs')
+  fs.mkdirSync(emp)
+  await runOk('fuse2fs', [ext, emp, '-o', 'fakeroot'], {timeoutMs: 60_000})
+  targets.push({name: 'fuse2fs', dir: emp, cleanup: async () => {
+    await run('umount', [emp], {timeoutMs: 60_000}).catch(() => undefined)
+    await forceUnmount(emp).catch(() => undefined)
+  }})
+  const host = path.join(work, 'host')
+  fs.mkdirSync(host)
+  targets.push({name: 'host', dir: host, cleanup: async () => {}})
+
+  const workloads: Array<{name: string, run: (dir: string, i: number) => Promise<number>, before?: (dir: string, i: number) => Promise<unknown>, after?: (dir: string, i: number) => Promise<unknown>}> = [
+    {name: 'untar /usr/include', run: (d, i) => sh(`mkdir -p ${d}/u${i} && tar -xf ${tarball} -C ${d}/u${i}`)},
+    {name: 'du -s', run: (d, i) => sh(`du -s ${d}/u${i} >/dev/null`)},
+    {name: 'find -type f | xargs cat', run: (d, i) => sh(`find ${d}/u${i} -type f -print0 | xargs -0 cat >/dev/null`)},
+    {name: 'rm -rf', run: (d, i) => sh(`rm -rf ${d}/u${i}`)},
+    {name: `dd write ${MIB} MiB (conv=fsync)`, run: (d, i) => sh(`dd if=/dev/zero of=${d}/dd${i} bs=1M count=${MIB} conv=fsync status=none`)},
+    // cold: the page cache is dropped first, untimed
+    {name: `dd read ${MIB} MiB (cold)`, before: () => sh('sync; echo 3 > /proc/sys/vm/drop_caches'), run: (d, i) => sh(`dd if=${d}/dd${i} of=/dev/null bs=1M status=none`), after: (d, i) => sh(`rm -f ${d}/dd${i}`)},
+    {name: `git add + commit ${FILES} files`, run: (d, i) => sh(`cp -r ${gitSrc} ${d}/g${i} && cd ${d}/g${i} && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm x && cd / && rm -rf ${d}/g${i}`)},
+    {name: `churn ${PROCS}x${OPS} ops`, run: (d, i) => sh(Array.from({length: PROCS}, (_, p) => `"${PYTHON}" ${churn} ${d}/c${i} ${OPS} ${p} &`).join(' ') + ` wait; rm -rf ${d}/c${i}`)},
+  ]
+
+  const times = new Map<string, number[]>()
+  try {
+    for (let r = 0; r < RUNS; r++) {
+      // alternating order: each run starts with another target
+      const order = targets.map((_, k) => targets[(k + r) % targets.length]!)
+      for (const w of workloads) {
+        for (const t of order) {
+          await w.before?.(t.dir, r)
+          const sec = await w.run(t.dir, r)
+          await w.after?.(t.dir, r)
+          const key = `${w.name}\t${t.name}`
+          times.set(key, [...(times.get(key) ?? []), sec])
+        }
+      }
+    }
+  } finally {
+    for (const t of targets) await t.cleanup()
+    fs.rmSync(work, {recursive: true, force: true})
+  }
+  console.log(`prism mount vs fuse2fs vs host directory: median of ${RUNS} run(s), seconds`)
+  console.log(['workload', 'prism', 'fuse2fs', 'host', 'prism/fuse2fs', 'prism/host'].join('\t'))
+  for (const w of workloads) {
+    const m = (t: string): number => median(times.get(`${w.name}\t${t}`) ?? [NaN])
+    const [p, f, h] = [m('prism'), m('fuse2fs'), m('host')]
+    console.log([w.name, p.toFixed(2), f.toFixed(2), h.toFixed(2), (p / f).toFixed(2), (p / h).toFixed(2)].join('\t'))
+  }
+}
+
+await main()

@@ -1,0 +1,139 @@
+// Commands on an image that a prism server holds (it is mounted): before the command opens the
+// image, the CLI asks the server to lend it (src/server/image.ts lend): the server commits,
+// closes the image and holds its FUSE requests until this process exits, however it exits; the
+// command then runs exactly as it does alone (same output, progress, --json and exit codes),
+// without waiting on a lock. Orphans the mounts hold open are passed on so that this process
+// leaves them alone ($PRISM_HELD_ORPHANS, src/fs/volume.ts). `fsck --repair` is refused while
+// served, as e2fsck refuses a mounted filesystem.
+// It must never let the command reach a mount of the image it borrowed (its server cannot
+// answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
+// such a mount are refused before the image is borrowed. Kept free of library imports.
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import {findImage, parseImageLoc} from './locate.js'
+import {request, socketPath} from '../server/paths.js'
+
+/** Commands that never borrow: they talk to the server themselves, or touch no image. */
+const OWN = new Set(['mount', 'umount', 'serve', 'help', 'autocomplete', 'mkfs', 'commands', 'version'])
+
+function imageArg(argv: string[]): string | undefined {
+  const end = argv.indexOf('--')
+  const args = end < 0 ? argv : argv.slice(0, end)
+  const i = args.findIndex((a) => a === '-i' || a === '--image')
+  return i >= 0 ? args[i + 1] : args.find((a) => a.startsWith('--image='))?.slice(8)
+}
+
+function devOf(st: fs.Stats): string {
+  const d = Number(st.dev)
+  return `${(d >>> 8) & 0xfff}:${(d & 0xff) | ((d >>> 12) & 0xfff00)}`
+}
+
+interface ServedMount {
+  mountpoint: string
+  device: string | undefined
+}
+
+/** Why the command would reach a mount of the image, or null. */
+function reachesMount(argv0: string, argv: string[], mounts: ServedMount[]): string | null {
+  const devs = new Set(mounts.map((m) => m.device).filter((d): d is string => d !== undefined))
+  const names = ['stdin', 'stdout', 'stderr']
+  for (let fd = 0; fd < 3; fd++) {
+    try {
+      if (devs.has(devOf(fs.fstatSync(fd)))) return `its ${names[fd]} is a file on a mount of this image`
+    } catch {
+      // closed
+    }
+  }
+  const onMount = (p: string): boolean => {
+    try {
+      return devs.has(devOf(fs.statSync(p)))
+    } catch {
+      return false
+    }
+  }
+  // Commands that write host paths (a new file: its directory counts) or read a tree.
+  if (['cp', 'import', 'export'].includes(argv0) && onMount('.')) return 'the current directory is on a mount of this image'
+  for (const a of argv) {
+    if (a.startsWith('-') || parseImageLoc(a)) continue
+    let st: fs.Stats
+    try {
+      st = fs.statSync(a)
+    } catch {
+      // not there (yet): the directory it would be made in
+      if (!a.includes('/')) continue
+      let up = path.dirname(path.resolve(a))
+      while (!fs.existsSync(up) && up !== path.dirname(up)) up = path.dirname(up)
+      if (onMount(up)) return `${a} is on a mount of this image`
+      continue
+    }
+    if (devs.has(devOf(st))) return `${a} is on a mount of this image`
+    if (st.isDirectory()) {
+      const real = fs.realpathSync(a)
+      const inside = mounts.find((m) => m.mountpoint.startsWith(real === '/' ? '/' : real + '/'))
+      if (inside) return `${a} holds ${inside.mountpoint}, a mount of this image`
+    }
+  }
+  return null
+}
+
+function die(msg: string, code: number): never {
+  process.stderr.write(`prism: ${msg}\n`)
+  process.exit(code)
+}
+
+/**
+ * Borrows the image from its server when one holds it (a no-op otherwise, and for commands
+ * that need no image). Exits with a one-line error where the command cannot run while served.
+ */
+export async function borrowIfServed(argv: string[]): Promise<void> {
+  const cmd = argv[0]
+  if (cmd === undefined || cmd.startsWith('-') || OWN.has(cmd)) return
+  if (argv.includes('--help') || argv.includes('--version')) return
+  if (cmd === 'expand' && argv.includes('--background')) return
+  let sock: string
+  let image: string
+  try {
+    image = findImage(imageArg(argv))
+    sock = socketPath(image)
+  } catch {
+    return // no image (the command says so), or none that exists
+  }
+  if (!fs.existsSync(sock)) return
+  const info = await request(sock, {op: 'list'}, 10_000).catch(() => null)
+  if (!info?.ok) return // a stale socket (removed): nobody holds the image
+  const mounts = (info.mounts as ServedMount[]) ?? []
+  const ping = await request(sock, {op: 'ping'}, 10_000).catch(() => null)
+  const who = `prism server ${ping?.pid ?? '?'}`
+  const fsckRepair = cmd === 'fsck' && argv.some((a) => a === '--repair' || a === '-y' || a === '--fix' || /^-[a-zA-Z]*y/.test(a))
+  if (fsckRepair) {
+    die(`${path.basename(image)} is mounted (held by ${who}${mounts.length ? `, mounted on ${mounts.map((m) => m.mountpoint).join(', ')}` : ''}): unmount it first (prism umount), as e2fsck refuses a mounted filesystem`, 8)
+  }
+  const why = reachesMount(cmd, argv.slice(1), mounts)
+  if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
+  const held = await new Promise<number[] | null>((resolve, reject) => {
+    let buf = ''
+    const c = net.createConnection(sock)
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write(JSON.stringify({op: 'lend', pid: process.pid, argv}) + '\n'))
+    c.on('data', (d: string) => {
+      buf += d
+      const nl = buf.indexOf('\n')
+      if (nl < 0) return
+      const r = JSON.parse(buf.slice(0, nl)) as {ok: boolean, held?: number[], message?: string, code?: string}
+      if (!r.ok) {
+        c.destroy()
+        reject(Object.assign(new Error(r.message ?? 'the server refused'), {code: r.code}))
+        return
+      }
+      // Kept open, without keeping this process alive: its end gives the image back.
+      c.unref()
+      resolve(r.held ?? [])
+    })
+    c.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(null)
+      else reject(e)
+    })
+  }).catch((e: Error & {code?: string}) => die(`the server of ${path.basename(image)} could not lend it: ${e.message}`, e.code === 'EBUSY' ? 3 : 7))
+  if (held && held.length) process.env.PRISM_HELD_ORPHANS = held.join(',')
+}

@@ -1,0 +1,1127 @@
+// The FUSE adapter: one mount's FuseOps (src/fuse) over the library's Volume and Namespace.
+// A mount shows one fileset (or a directory of one), or the whole image: a synthetic root
+// directory whose entries are the filesets, each fileset's root directory below it.
+//
+// Node ids. A Prism inode can be shared by several filesets, and a fileset that writes a
+// shared inode gets a private copy with a new number (Namespace.own). So a node id names
+// (fileset, inode), not an inode: nodes are counted up from 2 (1 is the mount's root) and
+// never reused; the server repoints (fileset, old) to (fileset, new) when a copy is made
+// (repoint), so an open file keeps working after its first write makes it private. st_ino is
+// the Prism inode number in a one-fileset mount, filesetId * 2^32 + inode in a whole-image
+// mount, fixed for the life of the node.
+//
+// Each node remembers the name and parent it was last looked up through: that is its path,
+// which the guards of clones still expanding (src/fs/expand.ts) and copy-on-write need. A
+// path made stale by a change the mount did not see (a prism command) is found again by a
+// search of the fileset, or, for a file no longer named, handled as an unlinked file.
+//
+// Permissions are the kernel's (default_permissions): nothing here checks modes or owners.
+// What a local filesystem does on create is done here: the caller's uid, the group of a
+// setgid directory (and setgid on new directories in it), the umask or the parent's default
+// ACL (FUSE_CAP_POSIX_ACL leaves both to us), the setgid bit dropped from a file made in a
+// group the caller is not in.
+//
+// It must never: touch the mount it serves; keep an Inode object across requests (a failed
+// command's abort() empties the volume's inode cache, so nodes hold numbers); commit (the
+// server decides when, src/server/image.ts); or free an inode the kernel still holds (an
+// unlinked file stays readable and writable until its last close and forget: the orphan list
+// keeps it, and a crash meanwhile frees it at the next open).
+import {constants} from 'node:os'
+import {
+  type Attr, type AttrReply, type CreateReply, type DirEntry, type DirEntryPlus, type Entry, FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FuseContext, FuseError, type FuseOps, type OpenReply, RENAME_EXCHANGE,
+  RENAME_NOREPLACE, SEEK_DATA, SEEK_HOLE, type SetAttr, type StatFs, type Timespec, XATTR_CREATE, XATTR_REPLACE,
+} from '../fuse/index.js'
+import {BLOCK_SIZE, DT_DIR, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode, isSpecial} from '../format/constants.js'
+import {decodeRdev} from '../format/inode.js'
+import {ACL_ACCESS, ACL_DEFAULT} from '../format/xattr.js'
+import {filesetNameProblem} from '../format/fileset.js'
+import {PrismError} from '../errors.js'
+import {dirCount, dirList, dirLookup, dirAdd, dirRemove} from '../fs/dir.js'
+import {loadExtents, readData, shareInto, unmapRange, writeData} from '../fs/extents.js'
+import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
+import {createEmptyFileset, renameFileset} from '../fs/image.js'
+import {type Inode, touch} from '../fs/inode.js'
+import {Namespace, type Resolved, SYMLINK_MAX, reapOrphans} from '../fs/namespace.js'
+import {getXattr, holdXattrs, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
+import {isUnexpanded} from '../fs/expand.js'
+import type {Volume} from '../fs/volume.js'
+import {inherit} from './acl.js'
+
+const E = constants.errno
+const O_ACCMODE = 3
+const O_TRUNC = 0o1000
+const O_APPEND = 0o2000
+const S_ISGID = 0o2000
+const ROOT_ID = 1
+const NAME_MAX = 255
+const DOT = Buffer.from('.')
+const DOTDOT = Buffer.from('..')
+
+const err = (code: string): FuseError => new FuseError(code)
+
+/** What the adapter needs from the server that owns the image. */
+export interface AdapterHost {
+  readonly vol: Volume
+  /**
+   * After each request that may have changed the image: commits a large transaction, and tells
+   * the other mounts; the promise (if any) settles once their kernels have dropped what changed.
+   */
+  changed(from: PrismFs): void | Promise<void>
+  /** fsync, fdatasync, fsyncdir: commits now */
+  sync(): void
+  /** while set, another process has the image: requests wait for the promise (then run) */
+  gate(): Promise<void> | null
+  /** the kernel took (+1) or dropped (-1) its hold on inode `ino` through some mount */
+  hold(ino: number, delta: number): void
+}
+
+export interface AdapterOptions {
+  /** one fileset (and a directory in it), or null for the whole image */
+  top: {fileset: string, path: string} | null
+  readOnly: boolean
+  /** seconds the kernel may keep attributes and entries (changes made elsewhere are invalidated) */
+  attrTimeout: number
+  entryTimeout: number
+  /** owner of the whole-image mount's root (the image file's) */
+  rootOwner: {uid: number, gid: number}
+}
+
+export interface Node {
+  readonly id: number
+  /** fileset id; 0 for the whole-image mount's synthetic root */
+  fs: number
+  ino: number
+  /** the directory it was last looked up through (null for the mount's root) */
+  parent: Node | null
+  name: Buffer
+  /** the path of this node from its fileset's root, for a node at the top of a fileset view */
+  topNames: Buffer[] | null
+  readonly stIno: number
+  /** the inode's generation when the node was made (a freed and reused number is another file) */
+  gen: number
+  nlookup: number
+  opens: number
+  /** nodes whose parent this is */
+  kids: number
+}
+
+interface Handle {
+  node: Node
+  flags: number
+  /** a directory listing, taken at the first readdir from offset 0 */
+  list?: Array<{name: Buffer, ino: number, mode: number}>
+}
+
+/** Wall-clock time with sub-millisecond digits (hrtime), for times a request sets to "now". */
+function nowSpec(): Timespec {
+  const ms = Date.now()
+  const sub = Number(process.hrtime.bigint() % 1_000_000n)
+  return {sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 + sub}
+}
+
+/** The 32-bit device number the kernel's FUSE attributes carry (new_encode_dev). */
+export function encodeDev(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0
+}
+
+export function decodeDev(dev: number): {major: number, minor: number} {
+  return {major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0}
+}
+
+function toFuseError(e: unknown): unknown {
+  if (e instanceof PrismError) {
+    switch (e.code) {
+      case 'EUSAGE': return err('EINVAL')
+      case 'ENEEDWRITE': return err('EROFS')
+      case 'EHOST': return err('EIO')
+      default: return e
+    }
+  }
+  return e
+}
+
+export class PrismFs {
+  readonly ops: FuseOps
+  private readonly nodes = new Map<number, Node>()
+  /** `${fs}:${ino}` -> node */
+  private readonly byKey = new Map<string, Node>()
+  /** inode number -> its nodes (in any fileset) */
+  private readonly byIno = new Map<number, Set<Node>>()
+  /** fileset names the whole-image root showed when last asked (rootNamesChanged) */
+  private filesetNames = new Set<string>()
+  private readonly handles = new Map<number, Handle>()
+  private nextId = 2
+  private nextFh = 1
+  readonly root: Node
+  private posixAcl = false
+
+  constructor(private readonly host: AdapterHost, readonly options: AdapterOptions) {
+    const vol = host.vol
+    if (options.top) {
+      const f = findFileset(vol, options.top.fileset)
+      if (!f) throw new PrismError('ENOENT', `no fileset named '${options.top.fileset}' (see 'prism fileset list')`)
+      const ns = new Namespace(vol, f)
+      const r = ns.resolveFull(options.top.path, true)
+      if (!r.inode.isDir) throw new PrismError('ENOTDIR', `${ns.where(options.top.path)}: not a directory`)
+      this.root = this.makeNode(ROOT_ID, f.id, r.inode.ino, null, Buffer.alloc(0), r.names)
+    } else {
+      this.root = this.makeNode(ROOT_ID, 0, 0, null, Buffer.alloc(0), null)
+    }
+    this.root.nlookup = 1 // the kernel's own reference to the root, never forgotten
+    if (!options.top) this.filesetNames = new Set(listFilesets(host.vol).map((f) => f.name))
+    this.ops = this.gated(this.buildOps())
+  }
+
+  /** Every request waits while the image is lent to another process (AdapterHost.gate), in order. */
+  private gated(ops: FuseOps): FuseOps {
+    const out: Record<string, unknown> = {}
+    for (const [k, f] of Object.entries(ops) as Array<[string, unknown]>) {
+      if (typeof f !== 'function' || k === 'init' || k === 'destroy') {
+        out[k] = f
+        continue
+      }
+      const fn = f as (...a: unknown[]) => unknown
+      out[k] = (...a: unknown[]): unknown => {
+        const g = this.host.gate()
+        if (!g) return fn(...a)
+        const later = g.then(() => fn(...a))
+        if (k === 'forget') later.catch(() => {}) // no answer to give
+        return later
+      }
+    }
+    return out as FuseOps
+  }
+
+  private get vol(): Volume {
+    return this.host.vol
+  }
+
+  private get whole(): boolean {
+    return this.options.top === null
+  }
+
+  // ---------------------------------------------------------------- nodes
+
+  private makeNode(id: number, fs: number, ino: number, parent: Node | null, name: Buffer, topNames: Buffer[] | null): Node {
+    const stIno = fs === 0 ? 1 : this.whole ? fs * 2 ** 32 + ino : ino
+    const gen = fs === 0 ? 0 : this.vol.iget(ino).r.generation
+    const n: Node = {id, fs, ino, parent, name: Buffer.from(name), topNames, stIno, gen, nlookup: 0, opens: 0, kids: 0}
+    this.nodes.set(id, n)
+    if (fs !== 0) {
+      this.byKey.set(`${fs}:${ino}`, n)
+      this.indexIno(n, ino)
+    }
+    if (parent) parent.kids++
+    return n
+  }
+
+  /** The node of `ino` in fileset `fs` reached as `name` in `parent`; one lookup more. */
+  private nodeFor(fs: number, ino: number, parent: Node, name: Buffer, top: boolean): Node {
+    let n = this.byKey.get(`${fs}:${ino}`)
+    if (!n) {
+      n = this.makeNode(this.nextId++, fs, ino, parent, name, top ? [] : null)
+    } else if (n !== this.root && n.parent !== parent) {
+      // Looked up through another name (a hard link, or after a rename we did not see).
+      n.parent!.kids--
+      this.dropIfUnused(n.parent!)
+      n.parent = parent
+      n.name = Buffer.from(name)
+      parent.kids++
+    } else if (!n.name.equals(name)) {
+      n.name = Buffer.from(name)
+    }
+    return n
+  }
+
+  private node(id: number): Node {
+    const n = this.nodes.get(id)
+    if (!n) throw err('ESTALE')
+    return n
+  }
+
+  /** The inode of a node; ESTALE once it is gone (freed by a command, or its number reused). */
+  private inodeOf(n: Node): Inode {
+    const i = this.vol.tryIget(n.ino)
+    if (!i || i.r.generation !== n.gen) throw err('ESTALE')
+    return i
+  }
+
+  /** Kernel holds: a node with lookups or open handles holds its inode (orphans wait for it). */
+  private isHeld(n: Node): boolean {
+    return n.nlookup > 0 || n.opens > 0
+  }
+
+  private addLookup(n: Node): void {
+    if (!this.isHeld(n) && n.fs !== 0) this.host.hold(n.ino, 1)
+    n.nlookup++
+  }
+
+  private addOpen(n: Node): void {
+    if (!this.isHeld(n) && n.fs !== 0) this.host.hold(n.ino, 1)
+    n.opens++
+  }
+
+  private dropIfUnused(n: Node): void {
+    if (n === this.root || n.nlookup > 0 || n.opens > 0 || n.kids > 0) return
+    this.nodes.delete(n.id)
+    if (this.byKey.get(`${n.fs}:${n.ino}`) === n) this.byKey.delete(`${n.fs}:${n.ino}`)
+    this.unindexIno(n, n.ino)
+    if (n.parent) {
+      n.parent.kids--
+      this.dropIfUnused(n.parent)
+    }
+  }
+
+  private unhold(n: Node, lookups: number, opens: number): void {
+    const was = this.isHeld(n)
+    n.nlookup = Math.max(0, n.nlookup - lookups)
+    n.opens = Math.max(0, n.opens - opens)
+    if (was && !this.isHeld(n) && n.fs !== 0) this.host.hold(n.ino, -1)
+    this.dropIfUnused(n)
+  }
+
+  /** Fileset `fs` made private copy `to` of shared inode `from`: its node follows. */
+  repoint(fs: number, from: number, to: number): void {
+    const n = this.byKey.get(`${fs}:${from}`)
+    if (!n) return
+    this.byKey.delete(`${fs}:${from}`)
+    const other = this.byKey.get(`${fs}:${to}`)
+    this.unindexIno(n, from)
+    this.indexIno(n, to)
+    n.ino = to
+    n.gen = this.vol.iget(to).r.generation
+    if (!other) this.byKey.set(`${fs}:${to}`, n)
+    if (this.isHeld(n)) {
+      this.host.hold(to, 1)
+      this.host.hold(from, -1)
+    }
+  }
+
+  private indexIno(n: Node, ino: number): void {
+    let set = this.byIno.get(ino)
+    if (!set) this.byIno.set(ino, set = new Set())
+    set.add(n)
+  }
+
+  private unindexIno(n: Node, ino: number): void {
+    const set = this.byIno.get(ino)
+    if (!set) return
+    set.delete(n)
+    if (set.size === 0) this.byIno.delete(ino)
+  }
+
+  /** The nodes this mount has for inode `ino` (in any fileset), for cache invalidation. */
+  nodesOfIno(ino: number): Iterable<Node> {
+    return this.byIno.get(ino) ?? []
+  }
+
+  /** Fileset names that appeared or went since the last call (the whole-image root's entries). */
+  rootNamesChanged(): Buffer[] {
+    const now = new Set(listFilesets(this.vol).map((f) => f.name))
+    const out: Buffer[] = []
+    for (const x of now) if (!this.filesetNames.has(x)) out.push(Buffer.from(x))
+    for (const x of this.filesetNames) if (!now.has(x)) out.push(Buffer.from(x))
+    this.filesetNames = now
+    return out
+  }
+
+  /** Every node, for the server's invalidation index. */
+  allNodes(): IterableIterator<Node> {
+    return this.nodes.values()
+  }
+
+  // ---------------------------------------------------------------- filesets and paths
+
+  private fileset(id: number): Fileset {
+    const f = filesetById(this.vol, id)
+    if (!f) throw err('ESTALE')
+    return f
+  }
+
+  private ns(fs: number): Namespace {
+    return new Namespace(this.vol, this.fileset(fs))
+  }
+
+  /** The names of node `n` from its fileset's root. */
+  private namesOf(n: Node): Buffer[] {
+    const out: Buffer[] = []
+    let x: Node | null = n
+    while (x && x.topNames === null) {
+      out.push(x.name)
+      x = x.parent
+    }
+    if (!x) throw err('ESTALE')
+    return [...x.topNames!, ...out.reverse()]
+  }
+
+  /**
+   * `n` resolved by its path, for guards and copy-on-write; a path made stale by a change this
+   * mount did not see is searched for; null when the inode has no name in its fileset.
+   */
+  private resolvedOf(n: Node): Resolved | null {
+    const ns = this.ns(n.fs)
+    try {
+      const r = ns.resolveNames(this.namesOf(n))
+      if (r.inode.ino === n.ino) return r
+    } catch (e) {
+      if (!(e instanceof PrismError) || (e.code !== 'ENOENT' && e.code !== 'ENOTDIR')) throw e
+    }
+    const names = this.search(ns, n.ino)
+    return names ? ns.resolveNames(names) : null
+  }
+
+  /** A name of `ino` in the expanded part of a fileset, by a walk of the whole tree (rare). */
+  private search(ns: Namespace, ino: number): Buffer[] | null {
+    const root = ns.root()
+    if (root.ino === ino) return []
+    const stack: Array<{dir: Inode, names: Buffer[]}> = [{dir: root, names: []}]
+    while (stack.length) {
+      const {dir, names} = stack.pop()!
+      if (isUnexpanded(dir)) continue
+      for (const e of dirList(this.vol, dir)) {
+        if (e.ino === ino) return [...names, e.name]
+        if (e.type === DT_DIR) stack.push({dir: this.vol.iget(e.ino), names: [...names, e.name]})
+      }
+    }
+    return null
+  }
+
+  /** The directory of node `n`, expanded, to read. */
+  private dirOf(n: Node): Inode {
+    const d = this.inodeOf(n)
+    if (!d.isDir) throw err('ENOTDIR')
+    if (isUnexpanded(d)) {
+      const r = this.resolvedOf(n)
+      if (!r) throw err('ESTALE')
+      return r.inode
+    }
+    return d
+  }
+
+  /** The directory of node `n`, guarded, to change its entries (clones still expanding copy first). */
+  private dirForChange(n: Node): {dir: Inode, ns: Namespace, r: () => Resolved} {
+    if (this.options.readOnly) throw err('EROFS')
+    const f = this.fileset(n.fs)
+    const ns = new Namespace(this.vol, f)
+    let cached: Resolved | null = null
+    const r = (): Resolved => {
+      if (!cached) {
+        cached = this.resolvedOf(n)
+        if (!cached) throw err('ENOENT') // a directory removed meanwhile
+      }
+      return cached
+    }
+    let dir = this.dirOf(n)
+    if (f.clonestart !== 0) {
+      ns.guard(r())
+      dir = r().inode
+    }
+    if (dir.r.nlink === 0) throw err('ENOENT') // removed: nothing can be made in it
+    return {dir, ns, r}
+  }
+
+  /** The inode of node `n`, ready to be changed by its fileset: guarded, and copied if shared. */
+  private owned(n: Node): Inode {
+    if (this.options.readOnly) throw err('EROFS')
+    const vol = this.vol
+    const inode = this.inodeOf(n)
+    const f = this.fileset(n.fs)
+    if (inode.r.share <= 1 && (f.clonestart === 0 || inode.r.nlink === 0)) return inode
+    const r = this.resolvedOf(n)
+    if (r) return new Namespace(vol, f).own(r) // own() tells the server of a copy: n follows
+    if (inode.r.share <= 1) return inode
+    // Shared, and no longer named in this fileset (a prism command removed its name while it
+    // was open here): this fileset's open file gets a private, unnamed copy.
+    const copy = vol.ialloc(inode.r.mode, inode.ino + 1)
+    const generation = copy.r.generation
+    copy.r = {...inode.r, area: Buffer.alloc(inode.r.area.length), share: 1, nlink: 0, generation, nextOrphan: 0}
+    shareInto(vol, inode, copy)
+    holdXattrs(vol, copy)
+    inode.r.share--
+    vol.idirty(inode)
+    vol.addOrphan(copy)
+    vol.observer?.inodeCopied(n.fs, inode.ino, copy.ino)
+    return copy
+  }
+
+  // ---------------------------------------------------------------- attributes
+
+  private attrOf(n: Node, inode?: Inode): Attr {
+    if (n.fs === 0) return this.rootAttr()
+    const i = inode ?? this.inodeOf(n)
+    const r = i.r
+    let rdev = 0
+    if (i.isSpecial) {
+      const d = decodeRdev(r.area)
+      rdev = encodeDev(d.major, d.minor)
+    }
+    const size = i.isDir ? Math.max(1, r.blocks) * BLOCK_SIZE : r.size
+    return {
+      ino: n.stIno, mode: r.mode, nlink: r.nlink, uid: r.uid, gid: r.gid, rdev, size,
+      blocks: i.isDir ? Math.max(1, r.blocks) * 8 : r.blocks * 8, blksize: 65536,
+      atime: {sec: r.atimeS, nsec: r.atimeNs}, mtime: {sec: r.mtimeS, nsec: r.mtimeNs}, ctime: {sec: r.ctimeS, nsec: r.ctimeNs},
+    }
+  }
+
+  private rootAttr(): Attr {
+    const sb = this.vol.sb
+    const t = {sec: Math.floor(sb.lastWrite / 1000), nsec: (sb.lastWrite % 1000) * 1e6}
+    return {
+      ino: 1, mode: S_IFDIR | 0o755, nlink: 2 + listFilesets(this.vol).length, uid: this.options.rootOwner.uid, gid: this.options.rootOwner.gid,
+      rdev: 0, size: BLOCK_SIZE, blocks: 8, blksize: 65536, atime: t, mtime: t, ctime: t,
+    }
+  }
+
+  private entryOf(n: Node, inode?: Inode): Entry & {attr: Attr} {
+    this.addLookup(n)
+    return {ino: n.id, attr: this.attrOf(n, inode), attrTimeout: this.options.attrTimeout, entryTimeout: this.options.entryTimeout}
+  }
+
+  // ---------------------------------------------------------------- creating
+
+  /**
+   * Makes a new inode named `name` in directory node `p`: owner from the caller, group and
+   * setgid from a setgid parent, mode and ACLs from the umask or the parent's default ACL.
+   */
+  private create(ctx: FuseContext, p: Node, name: Buffer, mode: number, opts: {rdev?: {major: number, minor: number}, init?: (inode: Inode) => void} = {}): Node {
+    if (p.fs === 0) throw err('EPERM')
+    this.checkName(name)
+    const {dir, ns} = this.dirForChange(p)
+    if (dirLookup(this.vol, dir, name)) throw err('EEXIST')
+    const type = mode & S_IFMT
+    let gid = ctx.gid
+    if (dir.r.mode & S_ISGID) {
+      gid = dir.r.gid
+      if (type === S_IFDIR) mode |= S_ISGID
+    }
+    let access: Buffer | null = null
+    let dflt: Buffer | null = null
+    if (type !== S_IFLNK) {
+      if (this.posixAcl) {
+        const inh = inherit(mode, ctx.umask, getXattr(this.vol, dir, Buffer.from(ACL_DEFAULT)))
+        mode = inh.mode
+        access = inh.access
+        dflt = inh.default
+      }
+      // As inode_init_owner: a file made in a group its maker is not in loses setgid.
+      if (type !== S_IFDIR && (mode & S_ISGID) && ctx.uid !== 0 && gid !== ctx.gid && !ctx.groups().includes(gid)) mode &= ~S_ISGID
+    }
+    const inode = isSpecial(mode)
+      ? ns.createSpecialIn(dir, name, mode, opts.rdev ?? {major: 0, minor: 0}, {uid: ctx.uid, gid})
+      : ns.createIn(dir, name, mode, {uid: ctx.uid, gid})
+    opts.init?.(inode)
+    if (access) setXattr(this.vol, inode, Buffer.from(ACL_ACCESS), access)
+    if (dflt) setXattr(this.vol, inode, Buffer.from(ACL_DEFAULT), dflt)
+    return this.nodeFor(p.fs, inode.ino, p, name, false)
+  }
+
+  private checkName(name: Buffer): void {
+    if (name.length > NAME_MAX) throw err('ENAMETOOLONG')
+    if (name.length === 0 || name.includes(0x2f) || name.includes(0) || name.equals(DOT) || name.equals(DOTDOT)) throw err('EINVAL')
+  }
+
+  // ---------------------------------------------------------------- removing
+
+  /**
+   * Removes entry `name` of directory node `p` (a directory only with `isDir`, which must be
+   * empty). What loses its last name goes on the orphan list, freed at once unless the kernel
+   * still holds it (then when it lets go: AdapterHost.hold).
+   */
+  private remove(p: Node, name: Buffer, isDir: boolean): void {
+    if (p.fs === 0) throw err(isDir ? 'EPERM' : 'EISDIR')
+    const {dir, ns, r} = this.dirForChange(p)
+    const e = dirLookup(this.vol, dir, name)
+    if (!e) throw err('ENOENT')
+    let victim = this.vol.iget(e.ino)
+    if (isDir) {
+      if (!victim.isDir) throw err('ENOTDIR')
+      victim = ns.expanded(victim, [...r().names, name])
+      if (dirCount(victim) > 0) throw err('ENOTEMPTY')
+      ns.beforeDirGoes([...r().names, name], dir, false)
+      dir.r.nlink--
+    } else if (victim.isDir) {
+      throw err('EISDIR')
+    } else if (victim.r.share > 1 && (this.byKey.get(`${p.fs}:${victim.ino}`)?.opens ?? 0) > 0) {
+      // Shared with other filesets and still open or known here: this fileset's copy is what
+      // its open files must keep (the other filesets keep theirs).
+      victim = ns.own({...r(), inode: victim, chain: [...r().chain, r().inode], name, names: [...r().names, name], stamps: [...r().stamps, e.lastclone]})
+    }
+    dirRemove(this.vol, dir, name)
+    touch(dir.r, {m: true, c: true})
+    this.vol.idirty(dir)
+    ns.dropName(victim)
+    reapOrphans(this.vol)
+  }
+
+  // ---------------------------------------------------------------- the operations
+
+  private buildOps(): FuseOps {
+    const wrap = <A extends unknown[], T>(f: (...a: A) => T) => (...a: A): T => {
+      try {
+        return f(...a)
+      } catch (e) {
+        throw toFuseError(e)
+      }
+    }
+    // After a change, the other mounts of the image are told (their kernels drop what they
+    // cached of it) before the request is answered, so that no process sees stale data through
+    // another mount once its call returned. Waiting here is safe: notifications go to other
+    // mounts only (never about what this request holds), and the thread stays free meanwhile.
+    const mutating = <A extends unknown[], T>(f: (...a: A) => T) => (...a: A): T | Promise<T> => {
+      let out: T
+      try {
+        out = f(...a)
+      } catch (e) {
+        void this.host.changed(this)
+        throw toFuseError(e)
+      }
+      const told = this.host.changed(this)
+      return told ? told.then(() => out) : out
+    }
+    return {
+      init: (conn) => {
+        this.posixAcl = conn.posixAcl
+      },
+      lookup: mutating((_ctx, parent, name) => this.lookup(parent, name)),
+      forget: (id, nlookup) => {
+        const n = this.nodes.get(id)
+        if (n) this.unhold(n, nlookup, 0)
+      },
+      getattr: wrap((_ctx, id): AttrReply => ({attr: this.attrOf(this.node(id)), timeout: this.options.attrTimeout})),
+      setattr: mutating((_ctx, id, s) => this.setattr(this.node(id), s)),
+      readlink: wrap((_ctx, id) => {
+        const i = this.inodeOf(this.node(id))
+        if (!i.isLnk) throw err('EINVAL')
+        return readData(this.vol, i, 0, i.r.size)
+      }),
+      mknod: mutating((ctx, parent, name, mode, rdev) => {
+        const type = mode & S_IFMT
+        if (type === S_IFREG) return this.entryOf(this.create(ctx, this.node(parent), name, mode))
+        if (!isSpecial(mode)) throw err('EINVAL')
+        return this.entryOf(this.create(ctx, this.node(parent), name, mode, {rdev: decodeDev(rdev)}))
+      }),
+      mkdir: mutating((ctx, parent, name, mode) => {
+        const p = this.node(parent)
+        if (p.fs === 0) return this.mkFileset(name)
+        return this.entryOf(this.create(ctx, p, name, S_IFDIR | (mode & 0o7777)))
+      }),
+      unlink: mutating((_ctx, parent, name) => this.remove(this.node(parent), name, false)),
+      rmdir: mutating((_ctx, parent, name) => this.remove(this.node(parent), name, true)),
+      symlink: mutating((ctx, target, parent, name) => {
+        if (target.length === 0) throw err('ENOENT')
+        if (target.length > SYMLINK_MAX) throw err('ENAMETOOLONG')
+        const n = this.create(ctx, this.node(parent), name, S_IFLNK | 0o777, {init: (inode) => writeData(this.vol, inode, 0, target)})
+        return this.entryOf(n)
+      }),
+      rename: mutating((_ctx, parent, name, newParent, newName, flags) => this.rename(this.node(parent), name, this.node(newParent), newName, flags)),
+      link: mutating((_ctx, id, newParent, newName) => this.link(this.node(id), this.node(newParent), newName)),
+      open: mutating((_ctx, id, flags): OpenReply => {
+        const n = this.node(id)
+        if (n.fs === 0) throw err('EISDIR')
+        let inode = this.inodeOf(n)
+        if (inode.isDir) throw err('EISDIR')
+        if ((flags & O_TRUNC) && (flags & O_ACCMODE) !== 0 && inode.isReg) {
+          inode = this.owned(n)
+          this.ns(n.fs).truncateInode(inode, 0) // mtime and ctime change even when it was empty (POSIX)
+        }
+        const fh = this.nextFh++
+        this.handles.set(fh, {node: n, flags})
+        this.addOpen(n)
+        return {fh}
+      }),
+      read: wrap((_ctx, id, fh, off, size) => {
+        const i = this.inodeOf(this.handleNode(id, fh))
+        if (!i.isReg) throw err('EINVAL')
+        return readData(this.vol, i, off, size)
+      }),
+      write: mutating((_ctx, id, fh, off, data, info) => {
+        const h = this.handles.get(fh)
+        const n = this.handleNode(id, fh)
+        const inode = this.owned(n)
+        if (!inode.isReg) throw err('EINVAL')
+        // O_APPEND: at the end of the file as it is here (another process or mount may have
+        // grown it since this kernel last looked); the kernel's copy is then dropped.
+        if (((h?.flags ?? info.flags) & O_APPEND) && off !== inode.r.size) off = inode.r.size
+        if (off + data.length > 2 ** 43) throw err('EFBIG')
+        this.reserve(Math.ceil(data.length / BLOCK_SIZE) + 2)
+        this.ns(n.fs).writeInode(inode, off, data, true)
+        return data.length
+      }),
+      flush: () => {},
+      release: mutating((_ctx, id, fh) => {
+        const h = this.handles.get(fh)
+        this.handles.delete(fh)
+        const n = h?.node ?? this.nodes.get(id)
+        if (n) this.unhold(n, 0, 1)
+      }),
+      fsync: mutating(() => this.host.sync()),
+      opendir: wrap((_ctx, id, flags): OpenReply => {
+        const n = this.node(id)
+        if (n.fs !== 0 && !this.inodeOf(n).isDir) throw err('ENOTDIR')
+        const fh = this.nextFh++
+        this.handles.set(fh, {node: n, flags})
+        this.addOpen(n)
+        return {fh}
+      }),
+      readdir: mutating((_ctx, id, fh, offset): Iterable<DirEntry> => {
+        const list = this.listing(id, fh, offset)
+        return (function* () {
+          for (let i = offset; i < list.length; i++) yield {name: list[i].name, ino: list[i].ino, mode: list[i].mode, offset: i + 1}
+        })()
+      }),
+      readdirplus: mutating((_ctx, id, fh, offset) => this.readdirplus(id, fh, offset)),
+      releasedir: wrap((_ctx, id, fh) => {
+        const h = this.handles.get(fh)
+        this.handles.delete(fh)
+        const n = h?.node ?? this.nodes.get(id)
+        if (n) this.unhold(n, 0, 1)
+      }),
+      fsyncdir: mutating(() => this.host.sync()),
+      statfs: wrap((): StatFs => {
+        const sb = this.vol.sb
+        return {
+          bsize: BLOCK_SIZE, frsize: BLOCK_SIZE, blocks: sb.dataBlocks, bfree: sb.freeBlocks, bavail: sb.freeBlocks,
+          files: sb.inodeCount, ffree: sb.freeInodes, favail: sb.freeInodes, fsid: 0, flag: 0, namemax: NAME_MAX,
+        }
+      }),
+      setxattr: mutating((_ctx, id, name, value, flags) => {
+        const n = this.node(id)
+        if (n.fs === 0) throw err('EPERM')
+        const inode = this.owned(n)
+        setXattr(this.vol, inode, name, value, {create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0})
+      }),
+      getxattr: wrap((_ctx, id, name) => {
+        const n = this.node(id)
+        if (n.fs === 0) throw err('ENODATA')
+        const v = getXattr(this.vol, this.inodeOf(n), name)
+        if (!v) throw err('ENODATA')
+        return v
+      }),
+      listxattr: wrap((_ctx, id) => {
+        const n = this.node(id)
+        if (n.fs === 0) return []
+        return listXattrs(this.vol, this.inodeOf(n)).map((x) => x.name)
+      }),
+      removexattr: mutating((_ctx, id, name) => {
+        const n = this.node(id)
+        if (n.fs === 0) throw err('ENODATA')
+        removeXattr(this.vol, this.owned(n), name)
+      }),
+      create: mutating((ctx, parent, name, mode, flags): CreateReply => {
+        const n = this.create(ctx, this.node(parent), name, S_IFREG | (mode & 0o7777))
+        const entry = this.entryOf(n)
+        const fh = this.nextFh++
+        this.handles.set(fh, {node: n, flags})
+        this.addOpen(n)
+        return {entry, open: {fh}}
+      }),
+      fallocate: mutating((_ctx, id, fh, mode, off, len) => this.fallocate(this.handleNode(id, fh), mode, off, len)),
+      lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),
+    }
+  }
+
+  private handleNode(id: number, fh: number): Node {
+    const h = this.handles.get(fh)
+    if (h) return h.node
+    return this.node(id)
+  }
+
+  private lookup(parentId: number, name: Buffer): Entry {
+    const p = this.node(parentId)
+    if (name.length > NAME_MAX) throw err('ENAMETOOLONG')
+    if (p.fs === 0) {
+      if (name.equals(DOT) || name.equals(DOTDOT)) return this.entryOf(p)
+      const f = findFileset(this.vol, name.toString('latin1'))
+      if (!f || !Buffer.from(f.name).equals(name)) return {ino: 0, attrTimeout: 0, entryTimeout: 0}
+      const root = new Namespace(this.vol, f).root()
+      return this.entryOf(this.nodeFor(f.id, root.ino, p, name, true), root)
+    }
+    if (name.equals(DOT)) return this.entryOf(p)
+    if (name.equals(DOTDOT)) return this.entryOf(p.parent ?? p)
+    const dir = this.dirOf(p)
+    const e = dirLookup(this.vol, dir, name)
+    if (!e) return {ino: 0, attrTimeout: 0, entryTimeout: 0}
+    let inode = this.vol.iget(e.ino)
+    // On-demand expansion (paper Fig. 5): a directory gets its entries before anyone looks in.
+    if (inode.isDir && isUnexpanded(inode)) inode = this.ns(p.fs).expanded(inode, [...this.namesOf(p), name])
+    return this.entryOf(this.nodeFor(p.fs, inode.ino, p, name, false), inode)
+  }
+
+  private listing(id: number, fh: number, offset: number): Array<{name: Buffer, ino: number, mode: number}> {
+    const h = this.handles.get(fh)
+    const n = h?.node ?? this.node(id)
+    if (h && h.list && offset !== 0) return h.list
+    const list: Array<{name: Buffer, ino: number, mode: number}> = []
+    if (n.fs === 0) {
+      list.push({name: DOT, ino: 1, mode: S_IFDIR}, {name: DOTDOT, ino: 1, mode: S_IFDIR})
+      for (const f of listFilesets(this.vol).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+        list.push({name: Buffer.from(f.name), ino: f.id * 2 ** 32 + f.rootIno, mode: S_IFDIR})
+      }
+    } else {
+      const dir = this.dirOf(n)
+      const parentSt = n.parent ? n.parent.stIno : n.stIno
+      list.push({name: DOT, ino: n.stIno, mode: S_IFDIR}, {name: DOTDOT, ino: parentSt, mode: S_IFDIR})
+      for (const e of dirList(this.vol, dir)) {
+        const known = this.byKey.get(`${n.fs}:${e.ino}`)
+        const ino = known ? known.stIno : this.whole ? n.fs * 2 ** 32 + e.ino : e.ino
+        list.push({name: e.name, ino, mode: e.type === DT_DIR ? S_IFDIR : modeOfDt(e.type)})
+      }
+    }
+    if (h) h.list = list
+    return list
+  }
+
+  /** Entries from `offset`, each looked up as it is taken: the binding stops when the kernel's buffer is full. */
+  private readdirplus(id: number, fh: number, offset: number): Iterable<DirEntryPlus> {
+    const list = this.listing(id, fh, offset)
+    const n = this.handles.get(fh)?.node ?? this.node(id)
+    const dotAttr = this.attrOf(n)
+    const self = this
+    return (function* () {
+      for (let i = offset; i < list.length; i++) {
+        const x = list[i]
+        if (x.name.equals(DOT) || x.name.equals(DOTDOT)) {
+          yield {name: x.name, offset: i + 1, entry: {ino: 0, attr: {...dotAttr, ino: x.ino, mode: x.mode}, attrTimeout: 0, entryTimeout: 0}}
+          continue
+        }
+        let e: Entry
+        try {
+          e = self.lookup(n.id, x.name)
+        } catch (ex) {
+          if (ex instanceof PrismError && (ex.code === 'ENOENT' || ex.code === 'ENOTDIR')) continue
+          throw toFuseError(ex)
+        }
+        if (e.ino === 0) continue // gone since the listing was taken
+        yield {name: x.name, offset: i + 1, entry: e as Entry & {attr: Attr}}
+      }
+    })()
+  }
+
+  private setattr(n: Node, s: SetAttr): AttrReply {
+    if (n.fs === 0) throw err('EPERM')
+    const inode = this.owned(n)
+    const r = inode.r
+    const t = nowSpec()
+    if (s.size !== undefined) {
+      if (inode.isDir) throw err('EISDIR')
+      if (!inode.isReg) throw err('EINVAL')
+      if (s.size > 2 ** 43) throw err('EFBIG')
+      if (s.size > r.size) this.reserve(2)
+      this.ns(n.fs).truncateInode(inode, s.size)
+      if (s.mtime === undefined && !s.mtimeNow) {
+        r.mtimeS = t.sec
+        r.mtimeNs = t.nsec
+      }
+    }
+    if (s.mode !== undefined) r.mode = (r.mode & S_IFMT) | (s.mode & 0o7777)
+    if (s.uid !== undefined) r.uid = s.uid
+    if (s.gid !== undefined) r.gid = s.gid
+    if (s.atimeNow) {
+      r.atimeS = t.sec
+      r.atimeNs = t.nsec
+    } else if (s.atime) {
+      r.atimeS = s.atime.sec
+      r.atimeNs = s.atime.nsec
+    }
+    if (s.mtimeNow) {
+      r.mtimeS = t.sec
+      r.mtimeNs = t.nsec
+    } else if (s.mtime) {
+      r.mtimeS = s.mtime.sec
+      r.mtimeNs = s.mtime.nsec
+    }
+    const c = s.ctime ?? t
+    r.ctimeS = c.sec
+    r.ctimeNs = c.nsec
+    this.vol.idirty(inode)
+    return {attr: this.attrOf(n, inode), timeout: this.options.attrTimeout}
+  }
+
+  private link(n: Node, p: Node, name: Buffer): Entry {
+    if (p.fs === 0 || n.fs === 0) throw err('EPERM')
+    if (n.fs !== p.fs) throw err('EXDEV')
+    this.checkName(name)
+    const inode0 = this.inodeOf(n)
+    if (inode0.isDir) throw err('EPERM')
+    if (inode0.r.nlink === 0) throw err('ENOENT')
+    const {dir, ns} = this.dirForChange(p)
+    if (dirLookup(this.vol, dir, name)) throw err('EEXIST')
+    // A file shared with other filesets has one name in each: this fileset's copy gets the new one.
+    const inode = this.owned(n)
+    if (inode.r.nlink >= 0xffff_fff0) throw err('EMLINK')
+    ns.linkInode(inode, dir, name)
+    return this.entryOf(this.nodeFor(p.fs, inode.ino, p, name, false), inode)
+  }
+
+  private rename(p: Node, name: Buffer, q: Node, newName: Buffer, flags: number): void {
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw err('EINVAL')
+    if (p.fs === 0 || q.fs === 0) {
+      if (p.fs === 0 && q.fs === 0 && flags === 0) return this.renameFileset(name, newName)
+      throw err(p.fs === 0 && q.fs === 0 ? 'EINVAL' : 'EXDEV')
+    }
+    if (p.fs !== q.fs) throw err('EXDEV')
+    this.checkName(newName)
+    const vol = this.vol
+    const src = this.dirForChange(p)
+    const dst = p === q ? src : this.dirForChange(q)
+    const se = dirLookup(vol, src.dir, name)
+    if (!se) throw err('ENOENT')
+    const de = dirLookup(vol, dst.dir, newName)
+    if (de && (flags & RENAME_NOREPLACE)) throw err('EEXIST')
+    if (!de && (flags & RENAME_EXCHANGE)) throw err('ENOENT')
+    if (de && de.ino === se.ino) return // two names of one file: nothing to do, as rename(2)
+    const ns = src.ns
+    const srcNames = [...src.r().names, name]
+    const dstNames = [...dst.r().names, newName]
+    let moving = vol.iget(se.ino)
+    let target = de ? vol.iget(de.ino) : null
+    if (moving.isDir && dstNames.length > srcNames.length && srcNames.every((x, i) => x.equals(dstNames[i]))) throw err('EINVAL')
+    if (target && moving.isDir && !(flags & RENAME_EXCHANGE) && target.isDir === false) throw err('ENOTDIR')
+    if (target && !moving.isDir && target.isDir && !(flags & RENAME_EXCHANGE)) throw err('EISDIR')
+    if (target?.isDir && !(flags & RENAME_EXCHANGE)) {
+      target = ns.expanded(target, dstNames)
+      if (dirCount(target) > 0) throw err('ENOTEMPTY')
+    }
+    if (flags & RENAME_EXCHANGE) {
+      if (target!.isDir && srcNames.length > dstNames.length && dstNames.every((x, i) => x.equals(srcNames[i]))) throw err('EINVAL')
+      if (moving.isDir) ns.beforeDirGoes(srcNames, src.dir, true)
+      if (target!.isDir) ns.beforeDirGoes(dstNames, dst.dir, true)
+      dirRemove(vol, src.dir, name)
+      dirRemove(vol, dst.dir, newName)
+      dirAdd(vol, dst.dir, se.ino, se.type, newName, se.lastclone)
+      dirAdd(vol, src.dir, de!.ino, de!.type, name, de!.lastclone)
+      if (src.dir !== dst.dir && moving.isDir !== target!.isDir) {
+        if (moving.isDir) { src.dir.r.nlink--; dst.dir.r.nlink++ } else { src.dir.r.nlink++; dst.dir.r.nlink-- }
+      }
+      const t = nowSpec()
+      for (const d of [src.dir, dst.dir, moving, target!]) {
+        if (d.r.share <= 1) {
+          d.r.ctimeS = t.sec
+          d.r.ctimeNs = t.nsec
+        }
+        vol.idirty(d)
+      }
+      for (const d of [src.dir, dst.dir]) {
+        d.r.mtimeS = t.sec
+        d.r.mtimeNs = t.nsec
+      }
+      this.moved(p.fs, se.ino, q, newName)
+      this.moved(p.fs, de!.ino, p, name)
+      return
+    }
+    if (moving.isDir) ns.beforeDirGoes(srcNames, src.dir, true)
+    if (target) {
+      if (target.isDir) ns.beforeDirGoes(dstNames, dst.dir, false)
+      else if (target.r.share > 1 && (this.byKey.get(`${q.fs}:${target.ino}`)?.opens ?? 0) > 0) {
+        const r = dst.r()
+        target = ns.own({inode: target, chain: [...r.chain, r.inode], name: newName, names: dstNames, stamps: [...r.stamps, de!.lastclone]})
+      }
+      dirRemove(vol, dst.dir, newName)
+      if (target.isDir) dst.dir.r.nlink--
+      ns.dropName(target)
+    }
+    // the source entry may have moved when the destination's guard expanded (same directory)
+    const se2 = dirLookup(vol, src.dir, name) ?? se
+    dirRemove(vol, src.dir, name)
+    dirAdd(vol, dst.dir, se2.ino, se2.type, newName, se2.lastclone)
+    moving = vol.iget(se2.ino)
+    if (moving.isDir && src.dir !== dst.dir) {
+      src.dir.r.nlink--
+      dst.dir.r.nlink++
+    }
+    const t = nowSpec()
+    for (const d of [src.dir, dst.dir]) {
+      d.r.mtimeS = d.r.ctimeS = t.sec
+      d.r.mtimeNs = d.r.ctimeNs = t.nsec
+      vol.idirty(d)
+    }
+    if (moving.r.share <= 1) {
+      moving.r.ctimeS = t.sec
+      moving.r.ctimeNs = t.nsec
+      vol.idirty(moving)
+    }
+    this.moved(p.fs, se2.ino, q, newName)
+    reapOrphans(vol)
+  }
+
+  /** A node's inode now has name `name` in directory node `p`. */
+  private moved(fs: number, ino: number, p: Node, name: Buffer): void {
+    const n = this.byKey.get(`${fs}:${ino}`)
+    if (!n || n === this.root || n.topNames !== null) return
+    if (n.parent !== p) {
+      n.parent!.kids--
+      const old = n.parent!
+      n.parent = p
+      p.kids++
+      this.dropIfUnused(old)
+    }
+    n.name = Buffer.from(name)
+  }
+
+  private mkFileset(name: Buffer): Entry {
+    if (this.options.readOnly) throw err('EROFS')
+    const text = name.toString('latin1')
+    if (filesetNameProblem(text) || !Buffer.from(text).equals(name)) throw err('EINVAL')
+    if (findFileset(this.vol, text)) throw err('EEXIST')
+    const f = createEmptyFileset(this.vol, text)
+    const root = this.vol.iget(f.rootIno)
+    return this.entryOf(this.nodeFor(f.id, root.ino, this.root, name, true), root)
+  }
+
+  private renameFileset(from: Buffer, to: Buffer): void {
+    if (this.options.readOnly) throw err('EROFS')
+    const a = from.toString('latin1')
+    const b = to.toString('latin1')
+    if (!findFileset(this.vol, a)) throw err('ENOENT')
+    if (findFileset(this.vol, b)) throw err('EEXIST')
+    if (filesetNameProblem(b) || !Buffer.from(b).equals(to)) throw err('EINVAL')
+    renameFileset(this.vol, a, b)
+    const f = findFileset(this.vol, b)!
+    const n = this.byKey.get(`${f.id}:${f.rootIno}`)
+    if (n) n.name = Buffer.from(to)
+  }
+
+  /** Fails with ENOSPC before a change that needs about `blocks` free blocks (nothing is changed). */
+  private reserve(blocks: number): void {
+    const vol = this.vol
+    if (vol.sb.freeBlocks - vol.freedInTxn >= blocks + 16) return
+    // Blocks freed in this transaction come back with its commit.
+    if (vol.freedInTxn > 0) this.host.sync()
+    if (vol.sb.freeBlocks - vol.freedInTxn < blocks + 16) throw err('ENOSPC')
+  }
+
+  private fallocate(n: Node, mode: number, off: number, len: number): void {
+    if (n.fs === 0) throw err('EISDIR')
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) throw err('EOPNOTSUPP')
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) throw err('EOPNOTSUPP')
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE)) throw err('EOPNOTSUPP')
+    if (off < 0 || len <= 0) throw err('EINVAL')
+    if (off + len > 2 ** 43) throw err('EFBIG')
+    const inode = this.owned(n)
+    if (inode.isDir) throw err('EISDIR')
+    if (!inode.isReg) throw err('ENODEV')
+    const ns = this.ns(n.fs)
+    const keep = (mode & FALLOC_FL_KEEP_SIZE) !== 0
+    const size = inode.r.size
+    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) this.punch(inode, off, Math.min(off + len, size) - off)
+    if (mode & FALLOC_FL_PUNCH_HOLE) {
+      touch(inode.r, {m: true, c: true})
+      inode.r.dataVersion++
+      this.vol.idirty(inode)
+      return
+    }
+    // Allocation: Prism has no unwritten extents, so the holes in range (within the file) get
+    // blocks of zeros; past the end of the file (KEEP_SIZE) there is only the check for room.
+    const end = keep ? Math.min(off + len, size) : off + len
+    let need = 0
+    const holes = end > off ? this.holes(inode, off, end) : []
+    for (const [a, b] of holes) need += Math.ceil(b / BLOCK_SIZE) - Math.floor(a / BLOCK_SIZE)
+    const beyond = keep && off + len > size ? Math.ceil((off + len - Math.max(off, size)) / BLOCK_SIZE) : 0
+    this.reserve(need + beyond + 2)
+    for (const [a, b] of holes) {
+      for (let p = a; p < b;) {
+        const q = Math.min(b, p + 8 * 1024 * 1024)
+        writeData(this.vol, inode, p, Buffer.alloc(q - p), true)
+        p = q
+      }
+    }
+    if (!keep && off + len > inode.r.size) ns.truncateInode(inode, off + len)
+    touch(inode.r, {c: true})
+    if (!keep) touch(inode.r, {m: true})
+    inode.r.dataVersion++
+    this.vol.idirty(inode)
+  }
+
+  /** Byte ranges of [off, end) not mapped to a block (block-aligned, clipped to the range). */
+  private holes(inode: Inode, off: number, end: number): Array<[number, number]> {
+    if (inode.r.flags & IF_INLINE) {
+      return inode.r.size < end ? [[Math.max(off, inode.r.size), end]] : []
+    }
+    const ext = loadExtents(this.vol, inode)
+    const out: Array<[number, number]> = []
+    let pos = Math.floor(off / BLOCK_SIZE)
+    const last = Math.ceil(end / BLOCK_SIZE)
+    for (const e of ext) {
+      if (e.l + e.n <= pos) continue
+      if (e.l >= last) break
+      if (e.l > pos) out.push([pos * BLOCK_SIZE, e.l * BLOCK_SIZE])
+      pos = e.l + e.n
+    }
+    if (pos < last) out.push([pos * BLOCK_SIZE, last * BLOCK_SIZE])
+    return out.map(([a, b]) => [Math.max(a, off), Math.min(b, end)] as [number, number]).filter(([a, b]) => b > a)
+  }
+
+  /** Makes [off, off+len) of a file read as zeros: whole blocks unmapped, edges rewritten. */
+  private punch(inode: Inode, off: number, len: number): void {
+    if (len <= 0) return
+    const end = off + len
+    if (inode.r.flags & IF_INLINE) {
+      inode.r.area.fill(0, off, end)
+      this.vol.idirty(inode)
+      return
+    }
+    const firstFull = Math.ceil(off / BLOCK_SIZE)
+    const lastFull = Math.floor(end / BLOCK_SIZE) // exclusive
+    if (lastFull > firstFull) {
+      const ext = loadExtents(this.vol, inode)
+      for (const old of unmapRange(ext, firstFull, lastFull - firstFull)) {
+        this.vol.decRefRun(old.p, old.n)
+        inode.r.blocks -= old.n
+      }
+      inode.extentsDirty = true
+      this.vol.idirty(inode)
+    }
+    const edges: Array<[number, number]> = []
+    if (lastFull > firstFull) {
+      if (off < firstFull * BLOCK_SIZE) edges.push([off, firstFull * BLOCK_SIZE])
+      if (end > lastFull * BLOCK_SIZE) edges.push([lastFull * BLOCK_SIZE, end])
+    } else {
+      edges.push([off, end])
+    }
+    for (const [a, b] of edges) {
+      if (this.holes(inode, a, b).some(([x, y]) => x === a && y === b)) continue // a hole already
+      writeData(this.vol, inode, a, Buffer.alloc(b - a))
+    }
+  }
+
+  private lseek(n: Node, off: number, whence: number): number {
+    const inode = this.inodeOf(n)
+    const size = inode.r.size
+    if (off >= size) throw err('ENXIO')
+    if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw err('EINVAL')
+    if (inode.r.flags & IF_INLINE || !inode.isReg) return whence === SEEK_DATA ? off : size
+    const ext = loadExtents(this.vol, inode)
+    const l = Math.floor(off / BLOCK_SIZE)
+    if (whence === SEEK_DATA) {
+      for (const e of ext) {
+        if (e.l + e.n <= l) continue
+        const at = Math.max(off, e.l * BLOCK_SIZE)
+        if (at >= size) break
+        return at
+      }
+      throw err('ENXIO')
+    }
+    let pos = l
+    for (const e of ext) {
+      if (e.l + e.n <= pos) continue
+      if (e.l > pos) break
+      pos = e.l + e.n
+    }
+    return Math.min(size, Math.max(off, pos * BLOCK_SIZE))
+  }
+}
+
+function modeOfDt(dt: number): number {
+  switch (dt) {
+    case 2: return S_IFDIR
+    case 7: return S_IFLNK
+    case 3: return 0o020000
+    case 4: return 0o060000
+    case 5: return 0o010000
+    case 6: return 0o140000
+    default: return S_IFREG
+  }
+}
+
+export {dtOfMode}

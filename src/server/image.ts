@@ -1,0 +1,429 @@
+// The image a server holds: one writable Volume (opened with the exclusive lock for the
+// server's whole life), the mounts that show it (src/server/adapter.ts), when to commit, the
+// files unlinked while still open, the expansion of asynchronous clones in slices, and the
+// kernel caches of every mount kept coherent with changes made elsewhere.
+//
+// Transactions, as ext4's data=ordered: the requests of every mount add to one running
+// transaction; fsync, fdatasync and fsyncdir commit it before they are answered; a timer
+// commits at least every `commit=` seconds; a transaction past its size limit commits at
+// once; unmounting commits, and the last unmount checkpoints and marks the image clean. File
+// data reaches the image before the commit that makes it reachable (src/journal/store.ts),
+// so a kill -9 at any moment leaves an image that replays to the last commit, with every
+// fsync'd write in it.
+//
+// It must never: touch a mount it serves (that deadlocks); send a cache notification from the
+// loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); or drop
+// a transaction holding what a request was told was done.
+import fs from 'node:fs'
+import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
+import {PrismError} from '../errors.js'
+import {Expander} from '../fs/expand.js'
+import {listFilesets} from '../fs/filesets.js'
+import {reapOrphans} from '../fs/namespace.js'
+import {Volume, type VolumeObserver} from '../fs/volume.js'
+import {type FuseSession, type MountOptions, mount as fuseMount} from '../fuse/index.js'
+import {type AdapterOptions, PrismFs} from './adapter.js'
+
+export interface MountSpec {
+  /** FILESET[:/path], or null for the whole image */
+  top: {fileset: string, path: string} | null
+  mountpoint: string
+  readOnly?: boolean
+  suid?: boolean
+  dev?: boolean
+  allowOther?: boolean
+}
+
+export interface Mount {
+  readonly spec: MountSpec
+  readonly fs: PrismFs
+  readonly session: FuseSession
+  /** the mount point as /proc/self/mountinfo shows it */
+  readonly mountpoint: string
+}
+
+export interface ImageOptions {
+  /** seconds between commits when nothing asks for one (commit=); default 5 */
+  commitSeconds?: number
+  /** seconds the kernel keeps attributes and entries; default 60 (changes made elsewhere are invalidated) */
+  cacheSeconds?: number
+  /** told about failures the server cannot answer to anyone (a commit that failed) */
+  onError?: (msg: string) => void
+  /** seconds to wait for the image lock; default 0 */
+  wait?: number
+  /** the libfuse binding to mount with (tests) */
+  mountFn?: typeof fuseMount
+}
+
+/** Changes seen by the observer since they were last sent to the kernel. */
+interface Pending {
+  inodes: Set<number>
+  entries: Map<number, Buffer[]>
+  filesets: boolean
+}
+
+const emptyPending = (): Pending => ({inodes: new Set(), entries: new Map(), filesets: false})
+
+export class ServedImage {
+  vol: Volume
+  readonly mounts: Mount[] = []
+  private readonly holds = new Map<number, number>()
+  private pending = emptyPending()
+  /** the mount whose request is being answered (its own changes need no notification) */
+  private origin: PrismFs | null = null
+  private commitTimer: NodeJS.Timeout | null = null
+  private expandTimer: NodeJS.Immediate | NodeJS.Timeout | null = null
+  private readonly expanders = new Map<number, Expander>()
+  private closed = false
+  private lastCommit = Date.now()
+  commitMs: number
+  readonly cacheSeconds: number
+  private readonly onError: (msg: string) => void
+  /** set while changes must not be committed (a command running: src/server/server.ts) */
+  holdCommits = false
+  private failed: Error | null = null
+
+  constructor(readonly image: string, options: ImageOptions = {}) {
+    this.commitMs = Math.max(0.1, options.commitSeconds ?? 5) * 1000
+    this.cacheSeconds = options.cacheSeconds ?? 60
+    this.onError = options.onError ?? ((m) => process.stderr.write(`prism: ${m}\n`))
+    this.mountFn = options.mountFn ?? fuseMount
+    this.vol = Volume.open(image, {write: true, wait: options.wait ?? 0})
+    this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
+    this.vol.observer = this.observer()
+    this.commitTimer = setInterval(() => this.tick(), Math.min(this.commitMs, 1000))
+    this.commitTimer.unref()
+    this.scheduleExpansion()
+  }
+
+  private readonly mountFn: typeof fuseMount
+
+  private observer(): VolumeObserver {
+    return {
+      inodeChanged: (ino) => {
+        this.pending.inodes.add(ino)
+      },
+      entryChanged: (dir, name) => {
+        let list = this.pending.entries.get(dir)
+        if (!list) this.pending.entries.set(dir, list = [])
+        if (!list.some((n) => n.equals(name))) list.push(Buffer.from(name))
+      },
+      inodeCopied: (fileset, from, to) => {
+        for (const m of this.mounts) m.fs.repoint(fileset, from, to)
+      },
+      filesetsChanged: () => {
+        this.pending.filesets = true
+      },
+    }
+  }
+
+  /** A mount asked for commit=SECONDS: the image commits at least that often from now on. */
+  setCommitSeconds(seconds: number): void {
+    this.commitMs = Math.min(this.commitMs, Math.max(0.1, seconds) * 1000)
+  }
+
+  // ---------------------------------------------------------------- mounts
+
+  async addMount(spec: MountSpec): Promise<Mount> {
+    if (this.closed) throw new PrismError('EBUSY', 'the server is shutting down')
+    const opts: AdapterOptions = {
+      top: spec.top, readOnly: Boolean(spec.readOnly), attrTimeout: this.cacheSeconds, entryTimeout: this.cacheSeconds,
+      rootOwner: imageOwner(this.image),
+    }
+    const pfs = new PrismFs(this.adapterHost(), opts)
+    const fsname = `prism:${this.image}` + (spec.top ? `:${spec.top.fileset}${spec.top.path === '/' ? '' : spec.top.path}` : '')
+    const mo: MountOptions = {
+      fsname: fsname.replace(/[,\\]/g, '_'), subtype: 'prism', readOnly: spec.readOnly, suid: spec.suid, dev: spec.dev,
+      allowOther: spec.allowOther, posixAcl: true, exportSupport: true, readdirplusAuto: false,
+      onError: (op, e) => this.onError(`${spec.mountpoint}: ${op}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
+    }
+    const session = await this.mountFn(spec.mountpoint, pfs.ops, mo)
+    const m: Mount = {spec, fs: pfs, session, mountpoint: session.mountpoint}
+    this.mounts.push(m)
+    session.closed.then(() => this.mountEnded(m), () => this.mountEnded(m))
+    return m
+  }
+
+  /** Called once a mount's session has ended (unmounted by anyone, or aborted). */
+  onMountEnded: ((m: Mount) => void) | null = null
+
+  private mountEnded(m: Mount): void {
+    if (this.lentUntil) {
+      void this.lentUntil.then(() => this.mountEnded(m))
+      return
+    }
+    const i = this.mounts.indexOf(m)
+    if (i < 0) return
+    this.mounts.splice(i, 1)
+    // The kernel forgets everything of a mount that has gone: so does its node table.
+    for (const n of m.fs.allNodes()) if ((n.nlookup > 0 || n.opens > 0) && n.fs !== 0) this.hold(n.ino, -1)
+    this.commitNow()
+    this.onMountEnded?.(m)
+  }
+
+  /** Unmounts `m` and commits (fails with EBUSY while it is in use, unless lazy). */
+  async unmount(m: Mount, lazy = false): Promise<void> {
+    await m.session.unmount({lazy})
+    this.mountEnded(m)
+  }
+
+  private adapterHost() {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this
+    return {
+      get vol() {
+        return self.vol
+      },
+      changed: (from: PrismFs) => this.afterRequest(from),
+      sync: () => this.commitNow(true),
+      gate: () => this.lentUntil,
+      hold: (ino: number, delta: number) => this.hold(ino, delta),
+    }
+  }
+
+  // ---------------------------------------------------------------- lending the image
+
+  /** Set while another process has the image: resolves when it is back and open here again. */
+  private lentUntil: Promise<void> | null = null
+  private lendChain: Promise<void> = Promise.resolve()
+
+  /**
+   * Lends the image to another process (a prism command run while the image is served,
+   * src/cli/served.ts): commits, closes the volume clean (its lock goes), and holds every FUSE
+   * request until `back` settles (the borrower's connection closed: it exited, whatever way);
+   * then opens the image again (replaying what the borrower committed, or its crash), drops
+   * everything the kernels cached, and answers the requests held meanwhile. Resolves with the
+   * orphans the mounts hold open (the borrower must not free them) once the image is lent.
+   * Lends go one at a time, in order.
+   */
+  lend(back: Promise<void>): Promise<number[]> {
+    return new Promise((lent, refused) => {
+      this.lendChain = this.lendChain.then(async () => {
+        if (this.closed || this.failed) {
+          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          return
+        }
+        let release!: () => void
+        this.lentUntil = new Promise((r) => {
+          release = r
+        })
+        try {
+          this.commitNow()
+          this.vol.observer = null
+          this.vol.orphanHeld = null
+          this.vol.close()
+        } catch (e) {
+          this.lentUntil = null
+          release()
+          refused(e)
+          return
+        }
+        lent([...this.holds.keys()].filter((ino) => (this.holds.get(ino) ?? 0) > 0))
+        await back
+        try {
+          this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0})
+          this.vol.observer = this.observer()
+          this.lastCommit = Date.now()
+        } catch (e) {
+          this.failed = e as Error
+          this.onError(`the image could not be opened again after a command: ${(e as Error).message}`)
+        }
+        this.lentUntil = null
+        release()
+        await this.invalidateAll()
+        this.scheduleExpansion()
+      })
+    })
+  }
+
+  /** Resolves once no other process has the image (at once when none has). */
+  async whenHeld(): Promise<void> {
+    while (this.lentUntil) await this.lentUntil
+  }
+
+  /** Drops everything every mount's kernel caches (after another process changed the image). */
+  private async invalidateAll(): Promise<void> {
+    const waits: Promise<boolean>[] = []
+    for (const m of this.mounts) {
+      for (const n of m.fs.allNodes()) {
+        waits.push(m.session.invalidateInode(n.id, 0, 0))
+        if (n.parent) waits.push(m.session.invalidateEntry(n.parent.id, n.name))
+      }
+      if (m.spec.top === null) for (const name of m.fs.rootNamesChanged()) waits.push(m.session.invalidateEntry(1, name))
+    }
+    await Promise.allSettled(waits)
+  }
+
+  // ---------------------------------------------------------------- orphans held open
+
+  hold(ino: number, delta: number): void {
+    const n = (this.holds.get(ino) ?? 0) + delta
+    if (n > 0) {
+      this.holds.set(ino, n)
+      return
+    }
+    this.holds.delete(ino)
+    // The last hold on an unlinked file: its space comes back now.
+    const i = this.vol.tryIget(ino)
+    if (i && (i.r.flags & IF_ORPHAN) && !this.closed && !this.holdCommits) {
+      try {
+        reapOrphans(this.vol)
+      } catch (e) {
+        this.onError(`freeing unlinked inode ${ino}: ${(e as Error).message}`)
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- transactions
+
+  private afterRequest(from: PrismFs): Promise<void> | undefined {
+    if (this.vol.txnFull && !this.holdCommits) this.commitNow()
+    const p = this.pending
+    if (this.mounts.length <= 1 || (p.inodes.size === 0 && p.entries.size === 0 && !p.filesets)) {
+      this.pending = emptyPending()
+      return undefined
+    }
+    this.origin = from
+    try {
+      return this.notify()
+    } finally {
+      this.origin = null
+    }
+  }
+
+  /**
+   * Commits the running transaction now. A failed commit stops the session's writes (the
+   * volume refuses more): every later request then fails with EIO, and the image replays to
+   * the last good commit when opened again.
+   */
+  commitNow(checkpoint = false): void {
+    if (this.failed) throw new PrismError('EIO', `the image could not be written: ${this.failed.message}`)
+    try {
+      this.vol.commit()
+      this.lastCommit = Date.now()
+      if (checkpoint) { /* the journal checkpoints itself when it fills; fsync needs only the commit */ }
+    } catch (e) {
+      this.failed = e as Error
+      this.onError(`commit failed: ${(e as Error).message}`)
+      throw e
+    }
+  }
+
+  private tick(): void {
+    if (this.closed || this.holdCommits || this.failed || this.lentUntil) return
+    if (Date.now() - this.lastCommit >= this.commitMs - 50 && this.vol.hasChanges) {
+      try {
+        this.commitNow()
+      } catch {
+        // reported; later requests fail
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- kernel caches
+
+  /**
+   * Sends the kernel what changed since the last call, to every mount but the one whose request
+   * made the change (its kernel knows), and resolves once the kernel has taken it all.
+   */
+  async notify(all = false): Promise<void> {
+    const p = this.pending
+    this.pending = emptyPending()
+    const origin = all ? null : this.origin
+    const waits: Promise<boolean>[] = []
+    for (const m of this.mounts) {
+      if (m.fs === origin) continue
+      for (const ino of p.inodes) for (const n of m.fs.nodesOfIno(ino)) waits.push(m.session.invalidateInode(n.id, 0, 0))
+      for (const [dir, names] of p.entries) {
+        for (const n of m.fs.nodesOfIno(dir)) for (const name of names) waits.push(m.session.invalidateEntry(n.id, name))
+      }
+      if (p.filesets && m.spec.top === null) {
+        for (const name of m.fs.rootNamesChanged()) waits.push(m.session.invalidateEntry(1, name))
+        waits.push(m.session.invalidateInode(1, -1, 0))
+      }
+    }
+    const results = await Promise.allSettled(waits)
+    for (const r of results) if (r.status === 'rejected') this.onError(`cache notification: ${(r.reason as Error).message}`)
+  }
+
+  /** Forgets what the observer saw (changes nobody else can have cached). */
+  dropPending(): void {
+    this.pending = emptyPending()
+  }
+
+  // ---------------------------------------------------------------- expansion
+
+  /** Expands asynchronous clones in slices, between requests, until none is left. */
+  scheduleExpansion(delayMs = 0): void {
+    if (this.expandTimer || this.closed) return
+    const run = () => {
+      this.expandTimer = null
+      if (this.closed) return
+      if (this.holdCommits || this.lentUntil) {
+        this.scheduleExpansion(20)
+        return
+      }
+      let more = false
+      try {
+        more = this.expandSlice(8)
+      } catch (e) {
+        this.onError(`expanding a clone: ${(e as Error).message}`)
+        this.expanders.clear()
+        return
+      }
+      this.dropPending() // expansion changes nothing a mount shows
+      if (this.vol.txnFull) this.commitNow()
+      if (more) this.scheduleExpansion(0)
+      else if (this.vol.hasChanges) this.commitNow()
+    }
+    this.expandTimer = delayMs > 0 ? setTimeout(run, delayMs) : setImmediate(run)
+  }
+
+  /** One slice of about `ms` of expansion; true if more is left. */
+  expandSlice(ms: number): boolean {
+    const todo = listFilesets(this.vol).filter((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
+    if (todo.length === 0) return false
+    const f = todo[0]
+    let e = this.expanders.get(f.id)
+    if (!e) this.expanders.set(f.id, e = new Expander(f.id))
+    const r = e.slice(this.vol, ms)
+    if (r !== 'more') this.expanders.delete(f.id)
+    return r === 'more' || todo.length > 1
+  }
+
+  // ---------------------------------------------------------------- closing
+
+  /** Commits, checkpoints, marks the image clean and releases it (after the last unmount). */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.commitTimer) clearInterval(this.commitTimer)
+    if (this.expandTimer) {
+      clearTimeout(this.expandTimer as NodeJS.Timeout)
+      clearImmediate(this.expandTimer as NodeJS.Immediate)
+    }
+    this.vol.observer = null
+    this.vol.orphanHeld = null
+    if (this.failed) {
+      this.vol.closeAbort()
+      return
+    }
+    // Files unlinked while open through a mount that is gone now are freed here.
+    try {
+      reapOrphans(this.vol)
+    } catch (e) {
+      this.onError(`freeing unlinked files: ${(e as Error).message}`)
+    }
+    this.vol.close()
+  }
+}
+
+/** The image file's owner: the whole-image mount's root shows it. */
+function imageOwner(image: string): {uid: number, gid: number} {
+  try {
+    const st = fs.statSync(image)
+    return {uid: st.uid, gid: st.gid}
+  } catch {
+    return {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}
+  }
+}
