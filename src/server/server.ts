@@ -12,6 +12,7 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import {PrismError} from '../errors.js'
+import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
 import {type Mount, type MountSpec, ServedImage} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
@@ -87,7 +88,38 @@ export class Server {
     this.net = server
   }
 
+  /**
+   * Why the process at the other end of `c` may not use this server, or null when it may: it
+   * must run as root, as the image file's owner, or as this server's own user (SO_PEERCRED,
+   * read by the kernel, not told by the client). Modes keep others out already; this is the
+   * second wall, for a socket made reachable by mistake (a copied runtime directory, a bind
+   * mount).
+   */
+  private refusal(c: net.Socket): string | null {
+    const fd = (c as unknown as {_handle?: {fd?: number}})._handle?.fd
+    if (typeof fd !== 'number' || fd < 0) return 'cannot tell who is connected'
+    let uid: number
+    try {
+      uid = sys().peerCred(fd).uid
+    } catch (e) {
+      return `cannot read the peer's credentials: ${(e as Error).message}`
+    }
+    let owner = -1
+    try {
+      owner = fs.statSync(this.imagePath).uid
+    } catch {}
+    if (uid === 0 || uid === owner || uid === process.getuid?.()) return null
+    return `uid ${uid} may not use the prism server of an image owned by uid ${owner}`
+  }
+
   private connection(c: net.Socket): void {
+    const refused = this.refusal(c)
+    if (refused) {
+      this.log(`refused a connection: ${refused}`)
+      c.on('error', () => c.destroy())
+      c.end(JSON.stringify({ok: false, code: 'EACCES', message: refused}) + '\n')
+      return
+    }
     let buf = ''
     c.setEncoding('utf8')
     c.on('error', () => c.destroy())
