@@ -431,14 +431,14 @@ describe('locality: settings and compatibility', () => {
   })
 
   it('reads settings an older build zeroed as "inherit", and unknown codes too', () => {
-    // Superblock: an older encoder writes zeros over 0x0B8 (and keeps the compat bit).
+    // Superblock: an older encoder writes zeros over 0x0BC (and keeps the compat bit).
     const g = planGeometry({blockCount: 4096})
     const sb = encodeSuperblock({...g, uuid: Buffer.alloc(16), localityDefault: 18, compat: COMPAT_LOCALITY})
     expect(decodeSuperblock(sb).localityDefault).to.equal(18)
-    sb[0xb8] = 0
+    sb[0xbc] = 0
     sb.writeUInt32LE(crc32(sb, 0, 0xfc), 0xfc)
     expect(decodeSuperblock(sb)).to.include({localityDefault: 0, compat: COMPAT_LOCALITY})
-    sb[0xb8] = 33 // no such code
+    sb[0xbc] = 33 // no such code
     sb.writeUInt32LE(crc32(sb, 0, 0xfc), 0xfc)
     expect(decodeSuperblock(sb).localityDefault).to.equal(0)
     // Inode: 0x65 zeroed or unknown reads as inherit.
@@ -463,7 +463,7 @@ describe('locality: settings and compatibility', () => {
     vol.close()
     // What an older build leaves after re-encoding the superblock and the fileset record.
     const img = dev.volatile
-    img[0xb8] = 0
+    img[0xbc] = 0
     img.writeUInt32LE(crc32(img, 0, 0xfc), 0xfc)
     const v2 = Volume.openDevice(new MemDevice(Buffer.from(img)), {write: true})
     const f = listFilesets(v2)[0]
