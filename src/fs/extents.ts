@@ -13,7 +13,7 @@ import {FormatError} from '../format/errors.js'
 import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
-import {MAX_ZONES, farRunsKept, fileZones, groupView, isNear, naturalPlace, regionView, zoneBlocks, type GroupView, type LocalityPolicy, type RegionView} from './locality.js'
+import {MAX_ZONES, farRunsKept, fileZones, firstEndingAfter, groupView, isNear, naturalPlace, regionView, zoneBlocks, type GroupView, type LocalityPolicy, type RegionView} from './locality.js'
 
 /** Largest run allocated or read at once. */
 const CHUNK_BLOCKS = 256
@@ -158,7 +158,7 @@ export function unmapRange(ext: Extent[], l: number, n: number): Extent[] {
   const keep: Extent[] = []
   // Only the extents that overlap the range change: found by binary search, replaced in place
   // (a random write into a file of 50,000 extents must not rebuild the whole list).
-  const i = findFirstAtOrAfter(ext, l)
+  const i = firstEndingAfter(ext, l)
   let j = i
   for (; j < ext.length && ext[j].l < end; j++) {
     const e = ext[j]
@@ -250,7 +250,7 @@ export function readBlocks(vol: Volume, ext: Extent[], l: number, out: Buffer, c
   const end = l + n
   const pieces: Extent[] = []
   let covered = 0
-  for (let i = findFirstAtOrAfter(ext, l); i < ext.length && ext[i].l < end; i++) {
+  for (let i = firstEndingAfter(ext, l); i < ext.length && ext[i].l < end; i++) {
     const e = ext[i]
     const s = Math.max(e.l, l)
     const t = Math.min(e.l + e.n, end)
@@ -344,17 +344,6 @@ export function readData(vol: Volume, inode: Inode, off: number, len: number): B
   const buf = Buffer.allocUnsafe((last - first + 1) * BLOCK_SIZE)
   readBlocks(vol, ext, first, buf)
   return Buffer.from(buf.subarray(off - first * BLOCK_SIZE, off - first * BLOCK_SIZE + len))
-}
-
-function findFirstAtOrAfter(ext: Extent[], l: number): number {
-  let lo = 0
-  let hi = ext.length
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1
-    if (ext[mid].l + ext[mid].n <= l) lo = mid + 1
-    else hi = mid
-  }
-  return lo
 }
 
 /**
@@ -745,7 +734,7 @@ function relocate(vol: Volume, inode: Inode, ext: Extent[], lo: number, hi: numb
   const mapped = new Uint8Array(n)
   // Blocks the write itself covers are written by it (block copy-on-write would too): not a copy the policy made.
   const written = (l: number) => pending !== undefined && l >= pending.a && l <= pending.b
-  for (let i = findFirstAtOrAfter(ext, lo); i < ext.length && ext[i].l <= hi; i++) {
+  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext[i].l <= hi; i++) {
     const e = ext[i]
     const s = Math.max(e.l, lo)
     const t = Math.min(e.l + e.n - 1, hi)
