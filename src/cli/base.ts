@@ -2,6 +2,11 @@
 // image, taking the lock, and turning any failure into one line on stderr and a documented
 // exit code. Commands stay thin: parse, call the library, print.
 import {Command, Errors, Flags} from '@oclif/core'
+import type {Input, ParserOutput} from '@oclif/core/interfaces'
+
+// oclif's own constraints on parse()'s type parameters (not exported by name)
+type FlagOutput = {[name: string]: any} // eslint-disable-line @typescript-eslint/no-explicit-any
+type ArgOutput = {[name: string]: any} // eslint-disable-line @typescript-eslint/no-explicit-any
 import {EXIT, PrismError} from '../errors.js'
 import {findImage, parseWait} from './locate.js'
 import type {Spinner} from './spinner.js'
@@ -32,6 +37,22 @@ export abstract class PrismCommand extends Command {
       const {catchSignals} = await import('./signals.js')
       catchSignals()
     }
+  }
+
+  /**
+   * oclif's parse, with two of its habits undone. A missing argument is never read from
+   * standard input (oclif reads one from any stdin that is not a terminal: `echo x | prism
+   * mount` would mount x). And `argv` holds the positional arguments in the order given: oclif
+   * moves one that equals a flag's value to the front (`prism cp -i img root:/f img` became a
+   * copy of img into root:/f).
+   */
+  protected async parse<F extends FlagOutput, B extends FlagOutput, A extends ArgOutput>(options?: Input<F, B, A>, argv = this.argv): Promise<ParserOutput<F, B, A>> {
+    const opts = (options ?? this.ctor) as Input<F, B, A>
+    // (set on the definitions themselves: a copy of a command class loses its inherited statics)
+    for (const a of Object.values(opts.args ?? {})) (a as {ignoreStdin?: boolean}).ignoreStdin = true
+    const out = await super.parse<F, B, A>(opts, argv)
+    if (opts.strict === false) out.argv = out.raw.filter((t) => t.type === 'arg').map((t) => t.input)
+    return out
   }
 
   /** Set by a command that handles signals itself, in JavaScript (prism serve, mount --foreground). */

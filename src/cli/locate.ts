@@ -19,8 +19,32 @@ function looksLikeImage(file: string): boolean {
   }
 }
 
-/** --image, else $PRISM_IMAGE, else the single Prism image in the current directory. */
+/**
+ * --image, else $PRISM_IMAGE, else the single Prism image in the current directory. Refused
+ * when standard output is that image file (`prism cat root:/f >> disk.img`): the command's
+ * output would be written into the image.
+ */
 export function findImage(flag: string | undefined, cwd = process.cwd()): string {
+  const p = locateImage(flag, cwd)
+  let st: fs.BigIntStats | undefined
+  try {
+    st = fs.statSync(p, {bigint: true, throwIfNoEntry: false})
+  } catch {
+    st = undefined // opening it says why
+  }
+  if (st?.isFile()) {
+    let out: fs.BigIntStats | undefined
+    try {
+      out = fs.fstatSync(1, {bigint: true})
+    } catch {
+      out = undefined // closed
+    }
+    if (out && out.dev === st.dev && out.ino === st.ino) throw new PrismError('EUSAGE', `standard output is the image ${p} itself: send it elsewhere`)
+  }
+  return p
+}
+
+function locateImage(flag: string | undefined, cwd: string): string {
   if (flag) return flag
   const env = process.env.PRISM_IMAGE
   if (env) return env

@@ -22,6 +22,8 @@ export interface BlockDevice {
   writev?(block: number, bufs: Buffer[]): void
   /** Makes every completed write durable (fdatasync). */
   sync(): void
+  /** The host file's device and inode numbers (none for memory), so that no command writes a host file over the image itself. */
+  identity?(): {dev: bigint, ino: bigint}
   /**
    * A hint: start writing completed writes to stable storage in the background, so that a
    * later sync() has less to wait for. It promises nothing; only sync() makes writes durable.

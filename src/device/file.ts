@@ -293,6 +293,11 @@ export class FileDevice implements BlockDevice {
     }
   }
 
+  identity(): {dev: bigint, ino: bigint} {
+    const st = fs.fstatSync(this.fd, {bigint: true})
+    return {dev: st.dev, ino: st.ino}
+  }
+
   sync(): void {
     if (this.readOnly) return
     const err = this.behind?.settle()

@@ -312,6 +312,17 @@ export class Volume implements InodeHome {
   }
 
   /** True when the running transaction has grown past half the journal. */
+  private ident: {dev: bigint, ino: bigint} | null | undefined
+
+  /**
+   * Whether the host file `st` (from a bigint stat) is this image's own file: a command that
+   * writes host files must refuse to write over it (prism export root disk.img -i disk.img).
+   */
+  isImageFile(st: {dev: bigint, ino: bigint}): boolean {
+    if (this.ident === undefined) this.ident = this.dev.identity?.() ?? null
+    return this.ident !== null && this.ident.dev === st.dev && this.ident.ino === st.ino
+  }
+
   get txnFull(): boolean {
     return this.txnBlocks >= this.journal.maxBlocks / 2
   }

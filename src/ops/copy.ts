@@ -22,7 +22,7 @@ import {nameBytes, nameText} from '../format/name.js'
 import {fail, isArgumentError, PrismError, type ErrCode} from '../errors.js'
 import {fsExt} from '../device/file.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
-import {forEachRun, shareData} from '../fs/extents.js'
+import {forEachRun, readData, shareData} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
 import {listXattrs, shareXattrs} from '../fs/xattr.js'
 import {Namespace, reapOrphans, splitPath} from '../fs/namespace.js'
@@ -660,6 +660,21 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
     throw e
   }
   if (inode.isDir && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${ns.where(imgPath)}'`)
+  // The destination the user named may be a symlink: a file is written through it, as cp does
+  // (cp f /dev/stdout); one that leads nowhere is refused, never replaced.
+  if (inode.isReg) {
+    const st = hostLstat(hostPath)
+    if (st?.isSymbolicLink()) {
+      let real: string
+      try {
+        real = fs.realpathSync(hostPath)
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') entryFail('ENOENT', `not writing through dangling symlink '${nameText(hostPath)}'`)
+        throw hostErr(e, `cannot stat '${nameText(hostPath)}'`)
+      }
+      hostPath = Buffer.from(real)
+    }
+  }
   // Modes are given at creation; with no umask they need no second fchmod.
   const umask = process.umask(0)
   let failed = true
@@ -704,6 +719,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
   const atime: Timestamp = {s: r.atimeS, ns: r.atimeNs}
   const where = nameText(hostPath)
   const existing = fresh ? null : hostLstat(hostPath)
+  if (existing && ns.vol.isImageFile(existing)) entryFail('EINVAL', `cannot overwrite '${where}': it is the image itself`)
   const retryCarefully = (e: unknown): boolean => fresh && (e as NodeJS.ErrnoException).code === 'EEXIST'
   const notOverDir = () => entryFail('EISDIR', `cannot overwrite directory '${where}' with non-directory '${from}'`)
   try {
@@ -778,6 +794,10 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       ctx.stats.specials++
       return
     }
+    if (existing && !existing.isFile() && !existing.isSymbolicLink()) {
+      writeInto(ns, inode, hostPath, ctx)
+      return
+    }
     const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
     if (Buffer.isBuffer(prev)) {
       if (existing) fs.unlinkSync(hostPath)
@@ -833,6 +853,31 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
   } catch (e) {
     throw hostErr(e, `cannot write '${where}'`)
   }
+}
+
+/**
+ * A file copied onto an existing device, FIFO or socket: as cp does, its content is written into
+ * it, in order (holes as zeros), and the node itself (type, owner, mode, times) is left as it
+ * is: `prism cp root:/f /dev/null` must never replace /dev/null. A socket cannot be opened
+ * (ENXIO), and says so.
+ */
+function writeInto(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx): void {
+  const fd = fs.openSync(hostPath, fs.constants.O_WRONLY)
+  try {
+    const size = inode.r.size
+    for (let off = 0; off < size;) {
+      checkInterrupt()
+      const buf = readData(ns.vol, inode, off, Math.min(DATA_BUFFER_SIZE, size - off))
+      let done = 0
+      while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, null)
+      off += buf.length
+      ctx.stats.bytes += buf.length
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  ctx.stats.files++
+  progress(ctx)
 }
 
 // ---------------------------------------------------------------- image -> image

@@ -104,6 +104,8 @@ export interface Node {
   opens: number
   /** nodes whose parent this is */
   kids: number
+  /** no longer its inode's node: the number went to a new file (PrismFs.known) */
+  retired?: boolean
 }
 
 interface Handle {
@@ -216,9 +218,31 @@ export class PrismFs {
     return n
   }
 
+  /**
+   * The node this mount has for inode `ino` of fileset `fs`, if it is still that file. A node
+   * the kernel has let go of can outlive its inode while another node hangs under it (a hard
+   * link last looked up through it); once the image gives the number to a new file (a new
+   * generation), the old node is retired: it keeps its id, so that whatever the kernel still
+   * asks of it fails with ESTALE, but it no longer stands for the number, nor holds it.
+   */
+  private known(fs: number, ino: number): Node | undefined {
+    const n = this.byKey.get(`${fs}:${ino}`)
+    if (!n || n === this.root) return n
+    if (this.vol.tryIget(ino)?.r.generation === n.gen) return n
+    this.retire(n)
+    return undefined
+  }
+
+  private retire(n: Node): void {
+    if (this.byKey.get(`${n.fs}:${n.ino}`) === n) this.byKey.delete(`${n.fs}:${n.ino}`)
+    this.unindexIno(n, n.ino)
+    if (this.isHeld(n) && !n.retired && n.fs !== 0) this.host.hold(n.ino, -1)
+    n.retired = true
+  }
+
   /** The node of `ino` in fileset `fs` reached as `name` in `parent`; one lookup more. */
   private nodeFor(fs: number, ino: number, parent: Node, name: Buffer, top: boolean): Node {
-    let n = this.byKey.get(`${fs}:${ino}`)
+    let n = this.known(fs, ino)
     if (!n) {
       n = this.makeNode(this.nextId++, fs, ino, parent, name, top ? [] : null)
     } else if (n !== this.root && n.parent !== parent) {
@@ -253,12 +277,12 @@ export class PrismFs {
   }
 
   private addLookup(n: Node): void {
-    if (!this.isHeld(n) && n.fs !== 0) this.host.hold(n.ino, 1)
+    if (!this.isHeld(n) && n.fs !== 0 && !n.retired) this.host.hold(n.ino, 1)
     n.nlookup++
   }
 
   private addOpen(n: Node): void {
-    if (!this.isHeld(n) && n.fs !== 0) this.host.hold(n.ino, 1)
+    if (!this.isHeld(n) && n.fs !== 0 && !n.retired) this.host.hold(n.ino, 1)
     n.opens++
   }
 
@@ -277,16 +301,16 @@ export class PrismFs {
     const was = this.isHeld(n)
     n.nlookup = Math.max(0, n.nlookup - lookups)
     n.opens = Math.max(0, n.opens - opens)
-    if (was && !this.isHeld(n) && n.fs !== 0) this.host.hold(n.ino, -1)
+    if (was && !this.isHeld(n) && n.fs !== 0 && !n.retired) this.host.hold(n.ino, -1)
     this.dropIfUnused(n)
   }
 
   /** Fileset `fs` made private copy `to` of shared inode `from`: its node follows. */
   repoint(fs: number, from: number, to: number): void {
-    const n = this.byKey.get(`${fs}:${from}`)
+    const n = this.known(fs, from)
     if (!n) return
     this.byKey.delete(`${fs}:${from}`)
-    const other = this.byKey.get(`${fs}:${to}`)
+    const other = this.known(fs, to)
     this.unindexIno(n, from)
     this.indexIno(n, to)
     n.ino = to
@@ -542,7 +566,7 @@ export class PrismFs {
       dir.r.nlink--
     } else if (victim.isDir) {
       throw err('EISDIR')
-    } else if (victim.r.share > 1 && (this.byKey.get(`${p.fs}:${victim.ino}`)?.opens ?? 0) > 0) {
+    } else if (victim.r.share > 1 && (this.known(p.fs, victim.ino)?.opens ?? 0) > 0) {
       // Shared with other filesets and still open or known here: this fileset's copy is what
       // its open files must keep (the other filesets keep theirs).
       victim = ns.own({...r(), inode: victim, chain: [...r().chain, r().inode], name, names: [...r().names, name], stamps: [...r().stamps, e.lastclone]})
@@ -913,7 +937,7 @@ export class PrismFs {
     if (moving.isDir) ns.beforeDirGoes(srcNames, src.dir, true)
     if (target) {
       if (target.isDir) ns.beforeDirGoes(dstNames, dst.dir, false)
-      else if (target.r.share > 1 && (this.byKey.get(`${q.fs}:${target.ino}`)?.opens ?? 0) > 0) {
+      else if (target.r.share > 1 && (this.known(q.fs, target.ino)?.opens ?? 0) > 0) {
         const r = dst.r()
         target = ns.own({inode: target, chain: [...r.chain, r.inode], name: newName, names: dstNames, stamps: [...r.stamps, de!.lastclone]})
       }
@@ -947,7 +971,7 @@ export class PrismFs {
 
   /** A node's inode now has name `name` in directory node `p`. */
   private moved(fs: number, ino: number, p: Node, name: Buffer): void {
-    const n = this.byKey.get(`${fs}:${ino}`)
+    const n = this.known(fs, ino)
     if (!n || n === this.root || n.topNames !== null) return
     if (n.parent !== p) {
       n.parent!.kids--
@@ -978,7 +1002,7 @@ export class PrismFs {
     if (filesetNameProblem(b) || !Buffer.from(b).equals(to)) throw err('EINVAL')
     renameFileset(this.vol, a, b)
     const f = findFileset(this.vol, b)!
-    const n = this.byKey.get(`${f.id}:${f.rootIno}`)
+    const n = this.known(f.id, f.rootIno)
     if (n) n.name = Buffer.from(to)
   }
 

@@ -156,7 +156,7 @@ export class ServedImage {
     if (i < 0) return
     this.mounts.splice(i, 1)
     // The kernel forgets everything of a mount that has gone: so does its node table.
-    for (const n of m.fs.allNodes()) if ((n.nlookup > 0 || n.opens > 0) && n.fs !== 0) this.hold(n.ino, -1)
+    for (const n of m.fs.allNodes()) if ((n.nlookup > 0 || n.opens > 0) && n.fs !== 0 && !n.retired) this.hold(n.ino, -1)
     this.commitNow()
     this.onMountEnded?.(m)
   }

@@ -140,15 +140,32 @@ export interface ArchiveOutput {
 
 /**
  * Writes the archive of `path` of `ns`. A file is written through its descriptor (written
- * whole, or removed if the export fails); standard output is a stream, with back-pressure.
+ * whole, or removed if the export fails and made it); standard output is a stream, with
+ * back-pressure.
  */
 export async function exportArchive(ns: Namespace, srcPath: string, out: ArchiveOutput, opts: ExportOptions = {}): Promise<ExportStats> {
   const gen = exportTar(ns, srcPath, opts)
   const toStdout = out.arg === '-'
   let fd = -1
+  // Only a file this export made is removed when it fails: an existing file, a device
+  // (/dev/null), a FIFO or a symlink the user named is written into and never removed.
+  let created = false
   if (!toStdout) {
+    let st: fs.BigIntStats | undefined
     try {
-      fd = fs.openSync(out.arg, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644)
+      st = fs.statSync(out.arg, {bigint: true, throwIfNoEntry: false})
+    } catch {
+      st = undefined // open says why
+    }
+    if (st && ns.vol.isImageFile(st)) throw new PrismError('EUSAGE', `${out.arg}: that is the image itself; write the archive elsewhere`)
+    try {
+      try {
+        fd = fs.openSync(out.arg, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644)
+        created = true
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+        fd = fs.openSync(out.arg, fs.constants.O_WRONLY | fs.constants.O_TRUNC)
+      }
     } catch (e) {
       throw hostError(e, out.arg)
     }
@@ -179,7 +196,7 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
     if (fd >= 0) {
       fs.closeSync(fd)
       fd = -1
-      try { fs.unlinkSync(out.arg) } catch { /* already gone */ }
+      if (created) try { fs.unlinkSync(out.arg) } catch { /* already gone */ }
     }
     if ((e as NodeJS.ErrnoException).code === 'EPIPE') throw new PrismError('EIO', 'standard output was closed before the archive was written')
     throw hostError(e, toStdout ? 'standard output' : out.arg)
