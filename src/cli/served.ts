@@ -10,6 +10,7 @@
 // such a mount are refused before the image is borrowed. Kept free of library imports.
 import fs from 'node:fs'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import {findImage, parseImageLoc} from './locate.js'
 import {request, socketPath} from '../server/paths.js'
@@ -99,6 +100,7 @@ export async function borrowIfServed(argv: string[]): Promise<void> {
   } catch {
     return // no image (the command says so), or none that exists
   }
+  delete process.env.PRISM_HELD_ORPHANS // (a process this one starts borrows for itself)
   if (!fs.existsSync(sock)) return
   const info = await request(sock, {op: 'list'}, 10_000).catch(() => null)
   if (!info?.ok) return // a stale socket (removed): nobody holds the image
@@ -111,16 +113,25 @@ export async function borrowIfServed(argv: string[]): Promise<void> {
   }
   const why = reachesMount(cmd, argv.slice(1), mounts)
   if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
-  const held = await new Promise<number[] | null>((resolve, reject) => {
+  // Where this command reports the private copies it makes of shared inodes (src/fs/volume.ts
+  // lendObserver): the server reads it when it takes the image back, and removes it.
+  const report = path.join(os.tmpdir(), `prism-lend-${process.pid}-${Date.now().toString(36)}`)
+  let reportFd = -1
+  try {
+    reportFd = fs.openSync(report, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+  } catch (e) {
+    die(`cannot make the report file ${report} a command on a served image needs: ${(e as Error).message}`, 1)
+  }
+  const held = await new Promise<{held: number[], open: string[]} | null>((resolve, reject) => {
     let buf = ''
     const c = net.createConnection(sock)
     c.setEncoding('utf8')
-    c.on('connect', () => c.write(JSON.stringify({op: 'lend', pid: process.pid, argv}) + '\n'))
+    c.on('connect', () => c.write(JSON.stringify({op: 'lend', pid: process.pid, argv, report}) + '\n'))
     c.on('data', (d: string) => {
       buf += d
       const nl = buf.indexOf('\n')
       if (nl < 0) return
-      const r = JSON.parse(buf.slice(0, nl)) as {ok: boolean, held?: number[], message?: string, code?: string}
+      const r = JSON.parse(buf.slice(0, nl)) as {ok: boolean, held?: number[], open?: string[], message?: string, code?: string}
       if (!r.ok) {
         c.destroy()
         reject(Object.assign(new Error(r.message ?? 'the server refused'), {code: r.code}))
@@ -128,12 +139,28 @@ export async function borrowIfServed(argv: string[]): Promise<void> {
       }
       // Kept open, without keeping this process alive: its end gives the image back.
       c.unref()
-      resolve(r.held ?? [])
+      resolve({held: r.held ?? [], open: r.open ?? []})
     })
     c.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(null)
       else reject(e)
     })
-  }).catch((e: Error & {code?: string}) => die(`the server of ${path.basename(image)} could not lend it: ${e.message}`, e.code === 'EBUSY' ? 3 : 7))
-  if (held && held.length) process.env.PRISM_HELD_ORPHANS = held.join(',')
+  }).catch((e: Error & {code?: string}) => {
+    fs.rmSync(report, {force: true})
+    return die(`the server of ${path.basename(image)} could not lend it: ${e.message}`, e.code === 'EBUSY' ? 3 : 7)
+  })
+  if (held === null) {
+    fs.closeSync(reportFd)
+    fs.rmSync(report, {force: true})
+    return
+  }
+  if (held.held.length) process.env.PRISM_HELD_ORPHANS = held.held.join(',')
+  // What src/fs/volume.ts reads as it opens the image (this process only: one it starts borrows for itself).
+  const fd = reportFd
+  ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.lend')] = {
+    report: (line: string): void => {
+      fs.writeSync(fd, line)
+    },
+    open: new Set(held.open),
+  }
 }

@@ -666,10 +666,36 @@ export class Namespace {
   // ---------------------------------------------------------------- removing
 
   /** Drops one name of `inode` (already removed from its directory). */
+  /**
+   * This fileset's private, unnamed copy of shared inode `x` (an orphan, sharing x's blocks):
+   * for a file open in another process (a server's mount) whose name in this fileset goes,
+   * so that its writes stay this fileset's and never reach the filesets that keep `x`. The
+   * observer is told, so that the holder follows the copy.
+   */
+  keepUnnamedCopy(x: Inode): Inode {
+    const vol = this.vol
+    const copy = vol.ialloc(x.r.mode, x.ino + 1)
+    const generation = copy.r.generation
+    copy.r = {...x.r, area: Buffer.alloc(x.r.area.length), share: 1, nlink: 0, generation, nextOrphan: 0}
+    shareInto(vol, x, copy)
+    holdXattrs(vol, copy)
+    x.r.share--
+    vol.idirty(x)
+    vol.addOrphan(copy)
+    vol.observer?.inodeCopied(this.fs.id, x.ino, copy.ino)
+    return copy
+  }
+
   dropName(inode: Inode): void {
     if (inode.isDir) {
       inode.r.nlink = 0
       this.vol.addOrphan(inode)
+      return
+    }
+    if (inode.r.share > 1 && this.vol.openElsewhere?.(this.fs.id, inode.ino)) {
+      // Open in this fileset through a server's mount (this process borrowed the image): the
+      // open file becomes this fileset's unnamed copy, left for the server to free.
+      this.vol.keepOrphan(this.keepUnnamedCopy(inode).ino)
       return
     }
     if (inode.r.share > 1) {
@@ -908,7 +934,7 @@ export function dropFileset(vol: Volume, f: Fileset): void {
 /** The first orphan not pinned by a clone this process is building (nor held open by a server), or 0. */
 function nextReapable(vol: Volume): number {
   let ino = vol.sb.orphanHead
-  for (let guard = 0; ino !== 0 && (vol.pinnedOrphans.has(ino) || vol.orphanHeld?.(ino)); guard++) {
+  for (let guard = 0; ino !== 0 && (vol.pinnedOrphans.has(ino) || vol.orphanHeld?.(ino) || vol.keptOrphans.has(ino)); guard++) {
     if (guard > vol.sb.inodeCount) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
     ino = vol.iget(ino).r.nextOrphan
   }

@@ -78,6 +78,46 @@ function heldOrphans(): ((ino: number) => boolean) | null {
   return (ino) => set.has(ino)
 }
 
+/**
+ * A prism command run on an image a server holds (src/cli/served.ts) borrows it: the CLI puts
+ * what the server said under this key before any volume opens. `open` is every file a mount
+ * has open, as FILESET:INO: if this process removes such a file's name while the file is
+ * shared with another fileset, the open file keeps a private copy (Namespace.dropName). And
+ * every private copy this process makes of a shared inode is handed to `report`, as a
+ * "FILESET FROM TO GENERATION" line, so that the server's mounts follow it when they take the
+ * image back: a file open there must go on writing to its own fileset's copy, never to the
+ * inode another fileset keeps.
+ */
+const LEND = Symbol.for('prism.lend')
+
+interface Lend {
+  report: (line: string) => void
+  open: Set<string>
+}
+
+function lend(): Lend | null {
+  const l = (globalThis as Record<symbol, unknown>)[LEND] as Lend | undefined
+  return l && typeof l.report === 'function' && l.open instanceof Set ? l : null
+}
+
+function lendObserver(vol: Volume): VolumeObserver | null {
+  const l = lend()
+  if (!l) return null
+  return {
+    inodeChanged: () => {},
+    entryChanged: () => {},
+    filesetsChanged: () => {},
+    inodeCopied: (fileset, from, to) => {
+      l.report(`${fileset} ${from} ${to} ${vol.tryIget(to)?.r.generation ?? 0}\n`)
+    },
+  }
+}
+
+function openElsewhere(): ((fileset: number, ino: number) => boolean) | null {
+  const l = lend()
+  return l && l.open.size > 0 ? (fileset, ino) => l.open.has(`${fileset}:${ino}`) : null
+}
+
 export class Volume implements InodeHome {
   sb: Superblock
   readonly store: BlockStore
@@ -133,13 +173,22 @@ export class Volume implements InodeHome {
    * Told about every change as it is made, for whoever shows this image elsewhere (a server's
    * kernel caches); null when nobody listens. It must not change the volume.
    */
-  observer: VolumeObserver | null = null
+  observer: VolumeObserver | null = lendObserver(this)
   /**
    * Orphans the reaper leaves alone, for now, besides pinnedOrphans: files unlinked while a
    * server still has them open (freed once released, or by the next open after a crash).
    * Unlike pinnedOrphans, it survives abort().
    */
   orphanHeld: ((ino: number) => boolean) | null = heldOrphans()
+  /** files a server's mounts hold open, by fileset (lend) */
+  readonly openElsewhere = openElsewhere()
+  /** orphans this process made for another process to free (keepOrphan) */
+  readonly keptOrphans = new Set<number>()
+
+  /** Leaves orphan `ino` to the server that holds it open: the reaper here passes it by. */
+  keepOrphan(ino: number): void {
+    this.keptOrphans.add(ino)
+  }
   /** a reap of the orphan list is running (fs/namespace.ts reapOrphans) */
   reaping = false
 

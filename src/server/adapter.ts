@@ -38,12 +38,12 @@ import {ACL_ACCESS, ACL_DEFAULT} from '../format/xattr.js'
 import {filesetNameProblem} from '../format/fileset.js'
 import {PrismError} from '../errors.js'
 import {dirCount, dirList, dirLookup, dirAdd, dirRemove} from '../fs/dir.js'
-import {loadExtents, readData, shareInto, unmapRange, writeData} from '../fs/extents.js'
+import {loadExtents, readData, unmapRange, writeData} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
 import {type Inode, touch} from '../fs/inode.js'
 import {Namespace, type Resolved, SYMLINK_MAX, reapOrphans} from '../fs/namespace.js'
-import {getXattr, holdXattrs, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
+import {getXattr, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
 import {isUnexpanded} from '../fs/expand.js'
 import type {Volume} from '../fs/volume.js'
 import {inherit} from './acl.js'
@@ -455,18 +455,9 @@ export class PrismFs {
     const r = this.resolvedOf(n)
     if (r) return new Namespace(vol, f).own(r) // own() tells the server of a copy: n follows
     if (inode.r.share <= 1) return inode
-    // Shared, and no longer named in this fileset (a prism command removed its name while it
-    // was open here): this fileset's open file gets a private, unnamed copy.
-    const copy = vol.ialloc(inode.r.mode, inode.ino + 1)
-    const generation = copy.r.generation
-    copy.r = {...inode.r, area: Buffer.alloc(inode.r.area.length), share: 1, nlink: 0, generation, nextOrphan: 0}
-    shareInto(vol, inode, copy)
-    holdXattrs(vol, copy)
-    inode.r.share--
-    vol.idirty(inode)
-    vol.addOrphan(copy)
-    vol.observer?.inodeCopied(n.fs, inode.ino, copy.ino)
-    return copy
+    // Shared, and no longer named in this fileset (its name went while it was open here):
+    // this fileset's open file gets a private, unnamed copy (n follows it).
+    return new Namespace(vol, f).keepUnnamedCopy(inode)
   }
 
   // ---------------------------------------------------------------- attributes

@@ -55,6 +55,18 @@ export interface ImageOptions {
   mountFn?: typeof fuseMount
 }
 
+/** What a borrower is told once the image is lent: orphans and shared inodes the mounts hold open. */
+export interface Lent {
+  held: number[]
+  open: string[]
+}
+
+/** Where a borrower reported its copies (src/cli/served.ts), and the uid it ran as. */
+export interface LendReport {
+  path: string
+  uid: number
+}
+
 /** Changes seen by the observer since they were last sent to the kernel. */
 interface Pending {
   inodes: Set<number>
@@ -196,7 +208,7 @@ export class ServedImage {
    * orphans the mounts hold open (the borrower must not free them) once the image is lent.
    * Lends go one at a time, in order.
    */
-  lend(back: Promise<void>): Promise<number[]> {
+  lend(back: Promise<void>, report?: LendReport): Promise<Lent> {
     return new Promise((lent, refused) => {
       this.lendChain = this.lendChain.then(async () => {
         if (this.closed || this.failed) {
@@ -207,8 +219,10 @@ export class ServedImage {
         this.lentUntil = new Promise((r) => {
           release = r
         })
+        let open: string[] = []
         try {
           this.commitNow()
+          open = this.openFiles()
           this.vol.observer = null
           this.vol.orphanHeld = null
           this.vol.close()
@@ -218,12 +232,18 @@ export class ServedImage {
           refused(e)
           return
         }
-        lent([...this.holds.keys()].filter((ino) => (this.holds.get(ino) ?? 0) > 0))
+        lent({held: [...this.holds.keys()].filter((ino) => (this.holds.get(ino) ?? 0) > 0), open})
         await back
         try {
-          this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0})
+          // The borrower's copies are read first: an unnamed one waits for its node (the
+          // open that reaps orphans must leave it).
+          const copies = report ? this.readReport(report) : []
+          const waiting = new Set(copies.map((c) => c.to))
+          this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0 || waiting.has(ino)})
           this.vol.observer = this.observer()
           this.lastCommit = Date.now()
+          this.followCopies(copies)
+          this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
         } catch (e) {
           this.failed = e as Error
           this.onError(`the image could not be opened again after a command: ${(e as Error).message}`)
@@ -234,6 +254,61 @@ export class ServedImage {
         this.scheduleExpansion()
       })
     })
+  }
+
+  /**
+   * The borrower's private copies of shared inodes (src/fs/volume.ts lendObserver): each node
+   * of a mount that stood for the inode copied, in that fileset, now stands for the copy, as
+   * when a mount's own write makes one. A copy the image does not hold (the borrower died
+   * before its commit) is passed over. The report file must be a regular file of the
+   * borrower's own user; it is removed once read.
+   */
+  private readReport(report: LendReport): Array<{fileset: number, from: number, to: number, generation: number}> {
+    let text = ''
+    try {
+      const fd = fs.openSync(report.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+      try {
+        const st = fs.fstatSync(fd)
+        if (!st.isFile() || st.uid !== report.uid || st.size > 256 * 1024 * 1024) {
+          this.onError(`ignored the report file ${report.path}: not a regular file of the command's user`)
+          return []
+        }
+        text = fs.readFileSync(fd, 'latin1')
+      } finally {
+        fs.closeSync(fd)
+      }
+      fs.rmSync(report.path, {force: true})
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.onError(`reading the report file ${report.path}: ${(e as Error).message}`)
+      return []
+    }
+    const out: Array<{fileset: number, from: number, to: number, generation: number}> = []
+    for (const line of text.split('\n')) {
+      const f = line.split(' ').map(Number)
+      if (f.length !== 4 || !f.every((x) => Number.isSafeInteger(x) && x >= 0)) continue
+      out.push({fileset: f[0], from: f[1], to: f[2], generation: f[3]})
+    }
+    return out
+  }
+
+  private followCopies(copies: Array<{fileset: number, from: number, to: number, generation: number}>): void {
+    for (const c of copies) {
+      if (this.vol.tryIget(c.to)?.r.generation !== c.generation) continue
+      for (const m of this.mounts) m.fs.repoint(c.fileset, c.from, c.to)
+    }
+  }
+
+  /**
+   * FILESET:INO of every file a mount has open: a borrower that removes the name of one while
+   * it is shared (a clone may share it only once the borrower expands that clone) leaves the
+   * open file a private copy.
+   */
+  private openFiles(): string[] {
+    const out = new Set<string>()
+    for (const m of this.mounts) {
+      for (const n of m.fs.allNodes()) if (n.opens > 0 && n.fs !== 0 && !n.retired) out.add(`${n.fs}:${n.ino}`)
+    }
+    return [...out]
   }
 
   /** Resolves once no other process has the image (at once when none has). */

@@ -104,6 +104,7 @@ export class Server {
     } catch (e) {
       return `cannot read the peer's credentials: ${(e as Error).message}`
     }
+    this.peers.set(c, uid)
     let owner = -1
     try {
       owner = fs.statSync(this.imagePath).uid
@@ -111,6 +112,9 @@ export class Server {
     if (uid === 0 || uid === owner || uid === process.getuid?.()) return null
     return `uid ${uid} may not use the prism server of an image owned by uid ${owner}`
   }
+
+  /** the uid at the other end of each connection let in (SO_PEERCRED) */
+  private readonly peers = new WeakMap<net.Socket, number>()
 
   private connection(c: net.Socket): void {
     const refused = this.refusal(c)
@@ -147,8 +151,9 @@ export class Server {
           c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
           return
         }
-        this.image.lend(back).then((held) => {
-          c.write(JSON.stringify({ok: true, held}) + '\n')
+        const report = typeof req.report === 'string' ? {path: req.report, uid: this.peers.get(c) ?? -1} : undefined
+        this.image.lend(back, report).then((lent) => {
+          c.write(JSON.stringify({ok: true, ...lent}) + '\n')
         }, (e: unknown) => {
           const err = e as Error & {code?: string}
           c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
