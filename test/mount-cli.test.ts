@@ -57,6 +57,19 @@ describe('prism mount and umount (CLI)', function () {
     expect(fsck.stdout).to.not.contain('journal') // nothing left to replay: unmounted clean
   })
 
+  it('mkfs --force of a mounted image is refused, naming its server and mount point; the mount and its files stay', async () => {
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    await fsp.writeFile(path.join(mp, 'keep'), 'kept')
+    const r = await cli(['mkfs', s.image, '--size', '64M', '--force'])
+    expect(r.code).to.equal(1)
+    expect(r.stderr.trim().split('\n')).to.have.length(1)
+    expect(r.stderr).to.match(new RegExp(`^prism: .* is mounted \\(held by prism server \\d+, mounted on ${fs.realpathSync(mp)}\\): unmount it first`))
+    expect(await fsp.readFile(path.join(mp, 'keep'), 'utf8')).to.equal('kept')
+    await s.umount(mp)
+    expect(await cliOk(['cat', '-i', s.image, 'root:/keep'])).to.equal('kept')
+  })
+
   it('refuses bad options, a missing mount point, a second mount on one point and unmounting what is not mounted, with one line and a status', async () => {
     const mp = s.mountpoint()
     let r = await cli(['mount', '-i', s.image, 'root', mp, '-o', 'bogus'])

@@ -78,6 +78,21 @@ function reachesMount(argv0: string, argv: string[], mounts: ServedMount[]): str
   return null
 }
 
+/** The server holding image file `image` and its mount points, or null when none does. */
+export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
+  let sock: string
+  try {
+    sock = socketPath(image)
+  } catch {
+    return null
+  }
+  if (!fs.existsSync(sock)) return null
+  const ping = await request(sock, {op: 'ping'}, 5000).catch(() => null)
+  if (!ping?.ok) return null
+  const info = await request(sock, {op: 'list'}, 5000).catch(() => null)
+  return {pid: Number(ping.pid), mountpoints: ((info?.mounts as ServedMount[] | undefined) ?? []).map((m) => m.mountpoint)}
+}
+
 function die(msg: string, code: number): never {
   process.stderr.write(`prism: ${msg}\n`)
   process.exit(code)

@@ -44,6 +44,12 @@ export default class Mkfs extends PrismCommand {
       }
     }
     const {mkfs} = await import('../fs/image.js')
+    if (flags.force) {
+      // An image a prism server holds (mounted) is not overwritten: say so, not just "locked".
+      const {servedBy} = await import('../cli/served.js')
+      const s = await servedBy(args.image)
+      if (s) throw new PrismError('EBUSY', `${args.image} is mounted (held by prism server ${s.pid}${s.mountpoints.length ? `, mounted on ${s.mountpoints.join(', ')}` : ''}): unmount it first (prism umount)`)
+    }
     const vol = mkfs(args.image, {size, inodeCount: flags.inodes, journalBlocks, filesetSlots: flags.filesets, force: flags.force})
     if (coaw) {
       const {setImageLocality} = await import('../fs/locality.js')
