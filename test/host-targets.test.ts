@@ -1,6 +1,7 @@
 // Host files a command writes to are written into, never replaced or removed unless the user
 // asked for that. A file copied or exported onto an existing device (a null or full device,
-// as /dev/null and /dev/full), a FIFO or a symlink goes into it, as cp and tar do; a failed
+// as /dev/null and /dev/full), a FIFO, or /dev/stdout goes into it, as cp and tar do (any other
+// symlink at a cp destination is replaced, never written through: test/replace.test.ts); a failed
 // export removes only an archive it made itself; and no command writes over the image file it
 // works on, under any name (the same path, a symlink, a hard link, an entry of a recursive
 // copy, or its own standard output). The devices are made in the test's own directory, so a
@@ -138,20 +139,37 @@ describe('host targets: what a command writes to on the host is written into, ne
     expect(fs.statSync(old).size).to.be.greaterThan(1024)
   })
 
-  it('cp writes through a symlink it is given, and refuses a dangling one without touching it', () => {
-    const real = path.join(dir, 'real')
-    fs.writeFileSync(real, 'old\n')
-    fs.symlinkSync('real', path.join(dir, 'link'))
+  it('cp replaces a symlink at the destination and never writes through it, except the streams /dev names', () => {
+    const real = path.join(dir, 'precious')
+    fs.writeFileSync(real, 'precious\n')
+    fs.symlinkSync('precious', path.join(dir, 'link'))
     const r = prism(['cp', '-i', img, 'root:/f', path.join(dir, 'link')])
     expect(r.status, r.stderr).to.equal(0)
-    expect(fs.lstatSync(path.join(dir, 'link')).isSymbolicLink()).to.equal(true)
-    expect(fs.readFileSync(real, 'utf8')).to.equal('hello\n')
-    fs.symlinkSync('nowhere', path.join(dir, 'dangling'))
-    const d = prism(['cp', '-i', img, 'root:/f', path.join(dir, 'dangling')])
-    expect(d.status).to.equal(1)
-    expect(d.stderr).to.match(/^prism: not writing through dangling symlink/)
-    expect(fs.readlinkSync(path.join(dir, 'dangling'))).to.equal('nowhere')
-    expect(fs.existsSync(path.join(dir, 'nowhere'))).to.equal(false)
+    expect(fs.readFileSync(real, 'utf8')).to.equal('precious\n')
+    expect(fs.lstatSync(path.join(dir, 'link')).isFile()).to.equal(true)
+    expect(fs.readFileSync(path.join(dir, 'link'), 'utf8')).to.equal('hello\n')
+    for (const stream of ['/dev/stdout', '/dev/fd/1']) {
+      const before = fs.readlinkSync(stream === '/dev/stdout' ? stream : '/dev/fd')
+      const out = prism(['cp', '-i', img, 'root:/f', stream])
+      expect(out.status, out.stderr).to.equal(0)
+      expect(out.stdout).to.equal('hello\n')
+      expect(fs.readlinkSync(stream === '/dev/stdout' ? stream : '/dev/fd')).to.equal(before)
+    }
+    // through /dev/stdout into a regular file (and a pipe): written where stdout stands, as cat writes
+    const piped = spawnSync('sh', ['-c', `${process.execPath} ${BIN} cp -i ${img} root:/f /dev/stdout | cat`], {env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+    expect(piped.status, piped.stderr.toString()).to.equal(0)
+    expect(piped.stdout.toString()).to.equal('hello\n')
+    const outFile = path.join(dir, 'out.txt')
+    fs.writeFileSync(outFile, '')
+    const fd = fs.openSync(outFile, 'a')
+    try {
+      const r2 = spawnSync(process.execPath, [BIN, 'cp', '-i', img, 'root:/f', '/dev/stdout'], {stdio: ['ignore', fd, 'pipe'], env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+      expect(r2.status, r2.stderr.toString()).to.equal(0)
+    } finally {
+      fs.closeSync(fd)
+    }
+    expect(fs.readFileSync(outFile, 'utf8')).to.equal('hello\n')
+    expect(fs.lstatSync('/dev/stdout').isSymbolicLink()).to.equal(true)
   })
 
   describe('the image itself is never a destination', () => {
@@ -165,15 +183,27 @@ describe('host targets: what a command writes to on the host is written into, ne
       }
     })
 
-    it('cp onto the image, by its name, a symlink or a hard link, is refused and the image is unchanged', () => {
-      fs.symlinkSync('disk.img', path.join(dir, 'sym'))
+    it('cp onto the image, by its name, a hard link or /dev/stdout, is refused and the image is unchanged; a symlink to it is replaced', () => {
       fs.linkSync(img, path.join(dir, 'hard'))
-      for (const target of [img, path.join(dir, 'sym'), path.join(dir, 'hard')]) {
+      for (const target of [img, path.join(dir, 'hard')]) {
         const r = prism(['cp', '-i', img, 'root:/f', target])
         expect(r.status, target).to.equal(1)
         expect(r.stderr).to.match(/^prism: cannot overwrite .*: it is the image itself/)
         expect(sha256File(img)).to.equal(imgSha)
       }
+      const fd = fs.openSync(img, 'a')
+      try {
+        const r = spawnSync(process.execPath, [BIN, 'cp', '-i', img, 'root:/f', '/dev/stdout'], {stdio: ['ignore', fd, 'pipe'], env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+        expect(r.status).to.equal(2)
+      } finally {
+        fs.closeSync(fd)
+      }
+      expect(sha256File(img)).to.equal(imgSha)
+      fs.symlinkSync('disk.img', path.join(dir, 'sym'))
+      const r = prism(['cp', '-i', img, 'root:/f', path.join(dir, 'sym')])
+      expect(r.status, r.stderr).to.equal(0)
+      expect(fs.lstatSync(path.join(dir, 'sym')).isFile()).to.equal(true)
+      expect(sha256File(img)).to.equal(imgSha)
     })
 
     it('cp -r whose entry lands on the image skips that entry, copies the rest, and leaves the image unchanged', () => {

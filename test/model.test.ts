@@ -27,6 +27,7 @@ const EXAMPLES: Array<[Op[], Op[]]> = [
   [[d('/a'), d('/b')], [{op: 'rename', a: '/a', b: '/b'}, {op: 'mkdir', p: '/a'}, {op: 'write', p: '/b', data: Buffer.from('x')}, {op: 'rename', a: '/a', b: '/b'}]],
   [[f('/a'), f('/b'), l('/a/a')], [{op: 'cpr', a: '/a', b: '/b', T: false}, {op: 'link', a: '/a', b: '/b'}, {op: 'lnf', a: '/a', b: '/b'}, {op: 'lnf', a: '/a', b: '/a'}, {op: 'symf', t: '/z', p: '/a'}, {op: 'symf', t: '/z', p: '/a'}]],
   [[f('/a'), l('/b')], [{op: 'lnf', a: '/a', b: '/b'}, {op: 'rename', a: '/b', b: '/a'}]],
+  [[d('/a'), f('/b')], [{op: 'rename', a: '/a', b: '/b'}, {op: 'mkdir', p: '/c'}, {op: 'rename', a: '/c', b: '/b'}]],
 ]
 
 describe('model: the namespace behaves as a plain tree', function () {

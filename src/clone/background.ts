@@ -15,7 +15,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {fsExt, sidecarPath, tryFlock} from '../device/file.js'
+import {fsExt, openSidecar, tryFlock} from '../device/file.js'
 import {childProcess} from '../lazy.js'
 import {FS_EXPANDING, MODE_ASYNC} from '../format/constants.js'
 import {listFilesets} from '../fs/filesets.js'
@@ -29,18 +29,23 @@ export const PAUSE_MS = 6
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 const sleepMs = (ms: number) => { Atomics.wait(sleeper, 0, 0, ms) }
 
-function sidecar(image: string, kind: 'expand' | 'wait'): number {
+function sidecar(image: string, kind: 'expand' | 'wait'): number | null {
   const fd = fs.openSync(image, 'r')
   try {
-    return fs.openSync(sidecarPath(fd, kind), 'a', 0o666)
+    return openSidecar(fd, kind)
   } finally {
     fs.closeSync(fd)
   }
 }
 
-/** Takes the per-image expander lock: its descriptor, or null if another expander holds it. */
+/**
+ * Takes the per-image expander lock: its descriptor, or null if another expander holds it
+ * (or its lock file is another user's that this one may not open: then that user's prism
+ * expands).
+ */
 export function takeExpanderLock(image: string): number | null {
   const fd = sidecar(image, 'expand')
+  if (fd === null) return null
   try {
     if (tryFlock(fd, 'exnb')) return fd
   } catch (e) {
@@ -54,6 +59,7 @@ export function takeExpanderLock(image: string): number | null {
 /** A check that some process waits for the image lock (it holds the 'wait' file shared). */
 function waiterCheck(image: string): () => boolean {
   const fd = sidecar(image, 'wait')
+  if (fd === null) return () => false // nobody can announce a wait: slices end by time
   let last = 0
   let waiting = false
   return () => {

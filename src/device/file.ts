@@ -388,6 +388,37 @@ export function sidecarPath(fd: number, kind: 'expand' | 'wait'): string {
   return `${os.tmpdir()}/prism-${kind}-${st.dev}-${st.ino}.lock`
 }
 
+/**
+ * Opens the sidecar lock file of `kind` for the image open as `fd` (a flock needs only a
+ * descriptor, so it is opened read-only): made if missing, readable and writable by everyone
+ * whatever the umask, since users who share an image share its sidecars. Null when this
+ * process may not open it: one another user left in a sticky /tmp that this one cannot read
+ * or (protected_regular) open with O_CREAT. Sidecars only coordinate; their absence is never
+ * an error.
+ */
+export function openSidecar(fd: number, kind: 'expand' | 'wait'): number | null {
+  const p = sidecarPath(fd, kind)
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return null
+    }
+    try {
+      const made = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o666)
+      try {
+        fs.fchmodSync(made, 0o666)
+      } catch {
+        // a file system without modes: it is ours anyway
+      }
+      return made
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return null
+    }
+  }
+  return null
+}
+
 /** Takes a flock without waiting; false if another process holds a conflicting one. */
 export function tryFlock(fd: number, how: 'exnb' | 'shnb'): boolean {
   try {
@@ -422,8 +453,8 @@ function lock(fd: number, path: string, opts: OpenOptions): void {
       // between two slices.
       if (announce === null) {
         try {
-          announce = fs.openSync(sidecarPath(fd, 'wait'), 'a', 0o666)
-          if (!tryFlock(announce, 'shnb')) { fs.closeSync(announce); announce = null }
+          announce = openSidecar(fd, 'wait')
+          if (announce !== null && !tryFlock(announce, 'shnb')) { fs.closeSync(announce); announce = null }
         } catch {
           announce = null
         }

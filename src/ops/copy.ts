@@ -660,19 +660,33 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
     throw e
   }
   if (inode.isDir && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${ns.where(imgPath)}'`)
-  // The destination the user named may be a symlink: a file is written through it, as cp does
-  // (cp f /dev/stdout); one that leads nowhere is refused, never replaced.
-  if (inode.isReg) {
-    const st = hostLstat(hostPath)
-    if (st?.isSymbolicLink()) {
-      let real: string
+  // A symlink at the destination is replaced, never written through (it may lead to a file
+  // the user did not name), except the streams /dev names (/dev/stdout, /dev/fd/N): a file is
+  // written into what they lead to, from its start, as cp does.
+  if (inode.isReg && path.resolve(nameText(hostPath)).startsWith('/dev/') && hostLstat(hostPath)?.isSymbolicLink()) {
+    let st: fs.BigIntStats
+    try {
+      st = fs.statSync(hostPath, {bigint: true})
+    } catch (e) {
+      throw hostErr(e, `cannot write '${nameText(hostPath)}'`)
+    }
+    if (ns.vol.isImageFile(st)) entryFail('EINVAL', `cannot overwrite '${nameText(hostPath)}': it is the image itself`)
+    if (!st.isDirectory()) {
       try {
-        real = fs.realpathSync(hostPath)
+        // /dev/stdout may be a socket, which cannot be opened: the descriptor it names is used
+        const own = [1, 2].find((fd) => {
+          try {
+            const o = fs.fstatSync(fd, {bigint: true})
+            return o.dev === st.dev && o.ino === st.ino
+          } catch {
+            return false
+          }
+        })
+        writeInto(ns, inode, own ?? hostPath, ctx, st.isFile())
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') entryFail('ENOENT', `not writing through dangling symlink '${nameText(hostPath)}'`)
-        throw hostErr(e, `cannot stat '${nameText(hostPath)}'`)
+        throw hostErr(e, `cannot write '${nameText(hostPath)}'`)
       }
-      hostPath = Buffer.from(real)
+      return
     }
   }
   // Modes are given at creation; with no umask they need no second fchmod.
@@ -856,13 +870,14 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
 }
 
 /**
- * A file copied onto an existing device, FIFO or socket: as cp does, its content is written into
- * it, in order (holes as zeros), and the node itself (type, owner, mode, times) is left as it
- * is: `prism cp root:/f /dev/null` must never replace /dev/null. A socket cannot be opened
- * (ENXIO), and says so.
+ * A file copied onto an existing device, FIFO or socket (or through /dev/stdout): as cp does,
+ * its content is written into it, in order (holes as zeros), and the node itself (type, owner,
+ * mode, times) is left as it is: `prism cp root:/f /dev/null` must never replace /dev/null. A
+ * socket cannot be opened (ENXIO), and says so.
  */
-function writeInto(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx): void {
-  const fd = fs.openSync(hostPath, fs.constants.O_WRONLY)
+function writeInto(ns: Namespace, inode: Inode, to: Buffer | number, ctx: Ctx, truncate = false): void {
+  // (this process's own stdout or stderr is written where it stands, as cat writes it)
+  const fd = typeof to === 'number' ? to : fs.openSync(to, fs.constants.O_WRONLY | (truncate ? fs.constants.O_TRUNC : 0))
   try {
     const size = inode.r.size
     for (let off = 0; off < size;) {
@@ -874,7 +889,7 @@ function writeInto(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx): voi
       ctx.stats.bytes += buf.length
     }
   } finally {
-    fs.closeSync(fd)
+    if (typeof to !== 'number') fs.closeSync(fd)
   }
   ctx.stats.files++
   progress(ctx)
