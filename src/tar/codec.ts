@@ -96,9 +96,12 @@ export function decodeNumber(buf: Buffer, off: number, len: number, what: string
   return digits ? v : 0
 }
 
+/** 8 ** (len - 1): the first number an octal field of len bytes cannot hold (the sizes headers use). */
+const OCTAL_LIMIT: Record<number, number> = {7: 8 ** 6, 8: 8 ** 7, 12: 8 ** 11}
+
 /** Writes `v` as an octal field of `len` bytes (len-1 digits and a NUL); false if it does not fit (nothing written). */
 export function encodeOctal(v: number, buf: Buffer, off: number, len: number): boolean {
-  if (!Number.isSafeInteger(v) || v < 0 || v >= 8 ** (len - 1)) return false
+  if (!Number.isSafeInteger(v) || v < 0 || v >= (OCTAL_LIMIT[len] ?? 8 ** (len - 1))) return false
   // Digit by digit from the right: no string, no allocation (a header has eight such fields).
   let x = v
   for (let i = off + len - 2; i >= off; i--) {

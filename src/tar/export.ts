@@ -391,10 +391,12 @@ function* emitPax(ctx: Ctx, f: HeaderFields, mtime: Timestamp, inode: Inode, xat
   }
 
   const s = split ?? {name: name.subarray(0, 100), prefix: EMPTY}
+  // What the header cannot hold is in the records above: clamped here (the link name is cut at 100 bytes by writeHeader).
   const main: HeaderFields = {
-    ...f, name: s.name, prefix: s.prefix, size: Math.min(f.size + mapBytes, USTAR_SIZE_MAX), uid: Math.min(f.uid, USTAR_ID_MAX), gid: Math.min(f.gid, USTAR_ID_MAX),
-    mtime: clampOctal(mtime.s), linkname: linkname.subarray(0, 100), uname: (f.uname?.length ?? 0) > 31 ? EMPTY : f.uname,
-    gname: (f.gname?.length ?? 0) > 31 ? EMPTY : f.gname, devmajor: Math.min(f.devmajor ?? 0, USTAR_ID_MAX), devminor: Math.min(f.devminor ?? 0, USTAR_ID_MAX),
+    name: s.name, prefix: s.prefix, mode: f.mode, typeflag: f.typeflag, size: Math.min(f.size + mapBytes, USTAR_SIZE_MAX),
+    uid: Math.min(f.uid, USTAR_ID_MAX), gid: Math.min(f.gid, USTAR_ID_MAX), mtime: clampOctal(mtime.s), linkname,
+    uname: (f.uname?.length ?? 0) > 31 ? EMPTY : f.uname, gname: (f.gname?.length ?? 0) > 31 ? EMPTY : f.gname,
+    devmajor: Math.min(f.devmajor ?? 0, USTAR_ID_MAX), devminor: Math.min(f.devminor ?? 0, USTAR_ID_MAX),
   }
   if (pax.count === 0) {
     yield* room(ctx, TAR_BLOCK)
