@@ -5,8 +5,12 @@
 // fileset holds: nanosecond times, owners (ids, and names from the fileset's own /etc/passwd
 // and /etc/group), modes with setuid/setgid/sticky, device numbers, extended attributes
 // (SCHILY.xattr.*, as GNU tar --xattrs), POSIX ACLs (SCHILY.acl.*, as GNU tar --acls), hard
-// links, and holes (GNU sparse 1.0). Sockets cannot be in a tar archive: each is skipped with
-// a warning, as GNU tar does. Reads the image only.
+// links, and holes (GNU sparse 1.0). A member gets a pax extended header only when its ustar
+// header cannot hold all of that (nanoseconds, an access time other than its modification
+// time, long names, large numbers, attributes, holes); the change time, which no extraction
+// can set, is recorded only in a header written anyway. Sockets cannot be in a tar archive:
+// each is skipped with a warning, as GNU tar does. Headers are encoded, and file data read
+// from the image, straight into the chunk being filled. Reads the image only.
 import {BLOCK_SIZE, DT_DIR, IF_INLINE} from '../format/constants.js'
 import {decodeRdev} from '../format/inode.js'
 import {nameProblem} from '../format/dirent.js'

@@ -14,7 +14,7 @@ import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
 import {compressor, decompressor, detectCompression, type Compression} from './compress.js'
 import {exportTar, type ExportOptions, type ExportStats} from './export.js'
-import {TarImport, type ImportOptions, type ImportStats, type ImportTarget} from './import.js'
+import type {ImportOptions, ImportStats, ImportTarget} from './import.js'
 
 /** An archive to import, open for reading from its start. */
 export interface ArchiveInput {
@@ -122,6 +122,8 @@ async function* archiveBytes(input: ArchiveInput): AsyncGenerator<Buffer> {
 
 /** Imports an opened archive; all or nothing (src/tar/import.ts). */
 export async function importArchive(vol: Volume, target: ImportTarget, input: ArchiveInput, opts: ImportOptions = {}): Promise<ImportStats> {
+  // Loaded here: an export needs none of the importer.
+  const {TarImport} = await import('./import.js')
   const imp = new TarImport(vol, target, opts)
   try {
     for await (const chunk of archiveBytes(input)) imp.write(chunk)
