@@ -11,7 +11,7 @@ import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import fc from 'fast-check'
-import {TAR_BLOCK, decodeHeader, isZeroBlock, parsePax} from '../src/tar/codec.js'
+import {PaxBody, TAR_BLOCK, decodeHeader, gnuPaxTime, isZeroBlock, paxRecord, parsePax, writeHeader, type HeaderFields} from '../src/tar/codec.js'
 import {exportTar, type ExportOptions} from '../src/tar/export.js'
 import type {Namespace} from '../src/fs/namespace.js'
 import {BIN, edit, newImage, prism, read, tmpDir} from './helpers.js'
@@ -55,6 +55,45 @@ function readsCleanly(file: string): void {
     expect(b.status).to.equal(0)
   } else console.log('      skipped: bsdtar listing (apt-get install -y libarchive-tools)')
 }
+
+describe('tar export: the codec writes what it reads', () => {
+  const bytes = (max: number) => fc.uint8Array({minLength: 0, maxLength: max}).map((a) => Buffer.from(a))
+  it('property: a header written in place, over any old bytes, decodes to its fields with a valid checksum', () => {
+    fc.assert(fc.property(fc.record({
+      name: bytes(100), linkname: bytes(100), uname: bytes(31), gname: bytes(31), prefix: bytes(155),
+      mode: fc.integer({min: 0, max: 0o7777}), uid: fc.integer({min: 0, max: 0o7777777}), gid: fc.integer({min: 0, max: 0o7777777}),
+      size: fc.integer({min: 0, max: 0o77777777777}), mtime: fc.integer({min: 0, max: 0o77777777777}), typeflag: fc.integer({min: 0x30, max: 0x37}),
+      devmajor: fc.integer({min: 0, max: 0o7777777}), devminor: fc.integer({min: 0, max: 0o7777777}),
+    }), fc.integer({min: 0, max: 255}), (f: HeaderFields, old) => {
+      const b = Buffer.alloc(3 * TAR_BLOCK, old)
+      writeHeader(b, TAR_BLOCK, f, 'ustar')
+      expect(b[TAR_BLOCK - 1]).to.equal(old)
+      expect(b[2 * TAR_BLOCK]).to.equal(old)
+      const h = decodeHeader(b, TAR_BLOCK) // checks the checksum
+      const cut = (x: Buffer) => x.subarray(0, x.indexOf(0) < 0 ? x.length : x.indexOf(0))
+      expect(h.name.equals(f.prefix!.length && f.prefix![0] !== 0 ? Buffer.concat([cut(f.prefix!), Buffer.from('/'), cut(f.name)]) : cut(f.name))).to.equal(true)
+      expect(h.linkname.equals(cut(f.linkname!))).to.equal(true)
+      expect([h.mode, h.uid, h.gid, h.size, h.mtime, h.typeflag, h.devmajor, h.devminor]).to.deep.equal([f.mode, f.uid, f.gid, f.size, f.mtime, f.typeflag, f.devmajor, f.devminor])
+    }), {numRuns: 500})
+  })
+
+  it('property: a pax body built by PaxBody is the records paxRecord makes, and parses back', () => {
+    const key = fc.stringMatching(/^[A-Za-z][A-Za-z.%=\x80-\xff]{0,40}$/).filter((k) => !k.includes('='))
+    const value = fc.oneof(fc.stringMatching(/^[ -~]{0,300}$/), fc.string({unit: 'binary', maxLength: 40}), bytes(2000), fc.record({s: fc.integer({min: -1e12, max: 1e12}), ns: fc.integer({min: 0, max: 999_999_999})}).map(gnuPaxTime))
+    fc.assert(fc.property(fc.array(fc.tuple(key, value), {maxLength: 12}), fc.integer({min: 0, max: 64}), (recs, at) => {
+      const pax = new PaxBody()
+      for (const [k, v] of recs) pax.add(k, v)
+      const want = Buffer.concat(recs.map(([k, v]) => paxRecord(k, v)))
+      expect(pax.bytes).to.equal(want.length)
+      expect(pax.count).to.equal(recs.length)
+      const b = Buffer.alloc(at + pax.bytes + 8, 0xee)
+      expect(pax.write(b, at)).to.equal(pax.bytes)
+      expect(b.subarray(at, at + pax.bytes).equals(want)).to.equal(true)
+      expect(b[at + pax.bytes]).to.equal(0xee)
+      expect(parsePax(want).map((r) => r.key)).to.deep.equal(recs.map(([k]) => k))
+    }), {numRuns: 300})
+  })
+})
 
 describe('tar export: times are exact, with a pax header only where one is needed', function () {
   this.timeout(180000)

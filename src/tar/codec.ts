@@ -260,7 +260,18 @@ export function writeHeader(b: Buffer, off: number, f: HeaderFields, format: 'us
   num(f.devmajor ?? 0, 329, 8, 'devmajor')
   num(f.devminor ?? 0, 337, 8, 'devminor')
   if (f.prefix && f.prefix.length > 0 && format === 'ustar') f.prefix.copy(b, off + 345, 0, Math.min(155, f.prefix.length))
-  putChecksum(b, off)
+  // The checksum over the bytes that can be other than zero (the rest was just zeroed): for a
+  // short name, a third of the block. Base-256 numbers stay inside their fields too.
+  const sum = (from: number, to: number) => {
+    let u = 0
+    for (let i = off + from; i < off + to; i++) u += b[i]
+    return u
+  }
+  const names = sum(0, Math.min(100, f.name.length)) + sum(157, 157 + Math.min(100, f.linkname?.length ?? 0)) +
+    sum(265, 265 + Math.min(31, f.uname?.length ?? 0)) + sum(297, 297 + Math.min(31, f.gname?.length ?? 0)) +
+    sum(345, format === 'ustar' ? 345 + Math.min(155, f.prefix?.length ?? 0) : 345)
+  encodeOctal(names + sum(100, 148) + sum(156, 157) + sum(257, 265) + sum(329, 345) + 8 * 0x20, b, off + 148, 7)
+  b[off + 155] = 0x20
 }
 
 /**
