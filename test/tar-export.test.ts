@@ -12,7 +12,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import fc from 'fast-check'
 import {PaxBody, TAR_BLOCK, decodeHeader, gnuPaxTime, isZeroBlock, paxRecord, parsePax, writeHeader, type HeaderFields} from '../src/tar/codec.js'
-import {exportTar, type ExportOptions} from '../src/tar/export.js'
+import {CHUNK, exportTar, type ExportOptions} from '../src/tar/export.js'
 import type {Namespace} from '../src/fs/namespace.js'
 import {BIN, edit, newImage, prism, read, tmpDir} from './helpers.js'
 import {has} from './tar-lib.js'
@@ -227,8 +227,9 @@ function content(seed: number, n: number): Buffer {
 
 const KiB = 1024
 const MiB = 1024 * KiB
-/** Sizes around the inline limit, the 512-byte header, the 4 KiB block and the 1 MiB chunk. */
-const SIZES = [0, 1, 100, 139, 140, 141, 511, 512, 513, 4095, 4096, 4097, 8191, 65536 + 3, MiB - 512, MiB - 1, MiB, MiB + 1, MiB + 4096, 3 * MiB + 17, 5 * MiB - 100]
+/** Sizes around the inline limit, the 512-byte header, the 4 KiB block and the chunk the export fills, and large ones. */
+const SIZES = [0, 1, 100, 139, 140, 141, 511, 512, 513, 4095, 4096, 4097, 8191, CHUNK - 4096, CHUNK - 512, CHUNK - 1, CHUNK, CHUNK + 1, CHUNK + 4096,
+  3 * CHUNK + 700, MiB - 1, MiB, MiB + 1, 3 * MiB + 17, 5 * MiB - 100]
 
 /** A file of the test trees: its size, and the holes it has (offset, length) on top of its data. */
 interface Spec {
@@ -331,13 +332,17 @@ describe('tar export: the data read straight into reused buffers is never mixed 
     expect(fs.statSync(path.join(dir, 'x-gnu.tar', 'holes/end')).blocks * 512).to.be.lessThan(2 * MiB)
   })
 
-  it('a member whose attributes make a pax header larger than a chunk: read back whole by prism import and GNU tar', () => {
+  it('members whose attributes make a pax header larger than a chunk, up to 1 MiB: read back whole by prism import and GNU tar', () => {
     const sub = path.join(dir, 'attrs')
     fs.mkdirSync(sub)
     const big = newImage(sub, 64 << 20)
-    // 16 values of 65,500 bytes: just under the 1 MiB an inode's set may hold; as pax records with the headers, more than 1 MiB.
+    // ./e: one value of 64 KiB, the most one attribute may hold. ./f: 16 values of 65,500 bytes,
+    // just under the 1 MiB an inode's set may hold: with the pax records' keys, more than 1 MiB.
+    const one = content(999, 65536)
     const values = Array.from({length: 16}, (_, i) => content(1000 + i, 65500))
     edit(big, (ns) => {
+      ns.writeFile('/e', content(998, 70000))
+      ns.setXattr('/e', Buffer.from('user.one'), one)
       ns.writeFile('/f', Buffer.from('data after the big header\n'))
       values.forEach((v, i) => ns.setXattr('/f', Buffer.from(`user.a${i.toString(16)}`), v))
       ns.writeFile('/g', Buffer.from('the next member\n'))
@@ -346,22 +351,26 @@ describe('tar export: the data read straight into reused buffers is never mixed 
     const r = prism(['export', '-i', big, 'root', file])
     expect(r.status, r.stderr).to.equal(0)
     const m = members(fs.readFileSync(file))
-    expect(m.map((x) => x.name)).to.deep.equal(['./', './f', './g'])
-    expect(Object.keys(m[1].pax!).filter((k) => k.startsWith('SCHILY.xattr.')).length).to.equal(16)
-    // With its header block and the member's header, more than the 1 MiB chunk the export fills.
-    expect(m[1].paxBytes + 2 * TAR_BLOCK).to.be.greaterThan(1024 * 1024)
+    expect(m.map((x) => x.name)).to.deep.equal(['./', './e', './f', './g'])
+    expect(Object.keys(m[2].pax!).filter((k) => k.startsWith('SCHILY.xattr.')).length).to.equal(16)
+    // With their header block and the member's header, more than a chunk the export fills.
+    expect(m[1].paxBytes + 2 * TAR_BLOCK).to.be.greaterThan(CHUNK)
+    expect(m[2].paxBytes + 2 * TAR_BLOCK).to.be.greaterThan(Math.max(CHUNK, 1024 * 1024))
     readsCleanly(file)
     expect(prism(['import', '-i', big, '--create', 'back', file]).status).to.equal(0)
     read(big, (ns) => {
+      expect(ns.readFile('/e').equals(content(998, 70000))).to.equal(true)
+      expect(ns.getXattr('/e', Buffer.from('user.one'))?.equals(one)).to.equal(true)
       expect(ns.readFile('/f').toString()).to.equal('data after the big header\n')
       expect(ns.readFile('/g').toString()).to.equal('the next member\n')
       values.forEach((v, i) => expect(ns.getXattr('/f', Buffer.from(`user.a${i.toString(16)}`))?.equals(v), `user.a${i}`).to.equal(true))
     }, 'back')
-    // GNU tar takes the data after the header for what it is (the host's ext4 cannot hold values this large: not extracted).
+    // GNU tar takes the data after the headers for what it is (the host's ext4 cannot hold values this large: not extracted).
     const x = path.join(dir, 'x-attrs')
     fs.mkdirSync(x)
     const t = sh('tar', ['-xf', file, '-C', x])
     expect(t.stderr).to.equal('')
+    expect(fs.readFileSync(path.join(x, 'e')).equals(content(998, 70000))).to.equal(true)
     expect(fs.readFileSync(path.join(x, 'f')).toString()).to.equal('data after the big header\n')
     expect(fs.readFileSync(path.join(x, 'g')).toString()).to.equal('the next member\n')
   })
