@@ -274,12 +274,14 @@ export function writeHeader(b: Buffer, off: number, f: HeaderFields, format: 'us
   b[off + 155] = 0x20
 }
 
+const NO_PREFIX = Buffer.alloc(0)
+
 /**
  * Splits a name for a ustar header: {name (≤ 100 bytes), prefix (≤ 155 bytes)}, split at a
  * '/', or null when it cannot be.
  */
 export function splitUstarName(name: Buffer): {name: Buffer, prefix: Buffer} | null {
-  if (name.length <= 100) return {name, prefix: Buffer.alloc(0)}
+  if (name.length <= 100) return {name, prefix: NO_PREFIX}
   for (let i = Math.min(155, name.length - 1); i > 0; i--) {
     if (name[i] !== 0x2f) continue
     if (name.length - i - 1 > 100) return null

@@ -17,7 +17,7 @@ import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {ACL_ACCESS, ACL_DEFAULT, decodeAcl} from '../format/xattr.js'
 import {PrismError} from '../errors.js'
-import {dirList, enterDir} from '../fs/dir.js'
+import {dirList, enterDir, type Dirent} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
 import type {Namespace} from '../fs/namespace.js'
@@ -95,6 +95,10 @@ interface Ctx {
   /** the chunk being filled, and how much of it is */
   buf: Buffer
   pos: number
+  /** chunks filled, in order, not handed out yet (whole buffers and the bytes they hold) */
+  full: Array<[Buffer, number]>
+  /** reuseChunks: buffers handed out and written, ready to fill again */
+  spare: Buffer[]
   lastReport: number
   /** formats without attributes: say so once per kind */
   warnedAttrs: boolean
@@ -116,9 +120,32 @@ function idNames(ns: Namespace, file: string): Map<number, Buffer> {
   return m
 }
 
+/** A file whose data is still to be put into the archive after its headers. */
+interface DataJob {
+  inode: Inode
+  regions: SparseRegion[]
+  /** the region being copied, and the file offset reached in it */
+  k: number
+  pos: number
+  /** the extent reached (extents are in file order, as are the regions) */
+  i: number
+  /** the padding after the data: to a 512-byte block */
+  pad: number
+}
+
+/** A directory being walked: its sorted entries, the next one, its member name with a '/'. */
+interface Frame {
+  ino: number
+  entries: Dirent[]
+  k: number
+  prefix: Buffer
+}
+
 /**
  * The archive of the tree at `path` of `ns`, as chunks of about 64 KiB (see reuseChunks for
- * how long a chunk stays as it was handed out).
+ * how long a chunk stays as it was handed out). One generator walks the whole tree with a
+ * stack of its own: members are written by plain functions, and the only place chunks are
+ * handed out is here (a generator per member and per helper cost more than a tar header).
  */
 export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}): Generator<Buffer, ExportStats> {
   // A clone still expanding is expanded below the path first: the walk reads directories as stored.
@@ -127,64 +154,49 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
   const ctx: Ctx = {
     ns, opts, format: opts.format ?? 'pax',
     stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, special: 0, bytes: 0, skipped: 0, sockets: 0, dropped: 0},
-    links: new Map(), ancestors: new Set(), buf: Buffer.allocUnsafe(CHUNK_ROOM), pos: 0, lastReport: 0, warnedAttrs: false,
+    links: new Map(), ancestors: new Set(), buf: Buffer.allocUnsafe(CHUNK_ROOM), pos: 0, full: [], spare: [], lastReport: 0, warnedAttrs: false,
     users: opts.numericOwner ? new Map() : idNames(ns, '/etc/passwd'),
     groups: opts.numericOwner ? new Map() : idNames(ns, '/etc/group'),
   }
-  if (top.isDir) yield* walk(ctx, top, Buffer.from('.'))
-  else {
+  const stack: Frame[] = []
+  let next: {inode: Inode, name: Buffer, isDir: boolean} | null = top.isDir ? {inode: top, name: Buffer.from('.'), isDir: true} : null
+  if (!top.isDir) {
     const base = path.split('/').filter((c) => c !== '' && c !== '.').pop() ?? '.'
-    yield* member(ctx, top, Buffer.from(base === '.' ? '.' : base))
+    next = {inode: top, name: Buffer.from(base === '.' ? '.' : base), isDir: false}
   }
-  // End of archive: two zero blocks (GNU tar pads the archive to its record size, 10 KiB).
-  yield* room(ctx, 2 * TAR_BLOCK)
-  zeros(ctx, 2 * TAR_BLOCK)
-  yield* flush(ctx)
-  ctx.opts.onProgress?.(ctx.stats)
-  return ctx.stats
-}
-
-/** Hands out what the chunk holds; the next is the same memory (reuseChunks) or new. */
-function* flush(ctx: Ctx): Generator<Buffer> {
-  if (ctx.pos === 0) return
-  const out = ctx.buf.subarray(0, ctx.pos)
-  if (!ctx.opts.reuseChunks) ctx.buf = Buffer.allocUnsafe(CHUNK_ROOM)
-  ctx.pos = 0
-  yield out
-}
-
-/** Makes room for `n` more bytes in the chunk (n <= CHUNK). */
-function* room(ctx: Ctx, n: number): Generator<Buffer> {
-  if (ctx.pos + n > CHUNK) yield* flush(ctx)
-}
-
-function zeros(ctx: Ctx, n: number): void {
-  ctx.buf.fill(0, ctx.pos, ctx.pos + n)
-  ctx.pos += n
-}
-
-/** Puts bytes into the archive (any length: a long header set goes out in pieces). */
-function* put(ctx: Ctx, b: Buffer): Generator<Buffer> {
-  for (let o = 0; o < b.length;) {
-    if (ctx.pos >= CHUNK) yield* flush(ctx)
-    const n = Math.min(b.length - o, CHUNK - ctx.pos)
-    b.copy(ctx.buf, ctx.pos, o, o + n)
-    ctx.pos += n
-    o += n
-  }
-}
-
-function padOf(n: number): number {
-  return (TAR_BLOCK - (n % TAR_BLOCK)) % TAR_BLOCK
-}
-
-function* walk(ctx: Ctx, dir: Inode, name: Buffer): Generator<Buffer> {
-  yield* member(ctx, dir, name)
-  enterDir(ctx.ancestors, dir.ino, ctx.ns.where(nameText(name)))
-  const entries = dirList(ctx.ns.vol, dir).sort((a, b) => Buffer.compare(a.name, b.name))
-  const prefix = Buffer.concat([name, SLASH])
-  for (const e of entries) {
-    const child = Buffer.concat([prefix, e.name])
+  for (;;) {
+    if (next) {
+      const job = member(ctx, next.inode, next.name)
+      // A file's data: as much as fits in each chunk, every full chunk handed out at once.
+      if (job) {
+        while (!fileData(ctx, job)) {
+          for (const [b, n] of ctx.full.splice(0)) {
+            yield b.subarray(0, n)
+            if (opts.reuseChunks) ctx.spare.push(b)
+          }
+        }
+      }
+      if (next.isDir) {
+        const dir = next.inode
+        enterDir(ctx.ancestors, dir.ino, ctx.ns.where(nameText(next.name)))
+        stack.push({ino: dir.ino, entries: dirList(ctx.ns.vol, dir).sort((a, b) => Buffer.compare(a.name, b.name)), k: 0, prefix: join(next.name, SLASH)})
+      }
+      next = null
+      progress(ctx)
+    }
+    for (const [b, n] of ctx.full.splice(0)) {
+      yield b.subarray(0, n)
+      if (opts.reuseChunks) ctx.spare.push(b)
+    }
+    const f = stack[stack.length - 1]
+    if (!f) break
+    if (f.k >= f.entries.length) {
+      ctx.ancestors.delete(f.ino)
+      stack.pop()
+      continue
+    }
+    const e = f.entries[f.k++]
+    const child = join(f.prefix, e.name)
     const p = nameProblem(e.name)
     if (p) {
       ctx.stats.skipped++
@@ -192,10 +204,55 @@ function* walk(ctx: Ctx, dir: Inode, name: Buffer): Generator<Buffer> {
       continue
     }
     const inode = ctx.ns.vol.iget(e.ino)
-    if (e.type === DT_DIR && inode.isDir) yield* walk(ctx, inode, child)
-    else yield* member(ctx, inode, child)
+    next = {inode, name: child, isDir: e.type === DT_DIR && inode.isDir}
   }
-  ctx.ancestors.delete(dir.ino)
+  // End of archive: two zero blocks (GNU tar pads the archive to its record size, 10 KiB).
+  room(ctx, 2 * TAR_BLOCK)
+  zeros(ctx, 2 * TAR_BLOCK)
+  for (const [b, n] of ctx.full.splice(0)) yield b.subarray(0, n)
+  if (ctx.pos > 0) yield ctx.buf.subarray(0, ctx.pos)
+  ctx.opts.onProgress?.(ctx.stats)
+  return ctx.stats
+}
+
+/** The chunk is full: it waits to be handed out, and filling goes on in another (a spare one, or new memory). */
+function nextChunk(ctx: Ctx): void {
+  if (ctx.pos > 0) ctx.full.push([ctx.buf, ctx.pos])
+  ctx.buf = ctx.spare.pop() ?? Buffer.allocUnsafe(CHUNK_ROOM)
+  ctx.pos = 0
+}
+
+/** Makes room for `n` more bytes in the chunk (n <= CHUNK). */
+function room(ctx: Ctx, n: number): void {
+  if (ctx.pos + n > CHUNK) nextChunk(ctx)
+}
+
+function zeros(ctx: Ctx, n: number): void {
+  ctx.buf.fill(0, ctx.pos, ctx.pos + n)
+  ctx.pos += n
+}
+
+/** Puts bytes into the archive (any length: a long header set fills chunks one after another). */
+function put(ctx: Ctx, b: Buffer): void {
+  for (let o = 0; o < b.length;) {
+    if (ctx.pos >= CHUNK) nextChunk(ctx)
+    const n = Math.min(b.length - o, CHUNK - ctx.pos)
+    b.copy(ctx.buf, ctx.pos, o, o + n)
+    ctx.pos += n
+    o += n
+  }
+}
+
+/** a + b, as one new buffer (Buffer.concat, without its generality: a name per member). */
+function join(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(a.length + b.length)
+  a.copy(out, 0)
+  b.copy(out, a.length)
+  return out
+}
+
+function padOf(n: number): number {
+  return (TAR_BLOCK - (n % TAR_BLOCK)) % TAR_BLOCK
 }
 
 function progress(ctx: Ctx): void {
@@ -223,8 +280,8 @@ function regionsOf(ctx: Ctx, inode: Inode): SparseRegion[] {
   return out
 }
 
-/** One member: its headers, and for a file its data. */
-function* member(ctx: Ctx, inode: Inode, name: Buffer): Generator<Buffer> {
+/** One member's headers; for a file with data, what fileData is to copy after them. */
+function member(ctx: Ctx, inode: Inode, name: Buffer): DataJob | null {
   const r = inode.r
   const ns = ctx.ns
   const type = inode.type
@@ -232,7 +289,7 @@ function* member(ctx: Ctx, inode: Inode, name: Buffer): Generator<Buffer> {
     ctx.stats.skipped++
     ctx.stats.sockets++
     ctx.opts.onWarning?.(`${nameText(name)}: socket ignored`)
-    return
+    return null
   }
   let typeflag: number = type === 'file' ? TYPEFLAG.file : type === 'dir' ? TYPEFLAG.dir : type === 'symlink' ? TYPEFLAG.symlink
     : type === 'chardev' ? TYPEFLAG.chardev : type === 'blockdev' ? TYPEFLAG.blockdev : TYPEFLAG.fifo
@@ -240,7 +297,7 @@ function* member(ctx: Ctx, inode: Inode, name: Buffer): Generator<Buffer> {
   let size = 0
   let regions: SparseRegion[] = []
   let sparse = false
-  const memberName = type === 'dir' ? Buffer.concat([name, SLASH]) : name
+  const memberName = type === 'dir' ? join(name, SLASH) : name
   if (type === 'file' && r.nlink > 1) {
     const first = ctx.links.get(inode.ino)
     if (first) {
@@ -274,75 +331,79 @@ function* member(ctx: Ctx, inode: Inode, name: Buffer): Generator<Buffer> {
   }
   // The sparse 1.0 map leads the member's data (pax only; the others keep it in their headers).
   const map = sparse && ctx.format === 'pax' ? encodeSparse10Map(regions) : null
-  if (ctx.format === 'pax') yield* emitPax(ctx, fields, mtime, inode, xattrs, sparse ? regions : null, r.size, map?.length ?? 0)
-  else if (!(yield* emitOld(ctx, fields, sparse ? regions : null, r.size, xattrs.length > 0))) return
-  if (typeflag === TYPEFLAG.file) {
-    if (map) yield* put(ctx, map)
-    if (size > 0) yield* fileData(ctx, inode, regions)
-    const pad = padOf(size + (map?.length ?? 0))
-    yield* room(ctx, pad)
-    zeros(ctx, pad)
-    ctx.stats.files++
-    ctx.stats.bytes += size
-  } else if (typeflag === TYPEFLAG.hardlink) ctx.stats.hardlinks++
+  if (ctx.format === 'pax') emitPax(ctx, fields, mtime, inode, xattrs, sparse ? regions : null, r.size, map?.length ?? 0)
+  else if (!emitOld(ctx, fields, sparse ? regions : null, r.size, xattrs.length > 0)) return null
+  if (typeflag === TYPEFLAG.hardlink) ctx.stats.hardlinks++
   else if (type === 'dir') ctx.stats.dirs++
   else if (type === 'symlink') ctx.stats.symlinks++
-  else ctx.stats.special++
-  progress(ctx)
+  else if (typeflag !== TYPEFLAG.file) ctx.stats.special++
+  if (typeflag !== TYPEFLAG.file) return null
+  ctx.stats.files++
+  ctx.stats.bytes += size
+  if (map) put(ctx, map)
+  return {inode, regions, k: 0, pos: regions[0]?.offset ?? 0, i: 0, pad: padOf(size + (map?.length ?? 0))}
 }
 
 /**
- * The bytes of `regions` of a file, read from the image straight into the chunk, whole
- * blocks at a time (the bytes a last block holds past the file are overwritten by what
- * comes next: its padding zeros and the next header). Holes inside a region read as zeros.
+ * Puts a file's data (its `regions`) and padding into the archive after its headers, read
+ * from the image straight into the chunk, whole blocks at a time (the bytes a last block
+ * holds past the file are overwritten by what comes next: its padding zeros and the next
+ * header). Holes inside a region read as zeros. Fills at most one chunk more: false when
+ * that one is full and must be handed out before this is called again.
  */
-function* fileData(ctx: Ctx, inode: Inode, regions: SparseRegion[]): Generator<Buffer> {
+function fileData(ctx: Ctx, job: DataJob): boolean {
+  const inode = job.inode
+  const regions = job.regions
   if (inode.r.flags & IF_INLINE) {
-    for (const x of regions) if (x.size > 0) yield* put(ctx, inode.r.area.subarray(x.offset, x.offset + x.size))
-    return
-  }
-  const store = ctx.ns.vol.store
-  const ext = loadExtents(ctx.ns.vol, inode)
-  let i = 0
-  for (const x of regions) {
-    // Regions start on a block (they are runs of mapped blocks, or the whole file), and each
-    // step below ends on one unless it ends the region.
-    let pos = x.offset
-    const end = x.offset + x.size
-    while (pos < end) {
-      let space = CHUNK - ctx.pos
-      if (space < BLOCK_SIZE && space < end - pos) {
-        yield* flush(ctx)
-        space = CHUNK
-      }
-      const n = Math.min(end - pos, space < BLOCK_SIZE ? space : space - (space % BLOCK_SIZE))
-      const l = pos / BLOCK_SIZE
-      const blocks = Math.ceil(n / BLOCK_SIZE)
-      // The blocks [l, l + blocks) into buf at ctx.pos: mapped runs read, holes zeroed.
-      let at = ctx.pos
-      for (let b = l; b < l + blocks;) {
-        while (i < ext.length && ext[i].l + ext[i].n <= b) i++
-        const e = ext[i]
-        if (!e || e.l > b) {
-          const hole = Math.min(l + blocks, e ? e.l : Infinity) - b
-          ctx.buf.fill(0, at, at + hole * BLOCK_SIZE)
-          at += hole * BLOCK_SIZE
-          b += hole
+    for (; job.k < regions.length; job.k++) put(ctx, inode.r.area.subarray(regions[job.k].offset, regions[job.k].offset + regions[job.k].size))
+  } else {
+    const store = ctx.ns.vol.store
+    const ext = loadExtents(ctx.ns.vol, inode)
+    for (; job.k < regions.length; job.k++) {
+      // Regions start on a block (they are runs of mapped blocks, or the whole file), and each
+      // step below ends on one unless it ends the region.
+      const x = regions[job.k]
+      const end = x.offset + x.size
+      if (job.pos < x.offset) job.pos = x.offset
+      while (job.pos < end) {
+        const space = CHUNK - ctx.pos
+        if (space < BLOCK_SIZE && space < end - job.pos) {
+          nextChunk(ctx)
+          if (ctx.full.length > 0) return false
           continue
         }
-        const run = Math.min(e.l + e.n, l + blocks) - b
-        store.readData(e.p + (b - e.l), ctx.buf.subarray(at, at + run * BLOCK_SIZE))
-        at += run * BLOCK_SIZE
-        b += run
+        const n = Math.min(end - job.pos, space < BLOCK_SIZE ? space : space - (space % BLOCK_SIZE))
+        const l = job.pos / BLOCK_SIZE
+        const blocks = Math.ceil(n / BLOCK_SIZE)
+        // The blocks [l, l + blocks) into buf at ctx.pos: mapped runs read, holes zeroed.
+        let at = ctx.pos
+        for (let b = l; b < l + blocks;) {
+          while (job.i < ext.length && ext[job.i].l + ext[job.i].n <= b) job.i++
+          const e = ext[job.i]
+          if (!e || e.l > b) {
+            const hole = Math.min(l + blocks, e ? e.l : Infinity) - b
+            ctx.buf.fill(0, at, at + hole * BLOCK_SIZE)
+            at += hole * BLOCK_SIZE
+            b += hole
+            continue
+          }
+          const run = Math.min(e.l + e.n, l + blocks) - b
+          store.readData(e.p + (b - e.l), ctx.buf.subarray(at, at + run * BLOCK_SIZE))
+          at += run * BLOCK_SIZE
+          b += run
+        }
+        ctx.pos += n
+        job.pos += n
       }
-      ctx.pos += n
-      pos += n
     }
   }
+  room(ctx, job.pad)
+  zeros(ctx, job.pad)
+  return true
 }
 
 /** The pax extended header (when anything needs one) and the ustar header of a member. */
-function* emitPax(ctx: Ctx, f: HeaderFields, mtime: Timestamp, inode: Inode, xattrs: ReadonlyArray<{name: Buffer, value: Buffer}>, sparse: SparseRegion[] | null, realSize: number, mapBytes: number): Generator<Buffer> {
+function emitPax(ctx: Ctx, f: HeaderFields, mtime: Timestamp, inode: Inode, xattrs: ReadonlyArray<{name: Buffer, value: Buffer}>, sparse: SparseRegion[] | null, realSize: number, mapBytes: number): void {
   const r = inode.r
   const pax = new PaxBody()
   let name = f.name
@@ -405,7 +466,7 @@ function* emitPax(ctx: Ctx, f: HeaderFields, mtime: Timestamp, inode: Inode, xat
     devmajor: Math.min(f.devmajor ?? 0, USTAR_ID_MAX), devminor: Math.min(f.devminor ?? 0, USTAR_ID_MAX),
   }
   if (pax.count === 0) {
-    yield* room(ctx, TAR_BLOCK)
+    room(ctx, TAR_BLOCK)
     writeHeader(ctx.buf, ctx.pos, main, 'ustar')
     ctx.pos += TAR_BLOCK
     return
@@ -418,7 +479,7 @@ function* emitPax(ctx: Ctx, f: HeaderFields, mtime: Timestamp, inode: Inode, xat
   const total = 2 * TAR_BLOCK + pax.bytes + padOf(pax.bytes)
   if (total <= CHUNK) {
     // All in the chunk: the extended header, its body, the member's header.
-    yield* room(ctx, total)
+    room(ctx, total)
     writeHeader(ctx.buf, ctx.pos, xh, 'ustar')
     ctx.pos += TAR_BLOCK
     ctx.pos += pax.write(ctx.buf, ctx.pos)
@@ -432,7 +493,7 @@ function* emitPax(ctx: Ctx, f: HeaderFields, mtime: Timestamp, inode: Inode, xat
   writeHeader(body, 0, xh, 'ustar')
   pax.write(body, TAR_BLOCK)
   writeHeader(body, total - TAR_BLOCK, main, 'ustar')
-  yield* put(ctx, body)
+  put(ctx, body)
 }
 
 function clampOctal(s: number): number {
@@ -444,7 +505,7 @@ function clampOctal(s: number): number {
  * numbers in base-256, holes as an old GNU sparse header ('S'). Ustar: what does not fit is
  * skipped by name. Neither holds attributes or ACLs: said once, counted. False: skipped.
  */
-function* emitOld(ctx: Ctx, f: HeaderFields, sparse: SparseRegion[] | null, realSize: number, hasAttrs: boolean): Generator<Buffer, boolean> {
+function emitOld(ctx: Ctx, f: HeaderFields, sparse: SparseRegion[] | null, realSize: number, hasAttrs: boolean): boolean {
   const where = nameText(f.name)
   if (hasAttrs) {
     ctx.stats.dropped++
@@ -460,7 +521,7 @@ function* emitOld(ctx: Ctx, f: HeaderFields, sparse: SparseRegion[] | null, real
       ctx.opts.onWarning?.(`${where}: does not fit the ustar format (name, link, id, size or time too large); skipped, use --format pax`)
       return false
     }
-    yield* put(ctx, encodeHeader({...f, name: s.name, prefix: s.prefix}, 'ustar'))
+    put(ctx, encodeHeader({...f, name: s.name, prefix: s.prefix}, 'ustar'))
     return true
   }
   const out: Buffer[] = []
@@ -474,7 +535,7 @@ function* emitOld(ctx: Ctx, f: HeaderFields, sparse: SparseRegion[] | null, real
   const h = encodeHeader({...f, name: f.name.subarray(0, 100), linkname: f.linkname?.subarray(0, 100)}, 'gnu')
   if (!sparse) {
     out.push(h)
-    yield* put(ctx, Buffer.concat(out))
+    put(ctx, Buffer.concat(out))
     return true
   }
   // Old GNU sparse: type 'S', four regions in the header, 21 in each extension block.
@@ -495,7 +556,7 @@ function* emitOld(ctx: Ctx, f: HeaderFields, sparse: SparseRegion[] | null, real
     b[504] = i + 21 < rest.length ? 1 : 0
     out.push(b)
   }
-  yield* put(ctx, Buffer.concat(out))
+  put(ctx, Buffer.concat(out))
   return true
 }
 
