@@ -342,8 +342,9 @@ describe('tar export: the data read straight into reused buffers is never mixed 
     const sub = path.join(dir, 'attrs')
     fs.mkdirSync(sub)
     const big = newImage(sub, 64 << 20)
-    // ./e: one value of 64 KiB, the most one attribute may hold. ./f: 16 values of 65,500 bytes,
-    // just under the 1 MiB an inode's set may hold: with the pax records' keys, more than 1 MiB.
+    // ./e: one value of 64 KiB (the most one attribute may hold) and 70,000 bytes of data, which
+    // cross the end of the first chunk. ./f: 16 values of 65,500 bytes, just under the 1 MiB an
+    // inode's set may hold: with the pax records' keys, more than 1 MiB.
     const one = content(999, 65536)
     const values = Array.from({length: 16}, (_, i) => content(1000 + i, 65500))
     edit(big, (ns) => {
@@ -359,8 +360,8 @@ describe('tar export: the data read straight into reused buffers is never mixed 
     const m = members(fs.readFileSync(file))
     expect(m.map((x) => x.name)).to.deep.equal(['./', './e', './f', './g'])
     expect(Object.keys(m[2].pax!).filter((k) => k.startsWith('SCHILY.xattr.')).length).to.equal(16)
-    // With their header block and the member's header, more than a chunk the export fills.
-    expect(m[1].paxBytes + 2 * TAR_BLOCK).to.be.greaterThan(CHUNK)
+    // ./f's headers, with their header block and the member's header, are larger than a chunk (than 1 MiB).
+    expect(m[1].paxBytes).to.be.greaterThan(65536)
     expect(m[2].paxBytes + 2 * TAR_BLOCK).to.be.greaterThan(Math.max(CHUNK, 1024 * 1024))
     readsCleanly(file)
     expect(prism(['import', '-i', big, '--create', 'back', file]).status).to.equal(0)
@@ -408,11 +409,17 @@ describe('tar export: the data read straight into reused buffers is never mixed 
         read(pimg, (ns) => {
           // As the plain-file export: each chunk written before the next is asked for.
           const fd = fs.openSync(reused, 'w')
+          const lengths: number[] = []
           try {
-            for (const chunk of exportTar(ns, '/', {format, reuseChunks: true})) fs.writeSync(fd, chunk)
+            for (const chunk of exportTar(ns, '/', {format, reuseChunks: true})) {
+              fs.writeSync(fd, chunk)
+              lengths.push(chunk.length)
+            }
           } finally {
             fs.closeSync(fd)
           }
+          // Every chunk but the last is a whole CHUNK: the archive is written at aligned offsets.
+          expect(lengths.slice(0, -1).every((n) => n === CHUNK), `chunk lengths ${lengths.join(',')}`).to.equal(true)
           // As a stream: every chunk kept until the end, then joined.
           for (const chunk of exportTar(ns, '/', {format})) fresh.push(chunk)
         })
