@@ -43,7 +43,8 @@ export interface ExportOptions {
   onProgress?: (s: ExportStats) => void
   /**
    * The consumer is done with each chunk before it asks for the next (it writes the chunk
-   * to a file synchronously): one buffer is then filled over and over. Without it, every
+   * to a file synchronously): the buffers handed out are then filled again (one, or as
+   * many as the largest member's headers span). Without it, every
    * chunk is memory of its own that the export never touches again (a stream may hold it).
    */
   reuseChunks?: boolean
