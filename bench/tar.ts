@@ -1,11 +1,13 @@
 // The tar benchmark: a tar of at least 50,000 entries made from the host's /usr (plain, gzip
 // and zstd), imported with `prism import --create` next to `tar -x` of the same archive onto
 // the host followed by `sync`, and next to `mke2fs -d` of the extracted tree; then
-// `prism export` next to `tar -c` of the same tree (both into a file). Same data, same run,
-// the contenders' order alternating from run to run; medians and their ratios.
+// `prism export` next to `tar -c` of the same tree (both into a file), and, for information,
+// `tar --format=pax -c` (which writes a pax header with atime and ctime for every member).
+// Same data, same run, the contenders' order rotating from run to run; medians and ratios.
 //
 //   node --import tsx bench/tar.ts                 # 60,000 entries, 3 runs
 //   node --import tsx bench/tar.ts --files 2000 --runs 1   # a smoke test
+//   node --import tsx bench/tar.ts --only export --runs 5  # the export step alone
 //
 // Goals (issue 16): import <= 1.0x (tar -x + sync), export <= 1.0x tar -c.
 import fs from 'node:fs'
@@ -19,7 +21,9 @@ const {values} = parseArgs({options: {
   base: {type: 'string', default: process.env.PRISM_BENCH_BASE ?? '/tmp/prism-bench-tar'},
   compress: {type: 'string', default: 'none,gzip,zstd'},
   keep: {type: 'boolean', default: false},
+  only: {type: 'string', default: 'import,export'},
 }})
+const ONLY = values.only!.split(',')
 const FILES = Number(values.files)
 const RUNS = Number(values.runs)
 const BASE = values.base!
@@ -56,7 +60,7 @@ function main(): void {
   const dst = path.join(BASE, 'dst')
   const rows: string[] = []
   const ratio = (a: number[], b: number[]) => (median(a) / median(b)).toFixed(2)
-  for (const c of COMPRESS) {
+  for (const c of ONLY.includes('import') ? COMPRESS : []) {
     const a = archives[c]
     if (!a) continue
     const prismT: number[] = []
@@ -79,7 +83,7 @@ function main(): void {
     rows.push(`import (${c})  prism ${median(prismT).toFixed(2)} s   tar -x + sync ${median(tarT).toFixed(2)} s   ratio ${ratio(prismT, tarT)}`)
   }
   const mke2fs = which('mke2fs')
-  if (mke2fs) {
+  if (mke2fs && ONLY.includes('import')) {
     const m: number[] = []
     const e2 = path.join(BASE, 'e2.img')
     for (let i = 0; i < RUNS; i++) {
@@ -91,21 +95,30 @@ function main(): void {
     fs.rmSync(e2, {force: true})
   }
   // Export: the image from the last plain import (re-made), against tar -c of the tree.
-  fs.rmSync(img, {force: true})
-  sh(`${P} mkfs ${q(img)} --size ${imgSize} --force && ${P} import -i ${q(img)} --create usr ${q(archives.none)}`)
-  const out1 = path.join(BASE, 'out-prism.tar')
-  const out2 = path.join(BASE, 'out-tar.tar')
-  const pe: number[] = []
-  const te: number[] = []
-  for (let i = 0; i < RUNS + 1; i++) {
-    const one = () => pe.push(timed(`${P} export -i ${q(img)} usr ${q(out1)}`))
-    const two = () => te.push(timed(`tar -cf ${q(out2)} -C ${q(tree)} .`))
-    if (i % 2 === 0) { one(); two() } else { two(); one() }
+  if (ONLY.includes('export')) {
+    fs.rmSync(img, {force: true})
+    sh(`${P} mkfs ${q(img)} --size ${imgSize} --force && ${P} import -i ${q(img)} --create usr ${q(archives.none)}`)
+    const out1 = path.join(BASE, 'out-prism.tar')
+    const out2 = path.join(BASE, 'out-tar.tar')
+    const out3 = path.join(BASE, 'out-tar-pax.tar')
+    const pe: number[] = []
+    const te: number[] = []
+    const xe: number[] = []
+    const contenders = [
+      () => pe.push(timed(`${P} export -i ${q(img)} usr ${q(out1)}`)),
+      () => te.push(timed(`tar -cf ${q(out2)} -C ${q(tree)} .`)),
+      () => xe.push(timed(`tar --format=pax -cf ${q(out3)} -C ${q(tree)} .`)),
+    ]
+    for (let i = 0; i < RUNS + 1; i++) for (let k = 0; k < 3; k++) contenders[(i + k) % 3]()
+    // The first round of each warms the caches; it is dropped.
+    pe.shift()
+    te.shift()
+    xe.shift()
+    const size = (f: string) => fmtBytes(fs.statSync(f).size)
+    rows.push(`export (none)  prism ${median(pe).toFixed(2)} s   tar -c ${median(te).toFixed(2)} s   ratio ${ratio(pe, te)}`)
+    rows.push(`  (information)  tar --format=pax -c ${median(xe).toFixed(2)} s   prism/that ${ratio(pe, xe)}; archives: prism ${size(out1)}, tar -c ${size(out2)}, tar --format=pax ${size(out3)}`)
+    rows.push(`  samples: prism ${pe.map((x) => x.toFixed(2)).join(' ')}; tar -c ${te.map((x) => x.toFixed(2)).join(' ')}; tar --format=pax -c ${xe.map((x) => x.toFixed(2)).join(' ')}`)
   }
-  // The first round of each warms the caches; it is dropped.
-  pe.shift()
-  te.shift()
-  rows.push(`export (none)  prism ${median(pe).toFixed(2)} s   tar -c ${median(te).toFixed(2)} s   ratio ${ratio(pe, te)}`)
   for (const r of rows) log(r)
   log(`load after: ${fs.readFileSync('/proc/loadavg', 'utf8').trim()}`)
   if (!values.keep) fs.rmSync(BASE, {recursive: true, force: true})

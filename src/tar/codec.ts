@@ -10,6 +10,7 @@
 // (milliseconds), drop pax keywords they do not know (SCHILY.xattr.*) and read no sparse
 // file. A faithful copy of a system tree needs all of that, so the codec is ours and is tested
 // against GNU tar and bsdtar (test/tar*.test.ts).
+import {isUtf8 as nodeIsUtf8} from 'node:buffer'
 import {ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, type AclEntry} from '../format/xattr.js'
 
 export const TAR_BLOCK = 512
@@ -95,12 +96,18 @@ export function decodeNumber(buf: Buffer, off: number, len: number, what: string
   return digits ? v : 0
 }
 
-/** Writes `v` as an octal field of `len` bytes (len-1 digits and a NUL); false if it does not fit. */
+/** 8 ** (len - 1): the first number an octal field of len bytes cannot hold (the sizes headers use). */
+const OCTAL_LIMIT: Record<number, number> = {7: 8 ** 6, 8: 8 ** 7, 12: 8 ** 11}
+
+/** Writes `v` as an octal field of `len` bytes (len-1 digits and a NUL); false if it does not fit (nothing written). */
 export function encodeOctal(v: number, buf: Buffer, off: number, len: number): boolean {
-  if (!Number.isSafeInteger(v) || v < 0) return false
-  const s = v.toString(8)
-  if (s.length > len - 1) return false
-  buf.write(s.padStart(len - 1, '0'), off, 'latin1')
+  if (!Number.isSafeInteger(v) || v < 0 || v >= (OCTAL_LIMIT[len] ?? 8 ** (len - 1))) return false
+  // Digit by digit from the right: no string, no allocation (a header has eight such fields).
+  let x = v
+  for (let i = off + len - 2; i >= off; i--) {
+    buf[i] = 0x30 + (x % 8)
+    x = Math.floor(x / 8)
+  }
   buf[off + len - 1] = 0
   return true
 }
@@ -125,6 +132,20 @@ function checksum(buf: Buffer, off: number): {unsigned: number, signed: number} 
     s += c > 127 ? c - 256 : c
   }
   return {unsigned: u, signed: s}
+}
+
+/** The unsigned checksum of a header being written (its checksum field counted as spaces). */
+function checksumOut(buf: Buffer, off: number): number {
+  let u = 0
+  for (let i = off; i < off + 148; i++) u += buf[i]
+  for (let i = off + 156; i < off + TAR_BLOCK; i++) u += buf[i]
+  return u + 8 * 0x20
+}
+
+/** Writes the checksum field of the header at `off`: six octal digits, NUL, space (as GNU tar). */
+function putChecksum(buf: Buffer, off: number): void {
+  encodeOctal(checksumOut(buf, off), buf, off + 148, 7)
+  buf[off + 155] = 0x20
 }
 
 /** True when the 512 bytes at `off` are all zero (an end-of-archive block). */
@@ -212,11 +233,18 @@ export interface HeaderFields {
  * in a pax record instead and puts a clamped value here).
  */
 export function encodeHeader(f: HeaderFields, format: 'ustar' | 'gnu'): Buffer {
-  const b = Buffer.alloc(TAR_BLOCK)
-  f.name.copy(b, 0, 0, Math.min(100, f.name.length))
-  const num = (v: number, off: number, len: number, what: string) => {
-    if (encodeOctal(v, b, off, len)) return
-    if (format === 'gnu') encodeBase256(v, b, off, len)
+  const b = Buffer.allocUnsafe(TAR_BLOCK)
+  writeHeader(b, 0, f, format)
+  return b
+}
+
+/** encodeHeader into `b` at `off`: all 512 bytes are written (zeros where no field is). */
+export function writeHeader(b: Buffer, off: number, f: HeaderFields, format: 'ustar' | 'gnu'): void {
+  b.fill(0, off, off + TAR_BLOCK)
+  f.name.copy(b, off, 0, Math.min(100, f.name.length))
+  const num = (v: number, at: number, len: number, what: string) => {
+    if (encodeOctal(v, b, off + at, len)) return
+    if (format === 'gnu') encodeBase256(v, b, off + at, len)
     else throw new Error(`${what} ${v} does not fit a ustar header`)
   }
   num(f.mode & 0o7777, 100, 8, 'mode')
@@ -224,29 +252,36 @@ export function encodeHeader(f: HeaderFields, format: 'ustar' | 'gnu'): Buffer {
   num(f.gid, 116, 8, 'gid')
   num(f.size, 124, 12, 'size')
   num(f.mtime, 136, 12, 'mtime')
-  b[156] = f.typeflag
-  f.linkname?.copy(b, 157, 0, Math.min(100, f.linkname.length))
-  if (format === 'gnu') GNU_MAGIC.copy(b, 257)
-  else USTAR.copy(b, 257)
-  f.uname?.copy(b, 265, 0, Math.min(31, f.uname.length))
-  f.gname?.copy(b, 297, 0, Math.min(31, f.gname.length))
+  b[off + 156] = f.typeflag
+  if (f.linkname && f.linkname.length > 0) f.linkname.copy(b, off + 157, 0, Math.min(100, f.linkname.length))
+  ;(format === 'gnu' ? GNU_MAGIC : USTAR).copy(b, off + 257)
+  if (f.uname && f.uname.length > 0) f.uname.copy(b, off + 265, 0, Math.min(31, f.uname.length))
+  if (f.gname && f.gname.length > 0) f.gname.copy(b, off + 297, 0, Math.min(31, f.gname.length))
   num(f.devmajor ?? 0, 329, 8, 'devmajor')
   num(f.devminor ?? 0, 337, 8, 'devminor')
-  if (f.prefix && format === 'ustar') f.prefix.copy(b, 345, 0, Math.min(155, f.prefix.length))
-  b.write('        ', 148, 'latin1')
-  const sum = checksum(b, 0).unsigned
-  b.write(sum.toString(8).padStart(6, '0'), 148, 'latin1')
-  b[154] = 0
-  b[155] = 0x20
-  return b
+  if (f.prefix && f.prefix.length > 0 && format === 'ustar') f.prefix.copy(b, off + 345, 0, Math.min(155, f.prefix.length))
+  // The checksum over the bytes that can be other than zero (the rest was just zeroed): for a
+  // short name, a third of the block. Base-256 numbers stay inside their fields too.
+  const sum = (from: number, to: number) => {
+    let u = 0
+    for (let i = off + from; i < off + to; i++) u += b[i]
+    return u
+  }
+  const names = sum(0, Math.min(100, f.name.length)) + sum(157, 157 + Math.min(100, f.linkname?.length ?? 0)) +
+    sum(265, 265 + Math.min(31, f.uname?.length ?? 0)) + sum(297, 297 + Math.min(31, f.gname?.length ?? 0)) +
+    sum(345, format === 'ustar' ? 345 + Math.min(155, f.prefix?.length ?? 0) : 345)
+  encodeOctal(names + sum(100, 148) + sum(156, 157) + sum(257, 265) + sum(329, 345) + 8 * 0x20, b, off + 148, 7)
+  b[off + 155] = 0x20
 }
+
+const NO_PREFIX = Buffer.alloc(0)
 
 /**
  * Splits a name for a ustar header: {name (≤ 100 bytes), prefix (≤ 155 bytes)}, split at a
  * '/', or null when it cannot be.
  */
 export function splitUstarName(name: Buffer): {name: Buffer, prefix: Buffer} | null {
-  if (name.length <= 100) return {name, prefix: Buffer.alloc(0)}
+  if (name.length <= 100) return {name, prefix: NO_PREFIX}
   for (let i = Math.min(155, name.length - 1); i > 0; i--) {
     if (name[i] !== 0x2f) continue
     if (name.length - i - 1 > 100) return null
@@ -286,10 +321,53 @@ export function parsePax(body: Buffer): PaxRecord[] {
 export function paxRecord(key: string, value: Buffer | string): Buffer {
   const v = typeof value === 'string' ? Buffer.from(value, 'utf8') : value
   const k = Buffer.from(key, 'latin1')
-  const rest = k.length + v.length + 3 // ' ', '=', '\n'
+  const len = paxRecordLength(k.length + v.length + 3) // ' ', '=', '\n'
+  return Buffer.concat([Buffer.from(`${len} `, 'latin1'), k, Buffer.from('='), v, Buffer.from('\n')])
+}
+
+/** The length of a pax record whose key, value and three separators take `rest` bytes: the length counts its own digits. */
+function paxRecordLength(rest: number): number {
   let len = rest + 1
   while (String(len).length + rest !== len) len = String(len).length + rest
-  return Buffer.concat([Buffer.from(`${len} `, 'latin1'), k, Buffer.from('='), v, Buffer.from('\n')])
+  return len
+}
+
+/**
+ * The body of a pax extended header, built record by record as paxRecord would make them but
+ * without a Buffer per record: records with text values (times, numbers: ASCII) join one
+ * string; a byte value (a name, an attribute's value) is kept as the caller's Buffer, not
+ * copied. `bytes` is the body's length; write() puts it into a buffer at an offset.
+ */
+export class PaxBody {
+  private parts: Array<string | Buffer> = []
+  private text = ''
+  /** the body's length in bytes */
+  bytes = 0
+  /** records added */
+  count = 0
+
+  /** Adds a record. The key is bytes as latin1 text; a text value is written as UTF-8 (as paxRecord). */
+  add(key: string, value: string | Buffer): void {
+    if (typeof value === 'string' && !/^[\x20-\x7e\n]*$/.test(value)) value = Buffer.from(value, 'utf8')
+    const len = paxRecordLength(key.length + value.length + 3)
+    this.count++
+    this.bytes += len
+    if (typeof value === 'string') {
+      this.text += `${len} ${key}=${value}\n`
+      return
+    }
+    this.text += `${len} ${key}=`
+    this.parts.push(this.text, value)
+    this.text = '\n'
+  }
+
+  /** Writes the body at `off` of `b` (which has room for it); returns the bytes written. */
+  write(b: Buffer, off: number): number {
+    let at = off
+    for (const p of this.parts) at += typeof p === 'string' ? b.write(p, at, 'latin1') : p.copy(b, at)
+    at += b.write(this.text, at, 'latin1')
+    return at - off
+  }
 }
 
 /** A pax time ("-12.5", "1700000000.123456789") as seconds and nanoseconds (floor). */
@@ -477,19 +555,20 @@ export function decodeXattrKey(key: string, all: boolean): Buffer {
 
 /** Recomputes a header block's checksum after a field was patched. */
 export function sealHeader(b: Buffer): void {
-  b.write('        ', 148, 'latin1')
-  const sum = checksum(b, 0).unsigned
-  b.write(sum.toString(8).padStart(6, '0'), 148, 'latin1')
-  b[154] = 0
-  b[155] = 0x20
+  putChecksum(b, 0)
 }
 
 /** True when `b` is well-formed UTF-8 (a pax path may then be read as text). */
 export function isUtf8(b: Buffer): boolean {
-  return Buffer.from(b.toString('utf8'), 'utf8').equals(b)
+  return nodeIsUtf8(b)
 }
 
 /** A pax time as GNU tar writes it: the fraction without trailing zeros. */
 export function gnuPaxTime(t: Time): string {
-  return formatPaxTime(t).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '')
+  if (t.ns === 0) return String(t.s)
+  // A fraction that is not zero: nine digits, at least one of them not 0.
+  const full = formatPaxTime(t)
+  let end = full.length
+  while (full.charCodeAt(end - 1) === 0x30) end--
+  return full.slice(0, end)
 }

@@ -14,7 +14,7 @@ import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
 import {compressor, decompressor, detectCompression, type Compression} from './compress.js'
 import {exportTar, type ExportOptions, type ExportStats} from './export.js'
-import {TarImport, type ImportOptions, type ImportStats, type ImportTarget} from './import.js'
+import type {ImportOptions, ImportStats, ImportTarget} from './import.js'
 
 /** An archive to import, open for reading from its start. */
 export interface ArchiveInput {
@@ -122,6 +122,8 @@ async function* archiveBytes(input: ArchiveInput): AsyncGenerator<Buffer> {
 
 /** Imports an opened archive; all or nothing (src/tar/import.ts). */
 export async function importArchive(vol: Volume, target: ImportTarget, input: ArchiveInput, opts: ImportOptions = {}): Promise<ImportStats> {
+  // Loaded here: an export needs none of the importer.
+  const {TarImport} = await import('./import.js')
   const imp = new TarImport(vol, target, opts)
   try {
     for await (const chunk of archiveBytes(input)) imp.write(chunk)
@@ -144,8 +146,11 @@ export interface ArchiveOutput {
  * back-pressure.
  */
 export async function exportArchive(ns: Namespace, srcPath: string, out: ArchiveOutput, opts: ExportOptions = {}): Promise<ExportStats> {
-  const gen = exportTar(ns, srcPath, opts)
   const toStdout = out.arg === '-'
+  const comp = compressor(out.compression)
+  // Plain tar into a file: each chunk is written before the next is asked for, so the
+  // export fills one buffer over and over. A stream may hold on to a chunk: new memory each.
+  const gen = exportTar(ns, srcPath, {...opts, reuseChunks: !comp && !toStdout})
   let fd = -1
   // Only a file this export made is removed when it fails: an existing file, a device
   // (/dev/null), a FIFO or a symlink the user named is written into and never removed.
@@ -170,11 +175,9 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
       throw hostError(e, out.arg)
     }
   }
-  const comp = compressor(out.compression)
   let stats: ExportStats | null = null
   try {
     if (!comp && !toStdout) {
-      // Plain tar into a file: written as produced, one writev per chunk.
       for (;;) {
         const r = gen.next()
         if (r.done) { stats = r.value; break }
@@ -182,11 +185,8 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
       }
     } else {
       const src = Readable.from((function* () {
-        for (;;) {
-          const r = gen.next()
-          if (r.done) { stats = r.value; return }
-          for (const b of r.value) yield b
-        }
+        const r = yield* gen
+        stats = r
       })(), {objectMode: false, highWaterMark: 4 * 1024 * 1024})
       const sink = toStdout ? process.stdout : fs.createWriteStream('', {fd, autoClose: false, highWaterMark: 4 * 1024 * 1024})
       if (comp) await pipeline(src, comp, sink, {end: !toStdout})
@@ -206,17 +206,10 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
   return stats!
 }
 
-function writeAll(fd: number, bufs: Buffer[], name: string): void {
-  let list = bufs
-  while (list.length > 0) {
-    let n: number
-    try {
-      n = fs.writevSync(fd, list.slice(0, 1024))
-    } catch (e) {
-      throw hostError(e, name)
-    }
-    while (n > 0 && list.length > 0) {
-      if (n >= list[0].length) { n -= list[0].length; list = list.slice(1) } else { list = [list[0].subarray(n), ...list.slice(1)]; n = 0 }
-    }
+function writeAll(fd: number, buf: Buffer, name: string): void {
+  try {
+    for (let o = 0; o < buf.length;) o += fs.writeSync(fd, buf, o, buf.length - o)
+  } catch (e) {
+    throw hostError(e, name)
   }
 }
