@@ -39,16 +39,25 @@ export function filesetRows(vol: Volume, space: boolean): FilesetRow[] {
   const list = listFilesets(vol)
   const sp = space ? allFilesetSpace(vol, list) : null
   const rows: FilesetRow[] = new Array(list.length)
+  const when = new Date(0)
   for (let i = 0; i < list.length; i++) {
     const f = list[i]
-    const s = sp?.get(f.id) ?? null
-    rows[i] = {
+    when.setTime(f.created)
+    // Keys are added in the order --json shows them (coaw last).
+    const row = {
       name: f.name, id: f.id, parent: f.parentId ? filesetById(vol, f.parentId)?.name ?? `#${f.parentId}` : null,
-      created: new Date(f.created).toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
-      ...(f.state === 2 ? {expansion: {done: f.dirsDone, known: Math.max(f.dirsTotal, f.dirsDone)}} : {}),
-      ...(s ? {referenced: s.referencedBlocks * 4096, unique: s.uniqueBlocks * 4096, files: s.files, dirs: s.dirs} : {}),
-      coaw: {setting: showLocality(localityCode(f.flags & FILESET_LOCALITY_MASK)), copiedBytes: f.coawCopied * 4096, rewrites: f.coawRewrites},
+      created: when.toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
+    } as FilesetRow
+    if (f.state === 2) row.expansion = {done: f.dirsDone, known: Math.max(f.dirsTotal, f.dirsDone)}
+    const s = sp?.get(f.id)
+    if (s) {
+      row.referenced = s.referencedBlocks * 4096
+      row.unique = s.uniqueBlocks * 4096
+      row.files = s.files
+      row.dirs = s.dirs
     }
+    row.coaw = {setting: showLocality(localityCode(f.flags & FILESET_LOCALITY_MASK)), copiedBytes: f.coawCopied * 4096, rewrites: f.coawRewrites}
+    rows[i] = row
   }
   return rows
 }
