@@ -13,9 +13,12 @@ process.once('exit', () => {
   held.length = 0
 })
 
-/** A notice for the user about the image; printed when the command ends. */
+/**
+ * A notice for the user about the image; printed when the command ends, once (a command that
+ * opens the image twice, read-only and then for writing, is told the same thing twice).
+ */
 export function notice(message: string): void {
-  held.push(message)
+  if (!held.includes(message)) held.push(message)
 }
 
 /** The one line a failing command prints, with the notices held so far. */
