@@ -16,9 +16,10 @@
 //   big      a 1 TiB sparse image: mkfs time, disk use, df and fsck, empty and with a tree;
 //            16 TiB works or is refused before anything is written.
 //   list     `fileset list` (with and without --no-space and --json) and `df` at 10,000 lazy
-//            clones, through bin/run.js's fast path and through oclif alone, in the same run;
-//            the clones are made in one process (a minute), so this part is the quick one to
-//            rerun after a change to the listing (--list-image keeps the image between runs).
+//            (or sync: --list-modes) clones, through bin/run.js's fast path and through oclif
+//            alone, in the same run; the clones are made in one process (seconds for lazy ones),
+//            so this part is the quick one to rerun after a change to the listing
+//            (--list-image keeps the images between runs).
 //   million  1,000,000 files (1,000 directories of 1,000, plus one of 100,000): import next to
 //            cp -a + sync and mke2fs -d (with resident memory); ls of the big directory and cat
 //            of a file in it; an async clone (the background expander's time) and a sync clone;
@@ -46,7 +47,9 @@ const USAGE = `Usage: node --import tsx bench/scale.ts [options]
   --runs N           timed runs per figure; medians are reported (default 3)
   --clones N         clones in the clones part (default 10000)
   --depth N          chain depth (default 1000); --long-chain N: the lazy chain that must work (default 10000)
-  --list-image FILE  the list part's image: made when missing, kept and reused otherwise
+  --list-modes LIST  the list part's clones: lazy, sync or both (default lazy)
+  --list-image NAME  the list part's images, NAME-lazy.img and NAME-sync.img: made when
+                     missing, kept and reused otherwise
   --files N          files in the million part, in directories of 1,000 (default 1000000; plus one
                      directory of a tenth as many)
   --base DIR         work directory (default /tmp/prism-bench)
@@ -83,7 +86,7 @@ function withRss(cmd: string, args: string[]): {secs: number, rss: number} {
 
 async function main(): Promise<number> {
   const opt = parseCommon(USAGE, {
-    only: {type: 'string'}, 'list-image': {type: 'string'}, clones: {type: 'string'}, depth: {type: 'string'}, 'long-chain': {type: 'string'},
+    only: {type: 'string'}, 'list-image': {type: 'string'}, 'list-modes': {type: 'string'}, clones: {type: 'string'}, depth: {type: 'string'}, 'long-chain': {type: 'string'},
     strict: {type: 'boolean'}, 'no-snapshot': {type: 'boolean'},
   })
   const v = opt.values
@@ -98,6 +101,8 @@ async function main(): Promise<number> {
   const checkpoints = [1, ...[0.1, 0.5, 1].map((x) => Math.round(nClones * x))].filter((c, i, a) => a.indexOf(c) === i)
   const first0 = checkpoints[0]
   const depths = [1, 10, 100, 1000, 10000].filter((d) => d <= depth)
+  const listModes = ((v['list-modes'] as string | undefined) ?? env('LIST_MODES') ?? 'lazy').split(',').map((m) => m.trim() as 'lazy' | 'sync')
+  for (const m of listModes) if (m !== 'lazy' && m !== 'sync') throw new Error(`unknown --list-modes '${m}' (lazy, sync)`)
 
   ensureBuilt()
   const work = path.join(opt.base, `scale-work-${process.pid}`)
@@ -428,15 +433,16 @@ async function main(): Promise<number> {
   })
 
   // ------------------------------------------------------------ part 5: fileset list at 10,000
-  if (parts.has('list')) attempt('list', () => {
+  if (parts.has('list')) for (const mode of listModes) attempt(`list (${mode})`, () => {
     const given = (v['list-image'] as string | undefined) ?? env('LIST_IMAGE')
-    const img = given ? path.resolve(given) : path.join(work, 'list.img')
+    const img = given ? `${path.resolve(given)}-${mode}.img` : path.join(work, `list-${mode}.img`)
     if (!fs.existsSync(img)) {
-      log(`list: image with the 1,000-file fileset and ${nClones} lazy clones made in one process (${img})`)
-      baseImage(img, '8G')
+      log(`list: image with the 1,000-file fileset and ${nClones} ${mode} clones made in one process (${img})`)
+      // A sync clone copies the tree's 101 directories (as in the clones part).
+      baseImage(img, '8G', mode === 'sync' ? ['--inodes', String(Math.max(524288, (nClones + 100) * 200))] : [])
       const t = timed(() => lib.withImage(img, {write: true}, (vol) => {
         for (let i = 1; i < nClones; i++) {
-          clone(vol, {fileset: 'root', path: '/'}, {fileset: `bulk-${i}`}, {mode: 'lazy'})
+          clone(vol, {fileset: 'root', path: '/'}, {fileset: `bulk-${i}`}, {mode})
           vol.maybeCommit()
         }
       }))
@@ -466,14 +472,14 @@ async function main(): Promise<number> {
           ;(which === 'fast' ? fast : slow)[key] ??= []
           ;(which === 'fast' ? fast : slow)[key].push(r.secs)
         }
-        if (out.fast.stdout !== out.oclif.stdout || out.fast.stderr !== out.oclif.stderr) note(`MISMATCH: prism ${key}: the fast path's output differs from oclif's`)
-        log(`  ${key} run ${i + 1}/${opt.runs}: ${fmtSecs(out.fast.secs)} s (oclif alone ${fmtSecs(out.oclif.secs)} s); load ${load()}`)
+        if (out.fast.stdout !== out.oclif.stdout || out.fast.stderr !== out.oclif.stderr) note(`MISMATCH: prism ${key} (${mode}): the fast path's output differs from oclif's`)
+        log(`  ${key} (${mode}) run ${i + 1}/${opt.runs}: ${fmtSecs(out.fast.secs)} s (oclif alone ${fmtSecs(out.oclif.secs)} s); load ${load()}`)
       }
     }
     for (const [key, , max] of cmds) {
-      const f = results[`list.${key}`] = summarize(fast[key])
-      const o = results[`list.${key} (oclif)`] = summarize(slow[key])
-      const r = timeRow(`${key} at ${nClones} filesets (lazy)`, f, 'through oclif alone', o, null)
+      const f = results[`list.${mode}.${key}`] = summarize(fast[key])
+      const o = results[`list.${mode}.${key} (oclif)`] = summarize(slow[key])
+      const r = timeRow(`${key} at ${nClones} filesets (${mode})`, f, 'through oclif alone', o, null)
       if (max !== null) Object.assign(r, {goal: `< ${max} s`, pass: f.median < max})
       rows.push(r)
     }

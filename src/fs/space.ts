@@ -129,7 +129,7 @@ class Walker {
       this.seenDirs.add(ino)
       this.out.dirs++
       // A directory is never shared: all it maps is this fileset's own.
-      if (vol.inodeInTable(ino, at) && at.buf.readUInt16LE(at.off + INODE_FIELD.flags) & IF_INLINE) {
+      if (vol.inodeInTable(ino, at, isInline)) {
         const {buf, off} = at
         this.account(buf.readUInt32LE(off + INODE_FIELD.xattrIno), 0, NO_BLOCKS, true)
         inlineDirForEachRaw(ino, buf, off + INODE_AREA_OFF, readU64(buf, off + INODE_FIELD.size), this.entry)
@@ -170,22 +170,20 @@ class Walker {
       return
     }
     const at = this.atChild
-    if (this.vol.inodeInTable(ino, at)) {
+    if (this.vol.inodeInTable(ino, at, mapsNothing)) {
+      // Nothing mapped: its fields are read where they lie.
       const {buf, off} = at
-      if (buf.readUInt16LE(off + INODE_FIELD.flags) & IF_INLINE || isSpecial(buf.readUInt16LE(off + INODE_FIELD.mode))) {
-        // Nothing mapped: its fields are read where they lie.
-        const nlink = buf.readUInt32LE(off + INODE_FIELD.nlink)
-        if (nlink > 1) {
-          if (this.seenLinked.has(ino)) return
-          this.seenLinked.add(ino)
-        }
-        this.out.files++
-        const share = buf.readUInt32LE(off + INODE_FIELD.share)
-        const xattrIno = buf.readUInt32LE(off + INODE_FIELD.xattrIno)
-        if (share > 1) this.sharedInodes.set(ino, {single: 0, shared: NO_BLOCKS, xattrIno, nlink, share})
-        this.account(xattrIno, 0, NO_BLOCKS, share <= 1)
-        return
+      const nlink = buf.readUInt32LE(off + INODE_FIELD.nlink)
+      if (nlink > 1) {
+        if (this.seenLinked.has(ino)) return
+        this.seenLinked.add(ino)
       }
+      this.out.files++
+      const share = buf.readUInt32LE(off + INODE_FIELD.share)
+      const xattrIno = buf.readUInt32LE(off + INODE_FIELD.xattrIno)
+      if (share > 1) this.sharedInodes.set(ino, {single: 0, shared: NO_BLOCKS, xattrIno, nlink, share})
+      this.account(xattrIno, 0, NO_BLOCKS, share <= 1)
+      return
     }
     const c = this.vol.iget(ino)
     if (c.r.nlink > 1) {
@@ -213,3 +211,13 @@ class Walker {
 }
 
 const NO_BUF = Buffer.alloc(0)
+
+/** An inline directory: its entries are read in place. */
+function isInline(buf: Buffer, off: number): boolean {
+  return (buf.readUInt16LE(off + INODE_FIELD.flags) & IF_INLINE) !== 0
+}
+
+/** An inline file or symlink, or a special file: no blocks, so its fields are all the walk needs. */
+function mapsNothing(buf: Buffer, off: number): boolean {
+  return isInline(buf, off) || isSpecial(buf.readUInt16LE(off + INODE_FIELD.mode))
+}

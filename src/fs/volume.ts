@@ -523,13 +523,16 @@ export class Volume implements InodeHome {
    * Inode `ino`'s record in place in the inode table, checked as iget checks it (the same
    * errors), without building or caching an Inode: for walks over whole trees that read a few
    * fields of each inode (src/fs/space.ts; format/inode.ts INODE_FIELD). Sets `at` and returns
-   * true; returns false, reading nothing, when an Inode object holds the inode (its current
-   * state, which the table may not have yet: use iget). `at.buf` must not be changed.
+   * true; returns false when an Inode object holds the inode (its current state, which the
+   * table may not have yet), or when `inPlace` says the record is not one to read in place
+   * (it sees the record before any check, so it may only choose: the caller then uses iget,
+   * which checks it the same way). `at.buf` must not be changed.
    */
-  inodeInTable(ino: number, at: {buf: Buffer, off: number}): boolean {
+  inodeInTable(ino: number, at: {buf: Buffer, off: number}, inPlace: (buf: Buffer, off: number) => boolean): boolean {
     if (this.inodes.has(ino)) return false
     const buf = this.usedSlot(ino)
     const off = (ino % INODES_PER_BLOCK) * INODE_SIZE
+    if (!inPlace(buf, off)) return false
     try {
       checkInode(buf, off, ino)
     } catch (e) {
