@@ -78,7 +78,10 @@ export function filesetTable(rows: FilesetRow[], space: boolean): string {
   return table(cells, space ? [4, 5, 6] : [4])
 }
 
-/** The --json value of a failure, as PrismCommand (src/cli/base.ts) writes it. */
+/**
+ * A --json value as oclif's logJson writes it when it does not colour (indented by two, one
+ * newline): the same bytes, as its tokens joined are JSON.stringify's text.
+ */
 export function jsonText(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`
 }
