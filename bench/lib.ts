@@ -507,11 +507,10 @@ export function ensureBuilt(): void {
 export function snapshotBuild(dir: string): string {
   fs.rmSync(dir, {recursive: true, force: true})
   fs.mkdirSync(dir, {recursive: true})
-  // native/: the addons the build loads (native/build/Release/prism_sys.node, the FUSE binding), built by npm ci
+  // native/: the addons the build loads by relative path (dist/sys.js: ../native/build/Release/prism_sys.node,
+  // the FUSE binding), built by npm ci; copied (not linked: both were done after a merge, which failed with EEXIST)
   for (const f of ['bin', 'dist', 'native', 'package.json', 'oclif.manifest.json']) fs.cpSync(path.join(ROOT, f), path.join(dir, f), {recursive: true})
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'), 'dir')
-  // The native addons dist/ loads by relative path (dist/sys.js: ../native/build/Release).
-  if (fs.existsSync(path.join(ROOT, 'native'))) fs.symlinkSync(path.join(ROOT, 'native'), path.join(dir, 'native'), 'dir')
   const files = (fs.readdirSync(path.join(dir, 'dist'), {recursive: true}) as string[])
     .filter((f) => f.endsWith('.js')).map((f) => pathToFileURL(path.join(dir, 'dist', f)).href)
   const probe = `for (const f of ${JSON.stringify(files)}) await import(f)`

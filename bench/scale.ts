@@ -15,6 +15,11 @@
 //            deep file at depth 1, 10, 100, 1,000, first and second access; a lazy chain 10,000 deep.
 //   big      a 1 TiB sparse image: mkfs time, disk use, df and fsck, empty and with a tree;
 //            16 TiB works or is refused before anything is written.
+//   list     `fileset list` (with and without --no-space and --json) and `df` at 10,000 lazy
+//            (or sync: --list-modes) clones, through bin/run.js's fast path and through oclif
+//            alone, in the same run; the clones are made in one process (seconds for lazy ones),
+//            so this part is the quick one to rerun after a change to the listing
+//            (--list-image keeps the images between runs).
 //   million  1,000,000 files (1,000 directories of 1,000, plus one of 100,000): import next to
 //            cp -a + sync and mke2fs -d (with resident memory); ls of the big directory and cat
 //            of a file in it; an async clone (the background expander's time) and a sync clone;
@@ -24,6 +29,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {pathToFileURL} from 'node:url'
 import {
   type Row, type RunResult, type Summary, type TreeSpec, GiB, KiB, MiB, Rng, check, ensureBuilt, ensureTree, fmtBytes, fmtSecs,
   PRISM_BIN, gitVersion, loadDist, log, machineInfo, measureEach, parseCommon, printSamples, printTable, prism, prismCmd, prismDf, q,
@@ -35,11 +41,15 @@ type CloneMod = typeof import('../src/clone/clone.js')
 
 const USAGE = `Usage: node --import tsx bench/scale.ts [options]
 
-  --only LIST        parts: clones,chain,big,million (default all)
+  --only LIST        parts: clones,chain,big,million,list (default all but list, which
+                     clones repeats quickly)
   --small            smoke test: 1,000 clones, chains 100 deep, 20,000 files
   --runs N           timed runs per figure; medians are reported (default 3)
   --clones N         clones in the clones part (default 10000)
   --depth N          chain depth (default 1000); --long-chain N: the lazy chain that must work (default 10000)
+  --list-modes LIST  the list part's clones: lazy, sync or both (default lazy)
+  --list-image NAME  the list part's images, NAME-lazy.img and NAME-sync.img: made when
+                     missing, kept and reused otherwise
   --files N          files in the million part, in directories of 1,000 (default 1000000; plus one
                      directory of a tenth as many)
   --base DIR         work directory (default /tmp/prism-bench)
@@ -50,8 +60,10 @@ const USAGE = `Usage: node --import tsx bench/scale.ts [options]
 Every option can also be given as PRISM_BENCH_<NAME>.
 `
 
-const PARTS = ['clones', 'chain', 'big', 'million'] as const
+const PARTS = ['clones', 'chain', 'big', 'million', 'list'] as const
 type Part = typeof PARTS[number]
+/** The parts run when --only is not given (list repeats a part of clones, on its own image). */
+const DEFAULT_PARTS: Part[] = ['clones', 'chain', 'big', 'million']
 
 /** The fileset cloned: 1,000 files in 100 directories, small files. */
 function thousandSpec(): TreeSpec {
@@ -74,13 +86,13 @@ function withRss(cmd: string, args: string[]): {secs: number, rss: number} {
 
 async function main(): Promise<number> {
   const opt = parseCommon(USAGE, {
-    only: {type: 'string'}, clones: {type: 'string'}, depth: {type: 'string'}, 'long-chain': {type: 'string'},
+    only: {type: 'string'}, 'list-image': {type: 'string'}, 'list-modes': {type: 'string'}, clones: {type: 'string'}, depth: {type: 'string'}, 'long-chain': {type: 'string'},
     strict: {type: 'boolean'}, 'no-snapshot': {type: 'boolean'},
   })
   const v = opt.values
   const env = (k: string): string | undefined => process.env[`PRISM_BENCH_${k}`]
   const only = (v.only as string | undefined) ?? env('ONLY')
-  const parts = new Set<Part>(only ? only.split(',').map((s) => s.trim() as Part) : PARTS)
+  const parts = new Set<Part>(only ? only.split(',').map((s) => s.trim() as Part) : DEFAULT_PARTS)
   for (const p of parts) if (!PARTS.includes(p)) throw new Error(`unknown part '${p}' (parts: ${PARTS.join(', ')})`)
   const nClones = Number((v.clones as string | undefined) ?? env('CLONES') ?? (opt.small ? 1000 : 10000))
   const depth = Number((v.depth as string | undefined) ?? env('DEPTH') ?? (opt.small ? 100 : 1000))
@@ -89,6 +101,8 @@ async function main(): Promise<number> {
   const checkpoints = [1, ...[0.1, 0.5, 1].map((x) => Math.round(nClones * x))].filter((c, i, a) => a.indexOf(c) === i)
   const first0 = checkpoints[0]
   const depths = [1, 10, 100, 1000, 10000].filter((d) => d <= depth)
+  const listModes = ((v['list-modes'] as string | undefined) ?? env('LIST_MODES') ?? 'lazy').split(',').map((m) => m.trim() as 'lazy' | 'sync')
+  for (const m of listModes) if (m !== 'lazy' && m !== 'sync') throw new Error(`unknown --list-modes '${m}' (lazy, sync)`)
 
   ensureBuilt()
   const work = path.join(opt.base, `scale-work-${process.pid}`)
@@ -132,7 +146,7 @@ async function main(): Promise<number> {
   const del = (img: string, name: string): void => { check(prism(['fileset', 'delete', name, '-i', img]), `prism fileset delete ${name}`) }
 
   // ------------------------------------------------------------ the 1,000-file fileset
-  const thousand = parts.has('clones') || parts.has('chain') || parts.has('big') ? ensureTree(treeDirFor(opt.base, thousandSpec()), thousandSpec()) : null
+  const thousand = parts.has('clones') || parts.has('chain') || parts.has('big') || parts.has('list') ? ensureTree(treeDirFor(opt.base, thousandSpec()), thousandSpec()) : null
   /** A new image holding the 1,000-file tree in root. */
   const baseImage = (img: string, size: string, extraArgs: string[] = []): void => {
     check(prism(['mkfs', img, '--size', size, '--force', ...extraArgs]), 'prism mkfs')
@@ -416,6 +430,60 @@ async function main(): Promise<number> {
     rows.push(valueRow('async clone of all of it (CLI, returns at once)', asyncCli, 's', '-', null, null))
     rows.push(timeRow('sync clone of all of it', syncS, 'background expander', bg, 1.5))
     if (!opt.keep) { rm(img); rm(ext4) }
+  })
+
+  // ------------------------------------------------------------ part 5: fileset list at 10,000
+  if (parts.has('list')) for (const mode of listModes) attempt(`list (${mode})`, () => {
+    const given = (v['list-image'] as string | undefined) ?? env('LIST_IMAGE')
+    const img = given ? `${path.resolve(given)}-${mode}.img` : path.join(work, `list-${mode}.img`)
+    if (!fs.existsSync(img)) {
+      log(`list: image with the 1,000-file fileset and ${nClones} ${mode} clones made in one process (${img})`)
+      // A sync clone copies the tree's 101 directories (as in the clones part).
+      baseImage(img, '8G', mode === 'sync' ? ['--inodes', String(Math.max(524288, (nClones + 100) * 200))] : [])
+      const t = timed(() => lib.withImage(img, {write: true}, (vol) => {
+        for (let i = 1; i < nClones; i++) {
+          clone(vol, {fileset: 'root', path: '/'}, {fileset: `bulk-${i}`}, {mode})
+          vol.maybeCommit()
+        }
+      }))
+      log(`  made in ${fmtSecs(t.secs)} s`)
+    } else {
+      log(`list: reusing ${img}`)
+    }
+    // oclif alone: bin/run.js's path for everything its fast paths do not take.
+    const root = path.dirname(path.dirname(PRISM_BIN))
+    const viaOclif = `const [root, ...argv] = process.argv.slice(1); const {runOclif} = await import(root + 'dist/cli/oclif.js'); await runOclif(argv, root)`
+    const oclif = (args: string[]): RunResult => run(process.execPath, ['--input-type=module', '-e', viaOclif, pathToFileURL(root).href + '/', ...args])
+    const cmds: Array<[string, string[], number | null]> = [
+      ['fileset list', ['fileset', 'list'], 1.0], ['fileset list --no-space', ['fileset', 'list', '--no-space'], null],
+      ['fileset list --json', ['fileset', 'list', '--json'], null], ['df', ['df'], 1.0],
+    ]
+    const fast: Record<string, number[]> = {}
+    const slow: Record<string, number[]> = {}
+    // Rounds alternate which path goes first; every command's output is compared between them.
+    for (let i = 0; i < opt.runs; i++) {
+      for (const [key, args] of cmds) {
+        const order = i % 2 === 0 ? ['fast', 'oclif'] : ['oclif', 'fast']
+        const out: Record<string, RunResult> = {}
+        for (const which of order) {
+          const r = which === 'fast' ? prism([...args, '-i', img]) : oclif([...args, '-i', img])
+          check(r, `prism ${key} (${which})`)
+          out[which] = r
+          ;(which === 'fast' ? fast : slow)[key] ??= []
+          ;(which === 'fast' ? fast : slow)[key].push(r.secs)
+        }
+        if (out.fast.stdout !== out.oclif.stdout || out.fast.stderr !== out.oclif.stderr) note(`MISMATCH: prism ${key} (${mode}): the fast path's output differs from oclif's`)
+        log(`  ${key} (${mode}) run ${i + 1}/${opt.runs}: ${fmtSecs(out.fast.secs)} s (oclif alone ${fmtSecs(out.oclif.secs)} s); load ${load()}`)
+      }
+    }
+    for (const [key, , max] of cmds) {
+      const f = results[`list.${mode}.${key}`] = summarize(fast[key])
+      const o = results[`list.${mode}.${key} (oclif)`] = summarize(slow[key])
+      const r = timeRow(`${key} at ${nClones} filesets (${mode})`, f, 'through oclif alone', o, null)
+      if (max !== null) Object.assign(r, {goal: `< ${max} s`, pass: f.median < max})
+      rows.push(r)
+    }
+    if (!given && !opt.keep) rm(img)
   })
 
   // ------------------------------------------------------------ report

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The `prism` binary: hands argv to oclif, which reads oclif.manifest.json so that --help
-// and --version load no command code. A plain `prism cat`, `prism fsck` and the common forms
-// of `prism clone`, `prism scan` and `prism export` take fast paths that skip oclif's start-up
-// (src/cli/cat.ts, src/cli/fastclone.ts, src/cli/scan.ts, src/cli/fsck.ts, src/cli/export.ts);
-// anything else about them (--help, other flags) goes through oclif as usual (src/cli/oclif.ts).
+// and --version load no command code. A plain `prism cat`, `prism fsck`, `prism fileset list`
+// and the common forms of `prism clone`, `prism scan` and `prism export` take fast paths that
+// skip oclif's start-up (src/cli/cat.ts, src/cli/fastclone.ts, src/cli/scan.ts,
+// src/cli/fsck.ts, src/cli/export.ts, src/cli/filesetlist.ts); anything else about them
+// (--help, other flags) goes through oclif as usual (src/cli/oclif.ts).
 const argv = process.argv.slice(2)
 // A reader that goes away (`prism fsck | head -1`) is not a failure of the command: its exit
 // status still says what happened to the image. Writes after that are dropped.
@@ -39,9 +40,13 @@ if (argv[0] === 'cat' || argv[0] === 'clone') {
   if (code !== null) process.exit(code)
 }
 let done = false
-if (argv[0] === 'scan' || argv[0] === 'fsck' || argv[0] === 'export') {
+const listing = argv[0] === 'fileset' && argv[1] === 'list'
+if (argv[0] === 'scan' || argv[0] === 'fsck' || argv[0] === 'export' || listing) {
   const fast = await import('../dist/fast.mjs')
-  const code = await (argv[0] === 'scan' ? fast.fastScan(argv.slice(1)) : argv[0] === 'fsck' ? fast.fastFsck(argv.slice(1)) : fast.fastExport(argv.slice(1)))
+  const code = await (listing ? fast.fastFilesetList(argv.slice(2))
+    : argv[0] === 'scan' ? fast.fastScan(argv.slice(1))
+    : argv[0] === 'fsck' ? fast.fastFsck(argv.slice(1))
+    : fast.fastExport(argv.slice(1)))
   if (code !== null) {
     // Not process.exit(): a large report on a pipe must drain first.
     process.exitCode = code

@@ -10,7 +10,7 @@ type ArgOutput = {[name: string]: any} // eslint-disable-line @typescript-eslint
 import {EXIT, PrismError} from '../errors.js'
 import {findImage, parseWait} from './locate.js'
 import type {Spinner} from './spinner.js'
-import {errorLine, notice, usageMessage} from './notices.js'
+import {errorLine, failureOf, notice} from './notices.js'
 
 export const imageFlags = {
   image: Flags.string({char: 'i', description: 'image file (default: $PRISM_IMAGE, else the only Prism image in the current directory)', helpGroup: 'IMAGE', helpValue: 'FILE'}),
@@ -86,21 +86,17 @@ export abstract class PrismCommand extends Command {
   protected usageStatus: number = EXIT.USAGE
 
   protected async catch(err: Error & {oclif?: {exit?: number}, code?: string}): Promise<unknown> {
-    if (err instanceof PrismError) {
-      if (this.jsonEnabled()) this.logJson({error: {code: err.code, message: err.message}})
-      process.stderr.write(errorLine(err.message))
-      this.exit(err.exitCode === EXIT.USAGE ? this.usageStatus : err.exitCode)
+    if (!(err instanceof PrismError)) {
+      if (err.code === 'EEXIT' || err.name === 'ExitError') throw err // this.exit(): the status is set
+      if (err.name === 'SimulatedCrash') throw err
     }
-    if (err.code === 'EEXIT' || err.name === 'ExitError') throw err // this.exit(): the status is set
-    if (err.name === 'SimulatedCrash') throw err
     // oclif's own errors (a flag it does not know, a missing argument, a value not among the
     // options, this.error()) and the parsers' "invalid ..." are usage errors: one line, not
-    // oclif's page of usage.
-    const usage = err instanceof Errors.CLIError || /^(invalid|expected|missing|parsing --)/i.test(err.message)
-    const message = usage ? usageMessage(err.message, this.id?.replace(/:/g, ' ')) : `internal error: ${err.message}`
-    if (this.jsonEnabled()) this.logJson({error: {code: usage ? 'EUSAGE' : 'EINTERNAL', message}})
-    process.stderr.write(errorLine(message))
-    if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)
-    this.exit(usage ? this.usageStatus : 70)
+    // oclif's page of usage (notices.ts failureOf, shared with the fast paths).
+    const f = failureOf(err, err instanceof Errors.CLIError, this.id?.replace(/:/g, ' '), this.usageStatus)
+    if (this.jsonEnabled()) this.logJson({error: {code: f.code, message: f.message}})
+    process.stderr.write(errorLine(f.message))
+    if (f.stack && process.env.PRISM_DEBUG) process.stderr.write(`${f.stack}\n`)
+    this.exit(f.status)
   }
 }

@@ -1,5 +1,6 @@
-// Entry point of the start-up fast paths (bin/run.js): `prism cat`, `prism fsck` and the
-// common forms of `prism clone`, `prism scan` and `prism export`. scripts/bundle.mjs bundles this module with
+// Entry point of the start-up fast paths (bin/run.js): `prism cat`, `prism fsck`, `prism
+// fileset list` and the common forms of `prism clone`, `prism scan` and `prism export`.
+// scripts/bundle.mjs bundles this module with
 // the library into one file, dist/fast.mjs, because resolving and compiling some fifty
 // modules one by one costs more than an asynchronous clone itself.
 export {fastCat} from './cat.js'
@@ -7,5 +8,6 @@ export {fastClone} from './fastclone.js'
 export {fastScan} from './scan.js'
 export {fastFsck} from './fsck.js'
 export {fastExport} from './export.js'
+export {fastFilesetList} from './filesetlist.js'
 export {findImage} from './locate.js'
 export {ensureExpander, runBackground} from '../clone/background.js'

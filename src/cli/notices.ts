@@ -3,6 +3,7 @@
 // is therefore held until the process exits, printed then if the command succeeded, and
 // folded into the error line if it failed, so that nothing is lost either way. A byte of a
 // name that is not UTF-8 shows as \xNN (src/format/name.ts).
+import {EXIT, PrismError} from '../errors.js'
 import {nameShown} from '../format/name.js'
 
 const held: string[] = []
@@ -12,9 +13,12 @@ process.once('exit', () => {
   held.length = 0
 })
 
-/** A notice for the user about the image; printed when the command ends. */
+/**
+ * A notice for the user about the image; printed when the command ends, once (a command that
+ * opens the image twice, read-only and then for writing, is told the same thing twice).
+ */
 export function notice(message: string): void {
-  held.push(message)
+  if (!held.includes(message)) held.push(message)
 }
 
 /** The one line a failing command prints, with the notices held so far. */
@@ -37,4 +41,28 @@ export function usageMessage(message: string, command?: string): string {
     .join(' ').replace(/\s+/g, ' ').replace(/:$/, '')
   const line = text.charAt(0).toLowerCase() + text.slice(1)
   return command ? `${line} (see 'prism ${command} --help')` : line
+}
+
+/** What a command reports for a failure: its --json code, its line's message and its exit status. */
+export interface Failure {
+  code: string
+  message: string
+  status: number
+  /** for any failure but a PrismError: the stack, printed with $PRISM_DEBUG */
+  stack?: string
+}
+
+/**
+ * A failure as every command reports it (PrismCommand.catch, and the fast paths that must
+ * match it byte for byte): a PrismError as itself; an oclif parse error (`cliError`) or a
+ * parser's "invalid ..." as a usage error pointing at the command's --help; anything else as
+ * an internal error (status 70).
+ */
+export function failureOf(err: unknown, cliError: boolean, command?: string, usageStatus: number = EXIT.USAGE): Failure {
+  if (err instanceof PrismError) return {code: err.code, message: err.message, status: err.exitCode === EXIT.USAGE ? usageStatus : err.exitCode}
+  const e = err instanceof Error ? err : new Error(String(err))
+  const usage = cliError || /^(invalid|expected|missing|parsing --)/i.test(e.message)
+  return usage
+    ? {code: 'EUSAGE', message: usageMessage(e.message, command), status: usageStatus, stack: e.stack}
+    : {code: 'EINTERNAL', message: `internal error: ${e.message}`, status: 70, stack: e.stack}
 }

@@ -5,7 +5,7 @@ import {crc32} from './checksum.js'
 import {FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_DELETING, FS_FREE, MODE_LAZY} from './constants.js'
 import {FormatError} from './errors.js'
 import {readU64, writeU64} from './le64.js'
-import {nameBytes, nameText} from './name.js'
+import {nameBytes, nameTextAt} from './name.js'
 
 const CRC_OFF = 0xfc
 const NAME_OFF = 0x30
@@ -54,7 +54,7 @@ export function readFilesetRaw(buf: Buffer, off: number): FilesetRecord {
     srcFileset: buf.readUInt32LE(off + 0x20),
     dirsDone: buf.readUInt32LE(off + 0x24),
     dirsTotal: buf.readUInt32LE(off + 0x28),
-    name: nameText(buf.subarray(off + NAME_OFF, off + NAME_OFF + nameLen)), // a damaged name shows its odd bytes as \xNN
+    name: nameTextAt(buf, off + NAME_OFF, off + NAME_OFF + nameLen), // a damaged name shows its odd bytes as \xNN
     coawCopied: readU64(buf, off + 0xb0),
     coawRewrites: readU64(buf, off + 0xb8),
   }

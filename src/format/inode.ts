@@ -96,8 +96,17 @@ export function peekVersion(buf: Buffer, off: number, out: InodeVersion, verify:
   return true
 }
 
-/** Decodes the inode at buf[off..off+256): checksum first, then the type. */
-export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord {
+/**
+ * Offsets of the fields a walk over a whole tree reads in place (src/fs/space.ts), after
+ * checkInode: the layout of docs/FORMAT.md §5, as decodeInode reads it.
+ */
+export const INODE_FIELD = {mode: 0x00, flags: 0x02, nlink: 0x04, share: 0x08, size: 0x18, xattrIno: 0x6c} as const
+
+/**
+ * Checks the inode at buf[off..off+256) as decodeInode does (checksum first, then the type,
+ * flags and the fields a number must hold), throwing the same FormatError; nothing is built.
+ */
+export function checkInode(buf: Buffer, off: number, ino: number): void {
   if (!inodeCrcOk(buf, off)) throw new FormatError(`inode ${ino}`, 'checksum', 'inode checksum mismatch')
   const mode = buf.readUInt16LE(off)
   if (!knownType(mode)) throw new FormatError(`inode ${ino}`, 'value', `bad file type 0o${(mode & S_IFMT).toString(8)}`)
@@ -110,9 +119,14 @@ export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord 
   }
   // Counters near 2^32 would overflow the next increment (a link, a clone): never written, so damage.
   if (buf.readUInt32LE(off + 0x04) > 0xfffffff0 || buf.readUInt32LE(off + 0x08) > 0xfffffff0) throw new FormatError(`inode ${ino}`, 'value', 'link or share count out of range')
+}
+
+/** Decodes the inode at buf[off..off+256): checksum first, then the type. */
+export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord {
+  checkInode(buf, off, ino)
   return {
-    mode,
-    flags,
+    mode: buf.readUInt16LE(off),
+    flags: buf.readUInt16LE(off + 0x02),
     nlink: buf.readUInt32LE(off + 0x04),
     share: buf.readUInt32LE(off + 0x08),
     uid: buf.readUInt32LE(off + 0x0c),
@@ -135,8 +149,15 @@ export function decodeInode(buf: Buffer, off: number, ino: number): InodeRecord 
     dirBuckets: buf.readUInt32LE(off + 0x68),
     locality: localityCode(buf.readUInt8(off + 0x65)),
     xattrIno: buf.readUInt32LE(off + 0x6c),
-    area: Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE)),
+    area: areaCopy(buf, off),
   }
+}
+
+/** A copy of the inode's area (one buffer made, no view of the table's block in between). */
+function areaCopy(buf: Buffer, off: number): Buffer {
+  const area = Buffer.allocUnsafe(INODE_AREA_SIZE)
+  buf.copy(area, 0, off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE)
+  return area
 }
 
 export function encodeInode(r: InodeRecord, buf: Buffer, off: number): void {

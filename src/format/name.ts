@@ -40,6 +40,12 @@ export function nameText(b: Buffer): string {
   return out
 }
 
+/** nameText of buf[start, end), without making a view of it for a name that is UTF-8 (most are). */
+export function nameTextAt(buf: Buffer, start: number, end: number): string {
+  const s = buf.toString('utf8', start, end)
+  return s.includes('\ufffd') ? nameText(buf.subarray(start, end)) : s
+}
+
 /** A lone low surrogate U+DC80..U+DCFF: an escaped byte (a surrogate pair's second half is not). */
 const ESCAPED = /(?<![\ud800-\udbff])[\udc80-\udcff]/
 const ESCAPED_ALL = new RegExp(ESCAPED.source, 'g')

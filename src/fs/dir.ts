@@ -200,20 +200,34 @@ export function dirForEach(vol: Volume, dir: Inode, fn: (ino: number, type: numb
  * dirForEach without making a view per name: the name is buf[off, off + len), valid only
  * during the call. For walks over whole trees that need few of the names.
  */
-export function dirForEachRaw(vol: Volume, dir: Inode, fn: (ino: number, type: number, buf: Buffer, off: number, len: number) => void): void {
-  const walk = (buf: Buffer, start: number, count: number) => {
-    let o = start
-    for (let i = 0; i < count; i++) {
-      const len = buf[o + 13]
-      if (len === 0 || o + DIRENT_FIXED + len > buf.length) fail('EBADIMAGE', `directory inode ${dir.ino} has a damaged entry; run 'prism fsck'`)
-      fn(buf.readUInt32LE(o), buf[o + 12], buf, o + DIRENT_FIXED, len)
-      o += DIRENT_FIXED + len
-    }
-  }
-  if (dir.r.flags & IF_INLINE) return walk(dir.r.area, 0, dir.r.size)
+export function dirForEachRaw(vol: Volume, dir: Inode, fn: RawEntryFn): void {
+  if (dir.r.flags & IF_INLINE) return walkEntries(dir.ino, dir.r.area, 0, dir.r.area.length, dir.r.size, fn)
   for (let l = 0; l < dir.r.dirBuckets; l++) {
     const buf = readBucket(vol, dir, l)
-    walk(buf, BUCKET_HDR, buf.readUInt16LE(4))
+    walkEntries(dir.ino, buf, BUCKET_HDR, buf.length, buf.readUInt16LE(4), fn)
+  }
+}
+
+export type RawEntryFn = (ino: number, type: number, buf: Buffer, off: number, len: number) => void
+
+/**
+ * dirForEachRaw of an inline directory whose 140-byte area is buf[area, area + 140) and that
+ * holds `count` entries: a record read in place in the inode table (Volume.inodeInTable),
+ * with no Inode built for it.
+ */
+export function inlineDirForEachRaw(dirIno: number, buf: Buffer, area: number, count: number, fn: RawEntryFn): void {
+  walkEntries(dirIno, buf, area, area + INODE_AREA_SIZE, count, fn)
+}
+
+/** Calls fn for `count` packed entries from buf[start], none reaching past `end`. */
+function walkEntries(dirIno: number, buf: Buffer, start: number, end: number, count: number, fn: RawEntryFn): void {
+  let o = start
+  for (let i = 0; i < count; i++) {
+    // (an entry count past what the space holds is damage too, not a read beyond it)
+    const len = o + DIRENT_FIXED <= end ? buf[o + 13] : 0
+    if (len === 0 || o + DIRENT_FIXED + len > end) fail('EBADIMAGE', `directory inode ${dirIno} has a damaged entry; run 'prism fsck'`)
+    fn(buf.readUInt32LE(o), buf[o + 12], buf, o + DIRENT_FIXED, len)
+    o += DIRENT_FIXED + len
   }
 }
 

@@ -149,11 +149,15 @@ function dropFrom(m: Map<number, Set<number>>, k: number, v: number): void {
 }
 
 function derive(d: Derived, f: Pick<Fileset, 'id' | 'parentId' | 'state' | 'mode' | 'srcFileset'>): void {
-  if (f.parentId !== 0) addTo(d.children, f.parentId, f.id)
-  if (f.state === FS_EXPANDING) addTo(d.inFlight, f.srcFileset, f.id)
-  if (f.state === FS_EXPANDING || f.state === FS_DELETING) d.building.add(f.id)
-  if (f.state === FS_DELETING) d.deleting.add(f.id)
-  if (f.state === FS_EXPANDING && f.mode === MODE_ASYNC) d.asyncExpanding.add(f.id)
+  deriveFields(d, f.id, f.parentId, f.state, f.mode, f.srcFileset)
+}
+
+function deriveFields(d: Derived, id: number, parentId: number, state: number, mode: number, srcFileset: number): void {
+  if (parentId !== 0) addTo(d.children, parentId, id)
+  if (state === FS_EXPANDING) addTo(d.inFlight, srcFileset, id)
+  if (state === FS_EXPANDING || state === FS_DELETING) d.building.add(id)
+  if (state === FS_DELETING) d.deleting.add(id)
+  if (state === FS_EXPANDING && mode === MODE_ASYNC) d.asyncExpanding.add(id)
 }
 
 /** True when b holds `want` at `at` (a loop: Buffer.compare costs more for a few bytes). */
@@ -178,7 +182,7 @@ function derived(vol: Volume, t: Table): Derived {
   if (t.derived) return t.derived
   const d: Derived = {children: new Map(), inFlight: new Map(), building: new Set(), deleting: new Set(), asyncExpanding: new Set()}
   eachUsed(vol, t, (b, off) => {
-    derive(d, {id: b.readUInt32LE(off), parentId: b.readUInt32LE(off + 0x08), state: b[off + 0x0c], mode: b[off + 0x0d], srcFileset: b.readUInt32LE(off + 0x20)})
+    deriveFields(d, b.readUInt32LE(off), b.readUInt32LE(off + 0x08), b[off + 0x0c], b[off + 0x0d], b.readUInt32LE(off + 0x20))
   })
   t.derived = d
   return d

@@ -7,8 +7,10 @@
 // fileset. Nothing is sized by the image: a block is remembered only when more than one
 // mapping refers to it (its reference count is above 1), so the cost is the walk, whatever
 // the image's size (a per-block array would cost its size once per fileset).
-import {DT_DIR, IF_INLINE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
-import {dirForEachRaw} from './dir.js'
+import {DT_DIR, IF_INLINE, REFCOUNTS_PER_BLOCK, isSpecial} from '../format/constants.js'
+import {INODE_AREA_OFF, INODE_FIELD} from '../format/inode.js'
+import {readU64} from '../format/le64.js'
+import {dirForEachRaw, inlineDirForEachRaw, type RawEntryFn} from './dir.js'
 import {loadExtents} from './extents.js'
 import type {Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
@@ -36,104 +38,186 @@ interface Mapped {
 function mapped(vol: Volume, inode: Inode): Mapped {
   const out: Mapped = {single: 0, shared: [], xattrIno: inode.r.xattrIno, nlink: inode.r.nlink, share: inode.r.share}
   if (inode.r.flags & IF_INLINE || inode.isSpecial) return out
-  const runs: Array<[number, number]> = loadExtents(vol, inode).map((e) => [e.p, e.n])
-  for (const t of inode.treeBlocks) runs.push([t, 1])
-  for (const [p, n] of runs) {
-    // Reference counts a table block at a time.
-    let b = p
-    while (b < p + n) {
-      const i = b - vol.sb.dataStart
-      const lim = Math.min(p + n, b + (REFCOUNTS_PER_BLOCK - (i % REFCOUNTS_PER_BLOCK)))
-      const counts = vol.refcountsOf(b, lim - b)
-      for (let k = 0; k < counts.length; k++) {
-        if (counts[k] <= 1) out.single++
-        else out.shared.push(b + k)
-      }
-      b = lim
-    }
-  }
+  for (const e of loadExtents(vol, inode)) countRun(vol, e.p, e.n, out)
+  for (const t of inode.treeBlocks) countRun(vol, t, 1, out)
   return out
+}
+
+/** Adds blocks [p, p + n) to `out` by their reference counts, read a table block at a time. */
+function countRun(vol: Volume, p: number, n: number, out: Mapped): void {
+  let b = p
+  while (b < p + n) {
+    const i = b - vol.sb.dataStart
+    const lim = Math.min(p + n, b + (REFCOUNTS_PER_BLOCK - (i % REFCOUNTS_PER_BLOCK)))
+    const counts = vol.refcountsOf(b, lim - b)
+    for (let k = 0; k < counts.length; k++) {
+      if (counts[k] <= 1) out.single++
+      else out.shared.push(b + k)
+    }
+    b = lim
+  }
 }
 
 /** The space of every fileset, in one pass (see the top of this file). */
 export function allFilesetSpace(vol: Volume, filesets: Fileset[]): Map<number, FilesetSpace> {
-  // Inodes shared between filesets (share > 1): what they map, worked out once.
-  const sharedInodes = new Map<number, Mapped>()
+  const w = new Walker(vol)
+  // Every fileset's root, read from the inode table in a few large reads rather than one
+  // read (of a few blocks) per root as the walk meets them: 10,000 clones' roots lie in
+  // several hundred table blocks.
+  const roots = new Array<number>(filesets.length)
+  for (let i = 0; i < filesets.length; i++) roots[i] = filesets[i].rootIno
+  vol.prefetchInodes(roots)
   const out = new Map<number, FilesetSpace>()
-  for (const fs of filesets) out.set(fs.id, walkOne(vol, fs, sharedInodes))
+  for (const fs of filesets) out.set(fs.id, w.walk(fs))
   return out
 }
 
 export function filesetSpace(vol: Volume, fs: Fileset): FilesetSpace {
-  return walkOne(vol, fs, new Map())
+  return new Walker(vol).walk(fs)
 }
 
-function walkOne(vol: Volume, fs: Fileset, sharedInodes: Map<number, Mapped>): FilesetSpace {
-  const out: FilesetSpace = {referencedBlocks: 0, uniqueBlocks: 0, files: 0, dirs: 0}
+/** Nothing mapped: what an inline or special inode contributes, apart from its attribute inode. */
+const NO_BLOCKS: number[] = []
+
+/**
+ * The walk of one fileset after another. What it remembers about one fileset is kept in
+ * collections it empties for the next (a fileset of a lazy clone not yet expanded is one
+ * inline root: making six collections for it cost more than the walk). An inline or special
+ * inode (most of a tree of small files, and every unexpanded root) is read in place in the
+ * inode table (Volume.inodeInTable), with no Inode built; others go through iget.
+ */
+class Walker {
+  /** inodes shared between filesets (share > 1): what they map, worked out once for all filesets */
+  private readonly sharedInodes = new Map<number, Mapped>()
+  private out: FilesetSpace = {referencedBlocks: 0, uniqueBlocks: 0, files: 0, dirs: 0}
   /** blocks with several references, met in this fileset (each counted once) */
-  const seenShared = new Set<number>()
+  private readonly seenShared = new Set<number>()
   /** of those, references from this fileset's own inodes */
-  const own = new Map<number, number>()
+  private readonly own = new Map<number, number>()
   /** hard-linked inodes met (a name each: counted once) */
-  const seenLinked = new Set<number>()
+  private readonly seenLinked = new Set<number>()
   /** attribute inodes reached (FORMAT.md §14): references from this fileset's own inodes */
-  const attrs = new Map<number, number>()
+  private readonly attrs = new Map<number, number>()
+  private readonly stack: number[] = []
+  /** directories walked: a damaged tree must not make the walk go round */
+  private readonly seenDirs = new Set<number>()
+  /** a directory's and a child's record in place (Volume.inodeInTable) */
+  private readonly atDir = {buf: NO_BUF, off: 0}
+  private readonly atChild = {buf: NO_BUF, off: 0}
+  private readonly entry: RawEntryFn
 
-  const account = (m: Mapped, priv: boolean) => {
-    if (m.xattrIno !== 0) attrs.set(m.xattrIno, (attrs.get(m.xattrIno) ?? 0) + (priv ? 1 : 0))
-    out.referencedBlocks += m.single
-    if (priv) out.uniqueBlocks += m.single
-    for (const b of m.shared) {
-      if (!seenShared.has(b)) { seenShared.add(b); out.referencedBlocks++ }
-      if (priv) own.set(b, (own.get(b) ?? 0) + 1)
+  constructor(private readonly vol: Volume) {
+    this.entry = (ino, type) => this.child(ino, type)
+  }
+
+  walk(fs: Fileset): FilesetSpace {
+    const vol = this.vol
+    this.out = {referencedBlocks: 0, uniqueBlocks: 0, files: 0, dirs: 0}
+    // (emptied only when used: clear() makes a new table even for an empty one)
+    if (this.seenShared.size) this.seenShared.clear()
+    if (this.own.size) this.own.clear()
+    if (this.seenLinked.size) this.seenLinked.clear()
+    if (this.attrs.size) this.attrs.clear()
+    if (this.seenDirs.size) this.seenDirs.clear()
+    const stack = this.stack
+    stack.length = 0
+    stack.push(fs.rootIno)
+    const at = this.atDir
+    while (stack.length) {
+      const ino = stack.pop()!
+      if (this.seenDirs.has(ino)) continue
+      this.seenDirs.add(ino)
+      this.out.dirs++
+      // A directory is never shared: all it maps is this fileset's own.
+      if (vol.inodeInTable(ino, at, isInline)) {
+        const {buf, off} = at
+        this.account(buf.readUInt32LE(off + INODE_FIELD.xattrIno), 0, NO_BLOCKS, true)
+        inlineDirForEachRaw(ino, buf, off + INODE_AREA_OFF, readU64(buf, off + INODE_FIELD.size), this.entry)
+      } else {
+        const dir = vol.iget(ino)
+        const m = mapped(vol, dir)
+        this.account(m.xattrIno, m.single, m.shared, true)
+        dirForEachRaw(vol, dir, this.entry)
+      }
+    }
+    // An attribute set is this fileset's own when every inode naming it is (an attribute inode
+    // names no other, so accounting it adds nothing to attrs while this loop runs).
+    if (this.attrs.size > 0) for (const [ino, privRefs] of [...this.attrs]) {
+      let m = this.sharedInodes.get(ino)
+      if (!m) {
+        const a = vol.tryIget(ino)
+        if (!a) continue
+        m = mapped(vol, a)
+        if (m.share > 1) this.sharedInodes.set(ino, m)
+      }
+      this.account(m.xattrIno, m.single, m.shared, privRefs === m.share)
+    }
+    for (const [b, n] of this.own) if (vol.refcount(b) === n) this.out.uniqueBlocks++
+    return this.out
+  }
+
+  /** An entry of the directory being walked. */
+  private child(ino: number, type: number): void {
+    if (type === DT_DIR) { this.stack.push(ino); return }
+    const known = this.sharedInodes.get(ino)
+    if (known) {
+      if (known.nlink > 1) {
+        if (this.seenLinked.has(ino)) return
+        this.seenLinked.add(ino)
+      }
+      this.out.files++
+      this.account(known.xattrIno, known.single, known.shared, false)
+      return
+    }
+    const at = this.atChild
+    if (this.vol.inodeInTable(ino, at, mapsNothing)) {
+      // Nothing mapped: its fields are read where they lie.
+      const {buf, off} = at
+      const nlink = buf.readUInt32LE(off + INODE_FIELD.nlink)
+      if (nlink > 1) {
+        if (this.seenLinked.has(ino)) return
+        this.seenLinked.add(ino)
+      }
+      this.out.files++
+      const share = buf.readUInt32LE(off + INODE_FIELD.share)
+      const xattrIno = buf.readUInt32LE(off + INODE_FIELD.xattrIno)
+      if (share > 1) this.sharedInodes.set(ino, {single: 0, shared: NO_BLOCKS, xattrIno, nlink, share})
+      this.account(xattrIno, 0, NO_BLOCKS, share <= 1)
+      return
+    }
+    const c = this.vol.iget(ino)
+    if (c.r.nlink > 1) {
+      if (this.seenLinked.has(ino)) return
+      this.seenLinked.add(ino)
+    }
+    this.out.files++
+    const m = mapped(this.vol, c)
+    const priv = c.r.share <= 1
+    if (!priv) this.sharedInodes.set(ino, m)
+    this.account(m.xattrIno, m.single, m.shared, priv)
+  }
+
+  /** Counts what one inode maps: `single` blocks of reference count 1, and `shared` ones. */
+  private account(xattrIno: number, single: number, shared: number[], priv: boolean): void {
+    if (xattrIno !== 0) this.attrs.set(xattrIno, (this.attrs.get(xattrIno) ?? 0) + (priv ? 1 : 0))
+    this.out.referencedBlocks += single
+    if (priv) this.out.uniqueBlocks += single
+    for (let i = 0; i < shared.length; i++) {
+      const b = shared[i]
+      if (!this.seenShared.has(b)) { this.seenShared.add(b); this.out.referencedBlocks++ }
+      if (priv) this.own.set(b, (this.own.get(b) ?? 0) + 1)
     }
   }
+}
 
-  const stack: number[] = [fs.rootIno]
-  const seenDirs = new Set<number>() // a damaged tree must not make the walk go round
-  while (stack.length) {
-    const ino = stack.pop()!
-    if (seenDirs.has(ino)) continue
-    seenDirs.add(ino)
-    const dir = vol.iget(ino)
-    out.dirs++
-    account(mapped(vol, dir), true) // a directory is never shared
-    dirForEachRaw(vol, dir, (ino, type) => {
-      if (type === DT_DIR) { stack.push(ino); return }
-      const known = sharedInodes.get(ino)
-      if (known) {
-        if (known.nlink > 1) {
-          if (seenLinked.has(ino)) return
-          seenLinked.add(ino)
-        }
-        out.files++
-        account(known, false)
-        return
-      }
-      const child = vol.iget(ino)
-      if (child.r.nlink > 1) {
-        if (seenLinked.has(ino)) return
-        seenLinked.add(ino)
-      }
-      out.files++
-      const m = mapped(vol, child)
-      const priv = child.r.share <= 1
-      if (!priv) sharedInodes.set(ino, m)
-      account(m, priv)
-    })
-  }
-  // An attribute set is this fileset's own when every inode naming it is (an attribute inode
-  // names no other, so accounting it adds nothing to attrs while this loop runs).
-  for (const [ino, privRefs] of [...attrs]) {
-    let m = sharedInodes.get(ino)
-    if (!m) {
-      const a = vol.tryIget(ino)
-      if (!a) continue
-      m = mapped(vol, a)
-      if (m.share > 1) sharedInodes.set(ino, m)
-    }
-    account(m, privRefs === m.share)
-  }
-  for (const [b, n] of own) if (vol.refcount(b) === n) out.uniqueBlocks++
-  return out
+const NO_BUF = Buffer.alloc(0)
+
+/** An inline directory: its entries are read in place. */
+function isInline(buf: Buffer, off: number): boolean {
+  return (buf.readUInt16LE(off + INODE_FIELD.flags) & IF_INLINE) !== 0
+}
+
+/** An inline file or symlink, or a special file: no blocks, so its fields are all the walk needs. */
+function mapsNothing(buf: Buffer, off: number): boolean {
+  return isInline(buf, off) || isSpecial(buf.readUInt16LE(off + INODE_FIELD.mode))
 }

@@ -10,7 +10,7 @@ import {
   IF_ORPHAN, FILESETS_PER_BLOCK, FS_DELETING, FS_EXPANDING, S_IFMT,
 } from '../format/constants.js'
 import {FormatError} from '../format/errors.js'
-import {decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type InodeVersion, type InodeRecord} from '../format/inode.js'
+import {checkInode, decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type InodeVersion, type InodeRecord} from '../format/inode.js'
 import {refcountBlockOk, refcountBlockOkSparse, sealRefcountBlock} from '../format/refcount.js'
 import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, INCOMPAT_SPARSE_REFCOUNT, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
@@ -503,15 +503,67 @@ export class Volume implements InodeHome {
       cached.used = true
       return cached
     }
-    if (!this.validIno(ino)) fail('EBADIMAGE', `inode number ${ino} out of range; run 'prism fsck'`)
-    const {block, off} = this.inodeLocation(ino)
-    const buf = this.store.get(block)
-    if (inodeSlotFree(buf, off)) fail('EBADIMAGE', `inode ${ino} is referenced but free; run 'prism fsck'`)
-    const inode = new Inode(ino, this.decodeAt(buf, off, ino))
+    const buf = this.usedSlot(ino)
+    const inode = new Inode(ino, this.decodeAt(buf, (ino % INODES_PER_BLOCK) * INODE_SIZE, ino))
     this.inodes.set(ino, inode)
     // A read-only open never commits: it trims here, which is safe as nothing it holds changes.
     if (this.readOnly && this.inodes.size > this.inodeCacheMax) this.trimInodeCache()
     return inode
+  }
+
+  /** The inode-table block holding `ino`, which must be a valid number of an inode in use. */
+  private usedSlot(ino: number): Buffer {
+    if (!this.validIno(ino)) fail('EBADIMAGE', `inode number ${ino} out of range; run 'prism fsck'`)
+    const buf = this.store.get(this.sb.inodeTableStart + Math.floor(ino / INODES_PER_BLOCK))
+    if (inodeSlotFree(buf, (ino % INODES_PER_BLOCK) * INODE_SIZE)) fail('EBADIMAGE', `inode ${ino} is referenced but free; run 'prism fsck'`)
+    return buf
+  }
+
+  /**
+   * Inode `ino`'s record in place in the inode table, checked as iget checks it (the same
+   * errors), without building or caching an Inode: for walks over whole trees that read a few
+   * fields of each inode (src/fs/space.ts; format/inode.ts INODE_FIELD). Sets `at` and returns
+   * true; returns false when an Inode object holds the inode (its current state, which the
+   * table may not have yet), or when `inPlace` says the record is not one to read in place
+   * (it sees the record before any check, so it may only choose: the caller then uses iget,
+   * which checks it the same way). `at.buf` must not be changed.
+   */
+  inodeInTable(ino: number, at: {buf: Buffer, off: number}, inPlace: (buf: Buffer, off: number) => boolean): boolean {
+    if (this.inodes.has(ino)) return false
+    const buf = this.usedSlot(ino)
+    const off = (ino % INODES_PER_BLOCK) * INODE_SIZE
+    if (!inPlace(buf, off)) return false
+    try {
+      checkInode(buf, off, ino)
+    } catch (e) {
+      if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck'`)
+      throw e
+    }
+    at.buf = buf
+    at.off = off
+    return true
+  }
+
+  /**
+   * Reads the inode-table blocks that hold `inos` into the block cache, one device read per
+   * run of neighbouring blocks (gaps of a few blocks are read through: a read costs more than
+   * 32 KiB), instead of one read per cache miss as a walk would meet them. Numbers out of
+   * range are left to iget to refuse.
+   */
+  prefetchInodes(inos: ArrayLike<number>): void {
+    const blocks: number[] = []
+    for (let i = 0; i < inos.length; i++) if (this.validIno(inos[i])) blocks.push(Math.floor(inos[i] / INODES_PER_BLOCK))
+    if (blocks.length === 0) return
+    blocks.sort((a, b) => a - b)
+    const GAP = 8
+    let start = blocks[0]
+    let end = start + 1
+    for (let i = 1; i <= blocks.length; i++) {
+      const b = blocks[i]
+      if (i < blocks.length && b - end <= GAP && b + 1 - start <= 256) { if (b + 1 > end) end = b + 1; continue }
+      this.store.prefetch(this.sb.inodeTableStart + start, end - start)
+      if (i < blocks.length) { start = b; end = b + 1 }
+    }
   }
 
   private decodeAt(buf: Buffer, off: number, ino: number): InodeRecord {

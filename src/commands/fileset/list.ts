@@ -1,9 +1,7 @@
+// `prism fileset list`: the oclif command. Its body is src/cli/filesetlist.ts, which bin/run.js's
+// start-up fast path runs for the usual forms; this runs for --help and anything unusual.
 import {Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../../cli/base.js'
-import {humanSize, table} from '../../cli/output.js'
-
-const STATES = ['free', 'active', 'expanding', 'deleting']
-const MODES = ['', 'sync', 'async', 'lazy']
 
 export default class FilesetList extends PrismCommand {
   static summary = 'List the filesets in the image, with the space each one uses'
@@ -13,28 +11,10 @@ export default class FilesetList extends PrismCommand {
 
   async run() {
     const {flags} = await this.parse(FilesetList)
-    const {listFilesets, filesetById} = await import('../../fs/filesets.js')
-    const {allFilesetSpace} = await import('../../fs/space.js')
-    const {showLocality, localityCode, FILESET_LOCALITY_MASK} = await import('../../format/locality.js')
-    const rows = await this.withVolume(flags, false, (vol) => {
-      const list = listFilesets(vol)
-      const space = flags.space ? allFilesetSpace(vol, list) : null
-      return list.map((f) => {
-        const sp = space?.get(f.id) ?? null
-        return {
-          name: f.name, id: f.id, parent: f.parentId ? filesetById(vol, f.parentId)?.name ?? `#${f.parentId}` : null,
-          created: new Date(f.created).toISOString(), state: STATES[f.state] ?? String(f.state), mode: MODES[f.mode] || null, rootIno: f.rootIno,
-          ...(f.state === 2 ? {expansion: {done: f.dirsDone, known: Math.max(f.dirsTotal, f.dirsDone)}} : {}),
-          ...(sp ? {referenced: sp.referencedBlocks * 4096, unique: sp.uniqueBlocks * 4096, files: sp.files, dirs: sp.dirs} : {}),
-          coaw: {setting: showLocality(localityCode(f.flags & FILESET_LOCALITY_MASK)), copiedBytes: f.coawCopied * 4096, rewrites: f.coawRewrites},
-        }
-      })
-    })
-    const head = ['NAME', 'PARENT', 'CREATED', 'STATE', ...(flags.space ? ['REFER', 'UNIQUE'] : []), 'COAW']
-    this.log(table([head, ...rows.map((r) => [
-      r.name, r.parent ?? '-', r.created.replace('T', ' ').slice(0, 19), r.expansion ? `${r.state} ${r.expansion.done}/${r.expansion.known}` : r.state,
-      ...(flags.space ? [humanSize(r.referenced ?? 0), humanSize(r.unique ?? 0)] : []), humanSize(r.coaw.copiedBytes),
-    ])], flags.space ? [4, 5, 6] : [4]))
+    // The rows and the table come from the module bin/run.js's fast path prints with.
+    const {filesetRows, filesetTable} = await import('../../cli/filesetlist.js')
+    const rows = await this.withVolume(flags, false, (vol) => filesetRows(vol, flags.space))
+    if (!this.jsonEnabled()) this.log(filesetTable(rows, flags.space))
     return rows
   }
 }
