@@ -370,6 +370,29 @@ static napi_value js_futimens(napi_env env, napi_callback_info info) {
 }
 
 /* mknod(path, mode, major, minor): a device node, FIFO or socket (mode carries the type) */
+/* Grows a pipe's buffer to at least `bytes` (Linux fcntl F_GETPIPE_SZ / F_SETPIPE_SZ; never
+ * shrinks it): returns the size it has, or -errno (the caller goes on with the pipe as it is). */
+static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd, bytes;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &bytes) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setPipeSize(fd, bytes)");
+    return NULL;
+  }
+#ifdef F_SETPIPE_SZ
+  int rc = fcntl(fd, F_GETPIPE_SZ);
+  if (rc >= 0 && rc < bytes) rc = fcntl(fd, F_SETPIPE_SZ, bytes);
+  if (rc < 0) rc = -errno;
+#else
+  int rc = -ENOSYS;
+#endif
+  napi_value out;
+  napi_create_int32(env, rc, &out);
+  return out;
+}
+
 static napi_value js_mknod(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -410,7 +433,7 @@ static napi_value js_peercred(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   static const struct {const char *name; napi_callback cb;} fns[] = {
     {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
-    {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod},
+    {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
     {"peerCred", js_peercred},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

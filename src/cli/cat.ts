@@ -2,6 +2,7 @@
 // and by bin/run.js's start-up fast path for plain `prism cat [-i IMAGE] [--wait N] PATH...`
 // (a 1 GiB cat is judged on throughput including start-up, and oclif's start-up is ~0.13 s).
 import fs from 'node:fs'
+import {growPipe} from '../sys.js'
 import {withImage, namespace} from '../fs/image.js'
 import '../fs/namespace.js'
 import {PrismError, isArgumentError} from '../errors.js'
@@ -22,7 +23,11 @@ const CAT_CHUNK = 128 * 1024
 function outputFd(): number {
   try {
     const st = fs.fstatSync(1)
-    if (st.isFIFO() || st.isSocket()) return fs.openSync('/proc/self/fd/1', 'w')
+    if (st.isFIFO() || st.isSocket()) {
+      const fd = fs.openSync('/proc/self/fd/1', 'w')
+      growPipe(fd)
+      return fd
+    }
   } catch {
     // not Linux, or no /proc: fall back to fd 1
   }

@@ -10,6 +10,7 @@ import path from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {PrismError} from '../errors.js'
+import {growPipe} from '../sys.js'
 import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
 import {compressor, decompressor, detectCompression, type Compression} from './compress.js'
@@ -175,6 +176,7 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
       throw hostError(e, out.arg)
     }
   }
+  if (toStdout) growPipe(1)
   let stats: ExportStats | null = null
   try {
     if (!comp && !toStdout) {
