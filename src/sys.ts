@@ -1,9 +1,10 @@
 // The system calls Node does not offer, through Prism's own small native addon (native/sys.c,
 // built by `npm ci`): one interface, loaded on first use as fs-ext is, so that a command that
 // needs none of it never loads it: it catches signals for the CLI, and offers utimensat with
-// nanoseconds, mknod, extended attributes of a path without following it, and a socket
-// peer's credentials. It must never hold policy: callers decide what a signal means, and what
-// to do when a call fails; this only reports.
+// nanoseconds, mknod, extended attributes of a path without following it, a pipe's buffer
+// size, and a socket peer's credentials. It must never hold policy: callers decide what a
+// signal means, and what to do when a call fails; this only reports (growPipe, below, is the
+// one helper: it asks for a larger pipe and ignores a refusal).
 // The file calls take paths and names as Buffers (bytes, as names are) and throw errors shaped
 // as Node's own (code, errno, syscall, path).
 import fs from 'node:fs'
