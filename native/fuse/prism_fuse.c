@@ -99,7 +99,18 @@ struct config {
   int writeback, posix_acl, export_support, dont_mask, cache_symlinks, killpriv, readdirplus_auto;
 };
 
+// Node ids that JavaScript found to have no security.capability attribute. The kernel asks a
+// FUSE filesystem for that attribute before every write (to drop file capabilities; FUSE sets
+// no SB_NOSEC without HANDLE_KILLPRIV_V2, which libfuse 3.14 lacks), so a write-heavy workload
+// would pay two round trips to JavaScript per write(2). ll_getxattr answers ENODATA from here
+// instead. A lossy direct-mapped cache: a slot holds one node id, a collision only forgets.
+// JavaScript fills and empties it (capCache: it empties a node's slot before any setxattr
+// reaches the filesystem, when it invalidates the node, when it forgets it, and the whole
+// cache while the image is lent to a command); the loop thread only reads it.
+#define NOCAP_SLOTS 16384
+
 struct mnt {
+  _Atomic uint64_t nocap[NOCAP_SLOTS];
   struct mnt *gprev, *gnext; // all live mounts, for the exit handler (main thread only)
   int state;
   int js_released;
@@ -557,6 +568,13 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 }
 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  if (ino != 0 && strcmp(name, "security.capability") == 0) {
+    struct mnt *m = fuse_req_userdata(req);
+    if (atomic_load(&m->nocap[ino % NOCAP_SLOTS]) == ino) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
+  }
   struct rec *r = rec_new(req, OP_GETXATTR);
   if (r == NULL) return;
   int ok = put_u64(r, ino);
@@ -1613,6 +1631,30 @@ static void instance_finalize(napi_env env, void *data, void *hint) {
 }
 
 // setScratch(Float64Array): the array reply functions read attributes from
+// capCache(session, op, ino): op 1 records that node `ino` has no security.capability,
+// op 0 forgets node `ino`, op 2 forgets every node.
+static napi_value js_cap_cache(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return throw_range(env, "capCache(session, op, ino)");
+  struct mnt *m = get_mnt(env, argv[0]);
+  if (m == NULL) return NULL;
+  double op, ino;
+  if (!get_double(env, argv[1], &op) || !get_double(env, argv[2], &ino) || !int_in(op, 0, 2) || !int_in(ino, 0, MAX_SAFE))
+    return throw_range(env, "capCache arguments out of range");
+  uint64_t i = (uint64_t)ino;
+  if (op == 2) {
+    for (size_t k = 0; k < NOCAP_SLOTS; k++) atomic_store(&m->nocap[k], 0);
+  } else if (op == 1) {
+    if (i != 0) atomic_store(&m->nocap[i % NOCAP_SLOTS], i);
+  } else {
+    uint64_t want = i;
+    atomic_compare_exchange_strong(&m->nocap[i % NOCAP_SLOTS], &want, 0);
+  }
+  return NULL;
+}
+
 static napi_value js_set_scratch(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -1657,6 +1699,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"dirAdd", NULL, js_dir_add, NULL, NULL, NULL, napi_default, NULL},
     {"dirReply", NULL, js_dir_reply, NULL, NULL, NULL, napi_default, NULL},
     {"groups", NULL, js_groups, NULL, NULL, NULL, napi_default, NULL},
+    {"capCache", NULL, js_cap_cache, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
   napi_value ops, version;

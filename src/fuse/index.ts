@@ -25,6 +25,9 @@
 //   getxattr, listxattr, removexattr, access, create, fallocate, ioctl (ENOTTY unless
 //   implemented), lseek (SEEK_DATA/SEEK_HOLE), copy_file_range; fuse_req_ctx for every request
 //   and fuse_req_getgroups on demand.
+// - one answer on the loop thread: getxattr("security.capability") of a node the filesystem
+//   said has none (the kernel asks before every write), ENODATA from a cache JavaScript keeps
+//   (FuseSession.forgetAnswers; a setxattr, an invalidation or a forget of the node empties it).
 // - cache invalidation: fuse_lowlevel_notify_inval_inode, _inval_entry, _delete, on a native
 //   thread of their own. Deadlock rules: the kernel may make a notification wait for a request
 //   in flight (inval_entry takes the directory's lock, inval_inode locks the pages a read is

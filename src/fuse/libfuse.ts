@@ -45,7 +45,12 @@ interface Addon {
   dirAdd(r: Req, name: Buffer): boolean
   dirReply(r: Req): number
   groups(r: Req): number[]
+  /** 1: node `ino` has no security.capability (answered ENODATA on the loop thread from now on); 0: forget `ino`; 2: forget all */
+  capCache(h: Handle, op: 0 | 1 | 2, ino: number): void
 }
+
+/** The attribute the kernel asks for before every write(2), to drop file capabilities. */
+const CAPABILITY = Buffer.from('security.capability')
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 /** Where `npm ci` / `npm run build:fuse` put the addon (scripts/build-fuse.mjs). */
@@ -310,7 +315,18 @@ class LibfuseSession implements FuseSession {
     }
   }
 
+  /** The addon's cache of nodes without security.capability (prism_fuse.c NOCAP_SLOTS). */
+  private capCache(op: 0 | 1 | 2, ino: number): void {
+    if (this.ended || this.handle === undefined) return
+    this.addon.capCache(this.handle, op, ino)
+  }
+
+  forgetAnswers(): void {
+    this.capCache(2, 0)
+  }
+
   private forget(ino: number, n = 1): void {
+    this.capCache(0, ino)
     if (ino === 0 || !this.ops.forget) return
     try {
       this.ops.forget(ino, n)
@@ -443,11 +459,26 @@ class LibfuseSession implements FuseSession {
         A.replyStatfs(req)
       }))
     }
-    if (ops.setxattr) set('setxattr', (req, ctx, a) => this.run(req, 'setxattr', () => ops.setxattr!(ctx, n(a[0]), b(a[1]), b(a[2]), n(a[3])), ok(req)))
+    if (ops.setxattr) {
+      set('setxattr', (req, ctx, a) => {
+        // Forgotten before the filesystem sets anything: a getxattr the loop thread answers
+        // from the cache from now on is one that came before this setxattr.
+        this.capCache(0, n(a[0]))
+        this.run(req, 'setxattr', () => ops.setxattr!(ctx, n(a[0]), b(a[1]), b(a[2]), n(a[3])), ok(req))
+      })
+    }
     if (ops.getxattr) {
       set('getxattr', (req, ctx, a) => {
         const size = n(a[2])
-        this.run(req, 'getxattr', () => ops.getxattr!(ctx, n(a[0]), b(a[1])), (v: Buffer) => {
+        this.run(req, 'getxattr', () => {
+          try {
+            return ops.getxattr!(ctx, n(a[0]), b(a[1]))
+          } catch (e) {
+            // Only an answer given at once: a later one may have raced with a setxattr.
+            if (errnoOf(e) === E.ENODATA && b(a[1]).equals(CAPABILITY)) this.capCache(1, n(a[0]))
+            throw e
+          }
+        }, (v: Buffer) => {
           if (size === 0) A.replyXattr(req, v.length)
           else if (v.length > size) A.replyErr(req, E.ERANGE)
           else A.replyBuf(req, v)
@@ -570,6 +601,7 @@ class LibfuseSession implements FuseSession {
   }
 
   invalidateInode(ino: number, offset = 0, length = 0): Promise<boolean> {
+    this.capCache(0, ino)
     return this.notify(0, ino, 0, offset, length)
   }
 

@@ -339,6 +339,13 @@ export interface FuseSession {
   invalidateEntry(parent: Ino, name: Buffer): Promise<boolean>
   /** Tells the kernel that `name` in `parent`, which was `child`, is gone (invalidates and unhashes it). */
   notifyDelete(parent: Ino, child: Ino, name: Buffer): Promise<boolean>
+  /**
+   * Forgets every answer the binding keeps on the filesystem's behalf (the nodes known to have
+   * no `security.capability`, answered ENODATA without a call to `getxattr`): for a change the
+   * binding cannot see, such as another process writing the image. invalidateInode forgets
+   * one node's; a setxattr through this session forgets its node's by itself.
+   */
+  forgetAnswers(): void
 }
 
 /** Mounts `ops` on `mountpoint`; resolves once the kernel has sent INIT. */

@@ -220,6 +220,8 @@ export class ServedImage {
           release = r
         })
         let open: string[] = []
+        // The command may set attributes the mounts' bindings answer for without asking.
+        for (const m of this.mounts) m.session.forgetAnswers()
         try {
           this.commitNow()
           open = this.openFiles()
