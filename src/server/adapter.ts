@@ -41,7 +41,7 @@ import {dirCount, dirList, dirLookup, dirAdd, dirRemove} from '../fs/dir.js'
 import {loadExtents, readData, unmapRange, writeData} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
-import {type Inode, touch} from '../fs/inode.js'
+import {type Inode, atimeDue, touch} from '../fs/inode.js'
 import {Namespace, type Resolved, SYMLINK_MAX, reapOrphans} from '../fs/namespace.js'
 import {getXattr, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
 import {isUnexpanded} from '../fs/expand.js'
@@ -568,6 +568,21 @@ export class PrismFs {
     this.vol.idirty(inode)
   }
 
+  /**
+   * A read or a listing from the start: atime moves as on a relatime mount (atimeDue). Not on a
+   * read-only mount, and not for an inode shared with other filesets (a read must not copy it).
+   */
+  private accessed(n: Node): void {
+    if (this.options.readOnly || n.fs === 0) return
+    const inode = this.inodeOf(n)
+    const t = nowSpec()
+    if (inode.r.share > 1 || !atimeDue(inode.r, {s: t.sec, ns: t.nsec})) return
+    inode.r.atimeS = t.sec
+    inode.r.atimeNs = t.nsec
+    this.vol.idirty(inode)
+    void this.host.changed(this)
+  }
+
   private checkName(name: Buffer): void {
     if (name.length > NAME_MAX) throw err('ENAMETOOLONG')
     if (name.length === 0 || name.includes(0x2f) || name.includes(0) || name.equals(DOT) || name.equals(DOTDOT)) throw err('EINVAL')
@@ -687,9 +702,12 @@ export class PrismFs {
         return {fh}
       }),
       read: wrap((_ctx, id, fh, off, size) => {
-        const i = this.inodeOf(this.handleNode(id, fh))
+        const n = this.handleNode(id, fh)
+        const i = this.inodeOf(n)
         if (!i.isReg) throw err('EINVAL')
-        return readData(this.vol, i, off, size)
+        const data = readData(this.vol, i, off, size)
+        this.accessed(n)
+        return data
       }),
       write: mutating((ctx, id, fh, off, data, info) => {
         const h = this.handles.get(fh)
@@ -723,6 +741,7 @@ export class PrismFs {
       }),
       readdir: mutating((_ctx, id, fh, offset): Iterable<DirEntry> => {
         const list = this.listing(id, fh, offset)
+        if (offset === 0) this.accessed(this.handles.get(fh)?.node ?? this.node(id))
         return (function* () {
           for (let i = offset; i < list.length; i++) yield {name: list[i].name, ino: list[i].ino, mode: list[i].mode, offset: i + 1}
         })()
@@ -836,6 +855,7 @@ export class PrismFs {
   private readdirplus(id: number, fh: number, offset: number): Iterable<DirEntryPlus> {
     const list = this.listing(id, fh, offset)
     const n = this.handles.get(fh)?.node ?? this.node(id)
+    if (offset === 0) this.accessed(n)
     const dotAttr = this.attrOf(n)
     const self = this
     return (function* () {
