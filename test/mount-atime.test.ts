@@ -1,7 +1,8 @@
-// Access times through a real mount: a read or a directory listing moves atime as on a
-// relatime mount (Linux's default, and what ext4 shows): the first access after a change, or
-// a day later, and not again before. A read-only mount and a file shared with a clone keep
-// theirs (a read must not copy an inode). The calls run in child processes.
+// Times through a real mount. A read or a directory listing moves atime as on a relatime
+// mount (Linux's default, and what ext4 shows): the first access after a change, or a day
+// later, and not again before. A read-only mount and a file shared with a clone keep theirs
+// (a read must not copy an inode). A rename sets the renamed file's ctime, a file shared with
+// a clone included (it gets its fileset's own copy). The calls run in child processes.
 import {expect} from 'chai'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
@@ -84,6 +85,30 @@ describe('prism mount: atime as relatime', function () {
     const st = Array.isArray(out) ? out[0] : out
     expect(Date.parse(st.atime)).to.equal(Math.floor(a1 / 1e6))
     await s.mount('root', mp, [])
+  })
+
+  it('a rename sets the ctime of the renamed file, also of one shared with a clone', async () => {
+    await fsp.mkdir(P('rn'))
+    for (const n of ['own', 'shared']) await fsp.writeFile(P('rn', n), n)
+    await cliOk(['clone', '-i', s.image, '--mode', 'lazy', 'root:/rn', 'rnclone'])
+    const cmp = s.mountpoint('rnclone')
+    await s.mount('rnclone', cmp, [])
+    const RENAME = `
+import json, os, sys, time
+a, b = sys.argv[1], sys.argv[2]
+before = os.lstat(a)
+time.sleep(0.05)
+os.rename(a, b)
+after = os.lstat(b)
+print(json.dumps([after.st_ctime_ns > before.st_ctime_ns, after.st_mtime_ns == before.st_mtime_ns, open(b).read()]))`
+    await fsp.writeFile(path.join(cmp, 'own'), 'mine') // the clone's own copy already
+    expect(await py(RENAME, path.join(cmp, 'own'), path.join(cmp, 'own2'))).to.deep.equal([true, true, 'mine'])
+    expect(await py(RENAME, path.join(cmp, 'shared'), path.join(cmp, 'shared2'))).to.deep.equal([true, true, 'shared'])
+    // the source keeps its file, its name and its ctime
+    expect(await fsp.readFile(P('rn', 'shared'), 'utf8')).to.equal('shared')
+    await s.umount(cmp)
+    const r = await cliOk(['fsck', '-i', s.image])
+    expect(r).to.match(/^clean/m)
   })
 
   it('a read-only mount, and a file shared with a clone, keep their atime', async () => {

@@ -1017,12 +1017,18 @@ export class PrismFs {
       d.r.mtimeNs = d.r.ctimeNs = t.nsec
       vol.idirty(d)
     }
+    this.moved(p.fs, se2.ino, q, newName)
+    // The renamed file's ctime changes, as on ext4: a file still shared with other filesets
+    // gets this fileset's own copy first (the node follows it), a directory never is shared.
+    if (moving.r.share > 1 && !moving.isDir) {
+      const r = dst.r()
+      moving = ns.own({inode: moving, chain: [...r.chain, r.inode], name: newName, names: dstNames, stamps: [...r.stamps, se2.lastclone]})
+    }
     if (moving.r.share <= 1) {
       moving.r.ctimeS = t.sec
       moving.r.ctimeNs = t.nsec
       vol.idirty(moving)
     }
-    this.moved(p.fs, se2.ino, q, newName)
     reapOrphans(vol)
   }
 
