@@ -22,6 +22,7 @@ import {loadExtents, shareData} from '../src/fs/extents.js'
 import {createEmptyFileset, mkfs, namespace, withImage} from '../src/fs/image.js'
 import {getFileset, removeFileset} from '../src/fs/filesets.js'
 import {clone} from '../src/clone/clone.js'
+import {expandAll} from '../src/fs/expand.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice, fsckImage, PROBLEMS, type FsckResult} from '../src/fsck/index.js'
 import {hashAt} from '../src/fsck/pass2_dirs.js'
@@ -251,6 +252,37 @@ describe('fsck', function () {
       const rr = fsckImage(img, {repair: true})
       expect(rr.exitCode, show(rr)).to.equal(0)
       expect(sha(img), 'a clean repair run wrote to the image').to.equal(before)
+    })
+
+    it("accepts a clone's private copies of hard-linked FIFOs, sockets and device nodes, as of files", () => {
+      // A linked file of a fileset that lazy clones are still expanding from gets a copy per
+      // clone before it changes (expand.ts guardLinked): the clone's hard-link map holds it
+      // until a name reaches it, whatever the kind of file.
+      const lazy = path.join(tmp, 'lazy-links.img')
+      mkfs(lazy, {size: 8 * 1024 * 1024}).close()
+      withImage(lazy, {write: true}, (vol) => {
+        const ns = namespace(vol, 'root')
+        ns.writeFile('/f', Buffer.from('x'))
+        clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lz'}, {mode: 'lazy'})
+        const kinds: Array<[string, number]> = [['fifo', 0o010644], ['chr', 0o020644], ['blk', 0o060644], ['sock', 0o140755], ['reg', 0o100644]]
+        for (const [name, mode] of kinds) {
+          if (name === 'reg') ns.writeFile(`/${name}`, Buffer.from('r'))
+          else ns.mknod(`/${name}`, mode, {major: 1, minor: 2})
+          ns.link(`/${name}`, `/${name}.2`)
+          ns.link(`/${name}.2`, `/${name}.3`) // the file has two names now: lz gets its copy
+        }
+      })
+      const r = fsckImage(lazy, {repair: false})
+      expect(r.problems, show(r)).to.deep.equal([])
+      expect(r.exitCode).to.equal(0)
+      withImage(lazy, {write: true}, (vol) => {
+        const ns = namespace(vol, 'root')
+        for (const name of ['fifo', 'chr', 'blk', 'sock', 'reg']) expect(ns.stat(`/${name}.3`).nlink, name).to.equal(3)
+        expandAll(vol, getFileset(vol, 'lz'))
+        expect(namespace(vol, 'lz').readdir('/').map((e) => e.name)).to.deep.equal(['f'])
+      })
+      const after = fsckImage(lazy, {repair: false})
+      expect(after.problems, show(after)).to.deep.equal([])
     })
 
     it('has one table of problems with stable codes', () => {

@@ -129,3 +129,14 @@ export function touch(r: InodeRecord, which: {a?: boolean, m?: boolean, c?: bool
   if (which.m) { r.mtimeS = t.s; r.mtimeNs = t.ns }
   if (which.c) { r.ctimeS = t.s; r.ctimeNs = t.ns }
 }
+
+/**
+ * relatime, Linux's default for mounts: whether an access (a read, a directory listing) at `t`
+ * moves atime. It does when atime is not later than mtime or ctime (the first access after a
+ * change), or is a day old.
+ */
+export function atimeDue(r: InodeRecord, t: Timestamp): boolean {
+  const before = (s: number, ns: number, s2: number, ns2: number): boolean => s < s2 || (s === s2 && ns <= ns2)
+  return before(r.atimeS, r.atimeNs, r.mtimeS, r.mtimeNs) || before(r.atimeS, r.atimeNs, r.ctimeS, r.ctimeNs) ||
+    t.s - r.atimeS >= 24 * 3600
+}

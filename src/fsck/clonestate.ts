@@ -11,7 +11,10 @@ import {decodeInode} from '../format/inode.js'
 import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {readData} from '../fs/extents.js'
 import {Inode} from '../fs/inode.js'
-import {R_FILESET, T_DIR, T_FREE, T_LNK, T_REG, type FilesetInfo, type FsckContext} from './context.js'
+import {R_FILESET, T_BLK, T_CHR, T_DIR, T_FIFO, T_FREE, T_LNK, T_REG, T_SOCK, type FilesetInfo, type FsckContext} from './context.js'
+
+/** The kinds of inode a hard-link map may hold a copy of (every kind but a directory). */
+const LINKABLE = new Set([T_REG, T_LNK, T_CHR, T_BLK, T_FIFO, T_SOCK])
 import {writeRecord} from './pass2_dirs.js'
 import {freeInode} from './pass3_links.js'
 
@@ -181,7 +184,8 @@ function markCopies(ctx: FsckContext, stateIno: number): void {
   for (const e of decodeRemap(data, decodeCloneState(data).mapOffset)) {
     // An entry whose copy has gone (all its names removed; the number maybe reused) is stale.
     const ino = e.copyIno
-    if (ino < 1 || ino > ctx.vol.sb.inodeCount || (ctx.itype[ino] !== T_REG && ctx.itype[ino] !== T_LNK)) continue
+    // Any file that takes hard links has them: a FIFO, socket or device node as well.
+    if (ino < 1 || ino > ctx.vol.sb.inodeCount || !LINKABLE.has(ctx.itype[ino])) continue
     const c = ctx.inodeAt(ino)
     if (c.buf.readUInt32LE(c.off + 0x14) !== e.copyGeneration || (ctx.iflags[ino] & IF_ORPHAN)) continue
     ctx.pendingLinks.add(e.copyIno)

@@ -41,7 +41,7 @@ import {dirCount, dirList, dirLookup, dirAdd, dirRemove} from '../fs/dir.js'
 import {loadExtents, readData, unmapRange, writeData} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
-import {type Inode, touch} from '../fs/inode.js'
+import {type Inode, atimeDue, touch} from '../fs/inode.js'
 import {Namespace, type Resolved, SYMLINK_MAX, reapOrphans} from '../fs/namespace.js'
 import {getXattr, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
 import {isUnexpanded} from '../fs/expand.js'
@@ -49,14 +49,16 @@ import type {Volume} from '../fs/volume.js'
 import {inherit} from './acl.js'
 
 const E = constants.errno
-const O_ACCMODE = 3
 const O_TRUNC = 0o1000
 const O_APPEND = 0o2000
+const S_ISUID = 0o4000
 const S_ISGID = 0o2000
+const S_IXGRP = 0o010
 const ROOT_ID = 1
 const NAME_MAX = 255
 const DOT = Buffer.from('.')
 const DOTDOT = Buffer.from('..')
+const TRUSTED = Buffer.from('trusted.')
 
 const err = (code: string): FuseError => new FuseError(code)
 
@@ -531,6 +533,56 @@ export class PrismFs {
     return this.nodeFor(p.fs, inode.ino, p, name, false)
   }
 
+  /**
+   * What the kernel's setattr_should_drop_sgid decides and its FUSE setattr leaves out (that
+   * clears setgid only with group execute): a write, truncate or fallocate by a caller that is
+   * neither root nor in the file's group clears the setgid bit of a file without group execute
+   * too, as on ext4. Setuid, and setgid with group execute, the kernel clears itself first.
+   */
+  private dropSgid(ctx: FuseContext, inode: Inode): void {
+    const r = inode.r
+    if (!inode.isReg || ctx.uid === 0 || !(r.mode & S_ISGID) || (r.mode & S_IXGRP) || this.inGroup(ctx, r.gid)) return
+    this.setMode(inode, r.mode & ~S_ISGID)
+  }
+
+  /**
+   * The kernel's whole rule (setattr_should_drop_suidgid), for open with O_TRUNC, where the
+   * kernel sends no setattr: unless the caller is root, setuid goes, and setgid goes when the
+   * group may execute or the caller is not in the file's group.
+   */
+  private killPriv(ctx: FuseContext, inode: Inode): void {
+    const r = inode.r
+    if (!inode.isReg || ctx.uid === 0) return
+    let mode = r.mode & ~S_ISUID
+    if ((mode & S_ISGID) && ((mode & S_IXGRP) || !this.inGroup(ctx, r.gid))) mode &= ~S_ISGID
+    if (mode !== r.mode) this.setMode(inode, mode)
+  }
+
+  private inGroup(ctx: FuseContext, gid: number): boolean {
+    return ctx.gid === gid || ctx.groups().includes(gid)
+  }
+
+  private setMode(inode: Inode, mode: number): void {
+    inode.r.mode = mode
+    touch(inode.r, {c: true})
+    this.vol.idirty(inode)
+  }
+
+  /**
+   * A read or a listing from the start: atime moves as on a relatime mount (atimeDue). Not on a
+   * read-only mount, and not for an inode shared with other filesets (a read must not copy it).
+   */
+  private accessed(n: Node): void {
+    if (this.options.readOnly || n.fs === 0) return
+    const inode = this.inodeOf(n)
+    const t = nowSpec()
+    if (inode.r.share > 1 || !atimeDue(inode.r, {s: t.sec, ns: t.nsec})) return
+    inode.r.atimeS = t.sec
+    inode.r.atimeNs = t.nsec
+    this.vol.idirty(inode)
+    void this.host.changed(this)
+  }
+
   private checkName(name: Buffer): void {
     if (name.length > NAME_MAX) throw err('ENAMETOOLONG')
     if (name.length === 0 || name.includes(0x2f) || name.includes(0) || name.equals(DOT) || name.equals(DOTDOT)) throw err('EINVAL')
@@ -604,7 +656,7 @@ export class PrismFs {
         if (n) this.unhold(n, nlookup, 0)
       },
       getattr: wrap((_ctx, id): AttrReply => ({attr: this.attrOf(this.node(id)), timeout: this.options.attrTimeout})),
-      setattr: mutating((_ctx, id, s) => this.setattr(this.node(id), s)),
+      setattr: mutating((ctx, id, s) => this.setattr(ctx, this.node(id), s)),
       readlink: wrap((_ctx, id) => {
         const i = this.inodeOf(this.node(id))
         if (!i.isLnk) throw err('EINVAL')
@@ -631,13 +683,17 @@ export class PrismFs {
       }),
       rename: mutating((_ctx, parent, name, newParent, newName, flags) => this.rename(this.node(parent), name, this.node(newParent), newName, flags)),
       link: mutating((_ctx, id, newParent, newName) => this.link(this.node(id), this.node(newParent), newName)),
-      open: mutating((_ctx, id, flags): OpenReply => {
+      open: mutating((ctx, id, flags): OpenReply => {
         const n = this.node(id)
         if (n.fs === 0) throw err('EISDIR')
         let inode = this.inodeOf(n)
         if (inode.isDir) throw err('EISDIR')
-        if ((flags & O_TRUNC) && (flags & O_ACCMODE) !== 0 && inode.isReg) {
+        // O_TRUNC truncates whatever the access mode (the kernel asked for write permission, as
+        // for O_RDONLY|O_TRUNC on ext4). With atomic O_TRUNC the kernel sends no setattr, so the
+        // setuid and setgid bits are cleared here, as its truncate would.
+        if ((flags & O_TRUNC) && inode.isReg) {
           inode = this.owned(n)
+          this.killPriv(ctx, inode)
           this.ns(n.fs).truncateInode(inode, 0) // mtime and ctime change even when it was empty (POSIX)
         }
         const fh = this.nextFh++
@@ -646,11 +702,14 @@ export class PrismFs {
         return {fh}
       }),
       read: wrap((_ctx, id, fh, off, size) => {
-        const i = this.inodeOf(this.handleNode(id, fh))
+        const n = this.handleNode(id, fh)
+        const i = this.inodeOf(n)
         if (!i.isReg) throw err('EINVAL')
-        return readData(this.vol, i, off, size)
+        const data = readData(this.vol, i, off, size)
+        this.accessed(n)
+        return data
       }),
-      write: mutating((_ctx, id, fh, off, data, info) => {
+      write: mutating((ctx, id, fh, off, data, info) => {
         const h = this.handles.get(fh)
         const n = this.handleNode(id, fh)
         const inode = this.owned(n)
@@ -660,6 +719,7 @@ export class PrismFs {
         if (((h?.flags ?? info.flags) & O_APPEND) && off !== inode.r.size) off = inode.r.size
         if (off + data.length > 2 ** 43) throw err('EFBIG')
         this.reserve(Math.ceil(data.length / BLOCK_SIZE) + 2)
+        this.dropSgid(ctx, inode)
         this.ns(n.fs).writeInode(inode, off, data, true)
         return data.length
       }),
@@ -681,6 +741,7 @@ export class PrismFs {
       }),
       readdir: mutating((_ctx, id, fh, offset): Iterable<DirEntry> => {
         const list = this.listing(id, fh, offset)
+        if (offset === 0) this.accessed(this.handles.get(fh)?.node ?? this.node(id))
         return (function* () {
           for (let i = offset; i < list.length; i++) yield {name: list[i].name, ino: list[i].ino, mode: list[i].mode, offset: i + 1}
         })()
@@ -713,10 +774,13 @@ export class PrismFs {
         if (!v) throw err('ENODATA')
         return v
       }),
-      listxattr: wrap((_ctx, id) => {
+      listxattr: wrap((ctx, id) => {
         const n = this.node(id)
         if (n.fs === 0) return []
-        return listXattrs(this.vol, this.inodeOf(n)).map((x) => x.name)
+        // As ext4: trusted.* names are listed to root only (the kernel refuses everyone else
+        // their values, but leaves listing to the filesystem).
+        const names = listXattrs(this.vol, this.inodeOf(n)).map((x) => x.name)
+        return ctx.uid === 0 ? names : names.filter((x) => !x.subarray(0, TRUSTED.length).equals(TRUSTED))
       }),
       removexattr: mutating((_ctx, id, name) => {
         const n = this.node(id)
@@ -731,7 +795,7 @@ export class PrismFs {
         this.addOpen(n)
         return {entry, open: {fh}}
       }),
-      fallocate: mutating((_ctx, id, fh, mode, off, len) => this.fallocate(this.handleNode(id, fh), mode, off, len)),
+      fallocate: mutating((ctx, id, fh, mode, off, len) => this.fallocate(ctx, this.handleNode(id, fh), mode, off, len)),
       lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),
     }
   }
@@ -791,6 +855,7 @@ export class PrismFs {
   private readdirplus(id: number, fh: number, offset: number): Iterable<DirEntryPlus> {
     const list = this.listing(id, fh, offset)
     const n = this.handles.get(fh)?.node ?? this.node(id)
+    if (offset === 0) this.accessed(n)
     const dotAttr = this.attrOf(n)
     const self = this
     return (function* () {
@@ -813,7 +878,7 @@ export class PrismFs {
     })()
   }
 
-  private setattr(n: Node, s: SetAttr): AttrReply {
+  private setattr(ctx: FuseContext, n: Node, s: SetAttr): AttrReply {
     if (n.fs === 0) throw err('EPERM')
     const inode = this.owned(n)
     const r = inode.r
@@ -830,6 +895,7 @@ export class PrismFs {
       }
     }
     if (s.mode !== undefined) r.mode = (r.mode & S_IFMT) | (s.mode & 0o7777)
+    if (s.size !== undefined) this.dropSgid(ctx, inode) // after the mode the kernel's own clearing sent
     if (s.uid !== undefined) r.uid = s.uid
     if (s.gid !== undefined) r.gid = s.gid
     if (s.atimeNow) {
@@ -951,12 +1017,18 @@ export class PrismFs {
       d.r.mtimeNs = d.r.ctimeNs = t.nsec
       vol.idirty(d)
     }
+    this.moved(p.fs, se2.ino, q, newName)
+    // The renamed file's ctime changes, as on ext4: a file still shared with other filesets
+    // gets this fileset's own copy first (the node follows it), a directory never is shared.
+    if (moving.r.share > 1 && !moving.isDir) {
+      const r = dst.r()
+      moving = ns.own({inode: moving, chain: [...r.chain, r.inode], name: newName, names: dstNames, stamps: [...r.stamps, se2.lastclone]})
+    }
     if (moving.r.share <= 1) {
       moving.r.ctimeS = t.sec
       moving.r.ctimeNs = t.nsec
       vol.idirty(moving)
     }
-    this.moved(p.fs, se2.ino, q, newName)
     reapOrphans(vol)
   }
 
@@ -1006,7 +1078,7 @@ export class PrismFs {
     if (vol.sb.freeBlocks - vol.freedInTxn < blocks + 16) throw err('ENOSPC')
   }
 
-  private fallocate(n: Node, mode: number, off: number, len: number): void {
+  private fallocate(ctx: FuseContext, n: Node, mode: number, off: number, len: number): void {
     if (n.fs === 0) throw err('EISDIR')
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) throw err('EOPNOTSUPP')
     if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) throw err('EOPNOTSUPP')
@@ -1016,6 +1088,7 @@ export class PrismFs {
     const inode = this.owned(n)
     if (inode.isDir) throw err('EISDIR')
     if (!inode.isReg) throw err('ENODEV')
+    this.dropSgid(ctx, inode)
     const ns = this.ns(n.fs)
     const keep = (mode & FALLOC_FL_KEEP_SIZE) !== 0
     const size = inode.r.size
