@@ -54,7 +54,7 @@ export function sys(): Sys {
 }
 
 /** What a command writing a stream to a pipe asks of it: 1 MiB, Linux's default pipe-max-size. */
-export const PIPE_BYTES = 1 << 20
+const PIPE_BYTES = 1 << 20
 
 /**
  * Grows the buffer of the pipe at `fd` (when it is one) so that a command streaming data
@@ -63,9 +63,9 @@ export const PIPE_BYTES = 1 << 20
  * switches. Anything that fails (no pipe, no addon, a user past the pipe limits) leaves the
  * pipe as it was.
  */
-export function growPipe(fd: number, bytes = PIPE_BYTES): void {
+export function growPipe(fd: number): void {
   try {
-    if (fs.fstatSync(fd).isFIFO()) sys().setPipeSize(fd, bytes)
+    if (fs.fstatSync(fd).isFIFO()) sys().setPipeSize(fd, PIPE_BYTES)
   } catch {
     // not a pipe we may grow: written as it is
   }
