@@ -3,8 +3,8 @@
 // needs none of it never loads it: it catches signals for the CLI, and offers utimensat with
 // nanoseconds, mknod, extended attributes of a path without following it, a pipe's buffer
 // size, and a socket peer's credentials. It must never hold policy: callers decide what a
-// signal means, and what to do when a call fails; this only reports (growPipe, below, is the
-// one helper: it asks for a larger pipe and ignores a refusal).
+// signal means, and what to do when a call fails; this only reports (the helpers below for
+// streaming to a pipe, outputFd and writeAll, ask for a larger, blocking pipe and accept a refusal).
 // The file calls take paths and names as Buffers (bytes, as names are) and throw errors shaped
 // as Node's own (code, errno, syscall, path).
 import fs from 'node:fs'
@@ -69,4 +69,45 @@ export function growPipe(fd: number): void {
   } catch {
     // not a pipe we may grow: written as it is
   }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * A descriptor to stream output to in place of `fd`, this process's own standard output or
+ * error. Node makes a pipe on them non-blocking, and then every full pipe costs a retry:
+ * reopening the same pipe through /proc gives a descriptor of its own that blocks, grown to
+ * 1 MiB. A socket cannot be reopened, and anything else needs no reopening: `fd` itself is
+ * returned. The caller closes a descriptor that differs from `fd`.
+ */
+export function outputFd(fd: number): number {
+  try {
+    if (fs.fstatSync(fd).isFIFO()) {
+      const own = fs.openSync(`/proc/self/fd/${fd}`, 'w')
+      growPipe(own)
+      return own
+    }
+  } catch {
+    // not Linux, or no /proc: written as it is
+  }
+  return fd
+}
+
+/**
+ * Writes all of `buf` to `fd`, waiting out a full non-blocking pipe or socket (EAGAIN), as a
+ * blocking write would. Returns false when the reader is gone (EPIPE); throws anything else.
+ */
+export function writeAll(fd: number, buf: Uint8Array): boolean {
+  let done = 0
+  while (done < buf.length) {
+    try {
+      done += fs.writeSync(fd, buf, done, buf.length - done)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'EAGAIN') { Atomics.wait(sleeper, 0, 0, 1); continue }
+      if (code === 'EPIPE') return false
+      throw e
+    }
+  }
+  return true
 }

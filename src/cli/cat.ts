@@ -2,7 +2,7 @@
 // and by bin/run.js's start-up fast path for plain `prism cat [-i IMAGE] [--wait N] PATH...`
 // (a 1 GiB cat is judged on throughput including start-up, and oclif's start-up is ~0.13 s).
 import fs from 'node:fs'
-import {growPipe} from '../sys.js'
+import {outputFd, writeAll} from '../sys.js'
 import {withImage, namespace} from '../fs/image.js'
 import '../fs/namespace.js'
 import {PrismError, isArgumentError} from '../errors.js'
@@ -12,43 +12,8 @@ import {findImage, imageLoc, parseWait} from './locate.js'
 import {errorLine, notice} from './notices.js'
 import {catchSignals} from './signals.js'
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4))
 /** Pipe-sized writes (as GNU cat's 128 KiB) keep the reader busy; 4 MiB writes halve throughput. */
 const CAT_CHUNK = 128 * 1024
-
-/**
- * The descriptor to write to. Node may have made a pipe on fd 1 non-blocking, and then every
- * full pipe costs a retry; reopening the same pipe through /proc gives a blocking descriptor.
- */
-function outputFd(): number {
-  try {
-    const st = fs.fstatSync(1)
-    if (st.isFIFO() || st.isSocket()) {
-      const fd = fs.openSync('/proc/self/fd/1', 'w')
-      growPipe(fd)
-      return fd
-    }
-  } catch {
-    // not Linux, or no /proc: fall back to fd 1
-  }
-  return 1
-}
-
-/** Writes all of buf to `fd`, waiting out a full non-blocking pipe. Returns false on EPIPE. */
-function writeOut(fd: number, buf: Buffer): boolean {
-  let done = 0
-  while (done < buf.length) {
-    try {
-      done += fs.writeSync(fd, buf, done, buf.length - done)
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code
-      if (code === 'EAGAIN') { Atomics.wait(sleeper, 0, 0, 1); continue }
-      if (code === 'EPIPE') return false
-      throw e
-    }
-  }
-  return true
-}
 
 export interface CatOptions {
   image?: string
@@ -63,7 +28,7 @@ export interface CatOptions {
  */
 export function catPaths(args: string[], opts: CatOptions, failures: Failures): void {
   const locs = args.map(imageLoc)
-  const fd = outputFd()
+  const fd = outputFd(1)
   const image = findImage(opts.image)
   let next = 0
   let view = false
@@ -73,7 +38,7 @@ export function catPaths(args: string[], opts: CatOptions, failures: Failures): 
       const loc = locs[next]
       let open = true
       try {
-        namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeOut(fd, buf)), CAT_CHUNK)
+        namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeAll(fd, buf)), CAT_CHUNK)
       } catch (e) {
         // Nothing of a path is written out before it is found to be a readable file.
         if (!isArgumentError(e)) throw e
