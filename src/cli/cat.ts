@@ -31,8 +31,12 @@ export function catPaths(args: string[], opts: CatOptions, failures: Failures): 
   const fd = outputFd(1)
   // Into a pipe or a file, data goes straight from the image file (sendfile), not through
   // memory: one copy fewer than cat's read and write, where the pipe is the limit.
+  // Not into a pipe while the image is lent by its server (src/cli/served.ts): cat would then
+  // hold the image, and the mounts, until the reader has read, and a reader that first
+  // touches a mount would wait for cat forever.
   const st = fs.fstatSync(fd)
-  const direct = st.isFIFO() || st.isFile()
+  const lent = Symbol.for('prism.lend') in globalThis
+  const direct = st.isFile() || (st.isFIFO() && !lent)
   const image = findImage(opts.image)
   let next = 0
   let view = false
