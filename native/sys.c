@@ -15,8 +15,9 @@
  *
  * Also the file calls Node lacks or rounds, for copying a tree exactly: extended attributes of
  * a path without following a final symlink (l*xattr), with names and paths as bytes;
- * utimensat/futimens with nanoseconds; mknod for device nodes and FIFOs; and the credentials
- * of a Unix socket's peer (SO_PEERCRED). Each throws an Error shaped as Node's own system
+ * utimensat/futimens with nanoseconds; mknod for device nodes and FIFOs; the credentials
+ * of a Unix socket's peer (SO_PEERCRED); and, for streaming a file to a pipe without copying
+ * it through JavaScript, sendfile(2) and the bytes a pipe still holds unread (FIONREAD). Each throws an Error shaped as Node's own system
  * errors (code, errno, syscall, path), so callers treat them alike.
  */
 #define _GNU_SOURCE
@@ -24,6 +25,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -393,6 +397,53 @@ static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static int64_t int64_arg(napi_env env, napi_value v) {
+  int64_t x = -1;
+  if (napi_get_value_int64(env, v, &x) != napi_ok) return -1;
+  return x;
+}
+
+/* sendFile(outFd, inFd, pos, count): one sendfile(2) of at most `count` bytes of inFd from
+ * byte `pos` to outFd. Returns the bytes sent (0 at inFd's end), or -errno (EAGAIN from a
+ * non-blocking output, EPIPE, EINVAL where sendfile cannot go: the caller reads and writes). */
+static napi_value js_sendfile(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t out = argc >= 4 ? int64_arg(env, argv[0]) : -1, in = argc >= 4 ? int64_arg(env, argv[1]) : -1;
+  int64_t pos = argc >= 4 ? int64_arg(env, argv[2]) : -1, count = argc >= 4 ? int64_arg(env, argv[3]) : -1;
+  if (out < 0 || in < 0 || pos < 0 || count < 0 || out > INT32_MAX || in > INT32_MAX) {
+    napi_throw_type_error(env, NULL, "sendFile(outFd, inFd, pos, count)");
+    return NULL;
+  }
+  off_t o = (off_t)pos;
+  if (count > 0x7ffff000) count = 0x7ffff000;
+  ssize_t n = sendfile((int)out, (int)in, &o, (size_t)count);
+  napi_value r;
+  napi_create_int64(env, n < 0 ? -(int64_t)errno : (int64_t)n, &r);
+  return r;
+}
+
+/* pipeUnread(fd): the bytes the pipe at fd holds that its reader has not read yet (FIONREAD),
+ * -EPIPE when no reader has it open any more, or -errno. */
+static napi_value js_pipe_unread(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) { napi_throw_type_error(env, NULL, "pipeUnread(fd)"); return NULL; }
+  int rc;
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  if (poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP | POLLNVAL))) rc = p.revents & POLLNVAL ? -EBADF : -EPIPE;
+  else {
+    int n = 0;
+    rc = ioctl(fd, FIONREAD, &n) == 0 ? n : -errno;
+  }
+  napi_value r;
+  napi_create_int32(env, rc, &r);
+  return r;
+}
+
 static napi_value js_mknod(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -434,7 +485,7 @@ NAPI_MODULE_INIT() {
   static const struct {const char *name; napi_callback cb;} fns[] = {
     {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
     {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
-    {"peerCred", js_peercred},
+    {"peerCred", js_peercred}, {"sendFile", js_sendfile}, {"pipeUnread", js_pipe_unread},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

@@ -3,8 +3,8 @@
 // needs none of it never loads it: it catches signals for the CLI, and offers utimensat with
 // nanoseconds, mknod, extended attributes of a path without following it, a pipe's buffer
 // size, and a socket peer's credentials. It must never hold policy: callers decide what a
-// signal means, and what to do when a call fails; this only reports (growPipe, below, is the
-// one helper: it asks for a larger pipe and ignores a refusal).
+// signal means, and what to do when a call fails; this only reports (the helpers below for
+// streaming to a pipe, outputFd and writeAll, ask for a larger, blocking pipe and accept a refusal).
 // The file calls take paths and names as Buffers (bytes, as names are) and throw errors shaped
 // as Node's own (code, errno, syscall, path).
 import fs from 'node:fs'
@@ -35,6 +35,10 @@ export interface Sys {
   mknod(path: Buffer, mode: number, major: number, minor: number): void
   /** Grows a pipe's buffer to at least `bytes` (fcntl F_SETPIPE_SZ, never shrinking it): its size, or -errno. */
   setPipeSize(fd: number, bytes: number): number
+  /** sendfile(2) of at most `count` bytes of inFd from byte `pos` to outFd: the bytes sent, or -errno. */
+  sendFile?(outFd: number, inFd: number, pos: number, count: number): number
+  /** The bytes a pipe holds unread (FIONREAD), -EPIPE when it has no reader left, or -errno. */
+  pipeUnread?(fd: number): number
   /** The credentials of a connected Unix socket's other end. */
   peerCred(fd: number): {pid: number, uid: number, gid: number}
 }
@@ -69,4 +73,95 @@ export function growPipe(fd: number): void {
   } catch {
     // not a pipe we may grow: written as it is
   }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * A descriptor to stream output to in place of `fd`, this process's own standard output or
+ * error. Node makes a pipe on them non-blocking, and then every full pipe costs a retry:
+ * reopening the same pipe through /proc gives a descriptor of its own that blocks, grown to
+ * 1 MiB. A socket cannot be reopened, and anything else needs no reopening: `fd` itself is
+ * returned. The caller closes a descriptor that differs from `fd`.
+ */
+export function outputFd(fd: number): number {
+  try {
+    if (fs.fstatSync(fd).isFIFO()) {
+      const own = fs.openSync(`/proc/self/fd/${fd}`, 'w')
+      growPipe(own)
+      return own
+    }
+  } catch {
+    // not Linux, or no /proc: written as it is
+  }
+  return fd
+}
+
+/**
+ * Writes all of `buf` to `fd`, waiting out a full non-blocking pipe or socket (EAGAIN), as a
+ * blocking write would. Returns false when the reader is gone (EPIPE); throws anything else.
+ */
+export function writeAll(fd: number, buf: Uint8Array): boolean {
+  let done = 0
+  while (done < buf.length) {
+    try {
+      done += fs.writeSync(fd, buf, done, buf.length - done)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'EAGAIN') { Atomics.wait(sleeper, 0, 0, 1); continue }
+      if (code === 'EPIPE') return false
+      throw e
+    }
+  }
+  return true
+}
+
+const EAGAIN = 11
+const EPIPE = 32
+
+/**
+ * Sends `count` bytes of `inFd` from byte `pos` to `outFd` with sendfile(2), without copying
+ * them through memory, waiting out a full non-blocking output. Returns the bytes sent: all of
+ * them; fewer where sendfile cannot go on (not supported between these descriptors, or the
+ * end of inFd): the caller writes the rest itself; or -1 when the reader is gone (EPIPE).
+ * Throws on an I/O error. A pipe then holds references to the page cache of inFd, not
+ * copies: see drainPipe.
+ */
+export function sendAll(outFd: number, inFd: number, pos: number, count: number): number {
+  let s: Sys
+  try {
+    s = sys()
+  } catch {
+    return 0
+  }
+  if (typeof s.sendFile !== 'function') return 0
+  let done = 0
+  while (done < count) {
+    const n = s.sendFile(outFd, inFd, pos + done, count - done)
+    if (n > 0) { done += n; continue }
+    if (n === 0) break // the end of inFd
+    if (n === -EAGAIN) { Atomics.wait(sleeper, 0, 0, 1); continue }
+    if (n === -EPIPE) return -1
+    if (n === -22 || n === -38 || n === -95) break // EINVAL, ENOSYS, EOPNOTSUPP: not between these
+    throw Object.assign(new Error(`sendfile failed: errno ${-n}`), {errno: n, code: n === -5 ? 'EIO' : `E${-n}`, syscall: 'sendfile'})
+  }
+  return done
+}
+
+/**
+ * Waits until the pipe at `fd` holds nothing unread (or its reader is gone). What sendfile put
+ * in a pipe are references to the page cache of the file it came from, so a process that sent
+ * data of the image this way keeps the image until the reader has taken it: otherwise a later
+ * write to a block the pipe still names (a freed block given to another file) would change
+ * what the reader gets.
+ */
+export function drainPipe(fd: number): void {
+  let s: Sys
+  try {
+    s = sys()
+  } catch {
+    return
+  }
+  if (typeof s.pipeUnread !== 'function') return
+  for (let wait = 0; s.pipeUnread(fd) > 0; wait = Math.min(wait + 1, 20)) Atomics.wait(sleeper, 0, 0, wait)
 }

@@ -46,13 +46,13 @@ export interface RunResult {
  * Runs a command (never in this process). After `timeoutMs` it is killed and the promise
  * rejects at once: a process waiting on a hung FUSE server dies only when the request ends.
  */
-export function run(cmd: string, args: string[], opts: {timeoutMs?: number, input?: string} = {}): Promise<RunResult> {
+export function run(cmd: string, args: string[], opts: {timeoutMs?: number, input?: string, env?: NodeJS.ProcessEnv} = {}): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 20_000
   return new Promise((resolve, reject) => {
     let stdout = ''
     let stderr = ''
     let done = false
-    const child = spawn(cmd, args, {stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
+    const child = spawn(cmd, args, {stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: opts.env ? {...process.env, ...opts.env} : process.env})
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
       if (!done) reject(new Error(`${cmd} ${args.join(' ')}: killed after ${timeoutMs} ms (hung mount?)`))

@@ -139,7 +139,7 @@ describe('host targets: what a command writes to on the host is written into, ne
     expect(fs.statSync(old).size).to.be.greaterThan(1024)
   })
 
-  it('cp replaces a symlink at the destination and never writes through it, except the streams /dev names', () => {
+  it('cp replaces a symlink at the destination and never writes through it, except the streams /dev and /proc name', () => {
     const real = path.join(dir, 'precious')
     fs.writeFileSync(real, 'precious\n')
     fs.symlinkSync('precious', path.join(dir, 'link'))
@@ -148,12 +148,13 @@ describe('host targets: what a command writes to on the host is written into, ne
     expect(fs.readFileSync(real, 'utf8')).to.equal('precious\n')
     expect(fs.lstatSync(path.join(dir, 'link')).isFile()).to.equal(true)
     expect(fs.readFileSync(path.join(dir, 'link'), 'utf8')).to.equal('hello\n')
-    for (const stream of ['/dev/stdout', '/dev/fd/1']) {
-      const before = fs.readlinkSync(stream === '/dev/stdout' ? stream : '/dev/fd')
+    for (const stream of ['/dev/stdout', '/dev/fd/1', '/proc/self/fd/1']) {
+      const link = stream === '/dev/stdout' ? stream : stream === '/dev/fd/1' ? '/dev/fd' : '/proc/self'
+      const before = fs.readlinkSync(link)
       const out = prism(['cp', '-i', img, 'root:/f', stream])
       expect(out.status, out.stderr).to.equal(0)
       expect(out.stdout).to.equal('hello\n')
-      expect(fs.readlinkSync(stream === '/dev/stdout' ? stream : '/dev/fd')).to.equal(before)
+      if (link !== '/proc/self') expect(fs.readlinkSync(link)).to.equal(before)
     }
     // through /dev/stdout into a regular file (and a pipe): written where stdout stands, as cat writes
     const piped = spawnSync('sh', ['-c', `${process.execPath} ${BIN} cp -i ${img} root:/f /dev/stdout | cat`], {env: {...process.env, PRISM_NO_BACKGROUND: '1'}})

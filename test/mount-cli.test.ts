@@ -270,6 +270,19 @@ print(json.dumps([back, free1 - free0, free2 - free1, os.path.exists(p)]))`, mp)
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
   })
 
+  it('prism cat of a served image into a pipe whose reader first reads the mount: both finish (cat leaves the image at once)', async () => {
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    const small = 'a small file, in blocks of its own (not inline)\n'.repeat(200)
+    await fsp.writeFile(path.join(mp, 'small'), small)
+    await fsp.writeFile(path.join(mp, 'seen'), 'through the mount\n')
+    // The reader reads the mount before the pipe: the server must be serving by then.
+    const r = await run('sh', ['-c', `"${process.execPath}" "${BIN}" cat -i "${s.image}" root:/small | { sleep 0.5; cat "${path.join(mp, 'seen')}"; cat; }`], {timeoutMs: 30_000})
+    expect(r.code, r.stderr).to.equal(0)
+    expect(r.stdout).to.equal('through the mount\n' + small)
+    await s.umount(mp)
+  })
+
   it('prism serve runs the server in the foreground until SIGTERM, which unmounts and closes the image clean; mount --foreground ends at umount', async () => {
     const mp = s.mountpoint()
     const serve = spawn(process.execPath, [BIN, 'serve', '-i', s.image], {stdio: ['ignore', 'pipe', 'pipe']})

@@ -131,13 +131,17 @@ describe('prism mount: a file open through a mount stays its fileset\'s when a c
 
   const MODES = ['sync', 'async', 'lazy']
   // Each: the command run on root:/FILE while the mount has FILE open, and what root:/FILE holds after the write through the mount.
-  const CASES: Array<{what: string, cmd: (f: string, dir: string) => string[], input?: string, after: 'written' | RegExp | null, unshared?: boolean}> = [
+  // (an unusable $TMPDIR: the command puts its report beside the server's socket)
+  const NO_TMP = {TMPDIR: '/nonexistent/prism-no-tmpdir'}
+  const CASES: Array<{what: string, cmd: (f: string, dir: string) => string[], input?: string, after: 'written' | RegExp | null, unshared?: boolean, env?: NodeJS.ProcessEnv}> = [
     {what: 'chmod', cmd: (f) => ['chmod', '600', f], after: 'written'},
     {what: 'chown', cmd: (f) => ['chown', '1:1', f], after: 'written'},
     {what: 'touch', cmd: (f) => ['touch', f], after: 'written'},
     {what: 'xattr set', cmd: (f) => ['xattr', 'set', f, 'user.k', 'v'], after: 'written'},
     {what: 'truncate', cmd: (f) => ['truncate', '-s', '40', f], after: 'written'},
     {what: 'write', cmd: (f) => ['write', f], input: 'written by a command, long enough\n', after: 'written'},
+    {what: 'write with $TMPDIR missing', cmd: (f) => ['write', f], input: 'written by a command, long enough\n', after: 'written', env: NO_TMP},
+    {what: 'chmod with $TMPDIR missing', cmd: (f) => ['chmod', '600', f], after: 'written', env: NO_TMP},
     {what: 'rm', cmd: (f) => ['rm', f], after: null},
     {what: 'rm of a file no clone shares', cmd: (f) => ['rm', f], after: null, unshared: true},
     {what: 'cp over it', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/},
@@ -161,7 +165,7 @@ describe('prism mount: a file open through a mount stays its fileset\'s when a c
       if (c.unshared) fs.renameSync(file, path.join(mp, 'tmp-' + name))
       await cliOk(['clone', '-i', s.image, 'root', `c${n}`, '--mode', mode])
       if (c.unshared) fs.renameSync(path.join(mp, 'tmp-' + name), file)
-      const r = await cli([...c.cmd(`root:/${name}`, s.dir), '-i', s.image], {input: c.input})
+      const r = await cli([...c.cmd(`root:/${name}`, s.dir), '-i', s.image], {input: c.input, env: c.env})
       expect(r.code, r.stderr).to.equal(0)
       fs.writeFileSync(go, '')
       const h = await hold

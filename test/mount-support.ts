@@ -13,8 +13,8 @@ import {BIN, newImage, tmpDir} from './helpers.js'
 export {skipWithoutFuse} from './fuse-support.js'
 
 /** The CLI, asynchronously, killed after `timeoutMs`. */
-export function cli(args: string[], opts: {timeoutMs?: number, input?: string} = {}): Promise<RunResult> {
-  return run(process.execPath, [BIN, ...args], {timeoutMs: opts.timeoutMs ?? 60_000, input: opts.input})
+export function cli(args: string[], opts: {timeoutMs?: number, input?: string, env?: NodeJS.ProcessEnv} = {}): Promise<RunResult> {
+  return run(process.execPath, [BIN, ...args], {timeoutMs: opts.timeoutMs ?? 60_000, input: opts.input, env: opts.env})
 }
 
 export async function cliOk(args: string[], opts: {timeoutMs?: number} = {}): Promise<string> {

@@ -1,4 +1,4 @@
-// `prism cat` and `prism export` to standard output grow a pipe's buffer to 1 MiB (src/sys.ts
+// `prism cat`, `prism cp` to /dev/stdout and `prism export` to standard output grow a pipe's buffer to 1 MiB (src/sys.ts
 // growPipe), never shrink a larger one, and leave anything that is not a pipe alone; the bytes
 // that come out are the same every way. The reader is a python process that reads the pipe to
 // its end and only then asks the pipe's size (F_GETPIPE_SZ), so that it sees what the writer
@@ -65,6 +65,16 @@ describe('streams to a pipe: the pipe grows to 1 MiB, the bytes are the same', f
     expect(r.bytes).to.equal(data.length)
     expect(r.sha).to.equal(sha(data))
     expect(r.pipeSize).to.equal(MiB)
+  })
+
+  it('prism cp to /dev/stdout, /dev/fd/1 or /proc/self/fd/1 grows the pipe too, and writes the file exactly (a full pipe is waited out)', () => {
+    for (const to of ['/dev/stdout', '/dev/fd/1', '/proc/self/fd/1']) {
+      const r = throughPipe(['cp', 'root:/f.bin', to, '-i', img])
+      expect(r.status, r.stderr).to.equal(0)
+      expect(r.bytes, to).to.equal(data.length)
+      expect(r.sha, to).to.equal(sha(data))
+      expect(r.pipeSize, to).to.equal(MiB)
+    }
   })
 
   it('prism export to standard output grows the pipe too, and the archive is whole', () => {

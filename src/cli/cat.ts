@@ -2,7 +2,7 @@
 // and by bin/run.js's start-up fast path for plain `prism cat [-i IMAGE] [--wait N] PATH...`
 // (a 1 GiB cat is judged on throughput including start-up, and oclif's start-up is ~0.13 s).
 import fs from 'node:fs'
-import {growPipe} from '../sys.js'
+import {drainPipe, outputFd, sendAll, writeAll} from '../sys.js'
 import {withImage, namespace} from '../fs/image.js'
 import '../fs/namespace.js'
 import {PrismError, isArgumentError} from '../errors.js'
@@ -12,43 +12,8 @@ import {findImage, imageLoc, parseWait} from './locate.js'
 import {errorLine, notice} from './notices.js'
 import {catchSignals} from './signals.js'
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4))
 /** Pipe-sized writes (as GNU cat's 128 KiB) keep the reader busy; 4 MiB writes halve throughput. */
 const CAT_CHUNK = 128 * 1024
-
-/**
- * The descriptor to write to. Node may have made a pipe on fd 1 non-blocking, and then every
- * full pipe costs a retry; reopening the same pipe through /proc gives a blocking descriptor.
- */
-function outputFd(): number {
-  try {
-    const st = fs.fstatSync(1)
-    if (st.isFIFO() || st.isSocket()) {
-      const fd = fs.openSync('/proc/self/fd/1', 'w')
-      growPipe(fd)
-      return fd
-    }
-  } catch {
-    // not Linux, or no /proc: fall back to fd 1
-  }
-  return 1
-}
-
-/** Writes all of buf to `fd`, waiting out a full non-blocking pipe. Returns false on EPIPE. */
-function writeOut(fd: number, buf: Buffer): boolean {
-  let done = 0
-  while (done < buf.length) {
-    try {
-      done += fs.writeSync(fd, buf, done, buf.length - done)
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code
-      if (code === 'EAGAIN') { Atomics.wait(sleeper, 0, 0, 1); continue }
-      if (code === 'EPIPE') return false
-      throw e
-    }
-  }
-  return true
-}
 
 export interface CatOptions {
   image?: string
@@ -63,24 +28,49 @@ export interface CatOptions {
  */
 export function catPaths(args: string[], opts: CatOptions, failures: Failures): void {
   const locs = args.map(imageLoc)
-  const fd = outputFd()
+  const fd = outputFd(1)
+  // Into a pipe or a file, data goes straight from the image file (sendfile), not through
+  // memory: one copy fewer than cat's read and write, where the pipe is the limit.
+  // Not into a pipe while the image is lent by its server (src/cli/served.ts): cat would then
+  // hold the image, and the mounts, until the reader has read, and a reader that first
+  // touches a mount would wait for cat forever.
+  const st = fs.fstatSync(fd)
+  const lent = Symbol.for('prism.lend') in globalThis
+  const direct = st.isFile() || (st.isFIFO() && !lent)
   const image = findImage(opts.image)
   let next = 0
   let view = false
   const run = (write: boolean, wait = opts.wait) => withImage(image, {write, wait, onWait: opts.onWait, onNotice: opts.onNotice}, (vol) => {
     if (!view && wantsWrite(vol, image)) throw new PrismError('ENEEDWRITE', 'a clone is still expanding')
-    for (; next < locs.length; next++) {
-      const loc = locs[next]
-      let open = true
-      try {
-        namespace(vol, loc.fileset).stream(loc.path, (buf) => (open = writeOut(fd, buf)), CAT_CHUNK)
-      } catch (e) {
-        // Nothing of a path is written out before it is found to be a readable file.
-        if (!isArgumentError(e)) throw e
-        vol.abort()
-        failures.report(e)
+    let sentToPipe = false
+    try {
+      for (; next < locs.length; next++) {
+        const loc = locs[next]
+        let open = true
+        const sink = (buf: Buffer): boolean => (open = writeAll(fd, buf))
+        try {
+          const ns = namespace(vol, loc.fileset)
+          if (direct) {
+            ns.streamSpans(loc.path, (from, pos, bytes) => {
+              const n = sendAll(fd, from, pos, bytes)
+              if (n < 0) open = false
+              else if (n > 0) sentToPipe ||= st.isFIFO()
+              return n
+            }, sink, CAT_CHUNK)
+          } else {
+            ns.stream(loc.path, sink, CAT_CHUNK)
+          }
+        } catch (e) {
+          // Nothing of a path is written out before it is found to be a readable file.
+          if (!isArgumentError(e)) throw e
+          vol.abort()
+          failures.report(e)
+        }
+        if (!open) return // the reader went away, as cat on SIGPIPE
       }
-      if (!open) return // the reader went away, as cat on SIGPIPE
+    } finally {
+      // The pipe holds the image's pages, not copies: the image is kept until they are read.
+      if (sentToPipe) drainPipe(fd)
     }
   })
   try {

@@ -130,13 +130,23 @@ export async function borrowIfServed(argv: string[]): Promise<void> {
   if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
   // Where this command reports the private copies it makes of shared inodes (src/fs/volume.ts
   // lendObserver): the server reads it when it takes the image back, and removes it.
-  const report = path.join(os.tmpdir(), `prism-lend-${process.pid}-${Date.now().toString(36)}`)
+  // It goes beside the server's socket, in a directory only this user may enter; $TMPDIR is
+  // the fallback (a borrower of another user than the server's cannot write there), so an
+  // unwritable or missing $TMPDIR does not stop the command.
+  const name = `prism-lend-${process.pid}-${Date.now().toString(36)}`
+  let report = ''
   let reportFd = -1
-  try {
-    reportFd = fs.openSync(report, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
-  } catch (e) {
-    die(`cannot make the report file ${report} a command on a served image needs: ${(e as Error).message}`, 1)
+  let failed: Error | undefined
+  for (const dir of [path.dirname(sock), os.tmpdir()]) {
+    report = path.join(dir, name)
+    try {
+      reportFd = fs.openSync(report, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+      break
+    } catch (e) {
+      failed ??= e as Error
+    }
   }
+  if (reportFd < 0) die(`cannot make the report file ${name} a command on a served image needs, beside the server's socket or in $TMPDIR: ${failed!.message}`, 1)
   const held = await new Promise<{held: number[], open: string[]} | null>((resolve, reject) => {
     let buf = ''
     const c = net.createConnection(sock)

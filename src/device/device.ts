@@ -22,6 +22,12 @@ export interface BlockDevice {
   writev?(block: number, bufs: Buffer[]): void
   /** Makes every completed write durable (fdatasync). */
   sync(): void
+  /**
+   * Where `block` lies in the host file (a descriptor open on it for reading, and the byte
+   * position), so that data can be sent from there without being read into memory
+   * (sendfile). None for memory, or where blocks do not lie in one file in order.
+   */
+  hostSpan?(block: number): {fd: number, pos: number}
   /** The host file's device and inode numbers (none for memory), so that no command writes a host file over the image itself. */
   identity?(): {dev: bigint, ino: bigint}
   /**

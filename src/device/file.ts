@@ -172,6 +172,10 @@ export class FileDevice implements BlockDevice {
     if (this.createdFile) removeQuietly(this.path)
   }
 
+  hostSpan(block: number): {fd: number, pos: number} {
+    return {fd: this.fd, pos: block * BLOCK_SIZE}
+  }
+
   read(block: number, buf: Buffer): void {
     let done = 0
     try {

@@ -382,6 +382,55 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => boo
   }
 }
 
+/** Zeros for the holes streamSpans hands out (never written to). */
+let zeroChunk: Buffer | null = null
+
+/**
+ * streamData for a caller that can send data straight from the image file (sendfile to a
+ * pipe), in file order: each piece of a mapped run whose blocks hold their content in place
+ * in the host file (BlockStore.hostSpan) comes as `span(fd, pos, bytes)`, and the caller
+ * sends those bytes of that descriptor and returns how many it sent; the rest (holes as
+ * zeros, inline data, data not yet written back, and whatever a span did not send) comes as
+ * buffers to `sink`, which must consume each before returning. A span returning -1, or the
+ * sink returning false, stops the stream (the reader went away).
+ */
+export function streamSpans(vol: Volume, inode: Inode, span: (fd: number, pos: number, bytes: number) => number, sink: (buf: Buffer) => boolean | void, chunk = STREAM_CHUNK): void {
+  const size = inode.r.size
+  if (size === 0) return
+  if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return }
+  chunk = chunkFor(size, chunk)
+  const chunkBlocks = chunk / BLOCK_SIZE
+  const zeros = (zeroChunk ??= Buffer.alloc(STREAM_CHUNK)).subarray(0, chunk)
+  let pos = 0 // byte position in the file: everything before it went out
+  const holeTo = (end: number): boolean => {
+    for (; pos < end; pos += Math.min(chunk, end - pos)) if (sink(zeros.subarray(0, Math.min(chunk, end - pos))) === false) return false
+    return true
+  }
+  for (const e of loadExtents(vol, inode)) {
+    if (e.l * BLOCK_SIZE >= size) break
+    if (!holeTo(e.l * BLOCK_SIZE)) return
+    for (let i = 0; i < e.n && pos < size; i += chunkBlocks) {
+      const n = Math.min(chunkBlocks, e.n - i)
+      const bytes = Math.min(n * BLOCK_SIZE, size - pos)
+      const at = vol.store.hostSpan(e.p + i, n)
+      let sent = 0
+      if (at) {
+        sent = span(at.fd, at.pos, bytes)
+        if (sent < 0) return
+      }
+      if (sent < bytes) {
+        // The rest of the piece, read (from its first block not sent whole).
+        const skip = Math.floor(sent / BLOCK_SIZE)
+        const buf = scratchBuf(chunk).subarray(0, (n - skip) * BLOCK_SIZE)
+        vol.store.readData(e.p + i + skip, buf)
+        if (sink(buf.subarray(sent - skip * BLOCK_SIZE, bytes - skip * BLOCK_SIZE)) === false) return
+      }
+      pos += bytes
+    }
+  }
+  holeTo(size)
+}
+
 /**
  * Calls `sink(offset, buf)` for each mapped run of the file, in order, in chunks of at most
  * `chunk` bytes; holes are skipped (for sparse copies). The buffer is reused, unless

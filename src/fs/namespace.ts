@@ -14,7 +14,7 @@ import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
-import {loadExtents, readData, releaseAll, shareInto, streamData, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
+import {loadExtents, readData, releaseAll, shareInto, streamData, streamSpans, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
 import {effectiveLocality, layoutOf, policyFor, resolvePolicy, setInodeLocality, type EffectiveLocality, type Layout, type LocalityPolicy} from './locality.js'
 import type {LocalityCode} from '../format/locality.js'
 import type {Fileset} from './filesets.js'
@@ -365,6 +365,14 @@ export class Namespace {
     const inode = this.resolve(path, true)
     if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
     if (!inode.isSpecial) streamData(this.vol, inode, sink, chunk)
+    return inode
+  }
+
+  /** stream, with data sent from the image file in place where it can be (extents.ts streamSpans). */
+  streamSpans(path: string, span: (fd: number, pos: number, bytes: number) => number, sink: (buf: Buffer) => boolean | void, chunk?: number): Inode {
+    const inode = this.resolve(path, true)
+    if (inode.isDir) fail('EISDIR', `${this.where(path)}: is a directory`)
+    if (!inode.isSpecial) streamSpans(this.vol, inode, span, sink, chunk)
     return inode
   }
 

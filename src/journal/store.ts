@@ -315,6 +315,20 @@ export class BlockStore {
     overlayQueue(this.queue, block, buf)
   }
 
+  /**
+   * Where data blocks [block, block+n) lie in the host file, when what lies there is their
+   * content: none of them is queued or being written behind (BlockDevice.hostSpan). Null
+   * otherwise: the caller reads them (readData), which sees the newer content.
+   */
+  hostSpan(block: number, n: number): {fd: number, pos: number} | null {
+    if (!this.dev.hostSpan || !(block >= 0 && block + n <= this.dev.blocks)) return null
+    for (const q of [this.queue, ...this.behind]) {
+      if (q.index.size === 0 || block > q.hi || block + n - 1 < q.lo) continue
+      for (let i = 0; i < n; i++) if (queueHas(q, block + i)) return null
+    }
+    return this.dev.hostSpan(block)
+  }
+
   private behindHas(block: number): boolean {
     for (const q of this.behind) if (queueHas(q, block)) return true
     return false

@@ -33,6 +33,7 @@ import {makeHostNode, readHostXattrs, setHostTimes, splitRdev, writeHostXattr} f
 import {Stage} from './stage.js'
 import {SmallFileBuffers} from './smallfiles.js'
 import {checkInterrupt} from '../interrupt.js'
+import {growPipe, outputFd, writeAll} from '../sys.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
 export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string, ns?: Namespace}
@@ -651,6 +652,11 @@ function mergeXattrs(ns: Namespace, d: Inode, hostPath: Buffer, from: string, ct
 
 // ---------------------------------------------------------------- image -> host
 
+/** A name of a descriptor's stream: under /dev (stdout, stderr, fd/N), or /proc/(self|PID)/fd/N. */
+function isStreamName(p: string): boolean {
+  return p.startsWith('/dev/') || /^\/proc\/(?:self|thread-self|\d+)(?:\/task\/\d+)?\/fd\/\d+$/.test(p)
+}
+
 function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx): void {
   let inode: Inode
   try {
@@ -661,9 +667,9 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
   }
   if (inode.isDir && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${ns.where(imgPath)}'`)
   // A symlink at the destination is replaced, never written through (it may lead to a file
-  // the user did not name), except the streams /dev names (/dev/stdout, /dev/fd/N): a file is
-  // written into what they lead to, from its start, as cp does.
-  if (inode.isReg && path.resolve(nameText(hostPath)).startsWith('/dev/') && hostLstat(hostPath)?.isSymbolicLink()) {
+  // the user did not name), except the streams /dev and /proc name (/dev/stdout, /dev/fd/N,
+  // /proc/self/fd/N): a file is written into what they lead to, from its start, as cp does.
+  if (inode.isReg && isStreamName(path.resolve(nameText(hostPath))) && hostLstat(hostPath)?.isSymbolicLink()) {
     let st: fs.BigIntStats
     try {
       st = fs.statSync(hostPath, {bigint: true})
@@ -877,19 +883,20 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
  */
 function writeInto(ns: Namespace, inode: Inode, to: Buffer | number, ctx: Ctx, truncate = false): void {
   // (this process's own stdout or stderr is written where it stands, as cat writes it)
-  const fd = typeof to === 'number' ? to : fs.openSync(to, fs.constants.O_WRONLY | (truncate ? fs.constants.O_TRUNC : 0))
+  // (a pipe there is reopened to block, and grown, as cat's output is: src/sys.ts outputFd)
+  const fd = typeof to === 'number' ? outputFd(to) : fs.openSync(to, fs.constants.O_WRONLY | (truncate ? fs.constants.O_TRUNC : 0))
   try {
+    growPipe(fd)
     const size = inode.r.size
     for (let off = 0; off < size;) {
       checkInterrupt()
       const buf = readData(ns.vol, inode, off, Math.min(DATA_BUFFER_SIZE, size - off))
-      let done = 0
-      while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, null)
+      if (!writeAll(fd, buf)) throw Object.assign(new Error('Broken pipe'), {code: 'EPIPE', errno: -32, syscall: 'write'})
       off += buf.length
       ctx.stats.bytes += buf.length
     }
   } finally {
-    if (typeof to !== 'number') fs.closeSync(fd)
+    if (fd !== to) fs.closeSync(fd)
   }
   ctx.stats.files++
   progress(ctx)
