@@ -811,8 +811,10 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       const finish = () => {
         // Owner before mode, as cp does: chown(2) clears the set-id bits; attributes after both
         // (a chown drops a file capability; an ACL and the mode's group bits agree as given).
-        if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
-        fs.chmodSync(hostPath, r.mode & 0o7777)
+        // (The record is taken again: a deferred finish may run after other work.)
+        const d = inode.r
+        if (isRoot) fs.lchownSync(hostPath, d.uid, d.gid)
+        fs.chmodSync(hostPath, d.mode & 0o7777)
         exportXattrs(ns, inode, hostPath, ctx)
         setHostTimes(hostPath, atime, mtime, false)
       }
