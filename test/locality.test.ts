@@ -18,13 +18,14 @@ import {COMPAT_LOCALITY, decodeSuperblock, encodeSuperblock, planGeometry} from 
 import {crc32} from '../src/format/checksum.js'
 import {defragInode, loadExtents, readData} from '../src/fs/extents.js'
 import {listFilesets} from '../src/fs/filesets.js'
-import {createEmptyFileset, namespace} from '../src/fs/image.js'
+import {copy} from '../src/ops/copy.js'
+import {createEmptyFileset, namespace, withImage} from '../src/fs/image.js'
 import type {Inode} from '../src/fs/inode.js'
 import {dirList} from '../src/fs/dir.js'
 import {localityTuning, policyFor, regionView, setFilesetLocality, setImageLocality} from '../src/fs/locality.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice} from '../src/fsck/index.js'
-import {prism, sha256File, tmpDir} from './helpers.js'
+import {newImage, prism, sha256File, tmpDir} from './helpers.js'
 
 /** A formatted memory volume whose image default is a region of `code` (16 = 64 KiB). */
 function memVol(blocks = 8192, code = 16): {dev: MemDevice, vol: Volume} {
@@ -252,6 +253,55 @@ describe('locality: placement', () => {
     expect(c.record().coawRewrites).to.equal(0)
     vol.close()
     expect(fsckDevice(dev, {repair: false}).problems).to.deep.equal([])
+  })
+})
+
+describe('locality: reading a tree', () => {
+  // A clone's rewritten files lie where each round's writes put them, not in name order: an
+  // export of the tree takes its files in the order of their data (FORMAT.md §6.6 "Reading").
+  it("exports a clone's tree in the order its files' data sits in the image, with every file, mode and time as in the image", () => {
+    const dir = tmpDir()
+    try {
+      const img = newImage(dir, 64 * 1024 * 1024)
+      const names = Array.from({length: 40}, (_, i) => `/t/d${i % 4}/f${String(i).padStart(2, '0')}`)
+      const want = new Map<string, Buffer>()
+      withImage(img, {write: true}, (vol) => {
+        const ns = namespace(vol, 'root')
+        for (let d = 0; d < 4; d++) ns.mkdir(`/t/d${d}`, {parents: true})
+        for (const [i, p] of names.entries()) ns.writeFile(p, pattern(BLOCK_SIZE * (1 + (i % 3)) + 10, i))
+        vol.commit()
+        clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'})
+        vol.commit()
+        // The clone rewrites every other file, in reverse name order: their new data lies
+        // after the rest, in the opposite order to their names.
+        const c = namespace(vol, 'c')
+        for (const [i, p] of [...names.entries()].reverse()) {
+          const b = i % 2 ? pattern(BLOCK_SIZE * 2 + 7, 100 + i) : pattern(BLOCK_SIZE * (1 + (i % 3)) + 10, i)
+          if (i % 2) c.writeFile(p, b)
+          want.set(p, b)
+        }
+        c.chmod('/t/d1', 0o555)
+        c.setTimes(c.resolveOwned('/t/d2'), {s: 1000000000, ns: 5}, {s: 1000000001, ns: 7})
+      })
+      const out = path.join(dir, 'out')
+      const order: number[] = []
+      withImage(img, {write: false}, (vol) => {
+        const store = vol.store as {readData: (p: number, buf: Buffer) => void}
+        const read = store.readData.bind(store)
+        store.readData = (p, buf) => { order.push(p); read(p, buf) }
+        const stats = copy(vol, [{kind: 'image', fileset: 'c', path: '/t'}], {kind: 'host', path: out}, {recursive: true})
+        expect(stats.errors).to.deep.equal([])
+        expect(stats.files).to.equal(names.length)
+      })
+      expect(order.length, 'one read a file').to.equal(names.length)
+      expect(order.every((p, i) => i === 0 || p > order[i - 1]), `data read in the order it sits: ${order.join(' ')}`).to.equal(true)
+      for (const [p, b] of want) expect(fs.readFileSync(path.join(out, p.slice(3))).equals(b), p).to.equal(true)
+      expect(fs.statSync(path.join(out, 'd1')).mode & 0o7777, 'a directory made read-only after its files are written').to.equal(0o555)
+      expect(fs.statSync(path.join(out, 'd2'), {bigint: true}).mtimeNs, 'times set after its files are written').to.equal(1000000001_000000007n)
+      fs.chmodSync(path.join(out, 'd1'), 0o755)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
   })
 })
 

@@ -327,6 +327,19 @@ function gapBuf(blocks: number): Buffer {
   return spanScratch.subarray(0, bytes)
 }
 
+/**
+ * Where a file's data starts in the image: the physical block of its first mapped extent; 0
+ * for a file that maps none (inline data, holes only, not a regular file). A reader of many
+ * files (an export of a tree) takes them in this order: a clone's rewritten files lie where
+ * each write put them, so a tree read in name order seeks between most two files, and read in
+ * this order sweeps the image once (FORMAT.md §6.6 "Reading").
+ */
+export function firstBlock(vol: Volume, inode: Inode): number {
+  if (!inode.isReg || inode.r.flags & IF_INLINE || inode.r.size === 0) return 0
+  const ext = loadExtents(vol, inode)
+  return ext.length ? ext[0].p : 0
+}
+
 /** Reads [off, off+len) of a file into a buffer (holes read as zeros). */
 export function readData(vol: Volume, inode: Inode, off: number, len: number): Buffer {
   const size = inode.r.size

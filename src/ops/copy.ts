@@ -22,7 +22,7 @@ import {nameBytes, nameText} from '../format/name.js'
 import {fail, isArgumentError, PrismError, type ErrCode} from '../errors.js'
 import {fsExt} from '../device/file.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
-import {forEachRun, readData, shareData} from '../fs/extents.js'
+import {firstBlock, forEachRun, readData, shareData} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
 import {listXattrs, shareXattrs} from '../fs/xattr.js'
 import {Namespace, reapOrphans, splitPath} from '../fs/namespace.js'
@@ -103,12 +103,26 @@ interface Ctx {
   stage: Stage | null
   /** image to image within one fileset: a destination that is the source's very inode is cp's "same file" */
   sameFs: boolean
+  /**
+   * export of a tree: its regular files, taken in the order their data sits in the image
+   * (flushExport), and what is left to do to each directory once its files are written
+   */
+  deferred: {files: DeferredFile[], after: Array<() => void>} | null
+}
+
+/** A regular file of an exported tree, waiting to be written (exportNode's arguments, and where its data starts). */
+interface DeferredFile {
+  inode: Inode
+  from: string
+  hostPath: Buffer
+  fresh: boolean
+  at: number
 }
 
 function newCtx(opts: CopyOptions): Ctx {
   return {
     opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, skipped: 0, errors: []}, links: new Map(), lastReport: 0,
-    ancestors: new Set(), writer: null, small: null, stage: null, sameFs: false,
+    ancestors: new Set(), writer: null, small: null, stage: null, sameFs: false, deferred: null,
   }
 }
 
@@ -699,9 +713,13 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
   const umask = process.umask(0)
   let failed = true
   try {
+    // A tree's files are written in the order their data sits in the image (flushExport).
+    if (inode.isDir) ctx.deferred = {files: [], after: []}
     exportNode(ns, inode, ns.where(imgPath), hostPath, ctx, false)
+    flushExport(ns, ctx)
     failed = false
   } finally {
+    ctx.deferred = null
     process.umask(umask)
     const w = ctx.writer
     ctx.writer = null
@@ -715,6 +733,27 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
       }
     }
   }
+}
+
+/** Files an export of a tree gathers before it writes them in the order of their data. */
+const EXPORT_BATCH = 16384
+
+/**
+ * Writes the files an export of a tree has gathered, in the order their data sits in the
+ * image, then finishes the directories done with (owner, mode, attributes, times: after
+ * their files, as before). A tree read in name order reads a clone's files rewritten in
+ * different rounds with a seek between most two of them; in this order it is one sweep of
+ * the image (FORMAT.md §6.6 "Reading").
+ */
+function flushExport(ns: Namespace, ctx: Ctx): void {
+  const d = ctx.deferred
+  if (!d) return
+  const files = d.files.sort((a, b) => a.at - b.at)
+  d.files = []
+  for (const f of files) guarded(ctx, () => exportNode(ns, f.inode, f.from, f.hostPath, ctx, f.fresh))
+  const after = d.after
+  d.after = []
+  for (const fn of after) fn()
 }
 
 /**
@@ -763,16 +802,40 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
         guarded(ctx, () => {
           const p = nameProblem(e.name)
           if (p) entryFail('EINVAL', `${where}: skipped an entry with an unsafe name (${p})`)
-          exportNode(ns, ns.vol.iget(e.ino), `${from.endsWith('/') ? from : from + '/'}${nameText(e.name)}`, joinHost(hostPath, e.name), ctx, !existing)
+          const child = ns.vol.iget(e.ino)
+          const childFrom = `${from.endsWith('/') ? from : from + '/'}${nameText(e.name)}`
+          const d = ctx.deferred
+          if (d && child.isReg) {
+            d.files.push({inode: child, from: childFrom, hostPath: joinHost(hostPath, e.name), fresh: !existing, at: firstBlock(ns.vol, child)})
+            if (d.files.length >= EXPORT_BATCH) flushExport(ns, ctx)
+          } else {
+            exportNode(ns, child, childFrom, joinHost(hostPath, e.name), ctx, !existing)
+          }
         })
       }
       ctx.ancestors.delete(inode.ino)
-      // Owner before mode, as cp does: chown(2) clears the set-id bits; attributes after both
-      // (a chown drops a file capability; an ACL and the mode's group bits agree as given).
-      if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
-      fs.chmodSync(hostPath, r.mode & 0o7777)
-      exportXattrs(ns, inode, hostPath, ctx)
-      setHostTimes(hostPath, atime, mtime, false)
+      const finish = () => {
+        // Owner before mode, as cp does: chown(2) clears the set-id bits; attributes after both
+        // (a chown drops a file capability; an ACL and the mode's group bits agree as given).
+        // (The record is taken again: a deferred finish may run after other work.)
+        const d = inode.r
+        if (isRoot) fs.lchownSync(hostPath, d.uid, d.gid)
+        fs.chmodSync(hostPath, d.mode & 0o7777)
+        exportXattrs(ns, inode, hostPath, ctx)
+        setHostTimes(hostPath, atime, mtime, false)
+      }
+      // With the tree's files deferred, after they are written (in flushExport).
+      if (ctx.deferred) {
+        ctx.deferred.after.push(() => guarded(ctx, () => {
+          try {
+            finish()
+          } catch (e) {
+            throw hostErr(e, `cannot write '${where}'`)
+          }
+        }))
+      } else {
+        finish()
+      }
       return
     }
     if (existing?.isDirectory()) notOverDir()
