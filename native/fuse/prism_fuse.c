@@ -82,6 +82,7 @@ struct rec {
   size_t dirsize, dirlen;
   struct fuse_forget_data *forgets;
   size_t nforgets;
+  uint64_t t0;           // when the loop thread read it (ns, CLOCK_MONOTONIC), with stats on
 };
 
 struct note {
@@ -135,6 +136,12 @@ struct mnt {
   struct note *note_head, *note_tail;
   int note_stop;
   int leaked; // finish_mount could not stop the notification thread: never freed
+  // PRISM_FUSE_STATS: per operation, requests answered by JavaScript, ns from being read to
+  // being answered, ns inside the JavaScript call that received them; and requests the loop
+  // thread answered itself. Written to stderr when the session ends.
+  int stats;
+  uint64_t st_count[OP_COUNT], st_wait_ns[OP_COUNT], st_js_ns[OP_COUNT];
+  _Atomic uint64_t st_loop[OP_COUNT];
 };
 
 static atomic_int g_exiting;
@@ -166,6 +173,12 @@ static void log_func(enum fuse_log_level level, const char *fmt, va_list ap) {
 // ---------------------------------------------------------------------------------------
 // Records: built on the loop thread, posted to the main thread.
 
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static void rec_free(struct rec *r) {
   if (r == NULL) return;
   free(r->buf[0]);
@@ -188,6 +201,7 @@ static struct rec *rec_new(fuse_req_t req, int op) {
   r->state = ST_QUEUED;
   if (req != NULL) {
     r->m = fuse_req_userdata(req);
+    if (r->m->stats) r->t0 = now_ns();
     const struct fuse_ctx *c = fuse_req_ctx(req);
     r->uid = c->uid;
     r->gid = c->gid;
@@ -571,6 +585,7 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
   if (ino != 0 && strcmp(name, "security.capability") == 0) {
     struct mnt *m = fuse_req_userdata(req);
     if (atomic_load(&m->nocap[ino % NOCAP_SLOTS]) == ino) {
+      if (m->stats) atomic_fetch_add(&m->st_loop[OP_GETXATTR], 1);
       fuse_reply_err(req, ENODATA);
       return;
     }
@@ -741,8 +756,26 @@ static void mnt_free(struct mnt *m) {
 // The loop has ended (unmounted, aborted, or failed): answer what is still open, stop the
 // notification thread, release the device and the session. Requests still open are answered
 // first, since a notification in progress may be waiting in the kernel for one of them.
+static void print_stats(struct mnt *m) {
+  uint64_t n = 0, w = 0, j = 0, l = 0;
+  fprintf(stderr, "prism fuse stats %s: op, answered by JavaScript, mean us read->answered, mean us in the JS call; answered on the loop thread\n", m->mountpoint);
+  for (int i = 0; i < OP_COUNT; i++) {
+    uint64_t loop = atomic_load(&m->st_loop[i]);
+    if (m->st_count[i] == 0 && loop == 0) continue;
+    uint64_t c = m->st_count[i] ? m->st_count[i] : 1;
+    fprintf(stderr, "  %-14s %9llu %8.1f %8.1f %9llu\n", OP_NAMES[i], (unsigned long long)m->st_count[i],
+            m->st_wait_ns[i] / 1e3 / c, m->st_js_ns[i] / 1e3 / c, (unsigned long long)loop);
+    n += m->st_count[i];
+    w += m->st_wait_ns[i];
+    j += m->st_js_ns[i];
+    l += loop;
+  }
+  fprintf(stderr, "  %-14s %9llu %8.1f %8.1f %9llu\n", "all", (unsigned long long)n, n ? w / 1e3 / n : 0, n ? j / 1e3 / n : 0, (unsigned long long)l);
+}
+
 static void finish_mount(struct mnt *m) {
   if (m->loop_started) pthread_join(m->loop_thread, NULL);
+  if (m->stats) print_stats(m);
   m->loop_started = 0;
   fuse_session_exit(m->se); // replies to a dead connection are dropped quietly
   while (m->pending.next != &m->pending) {
@@ -855,7 +888,9 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   free(r->buf[0]);
   free(r->buf[1]);
   r->buf[0] = r->buf[1] = NULL;
+  uint64_t t1 = m->stats ? now_ns() : 0;
   napi_status st = napi_call_function(env, undef, js_cb, 6 + r->nargs, argv, NULL);
+  if (m->stats) m->st_js_ns[r->op] += now_ns() - t1;
   if (is_request) {
     if (st != napi_ok && r->state == ST_PENDING) { // the dispatcher threw before answering
       fuse_reply_err(r->req, EIO);
@@ -1025,6 +1060,10 @@ static struct rec *get_rec(napi_env env, napi_value v, int *cancelled) {
 }
 
 static void mark_replied(struct rec *r) {
+  if (r->m->stats) {
+    r->m->st_count[r->op]++;
+    r->m->st_wait_ns[r->op] += now_ns() - r->t0;
+  }
   r->state = ST_REPLIED;
   pending_del(r);
   free(r->dir);
@@ -1441,6 +1480,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   m->cfg.killpriv = get_bool_prop(env, cfg, "handleKillpriv");
   m->cfg.readdirplus_auto = get_bool_prop(env, cfg, "readdirplusAuto");
   m->debug = get_bool_prop(env, cfg, "debug");
+  const char *stats = getenv("PRISM_FUSE_STATS");
+  m->stats = stats != NULL && *stats != 0 && strcmp(stats, "0") != 0;
   uint32_t n = 0;
   napi_get_array_length(env, argv[3], &n);
   for (uint32_t i = 0; i < n; i++) {
