@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -83,6 +84,8 @@ struct rec {
   struct fuse_forget_data *forgets;
   size_t nforgets;
   uint64_t t0;           // when the loop thread read it (ns, CLOCK_MONOTONIC), with stats on
+  int handoff;           // posted by the loop thread, which waits until the main thread has taken it
+  struct rec *qnext;     // the main thread's own queue of requests it read itself
 };
 
 struct note {
@@ -142,12 +145,32 @@ struct mnt {
   int stats;
   uint64_t st_count[OP_COUNT], st_wait_ns[OP_COUNT], st_js_ns[OP_COUNT];
   _Atomic uint64_t st_loop[OP_COUNT];
+  uint64_t st_direct;
+  // Direct reads (on unless PRISM_FUSE_DIRECT=0): after the main thread has answered a request
+  // the loop thread handed it, it reads the next requests from the device itself for a short
+  // while (see direct_phase), so that a busy mount's requests reach JavaScript without a
+  // thread switch and an event-loop turn each. Meanwhile the loop thread waits (handoff): one
+  // reader of the device at a time, so requests are taken in the kernel's order.
+  int direct;
+  pthread_mutex_t hand_lock;
+  pthread_cond_t hand_cond;
+  int handoff;
+  struct fuse_buf mbuf;  // the main thread's read buffer
+  struct rec *dq_head, *dq_tail;
 };
 
 static atomic_int g_exiting;
 static struct mnt g_mounts = {.gprev = &g_mounts, .gnext = &g_mounts};
 static int g_atexit_set;
 static __thread struct mnt *tl_mnt; // the mount whose libfuse messages are being collected
+static __thread struct mnt *tl_loop; // set on a mount's loop thread
+static __thread struct mnt *tl_direct; // set on the main thread while it processes a request it read
+
+// How long the main thread, having answered a request, waits for the next one on the device
+// (idle), and the most it keeps reading before it returns to the event loop (budget): timers,
+// the command socket and promise continuations wait at most that long.
+#define DIRECT_IDLE_NS 500000
+#define DIRECT_BUDGET_NS 4000000
 
 struct instance {
   napi_ref scratch_ref;
@@ -251,6 +274,14 @@ static int put_name(struct rec *r, int slot, const char *name) {
   return put_bytes(r, slot, name, strlen(name), slot == 0 ? '0' : '1');
 }
 
+// The main thread is done reading: the loop thread takes the device back.
+static void release_loop(struct mnt *m) {
+  pthread_mutex_lock(&m->hand_lock);
+  m->handoff = 0;
+  pthread_cond_signal(&m->hand_cond);
+  pthread_mutex_unlock(&m->hand_lock);
+}
+
 // Hands a record to the main thread. On failure the request is answered `err` here.
 static void post(struct rec *r, int ok, int err) {
   if (!ok) {
@@ -259,7 +290,22 @@ static void post(struct rec *r, int ok, int err) {
     return;
   }
   struct mnt *m = r->m;
+  if (tl_direct == m) { // read by the main thread itself: dispatched as soon as libfuse returns
+    r->qnext = NULL;
+    if (m->dq_tail) m->dq_tail->qnext = r;
+    else m->dq_head = r;
+    m->dq_tail = r;
+    return;
+  }
+  int hand = r->req != NULL && tl_loop == m && m->direct;
+  if (hand) {
+    pthread_mutex_lock(&m->hand_lock);
+    m->handoff = 1;
+    pthread_mutex_unlock(&m->hand_lock);
+    r->handoff = 1;
+  }
   if (atomic_load(&g_exiting) || napi_call_threadsafe_function(m->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
+    if (hand) release_loop(m);
     if (r->req != NULL) fuse_reply_err(r->req, EIO);
     rec_free(r);
   }
@@ -750,6 +796,9 @@ static void mnt_free(struct mnt *m) {
   free(m->options);
   pthread_mutex_destroy(&m->note_lock);
   pthread_cond_destroy(&m->note_cond);
+  pthread_mutex_destroy(&m->hand_lock);
+  pthread_cond_destroy(&m->hand_cond);
+  free(m->mbuf.mem);
   free(m);
 }
 
@@ -771,6 +820,7 @@ static void print_stats(struct mnt *m) {
     l += loop;
   }
   fprintf(stderr, "  %-14s %9llu %8.1f %8.1f %9llu\n", "all", (unsigned long long)n, n ? w / 1e3 / n : 0, n ? j / 1e3 / n : 0, (unsigned long long)l);
+  fprintf(stderr, "  read by the main thread itself: %llu\n", (unsigned long long)m->st_direct);
 }
 
 static void finish_mount(struct mnt *m) {
@@ -824,14 +874,10 @@ static napi_value num(napi_env env, double v) {
   return out;
 }
 
-static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
-  (void)context;
-  struct rec *r = data;
-  if (env == NULL) { // the environment is going away
-    if (r->req != NULL && r->state == ST_QUEUED) fuse_reply_err(r->req, EIO);
-    rec_free(r);
-    return;
-  }
+// Hands one record to JavaScript. Returns 1 when it is done with (an event, or a request
+// answered during the call), 0 when a request is left to be answered later or the dispatcher
+// threw (the exception is pending: nothing more may be called before returning to Node).
+static int dispatch(napi_env env, napi_value js_cb, struct rec *r) {
   napi_value undef, argv[6 + MAXARGS];
   napi_get_undefined(env, &undef);
   if (r->op == OP_FORGET) {
@@ -839,10 +885,13 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       if (r->forgets[i].ino > MAX_SAFE_U64) continue;
       napi_value a[8] = {num(env, OP_FORGET), undef, num(env, 0), num(env, 0), num(env, 0), num(env, 0),
                          num(env, (double)r->forgets[i].ino), num(env, (double)r->forgets[i].nlookup)};
-      if (napi_call_function(env, undef, js_cb, 8, a, NULL) != napi_ok) break;
+      if (napi_call_function(env, undef, js_cb, 8, a, NULL) != napi_ok) {
+        rec_free(r);
+        return 0;
+      }
     }
     rec_free(r);
-    return;
+    return 1;
   }
   struct mnt *m = r->m;
   int is_request = r->req != NULL;
@@ -853,7 +902,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     if (napi_create_external(env, r, rec_finalize, NULL, &argv[1]) != napi_ok) {
       fuse_reply_err(r->req, EIO);
       rec_free(r);
-      return;
+      return 0;
     }
     r->state = ST_PENDING;
     pending_add(m, r);
@@ -897,21 +946,143 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       r->state = ST_REPLIED;
       pending_del(r);
     }
-    return; // freed by rec_finalize
+    // freed by rec_finalize, which cannot run before the caller's handle scope closes
+    return st == napi_ok && r->state != ST_PENDING;
   }
   if (r->op == OP_END) {
     napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
     if (m->js_released) mnt_free(m);
   }
   rec_free(r);
+  return st == napi_ok;
+}
+
+// The main thread reads requests itself (see struct mnt: direct reads), as long as each is
+// answered during its call and one follows within DIRECT_IDLE_NS, for DIRECT_BUDGET_NS at
+// most. A request whose answer waits (a promise) ends it at once, so that the event loop can
+// run what it waits for. Any trouble with the device (the session ending) is left to the loop
+// thread, which reads on once this returns.
+static void direct_phase(napi_env env, napi_value js_cb, struct mnt *m) {
+  if (m->state != M_RUNNING || m->se == NULL) return;
+  int fd = fuse_session_fd(m->se);
+  uint64_t deadline = now_ns() + DIRECT_BUDGET_NS;
+  for (;;) {
+    uint64_t now = now_ns();
+    if (now >= deadline || fuse_session_exited(m->se) || atomic_load(&g_exiting)) return;
+    uint64_t wait = deadline - now < DIRECT_IDLE_NS ? deadline - now : DIRECT_IDLE_NS;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait};
+    int n = ppoll(&p, 1, &ts, NULL);
+    if (n == 0) return;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (p.revents & ~POLLIN) return;
+    int res = fuse_session_receive_buf(m->se, &m->mbuf);
+    if (res == -EAGAIN || res == -EINTR) continue;
+    if (res <= 0) return;
+    tl_direct = m;
+    fuse_session_process_buf(m->se, &m->mbuf);
+    tl_direct = NULL;
+    int go_on = 1;
+    while (m->dq_head != NULL) {
+      struct rec *r = m->dq_head;
+      m->dq_head = r->qnext;
+      if (m->dq_head == NULL) m->dq_tail = NULL;
+      if (m->stats) m->st_direct++;
+      if (!go_on) { // cannot happen (one record per request); answered rather than lost
+        if (r->req != NULL) fuse_reply_err(r->req, EIO);
+        rec_free(r);
+        continue;
+      }
+      napi_handle_scope scope;
+      if (napi_open_handle_scope(env, &scope) != napi_ok) {
+        if (r->req != NULL) fuse_reply_err(r->req, EIO);
+        rec_free(r);
+        go_on = 0;
+        continue;
+      }
+      go_on = dispatch(env, js_cb, r);
+      napi_close_handle_scope(env, scope);
+    }
+    if (!go_on) return;
+  }
+}
+
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)context;
+  struct rec *r = data;
+  struct mnt *m = r->m;
+  int handoff = r->handoff;
+  if (env == NULL) { // the environment is going away
+    if (r->req != NULL && r->state == ST_QUEUED) fuse_reply_err(r->req, EIO);
+    rec_free(r);
+    if (handoff) release_loop(m);
+    return;
+  }
+  int done = dispatch(env, js_cb, r);
+  if (handoff) {
+    if (done) direct_phase(env, js_cb, m);
+    release_loop(m);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
 // Threads: the session loop and the notifications.
 
+// Waits while the main thread reads the device (a request this thread handed it is pending).
+static void wait_handoff(struct mnt *m) {
+  pthread_mutex_lock(&m->hand_lock);
+  while (m->handoff && !atomic_load(&g_exiting)) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 50000000;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&m->hand_cond, &m->hand_lock, &until);
+  }
+  pthread_mutex_unlock(&m->hand_lock);
+}
+
+// libfuse's fuse_session_loop, with the device non-blocking when the main thread may read it
+// too (a request can be withdrawn between poll and read), and a pause after each request
+// handed to the main thread until it is done reading.
+static int session_loop(struct mnt *m) {
+  struct fuse_session *se = m->se;
+  int fd = fuse_session_fd(se);
+  struct fuse_buf buf = {.mem = NULL};
+  int res = 0;
+  if (m->direct) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) m->direct = 0;
+  }
+  tl_loop = m;
+  while (!fuse_session_exited(se)) {
+    if (m->direct) {
+      struct pollfd p = {.fd = fd, .events = POLLIN};
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+        res = -errno;
+        break;
+      }
+    }
+    res = fuse_session_receive_buf(se, &buf);
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) break;
+    fuse_session_process_buf(se, &buf);
+    wait_handoff(m);
+  }
+  free(buf.mem);
+  if (res > 0) res = 0;
+  fuse_session_reset(se);
+  return res;
+}
+
 static void *loop_main(void *arg) {
   struct mnt *m = arg;
-  int res = fuse_session_loop(m->se);
+  int res = session_loop(m);
   if (atomic_load(&g_exiting)) return NULL;
   struct rec *r = rec_new(NULL, OP_END);
   if (r == NULL) abort(); // without this record the mount can never be finished
@@ -1460,6 +1631,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   m->pending.next = m->pending.prev = &m->pending;
   pthread_mutex_init(&m->note_lock, NULL);
   pthread_cond_init(&m->note_cond, NULL);
+  pthread_mutex_init(&m->hand_lock, NULL);
+  pthread_cond_init(&m->hand_cond, NULL);
   m->mountpoint = get_string(env, argv[0]);
   m->options = get_string(env, argv[1]);
   if (m->mountpoint == NULL || m->options == NULL) {
@@ -1482,6 +1655,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   m->debug = get_bool_prop(env, cfg, "debug");
   const char *stats = getenv("PRISM_FUSE_STATS");
   m->stats = stats != NULL && *stats != 0 && strcmp(stats, "0") != 0;
+  const char *direct = getenv("PRISM_FUSE_DIRECT");
+  m->direct = direct == NULL || strcmp(direct, "0") != 0;
   uint32_t n = 0;
   napi_get_array_length(env, argv[3], &n);
   for (uint32_t i = 0; i < n; i++) {
