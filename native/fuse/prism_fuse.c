@@ -3,12 +3,16 @@
 //
 // One native thread per mount runs libfuse's single-threaded session loop. Each request is
 // copied (names, values and write data included) into a record that a threadsafe function
-// hands to the JavaScript main thread; the loop thread never waits for JavaScript. JavaScript
+// hands to the JavaScript main thread. Once the main thread has answered it, it reads the
+// next requests itself for a few milliseconds (direct reads, see struct mnt and direct_phase)
+// while the loop thread waits; the loop thread never waits for JavaScript otherwise. JavaScript
 // answers later, at any time, through the reply functions below, which take the request's
 // handle. Kernel cache notifications run on a second native thread per mount, because the
 // kernel may make them wait for a request that only the main thread can answer.
 //
-// It must never: block the loop thread on JavaScript; let a request go unanswered (a reply
+// It must never: block the loop thread on JavaScript (beyond a direct read, which ends as soon
+// as a request is not answered during its call); keep the event loop waiting longer than
+// DIRECT_BUDGET_NS; let a request go unanswered (a reply
 // after another throws, a handle that is garbage-collected unanswered is answered EIO, and the
 // requests still open when the loop ends are answered EIO); free the session while a reply or
 // a notification can still use it; or touch the mount it serves (stat, open, ...) from any of
@@ -811,7 +815,7 @@ static void mnt_free(struct mnt *m) {
 // first, since a notification in progress may be waiting in the kernel for one of them.
 static void print_stats(struct mnt *m) {
   uint64_t n = 0, w = 0, j = 0, l = 0;
-  fprintf(stderr, "prism fuse stats %s: op, answered by JavaScript, mean us read->answered, mean us in the JS call; answered on the loop thread\n", m->mountpoint);
+  fprintf(stderr, "prism fuse stats %s: op, answered by JavaScript, mean us read->answered, mean us in the JS call; answered by the binding itself\n", m->mountpoint);
   for (int i = 0; i < OP_COUNT; i++) {
     uint64_t loop = atomic_load(&m->st_loop[i]);
     if (m->st_count[i] == 0 && loop == 0) continue;
