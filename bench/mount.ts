@@ -37,9 +37,9 @@ const OPS = opt('ops', small ? 1000 : 10_000)
 const PROCS = opt('procs', 4)
 const RUNS = opt('runs', small ? 1 : 3)
 const SIZE_MIB = Math.max(2048, MIB * 2 + 1024)
-// --only LIST: untar, du, find, rm, ddwrite, ddread, git, churn, npm, lazy (default all); du,
+// --only LIST: untar, du, find, rm, ddwrite, ddread, git, churn, npm, rtt, lazy (default all); du,
 // find and rm work on the untar's tree and ddread on ddwrite's file, so those come along
-const KEYS = ['untar', 'du', 'find', 'rm', 'ddwrite', 'ddread', 'git', 'churn', 'npm', 'lazy']
+const KEYS = ['untar', 'du', 'find', 'rm', 'ddwrite', 'ddread', 'git', 'churn', 'npm', 'rtt', 'lazy']
 const NEEDS: Record<string, string[]> = {du: ['untar'], find: ['untar'], rm: ['untar'], ddread: ['ddwrite']}
 const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] : process.env.PRISM_BENCH_ONLY
 const only = new Set(onlyArg ? onlyArg.split(',').map((x) => x.trim()).filter((x) => x !== '') : KEYS)
@@ -98,6 +98,28 @@ for i in range(k):
         pass
 `
 
+// The round trip of one small request, in a loop of one process (python): N stats of a
+// missing name (a lookup each), N pwrites of 100 bytes, N/4 create + write + close.
+const RTT = `
+import os, sys, time
+d, what, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(d, exist_ok=True)
+if what == 'lookup':
+    for i in range(n):
+        try: os.stat(os.path.join(d, 'missing%d' % i))
+        except FileNotFoundError: pass
+elif what == 'pwrite':
+    fd = os.open(os.path.join(d, 'w'), os.O_CREAT | os.O_WRONLY, 0o644)
+    for i in range(n): os.pwrite(fd, b'x' * 100, (i % 1000) * 100)
+    os.close(fd)
+else:
+    for i in range(n // 4):
+        fd = os.open(os.path.join(d, 'c%d' % i), os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, b'abc')
+        os.close(fd)
+`
+const RTT_N = small ? 5000 : 20_000
+
 interface Target {
   name: string
   dir: string
@@ -124,6 +146,8 @@ async function main(): Promise<void> {
 
   const churn = path.join(work, 'churn.py')
   fs.writeFileSync(churn, CHURN)
+  const rtt = path.join(work, 'rtt.py')
+  fs.writeFileSync(rtt, RTT)
 
   // this project's own source, to install and build: package.json, the lock, tsconfig, src/
   const repo = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
@@ -183,6 +207,9 @@ async function main(): Promise<void> {
     {key: 'ddread', name: `dd read ${MIB} MiB (cold)`, before: () => sh('sync; echo 3 > /proc/sys/vm/drop_caches'), run: (d, i) => sh(`dd if=${d}/dd${i} of=/dev/null bs=1M status=none`), after: (d, i) => sh(`rm -f ${d}/dd${i}`)},
     {key: 'git', name: `git add + commit ${FILES} files`, run: (d, i) => sh(`cp -r ${gitSrc} ${d}/g${i} && cd ${d}/g${i} && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm x && cd / && rm -rf ${d}/g${i}`)},
     {key: 'churn', name: `churn ${PROCS}x${OPS} ops`, run: (d, i) => sh(Array.from({length: PROCS}, (_, p) => `"${PYTHON}" ${churn} ${d}/c${i} ${OPS} ${p} &`).join(' ') + ` wait; rm -rf ${d}/c${i}`)},
+    {key: 'rtt', name: `${RTT_N} stat of a missing name`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} lookup ${RTT_N}`)},
+    {key: 'rtt', name: `${RTT_N} pwrite of 100 bytes`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} pwrite ${RTT_N}`)},
+    {key: 'rtt', name: `${RTT_N / 4} create + write + close`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} create ${RTT_N}`), after: (d, i) => sh(`rm -rf ${d}/r${i}`)},
     {key: 'npm', name: 'npm ci + npx tsc (this project)', run: (d, i) => sh(`cp -r ${proj} ${d}/p${i} && cd ${d}/p${i} && ${npmCi} && ${tsc}`), after: (d, i) => sh(`rm -rf ${d}/p${i}`)},
   ]
   const workloads = all.filter((w) => only.has(w.key))
