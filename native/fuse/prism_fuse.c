@@ -27,7 +27,6 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -986,7 +985,6 @@ static void direct_phase(napi_env env, napi_value js_cb, struct mnt *m) {
       struct timespec zero = {0, 0};
       n = ppoll(&p, 1, &zero, NULL);
       if (n < 0 && errno == EINTR) n = 0;
-      if (n == 0) sched_yield(); // whatever else wants this CPU goes first
     }
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait};
     if (n == 0) n = ppoll(&p, 1, &ts, NULL);
