@@ -172,11 +172,15 @@ static __thread struct mnt *tl_loop; // set on a mount's loop thread
 static __thread struct mnt *tl_direct; // set on the main thread while it processes a request it read
 
 // How long the main thread, having answered a request, waits for the next one on the device
-// (idle: a short busy poll, then asleep in ppoll), and the most it keeps reading before it returns to the event loop (budget): timers,
-// the command socket and promise continuations wait at most that long.
+// (idle: asleep in ppoll, after a busy poll of DIRECT_SPIN_US; PRISM_FUSE_SPIN_US overrides),
+// and the most it keeps reading before it returns to the event loop (budget): timers, the
+// command socket and promise continuations wait at most that long. The busy poll is off by
+// default: it helps on an idle machine (the next request comes before a sleeping thread would
+// wake), but on a loaded one the process making the requests may be waiting for the very CPU
+// the poll holds (a 100-byte pwrite took twice as long as without it), and a sched_yield in
+// the poll gave the CPU away for whole slices.
 #define DIRECT_IDLE_NS 500000
-// Of the idle wait, the first part is a busy poll (PRISM_FUSE_SPIN_US overrides; 0: none).
-#define DIRECT_SPIN_US 50
+#define DIRECT_SPIN_US 0
 #define DIRECT_BUDGET_NS 4000000
 
 struct instance {
