@@ -982,8 +982,8 @@ static void direct_phase(napi_env env, napi_value js_cb, struct mnt *m) {
     if (now >= deadline || fuse_session_exited(m->se) || atomic_load(&g_exiting)) return;
     uint64_t wait = deadline - now < DIRECT_IDLE_NS ? deadline - now : DIRECT_IDLE_NS;
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    // first a short busy poll: the next request of a process that works through many files
-    // usually comes within microseconds, and a thread asleep takes longer to wake than that
+    // first a busy poll, if asked for: the next request of a process that works through many
+    // files usually comes within microseconds, and a thread asleep takes longer to wake
     int n = 0;
     for (uint64_t until = now + m->spin_ns; n == 0 && now_ns() < until;) {
       struct timespec zero = {0, 0};

@@ -10,12 +10,13 @@
 //   fuse_session_process_buf (libfuse's single-threaded loop, one native thread per mount:
 //   JavaScript is single-threaded, so more reader threads would only queue requests faster).
 //   Direct reads: once the main thread has answered a request the loop thread handed it, it
-//   reads the next requests from the device itself (a 50 us busy poll, then up to 0.5 ms
-//   asleep; 4 ms in all, and only while each request is answered during its call), so that a
+//   reads the next requests from the device itself (up to 0.5 ms asleep between two; 4 ms in
+//   all, and only while each request is answered during its call), so that a
 //   busy mount's requests reach JavaScript without a thread switch and an event-loop turn each;
 //   the loop thread waits meanwhile (one reader at a time: the kernel's order is kept). The
 //   event loop then waits at most those 4 ms. PRISM_FUSE_DIRECT=0 turns this off,
-//   PRISM_FUSE_SPIN_US sets the busy poll, PRISM_FUSE_STATS=1 prints per-operation counts and
+//   PRISM_FUSE_SPIN_US=N adds a busy poll of N us first (off by default: on a loaded machine
+//   it holds the CPU the caller needs), PRISM_FUSE_STATS=1 prints per-operation counts and
 //   times when a session ends. fuse_session_exit,
 //   fuse_session_unmount, fuse_session_destroy. FuseSession.unmount() calls umount2 on a
 //   worker thread (the kernel may need this process to answer while it unmounts, e.g. to
