@@ -11,6 +11,8 @@
 //
 //   node --import tsx bench/mount.ts                 # 1 GiB dd, 5000 files, 4x10000 ops, 3 runs
 //   node --import tsx bench/mount.ts --small         # 128 MiB dd, 500 files, 4x1000 ops, 1 run
+//   node --import tsx bench/mount.ts --only untar,git  # some workloads (and what they need) only
+//   node --import tsx bench/mount.ts --base /tmp/base   # also another build of prism (A/B), same run
 //
 // Needs root, the FUSE addon, fuse2fs and mke2fs; prints why and exits otherwise. The prism
 // mount is made through the real CLI (bin/run.js: run `npm run build` first).
@@ -35,6 +37,27 @@ const OPS = opt('ops', small ? 1000 : 10_000)
 const PROCS = opt('procs', 4)
 const RUNS = opt('runs', small ? 1 : 3)
 const SIZE_MIB = Math.max(2048, MIB * 2 + 1024)
+// --only LIST: untar, du, find, rm, ddwrite, ddread, git, churn, npm, rtt, lazy (default all); du,
+// find and rm work on the untar's tree and ddread on ddwrite's file, so those come along
+const KEYS = ['untar', 'du', 'find', 'rm', 'ddwrite', 'ddread', 'git', 'churn', 'npm', 'rtt', 'lazy']
+const NEEDS: Record<string, string[]> = {du: ['untar'], find: ['untar'], rm: ['untar'], ddread: ['ddwrite']}
+const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] : process.env.PRISM_BENCH_ONLY
+const only = new Set(onlyArg ? onlyArg.split(',').map((x) => x.trim()).filter((x) => x !== '') : KEYS)
+// --base DIR: a checkout of another prism build (dist/ and the FUSE addon built) mounted too, as
+// a fourth target "base" on its own image of the same size: an A/B of two builds in one run
+const baseArg = args.includes('--base') ? args[args.indexOf('--base') + 1] : process.env.PRISM_BENCH_BASE
+const BASE_BIN = baseArg ? path.resolve(baseArg, 'bin', 'run.js') : undefined
+if (BASE_BIN && !fs.existsSync(BASE_BIN)) {
+  console.error(`bench/mount.ts: --base: ${BASE_BIN} is missing`)
+  process.exit(2)
+}
+for (const k of only) {
+  if (!KEYS.includes(k)) {
+    console.error(`bench/mount.ts: unknown workload '${k}' in --only (known: ${KEYS.join(', ')})`)
+    process.exit(2)
+  }
+  for (const need of NEEDS[k] ?? []) only.add(need)
+}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -75,6 +98,28 @@ for i in range(k):
         pass
 `
 
+// The round trip of one small request, in a loop of one process (python): N stats of a
+// missing name (a lookup each), N pwrites of 100 bytes, N/4 create + write + close.
+const RTT = `
+import os, sys, time
+d, what, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(d, exist_ok=True)
+if what == 'lookup':
+    for i in range(n):
+        try: os.stat(os.path.join(d, 'missing%d' % i))
+        except FileNotFoundError: pass
+elif what == 'pwrite':
+    fd = os.open(os.path.join(d, 'w'), os.O_CREAT | os.O_WRONLY, 0o644)
+    for i in range(n): os.pwrite(fd, b'x' * 100, (i % 1000) * 100)
+    os.close(fd)
+else:
+    for i in range(n // 4):
+        fd = os.open(os.path.join(d, 'c%d' % i), os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, b'abc')
+        os.close(fd)
+`
+const RTT_N = small ? 5000 : 20_000
+
 interface Target {
   name: string
   dir: string
@@ -101,6 +146,8 @@ async function main(): Promise<void> {
 
   const churn = path.join(work, 'churn.py')
   fs.writeFileSync(churn, CHURN)
+  const rtt = path.join(work, 'rtt.py')
+  fs.writeFileSync(rtt, RTT)
 
   // this project's own source, to install and build: package.json, the lock, tsconfig, src/
   const repo = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
@@ -125,6 +172,15 @@ async function main(): Promise<void> {
     if (r.code !== 0) console.log(`fsck after the benchmark (exit ${r.code}):\n${r.stdout}${r.stderr}`)
     await s.cleanup()
   }})
+  if (BASE_BIN) {
+    const b = new Scratch({size: SIZE_MIB * 1024 * 1024, inodeCount: 262_144})
+    const bmp = b.mountpoint('base')
+    await runOk(process.execPath, [BASE_BIN, 'mount', '-i', b.image, 'root', bmp], {timeoutMs: 60_000})
+    targets.push({name: 'base', dir: bmp, cleanup: async () => {
+      await runOk(process.execPath, [BASE_BIN, 'umount', bmp], {timeoutMs: 60_000}).catch((e: unknown) => console.log(`base umount failed: ${(e as Error).message}`))
+      await b.cleanup()
+    }})
+  }
   // fuse2fs: an ext4 image of the same size
   const ext = path.join(work, 'ext4.img')
   fs.writeFileSync(ext, '')
@@ -141,18 +197,22 @@ async function main(): Promise<void> {
   fs.mkdirSync(host)
   targets.push({name: 'host', dir: host, cleanup: async () => {}})
 
-  const workloads: Array<{name: string, run: (dir: string, i: number) => Promise<number>, before?: (dir: string, i: number) => Promise<unknown>, after?: (dir: string, i: number) => Promise<unknown>}> = [
-    {name: 'untar /usr/include', run: (d, i) => sh(`mkdir -p ${d}/u${i} && tar -xf ${tarball} -C ${d}/u${i}`)},
-    {name: 'du -s', run: (d, i) => sh(`du -s ${d}/u${i} >/dev/null`)},
-    {name: 'find -type f | xargs cat', run: (d, i) => sh(`find ${d}/u${i} -type f -print0 | xargs -0 cat >/dev/null`)},
-    {name: 'rm -rf', run: (d, i) => sh(`rm -rf ${d}/u${i}`)},
-    {name: `dd write ${MIB} MiB (conv=fsync)`, run: (d, i) => sh(`dd if=/dev/zero of=${d}/dd${i} bs=1M count=${MIB} conv=fsync status=none`)},
+  const all: Array<{key: string, name: string, run: (dir: string, i: number) => Promise<number>, before?: (dir: string, i: number) => Promise<unknown>, after?: (dir: string, i: number) => Promise<unknown>}> = [
+    {key: 'untar', name: 'untar /usr/include', run: (d, i) => sh(`mkdir -p ${d}/u${i} && tar -xf ${tarball} -C ${d}/u${i}`)},
+    {key: 'du', name: 'du -s', run: (d, i) => sh(`du -s ${d}/u${i} >/dev/null`)},
+    {key: 'find', name: 'find -type f | xargs cat', run: (d, i) => sh(`find ${d}/u${i} -type f -print0 | xargs -0 cat >/dev/null`)},
+    {key: 'rm', name: 'rm -rf', run: (d, i) => sh(`rm -rf ${d}/u${i}`)},
+    {key: 'ddwrite', name: `dd write ${MIB} MiB (conv=fsync)`, run: (d, i) => sh(`dd if=/dev/zero of=${d}/dd${i} bs=1M count=${MIB} conv=fsync status=none`)},
     // cold: the page cache is dropped first, untimed
-    {name: `dd read ${MIB} MiB (cold)`, before: () => sh('sync; echo 3 > /proc/sys/vm/drop_caches'), run: (d, i) => sh(`dd if=${d}/dd${i} of=/dev/null bs=1M status=none`), after: (d, i) => sh(`rm -f ${d}/dd${i}`)},
-    {name: `git add + commit ${FILES} files`, run: (d, i) => sh(`cp -r ${gitSrc} ${d}/g${i} && cd ${d}/g${i} && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm x && cd / && rm -rf ${d}/g${i}`)},
-    {name: `churn ${PROCS}x${OPS} ops`, run: (d, i) => sh(Array.from({length: PROCS}, (_, p) => `"${PYTHON}" ${churn} ${d}/c${i} ${OPS} ${p} &`).join(' ') + ` wait; rm -rf ${d}/c${i}`)},
-    {name: 'npm ci + npx tsc (this project)', run: (d, i) => sh(`cp -r ${proj} ${d}/p${i} && cd ${d}/p${i} && ${npmCi} && ${tsc}`), after: (d, i) => sh(`rm -rf ${d}/p${i}`)},
+    {key: 'ddread', name: `dd read ${MIB} MiB (cold)`, before: () => sh('sync; echo 3 > /proc/sys/vm/drop_caches'), run: (d, i) => sh(`dd if=${d}/dd${i} of=/dev/null bs=1M status=none`), after: (d, i) => sh(`rm -f ${d}/dd${i}`)},
+    {key: 'git', name: `git add + commit ${FILES} files`, run: (d, i) => sh(`cp -r ${gitSrc} ${d}/g${i} && cd ${d}/g${i} && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm x && cd / && rm -rf ${d}/g${i}`)},
+    {key: 'churn', name: `churn ${PROCS}x${OPS} ops`, run: (d, i) => sh(Array.from({length: PROCS}, (_, p) => `"${PYTHON}" ${churn} ${d}/c${i} ${OPS} ${p} &`).join(' ') + ` wait; rm -rf ${d}/c${i}`)},
+    {key: 'rtt', name: `${RTT_N} stat of a missing name`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} lookup ${RTT_N}`)},
+    {key: 'rtt', name: `${RTT_N} pwrite of 100 bytes`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} pwrite ${RTT_N}`)},
+    {key: 'rtt', name: `${RTT_N / 4} create + write + close`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} create ${RTT_N}`), after: (d, i) => sh(`rm -rf ${d}/r${i}`)},
+    {key: 'npm', name: 'npm ci + npx tsc (this project)', run: (d, i) => sh(`cp -r ${proj} ${d}/p${i} && cd ${d}/p${i} && ${npmCi} && ${tsc}`), after: (d, i) => sh(`rm -rf ${d}/p${i}`)},
   ]
+  const workloads = all.filter((w) => only.has(w.key))
 
   const times = new Map<string, number[]>()
   const build = {lazy: [] as number[], expanded: [] as number[]}
@@ -175,8 +235,8 @@ async function main(): Promise<void> {
     // sync clone of it through the CLI while it is mounted, mounts both, and times `npx tsc`
     // in each, the order alternating. tsc reads the tree (node_modules/typescript, @types, src)
     // and writes dist/, so the lazy clone expands what the build touches as it goes.
-    await sh(`cp -r ${proj} ${pmp}/build && cd ${pmp}/build && ${npmCi}`)
-    for (let r = 0; r < RUNS; r++) {
+    if (only.has('lazy')) await sh(`cp -r ${proj} ${pmp}/build && cd ${pmp}/build && ${npmCi}`)
+    for (let r = 0; r < RUNS && only.has('lazy'); r++) {
       const mps: Record<'lazy' | 'expanded', string> = {lazy: s.mountpoint(`lazy${r}`), expanded: s.mountpoint(`full${r}`)}
       await cliOk(['clone', 'root', `lazy${r}`, '--mode', 'lazy', '-i', s.image])
       await cliOk(['clone', 'root', `full${r}`, '--mode', 'sync', '-i', s.image])
@@ -192,12 +252,17 @@ async function main(): Promise<void> {
     fs.rmSync(work, {recursive: true, force: true})
   }
   console.log(`prism mount vs fuse2fs vs host directory: median of ${RUNS} run(s), seconds`)
-  console.log(['workload', 'prism', 'fuse2fs', 'host', 'prism/fuse2fs', 'prism/host'].join('\t'))
+  const base = BASE_BIN !== undefined
+  console.log(['workload', 'prism', 'fuse2fs', 'host', 'prism/fuse2fs', 'prism/host', ...(base ? ['base', 'base/fuse2fs', 'prism/base'] : [])].join('\t'))
   for (const w of workloads) {
     const m = (t: string): number => median(times.get(`${w.name}\t${t}`) ?? [NaN])
-    const [p, f, h] = [m('prism'), m('fuse2fs'), m('host')]
-    console.log([w.name, p.toFixed(2), f.toFixed(2), h.toFixed(2), (p / f).toFixed(2), (p / h).toFixed(2)].join('\t'))
+    const [p, f, h, b] = [m('prism'), m('fuse2fs'), m('host'), m('base')]
+    console.log([w.name, p.toFixed(2), f.toFixed(2), h.toFixed(2), (p / f).toFixed(2), (p / h).toFixed(2),
+      ...(base ? [b.toFixed(2), (b / f).toFixed(2), (p / b).toFixed(2)] : [])].join('\t'))
   }
+  console.log('samples (s):')
+  for (const [k, v] of times) console.log(`  ${k.replace('\t', ' / ')}: ${v.map((x) => x.toFixed(2)).join(' ')}`)
+  if (!only.has('lazy')) return
   const [lz, ex] = [median(build.lazy), median(build.expanded)]
   console.log(`\nnpx tsc inside a clone of the built project (prism; median of ${RUNS}, alternating order), seconds`)
   console.log(['lazy clone', 'expanded clone', 'lazy/expanded', 'goal'].join('\t'))

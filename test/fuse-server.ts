@@ -24,6 +24,8 @@ const memfs = new MemFs(start.memfs)
 const errors: string[] = []
 const notes = new Map<number, Promise<boolean>>()
 let session: FuseSession | undefined
+let ticker: NodeJS.Timeout | undefined
+let ticks = {count: 0, last: 0, maxGapMs: 0}
 
 const send = (m: object): void => {
   if (process.connected) process.send!(m)
@@ -115,6 +117,21 @@ async function handle(m: Message): Promise<unknown> {
       return true
     case 'abort':
       return await abortConnection(s.device!)
+    case 'tickStart': { // a 5 ms timer: how often it ran and its longest wait, while the mount works
+      ticks = {count: 0, last: performance.now(), maxGapMs: 0}
+      const t = ticks
+      ticker = setInterval(() => {
+        const now = performance.now()
+        t.maxGapMs = Math.max(t.maxGapMs, now - t.last)
+        t.last = now
+        t.count++
+      }, 5)
+      return true
+    }
+    case 'tickStop':
+      if (ticker) clearInterval(ticker)
+      ticker = undefined
+      return {count: ticks.count, maxGapMs: Math.max(ticks.maxGapMs, performance.now() - ticks.last)}
     case 'exit':
       setImmediate(() => process.exit(0))
       return true

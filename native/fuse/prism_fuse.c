@@ -3,12 +3,16 @@
 //
 // One native thread per mount runs libfuse's single-threaded session loop. Each request is
 // copied (names, values and write data included) into a record that a threadsafe function
-// hands to the JavaScript main thread; the loop thread never waits for JavaScript. JavaScript
+// hands to the JavaScript main thread. Once the main thread has answered it, it reads the
+// next requests itself for a few milliseconds (direct reads, see struct mnt and direct_phase)
+// while the loop thread waits; the loop thread never waits for JavaScript otherwise. JavaScript
 // answers later, at any time, through the reply functions below, which take the request's
 // handle. Kernel cache notifications run on a second native thread per mount, because the
 // kernel may make them wait for a request that only the main thread can answer.
 //
-// It must never: block the loop thread on JavaScript; let a request go unanswered (a reply
+// It must never: block the loop thread on JavaScript (beyond a direct read, which ends as soon
+// as a request is not answered during its call); keep the event loop waiting longer than
+// DIRECT_BUDGET_NS; let a request go unanswered (a reply
 // after another throws, a handle that is garbage-collected unanswered is answered EIO, and the
 // requests still open when the loop ends are answered EIO); free the session while a reply or
 // a notification can still use it; or touch the mount it serves (stat, open, ...) from any of
@@ -21,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -82,6 +87,9 @@ struct rec {
   size_t dirsize, dirlen;
   struct fuse_forget_data *forgets;
   size_t nforgets;
+  uint64_t t0;           // when the loop thread read it (ns, CLOCK_MONOTONIC), with stats on
+  int handoff;           // posted by the loop thread, which waits until the main thread has taken it
+  struct rec *qnext;     // the main thread's own queue of requests it read itself
 };
 
 struct note {
@@ -135,12 +143,45 @@ struct mnt {
   struct note *note_head, *note_tail;
   int note_stop;
   int leaked; // finish_mount could not stop the notification thread: never freed
+  // PRISM_FUSE_STATS: per operation, requests answered by JavaScript, ns from being read to
+  // being answered, ns inside the JavaScript call that received them; and requests the loop
+  // thread answered itself. Written to stderr when the session ends.
+  int stats;
+  uint64_t st_count[OP_COUNT], st_wait_ns[OP_COUNT], st_js_ns[OP_COUNT];
+  _Atomic uint64_t st_loop[OP_COUNT];
+  uint64_t st_direct;
+  // Direct reads (on unless PRISM_FUSE_DIRECT=0): after the main thread has answered a request
+  // the loop thread handed it, it reads the next requests from the device itself for a short
+  // while (see direct_phase), so that a busy mount's requests reach JavaScript without a
+  // thread switch and an event-loop turn each. Meanwhile the loop thread waits (handoff): one
+  // reader of the device at a time, so requests are taken in the kernel's order.
+  int direct;
+  uint64_t spin_ns;
+  pthread_mutex_t hand_lock;
+  pthread_cond_t hand_cond;
+  int handoff;
+  struct fuse_buf mbuf;  // the main thread's read buffer
+  struct rec *dq_head, *dq_tail;
 };
 
 static atomic_int g_exiting;
 static struct mnt g_mounts = {.gprev = &g_mounts, .gnext = &g_mounts};
 static int g_atexit_set;
 static __thread struct mnt *tl_mnt; // the mount whose libfuse messages are being collected
+static __thread struct mnt *tl_loop; // set on a mount's loop thread
+static __thread struct mnt *tl_direct; // set on the main thread while it processes a request it read
+
+// How long the main thread, having answered a request, waits for the next one on the device
+// (idle: asleep in ppoll, after a busy poll of DIRECT_SPIN_US; PRISM_FUSE_SPIN_US overrides),
+// and the most it keeps reading before it returns to the event loop (budget): timers, the
+// command socket and promise continuations wait at most that long. The busy poll is off by
+// default: it helps on an idle machine (the next request comes before a sleeping thread would
+// wake), but on a loaded one the process making the requests may be waiting for the very CPU
+// the poll holds (a 100-byte pwrite took twice as long as without it), and a sched_yield in
+// the poll gave the CPU away for whole slices.
+#define DIRECT_IDLE_NS 500000
+#define DIRECT_SPIN_US 0
+#define DIRECT_BUDGET_NS 4000000
 
 struct instance {
   napi_ref scratch_ref;
@@ -166,6 +207,12 @@ static void log_func(enum fuse_log_level level, const char *fmt, va_list ap) {
 // ---------------------------------------------------------------------------------------
 // Records: built on the loop thread, posted to the main thread.
 
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static void rec_free(struct rec *r) {
   if (r == NULL) return;
   free(r->buf[0]);
@@ -188,6 +235,7 @@ static struct rec *rec_new(fuse_req_t req, int op) {
   r->state = ST_QUEUED;
   if (req != NULL) {
     r->m = fuse_req_userdata(req);
+    if (r->m->stats) r->t0 = now_ns();
     const struct fuse_ctx *c = fuse_req_ctx(req);
     r->uid = c->uid;
     r->gid = c->gid;
@@ -237,6 +285,14 @@ static int put_name(struct rec *r, int slot, const char *name) {
   return put_bytes(r, slot, name, strlen(name), slot == 0 ? '0' : '1');
 }
 
+// The main thread is done reading: the loop thread takes the device back.
+static void release_loop(struct mnt *m) {
+  pthread_mutex_lock(&m->hand_lock);
+  m->handoff = 0;
+  pthread_cond_signal(&m->hand_cond);
+  pthread_mutex_unlock(&m->hand_lock);
+}
+
 // Hands a record to the main thread. On failure the request is answered `err` here.
 static void post(struct rec *r, int ok, int err) {
   if (!ok) {
@@ -245,7 +301,22 @@ static void post(struct rec *r, int ok, int err) {
     return;
   }
   struct mnt *m = r->m;
+  if (tl_direct == m) { // read by the main thread itself: dispatched as soon as libfuse returns
+    r->qnext = NULL;
+    if (m->dq_tail) m->dq_tail->qnext = r;
+    else m->dq_head = r;
+    m->dq_tail = r;
+    return;
+  }
+  int hand = r->req != NULL && tl_loop == m && m->direct;
+  if (hand) {
+    pthread_mutex_lock(&m->hand_lock);
+    m->handoff = 1;
+    pthread_mutex_unlock(&m->hand_lock);
+    r->handoff = 1;
+  }
   if (atomic_load(&g_exiting) || napi_call_threadsafe_function(m->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
+    if (hand) release_loop(m);
     if (r->req != NULL) fuse_reply_err(r->req, EIO);
     rec_free(r);
   }
@@ -571,6 +642,7 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
   if (ino != 0 && strcmp(name, "security.capability") == 0) {
     struct mnt *m = fuse_req_userdata(req);
     if (atomic_load(&m->nocap[ino % NOCAP_SLOTS]) == ino) {
+      if (m->stats) atomic_fetch_add(&m->st_loop[OP_GETXATTR], 1);
       fuse_reply_err(req, ENODATA);
       return;
     }
@@ -735,14 +807,36 @@ static void mnt_free(struct mnt *m) {
   free(m->options);
   pthread_mutex_destroy(&m->note_lock);
   pthread_cond_destroy(&m->note_cond);
+  pthread_mutex_destroy(&m->hand_lock);
+  pthread_cond_destroy(&m->hand_cond);
+  free(m->mbuf.mem);
   free(m);
 }
 
 // The loop has ended (unmounted, aborted, or failed): answer what is still open, stop the
 // notification thread, release the device and the session. Requests still open are answered
 // first, since a notification in progress may be waiting in the kernel for one of them.
+static void print_stats(struct mnt *m) {
+  uint64_t n = 0, w = 0, j = 0, l = 0;
+  fprintf(stderr, "prism fuse stats %s: op, answered by JavaScript, mean us read->answered, mean us in the JS call; answered by the binding itself\n", m->mountpoint);
+  for (int i = 0; i < OP_COUNT; i++) {
+    uint64_t loop = atomic_load(&m->st_loop[i]);
+    if (m->st_count[i] == 0 && loop == 0) continue;
+    uint64_t c = m->st_count[i] ? m->st_count[i] : 1;
+    fprintf(stderr, "  %-14s %9llu %8.1f %8.1f %9llu\n", OP_NAMES[i], (unsigned long long)m->st_count[i],
+            m->st_wait_ns[i] / 1e3 / c, m->st_js_ns[i] / 1e3 / c, (unsigned long long)loop);
+    n += m->st_count[i];
+    w += m->st_wait_ns[i];
+    j += m->st_js_ns[i];
+    l += loop;
+  }
+  fprintf(stderr, "  %-14s %9llu %8.1f %8.1f %9llu\n", "all", (unsigned long long)n, n ? w / 1e3 / n : 0, n ? j / 1e3 / n : 0, (unsigned long long)l);
+  fprintf(stderr, "  read by the main thread itself: %llu\n", (unsigned long long)m->st_direct);
+}
+
 static void finish_mount(struct mnt *m) {
   if (m->loop_started) pthread_join(m->loop_thread, NULL);
+  if (m->stats) print_stats(m);
   m->loop_started = 0;
   fuse_session_exit(m->se); // replies to a dead connection are dropped quietly
   while (m->pending.next != &m->pending) {
@@ -791,14 +885,10 @@ static napi_value num(napi_env env, double v) {
   return out;
 }
 
-static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
-  (void)context;
-  struct rec *r = data;
-  if (env == NULL) { // the environment is going away
-    if (r->req != NULL && r->state == ST_QUEUED) fuse_reply_err(r->req, EIO);
-    rec_free(r);
-    return;
-  }
+// Hands one record to JavaScript. Returns 1 when it is done with (an event, or a request
+// answered during the call), 0 when a request is left to be answered later or the dispatcher
+// threw (the exception is pending: nothing more may be called before returning to Node).
+static int dispatch(napi_env env, napi_value js_cb, struct rec *r) {
   napi_value undef, argv[6 + MAXARGS];
   napi_get_undefined(env, &undef);
   if (r->op == OP_FORGET) {
@@ -806,10 +896,13 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       if (r->forgets[i].ino > MAX_SAFE_U64) continue;
       napi_value a[8] = {num(env, OP_FORGET), undef, num(env, 0), num(env, 0), num(env, 0), num(env, 0),
                          num(env, (double)r->forgets[i].ino), num(env, (double)r->forgets[i].nlookup)};
-      if (napi_call_function(env, undef, js_cb, 8, a, NULL) != napi_ok) break;
+      if (napi_call_function(env, undef, js_cb, 8, a, NULL) != napi_ok) {
+        rec_free(r);
+        return 0;
+      }
     }
     rec_free(r);
-    return;
+    return 1;
   }
   struct mnt *m = r->m;
   int is_request = r->req != NULL;
@@ -820,7 +913,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     if (napi_create_external(env, r, rec_finalize, NULL, &argv[1]) != napi_ok) {
       fuse_reply_err(r->req, EIO);
       rec_free(r);
-      return;
+      return 0;
     }
     r->state = ST_PENDING;
     pending_add(m, r);
@@ -855,28 +948,160 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   free(r->buf[0]);
   free(r->buf[1]);
   r->buf[0] = r->buf[1] = NULL;
+  uint64_t t1 = m->stats ? now_ns() : 0;
   napi_status st = napi_call_function(env, undef, js_cb, 6 + r->nargs, argv, NULL);
+  if (m->stats) m->st_js_ns[r->op] += now_ns() - t1;
   if (is_request) {
     if (st != napi_ok && r->state == ST_PENDING) { // the dispatcher threw before answering
       fuse_reply_err(r->req, EIO);
       r->state = ST_REPLIED;
       pending_del(r);
     }
-    return; // freed by rec_finalize
+    // freed by rec_finalize, which cannot run before the caller's handle scope closes
+    return st == napi_ok && r->state != ST_PENDING;
   }
   if (r->op == OP_END) {
     napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
     if (m->js_released) mnt_free(m);
   }
   rec_free(r);
+  return st == napi_ok;
+}
+
+// The main thread reads requests itself (see struct mnt: direct reads), as long as each is
+// answered during its call and one follows within DIRECT_IDLE_NS, for DIRECT_BUDGET_NS at
+// most. A request whose answer waits (a promise) ends it at once, so that the event loop can
+// run what it waits for. Any trouble with the device (the session ending) is left to the loop
+// thread, which reads on once this returns.
+static void direct_phase(napi_env env, napi_value js_cb, struct mnt *m) {
+  if (m->state != M_RUNNING || m->se == NULL) return;
+  int fd = fuse_session_fd(m->se);
+  uint64_t deadline = now_ns() + DIRECT_BUDGET_NS;
+  for (;;) {
+    uint64_t now = now_ns();
+    if (now >= deadline || fuse_session_exited(m->se) || atomic_load(&g_exiting)) return;
+    uint64_t wait = deadline - now < DIRECT_IDLE_NS ? deadline - now : DIRECT_IDLE_NS;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    // first a busy poll, if asked for: the next request of a process that works through many
+    // files usually comes within microseconds, and a thread asleep takes longer to wake
+    int n = 0;
+    for (uint64_t until = now + m->spin_ns; n == 0 && now_ns() < until;) {
+      struct timespec zero = {0, 0};
+      n = ppoll(&p, 1, &zero, NULL);
+      if (n < 0 && errno == EINTR) n = 0;
+    }
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait};
+    if (n == 0) n = ppoll(&p, 1, &ts, NULL);
+    if (n == 0) return;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (p.revents & ~POLLIN) return;
+    int res = fuse_session_receive_buf(m->se, &m->mbuf);
+    if (res == -EAGAIN || res == -EINTR) continue;
+    if (res <= 0) return;
+    tl_direct = m;
+    fuse_session_process_buf(m->se, &m->mbuf);
+    tl_direct = NULL;
+    int go_on = 1;
+    while (m->dq_head != NULL) {
+      struct rec *r = m->dq_head;
+      m->dq_head = r->qnext;
+      if (m->dq_head == NULL) m->dq_tail = NULL;
+      if (m->stats) m->st_direct++;
+      if (!go_on) { // cannot happen (one record per request); answered rather than lost
+        if (r->req != NULL) fuse_reply_err(r->req, EIO);
+        rec_free(r);
+        continue;
+      }
+      napi_handle_scope scope;
+      if (napi_open_handle_scope(env, &scope) != napi_ok) {
+        if (r->req != NULL) fuse_reply_err(r->req, EIO);
+        rec_free(r);
+        go_on = 0;
+        continue;
+      }
+      go_on = dispatch(env, js_cb, r);
+      napi_close_handle_scope(env, scope);
+    }
+    if (!go_on) return;
+  }
+}
+
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)context;
+  struct rec *r = data;
+  struct mnt *m = r->m;
+  int handoff = r->handoff;
+  if (env == NULL) { // the environment is going away
+    if (r->req != NULL && r->state == ST_QUEUED) fuse_reply_err(r->req, EIO);
+    rec_free(r);
+    if (handoff) release_loop(m);
+    return;
+  }
+  int done = dispatch(env, js_cb, r);
+  if (handoff) {
+    if (done) direct_phase(env, js_cb, m);
+    release_loop(m);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
 // Threads: the session loop and the notifications.
 
+// Waits while the main thread reads the device (a request this thread handed it is pending).
+static void wait_handoff(struct mnt *m) {
+  pthread_mutex_lock(&m->hand_lock);
+  while (m->handoff && !atomic_load(&g_exiting)) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 50000000;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&m->hand_cond, &m->hand_lock, &until);
+  }
+  pthread_mutex_unlock(&m->hand_lock);
+}
+
+// libfuse's fuse_session_loop, with the device non-blocking when the main thread may read it
+// too (a request can be withdrawn between poll and read), and a pause after each request
+// handed to the main thread until it is done reading.
+static int session_loop(struct mnt *m) {
+  struct fuse_session *se = m->se;
+  int fd = fuse_session_fd(se);
+  struct fuse_buf buf = {.mem = NULL};
+  int res = 0;
+  if (m->direct) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) m->direct = 0;
+  }
+  tl_loop = m;
+  while (!fuse_session_exited(se)) {
+    if (m->direct) {
+      struct pollfd p = {.fd = fd, .events = POLLIN};
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+        res = -errno;
+        break;
+      }
+    }
+    res = fuse_session_receive_buf(se, &buf);
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) break;
+    fuse_session_process_buf(se, &buf);
+    wait_handoff(m);
+  }
+  free(buf.mem);
+  if (res > 0) res = 0;
+  fuse_session_reset(se);
+  return res;
+}
+
 static void *loop_main(void *arg) {
   struct mnt *m = arg;
-  int res = fuse_session_loop(m->se);
+  int res = session_loop(m);
   if (atomic_load(&g_exiting)) return NULL;
   struct rec *r = rec_new(NULL, OP_END);
   if (r == NULL) abort(); // without this record the mount can never be finished
@@ -1025,6 +1250,10 @@ static struct rec *get_rec(napi_env env, napi_value v, int *cancelled) {
 }
 
 static void mark_replied(struct rec *r) {
+  if (r->m->stats) {
+    r->m->st_count[r->op]++;
+    r->m->st_wait_ns[r->op] += now_ns() - r->t0;
+  }
   r->state = ST_REPLIED;
   pending_del(r);
   free(r->dir);
@@ -1421,6 +1650,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   m->pending.next = m->pending.prev = &m->pending;
   pthread_mutex_init(&m->note_lock, NULL);
   pthread_cond_init(&m->note_cond, NULL);
+  pthread_mutex_init(&m->hand_lock, NULL);
+  pthread_cond_init(&m->hand_cond, NULL);
   m->mountpoint = get_string(env, argv[0]);
   m->options = get_string(env, argv[1]);
   if (m->mountpoint == NULL || m->options == NULL) {
@@ -1441,6 +1672,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   m->cfg.killpriv = get_bool_prop(env, cfg, "handleKillpriv");
   m->cfg.readdirplus_auto = get_bool_prop(env, cfg, "readdirplusAuto");
   m->debug = get_bool_prop(env, cfg, "debug");
+  const char *stats = getenv("PRISM_FUSE_STATS");
+  m->stats = stats != NULL && *stats != 0 && strcmp(stats, "0") != 0;
+  const char *direct = getenv("PRISM_FUSE_DIRECT");
+  m->direct = direct == NULL || strcmp(direct, "0") != 0;
+  const char *spin = getenv("PRISM_FUSE_SPIN_US");
+  m->spin_ns = (uint64_t)(spin != NULL && atoi(spin) >= 0 ? atoi(spin) : DIRECT_SPIN_US) * 1000;
   uint32_t n = 0;
   napi_get_array_length(env, argv[3], &n);
   for (uint32_t i = 0; i < n; i++) {

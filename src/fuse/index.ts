@@ -6,9 +6,18 @@
 // libfuse calls the binding uses (libfuse 3.14, Debian 12; FUSE_USE_VERSION 314):
 // - session: fuse_session_new (options: default_permissions always, fsname, subtype, rw/ro,
 //   nosuid/suid, nodev/dev, allow_other, max_read), fuse_session_mount (mount(2)
-//   directly as root, fusermount3 otherwise), fuse_session_loop (single-threaded, one native
-//   thread per mount: JavaScript is single-threaded, so more reader threads would only queue
-//   requests faster; the loop never waits for JavaScript), fuse_session_exit,
+//   directly as root, fusermount3 otherwise), fuse_session_receive_buf and
+//   fuse_session_process_buf (libfuse's single-threaded loop, one native thread per mount:
+//   JavaScript is single-threaded, so more reader threads would only queue requests faster).
+//   Direct reads: once the main thread has answered a request the loop thread handed it, it
+//   reads the next requests from the device itself (up to 0.5 ms asleep between two; 4 ms in
+//   all, and only while each request is answered during its call), so that a
+//   busy mount's requests reach JavaScript without a thread switch and an event-loop turn each;
+//   the loop thread waits meanwhile (one reader at a time: the kernel's order is kept). The
+//   event loop then waits at most those 4 ms. PRISM_FUSE_DIRECT=0 turns this off,
+//   PRISM_FUSE_SPIN_US=N adds a busy poll of N us first (off by default: on a loaded machine
+//   it holds the CPU the caller needs), PRISM_FUSE_STATS=1 prints per-operation counts and
+//   times when a session ends. fuse_session_exit,
 //   fuse_session_unmount, fuse_session_destroy. FuseSession.unmount() calls umount2 on a
 //   worker thread (the kernel may need this process to answer while it unmounts, e.g. to
 //   write back cached pages); fuse_session_unmount runs once the loop has ended, since it
@@ -25,8 +34,9 @@
 //   getxattr, listxattr, removexattr, access, create, fallocate, ioctl (ENOTTY unless
 //   implemented), lseek (SEEK_DATA/SEEK_HOLE), copy_file_range; fuse_req_ctx for every request
 //   and fuse_req_getgroups on demand.
-// - one answer on the loop thread: getxattr("security.capability") of a node the filesystem
-//   said has none (the kernel asks before every write), ENODATA from a cache JavaScript keeps
+// - one answer on the reading thread: getxattr("security.capability") of a node the filesystem
+//   said has none (the kernel asks before every write), ENODATA from a cache JavaScript keeps:
+//   filled by a getxattr answered ENODATA at once and by entries with noCapability
 //   (FuseSession.forgetAnswers; a setxattr, an invalidation or a forget of the node empties it).
 // - cache invalidation: fuse_lowlevel_notify_inval_inode, _inval_entry, _delete, on a native
 //   thread of their own. Deadlock rules: the kernel may make a notification wait for a request

@@ -290,9 +290,20 @@ class LibfuseSession implements FuseSession {
       this.fail(req, op, e)
       return
     }
-    if (isThenable(v)) v.then((x) => this.finish(req, op, reply, x), (e: unknown) => this.fail(req, op, e))
-    else this.finish(req, op, reply, v)
+    if (isThenable(v)) {
+      v.then((x) => this.finish(req, op, reply, x), (e: unknown) => this.fail(req, op, e))
+      return
+    }
+    this.answeringAtOnce = true
+    try {
+      this.finish(req, op, reply, v)
+    } finally {
+      this.answeringAtOnce = false
+    }
   }
+
+  /** Set while a handler's answer is sent in the same call (nothing can have happened between). */
+  private answeringAtOnce = false
 
   private finish<T>(req: Req, op: string, reply: (v: T) => void, v: T): void {
     try {
@@ -319,6 +330,16 @@ class LibfuseSession implements FuseSession {
   private capCache(op: 0 | 1 | 2, ino: number): void {
     if (this.ended || this.handle === undefined) return
     this.addon.capCache(this.handle, op, ino)
+  }
+
+  /**
+   * An entry the filesystem says has no security.capability: the loop thread answers that
+   * getxattr from now on. Recorded before the reply, so the kernel's first write already finds
+   * it; a reply the kernel does not take forgets the node, and with it this. Only an answer
+   * given at once: one that waited may have raced with a setxattr or forgetAnswers.
+   */
+  private noCapability(e: Entry): void {
+    if (e.noCapability && e.ino !== 0 && this.answeringAtOnce) this.capCache(1, e.ino)
   }
 
   forgetAnswers(): void {
@@ -349,6 +370,7 @@ class LibfuseSession implements FuseSession {
     }
     const entry = (req: Req) => (e: Entry): void => {
       putEntry(e)
+      this.noCapability(e)
       this.entrySent(e, A.replyEntry(req))
     }
     const ok = (req: Req) => (): void => {
@@ -439,6 +461,7 @@ class LibfuseSession implements FuseSession {
             const counts = d.entry.ino !== 0 && !isDot(d.name)
             putEntry(d.entry)
             S[SC.DIR_OFF] = d.offset
+            if (counts) this.noCapability(d.entry)
             if (!A.dirAdd(req, d.name)) {
               if (counts) this.forget(d.entry.ino)
               break
@@ -501,6 +524,7 @@ class LibfuseSession implements FuseSession {
     if (ops.create) {
       set('create', (req, ctx, a) => this.run(req, 'create', () => ops.create!(ctx, n(a[0]), b(a[1]), n(a[2]), n(a[3])), (c) => {
         putEntry(c.entry)
+        this.noCapability(c.entry)
         const res = A.replyCreate(req, c.open.fh ?? 0, openFlags(c.open))
         if (res !== 0) {
           this.compensate('release', () => ops.release?.(ctx, c.entry.ino, c.open.fh ?? 0, n(a[3])))

@@ -74,6 +74,13 @@ export interface Entry {
   attrTimeout: number
   /** seconds the kernel may keep the name -> node binding */
   entryTimeout: number
+  /**
+   * The inode has no `security.capability` attribute: the binding may answer the kernel's
+   * getxattr of it (ENODATA, asked before every write) itself, without calling `getxattr`,
+   * until a setxattr of the node through this session, an invalidateInode of it, or
+   * forgetAnswers. Leave it out when unsure.
+   */
+  noCapability?: boolean
 }
 
 export interface AttrReply {

@@ -492,7 +492,11 @@ export class PrismFs {
 
   private entryOf(n: Node, inode?: Inode): Entry & {attr: Attr} {
     this.addLookup(n)
-    return {ino: n.id, attr: this.attrOf(n, inode), attrTimeout: this.options.attrTimeout, entryTimeout: this.options.entryTimeout}
+    const i = n.fs === 0 ? undefined : inode ?? this.inodeOf(n)
+    // no attribute at all, so no security.capability: the binding answers the kernel's
+    // question before each write by itself (a setxattr through any mount tells it otherwise)
+    return {ino: n.id, attr: this.attrOf(n, i), attrTimeout: this.options.attrTimeout, entryTimeout: this.options.entryTimeout,
+      noCapability: i !== undefined && i.r.xattrIno === 0}
   }
 
   // ---------------------------------------------------------------- creating
@@ -699,7 +703,7 @@ export class PrismFs {
         const fh = this.nextFh++
         this.handles.set(fh, {node: n, flags})
         this.addOpen(n)
-        return {fh}
+        return {fh, noflush: true} // flush does nothing here: no request on each close
       }),
       read: wrap((_ctx, id, fh, off, size) => {
         const n = this.handleNode(id, fh)
@@ -793,7 +797,7 @@ export class PrismFs {
         const fh = this.nextFh++
         this.handles.set(fh, {node: n, flags})
         this.addOpen(n)
-        return {entry, open: {fh}}
+        return {entry, open: {fh, noflush: true}}
       }),
       fallocate: mutating((ctx, id, fh, mode, off, len) => this.fallocate(ctx, this.handleNode(id, fh), mode, off, len)),
       lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),
