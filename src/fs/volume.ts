@@ -25,7 +25,8 @@ import {filesetTableBlocks} from './filesets.js'
 const META_ZONE_SHARE = 64
 /**
  * Inodes the cache keeps after a commit at most (it trims to 3/4 of that, least recently used
- * first). Only a commit trims: the inodes a transaction changes stay until it commits.
+ * first). Only a commit trims, or maybeCommit when the transaction has changed more inodes than
+ * this (flushInodes): a changed inode stays in the cache until it is encoded into its block.
  */
 const INODE_CACHE_MAX = 65536
 
@@ -376,10 +377,33 @@ export class Volume implements InodeHome {
     return this.txnBlocks >= this.journal.maxBlocks / 2
   }
 
-  /** Commits if the running transaction is large. Call only where the image is consistent. */
+  /**
+   * Commits if the running transaction is large. Call only where the image is consistent.
+   * Short of that, when the transaction has changed more than a quarter of the inodes the
+   * cache keeps, their records are encoded into their inode-table blocks (flushInodes): a
+   * transaction of a quarter of a million new files (a 128 MiB journal's half) then holds
+   * their 256-byte records in dirty blocks rather than as objects of about 1 KiB each.
+   */
   maybeCommit(): void {
     checkInterrupt() // a consistent point: stopping here drops only the running transaction
     if (this.txnFull) this.commit()
+    else if (this.dirtyInodes.size > this.inodeCacheMax / 4) this.flushInodes()
+  }
+
+  /**
+   * Encodes every changed inode (its extent map first) into its inode-table block, which joins
+   * the running transaction's dirty blocks, and lets the cache trim as a commit does: the
+   * Inode objects callers hold go stale here exactly as across a commit, and read their
+   * record back from the dirty block. Nothing reaches the journal or the device; abort()
+   * forgets the blocks with the rest of the transaction.
+   */
+  private flushInodes(): void {
+    for (const f of this.flushers) f(this)
+    for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
+    for (const inode of this.dirtyInodes) this.encodeInodeNow(inode)
+    this.dirtyInodes.clear()
+    this.dirtyInodeBlocks.clear()
+    this.trimInodeCache()
   }
 
   get hasChanges(): boolean {
@@ -656,7 +680,7 @@ export class Volume implements InodeHome {
   }
 
   /**
-   * After a commit, when the cache holds more than INODE_CACHE_MAX inodes: lets go of the
+   * After a commit (or flushInodes), when the cache holds more than INODE_CACHE_MAX inodes: lets go of the
    * least recently used down to INODE_CACHE_LOW, in insertion order with a second chance for
    * those used since the last pass (a clock). Amortized O(1) per inode read. Only clean
    * inodes go, and only here (never inside a read), so a caller's Inode object can go stale
