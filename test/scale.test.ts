@@ -29,6 +29,7 @@ import {loadExtents} from '../src/fs/extents.js'
 import {createEmptyFileset, deleteFileset, namespace, renameFileset, withImage} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice, fsckImage} from '../src/fsck/index.js'
+import {Journal} from '../src/journal/journal.js'
 import {copy} from '../src/ops/copy.js'
 import {edit, newImage, prism, read, snapshot, tmpDir} from './helpers.js'
 
@@ -407,6 +408,53 @@ describe('scale: the inode cache', function () {
     // The 6,000 more files of the larger import may add their entries in the transaction's
     // block maps and data queue (about 200 bytes each), not an Inode object each (over 1 KiB).
     expect(perFile, 'heap per file').to.be.below(600)
+  })
+})
+
+describe('scale: a transaction larger than the commit writes at once', function () {
+  // The commit writes the log through a buffer of 1,024 blocks: a transaction of 3,000 blocks
+  // (nine descriptors, three writes) replays exactly, and a torn block in any of its writes
+  // leaves the transaction uncommitted.
+  const JSTART = 10
+  const JSIZE = 4000
+  const build = (): {dev: MemDevice, want: Map<number, Buffer>} => {
+    const dev = new MemDevice(Buffer.alloc((JSTART + JSIZE + 4000) * BLOCK_SIZE))
+    Journal.format(dev, JSTART, JSIZE)
+    const j = new Journal(dev, JSTART, JSIZE)
+    j.loadSuper()
+    const want = new Map<number, Buffer>()
+    for (let i = 0; i < 3000; i++) {
+      const b = JSTART + JSIZE + ((i * 7) % 4000) // not in order, a few runs
+      const buf = Buffer.alloc(BLOCK_SIZE, i % 251)
+      buf.writeUInt32LE(i, 0)
+      want.set(b, buf)
+    }
+    j.commit(want)
+    return {dev, want}
+  }
+
+  it('replays every block of it, and refuses it torn in the first, middle or last write', () => {
+    const {dev, want} = build()
+    expect(dev.counts.write, 'the log in three writes, the commit record, the runs in place').to.be.above(4)
+    const logged = Buffer.from(dev.durable)
+    // In place lost (as a power loss right after the commit record): the replay restores all.
+    const img = Buffer.from(logged)
+    for (const b of want.keys()) img.fill(0, b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+    const again = new MemDevice(img)
+    const j = new Journal(again, JSTART, JSIZE)
+    j.loadSuper()
+    const r = j.replay()
+    expect(r.transactions).to.equal(1)
+    expect(r.blocks.size).to.equal(3000)
+    for (const [b, buf] of want) expect(again.durable.subarray(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE).equals(buf), `block ${b}`).to.equal(true)
+    // One block of the log damaged, in each of its three writes: nothing of it replays.
+    for (const at of [5, 1500, 2900]) {
+      const torn = Buffer.from(logged)
+      torn[(JSTART + 1 + at) * BLOCK_SIZE + 100] ^= 0xff
+      const jt = new Journal(new MemDevice(torn), JSTART, JSIZE)
+      jt.loadSuper()
+      expect(jt.scan().transactions, `torn at log block ${at}`).to.equal(0)
+    }
   })
 })
 
