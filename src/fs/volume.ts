@@ -392,10 +392,13 @@ export class Volume implements InodeHome {
    * cache keeps, their records are encoded into their inode-table blocks (flushInodes): a
    * transaction of up to 131,072 new files (TXN_MAX_BLOCKS of inode-table blocks) then holds
    * their 256-byte records in dirty blocks rather than as objects of about 1 KiB each.
+   * `onlyAtJournalHalf`: commit only when the transaction must be split to fit the journal,
+   * not at TXN_MAX_BLOCKS (a staged copy's last transaction, src/ops/stage.ts, is split only
+   * then, as docs/FORMAT.md §10.2 says).
    */
-  maybeCommit(): void {
+  maybeCommit(onlyAtJournalHalf = false): void {
     checkInterrupt() // a consistent point: stopping here drops only the running transaction
-    if (this.txnFull) this.commit()
+    if (onlyAtJournalHalf ? this.txnBlocks >= this.journal.maxBlocks / 2 : this.txnFull) this.commit()
     else if (this.dirtyInodes.size > this.inodeCacheMax / 4) this.flushInodes()
   }
 
