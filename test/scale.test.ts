@@ -16,6 +16,8 @@
 import {expect} from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import {clone} from '../src/clone/clone.js'
 import {FileDevice} from '../src/device/file.js'
 import {MemDevice} from '../src/device/mem.js'
@@ -27,6 +29,8 @@ import {loadExtents} from '../src/fs/extents.js'
 import {createEmptyFileset, deleteFileset, namespace, renameFileset, withImage} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice, fsckImage} from '../src/fsck/index.js'
+import {Journal} from '../src/journal/journal.js'
+import {copy} from '../src/ops/copy.js'
 import {edit, newImage, prism, read, snapshot, tmpDir} from './helpers.js'
 
 function fsckClean(img: string): void {
@@ -344,6 +348,113 @@ describe('scale: the inode cache', function () {
     expect(tiny.trees).to.deep.equal(big.trees)
     expect(tiny.fsck).to.equal(0)
     expect(big.fsck).to.equal(0)
+  })
+  // An import commits when its transaction reaches half the journal: with the default 128 MiB
+  // journal, a quarter of a million new files. Their Inode objects (about 1 KiB each) were all
+  // held until then, so the memory of an import of a million files grew with the file count
+  // (1 GiB resident). Now maybeCommit encodes them into their blocks (256 bytes each, in the
+  // transaction) once they outnumber a quarter of the cache, and the cache trims.
+  it('an import holds a bounded number of Inode objects and heap before its first commit: N and 4N files', () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = vm.runInNewContext('gc') as () => void
+    const importOf = (n: number): {peakCached: number, heap: number, commits: number} => {
+      const dir = tmpDir()
+      const tree = path.join(dir, 'tree')
+      for (let d = 0; d < n / 500; d++) {
+        fs.mkdirSync(path.join(tree, `d${d}`), {recursive: true})
+        for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(tree, `d${d}`, `f${i}`), `${d}/${i} `.repeat(1 + (i % 40)))
+      }
+      // A journal large enough that the whole import is one transaction: the bound is not a commit's.
+      const img = newImage(dir, 512 << 20, {inodeCount: 40000, journalBlocks: 16384})
+      const vol = Volume.open(img, {write: true, inodeCache: 400})
+      let peakCached = 0
+      let heap = 0
+      let commits = -1
+      try {
+        const orig = vol.maybeCommit.bind(vol)
+        vol.maybeCommit = () => { orig(); peakCached = Math.max(peakCached, vol.cachedInodes) }
+        const stats = copy(vol, [{kind: 'host', path: tree}], {kind: 'image', fileset: 'root', path: '/'}, {
+          recursive: true,
+          onPublish: () => {
+            // Everything is built and in place, nothing committed yet: what the transaction holds.
+            commits = vol.store.stats.commits
+            gc()
+            heap = process.memoryUsage().heapUsed
+          },
+        })
+        expect(stats.files).to.equal(n)
+        expect(stats.errors).to.deep.equal([])
+      } finally {
+        vol.close()
+      }
+      // Nothing lost: every file with its content, and a clean fsck.
+      read(img, (ns) => {
+        for (let d = 0; d < n / 500; d++) {
+          expect(ns.readdir(`/d${d}`).length).to.equal(500)
+          for (let i = 0; i < 500; i += 7) expect(ns.readFile(`/d${d}/f${i}`).toString()).to.equal(`${d}/${i} `.repeat(1 + (i % 40)))
+        }
+      })
+      fsckClean(img)
+      fs.rmSync(dir, {recursive: true, force: true})
+      return {peakCached, heap, commits}
+    }
+    const small = importOf(2000)
+    const large = importOf(8000)
+    const perFile = (large.heap - small.heap) / 6000
+    expect(small.commits, 'commits before the publish').to.equal(0)
+    expect(large.commits, 'commits before the publish').to.equal(0)
+    // At most the cache, a quarter of it waiting to be encoded, and the few a file touches.
+    expect(large.peakCached, 'Inode objects held').to.be.at.most(400 + 100 + 16)
+    // The 6,000 more files of the larger import may add their entries in the transaction's
+    // block maps and data queue (about 200 bytes each), not an Inode object each (over 1 KiB).
+    expect(perFile, 'heap per file').to.be.below(600)
+  })
+})
+
+describe('scale: a transaction larger than the commit writes at once', function () {
+  // The commit writes the log through a buffer of 1,024 blocks: a transaction of 3,000 blocks
+  // (nine descriptors, three writes) replays exactly, and a torn block in any of its writes
+  // leaves the transaction uncommitted.
+  const JSTART = 10
+  const JSIZE = 4000
+  const build = (): {dev: MemDevice, want: Map<number, Buffer>} => {
+    const dev = new MemDevice(Buffer.alloc((JSTART + JSIZE + 4000) * BLOCK_SIZE))
+    Journal.format(dev, JSTART, JSIZE)
+    const j = new Journal(dev, JSTART, JSIZE)
+    j.loadSuper()
+    const want = new Map<number, Buffer>()
+    for (let i = 0; i < 3000; i++) {
+      const b = JSTART + JSIZE + ((i * 7) % 4000) // not in order, a few runs
+      const buf = Buffer.alloc(BLOCK_SIZE, i % 251)
+      buf.writeUInt32LE(i, 0)
+      want.set(b, buf)
+    }
+    j.commit(want)
+    return {dev, want}
+  }
+
+  it('replays every block of it, and refuses it torn in the first, middle or last write', () => {
+    const {dev, want} = build()
+    expect(dev.counts.write, 'the log in three writes, the commit record, the runs in place').to.be.above(4)
+    const logged = Buffer.from(dev.durable)
+    // In place lost (as a power loss right after the commit record): the replay restores all.
+    const img = Buffer.from(logged)
+    for (const b of want.keys()) img.fill(0, b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+    const again = new MemDevice(img)
+    const j = new Journal(again, JSTART, JSIZE)
+    j.loadSuper()
+    const r = j.replay()
+    expect(r.transactions).to.equal(1)
+    expect(r.blocks.size).to.equal(3000)
+    for (const [b, buf] of want) expect(again.durable.subarray(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE).equals(buf), `block ${b}`).to.equal(true)
+    // One block of the log damaged, in each of its three writes: nothing of it replays.
+    for (const at of [5, 1500, 2900]) {
+      const torn = Buffer.from(logged)
+      torn[(JSTART + 1 + at) * BLOCK_SIZE + 100] ^= 0xff
+      const jt = new Journal(new MemDevice(torn), JSTART, JSIZE)
+      jt.loadSuper()
+      expect(jt.scan().transactions, `torn at log block ${at}`).to.equal(0)
+    }
   })
 })
 

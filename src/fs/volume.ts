@@ -25,9 +25,19 @@ import {filesetTableBlocks} from './filesets.js'
 const META_ZONE_SHARE = 64
 /**
  * Inodes the cache keeps after a commit at most (it trims to 3/4 of that, least recently used
- * first). Only a commit trims: the inodes a transaction changes stay until it commits.
+ * first). Only a commit trims, or maybeCommit when the transaction has changed more than a
+ * quarter of this many inodes (flushInodes): a changed inode stays in the cache until it is
+ * encoded into its block. An Inode object with its record is about 700 bytes, and twice the
+ * live heap is what V8 lets grow between collections: 32,768 keeps an import of a million
+ * files under 512 MiB resident (issue 19); 65,536 cost it 60 MiB more.
  */
-const INODE_CACHE_MAX = 65536
+const INODE_CACHE_MAX = 32768
+/**
+ * A transaction commits at maybeCommit once it holds this many metadata blocks (32 MiB), or
+ * half the journal if that is less: the dirty blocks are memory until the commit, and a
+ * commit of 32 MiB is large enough that its two syncs cost little beside its writes.
+ */
+const TXN_MAX_BLOCKS = 4096
 
 export interface OpenOptions {
   write: boolean
@@ -360,7 +370,7 @@ export class Volume implements InodeHome {
     return this.store.dirtyCount + this.dirtyInodeBlocks.size + this.dirtyRc.size
   }
 
-  /** True when the running transaction has grown past half the journal. */
+  /** True when the running transaction has grown past half the journal (or TXN_MAX_BLOCKS). */
   private ident: {dev: bigint, ino: bigint} | null | undefined
 
   /**
@@ -373,13 +383,39 @@ export class Volume implements InodeHome {
   }
 
   get txnFull(): boolean {
-    return this.txnBlocks >= this.journal.maxBlocks / 2
+    return this.txnBlocks >= Math.min(this.journal.maxBlocks / 2, TXN_MAX_BLOCKS)
   }
 
-  /** Commits if the running transaction is large. Call only where the image is consistent. */
-  maybeCommit(): void {
+  /**
+   * Commits if the running transaction is large. Call only where the image is consistent.
+   * Short of that, when the transaction has changed more than a quarter of the inodes the
+   * cache keeps, their records are encoded into their inode-table blocks (flushInodes): a
+   * transaction of up to 131,072 new files (TXN_MAX_BLOCKS of inode-table blocks) then holds
+   * their 256-byte records in dirty blocks rather than as objects of about 1 KiB each.
+   * `onlyAtJournalHalf`: commit only when the transaction must be split to fit the journal,
+   * not at TXN_MAX_BLOCKS (a staged copy's last transaction, src/ops/stage.ts, is split only
+   * then, as docs/FORMAT.md §10.2 says).
+   */
+  maybeCommit(onlyAtJournalHalf = false): void {
     checkInterrupt() // a consistent point: stopping here drops only the running transaction
-    if (this.txnFull) this.commit()
+    if (onlyAtJournalHalf ? this.txnBlocks >= this.journal.maxBlocks / 2 : this.txnFull) this.commit()
+    else if (this.dirtyInodes.size > this.inodeCacheMax / 4) this.flushInodes()
+  }
+
+  /**
+   * Encodes every changed inode (its extent map first) into its inode-table block, which joins
+   * the running transaction's dirty blocks, and lets the cache trim as a commit does: the
+   * Inode objects callers hold go stale here exactly as across a commit, and read their
+   * record back from the dirty block. Nothing reaches the journal or the device; abort()
+   * forgets the blocks with the rest of the transaction.
+   */
+  private flushInodes(): void {
+    for (const f of this.flushers) f(this)
+    for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
+    for (const inode of this.dirtyInodes) this.encodeInodeNow(inode)
+    this.dirtyInodes.clear()
+    this.dirtyInodeBlocks.clear()
+    this.trimInodeCache()
   }
 
   get hasChanges(): boolean {
@@ -656,7 +692,7 @@ export class Volume implements InodeHome {
   }
 
   /**
-   * After a commit, when the cache holds more than INODE_CACHE_MAX inodes: lets go of the
+   * After a commit (or flushInodes), when the cache holds more than INODE_CACHE_MAX inodes: lets go of the
    * least recently used down to INODE_CACHE_LOW, in insertion order with a second chance for
    * those used since the last pass (a clock). Amortized O(1) per inode read. Only clean
    * inodes go, and only here (never inside a read), so a caller's Inode object can go stale

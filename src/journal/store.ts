@@ -13,13 +13,28 @@ import {BLOCK_SIZE} from '../format/constants.js'
 import type {Journal} from './journal.js'
 import {fail} from '../errors.js'
 
-const DATA_QUEUE_MAX = 64 * 1024 * 1024
+/** Queued data written early (into blocks no committed state references). */
+const DATA_QUEUE_MAX = 32 * 1024 * 1024
+/**
+ * Clean blocks the cache keeps (64 MiB). With the running transaction (at most
+ * Volume's TXN_MAX_BLOCKS) and the data in flight (DATA_QUEUE_MAX + BEHIND_MAX), what an
+ * import holds in blocks is bounded at about 200 MiB whatever its size (issue 19: an import
+ * of a million files within 512 MiB resident).
+ */
+const CACHE_BLOCKS = 8192
 /** Blocks read on a cache miss. */
 const READAHEAD = 8
 /** Size of the pooled data buffers handed to writers (dataBuffer). */
 export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
-/** Data handed to the device's write-behind and not yet written, at most (then we wait). */
-const BEHIND_MAX = 256 * 1024 * 1024
+/**
+ * Data handed to the device's write-behind and not yet written, at most (then we wait). With
+ * the queue (DATA_QUEUE_MAX) it bounds the data memory an import holds, which stays resident
+ * (the pool keeps what was in use at once; FileDevice's buffers are shared WebAssembly
+ * memory): about 80 MiB, where 256 MiB here and a queue of 64 MiB let an import of a million
+ * small files reach 700-800 MiB resident (issue 19: at most 512 MiB). One queue being
+ * written while the next fills keeps the disk busy.
+ */
+const BEHIND_MAX = 32 * 1024 * 1024
 
 /** Queued data writes: first block -> content, and each block -> the first block of its write. */
 interface DataQueue {
@@ -84,7 +99,7 @@ export class BlockStore {
     return true
   }
 
-  constructor(readonly dev: BlockDevice, readonly journal: Journal | null, private capacity = 32768) {}
+  constructor(readonly dev: BlockDevice, readonly journal: Journal | null, private capacity = CACHE_BLOCKS) {}
 
   setOverlay(blocks: Map<number, Buffer>): void {
     this.overlay = blocks

@@ -90,7 +90,7 @@ export class Stage {
           b.dir.r.nlink--
           x.r.nlink++
         }
-        vol.maybeCommit()
+        vol.maybeCommit(true)
       }
       touch(x.r, {m: true, c: true})
       vol.idirty(x)
