@@ -15,8 +15,9 @@
 //   busy mount's requests reach JavaScript without a thread switch and an event-loop turn each;
 //   the loop thread waits meanwhile (one reader at a time: the kernel's order is kept). The
 //   event loop then waits at most those 4 ms. PRISM_FUSE_DIRECT=0 turns this off,
-//   PRISM_FUSE_SPIN_US=N adds a busy poll of N us first (off by default: on a loaded machine
-//   it holds the CPU the caller needs), PRISM_FUSE_STATS=1 prints per-operation counts and
+//   a busy poll of 50 us comes first while the 1-minute load average is under the CPUs online
+//   (on a loaded machine it would hold the CPU the caller needs); PRISM_FUSE_SPIN_US=N sets its
+//   length (0: off). PRISM_FUSE_STATS=1 prints per-operation counts and
 //   times when a session ends. fuse_session_exit,
 //   fuse_session_unmount, fuse_session_destroy. FuseSession.unmount() calls umount2 on a
 //   worker thread (the kernel may need this process to answer while it unmounts, e.g. to
