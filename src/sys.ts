@@ -116,6 +116,15 @@ export function writeAll(fd: number, buf: Uint8Array): boolean {
   return true
 }
 
+/** The addon, or null where it is not built (an older build may also lack a newer call). */
+function sysIfBuilt(): Sys | null {
+  try {
+    return sys()
+  } catch {
+    return null
+  }
+}
+
 const EAGAIN = 11
 const EPIPE = 32
 
@@ -128,13 +137,8 @@ const EPIPE = 32
  * copies: see drainPipe.
  */
 export function sendAll(outFd: number, inFd: number, pos: number, count: number): number {
-  let s: Sys
-  try {
-    s = sys()
-  } catch {
-    return 0
-  }
-  if (typeof s.sendFile !== 'function') return 0
+  const s = sysIfBuilt()
+  if (typeof s?.sendFile !== 'function') return 0
   let done = 0
   while (done < count) {
     const n = s.sendFile(outFd, inFd, pos + done, count - done)
@@ -156,12 +160,7 @@ export function sendAll(outFd: number, inFd: number, pos: number, count: number)
  * what the reader gets.
  */
 export function drainPipe(fd: number): void {
-  let s: Sys
-  try {
-    s = sys()
-  } catch {
-    return
-  }
-  if (typeof s.pipeUnread !== 'function') return
+  const s = sysIfBuilt()
+  if (typeof s?.pipeUnread !== 'function') return
   for (let wait = 0; s.pipeUnread(fd) > 0; wait = Math.min(wait + 1, 20)) Atomics.wait(sleeper, 0, 0, wait)
 }

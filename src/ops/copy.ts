@@ -949,7 +949,7 @@ function writeInto(ns: Namespace, inode: Inode, to: Buffer | number, ctx: Ctx, t
   // (a pipe there is reopened to block, and grown, as cat's output is: src/sys.ts outputFd)
   const fd = typeof to === 'number' ? outputFd(to) : fs.openSync(to, fs.constants.O_WRONLY | (truncate ? fs.constants.O_TRUNC : 0))
   try {
-    growPipe(fd)
+    if (typeof to !== 'number') growPipe(fd) // (outputFd grew its own)
     const size = inode.r.size
     for (let off = 0; off < size;) {
       checkInterrupt()
