@@ -738,6 +738,40 @@ describe('fsck', function () {
       expect(readAll().has('/big')).to.equal(false)
     })
 
+    // The orphan flag or list entry of a file whose directory is unreachable when the list is
+    // checked (a damaged parent): the directory comes back in lost+found with its names, and
+    // the file with it. Found by the fuzzer (seed 1184171095): the file stayed on the list
+    // while named, so a second fsck failed and the next writable open would have freed it.
+    for (const how of ['flagged but off the list, with its link', 'on the list with nlink 0'] as const) {
+      it(`ORPHAN: a file ${how}, named by a directory that is reconnected, is kept`, () => {
+        const vol = Volume.open(img, {write: true, noOrphans: true})
+        const ns = namespace(vol, 'root')
+        const root = ns.root()
+        const docs = ns.resolve('/docs')
+        const small = ns.resolve('/docs/small.txt')
+        if (how === 'on the list with nlink 0') {
+          small.r.nlink = 0
+          vol.addOrphan(small)
+        } else {
+          small.r.flags |= IF_ORPHAN
+          vol.idirty(small)
+        }
+        dirRemove(vol, root, Buffer.from('docs'))
+        root.r.nlink--
+        vol.idirty(root)
+        vol.commit()
+        vol.closeAbort()
+        ritual([how === 'on the list with nlink 0' ? 'ORPHAN_LINKED' : 'ORPHAN_LIST', 'INODE_UNREACHABLE'])
+        withImage(img, {write: true}, () => {}) // a writable open reaps the orphan list
+        const after = fsckImage(img, {repair: false})
+        expect(after.exitCode, show(after)).to.equal(0)
+        const all = readAll()
+        for (const name of ['small.txt', 'readme.txt']) {
+          expect(all.get(`/lost+found/#${docs.ino}/${name}`), name).to.equal(clean.get(`/docs/${name}`))
+        }
+      })
+    }
+
     it('accepts a real orphan (unlinked, not yet freed) and leaves it to be reaped', () => {
       const vol = Volume.open(img, {write: true, noOrphans: true})
       const ns = namespace(vol, 'root')

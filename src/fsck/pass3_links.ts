@@ -106,6 +106,17 @@ function checkOrphanList(ctx: FsckContext): number[] {
       ctx.fixed(p)
       continue
     }
+    if (ctx.nlink[ino] !== 0) {
+      // An orphan is unlinked (nlink 0) in the transaction that flags it: with links left,
+      // the flag is the damage. The file is kept: a tree reconnected below may name it, or
+      // it goes to lost+found, rather than onto the list that frees it.
+      const p = ctx.report('ORPHAN_LIST', `inode ${ino}`, {detail: `inode ${ino} is flagged as an orphan but not on the list, and has ${ctx.nlink[ino]} links: the flag is dropped`})
+      const flags = ctx.iflags[ino] & ~IF_ORPHAN
+      ctx.iflags[ino] = flags
+      ctx.editInode(ino, (b, o) => { b.writeUInt16LE(flags, o + 2); b.writeUInt32LE(0, o + 0x54) })
+      ctx.fixed(p)
+      continue
+    }
     const p = ctx.report('ORPHAN_LIST', `inode ${ino}`, {detail: `inode ${ino} is flagged as an orphan but not on the list`})
     setLink(prev, ino)
     ctx.editInode(ino, (b, o) => b.writeUInt32LE(0, o + 0x54))
@@ -115,6 +126,36 @@ function checkOrphanList(ctx: FsckContext): number[] {
     prev = ino
   }
   return onList
+}
+
+/**
+ * An inode on the orphan list that a tree reconnected to lost+found names (its directory
+ * was unreachable when the list was checked) leaves the list, as checkOrphanList takes off
+ * one a fileset names: the name wins, so the file is kept rather than freed at the next
+ * writable open. The chain is relinked without it.
+ */
+function leaveListIfNamed(ctx: FsckContext, orphans: number[]): void {
+  const named = orphans.filter((ino) => ctx.itype[ino] !== T_FREE && ctx.reach[ino] & R_FILESET)
+  if (named.length === 0) return
+  for (const ino of named) {
+    const p = ctx.report('ORPHAN_LINKED', `inode ${ino}`)
+    const flags = ctx.iflags[ino] & ~IF_ORPHAN
+    ctx.iflags[ino] = flags
+    ctx.reach[ino] &= ~R_ORPHAN_LIST
+    ctx.editInode(ino, (b, o) => { b.writeUInt16LE(flags, o + 2); b.writeUInt32LE(0, o + 0x54) })
+    ctx.fixed(p)
+  }
+  if (!ctx.repair) return
+  const left = orphans.filter((ino) => ctx.reach[ino] & R_ORPHAN_LIST)
+  const head = left[0] ?? 0
+  if (ctx.vol.sb.orphanHead !== head) {
+    ctx.vol.sb.orphanHead = head
+    ctx.vol.markSbDirty()
+  }
+  for (let i = 0; i < left.length; i++) {
+    const next = left[i + 1] ?? 0
+    if (nextOrphanOf(ctx, left[i], null) !== next) ctx.editInode(left[i], (b, o) => b.writeUInt32LE(next, o + 0x54))
+  }
 }
 
 /**
@@ -141,6 +182,7 @@ export function pass3(ctx: FsckContext): void {
   const orphans = checkOrphanList(ctx)
   walkOrphanTrees(ctx, orphans)
   planReconnections(ctx)
+  leaveListIfNamed(ctx, orphans)
   const n = ctx.inoEnd - 1
   for (let ino = 1; ino <= n; ino++) {
     const kind = ctx.itype[ino]
