@@ -51,7 +51,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 
 describe('model: clones behave as deep copies', function () {
   this.timeout(900000)
-  const runs = Number(process.env.PRISM_CLONE_RUNS ?? 1000)
+  const runs = Number(process.env.PRISM_CLONE_RUNS ?? 500)
 
   const saved = localityTuning.groupBytes
   after(() => { localityTuning.groupBytes = saved })
