@@ -223,6 +223,28 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   return expandOne(vol, c, u, path)
 }
 
+/**
+ * What expansion did in one clone, counted as a sync clone counts it (src/clone/clone.ts
+ * CloneStats): directories expanded, files shared, hard-linked files copied, entries left out.
+ * Counted only for the clones entered in Volume.expandTally.
+ */
+export interface ExpandTally {
+  dirs: number
+  shared: number
+  copiedHardlinked: number
+  excluded: number
+}
+
+/** Starts counting the expansion of fileset `id` (see ExpandTally); returns the counts. */
+export function tallyExpansion(vol: Volume, id: number): ExpandTally {
+  vol.expandTally ??= new Map()
+  let t = vol.expandTally.get(id)
+  if (!t) vol.expandTally.set(id, t = {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0})
+  return t
+}
+
+const NO_TALLY: ExpandTally = {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0}
+
 /** Expands one UNEXPANDED directory whose source directory is expanded. */
 function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   if (!isUnexpanded(u)) return []
@@ -230,11 +252,13 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   if (isUnexpanded(from)) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from a directory that is not expanded; run 'prism fsck --repair'`)
   const ci = info(vol, c)
   const made: Array<{inode: Inode, path: string}> = []
+  // Counted apart and added at the end: a directory whose expansion fails counts nothing.
+  const t = {...NO_TALLY}
   for (const e of dirList(vol, from)) {
     const childPath = `${path}/${nameText(e.name)}`
-    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) continue
+    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
     const child = vol.iget(e.ino)
-    if (child.r.flags & IF_NOCLONE) continue
+    if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
     if (child.isDir) {
       const d = newUnexpandedDir(vol, child, src.id)
       dirAdd(vol, u, d.ino, DT_DIR, e.name, 0)
@@ -252,6 +276,7 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     // count can still be corrected (recountLinks).
     let cp = copyOf(vol, ci, child)
     if (cp || child.r.nlink > 1 || (isExpanding(src) && info(vol, src).copies.has(child.ino))) {
+      if (!cp) t.copiedHardlinked++
       cp ??= linkedCopy(vol, c, ci, child)
       dirAdd(vol, u, cp.ino, e.type, e.name, 0)
       continue
@@ -259,6 +284,7 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     child.r.share++
     vol.idirty(child)
     dirAdd(vol, u, child.ino, e.type, e.name, 0)
+    t.shared++
   }
   u.r.flags &= ~IF_UNEXPANDED
   u.r.srcIno = 0
@@ -267,6 +293,13 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   vol.idirty(u)
   const rec = filesetById(vol, c.id)!
   saveFileset(vol, {...rec, dirsDone: rec.dirsDone + 1, dirsTotal: rec.dirsTotal + made.length})
+  const tally = vol.expandTally?.get(c.id)
+  if (tally) {
+    tally.dirs++
+    tally.shared += t.shared
+    tally.copiedHardlinked += t.copiedHardlinked
+    tally.excluded += t.excluded
+  }
   return made
 }
 
