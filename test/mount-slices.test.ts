@@ -91,27 +91,33 @@ describe('mount: clone and expand in slices on a served image', function () {
     await s?.cleanup()
   })
 
-  it('a sync clone, the expansion of a lazy clone and an async clone + expand keep other calls on the mount answered (p99 < 100 ms, max < 1 s); results equal the standalone command', async () => {
+  it('a sync clone, the expansion of a lazy clone and an async clone + expand keep other calls on the mount answered (p99 < 100 ms, max < 500 ms); results equal the standalone command', async () => {
     s = new Scratch({size: 512 * 1024 * 1024})
-    makeTree(s.image, 600, 40) // 24,000 files in 610 directories
+    makeTree(s.image, 700, 40) // 28,000 files in 711 directories
     await cliOk(['fileset', 'create', '-i', s.image, 'scratch'])
     const mp = s.mountpoint()
     await s.mount(null, mp)
     const probeDir = path.join(mp, 'scratch', 'probe')
     const results: Array<{what: string, probe: ProbeResult}> = []
-    const step = async (what: string, args: string[]) => {
-      const {out, probe} = await probed(probeDir, path.join(s.dir, `stop-${results.length}`), () => cli(args))
+    // Each step: commands run one after the other while the probe runs.
+    const step = async (what: string, ...commands: string[][]) => {
+      const {out, probe} = await probed(probeDir, path.join(s.dir, `stop-${results.length}`), async () => {
+        const outs = []
+        for (const args of commands) outs.push(await cli(args))
+        return outs
+      })
       results.push({what, probe})
-      expect(out.code, `${what}: ${out.stderr}`).to.equal(0)
+      if (process.env.PRISM_TEST_VERBOSE) console.log(what, JSON.stringify(probe))
+      for (const o of out) expect(o.code, `${what}: ${o.stderr}`).to.equal(0)
       return out
     }
     const i = ['-i', s.image]
-    const sync = await step('clone --mode sync', ['clone', ...i, 'root', 'c-sync', '--mode', 'sync', '--json'])
+    const [sync] = await step('clone --mode sync', ['clone', ...i, 'root', 'c-sync', '--mode', 'sync', '--json'])
     await cliOk(['clone', ...i, 'root', 'c-lazy', '--mode', 'lazy'])
-    const lazy = await step('expand (lazy clone)', ['expand', ...i, 'c-lazy'])
-    const both = await step('clone + expand (async)', ['clone', ...i, 'root', 'c-async'])
-    expect(both.stdout).to.equal('c-async\n')
-    await step('expand (async clone)', ['expand', ...i, 'c-async', '--json'])
+    const [lazy] = await step('expand (lazy clone)', ['expand', ...i, 'c-lazy'])
+    const [made, expanded] = await step('clone + expand (async)', ['clone', ...i, 'root', 'c-async'], ['expand', ...i, 'c-async', '--json'])
+    expect(made.stdout).to.equal('c-async\n')
+    expect(JSON.parse(expanded.stdout)).to.have.length(1)
 
     // The same commands borrowing the image (as before): the same output.
     const env = {PRISM_SERVED_SLICES: '0'}
@@ -130,7 +136,8 @@ describe('mount: clone and expand in slices on a served image', function () {
     for (const r of results) {
       expect(r.probe.calls, r.what).to.be.above(100)
       expect(r.probe.p99, `${r.what}: p99 ${r.probe.p99} ms`).to.be.below(100)
-      expect(r.probe.max, `${r.what}: max ${r.probe.max} ms`).to.be.below(1000)
+      // (The lend holds every call for the whole command: 0.9-1.2 s here.)
+      expect(r.probe.max, `${r.what}: max ${r.probe.max} ms`).to.be.below(500)
     }
     await s.umount(mp)
     expect(prism(['fsck', '-i', s.image]).status).to.equal(0)
