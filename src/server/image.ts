@@ -290,6 +290,7 @@ export class ServedImage {
         } catch (e) {
           this.failed = e as Error
           this.onError(`the image could not be opened again after a command: ${(e as Error).message}`)
+          this.stopJobs(new ServerStopped('the image could not be opened again'))
         }
         this.lentUntil = null
         release()
@@ -499,12 +500,11 @@ export class ServedImage {
         this.settleJobs()
         if (!more && this.vol.hasChanges) this.commitNow()
       } catch (e) {
+        // A commit that failed (the image takes no more writes), or the fileset table unreadable.
         const failed = this.failed as Error | null
-        if (failed) {
-          this.stopJobs(new PrismError('EIO', `the image could not be written: ${failed.message}`))
-          return
-        }
-        more = true
+        this.stopJobs(failed ? new PrismError('EIO', `the image could not be written: ${failed.message}`) : e as Error)
+        if (!failed) this.onError(`expanding clones: ${(e as Error).message}`)
+        return
       }
       if (more) this.scheduleExpansion(0)
     }
@@ -522,8 +522,8 @@ export class ServedImage {
     try {
       if (e.slice(this.vol, ms) !== 'more') this.expanders.delete(f.id)
     } catch (err) {
+      if (this.failed) throw err
       this.sliceFailed(f.id, err as Error)
-      throw err
     }
     return true
   }
