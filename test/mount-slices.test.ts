@@ -256,17 +256,17 @@ describe('mount: clone and expand in slices on a served image', function () {
 })
 
 describe('server expansion slices (no mount)', () => {
-  it('a slice that reaches SLICE_TXN_BLOCKS commits and goes on (no spinning until the commit timer)', async () => {
+  it('a slice that reaches its transaction bound commits and goes on (no spinning until the commit timer)', async () => {
     const dir = tmpDir('prism-slices-')
     try {
-      // A journal of 32 MiB: its half is far above the 2048 blocks at which a slice ends.
-      const img = newImage(dir, 512 * 1024 * 1024, {journalBlocks: 8192, inodeCount: 65536})
+      // A journal of 32 MiB: its half is far above the bound (256 blocks) at which a slice ends.
+      const img = newImage(dir, 256 * 1024 * 1024, {journalBlocks: 8192})
       // Each file shared by the clone's expansion dirties its inode's table block (16 a
-      // block): 40,000 files make a transaction of 2,500 blocks and more.
+      // block): 8,000 files make a transaction of 500 blocks and more.
       withImage(img, {write: true}, (vol) => {
         const ns = namespace(vol, 'root')
         const empty = Buffer.alloc(0)
-        for (let d = 0; d < 200; d++) {
+        for (let d = 0; d < 40; d++) {
           ns.mkdir(`/d${d}`)
           for (let f = 0; f < 200; f++) ns.writeFile(`/d${d}/f${f}`, empty)
           vol.maybeCommit()
@@ -298,7 +298,7 @@ describe('server expansion slices (no mount)', () => {
       withImage(img, {write: false}, (vol) => {
         expect(getFileset(vol, 'c').state).to.not.equal(FS_EXPANDING)
         const got = names(namespace(vol, 'c'))
-        expect(got).to.have.length(200 * 201)
+        expect(got).to.have.length(40 * 201)
         expect(got).to.deep.equal(names(namespace(vol, 'root')))
       })
     } finally {

@@ -603,10 +603,10 @@ export class Expander {
   constructor(readonly filesetId: number) {}
 
   /**
-   * Works for about `budgetMs`, leaving the caller to commit. Returns 'done' when the clone
+   * Works for about `budgetMs`, or until the transaction holds `maxTxnBlocks`, leaving the caller to commit. Returns 'done' when the clone
    * became an ordinary fileset, 'gone' if it no longer exists or is not expanding, else 'more'.
    */
-  slice(vol: Volume, budgetMs: number, maxDirs = Infinity, yieldNow: () => boolean = () => false): 'done' | 'more' | 'gone' {
+  slice(vol: Volume, budgetMs: number, maxDirs = Infinity, yieldNow: () => boolean = () => false, maxTxnBlocks = SLICE_TXN_BLOCKS): 'done' | 'more' | 'gone' {
     const c = filesetById(vol, this.filesetId)
     if (!c || !isExpanding(c)) return 'gone'
     if (!this.stack) {
@@ -618,7 +618,7 @@ export class Expander {
     let dirs = 0
     while (stack.length) {
       // The commit that ends a slice must stay short too (a waiter waits for it).
-      if (Date.now() >= end || vol.txnFull || vol.txnBlocks >= SLICE_TXN_BLOCKS || dirs >= maxDirs || yieldNow()) return 'more'
+      if (Date.now() >= end || vol.txnFull || vol.txnBlocks >= maxTxnBlocks || dirs >= maxDirs || yieldNow()) return 'more'
       const job = stack.pop()!
       dirs++
       const d = vol.tryIget(job.ino)

@@ -18,7 +18,7 @@ import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import {clone, settleSyncClone, type CloneResult} from '../clone/clone.js'
-import {Expander, SLICE_TXN_BLOCKS, tallyExpansion, type ExpandTally} from '../fs/expand.js'
+import {Expander, tallyExpansion, type ExpandTally} from '../fs/expand.js'
 import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {deleteFileset} from '../fs/image.js'
 import {reapOrphans} from '../fs/namespace.js'
@@ -95,6 +95,12 @@ export class ServerStopped extends Error {}
 
 /** One slice of expansion between requests, in ms. */
 const SLICE_MS = 8
+/**
+ * A slice ends, and its transaction commits, at this many blocks: a commit of 256 blocks took
+ * 20-40 ms on the 2-core machine of bench/README.md ("Clone and expand on a mounted image"),
+ * one of 2,048 (the background expander's SLICE_TXN_BLOCKS) 240-440 ms, which requests waited.
+ */
+const SLICE_BLOCKS = 256
 
 /** Changes seen by the observer since they were last sent to the kernel. */
 interface Pending {
@@ -478,7 +484,7 @@ export class ServedImage {
    * clones clients wait for (jobs), then asynchronous clones. Before a slice, what requests
    * changed is committed, so that a slice that fails is dropped alone (abort): it never leaves
    * a half-expanded directory for a later commit, nor takes a request's change with it. A slice
-   * ends when its transaction reaches SLICE_TXN_BLOCKS, and that transaction is committed then
+   * ends when its transaction reaches SLICE_BLOCKS, and that transaction is committed then
    * (else every later slice would end at once, until a timer committed).
    */
   scheduleExpansion(delayMs = 0): void {
@@ -496,7 +502,7 @@ export class ServedImage {
         this.requestsChanged = false
         more = this.expandSlice(SLICE_MS)
         this.dropPending() // expansion changes nothing a mount shows
-        if (this.vol.txnFull || this.vol.txnBlocks >= SLICE_TXN_BLOCKS) this.commitNow()
+        if (this.vol.txnFull || this.vol.txnBlocks >= SLICE_BLOCKS) this.commitNow()
         this.settleJobs()
         if (!more && this.vol.hasChanges) this.commitNow()
       } catch (e) {
@@ -520,7 +526,7 @@ export class ServedImage {
     let e = this.expanders.get(f.id)
     if (!e) this.expanders.set(f.id, e = new Expander(f.id))
     try {
-      if (e.slice(this.vol, ms) !== 'more') this.expanders.delete(f.id)
+      if (e.slice(this.vol, ms, Infinity, undefined, SLICE_BLOCKS) !== 'more') this.expanders.delete(f.id)
     } catch (err) {
       if (this.failed) throw err
       this.sliceFailed(f.id, err as Error)
