@@ -555,6 +555,7 @@ export class ServedImage {
     if (waiting.some((j) => j.sync)) {
       try {
         this.dropNow(id)
+        void this.notify(true) // (its name leaves the whole-image mounts)
       } catch (e) {
         this.onError(`deleting the clone that failed: ${(e as Error).message}`)
       }
