@@ -14,6 +14,7 @@ import {PrismError, errorFromWire} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
 import type {CloneResult, CloneStats} from '../clone/clone.js'
 import type {Volume} from '../fs/volume.js'
+import type {Fileset} from '../fs/filesets.js'
 import {withSession} from './session.js'
 
 export interface ServedTarget {
@@ -95,6 +96,7 @@ export interface ServedCloneRequest {
 export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onProgress?: (s: CloneStats) => void, wait?: number}): Promise<CloneResult> {
   let made: string | null = null
   let last: CloneStats | null = null
+  const asked = Date.now()
   const answer = await converse(t.sock, {op: 'clone', ...req}, (l) => {
     if (typeof l.made === 'string') made = l.made
     if (l.progress) opts.onProgress?.(last = l.progress as CloneStats)
@@ -115,21 +117,27 @@ export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts
   // The server went away before answering.
   const {clone, finishSyncClone} = await import('../clone/clone.js')
   const {tallyExpansion} = await import('../fs/expand.js')
-  const {findFileset, filesetById} = await import('../fs/filesets.js')
+  const {findFileset} = await import('../fs/filesets.js')
+  const {FS_EXPANDING, MODE_ASYNC} = await import('../format/constants.js')
   const name: string | null = made
   return alone(t.image, opts.wait, (vol) => {
-    const f = name === null ? null : findFileset(vol, name)
-    if (!f) return clone(vol, req.src, req.dst, {exclude: req.exclude, mode: req.mode, onProgress: opts.onProgress})
+    // The clone the server made, if it died after committing it but before saying so: one of
+    // the name asked for, from this source, made since this command asked, still expanding.
+    const src = findFileset(vol, req.src.fileset)
+    const mine = (f: Fileset | null): f is Fileset => f !== null && (name !== null
+      || (f.state === FS_EXPANDING && f.mode === MODE_ASYNC && f.parentId === src?.id && f.created >= asked - 1000))
+    const f = name ?? req.dst?.fileset
+    const found = f === undefined ? null : findFileset(vol, f)
+    if (!mine(found)) return clone(vol, req.src, req.dst, {exclude: req.exclude, mode: req.mode, onProgress: opts.onProgress})
     // Its async clone is there: expanded and settled here, counted from where the server was.
-    const tally = tallyExpansion(vol, f.id)
-    finishSyncClone(vol, f.name)
-    const src = filesetById(vol, f.parentId)
+    const tally = tallyExpansion(vol, found.id)
+    finishSyncClone(vol, found.name)
     const before: CloneStats = last ?? {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0, replaced: 0}
     const stats: CloneStats = {
       dirs: before.dirs + tally.dirs, shared: before.shared + tally.shared, copiedHardlinked: before.copiedHardlinked + tally.copiedHardlinked,
       excluded: before.excluded + tally.excluded, replaced: 0,
     }
-    return {fileset: f.name, path: '/', parent: src?.name ?? req.src.fileset, stats, unmatched: []}
+    return {fileset: found.name, path: '/', parent: src?.name ?? req.src.fileset, stats, unmatched: []}
   })
 }
 

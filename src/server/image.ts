@@ -618,7 +618,7 @@ export class ServedImage {
    * ahead of every other clone (its job), counting what a sync clone counts, and settled as a
    * sync clone at the end (settleSyncClone); a crash before that leaves an ordinary async clone.
    */
-  async cloneNew(src: {fileset: string, path: string}, dst: {fileset: string} | null, opts: {exclude: string[], mode: 'async' | 'lazy' | 'sync'}): Promise<{result: CloneResult, job: ExpandJob | null, tally: ExpandTally | null}> {
+  async cloneNew(src: {fileset: string, path: string}, dst: {fileset: string} | null, opts: {exclude: string[], mode: 'async' | 'lazy' | 'sync', onMade?: (name: string) => void}): Promise<{result: CloneResult, job: ExpandJob | null, tally: ExpandTally | null}> {
     await this.whenHeld()
     if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
     // What requests changed is committed first: a clone that fails drops only its own work.
@@ -633,6 +633,7 @@ export class ServedImage {
       if (!this.failed) this.vol.abort()
       throw e
     }
+    opts.onMade?.(result.fileset)
     // The whole-image mounts show the new fileset at once.
     await this.notify(true)
     const job = opts.mode === 'sync' ? this.expandFirst(result.fileset, true) : null

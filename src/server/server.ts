@@ -222,10 +222,12 @@ export class Server {
       || !Array.isArray(exclude) || !exclude.every((x) => typeof x === 'string') || (mode !== 'async' && mode !== 'lazy' && mode !== 'sync')) {
       throw new PrismError('EUSAGE', 'malformed clone request')
     }
-    const made = await this.image.cloneNew({fileset: src.fileset, path: src.path}, dst ? {fileset: dst.fileset as string} : null, {exclude: exclude as string[], mode})
+    // A sync clone's client is told its name as soon as it is committed: should this server
+    // die, the client finishes that clone.
+    const onMade = mode === 'sync' ? (name: string) => send({made: name}) : undefined
+    const made = await this.image.cloneNew({fileset: src.fileset, path: src.path}, dst ? {fileset: dst.fileset as string} : null, {exclude: exclude as string[], mode, onMade})
     const {result, job, tally} = made
     if (!job) return {ok: true, result}
-    send({made: result.fileset})
     const stats = () => ({dirs: tally!.dirs, shared: tally!.shared, copiedHardlinked: tally!.copiedHardlinked, excluded: tally!.excluded, replaced: 0})
     let last = 0
     job.onProgress = () => {
