@@ -179,7 +179,13 @@ describe('mount: clone and expand in slices on a served image', function () {
     await cliOk(['clone', '-i', s.image, 'root', 'c-lazy', '--mode', 'lazy'])
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'run.js'), 'expand', '-i', s.image, 'c-lazy'], {stdio: ['ignore', 'pipe', 'pipe']})
     const status = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
-    await sleep(600)
+    // Once the server expands it for the command (a lazy clone expands for nobody else).
+    for (let t = 0; ; t++) {
+      const list = JSON.parse(await cliOk(['fileset', 'list', '-i', s.image, '--json'])) as Array<{name: string, expansion?: {done: number}}>
+      if ((list.find((f) => f.name === 'c-lazy')!.expansion?.done ?? 1) > 1) break
+      if (t > 200) throw new Error('the expansion never began')
+      await sleep(20)
+    }
     child.kill('SIGINT')
     expect(await status).to.equal(130)
     // The server finishes it.
