@@ -18,7 +18,7 @@ import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
-  GiB, ROOT, Rng, check, ensureBuilt, gitVersion, log, machineInfo, median, parseCommon, prism, writeResults,
+  GiB, ROOT, Rng, check, ensureBuilt, gitVersion, loadDist, log, machineInfo, median, parseCommon, prism, snapshotBuild, writeResults,
 } from './lib.js'
 
 type ImageMod = typeof import('../src/fs/image.js')
@@ -44,7 +44,7 @@ interface Probe {
 
 /** Builds the /usr-shaped tree in fileset root of a new image, and fileset scratch for the probe. */
 async function buildImage(img: string, files: number, seed: number): Promise<void> {
-  const {mkfs, namespace, createEmptyFileset} = await import(path.join(ROOT, 'dist', 'fs', 'image.js')) as ImageMod
+  const {mkfs, namespace, createEmptyFileset} = await loadDist<ImageMod>('fs/image.js')
   const rng = new Rng(seed)
   const dirsWanted = Math.max(10, Math.round(files / 12))
   const vol = mkfs(img, {size: Math.max(GiB, files * 24 * 1024)})
@@ -108,6 +108,8 @@ async function main(): Promise<void> {
   const files = o.values.files ? o.spec.files : o.small ? 5000 : 100_000
   const dir = path.join(o.base, `slice-${files}f-s${o.spec.seed}`)
   fs.mkdirSync(dir, {recursive: true})
+  // A copy of the build: a rebuild of dist/ meanwhile neither breaks the run nor mixes builds.
+  log(`using a copy of the build: ${snapshotBuild(path.join(dir, 'build'))}`)
   const img = path.join(dir, 'disk.img')
   if (!fs.existsSync(img) || o.regen) {
     log(`building the image: ${files} files`)
