@@ -130,7 +130,7 @@ async function main(): Promise<void> {
       for (const cmd of COMMANDS) {
         for (const who of order) {
           const env = {...process.env, PRISM_SERVED_SLICES: who === 'lend' ? '0' : '1'}
-          const name = `b${n++}`
+          const name = `b${process.pid}-${n++}`
           if (cmd === 'expand (lazy clone)') check(prism(['clone', ...i, 'root', name, '--mode', 'lazy']), 'lazy clone')
           let wall = 0
           const probe = await probed(path.join(mp, 'scratch', 'probe'), path.join(dir, 'stop'), () => {
