@@ -5,7 +5,10 @@
 // standalone command's (output, --json, exit status, the tree); an interrupted sync clone
 // leaves nothing, an interrupted expand goes on; ENOSPC is exit 6 with nothing left behind;
 // a server that dies mid-clone leaves the CLI to finish. PRISM_SERVED_SLICES=0 (the lend)
-// fails the latency bound: run this file with it set to see that.
+// fails the latency bound: run this file with it set to see that. Without a mount: a slice
+// that reaches its transaction bound commits and goes on (it used to end at once, again and
+// again, until the commit timer); the ENOSPC test's fsck finds a half-expanded directory if a
+// failed slice is committed rather than dropped.
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
 import fs from 'node:fs'
