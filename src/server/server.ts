@@ -11,7 +11,7 @@
 // when it exits normally.
 import fs from 'node:fs'
 import net from 'node:net'
-import {PrismError} from '../errors.js'
+import {PrismError, isArgumentError} from '../errors.js'
 import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
 import {isExpanding} from '../fs/expand.js'
@@ -260,9 +260,10 @@ export class Server {
         }
         job = this.image.expandFirst(f.name)
       } catch (e) {
-        const err = e as PrismError
-        if (!(err instanceof PrismError)) throw e
-        send({item: {error: {code: err.code, message: err.message}}})
+        // A name that is not a fileset is reported and the others go on, as alone; anything
+        // else ends the command.
+        if (!isArgumentError(e)) throw e
+        send({item: {error: {code: e.code, message: e.message}}})
         continue
       }
       let last = 0
