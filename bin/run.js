@@ -15,9 +15,12 @@ const imageArg = () => {
 }
 // An image held by a prism server (mounted): the server lends it to this command
 // (src/cli/served.ts); nothing is read when no server runs for the image.
+// `prism clone` (a new fileset) and `prism expand` are asked of the server instead, through
+// oclif (not the fast path, which would open the image).
+let served
 if (argv[0] !== undefined && !argv[0].startsWith('-') && !['mount', 'umount', 'serve', 'mkfs', 'help'].includes(argv[0])) {
   const {borrowIfServed} = await import('../dist/cli/served.js')
-  await borrowIfServed(argv)
+  served = await borrowIfServed(argv)
 }
 if (argv[0] === 'expand' && argv.includes('--background')) {
   // The background expander, started by prism itself: no oclif, no output.
@@ -29,7 +32,7 @@ if (argv[0] === 'expand' && argv.includes('--background')) {
     process.exit(1) // nobody listens; the next command starts a new expander
   }
 }
-if (argv[0] === 'cat' || argv[0] === 'clone') {
+if (argv[0] === 'cat' || (argv[0] === 'clone' && served !== 'server')) {
   const fast = await import('../dist/fast.mjs')
   const code = argv[0] === 'cat' ? fast.fastCat(argv.slice(1)) : fast.fastClone(argv.slice(1))
   if (code === -1) {

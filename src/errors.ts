@@ -58,3 +58,9 @@ export function fail(code: ErrCode, message: string): never {
 export function isArgumentError(e: unknown): e is PrismError {
   return e instanceof PrismError && e.exitCode === EXIT.FAIL && e.code !== 'ENEEDWRITE'
 }
+
+/** An error another process (a prism server) sent as its code and message. */
+export function errorFromWire(code: unknown, message: unknown): PrismError {
+  const known = typeof code === 'string' && Object.hasOwn(EXIT_OF, code)
+  return new PrismError(known ? code as ErrCode : 'EIO', typeof message === 'string' ? message : 'the prism server failed')
+}

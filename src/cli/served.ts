@@ -5,6 +5,10 @@
 // without waiting on a lock. Orphans the mounts hold open are passed on so that this process
 // leaves them alone ($PRISM_HELD_ORPHANS, src/fs/volume.ts). `fsck --repair` is refused while
 // served, as e2fsck refuses a mounted filesystem.
+// `prism clone` making a new fileset (without --replace, which reads host files) and `prism
+// expand` are asked of the server instead (askedOfServer, src/cli/servedexpand.ts): it does
+// them in slices between FUSE requests, so the mounts keep answering meanwhile.
+// PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -17,6 +21,39 @@ import {request, socketPath} from '../server/paths.js'
 
 /** Commands that never borrow: they talk to the server themselves, or touch no image. */
 const OWN = new Set(['mount', 'umount', 'serve', 'help', 'autocomplete', 'mkfs', 'commands', 'version'])
+
+/** clone's flags that take a value (the next argument, unless given as --flag=value) */
+const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--replace', '--mode', '-i', '--image', '--wait'])
+
+/**
+ * Whether command `argv` is asked of the image's server rather than borrowing the image:
+ * `prism clone` making a new fileset without --replace, and `prism expand` (not the
+ * background expander).
+ */
+export function askedOfServer(argv: string[]): boolean {
+  if (process.env.PRISM_SERVED_SLICES === '0') return false
+  if (argv.includes('--help') || argv.includes('-h')) return false
+  if (argv[0] === 'expand') return !argv.includes('--background')
+  if (argv[0] !== 'clone') return false
+  const pos: string[] = []
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') {
+      pos.push(...argv.slice(i + 1))
+      break
+    }
+    if (a === '-r' || a.startsWith('--replace') || /^-r./.test(a)) return false
+    if (CLONE_VALUED.has(a)) i++
+    else if (!a.startsWith('-') || a === '-') pos.push(a)
+  }
+  // A graft (DST = FILESET:/path) changes an existing fileset in one step: it borrows.
+  return pos.length >= 1 && !(pos[1] ?? '').includes(':')
+}
+
+/** Set when this command is to be asked of the server of its image (askedOfServer). */
+export function servedTarget(): {sock: string, image: string} | null {
+  return ((globalThis as Record<symbol, unknown>)[Symbol.for('prism.served')] as {sock: string, image: string} | undefined) ?? null
+}
 
 function imageArg(argv: string[]): string | undefined {
   const end = argv.indexOf('--')
@@ -101,8 +138,10 @@ function die(msg: string, code: number): never {
 /**
  * Borrows the image from its server when one holds it (a no-op otherwise, and for commands
  * that need no image). Exits with a one-line error where the command cannot run while served.
+ * Returns 'server' for a command to be asked of the server instead (askedOfServer): it then
+ * runs through oclif, which finds the server in servedTarget().
  */
-export async function borrowIfServed(argv: string[]): Promise<void> {
+export async function borrowIfServed(argv: string[]): Promise<'server' | undefined> {
   const cmd = argv[0]
   if (cmd === undefined || cmd.startsWith('-') || OWN.has(cmd)) return
   if (argv.includes('--help') || argv.includes('--version')) return
@@ -119,6 +158,10 @@ export async function borrowIfServed(argv: string[]): Promise<void> {
   if (!fs.existsSync(sock)) return
   const info = await request(sock, {op: 'list'}, 10_000).catch(() => null)
   if (!info?.ok) return // a stale socket (removed): nobody holds the image
+  if (askedOfServer(argv)) {
+    ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.served')] = {sock, image}
+    return 'server'
+  }
   const mounts = (info.mounts as ServedMount[]) ?? []
   const ping = await request(sock, {op: 'ping'}, 10_000).catch(() => null)
   const who = `prism server ${ping?.pid ?? '?'}`

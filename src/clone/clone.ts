@@ -326,3 +326,25 @@ function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: Clo
   }
   stats.replaced++
 }
+
+/**
+ * A sync clone made in slices (while a prism server holds the image, src/server/image.ts):
+ * made as an async clone, in one short transaction, expanded by the server ahead of other
+ * work, and then settled here, in the transaction where its expansion ended: its record
+ * becomes what a sync clone's is (mode SYNC, no directory counts). Until then it is an
+ * ordinary async clone, which is also what a crash leaves (fsck accepts it; expansion
+ * finishes it, as an async clone).
+ */
+export function settleSyncClone(vol: Volume, id: number): void {
+  const rec = filesetById(vol, id)
+  if (!rec || rec.state === FS_EXPANDING) fail('EBUSY', `fileset ${rec?.name ?? id} is not expanded yet`)
+  saveFileset(vol, {...rec, mode: MODE_SYNC, dirsDone: 0, dirsTotal: 0})
+}
+
+/** Expands clone `name` to the end and settles it as a sync clone (settleSyncClone). */
+export function finishSyncClone(vol: Volume, name: string): Fileset {
+  const rec = getFileset(vol, name)
+  expandAll(vol, rec)
+  settleSyncClone(vol, rec.id)
+  return filesetById(vol, rec.id)!
+}

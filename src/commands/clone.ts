@@ -3,6 +3,9 @@ import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {parseImageLoc} from '../cli/locate.js'
 import {PrismError} from '../errors.js'
+import {servedTarget} from '../cli/served.js'
+import type {ServedCloneRequest, ServedTarget} from '../cli/servedexpand.js'
+import type {CloneMode, CloneResult, CloneStats} from '../clone/clone.js'
 
 export default class Clone extends PrismCommand {
   static summary = 'Make a new fileset from an existing one (or a subtree of one), sharing its files'
@@ -57,12 +60,16 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     })
     if (!flags.background) this.noBackground = true
     const spin = await this.spinner('cloning')
+    const onProgress = (s: CloneStats) => spin.update(`cloning: ${s.dirs} directories, ${s.shared} files shared`)
+    const mode = flags.mode as CloneMode
+    // On an image a server holds, a new fileset is made by the server, in slices (src/cli/servedexpand.ts).
+    const served = servedTarget()
     try {
-      const res = await this.withVolume(flags, true, (vol) => clone(vol, src, dst, {
-        exclude, replace, mode: flags.mode as 'async' | 'lazy' | 'sync',
-        onProgress: (s) => spin.update(`cloning: ${s.dirs} directories, ${s.shared} files shared`),
-        onWarning: (m) => this.notice(`warning: ${m}`),
-      }))
+      const res = served && dst?.path === undefined && replace.length === 0
+        ? await this.servedClone(served, {src, dst, exclude, mode}, onProgress, flags.wait)
+        : await this.withVolume(flags, true, (vol) => clone(vol, src, dst, {
+          exclude, replace, mode, onProgress, onWarning: (m) => this.notice(`warning: ${m}`),
+        }))
       spin.stop()
       this.log(dst?.path !== undefined ? `cloned ${args.src} to ${res.fileset}:${res.path}` : res.fileset)
       return res
@@ -70,5 +77,13 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
       spin.stop()
       throw e
     }
+  }
+
+  /** The clone made by the server; its warnings said as a clone alone says them. */
+  private async servedClone(t: ServedTarget, req: ServedCloneRequest, onProgress: (s: CloneStats) => void, wait: number): Promise<CloneResult> {
+    const {servedClone} = await import('../cli/servedexpand.js')
+    const res = await servedClone(t, req, {onProgress, wait})
+    for (const p of res.unmatched) this.notice(`warning: --exclude '${p}' matched nothing`)
+    return res
   }
 }

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {PrismError} from '../errors.js'
+import {servedTarget} from '../cli/served.js'
 
 export default class Expand extends PrismCommand {
   static summary = 'Finish expanding an asynchronous or lazy clone now'
@@ -29,8 +30,14 @@ export default class Expand extends PrismCommand {
     const {Failures} = await import('../cli/each.js')
     const failures = new Failures()
     const spin = await this.spinner('expanding')
+    // On an image a server holds, the server expands, in slices (src/cli/servedexpand.ts).
+    const served = servedTarget()
     try {
-      const done = await this.withVolume(flags, true, (vol) => {
+      const done = served ? await (await import('../cli/servedexpand.js')).servedExpand(served, {names, all: flags.all}, {
+        onItemError: (e) => { spin.stop(); failures.report(e) },
+        onProgress: (f, n) => spin.update(`expanding ${f}: ${n} directories`),
+        wait: flags.wait,
+      }) : await this.withVolume(flags, true, (vol) => {
         const targets = flags.all ? listFilesets(vol).filter(isExpanding).map((f) => f.name) : names
         const out: Array<{fileset: string, dirs: number}> = []
         forEachItem(vol, targets, (e) => { spin.stop(); failures.report(e) }, (name) => {

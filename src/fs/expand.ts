@@ -223,6 +223,28 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   return expandOne(vol, c, u, path)
 }
 
+/**
+ * What expansion did in one clone, counted as a sync clone counts it (src/clone/clone.ts
+ * CloneStats): directories expanded, files shared, hard-linked files copied, entries left out.
+ * Counted only for the clones entered in Volume.expandTally.
+ */
+export interface ExpandTally {
+  dirs: number
+  shared: number
+  copiedHardlinked: number
+  excluded: number
+}
+
+/** Starts counting the expansion of fileset `id` (see ExpandTally); returns the counts. */
+export function tallyExpansion(vol: Volume, id: number): ExpandTally {
+  vol.expandTally ??= new Map()
+  let t = vol.expandTally.get(id)
+  if (!t) vol.expandTally.set(id, t = {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0})
+  return t
+}
+
+const NO_TALLY: ExpandTally = {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0}
+
 /** Expands one UNEXPANDED directory whose source directory is expanded. */
 function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   if (!isUnexpanded(u)) return []
@@ -230,11 +252,13 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   if (isUnexpanded(from)) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' expands from a directory that is not expanded; run 'prism fsck --repair'`)
   const ci = info(vol, c)
   const made: Array<{inode: Inode, path: string}> = []
+  // Counted apart and added at the end: a directory whose expansion fails counts nothing.
+  const t = {...NO_TALLY}
   for (const e of dirList(vol, from)) {
     const childPath = `${path}/${nameText(e.name)}`
-    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) continue
+    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
     const child = vol.iget(e.ino)
-    if (child.r.flags & IF_NOCLONE) continue
+    if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
     if (child.isDir) {
       const d = newUnexpandedDir(vol, child, src.id)
       dirAdd(vol, u, d.ino, DT_DIR, e.name, 0)
@@ -252,6 +276,7 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     // count can still be corrected (recountLinks).
     let cp = copyOf(vol, ci, child)
     if (cp || child.r.nlink > 1 || (isExpanding(src) && info(vol, src).copies.has(child.ino))) {
+      if (!cp) t.copiedHardlinked++
       cp ??= linkedCopy(vol, c, ci, child)
       dirAdd(vol, u, cp.ino, e.type, e.name, 0)
       continue
@@ -259,6 +284,7 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     child.r.share++
     vol.idirty(child)
     dirAdd(vol, u, child.ino, e.type, e.name, 0)
+    t.shared++
   }
   u.r.flags &= ~IF_UNEXPANDED
   u.r.srcIno = 0
@@ -267,6 +293,13 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   vol.idirty(u)
   const rec = filesetById(vol, c.id)!
   saveFileset(vol, {...rec, dirsDone: rec.dirsDone + 1, dirsTotal: rec.dirsTotal + made.length})
+  const tally = vol.expandTally?.get(c.id)
+  if (tally) {
+    tally.dirs++
+    tally.shared += t.shared
+    tally.copiedHardlinked += t.copiedHardlinked
+    tally.excluded += t.excluded
+  }
   return made
 }
 
@@ -570,10 +603,10 @@ export class Expander {
   constructor(readonly filesetId: number) {}
 
   /**
-   * Works for about `budgetMs`, leaving the caller to commit. Returns 'done' when the clone
+   * Works for about `budgetMs`, or until the transaction holds `maxTxnBlocks`, leaving the caller to commit. Returns 'done' when the clone
    * became an ordinary fileset, 'gone' if it no longer exists or is not expanding, else 'more'.
    */
-  slice(vol: Volume, budgetMs: number, maxDirs = Infinity, yieldNow: () => boolean = () => false): 'done' | 'more' | 'gone' {
+  slice(vol: Volume, budgetMs: number, maxDirs = Infinity, yieldNow: () => boolean = () => false, maxTxnBlocks = SLICE_TXN_BLOCKS): 'done' | 'more' | 'gone' {
     const c = filesetById(vol, this.filesetId)
     if (!c || !isExpanding(c)) return 'gone'
     if (!this.stack) {
@@ -585,7 +618,7 @@ export class Expander {
     let dirs = 0
     while (stack.length) {
       // The commit that ends a slice must stay short too (a waiter waits for it).
-      if (Date.now() >= end || vol.txnFull || vol.txnBlocks >= SLICE_TXN_BLOCKS || dirs >= maxDirs || yieldNow()) return 'more'
+      if (Date.now() >= end || vol.txnFull || vol.txnBlocks >= maxTxnBlocks || dirs >= maxDirs || yieldNow()) return 'more'
       const job = stack.pop()!
       dirs++
       const d = vol.tryIget(job.ino)

@@ -2,6 +2,7 @@
 // transaction), the inode cache, block and inode allocation over the reference-count table,
 // and the orphan list. Everything that changes the image goes through it, and nothing is
 // written in place before the journal holds it (journal/journal.ts).
+import type {ExpandTally} from './expand.js'
 import {crypto} from '../lazy.js'
 import type {BlockDevice} from '../device/device.js'
 import {FileDevice} from '../device/file.js'
@@ -175,6 +176,11 @@ export class Volume implements InodeHome {
   filesetCache: unknown = null
   /** per-clone expansion state (src/fs/expand.ts), dropped with the transaction on abort */
   cloneCache: unknown = null
+  /**
+   * Clones whose expansion is counted, by fileset id (src/fs/expand.ts ExpandTally): a sync
+   * clone a server makes in slices reports what a sync clone reports. Kept across abort.
+   */
+  expandTally: Map<number, ExpandTally> | null = null
   /** inodes the cache keeps at most after a commit (trimInodeCache) */
   inodeCacheMax = INODE_CACHE_MAX
   /** decoded attribute sets and the session's sets by content (src/fs/xattr.ts), dropped on abort */

@@ -17,8 +17,10 @@
 import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError} from '../errors.js'
-import {Expander} from '../fs/expand.js'
-import {listFilesets} from '../fs/filesets.js'
+import {clone, settleSyncClone, type CloneResult} from '../clone/clone.js'
+import {Expander, tallyExpansion, type ExpandTally} from '../fs/expand.js'
+import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
+import {deleteFileset} from '../fs/image.js'
 import {reapOrphans} from '../fs/namespace.js'
 import {Volume, type VolumeObserver} from '../fs/volume.js'
 import {type FuseSession, type MountOptions, mount as fuseMount} from '../fuse/index.js'
@@ -67,6 +69,39 @@ export interface LendReport {
   uid: number
 }
 
+/**
+ * A clone a client waits for (src/server/server.ts: `prism expand`, and `prism clone --mode
+ * sync`): expanded ahead of every other clone, in the same slices.
+ */
+export interface ExpandJob {
+  readonly filesetId: number
+  /** settled as a sync clone once expanded (settleSyncClone) */
+  readonly sync: boolean
+  /** the fileset's directories expanded when the job began */
+  readonly startDone: number
+  /** called after each slice while the job runs */
+  onProgress: (() => void) | null
+  /** settles once the fileset is an ordinary fileset and that is committed: the directories expanded since the job began */
+  readonly done: Promise<number>
+}
+
+interface Job extends ExpandJob {
+  resolve: (dirs: number) => void
+  reject: (e: Error) => void
+}
+
+/** The server stopped before a job was done: its client finishes the work itself. */
+export class ServerStopped extends Error {}
+
+/** One slice of expansion between requests, in ms. */
+const SLICE_MS = 8
+/**
+ * A slice ends, and its transaction commits, at this many blocks: a commit of 256 blocks took
+ * 20-40 ms on the 2-core machine of bench/README.md ("Clone and expand on a mounted image"),
+ * one of 2,048 (the background expander's SLICE_TXN_BLOCKS) 240-440 ms, which requests waited.
+ */
+const SLICE_BLOCKS = 256
+
 /** Changes seen by the observer since they were last sent to the kernel. */
 interface Pending {
   inodes: Set<number>
@@ -86,6 +121,12 @@ export class ServedImage {
   private commitTimer: NodeJS.Timeout | null = null
   private expandTimer: NodeJS.Immediate | NodeJS.Timeout | null = null
   private readonly expanders = new Map<number, Expander>()
+  /** clones clients wait for, first come first expanded */
+  private readonly jobs: Job[] = []
+  /** async clones whose background expansion failed: left alone until the image is lent and back */
+  private readonly stalled = new Set<number>()
+  /** set by every request that may have changed the image: the next slice commits that first */
+  private requestsChanged = false
   private closed = false
   private lastCommit = Date.now()
   commitMs: number
@@ -186,7 +227,10 @@ export class ServedImage {
       get vol() {
         return self.vol
       },
-      changed: (from: PrismFs) => this.afterRequest(from),
+      changed: (from: PrismFs) => {
+        this.requestsChanged = true
+        return this.afterRequest(from)
+      },
       sync: () => this.commitNow(true),
       gate: () => this.lentUntil,
       hold: (ino: number, delta: number) => this.hold(ino, delta),
@@ -241,14 +285,18 @@ export class ServedImage {
           // open that reaps orphans must leave it).
           const copies = report ? this.readReport(report) : []
           const waiting = new Set(copies.map((c) => c.to))
+          const tally = this.vol.expandTally
           this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0 || waiting.has(ino)})
+          this.vol.expandTally = tally // (what the borrower expanded of such a clone is not counted)
           this.vol.observer = this.observer()
+          this.stalled.clear()
           this.lastCommit = Date.now()
           this.followCopies(copies)
           this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
         } catch (e) {
           this.failed = e as Error
           this.onError(`the image could not be opened again after a command: ${(e as Error).message}`)
+          this.stopJobs(new ServerStopped('the image could not be opened again'))
         }
         this.lentUntil = null
         release()
@@ -334,6 +382,7 @@ export class ServedImage {
   // ---------------------------------------------------------------- orphans held open
 
   hold(ino: number, delta: number): void {
+    this.requestsChanged = true
     const n = (this.holds.get(ino) ?? 0) + delta
     if (n > 0) {
       this.holds.set(ino, n)
@@ -430,42 +479,196 @@ export class ServedImage {
 
   // ---------------------------------------------------------------- expansion
 
-  /** Expands asynchronous clones in slices, between requests, until none is left. */
+  /**
+   * Expands clones in slices of SLICE_MS between requests, until none is left: first the
+   * clones clients wait for (jobs), then asynchronous clones. Before a slice, what requests
+   * changed is committed, so that a slice that fails is dropped alone (abort): it never leaves
+   * a half-expanded directory for a later commit, nor takes a request's change with it. A slice
+   * ends when its transaction reaches SLICE_BLOCKS, and that transaction is committed then
+   * (else every later slice would end at once, until a timer committed).
+   */
   scheduleExpansion(delayMs = 0): void {
     if (this.expandTimer || this.closed) return
     const run = () => {
       this.expandTimer = null
-      if (this.closed) return
+      if (this.closed || this.failed) return
       if (this.holdCommits || this.lentUntil) {
         this.scheduleExpansion(20)
         return
       }
       let more = false
       try {
-        more = this.expandSlice(8)
+        if (this.requestsChanged && this.vol.hasChanges) this.commitNow()
+        this.requestsChanged = false
+        more = this.expandSlice(SLICE_MS)
+        this.dropPending() // expansion changes nothing a mount shows
+        if (this.vol.txnFull || this.vol.txnBlocks >= SLICE_BLOCKS) this.commitNow()
+        this.settleJobs()
+        if (!more && this.vol.hasChanges) this.commitNow()
       } catch (e) {
-        this.onError(`expanding a clone: ${(e as Error).message}`)
-        this.expanders.clear()
+        // A commit that failed (the image takes no more writes), or the fileset table unreadable.
+        const failed = this.failed as Error | null
+        this.stopJobs(failed ? new PrismError('EIO', `the image could not be written: ${failed.message}`) : e as Error)
+        if (!failed) this.onError(`expanding clones: ${(e as Error).message}`)
         return
       }
-      this.dropPending() // expansion changes nothing a mount shows
-      if (this.vol.txnFull) this.commitNow()
       if (more) this.scheduleExpansion(0)
-      else if (this.vol.hasChanges) this.commitNow()
     }
     this.expandTimer = delayMs > 0 ? setTimeout(run, delayMs) : setImmediate(run)
   }
 
   /** One slice of about `ms` of expansion; true if more is left. */
   expandSlice(ms: number): boolean {
-    const todo = listFilesets(this.vol).filter((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
-    if (todo.length === 0) return false
-    const f = todo[0]
+    const job = this.jobs.find((j) => filesetById(this.vol, j.filesetId)?.state === FS_EXPANDING)
+    const todo = job ? [] : listFilesets(this.vol).filter((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC && !this.stalled.has(f.id))
+    const f = job ? filesetById(this.vol, job.filesetId)! : todo[0]
+    if (!f) return this.jobs.length > 0
     let e = this.expanders.get(f.id)
     if (!e) this.expanders.set(f.id, e = new Expander(f.id))
-    const r = e.slice(this.vol, ms)
-    if (r !== 'more') this.expanders.delete(f.id)
-    return r === 'more' || todo.length > 1
+    try {
+      if (e.slice(this.vol, ms, Infinity, undefined, SLICE_BLOCKS) !== 'more') this.expanders.delete(f.id)
+    } catch (err) {
+      if (this.failed) throw err
+      this.sliceFailed(f.id, err as Error)
+    }
+    return true
+  }
+
+  /**
+   * A slice of fileset `id` failed: its transaction is dropped (only the slice's work is in
+   * it) and the walk starts again from the top next time. A client waiting for that clone is
+   * told the error, and a sync clone it asked for is deleted (a standalone sync clone that
+   * fails leaves nothing either). An async clone nobody waits for is left alone until the
+   * image is lent and back (the error is logged).
+   */
+  private sliceFailed(id: number, err: Error): void {
+    this.vol.abort()
+    this.dropPending()
+    this.expanders.delete(id)
+    const waiting = this.jobs.filter((j) => j.filesetId === id)
+    if (waiting.length === 0) {
+      this.stalled.add(id)
+      this.onError(`expanding a clone: ${err.message}`)
+      return
+    }
+    for (const j of waiting) this.jobs.splice(this.jobs.indexOf(j), 1)
+    if (waiting.some((j) => j.sync)) {
+      try {
+        this.dropNow(id)
+        void this.notify(true) // (its name leaves the whole-image mounts)
+      } catch (e) {
+        this.onError(`deleting the clone that failed: ${(e as Error).message}`)
+      }
+    }
+    for (const j of waiting) j.reject(err)
+  }
+
+  /** Answers the jobs whose clone is an ordinary fileset now (settled and committed), or gone. */
+  private settleJobs(): void {
+    const ready: Array<{job: Job, dirs: number}> = []
+    const gone: Job[] = []
+    for (const j of this.jobs) {
+      const rec = filesetById(this.vol, j.filesetId)
+      if (!rec) gone.push(j)
+      else if (rec.state !== FS_EXPANDING) ready.push({job: j, dirs: rec.dirsDone - j.startDone})
+    }
+    if (ready.length === 0 && gone.length === 0) {
+      for (const j of this.jobs) j.onProgress?.()
+      return
+    }
+    for (const r of ready) if (r.job.sync) settleSyncClone(this.vol, r.job.filesetId)
+    this.commitNow()
+    for (const j of [...ready.map((r) => r.job), ...gone]) {
+      this.jobs.splice(this.jobs.indexOf(j), 1)
+      this.vol.expandTally?.delete(j.filesetId)
+    }
+    for (const r of ready) r.job.resolve(r.dirs)
+    for (const j of gone) j.reject(new PrismError('ENOENT', `fileset ${j.filesetId} was deleted before it was expanded`))
+  }
+
+  /** Fails every job (the server stops, or cannot write). */
+  private stopJobs(e: Error): void {
+    for (const j of this.jobs.splice(0)) j.reject(e)
+  }
+
+  /**
+   * Expands fileset `name` ahead of every other clone (a client waits: `prism expand`); `sync`
+   * settles it as a sync clone at the end. A fileset that is not expanding is done at once.
+   */
+  expandFirst(name: string, sync = false): ExpandJob {
+    if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    const rec = getFileset(this.vol, name)
+    let resolve!: (dirs: number) => void
+    let reject!: (e: Error) => void
+    const done = new Promise<number>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    done.catch(() => {}) // (a client that went away no longer listens)
+    const job: Job = {filesetId: rec.id, sync, startDone: rec.dirsDone, onProgress: null, done, resolve, reject}
+    this.jobs.push(job)
+    this.stalled.delete(rec.id)
+    this.scheduleExpansion(0)
+    return job
+  }
+
+  /**
+   * A clone asked of the server (src/server/server.ts, for `prism clone` making a new fileset):
+   * made in one short transaction as an async or lazy clone. A sync one is then expanded
+   * ahead of every other clone (its job), counting what a sync clone counts, and settled as a
+   * sync clone at the end (settleSyncClone); a crash before that leaves an ordinary async clone.
+   */
+  async cloneNew(src: {fileset: string, path: string}, dst: {fileset: string} | null, opts: {exclude: string[], mode: 'async' | 'lazy' | 'sync', onMade?: (name: string) => void}): Promise<{result: CloneResult, job: ExpandJob | null, tally: ExpandTally | null}> {
+    await this.whenHeld()
+    if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    // What requests changed is committed first: a clone that fails drops only its own work.
+    if (this.vol.hasChanges) this.commitNow()
+    let result: CloneResult
+    let tally: ExpandTally | null = null
+    try {
+      result = clone(this.vol, src, dst, {exclude: opts.exclude, mode: opts.mode === 'lazy' ? 'lazy' : 'async'})
+      if (opts.mode === 'sync') tally = tallyExpansion(this.vol, getFileset(this.vol, result.fileset).id)
+      this.commitNow()
+    } catch (e) {
+      if (!this.failed) this.vol.abort()
+      throw e
+    }
+    opts.onMade?.(result.fileset)
+    // The whole-image mounts show the new fileset at once.
+    await this.notify(true)
+    const job = opts.mode === 'sync' ? this.expandFirst(result.fileset, true) : null
+    this.scheduleExpansion(0)
+    return {result, job, tally}
+  }
+
+  /**
+   * Deletes the clone of `job`, made for a sync clone whose client was interrupted or went
+   * away (a standalone sync clone interrupted leaves nothing either). Its job ends.
+   */
+  async dropClone(job: ExpandJob): Promise<void> {
+    await this.whenHeld()
+    const i = this.jobs.indexOf(job as Job)
+    if (i >= 0) this.jobs.splice(i, 1)
+    ;(job as Job).reject(new PrismError('EINTR', 'interrupted'))
+    if (this.closed || this.failed || !filesetById(this.vol, job.filesetId)) return
+    if (this.vol.hasChanges) this.commitNow()
+    this.dropNow(job.filesetId)
+    await this.notify(true)
+  }
+
+  /** Deletes fileset `id` and commits. */
+  private dropNow(id: number): void {
+    const rec = filesetById(this.vol, id)
+    this.vol.expandTally?.delete(id)
+    this.expanders.delete(id)
+    if (!rec) return
+    try {
+      deleteFileset(this.vol, rec.name)
+    } catch (e) {
+      if (!this.failed) this.vol.abort()
+      throw e
+    }
+    this.commitNow()
   }
 
   // ---------------------------------------------------------------- closing
@@ -474,6 +677,7 @@ export class ServedImage {
   close(): void {
     if (this.closed) return
     this.closed = true
+    this.stopJobs(new ServerStopped('the prism server stopped'))
     if (this.commitTimer) clearInterval(this.commitTimer)
     if (this.expandTimer) {
       clearTimeout(this.expandTimer as NodeJS.Timeout)

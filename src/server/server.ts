@@ -11,10 +11,12 @@
 // when it exits normally.
 import fs from 'node:fs'
 import net from 'node:net'
-import {PrismError} from '../errors.js'
+import {PrismError, isArgumentError} from '../errors.js'
 import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
-import {type Mount, type MountSpec, ServedImage} from './image.js'
+import {isExpanding} from '../fs/expand.js'
+import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
+import {type Mount, type MountSpec, ServedImage, ServerStopped} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 
 export interface ServerOptions {
@@ -160,6 +162,10 @@ export class Server {
         })
         return
       }
+      if (req.op === 'clone' || req.op === 'expand') {
+        this.longRequest(c, req, buf.slice(nl + 1))
+        return
+      }
       this.handle(req).then((r) => c.end(JSON.stringify(r) + '\n'), (e: unknown) => {
         const err = e as Error & {code?: string}
         c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
@@ -167,6 +173,111 @@ export class Server {
         if (this.options.idleExit && this.image.mounts.length === 0 && req.op === 'umount') void this.stop()
       })
     })
+  }
+
+  /**
+   * `clone` and `expand` (src/cli/servedexpand.ts): work that may be long, done in slices
+   * between FUSE requests rather than by lending the image. Answered in lines on the
+   * connection: progress lines ({progress}), for a sync clone {made: NAME} once it exists, for
+   * expand one {item} per fileset, then the last line ({ok: true, ...} or an error). Any line
+   * the client sends after its request, or its going away, cancels a sync clone (it is
+   * deleted); an expansion goes on without it. If the server stops first, the connection is
+   * closed without a last line: the client then finishes the work itself.
+   */
+  private longRequest(c: net.Socket, req: {op?: string, [k: string]: unknown}, rest: string): void {
+    const send = (o: object): void => {
+      if (!c.destroyed) c.write(JSON.stringify(o) + '\n')
+    }
+    let cancel!: () => void
+    const cancelled = new Promise<void>((resolve) => {
+      cancel = resolve
+    })
+    c.once('close', cancel)
+    c.on('data', (d: string) => {
+      rest += d
+      if (rest.includes('\n')) cancel()
+    })
+    c.resume()
+    if (rest.includes('\n')) cancel()
+    const work = this.stopping ? Promise.reject(new PrismError('EBUSY', 'the prism server of this image is shutting down'))
+      : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : this.expandRequest(req, send)
+    work.then((r) => {
+      if (!c.destroyed) c.end(JSON.stringify(r) + '\n')
+    }, (e: unknown) => {
+      if (e instanceof ServerStopped) {
+        c.destroy()
+        return
+      }
+      const err = e as Error & {code?: string}
+      if (!c.destroyed) c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+    })
+  }
+
+  private async cloneRequest(req: {[k: string]: unknown}, send: (o: object) => void, cancelled: Promise<void>): Promise<Reply> {
+    const src = req.src as {fileset?: unknown, path?: unknown} | undefined
+    const dst = req.dst as {fileset?: unknown} | null | undefined
+    const exclude = req.exclude
+    const mode = req.mode
+    if (typeof src?.fileset !== 'string' || typeof src.path !== 'string' || (dst != null && typeof dst.fileset !== 'string')
+      || !Array.isArray(exclude) || !exclude.every((x) => typeof x === 'string') || (mode !== 'async' && mode !== 'lazy' && mode !== 'sync')) {
+      throw new PrismError('EUSAGE', 'malformed clone request')
+    }
+    // A sync clone's client is told its name as soon as it is committed: should this server
+    // die, the client finishes that clone.
+    const onMade = mode === 'sync' ? (name: string) => send({made: name}) : undefined
+    const made = await this.image.cloneNew({fileset: src.fileset, path: src.path}, dst ? {fileset: dst.fileset as string} : null, {exclude: exclude as string[], mode, onMade})
+    const {result, job, tally} = made
+    if (!job) return {ok: true, result}
+    const stats = () => ({dirs: tally!.dirs, shared: tally!.shared, copiedHardlinked: tally!.copiedHardlinked, excluded: tally!.excluded, replaced: 0})
+    let last = 0
+    job.onProgress = () => {
+      if (Date.now() - last < 100) return
+      last = Date.now()
+      send({progress: stats()})
+    }
+    const stop = cancelled.then(() => 'cancelled' as const)
+    const end = await Promise.race([job.done.then(() => 'done' as const), stop])
+    if (end === 'cancelled') {
+      await this.image.dropClone(job)
+      throw new PrismError('EINTR', 'interrupted')
+    }
+    return {ok: true, result: {...result, stats: stats()}}
+  }
+
+  private async expandRequest(req: {[k: string]: unknown}, send: (o: object) => void): Promise<Reply> {
+    const names = req.names
+    if (!Array.isArray(names) || !names.every((x) => typeof x === 'string')) throw new PrismError('EUSAGE', 'malformed expand request')
+    await this.image.whenHeld()
+    const targets = req.all ? listFilesets(this.image.vol).filter(isExpanding).map((f) => f.name) : names as string[]
+    for (const name of targets) {
+      await this.image.whenHeld()
+      let job
+      try {
+        const f = getFileset(this.image.vol, name)
+        if (!isExpanding(f)) {
+          send({item: {fileset: f.name, dirs: 0}})
+          continue
+        }
+        job = this.image.expandFirst(f.name)
+      } catch (e) {
+        // A name that is not a fileset is reported and the others go on, as alone; anything
+        // else ends the command.
+        if (!isArgumentError(e)) throw e
+        send({item: {error: {code: e.code, message: e.message}}})
+        continue
+      }
+      let last = 0
+      const j = job
+      j.onProgress = () => {
+        if (Date.now() - last < 100) return
+        last = Date.now()
+        const rec = filesetById(this.image.vol, j.filesetId)
+        if (rec) send({progress: {fileset: name, dirs: rec.dirsDone - j.startDone}})
+      }
+      const dirs = await job.done
+      send({item: {fileset: name, dirs}})
+    }
+    return {ok: true}
   }
 
   async handle(req: {op?: string, [k: string]: unknown}): Promise<Reply> {

@@ -1,0 +1,189 @@
+// `prism clone` (a new fileset, without --replace) and `prism expand` on an image a prism
+// server holds: rather than borrowing the image (src/cli/served.ts), which would hold every
+// FUSE request of its mounts until the command ends, the command asks the server, which does
+// the work in slices between requests (src/server/server.ts longRequest, image.ts). The
+// command shows the same progress and output, and exits with the same status, as alone.
+//  - A sync clone is made by the server as an async clone, expanded ahead of other work and
+//    settled as a sync clone. SIGINT/SIGTERM (or this process ending) deletes it, as an
+//    interrupted sync clone leaves nothing; the status is 130/143 as alone.
+//  - An interrupted `expand` only stops waiting: the expansion goes on in the server.
+//  - If the server stops or dies before answering, this process finishes the work itself,
+//    once the image lock is free (a sync clone's async clone is expanded and settled).
+import net from 'node:net'
+import {PrismError, errorFromWire} from '../errors.js'
+import {checkInterrupt} from '../interrupt.js'
+import type {CloneResult, CloneStats} from '../clone/clone.js'
+import type {Volume} from '../fs/volume.js'
+import type {Fileset} from '../fs/filesets.js'
+import {withSession} from './session.js'
+
+export interface ServedTarget {
+  sock: string
+  image: string
+}
+
+interface Line {
+  ok?: boolean
+  code?: unknown
+  message?: unknown
+  [k: string]: unknown
+}
+
+/**
+ * Sends `req` on a new connection and hands each line of the answer to `onLine` until the
+ * last one ({ok}), which it resolves with; null when the server went away first. While it
+ * waits it asks for a signal (src/interrupt.ts) every 50 ms: `onInterrupt` then decides what
+ * happens (its promise's end rethrows the interrupt).
+ */
+function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>): Promise<Line | null> {
+  return new Promise((resolve, reject) => {
+    let buf = ''
+    let settled = false
+    let interrupted: PrismError | null = null
+    const c = net.createConnection(sock)
+    const end = (v: Line | null, e?: Error): void => {
+      if (settled) return
+      settled = true
+      clearInterval(timer)
+      c.destroy()
+      if (e) reject(e)
+      else resolve(v)
+    }
+    const timer = setInterval(() => {
+      if (interrupted) return
+      try {
+        checkInterrupt()
+      } catch (e) {
+        interrupted = e as PrismError
+        const i = interrupted
+        onInterrupt(c).then(() => end(null, i), () => end(null, i))
+      }
+    }, 50)
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write(JSON.stringify(req) + '\n'))
+    c.on('data', (d: string) => {
+      buf += d
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = JSON.parse(buf.slice(0, nl)) as Line
+        buf = buf.slice(nl + 1)
+        if (line.ok !== undefined) {
+          // Work that was done when the signal came is reported as done.
+          if (interrupted && !line.ok) end(null, interrupted)
+          else end(line)
+          return
+        }
+        onLine(line)
+      }
+    })
+    c.on('error', () => end(null, interrupted ?? undefined))
+    c.on('close', () => end(null, interrupted ?? undefined))
+  })
+}
+
+/** Opens the image once its server has let it go, as the command alone would. */
+function alone<T>(image: string, wait: number | undefined, work: (vol: Volume) => T): Promise<T> {
+  return withSession(image, true, {wait: Math.max(wait ?? 5, 30), onNotice: (m) => process.stderr.write(`prism: ${m}\n`)}, work)
+}
+
+export interface ServedCloneRequest {
+  src: {fileset: string, path: string}
+  dst: {fileset: string} | null
+  exclude: string[]
+  mode: 'async' | 'lazy' | 'sync'
+}
+
+/** A new clone made by the server of the image (see the top of this file). */
+export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onProgress?: (s: CloneStats) => void, wait?: number}): Promise<CloneResult> {
+  let made: string | null = null
+  let last: CloneStats | null = null
+  const asked = Date.now()
+  const answer = await converse(t.sock, {op: 'clone', ...req}, (l) => {
+    if (typeof l.made === 'string') made = l.made
+    if (l.progress) opts.onProgress?.(last = l.progress as CloneStats)
+  }, async (c) => {
+    // The server deletes the sync clone it was making, then answers (any line cancels).
+    if (c.destroyed) return
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 8000)
+      c.once('close', () => {
+        clearTimeout(t)
+        resolve()
+      })
+      c.write('{"op":"cancel"}\n')
+    })
+  })
+  if (answer?.ok) return answer.result as CloneResult
+  if (answer) throw errorFromWire(answer.code, answer.message)
+  // The server went away before answering.
+  const {clone, finishSyncClone} = await import('../clone/clone.js')
+  const {tallyExpansion} = await import('../fs/expand.js')
+  const {findFileset} = await import('../fs/filesets.js')
+  const {FS_EXPANDING, MODE_ASYNC} = await import('../format/constants.js')
+  const name: string | null = made
+  return alone(t.image, opts.wait, (vol) => {
+    // The clone the server made, if it died after committing it but before saying so: one of
+    // the name asked for, from this source, made since this command asked, still expanding.
+    const src = findFileset(vol, req.src.fileset)
+    const mine = (f: Fileset | null): f is Fileset => f !== null && (name !== null
+      || (f.state === FS_EXPANDING && f.mode === MODE_ASYNC && f.parentId === src?.id && f.created >= asked - 1000))
+    const f = name ?? req.dst?.fileset
+    const found = f === undefined ? null : findFileset(vol, f)
+    if (!mine(found)) return clone(vol, req.src, req.dst, {exclude: req.exclude, mode: req.mode, onProgress: opts.onProgress})
+    // Its async clone is there: expanded and settled here, counted from where the server was.
+    const tally = tallyExpansion(vol, found.id)
+    finishSyncClone(vol, found.name)
+    const before: CloneStats = last ?? {dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0, replaced: 0}
+    const stats: CloneStats = {
+      dirs: before.dirs + tally.dirs, shared: before.shared + tally.shared, copiedHardlinked: before.copiedHardlinked + tally.copiedHardlinked,
+      excluded: before.excluded + tally.excluded, replaced: 0,
+    }
+    return {fileset: found.name, path: '/', parent: src?.name ?? req.src.fileset, stats, unmatched: []}
+  })
+}
+
+export interface ExpandDone {
+  fileset: string
+  dirs: number
+}
+
+/**
+ * `prism expand NAMES` / `--all` done by the server (see the top of this file): each fileset's
+ * result in order; one that is not a fileset goes to `onItemError` (the others go on).
+ */
+export async function servedExpand(t: ServedTarget, req: {names: string[], all: boolean}, opts: {onItemError: (e: PrismError) => void, onProgress?: (fileset: string, dirs: number) => void, wait?: number}): Promise<ExpandDone[]> {
+  const out: ExpandDone[] = []
+  const seen: string[] = []
+  const answer = await converse(t.sock, {op: 'expand', ...req}, (l) => {
+    const item = l.item as {fileset?: string, dirs?: number, error?: {code: unknown, message: unknown}} | undefined
+    if (item?.error) {
+      seen.push('')
+      opts.onItemError(errorFromWire(item.error.code, item.error.message))
+    } else if (item) {
+      seen.push(item.fileset!)
+      out.push({fileset: item.fileset!, dirs: item.dirs!})
+    }
+    const p = l.progress as {fileset: string, dirs: number} | undefined
+    if (p) opts.onProgress?.(p.fileset, p.dirs)
+  }, async () => {
+    // Only the waiting stops: the server goes on expanding.
+  })
+  if (answer?.ok) return out
+  if (answer) throw errorFromWire(answer.code, answer.message)
+  // The server went away before answering: the rest is expanded here.
+  const {expandAll, isExpanding} = await import('../fs/expand.js')
+  const {getFileset, listFilesets} = await import('../fs/filesets.js')
+  const {forEachItem} = await import('../fs/image.js')
+  return alone(t.image, opts.wait, (vol) => {
+    const targets = req.all ? listFilesets(vol).filter(isExpanding).map((f) => f.name).filter((n) => !seen.includes(n)) : req.names.slice(seen.length)
+    forEachItem(vol, targets, (e) => opts.onItemError(e), (name) => {
+      const f = getFileset(vol, name)
+      if (!isExpanding(f)) { out.push({fileset: f.name, dirs: 0}); return }
+      let n = 0
+      expandAll(vol, f, () => {
+        if ((++n & 63) === 0) opts.onProgress?.(f.name, n)
+      })
+      out.push({fileset: f.name, dirs: n})
+    })
+    return out
+  })
+}
