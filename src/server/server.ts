@@ -16,6 +16,7 @@ import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
 import {type Mount, type MountSpec, ServedImage} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
+import {serveCopyIn} from './copyin.js'
 
 export interface ServerOptions {
   /** exit once the last mount has gone (a server `prism mount` started) */
@@ -124,19 +125,28 @@ export class Server {
       c.end(JSON.stringify({ok: false, code: 'EACCES', message: refused}) + '\n')
       return
     }
-    let buf = ''
-    c.setEncoding('utf8')
+    // (bytes: a copy-in's stream follows its request line)
+    let buf = Buffer.alloc(0)
     c.on('error', () => c.destroy())
-    c.on('data', (d: string) => {
-      buf += d
-      const nl = buf.indexOf('\n')
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      const nl = buf.indexOf(10)
       if (nl < 0) return
       c.pause()
+      c.off('data', onData)
       let req: {op?: string, [k: string]: unknown}
       try {
-        req = JSON.parse(buf.slice(0, nl)) as typeof req
+        req = JSON.parse(buf.subarray(0, nl).toString('utf8')) as typeof req
       } catch {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
+        return
+      }
+      if (req.op === 'copyin') {
+        if (this.stopping) {
+          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          return
+        }
+        serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
         return
       }
       if (req.op === 'lend') {
@@ -166,7 +176,8 @@ export class Server {
       }).finally(() => {
         if (this.options.idleExit && this.image.mounts.length === 0 && req.op === 'umount') void this.stop()
       })
-    })
+    }
+    c.on('data', onData)
   }
 
   async handle(req: {op?: string, [k: string]: unknown}): Promise<Reply> {
@@ -237,6 +248,7 @@ export class Server {
     if (this.stopping) return this.stopping
     this.stopping = (async () => {
       await this.image.whenHeld()
+      await this.image.stopWork()
       for (const m of [...this.image.mounts]) {
         try {
           await this.image.unmount(m, false)
