@@ -38,16 +38,16 @@ export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Lo
   const c = net.createConnection(served.sock)
   let settled = false
   let drained: (() => void) | null = null
+  let poll: NodeJS.Timeout | undefined
   const result = new Promise<CopyStats>((resolve, reject) => {
     const done = (f: () => void) => {
       if (settled) return
       settled = true
-      clearInterval(poll)
       drained?.()
       f()
     }
     // Signals are taken by the addon (src/cli/signals.ts) and asked for here, as the library asks.
-    const poll = setInterval(() => {
+    poll = setInterval(() => {
       try {
         checkInterrupt()
       } catch (e) {
@@ -69,8 +69,10 @@ export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Lo
       }
     })
     c.on('drain', () => drained?.())
-    c.on('error', (e) => done(() => reject(new PrismError('EIO', `the server of ${name} could not copy: ${e.message}`))))
-    c.on('close', () => done(() => reject(new PrismError('EIO', `the server of ${name} stopped before the copy ended; the image holds nothing of it`))))
+    // (a server that dies: the connection is reset, or closed, without an answer)
+    const gone = () => done(() => reject(new PrismError('EIO', `the server of ${name} stopped before the copy ended; the image holds nothing of it`)))
+    c.on('error', gone)
+    c.on('close', gone)
   })
   result.catch(() => {}) // (awaited below, after the stream is sent)
   const write = async (b: Buffer): Promise<void> => {
@@ -90,13 +92,15 @@ export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Lo
     await write(END_FRAME)
   } catch (e) {
     // interrupted while reading the host: the server drops the copy when the connection closes
-    c.destroy()
+    clearInterval(poll)
     settled = true
+    c.destroy()
     throw e
   }
   try {
     return await result
   } finally {
+    clearInterval(poll)
     c.destroy()
   }
 }

@@ -221,6 +221,8 @@ export class StreamSource implements HostSource<Open> {
   starved = false
   /** the copy yields at its next question after this time (performance.now()) */
   deadline = Infinity
+  /** the copy yields at its next question when this says so (requests waiting for the server) */
+  yieldNow: () => boolean = () => false
   private readonly sources: Map<string, StreamedSource>
 
   constructor(sources: StreamedSource[]) {
@@ -268,7 +270,7 @@ export class StreamSource implements HostSource<Open> {
   }
 
   private late(): boolean {
-    if (performance.now() < this.deadline) return false
+    if (performance.now() < this.deadline && !this.yieldNow()) return false
     this.starved = false
     return true
   }

@@ -16,10 +16,15 @@ import {PrismError, type ErrCode} from '../errors.js'
 import {reapOrphans} from '../fs/namespace.js'
 import {copySteps, type CopyStats, type Location} from '../ops/copy.js'
 import {StreamSource, type StreamedSource} from '../ops/hoststream.js'
+import {requestsWaiting} from '../fuse/index.js'
 import type {ServedImage} from './image.js'
 
 /** How long one slice of the copy runs before the mounts' requests are answered again. */
-export const SLICE_MS = 8
+export const SLICE_MS = Number(process.env.PRISM_SLICE_MS ?? 8)
+/** How long a slice runs at least, even with requests waiting. */
+const MIN_SLICE_MS = 0.5
+/** Metadata blocks of the running transaction that the server commits after a slice. */
+const COMMIT_BLOCKS = Number(process.env.PRISM_COMMIT_BLOCKS ?? 128)
 /** Bytes of the stream held before the socket is paused (a file is read 8 MiB at a time), and resumed. */
 const HIGH_WATER = 32 * 1024 * 1024
 const LOW_WATER = 16 * 1024 * 1024
@@ -49,6 +54,10 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
   }
   const req: CopyInRequest = request
   const source = new StreamSource(req.srcs)
+  // A slice ends as soon as a mount's request waits for this thread, after the entry at hand
+  // (once it has run MIN_SLICE_MS: the copy goes on under a stream of requests).
+  let sliceStart = 0
+  source.yieldNow = () => requestsWaiting() > 0 && performance.now() - sliceStart >= MIN_SLICE_MS
   source.push(rest)
   let gone = false
   let aborted: PrismError | null = null
@@ -141,21 +150,32 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
             onProgress: (s) => send({progress: {...s, errors: undefined}}),
             onError: (e) => send({error: e}),
           }, source)
-          source.deadline = performance.now() + SLICE_MS
+          sliceStart = performance.now()
+          source.deadline = sliceStart + SLICE_MS
           // An abort stops the copy where it waits, through its own clean-up (the stage).
+          const t0 = performance.now()
+          const c0 = process.cpuUsage()
           r = aborted ? steps.throw(aborted) : steps.next()
+          const dt = performance.now() - t0
+          const cpu = process.cpuUsage(c0)
+          if (process.env.PRISM_DEBUG_SLICES && dt > 15) log(`slice ${dt.toFixed(1)} ms cpu ${((cpu.user + cpu.system) / 1000).toFixed(1)} ms txn ${image.vol.txnBlocks}`)
         } catch (e) {
           reject(e)
           return
         }
         // What this slice changed that a mount may show (the publish), to the kernels.
-        void image.notify(true)
+        const notified = image.notify(true)
         if (r.done) {
-          resolve(r.value)
+          const stats = r.value
+          void notified.then(() => resolve(stats))
           return
         }
         try {
-          if (image.vol.txnFull) image.commitNow()
+          const t1 = performance.now()
+          // Small commits between slices rather than one of half the journal in the middle of
+          // one (Volume.maybeCommit): a request waits for a commit at most this long.
+          if (image.vol.txnBlocks >= COMMIT_BLOCKS) image.commitNow()
+          if (process.env.PRISM_DEBUG_SLICES && performance.now() - t1 > 15) log(`commit ${(performance.now() - t1).toFixed(1)} ms`)
         } catch (e) {
           reject(e)
           return
