@@ -12,7 +12,7 @@
 // It must never: read a host path (only the stream), or let a slice run on a volume that a
 // lend closed (ServedImage.beginWork: a lend waits for the copy).
 import type net from 'node:net'
-import {PrismError, type ErrCode} from '../errors.js'
+import {PrismError} from '../errors.js'
 import {reapOrphans} from '../fs/namespace.js'
 import {copySteps, type CopyStats, type Location} from '../ops/copy.js'
 import {StreamSource, type StreamedSource} from '../ops/hoststream.js'
@@ -20,11 +20,11 @@ import {requestsWaiting} from '../fuse/index.js'
 import type {ServedImage} from './image.js'
 
 /** How long one slice of the copy runs before the mounts' requests are answered again. */
-export const SLICE_MS = Number(process.env.PRISM_SLICE_MS ?? 8)
+export const SLICE_MS = 8
 /** How long a slice runs at least, even with requests waiting. */
 const MIN_SLICE_MS = 0.5
 /** Metadata blocks of the running transaction that the server commits after a slice. */
-const COMMIT_BLOCKS = Number(process.env.PRISM_COMMIT_BLOCKS ?? 128)
+const COMMIT_BLOCKS = 128
 /** Bytes of the stream held before the socket is paused (a file is read 8 MiB at a time), and resumed. */
 const HIGH_WATER = 32 * 1024 * 1024
 const LOW_WATER = 16 * 1024 * 1024
@@ -153,12 +153,7 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
           sliceStart = performance.now()
           source.deadline = sliceStart + SLICE_MS
           // An abort stops the copy where it waits, through its own clean-up (the stage).
-          const t0 = performance.now()
-          const c0 = process.cpuUsage()
           r = aborted ? steps.throw(aborted) : steps.next()
-          const dt = performance.now() - t0
-          const cpu = process.cpuUsage(c0)
-          if (process.env.PRISM_DEBUG_SLICES && dt > 15) log(`slice ${dt.toFixed(1)} ms cpu ${((cpu.user + cpu.system) / 1000).toFixed(1)} ms txn ${image.vol.txnBlocks}`)
         } catch (e) {
           reject(e)
           return
@@ -171,11 +166,9 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
           return
         }
         try {
-          const t1 = performance.now()
           // Small commits between slices rather than one of half the journal in the middle of
           // one (Volume.maybeCommit): a request waits for a commit at most this long.
           if (image.vol.txnBlocks >= COMMIT_BLOCKS) image.commitNow()
-          if (process.env.PRISM_DEBUG_SLICES && performance.now() - t1 > 15) log(`commit ${(performance.now() - t1).toFixed(1)} ms`)
         } catch (e) {
           reject(e)
           return
@@ -189,5 +182,3 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
   }
 }
 
-/** The CopyStats and failure of a reply, for the client. */
-export type CopyInReply = {progress: CopyStats} | {error: {code: ErrCode, message: string}} | {ok: true, stats: CopyStats} | {ok: false, code: string, message: string}

@@ -389,10 +389,7 @@ export class ServedImage {
   commitNow(checkpoint = false): void {
     if (this.failed) throw new PrismError('EIO', `the image could not be written: ${this.failed.message}`)
     try {
-      const t0 = performance.now()
-      const b = this.vol.txnBlocks
       this.vol.commit()
-      if (process.env.PRISM_DEBUG_SLICES) this.onError(`commit ${(performance.now() - t0).toFixed(1)} ms ${b} blocks`)
       this.lastCommit = Date.now()
       if (checkpoint) { /* the journal checkpoints itself when it fills; fsync needs only the commit */ }
     } catch (e) {
