@@ -19,8 +19,8 @@ import {StreamSource, type StreamedSource} from '../ops/hoststream.js'
 import {requestsWaiting} from '../fuse/index.js'
 import type {ServedImage} from './image.js'
 
-/** How long one slice of the copy runs before the mounts' requests are answered again. */
-export const SLICE_MS = 8
+/** How long one slice of the copy runs at most before the mounts' requests are answered again. */
+export const SLICE_MS = 4
 /** How long a slice runs at least, even with requests waiting. */
 const MIN_SLICE_MS = 0.5
 /** Metadata blocks of the running transaction that the server commits after a slice. */
