@@ -36,21 +36,26 @@ interface Probe {calls: number, p50: number, p99: number, max: number}
 interface Result {seconds: number, probe: Probe, files: number}
 type Mode = 'alone' | 'slices' | 'lend'
 
-function counted(dir: string): number {
-  let n = 0
+/** The entries below `dir` and their bytes. */
+function counted(dir: string): {entries: number, bytes: number} {
+  let entries = 0
+  let bytes = 0
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, {withFileTypes: true})) {
-      n++
-      if (e.isDirectory()) walk(path.join(d, e.name))
+      entries++
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) walk(p)
+      else if (e.isFile()) bytes += fs.lstatSync(p).size
     }
   }
   walk(dir)
-  return n
+  return {entries, bytes}
 }
 
-const ENTRIES = counted(SRC)
-const SIZE = 4 * 1024 * 1024 * 1024
-const INODES = Math.max(65536, Math.ceil(ENTRIES * 1.5 / 16384) * 16384)
+const {entries: ENTRIES, bytes: BYTES} = counted(SRC)
+const MIB = 1024 * 1024
+const SIZE = Math.max(512 * MIB, Math.ceil(BYTES * 1.5 / MIB) * MIB + 256 * MIB)
+const INODES = Math.max(16384, Math.ceil(ENTRIES * 1.3 / 16384) * 16384)
 
 /** Runs the probe on `dir` until stop() is called. */
 function startProbe(dir: string, work: string): () => Promise<Probe> {
@@ -74,11 +79,9 @@ async function once(mode: Mode): Promise<Result> {
   // The unserved copy goes to an image of its own; the probe then runs on a mount of this one.
   const other = mode === 'alone' ? new Scratch({size: 256 * 1024 * 1024}) : null
   try {
-    const mp = s.mountpoint()
     const probed = other ?? s
-    const pmp = other ? other.mountpoint() : mp
+    const pmp = probed.mountpoint()
     await probed.mount('root', pmp)
-    if (mode !== 'alone') await s.mount('root', mp)
     // (the probe's files exist before the copy starts)
     const stop = startProbe(path.join(pmp, 'probe'), s.dir)
     await new Promise((r) => setTimeout(r, 500))
@@ -102,7 +105,7 @@ const median = (xs: number[]): number => {
 
 const MODES: Mode[] = ['alone', 'slices', 'lend']
 const results: Record<Mode, Result[]> = {alone: [], slices: [], lend: []}
-console.log(`source ${SRC}: ${ENTRIES} entries; ${RUNS} runs; load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
+console.log(`source ${SRC}: ${ENTRIES} entries, ${(BYTES / MIB).toFixed(0)} MiB; images of ${SIZE / MIB} MiB; ${RUNS} runs; load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
 for (let run = 0; run < RUNS; run++) {
   // alternating order: each mode goes first in turn
   const order = MODES.map((_, i) => MODES[(i + run) % MODES.length])
