@@ -29,6 +29,9 @@ const COMMIT_BLOCKS = 128
 const HIGH_WATER = 32 * 1024 * 1024
 const LOW_WATER = 16 * 1024 * 1024
 
+/** The end of the last copy each image was asked for. */
+const queue = new WeakMap<ServedImage, Promise<void>>()
+
 export interface CopyInRequest {
   op: 'copyin'
   srcs: StreamedSource[]
@@ -85,7 +88,11 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
       resolveDone = r
     }),
   }
+  // Copies go one at a time, in order, as commands alone take the image's lock in turn.
+  const before = queue.get(image) ?? Promise.resolve()
+  queue.set(image, before.then(() => work.done))
   void (async () => {
+    await before
     await image.whenHeld()
     const end = image.beginWork(work)
     try {
