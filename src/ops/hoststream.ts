@@ -217,6 +217,8 @@ export class StreamSource implements HostSource<Open> {
   private dataOff = 0
   /** bytes received and not yet given to the copy (flow control) */
   queued = 0
+  /** bytes of file data given to the copy */
+  dataRead = 0
   /** the last false answer was for want of bytes (not the deadline) */
   starved = false
   /** the copy yields at its next question after this time (performance.now()) */
@@ -370,6 +372,7 @@ export class StreamSource implements HostSource<Open> {
       if (f.pos + this.dataOff !== pos + n) protocol(`file data at offset ${f.pos + this.dataOff}, not ${pos + n}`)
       const k = f.data.copy(buf, n, this.dataOff, Math.min(f.data.length, this.dataOff + len - n))
       n += k
+      this.dataRead += k
       this.dataOff += k
       if (this.dataOff === f.data.length) this.shift()
     }

@@ -23,8 +23,9 @@ import type {ServedImage} from './image.js'
 export const SLICE_MS = 4
 /** How long a slice runs at least, even with requests waiting. */
 const MIN_SLICE_MS = 0.5
-/** Metadata blocks of the running transaction that the server commits after a slice. */
+/** Metadata blocks of the running transaction, or bytes of file data copied since the last commit, that the server commits after a slice. */
 const COMMIT_BLOCKS = 128
+const COMMIT_DATA = 8 * 1024 * 1024
 /** Bytes of the stream held before the socket is paused (a file is read 8 MiB at a time), and resumed. */
 const HIGH_WATER = 32 * 1024 * 1024
 const LOW_WATER = 16 * 1024 * 1024
@@ -128,6 +129,7 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
     const locs: Location[] = req.srcs.map((s) => ({kind: 'host', path: s.path}))
     const dst: Location = {kind: 'image', fileset: req.dst.fileset, path: req.dst.path}
     let steps: Generator<void, CopyStats> | null = null
+    let committedData = 0
     return new Promise((resolveRun, rejectRun) => {
       let timer: NodeJS.Immediate | null = null
       let finished = false
@@ -174,8 +176,12 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
         }
         try {
           // Small commits between slices rather than one of half the journal in the middle of
-          // one (Volume.maybeCommit): a request waits for a commit at most this long.
-          if (image.vol.txnBlocks >= COMMIT_BLOCKS) image.commitNow()
+          // one (Volume.maybeCommit): a request waits for a shorter commit, and a commit
+          // flushes less file data (data=ordered).
+          if (image.vol.txnBlocks >= COMMIT_BLOCKS || source.dataRead - committedData >= COMMIT_DATA) {
+            image.commitNow()
+            committedData = source.dataRead
+          }
         } catch (e) {
           reject(e)
           return
