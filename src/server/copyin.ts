@@ -97,6 +97,7 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
     await image.whenHeld()
     const end = image.beginWork(work)
     try {
+      if (image.isClosed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
       const stats = await run()
       image.commitNow()
       // The mounts show the copy before the command is told it is done.
@@ -105,14 +106,16 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
       c.end()
     } catch (e) {
       const err = e as Error & {code?: string}
-      try {
-        // The staged tree, on the orphan list, is freed now (alone: by the next command); what
-        // the copy published, if anything, is committed.
-        if (image.vol.sb.orphanHead !== 0) reapOrphans(image.vol)
-        image.commitNow()
-        await image.notify(true)
-      } catch (e2) {
-        log(`after a failed copy: ${(e2 as Error).message}`)
+      // The staged tree, on the orphan list, is freed now (alone: by the next command); what
+      // the copy published, if anything, is committed.
+      if (!image.isClosed) {
+        try {
+          if (image.vol.sb.orphanHead !== 0) reapOrphans(image.vol)
+          image.commitNow()
+          await image.notify(true)
+        } catch (e2) {
+          log(`after a failed copy: ${(e2 as Error).message}`)
+        }
       }
       if (!gone) {
         send({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message})

@@ -321,6 +321,11 @@ export class ServedImage {
     return [...out]
   }
 
+  /** True once the server has closed the image (it is stopping). */
+  get isClosed(): boolean {
+    return this.closed
+  }
+
   /** True while another process has the image. */
   get lent(): boolean {
     return this.lentUntil !== null
