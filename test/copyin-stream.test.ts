@@ -103,6 +103,6 @@ describe('copy into the image from the CLI\'s stream (a served image\'s cp -r)',
       expect(stats).to.deep.equal(want.stats)
       expect(describe(img)).to.deep.equal(want.tree)
       fs.rmSync(path.dirname(img), {recursive: true, force: true})
-    }), {numRuns: 6})
+    }), {numRuns: 4})
   })
 })

@@ -141,6 +141,19 @@ describe('prism cp -r into a served image: copied by the server in slices', func
   this.timeout(240_000)
   let s: Scratch
   let work: string
+  /** 10,000 small files, for the copies a test stops half-way (made once) */
+  let smallTree = ''
+  const small = (): string => {
+    if (!smallTree) {
+      smallTree = path.join(tmpDir('prism-cpin-small-'), 'tree')
+      smallFiles(smallTree, 100, 100)
+    }
+    return smallTree
+  }
+
+  after(() => {
+    if (smallTree) fs.rmSync(path.dirname(smallTree), {recursive: true, force: true})
+  })
 
   beforeEach(function () {
     skipWithoutFuse(this)
@@ -227,8 +240,7 @@ describe('prism cp -r into a served image: copied by the server in slices', func
 
   it('Ctrl-C: status 130 and "prism: interrupted", as alone; nothing of the copy shows; the image clean', async () => {
     s = new Scratch({size: 256 * 1024 * 1024, inodeCount: 32768})
-    const tree = path.join(work, 'tree')
-    smallFiles(tree, 100, 100)
+    const tree = small()
     const mp = s.mountpoint()
     await s.mount('root', mp)
     fs.writeFileSync(path.join(mp, 'keep'), 'kept')
@@ -249,8 +261,7 @@ describe('prism cp -r into a served image: copied by the server in slices', func
 
   it('the server killed mid-copy: the command fails with one line and status 7; the image replays clean, without the copy and with what it held', async () => {
     s = new Scratch({size: 256 * 1024 * 1024, inodeCount: 32768})
-    const tree = path.join(work, 'tree')
-    smallFiles(tree, 100, 100)
+    const tree = small()
     const mp = s.mountpoint()
     await s.mount('root', mp)
     const fd = fs.openSync(path.join(mp, 'keep'), 'w')
