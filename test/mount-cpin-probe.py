@@ -3,7 +3,7 @@
 # runs on a served image, it keeps making filesystem calls on other files of a mount (stat,
 # open + read + close, a small write + fsync, a listing) and times each one. It runs until the
 # host file STOP exists (or for at most LIMIT seconds), then prints one JSON line: the number
-# of calls and the p50, p99 and max latency in milliseconds.
+# of calls, the p50, p99 and max latency in milliseconds, and the slowest call of each kind.
 #   mount-cpin-probe.py DIR STOP [LIMIT]
 # DIR, on the mount, is made and filled by the probe. A call that fails ends the probe (exit 1).
 import json

@@ -175,7 +175,7 @@ describe('prism cp -r into a served image: copied by the server in slices', func
     fs.writeFileSync(path.join(tree, 'big'), crypto.randomBytes(19 * 1024 * 1024 + 77))
     await fixAtimes(tree)
     // The command alone, on an image nobody serves.
-    const alone = newImage(tmpDir('prism-cpin-alone-'), 512 * 1024 * 1024, {inodeCount: 65536})
+    const alone = newImage(work, 512 * 1024 * 1024, {inodeCount: 65536})
     const ref = await cli(['cp', '-r', '-i', alone, tree, 'root:/dst', '--json'], {timeoutMs: 120_000})
     expect(ref.code, ref.stderr).to.equal(0)
 
@@ -211,7 +211,6 @@ describe('prism cp -r into a served image: copied by the server in slices', func
     expect(want['root/dev/sda']).to.match(/rdev=8:0/)
     const fsck = await cli(['fsck', '-i', s.image])
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
-    fs.rmSync(path.dirname(alone), {recursive: true, force: true})
   })
 
   it('a full image: exit 6 and the line of the copy alone; nothing of it in the fileset, its space back, the image clean', async () => {
@@ -219,10 +218,9 @@ describe('prism cp -r into a served image: copied by the server in slices', func
     const tree = path.join(work, 'tree')
     fs.mkdirSync(tree)
     for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(tree, `f${i}`), crypto.randomBytes(1024 * 1024))
-    const alone = newImage(tmpDir('prism-cpin-alone-'), 32 * 1024 * 1024)
+    const alone = newImage(work, 32 * 1024 * 1024)
     const ref = await cli(['cp', '-r', '-i', alone, tree, 'root:/dst'])
     expect(ref.code, ref.stderr).to.equal(6)
-    fs.rmSync(path.dirname(alone), {recursive: true, force: true})
 
     const mp = s.mountpoint()
     await s.mount('root', mp)
