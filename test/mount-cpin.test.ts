@@ -194,6 +194,8 @@ describe('prism cp -r into a served image: copied by the server in slices', func
     expect(lat.calls, JSON.stringify(lat)).to.be.greaterThan(20)
     expect(lat.p99, `probe ${JSON.stringify(lat)} during a copy of ${ms} ms`).to.be.below(100)
     expect(lat.max, `probe ${JSON.stringify(lat)} during a copy of ${ms} ms`).to.be.below(1000)
+    // (a lent image holds a call for about the whole copy, however fast the machine)
+    expect(lat.max, `probe ${JSON.stringify(lat)} during a copy of ${ms} ms`).to.be.below(ms / 2)
 
     // The two copies, exported by the same command: identical in all a host shows.
     await s.umount(mp)
