@@ -90,6 +90,7 @@ struct rec {
   uint64_t t0;           // when the loop thread read it (ns, CLOCK_MONOTONIC), with stats on
   int handoff;           // posted by the loop thread, which waits until the main thread has taken it
   struct rec *qnext;     // the main thread's own queue of requests it read itself
+  int counted;           // counted in g_queued until the main thread takes it
 };
 
 struct note {
@@ -165,6 +166,9 @@ struct mnt {
 };
 
 static atomic_int g_exiting;
+// Requests of every mount posted to the main thread and not yet taken by it: work that runs in
+// slices on the main thread (a copy into a served image) ends its slice when one waits (queued()).
+static atomic_int g_queued;
 static struct mnt g_mounts = {.gprev = &g_mounts, .gnext = &g_mounts};
 static int g_atexit_set;
 static __thread struct mnt *tl_mnt; // the mount whose libfuse messages are being collected
@@ -318,7 +322,10 @@ static void post(struct rec *r, int ok, int err) {
     pthread_mutex_unlock(&m->hand_lock);
     r->handoff = 1;
   }
+  r->counted = r->req != NULL;
+  if (r->counted) atomic_fetch_add(&g_queued, 1);
   if (atomic_load(&g_exiting) || napi_call_threadsafe_function(m->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
+    if (r->counted) atomic_fetch_sub(&g_queued, 1);
     if (hand) release_loop(m);
     if (r->req != NULL) fuse_reply_err(r->req, EIO);
     rec_free(r);
@@ -1051,6 +1058,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   struct rec *r = data;
   struct mnt *m = r->m;
   int handoff = r->handoff;
+  if (r->counted) atomic_fetch_sub(&g_queued, 1);
   if (env == NULL) { // the environment is going away
     if (r->req != NULL && r->state == ST_QUEUED) fuse_reply_err(r->req, EIO);
     rec_free(r);
@@ -1909,6 +1917,14 @@ static napi_value js_cap_cache(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// queued(): the number of requests (of every mount) waiting for the main thread.
+static napi_value js_queued(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  CHECK(napi_create_int32(env, atomic_load(&g_queued), &out));
+  return out;
+}
+
 static napi_value js_set_scratch(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -1954,6 +1970,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"dirReply", NULL, js_dir_reply, NULL, NULL, NULL, napi_default, NULL},
     {"groups", NULL, js_groups, NULL, NULL, NULL, napi_default, NULL},
     {"capCache", NULL, js_cap_cache, NULL, NULL, NULL, napi_default, NULL},
+    {"queued", NULL, js_queued, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
   napi_value ops, version;

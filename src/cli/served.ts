@@ -115,6 +115,21 @@ function reachesMount(argv0: string, argv: string[], mounts: ServedMount[]): str
   return null
 }
 
+/** cp's arguments name host sources and a destination in the image (FILESET:/path). */
+function copiesHostIn(args: string[]): boolean {
+  const pos: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]
+    if (a === '--') {
+      pos.push(...args.slice(i + 1))
+      break
+    }
+    if (a === '-i' || a === '--image' || a === '--wait') i++
+    else if (!a.startsWith('-')) pos.push(a)
+  }
+  return pos.length >= 2 && parseImageLoc(pos[pos.length - 1]) !== null && pos.slice(0, -1).every((a) => parseImageLoc(a) === null)
+}
+
 /** The server holding image file `image` and its mount points, or null when none does. */
 export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
   let sock: string
@@ -171,6 +186,11 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   }
   const why = reachesMount(cmd, argv.slice(1), mounts)
   if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
+  if (cmd === 'cp' && process.env.PRISM_SERVED_SLICES !== '0' && copiesHostIn(argv.slice(1))) {
+    // The server copies in slices, its mounts answered meanwhile (src/cli/copyin.ts).
+    ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}
+    return
+  }
   // Where this command reports the private copies it makes of shared inodes (src/fs/volume.ts
   // lendObserver): the server reads it when it takes the image back, and removes it.
   // It goes beside the server's socket, in a directory only this user may enter; $TMPDIR is

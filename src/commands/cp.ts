@@ -3,6 +3,7 @@ import {PrismCommand, imageFlags} from '../cli/base.js'
 import {location} from '../cli/locate.js'
 import {humanSize} from '../cli/output.js'
 import {PrismError} from '../errors.js'
+import type {CopyError, CopyStats} from '../ops/copy.js'
 
 export default class Cp extends PrismCommand {
   static summary = 'Copy files into, out of, and within the image'
@@ -32,24 +33,28 @@ As cp: a directory never replaces a file nor a file a directory; an entry that c
     if (dst.kind === 'host' && locs.every((l) => l.kind === 'host')) {
       throw new PrismError('EUSAGE', 'neither source nor destination is inside the image: write FILESET:/path (for example root:/)')
     }
-    const {copy} = await import('../ops/copy.js')
     const {Failures} = await import('../cli/each.js')
+    const {servedCopy, copyInServed} = await import('../cli/copyin.js')
     const failures = new Failures()
     const spin = await this.spinner('copying')
     try {
-      const stats = await this.withVolume(flags, dst.kind === 'image', (vol) =>
-        copy(vol, locs, dst, {
-          recursive: flags.recursive || flags.archive,
-          noTargetDirectory: flags['no-target-directory'],
-          onProgress: (s) => spin.update(`copying: ${s.files} files, ${s.dirs} directories, ${humanSize(s.bytes)}`),
-          keepGoing: true,
-          // Each argument or entry that cannot be copied is named on its own line, in order,
-          // as it happens; the rest is copied (and durable), and the exit status is 1.
-          onError: (e) => {
-            spin.stop()
-            failures.report(new PrismError(e.code, e.message))
-          },
-        }))
+      const opts = {
+        recursive: flags.recursive || flags.archive,
+        noTargetDirectory: flags['no-target-directory'],
+        onProgress: (s: CopyStats) => spin.update(`copying: ${s.files} files, ${s.dirs} directories, ${humanSize(s.bytes)}`),
+        keepGoing: true,
+        // Each argument or entry that cannot be copied is named on its own line, in order,
+        // as it happens; the rest is copied (and durable), and the exit status is 1.
+        onError: (e: CopyError) => {
+          spin.stop()
+          failures.report(new PrismError(e.code, e.message))
+        },
+      }
+      // On a served image, host sources go to its server, which copies them in slices.
+      const served = servedCopy()
+      const stats = served && dst.kind === 'image'
+        ? await copyInServed(served, locs, dst, opts)
+        : await this.withVolume(flags, dst.kind === 'image', async (vol) => (await import('../ops/copy.js')).copy(vol, locs, dst, opts))
       spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.specials} special files, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
       failures.settle()
       return stats

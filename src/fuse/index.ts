@@ -63,5 +63,5 @@
 // `big_writes` (always on) and `use_ino` (high-level API only; the low-level API always gives
 // the filesystem's inode numbers) are not options here.
 export * from './types.js'
-export {ADDON_PATH, type Availability, errnoOf, fuseAvailability, FuseUnavailableError, mount} from './libfuse.js'
+export {ADDON_PATH, type Availability, errnoOf, fuseAvailability, FuseUnavailableError, mount, requestsWaiting} from './libfuse.js'
 export {abortConnection, fuseMountAt, lazyUnmount, listMounts, type MountInfo, type MountState, probeMount, recoverMount} from './mounts.js'

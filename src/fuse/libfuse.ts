@@ -47,6 +47,8 @@ interface Addon {
   groups(r: Req): number[]
   /** 1: node `ino` has no security.capability (answered ENODATA on the loop thread from now on); 0: forget `ino`; 2: forget all */
   capCache(h: Handle, op: 0 | 1 | 2, ino: number): void
+  /** requests of every mount waiting for the main thread */
+  queued(): number
 }
 
 /** The attribute the kernel asks for before every write(2), to drop file capabilities. */
@@ -159,6 +161,14 @@ const DOTDOT = Buffer.from('..')
 const isDot = (name: Buffer): boolean => name.equals(DOT) || name.equals(DOTDOT)
 
 /** The errno a handler's failure stands for, or undefined when it is not one (a bug: EIO). */
+/**
+ * The requests of this process's mounts waiting for its main thread (0 before any mount):
+ * work the server runs in slices ends its slice when one waits (src/server/copyin.ts).
+ */
+export function requestsWaiting(): number {
+  return loaded.get(ADDON_PATH)?.addon?.queued() ?? 0
+}
+
 export function errnoOf(e: unknown): number | undefined {
   if (e === null || typeof e !== 'object') return undefined
   const x = e as {errno?: unknown, code?: unknown}

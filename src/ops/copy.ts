@@ -20,7 +20,6 @@ import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, isArgumentError, PrismError, type ErrCode} from '../errors.js'
-import {fsExt} from '../device/file.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
 import {firstBlock, forEachRun, readData, shareData} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
@@ -32,6 +31,7 @@ import {HostWriter, setAttrs, type FileAttrs} from './hostwriter.js'
 import {makeHostNode, readHostXattrs, setHostTimes, splitRdev, writeHostXattr} from './hostattrs.js'
 import {Stage} from './stage.js'
 import {SmallFileBuffers} from './smallfiles.js'
+import {joinHost, localSource, smallFile, type HostSource, type HostStat} from './hostsource.js'
 import {checkInterrupt} from '../interrupt.js'
 import {growPipe, outputFd, writeAll} from '../sys.js'
 
@@ -108,6 +108,8 @@ interface Ctx {
    * (flushExport), and what is left to do to each directory once its files are written
    */
   deferred: {files: DeferredFile[], after: Array<() => void>} | null
+  /** import: where the host is read */
+  src: HostSource
 }
 
 /** A regular file of an exported tree, waiting to be written (exportNode's arguments, and where its data starts). */
@@ -119,10 +121,10 @@ interface DeferredFile {
   at: number
 }
 
-function newCtx(opts: CopyOptions): Ctx {
+function newCtx(opts: CopyOptions, src: HostSource): Ctx {
   return {
     opts, stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, bytes: 0, skipped: 0, errors: []}, links: new Map(), lastReport: 0,
-    ancestors: new Set(), writer: null, small: null, stage: null, sameFs: false, deferred: null,
+    ancestors: new Set(), writer: null, small: null, stage: null, sameFs: false, deferred: null, src,
   }
 }
 
@@ -140,6 +142,17 @@ function entryFail(code: ErrCode, message: string): never {
 function guarded(ctx: Ctx, fn: () => void): void {
   try {
     fn()
+  } catch (e) {
+    if (!(e instanceof EntryError)) throw e
+    record(ctx, e.code, e.message)
+    ctx.stats.skipped++
+  }
+}
+
+/** guarded() for steps that may yield (an import waiting for the host's answers). */
+function* guardedSteps(ctx: Ctx, steps: () => Generator<void, void>): Generator<void, void> {
+  try {
+    yield* steps()
   } catch (e) {
     if (!(e instanceof EntryError)) throw e
     record(ctx, e.code, e.message)
@@ -214,16 +227,10 @@ function writerErr(e: NodeJS.ErrnoException, where: string): PrismError {
 // UTF-8 is copied byte for byte, both ways. Messages name them as library paths do
 // (nameText); the CLI shows an escaped byte as \xNN.
 
-const SLASH = Buffer.from('/')
-
-function joinHost(dir: Buffer, name: Buffer): Buffer {
-  return dir.length > 0 && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, SLASH, name])
-}
-
 /** lstat of a host path that should be there: its absence is the entry's failure too. */
-function hostStat(p: Buffer): fs.BigIntStats {
+function hostStat(src: HostSource, p: Buffer): HostStat {
   try {
-    return fs.lstatSync(p, {bigint: true})
+    return src.lstat(p)
   } catch (e) {
     throw hostErr(e, `cannot stat '${nameText(p)}'`)
   }
@@ -248,18 +255,32 @@ function tsOf(ns: bigint): {s: number, ns: number} {
  * Entries that cannot be copied are listed in the result's `errors`; the rest is copied.
  */
 export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions = {}): CopyStats {
-  const ctx = newCtx(opts)
+  const steps = copySteps(vol, srcs, dst, opts, localSource)
+  for (;;) {
+    // (the host itself never keeps the copy waiting: it never yields)
+    const r = steps.next()
+    if (r.done) return r.value
+  }
+}
+
+/**
+ * copy(), with the host read through `host`: it yields whenever `host` has yet to receive what
+ * comes next (src/ops/hostsource.ts); resume it with next() once it may have. A server runs
+ * it in slices, between the requests of its mounts (src/server/copyin.ts).
+ */
+export function* copySteps(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions, host: HostSource): Generator<void, CopyStats> {
+  const ctx = newCtx(opts, host)
   if (srcs.length === 0) fail('EUSAGE', 'nothing to copy')
   if (dst.kind === 'host' && srcs.some((s) => s.kind === 'host')) fail('EUSAGE', 'one of source or destination must be inside the image (FILESET:/path)')
   if (opts.noTargetDirectory && srcs.length > 1) fail('EUSAGE', `with -T there is one source, not ${srcs.length}`)
-  const dstIsDir = locIsDir(vol, dst)
+  const dstIsDir = locIsDir(vol, dst, host)
   if (srcs.length > 1 && !dstIsDir) fail('ENOTDIR', `target '${show(dst)}' is not a directory`)
   const stage = dst.kind === 'image' ? new Stage(nsOf(vol, dst)) : null
   ctx.stage = stage
   try {
     for (const src of srcs) {
       try {
-        guarded(ctx, () => copyOne(vol, src, dst, dstIsDir, srcs.length, ctx))
+        yield* guardedSteps(ctx, () => copyOne(vol, src, dst, dstIsDir, srcs.length, ctx))
       } catch (e) {
         if (!opts.keepGoing || !isArgumentError(e)) throw e
         record(ctx, e.code, e.message)
@@ -284,13 +305,13 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
   return ctx.stats
 }
 
-function copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, sources: number, ctx: Ctx): void {
+function* copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, sources: number, ctx: Ctx): Generator<void, void> {
   const opts = ctx.opts
   let target = dst
   // A directory copied onto a fileset's root fills that root (prism cp -r ./rootfs root:/).
-  const ontoRoot = dst.kind === 'image' && splitPath(dst.path).length === 0 && locIsDir(vol, src) && sources === 1
+  const ontoRoot = dst.kind === 'image' && splitPath(dst.path).length === 0 && locIsDir(vol, src, ctx.src) && sources === 1
   if (dstIsDir && !opts.noTargetDirectory && !ontoRoot) {
-    const name = src.kind === 'host' ? path.basename(path.resolve(src.path)) : baseName(src.path)
+    const name = src.kind === 'host' ? ctx.src.baseName(src.path) : baseName(src.path)
     if (!name) fail('EINVAL', `cannot copy the root of ${show(src)} into a directory; copy onto ${dst.kind === 'image' ? dst.fileset + ':/' : 'a new path'}`)
     target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {...dst, path: joinImage(dst.path, name)}
   }
@@ -299,7 +320,7 @@ function copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, s
     const sns = nsOf(vol, src)
     if (sns.exists(src.path, false)) sns.materialize(src.path)
   }
-  if (src.kind === 'host' && target.kind === 'image') importPath(nsOf(vol, target), nameBytes(src.path), target.path, ctx)
+  if (src.kind === 'host' && target.kind === 'image') yield* importPath(nsOf(vol, target), nameBytes(src.path), target.path, ctx)
   else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, nameBytes(target.path), ctx)
   else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
 }
@@ -312,14 +333,8 @@ function show(l: Location): string {
   return l.kind === 'host' ? l.path : `${l.fileset}:${l.path}`
 }
 
-function locIsDir(vol: Volume, l: Location): boolean {
-  if (l.kind === 'host') {
-    try {
-      return fs.statSync(l.path).isDirectory()
-    } catch {
-      return false
-    }
-  }
+function locIsDir(vol: Volume, l: Location, host: HostSource): boolean {
+  if (l.kind === 'host') return host.isDir(l.path)
   const ns = nsOf(vol, l)
   try {
     return ns.resolve(l.path, true).isDir
@@ -382,19 +397,22 @@ function existingDest(ns: Namespace, p: string): Dest {
 
 // ---------------------------------------------------------------- host -> image
 
-function importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx): void {
-  const st = hostStat(hostPath)
+function* importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx): Generator<void, void> {
+  while (!ctx.src.ready(hostPath)) yield
+  const st = hostStat(ctx.src, hostPath)
   if (st.isDirectory() && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${nameText(hostPath)}'`)
   const comps = splitPath(imgPath)
   if (comps.length === 0) {
     if (!st.isDirectory()) entryFail('EISDIR', `${ns.where('/')}: is the fileset's root`)
     const d = existingDest(ns, '/')
-    importDirContents(ns, d, hostPath, ctx)
-    ctx.stage!.onPublish(d.dir, '/', (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, hostPath, nameText(hostPath), ctx) })
+    // (read now: the host source answers for the entry at hand only)
+    const xattrs = hostXattrs(ctx.src, hostPath, nameText(hostPath), ctx)
+    yield* importDirContents(ns, d, hostPath, ctx)
+    ctx.stage!.onPublish(d.dir, '/', (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, xattrs, nameText(hostPath), ctx) })
     return
   }
   const {dir, name} = ns.resolveParent(imgPath)
-  importChild(ns, {dir, path: parentOf(imgPath), fresh: false}, name, hostPath, st, ctx)
+  yield* importChild(ns, {dir, path: parentOf(imgPath), fresh: false}, name, hostPath, st, ctx)
 }
 
 /** The image path of the directory holding `p`. */
@@ -403,8 +421,9 @@ function parentOf(p: string): string {
 }
 
 /** Imports host path `hostPath` (lstat `st`) as entry `name` of destination `d`. */
-function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st: fs.BigIntStats, ctx: Ctx): void {
+function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st: HostStat, ctx: Ctx): Generator<void, void> {
   const vol = ns.vol
+  const src = ctx.src
   const from = nameText(hostPath)
   const attrs = {uid: Number(st.uid), gid: Number(st.gid)}
   const childPath = joinImage(d.path, nameText(name))
@@ -414,13 +433,14 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
     let sub: Dest
     if ('merge' in s) {
       sub = s.merge
-      ctx.stage!.onPublish(sub.dir, sub.path, (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, hostPath, from, ctx) })
+      const xattrs = hostXattrs(src, hostPath, from, ctx)
+      ctx.stage!.onPublish(sub.dir, sub.path, (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, xattrs, from, ctx) })
     } else {
       sub = {dir: ns.createIn(s.parent, name, S_IFDIR | Number(st.mode & 0o7777n), attrs), path: childPath, fresh: true}
       importXattrs(ns, sub.dir, hostPath, from, ctx)
     }
     ctx.stats.dirs++
-    importDirContents(ns, sub, hostPath, ctx)
+    yield* importDirContents(ns, sub, hostPath, ctx)
     if (sub.fresh) setDirAttrs(ns, sub.dir, st)
     vol.maybeCommit()
     return
@@ -447,7 +467,7 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
   if (st.isSymbolicLink()) {
     let target: Buffer
     try {
-      target = fs.readlinkSync(hostPath, {encoding: 'buffer'})
+      target = src.readlink(hostPath)
     } catch (e) {
       throw hostErr(e, `cannot read symbolic link '${from}'`)
     }
@@ -466,17 +486,16 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
     vol.maybeCommit()
     return
   }
-  let fd: number
+  let fd: unknown
   try {
-    // O_NONBLOCK: should the name have become a FIFO since lstat, open must not wait for a writer.
-    fd = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+    fd = src.open(hostPath)
   } catch (e) {
     throw hostErr(e, `cannot open '${from}' for reading`)
   }
   try {
     const inode = ns.createIn(parent, name, S_IFREG | Number(st.mode & 0o7777n), attrs)
     try {
-      importFileData(ns, inode, fd, hostPath, Number(st.size), Number(st.blocks) * 512, ctx)
+      yield* importFileData(ns, inode, fd, hostPath, Number(st.size), Number(st.blocks) * 512, ctx)
     } catch (e) {
       // A read that failed half-way: the file goes (its blocks with it, through the orphan list).
       if (e instanceof EntryError) ns.detachChild(parent, name, childPath)
@@ -486,41 +505,11 @@ function importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st:
     ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
     if (st.nlink > 1n) ctx.links.set(key, inode)
   } finally {
-    fs.closeSync(fd)
+    src.close(fd)
   }
   ctx.stats.files++
   progress(ctx)
   vol.maybeCommit()
-}
-
-const SEEK_DATA = 3
-const SEEK_HOLE = 4
-
-/**
- * The byte ranges of an open host file that hold data, by lseek(SEEK_DATA / SEEK_HOLE). A
- * file system without them (EINVAL) is read whole; one that does not track holes reports the
- * file as one range of data.
- */
-function hostDataRanges(fd: number, size: number): Array<[number, number]> {
-  const ranges: Array<[number, number]> = []
-  try {
-    for (let off = 0; off < size;) {
-      let d: number
-      try {
-        d = fsExt.seekSync(fd, off, SEEK_DATA)
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENXIO') break // nothing but a hole past off
-        throw e
-      }
-      if (d >= size) break
-      const h = Math.min(size, fsExt.seekSync(fd, d, SEEK_HOLE))
-      ranges.push([d, h])
-      off = Math.max(h, d + 1)
-    }
-  } catch {
-    return [[0, size]]
-  }
-  return ranges
 }
 
 /**
@@ -528,23 +517,26 @@ function hostDataRanges(fd: number, size: number): Array<[number, number]> {
  * fewer blocks than its size is sparse), and a block that holds only zeros is not written:
  * every hole of the host file, and every all-zero block, is a hole in the image.
  */
-function importFileData(ns: Namespace, inode: Inode, fd: number, hostPath: Buffer, size: number, allocated: number, ctx: Ctx): void {
+function* importFileData(ns: Namespace, inode: Inode, fd: unknown, hostPath: Buffer, size: number, allocated: number, ctx: Ctx): Generator<void, void> {
   const vol = ns.vol
+  const src = ctx.src
   const whole = Math.max(BLOCK_SIZE, Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE)
-  const small = whole < DATA_BUFFER_SIZE
-  const ranges = !small && allocated < size ? hostDataRanges(fd, size) : [[0, size] as [number, number]]
+  const small = smallFile(size)
   let eof = size
   try {
+    const ranges = src.ranges(fd, size, allocated)
     reading: for (const [from, to] of ranges) {
       let off = from - (from % BLOCK_SIZE)
       const end = Math.min(size, Math.ceil(to / BLOCK_SIZE) * BLOCK_SIZE)
       while (off < end) {
+        const len = Math.min(small ? whole : DATA_BUFFER_SIZE, end - off)
+        while (!src.readable(fd, len)) yield
         // Memory given to the store, whose blocks are queued without a copy: for a small file a
         // slice of a pooled buffer shared with the files around it, for a large one a pooled
         // buffer per chunk. Pooled buffers come back once the store has written them.
         const buf = small ? (ctx.small ??= new SmallFileBuffers(vol.store)).take(whole) : vol.store.dataBuffer()
         try {
-          const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - off), off)
+          const n = src.read(fd, buf, len, off)
           if (n === 0) {
             eof = off // the file shrank while we read it
             break reading
@@ -587,17 +579,18 @@ function zeroBlock(buf: Buffer, a: number, b: number): boolean {
   return buf.compare(ZEROS, 0, b - a, a, b) === 0
 }
 
-function importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx): void {
+function* importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx): Generator<void, void> {
   let names: Buffer[] = []
   // An unreadable directory is made all the same (as cp does), empty; the error is recorded.
-  guarded(ctx, () => { names = hostNames(hostPath) })
+  guarded(ctx, () => { names = hostNames(ctx.src, hostPath) })
   for (const nb of names) {
-    guarded(ctx, () => {
-      const child = joinHost(hostPath, nb)
-      const st = hostStat(child)
+    const child = joinHost(hostPath, nb)
+    while (!ctx.src.ready(child)) yield
+    yield* guardedSteps(ctx, function* () {
+      const st = hostStat(ctx.src, child)
       const p = nameProblem(nb)
       if (p) entryFail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `cannot copy '${nameText(child)}': ${p}`)
-      importChild(ns, d, nb, child, st, ctx)
+      yield* importChild(ns, d, nb, child, st, ctx)
     })
   }
 }
@@ -606,15 +599,15 @@ function importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx): 
  * The names in host directory `hostPath`, as bytes, in byte order: the import's order, and so
  * its inode numbers, depend on nothing else.
  */
-function hostNames(hostPath: Buffer): Buffer[] {
+function hostNames(src: HostSource, hostPath: Buffer): Buffer[] {
   try {
-    return fs.readdirSync(hostPath, {encoding: 'buffer'}).sort(Buffer.compare)
+    return src.names(hostPath)
   } catch (e) {
     throw hostErr(e, `cannot open directory '${nameText(hostPath)}'`)
   }
 }
 
-function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
+function setDirAttrs(ns: Namespace, d: Inode, st: HostStat): void {
   d.r.mode = S_IFDIR | Number(st.mode & 0o7777n)
   ns.chown(d, Number(st.uid), Number(st.gid))
   ns.setTimes(d, tsOf(st.atimeNs), tsOf(st.mtimeNs))
@@ -625,10 +618,10 @@ function setDirAttrs(ns: Namespace, d: Inode, st: fs.BigIntStats): void {
  * namespace it has no place for, or one the host will not let this process read, is named as
  * not copied). Null when the host has no attributes there, or none to give (not supported).
  */
-function hostXattrs(hostPath: Buffer, from: string, ctx: Ctx): Xattr[] | null {
+function hostXattrs(src: HostSource, hostPath: Buffer, from: string, ctx: Ctx): Xattr[] | null {
   let list: Xattr[]
   try {
-    list = readHostXattrs(hostPath)
+    list = src.xattrs(hostPath)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOTSUP') return null
     partial(ctx, e, `cannot read the extended attributes of '${from}'`)
@@ -644,7 +637,7 @@ function hostXattrs(hostPath: Buffer, from: string, ctx: Ctx): Xattr[] | null {
 
 /** Gives a new inode the host path's attributes (all of them: it has none yet). */
 function importXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, from: string, ctx: Ctx): void {
-  const list = hostXattrs(hostPath, from, ctx)
+  const list = hostXattrs(ctx.src, hostPath, from, ctx)
   if (!list?.length) return
   try {
     ns.replaceXattrs(inode, list)
@@ -653,9 +646,9 @@ function importXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, from: strin
   }
 }
 
-/** Gives a directory merged into the host directory's attributes (each set; others it has stay, as cp -a). */
-function mergeXattrs(ns: Namespace, d: Inode, hostPath: Buffer, from: string, ctx: Ctx): void {
-  for (const x of hostXattrs(hostPath, from, ctx) ?? []) {
+/** Gives a directory merged into the host directory's attributes `list` (each set; others it has stay, as cp -a). */
+function mergeXattrs(ns: Namespace, d: Inode, list: Xattr[] | null, from: string, ctx: Ctx): void {
+  for (const x of list ?? []) {
     try {
       ns.setXattrOf(d, x.name, x.value)
     } catch (e) {

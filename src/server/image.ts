@@ -102,6 +102,12 @@ const SLICE_MS = 8
  */
 const SLICE_BLOCKS = 256
 
+/** A command the server runs in slices: abort() stops it at its next slice; `done` settles when it has ended. */
+export interface SlicedWork {
+  abort(): void
+  readonly done: Promise<void>
+}
+
 /** Changes seen by the observer since they were last sent to the kernel. */
 interface Pending {
   inodes: Set<number>
@@ -255,6 +261,8 @@ export class ServedImage {
   lend(back: Promise<void>, report?: LendReport): Promise<Lent> {
     return new Promise((lent, refused) => {
       this.lendChain = this.lendChain.then(async () => {
+        // Work running in slices holds the open volume: it ends first.
+        while (this.work.size) await Promise.allSettled([...this.work].map((w) => w.done))
         if (this.closed || this.failed) {
           refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
           return
@@ -359,6 +367,16 @@ export class ServedImage {
       for (const n of m.fs.allNodes()) if (n.opens > 0 && n.fs !== 0 && !n.retired) out.add(`${n.fs}:${n.ino}`)
     }
     return [...out]
+  }
+
+  /** True once the server has closed the image (it is stopping). */
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** True while another process has the image. */
+  get lent(): boolean {
+    return this.lentUntil !== null
   }
 
   /** Resolves once no other process has the image (at once when none has). */
@@ -669,6 +687,28 @@ export class ServedImage {
       throw e
     }
     this.commitNow()
+  }
+
+  // ---------------------------------------------------------------- work in slices
+
+  /** Commands the server runs in slices on the open volume (src/server/copyin.ts). */
+  private readonly work = new Set<SlicedWork>()
+
+  /**
+   * Registers work that runs in slices on this.vol (call once the image is held, and before the
+   * first slice): a lend waits for it to end, the server's stop aborts it. Returns its end.
+   */
+  beginWork(w: SlicedWork): () => void {
+    this.work.add(w)
+    return () => {
+      this.work.delete(w)
+    }
+  }
+
+  /** Aborts all work in slices and waits for it to end (the server is stopping). */
+  async stopWork(): Promise<void> {
+    for (const w of this.work) w.abort()
+    await Promise.allSettled([...this.work].map((w) => w.done))
   }
 
   // ---------------------------------------------------------------- closing

@@ -18,6 +18,7 @@ import {isExpanding} from '../fs/expand.js'
 import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {type Mount, type MountSpec, ServedImage, ServerStopped} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
+import {serveCopyIn} from './copyin.js'
 
 export interface ServerOptions {
   /** exit once the last mount has gone (a server `prism mount` started) */
@@ -126,19 +127,28 @@ export class Server {
       c.end(JSON.stringify({ok: false, code: 'EACCES', message: refused}) + '\n')
       return
     }
-    let buf = ''
-    c.setEncoding('utf8')
+    // (bytes: a copy-in's stream follows its request line)
+    let buf = Buffer.alloc(0)
     c.on('error', () => c.destroy())
-    c.on('data', (d: string) => {
-      buf += d
-      const nl = buf.indexOf('\n')
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      const nl = buf.indexOf(10)
       if (nl < 0) return
       c.pause()
+      c.off('data', onData)
       let req: {op?: string, [k: string]: unknown}
       try {
-        req = JSON.parse(buf.slice(0, nl)) as typeof req
+        req = JSON.parse(buf.subarray(0, nl).toString('utf8')) as typeof req
       } catch {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
+        return
+      }
+      if (req.op === 'copyin') {
+        if (this.stopping) {
+          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          return
+        }
+        serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
         return
       }
       if (req.op === 'lend') {
@@ -163,7 +173,7 @@ export class Server {
         return
       }
       if (req.op === 'clone' || req.op === 'expand') {
-        this.longRequest(c, req, buf.slice(nl + 1))
+        this.longRequest(c, req, buf.subarray(nl + 1))
         return
       }
       this.handle(req).then((r) => c.end(JSON.stringify(r) + '\n'), (e: unknown) => {
@@ -172,7 +182,8 @@ export class Server {
       }).finally(() => {
         if (this.options.idleExit && this.image.mounts.length === 0 && req.op === 'umount') void this.stop()
       })
-    })
+    }
+    c.on('data', onData)
   }
 
   /**
@@ -184,7 +195,7 @@ export class Server {
    * deleted); an expansion goes on without it. If the server stops first, the connection is
    * closed without a last line: the client then finishes the work itself.
    */
-  private longRequest(c: net.Socket, req: {op?: string, [k: string]: unknown}, rest: string): void {
+  private longRequest(c: net.Socket, req: {op?: string, [k: string]: unknown}, rest: Buffer): void {
     const send = (o: object): void => {
       if (!c.destroyed) c.write(JSON.stringify(o) + '\n')
     }
@@ -193,12 +204,11 @@ export class Server {
       cancel = resolve
     })
     c.once('close', cancel)
-    c.on('data', (d: string) => {
-      rest += d
-      if (rest.includes('\n')) cancel()
+    c.on('data', (d: Buffer) => {
+      if (d.includes(10)) cancel()
     })
     c.resume()
-    if (rest.includes('\n')) cancel()
+    if (rest.includes(10)) cancel()
     const work = this.stopping ? Promise.reject(new PrismError('EBUSY', 'the prism server of this image is shutting down'))
       : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : this.expandRequest(req, send)
     work.then((r) => {
@@ -348,6 +358,7 @@ export class Server {
     if (this.stopping) return this.stopping
     this.stopping = (async () => {
       await this.image.whenHeld()
+      await this.image.stopWork()
       for (const m of [...this.image.mounts]) {
         try {
           await this.image.unmount(m, false)

@@ -1,0 +1,285 @@
+// `prism cp -r HOST FILESET:/path` while the image is mounted: the server copies in slices
+// (src/server/copyin.ts), so a probe making calls on other files of the mount meanwhile
+// (test/mount-cpin-probe.py, its own process) keeps being answered; the copy is the one the
+// command makes alone (output, --json, exit status, and the tree: content, modes, owners,
+// nanosecond times, attributes, hard links, symlinks, devices, holes), and shows in the mount
+// as soon as the command returns. A full image, Ctrl-C and a server killed mid-copy end as
+// alone: the fileset as it was, the image clean. With PRISM_SERVED_SLICES=0 (the image lent
+// to the command, the mounts held meanwhile) the probe's latency test fails.
+import {expect} from 'chai'
+import {spawn} from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import {PYTHON, forceUnmount, run} from './fuse-support.js'
+import {BIN, newImage, tmpDir} from './helpers.js'
+import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {buildTree} from './tar-lib.js'
+
+const PROBE = path.join(import.meta.dirname, 'mount-cpin-probe.py')
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** `dirs` directories of `files` small files each (a few bytes to a few KiB). */
+function smallFiles(root: string, dirs: number, files: number): void {
+  for (let d = 0; d < dirs; d++) {
+    const dir = path.join(root, `d${String(d).padStart(3, '0')}`)
+    fs.mkdirSync(dir, {recursive: true})
+    for (let f = 0; f < files; f++) fs.writeFileSync(path.join(dir, `f${f}`), `${d}/${f} `.repeat((f * 37) % 400))
+  }
+}
+
+/**
+ * Gives every path below `root` an access time ten days ahead (modification times kept): no
+ * read moves it (relatime), so every copy of the tree reads the same times.
+ */
+async function fixAtimes(root: string): Promise<void> {
+  const r = await run(PYTHON, ['-c', `
+import os, sys, time
+root = os.fsencode(sys.argv[1])
+t = time.time_ns() + 10 * 86400 * 10**9
+for d, subdirs, files in os.walk(root):
+    for n in subdirs + files:
+        p = os.path.join(d, n)
+        os.utime(p, ns=(t, os.lstat(p).st_mtime_ns), follow_symlinks=False)
+`, root], {timeoutMs: 60_000})
+  if (r.code !== 0) throw new Error(r.stderr)
+}
+
+/** Every path below `root` (symlinks not followed) with its type and a regular file's size, by a child process. */
+async function listing(root: string): Promise<Record<string, string>> {
+  const r = await run(PYTHON, ['-c', `
+import json, os, stat, sys
+root = sys.argv[1]
+out = {}
+for d, subdirs, files in os.walk(root):
+    for n in subdirs + files:
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        out[os.path.relpath(p, root)] = str(st.st_size) if stat.S_ISREG(st.st_mode) else oct(stat.S_IFMT(st.st_mode))
+print(json.dumps(out))
+`, root], {timeoutMs: 60_000})
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout) as Record<string, string>
+}
+
+/**
+ * Everything a host shows of every path below `root`, by a child process: type, mode, owner,
+ * nanosecond times (a directory's and a symlink's access time left out: reading sets them),
+ * size, content hash, allocated blocks of a sparse file, hard links (by the first path of
+ * each inode), symlink target, device number, extended attributes (POSIX ACLs among them).
+ */
+async function describeTree(root: string): Promise<Record<string, string>> {
+  const r = await run(PYTHON, ['-c', `
+import hashlib, json, os, stat, sys
+root = os.fsencode(sys.argv[1])
+out = {}
+first = {}
+for d, subdirs, files in os.walk(root):
+    subdirs.sort()
+    for n in sorted(subdirs + files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        m = st.st_mode
+        f = [oct(stat.S_IFMT(m)), oct(stat.S_IMODE(m)), '%d:%d' % (st.st_uid, st.st_gid), 'm=%d' % st.st_mtime_ns]
+        if stat.S_ISREG(m) or stat.S_ISCHR(m) or stat.S_ISBLK(m) or stat.S_ISFIFO(m):
+            f.append('a=%d' % st.st_atime_ns)
+        if stat.S_ISREG(m):
+            fd = os.open(p, os.O_RDONLY | os.O_NOATIME)
+            h = hashlib.sha256()
+            while True:
+                b = os.read(fd, 1 << 20)
+                if not b:
+                    break
+                h.update(b)
+            os.close(fd)
+            f += ['size=%d' % st.st_size, h.hexdigest()[:16]]
+            if st.st_blocks * 512 < st.st_size:
+                f.append('blocks=%d' % st.st_blocks)
+        if not stat.S_ISDIR(m) and st.st_nlink > 1:
+            f.append('link=' + first.setdefault((st.st_dev, st.st_ino), os.path.relpath(p, root).decode('latin1')))
+        if stat.S_ISLNK(m):
+            f.append('-> ' + os.readlink(p).decode('latin1'))
+        if stat.S_ISCHR(m) or stat.S_ISBLK(m):
+            f.append('rdev=%d:%d' % (os.major(st.st_rdev), os.minor(st.st_rdev)))
+        xs = sorted((x, os.getxattr(p, x, follow_symlinks=False).hex()) for x in os.listxattr(p, follow_symlinks=False))
+        if xs:
+            f.append('x=' + ','.join('%s=%s' % x for x in xs))
+        out[os.path.relpath(p, root).decode('latin1')] = ' '.join(f)
+print(json.dumps(out))
+`, root], {timeoutMs: 120_000})
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout) as Record<string, string>
+}
+
+/** Starts the probe on `dir` (on a mount); stop() ends it and gives its figures. */
+function probe(dir: string, work: string): {stop: () => Promise<{calls: number, p50: number, p99: number, max: number}>} {
+  const stopFile = path.join(work, `stop-${crypto.randomUUID()}`)
+  const running = run(PYTHON, [PROBE, dir, stopFile, '120'], {timeoutMs: 150_000})
+  return {
+    stop: async () => {
+      fs.writeFileSync(stopFile, '')
+      const r = await running
+      if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}`)
+      return JSON.parse(r.stdout) as {calls: number, p50: number, p99: number, max: number}
+    },
+  }
+}
+
+/** The CLI as a child process that the test may signal. */
+function startCli(args: string[]): {child: ReturnType<typeof spawn>, done: Promise<{code: number | null, stderr: string}>} {
+  const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe']})
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d
+  })
+  child.stdout!.resume()
+  const done = new Promise<{code: number | null, stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stderr})))
+  return {child, done}
+}
+
+describe('prism cp -r into a served image: copied by the server in slices', function () {
+  this.timeout(240_000)
+  let s: Scratch
+  let work: string
+  /** 10,000 small files, for the copies a test stops half-way (made once) */
+  let smallTree = ''
+  const small = (): string => {
+    if (!smallTree) {
+      smallTree = path.join(tmpDir('prism-cpin-small-'), 'tree')
+      smallFiles(smallTree, 100, 100)
+    }
+    return smallTree
+  }
+
+  after(() => {
+    if (smallTree) fs.rmSync(path.dirname(smallTree), {recursive: true, force: true})
+  })
+
+  beforeEach(function () {
+    skipWithoutFuse(this)
+    work = tmpDir('prism-cpin-')
+  })
+
+  afterEach(async () => {
+    await s?.cleanup()
+    if (work) fs.rmSync(work, {recursive: true, force: true})
+  })
+
+  it('a tree of 12,000 files: the probe on the mount stays answered (p99 < 100 ms, max < 1 s); output, --json and the tree are those of the copy alone, shown in the mount at once', async () => {
+    s = new Scratch({size: 512 * 1024 * 1024, inodeCount: 65536})
+    const tree = path.join(work, 'tree')
+    fs.mkdirSync(tree)
+    buildTree(path.join(tree, 'root'))
+    smallFiles(path.join(tree, 'small'), 120, 100)
+    // A file read in several 8 MiB pieces, and a sparse one read by its data ranges.
+    fs.writeFileSync(path.join(tree, 'big'), crypto.randomBytes(19 * 1024 * 1024 + 77))
+    await fixAtimes(tree)
+    // The command alone, on an image nobody serves.
+    const alone = newImage(work, 512 * 1024 * 1024, {inodeCount: 65536})
+    const ref = await cli(['cp', '-r', '-i', alone, tree, 'root:/dst', '--json'], {timeoutMs: 120_000})
+    expect(ref.code, ref.stderr).to.equal(0)
+
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    const pr = probe(path.join(mp, 'probe'), work)
+    await sleep(300)
+    const t0 = Date.now()
+    const got = await cli(['cp', '-r', '-i', s.image, tree, 'root:/dst', '--json'], {timeoutMs: 120_000})
+    const ms = Date.now() - t0
+    const lat = await pr.stop()
+    expect([got.code, got.stdout, got.stderr]).to.deep.equal([ref.code, ref.stdout, ref.stderr])
+    expect(JSON.parse(got.stdout)).to.include({files: 12012, skipped: 0})
+    // Shown through the mount as soon as the command returns.
+    expect(await listing(path.join(mp, 'dst'))).to.deep.equal(await listing(tree))
+    expect(lat.calls, JSON.stringify(lat)).to.be.greaterThan(20)
+    expect(lat.p99, `probe ${JSON.stringify(lat)} during a copy of ${ms} ms`).to.be.below(100)
+    expect(lat.max, `probe ${JSON.stringify(lat)} during a copy of ${ms} ms`).to.be.below(1000)
+    // (a lent image holds a call for about the whole copy, however fast the machine)
+    expect(lat.max, `probe ${JSON.stringify(lat)} during a copy of ${ms} ms`).to.be.below(ms / 2)
+
+    // The two copies, exported by the same command: identical in all a host shows.
+    await s.umount(mp)
+    const outs = [path.join(work, 'out-alone'), path.join(work, 'out-served')]
+    for (const [img, out] of [[alone, outs[0]], [s.image, outs[1]]]) {
+      const r = await cli(['cp', '-r', '-i', img, 'root:/dst', out], {timeoutMs: 120_000})
+      expect(r.code, r.stderr).to.equal(0)
+    }
+    const want = await describeTree(outs[0])
+    expect(await describeTree(outs[1])).to.deep.equal(want)
+    expect(Object.keys(want).length).to.be.greaterThan(12000)
+    // (what the copies hold: a hole, an attribute, an ACL, a hard link, a device)
+    expect(want['root/var/lib/disk.img']).to.match(/blocks=/)
+    expect(want['root/home/alice/doc']).to.match(/link=root\/home\/alice\/doc x=.*system\.posix_acl_access=.*user\.binary=00ff10/)
+    expect(want['root/dev/sda']).to.match(/rdev=8:0/)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('a full image: exit 6 and the line of the copy alone; nothing of it in the fileset, its space back, the image clean', async () => {
+    s = new Scratch({size: 32 * 1024 * 1024})
+    const tree = path.join(work, 'tree')
+    fs.mkdirSync(tree)
+    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(tree, `f${i}`), crypto.randomBytes(1024 * 1024))
+    const alone = newImage(work, 32 * 1024 * 1024)
+    const ref = await cli(['cp', '-r', '-i', alone, tree, 'root:/dst'])
+    expect(ref.code, ref.stderr).to.equal(6)
+
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    fs.writeFileSync(path.join(mp, 'keep'), 'kept')
+    const free = async () => (JSON.parse((await cli(['df', '-i', s.image, '--json'])).stdout) as {freeBlocks?: number, free?: number})
+    const before = await free()
+    const got = await cli(['cp', '-r', '-i', s.image, tree, 'root:/dst'])
+    expect([got.code, got.stderr]).to.deep.equal([ref.code, ref.stderr])
+    expect(await listing(mp)).to.deep.equal({keep: '4'})
+    expect(await free()).to.deep.equal(before)
+    await s.umount(mp)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('Ctrl-C: status 130 and "prism: interrupted", as alone; nothing of the copy shows; the image clean', async () => {
+    s = new Scratch({size: 256 * 1024 * 1024, inodeCount: 32768})
+    const tree = small()
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    fs.writeFileSync(path.join(mp, 'keep'), 'kept')
+    const cp = startCli(['cp', '-r', '-i', s.image, tree, 'root:/dst'])
+    await sleep(800)
+    cp.child.kill('SIGINT')
+    const r = await cp.done
+    expect([r.code, r.stderr]).to.deep.equal([130, 'prism: interrupted\n'])
+    expect(await listing(mp)).to.deep.equal({keep: '4'})
+    // The server is still serving, and takes another copy.
+    const again = await cli(['cp', '-r', '-i', s.image, path.join(tree, 'd000'), 'root:/again'])
+    expect(again.code, again.stderr).to.equal(0)
+    expect(Object.keys(await listing(path.join(mp, 'again')))).to.have.length(100)
+    await s.umount(mp)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('the server killed mid-copy: the command fails with one line and status 7; the image replays clean, without the copy and with what it held', async () => {
+    s = new Scratch({size: 256 * 1024 * 1024, inodeCount: 32768})
+    const tree = small()
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    const fd = fs.openSync(path.join(mp, 'keep'), 'w')
+    fs.writeSync(fd, 'kept')
+    fs.fsyncSync(fd)
+    fs.closeSync(fd)
+    const pid = await serverPid(s.image)
+    const cp = startCli(['cp', '-r', '-i', s.image, tree, 'root:/dst'])
+    await sleep(800)
+    process.kill(pid!, 'SIGKILL')
+    await waitExit(pid!)
+    const r = await cp.done
+    expect(r.code, r.stderr).to.equal(7)
+    expect(r.stderr).to.match(/^prism: the server of disk\.img stopped before the copy ended; the image holds nothing of it\n$/)
+    await forceUnmount(mp).catch(() => undefined)
+    const ls = await cli(['ls', '-i', s.image, 'root:/'])
+    expect(ls.stdout.trim().split('\n')).to.deep.equal(['keep'])
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+})
