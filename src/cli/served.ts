@@ -1,5 +1,8 @@
-// Commands on an image that a prism server holds (it is mounted): before the command opens the
-// image, the CLI asks the server to lend it (src/server/image.ts lend): the server commits,
+// Commands on an image that a prism server holds (it is mounted). A command that only reads the
+// image (readsOnly) asks the server for a snapshot (src/device/snapshot.ts): the server commits
+// and logs the pre-image of every block it overwrites from then on, and the command reads the
+// image file as it was at that commit, with its usual code, while the mounts go on being served
+// ($PRISM_SERVED_SNAPSHOT=0: a lend instead). Any other command asks the server to lend it (src/server/image.ts lend): the server commits,
 // closes the image and holds its FUSE requests until this process exits, however it exits; the
 // command then runs exactly as it does alone (same output, progress, --json and exit codes),
 // without waiting on a lock. Orphans the mounts hold open are passed on so that this process
@@ -78,6 +81,101 @@ function reachesMount(argv0: string, argv: string[], mounts: ServedMount[]): str
   return null
 }
 
+/** Flags that take a value (the token after them is not an argument), of the commands readsOnly looks into. */
+const VALUED = new Set(['-i', '--image', '--wait', '-e', '--encoding', '-f', '--value-file'])
+
+/** The positional arguments of argv (after the command name). */
+function positionals(argv: string[]): string[] {
+  const out: string[] = []
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') { out.push(...argv.slice(i + 1)); break }
+    if (VALUED.has(a)) { i++; continue }
+    if (!a.startsWith('-') || a === '-') out.push(a)
+  }
+  return out
+}
+
+/**
+ * Whether the command only reads the image, so that a snapshot serves it: cat, ls, stat,
+ * status, df, du, diff, export, fsck (a repair is refused while served), scan without
+ * --incremental (which writes its state), fileset list, xattr get and list, and cp to a host
+ * path. A command wrongly taken for a reader fails (ELOCKED) when it opens the image for
+ * writing, changing nothing.
+ */
+export function readsOnly(argv: string[]): boolean {
+  const cmd = argv[0]
+  if (['cat', 'ls', 'stat', 'status', 'df', 'du', 'diff', 'export', 'fsck'].includes(cmd)) return true
+  if (cmd === 'scan') return !argv.includes('--incremental')
+  const args = positionals(argv)
+  if (cmd === 'fileset') return args[0] === 'list'
+  if (cmd === 'xattr') return args[0] === 'get' || args[0] === 'list'
+  if (cmd === 'cp') return args.length >= 2 && !parseImageLoc(args[args.length - 1])
+  return false
+}
+
+/**
+ * Asks the server listening on `sock` for a snapshot of `image` for this process; true once
+ * it is taken and this process reads it (src/device/snapshot.ts openImageDevice), false when
+ * the server cannot take one (a server of an older prism: the caller borrows instead).
+ */
+async function takeSnapshot(sock: string, image: string): Promise<boolean> {
+  const st = fs.statSync(image, {bigint: true})
+  const c = net.createConnection(sock)
+  const reply = await new Promise<{ok: boolean, log?: string, message?: string, code?: string} | null>((resolve) => {
+    let buf = ''
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write(JSON.stringify({op: 'snapshot', pid: process.pid}) + '\n'))
+    c.on('data', (d: string) => {
+      buf += d
+      const nl = buf.indexOf('\n')
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)) as {ok: boolean, log?: string})
+    })
+    c.on('error', () => resolve(null))
+    c.on('close', () => resolve(null))
+  })
+  if (!reply?.ok || typeof reply.log !== 'string') {
+    c.destroy()
+    if (reply?.code === 'EBUSY') die(`the server of ${path.basename(image)} could not take a snapshot: ${reply.message}`, 3)
+    return false
+  }
+  // Kept open, without keeping this process alive, and no longer read by Node: its end (this
+  // process exits, whatever way) ends the snapshot; the server's end says the server is gone.
+  c.pause()
+  c.unref()
+  const sockFd = (c as unknown as {_handle?: {fd?: number}})._handle?.fd ?? -1
+  let logFd: number
+  try {
+    logFd = fs.openSync(reply.log, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  } catch (e) {
+    c.destroy()
+    return die(`cannot read the snapshot's pre-image log ${reply.log}: ${(e as Error).message}`, 7)
+  }
+  fs.rmSync(reply.log, {force: true}) // open here and in the server: gone with both
+  const one = Buffer.alloc(1)
+  let checked = 0
+  let alive = true
+  const held = {
+    dev: st.dev, ino: st.ino, logFd,
+    // Whether the server still holds the image: its end of the connection is open (read(2)
+    // finds nothing to read yet). Asked at most once a millisecond: an exception a time.
+    alive: (): boolean => {
+      if (!alive || sockFd < 0) return alive
+      const now = performance.now()
+      if (now - checked < 1) return true
+      checked = now
+      try {
+        alive = fs.readSync(sockFd, one, 0, 1, null) !== 0 // (the server sends nothing more)
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === 'EAGAIN'
+      }
+      return alive
+    },
+  }
+  ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.snapshot')] = held
+  return true
+}
+
 /** The server holding image file `image` and its mount points, or null when none does. */
 export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
   let sock: string
@@ -128,6 +226,7 @@ export async function borrowIfServed(argv: string[]): Promise<void> {
   }
   const why = reachesMount(cmd, argv.slice(1), mounts)
   if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
+  if (readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0' && await takeSnapshot(sock, image)) return
   // Where this command reports the private copies it makes of shared inodes (src/fs/volume.ts
   // lendObserver): the server reads it when it takes the image back, and removes it.
   // It goes beside the server's socket, in a directory only this user may enter; $TMPDIR is

@@ -5,6 +5,7 @@
 import {crypto} from '../lazy.js'
 import type {BlockDevice} from '../device/device.js'
 import {FileDevice} from '../device/file.js'
+import {openImageDevice, type PreimageSink} from '../device/snapshot.js'
 import {
   BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX, STATE_CLEAN, STATE_DIRTY,
   IF_ORPHAN, FILESETS_PER_BLOCK, FS_DELETING, FS_EXPANDING, S_IFMT,
@@ -270,7 +271,7 @@ export class Volume implements InodeHome {
   }
 
   static open(path: string, opts: OpenOptions): Volume {
-    const dev = FileDevice.open(path, {write: opts.write, wait: opts.wait, onWait: opts.onWait})
+    const dev = openImageDevice(path, {write: opts.write, wait: opts.wait, onWait: opts.onWait})
     try {
       return Volume.openDevice(dev, opts)
     } catch (e) {
@@ -461,6 +462,46 @@ export class Volume implements InodeHome {
       this.dev.sync()
     }
     this.freedInTxn = 0
+  }
+
+  /** the snapshots held (preserve): each is told of every block about to be overwritten */
+  private readonly preservers: PreimageSink[] = []
+
+  /**
+   * Starts a snapshot (src/device/snapshot.ts): commits, checkpoints the journal and waits for
+   * every write handed over, so that the image file itself holds the committed state, with
+   * nothing left to replay; from then on, until the returned release is called, every block
+   * is handed to `sink` before the device overwrites it (the journal's log and superblock,
+   * metadata written in place, file data, the superblock and its backup alike).
+   *
+   * No block is kept from reuse (quarantined) meanwhile: a block freed and allocated again
+   * is overwritten through the device like any other, and its pre-image is saved then. So
+   * is a block that was free at the snapshot (its pre-image is what the reader would see,
+   * though it never reads it as anything), which costs a read and a write for nothing but
+   * keeps the rule simple: every overwrite, no exception.
+   */
+  preserve(sink: PreimageSink): () => void {
+    if (this.readOnly) fail('EROFS', 'a snapshot is taken by the process that writes the image')
+    this.commit()
+    this.journal.checkpoint()
+    this.dev.sync()
+    this.preservers.push(sink)
+    const read = (block: number, buf: Buffer): void => this.dev.read(block, buf)
+    this.dev.beforeWrite = (block, count) => {
+      for (const s of this.preservers) s.preserve(block, count, read)
+    }
+    let held = true
+    return () => {
+      if (!held) return
+      held = false
+      this.preservers.splice(this.preservers.indexOf(sink), 1)
+      if (this.preservers.length === 0) this.dev.beforeWrite = null
+    }
+  }
+
+  /** Snapshots held (preserve). */
+  get preserving(): number {
+    return this.preservers.length
   }
 
   /** Forgets every change since the last commit. */

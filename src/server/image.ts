@@ -21,6 +21,7 @@ import {Expander} from '../fs/expand.js'
 import {listFilesets} from '../fs/filesets.js'
 import {reapOrphans} from '../fs/namespace.js'
 import {Volume, type VolumeObserver} from '../fs/volume.js'
+import {PreimageLog} from '../device/snapshot.js'
 import {type FuseSession, type MountOptions, mount as fuseMount} from '../fuse/index.js'
 import {type AdapterOptions, PrismFs} from './adapter.js'
 
@@ -215,6 +216,13 @@ export class ServedImage {
           refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
           return
         }
+        // A snapshot reads the image file while this process writes it: the image can be
+        // lent (closed here, written by another process) only once none is held.
+        while (this.snapshots > 0) await this.snapshotsEnded
+        if (this.closed || this.failed) {
+          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          return
+        }
         let release!: () => void
         this.lentUntil = new Promise((r) => {
           release = r
@@ -256,6 +264,69 @@ export class ServedImage {
         this.scheduleExpansion()
       })
     })
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  /** snapshots held (snapshot) */
+  private snapshots = 0
+  /** resolves when the number of snapshots held falls to 0 (then replaced) */
+  private snapshotsEnded: Promise<void> = Promise.resolve()
+  private snapshotsDone: () => void = () => {}
+
+  /**
+   * Takes a snapshot for a read-only command (src/cli/served.ts, src/device/snapshot.ts):
+   * commits, and from then on logs into a new pre-image log at `log` every block about to be
+   * overwritten, until `end` settles (the command's connection closed: it exited, whatever
+   * way); the log is then removed. Resolves once the snapshot is taken. The mounts go on
+   * being served meanwhile. Snapshots start in turn with lends (a lend asked for first is
+   * over before a snapshot starts; one asked for later waits for every snapshot to end).
+   */
+  snapshot(log: string, end: Promise<void>): Promise<void> {
+    return new Promise((taken, refused) => {
+      this.lendChain = this.lendChain.then(() => {
+        if (this.closed || this.failed) {
+          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          return
+        }
+        let pl: PreimageLog
+        let release: () => void
+        try {
+          pl = PreimageLog.create(log, (why) => this.onError(`a snapshot was lost: ${why}`))
+        } catch (e) {
+          refused(new PrismError('EIO', `cannot make the snapshot's pre-image log ${log}: ${(e as Error).message}`))
+          return
+        }
+        try {
+          this.commitNow()
+          release = this.vol.preserve(pl)
+        } catch (e) {
+          pl.close()
+          refused(e)
+          return
+        }
+        if (this.snapshots++ === 0) {
+          this.snapshotsEnded = new Promise((r) => {
+            this.snapshotsDone = r
+          })
+        }
+        taken()
+        void end.then(() => {
+          release()
+          try {
+            pl.close()
+          } catch (e) {
+            this.onError(`removing ${log}: ${(e as Error).message}`)
+          }
+          if (--this.snapshots === 0) this.snapshotsDone()
+        })
+      })
+    })
+  }
+
+  /** Resolves once no snapshot is held (at once when none is). */
+  async whenNoSnapshots(): Promise<void> {
+    while (this.snapshots > 0) await this.snapshotsEnded
   }
 
   /**

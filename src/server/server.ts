@@ -11,6 +11,7 @@
 // when it exits normally.
 import fs from 'node:fs'
 import net from 'node:net'
+import path from 'node:path'
 import {PrismError} from '../errors.js'
 import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
@@ -113,6 +114,9 @@ export class Server {
     return `uid ${uid} may not use the prism server of an image owned by uid ${owner}`
   }
 
+  /** snapshots taken so far (their logs' names) */
+  private snapshotCount = 0
+
   /** the uid at the other end of each connection let in (SO_PEERCRED) */
   private readonly peers = new WeakMap<net.Socket, number>()
 
@@ -137,6 +141,28 @@ export class Server {
         req = JSON.parse(buf.slice(0, nl)) as typeof req
       } catch {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
+        return
+      }
+      if (req.op === 'snapshot') {
+        // As a lend: the connection stays open while the command reads the snapshot.
+        const end = new Promise<void>((resolve) => {
+          c.once('close', () => resolve())
+        })
+        c.resume()
+        c.on('data', () => {})
+        if (this.stopping) {
+          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          return
+        }
+        // Beside the socket, in a directory only this user may enter (the command runs as the
+        // same user: it found the socket in its own runtime directory).
+        const log = path.join(path.dirname(this.sock), `prism-snap-${process.pid}-${++this.snapshotCount}-${Date.now().toString(36)}`)
+        this.image.snapshot(log, end).then(() => {
+          c.write(JSON.stringify({ok: true, log}) + '\n')
+        }, (e: unknown) => {
+          const err = e as Error & {code?: string}
+          c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+        })
         return
       }
       if (req.op === 'lend') {
@@ -244,6 +270,9 @@ export class Server {
           await this.image.unmount(m, true).catch((e: unknown) => this.log(`unmounting ${m.mountpoint}: ${(e as Error).message}`))
         }
       }
+      // A snapshot reads the image file: it ends before the image is closed (and another
+      // process may write it without logging what it overwrites).
+      await this.image.whenNoSnapshots()
       this.net?.close()
       removeStaleSocketIfOurs(this.sock)
       try {
