@@ -18,7 +18,7 @@
 // reader too. The log lives beside the server's socket (mode 0600) and is removed when the
 // snapshot ends.
 //
-// The log file (docs/FORMAT.md §12): block 0 a header ("PRSMSNP1"), then records, each one
+// The log file (docs/FORMAT.md §15): block 0 a header ("PRSMSNP1"), then records, each one
 // header block (u32 magic "REC1", u32 count n (1..510), u32 CRC-32 of bytes 0-7 and of the
 // block list, u32 zero, then n u64 block numbers) followed by the n pre-images. A server that
 // cannot write the log any more (host file system full) truncates it to nothing: the reader
