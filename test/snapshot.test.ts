@@ -16,6 +16,7 @@ import {deleteFileset, mkfs, namespace} from '../src/fs/image.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckImage} from '../src/fsck/index.js'
 import {ROOT, tmpDir} from './helpers.js'
+import {readsOnly} from '../src/cli/served.js'
 import {Model} from './model.js'
 import {apply, opArb, setupArb, type Op} from './fsops.js'
 import {dumpAll} from './snapshot-dump.js'
@@ -170,5 +171,15 @@ describe('snapshot: a reader sees the image as it was while it is written', func
     } finally {
       fs.rmSync(dir, {recursive: true, force: true})
     }
+  })
+
+  it('the CLI takes a snapshot for the commands that only read the image, and lends it to the others', () => {
+    const reads = [['cat', 'root:/f'], ['ls', '-R', 'root:/'], ['stat', 'root:/f'], ['status'], ['df'], ['du', 'root:/'], ['diff', 'a', 'b'],
+      ['export', 'root', 'x.tar'], ['fsck'], ['scan', 'root'], ['fileset', 'list'], ['fileset', '-i', 'img', 'list'], ['xattr', 'get', 'root:/f', 'user.a'],
+      ['xattr', '-e', 'hex', 'list', 'root:/f'], ['cp', '-r', 'root:/a', '/tmp/out'], ['cp', '-i', 'root:/x', 'root:/a', 'root:/b', 'out'], ['cp', '--wait', '3', 'root:/a', '--', '-out']]
+    const writes = [['cp', '/tmp/in', 'root:/a'], ['cp', 'root:/a', 'root:/b'], ['scan', '--incremental', 'root'], ['fileset', 'delete', 'x'],
+      ['fileset', 'create', 'list'], ['xattr', 'set', 'root:/f', 'user.a', 'v'], ['xattr', '-f', 'get', 'set', 'root:/f', 'user.a'], ['rm', 'root:/f'], ['clone', 'root'], ['import', 'root', 'x.tar'], ['write', 'root:/f']]
+    for (const a of reads) expect(readsOnly(a), a.join(' ')).to.equal(true)
+    for (const a of writes) expect(readsOnly(a), a.join(' ')).to.equal(false)
   })
 })

@@ -483,8 +483,9 @@ export class Volume implements InodeHome {
   preserve(sink: PreimageSink): () => void {
     if (this.readOnly) fail('EROFS', 'a snapshot is taken by the process that writes the image')
     this.commit()
-    this.journal.checkpoint()
-    this.dev.sync()
+    // A checkpoint syncs first, which waits for the writes handed over; without one, so does sync().
+    if (this.journal.hasLog) this.journal.checkpoint()
+    else this.dev.sync()
     this.preservers.push(sink)
     const read = (block: number, buf: Buffer): void => this.dev.read(block, buf)
     this.dev.beforeWrite = (block, count) => {
