@@ -13,6 +13,7 @@
 //   node --import tsx bench/served-read.ts             # 60,000 files, 1 GiB, 3 runs
 //   node --import tsx bench/served-read.ts --small     # 3,000 files, 64 MiB, 1 run
 //   node --import tsx bench/served-read.ts --only cat,ls --runs 5 --base /tmp/mine
+//   node --import tsx bench/served-read.ts --no-probe  # the commands' own time, nothing else on the mount
 //
 // Needs root and the FUSE addon (prints why and exits otherwise); runs bin/run.js (run
 // `npm run build` first).
@@ -32,6 +33,7 @@ const opt = (name: string, def: string): string => {
 const RUNS = Number(opt('runs', small ? '1' : '3'))
 const FILES = Number(opt('files', small ? '3000' : '60000'))
 const BASE = path.resolve(opt('base', path.join(os.tmpdir(), `prism-served-read-${process.pid}`)))
+const NO_PROBE = args.includes('--no-probe')
 const KEYS = ['cat', 'ls', 'du', 'scan', 'cp', 'diff', 'export', 'fsck']
 const ONLY = opt('only', KEYS.join(',')).split(',').map((s) => s.trim()).filter(Boolean)
 for (const k of ONLY) {
@@ -76,6 +78,7 @@ interface Probe {
 }
 
 function startProbe(dir: string): Promise<Probe> {
+  if (NO_PROBE) return Promise.resolve({stop: () => Promise.resolve([])})
   const child = spawn(PYTHON, ['-c', PROBE, dir], {stdio: ['pipe', 'pipe', 'inherit']})
   let out = ''
   child.stdout.setEncoding('utf8')

@@ -212,10 +212,6 @@ export class ServedImage {
   lend(back: Promise<void>, report?: LendReport): Promise<Lent> {
     return new Promise((lent, refused) => {
       this.lendChain = this.lendChain.then(async () => {
-        if (this.closed || this.failed) {
-          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
-          return
-        }
         // A snapshot reads the image file while this process writes it: the image can be
         // lent (closed here, written by another process) only once none is held.
         while (this.snapshots > 0) await this.snapshotsEnded
