@@ -3,7 +3,8 @@
 // not read, a slow scan command), calls on the mount keep being answered (a stat and pwrite
 // loop keeps going, each call bounded), files are changed through the mount meanwhile, and
 // the command's output is the state at its start. With PRISM_SERVED_SNAPSHOT=0 (a lend) the
-// mount stalls and these tests fail.
+// mount stalls and these tests fail. A command that writes (a lend) waits for the snapshots
+// held; the pre-image log is gone once its reader has ended; a reader whose server dies fails.
 import {expect} from 'chai'
 import {type ChildProcess, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
@@ -11,7 +12,8 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import {BIN, prism} from './helpers.js'
-import {cli, Scratch, skipWithoutFuse} from './mount-support.js'
+import {socketPath} from '../src/server/paths.js'
+import {cli, Scratch, serverPid, skipWithoutFuse} from './mount-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex')
@@ -216,5 +218,41 @@ describe('read-only commands on a mounted image read a snapshot: the mount keeps
     expect(r.code, r.stdout + r.stderr).to.equal(0)
     expect(r.stdout).to.match(/^clean/m)
     expect((await writing).calls).to.be.greaterThan(4)
+  })
+
+  it('a command that writes waits for the snapshots held, then runs; the log is gone once the reader has ended', async () => {
+    await within(fsp.writeFile(tree('big2'), Buffer.alloc(8 << 20, 0x21)), 'write')
+    held = new Held(['cat', '-i', s.image, 'root:/tree/big2'])
+    await held.started()
+    const pid = held.child.pid!
+    const logs = () => fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`)
+      } catch {
+        return ''
+      }
+    }).filter((l) => l.includes('prism-snap-'))
+    // Open in the reader, its name already gone (removed as soon as opened).
+    expect(logs()).to.have.length(1)
+    expect(logs()[0]).to.match(/ \(deleted\)$/)
+    let touched = false
+    const touch = cli(['touch', '-i', s.image, 'root:/touched']).then((r) => { touched = true; return r })
+    await sleep(700)
+    expect(touched, 'a lend did not wait for the snapshot').to.equal(false)
+    const r = await held.finish()
+    expect(r.code, held.stderr).to.equal(0)
+    expect(r.out.equals(Buffer.alloc(8 << 20, 0x21))).to.equal(true)
+    const t = await touch
+    expect(t.code, t.stderr).to.equal(0)
+    expect(fs.readdirSync(path.dirname(socketPath(s.image))).filter((n) => n.startsWith('prism-snap-'))).to.deep.equal([])
+  })
+
+  it('a reader whose server dies stops with one line, rather than read what another process may write (last: the mount dies)', async () => {
+    held = new Held(['cat', '-i', s.image, 'root:/tree/big2'])
+    await held.started()
+    process.kill((await serverPid(s.image))!, 'SIGKILL')
+    const r = await held.finish()
+    expect(r.code).to.not.equal(0)
+    expect(held.stderr).to.match(/^prism: .*the prism server of the image stopped while this command read it/m)
   })
 })
