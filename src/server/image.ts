@@ -1,7 +1,9 @@
 // The image a server holds: one writable Volume (opened with the exclusive lock for the
 // server's whole life), the mounts that show it (src/server/adapter.ts), when to commit, the
-// files unlinked while still open, the expansion of asynchronous clones in slices, and the
-// kernel caches of every mount kept coherent with changes made elsewhere.
+// files unlinked while still open, the expansion of asynchronous clones in slices, the
+// kernel caches of every mount kept coherent with changes made elsewhere, lending the image to
+// a command, and snapshots for read-only commands (the pre-image of every block overwritten
+// while one is held goes to its log first: src/device/snapshot.ts).
 //
 // Transactions, as ext4's data=ordered: the requests of every mount add to one running
 // transaction; fsync, fdatasync and fsyncdir commit it before they are answered; a timer
@@ -12,8 +14,9 @@
 // fsync'd write in it.
 //
 // It must never: touch a mount it serves (that deadlocks); send a cache notification from the
-// loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); or drop
-// a transaction holding what a request was told was done.
+// loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); drop a
+// transaction holding what a request was told was done; or let another process write the
+// image (a lend, closing it) while a snapshot of it is read.
 import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError} from '../errors.js'

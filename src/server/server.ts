@@ -1,7 +1,8 @@
 // The Prism server: one process per image. It holds the image (its exclusive lock, and the
 // background expander's lock, so that no separate expander runs while it serves) for its whole
 // life, serves every FUSE mount of that image (src/server/image.ts, adapter.ts), and listens on
-// a Unix socket (src/server/paths.ts) for the CLI: mount, unmount, list. Started by
+// a Unix socket (src/server/paths.ts) for the CLI: mount, unmount, list, lend the image to a
+// command, take a snapshot for a read-only one (src/device/snapshot.ts). Started by
 // `prism mount` (in the background, exiting after its last unmount) or by `prism serve` (in
 // the foreground, until a signal).
 //
