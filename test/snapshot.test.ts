@@ -1,7 +1,8 @@
 // Snapshots of an image being written (issue 17, src/device/snapshot.ts): while a writer goes
 // on changing a real image file (files written, rewritten in place, removed, filesets cloned
-// and deleted, commits and journal checkpoints), a reader of the snapshot, in this process
-// and in another one, sees exactly the state at the snapshot, every file and its content;
+// and deleted, commits and journal checkpoints, blocks freed and reused), a reader of the
+// snapshot, in this process and in another one, sees exactly the state at the snapshot, every
+// file and its content, and so does one of a second snapshot taken meanwhile;
 // after the snapshot is released the image is sound and no space is lost.
 import {expect} from 'chai'
 import {spawnSync} from 'node:child_process'
@@ -23,7 +24,7 @@ import {apply, opArb, setupArb, type Op} from './fsops.js'
 import {dumpAll} from './snapshot-dump.js'
 
 type Step = {kind: 'op', fileset: number, op: Op} | {kind: 'clone', from: number, async: boolean} | {kind: 'delete', fileset: number}
-  | {kind: 'expand'} | {kind: 'commit'} | {kind: 'checkpoint'} | {kind: 'check'}
+  | {kind: 'expand'} | {kind: 'commit'} | {kind: 'checkpoint'} | {kind: 'check'} | {kind: 'second'}
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   {weight: 12, arbitrary: fc.tuple(fc.nat(3), opArb.filter((o) => o.op !== 'reopen')).map(([fileset, op]): Step => ({kind: 'op', fileset, op}))},
@@ -33,6 +34,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   {weight: 2, arbitrary: fc.constant<Step>({kind: 'commit'})},
   {weight: 1, arbitrary: fc.constant<Step>({kind: 'checkpoint'})},
   {weight: 2, arbitrary: fc.constant<Step>({kind: 'check'})},
+  {weight: 1, arbitrary: fc.constant<Step>({kind: 'second'})},
 )
 
 /** Runs one step on the writer (failures are expected: the step is then dropped). */
@@ -111,6 +113,7 @@ describe('snapshot: a reader sees the image as it was while it is written', func
           const release = vol.preserve(log)
           const st = fs.statSync(img, {bigint: true})
           const held: HeldSnapshot = {dev: st.dev, ino: st.ino, logFd: fs.openSync(logPath, 'r'), alive: () => true}
+          let second: {expected: ReturnType<typeof dumpAll>, log: PreimageLog, release: () => void, held: HeldSnapshot} | null = null
           try {
             // A reader that started before the changes and reads after them (its own cache
             // holds some blocks from before: the rest must come from the log).
@@ -119,9 +122,16 @@ describe('snapshot: a reader sees the image as it was while it is written', func
             expect(namespace(early, first).readdir('/').length).to.be.at.least(0)
             for (const s of steps) {
               if (s.kind === 'check') expect(readSnapshot(img, held)).to.deep.equal(expected)
-              else run(vol, s)
+              else if (s.kind === 'second') {
+                // Another snapshot, taken while the first is held, of the state now.
+                if (second) continue
+                const log2 = PreimageLog.create(`${logPath}.2`)
+                const release2 = vol.preserve(log2)
+                second = {expected: dumpAll(vol), log: log2, release: release2, held: {...held, logFd: fs.openSync(`${logPath}.2`, 'r')}}
+              } else run(vol, s)
             }
             vol.commit()
+            if (second) expect(readSnapshot(img, second.held)).to.deep.equal(second.expected)
             expect(dumpAll(early)).to.deep.equal(expected)
             early.close()
             expect(readSnapshot(img, held)).to.deep.equal(expected)
@@ -132,6 +142,11 @@ describe('snapshot: a reader sees the image as it was while it is written', func
             release()
             log.close()
             fs.closeSync(held.logFd)
+            if (second) {
+              second.release()
+              second.log.close()
+              fs.closeSync(second.held.logFd)
+            }
           }
           // The writer's state, closed and opened again, is sound; nothing it freed is lost.
           const after = dumpAll(vol)
@@ -150,6 +165,7 @@ describe('snapshot: a reader sees the image as it was while it is written', func
           if (!closed) vol.closeAbort()
           fs.rmSync(img, {force: true})
           fs.rmSync(logPath, {force: true})
+          fs.rmSync(`${logPath}.2`, {force: true})
         }
       }), {numRuns: runs})
     } finally {
