@@ -37,6 +37,13 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   {weight: 1, arbitrary: fc.constant<Step>({kind: 'second'})},
 )
 
+/** `n` blocks of data, each block different. */
+function blocksOf(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n * 4096)
+  for (let i = 0; i < b.length; i++) b[i] = (i * 7 + (i >> 12) * 13 + seed) & 255
+  return b
+}
+
 /** Runs one step on the writer (failures are expected: the step is then dropped). */
 function run(vol: Volume, s: Step): void {
   try {
@@ -167,7 +174,17 @@ describe('snapshot: a reader sees the image as it was while it is written', func
           fs.rmSync(logPath, {force: true})
           fs.rmSync(`${logPath}.2`, {force: true})
         }
-      }), {numRuns: runs})
+      }), {
+        numRuns: runs,
+        // Blocks allocated between the two snapshots, freed and then reused while both are
+        // held: fresh for the first, in use at the second.
+        examples: [[[], [], [
+          ...['/a', '/b'].map((p): Step => ({kind: 'op', fileset: 0, op: {op: 'write', p, data: blocksOf(20, p.charCodeAt(1))}})),
+          {kind: 'second'}, {kind: 'op', fileset: 0, op: {op: 'unlink', p: '/a'}}, {kind: 'commit'},
+          ...[['/c', 15], ['/d', 15], ['/e', 10]].flatMap(([p, n]): Step[] => [
+            {kind: 'op', fileset: 0, op: {op: 'write', p: p as string, data: blocksOf(n as number, (p as string).charCodeAt(1))}}, {kind: 'commit'}]),
+        ]]],
+      })
     } finally {
       fs.rmSync(dir, {recursive: true, force: true})
     }
