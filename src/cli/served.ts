@@ -2,12 +2,13 @@
 // image (readsOnly) asks the server for a snapshot (src/device/snapshot.ts): the server commits
 // and logs the pre-image of every block it overwrites from then on, and the command reads the
 // image file as it was at that commit, with its usual code, while the mounts go on being served
-// ($PRISM_SERVED_SNAPSHOT=0: a lend instead). Any other command asks the server to lend it (src/server/image.ts lend): the server commits,
-// closes the image and holds its FUSE requests until this process exits, however it exits; the
-// command then runs exactly as it does alone (same output, progress, --json and exit codes),
-// without waiting on a lock. Orphans the mounts hold open are passed on so that this process
-// leaves them alone ($PRISM_HELD_ORPHANS, src/fs/volume.ts). `fsck --repair` is refused while
-// served, as e2fsck refuses a mounted filesystem.
+// ($PRISM_SERVED_SNAPSHOT=0: a lend instead). Any other command asks the server to lend it
+// (src/server/image.ts lend): the server commits, closes the image and holds its FUSE requests
+// until this process exits, however it exits; the command then runs exactly as it does alone
+// (same output, progress, --json and exit codes), without waiting on a lock. Orphans the
+// mounts hold open are passed on so that this process leaves them alone ($PRISM_HELD_ORPHANS,
+// src/fs/volume.ts). `fsck --repair` is refused while served, as e2fsck refuses a mounted
+// filesystem.
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
