@@ -33,7 +33,7 @@ import {FileDevice, type OpenOptions} from './file.js'
 const LOG_MAGIC = Buffer.from('PRSMSNP1', 'latin1')
 const REC_MAGIC = 0x31434552 // "REC1"
 /** block numbers one record header holds */
-export const REC_MAX = (BLOCK_SIZE - 16) / 8
+const REC_MAX = (BLOCK_SIZE - 16) / 8
 
 /** A writer of pre-images: Volume.preserve hands it every run of blocks about to be overwritten. */
 export interface PreimageSink {
@@ -66,7 +66,7 @@ export class PreimageLog implements PreimageSink {
   /** where the next record goes */
   private end = BLOCK_SIZE
   /** why the log was given up (the reader then fails), or null */
-  lost: string | null = null
+  private lost: string | null = null
 
   private constructor(private fd: number, readonly path: string, private readonly onLost: (why: string) => void) {}
 
@@ -83,11 +83,6 @@ export class PreimageLog implements PreimageSink {
       throw e
     }
     return new PreimageLog(fd, path, onLost)
-  }
-
-  /** Blocks whose pre-image the log holds. */
-  get size(): number {
-    return this.logged.size
   }
 
   preserve(block: number, count: number, read: (block: number, buf: Buffer) => void): void {

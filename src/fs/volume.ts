@@ -543,11 +543,6 @@ export class Volume implements InodeHome {
     }
   }
 
-  /** Snapshots held (preserve). */
-  get preserving(): number {
-    return this.preservers.length
-  }
-
   /** Forgets every change since the last commit. */
   abort(): void {
     this.store.abort()
