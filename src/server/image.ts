@@ -1,7 +1,9 @@
 // The image a server holds: one writable Volume (opened with the exclusive lock for the
 // server's whole life), the mounts that show it (src/server/adapter.ts), when to commit, the
-// files unlinked while still open, the expansion of asynchronous clones in slices, and the
-// kernel caches of every mount kept coherent with changes made elsewhere.
+// files unlinked while still open, the expansion of asynchronous clones in slices, the
+// kernel caches of every mount kept coherent with changes made elsewhere, lending the image to
+// a command, and snapshots for read-only commands (the pre-image of every block overwritten
+// while one is held goes to its log first: src/device/snapshot.ts).
 //
 // Transactions, as ext4's data=ordered: the requests of every mount add to one running
 // transaction; fsync, fdatasync and fsyncdir commit it before they are answered; a timer
@@ -12,8 +14,9 @@
 // fsync'd write in it.
 //
 // It must never: touch a mount it serves (that deadlocks); send a cache notification from the
-// loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); or drop
-// a transaction holding what a request was told was done.
+// loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); drop a
+// transaction holding what a request was told was done; or let another process write the
+// image (a lend, closing it) while a snapshot of it is read.
 import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError} from '../errors.js'
@@ -23,6 +26,7 @@ import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {deleteFileset} from '../fs/image.js'
 import {reapOrphans} from '../fs/namespace.js'
 import {Volume, type VolumeObserver} from '../fs/volume.js'
+import {PreimageLog} from '../device/snapshot.js'
 import {type FuseSession, type MountOptions, mount as fuseMount} from '../fuse/index.js'
 import {type AdapterOptions, PrismFs} from './adapter.js'
 
@@ -261,8 +265,13 @@ export class ServedImage {
   lend(back: Promise<void>, report?: LendReport): Promise<Lent> {
     return new Promise((lent, refused) => {
       this.lendChain = this.lendChain.then(async () => {
-        // Work running in slices holds the open volume: it ends first.
-        while (this.work.size) await Promise.allSettled([...this.work].map((w) => w.done))
+        // Work running in slices holds the open volume, and a snapshot reads the image file
+        // while this process writes it: the image can be lent (closed here, written by another
+        // process) only once neither is left.
+        while (this.work.size > 0 || this.snapshots > 0) {
+          if (this.work.size > 0) await Promise.allSettled([...this.work].map((w) => w.done))
+          else await this.snapshotsEnded
+        }
         if (this.closed || this.failed) {
           refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
           return
@@ -312,6 +321,69 @@ export class ServedImage {
         this.scheduleExpansion()
       })
     })
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  /** snapshots held (snapshot) */
+  private snapshots = 0
+  /** resolves when the number of snapshots held falls to 0 (then replaced) */
+  private snapshotsEnded: Promise<void> = Promise.resolve()
+  private snapshotsDone: () => void = () => {}
+
+  /**
+   * Takes a snapshot for a read-only command (src/cli/served.ts, src/device/snapshot.ts):
+   * commits, and from then on logs into a new pre-image log at `log` every block about to be
+   * overwritten, until `end` settles (the command's connection closed: it exited, whatever
+   * way); the log is then removed. Resolves once the snapshot is taken. The mounts go on
+   * being served meanwhile. Snapshots start in turn with lends (a lend asked for first is
+   * over before a snapshot starts; one asked for later waits for every snapshot to end).
+   */
+  snapshot(log: string, end: Promise<void>): Promise<void> {
+    return new Promise((taken, refused) => {
+      this.lendChain = this.lendChain.then(() => {
+        if (this.closed || this.failed) {
+          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          return
+        }
+        let pl: PreimageLog
+        let release: () => void
+        try {
+          pl = PreimageLog.create(log, (why) => this.onError(`a snapshot was lost: ${why}`))
+        } catch (e) {
+          refused(new PrismError('EIO', `cannot make the snapshot's pre-image log ${log}: ${(e as Error).message}`))
+          return
+        }
+        try {
+          this.commitNow()
+          release = this.vol.preserve(pl)
+        } catch (e) {
+          pl.close()
+          refused(e)
+          return
+        }
+        if (this.snapshots++ === 0) {
+          this.snapshotsEnded = new Promise((r) => {
+            this.snapshotsDone = r
+          })
+        }
+        taken()
+        void end.then(() => {
+          release()
+          try {
+            pl.close()
+          } catch (e) {
+            this.onError(`removing ${log}: ${(e as Error).message}`)
+          }
+          if (--this.snapshots === 0) this.snapshotsDone()
+        })
+      })
+    })
+  }
+
+  /** Resolves once no snapshot is held (at once when none is). */
+  async whenNoSnapshots(): Promise<void> {
+    while (this.snapshots > 0) await this.snapshotsEnded
   }
 
   /**

@@ -1,7 +1,8 @@
 // The Prism server: one process per image. It holds the image (its exclusive lock, and the
 // background expander's lock, so that no separate expander runs while it serves) for its whole
 // life, serves every FUSE mount of that image (src/server/image.ts, adapter.ts), and listens on
-// a Unix socket (src/server/paths.ts) for the CLI: mount, unmount, list. Started by
+// a Unix socket (src/server/paths.ts) for the CLI: mount, unmount, list, lend the image to a
+// command, take a snapshot for a read-only one (src/device/snapshot.ts). Started by
 // `prism mount` (in the background, exiting after its last unmount) or by `prism serve` (in
 // the foreground, until a signal).
 //
@@ -11,6 +12,7 @@
 // when it exits normally.
 import fs from 'node:fs'
 import net from 'node:net'
+import path from 'node:path'
 import {PrismError, isArgumentError} from '../errors.js'
 import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
@@ -116,6 +118,9 @@ export class Server {
     return `uid ${uid} may not use the prism server of an image owned by uid ${owner}`
   }
 
+  /** snapshots taken so far (their logs' names) */
+  private snapshotCount = 0
+
   /** the uid at the other end of each connection let in (SO_PEERCRED) */
   private readonly peers = new WeakMap<net.Socket, number>()
 
@@ -149,6 +154,28 @@ export class Server {
           return
         }
         serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
+        return
+      }
+      if (req.op === 'snapshot') {
+        // As a lend: the connection stays open while the command reads the snapshot.
+        const end = new Promise<void>((resolve) => {
+          c.once('close', () => resolve())
+        })
+        c.resume()
+        c.on('data', () => {})
+        if (this.stopping) {
+          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          return
+        }
+        // Beside the socket, in a directory only this user may enter (the command runs as the
+        // same user: it found the socket in its own runtime directory).
+        const log = path.join(path.dirname(this.sock), `prism-snap-${process.pid}-${++this.snapshotCount}-${Date.now().toString(36)}`)
+        this.image.snapshot(log, end).then(() => {
+          c.write(JSON.stringify({ok: true, log}) + '\n')
+        }, (e: unknown) => {
+          const err = e as Error & {code?: string}
+          c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+        })
         return
       }
       if (req.op === 'lend') {
@@ -366,6 +393,9 @@ export class Server {
           await this.image.unmount(m, true).catch((e: unknown) => this.log(`unmounting ${m.mountpoint}: ${(e as Error).message}`))
         }
       }
+      // A snapshot reads the image file: it ends before the image is closed (and another
+      // process may write it without logging what it overwrites).
+      await this.image.whenNoSnapshots()
       this.net?.close()
       removeStaleSocketIfOurs(this.sock)
       try {
