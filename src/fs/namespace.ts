@@ -701,9 +701,11 @@ export class Namespace {
       return
     }
     if (inode.r.share > 1 && this.vol.openElsewhere?.(this.fs.id, inode.ino)) {
-      // Open in this fileset through a server's mount (this process borrowed the image): the
-      // open file becomes this fileset's unnamed copy, left for the server to free.
-      this.vol.keepOrphan(this.keepUnnamedCopy(inode).ino)
+      // Open in this fileset through a server's mount: the open file becomes this fileset's
+      // unnamed copy. In the server, the mount's node follows it (the observer) and holds it
+      // (orphanHeld); a process the server lent the image to leaves it for the server to free.
+      const copy = this.keepUnnamedCopy(inode)
+      if (!this.vol.orphanHeld?.(copy.ino)) this.vol.keepOrphan(copy.ino)
       return
     }
     if (inode.r.share > 1) {

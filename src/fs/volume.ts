@@ -206,8 +206,13 @@ export class Volume implements InodeHome {
    * Unlike pinnedOrphans, it survives abort().
    */
   orphanHeld: ((ino: number) => boolean) | null = heldOrphans()
-  /** files a server's mounts hold open, by fileset (lend) */
-  readonly openElsewhere = openElsewhere()
+  /**
+   * Files a server's mounts hold open, by fileset: in a process the server lent the image to
+   * (lend), and in the server itself for the work it runs on its own volume (a copy into the
+   * image, src/server/image.ts). Namespace.dropName gives such a file, when shared, a private
+   * unnamed copy.
+   */
+  openElsewhere: ((fileset: number, ino: number) => boolean) | null = openElsewhere()
   /** orphans this process made for another process to free (keepOrphan) */
   readonly keptOrphans = new Set<number>()
 

@@ -112,6 +112,11 @@ export interface SlicedWork {
   readonly done: Promise<void>
 }
 
+/** What a request gets once the server is stopping (or its image failed). */
+export function shuttingDown(): PrismError {
+  return new PrismError('EBUSY', 'the prism server of this image is shutting down')
+}
+
 /** Changes seen by the observer since they were last sent to the kernel. */
 interface Pending {
   inodes: Set<number>
@@ -154,6 +159,7 @@ export class ServedImage {
     this.vol = Volume.open(image, {write: true, wait: options.wait ?? 0})
     this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
     this.vol.observer = this.observer()
+    this.vol.openElsewhere = this.openInMounts
     this.commitTimer = setInterval(() => this.tick(), Math.min(this.commitMs, 1000))
     this.commitTimer.unref()
     this.scheduleExpansion()
@@ -188,7 +194,7 @@ export class ServedImage {
   // ---------------------------------------------------------------- mounts
 
   async addMount(spec: MountSpec): Promise<Mount> {
-    if (this.closed) throw new PrismError('EBUSY', 'the server is shutting down')
+    if (this.closed) throw shuttingDown()
     const opts: AdapterOptions = {
       top: spec.top, readOnly: Boolean(spec.readOnly), attrTimeout: this.cacheSeconds, entryTimeout: this.cacheSeconds,
       rootOwner: imageOwner(this.image),
@@ -273,7 +279,7 @@ export class ServedImage {
           else await this.snapshotsEnded
         }
         if (this.closed || this.failed) {
-          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          refused(shuttingDown())
           return
         }
         let release!: () => void
@@ -306,6 +312,7 @@ export class ServedImage {
           this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0 || waiting.has(ino)})
           this.vol.expandTally = tally // (what the borrower expanded of such a clone is not counted)
           this.vol.observer = this.observer()
+          this.vol.openElsewhere = this.openInMounts
           this.stalled.clear()
           this.lastCommit = Date.now()
           this.followCopies(copies)
@@ -343,7 +350,7 @@ export class ServedImage {
     return new Promise((taken, refused) => {
       this.lendChain = this.lendChain.then(() => {
         if (this.closed || this.failed) {
-          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          refused(shuttingDown())
           return
         }
         let pl: PreimageLog
@@ -427,6 +434,13 @@ export class ServedImage {
       for (const m of this.mounts) m.fs.repoint(c.fileset, c.from, c.to)
     }
   }
+
+  /**
+   * Whether a mount has inode `ino` of fileset `fs` open: work the server runs on its own
+   * volume (a copy into the image) that removes the name of such a file while it is shared
+   * leaves the open file a private copy (Namespace.dropName), as a borrower does.
+   */
+  private readonly openInMounts = (fs: number, ino: number): boolean => this.mounts.some((m) => m.fs.isOpen(fs, ino))
 
   /**
    * FILESET:INO of every file a mount has open: a borrower that removes the name of one while
@@ -686,7 +700,7 @@ export class ServedImage {
    * settles it as a sync clone at the end. A fileset that is not expanding is done at once.
    */
   expandFirst(name: string, sync = false): ExpandJob {
-    if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    if (this.closed || this.failed) throw shuttingDown()
     const rec = getFileset(this.vol, name)
     let resolve!: (dirs: number) => void
     let reject!: (e: Error) => void
@@ -710,7 +724,7 @@ export class ServedImage {
    */
   async cloneNew(src: {fileset: string, path: string}, dst: {fileset: string} | null, opts: {exclude: string[], mode: 'async' | 'lazy' | 'sync', onMade?: (name: string) => void}): Promise<{result: CloneResult, job: ExpandJob | null, tally: ExpandTally | null}> {
     await this.whenHeld()
-    if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    if (this.closed || this.failed) throw shuttingDown()
     // What requests changed is committed first: a clone that fails drops only its own work.
     if (this.vol.hasChanges) this.commitNow()
     let result: CloneResult

@@ -18,9 +18,15 @@ import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
 import {isExpanding} from '../fs/expand.js'
 import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
-import {type Mount, type MountSpec, ServedImage, ServerStopped} from './image.js'
+import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
+
+/** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
+function failure(e: unknown): string {
+  const err = e as Error & {code?: string}
+  return JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n'
+}
 
 export interface ServerOptions {
   /** exit once the last mount has gone (a server `prism mount` started) */
@@ -150,7 +156,7 @@ export class Server {
       }
       if (req.op === 'copyin') {
         if (this.stopping) {
-          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          c.end(failure(shuttingDown()))
           return
         }
         serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
@@ -164,7 +170,7 @@ export class Server {
         c.resume()
         c.on('data', () => {})
         if (this.stopping) {
-          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          c.end(failure(shuttingDown()))
           return
         }
         // Beside the socket, in a directory only this user may enter (the command runs as the
@@ -173,8 +179,7 @@ export class Server {
         this.image.snapshot(log, end).then(() => {
           c.write(JSON.stringify({ok: true, log}) + '\n')
         }, (e: unknown) => {
-          const err = e as Error & {code?: string}
-          c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+          c.end(failure(e))
         })
         return
       }
@@ -187,15 +192,14 @@ export class Server {
         c.resume()
         c.on('data', () => {})
         if (this.stopping) {
-          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          c.end(failure(shuttingDown()))
           return
         }
         const report = typeof req.report === 'string' ? {path: req.report, uid: this.peers.get(c) ?? -1} : undefined
         this.image.lend(back, report).then((lent) => {
           c.write(JSON.stringify({ok: true, ...lent}) + '\n')
         }, (e: unknown) => {
-          const err = e as Error & {code?: string}
-          c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+          c.end(failure(e))
         })
         return
       }
@@ -204,8 +208,7 @@ export class Server {
         return
       }
       this.handle(req).then((r) => c.end(JSON.stringify(r) + '\n'), (e: unknown) => {
-        const err = e as Error & {code?: string}
-        c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+        c.end(failure(e))
       }).finally(() => {
         if (this.options.idleExit && this.image.mounts.length === 0 && req.op === 'umount') void this.stop()
       })
@@ -236,7 +239,7 @@ export class Server {
     })
     c.resume()
     if (rest.includes(10)) cancel()
-    const work = this.stopping ? Promise.reject(new PrismError('EBUSY', 'the prism server of this image is shutting down'))
+    const work = this.stopping ? Promise.reject(shuttingDown())
       : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : this.expandRequest(req, send)
     work.then((r) => {
       if (!c.destroyed) c.end(JSON.stringify(r) + '\n')
@@ -245,8 +248,7 @@ export class Server {
         c.destroy()
         return
       }
-      const err = e as Error & {code?: string}
-      if (!c.destroyed) c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+      if (!c.destroyed) c.end(failure(e))
     })
   }
 
@@ -318,7 +320,7 @@ export class Server {
   }
 
   async handle(req: {op?: string, [k: string]: unknown}): Promise<Reply> {
-    if (this.stopping && req.op !== 'ping') throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    if (this.stopping && req.op !== 'ping') throw shuttingDown()
     switch (req.op) {
       case 'ping':
         return {ok: true, pid: process.pid, image: this.imagePath}
