@@ -156,6 +156,7 @@ describe('prism mount: a file open through a mount stays its fileset\'s when a c
     // (the copy into a served image runs in the server, src/server/copyin.ts: every clone mode)
     {what: 'cp over it', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/, mode: 'sync'},
     {what: 'cp over it', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/, mode: 'lazy'},
+    {what: 'cp over a file no clone shares', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/, unshared: true},
     {what: 'cp -r of a tree merged over its directory', cmd: (f, dir) => ['cp', '-r', treeFor(f, dir), 'root:/'], after: /^from the host\n$/, mode: 'async'},
     {what: 'cp -r of a tree merged over its directory', cmd: (f, dir) => ['cp', '-r', treeFor(f, dir), 'root:/'], after: /^from the host\n$/, mode: 'lazy'},
   ]

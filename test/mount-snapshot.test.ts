@@ -65,10 +65,18 @@ class Held {
 
   /** Waits until the command has something to say (it has the image) and then stops reading. */
   async started(): Promise<void> {
-    const end = Date.now() + 30_000
-    this.child.stdout!.resume()
-    while (this.chunks.length === 0 && Date.now() < end) await sleep(10)
-    this.child.stdout!.pause()
+    // Paused in the handler of the first chunk: a stream left flowing meanwhile could take the
+    // whole output, and the command would be done before the test acts on it.
+    const out = this.child.stdout!
+    const first = new Promise<void>((resolve) => out.once('data', () => {
+      out.pause()
+      resolve()
+    }))
+    out.resume()
+    let timer!: NodeJS.Timeout
+    await Promise.race([first, new Promise<void>((resolve) => { timer = setTimeout(resolve, 30_000) })])
+    clearTimeout(timer)
+    out.pause()
     expect(this.chunks.length, `no output: ${this.stderr}`).to.be.greaterThan(0)
   }
 
