@@ -185,6 +185,27 @@ describe('read-only commands on a mounted image read a snapshot: the mount keeps
     for (const n of await fsp.readdir(scanme())) expect(seen.has(sha(await fsp.readFile(scanme(n)))), 'a file rewritten after the start was scanned').to.equal(false)
   })
 
+  it('prism scan --incremental: the mount answers while it scans, and what it learned is saved (a second scan reads only what changed)', async () => {
+    const calls = path.join(s.dir, 'calls')
+    fs.writeFileSync(calls, '')
+    // One call per file (12), each 0.4 s: a lend would hold the mount for about 5 s.
+    const cmd = `sleep 0.4; cat > /dev/null; echo x >> ${calls}; echo`
+    held = new Held(['scan', '-i', s.image, '--incremental', '--json', '--exec', cmd, 'scanme'])
+    const end = Date.now() + 30_000
+    while (fs.readFileSync(calls, 'utf8') === '' && Date.now() < end) await sleep(10)
+    await within(fsp.writeFile(scanme('s0'), 'rewritten during the incremental scan'), 'rewrite')
+    const p = await probe(path.join(mp, 'root', 'probe-incremental'), 500)
+    expect(p.calls).to.be.greaterThan(4)
+    const r = await held.finish()
+    expect(r.code, held.stderr).to.equal(0)
+    expect(JSON.parse(r.out.toString()).stats.inodesRead).to.equal(12)
+    // Saved: the next scan reads only the file rewritten since the first one's start.
+    const again = await cli(['scan', '-i', s.image, '--incremental', '--json', '--exec', cmd, 'scanme'])
+    expect(again.code, again.stderr).to.equal(0)
+    const stats = JSON.parse(again.stdout).stats
+    expect({read: stats.inodesRead, cached: stats.cached}).to.deep.equal({read: 1, cached: 11})
+  })
+
   it('prism cp -r out while files change through the mount: the copy is the tree at its start, and the mount answers', async () => {
     await within(fsp.writeFile(tree('big'), Buffer.alloc(8 << 20, 0x33)), 'write')
     const start = path.join(s.dir, 'start')

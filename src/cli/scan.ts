@@ -10,6 +10,8 @@ import {describeLoad, loadSignatures} from '../scan/signatures.js'
 import {errorLine, notice} from './notices.js'
 import {nameShown} from '../format/name.js'
 import {spinner} from './spinner.js'
+import {borrowAfterSnapshot} from './served.js'
+import {saveScanFile} from '../scan/store.js'
 import {catchSignals} from './signals.js'
 
 export interface ScanCommand {
@@ -50,7 +52,11 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
   // Writable only to remember results. A fileset still expanding is expanded first: the
   // session opens the image for writing for that when the user may write it, and otherwise
   // the scan reads it expanded in memory (src/scan/expand.ts).
-  const write = c.incremental
+  // On a served image the scan reads a snapshot (src/cli/served.ts), and what an incremental
+  // scan learned is saved afterwards, in a short lend of the image, so that the mounts are not
+  // held while files are read.
+  const served = (globalThis as Record<symbol, unknown>)[Symbol.for('prism.snapshot')] !== undefined
+  const write = c.incremental && !served
   const progress = await spinner('scanning', c.json)
   const started = Date.now()
   // A named fileset that does not exist is an error of its own, as a missing file is to
@@ -68,6 +74,7 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
       if (names.length === 0) return {matches: [], errors: [], stats: {filesets: 0, dirsRead: 0, names: 0, inodes: 0, inodesRead: 0, bytesRead: 0, cached: 0, bytesTotal: 0, readsPerInode: new Map()}}
       return scan(vol, names, engine, {
         incremental: c.incremental,
+        saveLater: c.incremental && served,
         onNotice: out.notice,
         onProgress: (p) => {
           const secs = Math.max(0.001, (Date.now() - started) / 1000)
@@ -75,6 +82,14 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
         },
       })
     })
+    if (result.save) {
+      const save = result.save
+      await borrowAfterSnapshot(process.argv.slice(2))
+      await withSession(image, true, session, (vol) => {
+        saveScanFile(vol, save)
+        vol.commit()
+      })
+    }
   } finally {
     progress.stop()
   }

@@ -138,15 +138,15 @@ function positionals(argv: string[]): string[] {
 
 /**
  * Whether the command only reads the image, so that a snapshot serves it: cat, ls, stat,
- * status, df, du, diff, export, fsck (a repair is refused while served), scan without
- * --incremental (which writes its state), fileset list, xattr get and list, and cp to a host
+ * status, df, du, diff, export, fsck (a repair is refused while served), scan (with
+ * --incremental it saves what it learned afterwards, borrowing the image), fileset list, xattr get and list, and cp to a host
  * path. A command wrongly taken for a reader fails (ELOCKED) when it opens the image for
  * writing, changing nothing.
  */
 export function readsOnly(argv: string[]): boolean {
   const cmd = argv[0]
   if (['cat', 'ls', 'stat', 'status', 'df', 'du', 'diff', 'export', 'fsck'].includes(cmd)) return true
-  if (cmd === 'scan') return !argv.includes('--incremental')
+  if (cmd === 'scan') return true // (--incremental then borrows the image to save its results: borrowAfterSnapshot)
   const args = positionals(argv)
   if (cmd === 'fileset') return args[0] === 'list'
   if (cmd === 'xattr') return args[0] === 'get' || args[0] === 'list'
@@ -196,7 +196,12 @@ async function takeSnapshot(sock: string, image: string): Promise<boolean> {
   let checked = 0
   let alive = true
   const held = {
-    dev: st.dev, ino: st.ino, logFd,
+    dev: st.dev, ino: st.ino, logFd, sock, image,
+    /** ends the snapshot (the server stops logging for it once the connection closes) */
+    end: (): void => {
+      c.destroy()
+      fs.closeSync(logFd)
+    },
     // Whether the server still holds the image: its end of the connection is open (read(2)
     // finds nothing to read yet). Asked at most once a millisecond: an exception a time.
     alive: (): boolean => {
@@ -284,6 +289,25 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}
     return
   }
+  await borrow(sock, image, argv)
+}
+
+/**
+ * For a command that read a snapshot and then has a little to write (`scan --incremental`
+ * saves what it learned): ends the snapshot and borrows the image, as a command that writes
+ * does. Nothing to do when this process holds no snapshot.
+ */
+export async function borrowAfterSnapshot(argv: string[]): Promise<void> {
+  const key = Symbol.for('prism.snapshot')
+  const held = (globalThis as Record<symbol, unknown>)[key] as {sock: string, image: string, end: () => void} | undefined
+  if (!held) return
+  held.end()
+  delete (globalThis as Record<symbol, unknown>)[key]
+  await borrow(held.sock, held.image, argv)
+}
+
+/** Asks the server on `sock` to lend image file `image` to this process until it exits. */
+async function borrow(sock: string, image: string, argv: string[]): Promise<void> {
   // Where this command reports the private copies it makes of shared inodes (src/fs/volume.ts
   // lendObserver): the server reads it when it takes the image back, and removes it.
   // It goes beside the server's socket, in a directory only this user may enter; $TMPDIR is

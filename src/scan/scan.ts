@@ -39,6 +39,13 @@ export interface ScanProgress {
 
 export interface ScanOptions {
   incremental?: boolean
+  /**
+   * With `incremental`: what the scan learned is returned (ScanResult.save) instead of written,
+   * for an image read here without write access (a snapshot of a served image): the caller
+   * writes it afterwards (saveScanFile). Entries are per inode and content version (§12.2), so
+   * what changed meanwhile never matches a stale entry.
+   */
+  saveLater?: boolean
   onProgress?: (p: ScanProgress) => void
   onNotice?: (msg: string) => void
 }
@@ -83,6 +90,8 @@ export interface ScanResult {
   matches: ScanMatch[]
   errors: ScanError[]
   stats: ScanStats
+  /** the results to remember, when the scan was asked to save them later (ScanOptions.saveLater) */
+  save?: ScanFile
 }
 
 /** Every fileset, for --all. */
@@ -360,7 +369,7 @@ async function execScan(command: string, chunks: AsyncIterable<Buffer>): Promise
  */
 export async function scan(vol: Volume, names: string[], engine: ScanEngine, opts: ScanOptions = {}): Promise<ScanResult> {
   if (names.length === 0) throw new PrismError('EUSAGE', 'name at least one fileset, or use --all')
-  if (opts.incremental && vol.readOnly) throw new PrismError('EROFS', '--incremental needs the image opened for writing')
+  if (opts.incremental && vol.readOnly && !opts.saveLater) throw new PrismError('EROFS', '--incremental needs the image opened for writing')
   const filesets: Fileset[] = []
   for (const n of new Set(names)) filesets.push(getFileset(vol, n))
   for (const f of filesets) await ensureExpanded(vol, f)
@@ -368,6 +377,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   const current = filesets.map((f) => getFileset(vol, f.name))
 
   const key = opts.incremental ? await engineKey(engine) : null
+  let save: ScanFile | undefined
   let file: ScanFile | null = null
   let set: ScanSet | null = null
   if (key) {
@@ -479,13 +489,18 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
     while (next < remembered.length) keepOutside(next++)
     set.entries = learned
     set.lastUsed = Date.now()
-    saveScanFile(vol, {sets: file.sets, tree: mergeTrees(vol, index.tree!, file.tree)})
-    vol.commit()
+    const results = {sets: file.sets, tree: mergeTrees(vol, index.tree!, file.tree)}
+    if (opts.saveLater) {
+      save = results
+    } else {
+      saveScanFile(vol, results)
+      vol.commit()
+    }
   }
   // Paths are built now, only for the inodes that have something to report.
   const paths = index.paths([...matches, ...errors].map((m) => m.ino))
   for (const m of matches) m.paths = paths.get(m.ino)!
   for (const e of errors) e.paths = paths.get(e.ino)!
   matches.sort((a, b) => (a.paths[0] < b.paths[0] ? -1 : a.paths[0] > b.paths[0] ? 1 : 0))
-  return {matches, errors, stats}
+  return save ? {matches, errors, stats, save} : {matches, errors, stats}
 }
