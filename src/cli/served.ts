@@ -5,9 +5,10 @@
 // without waiting on a lock. Orphans the mounts hold open are passed on so that this process
 // leaves them alone ($PRISM_HELD_ORPHANS, src/fs/volume.ts). `fsck --repair` is refused while
 // served, as e2fsck refuses a mounted filesystem.
-// `prism clone` making a new fileset (without --replace, which reads host files) and `prism
-// expand` are asked of the server instead (askedOfServer, src/cli/servedexpand.ts): it does
-// them in slices between FUSE requests, so the mounts keep answering meanwhile.
+// `prism clone` making a new fileset (without --replace, which reads host files), `prism
+// expand` (src/cli/servedexpand.ts), `prism rm` and `prism fileset delete`
+// (src/cli/servedremove.ts) are asked of the server instead (askedOfServer): it does them in
+// slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
@@ -27,13 +28,15 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
 
 /**
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
- * `prism clone` making a new fileset without --replace, and `prism expand` (not the
- * background expander).
+ * `prism clone` making a new fileset without --replace, `prism expand` (not the background
+ * expander), `prism rm` and `prism fileset delete`.
  */
 export function askedOfServer(argv: string[]): boolean {
   if (process.env.PRISM_SERVED_SLICES === '0') return false
   if (argv.includes('--help') || argv.includes('-h')) return false
   if (argv[0] === 'expand') return !argv.includes('--background')
+  // Removals: detached at once, freed in slices (src/cli/servedremove.ts).
+  if (argv[0] === 'rm' || argv[0] === 'fileset:delete' || (argv[0] === 'fileset' && argv[1] === 'delete')) return true
   if (argv[0] !== 'clone') return false
   const pos: string[] = []
   for (let i = 1; i < argv.length; i++) {
