@@ -133,6 +133,34 @@ function copiesHostIn(args: string[]): boolean {
   return pos.length >= 2 && parseImageLoc(pos[pos.length - 1]) !== null && pos.slice(0, -1).every((a) => parseImageLoc(a) === null)
 }
 
+const STDIN = Symbol.for('prism.stdin')
+
+/**
+ * `prism write` (its input), and `prism import -`: reads standard input to its end as the
+ * command would (src/ops/spool.ts, src/tar/io.ts openArchive), before the image is borrowed.
+ * What it read, or the error reading it, waits for the command in stdinRead().
+ */
+async function readStdinFirst(cmd: string, args: string[]): Promise<void> {
+  let read: Promise<unknown>
+  if (cmd === 'write') read = import('../ops/spool.js').then(({Spool}) => Spool.read(process.stdin))
+  else if (cmd === 'import' && args.includes('-')) read = import('../tar/io.js').then(({openArchive}) => openArchive('-'))
+  else return
+  ;(globalThis as Record<symbol, unknown>)[STDIN] = await read.then((value) => ({value}), (error: unknown) => ({error}))
+}
+
+/**
+ * What readStdinFirst read of standard input for this command (taken once), or null when it
+ * read nothing: the command reads its input itself then.
+ */
+export function stdinRead<T>(): T | null {
+  const g = globalThis as Record<symbol, unknown>
+  const got = g[STDIN] as {value?: T, error?: unknown} | undefined
+  if (!got) return null
+  delete g[STDIN]
+  if ('error' in got) throw got.error
+  return got.value as T
+}
+
 /** The server holding image file `image` and its mount points, or null when none does. */
 export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
   let sock: string
@@ -189,6 +217,9 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   }
   const why = reachesMount(cmd, argv.slice(1), mounts)
   if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
+  // Standard input that goes into the image is read to its end before the image is borrowed:
+  // a slow producer must not hold the mounts (the command takes it from stdinRead()).
+  if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1))
   if (cmd === 'cp' && process.env.PRISM_SERVED_SLICES !== '0' && copiesHostIn(argv.slice(1))) {
     // The server copies in slices, its mounts answered meanwhile (src/cli/copyin.ts).
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}
