@@ -701,9 +701,12 @@ export class Namespace {
       return
     }
     if (inode.r.share > 1 && this.vol.openElsewhere?.(this.fs.id, inode.ino)) {
-      // Open in this fileset through a server's mount (this process borrowed the image): the
-      // open file becomes this fileset's unnamed copy, left for the server to free.
-      this.vol.keepOrphan(this.keepUnnamedCopy(inode).ino)
+      // Open in this fileset through a server's mount: the open file becomes this fileset's
+      // unnamed copy. A process that borrowed the image leaves it for the server to free; in
+      // the server, the mounts' nodes now hold the copy (observer inodeCopied), which is freed
+      // at their last release.
+      const copy = this.keepUnnamedCopy(inode)
+      if (!this.vol.orphanHeld?.(copy.ino)) this.vol.keepOrphan(copy.ino)
       return
     }
     if (inode.r.share > 1) {

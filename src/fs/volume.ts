@@ -196,8 +196,8 @@ export class Volume implements InodeHome {
    * Unlike pinnedOrphans, it survives abort().
    */
   orphanHeld: ((ino: number) => boolean) | null = heldOrphans()
-  /** files a server's mounts hold open, by fileset (lend) */
-  readonly openElsewhere = openElsewhere()
+  /** files a server's mounts hold open, by fileset (lend; set by the server itself around a removal it runs) */
+  openElsewhere: ((fileset: number, ino: number) => boolean) | null = openElsewhere()
   /** orphans this process made for another process to free (keepOrphan) */
   readonly keptOrphans = new Set<number>()
 

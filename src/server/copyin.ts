@@ -164,11 +164,16 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
           }, source)
           sliceStart = performance.now()
           source.deadline = sliceStart + SLICE_MS
+          // A shared file a mount has open keeps a private unnamed copy when the copy replaces
+          // its name, as when a borrower does (Namespace.dropName).
+          image.vol.openElsewhere = image.openOnMounts()
           // An abort stops the copy where it waits, through its own clean-up (the stage).
           r = aborted ? steps.throw(aborted) : steps.next()
         } catch (e) {
           reject(e)
           return
+        } finally {
+          image.vol.openElsewhere = null
         }
         // What this slice changed that a mount may show (the publish), to the kernels.
         const notified = image.notify(true)

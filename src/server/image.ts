@@ -364,6 +364,16 @@ export class ServedImage {
   }
 
   /**
+   * Whether a mount has file FILESET:INO open, as the mounts stand now (what Volume.openElsewhere
+   * asks while the server itself runs a command that may remove a name: src/server/copyin.ts,
+   * remove). The set is made at the first question.
+   */
+  openOnMounts(): (fileset: number, ino: number) => boolean {
+    let open: Set<string> | null = null
+    return (fileset, ino) => (open ??= new Set(this.openFiles())).has(`${fileset}:${ino}`)
+  }
+
+  /**
    * FILESET:INO of every file a mount has open: a borrower that removes the name of one while
    * it is shared (a clone may share it only once the borrower expands that clone) leaves the
    * open file a private copy.
@@ -777,6 +787,9 @@ export class ServedImage {
           // What requests changed is committed first: an item that fails drops only its own work.
           if (vol.hasChanges) this.commitNow()
           vol.reaping = true // (the reap of deleteFileset and remove: done below, in slices)
+          // A shared file a mount has open keeps a private unnamed copy when its name goes, as
+          // when a borrower removes it (Namespace.dropName).
+          vol.openElsewhere = this.openOnMounts()
           try {
             if ('filesets' in what) {
               checkDeletable(vol, what.filesets[i], what.force)
@@ -790,6 +803,7 @@ export class ServedImage {
               }
             }
           } catch (e) {
+            vol.openElsewhere = null
             if (this.failed) throw e
             vol.abort()
             this.dropPending()
@@ -797,6 +811,7 @@ export class ServedImage {
             onItem(i, e)
             continue
           }
+          vol.openElsewhere = null
           this.commitNow()
           await this.notify(true)
           onItem(i)
