@@ -42,6 +42,40 @@ function probe(dir: string, work: string): {stop: () => Promise<Lat>} {
   }
 }
 
+/**
+ * Makes and unlinks a small file in `dir` (on a mount) over and over until STOP exists; stop()
+ * gives the longest unlink in ms. An unlink through a mount reaps the orphan list: it must not
+ * free a tree the server is freeing in slices within that one request.
+ */
+function unlinker(dir: string, work: string): {stop: () => Promise<{unlinks: number, max: number}>} {
+  const stopFile = path.join(work, `stop-${crypto.randomUUID()}`)
+  const running = run(PYTHON, ['-c', `
+import json, os, sys, time
+d, stop = sys.argv[1], sys.argv[2]
+os.makedirs(d, exist_ok=True)
+n, worst = 0, 0.0
+end = time.monotonic() + 60
+while time.monotonic() < end and not os.path.exists(stop):
+    p = os.path.join(d, 'u%d' % n)
+    with open(p, 'wb') as f:
+        f.write(b'x' * 100)
+    t = time.monotonic()
+    os.unlink(p)
+    worst = max(worst, (time.monotonic() - t) * 1000)
+    n += 1
+    time.sleep(0.005)
+print(json.dumps({'unlinks': n, 'max': round(worst, 3)}))
+`, dir, stopFile], {timeoutMs: 90_000})
+  return {
+    stop: async () => {
+      fs.writeFileSync(stopFile, '')
+      const r = await running
+      if (r.code !== 0) throw new Error(`unlinker failed: ${r.stderr}`)
+      return JSON.parse(r.stdout) as {unlinks: number, max: number}
+    },
+  }
+}
+
 /** Every path below `root` with its type, mode and a regular file's content hash, by a child process. */
 async function treeOf(root: string): Promise<Record<string, string>> {
   const r = await run(PYTHON, ['-c', `
@@ -114,7 +148,7 @@ describe('prism fileset delete and rm -r on a served image: freed by the server 
     if (work) fs.rmSync(work, {recursive: true, force: true})
   })
 
-  it('fileset delete and rm -r of 10,000 files each: the probe stays answered (p99 < 100 ms, max < 1 s); output, status, trees left and df equal the commands alone; fsck clean', async () => {
+  it('fileset delete and rm -r of 10,000 files each: the probe stays answered (p99 < 100 ms, max < 1 s), and unlinks through the mount free no part of the trees; output, status, trees left and df equal the commands alone; fsck clean', async () => {
     // The commands alone, on a copy nobody serves.
     const alone = path.join(work, 'alone.img')
     fs.copyFileSync(template, alone)
@@ -126,13 +160,17 @@ describe('prism fileset delete and rm -r on a served image: freed by the server 
     const mp = s.mountpoint()
     await s.mount('root', mp)
     const pr = probe(path.join(mp, 'probe'), work)
+    const ul = unlinker(path.join(mp, 'probe', 'unlinks'), work)
     await sleep(300)
     const t0 = Date.now()
     const del = await cli(['fileset', 'delete', '-i', s.image, 'other'])
     const rm = await cli(['rm', '-r', '-i', s.image, 'root:/big', 'root:/nope'])
     const ms = Date.now() - t0
     const lat = await pr.stop()
-    console.log(`    probe ${JSON.stringify(lat)} during removals of ${ms} ms`)
+    const unl = await ul.stop()
+    console.log(`    probe ${JSON.stringify(lat)}, unlinks ${JSON.stringify(unl)} during removals of ${ms} ms`)
+    expect(unl.unlinks, JSON.stringify(unl)).to.be.greaterThan(20)
+    expect(unl.max, `unlinks ${JSON.stringify(unl)} during removals of ${ms} ms`).to.be.below(ms / 4)
     expect([del.code, del.stdout, del.stderr]).to.deep.equal([refDel.code, refDel.stdout, refDel.stderr])
     expect([rm.code, rm.stdout, rm.stderr]).to.deep.equal([refRm.code, refRm.stdout, refRm.stderr])
     // Gone from the mount as the commands return, and the space back as they return.
