@@ -133,7 +133,14 @@ describe('prism mount: a file open through a mount stays its fileset\'s when a c
   // Each: the command run on root:/FILE while the mount has FILE open, and what root:/FILE holds after the write through the mount.
   // (an unusable $TMPDIR: the command puts its report beside the server's socket)
   const NO_TMP = {TMPDIR: '/nonexistent/prism-no-tmpdir'}
-  const CASES: Array<{what: string, cmd: (f: string, dir: string) => string[], input?: string, after: 'written' | RegExp | null, unshared?: boolean, env?: NodeJS.ProcessEnv}> = [
+  // A host tree holding one file named as root:/FILE's, for a cp -r that merges into root:/.
+  const treeFor = (f: string, dir: string): string => {
+    const t = path.join(dir, `tree-${path.posix.basename(f)}`)
+    fs.mkdirSync(t, {recursive: true})
+    fs.writeFileSync(path.join(t, path.posix.basename(f)), 'from the host\n')
+    return t
+  }
+  const CASES: Array<{what: string, cmd: (f: string, dir: string) => string[], input?: string, after: 'written' | RegExp | null, unshared?: boolean, env?: NodeJS.ProcessEnv, mode?: string}> = [
     {what: 'chmod', cmd: (f) => ['chmod', '600', f], after: 'written'},
     {what: 'chown', cmd: (f) => ['chown', '1:1', f], after: 'written'},
     {what: 'touch', cmd: (f) => ['touch', f], after: 'written'},
@@ -146,10 +153,16 @@ describe('prism mount: a file open through a mount stays its fileset\'s when a c
     {what: 'rm of a file no clone shares', cmd: (f) => ['rm', f], after: null, unshared: true},
     {what: 'cp over it', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/},
     {what: 'mv over it', cmd: (f) => ['mv', f.replace(/\/([^/]+)$/, '/other-$1'), f], after: /^other\n$/},
+    // (the copy into a served image runs in the server, src/server/copyin.ts: every clone mode)
+    {what: 'cp over it', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/, mode: 'sync'},
+    {what: 'cp over it', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/, mode: 'lazy'},
+    {what: 'cp over a file no clone shares', cmd: (f, dir) => ['cp', path.join(dir, 'host.txt'), f], after: /^from the host\n$/, unshared: true},
+    {what: 'cp -r of a tree merged over its directory', cmd: (f, dir) => ['cp', '-r', treeFor(f, dir), 'root:/'], after: /^from the host\n$/, mode: 'async'},
+    {what: 'cp -r of a tree merged over its directory', cmd: (f, dir) => ['cp', '-r', treeFor(f, dir), 'root:/'], after: /^from the host\n$/, mode: 'lazy'},
   ]
   let i = 0
   for (const c of CASES) {
-    const mode = MODES[i % MODES.length]
+    const mode = c.mode ?? MODES[i % MODES.length]
     const n = i++
     it(`${c.what} (after a ${mode} clone): the write lands in the fileset's own copy, and the clone keeps the original`, async () => {
       const name = c.unshared ? `u${n}` : `f${n}`

@@ -1,15 +1,21 @@
-// Commands on an image that a prism server holds (it is mounted): before the command opens the
-// image, the CLI asks the server to lend it (src/server/image.ts lend): the server commits,
-// closes the image and holds its FUSE requests until this process exits, however it exits; the
-// command then runs exactly as it does alone (same output, progress, --json and exit codes),
-// without waiting on a lock. Orphans the mounts hold open are passed on so that this process
-// leaves them alone ($PRISM_HELD_ORPHANS, src/fs/volume.ts). `fsck --repair` is refused while
-// served, as e2fsck refuses a mounted filesystem.
+// Commands on an image that a prism server holds (it is mounted). A command that only reads the
+// image (readsOnly) asks the server for a snapshot (src/device/snapshot.ts): the server commits
+// and logs the pre-image of every block it overwrites from then on, and the command reads the
+// image file as it was at that commit, with its usual code, while the mounts go on being served
+// ($PRISM_SERVED_SNAPSHOT=0: a lend instead). Any other command asks the server to lend it
+// (src/server/image.ts lend): the server commits, closes the image and holds its FUSE requests
+// until this process exits, however it exits; the command then runs exactly as it does alone
+// (same output, progress, --json and exit codes), without waiting on a lock. Orphans the
+// mounts hold open are passed on so that this process leaves them alone ($PRISM_HELD_ORPHANS,
+// src/fs/volume.ts). `fsck --repair` is refused while served, as e2fsck refuses a mounted
+// filesystem.
 // `prism clone` making a new fileset (without --replace, which reads host files), `prism
 // expand` (src/cli/servedexpand.ts), `prism rm` and `prism fileset delete`
 // (src/cli/servedremove.ts) are asked of the server instead (askedOfServer): it does them in
 // slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
+// `prism cp HOST... FILESET:/path` is asked of the server too (copiesHostIn, src/cli/copyin.ts):
+// the command streams the host tree and the server copies it in slices.
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -118,19 +124,105 @@ function reachesMount(argv0: string, argv: string[], mounts: ServedMount[]): str
   return null
 }
 
-/** cp's arguments name host sources and a destination in the image (FILESET:/path). */
-function copiesHostIn(args: string[]): boolean {
-  const pos: string[] = []
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]
-    if (a === '--') {
-      pos.push(...args.slice(i + 1))
-      break
-    }
-    if (a === '-i' || a === '--image' || a === '--wait') i++
-    else if (!a.startsWith('-')) pos.push(a)
+/** Flags that take a value (the token after them is not an argument), of the commands readsOnly looks into. */
+const VALUED = new Set(['-i', '--image', '--wait', '-e', '--encoding', '-f', '--value-file'])
+
+/** The positional arguments of argv (after the command name). */
+function positionals(argv: string[]): string[] {
+  const out: string[] = []
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') { out.push(...argv.slice(i + 1)); break }
+    if (VALUED.has(a)) { i++; continue }
+    if (!a.startsWith('-') || a === '-') out.push(a)
   }
-  return pos.length >= 2 && parseImageLoc(pos[pos.length - 1]) !== null && pos.slice(0, -1).every((a) => parseImageLoc(a) === null)
+  return out
+}
+
+/**
+ * Whether the command only reads the image, so that a snapshot serves it: cat, ls, stat,
+ * status, df, du, diff, export, fsck (a repair is refused while served), scan without
+ * --incremental (which writes its state), fileset list, xattr get and list, and cp to a host
+ * path. A command wrongly taken for a reader fails (ELOCKED) when it opens the image for
+ * writing, changing nothing.
+ */
+export function readsOnly(argv: string[]): boolean {
+  const cmd = argv[0]
+  if (['cat', 'ls', 'stat', 'status', 'df', 'du', 'diff', 'export', 'fsck'].includes(cmd)) return true
+  if (cmd === 'scan') return !argv.includes('--incremental')
+  const args = positionals(argv)
+  if (cmd === 'fileset') return args[0] === 'list'
+  if (cmd === 'xattr') return args[0] === 'get' || args[0] === 'list'
+  if (cmd === 'cp') return args.length >= 2 && !parseImageLoc(args[args.length - 1])
+  return false
+}
+
+/**
+ * Asks the server listening on `sock` for a snapshot of `image` for this process; true once
+ * it is taken and this process reads it (src/device/snapshot.ts openImageDevice), false when
+ * the server cannot take one (a server of an older prism: the caller borrows instead).
+ */
+async function takeSnapshot(sock: string, image: string): Promise<boolean> {
+  const st = fs.statSync(image, {bigint: true})
+  const c = net.createConnection(sock)
+  const reply = await new Promise<{ok: boolean, log?: string, message?: string, code?: string} | null>((resolve) => {
+    let buf = ''
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write(JSON.stringify({op: 'snapshot', pid: process.pid}) + '\n'))
+    c.on('data', (d: string) => {
+      buf += d
+      const nl = buf.indexOf('\n')
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)) as {ok: boolean, log?: string})
+    })
+    c.on('error', () => resolve(null))
+    c.on('close', () => resolve(null))
+  })
+  if (!reply?.ok || typeof reply.log !== 'string') {
+    c.destroy()
+    if (reply?.code === 'EBUSY') die(`the server of ${path.basename(image)} could not take a snapshot: ${reply.message}`, 3)
+    return false
+  }
+  // Kept open, without keeping this process alive, and no longer read by Node: its end (this
+  // process exits, whatever way) ends the snapshot; the server's end says the server is gone.
+  c.pause()
+  c.unref()
+  const sockFd = (c as unknown as {_handle?: {fd?: number}})._handle?.fd ?? -1
+  let logFd: number
+  try {
+    logFd = fs.openSync(reply.log, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  } catch (e) {
+    c.destroy()
+    return die(`cannot read the snapshot's pre-image log ${reply.log}: ${(e as Error).message}`, 7)
+  }
+  fs.rmSync(reply.log, {force: true}) // open here and in the server: gone with both
+  const one = Buffer.alloc(1)
+  let checked = 0
+  let alive = true
+  const held = {
+    dev: st.dev, ino: st.ino, logFd,
+    // Whether the server still holds the image: its end of the connection is open (read(2)
+    // finds nothing to read yet). Asked at most once a millisecond: an exception a time.
+    alive: (): boolean => {
+      if (!alive || sockFd < 0) return alive
+      const now = performance.now()
+      if (now - checked < 1) return true
+      checked = now
+      try {
+        alive = fs.readSync(sockFd, one, 0, 1, null) !== 0 // (the server sends nothing more)
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === 'EAGAIN'
+      }
+      return alive
+    },
+  }
+  ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.snapshot')] = held
+  return true
+}
+
+/** cp's arguments name host sources and a destination in the image (FILESET:/path). */
+function copiesHostIn(argv: string[]): boolean {
+  const pos = positionals(argv)
+  return pos.length >= 2 && parseImageLoc(pos[pos.length - 1]) !== null && pos.slice(0, -1).every((a) => a !== '-' && parseImageLoc(a) === null)
 }
 
 const STDIN = Symbol.for('prism.stdin')
@@ -217,10 +309,11 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   }
   const why = reachesMount(cmd, argv.slice(1), mounts)
   if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
+  if (readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0' && await takeSnapshot(sock, image)) return
   // Standard input that goes into the image is read to its end before the image is borrowed:
   // a slow producer must not hold the mounts (the command takes it from stdinRead()).
   if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1))
-  if (cmd === 'cp' && process.env.PRISM_SERVED_SLICES !== '0' && copiesHostIn(argv.slice(1))) {
+  if (cmd === 'cp' && process.env.PRISM_SERVED_SLICES !== '0' && copiesHostIn(argv)) {
     // The server copies in slices, its mounts answered meanwhile (src/cli/copyin.ts).
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}
     return

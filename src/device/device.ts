@@ -55,6 +55,13 @@ export interface BlockDevice {
   /** Waits for every writeBehind() and forgets their errors (data of an abandoned operation). */
   settle?(): void
   close(): void
+  /**
+   * Called with each run of blocks [block, block + count) just before the device overwrites
+   * it: by write(), writev() and writeBehind() (before the write is handed to its thread), so
+   * whoever set it can still read what the blocks held (a snapshot's pre-image log,
+   * src/device/snapshot.ts). Null or absent: nobody asks.
+   */
+  beforeWrite?: ((block: number, count: number) => void) | null
   /** True on a device just created whose every block reads as zero (a new sparse file). */
   readonly createdZero?: boolean
   /**

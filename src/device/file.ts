@@ -44,6 +44,11 @@ export interface OpenOptions {
   wait?: number
   /** Called once if the lock is busy and we start waiting. */
   onWait?: () => void
+  /**
+   * Read-only, without taking the lock: for a reader of a served image's snapshot, whose
+   * server holds the exclusive lock and logs what it overwrites (src/device/snapshot.ts).
+   */
+  noLock?: boolean
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
@@ -97,6 +102,7 @@ const SEEK_HOLE = 4
 export class FileDevice implements BlockDevice {
   readonly blocks: number
   private closed = false
+  beforeWrite: ((block: number, count: number) => void) | null = null
 
   /**
    * `createdZero`: a new sparse file (its unwritten blocks read as zeros). `createdFile`: this
@@ -117,7 +123,7 @@ export class FileDevice implements BlockDevice {
     try {
       const st = fs.fstatSync(fd)
       if (!st.isFile()) throw new PrismError('EBADIMAGE', `${path}: not a regular file`)
-      lock(fd, path, opts)
+      if (!(opts.noLock && !opts.write)) lock(fd, path, opts)
       return new FileDevice(fd, path, !opts.write, st.size)
     } catch (e) {
       fs.closeSync(fd)
@@ -264,6 +270,7 @@ export class FileDevice implements BlockDevice {
 
   write(block: number, buf: Buffer): void {
     if (this.readOnly) throw new PrismError('EROFS', `${this.path}: opened read-only`)
+    this.beforeWrite?.(block, buf.length / BLOCK_SIZE)
     let done = 0
     try {
       while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, block * BLOCK_SIZE + done)
@@ -277,6 +284,7 @@ export class FileDevice implements BlockDevice {
     let pos = block * BLOCK_SIZE
     let total = 0
     for (const b of bufs) total += b.length
+    this.beforeWrite?.(block, total / BLOCK_SIZE)
     try {
       let done = fs.writevSync(this.fd, bufs, pos)
       // A short vectored write is finished piece by piece.
@@ -323,6 +331,13 @@ export class FileDevice implements BlockDevice {
 
   writeBehind(block: number, bufs: Buffer[]): number {
     if (!this.behind) return 0
+    if (this.beforeWrite) {
+      // (Told again if the thread refuses the buffers and the caller writes them itself: a
+      // pre-image is logged once, so that costs nothing.)
+      let total = 0
+      for (const b of bufs) total += b.length
+      this.beforeWrite(block, total / BLOCK_SIZE)
+    }
     return this.behind.write(block, bufs)
   }
 

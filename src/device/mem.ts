@@ -65,6 +65,7 @@ export class MemDevice implements BlockDevice {
   private tickets = 0
   private done = 0
   private behindError: PrismError | null = null
+  beforeWrite: ((block: number, count: number) => void) | null = null
 
   constructor(image: Buffer) {
     this.volatile = Buffer.from(image)
@@ -92,6 +93,7 @@ export class MemDevice implements BlockDevice {
 
   write(block: number, buf: Buffer): void {
     if (this.crashed) throw new SimulatedCrash()
+    this.beforeWrite?.(block, buf.length / BLOCK_SIZE)
     this.counts.write++
     const pos = block * BLOCK_SIZE
     if (pos + buf.length > this.volatile.length) throw new PrismError('EIO', 'write past end of device')
@@ -117,6 +119,7 @@ export class MemDevice implements BlockDevice {
   writeBehind(block: number, bufs: Buffer[]): number {
     if (this.behindLag === 0) return 0
     if (this.crashed) throw new SimulatedCrash()
+    this.beforeWrite?.(block, bufs.reduce((n, b) => n + b.length, 0) / BLOCK_SIZE)
     this.behind.push({ticket: ++this.tickets, block, bufs})
     this.finish(this.tickets - this.behindLag)
     return this.tickets

@@ -702,9 +702,8 @@ export class Namespace {
     }
     if (inode.r.share > 1 && this.vol.openElsewhere?.(this.fs.id, inode.ino)) {
       // Open in this fileset through a server's mount: the open file becomes this fileset's
-      // unnamed copy. A process that borrowed the image leaves it for the server to free; in
-      // the server, the mounts' nodes now hold the copy (observer inodeCopied), which is freed
-      // at their last release.
+      // unnamed copy. In the server, the mount's node follows it (the observer) and holds it
+      // (orphanHeld); a process the server lent the image to leaves it for the server to free.
       const copy = this.keepUnnamedCopy(inode)
       if (!this.vol.orphanHeld?.(copy.ino)) this.vol.keepOrphan(copy.ino)
       return

@@ -6,6 +6,7 @@ import type {ExpandTally} from './expand.js'
 import {crypto} from '../lazy.js'
 import type {BlockDevice} from '../device/device.js'
 import {FileDevice} from '../device/file.js'
+import {openImageDevice, type PreimageSink} from '../device/snapshot.js'
 import {
   BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX, STATE_CLEAN, STATE_DIRTY,
   IF_ORPHAN, FILESETS_PER_BLOCK, FS_DELETING, FS_EXPANDING, S_IFMT,
@@ -129,6 +130,15 @@ function openElsewhere(): ((fileset: number, ino: number) => boolean) | null {
   return l && l.open.size > 0 ? (fileset, ino) => l.open.has(`${fileset}:${ino}`) : null
 }
 
+/** A snapshot held (Volume.preserve): where pre-images go, and which data blocks were free at it. */
+interface Preservation {
+  sink: PreimageSink
+  /** data-area positions allocated since the snapshot that were free at it, by refcount-table block */
+  fresh: Map<number, Uint8Array>
+  /** data-area positions freed since the snapshot that were in use at it */
+  freed: Map<number, Uint8Array>
+}
+
 export class Volume implements InodeHome {
   sb: Superblock
   readonly store: BlockStore
@@ -196,7 +206,12 @@ export class Volume implements InodeHome {
    * Unlike pinnedOrphans, it survives abort().
    */
   orphanHeld: ((ino: number) => boolean) | null = heldOrphans()
-  /** files a server's mounts hold open, by fileset (lend; set by the server itself around a removal it runs) */
+  /**
+   * Files a server's mounts hold open, by fileset: in a process the server lent the image to
+   * (lend), and in the server itself for the work it runs on its own volume (a copy into the
+   * image, src/server/image.ts). Namespace.dropName gives such a file, when shared, a private
+   * unnamed copy.
+   */
   openElsewhere: ((fileset: number, ino: number) => boolean) | null = openElsewhere()
   /** orphans this process made for another process to free (keepOrphan) */
   readonly keptOrphans = new Set<number>()
@@ -276,7 +291,7 @@ export class Volume implements InodeHome {
   }
 
   static open(path: string, opts: OpenOptions): Volume {
-    const dev = FileDevice.open(path, {write: opts.write, wait: opts.wait, onWait: opts.onWait})
+    const dev = openImageDevice(path, {write: opts.write, wait: opts.wait, onWait: opts.onWait})
     try {
       return Volume.openDevice(dev, opts)
     } catch (e) {
@@ -467,6 +482,76 @@ export class Volume implements InodeHome {
       this.dev.sync()
     }
     this.freedInTxn = 0
+  }
+
+  /** the snapshots held (preserve): each is told of every block about to be overwritten */
+  private readonly preservers: Preservation[] = []
+
+  /**
+   * Starts a snapshot (src/device/snapshot.ts): commits, checkpoints the journal and waits for
+   * every write handed over, so that the image file itself holds the committed state, with
+   * nothing left to replay; from then on, until the returned release is called, every block
+   * the snapshot may read is handed to `sink` before the device overwrites it (the journal's
+   * log and superblock, metadata written in place, file data, the superblock and its backup).
+   *
+   * The only blocks left out are those free at the snapshot: no state it holds references
+   * them, so its reader never uses what they hold (any more than it uses a free block's stale
+   * content now). That spares the log what the mounts write into free space meanwhile (new
+   * files, copies made on write), which is most of what they write. A block in use at the
+   * snapshot and freed since is not kept from reuse (quarantined): allocating it again and
+   * writing it is an overwrite like any other, and its pre-image is saved then. Which blocks
+   * were free at the snapshot is followed from allocation and freeing (take, decRef): one
+   * allocated that was not freed since the snapshot was free at it ("fresh"); one freed that
+   * is not fresh was in use at it.
+   */
+  preserve(sink: PreimageSink): () => void {
+    if (this.readOnly) fail('EROFS', 'a snapshot is taken by the process that writes the image')
+    this.commit()
+    // A checkpoint syncs first, which waits for the writes handed over; without one, so does sync().
+    if (this.journal.hasLog) this.journal.checkpoint()
+    else this.dev.sync()
+    const p: Preservation = {sink, fresh: new Map(), freed: new Map()}
+    this.preservers.push(p)
+    const read = (block: number, buf: Buffer): void => this.dev.read(block, buf)
+    this.dev.beforeWrite = (block, count) => {
+      for (const q of this.preservers) this.eachNotFresh(q, block, count, (b, n) => q.sink.preserve(b, n, read))
+    }
+    let held = true
+    return () => {
+      if (!held) return
+      held = false
+      this.preservers.splice(this.preservers.indexOf(p), 1)
+      if (this.preservers.length === 0) this.dev.beforeWrite = null
+    }
+  }
+
+  /** Calls fn for each run of [block, block + count) that is not fresh in `p` (was not free at its snapshot). */
+  private eachNotFresh(p: Preservation, block: number, count: number, fn: (block: number, count: number) => void): void {
+    const {dataStart, dataBlocks} = this.sb
+    let runStart = -1
+    for (let b = block; b < block + count; b++) {
+      const rel = b - dataStart
+      const fresh = rel >= 0 && rel < dataBlocks && p.fresh.get(Math.floor(rel / REFCOUNTS_PER_BLOCK))?.[rel % REFCOUNTS_PER_BLOCK] === 1
+      if (!fresh && runStart < 0) runStart = b
+      if (fresh && runStart >= 0) { fn(runStart, b - runStart); runStart = -1 }
+    }
+    if (runStart >= 0) fn(runStart, block + count - runStart)
+  }
+
+  /** Notes, for the snapshots held, data-area positions [rel, rel + n) allocated (true) or freed (false). */
+  private noteForSnapshots(rel: number, n: number, allocated: boolean): void {
+    for (const p of this.preservers) {
+      for (let r = rel; r < rel + n; r++) {
+        const index = Math.floor(r / REFCOUNTS_PER_BLOCK)
+        const slot = r % REFCOUNTS_PER_BLOCK
+        // Allocated and not freed since the snapshot: it was free then. Freed and not fresh: it was in use.
+        const [mark, unless] = allocated ? [p.fresh, p.freed] : [p.freed, p.fresh]
+        if (unless.get(index)?.[slot] === 1) continue
+        let bits = mark.get(index)
+        if (!bits) mark.set(index, bits = new Uint8Array(REFCOUNTS_PER_BLOCK))
+        bits[slot] = 1
+      }
+    }
   }
 
   /** Forgets every change since the last commit. */
@@ -849,6 +934,7 @@ export class Volume implements InodeHome {
       let pinned = this.freedNow.get(index)
       if (!pinned) this.freedNow.set(index, (pinned = new Uint8Array(REFCOUNTS_PER_BLOCK)))
       pinned[slot] = 1
+      if (this.preservers.length > 0) this.noteForSnapshots(block - this.sb.dataStart, 1, false)
       this.freedInTxn++
       this.sb.freeBlocks++
       this.markSbDirty()
@@ -1001,6 +1087,7 @@ export class Volume implements InodeHome {
     let now = this.allocNow.get(index)
     if (!now) this.allocNow.set(index, (now = new Uint8Array(REFCOUNTS_PER_BLOCK)))
     now.fill(1, z, z + n)
+    if (this.preservers.length > 0) this.noteForSnapshots(rel, n, true)
     this.sb.freeBlocks -= n
     this.markSbDirty()
     if (meta && rel < zone) this.metaHint = rel + n

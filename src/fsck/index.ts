@@ -4,7 +4,7 @@
 // repair it never writes a byte: the journal is replayed in memory only. It prints
 // nothing; the CLI (src/commands/fsck.ts) formats the result.
 import type {BlockDevice} from '../device/device.js'
-import {FileDevice} from '../device/file.js'
+import {openImageDevice} from '../device/snapshot.js'
 import {FormatError} from '../format/errors.js'
 import {PrismError} from '../errors.js'
 import '../fs/namespace.js'
@@ -183,7 +183,7 @@ function statsOf(ctx: FsckContext, counts: {freeBlocks: number, freeInodes: numb
  * PrismError; the CLI maps them to exit status 8.
  */
 export function fsckImage(path: string, opts: FsckOptions & {wait?: number}): FsckResult {
-  const dev = FileDevice.open(path, {write: opts.repair, wait: opts.wait})
+  const dev = openImageDevice(path, {write: opts.repair, wait: opts.wait})
   try {
     return fsckDevice(dev, opts)
   } catch (e) {

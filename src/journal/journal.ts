@@ -192,6 +192,11 @@ export class Journal {
     if (KILL_AFTER > 0 && this.committedSeqs.length === KILL_AFTER) process.kill(process.pid, 'SIGKILL')
   }
 
+  /** True when transactions were logged since the last checkpoint (checkpoint() has work to do). */
+  get hasLog(): boolean {
+    return this.logged
+  }
+
   /**
    * Makes in-place writes durable, then marks the log empty so it can be reused from block 1.
    * The new journal superblock is made durable before the log is reused (syncSuper): were

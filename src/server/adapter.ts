@@ -227,6 +227,11 @@ export class PrismFs {
    * generation), the old node is retired: it keeps its id, so that whatever the kernel still
    * asks of it fails with ESTALE, but it no longer stands for the number, nor holds it.
    */
+  /** Whether inode `ino` of fileset `fs` is open through this mount (or still known to the kernel as open). */
+  isOpen(fs: number, ino: number): boolean {
+    return (this.known(fs, ino)?.opens ?? 0) > 0
+  }
+
   private known(fs: number, ino: number): Node | undefined {
     const n = this.byKey.get(`${fs}:${ino}`)
     if (!n || n === this.root) return n

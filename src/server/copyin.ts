@@ -17,7 +17,7 @@ import {reapOrphans} from '../fs/namespace.js'
 import {copySteps, type CopyStats, type Location} from '../ops/copy.js'
 import {StreamSource, type StreamedSource} from '../ops/hoststream.js'
 import {requestsWaiting} from '../fuse/index.js'
-import type {ServedImage} from './image.js'
+import {type ServedImage, shuttingDown} from './image.js'
 
 /** How long one slice of the copy runs at most before the mounts' requests are answered again. */
 export const SLICE_MS = 4
@@ -82,7 +82,7 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
   let resolveDone!: () => void
   const work = {
     abort: () => {
-      aborted ??= new PrismError('EBUSY', 'the prism server of this image is shutting down')
+      aborted ??= shuttingDown()
       kick()
     },
     done: new Promise<void>((r) => {
@@ -97,7 +97,7 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
     await image.whenHeld()
     const end = image.beginWork(work)
     try {
-      if (image.isClosed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+      if (image.isClosed) throw shuttingDown()
       const stats = await run()
       image.commitNow()
       // The mounts show the copy before the command is told it is done.
@@ -164,16 +164,11 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
           }, source)
           sliceStart = performance.now()
           source.deadline = sliceStart + SLICE_MS
-          // A shared file a mount has open keeps a private unnamed copy when the copy replaces
-          // its name, as when a borrower does (Namespace.dropName).
-          image.vol.openElsewhere = image.openOnMounts()
           // An abort stops the copy where it waits, through its own clean-up (the stage).
           r = aborted ? steps.throw(aborted) : steps.next()
         } catch (e) {
           reject(e)
           return
-        } finally {
-          image.vol.openElsewhere = null
         }
         // What this slice changed that a mount may show (the publish), to the kernels.
         const notified = image.notify(true)

@@ -1,7 +1,9 @@
 // The image a server holds: one writable Volume (opened with the exclusive lock for the
 // server's whole life), the mounts that show it (src/server/adapter.ts), when to commit, the
-// files unlinked while still open, the expansion of asynchronous clones in slices, and the
-// kernel caches of every mount kept coherent with changes made elsewhere.
+// files unlinked while still open, the expansion of asynchronous clones in slices, the
+// kernel caches of every mount kept coherent with changes made elsewhere, lending the image to
+// a command, and snapshots for read-only commands (the pre-image of every block overwritten
+// while one is held goes to its log first: src/device/snapshot.ts).
 //
 // Transactions, as ext4's data=ordered: the requests of every mount add to one running
 // transaction; fsync, fdatasync and fsyncdir commit it before they are answered; a timer
@@ -12,8 +14,9 @@
 // fsync'd write in it.
 //
 // It must never: touch a mount it serves (that deadlocks); send a cache notification from the
-// loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); or drop
-// a transaction holding what a request was told was done.
+// loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); drop a
+// transaction holding what a request was told was done; or let another process write the
+// image (a lend, closing it) while a snapshot of it is read.
 import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError, isArgumentError} from '../errors.js'
@@ -24,6 +27,7 @@ import {checkDeletable, deleteFileset, namespace} from '../fs/image.js'
 import {clonesInFlight} from '../fs/expand.js'
 import {reapOrphans, reapSteps} from '../fs/namespace.js'
 import {Volume, type VolumeObserver} from '../fs/volume.js'
+import {PreimageLog} from '../device/snapshot.js'
 import {type FuseSession, type MountOptions, mount as fuseMount, requestsWaiting} from '../fuse/index.js'
 import {type AdapterOptions, PrismFs} from './adapter.js'
 
@@ -115,6 +119,11 @@ export interface SlicedWork {
   readonly done: Promise<void>
 }
 
+/** What a request gets once the server is stopping (or its image failed). */
+export function shuttingDown(): PrismError {
+  return new PrismError('EBUSY', 'the prism server of this image is shutting down')
+}
+
 /** Changes seen by the observer since they were last sent to the kernel. */
 interface Pending {
   inodes: Set<number>
@@ -157,6 +166,7 @@ export class ServedImage {
     this.vol = Volume.open(image, {write: true, wait: options.wait ?? 0})
     this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
     this.vol.observer = this.observer()
+    this.vol.openElsewhere = this.openInMounts
     this.commitTimer = setInterval(() => this.tick(), Math.min(this.commitMs, 1000))
     this.commitTimer.unref()
     this.scheduleExpansion()
@@ -191,7 +201,7 @@ export class ServedImage {
   // ---------------------------------------------------------------- mounts
 
   async addMount(spec: MountSpec): Promise<Mount> {
-    if (this.closed) throw new PrismError('EBUSY', 'the server is shutting down')
+    if (this.closed) throw shuttingDown()
     const opts: AdapterOptions = {
       top: spec.top, readOnly: Boolean(spec.readOnly), attrTimeout: this.cacheSeconds, entryTimeout: this.cacheSeconds,
       rootOwner: imageOwner(this.image),
@@ -268,10 +278,15 @@ export class ServedImage {
   lend(back: Promise<void>, report?: LendReport): Promise<Lent> {
     return new Promise((lent, refused) => {
       this.lendChain = this.lendChain.then(async () => {
-        // Work running in slices holds the open volume: it ends first.
-        while (this.work.size) await Promise.allSettled([...this.work].map((w) => w.done))
+        // Work running in slices holds the open volume, and a snapshot reads the image file
+        // while this process writes it: the image can be lent (closed here, written by another
+        // process) only once neither is left.
+        while (this.work.size > 0 || this.snapshots > 0) {
+          if (this.work.size > 0) await Promise.allSettled([...this.work].map((w) => w.done))
+          else await this.snapshotsEnded
+        }
         if (this.closed || this.failed) {
-          refused(new PrismError('EBUSY', 'the server of this image is shutting down'))
+          refused(shuttingDown())
           return
         }
         let release!: () => void
@@ -304,6 +319,7 @@ export class ServedImage {
           this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0 || waiting.has(ino)})
           this.vol.expandTally = tally // (what the borrower expanded of such a clone is not counted)
           this.vol.observer = this.observer()
+          this.vol.openElsewhere = this.openInMounts
           this.stalled.clear()
           this.lastCommit = Date.now()
           this.followCopies(copies)
@@ -319,6 +335,69 @@ export class ServedImage {
         this.scheduleExpansion()
       })
     })
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  /** snapshots held (snapshot) */
+  private snapshots = 0
+  /** resolves when the number of snapshots held falls to 0 (then replaced) */
+  private snapshotsEnded: Promise<void> = Promise.resolve()
+  private snapshotsDone: () => void = () => {}
+
+  /**
+   * Takes a snapshot for a read-only command (src/cli/served.ts, src/device/snapshot.ts):
+   * commits, and from then on logs into a new pre-image log at `log` every block about to be
+   * overwritten, until `end` settles (the command's connection closed: it exited, whatever
+   * way); the log is then removed. Resolves once the snapshot is taken. The mounts go on
+   * being served meanwhile. Snapshots start in turn with lends (a lend asked for first is
+   * over before a snapshot starts; one asked for later waits for every snapshot to end).
+   */
+  snapshot(log: string, end: Promise<void>): Promise<void> {
+    return new Promise((taken, refused) => {
+      this.lendChain = this.lendChain.then(() => {
+        if (this.closed || this.failed) {
+          refused(shuttingDown())
+          return
+        }
+        let pl: PreimageLog
+        let release: () => void
+        try {
+          pl = PreimageLog.create(log, (why) => this.onError(`a snapshot was lost: ${why}`))
+        } catch (e) {
+          refused(new PrismError('EIO', `cannot make the snapshot's pre-image log ${log}: ${(e as Error).message}`))
+          return
+        }
+        try {
+          this.commitNow()
+          release = this.vol.preserve(pl)
+        } catch (e) {
+          pl.close()
+          refused(e)
+          return
+        }
+        if (this.snapshots++ === 0) {
+          this.snapshotsEnded = new Promise((r) => {
+            this.snapshotsDone = r
+          })
+        }
+        taken()
+        void end.then(() => {
+          release()
+          try {
+            pl.close()
+          } catch (e) {
+            this.onError(`removing ${log}: ${(e as Error).message}`)
+          }
+          if (--this.snapshots === 0) this.snapshotsDone()
+        })
+      })
+    })
+  }
+
+  /** Resolves once no snapshot is held (at once when none is). */
+  async whenNoSnapshots(): Promise<void> {
+    while (this.snapshots > 0) await this.snapshotsEnded
   }
 
   /**
@@ -364,14 +443,11 @@ export class ServedImage {
   }
 
   /**
-   * Whether a mount has file FILESET:INO open, as the mounts stand now (what Volume.openElsewhere
-   * asks while the server itself runs a command that may remove a name: src/server/copyin.ts,
-   * remove). The set is made at the first question.
+   * Whether a mount has inode `ino` of fileset `fs` open: work the server runs on its own
+   * volume (a copy into the image) that removes the name of such a file while it is shared
+   * leaves the open file a private copy (Namespace.dropName), as a borrower does.
    */
-  openOnMounts(): (fileset: number, ino: number) => boolean {
-    let open: Set<string> | null = null
-    return (fileset, ino) => (open ??= new Set(this.openFiles())).has(`${fileset}:${ino}`)
-  }
+  private readonly openInMounts = (fs: number, ino: number): boolean => this.mounts.some((m) => m.fs.isOpen(fs, ino))
 
   /**
    * FILESET:INO of every file a mount has open: a borrower that removes the name of one while
@@ -632,7 +708,7 @@ export class ServedImage {
    * settles it as a sync clone at the end. A fileset that is not expanding is done at once.
    */
   expandFirst(name: string, sync = false): ExpandJob {
-    if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    if (this.closed || this.failed) throw shuttingDown()
     const rec = getFileset(this.vol, name)
     let resolve!: (dirs: number) => void
     let reject!: (e: Error) => void
@@ -656,7 +732,7 @@ export class ServedImage {
    */
   async cloneNew(src: {fileset: string, path: string}, dst: {fileset: string} | null, opts: {exclude: string[], mode: 'async' | 'lazy' | 'sync', onMade?: (name: string) => void}): Promise<{result: CloneResult, job: ExpandJob | null, tally: ExpandTally | null}> {
     await this.whenHeld()
-    if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    if (this.closed || this.failed) throw shuttingDown()
     // What requests changed is committed first: a clone that fails drops only its own work.
     if (this.vol.hasChanges) this.commitNow()
     let result: CloneResult
@@ -787,9 +863,6 @@ export class ServedImage {
           // What requests changed is committed first: an item that fails drops only its own work.
           if (vol.hasChanges) this.commitNow()
           vol.reaping = true // (the reap of deleteFileset and remove: done below, in slices)
-          // A shared file a mount has open keeps a private unnamed copy when its name goes, as
-          // when a borrower removes it (Namespace.dropName).
-          vol.openElsewhere = this.openOnMounts()
           try {
             if ('filesets' in what) {
               checkDeletable(vol, what.filesets[i], what.force)
@@ -803,7 +876,6 @@ export class ServedImage {
               }
             }
           } catch (e) {
-            vol.openElsewhere = null
             if (this.failed) throw e
             vol.abort()
             this.dropPending()
@@ -811,7 +883,6 @@ export class ServedImage {
             onItem(i, e)
             continue
           }
-          vol.openElsewhere = null
           this.commitNow()
           await this.notify(true)
           onItem(i)

@@ -1,7 +1,8 @@
 // The Prism server: one process per image. It holds the image (its exclusive lock, and the
 // background expander's lock, so that no separate expander runs while it serves) for its whole
 // life, serves every FUSE mount of that image (src/server/image.ts, adapter.ts), and listens on
-// a Unix socket (src/server/paths.ts) for the CLI: mount, unmount, list. Started by
+// a Unix socket (src/server/paths.ts) for the CLI: mount, unmount, list, lend the image to a
+// command, take a snapshot for a read-only one (src/device/snapshot.ts). Started by
 // `prism mount` (in the background, exiting after its last unmount) or by `prism serve` (in
 // the foreground, until a signal).
 //
@@ -11,14 +12,21 @@
 // when it exits normally.
 import fs from 'node:fs'
 import net from 'node:net'
+import path from 'node:path'
 import {PrismError, isArgumentError} from '../errors.js'
 import {sys} from '../sys.js'
 import {takeExpanderLock} from '../clone/background.js'
 import {isExpanding} from '../fs/expand.js'
 import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
-import {type Mount, type MountSpec, ServedImage, ServerStopped} from './image.js'
+import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
+
+/** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
+function failure(e: unknown): string {
+  const err = e as Error & {code?: string}
+  return JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n'
+}
 
 export interface ServerOptions {
   /** exit once the last mount has gone (a server `prism mount` started) */
@@ -116,6 +124,9 @@ export class Server {
     return `uid ${uid} may not use the prism server of an image owned by uid ${owner}`
   }
 
+  /** snapshots taken so far (their logs' names) */
+  private snapshotCount = 0
+
   /** the uid at the other end of each connection let in (SO_PEERCRED) */
   private readonly peers = new WeakMap<net.Socket, number>()
 
@@ -145,10 +156,31 @@ export class Server {
       }
       if (req.op === 'copyin') {
         if (this.stopping) {
-          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          c.end(failure(shuttingDown()))
           return
         }
         serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
+        return
+      }
+      if (req.op === 'snapshot') {
+        // As a lend: the connection stays open while the command reads the snapshot.
+        const end = new Promise<void>((resolve) => {
+          c.once('close', () => resolve())
+        })
+        c.resume()
+        c.on('data', () => {})
+        if (this.stopping) {
+          c.end(failure(shuttingDown()))
+          return
+        }
+        // Beside the socket, in a directory only this user may enter (the command runs as the
+        // same user: it found the socket in its own runtime directory).
+        const log = path.join(path.dirname(this.sock), `prism-snap-${process.pid}-${++this.snapshotCount}-${Date.now().toString(36)}`)
+        this.image.snapshot(log, end).then(() => {
+          c.write(JSON.stringify({ok: true, log}) + '\n')
+        }, (e: unknown) => {
+          c.end(failure(e))
+        })
         return
       }
       if (req.op === 'lend') {
@@ -160,15 +192,14 @@ export class Server {
         c.resume()
         c.on('data', () => {})
         if (this.stopping) {
-          c.end(JSON.stringify({ok: false, code: 'EBUSY', message: 'the prism server of this image is shutting down'}) + '\n')
+          c.end(failure(shuttingDown()))
           return
         }
         const report = typeof req.report === 'string' ? {path: req.report, uid: this.peers.get(c) ?? -1} : undefined
         this.image.lend(back, report).then((lent) => {
           c.write(JSON.stringify({ok: true, ...lent}) + '\n')
         }, (e: unknown) => {
-          const err = e as Error & {code?: string}
-          c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+          c.end(failure(e))
         })
         return
       }
@@ -177,8 +208,7 @@ export class Server {
         return
       }
       this.handle(req).then((r) => c.end(JSON.stringify(r) + '\n'), (e: unknown) => {
-        const err = e as Error & {code?: string}
-        c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+        c.end(failure(e))
       }).finally(() => {
         if (this.options.idleExit && this.image.mounts.length === 0 && req.op === 'umount') void this.stop()
       })
@@ -209,7 +239,7 @@ export class Server {
     })
     c.resume()
     if (rest.includes(10)) cancel()
-    const work = this.stopping ? Promise.reject(new PrismError('EBUSY', 'the prism server of this image is shutting down'))
+    const work = this.stopping ? Promise.reject(shuttingDown())
       : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : req.op === 'remove' ? this.removeRequest(req, send) : this.expandRequest(req, send)
     work.then((r) => {
       if (!c.destroyed) c.end(JSON.stringify(r) + '\n')
@@ -218,8 +248,7 @@ export class Server {
         c.destroy()
         return
       }
-      const err = e as Error & {code?: string}
-      if (!c.destroyed) c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
+      if (!c.destroyed) c.end(failure(e))
     })
   }
 
@@ -310,7 +339,7 @@ export class Server {
   }
 
   async handle(req: {op?: string, [k: string]: unknown}): Promise<Reply> {
-    if (this.stopping && req.op !== 'ping') throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+    if (this.stopping && req.op !== 'ping') throw shuttingDown()
     switch (req.op) {
       case 'ping':
         return {ok: true, pid: process.pid, image: this.imagePath}
@@ -385,6 +414,9 @@ export class Server {
           await this.image.unmount(m, true).catch((e: unknown) => this.log(`unmounting ${m.mountpoint}: ${(e as Error).message}`))
         }
       }
+      // A snapshot reads the image file: it ends before the image is closed (and another
+      // process may write it without logging what it overwrites).
+      await this.image.whenNoSnapshots()
       this.net?.close()
       removeStaleSocketIfOurs(this.sock)
       try {
