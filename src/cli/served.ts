@@ -9,9 +9,10 @@
 // mounts hold open are passed on so that this process leaves them alone ($PRISM_HELD_ORPHANS,
 // src/fs/volume.ts). `fsck --repair` is refused while served, as e2fsck refuses a mounted
 // filesystem.
-// `prism clone` making a new fileset (without --replace, which reads host files) and `prism
-// expand` are asked of the server instead (askedOfServer, src/cli/servedexpand.ts): it does
-// them in slices between FUSE requests, so the mounts keep answering meanwhile.
+// `prism clone` making a new fileset (without --replace, which reads host files), `prism
+// expand` (src/cli/servedexpand.ts), `prism rm` and `prism fileset delete`
+// (src/cli/servedremove.ts) are asked of the server instead (askedOfServer): it does them in
+// slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
 // `prism cp HOST... FILESET:/path` is asked of the server too (copiesHostIn, src/cli/copyin.ts):
 // the command streams the host tree and the server copies it in slices.
@@ -33,13 +34,15 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
 
 /**
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
- * `prism clone` making a new fileset without --replace, and `prism expand` (not the
- * background expander).
+ * `prism clone` making a new fileset without --replace, `prism expand` (not the background
+ * expander), `prism rm` and `prism fileset delete`.
  */
 export function askedOfServer(argv: string[]): boolean {
   if (process.env.PRISM_SERVED_SLICES === '0') return false
   if (argv.includes('--help') || argv.includes('-h')) return false
   if (argv[0] === 'expand') return !argv.includes('--background')
+  // Removals: detached at once, freed in slices (src/cli/servedremove.ts).
+  if (argv[0] === 'rm' || argv[0] === 'fileset:delete' || (argv[0] === 'fileset' && argv[1] === 'delete')) return true
   if (argv[0] !== 'clone') return false
   const pos: string[] = []
   for (let i = 1; i < argv.length; i++) {
@@ -227,6 +230,34 @@ function copiesHostIn(argv: string[]): boolean {
   return pos.length >= 2 && parseImageLoc(pos[pos.length - 1]) !== null && pos.slice(0, -1).every((a) => a !== '-' && parseImageLoc(a) === null)
 }
 
+const STDIN = Symbol.for('prism.stdin')
+
+/**
+ * `prism write` (its input), and `prism import -`: reads standard input to its end as the
+ * command would (src/ops/spool.ts, src/tar/io.ts openArchive), before the image is borrowed.
+ * What it read, or the error reading it, waits for the command in stdinRead().
+ */
+async function readStdinFirst(cmd: string, args: string[]): Promise<void> {
+  let read: Promise<unknown>
+  if (cmd === 'write') read = import('../ops/spool.js').then(({Spool}) => Spool.read(process.stdin))
+  else if (cmd === 'import' && args.includes('-')) read = import('../tar/io.js').then(({openArchive}) => openArchive('-'))
+  else return
+  ;(globalThis as Record<symbol, unknown>)[STDIN] = await read.then((value) => ({value}), (error: unknown) => ({error}))
+}
+
+/**
+ * What readStdinFirst read of standard input for this command (taken once), or null when it
+ * read nothing: the command reads its input itself then.
+ */
+export function stdinRead<T>(): T | null {
+  const g = globalThis as Record<symbol, unknown>
+  const got = g[STDIN] as {value?: T, error?: unknown} | undefined
+  if (!got) return null
+  delete g[STDIN]
+  if ('error' in got) throw got.error
+  return got.value as T
+}
+
 /** The server holding image file `image` and its mount points, or null when none does. */
 export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
   let sock: string
@@ -284,6 +315,9 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   const why = reachesMount(cmd, argv.slice(1), mounts)
   if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
   if (readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0' && await takeSnapshot(sock, image)) return
+  // Standard input that goes into the image is read to its end before the image is borrowed:
+  // a slow producer must not hold the mounts (the command takes it from stdinRead()).
+  if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1))
   if (cmd === 'cp' && process.env.PRISM_SERVED_SLICES !== '0' && copiesHostIn(argv)) {
     // The server copies in slices, its mounts answered meanwhile (src/cli/copyin.ts).
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}

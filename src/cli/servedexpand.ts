@@ -35,7 +35,7 @@ interface Line {
  * waits it asks for a signal (src/interrupt.ts) every 50 ms: `onInterrupt` then decides what
  * happens (its promise's end rethrows the interrupt).
  */
-function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>): Promise<Line | null> {
+export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>): Promise<Line | null> {
   return new Promise((resolve, reject) => {
     let buf = ''
     let settled = false
@@ -81,7 +81,7 @@ function converse(sock: string, req: object, onLine: (l: Line) => void, onInterr
 }
 
 /** Opens the image once its server has let it go, as the command alone would. */
-function alone<T>(image: string, wait: number | undefined, work: (vol: Volume) => T): Promise<T> {
+export function alone<T>(image: string, wait: number | undefined, work: (vol: Volume) => T): Promise<T> {
   return withSession(image, true, {wait: Math.max(wait ?? 5, 30), onNotice: (m) => process.stderr.write(`prism: ${m}\n`)}, work)
 }
 

@@ -3,6 +3,8 @@ import {PrismCommand, imageFlags} from '../cli/base.js'
 import {parseImageLoc} from '../cli/locate.js'
 import {humanSize} from '../cli/output.js'
 import {PrismError} from '../errors.js'
+import {stdinRead} from '../cli/served.js'
+import type {ArchiveInput} from '../tar/io.js'
 
 export default class Import extends PrismCommand {
   static summary = 'Extract a tar archive into a fileset (all or nothing)'
@@ -37,7 +39,8 @@ The import is atomic: a truncated or damaged archive, a full image or an interru
     }
     const {openArchive, importArchive} = await import('../tar/io.js')
     // Read before the image is locked: a slow producer on a pipe keeps no one waiting.
-    const input = await openArchive(args.archive)
+    // (on a served image, standard input was read before the image was borrowed: src/cli/served.ts)
+    const input = (args.archive === '-' ? stdinRead<ArchiveInput>() : null) ?? await openArchive(args.archive)
     const spin = await this.spinner('importing')
     try {
       const stats = await this.withVolume(flags, true, (vol) => importArchive(vol, target, input, {

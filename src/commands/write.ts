@@ -1,6 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc} from '../cli/locate.js'
+import {stdinRead} from '../cli/served.js'
+import type {Spool} from '../ops/spool.js'
 
 export default class Write extends PrismCommand {
   static summary = 'Write standard input to a file in the image'
@@ -20,7 +22,8 @@ export default class Write extends PrismCommand {
     const {namespace} = await import('../fs/image.js')
     const {Spool} = await import('../ops/spool.js')
     // Readers never wait for a writer's input: all of it is read before the lock is taken.
-    const spool = await Spool.read(process.stdin)
+    // (on a served image, read before the image was borrowed: src/cli/served.ts)
+    const spool = stdinRead<Spool>() ?? await Spool.read(process.stdin)
     try {
       return await this.withVolume(flags, true, (vol) => {
         const ns = namespace(vol, loc.fileset)

@@ -3,7 +3,7 @@
 import {S_IFDIR} from '../format/constants.js'
 import {PrismError, isArgumentError} from '../errors.js'
 import {dirInit} from './dir.js'
-import {addFileset, findFileset, getFileset, saveFileset, type Fileset} from './filesets.js'
+import {addFileset, findFileset, getFileset, listFilesets, saveFileset, type Fileset} from './filesets.js'
 import {filesetNameProblem} from '../format/fileset.js'
 import {touch, type Inode} from './inode.js'
 import {Namespace, dropFileset, reapOrphans} from './namespace.js'
@@ -118,6 +118,20 @@ export function deleteFileset(vol: Volume, name: string, onExpand?: (clone: stri
   f = getFileset(vol, name)
   dropFileset(vol, f)
   reapOrphans(vol)
+}
+
+/**
+ * What `prism fileset delete` checks first: the fileset exists, and one that others were
+ * cloned from goes only with `force` (as zfs destroy refuses a dataset with dependents).
+ */
+export function checkDeletable(vol: Volume, name: string, force: boolean): Fileset {
+  const f = getFileset(vol, name)
+  const clones = listFilesets(vol).filter((c) => c.parentId === f.id).map((c) => c.name)
+  if (clones.length > 0 && !force) {
+    const shown = clones.length > 5 ? `${clones.slice(0, 5).join(', ')} and ${clones.length - 5} more` : clones.join(', ')
+    throw new PrismError('EBUSY', `fileset '${f.name}' has clones (${shown}); they would keep their files and take its parent as theirs: use --force to delete it`)
+  }
+  return f
 }
 
 export function renameFileset(vol: Volume, from: string, to: string): void {

@@ -860,22 +860,29 @@ export function reapOrphans(vol: Volume): void {
   if (vol.reaping) return
   vol.reaping = true
   try {
-    reapAll(vol)
+    for (const _ of reapSteps(vol)) { /* all of it, now */ }
   } finally {
     vol.reaping = false
   }
 }
 
-function reapAll(vol: Volume): void {
+/**
+ * The reap of reapOrphans in steps: it yields after each step, where the image is consistent
+ * (a server frees a deleted tree in slices between its mounts' requests, src/server/image.ts
+ * reapSliced). The caller sets vol.reaping for the whole walk, so that no other reap starts
+ * in between; Inode objects are taken again after each yield (the caller may commit there).
+ */
+export function* reapSteps(vol: Volume): Generator<void, void> {
   // A clone whose building stopped half-way (a crash) is dropped like a deleted fileset.
   for (const f of deletingFilesets(vol)) if (!vol.pinnedOrphans.has(f.rootIno)) dropFileset(vol, f)
   for (let guard = 0; ; guard++) {
     if (guard > vol.sb.inodeCount * 4) fail('EBADIMAGE', 'orphan list does not end; run prism fsck --repair')
     const ino = nextReapable(vol)
     if (ino === 0) return
-    const inode = vol.iget(ino)
+    let inode = vol.iget(ino)
     if (inode.isDir && dirCount(inode) > 0) {
       for (const e of dirList(vol, inode)) {
+        inode = vol.iget(ino)
         dirRemove(vol, inode, e.name)
         const child = vol.iget(e.ino)
         if (child.isDir) {
@@ -893,6 +900,7 @@ function reapAll(vol: Volume): void {
           if (child.r.nlink === 0) vol.addOrphan(child)
         }
         vol.maybeCommit()
+        yield
       }
       continue
     }
@@ -908,6 +916,8 @@ function reapAll(vol: Volume): void {
         inode.extentsDirty = true
         vol.idirty(inode)
         vol.maybeCommit()
+        yield
+        inode = vol.iget(ino)
       }
     }
     inode.r.share--
@@ -918,6 +928,7 @@ function reapAll(vol: Volume): void {
       vol.ifree(inode)
     }
     vol.maybeCommit()
+    yield
   }
 }
 

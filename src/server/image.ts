@@ -19,15 +19,16 @@
 // image (a lend, closing it) while a snapshot of it is read.
 import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
-import {PrismError} from '../errors.js'
+import {PrismError, isArgumentError} from '../errors.js'
 import {clone, settleSyncClone, type CloneResult} from '../clone/clone.js'
 import {Expander, tallyExpansion, type ExpandTally} from '../fs/expand.js'
 import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
-import {deleteFileset} from '../fs/image.js'
-import {reapOrphans} from '../fs/namespace.js'
+import {checkDeletable, deleteFileset, namespace} from '../fs/image.js'
+import {clonesInFlight} from '../fs/expand.js'
+import {reapOrphans, reapSteps} from '../fs/namespace.js'
 import {Volume, type VolumeObserver} from '../fs/volume.js'
 import {PreimageLog} from '../device/snapshot.js'
-import {type FuseSession, type MountOptions, mount as fuseMount} from '../fuse/index.js'
+import {type FuseSession, type MountOptions, mount as fuseMount, requestsWaiting} from '../fuse/index.js'
 import {type AdapterOptions, PrismFs} from './adapter.js'
 
 export interface MountSpec {
@@ -105,6 +106,12 @@ const SLICE_MS = 8
  * one of 2,048 (the background expander's SLICE_TXN_BLOCKS) 240-440 ms, which requests waited.
  */
 const SLICE_BLOCKS = 256
+
+/** One slice of a removal's freeing, in ms at most, and at least when a request waits (ServedImage.reapSliced). */
+const REAP_SLICE_MS = 4
+const REAP_MIN_SLICE_MS = 0.5
+/** A removal's freeing commits between slices once its transaction holds this many blocks (as src/server/copyin.ts). */
+const REAP_COMMIT_BLOCKS = 128
 
 /** A command the server runs in slices: abort() stops it at its next slice; `done` settles when it has ended. */
 export interface SlicedWork {
@@ -596,7 +603,8 @@ export class ServedImage {
     const run = () => {
       this.expandTimer = null
       if (this.closed || this.failed) return
-      if (this.holdCommits || this.lentUntil) {
+      // (a tree being freed in slices: a failed expansion slice would drop its steps too)
+      if (this.holdCommits || this.lentUntil || this.freeing) {
         this.scheduleExpansion(20)
         return
       }
@@ -795,6 +803,143 @@ export class ServedImage {
   async stopWork(): Promise<void> {
     for (const w of this.work) w.abort()
     await Promise.allSettled([...this.work].map((w) => w.done))
+  }
+
+  // ---------------------------------------------------------------- removals in slices
+
+  /** a removal is freeing what it detached (expansion waits meanwhile: scheduleExpansion) */
+  private freeing = false
+  /** the end of the last removal asked for: they go one at a time, in order */
+  private removeChain: Promise<void> = Promise.resolve()
+
+  /**
+   * `prism fileset delete` and `prism rm` asked of the server (src/server/server.ts): each item
+   * is detached in a short transaction of its own, exactly as the command's first step alone
+   * (the fileset leaves the table, the name goes; clones still expanding from a fileset are
+   * expanded first, in the usual slices), committed and shown to the mounts at once; `onItem`
+   * hears of each (with the error about it, which changed nothing: the others go on, as
+   * alone). An error that is not about one item ends the removal. Then all that was detached
+   * is freed in slices between the mounts' requests (reapSliced). Resolves once it is all
+   * freed and committed: the command returns then, as alone, with the space back.
+   * vol.reaping is set from the first detach to the end, so that no other reap (an unlink
+   * through a mount) frees the detached tree inside one request; the orphan list keeps it
+   * on the image meanwhile, so a crash leaves it for the next open to free, as alone.
+   */
+  async remove(what: {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}, onItem: (i: number, e?: PrismError) => void): Promise<void> {
+    let done!: () => void
+    const before = this.removeChain
+    this.removeChain = new Promise<void>((r) => {
+      done = r
+    })
+    await before
+    let aborted = false
+    const work: SlicedWork = {
+      abort: () => {
+        aborted = true
+      },
+      done: this.removeChain,
+    }
+    try {
+      await this.whenHeld()
+      if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
+      const end = this.beginWork(work)
+      const vol = this.vol
+      try {
+        const items = 'filesets' in what ? what.filesets : what.paths
+        for (let i = 0; i < items.length; i++) {
+          if (aborted || this.closed) throw new ServerStopped('the prism server stopped')
+          if ('filesets' in what) {
+            // Clones still expanding from it read its tree: they are expanded first, in slices.
+            let f
+            try {
+              f = checkDeletable(vol, what.filesets[i], what.force)
+            } catch (e) {
+              if (!isArgumentError(e)) throw e
+              onItem(i, e)
+              continue
+            }
+            for (const c of clonesInFlight(vol, f.id)) await this.expandFirst(c.name).done
+          }
+          // What requests changed is committed first: an item that fails drops only its own work.
+          if (vol.hasChanges) this.commitNow()
+          vol.reaping = true // (the reap of deleteFileset and remove: done below, in slices)
+          try {
+            if ('filesets' in what) {
+              checkDeletable(vol, what.filesets[i], what.force)
+              deleteFileset(vol, what.filesets[i])
+            } else {
+              const p = what.paths[i]
+              try {
+                namespace(vol, p.fileset).remove(p.path, {recursive: what.recursive})
+              } catch (e) {
+                if (!(what.force && e instanceof PrismError && e.code === 'ENOENT')) throw e
+              }
+            }
+          } catch (e) {
+            if (this.failed) throw e
+            vol.abort()
+            this.dropPending()
+            if (!isArgumentError(e)) throw e
+            onItem(i, e)
+            continue
+          }
+          this.commitNow()
+          await this.notify(true)
+          onItem(i)
+        }
+        await this.reapSliced(vol, () => aborted)
+      } finally {
+        vol.reaping = false
+        end()
+      }
+    } finally {
+      done()
+    }
+  }
+
+  /**
+   * Frees the orphan list (what removals detached, and what the mounts unlinked meanwhile and
+   * no longer hold) in slices of about REAP_SLICE_MS between the mounts' requests: a slice
+   * ends as soon as a request waits (after REAP_MIN_SLICE_MS). Every step leaves the image
+   * consistent; the running transaction commits between slices once it holds COMMIT_BLOCKS.
+   */
+  private reapSliced(vol: Volume, aborted: () => boolean): Promise<void> {
+    const steps = reapSteps(vol)
+    this.freeing = true
+    return new Promise<void>((resolve, reject) => {
+      const finish = (e?: unknown) => {
+        this.freeing = false
+        this.dropPending() // (nothing a mount shows: the tree was out of reach)
+        if (e) reject(e)
+        else resolve()
+      }
+      const slice = () => {
+        if (aborted() || this.closed) {
+          // The rest stays on the orphan list: the close, or the next open, frees it.
+          finish(new ServerStopped('the prism server stopped'))
+          return
+        }
+        const start = performance.now()
+        try {
+          for (;;) {
+            if (steps.next().done) {
+              this.commitNow()
+              finish()
+              return
+            }
+            const t = performance.now() - start
+            if (t >= REAP_SLICE_MS || (t >= REAP_MIN_SLICE_MS && requestsWaiting() > 0)) break
+          }
+          this.dropPending()
+          if (vol.txnBlocks >= REAP_COMMIT_BLOCKS) this.commitNow()
+        } catch (e) {
+          finish(e)
+          return
+        }
+        setImmediate(slice)
+      }
+      setImmediate(slice)
+    })
   }
 
   // ---------------------------------------------------------------- closing

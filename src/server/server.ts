@@ -203,7 +203,7 @@ export class Server {
         })
         return
       }
-      if (req.op === 'clone' || req.op === 'expand') {
+      if (req.op === 'clone' || req.op === 'expand' || req.op === 'remove') {
         this.longRequest(c, req, buf.subarray(nl + 1))
         return
       }
@@ -240,7 +240,7 @@ export class Server {
     c.resume()
     if (rest.includes(10)) cancel()
     const work = this.stopping ? Promise.reject(shuttingDown())
-      : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : this.expandRequest(req, send)
+      : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : req.op === 'remove' ? this.removeRequest(req, send) : this.expandRequest(req, send)
     work.then((r) => {
       if (!c.destroyed) c.end(JSON.stringify(r) + '\n')
     }, (e: unknown) => {
@@ -281,6 +281,25 @@ export class Server {
       throw new PrismError('EINTR', 'interrupted')
     }
     return {ok: true, result: {...result, stats: stats()}}
+  }
+
+  /**
+   * `prism fileset delete` ({filesets}) and `prism rm` ({paths}) (src/cli/servedremove.ts): one
+   * {item: {i}} line per item once it is detached (gone from the mounts), or {item: {i, error}}
+   * when it could not be (it changed nothing), then the last line once everything detached is
+   * freed. The client going away changes nothing: the freeing goes on.
+   */
+  private async removeRequest(req: {[k: string]: unknown}, send: (o: object) => void): Promise<Reply> {
+    const force = req.force === true
+    const onItem = (i: number, e?: PrismError) => send({item: e ? {i, error: {code: e.code, message: e.message}} : {i}})
+    if (Array.isArray(req.filesets) && req.filesets.every((x) => typeof x === 'string')) {
+      await this.image.remove({filesets: req.filesets as string[], force}, onItem)
+    } else if (Array.isArray(req.paths) && req.paths.every((p: {fileset?: unknown, path?: unknown}) => typeof p?.fileset === 'string' && typeof p.path === 'string')) {
+      await this.image.remove({paths: req.paths as Array<{fileset: string, path: string}>, recursive: req.recursive === true, force}, onItem)
+    } else {
+      throw new PrismError('EUSAGE', 'malformed remove request')
+    }
+    return {ok: true}
   }
 
   private async expandRequest(req: {[k: string]: unknown}, send: (o: object) => void): Promise<Reply> {

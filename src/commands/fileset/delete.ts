@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../../cli/base.js'
-import {PrismError} from '../../errors.js'
+import type {Volume} from '../../fs/volume.js'
+import {servedTarget} from '../../cli/served.js'
 
 export default class FilesetDelete extends PrismCommand {
   static summary = 'Delete a fileset, freeing exactly the space no other fileset still uses'
@@ -15,16 +16,20 @@ export default class FilesetDelete extends PrismCommand {
 
   async run() {
     const {args, flags} = await this.parse(FilesetDelete)
-    const {deleteFileset} = await import('../../fs/image.js')
-    const {getFileset, listFilesets} = await import('../../fs/filesets.js')
-    await this.withVolume(flags, true, (vol) => {
-      const f = getFileset(vol, args.name)
-      const clones = listFilesets(vol).filter((c) => c.parentId === f.id).map((c) => c.name)
-      if (clones.length > 0 && !flags.force) {
-        const shown = clones.length > 5 ? `${clones.slice(0, 5).join(', ')} and ${clones.length - 5} more` : clones.join(', ')
-        throw new PrismError('EBUSY', `fileset '${f.name}' has clones (${shown}); they would keep their files and take its parent as theirs: use --force to delete it`)
-      }
+    const {checkDeletable, deleteFileset} = await import('../../fs/image.js')
+    const deleteOne = (vol: Volume): void => {
+      checkDeletable(vol, args.name, flags.force)
       deleteFileset(vol, args.name)
-    })
+    }
+    // On an image a server holds, the server deletes and frees, in slices (src/cli/servedremove.ts).
+    const served = servedTarget()
+    if (served) {
+      const {servedRemove} = await import('../../cli/servedremove.js')
+      await servedRemove(served, {filesets: [args.name], force: flags.force}, {
+        doItem: (vol) => deleteOne(vol), onItemError: (e) => { throw e }, wait: flags.wait,
+      })
+      return
+    }
+    await this.withVolume(flags, true, deleteOne)
   }
 }
