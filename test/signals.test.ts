@@ -269,8 +269,9 @@ describe('cli: progress only where it can be shown, and clean stops on signals',
       rm(img)
     })
 
+    // Ctrl-C typed on a terminal of 0 columns for each command, of 1 column for two of them.
     for (const cols of [0, 1]) {
-      for (const cmd of LONG.filter((c) => ['cp -r (import)', 'fsck', 'scan', 'expand'].includes(c.name))) {
+      for (const cmd of LONG.filter((c) => (cols === 0 ? ['cp -r (import)', 'fsck', 'scan', 'expand'] : ['fsck', 'expand']).includes(c.name))) {
         it(`${cmd.name}: Ctrl-C on a terminal of ${cols} column(s)`, async () => {
           const img = fresh()
           const before = sha256File(img)

@@ -164,15 +164,8 @@ export class Server {
       }
       if (req.op === 'snapshot') {
         // As a lend: the connection stays open while the command reads the snapshot.
-        const end = new Promise<void>((resolve) => {
-          c.once('close', () => resolve())
-        })
-        c.resume()
-        c.on('data', () => {})
-        if (this.stopping) {
-          c.end(failure(shuttingDown()))
-          return
-        }
+        const end = this.heldWhileOpen(c)
+        if (!end) return
         // Beside the socket, in a directory only this user may enter (the command runs as the
         // same user: it found the socket in its own runtime directory).
         const log = path.join(path.dirname(this.sock), `prism-snap-${process.pid}-${++this.snapshotCount}-${Date.now().toString(36)}`)
@@ -186,15 +179,8 @@ export class Server {
       if (req.op === 'lend') {
         // The connection stays open while the borrower has the image: its end (the command
         // exited, however) gives the image back.
-        const back = new Promise<void>((resolve) => {
-          c.once('close', () => resolve())
-        })
-        c.resume()
-        c.on('data', () => {})
-        if (this.stopping) {
-          c.end(failure(shuttingDown()))
-          return
-        }
+        const back = this.heldWhileOpen(c)
+        if (!back) return
         const report = typeof req.report === 'string' ? {path: req.report, uid: this.peers.get(c) ?? -1} : undefined
         this.image.lend(back, report).then((lent) => {
           c.write(JSON.stringify({ok: true, ...lent}) + '\n')
@@ -214,6 +200,22 @@ export class Server {
       })
     }
     c.on('data', onData)
+  }
+
+  /**
+   * For a request that lasts as long as its client's connection (a lend, a snapshot): a
+   * promise that settles when the connection closes (the command exited, however), or null
+   * when the server is stopping (the client is told so).
+   */
+  private heldWhileOpen(c: net.Socket): Promise<void> | null {
+    const closed = new Promise<void>((resolve) => {
+      c.once('close', () => resolve())
+    })
+    c.resume()
+    c.on('data', () => {})
+    if (!this.stopping) return closed
+    c.end(failure(shuttingDown()))
+    return null
   }
 
   /**
