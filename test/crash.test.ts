@@ -225,7 +225,7 @@ after(() => {
 // ---------------------------------------------------------------- the big test
 
 describe('crash consistency', function () {
-  this.timeout(FULL ? 0 : 300_000)
+  this.timeout(FULL ? 0 : 900_000)
   const savedGroup = localityTuning.groupBytes
   // A group of one region: every run placed outside its windows rewrites its region.
   before(() => { localityTuning.groupBytes = 64 * 1024 })
