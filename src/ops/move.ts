@@ -25,8 +25,8 @@ export interface MoveSteps {
    * to onSourceError). Alone: the source's work is dropped (abort) or committed.
    */
   settle?: (failed: boolean) => void
-  /** for the copy between filesets (CopyOptions.changes, visited) */
-  copy?: Pick<CopyOptions, 'changes' | 'visited'>
+  /** for the copy between filesets (CopyOptions.changes, visited, onProgress) */
+  copy?: Pick<CopyOptions, 'changes' | 'visited' | 'onProgress'>
   /**
    * called in the step that publishes a copy between filesets, before anything is changed:
    * throws when the source must not be removed (changed while it was copied)

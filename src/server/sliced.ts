@@ -272,7 +272,8 @@ export function serveCopy(image: ServedImage, c: net.Socket, request: Record<str
             image.dropPending()
           }
         },
-        copy: {changes: ctl.changes, visited},
+        // (progress of a copy between filesets: the command shows none, as alone)
+        copy: {changes: ctl.changes, visited, onProgress: (st) => ctl.send({progress: {files: st.files, dirs: st.dirs}})},
         beforePublish: () => {
           if (changed) throw new PrismError('EBUSY', 'the source changed while it was being moved (a mount wrote it); nothing was moved')
         },
