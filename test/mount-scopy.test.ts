@@ -59,8 +59,8 @@ async function described(image: string, loc: string, out: string): Promise<Recor
   const tree = await describeTree(out)
   // (by name on the command line: the names that are text)
   const files = Object.keys(tree).filter((p) => tree[p].startsWith('0o100000 ') && /^[\x20-\x7e]*$/.test(p))
-  for (let i = 0; i < files.length; i += 500) {
-    const part = files.slice(i, i + 500)
+  for (let i = 0; i < files.length; i += 5000) {
+    const part = files.slice(i, i + 5000)
     const st = JSON.parse(await cliOk(['stat', '-i', image, '--json', ...part.map((p) => `${loc.replace(/\/$/, '')}/${p}`)], {timeoutMs: 60_000})) as Array<Record<string, unknown>>
     st.forEach((s, k) => {
       tree[part[k]] += ` nlink=${s.nlink} share=${s.share} blocks=${s.blocks} extents=${s.extents} shared=${s.sharedBlocks} far=${s.farRuns}`
