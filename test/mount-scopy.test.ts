@@ -250,6 +250,38 @@ describe('prism cp and mv within a served image, and defrag on one: run by the s
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
   })
 
+  it('mv of a tree a mount writes into while it is copied: that source is not moved (the command exits 1), and nothing is lost', async () => {
+    const all = s.mountpoint()
+    await s.mount(null, all)
+    // The request `prism mv` sends, from here: a file is made in the source through the
+    // mount as soon as the server reports progress, while it copies.
+    const lines = await new Promise<string[]>((resolve, reject) => {
+      const got: string[] = []
+      const c = net.createConnection(socketPath(s.image))
+      let buf = ''
+      c.setEncoding('utf8')
+      c.on('connect', () => c.write(JSON.stringify({op: 'copy', move: true, srcs: [{fileset: 'root', path: '/big'}], dst: {fileset: 'other', path: '/big'}}) + '\n'))
+      c.on('data', (d: string) => {
+        buf += d
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          got.push(buf.slice(0, nl))
+          buf = buf.slice(nl + 1)
+          if (got.length === 1) fs.writeFileSync(path.join(all, 'root', 'big', 'new'), 'written meanwhile')
+        }
+      })
+      c.on('close', () => resolve(got))
+      c.on('error', reject)
+    })
+    expect(lines.filter((l) => !l.startsWith('{"progress"'))).to.deep.equal([
+      '{"error":{"code":"EBUSY","message":"the source changed while it was being moved (a mount wrote it); nothing was moved"}}', '{"done":{}}', '{"ok":true}'])
+    expect(fs.readFileSync(path.join(all, 'root', 'big', 'new'), 'utf8')).to.equal('written meanwhile')
+    expect(fs.readdirSync(path.join(all, 'root', 'big'))).to.have.length(101)
+    expect(fs.readdirSync(path.join(all, 'other'))).to.deep.equal(['keep'])
+    await s.umount(all)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
   it('the server killed (SIGKILL) mid-mv: the image replays clean, the tree whole in exactly one of its two places', async () => {
     const all = s.mountpoint()
     await s.mount(null, all)
