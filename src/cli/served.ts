@@ -47,6 +47,8 @@ export function askedOfServer(argv: string[]): boolean {
   if (argv[0] === 'rm' || argv[0] === 'fileset:delete' || (argv[0] === 'fileset' && argv[1] === 'delete')) return true
   // Copies and moves within the image, and defrag: run in slices (src/cli/servedcopy.ts).
   if (argv[0] === 'mv' || argv[0] === 'defrag') return true
+  // Modes, owners (a walk with -R) and a file's content: in slices (src/cli/servedattrs.ts).
+  if (argv[0] === 'chmod' || argv[0] === 'chown' || argv[0] === 'write') return true
   if (argv[0] === 'cp') {
     const pos = positionals(argv)
     return pos.length >= 2 && pos.every((a) => parseImageLoc(a) !== null)

@@ -19,8 +19,9 @@ type ImagePath = {fileset: string, path: string}
 /**
  * Runs request `req` on the server and hands its progress and error lines over as they come;
  * resolves with the last line. `what` names the work should the server go away first.
+ * `body`: bytes that follow the request (prism write's input).
  */
-async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: unknown) => void) | undefined, onError: ((e: PrismError) => void) | undefined): Promise<Record<string, unknown>> {
+export async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: unknown) => void) | undefined, onError: ((e: PrismError) => void) | undefined, body?: Iterable<Buffer>): Promise<Record<string, unknown>> {
   let thrown: unknown = null
   const answer = await converse(t.sock, req, (l) => {
     if (thrown !== null) return
@@ -35,8 +36,12 @@ async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: 
       thrown = e
     }
   }, async (c) => {
-    // Any line stops the work; the server answers once it has cleaned up.
+    // Any line stops the work (the connection's end, while bytes are sent); the server answers once it has cleaned up.
     if (c.destroyed) return
+    if (body) {
+      c.destroy()
+      return
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 8000)
       c.once('close', () => {
@@ -45,7 +50,7 @@ async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: 
       })
       c.write('{"op":"cancel"}\n')
     })
-  })
+  }, body)
   if (thrown !== null) throw thrown
   if (!answer) throw new PrismError('EIO', `the server of ${t.image.split('/').pop()} stopped before ${what}`)
   if (!answer.ok) throw errorFromWire(answer.code, answer.message)
