@@ -98,7 +98,7 @@ function run(a: string[], input: string | null, env: NodeJS.ProcessEnv): Promise
   const child = spawn(process.execPath, [BIN, ...a], {stdio: [fd, 'ignore', 'pipe'], env: {...process.env, ...env}})
   if (typeof fd === 'number') fs.closeSync(fd)
   let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d
   })
   return new Promise((resolve) => child.on('close', (code) => resolve({code, stderr})))

@@ -12,7 +12,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {BIN, edit, newImage, tmpDir} from './helpers.js'
-import {cli, cliOk, Scratch, skipWithoutFuse} from './mount-support.js'
+import {cli, cliOk, Scratch, serverPid, skipWithoutFuse} from './mount-support.js'
 import {describeTree, probe} from './served-support.js'
 import {buildTree} from './tar-lib.js'
 
@@ -24,38 +24,51 @@ interface Ran {
   stderr: string
 }
 
-/** The CLI as a child process, its standard input from host file `input`; `signal`: sent after that many ms. */
-function cliIn(args: string[], input: string | null, signal?: {after: number, sig: NodeJS.Signals}): Promise<Ran> {
+/** The CLI as a child process, its standard input from host file `input`; `signal`: sent once `when()` says so (asked every 20 ms). */
+function cliIn(args: string[], input: string | null, signal?: {when: () => boolean, sig: NodeJS.Signals}): Promise<Ran> {
   const fd = input === null ? 'ignore' : fs.openSync(input, 'r')
   const child = spawn(process.execPath, [BIN, ...args], {stdio: [fd, 'pipe', 'pipe']})
   if (typeof fd === 'number') fs.closeSync(fd)
   let stdout = ''
   let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
     stdout += d
   })
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d
   })
-  const timer = signal ? setTimeout(() => child.kill(signal.sig), signal.after) : undefined
+  const timer = signal
+    ? setInterval(() => {
+      if (!signal.when()) return
+      clearInterval(timer)
+      child.kill(signal.sig)
+    }, 20)
+    : undefined
   const kill = setTimeout(() => child.kill('SIGKILL'), 90_000)
   return new Promise((resolve) => child.on('close', (code) => {
-    clearTimeout(timer)
+    clearInterval(timer)
     clearTimeout(kill)
     resolve({code, stdout, stderr})
   }))
+}
+
+/** Whether process `pid` has written `bytes` more since this was called (/proc/PID/io). */
+function wrote(pid: number, bytes: number): () => boolean {
+  const now = () => Number(/^wchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))![1])
+  const from = now()
+  return () => now() - from >= bytes
 }
 
 /** Fileset `fileset` of an image as a host sees it (exported by `prism cp -r`), with each entry's link count and change time from `prism stat`. */
 async function described(image: string, fileset: string, out: string): Promise<Record<string, string>> {
   await cliOk(['cp', '-r', '-i', image, `${fileset}:/`, out], {timeoutMs: 60_000})
   const tree = await describeTree(out)
-  const all = Object.keys(tree)
+  const all = Object.keys(tree).filter((p) => /^[\x20-\x7e]*$/.test(p)) // (a name that is not UTF-8 cannot be an argument)
   for (let i = 0; i < all.length; i += 500) {
     const part = all.slice(i, i + 500)
-    const st = JSON.parse(await cliOk(['stat', '-i', image, '--json', ...part.map((p) => `${fileset}:/${p}`)], {timeoutMs: 60_000})) as Array<{nlink: number, ino: number, ctime: {s: number}}>
+    const st = JSON.parse(await cliOk(['stat', '-i', image, '--json', ...part.map((p) => `${fileset}:/${p}`)], {timeoutMs: 60_000})) as Array<{nlink: number, ctime: string}>
     st.forEach((s, k) => {
-      tree[part[k]] += ` nlink=${s.nlink} ctime=${s.ctime.s}`
+      tree[part[k]] += ` nlink=${s.nlink} ctime=${Date.parse(s.ctime)}`
     })
   }
   return tree
@@ -139,6 +152,7 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     await s.mount('p', mp)
     const pr = probe(path.join(mp, 'probe'), work, 60)
     await sleep(200)
+    const started = Date.now()
     for (const [i, [c, input]] of cmds.entries()) {
       const got = await cliIn([c[0], '-i', s.image, ...c.slice(1)], input === null ? null : inputs[input])
       expect([got.code, got.stdout, got.stderr], c.join(' ')).to.deep.equal([want[i].code, want[i].stdout, want[i].stderr])
@@ -147,14 +161,18 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     expect(lat.calls).to.be.greaterThan(0)
     expect(want.map((r) => r.code)).to.deep.equal([0, 1, 2, 1, 0, 1, 1, 2, 0, 0, 0, 0, 0, 0, 1, 1, 2])
     await s.umount(mp)
-    // (a write's times are when it ran; the rest as alone, to the nanosecond)
+    // (a write's times are when it ran, and so is the change time of what chmod and chown
+    // changed: the rest as alone, to the nanosecond)
     const a = await described(alone, 'root', path.join(work, 'alone-root'))
     const b = await described(s.image, 'root', path.join(work, 'served-root'))
-    const written = ['w1', 'src/home/alice/doc', 'src/home/bob/doc-link', 'src/var/doc-third', 'src/etc/resolv.conf', 'src/etc/passwd', 'src/etc', 'src/home/alice', 'src/home/bob', 'src/var', 'src', '']
-    const untimed = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([p, v]) => [p, written.includes(p) || written.includes(path.dirname(p)) ? v.replace(/ (m|a)=\d+| ctime=\d+/g, '') : v]))
-    // chmod -R and chown -R changed the change time of what they walked (ctime in seconds: alone ran first)
+    const written = ['w1', 'src/home/alice/doc', 'src/home/bob/doc-link', 'src/var/doc-third', 'src/etc/resolv.conf', 'src/etc/passwd', 'src/etc', '']
+    const untimed = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([p, v]) => [p, (written.includes(p) ? v.replace(/ (m|a)=\d+/g, '') : v).replace(/ ctime=\d+/, '')]))
     expect(b).to.have.keys(Object.keys(a))
     expect(untimed(b)).to.deep.equal(untimed(a))
+    for (const p of ['src/bin/busybox', 'src/home/alice', 'src/var/lib/disk.img', 'src/etc/passwd']) {
+      expect(Number(/ctime=(\d+)/.exec(b[p])![1]), p).to.be.at.least(started - 1000)
+    }
+    expect(Number(/ctime=(\d+)/.exec(b['src/deep/long-link'])![1])).to.be.below(started - 1000)
     const content = (p: string) => crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex').slice(0, 16)
     expect(b.w1).to.include(`size=${64 * 1024 * 1024 + 123 + 3 * 1024 * 1024 + 5} `)
     expect(b.w1).to.include(crypto.createHash('sha256').update(Buffer.concat([fs.readFileSync(inputs.big), fs.readFileSync(inputs.odd)])).digest('hex').slice(0, 16))
@@ -162,7 +180,7 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     expect(b['src/home/bob/doc-link']).to.match(/link=src\/home\/alice\/doc .*nlink=3/)
     expect(b['src/bin/busybox']).to.match(/^0o100000 0o700 1234:5678 /) // (set-user-ID gone)
     expect(b['src/bin/ping']).to.not.match(/security\.capability/)
-    expect(b['src/home/alice/doc']).to.match(/^0o100000 0o\d+ 1000:50 /)
+    expect(b['src/home/alice/doc']).to.match(/^0o100000 0o664 1234:5678 /) // (chowned through its link var/doc-third)
     for (const img of [s.image, alone]) {
       const fsck = await cli(['fsck', '-i', img])
       expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
@@ -205,12 +223,16 @@ describe('prism chmod, chown and write on a served image: run by the server in s
   it('Ctrl-C: a write leaves the file as it was; chmod -R leaves each inode whole, in its old mode or its new one; status 130 and "prism: interrupted", as alone; the image clean', async () => {
     const all = s.mountpoint()
     await s.mount(null, all)
-    const before = await describeTree(path.join(all, 'root', 'src'))
-    // (the input is read before the server is asked: the signal comes while it writes)
-    const w = await cliIn(['write', '-i', s.image, 'root:/src/etc/passwd'], inputs.big, {after: 1500, sig: 'SIGINT'})
+    // (times of access left out: reading through a mount sets them)
+    const tree = async (p: string) => JSON.stringify(await describeTree(p)).replace(/ a=\d+/g, '')
+    const before = await tree(path.join(all, 'root', 'src'))
+    const pid = (await serverPid(s.image))!
+    // (the input is read before the server is asked: the signal comes once it has written 16 MiB of it)
+    const w = await cliIn(['write', '-i', s.image, 'root:/src/etc/passwd'], inputs.big, {when: wrote(pid, 16 << 20), sig: 'SIGINT'})
     expect([w.code, w.stderr]).to.deep.equal([130, 'prism: interrupted\n'])
-    expect(await describeTree(path.join(all, 'root', 'src'))).to.deep.equal(before)
-    const c = await cliIn(['chmod', '-R', '700', '-i', s.image, 'big:/'], null, {after: 1000, sig: 'SIGINT'})
+    expect(await tree(path.join(all, 'root', 'src'))).to.equal(before)
+    // (once it has committed twice: 2,048 inodes or so each)
+    const c = await cliIn(['chmod', '-R', '700', '-i', s.image, 'big:/'], null, {when: wrote(pid, 2 << 20), sig: 'SIGINT'})
     expect([c.code, c.stderr]).to.deep.equal([130, 'prism: interrupted\n'])
     const modes = new Set<number>()
     for (const d of fs.readdirSync(path.join(all, 'big'))) {
