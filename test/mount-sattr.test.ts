@@ -93,6 +93,7 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     for (const f of ['big', 'p']) await cliOk(['fileset', 'create', '-i', template, f])
     await cliOk(['cp', '-r', '-i', template, path.join(tree, 'src'), 'root:/src'], {timeoutMs: 60_000})
     await cliOk(['cp', '-r', '-i', template, path.join(tree, 'probe'), 'p:/'])
+    await cliOk(['clone', '-i', template, '--mode', 'sync', 'root', 'cl'])
     edit(template, (ns, vol) => {
       for (let d = 0; d < 100; d++) {
         ns.mkdir(`/d${d}`)
@@ -137,6 +138,9 @@ describe('prism chmod, chown and write on a served image: run by the server in s
       [['write', 'root:/w1', '--json'], 'big'], // 64 MiB and a bit, in slices
       [['write', '-a', 'root:/w1', '--json'], 'odd'], // appended after a partial block
       [['write', '-a', 'root:/src/home/alice/doc'], 'odd'], // a hard link: every name sees it
+      [['write', '-a', 'cl:/src/etc/group'], 'odd'], // shared with root: the clone's own copy takes it
+      [['write', 'cl:/src/bin/busybox'], 'odd'],
+      [['chmod', '-R', '711', 'cl:/src/bin'], null],
       [['write', '-m', '600', 'root:/src/etc/resolv.conf', '--json'], 'small'], // one step
       [['write', 'root:/src/etc/passwd'], 'odd'], // replaced, keeps its inode and mode
       [['write', 'root:/nodir/x'], 'odd'],
@@ -159,7 +163,7 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     }
     const lat = await pr.stop()
     expect(lat.calls).to.be.greaterThan(0)
-    expect(want.map((r) => r.code)).to.deep.equal([0, 1, 2, 1, 0, 1, 1, 2, 0, 0, 0, 0, 0, 0, 1, 1, 2])
+    expect(want.map((r) => r.code)).to.deep.equal([0, 1, 2, 1, 0, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2])
     await s.umount(mp)
     // (a write's times are when it ran, and so is the change time of what chmod and chown
     // changed: the rest as alone, to the nanosecond)
@@ -181,6 +185,13 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     expect(b['src/bin/busybox']).to.match(/^0o100000 0o700 1234:5678 /) // (set-user-ID gone)
     expect(b['src/bin/ping']).to.not.match(/security\.capability/)
     expect(b['src/home/alice/doc']).to.match(/^0o100000 0o664 1234:5678 /) // (chowned through its link var/doc-third)
+    const ca = await described(alone, 'cl', path.join(work, 'alone-cl'))
+    const cb = await described(s.image, 'cl', path.join(work, 'served-cl'))
+    const clWritten = ['src/etc/group', 'src/bin/busybox', 'src/etc', 'src/bin']
+    const clUntimed = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([p, v]) => [p, (clWritten.includes(p) ? v.replace(/ (m|a)=\d+/g, '') : v).replace(/ ctime=\d+/, '')]))
+    expect(clUntimed(cb)).to.deep.equal(clUntimed(ca))
+    expect(cb['src/etc/group']).to.include(`size=${48 + 3 * 1024 * 1024 + 5} `)
+    expect(b['src/etc/group']).to.include('size=48 ')
     for (const img of [s.image, alone]) {
       const fsck = await cli(['fsck', '-i', img])
       expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)

@@ -243,7 +243,9 @@ function* writeSteps(image: ServedImage, req: WriteRequest, input: Input): Gener
   // An append keeps the file's blocks before the last partial one: the staged file starts
   // with that block's old bytes. The file must not change meanwhile (a mount writes it).
   let from = 0
-  let base: {ino: number, version: number, size: number} | null = null
+  /** what the file was when its last block was read (its own copy, if a clone shares it, keeps these) */
+  let base: string | null = null
+  const state = (t: Inode) => `${t.r.size} ${t.r.dataVersion} ${t.r.mtimeS}.${t.r.mtimeNs}`
   const staged = vol.ialloc(S_IFREG | 0o600)
   staged.r.nlink = 0
   staged.r.dataVersion = 1
@@ -255,7 +257,7 @@ function* writeSteps(image: ServedImage, req: WriteRequest, input: Input): Gener
     if (req.append && ns.exists(req.path, true)) {
       const t = ns.resolve(req.path, true)
       if (!t.isDir && !t.isSpecial) {
-        base = {ino: t.ino, version: t.r.dataVersion, size: t.r.size}
+        base = state(t)
         from = Math.floor(t.r.size / BLOCK_SIZE)
         off = from * BLOCK_SIZE
         const head = readData(vol, t, off, t.r.size - off)
@@ -274,7 +276,7 @@ function* writeSteps(image: ServedImage, req: WriteRequest, input: Input): Gener
     // Published in one step: the file at the path takes the staged blocks.
     return whole(image, () => {
       const target: Inode = open()
-      if (req.append && (base ? target.ino !== base.ino || target.r.dataVersion !== base.version || target.r.size !== base.size : target.r.size !== 0)) {
+      if (req.append && (base === null ? target.r.size !== 0 : state(target) !== base)) {
         throw new PrismError('EBUSY', `${ns.where(req.path)}: the file changed while the input was being appended (a mount wrote it); nothing was written`)
       }
       moveData(vol, staged, target, from)
