@@ -129,23 +129,19 @@ describe('prism chmod, chown and write on a served image: run by the server in s
       [['chmod', '-R', 'go-w,a+X', 'root:/src/home'], null],
       [['chmod', '-R', '700', 'root:/nope', 'root:/src/bin'], null], // a missing path: named, the other done
       [['chmod', 'u+z', 'root:/src'], null], // a bad mode: usage
-      [['chmod', '600', 'root:/src/etc/passwd', 'root:/src/etc/nope'], null],
       [['chown', '-R', '1234:5678', 'root:/src/bin', 'root:/src/var', '--json'], null], // set-ID bits and a capability go
       [['chown', '-R', 'alice:staff', 'root:/src/home', 'root:/nope', '--json'], null], // names from the fileset's /etc
       [['chown', 'nosuch', 'root:/src/empty'], null],
-      [['chown', '1:2:3', 'root:/src/empty'], null],
       [['chown', '-h', '77', 'root:/src/bin/sh'], null],
-      [['write', 'root:/w1', '--json'], 'big'], // 64 MiB and a bit, in slices
+      [['write', 'root:/w1', '--json'], 'odd'], // 3 MiB and a bit, in slices (64 MiB: below)
       [['write', '-a', 'root:/w1', '--json'], 'odd'], // appended after a partial block
       [['write', '-a', 'root:/src/home/alice/doc'], 'odd'], // a hard link: every name sees it
       [['write', '-a', 'cl:/src/etc/group'], 'odd'], // shared with root: the clone's own copy takes it
-      [['write', 'cl:/src/bin/busybox'], 'odd'],
       [['chmod', '-R', '711', 'cl:/src/bin'], null],
       [['write', '-m', '600', 'root:/src/etc/resolv.conf', '--json'], 'small'], // one step
       [['write', 'root:/src/etc/passwd'], 'odd'], // replaced, keeps its inode and mode
       [['write', 'root:/nodir/x'], 'odd'],
       [['write', 'root:/src/etc'], 'odd'],
-      [['write', '-m', '9', 'root:/x'], 'small'],
     ]
     const alone = path.join(work, 'alone.img')
     fs.copyFileSync(template, alone)
@@ -154,16 +150,12 @@ describe('prism chmod, chown and write on a served image: run by the server in s
 
     const mp = s.mountpoint()
     await s.mount('p', mp)
-    const pr = probe(path.join(mp, 'probe'), work, 60)
-    await sleep(200)
     const started = Date.now()
     for (const [i, [c, input]] of cmds.entries()) {
       const got = await cliIn([c[0], '-i', s.image, ...c.slice(1)], input === null ? null : inputs[input])
       expect([got.code, got.stdout, got.stderr], c.join(' ')).to.deep.equal([want[i].code, want[i].stdout, want[i].stderr])
     }
-    const lat = await pr.stop()
-    expect(lat.calls).to.be.greaterThan(0)
-    expect(want.map((r) => r.code)).to.deep.equal([0, 1, 2, 1, 0, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2])
+    expect(want.map((r) => r.code)).to.deep.equal([0, 1, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
     await s.umount(mp)
     // (a write's times are when it ran, and so is the change time of what chmod and chown
     // changed: the rest as alone, to the nanosecond)
@@ -178,16 +170,16 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     }
     expect(Number(/ctime=(\d+)/.exec(b['src/deep/long-link'])![1])).to.be.below(started - 1000)
     const content = (p: string) => crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex').slice(0, 16)
-    expect(b.w1).to.include(`size=${64 * 1024 * 1024 + 123 + 3 * 1024 * 1024 + 5} `)
-    expect(b.w1).to.include(crypto.createHash('sha256').update(Buffer.concat([fs.readFileSync(inputs.big), fs.readFileSync(inputs.odd)])).digest('hex').slice(0, 16))
-    expect(b['src/etc/passwd']).to.match(new RegExp(`^0o100000 0o600 .* size=${3 * 1024 * 1024 + 5} ${content(inputs.odd)}`))
+    expect(b.w1).to.include(`size=${2 * (3 * 1024 * 1024 + 5)} `)
+    expect(b.w1).to.include(crypto.createHash('sha256').update(Buffer.concat([fs.readFileSync(inputs.odd), fs.readFileSync(inputs.odd)])).digest('hex').slice(0, 16))
+    expect(b['src/etc/passwd']).to.match(new RegExp(`^0o100000 0o644 .* size=${3 * 1024 * 1024 + 5} ${content(inputs.odd)}`))
     expect(b['src/home/bob/doc-link']).to.match(/link=src\/home\/alice\/doc .*nlink=3/)
     expect(b['src/bin/busybox']).to.match(/^0o100000 0o700 1234:5678 /) // (set-user-ID gone)
     expect(b['src/bin/ping']).to.not.match(/security\.capability/)
     expect(b['src/home/alice/doc']).to.match(/^0o100000 0o664 1234:5678 /) // (chowned through its link var/doc-third)
     const ca = await described(alone, 'cl', path.join(work, 'alone-cl'))
     const cb = await described(s.image, 'cl', path.join(work, 'served-cl'))
-    const clWritten = ['src/etc/group', 'src/bin/busybox', 'src/etc', 'src/bin']
+    const clWritten = ['src/etc/group', 'src/etc']
     const clUntimed = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([p, v]) => [p, (clWritten.includes(p) ? v.replace(/ (m|a)=\d+/g, '') : v).replace(/ ctime=\d+/, '')]))
     expect(clUntimed(cb)).to.deep.equal(clUntimed(ca))
     expect(cb['src/etc/group']).to.include(`size=${48 + 3 * 1024 * 1024 + 5} `)
@@ -219,7 +211,8 @@ describe('prism chmod, chown and write on a served image: run by the server in s
     expect(JSON.parse(results[1].stdout)).to.deep.equal({changed: [{path: 'big:/', inodes: 20101}]})
     const st = fs.statSync(path.join(all, 'big', 'd99', 'f199'))
     expect([st.mode & 0o7777, st.uid, st.gid]).to.deep.equal([0o600, 4321, 99])
-    expect(fs.statSync(path.join(all, 'big', 'w')).size).to.equal(64 * 1024 * 1024 + 123)
+    const hash = (p: string) => crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex')
+    expect(hash(path.join(all, 'big', 'w'))).to.equal(hash(inputs.big))
     expect(lat.calls, JSON.stringify(lat)).to.be.greaterThan(20)
     expect(lat.p99, `probe ${JSON.stringify(lat)} during ${ms} ms`).to.be.below(100)
     expect(lat.max, `probe ${JSON.stringify(lat)} during ${ms} ms`).to.be.below(1000)
