@@ -123,12 +123,13 @@ export function* walkOwnedSteps(ns: Namespace, path: string, opts: WalkOptions, 
   yield
   ns.materialize(path)
   const start = ns.resolveFull(path, !opts.noDereference)
-  const stack: Array<{ino: number, path: string}> = [{ino: start.inode.ino, path: pathOf(start.names)}]
+  // Each directory to list with the count of changes at which its path was found.
+  const stack: Array<{ino: number, path: string, at: number}> = [{ino: start.inode.ino, path: pathOf(start.names), at: changes?.() ?? 0}]
   const seen = new Set<number>()
-  let known = changes?.() ?? 0
   while (stack.length) {
-    const {ino, path: dirPath} = stack.pop()!
+    const {ino, path: dirPath, at} = stack.pop()!
     let dir: Inode | null = ns.vol.iget(ino)
+    let known = at
     if (changes && changes() !== known) {
       known = changes()
       dir = stillThere(ns, dirPath, ino)
@@ -146,7 +147,7 @@ export function* walkOwnedSteps(ns: Namespace, path: string, opts: WalkOptions, 
       const child = ns.resolveOwned(childPath, false)
       fn(child)
       done++
-      if (child.isDir) stack.push({ino: child.ino, path: childPath})
+      if (child.isDir) stack.push({ino: child.ino, path: childPath, at: known})
       yield
     }
     opts.onProgress?.(done)
