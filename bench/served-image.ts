@@ -65,8 +65,8 @@ async function template(dir: string): Promise<string> {
   fs.mkdirSync(path.join(host, 'probe'))
   for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(host, 'probe', `p${i}`), 'probe'.repeat(100))
   for (const f of ['other', 'frag', 'p']) await ok(['fileset', 'create', '-i', t.image, f])
-  await ok(['cp', '-r', '-i', t.image, path.join(host, 'big'), 'root:/'])
-  await ok(['cp', '-r', '-i', t.image, path.join(host, 'big'), 'frag:/'])
+  await ok(['cp', '-r', '-i', t.image, path.join(host, 'big'), 'root:/big'])
+  await ok(['cp', '-r', '-i', t.image, path.join(host, 'big'), 'frag:/big'])
   await ok(['cp', '-r', '-i', t.image, path.join(host, 'probe'), 'p:/'])
   edit(t.image, (ns, vol) => {
     const files = Array.from({length: 64}, (_, i) => ns.openForWrite(`/f${i}`))

@@ -64,6 +64,7 @@ export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Lo
         buf = buf.slice(nl + 1)
         if (r.progress) opts.onProgress?.({...r.progress, errors: []})
         else if (r.error) opts.onError?.(r.error)
+        else if (r.ok === undefined) continue // ({done}: the copy is in place, its answer follows)
         else if (r.ok) done(() => resolve(r.stats!))
         else done(() => reject(new PrismError(r.code ?? 'EIO', r.message ?? 'the copy failed')))
       }

@@ -23,35 +23,48 @@ type ImagePath = {fileset: string, path: string}
  */
 export async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: unknown) => void) | undefined, onError: ((e: PrismError) => void) | undefined, body?: Iterable<Buffer>): Promise<Record<string, unknown>> {
   let thrown: unknown = null
-  const answer = await converse(t.sock, req, (l) => {
-    if (thrown !== null) return
-    try {
-      if (l.progress) onProgress?.(l.progress)
-      else if (l.error) {
-        const e = l.error as {code?: unknown, message?: unknown}
-        onError?.(errorFromWire(e.code, e.message))
+  let done: Record<string, unknown> | null = null
+  let answer: Record<string, unknown> | null
+  try {
+    answer = await converse(t.sock, req, (l) => {
+      if (thrown !== null) return
+      try {
+        if (l.done) done = l.done as Record<string, unknown>
+        else if (l.progress) onProgress?.(l.progress)
+        else if (l.error) {
+          const e = l.error as {code?: unknown, message?: unknown}
+          onError?.(errorFromWire(e.code, e.message))
+        }
+      } catch (e) {
+        // (reported once the server has answered: the work stops there)
+        thrown = e
       }
-    } catch (e) {
-      // (reported once the server has answered: the work stops there)
-      thrown = e
-    }
-  }, async (c) => {
-    // Any line stops the work (the connection's end, while bytes are sent); the server answers once it has cleaned up.
-    if (c.destroyed) return
-    if (body) {
-      c.destroy()
-      return
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 8000)
-      c.once('close', () => {
-        clearTimeout(timer)
-        resolve()
+    }, async (c) => {
+      // Any line stops the work; the server answers once it has cleaned up.
+      if (c.destroyed) return
+      // (once the work is done, only the freeing is left: the command reports it done at once)
+      if (done) return
+      // (while bytes are sent, the connection's end stops the work)
+      if (body) {
+        c.destroy()
+        return
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 8000)
+        c.once('close', () => {
+          clearTimeout(timer)
+          resolve()
+        })
+        c.write('{"op":"cancel"}\n')
       })
-      c.write('{"op":"cancel"}\n')
-    })
-  }, body)
+    }, body)
+  } catch (e) {
+    // Interrupted once the work was done: it is done.
+    if (!done) throw e
+    answer = null
+  }
   if (thrown !== null) throw thrown
+  if (!answer && done) return {ok: true, ...(done as object)}
   if (!answer) throw new PrismError('EIO', `the server of ${t.image.split('/').pop()} stopped before ${what}`)
   if (!answer.ok) throw errorFromWire(answer.code, answer.message)
   return answer

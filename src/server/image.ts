@@ -825,7 +825,7 @@ export class ServedImage {
     return done
   }
 
-  /** Commands the server runs in slices on the open volume (src/server/copyin.ts). */
+  /** Commands the server runs in slices on the open volume (src/server/sliced.ts, remove). */
   private readonly work = new Set<SlicedWork>()
 
   /**
@@ -865,6 +865,7 @@ export class ServedImage {
    */
   async remove(what: {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}, onItem: (i: number, e?: PrismError) => void): Promise<void> {
     let ended!: () => void
+    let aborted = false
     const work: SlicedWork = {
       abort: () => {
         aborted = true
@@ -874,7 +875,6 @@ export class ServedImage {
       }),
     }
     const done = await this.takeTurn()
-    let aborted = false
     try {
       await this.whenHeld()
       if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')

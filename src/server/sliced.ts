@@ -8,7 +8,8 @@
 // freed in slices too before the answer, as alone the command returns with the space back.
 //
 // Replies, JSON lines: {progress} now and then, {error: {code, message}} for each entry or
-// source not done (in order), then {ok: true, ...} or {ok: false, code, message}. The client
+// source not done (in order), {done: {...}} once the work is done (what is left is freeing),
+// then {ok: true, ...} or {ok: false, code, message}. The client
 // going away, or sending a line, aborts the work at its next slice (steps.throw): it ends
 // through its own clean-up (a copy's stage: nothing of it shows), as alone when interrupted.
 // Works go one at a time, in order, with removals (ServedImage.takeTurn); a lend waits for
@@ -175,6 +176,8 @@ export function serveSliced<T>(image: ServedImage, c: net.Socket, log: (msg: str
       image.vol.reaping = true
       try {
         result = await inSlices(() => job.start(ctl), job, true)
+        // Done (a copy or a move in place): the client may stop waiting for the freeing.
+        send({done: job.answer(result)})
       } catch (e) {
         failure = e
       }
