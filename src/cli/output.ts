@@ -66,32 +66,3 @@ export function table(rows: string[][], right: number[] = []): string {
   }
   return lines.join('\n')
 }
-
-/** Parses an octal mode (755) or a symbolic one (u+x, go-w, a=r) against the current mode. */
-export function parseMode(spec: string, current: number, isDir: boolean): number {
-  if (/^[0-7]{1,4}$/.test(spec)) return parseInt(spec, 8)
-  let mode = current & 0o7777
-  for (const clause of spec.split(',')) {
-    const m = /^([ugoa]*)([-+=])([rwxXst]*)$/.exec(clause)
-    if (!m) throw new Error(`invalid mode '${spec}'`)
-    const who = m[1] === '' || m[1].includes('a') ? 'ugo' : m[1]
-    let bits = 0
-    for (const ch of m[3]) {
-      for (const w of who) {
-        const shift = w === 'u' ? 6 : w === 'g' ? 3 : 0
-        if (ch === 'r') bits |= 4 << shift
-        if (ch === 'w') bits |= 2 << shift
-        if (ch === 'x' || (ch === 'X' && (isDir || current & 0o111))) bits |= 1 << shift
-        if (ch === 's' && w === 'u') bits |= 0o4000
-        if (ch === 's' && w === 'g') bits |= 0o2000
-        if (ch === 't') bits |= 0o1000
-      }
-    }
-    let mask = 0
-    for (const w of who) mask |= w === 'u' ? 0o4700 : w === 'g' ? 0o2070 : 0o1007
-    if (m[2] === '+') mode |= bits
-    else if (m[2] === '-') mode &= ~bits
-    else mode = (mode & ~mask) | bits
-  }
-  return mode
-}

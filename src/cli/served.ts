@@ -16,7 +16,10 @@
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
 // `prism cp HOST... FILESET:/path` is asked of the server too (copiesHostIn, src/cli/copyin.ts):
 // the command streams the host tree and the server copies it in slices. So are `prism cp` and
-// `prism mv` with every path in the image, and `prism defrag` (src/cli/servedcopy.ts).
+// `prism mv` with every path in the image, and `prism defrag` (src/cli/servedcopy.ts), and
+// `prism chmod`, `prism chown` (-R: a tree walk) and `prism write`, which reads its standard
+// input to its end and sends it (src/cli/servedattrs.ts). Short commands that change the image
+// (mkdir, touch, ln, mknod, truncate, xattr set, set, noclone) still borrow it.
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -36,8 +39,8 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
 /**
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
  * `prism clone` making a new fileset without --replace, `prism expand` (not the background
- * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, and `prism cp`
- * with every path in the image.
+ * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, `prism cp`
+ * with every path in the image, `prism chmod`, `prism chown` and `prism write`.
  */
 export function askedOfServer(argv: string[]): boolean {
   if (process.env.PRISM_SERVED_SLICES === '0') return false
@@ -47,6 +50,8 @@ export function askedOfServer(argv: string[]): boolean {
   if (argv[0] === 'rm' || argv[0] === 'fileset:delete' || (argv[0] === 'fileset' && argv[1] === 'delete')) return true
   // Copies and moves within the image, and defrag: run in slices (src/cli/servedcopy.ts).
   if (argv[0] === 'mv' || argv[0] === 'defrag') return true
+  // Modes, owners (a walk with -R) and a file's content: in slices (src/cli/servedattrs.ts).
+  if (argv[0] === 'chmod' || argv[0] === 'chown' || argv[0] === 'write') return true
   if (argv[0] === 'cp') {
     const pos = positionals(argv)
     return pos.length >= 2 && pos.every((a) => parseImageLoc(a) !== null)

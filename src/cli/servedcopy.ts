@@ -19,8 +19,9 @@ type ImagePath = {fileset: string, path: string}
 /**
  * Runs request `req` on the server and hands its progress and error lines over as they come;
  * resolves with the last line. `what` names the work should the server go away first.
+ * `body`: bytes that follow the request (prism write's input).
  */
-async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: unknown) => void) | undefined, onError: ((e: PrismError) => void) | undefined): Promise<Record<string, unknown>> {
+export async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: unknown) => void) | undefined, onError: ((e: PrismError) => void) | undefined, body?: Iterable<Buffer>): Promise<Record<string, unknown>> {
   let thrown: unknown = null
   let done: Record<string, unknown> | null = null
   let answer: Record<string, unknown> | null
@@ -43,6 +44,11 @@ async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: 
       if (c.destroyed) return
       // (once the work is done, only the freeing is left: the command reports it done at once)
       if (done) return
+      // (while bytes are sent, the connection's end stops the work)
+      if (body) {
+        c.destroy()
+        return
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 8000)
         c.once('close', () => {
@@ -51,7 +57,7 @@ async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: 
         })
         c.write('{"op":"cancel"}\n')
       })
-    })
+    }, body)
   } catch (e) {
     // Interrupted once the work was done: it is done.
     if (!done) throw e

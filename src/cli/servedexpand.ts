@@ -33,9 +33,10 @@ interface Line {
  * Sends `req` on a new connection and hands each line of the answer to `onLine` until the
  * last one ({ok}), which it resolves with; null when the server went away first. While it
  * waits it asks for a signal (src/interrupt.ts) every 50 ms: `onInterrupt` then decides what
- * happens (its promise's end rethrows the interrupt).
+ * happens (its promise's end rethrows the interrupt). `body`: bytes sent after the request
+ * line (each chunk is written out before the next is asked for: its memory may be reused).
  */
-export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>): Promise<Line | null> {
+export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>, body?: Iterable<Buffer>): Promise<Line | null> {
   return new Promise((resolve, reject) => {
     let buf = ''
     let settled = false
@@ -60,7 +61,16 @@ export function converse(sock: string, req: object, onLine: (l: Line) => void, o
       }
     }, 50)
     c.setEncoding('utf8')
-    c.on('connect', () => c.write(JSON.stringify(req) + '\n'))
+    c.on('connect', () => {
+      c.write(JSON.stringify(req) + '\n')
+      if (!body) return
+      void (async () => {
+        for (const b of body) {
+          if (settled || interrupted) return
+          await new Promise((r) => c.write(b, r))
+        }
+      })().catch((e: Error) => end(null, e))
+    })
     c.on('data', (d: string) => {
       buf += d
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {

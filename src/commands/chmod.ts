@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc} from '../cli/locate.js'
-import {parseMode} from '../cli/output.js'
+import {servedTarget} from '../cli/served.js'
 import {PrismError} from '../errors.js'
 
 export default class Chmod extends PrismCommand {
@@ -19,16 +19,24 @@ export default class Chmod extends PrismCommand {
     const {argv, flags} = await this.parse(Chmod)
     const [mode, ...rest] = argv as string[]
     const locs = rest.map(imageLoc)
+    const {chmodPath, parseMode} = await import('../ops/attrs.js')
     // A mode that does not parse is a usage error, before any path is touched.
     try {
       parseMode(mode, 0, false)
     } catch (e) {
       throw new PrismError('EUSAGE', (e as Error).message)
     }
-    const {namespace, forEachItem} = await import('../fs/image.js')
-    const {chmodPath} = await import('../ops/attrs.js')
     const {Failures} = await import('../cli/each.js')
     const failures = new Failures()
+    // On a served image, its server changes the modes, in slices (src/cli/servedattrs.ts).
+    const served = servedTarget()
+    if (served) {
+      const {askAttrs} = await import('../cli/servedattrs.js')
+      await askAttrs(served, 'chmod', mode, locs, {recursive: flags.recursive}, failures.report)
+      failures.settle()
+      return
+    }
+    const {namespace, forEachItem} = await import('../fs/image.js')
     await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
       const ns = namespace(vol, loc.fileset)
       if (flags.recursive) chmodPath(ns, loc.path, (cur, isDir) => parseMode(mode, cur, isDir))

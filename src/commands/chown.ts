@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
+import {servedTarget} from '../cli/served.js'
 
 export default class Chown extends PrismCommand {
   static summary = 'Change the owner and group of files in the image'
@@ -28,6 +29,14 @@ As chown(2) on Linux, a change clears the set-user-ID bit (and set-group-ID with
     const {Failures} = await import('../cli/each.js')
     checkOwnerSpec(spec)
     const failures = new Failures()
+    // On a served image, its server changes the owners, in slices (src/cli/servedattrs.ts).
+    const served = servedTarget()
+    if (served) {
+      const {askAttrs} = await import('../cli/servedattrs.js')
+      const changed = await askAttrs(served, 'chown', spec, locs, {recursive: flags.recursive, noDereference: flags['no-dereference']}, failures.report)
+      failures.settle()
+      return {changed}
+    }
     const done: Array<{path: string, inodes: number}> = []
     await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
       const ns = namespace(vol, loc.fileset)

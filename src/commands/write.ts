@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc} from '../cli/locate.js'
-import {stdinRead} from '../cli/served.js'
+import {servedTarget, stdinRead} from '../cli/served.js'
 import type {Spool} from '../ops/spool.js'
 
 export default class Write extends PrismCommand {
@@ -25,6 +25,9 @@ export default class Write extends PrismCommand {
     // (on a served image, read before the image was borrowed: src/cli/served.ts)
     const spool = stdinRead<Spool>() ?? await Spool.read(process.stdin)
     try {
+      // On a served image, its server writes the file, in slices (src/cli/servedattrs.ts).
+      const served = servedTarget()
+      if (served) return await (await import('../cli/servedattrs.js')).askWrite(served, loc, spool, {append: flags.append, mode: parseInt(flags.mode, 8)})
       return await this.withVolume(flags, true, (vol) => {
         const ns = namespace(vol, loc.fileset)
         const inode = ns.openForWrite(loc.path, {mode: parseInt(flags.mode, 8), truncate: !flags.append})

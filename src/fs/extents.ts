@@ -939,6 +939,47 @@ export function truncateData(vol: Volume, inode: Inode, size: number, pol: Local
   vol.idirty(inode)
 }
 
+/**
+ * Hands the data blocks `src` maps over to `dst`, which keeps its own blocks below logical
+ * block `from`, drops the rest and takes src's size: no block is copied or gains a reference,
+ * so a large write staged out of sight is published in one short step (a server's `prism
+ * write`, src/server/servedattrs.ts). `src` must map nothing below `from`; it is left empty.
+ */
+export function moveData(vol: Volume, src: Inode, dst: Inode, from: number): void {
+  if (src.r.flags & IF_INLINE || src.isSpecial || dst.isSpecial) fail('EINVAL', 'only the blocks of regular files can move')
+  const size = src.r.size
+  checkSize(size)
+  if (dst.r.flags & IF_INLINE) {
+    // (inline data fits in the first block: `from` is 0, and all of it goes)
+    if (from !== 0) uninline(vol, dst)
+    else {
+      dst.r.flags &= ~IF_INLINE
+      dst.r.area.fill(0)
+      dst.extents = []
+      dropTree(vol, dst)
+    }
+  }
+  const ext = loadExtents(vol, dst)
+  for (const old of unmapRange(ext, from, MAX_FILE_BLOCKS - from)) {
+    vol.decRefRun(old.p, old.n)
+    dst.r.blocks -= old.n
+  }
+  for (const e of loadExtents(vol, src)) {
+    if (e.l < from) fail('EINVAL', `inode ${src.ino} maps block ${e.l}, below ${from}`)
+    mapRange(ext, e.l, e.n, e.p)
+    dst.r.blocks += e.n
+    src.r.blocks -= e.n
+  }
+  // (src's tree node blocks go back as its empty map is stored)
+  src.extents = []
+  src.r.size = 0
+  src.extentsDirty = true
+  vol.idirty(src)
+  dst.r.size = size
+  dst.extentsDirty = true
+  vol.idirty(dst)
+}
+
 /** Number of data blocks mapped (not counting tree nodes). */
 export function mappedBlocks(vol: Volume, inode: Inode): number {
   if (inode.r.flags & IF_INLINE) return 0

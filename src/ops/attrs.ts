@@ -6,7 +6,7 @@
 // running transaction (callers commit); walks of large trees commit as they go.
 import {IF_INLINE, S_IFMT} from '../format/constants.js'
 import {nameText} from '../format/name.js'
-import {fail} from '../errors.js'
+import {fail, PrismError} from '../errors.js'
 import {dirList, enterDir} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
@@ -101,28 +101,70 @@ export interface WalkOptions {
  * tree (each inode's change is whole by itself, as chown -R's are).
  */
 function walkOwned(ns: Namespace, path: string, opts: WalkOptions, fn: (inode: Inode) => void): number {
+  const steps = walkOwnedSteps(ns, path, opts, fn)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+  }
+}
+
+/**
+ * walkOwned() in steps: it yields after each inode it hands to `fn`, so that a server can
+ * answer its mounts between them (src/server/sliced.ts). `changes` moves whenever they may
+ * have changed the image meanwhile: the directory being listed is then found again by its
+ * path, and an entry that has gone from it is passed over (as chmod -R passes over a file
+ * removed under it).
+ */
+export function* walkOwnedSteps(ns: Namespace, path: string, opts: WalkOptions, fn: (inode: Inode) => void, changes?: () => number): Generator<void, number> {
   const top = ns.resolveOwned(path, !opts.noDereference)
   fn(top)
   let done = 1
   if (!opts.recursive || !top.isDir) return done
+  yield
   ns.materialize(path)
   const start = ns.resolveFull(path, !opts.noDereference)
-  const stack: Array<{dir: Inode, path: string}> = [{dir: start.inode, path: pathOf(start.names)}]
+  // Each directory to list with the count of changes at which its path was found.
+  const stack: Array<{ino: number, path: string, at: number}> = [{ino: start.inode.ino, path: pathOf(start.names), at: changes?.() ?? 0}]
   const seen = new Set<number>()
   while (stack.length) {
-    const {dir, path: dirPath} = stack.pop()!
-    enterDir(seen, dir.ino, ns.where(dirPath))
+    const {ino, path: dirPath, at} = stack.pop()!
+    let dir: Inode | null = ns.vol.iget(ino)
+    let known = at
+    if (changes && changes() !== known) {
+      known = changes()
+      dir = stillThere(ns, dirPath, ino)
+      if (!dir) continue
+    }
+    enterDir(seen, ino, ns.where(dirPath))
     for (const e of dirList(ns.vol, dir)) {
+      if (changes && changes() !== known) {
+        known = changes()
+        dir = stillThere(ns, dirPath, ino)
+        if (!dir) break
+      }
+      if (changes && !ns.lookupEntry(dir, e.name)) continue
       const childPath = `${dirPath === '/' ? '' : dirPath}/${nameText(e.name)}`
       const child = ns.resolveOwned(childPath, false)
       fn(child)
       done++
-      if (child.isDir) stack.push({dir: child, path: childPath})
+      if (child.isDir) stack.push({ino: child.ino, path: childPath, at: known})
+      yield
     }
     opts.onProgress?.(done)
     ns.vol.maybeCommit()
   }
   return done
+}
+
+/** The directory at `path` if it is still inode `ino`, or null. */
+function stillThere(ns: Namespace, path: string, ino: number): Inode | null {
+  try {
+    const x = ns.resolve(path, false)
+    return x.ino === ino && x.isDir ? x : null
+  } catch (e) {
+    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return null
+    throw e
+  }
 }
 
 function pathOf(names: Buffer[]): string {
@@ -152,14 +194,57 @@ export function chownPath(ns: Namespace, path: string, o: Owner, opts: WalkOptio
   return walkOwned(ns, path, opts, (inode) => chownInode(ns, inode, o))
 }
 
+/** chownPath() in steps (walkOwnedSteps). */
+export function chownSteps(ns: Namespace, path: string, o: Owner, opts: WalkOptions, changes?: () => number): Generator<void, number> {
+  return walkOwnedSteps(ns, path, opts, (inode) => chownInode(ns, inode, o), changes)
+}
+
 /** chmod -R: `modeOf(current mode, is a directory)` gives each inode's new permission bits; symlinks are left alone (a symlink given as the path is followed). */
 export function chmodPath(ns: Namespace, path: string, modeOf: (perm: number, isDir: boolean) => number, opts: WalkOptions = {}): number {
-  return walkOwned(ns, path, {...opts, recursive: true}, (inode) => {
+  return walkOwned(ns, path, {...opts, recursive: true}, chmodInode(ns, modeOf))
+}
+
+/** chmodPath() in steps (walkOwnedSteps). */
+export function chmodSteps(ns: Namespace, path: string, modeOf: (perm: number, isDir: boolean) => number, changes?: () => number): Generator<void, number> {
+  return walkOwnedSteps(ns, path, {recursive: true}, chmodInode(ns, modeOf), changes)
+}
+
+function chmodInode(ns: Namespace, modeOf: (perm: number, isDir: boolean) => number): (inode: Inode) => void {
+  return (inode) => {
     if (inode.isLnk) return
     inode.r.mode = (inode.r.mode & S_IFMT) | (modeOf(inode.r.mode & 0o7777, inode.isDir) & 0o7777)
     touch(inode.r, {c: true})
     ns.vol.idirty(inode)
-  })
+  }
+}
+
+/** Parses an octal mode (755) or a symbolic one (u+x, go-w, a=r) against the current mode. */
+export function parseMode(spec: string, current: number, isDir: boolean): number {
+  if (/^[0-7]{1,4}$/.test(spec)) return parseInt(spec, 8)
+  let mode = current & 0o7777
+  for (const clause of spec.split(',')) {
+    const m = /^([ugoa]*)([-+=])([rwxXst]*)$/.exec(clause)
+    if (!m) throw new Error(`invalid mode '${spec}'`)
+    const who = m[1] === '' || m[1].includes('a') ? 'ugo' : m[1]
+    let bits = 0
+    for (const ch of m[3]) {
+      for (const w of who) {
+        const shift = w === 'u' ? 6 : w === 'g' ? 3 : 0
+        if (ch === 'r') bits |= 4 << shift
+        if (ch === 'w') bits |= 2 << shift
+        if (ch === 'x' || (ch === 'X' && (isDir || current & 0o111))) bits |= 1 << shift
+        if (ch === 's' && w === 'u') bits |= 0o4000
+        if (ch === 's' && w === 'g') bits |= 0o2000
+        if (ch === 't') bits |= 0o1000
+      }
+    }
+    let mask = 0
+    for (const w of who) mask |= w === 'u' ? 0o4700 : w === 'g' ? 0o2070 : 0o1007
+    if (m[2] === '+') mode |= bits
+    else if (m[2] === '-') mode &= ~bits
+    else mode = (mode & ~mask) | bits
+  }
+  return mode
 }
 
 // ---------------------------------------------------------------- times

@@ -22,6 +22,7 @@ import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} fr
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
 import {serveCopy, serveDefrag} from './sliced.js'
+import {serveAttrs, serveWrite} from './servedattrs.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
 function failure(e: unknown): string {
@@ -155,7 +156,7 @@ export class Server {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
         return
       }
-      if (req.op === 'copyin' || req.op === 'copy' || req.op === 'defrag') {
+      if (req.op === 'copyin' || req.op === 'copy' || req.op === 'defrag' || req.op === 'attrs' || req.op === 'write') {
         if (this.stopping) {
           c.end(failure(shuttingDown()))
           return
@@ -163,6 +164,8 @@ export class Server {
         // Work in slices between the mounts' requests (src/server/sliced.ts).
         if (req.op === 'copyin') serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
         else if (req.op === 'copy') serveCopy(this.image, c, req, this.log)
+        else if (req.op === 'attrs') serveAttrs(this.image, c, req, this.log)
+        else if (req.op === 'write') serveWrite(this.image, c, req, buf.subarray(nl + 1), this.log)
         else serveDefrag(this.image, c, req, this.log)
         return
       }
