@@ -52,6 +52,8 @@ export function askedOfServer(argv: string[]): boolean {
   if (argv[0] === 'mv' || argv[0] === 'defrag') return true
   // Modes, owners (a walk with -R) and a file's content: in slices (src/cli/servedattrs.ts).
   if (argv[0] === 'chmod' || argv[0] === 'chown' || argv[0] === 'write') return true
+  // The short commands that change the image: one step in the server (src/ops/short.ts).
+  if (shortCommand(argv)) return true
   if (argv[0] === 'cp') {
     const pos = positionals(argv)
     return pos.length >= 2 && pos.every((a) => parseImageLoc(a) !== null)
@@ -70,6 +72,19 @@ export function askedOfServer(argv: string[]): boolean {
   }
   // A graft (DST = FILESET:/path) changes an existing fileset in one step: it borrows.
   return pos.length >= 1 && !(pos[1] ?? '').includes(':')
+}
+
+/** Commands that src/ops/short.ts runs (the server, on a served image, in one step). */
+const SHORT_COMMANDS = new Set(['mkdir', 'touch', 'truncate', 'noclone', 'ln', 'mknod', 'set'])
+
+/** Whether argv is one of the short commands that change the image (src/ops/short.ts SHORT). */
+function shortCommand(argv: string[]): boolean {
+  if (SHORT_COMMANDS.has(argv[0])) return true
+  if (argv[0] === 'fileset:create' || argv[0] === 'fileset:rename') return true
+  const sub = positionals(argv)[0]
+  if (argv[0] === 'fileset') return sub === 'create' || sub === 'rename'
+  if (argv[0] === 'xattr') return sub === 'set' || sub === 'rm'
+  return false
 }
 
 /** Set when this command is to be asked of the server of its image (askedOfServer). */
