@@ -8,10 +8,12 @@
 // answered. With PRISM_SERVED_SLICES=0 (each command borrows the image) the probe test fails.
 import {expect} from 'chai'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
-import {newImage, tmpDir} from './helpers.js'
-import {cli, cliOk, Scratch, skipWithoutFuse} from './mount-support.js'
+import {BIN, newImage, tmpDir} from './helpers.js'
+import {cli, cliOk, run, Scratch, skipWithoutFuse} from './mount-support.js'
 import {describeTree, probe} from './served-support.js'
+import {socketPath} from '../src/server/paths.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -149,7 +151,9 @@ describe('prism mkdir, touch, ln, ... on a served image: one step in the server'
     // of a core to start).
     for (let r = 0; r < 25; r++) {
       const t0 = Date.now()
-      const rs = await Promise.all(round(r).map((c) => cli(c)))
+      // (at a lower priority than the server and the probe: what is timed is how long the
+      // server holds a call, not how long 4 starting processes keep the probe off the cores)
+      const rs = await Promise.all(round(r).map((c) => run('nice', ['-n', '10', process.execPath, BIN, ...c], {timeoutMs: 60_000})))
       times.push(Date.now() - t0)
       for (const r of rs) expect([r.code, r.stderr]).to.deep.equal([0, ''])
     }
@@ -160,6 +164,26 @@ describe('prism mkdir, touch, ln, ... on a served image: one step in the server'
     expect(lat.p99, `probe ${JSON.stringify(lat)}`).to.be.below(100)
     // (a lent image holds a call for about a whole command: p99 0.7 s, max 1.1 s here)
     expect(lat.max, `probe ${JSON.stringify(lat)}`).to.be.below(400)
+    // What a command makes belongs to its user and group, as alone: the request names them
+    // (as the CLI of another user sends them).
+    const asked = (name: string, args: object): Promise<unknown[]> => new Promise((resolve, reject) => {
+      const c = net.createConnection(socketPath(s.image))
+      let buf = ''
+      c.setEncoding('utf8')
+      c.on('connect', () => c.write(JSON.stringify({op: 'run', name, args, uid: 4321, gid: 99}) + '\n'))
+      c.on('data', (d: string) => {
+        buf += d
+      })
+      c.on('error', reject)
+      c.on('close', () => resolve(buf.trim().split('\n').map((l) => JSON.parse(l) as unknown)))
+    })
+    expect(await asked('mkdir', {locs: [{fileset: 'p', path: '/u'}], mode: 0o750})).to.deep.equal([{done: {result: null}}, {ok: true, result: null}])
+    await asked('touch', {locs: [{fileset: 'p', path: '/u/t'}]})
+    await asked('ln', {target: 't', link: {fileset: 'p', path: '/u/l'}, symbolic: true})
+    await asked('mknod', {loc: {fileset: 'p', path: '/u/n'}, mode: 0o010644, rdev: {major: 0, minor: 0}})
+    await asked('fileset-create', {name: 'owned'})
+    for (const p of ['u', 'u/t', 'u/l', 'u/n']) expect([p, fs.lstatSync(path.join(mp, p)).uid, fs.lstatSync(path.join(mp, p)).gid]).to.deep.equal([p, 4321, 99])
+    expect((JSON.parse(await cliOk(['stat', '-i', s.image, '--json', 'owned:/'])) as object[])[0]).to.include({uid: 4321, gid: 99})
     await s.umount(mp)
     expect((await cliOk(['ls', '-i', s.image, 'root:/'])).split('\n').filter((l) => /^d\d+$/.test(l)).length).to.equal(25)
     const fsck = await cli(['fsck', '-i', s.image])

@@ -18,8 +18,11 @@
 // the command streams the host tree and the server copies it in slices. So are `prism cp` and
 // `prism mv` with every path in the image, and `prism defrag` (src/cli/servedcopy.ts), and
 // `prism chmod`, `prism chown` (-R: a tree walk) and `prism write`, which reads its standard
-// input to its end and sends it (src/cli/servedattrs.ts). Short commands that change the image
-// (mkdir, touch, ln, mknod, truncate, xattr set, set, noclone) still borrow it.
+// input to its end and sends it (src/cli/servedattrs.ts). The short commands that change the
+// image (mkdir, touch, truncate, ln, mknod, noclone, xattr set and rm, set, fileset create and
+// rename) send their operation to the server, which runs it in one step (src/ops/short.ts,
+// PrismCommand.short). Only rare ones still borrow the image: import, clone --replace and a
+// graft, cp mixing host and image sources, and scan --incremental's save (borrowAfterSnapshot).
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -40,7 +43,8 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
  * `prism clone` making a new fileset without --replace, `prism expand` (not the background
  * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, `prism cp`
- * with every path in the image, `prism chmod`, `prism chown` and `prism write`.
+ * with every path in the image, `prism chmod`, `prism chown`, `prism write`, and the short
+ * commands that change the image (shortCommand).
  */
 export function askedOfServer(argv: string[]): boolean {
   if (process.env.PRISM_SERVED_SLICES === '0') return false
