@@ -1,4 +1,4 @@
-// `prism clone` (a new fileset, without --replace) and `prism expand` on an image a prism
+// `prism clone` (a new fileset or a graft, without --replace) and `prism expand` on an image a prism
 // server holds: rather than borrowing the image (src/cli/served.ts), which would hold every
 // FUSE request of its mounts until the command ends, the command asks the server, which does
 // the work in slices between requests (src/server/server.ts longRequest, image.ts). The
@@ -6,6 +6,8 @@
 //  - A sync clone is made by the server as an async clone, expanded ahead of other work and
 //    settled as a sync clone. SIGINT/SIGTERM (or this process ending) deletes it, as an
 //    interrupted sync clone leaves nothing; the status is 130/143 as alone.
+//  - A graft is made by the server out of sight and linked at the end (src/server/graft.ts);
+//    SIGINT/SIGTERM (or this process ending) drops it, as alone.
 //  - An interrupted `expand` only stops waiting: the expansion goes on in the server.
 //  - If the server stops or dies before answering, this process finishes the work itself,
 //    once the image lock is free (a sync clone's async clone is expanded and settled).
@@ -87,7 +89,8 @@ export function alone<T>(image: string, wait: number | undefined, work: (vol: Vo
 
 export interface ServedCloneRequest {
   src: {fileset: string, path: string}
-  dst: {fileset: string} | null
+  /** a new fileset, or FILESET:/path for a graft (src/server/graft.ts) */
+  dst: {fileset: string, path?: string} | null
   exclude: string[]
   mode: 'async' | 'lazy' | 'sync'
 }
@@ -95,10 +98,12 @@ export interface ServedCloneRequest {
 /** A new clone made by the server of the image (see the top of this file). */
 export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onProgress?: (s: CloneStats) => void, wait?: number}): Promise<CloneResult> {
   let made: string | null = null
+  let grafted: CloneResult | null = null
   let last: CloneStats | null = null
   const asked = Date.now()
   const answer = await converse(t.sock, {op: 'clone', ...req}, (l) => {
     if (typeof l.made === 'string') made = l.made
+    if (l.grafted) grafted = l.grafted as CloneResult
     if (l.progress) opts.onProgress?.(last = l.progress as CloneStats)
   }, async (c) => {
     // The server deletes the sync clone it was making, then answers (any line cancels).
@@ -116,6 +121,9 @@ export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts
   if (answer) throw errorFromWire(answer.code, answer.message)
   // The server went away before answering.
   const {clone, finishSyncClone} = await import('../clone/clone.js')
+  // A graft: done (and committed) when the server said so, else nothing of it is left.
+  if (grafted) return grafted
+  if (req.dst?.path !== undefined) return alone(t.image, opts.wait, (vol) => clone(vol, req.src, req.dst, {exclude: req.exclude, mode: req.mode, onProgress: opts.onProgress}))
   const {tallyExpansion} = await import('../fs/expand.js')
   const {findFileset} = await import('../fs/filesets.js')
   const {FS_EXPANDING, MODE_ASYNC} = await import('../format/constants.js')

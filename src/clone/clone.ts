@@ -13,7 +13,7 @@
 // inode) that stops as soon as every pattern has matched.
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
-import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
+import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
 import {FILESET_LOCALITY_MASK} from '../format/locality.js'
 import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
@@ -94,6 +94,25 @@ interface Walk {
  * `graft` (an existing fileset's path that must not exist yet).
  */
 export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): CloneResult {
+  const steps = cloneSteps(vol, src, dst, opts)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+    vol.maybeCommit()
+  }
+}
+
+/**
+ * clone() in steps: the generator yields at consistent points (after each directory of a
+ * sync clone or graft, and every CLONE_STEP_ENTRIES entries inside one), where its caller may
+ * commit (clone() alone: Volume.maybeCommit) or, a prism server (src/server/graft.ts), answer
+ * its mounts' requests between slices. The tree is built under a pinned orphan root until the
+ * last step, so what a caller that stops early (return()) or a crash leaves is reaped.
+ * Between steps the image may change under the walk (a server's mounts): the source is read
+ * as it is when each directory is reached, a source directory gone meanwhile is cloned empty,
+ * and the graft's place is checked again before it is linked.
+ */
+export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): Generator<void, CloneResult> {
   const mode = opts.mode ?? 'sync'
   // A malformed pattern is refused before anything changes.
   const match = excludeMatcher(opts.exclude ?? [])
@@ -105,7 +124,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
 
   const grafting = !!dst && dst.path !== undefined
   let dstNs: Namespace | null = null
-  let graftParent: {dir: Inode, name: Buffer} | null = null
+  let graftParent: GraftPlace | null = null
   let newName = ''
   if (grafting) {
     dstNs = namespace(vol, dst!.fileset)
@@ -117,7 +136,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
     const p = dstNs.resolveParent(target)
     if (dstNs.lookupEntry(p.dir, p.name)) fail('EEXIST', `${dstNs.where(target)}: already exists`)
     if (dstNs.fs.id === srcFs.id && [...p.chain].some((d) => d.ino === top.ino)) fail('EINVAL', `cannot graft ${sns.where(src.path)} inside itself`)
-    graftParent = {dir: p.dir, name: p.name}
+    graftParent = {dir: p.dir, generation: p.dir.r.generation, name: p.name}
     dst = {fileset: dst!.fileset, path: target}
   } else {
     newName = dst?.fileset ?? generatedName(vol, srcFs.name)
@@ -138,15 +157,15 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
   vol.addOrphan(root)
   vol.pinnedOrphans.add(root.ino)
   try {
-    return finish()
+    return yield* finish()
   } finally {
     // Whether the clone finished or failed, this process no longer builds it: a failed
     // clone's root (if already committed) is reaped like any orphan.
     vol.pinnedOrphans.delete(root.ino)
   }
 
-  function finish(): CloneResult {
-    cloneDir(w, top, root, '')
+  function* finish(): Generator<void, CloneResult> {
+    yield* cloneDir(w, top, root, '')
     for (const cp of w.hardlinks.values()) vol.idirty(cp)
 
     if (opts.replace?.length) {
@@ -159,10 +178,11 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
     let result: CloneResult
     if (grafting) {
       const ns = dstNs!
-      dirAdd(vol, graftParent!.dir, root.ino, DT_DIR, graftParent!.name)
-      graftParent!.dir.r.nlink++
-      touch(graftParent!.dir.r, {m: true, c: true})
-      vol.idirty(graftParent!.dir)
+      const dir = graftPlace(vol, ns, graftParent!, dst!.path!)
+      dirAdd(vol, dir, root.ino, DT_DIR, graftParent!.name)
+      dir.r.nlink++
+      touch(dir.r, {m: true, c: true})
+      vol.idirty(dir)
       root.r.nlink = 2 + countSubdirs(vol, root)
       vol.removeOrphan(root)
       result = {fileset: ns.fs.name, path: dst!.path!, parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
@@ -248,27 +268,58 @@ function countSubdirs(vol: Volume, dir: Inode): number {
   return n
 }
 
+interface GraftPlace {
+  dir: Inode
+  /** the directory's generation when the graft began */
+  generation: number
+  name: Buffer
+}
+
+/**
+ * The directory a graft is linked into, checked again just before (the image may have changed
+ * since the graft began, when a server makes it in steps): still a directory of the same
+ * fileset, and the name still free.
+ */
+function graftPlace(vol: Volume, ns: Namespace, p: GraftPlace, target: string): Inode {
+  const dir = vol.tryIget(p.dir.ino)
+  if (!filesetById(vol, ns.fs.id) || !dir || dir.r.generation !== p.generation || !dir.isDir || (dir.r.flags & IF_ORPHAN) || dir.r.nlink === 0) {
+    fail('ENOENT', `${ns.where(target)}: its directory was removed while the graft was made`)
+  }
+  if (ns.lookupEntry(dir, p.name)) fail('EEXIST', `${ns.where(target)}: already exists`)
+  return dir
+}
+
+/** A sync clone or graft yields inside a directory after this many entries. */
+const CLONE_STEP_ENTRIES = 64
+
 /** Fills `dst` (new, empty) with a clone of source directory `src` at clone path `path`. */
-function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
+function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<void> {
   const vol = w.vol
-  // Iterative, so deep trees do not exhaust the stack.
-  const stack: Array<{src: Inode, dst: Inode, path: string}> = [{src, dst, path}]
+  // Iterative, so deep trees do not exhaust the stack. A source directory is held by number
+  // and generation: between steps it may be removed (its number reused).
+  const stack: Array<{src: number, generation: number, dst: Inode, path: string}> = [{src: src.ino, generation: src.r.generation, dst, path}]
   const seen = new Set<number>()
   while (stack.length) {
     const job = stack.pop()!
-    enterDir(seen, job.src.ino, job.path || '/')
+    enterDir(seen, job.src, job.path || '/')
     w.stats.dirs++
     let subdirs = 0
-    for (const e of dirList(vol, job.src)) {
+    const dir = vol.tryIget(job.src)
+    const entries = dir && dir.r.generation === job.generation && dir.isDir ? dirList(vol, dir) : []
+    let n = 0
+    for (const e of entries) {
+      if (++n % CLONE_STEP_ENTRIES === 0) yield
       const childPath = `${job.path}/${nameText(e.name)}`
       if (w.match.test(childPath, e.type === DT_DIR) >= 0) { w.stats.excluded++; continue }
-      const child = vol.iget(e.ino)
+      // (after a step, a file listed before it may have been freed)
+      const child = n < CLONE_STEP_ENTRIES ? vol.iget(e.ino) : vol.tryIget(e.ino)
+      if (!child) continue
       if (child.r.flags & IF_NOCLONE) { w.stats.excluded++; continue }
       if (child.isDir) {
         const d = newDirLike(vol, child)
         dirAdd(vol, job.dst, d.ino, DT_DIR, e.name, 0)
         subdirs++
-        stack.push({src: child, dst: d, path: childPath})
+        stack.push({src: child.ino, generation: child.r.generation, dst: d, path: childPath})
         continue
       }
       if (child.r.nlink > 1 || !w.shareInodes) {
@@ -296,7 +347,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
     job.dst.r.nlink = 2 + subdirs
     vol.idirty(job.dst)
     progress(w)
-    vol.maybeCommit()
+    yield
   }
 }
 

@@ -799,6 +799,15 @@ export class ServedImage {
     }
   }
 
+  /**
+   * Work in slices changed the volume (src/server/graft.ts): the next expansion slice commits
+   * that first, as it does the requests' changes, so that one that fails (vol.abort()) drops
+   * only its own.
+   */
+  workChanged(): void {
+    this.requestsChanged = true
+  }
+
   /** Aborts all work in slices and waits for it to end (the server is stopping). */
   async stopWork(): Promise<void> {
     for (const w of this.work) w.abort()
