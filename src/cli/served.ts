@@ -9,8 +9,9 @@
 // mounts hold open are passed on so that this process leaves them alone ($PRISM_HELD_ORPHANS,
 // src/fs/volume.ts). `fsck --repair` is refused while served, as e2fsck refuses a mounted
 // filesystem.
-// `prism clone` making a new fileset or a graft (without --replace, which reads host files),
-// `prism expand` (src/cli/servedexpand.ts, src/server/graft.ts), `prism rm` and `prism fileset delete`
+// `prism clone` (a new fileset, a graft, with or without --replace: the command reads the
+// replacements' host files and streams them), `prism expand` (src/cli/servedexpand.ts,
+// src/server/slicedclone.ts), `prism rm` and `prism fileset delete`
 // (src/cli/servedremove.ts) are asked of the server instead (askedOfServer): it does them in
 // slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
@@ -34,7 +35,7 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
 
 /**
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
- * `prism clone` without --replace (a new fileset or a graft), `prism expand` (not the background
+ * `prism clone` (a new fileset or a graft, --replace or not), `prism expand` (not the background
  * expander), `prism rm` and `prism fileset delete`.
  */
 export function askedOfServer(argv: string[]): boolean {
@@ -51,11 +52,10 @@ export function askedOfServer(argv: string[]): boolean {
       pos.push(...argv.slice(i + 1))
       break
     }
-    if (a === '-r' || a.startsWith('--replace') || /^-r./.test(a)) return false
     if (CLONE_VALUED.has(a)) i++
     else if (!a.startsWith('-') || a === '-') pos.push(a)
   }
-  // A new fileset, or a graft (DST = FILESET:/path: src/server/graft.ts).
+  // A new fileset, or a graft (DST = FILESET:/path), --replace or not (src/server/slicedclone.ts).
   return pos.length >= 1
 }
 

@@ -30,7 +30,8 @@ import {INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from '../fs/expand.js'
 
 export {excludeMatcher, parseExcludeFile} from '../fs/match.js'
-import {copy, type Location} from '../ops/copy.js'
+import {copySteps, type Location} from '../ops/copy.js'
+import {localSource, type HostSource} from '../ops/hostsource.js'
 import {checkInterrupt} from '../interrupt.js'
 
 export type CloneMode = 'sync' | 'async' | 'lazy'
@@ -48,6 +49,8 @@ export interface CloneOptions {
   mode?: CloneMode
   onProgress?: (s: CloneStats) => void
   onWarning?: (msg: string) => void
+  /** where host replacements are read (default: this process reads the host; a server: what the command streamed) */
+  host?: HostSource
 }
 
 export interface CloneStats {
@@ -142,7 +145,7 @@ export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, d
     newName = dst?.fileset ?? generatedName(vol, srcFs.name)
     if (findFileset(vol, newName)) fail('EEXIST', `fileset '${newName}' already exists`)
     // A graft is always synchronous: it changes an existing fileset in one step.
-    if (mode !== 'sync') return cloneLater(vol, srcFs, resolved.names, top, newName, mode, opts, match)
+    if (mode !== 'sync') return yield* cloneLater(vol, srcFs, resolved.names, top, newName, mode, opts, match)
   }
   // The walk below reads and shares the source tree directly: a source still expanding is
   // expanded completely first (its hard-linked copies get their final counts).
@@ -172,7 +175,7 @@ export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, d
       // Replacements are made inside the clone before it becomes visible, through a
       // namespace over the unfinished root that is never entered in the fileset table.
       const draft = new Namespace(vol, {...srcFs, slot: -1, id: 0, name: grafting ? dst!.fileset : newName, rootIno: root.ino})
-      for (const r of opts.replace) applyReplacement(vol, draft, r, w.stats)
+      for (const r of opts.replace) yield* applyReplacement(vol, draft, r, w.stats, opts.host)
     }
 
     let result: CloneResult
@@ -206,7 +209,7 @@ export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, d
  * background, on demand, or on `prism expand`. The superblock's clone clock is bumped and
  * the source's clonestart takes its value, which arms the source's write guard.
  */
-function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions, match: ExcludeMatcher): CloneResult {
+function* cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions, match: ExcludeMatcher): Generator<void, CloneResult> {
   const spec = {srcPath: '/' + names.map(nameText).join('/'), exclude: opts.exclude ?? [], rules: 'gitignore' as const}
   const unmatched = spec.exclude.length ? unmatchedPatterns(vol, srcFs, top, spec.srcPath, match) : []
   const clock = vol.tickCloneClock()
@@ -226,7 +229,7 @@ function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, na
     vol.pinnedOrphans.add(root.ino) // marks the fileset as being built by this process
     try {
       const ns = new Namespace(vol, rec)
-      for (const r of opts.replace!) applyReplacement(vol, ns, r, stats)
+      for (const r of opts.replace!) yield* applyReplacement(vol, ns, r, stats, opts.host)
       saveFileset(vol, {...filesetById(vol, rec.id)!, state: FS_EXPANDING})
     } finally {
       vol.pinnedOrphans.delete(root.ino)
@@ -360,7 +363,13 @@ function progress(w: Walk): void {
   w.opts.onProgress(w.stats)
 }
 
-function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: CloneStats): void {
+/** Where a replacement's SOURCE (neither @empty-dir nor @empty-file) is: FILESET:/path, or a host path. */
+export function replacementSource(source: string): Location {
+  const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(source)
+  return m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: source}
+}
+
+function* applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: CloneStats, host: HostSource = localSource): Generator<void> {
   if (!r.path.startsWith('/') || splitPath(r.path).length === 0) fail('EUSAGE', `--replace path '${r.path}' must be an absolute path below the clone's root`)
   if (ns.exists(r.path, false)) ns.remove(r.path, {recursive: true})
   const parent = '/' + splitPath(r.path).slice(0, -1).join('/')
@@ -368,9 +377,8 @@ function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: Clo
   if (r.source === '@empty-dir') ns.mkdir(r.path)
   else if (r.source === '@empty-file') ns.openForWrite(r.path, {mode: 0o644 | S_IFREG})
   else {
-    const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(r.source)
-    const from: Location = m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: r.source}
-    const done = copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    const from = replacementSource(r.source)
+    const done = yield* copySteps(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true}, host)
     // A replacement is made whole or the clone fails: it never holds part of what was asked.
     const e = done.errors[0]
     if (e) fail(e.code, `--replace ${r.path}=${r.source}: ${e.message}${done.errors.length > 1 ? ` (and ${done.errors.length - 1} more)` : ''}`)

@@ -21,7 +21,7 @@ import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
-import {graftServed} from './graft.js'
+import {isSlicedClone, serveSlicedClone} from './slicedclone.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
 function failure(e: unknown): string {
@@ -190,6 +190,15 @@ export class Server {
         })
         return
       }
+      if (req.op === 'clone' && isSlicedClone(req)) {
+        // A graft, or a clone with replacements (whose host files may follow): src/server/slicedclone.ts.
+        if (this.stopping) {
+          c.end(failure(shuttingDown()))
+          return
+        }
+        serveSlicedClone(this.image, c, req, buf.subarray(nl + 1), this.log)
+        return
+      }
       if (req.op === 'clone' || req.op === 'expand' || req.op === 'remove') {
         this.longRequest(c, req, buf.subarray(nl + 1))
         return
@@ -257,18 +266,12 @@ export class Server {
 
   private async cloneRequest(req: {[k: string]: unknown}, send: (o: object) => void, cancelled: Promise<void>): Promise<Reply> {
     const src = req.src as {fileset?: unknown, path?: unknown} | undefined
-    const dst = req.dst as {fileset?: unknown, path?: unknown} | null | undefined
+    const dst = req.dst as {fileset?: unknown} | null | undefined
     const exclude = req.exclude
     const mode = req.mode
     if (typeof src?.fileset !== 'string' || typeof src.path !== 'string' || (dst != null && typeof dst.fileset !== 'string')
-      || (dst != null && dst.path !== undefined && typeof dst.path !== 'string')
       || !Array.isArray(exclude) || !exclude.every((x) => typeof x === 'string') || (mode !== 'async' && mode !== 'lazy' && mode !== 'sync')) {
       throw new PrismError('EUSAGE', 'malformed clone request')
-    }
-    // A graft (always synchronous): made in slices out of sight, then linked (src/server/graft.ts).
-    if (typeof dst?.path === 'string') {
-      const result = await graftServed(this.image, {src: {fileset: src.fileset, path: src.path}, dst: {fileset: dst.fileset as string, path: dst.path}, exclude: exclude as string[]}, send, cancelled)
-      return {ok: true, result}
     }
     // A sync clone's client is told its name as soon as it is committed: should this server
     // die, the client finishes that clone.
