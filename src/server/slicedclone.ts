@@ -160,17 +160,16 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
       }
       const fail = (e: unknown): void => {
         finished = true
-        // The orphan tree (or the DELETING fileset's) is freed now, and committed; the mounts saw nothing of it.
+        // The orphan tree (or the DELETING fileset) is freed now, and committed.
         try {
           if (!image.isClosed) {
-            if (vol.sb.orphanHead !== 0) reapOrphans(vol)
+            reapOrphans(vol)
             image.commitNow()
           }
         } catch {
           // (the image failed: reported by commitNow; the next open frees the tree)
         }
-        image.dropPending()
-        reject(e)
+        void image.notify(true).then(() => reject(e))
       }
       const slice = (): void => {
         timer = null

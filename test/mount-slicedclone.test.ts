@@ -1,12 +1,14 @@
-// `prism clone SRC FILESET:/path` (a graft) on a mounted image (issue 17): the server makes it
-// in slices between FUSE requests, out of sight, and links it at the end (src/server/graft.ts),
-// rather than lending the image. The result equals the command's alone (output, --json, exit
-// status and stderr, errors included; the tree: content, modes, owners, nanosecond times,
-// attributes, hard links, and what is shared: inodes never, blocks always, the image's free
-// counts); a probe on another fileset of the mount stays answered meanwhile; Ctrl-C leaves
-// nothing; a server killed mid-graft leaves the target as it was (or with the whole graft), the
-// image clean, and the CLI finishes the graft itself. PRISM_SERVED_SLICES=0 (the lend) fails
-// the latency bound: run this file with it set to see that.
+// `prism clone SRC FILESET:/path` (a graft) and `prism clone ... --replace PATH=SOURCE` on a
+// mounted image (issue 17): the server makes them in slices between FUSE requests, out of
+// sight, and names them at the end (src/server/slicedclone.ts), the replacements' host files
+// streamed by the command, rather than lending the image. The result equals the command's
+// alone (output, --json, exit status and stderr, errors included; the tree: content, modes,
+// owners, nanosecond times, attributes, hard links, and what is shared: a graft's inodes
+// never, blocks always; the image's free counts; the fileset records); a probe on another
+// fileset of the mount stays answered meanwhile; Ctrl-C leaves nothing; a server killed
+// mid-graft leaves the target as it was (or with the whole graft), the image clean, and the
+// CLI finishes the graft itself. PRISM_SERVED_SLICES=0 (the lend) fails the latency bound and
+// the kill test: run this file with it set to see that.
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
@@ -14,6 +16,7 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import {namespace, withImage} from '../src/fs/image.js'
+import {getFileset} from '../src/fs/filesets.js'
 import type {Volume} from '../src/fs/volume.js'
 import {PYTHON, forceUnmount} from './fuse-support.js'
 import {ROOT, prism, snapshot, tmpDir} from './helpers.js'
@@ -162,6 +165,19 @@ describe('mount: a graft (clone SRC FILESET:/path) in slices on a served image',
     makeImage(s.image, 20, 8)
     const aloneImg = path.join(s.dir, 'alone.img')
     fs.copyFileSync(s.image, aloneImg)
+    // Replacements from the host: a tree with a symlink, a hard link, a mode, and old mtimes
+    // (reading them changes their atimes: those are not compared).
+    const host = path.join(s.dir, 'host')
+    fs.mkdirSync(path.join(host, 'dir', 'sub'), {recursive: true})
+    fs.writeFileSync(path.join(host, 'file'), 'host file\n')
+    fs.writeFileSync(path.join(host, 'dir', 'a'), Buffer.alloc(20_000, 'a'))
+    fs.writeFileSync(path.join(host, 'dir', 'sub', 'b'), 'b\n')
+    fs.symlinkSync('a', path.join(host, 'dir', 'ln'))
+    fs.linkSync(path.join(host, 'dir', 'a'), path.join(host, 'dir', 'a2'))
+    fs.chmodSync(path.join(host, 'dir', 'sub'), 0o711)
+    const now = Date.now() / 1000
+    for (const f of ['file', 'dir/a', 'dir/sub/b', 'dir/sub', 'dir']) fs.utimesSync(path.join(host, f), now - 3600, now - 7200)
+    const rep = ['-r', '/usr/lib0=@empty-dir', '-r', '/usr/lib1/hard=@empty-file', '-r', `/etc/x=${host}/dir`, '-r', `/usr/lib2/pkg2/f1=${host}/file`, '-r', '/y=root:/usr/lib3', '-x', '*.log']
     const mp = s.mountpoint()
     await s.mount(null, mp)
     const cases: string[][] = [
@@ -178,18 +194,39 @@ describe('mount: a graft (clone SRC FILESET:/path) in slices on a served image',
       ['nosuch', 'dst:/x'],
       ['root:/usr', 'dst:/srv/keep/x'],
       ['root:/usr', 'dst:/srv/u3', '-x', '['],
+      // --replace: each mode, a graft, and errors
+      ['root', 'r-sync', '--mode', 'sync', '--json', ...rep],
+      ['root', 'r-async', '--mode', 'async', ...rep],
+      ['root', 'r-lazy', '--mode', 'lazy', '--json', ...rep],
+      ['root:/usr', 'dst:/srv/ru', '-r', `/lib4=${host}/file`, '--json'],
+      ['root', 'r-bad', '-r', `/x=${host}/nosuch`],
+      ['root', 'r-bad', '-r', `x=${host}/file`],
+      ['root', 'r-bad', '-r', '/x=nosuch:/'],
+      ['root', 'r-sync', '-r', '/x=@empty-dir', '--mode', 'sync'],
     ]
-    for (const c of cases) {
-      const served = await cli(['clone', '-i', s.image, ...c])
-      const alone = prism(['clone', '-i', aloneImg, ...c])
-      expect([served.code, served.stdout, served.stderr], c.join(' ')).to.deep.equal([alone.status, alone.stdout, alone.stderr])
+    // The same commands, one after the other on each image, both images at once.
+    const each = async (img: string) => {
+      const out = []
+      for (const c of cases) out.push(await cli(['clone', '-i', img, ...c], {env: {PRISM_NO_BACKGROUND: '1'}}))
+      return out
     }
+    const [served, alone] = await Promise.all([each(s.image), each(aloneImg)])
+    cases.forEach((c, i) => expect([served[i].code, served[i].stdout, served[i].stderr], c.join(' ')).to.deep.equal([alone[i].code, alone[i].stdout, alone[i].stderr]))
     // The mount shows the grafts as soon as the commands return.
-    expect((await fsp.readdir(path.join(mp, 'dst', 'srv'))).sort()).to.deep.equal(['empty', 'keep', 'u2', 'u3', 'usr'])
+    expect((await fsp.readdir(path.join(mp, 'dst', 'srv'))).sort()).to.deep.equal(['empty', 'keep', 'ru', 'u2', 'u3', 'usr'])
+    expect((await fsp.readdir(mp)).sort()).to.deep.equal(['dst', 'r-async', 'r-lazy', 'r-sync', 'root', 'scratch'])
     expect((await fsp.stat(path.join(mp, 'dst', 'usr', 'lib0', 'pkg0', 'f1'))).size).to.equal(4) // (not read: its atime is compared)
     await s.umount(mp)
+    // (the async and lazy clones expanded alike, to be walked)
+    for (const img of [s.image, aloneImg]) expect(prism(['expand', '-i', img, 'r-async', 'r-lazy']).status, img).to.equal(0)
     for (const img of [s.image, aloneImg]) expect(prism(['fsck', '-i', img]).status, img).to.equal(0)
-    const trees = [s.image, aloneImg].map((img) => withImage(img, {write: false}, (vol) => ({
+    // Replacements made now have times of their own, and a host file's atime is what the first
+    // reading of it left: times are compared below for the host files' mtimes.
+    const norm = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.replace(/ a=\S+ m=\S+ c=\S+/, '')]))
+    const trees = [s.image, aloneImg].map((img) => withImage(img, {write: false}, (vol): Record<string, Record<string, string> | string[] | unknown[][]> => ({
+      ...Object.fromEntries(['r-sync', 'r-async', 'r-lazy'].map((f) => [f, norm(treeOf(vol, f, '/'))])),
+      ru: norm(treeOf(vol, 'dst', '/srv/ru')),
+      records: ['r-sync', 'r-async', 'r-lazy'].map((f) => getFileset(vol, f)).map((f) => [f.mode, f.state, f.dirsDone, f.dirsTotal, f.srcFileset, f.parentId, f.flags]),
       usr: treeOf(vol, 'dst', '/srv/usr', {fileset: 'root', top: '/usr'}),
       u2: treeOf(vol, 'dst', '/srv/u2'),
       top: treeOf(vol, 'dst', '/usr', {fileset: 'root', top: '/usr'}),
@@ -199,11 +236,23 @@ describe('mount: a graft (clone SRC FILESET:/path) in slices on a served image',
     })))
     for (const k of Object.keys(trees[0]) as Array<keyof typeof trees[0]>) {
       const [a, b] = [trees[0][k], trees[1][k]] as Array<Record<string, string>>
-      for (const p of new Set([...Object.keys(a), ...Object.keys(b)])) expect(a[p], `${k} ${p}`).to.equal(b[p])
+      for (const p of new Set([...Object.keys(a), ...Object.keys(b)])) expect(a[p], `${k} ${p}`).to.deep.equal(b[p])
     }
     expect(Object.keys(trees[0].usr)).to.have.length(20 * 8 + 20 + 10 + 3)
     expect(Object.values(trees[0].usr).some((v) => v.includes('sameInode=true'))).to.equal(false)
     expect(trees[0].u2).to.not.have.property('/lib2/app.log')
+    const rsync = trees[0]['r-sync'] as Record<string, string>
+    expect(rsync['etc/x/sub/b']).to.match(/^file 100644 .* size=2 /)
+    expect(rsync['usr/lib0']).to.match(/^dir 40755 /)
+    withImage(s.image, {write: false}, (vol) => {
+      const ns = namespace(vol, 'r-sync')
+      for (const [p, h] of [['/etc/x/a', 'dir/a'], ['/etc/x', 'dir'], ['/usr/lib2/pkg2/f1', 'file']]) {
+        const st = fs.statSync(path.join(host, h), {bigint: true})
+        const m = ns.stat(p, false).mtime
+        expect(BigInt(m.s) * 1_000_000_000n + BigInt(m.ns), p).to.equal(st.mtimeNs)
+      }
+    })
+    expect(rsync).to.not.have.property('usr/lib0/pkg0')
     expect(freeCounts(s.image)).to.equal(freeCounts(aloneImg))
   })
 
