@@ -168,8 +168,10 @@ export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, d
   }
 
   function* finish(): Generator<void, CloneResult> {
+    // (each private copy was marked changed with its last name: a graft's are all its files,
+    // which marked again here would make one transaction of their inode blocks, past a small
+    // journal's capacity)
     yield* cloneDir(w, top, root, '')
-    for (const cp of w.hardlinks.values()) vol.idirty(cp)
 
     if (opts.replace?.length) {
       // Replacements are made inside the clone before it becomes visible, through a
