@@ -17,9 +17,10 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import {namespace, withImage} from '../src/fs/image.js'
 import {getFileset} from '../src/fs/filesets.js'
+import {cloneSteps} from '../src/clone/clone.js'
 import type {Volume} from '../src/fs/volume.js'
 import {PYTHON, forceUnmount} from './fuse-support.js'
-import {ROOT, prism, snapshot, tmpDir} from './helpers.js'
+import {ROOT, newImage, prism, snapshot, tmpDir} from './helpers.js'
 import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -361,5 +362,69 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
       const norm = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.replace(/ nlink=\d+ share=\d+/, '')]))
       expect(norm(got)).to.deep.equal(norm(src))
     })
+  })
+})
+
+describe('cloneSteps (no mount)', () => {
+  let dir: string
+  beforeEach(() => {
+    dir = tmpDir('prism-clonesteps-')
+  })
+  afterEach(() => {
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('a graft whose name is taken (or whose directory goes) between steps fails EEXIST (ENOENT) and links nothing', () => {
+    const img = newImage(dir, 32 * 1024 * 1024)
+    withImage(img, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      for (let d = 0; d < 3; d++) {
+        ns.mkdir(`/src/d${d}`, {parents: true})
+        for (let f = 0; f < 100; f++) ns.writeFile(`/src/d${d}/f${f}`, Buffer.from('x'))
+      }
+      ns.mkdir('/dst')
+    })
+    for (const [what, meanwhile, code] of [
+      ['taken', (ns: ReturnType<typeof namespace>) => ns.mkdir('/dst/g'), 'EEXIST'],
+      ['gone', (ns: ReturnType<typeof namespace>) => ns.remove('/dst', {recursive: true}), 'ENOENT'],
+    ] as const) {
+      withImage(img, {write: true}, (vol) => {
+        const ns = namespace(vol, 'root')
+        if (!ns.exists('/dst')) ns.mkdir('/dst')
+        if (ns.exists('/dst/g')) ns.remove('/dst/g', {recursive: true})
+        const steps = cloneSteps(vol, {fileset: 'root', path: '/src'}, {fileset: 'root', path: '/dst/g'})
+        steps.next()
+        meanwhile(ns)
+        let r = steps.next()
+        try {
+          while (!r.done) r = steps.next()
+          expect.fail(`${what}: the graft was linked`)
+        } catch (e) {
+          expect((e as {code?: string}).code, what).to.equal(code)
+        }
+      })
+      expect(prism(['fsck', '-i', img]).status, what).to.equal(0)
+      withImage(img, {write: false}, (vol) => {
+        const ns = namespace(vol, 'root')
+        if (what === 'taken') expect(ns.readdir('/dst/g')).to.deep.equal([])
+        else expect(ns.exists('/dst')).to.equal(false)
+      })
+    }
+  })
+
+  it('a graft of more files than a small journal holds inode blocks for (alone, as in the server)', () => {
+    const img = newImage(dir, 64 * 1024 * 1024, {journalBlocks: 128, inodeCount: 16384})
+    withImage(img, {write: true}, (vol) => {
+      const ns = namespace(vol, 'root')
+      for (let d = 0; d < 10; d++) {
+        ns.mkdir(`/src/d${d}`, {parents: true})
+        for (let f = 0; f < 300; f++) ns.writeFile(`/src/d${d}/f${f}`, Buffer.from('x'))
+        vol.maybeCommit()
+      }
+    })
+    const r = prism(['clone', '-i', img, 'root:/src', 'root:/g'])
+    expect([r.status, r.stdout, r.stderr]).to.deep.equal([0, 'cloned root:/src to root:/g\n', ''])
+    expect(prism(['fsck', '-i', img]).status).to.equal(0)
+    withImage(img, {write: false}, (vol) => expect(namespace(vol, 'root').readdir('/g/d9')).to.have.length(300))
   })
 })
