@@ -1,4 +1,4 @@
-// `prism clone` (a new fileset or a graft, without --replace) and `prism expand` on an image a prism
+// `prism clone` and `prism expand` on an image a prism
 // server holds: rather than borrowing the image (src/cli/served.ts), which would hold every
 // FUSE request of its mounts until the command ends, the command asks the server, which does
 // the work in slices between requests (src/server/server.ts longRequest, image.ts). The
@@ -6,7 +6,8 @@
 //  - A sync clone is made by the server as an async clone, expanded ahead of other work and
 //    settled as a sync clone. SIGINT/SIGTERM (or this process ending) deletes it, as an
 //    interrupted sync clone leaves nothing; the status is 130/143 as alone.
-//  - A graft is made by the server out of sight and linked at the end (src/server/graft.ts);
+//  - A graft, or a clone with --replace, is made by the server out of sight and named at the
+//    end (src/server/slicedclone.ts), the replacements' host files read here and streamed;
 //    SIGINT/SIGTERM (or this process ending) drops it, as alone.
 //  - An interrupted `expand` only stops waiting: the expansion goes on in the server.
 //  - If the server stops or dies before answering, this process finishes the work itself,
@@ -89,7 +90,7 @@ export function alone<T>(image: string, wait: number | undefined, work: (vol: Vo
 
 export interface ServedCloneRequest {
   src: {fileset: string, path: string}
-  /** a new fileset, or FILESET:/path for a graft (src/server/graft.ts) */
+  /** a new fileset, or FILESET:/path for a graft (src/server/slicedclone.ts) */
   dst: {fileset: string, path?: string} | null
   exclude: string[]
   mode: 'async' | 'lazy' | 'sync'
@@ -206,7 +207,7 @@ async function slicedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onPr
     drained = null
   }
   try {
-    await write(Buffer.from(JSON.stringify({op: 'clone', ...req, replace, srcs: streamedSources(hostPaths)}) + '\n'))
+    await write(Buffer.from(JSON.stringify({op: 'slicedclone', ...req, replace, srcs: streamedSources(hostPaths)}) + '\n'))
     if (hostPaths.length) {
       for (const f of hostFrames(hostPaths, true)) {
         if (settled) break

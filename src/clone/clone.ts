@@ -108,7 +108,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
 /**
  * clone() in steps: the generator yields at consistent points (after each directory of a
  * sync clone or graft, and every CLONE_STEP_ENTRIES entries inside one), where its caller may
- * commit (clone() alone: Volume.maybeCommit) or, a prism server (src/server/graft.ts), answer
+ * commit (clone() alone: Volume.maybeCommit) or, a prism server (src/server/slicedclone.ts), answer
  * its mounts' requests between slices. The tree is built under a pinned orphan root until the
  * last step, so what a caller that stops early (return()) or a crash leaves is reaped.
  * Between steps the image may change under the walk (a server's mounts): the source is read

@@ -800,7 +800,7 @@ export class ServedImage {
   }
 
   /**
-   * Work in slices changed the volume (src/server/graft.ts): the next expansion slice commits
+   * Work in slices changed the volume (src/server/slicedclone.ts): the next expansion slice commits
    * that first, as it does the requests' changes, so that one that fails (vol.abort()) drops
    * only its own.
    */

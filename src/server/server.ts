@@ -21,7 +21,7 @@ import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
-import {isSlicedClone, serveSlicedClone} from './slicedclone.js'
+import {serveSlicedClone} from './slicedclone.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
 function failure(e: unknown): string {
@@ -190,7 +190,7 @@ export class Server {
         })
         return
       }
-      if (req.op === 'clone' && isSlicedClone(req)) {
+      if (req.op === 'slicedclone') {
         // A graft, or a clone with replacements (whose host files may follow): src/server/slicedclone.ts.
         if (this.stopping) {
           c.end(failure(shuttingDown()))

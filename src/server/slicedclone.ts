@@ -1,7 +1,7 @@
 // `prism clone` on a served image, made by the server in slices when it is a graft (`clone
-// SRC FILESET:/path`) or has replacements (--replace): request 'clone' with a destination
-// path or `replace` (src/server/server.ts routes it here; src/cli/servedexpand.ts asks). The
-// server runs the very steps the command runs alone (src/clone/clone.ts cloneSteps) for about
+// SRC FILESET:/path`) or has replacements (--replace): request 'slicedclone' (src/cli/
+// servedexpand.ts asks; a request of its own, so that a server of an older prism refuses it
+// rather than making a clone without its replacements). The server runs the very steps the command runs alone (src/clone/clone.ts cloneSteps) for about
 // SLICE_MS at a time between the mounts' requests: a sync clone or graft is built under a
 // pinned orphan root, out of sight, and named (entered in the fileset table, or linked into
 // the target directory) by its last step; an async or lazy clone with replacements is a
@@ -48,11 +48,6 @@ export interface SlicedCloneRequest {
   replace: Replacement[]
   /** the host paths of the replacements, streamed after the request line, in their order */
   srcs: StreamedSource[]
-}
-
-/** Whether clone request `req` is made in slices here: a graft, or a clone with replacements. */
-export function isSlicedClone(req: Record<string, unknown>): boolean {
-  return typeof (req.dst as {path?: unknown} | null)?.path === 'string' || (Array.isArray(req.replace) && req.replace.length > 0)
 }
 
 function isRequest(r: Record<string, unknown>): r is Record<string, unknown> & SlicedCloneRequest {
