@@ -256,6 +256,7 @@ export class ServedImage {
       },
       sync: () => this.commitNow(true),
       gate: () => this.lentUntil,
+      frozen: (fs: number) => this.freezes.get(fs)?.thawed ?? null,
       hold: (ino: number, delta: number) => this.hold(ino, delta),
     }
   }
@@ -557,6 +558,54 @@ export class ServedImage {
     }
   }
 
+  // ---------------------------------------------------------------- frozen filesets
+
+  /** filesets frozen (freeze): by how many, and what their changing requests wait for */
+  private readonly freezes = new Map<number, {count: number, thawed: Promise<void>, thaw: () => void}>()
+  /**
+   * What notify kept back from the nodes of frozen filesets: a request held there may hold
+   * the kernel's locks that the notification takes (a write its pages, a create its
+   * directory), and would wait for it forever.
+   */
+  private deferred = emptyPending()
+
+  /**
+   * Freezes fileset `fs` (a clone of it is being made in slices, src/server/slicedclone.ts):
+   * the mounts' requests that would change it wait until it thaws, the others (reads, other
+   * filesets) go on. Returns the thaw, which lets the held requests run and resolves once the
+   * notifications kept back meanwhile were taken (at once while another freeze still holds it).
+   */
+  freeze(fs: number): () => Promise<void> {
+    let f = this.freezes.get(fs)
+    if (!f) {
+      let thaw!: () => void
+      const thawed = new Promise<void>((r) => {
+        thaw = r
+      })
+      f = {count: 0, thawed, thaw}
+      this.freezes.set(fs, f)
+    }
+    f.count++
+    const frozen = f
+    let done = false
+    return async () => {
+      if (done) return
+      done = true
+      if (--frozen.count > 0) return
+      this.freezes.delete(fs)
+      frozen.thaw()
+      const d = this.deferred
+      this.deferred = emptyPending()
+      for (const ino of d.inodes) this.pending.inodes.add(ino)
+      for (const [dir, names] of d.entries) {
+        let list = this.pending.entries.get(dir)
+        if (!list) this.pending.entries.set(dir, list = [])
+        list.push(...names)
+      }
+      if (!this.closed) await this.notify(true)
+    }
+  }
+
   // ---------------------------------------------------------------- kernel caches
 
   /**
@@ -570,9 +619,22 @@ export class ServedImage {
     const waits: Promise<boolean>[] = []
     for (const m of this.mounts) {
       if (m.fs === origin) continue
-      for (const ino of p.inodes) for (const n of m.fs.nodesOfIno(ino)) waits.push(m.session.invalidateInode(n.id, 0, 0))
+      for (const ino of p.inodes) {
+        for (const n of m.fs.nodesOfIno(ino)) {
+          if (this.freezes.has(n.fs)) this.deferred.inodes.add(ino)
+          else waits.push(m.session.invalidateInode(n.id, 0, 0))
+        }
+      }
       for (const [dir, names] of p.entries) {
-        for (const n of m.fs.nodesOfIno(dir)) for (const name of names) waits.push(m.session.invalidateEntry(n.id, name))
+        for (const n of m.fs.nodesOfIno(dir)) {
+          if (!this.freezes.has(n.fs)) {
+            for (const name of names) waits.push(m.session.invalidateEntry(n.id, name))
+            continue
+          }
+          let list = this.deferred.entries.get(dir)
+          if (!list) this.deferred.entries.set(dir, list = [])
+          list.push(...names)
+        }
       }
       if (p.filesets && m.spec.top === null) {
         for (const name of m.fs.rootNamesChanged()) waits.push(m.session.invalidateEntry(1, name))

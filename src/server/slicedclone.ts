@@ -24,7 +24,7 @@ import type net from 'node:net'
 import {PrismError} from '../errors.js'
 import {cloneSteps, type CloneResult, type CloneStats, type Replacement} from '../clone/clone.js'
 import {FS_EXPANDING} from '../format/constants.js'
-import {getFileset} from '../fs/filesets.js'
+import {findFileset, getFileset} from '../fs/filesets.js'
 import {reapOrphans} from '../fs/namespace.js'
 import {StreamSource, type StreamedSource} from '../ops/hoststream.js'
 import {requestsWaiting} from '../fuse/index.js'
@@ -107,6 +107,22 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
       resolveDone = r
     }),
   }
+  // The source is frozen from now (its mounts' changing requests wait) until the clone no
+  // longer reads it: the clone holds what the source held when the command started, as alone.
+  // (Frozen as soon as the image is held: while it is lent, the mounts change nothing.)
+  const walksSource = req.mode === 'sync' || req.dst?.path !== undefined
+  let thaw: (() => Promise<void>) | null = null
+  const freezeSource = (): void => {
+    if (thaw || image.lent || image.isClosed) return
+    const fs = findFileset(image.vol, req.src.fileset)
+    if (fs) thaw = image.freeze(fs.id)
+  }
+  const thawSource = async (): Promise<void> => {
+    const t = thaw
+    thaw = null
+    if (t) await t()
+  }
+  freezeSource()
   const before = queue.get(image) ?? Promise.resolve()
   queue.set(image, before.then(() => work.done))
   void (async () => {
@@ -114,6 +130,7 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
       await before
       await image.whenHeld()
       if (image.isClosed) throw shuttingDown()
+      freezeSource()
       const src = getFileset(image.vol, req.src.fileset)
       if (src.state === FS_EXPANDING && (req.mode === 'sync' || req.dst?.path !== undefined)) await image.expandFirst(src.name).done
       await image.whenHeld()
@@ -125,6 +142,7 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
       } finally {
         end()
       }
+      await thawSource() // (the mounts show the held requests' changes and the clone's before the command is answered)
       send({ok: true, result})
       c.end()
     } catch (e) {
@@ -133,6 +151,7 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
       else if (!c.destroyed) c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
       if (!(err instanceof PrismError) && !(err instanceof ServerStopped)) log(`clone ${req.src.fileset}:${req.src.path}: ${err.stack ?? err.message}`)
     } finally {
+      void thawSource()
       resolveDone()
     }
   })()
@@ -195,6 +214,8 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
           fail(e)
           return
         }
+        // An async or lazy clone holds its source as it was once its first step made it.
+        if (!walksSource) void thawSource()
         // A failed expansion slice drops the running transaction: it commits this slice's work first.
         image.workChanged()
         if (r!.done) {
