@@ -18,6 +18,8 @@ import path from 'node:path'
 import {namespace, withImage} from '../src/fs/image.js'
 import {getFileset} from '../src/fs/filesets.js'
 import {cloneSteps} from '../src/clone/clone.js'
+import {servedClone, type ServedCloneRequest, type ServedTarget} from '../src/cli/servedexpand.js'
+import {socketPath} from '../src/server/paths.js'
 import type {Volume} from '../src/fs/volume.js'
 import {PYTHON, forceUnmount} from './fuse-support.js'
 import {ROOT, newImage, prism, snapshot, tmpDir} from './helpers.js'
@@ -86,6 +88,24 @@ function treeOf(vol: Volume, fileset: string, top: string, src?: {fileset: strin
     }
   }
   walk(top)
+  return out
+}
+
+/** The tree at host path `top` (through a mount): type, mode, owner, size, content, symlink target, path by path. */
+async function mountTree(top: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  const walk = async (dir: string): Promise<void> => {
+    for (const name of (await fsp.readdir(dir)).sort()) {
+      const p = path.join(dir, name)
+      const st = await fsp.lstat(p)
+      let what = `${st.mode.toString(8)} ${st.uid}:${st.gid} size=${st.size}`
+      if (st.isFile()) what += ' ' + createHash('sha256').update(await fsp.readFile(p)).digest('hex').slice(0, 16)
+      if (st.isSymbolicLink()) what += ` -> ${await fsp.readlink(p)}`
+      out[p.slice(top.length)] = what
+      if (st.isDirectory()) await walk(p)
+    }
+  }
+  await walk(top)
   return out
 }
 
@@ -284,6 +304,74 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
     await s.umount(mp)
     expect(prism(['fsck', '-i', s.image]).status).to.equal(0)
     // (what they made: the first test's business, and the last one's)
+  })
+
+  it('a graft and a sync clone with --replace hold the source as it was when the command started, while another process writes into it through the mount', async () => {
+    s = bigScratch()
+    const mp = s.mountpoint()
+    await s.mount(null, mp)
+    const t: ServedTarget = {sock: socketPath(s.image), image: s.image}
+    // The writer changes, creates and removes files and directories in every 25th package
+    // directory (in lib0 ... lib9: some the walk has reached when it runs, some it has not).
+    const WRITER = [
+      'import os, sys',
+      'usr = sys.argv[1]',
+      'for d in range(0, 250, 25):',
+      '    p = f"{usr}/lib{d % 10}/pkg{d}"',
+      '    with open(f"{p}/f1", "r+b") as f: f.write(b"changed")',
+      '    with open(f"{p}/f8", "ab") as f: f.write(b"more")',
+      '    with open(f"{p}/new", "wb") as f: f.write(b"new")',
+      '    os.unlink(f"{p}/f2")',
+      '    os.mkdir(f"{p}/newdir")',
+      '    os.rename(f"{p}/f3", f"{p}/newdir/f3")',
+      'print("written")',
+    ].join('\n')
+    const runs: Array<{req: ServedCloneRequest, top: string}> = [
+      {req: {src: {fileset: 'root', path: '/usr'}, dst: {fileset: 'dst', path: '/g'}, exclude: [], mode: 'sync'}, top: 'dst/g'},
+      {req: {src: {fileset: 'root', path: '/'}, dst: {fileset: 'r'}, exclude: [], mode: 'sync', replace: [{path: '/etc/x', source: '@empty-file'}]}, top: 'r/usr'},
+    ]
+    for (const [i, {req, top}] of runs.entries()) {
+      // What the source held before the command started: what the clone must hold.
+      const want = await mountTree(path.join(mp, 'root', 'usr'))
+      let started!: () => void
+      const first = new Promise<void>((r) => {
+        started = r
+      })
+      const t0 = Date.now()
+      const made = servedClone(t, req, {onProgress: () => started()})
+      await first
+      const writer = spawn(PYTHON, ['-c', WRITER, path.join(mp, 'root', 'usr')], {stdio: ['ignore', 'pipe', 'pipe']})
+      let out = ''
+      writer.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
+      writer.stderr.setEncoding('utf8').on('data', (d: string) => { out += d })
+      const wrote = new Promise<number | null>((resolve) => writer.on('close', (c) => resolve(c)))
+      await made
+      const tMade = Date.now()
+      expect([await wrote, out], `writer ${i}`).to.deep.equal([0, 'written\n'])
+      if (process.env.PRISM_TEST_VERBOSE) console.log(`clone ${i}: ${tMade - t0} ms, the writer done ${Date.now() - tMade} ms later`)
+      expect(await mountTree(path.join(mp, top)), `clone ${i}`).to.deep.equal(want)
+      // Every write is in the source.
+      for (let d = 0; d < 250; d += 25) {
+        const p = path.join(mp, 'root', 'usr', `lib${d % 10}`, `pkg${d}`)
+        expect(await fsp.readFile(path.join(p, 'new'), 'utf8')).to.equal('new')
+        expect(await fsp.readFile(path.join(p, 'newdir', 'f3'), 'utf8')).to.equal(`${d}.3\n`)
+        expect(fs.existsSync(path.join(p, 'f2'))).to.equal(false)
+        expect(await fsp.readFile(path.join(p, 'f1'), 'utf8')).to.equal('changed')
+        expect(await fsp.readFile(path.join(p, 'f8'), 'utf8')).to.equal(`${d}.8\nmore`)
+      }
+      // (undone, for the next command)
+      for (let d = 0; d < 250; d += 25) {
+        const p = path.join(mp, 'root', 'usr', `lib${d % 10}`, `pkg${d}`)
+        await fsp.rm(path.join(p, 'new'))
+        await fsp.rename(path.join(p, 'newdir', 'f3'), path.join(p, 'f3'))
+        await fsp.rmdir(path.join(p, 'newdir'))
+        await fsp.writeFile(path.join(p, 'f2'), `${d}.2\n`)
+        await fsp.writeFile(path.join(p, 'f1'), `${d}.1\n`)
+        await fsp.writeFile(path.join(p, 'f8'), `${d}.8\n`)
+      }
+    }
+    await s.umount(mp)
+    expect(prism(['fsck', '-i', s.image]).status).to.equal(0)
   })
 
   it('Ctrl-C (SIGINT) of a graft or a sync clone with --replace: exit 130, nothing of it shows or stays on the image', async () => {
