@@ -5,7 +5,8 @@
 // alone (output, --json, exit status and stderr, errors included; the tree: content, modes,
 // owners, nanosecond times, attributes, hard links, and what is shared: a graft's inodes
 // never, blocks always; the image's free counts; the fileset records); a probe on another
-// fileset of the mount stays answered meanwhile; Ctrl-C leaves nothing; a server killed
+// fileset of the mount stays answered meanwhile; the clone is of the source as it was when
+// the command started, whatever a process writes into it meanwhile; Ctrl-C leaves nothing; a server killed
 // mid-graft leaves the target as it was (or with the whole graft), the image clean, and the
 // CLI finishes the graft itself. PRISM_SERVED_SLICES=0 (the lend) fails the latency bound and
 // the kill test: run this file with it set to see that.
@@ -430,6 +431,8 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
     try {
       const fsck = prism(['fsck', '-i', s.image])
       expect(fsck.status, fsck.stdout + fsck.stderr).to.equal(0)
+      const list = prism(['fileset', 'list', '-i', s.image, '--json'])
+      expect((JSON.parse(list.stdout) as Array<{name: string}>).map((f) => f.name).sort()).to.deep.equal(['dst', 'root', 'scratch'])
       withImage(s.image, {write: false}, (vol) => {
         expect(snapshot(namespace(vol, 'root'))).to.deep.equal(want.root)
         const dst = snapshot(namespace(vol, 'dst'))

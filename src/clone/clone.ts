@@ -111,9 +111,10 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
  * commit (clone() alone: Volume.maybeCommit) or, a prism server (src/server/slicedclone.ts), answer
  * its mounts' requests between slices. The tree is built under a pinned orphan root until the
  * last step, so what a caller that stops early (return()) or a crash leaves is reaped.
- * Between steps the image may change under the walk (a server's mounts): the source is read
- * as it is when each directory is reached, a source directory gone meanwhile is cloned empty,
- * and the graft's place is checked again before it is linked.
+ * Between steps the image may change under the walk (a server freezes the source, but not the
+ * target: src/server/slicedclone.ts): a source changed meanwhile is read as it is when each
+ * directory is reached, a source directory gone meanwhile is cloned empty, and the graft's
+ * place is checked again before it is linked.
  */
 export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): Generator<void, CloneResult> {
   const mode = opts.mode ?? 'sync'

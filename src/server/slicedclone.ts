@@ -17,9 +17,11 @@
 // is committed (a client whose server dies after that has its answer), then {ok: true, result}
 // or {ok: false, code, message}. The client going away (or, without a stream, sending a line)
 // stops the clone: nothing of it shows, as alone. A crash leaves the orphan tree (or the
-// DELETING fileset) for the next open to free. Between slices the mounts may change the
-// source (read as it is when each directory is reached, as cp -r reads a tree) or the target
-// (the graft's place is checked again before it is linked: EEXIST or ENOENT then).
+// DELETING fileset) for the next open to free. The source fileset is frozen from the request
+// on (ServedImage.freeze: the mounts' requests that would change it wait, reads go on) until
+// the walk has read it, so that the clone is of the source when the command started; the
+// target may change between slices (the graft's place is checked again before it is linked:
+// EEXIST or ENOENT then).
 import type net from 'node:net'
 import {PrismError} from '../errors.js'
 import {cloneSteps, type CloneResult, type CloneStats, type Replacement} from '../clone/clone.js'
