@@ -92,24 +92,6 @@ function treeOf(vol: Volume, fileset: string, top: string, src?: {fileset: strin
   return out
 }
 
-/** The tree at host path `top` (through a mount): type, mode, owner, size, content, symlink target, path by path. */
-async function mountTree(top: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {}
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of (await fsp.readdir(dir)).sort()) {
-      const p = path.join(dir, name)
-      const st = await fsp.lstat(p)
-      let what = `${st.mode.toString(8)} ${st.uid}:${st.gid} size=${st.size}`
-      if (st.isFile()) what += ' ' + createHash('sha256').update(await fsp.readFile(p)).digest('hex').slice(0, 16)
-      if (st.isSymbolicLink()) what += ` -> ${await fsp.readlink(p)}`
-      out[p.slice(top.length)] = what
-      if (st.isDirectory()) await walk(p)
-    }
-  }
-  await walk(top)
-  return out
-}
-
 interface ProbeResult {
   calls: number
   p99: number
@@ -309,14 +291,21 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
 
   it('a graft and a sync clone with --replace hold the source as it was when the command started, while another process writes into it through the mount', async () => {
     s = bigScratch()
+    // The tree at `top` of `fileset`, relative to it (a file's link count left out: a graft's
+    // copy has the names it cloned).
+    const treeAt = (vol: Volume, fileset: string, top: string): Record<string, string> => Object.fromEntries(Object.entries(snapshot(namespace(vol, fileset)))
+      .filter(([k]) => k.startsWith(top + '/')).map(([k, v]) => [k.slice(top.length), v.startsWith('file ') ? v.replace(/ nlink=\d+/, '') : v]))
+    // What the source held before the commands started: what the clones must hold.
+    const want = withImage(s.image, {write: false}, (vol) => treeAt(vol, 'root', '/usr'))
     const mp = s.mountpoint()
     await s.mount(null, mp)
     const t: ServedTarget = {sock: socketPath(s.image), image: s.image}
-    // The writer changes, creates and removes files and directories in every 25th package
-    // directory (in lib0 ... lib9: some the walk has reached when it runs, some it has not).
+    // The writer changes, creates, removes and renames files and directories in every 25th
+    // package directory (lib0 ... lib9: some the walk has reached when it runs, some not yet).
     const WRITER = [
       'import os, sys',
       'usr = sys.argv[1]',
+      'sys.stdin.readline()',
       'for d in range(0, 250, 25):',
       '    p = f"{usr}/lib{d % 10}/pkg{d}"',
       '    with open(f"{p}/f1", "r+b") as f: f.write(b"changed")',
@@ -327,31 +316,30 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
       '    os.rename(f"{p}/f3", f"{p}/newdir/f3")',
       'print("written")',
     ].join('\n')
-    const runs: Array<{req: ServedCloneRequest, top: string}> = [
-      {req: {src: {fileset: 'root', path: '/usr'}, dst: {fileset: 'dst', path: '/g'}, exclude: [], mode: 'sync'}, top: 'dst/g'},
-      {req: {src: {fileset: 'root', path: '/'}, dst: {fileset: 'r'}, exclude: [], mode: 'sync', replace: [{path: '/etc/x', source: '@empty-file'}]}, top: 'r/usr'},
+    const runs: ServedCloneRequest[] = [
+      {src: {fileset: 'root', path: '/usr'}, dst: {fileset: 'dst', path: '/g'}, exclude: [], mode: 'sync'},
+      {src: {fileset: 'root', path: '/'}, dst: {fileset: 'r'}, exclude: [], mode: 'sync', replace: [{path: '/etc/x', source: '@empty-file'}]},
     ]
-    for (const [i, {req, top}] of runs.entries()) {
-      // What the source held before the command started: what the clone must hold.
-      const want = await mountTree(path.join(mp, 'root', 'usr'))
-      let started!: () => void
-      const first = new Promise<void>((r) => {
-        started = r
-      })
-      const t0 = Date.now()
-      const made = servedClone(t, req, {onProgress: () => started()})
-      await first
-      const writer = spawn(PYTHON, ['-c', WRITER, path.join(mp, 'root', 'usr')], {stdio: ['ignore', 'pipe', 'pipe']})
+    for (const [i, req] of runs.entries()) {
+      // The writer, started first, writes once the server has begun the clone (its first progress).
+      const writer = spawn(PYTHON, ['-c', WRITER, path.join(mp, 'root', 'usr')], {stdio: ['pipe', 'pipe', 'pipe']})
       let out = ''
       writer.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
       writer.stderr.setEncoding('utf8').on('data', (d: string) => { out += d })
       const wrote = new Promise<number | null>((resolve) => writer.on('close', (c) => resolve(c)))
-      await made
+      const go = (): void => {
+        if (!writer.stdin.writableEnded) writer.stdin.end('go\n')
+      }
+      const t0 = Date.now()
+      try {
+        await servedClone(t, req, {onProgress: go})
+      } finally {
+        go()
+      }
       const tMade = Date.now()
       expect([await wrote, out], `writer ${i}`).to.deep.equal([0, 'written\n'])
       if (process.env.PRISM_TEST_VERBOSE) console.log(`clone ${i}: ${tMade - t0} ms, the writer done ${Date.now() - tMade} ms later`)
-      expect(await mountTree(path.join(mp, top)), `clone ${i}`).to.deep.equal(want)
-      // Every write is in the source.
+      // Every write is in the source; then undone, for the next command.
       for (let d = 0; d < 250; d += 25) {
         const p = path.join(mp, 'root', 'usr', `lib${d % 10}`, `pkg${d}`)
         expect(await fsp.readFile(path.join(p, 'new'), 'utf8')).to.equal('new')
@@ -359,10 +347,6 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
         expect(fs.existsSync(path.join(p, 'f2'))).to.equal(false)
         expect(await fsp.readFile(path.join(p, 'f1'), 'utf8')).to.equal('changed')
         expect(await fsp.readFile(path.join(p, 'f8'), 'utf8')).to.equal(`${d}.8\nmore`)
-      }
-      // (undone, for the next command)
-      for (let d = 0; d < 250; d += 25) {
-        const p = path.join(mp, 'root', 'usr', `lib${d % 10}`, `pkg${d}`)
         await fsp.rm(path.join(p, 'new'))
         await fsp.rename(path.join(p, 'newdir', 'f3'), path.join(p, 'f3'))
         await fsp.rmdir(path.join(p, 'newdir'))
@@ -373,6 +357,12 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
     }
     await s.umount(mp)
     expect(prism(['fsck', '-i', s.image]).status).to.equal(0)
+    withImage(s.image, {write: false}, (vol) => {
+      expect(treeAt(vol, 'root', '/usr'), 'the source, undone').to.deep.equal(want)
+      expect(treeAt(vol, 'dst', '/g'), 'the graft').to.deep.equal(want)
+      expect(treeAt(vol, 'r', '/usr'), 'the sync clone').to.deep.equal(want)
+      expect(namespace(vol, 'r').stat('/etc/x').size).to.equal(0)
+    })
   })
 
   it('Ctrl-C (SIGINT) of a graft or a sync clone with --replace: exit 130, nothing of it shows or stays on the image', async () => {
