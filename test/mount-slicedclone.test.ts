@@ -297,6 +297,8 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
       .filter(([k]) => k.startsWith(top + '/')).map(([k, v]) => [k.slice(top.length), v.startsWith('file ') ? v.replace(/ nlink=\d+/, '') : v]))
     // What the source held before the commands started: what the clones must hold.
     const want = withImage(s.image, {write: false}, (vol) => treeAt(vol, 'root', '/usr'))
+    const hostFile = path.join(s.dir, 'host-file')
+    fs.writeFileSync(hostFile, 'from the host\n')
     const mp = s.mountpoint()
     await s.mount(null, mp)
     const t: ServedTarget = {sock: socketPath(s.image), image: s.image}
@@ -327,8 +329,12 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
       writer.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
       writer.stderr.setEncoding('utf8').on('data', (d: string) => { out += d })
       const wrote = new Promise<number | null>((resolve) => writer.on('close', (c) => resolve(c)))
+      // (and, during the graft, `prism rm` and `prism cp` into the source, made by the server)
+      let commands: Promise<Array<{code: number | null}>> = Promise.resolve([])
       const go = (): void => {
-        if (!writer.stdin.writableEnded) writer.stdin.end('go\n')
+        if (writer.stdin.writableEnded) return
+        writer.stdin.end('go\n')
+        if (i === 0) commands = Promise.all([cli(['rm', '-i', s.image, 'root:/usr/lib5/pkg5/f0']), cli(['cp', '-i', s.image, hostFile, 'root:/usr/lib5/pkg5/cpd'])])
       }
       const t0 = Date.now()
       try {
@@ -336,10 +342,18 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
       } finally {
         go()
       }
+      expect((await commands).map((r) => r.code)).to.deep.equal(i === 0 ? [0, 0] : [])
       const tMade = Date.now()
       expect([await wrote, out], `writer ${i}`).to.deep.equal([0, 'written\n'])
       if (process.env.PRISM_TEST_VERBOSE) console.log(`clone ${i}: ${tMade - t0} ms, the writer done ${Date.now() - tMade} ms later`)
       // Every write is in the source; then undone, for the next command.
+      if (i === 0) {
+        const p = path.join(mp, 'root', 'usr', 'lib5', 'pkg5')
+        expect(await fsp.readFile(path.join(p, 'cpd'), 'utf8')).to.equal('from the host\n')
+        expect(fs.existsSync(path.join(p, 'f0'))).to.equal(false)
+        await fsp.rm(path.join(p, 'cpd'))
+        await fsp.writeFile(path.join(p, 'f0'), '5.0\n'.repeat(900))
+      }
       for (let d = 0; d < 250; d += 25) {
         const p = path.join(mp, 'root', 'usr', `lib${d % 10}`, `pkg${d}`)
         expect(await fsp.readFile(path.join(p, 'new'), 'utf8')).to.equal('new')

@@ -155,6 +155,12 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
           void image.whenHeld().then(kick)
           return
         }
+        // A fileset being cloned is changed once the clone no longer reads it (ServedImage.freeze).
+        const thawed = image.thawed(req.dst.fileset)
+        if (thawed && !aborted) {
+          void thawed.then(kick)
+          return
+        }
         let r: IteratorResult<void, CopyStats>
         try {
           steps ??= copySteps(image.vol, locs, dst, {

@@ -22,7 +22,7 @@ import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError, isArgumentError} from '../errors.js'
 import {clone, settleSyncClone, type CloneResult} from '../clone/clone.js'
 import {Expander, tallyExpansion, type ExpandTally} from '../fs/expand.js'
-import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
+import {filesetById, findFileset, getFileset, listFilesets} from '../fs/filesets.js'
 import {checkDeletable, deleteFileset, namespace} from '../fs/image.js'
 import {clonesInFlight} from '../fs/expand.js'
 import {reapOrphans, reapSteps} from '../fs/namespace.js'
@@ -606,6 +606,12 @@ export class ServedImage {
     }
   }
 
+  /** While fileset `name` is frozen (freeze): what the server's own changes of it (copies into it, removals) wait for. */
+  thawed(name: string): Promise<void> | null {
+    const f = this.closed || this.lentUntil ? undefined : findFileset(this.vol, name)
+    return f ? this.freezes.get(f.id)?.thawed ?? null : null
+  }
+
   // ---------------------------------------------------------------- kernel caches
 
   /**
@@ -931,6 +937,10 @@ export class ServedImage {
             }
             for (const c of clonesInFlight(vol, f.id)) await this.expandFirst(c.name).done
           }
+          // A fileset being cloned is changed once the clone no longer reads it (freeze).
+          const name = 'filesets' in what ? what.filesets[i] : what.paths[i].fileset
+          for (let t = this.thawed(name); t; t = this.thawed(name)) await t
+          if (aborted || this.closed) throw new ServerStopped('the prism server stopped')
           // What requests changed is committed first: an item that fails drops only its own work.
           if (vol.hasChanges) this.commitNow()
           vol.reaping = true // (the reap of deleteFileset and remove: done below, in slices)
