@@ -9,8 +9,9 @@
 // mounts hold open are passed on so that this process leaves them alone ($PRISM_HELD_ORPHANS,
 // src/fs/volume.ts). `fsck --repair` is refused while served, as e2fsck refuses a mounted
 // filesystem.
-// `prism clone` making a new fileset (without --replace, which reads host files), `prism
-// expand` (src/cli/servedexpand.ts), `prism rm` and `prism fileset delete`
+// `prism clone` (a new fileset, a graft, with or without --replace: the command reads the
+// replacements' host files and streams them), `prism expand` (src/cli/servedexpand.ts,
+// src/server/slicedclone.ts), `prism rm` and `prism fileset delete`
 // (src/cli/servedremove.ts) are asked of the server instead (askedOfServer): it does them in
 // slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
@@ -38,9 +39,9 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
 
 /**
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
- * `prism clone` making a new fileset without --replace, `prism expand` (not the background
- * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, `prism cp`
- * with every path in the image, `prism chmod`, `prism chown` and `prism write`.
+ * `prism clone` (a new fileset or a graft, --replace or not), `prism expand` (not the background
+ * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, `prism cp` with
+ * every path in the image, `prism chmod`, `prism chown` and `prism write`.
  */
 export function askedOfServer(argv: string[]): boolean {
   if (process.env.PRISM_SERVED_SLICES === '0') return false
@@ -64,12 +65,11 @@ export function askedOfServer(argv: string[]): boolean {
       pos.push(...argv.slice(i + 1))
       break
     }
-    if (a === '-r' || a.startsWith('--replace') || /^-r./.test(a)) return false
     if (CLONE_VALUED.has(a)) i++
     else if (!a.startsWith('-') || a === '-') pos.push(a)
   }
-  // A graft (DST = FILESET:/path) changes an existing fileset in one step: it borrows.
-  return pos.length >= 1 && !(pos[1] ?? '').includes(':')
+  // A new fileset, or a graft (DST = FILESET:/path), --replace or not (src/server/slicedclone.ts).
+  return pos.length >= 1
 }
 
 /** Set when this command is to be asked of the server of its image (askedOfServer). */
