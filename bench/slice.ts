@@ -1,6 +1,7 @@
 // Long commands on a mounted image (issue 17, "Serve filesets as real filesystems"): while
-// `prism clone --mode sync`, `prism expand` of a lazy clone, and `prism clone` (async) +
-// `prism expand` run on a served image, a probe process (test/mount-probe.py) makes small
+// `prism clone --mode sync`, `prism expand` of a lazy clone, `prism clone` (async) + `prism
+// expand`, a graft (`prism clone root:/usr scratch:/gN`) and a sync clone with `--replace`
+// (a host file and an empty directory) run on a served image, a probe process (test/mount-probe.py) makes small
 // calls on another fileset of the mount (create, write, close, open, read, readdir, unlink) and
 // times each. Two contenders in the same run, in alternating order:
 //   slices  the server does the work in slices between FUSE requests (the default)
@@ -14,6 +15,7 @@
 //   npm run bench:slice                       # 100,000 files, 3 runs
 //   npm run bench:slice -- --small            # 5,000 files: a smoke test
 //   npm run bench:slice -- --base DIR --runs N --files N
+//   npm run bench:slice -- --only graft,replace   # some commands only (names below)
 import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -30,6 +32,8 @@ const USAGE = `Usage: npm run bench:slice -- [options]
   --runs N         runs per contender (default 3)
   --base DIR       work directory (default /tmp/prism-bench): the image is kept there for
                    the next run (--regen builds it again)
+  --only LIST      commands to time, comma-separated: sync, lazy, async, graft, replace
+                   (default: all)
 
 Every option can also be given as PRISM_BENCH_<NAME>.
 `
@@ -97,13 +101,16 @@ async function probed(dir: string, stop: string, work: () => void): Promise<Prob
   return JSON.parse(out.trim().split('\n').pop()!) as Probe
 }
 
-const COMMANDS = ['clone --mode sync', 'expand (lazy clone)', 'clone + expand (async)'] as const
-type Command = typeof COMMANDS[number]
+const COMMANDS = ['clone --mode sync', 'expand (lazy clone)', 'clone + expand (async)', 'graft', 'clone --mode sync --replace'] as const
+const SHORT = ['sync', 'lazy', 'async', 'graft', 'replace']
 const CONTENDERS = ['slices', 'lend'] as const
 type Contender = typeof CONTENDERS[number]
 
 async function main(): Promise<void> {
-  const o = parseCommon(USAGE)
+  const o = parseCommon(USAGE, {only: {type: 'string'}})
+  const only = ((o.values.only as string | undefined) ?? SHORT.join(',')).split(',')
+  for (const x of only) if (!SHORT.includes(x)) throw new Error(`--only: unknown command '${x}' (${SHORT.join(', ')})`)
+  const commands = COMMANDS.filter((_, k) => only.includes(SHORT[k]))
   ensureBuilt()
   const files = o.values.files ? o.spec.files : o.small ? 5000 : 100_000
   const dir = path.join(o.base, `slice-${files}f-s${o.spec.seed}`)
@@ -127,7 +134,7 @@ async function main(): Promise<void> {
     for (let run = 0; run < o.runs; run++) {
       // Alternate order: each contender goes first in every other run.
       const order = run % 2 === 0 ? [...CONTENDERS] : [...CONTENDERS].reverse()
-      for (const cmd of COMMANDS) {
+      for (const cmd of commands) {
         for (const who of order) {
           const env = {...process.env, PRISM_SERVED_SLICES: who === 'lend' ? '0' : '1'}
           const name = `b${process.pid}-${n++}`
@@ -137,7 +144,10 @@ async function main(): Promise<void> {
             const t0 = process.hrtime.bigint()
             if (cmd === 'clone --mode sync') check(prism(['clone', ...i, 'root', name, '--mode', 'sync'], {env}), cmd)
             else if (cmd === 'expand (lazy clone)') check(prism(['expand', ...i, name], {env}), cmd)
-            else {
+            else if (cmd === 'graft') check(prism(['clone', ...i, 'root:/usr', `scratch:/${name}`], {env}), cmd)
+            else if (cmd === 'clone --mode sync --replace') {
+              check(prism(['clone', ...i, 'root', name, '--mode', 'sync', '-r', '/usr/d1=@empty-dir', '-r', `/etc/hosts=${path.join(ROOT, 'package.json')}`], {env}), cmd)
+            } else {
               check(prism(['clone', ...i, 'root', name], {env}), cmd)
               check(prism(['expand', ...i, name], {env}), cmd)
             }
@@ -149,7 +159,8 @@ async function main(): Promise<void> {
           samples[key].p99.push(probe.p99)
           samples[key].max.push(probe.max)
           log(`run ${run + 1}: ${key}: ${wall.toFixed(2)} s, probe ${probe.calls} calls, p99 ${probe.p99} ms, max ${probe.max} ms`)
-          check(prism(['fileset', 'delete', ...i, name]), 'fileset delete')
+          if (cmd === 'graft') check(prism(['rm', ...i, '-r', `scratch:/${name}`]), 'rm')
+          else check(prism(['fileset', 'delete', ...i, name]), 'fileset delete')
         }
       }
     }

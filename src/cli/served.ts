@@ -9,8 +9,9 @@
 // mounts hold open are passed on so that this process leaves them alone ($PRISM_HELD_ORPHANS,
 // src/fs/volume.ts). `fsck --repair` is refused while served, as e2fsck refuses a mounted
 // filesystem.
-// `prism clone` making a new fileset (without --replace, which reads host files), `prism
-// expand` (src/cli/servedexpand.ts), `prism rm` and `prism fileset delete`
+// `prism clone` (a new fileset, a graft, with or without --replace: the command reads the
+// replacements' host files and streams them), `prism expand` (src/cli/servedexpand.ts,
+// src/server/slicedclone.ts), `prism rm` and `prism fileset delete`
 // (src/cli/servedremove.ts) are asked of the server instead (askedOfServer): it does them in
 // slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
@@ -21,8 +22,8 @@
 // input to its end and sends it (src/cli/servedattrs.ts). The short commands that change the
 // image (mkdir, touch, truncate, ln, mknod, noclone, xattr set and rm, set, fileset create and
 // rename) send their operation to the server, which runs it in one step (src/ops/short.ts,
-// PrismCommand.short). Only rare ones still borrow the image: import, clone --replace and a
-// graft, cp mixing host and image sources, and scan --incremental's save (borrowAfterSnapshot).
+// PrismCommand.short). Only rare ones still borrow the image: import, cp mixing host and
+// image sources, and scan --incremental's save (borrowAfterSnapshot).
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -41,9 +42,9 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
 
 /**
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
- * `prism clone` making a new fileset without --replace, `prism expand` (not the background
- * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, `prism cp`
- * with every path in the image, `prism chmod`, `prism chown`, `prism write`, and the short
+ * `prism clone` (a new fileset or a graft, --replace or not), `prism expand` (not the background
+ * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, `prism cp` with
+ * every path in the image, `prism chmod`, `prism chown`, `prism write`, and the short
  * commands that change the image (shortCommand).
  */
 export function askedOfServer(argv: string[]): boolean {
@@ -70,12 +71,11 @@ export function askedOfServer(argv: string[]): boolean {
       pos.push(...argv.slice(i + 1))
       break
     }
-    if (a === '-r' || a.startsWith('--replace') || /^-r./.test(a)) return false
     if (CLONE_VALUED.has(a)) i++
     else if (!a.startsWith('-') || a === '-') pos.push(a)
   }
-  // A graft (DST = FILESET:/path) changes an existing fileset in one step: it borrows.
-  return pos.length >= 1 && !(pos[1] ?? '').includes(':')
+  // A new fileset, or a graft (DST = FILESET:/path), --replace or not (src/server/slicedclone.ts).
+  return pos.length >= 1
 }
 
 /** Commands that src/ops/short.ts runs (the server, on a served image, in one step). */

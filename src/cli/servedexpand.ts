@@ -1,4 +1,4 @@
-// `prism clone` (a new fileset, without --replace) and `prism expand` on an image a prism
+// `prism clone` and `prism expand` on an image a prism
 // server holds: rather than borrowing the image (src/cli/served.ts), which would hold every
 // FUSE request of its mounts until the command ends, the command asks the server, which does
 // the work in slices between requests (src/server/server.ts longRequest, image.ts). The
@@ -6,13 +6,16 @@
 //  - A sync clone is made by the server as an async clone, expanded ahead of other work and
 //    settled as a sync clone. SIGINT/SIGTERM (or this process ending) deletes it, as an
 //    interrupted sync clone leaves nothing; the status is 130/143 as alone.
+//  - A graft, or a clone with --replace, is made by the server out of sight and named at the
+//    end (src/server/slicedclone.ts), the replacements' host files read here and streamed;
+//    SIGINT/SIGTERM (or this process ending) drops it, as alone.
 //  - An interrupted `expand` only stops waiting: the expansion goes on in the server.
 //  - If the server stops or dies before answering, this process finishes the work itself,
 //    once the image lock is free (a sync clone's async clone is expanded and settled).
 import net from 'node:net'
 import {PrismError, errorFromWire} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
-import type {CloneResult, CloneStats} from '../clone/clone.js'
+import type {CloneResult, CloneStats, Replacement} from '../clone/clone.js'
 import type {Volume} from '../fs/volume.js'
 import type {Fileset} from '../fs/filesets.js'
 import {withSession} from './session.js'
@@ -97,13 +100,16 @@ export function alone<T>(image: string, wait: number | undefined, work: (vol: Vo
 
 export interface ServedCloneRequest {
   src: {fileset: string, path: string}
-  dst: {fileset: string} | null
+  /** a new fileset, or FILESET:/path for a graft (src/server/slicedclone.ts) */
+  dst: {fileset: string, path?: string} | null
   exclude: string[]
   mode: 'async' | 'lazy' | 'sync'
+  replace?: Replacement[]
 }
 
 /** A new clone made by the server of the image (see the top of this file). */
 export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onProgress?: (s: CloneStats) => void, wait?: number}): Promise<CloneResult> {
+  if (req.dst?.path !== undefined || req.replace?.length) return slicedClone(t, req, opts)
   let made: string | null = null
   let last: CloneStats | null = null
   const asked = Date.now()
@@ -149,6 +155,90 @@ export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts
     }
     return {fileset: found.name, path: '/', parent: src?.name ?? req.src.fileset, stats, unmatched: []}
   })
+}
+
+/**
+ * A graft, or a clone with replacements, made by the server in slices (src/server/slicedclone.ts):
+ * the replacements' host files are read here and streamed after the request. Ctrl-C (or this
+ * process ending) closes the connection: the server drops the clone, as alone. A server that
+ * goes away first: done if it said so, else made here alone.
+ */
+async function slicedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onProgress?: (s: CloneStats) => void, wait?: number}): Promise<CloneResult> {
+  const {replacementSource} = await import('../clone/clone.js')
+  const {END_FRAME, hostFrames, streamedSources} = await import('../ops/hoststream.js')
+  const replace = req.replace ?? []
+  const hostPaths = replace.filter((r) => r.source !== '@empty-dir' && r.source !== '@empty-file').map((r) => replacementSource(r.source)).filter((l) => l.kind === 'host').map((l) => l.path)
+  const c = net.createConnection(t.sock)
+  let settled = false
+  let drained: (() => void) | null = null
+  let done: CloneResult | null = null
+  let poll: NodeJS.Timeout | undefined
+  const answer = new Promise<Line | null>((resolve, reject) => {
+    const end = (f: () => void): void => {
+      if (settled) return
+      settled = true
+      clearInterval(poll)
+      drained?.()
+      c.destroy()
+      f()
+    }
+    poll = setInterval(() => {
+      try {
+        checkInterrupt()
+      } catch (e) {
+        end(() => reject(e))
+      }
+    }, 50)
+    let buf = ''
+    c.setEncoding('utf8')
+    c.on('data', (d: string) => {
+      buf += d
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const l = JSON.parse(buf.slice(0, nl)) as Line
+        buf = buf.slice(nl + 1)
+        if (l.progress) opts.onProgress?.(l.progress as CloneStats)
+        if (l.done) done = l.done as CloneResult
+        if (l.ok !== undefined) {
+          end(() => resolve(l))
+          return
+        }
+      }
+    })
+    c.on('drain', () => drained?.())
+    c.on('error', () => end(() => resolve(null)))
+    c.on('close', () => end(() => resolve(null)))
+  })
+  answer.catch(() => {}) // (awaited below, after the stream is sent)
+  const write = async (b: Buffer): Promise<void> => {
+    if (settled || c.write(b)) return
+    await new Promise<void>((r) => {
+      drained = r
+    })
+    drained = null
+  }
+  try {
+    await write(Buffer.from(JSON.stringify({op: 'slicedclone', ...req, replace, srcs: streamedSources(hostPaths)}) + '\n'))
+    if (hostPaths.length) {
+      for (const f of hostFrames(hostPaths, true)) {
+        if (settled) break
+        await write(f)
+      }
+      await write(END_FRAME)
+    }
+  } catch (e) {
+    // interrupted while reading the host: the server drops the clone when the connection closes
+    clearInterval(poll)
+    settled = true
+    c.destroy()
+    throw e
+  }
+  const a = await answer
+  if (a?.ok) return a.result as CloneResult
+  if (a) throw errorFromWire(a.code, a.message)
+  if (done) return done
+  // The server went away before the clone was made: nothing of it is left; made here.
+  const {clone} = await import('../clone/clone.js')
+  return alone(t.image, opts.wait, (vol) => clone(vol, req.src, req.dst, {exclude: req.exclude, mode: req.mode, replace, onProgress: opts.onProgress}))
 }
 
 export interface ExpandDone {

@@ -13,7 +13,7 @@
 // inode) that stops as soon as every pattern has matched.
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
-import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
+import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
 import {FILESET_LOCALITY_MASK} from '../format/locality.js'
 import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
@@ -30,7 +30,8 @@ import {INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from '../fs/expand.js'
 
 export {excludeMatcher, parseExcludeFile} from '../fs/match.js'
-import {copy, type Location} from '../ops/copy.js'
+import {copySteps, type Location} from '../ops/copy.js'
+import {localSource, type HostSource} from '../ops/hostsource.js'
 import {checkInterrupt} from '../interrupt.js'
 
 export type CloneMode = 'sync' | 'async' | 'lazy'
@@ -48,6 +49,8 @@ export interface CloneOptions {
   mode?: CloneMode
   onProgress?: (s: CloneStats) => void
   onWarning?: (msg: string) => void
+  /** where host replacements are read (default: this process reads the host; a server: what the command streamed) */
+  host?: HostSource
 }
 
 export interface CloneStats {
@@ -94,6 +97,26 @@ interface Walk {
  * `graft` (an existing fileset's path that must not exist yet).
  */
 export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): CloneResult {
+  const steps = cloneSteps(vol, src, dst, opts)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+    vol.maybeCommit()
+  }
+}
+
+/**
+ * clone() in steps: the generator yields at consistent points (after each directory of a
+ * sync clone or graft, and every CLONE_STEP_ENTRIES entries inside one), where its caller may
+ * commit (clone() alone: Volume.maybeCommit) or, a prism server (src/server/slicedclone.ts), answer
+ * its mounts' requests between slices. The tree is built under a pinned orphan root until the
+ * last step, so what a caller that stops early (return()) or a crash leaves is reaped.
+ * Between steps the image may change under the walk (a server freezes the source, but not the
+ * target: src/server/slicedclone.ts): a source changed meanwhile is read as it is when each
+ * directory is reached, a source directory gone meanwhile is cloned empty, and the graft's
+ * place is checked again before it is linked.
+ */
+export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): Generator<void, CloneResult> {
   const mode = opts.mode ?? 'sync'
   // A malformed pattern is refused before anything changes.
   const match = excludeMatcher(opts.exclude ?? [])
@@ -105,7 +128,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
 
   const grafting = !!dst && dst.path !== undefined
   let dstNs: Namespace | null = null
-  let graftParent: {dir: Inode, name: Buffer} | null = null
+  let graftParent: GraftPlace | null = null
   let newName = ''
   if (grafting) {
     dstNs = namespace(vol, dst!.fileset)
@@ -117,13 +140,13 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
     const p = dstNs.resolveParent(target)
     if (dstNs.lookupEntry(p.dir, p.name)) fail('EEXIST', `${dstNs.where(target)}: already exists`)
     if (dstNs.fs.id === srcFs.id && [...p.chain].some((d) => d.ino === top.ino)) fail('EINVAL', `cannot graft ${sns.where(src.path)} inside itself`)
-    graftParent = {dir: p.dir, name: p.name}
+    graftParent = {dir: p.dir, generation: p.dir.r.generation, name: p.name}
     dst = {fileset: dst!.fileset, path: target}
   } else {
     newName = dst?.fileset ?? generatedName(vol, srcFs.name)
     if (findFileset(vol, newName)) fail('EEXIST', `fileset '${newName}' already exists`)
     // A graft is always synchronous: it changes an existing fileset in one step.
-    if (mode !== 'sync') return cloneLater(vol, srcFs, resolved.names, top, newName, mode, opts, match)
+    if (mode !== 'sync') return yield* cloneLater(vol, srcFs, resolved.names, top, newName, mode, opts, match)
   }
   // The walk below reads and shares the source tree directly: a source still expanding is
   // expanded completely first (its hard-linked copies get their final counts).
@@ -138,31 +161,34 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
   vol.addOrphan(root)
   vol.pinnedOrphans.add(root.ino)
   try {
-    return finish()
+    return yield* finish()
   } finally {
     // Whether the clone finished or failed, this process no longer builds it: a failed
     // clone's root (if already committed) is reaped like any orphan.
     vol.pinnedOrphans.delete(root.ino)
   }
 
-  function finish(): CloneResult {
-    cloneDir(w, top, root, '')
-    for (const cp of w.hardlinks.values()) vol.idirty(cp)
+  function* finish(): Generator<void, CloneResult> {
+    // (each private copy was marked changed with its last name: a graft's are all its files,
+    // which marked again here would make one transaction of their inode blocks, past a small
+    // journal's capacity)
+    yield* cloneDir(w, top, root, '')
 
     if (opts.replace?.length) {
       // Replacements are made inside the clone before it becomes visible, through a
       // namespace over the unfinished root that is never entered in the fileset table.
       const draft = new Namespace(vol, {...srcFs, slot: -1, id: 0, name: grafting ? dst!.fileset : newName, rootIno: root.ino})
-      for (const r of opts.replace) applyReplacement(vol, draft, r, w.stats)
+      for (const r of opts.replace) yield* applyReplacement(vol, draft, r, w.stats, opts.host)
     }
 
     let result: CloneResult
     if (grafting) {
       const ns = dstNs!
-      dirAdd(vol, graftParent!.dir, root.ino, DT_DIR, graftParent!.name)
-      graftParent!.dir.r.nlink++
-      touch(graftParent!.dir.r, {m: true, c: true})
-      vol.idirty(graftParent!.dir)
+      const dir = graftPlace(vol, ns, graftParent!, dst!.path!)
+      dirAdd(vol, dir, root.ino, DT_DIR, graftParent!.name)
+      dir.r.nlink++
+      touch(dir.r, {m: true, c: true})
+      vol.idirty(dir)
       root.r.nlink = 2 + countSubdirs(vol, root)
       vol.removeOrphan(root)
       result = {fileset: ns.fs.name, path: dst!.path!, parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
@@ -186,7 +212,7 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
  * background, on demand, or on `prism expand`. The superblock's clone clock is bumped and
  * the source's clonestart takes its value, which arms the source's write guard.
  */
-function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions, match: ExcludeMatcher): CloneResult {
+function* cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, name: string, mode: 'async' | 'lazy', opts: CloneOptions, match: ExcludeMatcher): Generator<void, CloneResult> {
   const spec = {srcPath: '/' + names.map(nameText).join('/'), exclude: opts.exclude ?? [], rules: 'gitignore' as const}
   const unmatched = spec.exclude.length ? unmatchedPatterns(vol, srcFs, top, spec.srcPath, match) : []
   const clock = vol.tickCloneClock()
@@ -206,7 +232,7 @@ function cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, na
     vol.pinnedOrphans.add(root.ino) // marks the fileset as being built by this process
     try {
       const ns = new Namespace(vol, rec)
-      for (const r of opts.replace!) applyReplacement(vol, ns, r, stats)
+      for (const r of opts.replace!) yield* applyReplacement(vol, ns, r, stats, opts.host)
       saveFileset(vol, {...filesetById(vol, rec.id)!, state: FS_EXPANDING})
     } finally {
       vol.pinnedOrphans.delete(root.ino)
@@ -248,27 +274,58 @@ function countSubdirs(vol: Volume, dir: Inode): number {
   return n
 }
 
+interface GraftPlace {
+  dir: Inode
+  /** the directory's generation when the graft began */
+  generation: number
+  name: Buffer
+}
+
+/**
+ * The directory a graft is linked into, checked again just before (the image may have changed
+ * since the graft began, when a server makes it in steps): still a directory of the same
+ * fileset, and the name still free.
+ */
+function graftPlace(vol: Volume, ns: Namespace, p: GraftPlace, target: string): Inode {
+  const dir = vol.tryIget(p.dir.ino)
+  if (!filesetById(vol, ns.fs.id) || !dir || dir.r.generation !== p.generation || !dir.isDir || (dir.r.flags & IF_ORPHAN) || dir.r.nlink === 0) {
+    fail('ENOENT', `${ns.where(target)}: its directory was removed while the graft was made`)
+  }
+  if (ns.lookupEntry(dir, p.name)) fail('EEXIST', `${ns.where(target)}: already exists`)
+  return dir
+}
+
+/** A sync clone or graft yields inside a directory after this many entries. */
+const CLONE_STEP_ENTRIES = 64
+
 /** Fills `dst` (new, empty) with a clone of source directory `src` at clone path `path`. */
-function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
+function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<void> {
   const vol = w.vol
-  // Iterative, so deep trees do not exhaust the stack.
-  const stack: Array<{src: Inode, dst: Inode, path: string}> = [{src, dst, path}]
+  // Iterative, so deep trees do not exhaust the stack. A source directory is held by number
+  // and generation: between steps it may be removed (its number reused).
+  const stack: Array<{src: number, generation: number, dst: Inode, path: string}> = [{src: src.ino, generation: src.r.generation, dst, path}]
   const seen = new Set<number>()
   while (stack.length) {
     const job = stack.pop()!
-    enterDir(seen, job.src.ino, job.path || '/')
+    enterDir(seen, job.src, job.path || '/')
     w.stats.dirs++
     let subdirs = 0
-    for (const e of dirList(vol, job.src)) {
+    const dir = vol.tryIget(job.src)
+    const entries = dir && dir.r.generation === job.generation && dir.isDir ? dirList(vol, dir) : []
+    let n = 0
+    for (const e of entries) {
+      if (++n % CLONE_STEP_ENTRIES === 0) yield
       const childPath = `${job.path}/${nameText(e.name)}`
       if (w.match.test(childPath, e.type === DT_DIR) >= 0) { w.stats.excluded++; continue }
-      const child = vol.iget(e.ino)
+      // (after a step, a file listed before it may have been freed)
+      const child = n < CLONE_STEP_ENTRIES ? vol.iget(e.ino) : vol.tryIget(e.ino)
+      if (!child) continue
       if (child.r.flags & IF_NOCLONE) { w.stats.excluded++; continue }
       if (child.isDir) {
         const d = newDirLike(vol, child)
         dirAdd(vol, job.dst, d.ino, DT_DIR, e.name, 0)
         subdirs++
-        stack.push({src: child, dst: d, path: childPath})
+        stack.push({src: child.ino, generation: child.r.generation, dst: d, path: childPath})
         continue
       }
       if (child.r.nlink > 1 || !w.shareInodes) {
@@ -296,7 +353,7 @@ function cloneDir(w: Walk, src: Inode, dst: Inode, path: string): void {
     job.dst.r.nlink = 2 + subdirs
     vol.idirty(job.dst)
     progress(w)
-    vol.maybeCommit()
+    yield
   }
 }
 
@@ -309,7 +366,13 @@ function progress(w: Walk): void {
   w.opts.onProgress(w.stats)
 }
 
-function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: CloneStats): void {
+/** Where a replacement's SOURCE (neither @empty-dir nor @empty-file) is: FILESET:/path, or a host path. */
+export function replacementSource(source: string): Location {
+  const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(source)
+  return m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: source}
+}
+
+function* applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: CloneStats, host: HostSource = localSource): Generator<void> {
   if (!r.path.startsWith('/') || splitPath(r.path).length === 0) fail('EUSAGE', `--replace path '${r.path}' must be an absolute path below the clone's root`)
   if (ns.exists(r.path, false)) ns.remove(r.path, {recursive: true})
   const parent = '/' + splitPath(r.path).slice(0, -1).join('/')
@@ -317,9 +380,8 @@ function applyReplacement(vol: Volume, ns: Namespace, r: Replacement, stats: Clo
   if (r.source === '@empty-dir') ns.mkdir(r.path)
   else if (r.source === '@empty-file') ns.openForWrite(r.path, {mode: 0o644 | S_IFREG})
   else {
-    const m = /^([A-Za-z0-9_][A-Za-z0-9._-]*):(.*)$/s.exec(r.source)
-    const from: Location = m ? {kind: 'image', fileset: m[1], path: m[2] || '/'} : {kind: 'host', path: r.source}
-    const done = copy(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true})
+    const from = replacementSource(r.source)
+    const done = yield* copySteps(vol, [from], {kind: 'image', fileset: ns.fs.name, path: r.path, ns}, {recursive: true, noTargetDirectory: true}, host)
     // A replacement is made whole or the clone fails: it never holds part of what was asked.
     const e = done.errors[0]
     if (e) fail(e.code, `--replace ${r.path}=${r.source}: ${e.message}${done.errors.length > 1 ? ` (and ${done.errors.length - 1} more)` : ''}`)

@@ -62,11 +62,11 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     const spin = await this.spinner('cloning')
     const onProgress = (s: CloneStats) => spin.update(`cloning: ${s.dirs} directories, ${s.shared} files shared`)
     const mode = flags.mode as CloneMode
-    // On an image a server holds, a new fileset is made by the server, in slices (src/cli/servedexpand.ts).
+    // On an image a server holds, the clone is made by the server, in slices (src/cli/servedexpand.ts).
     const served = servedTarget()
     try {
-      const res = served && dst?.path === undefined && replace.length === 0
-        ? await this.servedClone(served, {src, dst, exclude, mode}, onProgress, flags.wait)
+      const res = served
+        ? await this.servedClone(served, {src, dst, exclude, mode, replace}, onProgress, flags.wait)
         : await this.withVolume(flags, true, (vol) => clone(vol, src, dst, {
           exclude, replace, mode, onProgress, onWarning: (m) => this.notice(`warning: ${m}`),
         }))

@@ -62,6 +62,9 @@ const TRUSTED = Buffer.from('trusted.')
 
 const err = (code: string): FuseError => new FuseError(code)
 
+/** The requests that change a fileset (PrismFs.frozenFor). */
+const CHANGING = new Set(['setattr', 'mknod', 'mkdir', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'open', 'write', 'setxattr', 'removexattr', 'create', 'fallocate'])
+
 /** What the adapter needs from the server that owns the image. */
 export interface AdapterHost {
   readonly vol: Volume
@@ -74,6 +77,11 @@ export interface AdapterHost {
   sync(): void
   /** while set, another process has the image: requests wait for the promise (then run) */
   gate(): Promise<void> | null
+  /**
+   * while set, fileset `fs` is frozen (a clone of it is being made in slices): the requests
+   * that would change it wait for the promise (then run); reads go on
+   */
+  frozen(fs: number): Promise<void> | null
   /** the kernel took (+1) or dropped (-1) its hold on inode `ino` through some mount */
   hold(ino: number, delta: number): void
 }
@@ -186,15 +194,32 @@ export class PrismFs {
         continue
       }
       const fn = f as (...a: unknown[]) => unknown
-      out[k] = (...a: unknown[]): unknown => {
-        const g = this.host.gate()
+      const run = (...a: unknown[]): unknown => {
+        const g = this.host.gate() ?? this.frozenFor(k, a)
         if (!g) return fn(...a)
-        const later = g.then(() => fn(...a))
+        const later = g.then(() => run(...a)) // (asks again: another gate may have come meanwhile)
         if (k === 'forget') later.catch(() => {}) // no answer to give
         return later
       }
+      out[k] = run
     }
     return out as FuseOps
+  }
+
+  /**
+   * What request `op` (arguments `a`, the context first) must wait for, if it would change a
+   * frozen fileset (AdapterHost.frozen): the requests that change names, data, attributes or
+   * extended attributes (an open only with O_TRUNC), by the fileset of the nodes they name.
+   */
+  private frozenFor(op: string, a: unknown[]): Promise<void> | null {
+    if (!CHANGING.has(op) || (op === 'open' && !((a[2] as number) & O_TRUNC))) return null
+    const ids = op === 'symlink' ? [a[2]] : op === 'rename' ? [a[1], a[3]] : op === 'link' ? [a[1], a[2]] : [a[1]]
+    for (const id of ids) {
+      const fs = this.nodes.get(id as number)?.fs
+      const p = fs ? this.host.frozen(fs) : null
+      if (p) return p
+    }
+    return null
   }
 
   private get vol(): Volume {

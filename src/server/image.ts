@@ -22,7 +22,7 @@ import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError, isArgumentError} from '../errors.js'
 import {clone, settleSyncClone, type CloneResult} from '../clone/clone.js'
 import {Expander, tallyExpansion, type ExpandTally} from '../fs/expand.js'
-import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
+import {filesetById, findFileset, getFileset, listFilesets} from '../fs/filesets.js'
 import {checkDeletable, deleteFileset, namespace} from '../fs/image.js'
 import {clonesInFlight} from '../fs/expand.js'
 import {reapOrphans, reapSteps} from '../fs/namespace.js'
@@ -261,6 +261,7 @@ export class ServedImage {
       },
       sync: () => this.commitNow(true),
       gate: () => this.lentUntil,
+      frozen: (fs: number) => this.freezes.get(fs)?.thawed ?? null,
       hold: (ino: number, delta: number) => this.hold(ino, delta),
     }
   }
@@ -562,6 +563,60 @@ export class ServedImage {
     }
   }
 
+  // ---------------------------------------------------------------- frozen filesets
+
+  /** filesets frozen (freeze): by how many, and what their changing requests wait for */
+  private readonly freezes = new Map<number, {count: number, thawed: Promise<void>, thaw: () => void}>()
+  /**
+   * What notify kept back from the nodes of frozen filesets: a request held there may hold
+   * the kernel's locks that the notification takes (a write its pages, a create its
+   * directory), and would wait for it forever.
+   */
+  private deferred = emptyPending()
+
+  /**
+   * Freezes fileset `fs` (a clone of it is being made in slices, src/server/slicedclone.ts):
+   * the mounts' requests that would change it wait until it thaws, the others (reads, other
+   * filesets) go on. Returns the thaw, which lets the held requests run and resolves once the
+   * notifications kept back meanwhile were taken (at once while another freeze still holds it).
+   */
+  freeze(fs: number): () => Promise<void> {
+    let f = this.freezes.get(fs)
+    if (!f) {
+      let thaw!: () => void
+      const thawed = new Promise<void>((r) => {
+        thaw = r
+      })
+      f = {count: 0, thawed, thaw}
+      this.freezes.set(fs, f)
+    }
+    f.count++
+    const frozen = f
+    let done = false
+    return async () => {
+      if (done) return
+      done = true
+      if (--frozen.count > 0) return
+      this.freezes.delete(fs)
+      frozen.thaw()
+      const d = this.deferred
+      this.deferred = emptyPending()
+      for (const ino of d.inodes) this.pending.inodes.add(ino)
+      for (const [dir, names] of d.entries) {
+        let list = this.pending.entries.get(dir)
+        if (!list) this.pending.entries.set(dir, list = [])
+        list.push(...names)
+      }
+      if (!this.closed) await this.notify(true)
+    }
+  }
+
+  /** While fileset `name` is frozen (freeze): what the server's own changes of it (copies into it, removals) wait for. */
+  thawed(name: string): Promise<void> | null {
+    const f = this.closed || this.lentUntil ? undefined : findFileset(this.vol, name)
+    return f ? this.freezes.get(f.id)?.thawed ?? null : null
+  }
+
   // ---------------------------------------------------------------- kernel caches
 
   /**
@@ -575,9 +630,22 @@ export class ServedImage {
     const waits: Promise<boolean>[] = []
     for (const m of this.mounts) {
       if (m.fs === origin) continue
-      for (const ino of p.inodes) for (const n of m.fs.nodesOfIno(ino)) waits.push(m.session.invalidateInode(n.id, 0, 0))
+      for (const ino of p.inodes) {
+        for (const n of m.fs.nodesOfIno(ino)) {
+          if (this.freezes.has(n.fs)) this.deferred.inodes.add(ino)
+          else waits.push(m.session.invalidateInode(n.id, 0, 0))
+        }
+      }
       for (const [dir, names] of p.entries) {
-        for (const n of m.fs.nodesOfIno(dir)) for (const name of names) waits.push(m.session.invalidateEntry(n.id, name))
+        for (const n of m.fs.nodesOfIno(dir)) {
+          if (!this.freezes.has(n.fs)) {
+            for (const name of names) waits.push(m.session.invalidateEntry(n.id, name))
+            continue
+          }
+          let list = this.deferred.entries.get(dir)
+          if (!list) this.deferred.entries.set(dir, list = [])
+          list.push(...names)
+        }
       }
       if (p.filesets && m.spec.top === null) {
         for (const name of m.fs.rootNamesChanged()) waits.push(m.session.invalidateEntry(1, name))
@@ -839,6 +907,15 @@ export class ServedImage {
     }
   }
 
+  /**
+   * Work in slices changed the volume (src/server/slicedclone.ts): the next expansion slice commits
+   * that first, as it does the requests' changes, so that one that fails (vol.abort()) drops
+   * only its own.
+   */
+  workChanged(): void {
+    this.requestsChanged = true
+  }
+
   /** Aborts all work in slices and waits for it to end (the server is stopping). */
   async stopWork(): Promise<void> {
     for (const w of this.work) w.abort()
@@ -896,6 +973,10 @@ export class ServedImage {
             }
             for (const c of clonesInFlight(vol, f.id)) await this.expandFirst(c.name).done
           }
+          // A fileset being cloned is changed once the clone no longer reads it (freeze).
+          const name = 'filesets' in what ? what.filesets[i] : what.paths[i].fileset
+          for (let t = this.thawed(name); t; t = this.thawed(name)) await t
+          if (aborted || this.closed) throw new ServerStopped('the prism server stopped')
           // What requests changed is committed first: an item that fails drops only its own work.
           if (vol.hasChanges) this.commitNow()
           vol.reaping = true // (the reap of deleteFileset and remove: done below, in slices)

@@ -48,6 +48,7 @@ export function serveAttrs(image: ServedImage, c: net.Socket, request: Record<st
   const req = r as AttrsRequest
   serveSliced<Array<{path: string, inodes: number}>>(image, c, log, {
     what: `${req.cmd} of ${req.locs.map((l) => `${l.fileset}:${l.path}`).join(' ')}`,
+    filesets: req.locs.map((l) => l.fileset),
     start: (ctl) => attrSteps(image, ctl, req),
     answer: (changed) => ({changed}),
   })
@@ -159,6 +160,7 @@ export function serveWrite(image: ServedImage, c: net.Socket, request: Record<st
   let need = 0
   serveSliced<{path: string, bytes: number, size: number}>(image, c, log, {
     what: `write of ${req.fileset}:${req.path}`,
+    filesets: [req.fileset],
     start: () => writeSteps(image, req, {
       available: () => queued,
       take,

@@ -24,6 +24,7 @@ import {serveCopyIn} from './copyin.js'
 import {serveCopy, serveDefrag} from './sliced.js'
 import {serveAttrs, serveWrite} from './servedattrs.js'
 import {serveRun} from './short.js'
+import {serveSlicedClone} from './slicedclone.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
 function failure(e: unknown): string {
@@ -196,6 +197,15 @@ export class Server {
         }, (e: unknown) => {
           c.end(failure(e))
         })
+        return
+      }
+      if (req.op === 'slicedclone') {
+        // A graft, or a clone with replacements (whose host files may follow): src/server/slicedclone.ts.
+        if (this.stopping) {
+          c.end(failure(shuttingDown()))
+          return
+        }
+        serveSlicedClone(this.image, c, req, buf.subarray(nl + 1), this.log)
         return
       }
       if (req.op === 'clone' || req.op === 'expand' || req.op === 'remove') {

@@ -33,6 +33,7 @@ export function serveRun(image: ServedImage, c: net.Socket, request: Record<stri
   const owner = Number.isInteger(req.uid) && Number.isInteger(req.gid) ? {uid: req.uid!, gid: req.gid!} : null
   serveSliced<unknown>(image, c, log, {
     what: `${req.name}`,
+    filesets: filesetsOf(req),
     // eslint-disable-next-line require-yield
     start: (ctl) => (function* () {
       const vol = image.vol
@@ -57,4 +58,21 @@ export function serveRun(image: ServedImage, c: net.Socket, request: Record<stri
     })(),
     answer: (result) => ({result: result ?? null}),
   })
+}
+
+/** The filesets a request names (each {fileset} in its arguments; a renamed one): it waits while a clone reads one. */
+function filesetsOf(req: RunRequest): string[] {
+  const out = new Set<string>()
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk)
+    else if (typeof v === 'object' && v !== null) {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'fileset' && typeof x === 'string') out.add(x)
+        else walk(x)
+      }
+    }
+  }
+  walk(req.args)
+  if (req.name === 'fileset-rename' && typeof req.args.from === 'string') out.add(req.args.from)
+  return [...out]
 }

@@ -45,6 +45,11 @@ export interface SliceControl {
 export interface SlicedJob<T> {
   /** names the work in the server's log */
   what: string
+  /**
+   * The filesets the work changes: its slices wait while a clone reads one of them
+   * (ServedImage.freeze), so that the clone holds what was there when its command started.
+   */
+  filesets: string[]
   /** makes the work's steps, at its first slice (the image held) */
   start(ctl: SliceControl): Generator<void, T>
   /** the bytes the client sends after its request (without it, a line aborts the work) */
@@ -125,6 +130,25 @@ export function serveSliced<T>(image: ServedImage, c: net.Socket, log: (msg: str
         if (stopping && !abortable) {
           end(() => reject(aborted))
           return
+        }
+        if (!aborted) {
+          const thawed = job.filesets.map((name) => image.thawed(name)).find((t) => t !== null)
+          if (thawed) {
+            // Committed first, so that expansion may run meanwhile: the clone that froze the
+            // fileset may wait for its source to be expanded.
+            try {
+              if (image.vol.hasChanges) image.commitNow()
+            } catch (e) {
+              end(() => reject(e))
+              return
+            }
+            work.pausesExpansion = false
+            void thawed.then(() => {
+              work.pausesExpansion = true
+              wake()
+            })
+            return
+          }
         }
         let r: IteratorResult<void, R>
         const start = performance.now()
@@ -238,6 +262,7 @@ export function serveCopy(image: ServedImage, c: net.Socket, request: Record<str
   if (!req.move) {
     serveSliced<CopyStats>(image, c, log, {
       what: `copy to ${req.dst.fileset}:${req.dst.path}`,
+      filesets: [req.dst.fileset],
       start: (ctl) => copySteps(image.vol, req.srcs.map((s) => ({kind: 'image', ...s})), {kind: 'image', ...req.dst}, {
         recursive: req.recursive, noTargetDirectory: req.noTargetDirectory, keepGoing: true, changes: ctl.changes,
         onProgress: (s) => ctl.send({progress: {...s, errors: undefined}}),
@@ -249,6 +274,7 @@ export function serveCopy(image: ServedImage, c: net.Socket, request: Record<str
   }
   serveSliced<void>(image, c, log, {
     what: `move to ${req.dst.fileset}:${req.dst.path}`,
+    filesets: [req.dst.fileset, ...req.srcs.map((src) => src.fileset)],
     start: (ctl) => {
       const vol = image.vol
       // The inodes of the source a copy between filesets has read: one a mount changes
@@ -311,6 +337,7 @@ export function serveDefrag(image: ServedImage, c: net.Socket, request: Record<s
   let last = 0
   serveSliced<DefragStats>(image, c, log, {
     what: `defrag of ${fileset}:${path}`,
+    filesets: [fileset],
     start: (ctl) => defragSteps(namespace(image.vol, fileset), path, (_p, st) => {
       const t = Date.now()
       if (t - last < 100) return
