@@ -76,6 +76,31 @@ export abstract class PrismCommand extends Command {
     return withSession(this.imagePath(flags.image), write, {wait: flags.wait, onNotice: (m) => this.notice(m), noBackground: this.noBackground}, work)
   }
 
+  /**
+   * Runs short operation `name` (src/ops/short.ts) with `args`: on the image opened here, or,
+   * on a served image, by its server in one step (src/server/short.ts), the mounts answered
+   * before and after. A multi-argument operation's bad arguments are reported each on its own
+   * line, and the exit status set (src/cli/each.ts), as alone. Returns what it returned.
+   */
+  protected async short<K extends import('../ops/short.js').ShortName>(flags: {image?: string, wait?: number}, name: K, args: import('../ops/short.js').ShortArgs[K], write = true): Promise<unknown> {
+    const {Failures} = await import('./each.js')
+    const failures = new Failures()
+    const {servedTarget} = await import('./served.js')
+    const served = servedTarget()
+    let result: unknown
+    if (served) {
+      const {ask} = await import('./servedcopy.js')
+      const req = {op: 'run', name, args, uid: process.getuid?.(), gid: process.getgid?.()}
+      result = (await ask(served, req, `${this.id?.replace(/:/g, ' ')} ended; the image is as it was, or has it done`, undefined, failures.report)).result
+    } else {
+      const {runShort} = await import('../ops/short.js')
+      const {forEachItem} = await import('../fs/image.js')
+      result = await this.withVolume(flags, write, (vol) => runShort(vol, name, args, (items, fn) => forEachItem(vol, items, failures.report, fn)))
+    }
+    failures.settle()
+    return result
+  }
+
   /** A spinner on a terminal, nothing otherwise (or with --json). */
   protected async spinner(text: string): Promise<Spinner> {
     const {spinner} = await import('./spinner.js')

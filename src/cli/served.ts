@@ -19,8 +19,11 @@
 // the command streams the host tree and the server copies it in slices. So are `prism cp` and
 // `prism mv` with every path in the image, and `prism defrag` (src/cli/servedcopy.ts), and
 // `prism chmod`, `prism chown` (-R: a tree walk) and `prism write`, which reads its standard
-// input to its end and sends it (src/cli/servedattrs.ts). Short commands that change the image
-// (mkdir, touch, ln, mknod, truncate, xattr set, set, noclone) still borrow it.
+// input to its end and sends it (src/cli/servedattrs.ts). The short commands that change the
+// image (mkdir, touch, truncate, ln, mknod, noclone, xattr set and rm, set, fileset create and
+// rename) send their operation to the server, which runs it in one step (src/ops/short.ts,
+// PrismCommand.short). Only rare ones still borrow the image: import, cp mixing host and
+// image sources, and scan --incremental's save (borrowAfterSnapshot).
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -41,7 +44,8 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
  * `prism clone` (a new fileset or a graft, --replace or not), `prism expand` (not the background
  * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, `prism cp` with
- * every path in the image, `prism chmod`, `prism chown` and `prism write`.
+ * every path in the image, `prism chmod`, `prism chown`, `prism write`, and the short
+ * commands that change the image (shortCommand).
  */
 export function askedOfServer(argv: string[]): boolean {
   if (process.env.PRISM_SERVED_SLICES === '0') return false
@@ -53,6 +57,8 @@ export function askedOfServer(argv: string[]): boolean {
   if (argv[0] === 'mv' || argv[0] === 'defrag') return true
   // Modes, owners (a walk with -R) and a file's content: in slices (src/cli/servedattrs.ts).
   if (argv[0] === 'chmod' || argv[0] === 'chown' || argv[0] === 'write') return true
+  // The short commands that change the image: one step in the server (src/ops/short.ts).
+  if (shortCommand(argv)) return true
   if (argv[0] === 'cp') {
     const pos = positionals(argv)
     return pos.length >= 2 && pos.every((a) => parseImageLoc(a) !== null)
@@ -70,6 +76,19 @@ export function askedOfServer(argv: string[]): boolean {
   }
   // A new fileset, or a graft (DST = FILESET:/path), --replace or not (src/server/slicedclone.ts).
   return pos.length >= 1
+}
+
+/** Commands that src/ops/short.ts runs (the server, on a served image, in one step). */
+const SHORT_COMMANDS = new Set(['mkdir', 'touch', 'truncate', 'noclone', 'ln', 'mknod', 'set'])
+
+/** Whether argv is one of the short commands that change the image (src/ops/short.ts SHORT). */
+function shortCommand(argv: string[]): boolean {
+  if (SHORT_COMMANDS.has(argv[0])) return true
+  if (argv[0] === 'fileset:create' || argv[0] === 'fileset:rename') return true
+  const sub = positionals(argv)[0]
+  if (argv[0] === 'fileset') return sub === 'create' || sub === 'rename'
+  if (argv[0] === 'xattr') return sub === 'set' || sub === 'rm'
+  return false
 }
 
 /** Set when this command is to be asked of the server of its image (askedOfServer). */

@@ -1,7 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc} from '../cli/locate.js'
-import {PrismError} from '../errors.js'
 
 export default class Ln extends PrismCommand {
   static summary = 'Make hard or symbolic links in the image'
@@ -17,17 +16,7 @@ export default class Ln extends PrismCommand {
   async run() {
     const {args, flags} = await this.parse(Ln)
     const link = imageLoc(args.link)
-    const {namespace} = await import('../fs/image.js')
-    await this.withVolume(flags, true, (vol) => {
-      const ns = namespace(vol, link.fileset)
-      // -f replaces a file or symlink, never a directory (as ln -fT).
-      if (flags.symbolic) {
-        ns.symlink(args.target, link.path, {force: flags.force})
-        return
-      }
-      const target = imageLoc(args.target)
-      if (target.fileset !== link.fileset) throw new PrismError('EXDEV', `cannot hard-link across filesets (${target.fileset} and ${link.fileset})`)
-      ns.link(target.path, link.path, {force: flags.force})
-    })
+    const targetLoc = flags.symbolic ? undefined : imageLoc(args.target)
+    await this.short(flags, 'ln', {target: args.target, targetLoc, link, symbolic: flags.symbolic, force: flags.force})
   }
 }

@@ -18,12 +18,6 @@ export default class Mkdir extends PrismCommand {
     const {argv, flags} = await this.parse(Mkdir)
     if (!/^[0-7]{1,4}$/.test(flags.mode)) this.error(`invalid mode '${flags.mode}'`, {exit: 2})
     const locs = (argv as string[]).map(imageLoc)
-    const {namespace, forEachItem} = await import('../fs/image.js')
-    const {Failures} = await import('../cli/each.js')
-    const failures = new Failures()
-    await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
-      namespace(vol, loc.fileset).mkdir(loc.path, {parents: flags.parents, mode: parseInt(flags.mode, 8)})
-    }))
-    failures.settle()
+    await this.short(flags, 'mkdir', {locs, parents: flags.parents, mode: parseInt(flags.mode, 8)})
   }
 }

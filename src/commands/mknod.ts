@@ -40,13 +40,7 @@ export default class Mknod extends PrismCommand {
       return v
     }
     const rdev = {major: num(args.major, 'major'), minor: num(args.minor, 'minor')}
-    const {namespace} = await import('../fs/image.js')
-    const {parseOwner} = await import('../ops/attrs.js')
-    await this.withVolume(flags, true, (vol) => {
-      const ns = namespace(vol, loc.fileset)
-      const owner = flags.owner ? parseOwner(ns, flags.owner) : {}
-      ns.mknod(loc.path, TYPES[args.type] | parseInt(flags.mode, 8), rdev, owner)
-    })
+    await this.short(flags, 'mknod', {loc, mode: TYPES[args.type] | parseInt(flags.mode, 8), rdev, owner: flags.owner})
     return {path: showLoc(loc), type: args.type, ...(device ? rdev : {})}
   }
 }

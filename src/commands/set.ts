@@ -30,7 +30,7 @@ export default class SetCommand extends PrismCommand {
     const loc = parseImageLoc(target)
     const fileset = loc ? loc.fileset : target
     if (!loc && !/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(target)) throw new PrismError('EUSAGE', `'${target}' is neither a fileset name nor FILESET:/path`)
-    const {parseLocality, showLocality} = await import('../format/locality.js')
+    const {parseLocality} = await import('../format/locality.js')
     let code: number | null = null
     for (const a of assignments) {
       const m = /^([a-z]+)=(.*)$/.exec(a)
@@ -42,22 +42,12 @@ export default class SetCommand extends PrismCommand {
         throw new PrismError('EUSAGE', (e as Error).message)
       }
     }
-    const {namespace} = await import('../fs/image.js')
-    const {setFilesetLocality} = await import('../fs/locality.js')
-    const {localityCode, FILESET_LOCALITY_MASK} = await import('../format/locality.js')
-    const out = await this.withVolume(flags, code !== null, (vol) => {
-      const ns = namespace(vol, fileset)
-      if (loc) {
-        const inode = code !== null ? ns.setLocality(loc.path, code) : ns.resolve(loc.path, true)
-        return {target: `${fileset}:${loc.path}`, fileset, path: loc.path, setting: showLocality(localityCode(inode.r.locality)), effective: ns.locality(inode)}
-      }
-      const rec = code !== null ? setFilesetLocality(vol, ns.fs, code) : ns.record()
-      return {target: fileset, fileset, setting: showLocality(localityCode(rec.flags & FILESET_LOCALITY_MASK)), effective: namespace(vol, fileset).locality(null)}
-    })
+    type Out = {target: string, fileset: string, path?: string, setting: string, effective: ReturnType<import('../fs/namespace.js').Namespace['locality']>}
+    const out = await this.short(flags, 'set', {fileset, path: loc?.path, code}, code !== null) as Out
     const e = out.effective
     const from = {file: 'its own setting', fileset: `fileset ${fileset}`, image: 'the image default', default: 'the built-in default'}[e.from]
     this.log(`${nameShown(out.target)}: coaw=${out.setting} (in force: ${e.on ? `on, ${humanSize(e.regionBytes)} regions` : 'off'}, from ${from})`)
-    return {target: out.target, fileset: out.fileset, ...('path' in out ? {path: out.path} : {}),
+    return {target: out.target, fileset: out.fileset, ...(out.path !== undefined ? {path: out.path} : {}),
       coaw: {setting: out.setting, on: e.on, regionBytes: e.regionBytes, from: e.from}}
   }
 }

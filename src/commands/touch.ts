@@ -27,10 +27,7 @@ export default class Touch extends PrismCommand {
   async run() {
     const {argv, flags} = await this.parse(Touch)
     const locs = (argv as string[]).map(imageLoc)
-    const {namespace, forEachItem} = await import('../fs/image.js')
-    const {parseTime, touchPath} = await import('../ops/attrs.js')
-    const {Failures} = await import('../cli/each.js')
-    const failures = new Failures()
+    const {parseTime} = await import('../ops/attrs.js')
     let time: {atime: {s: number, ns: number}, mtime: {s: number, ns: number}} | undefined
     if (flags.date) {
       const t = parseTime(flags.date)
@@ -48,20 +45,10 @@ export default class Touch extends PrismCommand {
       const ts = (n: bigint) => ({s: Number(n / 1_000_000_000n), ns: Number(n % 1_000_000_000n)})
       time = {atime: ts(st.atimeNs), mtime: ts(st.mtimeNs)}
     }
-    const touched: string[] = []
-    await this.withVolume(flags, true, (vol) => {
-      if (ref?.kind === 'image') {
-        const st = namespace(vol, ref.fileset).stat(ref.path, true)
-        time = {atime: st.atime, mtime: st.mtime}
-      }
-      forEachItem(vol, locs, failures.report, (loc) => {
-        const ok = touchPath(namespace(vol, loc.fileset), loc.path, {
-          atime: flags.access, mtime: flags.modification, time, noCreate: flags['no-create'], noDereference: flags['no-dereference'],
-        })
-        if (ok) touched.push(showLoc(loc))
-      })
-    })
-    failures.settle()
-    return {touched}
+    const touched = await this.short(flags, 'touch', {
+      locs, access: flags.access, modification: flags.modification, time, ref: ref?.kind === 'image' ? {fileset: ref.fileset, path: ref.path} : undefined,
+      noCreate: flags['no-create'], noDereference: flags['no-dereference'],
+    }) as Array<{fileset: string, path: string}>
+    return {touched: touched.map(showLoc)}
   }
 }

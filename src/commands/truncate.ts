@@ -27,18 +27,6 @@ export default class Truncate extends PrismCommand {
     } catch (e) {
       throw new PrismError('EUSAGE', (e as Error).message)
     }
-    const {namespace, forEachItem} = await import('../fs/image.js')
-    const {Failures} = await import('../cli/each.js')
-    const failures = new Failures()
-    await this.withVolume(flags, true, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
-      const ns = namespace(vol, loc.fileset)
-      const exists = ns.exists(loc.path, true)
-      if (!exists && flags['no-create']) return
-      const inode = exists ? ns.resolveOwned(loc.path, true) : ns.openForWrite(loc.path)
-      if (inode.isDir) throw new PrismError('EISDIR', `${ns.where(loc.path)}: cannot truncate a directory`)
-      const size = rel ? Math.max(0, inode.r.size + rel * amount) : amount
-      ns.truncateInode(inode, size)
-    }))
-    failures.settle()
+    await this.short(flags, 'truncate', {locs, rel, amount, noCreate: flags['no-create']})
   }
 }

@@ -92,32 +92,26 @@ export default class Xattr extends PrismCommand {
         }
       } else value = decodeValue(args.value!)
     }
+    if (args.action === 'set' || args.action === 'rm') {
+      await this.short(flags, 'xattr', {loc, name: name.toString('base64'), value: value?.toString('base64'), create: flags.create, replace: flags.replace, follow})
+      return args.action === 'set' ? {path: showLoc(loc), name: args.name, bytes: value!.length} : {path: showLoc(loc), name: args.name}
+    }
     const {namespace} = await import('../fs/image.js')
     const enc: Encoding | 'auto' = (flags.encoding as Encoding | undefined) ?? 'auto'
-    return this.withVolume(flags, args.action === 'set' || args.action === 'rm', (vol) => {
+    return this.withVolume(flags, false, (vol) => {
       const ns = namespace(vol, loc.fileset)
-      switch (args.action) {
-        case 'list': {
-          const list = ns.listXattrs(loc.path, follow)
-          for (const x of list) this.log(flags.dump || flags.encoding ? `${x.name.toString()}=${encodeValue(x.value, enc)}` : x.name.toString())
-          return {path: showLoc(loc), xattrs: list.map((x) => ({name: x.name.toString(), value: encodeValue(x.value, flags.encoding ? enc : 'base64')}))}
-        }
-        case 'get': {
-          const v = ns.getXattr(loc.path, name, follow)
-          if (!v) throw new PrismError('ENODATA', `${showLoc(loc)}: no attribute ${args.name}`)
-          if (!this.jsonEnabled()) {
-            if (flags.encoding) this.log(encodeValue(v, enc))
-            else process.stdout.write(v)
-          }
-          return {path: showLoc(loc), name: args.name, value: encodeValue(v, flags.encoding ? enc : 'base64')}
-        }
-        case 'set':
-          ns.setXattr(loc.path, name, value!, {create: flags.create, replace: flags.replace}, follow)
-          return {path: showLoc(loc), name: args.name, bytes: value!.length}
-        default:
-          ns.removeXattr(loc.path, name, follow)
-          return {path: showLoc(loc), name: args.name}
+      if (args.action === 'list') {
+        const list = ns.listXattrs(loc.path, follow)
+        for (const x of list) this.log(flags.dump || flags.encoding ? `${x.name.toString()}=${encodeValue(x.value, enc)}` : x.name.toString())
+        return {path: showLoc(loc), xattrs: list.map((x) => ({name: x.name.toString(), value: encodeValue(x.value, flags.encoding ? enc : 'base64')}))}
       }
+      const v = ns.getXattr(loc.path, name, follow)
+      if (!v) throw new PrismError('ENODATA', `${showLoc(loc)}: no attribute ${args.name}`)
+      if (!this.jsonEnabled()) {
+        if (flags.encoding) this.log(encodeValue(v, enc))
+        else process.stdout.write(v)
+      }
+      return {path: showLoc(loc), name: args.name, value: encodeValue(v, flags.encoding ? enc : 'base64')}
     })
   }
 }

@@ -18,8 +18,8 @@ export function newRootDir(vol: Volume): Inode {
   const root = vol.ialloc(S_IFDIR | 0o755)
   dirInit(root)
   root.r.nlink = 2
-  root.r.uid = process.getuid?.() ?? 0
-  root.r.gid = process.getgid?.() ?? 0
+  root.r.uid = vol.creator?.uid ?? process.getuid?.() ?? 0
+  root.r.gid = vol.creator?.gid ?? process.getgid?.() ?? 0
   touch(root.r, {a: true, m: true, c: true})
   root.r.dataVersion = 1
   vol.idirty(root)

@@ -392,8 +392,8 @@ export class Namespace {
   createIn(dir: Inode, name: Buffer, mode: number, attrs: {uid?: number, gid?: number} = {}): Inode {
     const inode = this.vol.ialloc(mode, dir.ino + 1)
     const r = inode.r
-    r.uid = attrs.uid ?? process.getuid?.() ?? 0
-    r.gid = attrs.gid ?? process.getgid?.() ?? 0
+    r.uid = attrs.uid ?? this.vol.creator?.uid ?? process.getuid?.() ?? 0
+    r.gid = attrs.gid ?? this.vol.creator?.gid ?? process.getgid?.() ?? 0
     touch(r, {a: true, m: true, c: true})
     if ((mode & S_IFMT) === S_IFDIR) {
       dirInit(inode)
@@ -835,7 +835,7 @@ export class Namespace {
  * transaction links it in. A crash before that leaves it to the next writable open's reaper;
  * whoever made it unpins it (Volume.pinnedOrphans) when done or failed. Owner: the caller's.
  */
-export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, gid: number} = {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}): Inode {
+export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, gid: number} = vol.creator ?? {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}): Inode {
   const d = vol.ialloc(S_IFDIR | perm)
   dirInit(d)
   d.r.nlink = 2

@@ -182,6 +182,11 @@ export class Volume implements InodeHome {
   private flushers: Array<(vol: Volume) => void> = []
   /** orphans this process is still building (a clone in progress): reaping skips them */
   readonly pinnedOrphans = new Set<number>()
+  /**
+   * Owner of what is created, when not this process's user: a server running a command's
+   * short step (src/server/short.ts) sets the command's user and group meanwhile.
+   */
+  creator: {uid: number, gid: number} | null = null
   /** fileset table cache, owned by fs/filesets.ts */
   filesetCache: unknown = null
   /** per-clone expansion state (src/fs/expand.ts), dropped with the transaction on abort */

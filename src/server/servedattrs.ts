@@ -193,7 +193,7 @@ export function serveWrite(image: ServedImage, c: net.Socket, request: Record<st
  * Runs `fn` as one change of its own: what the mounts changed is committed first, and what
  * `fn` changed is dropped if it fails, as a command alone changes nothing when it fails.
  */
-function whole<T>(image: ServedImage, fn: () => T): T {
+export function whole<T>(image: ServedImage, fn: () => T): T {
   if (image.vol.hasChanges) image.commitNow()
   try {
     return fn()

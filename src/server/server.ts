@@ -23,6 +23,7 @@ import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
 import {serveCopy, serveDefrag} from './sliced.js'
 import {serveAttrs, serveWrite} from './servedattrs.js'
+import {serveRun} from './short.js'
 import {serveSlicedClone} from './slicedclone.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
@@ -157,7 +158,7 @@ export class Server {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
         return
       }
-      if (req.op === 'copyin' || req.op === 'copy' || req.op === 'defrag' || req.op === 'attrs' || req.op === 'write') {
+      if (req.op === 'copyin' || req.op === 'copy' || req.op === 'defrag' || req.op === 'attrs' || req.op === 'write' || req.op === 'run') {
         if (this.stopping) {
           c.end(failure(shuttingDown()))
           return
@@ -167,6 +168,7 @@ export class Server {
         else if (req.op === 'copy') serveCopy(this.image, c, req, this.log)
         else if (req.op === 'attrs') serveAttrs(this.image, c, req, this.log)
         else if (req.op === 'write') serveWrite(this.image, c, req, buf.subarray(nl + 1), this.log)
+        else if (req.op === 'run') serveRun(this.image, c, req, this.log)
         else serveDefrag(this.image, c, req, this.log)
         return
       }

@@ -1,6 +1,7 @@
 // Commands a server runs on its open image in slices between its mounts' requests, one
 // connection each: `cp HOST... FILESET:/` (copyin.ts), `cp` and `mv` within the image and
-// `defrag` (image requests 'copy' and 'defrag' below). The work is a generator that yields
+// `defrag` (image requests 'copy' and 'defrag' below), chmod, chown and write
+// (servedattrs.ts), and the short commands in one step (short.ts). The work is a generator that yields
 // where the image is consistent; it runs for about SLICE_MS at a time, less once a mount's
 // request waits (requestsWaiting), so that the mounts keep being answered. Small commits
 // between slices (COMMIT_BLOCKS) rather than one of half the journal inside one. What the work

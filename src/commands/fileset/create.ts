@@ -9,8 +9,7 @@ export default class FilesetCreate extends PrismCommand {
 
   async run() {
     const {args, flags} = await this.parse(FilesetCreate)
-    const {createEmptyFileset} = await import('../../fs/image.js')
-    const f = await this.withVolume(flags, true, (vol) => createEmptyFileset(vol, args.name))
+    const f = await this.short(flags, 'fileset-create', {name: args.name}) as {name: string, id: number}
     this.log(`created fileset '${f.name}'`)
     return {name: f.name, id: f.id}
   }

@@ -10,7 +10,6 @@ export default class FilesetRename extends PrismCommand {
 
   async run() {
     const {args, flags} = await this.parse(FilesetRename)
-    const {renameFileset} = await import('../../fs/image.js')
-    await this.withVolume(flags, true, (vol) => renameFileset(vol, args.from, args.to))
+    await this.short(flags, 'fileset-rename', {from: args.from, to: args.to})
   }
 }
