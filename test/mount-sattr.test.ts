@@ -16,7 +16,7 @@ import {BIN, edit, newImage, tmpDir} from './helpers.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 import {forceUnmount} from './fuse-support.js'
 import {socketPath} from '../src/server/paths.js'
-import {describeTree, probe} from './served-support.js'
+import {describeTree, probe, wrote} from './served-support.js'
 import {buildTree} from './tar-lib.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -53,13 +53,6 @@ function cliIn(args: string[], input: string | null, signal?: {when: () => boole
     clearTimeout(kill)
     resolve({code, stdout, stderr})
   }))
-}
-
-/** Whether process `pid` has written `bytes` more since this was called (/proc/PID/io). */
-function wrote(pid: number, bytes: number): () => boolean {
-  const now = () => Number(/^wchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))![1])
-  const from = now()
-  return () => now() - from >= bytes
 }
 
 /** Fileset `fileset` of an image as a host sees it (exported by `prism cp -r`), with each entry's link count and change time from `prism stat`. */

@@ -25,6 +25,7 @@ import type {Volume} from '../src/fs/volume.js'
 import {PYTHON, forceUnmount} from './fuse-support.js'
 import {ROOT, newImage, prism, snapshot, tmpDir} from './helpers.js'
 import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {wrote} from './served-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const PROBE = path.join(ROOT, 'test', 'mount-probe.py')
@@ -384,6 +385,7 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
     const before = freeCounts(s.image)
     const mp = s.mountpoint()
     await s.mount(null, mp)
+    const pid = (await serverPid(s.image))!
     const runs = [
       {args: ['root:/usr', 'dst:/g'], undo: ['rm', '-r', 'dst:/g']},
       {args: ['root', 'r', '--mode', 'sync', '-r', `/etc/hosts=${path.join(ROOT, 'package.json')}`], undo: ['fileset', 'delete', 'r']},
@@ -395,10 +397,16 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
         let stderr = ''
         child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
         const status = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
-        await sleep(800 - 150 * attempt)
+        // Signalled once the command has started (its signal handlers in place) and the server
+        // has written some of the clone (its first commits), or at the latest after a while.
+        await sleep(300)
+        const started = wrote(pid, 256 << 10)
+        for (const t0 = Date.now(); child.exitCode === null && !started() && Date.now() - t0 < 800 - 150 * attempt;) await sleep(2)
         child.kill('SIGINT')
         const st = await status
-        if (st === 0 && attempt < 3) {
+        // (killed by the signal before its handlers were in place: nothing was asked, try later)
+        if (st === null && attempt < 5) continue
+        if (st === 0 && attempt < 5) {
           expect((await cli([undo[0], '-i', s.image, ...undo.slice(1)])).code).to.equal(0)
           continue
         }

@@ -76,3 +76,10 @@ export function probe(dir: string, work: string, limit = 120): {stop: () => Prom
     },
   }
 }
+
+/** Whether process `pid` has written `bytes` more since this was called (/proc/PID/io). */
+export function wrote(pid: number, bytes: number): () => boolean {
+  const now = () => Number(/^wchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))![1])
+  const from = now()
+  return () => now() - from >= bytes
+}
