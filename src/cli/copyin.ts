@@ -34,12 +34,31 @@ export function servedCopy(): ServedCopy | null {
 /** Copies host sources `srcs` into `dst` through the image's server. */
 export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Location & {kind: 'image'}, opts: CopyInOptions): Promise<CopyStats> {
   const paths = srcs.map((s) => s.path)
+  const req = {op: 'copyin', srcs: streamedSources(paths), dst: {fileset: dst.fileset, path: dst.path}, recursive: opts.recursive, noTargetDirectory: opts.noTargetDirectory}
+  const frames = function* () {
+    yield* hostFrames(paths, Boolean(opts.recursive))
+    yield END_FRAME
+  }
+  return streamToServer<CopyStats>(served, 'copy', req, frames(), (r) => {
+    if (r.progress) opts.onProgress?.({...r.progress as CopyStats, errors: []})
+    else if (r.error) opts.onError?.(r.error as CopyError)
+  })
+}
+
+/**
+ * Sends request `req` to the server of `served`, then the bytes of `body` with back-pressure,
+ * and hears its answers: JSON lines, each given to `onLine` until the last, {ok: true, stats}
+ * (resolves with stats) or {ok: false, code, message} (rejects). Ctrl-C (asked for every
+ * 50 ms) closes the connection, which stops the server's work. `what` names the work in
+ * messages (the copy, the import).
+ */
+export async function streamToServer<T>(served: ServedCopy, what: string, req: object, body: Iterable<Buffer> | AsyncIterable<Buffer>, onLine: (r: Record<string, unknown>) => void): Promise<T> {
   const name = path.basename(served.image)
   const c = net.createConnection(served.sock)
   let settled = false
   let drained: (() => void) | null = null
   let poll: NodeJS.Timeout | undefined
-  const result = new Promise<CopyStats>((resolve, reject) => {
+  const result = new Promise<T>((resolve, reject) => {
     const done = (f: () => void) => {
       if (settled) return
       settled = true
@@ -60,17 +79,16 @@ export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Lo
     c.on('data', (d: string) => {
       buf += d
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const r = JSON.parse(buf.slice(0, nl)) as {ok?: boolean, progress?: CopyStats, error?: CopyError, stats?: CopyStats, code?: ErrCode, message?: string}
+        const r = JSON.parse(buf.slice(0, nl)) as {ok?: boolean, stats?: T, code?: ErrCode, message?: string}
         buf = buf.slice(nl + 1)
-        if (r.progress) opts.onProgress?.({...r.progress, errors: []})
-        else if (r.error) opts.onError?.(r.error)
-        else if (r.ok) done(() => resolve(r.stats!))
-        else done(() => reject(new PrismError(r.code ?? 'EIO', r.message ?? 'the copy failed')))
+        if (r.ok === true) done(() => resolve(r.stats!))
+        else if (r.ok === false) done(() => reject(new PrismError(r.code ?? 'EIO', r.message ?? `the ${what} failed`)))
+        else onLine(r)
       }
     })
     c.on('drain', () => drained?.())
     // (a server that dies: the connection is reset, or closed, without an answer)
-    const gone = () => done(() => reject(new PrismError('EIO', `the server of ${name} stopped before the copy ended; the image holds nothing of it`)))
+    const gone = () => done(() => reject(new PrismError('EIO', `the server of ${name} stopped before the ${what} ended; the image holds nothing of it`)))
     c.on('error', gone)
     c.on('close', gone)
   })
@@ -82,16 +100,14 @@ export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Lo
     })
     drained = null
   }
-  const req = {op: 'copyin', srcs: streamedSources(paths), dst: {fileset: dst.fileset, path: dst.path}, recursive: opts.recursive, noTargetDirectory: opts.noTargetDirectory}
   try {
     await write(Buffer.from(JSON.stringify(req) + '\n'))
-    for (const f of hostFrames(paths, Boolean(opts.recursive))) {
+    for await (const b of body) {
       if (settled) break
-      await write(f)
+      await write(b)
     }
-    await write(END_FRAME)
   } catch (e) {
-    // interrupted while reading the host: the server drops the copy when the connection closes
+    // interrupted while reading the host: the server drops the work when the connection closes
     clearInterval(poll)
     settled = true
     c.destroy()

@@ -15,7 +15,9 @@
 // slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
 // `prism cp HOST... FILESET:/path` is asked of the server too (copiesHostIn, src/cli/copyin.ts):
-// the command streams the host tree and the server copies it in slices.
+// the command streams the host tree and the server copies it in slices; so is `prism import`
+// (src/cli/servedimport.ts): the command streams the archive (standard input read first, to
+// a temporary file) and the server imports it in slices.
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -318,8 +320,9 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   // Standard input that goes into the image is read to its end before the image is borrowed:
   // a slow producer must not hold the mounts (the command takes it from stdinRead()).
   if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1))
-  if (cmd === 'cp' && process.env.PRISM_SERVED_SLICES !== '0' && copiesHostIn(argv)) {
-    // The server copies in slices, its mounts answered meanwhile (src/cli/copyin.ts).
+  if (process.env.PRISM_SERVED_SLICES !== '0' && ((cmd === 'cp' && copiesHostIn(argv)) || cmd === 'import')) {
+    // The server copies or imports in slices, its mounts answered meanwhile (src/cli/copyin.ts,
+    // src/cli/servedimport.ts).
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}
     return
   }

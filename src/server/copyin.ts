@@ -22,15 +22,15 @@ import {type ServedImage, shuttingDown} from './image.js'
 /** How long one slice of the copy runs at most before the mounts' requests are answered again. */
 export const SLICE_MS = 4
 /** How long a slice runs at least, even with requests waiting. */
-const MIN_SLICE_MS = 0.5
+export const MIN_SLICE_MS = 0.5
 /** Metadata blocks of the running transaction, or bytes of file data copied since the last commit, that the server commits after a slice. */
-const COMMIT_BLOCKS = 128
-const COMMIT_DATA = 8 * 1024 * 1024
+export const COMMIT_BLOCKS = 128
+export const COMMIT_DATA = 8 * 1024 * 1024
 /** Bytes of the stream held before the socket is paused (a file is read 8 MiB at a time), and resumed. */
 const HIGH_WATER = 32 * 1024 * 1024
 const LOW_WATER = 16 * 1024 * 1024
 
-/** The end of the last copy each image was asked for. */
+/** The end of the last copy or import each image was asked for. */
 const queue = new WeakMap<ServedImage, Promise<void>>()
 
 export interface CopyInRequest {
@@ -45,6 +45,70 @@ function isRequest(r: Record<string, unknown>): r is Record<string, unknown> & C
   const d = r.dst as CopyInRequest['dst'] | undefined
   return Array.isArray(r.srcs) && r.srcs.every((s: StreamedSource) => typeof s?.path === 'string' && typeof s.base === 'string')
     && typeof d?.fileset === 'string' && typeof d.path === 'string'
+}
+
+/**
+ * Runs `run`, work in slices on the image for the command at the other end of `c`, in turn
+ * with the other copies and imports of the image, once the image is held (a lend waits for
+ * it). `abort` is told why it must stop: the command went away, or the server is stopping.
+ * Its result is committed and shown to the mounts before the command hears {ok: true,
+ * stats}; after a failure what it left on the orphan list (its staged tree) is freed, and the
+ * command hears {ok: false, code, message} (src/server/import.ts shares it).
+ */
+export function serveSliced(image: ServedImage, c: net.Socket, log: (msg: string) => void, what: string, abort: (e: PrismError) => void, run: () => Promise<unknown>): void {
+  const send = (v: unknown) => {
+    if (!c.destroyed) c.write(JSON.stringify(v) + '\n')
+  }
+  let gone = false
+  c.on('close', () => {
+    gone = true
+    abort(new PrismError('EINTR', 'the command went away'))
+  })
+  let resolveDone!: () => void
+  const work = {
+    abort: () => abort(shuttingDown()),
+    done: new Promise<void>((r) => {
+      resolveDone = r
+    }),
+  }
+  // They go one at a time, in order, as commands alone take the image's lock in turn.
+  const before = queue.get(image) ?? Promise.resolve()
+  queue.set(image, before.then(() => work.done))
+  void (async () => {
+    await before
+    await image.whenHeld()
+    const end = image.beginWork(work)
+    try {
+      if (image.isClosed) throw shuttingDown()
+      const stats = await run()
+      image.commitNow()
+      // The mounts show the result before the command is told it is done.
+      await image.notify(true)
+      send({ok: true, stats})
+      c.end()
+    } catch (e) {
+      const err = e as Error & {code?: string}
+      // The staged tree, on the orphan list, is freed now (alone: by the next command); what
+      // the work published, if anything, is committed.
+      if (!image.isClosed) {
+        try {
+          if (image.vol.sb.orphanHead !== 0) reapOrphans(image.vol)
+          image.commitNow()
+          await image.notify(true)
+        } catch (e2) {
+          log(`after a failed ${what}: ${(e2 as Error).message}`)
+        }
+      }
+      if (!gone) {
+        send({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message})
+        c.end()
+      }
+      if (!(err instanceof PrismError)) log(`${what}: ${err.stack ?? err.message}`)
+    } finally {
+      end()
+      resolveDone()
+    }
+  })()
 }
 
 /** Serves one copy-in on connection `c` (`rest`: what came after its request line). */
@@ -63,7 +127,6 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
   let sliceStart = 0
   source.yieldNow = () => requestsWaiting() > 0 && performance.now() - sliceStart >= MIN_SLICE_MS
   source.push(rest)
-  let gone = false
   let aborted: PrismError | null = null
   let waiting = false
   let kick = () => {}
@@ -72,61 +135,11 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
     if (source.queued > HIGH_WATER) c.pause()
     if (waiting) kick()
   })
-  c.on('close', () => {
-    gone = true
-    aborted ??= new PrismError('EINTR', 'the command went away')
-    kick()
-  })
   c.resume()
-
-  let resolveDone!: () => void
-  const work = {
-    abort: () => {
-      aborted ??= shuttingDown()
-      kick()
-    },
-    done: new Promise<void>((r) => {
-      resolveDone = r
-    }),
-  }
-  // Copies go one at a time, in order, as commands alone take the image's lock in turn.
-  const before = queue.get(image) ?? Promise.resolve()
-  queue.set(image, before.then(() => work.done))
-  void (async () => {
-    await before
-    await image.whenHeld()
-    const end = image.beginWork(work)
-    try {
-      if (image.isClosed) throw shuttingDown()
-      const stats = await run()
-      image.commitNow()
-      // The mounts show the copy before the command is told it is done.
-      await image.notify(true)
-      send({ok: true, stats})
-      c.end()
-    } catch (e) {
-      const err = e as Error & {code?: string}
-      // The staged tree, on the orphan list, is freed now (alone: by the next command); what
-      // the copy published, if anything, is committed.
-      if (!image.isClosed) {
-        try {
-          if (image.vol.sb.orphanHead !== 0) reapOrphans(image.vol)
-          image.commitNow()
-          await image.notify(true)
-        } catch (e2) {
-          log(`after a failed copy: ${(e2 as Error).message}`)
-        }
-      }
-      if (!gone) {
-        send({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message})
-        c.end()
-      }
-      if (!(err instanceof PrismError)) log(`copy into ${req.dst.fileset}:${req.dst.path}: ${err.stack ?? err.message}`)
-    } finally {
-      end()
-      resolveDone()
-    }
-  })()
+  serveSliced(image, c, log, `copy into ${req.dst.fileset}:${req.dst.path}`, (e) => {
+    aborted ??= e
+    kick()
+  }, run)
 
   function run(): Promise<CopyStats> {
     const locs: Location[] = req.srcs.map((s) => ({kind: 'host', path: s.path}))

@@ -21,6 +21,7 @@ import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
+import {serveImport} from './import.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
 function failure(e: unknown): string {
@@ -154,12 +155,12 @@ export class Server {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
         return
       }
-      if (req.op === 'copyin') {
+      if (req.op === 'copyin' || req.op === 'import') {
         if (this.stopping) {
           c.end(failure(shuttingDown()))
           return
         }
-        serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
+        ;(req.op === 'copyin' ? serveCopyIn : serveImport)(this.image, c, req, buf.subarray(nl + 1), this.log)
         return
       }
       if (req.op === 'snapshot') {

@@ -44,7 +44,27 @@ export interface ImportOptions {
   onProgress?: (s: ImportStats) => void
   /** called once the transaction that makes the import visible is committed (before what it replaced is freed) */
   onVisible?: () => void
+  /** the owner of the directories the archive does not name (the target's root with --create, parents it leaves out): by default this process's */
+  owner?: {uid: number, gid: number}
 }
+
+/**
+ * How an import run by a server shares its thread (src/server/import.ts): the archive is fed
+ * in pieces of PIECE bytes, and between two pieces, when due() says so, the import waits for
+ * between() (the server answers its mounts' requests and commits meanwhile). It also never
+ * drops the running transaction when it fails (the mounts' changes share it): the caller
+ * reaps what it left on the orphan list.
+ */
+export interface ImportPace {
+  due(): boolean
+  between(stats: ImportStats): Promise<void>
+}
+
+/**
+ * Bytes of the decompressed archive fed at a time when paced: at most 64 entries (512-byte
+ * headers), a few milliseconds of work, between two looks at due().
+ */
+const PIECE = 32 * 1024
 
 export interface ImportStats {
   entries: number
@@ -125,6 +145,7 @@ export class TarImport implements TarSink {
   private lastReport = 0
   private done = false
   private idCache: {user: Map<string, number>, group: Map<string, number>} | null = null
+  private readonly owner: {uid: number, gid: number}
 
   constructor(private readonly vol: Volume, private readonly to: ImportTarget, private readonly opts: ImportOptions = {}) {
     this.small = new SmallFileBuffers(vol.store)
@@ -138,7 +159,8 @@ export class TarImport implements TarSink {
         if (!this.target.resolve(to.path, true).isDir) fail('ENOTDIR', `${this.target.where(to.path)}: not a directory`)
       } else this.target.resolveParent(to.path)
     }
-    const root = newDetachedDir(vol, 0o755)
+    this.owner = opts.owner ?? {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}
+    const root = newDetachedDir(vol, 0o755, this.owner)
     this.root = root
     const rec: Fileset = {
       slot: -1, id: 0, rootIno: root.ino, parentId: 0, state: FS_ACTIVE, mode: MODE_NONE, flags: 0, created: 0, clonestart: 0,
@@ -351,7 +373,7 @@ export class TarImport implements TarSink {
       }
       const e = this.stage.lookupEntry(dir, c)
       if (!e) {
-        const d = this.stage.createIn(dir, c, S_IFDIR | 0o755, {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0})
+        const d = this.stage.createIn(dir, c, S_IFDIR | 0o755, this.owner)
         this.dirs.set(key, {ino: d.ino, generation: d.r.generation, implicit: true})
         dir = d
         continue
@@ -587,11 +609,21 @@ export class TarImport implements TarSink {
     return this.stats
   }
 
-  /** After a failure: nothing of the import stays (what it committed is reaped now, or at the next open). */
-  abort(): void {
+  /**
+   * After a failure: nothing of the import stays (what it committed is reaped now, or at the
+   * next open). `shared`: the running transaction holds others' changes too (a server's), so
+   * it is kept, and the tree built so far is only let go of, on the orphan list, for the
+   * caller to reap.
+   */
+  abort(shared = false): void {
     if (this.done) return
     this.done = true
     this.cur = null
+    if (shared) {
+      this.releaseShared()
+      this.vol.pinnedOrphans.delete(this.root.ino)
+      return
+    }
     try {
       this.vol.abort()
       reapOrphans(this.vol)
@@ -722,6 +754,33 @@ export class TarImport implements TarSink {
 type Step =
   | {k: 'move' | 'replace', from: number, to: number, name: Buffer}
   | {k: 'attrs', from: number, to: number, toPath: string}
+
+/**
+ * Imports the archive whose bytes (as stored: compressed or not) `raw` yields; all or
+ * nothing. The one import of `prism import`, alone (src/tar/io.ts importArchive) and run by a
+ * server in slices (`pace`, src/server/import.ts).
+ */
+export async function importStream(vol: Volume, target: ImportTarget, raw: AsyncIterable<Buffer>, opts: ImportOptions = {}, pace?: ImportPace): Promise<ImportStats> {
+  const {decompressed} = await import('./compress.js')
+  const imp = new TarImport(vol, target, opts)
+  try {
+    for await (const chunk of decompressed(raw)) {
+      if (!pace) {
+        imp.write(chunk)
+        continue
+      }
+      for (let o = 0; o < chunk.length; o += PIECE) {
+        if (pace.due()) await pace.between(imp.stats)
+        imp.write(o === 0 && chunk.length <= PIECE ? chunk : chunk.subarray(o, o + PIECE))
+      }
+    }
+    if (pace) await pace.between(imp.stats)
+    return imp.finish()
+  } catch (e) {
+    imp.abort(pace !== undefined)
+    throw e
+  }
+}
 
 /** Parses a target: `FILESET:/path` (merged into) or, with create, a new fileset's name. */
 export function importTargetPath(path: string): string {
