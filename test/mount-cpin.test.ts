@@ -7,135 +7,16 @@
 // alone: the fileset as it was, the image clean. With PRISM_SERVED_SLICES=0 (the image lent
 // to the command, the mounts held meanwhile) the probe's latency test fails.
 import {expect} from 'chai'
-import {spawn} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {PYTHON, forceUnmount, run} from './fuse-support.js'
-import {BIN, newImage, tmpDir} from './helpers.js'
+import {forceUnmount} from './fuse-support.js'
+import {newImage, tmpDir} from './helpers.js'
 import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {describeTree, fixAtimes, listing, probe, smallFiles, startCli} from './mount-stream-support.js'
 import {buildTree} from './tar-lib.js'
 
-const PROBE = path.join(import.meta.dirname, 'mount-cpin-probe.py')
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-/** `dirs` directories of `files` small files each (a few bytes to a few KiB). */
-function smallFiles(root: string, dirs: number, files: number): void {
-  for (let d = 0; d < dirs; d++) {
-    const dir = path.join(root, `d${String(d).padStart(3, '0')}`)
-    fs.mkdirSync(dir, {recursive: true})
-    for (let f = 0; f < files; f++) fs.writeFileSync(path.join(dir, `f${f}`), `${d}/${f} `.repeat((f * 37) % 400))
-  }
-}
-
-/**
- * Gives every path below `root` an access time ten days ahead (modification times kept): no
- * read moves it (relatime), so every copy of the tree reads the same times.
- */
-async function fixAtimes(root: string): Promise<void> {
-  const r = await run(PYTHON, ['-c', `
-import os, sys, time
-root = os.fsencode(sys.argv[1])
-t = time.time_ns() + 10 * 86400 * 10**9
-for d, subdirs, files in os.walk(root):
-    for n in subdirs + files:
-        p = os.path.join(d, n)
-        os.utime(p, ns=(t, os.lstat(p).st_mtime_ns), follow_symlinks=False)
-`, root], {timeoutMs: 60_000})
-  if (r.code !== 0) throw new Error(r.stderr)
-}
-
-/** Every path below `root` (symlinks not followed) with its type and a regular file's size, by a child process. */
-async function listing(root: string): Promise<Record<string, string>> {
-  const r = await run(PYTHON, ['-c', `
-import json, os, stat, sys
-root = sys.argv[1]
-out = {}
-for d, subdirs, files in os.walk(root):
-    for n in subdirs + files:
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        out[os.path.relpath(p, root)] = str(st.st_size) if stat.S_ISREG(st.st_mode) else oct(stat.S_IFMT(st.st_mode))
-print(json.dumps(out))
-`, root], {timeoutMs: 60_000})
-  if (r.code !== 0) throw new Error(r.stderr)
-  return JSON.parse(r.stdout) as Record<string, string>
-}
-
-/**
- * Everything a host shows of every path below `root`, by a child process: type, mode, owner,
- * nanosecond times (a directory's and a symlink's access time left out: reading sets them),
- * size, content hash, allocated blocks of a sparse file, hard links (by the first path of
- * each inode), symlink target, device number, extended attributes (POSIX ACLs among them).
- */
-async function describeTree(root: string): Promise<Record<string, string>> {
-  const r = await run(PYTHON, ['-c', `
-import hashlib, json, os, stat, sys
-root = os.fsencode(sys.argv[1])
-out = {}
-first = {}
-for d, subdirs, files in os.walk(root):
-    subdirs.sort()
-    for n in sorted(subdirs + files):
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        m = st.st_mode
-        f = [oct(stat.S_IFMT(m)), oct(stat.S_IMODE(m)), '%d:%d' % (st.st_uid, st.st_gid), 'm=%d' % st.st_mtime_ns]
-        if stat.S_ISREG(m) or stat.S_ISCHR(m) or stat.S_ISBLK(m) or stat.S_ISFIFO(m):
-            f.append('a=%d' % st.st_atime_ns)
-        if stat.S_ISREG(m):
-            fd = os.open(p, os.O_RDONLY | os.O_NOATIME)
-            h = hashlib.sha256()
-            while True:
-                b = os.read(fd, 1 << 20)
-                if not b:
-                    break
-                h.update(b)
-            os.close(fd)
-            f += ['size=%d' % st.st_size, h.hexdigest()[:16]]
-            if st.st_blocks * 512 < st.st_size:
-                f.append('blocks=%d' % st.st_blocks)
-        if not stat.S_ISDIR(m) and st.st_nlink > 1:
-            f.append('link=' + first.setdefault((st.st_dev, st.st_ino), os.path.relpath(p, root).decode('latin1')))
-        if stat.S_ISLNK(m):
-            f.append('-> ' + os.readlink(p).decode('latin1'))
-        if stat.S_ISCHR(m) or stat.S_ISBLK(m):
-            f.append('rdev=%d:%d' % (os.major(st.st_rdev), os.minor(st.st_rdev)))
-        xs = sorted((x, os.getxattr(p, x, follow_symlinks=False).hex()) for x in os.listxattr(p, follow_symlinks=False))
-        if xs:
-            f.append('x=' + ','.join('%s=%s' % x for x in xs))
-        out[os.path.relpath(p, root).decode('latin1')] = ' '.join(f)
-print(json.dumps(out))
-`, root], {timeoutMs: 120_000})
-  if (r.code !== 0) throw new Error(r.stderr)
-  return JSON.parse(r.stdout) as Record<string, string>
-}
-
-/** Starts the probe on `dir` (on a mount); stop() ends it and gives its figures. */
-function probe(dir: string, work: string): {stop: () => Promise<{calls: number, p50: number, p99: number, max: number}>} {
-  const stopFile = path.join(work, `stop-${crypto.randomUUID()}`)
-  const running = run(PYTHON, [PROBE, dir, stopFile, '120'], {timeoutMs: 150_000})
-  return {
-    stop: async () => {
-      fs.writeFileSync(stopFile, '')
-      const r = await running
-      if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}`)
-      return JSON.parse(r.stdout) as {calls: number, p50: number, p99: number, max: number}
-    },
-  }
-}
-
-/** The CLI as a child process that the test may signal. */
-function startCli(args: string[]): {child: ReturnType<typeof spawn>, done: Promise<{code: number | null, stderr: string}>} {
-  const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe']})
-  let stderr = ''
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d
-  })
-  child.stdout!.resume()
-  const done = new Promise<{code: number | null, stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stderr})))
-  return {child, done}
-}
 
 describe('prism cp -r into a served image: copied by the server in slices', function () {
   this.timeout(240_000)
