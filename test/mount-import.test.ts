@@ -66,7 +66,7 @@ describe('prism import into a served image: imported by the server in slices', f
     if (work) fs.rmSync(work, {recursive: true, force: true})
   })
 
-  it('10,000 files: the probe on the mount stays answered (p99 < 100 ms); a tar, a .tar.zst and standard input give what they give alone (output, --json, exit status, tree), shown in the mount at once', async () => {
+  it('10,000 files: the probe on the mount stays answered (p99 < 100 ms); a tar, a .tar.zst and a tar on standard input give what they give alone (output, --json, exit status, tree), shown in the mount at once', async () => {
     s = new Scratch({size: 512 * 1024 * 1024, inodeCount: 65536})
     // Every kind of entry, a file of several MiB, and 10,000 small files.
     const tree = path.join(work, 'tree')
@@ -79,7 +79,6 @@ describe('prism import into a served image: imported by the server in slices', f
     const runs = (img: string) => [
       ['import', '-i', img, 'root:/dst', small, '--json'],
       ['import', '-i', img, '--create', 'z', `${rich}.zst`, '--json'],
-      ['import', '-i', img, 'root:/rich', rich],
     ]
     // The commands alone, on an image nobody serves.
     const alone = newImage(work, 512 * 1024 * 1024, {inodeCount: 65536})
@@ -88,9 +87,9 @@ describe('prism import into a served image: imported by the server in slices', f
       const r = await cli(args, {timeoutMs: 120_000})
       want.push([r.code, r.stdout, r.stderr])
     }
-    const r = await importStdin(['-i', alone, 'root:/stdin', '--json'], `${rich}.zst`)
+    const r = await importStdin(['-i', alone, 'root:/stdin'], rich)
     want.push([r.code, r.stdout, r.stderr])
-    expect(want.map((w) => w[0]), JSON.stringify(want)).to.deep.equal([0, 0, 0, 0])
+    expect(want.map((w) => w[0]), JSON.stringify(want)).to.deep.equal([0, 0, 0])
     expect(JSON.parse(want[0][1])).to.include({files: 10000, dirs: 100, refused: 0})
 
     const mp = s.mountpoint()
@@ -113,14 +112,14 @@ describe('prism import into a served image: imported by the server in slices', f
       const r2 = await cli(args, {timeoutMs: 120_000})
       got.push([r2.code, r2.stdout, r2.stderr])
     }
-    const r3 = await importStdin(['-i', s.image, 'root:/stdin', '--json'], `${rich}.zst`)
+    const r3 = await importStdin(['-i', s.image, 'root:/stdin'], rich)
     got.push([r3.code, r3.stdout, r3.stderr])
     expect(got).to.deep.equal(want)
-    expect(Object.keys(await listing(path.join(mp, 'rich')))).to.include('root/bin/busybox')
+    expect(Object.keys(await listing(path.join(mp, 'stdin')))).to.include('root/bin/busybox')
 
     // The imports, copied out by the same command: identical in all a host shows.
     await s.umount(mp)
-    for (const [src, name] of [['root:/dst', 'dst'], ['z:/', 'z'], ['root:/rich', 'rich'], ['root:/stdin', 'stdin']]) {
+    for (const [src, name] of [['root:/dst', 'dst'], ['z:/', 'z'], ['root:/stdin', 'stdin']]) {
       const outs = [path.join(work, `alone-${name}`), path.join(work, `served-${name}`)]
       for (const [img, out] of [[alone, outs[0]], [s.image, outs[1]]]) {
         const c = await cli(['cp', '-r', '-i', img, src, out], {timeoutMs: 120_000})
