@@ -4,7 +4,7 @@
 // import is the one the command makes alone (output, --json, exit status, and the tree:
 // content, modes, owners, nanosecond times, attributes, ACLs, hard links, symlinks, devices,
 // holes), for a plain tar, a .tar.zst and standard input, and shows in the mount as soon as
-// the command returns. A damaged or truncated archive, refused entries, Ctrl-C and a server
+// the command returns. A damaged or truncated archive, refused entries, a full image, Ctrl-C and a server
 // killed mid-import end as alone: the fileset as it was, the image clean. With
 // PRISM_SERVED_SLICES=0 (the image lent to the command, the mounts held meanwhile) the probe's
 // latency test fails.
@@ -173,6 +173,28 @@ describe('prism import into a served image: imported by the server in slices', f
     }
     expect(got).to.deep.equal(want)
     expect(await listing(mp)).to.deep.equal({keep: '4', in: '0o40000', 'in/ok': '4', 'in/ok2': '0o120000'})
+    await s.umount(mp)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('a full image: exit 6 and the line of the import alone; nothing of it in the fileset, its space back, the image clean', async () => {
+    s = new Scratch({size: 32 * 1024 * 1024})
+    const archive = path.join(work, 'big.tar')
+    fs.writeFileSync(archive, mkTar(Array.from({length: 40}, (_, i) => ({name: `f${i}`, data: crypto.randomBytes(1024 * 1024)}))))
+    const alone = newImage(work, 32 * 1024 * 1024)
+    const ref = await cli(['import', '-i', alone, 'root:/dst', archive])
+    expect(ref.code, ref.stderr).to.equal(6)
+
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    fs.writeFileSync(path.join(mp, 'keep'), 'kept')
+    const free = async () => (await cli(['df', '-i', s.image, '--json'])).stdout
+    const before = await free()
+    const got = await cli(['import', '-i', s.image, 'root:/dst', archive])
+    expect([got.code, got.stdout, got.stderr]).to.deep.equal([ref.code, ref.stdout, ref.stderr])
+    expect(await listing(mp)).to.deep.equal({keep: '4'})
+    expect(await free()).to.equal(before)
     await s.umount(mp)
     const fsck = await cli(['fsck', '-i', s.image])
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)

@@ -27,8 +27,8 @@ export const MIN_SLICE_MS = 0.5
 export const COMMIT_BLOCKS = 128
 export const COMMIT_DATA = 8 * 1024 * 1024
 /** Bytes of the stream held before the socket is paused (a file is read 8 MiB at a time), and resumed. */
-const HIGH_WATER = 32 * 1024 * 1024
-const LOW_WATER = 16 * 1024 * 1024
+export const HIGH_WATER = 32 * 1024 * 1024
+export const LOW_WATER = 16 * 1024 * 1024
 
 /** The end of the last copy or import each image was asked for. */
 const queue = new WeakMap<ServedImage, Promise<void>>()

@@ -17,7 +17,7 @@ import type net from 'node:net'
 import {PrismError} from '../errors.js'
 import {importStream, type ImportStats} from '../tar/import.js'
 import {requestsWaiting} from '../fuse/index.js'
-import {COMMIT_BLOCKS, COMMIT_DATA, MIN_SLICE_MS, SLICE_MS, serveSliced} from './copyin.js'
+import {COMMIT_BLOCKS, COMMIT_DATA, HIGH_WATER, LOW_WATER, MIN_SLICE_MS, SLICE_MS, serveSliced} from './copyin.js'
 import type {ServedImage} from './image.js'
 
 export interface ImportRequest {
@@ -54,36 +54,42 @@ export function serveImport(image: ServedImage, c: net.Socket, request: Record<s
     wake()
   }, run)
 
-  /** The archive's `size` bytes from the connection, read as the import asks (the socket's own back-pressure). */
+  /** The archive's `size` bytes from the connection (read ahead up to HIGH_WATER bytes). */
   async function* archive(): AsyncGenerator<Buffer> {
     let left = req.size
     const first = rest.subarray(0, left)
     left -= first.length
     if (first.length > 0) yield first
     const chunks: Buffer[] = []
+    let queued = 0
     const onData = (d: Buffer) => {
       chunks.push(d)
-      c.pause()
+      queued += d.length
+      if (queued > HIGH_WATER) c.pause()
       wake()
     }
     c.on('data', onData)
+    c.resume()
     try {
       while (left > 0) {
         if (aborted) throw aborted
         if (chunks.length === 0) {
-          c.resume()
           await new Promise<void>((r) => {
             wake = r
           })
           wake = () => {}
           continue
         }
-        const d = chunks.shift()!.subarray(0, left)
-        left -= d.length
-        yield d
+        const d = chunks.shift()!
+        queued -= d.length
+        if (queued < LOW_WATER) c.resume()
+        const take = d.subarray(0, left)
+        left -= take.length
+        yield take
       }
     } finally {
       c.off('data', onData)
+      c.pause()
     }
   }
 
