@@ -13,7 +13,7 @@ import {checkInterrupt} from '../interrupt.js'
 import type {CopyError, CopyStats, Location} from '../ops/copy.js'
 import {END_FRAME, hostFrames, streamedSources} from '../ops/hoststream.js'
 
-/** Set by src/cli/served.ts when the server of the image runs this copy itself. */
+/** Set by src/cli/served.ts when the server of the image runs this copy (or import: src/cli/servedimport.ts) itself. */
 export interface ServedCopy {
   sock: string
   image: string
