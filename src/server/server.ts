@@ -21,7 +21,6 @@ import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
-import {serveImport} from './import.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
 function failure(e: unknown): string {
@@ -160,7 +159,13 @@ export class Server {
           c.end(failure(shuttingDown()))
           return
         }
-        ;(req.op === 'copyin' ? serveCopyIn : serveImport)(this.image, c, req, buf.subarray(nl + 1), this.log)
+        if (req.op === 'copyin') serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
+        // (the importer is loaded on first use: a server that never imports starts without it)
+        else {
+          import('./import.js').then(({serveImport}) => serveImport(this.image, c, req, buf.subarray(nl + 1), this.log), (e: unknown) => {
+            c.end(failure(e))
+          })
+        }
         return
       }
       if (req.op === 'snapshot') {
