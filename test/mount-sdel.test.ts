@@ -17,30 +17,9 @@ import {PYTHON, run} from './fuse-support.js'
 import {socketPath} from '../src/server/paths.js'
 import {BIN, newImage, tmpDir} from './helpers.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {probe} from './served-support.js'
 
-const PROBE = path.join(import.meta.dirname, 'mount-cpin-probe.py')
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-interface Lat {
-  calls: number
-  p50: number
-  p99: number
-  max: number
-}
-
-/** Starts the probe on `dir` (on a mount); stop() ends it and gives its figures. */
-function probe(dir: string, work: string): {stop: () => Promise<Lat>} {
-  const stopFile = path.join(work, `stop-${crypto.randomUUID()}`)
-  const running = run(PYTHON, [PROBE, dir, stopFile, '60'], {timeoutMs: 90_000})
-  return {
-    stop: async () => {
-      fs.writeFileSync(stopFile, '')
-      const r = await running
-      if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}`)
-      return JSON.parse(r.stdout) as Lat
-    },
-  }
-}
 
 /**
  * Makes and unlinks a small file in `dir` (on a mount) over and over until STOP exists; stop()
@@ -159,7 +138,7 @@ describe('prism fileset delete and rm -r on a served image: freed by the server 
 
     const mp = s.mountpoint()
     await s.mount('root', mp)
-    const pr = probe(path.join(mp, 'probe'), work)
+    const pr = probe(path.join(mp, 'probe'), work, 60)
     const ul = unlinker(path.join(mp, 'probe', 'unlinks'), work)
     await sleep(300)
     const t0 = Date.now()
@@ -246,7 +225,7 @@ describe('prism fileset delete and rm -r on a served image: freed by the server 
   it('prism write from a producer that sleeps 3 s: the probe on the mount stays answered (max < 1 s) while it waits', async () => {
     const mp = s.mountpoint()
     await s.mount('root', mp)
-    const pr = probe(path.join(mp, 'probe'), work)
+    const pr = probe(path.join(mp, 'probe'), work, 60)
     await sleep(300)
     const w = await run('/bin/sh', ['-c', `(sleep 3; echo written) | "${process.execPath}" "${BIN}" write -i "${s.image}" root:/f`], {timeoutMs: 30_000})
     const lat = await pr.stop()

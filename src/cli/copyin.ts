@@ -6,12 +6,9 @@
 // Ctrl-C (or SIGTERM, SIGHUP) stops it as alone: the connection is closed, the server drops the
 // copy (nothing of it shows), and the command exits 128 + the signal. A server that dies
 // meanwhile: the command fails with exit status 7; the image replays without the copy.
-import net from 'node:net'
-import path from 'node:path'
-import {PrismError, type ErrCode} from '../errors.js'
-import {checkInterrupt} from '../interrupt.js'
 import type {CopyError, CopyStats, Location} from '../ops/copy.js'
 import {END_FRAME, hostFrames, streamedSources} from '../ops/hoststream.js'
+import {ask} from './servedcopy.js'
 
 /** Set by src/cli/served.ts when the server of the image runs this copy (or import: src/cli/servedimport.ts) itself. */
 export interface ServedCopy {
@@ -39,84 +36,9 @@ export async function copyInServed(served: ServedCopy, srcs: Location[], dst: Lo
     yield* hostFrames(paths, Boolean(opts.recursive))
     yield END_FRAME
   }
-  return streamToServer<CopyStats>(served, 'copy', req, frames(), (r) => {
+  const answer = await ask(served, req, 'the copy ended; the image holds nothing of it', (r) => {
     if (r.progress) opts.onProgress?.({...r.progress as CopyStats, errors: []})
     else if (r.error) opts.onError?.(r.error as CopyError)
-  })
-}
-
-/**
- * Sends request `req` to the server of `served`, then the bytes of `body` with back-pressure,
- * and hears its answers: JSON lines, each given to `onLine` until the last, {ok: true, stats}
- * (resolves with stats) or {ok: false, code, message} (rejects). Ctrl-C (asked for every
- * 50 ms) closes the connection, which stops the server's work. `what` names the work in
- * messages (the copy, the import).
- */
-export async function streamToServer<T>(served: ServedCopy, what: string, req: object, body: Iterable<Buffer> | AsyncIterable<Buffer>, onLine: (r: Record<string, unknown>) => void): Promise<T> {
-  const name = path.basename(served.image)
-  const c = net.createConnection(served.sock)
-  let settled = false
-  let drained: (() => void) | null = null
-  let poll: NodeJS.Timeout | undefined
-  const result = new Promise<T>((resolve, reject) => {
-    const done = (f: () => void) => {
-      if (settled) return
-      settled = true
-      drained?.()
-      f()
-    }
-    // Signals are taken by the addon (src/cli/signals.ts) and asked for here, as the library asks.
-    poll = setInterval(() => {
-      try {
-        checkInterrupt()
-      } catch (e) {
-        c.destroy()
-        done(() => reject(e))
-      }
-    }, 50)
-    let buf = ''
-    c.setEncoding('utf8')
-    c.on('data', (d: string) => {
-      buf += d
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const r = JSON.parse(buf.slice(0, nl)) as {ok?: boolean, stats?: T, code?: ErrCode, message?: string}
-        buf = buf.slice(nl + 1)
-        if (r.ok === true) done(() => resolve(r.stats!))
-        else if (r.ok === false) done(() => reject(new PrismError(r.code ?? 'EIO', r.message ?? `the ${what} failed`)))
-        else onLine(r)
-      }
-    })
-    c.on('drain', () => drained?.())
-    // (a server that dies: the connection is reset, or closed, without an answer)
-    const gone = () => done(() => reject(new PrismError('EIO', `the server of ${name} stopped before the ${what} ended; the image holds nothing of it`)))
-    c.on('error', gone)
-    c.on('close', gone)
-  })
-  result.catch(() => {}) // (awaited below, after the stream is sent)
-  const write = async (b: Buffer): Promise<void> => {
-    if (settled || c.write(b)) return
-    await new Promise<void>((r) => {
-      drained = r
-    })
-    drained = null
-  }
-  try {
-    await write(Buffer.from(JSON.stringify(req) + '\n'))
-    for await (const b of body) {
-      if (settled) break
-      await write(b)
-    }
-  } catch (e) {
-    // interrupted while reading the host: the server drops the work when the connection closes
-    clearInterval(poll)
-    settled = true
-    c.destroy()
-    throw e
-  }
-  try {
-    return await result
-  } finally {
-    clearInterval(poll)
-    c.destroy()
-  }
+  }, frames())
+  return answer.stats as CopyStats
 }

@@ -15,9 +15,10 @@
 // slices between FUSE requests, so the mounts keep answering meanwhile.
 // PRISM_SERVED_SLICES=0 makes them borrow the image as the other commands do.
 // `prism cp HOST... FILESET:/path` is asked of the server too (copiesHostIn, src/cli/copyin.ts):
-// the command streams the host tree and the server copies it in slices; so is `prism import`
-// (src/cli/servedimport.ts): the command streams the archive (standard input read first, to
-// a temporary file) and the server imports it in slices.
+// the command streams the host tree and the server copies it in slices. So are `prism cp` and
+// `prism mv` with every path in the image, and `prism defrag` (src/cli/servedcopy.ts), and
+// `prism import` (src/cli/servedimport.ts): the command streams the archive (standard input
+// read first, to a temporary file) and the server imports it in slices.
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -37,7 +38,8 @@ const CLONE_VALUED = new Set(['-x', '--exclude', '--exclude-from', '-r', '--repl
 /**
  * Whether command `argv` is asked of the image's server rather than borrowing the image:
  * `prism clone` making a new fileset without --replace, `prism expand` (not the background
- * expander), `prism rm` and `prism fileset delete`.
+ * expander), `prism rm`, `prism fileset delete`, `prism mv`, `prism defrag`, and `prism cp`
+ * with every path in the image.
  */
 export function askedOfServer(argv: string[]): boolean {
   if (process.env.PRISM_SERVED_SLICES === '0') return false
@@ -45,6 +47,12 @@ export function askedOfServer(argv: string[]): boolean {
   if (argv[0] === 'expand') return !argv.includes('--background')
   // Removals: detached at once, freed in slices (src/cli/servedremove.ts).
   if (argv[0] === 'rm' || argv[0] === 'fileset:delete' || (argv[0] === 'fileset' && argv[1] === 'delete')) return true
+  // Copies and moves within the image, and defrag: run in slices (src/cli/servedcopy.ts).
+  if (argv[0] === 'mv' || argv[0] === 'defrag') return true
+  if (argv[0] === 'cp') {
+    const pos = positionals(argv)
+    return pos.length >= 2 && pos.every((a) => parseImageLoc(a) !== null)
+  }
   if (argv[0] !== 'clone') return false
   const pos: string[] = []
   for (let i = 1; i < argv.length; i++) {

@@ -10,7 +10,8 @@ import fs from 'node:fs'
 import {PrismError} from '../errors.js'
 import type {ArchiveInput} from '../tar/io.js'
 import type {ImportOptions, ImportStats, ImportTarget} from '../tar/import.js'
-import {streamToServer, type ServedCopy} from './copyin.js'
+import type {ServedCopy} from './copyin.js'
+import {ask} from './servedcopy.js'
 
 /** Imports the opened archive `input` into `target` through the image's server. */
 export async function importServed(served: ServedCopy, target: ImportTarget, input: ArchiveInput, opts: ImportOptions): Promise<ImportStats> {
@@ -26,8 +27,9 @@ export async function importServed(served: ServedCopy, target: ImportTarget, inp
     }
     if (sent < size) throw new PrismError('EIO', `${input.name}: the archive shrank while it was read; nothing was imported`)
   }
-  return streamToServer<ImportStats>(served, 'import', req, body(), (r) => {
+  const answer = await ask(served, req, 'the import ended; the image holds nothing of it', (r) => {
     if (r.progress) opts.onProgress?.(r.progress as ImportStats)
     else if (typeof r.warning === 'string') opts.onWarning?.(r.warning)
-  })
+  }, body())
+  return answer.stats as ImportStats
 }

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {location} from '../cli/locate.js'
 import {humanSize} from '../cli/output.js'
+import {servedTarget} from '../cli/served.js'
 import {PrismError} from '../errors.js'
 import type {CopyError, CopyStats} from '../ops/copy.js'
 
@@ -50,11 +51,16 @@ As cp: a directory never replaces a file nor a file a directory; an entry that c
           failures.report(new PrismError(e.code, e.message))
         },
       }
-      // On a served image, host sources go to its server, which copies them in slices.
+      // On a served image, host sources go to its server, which copies them in slices; a copy
+      // within the image is asked of it (src/cli/servedcopy.ts).
       const served = servedCopy()
+      const asked = servedTarget()
+      const inImage = (l: (typeof locs)[number]): l is typeof l & {kind: 'image'} => l.kind === 'image'
       const stats = served && dst.kind === 'image'
         ? await copyInServed(served, locs, dst, opts)
-        : await this.withVolume(flags, dst.kind === 'image', async (vol) => (await import('../ops/copy.js')).copy(vol, locs, dst, opts))
+        : asked && inImage(dst) && locs.every(inImage)
+          ? await (await import('../cli/servedcopy.js')).askCopy(asked, locs.map((l) => ({fileset: l.fileset, path: l.path})), {fileset: dst.fileset, path: dst.path}, opts)
+          : await this.withVolume(flags, dst.kind === 'image', async (vol) => (await import('../ops/copy.js')).copy(vol, locs, dst, opts))
       spin.stop(`copied ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.specials} special files, ${stats.hardlinks} hard links, ${humanSize(stats.bytes)}`)
       failures.settle()
       return stats

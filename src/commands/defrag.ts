@@ -3,6 +3,7 @@ import {PrismCommand, imageFlags} from '../cli/base.js'
 import {parseImageLoc} from '../cli/locate.js'
 import {humanSize} from '../cli/output.js'
 import {PrismError} from '../errors.js'
+import {servedTarget} from '../cli/served.js'
 
 export default class Defrag extends PrismCommand {
   static summary = 'Rewrite fragmented files so that they read sequentially again, keeping what clones share'
@@ -17,14 +18,21 @@ export default class Defrag extends PrismCommand {
     if (!loc && !/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(args.target)) throw new PrismError('EUSAGE', `'${args.target}' is neither a fileset name nor FILESET:/path`)
     const fileset = loc ? loc.fileset : args.target
     const path = loc ? loc.path : '/'
-    const {namespace} = await import('../fs/image.js')
-    const {defrag} = await import('../ops/defrag.js')
     const spin = await this.spinner('defragmenting')
+    const progress = (files: number, changed: number) => spin.update(`defragmenting: ${files} files, ${changed} rewritten`)
+    // On a served image, its server defragments, in slices (src/cli/servedcopy.ts).
+    const served = servedTarget()
     let s
     try {
-      s = await this.withVolume(flags, true, (vol) => defrag(namespace(vol, fileset), path, (_p, st) => {
-        if ((st.files & 63) === 0) spin.update(`defragmenting: ${st.files} files, ${st.changed} rewritten`)
-      }))
+      if (served) {
+        s = await (await import('../cli/servedcopy.js')).askDefrag(served, {fileset, path}, progress)
+      } else {
+        const {namespace} = await import('../fs/image.js')
+        const {defrag} = await import('../ops/defrag.js')
+        s = await this.withVolume(flags, true, (vol) => defrag(namespace(vol, fileset), path, (_p, st) => {
+          if ((st.files & 63) === 0) progress(st.files, st.changed)
+        }))
+      }
     } finally {
       spin.stop()
     }

@@ -48,6 +48,11 @@ export interface CopyOptions {
    */
   replaceEmptyDir?: boolean
   /**
+   * Called in the step that puts the copy into the image in place, before it does: a throw
+   * leaves the fileset as it was (mv checks that all of it was copied).
+   */
+  beforePublish?: (stats: CopyStats) => void
+  /**
    * Called once the copy into the image is in place, in the same transaction (mv removes its
    * source here, so that both show in one commit).
    */
@@ -66,6 +71,15 @@ export interface CopyOptions {
    * print them.
    */
   onError?: (e: CopyError) => void
+  /**
+   * For a copy within the image run in steps while others change it (a server answering its
+   * mounts between slices): a count that moves whenever they may have changed the image. The
+   * copy then looks each source entry up again before copying it (a vanished one is named,
+   * as cp names a file removed under it).
+   */
+  changes?: () => number
+  /** image inodes read as sources (files and directories) are added here as they are copied */
+  visited?: Set<number>
 }
 
 /** One entry that could not be copied. */
@@ -257,7 +271,7 @@ function tsOf(ns: bigint): {s: number, ns: number} {
 export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions = {}): CopyStats {
   const steps = copySteps(vol, srcs, dst, opts, localSource)
   for (;;) {
-    // (the host itself never keeps the copy waiting: it never yields)
+    // (alone, nothing keeps the copy waiting: each yield, after an entry, goes straight on)
     const r = steps.next()
     if (r.done) return r.value
   }
@@ -265,8 +279,9 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
 
 /**
  * copy(), with the host read through `host`: it yields whenever `host` has yet to receive what
- * comes next (src/ops/hostsource.ts); resume it with next() once it may have. A server runs
- * it in slices, between the requests of its mounts (src/server/copyin.ts).
+ * comes next (src/ops/hostsource.ts), and after each entry copied within the image; resume
+ * it with next() once it may go on. A server runs it in slices, between the requests of its
+ * mounts (src/server/copyin.ts, src/server/sliced.ts).
  */
 export function* copySteps(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions, host: HostSource): Generator<void, CopyStats> {
   const ctx = newCtx(opts, host)
@@ -289,6 +304,7 @@ export function* copySteps(vol: Volume, srcs: Location[], dst: Location, opts: C
     if (stage) {
       // Everything staged goes in place in the running transaction (the last one, unless the
       // moves alone outgrow half the journal); what it replaced is freed afterwards.
+      opts.beforePublish?.(ctx.stats)
       if (!stage.empty) stage.publish()
       opts.onPublish?.(ctx.stats)
       stage.close()
@@ -322,7 +338,7 @@ function* copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, 
   }
   if (src.kind === 'host' && target.kind === 'image') yield* importPath(nsOf(vol, target), nameBytes(src.path), target.path, ctx)
   else if (src.kind === 'image' && target.kind === 'host') exportPath(nsOf(vol, src), src.path, nameBytes(target.path), ctx)
-  else if (src.kind === 'image' && target.kind === 'image') copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
+  else if (src.kind === 'image' && target.kind === 'image') yield* copyInImage(nsOf(vol, src), src.path, nsOf(vol, target), target.path, ctx)
 }
 
 function nsOf(vol: Volume, l: Location & {kind: 'image'}): Namespace {
@@ -976,7 +992,7 @@ function exportXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx): 
   }
 }
 
-function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: string, ctx: Ctx): void {
+function* copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: string, ctx: Ctx): Generator<void, void> {
   let inode: Inode
   try {
     inode = src.resolve(srcPath, false)
@@ -992,18 +1008,56 @@ function copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: s
     if (!inode.isDir) entryFail('EISDIR', `${dst.where('/')}: is the fileset's root`)
     const d = existingDest(dst, '/')
     if (sameFs && inode.ino === d.dir.ino) entryFail('EINVAL', `'${from}' and '${dst.where('/')}' are the same file`)
-    enterDir(ctx.ancestors, inode.ino, from)
-    for (const e of dirList(src.vol, inode)) guarded(ctx, () => copyNode(src, src.vol.iget(e.ino), joinImage(from, nameText(e.name)), dst, d, e.name, ctx))
-    ctx.ancestors.delete(inode.ino)
+    yield* copyChildren(src, inode, srcPath, from, dst, d, ctx)
     return
   }
   const {dir, name, chain} = dst.resolveParent(dstPath)
   if (inode.isDir && sameFs && chain.some((d) => d.ino === inode.ino)) entryFail('EINVAL', `cannot copy a directory, '${from}', into itself, '${dst.where(dstPath)}'`)
-  copyNode(src, inode, from, dst, {dir, path: parentOf(dstPath), fresh: false}, name, ctx, ctx.opts.replaceEmptyDir)
+  yield* copyNode(src, inode, srcPath, from, dst, {dir, path: parentOf(dstPath), fresh: false}, name, ctx, ctx.opts.replaceEmptyDir)
 }
 
-/** Copies image node `inode` (`from` names it) as entry `name` of destination `d`, sharing its blocks. */
-function copyNode(src: Namespace, inode: Inode, from: string, dst: Namespace, d: Dest, name: Buffer, ctx: Ctx, replaceEmptyDir = false): void {
+/**
+ * Copies the entries of source directory `inode` (at `srcPath`, named `from`) into `d`, one
+ * step each. Between steps a server may answer its mounts (CopyOptions.changes): when they
+ * changed the image meanwhile, each entry is looked up again before it is copied, and one
+ * that has gone is named as vanished (as cp names a file removed under it), the rest copied.
+ */
+function* copyChildren(src: Namespace, inode: Inode, srcPath: string, from: string, dst: Namespace, d: Dest, ctx: Ctx): Generator<void, void> {
+  const changes = ctx.opts.changes
+  let seen = changes?.() ?? 0
+  let dir: Inode | null = inode
+  enterDir(ctx.ancestors, inode.ino, from)
+  ctx.opts.visited?.add(inode.ino)
+  for (const e of dirList(src.vol, inode)) {
+    const childPath = joinImage(srcPath, nameText(e.name))
+    const childFrom = joinImage(from, nameText(e.name))
+    if (changes && changes() !== seen) {
+      seen = changes()
+      dir = stillDir(src, srcPath, inode.ino)
+    }
+    if (dir !== inode && (dir === null || src.lookupEntry(dir, e.name)?.ino !== e.ino)) {
+      record(ctx, 'ENOENT', `cannot stat '${childFrom}': No such file or directory`)
+      ctx.stats.skipped++
+      continue
+    }
+    yield* guardedSteps(ctx, () => copyNode(src, src.vol.iget(e.ino), childPath, childFrom, dst, d, e.name, ctx))
+  }
+  ctx.ancestors.delete(inode.ino)
+}
+
+/** The directory at `path` if it is still inode `ino`, taken again (after others changed the image), or null. */
+function stillDir(ns: Namespace, path: string, ino: number): Inode | null {
+  try {
+    const x = ns.resolve(path, false)
+    return x.ino === ino && x.isDir ? x : null
+  } catch (e) {
+    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return null
+    throw e
+  }
+}
+
+/** Copies image node `inode` (at `srcPath`, `from` names it) as entry `name` of destination `d`, sharing its blocks; yields after each entry. */
+function* copyNode(src: Namespace, inode: Inode, srcPath: string, from: string, dst: Namespace, d: Dest, name: Buffer, ctx: Ctx, replaceEmptyDir = false): Generator<void, void> {
   const r = inode.r
   const attrs = {uid: r.uid, gid: r.gid}
   const childPath = joinImage(d.path, nameText(name))
@@ -1021,13 +1075,13 @@ function copyNode(src: Namespace, inode: Inode, from: string, dst: Namespace, d:
       shareXattrs(dst.vol, inode, sub.dir)
     }
     ctx.stats.dirs++
-    enterDir(ctx.ancestors, inode.ino, from)
-    for (const e of dirList(src.vol, inode)) guarded(ctx, () => copyNode(src, src.vol.iget(e.ino), joinImage(from, nameText(e.name)), dst, sub, e.name, ctx))
-    ctx.ancestors.delete(inode.ino)
+    yield
+    yield* copyChildren(src, inode, srcPath, from, dst, sub, ctx)
     if (sub.fresh) dst.setTimes(sub.dir, atime, mtime)
     dst.vol.maybeCommit()
     return
   }
+  ctx.opts.visited?.add(inode.ino)
   const s = slot(dst, ctx, d, name, false, from, inode.ino) as {parent: Inode} | null
   if (!s) return
   const prev = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
@@ -1035,6 +1089,7 @@ function copyNode(src: Namespace, inode: Inode, from: string, dst: Namespace, d:
     dst.linkInode(prev, s.parent, name)
     ctx.stats.hardlinks++
     dst.vol.maybeCommit()
+    yield
     return
   }
   // A special file's copy takes its device number with its area (shareData copies it).
@@ -1050,4 +1105,5 @@ function copyNode(src: Namespace, inode: Inode, from: string, dst: Namespace, d:
   ctx.stats.bytes += r.size
   progress(ctx)
   dst.vol.maybeCommit()
+  yield
 }

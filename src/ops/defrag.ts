@@ -6,6 +6,8 @@
 // changes, and an inode shared between filesets stays shared (its blocks move for all of
 // them). It never copies a block that no policy rule asks for.
 import {IF_INLINE} from '../format/constants.js'
+import {PrismError} from '../errors.js'
+import {nameBytes} from '../format/name.js'
 import {defragInode, loadExtents} from '../fs/extents.js'
 import {saveFileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
@@ -32,6 +34,20 @@ export interface DefragStats {
 
 /** Defragments the file at `path`, or every regular file under it. */
 export function defrag(ns: Namespace, path: string, onFile?: (path: string, stats: DefragStats) => void): DefragStats {
+  const steps = defragSteps(ns, path, onFile)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+  }
+}
+
+/**
+ * defrag() in steps: it yields after each file (each is rewritten within one step), so that
+ * a server can answer its mounts between them (src/server/sliced.ts). `changes` moves
+ * whenever they may have changed the image meanwhile: each entry of a directory listed before
+ * is then looked up again, and one that has gone is passed over.
+ */
+export function* defragSteps(ns: Namespace, path: string, onFile?: (path: string, stats: DefragStats) => void, changes?: () => number): Generator<void, DefragStats> {
   const vol = ns.vol
   const out: DefragStats = {files: 0, changed: 0, rewrites: 0, copied: 0, copiedShared: 0, extentsBefore: 0, extentsAfter: 0, farRunsBefore: 0, farRunsAfter: 0}
   ns.materialize(path)
@@ -64,18 +80,39 @@ export function defrag(ns: Namespace, path: string, onFile?: (path: string, stat
   }
   // Depth first, iteratively; each directory is listed once (a hard link is looked at once per name).
   const seen = new Set<number>()
-  const stack: Array<{dir: Inode, at: string}> = [{dir: top, at: path === '/' ? '' : path.replace(/\/+$/, '')}]
+  const stack: Array<{ino: number, at: string}> = [{ino: top.ino, at: path === '/' ? '' : path.replace(/\/+$/, '')}]
+  let known = changes?.() ?? 0
   while (stack.length) {
-    const {dir, at} = stack.pop()!
-    for (const e of ns.readdirInode(dir)) {
+    const {ino, at} = stack.pop()!
+    let dir: Inode | null = vol.iget(ino)
+    const list = ns.readdirInode(dir)
+    for (const e of list) {
+      if (changes && changes() !== known) {
+        // Others changed the image since the listing: the directory and the entry are taken again.
+        known = changes()
+        dir = stillThere(ns, at || '/', ino)
+      }
+      if (changes && (dir === null || ns.lookupEntry(dir, nameBytes(e.name))?.ino !== e.ino)) continue
       const child = vol.iget(e.ino)
       const p = `${at}/${e.name}`
-      if (child.isDir) stack.push({dir: child, at: p})
+      if (child.isDir) stack.push({ino: child.ino, at: p})
       else if (!seen.has(child.ino)) {
         seen.add(child.ino)
         one(child, p)
+        yield
       }
     }
   }
   return out
+}
+
+/** The directory at `path` if it is still inode `ino` (taken again), or null. */
+function stillThere(ns: Namespace, path: string, ino: number): Inode | null {
+  try {
+    const x = ns.resolve(path, false)
+    return x.ino === ino && x.isDir ? x : null
+  } catch (e) {
+    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return null
+    throw e
+  }
 }

@@ -117,6 +117,8 @@ const REAP_COMMIT_BLOCKS = 128
 export interface SlicedWork {
   abort(): void
   readonly done: Promise<void>
+  /** clones are not expanded while it runs (a failed expansion slice aborts the running transaction, with its steps) */
+  readonly pausesExpansion?: boolean
 }
 
 /** What a request gets once the server is stopping (or its image failed). */
@@ -178,8 +180,10 @@ export class ServedImage {
     return {
       inodeChanged: (ino) => {
         this.pending.inodes.add(ino)
+        for (const w of this.watchers) w(ino)
       },
       entryChanged: (dir, name) => {
+        for (const w of this.watchers) w(dir)
         let list = this.pending.entries.get(dir)
         if (!list) this.pending.entries.set(dir, list = [])
         if (!list.some((n) => n.equals(name))) list.push(Buffer.from(name))
@@ -252,6 +256,7 @@ export class ServedImage {
       },
       changed: (from: PrismFs) => {
         this.requestsChanged = true
+        this.changes++
         return this.afterRequest(from)
       },
       sync: () => this.commitNow(true),
@@ -604,7 +609,7 @@ export class ServedImage {
       this.expandTimer = null
       if (this.closed || this.failed) return
       // (a tree being freed in slices: a failed expansion slice would drop its steps too)
-      if (this.holdCommits || this.lentUntil || this.freeing) {
+      if (this.holdCommits || this.lentUntil || this.freeing || [...this.work].some((w) => w.pausesExpansion)) {
         this.scheduleExpansion(20)
         return
       }
@@ -785,7 +790,42 @@ export class ServedImage {
 
   // ---------------------------------------------------------------- work in slices
 
-  /** Commands the server runs in slices on the open volume (src/server/copyin.ts). */
+  /** requests of the mounts that may have changed the image, so far (requestChanges) */
+  private changes = 0
+  /** told of each inode changed, and each directory whose entries changed (watch) */
+  private readonly watchers = new Set<(ino: number) => void>()
+  /** the end of the last work in slices asked for (takeTurn) */
+  private turnChain: Promise<void> = Promise.resolve()
+
+  /** A count that moves whenever a mount's request may have changed the image. */
+  get requestChanges(): number {
+    return this.changes
+  }
+
+  /** Calls `fn` with each inode changed, and each directory whose entries changed, until the returned function is called. */
+  watch(fn: (ino: number) => void): () => void {
+    this.watchers.add(fn)
+    return () => {
+      this.watchers.delete(fn)
+    }
+  }
+
+  /**
+   * Waits for the work in slices asked for before (removals, copies, defrag: src/server/sliced.ts)
+   * to end: they go one at a time, in order, as commands alone take the image's lock in turn.
+   * Call the function it resolves with once this work has ended.
+   */
+  async takeTurn(): Promise<() => void> {
+    let done!: () => void
+    const before = this.turnChain
+    this.turnChain = new Promise<void>((r) => {
+      done = r
+    })
+    await before
+    return done
+  }
+
+  /** Commands the server runs in slices on the open volume (src/server/sliced.ts, remove). */
   private readonly work = new Set<SlicedWork>()
 
   /**
@@ -809,8 +849,6 @@ export class ServedImage {
 
   /** a removal is freeing what it detached (expansion waits meanwhile: scheduleExpansion) */
   private freeing = false
-  /** the end of the last removal asked for: they go one at a time, in order */
-  private removeChain: Promise<void> = Promise.resolve()
 
   /**
    * `prism fileset delete` and `prism rm` asked of the server (src/server/server.ts): each item
@@ -826,19 +864,17 @@ export class ServedImage {
    * on the image meanwhile, so a crash leaves it for the next open to free, as alone.
    */
   async remove(what: {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}, onItem: (i: number, e?: PrismError) => void): Promise<void> {
-    let done!: () => void
-    const before = this.removeChain
-    this.removeChain = new Promise<void>((r) => {
-      done = r
-    })
-    await before
+    let ended!: () => void
     let aborted = false
     const work: SlicedWork = {
       abort: () => {
         aborted = true
       },
-      done: this.removeChain,
+      done: new Promise<void>((r) => {
+        ended = r
+      }),
     }
+    const done = await this.takeTurn()
     try {
       await this.whenHeld()
       if (this.closed || this.failed) throw new PrismError('EBUSY', 'the prism server of this image is shutting down')
@@ -894,6 +930,7 @@ export class ServedImage {
       }
     } finally {
       done()
+      ended()
     }
   }
 

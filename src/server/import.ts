@@ -1,24 +1,21 @@
-// `prism import ARCHIVE` on a served image, run by the server in slices (request 'import'):
-// the CLI opens the archive as alone (a file read in place, standard input spooled first) and
-// streams its bytes as stored (still compressed) over the socket, `size` of them; the server
-// runs the import the command runs alone (src/tar/import.ts importStream: decompression, the
-// TarImport with its staged tree published by the last transaction) on its open image, paced
-// (ImportPace): about SLICE_MS of work at a time between the mounts' requests, committing every
-// COMMIT_BLOCKS or COMMIT_DATA as the copy-in does. Then it commits, tells the mounts' kernels
-// and answers (serveSliced, shared with src/server/copyin.ts).
+// `prism import ARCHIVE` on a served image, run by the server in slices (request 'import',
+// src/server/sliced.ts): the CLI opens the archive as alone (a file read in place, standard
+// input spooled first) and streams its bytes as stored (still compressed) over the socket,
+// `size` of them; the server decompresses them as they come (decompressed(), as alone) and
+// runs the import the command runs alone (src/tar/import.ts TarImport, its staged tree
+// published by its last transaction) on its open image, a piece of the archive at a step
+// (importSteps), committing every COMMIT_DATA of file data as the copy-in does.
 //
 // Replies, JSON lines: {progress: ImportStats} now and then, {warning: line} for each entry
-// refused or attribute dropped (in order), then {ok: true, stats} or {ok: false, code,
-// message}. The client going away (interrupted, killed) before the import is published aborts
-// it: nothing of it shows, as alone.
+// refused or attribute dropped (in order), {done: {stats}} once it is published, then
+// {ok: true, stats} or {ok: false, code, message}. The client going away (interrupted,
+// killed) before the import is published aborts it: nothing of it shows, as alone.
 //
-// It must never: open a host path (only the stream), or run on a volume that a lend closed.
+// It must never open a host path (only the stream).
 import type net from 'node:net'
-import {PrismError} from '../errors.js'
-import {importStream, type ImportStats} from '../tar/import.js'
-import {requestsWaiting} from '../fuse/index.js'
-import {COMMIT_BLOCKS, COMMIT_DATA, HIGH_WATER, LOW_WATER, MIN_SLICE_MS, SLICE_MS, serveSliced} from './copyin.js'
+import {TarImport, importSteps, type ImportStats} from '../tar/import.js'
 import type {ServedImage} from './image.js'
+import {COMMIT_DATA, HIGH_WATER, LOW_WATER, serveSliced} from './sliced.js'
 
 export interface ImportRequest {
   op: 'import'
@@ -37,89 +34,121 @@ function isRequest(r: Record<string, unknown>): r is Record<string, unknown> & I
     && id(o?.uid) && id(o?.gid)
 }
 
+/** A queue of buffers that resumes its reader (`wake`) when one comes. */
+class Chunks {
+  private readonly list: Buffer[] = []
+  queued = 0
+  wake = () => {}
+  push(d: Buffer): void {
+    this.list.push(d)
+    this.queued += d.length
+    this.wake()
+  }
+  shift(): Buffer | undefined {
+    const d = this.list.shift()
+    if (d) this.queued -= d.length
+    return d
+  }
+}
+
 /** Serves one import on connection `c` (`rest`: the archive's bytes that came with its request line). */
 export function serveImport(image: ServedImage, c: net.Socket, request: Record<string, unknown>, rest: Buffer, log: (msg: string) => void): void {
-  const send = (v: unknown) => {
-    if (!c.destroyed) c.write(JSON.stringify(v) + '\n')
-  }
   if (!isRequest(request)) {
     c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed import request'}) + '\n')
     return
   }
   const req: ImportRequest = request
-  let aborted: PrismError | null = null
-  let wake = () => {}
-  serveSliced(image, c, log, `import into ${req.target.fileset}:${req.target.path}`, (e) => {
-    aborted ??= e
-    wake()
-  }, run)
+  // The archive as it comes (the first `size` bytes), and decompressed.
+  const raw = new Chunks()
+  const out = new Chunks()
+  let left = req.size
+  const take = (d: Buffer) => {
+    const b = d.subarray(0, left)
+    left -= b.length
+    if (b.length > 0) raw.push(b)
+    if (raw.queued > HIGH_WATER) c.pause()
+  }
+  take(rest)
+  let ended = false
+  let failed: Error | null = null
+  /** the import has ended (or failed): decompression stops */
+  let stopped = false
+  let committedData = 0
+  let imp: TarImport | null = null
 
-  /** The archive's `size` bytes from the connection (read ahead up to HIGH_WATER bytes). */
   async function* archive(): AsyncGenerator<Buffer> {
-    let left = req.size
-    const first = rest.subarray(0, left)
-    left -= first.length
-    if (first.length > 0) yield first
-    const chunks: Buffer[] = []
-    let queued = 0
-    const onData = (d: Buffer) => {
-      chunks.push(d)
-      queued += d.length
-      if (queued > HIGH_WATER) c.pause()
-      wake()
-    }
-    c.on('data', onData)
-    c.resume()
-    try {
-      while (left > 0) {
-        if (aborted) throw aborted
-        if (chunks.length === 0) {
-          await new Promise<void>((r) => {
-            wake = r
-          })
-          wake = () => {}
-          continue
-        }
-        const d = chunks.shift()!
-        queued -= d.length
-        if (queued < LOW_WATER) c.resume()
-        const take = d.subarray(0, left)
-        left -= take.length
-        yield take
+    for (let got = 0; got < req.size;) {
+      const d = raw.shift()
+      if (stopped) return
+      if (!d) {
+        await new Promise<void>((r) => {
+          raw.wake = r
+        })
+        continue
       }
-    } finally {
-      c.off('data', onData)
-      c.pause()
+      if (raw.queued < LOW_WATER) c.resume()
+      got += d.length
+      yield d
     }
+  }
+  /** Decompresses the archive into `out`, at most HIGH_WATER bytes ahead of the import. */
+  async function decompress(): Promise<void> {
+    const {decompressed} = await import('../tar/compress.js')
+    try {
+      for await (const d of decompressed(archive())) {
+        if (stopped) return
+        out.push(d)
+        kick()
+        while (out.queued > HIGH_WATER && !stopped) {
+          await new Promise<void>((r) => {
+            out.wake = r
+          })
+        }
+      }
+      ended = true
+    } catch (e) {
+      failed = e as Error
+    }
+    kick()
+  }
+  const next = (): Buffer | null | 'end' => {
+    const d = out.shift()
+    if (d) {
+      if (out.queued <= LOW_WATER) out.wake()
+      return d
+    }
+    if (failed) throw failed
+    return ended ? 'end' : null
   }
 
-  async function run(): Promise<ImportStats> {
-    let sliceStart = performance.now()
-    let committedData = 0
-    return importStream(image.vol, req.target, archive(), {
-      owner: req.owner,
-      onProgress: (s) => send({progress: s}),
-      onWarning: (m) => send({warning: m}),
-    }, {
-      // A slice ends once it has run SLICE_MS, or as soon as a mount's request waits for this
-      // thread (once it has run MIN_SLICE_MS: the import goes on under a stream of requests).
-      due: () => {
-        const t = performance.now() - sliceStart
-        return aborted !== null || t >= SLICE_MS || (t >= MIN_SLICE_MS && requestsWaiting() > 0)
-      },
-      between: async (stats) => {
-        if (aborted) throw aborted
-        // Small commits between slices (src/server/copyin.ts says why).
-        if (image.vol.txnBlocks >= COMMIT_BLOCKS || stats.bytes - committedData >= COMMIT_DATA) {
-          image.commitNow()
-          committedData = stats.bytes
+  const {kick} = serveSliced<ImportStats>(image, c, log, {
+    what: `import into ${req.target.fileset}:${req.target.path}`,
+    start: (ctl) => {
+      imp = new TarImport(image.vol, req.target, {
+        owner: req.owner,
+        onProgress: (s) => ctl.send({progress: s}),
+        onWarning: (m) => ctl.send({warning: m}),
+      })
+      void decompress()
+      const steps = importSteps(imp, next)
+      return (function* () {
+        try {
+          return yield* steps
+        } finally {
+          stopped = true
+          raw.wake()
+          out.wake()
         }
-        // (the staged tree is out of sight: nothing a mount shows changes before the publish)
-        await image.notify(true)
-        await new Promise((r) => setImmediate(r))
-        if (aborted) throw aborted
-        sliceStart = performance.now()
-      },
-    })
-  }
+      })()
+    },
+    onData: take,
+    starved: () => out.queued === 0 && !ended && failed === null,
+    commitDue: () => {
+      const bytes = imp?.stats.bytes ?? 0
+      if (bytes - committedData < COMMIT_DATA) return false
+      committedData = bytes
+      return true
+    },
+    answer: (stats) => ({stats}),
+  })
 }

@@ -21,6 +21,7 @@ import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
 import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
+import {serveCopy, serveDefrag} from './sliced.js'
 
 /** The reply line for a request that failed with `e` (its PrismError code, else EIO). */
 function failure(e: unknown): string {
@@ -154,12 +155,15 @@ export class Server {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
         return
       }
-      if (req.op === 'copyin' || req.op === 'import') {
+      if (req.op === 'copyin' || req.op === 'import' || req.op === 'copy' || req.op === 'defrag') {
         if (this.stopping) {
           c.end(failure(shuttingDown()))
           return
         }
+        // Work in slices between the mounts' requests (src/server/sliced.ts).
         if (req.op === 'copyin') serveCopyIn(this.image, c, req, buf.subarray(nl + 1), this.log)
+        else if (req.op === 'copy') serveCopy(this.image, c, req, this.log)
+        else if (req.op === 'defrag') serveDefrag(this.image, c, req, this.log)
         // (the importer is loaded on first use: a server that never imports starts without it)
         else {
           import('./import.js').then(({serveImport}) => serveImport(this.image, c, req, buf.subarray(nl + 1), this.log), (e: unknown) => {

@@ -49,20 +49,9 @@ export interface ImportOptions {
 }
 
 /**
- * How an import run by a server shares its thread (src/server/import.ts): the archive is fed
- * in pieces of PIECE bytes, and between two pieces, when due() says so, the import waits for
- * between() (the server answers its mounts' requests and commits meanwhile). It also never
- * drops the running transaction when it fails (the mounts' changes share it): the caller
- * reaps what it left on the orphan list.
- */
-export interface ImportPace {
-  due(): boolean
-  between(stats: ImportStats): Promise<void>
-}
-
-/**
- * Bytes of the decompressed archive fed at a time when paced, between two looks at due(): at
- * most 32 entries (512-byte headers), 1-5 ms of CPU at 2 cores' load 12 (32 KiB: up to 20 ms).
+ * Bytes of the decompressed archive fed in one step of importSteps (a server's slice ends
+ * between two): at most 32 entries (512-byte headers), 1-5 ms of CPU at 2 cores' load 12
+ * (32 KiB: up to 20 ms).
  */
 const PIECE = 16 * 1024
 
@@ -759,27 +748,43 @@ type Step =
 
 /**
  * Imports the archive whose bytes (as stored: compressed or not) `raw` yields; all or
- * nothing. The one import of `prism import`, alone (src/tar/io.ts importArchive) and run by a
- * server in slices (`pace`, src/server/import.ts).
+ * nothing: `prism import` alone (src/tar/io.ts importArchive).
  */
-export async function importStream(vol: Volume, target: ImportTarget, raw: AsyncIterable<Buffer>, opts: ImportOptions = {}, pace?: ImportPace): Promise<ImportStats> {
+export async function importStream(vol: Volume, target: ImportTarget, raw: AsyncIterable<Buffer>, opts: ImportOptions = {}): Promise<ImportStats> {
   const {decompressed} = await import('./compress.js')
   const imp = new TarImport(vol, target, opts)
   try {
-    for await (const chunk of decompressed(raw)) {
-      if (!pace) {
-        imp.write(chunk)
+    for await (const chunk of decompressed(raw)) imp.write(chunk)
+    return imp.finish()
+  } catch (e) {
+    imp.abort()
+    throw e
+  }
+}
+
+/**
+ * The same import as steps, run by a server in slices between its mounts' requests
+ * (src/server/import.ts): each step feeds `imp` at most PIECE bytes of the decompressed
+ * archive, which `next()` gives: null while none have come (the step waits; the caller
+ * resumes the steps once some have), 'end' at its end. On failure the running transaction,
+ * which holds the mounts' changes too, is kept: what the import left on the orphan list is
+ * the caller's to reap.
+ */
+export function* importSteps(imp: TarImport, next: () => Buffer | null | 'end'): Generator<void, ImportStats> {
+  try {
+    for (let chunk = next(); chunk !== 'end'; chunk = next()) {
+      if (chunk === null) {
+        yield
         continue
       }
       for (let o = 0; o < chunk.length; o += PIECE) {
-        if (pace.due()) await pace.between(imp.stats)
-        imp.write(o === 0 && chunk.length <= PIECE ? chunk : chunk.subarray(o, o + PIECE))
+        imp.write(chunk.length <= PIECE ? chunk : chunk.subarray(o, o + PIECE))
+        yield
       }
     }
-    if (pace) await pace.between(imp.stats)
     return imp.finish()
   } catch (e) {
-    imp.abort(pace !== undefined)
+    imp.abort(true)
     throw e
   }
 }
