@@ -16,7 +16,7 @@ import path from 'node:path'
 import {PYTHON, forceUnmount, run} from './fuse-support.js'
 import {BIN, newImage, tmpDir} from './helpers.js'
 import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
-import {describeTree, fixAtimes, listing, probe, smallFiles, startCli} from './mount-stream-support.js'
+import {describeTree, fixAtimes, listing, probe, smallFiles, startCli} from './served-support.js'
 import {buildTree, has, mkTar} from './tar-lib.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
