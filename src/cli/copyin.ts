@@ -1,6 +1,6 @@
 // The CLI's side of `prism cp HOST... FILESET:/path` on a served image (src/server/copyin.ts):
-// it reads the host trees itself and streams them to the server, which copies them in slices
-// between its mounts' requests. Progress and the entries not copied come back as they happen,
+// it reads the host trees itself and streams them to the server (ask, src/cli/servedcopy.ts),
+// which copies them in slices between its mounts' requests. Progress and the entries not copied come back as they happen,
 // so the command's output, --json and exit codes are those of the copy alone.
 //
 // Ctrl-C (or SIGTERM, SIGHUP) stops it as alone: the connection is closed, the server drops the
@@ -9,12 +9,10 @@
 import type {CopyError, CopyStats, Location} from '../ops/copy.js'
 import {END_FRAME, hostFrames, streamedSources} from '../ops/hoststream.js'
 import {ask} from './servedcopy.js'
+import type {ServedTarget} from './servedexpand.js'
 
 /** Set by src/cli/served.ts when the server of the image runs this copy (or import: src/cli/servedimport.ts) itself. */
-export interface ServedCopy {
-  sock: string
-  image: string
-}
+export type ServedCopy = ServedTarget
 
 export interface CopyInOptions {
   recursive?: boolean
