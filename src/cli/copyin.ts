@@ -1,10 +1,12 @@
 // The CLI's side of `prism cp HOST... FILESET:/path` on a served image (src/server/copyin.ts):
 // it reads the host trees itself and streams them to the server (ask, src/cli/servedcopy.ts),
-// which copies them in slices between its mounts' requests. Progress and the entries not copied come back as they happen,
-// so the command's output, --json and exit codes are those of the copy alone.
+// which copies them in slices between its mounts' requests. Progress and the entries not
+// copied come back as they happen, so the command's output, --json and exit codes are those
+// of the copy alone.
 //
 // Ctrl-C (or SIGTERM, SIGHUP) stops it as alone: the connection is closed, the server drops the
-// copy (nothing of it shows), and the command exits 128 + the signal. A server that dies
+// copy (nothing of it shows), and the command exits 128 + the signal; once the copy is in place
+// (the server said {done}, only freeing is left) it reports the copy done. A server that dies
 // meanwhile: the command fails with exit status 7; the image replays without the copy.
 import type {CopyError, CopyStats, Location} from '../ops/copy.js'
 import {END_FRAME, hostFrames, streamedSources} from '../ops/hoststream.js'

@@ -4,7 +4,7 @@
 // slices between its mounts' requests. Progress and each refused entry come back as they
 // happen, so the command's output, --json and exit codes are those of the import alone.
 // Ctrl-C closes the connection: the server drops the import (nothing of it shows) and the
-// command exits 128 + the signal. A server that dies meanwhile: exit status 7; the image
+// command exits 128 + the signal (once it is published: the command reports it done). A server that dies meanwhile: exit status 7; the image
 // replays without the import.
 import fs from 'node:fs'
 import {PrismError} from '../errors.js'
