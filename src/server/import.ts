@@ -123,24 +123,22 @@ export function serveImport(image: ServedImage, c: net.Socket, request: Record<s
 
   const {kick} = serveSliced<ImportStats>(image, c, log, {
     what: `import into ${req.target.fileset}:${req.target.path}`,
-    start: (ctl) => {
-      imp = new TarImport(image.vol, req.target, {
-        owner: req.owner,
-        onProgress: (s) => ctl.send({progress: s}),
-        onWarning: (m) => ctl.send({warning: m}),
-      })
-      void decompress()
-      const steps = importSteps(imp, next)
-      return (function* () {
-        try {
-          return yield* steps
-        } finally {
-          stopped = true
-          raw.wake()
-          out.wake()
-        }
-      })()
-    },
+    // (all of it in the generator: one aborted before its first step makes nothing)
+    start: (ctl) => (function* () {
+      try {
+        imp = new TarImport(image.vol, req.target, {
+          owner: req.owner,
+          onProgress: (s) => ctl.send({progress: s}),
+          onWarning: (m) => ctl.send({warning: m}),
+        })
+        void decompress()
+        return yield* importSteps(imp, next)
+      } finally {
+        stopped = true
+        raw.wake()
+        out.wake()
+      }
+    })(),
     onData: take,
     starved: () => out.queued === 0 && !ended && failed === null,
     commitDue: () => {
