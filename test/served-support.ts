@@ -44,19 +44,29 @@ for d, subdirs, files in os.walk(root):
   if (r.code !== 0) throw new Error(r.stderr)
 }
 
-/** Every path below `root` (symlinks not followed) with its type and a regular file's size, by a child process. */
-export async function listing(root: string): Promise<Record<string, string>> {
+/**
+ * Every path below `root` (symlinks not followed) with its type and a regular file's size, by
+ * a child process; `hashed`: with its type and mode and a regular file's content hash instead.
+ */
+export async function listing(root: string, hashed = false): Promise<Record<string, string>> {
   const r = await run(PYTHON, ['-c', `
-import json, os, stat, sys
+import hashlib, json, os, stat, sys
 root = sys.argv[1]
+hashed = sys.argv[2] == '1'
 out = {}
 for d, subdirs, files in os.walk(root):
     for n in subdirs + files:
         p = os.path.join(d, n)
         st = os.lstat(p)
-        out[os.path.relpath(p, root)] = str(st.st_size) if stat.S_ISREG(st.st_mode) else oct(stat.S_IFMT(st.st_mode))
+        if hashed:
+            v = oct(st.st_mode)
+            if stat.S_ISREG(st.st_mode):
+                v += ' ' + hashlib.sha256(open(p, 'rb').read()).hexdigest()[:16]
+        else:
+            v = str(st.st_size) if stat.S_ISREG(st.st_mode) else oct(stat.S_IFMT(st.st_mode))
+        out[os.path.relpath(p, root)] = v
 print(json.dumps(out))
-`, root], {timeoutMs: 60_000})
+`, root, hashed ? '1' : '0'], {timeoutMs: 60_000})
   if (r.code !== 0) throw new Error(r.stderr)
   return JSON.parse(r.stdout) as Record<string, string>
 }
