@@ -2,8 +2,9 @@
 // connection each: `cp HOST... FILESET:/` (copyin.ts), `prism import` (import.ts), `cp` and
 // `mv` within the image and `defrag` (image requests 'copy' and 'defrag' below). The work is
 // a generator that yields where the image is consistent; it runs for about SLICE_MS at a
-// time, less once a mount's request waits (requestsWaiting), so that the mounts keep being answered. Small commits
-// between slices (COMMIT_BLOCKS) rather than one of half the journal inside one. What the work
+// time, less once a mount's request waits (requestsWaiting), so that the mounts keep being
+// answered. Small commits between slices (COMMIT_BLOCKS) rather than one of half the journal
+// inside one. What the work
 // leaves on the orphan list (a copy's replaced files, mv's source, a stage that failed) is
 // freed in slices too before the answer, as alone the command returns with the space back.
 //
