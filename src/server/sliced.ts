@@ -4,9 +4,9 @@
 // a generator that yields where the image is consistent; it runs for about SLICE_MS at a
 // time, less once a mount's request waits (requestsWaiting), so that the mounts keep being
 // answered. Small commits between slices (COMMIT_BLOCKS) rather than one of half the journal
-// inside one. What the work
-// leaves on the orphan list (a copy's replaced files, mv's source, a stage that failed) is
-// freed in slices too before the answer, as alone the command returns with the space back.
+// inside one. What the work leaves on the orphan list (a copy's replaced files, mv's source,
+// a stage that failed) is freed in slices too before the answer, as alone the command returns
+// with the space back.
 //
 // Replies, JSON lines: {progress} now and then, {error: {code, message}} for each entry or
 // source not done (in order), {done: {...}} once the work is done (what is left is freeing),
