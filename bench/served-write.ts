@@ -10,8 +10,9 @@
 //   node --import tsx bench/served-write.ts --src DIR --runs 1
 //
 // Needs root and the FUSE addon (npm run build first); prints why and exits otherwise.
-import {spawn} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {fuseSkipReason, PYTHON} from '../test/fuse-support.js'
@@ -24,6 +25,8 @@ const arg = (name: string, def: string): string => {
 }
 const SRC = path.resolve(arg('src', '/usr/share'))
 const RUNS = Number(arg('runs', '3'))
+const OP = arg('op', 'cp')
+if (OP !== 'cp' && OP !== 'import') throw new Error(`--op cp or --op import, not ${OP}`)
 const PROBE = fileURLToPath(new URL('../test/mount-cpin-probe.py', import.meta.url))
 
 const skip = fuseSkipReason() ?? (process.getuid?.() !== 0 ? 'needs root' : undefined)
@@ -57,6 +60,18 @@ const MIB = 1024 * 1024
 const SIZE = Math.max(512 * MIB, Math.ceil(BYTES * 1.5 / MIB) * MIB + 256 * MIB)
 const INODES = Math.max(16384, Math.ceil(ENTRIES * 1.3 / 16384) * 16384)
 
+/** The archive an import reads (made once), and its directory. */
+let ARCHIVE = ''
+const archiveDir = OP === 'import' ? fs.mkdtempSync(path.join(os.tmpdir(), 'prism-bench-import-')) : ''
+if (OP === 'import') {
+  ARCHIVE = path.join(archiveDir, 'src.tar')
+  execFileSync('tar', ['--format=pax', '-cf', ARCHIVE, '-C', SRC, '.'])
+  if (args.includes('--zstd')) {
+    execFileSync('zstd', ['-q', '-3', '--rm', ARCHIVE, '-o', `${ARCHIVE}.zst`])
+    ARCHIVE += '.zst'
+  }
+}
+
 /** Runs the probe on `dir` until stop() is called. */
 function startProbe(dir: string, work: string): () => Promise<Probe> {
   const stopFile = path.join(work, 'stop-probe')
@@ -86,10 +101,11 @@ async function once(mode: Mode): Promise<Result> {
     const stop = startProbe(path.join(pmp, 'probe'), s.dir)
     await new Promise((r) => setTimeout(r, 500))
     const t0 = performance.now()
-    const r = await cli(['cp', '-r', '-i', s.image, SRC, 'root:/usr', '--json'], {timeoutMs: 3_600_000, env: mode === 'lend' ? {PRISM_SERVED_SLICES: '0'} : {}})
+    const cmd = OP === 'cp' ? ['cp', '-r', '-i', s.image, SRC, 'root:/usr', '--json'] : ['import', '-i', s.image, 'root:/usr', ARCHIVE, '--json']
+    const r = await cli(cmd, {timeoutMs: 3_600_000, env: mode === 'lend' ? {PRISM_SERVED_SLICES: '0'} : {}})
     const seconds = (performance.now() - t0) / 1000
     const probe = await stop()
-    if (r.code !== 0 && r.code !== 1) throw new Error(`${mode}: prism cp failed (${r.code}): ${r.stderr.trim()}`)
+    if (r.code !== 0 && r.code !== 1) throw new Error(`${mode}: prism ${OP} failed (${r.code}): ${r.stderr.trim()}`)
     const stats = JSON.parse(r.stdout) as {files: number}
     return {seconds, probe, files: stats.files}
   } finally {
@@ -105,7 +121,7 @@ const median = (xs: number[]): number => {
 
 const MODES: Mode[] = ['alone', 'slices', 'lend']
 const results: Record<Mode, Result[]> = {alone: [], slices: [], lend: []}
-console.log(`source ${SRC}: ${ENTRIES} entries, ${(BYTES / MIB).toFixed(0)} MiB; images of ${SIZE / MIB} MiB; ${RUNS} runs; load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
+console.log(`prism ${OP}: source ${SRC}${ARCHIVE ? ` (archive ${path.basename(ARCHIVE)}, ${(fs.statSync(ARCHIVE).size / 1024 / 1024).toFixed(0)} MiB)` : ''}: ${ENTRIES} entries, ${(BYTES / MIB).toFixed(0)} MiB; images of ${SIZE / MIB} MiB; ${RUNS} runs; load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
 for (let run = 0; run < RUNS; run++) {
   // alternating order: each mode goes first in turn
   const order = MODES.map((_, i) => MODES[(i + run) % MODES.length])
@@ -115,7 +131,7 @@ for (let run = 0; run < RUNS; run++) {
     console.log(`run ${run + 1} ${m}: ${r.seconds.toFixed(2)} s, ${r.files} files; probe ${JSON.stringify(r.probe)}`)
   }
 }
-console.log(`\n| copy | wall s (median) | vs alone | probe calls | probe p50 ms | probe p99 ms | probe max ms |`)
+console.log(`\n| ${OP} | wall s (median) | vs alone | probe calls | probe p50 ms | probe p99 ms | probe max ms |`)
 console.log('|---|---|---|---|---|---|---|')
 const alone = median(results.alone.map((r) => r.seconds))
 for (const m of MODES) {
@@ -124,4 +140,5 @@ for (const m of MODES) {
   const f = (x: number) => x.toFixed(1)
   console.log(`| ${m === 'alone' ? 'unserved (probe on another image)' : m === 'slices' ? 'served, in slices' : 'served, lent (PRISM_SERVED_SLICES=0)'} | ${w.toFixed(2)} | ${(w / alone).toFixed(2)} | ${median(rs.map((r) => r.probe.calls))} | ${f(median(rs.map((r) => r.probe.p50)))} | ${f(median(rs.map((r) => r.probe.p99)))} | ${f(Math.max(...rs.map((r) => r.probe.max)))} |`)
 }
+if (archiveDir) fs.rmSync(archiveDir, {recursive: true, force: true})
 console.log(`load at the end ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)

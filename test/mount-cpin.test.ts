@@ -7,72 +7,16 @@
 // alone: the fileset as it was, the image clean. With PRISM_SERVED_SLICES=0 (the image lent
 // to the command, the mounts held meanwhile) the probe's latency test fails.
 import {expect} from 'chai'
-import {spawn} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {PYTHON, forceUnmount, run} from './fuse-support.js'
-import {BIN, newImage, tmpDir} from './helpers.js'
+import {forceUnmount} from './fuse-support.js'
+import {newImage, tmpDir} from './helpers.js'
 import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 import {buildTree} from './tar-lib.js'
-import {describeTree, probe} from './served-support.js'
+import {describeTree, fixAtimes, listing, probe, smallFiles, startCli} from './served-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-/** `dirs` directories of `files` small files each (a few bytes to a few KiB). */
-function smallFiles(root: string, dirs: number, files: number): void {
-  for (let d = 0; d < dirs; d++) {
-    const dir = path.join(root, `d${String(d).padStart(3, '0')}`)
-    fs.mkdirSync(dir, {recursive: true})
-    for (let f = 0; f < files; f++) fs.writeFileSync(path.join(dir, `f${f}`), `${d}/${f} `.repeat((f * 37) % 400))
-  }
-}
-
-/**
- * Gives every path below `root` an access time ten days ahead (modification times kept): no
- * read moves it (relatime), so every copy of the tree reads the same times.
- */
-async function fixAtimes(root: string): Promise<void> {
-  const r = await run(PYTHON, ['-c', `
-import os, sys, time
-root = os.fsencode(sys.argv[1])
-t = time.time_ns() + 10 * 86400 * 10**9
-for d, subdirs, files in os.walk(root):
-    for n in subdirs + files:
-        p = os.path.join(d, n)
-        os.utime(p, ns=(t, os.lstat(p).st_mtime_ns), follow_symlinks=False)
-`, root], {timeoutMs: 60_000})
-  if (r.code !== 0) throw new Error(r.stderr)
-}
-
-/** Every path below `root` (symlinks not followed) with its type and a regular file's size, by a child process. */
-async function listing(root: string): Promise<Record<string, string>> {
-  const r = await run(PYTHON, ['-c', `
-import json, os, stat, sys
-root = sys.argv[1]
-out = {}
-for d, subdirs, files in os.walk(root):
-    for n in subdirs + files:
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        out[os.path.relpath(p, root)] = str(st.st_size) if stat.S_ISREG(st.st_mode) else oct(stat.S_IFMT(st.st_mode))
-print(json.dumps(out))
-`, root], {timeoutMs: 60_000})
-  if (r.code !== 0) throw new Error(r.stderr)
-  return JSON.parse(r.stdout) as Record<string, string>
-}
-
-/** The CLI as a child process that the test may signal. */
-function startCli(args: string[]): {child: ReturnType<typeof spawn>, done: Promise<{code: number | null, stderr: string}>} {
-  const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe']})
-  let stderr = ''
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d
-  })
-  child.stdout!.resume()
-  const done = new Promise<{code: number | null, stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stderr})))
-  return {child, done}
-}
 
 describe('prism cp -r into a served image: copied by the server in slices', function () {
   this.timeout(240_000)

@@ -9,16 +9,15 @@
 // With PRISM_SERVED_SLICES=0 (the image lent to each command, the mounts held meanwhile) the
 // probe's latency test fails.
 import {expect} from 'chai'
-import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {BLOCK_SIZE} from '../src/format/constants.js'
 import {socketPath} from '../src/server/paths.js'
 import {forceUnmount} from './fuse-support.js'
-import {BIN, edit, newImage, tmpDir} from './helpers.js'
+import {edit, newImage, tmpDir} from './helpers.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
-import {describeTree, probe} from './served-support.js'
+import {describeTree, probe, startCli} from './served-support.js'
 import {buildTree} from './tar-lib.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -35,18 +34,6 @@ function tinyFiles(root: string, dirs: number, files: number): void {
 /** Every path below `dir` (on a mount), sorted. */
 function names(dir: string): string[] {
   return (fs.readdirSync(dir, {recursive: true}) as string[]).sort()
-}
-
-/** The CLI as a child process that the test may signal. */
-function startCli(args: string[]): {child: ReturnType<typeof spawn>, done: Promise<{code: number | null, stderr: string}>} {
-  const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe']})
-  let stderr = ''
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d
-  })
-  child.stdout!.resume()
-  const done = new Promise<{code: number | null, stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stderr})))
-  return {child, done}
 }
 
 /**

@@ -17,7 +17,7 @@ import {PYTHON, run} from './fuse-support.js'
 import {socketPath} from '../src/server/paths.js'
 import {BIN, newImage, tmpDir} from './helpers.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
-import {probe} from './served-support.js'
+import {listing, probe} from './served-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -53,26 +53,6 @@ print(json.dumps({'unlinks': n, 'max': round(worst, 3)}))
       return JSON.parse(r.stdout) as {unlinks: number, max: number}
     },
   }
-}
-
-/** Every path below `root` with its type, mode and a regular file's content hash, by a child process. */
-async function treeOf(root: string): Promise<Record<string, string>> {
-  const r = await run(PYTHON, ['-c', `
-import hashlib, json, os, stat, sys
-root = sys.argv[1]
-out = {}
-for d, subdirs, files in os.walk(root):
-    for n in subdirs + files:
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        v = oct(st.st_mode)
-        if stat.S_ISREG(st.st_mode):
-            v += ' ' + hashlib.sha256(open(p, 'rb').read()).hexdigest()[:16]
-        out[os.path.relpath(p, root)] = v
-print(json.dumps(out))
-`, root], {timeoutMs: 60_000})
-  if (r.code !== 0) throw new Error(r.stderr)
-  return JSON.parse(r.stdout) as Record<string, string>
 }
 
 /** `dirs` directories of `files` tiny files each. */
@@ -165,9 +145,9 @@ describe('prism fileset delete and rm -r on a served image: freed by the server 
     await s.umount(mp)
     const outs = [path.join(work, 'out-alone'), path.join(work, 'out-served')]
     for (const [img, out] of [[alone, outs[0]], [s.image, outs[1]]]) await cliOk(['cp', '-r', '-i', img, 'root:/', out])
-    const want = await treeOf(outs[0])
+    const want = await listing(outs[0], true)
     expect(Object.keys(want)).to.have.length(101)
-    expect(await treeOf(outs[1])).to.deep.equal(want)
+    expect(await listing(outs[1], true)).to.deep.equal(want)
     expect((await cli(['fileset', 'list', '-i', s.image])).stdout).to.equal((await cli(['fileset', 'list', '-i', alone])).stdout)
     for (const img of [s.image, alone]) {
       const fsck = await cli(['fsck', '-i', img])
@@ -217,9 +197,9 @@ describe('prism fileset delete and rm -r on a served image: freed by the server 
     expect(fsck2.code, fsck2.stdout + fsck2.stderr).to.equal(0)
     const outs = [path.join(work, 'out-alone'), path.join(work, 'out-served')]
     for (const [img, out] of [[alone, outs[0]], [s.image, outs[1]]]) await cliOk(['cp', '-r', '-i', img, 'root:/', out], {timeoutMs: 60_000})
-    const want = await treeOf(outs[0])
+    const want = await listing(outs[0], true)
     expect(Object.keys(want).length).to.be.greaterThan(10000)
-    expect(await treeOf(outs[1])).to.deep.equal(want)
+    expect(await listing(outs[1], true)).to.deep.equal(want)
   })
 
   it('prism write from a producer that sleeps 3 s: the probe on the mount stays answered (max < 1 s) while it waits', async () => {

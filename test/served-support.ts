@@ -1,9 +1,13 @@
-// What the tests of commands run by a server in slices share (mount-cpin, mount-sdel,
-// mount-scopy): the latency probe on a mount, and a description of a host tree.
+// What the tests of commands run by a server in slices share (mount-cpin, mount-import,
+// mount-sdel, mount-scopy): host trees to copy or archive, descriptions of host trees to
+// compare, the latency probe on a mount (test/mount-cpin-probe.py) and the CLI as a child
+// process the test may signal.
+import {spawn} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PYTHON, run} from './fuse-support.js'
+import {BIN} from './helpers.js'
 
 const PROBE = path.join(import.meta.dirname, 'mount-cpin-probe.py')
 
@@ -12,6 +16,59 @@ export interface Latency {
   p50: number
   p99: number
   max: number
+}
+
+/** `dirs` directories of `files` small files each (a few bytes to a few KiB). */
+export function smallFiles(root: string, dirs: number, files: number): void {
+  for (let d = 0; d < dirs; d++) {
+    const dir = path.join(root, `d${String(d).padStart(3, '0')}`)
+    fs.mkdirSync(dir, {recursive: true})
+    for (let f = 0; f < files; f++) fs.writeFileSync(path.join(dir, `f${f}`), `${d}/${f} `.repeat((f * 37) % 400))
+  }
+}
+
+/**
+ * Gives every path below `root` an access time ten days ahead (modification times kept): no
+ * read moves it (relatime), so every copy of the tree reads the same times.
+ */
+export async function fixAtimes(root: string): Promise<void> {
+  const r = await run(PYTHON, ['-c', `
+import os, sys, time
+root = os.fsencode(sys.argv[1])
+t = time.time_ns() + 10 * 86400 * 10**9
+for d, subdirs, files in os.walk(root):
+    for n in subdirs + files:
+        p = os.path.join(d, n)
+        os.utime(p, ns=(t, os.lstat(p).st_mtime_ns), follow_symlinks=False)
+`, root], {timeoutMs: 60_000})
+  if (r.code !== 0) throw new Error(r.stderr)
+}
+
+/**
+ * Every path below `root` (symlinks not followed) with its type and a regular file's size, by
+ * a child process; `hashed`: with its type and mode and a regular file's content hash instead.
+ */
+export async function listing(root: string, hashed = false): Promise<Record<string, string>> {
+  const r = await run(PYTHON, ['-c', `
+import hashlib, json, os, stat, sys
+root = sys.argv[1]
+hashed = sys.argv[2] == '1'
+out = {}
+for d, subdirs, files in os.walk(root):
+    for n in subdirs + files:
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        if hashed:
+            v = oct(st.st_mode)
+            if stat.S_ISREG(st.st_mode):
+                v += ' ' + hashlib.sha256(open(p, 'rb').read()).hexdigest()[:16]
+        else:
+            v = str(st.st_size) if stat.S_ISREG(st.st_mode) else oct(stat.S_IFMT(st.st_mode))
+        out[os.path.relpath(p, root)] = v
+print(json.dumps(out))
+`, root, hashed ? '1' : '0'], {timeoutMs: 60_000})
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout) as Record<string, string>
 }
 
 /**
@@ -83,3 +140,16 @@ export function wrote(pid: number, bytes: number): () => boolean {
   const from = now()
   return () => now() - from >= bytes
 }
+
+/** The CLI as a child process that the test may signal. */
+export function startCli(args: string[]): {child: ReturnType<typeof spawn>, done: Promise<{code: number | null, stderr: string}>} {
+  const child = spawn(process.execPath, [BIN, ...args], {stdio: ['ignore', 'pipe', 'pipe']})
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d
+  })
+  child.stdout!.resume()
+  const done = new Promise<{code: number | null, stderr: string}>((resolve) => child.on('close', (code) => resolve({code, stderr})))
+  return {child, done}
+}
+

@@ -89,9 +89,9 @@ export abstract class PrismCommand extends Command {
     const served = servedTarget()
     let result: unknown
     if (served) {
-      const {ask} = await import('./servedcopy.js')
+      const {ask, lines} = await import('./servedcopy.js')
       const req = {op: 'run', name, args, uid: process.getuid?.(), gid: process.getgid?.()}
-      result = (await ask(served, req, `${this.id?.replace(/:/g, ' ')} ended; the image is as it was, or has it done`, undefined, failures.report)).result
+      result = (await ask(served, req, `${this.id?.replace(/:/g, ' ')} ended; the image is as it was, or has it done`, lines(undefined, failures.report))).result
     } else {
       const {runShort} = await import('../ops/short.js')
       const {forEachItem} = await import('../fs/image.js')

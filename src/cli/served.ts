@@ -22,8 +22,10 @@
 // input to its end and sends it (src/cli/servedattrs.ts). The short commands that change the
 // image (mkdir, touch, truncate, ln, mknod, noclone, xattr set and rm, set, fileset create and
 // rename) send their operation to the server, which runs it in one step (src/ops/short.ts,
-// PrismCommand.short). Only rare ones still borrow the image: import, cp mixing host and
-// image sources, and scan --incremental's save (borrowAfterSnapshot).
+// PrismCommand.short). `prism import` (src/cli/servedimport.ts): the command streams the
+// archive (standard input read first, to a temporary file) and the server imports it in
+// slices. Only rare ones still borrow the image: cp mixing host and image sources, and scan
+// --incremental's save (borrowAfterSnapshot).
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
 // such a mount are refused before the image is borrowed. Kept free of library imports.
@@ -350,8 +352,9 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   // Standard input that goes into the image is read to its end before the image is borrowed:
   // a slow producer must not hold the mounts (the command takes it from stdinRead()).
   if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1))
-  if (cmd === 'cp' && process.env.PRISM_SERVED_SLICES !== '0' && copiesHostIn(argv)) {
-    // The server copies in slices, its mounts answered meanwhile (src/cli/copyin.ts).
+  if (process.env.PRISM_SERVED_SLICES !== '0' && ((cmd === 'cp' && copiesHostIn(argv)) || cmd === 'import')) {
+    // The server copies or imports in slices, its mounts answered meanwhile (src/cli/copyin.ts,
+    // src/cli/servedimport.ts).
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}
     return
   }

@@ -9,7 +9,7 @@
 //  - A server that dies meanwhile: exit status 7, and the image replays to its last commit.
 import type {PrismError} from '../errors.js'
 import type {Spool} from '../ops/spool.js'
-import {ask} from './servedcopy.js'
+import {ask, lines} from './servedcopy.js'
 import type {ServedTarget} from './servedexpand.js'
 
 type ImagePath = {fileset: string, path: string}
@@ -17,13 +17,13 @@ type ImagePath = {fileset: string, path: string}
 /** chmod (`spec`: the mode) or chown (`spec`: OWNER[:GROUP]) of `locs`; the chowns done, as chown's --json gives them. */
 export async function askAttrs(t: ServedTarget, cmd: 'chmod' | 'chown', spec: string, locs: ImagePath[], opts: {recursive?: boolean, noDereference?: boolean}, onError: (e: PrismError) => void): Promise<Array<{path: string, inodes: number}>> {
   const req = {op: 'attrs', cmd, spec, locs: locs.map((l) => ({fileset: l.fileset, path: l.path})), recursive: opts.recursive, noDereference: opts.noDereference}
-  const answer = await ask(t, req, `${cmd} ended; each inode it changed is whole`, undefined, onError)
+  const answer = await ask(t, req, `${cmd} ended; each inode it changed is whole`, lines(undefined, onError))
   return answer.changed as Array<{path: string, inodes: number}>
 }
 
 /** `prism write`: the spooled input goes to the server, which writes it to `loc`. */
 export async function askWrite(t: ServedTarget, loc: ImagePath, spool: Spool, opts: {append: boolean, mode: number}): Promise<{path: string, bytes: number, size: number}> {
   const req = {op: 'write', fileset: loc.fileset, path: loc.path, size: spool.size, append: opts.append, mode: opts.mode, uid: process.getuid?.(), gid: process.getgid?.()}
-  const answer = await ask(t, req, 'the write ended; the file is as it was', undefined, undefined, spool.chunks())
+  const answer = await ask(t, req, 'the write ended; the file is as it was', () => {}, spool.chunks())
   return {path: answer.path as string, bytes: answer.bytes as number, size: answer.size as number}
 }

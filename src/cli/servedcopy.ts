@@ -17,38 +17,31 @@ import {converse, type ServedTarget} from './servedexpand.js'
 type ImagePath = {fileset: string, path: string}
 
 /**
- * Runs request `req` on the server and hands its progress and error lines over as they come;
- * resolves with the last line. `what` names the work should the server go away first.
- * `body`: bytes that follow the request (prism write's input).
+ * Runs request `req` on the server and hands each of its lines but the last over as they come
+ * (`onLine`; a {done} line too: the work is done, only freeing is left); resolves with the
+ * last line. `what` names the work should the server go away first. `body`: bytes to send
+ * after the request (src/cli/copyin.ts, servedimport.ts): Ctrl-C then closes the connection
+ * (a line would be read as the body), which stops the work as a cancel line does.
  */
-export async function ask(t: ServedTarget, req: object, what: string, onProgress: ((p: unknown) => void) | undefined, onError: ((e: PrismError) => void) | undefined, body?: Iterable<Buffer>): Promise<Record<string, unknown>> {
+export async function ask(t: ServedTarget, req: object, what: string, onLine: (l: Record<string, unknown>) => void, body?: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<Record<string, unknown>> {
   let thrown: unknown = null
   let done: Record<string, unknown> | null = null
   let answer: Record<string, unknown> | null
   try {
     answer = await converse(t.sock, req, (l) => {
       if (thrown !== null) return
+      if (l.done) done = l.done as Record<string, unknown>
       try {
-        if (l.done) done = l.done as Record<string, unknown>
-        else if (l.progress) onProgress?.(l.progress)
-        else if (l.error) {
-          const e = l.error as {code?: unknown, message?: unknown}
-          onError?.(errorFromWire(e.code, e.message))
-        }
+        onLine(l)
       } catch (e) {
         // (reported once the server has answered: the work stops there)
         thrown = e
       }
     }, async (c) => {
       // Any line stops the work; the server answers once it has cleaned up.
-      if (c.destroyed) return
+      if (c.destroyed || body) return
       // (once the work is done, only the freeing is left: the command reports it done at once)
       if (done) return
-      // (while bytes are sent, the connection's end stops the work)
-      if (body) {
-        c.destroy()
-        return
-      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 8000)
         c.once('close', () => {
@@ -70,25 +63,36 @@ export async function ask(t: ServedTarget, req: object, what: string, onProgress
   return answer
 }
 
+/** Hands a line's progress and error over: the lines of `prism cp`, `mv` and `defrag`. */
+export function lines(onProgress: ((p: unknown) => void) | undefined, onError: ((e: PrismError) => void) | undefined): (l: Record<string, unknown>) => void {
+  return (l) => {
+    if (l.progress) onProgress?.(l.progress)
+    else if (l.error) {
+      const e = l.error as {code?: unknown, message?: unknown}
+      onError?.(errorFromWire(e.code, e.message))
+    }
+  }
+}
+
 /** `prism cp SRC... DST` within the image, by its server. */
 export async function askCopy(t: ServedTarget, srcs: ImagePath[], dst: ImagePath, opts: {recursive?: boolean, noTargetDirectory?: boolean, onProgress?: (s: CopyStats) => void, onError?: (e: CopyError) => void}): Promise<CopyStats> {
   const req = {op: 'copy', srcs, dst, recursive: opts.recursive, noTargetDirectory: opts.noTargetDirectory}
-  const answer = await ask(t, req, 'the copy ended; the image holds nothing of it',
+  const answer = await ask(t, req, 'the copy ended; the image holds nothing of it', lines(
     (p) => opts.onProgress?.({...(p as CopyStats), errors: []}),
-    (e) => opts.onError?.({code: e.code, message: e.message}))
+    (e) => opts.onError?.({code: e.code, message: e.message})))
   return answer.stats as CopyStats
 }
 
 /** `prism mv SRC... DST` by the image's server: each source that cannot be moved goes to `onSourceError`. */
 export async function askMove(t: ServedTarget, srcs: ImagePath[], dst: ImagePath, onSourceError: (e: PrismError) => void): Promise<void> {
-  await ask(t, {op: 'copy', move: true, srcs, dst}, 'the move ended; each source is whole, where it was or where it was to go', undefined, onSourceError)
+  await ask(t, {op: 'copy', move: true, srcs, dst}, 'the move ended; each source is whole, where it was or where it was to go', lines(undefined, onSourceError))
 }
 
 /** `prism defrag FILESET:/path` by the image's server. */
 export async function askDefrag(t: ServedTarget, target: ImagePath, onProgress: (files: number, changed: number) => void): Promise<DefragStats> {
-  const answer = await ask(t, {op: 'defrag', ...target}, 'defrag ended; the files it rewrote keep their content', (p) => {
+  const answer = await ask(t, {op: 'defrag', ...target}, 'defrag ended; the files it rewrote keep their content', lines((p) => {
     const x = p as {files: number, changed: number}
     onProgress(x.files, x.changed)
-  }, undefined)
+  }, undefined))
   return answer.stats as DefragStats
 }

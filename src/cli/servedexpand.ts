@@ -36,18 +36,21 @@ interface Line {
  * Sends `req` on a new connection and hands each line of the answer to `onLine` until the
  * last one ({ok}), which it resolves with; null when the server went away first. While it
  * waits it asks for a signal (src/interrupt.ts) every 50 ms: `onInterrupt` then decides what
- * happens (its promise's end rethrows the interrupt). `body`: bytes sent after the request
- * line (each chunk is written out before the next is asked for: its memory may be reused).
+ * happens (its promise's end rethrows the interrupt). `body`: bytes sent after the request,
+ * as fast as the server takes them (a copy-in's host tree, an archive); its failure (the
+ * host read interrupted, an archive that shrank) closes the connection and rejects.
  */
-export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>, body?: Iterable<Buffer>): Promise<Line | null> {
+export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>, body?: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<Line | null> {
   return new Promise((resolve, reject) => {
     let buf = ''
     let settled = false
     let interrupted: PrismError | null = null
     const c = net.createConnection(sock)
+    let drained: (() => void) | null = null
     const end = (v: Line | null, e?: Error): void => {
       if (settled) return
       settled = true
+      drained?.()
       clearInterval(timer)
       c.destroy()
       if (e) reject(e)
@@ -66,14 +69,24 @@ export function converse(sock: string, req: object, onLine: (l: Line) => void, o
     c.setEncoding('utf8')
     c.on('connect', () => {
       c.write(JSON.stringify(req) + '\n')
-      if (!body) return
-      void (async () => {
-        for (const b of body) {
-          if (settled || interrupted) return
-          await new Promise((r) => c.write(b, r))
-        }
-      })().catch((e: Error) => end(null, e))
+      if (body) void send(body)
     })
+    c.on('drain', () => drained?.())
+    const send = async (b: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<void> => {
+      try {
+        for await (const d of b) {
+          if (settled) return
+          if (c.write(d)) continue
+          await new Promise<void>((resolve) => {
+            drained = resolve
+          })
+          drained = null
+        }
+      } catch (e) {
+        // (the server drops the work when the connection closes)
+        end(null, e as Error)
+      }
+    }
     c.on('data', (d: string) => {
       buf += d
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {

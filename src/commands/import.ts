@@ -5,6 +5,7 @@ import {humanSize} from '../cli/output.js'
 import {PrismError} from '../errors.js'
 import {stdinRead} from '../cli/served.js'
 import type {ArchiveInput} from '../tar/io.js'
+import type {ImportStats} from '../tar/import.js'
 
 export default class Import extends PrismCommand {
   static summary = 'Extract a tar archive into a fileset (all or nothing)'
@@ -43,10 +44,15 @@ The import is atomic: a truncated or damaged archive, a full image or an interru
     const input = (args.archive === '-' ? stdinRead<ArchiveInput>() : null) ?? await openArchive(args.archive)
     const spin = await this.spinner('importing')
     try {
-      const stats = await this.withVolume(flags, true, (vol) => importArchive(vol, target, input, {
-        onProgress: (s) => spin.update(`importing: ${s.entries} entries, ${humanSize(s.bytes)}`),
-        onWarning: (m) => this.notice(m),
-      }))
+      const opts = {
+        onProgress: (s: ImportStats) => spin.update(`importing: ${s.entries} entries, ${humanSize(s.bytes)}`),
+        onWarning: (m: string) => this.notice(m),
+      }
+      // On a served image, the archive goes to its server, which imports it in slices.
+      const served = (await import('../cli/copyin.js')).servedCopy()
+      const stats = served
+        ? await (await import('../cli/servedimport.js')).importServed(served, target, input, opts)
+        : await this.withVolume(flags, true, (vol) => importArchive(vol, target, input, opts))
       spin.stop(`imported ${stats.files} files, ${stats.dirs} directories, ${stats.symlinks} symlinks, ${stats.hardlinks} hard links, ${stats.special} special files, ${humanSize(stats.bytes)}`)
       // Refused entries and dropped attributes were each named on stderr: the import is
       // done (the rest is in) but not complete.

@@ -14,13 +14,7 @@ import type net from 'node:net'
 import {copySteps, type CopyStats} from '../ops/copy.js'
 import {StreamSource, type StreamedSource} from '../ops/hoststream.js'
 import type {ServedImage} from './image.js'
-import {serveSliced} from './sliced.js'
-
-/** Bytes of file data copied since the last commit that the server commits after a slice. */
-const COMMIT_DATA = 8 * 1024 * 1024
-/** Bytes of the stream held before the socket is paused (a file is read 8 MiB at a time), and resumed. */
-const HIGH_WATER = 32 * 1024 * 1024
-const LOW_WATER = 16 * 1024 * 1024
+import {COMMIT_DATA, HIGH_WATER, LOW_WATER, serveSliced} from './sliced.js'
 
 export interface CopyInRequest {
   op: 'copyin'

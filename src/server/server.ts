@@ -158,7 +158,7 @@ export class Server {
         c.end(JSON.stringify({ok: false, code: 'EUSAGE', message: 'malformed request'}) + '\n')
         return
       }
-      if (req.op === 'copyin' || req.op === 'copy' || req.op === 'defrag' || req.op === 'attrs' || req.op === 'write' || req.op === 'run') {
+      if (req.op === 'copyin' || req.op === 'import' || req.op === 'copy' || req.op === 'defrag' || req.op === 'attrs' || req.op === 'write' || req.op === 'run') {
         if (this.stopping) {
           c.end(failure(shuttingDown()))
           return
@@ -169,7 +169,13 @@ export class Server {
         else if (req.op === 'attrs') serveAttrs(this.image, c, req, this.log)
         else if (req.op === 'write') serveWrite(this.image, c, req, buf.subarray(nl + 1), this.log)
         else if (req.op === 'run') serveRun(this.image, c, req, this.log)
-        else serveDefrag(this.image, c, req, this.log)
+        else if (req.op === 'defrag') serveDefrag(this.image, c, req, this.log)
+        // (the importer is loaded on first use: a server that never imports starts without it)
+        else {
+          import('./import.js').then(({serveImport}) => serveImport(this.image, c, req, buf.subarray(nl + 1), this.log), (e: unknown) => {
+            c.end(failure(e))
+          })
+        }
         return
       }
       if (req.op === 'snapshot') {

@@ -1,12 +1,13 @@
 // Commands a server runs on its open image in slices between its mounts' requests, one
-// connection each: `cp HOST... FILESET:/` (copyin.ts), `cp` and `mv` within the image and
-// `defrag` (image requests 'copy' and 'defrag' below), chmod, chown and write
-// (servedattrs.ts), and the short commands in one step (short.ts). The work is a generator that yields
-// where the image is consistent; it runs for about SLICE_MS at a time, less once a mount's
-// request waits (requestsWaiting), so that the mounts keep being answered. Small commits
-// between slices (COMMIT_BLOCKS) rather than one of half the journal inside one. What the work
-// leaves on the orphan list (a copy's replaced files, mv's source, a stage that failed) is
-// freed in slices too before the answer, as alone the command returns with the space back.
+// connection each: `cp HOST... FILESET:/` (copyin.ts), `prism import` (import.ts), `cp` and
+// `mv` within the image and `defrag` (image requests 'copy' and 'defrag' below), chmod, chown
+// and write (servedattrs.ts), and the short commands in one step (short.ts). The work is a
+// generator that yields where the image is consistent; it runs for about SLICE_MS at a time,
+// less once a mount's request waits (requestsWaiting), so that the mounts keep being
+// answered. Small commits between slices (COMMIT_BLOCKS) rather than one of half the journal
+// inside one. What the work leaves on the orphan list (a copy's replaced files, mv's source,
+// a stage that failed) is freed in slices too before the answer, as alone the command returns
+// with the space back.
 //
 // Replies, JSON lines: {progress} now and then, {error: {code, message}} for each entry or
 // source not done (in order), {done: {...}} once the work is done (what is left is freeing),
@@ -33,6 +34,11 @@ export const SLICE_MS = 4
 const MIN_SLICE_MS = 0.5
 /** Metadata blocks of the running transaction that the server commits after a slice. */
 const COMMIT_BLOCKS = 128
+/** Bytes of file data written since the last commit that a work streamed in commits after (commitDue): a commit then flushes less (data=ordered). */
+export const COMMIT_DATA = 8 * 1024 * 1024
+/** Bytes of a work's stream held before its socket is paused (a copy-in reads a file 8 MiB at a time), and resumed. */
+export const HIGH_WATER = 32 * 1024 * 1024
+export const LOW_WATER = 16 * 1024 * 1024
 
 /** What a work sees of the slices it runs in. */
 export interface SliceControl {

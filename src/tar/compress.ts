@@ -4,9 +4,9 @@
 // multi-GiB archive is never held in memory. The bindings are loaded on first use.
 // Never touches the image.
 import {createRequire} from 'node:module'
-import type {Transform} from 'node:stream'
+import {Readable, type Transform} from 'node:stream'
 import zlib from 'node:zlib'
-import {fail} from '../errors.js'
+import {fail, PrismError} from '../errors.js'
 
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'none'
 
@@ -56,5 +56,53 @@ export function compressor(kind: Compression): Transform | null {
       return new CompressStream({compressionLevel: 3, checksumFlag: true})
     }
     default: return null
+  }
+}
+
+/**
+ * The bytes of an archive, decompressed as its first bytes say (a plain tar as it comes).
+ * `raw` is read as the result is: a stream of any length, held a chunk at a time.
+ */
+export async function* decompressed(raw: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const it = raw[Symbol.asyncIterator]()
+  // The first 6 bytes name the compression (they may come in more than one chunk).
+  const head: Buffer[] = []
+  let headLen = 0
+  let ended = false
+  while (headLen < 6) {
+    const r = await it.next()
+    if (r.done) {
+      ended = true
+      break
+    }
+    head.push(r.value)
+    headLen += r.value.length
+  }
+  const kind = detectCompression(Buffer.concat(head))
+  async function* all(): AsyncGenerator<Buffer> {
+    try {
+      yield* head
+      if (ended) return
+      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value
+    } finally {
+      await it.return?.()
+    }
+  }
+  const dec = decompressor(kind)
+  if (!dec) {
+    yield* all()
+    return
+  }
+  const src = Readable.from(all(), {objectMode: false})
+  src.on('error', (e) => dec.destroy(e))
+  src.pipe(dec)
+  try {
+    for await (const chunk of dec) yield chunk as Buffer
+  } catch (e) {
+    if (e instanceof PrismError) throw e
+    throw new PrismError('EINVAL', `malformed archive: the ${kind} data is damaged or truncated (${(e as Error).message}); nothing was imported`)
+  } finally {
+    src.destroy()
+    dec.destroy()
   }
 }

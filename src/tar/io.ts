@@ -13,7 +13,7 @@ import {PrismError} from '../errors.js'
 import {growPipe} from '../sys.js'
 import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
-import {compressor, decompressor, detectCompression, type Compression} from './compress.js'
+import {compressor, type Compression} from './compress.js'
 import {exportTar, type ExportOptions, type ExportStats} from './export.js'
 import type {ImportOptions, ImportStats, ImportTarget} from './import.js'
 
@@ -85,11 +85,14 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
   return {fd, name, spooled, close: () => fs.closeSync(fd)}
 }
 
-/** The file's bytes from its start, 1 MiB at a time (the descriptor stays open: the caller closes it). */
-async function* fileChunks(fd: number): AsyncGenerator<Buffer> {
+/**
+ * The file's bytes from its start, 1 MiB at a time, to its end or `size` bytes (the descriptor
+ * stays open: the caller closes it).
+ */
+export async function* fileChunks(fd: number, size = Infinity): AsyncGenerator<Buffer> {
   let pos = 0
-  for (;;) {
-    const buf = Buffer.allocUnsafe(1024 * 1024)
+  while (pos < size) {
+    const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, size - pos))
     const bytesRead = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.length, pos, (e, n) => (e ? reject(e) : resolve(n))))
     if (bytesRead === 0) return
     pos += bytesRead
@@ -97,42 +100,11 @@ async function* fileChunks(fd: number): AsyncGenerator<Buffer> {
   }
 }
 
-/** The archive's bytes, decompressed as its magic number says, from its start. */
-async function* archiveBytes(input: ArchiveInput): AsyncGenerator<Buffer> {
-  const head = Buffer.alloc(6)
-  const n = fs.readSync(input.fd, head, 0, 6, 0)
-  const kind = detectCompression(head.subarray(0, n))
-  const dec = decompressor(kind)
-  if (!dec) {
-    yield* fileChunks(input.fd)
-    return
-  }
-  const raw = Readable.from(fileChunks(input.fd), {objectMode: false})
-  raw.on('error', (e) => dec.destroy(e))
-  raw.pipe(dec)
-  try {
-    for await (const chunk of dec) yield chunk as Buffer
-  } catch (e) {
-    if (e instanceof PrismError) throw e
-    throw new PrismError('EINVAL', `malformed archive: the ${kind} data is damaged or truncated (${(e as Error).message}); nothing was imported`)
-  } finally {
-    raw.destroy()
-    dec.destroy()
-  }
-}
-
-/** Imports an opened archive; all or nothing (src/tar/import.ts). */
+/** Imports an opened archive; all or nothing (src/tar/import.ts importStream). */
 export async function importArchive(vol: Volume, target: ImportTarget, input: ArchiveInput, opts: ImportOptions = {}): Promise<ImportStats> {
   // Loaded here: an export needs none of the importer.
-  const {TarImport} = await import('./import.js')
-  const imp = new TarImport(vol, target, opts)
-  try {
-    for await (const chunk of archiveBytes(input)) imp.write(chunk)
-    return imp.finish()
-  } catch (e) {
-    imp.abort()
-    throw e
-  }
+  const {importStream} = await import('./import.js')
+  return importStream(vol, target, fileChunks(input.fd), opts)
 }
 
 /** Where an export goes: a file (created or truncated), or standard output. */
