@@ -16,7 +16,7 @@ import path from 'node:path'
 import {PYTHON, forceUnmount, run} from './fuse-support.js'
 import {BIN, newImage, tmpDir} from './helpers.js'
 import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
-import {describeTree, fixAtimes, listing, probe, smallFiles, startCli} from './served-support.js'
+import {describeTree, fixAtimes, listing, probe, smallFiles, startCli, wrote} from './served-support.js'
 import {buildTree, has, mkTar} from './tar-lib.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -232,8 +232,13 @@ describe('prism import into a served image: imported by the server in slices', f
     const mp = s.mountpoint()
     await s.mount('root', mp)
     fs.writeFileSync(path.join(mp, 'keep'), 'kept')
+    const pid = (await serverPid(s.image))!
     const imp = startCli(['import', '-i', s.image, 'root:/dst', archive])
-    await sleep(600)
+    // Signalled once it is up and the server has written some of the import (its first
+    // commits), or after 600 ms at the latest.
+    await sleep(300)
+    const started = wrote(pid, 256 << 10)
+    for (const t0 = Date.now(); imp.child.exitCode === null && !started() && Date.now() - t0 < 300;) await sleep(2)
     imp.child.kill('SIGINT')
     const r = await imp.done
     expect([r.code, r.stderr]).to.deep.equal([130, 'prism: interrupted\n'])

@@ -17,7 +17,7 @@ import {socketPath} from '../src/server/paths.js'
 import {forceUnmount} from './fuse-support.js'
 import {edit, newImage, tmpDir} from './helpers.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
-import {describeTree, probe, startCli} from './served-support.js'
+import {describeTree, probe, startCli, wrote} from './served-support.js'
 import {buildTree} from './tar-lib.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -221,9 +221,14 @@ describe('prism cp and mv within a served image, and defrag on one: run by the s
       // A command that ends before its signal arrives (the machine was quick) is undone and
       // signalled sooner; one signalled before it took signals, later.
       let r = {code: null as number | null, stderr: ''}
+      // Signalled once it is up and the server has written some of its work (its first
+      // commits), or after `delay` at the latest.
+      const pid = (await serverPid(s.image))!
       for (const delay of [1200, 600, 1800, 300, 900]) {
         const cmd = startCli([c[0], '-i', s.image, ...c.slice(1)])
-        await sleep(delay)
+        await sleep(Math.min(300, delay))
+        const started = wrote(pid, 256 << 10)
+        for (const t0 = Date.now(); cmd.child.exitCode === null && !started() && Date.now() - t0 < delay - 300;) await sleep(2)
         cmd.child.kill('SIGINT')
         r = await cmd.done
         if (r.code === 130) break
