@@ -16,10 +16,10 @@ import {spawn} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {BIN, edit} from '../test/helpers.js'
-import {fuseSkipReason, PYTHON} from '../test/fuse-support.js'
+import {fuseSkipReason} from '../test/fuse-support.js'
 import {cli, Scratch} from '../test/mount-support.js'
+import {startProbe, type Probe} from './probe.js'
 
 const args = process.argv.slice(2)
 const arg = (name: string, def: string): string => {
@@ -31,7 +31,6 @@ const MIB = Number(arg('mib', '64'))
 const RUNS = Number(arg('runs', '3'))
 type Cmd = 'chmod' | 'chown' | 'write' | 'mkdir'
 const ONLY = arg('only', 'chmod,chown,write,mkdir').split(',') as Cmd[]
-const PROBE = fileURLToPath(new URL('../test/mount-cpin-probe.py', import.meta.url))
 
 const skip = fuseSkipReason() ?? (process.getuid?.() !== 0 ? 'needs root' : undefined)
 if (skip) {
@@ -39,7 +38,6 @@ if (skip) {
   process.exit(0)
 }
 
-interface Probe {calls: number, p50: number, p99: number, max: number}
 interface Result {seconds: number, probe: Probe}
 type Mode = 'slices' | 'lend'
 
@@ -74,23 +72,6 @@ async function template(dir: string): Promise<string> {
   fs.copyFileSync(t.image, img)
   await t.cleanup()
   return img
-}
-
-/** Runs the probe on `dir` until stop() is called. */
-function startProbe(dir: string, work: string): () => Promise<Probe> {
-  const stopFile = path.join(work, 'stop-probe')
-  fs.rmSync(stopFile, {force: true})
-  const child = spawn(PYTHON, [PROBE, dir, stopFile, '3600'], {stdio: ['ignore', 'pipe', 'inherit']})
-  let out = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d
-  })
-  const done = new Promise<void>((resolve) => child.on('close', () => resolve()))
-  return async () => {
-    fs.writeFileSync(stopFile, '')
-    await done
-    return JSON.parse(out) as Probe
-  }
 }
 
 /** The CLI with its standard input from `input` (or none). */

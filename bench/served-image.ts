@@ -12,14 +12,13 @@
 // 1 MiB written a block each in turn, so fragmented, and a copy of root:/big), fileset p (the
 // probe's). cp: root:/big -> root:/big2; mv: root:/big -> other:/big; defrag: frag.
 // Needs root and the FUSE addon (npm run build first); prints why and exits otherwise.
-import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {BLOCK_SIZE} from '../src/format/constants.js'
-import {fuseSkipReason, PYTHON} from '../test/fuse-support.js'
+import {fuseSkipReason} from '../test/fuse-support.js'
 import {edit} from '../test/helpers.js'
 import {cli, Scratch} from '../test/mount-support.js'
+import {startProbe, type Probe} from './probe.js'
 
 const args = process.argv.slice(2)
 const arg = (name: string, def: string): string => {
@@ -30,7 +29,6 @@ const FILES = Number(arg('files', '10000'))
 const RUNS = Number(arg('runs', '3'))
 type Cmd = 'cp' | 'mv' | 'defrag'
 const ONLY = arg('only', 'cp,mv,defrag').split(',') as Cmd[]
-const PROBE = fileURLToPath(new URL('../test/mount-cpin-probe.py', import.meta.url))
 
 const skip = fuseSkipReason() ?? (process.getuid?.() !== 0 ? 'needs root' : undefined)
 if (skip) {
@@ -38,7 +36,6 @@ if (skip) {
   process.exit(0)
 }
 
-interface Probe {calls: number, p50: number, p99: number, max: number}
 interface Result {seconds: number, probe: Probe}
 type Mode = 'slices' | 'lend'
 
@@ -80,23 +77,6 @@ async function template(dir: string): Promise<string> {
   fs.copyFileSync(t.image, img)
   await t.cleanup()
   return img
-}
-
-/** Runs the probe on `dir` until stop() is called. */
-function startProbe(dir: string, work: string): () => Promise<Probe> {
-  const stopFile = path.join(work, 'stop-probe')
-  fs.rmSync(stopFile, {force: true})
-  const child = spawn(PYTHON, [PROBE, dir, stopFile, '3600'], {stdio: ['ignore', 'pipe', 'inherit']})
-  let out = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d
-  })
-  const done = new Promise<void>((resolve) => child.on('close', () => resolve()))
-  return async () => {
-    fs.writeFileSync(stopFile, '')
-    await done
-    return JSON.parse(out) as Probe
-  }
 }
 
 async function once(tpl: string, cmd: Cmd, mode: Mode): Promise<Result> {

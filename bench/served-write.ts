@@ -10,13 +10,13 @@
 //   node --import tsx bench/served-write.ts --src DIR --runs 1
 //
 // Needs root and the FUSE addon (npm run build first); prints why and exits otherwise.
-import {execFileSync, spawn} from 'node:child_process'
+import {execFileSync} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
-import {fuseSkipReason, PYTHON} from '../test/fuse-support.js'
+import {fuseSkipReason} from '../test/fuse-support.js'
 import {cli, Scratch} from '../test/mount-support.js'
+import {startProbe, type Probe} from './probe.js'
 
 const args = process.argv.slice(2)
 const arg = (name: string, def: string): string => {
@@ -27,7 +27,6 @@ const SRC = path.resolve(arg('src', '/usr/share'))
 const RUNS = Number(arg('runs', '3'))
 const OP = arg('op', 'cp')
 if (OP !== 'cp' && OP !== 'import') throw new Error(`--op cp or --op import, not ${OP}`)
-const PROBE = fileURLToPath(new URL('../test/mount-cpin-probe.py', import.meta.url))
 
 const skip = fuseSkipReason() ?? (process.getuid?.() !== 0 ? 'needs root' : undefined)
 if (skip) {
@@ -35,7 +34,6 @@ if (skip) {
   process.exit(0)
 }
 
-interface Probe {calls: number, p50: number, p99: number, max: number}
 interface Result {seconds: number, probe: Probe, files: number}
 type Mode = 'alone' | 'slices' | 'lend'
 
@@ -69,23 +67,6 @@ if (OP === 'import') {
   if (args.includes('--zstd')) {
     execFileSync('zstd', ['-q', '-3', '--rm', ARCHIVE, '-o', `${ARCHIVE}.zst`])
     ARCHIVE += '.zst'
-  }
-}
-
-/** Runs the probe on `dir` until stop() is called. */
-function startProbe(dir: string, work: string): () => Promise<Probe> {
-  const stopFile = path.join(work, 'stop-probe')
-  fs.rmSync(stopFile, {force: true})
-  const child = spawn(PYTHON, [PROBE, dir, stopFile, '3600'], {stdio: ['ignore', 'pipe', 'inherit']})
-  let out = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d
-  })
-  const done = new Promise<void>((resolve) => child.on('close', () => resolve()))
-  return async () => {
-    fs.writeFileSync(stopFile, '')
-    await done
-    return JSON.parse(out) as Probe
   }
 }
 
