@@ -31,9 +31,9 @@ import {type ServedImage, shuttingDown} from './image.js'
 /** How long one slice runs at most before the mounts' requests are answered again. */
 export const SLICE_MS = 4
 /** How long a slice runs at least, even with requests waiting. */
-const MIN_SLICE_MS = 0.5
+export const MIN_SLICE_MS = 0.5
 /** Metadata blocks of the running transaction that the server commits after a slice. */
-const COMMIT_BLOCKS = 128
+export const COMMIT_BLOCKS = 128
 /** Bytes of file data written since the last commit that a work streamed in commits after (commitDue): a commit then flushes less (data=ordered). */
 export const COMMIT_DATA = 8 * 1024 * 1024
 /** Bytes of a work's stream held before its socket is paused (a copy-in reads a file 8 MiB at a time), and resumed. */

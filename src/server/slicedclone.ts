@@ -31,16 +31,9 @@ import {reapOrphans} from '../fs/namespace.js'
 import {StreamSource, type StreamedSource} from '../ops/hoststream.js'
 import {requestsWaiting} from '../fuse/index.js'
 import {type ServedImage, ServerStopped, shuttingDown} from './image.js'
+// (the slice and commit sizes of every work in slices)
+import {COMMIT_BLOCKS, COMMIT_DATA, HIGH_WATER, LOW_WATER, MIN_SLICE_MS, SLICE_MS} from './sliced.js'
 
-/** How long one slice runs at most, and at least when a request waits. */
-const SLICE_MS = 4
-const MIN_SLICE_MS = 0.5
-/** The running transaction commits between slices once it holds this many blocks, or this much file data was copied (as src/server/copyin.ts). */
-const COMMIT_BLOCKS = 128
-const COMMIT_DATA = 8 * 1024 * 1024
-/** Bytes of the stream held before the socket is paused, and resumed. */
-const HIGH_WATER = 32 * 1024 * 1024
-const LOW_WATER = 16 * 1024 * 1024
 
 export interface SlicedCloneRequest {
   src: {fileset: string, path: string}
