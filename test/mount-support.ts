@@ -25,7 +25,13 @@ export async function cliOk(args: string[], opts: {timeoutMs?: number} = {}): Pr
 
 /** The pid of the server of `image`, or null when none answers. */
 export async function serverPid(image: string): Promise<number | null> {
-  const r = await request(socketPath(image), {op: 'ping'}, 5000).catch(() => null)
+  let sock: string
+  try {
+    sock = socketPath(image)
+  } catch {
+    return null // the image file is gone (moved or removed by the test)
+  }
+  const r = await request(sock, {op: 'ping'}, 5000).catch(() => null)
   return r?.ok ? Number(r.pid) : null
 }
 

@@ -9,7 +9,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {PrismError} from '../errors.js'
 import {fuseMountAt, lazyUnmount, listMounts, probeMount} from '../fuse/mounts.js'
-import {allSockets, logPath, request, socketPath, type Reply} from '../server/paths.js'
+import {allSockets, imageId, logPath, request, servesImage, socketOf, type Reply} from '../server/paths.js'
 import type {MountListing, MountRequest} from '../server/server.js'
 
 export interface MountFlags {
@@ -82,8 +82,14 @@ const CODE_OF_EXIT: Record<number, PrismError['code']> = {1: 'EBUSY', 2: 'EUSAGE
  * fails to start, its last message is this command's error.
  */
 export async function ensureServer(image: string, wait: number): Promise<string> {
-  const sock = socketPath(image, true)
-  if (await request(sock, {op: 'ping'}, 10_000)) return sock
+  const id = imageId(image)
+  const sock = socketOf(id, true)
+  // Only a server that holds this file counts (one of another file may answer on its socket).
+  const answers = async (timeoutMs: number): Promise<boolean> => {
+    const r = await request(sock, {op: 'ping'}, timeoutMs)
+    return r !== null && r.ok && servesImage(r, id)
+  }
+  if (await answers(10_000)) return sock
   const log = logPath(image)
   const fd = fs.openSync(log, 'w', 0o600)
   const args = [binPath(), 'serve', '--image', image, '--exit-when-idle', '--wait', String(wait)]
@@ -97,18 +103,22 @@ export async function ensureServer(image: string, wait: number): Promise<string>
   const end = Date.now() + (wait + 20) * 1000
   for (;;) {
     if (exited !== null) {
-      let msg = ''
-      try {
-        msg = fs.readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.startsWith('prism: ')).pop() ?? ''
-      } catch {
-        // no log
-      }
+      const msg = lastLine(log)
       const code = CODE_OF_EXIT[exited] ?? 'EIO'
       throw new PrismError(code, msg ? msg.replace(/^prism: /, '') : `the prism server of ${image} could not start (exit ${exited}; see ${log})`, exited === 130 || exited === 143 ? exited : undefined)
     }
-    if (await request(sock, {op: 'ping'}, 5000).catch(() => null)) return sock
-    if (Date.now() > end) throw new PrismError('EIO', `the prism server of ${image} did not start in time (see ${log})`)
+    if (await answers(5000).catch(() => false)) return sock
+    if (Date.now() > end) throw new PrismError('EIO', `the prism server of ${image} did not start in time (pid ${child.pid ?? '?'}${lastLine(log) ? `, its last message: ${lastLine(log)}` : ''}; see ${log})`)
     await sleep(50)
+  }
+}
+
+/** The last `prism: ` line of a server's log, '' when there is none. */
+function lastLine(log: string): string {
+  try {
+    return fs.readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.startsWith('prism: ')).pop() ?? ''
+  } catch {
+    return '' // no log
   }
 }
 

@@ -34,7 +34,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {findImage, parseImageLoc} from './locate.js'
-import {request, socketPath} from '../server/paths.js'
+import {askServerOf, request} from '../server/paths.js'
 
 /** Commands that never borrow: they talk to the server themselves, or touch no image. */
 const OWN = new Set(['mount', 'umount', 'serve', 'help', 'autocomplete', 'mkfs', 'commands', 'version'])
@@ -294,17 +294,10 @@ export function stdinRead<T>(): T | null {
 
 /** The server holding image file `image` and its mount points, or null when none does. */
 export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
-  let sock: string
-  try {
-    sock = socketPath(image)
-  } catch {
-    return null
-  }
-  if (!fs.existsSync(sock)) return null
-  const ping = await request(sock, {op: 'ping'}, 5000).catch(() => null)
-  if (!ping?.ok) return null
-  const info = await request(sock, {op: 'list'}, 5000).catch(() => null)
-  return {pid: Number(ping.pid), mountpoints: ((info?.mounts as ServedMount[] | undefined) ?? []).map((m) => m.mountpoint)}
+  const ping = await askServerOf(image, {op: 'ping'}, 5000)
+  if (!ping) return null
+  const info = await request(ping.sock, {op: 'list'}, 5000).catch(() => null)
+  return {pid: Number(ping.reply.pid), mountpoints: ((info?.mounts as ServedMount[] | undefined) ?? []).map((m) => m.mountpoint)}
 }
 
 function die(msg: string, code: number): never {
@@ -323,18 +316,18 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   if (cmd === undefined || cmd.startsWith('-') || OWN.has(cmd)) return
   if (argv.includes('--help') || argv.includes('--version')) return
   if (cmd === 'expand' && argv.includes('--background')) return
-  let sock: string
   let image: string
   try {
     image = findImage(imageArg(argv))
-    sock = socketPath(image)
   } catch {
     return // no image (the command says so), or none that exists
   }
   delete process.env.PRISM_HELD_ORPHANS // (a process this one starts borrows for itself)
-  if (!fs.existsSync(sock)) return
-  const info = await request(sock, {op: 'list'}, 10_000).catch(() => null)
-  if (!info?.ok) return // a stale socket (removed): nobody holds the image
+  // null: nobody holds the image (no socket, a stale one, which is removed, or a server of
+  // another file on it)
+  const asked = await askServerOf(image, {op: 'list'}, 10_000)
+  if (!asked) return
+  const {sock, reply: info} = asked
   if (askedOfServer(argv)) {
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.served')] = {sock, image}
     return 'server'

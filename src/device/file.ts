@@ -9,17 +9,18 @@ import {Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
+import {reopen} from './reopen.js'
 import {WriteBehind} from './writebehind.js'
 import {checkInterrupt} from '../interrupt.js'
 
 // startWriteback's thread, as plain JavaScript evaluated in it: fdatasync on request, on a
-// descriptor of its own; errors are ignored (sync() on the image's descriptor reports them).
+// descriptor of its own (opened for it, closed by it); errors are ignored (sync() on the
+// image's descriptor reports them).
 const WRITEBACK_SOURCE = `
 const fs = require('node:fs')
 const {parentPort, workerData} = require('node:worker_threads')
 const state = new Int32Array(workerData.state)
-let fd = -1
-try { fd = fs.openSync(workerData.path, 'r') } catch {}
+let fd = workerData.fd
 parentPort.on('message', (m) => {
   if (m === 'close') {
     if (fd >= 0) fs.closeSync(fd)
@@ -202,11 +203,7 @@ export class FileDevice implements BlockDevice {
     if (stream <= 0 || stream > 3) return this.fd
     let fd = this.streams[stream]
     if (fd === undefined) {
-      try {
-        fd = fs.openSync(this.path, 'r')
-      } catch {
-        fd = this.fd
-      }
+      fd = reopen(this.fd, this.path, fs.constants.O_RDONLY) ?? this.fd
       this.streams[stream] = fd
     }
     return fd
@@ -370,8 +367,10 @@ export class FileDevice implements BlockDevice {
   startWriteback(): void {
     if (this.readOnly || this.closed) return
     if (!this.hint) {
+      const fd = reopen(this.fd, this.path, fs.constants.O_RDONLY)
+      if (fd === null) return
       const state = new Int32Array(new SharedArrayBuffer(4))
-      const worker = new Worker(WRITEBACK_SOURCE, {eval: true, workerData: {path: this.path, state: state.buffer}})
+      const worker = new Worker(WRITEBACK_SOURCE, {eval: true, workerData: {fd, state: state.buffer}})
       worker.unref()
       this.hint = {worker, state}
     }

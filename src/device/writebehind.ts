@@ -21,6 +21,7 @@
 import fs from 'node:fs'
 import {MessageChannel, type MessagePort, receiveMessageOnPort, Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
+import {reopen} from './reopen.js'
 import {STALL_MS, waitWhile} from '../wait.js'
 
 /** writes running at once in the thread (each up to a run of the store's, 1 MiB to 64 MiB) */
@@ -123,15 +124,10 @@ export class WriteBehind {
   static open(path: string, imageFd: number): WriteBehind | null {
     const O_DIRECT = fs.constants.O_DIRECT
     if (!O_DIRECT) return null
-    let fd: number
+    const fd = reopen(imageFd, path, fs.constants.O_RDWR | O_DIRECT)
+    if (fd === null) return null
     try {
-      fd = fs.openSync(path, fs.constants.O_RDWR | O_DIRECT)
-    } catch {
-      return null
-    }
-    try {
-      const a = fs.fstatSync(fd), b = fs.fstatSync(imageFd)
-      if (a.dev !== b.dev || a.ino !== b.ino || a.size < BLOCK_SIZE) throw new Error('not the image')
+      if (fs.fstatSync(fd).size < BLOCK_SIZE) throw new Error('no superblock')
       return new WriteBehind(fd)
     } catch {
       fs.closeSync(fd)

@@ -26,7 +26,8 @@ import {filesetById, findFileset, getFileset, listFilesets} from '../fs/filesets
 import {checkDeletable, deleteFileset, namespace} from '../fs/image.js'
 import {clonesInFlight} from '../fs/expand.js'
 import {reapOrphans, reapSteps} from '../fs/namespace.js'
-import {Volume, type VolumeObserver} from '../fs/volume.js'
+import {type OpenOptions, Volume, type VolumeObserver} from '../fs/volume.js'
+import type {ImageId} from './paths.js'
 import {PreimageLog} from '../device/snapshot.js'
 import {type FuseSession, type MountOptions, mount as fuseMount, requestsWaiting} from '../fuse/index.js'
 import {type AdapterOptions, PrismFs} from './adapter.js'
@@ -165,7 +166,19 @@ export class ServedImage {
     this.cacheSeconds = options.cacheSeconds ?? 60
     this.onError = options.onError ?? ((m) => process.stderr.write(`prism: ${m}\n`))
     this.mountFn = options.mountFn ?? fuseMount
-    this.vol = Volume.open(image, {write: true, wait: options.wait ?? 0})
+    // The image file, held open read-only for the server's whole life, lent or not: no other
+    // file can be given its inode number meanwhile (the socket, the sidecar locks and the
+    // clients' check are named after it, src/server/paths.ts), and the image is opened again
+    // after a lend through it when its path has moved on (openVolume).
+    this.pin = fs.openSync(image, fs.constants.O_RDONLY) // (libuv opens close-on-exec)
+    try {
+      const st = fs.fstatSync(this.pin)
+      this.id = {dev: st.dev, ino: st.ino}
+      this.vol = this.openVolume({write: true, wait: options.wait ?? 0})
+    } catch (e) {
+      fs.closeSync(this.pin)
+      throw e
+    }
     this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
     this.vol.observer = this.observer()
     this.vol.openElsewhere = this.openInMounts
@@ -175,6 +188,33 @@ export class ServedImage {
   }
 
   private readonly mountFn: typeof fuseMount
+  /** the image file, open read-only until close() (see the constructor) */
+  private readonly pin: number
+  /** the image file's device and inode numbers */
+  readonly id: ImageId
+
+  /**
+   * Opens the image this server holds (`pin`): by its path while that still leads to it,
+   * else, when the file was moved or removed meanwhile (a lend lasts as long as a command),
+   * through the held descriptor, so that the mounts go on with their own image and never
+   * with another file that took its name.
+   */
+  private openVolume(opts: OpenOptions): Volume {
+    let same = false
+    try {
+      const st = fs.statSync(this.image)
+      same = st.dev === this.id.dev && st.ino === this.id.ino
+    } catch {
+      // removed
+    }
+    if (same) {
+      const vol = Volume.open(this.image, opts)
+      if (vol.isImageFile(fs.fstatSync(this.pin, {bigint: true}))) return vol
+      vol.closeAbort() // (replaced between the stat and the open: nothing more is written to it)
+    }
+    this.onError(`${this.image} is no longer the file this server holds (moved or removed): it goes on with the file it holds`)
+    return Volume.open(`/proc/self/fd/${this.pin}`, opts)
+  }
 
   private observer(): VolumeObserver {
     return {
@@ -322,7 +362,7 @@ export class ServedImage {
           const copies = report ? this.readReport(report) : []
           const waiting = new Set(copies.map((c) => c.to))
           const tally = this.vol.expandTally
-          this.vol = Volume.open(this.image, {write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0 || waiting.has(ino)})
+          this.vol = this.openVolume({write: true, wait: 60, orphanHeld: (ino) => (this.holds.get(ino) ?? 0) > 0 || waiting.has(ino)})
           this.vol.expandTally = tally // (what the borrower expanded of such a clone is not counted)
           this.vol.observer = this.observer()
           this.vol.openElsewhere = this.openInMounts
@@ -1074,17 +1114,21 @@ export class ServedImage {
     }
     this.vol.observer = null
     this.vol.orphanHeld = null
-    if (this.failed) {
-      this.vol.closeAbort()
-      return
-    }
-    // Files unlinked while open through a mount that is gone now are freed here.
     try {
-      reapOrphans(this.vol)
-    } catch (e) {
-      this.onError(`freeing unlinked files: ${(e as Error).message}`)
+      if (this.failed) {
+        this.vol.closeAbort()
+        return
+      }
+      // Files unlinked while open through a mount that is gone now are freed here.
+      try {
+        reapOrphans(this.vol)
+      } catch (e) {
+        this.onError(`freeing unlinked files: ${(e as Error).message}`)
+      }
+      this.vol.close()
+    } finally {
+      fs.closeSync(this.pin)
     }
-    this.vol.close()
   }
 }
 

@@ -29,10 +29,54 @@ export function runtimeDir(create = false): string {
   return dir
 }
 
+/** What an image file is, to the server that holds it: its device and inode numbers. */
+export interface ImageId {
+  dev: number
+  ino: number
+}
+
+/** The image file `image` is now (it must exist). */
+export function imageId(image: string): ImageId {
+  const st = fs.statSync(image)
+  return {dev: st.dev, ino: st.ino}
+}
+
+/** The socket of the server of the image file `id`. */
+export function socketOf(id: ImageId, create = false): string {
+  return path.join(runtimeDir(create), `${id.dev}-${id.ino}.sock`)
+}
+
 /** The socket of the server of `image` (which must exist). */
 export function socketPath(image: string, create = false): string {
-  const st = fs.statSync(image)
-  return path.join(runtimeDir(create), `${st.dev}-${st.ino}.sock`)
+  return socketOf(imageId(image), create)
+}
+
+/**
+ * Whether the server that sent `reply` (to a ping or a list) holds the image file `id`. A
+ * server names the file it holds open (it keeps it open for its whole life, so no other file
+ * can be given its inode number meanwhile); one that names another file answers on this
+ * socket by mistake, and one of a build before this check names none and is taken at its word.
+ */
+export function servesImage(reply: Reply, id: ImageId): boolean {
+  if (typeof reply.dev !== 'number' || typeof reply.ino !== 'number') return true
+  return reply.dev === id.dev && reply.ino === id.ino
+}
+
+/**
+ * Asks the server of `image` (on its socket) `req`, a ping or a list; null when no server
+ * listens there, or when the one that does holds another file (servesImage).
+ */
+export async function askServerOf(image: string, req: {op: 'ping' | 'list'}, timeoutMs: number): Promise<{sock: string, reply: Reply} | null> {
+  let id: ImageId
+  try {
+    id = imageId(image)
+  } catch {
+    return null
+  }
+  const sock = socketOf(id)
+  if (!fs.existsSync(sock)) return null
+  const reply = await request(sock, req, timeoutMs).catch(() => null)
+  return reply?.ok && servesImage(reply, id) ? {sock, reply} : null
 }
 
 /** The log a server started in the background writes its messages to. */

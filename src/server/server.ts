@@ -19,7 +19,7 @@ import {takeExpanderLock} from '../clone/background.js'
 import {isExpanding} from '../fs/expand.js'
 import {filesetById, getFileset, listFilesets} from '../fs/filesets.js'
 import {type Mount, type MountSpec, ServedImage, ServerStopped, shuttingDown} from './image.js'
-import {removeStaleSocket, request, socketPath, type Reply} from './paths.js'
+import {removeStaleSocket, request, servesImage, socketOf, type Reply} from './paths.js'
 import {serveCopyIn} from './copyin.js'
 import {serveCopy, serveDefrag} from './sliced.js'
 import {serveAttrs, serveWrite} from './servedattrs.js'
@@ -59,6 +59,8 @@ export class Server {
   readonly image: ServedImage
   private readonly sock: string
   private net: net.Server | null = null
+  /** the inode number of the socket file listen() made: stop() removes only that one */
+  private sockIno = -1
   private expanderLock: number | null
   private stopping: Promise<void> | null = null
   private readonly log: (msg: string) => void
@@ -68,8 +70,8 @@ export class Server {
 
   constructor(readonly imagePath: string, private readonly options: ServerOptions) {
     this.log = options.log ?? ((m) => process.stderr.write(`prism: ${m}\n`))
-    this.sock = socketPath(imagePath, true)
     this.image = new ServedImage(imagePath, {commitSeconds: options.commitSeconds, onError: this.log, wait: options.wait})
+    this.sock = socketOf(this.image.id, true)
     this.expanderLock = takeExpanderLock(imagePath)
     this.image.onMountEnded = () => {
       if (this.options.idleExit && this.image.mounts.length === 0) void this.stop()
@@ -79,11 +81,16 @@ export class Server {
     })
   }
 
-  /** Listens on the image's socket. Fails with EBUSY when another server answers there. */
+  /**
+   * Listens on the image's socket. Fails with EBUSY when another server of this image answers
+   * there; takes the name from one that holds another file (it keeps its listening descriptor,
+   * so it serves its own mounts on, but no client of this image reaches it).
+   */
   async listen(): Promise<void> {
     if (fs.existsSync(this.sock)) {
       const other = await request(this.sock, {op: 'ping'}, 5000).catch(() => null)
-      if (other) throw new PrismError('EBUSY', `a prism server already serves this image (socket ${this.sock})`)
+      if (other && servesImage(other, this.image.id)) throw new PrismError('EBUSY', `a prism server already serves this image (socket ${this.sock})`)
+      if (other) this.log(`the server on ${this.sock} (pid ${String(other.pid)}) holds another file, ${String(other.image)}: this one takes the socket`)
       removeStaleSocket(this.sock)
     }
     const server = net.createServer((c) => this.connection(c))
@@ -100,6 +107,7 @@ export class Server {
       process.umask(old)
     }
     fs.chmodSync(this.sock, 0o600)
+    this.sockIno = fs.lstatSync(this.sock).ino
     this.net = server
   }
 
@@ -369,7 +377,7 @@ export class Server {
     if (this.stopping && req.op !== 'ping') throw shuttingDown()
     switch (req.op) {
       case 'ping':
-        return {ok: true, pid: process.pid, image: this.imagePath}
+        return {ok: true, pid: process.pid, image: this.imagePath, ...this.image.id}
       case 'mount':
         await this.image.whenHeld()
         await this.mount(req as unknown as MountRequest)
@@ -378,7 +386,7 @@ export class Server {
         await this.image.whenHeld()
         return {ok: true, ...(await this.unmount(String(req.mountpoint), Boolean(req.lazy)))}
       case 'list':
-        return {ok: true, image: this.imagePath, mounts: this.list()}
+        return {ok: true, image: this.imagePath, ...this.image.id, mounts: this.list()}
       default:
         throw new PrismError('EUSAGE', `unknown request '${String(req.op)}'`)
     }
@@ -445,7 +453,7 @@ export class Server {
       // process may write it without logging what it overwrites).
       await this.image.whenNoSnapshots()
       this.net?.close()
-      removeStaleSocketIfOurs(this.sock)
+      removeSocketIfOurs(this.sock, this.sockIno)
       try {
         this.image.close()
       } catch (e) {
@@ -468,9 +476,10 @@ export class Server {
   }
 }
 
-function removeStaleSocketIfOurs(sock: string): void {
+/** Removes `sock` if it is still the socket file this server made (`made`, its inode number). */
+function removeSocketIfOurs(sock: string, made: number): void {
   try {
-    fs.unlinkSync(sock)
+    if (fs.lstatSync(sock).ino === made) fs.unlinkSync(sock)
   } catch {
     // gone
   }
