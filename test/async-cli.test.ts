@@ -133,6 +133,49 @@ describe('cli: asynchronous and lazy clones', function () {
     expect(ok(run('fsck'))).to.match(/^clean/)
   })
 
+  it('a background expander stops when its image\'s path leads to another file, and never touches that file', () => {
+    const own = tmpDir()
+    try {
+      const a = newImage(own, 64 * 1024 * 1024)
+      populate(a, 120)
+      const at = (image: string, ...args: string[]) => prism([...args, '-i', image], {cwd: own})
+      ok(at(a, 'clone', 'root', 'bg', '--no-background'))
+      // Another image at the same state (its own file, the same filesets), put at a's path later.
+      const other = path.join(own, 'other.img')
+      fs.copyFileSync(a, other)
+      const otherBytes = fs.readFileSync(other)
+      const slow = {PRISM_NO_BACKGROUND: '0', PRISM_EXPAND_SLICE_DIRS: '3', PRISM_EXPAND_PAUSE_MS: '100'}
+      const done = (image: string) => (JSON.parse(ok(at(image, 'status', '--json'))) as {expanding: Array<{fileset: string, done: number}>}).expanding.find((x) => x.fileset === 'bg')?.done ?? -1
+      ok(prism(['ls', 'root:/', '-i', a], {cwd: own, env: slow})) // starts a's expander
+      for (const end = Date.now() + 60000; Date.now() < end && done(a) <= 1;) sleep(100)
+      expect(done(a), 'the expander committed progress').to.be.greaterThan(1)
+      const pids = spawnSync('pgrep', ['-f', `expand --background --image ${a}`], {encoding: 'utf8'}).stdout.trim().split('\n').filter(Boolean).map(Number)
+      expect(pids).to.have.length(1)
+      const moved = path.join(own, 'moved.img')
+      fs.renameSync(a, moved)
+      fs.renameSync(other, a)
+      // It ends at its next slice, and the file now at its path is as it was.
+      for (const end = Date.now() + 30000; Date.now() < end;) {
+        try {
+          process.kill(pids[0], 0)
+          sleep(100)
+        } catch {
+          break
+        }
+      }
+      expect(() => process.kill(pids[0], 0), 'the expander ended').to.throw()
+      expect(fs.readFileSync(a).equals(otherBytes), 'the other file is untouched').to.equal(true)
+      // Both images finish expanding on their own and hold root's tree.
+      for (const image of [moved, a]) {
+        ok(at(image, 'expand', 'bg'))
+        expect(listing((...x: string[]) => at(image, ...x), 'bg')).to.equal(listing((...x: string[]) => at(image, ...x), 'root'))
+        expect(ok(at(image, 'fsck'))).to.match(/^clean/)
+      }
+    } finally {
+      fs.rmSync(own, {recursive: true, force: true})
+    }
+  })
+
   it('deletes a source whose clone is still expanding by finishing that clone first', () => {
     ok(run('fileset', 'create', 'src2'))
     ok(run('cp', '-r', 'root:/etc', 'src2:/etc'))

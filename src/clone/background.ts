@@ -121,6 +121,12 @@ export function runBackground(image: string, opts: {sliceMs?: number, pauseMs?: 
   const lockFd = takeExpanderLock(image)
   if (lockFd === null) return null
   const stats: BackgroundStats = {slices: 0, finished: []}
+  // The image file this expander was started for, held open: it opens the image by its path
+  // for every slice, and ends once that path leads to another file (moved, or removed and
+  // another made in its place): its expanders' progress belongs to this file alone, and the
+  // next command that writes the other file starts that file's expander.
+  const pin = fs.openSync(image, 'r')
+  const ours = fs.fstatSync(pin, {bigint: true})
   try {
     if (opts.nice !== false) {
       try { os.setPriority(10) } catch { /* not allowed: run at normal priority */ }
@@ -130,6 +136,7 @@ export function runBackground(image: string, opts: {sliceMs?: number, pauseMs?: 
     for (;;) {
       let more = false
       withImage(image, {write: true, wait: 24 * 3600}, (vol) => {
+        if (!vol.isImageFile(ours)) return
         const todo = listFilesets(vol).filter((f) => f.state === FS_EXPANDING && f.mode === MODE_ASYNC)
         if (todo.length === 0) return
         const f = todo[stats.slices % todo.length]
@@ -145,6 +152,7 @@ export function runBackground(image: string, opts: {sliceMs?: number, pauseMs?: 
       sleepMs(opts.pauseMs ?? PAUSE_MS)
     }
   } finally {
+    fs.closeSync(pin)
     fs.closeSync(lockFd)
   }
 }
