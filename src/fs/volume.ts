@@ -68,8 +68,8 @@ export type Formatter = (vol: Volume) => void
 
 /** What a Volume tells its observer (Volume.observer). */
 export interface VolumeObserver {
-  /** an inode changed in the running transaction */
-  inodeChanged(ino: number): void
+  /** an inode changed in the running transaction; `atimeOnly`: only its access time moved (a read) */
+  inodeChanged(ino: number, atimeOnly?: boolean): void
   /** directory `dir` gained, lost or repointed the entry `name` */
   entryChanged(dir: number, name: Buffer): void
   /** fileset `fileset` took a private copy `to` of the shared inode `from` (Namespace.own) */
@@ -817,12 +817,12 @@ export class Volume implements InodeHome {
     return this.inodes.size
   }
 
-  /** Marks an inode changed in this transaction. */
-  idirty(inode: Inode): void {
+  /** Marks an inode changed in this transaction; `atimeOnly` when a read moved its access time alone. */
+  idirty(inode: Inode, atimeOnly = false): void {
     inode = inode.live()
     this.dirtyInodes.add(inode)
     this.dirtyInodeBlocks.add(Math.floor(inode.ino / INODES_PER_BLOCK))
-    this.observer?.inodeChanged(inode.ino)
+    this.observer?.inodeChanged(inode.ino, atimeOnly)
   }
 
   private encodeInodeNow(inode: Inode): void {

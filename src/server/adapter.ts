@@ -613,7 +613,7 @@ export class PrismFs {
     if (inode.r.share > 1 || !atimeDue(inode.r, {s: t.sec, ns: t.nsec})) return
     inode.r.atimeS = t.sec
     inode.r.atimeNs = t.nsec
-    this.vol.idirty(inode)
+    this.vol.idirty(inode, true)
     void this.host.changed(this)
   }
 

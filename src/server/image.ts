@@ -218,12 +218,12 @@ export class ServedImage {
 
   private observer(): VolumeObserver {
     return {
-      inodeChanged: (ino) => {
+      inodeChanged: (ino, atimeOnly) => {
         this.pending.inodes.add(ino)
-        for (const w of this.watchers) w(ino)
+        for (const w of this.watchers) w(ino, atimeOnly ?? false)
       },
       entryChanged: (dir, name) => {
-        for (const w of this.watchers) w(dir)
+        for (const w of this.watchers) w(dir, false)
         let list = this.pending.entries.get(dir)
         if (!list) this.pending.entries.set(dir, list = [])
         if (!list.some((n) => n.equals(name))) list.push(Buffer.from(name))
@@ -901,7 +901,7 @@ export class ServedImage {
   /** requests of the mounts that may have changed the image, so far (requestChanges) */
   private changes = 0
   /** told of each inode changed, and each directory whose entries changed (watch) */
-  private readonly watchers = new Set<(ino: number) => void>()
+  private readonly watchers = new Set<(ino: number, atimeOnly: boolean) => void>()
   /** the end of the last work in slices asked for (takeTurn) */
   private turnChain: Promise<void> = Promise.resolve()
 
@@ -910,8 +910,12 @@ export class ServedImage {
     return this.changes
   }
 
-  /** Calls `fn` with each inode changed, and each directory whose entries changed, until the returned function is called. */
-  watch(fn: (ino: number) => void): () => void {
+  /**
+   * Calls `fn` with each inode changed (`atimeOnly`: a read through a mount moved its access
+   * time, nothing else), and each directory whose entries changed, until the returned function
+   * is called.
+   */
+  watch(fn: (ino: number, atimeOnly: boolean) => void): () => void {
     this.watchers.add(fn)
     return () => {
       this.watchers.delete(fn)

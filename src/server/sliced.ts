@@ -285,12 +285,14 @@ export function serveCopy(image: ServedImage, c: net.Socket, request: Record<str
       const vol = image.vol
       // The inodes of the source a copy between filesets has read: one a mount changes
       // before the copy is published would be lost with the source (its name goes), so the
-      // move of that source then fails and changes nothing.
+      // move of that source then fails and changes nothing. A read through a mount that only
+      // moves an access time does not count: the copy keeps the one it read, as `mv` across
+      // file systems keeps the times it copied.
       const visited = new Set<number>()
       let changed = false
       let inStep = true
-      const unwatch = image.watch((ino) => {
-        if (!inStep && visited.has(ino)) changed = true
+      const unwatch = image.watch((ino, atimeOnly) => {
+        if (!inStep && !atimeOnly && visited.has(ino)) changed = true
       })
       // A source's own steps are dropped on failure only while nothing else is in the
       // running transaction: before it yielded (a rename, a copy refused at once).
