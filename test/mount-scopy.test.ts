@@ -58,6 +58,30 @@ async function described(image: string, loc: string, out: string, layout = true)
   return tree
 }
 
+/**
+ * Sends the request `prism mv -i IMAGE root:/big other:/big` sends, from here, calls
+ * `meanwhile` when the server's first line (progress) comes, and resolves with every line.
+ */
+function moveBig(image: string, meanwhile: () => void): Promise<string[]> {
+  return new Promise<string[]>((resolve, reject) => {
+    const got: string[] = []
+    const c = net.createConnection(socketPath(image))
+    let buf = ''
+    c.setEncoding('utf8')
+    c.on('connect', () => c.write(JSON.stringify({op: 'copy', move: true, srcs: [{fileset: 'root', path: '/big'}], dst: {fileset: 'other', path: '/big'}}) + '\n'))
+    c.on('data', (d: string) => {
+      buf += d
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        got.push(buf.slice(0, nl))
+        buf = buf.slice(nl + 1)
+        if (got.length === 1) meanwhile()
+      }
+    })
+    c.on('close', () => resolve(got))
+    c.on('error', reject)
+  })
+}
+
 describe('prism cp and mv within a served image, and defrag on one: run by the server in slices', function () {
   this.timeout(180_000)
   let s: Scratch
@@ -247,25 +271,9 @@ describe('prism cp and mv within a served image, and defrag on one: run by the s
   it('mv of a tree a mount writes into while it is copied: that source is not moved (the command exits 1), and nothing is lost', async () => {
     const all = s.mountpoint()
     await s.mount(null, all)
-    // The request `prism mv` sends, from here: a file is made in the source through the
-    // mount as soon as the server reports progress, while it copies.
-    const lines = await new Promise<string[]>((resolve, reject) => {
-      const got: string[] = []
-      const c = net.createConnection(socketPath(s.image))
-      let buf = ''
-      c.setEncoding('utf8')
-      c.on('connect', () => c.write(JSON.stringify({op: 'copy', move: true, srcs: [{fileset: 'root', path: '/big'}], dst: {fileset: 'other', path: '/big'}}) + '\n'))
-      c.on('data', (d: string) => {
-        buf += d
-        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          got.push(buf.slice(0, nl))
-          buf = buf.slice(nl + 1)
-          if (got.length === 1) fs.writeFileSync(path.join(all, 'root', 'big', 'new'), 'written meanwhile')
-        }
-      })
-      c.on('close', () => resolve(got))
-      c.on('error', reject)
-    })
+    // A file is made in the source through the mount as soon as the server reports progress,
+    // while it copies.
+    const lines = await moveBig(s.image, () => fs.writeFileSync(path.join(all, 'root', 'big', 'new'), 'written meanwhile'))
     expect(lines.filter((l) => !l.startsWith('{"progress"'))).to.deep.equal([
       '{"error":{"code":"EBUSY","message":"the source changed while it was being moved (a mount wrote it); nothing was moved"}}', '{"done":{}}', '{"ok":true}'])
     expect(fs.readFileSync(path.join(all, 'root', 'big', 'new'), 'utf8')).to.equal('written meanwhile')
@@ -285,33 +293,18 @@ describe('prism cp and mv within a served image, and defrag on one: run by the s
     const aged = spawnSync('find', [big, '-maxdepth', '2', '(', '-name', 'big', '-o', '-name', 'd00[0-2]', '-o', '-path', '*/d00[0-2]/*', ')', '-exec', 'touch', '-a', '-d', '2020-01-01', '{}', '+'])
     expect(aged.status, String(aged.stderr)).to.equal(0)
     let read = 0
-    const lines = await new Promise<string[]>((resolve, reject) => {
-      const got: string[] = []
-      const c = net.createConnection(socketPath(s.image))
-      let buf = ''
-      c.setEncoding('utf8')
-      c.on('connect', () => c.write(JSON.stringify({op: 'copy', move: true, srcs: [{fileset: 'root', path: '/big'}], dst: {fileset: 'other', path: '/big'}}) + '\n'))
-      c.on('data', (d: string) => {
-        buf += d
-        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          got.push(buf.slice(0, nl))
-          buf = buf.slice(nl + 1)
-          if (got.length !== 1) continue
-          // Read the tree's top and the first directories (copied first) through the mount.
-          try {
-            for (const d of fs.readdirSync(big).slice(0, 3)) {
-              for (const f of fs.readdirSync(path.join(big, d))) {
-                fs.readFileSync(path.join(big, d, f))
-                read++
-              }
-            }
-          } catch {
-            // moved already (a fast machine): the assertions below still hold
+    const lines = await moveBig(s.image, () => {
+      // Read the tree's top and the first directories (copied first) through the mount.
+      try {
+        for (const d of fs.readdirSync(big).slice(0, 3)) {
+          for (const f of fs.readdirSync(path.join(big, d))) {
+            fs.readFileSync(path.join(big, d, f))
+            read++
           }
         }
-      })
-      c.on('close', () => resolve(got))
-      c.on('error', reject)
+      } catch {
+        // moved already (a fast machine): the assertions below still hold
+      }
     })
     expect(lines.filter((l) => !l.startsWith('{"progress"'))).to.deep.equal(['{"done":{}}', '{"ok":true}'])
     expect(read, 'files read through the mount during the move').to.be.greaterThan(0)
