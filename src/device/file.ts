@@ -9,18 +9,25 @@ import {Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
-import {reopen} from './reopen.js'
+import {reopen, reopenPaths} from './reopen.js'
 import {WriteBehind} from './writebehind.js'
 import {checkInterrupt} from '../interrupt.js'
 
 // startWriteback's thread, as plain JavaScript evaluated in it: fdatasync on request, on a
-// descriptor of its own (opened for it, closed by it); errors are ignored (sync() on the
-// image's descriptor reports them).
+// descriptor of its own, of the image file (dev, ino) as reopen() finds it; errors are ignored
+// (sync() on the image's descriptor reports them).
 const WRITEBACK_SOURCE = `
 const fs = require('node:fs')
 const {parentPort, workerData} = require('node:worker_threads')
 const state = new Int32Array(workerData.state)
-let fd = workerData.fd
+let fd = -1
+for (const p of workerData.paths) {
+  try { fd = fs.openSync(p, 'r') } catch { continue }
+  const st = fs.fstatSync(fd)
+  if (st.dev === workerData.dev && st.ino === workerData.ino) break
+  fs.closeSync(fd)
+  fd = -1
+}
 parentPort.on('message', (m) => {
   if (m === 'close') {
     if (fd >= 0) fs.closeSync(fd)
@@ -367,10 +374,9 @@ export class FileDevice implements BlockDevice {
   startWriteback(): void {
     if (this.readOnly || this.closed) return
     if (!this.hint) {
-      const fd = reopen(this.fd, this.path, fs.constants.O_RDONLY)
-      if (fd === null) return
+      const {dev, ino} = fs.fstatSync(this.fd)
       const state = new Int32Array(new SharedArrayBuffer(4))
-      const worker = new Worker(WRITEBACK_SOURCE, {eval: true, workerData: {fd, state: state.buffer}})
+      const worker = new Worker(WRITEBACK_SOURCE, {eval: true, workerData: {paths: reopenPaths(this.fd, this.path), dev, ino, state: state.buffer}})
       worker.unref()
       this.hint = {worker, state}
     }

@@ -10,7 +10,7 @@ import fs from 'node:fs'
  * would serve another image's blocks.
  */
 export function reopen(fd: number, path: string, flags: number): number | null {
-  for (const p of [`/proc/self/fd/${fd}`, path]) {
+  for (const p of reopenPaths(fd, path)) {
     let other: number
     try {
       other = fs.openSync(p, flags)
@@ -26,4 +26,9 @@ export function reopen(fd: number, path: string, flags: number): number | null {
     fs.closeSync(other)
   }
   return null
+}
+
+/** Where reopen() looks for the file open as `fd`, in order (a thread of this process may look there too). */
+export function reopenPaths(fd: number, path: string): string[] {
+  return [`/proc/self/fd/${fd}`, path]
 }
