@@ -32,7 +32,7 @@
 // expands the directories a path reaches, and the floors above (clone, scan, the server's
 // background slices) drive the rest. Nothing here imports the namespace layer; Namespace calls in.
 import {holdXattrs, shareXattrs} from './xattr.js'
-import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
+import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_INLINE, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
   CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
 } from '../format/clonestate.js'
@@ -256,8 +256,9 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   const t = {...NO_TALLY}
   // Usually every entry is kept: then the directory is the source's, laid out as it is
   // (dirCopyLayout), which costs a block copy per bucket instead of an insertion per entry
-  // (a chain of clones expands the same directory once per clone, issue 19).
-  const kept = keptEntries(vol, ci, from, path)
+  // (a chain of clones expands the same directory once per clone, issue 19). An UNEXPANDED
+  // directory holds nothing (the copy needs that; the other path adds to whatever it holds).
+  const kept = u.r.size === 0 && (u.r.flags & IF_INLINE) ? keptEntries(vol, ci, from, path) : null
   if (kept) {
     const inos = new Array<number>(kept.children.length)
     for (let i = 0; i < inos.length; i++) {
