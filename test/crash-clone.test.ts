@@ -28,7 +28,7 @@ import {
 } from './crash-lib.js'
 
 /** Directories of fileset big, whose clone must span several transactions. */
-const BIG_DIRS = 24
+const BIG_DIRS = 32
 
 /** Fileset root with a small tree (hard links, a symlink, multi-block files), and fileset big. */
 function setupOps(bigDirs = BIG_DIRS): Op[] {
@@ -137,8 +137,8 @@ function workload(host: string): Op[] {
   op('fileset delete c1 (shares inodes with root and staging, has a child)', (_ns, vol) => { deleteFileset(vol, 'c1') })
   op('fileset delete web (unique inodes and data)', (_ns, vol) => { deleteFileset(vol, 'web') })
   cloneOp(`clone big big2 (${BIG_DIRS * 2 + 1} directories, spans transactions)`, (_ns, vol) => { clone(vol, {fileset: 'big', path: '/'}, {fileset: 'big2'}) })
-  cloneOp('clone big:/ root:/bigcopy --exclude /d[1-4]* (graft, spans transactions)', (_ns, vol) => {
-    clone(vol, {fileset: 'big', path: '/'}, {fileset: 'root', path: '/bigcopy'}, {exclude: ['/d[1-4]*']})
+  cloneOp('clone big:/ root:/bigcopy --exclude /d3* (graft, spans transactions)', (_ns, vol) => {
+    clone(vol, {fileset: 'big', path: '/'}, {fileset: 'root', path: '/bigcopy'}, {exclude: ['/d3*']})
   })
   op('write -a big2:/d05/f (hard-linked private copy)', (_ns, vol) => { namespace(vol, 'big2').writeFile('/d05/f', bytes(50, 26), {append: true}) })
   op('fileset delete big (shares its files with big2, spans transactions)', (_ns, vol) => { deleteFileset(vol, 'big') })
@@ -213,8 +213,8 @@ describe('crash consistency: clone, graft, fileset delete', function () {
       expect(end.filesets.map((f) => f.split(' ')[0])).to.deep.equal(['root', 'big2'])
       expect(end.filesets[1]).to.match(/parent=- /) // big2's parent, big, was deleted
       expect(end.tree.some((l) => l.startsWith('root:/etc-c2/passwd '))).to.equal(true)
-      expect(end.tree.some((l) => l.startsWith('root:/bigcopy/d09/sub '))).to.equal(true)
-      expect(end.tree.some((l) => l.startsWith('root:/bigcopy/d10'))).to.equal(false)
+      expect(end.tree.some((l) => l.startsWith('root:/bigcopy/d29/sub '))).to.equal(true)
+      expect(end.tree.some((l) => l.startsWith('root:/bigcopy/d30'))).to.equal(false)
     }
   })
 

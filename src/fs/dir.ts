@@ -9,7 +9,7 @@ import {
 } from '../format/constants.js'
 import {nameHash} from '../format/checksum.js'
 import {
-  BUCKET_HDR, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, decodeBucket, decodeEntries, decodePtrBlock, encodeBucket, encodeEntries,
+  BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, decodeBucket, decodeEntries, decodePtrBlock, encodeBucket, encodeEntries,
   encodePtrBlock, entriesSize, type Dirent,
 } from '../format/dirent.js'
 import {nameText} from '../format/name.js'
@@ -345,6 +345,67 @@ function split(vol: Volume, dir: Inode, l: number, ld: number): void {
   for (let i = 0; i < ptrs.length; i++) if (ptrs[i] === l && (i >>> ld) & 1) ptrs[i] = nl
   storePtrs(vol, dir, ptrs)
   vol.idirty(dir)
+}
+
+/**
+ * Fills empty directory `dst` with the entries of directory `src`, laid out exactly as in
+ * `src`: the same dir_seed, hence the same hashes, buckets and pointer table, copied block for
+ * block instead of inserted one by one. Entry i (in dirForEachRaw's order over `src`) names
+ * inode `inos[i]` in `dst`, and every lastclone is 0, as for any entry a clone makes (§7.1).
+ * This is what expanding a directory writes (src/fs/expand.ts); `src` must not change in
+ * between. `dst`'s data_version rises by one per entry, as if they had been added one by one.
+ */
+export function dirCopyLayout(vol: Volume, src: Inode, dst: Inode, inos: ArrayLike<number>): void {
+  if (dst.r.size !== 0 || !(dst.r.flags & IF_INLINE)) throw new Error(`dirCopyLayout: directory inode ${dst.ino} is not empty`)
+  if (inos.length !== src.r.size) throw new Error(`dirCopyLayout: ${inos.length} inodes for ${src.r.size} entries`)
+  let i = 0
+  /** Repoints the `count` entries packed from buf[start] (none past `end`); returns their bytes. */
+  const repoint = (buf: Buffer, start: number, end: number, count: number): number => {
+    let bytes = 0
+    walkEntries(src.ino, buf, start, end, count, (_ino, _type, b, off, len) => {
+      const o = off - DIRENT_FIXED
+      b.writeUInt32LE(inos[i++], o)
+      b.writeUInt32LE(0, o + 4)
+      bytes += DIRENT_FIXED + len
+      vol.observer?.entryChanged(dst.ino, b.subarray(off, off + len))
+    })
+    return bytes
+  }
+  if (src.r.flags & IF_INLINE) {
+    src.r.area.copy(dst.r.area)
+    repoint(dst.r.area, 0, INODE_AREA_SIZE, src.r.size)
+  } else {
+    if (!(src.r.flags & IF_HASHED)) fail('EBADIMAGE', `directory inode ${src.ino} has no entry format; run 'prism fsck'`)
+    dst.r.flags = (dst.r.flags & ~IF_INLINE) | IF_HASHED
+    dst.r.area.fill(0) // the extent root, written at commit
+    dst.extents = []
+    dst.treeBlocks = []
+    for (let l = 0; l < src.r.dirBuckets; l++) {
+      const from = readBucket(vol, src, l)
+      if (from.readUInt16LE(0) !== BUCKET_MAGIC) fail('EBADIMAGE', `directory inode ${src.ino} bucket ${l} has a bad magic; run 'prism fsck'`)
+      const to = addDirBlock(vol, dst, l)
+      from.copy(to)
+      if (repoint(to, BUCKET_HDR, BLOCK_SIZE, to.readUInt16LE(4)) !== to.readUInt16LE(6)) {
+        fail('EBADIMAGE', `directory inode ${src.ino} bucket ${l} has a damaged entry; run 'prism fsck'`)
+      }
+      vol.sealAtCommit(dirBlock(vol, dst, l), sealBucket)
+    }
+    // The pointer table names logical buckets, the same in the copy: its blocks are copied as they are.
+    for (let b = 0; b * DIR_PTRS_PER_BLOCK < 2 ** src.r.dirDepth && src.r.dirDepth > 0; b++) {
+      const from = vol.store.get(dirBlock(vol, src, DIR_PTR_BASE + b))
+      if (from.readUInt32LE(BLOCK_SIZE - 4) !== crc32(from, 0, BLOCK_SIZE - 4)) {
+        fail('EBADIMAGE', `directory inode ${src.ino} pointer block checksum mismatch; run 'prism fsck'`)
+      }
+      from.copy(addDirBlock(vol, dst, DIR_PTR_BASE + b))
+    }
+  }
+  if (i !== src.r.size) fail('EBADIMAGE', `directory inode ${src.ino} holds ${i} entries, not ${src.r.size}; run 'prism fsck'`)
+  dst.r.dirSeed = src.r.dirSeed
+  dst.r.dirDepth = src.r.dirDepth
+  dst.r.dirBuckets = src.r.dirBuckets
+  dst.r.size = src.r.size
+  dst.r.dataVersion += src.r.size
+  vol.idirty(dst)
 }
 
 /** Removes the entry `name` and returns it. */

@@ -32,7 +32,7 @@
 // expands the directories a path reaches, and the floors above (clone, scan, the server's
 // background slices) drive the rest. Nothing here imports the namespace layer; Namespace calls in.
 import {holdXattrs, shareXattrs} from './xattr.js'
-import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
+import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_INLINE, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
   CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
 } from '../format/clonestate.js'
@@ -40,7 +40,7 @@ import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
 import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
 import {fail} from '../errors.js'
-import {dirAdd, dirInit, dirList, dirLookup} from './dir.js'
+import {dirAdd, dirCopyLayout, dirForEachRaw, dirInit, dirList, dirLookup} from './dir.js'
 import {readData, shareInto, writeData} from './extents.js'
 import {anyBuilding, buildingFilesets, expandingFrom, filesetById, filesetCount, saveFileset, type Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
@@ -254,37 +254,39 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   const made: Array<{inode: Inode, path: string}> = []
   // Counted apart and added at the end: a directory whose expansion fails counts nothing.
   const t = {...NO_TALLY}
-  for (const e of dirList(vol, from)) {
-    const childPath = `${path}/${nameText(e.name)}`
-    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
-    const child = vol.iget(e.ino)
-    if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
-    if (child.isDir) {
+  // Usually every entry is kept: then the directory is the source's, laid out as it is
+  // (dirCopyLayout), which costs a block copy per bucket instead of an insertion per entry
+  // (a chain of clones expands the same directory once per clone, issue 19). An UNEXPANDED
+  // directory holds nothing (the copy needs that; the other path adds to whatever it holds).
+  const kept = u.r.size === 0 && (u.r.flags & IF_INLINE) ? keptEntries(vol, ci, from, path) : null
+  if (kept) {
+    const inos = new Array<number>(kept.children.length)
+    for (let i = 0; i < inos.length; i++) {
+      const child = kept.children[i]
+      const name = kept.dirNames[i]
+      if (name === undefined) {
+        inos[i] = cloneFile(vol, c, ci, src, child, t)
+        continue
+      }
       const d = newUnexpandedDir(vol, child, src.id)
-      dirAdd(vol, u, d.ino, DT_DIR, e.name, 0)
-      made.push({inode: d, path: childPath})
-      continue
+      made.push({inode: d, path: `${path}/${name}`})
+      inos[i] = d.ino
     }
-    // A file hard-linked at clone time: one private copy per clone, its blocks shared. It is
-    // made when its first name is expanded, with the source's link count: the clone's names
-    // still to be expanded count already, as they must for stat and for the rule that a
-    // linked file is never shared. (Names the clone leaves out, through --exclude, noclone
-    // or a subtree clone, are taken off by recountLinks when expansion ends.) The map is asked
-    // first: the source may have dropped names since this clone expanded them.
-    // A copy the source (itself still expanding) made of a hard-linked file may count links
-    // it has not expanded yet: it counts as hard-linked too, so it is never shared while its
-    // count can still be corrected (recountLinks).
-    let cp = copyOf(vol, ci, child)
-    if (cp || child.r.nlink > 1 || (isExpanding(src) && info(vol, src).copies.has(child.ino))) {
-      if (!cp) t.copiedHardlinked++
-      cp ??= linkedCopy(vol, c, ci, child)
-      dirAdd(vol, u, cp.ino, e.type, e.name, 0)
-      continue
+    dirCopyLayout(vol, from, u, inos)
+  } else {
+    for (const e of dirList(vol, from)) {
+      const childPath = `${path}/${nameText(e.name)}`
+      if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
+      const child = vol.iget(e.ino)
+      if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
+      if (child.isDir) {
+        const d = newUnexpandedDir(vol, child, src.id)
+        dirAdd(vol, u, d.ino, DT_DIR, e.name, 0)
+        made.push({inode: d, path: childPath})
+        continue
+      }
+      dirAdd(vol, u, cloneFile(vol, c, ci, src, child, t), e.type, e.name, 0)
     }
-    child.r.share++
-    vol.idirty(child)
-    dirAdd(vol, u, child.ino, e.type, e.name, 0)
-    t.shared++
   }
   u.r.flags &= ~IF_UNEXPANDED
   u.r.srcIno = 0
@@ -301,6 +303,57 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     tally.excluded += t.excluded
   }
   return made
+}
+
+/**
+ * The entries of source directory `from` (at clone path `path`) when expansion keeps every
+ * one of them: each one's inode, in dirForEachRaw's order, and for a directory its name.
+ * Null when an entry is left out (an exclude pattern, the noclone flag).
+ */
+function keptEntries(vol: Volume, ci: CloneInfo, from: Inode, path: string): {children: Inode[], dirNames: Array<string | undefined>} | null {
+  const patterns = ci.spec.exclude.length > 0
+  const children: Inode[] = []
+  const dirNames: Array<string | undefined> = []
+  let all = true
+  dirForEachRaw(vol, from, (ino, type, buf, off, len) => {
+    if (!all) return
+    const child = vol.iget(ino)
+    const name = child.isDir || patterns ? nameText(buf.subarray(off, off + len)) : undefined
+    // (an entry whose type is not its inode's is left to the entry-by-entry path, as before)
+    if ((child.r.flags & IF_NOCLONE) || child.isDir !== (type === DT_DIR) || (patterns && ci.match.test(`${path}/${name}`, type === DT_DIR) >= 0)) {
+      all = false
+      return
+    }
+    children.push(child)
+    dirNames.push(child.isDir ? name : undefined)
+  })
+  return all ? {children, dirNames} : null
+}
+
+/**
+ * What file or symlink `child` of source `src` becomes in clone `c`, counted in `t`: the
+ * same inode, shared; or for a file hard-linked at clone time, the clone's private copy.
+ *
+ * The copy is made when its first name is expanded, with the source's link count: the
+ * clone's names still to be expanded count already, as they must for stat and for the rule
+ * that a linked file is never shared. (Names the clone leaves out, through --exclude, noclone
+ * or a subtree clone, are taken off by recountLinks when expansion ends.) The map is asked
+ * first: the source may have dropped names since this clone expanded them. A copy the source
+ * (itself still expanding) made of a hard-linked file may count links it has not expanded
+ * yet: it counts as hard-linked too, so it is never shared while its count can still be
+ * corrected (recountLinks).
+ */
+function cloneFile(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, child: Inode, t: ExpandTally): number {
+  let cp = copyOf(vol, ci, child)
+  if (cp || child.r.nlink > 1 || (isExpanding(src) && info(vol, src).copies.has(child.ino))) {
+    if (!cp) t.copiedHardlinked++
+    cp ??= linkedCopy(vol, c, ci, child)
+    return cp.ino
+  }
+  child.r.share++
+  vol.idirty(child)
+  t.shared++
+  return child.ino
 }
 
 /**

@@ -239,6 +239,8 @@ export class Volume implements InodeHome {
     this.readOnly = dev.readOnly || opts.write === false
     this.store = new BlockStore(dev, journal, opts.cacheBlocks)
     this.store.readOnly = this.readOnly
+    // A block allocated in this transaction is free in the committed state: written in place before the log (FORMAT.md §3.6).
+    this.store.unreferenced = (block) => this.allocatedNow(block)
   }
 
   // ---------------------------------------------------------------- opening
@@ -396,7 +398,6 @@ export class Volume implements InodeHome {
     return this.store.dirtyCount + this.dirtyInodeBlocks.size + this.dirtyRc.size
   }
 
-  /** True when the running transaction has grown past half the journal (or TXN_MAX_BLOCKS). */
   private ident: {dev: bigint, ino: bigint} | null | undefined
 
   /**
@@ -408,8 +409,17 @@ export class Volume implements InodeHome {
     return this.ident !== null && this.ident.dev === st.dev && this.ident.ino === st.ino
   }
 
+  /** True when what the running transaction will log has grown past half the journal (or the transaction past TXN_MAX_BLOCKS). */
   get txnFull(): boolean {
-    return this.txnBlocks >= Math.min(this.journal.maxBlocks / 2, TXN_MAX_BLOCKS)
+    return this.txnLogged >= this.journal.maxBlocks / 2 || this.txnBlocks >= TXN_MAX_BLOCKS
+  }
+
+  /**
+   * Of txnBlocks, those the commit will log (at most): blocks allocated in this transaction
+   * are written in place instead (BlockStore.inPlaceFirst), and take no room in the journal.
+   */
+  get txnLogged(): number {
+    return this.store.loggedCount + this.dirtyInodeBlocks.size + this.dirtyRc.size
   }
 
   /**
@@ -424,7 +434,7 @@ export class Volume implements InodeHome {
    */
   maybeCommit(onlyAtJournalHalf = false): void {
     checkInterrupt() // a consistent point: stopping here drops only the running transaction
-    if (onlyAtJournalHalf ? this.txnBlocks >= this.journal.maxBlocks / 2 : this.txnFull) this.commit()
+    if (onlyAtJournalHalf ? this.txnLogged >= this.journal.maxBlocks / 2 : this.txnFull) this.commit()
     else if (this.dirtyInodes.size > this.inodeCacheMax / 4) this.flushInodes()
   }
 
@@ -472,8 +482,16 @@ export class Volume implements InodeHome {
     this.sb.lastWrite = Date.now()
     encodeSuperblock(this.sb, this.store.getMut(0))
     this.sbDirty = false
+    // The backup, when due, is written once the commit is durable and before the primary's
+    // home write: a crash in between leaves it equal to the primary that replay writes, which
+    // fsck accepts (pass 0), never a new primary beside an old backup.
+    const backup = this.backupDue ? () => {
+      this.dev.write(this.sb.blockCount - 1, encodeSuperblock(this.sb))
+      this.dev.sync()
+    } : undefined
+    this.backupDue = false
     try {
-      this.store.commit()
+      this.store.commit(backup)
     } catch (e) {
       this.failure = e as Error
       throw e
@@ -481,11 +499,6 @@ export class Volume implements InodeHome {
     this.freedNow.clear()
     this.allocNow.clear()
     this.trimInodeCache()
-    if (this.backupDue) {
-      this.backupDue = false
-      this.dev.write(this.sb.blockCount - 1, encodeSuperblock(this.sb))
-      this.dev.sync()
-    }
     this.freedInTxn = 0
   }
 

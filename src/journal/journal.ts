@@ -136,8 +136,9 @@ export class Journal {
    * Logs `blocks` as one transaction and writes them in place. Ordered mode: the caller has
    * already written the data blocks this transaction makes reachable; the first sync below
    * makes them durable together with the log, before the commit record is written.
+   * `onCommitted` runs once the commit record is durable, before any home write.
    */
-  commit(blocks: Map<number, Buffer>): void {
+  commit(blocks: Map<number, Buffer>, onCommitted?: () => void): void {
     const n = blocks.size
     if (n === 0) return
     const ndesc = Math.ceil(n / TAGS_PER_DESC)
@@ -187,6 +188,7 @@ export class Journal {
     this.pos += total
     this.seq++
     this.logged = true
+    onCommitted?.()
     writeRuns(this.dev, blocks)
     if (TRACE) fs.appendFileSync(TRACE, `${process.pid} ${this.seq - 1} ${t0.toFixed(3)} ${wallMs().toFixed(3)}\n`)
     if (KILL_AFTER > 0 && this.committedSeqs.length === KILL_AFTER) process.kill(process.pid, 'SIGKILL')

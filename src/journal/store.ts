@@ -10,7 +10,7 @@
 // commit's sync waits for all of them before the commit record is written.
 import type {BlockDevice} from '../device/device.js'
 import {BLOCK_SIZE} from '../format/constants.js'
-import type {Journal} from './journal.js'
+import {writeRuns, type Journal} from './journal.js'
 import {fail} from '../errors.js'
 
 /** Queued data written early (into blocks no committed state references). */
@@ -88,6 +88,14 @@ export class BlockStore {
    * here, readable, and nothing is ever written to the device.
    */
   readOnly = false
+  /**
+   * Set by the volume: true for a block no committed state references (allocated in the
+   * running transaction). commit() writes such a metadata block in place, as ordered data,
+   * instead of logging it, unless the log holds an image of it (docs/FORMAT.md §3.6 step 2).
+   */
+  unreferenced: ((block: number) => boolean) | null = null
+  /** dirty blocks that were unreferenced and not held by the log when they became dirty */
+  private inPlace = 0
   /** buffers whose checksum has been verified since they were read (checked once, not per use) */
   private checked = new WeakSet<Buffer>()
 
@@ -199,7 +207,7 @@ export class BlockStore {
     if (d) return d
     const buf = Buffer.from(this.get(block))
     this.cache.delete(block)
-    this.dirty.set(block, buf)
+    this.setDirty(block, buf)
     return buf
   }
 
@@ -207,8 +215,22 @@ export class BlockStore {
   fresh(block: number): Buffer {
     const buf = Buffer.alloc(BLOCK_SIZE)
     this.cache.delete(block)
-    this.dirty.set(block, buf)
+    this.setDirty(block, buf)
     return buf
+  }
+
+  private setDirty(block: number, buf: Buffer): void {
+    if (!this.dirty.has(block) && this.unreferenced?.(block) && !this.journal?.holds(block)) this.inPlace++
+    this.dirty.set(block, buf)
+  }
+
+  /**
+   * Dirty blocks the commit will log (at most; see inPlaceFirst): what counts against the
+   * journal's size. A block counted as written in place stays so: the set of blocks the log
+   * holds only shrinks until the commit (a checkpoint empties it).
+   */
+  get loggedCount(): number {
+    return this.dirty.size - this.inPlace
   }
 
   /**
@@ -411,8 +433,11 @@ export class BlockStore {
     if (buffered >= DATA_QUEUE_MAX) this.dev.startWriteback?.()
   }
 
-  /** Logs every dirty block as one transaction, then writes them in place. */
-  commit(): void {
+  /**
+   * Logs every dirty block as one transaction, then writes them in place; `onCommitted` runs
+   * once the transaction is durable, before those home writes (Journal.commit).
+   */
+  commit(onCommitted?: () => void): void {
     this.flushData()
     if (this.dirty.size === 0) {
       if (this.behind.length > 0) {
@@ -423,16 +448,36 @@ export class BlockStore {
       return
     }
     if (!this.journal) throw new Error('commit on a store without a journal')
-    this.journal.commit(this.dirty) // its first sync waits for the writes behind
+    this.journal.commit(this.inPlaceFirst(), onCommitted) // its first sync waits for the writes behind (and those of inPlaceFirst)
     this.reap()
     for (const [b, buf] of this.dirty) this.remember(b, buf)
     this.dirty = new Map()
+    this.inPlace = 0
     this.stats.commits++
+  }
+
+  /**
+   * Writes in place the dirty blocks no committed state references (new directory blocks,
+   * extent-tree nodes, ...) that the log holds no image of, and returns the others, to be
+   * logged. Those writes are ordered like file data: the journal's first sync makes them
+   * durable before the commit record exists, and until then nothing committed reads them.
+   * So a new block costs one write instead of two (the log, then its home), and the log
+   * only the blocks that committed state already has.
+   */
+  private inPlaceFirst(): Map<number, Buffer> {
+    const unreferenced = this.unreferenced
+    if (!unreferenced) return this.dirty
+    const logged = new Map<number, Buffer>()
+    const fresh = new Map<number, Buffer>()
+    for (const [b, buf] of this.dirty) (unreferenced(b) && !this.journal!.holds(b) ? fresh : logged).set(b, buf)
+    if (fresh.size > 0) writeRuns(this.dev, fresh)
+    return logged
   }
 
   /** Forgets every change since the last commit. */
   abort(): void {
     this.dirty = new Map()
+    this.inPlace = 0
     // Data written behind for the abandoned operation went to free blocks: wait for it (a
     // later write of the same blocks must land after it), and drop its errors.
     this.dev.settle?.()

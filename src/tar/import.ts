@@ -584,7 +584,7 @@ export class TarImport implements TarSink {
       this.applyMerge(plan)
     }
     // The last transaction must fit the journal whole, or the import would show in parts.
-    if (vol.txnBlocks > vol.journal.maxBlocks * 0.9) {
+    if (vol.txnLogged > vol.journal.maxBlocks * 0.9) {
       vol.abort()
       fail('EFBIG', `merging the archive into ${this.target!.where(this.to.path)} changes more metadata than one journal transaction holds (${vol.journal.maxBlocks} blocks); nothing was imported. Import into a new or empty directory, or into a new fileset with --create`)
     }
