@@ -19,6 +19,9 @@
  * of a Unix socket's peer (SO_PEERCRED); and, for streaming a file to a pipe without copying
  * it through JavaScript, sendfile(2) and the bytes a pipe still holds unread (FIONREAD). Each throws an Error shaped as Node's own system
  * errors (code, errno, syscall, path), so callers treat them alike.
+ *
+ * And one computation: the CRC-32 of many equal-sized records of a buffer in one call (an
+ * inode table's slots), with the zlib Node itself links and exports to addons.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -38,6 +41,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <zlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -481,11 +485,37 @@ static napi_value js_peercred(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* crc32Many(buf, count, stride, len, out): out[k] = the CRC-32 (zlib's, as zlib.crc32) of
+ * buf[k * stride, k * stride + len) for every k < count. A call from JavaScript costs more
+ * than the checksum of a 252-byte inode: this makes one call of a table's thousands. */
+static napi_value js_crc32_many(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_typedarray_type bt, ot;
+  size_t blen = 0, olen = 0;
+  void *bdata = NULL, *odata = NULL;
+  uint32_t count = 0, stride = 0, len = 0;
+  if (argc < 5 || napi_get_typedarray_info(env, argv[0], &bt, &blen, &bdata, NULL, NULL) != napi_ok || bt != napi_uint8_array ||
+      napi_get_value_uint32(env, argv[1], &count) != napi_ok || napi_get_value_uint32(env, argv[2], &stride) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &len) != napi_ok ||
+      napi_get_typedarray_info(env, argv[4], &ot, &olen, &odata, NULL, NULL) != napi_ok || ot != napi_uint32_array ||
+      olen < count || len > stride || (count > 0 && (uint64_t)(count - 1) * stride + len > blen)) {
+    napi_throw_type_error(env, NULL, "crc32Many(buf: Uint8Array, count, stride, len, out: Uint32Array)");
+    return NULL;
+  }
+  const unsigned char *p = bdata;
+  uint32_t *out = odata;
+  for (uint32_t k = 0; k < count; k++) out[k] = (uint32_t)crc32(0, p + (size_t)k * stride, len);
+  return undefined(env);
+}
+
 NAPI_MODULE_INIT() {
   static const struct {const char *name; napi_callback cb;} fns[] = {
     {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
     {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
     {"peerCred", js_peercred}, {"sendFile", js_sendfile}, {"pipeUnread", js_pipe_unread},
+    {"crc32Many", js_crc32_many},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

@@ -9,6 +9,7 @@
 // as Node's own (code, errno, syscall, path).
 import fs from 'node:fs'
 import {createRequire} from 'node:module'
+import {crc32} from './format/checksum.js'
 
 const require = createRequire(import.meta.url)
 
@@ -41,6 +42,8 @@ export interface Sys {
   pipeUnread?(fd: number): number
   /** The credentials of a connected Unix socket's other end. */
   peerCred(fd: number): {pid: number, uid: number, gid: number}
+  /** out[k] = the CRC-32 of buf[k * stride, k * stride + len) for k < count (see crc32Many below). */
+  crc32Many?(buf: Uint8Array, count: number, stride: number, len: number, out: Uint32Array): void
 }
 
 let loaded: Sys | null = null
@@ -163,4 +166,16 @@ export function drainPipe(fd: number): void {
   const s = sysIfBuilt()
   if (typeof s?.pipeUnread !== 'function') return
   for (let wait = 0; s.pipeUnread(fd) > 0; wait = Math.min(wait + 1, 20)) Atomics.wait(sleeper, 0, 0, wait)
+}
+
+/**
+ * The CRC-32 (as format/checksum.ts crc32) of `count` records of `len` bytes, `stride` bytes
+ * apart from the start of `buf`, into out[0, count): the checksums of an inode table's slots.
+ * The addon computes them all in one call (a call from JavaScript per 252-byte record costs
+ * more than its checksum); without it, one call each.
+ */
+export function crc32Many(buf: Uint8Array, count: number, stride: number, len: number, out: Uint32Array): void {
+  const s = sysIfBuilt()
+  if (typeof s?.crc32Many === 'function') return s.crc32Many(buf, count, stride, len, out)
+  for (let k = 0; k < count; k++) out[k] = crc32(buf, k * stride, k * stride + len)
 }
