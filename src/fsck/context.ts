@@ -4,7 +4,7 @@
 // reference counts, and the repairs deferred to the end. It never writes anything by
 // itself except through editInode/clearInode, and only when repairing.
 import type {FilesetRecord} from '../format/fileset.js'
-import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
+import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX} from '../format/constants.js'
 import {crc32} from '../format/checksum.js'
 import type {Extent} from '../format/extent.js'
 import {INODE_CRC_OFF} from '../format/inode.js'
@@ -344,13 +344,21 @@ export class FsckContext {
       const meta = claims.metaOf(c)
       const base = c * CLAIM_CHUNK
       const stop = Math.min(end, base + CLAIM_CHUNK)
+      let fresh = 0
+      let high = false
       for (; i < stop; i++) {
         const k = i - base
         const r = refs[k]
-        if (r !== 0 && (meta[k] !== 0 || kind !== CLAIM_DATA)) this.dups.add(i)
+        if (r === 0) fresh++
+        else {
+          if (meta[k] !== 0 || kind !== CLAIM_DATA) this.dups.add(i)
+          if (r >= REFCOUNT_MAX) high = true
+        }
         if (r !== 0xffff) refs[k] = r + 1
         if (kind !== CLAIM_DATA) meta[k] = kind
       }
+      claims.used += fresh
+      if (high) claims.markHigh(c)
     }
   }
 
@@ -376,11 +384,25 @@ export const CLAIM_CHUNK = REFCOUNTS_PER_BLOCK * 16
 export class BlockClaims {
   private readonly refChunks: Array<Uint16Array | undefined>
   private readonly metaChunks: Array<Uint8Array | undefined>
+  /** per chunk: 1 once a count in it has gone past REFCOUNT_MAX (what one table byte holds) */
+  private readonly highChunks: Uint8Array
+  /** blocks whose count is not zero */
+  used = 0
 
   constructor(readonly blocks: number) {
     const n = Math.ceil(blocks / CLAIM_CHUNK)
     this.refChunks = new Array(n)
     this.metaChunks = new Array(n)
+    this.highChunks = new Uint8Array(n)
+  }
+
+  markHigh(c: number): void {
+    this.highChunks[c] = 1
+  }
+
+  /** Whether a count in chunk c has been past REFCOUNT_MAX (it may have come down since). */
+  high(c: number): boolean {
+    return this.highChunks[c] === 1
   }
 
   /** The reference counts of chunk c (made, all zero, if it has none yet). */
@@ -403,7 +425,13 @@ export class BlockClaims {
   }
 
   setRef(i: number, v: number): void {
-    this.refsOf(Math.floor(i / CLAIM_CHUNK))[i % CLAIM_CHUNK] = v
+    const c = Math.floor(i / CLAIM_CHUNK)
+    const refs = this.refsOf(c)
+    const old = refs[i % CLAIM_CHUNK]
+    if (old === 0 && v !== 0) this.used++
+    else if (old !== 0 && v === 0) this.used--
+    if (v > REFCOUNT_MAX) this.highChunks[c] = 1
+    refs[i % CLAIM_CHUNK] = v
   }
 
   meta(i: number): number {
