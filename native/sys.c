@@ -586,12 +586,34 @@ static napi_value js_crc32_many(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/* crc32(buf, start, end, seed): the CRC-32 of buf[start, end) continuing from seed (as
+ * zlib.crc32(buf.subarray(start, end), seed)), folded as crc32Many's: a 4 KiB block takes a
+ * quarter of the time zlib's takes. */
+static napi_value js_crc32(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_typedarray_type bt;
+  size_t blen = 0;
+  void *bdata = NULL;
+  uint32_t start = 0, end = 0, seed = 0;
+  if (argc < 4 || napi_get_typedarray_info(env, argv[0], &bt, &blen, &bdata, NULL, NULL) != napi_ok || bt != napi_uint8_array ||
+      napi_get_value_uint32(env, argv[1], &start) != napi_ok || napi_get_value_uint32(env, argv[2], &end) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &seed) != napi_ok || start > end || end > blen) {
+    napi_throw_type_error(env, NULL, "crc32(buf: Uint8Array, start, end, seed)");
+    return NULL;
+  }
+  napi_value r;
+  napi_create_uint32(env, crc32_of(seed, (const unsigned char *)bdata + start, end - start), &r);
+  return r;
+}
+
 NAPI_MODULE_INIT() {
   static const struct {const char *name; napi_callback cb;} fns[] = {
     {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
     {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
     {"peerCred", js_peercred}, {"sendFile", js_sendfile}, {"pipeUnread", js_pipe_unread},
-    {"crc32Many", js_crc32_many},
+    {"crc32Many", js_crc32_many}, {"crc32", js_crc32},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

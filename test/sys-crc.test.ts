@@ -4,7 +4,7 @@
 import {expect} from 'chai'
 import fc from 'fast-check'
 import {crc32} from '../src/format/checksum.js'
-import {crc32Many, sys} from '../src/sys.js'
+import {crc32Many, fastCrc32, sys} from '../src/sys.js'
 
 describe('sys: crc32Many', () => {
   it('the addon has it', () => {
@@ -26,5 +26,15 @@ describe('sys: crc32Many', () => {
 
   it('refuses records past the end of the buffer', () => {
     expect(() => sys().crc32Many!(Buffer.alloc(512), 3, 256, 252, new Uint32Array(3))).to.throw(TypeError)
+  })
+})
+
+describe('sys: fastCrc32', () => {
+  it('equals crc32 of any range, from any seed', () => {
+    fc.assert(fc.property(fc.uint8Array({minLength: 0, maxLength: 4200}), fc.nat(), fc.nat(), fc.integer({min: 0, max: 2 ** 32 - 1}), (data, a, b, seed) => {
+      const start = a % (data.length + 1)
+      const end = start + (b % (data.length - start + 1))
+      expect(fastCrc32(data, start, end, seed)).to.equal(crc32(data, start, end, seed))
+    }), {numRuns: 300})
   })
 })

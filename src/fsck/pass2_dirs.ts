@@ -20,6 +20,7 @@ import {
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
 import {tableFileBlocks} from './filesettable.js'
+import {fastCrc32} from '../sys.js'
 
 const DT_NAME: Record<number, string> = {
   [DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink', [DT_CHR]: 'character device', [DT_BLK]: 'block device', [DT_FIFO]: 'FIFO', [DT_SOCK]: 'socket',
@@ -359,7 +360,7 @@ class DirBlocks {
         this.slot.set(blocks[k], k)
         this.off[k] = used
         this.len[k] = keep
-        this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b) ? 1 : 0
+        this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b, fastCrc32) ? 1 : 0
         used += keep
       }
       i = j
