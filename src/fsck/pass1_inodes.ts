@@ -221,7 +221,8 @@ export function pass1(ctx: FsckContext): void {
     crc32Many(buf, n * perBlock, INODE_SIZE, INODE_CRC_OFF, crcs)
     for (let bi = 0; bi < n; bi++) {
       const bo = bi * BLOCK_SIZE
-      if (buf.compare(ZERO_BLOCK, 0, BLOCK_SIZE, bo, bo + BLOCK_SIZE) === 0) continue
+      // A block of free slots only is skipped (one whose first word is not zero is not one).
+      if ((words === null || words[bo >>> 2] === 0) && buf.compare(ZERO_BLOCK, 0, BLOCK_SIZE, bo, bo + BLOCK_SIZE) === 0) continue
       for (let s = 0; s < perBlock; s++) {
         const ino = (b0 + bi) * perBlock + s
         const off = bo + s * INODE_SIZE
