@@ -46,8 +46,9 @@ export interface DirMeta {
   buckets: number
   /** entry count from the inode */
   size: number
-  /** inline entries (a copy of the inode area) */
+  /** inline entries: a copy of the inode area, at areaOff in this buffer */
   area: Buffer | null
+  areaOff: number
   /** the block map as fsck will leave it (hashed directories) */
   ext: Extent[]
   nodes: number[]
@@ -287,23 +288,25 @@ export class FsckContext {
     return {buf: this.vol.store.get(block), off}
   }
 
-  private areaChunk = Buffer.alloc(0)
-  private areaUsed = 0
+  /** the chunk keepCopy copied into last */
+  keptChunk = Buffer.alloc(0)
+  private keptUsed = 0
 
   /**
-   * A copy of buf[start, end) that outlives the read buffer (an inline directory's entries):
-   * carved from shared 1 MiB chunks, one allocation for thousands of small copies.
+   * Copies buf[start, end), which must outlive the read buffer (an inline directory's
+   * entries), into shared 1 MiB chunks (one allocation for thousands of small copies, and no
+   * view made per copy): returns its offset in keptChunk, read after the call.
    */
-  keepCopy(buf: Buffer, start: number, end: number): Buffer {
+  keepCopy(buf: Buffer, start: number, end: number): number {
     const n = end - start
-    if (this.areaUsed + n > this.areaChunk.length) {
-      this.areaChunk = Buffer.allocUnsafe(Math.max(n, 1 << 20))
-      this.areaUsed = 0
+    if (this.keptUsed + n > this.keptChunk.length) {
+      this.keptChunk = Buffer.allocUnsafe(Math.max(n, 1 << 20))
+      this.keptUsed = 0
     }
-    const at = this.areaUsed
-    buf.copy(this.areaChunk, at, start, end)
-    this.areaUsed += n
-    return this.areaChunk.subarray(at, at + n)
+    const at = this.keptUsed
+    buf.copy(this.keptChunk, at, start, end)
+    this.keptUsed += n
+    return at
   }
 
   // ---------------------------------------------------------------- writing (repair only)

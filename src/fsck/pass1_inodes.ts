@@ -314,13 +314,15 @@ function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, in
 }
 
 function recordDir(ctx: FsckContext, buf: Buffer, off: number, ino: number, inline: boolean, size: number, ext: Extent[], nodes: number[]): void {
+  const areaOff = inline ? ctx.keepCopy(buf, off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE) : 0
   ctx.dirs.set(ino, {
     hashed: !inline,
     seed: buf.readUInt32LE(off + 0x60),
     depth: buf.readUInt8(off + 0x64),
     buckets: buf.readUInt32LE(off + 0x68),
     size,
-    area: inline ? ctx.keepCopy(buf, off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE) : null,
+    area: inline ? ctx.keptChunk : null,
+    areaOff,
     ext,
     nodes,
   })

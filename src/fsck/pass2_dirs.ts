@@ -384,16 +384,18 @@ type Rep = (code: ProblemCode, d?: Record<string, string | number>) => void
 
 function scanInline(dm: DirMeta, ents: Entries, rep: Rep): void {
   const area = dm.area!
-  let o = 0
+  const base = dm.areaOff
+  const end = base + INODE_AREA_SIZE
+  let o = base
   for (let i = 0; i < dm.size; i++) {
-    if (o + DIRENT_FIXED > INODE_AREA_SIZE || area[o + 13] === 0 || o + DIRENT_FIXED + area[o + 13] > INODE_AREA_SIZE) {
+    if (o + DIRENT_FIXED > end || area[o + 13] === 0 || o + DIRENT_FIXED + area[o + 13] > end) {
       rep('DIR_INLINE_CORRUPT', {detail: `entry ${i} of ${dm.size} runs past the inode`})
       return
     }
     ents.push(area, o, dm.seed, -1)
     o += DIRENT_FIXED + area[o + 13]
   }
-  if (!zeroRange(area, o, INODE_AREA_SIZE)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
+  if (!zeroRange(area, o, end)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
 }
 
 /** Parses a bucket's entries leniently (stops at the first malformed one); returns what was wrong. */
