@@ -302,8 +302,9 @@ class Entries {
  * through the block cache as before.
  */
 class DirBlocks {
-  /** block -> index into off/len/crcOk */
-  private readonly slot = new Map<number, number>()
+  /** the blocks held, in block order (index into off/len/crcOk) */
+  private blocks = new Float64Array(0)
+  private held = 0
   private off = new Uint32Array(0)
   private len = new Uint16Array(0)
   private crcOk = new Uint8Array(0)
@@ -311,22 +312,27 @@ class DirBlocks {
 
   /** Reads the buckets of the hashed directories in `ctx.dirs`, at most `budget` bytes kept. */
   load(ctx: FsckContext, budget = 256 * 2 ** 20): void {
-    // Each block once, in block order; a block mapped twice (a damaged image) is left to the cache.
-    const role = new Map<number, number>()
+    // Each block once, in block order; a block mapped twice (a damaged image) or as anything
+    // but a bucket is left to the cache. Every mapped block as 2p + 1 for a bucket and 2p
+    // otherwise, sorted: a block is held when it appears once, as a bucket.
+    let mapped = 0
+    for (const d of ctx.dirs.values()) if (d.hashed) for (const e of d.ext) mapped += e.n
+    const keys = new Float64Array(mapped)
+    let m = 0
     for (const d of ctx.dirs.values()) {
       if (!d.hashed) continue
-      for (const e of d.ext) {
-        for (let k = 0; k < e.n; k++) {
-          const p = e.p + k
-          role.set(p, role.has(p) || e.l + k >= d.buckets ? 0 : 1)
-        }
-      }
+      for (const e of d.ext) for (let k = 0; k < e.n; k++) keys[m++] = (e.p + k) * 2 + (e.l + k < d.buckets ? 1 : 0)
     }
-    const blocks: number[] = []
-    for (const [p, r] of role) if (r === 1 && p >= 0 && p < ctx.vol.dev.blocks) blocks.push(p)
-    if (blocks.length === 0) return
-    blocks.sort((a, b) => a - b)
-    const n = blocks.length
+    keys.sort()
+    const blocks = new Float64Array(m)
+    let n = 0
+    for (let a = 0, b = 0; a < m; a = b) {
+      const p = Math.floor(keys[a] / 2)
+      for (b = a + 1; b < m && Math.floor(keys[b] / 2) === p;) b++
+      if (b - a === 1 && keys[a] % 2 === 1 && p < ctx.vol.dev.blocks) blocks[n++] = p
+    }
+    if (n === 0) return
+    this.blocks = blocks
     this.off = new Uint32Array(n)
     this.len = new Uint16Array(n)
     this.crcOk = new Uint8Array(n)
@@ -357,7 +363,7 @@ class DirBlocks {
           arena = bigger
         }
         arena.set(keep === BLOCK_SIZE ? b : b.subarray(0, keep), used)
-        this.slot.set(blocks[k], k)
+        this.held = k + 1
         this.off[k] = used
         this.len[k] = keep
         this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b, fastCrc32) ? 1 : 0
@@ -373,10 +379,18 @@ class DirBlocks {
    * right. Blocks not held are read through the block cache.
    */
   get(ctx: FsckContext, p: number): {b: Buffer, crcOk: boolean} {
-    const k = this.slot.get(p)
-    if (k !== undefined) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
+    // Binary search of the blocks held (a prefix of `blocks` when the budget ran out).
+    let lo = 0
+    let hi = this.held
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (this.blocks[mid] < p) lo = mid + 1
+      else hi = mid
+    }
+    const k = lo
+    if (k < this.held && this.blocks[k] === p) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
     const b = ctx.vol.store.get(p)
-    return {b, crcOk: b.readUInt32LE(12) === bucketCrc(b)}
+    return {b, crcOk: b.readUInt32LE(12) === bucketCrc(b, fastCrc32)}
   }
 }
 
@@ -585,7 +599,7 @@ interface Walk {
   state: Uint8Array
   paths: Paths
   /** inodes named in this walk (fileset walks) */
-  touched: number[]
+  touched: InoList
   ents: Entries
   dups: Uint8Array
   /** the fileset walked (null for an orphan tree) */
@@ -599,6 +613,30 @@ interface Walk {
   probs: FsckProblem[] | null
   /** reports a problem of the directory being expanded */
   rep: Rep
+}
+
+/**
+ * A list of inode numbers in a typed array that doubles as it fills: a walk names every inode
+ * of its tree once, and a plain array of a million numbers is reallocated in the collected
+ * heap on the way (each copy a full collection's worth of old-space growth).
+ */
+export class InoList {
+  items = new Uint32Array(1024)
+  length = 0
+
+  push(ino: number): void {
+    if (this.length === this.items.length) {
+      const bigger = new Uint32Array(this.items.length * 2)
+      bigger.set(this.items)
+      this.items = bigger
+    }
+    this.items[this.length++] = ino
+  }
+
+  /** The inodes listed (a view: valid until the next push). */
+  view(): Uint32Array {
+    return this.items.subarray(0, this.length)
+  }
 }
 
 function childPath(path: string, name: string): string {
@@ -791,7 +829,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
 }
 
 function newWalk(ctx: FsckContext, prefix: string, orphan: boolean, state: Uint8Array, paths: Paths, ents: Entries, held: DirBlocks): Walk {
-  const w: Walk = {prefix, orphan, state, paths, touched: [], ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, rep: () => {}}
+  const w: Walk = {prefix, orphan, state, paths, touched: new InoList(), ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, rep: () => {}}
   w.rep = (code, d = {}) => note(w, ctx.report(code, w.prefix + w.paths.of(w.dir)!, d))
   return w
 }
@@ -820,7 +858,9 @@ export function pass2(ctx: FsckContext): void {
 /** Adds a walked tree's name counts to the totals. */
 function foldTree(ctx: FsckContext, w: Walk): void {
   const bit = w.orphan ? R_ORPHAN_TREE : R_FILESET
-  for (const ino of w.touched) {
+  const touched = w.touched.items
+  for (let t = 0; t < w.touched.length; t++) {
+    const ino = touched[t]
     const c = ctx.curCount[ino]
     if (w.fsIndex) {
       if (ctx.filesetTrees[ino] === 0) ctx.firstFs[ino] = w.fsIndex
@@ -935,11 +975,11 @@ export class LostWalker {
     this.paths = new Paths(ctx.sb.inodeCount)
   }
 
-  walk(root: number, owner: FilesetInfo, prefix: string): number[] {
+  walk(root: number, owner: FilesetInfo, prefix: string): Uint32Array {
     const w = newWalk(this.ctx, prefix, false, this.state, this.paths, this.ents, this.held)
     w.owner = owner
     w.touched.push(root)
     walkTree(this.ctx, w, root)
-    return w.touched
+    return w.touched.view()
   }
 }
