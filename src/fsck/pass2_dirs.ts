@@ -611,6 +611,9 @@ interface Walk {
   /** the directory being expanded, and its problems so far (null: none) */
   dir: number
   probs: FsckProblem[] | null
+  /** its entries to keep, by index (null: all so far), and the names it lost */
+  keep: Uint8Array | null
+  lost: number
   /** reports a problem of the directory being expanded */
   rep: Rep
 }
@@ -716,6 +719,21 @@ function note(w: Walk, p: FsckProblem): void {
   (w.probs ??= []).push(p)
 }
 
+/** Where entry i of the directory being expanded is, for a report. */
+function entryWhere(w: Walk, i: number): string {
+  return w.prefix + childPath(w.paths.of(w.dir)!, w.ents.name(i))
+}
+
+/** Leaves entry i of the directory being expanded out of it, reporting why. */
+function drop(ctx: FsckContext, w: Walk, i: number, code: ProblemCode, d: Record<string, string | number> = {}): void {
+  note(w, ctx.report(code, entryWhere(w, i), d))
+  if (!w.keep) w.keep = new Uint8Array(w.ents.n).fill(1)
+  w.keep[i] = 0
+  // The entry named something else once: that name is lost (ORPHAN_LINKED drops a name the
+  // inode has elsewhere).
+  if (code !== 'ORPHAN_LINKED') w.lost++
+}
+
 function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): void {
   const dm = ctx.dirs.get(dirIno)!
   w.dir = dirIno
@@ -727,23 +745,13 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   const n = ents.n
   // A damaged directory block loses the entries it held: the directory's entry count says
   // how many (lostfound.ts reconnects what they named in the filesets that lost names).
-  let lost = w.probs !== null ? Math.max(0, dm.size - n) : 0
+  w.lost = w.probs !== null ? Math.max(0, dm.size - n) : 0
+  w.keep = null
   if (dm.hashed && n !== dm.size && w.probs === null) w.rep('DIR_COUNT', {have: dm.size, want: n})
   if (w.dups.length < n) w.dups = new Uint8Array(Math.max(n, w.dups.length * 2))
   const dups = w.dups
   dups.fill(0, 0, n)
   const anyDup = ents.duplicates(dups)
-  // Entries to keep, by index; types corrected.
-  let keep: Uint8Array | null = null
-  const where = (i: number) => w.prefix + childPath(w.paths.of(dirIno)!, ents.name(i))
-  const drop = (i: number, code: ProblemCode, d: Record<string, string | number> = {}) => {
-    note(w, ctx.report(code, where(i), d))
-    if (!keep) keep = new Uint8Array(n).fill(1)
-    keep[i] = 0
-    // The entry named something else once: that name is lost (ORPHAN_LINKED drops a name
-    // the inode has elsewhere).
-    if (code !== 'ORPHAN_LINKED') lost++
-  }
   // Entries whose name is not a valid name keep their inode under a safe name.
   let renamed: Map<number, Buffer> | null = null
   let taken: Set<string> | null = null
@@ -756,41 +764,41 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   for (let i = 0; i < n; i++) {
     const ino = eIno[i]
     const np = nameProblemAt(ents, i)
-    if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
+    if (ino < 1 || ino > inodeCount) { drop(ctx, w, i, 'DIRENT_BAD_INODE', {ino}); continue }
     let kind = itype[ino]
-    if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }
+    if (kind === T_FREE) { drop(ctx, w, i, 'DIRENT_DANGLING', {ino}); continue }
     if (kind === T_XATTR) {
       // An attribute inode some inode names: no directory may name it. One that no inode
       // names but a directory does is a file whose IF_XATTR flag is the damage: it stays a file.
-      if (ctx.xattrRefs[ino] > 0) { drop(i, 'DIRENT_ATTR_INODE', {ino}); continue }
+      if (ctx.xattrRefs[ino] > 0) { drop(ctx, w, i, 'DIRENT_ATTR_INODE', {ino}); continue }
       const p = ctx.report('INODE_BAD_FLAGS', `inode ${ino}`, {flags: ctx.iflags[ino].toString(16), kind: 'file a directory names (IF_XATTR dropped)'})
       ctx.editInode(ino, (b, o) => b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_XATTR, o + 2))
       ctx.iflags[ino] &= ~IF_XATTR
       itype[ino] = kind = T_REG
       ctx.fixed(p)
     }
-    if (anyDup && dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
-    if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
+    if (anyDup && dups[i]) { drop(ctx, w, i, 'DIRENT_DUP_NAME'); continue }
+    if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(ctx, w, i, 'ORPHAN_LINKED'); continue }
     if (kind === T_DIR) {
       const st = state[ino]
-      if (st === 2) { drop(i, 'DIR_LOOP', {ino}); continue }
+      if (st === 2) { drop(ctx, w, i, 'DIR_LOOP', {ino}); continue }
       // Directories are never shared: one name, in one tree.
       if (st !== 0 || trees[ino] > 0) {
-        drop(i, 'DIR_MULTIPLE_PARENTS', {ino, other: st !== 0 ? w.prefix + w.paths.of(ino) : 'another tree'})
+        drop(ctx, w, i, 'DIR_MULTIPLE_PARENTS', {ino, other: st !== 0 ? w.prefix + w.paths.of(ino) : 'another tree'})
         continue
       }
     }
     if (eClone[i] > clock) {
       // A stamp from the future would make the write guard skip a clone (src/fs/expand.ts).
-      note(w, ctx.report('LASTCLONE_AHEAD', where(i), {value: eClone[i], clock}))
+      note(w, ctx.report('LASTCLONE_AHEAD', entryWhere(w, i), {value: eClone[i], clock}))
       eClone[i] = 0
     }
     if (eHash[i] !== eChash[i] && !np) { // a renamed entry gets the new name's hash
-      note(w, ctx.report('DIRENT_BAD_HASH', where(i), {have: eHash[i].toString(16), want: eChash[i].toString(16)}))
+      note(w, ctx.report('DIRENT_BAD_HASH', entryWhere(w, i), {have: eHash[i].toString(16), want: eChash[i].toString(16)}))
     }
     const want = DT_OF_KIND[kind]
     if (eType[i] !== want) {
-      note(w, ctx.report('DIRENT_TYPE_MISMATCH', where(i), {have: DT_NAME[eType[i]] ?? `code ${eType[i]}`, ino, want: DT_NAME[want]}))
+      note(w, ctx.report('DIRENT_TYPE_MISMATCH', entryWhere(w, i), {have: DT_NAME[eType[i]] ?? `code ${eType[i]}`, ino, want: DT_NAME[want]}))
       eType[i] = want
     }
     let name: Buffer | null = null
@@ -799,7 +807,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
       // a name that is then still invalid, or taken, becomes #INO as in lost+found.
       taken ??= namesOf(ents)
       name = safeName(ents.nameBuf(i), ino, taken)
-      note(w, ctx.report('DIRENT_BAD_NAME', where(i), {name: `"${ents.name(i)}"`, detail: np, new: `"${nameText(name)}"`}))
+      note(w, ctx.report('DIRENT_BAD_NAME', entryWhere(w, i), {name: `"${ents.name(i)}"`, detail: np, new: `"${nameText(name)}"`}))
       ;(renamed ??= new Map()).set(i, name)
     }
     if (kind === T_DIR) {
@@ -814,11 +822,11 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
     curCount[ino]++
   }
   ctx.subdirs[dirIno] = subdirs
-  if (lost > 0 && w.owner && w.fsIndex) w.owner.lost += lost
+  if (w.lost > 0 && w.owner && w.fsIndex) w.owner.lost += w.lost
   const probs = w.probs as FsckProblem[] | null
   if (probs !== null && !ctx.rebuilds.has(dirIno)) {
     const entries = []
-    const k: Uint8Array | null = keep
+    const k = w.keep
     const rn = renamed as Map<number, Buffer> | null
     for (let i = 0; i < n; i++) {
       if (k && !k[i]) continue
@@ -829,7 +837,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
 }
 
 function newWalk(ctx: FsckContext, prefix: string, orphan: boolean, state: Uint8Array, paths: Paths, ents: Entries, held: DirBlocks): Walk {
-  const w: Walk = {prefix, orphan, state, paths, touched: new InoList(), ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, rep: () => {}}
+  const w: Walk = {prefix, orphan, state, paths, touched: new InoList(), ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, keep: null, lost: 0, rep: () => {}}
   w.rep = (code, d = {}) => note(w, ctx.report(code, w.prefix + w.paths.of(w.dir)!, d))
   return w
 }
