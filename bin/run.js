@@ -45,7 +45,8 @@ if (argv[0] === 'cat' || (argv[0] === 'clone' && served !== 'server')) {
 let done = false
 const listing = argv[0] === 'fileset' && argv[1] === 'list'
 if (argv[0] === 'scan' || argv[0] === 'fsck' || argv[0] === 'export' || listing) {
-  const fast = await import('../dist/fast.mjs')
+  // fsck loads a bundle of its own, half the size (scripts/bundle.mjs).
+  const fast = await import(argv[0] === 'fsck' ? '../dist/fast-fsck.mjs' : '../dist/fast.mjs')
   const code = await (listing ? fast.fastFilesetList(argv.slice(2))
     : argv[0] === 'scan' ? fast.fastScan(argv.slice(1))
     : argv[0] === 'fsck' ? fast.fastFsck(argv.slice(1))

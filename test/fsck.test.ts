@@ -15,7 +15,7 @@ import {
 } from '../src/format/constants.js'
 import {crc32, nameHash} from '../src/format/checksum.js'
 import {BUCKET_HDR} from '../src/format/dirent.js'
-import {emptyInode, encodeInode} from '../src/format/inode.js'
+import {emptyInode, encodeInode, INODE_AREA_OFF} from '../src/format/inode.js'
 import {decodeSuperblock, encodeSuperblock, type Superblock} from '../src/format/superblock.js'
 import {dirList, dirRemove} from '../src/fs/dir.js'
 import {loadExtents, shareData} from '../src/fs/extents.js'
@@ -367,6 +367,32 @@ describe('fsck', function () {
       ritual(['BLOCK_LEAKED'])
       expect(getRefcount(b)).to.equal(0)
       expect(readAll()).to.deep.equal(clean)
+    })
+
+    it('REFCOUNT_OVERFLOW: a block with more references than its counter holds, though the counter says 255', () => {
+      // 255 references are the most a counter holds (sharing stops there), and pass 4 compares
+      // a table block with the counts clamped to a byte: a 256th reference, by a damaged map,
+      // must still be seen.
+      const one = withImage(img, {write: true}, (vol) => {
+        const ns = namespace(vol, 'root')
+        for (let i = 0; i < 254; i++) shareData(vol, ns.resolve('/big'), ns.openForWrite(`/share${i}`))
+        ns.writeFile('/one', Buffer.alloc(BLOCK_SIZE, 1))
+        return ns.resolve('/one').ino
+      })
+      const b = inspect('/big').extents[0].p
+      expect(getRefcount(b)).to.equal(255)
+      expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+      // /one's block now maps /big's first block; its own block is counted free, so that
+      // every byte of the table agrees with the clamped counts.
+      const own = inspect('/one').extents[0].p
+      patchInode(one, (r) => r.writeBigUInt64LE(BigInt(b), INODE_AREA_OFF + 12 + 8))
+      setRefcount(own, 0)
+      const before = sha(img)
+      const check = fsckImage(img, {repair: false})
+      expect(sha(img)).to.equal(before)
+      expect(check.exitCode, show(check)).to.equal(4)
+      expect(check.problems.filter((p) => p.code.startsWith('REFCOUNT') || p.code === 'BLOCK_LEAKED').map((p) => `${p.code} ${p.where}`), show(check))
+        .to.deep.equal([`REFCOUNT_OVERFLOW block ${b}`])
     })
 
     it('REFCOUNT_BLOCK_CRC: a damaged table block is recomputed', () => {

@@ -4,7 +4,7 @@
 // reference counts, and the repairs deferred to the end. It never writes anything by
 // itself except through editInode/clearInode, and only when repairing.
 import type {FilesetRecord} from '../format/fileset.js'
-import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
+import {BLOCK_SIZE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, INODES_PER_BLOCK, INODE_SIZE, REFCOUNTS_PER_BLOCK, REFCOUNT_MAX} from '../format/constants.js'
 import {crc32} from '../format/checksum.js'
 import type {Extent} from '../format/extent.js'
 import {INODE_CRC_OFF} from '../format/inode.js'
@@ -46,8 +46,9 @@ export interface DirMeta {
   buckets: number
   /** entry count from the inode */
   size: number
-  /** inline entries (a copy of the inode area) */
+  /** inline entries: a copy of the inode area, at areaOff in this buffer */
   area: Buffer | null
+  areaOff: number
   /** the block map as fsck will leave it (hashed directories) */
   ext: Extent[]
   nodes: number[]
@@ -287,23 +288,28 @@ export class FsckContext {
     return {buf: this.vol.store.get(block), off}
   }
 
-  private areaChunk = Buffer.alloc(0)
-  private areaUsed = 0
+  /** the chunk keepCopy copied into last */
+  keptChunk = Buffer.alloc(0)
+  private keptUsed = 0
 
   /**
-   * A copy of buf[start, end) that outlives the read buffer (an inline directory's entries):
-   * carved from shared 1 MiB chunks, one allocation for thousands of small copies.
+   * Copies buf[start, end), which must outlive the read buffer (an inline directory's
+   * entries), into shared 1 MiB chunks (one allocation for thousands of small copies, and no
+   * view made per copy): returns its offset in keptChunk, read after the call.
    */
-  keepCopy(buf: Buffer, start: number, end: number): Buffer {
+  keepCopy(buf: Buffer, start: number, end: number): number {
     const n = end - start
-    if (this.areaUsed + n > this.areaChunk.length) {
-      this.areaChunk = Buffer.allocUnsafe(Math.max(n, 1 << 20))
-      this.areaUsed = 0
+    if (this.keptUsed + n > this.keptChunk.length) {
+      this.keptChunk = Buffer.allocUnsafe(Math.max(n, 1 << 20))
+      this.keptUsed = 0
     }
-    const at = this.areaUsed
-    buf.copy(this.areaChunk, at, start, end)
-    this.areaUsed += n
-    return this.areaChunk.subarray(at, at + n)
+    const at = this.keptUsed
+    // A plain loop: Buffer.prototype.copy makes a view of its source on every call, which
+    // costs more than copying 140 bytes.
+    const dst = this.keptChunk
+    for (let i = 0; i < n; i++) dst[at + i] = buf[start + i]
+    this.keptUsed += n
+    return at
   }
 
   // ---------------------------------------------------------------- writing (repair only)
@@ -344,13 +350,28 @@ export class FsckContext {
       const meta = claims.metaOf(c)
       const base = c * CLAIM_CHUNK
       const stop = Math.min(end, base + CLAIM_CHUNK)
+      if (kind === CLAIM_DATA && stop - i >= 64 && claims.unclaimed(c, i - base, stop - base)) {
+        // A long run of file data nothing claimed yet (most of a large file): counted at once.
+        refs.fill(1, i - base, stop - base)
+        claims.used += stop - i
+        i = stop
+        continue
+      }
+      let fresh = 0
+      let high = false
       for (; i < stop; i++) {
         const k = i - base
         const r = refs[k]
-        if (r !== 0 && (meta[k] !== 0 || kind !== CLAIM_DATA)) this.dups.add(i)
+        if (r === 0) fresh++
+        else {
+          if (meta[k] !== 0 || kind !== CLAIM_DATA) this.dups.add(i)
+          if (r >= REFCOUNT_MAX) high = true
+        }
         if (r !== 0xffff) refs[k] = r + 1
         if (kind !== CLAIM_DATA) meta[k] = kind
       }
+      claims.used += fresh
+      if (high) claims.markHigh(c)
     }
   }
 
@@ -367,6 +388,9 @@ export class FsckContext {
 /** Data blocks per chunk of BlockClaims: the counters of 16 refcount-table blocks. */
 export const CLAIM_CHUNK = REFCOUNTS_PER_BLOCK * 16
 
+/** A chunk's counts, all zero, as bytes. */
+const NO_CLAIMS = Buffer.alloc(2 * CLAIM_CHUNK)
+
 /**
  * What fsck counts per data block (the references found, and what kind of metadata claimed
  * it), in chunks of CLAIM_CHUNK blocks made when a block of theirs is first claimed. An image
@@ -376,11 +400,35 @@ export const CLAIM_CHUNK = REFCOUNTS_PER_BLOCK * 16
 export class BlockClaims {
   private readonly refChunks: Array<Uint16Array | undefined>
   private readonly metaChunks: Array<Uint8Array | undefined>
+  /** per chunk: 1 once a count in it has gone past REFCOUNT_MAX (what one table byte holds) */
+  private readonly highChunks: Uint8Array
+  /** the counts of each chunk seen as bytes (for unclaimed) */
+  private readonly refBytes: Array<Buffer | undefined>
+  /** blocks whose count is not zero */
+  used = 0
 
   constructor(readonly blocks: number) {
     const n = Math.ceil(blocks / CLAIM_CHUNK)
     this.refChunks = new Array(n)
     this.metaChunks = new Array(n)
+    this.highChunks = new Uint8Array(n)
+    this.refBytes = new Array(n)
+  }
+
+  /** Whether no block of chunk c from index a to b is claimed (compared as bytes, in one call). */
+  unclaimed(c: number, a: number, b: number): boolean {
+    const refs = this.refsOf(c)
+    const bytes = this.refBytes[c] ??= Buffer.from(refs.buffer, refs.byteOffset, refs.byteLength)
+    return bytes.compare(NO_CLAIMS, 0, 2 * (b - a), 2 * a, 2 * b) === 0
+  }
+
+  markHigh(c: number): void {
+    this.highChunks[c] = 1
+  }
+
+  /** Whether a count in chunk c has been past REFCOUNT_MAX (it may have come down since). */
+  high(c: number): boolean {
+    return this.highChunks[c] === 1
   }
 
   /** The reference counts of chunk c (made, all zero, if it has none yet). */
@@ -403,7 +451,13 @@ export class BlockClaims {
   }
 
   setRef(i: number, v: number): void {
-    this.refsOf(Math.floor(i / CLAIM_CHUNK))[i % CLAIM_CHUNK] = v
+    const c = Math.floor(i / CLAIM_CHUNK)
+    const refs = this.refsOf(c)
+    const old = refs[i % CLAIM_CHUNK]
+    if (old === 0 && v !== 0) this.used++
+    else if (old !== 0 && v === 0) this.used--
+    if (v > REFCOUNT_MAX) this.highChunks[c] = 1
+    refs[i % CLAIM_CHUNK] = v
   }
 
   meta(i: number): number {

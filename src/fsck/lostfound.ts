@@ -281,7 +281,7 @@ class Reconnect {
    * An UNEXPANDED directory stands for the directory at its own path in its source
    * (FORMAT.md §8.6): under lost+found it no longer sits there, so it cannot expand.
    */
-  private unexpandedIn(touched: number[], path: string): void {
+  private unexpandedIn(touched: Uint32Array, path: string): void {
     const ctx = this.ctx
     for (const ino of touched) {
       if (ctx.itype[ino] !== T_DIR || !(ctx.iflags[ino] & IF_UNEXPANDED)) continue
@@ -292,7 +292,7 @@ class Reconnect {
   }
 
   /** Adds the names a walk of fileset k counted (ctx.curCount) to the totals, as pass 2 folds a tree. */
-  private fold(touched: number[], k: number): void {
+  private fold(touched: Uint32Array, k: number): void {
     const ctx = this.ctx
     for (const ino of touched) {
       const c = ctx.curCount[ino]

@@ -5,7 +5,6 @@
 // metadata and also otherwise. It never follows directory entries (pass 2 does), and it
 // changes an inode's block map only by scheduling a rewrite (rebuild.ts).
 import os from 'node:os'
-import zlib from 'node:zlib'
 import {
   BLOCK_SIZE, DIR_PTR_BASE, IF_HASHED, IF_INLINE, IF_KNOWN, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, IF_XATTR, INODE_SIZE, MAX_FILE_SIZE,
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
@@ -20,6 +19,7 @@ import {
   CLAIM_DATA, CLAIM_DIR, CLAIM_NODE, T_BLK, T_CHR, T_DIR, T_FIFO, T_FREE, T_LNK, T_REG, T_SOCK, T_XATTR, type FsckContext,
 } from './context.js'
 import type {FsckProblem} from './problems.js'
+import {crc32Many} from '../sys.js'
 
 const CHUNK = 256
 const LITTLE_ENDIAN = os.endianness() === 'LE'
@@ -29,7 +29,6 @@ const FILE_FLAGS = IF_KNOWN & ~(IF_HASHED | IF_UNEXPANDED | IF_XATTR)
 const SPECIAL_FLAGS = IF_NOCLONE | IF_ORPHAN
 /** flags of an attribute inode */
 const XATTR_FLAGS = IF_XATTR | IF_INLINE
-const zcrc32 = (zlib as unknown as {crc32: (data: Uint8Array) => number}).crc32
 const ENTRY = 16
 const ROOT_HDR = 12
 const NODE_HDR = 16
@@ -206,9 +205,8 @@ export function pass1(ctx: FsckContext): void {
   const sb = ctx.sb
   const buf = Buffer.allocUnsafe(CHUNK * BLOCK_SIZE)
   const perBlock = BLOCK_SIZE / INODE_SIZE
-  // One view per slot of the chunk, made once: the checksum of 100k inodes then allocates nothing.
-  const crcViews: Buffer[] = []
-  for (let k = 0; k < CHUNK * perBlock; k++) crcViews.push(buf.subarray(k * INODE_SIZE, k * INODE_SIZE + INODE_CRC_OFF))
+  // The checksum of every slot of a chunk, computed in one call (src/sys.ts crc32Many).
+  const crcs = new Uint32Array(CHUNK * perBlock)
   // Little-endian hosts read the table through 32-bit words (the chunk is 4-byte aligned).
   const words = LITTLE_ENDIAN && buf.byteOffset % 4 === 0 ? new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4) : null
   const want = tableBlocksToRead(ctx)
@@ -220,14 +218,16 @@ export function pass1(ctx: FsckContext): void {
     n = 1
     while (n < CHUNK && b0 + n < sb.inodeTableBlocks && want[b0 + n]) n++
     ctx.readBlocks(sb.inodeTableStart + b0, n, buf)
+    crc32Many(buf, n * perBlock, INODE_SIZE, INODE_CRC_OFF, crcs)
     for (let bi = 0; bi < n; bi++) {
       const bo = bi * BLOCK_SIZE
-      if (buf.compare(ZERO_BLOCK, 0, BLOCK_SIZE, bo, bo + BLOCK_SIZE) === 0) continue
+      // A block of free slots only is skipped (one whose first word is not zero is not one).
+      if ((words === null || words[bo >>> 2] === 0) && buf.compare(ZERO_BLOCK, 0, BLOCK_SIZE, bo, bo + BLOCK_SIZE) === 0) continue
       for (let s = 0; s < perBlock; s++) {
         const ino = (b0 + bi) * perBlock + s
         const off = bo + s * INODE_SIZE
-        const view = crcViews[bi * perBlock + s]
-        if (words === null || !fastSlot(ctx, words, buf, off, ino, view)) checkSlot(ctx, buf, off, ino, view)
+        const crc = crcs[bi * perBlock + s]
+        if (words === null || !fastSlot(ctx, words, buf, off, ino, crc)) checkSlot(ctx, buf, off, ino, crc)
       }
     }
     ctx.progress('pass 1: inodes', Math.min((b0 + n) * perBlock, sb.inodeCount), sb.inodeCount)
@@ -260,12 +260,12 @@ function tableBlocksToRead(ctx: FsckContext): Uint8Array {
  * every check, with inline data or an extent root of sound leaf extents. Returns false,
  * having recorded nothing, for anything else: checkSlot then does the full checks.
  */
-function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, ino: number, crcView: Buffer): boolean {
+function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, ino: number, crc: number): boolean {
   const b = off >>> 2
   const w0 = w[b]
   const mode = w0 & 0xffff
   if (mode === 0 || ino === 0 || ino > ctx.sb.inodeCount) return false
-  if (w[b + 63] !== zcrc32(crcView)) return false
+  if (w[b + 63] !== crc) return false
   const flags = w0 >>> 16
   const kind = kindOf(mode, flags)
   if ((kind !== T_REG && kind !== T_DIR && kind !== T_LNK) || flags & ~allowedFlags(kind)) return false
@@ -314,19 +314,21 @@ function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, in
 }
 
 function recordDir(ctx: FsckContext, buf: Buffer, off: number, ino: number, inline: boolean, size: number, ext: Extent[], nodes: number[]): void {
+  const areaOff = inline ? ctx.keepCopy(buf, off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE) : 0
   ctx.dirs.set(ino, {
     hashed: !inline,
     seed: buf.readUInt32LE(off + 0x60),
     depth: buf.readUInt8(off + 0x64),
     buckets: buf.readUInt32LE(off + 0x68),
     size,
-    area: inline ? ctx.keepCopy(buf, off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE) : null,
+    area: inline ? ctx.keptChunk : null,
+    areaOff,
     ext,
     nodes,
   })
 }
 
-function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcView: Buffer): void {
+function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crc: number): void {
   if (ino === 0 || ino > ctx.sb.inodeCount) {
     if (!isZero(buf, off, off + INODE_SIZE)) {
       const p = ctx.report('INODE_RESERVED', `inode slot ${ino}`)
@@ -344,7 +346,7 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crcV
     }
     return
   }
-  if (buf.readUInt32LE(off + INODE_CRC_OFF) !== zcrc32(crcView)) {
+  if (buf.readUInt32LE(off + INODE_CRC_OFF) !== crc) {
     // As e2fsck ("inode passes checks, but checksum does not match inode. Fix?"): an inode
     // whose fields are sound keeps what it holds and gets its checksum rewritten (its map
     // is checked next, as any inode's); one with values no version writes is garbage and

@@ -20,6 +20,7 @@ import {
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
 import {tableFileBlocks} from './filesettable.js'
+import {fastCrc32} from '../sys.js'
 
 const DT_NAME: Record<number, string> = {
   [DT_REG]: 'file', [DT_DIR]: 'directory', [DT_LNK]: 'symlink', [DT_CHR]: 'character device', [DT_BLK]: 'block device', [DT_FIFO]: 'FIFO', [DT_SOCK]: 'socket',
@@ -301,8 +302,9 @@ class Entries {
  * through the block cache as before.
  */
 class DirBlocks {
-  /** block -> index into off/len/crcOk */
-  private readonly slot = new Map<number, number>()
+  /** the blocks held, in block order (index into off/len/crcOk) */
+  private blocks = new Float64Array(0)
+  private held = 0
   private off = new Uint32Array(0)
   private len = new Uint16Array(0)
   private crcOk = new Uint8Array(0)
@@ -310,22 +312,27 @@ class DirBlocks {
 
   /** Reads the buckets of the hashed directories in `ctx.dirs`, at most `budget` bytes kept. */
   load(ctx: FsckContext, budget = 256 * 2 ** 20): void {
-    // Each block once, in block order; a block mapped twice (a damaged image) is left to the cache.
-    const role = new Map<number, number>()
+    // Each block once, in block order; a block mapped twice (a damaged image) or as anything
+    // but a bucket is left to the cache. Every mapped block as 2p + 1 for a bucket and 2p
+    // otherwise, sorted: a block is held when it appears once, as a bucket.
+    let mapped = 0
+    for (const d of ctx.dirs.values()) if (d.hashed) for (const e of d.ext) mapped += e.n
+    const keys = new Float64Array(mapped)
+    let m = 0
     for (const d of ctx.dirs.values()) {
       if (!d.hashed) continue
-      for (const e of d.ext) {
-        for (let k = 0; k < e.n; k++) {
-          const p = e.p + k
-          role.set(p, role.has(p) || e.l + k >= d.buckets ? 0 : 1)
-        }
-      }
+      for (const e of d.ext) for (let k = 0; k < e.n; k++) keys[m++] = (e.p + k) * 2 + (e.l + k < d.buckets ? 1 : 0)
     }
-    const blocks: number[] = []
-    for (const [p, r] of role) if (r === 1 && p >= 0 && p < ctx.vol.dev.blocks) blocks.push(p)
-    if (blocks.length === 0) return
-    blocks.sort((a, b) => a - b)
-    const n = blocks.length
+    keys.sort()
+    const blocks = new Float64Array(m)
+    let n = 0
+    for (let a = 0, b = 0; a < m; a = b) {
+      const p = Math.floor(keys[a] / 2)
+      for (b = a + 1; b < m && Math.floor(keys[b] / 2) === p;) b++
+      if (b - a === 1 && keys[a] % 2 === 1 && p < ctx.vol.dev.blocks) blocks[n++] = p
+    }
+    if (n === 0) return
+    this.blocks = blocks
     this.off = new Uint32Array(n)
     this.len = new Uint16Array(n)
     this.crcOk = new Uint8Array(n)
@@ -356,10 +363,10 @@ class DirBlocks {
           arena = bigger
         }
         arena.set(keep === BLOCK_SIZE ? b : b.subarray(0, keep), used)
-        this.slot.set(blocks[k], k)
+        this.held = k + 1
         this.off[k] = used
         this.len[k] = keep
-        this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b) ? 1 : 0
+        this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b, fastCrc32) ? 1 : 0
         used += keep
       }
       i = j
@@ -372,10 +379,18 @@ class DirBlocks {
    * right. Blocks not held are read through the block cache.
    */
   get(ctx: FsckContext, p: number): {b: Buffer, crcOk: boolean} {
-    const k = this.slot.get(p)
-    if (k !== undefined) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
+    // Binary search of the blocks held (a prefix of `blocks` when the budget ran out).
+    let lo = 0
+    let hi = this.held
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (this.blocks[mid] < p) lo = mid + 1
+      else hi = mid
+    }
+    const k = lo
+    if (k < this.held && this.blocks[k] === p) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
     const b = ctx.vol.store.get(p)
-    return {b, crcOk: b.readUInt32LE(12) === bucketCrc(b)}
+    return {b, crcOk: b.readUInt32LE(12) === bucketCrc(b, fastCrc32)}
   }
 }
 
@@ -383,16 +398,18 @@ type Rep = (code: ProblemCode, d?: Record<string, string | number>) => void
 
 function scanInline(dm: DirMeta, ents: Entries, rep: Rep): void {
   const area = dm.area!
-  let o = 0
+  const base = dm.areaOff
+  const end = base + INODE_AREA_SIZE
+  let o = base
   for (let i = 0; i < dm.size; i++) {
-    if (o + DIRENT_FIXED > INODE_AREA_SIZE || area[o + 13] === 0 || o + DIRENT_FIXED + area[o + 13] > INODE_AREA_SIZE) {
+    if (o + DIRENT_FIXED > end || area[o + 13] === 0 || o + DIRENT_FIXED + area[o + 13] > end) {
       rep('DIR_INLINE_CORRUPT', {detail: `entry ${i} of ${dm.size} runs past the inode`})
       return
     }
     ents.push(area, o, dm.seed, -1)
     o += DIRENT_FIXED + area[o + 13]
   }
-  if (!zeroRange(area, o, INODE_AREA_SIZE)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
+  if (!zeroRange(area, o, end)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
 }
 
 /** Parses a bucket's entries leniently (stops at the first malformed one); returns what was wrong. */
@@ -582,7 +599,7 @@ interface Walk {
   state: Uint8Array
   paths: Paths
   /** inodes named in this walk (fileset walks) */
-  touched: number[]
+  touched: InoList
   ents: Entries
   dups: Uint8Array
   /** the fileset walked (null for an orphan tree) */
@@ -594,8 +611,35 @@ interface Walk {
   /** the directory being expanded, and its problems so far (null: none) */
   dir: number
   probs: FsckProblem[] | null
+  /** its entries to keep, by index (null: all so far), and the names it lost */
+  keep: Uint8Array | null
+  lost: number
   /** reports a problem of the directory being expanded */
   rep: Rep
+}
+
+/**
+ * A list of inode numbers in a typed array that doubles as it fills: a walk names every inode
+ * of its tree once, and a plain array of a million numbers is reallocated in the collected
+ * heap on the way (each copy a full collection's worth of old-space growth).
+ */
+export class InoList {
+  items = new Uint32Array(1024)
+  length = 0
+
+  push(ino: number): void {
+    if (this.length === this.items.length) {
+      const bigger = new Uint32Array(this.items.length * 2)
+      bigger.set(this.items)
+      this.items = bigger
+    }
+    this.items[this.length++] = ino
+  }
+
+  /** The inodes listed (a view: valid until the next push). */
+  view(): Uint32Array {
+    return this.items.subarray(0, this.length)
+  }
 }
 
 function childPath(path: string, name: string): string {
@@ -675,6 +719,21 @@ function note(w: Walk, p: FsckProblem): void {
   (w.probs ??= []).push(p)
 }
 
+/** Where entry i of the directory being expanded is, for a report. */
+function entryWhere(w: Walk, i: number): string {
+  return w.prefix + childPath(w.paths.of(w.dir)!, w.ents.name(i))
+}
+
+/** Leaves entry i of the directory being expanded out of it, reporting why. */
+function drop(ctx: FsckContext, w: Walk, i: number, code: ProblemCode, d: Record<string, string | number> = {}): void {
+  note(w, ctx.report(code, entryWhere(w, i), d))
+  if (!w.keep) w.keep = new Uint8Array(w.ents.n).fill(1)
+  w.keep[i] = 0
+  // The entry named something else once: that name is lost (ORPHAN_LINKED drops a name the
+  // inode has elsewhere).
+  if (code !== 'ORPHAN_LINKED') w.lost++
+}
+
 function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): void {
   const dm = ctx.dirs.get(dirIno)!
   w.dir = dirIno
@@ -686,23 +745,13 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   const n = ents.n
   // A damaged directory block loses the entries it held: the directory's entry count says
   // how many (lostfound.ts reconnects what they named in the filesets that lost names).
-  let lost = w.probs !== null ? Math.max(0, dm.size - n) : 0
+  w.lost = w.probs !== null ? Math.max(0, dm.size - n) : 0
+  w.keep = null
   if (dm.hashed && n !== dm.size && w.probs === null) w.rep('DIR_COUNT', {have: dm.size, want: n})
   if (w.dups.length < n) w.dups = new Uint8Array(Math.max(n, w.dups.length * 2))
   const dups = w.dups
   dups.fill(0, 0, n)
   const anyDup = ents.duplicates(dups)
-  // Entries to keep, by index; types corrected.
-  let keep: Uint8Array | null = null
-  const where = (i: number) => w.prefix + childPath(w.paths.of(dirIno)!, ents.name(i))
-  const drop = (i: number, code: ProblemCode, d: Record<string, string | number> = {}) => {
-    note(w, ctx.report(code, where(i), d))
-    if (!keep) keep = new Uint8Array(n).fill(1)
-    keep[i] = 0
-    // The entry named something else once: that name is lost (ORPHAN_LINKED drops a name
-    // the inode has elsewhere).
-    if (code !== 'ORPHAN_LINKED') lost++
-  }
   // Entries whose name is not a valid name keep their inode under a safe name.
   let renamed: Map<number, Buffer> | null = null
   let taken: Set<string> | null = null
@@ -715,41 +764,41 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   for (let i = 0; i < n; i++) {
     const ino = eIno[i]
     const np = nameProblemAt(ents, i)
-    if (ino < 1 || ino > inodeCount) { drop(i, 'DIRENT_BAD_INODE', {ino}); continue }
+    if (ino < 1 || ino > inodeCount) { drop(ctx, w, i, 'DIRENT_BAD_INODE', {ino}); continue }
     let kind = itype[ino]
-    if (kind === T_FREE) { drop(i, 'DIRENT_DANGLING', {ino}); continue }
+    if (kind === T_FREE) { drop(ctx, w, i, 'DIRENT_DANGLING', {ino}); continue }
     if (kind === T_XATTR) {
       // An attribute inode some inode names: no directory may name it. One that no inode
       // names but a directory does is a file whose IF_XATTR flag is the damage: it stays a file.
-      if (ctx.xattrRefs[ino] > 0) { drop(i, 'DIRENT_ATTR_INODE', {ino}); continue }
+      if (ctx.xattrRefs[ino] > 0) { drop(ctx, w, i, 'DIRENT_ATTR_INODE', {ino}); continue }
       const p = ctx.report('INODE_BAD_FLAGS', `inode ${ino}`, {flags: ctx.iflags[ino].toString(16), kind: 'file a directory names (IF_XATTR dropped)'})
       ctx.editInode(ino, (b, o) => b.writeUInt16LE(b.readUInt16LE(o + 2) & ~IF_XATTR, o + 2))
       ctx.iflags[ino] &= ~IF_XATTR
       itype[ino] = kind = T_REG
       ctx.fixed(p)
     }
-    if (anyDup && dups[i]) { drop(i, 'DIRENT_DUP_NAME'); continue }
-    if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(i, 'ORPHAN_LINKED'); continue }
+    if (anyDup && dups[i]) { drop(ctx, w, i, 'DIRENT_DUP_NAME'); continue }
+    if (orphan && reach[ino] & R_ORPHAN_LIST) { drop(ctx, w, i, 'ORPHAN_LINKED'); continue }
     if (kind === T_DIR) {
       const st = state[ino]
-      if (st === 2) { drop(i, 'DIR_LOOP', {ino}); continue }
+      if (st === 2) { drop(ctx, w, i, 'DIR_LOOP', {ino}); continue }
       // Directories are never shared: one name, in one tree.
       if (st !== 0 || trees[ino] > 0) {
-        drop(i, 'DIR_MULTIPLE_PARENTS', {ino, other: st !== 0 ? w.prefix + w.paths.of(ino) : 'another tree'})
+        drop(ctx, w, i, 'DIR_MULTIPLE_PARENTS', {ino, other: st !== 0 ? w.prefix + w.paths.of(ino) : 'another tree'})
         continue
       }
     }
     if (eClone[i] > clock) {
       // A stamp from the future would make the write guard skip a clone (src/fs/expand.ts).
-      note(w, ctx.report('LASTCLONE_AHEAD', where(i), {value: eClone[i], clock}))
+      note(w, ctx.report('LASTCLONE_AHEAD', entryWhere(w, i), {value: eClone[i], clock}))
       eClone[i] = 0
     }
     if (eHash[i] !== eChash[i] && !np) { // a renamed entry gets the new name's hash
-      note(w, ctx.report('DIRENT_BAD_HASH', where(i), {have: eHash[i].toString(16), want: eChash[i].toString(16)}))
+      note(w, ctx.report('DIRENT_BAD_HASH', entryWhere(w, i), {have: eHash[i].toString(16), want: eChash[i].toString(16)}))
     }
     const want = DT_OF_KIND[kind]
     if (eType[i] !== want) {
-      note(w, ctx.report('DIRENT_TYPE_MISMATCH', where(i), {have: DT_NAME[eType[i]] ?? `code ${eType[i]}`, ino, want: DT_NAME[want]}))
+      note(w, ctx.report('DIRENT_TYPE_MISMATCH', entryWhere(w, i), {have: DT_NAME[eType[i]] ?? `code ${eType[i]}`, ino, want: DT_NAME[want]}))
       eType[i] = want
     }
     let name: Buffer | null = null
@@ -758,7 +807,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
       // a name that is then still invalid, or taken, becomes #INO as in lost+found.
       taken ??= namesOf(ents)
       name = safeName(ents.nameBuf(i), ino, taken)
-      note(w, ctx.report('DIRENT_BAD_NAME', where(i), {name: `"${ents.name(i)}"`, detail: np, new: `"${nameText(name)}"`}))
+      note(w, ctx.report('DIRENT_BAD_NAME', entryWhere(w, i), {name: `"${ents.name(i)}"`, detail: np, new: `"${nameText(name)}"`}))
       ;(renamed ??= new Map()).set(i, name)
     }
     if (kind === T_DIR) {
@@ -773,11 +822,11 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
     curCount[ino]++
   }
   ctx.subdirs[dirIno] = subdirs
-  if (lost > 0 && w.owner && w.fsIndex) w.owner.lost += lost
+  if (w.lost > 0 && w.owner && w.fsIndex) w.owner.lost += w.lost
   const probs = w.probs as FsckProblem[] | null
   if (probs !== null && !ctx.rebuilds.has(dirIno)) {
     const entries = []
-    const k: Uint8Array | null = keep
+    const k = w.keep
     const rn = renamed as Map<number, Buffer> | null
     for (let i = 0; i < n; i++) {
       if (k && !k[i]) continue
@@ -788,7 +837,7 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
 }
 
 function newWalk(ctx: FsckContext, prefix: string, orphan: boolean, state: Uint8Array, paths: Paths, ents: Entries, held: DirBlocks): Walk {
-  const w: Walk = {prefix, orphan, state, paths, touched: [], ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, rep: () => {}}
+  const w: Walk = {prefix, orphan, state, paths, touched: new InoList(), ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, keep: null, lost: 0, rep: () => {}}
   w.rep = (code, d = {}) => note(w, ctx.report(code, w.prefix + w.paths.of(w.dir)!, d))
   return w
 }
@@ -817,7 +866,9 @@ export function pass2(ctx: FsckContext): void {
 /** Adds a walked tree's name counts to the totals. */
 function foldTree(ctx: FsckContext, w: Walk): void {
   const bit = w.orphan ? R_ORPHAN_TREE : R_FILESET
-  for (const ino of w.touched) {
+  const touched = w.touched.items
+  for (let t = 0; t < w.touched.length; t++) {
+    const ino = touched[t]
     const c = ctx.curCount[ino]
     if (w.fsIndex) {
       if (ctx.filesetTrees[ino] === 0) ctx.firstFs[ino] = w.fsIndex
@@ -932,11 +983,11 @@ export class LostWalker {
     this.paths = new Paths(ctx.sb.inodeCount)
   }
 
-  walk(root: number, owner: FilesetInfo, prefix: string): number[] {
+  walk(root: number, owner: FilesetInfo, prefix: string): Uint32Array {
     const w = newWalk(this.ctx, prefix, false, this.state, this.paths, this.ents, this.held)
     w.owner = owner
     w.touched.push(root)
     walkTree(this.ctx, w, root)
-    return w.touched
+    return w.touched.view()
   }
 }

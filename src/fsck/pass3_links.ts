@@ -194,22 +194,28 @@ export function pass3(ctx: FsckContext): void {
       continue
     }
     // A directory has 2 + its subdirectories and is never shared. One on the orphan list
-    // has 0 (or, the root of a clone being built, still its count): not checked.
+    // has 0 (or, the root of a clone being built, still its count): not checked. A file
+    // one tree names has one link per name (the common case, settled here without wantCounts).
     const onList = (r & R_ORPHAN_LIST) !== 0
-    let want: {nlink: number, share: number}
-    if (kind === T_DIR) want = {nlink: onList ? -1 : 2 + ctx.subdirs[ino], share: 1}
-    else want = wantCounts(ctx, ino, onList)
-    const pending = ctx.pendingLinks.has(ino) && ctx.nlink[ino] > want.nlink
-    if (want.nlink >= 0 && ctx.nlink[ino] !== want.nlink && !pending) {
-      const p = ctx.report('LINK_COUNT', `inode ${ino}`, {have: ctx.nlink[ino], want: want.nlink})
-      const v = want.nlink
+    let wantNlink: number
+    let wantShare = 1
+    if (kind === T_DIR) wantNlink = onList ? -1 : 2 + ctx.subdirs[ino]
+    else if (!onList && ctx.trees[ino] <= 1) wantNlink = ctx.totalNames[ino]
+    else {
+      const want = wantCounts(ctx, ino, onList)
+      wantNlink = want.nlink
+      wantShare = want.share
+    }
+    if (wantNlink >= 0 && ctx.nlink[ino] !== wantNlink && !(ctx.pendingLinks.has(ino) && ctx.nlink[ino] > wantNlink)) {
+      const p = ctx.report('LINK_COUNT', `inode ${ino}`, {have: ctx.nlink[ino], want: wantNlink})
+      const v = wantNlink
       ctx.nlink[ino] = v
       ctx.editInode(ino, (b, o) => b.writeUInt32LE(v, o + 0x04))
       ctx.fixed(p)
     }
-    if (ctx.share[ino] !== want.share) {
-      const p = ctx.report('SHARE_COUNT', `inode ${ino}`, {have: ctx.share[ino], want: want.share})
-      const v = want.share
+    if (ctx.share[ino] !== wantShare) {
+      const p = ctx.report('SHARE_COUNT', `inode ${ino}`, {have: ctx.share[ino], want: wantShare})
+      const v = wantShare
       ctx.share[ino] = v
       ctx.editInode(ino, (b, o) => b.writeUInt32LE(v, o + 0x08))
       ctx.fixed(p)

@@ -34,6 +34,7 @@ function firstNonZero(buf: Buffer, bo: number, from: number, limit: number): num
 }
 
 const NO_REFS = new Uint16Array(CLAIM_CHUNK)
+const ZEROS = new Uint8Array(REFCOUNTS_PER_BLOCK)
 
 export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number} {
   const sb = ctx.sb
@@ -66,8 +67,11 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
     const p = ctx.report(r.code, where, {detail: what})
     ctx.fixed(p)
   }
-  // Free blocks are those nothing references, whatever the table says.
-  let used = 0
+  // What a table block must hold where no count passes REFCOUNT_MAX: the counts clamped to a
+  // byte (Uint8ClampedArray's set), compared with the block in one native call; a block
+  // that differs is then walked count by count.
+  const clamped = new Uint8ClampedArray(REFCOUNTS_PER_BLOCK)
+  const expect = new Uint8Array(clamped.buffer)
   for (let t0 = 0; t0 < sb.refcountBlocks; t0 += CHUNK) {
     const n = Math.min(CHUNK, sb.refcountBlocks - t0)
     let any = false
@@ -93,7 +97,6 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
       const chunk = limit > 0 ? claims.peek(Math.floor(base / CLAIM_CHUNK)) : undefined
       const refs = chunk ?? NO_REFS
       const rbase = base % CLAIM_CHUNK
-      if (chunk) for (let s = 0; s < limit; s++) if (refs[rbase + s] !== 0) used++
       const crcOk = buf.readUInt32LE(bo + REFCOUNTS_PER_BLOCK) === crc32(buf, bo, bo + REFCOUNTS_PER_BLOCK) ||
         (sparse && refcountBlockZero(buf.subarray(bo, bo + BLOCK_SIZE)))
       let wrong = false
@@ -103,9 +106,17 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
         wrong = true
         ctx.fixed(p)
       } else {
-        // Most blocks agree: skip to the next disagreement (a count over 255 never equals a byte).
+        // Most blocks agree with the counts: where none is past what a byte holds, the whole
+        // block is compared in one call; otherwise, or where it differs, skip from one
+        // disagreement to the next (a count over 255 never equals a byte).
+        let agree = false
+        if (!chunk) agree = buf.compare(ZEROS, 0, limit, bo, bo + limit) === 0
+        else if (!claims.high(Math.floor(base / CLAIM_CHUNK))) {
+          clamped.set(refs.subarray(rbase, rbase + limit))
+          agree = buf.compare(expect, 0, limit, bo, bo + limit) === 0
+        }
         const next = chunk ? (s: number) => firstMismatch(buf, bo, refs, rbase, s, limit) : (s: number) => firstNonZero(buf, bo, s, limit)
-        for (let s = next(0); s < limit; s = next(s + 1)) {
+        for (let s = agree ? limit : next(0); s < limit; s = next(s + 1)) {
           const want = refs[rbase + s]
           const have = buf[bo + s]
           const w8 = want > REFCOUNT_MAX ? REFCOUNT_MAX : want
@@ -144,7 +155,8 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
   }
   flush()
 
-  const freeBlocks = sb.dataBlocks - used
+  // Free blocks are those nothing references, whatever the table says.
+  const freeBlocks = sb.dataBlocks - claims.used
   let freeInodes = sb.inodeCount
   for (let ino = 1; ino < ctx.inoEnd; ino++) if (ctx.itype[ino] !== T_FREE) freeInodes--
   const vsb = ctx.vol.sb
