@@ -320,6 +320,7 @@ const FIXTURES: Fixture[] = [
   {name: 'inode-unknown-flags', desc: 'an inode with flag bits no version defines', damage: (img) => img.patchInode(img.locate('/big').ino, (b) => b.writeUInt16LE(b.readUInt16LE(2) | 0x0400, 2))},
   {name: 'inode-bad-size-inline', desc: 'an inline file claiming 500 bytes', damage: (img) => img.patchInode(img.locate('/docs/small.txt').ino, (b) => b.writeBigUInt64LE(500n, 0x18))},
   {name: 'inode-bad-size-symlink', desc: 'a symlink of length 0', damage: (img) => img.patchInode(img.locate('/docs/link').ino, (b) => b.writeBigUInt64LE(0n, 0x18))},
+  {name: 'symlink-nul', desc: 'a symlink whose size grew past its target: zeros follow it (cut back to the target)', damage: (img) => img.patchInode(img.locate('/docs/link').ino, (b) => b.writeBigUInt64LE(b.readBigUInt64LE(0x18) + 7n, 0x18))},
   {name: 'inode-blocks-count', desc: 'a block count that disagrees with the map', damage: (img) => img.patchInode(img.locate('/big').ino, (b) => b.writeBigUInt64LE(7n, 0x20))},
   {name: 'inode-link-count-file', desc: 'a file with link count 5 (it has 2 names)', damage: (img) => img.patchInode(img.locate('/docs/readme.txt').ino, (b) => b.writeUInt32LE(5, 0x04))},
   {name: 'inode-link-count-dir', desc: 'a directory with link count 9', damage: (img) => img.patchInode(img.locate('/many').ino, (b) => b.writeUInt32LE(9, 0x04))},

@@ -376,8 +376,11 @@ export class Namespace {
     return inode
   }
 
+  /** A symlink's target; EBADIMAGE for one holding a NUL byte (a damaged image: fsck reports it, SYMLINK_NUL). */
   readlinkInode(inode: Inode): string {
-    return nameText(readData(this.vol, inode, 0, inode.r.size))
+    const target = readData(this.vol, inode, 0, inode.r.size)
+    if (target.includes(0)) fail('EBADIMAGE', `symlink inode ${inode.ino}: its target holds a NUL byte (a damaged image; run 'prism fsck --repair')`)
+    return nameText(target)
   }
 
   readlink(path: string): string {

@@ -275,6 +275,12 @@ function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, in
   if (kind === T_DIR) {
     if (inline === ((flags & IF_HASHED) !== 0)) return false
   } else if ((inline && size > INODE_AREA_SIZE) || (kind === T_LNK && (size < 1 || size > SYMLINK_MAX))) return false
+  // A symlink's target holds no NUL: checked here when inline, by checkSlot when in a block.
+  if (kind === T_LNK) {
+    if (!inline) return false
+    const z = buf.indexOf(0, off + INODE_AREA_OFF)
+    if (z >= 0 && z < off + INODE_AREA_OFF + size) return false
+  }
   let mapped = 0
   if (!inline) {
     const r = b + (INODE_AREA_OFF >>> 2)
@@ -434,6 +440,8 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crc:
     }
   }
 
+  if (kind === T_LNK && !checkSymlinkTarget(ctx, buf, off, ino, inline, size)) return
+
   // The block map.
   let ext = NO_EXTENTS
   let nodes = NO_NODES
@@ -471,6 +479,45 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crc:
   ctx.share[ino] = buf.readUInt32LE(off + 0x08)
   ctx.xattrOf[ino] = buf.readUInt32LE(off + 0x6c)
   if (kind === T_DIR) recordDir(ctx, buf, off, ino, inline, size, ext, nodes)
+}
+
+/**
+ * A symlink's target is a path: it holds no NUL byte (a size grown past the target, or a
+ * damaged block, reads as zeros, which no host can make a symlink of: export, tar and the
+ * mount would fail on it). Repaired as the part before the NUL, as the target most likely was;
+ * a target that starts with a NUL is cleared, as e2fsck clears an invalid symlink. False when
+ * the inode was cleared.
+ */
+function checkSymlinkTarget(ctx: FsckContext, buf: Buffer, off: number, ino: number, inline: boolean, size: number): boolean {
+  let at: number
+  if (inline) {
+    at = buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + size).indexOf(0)
+  } else {
+    // The target's one block, when the root maps it soundly (a damaged map is the block map's
+    // check to report, below).
+    const a = off + INODE_AREA_OFF
+    const magic = buf.readUInt16LE(a)
+    if (magic !== EXT_ROOT_MAGIC && !(magic === 0 && buf.readUInt16LE(a + 2) === 0)) return true
+    const first = magic === 0 ? undefined : rootExtents(buf, off).find((e) => e.l === 0)
+    if (first === undefined) {
+      at = 0 // a hole: zeros
+    } else {
+      if (first.p < ctx.sb.dataStart || first.p >= ctx.sb.dataStart + ctx.sb.dataBlocks) return true
+      const block = Buffer.alloc(BLOCK_SIZE)
+      ctx.readBlocks(first.p, 1, block)
+      at = block.subarray(0, size).indexOf(0)
+    }
+  }
+  if (at < 0) return true
+  const p = ctx.report('SYMLINK_NUL', `inode ${ino}`, {size, at, fix: at > 0 ? `cut to its first ${at} bytes` : 'cleared'})
+  if (at === 0) {
+    ctx.clearInode(ino)
+    ctx.fixed(p)
+    return false
+  }
+  ctx.editInode(ino, (b, o) => b.writeBigUInt64LE(BigInt(at), o + 0x18))
+  ctx.fixed(p)
+  return true
 }
 
 /**

@@ -34,6 +34,7 @@ export const PROBLEMS = {
   INODE_BAD_TYPE: e('inode has an invalid file type (mode 0o{mode})'),
   INODE_BAD_FLAGS: e('inode flags 0x{flags} are invalid for a {kind}'),
   INODE_BAD_SIZE: e('inode size {size} is invalid ({detail})'),
+  SYMLINK_NUL: e('symlink target of {size} bytes holds a NUL byte at {at} ({fix})'),
   INODE_BLOCKS_COUNT: w('inode block count is {have}, should be {want}'),
   EXTENT_ROOT_BAD: e('extent tree root is damaged ({detail})'),
   EXTENT_NODE_BAD: e('extent tree node {block} is damaged ({detail})'),

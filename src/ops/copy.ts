@@ -849,9 +849,10 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
     }
     if (existing?.isDirectory()) notOverDir()
     if (inode.isLnk) {
+      const target = nameBytes(ns.readlinkInode(inode)) // (before anything of the host's goes: it may fail)
       if (existing) fs.unlinkSync(hostPath)
       try {
-        fs.symlinkSync(nameBytes(ns.readlinkInode(inode)), hostPath)
+        fs.symlinkSync(target, hostPath)
       } catch (e) {
         if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
         throw e
