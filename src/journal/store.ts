@@ -376,6 +376,13 @@ export class BlockStore {
     // A block freed since the last checkpoint may still have a metadata image in the log;
     // checkpoint first, so that no replay writes that image over the new data.
     if (this.journal && starts.some((s) => this.journal!.holds(s, q.data.get(s)!.length / BLOCK_SIZE))) this.journal.checkpoint()
+    // Room for this queue behind: the older writes go first (all of them, for a full queue),
+    // and this one is written while the next queue fills. Waiting after handing it over
+    // instead would wait for this queue itself, and the disk would idle while we work.
+    if (this.dev.writeBehind) {
+      this.reap()
+      this.waitBehind(BEHIND_MAX - q.bytes)
+    }
     let buffered = 0
     let i = 0
     while (i < starts.length) {
@@ -403,8 +410,6 @@ export class BlockStore {
       // Kept, readable, until the device has written it.
       this.behind.push(q)
       this.behindBytes += q.bytes
-      this.reap()
-      this.waitBehind(BEHIND_MAX)
     } else this.written(q.data.values())
     // Much written through the page cache: the commit will wait for all of it to be on disk,
     // so have the disk start on it now (a hint; the commit's sync is what counts).
