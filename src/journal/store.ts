@@ -13,8 +13,12 @@ import {BLOCK_SIZE} from '../format/constants.js'
 import type {Journal} from './journal.js'
 import {fail} from '../errors.js'
 
-/** Queued data written early (into blocks no committed state references). */
-const DATA_QUEUE_MAX = 32 * 1024 * 1024
+/**
+ * Queued data written early (into blocks no committed state references). Half of BEHIND_MAX:
+ * a queue is handed over while the one before may still be written, so the disk has the
+ * next write waiting, and the data in flight stays under 48 MiB.
+ */
+const DATA_QUEUE_MAX = 16 * 1024 * 1024
 /**
  * Clean blocks the cache keeps (64 MiB). With the running transaction (at most
  * Volume's TXN_MAX_BLOCKS) and the data in flight (DATA_QUEUE_MAX + BEHIND_MAX), what an
@@ -31,8 +35,9 @@ export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
  * the queue (DATA_QUEUE_MAX) it bounds the data memory an import holds, which stays resident
  * (the pool keeps what was in use at once; FileDevice's buffers are shared WebAssembly
  * memory): about 80 MiB, where 256 MiB here and a queue of 64 MiB let an import of a million
- * small files reach 700-800 MiB resident (issue 19: at most 512 MiB). One queue being
- * written while the next fills keeps the disk busy.
+ * small files reach 700-800 MiB resident (issue 19: at most 512 MiB). A queue is written
+ * while the next fills (flushData waits before handing one over, never for the one it
+ * handed), which keeps the disk busy while the import works.
  */
 const BEHIND_MAX = 32 * 1024 * 1024
 
