@@ -34,7 +34,7 @@ export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
  * Data handed to the device's write-behind and not yet written, at most (then we wait). With
  * the queue (DATA_QUEUE_MAX) it bounds the data memory an import holds, which stays resident
  * (the pool keeps what was in use at once; FileDevice's buffers are shared WebAssembly
- * memory): about 80 MiB, where 256 MiB here and a queue of 64 MiB let an import of a million
+ * memory): under 48 MiB, where 256 MiB here and a queue of 64 MiB let an import of a million
  * small files reach 700-800 MiB resident (issue 19: at most 512 MiB). A queue is written
  * while the next fills (flushData waits before handing one over, never for the one it
  * handed), which keeps the disk busy while the import works.
@@ -381,8 +381,8 @@ export class BlockStore {
     // A block freed since the last checkpoint may still have a metadata image in the log;
     // checkpoint first, so that no replay writes that image over the new data.
     if (this.journal && starts.some((s) => this.journal!.holds(s, q.data.get(s)!.length / BLOCK_SIZE))) this.journal.checkpoint()
-    // Room for this queue behind: the older writes go first (all of them, for a full queue),
-    // and this one is written while the next queue fills. Waiting after handing it over
+    // Room for this queue behind: older writes finish first, until this one fits under
+    // BEHIND_MAX, and this one is written while the next queue fills. Waiting after handing it over
     // instead would wait for this queue itself, and the disk would idle while we work.
     if (this.dev.writeBehind) {
       this.reap()
