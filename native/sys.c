@@ -225,6 +225,13 @@ static napi_value undefined(napi_env env) {
   return u;
 }
 
+/*
+ * The size of the first try at a list or a value: most paths have no attributes or a few short
+ * ones, which then take one system call instead of two (a size query, then the read). An
+ * import asks every path of a tree (117,000 under /usr), so that call is worth saving.
+ */
+#define XATTR_FIRST 4096
+
 /* llistxattr(path) -> Buffer[] (names, without their NULs) */
 static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -232,17 +239,24 @@ static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char *path = bytes_arg(env, argv[0], "path must be a Buffer without NUL");
   if (!path) return NULL;
-  ssize_t n;
-  char *list = NULL;
-  for (;;) {
+  char first[XATTR_FIRST];
+  char *list = first;
+  ssize_t n = llistxattr(path, first, sizeof first);
+  /* Longer than the first try (ERANGE): ask the size, then read, until they agree. */
+  while (n < 0 && errno == ERANGE) {
     n = llistxattr(path, NULL, 0);
-    if (n < 0) { int e = errno; napi_value r = throw_sys(env, e, "llistxattr", path); free(path); return r; }
-    free(list);
+    if (n < 0) break;
+    if (list != first) free(list);
     list = malloc(n > 0 ? (size_t)n : 1);
     if (!list) { free(path); napi_throw_error(env, NULL, "out of memory"); return NULL; }
-    ssize_t m = llistxattr(path, list, (size_t)n);
-    if (m >= 0) { n = m; break; }
-    if (errno != ERANGE) { int e = errno; free(list); napi_value r = throw_sys(env, e, "llistxattr", path); free(path); return r; }
+    n = llistxattr(path, list, (size_t)n);
+  }
+  if (n < 0) {
+    int e = errno;
+    if (list != first) free(list);
+    napi_value r = throw_sys(env, e, "llistxattr", path);
+    free(path);
+    return r;
   }
   napi_value arr;
   napi_create_array(env, &arr);
@@ -257,7 +271,7 @@ static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
     }
     i += (ssize_t)len + 1;
   }
-  free(list);
+  if (list != first) free(list);
   free(path);
   return arr;
 }
@@ -271,17 +285,17 @@ static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
   if (!path) return NULL;
   char *name = bytes_arg(env, argv[1], "name must be a Buffer without NUL");
   if (!name) { free(path); return NULL; }
-  char *val = NULL;
-  ssize_t n;
-  for (;;) {
+  char first[XATTR_FIRST];
+  char *val = first;
+  ssize_t n = lgetxattr(path, name, first, sizeof first);
+  /* Longer than the first try (ERANGE): ask the size, then read, until they agree. */
+  while (n < 0 && errno == ERANGE) {
     n = lgetxattr(path, name, NULL, 0);
     if (n < 0) break;
-    free(val);
+    if (val != first) free(val);
     val = malloc(n > 0 ? (size_t)n : 1);
     if (!val) { n = -1; errno = ENOMEM; break; }
-    ssize_t m = lgetxattr(path, name, val, (size_t)n);
-    if (m >= 0) { n = m; break; }
-    if (errno != ERANGE) { n = -1; break; }
+    n = lgetxattr(path, name, val, (size_t)n);
   }
   napi_value r;
   if (n < 0) {
@@ -292,7 +306,7 @@ static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
     void *dst;
     napi_create_buffer_copy(env, (size_t)n, val, &dst, &r);
   }
-  free(val);
+  if (val != first) free(val);
   free(name);
   free(path);
   return r;

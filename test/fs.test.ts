@@ -9,6 +9,8 @@ import {BLOCK_SIZE} from '../src/format/constants.js'
 import {loadExtents} from '../src/fs/extents.js'
 import {Volume} from '../src/fs/volume.js'
 import {FileDevice} from '../src/device/file.js'
+import {MemDevice} from '../src/device/mem.js'
+import {BlockStore} from '../src/journal/store.js'
 import {namespace, withImage} from '../src/fs/image.js'
 import {edit, errorCode as code, hostTree, newImage, read, sha256File, snapshot, tmpDir} from './helpers.js'
 import {copy} from '../src/ops/copy.js'
@@ -419,6 +421,31 @@ d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
         expect(got.subarray(4).equals(want.subarray(4)), `/f${i}`).to.equal(true)
       }
     })
+  })
+
+  it('writes a full data queue behind while the next one fills, and waits only for the queue before it', () => {
+    // A device whose write-behind finishes nothing until waited for: what the store waits for
+    // shows in finished(). Each queue here is one run of adjacent blocks, so one ticket.
+    const dev = new MemDevice(Buffer.alloc(128 << 20))
+    dev.behindLag = 1_000_000
+    const store = new BlockStore(dev, null)
+    const piece = 4 << 20
+    let block = 1
+    const queue = (pieces: number) => {
+      for (let i = 0; i < pieces; i++) {
+        const buf = store.dataBuffer()
+        buf.fill(block & 0xff, 0, piece)
+        store.writeData(block, buf.subarray(0, piece))
+        store.doneWith(buf)
+        block += piece / BLOCK_SIZE
+      }
+    }
+    queue(5) // 20 MiB: past the queue's 16 MiB, handed to the write-behind
+    expect(dev.finished(), 'the first queue is handed over, not waited for').to.equal(0)
+    queue(5) // the second: with both, more than 32 MiB behind, so the first is written before it is handed over
+    expect(dev.finished(), 'only the queue before it is waited for').to.equal(1)
+    dev.sync()
+    for (let b = 1; b < block; b += piece / BLOCK_SIZE) expect(dev.volatile[b * BLOCK_SIZE], `block ${b}`).to.equal(b & 0xff)
   })
 
   it('refuses files that are not Prism images', () => {

@@ -13,8 +13,12 @@ import {BLOCK_SIZE} from '../format/constants.js'
 import {writeRuns, type Journal} from './journal.js'
 import {fail} from '../errors.js'
 
-/** Queued data written early (into blocks no committed state references). */
-const DATA_QUEUE_MAX = 32 * 1024 * 1024
+/**
+ * Queued data written early (into blocks no committed state references). Half of BEHIND_MAX:
+ * a queue is handed over while the one before may still be written, so the disk has the
+ * next write waiting, and the data in flight stays under 48 MiB.
+ */
+const DATA_QUEUE_MAX = 16 * 1024 * 1024
 /**
  * Clean blocks the cache keeps (64 MiB). With the running transaction (at most
  * Volume's TXN_MAX_BLOCKS) and the data in flight (DATA_QUEUE_MAX + BEHIND_MAX), what an
@@ -30,9 +34,10 @@ export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
  * Data handed to the device's write-behind and not yet written, at most (then we wait). With
  * the queue (DATA_QUEUE_MAX) it bounds the data memory an import holds, which stays resident
  * (the pool keeps what was in use at once; FileDevice's buffers are shared WebAssembly
- * memory): about 80 MiB, where 256 MiB here and a queue of 64 MiB let an import of a million
- * small files reach 700-800 MiB resident (issue 19: at most 512 MiB). One queue being
- * written while the next fills keeps the disk busy.
+ * memory): under 48 MiB, where 256 MiB here and a queue of 64 MiB let an import of a million
+ * small files reach 700-800 MiB resident (issue 19: at most 512 MiB). A queue is written
+ * while the next fills (flushData waits before handing one over, never for the one it
+ * handed), which keeps the disk busy while the import works.
  */
 const BEHIND_MAX = 32 * 1024 * 1024
 
@@ -398,6 +403,13 @@ export class BlockStore {
     // A block freed since the last checkpoint may still have a metadata image in the log;
     // checkpoint first, so that no replay writes that image over the new data.
     if (this.journal && starts.some((s) => this.journal!.holds(s, q.data.get(s)!.length / BLOCK_SIZE))) this.journal.checkpoint()
+    // Room for this queue behind: older writes finish first, until this one fits under
+    // BEHIND_MAX, and this one is written while the next queue fills. Waiting after handing it over
+    // instead would wait for this queue itself, and the disk would idle while we work.
+    if (this.dev.writeBehind) {
+      this.reap()
+      this.waitBehind(BEHIND_MAX - q.bytes)
+    }
     let buffered = 0
     let i = 0
     while (i < starts.length) {
@@ -425,8 +437,6 @@ export class BlockStore {
       // Kept, readable, until the device has written it.
       this.behind.push(q)
       this.behindBytes += q.bytes
-      this.reap()
-      this.waitBehind(BEHIND_MAX)
     } else this.written(q.data.values())
     // Much written through the page cache: the commit will wait for all of it to be on disk,
     // so have the disk start on it now (a hint; the commit's sync is what counts).
