@@ -59,7 +59,7 @@ async function described(image: string, loc: string, out: string, layout = true)
 }
 
 /**
- * Sends the request `prism mv -i IMAGE root:/big other:/big` sends, from here, calls
+ * Sends the request `prism mv -i IMAGE root:/big other:/big` sends (src/cli/servedcopy.ts), from here, calls
  * `meanwhile` when the server's first line (progress) comes, and resolves with every line.
  */
 function moveBig(image: string, meanwhile: () => void): Promise<string[]> {
@@ -321,25 +321,8 @@ describe('prism cp and mv within a served image, and defrag on one: run by the s
     const all = s.mountpoint()
     await s.mount(null, all)
     const pid = (await serverPid(s.image))!
-    // The request `prism mv` sends (src/cli/servedcopy.ts), from here: the server is killed
-    // as soon as it reports progress, while it copies.
-    const lines: string[] = []
-    await new Promise<void>((resolve, reject) => {
-      const c = net.createConnection(socketPath(s.image))
-      let buf = ''
-      c.setEncoding('utf8')
-      c.on('connect', () => c.write(JSON.stringify({op: 'copy', move: true, srcs: [{fileset: 'root', path: '/big'}], dst: {fileset: 'other', path: '/big'}}) + '\n'))
-      c.on('data', (d: string) => {
-        buf += d
-        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          lines.push(buf.slice(0, nl))
-          buf = buf.slice(nl + 1)
-          if (lines.length === 1) process.kill(pid, 'SIGKILL')
-        }
-      })
-      c.on('close', () => resolve())
-      c.on('error', reject)
-    })
+    // The server is killed as soon as it reports progress, while it copies.
+    const lines = await moveBig(s.image, () => process.kill(pid, 'SIGKILL'))
     expect(lines[0]).to.match(/^\{"progress":/)
     expect(await waitExit(pid)).to.equal(true)
     await forceUnmount(all).catch(() => undefined)
