@@ -108,7 +108,15 @@ export async function ensureServer(image: string, wait: number): Promise<string>
       throw new PrismError(code, msg ? msg.replace(/^prism: /, '') : `the prism server of ${image} could not start (exit ${exited}; see ${log})`, exited === 130 || exited === 143 ? exited : undefined)
     }
     if (await answers(5000).catch(() => false)) return sock
-    if (Date.now() > end) throw new PrismError('EIO', `the prism server of ${image} did not start in time (pid ${child.pid ?? '?'}${lastLine(log) ? `, its last message: ${lastLine(log)}` : ''}; see ${log})`)
+    if (Date.now() > end) {
+      // It is not left behind, holding the socket's name: asked to stop, it closes the image clean.
+      try {
+        if (child.pid !== undefined) process.kill(child.pid, 'SIGTERM')
+      } catch {
+        // gone
+      }
+      throw new PrismError('EIO', `the prism server of ${image} did not start in time (pid ${child.pid ?? '?'}${lastLine(log) ? `, its last message: ${lastLine(log)}` : ''}; see ${log})`)
+    }
     await sleep(50)
   }
 }

@@ -93,6 +93,9 @@ export class Server {
       if (other) this.log(`the server on ${this.sock} (pid ${String(other.pid)}) holds another file, ${String(other.image)}: this one takes the socket`)
       removeStaleSocket(this.sock)
     }
+    // Stopped while it waited (a signal): never listen with the image closed, or the process
+    // would live on, holding the socket's name for nothing.
+    if (this.stopping) throw shuttingDown()
     const server = net.createServer((c) => this.connection(c))
     const old = process.umask(0o177)
     try {
@@ -108,6 +111,11 @@ export class Server {
     }
     fs.chmodSync(this.sock, 0o600)
     this.sockIno = fs.lstatSync(this.sock).ino
+    if (this.stopping) {
+      server.close()
+      removeSocketIfOurs(this.sock, this.sockIno)
+      throw shuttingDown()
+    }
     this.net = server
   }
 
