@@ -25,10 +25,9 @@ import type {Volume} from '../src/fs/volume.js'
 import {PYTHON, forceUnmount} from './fuse-support.js'
 import {ROOT, newImage, prism, snapshot, tmpDir} from './helpers.js'
 import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
-import {wrote} from './served-support.js'
+import {probed, type ProbeResult, wrote} from './served-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-const PROBE = path.join(ROOT, 'test', 'mount-probe.py')
 const RUN = path.join(ROOT, 'bin', 'run.js')
 
 /**
@@ -93,39 +92,6 @@ function treeOf(vol: Volume, fileset: string, top: string, src?: {fileset: strin
   return out
 }
 
-interface ProbeResult {
-  calls: number
-  p99: number
-  max: number
-}
-
-/** Runs `work` while the probe makes calls in `dir` (a directory of a mount); the probe's figures. */
-async function probed<T>(dir: string, stopFile: string, work: () => Promise<T>): Promise<{out: T, probe: ProbeResult}> {
-  const child = spawn(PYTHON, [PROBE, dir, stopFile, '--seconds', '120'], {stdio: ['ignore', 'pipe', 'pipe']})
-  let text = ''
-  let err = ''
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
-  const ready = new Promise<void>((resolve) => {
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      text += d
-      if (text.includes('ready\n')) resolve()
-    })
-  })
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()))
-  await Promise.race([ready, exited])
-  let out: T
-  try {
-    await sleep(200)
-    out = await work()
-    await sleep(200)
-  } finally {
-    fs.writeFileSync(stopFile, '')
-    await exited
-  }
-  const last = text.trim().split('\n').pop()!
-  if (!last.startsWith('{')) throw new Error(`the probe failed: ${err.trim()}`)
-  return {out, probe: JSON.parse(last) as ProbeResult}
-}
 
 /** The image's free counts (what the grafts shared rather than copied shows here). */
 function freeCounts(image: string): string {

@@ -19,12 +19,12 @@ import {getFileset, listFilesets} from '../src/fs/filesets.js'
 import {namespace, withImage} from '../src/fs/image.js'
 import {ServedImage} from '../src/server/image.js'
 import {clone} from '../src/clone/clone.js'
-import {PYTHON, forceUnmount} from './fuse-support.js'
+import {forceUnmount} from './fuse-support.js'
 import {ROOT, newImage, prism, snapshot, tmpDir} from './helpers.js'
+import {probed, type ProbeResult} from './served-support.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-const PROBE = path.join(ROOT, 'test', 'mount-probe.py')
 
 /** A /usr-like tree in fileset root: `dirs` directories of `per` tiny files, a symlink and a hard link. */
 function makeTree(image: string, dirs: number, per: number): void {
@@ -41,39 +41,6 @@ function makeTree(image: string, dirs: number, per: number): void {
   })
 }
 
-interface ProbeResult {
-  calls: number
-  p99: number
-  max: number
-}
-
-/** Runs `work` while the probe makes calls in `dir` (a directory of a mount); the probe's figures. */
-async function probed<T>(dir: string, stopFile: string, work: () => Promise<T>): Promise<{out: T, probe: ProbeResult}> {
-  const child = spawn(PYTHON, [PROBE, dir, stopFile, '--seconds', '120'], {stdio: ['ignore', 'pipe', 'pipe']})
-  let text = ''
-  let err = ''
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
-  const ready = new Promise<void>((resolve) => {
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      text += d
-      if (text.includes('ready\n')) resolve()
-    })
-  })
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()))
-  await Promise.race([ready, exited])
-  let out: T
-  try {
-    await sleep(200)
-    out = await work()
-    await sleep(200)
-  } finally {
-    fs.writeFileSync(stopFile, '')
-    await exited
-  }
-  const last = text.trim().split('\n').pop()!
-  if (!last.startsWith('{')) throw new Error(`the probe failed: ${err.trim()}`)
-  return {out, probe: JSON.parse(last) as ProbeResult}
-}
 
 /** The JSON a command printed, without the name it chose. */
 function jsonOf(stdout: string): Record<string, unknown> {

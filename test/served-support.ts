@@ -134,6 +134,44 @@ export function probe(dir: string, work: string, limit = 120): {stop: () => Prom
   }
 }
 
+/** mount-probe.py: calls in a directory of a mount, from its own process, until told to stop. */
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+const CALL_PROBE = path.join(import.meta.dirname, 'mount-probe.py')
+
+export interface ProbeResult {
+  calls: number
+  p99: number
+  max: number
+}
+
+/** Runs `work` while the probe makes calls in `dir` (a directory of a mount); the probe's figures. */
+export async function probed<T>(dir: string, stopFile: string, work: () => Promise<T>): Promise<{out: T, probe: ProbeResult}> {
+  const child = spawn(PYTHON, [CALL_PROBE, dir, stopFile, '--seconds', '120'], {stdio: ['ignore', 'pipe', 'pipe']})
+  let text = ''
+  let err = ''
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
+  const ready = new Promise<void>((resolve) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      text += d
+      if (text.includes('ready\n')) resolve()
+    })
+  })
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()))
+  await Promise.race([ready, exited])
+  let out: T
+  try {
+    await sleep(200)
+    out = await work()
+    await sleep(200)
+  } finally {
+    fs.writeFileSync(stopFile, '')
+    await exited
+  }
+  const last = text.trim().split('\n').pop()!
+  if (!last.startsWith('{')) throw new Error(`the probe failed: ${err.trim()}`)
+  return {out, probe: JSON.parse(last) as ProbeResult}
+}
+
 /** Whether process `pid` has written `bytes` more since this was called (/proc/PID/io). */
 export function wrote(pid: number, bytes: number): () => boolean {
   const now = () => Number(/^wchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))![1])

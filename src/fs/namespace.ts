@@ -208,6 +208,20 @@ export class Namespace {
     return {inode: cur, chain, name, names, stamps}
   }
 
+  /**
+   * The directory at `path` if it is still inode `ino`, taken again (a walk that yields lets
+   * others change the image between its steps), or null when it is gone or was replaced.
+   */
+  dirIfStill(path: string, ino: number): Inode | null {
+    try {
+      const x = this.resolve(path, false)
+      return x.ino === ino && x.isDir ? x : null
+    } catch (e) {
+      if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return null
+      throw e
+    }
+  }
+
   resolve(path: string, follow = true): Inode {
     return this.resolveFull(path, follow).inode
   }

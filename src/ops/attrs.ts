@@ -6,7 +6,7 @@
 // running transaction (callers commit); walks of large trees commit as they go.
 import {IF_INLINE, S_IFMT} from '../format/constants.js'
 import {nameText} from '../format/name.js'
-import {fail, PrismError} from '../errors.js'
+import {fail} from '../errors.js'
 import {dirList, enterDir} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
@@ -132,14 +132,14 @@ export function* walkOwnedSteps(ns: Namespace, path: string, opts: WalkOptions, 
     let known = at
     if (changes && changes() !== known) {
       known = changes()
-      dir = stillThere(ns, dirPath, ino)
+      dir = ns.dirIfStill(dirPath, ino)
       if (!dir) continue
     }
     enterDir(seen, ino, ns.where(dirPath))
     for (const e of dirList(ns.vol, dir)) {
       if (changes && changes() !== known) {
         known = changes()
-        dir = stillThere(ns, dirPath, ino)
+        dir = ns.dirIfStill(dirPath, ino)
         if (!dir) break
       }
       if (changes && !ns.lookupEntry(dir, e.name)) continue
@@ -156,16 +156,6 @@ export function* walkOwnedSteps(ns: Namespace, path: string, opts: WalkOptions, 
   return done
 }
 
-/** The directory at `path` if it is still inode `ino`, or null. */
-function stillThere(ns: Namespace, path: string, ino: number): Inode | null {
-  try {
-    const x = ns.resolve(path, false)
-    return x.ino === ino && x.isDir ? x : null
-  } catch (e) {
-    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return null
-    throw e
-  }
-}
 
 function pathOf(names: Buffer[]): string {
   return names.length === 0 ? '/' : names.map((n) => '/' + nameText(n)).join('')

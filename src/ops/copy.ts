@@ -1034,7 +1034,7 @@ function* copyChildren(src: Namespace, inode: Inode, srcPath: string, from: stri
     const childFrom = joinImage(from, nameText(e.name))
     if (changes && changes() !== seen) {
       seen = changes()
-      dir = stillDir(src, srcPath, inode.ino)
+      dir = src.dirIfStill(srcPath, inode.ino)
     }
     if (dir !== inode && (dir === null || src.lookupEntry(dir, e.name)?.ino !== e.ino)) {
       record(ctx, 'ENOENT', `cannot stat '${childFrom}': No such file or directory`)
@@ -1046,16 +1046,6 @@ function* copyChildren(src: Namespace, inode: Inode, srcPath: string, from: stri
   ctx.ancestors.delete(inode.ino)
 }
 
-/** The directory at `path` if it is still inode `ino`, taken again (after others changed the image), or null. */
-function stillDir(ns: Namespace, path: string, ino: number): Inode | null {
-  try {
-    const x = ns.resolve(path, false)
-    return x.ino === ino && x.isDir ? x : null
-  } catch (e) {
-    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return null
-    throw e
-  }
-}
 
 /** Copies image node `inode` (at `srcPath`, `from` names it) as entry `name` of destination `d`, sharing its blocks; yields after each entry. */
 function* copyNode(src: Namespace, inode: Inode, srcPath: string, from: string, dst: Namespace, d: Dest, name: Buffer, ctx: Ctx, replaceEmptyDir = false): Generator<void, void> {

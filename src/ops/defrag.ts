@@ -6,7 +6,6 @@
 // changes, and an inode shared between filesets stays shared (its blocks move for all of
 // them). It never copies a block that no policy rule asks for.
 import {IF_INLINE} from '../format/constants.js'
-import {PrismError} from '../errors.js'
 import {nameBytes} from '../format/name.js'
 import {defragInode, loadExtents} from '../fs/extents.js'
 import {saveFileset} from '../fs/filesets.js'
@@ -90,7 +89,7 @@ export function* defragSteps(ns: Namespace, path: string, onFile?: (path: string
       if (changes && changes() !== known) {
         // Others changed the image since the listing: the directory and the entry are taken again.
         known = changes()
-        dir = stillThere(ns, at || '/', ino)
+        dir = ns.dirIfStill(at || '/', ino)
       }
       if (changes && (dir === null || ns.lookupEntry(dir, nameBytes(e.name))?.ino !== e.ino)) continue
       const child = vol.iget(e.ino)
@@ -106,13 +105,3 @@ export function* defragSteps(ns: Namespace, path: string, onFile?: (path: string
   return out
 }
 
-/** The directory at `path` if it is still inode `ino` (taken again), or null. */
-function stillThere(ns: Namespace, path: string, ino: number): Inode | null {
-  try {
-    const x = ns.resolve(path, false)
-    return x.ino === ino && x.isDir ? x : null
-  } catch (e) {
-    if (e instanceof PrismError && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return null
-    throw e
-  }
-}
