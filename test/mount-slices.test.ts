@@ -126,8 +126,8 @@ describe('mount: clone and expand in slices on a served image', function () {
   })
 
   it('SIGINT/SIGTERM of a sync clone deletes it (exit 130/143); an interrupted expand stops waiting and the expansion goes on', async () => {
-    s = new Scratch({size: 512 * 1024 * 1024})
-    makeTree(s.image, 1000, 30)
+    s = new Scratch({size: 512 * 1024 * 1024, inodeCount: 131072})
+    makeTree(s.image, 4000, 8) // many directories: an expansion long enough to be interrupted
     const mp = s.mountpoint()
     await s.mount(null, mp)
     for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
