@@ -339,30 +339,59 @@ describe('tar: an import is all or nothing', function () {
     unchanged(img, b)
   })
 
-  it('leaves the fileset as it was when SIGTERM or SIGKILL stops it half-way', async function () {
-    const img = newImage(dir, 1024 * 1024 * 1024)
-    const b = before(img)
+  it('a signal half-way leaves the fileset as it was, and one after its last commit leaves it done: the exit status says which', async function () {
+    const template = newImage(dir, 1024 * 1024 * 1024)
+    const b = before(template)
     const entries: Parameters<typeof mkTar>[0] = []
     for (let i = 0; i < 400; i++) entries.push({name: `x/f${i}`, data: Buffer.alloc(1 << 20, i)})
     const archive = path.join(dir, 'big.tar')
     fs.writeFileSync(archive, mkTar(entries))
-    for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
+    // What the whole import leaves, and its free space (from a run that is not signalled).
+    const done = path.join(dir, 'done.img')
+    fs.copyFileSync(template, done)
+    const full = prism(['import', '-i', done, 'root:/t', archive])
+    expect(full.status, full.stderr).to.equal(0)
+    const whole = read(done, (ns) => snapshot(ns))
+    const wholeFree = freeBlocks(done)
+    const outcomes: string[] = []
+    // A delay for each place: early, about when it ends on this machine, late.
+    for (const [sig, delay] of [['SIGTERM', 450], ['SIGKILL', 400], ['SIGTERM', 600], ['SIGINT', 300], ['SIGKILL', 550], ['SIGTERM', 750]] as const) {
+      const img = path.join(dir, 'sig.img')
+      fs.copyFileSync(template, img)
       const child = spawn(process.execPath, [path.resolve('bin/run.js'), 'import', '-i', img, 'root:/t', archive], {env: {...process.env, PRISM_NO_BACKGROUND: '1'}, stdio: ['ignore', 'ignore', 'pipe']})
       // Listened for from the start: a command that ends before the signal must not be missed.
       let stderr = ''
       child.stderr!.on('data', (d) => (stderr += d))
       const ended = new Promise<string | number | null>((r) => child.on('close', (c, s) => r(s ?? c)))
-      await new Promise((r) => setTimeout(r, 700))
+      await new Promise((r) => setTimeout(r, delay))
       child.kill(sig)
       const code = await ended
+      const now = read(img, (ns) => snapshot(ns))
+      const isWhole = JSON.stringify(now) === JSON.stringify(whole)
+      outcomes.push(`${sig} at ${delay} ms: ${code}, ${isWhole ? 'whole' : 'nothing'}`)
       if (code === 0) {
-        skip(`${sig}: the import finished before the signal`)
-        return
+        // Done before the signal, or the signal came after its last commit: done, whole.
+        expect(stderr).to.equal('')
+        expect(now).to.deep.equal(whole)
+        expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+        edit(img, () => {})
+        expect(freeBlocks(img)).to.equal(wholeFree)
+      } else if (typeof code === 'number') {
+        // Taken by prism: "interrupted", and nothing of the import.
+        expect(code, stderr).to.equal(128 + {SIGTERM: 15, SIGINT: 2, SIGKILL: 9}[sig])
+        expect(stderr).to.equal('prism: interrupted\n')
+        unchanged(img, b)
+      } else {
+        // Killed outright (SIGKILL, or a signal before prism caught signals): as a crash, all or nothing.
+        expect(code, stderr).to.equal(sig)
+        expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+        if (isWhole) {
+          edit(img, () => {})
+          expect(freeBlocks(img)).to.equal(wholeFree)
+        } else unchanged(img, b)
       }
-      // 143 once prism's handler is in place; killed by the signal itself if it came earlier.
-      expect(code, stderr).to.be.oneOf(sig === 'SIGTERM' ? [143, 'SIGTERM'] : ['SIGKILL'])
-      unchanged(img, b)
     }
+    console.log(`      ${outcomes.join('; ')}`)
   })
 })
 

@@ -4,9 +4,10 @@
 // copied come back as they happen, so the command's output, --json and exit codes are those
 // of the copy alone.
 //
-// Ctrl-C (or SIGTERM, SIGHUP) stops it as alone: the connection is closed, the server drops the
-// copy (nothing of it shows), and the command exits 128 + the signal; once the copy is in place
-// (the server said {done}, only freeing is left) it reports the copy done. A server that dies
+// Ctrl-C (or SIGTERM, SIGHUP) stops it as alone: the stream stops and our side of the
+// connection ends, the server drops the copy (nothing of it shows) and says so, and the
+// command exits 128 + the signal; once the copy is in place (the server published it, and
+// says {done}: only freeing is left) it reports the copy done. A server that dies
 // meanwhile: the command fails with exit status 7; the image replays without the copy.
 import type {CopyError, CopyStats, Location} from '../ops/copy.js'
 import {END_FRAME, hostFrames, streamedSources} from '../ops/hoststream.js'

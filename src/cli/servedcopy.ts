@@ -4,9 +4,11 @@
 // server, which runs the very same work in slices between its mounts' requests
 // (src/server/sliced.ts). Progress, the entries or sources not done (in order), the output,
 // --json and the exit status are those of the command alone.
-//  - Ctrl-C (SIGTERM, SIGHUP): the server is asked to stop, and the command exits 128 + the
-//    signal once it has: a copy or a move not yet published leaves nothing of it (as alone);
-//    a defrag keeps the files it rewrote (their content is unchanged either way).
+//  - Ctrl-C (SIGTERM, SIGHUP): the server is asked to stop (a line, or, where bytes follow the
+//    request, the end of our side of the connection), and the command waits for its answer:
+//    a copy or a move not yet published leaves nothing of it and the command exits 128 + the
+//    signal (as alone); one the server had published is reported done (exit 0); a defrag
+//    keeps the files it rewrote (their content is unchanged either way).
 //  - A server that dies meanwhile: exit status 7. The image replays to its last commit: a copy
 //    not published is not there, a move's source is in one place or the other, whole.
 import {PrismError, errorFromWire} from '../errors.js'
@@ -20,8 +22,8 @@ type ImagePath = {fileset: string, path: string}
  * Runs request `req` on the server and hands each of its lines but the last over as they come
  * (`onLine`; a {done} line too: the work is done, only freeing is left); resolves with the
  * last line. `what` names the work should the server go away first. `body`: bytes to send
- * after the request (src/cli/copyin.ts, servedimport.ts): Ctrl-C then closes the connection
- * (a line would be read as the body), which stops the work as a cancel line does.
+ * after the request (src/cli/copyin.ts, servedimport.ts): Ctrl-C then ends our side of the
+ * connection (a line would be read as the body), which stops the work as a cancel line does.
  */
 export async function ask(t: ServedTarget, req: object, what: string, onLine: (l: Record<string, unknown>) => void, body?: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<Record<string, unknown>> {
   let thrown: unknown = null
@@ -38,8 +40,9 @@ export async function ask(t: ServedTarget, req: object, what: string, onLine: (l
         thrown = e
       }
     }, async (c) => {
-      // Any line stops the work; the server answers once it has cleaned up.
-      if (c.destroyed || body) return
+      // Any line stops the work, or, where bytes follow the request, the end of ours; the
+      // server answers once it has cleaned up: "interrupted", or done (it was published first).
+      if (c.destroyed) return
       // (once the work is done, only the freeing is left: the command reports it done at once)
       if (done) return
       await new Promise<void>((resolve) => {
@@ -48,7 +51,8 @@ export async function ask(t: ServedTarget, req: object, what: string, onLine: (l
           clearTimeout(timer)
           resolve()
         })
-        c.write('{"op":"cancel"}\n')
+        if (body) c.end()
+        else c.write('{"op":"cancel"}\n')
       })
     }, body)
   } catch (e) {

@@ -56,14 +56,17 @@ export function converse(sock: string, req: object, onLine: (l: Line) => void, o
       if (e) reject(e)
       else resolve(v)
     }
+    const stop = (i: PrismError): void => {
+      if (interrupted || settled) return
+      interrupted = i
+      onInterrupt(c).then(() => end(null, i), () => end(null, i))
+    }
     const timer = setInterval(() => {
       if (interrupted) return
       try {
         checkInterrupt()
       } catch (e) {
-        interrupted = e as PrismError
-        const i = interrupted
-        onInterrupt(c).then(() => end(null, i), () => end(null, i))
+        stop(e as PrismError)
       }
     }, 50)
     c.setEncoding('utf8')
@@ -75,7 +78,8 @@ export function converse(sock: string, req: object, onLine: (l: Line) => void, o
     const send = async (b: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<void> => {
       try {
         for await (const d of b) {
-          if (settled) return
+          // (interrupted: the body stops, and the connection's end tells the server)
+          if (settled || interrupted) return
           if (c.write(d)) continue
           await new Promise<void>((resolve) => {
             drained = resolve
@@ -83,8 +87,10 @@ export function converse(sock: string, req: object, onLine: (l: Line) => void, o
           drained = null
         }
       } catch (e) {
-        // (the server drops the work when the connection closes)
-        end(null, e as Error)
+        // Interrupted while it read the body (the host tree): as the poll above. Otherwise the
+        // server drops the work when the connection closes.
+        if (e instanceof PrismError && e.code === 'EINTR') stop(e)
+        else end(null, e as Error)
       }
     }
     c.on('data', (d: string) => {

@@ -3,9 +3,10 @@
 // first), is sent as it is stored (compressed or not) to the server, which imports it in
 // slices between its mounts' requests. Progress and each refused entry come back as they
 // happen, so the command's output, --json and exit codes are those of the import alone.
-// Ctrl-C closes the connection: the server drops the import (nothing of it shows) and the
-// command exits 128 + the signal (once it is published: the command reports it done). A server that dies meanwhile: exit status 7; the image
-// replays without the import.
+// Ctrl-C ends our side of the connection and waits for the server's answer: it drops the
+// import (nothing of it shows) and the command exits 128 + the signal, or, if it had
+// published it, the command reports it done. A server that dies meanwhile: exit status 7;
+// the image replays without the import.
 import fs from 'node:fs'
 import {PrismError} from '../errors.js'
 import type {ArchiveInput} from '../tar/io.js'

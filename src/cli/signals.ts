@@ -31,5 +31,11 @@ export function catchSignals(): void {
     const sig = Atomics.load(st, 0)
     if (sig !== 0) Atomics.store(st, 1, 1)
     return sig
+  }, (on) => {
+    // Work past its point of no return (src/interrupt.ts uninterrupted) may not ask in time:
+    // a signal meanwhile counts as taken, and the process has UNWIND_MS to finish. Afterwards,
+    // if none came, the grace is back to GRACE_MS.
+    if (on) Atomics.store(st, 1, 1)
+    else if (Atomics.load(st, 0) === 0) Atomics.store(st, 1, 0)
   })
 }

@@ -2,6 +2,7 @@
 // has not committed is dropped if it fails), and reach a fileset's namespace.
 import {S_IFDIR} from '../format/constants.js'
 import {PrismError, isArgumentError} from '../errors.js'
+import {uninterrupted} from '../interrupt.js'
 import {dirInit} from './dir.js'
 import {addFileset, findFileset, getFileset, listFilesets, saveFileset, type Fileset} from './filesets.js'
 import {filesetNameProblem} from '../format/fileset.js'
@@ -56,7 +57,8 @@ export function withImage<T>(path: string, opts: OpenOptions, work: (vol: Volume
     vol.closeAbort()
     throw e
   }
-  vol.close()
+  // The last commit: past the work's point of no return, a signal no longer stops it.
+  uninterrupted(() => vol.close())
   return result
 }
 
@@ -69,7 +71,8 @@ export async function withImageAsync<T>(path: string, opts: OpenOptions, work: (
     vol.closeAbort()
     throw e
   }
-  vol.close()
+  // The last commit: past the work's point of no return, a signal no longer stops it.
+  uninterrupted(() => vol.close())
   return result
 }
 

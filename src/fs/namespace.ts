@@ -13,6 +13,7 @@ import {INCOMPAT_SPECIAL} from '../format/superblock.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
+import {interruptPending, uninterrupted} from '../interrupt.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
 import {loadExtents, readData, releaseAll, shareInto, streamData, streamSpans, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
 import {effectiveLocality, layoutOf, policyFor, resolvePolicy, setInodeLocality, type EffectiveLocality, type Layout, type LocalityPolicy} from './locality.js'
@@ -870,6 +871,12 @@ export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, g
  * Frees what the orphan list holds: directories are emptied entry by entry (subdirectories
  * join the list), files lose their blocks in steps, and the transaction may be committed
  * between steps because every step leaves the image consistent.
+ *
+ * A signal stops it ('EINTR') only until its first commit: the running transaction, with the
+ * change that orphaned what it frees (an rm, a replaced file, a deleted fileset), is then
+ * dropped. Its first commit commits that change too; after it, stopping would report
+ * "interrupted" for work that is done, so on a signal it ends early instead, the rest left on
+ * the (durable) list for the next writable open or reap (src/interrupt.ts).
  */
 export function reapOrphans(vol: Volume): void {
   // Work that yields to a server's requests in the middle of a reap (Volume.yieldPoint) must
@@ -877,7 +884,16 @@ export function reapOrphans(vol: Volume): void {
   if (vol.reaping) return
   vol.reaping = true
   try {
-    for (const _ of reapSteps(vol)) { /* all of it, now */ }
+    const first = vol.journal.seq
+    const steps = reapSteps(vol)
+    for (;;) {
+      if (vol.journal.seq === first) {
+        if (steps.next().done) return
+      } else {
+        if (interruptPending()) return
+        if (uninterrupted(() => steps.next()).done) return
+      }
+    }
   } finally {
     vol.reaping = false
   }

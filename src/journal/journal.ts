@@ -29,10 +29,12 @@ export interface ReplayResult {
  */
 const TRACE = process.env.PRISM_JOURNAL_TRACE || null
 /**
- * Failpoint for tests (test/import-atomic.test.ts): PRISM_KILL_AFTER_COMMITS=N makes the
- * process kill itself with SIGKILL right after its Nth commit, as kill -9 would at that point.
+ * Failpoint for tests (test/import-atomic.test.ts, test/signal-commits.test.ts):
+ * PRISM_KILL_AFTER_COMMITS=N makes the process send itself a signal right after its Nth
+ * commit, as kill would at that point: SIGKILL, or PRISM_KILL_SIGNAL (SIGINT, SIGTERM, ...).
  */
 const KILL_AFTER = Number(process.env.PRISM_KILL_AFTER_COMMITS) || 0
+const KILL_SIGNAL = (process.env.PRISM_KILL_SIGNAL || 'SIGKILL') as NodeJS.Signals
 /** Blocks of the log written at once by a commit (4 MiB); a smaller transaction is one write. */
 const BODY_CHUNK = 1024
 const wallMs = () => performance.timeOrigin + performance.now()
@@ -191,7 +193,7 @@ export class Journal {
     onCommitted?.()
     writeRuns(this.dev, blocks)
     if (TRACE) fs.appendFileSync(TRACE, `${process.pid} ${this.seq - 1} ${t0.toFixed(3)} ${wallMs().toFixed(3)}\n`)
-    if (KILL_AFTER > 0 && this.committedSeqs.length === KILL_AFTER) process.kill(process.pid, 'SIGKILL')
+    if (KILL_AFTER > 0 && this.committedSeqs.length === KILL_AFTER) process.kill(process.pid, KILL_SIGNAL)
   }
 
   /** True when transactions were logged since the last checkpoint (checkpoint() has work to do). */

@@ -32,7 +32,7 @@ import {makeHostNode, readHostXattrs, setHostTimes, splitRdev, writeHostXattr} f
 import {Stage} from './stage.js'
 import {SmallFileBuffers} from './smallfiles.js'
 import {joinHost, localSource, smallFile, type HostSource, type HostStat} from './hostsource.js'
-import {checkInterrupt} from '../interrupt.js'
+import {checkInterrupt, uninterrupted} from '../interrupt.js'
 import {growPipe, outputFd, writeAll} from '../sys.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
@@ -305,10 +305,16 @@ export function* copySteps(vol: Volume, srcs: Location[], dst: Location, opts: C
       // Everything staged goes in place in the running transaction (the last one, unless the
       // moves alone outgrow half the journal); what it replaced is freed afterwards.
       opts.beforePublish?.(ctx.stats)
-      if (!stage.empty) stage.publish()
-      opts.onPublish?.(ctx.stats)
-      stage.close()
-      if (vol.sb.orphanHead !== 0) reapOrphans(vol)
+      // A signal that came before stops the copy here, nothing of it shown. From here on the
+      // copy is done, though commits may fall inside the publish (a huge one) and the reap:
+      // a signal no longer stops it (src/interrupt.ts).
+      checkInterrupt()
+      uninterrupted(() => {
+        if (!stage.empty) stage.publish()
+        opts.onPublish?.(ctx.stats)
+        stage.close()
+        if (vol.sb.orphanHead !== 0) reapOrphans(vol)
+      })
     }
   } finally {
     // After a failure the staged tree stays on the orphan list, for the next reaping.

@@ -92,6 +92,14 @@ export function serveSliced<T>(image: ServedImage, c: net.Socket, log: (msg: str
     else if (d.includes(10)) aborted ??= new PrismError('EINTR', 'interrupted')
     if (waiting || !job.onData) kick()
   })
+  // A command whose request is followed by bytes (a copy-in's stream, an archive) cannot send
+  // a line to stop: it ends its side instead (Ctrl-C), and waits for the answer on ours. (A
+  // command that died ends its side too: the answer then fails to be written, and is lost.)
+  c.allowHalfOpen = true
+  c.on('end', () => {
+    aborted ??= new PrismError('EINTR', 'interrupted')
+    kick()
+  })
   c.on('close', () => {
     gone = true
     aborted ??= new PrismError('EINTR', 'the command went away')
@@ -175,8 +183,12 @@ export function serveSliced<T>(image: ServedImage, c: net.Socket, log: (msg: str
         // What this slice changed that a mount may show (a publish), to the kernels.
         const notified = image.notify(true)
         if (r.done) {
+          // Finished now, not once the kernels are told: an abort (the client's Ctrl-C) that
+          // comes meanwhile must not run another slice, which would throw into the finished
+          // work and answer "interrupted" for a copy or a move already published.
+          finished = true
           const v = r.value
-          void notified.then(() => end(() => resolve(v)))
+          void notified.then(() => resolve(v))
           return
         }
         try {

@@ -18,6 +18,7 @@ import {nameProblem} from '../format/dirent.js'
 import {nameText} from '../format/name.js'
 import {ACL_ACCESS, ACL_DEFAULT, XATTR_LIST_MAX, XATTR_SET_MAX, aclProblem, encodeAcl, xattrListSize, xattrSetSize, type Xattr} from '../format/xattr.js'
 import {fail, PrismError} from '../errors.js'
+import {checkInterrupt, uninterrupted} from '../interrupt.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {dirAdd, dirCount, dirList, dirRemove, dirUpdate} from '../fs/dir.js'
 import {addFileset, findFileset, getFileset, type Fileset} from '../fs/filesets.js'
@@ -588,12 +589,16 @@ export class TarImport implements TarSink {
       vol.abort()
       fail('EFBIG', `merging the archive into ${this.target!.where(this.to.path)} changes more metadata than one journal transaction holds (${vol.journal.maxBlocks} blocks); nothing was imported. Import into a new or empty directory, or into a new fileset with --create`)
     }
+    // A signal that came before stops the import here, nothing of it shown. After this
+    // commit it is done: what follows (freeing what the merge replaced) is not interrupted.
+    checkInterrupt()
     vol.commit()
     this.done = true
     this.opts.onVisible?.()
     vol.pinnedOrphans.delete(root.ino)
-    // What the merge replaced, and entries it refused, are freed now, out of sight.
-    reapOrphans(vol)
+    // What the merge replaced, and entries it refused, are freed now, out of sight: the import
+    // is done, and a signal no longer stops it.
+    uninterrupted(() => reapOrphans(vol))
     this.opts.onProgress?.(this.stats)
     return this.stats
   }
