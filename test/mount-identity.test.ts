@@ -102,4 +102,21 @@ describe('a served image is its file, not its path', function () {
       await new Promise<void>((resolve) => stranger.close(() => resolve()))
     }
   })
+
+  it('the server log of an image is appended to by each start, never truncated (a file given the same numbers keeps what was logged before)', async () => {
+    const log = socketPath(s.image, true).replace(/\.sock$/, '.log')
+    fs.writeFileSync(log, 'prism: a line an earlier server wrote\n')
+    for (const round of [1, 2]) {
+      const mp = s.mountpoint()
+      const pid0 = (await serverPid(s.image))
+      expect(pid0, `round ${round}: no server yet`).to.equal(null)
+      await s.mount('root', mp)
+      const pid = await serverPid(s.image)
+      await cliOk(['umount', mp])
+      expect(await waitExit(pid!)).to.equal(true)
+      const text = fs.readFileSync(log, 'utf8')
+      expect(text.startsWith('prism: a line an earlier server wrote\n'), text).to.equal(true)
+      expect(text.match(/^-- .* prism mount \(pid \d+\) starts a server for /gm), text).to.have.length(round)
+    }
+  })
 })

@@ -91,7 +91,17 @@ export async function ensureServer(image: string, wait: number): Promise<string>
   }
   if (await answers(10_000)) return sock
   const log = logPath(image)
-  const fd = fs.openSync(log, 'w', 0o600)
+  // Appended to, never truncated: an earlier server's lines (one of another file that had
+  // the same device and inode numbers, or one that failed) stay for whoever looks into it.
+  // Past LOG_MAX the log moves to LOG.1 first (one generation kept).
+  try {
+    if (fs.statSync(log).size > LOG_MAX) fs.renameSync(log, `${log}.1`)
+  } catch {
+    // no log yet
+  }
+  const fd = fs.openSync(log, 'a', 0o600)
+  const from = fs.fstatSync(fd).size
+  fs.writeSync(fd, `-- ${new Date().toISOString()} prism mount (pid ${process.pid}) starts a server for ${image}\n`)
   const args = [binPath(), 'serve', '--image', image, '--exit-when-idle', '--wait', String(wait)]
   const child = spawn(process.execPath, args, {detached: true, stdio: ['ignore', fd, fd], env: {...process.env, PRISM_SERVER_LOG: log}})
   fs.closeSync(fd)
@@ -103,7 +113,7 @@ export async function ensureServer(image: string, wait: number): Promise<string>
   const end = Date.now() + (wait + 20) * 1000
   for (;;) {
     if (exited !== null) {
-      const msg = lastLine(log)
+      const msg = lastLine(log, from)
       const code = CODE_OF_EXIT[exited] ?? 'EIO'
       throw new PrismError(code, msg ? msg.replace(/^prism: /, '') : `the prism server of ${image} could not start (exit ${exited}; see ${log})`, exited === 130 || exited === 143 ? exited : undefined)
     }
@@ -115,16 +125,19 @@ export async function ensureServer(image: string, wait: number): Promise<string>
       } catch {
         // gone
       }
-      throw new PrismError('EIO', `the prism server of ${image} did not start in time (pid ${child.pid ?? '?'}${lastLine(log) ? `, its last message: ${lastLine(log)}` : ''}; see ${log})`)
+      throw new PrismError('EIO', `the prism server of ${image} did not start in time (pid ${child.pid ?? '?'}${lastLine(log, from) ? `, its last message: ${lastLine(log, from)}` : ''}; see ${log})`)
     }
     await sleep(50)
   }
 }
 
-/** The last `prism: ` line of a server's log, '' when there is none. */
-function lastLine(log: string): string {
+/** A server's log is moved aside past this size when the next one starts. */
+const LOG_MAX = 1 << 20
+
+/** The last `prism: ` line the server started at byte `from` of its log wrote, '' when there is none. */
+function lastLine(log: string, from: number): string {
   try {
-    return fs.readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.startsWith('prism: ')).pop() ?? ''
+    return fs.readFileSync(log).subarray(from).toString('utf8').trim().split('\n').filter((l) => l.startsWith('prism: ')).pop() ?? ''
   } catch {
     return '' // no log
   }

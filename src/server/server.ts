@@ -97,18 +97,23 @@ export class Server {
     // would live on, holding the socket's name for nothing.
     if (this.stopping) throw shuttingDown()
     const server = net.createServer((c) => this.connection(c))
+    // The socket is made by listen() itself, synchronously (bind): the umask that keeps it
+    // private is set for that call only, not across the wait for 'listening', when this
+    // process's other work (a mount's files, a log) would be made with it too.
+    const listening = new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.once('listening', () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
     const old = process.umask(0o177)
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(this.sock, () => {
-          server.off('error', reject)
-          resolve()
-        })
-      })
+      server.listen(this.sock)
     } finally {
       process.umask(old)
     }
+    await listening
     fs.chmodSync(this.sock, 0o600)
     this.sockIno = fs.lstatSync(this.sock).ino
     if (this.stopping) {
