@@ -385,7 +385,12 @@ describe('scan: the supported kinds against clamscan', function () {
         }
         fs.rmSync(work, {recursive: true, force: true})
       },
-    ), {numRuns: Number(process.env.PRISM_CLAMSCAN_RUNS ?? 100)})
+    ), {
+      numRuns: Number(process.env.PRISM_CLAMSCAN_RUNS ?? 100),
+      // Found by CI (seed 1820863143): EOF-10,1 in a file of 9 bytes, which ClamAV does not
+      // match at 0 (an EOF-n before the file's start is no offset, whatever the shift).
+      examples: [[[Buffer.from('dfdaaaaaa'), Buffer.from('adfdaaaaaaa'), Buffer.from('aaaaaaaa')], [[589613113, 297090361, 1238397, 10, 3], [0, 0, 0, 0, 3]], [], false]],
+    })
     console.log(`      ${compared} files compared with clamscan, ${foundAny} with a match`)
     expect(foundAny).to.be.greaterThan(0)
   })

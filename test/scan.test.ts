@@ -131,7 +131,11 @@ function reference(set: SignatureSet, data: Buffer): string[] {
     let lo = 0
     let hi = s.length
     if (sig.offset.kind === 'abs') { lo = sig.offset.start; hi = lo + sig.offset.shift }
-    if (sig.offset.kind === 'eof') { lo = s.length - sig.offset.back; hi = lo + sig.offset.shift }
+    if (sig.offset.kind === 'eof') {
+      if (s.length < sig.offset.back) continue // as ClamAV: before the file's start is no offset, whatever the shift
+      lo = s.length - sig.offset.back
+      hi = lo + sig.offset.shift
+    }
     let hit = false
     for (let i = Math.max(0, lo); i <= Math.min(hi, s.length) && !hit; i++) {
       re.lastIndex = i

@@ -327,7 +327,13 @@ export class FileScan {
     let hi: number
     if (o.kind === 'any') { lo = 0; hi = Infinity }
     else if (o.kind === 'abs') { lo = o.start; hi = o.start + o.shift }
-    else { lo = this.size - o.back; hi = lo + o.shift }
+    else {
+      // As ClamAV (cli_caloff): EOF-n of a file shorter than n is no offset at all, whatever
+      // the shift (the start is not clamped to 0).
+      if (this.size < o.back) return null
+      lo = this.size - o.back
+      hi = lo + o.shift
+    }
     if (hi < 0 || lo > this.size) return null
     return {lo: Math.max(lo, 0), hi}
   }
