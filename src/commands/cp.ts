@@ -3,7 +3,7 @@ import {PrismCommand, imageFlags} from '../cli/base.js'
 import {location} from '../cli/locate.js'
 import {humanSize} from '../cli/output.js'
 import {servedTarget} from '../cli/served.js'
-import {PrismError} from '../errors.js'
+import {EXIT, PrismError} from '../errors.js'
 import type {CopyError, CopyStats} from '../ops/copy.js'
 
 export default class Cp extends PrismCommand {
@@ -46,9 +46,11 @@ As cp: a directory never replaces a file nor a file a directory; an entry that c
         keepGoing: true,
         // Each argument or entry that cannot be copied is named on its own line, in order,
         // as it happens; the rest is copied (and durable), and the exit status is 1.
+        // (an entry's failure exits 1 whatever its code: one the image's damage kept from
+        // being read, EBADIMAGE, too; the rest was copied)
         onError: (e: CopyError) => {
           spin.stop()
-          failures.report(new PrismError(e.code, e.message))
+          failures.report(new PrismError(e.code, e.message, EXIT.FAIL))
         },
       }
       // On a served image, host sources go to its server, which copies them in slices; a copy

@@ -21,7 +21,7 @@ import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, isArgumentError, PrismError, type ErrCode} from '../errors.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
-import {firstBlock, forEachRun, readData, shareData} from '../fs/extents.js'
+import {firstBlock, forEachRun, loadExtents, readData, shareData} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
 import {listXattrs, shareXattrs} from '../fs/xattr.js'
 import {Namespace, reapOrphans, splitPath} from '../fs/namespace.js'
@@ -161,6 +161,28 @@ function guarded(ctx: Ctx, fn: () => void): void {
     record(ctx, e.code, e.message)
     ctx.stats.skipped++
   }
+}
+
+/**
+ * guarded() for one entry of an export (image to host), named `from` in the image: damage
+ * met in reading it (a directory block, an extent node or an inode that fails its checks) is
+ * that entry's failure, named with the others (`cannot read`), and the export goes on with
+ * the rest of the tree, as cp goes on past a file it cannot read: what a damaged image still
+ * holds can be copied out before anything is repaired.
+ */
+function guardedExport(ctx: Ctx, from: string, fn: () => void): void {
+  guarded(ctx, () => {
+    try {
+      fn()
+    } catch (e) {
+      throw unreadable(e, from)
+    }
+  })
+}
+
+/** Damage read from the image, as the failure of entry `from` of an export; anything else as it is. */
+function unreadable(e: unknown, from: string): unknown {
+  return e instanceof PrismError && e.code === 'EBADIMAGE' && !(e instanceof EntryError) ? new EntryError('EBADIMAGE', `cannot read '${from}': ${e.message}`) : e
 }
 
 /** guarded() for steps that may yield (an import waiting for the host's answers). */
@@ -765,7 +787,7 @@ function flushExport(ns: Namespace, ctx: Ctx): void {
   if (!d) return
   const files = d.files.sort((a, b) => a.at - b.at)
   d.files = []
-  for (const f of files) guarded(ctx, () => exportNode(ns, f.inode, f.from, f.hostPath, ctx, f.fresh))
+  for (const f of files) guardedExport(ctx, f.from, () => exportNode(ns, f.inode, f.from, f.hostPath, ctx, f.fresh))
   const after = d.after
   d.after = []
   for (const fn of after) fn()
@@ -813,12 +835,23 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       }
       ctx.stats.dirs++
       enterDir(ctx.ancestors, inode.ino, where)
-      for (const e of dirList(ns.vol, inode)) {
-        guarded(ctx, () => {
+      // A directory whose blocks are damaged is made, with its attributes, and named: none of
+      // its entries can be listed (prism fsck --repair recovers what they named).
+      let entries: ReturnType<typeof dirList> = []
+      try {
+        entries = dirList(ns.vol, inode)
+      } catch (e) {
+        const err = unreadable(e, from)
+        if (!(err instanceof EntryError)) throw err
+        record(ctx, err.code, err.message)
+        ctx.stats.skipped++
+      }
+      for (const e of entries) {
+        const childFrom = `${from.endsWith('/') ? from : from + '/'}${nameText(e.name)}`
+        guardedExport(ctx, childFrom, () => {
           const p = nameProblem(e.name)
           if (p) entryFail('EINVAL', `${where}: skipped an entry with an unsafe name (${p})`)
           const child = ns.vol.iget(e.ino)
-          const childFrom = `${from.endsWith('/') ? from : from + '/'}${nameText(e.name)}`
           const d = ctx.deferred
           if (d && child.isReg) {
             d.files.push({inode: child, from: childFrom, hostPath: joinHost(hostPath, e.name), fresh: !existing, at: firstBlock(ns.vol, child)})
@@ -904,7 +937,12 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       ctx.stats.hardlinks++
       return
     }
-    if (existing) fs.unlinkSync(hostPath) // never write through an existing name (it may be a symlink)
+    if (existing) {
+      // Its extent map is read first: a damaged one fails the entry with the host's file
+      // still in place (the data itself is read as it is written).
+      loadExtents(ns.vol, inode)
+      fs.unlinkSync(hostPath) // never write through an existing name (it may be a symlink)
+    }
     let fd: number
     try {
       fd = fs.openSync(hostPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, r.mode & 0o777)
@@ -912,46 +950,61 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
       throw e
     }
-    if (!ctx.writer && (ctx.stats.files >= WRITER_AFTER_FILES || ctx.stats.bytes >= WRITER_AFTER_BYTES)) ctx.writer = new HostWriter()
-    // A file with attributes is written here, not by the writer thread: they are set after its
-    // data, owner and mode (a write or a chown drops a file capability), by path.
-    const xattrs = r.xattrIno !== 0
-    const w = xattrs ? null : ctx.writer
-    // Only mapped runs are written, and the size set at the end: holes stay holes, as
-    // cp --sparse=auto does.
-    let end = 0
-    const wrote = (off: number, buf: Buffer) => { ctx.stats.bytes += buf.length; end = off + buf.length }
-    const attrs = (): FileAttrs => ({
-      truncate: end < r.size ? r.size : -1, mode: r.mode & 0o7000 ? r.mode & 0o7777 : -1,
-      uid: isRoot ? r.uid : -1, gid: r.gid, atime, mtime,
-    })
-    if (w) {
-      // The writer thread writes, sets the attributes and closes fd from here on.
-      try {
-        w.check(writerErr)
-        forEachRun(ns.vol, inode, (off, buf) => { w.write(fd, where, buf, off); wrote(off, buf) }, undefined, (n) => w.buffer(n))
-      } finally {
-        w.finish(fd, where, attrs())
-      }
-    } else {
-      try {
-        forEachRun(ns.vol, inode, (off, buf) => {
-          let done = 0
-          while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, off + done)
-          wrote(off, buf)
-        })
-        setAttrs(fd, attrs())
-      } finally {
-        fs.closeSync(fd)
-      }
-      if (xattrs) exportXattrs(ns, inode, hostPath, ctx)
+    try {
+      writeExported(ns, inode, fd, hostPath, ctx)
+    } catch (e) {
+      // A file that could not be read whole is not left behind in part.
+      if (e instanceof PrismError && e.code === 'EBADIMAGE') fs.rmSync(hostPath, {force: true})
+      throw e
     }
-    if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
-    ctx.stats.files++
-    progress(ctx)
   } catch (e) {
     throw hostErr(e, `cannot write '${where}'`)
   }
+}
+
+/** exportNode() of a regular file, opened (created) as `fd` at `hostPath`: its data, attributes and link. */
+function writeExported(ns: Namespace, inode: Inode, fd: number, hostPath: Buffer, ctx: Ctx): void {
+  const r = inode.r
+  const mtime: Timestamp = {s: r.mtimeS, ns: r.mtimeNs}
+  const atime: Timestamp = {s: r.atimeS, ns: r.atimeNs}
+  const where = nameText(hostPath)
+  if (!ctx.writer && (ctx.stats.files >= WRITER_AFTER_FILES || ctx.stats.bytes >= WRITER_AFTER_BYTES)) ctx.writer = new HostWriter()
+  // A file with attributes is written here, not by the writer thread: they are set after its
+  // data, owner and mode (a write or a chown drops a file capability), by path.
+  const xattrs = r.xattrIno !== 0
+  const w = xattrs ? null : ctx.writer
+  // Only mapped runs are written, and the size set at the end: holes stay holes, as
+  // cp --sparse=auto does.
+  let end = 0
+  const wrote = (off: number, buf: Buffer) => { ctx.stats.bytes += buf.length; end = off + buf.length }
+  const attrs = (): FileAttrs => ({
+    truncate: end < r.size ? r.size : -1, mode: r.mode & 0o7000 ? r.mode & 0o7777 : -1,
+    uid: isRoot ? r.uid : -1, gid: r.gid, atime, mtime,
+  })
+  if (w) {
+    // The writer thread writes, sets the attributes and closes fd from here on.
+    try {
+      w.check(writerErr)
+      forEachRun(ns.vol, inode, (off, buf) => { w.write(fd, where, buf, off); wrote(off, buf) }, undefined, (n) => w.buffer(n))
+    } finally {
+      w.finish(fd, where, attrs())
+    }
+  } else {
+    try {
+      forEachRun(ns.vol, inode, (off, buf) => {
+        let done = 0
+        while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done, off + done)
+        wrote(off, buf)
+      })
+      setAttrs(fd, attrs())
+    } finally {
+      fs.closeSync(fd)
+    }
+    if (xattrs) exportXattrs(ns, inode, hostPath, ctx)
+  }
+  if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
+  ctx.stats.files++
+  progress(ctx)
 }
 
 /**

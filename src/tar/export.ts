@@ -11,6 +11,7 @@
 // can set, is recorded only in a header written anyway. Sockets cannot be in a tar archive:
 // each is skipped with a warning, as GNU tar does. Headers are encoded, and file data read
 // from the image, straight into the chunk being filled. Reads the image only.
+import {posix} from 'node:path'
 import {BLOCK_SIZE, DT_DIR, IF_INLINE} from '../format/constants.js'
 import {decodeRdev} from '../format/inode.js'
 import {nameProblem} from '../format/dirent.js'
@@ -89,6 +90,8 @@ const TYPEFLAG = {file: 0x30, hardlink: 0x31, symlink: 0x32, chardev: 0x33, bloc
 
 interface Ctx {
   ns: Namespace
+  /** the exported path in the fileset (member names are relative to it, or, for a file, its name) */
+  top: string
   opts: ExportOptions
   format: TarFormat
   stats: ExportStats
@@ -157,7 +160,7 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
   if (ns.exists(path, true)) ns.materialize(path)
   const top = ns.resolve(path, true)
   const ctx: Ctx = {
-    ns, opts, format: opts.format ?? 'pax',
+    ns, top: top.isDir ? path : posix.dirname(posix.join('/', path)), opts, format: opts.format ?? 'pax',
     stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, special: 0, bytes: 0, skipped: 0, sockets: 0, dropped: 0},
     links: new Map(), ancestors: new Set(), buf: Buffer.allocUnsafe(CHUNK_ROOM), pos: 0, full: [], spare: [], lastReport: 0, warnedAttrs: false,
     users: opts.numericOwner ? new Map() : idNames(ns, '/etc/passwd'),
@@ -171,7 +174,7 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
   }
   for (;;) {
     if (next) {
-      const job = member(ctx, next.inode, next.name)
+      const job = damaged(ctx, next.name, () => member(ctx, next!.inode, next!.name))
       // A file's data: as much as fits in each chunk, every full chunk handed out at once.
       if (job) {
         while (!fileData(ctx, job)) {
@@ -184,7 +187,9 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
       if (next.isDir) {
         const dir = next.inode
         enterDir(ctx.ancestors, dir.ino, ctx.ns.where(nameText(next.name)))
-        stack.push({ino: dir.ino, entries: dirList(ctx.ns.vol, dir).sort((a, b) => Buffer.compare(a.name, b.name)), k: 0, prefix: join(next.name, SLASH)})
+        // (a directory whose blocks are damaged is in the archive, empty, and named)
+        const entries = damaged(ctx, next.name, () => dirList(ctx.ns.vol, dir)) ?? []
+        stack.push({ino: dir.ino, entries: entries.sort((a, b) => Buffer.compare(a.name, b.name)), k: 0, prefix: join(next.name, SLASH)})
       }
       next = null
       progress(ctx)
@@ -208,8 +213,8 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
       ctx.opts.onWarning?.(`${nameText(child)}: skipped an entry with an unsafe name (${p})`)
       continue
     }
-    const inode = ctx.ns.vol.iget(e.ino)
-    next = {inode, name: child, isDir: e.type === DT_DIR && inode.isDir}
+    const inode = damaged(ctx, child, () => ctx.ns.vol.iget(e.ino))
+    if (inode) next = {inode, name: child, isDir: e.type === DT_DIR && inode.isDir}
   }
   // End of archive: two zero blocks (GNU tar pads the archive to its record size, 10 KiB).
   for (let k = 0; k < 2; k++) {
@@ -220,6 +225,24 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
   if (ctx.pos > 0) yield ctx.buf.subarray(0, ctx.pos)
   ctx.opts.onProgress?.(ctx.stats)
   return ctx.stats
+}
+
+/**
+ * Runs `read`, which reads member `name` from the image before anything of it is put into
+ * the archive: damage it meets there (a directory block, an extent node or an inode that fails
+ * its checks) skips that member, named through onWarning (`cannot read`; the export's exit
+ * status is then 1), and the export goes on with the rest, as tar goes on past a file it
+ * cannot read. Returns null then.
+ */
+function damaged<T>(ctx: Ctx, name: Buffer, read: () => T): T | null {
+  try {
+    return read()
+  } catch (e) {
+    if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+    ctx.stats.skipped++
+    ctx.opts.onWarning?.(`cannot read '${ctx.ns.where(posix.join('/', ctx.top, nameText(name)))}': ${e.message}`)
+    return null
+  }
 }
 
 /** The chunk is full: it waits to be handed out, and filling goes on in another (a spare one, or new memory). */
@@ -309,12 +332,14 @@ function member(ctx: Ctx, inode: Inode, name: Buffer): DataJob | null {
   let regions: SparseRegion[] = []
   let sparse = false
   const memberName = type === 'dir' ? join(name, SLASH) : name
+  // (the first name of a file with several is recorded once its member is in: below)
+  let firstName = false
   if (type === 'file' && r.nlink > 1) {
     const first = ctx.links.get(inode.ino)
     if (first) {
       typeflag = TYPEFLAG.hardlink
       linkname = first
-    } else ctx.links.set(inode.ino, name)
+    } else firstName = true
   }
   if (type === 'symlink') linkname = nameBytes(ns.readlinkInode(inode))
   if (typeflag === TYPEFLAG.file && r.size > 0) {
@@ -344,6 +369,7 @@ function member(ctx: Ctx, inode: Inode, name: Buffer): DataJob | null {
   const map = sparse && ctx.format === 'pax' ? encodeSparse10Map(regions) : null
   if (ctx.format === 'pax') emitPax(ctx, fields, mtime, inode, xattrs, sparse ? regions : null, r.size, map?.length ?? 0)
   else if (!emitOld(ctx, fields, sparse ? regions : null, r.size, xattrs.length > 0)) return null
+  if (firstName) ctx.links.set(inode.ino, name)
   if (typeflag === TYPEFLAG.hardlink) ctx.stats.hardlinks++
   else if (type === 'dir') ctx.stats.dirs++
   else if (type === 'symlink') ctx.stats.symlinks++
