@@ -1,8 +1,9 @@
 // A symlink target holding a NUL byte (a damaged image: a size grown past the target, a
 // damaged or missing block) is reported by fsck and repaired, and every command that reads
-// targets fails on it with one line (EBADIMAGE) instead of crashing; the rest of the tree is
-// still exported, listed and kept.
+// targets fails on it with one line (EBADIMAGE) instead of crashing: cp -r out and export name
+// each such symlink and copy the rest of the tree (exit 1).
 import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {BLOCK_SIZE} from '../src/format/constants.js'
@@ -59,21 +60,26 @@ describe('symlink targets holding a NUL byte (a damaged image)', function () {
     })
   })
 
-  it('cp -r out, export to tar and ls -l stop on one with one line (EBADIMAGE, exit 5), as on any damage, not a crash', () => {
+  it('cp -r out and export to tar name each (EBADIMAGE) and copy the rest, exit 1; ls -l stops with one line, exit 5; never a crash', () => {
     const out = path.join(dir, 'out')
     fs.mkdirSync(out)
     fs.writeFileSync(path.join(out, 'grown'), 'the user\'s own file')
     const cp = prism(['cp', '-r', '-T', '-i', img, 'root:/d', out])
-    expect(cp.status, cp.stderr).to.equal(5)
-    expect(cp.stderr.trim().split('\n'), cp.stderr).to.have.length(1)
-    expect(cp.stderr).to.match(/^prism: .*symlink inode \d+: its target holds a NUL byte/)
+    expect(cp.status, cp.stderr).to.equal(1)
+    const lines = cp.stderr.trim().split('\n')
+    expect(lines, cp.stderr).to.have.length(3)
+    for (const l of lines) expect(l).to.match(/^prism: cannot read 'root:\/d\/(grown|long|zero)': symlink inode \d+: its target holds a NUL byte/)
     expect(cp.stderr).to.not.match(/TypeError|at Object|node:/)
-    // A host file the damaged symlink would have replaced is left as it was.
+    // A host file the damaged symlink would have replaced is left as it was; the rest is copied.
     expect(fs.readFileSync(path.join(out, 'grown'), 'utf8')).to.equal('the user\'s own file')
+    expect(fs.readFileSync(path.join(out, 'keep.txt'), 'utf8')).to.equal('kept\n')
+    expect(fs.readlinkSync(path.join(out, 'fine'))).to.equal('keep.txt')
     const tar = prism(['export', '-i', img, 'root:/d', path.join(dir, 'd.tar')])
-    expect(tar.status, tar.stderr).to.equal(5)
-    expect(tar.stderr.trim().split('\n')[0]).to.match(/^prism: .*its target holds a NUL byte/)
+    expect(tar.status, tar.stderr).to.equal(1)
+    expect(tar.stderr.trim().split('\n').map((l) => /^prism: cannot read '([^']*)': .*its target holds a NUL byte/.exec(l)?.[1])).to.deep.equal(['root:/d/grown', 'root:/d/long', 'root:/d/zero'])
     expect(tar.stderr).to.not.match(/TypeError|at Object/)
+    const members = execFileSync('tar', ['-tf', path.join(dir, 'd.tar')]).toString().trim().split('\n').sort()
+    expect(members).to.deep.equal(['./', './fine', './keep.txt'])
     const ls = prism(['ls', '-l', '-i', img, 'root:/d'])
     expect(ls.stderr).to.match(/its target holds a NUL byte/)
     expect(ls.stderr).to.not.match(/TypeError|at Object/)
