@@ -1,4 +1,4 @@
-// Copying out of a damaged image (prism cp -r, prism export): an entry the damage keeps from
+// Copying out of a damaged image (prism cp -r, prism export), and scanning it (prism scan): an entry the damage keeps from
 // being read (a directory block, an extent node, an inode that fails its checks) is named on
 // its own line (`cannot read 'FILESET:/path': ...`) and skipped; everything else is copied,
 // and the exit status is 1, as cp and tar go on past a file they cannot read. What the damaged
@@ -31,7 +31,7 @@ function tree(dir: string): Map<string, string> {
   return out
 }
 
-describe('a damaged image: cp -r and export copy out everything readable and name the rest', function () {
+describe('a damaged image: cp -r, export and scan go through everything readable and name the rest', function () {
   this.timeout(120_000)
   let dir: string
   before(() => {
@@ -63,7 +63,18 @@ describe('a damaged image: cp -r and export copy out everything readable and nam
       execFileSync('tar', ['-xf', tar, '-C', untar])
       const got = tree(out)
       expect(tree(untar)).to.deep.equal(got)
-      // Neither touched the image.
+      // prism scan goes on past the same damage: the same entries named, every other file's
+      // name walked (and each file scanned), exit 2.
+      const sig = path.join(work, 'never.ndb')
+      fs.writeFileSync(sig, 'Prism.Test.Never:0:*:7a7a7a7a7a7a7a7a7a7a7a7a\n')
+      const scan = prism(['scan', 'root', '-s', sig, '--json', '-i', img])
+      expect(scan.status, scan.stderr).to.equal(2)
+      const report = JSON.parse(scan.stdout) as {errors: Array<{paths: string[]}>, stats: {names: number}}
+      expect(report.errors.map((e) => e.paths[0].replace(/^root:\//, '')).sort()).to.deep.equal([...named].sort())
+      const files = [...got.values()].filter((v) => v !== 'dir' && !v.startsWith('-> ')).length
+      const namedFiles = named.filter((n) => !got.has(n)).length
+      expect(report.stats.names).to.equal(files + namedFiles)
+      // None of them touched the image.
       expect(fs.readFileSync(img).equals(before)).to.equal(true)
       // Repaired, the image gives everything; all of it but what was named (and what the repair
       // reconnected) was copied from the damaged one, as it is.

@@ -760,15 +760,34 @@ export class Volume implements InodeHome {
   /**
    * inodeVersion (unverified) for each of `inos` (increasing): fills `generations` and
    * `versions` and returns the sum of the sizes. The inode table is read in runs, around
-   * the cache (readRun); inodes held in memory, and anything unusual, go through iget.
+   * the cache (readRun); inodes held in memory, and anything unusual, go through iget. An
+   * inode the damage keeps from being read (out of range, free, failing its checks) gets
+   * version -1, which matches nothing remembered: its reader meets the damage itself.
    */
   inodeVersions(inos: Uint32Array, generations: Uint32Array, versions: Float64Array): number {
     const v: InodeVersion = {type: 0, size: 0, generation: 0, dataVersion: 0}
+    const slow = (ino: number): void => {
+      try {
+        this.inodeVersion(ino, v)
+      } catch (e) {
+        if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+        v.type = 0
+        v.size = 0
+        v.generation = 0
+        v.dataVersion = -1
+      }
+    }
     const scratch = Buffer.allocUnsafe(256 * BLOCK_SIZE)
     let total = 0
     let i = 0
     while (i < inos.length) {
-      if (!this.validIno(inos[i])) { this.inodeVersion(inos[i], v); i++; continue } // throws
+      if (!this.validIno(inos[i])) {
+        slow(inos[i])
+        generations[i] = v.generation
+        versions[i] = v.dataVersion
+        i++
+        continue
+      }
       // The table blocks from this inode's up to the last inode of the list within 256 blocks.
       const first = Math.floor(inos[i] / INODES_PER_BLOCK)
       let j = i
@@ -779,7 +798,7 @@ export class Volume implements InodeHome {
         const t = block - this.sb.inodeTableStart
         for (; k <= j && Math.floor(inos[k] / INODES_PER_BLOCK) === t; k++) {
           const ino = inos[k]
-          if (this.inodes.has(ino) || !peekVersion(buf, (ino % INODES_PER_BLOCK) * INODE_SIZE, v, false)) this.inodeVersion(ino, v)
+          if (this.inodes.has(ino) || !peekVersion(buf, (ino % INODES_PER_BLOCK) * INODE_SIZE, v, false)) slow(ino)
           generations[k] = v.generation
           versions[k] = v.dataVersion
           total += v.size

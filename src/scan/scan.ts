@@ -146,6 +146,33 @@ export class FileIndex {
         const ino = this.dirIno[d]
         if (seen.has(ino)) throw new PrismError('EBADIMAGE', `directory inode ${ino} is named twice (a loop?); run 'prism fsck'`)
         seen.add(ino)
+        // A directory the damage keeps from being read is left out whole (what it added so far
+        // is taken back) and reported; the walk goes on (as clamscan goes on past what it
+        // cannot read).
+        const mark = {names: this.names, dirs: this.dirIno.length, stack: stack.length, tDirs: this.tree?.dirs ?? 0, tChildren: this.tree?.children ?? 0, tNames: this.tree?.namesLen ?? 0}
+        try {
+          this.walkDir(d, ino, remembered, stack, v)
+        } catch (e) {
+          if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+          this.names = mark.names
+          for (const a of [this.dirIno, this.dirParent, this.dirName, this.dirRef] as unknown[][]) a.length = mark.dirs
+          stack.length = mark.stack
+          if (this.tree) {
+            this.tree.dirs = mark.tDirs
+            this.tree.children = mark.tChildren
+            this.tree.namesLen = mark.tNames
+          }
+          this.unreadable.push({dir: d, message: e.message})
+        }
+      }
+    }
+  }
+
+  /** Lists directory `d` (inode `ino`) of the walk: its files are entries, its subdirectories go on `stack`. */
+  private walkDir(d: number, ino: number, remembered: TreeCache | null, stack: number[], v: InodeVersion): void {
+    const vol = this.vol
+    {
+      {
         let record: TreeCache | null = null
         if (remembered && this.tree) {
           vol.inodeVersion(ino, v, false)
@@ -158,7 +185,7 @@ export class FileIndex {
               if (this.tree.childType[at + c] === DT_REG) this.addEntry(ino, d, at + c)
               else stack.push(this.addDir(ino, d, undefined, at + c))
             }
-            continue
+            return
           }
           if (v.type === S_IFDIR) {
             record = this.tree
@@ -176,6 +203,14 @@ export class FileIndex {
         })
       }
     }
+  }
+
+  /** The directories the damage kept from being read (none of their files is in the index), with why. */
+  readonly unreadable: Array<{dir: number, message: string}> = []
+
+  /** `FILESET:/a/b` of each directory in `unreadable`. */
+  unreadablePaths(): Array<{ino: number, path: string, message: string}> {
+    return this.unreadable.map((u) => ({ino: this.dirIno[u.dir], path: this.pathOfDir(u.dir).replace(/(.)\/$/, '$1'), message: u.message}))
   }
 
   private addDir(ino: number, parent: number, name: string | undefined, ref: number): number {
@@ -444,11 +479,11 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
       stats.cached++
       learned.pushFrom(remembered, prev)
     } else {
-      const inode = vol.iget(ino)
       stats.inodesRead++
       stats.readsPerInode.set(ino, (stats.readsPerInode.get(ino) ?? 0) + 1)
       const count = (n: number) => { stats.bytesRead += n; progress.bytes += n; tick() }
       try {
+        const inode = vol.iget(ino)
         if (matcher) {
           const fs = matcher.start(inode.r.size)
           streamData(vol, inode, (buf) => { fs.feed(buf); count(buf.length) })
@@ -501,6 +536,8 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   const paths = index.paths([...matches, ...errors].map((m) => m.ino))
   for (const m of matches) m.paths = paths.get(m.ino)!
   for (const e of errors) e.paths = paths.get(e.ino)!
+  // Directories the damage kept from being read: their files were not scanned.
+  for (const u of index.unreadablePaths()) errors.push({ino: u.ino, paths: [u.path], message: `cannot read this directory, its files were not scanned: ${u.message}`})
   matches.sort((a, b) => (a.paths[0] < b.paths[0] ? -1 : a.paths[0] > b.paths[0] ? 1 : 0))
   return save ? {matches, errors, stats, save} : {matches, errors, stats}
 }
