@@ -1,4 +1,5 @@
-// Copying out of a damaged image (prism cp -r, prism export), and scanning it (prism scan): an entry the damage keeps from
+// Copying out of a damaged image (prism cp -r, prism export), and scanning, measuring and
+// listing it (prism scan, du, ls -R): an entry the damage keeps from
 // being read (a directory block, an extent node, an inode that fails its checks) is named on
 // its own line (`cannot read 'FILESET:/path': ...`) and skipped; everything else is copied,
 // and the exit status is 1, as cp and tar go on past a file they cannot read. What the damaged
@@ -31,7 +32,7 @@ function tree(dir: string): Map<string, string> {
   return out
 }
 
-describe('a damaged image: cp -r, export and scan go through everything readable and name the rest', function () {
+describe('a damaged image: cp -r, export, scan, du and ls -R go through everything readable and name the rest', function () {
   this.timeout(120_000)
   let dir: string
   before(() => {
@@ -74,6 +75,16 @@ describe('a damaged image: cp -r, export and scan go through everything readable
       const files = [...got.values()].filter((v) => v !== 'dir' && !v.startsWith('-> ')).length
       const namedFiles = named.filter((n) => !got.has(n)).length
       expect(report.stats.names).to.equal(files + namedFiles)
+      // du names the same entries and counts the rest; ls -R names the directories it cannot list.
+      const pathsOf = (stderr: string) => stderr.trim().split('\n').filter(Boolean).map((l) => /^prism: cannot read 'root:\/([^']*)'/.exec(l)?.[1])
+      const du = prism(['du', '-s', '-i', img, 'root:/'])
+      expect(du.status, du.stderr).to.equal(1)
+      expect(pathsOf(du.stderr)).to.deep.equal(named)
+      expect(du.stdout).to.match(/ root:\/\n$/)
+      const ls = prism(['ls', '-R', '-i', img, 'root:/'])
+      const dirsNamed = named.filter((n) => got.get(n) === 'dir')
+      expect(ls.status, ls.stderr).to.equal(dirsNamed.length ? 1 : 0)
+      expect(pathsOf(ls.stderr)).to.deep.equal(dirsNamed)
       // None of them touched the image.
       expect(fs.readFileSync(img).equals(before)).to.equal(true)
       // Repaired, the image gives everything; all of it but what was named (and what the repair

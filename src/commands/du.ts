@@ -25,7 +25,8 @@ export default class Du extends PrismCommand {
     const failures = new Failures()
     const rows: Array<ReturnType<typeof duPath>[number]> = []
     await this.withVolume(flags, false, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
-      rows.push(...duPath(namespace(vol, loc.fileset), loc.path, flags.summarize))
+      // (past damage: each entry it keeps from being read is named, exit 1, the rest counted)
+      rows.push(...duPath(namespace(vol, loc.fileset), loc.path, flags.summarize, failures.report))
     }))
     const size = (bytes: number) => (flags.human ? humanSize(bytes) : String(bytes))
     const blocks = (n: number) => (flags.human ? humanSize(n * 4096) : String(n))

@@ -55,7 +55,7 @@ export default class Ls extends PrismCommand {
     const {argv, flags} = await this.parse(Ls)
     const locs = ((argv as string[]).length ? (argv as string[]) : ['root:/']).map(imageLoc)
     const {namespace, forEachItem} = await import('../fs/image.js')
-    const {PrismError} = await import('../errors.js')
+    const {EXIT, PrismError} = await import('../errors.js')
     const {Failures} = await import('../cli/each.js')
     const {enterDir} = await import('../fs/dir.js')
     const failures = new Failures()
@@ -105,7 +105,37 @@ export default class Ls extends PrismCommand {
             const entries: Row[] = []
             // Names alone need no inode: a plain `ls` of a clone still expanding does not
             // expand the directories it lists (readdirStat would, for their link counts).
-            const list = detail ? ns.readdirStat(dir) : ns.readdir(dir).map((e) => ({...e, st: {...NO_STAT, type: e.type, ino: e.ino}}))
+            // On a damaged image, as GNU ls past what it cannot read: a directory that cannot
+            // be listed, or an entry whose inode cannot be read (with -l), is named (exit 1)
+            // and the listing goes on.
+            const damaged = (what: string, err: unknown): void => {
+              if (!(err instanceof PrismError) || err.code !== 'EBADIMAGE') throw err
+              failures.report(new PrismError('EBADIMAGE', `cannot read '${loc.fileset}:${what}': ${err.message}`, EXIT.FAIL))
+            }
+            let names: ReturnType<typeof ns.readdir>
+            try {
+              names = ns.readdir(dir)
+            } catch (err) {
+              damaged(dir, err)
+              if (dir !== loc.path) out.push({path: `${loc.fileset}:${dir}`, entries: []})
+              continue
+            }
+            let list: Array<(typeof names)[number] & {st: typeof NO_STAT}>
+            try {
+              list = detail ? ns.readdirStat(dir) : names.map((e) => ({...e, st: {...NO_STAT, type: e.type, ino: e.ino}}))
+            } catch (err) {
+              if (!(err instanceof PrismError) || err.code !== 'EBADIMAGE') throw err
+              // (one entry's inode: each is taken on its own)
+              list = []
+              for (const e of names) {
+                const p = (dir.endsWith('/') ? dir : dir + '/') + e.name
+                try {
+                  list.push({...e, st: ns.stat(p, false)})
+                } catch (err2) {
+                  damaged(p, err2)
+                }
+              }
+            }
             for (const e of list) {
               if (!flags.all && e.name.startsWith('.')) continue
               const p = (dir.endsWith('/') ? dir : dir + '/') + e.name

@@ -6,7 +6,7 @@
 // running transaction (callers commit); walks of large trees commit as they go.
 import {IF_INLINE, S_IFMT} from '../format/constants.js'
 import {nameText} from '../format/name.js'
-import {fail} from '../errors.js'
+import {EXIT, PrismError, fail} from '../errors.js'
 import {dirList, enterDir} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
@@ -309,7 +309,7 @@ export interface DuEntry {
  * du of one subtree: every directory's totals (deepest first, as du prints them) unless
  * `summarize`, then only the top. A block counts once however many names or inodes map it.
  */
-export function duPath(ns: Namespace, path: string, summarize: boolean): DuEntry[] {
+export function duPath(ns: Namespace, path: string, summarize: boolean, onUnreadable?: (e: PrismError) => void): DuEntry[] {
   ns.materialize(path)
   const vol = ns.vol
   const r = ns.resolveFull(path, true)
@@ -319,22 +319,22 @@ export function duPath(ns: Namespace, path: string, summarize: boolean): DuEntry
   const out: DuEntry[] = []
   const account = (inode: Inode, e: DuEntry) => {
     if (seenIno.has(inode.ino)) return
-    seenIno.add(inode.ino)
-    if (!inode.isDir) e.apparentBytes += inode.r.size
     const shared = inode.r.share > 1
+    // (everything read first: an inode whose extent map is damaged counts for nothing)
     const blocks: Array<[number, number]> = []
     if (!(inode.r.flags & IF_INLINE) && !inode.isSpecial) {
       for (const x of loadExtents(vol, inode)) blocks.push([x.p, x.n])
       for (const t of inode.treeBlocks) blocks.push([t, 1])
     }
-    if (inode.r.xattrIno) {
-      const a = vol.tryIget(inode.r.xattrIno)
-      if (a && !(a.r.flags & IF_INLINE) && !seenIno.has(a.ino)) {
-        seenIno.add(a.ino)
-        for (const x of loadExtents(vol, a)) blocks.push([x.p, x.n])
-        for (const t of a.treeBlocks) blocks.push([t, 1])
-      }
+    const a = inode.r.xattrIno ? vol.tryIget(inode.r.xattrIno) : null
+    const attrs = a && !(a.r.flags & IF_INLINE) && !seenIno.has(a.ino)
+    if (attrs) {
+      for (const x of loadExtents(vol, a)) blocks.push([x.p, x.n])
+      for (const t of a.treeBlocks) blocks.push([t, 1])
+      seenIno.add(a.ino)
     }
+    seenIno.add(inode.ino)
+    if (!inode.isDir) e.apparentBytes += inode.r.size
     for (const [p, n] of blocks) {
       for (let b = p; b < p + n; b++) {
         if (seenBlock.has(b)) continue
@@ -355,14 +355,28 @@ export function duPath(ns: Namespace, path: string, summarize: boolean): DuEntry
   const visit = (dir: Inode, p: string, ancestors: Set<number>): DuEntry => {
     enterDir(ancestors, dir.ino, ns.where(p))
     const e: DuEntry = {path: `${ns.fs.name}:${p}`, apparentBytes: 0, usedBlocks: 0, sharedBlocks: 0, files: 0, dirs: 1}
-    account(dir, e)
-    for (const d of dirList(vol, dir)) {
-      const child = vol.iget(d.ino)
+    // With onUnreadable, what the damage keeps from being read (a directory's entries, an
+    // inode, an extent map) is handed there, named, and left out; the rest is counted, as du
+    // goes on past a directory it cannot read.
+    const unreadable = <T>(what: string, fn: () => T): T | null => {
+      if (!onUnreadable) return fn()
+      try {
+        return fn()
+      } catch (err) {
+        if (!(err instanceof PrismError) || err.code !== 'EBADIMAGE') throw err
+        onUnreadable(new PrismError('EBADIMAGE', `cannot read '${ns.where(what)}': ${err.message}`, EXIT.FAIL))
+        return null
+      }
+    }
+    unreadable(p, () => account(dir, e))
+    for (const d of unreadable(p, () => dirList(vol, dir)) ?? []) {
       const cp = `${p === '/' ? '' : p}/${nameText(d.name)}`
+      const child = unreadable(cp, () => vol.iget(d.ino))
+      if (!child) continue
       if (child.isDir) add(e, visit(child, cp, ancestors))
       else {
         e.files++
-        account(child, e)
+        unreadable(cp, () => account(child, e))
       }
     }
     ancestors.delete(dir.ino)
