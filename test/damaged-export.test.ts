@@ -7,12 +7,16 @@
 // touched. The oracle: the same copy after `prism fsck --repair`, less the named entries
 // (and lost+found, where the repair puts what it reconnects).
 import {expect} from 'chai'
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {pathToFileURL} from 'node:url'
 import zlib from 'node:zlib'
 import {prism, tmpDir} from './helpers.js'
+
+/** bin/run.js without its fast paths: oclif runs the command (as test/fileset-list.test.ts). */
+const VIA_OCLIF = `const [root, ...argv] = process.argv.slice(1); const {runOclif} = await import(root + 'dist/cli/oclif.js'); await runOclif(argv, root)`
 
 /** Every path under `dir` with what it is: a file's content hash, a symlink's target, 'dir'. */
 function tree(dir: string): Map<string, string> {
@@ -32,7 +36,7 @@ function tree(dir: string): Map<string, string> {
   return out
 }
 
-describe('a damaged image: cp -r, export, scan, du and ls -R go through everything readable and name the rest', function () {
+describe('a damaged image: cp -r, export, scan, du, ls -R and fileset list go through everything readable and name the rest', function () {
   this.timeout(120_000)
   let dir: string
   before(() => {
@@ -85,6 +89,18 @@ describe('a damaged image: cp -r, export, scan, du and ls -R go through everythi
       const dirsNamed = named.filter((n) => got.get(n) === 'dir')
       expect(ls.status, ls.stderr).to.equal(dirsNamed.length ? 1 : 0)
       expect(pathsOf(ls.stderr)).to.deep.equal(dirsNamed)
+      // fileset list shows every fileset: REFER and UNIQUE of one whose tree cannot be walked
+      // are '?', with a line saying why; the fast path and oclif alike.
+      const viaOclif = (args: string[]) => {
+        const r = spawnSync(process.execPath, ['--input-type=module', '-e', VIA_OCLIF, pathToFileURL(path.resolve('.')).href + '/', ...args], {env: {...process.env, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1', PRISM_CONTENT_TYPE: ''}})
+        return {status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString()}
+      }
+      for (const list of [prism(['fileset', 'list', '-i', img]), viaOclif(['fileset', 'list', '-i', img])]) {
+        expect(list.status, list.stderr).to.equal(1)
+        expect(list.stderr).to.match(/^prism: fileset 'root': REFER and UNIQUE cannot be counted: .*run 'prism fsck'\n/)
+        expect(list.stdout).to.match(/^root +- +\S+ \S+ +active +\? +\? /m)
+      }
+      expect(prism(['fileset', 'list', '--no-space', '-i', img]).status).to.equal(0)
       // None of them touched the image.
       expect(fs.readFileSync(img).equals(before)).to.equal(true)
       // Repaired, the image gives everything; all of it but what was named (and what the repair

@@ -286,12 +286,31 @@ describe('fileset list: the fast path and oclif print the same bytes', function 
   it('fails the same way on damaged, foreign, missing and locked images, and when no image is found', async () => {
     const cases: Array<[string, number, RegExp]> = [
       ['bad-record', 5, /fileset slot \d+: fileset record checksum mismatch; run 'prism fsck --repair'/],
-      ['bad-clone-root', 5, /inode \d+: inode checksum mismatch; run 'prism fsck'/],
-      ['bad-file', 5, /inode \d+: inode checksum mismatch; run 'prism fsck'/],
-      ['bad-inline-file', 5, /inode \d+: inode checksum mismatch; run 'prism fsck'/],
-      ['bad-inline-count', 5, /directory inode \d+ has a damaged entry; run 'prism fsck'/],
       ['foreign', 5, /./],
     ]
+    // Damage in a fileset's tree: every fileset is listed, REFER and UNIQUE of each one whose
+    // walk meets it are '?' (absent in --json), a line each says why, exit 1.
+    const walks: Array<[string, RegExp]> = [
+      ['bad-clone-root', /inode \d+: inode checksum mismatch; run 'prism fsck'/],
+      ['bad-file', /inode \d+: inode checksum mismatch; run 'prism fsck'/],
+      ['bad-inline-file', /inode \d+: inode checksum mismatch; run 'prism fsck'/],
+      ['bad-inline-count', /directory inode \d+ has a damaged entry; run 'prism fsck'/],
+    ]
+    for (const [name, line] of walks) {
+      for (const form of [[], ['--json']]) {
+        const r = both(images[name], ['fileset', 'list', '-i', work(), ...form])
+        expect(r.status, `${name}: ${r.stderr}`).to.equal(1)
+        const lines = r.stderr.trim().split('\n')
+        for (const l of lines) expect(l, name).to.match(new RegExp(`^prism: fileset '[^']+': REFER and UNIQUE cannot be counted: .*${line.source}`))
+        const damaged = lines.map((l) => /^prism: fileset '([^']+)'/.exec(l)![1])
+        if (form.length) {
+          const rows = JSON.parse(r.stdout) as FilesetRow[]
+          for (const row of rows) expect(row.referenced === undefined, `${name}: ${row.name}`).to.equal(damaged.includes(row.name))
+        } else {
+          for (const d of damaged) expect(r.stdout, name).to.match(new RegExp(`^${d} .* \\? +\\? `, 'm'))
+        }
+      }
+    }
     for (const [name, status, line] of cases) {
       for (const form of [[], ['--json']]) {
         const r = both(images[name], ['fileset', 'list', '-i', work(), ...form])

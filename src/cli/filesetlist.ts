@@ -34,10 +34,14 @@ export interface FilesetRow {
   coaw: {setting: string, copiedBytes: number, rewrites: number}
 }
 
-/** The rows of every fileset, by id; with `space`, REFER and UNIQUE too (a walk of every fileset). */
-export function filesetRows(vol: Volume, space: boolean): FilesetRow[] {
+/**
+ * The rows of every fileset, by id; with `space`, REFER and UNIQUE too (a walk of every
+ * fileset). A fileset whose tree the damage keeps from being walked has none (the table shows
+ * `?`): each is handed to `onDamage` as one line.
+ */
+export function filesetRows(vol: Volume, space: boolean, onDamage?: (message: string) => void): FilesetRow[] {
   const list = listFilesets(vol)
-  const sp = space ? allFilesetSpace(vol, list) : null
+  const sp = space ? allFilesetSpace(vol, list, (f, e) => onDamage?.(`fileset '${f.name}': REFER and UNIQUE cannot be counted: ${e.message}`)) : null
   const rows: FilesetRow[] = new Array(list.length)
   const when = new Date(0)
   for (let i = 0; i < list.length; i++) {
@@ -72,7 +76,7 @@ export function filesetTable(rows: FilesetRow[], space: boolean): string {
     const state = r.expansion ? `${r.state} ${r.expansion.done}/${r.expansion.known}` : r.state
     const when = r.created.replace('T', ' ').slice(0, 19)
     cells[i + 1] = space
-      ? [r.name, r.parent ?? '-', when, state, humanSize(r.referenced ?? 0), humanSize(r.unique ?? 0), humanSize(r.coaw.copiedBytes)]
+      ? [r.name, r.parent ?? '-', when, state, r.referenced === undefined ? '?' : humanSize(r.referenced), r.unique === undefined ? '?' : humanSize(r.unique), humanSize(r.coaw.copiedBytes)]
       : [r.name, r.parent ?? '-', when, state, humanSize(r.coaw.copiedBytes)]
   }
   return table(cells, space ? [4, 5, 6] : [4])
@@ -149,9 +153,12 @@ export async function fastFilesetList(argv: string[]): Promise<number | null> {
   catchSignals()
   try {
     const image = findImage(c.image)
-    const rows = await withSession(image, false, {wait: c.wait, onNotice: notice}, (vol) => filesetRows(vol, c.space))
+    // (a fileset the damage keeps from being walked: one line each, `?` for its space, exit 1)
+    const damaged: string[] = []
+    const rows = await withSession(image, false, {wait: c.wait, onNotice: notice}, (vol) => filesetRows(vol, c.space, (m) => damaged.push(m)))
+    for (const m of damaged) process.stderr.write(errorLine(m))
     process.stdout.write(c.json ? jsonText(rows) : `${filesetTable(rows, c.space)}\n`)
-    return 0
+    return damaged.length ? 1 : 0
   } catch (e) {
     const f = failureOf(e, false, 'fileset list')
     if (c.json) process.stdout.write(jsonText({error: {code: f.code, message: f.message}}))

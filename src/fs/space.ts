@@ -7,6 +7,7 @@
 // fileset. Nothing is sized by the image: a block is remembered only when more than one
 // mapping refers to it (its reference count is above 1), so the cost is the walk, whatever
 // the image's size (a per-block array would cost its size once per fileset).
+import {PrismError} from '../errors.js'
 import {DT_DIR, IF_INLINE, REFCOUNTS_PER_BLOCK, isSpecial} from '../format/constants.js'
 import {INODE_AREA_OFF, INODE_FIELD} from '../format/inode.js'
 import {readU64} from '../format/le64.js'
@@ -59,7 +60,7 @@ function countRun(vol: Volume, p: number, n: number, out: Mapped): void {
 }
 
 /** The space of every fileset, in one pass (see the top of this file). */
-export function allFilesetSpace(vol: Volume, filesets: Fileset[]): Map<number, FilesetSpace> {
+export function allFilesetSpace(vol: Volume, filesets: Fileset[], onDamage?: (fs: Fileset, e: PrismError) => void): Map<number, FilesetSpace> {
   const w = new Walker(vol)
   // Every fileset's root, read from the inode table in a few large reads rather than one
   // read (of a few blocks) per root as the walk meets them: 10,000 clones' roots lie in
@@ -68,7 +69,20 @@ export function allFilesetSpace(vol: Volume, filesets: Fileset[]): Map<number, F
   for (let i = 0; i < filesets.length; i++) roots[i] = filesets[i].rootIno
   vol.prefetchInodes(roots)
   const out = new Map<number, FilesetSpace>()
-  for (const fs of filesets) out.set(fs.id, w.walk(fs))
+  for (const fs of filesets) {
+    if (!onDamage) {
+      out.set(fs.id, w.walk(fs))
+      continue
+    }
+    // With onDamage, a fileset whose tree the damage keeps from being walked gets no figures
+    // (it is handed there); the others are counted.
+    try {
+      out.set(fs.id, w.walk(fs))
+    } catch (e) {
+      if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+      onDamage(fs, e)
+    }
+  }
   return out
 }
 

@@ -13,7 +13,12 @@ export default class FilesetList extends PrismCommand {
     const {flags} = await this.parse(FilesetList)
     // The rows and the table come from the module bin/run.js's fast path prints with.
     const {filesetRows, filesetTable} = await import('../../cli/filesetlist.js')
-    const rows = await this.withVolume(flags, false, (vol) => filesetRows(vol, flags.space))
+    // (a fileset the damage keeps from being walked: one line each, `?` for its space, exit 1)
+    const damaged: string[] = []
+    const rows = await this.withVolume(flags, false, (vol) => filesetRows(vol, flags.space, (m) => damaged.push(m)))
+    const {errorLine} = await import('../../cli/notices.js')
+    for (const m of damaged) process.stderr.write(errorLine(m))
+    if (damaged.length) process.exitCode = 1
     if (!this.jsonEnabled()) this.log(filesetTable(rows, flags.space))
     return rows
   }
