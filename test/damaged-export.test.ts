@@ -36,7 +36,7 @@ function tree(dir: string): Map<string, string> {
   return out
 }
 
-describe('a damaged image: cp -r, export, scan, du, ls -R and fileset list go through everything readable and name the rest', function () {
+describe('a damaged image: cp -r, export, scan, du, ls -R, diff and fileset list go through everything readable and name the rest', function () {
   this.timeout(120_000)
   let dir: string
   before(() => {
@@ -101,12 +101,21 @@ describe('a damaged image: cp -r, export, scan, du, ls -R and fileset list go th
         expect(list.stdout).to.match(/^root +- +\S+ \S+ +active +\? +\? /m)
       }
       expect(prism(['fileset', 'list', '--no-space', '-i', img]).status).to.equal(0)
+      // diff (snap against root) compares what it can: what it cannot is named, with its subtree
+      // left out, exit 1; its listing is that of the repaired image less what lies under a named path.
+      const diffDamaged = prism(['diff', '-i', img, 'snap', 'root'])
+      const cannot = diffDamaged.stderr.trim().split('\n').filter(Boolean).map((l) => /^prism: cannot compare '([^']*)': .*run 'prism fsck'$/.exec(l)![1])
+      expect(diffDamaged.status, diffDamaged.stderr).to.equal(cannot.length ? 1 : 0)
       // None of them touched the image.
       expect(fs.readFileSync(img).equals(before)).to.equal(true)
       // Repaired, the image gives everything; all of it but what was named (and what the repair
       // reconnected) was copied from the damaged one, as it is.
       expect(prism(['fsck', '--repair', '-i', img]).status).to.be.oneOf([0, 1])
       const out2 = path.join(work, 'repaired')
+      const diffRepaired = prism(['diff', '-i', img, 'snap', 'root'])
+      expect(diffRepaired.status, diffRepaired.stderr).to.equal(0)
+      const inside = (line: string) => cannot.some((c) => line.split('\t')[1].startsWith(`${c}/`)) || /\tlost\+found|\t\/lost\+found/.test(line)
+      expect(diffDamaged.stdout.split('\n').filter((l) => !l || !inside(l))).to.deep.equal(diffRepaired.stdout.split('\n').filter((l) => !l || !inside(l)))
       const cp2 = prism(['cp', '-r', '-i', img, 'root:/', out2])
       expect(cp2.status, cp2.stderr).to.equal(0)
       const want = tree(out2)

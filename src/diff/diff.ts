@@ -52,6 +52,12 @@ export interface DiffStats {
 export interface DiffResult {
   entries: DiffEntry[]
   stats: DiffStats
+  /**
+   * What the damage of a damaged image kept from being compared (a directory that cannot be
+   * listed on either side: its subtree is left out; a file whose inode or data cannot be
+   * read): its path on side a (or b) and why. The rest is compared.
+   */
+  unreadable: Array<{path: string, message: string}>
 }
 
 export interface DiffSide {
@@ -82,6 +88,17 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   if (!rootB.isDir) throw new PrismError('ENOTDIR', `${b.fileset}:${b.path}: not a directory`)
   const stats: DiffStats = {dirsWalked: 0, dirsSkipped: 0, shared: 0, inodesRead: 0, bytesRead: 0, readInodes: new Set(), inodesScanned: 0}
   const out: DiffEntry[] = []
+  const unreadable: DiffResult['unreadable'] = []
+  /** `fn`, or null with `rel` recorded as unreadable when the damage keeps it from being read. */
+  const readable = <T>(rel: string, fn: () => T): T | null => {
+    try {
+      return fn()
+    } catch (e) {
+      if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+      unreadable.push({path: rel, message: e.message})
+      return null
+    }
+  }
 
   /**
    * The entries a user of the directory sees. An unexpanded directory whose pair differs is
@@ -134,11 +151,17 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   }
 
   const walk = (da: Inode | null, db: Inode | null, rel: string) => {
-    if (da && db && unchanged(da, db)) { stats.dirsSkipped++; return }
+    if (da && db) {
+      const same = readable(rel, () => unchanged(da, db))
+      if (same === null) return // (recorded: left out)
+      if (same) { stats.dirsSkipped++; return }
+    }
     stats.dirsWalked++
-    if (da && db && attrsDiffer(vol, da, db, false)) out.push({code: 'A', type: 'dir', path: rel})
-    const ea = da ? view(da, 'a', rel) : new Map<string, Ent>()
-    const eb = db ? view(db, 'b', rel) : new Map<string, Ent>()
+    if (da && db && readable(rel, () => attrsDiffer(vol, da, db, false))) out.push({code: 'A', type: 'dir', path: rel})
+    // A directory that cannot be listed on either side: its subtree is left out on both.
+    const ea = da ? readable(rel, () => view(da, 'a', rel)) : new Map<string, Ent>()
+    const eb = ea && db ? readable(rel, () => view(db, 'b', rel)) : new Map<string, Ent>()
+    if (!ea || !eb) return
     const names = new Set([...ea.keys(), ...eb.keys()])
     for (const name of names) {
       const x = ea.get(name)
@@ -148,7 +171,16 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
       if (y) sb.map.set(p, y)
       const xd = x?.type === DT_DIR ? x : null
       const yd = y?.type === DT_DIR ? y : null
-      if (xd || yd) walk(xd ? vol.iget(xd.ino) : null, yd ? vol.iget(yd.ino) : null, p)
+      if (xd || yd) {
+        const dirs = readable(p, () => [xd ? vol.iget(xd.ino) : null, yd ? vol.iget(yd.ino) : null] as const)
+        if (!dirs) {
+          // (nothing of it is compared: not even as added or removed)
+          sa.map.delete(p)
+          sb.map.delete(p)
+          continue
+        }
+        walk(dirs[0], dirs[1], p)
+      }
     }
   }
   walk(rootA, rootB, '/')
@@ -197,10 +229,12 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
       continue
     }
     goneB.add(p)
-    const ia = vol.iget(x.ino)
-    const ib = vol.iget(y.ino)
-    if (!sameContent(vol, ia, ib, stats)) out.push({code: 'M', type: typeName(x.type), path: p})
-    else if (attrsDiffer(vol, ia, ib, true)) out.push({code: 'A', type: typeName(x.type), path: p})
+    const code = readable(p, () => {
+      const ia = vol.iget(x.ino)
+      const ib = vol.iget(y.ino)
+      return !sameContent(vol, ia, ib, stats) ? 'M' : attrsDiffer(vol, ia, ib, true) ? 'A' : ''
+    })
+    if (code) out.push({code, type: typeName(x.type), path: p})
   }
   for (const [p, y] of sb.map) {
     if (goneB.has(p)) continue
@@ -209,7 +243,8 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     out.push({code: '+', type: typeName(y.type), path: p})
   }
   out.sort((u, v) => byPath(u.path, v.path) || byPath(u.code, v.code))
-  return {entries: out, stats}
+  unreadable.sort((u, v) => byPath(u.path, v.path))
+  return {entries: out, stats, unreadable}
 }
 
 /** Mode, owner, noclone mark, extended attributes (FORMAT.md §14) and, for files, mtime. */
