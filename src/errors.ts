@@ -59,6 +59,15 @@ export function isArgumentError(e: unknown): e is PrismError {
   return e instanceof PrismError && e.exitCode === EXIT.FAIL && e.code !== 'ENEEDWRITE'
 }
 
+/**
+ * Damage met in reading the image (EBADIMAGE): a structure that fails its checks. Walks that
+ * read (cp and export out, scan, du, ls, diff, fileset list) name the entry it keeps from
+ * being read and go on with the rest; anything else stops them.
+ */
+export function isDamage(e: unknown): e is PrismError {
+  return e instanceof PrismError && e.code === 'EBADIMAGE'
+}
+
 /** An error another process (a prism server) sent as its code and message. */
 export function errorFromWire(code: unknown, message: unknown): PrismError {
   const known = typeof code === 'string' && Object.hasOwn(EXIT_OF, code)

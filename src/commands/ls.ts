@@ -55,7 +55,7 @@ export default class Ls extends PrismCommand {
     const {argv, flags} = await this.parse(Ls)
     const locs = ((argv as string[]).length ? (argv as string[]) : ['root:/']).map(imageLoc)
     const {namespace, forEachItem} = await import('../fs/image.js')
-    const {EXIT, PrismError} = await import('../errors.js')
+    const {EXIT, PrismError, isDamage} = await import('../errors.js')
     const {Failures} = await import('../cli/each.js')
     const {enterDir} = await import('../fs/dir.js')
     const failures = new Failures()
@@ -109,7 +109,7 @@ export default class Ls extends PrismCommand {
             // be listed, or an entry whose inode cannot be read (with -l), is named (exit 1)
             // and the listing goes on.
             const damaged = (what: string, err: unknown): void => {
-              if (!(err instanceof PrismError) || err.code !== 'EBADIMAGE') throw err
+              if (!isDamage(err)) throw err
               failures.report(new PrismError('EBADIMAGE', `cannot read '${loc.fileset}:${what}': ${err.message}`, EXIT.FAIL))
             }
             let names: ReturnType<typeof ns.readdir>
@@ -124,7 +124,7 @@ export default class Ls extends PrismCommand {
             try {
               list = detail ? ns.readdirStat(dir) : names.map((e) => ({...e, st: {...NO_STAT, type: e.type, ino: e.ino}}))
             } catch (err) {
-              if (!(err instanceof PrismError) || err.code !== 'EBADIMAGE') throw err
+              if (!isDamage(err)) throw err
               // (one entry's inode: each is taken on its own)
               list = []
               for (const e of names) {

@@ -11,7 +11,7 @@
 // their blocks), and only then by content.
 import {DT_DIR, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED, S_IFREG, modeOfDt} from '../format/constants.js'
 import {nameText} from '../format/name.js'
-import {PrismError} from '../errors.js'
+import {PrismError, isDamage} from '../errors.js'
 import {cloneSpec} from '../fs/expand.js'
 import {dirForEach} from '../fs/dir.js'
 import {loadExtents, readData} from '../fs/extents.js'
@@ -94,7 +94,7 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     try {
       return fn()
     } catch (e) {
-      if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+      if (!isDamage(e)) throw e
       unreadable.push({path: rel, message: e.message})
       return null
     }

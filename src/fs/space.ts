@@ -7,7 +7,7 @@
 // fileset. Nothing is sized by the image: a block is remembered only when more than one
 // mapping refers to it (its reference count is above 1), so the cost is the walk, whatever
 // the image's size (a per-block array would cost its size once per fileset).
-import {PrismError} from '../errors.js'
+import {isDamage, type PrismError} from '../errors.js'
 import {DT_DIR, IF_INLINE, REFCOUNTS_PER_BLOCK, isSpecial} from '../format/constants.js'
 import {INODE_AREA_OFF, INODE_FIELD} from '../format/inode.js'
 import {readU64} from '../format/le64.js'
@@ -79,7 +79,7 @@ export function allFilesetSpace(vol: Volume, filesets: Fileset[], onDamage?: (fs
     try {
       out.set(fs.id, w.walk(fs))
     } catch (e) {
-      if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+      if (!isDamage(e)) throw e
       onDamage(fs, e)
     }
   }

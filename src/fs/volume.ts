@@ -15,7 +15,7 @@ import {FormatError} from '../format/errors.js'
 import {checkInode, decodeInode, emptyInode, encodeInode, inodeSlotFree, peekVersion, type InodeVersion, type InodeRecord} from '../format/inode.js'
 import {refcountBlockOk, refcountBlockOkSparse, sealRefcountBlock} from '../format/refcount.js'
 import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING, INCOMPAT_SPARSE_REFCOUNT, RO_COMPAT_SUPPORTED, decodeSuperblock, encodeSuperblock, hasSbMagic, planGeometry, type GeometryOptions, type Superblock} from '../format/superblock.js'
-import {PrismError, fail} from '../errors.js'
+import {PrismError, fail, isDamage} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
@@ -770,7 +770,7 @@ export class Volume implements InodeHome {
       try {
         this.inodeVersion(ino, v)
       } catch (e) {
-        if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+        if (!isDamage(e)) throw e
         v.type = 0
         v.size = 0
         v.generation = 0

@@ -6,7 +6,7 @@
 // running transaction (callers commit); walks of large trees commit as they go.
 import {IF_INLINE, S_IFMT} from '../format/constants.js'
 import {nameText} from '../format/name.js'
-import {EXIT, PrismError, fail} from '../errors.js'
+import {EXIT, PrismError, fail, isDamage} from '../errors.js'
 import {dirList, enterDir} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
@@ -363,7 +363,7 @@ export function duPath(ns: Namespace, path: string, summarize: boolean, onUnread
       try {
         return fn()
       } catch (err) {
-        if (!(err instanceof PrismError) || err.code !== 'EBADIMAGE') throw err
+        if (!isDamage(err)) throw err
         onUnreadable(new PrismError('EBADIMAGE', `cannot read '${ns.where(what)}': ${err.message}`, EXIT.FAIL))
         return null
       }

@@ -19,7 +19,7 @@ import {xattrNameProblem, type Xattr} from '../format/xattr.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
-import {fail, isArgumentError, PrismError, type ErrCode} from '../errors.js'
+import {fail, isArgumentError, isDamage, PrismError, type ErrCode} from '../errors.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
 import {firstBlock, forEachRun, loadExtents, readData, shareData} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
@@ -182,7 +182,7 @@ function guardedExport(ctx: Ctx, from: string, fn: () => void): void {
 
 /** Damage read from the image, as the failure of entry `from` of an export; anything else as it is. */
 function unreadable(e: unknown, from: string): unknown {
-  return e instanceof PrismError && e.code === 'EBADIMAGE' && !(e instanceof EntryError) ? new EntryError('EBADIMAGE', `cannot read '${from}': ${e.message}`) : e
+  return isDamage(e) && !(e instanceof EntryError) ? new EntryError('EBADIMAGE', `cannot read '${from}': ${e.message}`) : e
 }
 
 /** guarded() for steps that may yield (an import waiting for the host's answers). */
@@ -954,7 +954,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       writeExported(ns, inode, fd, hostPath, ctx)
     } catch (e) {
       // A file that could not be read whole is not left behind in part.
-      if (e instanceof PrismError && e.code === 'EBADIMAGE') fs.rmSync(hostPath, {force: true})
+      if (isDamage(e)) fs.rmSync(hostPath, {force: true})
       throw e
     }
   } catch (e) {

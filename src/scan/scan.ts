@@ -9,7 +9,7 @@
 // content has not changed since are not read again.
 import {DT_DIR, DT_REG, S_IFDIR} from '../format/constants.js'
 import {nameText} from '../format/name.js'
-import {PrismError} from '../errors.js'
+import {PrismError, isDamage} from '../errors.js'
 import {crypto} from '../lazy.js'
 import {dirForEachRaw} from '../fs/dir.js'
 import {readData, streamData} from '../fs/extents.js'
@@ -153,7 +153,7 @@ export class FileIndex {
         try {
           this.walkDir(d, ino, remembered, stack, v)
         } catch (e) {
-          if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+          if (!isDamage(e)) throw e
           this.names = mark.names
           for (const a of [this.dirIno, this.dirParent, this.dirName, this.dirRef] as unknown[][]) a.length = mark.dirs
           stack.length = mark.stack

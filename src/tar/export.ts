@@ -17,7 +17,7 @@ import {decodeRdev} from '../format/inode.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {ACL_ACCESS, ACL_DEFAULT, decodeAcl} from '../format/xattr.js'
-import {PrismError} from '../errors.js'
+import {PrismError, isDamage} from '../errors.js'
 import {dirList, enterDir, type Dirent} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
@@ -238,7 +238,7 @@ function damaged<T>(ctx: Ctx, name: Buffer, read: () => T): T | null {
   try {
     return read()
   } catch (e) {
-    if (!(e instanceof PrismError) || e.code !== 'EBADIMAGE') throw e
+    if (!isDamage(e)) throw e
     ctx.stats.skipped++
     ctx.opts.onWarning?.(`cannot read '${ctx.ns.where(posix.join('/', ctx.top, nameText(name)))}': ${e.message}`)
     return null
