@@ -241,25 +241,41 @@ describe('prism cp and mv within a served image, and defrag on one: run by the s
     const all = s.mountpoint()
     await s.mount(null, all)
     const before = names(path.join(all, 'root'))
+    const big = names(path.join(all, 'root', 'big'))
     expect(before.length).to.be.greaterThan(10000)
     for (const c of [['cp', '-r', 'root:/big', 'other:/big'], ['mv', 'root:/big', 'other:/big']]) {
-      // A command that ends before its signal arrives (the machine was quick) is undone and
-      // signalled sooner; one signalled before it took signals, later.
+      // A command that ends before its signal arrives (the machine was quick), or that is
+      // signalled once its work is published (then it reports it done: test/served-signal.test.ts),
+      // exits 0 with all of it there: undone, and signalled sooner; one signalled before it
+      // took signals, later.
       let r = {code: null as number | null, stderr: ''}
+      const outcomes: Array<number | null> = []
       // Signalled once it is up and the server has written some of its work (its first
-      // commits), or after `delay` at the latest.
+      // commits), or after `delay` at the latest. (A move's copy shares the files' blocks and
+      // writes little before it is published; most of it is freeing the source afterwards.)
       const pid = (await serverPid(s.image))!
       for (const delay of [1200, 600, 1800, 300, 900]) {
         const cmd = startCli([c[0], '-i', s.image, ...c.slice(1)])
         await sleep(Math.min(300, delay))
-        const started = wrote(pid, 256 << 10)
+        const started = wrote(pid, c[0] === 'mv' ? 4 << 10 : 256 << 10)
         for (const t0 = Date.now(); cmd.child.exitCode === null && !started() && Date.now() - t0 < delay - 300;) await sleep(2)
         cmd.child.kill('SIGINT')
         r = await cmd.done
+        outcomes.push(r.code)
         if (r.code === 130) break
-        if (r.code === 0) await cliOk(c[0] === 'cp' ? ['rm', '-r', '-i', s.image, 'other:/big'] : ['mv', '-i', s.image, 'other:/big', 'root:/big'], {timeoutMs: 60_000})
+        expect([r.code, r.stderr], c.join(' ')).to.deep.equal([0, ''])
+        // Done: all of it where it was to go (and, for mv, nothing left where it was).
+        expect(names(path.join(all, 'other', 'big')), c.join(' ')).to.deep.equal(big)
+        if (c[0] === 'mv') expect(fs.existsSync(path.join(all, 'root', 'big')), c.join(' ')).to.equal(false)
+        await cliOk(c[0] === 'cp' ? ['rm', '-r', '-i', s.image, 'other:/big'] : ['mv', '-i', s.image, 'other:/big', 'root:/big'], {timeoutMs: 60_000})
       }
-      expect([r.code, r.stderr], c.join(' ')).to.deep.equal([130, 'prism: interrupted\n'])
+      if (c[0] === 'mv' && r.code === 0) {
+        // (its window before the publish can be shorter than a signal's way here: the
+        // deterministic cases are test/served-signal.test.ts's)
+        console.log(`      mv was published before each signal (exit ${outcomes.join(', ')}): each time whole in other:/big, and undone`)
+      } else {
+        expect([r.code, r.stderr], c.join(' ')).to.deep.equal([130, 'prism: interrupted\n'])
+      }
       expect(fs.readdirSync(path.join(all, 'other')), c.join(' ')).to.deep.equal(['keep'])
     }
     expect(names(path.join(all, 'root'))).to.deep.equal(before)
