@@ -171,38 +171,34 @@ export class FileIndex {
   /** Lists directory `d` (inode `ino`) of the walk: its files are entries, its subdirectories go on `stack`. */
   private walkDir(d: number, ino: number, remembered: TreeCache | null, stack: number[], v: InodeVersion): void {
     const vol = this.vol
-    {
-      {
-        let record: TreeCache | null = null
-        if (remembered && this.tree) {
-          vol.inodeVersion(ino, v, false)
-          const k = remembered.find(ino)
-          if (k >= 0 && v.type === S_IFDIR && remembered.generation[k] === v.generation && remembered.dataVersion[k] === v.dataVersion) {
-            const at = this.tree.copyDir(remembered, k)
-            const n = remembered.count[k]
-            for (let c = 0; c < n; c++) {
-              const ino = this.tree.child[at + c]
-              if (this.tree.childType[at + c] === DT_REG) this.addEntry(ino, d, at + c)
-              else stack.push(this.addDir(ino, d, undefined, at + c))
-            }
-            return
-          }
-          if (v.type === S_IFDIR) {
-            record = this.tree
-            record.addDir(ino, v.generation, v.dataVersion)
-          }
+    let record: TreeCache | null = null
+    if (remembered && this.tree) {
+      vol.inodeVersion(ino, v, false)
+      const k = remembered.find(ino)
+      if (k >= 0 && v.type === S_IFDIR && remembered.generation[k] === v.generation && remembered.dataVersion[k] === v.dataVersion) {
+        const at = this.tree.copyDir(remembered, k)
+        const n = remembered.count[k]
+        for (let c = 0; c < n; c++) {
+          const ino = this.tree.child[at + c]
+          if (this.tree.childType[at + c] === DT_REG) this.addEntry(ino, d, at + c)
+          else stack.push(this.addDir(ino, d, undefined, at + c))
         }
-        this.dirsRead++
-        dirForEachRaw(vol, vol.iget(ino), (child, type, buf, off, len) => {
-          if (type === DT_REG) {
-            this.addEntry(child, d, record ? record.addChild(child, DT_REG, buf, off, len) : NO_REF)
-          } else if (type === DT_DIR) {
-            const ref = record ? record.addChild(child, DT_DIR, buf, off, len) : NO_REF
-            stack.push(this.addDir(child, d, nameText(buf.subarray(off, off + len)), ref))
-          }
-        })
+        return
+      }
+      if (v.type === S_IFDIR) {
+        record = this.tree
+        record.addDir(ino, v.generation, v.dataVersion)
       }
     }
+    this.dirsRead++
+    dirForEachRaw(vol, vol.iget(ino), (child, type, buf, off, len) => {
+      if (type === DT_REG) {
+        this.addEntry(child, d, record ? record.addChild(child, DT_REG, buf, off, len) : NO_REF)
+      } else if (type === DT_DIR) {
+        const ref = record ? record.addChild(child, DT_DIR, buf, off, len) : NO_REF
+        stack.push(this.addDir(child, d, nameText(buf.subarray(off, off + len)), ref))
+      }
+    })
   }
 
   /** The directories the damage kept from being read (none of their files is in the index), with why. */
