@@ -1,6 +1,6 @@
 // Node built-ins that only some commands need, loaded on first use: imported at the top of
 // a module they would cost every command's start a few milliseconds (all the fast paths
-// share the bundles dist/fast.mjs and dist/fast-fsck.mjs).
+// share the bundles dist/fast.cjs and dist/fast-fsck.cjs).
 import {createRequire} from 'node:module'
 
 const require = createRequire(import.meta.url)

@@ -52,7 +52,7 @@ let loaded: Sys | null = null
 
 /** Where the addon is (for a worker thread, which loads it for itself). */
 export function sysAddonPath(): string {
-  // src/sys.ts, dist/sys.js and the bundles dist/fast.mjs and dist/fast-fsck.mjs all sit one level below the root.
+  // src/sys.ts, dist/sys.js and the bundles dist/fast.cjs and dist/fast-fsck.cjs all sit one level below the root.
   return require.resolve('../native/build/Release/prism_sys.node')
 }
 

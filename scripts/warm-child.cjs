@@ -1,0 +1,33 @@
+'use strict'
+// scripts/warm-bundles.mjs's child: `node scripts/warm-child.cjs NAME IMAGE WORKDIR` runs
+// the commands of dist/NAME.cjs on IMAGE (compiled from source, any old cache ignored), then
+// writes what V8 compiled as dist/NAME.cjs.cache (written to a temporary name, then renamed).
+const fs = require('node:fs')
+const path = require('node:path')
+const {loadBundle} = require('../bin/load-bundle.cjs')
+
+async function main() {
+  const [name, img, work] = process.argv.slice(2)
+  const {exports: fast, script, header} = loadBundle(name, false)
+  const run = async (what, code) => {
+    const c = await code
+    if (c !== 0) throw new Error(`${what}: exit ${c}`)
+  }
+  await run('fsck', fast.fastFsck(['-i', img]))
+  if (name === 'fast') {
+    await run('fileset list', fast.fastFilesetList(['-i', img]))
+    await run('cat', fast.fastCat(['root:/etc/hostname', 'root:/many/f200.txt', '-i', img]))
+    await run('scan', fast.fastScan(['root', '-s', path.join(work, 'sigs.ndb'), '-i', img]))
+    await run('export', fast.fastExport(['root:/', path.join(work, 'out.tar'), '-i', img]))
+    await run('clone', fast.fastClone(['root', 'warm', '--mode', 'sync', '-i', img]))
+    await run('fsck', fast.fastFsck(['-i', img]))
+  }
+  const file = path.join(__dirname, '..', 'dist', `${name}.cjs.cache`)
+  fs.writeFileSync(`${file}.tmp`, Buffer.concat([header, script.createCachedData()]))
+  fs.renameSync(`${file}.tmp`, file)
+}
+
+main().then(() => process.exit(0), (e) => {
+  process.stderr.write(`${e.stack || e}\n`)
+  process.exit(1)
+})
