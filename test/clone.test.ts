@@ -11,6 +11,7 @@ import {deleteFileset, namespace, withImage} from '../src/fs/image.js'
 import {getFileset, listFilesets} from '../src/fs/filesets.js'
 import {filesetSpace} from '../src/fs/space.js'
 import {fsckImage} from '../src/fsck/index.js'
+import type {Namespace} from '../src/fs/namespace.js'
 import {edit, newImage, read, snapshot, tmpDir} from './helpers.js'
 
 function used(img: string): number {
@@ -262,5 +263,109 @@ describe('clone', function () {
     }, 'b')
     withImage(img, {write: true}, (vol) => deleteFileset(vol, 'b'))
     withImage(img, {write: false}, (vol) => expect(vol.sb.freeBlocks).to.equal(vol.sb.dataBlocks))
+  })
+})
+
+describe('clone: a directory copied whole (its layout) or entry by entry', function () {
+  this.timeout(120000)
+  let dir: string
+  beforeEach(() => { dir = tmpDir() })
+  afterEach(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  /** A tree with directories of each kind: some a sync clone copies whole, some it must clone entry by entry. */
+  function fill(img: string): void {
+    edit(img, (ns, vol) => {
+      ns.mkdir('/small')
+      ns.writeFile('/small/a', Buffer.from('a\n'))
+      ns.symlink('a', '/small/l')
+      ns.mkdir('/hashed/sub', {parents: true})
+      ns.writeFile('/hashed/sub/deep', Buffer.alloc(9000, 7))
+      for (let i = 0; i < 600; i++) ns.writeFile(`/hashed/f${i}`, Buffer.alloc(i * 17 % 5000, i))
+      vol.maybeCommit()
+      ns.mkdir('/linked') // a hard-linked file: its clone is a private copy
+      ns.writeFile('/linked/x', Buffer.from('x'))
+      ns.writeFile('/linked/z', Buffer.from('z'))
+      ns.link('/linked/x', '/linked/y')
+      ns.mkdir('/noclone')
+      ns.writeFile('/noclone/keep', Buffer.from('k'))
+      ns.writeFile('/noclone/secret', Buffer.from('s'))
+      ns.setFlag('/noclone/secret', IF_NOCLONE, true)
+      ns.mkdir('/skip')
+      for (const n of ['a', 'b.tmp', 'c']) ns.writeFile(`/skip/${n}`, Buffer.from(n))
+      ns.mkdir('/huge') // more entries than one step copies whole
+      for (let i = 0; i < 4200; i++) {
+        ns.writeFile(`/huge/n${i}`, Buffer.from(String(i)))
+        if (i % 500 === 0) vol.maybeCommit()
+      }
+    })
+  }
+
+  const seed = (ns: Namespace, p: string): number => ns.resolveFull(p, false).inode.r.dirSeed
+
+  function expectClean(img: string): void {
+    const r = fsckImage(img, {repair: false})
+    expect(r.problems, JSON.stringify(r.problems.slice(0, 5))).to.deep.equal([])
+  }
+
+  it('copies a directory whose every entry is cloned, and clones the others entry by entry: the same tree either way, each side on its own after', () => {
+    const img = newImage(dir, 256 << 20, {inodeCount: 16384})
+    fill(img)
+    const source = read(img, (ns) => snapshot(ns))
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {exclude: ['*.tmp']}))
+    const want = {...source}
+    delete want['/skip/b.tmp']
+    delete want['/noclone/secret']
+    read(img, (c, vol) => {
+      expect(snapshot(c)).to.deep.equal(want)
+      const root = namespace(vol, 'root')
+      for (const p of ['/', '/small', '/hashed', '/hashed/sub']) expect(seed(c, p), `${p}: copied whole`).to.equal(seed(root, p))
+      for (const p of ['/linked', '/noclone', '/skip', '/huge']) expect(seed(c, p), `${p}: entry by entry`).to.not.equal(seed(root, p))
+      expect(c.stat('/hashed/f5').ino).to.equal(root.stat('/hashed/f5').ino)
+      expect(c.stat('/hashed/f5').share).to.equal(2)
+      expect(c.stat('/linked/x').ino).to.not.equal(root.stat('/linked/x').ino)
+      expect(c.stat('/linked/y').ino).to.equal(c.stat('/linked/x').ino)
+    }, 'c')
+    expectClean(img)
+    // The copy is a directory of its own: names added and removed in it stay in it.
+    edit(img, (c) => {
+      for (let i = 0; i < 300; i++) c.writeFile(`/hashed/new${i}`, Buffer.from(`new ${i}`))
+      for (let i = 0; i < 600; i += 3) c.remove(`/hashed/f${i}`)
+      c.rename('/hashed/f1', '/small/moved')
+    }, 'c')
+    expect(read(img, (ns) => snapshot(ns))).to.deep.equal(source)
+    read(img, (c) => {
+      const names = c.readdir('/hashed').map((e) => e.name).sort()
+      const expected = ['sub', ...Array.from({length: 600}, (_, i) => i).filter((i) => i % 3 !== 0 && i !== 1).map((i) => `f${i}`), ...Array.from({length: 300}, (_, i) => `new${i}`)].sort()
+      expect(names).to.deep.equal(expected)
+      for (const n of expected) expect(c.exists(`/hashed/${n}`), n).to.equal(true)
+      expect(c.readFile('/small/moved')).to.deep.equal(Buffer.alloc(17, 1))
+    }, 'c')
+    expectClean(img)
+    // The source's deletion leaves the clone whole; the clone's, nothing behind.
+    withImage(img, {write: true}, (vol) => deleteFileset(vol, 'root'))
+    read(img, (c) => {
+      expect(c.readFile('/hashed/sub/deep')).to.deep.equal(Buffer.alloc(9000, 7))
+      expect(c.readFile('/hashed/f599')).to.deep.equal(Buffer.alloc(599 * 17 % 5000, 599))
+      expect(c.readFile('/huge/n4199').toString()).to.equal('4199')
+    }, 'c')
+    expectClean(img)
+    withImage(img, {write: true}, (vol) => deleteFileset(vol, 'c'))
+    withImage(img, {write: false}, (vol) => expect(vol.sb.freeBlocks).to.equal(vol.sb.dataBlocks))
+  })
+
+  it('clones entry by entry, in small transactions, where copying a directory whole would not fit a small journal', () => {
+    const img = newImage(dir, 256 << 20, {inodeCount: 16384, journalBlocks: 128})
+    fill(img)
+    const source = read(img, (ns) => snapshot(ns))
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}))
+    read(img, (c, vol) => {
+      const want = {...source}
+      delete want['/noclone/secret']
+      expect(snapshot(c)).to.deep.equal(want)
+      const root = namespace(vol, 'root')
+      expect(seed(c, '/small')).to.equal(seed(root, '/small'))
+      expect(seed(c, '/hashed'), '600 entries in a 128-block journal: entry by entry').to.not.equal(seed(root, '/hashed'))
+    }, 'c')
+    expectClean(img)
   })
 })

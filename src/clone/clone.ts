@@ -13,11 +13,11 @@
 // inode) that stops as soon as every pattern has matched.
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
-import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
+import {DIR_PTRS_PER_BLOCK, DT_DIR, FS_DELETING, FS_EXPANDING, IF_INLINE, IF_NOCLONE, IF_ORPHAN, INODES_PER_BLOCK, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
 import {FILESET_LOCALITY_MASK} from '../format/locality.js'
 import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
-import {dirAdd, dirList, enterDir} from '../fs/dir.js'
+import {dirAdd, dirCopyLayout, dirForEachRaw, dirList, enterDir} from '../fs/dir.js'
 import {shareInto} from '../fs/extents.js'
 import {holdXattrs} from '../fs/xattr.js'
 import {addFileset, filesetById, findFileset, freeName, getFileset, saveFileset, type Fileset} from '../fs/filesets.js'
@@ -297,13 +297,28 @@ function graftPlace(vol: Volume, ns: Namespace, p: GraftPlace, target: string): 
 
 /** A sync clone or graft yields inside a directory after this many entries. */
 const CLONE_STEP_ENTRIES = 64
+/**
+ * A directory of a sync clone whose every entry is cloned, of at most this many entries, is
+ * made in one step as a copy of its source's layout (dirCopyLayout, as expansion makes one:
+ * a block copy per bucket instead of an insertion per entry, half a sync clone's time on a
+ * tree of small directories: bench/README.md, "Scale"). Larger ones go entry by entry, a step
+ * every CLONE_STEP_ENTRIES, as do directories that leave entries out.
+ */
+const LAYOUT_COPY_MAX = 4096
+
+interface DirJob {
+  src: number
+  generation: number
+  dst: Inode
+  path: string
+}
 
 /** Fills `dst` (new, empty) with a clone of source directory `src` at clone path `path`. */
 function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<void> {
   const vol = w.vol
   // Iterative, so deep trees do not exhaust the stack. A source directory is held by number
   // and generation: between steps it may be removed (its number reused).
-  const stack: Array<{src: number, generation: number, dst: Inode, path: string}> = [{src: src.ino, generation: src.r.generation, dst, path}]
+  const stack: DirJob[] = [{src: src.ino, generation: src.r.generation, dst, path}]
   const seen = new Set<number>()
   while (stack.length) {
     const job = stack.pop()!
@@ -311,7 +326,13 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
     w.stats.dirs++
     let subdirs = 0
     const dir = vol.tryIget(job.src)
-    const entries = dir && dir.r.generation === job.generation && dir.isDir ? dirList(vol, dir) : []
+    const live = dir !== null && dir.r.generation === job.generation && dir.isDir
+    if (live && copyLayout(w, dir, job, stack)) {
+      progress(w)
+      yield
+      continue
+    }
+    const entries = live ? dirList(vol, dir) : []
     let n = 0
     for (const e of entries) {
       if (++n % CLONE_STEP_ENTRIES === 0) yield
@@ -355,6 +376,63 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
     progress(w)
     yield
   }
+}
+
+/**
+ * Clones source directory `dir` into job.dst (new, empty) whole, as a copy of its layout,
+ * when that fits one step: every entry cloned (none excluded, none noclone, no hard-linked
+ * file, each entry's type its inode's), not a graft (whose files are copies), at most
+ * LAYOUT_COPY_MAX entries, and the blocks the step changes (the children's inode-table
+ * blocks, the new subdirectories', the copy's directory blocks) within a quarter of the
+ * journal (the step starts with at most half of it used: clone() commits at each yield).
+ * Returns false, having changed nothing, otherwise: the caller goes entry by entry.
+ */
+function copyLayout(w: Walk, dir: Inode, job: DirJob, stack: DirJob[]): boolean {
+  const vol = w.vol
+  if (!w.shareInodes || dir.r.size > LAYOUT_COPY_MAX || dir.r.size === 0) return false
+  const patterns = (w.opts.exclude?.length ?? 0) > 0
+  const kids: Inode[] = []
+  const dirPaths: Array<string | undefined> = []
+  const tableBlocks = new Set<number>()
+  let all = true
+  dirForEachRaw(vol, dir, (ino, type, buf, off, len) => {
+    if (!all) return
+    const child = vol.iget(ino)
+    const isDir = type === DT_DIR
+    const childPath = isDir || patterns ? `${job.path}/${nameText(buf.subarray(off, off + len))}` : undefined
+    if ((child.r.flags & IF_NOCLONE) || child.isDir !== isDir || (!isDir && child.r.nlink > 1) || (patterns && w.match.test(childPath!, isDir) >= 0)) {
+      all = false
+      return
+    }
+    kids.push(child)
+    dirPaths.push(isDir ? childPath : undefined)
+    tableBlocks.add(Math.floor(ino / INODES_PER_BLOCK))
+  })
+  if (!all || kids.length !== dir.r.size) return false
+  let subdirs = 0
+  for (const p of dirPaths) if (p !== undefined) subdirs++
+  const dirBlocks = dir.r.flags & IF_INLINE ? 0 : dir.r.dirBuckets + Math.ceil(2 ** dir.r.dirDepth / DIR_PTRS_PER_BLOCK)
+  // (16: the directory's own inode block, the fileset table and reference-count blocks)
+  if (tableBlocks.size + subdirs + dirBlocks + 16 > vol.journal.maxBlocks / 4) return false
+  const inos = new Array<number>(kids.length)
+  for (let i = 0; i < kids.length; i++) {
+    const child = kids[i]
+    const p = dirPaths[i]
+    if (p !== undefined) {
+      const d = newDirLike(vol, child)
+      stack.push({src: child.ino, generation: child.r.generation, dst: d, path: p})
+      inos[i] = d.ino
+      continue
+    }
+    child.r.share++
+    vol.idirty(child)
+    w.stats.shared++
+    inos[i] = child.ino
+  }
+  dirCopyLayout(vol, dir, job.dst, inos)
+  job.dst.r.nlink = 2 + subdirs
+  vol.idirty(job.dst)
+  return true
 }
 
 function progress(w: Walk): void {
