@@ -8,6 +8,7 @@ import {clone, excludeMatcher, parseExcludeFile} from '../src/clone/clone.js'
 import {BLOCK_SIZE, IF_NOCLONE} from '../src/format/constants.js'
 import {loadExtents} from '../src/fs/extents.js'
 import {deleteFileset, namespace, withImage} from '../src/fs/image.js'
+import {expandAll} from '../src/fs/expand.js'
 import {getFileset, listFilesets} from '../src/fs/filesets.js'
 import {filesetSpace} from '../src/fs/space.js'
 import {fsckImage} from '../src/fsck/index.js'
@@ -368,4 +369,54 @@ describe('clone: a directory copied whole (its layout) or entry by entry', funct
     }, 'c')
     expectClean(img)
   })
+})
+
+describe('clone: expanding a directory larger than one transaction', function () {
+  this.timeout(120000)
+  let dir: string
+  beforeEach(() => { dir = tmpDir() })
+  afterEach(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  // A 128-block journal holds about 30 inode-table blocks of share counts in a quarter: a
+  // directory of 2,000 files (125 such blocks) cannot be expanded in one transaction. It was
+  // refused with ENOSPC ("more than the journal holds"), and the clone could never be read.
+  for (const mode of ['lazy', 'async'] as const) {
+    it(`a ${mode} clone expands it in pieces: read on demand, by the expander, and after a source change`, () => {
+      const img = newImage(dir, 128 << 20, {inodeCount: 8192, journalBlocks: 128})
+      edit(img, (ns, vol) => {
+        ns.mkdir('/big/sub', {parents: true})
+        ns.writeFile('/big/sub/inner', Buffer.from('inner'))
+        for (let i = 0; i < 2000; i++) {
+          ns.writeFile(`/big/f${i}`, Buffer.alloc(i % 7 === 0 ? 5000 : 30, i))
+          if (i % 100 === 0) vol.maybeCommit()
+        }
+        ns.writeFile('/big/linked', Buffer.from('L'))
+        ns.link('/big/linked', '/big/sub/linked2')
+        ns.writeFile('/big/skip.tmp', Buffer.from('x'))
+      })
+      const source = read(img, (ns) => snapshot(ns))
+      withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}, {mode, exclude: ['*.tmp']}))
+      const want = {...source}
+      delete want['/big/skip.tmp']
+      // A change in the source after the clone: the guard expands the clone's copy first.
+      edit(img, (ns) => ns.writeFile('/big/f3', Buffer.from('changed in root')))
+      if (mode === 'async') withImage(img, {write: true}, (vol) => expandAll(vol, getFileset(vol, 'c')))
+      read(img, (c) => {
+        expect(snapshot(c)).to.deep.equal(want)
+        expect(c.stat('/big/f5').share).to.equal(2)
+        expect(c.stat('/big/linked').ino).to.equal(c.stat('/big/sub/linked2').ino)
+      }, 'c')
+      read(img, (ns) => expect(ns.readFile('/big/f3').toString()).to.equal('changed in root'))
+      const r = fsckImage(img, {repair: false})
+      expect(r.problems, JSON.stringify(r.problems.slice(0, 5))).to.deep.equal([])
+      // Deleting the source leaves the clone whole; deleting both leaves nothing behind.
+      withImage(img, {write: true}, (vol) => deleteFileset(vol, 'root'))
+      read(img, (c) => expect(snapshot(c)).to.deep.equal(want), 'c')
+      withImage(img, {write: true}, (vol) => deleteFileset(vol, 'c'))
+      withImage(img, {write: false}, (vol) => {
+        expect(vol.sb.freeBlocks).to.equal(vol.sb.dataBlocks)
+        expect(vol.sb.freeInodes).to.equal(vol.sb.inodeCount)
+      })
+    })
+  }
 })

@@ -32,7 +32,7 @@
 // expands the directories a path reaches, and the floors above (clone, scan, the server's
 // background slices) drive the rest. Nothing here imports the namespace layer; Namespace calls in.
 import {holdXattrs, shareXattrs} from './xattr.js'
-import {DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_INLINE, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
+import {DIR_PTRS_PER_BLOCK, DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_INLINE, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, INODES_PER_BLOCK, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
   CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap, encodeCloneState, encodeRemapEntry, type CloneSpec,
 } from '../format/clonestate.js'
@@ -41,7 +41,7 @@ import {FormatError} from '../format/errors.js'
 import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
 import {fail} from '../errors.js'
 import {dirAdd, dirCopyLayout, dirForEachRaw, dirInit, dirList, dirLookup} from './dir.js'
-import {readData, shareInto, writeData} from './extents.js'
+import {readData, releaseAll, shareInto, writeData} from './extents.js'
 import {anyBuilding, buildingFilesets, expandingFrom, filesetById, filesetCount, saveFileset, type Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
 import {Volume as VolumeClass, type Volume} from './volume.js'
@@ -258,8 +258,12 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   // (dirCopyLayout), which costs a block copy per bucket instead of an insertion per entry
   // (a chain of clones expands the same directory once per clone, issue 19). An UNEXPANDED
   // directory holds nothing (the copy needs that; the other path adds to whatever it holds).
-  const kept = u.r.size === 0 && (u.r.flags & IF_INLINE) ? keptEntries(vol, ci, from, path) : null
-  if (kept) {
+  // A directory too large for one transaction is expanded in pieces (expandInPieces).
+  const whole = fitsOneStep(vol, from)
+  const kept = whole && u.r.size === 0 && (u.r.flags & IF_INLINE) ? keptEntries(vol, ci, from, path) : null
+  if (!whole) {
+    expandInPieces(vol, c, ci, src, from, u, path, made, t)
+  } else if (kept) {
     const inos = new Array<number>(kept.children.length)
     for (let i = 0; i < inos.length; i++) {
       const child = kept.children[i]
@@ -303,6 +307,73 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     tally.excluded += t.excluded
   }
   return made
+}
+
+/**
+ * Whether expanding source directory `from` fits one step: the blocks it changes (each
+ * entry's inode-table block, for a share count or a copy; a new inode per subdirectory; the
+ * new directory's blocks) within a quarter of the journal. A step starts with at most half
+ * of it used (maybeCommit), so the step never outgrows it.
+ */
+function fitsOneStep(vol: Volume, from: Inode): boolean {
+  const room = vol.journal.maxBlocks / 4
+  const dirBlocks = from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
+  if (2 * from.r.size + dirBlocks + 16 <= room) return true
+  const blocks = new Set<number>()
+  let subdirs = 0
+  dirForEachRaw(vol, from, (ino, type) => {
+    blocks.add(Math.floor(ino / INODES_PER_BLOCK))
+    if (type === DT_DIR) subdirs++
+  })
+  return blocks.size + subdirs + dirBlocks + 16 <= room
+}
+
+/**
+ * Expands UNEXPANDED directory `u` from source directory `from` when that does not fit one
+ * transaction (fitsOneStep): its entries are made in a new directory on the orphan list,
+ * pinned, committing between pieces (Volume.maybeCommit) as a sync clone builds its tree;
+ * the last step copies that directory's layout into `u` (its entries keep the share counts
+ * the pieces gave them) and frees it. A crash before the last step leaves `u` as it was and
+ * an orphan the next writable open reaps, giving back every share and copy it held.
+ */
+function expandInPieces(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, from: Inode, u: Inode, path: string, made: Array<{inode: Inode, path: string}>, t: ExpandTally): void {
+  if (u.r.size !== 0 || !(u.r.flags & IF_INLINE)) fail('EBADIMAGE', `directory ${u.ino} of fileset '${c.name}' is UNEXPANDED but holds entries; run 'prism fsck --repair'`)
+  const d = vol.ialloc(S_IFDIR | 0o700)
+  dirInit(d)
+  d.r.nlink = 2
+  vol.addOrphan(d)
+  vol.pinnedOrphans.add(d.ino)
+  try {
+    // Entries a piece: a piece changes at most an inode-table block and a few directory
+    // blocks per entry, and a commit comes when the transaction reaches half the journal.
+    const piece = Math.max(1, Math.min(64, Math.floor(vol.journal.maxBlocks / 16)))
+    let n = 0
+    for (const e of dirList(vol, from)) {
+      const childPath = `${path}/${nameText(e.name)}`
+      if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
+      const child = vol.iget(e.ino)
+      if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
+      if (child.isDir) {
+        const sub = newUnexpandedDir(vol, child, src.id)
+        dirAdd(vol, d, sub.ino, DT_DIR, e.name, 0)
+        d.r.nlink++
+        vol.idirty(d)
+        made.push({inode: sub, path: childPath})
+      } else {
+        dirAdd(vol, d, cloneFile(vol, c, ci, src, child, t), e.type, e.name, 0)
+      }
+      if (++n % piece === 0) vol.maybeCommit()
+    }
+    // The last step: `u` takes the entries, `d` goes.
+    const inos: number[] = []
+    dirForEachRaw(vol, d, (ino) => { inos.push(ino) })
+    dirCopyLayout(vol, d, u, inos)
+    vol.removeOrphan(d)
+    releaseAll(vol, d)
+    vol.ifree(d)
+  } finally {
+    vol.pinnedOrphans.delete(d.ino)
+  }
 }
 
 /**
