@@ -9,6 +9,7 @@ import {BLOCK_SIZE, IF_NOCLONE} from '../src/format/constants.js'
 import {loadExtents} from '../src/fs/extents.js'
 import {deleteFileset, namespace, withImage} from '../src/fs/image.js'
 import {expandAll} from '../src/fs/expand.js'
+import {chmodPath, chownPath} from '../src/ops/attrs.js'
 import {getFileset, listFilesets} from '../src/fs/filesets.js'
 import {filesetSpace} from '../src/fs/space.js'
 import {fsckImage} from '../src/fsck/index.js'
@@ -371,7 +372,7 @@ describe('clone: a directory copied whole (its layout) or entry by entry', funct
   })
 })
 
-describe('clone: expanding a directory larger than one transaction', function () {
+describe('clone: work on a directory larger than one transaction', function () {
   this.timeout(120000)
   let dir: string
   beforeEach(() => { dir = tmpDir() })
@@ -419,4 +420,35 @@ describe('clone: expanding a directory larger than one transaction', function ()
       })
     })
   }
+
+  it('a sync clone, then chmod -R and chown -R of its copy of the directory, on a 64-block journal', () => {
+    const img = newImage(dir, 64 << 20, {inodeCount: 8192, journalBlocks: 64})
+    edit(img, (ns, vol) => {
+      ns.mkdir('/big')
+      for (let i = 0; i < 2000; i++) {
+        ns.writeFile(`/big/f${i}`, Buffer.alloc(i % 7 === 0 ? 5000 : 30, i))
+        if (i % 50 === 0) vol.maybeCommit()
+      }
+    })
+    const source = read(img, (ns) => snapshot(ns))
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'c'}))
+    // Each shared file gets its own copy in c: two inode-table blocks a file, 2,000 files.
+    withImage(img, {write: true}, (vol) => {
+      const c = namespace(vol, 'c')
+      expect(chmodPath(c, '/big', () => 0o600)).to.equal(2001)
+      expect(chownPath(c, '/big', {uid: 1000, gid: 100}, {recursive: true})).to.equal(2001)
+    })
+    expect(read(img, (ns) => snapshot(ns))).to.deep.equal(source)
+    read(img, (c, vol) => {
+      const root = namespace(vol, 'root')
+      for (const i of [0, 7, 1999]) {
+        const st = c.stat(`/big/f${i}`)
+        expect([st.perm, st.uid, st.gid, st.share]).to.deep.equal([0o600, 1000, 100, 1])
+        expect(st.ino).to.not.equal(root.stat(`/big/f${i}`).ino)
+        expect(c.readFile(`/big/f${i}`)).to.deep.equal(Buffer.alloc(i % 7 === 0 ? 5000 : 30, i))
+      }
+    }, 'c')
+    const r = fsckImage(img, {repair: false})
+    expect(r.problems, JSON.stringify(r.problems.slice(0, 5))).to.deep.equal([])
+  })
 })

@@ -295,8 +295,16 @@ function graftPlace(vol: Volume, ns: Namespace, p: GraftPlace, target: string): 
   return dir
 }
 
-/** A sync clone or graft yields inside a directory after this many entries. */
+/**
+ * A sync clone or graft yields inside a directory after this many entries, or fewer on a
+ * small journal (cloneStep): a step changes an inode-table block or two per entry and a few
+ * directory blocks, and must fit the half of the journal a transaction may still take.
+ */
 const CLONE_STEP_ENTRIES = 64
+
+function cloneStep(vol: Volume): number {
+  return Math.max(1, Math.min(CLONE_STEP_ENTRIES, Math.floor(vol.journal.maxBlocks / 8)))
+}
 /**
  * A directory of a sync clone whose every entry is cloned, of at most this many entries, is
  * made in one step as a copy of its source's layout (dirCopyLayout, as expansion makes one:
@@ -318,6 +326,7 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
   const vol = w.vol
   // Iterative, so deep trees do not exhaust the stack. A source directory is held by number
   // and generation: between steps it may be removed (its number reused).
+  const step = cloneStep(vol)
   const stack: DirJob[] = [{src: src.ino, generation: src.r.generation, dst, path}]
   const seen = new Set<number>()
   while (stack.length) {
@@ -335,17 +344,21 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
     const entries = live ? dirList(vol, dir) : []
     let n = 0
     for (const e of entries) {
-      if (++n % CLONE_STEP_ENTRIES === 0) yield
+      if (++n % step === 0) yield
       const childPath = `${job.path}/${nameText(e.name)}`
       if (w.match.test(childPath, e.type === DT_DIR) >= 0) { w.stats.excluded++; continue }
       // (after a step, a file listed before it may have been freed)
-      const child = n < CLONE_STEP_ENTRIES ? vol.iget(e.ino) : vol.tryIget(e.ino)
+      const child = n < step ? vol.iget(e.ino) : vol.tryIget(e.ino)
       if (!child) continue
       if (child.r.flags & IF_NOCLONE) { w.stats.excluded++; continue }
       if (child.isDir) {
         const d = newDirLike(vol, child)
         dirAdd(vol, job.dst, d.ino, DT_DIR, e.name, 0)
         subdirs++
+        // (counted as each is added: a commit may fall inside a large directory, and the
+        // partial tree it leaves on the orphan list must be sound to fsck)
+        job.dst.r.nlink++
+        vol.idirty(job.dst)
         stack.push({src: child.ino, generation: child.r.generation, dst: d, path: childPath})
         continue
       }

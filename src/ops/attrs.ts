@@ -148,6 +148,10 @@ export function* walkOwnedSteps(ns: Namespace, path: string, opts: WalkOptions, 
       fn(child)
       done++
       if (child.isDir) stack.push({ino: child.ino, path: childPath, at: known})
+      // Each inode's change is whole by itself: a large directory commits as it goes (a
+      // shared inode's copy changes two inode-table blocks, and 20,000 of them outgrow a
+      // 256 MiB image's journal).
+      ns.vol.maybeCommit()
       yield
     }
     opts.onProgress?.(done)
