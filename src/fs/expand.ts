@@ -278,19 +278,7 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     }
     dirCopyLayout(vol, from, u, inos)
   } else {
-    for (const e of dirList(vol, from)) {
-      const childPath = `${path}/${nameText(e.name)}`
-      if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
-      const child = vol.iget(e.ino)
-      if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
-      if (child.isDir) {
-        const d = newUnexpandedDir(vol, child, src.id)
-        dirAdd(vol, u, d.ino, DT_DIR, e.name, 0)
-        made.push({inode: d, path: childPath})
-        continue
-      }
-      dirAdd(vol, u, cloneFile(vol, c, ci, src, child, t), e.type, e.name, 0)
-    }
+    addKeptEntries(vol, c, ci, src, from, u, path, made, t)
   }
   u.r.flags &= ~IF_UNEXPANDED
   u.r.srcIno = 0
@@ -307,6 +295,31 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     tally.excluded += t.excluded
   }
   return made
+}
+
+/**
+ * Adds to directory `dir`, one by one, the entries of source directory `from` (at clone path
+ * `path`) that expansion keeps (excluded paths and IF_NOCLONE inodes are left out): a new
+ * UNEXPANDED directory for each directory (listed in `made`, counted in `dir`'s links), the
+ * shared inode or the clone's copy for anything else. `each` runs after each entry added.
+ */
+function addKeptEntries(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, from: Inode, dir: Inode, path: string, made: Array<{inode: Inode, path: string}>, t: ExpandTally, each: () => void = () => {}): void {
+  for (const e of dirList(vol, from)) {
+    const childPath = `${path}/${nameText(e.name)}`
+    if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
+    const child = vol.iget(e.ino)
+    if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
+    if (child.isDir) {
+      const sub = newUnexpandedDir(vol, child, src.id)
+      dirAdd(vol, dir, sub.ino, DT_DIR, e.name, 0)
+      dir.r.nlink++
+      vol.idirty(dir)
+      made.push({inode: sub, path: childPath})
+    } else {
+      dirAdd(vol, dir, cloneFile(vol, c, ci, src, child, t), e.type, e.name, 0)
+    }
+    each()
+  }
 }
 
 /**
@@ -348,22 +361,7 @@ function expandInPieces(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, fr
     // blocks per entry, and a commit comes when the transaction reaches half the journal.
     const piece = Math.max(1, Math.min(64, Math.floor(vol.journal.maxBlocks / 16)))
     let n = 0
-    for (const e of dirList(vol, from)) {
-      const childPath = `${path}/${nameText(e.name)}`
-      if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
-      const child = vol.iget(e.ino)
-      if (child.r.flags & IF_NOCLONE) { t.excluded++; continue }
-      if (child.isDir) {
-        const sub = newUnexpandedDir(vol, child, src.id)
-        dirAdd(vol, d, sub.ino, DT_DIR, e.name, 0)
-        d.r.nlink++
-        vol.idirty(d)
-        made.push({inode: sub, path: childPath})
-      } else {
-        dirAdd(vol, d, cloneFile(vol, c, ci, src, child, t), e.type, e.name, 0)
-      }
-      if (++n % piece === 0) vol.maybeCommit()
-    }
+    addKeptEntries(vol, c, ci, src, from, d, path, made, t, () => { if (++n % piece === 0) vol.maybeCommit() })
     // The last step: `u` takes the entries, `d` goes.
     const inos: number[] = []
     dirForEachRaw(vol, d, (ino) => { inos.push(ino) })
