@@ -5,28 +5,30 @@
 // neither parses the bundle nor compiles the functions it calls (about 30 ms of `prism fsck`'s
 // 0.35 s on /usr: bench/README.md, "fsck's start-up").
 //
-// The cache is used only for the very file it was made from: its header records the bundle's
-// size and modification time, and V8 itself refuses a cache made by another version of V8 or
-// under other flags (`node --cpu-prof ...`). Without a cache, or with one refused, the bundle
-// is compiled as usual: a cache only ever saves time.
+// The cache is used only for the very bundle it was made from: its header records the
+// bundle's size and the build id scripts/bundle.mjs wrote at its end (copies of the install,
+// whatever their file times, keep both), and V8 itself refuses a cache made by another version
+// of V8 or under other flags (`node --cpu-prof ...`). Without a cache, or with one refused,
+// the bundle is compiled as usual: a cache only ever saves time.
 const fs = require('node:fs')
 const path = require('node:path')
 const vm = require('node:vm')
 const {createRequire} = require('node:module')
 const {pathToFileURL} = require('node:url')
 
-const MAGIC = 0x31435250 // 'PRC1'
-const HEADER = 16 // magic u32, size u32, mtime f64 (ms)
+const MAGIC = 0x32435250 // 'PRC2'
+const ID_MARK = '\n//# prismBuild='
+const ID_LEN = 16
+const HEADER = 8 + ID_LEN // magic u32, the source's length u32, the build id (16 ASCII bytes)
 
-/** The bundle's file and its header (what a cache made from it must start with). */
-function identity(name) {
-  const file = path.join(__dirname, '..', 'dist', `${name}.cjs`)
-  const st = fs.statSync(file)
+/** What a cache made from `source` must start with. */
+function headerOf(source) {
   const header = Buffer.alloc(HEADER)
   header.writeUInt32LE(MAGIC, 0)
-  header.writeUInt32LE(st.size >>> 0, 4)
-  header.writeDoubleLE(st.mtimeMs, 8)
-  return {file, header}
+  header.writeUInt32LE(source.length >>> 0, 4)
+  const at = source.lastIndexOf(ID_MARK)
+  if (at >= 0) header.write(source.slice(at + ID_MARK.length, at + ID_MARK.length + ID_LEN), 8, ID_LEN, 'latin1')
+  return header
 }
 
 /**
@@ -35,8 +37,9 @@ function identity(name) {
  * from source whatever cache there is.
  */
 function loadBundle(name, useCache = true) {
-  const {file, header} = identity(name)
+  const file = path.join(__dirname, '..', 'dist', `${name}.cjs`)
   const source = fs.readFileSync(file, 'utf8')
+  const header = headerOf(source)
   let cachedData
   if (useCache) {
     try {

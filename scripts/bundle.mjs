@@ -6,6 +6,7 @@
 // The bundles are CommonJS so that bin/load-bundle.cjs can run them with V8's code cache
 // (scripts/warm-bundles.mjs makes it); `import.meta.url` in them is the bundle's own URL.
 import {build} from 'esbuild'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -45,6 +46,7 @@ for (const [entry, out] of [['dist/cli/fast.js', 'dist/fast.cjs'], ['dist/cli/fa
   const code = fs.readFileSync(file, 'utf8').replace(/\bimport\(("[^"\\]+")\)/g, '__import($1)')
   const left = code.match(/.{0,40}\bimport\(.{0,40}/)
   if (left) throw new Error(`${out}: an import() that is not of a string literal: ${left[0]}`)
-  fs.writeFileSync(file, code)
+  // The build id: bin/load-bundle.cjs uses a code cache only with the bundle it was made from.
+  fs.writeFileSync(file, `${code}\n//# prismBuild=${crypto.randomBytes(8).toString('hex')}\n`)
 }
 console.log('dist/fast.cjs, dist/fast-fsck.cjs: start-up fast paths bundled')
