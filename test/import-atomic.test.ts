@@ -58,3 +58,58 @@ describe('cp -r into the image, killed: all or nothing, its space reclaimed', fu
     expect(outcomes).to.deep.equal(['killed by SIGKILL after 1 commit(s): nothing', 'killed by SIGKILL after 3 commit(s): nothing', 'killed by SIGKILL after 5 commit(s): nothing', 'exit 0: all'])
   })
 })
+
+describe('a command that fails part-way, the image full: as before, at once', function () {
+  this.timeout(300_000)
+  let dir: string
+  let tree: string
+  before(() => {
+    dir = tmpDir('prism-full-')
+    tree = path.join(dir, 'tree')
+    for (let d = 0; d < 300; d++) {
+      fs.mkdirSync(path.join(tree, `d${d}`, 'sub'), {recursive: true})
+      for (let f = 0; f < 6; f++) fs.writeFileSync(path.join(tree, `d${d}`, `f${f}`), Buffer.alloc(3000 + f * 1000, d + f))
+    }
+    spawnSync('tar', ['-C', tree, '-cf', path.join(dir, 'tree.tar'), '.'])
+  })
+  after(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  // Each fails after several commits (a 256 KiB journal): what it committed is a staged tree
+  // or a partial clone on the orphan list, which the failing command itself must free.
+  const cases: Array<{name: string, size: number, inodes: number, setup?: (img: string) => void, args: (img: string) => string[]}> = [
+    {name: 'cp -r of a host tree, out of inodes', size: 64 << 20, inodes: 1024, args: (img) => ['cp', '-r', tree, 'root:/t', '-i', img]},
+    {name: 'cp -r of a host tree, out of blocks', size: 8 << 20, inodes: 4096, args: (img) => ['cp', '-r', tree, 'root:/t', '-i', img]},
+    {name: 'import of a tar, out of inodes', size: 64 << 20, inodes: 1024, args: (img) => ['import', 'root:/t', path.join(dir, 'tree.tar'), '-i', img]},
+    {
+      name: 'a sync clone, out of inodes for its directories', size: 64 << 20, inodes: 2800,
+      setup: (img) => expect(prism(['cp', '-r', tree, 'root:/t', '-i', img]).status).to.equal(0),
+      args: (img) => ['clone', 'root', 'c', '--mode', 'sync', '-i', img],
+    },
+  ]
+  for (const c of cases) {
+    it(`${c.name}: exit 6 in one line; the next command replays and frees nothing; df, fsck and every file as before`, () => {
+      const img = path.join(tmpDir('prism-full-img-'), 'x.img')
+      const mk = prism(['mkfs', img, '--size', String(c.size), '--inodes', String(c.inodes), '--journal-size', '256K'])
+      expect(mk.status, mk.stderr).to.equal(0)
+      expect(prism(['write', 'root:/keep', '-i', img], {input: 'kept\n'}).status).to.equal(0)
+      c.setup?.(img)
+      const before = prism(['ls', '-R', 'root:/', '-i', img]).stdout
+      const df0 = JSON.parse(prism(['df', '--json', '-i', img]).stdout)
+      const r = prism(c.args(img))
+      expect(r.status, r.stderr).to.equal(6)
+      expect(r.stderr.trim().split('\n'), r.stderr).to.have.length(1)
+      expect(r.stderr).to.match(/^prism: no free (inodes|blocks)/)
+      // Read-only commands first: nothing to replay or to free, space as before.
+      const df1 = prism(['df', '--json', '-i', img])
+      expect(df1.stderr, 'df after the failure').to.equal('')
+      expect(JSON.parse(df1.stdout)).to.deep.equal(df0)
+      const f = prism(['fsck', '-i', img])
+      expect([f.status, f.stderr], f.stdout).to.deep.equal([0, ''])
+      expect(f.stdout).to.match(/^clean:/)
+      const ls = prism(['ls', '-R', 'root:/', '-i', img])
+      expect([ls.stdout, ls.stderr]).to.deep.equal([before, ''])
+      expect(prism(['cat', 'root:/keep', '-i', img]).stdout).to.equal('kept\n')
+      fs.rmSync(path.dirname(img), {recursive: true, force: true})
+    })
+  }
+})

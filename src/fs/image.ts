@@ -46,7 +46,9 @@ export function namespace(vol: Volume, fileset: string): Namespace {
 /**
  * Opens the image, runs `work`, commits and closes. If `work` throws, nothing it did since
  * the last commit reaches the image, and the error is rethrown. Work that commits along the
- * way (large copies and clones call maybeCommit at consistent points) keeps what it committed.
+ * way (large copies and clones call maybeCommit at consistent points) keeps what it committed;
+ * what it left on the orphan list (a staged tree, a partial clone) is freed before the image
+ * is closed (Volume.closeAfterFailure).
  */
 export function withImage<T>(path: string, opts: OpenOptions, work: (vol: Volume) => T): T {
   const vol = Volume.open(path, opts)
@@ -54,7 +56,7 @@ export function withImage<T>(path: string, opts: OpenOptions, work: (vol: Volume
   try {
     result = work(vol)
   } catch (e) {
-    vol.closeAbort()
+    vol.closeAfterFailure(e)
     throw e
   }
   // The last commit: past the work's point of no return, a signal no longer stops it.
@@ -68,7 +70,7 @@ export async function withImageAsync<T>(path: string, opts: OpenOptions, work: (
   try {
     result = await work(vol)
   } catch (e) {
-    vol.closeAbort()
+    vol.closeAfterFailure(e)
     throw e
   }
   // The last commit: past the work's point of no return, a signal no longer stops it.

@@ -620,6 +620,31 @@ export class Volume implements InodeHome {
     }
   }
 
+  /**
+   * Closes after the work failed with `e`: what it did since its last commit is dropped
+   * (abort), and what it committed before and left on the orphan list (a staged copy's tree, a
+   * partial clone: src/ops/stage.ts, src/clone/clone.ts) is freed now, so that the image is as
+   * it was before the command and its journal is checkpointed: the next command has nothing to
+   * replay or reap, and `df` counts nothing of it. When nothing was committed this is
+   * closeAbort, which writes nothing. Not after an interrupt (EINTR: the process is leaving,
+   * and the next writable open reaps) or damage (fsck's job), nor when freeing fails itself:
+   * then the orphans stay for the next writable open, as after a crash.
+   */
+  closeAfterFailure(e: unknown): void {
+    if (this.closed) return
+    // (an error other than a PrismError is a fault of prism's: the image is left as it is)
+    const reap = !this.readOnly && this.journal.committedSeqs.length > 0 && e instanceof PrismError && e.code !== 'EINTR' && e.code !== 'EIO' && !isDamage(e)
+    if (!reap) return this.closeAbort()
+    try {
+      this.abort()
+      if (this.sb.orphanHead !== 0) this.reapOrphansHook?.(this)
+      this.close()
+    } catch {
+      this.closed = true
+      this.dev.close()
+    }
+  }
+
   /** Releases the device without committing (after a failure). */
   closeAbort(): void {
     if (this.closed) return
