@@ -13,7 +13,7 @@
 // inode) that stops as soon as every pattern has matched.
 // The whole clone is built under an orphaned root and linked (or entered in the fileset
 // table) by the last transaction, so a crash leaves it whole or not at all.
-import {DIR_PTRS_PER_BLOCK, DT_DIR, FS_DELETING, FS_EXPANDING, IF_INLINE, IF_NOCLONE, IF_ORPHAN, INODES_PER_BLOCK, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
+import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, MODE_ASYNC, MODE_LAZY, MODE_SYNC, S_IFREG} from '../format/constants.js'
 import {FILESET_LOCALITY_MASK} from '../format/locality.js'
 import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
@@ -27,7 +27,7 @@ import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {excludeMatcher, type ExcludeMatcher} from '../fs/match.js'
 import {INCOMPAT_EXPANDING} from '../format/superblock.js'
-import {createCloneState, entriesAsExpanded, expandAll, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from '../fs/expand.js'
+import {createCloneState, entriesAsExpanded, expandAll, fitsOneStep, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from '../fs/expand.js'
 
 export {excludeMatcher, parseExcludeFile} from '../fs/match.js'
 import {copySteps, type Location} from '../ops/copy.js'
@@ -305,6 +305,7 @@ const CLONE_STEP_ENTRIES = 64
 function cloneStep(vol: Volume): number {
   return Math.max(1, Math.min(CLONE_STEP_ENTRIES, Math.floor(vol.journal.maxBlocks / 8)))
 }
+
 /**
  * A directory of a sync clone whose every entry is cloned, of at most this many entries, is
  * made in one step as a copy of its source's layout (dirCopyLayout, as expansion makes one:
@@ -395,18 +396,17 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
  * Clones source directory `dir` into job.dst (new, empty) whole, as a copy of its layout,
  * when that fits one step: every entry cloned (none excluded, none noclone, no hard-linked
  * file, each entry's type its inode's), not a graft (whose files are copies), at most
- * LAYOUT_COPY_MAX entries, and the blocks the step changes (the children's inode-table
- * blocks, the new subdirectories', the copy's directory blocks) within a quarter of the
- * journal (the step starts with at most half of it used: clone() commits at each yield).
- * Returns false, having changed nothing, otherwise: the caller goes entry by entry.
+ * LAYOUT_COPY_MAX entries, and the blocks the step changes within a quarter of the journal
+ * (fitsOneStep, as expansion decides; clone() commits at each yield). Returns false, having
+ * changed nothing, otherwise: the caller goes entry by entry.
  */
 function copyLayout(w: Walk, dir: Inode, job: DirJob, stack: DirJob[]): boolean {
   const vol = w.vol
   if (!w.shareInodes || dir.r.size > LAYOUT_COPY_MAX || dir.r.size === 0) return false
   const patterns = (w.opts.exclude?.length ?? 0) > 0
+  if (!fitsOneStep(vol, dir)) return false
   const kids: Inode[] = []
   const dirPaths: Array<string | undefined> = []
-  const tableBlocks = new Set<number>()
   let all = true
   dirForEachRaw(vol, dir, (ino, type, buf, off, len) => {
     if (!all) return
@@ -419,14 +419,9 @@ function copyLayout(w: Walk, dir: Inode, job: DirJob, stack: DirJob[]): boolean 
     }
     kids.push(child)
     dirPaths.push(isDir ? childPath : undefined)
-    tableBlocks.add(Math.floor(ino / INODES_PER_BLOCK))
   })
   if (!all || kids.length !== dir.r.size) return false
   let subdirs = 0
-  for (const p of dirPaths) if (p !== undefined) subdirs++
-  const dirBlocks = dir.r.flags & IF_INLINE ? 0 : dir.r.dirBuckets + Math.ceil(2 ** dir.r.dirDepth / DIR_PTRS_PER_BLOCK)
-  // (16: the directory's own inode block, the fileset table and reference-count blocks)
-  if (tableBlocks.size + subdirs + dirBlocks + 16 > vol.journal.maxBlocks / 4) return false
   const inos = new Array<number>(kids.length)
   for (let i = 0; i < kids.length; i++) {
     const child = kids[i]
@@ -435,6 +430,7 @@ function copyLayout(w: Walk, dir: Inode, job: DirJob, stack: DirJob[]): boolean 
       const d = newDirLike(vol, child)
       stack.push({src: child.ino, generation: child.r.generation, dst: d, path: p})
       inos[i] = d.ino
+      subdirs++
       continue
     }
     child.r.share++

@@ -323,12 +323,13 @@ function addKeptEntries(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, fr
 }
 
 /**
- * Whether expanding source directory `from` fits one step: the blocks it changes (each
- * entry's inode-table block, for a share count or a copy; a new inode per subdirectory; the
- * new directory's blocks) within a quarter of the journal. A step starts with at most half
- * of it used (maybeCommit), so the step never outgrows it.
+ * Whether a copy of source directory `from` (as expansion or a sync clone makes one) fits one
+ * step: the blocks it changes (each entry's inode-table block, for a share count or a copy; a
+ * new inode per subdirectory; the new directory's blocks; 16 more for the directory's own
+ * inode, the fileset table and reference counts) within a quarter of the journal. A step
+ * starts with at most half of it used (maybeCommit), so the step never outgrows it.
  */
-function fitsOneStep(vol: Volume, from: Inode): boolean {
+export function fitsOneStep(vol: Volume, from: Inode): boolean {
   const room = vol.journal.maxBlocks / 4
   const dirBlocks = from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
   if (2 * from.r.size + dirBlocks + 16 <= room) return true
