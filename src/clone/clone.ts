@@ -334,7 +334,6 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
     const job = stack.pop()!
     enterDir(seen, job.src, job.path || '/')
     w.stats.dirs++
-    let subdirs = 0
     const dir = vol.tryIget(job.src)
     const live = dir !== null && dir.r.generation === job.generation && dir.isDir
     if (live && copyLayout(w, dir, job, stack)) {
@@ -355,7 +354,6 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
       if (child.isDir) {
         const d = newDirLike(vol, child)
         dirAdd(vol, job.dst, d.ino, DT_DIR, e.name, 0)
-        subdirs++
         // (counted as each is added: a commit may fall inside a large directory, and the
         // partial tree it leaves on the orphan list must be sound to fsck)
         job.dst.r.nlink++
@@ -385,7 +383,6 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
       dirAdd(vol, job.dst, child.ino, e.type, e.name, 0)
       w.stats.shared++
     }
-    job.dst.r.nlink = 2 + subdirs
     vol.idirty(job.dst)
     progress(w)
     yield

@@ -640,8 +640,7 @@ export class Volume implements InodeHome {
       if (this.sb.orphanHead !== 0) this.reapOrphansHook?.(this)
       this.close()
     } catch {
-      this.closed = true
-      this.dev.close()
+      this.closeAbort() // (nothing more if close() itself failed: it released the device)
     }
   }
 
