@@ -373,6 +373,58 @@ describe('fileset list: the fast path and oclif print the same bytes', function 
     expect(JSON.parse(r.stdout.toString())[0].name).to.equal('root')
   })
 
+  it('walks a hashed directory in place, its buckets read uncached: the figures, and the lines for a damaged bucket, of the walk through cached inodes', () => {
+    const bigIno = withImage(varied, {write: false}, (vol) => namespace(vol, 'root').resolve('/big').ino)
+    const inodesOf = (vol: Volume) => (vol as unknown as {inodes: Map<number, Inode>}).inodes
+    const inPlace = withImage(varied, {write: false}, (vol) => {
+      const got = allFilesetSpace(vol, listFilesets(vol))
+      expect(inodesOf(vol).has(bigIno), 'the hashed directory was read in place, no Inode built').to.equal(false)
+      return got
+    })
+    // The same walk with every directory's inode loaded first: the walk then takes each
+    // through iget and its buckets through the block cache, as it did before.
+    const cached = withImage(varied, {write: false}, (vol) => {
+      const list = listFilesets(vol)
+      const load = (ino: number) => dirForEach(vol, vol.iget(ino), (child, type) => { if (type === DT_DIR) load(child) })
+      for (const f of list) load(f.rootIno)
+      expect(inodesOf(vol).has(bigIno)).to.equal(true)
+      return allFilesetSpace(vol, list)
+    })
+    expect([...cached].sort((a, b) => a[0] - b[0])).to.deep.equal([...inPlace].sort((a, b) => a[0] - b[0]))
+    expect(inPlace.get(1)!.dirs).to.be.greaterThan(2)
+
+    // A bucket of root's /big damaged: root's figures are not given, and it is named.
+    const d = tmpDir()
+    try {
+      const img = path.join(d, 'bad-bucket.img')
+      fs.copyFileSync(varied, img)
+      const bucket = withImage(img, {write: false}, (vol) => loadExtents(vol, vol.iget(bigIno))[0].p)
+      const fd = fs.openSync(img, 'r+')
+      fs.writeSync(fd, Buffer.from([0xff]), 0, 1, bucket * 4096 + 3000)
+      fs.closeSync(fd)
+      // The same image walked through cached inodes (bucket reads as dirForEachRaw does them):
+      // the same filesets left out, each with the same line.
+      const walkDamaged = (loadFirst: boolean) => withImage(img, {write: false}, (vol) => {
+        const list = listFilesets(vol)
+        if (loadFirst) for (const f of list) vol.iget(f.rootIno)
+        if (loadFirst) vol.iget(bigIno)
+        const damaged = new Map<string, string>()
+        const got = allFilesetSpace(vol, list, (f, e) => damaged.set(f.name, e.message))
+        return {got: [...got].sort((a, b) => a[0] - b[0]), damaged: [...damaged].sort()}
+      })
+      const inPlaceDamaged = walkDamaged(false)
+      expect(inPlaceDamaged).to.deep.equal(walkDamaged(true))
+      expect(Object.fromEntries(inPlaceDamaged.damaged).root).to.match(/^directory inode \d+ bucket 0 checksum mismatch; run 'prism fsck'$/)
+      const counted = new Map(inPlaceDamaged.got)
+      expect(counted.has(1)).to.equal(false)
+      // A sync clone has its own copy of the directory: counted as before.
+      const s1 = withImage(img, {write: false}, (vol) => getFileset(vol, 's1').id)
+      expect(counted.get(s1)).to.deep.equal(inPlace.get(s1))
+    } finally {
+      fs.rmSync(d, {recursive: true, force: true})
+    }
+  })
+
   it('reports the space a plain model of REFER and UNIQUE gives, on a varied image and on random ones', () => {
     expect(expectModel(varied)).to.be.greaterThan(500)
     expect(expectModel(images.grown)).to.be.greaterThan(500)

@@ -10,7 +10,10 @@ import {loadExtents} from '../src/fs/extents.js'
 import {Volume} from '../src/fs/volume.js'
 import {FileDevice} from '../src/device/file.js'
 import {MemDevice} from '../src/device/mem.js'
-import {BlockStore} from '../src/journal/store.js'
+import {BlockStore, ReadWindow} from '../src/journal/store.js'
+import {bucketCrc} from '../src/format/dirent.js'
+import {fastCrc32} from '../src/sys.js'
+import fc from 'fast-check'
 import {namespace, withImage} from '../src/fs/image.js'
 import {edit, errorCode as code, hostTree, newImage, read, sha256File, snapshot, tmpDir} from './helpers.js'
 import {copy} from '../src/ops/copy.js'
@@ -446,6 +449,42 @@ d.write(0, Buffer.alloc(4096, 7)); d.startWriteback(); d.sync(); d.close()`
     expect(dev.finished(), 'only the queue before it is waited for').to.equal(1)
     dev.sync()
     for (let b = 1; b < block; b += piece / BLOCK_SIZE) expect(dev.volatile[b * BLOCK_SIZE], `block ${b}`).to.equal(b & 0xff)
+  })
+
+  it('getThrough gives a block as get does (held ones as held, others from the device) through an aligned window, caching nothing', () => {
+    const dev = new MemDevice(Buffer.alloc(256 * BLOCK_SIZE))
+    for (let b = 0; b < 256; b++) dev.volatile.fill(b, b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+    const store = new BlockStore(dev, null)
+    store.get(10) // cached (with the blocks read ahead with it)
+    store.getMut(70).fill(0xee) // changed in the transaction
+    store.setOverlay(new Map([[130, Buffer.alloc(BLOCK_SIZE, 0xcc)]])) // an unreplayed journal's image
+    const cacheSize = () => (store as unknown as {cache: Map<number, Buffer>}).cache.size
+    const cached = cacheSize()
+    const w = new ReadWindow(64, 2)
+    const want = (b: number) => (b === 70 ? 0xee : b === 130 ? 0xcc : b)
+    const reads: number[] = []
+    for (const b of [65, 70, 10, 130, 127, 64, 200, 255, 66, 3]) {
+      const before = dev.counts.read
+      const got = store.getThrough(b, w)
+      reads.push(dev.counts.read - before)
+      expect(got.length, `block ${b}`).to.equal(BLOCK_SIZE)
+      expect(got.every((x) => x === want(b)), `block ${b}`).to.equal(true)
+    }
+    // 65 reads 64..127; 70, 10 and 130 are held; 127 and 64 are in the window; 200 reads 192..255
+    // (the second stretch); 66 is still held in the first; 3 replaces the older one (0..63).
+    expect(reads).to.deep.equal([1, 0, 0, 0, 0, 0, 1, 0, 0, 1])
+    expect(cacheSize(), 'nothing cached').to.equal(cached)
+    expect(() => store.getThrough(256, w)).to.throw(/outside the image/)
+  })
+
+  it('checks a directory bucket the same with the native CRC-32 as with zlib\'s, header and all', () => {
+    fc.assert(fc.property(fc.uint8Array({minLength: BLOCK_SIZE, maxLength: BLOCK_SIZE}), fc.nat(BLOCK_SIZE - 16), (bytes, used) => {
+      const b = Buffer.from(bytes)
+      b.fill(0, 16 + used) // as encodeBucket leaves it, and not
+      expect(bucketCrc(b, fastCrc32)).to.equal(bucketCrc(b))
+      b[BLOCK_SIZE - 1] ^= 0x5a
+      expect(bucketCrc(b, fastCrc32)).to.equal(bucketCrc(b))
+    }), {numRuns: 200})
   })
 
   it('refuses files that are not Prism images', () => {

@@ -81,7 +81,7 @@ export interface Bucket {
  * `crc` computes crc32 (a caller may pass a faster one of the same function: src/sys.ts fastCrc32).
  */
 export function bucketCrc(buf: Buffer, crc: (data: Uint8Array, start: number, end: number, seed: number) => number = crc32): number {
-  return crc(buf, BUCKET_HDR, BLOCK_SIZE, crc32(buf, 0, 12))
+  return crc(buf, BUCKET_HDR, BLOCK_SIZE, crc(buf, 0, 12, 0))
 }
 
 export function decodeBucket(buf: Buffer, where: string): Bucket {

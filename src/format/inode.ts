@@ -102,7 +102,7 @@ export function peekVersion(buf: Buffer, off: number, out: InodeVersion, verify:
  * Offsets of the fields a walk over a whole tree reads in place (src/fs/space.ts), after
  * checkInode: the layout of docs/FORMAT.md §5, as decodeInode reads it.
  */
-export const INODE_FIELD = {mode: 0x00, flags: 0x02, nlink: 0x04, share: 0x08, size: 0x18, xattrIno: 0x6c} as const
+export const INODE_FIELD = {mode: 0x00, flags: 0x02, nlink: 0x04, share: 0x08, size: 0x18, dirBuckets: 0x68, xattrIno: 0x6c} as const
 
 /**
  * Checks the inode at buf[off..off+256) as decodeInode does (checksum first, then the type,

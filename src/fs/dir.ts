@@ -17,7 +17,10 @@ import {INODE_AREA_SIZE} from '../format/inode.js'
 import {FormatError} from '../format/errors.js'
 import {crc32} from '../format/checksum.js'
 import {fail} from '../errors.js'
-import {bmap, loadExtents, mapRange} from './extents.js'
+import {fastCrc32} from '../sys.js'
+import {bmap, bmapExt, loadExtents, mapRange} from './extents.js'
+import type {Extent} from '../format/extent.js'
+import type {ReadWindow} from '../journal/store.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
 
@@ -71,7 +74,7 @@ function bucketBlock(vol: Volume, dir: Inode, l: number): Buffer {
 function readBucket(vol: Volume, dir: Inode, l: number): Buffer {
   const p = dirBlock(vol, dir, l)
   const buf = vol.store.get(p)
-  if (!vol.isUnsealed(p) && !vol.store.verifyOnce(buf, (b) => b.readUInt32LE(12) === bucketCrc(b))) {
+  if (!vol.isUnsealed(p) && !vol.store.verifyOnce(buf, (b) => b.readUInt32LE(12) === bucketCrc(b, fastCrc32))) {
     fail('EBADIMAGE', `directory inode ${dir.ino} bucket ${l} checksum mismatch; run 'prism fsck'`)
   }
   return buf
@@ -209,6 +212,22 @@ export function dirForEachRaw(vol: Volume, dir: Inode, fn: RawEntryFn): void {
 }
 
 export type RawEntryFn = (ino: number, type: number, buf: Buffer, off: number, len: number) => void
+
+/**
+ * dirForEachRaw of a hashed directory `dirIno` of `buckets` buckets mapped by `ext` (read in
+ * place: extents.ts extentsInPlace), its buckets read through `w` without caching them
+ * (BlockStore.getThrough), each checked as readBucket checks it: for walks over many trees
+ * (src/fs/space.ts), with no Inode built and no block cached.
+ */
+export function hashedDirForEachRaw(vol: Volume, dirIno: number, buckets: number, ext: Extent[], w: ReadWindow, fn: RawEntryFn): void {
+  for (let l = 0; l < buckets; l++) {
+    const p = bmapExt(ext, l)
+    if (p === 0) fail('EBADIMAGE', `directory inode ${dirIno} is missing block ${l}; run 'prism fsck'`)
+    const buf = vol.store.getThrough(p, w)
+    if (!vol.isUnsealed(p) && buf.readUInt32LE(12) !== bucketCrc(buf, fastCrc32)) fail('EBADIMAGE', `directory inode ${dirIno} bucket ${l} checksum mismatch; run 'prism fsck'`)
+    walkEntries(dirIno, buf, BUCKET_HDR, buf.length, buf.readUInt16LE(4), fn)
+  }
+}
 
 /**
  * dirForEachRaw of an inline directory whose 140-byte area is buf[area, area + 140) and that

@@ -8,7 +8,7 @@ import {
   EXT_NODE_MAX, EXT_ROOT_MAX, decodeExtentNode, decodeExtentRoot, encodeExtentNode, encodeExtentRoot,
   type Extent, type ExtentNode,
 } from '../format/extent.js'
-import {INODE_AREA_SIZE} from '../format/inode.js'
+import {INODE_AREA_OFF, INODE_AREA_SIZE} from '../format/inode.js'
 import {FormatError} from '../format/errors.js'
 import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
@@ -49,6 +49,25 @@ export function loadExtents(vol: Volume, inode: Inode): Extent[] {
   inode.extents = out
   inode.treeBlocks = tree
   return out
+}
+
+/**
+ * The extent map of inode `ino` read in place in the inode table (Volume.inodeInTable: the
+ * record at buf[off]), when all of it lies in the inode's own area (a tree of depth 0, as a
+ * directory of a few blocks has); null when it has tree blocks (loadExtents reads those).
+ * Checked as loadExtents checks a map.
+ */
+export function extentsInPlace(vol: Volume, ino: number, buf: Buffer, off: number): Extent[] | null {
+  try {
+    const root = decodeExtentRoot(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE), `inode ${ino} extent root`)
+    if (root.depth !== 0) return null
+    const out: Extent[] = []
+    walk(vol, ino, root, out, [], 0)
+    return out
+  } catch (e) {
+    if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck'`)
+    throw e
+  }
 }
 
 function walk(vol: Volume, owner: number, node: ExtentNode, out: Extent[], tree: number[], guard: number): void {
@@ -643,7 +662,8 @@ function writeLocal(w: Write, pol: LocalityPolicy): void {
 }
 
 /** Physical block of logical l in a loaded map, or 0. */
-function bmapExt(ext: Extent[], l: number): number {
+/** The physical block of logical block l in an extent list, or 0 for a hole. */
+export function bmapExt(ext: Extent[], l: number): number {
   const i = findExtent(ext, l)
   return i < 0 ? 0 : ext[i].p + (l - ext[i].l)
 }

@@ -8,11 +8,12 @@
 // mapping refers to it (its reference count is above 1), so the cost is the walk, whatever
 // the image's size (a per-block array would cost its size once per fileset).
 import {isDamage, type PrismError} from '../errors.js'
-import {DT_DIR, IF_INLINE, REFCOUNTS_PER_BLOCK, isSpecial} from '../format/constants.js'
+import {DT_DIR, IF_HASHED, IF_INLINE, REFCOUNTS_PER_BLOCK, isSpecial} from '../format/constants.js'
+import {ReadWindow} from '../journal/store.js'
 import {INODE_AREA_OFF, INODE_FIELD} from '../format/inode.js'
 import {readU64} from '../format/le64.js'
-import {dirForEachRaw, inlineDirForEachRaw, type RawEntryFn} from './dir.js'
-import {loadExtents} from './extents.js'
+import {dirForEachRaw, hashedDirForEachRaw, inlineDirForEachRaw, type RawEntryFn} from './dir.js'
+import {extentsInPlace, loadExtents} from './extents.js'
 import type {Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
@@ -119,6 +120,8 @@ class Walker {
   private readonly atDir = {buf: NO_BUF, off: 0}
   private readonly atChild = {buf: NO_BUF, off: 0}
   private readonly entry: RawEntryFn
+  /** directory buckets, read without caching (BlockStore.getThrough): a fileset's lie together */
+  private readonly window = new ReadWindow()
 
   constructor(private readonly vol: Volume) {
     this.entry = (ino, type) => this.child(ino, type)
@@ -143,16 +146,31 @@ class Walker {
       this.seenDirs.add(ino)
       this.out.dirs++
       // A directory is never shared: all it maps is this fileset's own.
-      if (vol.inodeInTable(ino, at, isInline)) {
+      if (vol.inodeInTable(ino, at, isInlineOrHashed)) {
         const {buf, off} = at
-        this.account(buf.readUInt32LE(off + INODE_FIELD.xattrIno), 0, NO_BLOCKS, true)
-        inlineDirForEachRaw(ino, buf, off + INODE_AREA_OFF, readU64(buf, off + INODE_FIELD.size), this.entry)
-      } else {
-        const dir = vol.iget(ino)
-        const m = mapped(vol, dir)
-        this.account(m.xattrIno, m.single, m.shared, true)
-        dirForEachRaw(vol, dir, this.entry)
+        const xattrIno = buf.readUInt32LE(off + INODE_FIELD.xattrIno)
+        if (buf.readUInt16LE(off + INODE_FIELD.flags) & IF_INLINE) {
+          this.account(xattrIno, 0, NO_BLOCKS, true)
+          inlineDirForEachRaw(ino, buf, off + INODE_AREA_OFF, readU64(buf, off + INODE_FIELD.size), this.entry)
+          continue
+        }
+        // A hashed directory whose map lies in its inode (all but the largest): read in place,
+        // its buckets through the walk's window (10,000 sync clones have half a million of
+        // them: cached, they cost more in garbage collection than in reading).
+        const ext = extentsInPlace(vol, ino, buf, off)
+        if (ext) {
+          const buckets = buf.readUInt32LE(off + INODE_FIELD.dirBuckets)
+          const m: Mapped = {single: 0, shared: [], xattrIno, nlink: 0, share: 0}
+          for (const e of ext) countRun(vol, e.p, e.n, m)
+          this.account(xattrIno, m.single, m.shared, true)
+          hashedDirForEachRaw(vol, ino, buckets, ext, this.window, this.entry)
+          continue
+        }
       }
+      const dir = vol.iget(ino)
+      const m = mapped(vol, dir)
+      this.account(m.xattrIno, m.single, m.shared, true)
+      dirForEachRaw(vol, dir, this.entry)
     }
     // An attribute set is this fileset's own when every inode naming it is (an attribute inode
     // names no other, so accounting it adds nothing to attrs while this loop runs).
@@ -229,6 +247,11 @@ const NO_BUF = Buffer.alloc(0)
 /** An inline directory: its entries are read in place. */
 function isInline(buf: Buffer, off: number): boolean {
   return (buf.readUInt16LE(off + INODE_FIELD.flags) & IF_INLINE) !== 0
+}
+
+/** A directory with an entry format: inline, or hashed (its entries in buckets). */
+function isInlineOrHashed(buf: Buffer, off: number): boolean {
+  return (buf.readUInt16LE(off + INODE_FIELD.flags) & (IF_INLINE | IF_HASHED)) !== 0
 }
 
 /** An inline file or symlink, or a special file: no blocks, so its fields are all the walk needs. */

@@ -72,6 +72,39 @@ function queueHas(q: DataQueue, block: number): boolean {
   return block >= q.lo && block <= q.hi && q.index.has(block)
 }
 
+/**
+ * Blocks read without caching, an aligned stretch at a time (BlockStore.getThrough): for a
+ * walk that reads each of many blocks once, in clusters (a tree's directory blocks, fileset
+ * after fileset), where caching them would only push out the rest and leave the garbage
+ * collector a buffer per read. A few stretches are kept, the oldest replaced first.
+ */
+export class ReadWindow {
+  readonly starts: number[]
+  readonly ends: number[]
+  readonly bufs: Buffer[]
+  private next = 0
+
+  constructor(readonly blocks = 64, count = 2) {
+    this.starts = new Array(count).fill(0)
+    this.ends = new Array(count).fill(0)
+    this.bufs = Array.from({length: count}, () => Buffer.allocUnsafeSlow(blocks * BLOCK_SIZE))
+  }
+
+  /** The stretch holding `block`, or -1. */
+  find(block: number): number {
+    for (let i = 0; i < this.starts.length; i++) if (block >= this.starts[i] && block < this.ends[i]) return i
+    return -1
+  }
+
+  /** The stretch to fill next (emptied: a failed read leaves nothing held). */
+  take(): number {
+    const i = this.next
+    this.next = (i + 1) % this.starts.length
+    this.ends[i] = this.starts[i] = 0
+    return i
+  }
+}
+
 export class BlockStore {
   /** data writes queued for the running transaction (read-your-writes through its index) */
   private queue = emptyQueue()
@@ -141,6 +174,30 @@ export class BlockStore {
     // Metadata tends to sit together (a table, a directory's blocks): read a little ahead.
     this.prefetch(block, Math.min(READAHEAD, this.dev.blocks - block))
     return this.cache.get(block)!
+  }
+
+  /**
+   * The content of a block as get() gives it, without caching it: a block held in memory
+   * (changed in this transaction, cached, or in an unreplayed journal) as it is held, any
+   * other read with the aligned stretch of `w.blocks` blocks around it into `w`. The buffer
+   * is valid until the next call with `w`; callers must not change it.
+   */
+  getThrough(block: number, w: ReadWindow): Buffer {
+    if (!(block >= 0 && block < this.dev.blocks)) fail('EBADIMAGE', `block ${block} is outside the image (${this.dev.blocks} blocks); run 'prism fsck'`)
+    const held = this.dirty.get(block) ?? this.cache.get(block) ?? this.overlay.get(block)
+    if (held) return held
+    let i = w.find(block)
+    if (i < 0) {
+      i = w.take()
+      const start = block - (block % w.blocks)
+      const n = Math.min(w.blocks, this.dev.blocks - start)
+      this.dev.read(start, w.bufs[i].subarray(0, n * BLOCK_SIZE))
+      this.stats.reads++
+      w.starts[i] = start
+      w.ends[i] = start + n
+    }
+    const o = (block - w.starts[i]) * BLOCK_SIZE
+    return w.bufs[i].subarray(o, o + BLOCK_SIZE)
   }
 
   /**
