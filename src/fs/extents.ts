@@ -661,8 +661,7 @@ function writeLocal(w: Write, pol: LocalityPolicy): void {
   }
 }
 
-/** Physical block of logical l in a loaded map, or 0. */
-/** The physical block of logical block l in an extent list, or 0 for a hole. */
+/** The physical block of logical block l in a loaded map, or 0 for a hole. */
 export function bmapExt(ext: Extent[], l: number): number {
   const i = findExtent(ext, l)
   return i < 0 ? 0 : ext[i].p + (l - ext[i].l)

@@ -9,9 +9,9 @@
 // the image's size (a per-block array would cost its size once per fileset).
 import {isDamage, type PrismError} from '../errors.js'
 import {DT_DIR, IF_HASHED, IF_INLINE, REFCOUNTS_PER_BLOCK, isSpecial} from '../format/constants.js'
-import {ReadWindow} from '../journal/store.js'
 import {INODE_AREA_OFF, INODE_FIELD} from '../format/inode.js'
 import {readU64} from '../format/le64.js'
+import {ReadWindow} from '../journal/store.js'
 import {dirForEachRaw, hashedDirForEachRaw, inlineDirForEachRaw, type RawEntryFn} from './dir.js'
 import {extentsInPlace, loadExtents} from './extents.js'
 import type {Fileset} from './filesets.js'
