@@ -98,8 +98,10 @@ const NO_BLOCKS: number[] = []
  * The walk of one fileset after another. What it remembers about one fileset is kept in
  * collections it empties for the next (a fileset of a lazy clone not yet expanded is one
  * inline root: making six collections for it cost more than the walk). An inline or special
- * inode (most of a tree of small files, and every unexpanded root) is read in place in the
- * inode table (Volume.inodeInTable), with no Inode built; others go through iget.
+ * inode (most of a tree of small files, and every unexpanded root), and a hashed directory
+ * whose map lies in its inode, is read in place in the inode table (Volume.inodeInTable), with
+ * no Inode built, the directory's buckets read uncached through a window (a fileset's lie
+ * together); others go through iget.
  */
 class Walker {
   /** inodes shared between filesets (share > 1): what they map, worked out once for all filesets */
