@@ -13,10 +13,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import zlib from 'node:zlib'
-import {prism, tmpDir} from './helpers.js'
-
-/** bin/run.js without its fast paths: oclif runs the command (as test/fileset-list.test.ts). */
-const VIA_OCLIF = `const [root, ...argv] = process.argv.slice(1); const {runOclif} = await import(root + 'dist/cli/oclif.js'); await runOclif(argv, root)`
+import {VIA_OCLIF, prism, tmpDir} from './helpers.js'
 
 /** Every path under `dir` with what it is: a file's content hash, a symlink's target, 'dir'. */
 function tree(dir: string): Map<string, string> {

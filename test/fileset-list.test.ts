@@ -25,14 +25,12 @@ import type {Inode} from '../src/fs/inode.js'
 import {allFilesetSpace, type FilesetSpace} from '../src/fs/space.js'
 import type {Volume} from '../src/fs/volume.js'
 import {RawImage} from './damage.js'
-import {BIN, edit, holdImageLock, sha256File, tmpDir, type CliResult} from './helpers.js'
+import {BIN, VIA_OCLIF, edit, holdImageLock, sha256File, tmpDir, type CliResult} from './helpers.js'
 
 /** The package root of the CLI under test, as a file URL ending in '/'. */
 const CLI_ROOT = pathToFileURL(path.dirname(path.dirname(BIN))).href + '/'
 /** Says on stderr, at exit, whether oclif was loaded (so whether the fast path was taken). */
 const PROBE = `process.on('exit', () => { if (Object.keys(require.cache).some((k) => k.includes('/@oclif/core/'))) process.stderr.write('[oclif]') })`
-/** bin/run.js without its fast paths: oclif runs the command, as for --help. */
-const VIA_OCLIF = `const [root, ...argv] = process.argv.slice(1); const {runOclif} = await import(root + 'dist/cli/oclif.js'); await runOclif(argv, root)`
 
 const ENV = {...process.env, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1', PRISM_CONTENT_TYPE: ''}
 

@@ -16,6 +16,13 @@ export const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 /** The CLI under test; PRISM_BIN runs another build (a copy of bin/ and dist/). */
 export const BIN = process.env.PRISM_BIN ?? path.join(ROOT, 'bin', 'run.js')
 
+/**
+ * A script for `node --input-type=module -e` that runs the CLI through oclif alone, without
+ * bin/run.js's start-up fast paths: argv is the package root as a file URL ending in '/',
+ * then the command's arguments.
+ */
+export const VIA_OCLIF = `const [root, ...argv] = process.argv.slice(1); const {runOclif} = await import(root + 'dist/cli/oclif.js'); await runOclif(argv, root)`
+
 export function tmpDir(prefix = 'prism-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 }
