@@ -16,7 +16,7 @@ import {decodeInode, emptyInode, encodeInode} from '../src/format/inode.js'
 import {LOCALITY_OFF, LOCALITY_ON, localityCode} from '../src/format/locality.js'
 import {COMPAT_LOCALITY, decodeSuperblock, encodeSuperblock, planGeometry} from '../src/format/superblock.js'
 import {crc32} from '../src/format/checksum.js'
-import {defragInode, loadExtents, readData} from '../src/fs/extents.js'
+import {defragInode, loadExtents, readBlocks, readData} from '../src/fs/extents.js'
 import {listFilesets} from '../src/fs/filesets.js'
 import {copy} from '../src/ops/copy.js'
 import {createEmptyFileset, namespace, withImage} from '../src/fs/image.js'
@@ -253,6 +253,42 @@ describe('locality: placement', () => {
     expect(c.record().coawRewrites).to.equal(0)
     vol.close()
     expect(fsckDevice(dev, {repair: false}).problems).to.deep.equal([])
+  })
+})
+
+describe('locality: reading a file', () => {
+  it("starts a stream's next read early to read through a short gap, and a longer one only where it holds data", () => {
+    // Three layouts of 16 blocks read after a 1,024-block run on the same stream, G blocks past
+    // its end: a short gap (read through), a long free one (skipped: an overflow window's empty
+    // rest), a long one in use (read through: a scattered file's other blocks).
+    const cases: Array<{gap: number, used: boolean, bridged: boolean}> = [
+      {gap: 20, used: false, bridged: true},
+      {gap: 60, used: false, bridged: false},
+      {gap: 60, used: true, bridged: true},
+    ]
+    for (const c of cases) {
+      const {vol, dev} = memVol(16384, 16)
+      const D = vol.sb.dataStart + 4096 // nothing allocated here
+      for (let b = D; b < D + 1200; b++) dev.volatile.writeUInt32LE(b, b * BLOCK_SIZE) // each block names itself
+      if (c.used) expect(vol.allocIn(D + 1024, D + 1024 + c.gap, c.gap)).to.deep.equal({p: D + 1024, n: c.gap})
+      const ext = [{l: 0, n: 1024, p: D}, {l: 1024, n: 16, p: D + 1024 + c.gap}]
+      const reads: Array<[number, number]> = []
+      const store = vol.store
+      const readv = store.readDataV.bind(store)
+      const read = store.readData.bind(store)
+      store.readDataV = (b, bufs, s) => { reads.push([b, bufs.reduce((n, x) => n + x.length, 0) / BLOCK_SIZE]); readv(b, bufs, s) }
+      store.readData = (b, buf) => { reads.push([b, buf.length / BLOCK_SIZE]); read(b, buf) }
+      const cursor = {ends: [], oldest: 0, useful: 0, bridged: 0}
+      const first = Buffer.alloc(1024 * BLOCK_SIZE)
+      readBlocks(vol, ext, 0, first, cursor)
+      const second = Buffer.alloc(16 * BLOCK_SIZE)
+      readBlocks(vol, ext, 1024, second, cursor)
+      const what = `gap ${c.gap}, ${c.used ? 'in use' : 'free'}`
+      for (let i = 0; i < 1024; i++) expect(first.readUInt32LE(i * BLOCK_SIZE), what).to.equal(D + i)
+      for (let i = 0; i < 16; i++) expect(second.readUInt32LE(i * BLOCK_SIZE), what).to.equal(D + 1024 + c.gap + i)
+      expect(reads, what).to.deep.equal([[D, 1024], c.bridged ? [D + 1024, c.gap + 16] : [D + 1024 + c.gap, 16]])
+      vol.closeAbort()
+    }
   })
 })
 

@@ -3,7 +3,7 @@
 // never overwrite a block in place: new blocks are allocated and the old ones released,
 // so an interrupted write leaves the old content, and a block shared with another inode
 // (refcount > 1) is never touched: that is the block level of copy-on-write.
-import {BLOCK_SIZE, IF_INLINE, MAX_FILE_BLOCKS, MAX_FILE_SIZE} from '../format/constants.js'
+import {BLOCK_SIZE, IF_INLINE, MAX_FILE_BLOCKS, MAX_FILE_SIZE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
 import {
   EXT_NODE_MAX, EXT_ROOT_MAX, decodeExtentNode, decodeExtentRoot, encodeExtentNode, encodeExtentRoot,
   type Extent, type ExtentNode,
@@ -248,6 +248,12 @@ export function releaseAll(vol: Volume, inode: Inode): void {
 
 /** Free or foreign blocks a read goes through rather than seek past (FORMAT.md §6.6: a region's slack). */
 const READ_THROUGH = 128
+/**
+ * The longest gap after the end of a stream's last read that its next read starts early to
+ * read through (blocks): longer ones are skipped, the read staying on that stream's
+ * descriptor (bench/README.md "Round 0 and round 10 read in turn").
+ */
+const BRIDGE_MAX = 32
 /** Largest span read at once by readBlocks beyond the blocks it needs (blocks). */
 const SPAN_MAX = CHUNK_BLOCKS * 24
 
@@ -299,11 +305,19 @@ export function readBlocks(vol: Volume, ext: Extent[], l: number, out: Buffer, c
     if (cursor) {
       // Gaps read through stay under an eighth of what the stream needed: a layout that
       // scatters single blocks (pure block copy-on-write) is read block by block instead.
+      // A longer gap (past BRIDGE_MAX) is read through only when most of it holds data: a
+      // layout that scatters blocks (pure block copy-on-write) has this file's other blocks
+      // there, which a later read then finds in the host's cache; free space is skipped (an
+      // unshared file's overflow windows hold a few blocks each, and reading the rest of each
+      // window cost a third of the whole read).
       cursor.useful += useful
       let k = cursor.ends.findIndex((e) => ps >= e && ps - e <= READ_THROUGH && cursor.bridged + (ps - e) <= cursor.useful / 8)
       if (k >= 0) {
-        cursor.bridged += ps - cursor.ends[k]
-        ps = cursor.ends[k]
+        const gap = ps - cursor.ends[k]
+        if (gap <= BRIDGE_MAX || inUse(vol, cursor.ends[k], gap) * 2 >= gap) {
+          cursor.bridged += gap
+          ps = cursor.ends[k]
+        }
       } else {
         k = cursor.ends.length < 4 ? cursor.ends.length : cursor.oldest
         cursor.oldest = (k + 1) % 4
@@ -328,6 +342,18 @@ export function readBlocks(vol: Volume, ext: Extent[], l: number, out: Buffer, c
     }
     i = j
   }
+}
+
+/** Blocks in use (reference count above 0) in [p, p + n). */
+function inUse(vol: Volume, p: number, n: number): number {
+  let used = 0
+  for (let b = p; b < p + n;) {
+    const lim = Math.min(p + n, b + REFCOUNTS_PER_BLOCK - ((b - vol.sb.dataStart) % REFCOUNTS_PER_BLOCK))
+    const counts = vol.refcountsOf(b, lim - b)
+    for (let i = 0; i < counts.length; i++) if (counts[i] > 0) used++
+    b = lim
+  }
+  return used
 }
 
 /** Where the recent reads of a stream ended (up to four: a file read as a few sequential streams). */
