@@ -22,7 +22,7 @@ import {copy} from '../src/ops/copy.js'
 import {createEmptyFileset, namespace, withImage} from '../src/fs/image.js'
 import type {Inode} from '../src/fs/inode.js'
 import {dirList} from '../src/fs/dir.js'
-import {localityTuning, policyFor, regionView, setFilesetLocality, setImageLocality} from '../src/fs/locality.js'
+import {homeOf, localityTuning, policyFor, regionView, setFilesetLocality, setImageLocality} from '../src/fs/locality.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice} from '../src/fsck/index.js'
 import {newImage, prism, sha256File, tmpDir} from './helpers.js'
@@ -253,6 +253,26 @@ describe('locality: placement', () => {
     expect(c.record().coawRewrites).to.equal(0)
     vol.close()
     expect(fsckDevice(dev, {repair: false}).problems).to.deep.equal([])
+  })
+})
+
+describe('locality: a group\'s home', () => {
+  it('is where the most blocks sit, the lowest of equals, with or without a majority (fast-check)', () => {
+    // The plain rule: count the blocks each place holds, take the largest, the lowest of equals.
+    const plain = (pieces: Array<{l: number, n: number, p: number}>, lo: number): number => {
+      const votes = new Map<number, number>()
+      for (const x of pieces) votes.set(x.p - (x.l - lo), (votes.get(x.p - (x.l - lo)) ?? 0) + x.n)
+      let home = -1
+      let best = 0
+      for (const [h, v] of [...votes].sort((a, b) => a[0] - b[0])) if (v > best) { best = v; home = h }
+      return home
+    }
+    fc.assert(fc.property(fc.array(fc.record({l: fc.nat(300), n: fc.integer({min: 1, max: 40}), p: fc.integer({min: 1000, max: 1400})}), {maxLength: 30}), fc.nat(300), (pieces, lo) => {
+      const mapped = pieces.reduce((a, x) => a + x.n, 0)
+      expect(homeOf(pieces, lo, mapped)).to.equal(plain(pieces, lo))
+    }), {numRuns: 2000})
+    // A base run split by moved blocks stays the home.
+    expect(homeOf([{l: 0, n: 10, p: 500}, {l: 10, n: 1, p: 900}, {l: 11, n: 20, p: 511}], 0, 31)).to.equal(500)
   })
 })
 

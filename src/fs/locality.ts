@@ -128,22 +128,46 @@ function piecesOf(ext: Extent[], lo: number, n: number): {pieces: Extent[], mapp
   const hi = lo + n
   const pieces: Extent[] = []
   let mapped = 0
-  const votes = new Map<number, number>()
-  let home = -1
-  let best = 0
   for (let i = firstEndingAfter(ext, lo); i < ext.length && ext[i].l < hi; i++) {
     const e = ext[i]
     const s = Math.max(e.l, lo)
     const t = Math.min(e.l + e.n, hi)
-    const piece = {l: s, n: t - s, p: e.p + (s - e.l)}
-    pieces.push(piece)
-    mapped += piece.n
-    const h = piece.p - (piece.l - lo)
-    const v = (votes.get(h) ?? 0) + piece.n
+    pieces.push({l: s, n: t - s, p: e.p + (s - e.l)})
+    mapped += t - s
+  }
+  return {pieces, mapped, home: homeOf(pieces, lo, mapped)}
+}
+
+/**
+ * Where logical block `lo` sits for the most of `mapped` blocks of `pieces` (each implies a
+ * place: p - (l - lo)), the lowest of equals; -1 for none. This runs for every write the
+ * policy places: a weighted majority vote finds the answer without a table whenever one place
+ * holds more than half of the blocks (a base run and what moved out of it), and a table
+ * counts the rest.
+ */
+export function homeOf(pieces: Extent[], lo: number, mapped: number): number {
+  if (pieces.length === 0) return -1
+  let cand = -1
+  let lead = 0
+  for (const x of pieces) {
+    const h = x.p - (x.l - lo)
+    if (h === cand) lead += x.n
+    else if (lead >= x.n) lead -= x.n
+    else { cand = h; lead = x.n - lead }
+  }
+  let held = 0
+  for (const x of pieces) if (x.p - (x.l - lo) === cand) held += x.n
+  if (2 * held > mapped) return cand
+  const votes = new Map<number, number>()
+  let home = -1
+  let best = 0
+  for (const x of pieces) {
+    const h = x.p - (x.l - lo)
+    const v = (votes.get(h) ?? 0) + x.n
     votes.set(h, v)
     if (v > best || (v === best && h < home)) { best = v; home = h }
   }
-  return {pieces, mapped, home}
+  return home
 }
 
 /** Zones of overflow runs a file may have: each takes up to an eighth of a group per group. */
@@ -246,20 +270,14 @@ export function regionView(ext: Extent[], r: number, pol: LocalityPolicy, fileBl
   const lo = r * pol.region
   const group = groupView(ext, Math.floor(lo / pol.group), pol, fileBlocks, zones)
   const v: RegionView = {r, lo, pieces: [], mapped: 0, home: -1, group, farRuns: 0, farBlocks: 0}
-  const votes = new Map<number, number>()
-  let best = 0
   for (const x of group.pieces) {
     if (x.l + x.n <= lo || x.l >= lo + pol.region) continue
     const s = Math.max(x.l, lo)
     const t = Math.min(x.l + x.n, lo + pol.region)
-    const piece = {l: s, n: t - s, p: x.p + (s - x.l)}
-    v.pieces.push(piece)
-    v.mapped += piece.n
-    const h = piece.p - (piece.l - lo)
-    const c = (votes.get(h) ?? 0) + piece.n
-    votes.set(h, c)
-    if (c > best || (c === best && h < v.home)) { best = c; v.home = h }
+    v.pieces.push({l: s, n: t - s, p: x.p + (s - x.l)})
+    v.mapped += t - s
   }
+  v.home = homeOf(v.pieces, lo, v.mapped)
   for (const x of v.pieces) {
     if (!nearRegion(v, x.p, x.n, pol)) {
       v.farRuns++
