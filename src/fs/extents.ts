@@ -251,7 +251,8 @@ const READ_THROUGH = 128
 /**
  * The longest gap after the end of a stream's last read that its next read starts early to
  * read through (blocks): longer ones are skipped, the read staying on that stream's
- * descriptor (bench/README.md "Round 0 and round 10 read in turn").
+ * descriptor, unless most of the gap is in use (bench/README.md "Skipping an overflow
+ * window's free rest").
  */
 const BRIDGE_MAX = 32
 /** Largest span read at once by readBlocks beyond the blocks it needs (blocks). */
