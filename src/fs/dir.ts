@@ -56,8 +56,21 @@ function badDir(vol: Volume, dir: Inode, e: unknown): never {
 
 function dirBlock(vol: Volume, dir: Inode, l: number): number {
   const p = bmap(vol, dir, l)
-  if (p === 0) fail('EBADIMAGE', `directory inode ${dir.ino} is missing block ${l}; run 'prism fsck'`)
+  if (p === 0) missingBlock(dir.ino, l)
   return p
+}
+
+function missingBlock(dirIno: number, l: number): never {
+  fail('EBADIMAGE', `directory inode ${dirIno} is missing block ${l}; run 'prism fsck'`)
+}
+
+/** Whether a bucket's content matches its checksum. */
+function bucketSound(buf: Buffer): boolean {
+  return buf.readUInt32LE(12) === bucketCrc(buf, fastCrc32)
+}
+
+function badBucket(dirIno: number, l: number): never {
+  fail('EBADIMAGE', `directory inode ${dirIno} bucket ${l} checksum mismatch; run 'prism fsck'`)
 }
 
 function sealBucket(buf: Buffer): void {
@@ -74,9 +87,8 @@ function bucketBlock(vol: Volume, dir: Inode, l: number): Buffer {
 function readBucket(vol: Volume, dir: Inode, l: number): Buffer {
   const p = dirBlock(vol, dir, l)
   const buf = vol.store.get(p)
-  if (!vol.isUnsealed(p) && !vol.store.verifyOnce(buf, (b) => b.readUInt32LE(12) === bucketCrc(b, fastCrc32))) {
-    fail('EBADIMAGE', `directory inode ${dir.ino} bucket ${l} checksum mismatch; run 'prism fsck'`)
-  }
+  // (a bucket changed in this transaction is sealed at commit)
+  if (!vol.isUnsealed(p) && !vol.store.verifyOnce(buf, bucketSound)) badBucket(dir.ino, l)
   return buf
 }
 
@@ -222,9 +234,9 @@ export type RawEntryFn = (ino: number, type: number, buf: Buffer, off: number, l
 export function hashedDirForEachRaw(vol: Volume, dirIno: number, buckets: number, ext: Extent[], w: ReadWindow, fn: RawEntryFn): void {
   for (let l = 0; l < buckets; l++) {
     const p = bmapExt(ext, l)
-    if (p === 0) fail('EBADIMAGE', `directory inode ${dirIno} is missing block ${l}; run 'prism fsck'`)
+    if (p === 0) missingBlock(dirIno, l)
     const buf = vol.store.getThrough(p, w)
-    if (!vol.isUnsealed(p) && buf.readUInt32LE(12) !== bucketCrc(buf, fastCrc32)) fail('EBADIMAGE', `directory inode ${dirIno} bucket ${l} checksum mismatch; run 'prism fsck'`)
+    if (!vol.isUnsealed(p) && !bucketSound(buf)) badBucket(dirIno, l)
     walkEntries(dirIno, buf, BUCKET_HDR, buf.length, buf.readUInt16LE(4), fn)
   }
 }

@@ -3,7 +3,7 @@
 // never overwrite a block in place: new blocks are allocated and the old ones released,
 // so an interrupted write leaves the old content, and a block shared with another inode
 // (refcount > 1) is never touched: that is the block level of copy-on-write.
-import {BLOCK_SIZE, IF_INLINE, MAX_FILE_BLOCKS, MAX_FILE_SIZE, REFCOUNTS_PER_BLOCK} from '../format/constants.js'
+import {BLOCK_SIZE, IF_INLINE, MAX_FILE_BLOCKS, MAX_FILE_SIZE} from '../format/constants.js'
 import {
   EXT_NODE_MAX, EXT_ROOT_MAX, decodeExtentNode, decodeExtentRoot, encodeExtentNode, encodeExtentRoot,
   type Extent, type ExtentNode,
@@ -37,15 +37,7 @@ export function loadExtents(vol: Volume, inode: Inode): Extent[] {
   const out: Extent[] = []
   const tree: number[] = []
   // A special file's area holds its device number, never a map (FORMAT.md §5.5).
-  if (!(inode.r.flags & IF_INLINE) && !inode.isSpecial) {
-    try {
-      const root = decodeExtentRoot(inode.r.area, `inode ${inode.ino} extent root`)
-      walk(vol, inode.ino, root, out, tree, 0)
-    } catch (e) {
-      if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck'`)
-      throw e
-    }
-  }
+  if (!(inode.r.flags & IF_INLINE) && !inode.isSpecial) readMap(vol, inode.ino, inode.r.area, out, tree)
   inode.extents = out
   inode.treeBlocks = tree
   return out
@@ -58,12 +50,21 @@ export function loadExtents(vol: Volume, inode: Inode): Extent[] {
  * Checked as loadExtents checks a map.
  */
 export function extentsInPlace(vol: Volume, ino: number, buf: Buffer, off: number): Extent[] | null {
+  const out: Extent[] = []
+  return readMap(vol, ino, buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE), out, null) ? out : null
+}
+
+/**
+ * Reads the map whose root is `area` (inode `ino`'s) into `out`, its tree's node blocks into
+ * `tree`; with `tree` null, only a root that holds the whole map (depth 0), returning false
+ * for a deeper one. A damaged map fails with EBADIMAGE.
+ */
+function readMap(vol: Volume, ino: number, area: Buffer, out: Extent[], tree: number[] | null): boolean {
   try {
-    const root = decodeExtentRoot(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE), `inode ${ino} extent root`)
-    if (root.depth !== 0) return null
-    const out: Extent[] = []
-    walk(vol, ino, root, out, [], 0)
-    return out
+    const root = decodeExtentRoot(area, `inode ${ino} extent root`)
+    if (tree === null && root.depth !== 0) return false
+    walk(vol, ino, root, out, tree ?? [], 0)
+    return true
   } catch (e) {
     if (e instanceof FormatError) fail('EBADIMAGE', `${e.message}; run 'prism fsck'`)
     throw e
@@ -348,12 +349,9 @@ export function readBlocks(vol: Volume, ext: Extent[], l: number, out: Buffer, c
 /** Blocks in use (reference count above 0) in [p, p + n). */
 function inUse(vol: Volume, p: number, n: number): number {
   let used = 0
-  for (let b = p; b < p + n;) {
-    const lim = Math.min(p + n, b + REFCOUNTS_PER_BLOCK - ((b - vol.sb.dataStart) % REFCOUNTS_PER_BLOCK))
-    const counts = vol.refcountsOf(b, lim - b)
+  vol.forEachRefcounts(p, n, (_first, counts) => {
     for (let i = 0; i < counts.length; i++) if (counts[i] > 0) used++
-    b = lim
-  }
+  })
   return used
 }
 

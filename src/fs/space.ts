@@ -8,7 +8,8 @@
 // mapping refers to it (its reference count is above 1), so the cost is the walk, whatever
 // the image's size (a per-block array would cost its size once per fileset).
 import {isDamage, type PrismError} from '../errors.js'
-import {DT_DIR, IF_HASHED, IF_INLINE, REFCOUNTS_PER_BLOCK, isSpecial} from '../format/constants.js'
+import {DT_DIR, IF_HASHED, IF_INLINE, isSpecial} from '../format/constants.js'
+import type {Extent} from '../format/extent.js'
 import {INODE_AREA_OFF, INODE_FIELD} from '../format/inode.js'
 import {readU64} from '../format/le64.js'
 import {ReadWindow} from '../journal/store.js'
@@ -40,24 +41,20 @@ interface Mapped {
 function mapped(vol: Volume, inode: Inode): Mapped {
   const out: Mapped = {single: 0, shared: [], xattrIno: inode.r.xattrIno, nlink: inode.r.nlink, share: inode.r.share}
   if (inode.r.flags & IF_INLINE || inode.isSpecial) return out
-  for (const e of loadExtents(vol, inode)) countRun(vol, e.p, e.n, out)
-  for (const t of inode.treeBlocks) countRun(vol, t, 1, out)
-  return out
+  return countRuns(vol, loadExtents(vol, inode), inode.treeBlocks, out)
 }
 
-/** Adds blocks [p, p + n) to `out` by their reference counts, read a table block at a time. */
-function countRun(vol: Volume, p: number, n: number, out: Mapped): void {
-  let b = p
-  while (b < p + n) {
-    const i = b - vol.sb.dataStart
-    const lim = Math.min(p + n, b + (REFCOUNTS_PER_BLOCK - (i % REFCOUNTS_PER_BLOCK)))
-    const counts = vol.refcountsOf(b, lim - b)
+/** Adds the blocks of `runs` and of `tree` (single blocks) to `out` by their reference counts. */
+function countRuns(vol: Volume, runs: Extent[], tree: number[], out: Mapped): Mapped {
+  const add = (first: number, counts: Uint8Array) => {
     for (let k = 0; k < counts.length; k++) {
       if (counts[k] <= 1) out.single++
-      else out.shared.push(b + k)
+      else out.shared.push(first + k)
     }
-    b = lim
   }
+  for (const e of runs) vol.forEachRefcounts(e.p, e.n, add)
+  for (const t of tree) vol.forEachRefcounts(t, 1, add)
+  return out
 }
 
 /** The space of every fileset, in one pass (see the top of this file). */
@@ -161,11 +158,9 @@ class Walker {
         // them: cached, they cost more in garbage collection than in reading).
         const ext = extentsInPlace(vol, ino, buf, off)
         if (ext) {
-          const buckets = buf.readUInt32LE(off + INODE_FIELD.dirBuckets)
-          const m: Mapped = {single: 0, shared: [], xattrIno, nlink: 0, share: 0}
-          for (const e of ext) countRun(vol, e.p, e.n, m)
+          const m = countRuns(vol, ext, NO_BLOCKS, {single: 0, shared: [], xattrIno, nlink: 0, share: 0})
           this.account(xattrIno, m.single, m.shared, true)
-          hashedDirForEachRaw(vol, ino, buckets, ext, this.window, this.entry)
+          hashedDirForEachRaw(vol, ino, buf.readUInt32LE(off + INODE_FIELD.dirBuckets), ext, this.window, this.entry)
           continue
         }
       }

@@ -961,6 +961,18 @@ export class Volume implements InodeHome {
     return this.rcBuf(index)[slot]
   }
 
+  /**
+   * Calls fn(first, counts) for blocks [block, block + n), a refcount-table block's part at a
+   * time: `counts` holds the reference counts of blocks first.. (a view: read only).
+   */
+  forEachRefcounts(block: number, n: number, fn: (first: number, counts: Uint8Array) => void): void {
+    for (let b = block; b < block + n;) {
+      const lim = Math.min(block + n, b + REFCOUNTS_PER_BLOCK - ((b - this.sb.dataStart) % REFCOUNTS_PER_BLOCK))
+      fn(b, this.refcountsOf(b, lim - b))
+      b = lim
+    }
+  }
+
   /** The reference counts of blocks [block, block + n), which lie in one refcount-table block (a view: read only). */
   refcountsOf(block: number, n: number): Uint8Array {
     const {index, slot} = this.rcBlock(block)

@@ -159,9 +159,13 @@ export class BlockStore {
     return this.dirty.has(block)
   }
 
+  private checkInImage(block: number): void {
+    if (!(block >= 0 && block < this.dev.blocks)) fail('EBADIMAGE', `block ${block} is outside the image (${this.dev.blocks} blocks); run 'prism fsck'`)
+  }
+
   /** The current content of a block. Callers must not modify it: use getMut(). */
   get(block: number): Buffer {
-    if (!(block >= 0 && block < this.dev.blocks)) fail('EBADIMAGE', `block ${block} is outside the image (${this.dev.blocks} blocks); run 'prism fsck'`)
+    this.checkInImage(block)
     const d = this.dirty.get(block)
     if (d) return d
     const c = this.cache.get(block)
@@ -183,7 +187,7 @@ export class BlockStore {
    * is valid until the next call with `w`; callers must not change it.
    */
   getThrough(block: number, w: ReadWindow): Buffer {
-    if (!(block >= 0 && block < this.dev.blocks)) fail('EBADIMAGE', `block ${block} is outside the image (${this.dev.blocks} blocks); run 'prism fsck'`)
+    this.checkInImage(block)
     const held = this.dirty.get(block) ?? this.cache.get(block) ?? this.overlay.get(block)
     if (held) return held
     let i = w.find(block)
