@@ -107,14 +107,27 @@ export class Server {
         resolve()
       })
     })
+    // Bound and listening under a name of this process's own, then renamed into place: a
+    // client that finds the image's socket bound but not yet listening (ECONNREFUSED) takes
+    // it for a dead server's and removes it (removeStaleSocket), which left this server
+    // unreachable and its start failing (chmod: ENOENT).
+    const fresh = `${this.sock}.${process.pid}`
+    removeStaleSocket(fresh)
     const old = process.umask(0o177)
     try {
-      server.listen(this.sock)
+      server.listen(fresh)
     } finally {
       process.umask(old)
     }
-    await listening
-    fs.chmodSync(this.sock, 0o600)
+    try {
+      await listening
+      fs.chmodSync(fresh, 0o600)
+      fs.renameSync(fresh, this.sock)
+    } catch (e) {
+      server.close()
+      fs.rmSync(fresh, {force: true})
+      throw e
+    }
     this.sockIno = fs.lstatSync(this.sock).ino
     if (this.stopping) {
       server.close()
