@@ -40,6 +40,8 @@ export function loadExtents(vol: Volume, inode: Inode): Extent[] {
   if (!(inode.r.flags & IF_INLINE) && !inode.isSpecial) readMap(vol, inode.ino, inode.r.area, out, tree)
   inode.extents = out
   inode.treeBlocks = tree
+  // (its changes are recorded from now on: the first commit patches the tree read here)
+  if (tree.length) CHANGED.set(out, new Changes())
   return out
 }
 
@@ -94,9 +96,125 @@ function walk(vol: Volume, owner: number, node: ExtentNode, out: Extent[], tree:
   }
 }
 
+/**
+ * Extents per leaf, and entries per index node, when a tree is built whole (FORMAT.md §6.4):
+ * a quarter of each node is left free, so that the changes of later transactions patch the
+ * few nodes they touch (patchTree) instead of rebuilding the tree.
+ */
+export const BUILD_FILL = 192
+
+/**
+ * The tree as storeExtents last wrote it, kept on the cached Inode: the next write compares
+ * the map with it and rewrites only the nodes whose entries changed. A random write into a
+ * file of 250,000 extents, committed on its own (an fsync through a mount), then journals a
+ * leaf and the root instead of a thousand nodes.
+ */
+export interface TreeShape {
+  /** inode.treeBlocks as storeExtents left it: another array means the tree changed elsewhere */
+  blocks: number[]
+  /** the node blocks level by level, leaves first; the root (in the inode) is not among them */
+  levels: ShapeNode[][]
+  /** the map written (inode.extents), whose changes since then CHANGED records */
+  ext: Extent[]
+}
+
+/**
+ * Where a map changed since storeExtents wrote it: ranges of logical blocks holding the first
+ * block of every extent added, removed or changed (mapRange and unmapRange record them; a
+ * leaf holds the extents whose first block lies between its key and the next leaf's). A map
+ * not listed here (one assigned whole) is compared leaf by leaf.
+ */
+const CHANGED = new WeakMap<Extent[], Changes>()
+
+class Changes {
+  private readonly lo: number[] = []
+  private readonly hi: number[] = []
+  /** too many ranges to keep: every leaf is compared */
+  private all = false
+
+  /** Records that extents starting in [a, b) changed. */
+  add(a: number, b: number): void {
+    if (this.all) return
+    for (let i = 0; i < this.lo.length; i++) {
+      if (a <= this.hi[i] && b >= this.lo[i]) {
+        if (a < this.lo[i]) this.lo[i] = a
+        if (b > this.hi[i]) this.hi[i] = b
+        return
+      }
+    }
+    if (this.lo.length >= 64) { this.all = true; return }
+    this.lo.push(a)
+    this.hi.push(b)
+  }
+
+  /** Whether an extent starting in [a, b) may have changed. */
+  touches(a: number, b: number): boolean {
+    if (this.all) return true
+    for (let i = 0; i < this.lo.length; i++) if (a < this.hi[i] && b > this.lo[i]) return true
+    return false
+  }
+}
+
+interface ShapeNode {
+  block: number
+  /** the first logical block under the node: its key in the parent */
+  key: number
+  /** what the block holds: a leaf's l, n, p per extent; an index node's key, child per entry */
+  entries: Float64Array
+  /** the parent's index in the next level up; -1 under the root */
+  parent: number
+}
+
 /** Writes an inode's in-memory map back into its root and node blocks. */
 export function storeExtents(vol: Volume, inode: Inode): void {
   const ext = inode.extents ?? []
+  const shape = ext.length > EXT_ROOT_MAX ? inode.treeShape ?? shapeOnDisk(vol, inode, ext) : undefined
+  if (!(shape && ext.length > EXT_ROOT_MAX && shape.blocks === inode.treeBlocks && patchTree(vol, inode, ext, shape))) buildTree(vol, inode, ext)
+  inode.extentsDirty = false
+  vol.idirty(inode)
+}
+
+/**
+ * The shape of the tree the inode's root (not yet rewritten) and node blocks hold, for a map
+ * loaded from them: undefined where it is not a tree of node blocks exactly `treeBlocks`,
+ * keyed in order by each child's first entry (which is then built whole).
+ */
+function shapeOnDisk(vol: Volume, inode: Inode, ext: Extent[]): TreeShape | undefined {
+  const tree = inode.treeBlocks
+  if (tree.length === 0 || inode.r.flags & IF_INLINE || !CHANGED.has(ext)) return undefined
+  let root: ExtentNode
+  try {
+    root = decodeExtentRoot(inode.r.area, `inode ${inode.ino} extent root`)
+  } catch {
+    return undefined
+  }
+  if (root.depth === 0) return undefined
+  const levels: ShapeNode[][] = Array.from({length: root.depth}, () => [])
+  const seen = new Set<number>()
+  const visit = (key: number, block: number, depth: number, parent: number): boolean => {
+    if (seen.has(block)) return false
+    seen.add(block)
+    let node: ExtentNode
+    try {
+      node = decodeExtentNode(vol.store.get(block), inode.ino, `inode ${inode.ino} extent node ${block}`)
+    } catch {
+      return false
+    }
+    const first = node.depth === 0 ? node.extents[0]?.l : node.index[0]?.l
+    const level = levels[depth]
+    if (node.depth !== depth || first !== key || (level.length > 0 && level[level.length - 1].key >= key)) return false
+    const me = level.length
+    level.push({block, key, entries: depth === 0 ? leafEntries(node.extents, 0, node.extents.length) : indexEntries(node.index.map((x) => ({key: x.l, block: x.child}))), parent})
+    if (depth > 0) for (const x of node.index) if (!visit(x.l, x.child, depth - 1, me)) return false
+    return true
+  }
+  for (const x of root.index) if (!visit(x.l, x.child, root.depth - 1, -1)) return undefined
+  if (seen.size !== tree.length || tree.some((b) => !seen.has(b))) return undefined
+  return {blocks: tree, levels, ext}
+}
+
+/** Builds the whole tree (FORMAT.md §6.4), reusing the inode's node blocks first. */
+function buildTree(vol: Volume, inode: Inode, ext: Extent[]): void {
   const old = inode.treeBlocks
   const fresh: number[] = []
   let reuse = 0
@@ -107,28 +225,35 @@ export function storeExtents(vol: Volume, inode: Inode): void {
     fresh.push(p)
     return p
   }
-  const writeNode = (node: ExtentNode): {l: number, child: number} => {
-    const b = nodeBlock()
-    encodeExtentNode(node, inode.ino, vol.store.fresh(b))
-    return {l: firstLogical(node), child: b}
-  }
   let root: ExtentNode
+  const levels: ShapeNode[][] = []
   if (ext.length <= EXT_ROOT_MAX) {
     root = {depth: 0, extents: ext, index: []}
   } else {
-    // Leaves of up to 255 extents, then index levels until at most 8 nodes remain for the root.
-    let level: ExtentNode[] = []
-    for (let i = 0; i < ext.length; i += EXT_NODE_MAX) level.push({depth: 0, extents: ext.slice(i, i + EXT_NODE_MAX), index: []})
-    let depth = 0
-    while (level.length > EXT_ROOT_MAX) {
-      const next: ExtentNode[] = []
-      for (let i = 0; i < level.length; i += EXT_NODE_MAX) {
-        next.push({depth: depth + 1, extents: [], index: level.slice(i, i + EXT_NODE_MAX).map(writeNode)})
-      }
-      level = next
-      depth++
+    // Leaves of BUILD_FILL extents, then index levels of BUILD_FILL entries until at most 8
+    // nodes remain for the root.
+    let level: ShapeNode[] = []
+    for (let i = 0; i < ext.length; i += BUILD_FILL) {
+      const part = ext.slice(i, i + BUILD_FILL)
+      const b = nodeBlock()
+      encodeExtentNode({depth: 0, extents: part, index: []}, inode.ino, vol.store.fresh(b))
+      level.push({block: b, key: part[0].l, entries: leafEntries(ext, i, i + part.length), parent: -1})
     }
-    root = {depth: depth + 1, extents: [], index: level.map(writeNode)}
+    levels.push(level)
+    while (level.length > EXT_ROOT_MAX) {
+      const next: ShapeNode[] = []
+      for (let i = 0; i < level.length; i += BUILD_FILL) {
+        const kids = level.slice(i, i + BUILD_FILL)
+        for (const k of kids) k.parent = next.length
+        const b = nodeBlock()
+        const node: ShapeNode = {block: b, key: kids[0].key, entries: indexEntries(kids), parent: -1}
+        writeIndexNode(vol, inode, node, levels.length)
+        next.push(node)
+      }
+      levels.push(next)
+      level = next
+    }
+    root = {depth: levels.length, extents: [], index: level.map((n) => ({l: n.key, child: n.block}))}
   }
   // Node blocks no longer needed go back to the allocator.
   for (let i = reuse; i < old.length; i++) {
@@ -136,13 +261,161 @@ export function storeExtents(vol: Volume, inode: Inode): void {
     inode.r.blocks--
   }
   inode.treeBlocks = [...old.slice(0, reuse), ...fresh]
+  inode.treeShape = levels.length ? {blocks: inode.treeBlocks, levels, ext} : undefined
+  if (levels.length) CHANGED.set(ext, new Changes())
   if (!(inode.r.flags & IF_INLINE)) encodeExtentRoot(root, inode.r.area)
-  inode.extentsDirty = false
-  vol.idirty(inode)
 }
 
-function firstLogical(n: ExtentNode): number {
-  return n.depth === 0 ? n.extents[0].l : n.index[0].l
+/**
+ * Brings the tree `shape` describes up to the map `ext`, rewriting only the nodes whose
+ * entries change: each leaf takes the extents from its key to the next leaf's; a leaf that
+ * grows past 255 is split, its new halves going under the same parent. Returns false, having
+ * changed nothing, where that does not fit (a leaf left empty, a parent or the root that would
+ * overflow): the caller then builds the tree whole.
+ */
+function patchTree(vol: Volume, inode: Inode, ext: Extent[], shape: TreeShape): boolean {
+  const leaves = shape.levels[0]
+  const changes = shape.ext === ext ? CHANGED.get(ext) : undefined
+  // The new leaves: [from, to) of ext each, with the block they go in (-1: a new block).
+  const from: number[] = []
+  const block: number[] = []
+  const parent: number[] = []
+  const changed: boolean[] = []
+  /** the leaf of `shape` each new one comes from */
+  const orig: number[] = []
+  let fresh = 0
+  let next = 0
+  for (let i = 0; i < leaves.length; i++) {
+    const a = next
+    const b = i + 1 < leaves.length ? lowerBound(ext, leaves[i + 1].key, a) : ext.length
+    next = b
+    const count = b - a
+    if (count <= 0) return false
+    const leaf = leaves[i]
+    const touched = !changes || changes.touches(i === 0 ? -Infinity : leaf.key, i + 1 < leaves.length ? leaves[i + 1].key : Infinity)
+    if (!touched || sameLeaf(ext, a, b, leaf.entries)) {
+      from.push(a); block.push(leaf.block); parent.push(leaf.parent); changed.push(false); orig.push(i)
+      continue
+    }
+    const pieces = count <= EXT_NODE_MAX ? 1 : Math.ceil(count / BUILD_FILL)
+    for (let k = 0; k < pieces; k++) {
+      from.push(a + Math.floor((count * k) / pieces))
+      block.push(k === 0 ? leaf.block : -1)
+      parent.push(leaf.parent)
+      changed.push(true)
+      orig.push(i)
+    }
+    fresh += pieces - 1
+  }
+  from.push(ext.length)
+  const n = block.length
+  // Room for the new leaves: under the root (at most 8), or in their parents (at most 255).
+  if (fresh > 0) {
+    if (shape.levels.length === 1) {
+      if (n > EXT_ROOT_MAX) return false
+    } else {
+      const kids = new Uint32Array(shape.levels[1].length)
+      for (let i = 0; i < n; i++) if (++kids[parent[i]] > EXT_NODE_MAX) return false
+    }
+  }
+  // It fits: new blocks next to the last node, then the leaves that changed.
+  const blocks = fresh > 0 ? [...inode.treeBlocks] : inode.treeBlocks
+  for (let i = 0; i < n; i++) {
+    if (block[i] !== -1) continue
+    const {p} = vol.allocRun(1, blocks[blocks.length - 1] + 1, true)
+    inode.r.blocks++
+    blocks.push(p)
+    block[i] = p
+  }
+  const level: ShapeNode[] = []
+  for (let i = 0; i < n; i++) {
+    const a = from[i]
+    const b = from[i + 1]
+    if (!changed[i]) {
+      level.push({block: block[i], key: ext[a].l, entries: leaves[orig[i]].entries, parent: parent[i]})
+      continue
+    }
+    encodeExtentNode({depth: 0, extents: ext.slice(a, b), index: []}, inode.ino, vol.store.fresh(block[i]))
+    level.push({block: block[i], key: ext[a].l, entries: leafEntries(ext, a, b), parent: parent[i]})
+  }
+  const levels: ShapeNode[][] = [level]
+  // The index levels: the same nodes, with the entries of their children as they now are;
+  // a node whose entries differ is written again.
+  for (let d = 1; d < shape.levels.length; d++) {
+    const below = levels[d - 1]
+    const up = shape.levels[d].map((x): ShapeNode => ({block: x.block, key: 0, entries: x.entries, parent: x.parent}))
+    const groups: ShapeNode[][] = up.map(() => [])
+    for (const c of below) groups[c.parent].push(c)
+    for (let j = 0; j < up.length; j++) {
+      const kids = groups[j]
+      const entries = indexEntries(kids)
+      up[j].key = kids[0].key
+      if (!sameEntries(entries, up[j].entries)) {
+        up[j].entries = entries
+        writeIndexNode(vol, inode, up[j], d)
+      }
+    }
+    levels.push(up)
+  }
+  const top = levels[levels.length - 1]
+  encodeExtentRoot({depth: levels.length, extents: [], index: top.map((x) => ({l: x.key, child: x.block}))}, inode.r.area)
+  inode.treeBlocks = blocks
+  inode.treeShape = {blocks, levels, ext}
+  CHANGED.set(ext, new Changes())
+  return true
+}
+
+/** The first index at or after `from` whose extent starts at or after logical block l. */
+function lowerBound(ext: Extent[], l: number, from: number): number {
+  let lo = from
+  let hi = ext.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (ext[mid].l < l) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+function leafEntries(ext: Extent[], a: number, b: number): Float64Array {
+  const out = new Float64Array((b - a) * 3)
+  for (let i = a, o = 0; i < b; i++, o += 3) {
+    const e = ext[i]
+    out[o] = e.l
+    out[o + 1] = e.n
+    out[o + 2] = e.p
+  }
+  return out
+}
+
+function sameLeaf(ext: Extent[], a: number, b: number, entries: Float64Array): boolean {
+  if ((b - a) * 3 !== entries.length) return false
+  for (let i = a, o = 0; i < b; i++, o += 3) {
+    const e = ext[i]
+    if (entries[o] !== e.l || entries[o + 1] !== e.n || entries[o + 2] !== e.p) return false
+  }
+  return true
+}
+
+function indexEntries(kids: ReadonlyArray<{key: number, block: number}>): Float64Array {
+  const out = new Float64Array(kids.length * 2)
+  for (let i = 0; i < kids.length; i++) {
+    out[2 * i] = kids[i].key
+    out[2 * i + 1] = kids[i].block
+  }
+  return out
+}
+
+function sameEntries(a: Float64Array, b: Float64Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+function writeIndexNode(vol: Volume, inode: Inode, node: ShapeNode, depth: number): void {
+  const index = []
+  for (let i = 0; i < node.entries.length; i += 2) index.push({l: node.entries[i], child: node.entries[i + 1]})
+  encodeExtentNode({depth, extents: [], index}, inode.ino, vol.store.fresh(node.block))
 }
 
 /** Commit hook: writes every changed map. Registered once per volume. */
@@ -189,7 +462,10 @@ export function unmapRange(ext: Extent[], l: number, n: number): Extent[] {
     removed.push({l: s, n: t - s, p: e.p + (s - e.l)})
     if (eEnd > end) keep.push({l: end, n: eEnd - end, p: e.p + (end - e.l)})
   }
-  if (j > i) ext.splice(i, j - i, ...keep)
+  if (j > i) {
+    CHANGED.get(ext)?.add(Math.min(ext[i].l, l), end + 1)
+    ext.splice(i, j - i, ...keep)
+  }
   return removed
 }
 
@@ -204,6 +480,7 @@ export function mapRange(ext: Extent[], l: number, n: number, p: number): void {
   }
   const prev = ext[lo - 1]
   const next = ext[lo]
+  CHANGED.get(ext)?.add(prev ? prev.l : l, next ? next.l + 1 : l + 1)
   if (prev && prev.l + prev.n === l && prev.p + prev.n === p && prev.n + n <= 0xffff_ffff) {
     prev.n += n
     if (next && prev.l + prev.n === next.l && prev.p + prev.n === next.p) {

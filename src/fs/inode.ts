@@ -9,6 +9,7 @@
 // commit is a part of an inode (its `r` record or its `extents` array): take it again.
 import {emptyInode, type InodeRecord} from '../format/inode.js'
 import type {Extent} from '../format/extent.js'
+import type {TreeShape} from './extents.js'
 import {S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFDIR, S_IFLNK, S_IFREG, S_IFSOCK, isSpecial} from '../format/constants.js'
 
 /** Every kind of inode a user sees. */
@@ -46,6 +47,7 @@ export class Inode {
   private ext: Extent[] | null = null
   private tree: number[] = []
   private extDirty = false
+  private shp: TreeShape | undefined = undefined
   private zn: number[] | undefined = undefined
   /** set while the volume's cache does not hold this object: uses go through home.reattach */
   home: InodeHome | null = null
@@ -68,6 +70,7 @@ export class Inode {
     this.ext = null
     this.tree = []
     this.extDirty = false
+    this.shp = undefined
     this.zn = undefined
   }
 
@@ -78,6 +81,7 @@ export class Inode {
     this.ext = null
     this.tree = []
     this.extDirty = false
+    this.shp = undefined
     this.zn = undefined
     this.used = true
   }
@@ -95,6 +99,10 @@ export class Inode {
 
   get extentsDirty(): boolean { return this.home ? this.live().extDirty : this.extDirty }
   set extentsDirty(v: boolean) { this.live().extDirty = v }
+
+  /** the node blocks as storeExtents last wrote them, which its next write patches (extents.ts) */
+  get treeShape(): TreeShape | undefined { return this.home ? this.live().shp : this.shp }
+  set treeShape(v: TreeShape | undefined) { this.live().shp = v }
 
   /**
    * Locality policy (fs/locality.ts): where this file's overflow zones start (group g's window
