@@ -14,7 +14,42 @@ const {pathToFileURL} = require('node:url')
 const argv = process.argv.slice(2)
 // A reader that goes away (`prism fsck | head -1`) is not a failure of the command: its exit
 // status still says what happened to the image. Writes after that are dropped.
-process.stdout.on('error', (e) => { if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e })
+// Output that cannot be written for another reason (a full device, a closed descriptor) is
+// one line on stderr and exit status 1 at least (the command's own work is done or not, as
+// it says), never a stack trace.
+/** the first failed write of standard output (a full device, say), said when the command ends */
+let outputFailed = null
+const OUTPUT_ERRORS = ['ENOSPC', 'EBADF', 'EIO', 'EDQUOT', 'EFBIG', 'EPIPE', 'ERR_STREAM_DESTROYED']
+/** A write to standard output that failed (the image's own writes fail as PrismErrors). */
+const outputError = (e) => e !== null && typeof e === 'object' && (e.syscall === 'write' || e.code === 'ERR_STREAM_DESTROYED') && OUTPUT_ERRORS.includes(e.code)
+process.stdout.on('error', (e) => {
+  if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') outputFailed ??= e
+})
+// A command that failed has said why (its own line, about the output too); one that would
+// end well despite lost output says so, with status 1 (fsck: 8, e2fsck's operational error).
+process.on('exit', (code) => {
+  if (!outputFailed || code) return
+  try {
+    require('node:fs').writeSync(2, `prism: cannot write standard output: ${String(outputFailed.message).replace(/^[A-Z]+: /, '').replace(/, write$/, '')}\n`)
+  } catch {
+    // (stderr gone too: the exit status says it)
+  }
+  process.exitCode = argv[0] === 'fsck' ? 8 : 1
+})
+/** An error nothing caught: a failed write of the output (see above), else an internal error (70). */
+function uncaught(e) {
+  if (outputError(e)) {
+    if (e.code !== 'EPIPE') outputFailed ??= e
+    process.exit(process.exitCode || 0)
+  }
+  try {
+    require('node:fs').writeSync(2, `prism: internal error: ${e instanceof Error ? e.message : String(e)}\n${process.env.PRISM_DEBUG && e instanceof Error ? `${e.stack}\n` : ''}`)
+  } catch {
+    // (stderr gone too)
+  }
+  process.exit(70)
+}
+process.on('uncaughtException', uncaught)
 const imageArg = () => {
   const i = argv.findIndex((a) => a === '-i' || a === '--image')
   return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--image='))?.slice(8)
@@ -73,4 +108,4 @@ async function main() {
   }
 }
 
-main()
+main().catch(uncaught)

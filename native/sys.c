@@ -622,12 +622,35 @@ static napi_value js_crc32(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * realtime(out: Float64Array): out[0] = seconds, out[1] = nanoseconds of CLOCK_REALTIME, the
+ * clock the kernel stamps files with; Node's Date.now() has only milliseconds, and a stamp
+ * taken with it can fall before one the kernel set a moment earlier.
+ */
+static napi_value js_realtime(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_typedarray_type t;
+  size_t len = 0;
+  void *data = NULL;
+  if (argc < 1 || napi_get_typedarray_info(env, argv[0], &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float64_array || len < 2) {
+    napi_throw_type_error(env, NULL, "realtime(out: Float64Array of 2)");
+    return NULL;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ((double *)data)[0] = (double)ts.tv_sec;
+  ((double *)data)[1] = (double)ts.tv_nsec;
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   static const struct {const char *name; napi_callback cb;} fns[] = {
     {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
     {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
     {"peerCred", js_peercred}, {"sendFile", js_sendfile}, {"pipeUnread", js_pipe_unread},
-    {"crc32Many", js_crc32_many}, {"crc32", js_crc32},
+    {"crc32Many", js_crc32_many}, {"crc32", js_crc32}, {"realtime", js_realtime},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;

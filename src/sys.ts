@@ -46,6 +46,8 @@ export interface Sys {
   crc32Many?(buf: Uint8Array, count: number, stride: number, len: number, out: Uint32Array): void
   /** The CRC-32 of buf[start, end) continuing from seed (see fastCrc32 below). */
   crc32?(buf: Uint8Array, start: number, end: number, seed: number): number
+  /** out[0], out[1] = the seconds and nanoseconds of CLOCK_REALTIME */
+  realtime?(out: Float64Array): void
 }
 
 let loaded: Sys | null = null
@@ -191,5 +193,24 @@ export function fastCrc32(buf: Uint8Array, start = 0, end = buf.length, seed = 0
   crcOf ??= sysIfBuilt()?.crc32 ?? crc32
   return crcOf(buf, start, end, seed)
 }
+
+/**
+ * The time now to the nanosecond, as the kernel stamps files (CLOCK_REALTIME): a file's times
+ * set by Prism and by the kernel (a mount's setattr) then never go backwards between them, as
+ * a stamp of Date.now()'s whole milliseconds could. Without the addon: Date.now()'s
+ * milliseconds, with the monotonic clock's digits below them.
+ */
+export function realtimeNow(): {s: number, ns: number} {
+  if (realtimeOf === undefined) realtimeOf = sysIfBuilt()?.realtime ?? null
+  if (realtimeOf) {
+    realtimeOf(clockOut)
+    return {s: clockOut[0], ns: clockOut[1]}
+  }
+  const ms = Date.now()
+  return {s: Math.floor(ms / 1000), ns: (ms % 1000) * 1_000_000 + Number(process.hrtime.bigint() % 1_000_000n)}
+}
+
+let realtimeOf: ((out: Float64Array) => void) | null | undefined
+const clockOut = new Float64Array(2)
 
 let crcOf: ((buf: Uint8Array, start: number, end: number, seed: number) => number) | null = null

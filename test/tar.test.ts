@@ -79,7 +79,7 @@ describe('tar: round trips through GNU tar and bsdtar', function () {
     } else skip('bsdtar listing (apt-get install -y libarchive-tools)')
     const back = path.join(dir, 'back')
     fs.mkdirSync(back)
-    const x = sh('tar', ['--xattrs', "--xattrs-include=*", '--acls', '-xpf', out, '-C', back])
+    const x = sh('tar', ['--warning=no-timestamp', '--xattrs', "--xattrs-include=*", '--acls', '-xpf', out, '-C', back])
     expect(x.stderr).to.equal('')
     expect(x.status).to.equal(0)
     expect(describeHost(back)).to.deep.equal(describeHost(src))
@@ -93,8 +93,12 @@ describe('tar: round trips through GNU tar and bsdtar', function () {
       const b = sh('bsdtar', ['--xattrs', '--acls', '-xpf', out, '-C', back2])
       expect(b.stderr).to.equal('')
       expect(b.status).to.equal(0)
-      // bsdtar leaves the times of '.' alone (GNU tar sets them); the rest must match.
-      const strip = (d: Record<string, string>) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, k === '.' ? v.replace(/ mtime=\d+/, '') : v]))
+      // bsdtar leaves the times of '.' alone (GNU tar sets them); the rest must match, but for
+      // times before 1970 with a part of a second: libarchive reads pax "-S.F" (which GNU tar
+      // writes too, and reads back right) as -S + .F, a second late, so those are compared
+      // only as before 1970 (GNU tar's extraction above compares them exactly).
+      const strip = (d: Record<string, string>) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k,
+        (k === '.' ? v.replace(/ mtime=\d+/, '') : v).replace(/ mtime=-\d+/, ' mtime<1970')]))
       expect(strip(describeHost(back2))).to.deep.equal(strip(describeHost(src)))
     }
     const f = fsckImage(img, {repair: false})

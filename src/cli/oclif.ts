@@ -58,6 +58,8 @@ export async function runOclif(argv: string[], root: string): Promise<void> {
       process.exitCode = err.oclif?.exit ?? 0
       return
     }
+    // A write of the output that failed (bin/run.js says it, once, and sets the status).
+    if ((err as {syscall?: string}).syscall === 'write' && ['ENOSPC', 'EBADF', 'EIO', 'EDQUOT', 'EFBIG', 'EPIPE'].includes(err.code ?? '')) throw err
     const usage = err instanceof Errors.CLIError
     process.stderr.write(`prism: ${usage ? usageMessage(err.message) : `internal error: ${err.message}`}\n`)
     if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)

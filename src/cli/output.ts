@@ -30,11 +30,20 @@ export function modeString(type: string, perm: number): string {
 
 /** An ISO 8601 UTC time to the nanosecond (2024-05-01T12:00:00.123456789Z). */
 export function isoTime(t: {s: number, ns: number}): string {
-  return new Date(t.s * 1000).toISOString().replace(/\.\d{3}Z$/, `.${String(t.ns).padStart(9, '0')}Z`)
+  const d = new Date(t.s * 1000)
+  // (a time past what a Date holds, ±275,000 years: seconds since the epoch, as `@S.N`)
+  if (Number.isNaN(d.getTime())) return rawTime(t)
+  return d.toISOString().replace(/\.\d{3}Z$/, `.${String(t.ns).padStart(9, '0')}Z`)
+}
+
+/** A time as `@SECONDS.NANOSECONDS` (what `prism touch -d` takes). */
+function rawTime(t: {s: number, ns: number}): string {
+  return `@${t.s}.${String(t.ns).padStart(9, '0')}`
 }
 
 export function lsTime(t: {s: number, ns: number}): string {
   const d = new Date(t.s * 1000)
+  if (Number.isNaN(d.getTime())) return rawTime(t)
   const pad = (n: number) => String(n).padStart(2, '0')
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`
 }

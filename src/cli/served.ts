@@ -273,7 +273,7 @@ const STDIN = Symbol.for('prism.stdin')
  */
 async function readStdinFirst(cmd: string, args: string[]): Promise<void> {
   let read: Promise<unknown>
-  if (cmd === 'write') read = import('../ops/spool.js').then(({Spool}) => Spool.read(process.stdin))
+  if (cmd === 'write') read = import('../ops/spool.js').then(({Spool}) => Spool.readStdin())
   else if (cmd === 'import' && args.includes('-')) read = import('../tar/io.js').then(({openArchive}) => openArchive('-'))
   else return
   ;(globalThis as Record<symbol, unknown>)[STDIN] = await read.then((value) => ({value}), (error: unknown) => ({error}))

@@ -177,7 +177,7 @@ export default class Ls extends PrismCommand {
         return
       }
       this.log(table(l.entries.map((e) => [
-        e.mode, String(e.nlink), String(e.uid), String(e.gid), e.rdev ? `${e.rdev.major}, ${e.rdev.minor}` : flags.human ? humanSize(e.size) : String(e.size), lsTime({s: Date.parse(e.mtime) / 1000, ns: 0}),
+        e.mode, String(e.nlink), String(e.uid), String(e.gid), e.rdev ? `${e.rdev.major}, ${e.rdev.minor}` : flags.human ? humanSize(e.size) : String(e.size), (e.mtime.startsWith('@') ? e.mtime : lsTime({s: Date.parse(e.mtime) / 1000, ns: 0})),
         nameShown(e.name) + (e.target !== undefined ? ` -> ${nameShown(e.target)}` : '') + (e.flags.includes('noclone') ? '  [noclone]' : ''),
       ]), [1, 4]))
     })

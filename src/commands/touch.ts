@@ -42,8 +42,8 @@ export default class Touch extends PrismCommand {
       } catch (e) {
         throw new PrismError('ENOENT', `${ref.path}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
       }
-      const ts = (n: bigint) => ({s: Number(n / 1_000_000_000n), ns: Number(n % 1_000_000_000n)})
-      time = {atime: ts(st.atimeNs), mtime: ts(st.mtimeNs)}
+      const {timestampOfNs} = await import('../fs/inode.js')
+      time = {atime: timestampOfNs(st.atimeNs), mtime: timestampOfNs(st.mtimeNs)}
     }
     const touched = await this.short(flags, 'touch', {
       locs, access: flags.access, modification: flags.modification, time, ref: ref?.kind === 'image' ? {fileset: ref.fileset, path: ref.path} : undefined,

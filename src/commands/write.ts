@@ -23,7 +23,7 @@ export default class Write extends PrismCommand {
     const {Spool} = await import('../ops/spool.js')
     // Readers never wait for a writer's input: all of it is read before the lock is taken.
     // (on a served image, read before the image was borrowed: src/cli/served.ts)
-    const spool = stdinRead<Spool>() ?? await Spool.read(process.stdin)
+    const spool = stdinRead<Spool>() ?? await Spool.readStdin()
     try {
       // On a served image, its server writes the file, in slices (src/cli/servedattrs.ts).
       const served = servedTarget()

@@ -163,6 +163,45 @@ export function aclProblem(value: Buffer): string | null {
   return null
 }
 
+/**
+ * The permission bits an access ACL gives a file, as the kernel's posix_acl_equiv_mode finds
+ * them: the owner entry's, the mask's (the group entry's when there is no mask), the other
+ * entry's, in place of `mode`'s 0o777. `equiv`: the ACL says no more than those bits (no
+ * named entry, no mask), so it is not kept. `value` must be valid (aclProblem).
+ */
+export function aclMode(value: Buffer, mode: number): {mode: number, equiv: boolean} {
+  let bits = 0
+  let group = -1
+  let mask = -1
+  let equiv = true
+  for (const e of decodeAcl(value)) {
+    switch (e.tag) {
+      case ACL_USER_OBJ: bits |= e.perm << 6; break
+      case ACL_GROUP_OBJ: group = e.perm; break
+      case ACL_MASK: mask = e.perm; equiv = false; break
+      case ACL_OTHER: bits |= e.perm; break
+      default: equiv = false
+    }
+  }
+  bits |= (mask >= 0 ? mask : Math.max(group, 0)) << 3
+  return {mode: (mode & ~0o777) | bits, equiv}
+}
+
+/**
+ * An access ACL after chmod to `mode` (the kernel's posix_acl_chmod): the owner entry, the
+ * mask (or the group entry when there is no mask) and the other entry take its bits.
+ */
+export function aclChmod(value: Buffer, mode: number): Buffer {
+  const entries = decodeAcl(value)
+  const masked = entries.some((e) => e.tag === ACL_MASK)
+  for (const e of entries) {
+    if (e.tag === ACL_USER_OBJ) e.perm = (mode >> 6) & 7
+    else if (e.tag === ACL_MASK || (e.tag === ACL_GROUP_OBJ && !masked)) e.perm = (mode >> 3) & 7
+    else if (e.tag === ACL_OTHER) e.perm = mode & 7
+  }
+  return encodeAcl(entries)
+}
+
 export function decodeAcl(value: Buffer): AclEntry[] {
   const out: AclEntry[] = []
   for (let o = 4; o + 8 <= value.length; o += 8) {

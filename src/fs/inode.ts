@@ -8,6 +8,7 @@
 // two objects for one inode never hold diverging changes. What must not be kept across a
 // commit is a part of an inode (its `r` record or its `extents` array): take it again.
 import {emptyInode, type InodeRecord} from '../format/inode.js'
+import {realtimeNow} from '../sys.js'
 import type {Extent} from '../format/extent.js'
 import type {TreeShape} from './extents.js'
 import {S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFDIR, S_IFLNK, S_IFREG, S_IFSOCK, isSpecial} from '../format/constants.js'
@@ -127,9 +128,20 @@ export interface Timestamp {
   ns: number
 }
 
+/** The time now, to the nanosecond (the kernel's clock: src/sys.ts realtimeNow). */
 export function now(): Timestamp {
-  const ms = Date.now()
-  return {s: Math.floor(ms / 1000), ns: (ms % 1000) * 1e6}
+  return realtimeNow()
+}
+
+/**
+ * A time in nanoseconds since the epoch (a host stat's atimeNs, mtimeNs) as seconds and a
+ * nanosecond part in [0, 1e9): before 1970 the seconds are negative and the part still
+ * counts forward (-0.5 s is -1 s + 500,000,000 ns).
+ */
+export function timestampOfNs(t: bigint): Timestamp {
+  const G = 1_000_000_000n
+  const ns = ((t % G) + G) % G
+  return {s: Number((t - ns) / G), ns: Number(ns)}
 }
 
 export function touch(r: InodeRecord, which: {a?: boolean, m?: boolean, c?: boolean}, t: Timestamp = now()): void {

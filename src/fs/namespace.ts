@@ -20,7 +20,7 @@ import {effectiveLocality, layoutOf, policyFor, resolvePolicy, setInodeLocality,
 import type {LocalityCode} from '../format/locality.js'
 import type {Fileset} from './filesets.js'
 import {Inode, fileTypeOf, now, touch, type FileType, type Timestamp} from './inode.js'
-import {dropXattrs, getXattr, holdXattrs, listXattrs, removeXattr, replaceXattrs, setXattr, type SetXattrFlags, type Xattr} from './xattr.js'
+import {chmodAcl, dropXattrs, getXattr, holdXattrs, listXattrs, removeXattr, replaceXattrs, setXattr, type SetXattrFlags, type Xattr} from './xattr.js'
 import {Volume} from './volume.js'
 import {childrenOf, deletingFilesets, filesetById, removeFileset, saveFileset} from './filesets.js'
 import {dropCloneState, recountLinks, expandDir, expandTree, guardLinked, guardPath, guardTree, isExpanding, isUnexpanded, releaseSource} from './expand.js'
@@ -279,19 +279,30 @@ export class Namespace {
     return copy
   }
 
-  /** Parent directory and final name of a path whose last component is to be created or removed. */
-  resolveParent(path: string): {dir: Inode, name: Buffer, chain: Inode[], names: Buffer[]} {
+  /**
+   * Parent directory and final name of a path whose last component is to be created or removed.
+   * A trailing slash says the name is a directory's, as in POSIX: an existing entry that is not
+   * a directory (a symlink included: it is not followed here) is ENOTDIR, and so is a new name
+   * for anything but a directory (`creating` 'other'). A final '.' or '..' names no entry.
+   */
+  resolveParent(path: string, creating?: 'dir' | 'other'): {dir: Inode, name: Buffer, chain: Inode[], names: Buffer[], dirOnly: boolean} {
     const comps = splitPath(path)
     if (comps.length === 0) fail('EBUSY', `${this.where(path)}: is the fileset's root`)
     const last = comps[comps.length - 1]
     if (last === '..') fail('EINVAL', `${this.where(path)}: cannot use '..' as a name`)
+    if (/(^|\/)\.\/*$/.test(path)) fail('EINVAL', `${this.where(path)}: cannot use '.' as a name`)
+    const dirOnly = /\/+$/.test(path)
     const parentPath = '/' + comps.slice(0, -1).join('/')
     const r = this.resolveFull(parentPath, true)
     if (!r.inode.isDir) fail('ENOTDIR', `${this.where(parentPath)}: not a directory`)
     const name = validName(last)
+    if (dirOnly) {
+      const e = this.lookupEntry(r.inode, name)
+      if (e ? e.type !== DT_DIR : creating === 'other') fail('ENOTDIR', `${this.where(path)}: not a directory`)
+    }
     // Every caller goes on to change this directory's entries.
     this.guard(r)
-    return {dir: r.inode, name, chain: [...r.chain, r.inode], names: [...r.names, name]}
+    return {dir: r.inode, name, chain: [...r.chain, r.inode], names: [...r.names, name], dirOnly}
   }
 
   /** Guards removing or replacing the directory named `names` (an entry of the guarded `dir`). */
@@ -461,7 +472,7 @@ export class Namespace {
    * inode (hard links keep sharing it); `truncate` empties it first.
    */
   openForWrite(path: string, opts: {mode?: number, truncate?: boolean, exclusive?: boolean, uid?: number, gid?: number} = {}): Inode {
-    let {dir, name} = this.resolveParent(path)
+    let {dir, name} = this.resolveParent(path, 'other')
     let e = this.lookupEntry(dir, name)
     // A final symlink is followed, as open(2) with O_CREAT does: a dangling one names the file
     // to create (inside this fileset: an absolute target starts at its root).
@@ -532,7 +543,7 @@ export class Namespace {
   symlink(target: string, path: string, attrs: {uid?: number, gid?: number, force?: boolean} = {}): Inode {
     const t = nameBytes(target)
     if (t.length === 0 || t.length > SYMLINK_MAX) fail('ENAMETOOLONG', `symlink target must be 1..${SYMLINK_MAX} bytes`)
-    const {dir, name} = this.resolveParent(path)
+    const {dir, name} = this.resolveParent(path, 'other')
     const replaced = this.clearForLink(dir, name, path, !!attrs.force)
     const inode = this.createIn(dir, name, S_IFLNK | 0o777, attrs)
     writeData(this.vol, inode, 0, t)
@@ -546,7 +557,7 @@ export class Namespace {
    */
   mknod(path: string, mode: number, rdev: Rdev = {major: 0, minor: 0}, attrs: {uid?: number, gid?: number} = {}): Inode {
     if (!isSpecial(mode)) fail('EINVAL', `${this.where(path)}: mknod makes devices, FIFOs and sockets`)
-    const {dir, name} = this.resolveParent(path)
+    const {dir, name} = this.resolveParent(path, 'other')
     if (this.lookupEntry(dir, name)) fail('EEXIST', `${this.where(path)}: already exists`)
     return this.createSpecialIn(dir, name, mode, rdev, attrs)
   }
@@ -567,7 +578,7 @@ export class Namespace {
   link(existing: string, path: string, opts: {force?: boolean} = {}): Inode {
     const inode = this.resolveOwned(existing, false)
     if (inode.isDir) fail('EISDIR', `${this.where(existing)}: hard links to directories are not allowed`)
-    const {dir, name} = this.resolveParent(path)
+    const {dir, name} = this.resolveParent(path, 'other')
     if (opts.force && this.lookupEntry(dir, name)?.ino === inode.ino) fail('EINVAL', `'${this.where(existing)}' and '${this.where(path)}' are the same file`)
     const replaced = this.clearForLink(dir, name, path, !!opts.force)
     this.linkInode(inode, dir, name)
@@ -610,6 +621,7 @@ export class Namespace {
     inode.r.mode = (inode.r.mode & S_IFMT) | (perm & 0o7777)
     touch(inode.r, {c: true})
     this.vol.idirty(inode)
+    chmodAcl(this.vol, inode)
     return inode
   }
 
@@ -807,7 +819,7 @@ export class Namespace {
     const src = this.resolveParent(from)
     const se = this.lookupEntry(src.dir, src.name)
     if (!se) fail('ENOENT', `${this.where(from)}: no such file or directory`)
-    const dst = this.resolveParent(to)
+    const dst = this.resolveParent(to, se.type === DT_DIR ? 'dir' : 'other')
     const moving = this.vol.iget(se.ino)
     if (moving.isDir && dst.chain.some((d) => d.ino === moving.ino)) {
       fail('EINVAL', `cannot move ${this.where(from)} into itself`)

@@ -13,7 +13,7 @@ import {FormatError} from '../format/errors.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {INCOMPAT_XATTR} from '../format/superblock.js'
 import {
-  ACL_ACCESS, ACL_DEFAULT, XATTR_LIST_MAX, XATTR_SET_MAX, XATTR_SIZE_MAX, aclProblem, decodeXattrs, encodeXattrs,
+  ACL_ACCESS, ACL_DEFAULT, XATTR_LIST_MAX, XATTR_SET_MAX, XATTR_SIZE_MAX, aclChmod, aclMode, aclProblem, decodeXattrs, encodeXattrs,
   sortXattrs, xattrListSize, xattrNameProblem, xattrSetSize, type Xattr,
 } from '../format/xattr.js'
 import {fail} from '../errors.js'
@@ -91,8 +91,10 @@ export function checkXattr(name: Buffer, value: Buffer | null): void {
   if (p) fail(p.includes('not supported') ? 'ENOTSUP' : p.includes('longer') ? 'ENAMETOOLONG' : 'EINVAL', p)
   if (value && value.length > XATTR_SIZE_MAX) fail('E2BIG', `value of ${name.toString()} is longer than ${XATTR_SIZE_MAX} bytes`)
   const text = name.toString('latin1')
-  if (value && (text === ACL_ACCESS || text === ACL_DEFAULT) && value.length > 4) {
-    const q = aclProblem(value)
+  if (value && (text === ACL_ACCESS || text === ACL_DEFAULT)) {
+    // (no value, or the header alone, removes the ACL, as setxattr(2) does; a value shorter
+    // than the header, or of another version, is EINVAL)
+    const q = value.length === 0 || (value.length === 4 && value.readUInt32LE(0) === 2) ? null : aclProblem(value)
     if (q) fail('EINVAL', `${text}: ${q}`)
   }
 }
@@ -104,7 +106,11 @@ function checkOwnerKind(owner: Inode, name: Buffer): void {
   }
 }
 
-/** setxattr(2): sets one attribute of `owner` (a directory may have a default ACL; other inodes may not). */
+/**
+ * setxattr(2): sets one attribute of `owner` (a directory may have a default ACL; other inodes
+ * may not). An access ACL sets the permission bits of the mode too, and one that says no more
+ * than they do is not kept, as a local filesystem's posix_acl_update_mode does.
+ */
 export function setXattr(vol: Volume, owner: Inode, name: Buffer, value: Buffer, flags: SetXattrFlags = {}): void {
   checkXattr(name, value)
   const text = name.toString('latin1')
@@ -114,13 +120,38 @@ export function setXattr(vol: Volume, owner: Inode, name: Buffer, value: Buffer,
   const i = list.findIndex((x) => x.name.equals(name))
   if (i >= 0 && flags.create) fail('EEXIST', `attribute ${name.toString()} already exists`)
   if (i < 0 && flags.replace) fail('ENODATA', `no attribute ${name.toString()}`)
+  let drop = (text === ACL_ACCESS || text === ACL_DEFAULT) && value.length <= 4
+  if (text === ACL_ACCESS && !drop) {
+    const m = aclMode(value, owner.r.mode)
+    if (m.mode !== owner.r.mode) {
+      owner.r.mode = m.mode
+      vol.idirty(owner)
+    }
+    drop = m.equiv
+  }
   // An ACL of the header alone holds no entry: it removes the ACL, as the kernel does.
-  if ((text === ACL_ACCESS || text === ACL_DEFAULT) && value.length <= 4) {
+  if (drop) {
     if (i >= 0) list.splice(i, 1)
   } else if (i >= 0) list[i] = {name: Buffer.from(name), value: Buffer.from(value)}
   else list.push({name: Buffer.from(name), value: Buffer.from(value)})
   storeXattrs(vol, owner, sortXattrs(list))
 }
+
+/**
+ * After a chmod of `inode`: its access ACL, if it has one, takes the new permission bits
+ * (posix_acl_chmod), so that the mode and the ACL the kernel enforces say the same.
+ */
+export function chmodAcl(vol: Volume, inode: Inode): void {
+  if (inode.r.xattrIno === 0) return
+  const v = getXattr(vol, inode, ACL_ACCESS_NAME)
+  if (!v || v.length <= 4 || aclProblem(v)) return
+  const nv = aclChmod(v, inode.r.mode)
+  if (nv.equals(v)) return
+  const list = listXattrs(vol, inode).map((x) => (x.name.equals(ACL_ACCESS_NAME) ? {name: x.name, value: nv} : x))
+  storeXattrs(vol, inode, list)
+}
+
+const ACL_ACCESS_NAME = Buffer.from(ACL_ACCESS)
 
 /** removexattr(2). */
 export function removeXattr(vol: Volume, owner: Inode, name: Buffer): void {

@@ -11,7 +11,7 @@ import {dirList, enterDir} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
 import type {Namespace} from '../fs/namespace.js'
-import {getXattr, removeXattr} from '../fs/xattr.js'
+import {chmodAcl, getXattr, removeXattr} from '../fs/xattr.js'
 
 // ---------------------------------------------------------------- owners
 
@@ -209,6 +209,7 @@ function chmodInode(ns: Namespace, modeOf: (perm: number, isDir: boolean) => num
     inode.r.mode = (inode.r.mode & S_IFMT) | (modeOf(inode.r.mode & 0o7777, inode.isDir) & 0o7777)
     touch(inode.r, {c: true})
     ns.vol.idirty(inode)
+    chmodAcl(ns.vol, inode)
   }
 }
 

@@ -22,7 +22,7 @@ import {nameBytes, nameText} from '../format/name.js'
 import {fail, isArgumentError, isDamage, PrismError, type ErrCode} from '../errors.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
 import {firstBlock, forEachRun, loadExtents, readData, shareData} from '../fs/extents.js'
-import type {Inode, Timestamp} from '../fs/inode.js'
+import {timestampOfNs, type Inode, type Timestamp} from '../fs/inode.js'
 import {listXattrs, shareXattrs} from '../fs/xattr.js'
 import {Namespace, reapOrphans, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
@@ -282,9 +282,7 @@ function hostLstat(p: Buffer): fs.BigIntStats | null {
   }
 }
 
-function tsOf(ns: bigint): {s: number, ns: number} {
-  return {s: Number(ns / 1_000_000_000n), ns: Number(ns % 1_000_000_000n)}
-}
+const tsOf = timestampOfNs
 
 /**
  * Copies sources to a destination, following cp's rules for an existing directory target.
@@ -455,7 +453,7 @@ function* importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx)
     ctx.stage!.onPublish(d.dir, '/', (x) => { setDirAttrs(ns, x, st); mergeXattrs(ns, x, xattrs, nameText(hostPath), ctx) })
     return
   }
-  const {dir, name} = ns.resolveParent(imgPath)
+  const {dir, name} = ns.resolveParent(imgPath, st.isDirectory() ? 'dir' : 'other')
   yield* importChild(ns, {dir, path: parentOf(imgPath), fresh: false}, name, hostPath, st, ctx)
 }
 
@@ -509,6 +507,13 @@ function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st
     return
   }
   if (st.isSymbolicLink()) {
+    // (two names of one symlink stay one inode, as two of a file do)
+    const key = `${st.dev}:${st.ino}`
+    if (st.nlink > 1n && ctx.links.has(key)) {
+      ns.linkInode(ctx.links.get(key) as Inode, parent, name)
+      ctx.stats.hardlinks++
+      return
+    }
     let target: Buffer
     try {
       target = src.readlink(hostPath)
@@ -519,6 +524,7 @@ function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st
     ns.writeInode(inode, 0, target)
     importXattrs(ns, inode, hostPath, from, ctx)
     ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
+    if (st.nlink > 1n) ctx.links.set(key, inode)
     ctx.stats.symlinks++
     vol.maybeCommit()
     return
@@ -890,6 +896,13 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
     if (inode.isLnk) {
       const target = nameBytes(ns.readlinkInode(inode)) // (before anything of the host's goes: it may fail)
       if (existing) fs.unlinkSync(hostPath)
+      // A symlink with several names: the later ones are links to the first (link(2) does not follow it).
+      const prevLink = r.nlink > 1 ? ctx.links.get(inode.ino) : undefined
+      if (Buffer.isBuffer(prevLink)) {
+        fs.linkSync(prevLink, hostPath)
+        ctx.stats.hardlinks++
+        return
+      }
       try {
         fs.symlinkSync(target, hostPath)
       } catch (e) {
@@ -899,6 +912,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
       exportXattrs(ns, inode, hostPath, ctx)
       setHostTimes(hostPath, atime, mtime, true)
+      if (r.nlink > 1) ctx.links.set(inode.ino, hostPath)
       ctx.stats.symlinks++
       return
     }
@@ -1071,7 +1085,7 @@ function* copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: 
     yield* copyChildren(src, inode, srcPath, from, dst, d, ctx)
     return
   }
-  const {dir, name, chain} = dst.resolveParent(dstPath)
+  const {dir, name, chain} = dst.resolveParent(dstPath, inode.isDir ? 'dir' : 'other')
   if (inode.isDir && sameFs && chain.some((d) => d.ino === inode.ino)) entryFail('EINVAL', `cannot copy a directory, '${from}', into itself, '${dst.where(dstPath)}'`)
   yield* copyNode(src, inode, srcPath, from, dst, {dir, path: parentOf(dstPath), fresh: false}, name, ctx, ctx.opts.replaceEmptyDir)
 }

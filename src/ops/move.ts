@@ -86,7 +86,7 @@ function* moveOne(vol: Volume, src: ImagePath, dst: ImagePath, dstIsDir: boolean
   const moving = sns.resolve(src.path, false) // fail early if missing
   const from = sns.where(src.path)
   const to = tns.where(target.path)
-  const p = tns.resolveParent(target.path)
+  const p = tns.resolveParent(target.path, moving.isDir ? 'dir' : 'other')
   if (tns.lookupEntry(p.dir, p.name)) {
     const t = tns.resolve(target.path, false)
     if (moving.isDir && !t.isDir) fail('ENOTDIR', `cannot overwrite non-directory '${to}' with directory '${from}'`)

@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {PrismError} from '../errors.js'
+import {PrismError, fail} from '../errors.js'
 import {crypto} from '../lazy.js'
 
 /** Input kept in memory before the rest goes to a temporary file. */
@@ -58,6 +58,21 @@ export class Spool {
   private constructor(private readonly memory: number, private readonly dir: string) {}
 
   /** Reads `input` to its end. */
+  /**
+   * Spools standard input. One that cannot be read (a directory: Node's stream would end at
+   * once, as if empty, and a write would empty the file) is an error, not empty input.
+   */
+  static async readStdin(opts: SpoolOptions = {}): Promise<Spool> {
+    let st: fs.Stats | null = null
+    try {
+      st = fs.fstatSync(0)
+    } catch {
+      // (no descriptor 0 to look at: Node's stream says what reading it gives)
+    }
+    if (st?.isDirectory()) fail('EISDIR', 'cannot read standard input: is a directory')
+    return Spool.read(process.stdin, opts)
+  }
+
   static async read(input: AsyncIterable<Buffer | string>, opts: SpoolOptions = {}): Promise<Spool> {
     const s = new Spool(opts.memory ?? SPOOL_MEMORY, opts.tmpdir ?? os.tmpdir())
     try {

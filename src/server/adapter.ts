@@ -41,9 +41,9 @@ import {dirCount, dirList, dirLookup, dirAdd, dirRemove} from '../fs/dir.js'
 import {loadExtents, readData, unmapRange, writeData} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
-import {type Inode, atimeDue, touch} from '../fs/inode.js'
+import {type Inode, atimeDue, now, touch} from '../fs/inode.js'
 import {Namespace, type Resolved, SYMLINK_MAX, reapOrphans} from '../fs/namespace.js'
-import {getXattr, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
+import {chmodAcl, getXattr, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
 import {isUnexpanded} from '../fs/expand.js'
 import type {Volume} from '../fs/volume.js'
 import {inherit} from './acl.js'
@@ -125,11 +125,10 @@ interface Handle {
   list?: Array<{name: Buffer, ino: number, mode: number}>
 }
 
-/** Wall-clock time with sub-millisecond digits (hrtime), for times a request sets to "now". */
+/** The time now to the nanosecond (the kernel's clock), for times a request sets to "now". */
 function nowSpec(): Timespec {
-  const ms = Date.now()
-  const sub = Number(process.hrtime.bigint() % 1_000_000n)
-  return {sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 + sub}
+  const t = now()
+  return {sec: t.s, nsec: t.ns}
 }
 
 /** The 32-bit device number the kernel's FUSE attributes carry (new_encode_dev). */
@@ -167,6 +166,8 @@ export class PrismFs {
   private nextFh = 1
   readonly root: Node
   private posixAcl = false
+  /** the kernel leaves the umask to us (FUSE_CAP_DONT_MASK): without a default ACL, we apply it */
+  private dontMask = false
 
   constructor(private readonly host: AdapterHost, readonly options: AdapterOptions) {
     const vol = host.vol
@@ -554,6 +555,8 @@ export class PrismFs {
         mode = inh.mode
         access = inh.access
         dflt = inh.default
+      } else if (this.dontMask) {
+        mode &= ~(ctx.umask & 0o777)
       }
       // As inode_init_owner: a file made in a group its maker is not in loses setgid.
       if (type !== S_IFDIR && (mode & S_ISGID) && ctx.uid !== 0 && gid !== ctx.gid && !ctx.groups().includes(gid)) mode &= ~S_ISGID
@@ -597,9 +600,11 @@ export class PrismFs {
   }
 
   private setMode(inode: Inode, mode: number): void {
+    const before = inode.r.mode
     inode.r.mode = mode
     touch(inode.r, {c: true})
     this.vol.idirty(inode)
+    if ((before ^ mode) & 0o777) chmodAcl(this.vol, inode)
   }
 
   /**
@@ -683,6 +688,7 @@ export class PrismFs {
     return {
       init: (conn) => {
         this.posixAcl = conn.posixAcl
+        this.dontMask = conn.dontMask
       },
       lookup: mutating((_ctx, parent, name) => this.lookup(parent, name)),
       forget: (id, nlookup) => {
@@ -795,11 +801,17 @@ export class PrismFs {
           files: sb.inodeCount, ffree: sb.freeInodes, favail: sb.freeInodes, fsid: 0, flag: 0, namemax: NAME_MAX,
         }
       }),
-      setxattr: mutating((_ctx, id, name, value, flags) => {
+      setxattr: mutating((ctx, id, name, value, flags) => {
         const n = this.node(id)
         if (n.fs === 0) throw err('EPERM')
         const inode = this.owned(n)
         setXattr(this.vol, inode, name, value, {create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0})
+        // An access ACL set by someone outside the file's group, without CAP_FSETID, drops
+        // setgid, as posix_acl_update_mode (the kernel's FUSE_SETXATTR_ACL_KILL_SGID).
+        if ((inode.r.mode & S_ISGID) && ctx.uid !== 0 && name.toString('latin1') === ACL_ACCESS && !this.inGroup(ctx, inode.r.gid)) {
+          inode.r.mode &= ~S_ISGID
+          this.vol.idirty(inode)
+        }
       }),
       getxattr: wrap((_ctx, id, name) => {
         const n = this.node(id)
@@ -928,7 +940,12 @@ export class PrismFs {
         r.mtimeNs = t.nsec
       }
     }
-    if (s.mode !== undefined) r.mode = (r.mode & S_IFMT) | (s.mode & 0o7777)
+    if (s.mode !== undefined) {
+      const before = r.mode
+      r.mode = (r.mode & S_IFMT) | (s.mode & 0o7777)
+      // (the kernel forgets its cached ACL after a chmod: the ACL stored must follow the mode)
+      if ((before ^ r.mode) & 0o777) chmodAcl(this.vol, inode)
+    }
     if (s.size !== undefined) this.dropSgid(ctx, inode) // after the mode the kernel's own clearing sent
     if (s.uid !== undefined) r.uid = s.uid
     if (s.gid !== undefined) r.gid = s.gid

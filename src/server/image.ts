@@ -254,7 +254,7 @@ export class ServedImage {
     const fsname = `prism:${this.image}` + (spec.top ? `:${spec.top.fileset}${spec.top.path === '/' ? '' : spec.top.path}` : '')
     const mo: MountOptions = {
       fsname: fsname.replace(/[,\\]/g, '_'), subtype: 'prism', readOnly: spec.readOnly, suid: spec.suid, dev: spec.dev,
-      allowOther: spec.allowOther, posixAcl: true, exportSupport: true, readdirplusAuto: false,
+      allowOther: spec.allowOther, posixAcl: true, dontMask: true, exportSupport: true, readdirplusAuto: false,
       onError: (op, e) => this.onError(`${spec.mountpoint}: ${op}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
     }
     const session = await this.mountFn(spec.mountpoint, pfs.ops, mo)

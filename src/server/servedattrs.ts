@@ -241,7 +241,7 @@ function* writeSteps(image: ServedImage, req: WriteRequest, input: Input): Gener
     })
   }
   // The path's directory is looked up now (the error alone gives before reading any input).
-  ns.resolveParent(req.path)
+  ns.resolveParent(req.path, 'other')
   // An append keeps the file's blocks before the last partial one: the staged file starts
   // with that block's old bytes. The file must not change meanwhile (a mount writes it).
   let from = 0

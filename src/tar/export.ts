@@ -334,14 +334,16 @@ function member(ctx: Ctx, inode: Inode, name: Buffer): DataJob | null {
   const memberName = type === 'dir' ? join(name, SLASH) : name
   // (the first name of a file with several is recorded once its member is in: below)
   let firstName = false
-  if (type === 'file' && r.nlink > 1) {
+  // Every name of an inode with several but the first is a hard-link member: of a file, and
+  // of a symlink, device or FIFO too (as GNU tar and bsdtar write them).
+  if (type !== 'dir' && r.nlink > 1) {
     const first = ctx.links.get(inode.ino)
     if (first) {
       typeflag = TYPEFLAG.hardlink
       linkname = first
     } else firstName = true
   }
-  if (type === 'symlink') linkname = nameBytes(ns.readlinkInode(inode))
+  if (type === 'symlink' && typeflag !== TYPEFLAG.hardlink) linkname = nameBytes(ns.readlinkInode(inode))
   if (typeflag === TYPEFLAG.file && r.size > 0) {
     regions = regionsOf(ctx, inode)
     let covered = 0

@@ -13,7 +13,8 @@ import {PrismError} from '../errors.js'
 import {growPipe} from '../sys.js'
 import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
-import {compressor, type Compression} from './compress.js'
+import {compressor, detectCompression, type Compression} from './compress.js'
+import {TAR_BLOCK, decodeHeader, isZeroBlock} from './codec.js'
 import {exportTar, type ExportOptions, type ExportStats} from './export.js'
 import type {ImportOptions, ImportStats, ImportTarget} from './import.js'
 
@@ -27,10 +28,14 @@ export interface ArchiveInput {
   close(): void
 }
 
+/**
+ * A host file's or stream's error (the archive, standard input or output): exit status 1, as
+ * README "Exit codes" gives a host file's errors (6 and 7 are the image's: full, I/O error).
+ */
 function hostError(e: unknown, what: string): PrismError {
   if (e instanceof PrismError) return e
   const err = e as NodeJS.ErrnoException
-  const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'ENOSPC' ? 'ENOSPC' : err.code === 'EISDIR' ? 'EISDIR' : err.code === 'EACCES' || err.code === 'EPERM' ? 'EACCES' : 'EIO'
+  const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EISDIR' ? 'EISDIR' : err.code === 'EACCES' || err.code === 'EPERM' ? 'EACCES' : 'EHOST'
   return new PrismError(code, `${what}: ${err.message.replace(/^[A-Z]+: /, '')}`)
 }
 
@@ -57,6 +62,18 @@ export async function openArchive(arg: string): Promise<ArchiveInput> {
   return spool(process.stdin, 'standard input')
 }
 
+/** Whether an archive's first two blocks are all an import needs of it (see spool). */
+function readFarEnough(head: Buffer): boolean {
+  if (detectCompression(head) !== 'none') return false
+  if (isZeroBlock(head, 0)) return isZeroBlock(head, TAR_BLOCK)
+  try {
+    decodeHeader(head, 0)
+    return false
+  } catch {
+    return true
+  }
+}
+
 async function spool(src: Readable, name: string): Promise<ArchiveInput> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-import-'))
   const file = path.join(dir, 'archive')
@@ -65,6 +82,12 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
   fs.unlinkSync(file)
   fs.rmdirSync(dir)
   let spooled = 0
+  // The first two blocks say at once whether the rest is worth reading: a plain tar that ends
+  // there (two zero blocks: /dev/zero is an empty archive, as GNU tar reads it) or that does
+  // not start with a tar header (`yes |`) is not read to its end, which may never come; the
+  // import then reads what was kept and says what it is.
+  let head: Buffer | null = Buffer.alloc(0)
+  const STOP = new Error('the archive was read far enough')
   try {
     await pipeline(src, new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -72,6 +95,14 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
           let o = 0
           while (o < chunk.length) o += fs.writeSync(fd, chunk, o, chunk.length - o)
           spooled += chunk.length
+          if (head) {
+            head = Buffer.concat([head, chunk.subarray(0, 2 * TAR_BLOCK - head.length)])
+            if (head.length === 2 * TAR_BLOCK) {
+              const enough = readFarEnough(head)
+              head = null
+              if (enough) { cb(STOP); return }
+            }
+          }
           cb()
         } catch (e) {
           cb(e as Error)
@@ -79,8 +110,10 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
       },
     }))
   } catch (e) {
-    fs.closeSync(fd)
-    throw hostError(e, `reading the archive from ${name} into a temporary file`)
+    if (e !== STOP) {
+      fs.closeSync(fd)
+      throw hostError(e, `reading the archive from ${name} into a temporary file`)
+    }
   }
   return {fd, name, spooled, close: () => fs.closeSync(fd)}
 }
@@ -172,7 +205,7 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
       fd = -1
       if (created) try { fs.unlinkSync(out.arg) } catch { /* already gone */ }
     }
-    if ((e as NodeJS.ErrnoException).code === 'EPIPE') throw new PrismError('EIO', 'standard output was closed before the archive was written')
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE') throw new PrismError('EHOST', 'standard output was closed before the archive was written')
     throw hostError(e, toStdout ? 'standard output' : out.arg)
   } finally {
     if (fd >= 0) fs.closeSync(fd)

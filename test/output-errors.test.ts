@@ -1,0 +1,52 @@
+// Output that cannot be written (standard output a full device): one `prism:` line, exit 1
+// (fsck 8, e2fsck's operational error), never a stack trace, for the fast paths and the
+// commands oclif runs alike; an archive that cannot be written is a host error (1), not the
+// image's I/O error (7) or "image full" (6). Found by a new user's trial: `ls >/dev/full`
+// printed a 20-line stack trace.
+import {expect} from 'chai'
+import {spawnSync} from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import {BIN, edit, prism, tmpDir} from './helpers.js'
+
+describe('standard output that cannot be written: one line, exit 1, no stack', function () {
+  this.timeout(120_000)
+  let dir: string
+  let img: string
+  before(function () {
+    if (!fs.existsSync('/dev/full')) this.skip()
+    dir = tmpDir()
+    img = path.join(dir, 'disk.img')
+    expect(prism(['mkfs', img, '--size', '64M']).status).to.equal(0)
+    edit(img, (ns) => {
+      ns.writeFile('/f', Buffer.alloc(300_000, 1))
+      ns.mkdir('/d')
+    })
+  })
+  after(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  const cases: Array<[string[], number]> = [
+    [['ls', 'root:/'], 1], [['ls', '-l', 'root:/'], 1], [['cat', 'root:/f'], 1], [['df'], 1], [['stat', 'root:/f'], 1],
+    [['fileset', 'list'], 1], [['fsck'], 8], [['export', 'root', '-'], 1], [['du', 'root:/'], 1], [['status'], 1],
+    [['help'], 1], [['xattr', 'list', 'root:/f'], 1], [['diff', 'root', 'root'], 1],
+  ]
+  for (const [args, code] of cases) {
+    it(`${args.join(' ')} >/dev/full`, () => {
+      const out = fs.openSync('/dev/full', 'w')
+      try {
+        const r = spawnSync(process.execPath, [BIN, ...args, ...(args[0] === 'help' ? [] : ['-i', img])], {stdio: ['ignore', out, 'pipe'], env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+        const err = r.stderr.toString()
+        expect(err, 'one line').to.match(/^prism: [^\n]*no space left on device[^\n]*\n$/i)
+        expect(r.status, err).to.equal(code)
+      } finally {
+        fs.closeSync(out)
+      }
+    })
+  }
+
+  it('the image is as it was, and sound', () => {
+    const r = prism(['fsck', '-i', img])
+    expect(r.status, r.stdout + r.stderr).to.equal(0)
+    expect(prism(['cat', 'root:/f', '-i', img]).stdout.length).to.equal(300_000)
+  })
+})
