@@ -66,7 +66,32 @@ const fast = bundle ? require('./load-bundle.cjs').loadBundle(bundle).exports : 
 // (src/cli/served.ts); nothing is read when no server runs for the image.
 // `prism clone` (a new fileset) and `prism expand` are asked of the server instead, through
 // oclif (not the fast path, which would open the image).
+/**
+ * Arguments holding bytes that are not UTF-8 (a Latin-1 file name): Node decodes each such
+ * byte as U+FFFD, so a name `ls` shows could not be named back, and `touch` made another one.
+ * The arguments' own bytes, from /proc/self/cmdline, are taken instead, each stray byte as
+ * src/format/name.ts writes it (a lone surrogate, which nameBytes turns back into the byte).
+ */
+async function rawArguments() {
+  if (!argv.some((a) => a.includes('\ufffd'))) return
+  let raw
+  try {
+    raw = require('node:fs').readFileSync('/proc/self/cmdline')
+  } catch {
+    return // (no /proc: as Node decoded them)
+  }
+  const parts = []
+  for (let i = 0, from = 0; i < raw.length; i++) if (raw[i] === 0) { parts.push(raw.subarray(from, i)); from = i + 1 }
+  if (parts.length < argv.length) return
+  const tail = parts.slice(parts.length - argv.length)
+  // (only where the command line is what Node saw, argument for argument)
+  if (tail.some((b, i) => b.toString('utf8') !== argv[i])) return
+  const {nameText} = await import('../dist/format/name.js')
+  for (let i = 0; i < argv.length; i++) if (argv[i].includes('\ufffd')) argv[i] = nameText(tail[i])
+}
+
 async function main() {
+  await rawArguments()
   let served
   if (argv[0] !== undefined && !argv[0].startsWith('-') && !['mount', 'umount', 'serve', 'mkfs', 'help'].includes(argv[0])) {
     const {borrowIfServed} = fast ?? await import('../dist/cli/served.js')

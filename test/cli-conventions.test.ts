@@ -341,12 +341,13 @@ describe('cli: small things a careful user hits (issue 15.13)', function () {
     expect(fs.readFileSync(path.join(dir, 'keep.img'), 'utf8')).to.equal('precious\n')
   })
 
-  it('an empty or invalid fileset name is a usage error (2) for clone, fileset create and rename, and changes nothing', () => {
+  it('an empty or invalid fileset name is a usage error (2) for clone, fileset create, rename and delete, and changes nothing', () => {
     const {d, img} = fresh('names')
     const before = sha256File(img)
     for (const args of [['clone', 'root', ''], ['clone', 'root', '', '--mode', 'sync'], ['clone', 'root', '', '--replace', '/d=@empty-dir'],
       ['clone', 'root', 'bad name'], ['clone', 'root', 'a/b', '--mode', 'lazy'], ['fileset', 'create', ''], ['fileset', 'create', 'x y'],
-      ['fileset', 'create', '-lead'], ['fileset', 'rename', 'root', ''], ['fileset', 'rename', 'root', 'a:b'], ['fileset', 'create', 'x'.repeat(300)]]) {
+      ['fileset', 'create', '-lead'], ['fileset', 'rename', 'root', ''], ['fileset', 'rename', 'root', 'a:b'], ['fileset', 'create', 'x'.repeat(300)],
+      ['fileset', 'delete', 'q*'], ['fileset', 'delete', 'root:'], ['fileset', 'delete', ''], ['fileset', 'rename', 'bad*', 'x']]) {
       const r = run(args, d)
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).to.equal(2)
       expect(r.stderr.trim().split('\n')).to.have.length(1)

@@ -41,16 +41,18 @@ describe('hard links of every type: cp -r both ways, export and import', functio
     }
   }
 
+  const sameInImage = (fileset: string) => read(img, (ns) => {
+    for (const [a, b] of pairs) {
+      const x = ns.stat(`/t/${a}`)
+      const y = ns.stat(`/t/${b}`)
+      expect([y.ino, y.nlink], `${fileset}: ${a} and ${b}`).to.deep.equal([x.ino, 2])
+    }
+  }, fileset)
+
   it('cp -r into the image and out again keeps each pair one inode', () => {
     const r = prism(['cp', '-r', src, 'root:/t', '-i', img])
     expect(r.status, r.stderr).to.equal(0)
-    read(img, (ns) => {
-      for (const [a, b] of pairs) {
-        const x = ns.stat(`/t/${a}`)
-        const y = ns.stat(`/t/${b}`)
-        expect([y.ino, y.nlink], `${a} and ${b}`).to.deep.equal([x.ino, 2])
-      }
-    })
+    sameInImage('root')
     const out = path.join(dir, 'out')
     const e = prism(['cp', '-r', 'root:/t', out, '-i', img])
     expect(e.status, e.stderr).to.equal(0)
@@ -65,13 +67,7 @@ describe('hard links of every type: cp -r both ways, export and import', functio
     for (const [a, b] of pairs) expect(listing, `${b}`).to.match(new RegExp(`^h.* \\./t/${b} link to \\./t/${a}$`, 'm'))
     const i = prism(['import', '--create', 'back', tarball, '-i', img])
     expect(i.status, i.stderr).to.equal(0)
-    read(img, (ns) => {
-      for (const [a, b] of pairs) {
-        const x = ns.stat(`/t/${a}`)
-        const y = ns.stat(`/t/${b}`)
-        expect([y.ino, y.nlink], `${a} and ${b}`).to.deep.equal([x.ino, 2])
-      }
-    }, 'back')
+    sameInImage('back')
     expect(prism(['fsck', '-i', img]).status).to.equal(0)
   })
 })

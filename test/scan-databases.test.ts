@@ -219,6 +219,7 @@ describe('scan: ClamAV databases as they come', function () {
       [w('binary.hdb', randomBytes(3000)), /binary\.hdb: not a ClamAV \.hdb database \(no line of it is a signature/],
       [w('only.ldb', 'X;Target:0;0;41424344\n'), /no usable signatures in .*only\.ldb: skipped 1: 1 \.ldb \(logical signatures\)/],
       [path.join(dir, 'missing.ndb'), /missing\.ndb: cannot read \(ENOENT\)/],
+      [path.join(dir, 'nonexistent'), /nonexistent: cannot read \(ENOENT\)/], // (not "unknown file type")
     ]
     for (const [file, re] of cases) {
       const r = run('scan', 'root', '--signatures', file)

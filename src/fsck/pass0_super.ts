@@ -99,7 +99,8 @@ function journaledPrimary(dev: BlockDevice, sb: Superblock): Superblock | null {
 export function pass0(dev: BlockDevice, repair: boolean): Pass0Result {
   const res: Pass0Result = {dev, problems: [], notes: [], rewriteSb: false, fixedOnClose: [], backupExtIno: 0}
   const patches = new Map<number, Buffer>()
-  if (dev.blocks < 1) throw new PrismError('EBADIMAGE', 'not a Prism image (empty file)')
+  // (a file shorter than one block cannot hold a superblock: empty or not, it is no image)
+  if (dev.blocks < 1) throw new PrismError('EBADIMAGE', 'not a Prism image (smaller than one 4 KiB block)')
   const b0 = Buffer.alloc(BLOCK_SIZE)
   dev.read(0, b0)
   const primary = tryDecode(b0)

@@ -462,6 +462,8 @@ function sourcesOf(file: string, loader: Loader): {raw: Buffer, sources: Source[
   const ext = extOf(file)
   const kind = KINDS[ext]
   if (!kind || kind.use === 'meta') {
+    // (a path that is not there is said so, not taken for a file of an unknown kind)
+    if (!fs.existsSync(file)) throw new PrismError('EUSAGE', `${file}: cannot read (ENOENT)`)
     throw new PrismError('EUSAGE', `${file}: not a ClamAV signature database (unknown file type '${ext || '(none)'}'; ` +
       'prism reads .cvd, .cld, .cud, .hdb, .hsb, .ndb, .db, .fp, .sfp, .ign, .ign2 and skips the other ClamAV kinds)')
   }

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../../cli/base.js'
 import type {Volume} from '../../fs/volume.js'
 import {servedTarget} from '../../cli/served.js'
+import {PrismError} from '../../errors.js'
 
 export default class FilesetDelete extends PrismCommand {
   static summary = 'Delete a fileset, freeing exactly the space no other fileset still uses'
@@ -16,6 +17,10 @@ export default class FilesetDelete extends PrismCommand {
 
   async run() {
     const {args, flags} = await this.parse(FilesetDelete)
+    // A name no fileset can have is a usage error (README "Exit codes" 2), as in clone and export.
+    const {filesetNameProblem} = await import('../../format/fileset.js')
+    const bad = filesetNameProblem(args.name)
+    if (bad) throw new PrismError('EUSAGE', bad)
     const {checkDeletable, deleteFileset} = await import('../../fs/image.js')
     const deleteOne = (vol: Volume): void => {
       checkDeletable(vol, args.name, flags.force)
