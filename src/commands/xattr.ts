@@ -26,9 +26,11 @@ export function decodeValue(s: string): Buffer {
   }
   if (/^0s/i.test(s)) {
     const b = s.slice(2)
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b)) throw new PrismError('EUSAGE', `invalid base64 value '${s}'`)
+    // (whole groups of four, as setfattr decodes it: 'AAA' is not base64)
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b) || b.length % 4 !== 0) throw new PrismError('EUSAGE', `invalid base64 value '${s}'`)
     return Buffer.from(b, 'base64')
   }
+  if (s.startsWith('"') && (s.length < 2 || !s.endsWith('"'))) throw new PrismError('EUSAGE', `invalid quoted value '${s}': no closing '"'`)
   if (s.length >= 2 && s.startsWith('"') && s.endsWith('"')) {
     const out: number[] = []
     const t = s.slice(1, -1)

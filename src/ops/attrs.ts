@@ -67,7 +67,8 @@ export function parseOwner(ns: Namespace, spec: string): Owner {
       if (!e) fail('EINVAL', `invalid user '${user}': not in ${ns.where('/etc/passwd')} (give a number to use an id as it is)`)
       out.uid = e[0]
     }
-    if (out.uid! > 0xffffffff) fail('EINVAL', `user id ${user} is out of range`)
+    // (4294967295 is (uid_t)-1, which chown(2) takes as "leave it": no file can have it)
+    if (out.uid! >= 0xffffffff) fail('EINVAL', `user id ${user} is out of range`)
   }
   if (sep !== undefined && group) {
     if (ID.test(group)) out.gid = Number(group)
@@ -76,7 +77,7 @@ export function parseOwner(ns: Namespace, spec: string): Owner {
       if (!e) fail('EINVAL', `invalid group '${group}': not in ${ns.where('/etc/group')} (give a number to use an id as it is)`)
       out.gid = e[0]
     }
-    if (out.gid! > 0xffffffff) fail('EINVAL', `group id ${group} is out of range`)
+    if (out.gid! >= 0xffffffff) fail('EINVAL', `group id ${group} is out of range`)
   } else if (sep !== undefined && user) {
     // OWNER: the owner's login group.
     const e = ID.test(user) ? [...(passwd ?? readDb(ns, '/etc/passwd')).values()].find((v) => v[0] === out.uid) : (passwd ?? readDb(ns, '/etc/passwd')).get(user)
@@ -290,7 +291,11 @@ export function parseTime(text: string): Timestamp {
     const zone = !m[4] || /^(z|utc)$/i.test(m[4]) ? 'Z' : m[4].length === 5 ? `${m[4].slice(0, 3)}:${m[4].slice(3)}` : m[4]
     const time = m[2] ? (m[2].length === 5 ? `${m[2]}:00` : m[2]) : '00:00:00'
     const ms = Date.parse(`${m[1]}T${time}${zone}`)
-    if (Number.isFinite(ms)) return {s: Math.floor(ms / 1000), ns: Number((m[3] ?? '').padEnd(9, '0'))}
+    // (a day the calendar has: Date.parse takes 2024-02-30 for March 1st)
+    const [y, mo, d] = m[1].split('-').map(Number)
+    const day = new Date(Date.UTC(y, mo - 1, d))
+    const real = day.getUTCFullYear() === y && day.getUTCMonth() === mo - 1 && day.getUTCDate() === d
+    if (Number.isFinite(ms) && real) return {s: Math.floor(ms / 1000), ns: Number((m[3] ?? '').padEnd(9, '0'))}
   }
   fail('EUSAGE', `invalid date '${text}' (examples: 2024-05-01T12:00:00.123456789Z, '2024-05-01 12:00', @1714564800.5, now)`)
 }
