@@ -7,11 +7,14 @@
 //    settled as a sync clone. SIGINT/SIGTERM (or this process ending) deletes it, as an
 //    interrupted sync clone leaves nothing; the status is 130/143 as alone.
 //  - A graft, or a clone with --replace, is made by the server out of sight and named at the
-//    end (src/server/slicedclone.ts), the replacements' host files read here and streamed;
-//    SIGINT/SIGTERM (or this process ending) drops it, as alone.
+//    end (src/server/slicedclone.ts), the replacements' host files read here and streamed.
+//    SIGINT/SIGTERM drops it, as alone, unless the server had made it by then: the command
+//    asks the server to stop it (interruptWork) and waits for its answer, so that it never
+//    says "interrupted" of a clone that stays. This process ending drops it too.
 //  - An interrupted `expand` only stops waiting: the expansion goes on in the server.
 //  - If the server stops or dies before answering, this process finishes the work itself,
 //    once the image lock is free (a sync clone's async clone is expanded and settled).
+import {randomBytes} from 'node:crypto'
 import net from 'node:net'
 import {PrismError, errorFromWire} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
@@ -32,15 +35,47 @@ interface Line {
   [k: string]: unknown
 }
 
+/** A token for a request whose work another connection may interrupt (interruptWork). */
+export function interruptToken(): string {
+  return randomBytes(16).toString('hex')
+}
+
+/** How long a command interrupted waits for the server's last answer before it gives up on it. */
+export const INTERRUPT_WAIT_MS = 15000
+
+/**
+ * Asks the server on a connection of its own to stop the work of request token `token`
+ * (src/server/image.ts ServedImage.interrupt). The work's own connection may be read no
+ * more while its stream is full: neither a line nor its end would be seen before the work
+ * had taken all of it. Resolves once the server has answered (or gone, or after a while).
+ */
+export function interruptWork(sock: string, token: string): Promise<void> {
+  return new Promise((resolve) => {
+    const c = net.createConnection(sock)
+    const timer = setTimeout(() => c.destroy(), 5000)
+    c.on('connect', () => c.write(JSON.stringify({op: 'interrupt', token}) + '\n'))
+    c.on('data', () => c.destroy())
+    c.on('error', () => c.destroy())
+    c.on('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
+
 /**
  * Sends `req` on a new connection and hands each line of the answer to `onLine` until the
  * last one ({ok}), which it resolves with; null when the server went away first. While it
  * waits it asks for a signal (src/interrupt.ts) every 50 ms: `onInterrupt` then decides what
  * happens (its promise's end rethrows the interrupt). `body`: bytes sent after the request,
  * as fast as the server takes them (a copy-in's host tree, an archive); its failure (the
- * host read interrupted, an archive that shrank) closes the connection and rejects.
+ * host read interrupted, an archive that shrank) closes the connection and rejects. With a
+ * body, the request carries a token by which an interrupt reaches the server on a connection
+ * of its own (interruptWork), besides `onInterrupt`.
  */
 export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>, body?: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<Line | null> {
+  const token = body ? interruptToken() : null
+  if (token) req = {...req, interrupt: token}
   return new Promise((resolve, reject) => {
     let buf = ''
     let settled = false
@@ -59,6 +94,9 @@ export function converse(sock: string, req: object, onLine: (l: Line) => void, o
     const stop = (i: PrismError): void => {
       if (interrupted || settled) return
       interrupted = i
+      // (the body stops writing: release a write waiting for the server to read)
+      drained?.()
+      if (token && !c.destroyed) void interruptWork(sock, token)
       onInterrupt(c).then(() => end(null, i), () => end(null, i))
     }
     const timer = setInterval(() => {
@@ -139,7 +177,7 @@ export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts
     // The server deletes the sync clone it was making, then answers (any line cancels).
     if (c.destroyed) return
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 8000)
+      const t = setTimeout(resolve, INTERRUPT_WAIT_MS)
       c.once('close', () => {
         clearTimeout(t)
         resolve()
@@ -178,9 +216,11 @@ export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts
 
 /**
  * A graft, or a clone with replacements, made by the server in slices (src/server/slicedclone.ts):
- * the replacements' host files are read here and streamed after the request. Ctrl-C (or this
- * process ending) closes the connection: the server drops the clone, as alone. A server that
- * goes away first: done if it said so, else made here alone.
+ * the replacements' host files are read here and streamed after the request. Ctrl-C stops the
+ * stream and asks the server to stop the clone (interruptWork), then waits for its answer:
+ * dropped (the interrupt is thrown), or made before the interrupt came (it is reported made).
+ * This process ending closes the connection: the server drops the clone. A server that goes
+ * away first: done if it said so, else made here alone.
  */
 async function slicedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onProgress?: (s: CloneStats) => void, wait?: number}): Promise<CloneResult> {
   const {replacementSource} = await import('../clone/clone.js')
@@ -188,24 +228,38 @@ async function slicedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onPr
   const replace = req.replace ?? []
   const hostPaths = replace.filter((r) => r.source !== '@empty-dir' && r.source !== '@empty-file').map((r) => replacementSource(r.source)).filter((l) => l.kind === 'host').map((l) => l.path)
   const c = net.createConnection(t.sock)
+  const token = interruptToken()
   let settled = false
   let drained: (() => void) | null = null
   let done: CloneResult | null = null
+  let interrupted: PrismError | null = null
   let poll: NodeJS.Timeout | undefined
+  let giveUp: NodeJS.Timeout | undefined
   const answer = new Promise<Line | null>((resolve, reject) => {
     const end = (f: () => void): void => {
       if (settled) return
       settled = true
       clearInterval(poll)
+      clearTimeout(giveUp)
       drained?.()
       c.destroy()
       f()
     }
     poll = setInterval(() => {
+      if (interrupted) return
       try {
         checkInterrupt()
       } catch (e) {
-        end(() => reject(e))
+        // The server is asked to stop the clone and answers once it has: "interrupted" (the
+        // interrupt is thrown), or done, when it was made first.
+        interrupted = e as PrismError
+        drained?.()
+        if (c.destroyed) {
+          end(() => reject(e))
+          return
+        }
+        void interruptWork(t.sock, token)
+        giveUp = setTimeout(() => end(() => reject(e)), INTERRUPT_WAIT_MS)
       }
     }, 50)
     let buf = ''
@@ -218,28 +272,33 @@ async function slicedClone(t: ServedTarget, req: ServedCloneRequest, opts: {onPr
         if (l.progress) opts.onProgress?.(l.progress as CloneStats)
         if (l.done) done = l.done as CloneResult
         if (l.ok !== undefined) {
-          end(() => resolve(l))
+          if (interrupted && !l.ok) end(() => reject(interrupted))
+          else end(() => resolve(l))
           return
         }
       }
     })
     c.on('drain', () => drained?.())
-    c.on('error', () => end(() => resolve(null)))
-    c.on('close', () => end(() => resolve(null)))
+    const gone = (): void => {
+      if (interrupted && !done) end(() => reject(interrupted))
+      else end(() => resolve(null))
+    }
+    c.on('error', gone)
+    c.on('close', gone)
   })
   answer.catch(() => {}) // (awaited below, after the stream is sent)
   const write = async (b: Buffer): Promise<void> => {
-    if (settled || c.write(b)) return
+    if (settled || interrupted || c.write(b)) return
     await new Promise<void>((r) => {
       drained = r
     })
     drained = null
   }
   try {
-    await write(Buffer.from(JSON.stringify({op: 'slicedclone', ...req, replace, srcs: streamedSources(hostPaths)}) + '\n'))
+    await write(Buffer.from(JSON.stringify({op: 'slicedclone', ...req, replace, srcs: streamedSources(hostPaths), interrupt: token}) + '\n'))
     if (hostPaths.length) {
       for (const f of hostFrames(hostPaths, true)) {
-        if (settled) break
+        if (settled || interrupted) break
         await write(f)
       }
       await write(END_FRAME)

@@ -42,6 +42,7 @@ export function serveCopyIn(image: ServedImage, c: net.Socket, request: Record<s
   let committedData = 0
   serveSliced<CopyStats>(image, c, log, {
     what: `copy into ${req.dst.fileset}:${req.dst.path}`,
+    interrupt: request.interrupt,
     filesets: [req.dst.fileset],
     start: (ctl) => copySteps(image.vol, req.srcs.map((s) => ({kind: 'host', path: s.path})), {kind: 'image', fileset: req.dst.fileset, path: req.dst.path}, {
       recursive: req.recursive, noTargetDirectory: req.noTargetDirectory, keepGoing: true,

@@ -159,6 +159,31 @@ export class ServedImage {
   private readonly onError: (msg: string) => void
   /** set while changes must not be committed (a command running: src/server/server.ts) */
   holdCommits = false
+
+  /**
+   * The works running that another connection may interrupt (request 'interrupt', by the
+   * token their own request gave). A work fed by a stream (a copy-in, an import, a clone's
+   * replacements) stops reading its own connection while its stream is full, so that a line
+   * or the end of the client's side would be read only after the stream had been taken: the
+   * work would run to its end, and the command, told "interrupted", would leave it done.
+   */
+  private readonly interruptible = new Map<string, () => void>()
+
+  /** Calls `f` when the token `token` (the work's request's `interrupt`) is interrupted; returns the undo. */
+  whenInterrupted(token: unknown, f: () => void): () => void {
+    if (typeof token !== 'string' || token.length < 16) return () => {}
+    this.interruptible.set(token, f)
+    return () => {
+      if (this.interruptible.get(token) === f) this.interruptible.delete(token)
+    }
+  }
+
+  /** Interrupts the work of token `token`: false when none runs (it ended, or never came). */
+  interrupt(token: unknown): boolean {
+    const f = typeof token === 'string' ? this.interruptible.get(token) : undefined
+    f?.()
+    return f !== undefined
+  }
   private failed: Error | null = null
 
   constructor(readonly image: string, options: ImageOptions = {}) {

@@ -123,6 +123,7 @@ export function serveImport(image: ServedImage, c: net.Socket, request: Record<s
 
   const {kick} = serveSliced<ImportStats>(image, c, log, {
     what: `import into ${req.target.fileset}:${req.target.path}`,
+    interrupt: request.interrupt,
     filesets: [req.target.fileset],
     // (all of it in the generator: one aborted before its first step makes nothing)
     start: (ctl) => (function* () {

@@ -160,6 +160,7 @@ export function serveWrite(image: ServedImage, c: net.Socket, request: Record<st
   let need = 0
   serveSliced<{path: string, bytes: number, size: number}>(image, c, log, {
     what: `write of ${req.fileset}:${req.path}`,
+    interrupt: request.interrupt,
     filesets: [req.fileset],
     start: () => writeSteps(image, req, {
       available: () => queued,

@@ -239,6 +239,12 @@ export class Server {
         })
         return
       }
+      if (req.op === 'interrupt') {
+        // Stops the work of another connection of the same user (ServedImage.interrupt); its
+        // own connection is answered once the work has ended, done or dropped.
+        c.end(JSON.stringify({ok: true, found: this.image.interrupt(req.token)}) + '\n')
+        return
+      }
       if (req.op === 'slicedclone') {
         // A graft, or a clone with replacements (whose host files may follow): src/server/slicedclone.ts.
         if (this.stopping) {

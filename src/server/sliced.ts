@@ -58,6 +58,8 @@ export interface SlicedJob<T> {
   filesets: string[]
   /** makes the work's steps, at its first slice (the image held) */
   start(ctl: SliceControl): Generator<void, T>
+  /** the request's `interrupt` token: request 'interrupt' with it aborts the work (ServedImage.interrupt) */
+  interrupt?: unknown
   /** the bytes the client sends after its request (without it, a line aborts the work) */
   onData?(d: Buffer): void
   /** called as each slice starts, with the time it must end by (performance.now()) */
@@ -106,6 +108,10 @@ export function serveSliced<T>(image: ServedImage, c: net.Socket, log: (msg: str
     kick()
   })
   c.resume()
+  const forget = image.whenInterrupted(job.interrupt, () => {
+    aborted ??= new PrismError('EINTR', 'interrupted')
+    kick()
+  })
 
   let resolveDone!: () => void
   const work = {
@@ -249,6 +255,7 @@ export function serveSliced<T>(image: ServedImage, c: net.Socket, log: (msg: str
       }
       if (!(err instanceof PrismError)) log(`${job.what}: ${err.stack ?? err.message}`)
     } finally {
+      forget()
       end()
       endTurn()
       resolveDone()

@@ -91,6 +91,7 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
   }
   c.on('close', cancel)
   c.resume()
+  const forget = image.whenInterrupted(request.interrupt, cancel)
 
   let resolveDone!: () => void
   const work = {
@@ -146,6 +147,7 @@ export function serveSlicedClone(image: ServedImage, c: net.Socket, request: Rec
       else if (!c.destroyed) c.end(JSON.stringify({ok: false, code: typeof err.code === 'string' ? err.code : 'EIO', message: err.message}) + '\n')
       if (!(err instanceof PrismError) && !(err instanceof ServerStopped)) log(`clone ${req.src.fileset}:${req.src.path}: ${err.stack ?? err.message}`)
     } finally {
+      forget()
       void thawSource()
       resolveDone()
     }
