@@ -4,9 +4,10 @@
 // and an ACL value too short for its header (which removed the ACL the file had). Found by a
 // new user's trial; each was accepted.
 import {expect} from 'chai'
+import {execFileSync, spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import {edit, prism, read, snapshot, tmpDir} from './helpers.js'
+import {BIN, edit, prism, read, snapshot, tmpDir} from './helpers.js'
 
 describe('mistyped values: one line, a documented exit, the image as it was', function () {
   this.timeout(60_000)
@@ -49,4 +50,37 @@ describe('mistyped values: one line, a documented exit, the image as it was', fu
     expect(prism(['touch', '-d', '2024-02-29T12:00:00Z', 'root:/f', '-i', img]).status).to.equal(0)
     expect(prism(['stat', 'root:/f', '-i', img]).stdout).to.include('2024-02-29T12:00:00.000000000Z')
   })
+})
+
+// An image path that names no regular file: one line and its exit (5; fsck 8), at once. A FIFO
+// hung every command (the open waited for a writer), found by a new user's trial.
+describe('an image that is not a regular file: refused at once, one line', function () {
+  this.timeout(60_000)
+  let dir: string
+  const kinds: Record<string, string> = {}
+  before(() => {
+    dir = tmpDir()
+    kinds.fifo = path.join(dir, 'fifo')
+    execFileSync('mkfifo', [kinds.fifo])
+    kinds.socket = path.join(dir, 'sock')
+    execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', kinds.socket])
+    kinds.directory = path.join(dir, 'd')
+    fs.mkdirSync(kinds.directory)
+    kinds['character device'] = '/dev/null'
+  })
+  after(() => fs.rmSync(dir, {recursive: true, force: true}))
+
+  for (const kind of ['fifo', 'socket', 'directory', 'character device']) {
+    for (const [args, code] of [[['ls', 'root:/'], 5], [['fsck'], 8], [['df'], 5], [['cat', 'root:/f'], 5], [['fileset', 'list'], 5]] as Array<[string[], number]>) {
+      it(`${kind}: ${args.join(' ')}, by --image and by PRISM_IMAGE`, () => {
+        for (const how of ['flag', 'env']) {
+          const p = kinds[kind]
+          const r = spawnSync(process.execPath, [BIN, ...args, ...(how === 'flag' ? ['-i', p] : [])], {
+            encoding: 'utf8', timeout: 20_000, env: {...process.env, PRISM_IMAGE: how === 'env' ? p : '', PRISM_NO_BACKGROUND: '1'},
+          })
+          expect([r.status, r.signal, r.stderr], how).to.deep.equal([code, null, `prism: ${p}: not a regular file\n`])
+        }
+      })
+    }
+  }
 })

@@ -78,6 +78,42 @@ describe('trailing slashes and a final dot name no file (one line, exit 1, the i
     })
   }
 
+  it('cp -r DIR/. (and . alone) copies what DIR holds into a directory, as GNU cp: host to image, image to host, image to image', () => {
+    const work = path.join(dir, 'dot.img')
+    fs.copyFileSync(img, work)
+    const src = path.join(dir, 'dotsrc')
+    fs.mkdirSync(path.join(src, 'inner'), {recursive: true})
+    fs.writeFileSync(path.join(src, 'a'), 'a\n')
+    fs.writeFileSync(path.join(src, 'inner', 'b'), 'b\n')
+    const run = (args: string[], cwd?: string) => {
+      const r = spawnSync(process.execPath, [BIN, ...args, '-i', work], {cwd, encoding: 'utf8', env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).to.equal(0)
+    }
+    run(['mkdir', 'root:/m1', 'root:/m2', 'root:/m3'])
+    run(['cp', '-r', `${src}/.`, 'root:/m1'])
+    run(['cp', '-r', '.', 'root:/m2'], src)
+    run(['cp', '-r', 'root:/m1/.', 'root:/m3'])
+    // (a target that does not exist yet is made a copy of the directory, as before)
+    run(['cp', '-r', 'root:/m1/./', 'root:/m4'])
+    const out = path.join(dir, 'dotout')
+    fs.mkdirSync(out)
+    run(['cp', '-r', 'root:/m1/.', out])
+    const got = read(work, (ns) => snapshot(ns))
+    for (const m of ['/m1', '/m2', '/m3', '/m4']) {
+      expect(got[`${m}/a`], m).to.equal(got['/m1/a'])
+      expect(got[`${m}/inner/b`], m).to.equal(got['/m1/inner/b'])
+      expect(Object.keys(got).filter((k) => k.startsWith(`${m}/`)).map((k) => k.slice(m.length)).sort(), m).to.deep.equal(['/a', '/inner', '/inner/b'])
+    }
+    expect(fs.readFileSync(path.join(out, 'a'), 'utf8')).to.equal('a\n')
+    expect(fs.readdirSync(out).sort()).to.deep.equal(['a', 'inner'])
+    // DIR/.. would name the target's parent: refused, nothing copied.
+    const before = read(work, (ns) => snapshot(ns))
+    const r = prism(['cp', '-r', `${src}/inner/..`, 'root:/m1', '-i', work])
+    expect([r.status, r.stderr]).to.deep.equal([1, `prism: cannot copy '${src}/inner/..' into a directory: name the directory itself\n`])
+    expect(read(work, (ns) => snapshot(ns))).to.deep.equal(before)
+    expect(prism(['fsck', '-i', work]).status).to.equal(0)
+  })
+
   it('write with standard input a directory: an error, the file as it was', () => {
     const fd = fs.openSync(dir, 'r')
     try {

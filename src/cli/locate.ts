@@ -9,7 +9,7 @@ const MAGIC = Buffer.from('PRISMIMG', 'latin1')
 function looksLikeImage(file: string): boolean {
   let fd: number | undefined
   try {
-    fd = fs.openSync(file, 'r')
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
     const b = Buffer.alloc(8)
     return fs.readSync(fd, b, 0, 8, 0) === 8 && b.equals(MAGIC)
   } catch {
@@ -32,6 +32,8 @@ export function findImage(flag: string | undefined, cwd = process.cwd()): string
   } catch {
     st = undefined // opening it says why
   }
+  // (opening a FIFO would wait for a writer, forever: refused as every other non-file is)
+  if (st && !st.isFile()) throw new PrismError('EBADIMAGE', `${p}: not a regular file`)
   if (st?.isFile()) {
     let out: fs.BigIntStats | undefined
     try {

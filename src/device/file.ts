@@ -124,7 +124,9 @@ export class FileDevice implements BlockDevice {
   static open(path: string, opts: OpenOptions): FileDevice {
     let fd: number
     try {
-      fd = fs.openSync(path, opts.write ? 'r+' : 'r')
+      // (O_NONBLOCK: a FIFO put in the image's place meanwhile is refused below, not waited
+      // on for a writer; it changes nothing for a regular file)
+      fd = fs.openSync(path, (opts.write ? fs.constants.O_RDWR : fs.constants.O_RDONLY) | fs.constants.O_NONBLOCK)
     } catch (e) {
       throw ioError(path, e)
     }

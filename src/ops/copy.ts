@@ -352,7 +352,12 @@ function* copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, 
   let target = dst
   // A directory copied onto a fileset's root fills that root (prism cp -r ./rootfs root:/).
   const ontoRoot = dst.kind === 'image' && splitPath(dst.path).length === 0 && locIsDir(vol, src, ctx.src) && sources === 1
-  if (dstIsDir && !opts.noTargetDirectory && !ontoRoot) {
+  // A source named by its final '.' (DIR/., or . alone) is the directory itself, and its name
+  // is '.': it merges into a directory target, as in GNU cp (DIR/.. would name the target's
+  // parent there, and is refused).
+  const last = src.path.split('/').filter((c) => c !== '').pop()
+  if (last === '..' && dstIsDir && !opts.noTargetDirectory) fail('EINVAL', `cannot copy '${show(src)}' into a directory: name the directory itself`)
+  if (dstIsDir && !opts.noTargetDirectory && !ontoRoot && last !== '.') {
     const name = src.kind === 'host' ? ctx.src.baseName(src.path) : baseName(src.path)
     if (!name) fail('EINVAL', `cannot copy the root of ${show(src)} into a directory; copy onto ${dst.kind === 'image' ? dst.fileset + ':/' : 'a new path'}`)
     target = dst.kind === 'host' ? {kind: 'host', path: path.join(dst.path, name)} : {...dst, path: joinImage(dst.path, name)}
