@@ -46,6 +46,22 @@ describe('mistyped values: one line, a documented exit, the image as it was', fu
     })
   }
 
+  it('write from an endless input stops once it is larger than the image: exit 6, one line, the image as it was, nothing left in $TMPDIR', () => {
+    const tmp = path.join(dir, 'tmp')
+    fs.mkdirSync(tmp)
+    const zero = fs.openSync('/dev/zero', 'r')
+    try {
+      const r = spawnSync(process.execPath, [BIN, 'write', 'root:/z', '-i', img], {
+        stdio: [zero, 'pipe', 'pipe'], encoding: 'utf8', timeout: 60_000, env: {...process.env, TMPDIR: tmp, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1'},
+      })
+      expect([r.status, r.stderr]).to.deep.equal([6, `prism: the input is larger than the image disk.img (${fs.statSync(img).size} bytes): no space for it\n`])
+    } finally {
+      fs.closeSync(zero)
+    }
+    expect(fs.readdirSync(tmp)).to.deep.equal([])
+    expect(read(img, (ns) => snapshot(ns))).to.deep.equal(want)
+  })
+
   it('a leap day is a day', () => {
     expect(prism(['touch', '-d', '2024-02-29T12:00:00Z', 'root:/f', '-i', img]).status).to.equal(0)
     expect(prism(['stat', 'root:/f', '-i', img]).stdout).to.include('2024-02-29T12:00:00.000000000Z')

@@ -267,13 +267,27 @@ function copiesHostIn(argv: string[]): boolean {
 const STDIN = Symbol.for('prism.stdin')
 
 /**
+ * `prism write`'s bound on its input: no file in the image can hold more bytes than the whole
+ * image file, so an endless or mistaken input (`< /dev/zero`) stops there, with ENOSPC, before
+ * it fills $TMPDIR. Nothing when the image cannot be looked at (opening it says why).
+ */
+export function writeInputLimit(image: string): {limit?: number, limitOf?: string} {
+  try {
+    const st = fs.statSync(image)
+    return st.isFile() ? {limit: st.size, limitOf: `the image ${path.basename(image)}`} : {}
+  } catch {
+    return {}
+  }
+}
+
+/**
  * `prism write` (its input), and `prism import -`: reads standard input to its end as the
  * command would (src/ops/spool.ts, src/tar/io.ts openArchive), before the image is borrowed.
  * What it read, or the error reading it, waits for the command in stdinRead().
  */
-async function readStdinFirst(cmd: string, args: string[]): Promise<void> {
+async function readStdinFirst(cmd: string, args: string[], image: string): Promise<void> {
   let read: Promise<unknown>
-  if (cmd === 'write') read = import('../ops/spool.js').then(({Spool}) => Spool.readStdin())
+  if (cmd === 'write') read = import('../ops/spool.js').then(({Spool}) => Spool.readStdin(writeInputLimit(image)))
   else if (cmd === 'import' && args.includes('-')) read = import('../tar/io.js').then(({openArchive}) => openArchive('-'))
   else return
   ;(globalThis as Record<symbol, unknown>)[STDIN] = await read.then((value) => ({value}), (error: unknown) => ({error}))
@@ -344,7 +358,7 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   if (readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0' && await takeSnapshot(sock, image)) return
   // Standard input that goes into the image is read to its end before the image is borrowed:
   // a slow producer must not hold the mounts (the command takes it from stdinRead()).
-  if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1))
+  if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1), image)
   if (process.env.PRISM_SERVED_SLICES !== '0' && ((cmd === 'cp' && copiesHostIn(argv)) || cmd === 'import')) {
     // The server copies or imports in slices, its mounts answered meanwhile (src/cli/copyin.ts,
     // src/cli/servedimport.ts).

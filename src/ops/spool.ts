@@ -24,6 +24,13 @@ export interface SpoolOptions {
   memory?: number
   /** where the temporary file goes (default os.tmpdir(): $TMPDIR) */
   tmpdir?: string
+  /**
+   * Bytes past which the input cannot be what is asked (`prism write`: more than the whole
+   * image holds): reading stops there with ENOSPC, rather than filling $TMPDIR first.
+   */
+  limit?: number
+  /** names what cannot hold more than `limit` bytes, for the error (default 'the image') */
+  limitOf?: string
 }
 
 function spoolError(dir: string, e: unknown): PrismError {
@@ -76,7 +83,12 @@ export class Spool {
   static async read(input: AsyncIterable<Buffer | string>, opts: SpoolOptions = {}): Promise<Spool> {
     const s = new Spool(opts.memory ?? SPOOL_MEMORY, opts.tmpdir ?? os.tmpdir())
     try {
-      for await (const piece of input) s.add(typeof piece === 'string' ? Buffer.from(piece) : piece)
+      for await (const piece of input) {
+        s.add(typeof piece === 'string' ? Buffer.from(piece) : piece)
+        if (opts.limit !== undefined && s.size > opts.limit) {
+          fail('ENOSPC', `the input is larger than ${opts.limitOf ?? 'the image'} (${opts.limit} bytes): no space for it`)
+        }
+      }
     } catch (e) {
       s.close()
       throw e
