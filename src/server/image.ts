@@ -1052,9 +1052,11 @@ export class ServedImage {
           try {
             if ('filesets' in what) {
               checkDeletable(vol, what.filesets[i], what.force)
+              this.refuseMounted(what.filesets[i], null)
               deleteFileset(vol, what.filesets[i])
             } else {
               const p = what.paths[i]
+              this.refuseMounted(p.fileset, p.path)
               try {
                 namespace(vol, p.fileset).remove(p.path, {recursive: what.recursive})
               } catch (e) {
@@ -1081,6 +1083,35 @@ export class ServedImage {
     } finally {
       done()
       ended()
+    }
+  }
+
+  /**
+   * A fileset that a mount shows (`prism mount FILESET` or `FILESET:/path`), or a path whose
+   * removal would take the directory such a mount shows: EBUSY, as rmdir(2) of a mount point
+   * and `zfs destroy` of a mounted dataset are refused (the mount would answer every request
+   * with "stale file handle" from then on). The whole-image mount shows filesets as its
+   * directories and follows their deletion, so it never refuses one.
+   */
+  private refuseMounted(fileset: string, p: string | null): void {
+    const f = findFileset(this.vol, fileset)
+    if (!f) return // (the removal says so)
+    for (const m of this.mounts) {
+      const top = m.fs.root
+      if (m.spec.top === null || top.fs !== f.id) continue
+      if (p !== null) {
+        let r
+        try {
+          r = namespace(this.vol, fileset).resolveFull(p, false)
+        } catch {
+          return // (the removal says why)
+        }
+        // (the path, or a directory above the mount's: its names start the mount's own)
+        const names = top.topNames ?? []
+        const above = r.names.length <= names.length && r.names.every((n, k) => n.equals(names[k]))
+        if (r.inode.ino !== top.ino && !above) continue
+      }
+      throw new PrismError('EBUSY', `${p === null ? `fileset ${fileset}` : `${fileset}:${p}`} is mounted on ${m.mountpoint}: unmount it first (prism umount ${m.mountpoint})`)
     }
   }
 
