@@ -391,6 +391,21 @@ static napi_value js_futimens(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/* syncfs(fd): writes back what the kernel holds dirty of the filesystem `fd` is on (pages a
+ * program changed through a shared mapping of a file on a FUSE mount, not yet sent). */
+static napi_value js_syncfs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "syncfs(fd)");
+    return NULL;
+  }
+  if (syncfs(fd) != 0) return throw_sys(env, errno, "syncfs", NULL);
+  return undefined(env);
+}
+
 /* mknod(path, mode, major, minor): a device node, FIFO or socket (mode carries the type) */
 /* Grows a pipe's buffer to at least `bytes` (Linux fcntl F_GETPIPE_SZ / F_SETPIPE_SZ; never
  * shrinks it): returns the size it has, or -errno (the caller goes on with the pipe as it is). */
@@ -648,7 +663,7 @@ static napi_value js_realtime(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   static const struct {const char *name; napi_callback cb;} fns[] = {
     {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
-    {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
+    {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"syncfs", js_syncfs}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
     {"peerCred", js_peercred}, {"sendFile", js_sendfile}, {"pipeUnread", js_pipe_unread},
     {"crc32Many", js_crc32_many}, {"crc32", js_crc32}, {"realtime", js_realtime},
   };

@@ -32,6 +32,8 @@ export interface Sys {
   /** utimensat(2) to the nanosecond; with `nofollow`, a symlink itself. */
   utimensat(path: Buffer, atimeS: number, atimeNs: number, mtimeS: number, mtimeNs: number, nofollow: boolean): void
   futimens(fd: number, atimeS: number, atimeNs: number, mtimeS: number, mtimeNs: number): void
+  /** syncfs(2) of the filesystem `fd` is on. */
+  syncfs?(fd: number): void
   /** mknod(2): `mode` holds the type (S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK) and permissions. */
   mknod(path: Buffer, mode: number, major: number, minor: number): void
   /** Grows a pipe's buffer to at least `bytes` (fcntl F_SETPIPE_SZ, never shrinking it): its size, or -errno. */

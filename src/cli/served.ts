@@ -115,6 +115,35 @@ interface ServedMount {
   device: string | undefined
 }
 
+/**
+ * Has the kernel write back what it holds dirty of each mount of the image (syncfs): pages a
+ * program changed through a shared mapping and has not synced are in no request the server
+ * has had, so a clone, a `cat` or an export taken now would miss them, where a local
+ * filesystem's readers see them at once (one page cache). Run by the command, never by the
+ * server (a server must not touch its own mounts); a mount that fails to answer is passed by.
+ */
+async function flushMounts(mounts: ServedMount[]): Promise<void> {
+  if (mounts.length === 0) return
+  const {sys} = await import('../sys.js')
+  const s = sys()
+  if (!s.syncfs) return
+  for (const m of mounts) {
+    let fd: number
+    try {
+      fd = fs.openSync(m.mountpoint, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+    } catch {
+      continue
+    }
+    try {
+      s.syncfs(fd)
+    } catch {
+      // (nothing to be done here: the command goes on with what the server has)
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+}
+
 /** Why the command would reach a mount of the image, or null. */
 function reachesMount(argv0: string, argv: string[], mounts: ServedMount[]): string | null {
   const devs = new Set(mounts.map((m) => m.device).filter((d): d is string => d !== undefined))
@@ -342,6 +371,7 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   const asked = await askServerOf(image, {op: 'list'}, 10_000)
   if (!asked) return
   const {sock, reply: info} = asked
+  await flushMounts((info.mounts as ServedMount[]) ?? [])
   if (askedOfServer(argv)) {
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.served')] = {sock, image}
     return 'server'
