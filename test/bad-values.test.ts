@@ -100,3 +100,43 @@ describe('an image that is not a regular file: refused at once, one line', funct
     }
   }
 })
+
+// A lazy clone of a full image: reading it makes its directories first, which needs space.
+// The read says so (exit 6, what needed the space, how to free it), changes nothing, and
+// once space is freed the clone reads whole. (It said only "no free blocks left".)
+describe('a lazy clone on a full image', function () {
+  this.timeout(60_000)
+  it('reading it: exit 6 naming what needed the space; after freeing some, every file is there', () => {
+    const dir = tmpDir()
+    try {
+      const img = path.join(dir, 'f.img')
+      const run = (args: string[], input?: Buffer) => prism([...args, '-i', img], {input})
+      expect(prism(['mkfs', img, '--size', '8M']).status).to.equal(0)
+      edit(img, (ns) => {
+        ns.mkdir('/many')
+        for (let i = 0; i < 100; i++) ns.writeFile(`/many/file${i}`, Buffer.from(`${i}\n`))
+      })
+      // Filled to the last block.
+      const free = JSON.parse(run(['df', '--json']).stdout).blocksFree as number
+      expect(run(['write', 'root:/fill'], Buffer.alloc(free * 4096, 1)).status).to.equal(0)
+      expect(JSON.parse(run(['df', '--json']).stdout).blocksFree).to.equal(0)
+      expect(run(['clone', 'root', 'lz', '--mode', 'lazy']).status).to.equal(0)
+      const want = read(img, (ns) => snapshot(ns))
+      const before = fs.readFileSync(img)
+      for (const args of [['ls', 'lz:/many'], ['cat', 'lz:/many/file7'], ['write', 'root:/many/file5']]) {
+        const r = run(args, Buffer.from('x'))
+        expect([r.status, r.stderr], args.join(' ')).to.deep.equal([6, "prism: no free blocks left in the image to expand lz:/many (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files\n"])
+      }
+      expect(fs.readFileSync(img).equals(before), 'the image unchanged').to.equal(true)
+      // (the clone shares the filler: it goes from both)
+      for (const f of ['root:/fill', 'lz:/fill']) expect(run(['rm', f]).status, f).to.equal(0)
+      const ls = run(['ls', 'lz:/many'])
+      expect(ls.status, ls.stderr).to.equal(0)
+      expect(ls.stdout.split('\n').filter(Boolean)).to.have.length(100)
+      expect(read(img, (ns) => snapshot(ns), 'lz')).to.deep.equal(Object.fromEntries(Object.entries(want).filter(([k]) => k !== '/fill')))
+      expect(run(['fsck']).status).to.equal(0)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})

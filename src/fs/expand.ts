@@ -39,7 +39,7 @@ import {
 import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
 import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
-import {fail} from '../errors.js'
+import {PrismError, fail} from '../errors.js'
 import {dirAdd, dirCopyLayout, dirForEachRaw, dirInit, dirList, dirLookup} from './dir.js'
 import {readData, releaseAll, shareInto, writeData} from './extents.js'
 import {anyBuilding, buildingFilesets, expandingFrom, filesetById, filesetCount, saveFileset, type Fileset} from './filesets.js'
@@ -206,6 +206,19 @@ function sourceOf(vol: Volume, c: Fileset, u: Inode): {src: Fileset, from: Inode
  */
 export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   if (!isUnexpanded(u)) return []
+  try {
+    return expandChain(vol, c, u, path)
+  } catch (e) {
+    // A full image: say what needed the space (reading a lazy clone, or changing its source,
+    // makes its directories first), not only that there is none.
+    if (e instanceof PrismError && e.code === 'ENOSPC' && !e.message.includes(' to expand ')) {
+      throw new PrismError('ENOSPC', `no free blocks left in the image to expand ${c.name}:${path} (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files`)
+    }
+    throw e
+  }
+}
+
+function expandChain(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   const chain: Array<{c: Fileset, u: Inode, path: string}> = [{c, u, path}]
   for (;;) {
     const top = chain[chain.length - 1]
