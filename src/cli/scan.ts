@@ -13,6 +13,7 @@ import {spinner} from './spinner.js'
 import {borrowAfterSnapshot} from './served.js'
 import {saveScanFile} from '../scan/store.js'
 import {catchSignals} from './signals.js'
+import {clamscanLimits, givenLimits, parseLimit} from '../scan/limits.js'
 
 export interface ScanCommand {
   names: string[]
@@ -21,6 +22,10 @@ export interface ScanCommand {
   exec?: string
   clamd?: string
   incremental: boolean
+  /** clamscan's --max-filesize / --max-scansize (digits with an optional K, M or G) */
+  maxFilesize?: string
+  maxScansize?: string
+  alertExceedsMax?: boolean
   json: boolean
   image?: string
   wait?: number
@@ -47,6 +52,12 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
   } else {
     engine = {kind: 'clamd', socket: c.clamd!}
   }
+  // clamscan's limits: its defaults with the signature engine, only those given otherwise.
+  const maxFile = c.maxFilesize === undefined ? undefined : parseLimit('--max-filesize', c.maxFilesize)
+  const maxScan = c.maxScansize === undefined ? undefined : parseLimit('--max-scansize', c.maxScansize)
+  const limits = engine.kind === 'signatures'
+    ? clamscanLimits(maxFile, maxScan, c.alertExceedsMax ?? false)
+    : givenLimits(maxFile, maxScan, c.alertExceedsMax ?? false)
   const image = findImage(c.image)
   const session = {wait: c.wait, onNotice: out.notice}
   // Writable only to remember results. A fileset still expanding is expanded first: the
@@ -75,6 +86,7 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
       return scan(vol, names, engine, {
         incremental: c.incremental,
         saveLater: c.incremental && served,
+        limits,
         onNotice: out.notice,
         onProgress: (p) => {
           const secs = Math.max(0.001, (Date.now() - started) / 1000)
@@ -97,7 +109,7 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
   const errors = [...missing, ...result.errors]
   const summary = {
     filesets: stats.filesets, dirsRead: stats.dirsRead, names: stats.names, inodes: stats.inodes, inodesRead: stats.inodesRead, bytesRead: stats.bytesRead,
-    cached: stats.cached, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: errors.length,
+    cached: stats.cached, skipped: stats.skipped ?? 0, bytesTotal: stats.bytesTotal, infected: result.matches.length, errors: errors.length,
   }
   const report = engine.kind === 'signatures' ? engine.set.report : undefined
   if (c.json) {
@@ -111,7 +123,8 @@ export async function runScan(c: ScanCommand, out: ScanOutput): Promise<number> 
     for (const m of result.matches) for (const p of m.paths) out.log(`${nameShown(p)}: ${m.found.join(', ')} FOUND`)
     for (const e of result.errors) process.stderr.write(`prism: ${nameShown(`${e.paths[0]}${e.paths.length > 1 ? ` (and ${e.paths.length - 1} other name(s))` : ''}: ${e.message}`)}\n`)
     out.log(`scanned ${stats.filesets} fileset(s): ${stats.names} names, ${stats.inodes} distinct files; read ${stats.inodesRead} (${mib(stats.bytesRead)} MiB)` +
-      `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}; ${result.matches.length} infected, ${errors.length} error(s)`)
+      `${c.incremental ? `, ${stats.cached} unchanged since the last scan` : ''}` +
+      `${stats.skipped ? `; skipped ${stats.skipped} over --max-filesize/--max-scansize` : ''}; ${result.matches.length} infected, ${errors.length} error(s)`)
   }
   return result.matches.length > 0 ? 1 : errors.length > 0 ? 2 : 0
 }
@@ -122,7 +135,7 @@ function mib(n: number): string {
 
 /**
  * The fast path: parses `scan [FILESET...] [--all] [-s|--signatures FILE]... [--exec CMD]
- * [--clamd SOCKET] [--incremental] [--json] [-i|--image IMAGE] [--wait N]` (and the
+ * [--clamd SOCKET] [--incremental] [--max-filesize N] [--max-scansize N] [--alert-exceeds-max] [--json] [-i|--image IMAGE] [--wait N]` (and the
  * `--flag=value` forms) and returns the exit status, or null when the arguments need oclif.
  */
 export async function fastScan(argv: string[]): Promise<number | null> {
@@ -133,17 +146,20 @@ export async function fastScan(argv: string[]): Promise<number | null> {
     const eq = a.startsWith('--') ? a.indexOf('=') : -1
     if (eq > 0) { v = a.slice(eq + 1); a = a.slice(0, eq) }
     const val = (): string | null => v ?? (i + 1 < argv.length ? argv[++i] : null)
-    const takes = a === '-s' || a === '--signatures' || a === '--exec' || a === '--clamd' || a === '-i' || a === '--image' || a === '--wait'
+    const takes = a === '-s' || a === '--signatures' || a === '--exec' || a === '--clamd' || a === '-i' || a === '--image' || a === '--wait' || a === '--max-filesize' || a === '--max-scansize'
     if (!takes && v !== null) return null
     if (a === '--all') c.all = true
     else if (a === '--incremental') c.incremental = true
     else if (a === '--json') c.json = true
+    else if (a === '--alert-exceeds-max') c.alertExceedsMax = true
     else if (takes) {
       const x = val()
       if (x === null) return null
       if (a === '-s' || a === '--signatures') (c.signatures ??= []).push(x)
       else if (a === '--exec') { if (c.exec !== undefined) return null; c.exec = x }
       else if (a === '--clamd') { if (c.clamd !== undefined) return null; c.clamd = x }
+      else if (a === '--max-filesize') c.maxFilesize = x
+      else if (a === '--max-scansize') c.maxScansize = x
       else if (a === '--wait') { const s = parseWait(x); if (s === null) return null; c.wait = s }
       else c.image = x
     } else if (a.startsWith('-')) return null

@@ -7,6 +7,7 @@ export default class Scan extends PrismCommand {
   static summary = 'Scan filesets for malware, reading each shared file once'
   static description = `Scans every regular file of the named filesets (or --all). A file shared by several filesets or names is read once, and each match is reported with every FILESET:/path that shows it.
 Engines: (--signatures FILE)... (ClamAV databases as they come: .cvd/.cld/.cud containers and .hdb/.hsb/.ndb/.db/.fp/.sfp/.ign/.ign2 files; the signatures prism evaluates exactly as ClamAV are used, the others skipped and counted in one line; see the README), --exec CMD (runs CMD once per unique file with the content on stdin: exit 1 means found, its first stdout line names it; a command that fails for each of the first 10 files stops the scan), or --clamd SOCKET (streams each unique file to a running clamd with INSTREAM).
+As clamscan, files larger than --max-filesize (100M by default with --signatures) or --max-scansize (400M) are not scanned: clean, or with --alert-exceeds-max found as Heuristics.Limits.Exceeded.MaxFileSize / MaxScanSize. Holes of sparse files are not read.
 --incremental remembers results inside the image per inode and content version, and reads only what changed since the last scan with the same signatures (or command, or clamd database).
 Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
   static examples = [
@@ -24,12 +25,15 @@ Exit status, as clamscan: 0 nothing found, 1 something found, 2 error.`
     exec: Flags.string({description: 'command run once per unique file with its content on stdin (exit 1 = found)', helpValue: 'CMD'}),
     clamd: Flags.string({description: "clamd's socket (a path, or host:port)", helpValue: 'SOCKET'}),
     incremental: Flags.boolean({description: 'skip files unchanged since the last scan with the same signatures'}),
+    'max-filesize': Flags.string({helpValue: 'N', description: "as clamscan: larger files are not scanned (K, M, G suffixes; 0 = no limit, but ClamAV never scans more than 2147483645 bytes); default 100M with --signatures, none otherwise"}),
+    'max-scansize': Flags.string({helpValue: 'N', description: 'as clamscan: nor are files larger than this (0 = no limit); default 400M with --signatures, none otherwise'}),
+    'alert-exceeds-max': Flags.boolean({description: 'report a file skipped for a limit as Heuristics.Limits.Exceeded.MaxFileSize/MaxScanSize FOUND, as clamscan'}),
   }
 
   async run() {
     const {argv, flags} = await this.parse(Scan)
     const {runScan} = await import('../cli/scan.js')
-    const code = await runScan({...flags, names: argv as string[], all: flags.all ?? false, incremental: flags.incremental ?? false, json: this.jsonEnabled()}, {
+    const code = await runScan({...flags, maxFilesize: flags['max-filesize'], maxScansize: flags['max-scansize'], alertExceedsMax: flags['alert-exceeds-max'] ?? false, names: argv as string[], all: flags.all ?? false, incremental: flags.incremental ?? false, json: this.jsonEnabled()}, {
       log: (line) => this.log(line),
       json: (value) => this.logJson(value),
       notice: (m) => this.notice(m),

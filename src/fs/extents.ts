@@ -716,6 +716,46 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => boo
   }
 }
 
+/**
+ * streamData for a reader that need not see a hole's zeros one by one (a signature matcher):
+ * mapped data comes in file order as buffers to `sink` (at most `chunk` bytes, reused: consume
+ * before returning), and each hole, between mapped runs and after the last one up to the
+ * size, as `hole(bytes)`, without reading or zero-filling anything: a hole of terabytes costs
+ * one call. Either returning false stops the stream.
+ */
+export function streamSparse(vol: Volume, inode: Inode, sink: (buf: Buffer) => boolean | void, hole: (bytes: number) => boolean | void, chunk = STREAM_CHUNK): void {
+  const size = inode.r.size
+  if (size === 0) return
+  if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return }
+  const ext = loadExtents(vol, inode)
+  chunk = chunkFor(size, chunk)
+  const io = chunkFor(size, Math.max(chunk, streamTuning.ioBytes))
+  const buf = scratchBuf(io)
+  const ioBlocks = io / BLOCK_SIZE
+  const cursor: ReadCursor = {ends: [], oldest: 0, useful: 0, bridged: 0}
+  let pos = 0 // byte position in the file: everything before it went out
+  for (const e of ext) {
+    const start = e.l * BLOCK_SIZE
+    if (start >= size) break
+    if (start > pos) {
+      if (hole(start - pos) === false) return
+      pos = start
+    }
+    const end = Math.min((e.l + e.n) * BLOCK_SIZE, size)
+    while (pos < end) {
+      const l = pos / BLOCK_SIZE
+      const n = Math.min(Math.ceil((end - pos) / BLOCK_SIZE), ioBlocks)
+      readBlocks(vol, ext, l, buf.subarray(0, n * BLOCK_SIZE), cursor)
+      const bytes = Math.min(n * BLOCK_SIZE, end - pos)
+      for (let at = 0; at < bytes; at += chunk) {
+        if (sink(buf.subarray(at, Math.min(at + chunk, bytes))) === false) return
+      }
+      pos += bytes
+    }
+  }
+  if (pos < size) hole(size - pos)
+}
+
 /** Zeros for the holes streamSpans hands out (never written to). */
 let zeroChunk: Buffer | null = null
 

@@ -89,6 +89,12 @@ export class Matcher {
   readonly level0: number[]
   /** one-pass search of the level-0 anchors of wide signatures, when there are several */
   readonly multi: MultiSearch | null
+  /**
+   * Whether some part of some body signature matches where every byte is zero (its fixed
+   * bytes are all 00). When none does, an occurrence overlaps data that is not zero, and a
+   * long run of zeros (a hole) need only be matched at its two ends (FileScan.feedZeros).
+   */
+  readonly zeroMatch: boolean
 
   constructor(set: SignatureSet) {
     this.bodies = set.bodies
@@ -122,6 +128,10 @@ export class Matcher {
     this.multi = wideIds.length >= 2 ? new MultiSearch(wideIds.map((ai) => this.anchors[ai].bytes), wideIds) : null
     this.hashes = set.hashes
     this.allow = set.allow
+    this.zeroMatch = this.bodies.some((sig) => sig.parts.some((p) => {
+      for (let j = 0; j < p.bytes.length; j++) if (p.mask[j] && p.bytes[j] !== 0) return false
+      return true
+    }))
   }
 
   /** The digests worth computing for a file of this size (for a detection or the false-positive list). */
@@ -163,6 +173,9 @@ interface SigState {
   ends: number[][]
 }
 
+/** Zeros fed for holes (never written to). */
+const ZEROS = Buffer.alloc(1024 * 1024)
+
 /** ClamAV does not scan a file of this many bytes or fewer: nothing is found in it. */
 export const MIN_SCANNED_SIZE = 6
 
@@ -184,9 +197,52 @@ export class FileScan {
     this.done = new Uint8Array(m.bodies.length)
   }
 
+  /**
+   * Whether the rest of the content can change the verdict: false once no digest is
+   * computed and every body signature is decided (found, or out of reach), or for a file too
+   * small to be scanned. The caller may then stop reading.
+   */
+  wantsData(): boolean {
+    if (this.hashes.length > 0) return true
+    if (this.tiny) return false
+    for (let si = 0; si < this.done.length; si++) if (!this.done[si]) return true
+    return false
+  }
+
+  /**
+   * `n` bytes of zeros (a hole), as feed() of them would do. The digests get every byte (from
+   * a zero buffer, nothing read). When no signature part matches all zeros (Matcher.zeroMatch)
+   * an occurrence of any part overlaps data that is not zero, so only the hole's first
+   * (longest part) bytes are matched, for parts that begin before the hole; its end is kept as
+   * the carry-over (zeros) for parts that end after it; the middle, where nothing can match
+   * whatever the offsets, is passed over. Otherwise every zero is matched.
+   */
+  feedZeros(n: number): void {
+    for (const x of this.hashes) for (let left = n; left > 0; left -= ZEROS.length) x.h.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)))
+    if (this.m.bodies.length === 0 || this.tiny || !this.wantsBodies()) { this.pos += n; this.carry = null; return }
+    const edge = this.m.maxPart
+    if (this.m.zeroMatch || n <= 2 * edge) {
+      for (let left = n; left > 0; left -= ZEROS.length) this.feedBody(ZEROS.subarray(0, Math.min(left, ZEROS.length)))
+      return
+    }
+    this.feedBody(ZEROS.subarray(0, edge))
+    this.pos += n - edge
+    const k = this.m.maxPart - 1
+    this.carry = k > 0 ? ZEROS.subarray(0, k) : null
+  }
+
+  private wantsBodies(): boolean {
+    for (let si = 0; si < this.done.length; si++) if (!this.done[si]) return true
+    return false
+  }
+
   feed(chunk: Buffer): void {
     for (const x of this.hashes) x.h.update(chunk)
     if (this.m.bodies.length === 0 || this.tiny) return
+    this.feedBody(chunk)
+  }
+
+  private feedBody(chunk: Buffer): void {
     let win: Buffer
     let newFrom: number
     if (this.carry && this.carry.length > 0) {

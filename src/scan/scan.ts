@@ -12,7 +12,7 @@ import {nameText} from '../format/name.js'
 import {PrismError, isDamage} from '../errors.js'
 import {crypto} from '../lazy.js'
 import {dirForEachRaw} from '../fs/dir.js'
-import {readData, streamData} from '../fs/extents.js'
+import {readData, streamSparse} from '../fs/extents.js'
 import {getFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
 import type {InodeVersion} from '../format/inode.js'
@@ -20,6 +20,7 @@ import type {Volume} from '../fs/volume.js'
 import {clamdScan, clamdVersion} from './clamd.js'
 import {ensureExpanded} from './expand.js'
 import {Matcher} from './matcher.js'
+import {exceededLimit, exceededName, limitsKey, type ScanLimits} from './limits.js'
 import type {SignatureSet} from './signatures.js'
 import {ScanEntries, TreeCache, type ScanFile} from '../format/scan.js'
 import {loadScanFile, saveScanFile, type ScanSet} from './store.js'
@@ -46,6 +47,12 @@ export interface ScanOptions {
    * what changed meanwhile never matches a stale entry.
    */
   saveLater?: boolean
+  /**
+   * Size limits (src/scan/limits.ts): a larger file is not read, and is clean or, with
+   * alertExceedsMax, found as Heuristics.Limits.Exceeded.*, as clamscan does. Part of the
+   * identity incremental results are remembered under.
+   */
+  limits?: ScanLimits | null
   onProgress?: (p: ScanProgress) => void
   onNotice?: (msg: string) => void
 }
@@ -80,6 +87,8 @@ export interface ScanStats {
   bytesRead: number
   /** inodes answered from the incremental results */
   cached: number
+  /** inodes not read for being larger than a size limit (ScanOptions.limits) */
+  skipped?: number
   /** content bytes of all distinct inodes */
   bytesTotal: number
   /** per inode: how many times its content was read (tests assert each is 1) */
@@ -332,8 +341,10 @@ function mergeTrees(vol: Volume, walked: TreeCache, old: TreeCache): TreeCache {
 }
 
 /** The identity results are remembered under (a signature set, a command, a clamd). */
-async function engineKey(engine: ScanEngine): Promise<Buffer> {
+async function engineKey(engine: ScanEngine, limits: ScanLimits | null | undefined): Promise<Buffer> {
   const h = crypto().createHash('sha256')
+  const lk = limitsKey(limits)
+  if (lk) h.update(lk).update('\0')
   if (engine.kind === 'signatures') h.update('signatures\0').update(engine.set.digest)
   else if (engine.kind === 'exec') h.update('exec\0').update(engine.command)
   else h.update('clamd\0').update(engine.socket).update('\0').update(await clamdVersion(engine.socket))
@@ -407,7 +418,7 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
   // The expansion may have changed the records: read them again.
   const current = filesets.map((f) => getFileset(vol, f.name))
 
-  const key = opts.incremental ? await engineKey(engine) : null
+  const key = opts.incremental ? await engineKey(engine, opts.limits) : null
   let save: ScanFile | undefined
   let file: ScanFile | null = null
   let set: ScanSet | null = null
@@ -475,16 +486,38 @@ export async function scan(vol: Volume, names: string[], engine: ScanEngine, opt
       stats.cached++
       learned.pushFrom(remembered, prev)
     } else {
-      stats.inodesRead++
-      stats.readsPerInode.set(ino, (stats.readsPerInode.get(ino) ?? 0) + 1)
       const count = (n: number) => { stats.bytesRead += n; progress.bytes += n; tick() }
+      // A hole is passed over, not read: it counts as progress only.
+      const pass = (n: number) => { progress.bytes += n; tick() }
       try {
         const inode = vol.iget(ino)
-        if (matcher) {
+        const over = exceededLimit(opts.limits, inode.r.size)
+        if (over) {
+          // As clamscan: not read at all; clean, or reported with --alert-exceeds-max.
+          stats.skipped = (stats.skipped ?? 0) + 1
+          found = opts.limits!.alertExceedsMax ? [exceededName(over)] : []
+          pass(inode.r.size)
+        } else if (matcher) {
+          stats.inodesRead++
+          stats.readsPerInode.set(ino, (stats.readsPerInode.get(ino) ?? 0) + 1)
+          // Holes go to the matcher as lengths (FileScan.feedZeros); reading stops once
+          // nothing more can change the verdict (no digest wanted, every body signature decided).
           const fs = matcher.start(inode.r.size)
-          streamData(vol, inode, (buf) => { fs.feed(buf); count(buf.length) })
+          let left = inode.r.size
+          if (fs.wantsData()) {
+            streamSparse(vol, inode, (buf) => {
+              fs.feed(buf); count(buf.length); left -= buf.length
+              return fs.wantsData()
+            }, (n) => {
+              fs.feedZeros(n); pass(n); left -= n
+              return fs.wantsData()
+            })
+          }
+          if (left > 0) pass(left)
           found = fs.finish()
         } else {
+          stats.inodesRead++
+          stats.readsPerInode.set(ino, (stats.readsPerInode.get(ino) ?? 0) + 1)
           const r = engine.kind === 'exec'
             ? await execScan(engine.command, chunksOf(vol, inode, count))
             : await clamdScan((engine as {socket: string}).socket, chunksOf(vol, inode, count))
