@@ -534,6 +534,9 @@ function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st
     vol.maybeCommit()
     return
   }
+  // The image's own file, changing as this very copy writes it, would go in torn: refused,
+  // as tar refuses to add the archive to itself.
+  if (vol.isImageFile(st)) entryFail('EINVAL', `'${from}' is the image itself: not copied into it`)
   const key = `${st.dev}:${st.ino}`
   if (st.nlink > 1n && ctx.links.has(key)) {
     ns.linkInode(ctx.links.get(key) as Inode, parent, name)
