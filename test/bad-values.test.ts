@@ -62,6 +62,19 @@ describe('mistyped values: one line, a documented exit, the image as it was', fu
     expect(read(img, (ns) => snapshot(ns))).to.deep.equal(want)
   })
 
+  it('export to a name asking for a compression prism does not write (.tar.bz2, .tbz, .lz, .Z, .lz4): usage error, nothing written; --compress none writes it', () => {
+    for (const name of ['x.tar.bz2', 'x.tbz', 'x.tar.lz', 'x.tar.Z', 'x.tar.lz4', 'x.tar.lzma']) {
+      const out = path.join(dir, name)
+      const r = prism(['export', 'root', out, '-i', img])
+      expect([r.status, r.stderr.split('\n').filter(Boolean).length], name).to.deep.equal([2, 1])
+      expect(r.stderr).to.match(/^prism: cannot write [a-z0-9]+ \(x\./)
+      expect(fs.existsSync(out), name).to.equal(false)
+    }
+    const out = path.join(dir, 'plain.tar.bz2')
+    expect(prism(['export', 'root', out, '--compress', 'none', '-i', img]).status).to.equal(0)
+    expect(fs.readFileSync(out).subarray(257, 262).toString()).to.equal('ustar')
+  })
+
   it('a leap day is a day', () => {
     expect(prism(['touch', '-d', '2024-02-29T12:00:00Z', 'root:/f', '-i', img]).status).to.equal(0)
     expect(prism(['stat', 'root:/f', '-i', img]).stdout).to.include('2024-02-29T12:00:00.000000000Z')

@@ -6,9 +6,10 @@
 // Anything else (--help, --json, a flag value oclif would refuse ...) returns null and goes
 // through oclif, which then runs the same runExport. It must never hold export logic of its
 // own: parsing of the values and the work are here once, for both.
+import path from 'node:path'
 import {PrismError} from '../errors.js'
 import {namespace} from '../fs/image.js'
-import {compressionOfName, type Compression} from '../tar/compress.js'
+import {compressionOfName, unwritableCompressionOfName, type Compression} from '../tar/compress.js'
 import type {ExportStats, TarFormat} from '../tar/export.js'
 import {exportArchive} from '../tar/io.js'
 import {findImage, parseImageLoc, parseWait} from './locate.js'
@@ -63,6 +64,8 @@ export async function runExport(a: ExportArgs, onNotice: (msg: string) => void):
   const loc = parseImageLoc(a.source.includes(':') ? a.source : `${a.source}:/`)
   if (!loc) throw new PrismError('EUSAGE', `'${a.source}' is not a fileset or FILESET:/path`)
   if (a.clampMtime && !a.mtime) throw new PrismError('EUSAGE', '--clamp-mtime needs --mtime DATE')
+  const unwritable = a.compress === undefined && a.archive !== '-' ? unwritableCompressionOfName(a.archive) : null
+  if (unwritable) throw new PrismError('EUSAGE', `cannot write ${unwritable} (${path.basename(a.archive)}): name the archive .tar.gz, .tar.xz or .tar.zst, or give --compress none for a plain tar by that name`)
   const compression = a.compress ?? (a.archive === '-' ? 'none' : compressionOfName(a.archive))
   const opts = {
     format: a.format,

@@ -7,7 +7,7 @@ export default class Export extends PrismCommand {
   static summary = 'Write a fileset (or a directory of one) as a tar archive'
   static description = `The archive holds everything a fileset keeps: file types (devices, FIFOs, hard links, symlinks), modes with setuid/setgid/sticky bits, owners (ids, and names from the fileset's own /etc/passwd and /etc/group), nanosecond times, extended attributes (SCHILY.xattr.*, as GNU tar --xattrs), POSIX ACLs (SCHILY.acl.*, as GNU tar --acls) and holes (GNU sparse 1.0). Sockets cannot be in a tar archive: each is skipped with a warning, as GNU tar does.
 Entries are sorted by name (as GNU tar --sort=name) and named ./PATH; two exports of the same tree are byte-identical. With --mtime, every time is DATE (or at most DATE with --clamp-mtime) and access and change times are left out, for reproducible archives.
-ARCHIVE - writes to standard output. The compression is chosen by --compress, else by the file name (.tar.gz/.tgz, .tar.xz/.txz, .tar.zst/.tzst), else none.`
+ARCHIVE - writes to standard output. The compression is chosen by --compress, else by the file name (.tar.gz/.tgz, .tar.xz/.txz, .tar.zst/.tzst), else none; a name that asks for a compression prism does not write (.bz2, .lz, .lzma, .lzo, .Z, .lz4) is refused without --compress.`
   static examples = [
     '<%= config.bin %> export web web.tar.zst',
     '<%= config.bin %> export root:/etc etc.tar.gz',

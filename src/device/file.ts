@@ -57,6 +57,8 @@ export interface OpenOptions {
    * server holds the exclusive lock and logs what it overwrites (src/device/snapshot.ts).
    */
   noLock?: boolean
+  /** the command has no --wait (mkfs): a busy lock is not called a wait to raise */
+  noWaitHint?: boolean
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
@@ -167,10 +169,10 @@ export class FileDevice implements BlockDevice {
       if (!created) {
         const st = fs.fstatSync(fd)
         if (!st.isFile()) throw new PrismError('EBADIMAGE', `${path}: not a regular file`)
-        lock(fd, path, {write: true, wait: 0})
+        lock(fd, path, {write: true, wait: 0, noWaitHint: true})
         if (st.size < size) fs.ftruncateSync(fd, size)
       } else {
-        lock(fd, path, {write: true, wait: 0})
+        lock(fd, path, {write: true, wait: 0, noWaitHint: true})
       }
       fs.ftruncateSync(fd, 0)
       fs.ftruncateSync(fd, size)
@@ -471,7 +473,10 @@ function lock(fd: number, path: string, opts: OpenOptions): void {
       }
       checkInterrupt()
       if (Date.now() >= deadline) {
-        throw new PrismError('ELOCKED', `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
+        // (mkfs never waits: it would make a new image under a process using the old one)
+        throw new PrismError('ELOCKED', opts.noWaitHint
+          ? `${path} is locked by another prism process: let it end first`
+          : `${path} is locked by another prism process (waited ${opts.wait ?? 5}s; raise --wait to wait longer)`)
       }
       if (!told) { told = true; opts.onWait?.() }
       // Say that we wait (a shared lock on the 'wait' file): a background expander checks it

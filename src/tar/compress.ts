@@ -22,6 +22,19 @@ export function detectCompression(head: Buffer): Compression {
 }
 
 /** The compression an archive's file name asks for (.tar.gz/.tgz, .tar.xz/.txz, .tar.zst/.tzst). */
+/**
+ * The compression a file name asks for that prism cannot write (bzip2, lzip, lzma, lzop,
+ * compress, lz4), or null: an export by that name would be an uncompressed tar under a name
+ * that says otherwise.
+ */
+export function unwritableCompressionOfName(name: string): string | null {
+  const n = name.toLowerCase()
+  const m = /\.(bz2|tbz2?|tb2|lz|tlz|lzma|lzo|tzo|z|taz|lz4)$/.exec(n)
+  if (!m) return null
+  const kind: Record<string, string> = {bz2: 'bzip2', tbz: 'bzip2', tbz2: 'bzip2', tb2: 'bzip2', lz: 'lzip', tlz: 'lzip', lzma: 'lzma', lzo: 'lzop', tzo: 'lzop', z: 'compress', taz: 'compress', lz4: 'lz4'}
+  return kind[m[1]]
+}
+
 export function compressionOfName(name: string): Compression {
   const n = name.toLowerCase()
   if (/\.(tar\.gz|tgz|gz)$/.test(n)) return 'gzip'
