@@ -371,7 +371,9 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   const asked = await askServerOf(image, {op: 'list'}, 10_000)
   if (!asked) return
   const {sock, reply: info} = asked
-  await flushMounts((info.mounts as ServedMount[]) ?? [])
+  // (not while another command has the image lent: the mounts' requests, the writeback's
+  // among them, wait for it to end, and so would this command, past Ctrl-C's reach)
+  if (info.lent !== true) await flushMounts((info.mounts as ServedMount[]) ?? [])
   if (askedOfServer(argv)) {
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.served')] = {sock, image}
     return 'server'

@@ -418,7 +418,7 @@ export class Server {
         await this.image.whenHeld()
         return {ok: true, ...(await this.unmount(String(req.mountpoint), Boolean(req.lazy)))}
       case 'list':
-        return {ok: true, image: this.imagePath, ...this.image.id, mounts: this.list()}
+        return {ok: true, image: this.imagePath, ...this.image.id, mounts: this.list(), lent: this.image.lent}
       default:
         throw new PrismError('EUSAGE', `unknown request '${String(req.op)}'`)
     }
