@@ -347,6 +347,26 @@ except sqlite3.OperationalError as e:
     })
   })
 
+  describe('copy-on-write', () => {
+    it('a locked file shared with a clone keeps its locks when a write gives it a new inode; the clone\'s copy is another file', async () => {
+      const name = 'srv/cowf'
+      fs.writeFileSync(path.join(mpFileset, name), 'shared')
+      await cliOk(['clone', '-i', s.image, 'root', 'c1'])
+      const whole = path.dirname(path.dirname(path.dirname(via.whole)))
+      const h = holder(path.join(path.dirname(via.subtree), 'cowf'), 'posix', 'w', 0, 0)
+      await h.line
+      // a write through another mount makes root's file private: a new inode number (the
+      // clone keeps the old one, and what it held)
+      fs.appendFileSync(path.join(whole, 'root', name), ' written')
+      expect(fs.readFileSync(path.join(whole, 'c1', name), 'utf8')).to.equal('shared')
+      expect(fs.readFileSync(path.join(mpFileset, name), 'utf8')).to.equal('shared written')
+      for (const p of [path.join(mpFileset, name), path.join(whole, 'root', name)]) expect(await attempt(p, 'posix', 'w')).to.equal(EAGAIN)
+      expect(await attempt(path.join(whole, 'c1', name), 'posix', 'w')).to.match(/^locked /)
+      await h.release()
+      expect(await attempt(path.join(mpFileset, name), 'posix', 'w')).to.match(/^locked /)
+    })
+  })
+
   describe('last: the mounts going away', () => {
     it('a lock held through a mount that goes away is released; the image is clean after', async () => {
       const extra = s.mountpoint('extra')
