@@ -15,6 +15,7 @@
 //   for the next fails with EDEADLK (as Linux's posix_locks_deadlock).
 // - flock: the whole file, per open file description (the owner); a conversion first drops
 //   the owner's lock, as Linux does (not atomic: flock(2)).
+// (Directories never get here: Linux's FUSE keeps their locks in each mount's kernel.)
 // Waits are granted in the order they came, each as soon as nothing conflicts with it; a wait
 // can be cancelled (an interrupted request).
 
