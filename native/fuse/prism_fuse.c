@@ -585,7 +585,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 // Locks. A lock crosses as type, start, end (inclusive; -1: to the end of any file) and pid.
-// Offsets beyond 2^53-1 (other than "to the end") are refused with EINVAL.
+// A start beyond 2^53-1 is refused with EINVAL; an end beyond it is taken as "to the end".
 static int put_lock(struct rec *r, const struct flock *l) {
   if (l->l_start < 0 || (uint64_t)l->l_start > MAX_SAFE_U64 || l->l_len < 0) return 0;
   put_num(r, l->l_type);
