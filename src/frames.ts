@@ -11,18 +11,23 @@ const CALL = Symbol('call')
 
 /** A request from a frame to run() that `frame` be run to its end, as yield* would. */
 export interface Call {
-  readonly [CALL]: Frame<unknown>
+  readonly [CALL]: Frame<unknown, unknown>
 }
 
 /**
- * A generator run by run(): it yields undefined to hand a step to the consumer (as the walk's
- * plain `yield` did), or a Call for a nested frame.
+ * A generator run by run(): it yields a step (a T: undefined for a walk whose plain `yield`
+ * handed the consumer a step, a value for one that yields values) that run() hands on to the
+ * consumer, or a Call for a nested frame.
  */
-export type Frame<R = void> = Generator<Call | void, R, unknown>
+export type Frame<R = void, T = void> = Generator<Call | T, R, unknown>
 
 /** `const r = yield* call(walk(child))`: the nested walk, run on run()'s stack; its value, or its exception. */
-export function* call<R>(frame: Frame<R>): Generator<Call, R, unknown> {
-  return (yield {[CALL]: frame as Frame<unknown>}) as R
+export function* call<R, T = void>(frame: Frame<R, T>): Generator<Call, R, unknown> {
+  return (yield {[CALL]: frame as Frame<unknown, unknown>}) as R
+}
+
+function isCall(v: unknown): v is Call {
+  return typeof v === 'object' && v !== null && CALL in v
 }
 
 type Input = {ok: true, value: unknown} | {ok: false, error: unknown}
@@ -32,14 +37,14 @@ type Input = {ok: true, value: unknown} | {ok: false, error: unknown}
  * yields a step. What the consumer throws in (throw()) goes into the innermost frame, and a
  * return() closes every frame from the innermost out (their finally blocks run), as with yield*.
  */
-export function* run<R>(top: Frame<R>): Generator<void, R, unknown> {
-  const stack: Frame<unknown>[] = [top]
+export function* run<R, T = void>(top: Frame<R, T>): Generator<T, R, unknown> {
+  const stack: Frame<unknown, unknown>[] = [top]
   let input: Input = {ok: true, value: undefined}
   let done = false
   try {
     for (;;) {
       const g = stack[stack.length - 1]
-      let r: IteratorResult<Call | void, unknown>
+      let r: IteratorResult<unknown, unknown>
       try {
         r = input.ok ? g.next(input.value) : g.throw(input.error)
       } catch (e) {
@@ -60,13 +65,13 @@ export function* run<R>(top: Frame<R>): Generator<void, R, unknown> {
         input = {ok: true, value: r.value}
         continue
       }
-      if (r.value !== undefined) {
+      if (isCall(r.value)) {
         stack.push(r.value[CALL])
         input = {ok: true, value: undefined}
         continue
       }
       try {
-        input = {ok: true, value: yield}
+        input = {ok: true, value: yield r.value as T}
       } catch (e) {
         input = {ok: false, error: e}
       }
@@ -77,7 +82,7 @@ export function* run<R>(top: Frame<R>): Generator<void, R, unknown> {
   }
 }
 
-function closeAll(stack: Frame<unknown>[]): void {
+function closeAll(stack: Frame<unknown, unknown>[]): void {
   let failure: {error: unknown} | null = null
   while (stack.length) {
     const g = stack.pop()!
