@@ -13,7 +13,8 @@ import {encodeHeader, paxRecord, TAR_BLOCK} from '../src/tar/codec.js'
 import {fsckImage} from '../src/fsck/index.js'
 import {readData} from '../src/fs/extents.js'
 import type {Namespace} from '../src/fs/namespace.js'
-import {newImage, prism, read, tmpDir} from './helpers.js'
+import {edit, newImage, prism, read, tmpDir} from './helpers.js'
+import {importBuffer, mkTar, type MkEntry} from './tar-lib.js'
 
 const DEPTH = 10_000
 const HOST_DEPTH = 2000
@@ -186,5 +187,37 @@ describe('trees 10,000 levels deep', function () {
     expect(checkChain(img, 'b', '/h', 1)).to.equal(HOST_DEPTH)
     clean(img)
     rmTree(src)
+  })
+})
+
+describe('import: a path parsed from the directory met before it, whatever its spelling', () => {
+  it('names spelt with ., //, a leading / or a trailing /, going down and up: each entry where its name says', () => {
+    const dir = tmpDir()
+    try {
+      const img = newImage(dir)
+      const entries: MkEntry[] = [
+        {name: 'a/', type: 'dir'}, {name: 'a//b/', type: 'dir'}, {name: './a/b/./c/', type: 'dir'},
+        {name: 'a/b/c/f', data: 'f'}, {name: '/a/b/c/g', data: 'g'}, {name: 'a/b/h', data: 'h'}, {name: 'a//b/c/./i', data: 'i'},
+        {name: 'a/./j', data: 'j'}, {name: 'a/b/c/.', type: 'dir'}, {name: 'a/b/c/./k', data: 'k'}, {name: 'a/b//l', data: 'l'},
+        {name: 'x/y/z/m', data: 'm'}, {name: 'x/y/n', data: 'n'}, {name: 'x/o', data: 'o'}, {name: 'p', data: 'p'},
+      ]
+      edit(img, (_ns, vol) => importBuffer(vol, {fileset: 'root', path: '/'}, mkTar(entries)))
+      const files: Record<string, string> = {
+        '/a/b/c/f': 'f', '/a/b/c/g': 'g', '/a/b/h': 'h', '/a/b/c/i': 'i', '/a/j': 'j', '/a/b/c/k': 'k', '/a/b/l': 'l',
+        '/x/y/z/m': 'm', '/x/y/n': 'n', '/x/o': 'o', '/p': 'p',
+      }
+      read(img, (ns) => {
+        for (const [p, data] of Object.entries(files)) expect(ns.readFile(p).toString(), p).to.equal(data)
+        const names = (p: string) => ns.readdir(p).map((e) => e.name).sort()
+        expect(names('/')).to.deep.equal(['a', 'p', 'x'])
+        expect(names('/a')).to.deep.equal(['b', 'j'])
+        expect(names('/a/b')).to.deep.equal(['c', 'h', 'l'])
+        expect(names('/a/b/c')).to.deep.equal(['f', 'g', 'i', 'k'])
+        expect(names('/x')).to.deep.equal(['o', 'y'])
+      })
+      clean(img)
+    } finally {
+      rmTree(dir)
+    }
   })
 })

@@ -112,6 +112,19 @@ const alignDown = (n: number) => Math.floor(n / BLOCK_SIZE) * BLOCK_SIZE
 const alignUp = (n: number) => Math.ceil(n / BLOCK_SIZE) * BLOCK_SIZE
 const show = (b: Buffer) => nameText(b)
 
+/** The count of components whose last ends at `at` (`ends` ascending), or -1 when none ends there. */
+function endsAt(ends: number[], at: number): number {
+  let lo = 0
+  let hi = ends.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    if (ends[mid] === at) return mid + 1
+    if (ends[mid] < at) lo = mid + 1
+    else hi = mid - 1
+  }
+  return -1
+}
+
 /**
  * One import. Push the archive's bytes with write() (decompressed), then end(); on any
  * failure call abort(). Nothing is visible before end() returns.
@@ -244,7 +257,7 @@ export class TarImport implements TarSink {
 
   /** Creates what an entry names in the tree being built; a Refused error names what is wrong. */
   private place(e: TarEntry): void {
-    const {comps, parentKey, plainAt, end} = this.split(e.path)
+    const {comps, parentKey, plainAt, end, ends} = this.split(e.path)
     if (e.unknownType !== undefined) {
       this.stats.dropped++
       this.warn(`${show(e.path)}: unknown entry type '${e.unknownType.replace(/[^\x20-\x7e]/g, '?')}', imported as a regular file`)
@@ -266,7 +279,7 @@ export class TarImport implements TarSink {
     const name = comps[comps.length - 1]
     const {dir, key} = this.parentOf(comps, parentKey)
     // The next entry is likely in the same directory: its path is parsed from here on.
-    if (parentKey === null && plainAt > 0) this.lastDir = {raw: Buffer.from(e.path.subarray(0, plainAt)), comps: comps.slice(0, -1), key}
+    if (parentKey === null && plainAt > 0) this.lastDir = {raw: Buffer.from(e.path.subarray(0, plainAt)), comps: comps.slice(0, -1), ends: ends.slice(0, -1), key}
     const existing = ns.lookupEntry(dir, name)
     const old = existing ? this.vol.iget(existing.ino) : null
     const childKey = key + '/' + name.toString('latin1')
@@ -283,7 +296,7 @@ export class TarImport implements TarSink {
       ns.replaceXattrs(d, xattrs)
       this.dirs.set(childKey, {ino: d.ino, generation: d.r.generation, implicit: false})
       // ... or in this one
-      this.lastDir = {raw: Buffer.from(e.path.subarray(0, end)), comps, key: childKey}
+      this.lastDir = {raw: Buffer.from(e.path.subarray(0, end)), comps, ends, key: childKey}
       this.dirTimes.push({ino: d.ino, generation: d.r.generation, atime, mtime: e.mtime})
       this.stats.dirs++
       return
@@ -328,18 +341,21 @@ export class TarImport implements TarSink {
 
   /**
    * The last directory path met (an entry's parent, or a directory entry): its bytes as the
-   * archive spells them, its components and its key in `dirs`. An entry below it has its
-   * path parsed from there: parsing the whole path (and looking each level up) for each entry
-   * cost an import of a tree N levels deep N^2 components, minutes for 10,000 levels.
+   * archive spells them, its components, where each ends in those bytes, and its key in
+   * `dirs`. An entry in it or in a directory above it (a tar in name order goes down a deep
+   * tree by its directories, then up by their files) has its path parsed from there: parsing
+   * the whole path (and looking each level up) for each entry cost an import of a tree N
+   * levels deep N^2 components, minutes for 10,000 levels.
    */
-  private lastDir: {raw: Buffer, comps: Buffer[], key: string} | null = null
+  private lastDir: {raw: Buffer, comps: Buffer[], ends: number[], key: string} | null = null
 
   /**
-   * An entry's path as components (components()), and its parent's key when the parent is
-   * lastDir. `plainAt`: where the last component starts (after its '/'), when it is a name
-   * (not '.' or '..'), else -1; `end`: where the path ends, trailing slashes left out.
+   * An entry's path as components (components()) and where each ends in `path`, and its
+   * parent's key when the parent is lastDir or above it. `plainAt`: where the last component
+   * starts (after its '/'), when it is a name (not '.' or '..'), else -1; `end`: where the
+   * path ends, trailing slashes left out.
    */
-  private split(path: Buffer): {comps: Buffer[], parentKey: string | null, plainAt: number, end: number} {
+  private split(path: Buffer): {comps: Buffer[], ends: number[], parentKey: string | null, plainAt: number, end: number} {
     let end = path.length
     while (end > 0 && path[end - 1] === 0x2f) end--
     const j = end > 0 ? path.lastIndexOf(0x2f, end - 1) : -1
@@ -347,18 +363,29 @@ export class TarImport implements TarSink {
     const plain = j >= 0 && !(c.length === 1 && c[0] === 0x2e) && !(c.length === 2 && c[0] === 0x2e && c[1] === 0x2e)
     const plainAt = plain ? j : -1
     const last = this.lastDir
-    if (plain && last && j === last.raw.length && last.raw.compare(path, 0, j) === 0) {
+    // k: the parent is lastDir's first k components (spelt as lastDir spells them)
+    let k = -1
+    if (plain && last && j <= last.raw.length && last.raw.compare(path, 0, j, 0, j) === 0) {
+      if (j === last.raw.length) k = last.comps.length
+      else if (last.raw[j] === 0x2f) k = endsAt(last.ends, j)
+    }
+    if (k > 0) {
       const p = nameProblem(c)
       if (p) throw new Refused(p)
-      const comps = last.comps.slice()
+      const comps = last!.comps.slice(0, k)
       comps.push(Buffer.from(c))
-      return {comps, parentKey: last.key, plainAt, end}
+      const ends = last!.ends.slice(0, k)
+      ends.push(end)
+      let keyLen = 0
+      if (k < last!.comps.length) for (let i = 0; i < k; i++) keyLen += 1 + last!.comps[i].length
+      return {comps, ends, parentKey: k === last!.comps.length ? last!.key : last!.key.slice(0, keyLen), plainAt, end}
     }
-    return {comps: this.components(path), parentKey: null, plainAt, end}
+    const ends: number[] = []
+    return {comps: this.components(path, ends), ends, parentKey: null, plainAt, end}
   }
 
   /** The member name as components, after GNU tar's rules (leading '/' removed, '..' refused). */
-  private components(path: Buffer): Buffer[] {
+  private components(path: Buffer, ends?: number[]): Buffer[] {
     let start = 0
     while (start < path.length && path[start] === 0x2f) start++
     if (start > 0 && !this.warnedSlash && start < path.length) {
@@ -377,6 +404,7 @@ export class TarImport implements TarSink {
       const p = nameProblem(c)
       if (p) throw new Refused(p)
       out.push(Buffer.from(c))
+      ends?.push(j)
     }
     return out
   }
