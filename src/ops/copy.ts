@@ -782,7 +782,7 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
   try {
     // A tree's files are written in the order their data sits in the image (flushExport).
     if (inode.isDir) ctx.deferred = {files: [], after: []}
-    runNow(exportNode(ns, inode, ns.where(imgPath), hostPath, ctx, false))
+    exportNow(ns, inode, ns.where(imgPath), hostPath, ctx, false)
     flushExport(ns, ctx)
     failed = false
   } finally {
@@ -817,7 +817,7 @@ function flushExport(ns: Namespace, ctx: Ctx): void {
   if (!d) return
   const files = d.files.sort((a, b) => a.at - b.at)
   d.files = []
-  for (const f of files) guardedExport(ctx, f.from, () => runNow(exportNode(ns, f.inode, f.from, f.hostPath, ctx, f.fresh)))
+  for (const f of files) guardedExport(ctx, f.from, () => exportNow(ns, f.inode, f.from, f.hostPath, ctx, f.fresh))
   const after = d.after
   d.after = []
   for (const fn of after) fn()
@@ -879,7 +879,9 @@ function* exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer
       }
       for (const e of entries) {
         const childFrom = `${from.endsWith('/') ? from : from + '/'}${nameText(e.name)}`
-        yield* guardedExportSteps(ctx, childFrom, function* () {
+        // (a subdirectory is exported as a frame of its own, below: the rest here, at once)
+        let sub: Inode | null = null
+        guardedExport(ctx, childFrom, () => {
           const p = nameProblem(e.name)
           if (p) entryFail('EINVAL', `${where}: skipped an entry with an unsafe name (${p})`)
           const child = ns.vol.iget(e.ino)
@@ -887,10 +889,14 @@ function* exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer
           if (d && child.isReg) {
             d.files.push({inode: child, from: childFrom, hostPath: joinHost(hostPath, e.name), fresh: !existing, at: firstBlock(ns.vol, child)})
             if (d.files.length >= EXPORT_BATCH) flushExport(ns, ctx)
+          } else if (child.isDir) {
+            sub = child
           } else {
-            yield* exportNode(ns, child, childFrom, joinHost(hostPath, e.name), ctx, !existing)
+            exportNow(ns, child, childFrom, joinHost(hostPath, e.name), ctx, !existing)
           }
         })
+        const dir: Inode | null = sub
+        if (dir) yield* guardedExportSteps(ctx, childFrom, () => exportNode(ns, dir, childFrom, joinHost(hostPath, e.name), ctx, !existing))
       }
       ctx.ancestors.delete(inode.ino)
       const finish = () => {
@@ -999,6 +1005,16 @@ function* exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer
   } catch (e) {
     throw hostErr(e, `cannot write '${where}'`)
   }
+}
+
+/** exportNode() of anything, to its end, now (a non-directory nests no frame: it is run without run()). */
+function exportNow(ns: Namespace, inode: Inode, from: string, hostPath: Buffer, ctx: Ctx, fresh: boolean): void {
+  if (inode.isDir) {
+    runNow(exportNode(ns, inode, from, hostPath, ctx, fresh))
+    return
+  }
+  const r = exportNode(ns, inode, from, hostPath, ctx, fresh).next()
+  if (!r.done) throw new Error('exportNode of a non-directory nested a frame')
 }
 
 /** exportNode() of a regular file, opened (created) as `fd` at `hostPath`: its data, attributes and link. */
