@@ -157,7 +157,8 @@ export default class Ls extends PrismCommand {
                 }
                 // A directory has one name: without -L, meeting one twice means a damaged image.
                 if (!flags.dereference) enterDir(seen, st.ino, `${loc.fileset}:${p}`)
-                queue.push({dir: p, above: new Set([...above, st.ino])})
+                // (only -L looks at them: a copy per directory made -R of a deep tree quadratic)
+                queue.push({dir: p, above: flags.dereference ? new Set([...above, st.ino]) : above})
               }
             }
             out.push({path: `${loc.fileset}:${dir}`, entries})

@@ -21,6 +21,7 @@ import {getFileset, type Fileset} from '../fs/filesets.js'
 import type {Inode} from '../fs/inode.js'
 import {Namespace} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
+import {call, runNow, type Frame} from '../frames.js'
 
 export type DiffCode = '-' | '+' | 'M' | 'R' | 'A'
 export type EntryType = FileType
@@ -150,7 +151,8 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     return found
   }
 
-  const walk = (da: Inode | null, db: Inode | null, rel: string) => {
+  // (a frame per directory level, run off the JavaScript stack: src/frames.ts)
+  function* walk(da: Inode | null, db: Inode | null, rel: string): Frame {
     if (da && db) {
       const same = readable(rel, () => unchanged(da, db))
       if (same === null) return // (recorded: left out)
@@ -179,11 +181,11 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
           sb.map.delete(p)
           continue
         }
-        walk(dirs[0], dirs[1], p)
+        yield* call(walk(dirs[0], dirs[1], p))
       }
     }
   }
-  walk(rootA, rootB, '/')
+  runNow(walk(rootA, rootB, '/'))
 
   // Same inode at the same path: unchanged. Same inode elsewhere: renamed.
   const goneA = new Set<string>()

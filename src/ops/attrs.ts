@@ -12,6 +12,7 @@ import {loadExtents} from '../fs/extents.js'
 import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
 import type {Namespace} from '../fs/namespace.js'
 import {chmodAcl, getXattr, removeXattr} from '../fs/xattr.js'
+import {call, runNow, type Frame} from '../frames.js'
 
 // ---------------------------------------------------------------- owners
 
@@ -362,7 +363,8 @@ export function duPath(ns: Namespace, path: string, summarize: boolean, onUnread
     into.dirs += from.dirs
   }
   const where = ns.where(topPath)
-  const visit = (dir: Inode, p: string, ancestors: Set<number>): DuEntry => {
+  // (a frame per directory level, run off the JavaScript stack: src/frames.ts)
+  function* visit(dir: Inode, p: string, ancestors: Set<number>): Frame<DuEntry> {
     enterDir(ancestors, dir.ino, ns.where(p))
     const e: DuEntry = {path: `${ns.fs.name}:${p}`, apparentBytes: 0, usedBlocks: 0, sharedBlocks: 0, files: 0, dirs: 1}
     // With onUnreadable, what the damage keeps from being read (a directory's entries, an
@@ -383,7 +385,7 @@ export function duPath(ns: Namespace, path: string, summarize: boolean, onUnread
       const cp = `${p === '/' ? '' : p}/${nameText(d.name)}`
       const child = unreadable(cp, () => vol.iget(d.ino))
       if (!child) continue
-      if (child.isDir) add(e, visit(child, cp, ancestors))
+      if (child.isDir) add(e, yield* call(visit(child, cp, ancestors)))
       else {
         e.files++
         unreadable(cp, () => account(child, e))
@@ -398,6 +400,6 @@ export function duPath(ns: Namespace, path: string, summarize: boolean, onUnread
     account(r.inode, e)
     return [e]
   }
-  visit(r.inode, topPath, new Set())
+  runNow(visit(r.inode, topPath, new Set()))
   return out
 }

@@ -34,6 +34,7 @@ import {SmallFileBuffers} from './smallfiles.js'
 import {joinHost, localSource, smallFile, type HostSource, type HostStat} from './hostsource.js'
 import {checkInterrupt, uninterrupted} from '../interrupt.js'
 import {growPipe, outputFd, writeAll} from '../sys.js'
+import {call, run, runNow, type Frame} from '../frames.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
 export type Location = {kind: 'host', path: string} | {kind: 'image', fileset: string, path: string, ns?: Namespace}
@@ -180,15 +181,33 @@ function guardedExport(ctx: Ctx, from: string, fn: () => void): void {
   })
 }
 
+/** guardedExport() for steps run as a frame of their own (src/frames.ts): an export nests one per directory level. */
+function* guardedExportSteps(ctx: Ctx, from: string, steps: () => Frame): Frame {
+  try {
+    try {
+      yield* call(steps())
+    } catch (e) {
+      throw unreadable(e, from)
+    }
+  } catch (e) {
+    if (!(e instanceof EntryError)) throw e
+    record(ctx, e.code, e.message)
+    ctx.stats.skipped++
+  }
+}
+
 /** Damage read from the image, as the failure of entry `from` of an export; anything else as it is. */
 function unreadable(e: unknown, from: string): unknown {
   return isDamage(e) && !(e instanceof EntryError) ? new EntryError('EBADIMAGE', `cannot read '${from}': ${e.message}`) : e
 }
 
-/** guarded() for steps that may yield (an import waiting for the host's answers). */
-function* guardedSteps(ctx: Ctx, steps: () => Generator<void, void>): Generator<void, void> {
+/**
+ * guarded() for steps that may yield (an import waiting for the host's answers). The steps run
+ * as a frame of their own (src/frames.ts): a walk nests one per directory level.
+ */
+function* guardedSteps(ctx: Ctx, steps: () => Frame): Frame {
   try {
-    yield* steps()
+    yield* call(steps())
   } catch (e) {
     if (!(e instanceof EntryError)) throw e
     record(ctx, e.code, e.message)
@@ -303,7 +322,12 @@ export function copy(vol: Volume, srcs: Location[], dst: Location, opts: CopyOpt
  * it with next() once it may go on. A server runs it in slices, between the requests of its
  * mounts (src/server/copyin.ts, src/server/sliced.ts).
  */
-export function* copySteps(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions, host: HostSource): Generator<void, CopyStats> {
+export function copySteps(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions, host: HostSource): Generator<void, CopyStats> {
+  // (the walks nest a frame per directory level: run() keeps them off the JavaScript stack)
+  return run(copyFrame(vol, srcs, dst, opts, host))
+}
+
+function* copyFrame(vol: Volume, srcs: Location[], dst: Location, opts: CopyOptions, host: HostSource): Frame<CopyStats> {
   const ctx = newCtx(opts, host)
   if (srcs.length === 0) fail('EUSAGE', 'nothing to copy')
   if (dst.kind === 'host' && srcs.some((s) => s.kind === 'host')) fail('EUSAGE', 'one of source or destination must be inside the image (FILESET:/path)')
@@ -347,7 +371,7 @@ export function* copySteps(vol: Volume, srcs: Location[], dst: Location, opts: C
   return ctx.stats
 }
 
-function* copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, sources: number, ctx: Ctx): Generator<void, void> {
+function* copyOne(vol: Volume, src: Location, dst: Location, dstIsDir: boolean, sources: number, ctx: Ctx): Frame {
   const opts = ctx.opts
   let target = dst
   // A directory copied onto a fileset's root fills that root (prism cp -r ./rootfs root:/).
@@ -444,7 +468,7 @@ function existingDest(ns: Namespace, p: string): Dest {
 
 // ---------------------------------------------------------------- host -> image
 
-function* importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx): Generator<void, void> {
+function* importPath(ns: Namespace, hostPath: Buffer, imgPath: string, ctx: Ctx): Frame {
   while (!ctx.src.ready(hostPath)) yield
   const st = hostStat(ctx.src, hostPath)
   if (st.isDirectory() && !ctx.opts.recursive) entryFail('EISDIR', `-r not specified; omitting directory '${nameText(hostPath)}'`)
@@ -468,7 +492,7 @@ function parentOf(p: string): string {
 }
 
 /** Imports host path `hostPath` (lstat `st`) as entry `name` of destination `d`. */
-function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st: HostStat, ctx: Ctx): Generator<void, void> {
+function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st: HostStat, ctx: Ctx): Frame {
   const vol = ns.vol
   const src = ctx.src
   const from = nameText(hostPath)
@@ -487,7 +511,7 @@ function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st
       importXattrs(ns, sub.dir, hostPath, from, ctx)
     }
     ctx.stats.dirs++
-    yield* importDirContents(ns, sub, hostPath, ctx)
+    yield* call(importDirContents(ns, sub, hostPath, ctx))
     if (sub.fresh) setDirAttrs(ns, sub.dir, st)
     vol.maybeCommit()
     return
@@ -637,7 +661,7 @@ function zeroBlock(buf: Buffer, a: number, b: number): boolean {
   return buf.compare(ZEROS, 0, b - a, a, b) === 0
 }
 
-function* importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx): Generator<void, void> {
+function* importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx): Frame {
   let names: Buffer[] = []
   // An unreadable directory is made all the same (as cp does), empty; the error is recorded.
   guarded(ctx, () => { names = hostNames(ctx.src, hostPath) })
@@ -766,7 +790,7 @@ function exportPath(ns: Namespace, imgPath: string, hostPath: Buffer, ctx: Ctx):
   try {
     // A tree's files are written in the order their data sits in the image (flushExport).
     if (inode.isDir) ctx.deferred = {files: [], after: []}
-    exportNode(ns, inode, ns.where(imgPath), hostPath, ctx, false)
+    exportNow(ns, inode, ns.where(imgPath), hostPath, ctx, false)
     flushExport(ns, ctx)
     failed = false
   } finally {
@@ -801,7 +825,7 @@ function flushExport(ns: Namespace, ctx: Ctx): void {
   if (!d) return
   const files = d.files.sort((a, b) => a.at - b.at)
   d.files = []
-  for (const f of files) guardedExport(ctx, f.from, () => exportNode(ns, f.inode, f.from, f.hostPath, ctx, f.fresh))
+  for (const f of files) guardedExport(ctx, f.from, () => exportNow(ns, f.inode, f.from, f.hostPath, ctx, f.fresh))
   const after = d.after
   d.after = []
   for (const fn of after) fn()
@@ -821,9 +845,10 @@ const isRoot = process.getuid?.() === 0
  * says the parent directory was made by this export, so nothing can stand at hostPath yet and
  * the lstat is skipped; if something does (a damaged image naming an entry twice), the
  * careful path runs instead. What cannot be written is the entry's failure (EntryError);
- * the export goes on with the rest.
+ * the export goes on with the rest. A frame (src/frames.ts): a directory's subdirectories are
+ * nested frames, run by run() off the JavaScript stack; it never yields a step.
  */
-function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer, ctx: Ctx, fresh: boolean): void {
+function* exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer, ctx: Ctx, fresh: boolean): Frame {
   const r = inode.r
   const mtime: Timestamp = {s: r.mtimeS, ns: r.mtimeNs}
   const atime: Timestamp = {s: r.atimeS, ns: r.atimeNs}
@@ -840,7 +865,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
         try {
           fs.mkdirSync(hostPath, {mode: 0o700})
         } catch (e) {
-          if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
+          if (retryCarefully(e)) return yield* exportNode(ns, inode, from, hostPath, ctx, false)
           throw e
         }
       } else if (!fs.lstatSync(hostPath).isDirectory()) {
@@ -862,6 +887,8 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       }
       for (const e of entries) {
         const childFrom = `${from.endsWith('/') ? from : from + '/'}${nameText(e.name)}`
+        // (a subdirectory is exported as a frame of its own, below: the rest here, at once)
+        let sub: Inode | null = null
         guardedExport(ctx, childFrom, () => {
           const p = nameProblem(e.name)
           if (p) entryFail('EINVAL', `${where}: skipped an entry with an unsafe name (${p})`)
@@ -870,10 +897,14 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
           if (d && child.isReg) {
             d.files.push({inode: child, from: childFrom, hostPath: joinHost(hostPath, e.name), fresh: !existing, at: firstBlock(ns.vol, child)})
             if (d.files.length >= EXPORT_BATCH) flushExport(ns, ctx)
+          } else if (child.isDir) {
+            sub = child
           } else {
-            exportNode(ns, child, childFrom, joinHost(hostPath, e.name), ctx, !existing)
+            exportNow(ns, child, childFrom, joinHost(hostPath, e.name), ctx, !existing)
           }
         })
+        const dir: Inode | null = sub
+        if (dir) yield* guardedExportSteps(ctx, childFrom, () => exportNode(ns, dir, childFrom, joinHost(hostPath, e.name), ctx, !existing))
       }
       ctx.ancestors.delete(inode.ino)
       const finish = () => {
@@ -914,7 +945,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       try {
         fs.symlinkSync(target, hostPath)
       } catch (e) {
-        if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
+        if (retryCarefully(e)) return yield* exportNode(ns, inode, from, hostPath, ctx, false)
         throw e
       }
       if (isRoot) fs.lchownSync(hostPath, r.uid, r.gid)
@@ -936,7 +967,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
       try {
         makeHostNode(hostPath, r.mode & (S_IFMT | 0o777), major, minor)
       } catch (e) {
-        if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
+        if (retryCarefully(e)) return yield* exportNode(ns, inode, from, hostPath, ctx, false)
         // A device node only root may make, say: named, and the export goes on (as tar -x).
         throw hostErr(e, `cannot create ${inode.type === 'chardev' ? 'character special file' : inode.type === 'blockdev' ? 'block special file' : inode.type} '${where}'`)
       }
@@ -969,7 +1000,7 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
     try {
       fd = fs.openSync(hostPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, r.mode & 0o777)
     } catch (e) {
-      if (retryCarefully(e)) return exportNode(ns, inode, from, hostPath, ctx, false)
+      if (retryCarefully(e)) return yield* exportNode(ns, inode, from, hostPath, ctx, false)
       throw e
     }
     try {
@@ -982,6 +1013,16 @@ function exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer,
   } catch (e) {
     throw hostErr(e, `cannot write '${where}'`)
   }
+}
+
+/** exportNode() of anything, to its end, now (a non-directory nests no frame: it is run without run()). */
+function exportNow(ns: Namespace, inode: Inode, from: string, hostPath: Buffer, ctx: Ctx, fresh: boolean): void {
+  if (inode.isDir) {
+    runNow(exportNode(ns, inode, from, hostPath, ctx, fresh))
+    return
+  }
+  const r = exportNode(ns, inode, from, hostPath, ctx, fresh).next()
+  if (!r.done) throw new Error('exportNode of a non-directory nested a frame')
 }
 
 /** exportNode() of a regular file, opened (created) as `fd` at `hostPath`: its data, attributes and link. */
@@ -1074,7 +1115,7 @@ function exportXattrs(ns: Namespace, inode: Inode, hostPath: Buffer, ctx: Ctx): 
   }
 }
 
-function* copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: string, ctx: Ctx): Generator<void, void> {
+function* copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: string, ctx: Ctx): Frame {
   let inode: Inode
   try {
     inode = src.resolve(srcPath, false)
@@ -1104,7 +1145,7 @@ function* copyInImage(src: Namespace, srcPath: string, dst: Namespace, dstPath: 
  * changed the image meanwhile, each entry is looked up again before it is copied, and one
  * that has gone is named as vanished (as cp names a file removed under it), the rest copied.
  */
-function* copyChildren(src: Namespace, inode: Inode, srcPath: string, from: string, dst: Namespace, d: Dest, ctx: Ctx): Generator<void, void> {
+function* copyChildren(src: Namespace, inode: Inode, srcPath: string, from: string, dst: Namespace, d: Dest, ctx: Ctx): Frame {
   const changes = ctx.opts.changes
   let seen = changes?.() ?? 0
   let dir: Inode | null = inode
@@ -1129,7 +1170,7 @@ function* copyChildren(src: Namespace, inode: Inode, srcPath: string, from: stri
 
 
 /** Copies image node `inode` (at `srcPath`, `from` names it) as entry `name` of destination `d`, sharing its blocks; yields after each entry. */
-function* copyNode(src: Namespace, inode: Inode, srcPath: string, from: string, dst: Namespace, d: Dest, name: Buffer, ctx: Ctx, replaceEmptyDir = false): Generator<void, void> {
+function* copyNode(src: Namespace, inode: Inode, srcPath: string, from: string, dst: Namespace, d: Dest, name: Buffer, ctx: Ctx, replaceEmptyDir = false): Frame {
   const r = inode.r
   const attrs = {uid: r.uid, gid: r.gid}
   const childPath = joinImage(d.path, nameText(name))
@@ -1148,7 +1189,7 @@ function* copyNode(src: Namespace, inode: Inode, srcPath: string, from: string, 
     }
     ctx.stats.dirs++
     yield
-    yield* copyChildren(src, inode, srcPath, from, dst, sub, ctx)
+    yield* call(copyChildren(src, inode, srcPath, from, dst, sub, ctx))
     if (sub.fresh) dst.setTimes(sub.dir, atime, mtime)
     dst.vol.maybeCommit()
     return

@@ -21,6 +21,7 @@ import type {Xattr} from '../format/xattr.js'
 import {PrismError} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
 import {dataPlan, joinHost, localSource, type HostSource, type HostStat} from './hostsource.js'
+import {call, run, type Frame as WalkFrame} from '../frames.js'
 
 /** A host call's failure, as Node threw it. */
 interface ErrInfo {
@@ -94,10 +95,11 @@ const CHUNK = 1024 * 1024
  * A directory's entries are read only when `recursive` (the copy enters none otherwise).
  */
 export function* hostFrames(paths: string[], recursive: boolean): Generator<Buffer, void> {
-  for (const p of paths) yield* pathFrames(nameBytes(p), recursive)
+  // (a frame per directory level, run off the JavaScript stack: src/frames.ts)
+  for (const p of paths) yield* run(pathFrames(nameBytes(p), recursive))
 }
 
-function* pathFrames(p: Buffer, recursive: boolean): Generator<Buffer, void> {
+function* pathFrames(p: Buffer, recursive: boolean): WalkFrame<void, Buffer> {
   checkInterrupt()
   const rec: Record = {p: b64(p)}
   let st: fs.BigIntStats
@@ -125,7 +127,7 @@ function* pathFrames(p: Buffer, recursive: boolean): Generator<Buffer, void> {
       }
     }
     yield json(H, rec)
-    for (const n of names) yield* pathFrames(joinHost(p, n), recursive)
+    for (const n of names) yield* call(pathFrames(joinHost(p, n), recursive))
     return
   }
   if (st.isSymbolicLink()) {
