@@ -12,8 +12,15 @@ import {edit, newImage, prism, read, tmpDir} from './helpers.js'
 import {clone} from '../src/clone/clone.js'
 import {INCOMPAT_EXPANDING} from '../src/format/superblock.js'
 
+/**
+ * Set once a test has killed an expander (SIGKILL): one killed between a commit and its
+ * checkpoint leaves a transaction that every open replays, and says so, until a writer has
+ * replayed it for good. That notice is then all stderr may hold.
+ */
+let killedWriter = false
+
 function ok(r: {status: number, stderr: string, stdout: string}): string {
-  expect(r.stderr, r.stderr).to.equal('')
+  expect(killedWriter ? r.stderr.replace(/^prism: replayed \d+ journal transaction\(s\)\n/, '') : r.stderr, r.stderr).to.equal('')
   expect(r.status, r.stderr).to.equal(0)
   return r.stdout
 }
@@ -117,6 +124,7 @@ describe('cli: asynchronous and lazy clones', function () {
       const pids = expanderPids()
       expect(pids, 'a running expander').to.have.length(1)
       process.kill(pids[0], 'SIGKILL')
+      killedWriter = true
       sleep(100)
       const st = status()
       expect(st.background).to.equal(false)
@@ -129,6 +137,8 @@ describe('cli: asynchronous and lazy clones', function () {
     expect(progress[1]).to.be.greaterThan(progress[0])
     ok(runBg('ls', 'root:/')) // a normal-speed expander resumes and finishes
     untilExpanded('bg2')
+    // (the expander that finished replayed what the killed ones left: no notice from here on)
+    killedWriter = false
     expect(listing(run, 'bg2')).to.equal(listing(run, 'root'))
     expect(ok(run('fsck'))).to.match(/^clean/)
   })

@@ -185,7 +185,9 @@ describe('cli: bad input leaves the image as it was', function () {
   it('target that exists', () => failsWith(run(['mkdir', 'root:/dir']), 1, /already exists/))
   it('mkfs over an existing file', () => failsWith(run(['mkfs', 'disk.img']), 1, /exists \(use --force/))
   it('rm of a directory without -r', () => failsWith(run(['rm', 'root:/dir']), 1, /is a directory/))
-  it('image full of blocks', () => failsWith(run(['write', 'root:/big'], 'x'.repeat(12 * 1024 * 1024)), 6, /no free blocks/))
+  // (7.5 MiB: less than the 8 MiB image file, more than its free blocks)
+  it('image full of blocks', () => failsWith(run(['write', 'root:/big'], 'x'.repeat(7.5 * 1024 * 1024)), 6, /no free blocks/))
+  it('an input larger than the image file', () => failsWith(run(['write', 'root:/big'], 'x'.repeat(12 * 1024 * 1024)), 6, /the input is larger than the image disk\.img \(8388608 bytes\)/))
   it('bad flags', () => expect(run(['mkdir', '-m', '999', 'root:/m']).status).to.equal(2))
 
   it('a file that is not a Prism image', () => {
