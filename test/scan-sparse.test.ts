@@ -182,7 +182,9 @@ describe('scan: large sparse files', function () {
       this.skip()
     }
     const all = Object.values(dbs)
-    for (const opts of [[], ['--alert-exceeds-max'], ['--max-filesize', '2G', '--alert-exceeds-max'], ['--max-filesize', '2G', '--max-scansize', '2G'], ['--max-filesize', '200M', '--max-scansize', '0']]) {
+    // (limits under 1 GiB: clamscan reads a sparse file's holes, 1 GiB in about 10 s here; the
+    // files past the hole are checked against known names in the test above)
+    for (const opts of [[], ['--alert-exceeds-max'], ['--max-filesize', '400M', '--max-scansize', '400M'], ['--max-filesize', '400M', '--max-scansize', '100M', '--alert-exceeds-max'], ['--max-filesize', '200M', '--max-scansize', '0']]) {
       const ours = prismScan(img, all, opts)
       delete ours.verdicts.sp8t
       const cs = spawnSync(bin!, ['--no-summary', '--allmatch', ...all.map((d) => `--database=${d}`), ...opts.reduce<string[]>((o, x, i, a) => {
