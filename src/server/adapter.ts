@@ -672,8 +672,10 @@ export class PrismFs {
     }
     // After a change, the other mounts of the image are told (their kernels drop what they
     // cached of it) before the request is answered, so that no process sees stale data through
-    // another mount once its call returned. Waiting here is safe: notifications go to other
-    // mounts only (never about what this request holds), and the thread stays free meanwhile.
+    // another mount once its call returned. Notifications go to other mounts only (never about
+    // what this request holds), and the thread stays free meanwhile. A request of another mount
+    // may hold what a notification needs there while its own answer waits on this mount: the
+    // host then does not wait on that mount (ServedImage.notify), which would deadlock both.
     const mutating = <A extends unknown[], T>(f: (...a: A) => T) => (...a: A): T | Promise<T> => {
       let out: T
       try {

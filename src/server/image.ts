@@ -685,26 +685,67 @@ export class ServedImage {
   // ---------------------------------------------------------------- kernel caches
 
   /**
+   * Whose answers wait on whose kernel: `waitsFor.get(a).get(b)` counts the requests of mount
+   * `a` (by its PrismFs) whose answers wait until mount `b`'s kernel has taken a notification.
+   * A notification needs the kernel's locks of what it names (an entry: its directory's inode
+   * lock), and a request of that mount in progress may hold them until it is answered. So a
+   * request of A waiting on B while one of B waits on A is a deadlock: each kernel's notify
+   * write waits for the other's request (`mkdir A/x & mkdir B/y` in one directory, through two
+   * mounts of one fileset, hung this way). notify() keeps this graph free of cycles.
+   */
+  private readonly waitsFor = new Map<PrismFs, Map<PrismFs, number>>()
+
+  /** Whether a request of `from`'s that waited on a mount could, through waiting requests, wait on `to`. */
+  private reaches(from: PrismFs, to: PrismFs): boolean {
+    const seen = new Set<PrismFs>()
+    const stack = [from]
+    while (stack.length > 0) {
+      const a = stack.pop()!
+      if (a === to) return true
+      if (seen.has(a)) continue
+      seen.add(a)
+      for (const b of this.waitsFor.get(a)?.keys() ?? []) stack.push(b)
+    }
+    return false
+  }
+
+  private waitEdge(from: PrismFs, to: PrismFs, delta: 1 | -1): void {
+    let out = this.waitsFor.get(from)
+    if (!out) this.waitsFor.set(from, out = new Map())
+    const n = (out.get(to) ?? 0) + delta
+    if (n > 0) out.set(to, n)
+    else out.delete(to)
+    if (out.size === 0) this.waitsFor.delete(from)
+  }
+
+  /**
    * Sends the kernel what changed since the last call, to every mount but the one whose request
    * made the change (its kernel knows), and resolves once the kernel has taken it all.
+   *
+   * One exception keeps the mounts from deadlocking: when a request of a mount that this one's
+   * notifications go to waits itself, directly or through others, on this request's mount (see
+   * waitsFor), what goes to that mount is sent but not waited for. The two requests then run at
+   * the same time, and for that short while the other mount may still show what it cached
+   * before this change; every notification still arrives.
    */
   async notify(all = false): Promise<void> {
     const p = this.pending
     this.pending = emptyPending()
     const origin = all ? null : this.origin
-    const waits: Promise<boolean>[] = []
+    const waits: Promise<void>[] = []
     for (const m of this.mounts) {
       if (m.fs === origin) continue
+      const sent: Promise<boolean>[] = []
       for (const ino of p.inodes) {
         for (const n of m.fs.nodesOfIno(ino)) {
           if (this.freezes.has(n.fs)) this.deferred.inodes.add(ino)
-          else waits.push(m.session.invalidateInode(n.id, 0, 0))
+          else sent.push(m.session.invalidateInode(n.id, 0, 0))
         }
       }
       for (const [dir, names] of p.entries) {
         for (const n of m.fs.nodesOfIno(dir)) {
           if (!this.freezes.has(n.fs)) {
-            for (const name of names) waits.push(m.session.invalidateEntry(n.id, name))
+            for (const name of names) sent.push(m.session.invalidateEntry(n.id, name))
             continue
           }
           let list = this.deferred.entries.get(dir)
@@ -713,12 +754,23 @@ export class ServedImage {
         }
       }
       if (p.filesets && m.spec.top === null) {
-        for (const name of m.fs.rootNamesChanged()) waits.push(m.session.invalidateEntry(1, name))
-        waits.push(m.session.invalidateInode(1, -1, 0))
+        for (const name of m.fs.rootNamesChanged()) sent.push(m.session.invalidateEntry(1, name))
+        sent.push(m.session.invalidateInode(1, -1, 0))
+      }
+      if (sent.length === 0) continue
+      const taken = Promise.allSettled(sent).then((results) => {
+        for (const r of results) if (r.status === 'rejected') this.onError(`cache notification: ${(r.reason as Error).message}`)
+      })
+      if (origin === null) {
+        waits.push(taken)
+      } else if (!this.reaches(m.fs, origin)) {
+        this.waitEdge(origin, m.fs, 1)
+        waits.push(taken.finally(() => this.waitEdge(origin, m.fs, -1)))
+      } else {
+        void taken // (a cycle: sent, not waited for)
       }
     }
-    const results = await Promise.allSettled(waits)
-    for (const r of results) if (r.status === 'rejected') this.onError(`cache notification: ${(r.reason as Error).message}`)
+    await Promise.all(waits)
   }
 
   /** Forgets what the observer saw (changes nobody else can have cached). */
