@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +50,7 @@ enum {
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_READDIRPLUS, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS,
   OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_ACCESS, OP_CREATE, OP_FALLOCATE,
-  OP_IOCTL, OP_LSEEK, OP_COPY_FILE_RANGE,
+  OP_IOCTL, OP_LSEEK, OP_COPY_FILE_RANGE, OP_GETLK, OP_SETLK, OP_FLOCK, OP_INTERRUPT,
   OP_COUNT
 };
 
@@ -59,7 +60,7 @@ static const char *const OP_NAMES[OP_COUNT] = {
   "rmdir", "symlink", "rename", "link", "open", "read", "write", "flush", "release",
   "fsync", "opendir", "readdir", "readdirplus", "releasedir", "fsyncdir", "statfs",
   "setxattr", "getxattr", "listxattr", "removexattr", "access", "create", "fallocate",
-  "ioctl", "lseek", "copyFileRange",
+  "ioctl", "lseek", "copyFileRange", "getlk", "setlk", "flock", "interrupt",
 };
 
 #define REC_MAGIC 0x50524d46u
@@ -332,6 +333,13 @@ static void post(struct rec *r, int ok, int err) {
   }
 }
 
+// A lock owner is an opaque 64-bit token (the kernel's hash of the owner): two numbers, the
+// high and low 32 bits, joined into a string by src/fuse/libfuse.ts.
+static void put_owner(struct rec *r, uint64_t owner) {
+  put_num(r, (double)(owner >> 32));
+  put_num(r, (double)(owner & 0xffffffffu));
+}
+
 static void put_fh(struct rec *r, struct fuse_file_info *fi, int *ok) {
   if (fi == NULL) put_undef(r);
   else *ok = *ok && put_u64(r, fi->fh);
@@ -363,6 +371,11 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   WANT(1, FUSE_CAP_ATOMIC_O_TRUNC);
   WANT(m->implemented[OP_READDIRPLUS], FUSE_CAP_READDIRPLUS);
   WANT(m->implemented[OP_READDIRPLUS] && m->implemented[OP_READDIR] && c->readdirplus_auto, FUSE_CAP_READDIRPLUS_AUTO);
+  // Locks: kept by the filesystem (shared by every mount of it) instead of by this kernel
+  // superblock alone. POSIX locks need getlk and setlk; flock(2) comes as setlk with
+  // FUSE_LK_FLOCK, which libfuse hands to the flock op.
+  WANT(m->implemented[OP_GETLK] && m->implemented[OP_SETLK], FUSE_CAP_POSIX_LOCKS);
+  WANT(m->implemented[OP_FLOCK], FUSE_CAP_FLOCK_LOCKS);
   WANT(0, FUSE_CAP_SPLICE_READ);
   WANT(0, FUSE_CAP_SPLICE_WRITE);
   WANT(0, FUSE_CAP_SPLICE_MOVE);
@@ -571,12 +584,88 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   post(r, ok, ok ? EIO : ENOMEM);
 }
 
+// Locks. A lock crosses as type, start, end (inclusive; -1: to the end of any file) and pid.
+// A start beyond 2^53-1 is refused with EINVAL; an end beyond it is taken as "to the end".
+static int put_lock(struct rec *r, const struct flock *l) {
+  if (l->l_start < 0 || (uint64_t)l->l_start > MAX_SAFE_U64 || l->l_len < 0) return 0;
+  put_num(r, l->l_type);
+  put_num(r, (double)l->l_start);
+  if (l->l_len == 0) put_num(r, -1);
+  else if ((uint64_t)l->l_start + (uint64_t)l->l_len - 1 > MAX_SAFE_U64) put_num(r, -1);
+  else put_num(r, (double)(l->l_start + l->l_len - 1));
+  put_num(r, l->l_pid);
+  return 1;
+}
+
+static _Atomic uint64_t g_lock_ids;
+
+// FUSE_INTERRUPT of a lock request that waits (SETLKW, blocking flock): a signal, a killed
+// waiter. Runs on whichever thread read the interrupt, with libfuse holding the request's lock
+// (a reply meanwhile waits): posts an event naming the request by its id, never the record.
+static void ll_interrupted(fuse_req_t req, void *data) {
+  struct rec *r = rec_new(NULL, OP_INTERRUPT);
+  if (r == NULL) return;
+  r->m = fuse_req_userdata(req);
+  put_num(r, (double)(uintptr_t)data);
+  post(r, 1, 0);
+}
+
+// Posts a lock request that may wait; its interrupt callback is registered first (a request
+// already interrupted calls it at once: JavaScript then sees the interrupt before the request).
+static void post_waiting(fuse_req_t req, struct rec *r, int ok, int sleep) {
+  uint64_t id = atomic_fetch_add(&g_lock_ids, 1) + 1;
+  put_num(r, (double)id);
+  if (ok && sleep) fuse_req_interrupt_func(req, ll_interrupted, (void *)(uintptr_t)id);
+  post(r, ok, ok ? EIO : EINVAL);
+}
+
+static void ll_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock) {
+  struct rec *r = rec_new(req, OP_GETLK);
+  if (r == NULL) return;
+  int ok = put_u64(r, ino);
+  put_fh(r, fi, &ok);
+  put_owner(r, fi->lock_owner);
+  if (!put_lock(r, lock)) {
+    post(r, 0, EINVAL);
+    return;
+  }
+  post(r, ok, EIO);
+}
+
+static void ll_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock, int sleep) {
+  struct rec *r = rec_new(req, OP_SETLK);
+  if (r == NULL) return;
+  int ok = put_u64(r, ino);
+  put_fh(r, fi, &ok);
+  put_owner(r, fi->lock_owner);
+  if (!put_lock(r, lock)) {
+    post(r, 0, EINVAL);
+    return;
+  }
+  put_bool(r, sleep);
+  post_waiting(req, r, ok, sleep);
+}
+
+static void ll_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
+  struct rec *r = rec_new(req, OP_FLOCK);
+  if (r == NULL) return;
+  int ok = put_u64(r, ino);
+  put_fh(r, fi, &ok);
+  put_owner(r, fi->lock_owner);
+  put_num(r, op);
+  post_waiting(req, r, ok, !(op & LOCK_NB) && !(op & LOCK_UN));
+}
+
 static void ll_fh_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
   struct rec *r = rec_new(req, op);
   if (r == NULL) return;
   int ok = put_u64(r, ino);
   put_fh(r, fi, &ok);
   if (op == OP_RELEASE) put_num(r, fi->flags);
+  // the lock owner: flush's (POSIX locks of the closing process), release's with
+  // FUSE_RELEASE_FLOCK_UNLOCK (the open file's flock); 'u' otherwise
+  if (op == OP_FLUSH || (op == OP_RELEASE && fi->flock_release)) put_owner(r, fi->lock_owner);
+  else if (op == OP_RELEASE) put_undef(r);
   post(r, ok, EIO);
 }
 
@@ -1492,6 +1581,26 @@ static napi_value js_reply_lseek(napi_env env, napi_callback_info info) {
   return js_reply_count(env, info, 2);
 }
 
+// (req, type, start, end, pid): end -1 is "to the end of the file"
+static napi_value js_reply_lock(napi_env env, napi_callback_info info) {
+  REQ_ARGS(5);
+  double t = 0, start = 0, end = 0, pid = 0;
+  if (argc < 5 || !get_double(env, argv[1], &t) || !get_double(env, argv[2], &start) || !get_double(env, argv[3], &end) ||
+      !get_double(env, argv[4], &pid) || !int_in(t, 0, 2) || !int_in(start, 0, MAX_SAFE) || !int_in(end, -1, MAX_SAFE) ||
+      (end >= 0 && end < start) || !int_in(pid, 0, 2147483647.0))
+    return throw_range(env, "lock must be type 0..2, 0 <= start <= end (or -1), pid");
+  struct flock l;
+  memset(&l, 0, sizeof l);
+  l.l_type = (short)t;
+  l.l_whence = SEEK_SET;
+  l.l_start = (off_t)start;
+  l.l_len = end < 0 ? 0 : (off_t)(end - start + 1);
+  l.l_pid = (pid_t)pid;
+  int res = fuse_reply_lock(r->req, &l);
+  mark_replied(r);
+  return result(env, res);
+}
+
 static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   REQ_ARGS(1);
   struct instance *inst = get_instance(env);
@@ -1749,6 +1858,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   SET(OP_FALLOCATE, fallocate, ll_fallocate);
   SET(OP_LSEEK, lseek, ll_lseek);
   SET(OP_COPY_FILE_RANGE, copy_file_range, ll_copy_file_range);
+  SET(OP_GETLK, getlk, ll_getlk);
+  SET(OP_SETLK, setlk, ll_setlk);
+  SET(OP_FLOCK, flock, ll_flock);
 #undef SET
   o->ioctl = ll_ioctl; // ENOTTY unless implemented
   napi_value name, promise;
@@ -1965,6 +2077,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"replyXattr", NULL, js_reply_xattr, NULL, NULL, NULL, napi_default, NULL},
     {"replyLseek", NULL, js_reply_lseek, NULL, NULL, NULL, napi_default, NULL},
     {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL},
+    {"replyLock", NULL, js_reply_lock, NULL, NULL, NULL, napi_default, NULL},
     {"replyIoctl", NULL, js_reply_ioctl, NULL, NULL, NULL, napi_default, NULL},
     {"dirAdd", NULL, js_dir_add, NULL, NULL, NULL, napi_default, NULL},
     {"dirReply", NULL, js_dir_reply, NULL, NULL, NULL, napi_default, NULL},

@@ -35,6 +35,13 @@
 //   getxattr, listxattr, removexattr, access, create, fallocate, ioctl (ENOTTY unless
 //   implemented), lseek (SEEK_DATA/SEEK_HOLE), copy_file_range; fuse_req_ctx for every request
 //   and fuse_req_getgroups on demand.
+// - locks: getlk, setlk and flock, with FUSE_CAP_POSIX_LOCKS (getlk and setlk implemented) and
+//   FUSE_CAP_FLOCK_LOCKS (flock implemented) asked for at init, so that the filesystem, not the
+//   kernel's superblock, keeps them (Prism: one table for every mount of an image); flush's
+//   lock_owner and release's FUSE_RELEASE_FLOCK_UNLOCK owner are passed on. A lock request
+//   that may wait (SETLKW, flock without LOCK_NB) registers fuse_req_interrupt_func: a
+//   FUSE_INTERRUPT (a signal, a killed waiter, which the kernel would otherwise wait for
+//   forever) aborts the AbortSignal its handler got, which answers EINTR.
 // - one answer on the reading thread: getxattr("security.capability") of a node the filesystem
 //   said has none (the kernel asks before every write), ENODATA from a cache JavaScript keeps:
 //   filled by a getxattr answered ENODATA at once and by entries with noCapability
@@ -51,8 +58,7 @@
 // close-on-exec), its process is never reaped, and its check that the connection is dead (an
 // open() expected to fail with ENOTCONN) races with the end of the connection and can leave
 // the mount; recoverMount (mounts.ts) cleans up after a dead server instead. Also absent:
-// getlk/setlk/flock (the kernel keeps POSIX and BSD locks locally, right for one server per
-// mount), poll, bmap (fuseblk only), write_buf/splice (write data is copied once, into a
+// poll, bmap (fuseblk only), write_buf/splice (write data is copied once, into a
 // Buffer handed to JavaScript), notify_store/retrieve, and notify_expire_entry (the addon
 // can send it, FuseSession does not offer it: it needs Linux 6.2).
 // Not in libfuse 3.14's low-level API, so not here: tmpfile (newer kernels send FUSE_TMPFILE

@@ -13,6 +13,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {fuseMountAt, lazyUnmount, listMounts} from './mounts.js'
 import {
+  type FileLock,
   type Attr, type ConnInfo, type DirEntry, type DirEntryPlus, type Entry, type FuseContext, type FuseOps,
   type FuseSession, type MountOptions, type OpenReply, type SetAttr, type StatFs,
 } from './types.js'
@@ -42,6 +43,7 @@ interface Addon {
   replyLseek(r: Req, n: number): number
   replyStatfs(r: Req): number
   replyIoctl(r: Req, result: number, data?: Buffer): number
+  replyLock(r: Req, type: number, start: number, end: number, pid: number): number
   dirAdd(r: Req, name: Buffer): boolean
   dirReply(r: Req): number
   groups(r: Req): number[]
@@ -393,11 +395,14 @@ class LibfuseSession implements FuseSession {
     const n = (v: unknown): number => v as number
     const b = (v: unknown): Buffer => v as Buffer
     const fh = (v: unknown): number => (v as number | undefined) ?? 0
+    const owner = (hi: unknown, lo: unknown): string => n(hi).toString(16).padStart(8, '0') + n(lo).toString(16).padStart(8, '0')
+    const lock = (a: unknown[], i: number): FileLock => ({type: n(a[i]), start: n(a[i + 1]), end: n(a[i + 2]), pid: n(a[i + 3])})
 
     this.table[OPS.init!] = (_req, _ctx, a) => this.onInit(a as number[])
     this.table[OPS.end!] = (_req, _ctx, a) => this.onEnd(a[0] as number)
     this.table[OPS.notifyDone!] = (_req, _ctx, a) => this.onNotifyDone(a[0] as number, a[1] as number)
     this.table[OPS.forget!] = (_req, _ctx, a) => this.forget(n(a[0]), n(a[1]))
+    this.table[OPS.interrupt!] = (_req, _ctx, a) => this.onInterrupt(n(a[0]))
 
     if (ops.lookup) set('lookup', (req, ctx, a) => this.run(req, 'lookup', () => ops.lookup!(ctx, n(a[0]), b(a[1])), entry(req)))
     if (ops.getattr) set('getattr', (req, ctx, a) => this.run(req, 'getattr', () => ops.getattr!(ctx, n(a[0]), a[1] as number | undefined), attr(req)))
@@ -442,8 +447,11 @@ class LibfuseSession implements FuseSession {
       set('write', (req, ctx, a) => this.run(req, 'write', () => ops.write!(ctx, n(a[0]), fh(a[1]), n(a[3]), b(a[2]), {flags: n(a[4]), writepage: a[5] as boolean}),
         (count: number) => A.replyWrite(req, count)))
     }
-    if (ops.flush) set('flush', (req, ctx, a) => this.run(req, 'flush', () => ops.flush!(ctx, n(a[0]), fh(a[1])), ok(req)))
-    if (ops.release) set('release', (req, ctx, a) => this.run(req, 'release', () => ops.release!(ctx, n(a[0]), fh(a[1]), n(a[2])), ok(req)))
+    if (ops.flush) set('flush', (req, ctx, a) => this.run(req, 'flush', () => ops.flush!(ctx, n(a[0]), fh(a[1]), owner(a[2], a[3])), ok(req)))
+    if (ops.release) {
+      set('release', (req, ctx, a) => this.run(req, 'release',
+        () => ops.release!(ctx, n(a[0]), fh(a[1]), n(a[2]), a[3] === undefined ? undefined : owner(a[3], a[4])), ok(req)))
+    }
     if (ops.fsync) set('fsync', (req, ctx, a) => this.run(req, 'fsync', () => ops.fsync!(ctx, n(a[0]), fh(a[1]), a[2] as boolean), ok(req)))
     if (ops.opendir) {
       set('opendir', (req, ctx, a) => this.run(req, 'opendir', () => ops.opendir!(ctx, n(a[0]), n(a[1])), (o: OpenReply) => {
@@ -553,11 +561,71 @@ class LibfuseSession implements FuseSession {
       })
     }
     if (ops.lseek) set('lseek', (req, ctx, a) => this.run(req, 'lseek', () => ops.lseek!(ctx, n(a[0]), fh(a[1]), n(a[2]), n(a[3])), (off: number) => A.replyLseek(req, off)))
+    if (ops.getlk) {
+      set('getlk', (req, ctx, a) => this.run(req, 'getlk', () => ops.getlk!(ctx, n(a[0]), fh(a[1]), owner(a[2], a[3]), lock(a, 4)),
+        (l: FileLock) => A.replyLock(req, l.type, l.start, l.end, l.pid)))
+    }
+    if (ops.setlk) {
+      set('setlk', (req, ctx, a) => {
+        const sleep = a[8] as boolean
+        this.runLock(req, 'setlk', n(a[9]), sleep, (signal) => ops.setlk!(ctx, n(a[0]), fh(a[1]), owner(a[2], a[3]), lock(a, 4), sleep, signal))
+      })
+    }
+    if (ops.flock) {
+      set('flock', (req, ctx, a) => {
+        const op = n(a[4])
+        // neither LOCK_NB nor LOCK_UN: may wait
+        this.runLock(req, 'flock', n(a[5]), !(op & 12), (signal) => ops.flock!(ctx, n(a[0]), fh(a[1]), owner(a[2], a[3]), op, signal))
+      })
+    }
     if (ops.copyFileRange) {
       set('copyFileRange', (req, ctx, a) => this.run(req, 'copyFileRange',
         () => ops.copyFileRange!(ctx, n(a[0]), fh(a[1]), n(a[2]), n(a[3]), fh(a[4]), n(a[5]), n(a[6]), n(a[7])),
         (count: number) => A.replyWrite(req, count)))
     }
+  }
+
+  /** Lock requests that may wait (SETLKW, blocking flock), by the addon's id: aborted on FUSE_INTERRUPT. */
+  private readonly lockWaits = new Map<number, AbortController>()
+  /** interrupts that came before their request (the kernel interrupted it as it was sent) */
+  private readonly earlyInterrupts = new Set<number>()
+
+  /** Runs a lock request that may wait (`sleep`): its signal aborts on the kernel's interrupt. */
+  private runLock(req: Req, op: string, id: number, sleep: boolean, call: (signal: AbortSignal) => void | Promise<void>): void {
+    const c = new AbortController()
+    if (sleep) {
+      if (this.earlyInterrupts.delete(id)) c.abort()
+      else this.lockWaits.set(id, c)
+    }
+    const done = (): void => {
+      this.lockWaits.delete(id)
+    }
+    this.run(req, op, () => {
+      let v: void | Promise<void>
+      try {
+        v = call(c.signal)
+      } catch (e) {
+        done()
+        throw e
+      }
+      if (isThenable(v)) return v.finally(done)
+      done()
+      return v
+    }, () => {
+      this.addon.replyErr(req, 0)
+    })
+  }
+
+  private onInterrupt(id: number): void {
+    const c = this.lockWaits.get(id)
+    if (c) {
+      this.lockWaits.delete(id)
+      c.abort()
+      return
+    }
+    // Either its request comes next, or it was answered as the interrupt came: keep a few.
+    this.earlyInterrupts.add(id)
+    if (this.earlyInterrupts.size > 256) this.earlyInterrupts.delete(this.earlyInterrupts.values().next().value!)
   }
 
   /** Undoes an open or create the kernel did not take (an interrupted request). */
@@ -591,6 +659,8 @@ class LibfuseSession implements FuseSession {
 
   private onEnd(result: number): void {
     this.ended = true
+    this.lockWaits.clear() // (the addon answered them; the filesystem's destroy drops their waits)
+    this.earlyInterrupts.clear()
     live.delete(this)
     for (const p of this.notes.values()) p.resolve(false)
     this.notes.clear()

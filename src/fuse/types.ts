@@ -211,7 +211,7 @@ type R<T> = T | Promise<T>
  * reported through MountOptions.onError. Every request is answered exactly once whatever the
  * handler does; there is no time limit. A missing handler gets the kernel's and libfuse's
  * default (ENOSYS for most; open, opendir, release and releasedir succeed; statfs returns
- * zeros; ioctl is ENOTTY; without getlk/setlk/flock the kernel keeps locks locally).
+ * zeros; ioctl is ENOTTY; without getlk/setlk (flock) the kernel keeps POSIX (flock) locks itself, per mount).
  *
  * The kernel checks permissions (default_permissions is always on): modes, owners, sticky
  * directories, and with posixAcl the ACLs held in system.posix_acl_* xattrs. The filesystem
@@ -243,10 +243,17 @@ export interface FuseOps {
   read?(ctx: FuseContext, ino: Ino, fh: number, offset: number, size: number): R<Buffer>
   /** returns the number of bytes written */
   write?(ctx: FuseContext, ino: Ino, fh: number, offset: number, data: Buffer, info: WriteInfo): R<number>
-  /** on each close of a descriptor (there may be several per open) */
-  flush?(ctx: FuseContext, ino: Ino, fh: number): R<void>
-  /** the last close of an open file */
-  release?(ctx: FuseContext, ino: Ino, fh: number, flags: number): R<void>
+  /**
+   * On each close of a descriptor (there may be several per open), unless the open answered
+   * `noflush`. `lockOwner`: the closing process's POSIX lock owner, whose locks on the file
+   * the close releases (with setlk implemented).
+   */
+  flush?(ctx: FuseContext, ino: Ino, fh: number, lockOwner: string): R<void>
+  /**
+   * The last close of an open file. `flockOwner`: set when the open file holds a flock lock
+   * (FUSE_RELEASE_FLOCK_UNLOCK, with flock implemented), which this releases.
+   */
+  release?(ctx: FuseContext, ino: Ino, fh: number, flags: number, flockOwner?: string): R<void>
   fsync?(ctx: FuseContext, ino: Ino, fh: number, datasync: boolean): R<void>
   opendir?(ctx: FuseContext, ino: Ino, flags: number): R<OpenReply>
   /** entries from cookie `offset` on (0: the start); the binding takes as many as fit in `size` bytes */
@@ -272,7 +279,43 @@ export interface FuseOps {
   /** whence: SEEK_DATA (3) or SEEK_HOLE (4); SEEK_SET/CUR/END are the kernel's */
   lseek?(ctx: FuseContext, ino: Ino, fh: number, offset: number, whence: number): R<number>
   copyFileRange?(ctx: FuseContext, inIno: Ino, inFh: number, inOffset: number, outIno: Ino, outFh: number, outOffset: number, length: number, flags: number): R<number>
+  /**
+   * POSIX locks (fcntl F_GETLK, F_SETLK, F_SETLKW; with getlk and setlk both implemented the
+   * kernel stops keeping them itself, FUSE_CAP_POSIX_LOCKS). `owner` is the kernel's opaque
+   * lock owner (per connection: the same process has another through another mount).
+   * getlk answers the first lock in the way, or the request itself with type F_UNLCK.
+   */
+  getlk?(ctx: FuseContext, ino: Ino, fh: number, owner: string, lock: FileLock): R<FileLock>
+  /**
+   * Sets, changes or removes (F_UNLCK) a POSIX lock; EAGAIN when another owner's lock is in
+   * the way and `sleep` is false. With `sleep` (F_SETLKW) answer once the lock is granted, or
+   * EINTR once `signal` aborts (the kernel interrupted the request: a signal, a killed
+   * waiter), or EDEADLK.
+   */
+  setlk?(ctx: FuseContext, ino: Ino, fh: number, owner: string, lock: FileLock, sleep: boolean, signal: AbortSignal): R<void>
+  /**
+   * flock(2) (FUSE_CAP_FLOCK_LOCKS): op is LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB for no
+   * wait; `owner` is the open file's. A wait ends as setlk's does.
+   */
+  flock?(ctx: FuseContext, ino: Ino, fh: number, owner: string, op: number, signal: AbortSignal): R<void>
 }
+
+/** A POSIX lock: type F_RDLCK, F_WRLCK or F_UNLCK, bytes start..end inclusive (end -1: to the end of any file). */
+export interface FileLock {
+  type: number
+  start: number
+  end: number
+  /** the process holding it (getlk's answer) or asking */
+  pid: number
+}
+
+export const F_RDLCK = 0
+export const F_WRLCK = 1
+export const F_UNLCK = 2
+export const LOCK_SH = 1
+export const LOCK_EX = 2
+export const LOCK_NB = 4
+export const LOCK_UN = 8
 
 export interface MountOptions {
   /** shown as the mount's source in /proc/mounts; default "prism" */

@@ -29,7 +29,7 @@
 import {constants} from 'node:os'
 import {
   type Attr, type AttrReply, type CreateReply, type DirEntry, type DirEntryPlus, type Entry, FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FuseContext, FuseError, type FuseOps, type OpenReply, RENAME_EXCHANGE,
+  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FuseContext, FuseError, type FuseOps, LOCK_EX, LOCK_NB, LOCK_UN, type OpenReply, RENAME_EXCHANGE,
   RENAME_NOREPLACE, SEEK_DATA, SEEK_HOLE, type SetAttr, type StatFs, type Timespec, XATTR_CREATE, XATTR_REPLACE,
 } from '../fuse/index.js'
 import {BLOCK_SIZE, DT_DIR, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode, isSpecial} from '../format/constants.js'
@@ -47,6 +47,10 @@ import {chmodAcl, getXattr, listXattrs, removeXattr, setXattr} from '../fs/xattr
 import {isUnexpanded} from '../fs/expand.js'
 import type {Volume} from '../fs/volume.js'
 import {inherit} from './acl.js'
+import {F_RDLCK, F_UNLCK, F_WRLCK, type LockKind, type LockRequest, type LockTable} from './locks.js'
+
+/** Numbers the mounts of this process, to tell their lock owners apart (LockTable). */
+let nextMountId = 1
 
 const E = constants.errno
 const O_TRUNC = 0o1000
@@ -84,6 +88,8 @@ export interface AdapterHost {
   frozen(fs: number): Promise<void> | null
   /** the kernel took (+1) or dropped (-1) its hold on inode `ino` through some mount */
   hold(ino: number, delta: number): void
+  /** the image's file locks, shared by all its mounts (locks.ts) */
+  readonly locks: LockTable
 }
 
 export interface AdapterOptions {
@@ -164,6 +170,10 @@ export class PrismFs {
   private readonly handles = new Map<number, Handle>()
   private nextId = 2
   private nextFh = 1
+  /** this mount's number in the image's lock table */
+  readonly mountId = nextMountId++
+  /** fh -> the POSIX lock owners that set a lock through it (released with it, see release) */
+  private readonly fhLockOwners = new Map<number, Set<string>>()
   readonly root: Node
   private posixAcl = false
   /** the kernel leaves the umask to us (FUSE_CAP_DONT_MASK): without a default ACL, we apply it */
@@ -741,7 +751,9 @@ export class PrismFs {
         const fh = this.nextFh++
         this.handles.set(fh, {node: n, flags})
         this.addOpen(n)
-        return {fh, noflush: true} // flush does nothing here: no request on each close
+        // Flush only releases POSIX locks here (a close releases its process's locks): asked
+        // for only on files that have held one, so that other closes cost no request.
+        return {fh, noflush: !this.host.locks.usedPosix(this.lockFile(n))}
       }),
       read: wrap((_ctx, id, fh, off, size) => {
         const n = this.handleNode(id, fh)
@@ -765,11 +777,15 @@ export class PrismFs {
         this.ns(n.fs).writeInode(inode, off, data, true)
         return data.length
       }),
-      flush: () => {},
-      release: mutating((_ctx, id, fh) => {
+      flush: (_ctx, id, fh, lockOwner) => {
+        const n = this.handles.get(fh)?.node ?? this.nodes.get(id)
+        if (n) this.host.locks.releasePosix(this.lockFile(n), this.lockOwner(lockOwner))
+      },
+      release: mutating((_ctx, id, fh, _flags, flockOwner) => {
         const h = this.handles.get(fh)
         this.handles.delete(fh)
         const n = h?.node ?? this.nodes.get(id)
+        this.releaseLocks(n, fh, flockOwner)
         if (n) this.unhold(n, 0, 1)
       }),
       fsync: mutating(() => this.host.sync()),
@@ -795,6 +811,23 @@ export class PrismFs {
         const n = h?.node ?? this.nodes.get(id)
         if (n) this.unhold(n, 0, 1)
       }),
+      getlk: wrap((_ctx, id, fh, owner, lock) => {
+        const hit = this.host.locks.test(this.lockRequest(this.handleNode(id, fh), 'posix', owner, lock.type, lock.start, lock.end, lock.pid))
+        return hit ? {type: hit.type, start: hit.start, end: hit.end === Infinity ? -1 : hit.end - 1, pid: hit.pid} : {...lock, type: F_UNLCK}
+      }),
+      setlk: (_ctx, id, fh, owner, lock, sleep, signal) => {
+        const r = this.lockRequest(this.handleNode(id, fh), 'posix', owner, lock.type, lock.start, lock.end, lock.pid)
+        if (lock.type !== F_UNLCK) {
+          let set = this.fhLockOwners.get(fh)
+          if (!set) this.fhLockOwners.set(fh, set = new Set())
+          set.add(r.owner)
+        }
+        return this.takeLock(r, sleep, signal)
+      },
+      flock: (ctx, id, fh, owner, op, signal) => {
+        const type = op & LOCK_UN ? F_UNLCK : op & LOCK_EX ? F_WRLCK : F_RDLCK
+        return this.takeLock(this.lockRequest(this.handleNode(id, fh), 'flock', owner, type, 0, -1, ctx.pid), !(op & LOCK_NB) && type !== F_UNLCK, signal)
+      },
       fsyncdir: mutating(() => this.host.sync()),
       statfs: wrap((): StatFs => {
         const sb = this.vol.sb
@@ -846,6 +879,64 @@ export class PrismFs {
       fallocate: mutating((ctx, id, fh, mode, off, len) => this.fallocate(ctx, this.handleNode(id, fh), mode, off, len)),
       lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),
     }
+  }
+
+  // ---------------------------------------------------------------- locks
+
+  /** The name of node `n`'s file in the image's lock table: the same through every mount. */
+  private lockFile(n: Node): string {
+    return `${n.fs}:${n.ino}`
+  }
+
+  private lockOwner(owner: string): string {
+    return `${this.mountId}/${owner}`
+  }
+
+  private lockRequest(n: Node, kind: LockKind, owner: string, type: number, start: number, end: number, pid: number): LockRequest {
+    return {file: this.lockFile(n), kind, owner: this.lockOwner(owner), mount: this.mountId, type, start, end: end < 0 ? Infinity : end + 1, pid}
+  }
+
+  /** Sets a lock now (EAGAIN when in the way), or once granted when `sleep` (EINTR on `signal`). */
+  private takeLock(r: LockRequest, sleep: boolean, signal: AbortSignal): void | Promise<void> {
+    const locks = this.host.locks
+    if (!sleep) {
+      const res = locks.set(r)
+      if (!res.ok) throw err(res.code)
+      return
+    }
+    if (signal.aborted) throw err('EINTR')
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (res.waiter && locks.cancel(res.waiter)) reject(err('EINTR'))
+      }
+      const res = locks.wait(r, () => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      }, (code) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err(code))
+      })
+      if (res.ok) return
+      if (!res.waiter) {
+        reject(err(res.code))
+        return
+      }
+      signal.addEventListener('abort', onAbort, {once: true})
+    })
+  }
+
+  /**
+   * The last close of open file `fh`: its flock lock goes (FUSE_RELEASE_FLOCK_UNLOCK), and so do
+   * the POSIX locks set through it: each of their owners has closed a descriptor of the file
+   * (which releases them; the flush saying so may not have come, an open answered noflush).
+   */
+  private releaseLocks(n: Node | undefined, fh: number, flockOwner: string | undefined): void {
+    const owners = this.fhLockOwners.get(fh)
+    this.fhLockOwners.delete(fh)
+    if (!n) return
+    const file = this.lockFile(n)
+    if (flockOwner !== undefined) this.host.locks.releaseFlock(file, this.lockOwner(flockOwner))
+    for (const o of owners ?? []) this.host.locks.releasePosix(file, o)
   }
 
   private handleNode(id: number, fh: number): Node {

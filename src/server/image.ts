@@ -31,6 +31,7 @@ import type {ImageId} from './paths.js'
 import {PreimageLog} from '../device/snapshot.js'
 import {type FuseSession, type MountOptions, mount as fuseMount, requestsWaiting} from '../fuse/index.js'
 import {type AdapterOptions, PrismFs} from './adapter.js'
+import {LockTable} from './locks.js'
 
 export interface MountSpec {
   /** FILESET[:/path], or null for the whole image */
@@ -139,6 +140,8 @@ const emptyPending = (): Pending => ({inodes: new Set(), entries: new Map(), fil
 export class ServedImage {
   vol: Volume
   readonly mounts: Mount[] = []
+  /** the file locks of every mount of the image: one table, so that they exclude each other */
+  readonly locks = new LockTable()
   private readonly holds = new Map<number, number>()
   private pending = emptyPending()
   /** the mount whose request is being answered (its own changes need no notification) */
@@ -254,6 +257,7 @@ export class ServedImage {
         if (!list.some((n) => n.equals(name))) list.push(Buffer.from(name))
       },
       inodeCopied: (fileset, from, to) => {
+        this.locks.repoint(`${fileset}:${from}`, `${fileset}:${to}`)
         for (const m of this.mounts) m.fs.repoint(fileset, from, to)
       },
       filesetsChanged: () => {
@@ -293,6 +297,8 @@ export class ServedImage {
   onMountEnded: ((m: Mount) => void) | null = null
 
   private mountEnded(m: Mount): void {
+    // Its locks go with it, at once (its kernel answered the waits still open, EIO).
+    this.locks.dropMount(m.fs.mountId)
     if (this.lentUntil) {
       void this.lentUntil.then(() => this.mountEnded(m))
       return
@@ -328,6 +334,7 @@ export class ServedImage {
       gate: () => this.lentUntil,
       frozen: (fs: number) => this.freezes.get(fs)?.thawed ?? null,
       hold: (ino: number, delta: number) => this.hold(ino, delta),
+      locks: this.locks,
     }
   }
 
@@ -509,6 +516,7 @@ export class ServedImage {
   private followCopies(copies: Array<{fileset: number, from: number, to: number, generation: number}>): void {
     for (const c of copies) {
       if (this.vol.tryIget(c.to)?.r.generation !== c.generation) continue
+      this.locks.repoint(`${c.fileset}:${c.from}`, `${c.fileset}:${c.to}`)
       for (const m of this.mounts) m.fs.repoint(c.fileset, c.from, c.to)
     }
   }
