@@ -4,7 +4,10 @@ import {expect} from 'chai'
 import fc from 'fast-check'
 import {F_RDLCK, F_UNLCK, F_WRLCK, type LockKind, type LockRequest, LockTable} from '../src/server/locks.js'
 
-const N = 24 // the model's bytes 0..N-1; "to the end" is N
+// The model's bytes 0..N-1. A finite range ends by byte 27 (start <= 19, length <= 8), so bytes
+// 28..N-1 stand for "to the end of any file": only such a range covers them. (With N = 24, a
+// range ending past the model hid what an unlock left there: a random run found it.)
+const N = 32
 const req = (owner: string, type: number, start: number, end: number, extra: Partial<LockRequest> = {}): LockRequest =>
   ({file: 'f', kind: 'posix', owner, mount: 1, type, start, end, pid: 100, ...extra})
 
@@ -170,9 +173,7 @@ describe('LockTable: waits', () => {
     const t = new LockTable()
     t.set(req('a', F_WRLCK, 0, 10, {file: '3:7'}))
     const w = waiter(t, req('b', F_WRLCK, 0, 1, {file: '3:7'}))
-    expect(t.usedPosix('3:7')).to.equal(true)
     t.repoint('3:7', '3:9')
-    expect(t.usedPosix('3:9')).to.equal(true)
     expect(t.test(req('c', F_RDLCK, 0, 1, {file: '3:9'}))?.owner).to.equal('a')
     expect(t.test(req('c', F_RDLCK, 0, 1, {file: '3:7'}))).to.equal(null)
     t.releasePosix('3:9', 'a')

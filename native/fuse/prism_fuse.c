@@ -121,6 +121,9 @@ struct config {
 
 struct mnt {
   _Atomic uint64_t nocap[NOCAP_SLOTS];
+  // Set once a POSIX lock has been asked for through this mount (ll_setlk). Until then a flush
+  // (a close) has no lock of its process to release, and the loop thread answers it alone.
+  _Atomic int posix_used;
   struct mnt *gprev, *gnext; // all live mounts, for the exit handler (main thread only)
   int state;
   int js_released;
@@ -643,6 +646,8 @@ static void ll_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
     return;
   }
   put_bool(r, sleep);
+  // (before the request goes on: any flush of this owner's comes after it)
+  if (lock->l_type != F_UNLCK) atomic_store(&((struct mnt *)fuse_req_userdata(req))->posix_used, 1);
   post_waiting(req, r, ok, sleep);
 }
 
@@ -669,7 +674,17 @@ static void ll_fh_op(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
   post(r, ok, EIO);
 }
 
+// Every open is answered without noflush: a process may lock a file after opening it, and its
+// close must then release the lock (a flush is the only word of a close that FUSE gives). While
+// no POSIX lock was ever asked for through the mount, there is nothing to release, and the
+// flush costs no trip to JavaScript.
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct mnt *m = fuse_req_userdata(req);
+  if (!atomic_load(&m->posix_used)) {
+    if (m->stats) atomic_fetch_add(&m->st_loop[OP_FLUSH], 1);
+    fuse_reply_err(req, 0);
+    return;
+  }
   ll_fh_op(req, ino, fi, OP_FLUSH);
 }
 

@@ -246,7 +246,8 @@ export interface FuseOps {
   /**
    * On each close of a descriptor (there may be several per open), unless the open answered
    * `noflush`. `lockOwner`: the closing process's POSIX lock owner, whose locks on the file
-   * the close releases (with setlk implemented).
+   * the close releases (with setlk implemented). The binding answers it alone, without this
+   * call, while no POSIX lock was ever asked for (setlk) through the mount.
    */
   flush?(ctx: FuseContext, ino: Ino, fh: number, lockOwner: string): R<void>
   /**

@@ -751,9 +751,11 @@ export class PrismFs {
         const fh = this.nextFh++
         this.handles.set(fh, {node: n, flags})
         this.addOpen(n)
-        // Flush only releases POSIX locks here (a close releases its process's locks): asked
-        // for only on files that have held one, so that other closes cost no request.
-        return {fh, noflush: !this.host.locks.usedPosix(this.lockFile(n))}
+        // Flush only releases POSIX locks here (a close releases its process's locks). It is
+        // asked for on every open file, since a lock may be taken after the open (then a close
+        // of any descriptor of the file, by the lock's process, must release it); the binding
+        // answers it alone while no POSIX lock was ever asked for through the mount.
+        return {fh}
       }),
       read: wrap((_ctx, id, fh, off, size) => {
         const n = this.handleNode(id, fh)
@@ -874,7 +876,7 @@ export class PrismFs {
         const fh = this.nextFh++
         this.handles.set(fh, {node: n, flags})
         this.addOpen(n)
-        return {entry, open: {fh, noflush: true}}
+        return {entry, open: {fh}} // (flush: as open's)
       }),
       fallocate: mutating((ctx, id, fh, mode, off, len) => this.fallocate(ctx, this.handleNode(id, fh), mode, off, len)),
       lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),

@@ -75,8 +75,6 @@ export type SetResult = {ok: true} | {ok: false, code: 'EAGAIN' | 'EDEADLK' | 'E
 
 export class LockTable {
   private readonly files = new Map<string, FileLocks>()
-  /** files that ever held a POSIX lock (their opens ask for flush: see adapter.ts) */
-  private readonly posixUsed = new Set<string>()
 
   private entry(file: string): FileLocks {
     let f = this.files.get(file)
@@ -93,11 +91,6 @@ export class LockTable {
   locks(file: string, kind: LockKind): Lock[] {
     const f = this.files.get(file)
     return f ? f[kind].map((l) => ({...l})) : []
-  }
-
-  /** Whether `file` ever held a POSIX lock. */
-  usedPosix(file: string): boolean {
-    return this.posixUsed.has(file)
   }
 
   /** The first lock of another owner that conflicts with `r` (F_GETLK), or null. */
@@ -193,7 +186,6 @@ export class LockTable {
   /** The file `from` is now `to` (a copy-on-write gave it a new inode number). */
   repoint(from: string, to: string): void {
     if (from === to) return
-    if (this.posixUsed.delete(from)) this.posixUsed.add(to)
     const f = this.files.get(from)
     if (!f) return
     this.files.delete(from)
@@ -234,7 +226,6 @@ export class LockTable {
   private apply(f: FileLocks, r: LockRequest): void {
     this.remove(f, r)
     if (r.type !== F_UNLCK) {
-      if (r.kind === 'posix') this.posixUsed.add(r.file)
       const l: Lock = {owner: r.owner, type: r.type, start: r.start, end: r.end, pid: r.pid, mount: r.mount}
       // merge with the owner's locks of the same type that overlap or adjoin it
       const rest: Lock[] = []
