@@ -16,7 +16,7 @@ import {nameText} from '../format/name.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
-  DT_OF_KIND, R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type DirMeta, type FilesetInfo, type FsckContext,
+  DT_OF_KIND, R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type DirTable, type FilesetInfo, type FsckContext,
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
 import {tableFileBlocks} from './filesettable.js'
@@ -212,20 +212,30 @@ class Entries {
     this.bucket = g(this.bucket, (n) => new Int32Array(n))
   }
 
-  /** Adds the entry at buf[o..]; the caller has checked that it fits. */
-  push(buf: Buffer, o: number, seed: number, bucket: number): void {
+  /**
+   * Adds the entry at buf[o..]; the caller has checked that it fits. `hashKnown`: the same
+   * bytes were read before with this seed and their stored hash was right (DirBlocks).
+   */
+  push(buf: Buffer, o: number, seed: number, bucket: number, hashKnown = false): void {
     if (this.n === this.ino.length) this.grow()
     const i = this.n++
     const len = buf[o + 13]
     this.ino[i] = buf.readUInt32LE(o)
     this.lastclone[i] = buf.readUInt32LE(o + 4)
-    this.hash[i] = buf.readUInt32LE(o + 8)
+    const h = buf.readUInt32LE(o + 8)
+    this.hash[i] = h
     this.type[i] = buf[o + 12]
     this.off[i] = o + DIRENT_FIXED
     this.len[i] = len
-    this.chash[i] = hashAt(buf, o + DIRENT_FIXED, len, seed)
+    this.chash[i] = hashKnown ? h : hashAt(buf, o + DIRENT_FIXED, len, seed)
     this.bucket[i] = bucket
     this.src[i] = buf
+  }
+
+  /** Whether entries from..n-1 all carry the hash their name has. */
+  hashesRight(from: number): boolean {
+    for (let i = from; i < this.n; i++) if (this.hash[i] !== this.chash[i]) return false
+    return true
   }
 
   name(i: number): string {
@@ -292,6 +302,9 @@ class Entries {
 
 // ---------------------------------------------------------------- directory blocks
 
+/** Bytes per segment of DirBlocks' arena (a bucket's bytes never straddle two). */
+const SEGMENT = 1 << 24
+
 /**
  * The bucket blocks of every hashed directory, read once in block order (as e2fsck's pass 2
  * reads its sorted directory-block list) and kept compact: each bucket's header and the
@@ -300,28 +313,55 @@ class Entries {
  * whole blocks would take tens, and the walk in tree order then reads nothing. Blocks not
  * held (pointer blocks, blocks a damaged map gives two roles, past the budget) are read
  * through the block cache as before.
+ *
+ * Buckets whose kept bytes are the same (the directories clones copied and nothing changed
+ * since: a sync clone's copy of a directory without subdirectories is byte for byte its
+ * source's) are kept once. Each such group remembers the seed under which every entry's
+ * stored hash was found right, so that a directory with the same bytes and seed need not
+ * hash its names again: the hash is a function of the name's bytes and the seed alone.
  */
 class DirBlocks {
-  /** the blocks held, in block order (index into off/len/crcOk) */
+  /** the blocks held, in block order (index into the columns below) */
   private blocks = new Float64Array(0)
   private held = 0
+  /** where each block's bytes are: segment, offset in it, length */
+  private seg = new Uint16Array(0)
   private off = new Uint32Array(0)
   private len = new Uint16Array(0)
   private crcOk = new Uint8Array(0)
-  private arena = Buffer.alloc(0)
+  /** the block whose copy of these bytes is kept (the first held with them: itself or earlier) */
+  private same = new Uint32Array(0)
+  /** per kept copy: 1 when every entry's stored hash was found right with seed hashSeed */
+  private hashOk = new Uint8Array(0)
+  private hashSeed = new Uint32Array(0)
+  private segs: Buffer[] = []
+
+  /** find()'s answer: the buffer and offset of the bucket's bytes, its checksum's soundness, its index held (-1: none) */
+  buf: Buffer = Buffer.alloc(0)
+  base = 0
+  ok = false
+  at = -1
 
   /** Reads the buckets of the hashed directories in `ctx.dirs`, at most `budget` bytes kept. */
   load(ctx: FsckContext, budget = 256 * 2 ** 20): void {
     // Each block once, in block order; a block mapped twice (a damaged image) or as anything
     // but a bucket is left to the cache. Every mapped block as 2p + 1 for a bucket and 2p
     // otherwise, sorted: a block is held when it appears once, as a bucket.
+    const dirs = ctx.dirs
+    const {extL, extN, extP} = dirs
     let mapped = 0
-    for (const d of ctx.dirs.values()) if (d.hashed) for (const e of d.ext) mapped += e.n
+    for (let d = 0; d < dirs.n; d++) {
+      if (dirs.ino[d] === 0 || !dirs.hashed[d]) continue
+      for (let i = dirs.extStart[d], end = i + dirs.extCount[d]; i < end; i++) mapped += extN[i]
+    }
     const keys = new Float64Array(mapped)
     let m = 0
-    for (const d of ctx.dirs.values()) {
-      if (!d.hashed) continue
-      for (const e of d.ext) for (let k = 0; k < e.n; k++) keys[m++] = (e.p + k) * 2 + (e.l + k < d.buckets ? 1 : 0)
+    for (let d = 0; d < dirs.n; d++) {
+      if (dirs.ino[d] === 0 || !dirs.hashed[d]) continue
+      const nb = dirs.buckets[d]
+      for (let i = dirs.extStart[d], end = i + dirs.extCount[d]; i < end; i++) {
+        for (let k = 0, l = extL[i], p = extP[i]; k < extN[i]; k++) keys[m++] = (p + k) * 2 + (l + k < nb ? 1 : 0)
+      }
     }
     keys.sort()
     const blocks = new Float64Array(m)
@@ -333,11 +373,24 @@ class DirBlocks {
     }
     if (n === 0) return
     this.blocks = blocks
+    this.seg = new Uint16Array(n)
     this.off = new Uint32Array(n)
     this.len = new Uint16Array(n)
     this.crcOk = new Uint8Array(n)
-    let arena = Buffer.allocUnsafe(Math.min(budget, Math.max(1 << 20, n * 512)))
+    this.same = new Uint32Array(n)
+    this.hashOk = new Uint8Array(n)
+    this.hashSeed = new Uint32Array(n)
+    // The kept copies by the checksum of their block (index + 1, 0: empty), to find identical ones.
+    let cap = 64
+    while (cap < 2 * n) cap *= 2
+    const table = new Int32Array(cap)
+    const mask = cap - 1
+    const shift = 32 - Math.log2(cap)
+    const crcs = new Uint32Array(n)
+    let segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(1 << 20, n * 512)))
+    this.segs = [segBuf]
     let used = 0
+    let total = 0
     // Runs of nearby blocks are read together: reading a few blocks between them costs less
     // than another system call.
     const GAP = 8
@@ -351,34 +404,53 @@ class DirBlocks {
       ctx.readBlocks(start, blocks[j - 1] - start + 1, scratch)
       for (let k = i; k < j; k++) {
         const bo = (blocks[k] - start) * BLOCK_SIZE
-        const b = scratch.subarray(bo, bo + BLOCK_SIZE)
         // The header and the filled part, or the whole block when its fill is out of range.
-        const fill = b.readUInt16LE(6)
+        const fill = scratch.readUInt16LE(bo + 6)
         const keep = fill <= BUCKET_SPACE ? BUCKET_HDR + fill : BLOCK_SIZE
-        if (used + keep > arena.length) {
-          const size = Math.min(budget, Math.max(arena.length * 2, used + keep))
-          if (used + keep > size) { full = true; break }
-          const bigger = Buffer.allocUnsafe(size)
-          arena.copy(bigger, 0, 0, used)
-          arena = bigger
+        const crc = fastCrc32(scratch, bo + BUCKET_HDR, bo + BLOCK_SIZE, fastCrc32(scratch, bo, bo + 12, 0))
+        this.crcOk[k] = scratch.readUInt32LE(bo + 12) === crc ? 1 : 0
+        crcs[k] = crc
+        // Bytes already kept for an earlier block?
+        let slot = Math.imul(crc, 0x9e3779b1) >>> shift
+        let twin = -1
+        for (let t = table[slot]; t !== 0; slot = (slot + 1) & mask, t = table[slot]) {
+          const c = t - 1
+          if (crcs[c] === crc && this.len[c] === keep && scratch.compare(this.segs[this.seg[c]], this.off[c], this.off[c] + keep, bo, bo + keep) === 0) { twin = c; break }
         }
-        arena.set(keep === BLOCK_SIZE ? b : b.subarray(0, keep), used)
-        this.held = k + 1
+        if (twin >= 0) {
+          this.seg[k] = this.seg[twin]
+          this.off[k] = this.off[twin]
+          this.len[k] = keep
+          this.same[k] = twin
+          this.held = k + 1
+          continue
+        }
+        if (total + keep > budget) { full = true; break }
+        if (used + keep > segBuf.length) {
+          segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(segBuf.length * 2, keep)))
+          this.segs.push(segBuf)
+          used = 0
+        }
+        scratch.copy(segBuf, used, bo, bo + keep)
+        this.seg[k] = this.segs.length - 1
         this.off[k] = used
         this.len[k] = keep
-        this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b, fastCrc32) ? 1 : 0
+        this.same[k] = k
+        this.held = k + 1
+        table[slot] = k + 1
         used += keep
+        total += keep
       }
       i = j
     }
-    this.arena = arena
   }
 
   /**
-   * A bucket block: its header and entries (up to its fill), and whether its checksum is
-   * right. Blocks not held are read through the block cache.
+   * Finds a bucket block: sets buf and base to its header and entries (up to its fill), ok
+   * to whether its checksum is right, and at to its index held (-1: read through the block
+   * cache).
    */
-  get(ctx: FsckContext, p: number): {b: Buffer, crcOk: boolean} {
+  find(ctx: FsckContext, p: number): void {
     // Binary search of the blocks held (a prefix of `blocks` when the budget ran out).
     let lo = 0
     let hi = this.held
@@ -388,40 +460,69 @@ class DirBlocks {
       else hi = mid
     }
     const k = lo
-    if (k < this.held && this.blocks[k] === p) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
+    if (k < this.held && this.blocks[k] === p) {
+      this.buf = this.segs[this.seg[k]]
+      this.base = this.off[k]
+      this.ok = this.crcOk[k] === 1
+      this.at = k
+      return
+    }
     const b = ctx.vol.store.get(p)
-    return {b, crcOk: b.readUInt32LE(12) === bucketCrc(b, fastCrc32)}
+    this.buf = b
+    this.base = 0
+    this.ok = b.readUInt32LE(12) === bucketCrc(b, fastCrc32)
+    this.at = -1
+  }
+
+  /** Whether the entries of held block k are known to carry the right hash for this seed. */
+  hashesKnown(k: number, seed: number): boolean {
+    if (k < 0) return false
+    const c = this.same[k]
+    return this.hashOk[c] === 1 && this.hashSeed[c] === seed
+  }
+
+  /** Records that every entry of held block k carries the right hash for this seed. */
+  hashesRight(k: number, seed: number): void {
+    if (k < 0) return
+    const c = this.same[k]
+    this.hashOk[c] = 1
+    this.hashSeed[c] = seed
   }
 }
 
 type Rep = (code: ProblemCode, d?: Record<string, string | number>) => void
 
-function scanInline(dm: DirMeta, ents: Entries, rep: Rep): void {
-  const area = dm.area!
-  const base = dm.areaOff
+function scanInline(dirs: DirTable, d: number, ents: Entries, rep: Rep): void {
+  const area = dirs.area(d)
+  const base = dirs.areaOff[d]
+  const size = dirs.entries[d]
+  const seed = dirs.seed[d]
   const end = base + INODE_AREA_SIZE
   let o = base
-  for (let i = 0; i < dm.size; i++) {
+  for (let i = 0; i < size; i++) {
     if (o + DIRENT_FIXED > end || area[o + 13] === 0 || o + DIRENT_FIXED + area[o + 13] > end) {
-      rep('DIR_INLINE_CORRUPT', {detail: `entry ${i} of ${dm.size} runs past the inode`})
+      rep('DIR_INLINE_CORRUPT', {detail: `entry ${i} of ${size} runs past the inode`})
       return
     }
-    ents.push(area, o, dm.seed, -1)
+    ents.push(area, o, seed, -1)
     o += DIRENT_FIXED + area[o + 13]
   }
   if (!zeroRange(area, o, end)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
 }
 
-/** Parses a bucket's entries leniently (stops at the first malformed one); returns what was wrong. */
-function parseBucket(buf: Buffer, l: number, seed: number, ents: Entries): string | null {
-  const count = buf.readUInt16LE(4)
-  const used = buf.readUInt16LE(6)
-  const end = BUCKET_HDR + Math.min(used, BUCKET_SPACE)
-  let o = BUCKET_HDR
+/**
+ * Parses the bucket at buf[base..] leniently (stops at the first malformed entry); returns
+ * what was wrong. `hashKnown`: as for Entries.push.
+ */
+function parseBucket(buf: Buffer, base: number, l: number, seed: number, ents: Entries, hashKnown = false): string | null {
+  const count = buf.readUInt16LE(base + 4)
+  const used = buf.readUInt16LE(base + 6)
+  const end = base + BUCKET_HDR + Math.min(used, BUCKET_SPACE)
+  let o = base + BUCKET_HDR
   for (let i = 0; i < count; i++) {
     const len = buf[o + 13]
     if (o + DIRENT_FIXED > end || len === 0 || o + DIRENT_FIXED + len > end) return `entry ${i} of ${count} runs past the bucket fill`
-    ents.push(buf, o, seed, l)
+    ents.push(buf, o, seed, l, hashKnown)
     o += DIRENT_FIXED + len
   }
   if (used > BUCKET_SPACE) return `fill ${used} out of range`
@@ -429,29 +530,50 @@ function parseBucket(buf: Buffer, l: number, seed: number, ents: Entries): strin
   return null
 }
 
-function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held: DirBlocks): void {
+/**
+ * Parses the held (or cached) bucket `held.find` found. Where its bytes are held and were
+ * read before with this seed, the names' hashes are not computed again (DirBlocks); where
+ * they are computed and all right, that is recorded for the next directory with these bytes.
+ */
+function parseFound(held: DirBlocks, l: number, seed: number, ents: Entries): string | null {
+  const known = held.hashesKnown(held.at, seed)
+  const from = ents.n
+  const bad = parseBucket(held.buf, held.base, l, seed, ents, known)
+  if (bad === null && !known && held.at >= 0 && ents.hashesRight(from)) held.hashesRight(held.at, seed)
+  return bad
+}
+
+function scanHashed(ctx: FsckContext, d: number, ents: Entries, rep: Rep, held: DirBlocks): void {
   const store = ctx.vol.store
-  const {depth, buckets, seed} = dm
+  const dirs = ctx.dirs
+  const depth = dirs.depth[d]
+  const buckets = dirs.buckets[d]
+  const seed = dirs.seed[d]
+  const e0 = dirs.extStart[d]
+  const eEnd = e0 + dirs.extCount[d]
+  const {extL, extN, extP} = dirs
   // The common case, a directory of one bucket mapped by one extent: no pointer table, no
   // chains, and every entry belongs in bucket 0.
-  if (depth === 0 && buckets === 1 && dm.ext.length === 1 && dm.ext[0].l === 0 && dm.ext[0].n === 1) {
-    const {b, crcOk} = held.get(ctx, dm.ext[0].p)
-    if (b.readUInt16LE(0) === BUCKET_MAGIC && crcOk && b[2] === 0 && b.readUInt32LE(8) === 0) {
+  if (depth === 0 && buckets === 1 && eEnd - e0 === 1 && extL[e0] === 0 && extN[e0] === 1) {
+    held.find(ctx, extP[e0])
+    const b = held.buf
+    const o = held.base
+    if (b.readUInt16LE(o) === BUCKET_MAGIC && held.ok && b[o + 2] === 0 && b.readUInt32LE(o + 8) === 0) {
       const n = ents.n
-      if (parseBucket(b, 0, seed, ents) === null) return
+      if (parseFound(held, 0, seed, ents) === null) return
       ents.n = n // anything wrong: start again, the long way, to report it
     }
   }
   let mappedBlocks = 0
-  for (const e of dm.ext) mappedBlocks += e.n
+  for (let i = e0; i < eEnd; i++) mappedBlocks += extN[i]
 
   if (buckets < 1 || buckets > mappedBlocks || depth > DIR_MAX_DEPTH) {
     rep('DIR_BAD_GEOMETRY', {detail: `${buckets} buckets, depth ${depth}, ${mappedBlocks} blocks mapped`})
     // Salvage whatever bucket-shaped blocks the map holds.
-    for (const e of dm.ext) {
-      for (let k = 0; k < e.n && e.l + k < DIR_PTR_BASE; k++) {
-        const b = store.get(e.p + k)
-        if (b.readUInt16LE(0) === BUCKET_MAGIC) parseBucket(b, e.l + k, seed, ents)
+    for (let i = e0; i < eEnd; i++) {
+      for (let k = 0; k < extN[i] && extL[i] + k < DIR_PTR_BASE; k++) {
+        const b = store.get(extP[i] + k)
+        if (b.readUInt16LE(0) === BUCKET_MAGIC) parseBucket(b, 0, extL[i] + k, seed, ents)
       }
     }
     return
@@ -461,13 +583,13 @@ function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held
   const nPtrBlocks = Math.ceil(nPtr / DIR_PTRS_PER_BLOCK)
   const bucketPhys = new Float64Array(buckets)
   const ptrPhys = new Float64Array(nPtrBlocks)
-  for (const e of dm.ext) {
+  for (let i = e0; i < eEnd; i++) {
     let extra = 0
     let extraAt = -1
-    for (let k = 0; k < e.n; k++) {
-      const l = e.l + k
-      if (l < buckets) bucketPhys[l] = e.p + k
-      else if (l >= DIR_PTR_BASE && l < DIR_PTR_BASE + nPtrBlocks) ptrPhys[l - DIR_PTR_BASE] = e.p + k
+    for (let k = 0; k < extN[i]; k++) {
+      const l = extL[i] + k
+      if (l < buckets) bucketPhys[l] = extP[i] + k
+      else if (l >= DIR_PTR_BASE && l < DIR_PTR_BASE + nPtrBlocks) ptrPhys[l - DIR_PTR_BASE] = extP[i] + k
       else {
         if (extraAt < 0) extraAt = l
         extra++
@@ -505,14 +627,16 @@ function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held
   let sound = true
   for (let l = 0; l < buckets; l++) {
     if (bucketPhys[l] === 0) { sound = false; continue }
-    const {b, crcOk} = held.get(ctx, bucketPhys[l])
-    if (b.readUInt16LE(0) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
-    if (!crcOk) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
-    const bad = parseBucket(b, l, seed, ents)
+    held.find(ctx, bucketPhys[l])
+    const b = held.buf
+    const base = held.base
+    if (b.readUInt16LE(base) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
+    if (!held.ok) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
+    const bad = parseFound(held, l, seed, ents)
     if (bad) { rep('DIR_BUCKET_CORRUPT', {l, detail: bad}); sound = false }
-    ld[l] = b[2]
+    ld[l] = b[base + 2]
     if (ld[l] > depth) { rep('DIR_BUCKET_CORRUPT', {l, detail: `local depth ${ld[l]} exceeds the directory depth ${depth}`}); sound = false }
-    const o = b.readUInt32LE(8)
+    const o = b.readUInt32LE(base + 8)
     if (o !== 0 && (o >= buckets || o === l)) { rep('DIR_BUCKET_CORRUPT', {l, detail: `overflow link ${o} is invalid`}); sound = false }
     else ovf[l] = o
   }
@@ -735,19 +859,22 @@ function drop(ctx: FsckContext, w: Walk, i: number, code: ProblemCode, d: Record
 }
 
 function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): void {
-  const dm = ctx.dirs.get(dirIno)!
+  const dirs = ctx.dirs
+  const d = dirs.numOf(dirIno)
+  const hashed = dirs.hashed[d] === 1
+  const size = dirs.entries[d]
   w.dir = dirIno
   w.probs = null
   const ents = w.ents
   ents.reset()
-  if (dm.hashed) scanHashed(ctx, dm, ents, w.rep, w.held)
-  else scanInline(dm, ents, w.rep)
+  if (hashed) scanHashed(ctx, d, ents, w.rep, w.held)
+  else scanInline(dirs, d, ents, w.rep)
   const n = ents.n
   // A damaged directory block loses the entries it held: the directory's entry count says
   // how many (lostfound.ts reconnects what they named in the filesets that lost names).
-  w.lost = w.probs !== null ? Math.max(0, dm.size - n) : 0
+  w.lost = w.probs !== null ? Math.max(0, size - n) : 0
   w.keep = null
-  if (dm.hashed && n !== dm.size && w.probs === null) w.rep('DIR_COUNT', {have: dm.size, want: n})
+  if (hashed && n !== size && w.probs === null) w.rep('DIR_COUNT', {have: size, want: n})
   if (w.dups.length < n) w.dups = new Uint8Array(Math.max(n, w.dups.length * 2))
   const dups = w.dups
   dups.fill(0, 0, n)
@@ -850,12 +977,17 @@ export function pass2(ctx: FsckContext): void {
   const state = new Uint8Array(ctx.sb.inodeCount + 1)
   const paths = new Paths(ctx.sb.inodeCount)
   const ents = new Entries()
-  for (const [ino, d] of ctx.dirs) if (ctx.iflags[ino] & IF_UNEXPANDED) ctx.unexpanded.set(ino, {owner: null, path: '', count: d.size})
-  for (const f of ctx.filesets) {
+  const dirs = ctx.dirs
+  for (let d = 0; d < dirs.n; d++) {
+    const ino = dirs.ino[d]
+    if (ino !== 0 && ctx.iflags[ino] & IF_UNEXPANDED) ctx.unexpanded.set(ino, {owner: null, path: '', count: dirs.entries[d]})
+  }
+  for (let k = 0; k < ctx.filesets.length; k++) {
+    const f = ctx.filesets[k]
     if (!f.rootOk) continue
     const w = newWalk(ctx, `fileset ${f.name}:`, false, state, paths, ents, held)
     w.owner = f
-    w.fsIndex = ctx.filesets.indexOf(f) + 1
+    w.fsIndex = k + 1
     w.touched.push(f.rootIno)
     walkTree(ctx, w, f.rootIno)
     foldTree(ctx, w)
@@ -920,11 +1052,11 @@ export interface ListedEntry {
 export function keptEntries(ctx: FsckContext, dirIno: number, ents = new Entries(), held = new DirBlocks()): ListedEntry[] {
   const rb = ctx.rebuilds.get(dirIno)
   if (rb) return rb.entries
-  const dm = ctx.dirs.get(dirIno)
-  if (!dm) return []
+  const d = ctx.dirs.numOf(dirIno)
+  if (d < 0) return []
   ents.reset()
-  if (dm.hashed) scanHashed(ctx, dm, ents, () => {}, held)
-  else scanInline(dm, ents, () => {})
+  if (ctx.dirs.hashed[d]) scanHashed(ctx, d, ents, () => {}, held)
+  else scanInline(ctx.dirs, d, ents, () => {})
   const out: ListedEntry[] = []
   for (let i = 0; i < ents.n; i++) {
     const ino = ents.ino[i]
