@@ -212,30 +212,20 @@ class Entries {
     this.bucket = g(this.bucket, (n) => new Int32Array(n))
   }
 
-  /**
-   * Adds the entry at buf[o..]; the caller has checked that it fits. `hashKnown`: the same
-   * bytes were read before with this seed and their stored hash was right (DirBlocks).
-   */
-  push(buf: Buffer, o: number, seed: number, bucket: number, hashKnown = false): void {
+  /** Adds the entry at buf[o..]; the caller has checked that it fits. */
+  push(buf: Buffer, o: number, seed: number, bucket: number): void {
     if (this.n === this.ino.length) this.grow()
     const i = this.n++
     const len = buf[o + 13]
     this.ino[i] = buf.readUInt32LE(o)
     this.lastclone[i] = buf.readUInt32LE(o + 4)
-    const h = buf.readUInt32LE(o + 8)
-    this.hash[i] = h
+    this.hash[i] = buf.readUInt32LE(o + 8)
     this.type[i] = buf[o + 12]
     this.off[i] = o + DIRENT_FIXED
     this.len[i] = len
-    this.chash[i] = hashKnown ? h : hashAt(buf, o + DIRENT_FIXED, len, seed)
+    this.chash[i] = hashAt(buf, o + DIRENT_FIXED, len, seed)
     this.bucket[i] = bucket
     this.src[i] = buf
-  }
-
-  /** Whether entries from..n-1 all carry the hash their name has. */
-  hashesRight(from: number): boolean {
-    for (let i = from; i < this.n; i++) if (this.hash[i] !== this.chash[i]) return false
-    return true
   }
 
   name(i: number): string {
@@ -302,51 +292,42 @@ class Entries {
 
 // ---------------------------------------------------------------- directory blocks
 
-/** Bytes per segment of DirBlocks' arena (a bucket's bytes never straddle two). */
-const SEGMENT = 1 << 24
+/** Blocks per window of DirBlocks (the span one read-ahead covers). */
+const WINDOW = 256
+/** Blocks of the window before the block that missed (a walk may go down the block numbers). */
+const BEHIND = 32
 
 /**
- * The bucket blocks of every hashed directory, read once in block order (as e2fsck's pass 2
- * reads its sorted directory-block list) and kept compact: each bucket's header and the
- * entries up to its fill, with its checksum verified while the whole block was at hand.
- * Small directories fill a few percent of their 4 KiB bucket, so this holds a few MB where
- * whole blocks would take tens, and the walk in tree order then reads nothing. Blocks not
- * held (pointer blocks, blocks a damaged map gives two roles, past the budget) are read
- * through the block cache as before.
- *
- * Buckets whose kept bytes are the same (the directories clones copied and nothing changed
- * since: a sync clone's copy of a directory without subdirectories is byte for byte its
- * source's) are kept once. Each such group remembers the seed under which every entry's
- * stored hash was found right, so that a directory with the same bytes and seed need not
- * hash its names again: the hash is a function of the name's bytes and the seed alone.
+ * The bucket blocks of hashed directories, read ahead in windows of nearby blocks: a walk
+ * meets directories roughly in the order their blocks were allocated (a clone copies its
+ * source's tree in walk order, an import writes it so), so the window that holds one
+ * directory's bucket mostly holds the next ones' too, and nearby blocks are read with one
+ * system call. Pass 2 reads a bucket once and parses it from the window, where it is
+ * (nothing is copied out: a directory's entries are used before the next directory is read).
+ * Only blocks mapped once, as a bucket, are read into a window; the others (pointer blocks,
+ * blocks a damaged map gives two roles) and every block when `load` was not called are read
+ * through the block cache.
  */
 class DirBlocks {
-  /** the blocks held, in block order (index into the columns below) */
+  /** the blocks that may be read into a window, in block order */
   private blocks = new Float64Array(0)
-  private held = 0
-  /** where each block's bytes are: segment, offset in it, length */
-  private seg = new Uint16Array(0)
-  private off = new Uint32Array(0)
-  private len = new Uint16Array(0)
-  private crcOk = new Uint8Array(0)
-  /** the block whose copy of these bytes is kept (the first held with them: itself or earlier) */
-  private same = new Uint32Array(0)
-  /** per kept copy: 1 when every entry's stored hash was found right with seed hashSeed */
-  private hashOk = new Uint8Array(0)
-  private hashSeed = new Uint32Array(0)
-  private segs: Buffer[] = []
+  private count = 0
+  /** the window: blocks[from, to) are in it, block p at (p - first) * BLOCK_SIZE */
+  private win = Buffer.alloc(0)
+  private from = 0
+  private to = 0
+  private first = 0
 
-  /** find()'s answer: the buffer and offset of the bucket's bytes, its checksum's soundness, its index held (-1: none) */
+  /** find()'s answer: the buffer and offset of the bucket, and whether its checksum is right */
   buf: Buffer = Buffer.alloc(0)
   base = 0
   ok = false
-  at = -1
 
-  /** Reads the buckets of the hashed directories in `ctx.dirs`, at most `budget` bytes kept. */
-  load(ctx: FsckContext, budget = 256 * 2 ** 20): void {
-    // Each block once, in block order; a block mapped twice (a damaged image) or as anything
-    // but a bucket is left to the cache. Every mapped block as 2p + 1 for a bucket and 2p
-    // otherwise, sorted: a block is held when it appears once, as a bucket.
+  /** Lists the bucket blocks of the hashed directories in `ctx.dirs` (read later, as they are found). */
+  load(ctx: FsckContext): void {
+    // A block mapped twice (a damaged image) or as anything but a bucket is left to the
+    // cache. Every mapped block as 2p + 1 for a bucket and 2p otherwise, sorted: a block is
+    // listed when it appears once, as a bucket.
     const dirs = ctx.dirs
     const {extL, extN, extP} = dirs
     let mapped = 0
@@ -371,122 +352,67 @@ class DirBlocks {
       for (b = a + 1; b < m && Math.floor(keys[b] / 2) === p;) b++
       if (b - a === 1 && keys[a] % 2 === 1 && p < ctx.vol.dev.blocks) blocks[n++] = p
     }
-    if (n === 0) return
     this.blocks = blocks
-    this.seg = new Uint16Array(n)
-    this.off = new Uint32Array(n)
-    this.len = new Uint16Array(n)
-    this.crcOk = new Uint8Array(n)
-    this.same = new Uint32Array(n)
-    this.hashOk = new Uint8Array(n)
-    this.hashSeed = new Uint32Array(n)
-    // The kept copies by the checksum of their block (index + 1, 0: empty), to find identical ones.
-    let cap = 64
-    while (cap < 2 * n) cap *= 2
-    const table = new Int32Array(cap)
-    const mask = cap - 1
-    const shift = 32 - Math.log2(cap)
-    const crcs = new Uint32Array(n)
-    let segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(1 << 20, n * 512)))
-    this.segs = [segBuf]
-    let used = 0
-    let total = 0
-    // Runs of nearby blocks are read together: reading a few blocks between them costs less
-    // than another system call.
-    const GAP = 8
-    const MAX = 256
-    const scratch = Buffer.allocUnsafe(MAX * BLOCK_SIZE)
-    let full = false
-    for (let i = 0; i < n && !full;) {
-      const start = blocks[i]
-      let j = i + 1
-      while (j < n && blocks[j] - blocks[j - 1] <= GAP && blocks[j] - start < MAX) j++
-      ctx.readBlocks(start, blocks[j - 1] - start + 1, scratch)
-      for (let k = i; k < j; k++) {
-        const bo = (blocks[k] - start) * BLOCK_SIZE
-        // The header and the filled part, or the whole block when its fill is out of range.
-        const fill = scratch.readUInt16LE(bo + 6)
-        const keep = fill <= BUCKET_SPACE ? BUCKET_HDR + fill : BLOCK_SIZE
-        const crc = fastCrc32(scratch, bo + BUCKET_HDR, bo + BLOCK_SIZE, fastCrc32(scratch, bo, bo + 12, 0))
-        this.crcOk[k] = scratch.readUInt32LE(bo + 12) === crc ? 1 : 0
-        crcs[k] = crc
-        // Bytes already kept for an earlier block?
-        let slot = Math.imul(crc, 0x9e3779b1) >>> shift
-        let twin = -1
-        for (let t = table[slot]; t !== 0; slot = (slot + 1) & mask, t = table[slot]) {
-          const c = t - 1
-          if (crcs[c] === crc && this.len[c] === keep && scratch.compare(this.segs[this.seg[c]], this.off[c], this.off[c] + keep, bo, bo + keep) === 0) { twin = c; break }
-        }
-        if (twin >= 0) {
-          this.seg[k] = this.seg[twin]
-          this.off[k] = this.off[twin]
-          this.len[k] = keep
-          this.same[k] = twin
-          this.held = k + 1
-          continue
-        }
-        if (total + keep > budget) { full = true; break }
-        if (used + keep > segBuf.length) {
-          segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(segBuf.length * 2, keep)))
-          this.segs.push(segBuf)
-          used = 0
-        }
-        scratch.copy(segBuf, used, bo, bo + keep)
-        this.seg[k] = this.segs.length - 1
-        this.off[k] = used
-        this.len[k] = keep
-        this.same[k] = k
-        this.held = k + 1
-        table[slot] = k + 1
-        used += keep
-        total += keep
-      }
-      i = j
-    }
+    this.count = n
+    if (n > 0) this.win = Buffer.allocUnsafe(WINDOW * BLOCK_SIZE)
   }
 
-  /**
-   * Finds a bucket block: sets buf and base to its header and entries (up to its fill), ok
-   * to whether its checksum is right, and at to its index held (-1: read through the block
-   * cache).
-   */
-  find(ctx: FsckContext, p: number): void {
-    // Binary search of the blocks held (a prefix of `blocks` when the budget ran out).
+  /** The index of block p in `blocks`, or -1. */
+  private indexOf(p: number): number {
     let lo = 0
-    let hi = this.held
+    let hi = this.count
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       if (this.blocks[mid] < p) lo = mid + 1
       else hi = mid
     }
-    const k = lo
-    if (k < this.held && this.blocks[k] === p) {
-      this.buf = this.segs[this.seg[k]]
-      this.base = this.off[k]
-      this.ok = this.crcOk[k] === 1
-      this.at = k
+    return lo < this.count && this.blocks[lo] === p ? lo : -1
+  }
+
+  /** Reads into the window the listed blocks around blocks[k] (runs of nearby ones with one read each). */
+  private fill(ctx: FsckContext, k: number): void {
+    const blocks = this.blocks
+    const p = blocks[k]
+    let a = k
+    while (a > 0 && blocks[a - 1] >= p - BEHIND) a--
+    const first = blocks[a]
+    let b = k + 1
+    while (b < this.count && blocks[b] < first + WINDOW) b++
+    // Runs of listed blocks at most GAP apart: reading a few blocks between them costs less
+    // than another system call.
+    const GAP = 8
+    for (let i = a; i < b;) {
+      let j = i + 1
+      while (j < b && blocks[j] - blocks[j - 1] <= GAP) j++
+      const start = blocks[i]
+      const at = (start - first) * BLOCK_SIZE
+      ctx.readBlocks(start, blocks[j - 1] - start + 1, this.win.subarray(at))
+      i = j
+    }
+    this.from = a
+    this.to = b
+    this.first = first
+  }
+
+  /**
+   * Finds a bucket block: sets buf and base to it, and ok to whether its checksum is right.
+   * What it sets stays valid until the next call.
+   */
+  find(ctx: FsckContext, p: number): void {
+    const k = this.count > 0 ? this.indexOf(p) : -1
+    if (k >= 0) {
+      if (k < this.from || k >= this.to) this.fill(ctx, k)
+      const w = this.win
+      const o = (p - this.first) * BLOCK_SIZE
+      this.buf = w
+      this.base = o
+      this.ok = w.readUInt32LE(o + 12) === fastCrc32(w, o + BUCKET_HDR, o + BLOCK_SIZE, fastCrc32(w, o, o + 12, 0))
       return
     }
     const b = ctx.vol.store.get(p)
     this.buf = b
     this.base = 0
     this.ok = b.readUInt32LE(12) === bucketCrc(b, fastCrc32)
-    this.at = -1
-  }
-
-  /** Whether the entries of held block k are known to carry the right hash for this seed. */
-  hashesKnown(k: number, seed: number): boolean {
-    if (k < 0) return false
-    const c = this.same[k]
-    return this.hashOk[c] === 1 && this.hashSeed[c] === seed
-  }
-
-  /** Records that every entry of held block k carries the right hash for this seed. */
-  hashesRight(k: number, seed: number): void {
-    if (k < 0) return
-    const c = this.same[k]
-    this.hashOk[c] = 1
-    this.hashSeed[c] = seed
   }
 }
 
@@ -510,11 +436,8 @@ function scanInline(dirs: DirTable, d: number, ents: Entries, rep: Rep): void {
   if (!zeroRange(area, o, end)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
 }
 
-/**
- * Parses the bucket at buf[base..] leniently (stops at the first malformed entry); returns
- * what was wrong. `hashKnown`: as for Entries.push.
- */
-function parseBucket(buf: Buffer, base: number, l: number, seed: number, ents: Entries, hashKnown = false): string | null {
+/** Parses the bucket at buf[base..] leniently (stops at the first malformed entry); returns what was wrong. */
+function parseBucket(buf: Buffer, base: number, l: number, seed: number, ents: Entries): string | null {
   const count = buf.readUInt16LE(base + 4)
   const used = buf.readUInt16LE(base + 6)
   const end = base + BUCKET_HDR + Math.min(used, BUCKET_SPACE)
@@ -522,25 +445,12 @@ function parseBucket(buf: Buffer, base: number, l: number, seed: number, ents: E
   for (let i = 0; i < count; i++) {
     const len = buf[o + 13]
     if (o + DIRENT_FIXED > end || len === 0 || o + DIRENT_FIXED + len > end) return `entry ${i} of ${count} runs past the bucket fill`
-    ents.push(buf, o, seed, l, hashKnown)
+    ents.push(buf, o, seed, l)
     o += DIRENT_FIXED + len
   }
   if (used > BUCKET_SPACE) return `fill ${used} out of range`
   if (o !== end) return 'fill does not match the entries'
   return null
-}
-
-/**
- * Parses the held (or cached) bucket `held.find` found. Where its bytes are held and were
- * read before with this seed, the names' hashes are not computed again (DirBlocks); where
- * they are computed and all right, that is recorded for the next directory with these bytes.
- */
-function parseFound(held: DirBlocks, l: number, seed: number, ents: Entries): string | null {
-  const known = held.hashesKnown(held.at, seed)
-  const from = ents.n
-  const bad = parseBucket(held.buf, held.base, l, seed, ents, known)
-  if (bad === null && !known && held.at >= 0 && ents.hashesRight(from)) held.hashesRight(held.at, seed)
-  return bad
 }
 
 function scanHashed(ctx: FsckContext, d: number, ents: Entries, rep: Rep, held: DirBlocks): void {
@@ -560,7 +470,7 @@ function scanHashed(ctx: FsckContext, d: number, ents: Entries, rep: Rep, held: 
     const o = held.base
     if (b.readUInt16LE(o) === BUCKET_MAGIC && held.ok && b[o + 2] === 0 && b.readUInt32LE(o + 8) === 0) {
       const n = ents.n
-      if (parseFound(held, 0, seed, ents) === null) return
+      if (parseBucket(b, o, 0, seed, ents) === null) return
       ents.n = n // anything wrong: start again, the long way, to report it
     }
   }
@@ -628,11 +538,13 @@ function scanHashed(ctx: FsckContext, d: number, ents: Entries, rep: Rep, held: 
   for (let l = 0; l < buckets; l++) {
     if (bucketPhys[l] === 0) { sound = false; continue }
     held.find(ctx, bucketPhys[l])
-    const b = held.buf
-    const base = held.base
+    // Another bucket of this directory may take the window's place: this one is copied out
+    // (the entries are read from it until the directory is done).
+    const base = 0
+    const b = Buffer.from(held.buf.subarray(held.base, held.base + BLOCK_SIZE))
     if (b.readUInt16LE(base) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
     if (!held.ok) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
-    const bad = parseFound(held, l, seed, ents)
+    const bad = parseBucket(b, base, l, seed, ents)
     if (bad) { rep('DIR_BUCKET_CORRUPT', {l, detail: bad}); sound = false }
     ld[l] = b[base + 2]
     if (ld[l] > depth) { rep('DIR_BUCKET_CORRUPT', {l, detail: `local depth ${ld[l]} exceeds the directory depth ${depth}`}); sound = false }
@@ -779,7 +691,9 @@ class Paths {
   private readonly index: Uint32Array
   readonly inos: number[] = []
   private readonly parent: number[] = []
-  private readonly src: Buffer[] = []
+  /** the names, copied (the block they were read from is not kept) */
+  private names = Buffer.allocUnsafe(4096)
+  private namesLen = 0
   private readonly off: number[] = []
   private readonly len: number[] = []
 
@@ -787,12 +701,21 @@ class Paths {
     this.index = new Uint32Array(inodeCount + 1)
   }
 
-  /** Records a directory of the walk; the root has parent 0. */
+  /** Records a directory of the walk, named src[off, off+len) in its parent; the root has parent 0. */
   add(ino: number, parent: number, src: Buffer, off: number, len: number): void {
     this.inos.push(ino)
     this.parent.push(parent === 0 ? -1 : this.index[parent] - 1)
-    this.src.push(src)
-    this.off.push(off)
+    if (this.namesLen + len > this.names.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.names.length * 2, this.namesLen + len))
+      this.names.copy(bigger, 0, 0, this.namesLen)
+      this.names = bigger
+    }
+    // A byte loop: names are short, and Buffer.prototype.copy makes a view per call.
+    const names = this.names
+    const at = this.namesLen
+    for (let i = 0; i < len; i++) names[at + i] = src[off + i]
+    this.namesLen += len
+    this.off.push(at)
     this.len.push(len)
     this.index[ino] = this.inos.length
   }
@@ -802,13 +725,14 @@ class Paths {
     let k = this.index[ino] - 1
     if (k < 0) return undefined
     const names: string[] = []
-    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(nameText(this.src[k].subarray(this.off[k], this.off[k] + this.len[k])))
+    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(nameText(this.names.subarray(this.off[k], this.off[k] + this.len[k])))
     return '/' + names.reverse().join('/')
   }
 
   clear(): void {
     for (const ino of this.inos) this.index[ino] = 0
-    this.inos.length = this.parent.length = this.src.length = this.off.length = this.len.length = 0
+    this.inos.length = this.parent.length = this.off.length = this.len.length = 0
+    this.namesLen = 0
   }
 }
 
