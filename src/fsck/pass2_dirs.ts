@@ -11,7 +11,7 @@ import {
   FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, IF_XATTR, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
-import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, nameProblem} from '../format/dirent.js'
+import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, nameProblem} from '../format/dirent.js'
 import {nameText} from '../format/name.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
@@ -292,39 +292,57 @@ class Entries {
 
 // ---------------------------------------------------------------- directory blocks
 
+/** Bytes per segment of DirBlocks' arena (a bucket's bytes never straddle two). */
+const SEGMENT = 1 << 24
 /** Blocks per window of DirBlocks (the span one read-ahead covers). */
 const WINDOW = 256
 /** Blocks of the window before the block that missed (a walk may go down the block numbers). */
 const BEHIND = 32
+/** Runs of listed blocks at most this far apart are read with one call: a few blocks more cost less than a call. */
+const GAP = 8
 
 /**
- * The bucket blocks of hashed directories, read ahead in windows of nearby blocks: a walk
- * meets directories roughly in the order their blocks were allocated (a clone copies its
- * source's tree in walk order, an import writes it so), so the window that holds one
- * directory's bucket mostly holds the next ones' too, and nearby blocks are read with one
- * system call. Pass 2 reads a bucket once and parses it from the window, where it is
- * (nothing is copied out: a directory's entries are used before the next directory is read).
- * Only blocks mapped once, as a bucket, are read into a window; the others (pointer blocks,
- * blocks a damaged map gives two roles) and every block when `load` was not called are read
- * through the block cache.
+ * The bucket blocks of hashed directories. The first ones, in block order, are read before
+ * the walk (as e2fsck's pass 2 reads its sorted directory-block list) and kept compact: each
+ * bucket's header and the entries up to its fill, with its checksum verified while the whole
+ * block was at hand. Small directories fill a few percent of their 4 KiB bucket, so this holds
+ * a few MB where whole blocks would take tens, and the walk in tree order then reads nothing.
+ *
+ * Past `budget` bytes (an image of thousands of clones holds gigabytes of buckets) the rest
+ * are read as the walk meets them, in windows of nearby blocks: a walk meets directories
+ * roughly in the order their blocks were allocated (a clone copies its source's tree in walk
+ * order), so the window that holds one directory's bucket mostly holds the next ones' too. A
+ * bucket is then parsed where it is in the window, valid until the next find().
+ *
+ * Only blocks mapped once, as a bucket, are listed; the others (pointer blocks, blocks a
+ * damaged map gives two roles), and every block when `load` was not called, are read through
+ * the block cache.
  */
 class DirBlocks {
-  /** the blocks that may be read into a window, in block order */
+  /** the blocks listed, in block order */
   private blocks = new Float64Array(0)
   private count = 0
+  /** blocks[0, held) are kept: where their bytes are (segment, offset, length), and their checksum's soundness */
+  private held = 0
+  private seg = new Uint16Array(0)
+  private off = new Uint32Array(0)
+  private len = new Uint16Array(0)
+  private crcOk = new Uint8Array(0)
+  private segs: Buffer[] = []
   /** the window: blocks[from, to) are in it, block p at (p - first) * BLOCK_SIZE */
   private win = Buffer.alloc(0)
   private from = 0
   private to = 0
   private first = 0
 
-  /** find()'s answer: the buffer and offset of the bucket, and whether its checksum is right */
+  /** find()'s answer: the buffer and offset of the bucket, whether its checksum is right, and whether it is in the window */
   buf: Buffer = Buffer.alloc(0)
   base = 0
   ok = false
+  windowed = false
 
-  /** Lists the bucket blocks of the hashed directories in `ctx.dirs` (read later, as they are found). */
-  load(ctx: FsckContext): void {
+  /** Lists the bucket blocks of the hashed directories in `ctx.dirs` and reads the first `budget` bytes' worth. */
+  load(ctx: FsckContext, budget = 64 * 2 ** 20): void {
     // A block mapped twice (a damaged image) or as anything but a bucket is left to the
     // cache. Every mapped block as 2p + 1 for a bucket and 2p otherwise, sorted: a block is
     // listed when it appears once, as a bucket.
@@ -354,7 +372,45 @@ class DirBlocks {
     }
     this.blocks = blocks
     this.count = n
-    if (n > 0) this.win = Buffer.allocUnsafe(WINDOW * BLOCK_SIZE)
+    if (n === 0) return
+    this.win = Buffer.allocUnsafe(WINDOW * BLOCK_SIZE)
+    this.seg = new Uint16Array(n)
+    this.off = new Uint32Array(n)
+    this.len = new Uint16Array(n)
+    this.crcOk = new Uint8Array(n)
+    // Segments of the arena grow from 1 MiB to SEGMENT: no copy when one fills.
+    let segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(1 << 20, n * 512)))
+    this.segs = [segBuf]
+    let used = 0
+    let total = 0
+    const scratch = this.win
+    for (let i = 0; i < n;) {
+      const start = blocks[i]
+      let j = i + 1
+      while (j < n && blocks[j] - blocks[j - 1] <= GAP && blocks[j] - start < WINDOW) j++
+      ctx.readBlocks(start, blocks[j - 1] - start + 1, scratch)
+      for (let k = i; k < j; k++) {
+        const bo = (blocks[k] - start) * BLOCK_SIZE
+        // The header and the filled part, or the whole block when its fill is out of range.
+        const fill = scratch.readUInt16LE(bo + 6)
+        const keep = fill <= BUCKET_SPACE ? BUCKET_HDR + fill : BLOCK_SIZE
+        if (total + keep > budget) return // the rest: read in windows as the walk meets them
+        if (used + keep > segBuf.length) {
+          segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(segBuf.length * 2, keep)))
+          this.segs.push(segBuf)
+          used = 0
+        }
+        scratch.copy(segBuf, used, bo, bo + keep)
+        this.seg[k] = this.segs.length - 1
+        this.off[k] = used
+        this.len[k] = keep
+        this.crcOk[k] = scratch.readUInt32LE(bo + 12) === bucketCrcAt(scratch, bo) ? 1 : 0
+        this.held = k + 1
+        used += keep
+        total += keep
+      }
+      i = j
+    }
   }
 
   /** The index of block p in `blocks`, or -1. */
@@ -369,24 +425,20 @@ class DirBlocks {
     return lo < this.count && this.blocks[lo] === p ? lo : -1
   }
 
-  /** Reads into the window the listed blocks around blocks[k] (runs of nearby ones with one read each). */
+  /** Reads into the window the listed blocks not kept around blocks[k] (runs of nearby ones with one read each). */
   private fill(ctx: FsckContext, k: number): void {
     const blocks = this.blocks
     const p = blocks[k]
     let a = k
-    while (a > 0 && blocks[a - 1] >= p - BEHIND) a--
+    while (a > this.held && blocks[a - 1] >= p - BEHIND) a--
     const first = blocks[a]
     let b = k + 1
     while (b < this.count && blocks[b] < first + WINDOW) b++
-    // Runs of listed blocks at most GAP apart: reading a few blocks between them costs less
-    // than another system call.
-    const GAP = 8
     for (let i = a; i < b;) {
       let j = i + 1
       while (j < b && blocks[j] - blocks[j - 1] <= GAP) j++
       const start = blocks[i]
-      const at = (start - first) * BLOCK_SIZE
-      ctx.readBlocks(start, blocks[j - 1] - start + 1, this.win.subarray(at))
+      ctx.readBlocks(start, blocks[j - 1] - start + 1, this.win.subarray((start - first) * BLOCK_SIZE))
       i = j
     }
     this.from = a
@@ -395,25 +447,38 @@ class DirBlocks {
   }
 
   /**
-   * Finds a bucket block: sets buf and base to it, and ok to whether its checksum is right.
-   * What it sets stays valid until the next call.
+   * Finds a bucket block: sets buf and base to it (its header and entries, up to its fill),
+   * and ok to whether its checksum is right. What it sets may change at the next call.
    */
   find(ctx: FsckContext, p: number): void {
     const k = this.count > 0 ? this.indexOf(p) : -1
+    if (k >= 0 && k < this.held) {
+      this.buf = this.segs[this.seg[k]]
+      this.base = this.off[k]
+      this.ok = this.crcOk[k] === 1
+      this.windowed = false
+      return
+    }
     if (k >= 0) {
       if (k < this.from || k >= this.to) this.fill(ctx, k)
-      const w = this.win
       const o = (p - this.first) * BLOCK_SIZE
-      this.buf = w
+      this.buf = this.win
       this.base = o
-      this.ok = w.readUInt32LE(o + 12) === fastCrc32(w, o + BUCKET_HDR, o + BLOCK_SIZE, fastCrc32(w, o, o + 12, 0))
+      this.ok = this.win.readUInt32LE(o + 12) === bucketCrcAt(this.win, o)
+      this.windowed = true
       return
     }
     const b = ctx.vol.store.get(p)
     this.buf = b
     this.base = 0
-    this.ok = b.readUInt32LE(12) === bucketCrc(b, fastCrc32)
+    this.ok = b.readUInt32LE(12) === bucketCrcAt(b, 0)
+    this.windowed = false
   }
+}
+
+/** The checksum a bucket at buf[o..] should carry (format/dirent.ts bucketCrc, without a view). */
+function bucketCrcAt(buf: Buffer, o: number): number {
+  return fastCrc32(buf, o + BUCKET_HDR, o + BLOCK_SIZE, fastCrc32(buf, o, o + 12, 0))
 }
 
 type Rep = (code: ProblemCode, d?: Record<string, string | number>) => void
@@ -538,10 +603,10 @@ function scanHashed(ctx: FsckContext, d: number, ents: Entries, rep: Rep, held: 
   for (let l = 0; l < buckets; l++) {
     if (bucketPhys[l] === 0) { sound = false; continue }
     held.find(ctx, bucketPhys[l])
-    // Another bucket of this directory may take the window's place: this one is copied out
-    // (the entries are read from it until the directory is done).
-    const base = 0
-    const b = Buffer.from(held.buf.subarray(held.base, held.base + BLOCK_SIZE))
+    // Another bucket of this directory may take the window's place: one read into the window
+    // is copied out (its entries are read until the directory is done).
+    const b = held.windowed ? Buffer.from(held.buf.subarray(held.base, held.base + BLOCK_SIZE)) : held.buf
+    const base = held.windowed ? 0 : held.base
     if (b.readUInt16LE(base) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
     if (!held.ok) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
     const bad = parseBucket(b, base, l, seed, ents)
