@@ -292,6 +292,12 @@ class Entries {
 
 // ---------------------------------------------------------------- directory blocks
 
+/**
+ * Bytes of buckets pass 2 reads before its walks (DirBlocks). PRISM_FSCK_HELD_BYTES sets it,
+ * for the tests: 0 reads every bucket in windows as the walk meets it.
+ */
+const HELD_BYTES = process.env.PRISM_FSCK_HELD_BYTES !== undefined ? Number(process.env.PRISM_FSCK_HELD_BYTES) : 64 * 2 ** 20
+
 /** Bytes per segment of DirBlocks' arena (a bucket's bytes never straddle two). */
 const SEGMENT = 1 << 24
 /** Blocks per window of DirBlocks (the span one read-ahead covers). */
@@ -342,7 +348,7 @@ class DirBlocks {
   windowed = false
 
   /** Lists the bucket blocks of the hashed directories in `ctx.dirs` and reads the first `budget` bytes' worth. */
-  load(ctx: FsckContext, budget = 64 * 2 ** 20): void {
+  load(ctx: FsckContext, budget = HELD_BYTES): void {
     // A block mapped twice (a damaged image) or as anything but a bucket is left to the
     // cache. Every mapped block as 2p + 1 for a bucket and 2p otherwise, sorted: a block is
     // listed when it appears once, as a bucket.
