@@ -315,23 +315,22 @@ function fastSlot(ctx: FsckContext, w: Uint32Array, buf: Buffer, off: number, in
   ctx.nlink[ino] = w[b + 1]
   ctx.share[ino] = w[b + 2]
   ctx.xattrOf[ino] = w[b + 27]
-  if (kind === T_DIR) recordDir(ctx, buf, off, ino, inline, size, inline ? NO_EXTENTS : rootExtents(buf, off), NO_NODES)
+  if (kind === T_DIR) {
+    // The directory's record, its extents read straight from the words (no objects made).
+    const d = recordDir(ctx, buf, off, ino, inline, size)
+    if (!inline) {
+      const r = b + (INODE_AREA_OFF >>> 2)
+      for (let i = 0, e = r + 3, count = w[r] >>> 16; i < count; i++, e += 4) ctx.dirs.pushExtent(d, w[e], w[e + 1], w[e + 2] + w[e + 3] * TWO32)
+    }
+  }
   return true
 }
 
-function recordDir(ctx: FsckContext, buf: Buffer, off: number, ino: number, inline: boolean, size: number, ext: Extent[], nodes: number[]): void {
-  const areaOff = inline ? ctx.keepCopy(buf, off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE) : 0
-  ctx.dirs.set(ino, {
-    hashed: !inline,
-    seed: buf.readUInt32LE(off + 0x60),
-    depth: buf.readUInt8(off + 0x64),
-    buckets: buf.readUInt32LE(off + 0x68),
-    size,
-    area: inline ? ctx.keptChunk : null,
-    areaOff,
-    ext,
-    nodes,
-  })
+/** Records a directory in ctx.dirs (an inline one with a copy of its area); returns its number. */
+function recordDir(ctx: FsckContext, buf: Buffer, off: number, ino: number, inline: boolean, size: number): number {
+  const d = ctx.dirs.add(ino, !inline, buf.readUInt32LE(off + 0x60), buf[off + 0x64], buf.readUInt32LE(off + 0x68), size)
+  if (inline) ctx.dirs.keepArea(d, buf, off + INODE_AREA_OFF, INODE_AREA_SIZE)
+  return d
 }
 
 function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crc: number): void {
@@ -478,7 +477,7 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crc:
   ctx.nlink[ino] = buf.readUInt32LE(off + 0x04)
   ctx.share[ino] = buf.readUInt32LE(off + 0x08)
   ctx.xattrOf[ino] = buf.readUInt32LE(off + 0x6c)
-  if (kind === T_DIR) recordDir(ctx, buf, off, ino, inline, size, ext, nodes)
+  if (kind === T_DIR) ctx.dirs.setMap(recordDir(ctx, buf, off, ino, inline, size), ext, nodes)
 }
 
 /**
@@ -585,8 +584,8 @@ function rootExtents(buf: Buffer, off: number): Extent[] {
 export function keptMap(ctx: FsckContext, ino: number): {ext: Extent[], nodes: number[]} {
   const rw = ctx.rewrites.get(ino)
   if (rw) return rw
-  const d = ctx.dirs.get(ino)
-  if (d) return d
+  const d = ctx.dirs.numOf(ino)
+  if (d >= 0) return {ext: ctx.dirs.extents(d), nodes: ctx.dirs.nodes(d)}
   if (ctx.iflags[ino] & IF_INLINE || isSpecialKind(ctx.itype[ino])) return {ext: [], nodes: []}
   const {buf, off} = ctx.inodeAt(ino)
   const m = walkMap(ctx, ino, ctx.itype[ino], u64(buf, off + 0x18), buf, off, false)
@@ -608,7 +607,8 @@ function bestDirClaim(ctx: FsckContext, dirs: Claim[], buf: Buffer): Claim {
   let best = dirs[0]
   let bestScore = -1
   for (const c of dirs) {
-    const seed = ctx.dirs.get(c.ino)?.seed ?? 0
+    const d = ctx.dirs.numOf(c.ino)
+    const seed = d >= 0 ? ctx.dirs.seed[d] : 0
     let score = 0
     const count = buf.readUInt16LE(4)
     const end = BUCKET_HDR + Math.min(buf.readUInt16LE(6), BLOCK_SIZE - BUCKET_HDR)
@@ -676,8 +676,8 @@ function pass1b(ctx: FsckContext): void {
         ctx.rewrites.set(c.ino, rw)
       }
       unmapRange(rw.ext, c.l, 1)
-      const d = ctx.dirs.get(c.ino)
-      if (d) d.ext = rw.ext
+      const d = ctx.dirs.numOf(c.ino)
+      if (d >= 0) ctx.dirs.setMap(d, rw.ext, rw.nodes)
       rw.problems.push(p)
       ctx.unclaim(block, 1)
       rw.released.push({l: c.l, n: 1, p: block})

@@ -11,12 +11,12 @@ import {
   FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, IF_XATTR, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
-import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, bucketCrc, nameProblem} from '../format/dirent.js'
+import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, nameProblem} from '../format/dirent.js'
 import {nameText} from '../format/name.js'
 import {encodeFileset, filesetNameProblem, readFilesetRaw} from '../format/fileset.js'
 import {INODE_AREA_SIZE} from '../format/inode.js'
 import {
-  DT_OF_KIND, R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type DirMeta, type FilesetInfo, type FsckContext,
+  DT_OF_KIND, R_FILESET, R_ORPHAN_LIST, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type DirTable, type FilesetInfo, type FsckContext,
 } from './context.js'
 import type {FsckProblem, ProblemCode} from './problems.js'
 import {tableFileBlocks} from './filesettable.js'
@@ -79,10 +79,16 @@ export function checkFilesets(ctx: FsckContext): void {
         continue
       }
       const nameLen = buf[off + 0x0e]
-      const f: FilesetInfo = {...readFilesetRaw(buf, off), slot, id, rootOk: true, rootProblem: null, lost: 0}
+      // The record with fsck's fields added in place (a spread into a new object cost more
+      // than the rest of the check at 10,000 filesets).
+      const f = readFilesetRaw(buf, off) as FilesetInfo
+      f.slot = slot
+      f.rootOk = true
+      f.rootProblem = null
+      f.lost = 0
       const stateOk = f.state !== FS_FREE && f.state <= FS_DELETING && f.mode <= MODE_LAZY
       const nameOk = nameLen >= 1 && nameLen <= FILESET_NAME_MAX && filesetNameProblem(f.name) === null
-      if (buf.readUInt32LE(off + 0xfc) !== crc32(buf, off, off + 0xfc)) {
+      if (buf.readUInt32LE(off + 0xfc) !== fastCrc32(buf, off, off + 0xfc)) {
         if (stateOk && nameOk && rootValid(f.rootIno)) {
           const p = ctx.report('FILESET_CRC', where)
           changed.add(f)
@@ -191,6 +197,8 @@ class Entries {
   len = new Uint8Array(256)
   /** logical bucket (-1: inline) */
   bucket = new Int32Array(256)
+  /** 1: the name may be invalid (it holds '/' or NUL, or starts with '.' in 1 or 2 bytes): nameProblemAt looks */
+  odd = new Uint8Array(256)
   src: Buffer[] = []
   /** hash table for finding duplicate names (entry index + 1, 0 = empty) */
   table = new Int32Array(0)
@@ -210,6 +218,7 @@ class Entries {
     this.off = g(this.off, (n) => new Uint32Array(n))
     this.len = g(this.len, (n) => new Uint8Array(n))
     this.bucket = g(this.bucket, (n) => new Int32Array(n))
+    this.odd = g(this.odd, (n) => new Uint8Array(n))
   }
 
   /** Adds the entry at buf[o..]; the caller has checked that it fits. */
@@ -226,6 +235,19 @@ class Entries {
     this.chash[i] = hashAt(buf, o + DIRENT_FIXED, len, seed)
     this.bucket[i] = bucket
     this.src[i] = buf
+    // Whether a byte of the name is NUL or '/', four at a time (a byte b of word v is 0 when
+    // (v - 0x01010101) & ~v has bit 7 of b set, for the lowest such byte: enough to say "some").
+    const s = o + DIRENT_FIXED
+    const e = s + len
+    let odd = len <= 2 && buf[s] === 0x2e ? 1 : 0
+    let k = s
+    for (; odd === 0 && k + 4 <= e; k += 4) {
+      const v = buf[k] | (buf[k + 1] << 8) | (buf[k + 2] << 16) | (buf[k + 3] << 24)
+      const x = v ^ 0x2f2f2f2f
+      if ((((v - 0x01010101) & ~v) | ((x - 0x01010101) & ~x)) & 0x80808080) odd = 1
+    }
+    for (; odd === 0 && k < e; k++) if (buf[k] === 0 || buf[k] === 0x2f) odd = 1
+    this.odd[i] = odd
   }
 
   name(i: number): string {
@@ -293,35 +315,80 @@ class Entries {
 // ---------------------------------------------------------------- directory blocks
 
 /**
- * The bucket blocks of every hashed directory, read once in block order (as e2fsck's pass 2
- * reads its sorted directory-block list) and kept compact: each bucket's header and the
- * entries up to its fill, with its checksum verified while the whole block was at hand.
- * Small directories fill a few percent of their 4 KiB bucket, so this holds a few MB where
- * whole blocks would take tens, and the walk in tree order then reads nothing. Blocks not
- * held (pointer blocks, blocks a damaged map gives two roles, past the budget) are read
- * through the block cache as before.
+ * Bytes of buckets pass 2 reads before its walks (DirBlocks). PRISM_FSCK_HELD_BYTES sets it,
+ * for the tests: 0 reads every bucket in windows as the walk meets it.
+ */
+const HELD_BYTES = process.env.PRISM_FSCK_HELD_BYTES !== undefined ? Number(process.env.PRISM_FSCK_HELD_BYTES) : 64 * 2 ** 20
+
+/** Bytes per segment of DirBlocks' arena (a bucket's bytes never straddle two). */
+const SEGMENT = 1 << 24
+/** Blocks per window of DirBlocks (the span one read-ahead covers). */
+const WINDOW = 256
+/** Blocks of the window before the block that missed (a walk may go down the block numbers). */
+const BEHIND = 32
+/** Runs of listed blocks at most this far apart are read with one call: a few blocks more cost less than a call. */
+const GAP = 8
+
+/**
+ * The bucket blocks of hashed directories. The first ones, in block order, are read before
+ * the walk (as e2fsck's pass 2 reads its sorted directory-block list) and kept compact: each
+ * bucket's header and the entries up to its fill, with its checksum verified while the whole
+ * block was at hand. Small directories fill a few percent of their 4 KiB bucket, so this holds
+ * a few MB where whole blocks would take tens, and the walk in tree order then reads nothing.
+ *
+ * Past `budget` bytes (an image of thousands of clones holds gigabytes of buckets) the rest
+ * are read as the walk meets them, in windows of nearby blocks: a walk meets directories
+ * roughly in the order their blocks were allocated (a clone copies its source's tree in walk
+ * order), so the window that holds one directory's bucket mostly holds the next ones' too. A
+ * bucket is then parsed where it is in the window, valid until the next find().
+ *
+ * Only blocks mapped once, as a bucket, are listed; the others (pointer blocks, blocks a
+ * damaged map gives two roles), and every block when `load` was not called, are read through
+ * the block cache.
  */
 class DirBlocks {
-  /** the blocks held, in block order (index into off/len/crcOk) */
+  /** the blocks listed, in block order */
   private blocks = new Float64Array(0)
+  private count = 0
+  /** blocks[0, held) are kept: where their bytes are (segment, offset, length), and their checksum's soundness */
   private held = 0
+  private seg = new Uint16Array(0)
   private off = new Uint32Array(0)
   private len = new Uint16Array(0)
   private crcOk = new Uint8Array(0)
-  private arena = Buffer.alloc(0)
+  private segs: Buffer[] = []
+  /** the window: blocks[from, to) are in it, block p at (p - first) * BLOCK_SIZE */
+  private win = Buffer.alloc(0)
+  private from = 0
+  private to = 0
+  private first = 0
 
-  /** Reads the buckets of the hashed directories in `ctx.dirs`, at most `budget` bytes kept. */
-  load(ctx: FsckContext, budget = 256 * 2 ** 20): void {
-    // Each block once, in block order; a block mapped twice (a damaged image) or as anything
-    // but a bucket is left to the cache. Every mapped block as 2p + 1 for a bucket and 2p
-    // otherwise, sorted: a block is held when it appears once, as a bucket.
+  /** find()'s answer: the buffer and offset of the bucket, whether its checksum is right, and whether it is in the window */
+  buf: Buffer = Buffer.alloc(0)
+  base = 0
+  ok = false
+  windowed = false
+
+  /** Lists the bucket blocks of the hashed directories in `ctx.dirs` and reads the first `budget` bytes' worth. */
+  load(ctx: FsckContext, budget = HELD_BYTES): void {
+    // A block mapped twice (a damaged image) or as anything but a bucket is left to the
+    // cache. Every mapped block as 2p + 1 for a bucket and 2p otherwise, sorted: a block is
+    // listed when it appears once, as a bucket.
+    const dirs = ctx.dirs
+    const {extL, extN, extP} = dirs
     let mapped = 0
-    for (const d of ctx.dirs.values()) if (d.hashed) for (const e of d.ext) mapped += e.n
+    for (let d = 0; d < dirs.n; d++) {
+      if (dirs.ino[d] === 0 || !dirs.hashed[d]) continue
+      for (let i = dirs.extStart[d], end = i + dirs.extCount[d]; i < end; i++) mapped += extN[i]
+    }
     const keys = new Float64Array(mapped)
     let m = 0
-    for (const d of ctx.dirs.values()) {
-      if (!d.hashed) continue
-      for (const e of d.ext) for (let k = 0; k < e.n; k++) keys[m++] = (e.p + k) * 2 + (e.l + k < d.buckets ? 1 : 0)
+    for (let d = 0; d < dirs.n; d++) {
+      if (dirs.ino[d] === 0 || !dirs.hashed[d]) continue
+      const nb = dirs.buckets[d]
+      for (let i = dirs.extStart[d], end = i + dirs.extCount[d]; i < end; i++) {
+        for (let k = 0, l = extL[i], p = extP[i]; k < extN[i]; k++) keys[m++] = (p + k) * 2 + (l + k < nb ? 1 : 0)
+      }
     }
     keys.sort()
     const blocks = new Float64Array(m)
@@ -331,93 +398,143 @@ class DirBlocks {
       for (b = a + 1; b < m && Math.floor(keys[b] / 2) === p;) b++
       if (b - a === 1 && keys[a] % 2 === 1 && p < ctx.vol.dev.blocks) blocks[n++] = p
     }
-    if (n === 0) return
     this.blocks = blocks
+    this.count = n
+    if (n === 0) return
+    this.win = Buffer.allocUnsafe(WINDOW * BLOCK_SIZE)
+    this.seg = new Uint16Array(n)
     this.off = new Uint32Array(n)
     this.len = new Uint16Array(n)
     this.crcOk = new Uint8Array(n)
-    let arena = Buffer.allocUnsafe(Math.min(budget, Math.max(1 << 20, n * 512)))
+    // Segments of the arena grow from 1 MiB to SEGMENT: no copy when one fills.
+    let segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(1 << 20, n * 512)))
+    this.segs = [segBuf]
     let used = 0
-    // Runs of nearby blocks are read together: reading a few blocks between them costs less
-    // than another system call.
-    const GAP = 8
-    const MAX = 256
-    const scratch = Buffer.allocUnsafe(MAX * BLOCK_SIZE)
-    let full = false
-    for (let i = 0; i < n && !full;) {
+    let total = 0
+    const scratch = this.win
+    for (let i = 0; i < n;) {
       const start = blocks[i]
       let j = i + 1
-      while (j < n && blocks[j] - blocks[j - 1] <= GAP && blocks[j] - start < MAX) j++
+      while (j < n && blocks[j] - blocks[j - 1] <= GAP && blocks[j] - start < WINDOW) j++
       ctx.readBlocks(start, blocks[j - 1] - start + 1, scratch)
       for (let k = i; k < j; k++) {
         const bo = (blocks[k] - start) * BLOCK_SIZE
-        const b = scratch.subarray(bo, bo + BLOCK_SIZE)
         // The header and the filled part, or the whole block when its fill is out of range.
-        const fill = b.readUInt16LE(6)
+        const fill = scratch.readUInt16LE(bo + 6)
         const keep = fill <= BUCKET_SPACE ? BUCKET_HDR + fill : BLOCK_SIZE
-        if (used + keep > arena.length) {
-          const size = Math.min(budget, Math.max(arena.length * 2, used + keep))
-          if (used + keep > size) { full = true; break }
-          const bigger = Buffer.allocUnsafe(size)
-          arena.copy(bigger, 0, 0, used)
-          arena = bigger
+        if (total + keep > budget) return // the rest: read in windows as the walk meets them
+        if (used + keep > segBuf.length) {
+          segBuf = Buffer.allocUnsafe(Math.min(SEGMENT, Math.max(segBuf.length * 2, keep)))
+          this.segs.push(segBuf)
+          used = 0
         }
-        arena.set(keep === BLOCK_SIZE ? b : b.subarray(0, keep), used)
-        this.held = k + 1
+        scratch.copy(segBuf, used, bo, bo + keep)
+        this.seg[k] = this.segs.length - 1
         this.off[k] = used
         this.len[k] = keep
-        this.crcOk[k] = b.readUInt32LE(12) === bucketCrc(b, fastCrc32) ? 1 : 0
+        this.crcOk[k] = scratch.readUInt32LE(bo + 12) === bucketCrcAt(scratch, bo) ? 1 : 0
+        this.held = k + 1
         used += keep
+        total += keep
       }
       i = j
     }
-    this.arena = arena
   }
 
-  /**
-   * A bucket block: its header and entries (up to its fill), and whether its checksum is
-   * right. Blocks not held are read through the block cache.
-   */
-  get(ctx: FsckContext, p: number): {b: Buffer, crcOk: boolean} {
-    // Binary search of the blocks held (a prefix of `blocks` when the budget ran out).
+  /** The index of block p in `blocks`, or -1. */
+  private indexOf(p: number): number {
     let lo = 0
-    let hi = this.held
+    let hi = this.count
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       if (this.blocks[mid] < p) lo = mid + 1
       else hi = mid
     }
-    const k = lo
-    if (k < this.held && this.blocks[k] === p) return {b: this.arena.subarray(this.off[k], this.off[k] + this.len[k]), crcOk: this.crcOk[k] === 1}
-    const b = ctx.vol.store.get(p)
-    return {b, crcOk: b.readUInt32LE(12) === bucketCrc(b, fastCrc32)}
+    return lo < this.count && this.blocks[lo] === p ? lo : -1
   }
+
+  /** Reads into the window the listed blocks not kept around blocks[k] (runs of nearby ones with one read each). */
+  private fill(ctx: FsckContext, k: number): void {
+    const blocks = this.blocks
+    const p = blocks[k]
+    let a = k
+    while (a > this.held && blocks[a - 1] >= p - BEHIND) a--
+    const first = blocks[a]
+    let b = k + 1
+    while (b < this.count && blocks[b] < first + WINDOW) b++
+    for (let i = a; i < b;) {
+      let j = i + 1
+      while (j < b && blocks[j] - blocks[j - 1] <= GAP) j++
+      const start = blocks[i]
+      ctx.readBlocks(start, blocks[j - 1] - start + 1, this.win.subarray((start - first) * BLOCK_SIZE))
+      i = j
+    }
+    this.from = a
+    this.to = b
+    this.first = first
+  }
+
+  /**
+   * Finds a bucket block: sets buf and base to it (its header and entries, up to its fill),
+   * and ok to whether its checksum is right. What it sets may change at the next call.
+   */
+  find(ctx: FsckContext, p: number): void {
+    const k = this.count > 0 ? this.indexOf(p) : -1
+    if (k >= 0 && k < this.held) {
+      this.buf = this.segs[this.seg[k]]
+      this.base = this.off[k]
+      this.ok = this.crcOk[k] === 1
+      this.windowed = false
+      return
+    }
+    if (k >= 0) {
+      if (k < this.from || k >= this.to) this.fill(ctx, k)
+      const o = (p - this.first) * BLOCK_SIZE
+      this.buf = this.win
+      this.base = o
+      this.ok = this.win.readUInt32LE(o + 12) === bucketCrcAt(this.win, o)
+      this.windowed = true
+      return
+    }
+    const b = ctx.vol.store.get(p)
+    this.buf = b
+    this.base = 0
+    this.ok = b.readUInt32LE(12) === bucketCrcAt(b, 0)
+    this.windowed = false
+  }
+}
+
+/** The checksum a bucket at buf[o..] should carry (format/dirent.ts bucketCrc, without a view). */
+function bucketCrcAt(buf: Buffer, o: number): number {
+  return fastCrc32(buf, o + BUCKET_HDR, o + BLOCK_SIZE, fastCrc32(buf, o, o + 12, 0))
 }
 
 type Rep = (code: ProblemCode, d?: Record<string, string | number>) => void
 
-function scanInline(dm: DirMeta, ents: Entries, rep: Rep): void {
-  const area = dm.area!
-  const base = dm.areaOff
+function scanInline(dirs: DirTable, d: number, ents: Entries, rep: Rep): void {
+  const area = dirs.area(d)
+  const base = dirs.areaOff[d]
+  const size = dirs.entries[d]
+  const seed = dirs.seed[d]
   const end = base + INODE_AREA_SIZE
   let o = base
-  for (let i = 0; i < dm.size; i++) {
+  for (let i = 0; i < size; i++) {
     if (o + DIRENT_FIXED > end || area[o + 13] === 0 || o + DIRENT_FIXED + area[o + 13] > end) {
-      rep('DIR_INLINE_CORRUPT', {detail: `entry ${i} of ${dm.size} runs past the inode`})
+      rep('DIR_INLINE_CORRUPT', {detail: `entry ${i} of ${size} runs past the inode`})
       return
     }
-    ents.push(area, o, dm.seed, -1)
+    ents.push(area, o, seed, -1)
     o += DIRENT_FIXED + area[o + 13]
   }
   if (!zeroRange(area, o, end)) rep('DIR_INLINE_CORRUPT', {detail: 'bytes after the last entry'})
 }
 
-/** Parses a bucket's entries leniently (stops at the first malformed one); returns what was wrong. */
-function parseBucket(buf: Buffer, l: number, seed: number, ents: Entries): string | null {
-  const count = buf.readUInt16LE(4)
-  const used = buf.readUInt16LE(6)
-  const end = BUCKET_HDR + Math.min(used, BUCKET_SPACE)
-  let o = BUCKET_HDR
+/** Parses the bucket at buf[base..] leniently (stops at the first malformed entry); returns what was wrong. */
+function parseBucket(buf: Buffer, base: number, l: number, seed: number, ents: Entries): string | null {
+  const count = buf.readUInt16LE(base + 4)
+  const used = buf.readUInt16LE(base + 6)
+  const end = base + BUCKET_HDR + Math.min(used, BUCKET_SPACE)
+  let o = base + BUCKET_HDR
   for (let i = 0; i < count; i++) {
     const len = buf[o + 13]
     if (o + DIRENT_FIXED > end || len === 0 || o + DIRENT_FIXED + len > end) return `entry ${i} of ${count} runs past the bucket fill`
@@ -429,29 +546,37 @@ function parseBucket(buf: Buffer, l: number, seed: number, ents: Entries): strin
   return null
 }
 
-function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held: DirBlocks): void {
+function scanHashed(ctx: FsckContext, d: number, ents: Entries, rep: Rep, held: DirBlocks): void {
   const store = ctx.vol.store
-  const {depth, buckets, seed} = dm
+  const dirs = ctx.dirs
+  const depth = dirs.depth[d]
+  const buckets = dirs.buckets[d]
+  const seed = dirs.seed[d]
+  const e0 = dirs.extStart[d]
+  const eEnd = e0 + dirs.extCount[d]
+  const {extL, extN, extP} = dirs
   // The common case, a directory of one bucket mapped by one extent: no pointer table, no
   // chains, and every entry belongs in bucket 0.
-  if (depth === 0 && buckets === 1 && dm.ext.length === 1 && dm.ext[0].l === 0 && dm.ext[0].n === 1) {
-    const {b, crcOk} = held.get(ctx, dm.ext[0].p)
-    if (b.readUInt16LE(0) === BUCKET_MAGIC && crcOk && b[2] === 0 && b.readUInt32LE(8) === 0) {
+  if (depth === 0 && buckets === 1 && eEnd - e0 === 1 && extL[e0] === 0 && extN[e0] === 1) {
+    held.find(ctx, extP[e0])
+    const b = held.buf
+    const o = held.base
+    if (b.readUInt16LE(o) === BUCKET_MAGIC && held.ok && b[o + 2] === 0 && b.readUInt32LE(o + 8) === 0) {
       const n = ents.n
-      if (parseBucket(b, 0, seed, ents) === null) return
+      if (parseBucket(b, o, 0, seed, ents) === null) return
       ents.n = n // anything wrong: start again, the long way, to report it
     }
   }
   let mappedBlocks = 0
-  for (const e of dm.ext) mappedBlocks += e.n
+  for (let i = e0; i < eEnd; i++) mappedBlocks += extN[i]
 
   if (buckets < 1 || buckets > mappedBlocks || depth > DIR_MAX_DEPTH) {
     rep('DIR_BAD_GEOMETRY', {detail: `${buckets} buckets, depth ${depth}, ${mappedBlocks} blocks mapped`})
     // Salvage whatever bucket-shaped blocks the map holds.
-    for (const e of dm.ext) {
-      for (let k = 0; k < e.n && e.l + k < DIR_PTR_BASE; k++) {
-        const b = store.get(e.p + k)
-        if (b.readUInt16LE(0) === BUCKET_MAGIC) parseBucket(b, e.l + k, seed, ents)
+    for (let i = e0; i < eEnd; i++) {
+      for (let k = 0; k < extN[i] && extL[i] + k < DIR_PTR_BASE; k++) {
+        const b = store.get(extP[i] + k)
+        if (b.readUInt16LE(0) === BUCKET_MAGIC) parseBucket(b, 0, extL[i] + k, seed, ents)
       }
     }
     return
@@ -461,13 +586,13 @@ function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held
   const nPtrBlocks = Math.ceil(nPtr / DIR_PTRS_PER_BLOCK)
   const bucketPhys = new Float64Array(buckets)
   const ptrPhys = new Float64Array(nPtrBlocks)
-  for (const e of dm.ext) {
+  for (let i = e0; i < eEnd; i++) {
     let extra = 0
     let extraAt = -1
-    for (let k = 0; k < e.n; k++) {
-      const l = e.l + k
-      if (l < buckets) bucketPhys[l] = e.p + k
-      else if (l >= DIR_PTR_BASE && l < DIR_PTR_BASE + nPtrBlocks) ptrPhys[l - DIR_PTR_BASE] = e.p + k
+    for (let k = 0; k < extN[i]; k++) {
+      const l = extL[i] + k
+      if (l < buckets) bucketPhys[l] = extP[i] + k
+      else if (l >= DIR_PTR_BASE && l < DIR_PTR_BASE + nPtrBlocks) ptrPhys[l - DIR_PTR_BASE] = extP[i] + k
       else {
         if (extraAt < 0) extraAt = l
         extra++
@@ -505,14 +630,18 @@ function scanHashed(ctx: FsckContext, dm: DirMeta, ents: Entries, rep: Rep, held
   let sound = true
   for (let l = 0; l < buckets; l++) {
     if (bucketPhys[l] === 0) { sound = false; continue }
-    const {b, crcOk} = held.get(ctx, bucketPhys[l])
-    if (b.readUInt16LE(0) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
-    if (!crcOk) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
-    const bad = parseBucket(b, l, seed, ents)
+    held.find(ctx, bucketPhys[l])
+    // Another bucket of this directory may take the window's place: one read into the window
+    // is copied out (its entries are read until the directory is done).
+    const b = held.windowed ? Buffer.from(held.buf.subarray(held.base, held.base + BLOCK_SIZE)) : held.buf
+    const base = held.windowed ? 0 : held.base
+    if (b.readUInt16LE(base) !== BUCKET_MAGIC) { rep('DIR_BUCKET_CRC', {l, detail: 'has a bad magic number'}); sound = false; continue }
+    if (!held.ok) { rep('DIR_BUCKET_CRC', {l, detail: 'checksum mismatch'}); sound = false }
+    const bad = parseBucket(b, base, l, seed, ents)
     if (bad) { rep('DIR_BUCKET_CORRUPT', {l, detail: bad}); sound = false }
-    ld[l] = b[2]
+    ld[l] = b[base + 2]
     if (ld[l] > depth) { rep('DIR_BUCKET_CORRUPT', {l, detail: `local depth ${ld[l]} exceeds the directory depth ${depth}`}); sound = false }
-    const o = b.readUInt32LE(8)
+    const o = b.readUInt32LE(base + 8)
     if (o !== 0 && (o >= buckets || o === l)) { rep('DIR_BUCKET_CORRUPT', {l, detail: `overflow link ${o} is invalid`}); sound = false }
     else ovf[l] = o
   }
@@ -577,6 +706,7 @@ function safeName(raw: Buffer, ino: number, taken: Set<string>): Buffer {
 
 /** nameProblem (format/dirent.ts) over a range of a block: null when the name is valid. */
 function nameProblemAt(ents: Entries, i: number): string | null {
+  if (ents.odd[i] === 0) return null // no NUL, no '/', not '.' or '..' (Entries.push)
   const buf = ents.src[i]
   const off = ents.off[i]
   const len = ents.len[i]
@@ -655,7 +785,9 @@ class Paths {
   private readonly index: Uint32Array
   readonly inos: number[] = []
   private readonly parent: number[] = []
-  private readonly src: Buffer[] = []
+  /** the names, copied (the block they were read from is not kept) */
+  private names = Buffer.allocUnsafe(4096)
+  private namesLen = 0
   private readonly off: number[] = []
   private readonly len: number[] = []
 
@@ -663,12 +795,21 @@ class Paths {
     this.index = new Uint32Array(inodeCount + 1)
   }
 
-  /** Records a directory of the walk; the root has parent 0. */
+  /** Records a directory of the walk, named src[off, off+len) in its parent; the root has parent 0. */
   add(ino: number, parent: number, src: Buffer, off: number, len: number): void {
     this.inos.push(ino)
     this.parent.push(parent === 0 ? -1 : this.index[parent] - 1)
-    this.src.push(src)
-    this.off.push(off)
+    if (this.namesLen + len > this.names.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.names.length * 2, this.namesLen + len))
+      this.names.copy(bigger, 0, 0, this.namesLen)
+      this.names = bigger
+    }
+    // A byte loop: names are short, and Buffer.prototype.copy makes a view per call.
+    const names = this.names
+    const at = this.namesLen
+    for (let i = 0; i < len; i++) names[at + i] = src[off + i]
+    this.namesLen += len
+    this.off.push(at)
     this.len.push(len)
     this.index[ino] = this.inos.length
   }
@@ -678,13 +819,14 @@ class Paths {
     let k = this.index[ino] - 1
     if (k < 0) return undefined
     const names: string[] = []
-    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(nameText(this.src[k].subarray(this.off[k], this.off[k] + this.len[k])))
+    for (; this.parent[k] >= 0; k = this.parent[k]) names.push(nameText(this.names.subarray(this.off[k], this.off[k] + this.len[k])))
     return '/' + names.reverse().join('/')
   }
 
   clear(): void {
     for (const ino of this.inos) this.index[ino] = 0
-    this.inos.length = this.parent.length = this.src.length = this.off.length = this.len.length = 0
+    this.inos.length = this.parent.length = this.off.length = this.len.length = 0
+    this.namesLen = 0
   }
 }
 
@@ -735,19 +877,22 @@ function drop(ctx: FsckContext, w: Walk, i: number, code: ProblemCode, d: Record
 }
 
 function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): void {
-  const dm = ctx.dirs.get(dirIno)!
+  const dirs = ctx.dirs
+  const d = dirs.numOf(dirIno)
+  const hashed = dirs.hashed[d] === 1
+  const size = dirs.entries[d]
   w.dir = dirIno
   w.probs = null
   const ents = w.ents
   ents.reset()
-  if (dm.hashed) scanHashed(ctx, dm, ents, w.rep, w.held)
-  else scanInline(dm, ents, w.rep)
+  if (hashed) scanHashed(ctx, d, ents, w.rep, w.held)
+  else scanInline(dirs, d, ents, w.rep)
   const n = ents.n
   // A damaged directory block loses the entries it held: the directory's entry count says
   // how many (lostfound.ts reconnects what they named in the filesets that lost names).
-  w.lost = w.probs !== null ? Math.max(0, dm.size - n) : 0
+  w.lost = w.probs !== null ? Math.max(0, size - n) : 0
   w.keep = null
-  if (dm.hashed && n !== dm.size && w.probs === null) w.rep('DIR_COUNT', {have: dm.size, want: n})
+  if (hashed && n !== size && w.probs === null) w.rep('DIR_COUNT', {have: size, want: n})
   if (w.dups.length < n) w.dups = new Uint8Array(Math.max(n, w.dups.length * 2))
   const dups = w.dups
   dups.fill(0, 0, n)
@@ -836,8 +981,8 @@ function expand(ctx: FsckContext, w: Walk, dirIno: number, stack: number[]): voi
   }
 }
 
-function newWalk(ctx: FsckContext, prefix: string, orphan: boolean, state: Uint8Array, paths: Paths, ents: Entries, held: DirBlocks): Walk {
-  const w: Walk = {prefix, orphan, state, paths, touched: new InoList(), ents, dups: new Uint8Array(256), owner: null, fsIndex: 0, held, dir: 0, probs: null, keep: null, lost: 0, rep: () => {}}
+function newWalk(ctx: FsckContext, prefix: string, orphan: boolean, state: Uint8Array, paths: Paths, ents: Entries, held: DirBlocks, touched = new InoList(), dups: Uint8Array = new Uint8Array(256)): Walk {
+  const w: Walk = {prefix, orphan, state, paths, touched, ents, dups, owner: null, fsIndex: 0, held, dir: 0, probs: null, keep: null, lost: 0, rep: () => {}}
   w.rep = (code, d = {}) => note(w, ctx.report(code, w.prefix + w.paths.of(w.dir)!, d))
   return w
 }
@@ -850,15 +995,26 @@ export function pass2(ctx: FsckContext): void {
   const state = new Uint8Array(ctx.sb.inodeCount + 1)
   const paths = new Paths(ctx.sb.inodeCount)
   const ents = new Entries()
-  for (const [ino, d] of ctx.dirs) if (ctx.iflags[ino] & IF_UNEXPANDED) ctx.unexpanded.set(ino, {owner: null, path: '', count: d.size})
-  for (const f of ctx.filesets) {
+  const dirs = ctx.dirs
+  for (let d = 0; d < dirs.n; d++) {
+    const ino = dirs.ino[d]
+    if (ino !== 0 && ctx.iflags[ino] & IF_UNEXPANDED) ctx.unexpanded.set(ino, {owner: null, path: '', count: dirs.entries[d]})
+  }
+  // One list of the inodes each walk names, emptied for the next (foldTree reads it first),
+  // and one array of duplicate marks (as large as the largest directory so far).
+  const touched = new InoList()
+  let dups: Uint8Array = new Uint8Array(256)
+  for (let k = 0; k < ctx.filesets.length; k++) {
+    const f = ctx.filesets[k]
     if (!f.rootOk) continue
-    const w = newWalk(ctx, `fileset ${f.name}:`, false, state, paths, ents, held)
+    touched.length = 0
+    const w = newWalk(ctx, `fileset ${f.name}:`, false, state, paths, ents, held, touched, dups)
     w.owner = f
-    w.fsIndex = ctx.filesets.indexOf(f) + 1
+    w.fsIndex = k + 1
     w.touched.push(f.rootIno)
     walkTree(ctx, w, f.rootIno)
     foldTree(ctx, w)
+    dups = w.dups
   }
   ctx.progress('pass 2: directories', ctx.dirs.size, ctx.dirs.size, true)
 }
@@ -920,11 +1076,11 @@ export interface ListedEntry {
 export function keptEntries(ctx: FsckContext, dirIno: number, ents = new Entries(), held = new DirBlocks()): ListedEntry[] {
   const rb = ctx.rebuilds.get(dirIno)
   if (rb) return rb.entries
-  const dm = ctx.dirs.get(dirIno)
-  if (!dm) return []
+  const d = ctx.dirs.numOf(dirIno)
+  if (d < 0) return []
   ents.reset()
-  if (dm.hashed) scanHashed(ctx, dm, ents, () => {}, held)
-  else scanInline(dm, ents, () => {})
+  if (ctx.dirs.hashed[d]) scanHashed(ctx, d, ents, () => {}, held)
+  else scanInline(ctx.dirs, d, ents, () => {})
   const out: ListedEntry[] = []
   for (let i = 0; i < ents.n; i++) {
     const ino = ents.ino[i]
