@@ -86,6 +86,33 @@ function libFsck(cwd: string): Run {
   }
 }
 
+/**
+ * `fsck` (no repair) through the library, once with pass 2's buckets read before the walks
+ * (what fits in 64 MiB: all of a fixture's) and once with every bucket read in windows as the
+ * walks meet it (PRISM_FSCK_HELD_BYTES=0, the path of images past 64 MiB of directories): the
+ * two must find the same.
+ */
+function libCheckBothWays(cwd: string): [string, string] {
+  const check = (): string => {
+    try {
+      const r = fsckImage(path.join(cwd, IMAGE), {repair: false})
+      return fsckReportLines(r, false).join('\n') + `\nexit ${r.exitCode}`
+    } catch (e) {
+      if (!(e instanceof PrismError)) throw e
+      return `prism: ${e.message}`
+    }
+  }
+  const held = check()
+  const before = process.env.PRISM_FSCK_HELD_BYTES
+  process.env.PRISM_FSCK_HELD_BYTES = '0'
+  try {
+    return [held, check()]
+  } finally {
+    if (before === undefined) delete process.env.PRISM_FSCK_HELD_BYTES
+    else process.env.PRISM_FSCK_HELD_BYTES = before
+  }
+}
+
 /** What the ordinary commands read, through the library: every fileset, every name, every byte. */
 function libWalk(cwd: string): string[] {
   return withImage(path.join(cwd, IMAGE), {write: true}, (vol) => {
@@ -112,6 +139,8 @@ async function exercise(name: string, tmp: string, viaCli: boolean): Promise<Out
   const cwd = path.join(tmp, name)
   fs.mkdirSync(cwd)
   fs.writeFileSync(path.join(cwd, IMAGE), zlib.gunzipSync(fs.readFileSync(path.join(DIR, name, 'image.gz'))))
+  const [held, windowed] = libCheckBothWays(cwd)
+  expect(windowed, `${name}: fsck with every bucket read in windows`).to.equal(held)
   const first = viaCli ? await run(cwd, ['fsck', '--repair']) : libFsck(cwd)
   const second = viaCli ? await run(cwd, ['fsck', '--repair']) : libFsck(cwd)
   const o: Outcome = {name, viaCli, first, second, listing: null, after: [], exported: [], walked: 0}

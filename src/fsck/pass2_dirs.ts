@@ -316,9 +316,12 @@ class Entries {
 
 /**
  * Bytes of buckets pass 2 reads before its walks (DirBlocks). PRISM_FSCK_HELD_BYTES sets it,
- * for the tests: 0 reads every bucket in windows as the walk meets it.
+ * for the tests (read at each check): 0 reads every bucket in windows as the walk meets it.
  */
-const HELD_BYTES = process.env.PRISM_FSCK_HELD_BYTES !== undefined ? Number(process.env.PRISM_FSCK_HELD_BYTES) : 64 * 2 ** 20
+function heldBytes(): number {
+  const v = process.env.PRISM_FSCK_HELD_BYTES
+  return v !== undefined && v !== '' ? Number(v) : 64 * 2 ** 20
+}
 
 /** Bytes per segment of DirBlocks' arena (a bucket's bytes never straddle two). */
 const SEGMENT = 1 << 24
@@ -370,7 +373,7 @@ class DirBlocks {
   windowed = false
 
   /** Lists the bucket blocks of the hashed directories in `ctx.dirs` and reads the first `budget` bytes' worth. */
-  load(ctx: FsckContext, budget = HELD_BYTES): void {
+  load(ctx: FsckContext, budget = heldBytes()): void {
     // A block mapped twice (a damaged image) or as anything but a bucket is left to the
     // cache. Every mapped block as 2p + 1 for a bucket and 2p otherwise, sorted: a block is
     // listed when it appears once, as a bucket.
