@@ -154,6 +154,57 @@ describe('a lazy clone on a full image', function () {
   })
 })
 
+// The same with the inodes used up rather than the blocks: each directory a lazy clone makes
+// takes an inode too. The message names what ran out (it said "no free blocks" while there
+// were thousands).
+describe('a lazy clone when no inode is free', function () {
+  this.timeout(60_000)
+  it('reading it or changing its source: exit 6 naming the inodes and what needed one, image unchanged; after freeing some, the clone is whole', () => {
+    const dir = tmpDir()
+    try {
+      const img = path.join(dir, 'i.img')
+      const run = (args: string[], input?: Buffer) => prism([...args, '-i', img], {input})
+      expect(prism(['mkfs', img, '--size', '16M', '--inodes', '128']).status).to.equal(0)
+      // /many holds directories: expanding it makes an (unexpanded) inode for each of them
+      edit(img, (ns) => {
+        for (const d of ['/many', '/fill', '/many/d0', '/many/d1']) ns.mkdir(d)
+        for (let i = 0; i < 10; i++) ns.writeFile(`/many/file${i}`, Buffer.from(`${i}\n`))
+        ns.writeFile('/many/d1/inner', Buffer.from('inner\n'))
+      })
+      expect(run(['clone', 'root', 'lz', '--mode', 'lazy']).status).to.equal(0)
+      const want = read(img, (ns) => snapshot(ns))
+      // Every inode used (lz's root and /fill are expanded as root:/fill changes).
+      edit(img, (ns) => {
+        for (let i = 0; ; i++) {
+          try {
+            ns.writeFile(`/fill/n${i}`, Buffer.alloc(0))
+          } catch (e) {
+            if ((e as {code?: string}).code === 'ENOSPC') break
+            throw e
+          }
+        }
+      })
+      const df = JSON.parse(run(['df', '--json']).stdout) as {inodesFree: number, inodes: number, blocksFree: number}
+      expect(df.inodesFree).to.equal(0)
+      expect(df.blocksFree).to.be.greaterThan(1000)
+      const before = fs.readFileSync(img)
+      for (const args of [['ls', 'lz:/many'], ['cat', 'lz:/many/file7'], ['rm', 'root:/many/file6'], ['mv', 'root:/many/file7', 'root:/many/seven'], ['mkdir', 'root:/many/new']]) {
+        const r = run(args)
+        expect([r.status, r.stderr], args.join(' ')).to.deep.equal([6, `prism: no free inodes left in the image (${df.inodes} of ${df.inodes} used) to expand lz:/many (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files\n`])
+      }
+      expect(fs.readFileSync(img).equals(before), 'the image unchanged').to.equal(true)
+      expect(run(['rm', '-r', 'root:/fill', 'lz:/fill']).status).to.equal(0)
+      expect(run(['rm', 'root:/many/file6']).status).to.equal(0)
+      const {'/fill': _r, ...rest} = want
+      expect(Object.keys(rest).filter((k) => k.startsWith('/fill/'))).to.deep.equal([])
+      expect(read(img, (ns) => snapshot(ns), 'lz')).to.deep.equal(rest)
+      expect(run(['fsck']).status).to.equal(0)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})
+
 // The image's own file as a source: it changes as the copy writes it, so it would go in torn
 // (and grow the image with itself). Refused by name, as tar refuses to add the archive to
 // itself; the other sources go in. (cp, cp -r and clone --replace copied it, exit 0.)

@@ -210,9 +210,11 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
     return expandChain(vol, c, u, path)
   } catch (e) {
     // A full image: say what needed the space (reading a lazy clone, or changing its source,
-    // makes its directories first), not only that there is none.
+    // makes its directories first), not only that there is none; and which ran out, blocks or
+    // inodes (each directory made takes one of each).
     if (e instanceof PrismError && e.code === 'ENOSPC' && !e.message.includes(' to expand ')) {
-      throw new PrismError('ENOSPC', `no free blocks left in the image to expand ${c.name}:${path} (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files`)
+      const what = /^no free inodes/.test(e.message) ? `no free inodes left in the image (${vol.sb.inodeCount} of ${vol.sb.inodeCount} used)` : 'no free blocks left in the image'
+      throw new PrismError('ENOSPC', `${what} to expand ${c.name}:${path} (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files`)
     }
     throw e
   }
