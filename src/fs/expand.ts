@@ -214,10 +214,14 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
     // inodes (each directory made takes one of each).
     if (e instanceof PrismError && e.code === 'ENOSPC' && !e.message.includes(' to expand ')) {
       const what = /^no free inodes/.test(e.message) ? `no free inodes left in the image (${vol.sb.inodeCount} of ${vol.sb.inodeCount} used)` : 'no free blocks left in the image'
-      throw new PrismError('ENOSPC', `${what} to expand ${c.name}:${path} (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files`)
+      throw noRoom(what, `${c.name}:${path}`)
     }
     throw e
   }
+}
+
+function noRoom(what: string, where: string): PrismError {
+  return new PrismError('ENOSPC', `${what} to expand ${where} (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files`)
 }
 
 function expandChain(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
@@ -275,6 +279,7 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   // directory holds nothing (the copy needs that; the other path adds to whatever it holds).
   // A directory too large for one transaction is expanded in pieces (expandInPieces).
   const whole = fitsOneStep(vol, from)
+  if (whole) needRoom(vol, ci, src, from, `${c.name}:${path}`)
   const kept = whole && u.r.size === 0 && (u.r.flags & IF_INLINE) ? keptEntries(vol, ci, from, path) : null
   if (!whole) {
     expandInPieces(vol, c, ci, src, from, u, path, made, t)
@@ -310,6 +315,32 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
     tally.excluded += t.excluded
   }
   return made
+}
+
+/**
+ * Fails with ENOSPC, before anything changes, when the image lacks the inodes or blocks that
+ * expanding source directory `from` in one step takes: an inode for each subdirectory (made
+ * UNEXPANDED) and for each hard-linked file the clone has no copy of yet, and the directory's
+ * blocks. Without this an expansion that ran out part way left what it had made so far: the
+ * CLI drops its transaction then, but a mount's request does not, and a lookup through a mount
+ * of a nearly full image left an unnamed directory inode behind at each try (fsck:
+ * INODE_UNREACHABLE). Counting every entry that might need one errs on the side of refusing.
+ */
+function needRoom(vol: Volume, ci: CloneInfo, src: Fileset, from: Inode, where: string): void {
+  let inodes = 0
+  const copies = isExpanding(src) ? info(vol, src).copies : null
+  dirForEachRaw(vol, from, (ino, type) => {
+    if (type === DT_DIR) {
+      inodes++
+      return
+    }
+    const child = vol.iget(ino)
+    if ((child.r.nlink > 1 || copies?.has(child.ino)) && !copyOf(vol, ci, child)) inodes++
+  })
+  const free = vol.sb.freeInodes
+  if (inodes > free) throw noRoom(free === 0 ? `no free inodes left in the image (${vol.sb.inodeCount} of ${vol.sb.inodeCount} used)` : `too few free inodes left in the image (${inodes} needed, ${free} free)`, where)
+  const blocks = from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
+  if (blocks > vol.sb.freeBlocks) throw noRoom(vol.sb.freeBlocks === 0 ? 'no free blocks left in the image' : `too few free blocks left in the image (${blocks} needed, ${vol.sb.freeBlocks} free)`, where)
 }
 
 /**

@@ -1,0 +1,71 @@
+// An expansion that cannot get the inodes or blocks it takes fails before it changes anything.
+// The CLI drops a failed command's transaction, but a mount's request commits with the others
+// whatever it did before it failed: a lookup of a lazy clone's directory through a mount of a
+// nearly full image left, at each try, an UNEXPANDED directory inode that nothing named (found
+// by a probe: fsck INODE_UNREACHABLE after the server's commit). Here the transaction a failed
+// expansion leaves is committed as the server would, and must hold nothing of it: fsck clean,
+// the free counts unchanged, and once room is made the clone expands to its source's content.
+import {expect} from 'chai'
+import fs from 'node:fs'
+import {clone} from '../src/clone/clone.js'
+import {namespace, withImage} from '../src/fs/image.js'
+import {fsckImage} from '../src/fsck/index.js'
+import {edit, newImage, read, snapshot, tmpDir} from './helpers.js'
+
+describe('expansion with too few inodes or blocks changes nothing, even when its transaction is committed', () => {
+  for (const [what, subdirs, leaveFree] of [['no inode free', 6, 0], ['some inodes free, fewer than its subdirectories', 6, 3], ['exactly enough', 6, 6]] as Array<[string, number, number]>) {
+    it(what, () => {
+      const dir = tmpDir()
+      try {
+        const img = newImage(dir, 16 * 1024 * 1024, {inodeCount: 128})
+        edit(img, (ns, vol) => {
+          ns.mkdir('/many')
+          ns.mkdir('/fill')
+          for (let i = 0; i < subdirs; i++) {
+            ns.mkdir(`/many/d${i}`)
+            ns.writeFile(`/many/d${i}/f`, Buffer.from(`in ${i}\n`))
+          }
+          for (let i = 0; i < 5; i++) ns.writeFile(`/many/file${i}`, Buffer.from(`${i}\n`))
+          clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lz'}, {mode: 'lazy'})
+        })
+        const want = read(img, (ns) => snapshot(ns))
+        // lz's root expands as /fill changes; then files until `leaveFree` inodes are left
+        edit(img, (ns, vol) => {
+          ns.writeFile('/fill/first', Buffer.alloc(0))
+          for (let i = 0; vol.sb.freeInodes > leaveFree; i++) ns.writeFile(`/fill/n${i}`, Buffer.alloc(0))
+        })
+        const before = read(img, (_ns, vol) => ({inodes: vol.sb.freeInodes, blocks: vol.sb.freeBlocks}))
+        expect(before.inodes).to.equal(leaveFree)
+        const listed = withImage(img, {write: true}, (vol) => {
+          try {
+            return namespace(vol, 'lz').readdir('/many').map((e) => e.name).sort()
+          } catch (e) {
+            expect((e as {code?: string}).code).to.equal('ENOSPC')
+            expect((e as Error).message).to.match(/^(no|too few) free inodes left in the image .* to expand lz:\/many /)
+            return null
+          } finally {
+            vol.commit() // what a server does with the running transaction
+          }
+        })
+        const after = read(img, (_ns, vol) => ({inodes: vol.sb.freeInodes, blocks: vol.sb.freeBlocks}))
+        const check = fsckImage(img, {repair: false})
+        expect(check.problems.map((p) => `${p.code} ${p.where}`)).to.deep.equal([])
+        if (leaveFree >= subdirs) {
+          expect(listed).to.have.length(subdirs + 5)
+        } else {
+          expect(listed).to.equal(null)
+          expect(after).to.deep.equal(before)
+        }
+        // Room made: the clone expands whole.
+        edit(img, (ns) => ns.remove('/fill', {recursive: true}))
+        edit(img, (ns) => ns.remove('/fill', {recursive: true}), 'lz')
+        const {'/fill': _f, ...rest} = want
+        expect(Object.keys(rest).some((k) => k.startsWith('/fill'))).to.equal(false)
+        expect(read(img, (ns) => snapshot(ns), 'lz')).to.deep.equal(rest)
+        expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+      } finally {
+        fs.rmSync(dir, {recursive: true, force: true})
+      }
+    })
+  }
+})
