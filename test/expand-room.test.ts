@@ -69,3 +69,53 @@ describe('expansion with too few inodes or blocks changes nothing, even when its
     })
   }
 })
+
+// The same class outside expansion: a new name that its directory has no block for (a full
+// image) took its inode first, and the inode stayed, unnamed, when the request's transaction
+// was committed.
+describe('a create, mkdir or symlink its directory has no room for changes nothing, even when its transaction is committed', () => {
+  for (const [kind, start] of [['file', 'inline'], ['dir', 'inline'], ['symlink', 'inline'], ['file', 'hashed'], ['dir', 'hashed']] as const) {
+    it(`${kind}, the directory ${start === 'inline' ? 'inline (its first block)' : 'hashed (a bucket split, an overflow)'}`, () => {
+      const dir = tmpDir()
+      try {
+        const img = newImage(dir, 16 * 1024 * 1024)
+        // hashed: 200 names first, in buckets with room left for a few more only
+        const first = start === 'hashed' ? 200 : 0
+        edit(img, (ns, vol) => {
+          ns.mkdir('/d')
+          for (let i = 0; i < first; i++) ns.writeFile(`/d/${'n'.repeat(40)}${i}`, Buffer.alloc(0))
+          ns.writeFile('/fill', Buffer.alloc(vol.sb.freeBlocks * 4096, 1))
+        })
+        let made = first
+        const before = read(img, (_ns, vol) => ({inodes: vol.sb.freeInodes, blocks: vol.sb.freeBlocks}))
+        expect(before.blocks).to.equal(0)
+        const failed = withImage(img, {write: true}, (vol) => {
+          const ns = namespace(vol, 'root')
+          try {
+            // names long enough that a few fill the inline directory; the next needs a block
+            for (; made < 5000; made++) {
+              const p = `/d/${'n'.repeat(40)}${made}`
+              if (kind === 'file') ns.writeFile(p, Buffer.alloc(0))
+              else if (kind === 'dir') ns.mkdir(p)
+              else ns.symlink('t', p)
+            }
+            return null
+          } catch (e) {
+            return (e as {code?: string}).code
+          } finally {
+            vol.commit()
+          }
+        })
+        expect(failed).to.equal('ENOSPC')
+        expect(made).to.be.greaterThan(first)
+        const after = read(img, (ns, vol) => ({inodes: vol.sb.freeInodes, names: ns.readdir('/d').length, nlink: ns.stat('/d').nlink}))
+        expect(after.inodes).to.equal(before.inodes - (made - first))
+        expect(after.names).to.equal(made)
+        expect(after.nlink).to.equal(kind === 'dir' ? 2 + made - first : 2)
+        expect(fsckImage(img, {repair: false}).problems.map((p) => `${p.code} ${p.where}`)).to.deep.equal([])
+      } finally {
+        fs.rmSync(dir, {recursive: true, force: true})
+      }
+    })
+  }
+})

@@ -98,10 +98,35 @@ function writeBucket(vol: Volume, dir: Inode, l: number, localDepth: number, ove
 
 /** Allocates the block for a new logical block of the directory. */
 function addDirBlock(vol: Volume, dir: Inode, l: number): Buffer {
+  return mapDirBlock(vol, dir, l, allocDirBlocks(vol, dir, 1)[0])
+}
+
+/**
+ * Takes `n` blocks for directory `dir` (near its last one), all or none: on ENOSPC the ones
+ * already taken are given back. A change that needs blocks takes them all before it changes
+ * the directory, so that a full image leaves the directory as it was: a mount's request that
+ * fails is committed with the others, whatever it did before failing.
+ */
+function allocDirBlocks(vol: Volume, dir: Inode, n: number): number[] {
   const ext = loadExtents(vol, dir)
-  const goal = ext.length ? ext[ext.length - 1].p + ext[ext.length - 1].n : undefined
-  const {p} = vol.allocRun(1, goal, true)
-  mapRange(ext, l, 1, p)
+  let goal = ext.length ? ext[ext.length - 1].p + ext[ext.length - 1].n : undefined
+  const got: number[] = []
+  try {
+    for (let i = 0; i < n; i++) {
+      const {p} = vol.allocRun(1, goal, true)
+      got.push(p)
+      goal = p + 1
+    }
+  } catch (e) {
+    for (const p of got) vol.decRef(p)
+    throw e
+  }
+  return got
+}
+
+/** Maps block `p` (taken by allocDirBlocks) as logical block `l` of `dir`; returns it, zeroed. */
+function mapDirBlock(vol: Volume, dir: Inode, l: number, p: number): Buffer {
+  mapRange(loadExtents(vol, dir), l, 1, p)
   dir.r.blocks++
   dir.extentsDirty = true
   vol.idirty(dir)
@@ -132,11 +157,12 @@ export function loadPtrs(vol: Volume, dir: Inode): Uint32Array {
   return out
 }
 
-function storePtrs(vol: Volume, dir: Inode, ptrs: Uint32Array): void {
+/** Writes the pointer table; a block it lacks is taken from `fresh` (allocDirBlocks) while any are left. */
+function storePtrs(vol: Volume, dir: Inode, ptrs: Uint32Array, fresh: number[] = []): void {
   for (let b = 0; b * DIR_PTRS_PER_BLOCK < ptrs.length; b++) {
     const l = DIR_PTR_BASE + b
     const p = bmap(vol, dir, l)
-    const buf = p === 0 ? addDirBlock(vol, dir, l) : vol.store.getMut(p)
+    const buf = p !== 0 ? vol.store.getMut(p) : fresh.length > 0 ? mapDirBlock(vol, dir, l, fresh.shift()!) : addDirBlock(vol, dir, l)
     encodePtrBlock(ptrs.subarray(b * DIR_PTRS_PER_BLOCK, (b + 1) * DIR_PTRS_PER_BLOCK), buf)
   }
 }
@@ -296,13 +322,14 @@ export function dirAdd(vol: Volume, dir: Inode, ino: number, type: number, name:
 
 function toHashed(vol: Volume, dir: Inode): void {
   const entries = dirList(vol, dir)
+  const [p] = allocDirBlocks(vol, dir, 1) // (first: a full image leaves the directory inline)
   dir.r.flags = (dir.r.flags & ~IF_INLINE) | IF_HASHED
   dir.r.area.fill(0)
   dir.extents = []
   dir.treeBlocks = []
   dir.r.dirDepth = 0
   dir.r.dirBuckets = 1
-  encodeBucket({localDepth: 0, overflow: 0, entries}, addDirBlock(vol, dir, 0))
+  encodeBucket({localDepth: 0, overflow: 0, entries}, mapDirBlock(vol, dir, 0, p))
 }
 
 function insertHashed(vol: Volume, dir: Inode, e: Dirent): void {
@@ -343,8 +370,9 @@ function insertOverflow(vol: Volume, dir: Inode, l: number, e: Dirent): void {
     if (buf.readUInt16LE(6) + size <= BUCKET_SPACE) { appendRaw(vol, dir, l, e); return }
     const next = buf.readUInt32LE(8)
     if (next === 0) {
+      const [fresh] = allocDirBlocks(vol, dir, 1) // (before anything changes)
       const nl = dir.r.dirBuckets++
-      encodeBucket({localDepth: buf[2], overflow: 0, entries: [e]}, addDirBlock(vol, dir, nl))
+      encodeBucket({localDepth: buf[2], overflow: 0, entries: [e]}, mapDirBlock(vol, dir, nl, fresh))
       const p = dirBlock(vol, dir, l)
       vol.store.getMut(p).writeUInt32LE(nl, 8)
       vol.sealAtCommit(p, sealBucket)
@@ -358,6 +386,14 @@ function insertOverflow(vol: Volume, dir: Inode, l: number, e: Dirent): void {
 /** Splits bucket l (local depth ld) in two, doubling the pointer table if needed. */
 function split(vol: Volume, dir: Inode, l: number, ld: number): void {
   let ptrs = loadPtrs(vol, dir)
+  const bucket = decodeBucket(bucketBlock(vol, dir, l), `directory inode ${dir.ino} bucket ${l}`)
+  // Every block the split needs is taken before anything changes (allocDirBlocks): the new
+  // bucket, and the pointer blocks a doubled table lacks.
+  const slots = ld === dir.r.dirDepth ? ptrs.length * 2 : ptrs.length
+  let ptrBlocks = 0
+  for (let b = 0; b * DIR_PTRS_PER_BLOCK < slots; b++) if (bmap(vol, dir, DIR_PTR_BASE + b) === 0) ptrBlocks++
+  const fresh = allocDirBlocks(vol, dir, 1 + ptrBlocks)
+  const bucketBlockNo = fresh.shift()!
   if (ld === dir.r.dirDepth) {
     const doubled = new Uint32Array(ptrs.length * 2)
     doubled.set(ptrs)
@@ -365,16 +401,15 @@ function split(vol: Volume, dir: Inode, l: number, ld: number): void {
     ptrs = doubled
     dir.r.dirDepth++
   }
-  const bucket = decodeBucket(bucketBlock(vol, dir, l), `directory inode ${dir.ino} bucket ${l}`)
   const nl = dir.r.dirBuckets++
   const stay: Dirent[] = []
   const move: Dirent[] = []
   for (const e of bucket.entries) ((e.hash >>> ld) & 1 ? move : stay).push(e)
-  addDirBlock(vol, dir, nl)
+  mapDirBlock(vol, dir, nl, bucketBlockNo)
   writeBucket(vol, dir, l, ld + 1, bucket.overflow, stay)
   writeBucket(vol, dir, nl, ld + 1, 0, move)
   for (let i = 0; i < ptrs.length; i++) if (ptrs[i] === l && (i >>> ld) & 1) ptrs[i] = nl
-  storePtrs(vol, dir, ptrs)
+  storePtrs(vol, dir, ptrs, fresh)
   vol.idirty(dir)
 }
 

@@ -434,7 +434,15 @@ export class Namespace {
     r.dataVersion = 1
     // A directory's locality setting passes to what is made in it (FORMAT.md §6.6).
     if ((mode & S_IFMT) !== S_IFLNK) r.locality = dir.r.locality ?? 0
-    dirAdd(this.vol, dir, inode.ino, dtOfMode(mode), name)
+    try {
+      dirAdd(this.vol, dir, inode.ino, dtOfMode(mode), name)
+    } catch (e) {
+      // (the directory had no room: a full image) Nothing of the new inode stays, since a
+      // mount's request commits with the others whatever it did before it failed.
+      if ((mode & S_IFMT) === S_IFDIR) dir.r.nlink--
+      this.vol.ifree(inode)
+      throw e
+    }
     touch(dir.r, {m: true, c: true})
     this.vol.idirty(dir)
     this.vol.idirty(inode)
