@@ -119,3 +119,49 @@ describe('a create, mkdir or symlink its directory has no room for changes nothi
     })
   }
 })
+
+// rename took the old name away before it made the new one: into a directory with no room
+// for it (a full image), the file was left named nowhere once the transaction was committed.
+describe('a rename its new directory has no room for changes nothing; one over an existing name needs no room', () => {
+  for (const [what, over] of [['to a new name', false], ['over an existing name', true]] as const) {
+    it(what, () => {
+      const dir = tmpDir()
+      try {
+        const img = newImage(dir, 16 * 1024 * 1024)
+        edit(img, (ns, vol) => {
+          ns.mkdir('/src')
+          ns.mkdir('/d')
+          ns.writeFile('/src/moving', Buffer.from('moving\n'))
+          ns.writeFile('/d/old', Buffer.from('old\n'))
+          // /d is inline (140 bytes in its inode): a 200-byte name needs its first block
+          ns.writeFile('/fill', Buffer.alloc(vol.sb.freeBlocks * 4096, 1))
+        })
+        const want = read(img, (ns) => snapshot(ns))
+        expect(read(img, (_ns, vol) => vol.sb.freeBlocks)).to.equal(0)
+        const target = over ? '/d/old' : `/d/${'m'.repeat(200)}`
+        const failed = withImage(img, {write: true}, (vol) => {
+          try {
+            namespace(vol, 'root').rename('/src/moving', target)
+            return null
+          } catch (e) {
+            return (e as {code?: string}).code
+          } finally {
+            vol.commit()
+          }
+        })
+        expect(fsckImage(img, {repair: false}).problems.map((p) => `${p.code} ${p.where}`)).to.deep.equal([])
+        const got = read(img, (ns) => snapshot(ns))
+        if (over) {
+          expect(failed).to.equal(null)
+          const {'/src/moving': m, ...rest} = want
+          expect(got).to.deep.equal({...rest, '/d/old': m})
+        } else {
+          expect(failed).to.equal('ENOSPC')
+          expect(got).to.deep.equal(want)
+        }
+      } finally {
+        fs.rmSync(dir, {recursive: true, force: true})
+      }
+    })
+  }
+})

@@ -843,15 +843,19 @@ export class Namespace {
     }
     // Source and clones in flight: the moved directory's subtree stops depending on paths.
     if (moving.isDir) this.beforeDirGoes(src.names, src.dir, true)
+    // The new name is made before the old one goes, and a target's entry is repointed in
+    // place: a directory with no room for the name (a full image) fails the rename before
+    // anything changed, never with the file named nowhere.
     if (de) {
       const target = this.vol.iget(de.ino)
       if (target.isDir) this.beforeDirGoes(dst.names, dst.dir, false)
-      dirRemove(this.vol, dst.dir, dst.name)
+      dirUpdate(this.vol, dst.dir, dst.name, {ino: se.ino, type: se.type, lastclone: se.lastclone})
       if (target.isDir) dst.dir.r.nlink--
       this.dropName(target)
+    } else {
+      dirAdd(this.vol, dst.dir, se.ino, se.type, dst.name, se.lastclone)
     }
     dirRemove(this.vol, src.dir, src.name)
-    dirAdd(this.vol, dst.dir, se.ino, se.type, dst.name, se.lastclone)
     if (moving.isDir && src.dir !== dst.dir) {
       src.dir.r.nlink--
       dst.dir.r.nlink++

@@ -37,7 +37,7 @@ import {decodeRdev} from '../format/inode.js'
 import {ACL_ACCESS, ACL_DEFAULT} from '../format/xattr.js'
 import {filesetNameProblem} from '../format/fileset.js'
 import {PrismError} from '../errors.js'
-import {dirCount, dirList, dirLookup, dirAdd, dirRemove} from '../fs/dir.js'
+import {dirCount, dirList, dirLookup, dirAdd, dirRemove, dirUpdate} from '../fs/dir.js'
 import {loadExtents, readData, unmapRange, writeData} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
@@ -1114,10 +1114,9 @@ export class PrismFs {
       if (target!.isDir && srcNames.length > dstNames.length && dstNames.every((x, i) => x.equals(srcNames[i]))) throw err('EINVAL')
       if (moving.isDir) ns.beforeDirGoes(srcNames, src.dir, true)
       if (target!.isDir) ns.beforeDirGoes(dstNames, dst.dir, true)
-      dirRemove(vol, src.dir, name)
-      dirRemove(vol, dst.dir, newName)
-      dirAdd(vol, dst.dir, se.ino, se.type, newName, se.lastclone)
-      dirAdd(vol, src.dir, de!.ino, de!.type, name, de!.lastclone)
+      // (each entry repointed in place: no room needed, nothing half done on a full image)
+      dirUpdate(vol, dst.dir, newName, {ino: se.ino, type: se.type, lastclone: se.lastclone})
+      dirUpdate(vol, src.dir, name, {ino: de!.ino, type: de!.type, lastclone: de!.lastclone})
       if (src.dir !== dst.dir && moving.isDir !== target!.isDir) {
         if (moving.isDir) { src.dir.r.nlink--; dst.dir.r.nlink++ } else { src.dir.r.nlink++; dst.dir.r.nlink-- }
       }
@@ -1144,14 +1143,20 @@ export class PrismFs {
         const r = dst.r()
         target = ns.own({inode: target, chain: [...r.chain, r.inode], name: newName, names: dstNames, stamps: [...r.stamps, de!.lastclone]})
       }
-      dirRemove(vol, dst.dir, newName)
-      if (target.isDir) dst.dir.r.nlink--
-      ns.dropName(target)
     }
     // the source entry may have moved when the destination's guard expanded (same directory)
     const se2 = dirLookup(vol, src.dir, name) ?? se
+    // The new name is made before the old one goes, and a target's entry is repointed in
+    // place: a directory with no room for the name (a full image) fails the rename before
+    // anything changed. (This request is committed with the others even when it fails.)
+    if (target) {
+      dirUpdate(vol, dst.dir, newName, {ino: se2.ino, type: se2.type, lastclone: se2.lastclone})
+      if (target.isDir) dst.dir.r.nlink--
+      ns.dropName(target)
+    } else {
+      dirAdd(vol, dst.dir, se2.ino, se2.type, newName, se2.lastclone)
+    }
     dirRemove(vol, src.dir, name)
-    dirAdd(vol, dst.dir, se2.ino, se2.type, newName, se2.lastclone)
     moving = vol.iget(se2.ino)
     if (moving.isDir && src.dir !== dst.dir) {
       src.dir.r.nlink--
