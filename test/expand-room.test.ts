@@ -165,3 +165,33 @@ describe('a rename its new directory has no room for changes nothing; one over a
     })
   }
 })
+
+// A symlink whose target needs a block: made first, its name stayed with no target written.
+describe('a symlink whose target needs a block, on a full image, changes nothing', () => {
+  it('ENOSPC; the directory as it was once the transaction is committed', () => {
+    const dir = tmpDir()
+    try {
+      const img = newImage(dir, 16 * 1024 * 1024)
+      edit(img, (ns, vol) => {
+        ns.mkdir('/d')
+        ns.writeFile('/fill', Buffer.alloc(vol.sb.freeBlocks * 4096, 1))
+      })
+      const want = read(img, (ns) => snapshot(ns))
+      const failed = withImage(img, {write: true}, (vol) => {
+        try {
+          namespace(vol, 'root').symlink('t'.repeat(300), '/d/long')
+          return null
+        } catch (e) {
+          return (e as {code?: string}).code
+        } finally {
+          vol.commit()
+        }
+      })
+      expect(failed).to.equal('ENOSPC')
+      expect(read(img, (ns) => snapshot(ns))).to.deep.equal(want)
+      expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})

@@ -8,7 +8,7 @@ import {
   BLOCK_SIZE, DT_DIR, DT_LNK, DT_REG, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode,
   isSpecial, modeOfDt,
 } from '../format/constants.js'
-import {decodeRdev, encodeRdev, type Rdev} from '../format/inode.js'
+import {decodeRdev, encodeRdev, INODE_AREA_SIZE, type Rdev} from '../format/inode.js'
 import {INCOMPAT_SPECIAL} from '../format/superblock.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
@@ -552,6 +552,7 @@ export class Namespace {
     const t = nameBytes(target)
     if (t.length === 0 || t.length > SYMLINK_MAX) fail('ENAMETOOLONG', `symlink target must be 1..${SYMLINK_MAX} bytes`)
     const {dir, name} = this.resolveParent(path, 'other')
+    symlinkRoom(this.vol, t)
     const replaced = this.clearForLink(dir, name, path, !!attrs.force)
     const inode = this.createIn(dir, name, S_IFLNK | 0o777, attrs)
     writeData(this.vol, inode, 0, t)
@@ -902,6 +903,15 @@ export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, g
  * "interrupted" for work that is done, so on a signal it ends early instead, the rest left on
  * the (durable) list for the next writable open or reap (src/interrupt.ts).
  */
+/**
+ * Fails with ENOSPC, before anything is made, when a symlink's target needs a block of its own
+ * (longer than the inode holds) and none is free: made first, its inode and name would stay,
+ * the target unwritten, in a mount's request (committed with the others though it failed).
+ */
+export function symlinkRoom(vol: Volume, target: Buffer): void {
+  if (target.length > INODE_AREA_SIZE && vol.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
+}
+
 export function reapOrphans(vol: Volume): void {
   // Work that yields to a server's requests in the middle of a reap (Volume.yieldPoint) must
   // not start a second reap of the same list: the one running goes on until the list is empty.

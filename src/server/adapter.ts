@@ -42,7 +42,7 @@ import {loadExtents, readData, unmapRange, writeData} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
 import {type Inode, atimeDue, now, touch} from '../fs/inode.js'
-import {Namespace, type Resolved, SYMLINK_MAX, reapOrphans} from '../fs/namespace.js'
+import {Namespace, type Resolved, SYMLINK_MAX, reapOrphans, symlinkRoom} from '../fs/namespace.js'
 import {chmodAcl, getXattr, listXattrs, removeXattr, setXattr} from '../fs/xattr.js'
 import {isUnexpanded} from '../fs/expand.js'
 import type {Volume} from '../fs/volume.js'
@@ -730,6 +730,7 @@ export class PrismFs {
       symlink: mutating((ctx, target, parent, name) => {
         if (target.length === 0) throw err('ENOENT')
         if (target.length > SYMLINK_MAX) throw err('ENAMETOOLONG')
+        symlinkRoom(this.vol, target)
         const n = this.create(ctx, this.node(parent), name, S_IFLNK | 0o777, {init: (inode) => writeData(this.vol, inode, 0, target)})
         return this.entryOf(n)
       }),
