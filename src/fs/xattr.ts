@@ -64,6 +64,8 @@ function readSet(vol: Volume, a: Inode): Xattr[] {
   const hit = c.sets.get(a.ino)
   if (hit && hit.dv === a.r.dataVersion) return hit.list
   let list: Xattr[]
+  // (a damaged size must not ask for gigabytes before the content is looked at)
+  if (a.r.size > XATTR_SET_MAX) fail('EBADIMAGE', `attribute inode ${a.ino}: its size (${a.r.size}) is larger than an attribute set can be; run 'prism fsck --repair'`)
   try {
     list = decodeXattrs(readData(vol, a, 0, a.r.size), `attribute inode ${a.ino}`)
   } catch (e) {

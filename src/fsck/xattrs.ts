@@ -4,8 +4,8 @@
 // count is 1). A bad reference or an unreadable set costs attributes, never a file: the
 // reference is cleared and the file kept. An attribute inode nothing names is freed.
 import {BLOCK_SIZE, IF_INLINE} from '../format/constants.js'
-import {INODE_AREA_OFF} from '../format/inode.js'
-import {decodeXattrs} from '../format/xattr.js'
+import {INODE_AREA_OFF, INODE_AREA_SIZE} from '../format/inode.js'
+import {decodeXattrs, XATTR_SET_MAX} from '../format/xattr.js'
 import {T_FREE, T_XATTR, type FsckContext} from './context.js'
 import {keptMap} from './pass1_inodes.js'
 import {freeInode} from './pass3_links.js'
@@ -77,11 +77,20 @@ function setProblem(ctx: FsckContext, ino: number): string | null {
   const {buf, off} = ctx.inodeAt(ino)
   const size = Number(buf.readBigUInt64LE(off + 0x18))
   let content: Buffer
-  if (ctx.iflags[ino] & IF_INLINE) content = Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + size))
-  else {
+  // (the size is checked against what holds the content before anything that size is made:
+  // a damaged size must not ask for gigabytes)
+  if (size > XATTR_SET_MAX) return `its size (${size}) is larger than an attribute set can be`
+  if (ctx.iflags[ino] & IF_INLINE) {
+    if (size > INODE_AREA_SIZE) return `its size (${size}) is larger than its inode holds`
+    content = Buffer.from(buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + size))
+  } else {
+    const ext = keptMap(ctx, ino).ext
+    let end = 0
+    for (const e of ext) end = Math.max(end, (e.l + e.n) * BLOCK_SIZE)
+    if (size > end) return `its size (${size}) is past its blocks (${end} bytes)`
     content = Buffer.alloc(size)
     const blk = Buffer.alloc(BLOCK_SIZE)
-    for (const e of keptMap(ctx, ino).ext) {
+    for (const e of ext) {
       for (let k = 0; k < e.n; k++) {
         const at = (e.l + k) * BLOCK_SIZE
         if (at >= size) break
