@@ -10,7 +10,22 @@ import fs from 'node:fs'
 import {clone} from '../src/clone/clone.js'
 import {namespace, withImage} from '../src/fs/image.js'
 import {fsckImage} from '../src/fsck/index.js'
+import type {Volume} from '../src/fs/volume.js'
 import {edit, newImage, read, snapshot, tmpDir} from './helpers.js'
+
+/** Runs `call` on a writable volume and commits whatever it left, failed or not (as a server commits a mount's failed request); returns the error code, or null. */
+function committedAnyway(img: string, call: (vol: Volume) => void): string | null {
+  return withImage(img, {write: true}, (vol) => {
+    try {
+      call(vol)
+      return null
+    } catch (e) {
+      return (e as {code?: string}).code ?? 'unknown'
+    } finally {
+      vol.commit()
+    }
+  })
+}
 
 describe('expansion with too few inodes or blocks changes nothing, even when its transaction is committed', () => {
   for (const [what, subdirs, leaveFree] of [['no inode free', 6, 0], ['some inodes free, fewer than its subdirectories', 6, 3], ['exactly enough', 6, 6]] as Array<[string, number, number]>) {
@@ -89,21 +104,14 @@ describe('a create, mkdir or symlink its directory has no room for changes nothi
         let made = first
         const before = read(img, (_ns, vol) => ({inodes: vol.sb.freeInodes, blocks: vol.sb.freeBlocks}))
         expect(before.blocks).to.equal(0)
-        const failed = withImage(img, {write: true}, (vol) => {
+        const failed = committedAnyway(img, (vol) => {
           const ns = namespace(vol, 'root')
-          try {
-            // names long enough that a few fill the inline directory; the next needs a block
-            for (; made < 5000; made++) {
-              const p = `/d/${'n'.repeat(40)}${made}`
-              if (kind === 'file') ns.writeFile(p, Buffer.alloc(0))
-              else if (kind === 'dir') ns.mkdir(p)
-              else ns.symlink('t', p)
-            }
-            return null
-          } catch (e) {
-            return (e as {code?: string}).code
-          } finally {
-            vol.commit()
+          // names long enough that a few fill the inline directory; the next needs a block
+          for (; made < 5000; made++) {
+            const p = `/d/${'n'.repeat(40)}${made}`
+            if (kind === 'file') ns.writeFile(p, Buffer.alloc(0))
+            else if (kind === 'dir') ns.mkdir(p)
+            else ns.symlink('t', p)
           }
         })
         expect(failed).to.equal('ENOSPC')
@@ -139,16 +147,7 @@ describe('a rename its new directory has no room for changes nothing; one over a
         const want = read(img, (ns) => snapshot(ns))
         expect(read(img, (_ns, vol) => vol.sb.freeBlocks)).to.equal(0)
         const target = over ? '/d/old' : `/d/${'m'.repeat(200)}`
-        const failed = withImage(img, {write: true}, (vol) => {
-          try {
-            namespace(vol, 'root').rename('/src/moving', target)
-            return null
-          } catch (e) {
-            return (e as {code?: string}).code
-          } finally {
-            vol.commit()
-          }
-        })
+        const failed = committedAnyway(img, (vol) => namespace(vol, 'root').rename('/src/moving', target))
         expect(fsckImage(img, {repair: false}).problems.map((p) => `${p.code} ${p.where}`)).to.deep.equal([])
         const got = read(img, (ns) => snapshot(ns))
         if (over) {
@@ -177,16 +176,7 @@ describe('a symlink whose target needs a block, on a full image, changes nothing
         ns.writeFile('/fill', Buffer.alloc(vol.sb.freeBlocks * 4096, 1))
       })
       const want = read(img, (ns) => snapshot(ns))
-      const failed = withImage(img, {write: true}, (vol) => {
-        try {
-          namespace(vol, 'root').symlink('t'.repeat(300), '/d/long')
-          return null
-        } catch (e) {
-          return (e as {code?: string}).code
-        } finally {
-          vol.commit()
-        }
-      })
+      const failed = committedAnyway(img, (vol) => namespace(vol, 'root').symlink('t'.repeat(300), '/d/long'))
       expect(failed).to.equal('ENOSPC')
       expect(read(img, (ns) => snapshot(ns))).to.deep.equal(want)
       expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])

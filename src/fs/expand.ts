@@ -213,12 +213,14 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
     // makes its directories first), not only that there is none; and which ran out, blocks or
     // inodes (each directory made takes one of each).
     if (e instanceof PrismError && e.code === 'ENOSPC' && !e.message.includes(' to expand ')) {
-      const what = /^no free inodes/.test(e.message) ? `no free inodes left in the image (${vol.sb.inodeCount} of ${vol.sb.inodeCount} used)` : 'no free blocks left in the image'
+      const what = /^no free inodes/.test(e.message) ? noInodesLeft(vol) : 'no free blocks left in the image'
       throw noRoom(what, `${c.name}:${path}`)
     }
     throw e
   }
 }
+
+const noInodesLeft = (vol: Volume): string => `no free inodes left in the image (${vol.sb.inodeCount} of ${vol.sb.inodeCount} used)`
 
 function noRoom(what: string, where: string): PrismError {
   return new PrismError('ENOSPC', `${what} to expand ${where} (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files`)
@@ -338,8 +340,8 @@ function needRoom(vol: Volume, ci: CloneInfo, src: Fileset, from: Inode, where: 
     if ((child.r.nlink > 1 || copies?.has(child.ino)) && !copyOf(vol, ci, child)) inodes++
   })
   const free = vol.sb.freeInodes
-  if (inodes > free) throw noRoom(free === 0 ? `no free inodes left in the image (${vol.sb.inodeCount} of ${vol.sb.inodeCount} used)` : `too few free inodes left in the image (${inodes} needed, ${free} free)`, where)
-  const blocks = from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
+  if (inodes > free) throw noRoom(free === 0 ? noInodesLeft(vol) : `too few free inodes left in the image (${inodes} needed, ${free} free)`, where)
+  const blocks = dirBlocksOf(from)
   if (blocks > vol.sb.freeBlocks) throw noRoom(vol.sb.freeBlocks === 0 ? 'no free blocks left in the image' : `too few free blocks left in the image (${blocks} needed, ${vol.sb.freeBlocks} free)`, where)
 }
 
@@ -375,9 +377,14 @@ function addKeptEntries(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, fr
  * inode, the fileset table and reference counts) within a quarter of the journal. A step
  * starts with at most half of it used (maybeCommit), so the step never outgrows it.
  */
+/** The blocks directory `from` holds (buckets and pointer table; none inline): a copy takes as many. */
+function dirBlocksOf(from: Inode): number {
+  return from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
+}
+
 export function fitsOneStep(vol: Volume, from: Inode): boolean {
   const room = vol.journal.maxBlocks / 4
-  const dirBlocks = from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
+  const dirBlocks = dirBlocksOf(from)
   if (2 * from.r.size + dirBlocks + 16 <= room) return true
   const blocks = new Set<number>()
   let subdirs = 0
