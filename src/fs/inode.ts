@@ -43,6 +43,22 @@ export interface InodeHome {
 /** What a stale object holds instead of its record (never read: a stale object forwards). */
 const DROPPED: InodeRecord = Object.freeze(emptyInode()) as InodeRecord
 
+/**
+ * What a running savepoint (Volume.savepoint) needs to hear: each live Inode object, once per
+ * savepoint, before its first use in it (any read or change of its record, map, tree or
+ * zones). `epoch` tells savepoints apart; `fn` is null while none runs.
+ */
+export const savepointWatch: {epoch: number, fn: ((inode: Inode) => void) | null} = {epoch: 1, fn: null}
+
+/** An Inode's in-memory state, as a savepoint keeps it (Inode.snapshot). */
+export interface InodeState {
+  rec: InodeRecord
+  ext: Extent[] | null
+  tree: number[]
+  extDirty: boolean
+  zn: number[] | undefined
+}
+
 export class Inode {
   private rec: InodeRecord
   private ext: Extent[] | null = null
@@ -50,6 +66,8 @@ export class Inode {
   private extDirty = false
   private shp: TreeShape | undefined = undefined
   private zn: number[] | undefined = undefined
+  /** the savepoint epoch this object was last reported in (savepointWatch) */
+  private seen = 0
   /** set while the volume's cache does not hold this object: uses go through home.reattach */
   home: InodeHome | null = null
   /** the cache's second-chance bit: set by every lookup that finds this object */
@@ -61,7 +79,13 @@ export class Inode {
 
   /** This object, or the live one it stands for. */
   live(): Inode {
-    return this.home ? this.home.reattach(this) : this
+    const o = this.home ? this.home.reattach(this) : this
+    const w = savepointWatch
+    if (w.fn !== null && o.seen !== w.epoch) {
+      o.seen = w.epoch
+      w.fn(o)
+    }
+    return o
   }
 
   /** Drops the payload (the cache let this object go). */
@@ -73,6 +97,7 @@ export class Inode {
     this.extDirty = false
     this.shp = undefined
     this.zn = undefined
+    this.seen = 0
   }
 
   /** Makes a stale object live again with a record read afresh. */
@@ -87,22 +112,47 @@ export class Inode {
     this.used = true
   }
 
-  get r(): InodeRecord { return this.home ? this.live().rec : this.rec }
+  /** A deep copy of this live object's state, for a savepoint to restore (restore). */
+  snapshot(): InodeState {
+    const r = this.rec
+    return {
+      rec: {...r, area: Buffer.from(r.area)},
+      ext: this.ext ? this.ext.map((e) => ({...e})) : null,
+      tree: this.tree.slice(),
+      extDirty: this.extDirty,
+      zn: this.zn?.slice(),
+    }
+  }
+
+  /**
+   * Puts back a snapshot's state. The tree's cached shape goes (the next storeExtents builds
+   * it again from the restored map).
+   */
+  restore(s: InodeState): void {
+    this.rec = s.rec
+    this.ext = s.ext
+    this.tree = s.tree
+    this.extDirty = s.extDirty
+    this.shp = undefined
+    this.zn = s.zn
+  }
+
+  get r(): InodeRecord { return this.live().rec }
   set r(v: InodeRecord) { this.live().rec = v }
 
   /** the file's mapping, sorted by logical block; loaded on first use */
-  get extents(): Extent[] | null { return this.home ? this.live().ext : this.ext }
+  get extents(): Extent[] | null { return this.live().ext }
   set extents(v: Extent[] | null) { this.live().ext = v }
 
   /** extent-tree node blocks currently holding the mapping (reused when it is rewritten) */
-  get treeBlocks(): number[] { return this.home ? this.live().tree : this.tree }
+  get treeBlocks(): number[] { return this.live().tree }
   set treeBlocks(v: number[]) { this.live().tree = v }
 
-  get extentsDirty(): boolean { return this.home ? this.live().extDirty : this.extDirty }
+  get extentsDirty(): boolean { return this.live().extDirty }
   set extentsDirty(v: boolean) { this.live().extDirty = v }
 
   /** the node blocks as storeExtents last wrote them, which its next write patches (extents.ts) */
-  get treeShape(): TreeShape | undefined { return this.home ? this.live().shp : this.shp }
+  get treeShape(): TreeShape | undefined { return this.live().shp }
   set treeShape(v: TreeShape | undefined) { this.live().shp = v }
 
   /**
@@ -110,7 +160,7 @@ export class Inode {
    * in zone z is at z + g * overflow); undefined until first needed. A cache of what the map
    * says (zonesOf), never stored.
    */
-  get zones(): number[] | undefined { return this.home ? this.live().zn : this.zn }
+  get zones(): number[] | undefined { return this.live().zn }
   set zones(v: number[] | undefined) { this.live().zn = v }
 
   get isDir(): boolean { return (this.r.mode & S_IFMT) === S_IFDIR }

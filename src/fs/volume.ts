@@ -19,7 +19,7 @@ import {PrismError, fail, isDamage} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
-import {Inode, type InodeHome} from './inode.js'
+import {Inode, savepointWatch, type InodeHome, type InodeState} from './inode.js'
 import {storeExtents} from './extents.js'
 import {filesetTableBlocks} from './filesets.js'
 
@@ -371,6 +371,8 @@ export class Volume implements InodeHome {
 
   /** Marks a block changed in this transaction whose checksum `seal` computes at commit. */
   sealAtCommit(block: number, seal: (buf: Buffer) => void): void {
+    const sp = this.sp
+    if (sp && !sp.broken && !sp.unsealed?.has(block)) (sp.unsealed ??= new Map()).set(block, this.unsealed.get(block))
     this.unsealed.set(block, seal)
   }
 
@@ -381,6 +383,130 @@ export class Volume implements InodeHome {
 
   markSbDirty(): void {
     this.sbDirty = true
+  }
+
+  /** The refcount-table block `index` changed in this transaction. */
+  private rcDirty(index: number): void {
+    if (this.sp && !this.dirtyRc.has(index)) this.sp.rc.push(index)
+    this.dirtyRc.add(index)
+  }
+
+  /** The running transaction's bit array `index` of `map` (freedNow, allocNow), to change: a savepoint keeps its state first. */
+  private txnBits(map: Map<number, Uint8Array>, index: number): Uint8Array {
+    let bits = map.get(index)
+    const sp = this.sp
+    if (sp && !sp.broken) {
+      const kept = map === this.freedNow ? (sp.freed ??= new Map()) : (sp.alloc ??= new Map())
+      if (!kept.has(index)) kept.set(index, bits ? bits.slice() : null)
+    }
+    if (!bits) map.set(index, (bits = new Uint8Array(REFCOUNTS_PER_BLOCK)))
+    return bits
+  }
+
+  // ---------------------------------------------------------------- savepoints
+
+  /** the savepoint running (savepoint), or null */
+  private sp: SavepointState | null = null
+
+  /**
+   * Starts a savepoint inside the running transaction: until release() or rollback(), what
+   * changes is recorded so that rollback() can put the transaction back as it was here (a
+   * server runs each request of a mount inside one: a request that fails part way, out of
+   * space or on a bad argument found late, leaves nothing of itself in the transaction that
+   * later commits with the other requests). Recorded: the blocks changed (BlockStore.mark),
+   * every Inode object used (told by savepointWatch before its first use; a deep copy of those
+   * with uncommitted changes), the free-space bookkeeping of the transaction and the
+   * superblock, and file data queued for the device (BlockStore.rollback). A commit,
+   * flushInodes or abort inside it ends what it can undo (`broken`): rollback() then leaves
+   * everything as it is, as if there were none. Not on a read-only volume (its changes are
+   * never committed), and not nested: null then, and the caller has nothing to end.
+   */
+  savepoint(): Savepoint | null {
+    if (this.readOnly || this.sp || this.closed) return null
+    const sp = new SavepointState(this, {...this.sb}, this.sbDirty, this.backupDue, this.freedInTxn, this.blockHint, this.metaHint,
+      this.pinnedOrphans.size ? [...this.pinnedOrphans] : NONE, this.keptOrphans.size ? [...this.keptOrphans] : NONE)
+    this.sp = sp
+    this.store.mark()
+    savepointWatch.epoch++
+    savepointWatch.fn = this.watchInode
+    return sp
+  }
+
+  /** Told of each Inode object before its first use in the running savepoint (savepointWatch). */
+  private readonly watchInode = (inode: Inode): void => {
+    const sp = this.sp
+    if (sp && !sp.broken) sp.inodes.push({inode, state: this.dirtyInodes.has(inode) ? inode.snapshot() : null})
+  }
+
+  /**
+   * Has `undo` run if the running savepoint is rolled back, after the volume's own state is
+   * put back (for state kept outside the volume that followed a change: a server's mounts
+   * repointed to a private copy, VolumeObserver.inodeCopied). Nothing when none runs.
+   */
+  atRollback(undo: () => void): void {
+    if (this.sp && !this.sp.broken) this.sp.undo.push(undo)
+  }
+
+  /** A commit, flushInodes or abort: the running savepoint (if any) can undo nothing from here on. */
+  private breakSavepoint(): void {
+    if (!this.sp || this.sp.broken) return
+    this.sp.broken = true
+    this.store.unmark()
+  }
+
+  /** Ends savepoint `sp` (SavepointState.release and rollback). */
+  /** @internal */
+  endSavepoint(sp: SavepointState, rollback: boolean): void {
+    if (this.sp !== sp) return
+    this.sp = null
+    savepointWatch.fn = null
+    if (!rollback || sp.broken || this.closed) {
+      this.store.unmark()
+      return
+    }
+    this.store.rollback()
+    for (const {inode, state} of sp.inodes) {
+      if (state) continue
+      // Clean then: the inode table (as restored) holds its state; an object made in the
+      // savepoint (ialloc) finds its slot free there.
+      this.dirtyInodes.delete(inode)
+      if (this.inodes.get(inode.ino) === inode) this.inodes.delete(inode.ino)
+      inode.drop(this)
+    }
+    for (const {inode, state} of sp.inodes) {
+      if (!state) continue
+      // Changed before the savepoint: its state then, still to be committed, and the cache's
+      // object for its inode again (a slot freed and taken again in the savepoint has another).
+      inode.restore(state)
+      this.inodes.set(inode.ino, inode)
+    }
+    for (const b of sp.inodeBlocks) this.dirtyInodeBlocks.delete(b)
+    for (const i of sp.rc) this.dirtyRc.delete(i)
+    for (const [block, seal] of sp.unsealed ?? []) {
+      if (seal) this.unsealed.set(block, seal)
+      else this.unsealed.delete(block)
+    }
+    for (const [map, kept] of [[this.freedNow, sp.freed], [this.allocNow, sp.alloc]] as const) {
+      for (const [index, bits] of kept ?? []) {
+        if (bits) map.set(index, bits)
+        else map.delete(index)
+      }
+    }
+    Object.assign(this.sb, sp.sb)
+    this.sbDirty = sp.sbDirty
+    this.backupDue = sp.backupDue
+    this.freedInTxn = sp.freedInTxn
+    this.blockHint = sp.blockHint
+    this.metaHint = sp.metaHint
+    this.pinnedOrphans.clear()
+    for (const i of sp.pinned) this.pinnedOrphans.add(i)
+    this.keptOrphans.clear()
+    for (const i of sp.kept) this.keptOrphans.add(i)
+    // Caches of what the blocks hold, rebuilt from them when next needed.
+    this.filesetCache = null
+    this.cloneCache = null
+    this.xattrCache = null
+    for (let i = sp.undo.length - 1; i >= 0; i--) sp.undo[i]()
   }
 
   /**
@@ -446,6 +572,7 @@ export class Volume implements InodeHome {
    * forgets the blocks with the rest of the transaction.
    */
   private flushInodes(): void {
+    this.breakSavepoint()
     for (const f of this.flushers) f(this)
     for (const inode of this.dirtyInodes) if (inode.extentsDirty) storeExtents(this, inode)
     for (const inode of this.dirtyInodes) this.encodeInodeNow(inode)
@@ -465,6 +592,7 @@ export class Volume implements InodeHome {
     // journaling file system aborts its journal, nothing more is written in this session, and
     // the next open replays what was committed.
     if (this.failure) throw new PrismError('EIO', `an earlier write to the image failed (${this.failure.message}); nothing more is written until the image is opened again`)
+    this.breakSavepoint()
     for (const f of this.flushers) f(this)
     if (!this.hasChanges) {
       this.trimInodeCache()
@@ -574,6 +702,7 @@ export class Volume implements InodeHome {
 
   /** Forgets every change since the last commit. */
   abort(): void {
+    this.breakSavepoint()
     this.store.abort()
     // Objects callers still hold read their inode again (its committed state) when next used.
     for (const inode of this.inodes.values()) inode.drop(this)
@@ -877,7 +1006,9 @@ export class Volume implements InodeHome {
   idirty(inode: Inode, atimeOnly = false): void {
     inode = inode.live()
     this.dirtyInodes.add(inode)
-    this.dirtyInodeBlocks.add(Math.floor(inode.ino / INODES_PER_BLOCK))
+    const b = Math.floor(inode.ino / INODES_PER_BLOCK)
+    if (this.sp && !this.dirtyInodeBlocks.has(b)) this.sp.inodeBlocks.push(b)
+    this.dirtyInodeBlocks.add(b)
     this.observer?.inodeChanged(inode.ino, atimeOnly)
   }
 
@@ -985,7 +1116,7 @@ export class Volume implements InodeHome {
     const {index, slot} = this.rcBlock(block)
     this.rcBuf(index)
     this.store.getMut(this.sb.refcountStart + index)[slot] = v
-    this.dirtyRc.add(index)
+    this.rcDirty(index)
   }
 
   /** Adds a reference to a block. Returns false (and changes nothing) when the counter is full. */
@@ -1004,9 +1135,7 @@ export class Volume implements InodeHome {
     this.setRc(block, c - 1)
     if (c === 1) {
       const {index, slot} = this.rcBlock(block)
-      let pinned = this.freedNow.get(index)
-      if (!pinned) this.freedNow.set(index, (pinned = new Uint8Array(REFCOUNTS_PER_BLOCK)))
-      pinned[slot] = 1
+      this.txnBits(this.freedNow, index)[slot] = 1
       if (this.preservers.length > 0) this.noteForSnapshots(block - this.sb.dataStart, 1, false)
       this.freedInTxn++
       this.sb.freeBlocks++
@@ -1033,7 +1162,7 @@ export class Volume implements InodeHome {
         if (c >= REFCOUNT_MAX) saturated.push(b + s - slot)
         else buf[s] = c + 1
       }
-      this.dirtyRc.add(index)
+      this.rcDirty(index)
       b += lim - slot
     }
     return saturated
@@ -1156,10 +1285,8 @@ export class Volume implements InodeHome {
     const index = Math.floor(rel / REFCOUNTS_PER_BLOCK)
     const z = rel % REFCOUNTS_PER_BLOCK
     this.store.getMut(this.sb.refcountStart + index).fill(1, z, z + n)
-    this.dirtyRc.add(index)
-    let now = this.allocNow.get(index)
-    if (!now) this.allocNow.set(index, (now = new Uint8Array(REFCOUNTS_PER_BLOCK)))
-    now.fill(1, z, z + n)
+    this.rcDirty(index)
+    this.txnBits(this.allocNow, index).fill(1, z, z + n)
     if (this.preservers.length > 0) this.noteForSnapshots(rel, n, true)
     this.sb.freeBlocks -= n
     this.markSbDirty()
@@ -1372,3 +1499,47 @@ function readSuperblock(dev: BlockDevice): {sb: Superblock, backup: boolean, pro
 }
 
 export {planGeometry}
+
+/** A running savepoint (Volume.savepoint): end it once, either way. */
+export interface Savepoint {
+  /** Keeps what was done since the savepoint (it stays in the running transaction). */
+  release(): void
+  /** Puts the running transaction back as it was at the savepoint. */
+  rollback(): void
+}
+
+const NONE: number[] = []
+
+/** What a savepoint keeps to roll back (Volume.savepoint); it is also the Savepoint handed out. */
+class SavepointState implements Savepoint {
+  /** a commit, flushInodes or abort ran inside it: nothing to undo any more */
+  broken = false
+  /** each Inode object used, with its state when it had uncommitted changes (else null) */
+  inodes: Array<{inode: Inode, state: InodeState | null}> = []
+  /** what others asked to undo (atRollback), in order */
+  undo: Array<() => void> = []
+  /** inode-table blocks and refcount-table blocks first made dirty in the savepoint */
+  inodeBlocks: number[] = []
+  rc: number[] = []
+  /** blocks given a seal in the savepoint, with the seal they had before (or none) */
+  unsealed: Map<number, ((buf: Buffer) => void) | undefined> | null = null
+  /** freedNow and allocNow arrays as they were before their first change in the savepoint (null: absent) */
+  freed: Map<number, Uint8Array | null> | null = null
+  alloc: Map<number, Uint8Array | null> | null = null
+
+  constructor(
+    private readonly vol: Volume,
+    /** the volume's state then (Volume.savepoint) */
+    readonly sb: Superblock,
+    readonly sbDirty: boolean,
+    readonly backupDue: boolean,
+    readonly freedInTxn: number,
+    readonly blockHint: number,
+    readonly metaHint: number,
+    readonly pinned: number[],
+    readonly kept: number[],
+  ) {}
+
+  release(): void { this.vol.endSavepoint(this, false) }
+  rollback(): void { this.vol.endSavepoint(this, true) }
+}

@@ -270,7 +270,10 @@ export class BlockStore {
   /** The block, to be changed in this transaction. */
   getMut(block: number): Buffer {
     const d = this.dirty.get(block)
-    if (d) return d
+    if (d) {
+      if (this.undo && !this.undo.has(block)) this.undo.set(block, {buf: d, copy: this.undoCopy(d)})
+      return d
+    }
     const buf = Buffer.from(this.get(block))
     this.cache.delete(block)
     this.setDirty(block, buf)
@@ -279,6 +282,8 @@ export class BlockStore {
 
   /** A zeroed block that will be written whole in this transaction (nothing is read). */
   fresh(block: number): Buffer {
+    const d = this.dirty.get(block)
+    if (this.undo && !this.undo.has(block)) this.undo.set(block, d ? {buf: d, copy: this.undoCopy(d)} : null)
     const buf = Buffer.alloc(BLOCK_SIZE)
     this.cache.delete(block)
     this.setDirty(block, buf)
@@ -286,6 +291,7 @@ export class BlockStore {
   }
 
   private setDirty(block: number, buf: Buffer): void {
+    if (this.undo && !this.undo.has(block)) this.undo.set(block, null)
     if (!this.dirty.has(block) && this.unreferenced?.(block) && !this.journal?.holds(block)) this.inPlace++
     this.dirty.set(block, buf)
   }
@@ -319,6 +325,7 @@ export class BlockStore {
     }
     const q = this.queue
     q.data.set(block, data)
+    if (this.undo) this.undoData.push(block)
     const l = this.lentOf(data)
     if (l) l.queued++
     for (let i = 0; i < n; i++) q.index.set(block + i, block)
@@ -335,7 +342,10 @@ export class BlockStore {
     for (let i = 0; i < n; i++) if (!q.index.has(block + i)) return false
     for (let i = 0; i < n; i++) {
       const start = q.index.get(block + i)!
-      data.copy(q.data.get(start)!, (block + i - start) * BLOCK_SIZE, i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)
+      const into = q.data.get(start)!
+      const at = (block + i - start) * BLOCK_SIZE
+      if (this.undo) this.undoReplaced.push({block: block + i, start, was: Buffer.from(into.subarray(at, at + BLOCK_SIZE))})
+      data.copy(into, at, i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)
     }
     return true
   }
@@ -460,6 +470,7 @@ export class BlockStore {
   flushData(): void {
     const q = this.queue
     if (q.data.size === 0 || this.readOnly) return
+    if (this.undo) this.undoFlushed = true
     const starts = [...q.data.keys()].sort((a, b) => a - b)
     // A block freed since the last checkpoint may still have a metadata image in the log;
     // checkpoint first, so that no replay writes that image over the new data.
@@ -545,8 +556,108 @@ export class BlockStore {
     return logged
   }
 
+  // ---------------------------------------------------------------- savepoints (Volume.savepoint)
+
+  /**
+   * Blocks changed since mark(): the dirty buffer each had then and a copy of its content
+   * then, or null when it was not dirty (its content then is the device's, or the cache's)
+   */
+  private undo: Map<number, {buf: Buffer, copy: Buffer} | null> | null = null
+  private undoInPlace = 0
+  /** data queued since mark(), by its first block */
+  private undoData: number[] = []
+  /** queued data overwritten in the queue since mark(): where, and what it held (newest last) */
+  private undoReplaced: Array<{block: number, start: number, was: Buffer}> = []
+  /** queued data went to the device since mark() */
+  private undoFlushed = false
+
+  /** copies of blocks for undo, kept for the next savepoint (a request copies a few blocks: no garbage for each) */
+  private undoSpare: Buffer[] = []
+
+  private undoCopy(d: Buffer): Buffer {
+    const c = this.undoSpare.pop() ?? Buffer.allocUnsafeSlow(BLOCK_SIZE)
+    d.copy(c)
+    return c
+  }
+
+  /** Gives the copies of `undo` back for reuse, at most 64. */
+  private spare(undo: Map<number, {buf: Buffer, copy: Buffer} | null>): void {
+    for (const u of undo.values()) {
+      if (u === null) continue
+      if (this.undoSpare.length >= 64) break
+      this.undoSpare.push(u.copy)
+    }
+  }
+
+  /** Starts recording what changes, for rollback(). */
+  mark(): void {
+    this.undo = new Map()
+    this.undoInPlace = this.inPlace
+    this.undoData = []
+    this.undoReplaced = []
+    this.undoFlushed = false
+  }
+
+  /** Stops recording (what changed stays). */
+  unmark(): void {
+    if (this.undo) this.spare(this.undo)
+    this.undo = null
+    this.undoData = []
+    this.undoReplaced = []
+  }
+
+  /**
+   * Puts the dirty blocks back as they were at mark(), in the same buffers, and drops the
+   * data queued since: its blocks are free again. Data already handed to the device went to
+   * blocks no state references; it is waited for, as abort() does, so that a later write of
+   * those blocks lands after it. Not after a commit (the volume knows: it does not call this
+   * then).
+   */
+  rollback(): void {
+    const undo = this.undo
+    if (!undo) return
+    this.undo = null
+    for (const [block, u] of undo) {
+      this.cache.delete(block)
+      if (u === null) this.dirty.delete(block)
+      else {
+        u.copy.copy(u.buf)
+        this.dirty.set(block, u.buf)
+      }
+    }
+    this.spare(undo)
+    this.inPlace = this.undoInPlace
+    const q = this.queue
+    for (const start of this.undoData) {
+      const data = q.data.get(start)
+      if (!data) continue
+      q.data.delete(start)
+      const n = data.length / BLOCK_SIZE
+      for (let i = 0; i < n; i++) if (q.index.get(start + i) === start) q.index.delete(start + i)
+      q.bytes -= data.length
+      this.written([data])
+    }
+    if (this.undoFlushed) {
+      this.dev.settle?.()
+      this.reap()
+    }
+    // Data queued before the savepoint and written again in it (FORMAT.md §6.6) gets its
+    // content back: in the queue, or queued again if it went to the device meanwhile. The
+    // oldest content goes last. (What was queued in the savepoint itself is gone already.)
+    const mine = new Set(this.undoData)
+    for (let i = this.undoReplaced.length - 1; i >= 0; i--) {
+      const r = this.undoReplaced[i]
+      if (!mine.has(r.start)) this.writeData(r.block, r.was)
+    }
+    this.undoData = []
+    this.undoReplaced = []
+  }
+
   /** Forgets every change since the last commit. */
   abort(): void {
+    this.undo = null
+    this.undoData = []
+    this.undoReplaced = []
     this.dirty = new Map()
     this.inPlace = 0
     // Data written behind for the abandoned operation went to free blocks: wait for it (a

@@ -686,11 +686,18 @@ export class PrismFs {
     // what this request holds), and the thread stays free meanwhile. A request of another mount
     // may hold what a notification needs there while its own answer waits on this mount: the
     // host then does not wait on that mount (ServedImage.notify), which would deadlock both.
+    //
+    // A request runs inside a savepoint of the running transaction (Volume.savepoint), which it
+    // shares with every other request until the next commit: one that fails part way (out of
+    // space or inodes, a limit met late) is rolled back, so that nothing of it is committed.
     const mutating = <A extends unknown[], T>(f: (...a: A) => T) => (...a: A): T | Promise<T> => {
       let out: T
+      const sp = this.vol.savepoint()
       try {
         out = f(...a)
+        sp?.release()
       } catch (e) {
+        sp?.rollback()
         void this.host.changed(this)
         throw toFuseError(e)
       }

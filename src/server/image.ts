@@ -259,6 +259,11 @@ export class ServedImage {
       inodeCopied: (fileset, from, to) => {
         this.locks.repoint(`${fileset}:${from}`, `${fileset}:${to}`)
         for (const m of this.mounts) m.fs.repoint(fileset, from, to)
+        // A request that fails after the copy leaves none (Volume.savepoint): back to the shared inode.
+        this.vol.atRollback(() => {
+          this.locks.repoint(`${fileset}:${to}`, `${fileset}:${from}`)
+          for (const m of this.mounts) m.fs.repoint(fileset, to, from)
+        })
       },
       filesetsChanged: () => {
         this.pending.filesets = true
