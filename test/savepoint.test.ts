@@ -130,3 +130,47 @@ describe('savepoints: file data written twice in one transaction', () => {
     })
   }
 })
+
+describe('savepoints: a file of many extents written by many requests', () => {
+  it('is written to its tree when each savepoint ends, and a rollback still gives back its content', () => {
+    const dev = memImage(16384)
+    let vol = Volume.openDevice(dev, {write: true})
+    try {
+      const ns = namespace(vol, 'root')
+      // A sparse file: every other block written, 200 extents.
+      ns.writeFile('/a', Buffer.alloc(0))
+      const a = ns.openForWrite('/a')
+      const want = Buffer.alloc(400 * BLOCK_SIZE)
+      for (let i = 0; i < 400; i += 2) {
+        const blk = Buffer.alloc(BLOCK_SIZE, (i >> 1) & 0xff)
+        blk.copy(want, i * BLOCK_SIZE)
+        ns.writeInode(a, i * BLOCK_SIZE, blk)
+      }
+      ns.truncate('/a', want.length)
+      vol.commit()
+      const f = ns.openForWrite('/a')
+      expect(f.extents!.length, 'extents of /a').to.be.greaterThan(64)
+      // Requests that succeed, each in its own savepoint, without a commit between them.
+      for (let i = 0; i < 20; i++) {
+        const sp = vol.savepoint()!
+        const at = ((i * 37) % 400) * BLOCK_SIZE
+        const blk = Buffer.alloc(BLOCK_SIZE, 200 + i)
+        ns.writeInode(ns.openForWrite('/a'), at, blk)
+        blk.copy(want, at)
+        sp.release()
+        expect(ns.openForWrite('/a').extentsDirty, 'the map written to its tree as the savepoint ended').to.equal(false)
+      }
+      // One that is rolled back.
+      const sp = vol.savepoint()!
+      for (let i = 0; i < 30; i++) ns.writeInode(ns.openForWrite('/a'), ((i * 13) % 400) * BLOCK_SIZE, Buffer.alloc(BLOCK_SIZE, 0xfe))
+      sp.rollback()
+      expect(ns.readFile('/a').equals(want), 'read back in the transaction').to.equal(true)
+      vol.close()
+      expect(fsckDevice(dev, {repair: false}).problems).to.deep.equal([])
+      vol = Volume.openDevice(dev, {write: true})
+      expect(namespace(vol, 'root').readFile('/a').equals(want), 'read back after the commit').to.equal(true)
+    } finally {
+      vol.close()
+    }
+  })
+})

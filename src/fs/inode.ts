@@ -112,12 +112,17 @@ export class Inode {
     this.used = true
   }
 
-  /** A deep copy of this live object's state, for a savepoint to restore (restore). */
+  /**
+   * A deep copy of this live object's state, for a savepoint to restore (restore). The map is
+   * copied only when it has changes its blocks do not hold yet: otherwise restore() leaves it
+   * to be read again from them (a savepoint writes a large changed map to its blocks before
+   * it ends, so that a file written by many requests is not copied whole for each).
+   */
   snapshot(): InodeState {
     const r = this.rec
     return {
       rec: {...r, area: Buffer.from(r.area)},
-      ext: this.ext ? this.ext.map((e) => ({...e})) : null,
+      ext: this.ext && this.extDirty ? this.ext.map((e) => ({...e})) : null,
       tree: this.tree.slice(),
       extDirty: this.extDirty,
       zn: this.zn?.slice(),
@@ -135,6 +140,11 @@ export class Inode {
     this.extDirty = s.extDirty
     this.shp = undefined
     this.zn = s.zn
+  }
+
+  /** Whether this live object's map has more than `n` extents with changes its blocks do not hold yet. */
+  bigDirtyMap(n: number): boolean {
+    return this.extDirty && this.ext !== null && this.ext.length > n
   }
 
   get r(): InodeRecord { return this.live().rec }

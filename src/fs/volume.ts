@@ -458,6 +458,12 @@ export class Volume implements InodeHome {
   /** @internal */
   endSavepoint(sp: SavepointState, rollback: boolean): void {
     if (this.sp !== sp) return
+    if (!rollback && !sp.broken && !this.closed) {
+      // A large map changed here goes to its blocks now, inside the savepoint (its failure, out
+      // of space for a node block, fails the request, which is then rolled back): the next
+      // savepoint then copies none of it (Inode.snapshot), however many requests write the file.
+      for (const {inode} of sp.inodes) if (inode.home === null && inode.bigDirtyMap(SAVEPOINT_MAP_COPY)) storeExtents(this, inode)
+    }
     this.sp = null
     savepointWatch.fn = null
     if (!rollback || sp.broken || this.closed) {
@@ -1509,6 +1515,9 @@ export interface Savepoint {
 }
 
 const NONE: number[] = []
+
+/** A map of more extents than this, changed in a savepoint, is written to its blocks when the savepoint is released. */
+const SAVEPOINT_MAP_COPY = 32
 
 /** What a savepoint keeps to roll back (Volume.savepoint); it is also the Savepoint handed out. */
 class SavepointState implements Savepoint {
