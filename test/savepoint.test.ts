@@ -20,6 +20,11 @@ import {Model} from './model.js'
 import {snapshot} from './helpers.js'
 import {apply, memImage, opArb, setupArb, type Op} from './fsops.js'
 import {BLOCK_SIZE} from '../src/format/constants.js'
+import fs from 'node:fs'
+import {fsckImage} from '../src/fsck/index.js'
+import {PrismFs, type AdapterHost} from '../src/server/adapter.js'
+import {LockTable} from '../src/server/locks.js'
+import {newImage, tmpDir} from './helpers.js'
 
 interface Step {
   target: number
@@ -171,6 +176,67 @@ describe('savepoints: a file of many extents written by many requests', () => {
       expect(namespace(vol, 'root').readFile('/a').equals(want), 'read back after the commit').to.equal(true)
     } finally {
       vol.close()
+    }
+  })
+})
+
+describe('a mount request out of space while blocks freed in its transaction wait for the commit', () => {
+  // Blocks freed in the running transaction are reused only after it commits. A request that
+  // fails for want of them is rolled back, the transaction committed, and the request run once
+  // more (PrismFs, mutating): the write of a file the size of one just removed succeeds on a
+  // full image, and leaves nothing of the first try.
+  it('is rolled back, committed and run again: it succeeds and its data reads back', () => {
+    const dir = tmpDir()
+    try {
+      const img = newImage(dir, 8 * 1024 * 1024)
+      let vol = Volume.open(img, {write: true})
+      const host: AdapterHost = {
+        vol, changed: () => { if (vol.txnFull) vol.commit() }, sync: () => vol.commit(), gate: () => null, frozen: () => null,
+        hold: () => {}, locks: new LockTable(),
+      }
+      const pfs = new PrismFs(host, {top: {fileset: 'root', path: '/'}, readOnly: false, attrTimeout: 1, entryTimeout: 1, rootOwner: {uid: 0, gid: 0}})
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const ops = pfs.ops as any
+      const ctx = {uid: 0, gid: 0, pid: 1, umask: 0o022, groups: () => []}
+      // Fill the image with one file, committed.
+      const big = ops.create(ctx, 1, Buffer.from('big'), 0o644, 2)
+      const chunk = Buffer.alloc(64 * 1024, 0x61)
+      let size = 0
+      for (;;) {
+        try {
+          ops.write(ctx, big.entry.ino, big.open.fh, size, chunk, {flags: 2})
+          size += chunk.length
+        } catch (e) {
+          expect((e as {code?: string}).code).to.equal('ENOSPC')
+          break
+        }
+      }
+      ops.release(ctx, big.entry.ino, big.open.fh, 0, '')
+      vol.commit()
+      expect(size, 'the file that fills the image').to.be.greaterThan(4 * 1024 * 1024)
+      // Remove it (its blocks freed in the running transaction) and write as much again.
+      ops.unlink(ctx, 1, Buffer.from('big'))
+      expect(vol.freedInTxn, 'blocks waiting for the commit').to.be.greaterThan(0)
+      const commitsBefore = vol.store.stats.commits
+      const f = ops.create(ctx, 1, Buffer.from('again'), 0o644, 2)
+      const data = Buffer.alloc(size - 16 * 64 * 1024, 0x62)
+      for (let off = 0; off < data.length; off += chunk.length) {
+        ops.write(ctx, f.entry.ino, f.open.fh, off, data.subarray(off, off + chunk.length), {flags: 2})
+      }
+      ops.release(ctx, f.entry.ino, f.open.fh, 0, '')
+      expect(vol.store.stats.commits, 'a commit made the freed blocks usable').to.be.greaterThan(commitsBefore)
+      vol.close()
+      expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+      vol = Volume.open(img, {write: true})
+      try {
+        const ns = namespace(vol, 'root')
+        expect(ns.readFile('/again').equals(data)).to.equal(true)
+        expect(() => ns.stat('/big')).to.throw(/no such file/)
+      } finally {
+        vol.close()
+      }
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
     }
   })
 })

@@ -456,8 +456,8 @@ export class Volume implements InodeHome {
 
   /** Ends savepoint `sp` (SavepointState.release and rollback). */
   /** @internal */
-  endSavepoint(sp: SavepointState, rollback: boolean): void {
-    if (this.sp !== sp) return
+  endSavepoint(sp: SavepointState, rollback: boolean): boolean {
+    if (this.sp !== sp) return false
     if (!rollback && !sp.broken && !this.closed) {
       // A large map changed here goes to its blocks now, inside the savepoint (its failure, out
       // of space for a node block, fails the request, which is then rolled back): the next
@@ -468,7 +468,7 @@ export class Volume implements InodeHome {
     savepointWatch.fn = null
     if (!rollback || sp.broken || this.closed) {
       this.store.unmark()
-      return
+      return false
     }
     this.store.rollback()
     for (const {inode, state} of sp.inodes) {
@@ -513,6 +513,7 @@ export class Volume implements InodeHome {
     this.cloneCache = null
     this.xattrCache = null
     for (let i = sp.undo.length - 1; i >= 0; i--) sp.undo[i]()
+    return true
   }
 
   /**
@@ -1510,8 +1511,11 @@ export {planGeometry}
 export interface Savepoint {
   /** Keeps what was done since the savepoint (it stays in the running transaction). */
   release(): void
-  /** Puts the running transaction back as it was at the savepoint. */
-  rollback(): void
+  /**
+   * Puts the running transaction back as it was at the savepoint. False when it could not: a
+   * commit inside it (what came before the commit stays).
+   */
+  rollback(): boolean
 }
 
 const NONE: number[] = []
@@ -1550,5 +1554,5 @@ class SavepointState implements Savepoint {
   ) {}
 
   release(): void { this.vol.endSavepoint(this, false) }
-  rollback(): void { this.vol.endSavepoint(this, true) }
+  rollback(): boolean { return this.vol.endSavepoint(this, true) }
 }

@@ -690,17 +690,33 @@ export class PrismFs {
     // A request runs inside a savepoint of the running transaction (Volume.savepoint), which it
     // shares with every other request until the next commit: one that fails part way (out of
     // space or inodes, a limit met late) is rolled back, so that nothing of it is committed.
-    const mutating = <A extends unknown[], T>(f: (...a: A) => T) => (...a: A): T | Promise<T> => {
-      let out: T
+    // Out of space while blocks freed in the transaction wait for its commit to be reused, it
+    // is run again once, after that commit: as if it had come after it.
+    const once = <A extends unknown[], T>(f: (...a: A) => T, a: A): {out: T} | {error: unknown, undone: boolean} => {
       const sp = this.vol.savepoint()
       try {
-        out = f(...a)
+        const out = f(...a)
         sp?.release()
+        return {out}
       } catch (e) {
-        sp?.rollback()
-        void this.host.changed(this)
-        throw toFuseError(e)
+        return {error: e, undone: sp?.rollback() ?? false}
       }
+    }
+    const mutating = <A extends unknown[], T>(f: (...a: A) => T) => (...a: A): T | Promise<T> => {
+      let r = once(f, a)
+      if ('error' in r && r.undone && (r.error as {code?: string}).code === 'ENOSPC' && this.vol.freedInTxn > 0) {
+        try {
+          this.host.sync()
+          r = once(f, a)
+        } catch (e) {
+          r = {error: e, undone: false}
+        }
+      }
+      if ('error' in r) {
+        void this.host.changed(this)
+        throw toFuseError(r.error)
+      }
+      const out = r.out
       const told = this.host.changed(this)
       return told ? told.then(() => out) : out
     }
@@ -876,6 +892,7 @@ export class PrismFs {
       removexattr: mutating((_ctx, id, name) => {
         const n = this.node(id)
         if (n.fs === 0) throw err('ENODATA')
+        if (!getXattr(this.vol, this.inodeOf(n), name)) throw err('ENODATA') // (before a shared file is copied)
         removeXattr(this.vol, this.owned(n), name)
       }),
       create: mutating((ctx, parent, name, mode, flags): CreateReply => {
@@ -1029,13 +1046,17 @@ export class PrismFs {
 
   private setattr(ctx: FuseContext, n: Node, s: SetAttr): AttrReply {
     if (n.fs === 0) throw err('EPERM')
+    if (s.size !== undefined) {
+      // What is refused is refused before a shared file gets its own copy (which needs room).
+      const seen = this.inodeOf(n)
+      if (seen.isDir) throw err('EISDIR')
+      if (!seen.isReg) throw err('EINVAL')
+      if (s.size > 2 ** 43) throw err('EFBIG')
+    }
     const inode = this.owned(n)
     const r = inode.r
     const t = nowSpec()
     if (s.size !== undefined) {
-      if (inode.isDir) throw err('EISDIR')
-      if (!inode.isReg) throw err('EINVAL')
-      if (s.size > 2 ** 43) throw err('EFBIG')
       if (s.size > r.size) this.reserve(2)
       this.ns(n.fs).truncateInode(inode, s.size)
       if (s.mtime === undefined && !s.mtimeNow) {
@@ -1228,12 +1249,13 @@ export class PrismFs {
     if (n) n.name = Buffer.from(to)
   }
 
-  /** Fails with ENOSPC before a change that needs about `blocks` free blocks (nothing is changed). */
+  /**
+   * Fails with ENOSPC before a change that needs about `blocks` free blocks (nothing is
+   * changed). Blocks freed in this transaction come back with its commit: the request is then
+   * run again after one (buildOps, mutating).
+   */
   private reserve(blocks: number): void {
     const vol = this.vol
-    if (vol.sb.freeBlocks - vol.freedInTxn >= blocks + 16) return
-    // Blocks freed in this transaction come back with its commit.
-    if (vol.freedInTxn > 0) this.host.sync()
     if (vol.sb.freeBlocks - vol.freedInTxn < blocks + 16) throw err('ENOSPC')
   }
 
@@ -1244,9 +1266,10 @@ export class PrismFs {
     if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE)) throw err('EOPNOTSUPP')
     if (off < 0 || len <= 0) throw err('EINVAL')
     if (off + len > 2 ** 43) throw err('EFBIG')
+    const seen = this.inodeOf(n)
+    if (seen.isDir) throw err('EISDIR')
+    if (!seen.isReg) throw err('ENODEV')
     const inode = this.owned(n)
-    if (inode.isDir) throw err('EISDIR')
-    if (!inode.isReg) throw err('ENODEV')
     this.dropSgid(ctx, inode)
     const ns = this.ns(n.fs)
     const keep = (mode & FALLOC_FL_KEEP_SIZE) !== 0
