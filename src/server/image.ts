@@ -587,9 +587,14 @@ export class ServedImage {
     // The last hold on an unlinked file: its space comes back now.
     const i = this.vol.tryIget(ino)
     if (i && (i.r.flags & IF_ORPHAN) && !this.closed && !this.holdCommits) {
+      // (inside a request's savepoint when a request lets go; else in its own: a reap that
+      // fails part way leaves nothing of itself to be committed with the mounts' requests)
+      const sp = this.vol.savepoint()
       try {
         reapOrphans(this.vol)
+        sp?.release()
       } catch (e) {
+        sp?.rollback()
         this.onError(`freeing unlinked inode ${ino}: ${(e as Error).message}`)
       }
     }
