@@ -11,9 +11,8 @@
 // (its map goes to its tree at the end of each request).
 import fs from 'node:fs'
 import {Volume} from '../src/fs/volume.js'
-import {PrismFs, type AdapterHost} from '../src/server/adapter.js'
-import {LockTable} from '../src/server/locks.js'
 import {newImage, tmpDir} from '../test/helpers.js'
+import {inProcessMount, ROOT_CTX} from '../test/inprocess.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, def: number): number => (args.includes(`--${name}`) ? Number(args[args.indexOf(`--${name}`) + 1]) : def)
@@ -24,15 +23,11 @@ const dir = tmpDir('prism-bench-savepoint-')
 try {
   const img = newImage(dir, 1024 * 1024 * 1024, {inodeCount: 200_000})
   const vol = Volume.open(img, {write: true})
-  const host: AdapterHost = {
-    vol, changed: () => { if (vol.txnFull) vol.commit() }, sync: () => vol.commit(), gate: () => null, frozen: () => null,
-    hold: () => {}, locks: new LockTable(),
-  }
-  const pfs = new PrismFs(host, {top: {fileset: 'root', path: '/'}, readOnly: false, attrTimeout: 1, entryTimeout: 1, rootOwner: {uid: 0, gid: 0}})
+  const {pfs} = inProcessMount(vol)
   // (the handlers' exact parameter types are the binding's; called here as the binding calls them)
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const ops = pfs.ops as any
-  const ctx = {uid: 0, gid: 0, pid: 1, umask: 0o022, groups: () => []}
+  const ctx = ROOT_CTX
   const real = vol.savepoint.bind(vol)
   const big = ops.create(ctx, 1, Buffer.from('big'), 0o644, 2)
   const blk = Buffer.alloc(4096, 7)

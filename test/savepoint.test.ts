@@ -22,8 +22,7 @@ import {apply, memImage, opArb, setupArb, type Op} from './fsops.js'
 import {BLOCK_SIZE} from '../src/format/constants.js'
 import fs from 'node:fs'
 import {fsckImage} from '../src/fsck/index.js'
-import {PrismFs, type AdapterHost} from '../src/server/adapter.js'
-import {LockTable} from '../src/server/locks.js'
+import {inProcessMount, ROOT_CTX} from './inprocess.js'
 import {newImage, tmpDir} from './helpers.js'
 
 interface Step {
@@ -190,14 +189,10 @@ describe('a mount request out of space while blocks freed in its transaction wai
     try {
       const img = newImage(dir, 8 * 1024 * 1024)
       let vol = Volume.open(img, {write: true})
-      const host: AdapterHost = {
-        vol, changed: () => { if (vol.txnFull) vol.commit() }, sync: () => vol.commit(), gate: () => null, frozen: () => null,
-        hold: () => {}, locks: new LockTable(),
-      }
-      const pfs = new PrismFs(host, {top: {fileset: 'root', path: '/'}, readOnly: false, attrTimeout: 1, entryTimeout: 1, rootOwner: {uid: 0, gid: 0}})
+      const {pfs} = inProcessMount(vol)
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const ops = pfs.ops as any
-      const ctx = {uid: 0, gid: 0, pid: 1, umask: 0o022, groups: () => []}
+      const ctx = ROOT_CTX
       // Fill the image with one file, committed.
       const big = ops.create(ctx, 1, Buffer.from('big'), 0o644, 2)
       const chunk = Buffer.alloc(64 * 1024, 0x61)
