@@ -3,6 +3,7 @@
 // never overwrite a block in place: new blocks are allocated and the old ones released,
 // so an interrupted write leaves the old content, and a block shared with another inode
 // (refcount > 1) is never touched: that is the block level of copy-on-write.
+import {noteExtentChange} from './extundo.js'
 import {BLOCK_SIZE, IF_INLINE, MAX_FILE_BLOCKS, MAX_FILE_SIZE} from '../format/constants.js'
 import {
   EXT_NODE_MAX, EXT_ROOT_MAX, decodeExtentNode, decodeExtentRoot, encodeExtentNode, encodeExtentRoot,
@@ -464,6 +465,7 @@ export function unmapRange(ext: Extent[], l: number, n: number): Extent[] {
   }
   if (j > i) {
     CHANGED.get(ext)?.add(Math.min(ext[i].l, l), end + 1)
+    noteExtentChange(ext, i, j - i, keep.length)
     ext.splice(i, j - i, ...keep)
   }
   return removed
@@ -482,6 +484,8 @@ export function mapRange(ext: Extent[], l: number, n: number, p: number): void {
   const next = ext[lo]
   CHANGED.get(ext)?.add(prev ? prev.l : l, next ? next.l + 1 : l + 1)
   if (prev && prev.l + prev.n === l && prev.p + prev.n === p && prev.n + n <= 0xffff_ffff) {
+    const joins = next !== undefined && prev.l + prev.n + n === next.l && prev.p + prev.n + n === next.p
+    noteExtentChange(ext, lo - 1, joins ? 2 : 1, 1)
     prev.n += n
     if (next && prev.l + prev.n === next.l && prev.p + prev.n === next.p) {
       prev.n += next.n
@@ -490,11 +494,13 @@ export function mapRange(ext: Extent[], l: number, n: number, p: number): void {
     return
   }
   if (next && l + n === next.l && p + n === next.p) {
+    noteExtentChange(ext, lo, 1, 1)
     next.l = l
     next.p = p
     next.n += n
     return
   }
+  noteExtentChange(ext, lo, 0, 1)
   ext.splice(lo, 0, {l, n, p})
 }
 

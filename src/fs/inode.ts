@@ -10,6 +10,7 @@
 import {emptyInode, type InodeRecord} from '../format/inode.js'
 import {realtimeNow} from '../sys.js'
 import type {Extent} from '../format/extent.js'
+import {forgetExtentChanges, undoExtentChanges, watchExtentChanges} from './extundo.js'
 import type {TreeShape} from './extents.js'
 import {S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFDIR, S_IFLNK, S_IFREG, S_IFSOCK, isSpecial} from '../format/constants.js'
 
@@ -40,6 +41,14 @@ export interface InodeHome {
   reattach(stale: Inode): Inode
 }
 
+/** A changed map of more extents than this is not copied by a savepoint but has its changes recorded (Inode.snapshot). */
+const MAP_COPY_MAX = 32
+
+/** Ends what snapshot() started for `s` once its savepoint ends without restore(): the map's changes stand. */
+export function forgetSnapshot(s: InodeState): void {
+  if (s.ext && s.extWatched) forgetExtentChanges(s.ext)
+}
+
 /** What a stale object holds instead of its record (never read: a stale object forwards). */
 const DROPPED: InodeRecord = Object.freeze(emptyInode()) as InodeRecord
 
@@ -53,7 +62,9 @@ export const savepointWatch: {epoch: number, fn: ((inode: Inode) => void) | null
 /** An Inode's in-memory state, as a savepoint keeps it (Inode.snapshot). */
 export interface InodeState {
   rec: InodeRecord
+  /** the map then: a copy, or the map itself with its changes recorded (extundo.ts), or null (read again from its blocks) */
   ext: Extent[] | null
+  extWatched: boolean
   tree: number[]
   extDirty: boolean
   zn: number[] | undefined
@@ -113,16 +124,21 @@ export class Inode {
   }
 
   /**
-   * A deep copy of this live object's state, for a savepoint to restore (restore). The map is
-   * copied only when it has changes its blocks do not hold yet: otherwise restore() leaves it
-   * to be read again from them (a savepoint writes a large changed map to its blocks before
-   * it ends, so that a file written by many requests is not copied whole for each).
+   * A deep copy of this live object's state, for a savepoint to restore (restore). The map
+   * matters only when it has changes its blocks do not hold yet (otherwise restore() leaves it
+   * to be read again from them): a small one is copied, a large one has its changes recorded
+   * from now on (extundo.ts), so that a file of thousands of extents written by many requests
+   * is not copied whole for each. The savepoint ends that recording (forget).
    */
   snapshot(): InodeState {
     const r = this.rec
+    const ext = this.ext && this.extDirty ? this.ext : null
+    const watched = ext !== null && ext.length > MAP_COPY_MAX
+    if (watched) watchExtentChanges(ext)
     return {
       rec: {...r, area: Buffer.from(r.area)},
-      ext: this.ext && this.extDirty ? this.ext.map((e) => ({...e})) : null,
+      ext: ext && !watched ? ext.map((e) => ({...e})) : ext,
+      extWatched: watched,
       tree: this.tree.slice(),
       extDirty: this.extDirty,
       zn: this.zn?.slice(),
@@ -135,16 +151,12 @@ export class Inode {
    */
   restore(s: InodeState): void {
     this.rec = s.rec
+    if (s.ext && s.extWatched) undoExtentChanges(s.ext)
     this.ext = s.ext
     this.tree = s.tree
     this.extDirty = s.extDirty
     this.shp = undefined
     this.zn = s.zn
-  }
-
-  /** Whether this live object's map has more than `n` extents with changes its blocks do not hold yet. */
-  bigDirtyMap(n: number): boolean {
-    return this.extDirty && this.ext !== null && this.ext.length > n
   }
 
   get r(): InodeRecord { return this.live().rec }

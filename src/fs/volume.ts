@@ -19,7 +19,7 @@ import {PrismError, fail, isDamage} from '../errors.js'
 import {checkInterrupt} from '../interrupt.js'
 import {Journal} from '../journal/journal.js'
 import {BlockStore} from '../journal/store.js'
-import {Inode, savepointWatch, type InodeHome, type InodeState} from './inode.js'
+import {Inode, forgetSnapshot, savepointWatch, type InodeHome, type InodeState} from './inode.js'
 import {storeExtents} from './extents.js'
 import {filesetTableBlocks} from './filesets.js'
 
@@ -391,16 +391,18 @@ export class Volume implements InodeHome {
     this.dirtyRc.add(index)
   }
 
-  /** The running transaction's bit array `index` of `map` (freedNow, allocNow), to change: a savepoint keeps its state first. */
-  private txnBits(map: Map<number, Uint8Array>, index: number): Uint8Array {
+  /**
+   * Sets slots [slot, slot + n) of the running transaction's bit array `index` of `map`
+   * (freedNow, allocNow). They were clear: a block is taken only when free and not freed in
+   * this transaction, and freed only once (its count cannot come back from 0). So a savepoint
+   * records where, and a rollback clears them again.
+   */
+  private setTxnBits(map: Map<number, Uint8Array>, index: number, slot: number, n: number): void {
     let bits = map.get(index)
-    const sp = this.sp
-    if (sp && !sp.broken) {
-      const kept = map === this.freedNow ? (sp.freed ??= new Map()) : (sp.alloc ??= new Map())
-      if (!kept.has(index)) kept.set(index, bits ? bits.slice() : null)
-    }
     if (!bits) map.set(index, (bits = new Uint8Array(REFCOUNTS_PER_BLOCK)))
-    return bits
+    bits.fill(1, slot, slot + n)
+    const sp = this.sp
+    if (sp && !sp.broken) sp.bits.push({map, index, slot, n})
   }
 
   // ---------------------------------------------------------------- savepoints
@@ -458,16 +460,11 @@ export class Volume implements InodeHome {
   /** @internal */
   endSavepoint(sp: SavepointState, rollback: boolean): boolean {
     if (this.sp !== sp) return false
-    if (!rollback && !sp.broken && !this.closed) {
-      // A large map changed here goes to its blocks now, inside the savepoint (its failure, out
-      // of space for a node block, fails the request, which is then rolled back): the next
-      // savepoint then copies none of it (Inode.snapshot), however many requests write the file.
-      for (const {inode} of sp.inodes) if (inode.home === null && inode.bigDirtyMap(SAVEPOINT_MAP_COPY)) storeExtents(this, inode)
-    }
     this.sp = null
     savepointWatch.fn = null
     if (!rollback || sp.broken || this.closed) {
       this.store.unmark()
+      for (const {state} of sp.inodes) if (state) forgetSnapshot(state)
       return false
     }
     this.store.rollback()
@@ -492,12 +489,7 @@ export class Volume implements InodeHome {
       if (seal) this.unsealed.set(block, seal)
       else this.unsealed.delete(block)
     }
-    for (const [map, kept] of [[this.freedNow, sp.freed], [this.allocNow, sp.alloc]] as const) {
-      for (const [index, bits] of kept ?? []) {
-        if (bits) map.set(index, bits)
-        else map.delete(index)
-      }
-    }
+    for (const b of sp.bits) b.map.get(b.index)?.fill(0, b.slot, b.slot + b.n)
     Object.assign(this.sb, sp.sb)
     this.sbDirty = sp.sbDirty
     this.backupDue = sp.backupDue
@@ -1142,7 +1134,7 @@ export class Volume implements InodeHome {
     this.setRc(block, c - 1)
     if (c === 1) {
       const {index, slot} = this.rcBlock(block)
-      this.txnBits(this.freedNow, index)[slot] = 1
+      this.setTxnBits(this.freedNow, index, slot, 1)
       if (this.preservers.length > 0) this.noteForSnapshots(block - this.sb.dataStart, 1, false)
       this.freedInTxn++
       this.sb.freeBlocks++
@@ -1293,7 +1285,7 @@ export class Volume implements InodeHome {
     const z = rel % REFCOUNTS_PER_BLOCK
     this.store.getMut(this.sb.refcountStart + index).fill(1, z, z + n)
     this.rcDirty(index)
-    this.txnBits(this.allocNow, index).fill(1, z, z + n)
+    this.setTxnBits(this.allocNow, index, z, n)
     if (this.preservers.length > 0) this.noteForSnapshots(rel, n, true)
     this.sb.freeBlocks -= n
     this.markSbDirty()
@@ -1520,8 +1512,6 @@ export interface Savepoint {
 
 const NONE: number[] = []
 
-/** A map of more extents than this, changed in a savepoint, is written to its blocks when the savepoint is released. */
-const SAVEPOINT_MAP_COPY = 32
 
 /** What a savepoint keeps to roll back (Volume.savepoint); it is also the Savepoint handed out. */
 class SavepointState implements Savepoint {
@@ -1536,9 +1526,8 @@ class SavepointState implements Savepoint {
   rc: number[] = []
   /** blocks given a seal in the savepoint, with the seal they had before (or none) */
   unsealed: Map<number, ((buf: Buffer) => void) | undefined> | null = null
-  /** freedNow and allocNow arrays as they were before their first change in the savepoint (null: absent) */
-  freed: Map<number, Uint8Array | null> | null = null
-  alloc: Map<number, Uint8Array | null> | null = null
+  /** slots of freedNow and allocNow set in the savepoint (setTxnBits) */
+  bits: Array<{map: Map<number, Uint8Array>, index: number, slot: number, n: number}> = []
 
   constructor(
     private readonly vol: Volume,
