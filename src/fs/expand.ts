@@ -500,7 +500,9 @@ export interface ExpandedEntry {
  * read without writing anything: its own entries, or for a directory not expanded yet those
  * its expansion would make, following a chain of clones still expanding as expandDir does.
  * Only an unexpanded directory costs more than its own blocks: the inodes of its source's
- * entries are read for their noclone flag, as expansion reads them.
+ * entries are read for their noclone flag, as expansion reads them. A hard-linked file the
+ * clone already has a private copy of (its clone-state map) is given as the source's inode,
+ * not the copy: callers use the names, types and flags (the same on both), not the content.
  */
 export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, path: string): ExpandedEntry[] {
   // Down the chain of clones (a loop: chains may be thousands deep) to a directory that has
