@@ -14,6 +14,7 @@ import fc from 'fast-check'
 import {clone} from '../src/clone/clone.js'
 import {namespace} from '../src/fs/image.js'
 import {listFilesets} from '../src/fs/filesets.js'
+import {tallyExpansion} from '../src/fs/expand.js'
 import {Volume} from '../src/fs/volume.js'
 import {fsckDevice} from '../src/fsck/index.js'
 import {Model} from './model.js'
@@ -242,6 +243,35 @@ describe('a mount request out of space while blocks freed in its transaction wai
       }
     } finally {
       fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
+})
+
+describe('savepoints: what a server counts of a clone it expands', () => {
+  it('a rolled-back expansion is not counted (Volume.expandTally)', () => {
+    const dev = memImage(4096)
+    const vol = Volume.openDevice(dev, {write: true})
+    try {
+      const root = namespace(vol, 'root')
+      root.mkdir('/d')
+      root.writeFile('/d/f', Buffer.from('x'))
+      vol.commit()
+      clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lz'}, {mode: 'lazy'})
+      vol.commit()
+      const id = listFilesets(vol).find((f) => f.name === 'lz')!.id
+      const tally = tallyExpansion(vol, id)
+      const sp = vol.savepoint()!
+      namespace(vol, 'lz').readdir('/d') // expands / and /d
+      expect(tally.dirs, 'counted while the savepoint runs').to.equal(2)
+      sp.rollback()
+      expect(tally, 'after the rollback').to.deep.equal({dirs: 0, shared: 0, copiedHardlinked: 0, excluded: 0})
+      const again = vol.savepoint()!
+      namespace(vol, 'lz').readdir('/d')
+      again.release()
+      expect(tally.dirs, 'expanded again and kept').to.equal(2)
+      expect(tally.shared).to.equal(1)
+    } finally {
+      vol.close()
     }
   })
 })

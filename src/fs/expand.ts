@@ -311,10 +311,14 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   saveFileset(vol, {...rec, dirsDone: rec.dirsDone + 1, dirsTotal: rec.dirsTotal + made.length})
   const tally = vol.expandTally?.get(c.id)
   if (tally) {
-    tally.dirs++
-    tally.shared += t.shared
-    tally.copiedHardlinked += t.copiedHardlinked
-    tally.excluded += t.excluded
+    const add = (k: 1 | -1): void => {
+      tally.dirs += k
+      tally.shared += k * t.shared
+      tally.copiedHardlinked += k * t.copiedHardlinked
+      tally.excluded += k * t.excluded
+    }
+    add(1)
+    vol.atRollback(() => add(-1)) // (a mount's request that fails is rolled back, this expansion with it)
   }
   return made
 }
