@@ -9,9 +9,9 @@ import {LockTable} from '../src/server/locks.js'
 /** The caller of every request: root, umask 022. */
 export const ROOT_CTX = {uid: 0, gid: 0, pid: 1, umask: 0o022, groups: (): number[] => []}
 
-/** PrismFs on `vol`, showing `top` (a fileset and a directory in it; null: the whole image). */
-export function inProcessMount(vol: Volume, top: {fileset: string, path: string} | null = {fileset: 'root', path: '/'}): {pfs: PrismFs, host: AdapterHost} {
-  const host: AdapterHost = {
+/** The host of a PrismFs on `vol`: as the server, a transaction grown too large is committed after the request. */
+export function inProcessHost(vol: Volume): AdapterHost {
+  return {
     vol,
     changed: () => {
       if (vol.txnFull) vol.commit()
@@ -22,5 +22,10 @@ export function inProcessMount(vol: Volume, top: {fileset: string, path: string}
     hold: () => {},
     locks: new LockTable(),
   }
+}
+
+/** PrismFs on `vol`, showing `top` (a fileset and a directory in it; null: the whole image). */
+export function inProcessMount(vol: Volume, top: {fileset: string, path: string} | null = {fileset: 'root', path: '/'}): {pfs: PrismFs, host: AdapterHost} {
+  const host = inProcessHost(vol)
   return {pfs: new PrismFs(host, {top, readOnly: false, attrTimeout: 1, entryTimeout: 1, rootOwner: {uid: 0, gid: 0}}), host}
 }

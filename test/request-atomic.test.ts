@@ -45,8 +45,8 @@ import {fsckImage} from '../src/fsck/index.js'
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FuseContext, FuseError, type FuseOps, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
 } from '../src/fuse/types.js'
-import {PrismFs, type AdapterHost} from '../src/server/adapter.js'
-import {LockTable} from '../src/server/locks.js'
+import {PrismFs} from '../src/server/adapter.js'
+import {inProcessHost} from './inprocess.js'
 import {newImage, tmpDir} from './helpers.js'
 
 const BS = 4096
@@ -335,18 +335,7 @@ function runSequence(dir: string, base: string, v: Variant, seq: Op[], only: str
   const img = path.join(dir, `run-${++runNumber}.img`)
   fs.copyFileSync(base, img)
   let vol = Volume.open(img, {write: true})
-  const host: AdapterHost = {
-    vol,
-    // as the server: a transaction grown too large is committed after the request
-    changed: () => {
-      if (vol.txnFull) vol.commit()
-    },
-    sync: () => vol.commit(),
-    gate: () => null,
-    frozen: () => null,
-    hold: () => {},
-    locks: new LockTable(),
-  }
+  const host = inProcessHost(vol)
   const log: string[] = []
   let skipped = false // a violation of another kind was let through (PRISM_ATOMIC_ONLY)
   let last = digest(vol)

@@ -374,6 +374,11 @@ function addKeptEntries(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, fr
   }
 }
 
+/** The blocks directory `from` holds (buckets and pointer table; none inline): a copy takes as many. */
+function dirBlocksOf(from: Inode): number {
+  return from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
+}
+
 /**
  * Whether a copy of source directory `from` (as expansion or a sync clone makes one) fits one
  * step: the blocks it changes (each entry's inode-table block, for a share count or a copy; a
@@ -381,11 +386,6 @@ function addKeptEntries(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, fr
  * inode, the fileset table and reference counts) within a quarter of the journal. A step
  * starts with at most half of it used (maybeCommit), so the step never outgrows it.
  */
-/** The blocks directory `from` holds (buckets and pointer table; none inline): a copy takes as many. */
-function dirBlocksOf(from: Inode): number {
-  return from.r.flags & IF_INLINE ? 0 : from.r.dirBuckets + Math.ceil(2 ** from.r.dirDepth / DIR_PTRS_PER_BLOCK)
-}
-
 export function fitsOneStep(vol: Volume, from: Inode): boolean {
   const room = vol.journal.maxBlocks / 4
   const dirBlocks = dirBlocksOf(from)

@@ -893,6 +893,15 @@ export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, g
 }
 
 /**
+ * Fails with ENOSPC, before anything is made, when a symlink's target needs a block of its own
+ * (longer than the inode holds) and none is free: made first, its inode and name would stay,
+ * the target unwritten, in a mount's request (committed with the others though it failed).
+ */
+export function symlinkRoom(vol: Volume, target: Buffer): void {
+  if (target.length > INODE_AREA_SIZE && vol.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
+}
+
+/**
  * Frees what the orphan list holds: directories are emptied entry by entry (subdirectories
  * join the list), files lose their blocks in steps, and the transaction may be committed
  * between steps because every step leaves the image consistent.
@@ -903,15 +912,6 @@ export function newDetachedDir(vol: Volume, perm: number, owner: {uid: number, g
  * "interrupted" for work that is done, so on a signal it ends early instead, the rest left on
  * the (durable) list for the next writable open or reap (src/interrupt.ts).
  */
-/**
- * Fails with ENOSPC, before anything is made, when a symlink's target needs a block of its own
- * (longer than the inode holds) and none is free: made first, its inode and name would stay,
- * the target unwritten, in a mount's request (committed with the others though it failed).
- */
-export function symlinkRoom(vol: Volume, target: Buffer): void {
-  if (target.length > INODE_AREA_SIZE && vol.sb.freeBlocks === 0) fail('ENOSPC', 'no free blocks left in the image')
-}
-
 export function reapOrphans(vol: Volume): void {
   // Work that yields to a server's requests in the middle of a reap (Volume.yieldPoint) must
   // not start a second reap of the same list: the one running goes on until the list is empty.

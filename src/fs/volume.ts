@@ -456,8 +456,7 @@ export class Volume implements InodeHome {
     this.store.unmark()
   }
 
-  /** Ends savepoint `sp` (SavepointState.release and rollback). */
-  /** @internal */
+  /** Ends savepoint `sp` (SavepointState.release and rollback); true when it was rolled back. @internal */
   endSavepoint(sp: SavepointState, rollback: boolean): boolean {
     if (this.sp !== sp) return false
     this.sp = null
@@ -1511,7 +1510,6 @@ export interface Savepoint {
 }
 
 const NONE: number[] = []
-
 
 /** What a savepoint keeps to roll back (Volume.savepoint); it is also the Savepoint handed out. */
 class SavepointState implements Savepoint {
