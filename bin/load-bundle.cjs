@@ -31,6 +31,9 @@ function headerOf(source) {
   return header
 }
 
+/** The bundles this process has run, by name, in order (a test tells the start-up paths apart by it). */
+const loaded = []
+
 /**
  * Runs dist/NAME.cjs and returns its exports, and the compiled script (for
  * scripts/warm-bundles.mjs, which asks it for a cache after a run). `useCache` false: compile
@@ -58,7 +61,8 @@ function loadBundle(name, useCache = true) {
   // bundle's, in dist/.
   const importer = (spec) => import(spec.startsWith('./') || spec.startsWith('../') ? pathToFileURL(path.join(dir, spec)).href : spec)
   script.runInThisContext()(module.exports, createRequire(file), module, file, dir, pathToFileURL(file).href, importer)
+  loaded.push(name)
   return {exports: module.exports, script, header, cacheUsed: cachedData !== undefined && !script.cachedDataRejected}
 }
 
-module.exports = {loadBundle}
+module.exports = {loadBundle, loaded}

@@ -4,7 +4,8 @@
 // and the common forms of `prism clone`, `prism scan` and `prism export` take fast paths that
 // skip oclif's start-up (src/cli/cat.ts, src/cli/fastclone.ts, src/cli/scan.ts,
 // src/cli/fsck.ts, src/cli/export.ts, src/cli/filesetlist.ts); anything else about them
-// (--help, other flags) goes through oclif as usual (src/cli/oclif.ts).
+// (--help, other flags) goes through oclif as usual (src/cli/oclif.ts): from one bundle of it
+// and every command (dist/cli.cjs), or for help and the version from its own modules.
 // CommonJS (bin/package.json): node starts a CommonJS entry about 4 ms sooner than a module,
 // and the fast paths are CommonJS bundles; oclif (ES modules) is imported when needed.
 'use strict'
@@ -128,8 +129,15 @@ async function main() {
     }
   }
   if (!done) {
-    const {runOclif} = await import('../dist/cli/oclif.js')
-    await runOclif(argv, pathToFileURL(path.join(__dirname, '..')).href + '/')
+    // Every other command runs from one bundle with oclif in it (dist/cli.cjs); what it leaves
+    // (help, the version, an unknown command) goes to oclif loaded from its own modules.
+    const root = pathToFileURL(path.join(__dirname, '..')).href + '/'
+    const help = argv.length === 0 || argv[0] === 'help' || argv.includes('--help') || argv.includes('--version')
+    const cli = help ? null : require('./load-bundle.cjs').loadBundle('cli').exports
+    if (!cli || !(await cli.runBundled(argv, root, cli.COMMANDS))) {
+      const {runOclif} = await import('../dist/cli/oclif.js')
+      await runOclif(argv, root)
+    }
   }
 }
 

@@ -1,5 +1,5 @@
-// Makes the code caches of the start-up bundles (dist/fast.cjs.cache, dist/fast-fsck.cjs.cache;
-// bin/load-bundle.cjs reads them): runs each bundle's commands once on a small image made here,
+// Makes the code caches of the start-up bundles (dist/fast.cjs.cache, dist/fast-fsck.cjs.cache,
+// dist/cli.cjs.cache; bin/load-bundle.cjs reads them): runs each bundle's commands once on a small image made here,
 // each bundle in a process of its own, and saves the bytecode V8 compiled meanwhile. A cache
 // only saves start-up time, so a failure here is reported and the build goes on without it.
 import {spawnSync} from 'node:child_process'
@@ -24,11 +24,11 @@ try {
   const img = path.join(work, 'warm.img')
   prism('mkfs', img, '--size', '64M')
   prism('cp', '-r', `${tree}/.`, 'root:/', '-i', img)
-  for (const name of ['fast-fsck', 'fast']) {
+  for (const name of ['fast-fsck', 'fast', 'cli']) {
     const r = spawnSync(process.execPath, [path.join(root, 'scripts/warm-child.cjs'), name, img, work], {stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8'})
     if (r.status !== 0) throw new Error(`warming dist/${name}.cjs: exit ${r.status}: ${(r.stderr || '').trim()}`)
   }
-  console.log('dist/fast.cjs.cache, dist/fast-fsck.cjs.cache: code caches made')
+  console.log('dist/fast.cjs.cache, dist/fast-fsck.cjs.cache, dist/cli.cjs.cache: code caches made')
 } catch (e) {
   console.warn(`warning: the start-up bundles have no code cache (commands start a little slower): ${e.message}`)
 } finally {

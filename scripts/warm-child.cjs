@@ -13,7 +13,7 @@ async function main() {
     const c = await code
     if (c !== 0) throw new Error(`${what}: exit ${c}`)
   }
-  await run('fsck', fast.fastFsck(['-i', img]))
+  if (name !== 'cli') await run('fsck', fast.fastFsck(['-i', img]))
   if (name === 'fast') {
     await run('fileset list', fast.fastFilesetList(['-i', img]))
     await run('cat', fast.fastCat(['root:/etc/hostname', 'root:/many/f200.txt', '-i', img]))
@@ -21,6 +21,23 @@ async function main() {
     await run('export', fast.fastExport(['root:/', path.join(work, 'out.tar'), '-i', img]))
     await run('clone', fast.fastClone(['root', 'warm', '--mode', 'sync', '-i', img]))
     await run('fsck', fast.fastFsck(['-i', img]))
+  }
+  if (name === 'cli') {
+    // A few of the commands oclif runs, each as bin/run.js would (status as runBundled sets it).
+    const root = require('node:url').pathToFileURL(path.join(__dirname, '..')).href + '/'
+    const one = async (args) => {
+      process.exitCode = 0
+      if (!(await fast.runBundled([...args, '-i', img], root, fast.COMMANDS))) throw new Error(`${args.join(' ')}: not run from the bundle`)
+      await run(args.join(' '), process.exitCode)
+    }
+    await one(['ls', '-l', 'root:/etc'])
+    await one(['stat', 'root:/etc/hostname'])
+    await one(['mkdir', '-p', 'root:/warm/a'])
+    await one(['cp', '-r', path.join(work, 'tree', 'etc'), 'root:/warm/a'])
+    await one(['chmod', '-R', '700', 'root:/warm'])
+    await one(['du', '-s', 'root:/'])
+    await one(['df'])
+    await one(['rm', '-r', 'root:/warm'])
   }
   const file = path.join(__dirname, '..', 'dist', `${name}.cjs.cache`)
   fs.writeFileSync(`${file}.tmp`, Buffer.concat([header, script.createCachedData()]))

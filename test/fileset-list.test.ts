@@ -30,7 +30,12 @@ import {BIN, VIA_OCLIF, edit, holdImageLock, sha256File, tmpDir, type CliResult}
 /** The package root of the CLI under test, as a file URL ending in '/'. */
 const CLI_ROOT = pathToFileURL(path.dirname(path.dirname(BIN))).href + '/'
 /** Says on stderr, at exit, whether oclif was loaded (so whether the fast path was taken). */
-const PROBE = `process.on('exit', () => { if (Object.keys(require.cache).some((k) => k.includes('/@oclif/core/'))) process.stderr.write('[oclif]') })`
+// oclif ran if its modules were loaded, or the bundle that holds it (dist/cli.cjs, bin/load-bundle.cjs).
+const PROBE = `process.on('exit', () => {
+  const keys = Object.keys(require.cache)
+  const bundles = require.cache[keys.find((k) => k.endsWith('/bin/load-bundle.cjs'))]?.exports.loaded ?? []
+  if (keys.some((k) => k.includes('/@oclif/core/')) || bundles.includes('cli')) process.stderr.write('[oclif]')
+})`
 
 const ENV = {...process.env, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1', PRISM_CONTENT_TYPE: ''}
 

@@ -12,7 +12,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {forceUnmount} from './fuse-support.js'
 import {newImage, tmpDir} from './helpers.js'
-import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {catchingSignals, cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 import {buildTree} from './tar-lib.js'
 import {describeTree, fixAtimes, listing, probe, smallFiles, startCli} from './served-support.js'
 
@@ -127,6 +127,7 @@ describe('prism cp -r into a served image: copied by the server in slices', func
     fs.writeFileSync(path.join(mp, 'keep'), 'kept')
     const cp = startCli(['cp', '-r', '-i', s.image, tree, 'root:/dst'])
     await sleep(800)
+    await catchingSignals(cp.child.pid!)
     cp.child.kill('SIGINT')
     const r = await cp.done
     expect([r.code, r.stderr]).to.deep.equal([130, 'prism: interrupted\n'])

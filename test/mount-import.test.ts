@@ -15,7 +15,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {PYTHON, forceUnmount, run} from './fuse-support.js'
 import {BIN, newImage, tmpDir} from './helpers.js'
-import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {catchingSignals, cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 import {describeTree, fixAtimes, listing, probe, smallFiles, startCli, wrote} from './served-support.js'
 import {buildTree, has, mkTar} from './tar-lib.js'
 
@@ -239,6 +239,7 @@ describe('prism import into a served image: imported by the server in slices', f
     await sleep(300)
     const started = wrote(pid, 256 << 10)
     for (const t0 = Date.now(); imp.child.exitCode === null && !started() && Date.now() - t0 < 300;) await sleep(2)
+    await catchingSignals(imp.child.pid!)
     imp.child.kill('SIGINT')
     const r = await imp.done
     expect([r.code, r.stderr]).to.deep.equal([130, 'prism: interrupted\n'])

@@ -17,7 +17,7 @@ import {BLOCK_SIZE} from '../src/format/constants.js'
 import {socketPath} from '../src/server/paths.js'
 import {forceUnmount} from './fuse-support.js'
 import {edit, newImage, tmpDir} from './helpers.js'
-import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {catchingSignals, cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 import {describeTree, probe, startCli, wrote} from './served-support.js'
 import {buildTree} from './tar-lib.js'
 
@@ -259,6 +259,7 @@ describe('prism cp and mv within a served image, and defrag on one: run by the s
         await sleep(Math.min(300, delay))
         const started = wrote(pid, c[0] === 'mv' ? 4 << 10 : 256 << 10)
         for (const t0 = Date.now(); cmd.child.exitCode === null && !started() && Date.now() - t0 < delay - 300;) await sleep(2)
+        await catchingSignals(cmd.child.pid!)
         cmd.child.kill('SIGINT')
         r = await cmd.done
         outcomes.push(r.code)

@@ -24,7 +24,7 @@ import {socketPath} from '../src/server/paths.js'
 import type {Volume} from '../src/fs/volume.js'
 import {PYTHON, forceUnmount} from './fuse-support.js'
 import {ROOT, newImage, prism, snapshot, tmpDir} from './helpers.js'
-import {cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {catchingSignals, cli, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 import {probed, type ProbeResult, wrote} from './served-support.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -366,14 +366,12 @@ describe('mount: a graft (clone SRC FILESET:/path) or a clone with --replace, in
         // Signalled once the command has started (its signal handlers in place) and the server
         // has written some of the clone (its first commits), or at the latest after a while.
         // (the first commits write little since extent trees are patched, not rebuilt, at commit:
-        // 64 KiB of them, and each attempt sooner)
-        await sleep(Math.max(50, 300 - 60 * attempt))
+        // 64 KiB of them, and each attempt sooner: the last, as soon as the handlers are in place)
+        await catchingSignals(child.pid!)
         const started = wrote(pid, 64 << 10)
-        for (const t0 = Date.now(); child.exitCode === null && !started() && Date.now() - t0 < 600 - 120 * attempt;) await sleep(2)
+        for (const t0 = Date.now(); child.exitCode === null && !started() && Date.now() - t0 < 500 - 100 * attempt;) await sleep(2)
         child.kill('SIGINT')
         const st = await status
-        // (killed by the signal before its handlers were in place: nothing was asked, try later)
-        if (st === null && attempt < 5) continue
         // Never "interrupted" of a clone that stays: the command asks the server to stop it (on a
         // connection of its own: the clone's may be paused on a full stream) and waits for its
         // answer. A clone made before the interrupt came is reported made (0); that one is

@@ -56,6 +56,27 @@ export async function waitExit(pid: number, ms = 10_000): Promise<boolean> {
   return true
 }
 
+/**
+ * Waits (up to `ms`) until prism's command `pid` catches the signals (src/cli/signals.ts): its
+ * SIGHUP handler is in place (/proc/PID/status SigCgt; node itself catches SIGINT and SIGTERM
+ * from its start, to reset the terminal, so those bits say nothing). Before that, a SIGINT ends
+ * the process by its default action. True once it catches them, false if it exited first.
+ */
+export async function catchingSignals(pid: number, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms
+  for (;;) {
+    let caught: bigint
+    try {
+      caught = BigInt(`0x${/^SigCgt:\s*([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`)
+    } catch {
+      return false // gone
+    }
+    if (caught & 1n) return true
+    if (Date.now() > end) throw new Error(`process ${pid} did not catch SIGHUP within ${ms} ms`)
+    await sleep(2)
+  }
+}
+
 /** A scratch directory with an image and mount points; cleanup() gets rid of every mount and the server. */
 export class Scratch {
   readonly dir = tmpDir('prism-mount-')

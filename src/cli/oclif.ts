@@ -5,7 +5,8 @@
 // stderr starting with `prism:` and the usage status, not oclif's page of usage. It must never
 // print more than that one line for an error, nor wait for a stdout whose reader went away.
 import fs from 'node:fs'
-import {Errors, flush, run} from '@oclif/core'
+import {Config, Errors, flush, run, type Command} from '@oclif/core'
+import {normalizeArgv} from '@oclif/core/help'
 import {EXIT} from '../errors.js'
 import {usageMessage} from './notices.js'
 
@@ -52,18 +53,70 @@ export async function runOclif(argv: string[], root: string): Promise<void> {
     await run(args, root)
     await flushOut()
   } catch (e) {
-    const err = e as Error & {oclif?: {exit?: number}, code?: string}
-    await flushOut().catch(() => {})
-    if (err.code === 'EEXIT' || err instanceof Errors.ExitError) {
-      process.exitCode = err.oclif?.exit ?? 0
-      return
-    }
-    // A write of the output that failed (bin/run.js says it, once, and sets the status).
-    if ((err as {syscall?: string}).syscall === 'write' && ['ENOSPC', 'EBADF', 'EIO', 'EDQUOT', 'EFBIG', 'EPIPE'].includes(err.code ?? '')) throw err
-    const usage = err instanceof Errors.CLIError
-    process.stderr.write(`prism: ${usage ? usageMessage(err.message) : `internal error: ${err.message}`}\n`)
-    if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)
-    // A usage error keeps the status it was raised with (16 for fsck's), else 2.
-    process.exitCode = usage ? (err.oclif?.exit === 16 ? 16 : EXIT.USAGE) : 70
+    await ended(e)
   }
+}
+
+/** Whether `argv` asks for help or the version, which only runOclif gives. */
+const asksHelp = (argv: string[]): boolean => argv.length === 0 || argv[0] === 'help' || argv.some((a) => a === '--help' || a === '--version')
+
+/**
+ * Runs one of prism's commands from the start-up bundle dist/cli.cjs (scripts/bundle.mjs): oclif
+ * and every command with what it imports in one file, compiled from V8's code cache, where
+ * runOclif loads some 250 modules (a command starts in about half the time). `commands` maps
+ * each command's id to its class (the bundle's COMMANDS). What the bundle does not take, it
+ * leaves before printing anything, and returns false: help, the version, an unknown command or
+ * a topic alone. bin/run.js then calls runOclif, which runs oclif with its plugins, help class
+ * and hooks from their own modules.
+ *
+ * oclif finds the command through the manifest as runOclif's does; the root plugin is then
+ * told its commands are "explicit" and handed them (oclif's own strategy for a CLI that lists
+ * its commands in one module), so that loading one imports nothing.
+ */
+export async function runBundled(argv: string[], root: string, commands: Record<string, Command.Class>): Promise<boolean> {
+  const args = helpFlag(argv, new URL('oclif.manifest.json', root))
+  if (asksHelp(args)) return false
+  try {
+    const config = await Config.load(root)
+    // The command's id and its arguments, as oclif's run() reads them (`df extra` is the id
+    // `df:extra`, which the command_not_found hook turns into a usage error: runOclif's).
+    const [id, ...rest] = normalizeArgv(config, [...args])
+    const cmd = commands[id] ? config.findCommand(id) : undefined
+    const plugin = [...config.plugins.values()].find((p) => p.isRoot) as unknown as {commandDiscoveryOpts?: object, commandCache?: object} | undefined
+    if (!cmd || !plugin) return false
+    plugin.commandDiscoveryOpts = {strategy: 'explicit', target: 'dist/cli.cjs', identifier: 'COMMANDS'}
+    plugin.commandCache = commands
+    // What oclif's run() does once it has found the command.
+    await config.runHook('init', {argv: rest, id})
+    let error: Error | undefined
+    try {
+      await config.runCommand(id, rest, cmd)
+    } catch (e) {
+      error = e as Error
+      throw e
+    } finally {
+      await config.runHook('finally', {argv: rest, id, Command: cmd, error})
+    }
+    await flushOut()
+  } catch (e) {
+    await ended(e)
+  }
+  return true
+}
+
+/** What a command's failure comes to: its exit status, and one line on stderr unless it said it. */
+async function ended(e: unknown): Promise<void> {
+  const err = e as Error & {oclif?: {exit?: number}, code?: string}
+  await flushOut().catch(() => {})
+  if (err.code === 'EEXIT' || err instanceof Errors.ExitError) {
+    process.exitCode = err.oclif?.exit ?? 0
+    return
+  }
+  // A write of the output that failed (bin/run.js says it, once, and sets the status).
+  if ((err as {syscall?: string}).syscall === 'write' && ['ENOSPC', 'EBADF', 'EIO', 'EDQUOT', 'EFBIG', 'EPIPE'].includes(err.code ?? '')) throw err
+  const usage = err instanceof Errors.CLIError
+  process.stderr.write(`prism: ${usage ? usageMessage(err.message) : `internal error: ${err.message}`}\n`)
+  if (process.env.PRISM_DEBUG) process.stderr.write(`${err.stack}\n`)
+  // A usage error keeps the status it was raised with (16 for fsck's), else 2.
+  process.exitCode = usage ? (err.oclif?.exit === 16 ? 16 : EXIT.USAGE) : 70
 }

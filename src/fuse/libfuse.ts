@@ -56,7 +56,12 @@ interface Addon {
 /** The attribute the kernel asks for before every write(2), to drop file capabilities. */
 const CAPABILITY = Buffer.from('security.capability')
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+/** The package's root: the nearest directory above this module (dist/fuse/, or dist/ in a bundle) holding a package.json. */
+const ROOT = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+  return dir
+})()
 /** Where `npm ci` / `npm run build:fuse` put the addon (scripts/build-fuse.mjs). */
 export const ADDON_PATH = path.join(ROOT, 'native', 'fuse', 'build', 'Release', 'prism_fuse.node')
 /** Written by the build script beside build/Release when it could not build the addon: the reason, one line. */
