@@ -53,3 +53,37 @@ export function uninterrupted<T>(fn: () => T): T {
     if (--held === 0) hold?.(false)
   }
 }
+
+/** How often a wait for input asks whether a signal came (see interruptible). */
+const INPUT_POLL_MS = 20
+
+/**
+ * Awaits `p`, input that may be long in coming or never come (standard input from a terminal,
+ * or a pipe whose writer waits), and stops with PrismError 'EINTR' as soon as a signal asks
+ * to: nothing is held while input is awaited (the image is not open yet), and no library
+ * point would ask in the meantime, so without this the process ended only after its grace
+ * time, by the signal's default action. `stop` ends the reading (destroys the stream); its
+ * own error then is not the one thrown.
+ */
+export async function interruptible<T>(p: Promise<T>, stop: () => void): Promise<T> {
+  if (poll === null) return p
+  let timer: NodeJS.Timeout | undefined
+  const asked = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      try {
+        checkInterrupt()
+      } catch (e) {
+        clearInterval(timer)
+        stop()
+        reject(e)
+      }
+    }, INPUT_POLL_MS)
+    timer.unref()
+  })
+  try {
+    return await Promise.race([p, asked])
+  } finally {
+    clearInterval(timer)
+    p.catch(() => {}) // (its end after a stop is of no interest)
+  }
+}

@@ -9,7 +9,7 @@
 // PRISM_SERVED_SLICES=0 (the image lent to the command, the mounts held meanwhile) the probe's
 // latency test fails.
 import {expect} from 'chai'
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -250,6 +250,39 @@ describe('prism import into a served image: imported by the server in slices', f
     await s.umount(mp)
     const fsck = await cli(['fsck', '-i', s.image])
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('write and import - blocked reading standard input on a served image: SIGINT stops them at once, saying so; nothing borrowed, the mount answers', async () => {
+    s = new Scratch({size: 64 * 1024 * 1024})
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    fs.writeFileSync(path.join(mp, 'keep'), 'kept')
+    for (const args of [['write', '-i', s.image, 'root:/w'], ['import', '-i', s.image, 'root:/dst', '-']]) {
+      // Input that never ends: the command reads it before it borrows the image.
+      const child = spawn(process.execPath, [BIN, ...args], {stdio: ['pipe', 'pipe', 'pipe']})
+      let stderr = ''
+      child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+      child.stdout.resume()
+      const code = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+      try {
+        child.stdin.write(args[0] === 'write' ? 'some input, never finished\n' : Buffer.alloc(512, 'x'))
+        await catchingSignals(child.pid!)
+        await sleep(200)
+        // Meanwhile the mount answers (nothing is borrowed while the input is awaited).
+        expect(fs.readFileSync(path.join(mp, 'keep'), 'utf8')).to.equal('kept')
+        child.kill('SIGINT')
+        expect([await code, stderr], args.join(' ')).to.deep.equal([130, 'prism: interrupted\n'])
+      } finally {
+        child.stdin.destroy()
+        child.kill('SIGKILL') // (gone already, unless the test failed)
+      }
+    }
+    expect(await listing(mp)).to.deep.equal({keep: '4'})
+    fs.writeFileSync(path.join(mp, 'after'), 'written')
+    await s.umount(mp)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+    expect((await cli(['cat', '-i', s.image, 'root:/after'])).stdout).to.equal('written')
   })
 
   it('the server killed mid-import: the command fails with one line and status 7; the image replays clean, without the import and with every file it held', async () => {

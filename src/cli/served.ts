@@ -315,11 +315,19 @@ export function writeInputLimit(image: string): {limit?: number, limitOf?: strin
  * What it read, or the error reading it, waits for the command in stdinRead().
  */
 async function readStdinFirst(cmd: string, args: string[], image: string): Promise<void> {
-  let read: Promise<unknown>
-  if (cmd === 'write') read = import('../ops/spool.js').then(({Spool}) => Spool.readStdin(writeInputLimit(image)))
-  else if (cmd === 'import' && args.includes('-')) read = import('../tar/io.js').then(({openArchive}) => openArchive('-'))
-  else return
-  ;(globalThis as Record<symbol, unknown>)[STDIN] = await read.then((value) => ({value}), (error: unknown) => ({error}))
+  if (cmd !== 'write' && !(cmd === 'import' && args.includes('-'))) return
+  // Signals are caught from here, not only once the command runs: one that comes while the
+  // input is awaited stops the command at once, as it would alone (src/interrupt.ts
+  // interruptible), before anything is borrowed.
+  const {catchSignals} = await import('./signals.js')
+  catchSignals()
+  const read: Promise<unknown> = cmd === 'write'
+    ? import('../ops/spool.js').then(({Spool}) => Spool.readStdin(writeInputLimit(image)))
+    : import('../tar/io.js').then(({openArchive}) => openArchive('-'))
+  const got = await read.then((value) => ({value}), (error: unknown) => ({error}))
+  const e = (got as {error?: {code?: unknown, exitCode?: unknown}}).error
+  if (e?.code === 'EINTR' && typeof e.exitCode === 'number') die('interrupted', e.exitCode)
+  ;(globalThis as Record<symbol, unknown>)[STDIN] = got
 }
 
 /**

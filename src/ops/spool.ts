@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {PrismError, fail} from '../errors.js'
+import {interruptible} from '../interrupt.js'
 import {crypto} from '../lazy.js'
 
 /** Input kept in memory before the rest goes to a temporary file. */
@@ -82,13 +83,17 @@ export class Spool {
 
   static async read(input: AsyncIterable<Buffer | string>, opts: SpoolOptions = {}): Promise<Spool> {
     const s = new Spool(opts.memory ?? SPOOL_MEMORY, opts.tmpdir ?? os.tmpdir())
-    try {
+    const all = async () => {
       for await (const piece of input) {
         s.add(typeof piece === 'string' ? Buffer.from(piece) : piece)
         if (opts.limit !== undefined && s.size > opts.limit) {
           fail('ENOSPC', `the input is larger than ${opts.limitOf ?? 'the image'} (${opts.limit} bytes): no space for it`)
         }
       }
+    }
+    try {
+      // A signal while the input is awaited stops the command at once (src/interrupt.ts).
+      await interruptible(all(), () => (input as {destroy?: () => void}).destroy?.())
     } catch (e) {
       s.close()
       throw e

@@ -10,6 +10,7 @@ import path from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {PrismError} from '../errors.js'
+import {interruptible} from '../interrupt.js'
 import {growPipe} from '../sys.js'
 import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
@@ -89,7 +90,8 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
   let head: Buffer | null = Buffer.alloc(0)
   const STOP = new Error('the archive was read far enough')
   try {
-    await pipeline(src, new Writable({
+    // A signal while the archive is awaited stops the command at once (src/interrupt.ts).
+    await interruptible(pipeline(src, new Writable({
       write(chunk: Buffer, _enc, cb) {
         try {
           let o = 0
@@ -108,11 +110,11 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
           cb(e as Error)
         }
       },
-    }))
+    })), () => src.destroy())
   } catch (e) {
     if (e !== STOP) {
       fs.closeSync(fd)
-      throw hostError(e, `reading the archive from ${name} into a temporary file`)
+      throw e instanceof PrismError ? e : hostError(e, `reading the archive from ${name} into a temporary file`)
     }
   }
   return {fd, name, spooled, close: () => fs.closeSync(fd)}
