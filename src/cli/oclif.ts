@@ -63,7 +63,7 @@ const asksHelp = (argv: string[]): boolean => argv.length === 0 || argv[0] === '
 /**
  * Runs one of prism's commands from the start-up bundle dist/cli.cjs (scripts/bundle.mjs): oclif
  * and every command with what it imports in one file, compiled from V8's code cache, where
- * runOclif loads some 250 modules (a command starts in about half the time). `commands` maps
+ * runOclif loads some 200 modules (a command starts in about two thirds of the time). `commands` maps
  * each command's id to its class (the bundle's COMMANDS). What the bundle does not take, it
  * leaves before printing anything, and returns false: help, the version, an unknown command or
  * a topic alone. bin/run.js then calls runOclif, which runs oclif with its plugins, help class
