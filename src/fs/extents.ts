@@ -693,33 +693,53 @@ export function readData(vol: Volume, inode: Inode, off: number, len: number): B
  */
 export const streamTuning = {ioBytes: 4 * 1024 * 1024}
 
+/** What streamData and streamSparse read with: the map, the sizes, the buffer and the read cursor. */
+interface Stream {
+  ext: Extent[]
+  /** the most a sink is handed at once */
+  chunk: number
+  /** the most read at once, in blocks */
+  ioBlocks: number
+  buf: Buffer
+  cursor: ReadCursor
+}
+
+/** A stream of `inode`'s data; null for an empty file, and for inline data, handed to `sink` whole here. */
+function openStream(vol: Volume, inode: Inode, sink: (buf: Buffer) => boolean | void, chunk: number): Stream | null {
+  const size = inode.r.size
+  if (size === 0) return null
+  if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return null }
+  chunk = chunkFor(size, chunk)
+  const io = chunkFor(size, Math.max(chunk, streamTuning.ioBytes))
+  return {ext: loadExtents(vol, inode), chunk, ioBlocks: io / BLOCK_SIZE, buf: scratchBuf(io), cursor: {ends: [], oldest: 0, useful: 0, bridged: 0}}
+}
+
+/**
+ * Reads the file's bytes [pos, end) (`pos` at a block's start), a read of up to `ioBlocks` at a
+ * time (holes as zeros), and hands them to `sink` in pieces of up to `chunk`; false when the
+ * sink stopped the stream.
+ */
+function streamRange(vol: Volume, s: Stream, pos: number, end: number, sink: (buf: Buffer) => boolean | void): boolean {
+  while (pos < end) {
+    const n = Math.min(Math.ceil((end - pos) / BLOCK_SIZE), s.ioBlocks)
+    readBlocks(vol, s.ext, pos / BLOCK_SIZE, s.buf.subarray(0, n * BLOCK_SIZE), s.cursor)
+    const bytes = Math.min(n * BLOCK_SIZE, end - pos)
+    for (let at = 0; at < bytes; at += s.chunk) {
+      if (sink(s.buf.subarray(at, Math.min(at + s.chunk, bytes))) === false) return false
+    }
+    pos += bytes
+  }
+  return true
+}
+
 /**
  * Streams a whole file in chunks of at most `chunk` bytes, in order. Holes come as zeros.
  * The callback must consume the buffer before returning (it is reused); returning false
  * stops the stream (the reader went away).
  */
 export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => boolean | void, chunk = STREAM_CHUNK): void {
-  const size = inode.r.size
-  if (size === 0) return
-  if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return }
-  const ext = loadExtents(vol, inode)
-  chunk = chunkFor(size, chunk)
-  const io = chunkFor(size, Math.max(chunk, streamTuning.ioBytes))
-  const buf = scratchBuf(io)
-  const ioBlocks = io / BLOCK_SIZE
-  const blocks = Math.ceil(size / BLOCK_SIZE)
-  const cursor: ReadCursor = {ends: [], oldest: 0, useful: 0, bridged: 0}
-  let pos = 0 // byte position in the file
-  while (pos < size) {
-    const l = pos / BLOCK_SIZE
-    const n = Math.min(blocks - l, ioBlocks)
-    readBlocks(vol, ext, l, buf.subarray(0, n * BLOCK_SIZE), cursor)
-    const bytes = Math.min(n * BLOCK_SIZE, size - pos)
-    for (let at = 0; at < bytes; at += chunk) {
-      if (sink(buf.subarray(at, Math.min(at + chunk, bytes))) === false) return
-    }
-    pos += bytes
-  }
+  const s = openStream(vol, inode, sink, chunk)
+  if (s) streamRange(vol, s, 0, inode.r.size, sink)
 }
 
 /**
@@ -730,17 +750,11 @@ export function streamData(vol: Volume, inode: Inode, sink: (buf: Buffer) => boo
  * one call. Either returning false stops the stream.
  */
 export function streamSparse(vol: Volume, inode: Inode, sink: (buf: Buffer) => boolean | void, hole: (bytes: number) => boolean | void, chunk = STREAM_CHUNK): void {
+  const s = openStream(vol, inode, sink, chunk)
+  if (!s) return
   const size = inode.r.size
-  if (size === 0) return
-  if (inode.r.flags & IF_INLINE) { sink(inode.r.area.subarray(0, size)); return }
-  const ext = loadExtents(vol, inode)
-  chunk = chunkFor(size, chunk)
-  const io = chunkFor(size, Math.max(chunk, streamTuning.ioBytes))
-  const buf = scratchBuf(io)
-  const ioBlocks = io / BLOCK_SIZE
-  const cursor: ReadCursor = {ends: [], oldest: 0, useful: 0, bridged: 0}
   let pos = 0 // byte position in the file: everything before it went out
-  for (const e of ext) {
+  for (const e of s.ext) {
     const start = e.l * BLOCK_SIZE
     if (start >= size) break
     if (start > pos) {
@@ -748,16 +762,8 @@ export function streamSparse(vol: Volume, inode: Inode, sink: (buf: Buffer) => b
       pos = start
     }
     const end = Math.min((e.l + e.n) * BLOCK_SIZE, size)
-    while (pos < end) {
-      const l = pos / BLOCK_SIZE
-      const n = Math.min(Math.ceil((end - pos) / BLOCK_SIZE), ioBlocks)
-      readBlocks(vol, ext, l, buf.subarray(0, n * BLOCK_SIZE), cursor)
-      const bytes = Math.min(n * BLOCK_SIZE, end - pos)
-      for (let at = 0; at < bytes; at += chunk) {
-        if (sink(buf.subarray(at, Math.min(at + chunk, bytes))) === false) return
-      }
-      pos += bytes
-    }
+    if (!streamRange(vol, s, pos, end, sink)) return
+    pos = end
   }
   if (pos < size) hole(size - pos)
 }
