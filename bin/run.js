@@ -132,6 +132,8 @@ async function main() {
     // Every other command runs from one bundle with oclif in it (dist/cli.cjs); what it leaves
     // (help, the version, an unknown command) goes to oclif loaded from its own modules.
     const root = pathToFileURL(path.join(__dirname, '..')).href + '/'
+    // (help and the version never load the bundle; runBundled declines them too, and `-h`
+    // where it means help, which only the manifest tells)
     const help = argv.length === 0 || argv[0] === 'help' || argv.includes('--help') || argv.includes('--version')
     const cli = help ? null : require('./load-bundle.cjs').loadBundle('cli').exports
     if (!cli || !(await cli.runBundled(argv, root, cli.COMMANDS))) {

@@ -1,7 +1,8 @@
 // Makes the code caches of the start-up bundles (dist/fast.cjs.cache, dist/fast-fsck.cjs.cache,
-// dist/cli.cjs.cache; bin/load-bundle.cjs reads them): runs each bundle's commands once on a small image made here,
-// each bundle in a process of its own, and saves the bytecode V8 compiled meanwhile. A cache
-// only saves start-up time, so a failure here is reported and the build goes on without it.
+// dist/cli.cjs.cache; bin/load-bundle.cjs reads them): runs each bundle's commands once on a
+// small image made here, each bundle in a process of its own, and saves the bytecode V8
+// compiled meanwhile. A cache only saves start-up time, so a failure here is reported and the
+// build goes on without it.
 import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
