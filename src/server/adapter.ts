@@ -75,8 +75,9 @@ export interface AdapterHost {
   /**
    * After each request that may have changed the image: commits a large transaction, and tells
    * the other mounts; the promise (if any) settles once their kernels have dropped what changed.
+   * `answerWaits` false: the request is answered without waiting for that promise.
    */
-  changed(from: PrismFs): void | Promise<void>
+  changed(from: PrismFs, answerWaits?: boolean): void | Promise<void>
   /** fsync, fdatasync, fsyncdir: commits now */
   sync(): void
   /** while set, another process has the image: requests wait for the promise (then run) */
@@ -629,7 +630,7 @@ export class PrismFs {
     inode.r.atimeS = t.sec
     inode.r.atimeNs = t.nsec
     this.vol.idirty(inode, true)
-    void this.host.changed(this)
+    void this.host.changed(this, false)
   }
 
   private checkName(name: Buffer): void {
@@ -713,7 +714,7 @@ export class PrismFs {
         }
       }
       if ('error' in r) {
-        void this.host.changed(this)
+        void this.host.changed(this, false)
         throw toFuseError(r.error)
       }
       const out = r.out

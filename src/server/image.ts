@@ -330,10 +330,10 @@ export class ServedImage {
       get vol() {
         return self.vol
       },
-      changed: (from: PrismFs) => {
+      changed: (from: PrismFs, answerWaits = true) => {
         this.requestsChanged = true
         this.changes++
-        return this.afterRequest(from)
+        return this.afterRequest(from, answerWaits)
       },
       sync: () => this.commitNow(true),
       gate: () => this.lentUntil,
@@ -602,7 +602,7 @@ export class ServedImage {
 
   // ---------------------------------------------------------------- transactions
 
-  private afterRequest(from: PrismFs): Promise<void> | undefined {
+  private afterRequest(from: PrismFs, answerWaits: boolean): Promise<void> | undefined {
     if (this.vol.txnFull && !this.holdCommits) this.commitNow()
     const p = this.pending
     if (this.mounts.length <= 1 || (p.inodes.size === 0 && p.entries.size === 0 && !p.filesets)) {
@@ -611,7 +611,7 @@ export class ServedImage {
     }
     this.origin = from
     try {
-      return this.notify()
+      return this.notify(false, answerWaits)
     } finally {
       this.origin = null
     }
@@ -745,8 +745,14 @@ export class ServedImage {
    * waitsFor), what goes to that mount is sent but not waited for. The two requests then run at
    * the same time, and for that short while the other mount may still show what it cached
    * before this change; every notification still arrives.
+   *
+   * `answerWaits` false: the request is answered without waiting (a read that moved an atime, a
+   * request that failed). Its notifications are sent, and no edge goes into waitsFor: an edge
+   * for a wait that nobody does would make a later change through the other mount look like a
+   * cycle, and that change would then be answered before this mount's kernel took it (a file
+   * unlinked through one mount, still found through another after the unlink returned).
    */
-  async notify(all = false): Promise<void> {
+  async notify(all = false, answerWaits = true): Promise<void> {
     const p = this.pending
     this.pending = emptyPending()
     const origin = all ? null : this.origin
@@ -781,6 +787,8 @@ export class ServedImage {
       })
       if (origin === null) {
         waits.push(taken)
+      } else if (!answerWaits) {
+        void taken // (nobody waits: no edge)
       } else if (!this.reaches(m.fs, origin)) {
         this.waitEdge(origin, m.fs, 1)
         waits.push(taken.finally(() => this.waitEdge(origin, m.fs, -1)))
