@@ -10,6 +10,7 @@
 import fs from 'node:fs'
 import {createRequire} from 'node:module'
 import {crc32} from './format/checksum.js'
+import {checkInterrupt} from './interrupt.js'
 
 const require = createRequire(import.meta.url)
 
@@ -104,6 +105,49 @@ export function outputFd(fd: number): number {
     // not Linux, or no /proc: written as it is
   }
   return fd
+}
+
+/** How often an open that waits for a FIFO's reader asks whether a signal came (openOutput). */
+const FIFO_POLL_MS = 20
+
+/**
+ * Opens host file `p` to write into it: O_WRONLY with `flags` (O_TRUNC, O_CREAT | O_EXCL,
+ * ...). A FIFO is waited for until a reader opens it, as `cat > FIFO` waits, but not inside
+ * open(2), which would hold the thread until then where no signal is looked at: the open is
+ * tried without blocking (ENXIO while there is no reader) every FIFO_POLL_MS, and
+ * checkInterrupt() is asked between tries, so Ctrl-C stops the command at once. The
+ * descriptor returned blocks on writes as usual. Anything else opens as open(2) opens it.
+ */
+export function openOutput(p: string | Buffer, flags: number, mode = 0o666): number {
+  const {O_WRONLY, O_NONBLOCK} = fs.constants
+  let fifo = false
+  try {
+    fifo = fs.statSync(p).isFIFO()
+  } catch {
+    // open says why
+  }
+  if (!fifo) return fs.openSync(p, O_WRONLY | flags, mode)
+  for (;;) {
+    let fd: number
+    try {
+      fd = fs.openSync(p, O_WRONLY | O_NONBLOCK | flags, mode)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw e
+      checkInterrupt()
+      Atomics.wait(sleeper, 0, 0, FIFO_POLL_MS)
+      continue
+    }
+    if (!fs.fstatSync(fd).isFIFO()) return fd // (replaced since the stat: written as it is, writeAll waits out EAGAIN)
+    let blocking: number
+    try {
+      // A reader is there now: the same pipe, opened again through /proc to block (never waits).
+      blocking = fs.openSync(`/proc/self/fd/${fd}`, O_WRONLY)
+    } catch {
+      return fd // (no /proc: the non-blocking descriptor; writeAll waits out EAGAIN)
+    }
+    fs.closeSync(fd)
+    return blocking
+  }
 }
 
 /**

@@ -33,7 +33,7 @@ import {Stage} from './stage.js'
 import {SmallFileBuffers} from './smallfiles.js'
 import {joinHost, localSource, smallFile, type HostSource, type HostStat} from './hostsource.js'
 import {checkInterrupt, uninterrupted} from '../interrupt.js'
-import {growPipe, outputFd, writeAll} from '../sys.js'
+import {growPipe, openOutput, outputFd, writeAll} from '../sys.js'
 import {call, run, runNow, type Frame} from '../frames.js'
 
 /** An image location may carry its namespace (for a tree not yet in the fileset table). */
@@ -1079,7 +1079,7 @@ function writeExported(ns: Namespace, inode: Inode, fd: number, hostPath: Buffer
 function writeInto(ns: Namespace, inode: Inode, to: Buffer | number, ctx: Ctx, truncate = false): void {
   // (this process's own stdout or stderr is written where it stands, as cat writes it)
   // (a pipe there is reopened to block, and grown, as cat's output is: src/sys.ts outputFd)
-  const fd = typeof to === 'number' ? outputFd(to) : fs.openSync(to, fs.constants.O_WRONLY | (truncate ? fs.constants.O_TRUNC : 0))
+  const fd = typeof to === 'number' ? outputFd(to) : openOutput(to, truncate ? fs.constants.O_TRUNC : 0) // (a FIFO: waits for its reader, Ctrl-C heard)
   try {
     if (typeof to !== 'number') growPipe(fd) // (outputFd grew its own)
     const size = inode.r.size

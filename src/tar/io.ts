@@ -5,13 +5,14 @@
 // (docker export | prism import ...). The spool file is unlinked as soon as it is open, so
 // nothing is left behind whatever happens. Everything here streams: no archive is held in memory.
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {PrismError} from '../errors.js'
 import {interruptible} from '../interrupt.js'
-import {growPipe} from '../sys.js'
+import {growPipe, openOutput} from '../sys.js'
 import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
 import {compressor, detectCompression, type Compression} from './compress.js'
@@ -49,6 +50,15 @@ export async function openArchive(arg: string): Promise<ArchiveInput> {
   if (arg !== '-') {
     let fd: number
     try {
+      if (fs.statSync(arg, {throwIfNoEntry: false})?.isFIFO()) {
+        // A FIFO is opened without waiting for its writer (open(2) would wait for one where
+        // no signal is looked at) and read as a socket-like stream: it waits, Ctrl-C heard,
+        // until a writer comes, and ends when the last writer closes (epoll tells no end
+        // before a first writer came).
+        fd = fs.openSync(arg, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+        if (fs.fstatSync(fd).isFIFO()) return spool(new net.Socket({fd, readable: true, writable: false}), arg)
+        fs.closeSync(fd) // (replaced since the stat: opened again as what it is now)
+      }
       fd = fs.openSync(arg, fs.constants.O_RDONLY)
       if (fs.fstatSync(fd).isDirectory()) {
         fs.closeSync(fd)
@@ -177,7 +187,7 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
         created = true
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
-        fd = fs.openSync(out.arg, fs.constants.O_WRONLY | fs.constants.O_TRUNC)
+        fd = openOutput(out.arg, fs.constants.O_TRUNC) // (a FIFO: waits for its reader, Ctrl-C heard)
       }
     } catch (e) {
       throw hostError(e, out.arg)
