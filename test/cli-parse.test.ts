@@ -7,7 +7,8 @@
 import {expect} from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
-import {newImage, prism, tmpDir} from './helpers.js'
+import {pathToFileURL} from 'node:url'
+import {ROOT, newImage, prism, tmpDir} from './helpers.js'
 
 describe('command line: arguments come from the command line only, in their order', () => {
   let dir: string
@@ -59,6 +60,39 @@ describe('command line: arguments come from the command line only, in their orde
     const back = prism(['cp', '--wait', '5', '5', 'root:/g'], {cwd: dir, env: {PRISM_IMAGE: img}})
     expect(back.status, back.stderr).to.equal(0)
     expect(prism(['cat', '-i', img, 'root:/g']).stdout).to.equal('data\n')
+  })
+
+  // oclif's repeatable flags take every word after them unless marked multipleNonGreedy:
+  // `prism mount -o ro root /mnt` parsed as -o ro -o root -o /mnt, listed the mounts and
+  // exited 0, having mounted nothing.
+  it('a repeatable flag takes one value each time: the words after it stay positionals (every command)', async () => {
+    const greedy: string[] = []
+    let repeatable = 0
+    const commands = path.join(ROOT, 'dist', 'commands')
+    for (const file of fs.readdirSync(commands, {recursive: true}) as string[]) {
+      if (!file.endsWith('.js')) continue
+      const cmd = (await import(pathToFileURL(path.join(commands, file)).href) as {default: {flags?: Record<string, {multiple?: boolean, multipleNonGreedy?: boolean}>}}).default
+      for (const [name, f] of Object.entries(cmd.flags ?? {})) {
+        if (!f.multiple) continue
+        repeatable++
+        if (!f.multipleNonGreedy) greedy.push(`${file} --${name}`)
+      }
+    }
+    expect(repeatable).to.be.above(3)
+    expect(greedy).to.deep.equal([])
+    // and through the CLI: the clone is named c, from root, with the exclusion
+    const r = prism(['clone', '-x', 'f', 'root', 'c', '--mode', 'sync', '-i', img])
+    expect(r.status, r.stderr).to.equal(0)
+    expect(prism(['ls', '-i', img, 'c:/']).stdout).to.equal('d\n')
+  })
+
+  it('prism mount -o OPTIONS or --foreground with no mount point is a usage error, not a listing', () => {
+    for (const args of [['-o', 'ro'], ['-o', 'ro', '-o', 'allow_other'], ['--foreground'], ['-f']]) {
+      const r = prism(['mount', '-i', img, ...args])
+      expect([r.status, r.stdout], args.join(' ')).to.deep.equal([2, ''])
+      expect(r.stderr, args.join(' ')).to.match(/^prism: (-o|--foreground) needs a MOUNTPOINT \(with no arguments, prism mount lists the mounts\)\n$/)
+    }
+    expect(prism(['mount', '-i', img]).status).to.equal(0) // (the listing)
   })
 
   it('positionals after -- keep their order too', () => {

@@ -94,7 +94,8 @@ describe('prism mount and umount (CLI)', function () {
 
   it('-o ro mounts read-only; -o suid,dev lift nosuid and nodev', async () => {
     const mp = s.mountpoint()
-    await s.mount('root', mp, ['ro'])
+    // (-o before the positionals, as mount(8) takes it: one value, not every word after it)
+    await cliOk(['mount', '-o', 'ro', '-i', s.image, 'root', mp])
     expect(fuseMountAt(mp)!.options).to.include('ro')
     const err = await fsp.writeFile(path.join(mp, 'x'), 'y').then(() => 'ok', (e: NodeJS.ErrnoException) => e.code)
     expect(err).to.equal('EROFS')

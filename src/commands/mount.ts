@@ -19,7 +19,7 @@ export default class Mount extends PrismCommand {
   }
   static flags = {
     ...imageFlags,
-    options: Flags.string({char: 'o', multiple: true, description: 'mount options: ro, suid, dev, allow_other, commit=SECONDS', helpValue: 'OPTIONS'}),
+    options: Flags.string({char: 'o', multiple: true, multipleNonGreedy: true, description: 'mount options: ro, suid, dev, allow_other, commit=SECONDS', helpValue: 'OPTIONS'}),
     foreground: Flags.boolean({char: 'f', description: 'serve in this process until unmounted, instead of in the background'}),
   }
 
@@ -31,6 +31,10 @@ export default class Mount extends PrismCommand {
     const {parseMountOptions, checkMountpoint, mountVia, listAll} = await import('../cli/mount.js')
     const path = await import('node:path')
     if (args.source === undefined) {
+      // (`prism mount -o ro` or `-f` alone would list the mounts and exit 0, as if it had mounted)
+      if (flags.options !== undefined || flags.foreground) {
+        throw new PrismError('EUSAGE', `${flags.foreground ? '--foreground' : '-o'} needs a MOUNTPOINT (with no arguments, prism mount lists the mounts)`)
+      }
       let image: string | undefined
       try {
         image = path.resolve(this.imagePath(flags.image))
