@@ -8,9 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {createRequire} from 'node:module'
-import {BIN, ROOT, VIA_OCLIF, edit, newImage, snapshot, tmpDir, type CliResult} from './helpers.js'
-import {Volume, namespace} from '../src/fs/image.js'
-import {listFilesets} from '../src/fs/filesets.js'
+import {BIN, ROOT, VIA_OCLIF, edit, imageContents, newImage, tmpDir, type CliResult} from './helpers.js'
 
 const require = createRequire(import.meta.url)
 
@@ -19,21 +17,6 @@ function run(way: 'bundle' | 'oclif', args: string[], cwd: string, input?: strin
   const argv = way === 'bundle' ? [BIN, ...args] : ['--input-type=module', '-e', VIA_OCLIF, pathToFileURL(ROOT).href + '/', ...args]
   const r = spawnSync(process.execPath, argv, {cwd, input, env: {...process.env, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1'}})
   return {status: r.status ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString()}
-}
-
-/**
- * What an image holds: every fileset (name, state, mode, parent) and its tree (types, modes,
- * owners, link counts, attributes, content hashes; no times), read through the library.
- */
-function holds(img: string): string {
-  // Opened for writing (a lazy clone is read by expanding it) and then dropped unsaved.
-  const vol = Volume.open(img, {write: true})
-  try {
-    const sets = listFilesets(vol).map((f) => ({name: f.name, state: f.state, mode: f.mode, parent: f.parentId}))
-    return JSON.stringify({sets, trees: sets.map((f) => snapshot(namespace(vol, f.name)))})
-  } finally {
-    vol.closeAbort()
-  }
 }
 
 describe('cli: every command from the bundle dist/cli.cjs, as oclif runs it from its modules', function () {
@@ -82,7 +65,7 @@ describe('cli: every command from the bundle dist/cli.cjs, as oclif runs it from
         fs.mkdirSync(cwd, {recursive: true})
         fs.copyFileSync(base, path.join(cwd, 'disk.img'))
         const r = run(way, [...args, '-i', 'disk.img'], cwd, 'from standard input\n')
-        return {r, holds: holds(path.join(cwd, 'disk.img'))}
+        return {r, holds: imageContents(path.join(cwd, 'disk.img'))}
       })
       expect(got[0].r, 'output and status').to.deep.equal(got[1].r)
       expect(got[0].holds, 'what the image holds').to.equal(got[1].holds)

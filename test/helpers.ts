@@ -7,7 +7,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {PrismError} from '../src/errors.js'
-import {mkfs, namespace, withImage} from '../src/fs/image.js'
+import {Volume as ImageVolume, mkfs, namespace, withImage} from '../src/fs/image.js'
+import {listFilesets} from '../src/fs/filesets.js'
 import '../src/fs/namespace.js'
 import type {Namespace} from '../src/fs/namespace.js'
 import type {Volume} from '../src/fs/volume.js'
@@ -89,6 +90,21 @@ export function snapshot(ns: Namespace): Record<string, string> {
   }
   walk('/')
   return out
+}
+
+/**
+ * Everything a user can see in an image, without changing it: every fileset (name, state,
+ * mode, parent) and its snapshot() (no times, no inode numbers). Opened for writing, as a lazy
+ * clone is read by expanding it, and dropped unsaved.
+ */
+export function imageContents(img: string): string {
+  const vol = ImageVolume.open(img, {write: true})
+  try {
+    const sets = listFilesets(vol).map((f) => ({name: f.name, state: f.state, mode: f.mode, parent: f.parentId}))
+    return JSON.stringify({sets, trees: sets.map((f) => snapshot(namespace(vol, f.name)))})
+  } finally {
+    vol.closeAbort()
+  }
 }
 
 /** A small host tree with a nested dir, a symlink, a hard link and an empty file. */

@@ -13,9 +13,8 @@ import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {BIN, ROOT, holdImageLock, holdsFlock, newImage, prism, sha256File, snapshot, tmpDir} from './helpers.js'
-import {Volume, namespace, withImage} from '../src/fs/image.js'
-import {listFilesets} from '../src/fs/filesets.js'
+import {BIN, ROOT, holdImageLock, holdsFlock, imageContents, newImage, prism, sha256File, tmpDir} from './helpers.js'
+import {namespace, withImage} from '../src/fs/image.js'
 import {clone} from '../src/clone/clone.js'
 
 const PTY = path.join(ROOT, 'test', 'pty-run.py')
@@ -128,15 +127,7 @@ function contents(img: string): string {
   // An image byte for byte as the base one holds what it holds (reading every fileset of the
   // base's 120,000 files takes seconds; hashing the image a fraction of one).
   if (baseImage.sha && sha256File(img) === baseImage.sha) return baseImage.contents
-  // Opened for writing (a lazy clone is read by expanding it) and then dropped unsaved.
-  const vol = Volume.open(img, {write: true})
-  try {
-    const sets = listFilesets(vol).map((f) => ({name: f.name, state: f.state, mode: f.mode, parent: f.parentId}))
-    const trees = sets.map((f) => snapshot(namespace(vol, f.name)))
-    return JSON.stringify({sets, trees})
-  } finally {
-    vol.closeAbort()
-  }
+  return imageContents(img)
 }
 
 function copyImage(from: string, to: string): void {
