@@ -3,7 +3,7 @@
 // state and clone mode, a parent deleted, a grown fileset table, an empty image and one with
 // no fileset at all, damaged images (a record, an inline root, a file's inode, a directory's
 // entry count, the superblock), a foreign file, a locked image, a missing one and none found;
-// text, --json and --no-space; and the fast path really is taken (oclif is never loaded)
+// text, --json, --no-space and the columns of -o (with -H and -p); and the fast path really is taken (oclif is never loaded)
 // except for --help and anything it does not know. The space it reports is checked against
 // a plain model of REFER and UNIQUE (every block of every inode a fileset reaches), on a
 // varied image and on random ones.
@@ -286,6 +286,53 @@ describe('fileset list: the fast path and oclif print the same bytes', function 
     expect(both(images.grown, ['fileset', 'list', '--no-space', '-i', work()]).stdout.split('\n')).to.have.length(61 + 2)
   })
 
+  it('-o chooses the columns, -H prints them for scripts, -p exactly; only the space columns walk the filesets', () => {
+    const full = JSON.parse(both(varied, ['fileset', 'list', '--json', '-i', work()]).stdout) as FilesetRow[]
+    const forms = [['-o', 'space'], ['-o', 'name,id,mode', '-H'], ['--output=all', '-p'], ['-o', 'all', '-H', '-p'], ['--output', 'state,name'],
+      ['-o', 'name,state', '--json'], ['-o', 'refer,name,coaw', '--json'], ['-o', 'SPACE,id'], ['-o', 'name,name,space']]
+    for (const name of ['varied', 'empty', 'nofileset', 'grown']) {
+      for (const form of name === 'varied' ? forms : forms.slice(0, 3)) {
+        const r = both(images[name], ['fileset', 'list', '-i', work(), ...form])
+        expect([r.status, r.stderr], `${name} ${form.join(' ')}`).to.deep.equal([0, ''])
+      }
+    }
+    const list = (...args: string[]) => both(varied, ['fileset', 'list', '-i', work(), ...args]).stdout
+    // The columns named, in that order, a shorthand expanded where it stands, each column once.
+    const space = list('-o', 'space').split('\n')
+    expect(space[0]).to.match(/^NAME +REFER +UNIQUE +COAW$/)
+    expect(list('-o', 'name,name,space').split('\n')[0]).to.match(/^NAME +REFER +UNIQUE +COAW$/)
+    expect(list('-o', 'SPACE,id').split('\n')[0]).to.match(/^NAME +REFER +UNIQUE +COAW +ID$/)
+    expect(list('-o', 'state,name').split('\n')[0]).to.match(/^STATE +NAME$/)
+    expect(list('-o', 'all').split('\n')[0]).to.match(/^NAME +ID +PARENT +CREATED +STATE +MODE +REFER +UNIQUE +FILES +DIRS +COAW +REWRITES +LOCALITY$/)
+    // -H: no head, the fields joined by one tab; -p: sizes in bytes, CREATED in seconds.
+    expect(list('-H', '-o', 'name,id,mode')).to.equal(full.map((r) => `${r.name}\t${r.id}\t${r.mode ?? '-'}\n`).join(''))
+    const exact = list('-H', '-p', '-o', 'name,created,refer,unique,files,dirs,coaw,rewrites').split('\n').slice(0, -1).map((l) => l.split('\t'))
+    expect(exact).to.deep.equal(full.map((r) => [r.name, String(Math.floor(Date.parse(r.created) / 1000)), String(r.referenced), String(r.unique), String(r.files), String(r.dirs),
+      String(r.coaw.copiedBytes), String(r.coaw.rewrites)]))
+    expect(list('-H', '-o', 'name').split('\n')).to.have.length(full.length + 1)
+    // Without -p, the same sizes as the default table.
+    const dflt = list().split('\n').slice(1, -1).map((l) => l.split(/ {2,}/))
+    const viaO = space.slice(1, -1).map((l) => l.trim().split(/ {2,}/))
+    expect(viaO).to.deep.equal(dflt.map((c) => [c[0], c[4], c[5], c[6]]))
+    // --json with -o: the keys of the columns named, in their order; nothing else.
+    const picked = JSON.parse(list('--json', '-o', 'refer,name,coaw')) as Array<Record<string, unknown>>
+    expect(picked).to.deep.equal(full.map((r) => ({referenced: r.referenced, name: r.name, coaw: r.coaw})))
+    expect(Object.keys(picked[0])).to.deep.equal(['referenced', 'name', 'coaw'])
+    const states = JSON.parse(list('--json', '-o', 'name,state')) as Array<Record<string, unknown>>
+    expect(states).to.deep.equal(full.map((r) => r.expansion ? {name: r.name, state: r.state, expansion: r.expansion} : {name: r.name, state: r.state}))
+    // A damaged tree: columns that need no walk list it all (exit 0, nothing on stderr); a
+    // space column walks, and says which fileset it could not count.
+    for (const cols of ['name,state,mode,coaw,rewrites,locality', 'name,id,parent,created']) {
+      const r = both(images['bad-file'], ['fileset', 'list', '-o', cols, '-i', work()])
+      expect([r.status, r.stderr], cols).to.deep.equal([0, ''])
+    }
+    for (const cols of ['name,refer', 'unique', 'files', 'dirs', 'space']) {
+      const r = both(images['bad-file'], ['fileset', 'list', '-o', cols, '-i', work()])
+      expect(r.status, cols).to.equal(1)
+      expect(r.stderr, cols).to.match(/^prism: fileset '[^']+': REFER and UNIQUE cannot be counted: /)
+    }
+  })
+
   it('fails the same way on damaged, foreign, missing and locked images, and when no image is found', async () => {
     const cases: Array<[string, number, RegExp]> = [
       ['bad-record', 5, /fileset slot \d+: fileset record checksum mismatch; run 'prism fsck --repair'/],
@@ -359,14 +406,15 @@ describe('fileset list: the fast path and oclif print the same bytes', function 
   it('leaves --help, unknown, repeated and malformed flags to oclif', () => {
     const cwd = path.join(dir, 'work')
     fs.copyFileSync(images.empty, work())
-    const forms = [['--help'], ['-h'], ['--bogus'], ['--json', '--json'], ['--space', '--no-space'], ['--wait', 'x'], ['-i'], ['extra'], ['--json=1'], ['--', '--json'], ['-i' + work()]]
+    const forms = [['--help'], ['-h'], ['--bogus'], ['--json', '--json'], ['--space', '--no-space'], ['--wait', 'x'], ['-i'], ['extra'], ['--json=1'], ['--', '--json'], ['-i' + work()],
+      ['-o'], ['-o', 'bogus'], ['-o', ''], ['-o', 'name,,id'], ['-o', 'constructor'], ['-o', 'space', '--no-space'], ['--space', '-o', 'name'], ['-o', 'name', '-o', 'id'], ['-H', '-H'], ['-Hp'], ['-H=1']]
     for (const args of forms) {
       const r = viaBin(['fileset', 'list', '-i', work(), ...args], cwd)
       expect(r.oclif, args.join(' ')).to.equal(true)
       const o = viaOclif(['fileset', 'list', '-i', work(), ...args], cwd)
       expect({status: r.status, stdout: r.stdout, stderr: r.stderr}, args.join(' ')).to.deep.equal({status: o.status, stdout: o.stdout, stderr: o.stderr})
     }
-    for (const args of [['--bogus'], ['--wait', 'x'], ['extra']]) {
+    for (const args of [['--bogus'], ['--wait', 'x'], ['extra'], ['-o', 'bogus'], ['-o', ''], ['-o', 'space', '--no-space'], ['-o', 'name', '-o', 'id']]) {
       const r = viaBin(['fileset', 'list', '-i', work(), ...args], cwd)
       expect(r.status, args.join(' ')).to.equal(2)
       expect(r.stderr, args.join(' ')).to.match(/^prism: [^\n]*\(see 'prism fileset list --help'\)\n$/)

@@ -36,9 +36,13 @@ export function usageMessage(message: string, command?: string): string {
   // A flag's own parser failed: "Parsing --wait \n\t<its message>\nSee more help with --help".
   const parsing = /^Parsing --(\S+)\s*\n\s*([^\n]*)/.exec(message)
   if (parsing) message = parsing[2].includes(`--${parsing[1]}`) ? parsing[2] : `--${parsing[1]}: ${parsing[2].charAt(0).toLowerCase()}${parsing[2].slice(1)}`
+  // Several of oclif's checks at once ("The following errors occurred:", then one a line):
+  // the checks' own lines, joined by "; ".
+  const several = /^the following errors? occurred:\s*\n/i.exec(message)
+  if (several) message = message.slice(several[0].length)
   const text = message.split('\n').map((l) => l.trim())
     .filter((l) => l !== '' && !/^see more help with/i.test(l))
-    .join(' ').replace(/\s+/g, ' ').replace(/:$/, '')
+    .join(several ? '; ' : ' ').replace(/\s+/g, ' ').replace(/:$/, '')
   const line = text.charAt(0).toLowerCase() + text.slice(1)
   return command ? `${line} (see 'prism ${command} --help')` : line
 }
