@@ -3,6 +3,7 @@
 // figure the median of several runs.
 // Workloads: untar of the host's /usr/include (made into a tar first), `du -s`,
 // `find -type f | xargs cat`, `rm -rf` of it, a sequential write and read with dd (conv=fsync),
+// `fallocate -l` of as much (then sync),
 // `git init` + add + commit of N small files, fsstress-like parallel metadata churn
 // (P processes, K operations each: create, write, rename, unlink, mkdir, rmdir, chmod, stat),
 // and `npm ci` + `npx tsc` of this project's own source. Then, on prism alone, the paper's
@@ -37,9 +38,9 @@ const OPS = opt('ops', small ? 1000 : 10_000)
 const PROCS = opt('procs', 4)
 const RUNS = opt('runs', small ? 1 : 3)
 const SIZE_MIB = Math.max(2048, MIB * 2 + 1024)
-// --only LIST: untar, du, find, rm, ddwrite, ddread, git, churn, npm, rtt, lazy (default all); du,
+// --only LIST: untar, du, find, rm, ddwrite, ddread, falloc, git, churn, npm, rtt, lazy (default all); du,
 // find and rm work on the untar's tree and ddread on ddwrite's file, so those come along
-const KEYS = ['untar', 'du', 'find', 'rm', 'ddwrite', 'ddread', 'git', 'churn', 'npm', 'rtt', 'lazy']
+const KEYS = ['untar', 'du', 'find', 'rm', 'ddwrite', 'ddread', 'falloc', 'git', 'churn', 'npm', 'rtt', 'lazy']
 const NEEDS: Record<string, string[]> = {du: ['untar'], find: ['untar'], rm: ['untar'], ddread: ['ddwrite']}
 const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] : process.env.PRISM_BENCH_ONLY
 const only = new Set(onlyArg ? onlyArg.split(',').map((x) => x.trim()).filter((x) => x !== '') : KEYS)
@@ -205,6 +206,8 @@ async function main(): Promise<void> {
     {key: 'ddwrite', name: `dd write ${MIB} MiB (conv=fsync)`, run: (d, i) => sh(`dd if=/dev/zero of=${d}/dd${i} bs=1M count=${MIB} conv=fsync status=none`)},
     // cold: the page cache is dropped first, untimed
     {key: 'ddread', name: `dd read ${MIB} MiB (cold)`, before: () => sh('sync; echo 3 > /proc/sys/vm/drop_caches'), run: (d, i) => sh(`dd if=${d}/dd${i} of=/dev/null bs=1M status=none`), after: (d, i) => sh(`rm -f ${d}/dd${i}`)},
+    // fallocate of a file's worth: ext4 (fuse2fs) marks extents unwritten; prism has the host zero them
+    {key: 'falloc', name: `fallocate -l ${MIB}M`, run: (d, i) => sh(`fallocate -l ${MIB}M ${d}/fa${i} && sync`), after: (d, i) => sh(`rm -f ${d}/fa${i}`)},
     {key: 'git', name: `git add + commit ${FILES} files`, run: (d, i) => sh(`cp -r ${gitSrc} ${d}/g${i} && cd ${d}/g${i} && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm x && cd / && rm -rf ${d}/g${i}`)},
     {key: 'churn', name: `churn ${PROCS}x${OPS} ops`, run: (d, i) => sh(Array.from({length: PROCS}, (_, p) => `"${PYTHON}" ${churn} ${d}/c${i} ${OPS} ${p} &`).join(' ') + ` wait; rm -rf ${d}/c${i}`)},
     {key: 'rtt', name: `${RTT_N} stat of a missing name`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} lookup ${RTT_N}`)},

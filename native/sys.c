@@ -457,6 +457,27 @@ static napi_value js_sendfile(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* fallocate(fd, mode, offset, length): fallocate(2) of a range of an open file (the modes of
+ * <linux/falloc.h>: the caller asks for FALLOC_FL_ZERO_RANGE to make blocks read as zero
+ * without writing them). Returns 0, or -errno (EOPNOTSUPP where the file system cannot: the
+ * caller writes zeros instead). */
+static napi_value js_fallocate(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd = argc >= 4 ? int64_arg(env, argv[0]) : -1, mode = argc >= 4 ? int64_arg(env, argv[1]) : -1;
+  int64_t off = argc >= 4 ? int64_arg(env, argv[2]) : -1, len = argc >= 4 ? int64_arg(env, argv[3]) : -1;
+  if (fd < 0 || fd > INT32_MAX || mode < 0 || mode > INT32_MAX || off < 0 || len <= 0) {
+    napi_throw_type_error(env, NULL, "fallocate(fd, mode, offset, length)");
+    return NULL;
+  }
+  int rc;
+  do rc = fallocate((int)fd, (int)mode, (off_t)off, (off_t)len); while (rc != 0 && errno == EINTR);
+  napi_value r;
+  napi_create_int32(env, rc == 0 ? 0 : -errno, &r);
+  return r;
+}
+
 /* pipeUnread(fd): the bytes the pipe at fd holds that its reader has not read yet (FIONREAD),
  * -EPIPE when no reader has it open any more, or -errno. */
 static napi_value js_pipe_unread(napi_env env, napi_callback_info info) {
@@ -664,7 +685,7 @@ NAPI_MODULE_INIT() {
   static const struct {const char *name; napi_callback cb;} fns[] = {
     {"catchSignals", catch_signals}, {"llistxattr", js_llistxattr}, {"lgetxattr", js_lgetxattr}, {"lsetxattr", js_lsetxattr},
     {"lremovexattr", js_lremovexattr}, {"utimensat", js_utimensat}, {"futimens", js_futimens}, {"syncfs", js_syncfs}, {"mknod", js_mknod}, {"setPipeSize", js_set_pipe_size},
-    {"peerCred", js_peercred}, {"sendFile", js_sendfile}, {"pipeUnread", js_pipe_unread},
+    {"peerCred", js_peercred}, {"sendFile", js_sendfile}, {"pipeUnread", js_pipe_unread}, {"fallocate", js_fallocate},
     {"crc32Many", js_crc32_many}, {"crc32", js_crc32}, {"realtime", js_realtime},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

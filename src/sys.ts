@@ -42,6 +42,8 @@ export interface Sys {
   setPipeSize(fd: number, bytes: number): number
   /** sendfile(2) of at most `count` bytes of inFd from byte `pos` to outFd: the bytes sent, or -errno. */
   sendFile?(outFd: number, inFd: number, pos: number, count: number): number
+  /** fallocate(2) of [offset, offset + length) of an open file with `mode` (FALLOC_FL_*): 0, or -errno. */
+  fallocate?(fd: number, mode: number, offset: number, length: number): number
   /** The bytes a pipe holds unread (FIONREAD), -EPIPE when it has no reader left, or -errno. */
   pipeUnread?(fd: number): number
   /** The credentials of a connected Unix socket's other end. */

@@ -20,6 +20,13 @@ export interface BlockDevice {
   write(block: number, buf: Buffer): void
   /** Writes consecutive buffers (each a multiple of BLOCK_SIZE) starting at `block`. */
   writev?(block: number, bufs: Buffer[]): void
+  /**
+   * Makes blocks [block, block + count) read as zeros without writing them, where the host
+   * can (fallocate FALLOC_FL_ZERO_RANGE: the host file keeps its space, marked unwritten),
+   * after every write handed to writeBehind() has finished. Not durable until sync(), as a
+   * write. False when the device cannot (the caller writes zeros); absent means the same.
+   */
+  zero?(block: number, count: number): boolean
   /** Makes every completed write durable (fdatasync). */
   sync(): void
   /**
@@ -57,7 +64,7 @@ export interface BlockDevice {
   close(): void
   /**
    * Called with each run of blocks [block, block + count) just before the device overwrites
-   * it: by write(), writev() and writeBehind() (before the write is handed to its thread), so
+   * it: by write(), writev(), writeBehind() (before the write is handed to its thread) and zero(), so
    * whoever set it can still read what the blocks held (a snapshot's pre-image log,
    * src/device/snapshot.ts). Null or absent: nobody asks.
    */

@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import {createRequire} from 'node:module'
 import os from 'node:os'
 import nodePath from 'node:path'
+import util from 'node:util'
 import {Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
 import {PrismError} from '../errors.js'
@@ -12,6 +13,7 @@ import type {BlockDevice} from './device.js'
 import {reopen, reopenPaths} from './reopen.js'
 import {WriteBehind} from './writebehind.js'
 import {checkInterrupt} from '../interrupt.js'
+import {sys} from '../sys.js'
 
 // startWriteback's thread, as plain JavaScript evaluated in it: fdatasync on request, on a
 // descriptor of its own, of the image file (dev, ino) as reopen() finds it; errors are ignored
@@ -108,6 +110,9 @@ function removeQuietly(path: string): void {
 
 const SEEK_DATA = 3
 const SEEK_HOLE = 4
+/** fallocate(2) modes (<linux/falloc.h>) */
+const FALLOC_FL_KEEP_SIZE = 0x01
+const FALLOC_FL_ZERO_RANGE = 0x10
 
 export class FileDevice implements BlockDevice {
   readonly blocks: number
@@ -311,6 +316,26 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       throw ioError(this.path, e)
     }
+  }
+
+  /** false once the host said it cannot zero a range (the store then writes zeros) */
+  private zeroRange = true
+
+  zero(block: number, count: number): boolean {
+    if (this.readOnly) throw new PrismError('EROFS', `${this.path}: opened read-only`)
+    const fallocate = this.zeroRange ? sys().fallocate : undefined
+    if (typeof fallocate !== 'function') return (this.zeroRange = false)
+    // What is being written behind lands first (the store hands over no write of a block it
+    // then zeroes, but the order must not rest on that).
+    const err = this.behind?.settle()
+    if (err) throw ioError(this.path, err)
+    this.beforeWrite?.(block, count)
+    const rc = fallocate.call(sys(), this.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, block * BLOCK_SIZE, count * BLOCK_SIZE)
+    if (rc === 0) return true
+    // A host file system without zero ranges (tmpfs, NFS, older ones): written as zeros.
+    if (rc === -os.constants.errno.EOPNOTSUPP || rc === -os.constants.errno.EINVAL || rc === -os.constants.errno.ENOSYS) return (this.zeroRange = false)
+    const code = util.getSystemErrorName(rc)
+    throw ioError(this.path, Object.assign(new Error(`${code}: zeroing blocks failed, fallocate`), {code, errno: rc, syscall: 'fallocate'}))
   }
 
   identity(): {dev: bigint, ino: bigint} {

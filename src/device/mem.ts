@@ -116,6 +116,14 @@ export class MemDevice implements BlockDevice {
     }
   }
 
+  /** Zeroes as a write of zeros (the crash tests' points count it as one), after the writes behind. */
+  zero(block: number, count: number): boolean {
+    if (this.crashed) throw new SimulatedCrash()
+    this.finish(this.tickets)
+    this.write(block, Buffer.alloc(count * BLOCK_SIZE))
+    return true
+  }
+
   writeBehind(block: number, bufs: Buffer[]): number {
     if (this.behindLag === 0) return 0
     if (this.crashed) throw new SimulatedCrash()

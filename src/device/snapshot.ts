@@ -211,8 +211,10 @@ export class SnapshotDevice implements BlockDevice {
   }
 
   dataRuns(start: number, count: number): Array<[number, number]> {
-    // Blocks only gain data (nothing punches holes): a block with data now that was a hole
-    // then is one the server wrote since, and the log has its pre-image (zeros).
+    // The tables' blocks (the only ones asked about) only gain data: a block with data now
+    // that was a hole then is one the server wrote since, and the log has its pre-image
+    // (zeros). (A zeroed range, BlockDevice.zero, which the host may report as a hole, is
+    // only ever file data, and its pre-image is logged as a write's.)
     return this.image.dataRuns(start, count)
   }
 

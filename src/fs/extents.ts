@@ -897,6 +897,8 @@ interface Write {
   headKeep: number
   tailKeep: number
   stats: WriteStats
+  /** `data` is all zeros (writeZeros): whole blocks are queued as zeros (BlockStore.zeroData) */
+  zeros: boolean
 }
 
 /**
@@ -909,6 +911,32 @@ interface Write {
  * and a region left with enough runs outside its window is rewritten as one run.
  */
 export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, owned = false, pol: LocalityPolicy | null = null): WriteStats {
+  return writeAt(vol, inode, off, data, owned, pol, false)
+}
+
+/** Zeros handed to writeAt by writeZeros (8 MiB, never written into). */
+let ZERO_CHUNK: Buffer | null = null
+
+/**
+ * Writes zeros over [off, off + len) of a file, as writeData of a buffer of zeros would, but
+ * the new blocks are not written where the device can zero them (fallocate(2) of a file's
+ * holes: a gigabyte asked for costs a system call on the image file, not a gigabyte written).
+ */
+export function writeZeros(vol: Volume, inode: Inode, off: number, len: number, pol: LocalityPolicy | null = null): WriteStats {
+  ZERO_CHUNK ??= Buffer.alloc(8 * 1024 * 1024)
+  const stats: WriteStats = {rewrites: 0, copied: 0, copiedShared: 0}
+  for (let p = off; p < off + len;) {
+    const k = Math.min(off + len - p, ZERO_CHUNK.length)
+    const s = writeAt(vol, inode, p, ZERO_CHUNK.subarray(0, k), false, pol, true)
+    stats.rewrites += s.rewrites
+    stats.copied += s.copied
+    stats.copiedShared += s.copiedShared
+    p += k
+  }
+  return stats
+}
+
+function writeAt(vol: Volume, inode: Inode, off: number, data: Buffer, owned: boolean, pol: LocalityPolicy | null, zeros: boolean): WriteStats {
   const end = off + data.length
   checkSize(end)
   if (data.length === 0) return NO_STATS
@@ -937,6 +965,7 @@ export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, 
     headKeep: off - first * BLOCK_SIZE,
     tailKeep: (last + 1) * BLOCK_SIZE - end,
     stats: {rewrites: 0, copied: 0, copiedShared: 0},
+    zeros,
   }
   if (pol) writeLocal(w, pol)
   else {
@@ -966,7 +995,9 @@ function put(w: Write, p: number, l: number, n: number, inPlace: boolean): void 
   const full = to - from === whole
   // Blocks of memory the caller gave away are queued without a copy: whole ones, and a
   // last one the data ends inside, at or past the end of the file, its rest zeroed in place.
-  if (w.owned && l * BLOCK_SIZE >= off && (full || (end >= inode.r.size && data.byteOffset + from + whole <= data.buffer.byteLength))) {
+  // Whole blocks of zeros are queued as such, with no memory.
+  if (w.zeros && full) vol.store.zeroData(p, n)
+  else if (w.owned && l * BLOCK_SIZE >= off && (full || (end >= inode.r.size && data.byteOffset + from + whole <= data.buffer.byteLength))) {
     vol.store.writeData(p, full ? data.subarray(from, to) : Buffer.from(data.buffer, data.byteOffset + from, whole).fill(0, to - from))
   } else {
     const buf = Buffer.alloc(whole)

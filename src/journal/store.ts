@@ -41,6 +41,15 @@ export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
  */
 const BEHIND_MAX = 32 * 1024 * 1024
 
+/** The most blocks one zeroData() entry covers (its piece of ZEROS). */
+const ZEROS_BLOCKS = 4096
+let ZEROS: Buffer | null = null
+/** ZEROS_BLOCKS blocks of zeros, shared by every queued zero run: read from, never written into. */
+function zeros(): Buffer {
+  ZEROS ??= Buffer.alloc(ZEROS_BLOCKS * BLOCK_SIZE)
+  return ZEROS
+}
+
 /** Queued data writes: first block -> content, and each block -> the first block of its write. */
 interface DataQueue {
   data: Map<number, Buffer>
@@ -51,6 +60,8 @@ interface DataQueue {
   bytes: number
   /** for a queue handed to write-behind: the device's ticket for its last write */
   ticket: number
+  /** first blocks of the runs queued by zeroData: their content is ZEROS, never written into */
+  zeros: Set<number>
 }
 
 /**
@@ -65,7 +76,7 @@ interface Lent {
 }
 
 function emptyQueue(): DataQueue {
-  return {data: new Map(), index: new Map(), lo: Infinity, hi: -1, bytes: 0, ticket: 0}
+  return {data: new Map(), index: new Map(), lo: Infinity, hi: -1, bytes: 0, ticket: 0, zeros: new Set()}
 }
 
 function queueHas(q: DataQueue, block: number): boolean {
@@ -323,10 +334,37 @@ export class BlockStore {
       if (queueHas(this.queue, block + i)) this.flushData()
       if (this.behindHas(block + i)) this.waitBehind(0)
     }
+    this.enqueue(block, data, n, false)
+  }
+
+  /**
+   * Queues blocks [block, block + n) to read as zeros, as writeData would queue zeros, but
+   * without the memory or the writes where the device can zero a range (BlockDevice.zero:
+   * fallocate's FALLOC_FL_ZERO_RANGE). A gigabyte that `fallocate` asks for then costs a
+   * system call, not a gigabyte written.
+   */
+  zeroData(block: number, n: number): void {
+    for (let done = 0; done < n;) {
+      const k = Math.min(n - done, ZEROS_BLOCKS)
+      const at = block + done
+      for (let i = 0; i < k; i++) {
+        this.cache.delete(at + i)
+        // (as in writeData: an earlier write of these blocks goes out first)
+        if (queueHas(this.queue, at + i)) this.flushData()
+        if (this.behindHas(at + i)) this.waitBehind(0)
+      }
+      this.enqueue(at, zeros().subarray(0, k * BLOCK_SIZE), k, true)
+      done += k
+    }
+  }
+
+  /** Adds a write of `n` blocks at `block` to the queue (written out past DATA_QUEUE_MAX). */
+  private enqueue(block: number, data: Buffer, n: number, zero: boolean): void {
     const q = this.queue
     q.data.set(block, data)
+    if (zero) q.zeros.add(block)
     if (this.undo) this.undoData.push(block)
-    const l = this.lentOf(data)
+    const l = zero ? undefined : this.lentOf(data)
     if (l) l.queued++
     for (let i = 0; i < n; i++) q.index.set(block + i, block)
     if (block < q.lo) q.lo = block
@@ -339,7 +377,7 @@ export class BlockStore {
   private replaceQueued(block: number, data: Buffer, n: number): boolean {
     const q = this.queue
     if (block < q.lo || block + n - 1 > q.hi) return false
-    for (let i = 0; i < n; i++) if (!q.index.has(block + i)) return false
+    for (let i = 0; i < n; i++) if (!q.index.has(block + i) || q.zeros.has(q.index.get(block + i)!)) return false
     for (let i = 0; i < n; i++) {
       const start = q.index.get(block + i)!
       const into = q.data.get(start)!
@@ -485,10 +523,20 @@ export class BlockStore {
     let buffered = 0
     let i = 0
     while (i < starts.length) {
+      if (q.zeros.has(starts[i])) {
+        // A run of zeros: zeroed by the device where it can, else written as zeros.
+        const z = q.data.get(starts[i])!
+        if (!this.dev.zero?.(starts[i], z.length / BLOCK_SIZE)) {
+          this.dev.write(starts[i], z)
+          buffered += z.length
+        }
+        i++
+        continue
+      }
       const run = [q.data.get(starts[i])!]
       let next = starts[i] + run[0].length / BLOCK_SIZE
       let j = i + 1
-      while (j < starts.length && starts[j] === next && run.length < 256) {
+      while (j < starts.length && starts[j] === next && run.length < 256 && !q.zeros.has(starts[j])) {
         const d = q.data.get(starts[j])!
         run.push(d)
         next += d.length / BLOCK_SIZE
@@ -632,6 +680,7 @@ export class BlockStore {
       const data = q.data.get(start)
       if (!data) continue
       q.data.delete(start)
+      q.zeros.delete(start)
       const n = data.length / BLOCK_SIZE
       for (let i = 0; i < n; i++) if (q.index.get(start + i) === start) q.index.delete(start + i)
       q.bytes -= data.length

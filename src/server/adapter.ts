@@ -38,7 +38,7 @@ import {ACL_ACCESS, ACL_DEFAULT} from '../format/xattr.js'
 import {filesetNameProblem} from '../format/fileset.js'
 import {PrismError} from '../errors.js'
 import {dirCount, dirList, dirLookup, dirAdd, dirRemove, dirUpdate} from '../fs/dir.js'
-import {loadExtents, readData, unmapRange, writeData} from '../fs/extents.js'
+import {loadExtents, readData, unmapRange, writeData, writeZeros} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
 import {type Inode, atimeDue, now, touch} from '../fs/inode.js'
@@ -1283,20 +1283,16 @@ export class PrismFs {
       return
     }
     // Allocation: Prism has no unwritten extents, so the holes in range (within the file) get
-    // blocks of zeros; past the end of the file (KEEP_SIZE) there is only the check for room.
+    // blocks of zeros (writeZeros: zeroed by the host, not written, where it can); past the
+    // end of the file (KEEP_SIZE) there is only the check for room.
     const end = keep ? Math.min(off + len, size) : off + len
     let need = 0
     const holes = end > off ? this.holes(inode, off, end) : []
     for (const [a, b] of holes) need += Math.ceil(b / BLOCK_SIZE) - Math.floor(a / BLOCK_SIZE)
     const beyond = keep && off + len > size ? Math.ceil((off + len - Math.max(off, size)) / BLOCK_SIZE) : 0
     this.reserve(need + beyond + 2)
-    for (const [a, b] of holes) {
-      for (let p = a; p < b;) {
-        const q = Math.min(b, p + 8 * 1024 * 1024)
-        writeData(this.vol, inode, p, Buffer.alloc(q - p), true)
-        p = q
-      }
-    }
+    // (zeroed on the image file by fallocate where the host can: no gigabyte of zeros written)
+    for (const [a, b] of holes) writeZeros(this.vol, inode, a, b - a)
     if (!keep && off + len > inode.r.size) ns.truncateInode(inode, off + len)
     touch(inode.r, {c: true})
     if (!keep) touch(inode.r, {m: true})
