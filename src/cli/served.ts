@@ -34,7 +34,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {findImage, parseImageLoc} from './locate.js'
-import {askServerOf, request} from '../server/paths.js'
+import {askServerOf, logPath, request} from '../server/paths.js'
 
 /** Commands that never borrow: they talk to the server themselves, or touch no image. */
 const OWN = new Set(['mount', 'umount', 'serve', 'help', 'autocomplete', 'mkfs', 'commands', 'version'])
@@ -345,9 +345,14 @@ export function stdinRead<T>(): T | null {
 
 /** The server holding image file `image` and its mount points, or null when none does. */
 export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
-  const ping = await askServerOf(image, {op: 'ping'}, 5000)
+  const ping = await askServerOf(image, {op: 'ping'}, answerMs()).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ETIMEDOUT') throw e
+    return 'silent' as const
+  })
+  // (a server that holds it and does not answer: its pid and mounts are not known)
+  if (ping === 'silent') return {pid: NaN, mountpoints: []}
   if (!ping) return null
-  const info = await request(ping.sock, {op: 'list'}, 5000).catch(() => null)
+  const info = await request(ping.sock, {op: 'list'}, answerMs()).catch(() => null)
   return {pid: Number(ping.reply.pid), mountpoints: ((info?.mounts as ServedMount[] | undefined) ?? []).map((m) => m.mountpoint)}
 }
 
@@ -363,6 +368,26 @@ function die(msg: string, code: number): never {
  * runs through oclif, which finds the server in servedTarget().
  */
 export async function borrowIfServed(argv: string[]): Promise<'server' | undefined> {
+  // Until the command catches signals itself (src/cli/signals.ts), a signal while this talks
+  // to a server ends it with the line every interrupted command prints, and 128 + its number
+  // (the connections close with the process: a lent image goes back to its server).
+  const onSignal = (sig: NodeJS.Signals): void => die('interrupted', 128 + (os.constants.signals[sig] ?? 2))
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  for (const s of signals) process.on(s, onSignal)
+  try {
+    return await borrowOrAsk(argv)
+  } finally {
+    for (const s of signals) process.off(s, onSignal)
+  }
+}
+
+/** How long a server has to answer whether it holds the image ($PRISM_SERVER_ANSWER_MS for tests). */
+function answerMs(): number {
+  const ms = Number(process.env.PRISM_SERVER_ANSWER_MS)
+  return Number.isFinite(ms) && ms > 0 ? ms : 10_000
+}
+
+async function borrowOrAsk(argv: string[]): Promise<'server' | undefined> {
   const cmd = argv[0]
   if (cmd === undefined || cmd.startsWith('-') || OWN.has(cmd)) return
   if (argv.includes('--help') || argv.includes('--version')) return
@@ -376,7 +401,14 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   delete process.env.PRISM_HELD_ORPHANS // (a process this one starts borrows for itself)
   // null: nobody holds the image (no socket, a stale one, which is removed, or a server of
   // another file on it)
-  const asked = await askServerOf(image, {op: 'list'}, 10_000)
+  const waitMs = answerMs()
+  const asked = await askServerOf(image, {op: 'list'}, waitMs).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ETIMEDOUT') throw e
+    // It holds the image (its lock) and answers nothing: stopped (SIGSTOP, a debugger) or hung.
+    const log = logPath(image)
+    // (the status of a locked image: fsck's is e2fsck's operational error)
+    return die(`${path.basename(image)} is held by its prism server, which did not answer within ${waitMs / 1000} s (stopped or hung?)${fs.existsSync(log) ? `; its log: ${log}` : ''}`, cmd === 'fsck' ? 8 : 3)
+  })
   if (!asked) return
   const {sock, reply: info} = asked
   // (not while another command has the image lent: the mounts' requests, the writeback's
@@ -387,7 +419,7 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
     return 'server'
   }
   const mounts = (info.mounts as ServedMount[]) ?? []
-  const ping = await request(sock, {op: 'ping'}, 10_000).catch(() => null)
+  const ping = await request(sock, {op: 'ping'}, waitMs).catch(() => null)
   const who = `prism server ${ping?.pid ?? '?'}`
   const fsckRepair = cmd === 'fsck' && argv.some((a) => a === '--repair' || a === '-y' || a === '--fix' || /^-[a-zA-Z]*y/.test(a))
   if (fsckRepair) {

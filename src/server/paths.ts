@@ -64,7 +64,9 @@ export function servesImage(reply: Reply, id: ImageId): boolean {
 
 /**
  * Asks the server of `image` (on its socket) `req`, a ping or a list; null when no server
- * listens there, or when the one that does holds another file (servesImage).
+ * listens there, or when the one that does holds another file (servesImage). A server that
+ * takes the request and does not answer within `timeoutMs` (stopped, hung) is an error with
+ * code ETIMEDOUT: it still holds the image, so the caller cannot go on as if none did.
  */
 export async function askServerOf(image: string, req: {op: 'ping' | 'list'}, timeoutMs: number): Promise<{sock: string, reply: Reply} | null> {
   let id: ImageId
@@ -75,7 +77,10 @@ export async function askServerOf(image: string, req: {op: 'ping' | 'list'}, tim
   }
   const sock = socketOf(id)
   if (!fs.existsSync(sock)) return null
-  const reply = await request(sock, req, timeoutMs).catch(() => null)
+  const reply = await request(sock, req, timeoutMs).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ETIMEDOUT') throw e
+    return null
+  })
   return reply?.ok && servesImage(reply, id) ? {sock, reply} : null
 }
 
@@ -109,7 +114,7 @@ export function request(sock: string, req: object, timeoutMs = 60_000): Promise<
       if (e) reject(e)
       else resolve(v)
     }
-    const timer = setTimeout(() => finish(null, new Error(`the prism server on ${sock} did not answer within ${timeoutMs / 1000} s`)), timeoutMs)
+    const timer = setTimeout(() => finish(null, Object.assign(new Error(`the prism server on ${sock} did not answer within ${timeoutMs / 1000} s`), {code: 'ETIMEDOUT'})), timeoutMs)
     c.on('connect', () => c.write(JSON.stringify(req) + '\n'))
     c.setEncoding('utf8')
     c.on('data', (d: string) => {
