@@ -1,7 +1,8 @@
 // A server that holds the image and answers nothing (stopped with SIGSTOP, under a debugger,
 // hung): a command asks it whether it serves the image, and after $PRISM_SERVER_ANSWER_MS
 // (10 s by default) says so in one line and exits as for a locked image (3; fsck 8), instead
-// of waiting for the lock on top and blaming "another prism process"; mkfs --force does not
+// of waiting for the lock on top and blaming "another prism process" (or, for `prism mount`,
+// an internal error); mkfs --force does not
 // overwrite such an image. A signal while a command waits for a server's answer ends it with
 // `prism: interrupted` and 128 + the signal, as everywhere else, not silently by the signal.
 // The image is unchanged byte for byte in every case. The server here is a socket at the
@@ -55,7 +56,9 @@ describe('a server that does not answer', function () {
       [['ls', 'root:/'], 3], [['cat', 'root:/f'], 3], [['stat', 'root:/f'], 3], [['fileset', 'list'], 3], [['df'], 3],
       [['mkdir', 'root:/d'], 3], [['write', 'root:/g'], 3], [['rm', 'root:/f'], 3], [['clone', 'root', 'c1'], 3],
       [['cp', '-r', dir, 'root:/x'], 3], [['export', 'root:/', path.join(dir, 'out.tar')], 3], [['fsck'], 8], [['fsck', '--repair'], 8],
+      [['mount', 'root', path.join(dir, 'mp')], 3],
     ]
+    fs.mkdirSync(path.join(dir, 'mp'))
     for (const [args, status] of cases) {
       const t0 = Date.now()
       const r = prism([...args, '-i', img], {env, input: 'x'})

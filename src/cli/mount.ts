@@ -11,6 +11,7 @@ import {PrismError} from '../errors.js'
 import {fuseMountAt, lazyUnmount, listMounts, probeMount} from '../fuse/mounts.js'
 import {allSockets, imageId, logPath, request, servesImage, socketOf, type Reply} from '../server/paths.js'
 import type {MountListing, MountRequest} from '../server/server.js'
+import {answerMs, silentServer} from './served.js'
 
 export interface MountFlags {
   readOnly: boolean
@@ -89,7 +90,12 @@ export async function ensureServer(image: string, wait: number): Promise<string>
     const r = await request(sock, {op: 'ping'}, timeoutMs)
     return r !== null && r.ok && servesImage(r, id)
   }
-  if (await answers(10_000)) return sock
+  const waitMs = answerMs()
+  const held = await answers(waitMs).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ETIMEDOUT') throw e
+    throw new PrismError('ELOCKED', silentServer(image, waitMs))
+  })
+  if (held) return sock
   const log = logPath(image)
   // Appended to, never truncated: an earlier server's lines (one of another file that had
   // the same device and inode numbers, or one that failed) stay for whoever looks into it.

@@ -381,8 +381,17 @@ export async function borrowIfServed(argv: string[]): Promise<'server' | undefin
   }
 }
 
+/**
+ * What a command says of an image whose server holds it and does not answer within `ms`
+ * (stopped with SIGSTOP, under a debugger, hung): with the server's log when it has one.
+ */
+export function silentServer(image: string, ms: number): string {
+  const log = logPath(image)
+  return `${path.basename(image)} is held by its prism server, which did not answer within ${ms / 1000} s (stopped or hung?)${fs.existsSync(log) ? `; its log: ${log}` : ''}`
+}
+
 /** How long a server has to answer whether it holds the image ($PRISM_SERVER_ANSWER_MS for tests). */
-function answerMs(): number {
+export function answerMs(): number {
   const ms = Number(process.env.PRISM_SERVER_ANSWER_MS)
   return Number.isFinite(ms) && ms > 0 ? ms : 10_000
 }
@@ -405,9 +414,8 @@ async function borrowOrAsk(argv: string[]): Promise<'server' | undefined> {
   const asked = await askServerOf(image, {op: 'list'}, waitMs).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== 'ETIMEDOUT') throw e
     // It holds the image (its lock) and answers nothing: stopped (SIGSTOP, a debugger) or hung.
-    const log = logPath(image)
     // (the status of a locked image: fsck's is e2fsck's operational error)
-    return die(`${path.basename(image)} is held by its prism server, which did not answer within ${waitMs / 1000} s (stopped or hung?)${fs.existsSync(log) ? `; its log: ${log}` : ''}`, cmd === 'fsck' ? 8 : 3)
+    return die(silentServer(image, waitMs), cmd === 'fsck' ? 8 : 3)
   })
   if (!asked) return
   const {sock, reply: info} = asked
