@@ -217,5 +217,8 @@ export async function umountVia(arg: string, lazy: boolean): Promise<'unmounted'
   await lazyUnmount(m.mountpoint).catch((e: unknown) => {
     throw new PrismError('EIO', (e as Error).message)
   })
+  // A server that is there but answers nothing (stopped, hung) still holds what it had not
+  // committed: said, since this is not the unmount that commits everything.
+  if (state === 'hung') process.stderr.write(`prism: ${abs}: detached; its server did not answer (stopped or hung?), and commits what it had not committed only if it resumes\n`)
   return 'recovered'
 }
