@@ -616,6 +616,20 @@ describe('locality: CLI', function () {
     expect(st).to.include({extents: 1, sharedBlocks: 768, farRuns: 0})
     expect(st.coaw).to.deep.equal({setting: '1M', on: true, regionBytes: 1 << 20, from: 'file'})
     expect(ok(['stat', 'snap:/big']).stdout).to.match(/Extents: 1 {2}Shared blocks: 768 {2}Far runs: 0 {2}Locality: coaw=1M \(on, 1024K regions\)/)
+    // A sync clone shares the file's inode itself (its blocks' counts stay 1): every block is
+    // still shared, for stat as for du, in both filesets, until one writes it.
+    ok(['cp', path.join(dir, 'big'), 'root:/solo'])
+    ok(['clone', '--mode', 'sync', 'root', 'ssync'])
+    for (const p of ['ssync:/solo', 'root:/solo']) {
+      const s2 = JSON.parse(ok(['stat', p, '--json']).stdout)[0]
+      expect(s2, p).to.include({share: 2, extents: 1, sharedBlocks: 768})
+      expect(JSON.parse(ok(['du', '-s', p, '--json']).stdout)[0], p).to.include({usedBlocks: 768, sharedBlocks: 768})
+    }
+    expect(prism(['write', 'ssync:/solo', '-i', img], {input: 'its own now\n'}).status).to.equal(0)
+    expect(JSON.parse(ok(['stat', 'root:/solo', '--json']).stdout)[0]).to.include({share: 1, sharedBlocks: 0})
+    expect(JSON.parse(ok(['stat', 'ssync:/solo', '--json']).stdout)[0]).to.include({share: 1, sharedBlocks: 0, extents: 0})
+    ok(['fileset', 'delete', 'ssync'])
+    ok(['rm', 'root:/solo'])
     const list = JSON.parse(ok(['fileset', 'list', '--json']).stdout)
     expect(list.map((f: {name: string, coaw: unknown}) => [f.name, f.coaw])).to.deep.equal([
       ['root', {setting: 'inherit', copiedBytes: 0, rewrites: 0}], ['snap', {setting: 'off', copiedBytes: 0, rewrites: 0}]])

@@ -359,7 +359,10 @@ export function setImageLocality(vol: Volume, code: LocalityCode): void {
 export interface Layout {
   /** extents of the map (0 for inline data) */
   extents: number
-  /** mapped blocks that another file also maps (reference count above 1) */
+  /**
+   * mapped blocks that something else also uses, as `prism du` counts them: another file (a
+   * reference count above 1), or another fileset (an inode clones share: all its blocks)
+   */
   sharedBlocks: number
   /** runs outside their group's base and overflow windows (what a cold sequential read seeks to) */
   farRuns: number
@@ -370,7 +373,8 @@ export function layoutOf(vol: Volume, inode: Inode, pol: LocalityPolicy): Layout
   if ((inode.r.flags & IF_INLINE) || !(inode.isReg || inode.isDir)) return out // a special file's area holds its device number
   const ext = loadExtents(vol, inode)
   out.extents = ext.length
-  for (const e of ext) for (let i = 0; i < e.n; i++) if (vol.refcount(e.p + i) > 1) out.sharedBlocks++
+  if (inode.r.share > 1) for (const e of ext) out.sharedBlocks += e.n
+  else for (const e of ext) for (let i = 0; i < e.n; i++) if (vol.refcount(e.p + i) > 1) out.sharedBlocks++
   if (inode.isDir) return out
   const fileBlocks = Math.ceil(inode.r.size / BLOCK_SIZE)
   const regions = Math.ceil(fileBlocks / pol.region)
