@@ -54,7 +54,13 @@ export function* defragSteps(ns: Namespace, path: string, onFile?: (path: string
   const one = (inode: Inode, at: string) => {
     if (!inode.isReg) return
     out.files++
-    if (inode.r.flags & IF_INLINE || loadExtents(vol, inode).length <= 1) return
+    // Inline data or one run: nothing to do, and no far run (its one run is its home).
+    const runs = inode.r.flags & IF_INLINE ? 0 : loadExtents(vol, inode).length
+    if (runs <= 1) {
+      out.extentsBefore += runs
+      out.extentsAfter += runs
+      return
+    }
     const before = ns.layout(inode)
     const s = defragInode(vol, inode, policyFor(ns.locality(inode).regionBytes))
     const after = ns.layout(inode)
