@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import {fuseMountAt} from '../src/fuse/index.js'
-import {socketPath} from '../src/server/paths.js'
+import {logPath as logOf, socketPath} from '../src/server/paths.js'
 import {py, run} from './fuse-support.js'
 import {BIN} from './helpers.js'
 import {cli, cliOk, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
@@ -146,6 +146,30 @@ describe('prism mount and umount (CLI)', function () {
     await cliOk(['umount', mp])
     expect(fuseMountAt(mp)).to.equal(undefined)
     expect(await cliOk(['cat', '-i', s.image, 'root:/lazy'])).to.equal('written, never fsynced')
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+
+  it('a stopped server: commands say so and exit 3; umount detaches its mount and says so; resumed, the server commits everything', async () => {
+    const mp = s.mountpoint()
+    await s.mount('root', mp)
+    const pid = (await serverPid(s.image))!
+    await fsp.writeFile(path.join(mp, 'kept'), 'written before the stop')
+    process.kill(pid, 'SIGSTOP')
+    try {
+      const env = {...process.env, PRISM_SERVER_ANSWER_MS: '1000'}
+      const ls = await cli(['ls', '-i', s.image, 'root:/'], {env})
+      expect([ls.code, ls.stderr]).to.deep.equal([3, `prism: disk.img is held by its prism server, which did not answer within 1 s (stopped or hung?)${fs.existsSync(logOf(s.image)) ? `; its log: ${logOf(s.image)}` : ''}\n`])
+      const u = await cli(['umount', mp], {env, timeoutMs: 30_000})
+      expect(u.code, u.stderr).to.equal(0)
+      expect(u.stderr).to.equal(`prism: ${mp}: detached; its server did not answer (stopped or hung?), and commits what it had not committed only if it resumes\n`)
+      expect(fuseMountAt(mp)).to.equal(undefined)
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+    // Resumed, it finds its mount gone, commits, closes the image clean and exits.
+    expect(await waitExit(pid, 20_000)).to.equal(true)
+    expect(await cliOk(['cat', '-i', s.image, 'root:/kept'])).to.equal('written before the stop')
     const fsck = await cli(['fsck', '-i', s.image])
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
   })

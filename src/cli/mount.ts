@@ -181,7 +181,7 @@ export interface Listed extends MountListing {
 export async function listAll(image?: string): Promise<Listed[]> {
   const out: Listed[] = []
   for (const sock of allSockets()) {
-    const r = await request(sock, {op: 'list'}, 10_000).catch(() => null)
+    const r = await request(sock, {op: 'list'}, answerMs()).catch(() => null)
     if (!r?.ok) continue
     for (const m of r.mounts as MountListing[]) out.push({...m, image: String(r.image), state: 'served'})
   }
@@ -206,7 +206,7 @@ export async function umountVia(arg: string, lazy: boolean): Promise<'unmounted'
   if (!m) throw new PrismError('EINVAL', `${abs}: not mounted`)
   if (m.fstype !== 'fuse.prism') throw new PrismError('EINVAL', `${abs}: not a prism mount (${m.fstype}); use umount`)
   for (const sock of allSockets()) {
-    const r = await request(sock, {op: 'list'}, 10_000).catch(() => null)
+    const r = await request(sock, {op: 'list'}, answerMs()).catch(() => null)
     if (!r?.ok || !(r.mounts as MountListing[]).some((x) => x.mountpoint === m.mountpoint)) continue
     const u = fromReply(await request(sock, {op: 'umount', mountpoint: m.mountpoint, lazy}, 120_000), `unmounting ${abs}`)
     if (u.found) return 'unmounted'
