@@ -150,7 +150,7 @@ describe('prism mount and umount (CLI)', function () {
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
   })
 
-  it('a stopped server: commands say so and exit 3; umount detaches its mount and says so; resumed, the server commits everything', async () => {
+  it('a stopped server: commands say so and exit 3, the list of mounts too; umount detaches its mount and says so; resumed, the server commits everything', async () => {
     const mp = s.mountpoint()
     await s.mount('root', mp)
     const pid = (await serverPid(s.image))!
@@ -160,6 +160,9 @@ describe('prism mount and umount (CLI)', function () {
       const env = {...process.env, PRISM_SERVER_ANSWER_MS: '1000'}
       const ls = await cli(['ls', '-i', s.image, 'root:/'], {env})
       expect([ls.code, ls.stderr]).to.deep.equal([3, `prism: disk.img is held by its prism server, which did not answer within 1 s (stopped or hung?)${fs.existsSync(logOf(s.image)) ? `; its log: ${logOf(s.image)}` : ''}\n`])
+      const list = await cli(['mount'], {env})
+      expect(list.code, list.stderr).to.equal(0)
+      expect(list.stdout, list.stdout).to.contain(`${s.image}:root on ${mp} type fuse.prism (server not answering (stopped or hung?): prism umount detaches it)`)
       const u = await cli(['umount', mp], {env, timeoutMs: 30_000})
       expect(u.code, u.stderr).to.equal(0)
       expect(u.stderr).to.equal(`prism: ${mp}: detached; its server did not answer (stopped or hung?), and commits what it had not committed only if it resumes\n`)

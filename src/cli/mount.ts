@@ -173,15 +173,38 @@ export async function mountVia(image: string, spec: MountRequest, wait: number):
 
 export interface Listed extends MountListing {
   image: string
-  /** 'dead': the server is gone, the mount is left ("Transport endpoint is not connected") */
-  state: 'served' | 'dead'
+  /**
+   * 'dead': the server is gone, the mount is left ("Transport endpoint is not connected");
+   * 'silent': its server is there but does not answer (stopped, hung)
+   */
+  state: 'served' | 'dead' | 'silent'
+}
+
+/**
+ * The image file a mount's source names (IMAGE, IMAGE:FILESET or IMAGE:FILESET:/path, where
+ * the image's own path may hold ':'): the longest such prefix that is a file; else all of it.
+ */
+function imageOfSource(src: string): string {
+  for (let at = src.length; at > 0; at = src.lastIndexOf(':', at - 1)) {
+    try {
+      if (fs.statSync(src.slice(0, at)).isFile()) return src.slice(0, at)
+    } catch {
+      // not this prefix
+    }
+  }
+  return src
 }
 
 /** Every prism mount this user's servers serve, and prism mounts whose server is gone. */
 export async function listAll(image?: string): Promise<Listed[]> {
   const out: Listed[] = []
+  /** sockets whose server took the request and did not answer */
+  const silent = new Set<string>()
   for (const sock of allSockets()) {
-    const r = await request(sock, {op: 'list'}, answerMs()).catch(() => null)
+    const r = await request(sock, {op: 'list'}, answerMs()).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ETIMEDOUT') silent.add(sock)
+      return null
+    })
     if (!r?.ok) continue
     for (const m of r.mounts as MountListing[]) out.push({...m, image: String(r.image), state: 'served'})
   }
@@ -190,8 +213,14 @@ export async function listAll(image?: string): Promise<Listed[]> {
     if (m.fstype !== 'fuse.prism' || known.has(m.mountpoint)) continue
     // its source is prism:IMAGE or prism:IMAGE:FILESET/path (src/server/image.ts)
     const src = m.source.replace(/^prism:/, '')
-    const img = image !== undefined && src.startsWith(image + ':') ? image : src
-    out.push({mountpoint: m.mountpoint, source: img === src ? '' : src.slice(img.length + 1), image: img, options: m.options, device: m.device, state: 'dead'})
+    const img = image !== undefined && src.startsWith(image + ':') ? image : imageOfSource(src)
+    let state: Listed['state'] = 'dead'
+    try {
+      if (silent.has(socketOf(imageId(img)))) state = 'silent'
+    } catch {
+      // its image is gone: so is its server
+    }
+    out.push({mountpoint: m.mountpoint, source: img === src ? '' : src.slice(img.length + 1), image: img, options: m.options, device: m.device, state})
   }
   return image === undefined ? out : out.filter((m) => m.image === image)
 }

@@ -44,7 +44,8 @@ export default class Mount extends PrismCommand {
       const all = await listAll(image)
       for (const m of all) {
         const what = m.source ? `${m.image}:${m.source}` : m.image
-        this.log(`${what} on ${m.mountpoint} type fuse.prism (${m.state === 'dead' ? 'server gone: prism umount it' : m.options.join(',')})`)
+        const state = m.state === 'dead' ? 'server gone: prism umount it' : m.state === 'silent' ? 'server not answering (stopped or hung?): prism umount detaches it' : m.options.join(',')
+        this.log(`${what} on ${m.mountpoint} type fuse.prism (${state})`)
       }
       return all
     }
