@@ -49,7 +49,7 @@ describe('a server that does not answer', function () {
     expect(sha256File(img), 'the image, byte for byte').to.equal(original)
   })
 
-  const env = {PRISM_SERVER_ANSWER_MS: '700'}
+  const env = {PRISM_SERVER_ANSWER_MS: '300'}
 
   it('every kind of command says so in one line and exits as for a locked image, soon', () => {
     const cases: Array<[string[], number]> = [
@@ -65,7 +65,7 @@ describe('a server that does not answer', function () {
       const ms = Date.now() - t0
       const what = args.join(' ')
       expect(r.status, `${what}: ${r.stderr}`).to.equal(status)
-      expect(r.stderr, what).to.match(/^prism: disk\.img is held by its prism server, which did not answer within 0\.7 s \(stopped or hung\?\)\n$/)
+      expect(r.stderr, what).to.match(/^prism: disk\.img is held by its prism server, which did not answer within 0\.3 s \(stopped or hung\?\)\n$/)
       expect(r.stdout, what).to.equal('')
       // The answer's wait and no lock wait after it (the default --wait is 5 s).
       expect(ms, what).to.be.below(4000)
