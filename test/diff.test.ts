@@ -123,6 +123,28 @@ describe('diff', function () {
     expect(diffLines(img, 'root', 'lx').lines).to.deep.equal(['- /etc/motd'])
   })
 
+  it('sees a hard-linked file its source changed after the clone under every name, expanded or not', () => {
+    // The source rewrites a file with two names while a clone is in flight: the clone keeps
+    // a copy of the old one (guardLinked) that its unexpanded directories, which name the
+    // source's, give to the names they expand. Skipping such a directory as "unexpanded from
+    // the other side" missed /d/l (it did, found by test/readonly-view.test.ts's random runs).
+    edit(img, (ns) => { ns.mkdir('/d'); ns.writeFile('/f', Buffer.from('old')); ns.link('/f', '/d/l') })
+    for (const mode of ['lazy', 'async'] as const) {
+      withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: `h${mode}`}, {mode}))
+    }
+    edit(img, (ns) => ns.writeFile('/f', Buffer.from('new, longer')))
+    for (const c of ['hlazy', 'hasync']) {
+      const want = ['M /d/l', 'M /f']
+      // Read-only (the directories expanded in memory) and writable, both ways round, then expanded.
+      const ro = withImage(img, {write: false}, (vol) => diff(vol, {fileset: c, path: '/'}, {fileset: 'root', path: '/'}).entries.map(line))
+      expect(ro, `${c}, read-only`).to.deep.equal(want)
+      expect(diffLines(img, 'root', c).lines, c).to.deep.equal(want)
+      withImage(img, {write: true}, (vol) => namespace(vol, c).materialize('/'))
+      expect(diffLines(img, c, 'root').lines, `${c}, expanded`).to.deep.equal(want)
+      expect(withImage(img, {write: false}, (vol) => namespace(vol, c).readFile('/d/l').toString()), c).to.equal('old')
+    }
+  })
+
   it('shows what a noclone mark leaves out of a clone, whether or not the clone has expanded there', () => {
     edit(img, (ns) => { ns.setFlag('/home/alice/big', IF_NOCLONE, true); ns.setFlag('/var/log', IF_NOCLONE, true) })
     withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lz'}, {mode: 'lazy'}))

@@ -335,7 +335,7 @@ describe('read-only view of clones still expanding (issue 15, point 5)', functio
         tally.reads += reads.length
         tally.sessions += 1 + reads.filter((x) => x.fresh).length
         tally.inMemory += ctx.inMemory
-      }), {numRuns: runs})
+      }), {numRuns: runs, ...(process.env.PRISM_VIEW_SEED ? {seed: Number(process.env.PRISM_VIEW_SEED), path: process.env.PRISM_VIEW_PATH, endOnFailure: true} : {})})
     console.log(`      ${tally.runs} runs: ${tally.expanding} clones still expanding when read, ${tally.reads} reads in ${tally.sessions} read-only sessions, ` +
       `${tally.inMemory} sessions expanded in memory`)
   })

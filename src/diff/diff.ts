@@ -4,7 +4,8 @@
 // Both trees are walked in parallel by path. A pair of directories that is one inode, or
 // where one side is an unexpanded directory (IF_UNEXPANDED) whose source is the other side's
 // directory (or both unexpanded from one source), is unchanged by construction and skipped,
-// unless the source's subtree holds a noclone mark that expansion will leave out.
+// unless the source's subtree holds a noclone mark that expansion will leave out, or the
+// clone holds its own copies of hard-linked files its source changed meanwhile.
 // An entry naming the same inode on both sides is unchanged and never read. Renames are
 // found by inode number: the same inode under different paths. Files with different inodes
 // at one path are compared by size, then by their block maps (copy-on-write copies share
@@ -12,7 +13,7 @@
 import {DT_DIR, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED, S_IFREG, modeOfDt} from '../format/constants.js'
 import {nameText} from '../format/name.js'
 import {PrismError, isDamage} from '../errors.js'
-import {cloneSpec} from '../fs/expand.js'
+import {cloneSpec, hasLinkedCopies} from '../fs/expand.js'
 import {dirForEach} from '../fs/dir.js'
 import {loadExtents, readData} from '../fs/extents.js'
 import {fileTypeOf, type FileType} from '../fs/inode.js'
@@ -117,9 +118,11 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     return m
   }
   // An unexpanded directory stands for its source only in a clone without --exclude (one
-  // with excludes leaves parts out, so it is expanded and compared instead), and only when
-  // the source's subtree holds no inode marked noclone (expansion leaves those out too).
-  const plain = (f: Fileset): boolean => cloneSpec(vol, f).exclude.length === 0
+  // with excludes leaves parts out, so it is expanded and compared instead), without private
+  // copies of hard-linked files its source changed since (expansion gives those names the
+  // copies, not what the source directory names: hasLinkedCopies), and only when the
+  // source's subtree holds no inode marked noclone (expansion leaves those out too).
+  const plain = (f: Fileset): boolean => cloneSpec(vol, f).exclude.length === 0 && !hasLinkedCopies(vol, f)
   const source = (d: Inode): string | null => (d.r.flags & IF_UNEXPANDED ? `${d.r.srcFileset}:${d.r.srcIno}` : null)
   const unchanged = (da: Inode, db: Inode): boolean => {
     if (da.ino === db.ino) return true

@@ -113,6 +113,15 @@ export function cloneSpec(vol: Volume, c: Fileset): CloneSpec {
   return info(vol, c).spec
 }
 
+/**
+ * Whether clone `c` holds private copies of hard-linked source files its source changed while
+ * it was in flight (guardLinked): its unexpanded directories then expand to other inodes than
+ * their source directories name, wherever such a file has a name.
+ */
+export function hasLinkedCopies(vol: Volume, c: Fileset): boolean {
+  return info(vol, c).remap.size > 0
+}
+
 /** Writes a new clone-state file for `c` (only needed when its spec is not the default). */
 export function createCloneState(vol: Volume, spec: CloneSpec): Inode {
   const f = vol.ialloc(S_IFREG | 0o600)
