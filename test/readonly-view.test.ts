@@ -14,7 +14,8 @@
 //     inode numbers and generations (share and link counts, space, expansion progress too).
 // The view is read in several sessions (the image closed and opened again in between: what
 // one session expanded in memory is gone in the next). Nothing is ever written to the image.
-// PRISM_VIEW_RUNS sets the runs (default 100).
+// PRISM_VIEW_RUNS sets the runs (default 100); PRISM_VIEW_SEED and PRISM_VIEW_PATH replay a
+// failure from the seed and path fast-check printed.
 import fs from 'node:fs'
 import path from 'node:path'
 import {createHash} from 'node:crypto'
