@@ -123,7 +123,7 @@ describe('diff', function () {
     expect(diffLines(img, 'root', 'lx').lines).to.deep.equal(['- /etc/motd'])
   })
 
-  it('sees a hard-linked file its source changed after the clone under every name, expanded or not', () => {
+  it('sees a hard-linked file the source or the clone changed after the clone under every name, expanded or not', () => {
     // The source rewrites a file with two names while a clone is in flight: the clone keeps
     // a copy of the old one (guardLinked) that its unexpanded directories, which name the
     // source's, give to the names they expand. Skipping such a directory as "unexpanded from
@@ -142,6 +142,16 @@ describe('diff', function () {
       withImage(img, {write: true}, (vol) => namespace(vol, c).materialize('/'))
       expect(diffLines(img, c, 'root').lines, `${c}, expanded`).to.deep.equal(want)
       expect(withImage(img, {write: false}, (vol) => namespace(vol, c).readFile('/d/l').toString()), c).to.equal('old')
+    }
+    // The clone rewrites it instead: its copy, which its other name expands to, holds the new content.
+    for (const mode of ['lazy', 'async'] as const) {
+      const c = `w${mode}`
+      withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: c}, {mode}))
+      edit(img, (ns) => ns.writeFile('/f', Buffer.from('the clone wrote this')), c)
+      const want = ['M /d/l', 'M /f']
+      expect(withImage(img, {write: false}, (vol) => diff(vol, {fileset: 'root', path: '/'}, {fileset: c, path: '/'}).entries.map(line)), `${c}, read-only`).to.deep.equal(want)
+      expect(diffLines(img, 'root', c).lines, c).to.deep.equal(want)
+      expect(withImage(img, {write: false}, (vol) => namespace(vol, c).readFile('/d/l').toString()), c).to.equal('the clone wrote this')
     }
   })
 
