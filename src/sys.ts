@@ -2,8 +2,9 @@
 // built by `npm ci`): one interface, loaded on first use as fs-ext is, so that a command that
 // needs none of it never loads it: it catches signals for the CLI, and offers utimensat with
 // nanoseconds, mknod, extended attributes of a path without following it, a pipe's buffer
-// size, and a socket peer's credentials. It must never hold policy: callers decide what a
-// signal means, and what to do when a call fails; this only reports (the helpers below for
+// size, a socket peer's credentials, and fallocate (a range of the image zeroed by the host).
+// It must never hold policy: callers decide what a signal means, and what to do when a call
+// fails; this only reports (the helpers below for
 // streaming to a pipe, outputFd and writeAll, ask for a larger, blocking pipe and accept a
 // refusal; openOutput waits for a FIFO's reader between the callers' own signal checks).
 // The file calls take paths and names as Buffers (bytes, as names are) and throw errors shaped

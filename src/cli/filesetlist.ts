@@ -135,13 +135,13 @@ export function needsSpace(columns: string[]): boolean {
 /** How the table is printed: -H (no head, a tab between fields), -p (exact numbers). */
 export interface TableStyle {
   scripted?: boolean
-  exact?: boolean
+  parsable?: boolean
 }
 
 /** The table the command prints (without --json): `columns` of each row. */
 export function filesetTable(rows: FilesetRow[], columns: string[], style: TableStyle = {}): string {
   const cols = columns.map((c) => COLUMNS[c])
-  const exact = style.exact === true
+  const exact = style.parsable === true
   if (style.scripted) {
     // zfs list -H: no head, the fields as they are, one tab between them.
     const lines = new Array<string>(rows.length)
@@ -258,10 +258,15 @@ export function parseListArgs(argv: string[]): ListFlags | null {
   return c
 }
 
+/** The --json value: the whole rows, or with -o the keys of its columns. */
+export function listValue(rows: FilesetRow[], columns: string[], output: string | undefined): Array<Partial<FilesetRow>> {
+  return output === undefined ? rows : selectKeys(rows, columns)
+}
+
 /** What the command prints for `rows`: the --json value, or the table. */
 export function listText(rows: FilesetRow[], columns: string[], flags: {json: boolean, output?: string, scripted?: boolean, parsable?: boolean}): string {
-  if (flags.json) return jsonText(flags.output === undefined ? rows : selectKeys(rows, columns))
-  const text = filesetTable(rows, columns, {scripted: flags.scripted, exact: flags.parsable})
+  if (flags.json) return jsonText(listValue(rows, columns, flags.output))
+  const text = filesetTable(rows, columns, flags)
   return flags.scripted && rows.length === 0 ? '' : `${text}\n`
 }
 

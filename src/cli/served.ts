@@ -343,14 +343,16 @@ export function stdinRead<T>(): T | null {
   return got.value as T
 }
 
-/** The server holding image file `image` and its mount points, or null when none does. */
-export async function servedBy(image: string): Promise<{pid: number, mountpoints: string[]} | null> {
+/**
+ * The server holding image file `image` and its mount points, or null when none does; its pid
+ * is null when it holds the image and does not answer (stopped, hung).
+ */
+export async function servedBy(image: string): Promise<{pid: number | null, mountpoints: string[]} | null> {
   const ping = await askServerOf(image, {op: 'ping'}, answerMs()).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== 'ETIMEDOUT') throw e
     return 'silent' as const
   })
-  // (a server that holds it and does not answer: its pid and mounts are not known)
-  if (ping === 'silent') return {pid: NaN, mountpoints: []}
+  if (ping === 'silent') return {pid: null, mountpoints: []}
   if (!ping) return null
   const info = await request(ping.sock, {op: 'list'}, answerMs()).catch(() => null)
   return {pid: Number(ping.reply.pid), mountpoints: ((info?.mounts as ServedMount[] | undefined) ?? []).map((m) => m.mountpoint)}

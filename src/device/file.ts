@@ -323,14 +323,14 @@ export class FileDevice implements BlockDevice {
 
   zero(block: number, count: number): boolean {
     if (this.readOnly) throw new PrismError('EROFS', `${this.path}: opened read-only`)
-    const fallocate = this.zeroRange ? sys().fallocate : undefined
-    if (typeof fallocate !== 'function') return (this.zeroRange = false)
+    const s = sys()
+    if (!this.zeroRange || !s.fallocate) return (this.zeroRange = false)
     // What is being written behind lands first (the store hands over no write of a block it
     // then zeroes, but the order must not rest on that).
     const err = this.behind?.settle()
     if (err) throw ioError(this.path, err)
     this.beforeWrite?.(block, count)
-    const rc = fallocate.call(sys(), this.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, block * BLOCK_SIZE, count * BLOCK_SIZE)
+    const rc = s.fallocate(this.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, block * BLOCK_SIZE, count * BLOCK_SIZE)
     if (rc === 0) return true
     // A host file system without zero ranges (tmpfs, NFS, older ones): written as zeros.
     if (rc === -os.constants.errno.EOPNOTSUPP || rc === -os.constants.errno.EINVAL || rc === -os.constants.errno.ENOSYS) return (this.zeroRange = false)

@@ -14,6 +14,7 @@ import {FormatError} from '../format/errors.js'
 import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
+import {zeroBlocks} from '../journal/store.js'
 import {MAX_ZONES, farRunsKept, fileZones, firstEndingAfter, groupView, isNear, naturalPlace, regionView, zoneBlocks, type GroupView, type LocalityPolicy, type RegionView} from './locality.js'
 
 /** Largest run allocated or read at once. */
@@ -914,20 +915,18 @@ export function writeData(vol: Volume, inode: Inode, off: number, data: Buffer, 
   return writeAt(vol, inode, off, data, owned, pol, false)
 }
 
-/** Zeros handed to writeAt by writeZeros (8 MiB, never written into). */
-let ZERO_CHUNK: Buffer | null = null
-
 /**
  * Writes zeros over [off, off + len) of a file, as writeData of a buffer of zeros would, but
  * the new blocks are not written where the device can zero them (fallocate(2) of a file's
  * holes: a gigabyte asked for costs a system call on the image file, not a gigabyte written).
  */
 export function writeZeros(vol: Volume, inode: Inode, off: number, len: number, pol: LocalityPolicy | null = null): WriteStats {
-  ZERO_CHUNK ??= Buffer.alloc(8 * 1024 * 1024)
+  // (the store's own zeros: writeAt reads them, and queues whole blocks as zeros)
+  const zeros = zeroBlocks()
   const stats: WriteStats = {rewrites: 0, copied: 0, copiedShared: 0}
   for (let p = off; p < off + len;) {
-    const k = Math.min(off + len - p, ZERO_CHUNK.length)
-    const s = writeAt(vol, inode, p, ZERO_CHUNK.subarray(0, k), false, pol, true)
+    const k = Math.min(off + len - p, zeros.length)
+    const s = writeAt(vol, inode, p, zeros.subarray(0, k), false, pol, true)
     stats.rewrites += s.rewrites
     stats.copied += s.copied
     stats.copiedShared += s.copiedShared

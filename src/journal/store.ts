@@ -41,11 +41,14 @@ export const DATA_BUFFER_SIZE = 8 * 1024 * 1024
  */
 const BEHIND_MAX = 32 * 1024 * 1024
 
-/** The most blocks one zeroData() entry covers (its piece of ZEROS). */
+/** The most blocks one zeroData() entry covers (its piece of zeroBlocks()). */
 const ZEROS_BLOCKS = 4096
 let ZEROS: Buffer | null = null
-/** ZEROS_BLOCKS blocks of zeros, shared by every queued zero run: read from, never written into. */
-function zeros(): Buffer {
+/**
+ * ZEROS_BLOCKS blocks of zeros, shared by every queued zero run and by writeZeros
+ * (src/fs/extents.ts): read from, never written into.
+ */
+export function zeroBlocks(): Buffer {
   ZEROS ??= Buffer.alloc(ZEROS_BLOCKS * BLOCK_SIZE)
   return ZEROS
 }
@@ -60,7 +63,7 @@ interface DataQueue {
   bytes: number
   /** for a queue handed to write-behind: the device's ticket for its last write */
   ticket: number
-  /** first blocks of the runs queued by zeroData: their content is ZEROS, never written into */
+  /** first blocks of the runs queued by zeroData: their content is zeroBlocks(), never written into */
   zeros: Set<number>
 }
 
@@ -326,14 +329,6 @@ export class BlockStore {
     // allocated in this transaction where they are, FORMAT.md §6.6): still queued, their new
     // content replaces the old in the queue, without writing anything out.
     if (this.replaceQueued(block, data, n)) return
-    for (let i = 0; i < n; i++) {
-      this.cache.delete(block + i)
-      // Writes target blocks allocated in this transaction, so they never overlap; if one
-      // ever did, writing the queue (and what is being written behind) first keeps the newer
-      // content last.
-      if (queueHas(this.queue, block + i)) this.flushData()
-      if (this.behindHas(block + i)) this.waitBehind(0)
-    }
     this.enqueue(block, data, n, false)
   }
 
@@ -346,20 +341,21 @@ export class BlockStore {
   zeroData(block: number, n: number): void {
     for (let done = 0; done < n;) {
       const k = Math.min(n - done, ZEROS_BLOCKS)
-      const at = block + done
-      for (let i = 0; i < k; i++) {
-        this.cache.delete(at + i)
-        // (as in writeData: an earlier write of these blocks goes out first)
-        if (queueHas(this.queue, at + i)) this.flushData()
-        if (this.behindHas(at + i)) this.waitBehind(0)
-      }
-      this.enqueue(at, zeros().subarray(0, k * BLOCK_SIZE), k, true)
+      this.enqueue(block + done, zeroBlocks().subarray(0, k * BLOCK_SIZE), k, true)
       done += k
     }
   }
 
   /** Adds a write of `n` blocks at `block` to the queue (written out past DATA_QUEUE_MAX). */
   private enqueue(block: number, data: Buffer, n: number, zero: boolean): void {
+    for (let i = 0; i < n; i++) {
+      this.cache.delete(block + i)
+      // Writes target blocks allocated in this transaction, so they never overlap; if one
+      // ever did, writing the queue (and what is being written behind) first keeps the newer
+      // content last.
+      if (queueHas(this.queue, block + i)) this.flushData()
+      if (this.behindHas(block + i)) this.waitBehind(0)
+    }
     const q = this.queue
     q.data.set(block, data)
     if (zero) q.zeros.add(block)

@@ -26,7 +26,7 @@ export default class FilesetList extends PrismCommand {
   async run() {
     const {flags} = await this.parse(FilesetList)
     // The rows and the table come from the module bin/run.js's fast path prints with.
-    const {columnsOf, filesetRows, listText, needsSpace, selectKeys} = await import('../../cli/filesetlist.js')
+    const {columnsOf, filesetRows, listText, listValue, needsSpace} = await import('../../cli/filesetlist.js')
     const columns = columnsOf(flags)
     // (a fileset the damage keeps from being walked: one line each, `?` for its space, exit 1)
     const damaged: string[] = []
@@ -35,6 +35,6 @@ export default class FilesetList extends PrismCommand {
     for (const m of damaged) process.stderr.write(errorLine(m))
     if (damaged.length) process.exitCode = 1
     if (!this.jsonEnabled()) process.stdout.write(listText(rows, columns, {json: false, scripted: flags.scripted, parsable: flags.parsable}))
-    return flags.output === undefined ? rows : selectKeys(rows, columns)
+    return listValue(rows, columns, flags.output)
   }
 }
