@@ -436,15 +436,21 @@ static int64_t int64_arg(napi_env env, napi_value v) {
   return x;
 }
 
+/* The call's first four arguments as integers into out[0..3]; -1 for one missing or not a number. */
+static void four_int64_args(napi_env env, napi_callback_info info, int64_t out[4]) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  for (size_t i = 0; i < 4; i++) out[i] = argc >= 4 ? int64_arg(env, argv[i]) : -1;
+}
+
 /* sendFile(outFd, inFd, pos, count): one sendfile(2) of at most `count` bytes of inFd from
  * byte `pos` to outFd. Returns the bytes sent (0 at inFd's end), or -errno (EAGAIN from a
  * non-blocking output, EPIPE, EINVAL where sendfile cannot go: the caller reads and writes). */
 static napi_value js_sendfile(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int64_t out = argc >= 4 ? int64_arg(env, argv[0]) : -1, in = argc >= 4 ? int64_arg(env, argv[1]) : -1;
-  int64_t pos = argc >= 4 ? int64_arg(env, argv[2]) : -1, count = argc >= 4 ? int64_arg(env, argv[3]) : -1;
+  int64_t a[4];
+  four_int64_args(env, info, a);
+  int64_t out = a[0], in = a[1], pos = a[2], count = a[3];
   if (out < 0 || in < 0 || pos < 0 || count < 0 || out > INT32_MAX || in > INT32_MAX) {
     napi_throw_type_error(env, NULL, "sendFile(outFd, inFd, pos, count)");
     return NULL;
@@ -462,11 +468,9 @@ static napi_value js_sendfile(napi_env env, napi_callback_info info) {
  * without writing them). Returns 0, or -errno (EOPNOTSUPP where the file system cannot: the
  * caller writes zeros instead). */
 static napi_value js_fallocate(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int64_t fd = argc >= 4 ? int64_arg(env, argv[0]) : -1, mode = argc >= 4 ? int64_arg(env, argv[1]) : -1;
-  int64_t off = argc >= 4 ? int64_arg(env, argv[2]) : -1, len = argc >= 4 ? int64_arg(env, argv[3]) : -1;
+  int64_t a[4];
+  four_int64_args(env, info, a);
+  int64_t fd = a[0], mode = a[1], off = a[2], len = a[3];
   if (fd < 0 || fd > INT32_MAX || mode < 0 || mode > INT32_MAX || off < 0 || len <= 0) {
     napi_throw_type_error(env, NULL, "fallocate(fd, mode, offset, length)");
     return NULL;
