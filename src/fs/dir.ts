@@ -48,7 +48,11 @@ function hashOf(dir: Inode, name: Buffer): number {
 }
 
 function badDir(vol: Volume, dir: Inode, e: unknown): never {
-  if (e instanceof FormatError) fail('EBADIMAGE', `directory inode ${dir.ino}: ${e.message}; run 'prism fsck'`)
+  if (e instanceof FormatError) {
+    // (the decoders' messages name the directory already: said once)
+    const what = /^directory inode (\d+)[: ]/.exec(e.message)?.[1] === String(dir.ino) ? e.message : `directory inode ${dir.ino}: ${e.message}`
+    fail('EBADIMAGE', `${what}; run 'prism fsck'`)
+  }
   throw e
 }
 

@@ -518,22 +518,45 @@ export interface ExpandedEntry {
  * not the copy: callers use the names, types and flags (the same on both), not the content.
  */
 export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, path: string): ExpandedEntry[] {
-  // Down the chain of clones (a loop: chains may be thousands deep) to a directory that has
-  // its own entries, then back up, each level filtering as its expansion would.
-  const levels: Array<{f: Fileset, path: string, src: Fileset}> = []
+  const {levels, dir} = shownLevels(vol, f, node, path)
+  let out: ExpandedEntry[] = dirList(vol, dir).map((e) => ({name: e.name, type: e.type, ino: e.ino, node: e.type === DT_DIR ? {ino: e.ino} : null}))
+  for (let i = levels.length - 1; i >= 0; i--) {
+    const {f: lf, path: lpath, src} = levels[i]
+    const ci = info(vol, lf)
+    const next: ExpandedEntry[] = []
+    for (const e of out) {
+      if (ci.match.test(`${lpath}/${nameText(e.name)}`, e.type === DT_DIR) >= 0) continue
+      if (vol.iget(e.ino).r.flags & IF_NOCLONE) continue
+      next.push({...e, node: e.node ? {src, from: e.node} : null})
+    }
+    out = next
+  }
+  return out
+}
+
+/** One clone of the chain an unexpanded directory is read through: the clone, the directory's path in it, its source. */
+interface ShownLevel {
+  f: Fileset
+  path: string
+  src: Fileset
+}
+
+/**
+ * Down the chain of clones from directory `node` of fileset `f` (at `path`) to the directory
+ * that has its own entries (a loop: chains may be thousands deep): the clones passed through,
+ * nearest first, and that directory.
+ */
+function shownLevels(vol: Volume, f: Fileset, node: ExpandNode, path: string): {levels: ShownLevel[], dir: Inode} {
+  const levels: ShownLevel[] = []
   let cf = f
   let cnode = node
   let cpath = path
-  let out: ExpandedEntry[]
   for (;;) {
     let src: Fileset
     let from: ExpandNode
     if ('ino' in cnode) {
       const d = vol.iget(cnode.ino)
-      if (!isUnexpanded(d)) {
-        out = dirList(vol, d).map((e) => ({name: e.name, type: e.type, ino: e.ino, node: e.type === DT_DIR ? {ino: e.ino} : null}))
-        break
-      }
+      if (!isUnexpanded(d)) return {levels, dir: d}
       const s = sourceOf(vol, cf, d)
       src = s.src
       from = {ino: s.from.ino}
@@ -547,18 +570,38 @@ export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, pat
     cf = src
     cnode = from
   }
-  for (let i = levels.length - 1; i >= 0; i--) {
-    const {f: lf, path: lpath, src} = levels[i]
-    const ci = info(vol, lf)
-    const next: ExpandedEntry[] = []
-    for (const e of out) {
-      if (ci.match.test(`${lpath}/${nameText(e.name)}`, e.type === DT_DIR) >= 0) continue
-      if (vol.iget(e.ino).r.flags & IF_NOCLONE) continue
-      next.push({...e, node: e.node ? {src, from: e.node} : null})
-    }
-    out = next
+}
+
+/**
+ * The directory whose entries directory `node` of fileset `f` shows (itself, or for one not
+ * expanded yet the source directory down the chain of clones), and whether what it shows
+ * depends on `f` and the path: true when a clone of the chain leaves paths out by pattern.
+ * Otherwise every directory that reads through to `dir` shows the same tree: the entries
+ * with the noclone flag left out, at every depth (src/fs/space.ts counts such a tree once).
+ */
+export function shownDir(vol: Volume, f: Fileset, node: ExpandNode, path: string): {dir: Inode, byPath: boolean} {
+  const {levels, dir} = shownLevels(vol, f, node, path)
+  let byPath = false
+  for (const l of levels) if (info(vol, l.f).spec.exclude.length > 0) byPath = true
+  return {dir, byPath}
+}
+
+/**
+ * The inode that hard-linked file `ino` (as entriesAsExpanded gives it: the inode at the far
+ * end of the chain of clones) is in fileset `f`, for a name of it in a directory of `f` not
+ * expanded yet: where expanding another of its names made `f` a private copy, that copy;
+ * through a chain of clones still expanding, the copy each made of the one below.
+ */
+export function linkedShownAs(vol: Volume, f: Fileset, ino: number): number {
+  const chain: Fileset[] = []
+  for (let c: Fileset | undefined = f; c && isExpanding(c) && chain.length <= filesetCount(vol); c = c.parentId ? filesetById(vol, c.parentId) ?? undefined : undefined) chain.push(c)
+  let cur = ino
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const at = vol.tryIget(cur)
+    const cp = at && copyOf(vol, info(vol, chain[i]), at)
+    if (cp) cur = cp.ino
   }
-  return out
+  return cur
 }
 
 /**
