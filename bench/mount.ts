@@ -38,10 +38,14 @@ const OPS = opt('ops', small ? 1000 : 10_000)
 const PROCS = opt('procs', 4)
 const RUNS = opt('runs', small ? 1 : 3)
 const SIZE_MIB = Math.max(2048, MIB * 2 + 1024)
-// --only LIST: untar, du, find, rm, ddwrite, ddread, falloc, git, churn, npm, rtt, lazy (default all); du,
-// find and rm work on the untar's tree and ddread on ddwrite's file, so those come along
-const KEYS = ['untar', 'du', 'find', 'rm', 'ddwrite', 'ddread', 'falloc', 'git', 'churn', 'npm', 'rtt', 'lazy']
-const NEEDS: Record<string, string[]> = {du: ['untar'], find: ['untar'], rm: ['untar'], ddread: ['ddwrite']}
+// --only LIST: untar, du, find, reread, rm, ddwrite, ddread, falloc, git, churn, exec, npm, rtt, lazy
+// (default all); du, find, reread and rm work on the untar's tree and ddread on ddwrite's file, so
+// those come along
+const KEYS = ['untar', 'du', 'find', 'reread', 'rm', 'ddwrite', 'ddread', 'falloc', 'git', 'churn', 'exec', 'npm', 'rtt', 'lazy']
+const NEEDS: Record<string, string[]> = {du: ['untar'], find: ['untar'], reread: ['untar', 'find'], rm: ['untar'], ddread: ['ddwrite']}
+// exec: a program copied into the mount, run EXEC_N times (each run maps it and its reads go
+// through the page cache: what a build that runs its tools thousands of times does)
+const EXEC_N = opt('exec', small ? 200 : 2000)
 const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] : process.env.PRISM_BENCH_ONLY
 const only = new Set(onlyArg ? onlyArg.split(',').map((x) => x.trim()).filter((x) => x !== '') : KEYS)
 // --base DIR: a checkout of another prism build (dist/ and the FUSE addon built) mounted too, as
@@ -202,6 +206,8 @@ async function main(): Promise<void> {
     {key: 'untar', name: 'untar /usr/include', run: (d, i) => sh(`mkdir -p ${d}/u${i} && tar -xf ${tarball} -C ${d}/u${i}`)},
     {key: 'du', name: 'du -s', run: (d, i) => sh(`du -s ${d}/u${i} >/dev/null`)},
     {key: 'find', name: 'find -type f | xargs cat', run: (d, i) => sh(`find ${d}/u${i} -type f -print0 | xargs -0 cat >/dev/null`)},
+    // the same files read again: from the page cache where it is kept across opens
+    {key: 'reread', name: 'find -type f | xargs cat, again (warm)', run: (d, i) => sh(`find ${d}/u${i} -type f -print0 | xargs -0 cat >/dev/null`)},
     {key: 'rm', name: 'rm -rf', run: (d, i) => sh(`rm -rf ${d}/u${i}`)},
     {key: 'ddwrite', name: `dd write ${MIB} MiB (conv=fsync)`, run: (d, i) => sh(`dd if=/dev/zero of=${d}/dd${i} bs=1M count=${MIB} conv=fsync status=none`)},
     // cold: the page cache is dropped first, untimed
@@ -210,6 +216,7 @@ async function main(): Promise<void> {
     {key: 'falloc', name: `fallocate -l ${MIB}M`, run: (d, i) => sh(`fallocate -l ${MIB}M ${d}/fa${i} && sync`), after: (d, i) => sh(`rm -f ${d}/fa${i}`)},
     {key: 'git', name: `git add + commit ${FILES} files`, run: (d, i) => sh(`cp -r ${gitSrc} ${d}/g${i} && cd ${d}/g${i} && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm x && cd / && rm -rf ${d}/g${i}`)},
     {key: 'churn', name: `churn ${PROCS}x${OPS} ops`, run: (d, i) => sh(Array.from({length: PROCS}, (_, p) => `"${PYTHON}" ${churn} ${d}/c${i} ${OPS} ${p} &`).join(' ') + ` wait; rm -rf ${d}/c${i}`)},
+    {key: 'exec', name: `${EXEC_N} runs of a program in the mount`, before: (d, i) => sh(`mkdir -p ${d}/x${i} && cp /usr/bin/env ${d}/x${i}/env && ${d}/x${i}/env true`), run: (d, i) => sh(`for j in $(seq ${EXEC_N}); do ${d}/x${i}/env true; done`), after: (d, i) => sh(`rm -rf ${d}/x${i}`)},
     {key: 'rtt', name: `${RTT_N} stat of a missing name`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} lookup ${RTT_N}`)},
     {key: 'rtt', name: `${RTT_N} pwrite of 100 bytes`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} pwrite ${RTT_N}`)},
     {key: 'rtt', name: `${RTT_N / 4} create + write + close`, run: (d, i) => sh(`"${PYTHON}" ${rtt} ${d}/r${i} create ${RTT_N}`), after: (d, i) => sh(`rm -rf ${d}/r${i}`)},

@@ -133,6 +133,72 @@ describe('prism mount and umount (CLI)', function () {
     expect(await cliOk(['cat', '-i', s.image, 'extra:/x'])).to.equal('x')
   })
 
+  it('a file read through a mount stays in the page cache across opens, and every other way of changing it (another mount, a command, a lent image) is seen at once', async function () {
+    const fincore = await run('fincore', ['--version']).catch(() => null)
+    if (!fincore || fincore.code !== 0) {
+      console.log('      skipped: fincore (util-linux) is missing')
+      this.skip()
+    }
+    // Read through r, a read-only mount: no atime to move, so nothing but the server's
+    // notifications ever drops what its kernel cached. Changed through b and by commands.
+    const r = s.mountpoint('r')
+    const b = s.mountpoint('b')
+    const a = s.mountpoint('a')
+    await s.mount(null, b)
+    await s.mount('root', r, ['ro'])
+    await s.mount('root', a)
+    const I = ['-i', s.image]
+    const SIZE = 64 * 1024
+    /** The bytes of `file` its kernel has cached (fincore opens the file: an open that dropped the cache would show 0). */
+    const cached = async (file: string) => Number((await run('fincore', ['--bytes', '--noheadings', '--output', 'RES', file])).stdout.trim())
+    // Every version is the same size, so that only the content tells them apart.
+    const version = (c: string) => Buffer.alloc(SIZE, c)
+    const expectRead = async (c: string, how: string, file = path.join(r, 'f')) => {
+      expect((await fsp.readFile(file)).equals(version(c)), how).to.equal(true)
+      expect(await cached(file), `${how}: cached`).to.equal(SIZE)
+      expect((await fsp.readFile(file)).equals(version(c)), `${how}: read again`).to.equal(true)
+    }
+    await fsp.writeFile(path.join(b, 'root', 'f'), version('a'))
+    await expectRead('a', 'written through the other mount')
+    await fsp.writeFile(path.join(b, 'root', 'f'), version('b'))
+    await expectRead('b', 'written again through the other mount')
+    const h = path.join(s.dir, 'host')
+    fs.writeFileSync(h, version('c'))
+    await cliOk(['cp', ...I, h, 'root:/f'])
+    await expectRead('c', 'prism cp')
+    expect((await cli(['write', ...I, 'root:/f'], {input: version('d').toString()})).code).to.equal(0)
+    await expectRead('d', 'prism write')
+    fs.writeFileSync(h, version('e'))
+    await cliOk(['cp', ...I, h, 'root:/g'])
+    await cliOk(['mv', ...I, 'root:/g', 'root:/f'])
+    await expectRead('e', 'prism mv over it')
+    await cliOk(['truncate', ...I, '-s', '0', 'root:/f'])
+    await cliOk(['truncate', ...I, '-s', String(SIZE), 'root:/f'])
+    await expectRead('\0', 'prism truncate, down and up')
+    // Written in place through the other mount (no truncate, no new inode).
+    const fd = await fsp.open(path.join(b, 'root', 'f'), 'r+')
+    await fd.write(version('g'), 0, SIZE, 0)
+    await fd.close()
+    await expectRead('g', 'written in place through the other mount')
+    // A read-write mount keeps it cached too, once a read has moved atime (relatime: the first
+    // read after a change must reach the server, which keeps atime).
+    await expectRead('g', 'read through a read-write mount', path.join(a, 'f'))
+    await fsp.writeFile(path.join(b, 'root', 'f'), version('h'))
+    await expectRead('h', 'written through the other mount, read through a read-write one', path.join(a, 'f'))
+    await expectRead('h', 'and through the read-only one')
+    // A command that borrows the image (a copy mixing host and image sources): every mount's
+    // cache is dropped when the image comes back.
+    await fsp.mkdir(path.join(b, 'root', 'd'))
+    await fsp.writeFile(path.join(b, 'root', 'd', 'f'), version('i'))
+    await expectRead('i', 'before the borrowing command', path.join(r, 'd', 'f'))
+    fs.mkdirSync(path.join(s.dir, 'hd'))
+    fs.writeFileSync(path.join(s.dir, 'hd', 'f'), version('j'))
+    await fsp.writeFile(path.join(b, 'root', 'e'), 'e')
+    await cliOk(['cp', ...I, path.join(s.dir, 'hd', 'f'), 'root:/e', 'root:/d/'])
+    await expectRead('j', 'a command that borrowed the image', path.join(r, 'd', 'f'))
+    for (const m of [a, r, b]) await s.umount(m)
+  })
+
   it('commit=SECONDS: a write nobody fsynced survives a kill -9 that comes after that long; prism umount then cleans up the dead mount', async () => {
     const mp = s.mountpoint()
     await s.mount('root', mp, ['commit=1'])

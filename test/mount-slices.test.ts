@@ -164,7 +164,7 @@ describe('mount: clone and expand in slices on a served image', function () {
       const status = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
       // Once the server expands it for the command (a lazy clone expands for nobody else).
       for (let t = 0; ; t++) {
-        const list = JSON.parse(await cliOk(['fileset', 'list', '-i', s.image, '--json'])) as Array<{name: string, expansion?: {done: number}}>
+        const list = JSON.parse(await cliOk(['fileset', 'list', '-i', s.image, '--json', '--no-space'])) as Array<{name: string, expansion?: {done: number}}>
         if ((list.find((f) => f.name === 'c-lazy')!.expansion?.done ?? 2) > 1) break
         if (t > 200) throw new Error('the expansion never began')
         await sleep(20)
@@ -180,7 +180,7 @@ describe('mount: clone and expand in slices on a served image', function () {
     }
     // The server finishes it.
     for (let t = 0; ; t++) {
-      const list = JSON.parse(await cliOk(['fileset', 'list', '-i', s.image, '--json'])) as Array<{name: string, state: string}>
+      const list = JSON.parse(await cliOk(['fileset', 'list', '-i', s.image, '--json', '--no-space'])) as Array<{name: string, state: string}>
       if (list.find((f) => f.name === 'c-lazy')!.state === 'active') break
       if (t > 100) throw new Error('the expansion did not go on')
       await sleep(100)

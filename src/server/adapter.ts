@@ -54,6 +54,8 @@ let nextMountId = 1
 
 const E = constants.errno
 const O_TRUNC = 0o1000
+const O_ACCMODE = 0o3
+const O_WRONLY = 0o1
 const O_APPEND = 0o2000
 const S_ISUID = 0o4000
 const S_ISGID = 0o2000
@@ -625,12 +627,19 @@ export class PrismFs {
   private accessed(n: Node): void {
     if (this.options.readOnly || n.fs === 0) return
     const inode = this.inodeOf(n)
+    if (!this.atimeWouldMove(n, inode)) return
     const t = nowSpec()
-    if (inode.r.share > 1 || !atimeDue(inode.r, {s: t.sec, ns: t.nsec})) return
     inode.r.atimeS = t.sec
     inode.r.atimeNs = t.nsec
     this.vol.idirty(inode, true)
     void this.host.changed(this, false)
+  }
+
+  /** True when a read of `inode` (node `n`) now would move its atime (relatime; never on a read-only mount, nor of a file shared with a clone: a read must not copy it). */
+  private atimeWouldMove(n: Node, inode: Inode): boolean {
+    if (this.options.readOnly || n.fs === 0 || inode.r.share > 1) return false
+    const t = nowSpec()
+    return atimeDue(inode.r, {s: t.sec, ns: t.nsec})
   }
 
   private checkName(name: Buffer): void {
@@ -780,7 +789,13 @@ export class PrismFs {
         // asked for on every open file, since a lock may be taken after the open (then a close
         // of any descriptor of the file, by the lock's process, must release it); the binding
         // answers it alone while no POSIX lock was ever asked for through the mount.
-        return {fh}
+        //
+        // What the kernel cached of the file stays cached across opens (a program run again
+        // reads its binary from memory): every change made otherwise than through this mount's
+        // kernel is sent to it (ImageHost.notify, invalidateAll). Except when a read would move
+        // atime (relatime): FUSE leaves atime to us, so the next read must reach us, and the
+        // kernel drops what it cached of the file.
+        return {fh, keepCache: (flags & O_ACCMODE) === O_WRONLY || !this.atimeWouldMove(n, inode)}
       }),
       read: wrap((_ctx, id, fh, off, size) => {
         const n = this.handleNode(id, fh)
