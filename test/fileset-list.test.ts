@@ -601,6 +601,33 @@ describe('fileset list: the fast path and oclif print the same bytes', function 
     }
   })
 
+  it('a directory loop in the tree a lazy clone shows is damage, named, not a walk without end', () => {
+    const d = tmpDir()
+    try {
+      const img = path.join(d, 'loop.img')
+      mkfs(img, {size: 16 << 20}).close()
+      withImage(img, {write: true}, (vol) => {
+        const ns = namespace(vol, 'root')
+        ns.mkdir('/a/b', {parents: true})
+        ns.writeFile('/a/b/f', Buffer.alloc(5000, 1))
+        clone(vol, {fileset: 'root', path: '/'}, {fileset: 'lz'}, {mode: 'lazy'})
+      })
+      const raw = new RawImage(img)
+      const a = raw.locate('/a').ino
+      raw.rewriteInlineEntry(a, 'b', (e) => { e.ino = a }) // /a/b is /a again
+      // (a walk that went round would never end: the time limit makes it a failure)
+      const run = spawnSync(process.execPath, [BIN, 'fileset', 'list', '-i', img, '--json'], {cwd: d, env: ENV, timeout: 60_000})
+      expect(run.signal, 'the listing ended').to.equal(null)
+      const r = {status: run.status, stdout: run.stdout.toString(), stderr: run.stderr.toString()}
+      const rows = JSON.parse(r.stdout) as FilesetRow[]
+      expect(rows.map((x) => x.name)).to.deep.equal(['root', 'lz'])
+      expect(r.status, r.stderr).to.be.oneOf([0, 1])
+      expect(r.stderr.split('\n').filter((l) => l !== '').every((l) => /^prism: fileset '(root|lz)': /.test(l)), r.stderr).to.equal(true)
+    } finally {
+      fs.rmSync(d, {recursive: true, force: true})
+    }
+  })
+
   it('reports the space a plain model of REFER and UNIQUE gives, on a varied image and on random ones', () => {
     expect(expectModel(varied)).to.be.greaterThan(500)
     expect(expectModel(images.grown)).to.be.greaterThan(500)

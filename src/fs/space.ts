@@ -12,9 +12,11 @@
 // REFER, never in its UNIQUE (deleting the clone frees none of it); and a file shown so is not
 // its own fileset's alone either (deleting the source expands such clones first: they keep it).
 // Such a tree is worked out once for all the clones that show it (`Shown`): 10,000 lazy
-// clones of one fileset cost one walk of it, not 10,000. Nothing is sized by the image: a block is remembered only when more than one
-// mapping refers to it (its reference count is above 1), so the cost is the walk, whatever
-// the image's size (a per-block array would cost its size once per fileset).
+// clones of one fileset cost one walk of it, not 10,000.
+//
+// Nothing is sized by the image: a block is remembered only when more than one mapping refers
+// to it (its reference count is above 1), so the cost is the walk, whatever the image's size
+// (a per-block array would cost its size once per fileset).
 import {isDamage, type PrismError} from '../errors.js'
 import {DT_DIR, FS_EXPANDING, IF_HASHED, IF_INLINE, IF_UNEXPANDED, isSpecial} from '../format/constants.js'
 import type {Extent} from '../format/extent.js'
@@ -338,10 +340,15 @@ class Walker {
       if (m.xattrIno !== 0) { s.attrs.push(m.xattrIno); this.shownAttrs.add(m.xattrIno) }
     }
     const todo: Array<{node: ExpandNode, path: string}> = [{node: top, path: topPath}]
+    // (a damaged tree must not make the walk go round: each directory is read through once)
+    const seen = new Set<number>()
     while (todo.length) {
       const {node, path} = todo.pop()!
+      const shows = node === top ? dir : shownDir(vol, f, node, path).dir
+      if (seen.has(shows.ino)) continue
+      seen.add(shows.ino)
       // The blocks of the directory shown: the clone's own when expanded will be as many.
-      add(mapped(vol, node === top ? dir : shownDir(vol, f, node, path).dir))
+      add(mapped(vol, shows))
       for (const e of entriesAsExpanded(vol, f, node, path)) {
         if (e.type === DT_DIR) {
           s.dirs++
