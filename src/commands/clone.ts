@@ -29,9 +29,9 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
   }
   static flags = {
     ...imageFlags,
-    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern (.gitignore rules; !PATTERN takes back; repeat the flag for several)', multiple: true, multipleNonGreedy: true, default: [], helpValue: 'PATTERN'}),
+    exclude: Flags.string({char: 'x', description: 'leave out paths matching this pattern (.gitignore rules; !PATTERN takes back; repeat the flag for several)', multiple: true, multipleNonGreedy: true, helpValue: 'PATTERN'}),
     'exclude-from': Flags.string({description: 'file of exclude patterns read as a .gitignore (# comments, blank lines)', helpValue: 'FILE'}),
-    replace: Flags.string({char: 'r', description: 'put SOURCE at PATH in the clone (repeat the flag for several)', multiple: true, multipleNonGreedy: true, default: [], helpValue: 'PATH=SOURCE'}),
+    replace: Flags.string({char: 'r', description: 'put SOURCE at PATH in the clone (repeat the flag for several)', multiple: true, multipleNonGreedy: true, helpValue: 'PATH=SOURCE'}),
     mode: Flags.string({description: 'async: usable at once, expanded in the background and on demand; lazy: expanded only on demand; sync: expanded before returning', options: ['async', 'lazy', 'sync'], default: 'async', helpValue: 'async|lazy|sync'}),
     background: Flags.boolean({description: 'start the background expander (async mode)', default: true, allowNo: true}),
   }
@@ -45,7 +45,7 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     if (args.dst !== undefined) dst = args.dst.includes(':') ? parseImageLoc(args.dst) : {fileset: args.dst}
     if (args.dst !== undefined && !dst) throw new PrismError('EUSAGE', `'${args.dst}' is not a fileset name or FILESET:/path`)
     const {clone, parseExcludeFile} = await import('../clone/clone.js')
-    const exclude = [...flags.exclude]
+    const exclude = [...(flags.exclude ?? [])]
     if (flags['exclude-from']) {
       try {
         exclude.push(...parseExcludeFile(fs.readFileSync(flags['exclude-from'], 'utf8')))
@@ -53,7 +53,7 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
         throw new PrismError('ENOENT', `${flags['exclude-from']}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
       }
     }
-    const replace = flags.replace.map((r) => {
+    const replace = (flags.replace ?? []).map((r) => {
       const i = r.indexOf('=')
       if (i <= 0) throw new PrismError('EUSAGE', `--replace '${r}' must be PATH=SOURCE`)
       return {path: r.slice(0, i), source: r.slice(i + 1)}
