@@ -4,9 +4,9 @@
 // nanoseconds, mknod, extended attributes of a path without following it, a pipe's buffer
 // size, a socket peer's credentials, and fallocate (a range of the image zeroed by the host).
 // It must never hold policy: callers decide what a signal means, and what to do when a call
-// fails; this only reports (the helpers below for
-// streaming to a pipe, outputFd and writeAll, ask for a larger, blocking pipe and accept a
-// refusal; openOutput waits for a FIFO's reader between the callers' own signal checks).
+// fails; this only reports (the helpers below for streaming to a pipe, outputFd and
+// writeAll, ask for a larger, blocking pipe and accept a refusal; openOutput waits for a
+// FIFO's reader between the callers' own signal checks).
 // The file calls take paths and names as Buffers (bytes, as names are) and throw errors shaped
 // as Node's own (code, errno, syscall, path).
 import fs from 'node:fs'

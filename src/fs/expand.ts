@@ -518,6 +518,11 @@ export interface ExpandedEntry {
  * not the copy: callers use the names, types and flags (the same on both), not the content.
  */
 export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, path: string): ExpandedEntry[] {
+  return shownListing(vol, f, node, path).entries
+}
+
+/** entriesAsExpanded, and the directory whose entries they are (shownDir's). */
+export function shownListing(vol: Volume, f: Fileset, node: ExpandNode, path: string): {dir: Inode, entries: ExpandedEntry[]} {
   const {levels, dir} = shownLevels(vol, f, node, path)
   let out: ExpandedEntry[] = dirList(vol, dir).map((e) => ({name: e.name, type: e.type, ino: e.ino, node: e.type === DT_DIR ? {ino: e.ino} : null}))
   for (let i = levels.length - 1; i >= 0; i--) {
@@ -531,7 +536,7 @@ export function entriesAsExpanded(vol: Volume, f: Fileset, node: ExpandNode, pat
     }
     out = next
   }
-  return out
+  return {dir, entries: out}
 }
 
 /** One clone of the chain an unexpanded directory is read through: the clone, the directory's path in it, its source. */

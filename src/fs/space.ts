@@ -25,7 +25,7 @@ import {readU64} from '../format/le64.js'
 import {nameText, nameTextAt} from '../format/name.js'
 import {ReadWindow} from '../journal/store.js'
 import {dirForEachRaw, hashedDirForEachRaw, inlineDirForEachRaw, type RawEntryFn} from './dir.js'
-import {entriesAsExpanded, linkedShownAs, shownDir, type ExpandNode} from './expand.js'
+import {linkedShownAs, shownDir, shownListing, type ExpandNode} from './expand.js'
 import {extentsInPlace, loadExtents} from './extents.js'
 import {listFilesets, type Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
@@ -78,9 +78,14 @@ export function allFilesetSpace(vol: Volume, filesets: Fileset[], onDamage?: (fs
   const roots = new Array<number>(filesets.length)
   for (let i = 0; i < filesets.length; i++) roots[i] = filesets[i].rootIno
   vol.prefetchInodes(roots)
-  w.findShown(filesets)
+  const done = w.findShown()
   const out = new Map<number, FilesetSpace>()
   for (const fs of filesets) {
+    const known = done.get(fs.id)
+    if (known) {
+      out.set(fs.id, known)
+      continue
+    }
     if (!onDamage) {
       out.set(fs.id, w.walk(fs))
       continue
@@ -100,8 +105,7 @@ export function allFilesetSpace(vol: Volume, filesets: Fileset[], onDamage?: (fs
 export function filesetSpace(vol: Volume, fs: Fileset): FilesetSpace {
   const w = new Walker(vol)
   // (whether another fileset's clones show its files: those are not its alone)
-  w.findShown(listFilesets(vol))
-  return w.walk(fs)
+  return w.findShown().get(fs.id) ?? w.walk(fs)
 }
 
 /**
@@ -116,7 +120,7 @@ interface Shown {
   single: number
   /** blocks with a reference count above 1 (repeats allowed) */
   shared: number[]
-  /** hard-linked files, as entriesAsExpanded gives them (repeats allowed) */
+  /** hard-linked files, as shownListing gives them (repeats allowed) */
   linked: number[]
   /** attribute inodes named */
   attrs: number[]
@@ -175,19 +179,29 @@ class Walker {
   }
 
   /**
-   * Walks every fileset still expanding, for the files their unexpanded directories show
-   * (shownFiles): these must be known before their sources are walked.
+   * Walks every fileset of the image still expanding, for the files their unexpanded
+   * directories show (shownFiles, shownAttrs): these must be known before their sources are
+   * walked. Returns the figures of those walks that stand: of each fileset after whose walk
+   * began no walk found another shown file (usually all but the first of many clones of one
+   * source); the others must be walked again.
    */
-  findShown(filesets: Fileset[]): void {
-    for (const f of filesets) {
+  findShown(): Map<number, FilesetSpace> {
+    const shownCount = () => this.shownFiles.size + this.shownAttrs.size
+    const walked: Array<{id: number, space: FilesetSpace, mark: number}> = []
+    for (const f of listFilesets(this.vol)) {
       if (f.state !== FS_EXPANDING) continue
+      const mark = shownCount()
       try {
-        this.walk(f)
+        walked.push({id: f.id, space: this.walk(f), mark})
       } catch (e) {
         // (damage: the walk proper names it)
         if (!isDamage(e)) throw e
       }
     }
+    const end = shownCount()
+    const out = new Map<number, FilesetSpace>()
+    for (const r of walked) if (r.mark === end) out.set(r.id, r.space)
+    return out
   }
 
   walk(fs: Fileset): FilesetSpace {
@@ -344,12 +358,12 @@ class Walker {
     const seen = new Set<number>()
     while (todo.length) {
       const {node, path} = todo.pop()!
-      const shows = node === top ? dir : shownDir(vol, f, node, path).dir
+      const {dir: shows, entries} = shownListing(vol, f, node, path)
       if (seen.has(shows.ino)) continue
       seen.add(shows.ino)
       // The blocks of the directory shown: the clone's own when expanded will be as many.
       add(mapped(vol, shows))
-      for (const e of entriesAsExpanded(vol, f, node, path)) {
+      for (const e of entries) {
         if (e.type === DT_DIR) {
           s.dirs++
           todo.push({node: e.node!, path: `${path}/${nameText(e.name)}`})

@@ -627,8 +627,8 @@ export class PrismFs {
   private accessed(n: Node): void {
     if (this.options.readOnly || n.fs === 0) return
     const inode = this.inodeOf(n)
-    if (!this.atimeWouldMove(n, inode)) return
     const t = nowSpec()
+    if (!this.atimeWouldMove(n, inode, t)) return
     inode.r.atimeS = t.sec
     inode.r.atimeNs = t.nsec
     this.vol.idirty(inode, true)
@@ -636,9 +636,8 @@ export class PrismFs {
   }
 
   /** True when a read of `inode` (node `n`) now would move its atime (relatime; never on a read-only mount, nor of a file shared with a clone: a read must not copy it). */
-  private atimeWouldMove(n: Node, inode: Inode): boolean {
+  private atimeWouldMove(n: Node, inode: Inode, t = nowSpec()): boolean {
     if (this.options.readOnly || n.fs === 0 || inode.r.share > 1) return false
-    const t = nowSpec()
     return atimeDue(inode.r, {s: t.sec, ns: t.nsec})
   }
 
