@@ -21,7 +21,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {MemDevice} from '../src/device/mem.js'
-import {BLOCK_SIZE} from '../src/format/constants.js'
+import {BLOCK_SIZE, S_IFREG} from '../src/format/constants.js'
 import {COMMIT_MAGIC} from '../src/format/journal.js'
 import {loadExtents, writeZeros} from '../src/fs/extents.js'
 import {namespace} from '../src/fs/image.js'
@@ -134,6 +134,14 @@ function workload(host: {tree: string, batches: string[], big: string, overlay: 
     op(`write ${R}/srv/www/index.html (100 B, inline)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(100, s + 1)) })
     op(`write ${R}/srv/www/app.js (4096 B)`, (ns) => { ns.writeFile(`${R}/srv/www/app.js`, bytes(4096, s + 2)) })
     op(`write ${R}/srv/www/bundle.bin (100 KB)`, (ns) => { ns.writeFile(`${R}/srv/www/bundle.bin`, bytes(100_000, s + 3)) })
+    // open(O_TMPFILE) in a mount, written, then named by a linkat (FORMAT.md §9: an orphan
+    // until then); one command here, so that a crash leaves the file named or nothing of it.
+    op(`O_TMPFILE in ${R}/srv/www, 9000 B written, linkat as tmp.bin`, (ns) => {
+      const dir = ns.resolve(`${R}/srv/www`)
+      const f = ns.createUnnamed(dir, S_IFREG | 0o600)
+      ns.writeInode(f, 0, bytes(9000, s + 13))
+      ns.linkInode(f, dir, Buffer.from('tmp.bin'))
+    })
     op(`write -a ${R}/srv/www/index.html (+30 B)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(30, s + 4), {append: true}) })
     op(`write -a ${R}/srv/www/index.html (+200 B, leaves the inode)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(200, s + 5), {append: true}) })
     op(`write -a ${R}/srv/www/bundle.bin (+5000 B)`, (ns) => { ns.writeFile(`${R}/srv/www/bundle.bin`, bytes(5000, s + 6), {append: true}) })

@@ -1101,6 +1101,22 @@ static int spare_cpu(void) {
   return spare;
 }
 
+// FUSE_TMPFILE (opcode 51: open with O_TMPFILE, Linux 6.11 and later) reaches libfuse only
+// from 3.17; 3.14 would answer ENOSYS, and the kernel would fail every O_TMPFILE with
+// EOPNOTSUPP. Its request is a FUSE_CREATE's (fuse_create_in, then the name "/", which no
+// directory entry can have) and so is its reply (an entry, then an open), so it is handed to
+// libfuse as a create: src/fuse/libfuse.ts takes a create of "/" for a tmpfile.
+#define PRISM_FUSE_CREATE 35
+#define PRISM_FUSE_TMPFILE 51
+static void tmpfile_as_create(struct fuse_buf *b) {
+  if ((b->flags & FUSE_BUF_IS_FD) || b->mem == NULL || b->size < 40) return; // (fuse_in_header: 40 bytes)
+  uint32_t opcode;
+  memcpy(&opcode, (char *)b->mem + 4, sizeof opcode);
+  if (opcode != PRISM_FUSE_TMPFILE) return;
+  opcode = PRISM_FUSE_CREATE;
+  memcpy((char *)b->mem + 4, &opcode, sizeof opcode);
+}
+
 static void direct_phase(napi_env env, napi_value js_cb, struct mnt *m) {
   if (m->state != M_RUNNING || m->se == NULL) return;
   int fd = fuse_session_fd(m->se);
@@ -1130,6 +1146,7 @@ static void direct_phase(napi_env env, napi_value js_cb, struct mnt *m) {
     if (res == -EAGAIN || res == -EINTR) continue;
     if (res <= 0) return;
     tl_direct = m;
+    tmpfile_as_create(&m->mbuf);
     fuse_session_process_buf(m->se, &m->mbuf);
     tl_direct = NULL;
     int go_on = 1;
@@ -1219,6 +1236,7 @@ static int session_loop(struct mnt *m) {
     res = fuse_session_receive_buf(se, &buf);
     if (res == -EINTR || res == -EAGAIN) continue;
     if (res <= 0) break;
+    tmpfile_as_create(&buf);
     fuse_session_process_buf(se, &buf);
     wait_handoff(m);
   }

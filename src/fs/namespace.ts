@@ -612,9 +612,32 @@ export class Namespace {
     return true
   }
 
+  /**
+   * A new regular file named by no directory, as `createIn` would make it in `dir` (open with
+   * O_TMPFILE): nlink 0 and on the orphan list, so that it goes at its last close (whoever
+   * holds it open keeps the reaper off, Volume.orphanHeld) or at the next open after a crash,
+   * unless `linkInode` names it first.
+   */
+  createUnnamed(dir: Inode, mode: number, attrs: {uid?: number, gid?: number} = {}): Inode {
+    if ((mode & S_IFMT) !== S_IFREG) fail('EINVAL', 'only a regular file can be made without a name')
+    const inode = this.vol.ialloc(mode, dir.ino + 1)
+    const r = inode.r
+    r.uid = attrs.uid ?? this.vol.creator?.uid ?? process.getuid?.() ?? 0
+    r.gid = attrs.gid ?? this.vol.creator?.gid ?? process.getgid?.() ?? 0
+    touch(r, {a: true, m: true, c: true})
+    r.nlink = 0
+    r.dataVersion = 1
+    r.locality = dir.r.locality ?? 0
+    this.vol.idirty(inode)
+    this.vol.addOrphan(inode)
+    return inode
+  }
+
+  /** Gives `inode` one name more; a file with none yet (createUnnamed) leaves the orphan list. */
   linkInode(inode: Inode, dir: Inode, name: Buffer): Inode {
     if (inode.r.nlink >= 0xffff_fff0) fail('EINVAL', 'too many links')
     dirAdd(this.vol, dir, inode.ino, dtOfMode(inode.r.mode), name)
+    if (inode.r.nlink === 0) this.vol.removeOrphan(inode)
     inode.r.nlink++
     touch(inode.r, {c: true})
     touch(dir.r, {m: true, c: true})

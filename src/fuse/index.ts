@@ -34,7 +34,9 @@
 //   release, fsync, opendir, readdir, readdirplus, releasedir, fsyncdir, statfs, setxattr,
 //   getxattr, listxattr, removexattr, access, create, fallocate, ioctl (ENOTTY unless
 //   implemented), lseek (SEEK_DATA/SEEK_HOLE), copy_file_range; fuse_req_ctx for every request
-//   and fuse_req_getgroups on demand.
+//   and fuse_req_getgroups on demand. tmpfile (FUSE_TMPFILE, O_TMPFILE), which libfuse only has
+//   from 3.17: the addon rewrites the request into a create of "/" (same request and reply
+//   layout), and the binding calls the filesystem's tmpfile for that name.
 // - locks: getlk, setlk and flock, with FUSE_CAP_POSIX_LOCKS (getlk and setlk implemented) and
 //   FUSE_CAP_FLOCK_LOCKS (flock implemented) asked for at init, so that the filesystem, not the
 //   kernel's superblock, keeps them (Prism: one table for every mount of an image); flush's

@@ -14,11 +14,12 @@ import {fileURLToPath} from 'node:url'
 import {fuseMountAt, lazyUnmount, listMounts} from './mounts.js'
 import {
   type FileLock,
-  type Attr, type ConnInfo, type DirEntry, type DirEntryPlus, type Entry, type FuseContext, type FuseOps,
+  type Attr, type ConnInfo, type CreateReply, type DirEntry, type DirEntryPlus, type Entry, type FuseContext, FuseError, type FuseOps,
   type FuseSession, type MountOptions, type OpenReply, type SetAttr, type StatFs,
 } from './types.js'
 
 const E = constants.errno
+const isSlash = (name: Buffer): boolean => name.length === 1 && name[0] === 0x2f
 const ERRNO: Record<string, number> = E as unknown as Record<string, number>
 
 type Req = {readonly __req: unique symbol}
@@ -545,7 +546,14 @@ class LibfuseSession implements FuseSession {
     if (ops.removexattr) set('removexattr', (req, ctx, a) => this.run(req, 'removexattr', () => ops.removexattr!(ctx, n(a[0]), b(a[1])), ok(req)))
     if (ops.access) set('access', (req, ctx, a) => this.run(req, 'access', () => ops.access!(ctx, n(a[0]), n(a[1])), ok(req)))
     if (ops.create) {
-      set('create', (req, ctx, a) => this.run(req, 'create', () => ops.create!(ctx, n(a[0]), b(a[1]), n(a[2]), n(a[3])), (c) => {
+      // A create of "/" is an open with O_TMPFILE (the addon hands FUSE_TMPFILE over as a create
+      // of that name, which no directory entry can have): without tmpfile, ENOSYS, which the
+      // kernel keeps, failing every later O_TMPFILE with EOPNOTSUPP without asking.
+      const tmpfile = (ctx: FuseContext, a: unknown[]): CreateReply | Promise<CreateReply> => {
+        if (!ops.tmpfile) throw new FuseError('ENOSYS')
+        return ops.tmpfile(ctx, n(a[0]), n(a[2]), n(a[3]))
+      }
+      set('create', (req, ctx, a) => this.run(req, 'create', () => isSlash(b(a[1])) ? tmpfile(ctx, a) : ops.create!(ctx, n(a[0]), b(a[1]), n(a[2]), n(a[3])), (c) => {
         putEntry(c.entry)
         this.noCapability(c.entry)
         const res = A.replyCreate(req, c.open.fh ?? 0, openFlags(c.open))

@@ -237,6 +237,7 @@ export interface FuseOps {
   symlink?(ctx: FuseContext, target: Buffer, parent: Ino, name: Buffer): R<Entry>
   /** flags: RENAME_NOREPLACE, RENAME_EXCHANGE (renameat2) */
   rename?(ctx: FuseContext, parent: Ino, name: Buffer, newParent: Ino, newName: Buffer, flags: number): R<void>
+  /** also names a file made by `tmpfile` (nlink 0) that was not opened with O_EXCL (linkat AT_EMPTY_PATH) */
   link?(ctx: FuseContext, ino: Ino, newParent: Ino, newName: Buffer): R<Entry>
   open?(ctx: FuseContext, ino: Ino, flags: number): R<OpenReply>
   /** at most `size` bytes; fewer only at end of file */
@@ -273,6 +274,13 @@ export interface FuseOps {
   /** not sent while default_permissions is on (always here); kept for completeness */
   access?(ctx: FuseContext, ino: Ino, mask: number): R<void>
   create?(ctx: FuseContext, parent: Ino, name: Buffer, mode: number, flags: number): R<CreateReply>
+  /**
+   * open(2) with O_TMPFILE in directory `parent`: a new regular file named by no directory,
+   * opened (flags holds O_TMPFILE, and O_EXCL when it may never be linked). Until a `link` names
+   * it, its nlink is 0, and it goes at its last release and forget, as an unlinked open file.
+   * Absent: ENOSYS, and the kernel fails O_TMPFILE with EOPNOTSUPP from then on. Needs `create`.
+   */
+  tmpfile?(ctx: FuseContext, parent: Ino, mode: number, flags: number): R<CreateReply>
   /** mode: 0 or FALLOC_FL_* bits (KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE, ...) */
   fallocate?(ctx: FuseContext, ino: Ino, fh: number, mode: number, offset: number, length: number): R<void>
   /** only well-formed (restricted) ioctls reach here; absent: ENOTTY */

@@ -57,6 +57,7 @@ const O_TRUNC = 0o1000
 const O_ACCMODE = 0o3
 const O_WRONLY = 0o1
 const O_APPEND = 0o2000
+const O_EXCL = 0o200
 const S_ISUID = 0o4000
 const S_ISGID = 0o2000
 const S_IXGRP = 0o010
@@ -65,11 +66,13 @@ const NAME_MAX = 255
 const DOT = Buffer.from('.')
 const DOTDOT = Buffer.from('..')
 const TRUSTED = Buffer.from('trusted.')
+/** The name an O_TMPFILE file's node has until a link names it: none a directory can hold. */
+const UNNAMED = Buffer.from('/')
 
 const err = (code: string): FuseError => new FuseError(code)
 
 /** The requests that change a fileset (PrismFs.frozenFor). */
-const CHANGING = new Set(['setattr', 'mknod', 'mkdir', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'open', 'write', 'setxattr', 'removexattr', 'create', 'fallocate'])
+const CHANGING = new Set(['setattr', 'mknod', 'mkdir', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'open', 'write', 'setxattr', 'removexattr', 'create', 'tmpfile', 'fallocate'])
 
 /** What the adapter needs from the server that owns the image. */
 export interface AdapterHost {
@@ -171,6 +174,8 @@ export class PrismFs {
   /** fileset names the whole-image root showed when last asked (rootNamesChanged) */
   private filesetNames = new Set<string>()
   private readonly handles = new Map<number, Handle>()
+  /** files made by tmpfile without O_EXCL, not yet named: link may give them their first name */
+  private readonly linkable = new WeakSet<Node>()
   private nextId = 2
   private nextFh = 1
   /** this mount's number in the image's lock table */
@@ -548,12 +553,13 @@ export class PrismFs {
   /**
    * Makes a new inode named `name` in directory node `p`: owner from the caller, group and
    * setgid from a setgid parent, mode and ACLs from the umask or the parent's default ACL.
+   * With `name` null, a regular file named by no directory (O_TMPFILE), made as if in `p`.
    */
-  private create(ctx: FuseContext, p: Node, name: Buffer, mode: number, opts: {rdev?: {major: number, minor: number}, init?: (inode: Inode) => void} = {}): Node {
+  private create(ctx: FuseContext, p: Node, name: Buffer | null, mode: number, opts: {rdev?: {major: number, minor: number}, init?: (inode: Inode) => void} = {}): Node {
     if (p.fs === 0) throw err('EPERM')
-    this.checkName(name)
+    if (name) this.checkName(name)
     const {dir, ns} = this.dirForChange(p)
-    if (dirLookup(this.vol, dir, name)) throw err('EEXIST')
+    if (name && dirLookup(this.vol, dir, name)) throw err('EEXIST')
     const type = mode & S_IFMT
     let gid = ctx.gid
     if (dir.r.mode & S_ISGID) {
@@ -574,13 +580,15 @@ export class PrismFs {
       // As inode_init_owner: a file made in a group its maker is not in loses setgid.
       if (type !== S_IFDIR && (mode & S_ISGID) && ctx.uid !== 0 && gid !== ctx.gid && !ctx.groups().includes(gid)) mode &= ~S_ISGID
     }
-    const inode = isSpecial(mode)
-      ? ns.createSpecialIn(dir, name, mode, opts.rdev ?? {major: 0, minor: 0}, {uid: ctx.uid, gid})
-      : ns.createIn(dir, name, mode, {uid: ctx.uid, gid})
+    const inode = name === null
+      ? ns.createUnnamed(dir, mode, {uid: ctx.uid, gid})
+      : isSpecial(mode)
+        ? ns.createSpecialIn(dir, name, mode, opts.rdev ?? {major: 0, minor: 0}, {uid: ctx.uid, gid})
+        : ns.createIn(dir, name, mode, {uid: ctx.uid, gid})
     opts.init?.(inode)
     if (access) setXattr(this.vol, inode, Buffer.from(ACL_ACCESS), access)
     if (dflt) setXattr(this.vol, inode, Buffer.from(ACL_DEFAULT), dflt)
-    return this.nodeFor(p.fs, inode.ino, p, name, false)
+    return this.nodeFor(p.fs, inode.ino, p, name ?? UNNAMED, false)
   }
 
   /**
@@ -910,14 +918,8 @@ export class PrismFs {
         if (!getXattr(this.vol, this.inodeOf(n), name)) throw err('ENODATA') // (before a shared file is copied)
         removeXattr(this.vol, this.owned(n), name)
       }),
-      create: mutating((ctx, parent, name, mode, flags): CreateReply => {
-        const n = this.create(ctx, this.node(parent), name, S_IFREG | (mode & 0o7777))
-        const entry = this.entryOf(n)
-        const fh = this.nextFh++
-        this.handles.set(fh, {node: n, flags})
-        this.addOpen(n)
-        return {entry, open: {fh}} // (flush: as open's)
-      }),
+      create: mutating((ctx, parent, name, mode, flags): CreateReply => this.createOpen(ctx, this.node(parent), name, mode, flags)),
+      tmpfile: mutating((ctx, parent, mode, flags): CreateReply => this.createOpen(ctx, this.node(parent), null, mode, flags)),
       fallocate: mutating((ctx, id, fh, mode, off, len) => this.fallocate(ctx, this.handleNode(id, fh), mode, off, len)),
       lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),
     }
@@ -1109,19 +1111,33 @@ export class PrismFs {
     return {attr: this.attrOf(n, inode), timeout: this.options.attrTimeout}
   }
 
+  /** create, and tmpfile (`name` null): a new regular file, opened. */
+  private createOpen(ctx: FuseContext, p: Node, name: Buffer | null, mode: number, flags: number): CreateReply {
+    const n = this.create(ctx, p, name, S_IFREG | (mode & 0o7777))
+    if (name === null && !(flags & O_EXCL)) this.linkable.add(n)
+    const entry = this.entryOf(n)
+    const fh = this.nextFh++
+    this.handles.set(fh, {node: n, flags})
+    this.addOpen(n)
+    return {entry, open: {fh}} // (flush: as open's)
+  }
+
   private link(n: Node, p: Node, name: Buffer): Entry {
     if (p.fs === 0 || n.fs === 0) throw err('EPERM')
     if (n.fs !== p.fs) throw err('EXDEV')
     this.checkName(name)
     const inode0 = this.inodeOf(n)
     if (inode0.isDir) throw err('EPERM')
-    if (inode0.r.nlink === 0) throw err('ENOENT')
+    // No name left: only a file made by tmpfile without O_EXCL takes one (the kernel asks for
+    // no other, but another mount's kernel may still count a name this one has removed).
+    if (inode0.r.nlink === 0 && !this.linkable.has(n)) throw err('ENOENT')
     const {dir, ns} = this.dirForChange(p)
     if (dirLookup(this.vol, dir, name)) throw err('EEXIST')
     // A file shared with other filesets has one name in each: this fileset's copy gets the new one.
     const inode = this.owned(n)
     if (inode.r.nlink >= 0xffff_fff0) throw err('EMLINK')
     ns.linkInode(inode, dir, name)
+    this.linkable.delete(n)
     return this.entryOf(this.nodeFor(p.fs, inode.ino, p, name, false), inode)
   }
 
