@@ -5,9 +5,14 @@
 // printed a 20-line stack trace.
 import {expect} from 'chai'
 import {spawnSync} from 'node:child_process'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {BIN, edit, prism, tmpDir} from './helpers.js'
+
+const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
+/** python3 -c PIPE_GONE CMD ARGS...: runs CMD with standard output a pipe whose reader is closed. */
+const PIPE_GONE = 'import os, subprocess, sys\nr, w = os.pipe()\nos.close(r)\np = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)\nsys.stderr.buffer.write(p.stderr)\nsys.exit(p.returncode)'
 
 describe('standard output that cannot be written: one line, exit 1, no stack', function () {
   this.timeout(120_000)
@@ -21,6 +26,8 @@ describe('standard output that cannot be written: one line, exit 1, no stack', f
     edit(img, (ns) => {
       ns.writeFile('/f', Buffer.alloc(300_000, 1))
       ns.mkdir('/d')
+      // (more than a pipe holds, compressed or not)
+      ns.writeFile('/d/random', crypto.randomBytes(3_000_000))
     })
   })
   after(() => fs.rmSync(dir, {recursive: true, force: true}))
@@ -41,6 +48,29 @@ describe('standard output that cannot be written: one line, exit 1, no stack', f
       } finally {
         fs.closeSync(out)
       }
+    })
+  }
+
+  // An archive that cannot be written, in every compression, to standard output or to a path
+  // the user named (/dev/stdout, a device): the compressed exports wrote through a stream that
+  // closed the descriptor when the pipeline failed, and the export's own close then ended in
+  // "internal error: EBADF" (exit 70).
+  for (const z of ['none', 'gzip', 'xz', 'zstd']) {
+    for (const target of ['-', '/dev/stdout']) {
+      it(`export -z ${z} ${target} into a pipe whose reader has gone: one line, exit 1`, () => {
+        // (a pipe, as a shell's: node's own child stdio is a socket, which /dev/stdout cannot reopen)
+        const r = spawnSync(PYTHON, ['-c', PIPE_GONE, process.execPath, BIN, 'export', 'root', target, '-z', z, '-i', img], {stdio: ['ignore', 'pipe', 'pipe']})
+        const err = r.stderr.toString()
+        expect(err, 'one line').to.equal(target === '-' ? 'prism: standard output was closed before the archive was written\n' : 'prism: /dev/stdout: broken pipe, write\n')
+        expect(r.status, err).to.equal(1)
+      })
+    }
+    it(`export -z ${z} /dev/full: one line, exit 1, the device stays`, () => {
+      const r = spawnSync(process.execPath, [BIN, 'export', 'root', '/dev/full', '-z', z, '-i', img], {stdio: ['ignore', 'pipe', 'pipe']})
+      const err = r.stderr.toString()
+      expect(err, 'one line').to.equal('prism: /dev/full: no space left on device, write\n')
+      expect(r.status, err).to.equal(1)
+      expect(fs.statSync('/dev/full').isCharacterDevice()).to.equal(true)
     })
   }
 

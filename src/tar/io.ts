@@ -207,7 +207,7 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
         const r = yield* gen
         stats = r
       })(), {objectMode: false, highWaterMark: 4 * 1024 * 1024})
-      const sink = toStdout ? process.stdout : fs.createWriteStream('', {fd, autoClose: false, highWaterMark: 4 * 1024 * 1024})
+      const sink = toStdout ? process.stdout : fdSink(fd)
       if (comp) await pipeline(src, comp, sink, {end: !toStdout})
       else await pipeline(src, sink, {end: !toStdout})
     }
@@ -217,12 +217,33 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
       fd = -1
       if (created) try { fs.unlinkSync(out.arg) } catch { /* already gone */ }
     }
-    if ((e as NodeJS.ErrnoException).code === 'EPIPE') throw new PrismError('EHOST', 'standard output was closed before the archive was written')
+    if (toStdout && (e as NodeJS.ErrnoException).code === 'EPIPE') throw new PrismError('EHOST', 'standard output was closed before the archive was written')
     throw hostError(e, toStdout ? 'standard output' : out.arg)
   } finally {
     if (fd >= 0) fs.closeSync(fd)
   }
   return stats!
+}
+
+/**
+ * A stream that writes to `fd` and never closes it: the export closes what it opened, once.
+ * (fs.WriteStream closes its descriptor when destroyed, autoClose or not, and a pipeline
+ * destroys its streams when one fails, as a write to a pipe whose reader has gone does.)
+ */
+function fdSink(fd: number): Writable {
+  return new Writable({
+    highWaterMark: 4 * 1024 * 1024,
+    write(chunk: Buffer, _enc, cb): void {
+      const from = (o: number): void => {
+        fs.write(fd, chunk, o, chunk.length - o, null, (e, n) => {
+          if (e) cb(e)
+          else if (o + n < chunk.length) from(o + n)
+          else cb()
+        })
+      }
+      from(0)
+    },
+  })
 }
 
 function writeAll(fd: number, buf: Buffer, name: string): void {
