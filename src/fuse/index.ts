@@ -30,8 +30,8 @@
 //   invalidation and async direct I/O stay as libfuse sets them.
 // - every low-level operation a POSIX filesystem needs: lookup, forget, forget_multi, getattr,
 //   setattr (every to_set bit, the fh of ftruncate), readlink, mknod, mkdir, unlink, rmdir,
-//   symlink, rename (RENAME_NOREPLACE, RENAME_EXCHANGE), link, open, read, write, flush,
-//   release, fsync, opendir, readdir, readdirplus, releasedir, fsyncdir, statfs, setxattr,
+//   symlink, rename (flags passed on: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT),
+//   link, open, read, write, flush, release, fsync, opendir, readdir, readdirplus, releasedir, fsyncdir, statfs, setxattr,
 //   getxattr, listxattr, removexattr, access, create, fallocate, ioctl (ENOTTY unless
 //   implemented), lseek (SEEK_DATA/SEEK_HOLE), copy_file_range; fuse_req_ctx for every request
 //   and fuse_req_getgroups on demand. tmpfile (FUSE_TMPFILE, O_TMPFILE), which libfuse only has

@@ -235,7 +235,7 @@ export interface FuseOps {
   unlink?(ctx: FuseContext, parent: Ino, name: Buffer): R<void>
   rmdir?(ctx: FuseContext, parent: Ino, name: Buffer): R<void>
   symlink?(ctx: FuseContext, target: Buffer, parent: Ino, name: Buffer): R<Entry>
-  /** flags: RENAME_NOREPLACE, RENAME_EXCHANGE (renameat2) */
+  /** flags: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT (renameat2); unknown ones: EINVAL */
   rename?(ctx: FuseContext, parent: Ino, name: Buffer, newParent: Ino, newName: Buffer, flags: number): R<void>
   /** also names a file made by `tmpfile` (nlink 0) that was not opened with O_EXCL (linkat AT_EMPTY_PATH) */
   link?(ctx: FuseContext, ino: Ino, newParent: Ino, newName: Buffer): R<Entry>

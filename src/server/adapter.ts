@@ -30,7 +30,7 @@ import {constants} from 'node:os'
 import {
   type Attr, type AttrReply, type CreateReply, type DirEntry, type DirEntryPlus, type Entry, FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FuseContext, FuseError, type FuseOps, LOCK_EX, LOCK_NB, LOCK_UN, type OpenReply, RENAME_EXCHANGE,
-  RENAME_NOREPLACE, SEEK_DATA, SEEK_HOLE, type SetAttr, type StatFs, type Timespec, XATTR_CREATE, XATTR_REPLACE,
+  RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE, type SetAttr, type StatFs, type Timespec, XATTR_CREATE, XATTR_REPLACE,
 } from '../fuse/index.js'
 import {BLOCK_SIZE, DT_DIR, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode, isSpecial} from '../format/constants.js'
 import {decodeRdev} from '../format/inode.js'
@@ -66,6 +66,10 @@ const NAME_MAX = 255
 const DOT = Buffer.from('.')
 const DOTDOT = Buffer.from('..')
 const TRUSTED = Buffer.from('trusted.')
+/** A whiteout (RENAME_WHITEOUT; overlayfs's WHITEOUT_MODE and WHITEOUT_DEV): a character device 0:0, mode 0. */
+const S_IFCHR = 0o020000
+const WHITEOUT_MODE = 0
+const WHITEOUT_DEV = {major: 0, minor: 0}
 /** The name an O_TMPFILE file's node has until a link names it: none a directory can hold. */
 const UNNAMED = Buffer.from('/')
 
@@ -774,7 +778,7 @@ export class PrismFs {
         const n = this.create(ctx, this.node(parent), name, S_IFLNK | 0o777, {init: (inode) => writeData(this.vol, inode, 0, target)})
         return this.entryOf(n)
       }),
-      rename: mutating((_ctx, parent, name, newParent, newName, flags) => this.rename(this.node(parent), name, this.node(newParent), newName, flags)),
+      rename: mutating((ctx, parent, name, newParent, newName, flags) => this.rename(ctx, this.node(parent), name, this.node(newParent), newName, flags)),
       link: mutating((_ctx, id, newParent, newName) => this.link(this.node(id), this.node(newParent), newName)),
       open: mutating((ctx, id, flags): OpenReply => {
         const n = this.node(id)
@@ -1141,8 +1145,15 @@ export class PrismFs {
     return this.entryOf(this.nodeFor(p.fs, inode.ino, p, name, false), inode)
   }
 
-  private rename(p: Node, name: Buffer, q: Node, newName: Buffer, flags: number): void {
-    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw err('EINVAL')
+  /**
+   * rename(2), and renameat2's flags: RENAME_NOREPLACE, RENAME_EXCHANGE, and RENAME_WHITEOUT
+   * (overlayfs needs it of an upper layer), which leaves at the old name, in the same request,
+   * a whiteout: a character device 0:0 of mode 0, owned as a new file (by any caller: Linux
+   * asks no privilege for whiteouts since 5.8).
+   */
+  private rename(ctx: FuseContext, p: Node, name: Buffer, q: Node, newName: Buffer, flags: number): void {
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) throw err('EINVAL')
+    if ((flags & RENAME_EXCHANGE) && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT))) throw err('EINVAL')
     if (p.fs === 0 || q.fs === 0) {
       if (p.fs === 0 && q.fs === 0 && flags === 0) return this.renameFileset(name, newName)
       throw err(p.fs === 0 && q.fs === 0 ? 'EINVAL' : 'EXDEV')
@@ -1158,6 +1169,8 @@ export class PrismFs {
     if (de && (flags & RENAME_NOREPLACE)) throw err('EEXIST')
     if (!de && (flags & RENAME_EXCHANGE)) throw err('ENOENT')
     if (de && de.ino === se.ino) return // two names of one file: nothing to do, as rename(2)
+    // (the whiteout's inode, checked for before anything changes)
+    if ((flags & RENAME_WHITEOUT) && vol.sb.freeInodes === 0) throw err('ENOSPC')
     const ns = src.ns
     const srcNames = [...src.r().names, name]
     const dstNames = [...dst.r().names, newName]
@@ -1217,6 +1230,12 @@ export class PrismFs {
       dirAdd(vol, dst.dir, se2.ino, se2.type, newName, se2.lastclone)
     }
     dirRemove(vol, src.dir, name)
+    if (flags & RENAME_WHITEOUT) {
+      // (in the slot the old name left; before the nodes move, so that a failure here leaves
+      // them as the request's rollback leaves the image)
+      const gid = src.dir.r.mode & S_ISGID ? src.dir.r.gid : ctx.gid
+      ns.createSpecialIn(src.dir, name, S_IFCHR | WHITEOUT_MODE, WHITEOUT_DEV, {uid: ctx.uid, gid})
+    }
     moving = vol.iget(se2.ino)
     if (moving.isDir && src.dir !== dst.dir) {
       src.dir.r.nlink--
