@@ -3,7 +3,7 @@
 // figure the median of several runs.
 // Workloads: untar of the host's /usr/include (made into a tar first), `du -s`,
 // `find -type f | xargs cat`, `rm -rf` of it, a sequential write and read with dd (conv=fsync),
-// `fallocate -l` of as much (then sync),
+// `fallocate -l` of as much (then sync), `cp` of a file of as much (GNU cp: copy_file_range),
 // `git init` + add + commit of N small files, fsstress-like parallel metadata churn
 // (P processes, K operations each: create, write, rename, unlink, mkdir, rmdir, chmod, stat),
 // and `npm ci` + `npx tsc` of this project's own source. Then, on prism alone, the paper's
@@ -38,10 +38,10 @@ const OPS = opt('ops', small ? 1000 : 10_000)
 const PROCS = opt('procs', 4)
 const RUNS = opt('runs', small ? 1 : 3)
 const SIZE_MIB = Math.max(2048, MIB * 2 + 1024)
-// --only LIST: untar, du, find, reread, rm, ddwrite, ddread, falloc, git, churn, exec, npm, rtt, lazy
+// --only LIST: untar, du, find, reread, rm, ddwrite, ddread, falloc, cp, git, churn, exec, npm, rtt, lazy
 // (default all); du, find, reread and rm work on the untar's tree and ddread on ddwrite's file, so
 // those come along
-const KEYS = ['untar', 'du', 'find', 'reread', 'rm', 'ddwrite', 'ddread', 'falloc', 'git', 'churn', 'exec', 'npm', 'rtt', 'lazy']
+const KEYS = ['untar', 'du', 'find', 'reread', 'rm', 'ddwrite', 'ddread', 'falloc', 'cp', 'git', 'churn', 'exec', 'npm', 'rtt', 'lazy']
 const NEEDS: Record<string, string[]> = {du: ['untar'], find: ['untar'], reread: ['untar', 'find'], rm: ['untar'], ddread: ['ddwrite']}
 // exec: a program copied into the mount, run EXEC_N times (each run maps it and its reads go
 // through the page cache: what a build that runs its tools thousands of times does)
@@ -214,6 +214,9 @@ async function main(): Promise<void> {
     {key: 'ddread', name: `dd read ${MIB} MiB (cold)`, before: () => sh('sync; echo 3 > /proc/sys/vm/drop_caches'), run: (d, i) => sh(`dd if=${d}/dd${i} of=/dev/null bs=1M status=none`), after: (d, i) => sh(`rm -f ${d}/dd${i}`)},
     // fallocate of a file's worth: ext4 (fuse2fs) marks extents unwritten; prism has the host zero them
     {key: 'falloc', name: `fallocate -l ${MIB}M`, run: (d, i) => sh(`fallocate -l ${MIB}M ${d}/fa${i} && sync`), after: (d, i) => sh(`rm -f ${d}/fa${i}`)},
+    // cp of a file of random bytes in the same directory: GNU cp copies with copy_file_range,
+    // which prism answers by sharing the whole blocks (no data written); ext4 copies them
+    {key: 'cp', name: `cp of a ${MIB} MiB file (+ sync)`, before: (d, i) => sh(`head -c ${MIB}M /dev/urandom > ${d}/cps${i} && sync`), run: (d, i) => sh(`cp ${d}/cps${i} ${d}/cpd${i} && sync`), after: (d, i) => sh(`cmp ${d}/cps${i} ${d}/cpd${i} && rm -f ${d}/cps${i} ${d}/cpd${i}`)},
     {key: 'git', name: `git add + commit ${FILES} files`, run: (d, i) => sh(`cp -r ${gitSrc} ${d}/g${i} && cd ${d}/g${i} && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm x && cd / && rm -rf ${d}/g${i}`)},
     {key: 'churn', name: `churn ${PROCS}x${OPS} ops`, run: (d, i) => sh(Array.from({length: PROCS}, (_, p) => `"${PYTHON}" ${churn} ${d}/c${i} ${OPS} ${p} &`).join(' ') + ` wait; rm -rf ${d}/c${i}`)},
     {key: 'exec', name: `${EXEC_N} runs of a program in the mount`, before: (d, i) => sh(`mkdir -p ${d}/x${i} && cp /usr/bin/env ${d}/x${i}/env && ${d}/x${i}/env true`), run: (d, i) => sh(`for j in $(seq ${EXEC_N}); do ${d}/x${i}/env true; done`), after: (d, i) => sh(`rm -rf ${d}/x${i}`)},

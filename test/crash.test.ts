@@ -142,6 +142,13 @@ function workload(host: {tree: string, batches: string[], big: string, overlay: 
       ns.writeInode(f, 0, bytes(9000, s + 13))
       ns.linkInode(f, dir, Buffer.from('tmp.bin'))
     })
+    // copy_file_range (the mount's): whole blocks shared into a new file, edges copied.
+    op(`copy_file_range ${R}/srv/www/tmp.bin -> cfr.bin (2 blocks shared, the tail copied; then a copy placed alike)`, (ns) => {
+      const src = ns.resolve(`${R}/srv/www/tmp.bin`)
+      const dst = ns.openForWrite(`${R}/srv/www/cfr.bin`)
+      ns.copyRange(src, 0, dst, 0, 9000)
+      ns.copyRange(src, 100, dst, 3 * BLOCK_SIZE + 100, 8000)
+    })
     op(`write -a ${R}/srv/www/index.html (+30 B)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(30, s + 4), {append: true}) })
     op(`write -a ${R}/srv/www/index.html (+200 B, leaves the inode)`, (ns) => { ns.writeFile(`${R}/srv/www/index.html`, bytes(200, s + 5), {append: true}) })
     op(`write -a ${R}/srv/www/bundle.bin (+5000 B)`, (ns) => { ns.writeFile(`${R}/srv/www/bundle.bin`, bytes(5000, s + 6), {append: true}) })

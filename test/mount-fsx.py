@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # fsx, written here: random I/O on one file (writes, reads, truncates up and down, holes,
-# mmap writes and reads, fsync, close and reopen), every read checked against a model held in
-# memory. Usage: mount-fsx.py FILE OPS SEED MODEL_OUT. Exit 0 when every read agreed (the
+# mmap writes and reads, fsync, close and reopen, copy_file_range from a second file and
+# within the file, block-aligned or not, so that whole blocks are shared and then written
+# over), every read checked against a model held in memory. Usage: mount-fsx.py FILE OPS SEED MODEL_OUT. Exit 0 when every read agreed (the
 # model's final content is written to MODEL_OUT for the caller to check the image), 1 with the
 # operation log on stderr at the first difference.
 import mmap
@@ -15,6 +16,11 @@ MAXLEN = 1 << 20
 model = bytearray()
 log = []
 fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+# the second file, a source of copies: written with its own pattern, rewritten now and then
+src_path = path + '.src'
+src = os.open(src_path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+src_model = bytearray(os.urandom(MAXLEN // 2))
+os.pwrite(src, bytes(src_model), 0)
 
 
 def fail(msg):
@@ -37,8 +43,30 @@ def span():
     return off, min(n, MAXLEN - off)
 
 
+def copy_span(limit):
+    """An offset and a length for copy_file_range: whole blocks half of the time."""
+    aligned = rnd.random() < 0.5
+    off = rnd.randrange(0, max(1, limit))
+    n = rnd.choice([1, 100, 4096, 8192, 65536, 200000, 400000])
+    if aligned:
+        off -= off % 4096
+        n = max(4096, n - n % 4096)
+    return off, n
+
+
+def copy_range(fin, off_in, fout, off_out, n):
+    """copy_file_range until n bytes or the source's end; the bytes copied."""
+    done = 0
+    while done < n:
+        c = os.copy_file_range(fin, fout, n - done, off_in + done, off_out + done)
+        if c == 0:
+            break
+        done += c
+    return done
+
+
 for i in range(nops):
-    k = rnd.choice(['write', 'write', 'read', 'read', 'truncate', 'mapwrite', 'mapread', 'hole', 'fsync', 'reopen'])
+    k = rnd.choice(['write', 'write', 'read', 'read', 'truncate', 'mapwrite', 'mapread', 'hole', 'fsync', 'reopen', 'copyin', 'copyself', 'srcwrite'])
     if k == 'write':
         off, n = span()
         b = bytes(rnd.getrandbits(8) for _ in range(min(n, 64))) * (n // 64 + 1)
@@ -94,6 +122,45 @@ for i in range(nops):
                 check(off, m[off - start:off - start + n])
         finally:
             m.close()
+    elif k == 'copyin':
+        off_in, n = copy_span(len(src_model))
+        off_out = rnd.randrange(0, MAXLEN // 2)
+        if rnd.random() < 0.5:
+            off_out -= off_out % 4096 - off_in % 4096 if off_out >= 4096 else 0
+        log.append('copyin %d -> %d %d' % (off_in, off_out, n))
+        got = copy_range(src, off_in, fd, off_out, n)
+        want = max(0, min(n, len(src_model) - off_in))
+        if got != want:
+            fail('copy_file_range from the source at %d of %d: %d bytes, the model %d' % (off_in, n, got, want))
+        if got:
+            if off_out > len(model):
+                model.extend(b'\0' * (off_out - len(model)))
+            model[off_out:off_out + got] = src_model[off_in:off_in + got]
+    elif k == 'copyself':
+        if len(model) < 8192:
+            continue
+        off_in, n = copy_span(len(model) // 2)
+        n = min(n, len(model) // 2 - off_in)
+        off_out = len(model) // 2 + rnd.randrange(0, len(model) // 2)
+        if rnd.random() < 0.5:
+            off_out += (off_in - off_out) % 4096
+        if n <= 0 or off_out >= MAXLEN:
+            continue
+        log.append('copyself %d -> %d %d' % (off_in, off_out, n))
+        got = copy_range(fd, off_in, fd, off_out, n)
+        if got != n:
+            fail('copy_file_range within the file at %d of %d: %d bytes' % (off_in, n, got))
+        piece = bytes(model[off_in:off_in + n])
+        if off_out > len(model):
+            model.extend(b'\0' * (off_out - len(model)))
+        model[off_out:off_out + n] = piece
+    elif k == 'srcwrite':
+        off = rnd.randrange(0, len(src_model))
+        n = min(rnd.choice([1, 4096, 30000]), len(src_model) - off)
+        b = bytes([rnd.getrandbits(8)]) * n
+        log.append('srcwrite %d %d' % (off, n))
+        os.pwrite(src, b, off)
+        src_model[off:off + n] = b
     elif k == 'fsync':
         log.append('fsync')
         os.fsync(fd)
@@ -109,6 +176,10 @@ os.fsync(fd)
 os.close(fd)
 with open(path, 'rb') as f:
     check(0, f.read())
+with open(src_path, 'rb') as f:
+    if f.read() != bytes(src_model):
+        fail('the source of the copies differs from its model')
+os.close(src)
 with open(model_out, 'wb') as f:
     f.write(model)
 print(nops)

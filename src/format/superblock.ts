@@ -32,11 +32,18 @@ export const INCOMPAT_SPARSE_REFCOUNT = 0x0020
  * cleared: the table never shrinks.
  */
 export const INCOMPAT_FILESET_TABLE = 0x0040
+/**
+ * Set when a file first maps one data block at two places (copy_file_range through a mount
+ * shares a range into its own file, or the same range twice; FORMAT.md §4.2). A build before
+ * it reads such a file with its pieces misplaced (its scattered read lays them end to end).
+ * Never cleared.
+ */
+export const INCOMPAT_REPEATED_BLOCKS = 0x0080
 /** Bits that mark a feature in use from its first use on (never cleared): a backup superblock written before may lack them. */
-export const INCOMPAT_STICKY = INCOMPAT_XATTR | INCOMPAT_SPECIAL
+export const INCOMPAT_STICKY = INCOMPAT_XATTR | INCOMPAT_SPECIAL | INCOMPAT_REPEATED_BLOCKS
 /** Incompatible features this build understands: an image with any other bit is refused. */
 export const INCOMPAT_SUPPORTED = INCOMPAT_EXPANDING | INCOMPAT_EXCLUDE_RULES | INCOMPAT_XATTR | INCOMPAT_SPECIAL |
-  INCOMPAT_SPARSE_REFCOUNT | INCOMPAT_FILESET_TABLE
+  INCOMPAT_SPARSE_REFCOUNT | INCOMPAT_FILESET_TABLE | INCOMPAT_REPEATED_BLOCKS
 /**
  * Compatible feature (FORMAT.md §11.2 item 10): locality settings (§6.6) may be stored in the
  * superblock, fileset records and inodes. Informational: an older build keeps the bit but

@@ -11,6 +11,7 @@ import {
 } from '../format/extent.js'
 import {INODE_AREA_OFF, INODE_AREA_SIZE} from '../format/inode.js'
 import {FormatError} from '../format/errors.js'
+import {INCOMPAT_REPEATED_BLOCKS} from '../format/superblock.js'
 import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
@@ -578,10 +579,13 @@ export function readBlocks(vol: Volume, ext: Extent[], l: number, out: Buffer, c
     let j = i + 1
     // A gap is read through when it is short, and when what the span reads in gaps stays
     // below what it needs (pure block copy-on-write scatters blocks over areas of others).
+    // A piece that starts before the span's end ends it: a file may map one block at several
+    // places (copy_file_range shares a range into its own file, or one source range twice),
+    // and one scattered read lays its pieces end to end.
     for (; j < pieces.length && j - i < 400; j++) {
       const x = pieces[j]
       const end = Math.max(pe, x.p + x.n)
-      if (x.p > pe + READ_THROUGH || end - ps > SPAN_MAX || end - ps > 2 * (useful + x.n) + 16) break
+      if (x.p < pe || x.p > pe + READ_THROUGH || end - ps > SPAN_MAX || end - ps > 2 * (useful + x.n) + 16) break
       pe = end
       useful += x.n
     }
@@ -1381,6 +1385,80 @@ export function moveData(vol: Volume, src: Inode, dst: Inode, from: number): voi
   dst.r.size = size
   dst.extentsDirty = true
   vol.idirty(dst)
+}
+
+/**
+ * Makes `dst` map, from logical block `dl`, the `n` blocks `src` maps from `sl` (a reflink of
+ * a block range: the whole blocks of copy_file_range). Each block gains a reference (one whose
+ * counter is full is copied, as in shareInto), a hole in `src` leaves a hole, and the blocks
+ * `dst` mapped there lose theirs (after the new ones gained theirs). `dst` grows to the end of
+ * the range if it ended before (the tail of its last block already reads as zeros). The
+ * caller makes sure `src` and `dst` are not the same range of one file. Returns the number of
+ * blocks copied.
+ */
+export function shareBlocks(vol: Volume, src: Inode, sl: number, dst: Inode, dl: number, n: number): number {
+  if (src.r.flags & IF_INLINE || !src.isReg || !dst.isReg) fail('EINVAL', 'only the blocks of regular files can be shared')
+  if (n <= 0) return 0
+  const end = (dl + n) * BLOCK_SIZE
+  checkSize(end)
+  const pieces: Extent[] = []
+  for (const e of loadExtents(vol, src)) {
+    const a = Math.max(e.l, sl)
+    const b = Math.min(e.l + e.n, sl + n)
+    if (a < b) pieces.push({l: dl + (a - sl), n: b - a, p: e.p + (a - e.l)})
+  }
+  if (dst.r.flags & IF_INLINE) uninline(vol, dst)
+  const ext = loadExtents(vol, dst)
+  const old = unmapRange(ext, dl, n)
+  // A block dst maps elsewhere (its own range copied, or one range twice): a file then maps
+  // it at two places, which builds before this one misread (INCOMPAT_REPEATED_BLOCKS).
+  if (!(vol.sb.incompat & INCOMPAT_REPEATED_BLOCKS) && pieces.length > 0 && mapsAnyOf(ext, pieces)) {
+    vol.sb.incompat |= INCOMPAT_REPEATED_BLOCKS
+    vol.markSbDirty()
+  }
+  let copied = 0
+  for (const e of pieces) {
+    mapRange(ext, e.l, e.n, e.p)
+    for (const p of vol.incRefRun(e.p, e.n)) {
+      const buf = Buffer.allocUnsafe(BLOCK_SIZE)
+      vol.store.readData(p, buf)
+      const {p: np} = vol.allocRun(1, p)
+      vol.store.writeData(np, buf)
+      const l = e.l + (p - e.p)
+      unmapRange(ext, l, 1)
+      mapRange(ext, l, 1, np)
+      copied++
+    }
+    dst.r.blocks += e.n
+  }
+  for (const o of old) {
+    vol.decRefRun(o.p, o.n)
+    dst.r.blocks -= o.n
+  }
+  if (end > dst.r.size) dst.r.size = end
+  dst.extentsDirty = true
+  vol.idirty(dst)
+  return copied
+}
+
+/**
+ * Whether `ext` maps any block of `pieces` (by physical number). `ext` maps no block twice
+ * (INCOMPAT_REPEATED_BLOCKS is clear), so sorted by physical block its runs do not overlap.
+ */
+function mapsAnyOf(ext: Extent[], pieces: Extent[]): boolean {
+  if (ext.length === 0) return false
+  const byP = ext.slice().sort((a, b) => a.p - b.p)
+  for (const x of pieces) {
+    let lo = 0
+    let hi = byP.length
+    while (lo < hi) {
+      const m = (lo + hi) >> 1
+      if (byP[m].p + byP[m].n <= x.p) lo = m + 1
+      else hi = m
+    }
+    if (lo < byP.length && byP[lo].p < x.p + x.n) return true
+  }
+  return false
 }
 
 /** Number of data blocks mapped (not counting tree nodes). */

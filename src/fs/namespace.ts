@@ -15,7 +15,7 @@ import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {interruptPending, uninterrupted} from '../interrupt.js'
 import {dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
-import {loadExtents, readData, releaseAll, shareInto, streamData, streamSpans, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
+import {loadExtents, readData, releaseAll, shareBlocks, shareInto, streamData, streamSpans, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
 import {effectiveLocality, layoutOf, policyFor, resolvePolicy, setInodeLocality, type EffectiveLocality, type Layout, type LocalityPolicy} from './locality.js'
 import type {LocalityCode} from '../format/locality.js'
 import type {Fileset} from './filesets.js'
@@ -522,6 +522,41 @@ export class Namespace {
     inode.r.dataVersion++
     touch(inode.r, {m: true, c: true})
     this.vol.idirty(inode)
+  }
+
+  /**
+   * copy_file_range: `len` bytes of file `src` from `srcOff` into file `dst` (owned by the
+   * caller) at `dstOff`, fewer only where `src` ends; returns how many. Where both offsets are
+   * equally placed in their blocks, the whole blocks are shared, not copied (shareBlocks: a
+   * reflink of the range, no data written, a hole stays one), and only the bytes before the
+   * first and after the last whole block are copied; otherwise every byte is.
+   */
+  copyRange(src: Inode, srcOff: number, dst: Inode, dstOff: number, len: number): number {
+    if (!src.isReg || !dst.isReg) fail('EINVAL', 'copy_file_range copies between regular files')
+    len = Math.min(len, Math.max(0, src.r.size - srcOff))
+    if (len <= 0) return 0
+    if (src.ino === dst.ino && srcOff < dstOff + len && dstOff < srcOff + len) fail('EINVAL', 'the ranges overlap')
+    let done = 0
+    const copyBytes = (n: number): void => {
+      this.writeInode(dst, dstOff + done, readData(this.vol, src, srcOff + done, n))
+      done += n
+    }
+    if (srcOff % BLOCK_SIZE !== dstOff % BLOCK_SIZE || (src.r.flags & IF_INLINE)) {
+      copyBytes(len)
+      return len
+    }
+    const head = Math.min(len, (BLOCK_SIZE - srcOff % BLOCK_SIZE) % BLOCK_SIZE)
+    if (head > 0) copyBytes(head)
+    const whole = Math.floor((len - done) / BLOCK_SIZE)
+    if (whole > 0) {
+      shareBlocks(this.vol, src, (srcOff + done) / BLOCK_SIZE, dst, (dstOff + done) / BLOCK_SIZE, whole)
+      done += whole * BLOCK_SIZE
+      dst.r.dataVersion++
+      touch(dst.r, {m: true, c: true})
+      this.vol.idirty(dst)
+    }
+    if (len > done) copyBytes(len - done)
+    return len
   }
 
   /** Replaces (or appends to) a file's content. */

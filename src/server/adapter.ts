@@ -70,13 +70,16 @@ const TRUSTED = Buffer.from('trusted.')
 const S_IFCHR = 0o020000
 const WHITEOUT_MODE = 0
 const WHITEOUT_DEV = {major: 0, minor: 0}
+/** copy_file_range: the most one call shares (whole blocks), and the most it copies byte by byte. */
+const COPY_SHARE_MAX = 64 * 1024 * 1024
+const COPY_BYTES_MAX = 1024 * 1024
 /** The name an O_TMPFILE file's node has until a link names it: none a directory can hold. */
 const UNNAMED = Buffer.from('/')
 
 const err = (code: string): FuseError => new FuseError(code)
 
 /** The requests that change a fileset (PrismFs.frozenFor). */
-const CHANGING = new Set(['setattr', 'mknod', 'mkdir', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'open', 'write', 'setxattr', 'removexattr', 'create', 'tmpfile', 'fallocate'])
+const CHANGING = new Set(['setattr', 'mknod', 'mkdir', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'open', 'write', 'setxattr', 'removexattr', 'create', 'tmpfile', 'fallocate', 'copyFileRange'])
 
 /** What the adapter needs from the server that owns the image. */
 export interface AdapterHost {
@@ -236,7 +239,7 @@ export class PrismFs {
    */
   private frozenFor(op: string, a: unknown[]): Promise<void> | null {
     if (!CHANGING.has(op) || (op === 'open' && !((a[2] as number) & O_TRUNC))) return null
-    const ids = op === 'symlink' ? [a[2]] : op === 'rename' ? [a[1], a[3]] : op === 'link' ? [a[1], a[2]] : [a[1]]
+    const ids = op === 'symlink' ? [a[2]] : op === 'rename' ? [a[1], a[3]] : op === 'link' ? [a[1], a[2]] : op === 'copyFileRange' ? [a[4]] : [a[1]]
     for (const id of ids) {
       const fs = this.nodes.get(id as number)?.fs
       const p = fs ? this.host.frozen(fs) : null
@@ -925,6 +928,7 @@ export class PrismFs {
       create: mutating((ctx, parent, name, mode, flags): CreateReply => this.createOpen(ctx, this.node(parent), name, mode, flags)),
       tmpfile: mutating((ctx, parent, mode, flags): CreateReply => this.createOpen(ctx, this.node(parent), null, mode, flags)),
       fallocate: mutating((ctx, id, fh, mode, off, len) => this.fallocate(ctx, this.handleNode(id, fh), mode, off, len)),
+      copyFileRange: mutating((ctx, inId, inFh, inOff, outId, outFh, outOff, len, flags) => this.copyFileRange(ctx, this.handleNode(inId, inFh), inOff, this.handleNode(outId, outFh), outOff, len, flags)),
       lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),
     }
   }
@@ -1304,8 +1308,35 @@ export class PrismFs {
    * changed). Blocks freed in this transaction come back with its commit: the request is then
    * run again after one (buildOps, mutating).
    */
+  /**
+   * copy_file_range(2) (GNU cp's way to copy since coreutils 9): whole blocks equally placed in
+   * both files are shared, not copied (Namespace.copyRange), so a copy in a fileset, or from
+   * one fileset to another, takes no space until either side is written. At most
+   * COPY_SHARE_MAX bytes a call when they are shared, COPY_BYTES_MAX when they are copied
+   * (the caller asks again for the rest, as copy_file_range allows).
+   */
+  private copyFileRange(ctx: FuseContext, sn: Node, inOff: number, dn: Node, outOff: number, len: number, flags: number): number {
+    if (flags !== 0) throw err('EINVAL')
+    if (sn.fs === 0 || dn.fs === 0) throw err('EISDIR')
+    const dst = this.owned(dn)
+    const src = this.inodeOf(sn)
+    if (!src.isReg || !dst.isReg) throw err('EINVAL')
+    const same = inOff % BLOCK_SIZE === outOff % BLOCK_SIZE && !(src.r.flags & IF_INLINE)
+    const n = Math.min(len, same ? COPY_SHARE_MAX : COPY_BYTES_MAX, Math.max(0, src.r.size - inOff))
+    if (n === 0) return 0
+    if (outOff + n > 2 ** 43) throw err('EFBIG')
+    // (shared blocks take none: only the edges copied do, and a node of the map if it grows one)
+    const edges = (inOff % BLOCK_SIZE ? 1 : 0) + ((inOff + n) % BLOCK_SIZE ? 1 : 0)
+    this.reserve(same ? edges : Math.ceil(n / BLOCK_SIZE) + 2)
+    this.dropSgid(ctx, dst)
+    const done = this.ns(dn.fs).copyRange(src, inOff, dst, outOff, n)
+    this.accessed(sn)
+    return done
+  }
+
   private reserve(blocks: number): void {
     const vol = this.vol
+    if (blocks === 0) return
     if (vol.sb.freeBlocks - vol.freedInTxn < blocks + 16) throw err('ENOSPC')
   }
 
