@@ -1419,16 +1419,7 @@ export function shareBlocks(vol: Volume, src: Inode, sl: number, dst: Inode, dl:
   let copied = 0
   for (const e of pieces) {
     mapRange(ext, e.l, e.n, e.p)
-    for (const p of vol.incRefRun(e.p, e.n)) {
-      const buf = Buffer.allocUnsafe(BLOCK_SIZE)
-      vol.store.readData(p, buf)
-      const {p: np} = vol.allocRun(1, p)
-      vol.store.writeData(np, buf)
-      const l = e.l + (p - e.p)
-      unmapRange(ext, l, 1)
-      mapRange(ext, l, 1, np)
-      copied++
-    }
+    copied += shareRun(vol, ext, e)
     dst.r.blocks += e.n
   }
   for (const o of old) {
@@ -1438,6 +1429,26 @@ export function shareBlocks(vol: Volume, src: Inode, sl: number, dst: Inode, dl:
   if (end > dst.r.size) dst.r.size = end
   dst.extentsDirty = true
   vol.idirty(dst)
+  return copied
+}
+
+/**
+ * Gives each block of run `e`, which `ext` now maps, one reference more; a block whose counter
+ * is full (the paper's overflow rule, §3.5) is copied to a new block, which `ext` maps instead.
+ * Returns the number of blocks copied.
+ */
+function shareRun(vol: Volume, ext: Extent[], e: Extent): number {
+  let copied = 0
+  for (const p of vol.incRefRun(e.p, e.n)) {
+    const buf = Buffer.allocUnsafe(BLOCK_SIZE)
+    vol.store.readData(p, buf)
+    const {p: np} = vol.allocRun(1, p)
+    vol.store.writeData(np, buf)
+    const l = e.l + (p - e.p)
+    unmapRange(ext, l, 1)
+    mapRange(ext, l, 1, np)
+    copied++
+  }
   return copied
 }
 
@@ -1500,16 +1511,7 @@ export function shareInto(vol: Volume, src: Inode, dst: Inode): number {
   let copied = 0
   for (const e of loadExtents(vol, src)) {
     out.push({...e})
-    for (const p of vol.incRefRun(e.p, e.n)) {
-      const buf = Buffer.allocUnsafe(BLOCK_SIZE)
-      vol.store.readData(p, buf)
-      const {p: np} = vol.allocRun(1, p)
-      vol.store.writeData(np, buf)
-      const l = e.l + (p - e.p)
-      unmapRange(out, l, 1)
-      mapRange(out, l, 1, np)
-      copied++
-    }
+    copied += shareRun(vol, out, e)
     dst.r.blocks += e.n
   }
   dst.extents = out
