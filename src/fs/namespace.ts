@@ -528,8 +528,9 @@ export class Namespace {
    * copy_file_range: `len` bytes of file `src` from `srcOff` into file `dst` (owned by the
    * caller) at `dstOff`, fewer only where `src` ends; returns how many. Where both offsets are
    * equally placed in their blocks, the whole blocks are shared, not copied (shareBlocks: a
-   * reflink of the range, no data written, a hole stays one), and only the bytes before the
-   * first and after the last whole block are copied; otherwise every byte is.
+   * reflink of the range, no data written, a hole stays one), and so is src's last block when
+   * the range and both files end there; only the other bytes before the first and after the
+   * last whole block are copied. Otherwise every byte is.
    */
   copyRange(src: Inode, srcOff: number, dst: Inode, dstOff: number, len: number): number {
     if (!src.isReg || !dst.isReg) fail('EINVAL', 'copy_file_range copies between regular files')
@@ -555,7 +556,19 @@ export class Namespace {
       touch(dst.r, {m: true, c: true})
       this.vol.idirty(dst)
     }
-    if (len > done) copyBytes(len - done)
+    const tail = len - done
+    if (tail > 0 && srcOff + len === src.r.size && dstOff + len >= dst.r.size) {
+      // The range ends where src ends, and dst will end there too: src's last block is
+      // shared as well (what follows the end in it reads as zeros, §6.5), so a whole file
+      // copied takes no block at all.
+      shareBlocks(this.vol, src, (srcOff + done) / BLOCK_SIZE, dst, (dstOff + done) / BLOCK_SIZE, 1)
+      dst.r.size = dstOff + len
+      dst.r.dataVersion++
+      touch(dst.r, {m: true, c: true})
+      this.vol.idirty(dst)
+    } else if (tail > 0) {
+      copyBytes(tail)
+    }
     return len
   }
 
