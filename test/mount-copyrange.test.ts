@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import {py, run} from './fuse-support.js'
-import {cli, cliOk, Scratch, skipWithoutFuse} from './mount-support.js'
+import {cliOk, expectClean, Scratch, skipWithoutFuse} from './mount-support.js'
 
 /** Blocks in use in the image (prism df --json, through the server while it is mounted). */
 async function used(image: string): Promise<number> {
@@ -65,8 +65,7 @@ describe('prism mount: copy_file_range shares whole blocks (cp takes no space)',
     const out = path.join(s.dir, 'out.bin')
     await cliOk(['cp', '-i', s.image, 'a:/copy', out])
     expect(createSha(fs.readFileSync(out))).to.equal(createSha(data))
-    const fsck = await cli(['fsck', '-i', s.image])
-    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+    await expectClean(s.image)
   })
 
   it('ranges placed alike or not, within one file and between two, holes and the end of the source: every byte as the source had it', async () => {
@@ -112,8 +111,7 @@ print(json.dumps({'counts': res, 'same': got == bytes(dm), 'size': os.fstat(dst)
     expect(out.same).to.equal(true)
     expect(out.size).to.equal(out.model)
     await s.umount(mp)
-    const fsck = await cli(['fsck', '-i', s.image])
-    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+    await expectClean(s.image)
   })
 
   it('on a full image: a copy of whole blocks still works (it needs no block); one copied byte by byte fails with ENOSPC and changes nothing', async () => {
@@ -152,8 +150,7 @@ print(json.dumps({'full': full, 'shared': shared, 'same': same, 'odd': odd, 'bad
 `, mp)
     expect(out).to.deep.equal({full: 'ENOSPC', shared: 4 * 1024 * 1024, same: true, odd: 'ENOSPC', badSize: 0})
     await s.umount(mp)
-    const fsck = await cli(['fsck', '-i', s.image])
-    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+    await expectClean(s.image)
   })
 })
 

@@ -3,6 +3,7 @@
 // that leaves no mount and no server whatever happened (prism umount, then abort + umount -l,
 // then SIGKILL of the server). The test process reaches the mounts only through asynchronous
 // calls and child processes, so a hung server fails a test instead of hanging the suite.
+import {expect} from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
 import {fuseMountAt} from '../src/fuse/index.js'
@@ -21,6 +22,12 @@ export async function cliOk(args: string[], opts: {timeoutMs?: number} = {}): Pr
   const r = await cli(args, opts)
   if (r.code !== 0) throw new Error(`prism ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`)
   return r.stdout
+}
+
+/** prism fsck of `image` exits 0 (clean), or the test fails with what it printed. */
+export async function expectClean(image: string): Promise<void> {
+  const r = await cli(['fsck', '-i', image])
+  expect(r.code, r.stdout + r.stderr).to.equal(0)
 }
 
 /** The pid of the server of `image`, or null when none answers. */

@@ -13,7 +13,7 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {PYTHON} from './fuse-support.js'
-import {cli, cliOk, run, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
+import {cli, cliOk, expectClean, run, Scratch, serverPid, skipWithoutFuse, waitExit} from './mount-support.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const STEPS = path.join(HERE, 'mount-tmpfile.py')
@@ -38,11 +38,6 @@ async function df(image: string): Promise<unknown> {
 async function write(image: string, target: string, content: string): Promise<void> {
   const r = await cli(['write', '-i', image, target], {input: content})
   expect(r.code, r.stderr).to.equal(0)
-}
-
-async function expectClean(image: string): Promise<void> {
-  const r = await cli(['fsck', '-i', image])
-  expect(r.code, r.stdout + r.stderr).to.equal(0)
 }
 
 describe('prism mount: open with O_TMPFILE', function () {

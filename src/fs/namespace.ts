@@ -542,6 +542,13 @@ export class Namespace {
       this.writeInode(dst, dstOff + done, readData(this.vol, src, srcOff + done, n))
       done += n
     }
+    // n blocks of src from `done` on, shared (not written: dst's times and version move here)
+    const shareFrom = (n: number): void => {
+      shareBlocks(this.vol, src, (srcOff + done) / BLOCK_SIZE, dst, (dstOff + done) / BLOCK_SIZE, n)
+      dst.r.dataVersion++
+      touch(dst.r, {m: true, c: true})
+      this.vol.idirty(dst)
+    }
     if (srcOff % BLOCK_SIZE !== dstOff % BLOCK_SIZE || (src.r.flags & IF_INLINE)) {
       copyBytes(len)
       return len
@@ -550,21 +557,16 @@ export class Namespace {
     if (head > 0) copyBytes(head)
     const whole = Math.floor((len - done) / BLOCK_SIZE)
     if (whole > 0) {
-      shareBlocks(this.vol, src, (srcOff + done) / BLOCK_SIZE, dst, (dstOff + done) / BLOCK_SIZE, whole)
+      shareFrom(whole)
       done += whole * BLOCK_SIZE
-      dst.r.dataVersion++
-      touch(dst.r, {m: true, c: true})
-      this.vol.idirty(dst)
     }
     const tail = len - done
     if (tail > 0 && srcOff + len === src.r.size && dstOff + len >= dst.r.size) {
       // The range ends where src ends, and dst will end there too: src's last block is
       // shared as well (what follows the end in it reads as zeros, §6.5), so a whole file
       // copied takes no block at all.
-      shareBlocks(this.vol, src, (srcOff + done) / BLOCK_SIZE, dst, (dstOff + done) / BLOCK_SIZE, 1)
+      shareFrom(1)
       dst.r.size = dstOff + len
-      dst.r.dataVersion++
-      touch(dst.r, {m: true, c: true})
       this.vol.idirty(dst)
     } else if (tail > 0) {
       copyBytes(tail)
