@@ -1,26 +1,44 @@
 #!/usr/bin/env python3
 # fsx, written here: random I/O on one file (writes, reads, truncates up and down, holes,
-# mmap writes and reads, fsync, close and reopen, copy_file_range from a second file and
-# within the file, block-aligned or not, so that whole blocks are shared and then written
-# over), every read checked against a model held in memory. Usage: mount-fsx.py FILE OPS SEED MODEL_OUT. Exit 0 when every read agreed (the
+# fallocate: punch hole, zero range, allocation with and without KEEP_SIZE; mmap writes and
+# reads, fsync, close and reopen, the page cache dropped so that reads reach the server,
+# copy_file_range from a second file and within the file, block-aligned or not, so that whole
+# blocks are shared and then written over), every read checked against a model held in memory.
+# Usage: mount-fsx.py FILE OPS SEED MODEL_OUT [existing]. Exit 0 when every read agreed (the
 # model's final content is written to MODEL_OUT for the caller to check the image), 1 with the
-# operation log on stderr at the first difference.
+# operation log on stderr at the first difference. With `existing`, FILE and FILE.src are
+# not made afresh: the run starts from what they hold (files a clone shares with its source).
+import ctypes
 import mmap
 import os
 import random
 import sys
 
 path, nops, seed, model_out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+existing = len(sys.argv) > 5 and sys.argv[5] == 'existing'
 rnd = random.Random(seed)
 MAXLEN = 1 << 20
-model = bytearray()
 log = []
-fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
+if existing:
+    fd = os.open(path, os.O_RDWR)
+    with open(path, 'rb') as f:
+        model = bytearray(f.read())
+else:
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    model = bytearray()
 # the second file, a source of copies: written with its own pattern, rewritten now and then
 src_path = path + '.src'
-src = os.open(src_path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
-src_model = bytearray(os.urandom(MAXLEN // 2))
-os.pwrite(src, bytes(src_model), 0)
+if existing:
+    src = os.open(src_path, os.O_RDWR)
+    with open(src_path, 'rb') as f:
+        src_model = bytearray(f.read())
+else:
+    src = os.open(src_path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    src_model = bytearray(os.urandom(MAXLEN // 2))
+    os.pwrite(src, bytes(src_model), 0)
 
 
 def fail(msg):
@@ -66,7 +84,8 @@ def copy_range(fin, off_in, fout, off_out, n):
 
 
 for i in range(nops):
-    k = rnd.choice(['write', 'write', 'read', 'read', 'truncate', 'mapwrite', 'mapread', 'hole', 'fsync', 'reopen', 'copyin', 'copyself', 'srcwrite'])
+    k = rnd.choice(['write', 'write', 'read', 'read', 'truncate', 'mapwrite', 'mapread', 'hole', 'fsync', 'reopen', 'copyin', 'copyself', 'srcwrite',
+                    'punch', 'zero', 'falloc', 'drop'])
     if k == 'write':
         off, n = span()
         b = bytes(rnd.getrandbits(8) for _ in range(min(n, 64))) * (n // 64 + 1)
@@ -161,6 +180,23 @@ for i in range(nops):
         log.append('srcwrite %d %d' % (off, n))
         os.pwrite(src, b, off)
         src_model[off:off + n] = b
+    elif k in ('punch', 'zero', 'falloc'):
+        off, n = span()
+        keep = k == 'punch' or rnd.random() < 0.5
+        mode = {'punch': FALLOC_FL_PUNCH_HOLE, 'zero': FALLOC_FL_ZERO_RANGE, 'falloc': 0}[k] | (FALLOC_FL_KEEP_SIZE if keep else 0)
+        log.append('fallocate %s%s %d %d' % (k, ' keep-size' if keep else '', off, n))
+        if libc.fallocate(fd, mode, off, n) != 0:
+            fail('fallocate %s at %d of %d: %s' % (k, off, n, os.strerror(ctypes.get_errno())))
+        if k != 'falloc' and off < len(model):
+            end = min(off + n, len(model))
+            model[off:end] = b'\0' * (end - off)
+        if not keep and off + n > len(model):
+            model.extend(b'\0' * (off + n - len(model)))
+    elif k == 'drop':
+        # the kernel keeps file pages (keep_cache): drop them, so that the next reads ask the server
+        log.append('drop the page cache')
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     elif k == 'fsync':
         log.append('fsync')
         os.fsync(fd)

@@ -1,13 +1,15 @@
 // I/O through a real mount: fsx (test/mount-fsx.py: thousands of random writes, reads,
-// truncates, holes and mmap writes on one file, every read checked against a model, and the
-// final content checked again in the image after unmounting), and the crash test: the server
+// truncates, holes, fallocate and mmap writes on one file, every read checked against a
+// model, and the final content checked again in the image after unmounting), in a fileset
+// and on files a lazy clone shares with its source (each side written in turn, the other
+// and a second clone unchanged), and the crash test: the server
 // is killed with SIGKILL at random moments while a workload writes and fsyncs files; each time
 // `prism umount` cleans up the dead mount, fsck finds the image clean, a new `prism mount`
 // works, and every write an fsync acknowledged is there.
 // Environment: PRISM_FSX_OPS, PRISM_CRASH_ROUNDS.
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
-import {createHash} from 'node:crypto'
+import crypto, {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -43,6 +45,60 @@ describe('prism mount: random I/O on one file checked against a model (fsx)', fu
     const out = path.join(s.dir, 'out.bin')
     await cliOk(['cp', '-i', s.image, 'root:/fsx.bin', out])
     expect(createHash('sha256').update(fs.readFileSync(out)).digest('hex')).to.equal(createHash('sha256').update(fs.readFileSync(model)).digest('hex'))
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
+  })
+})
+
+describe('prism mount: fsx on files a lazy clone shares with its source', function () {
+  this.timeout(240_000)
+  let s: Scratch
+
+  before(function () {
+    skipWithoutFuse(this)
+    s = new Scratch()
+  })
+
+  after(async () => {
+    await s?.cleanup()
+  })
+
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+  const imageFile = async (spec: string): Promise<Buffer> => {
+    const out = path.join(s.dir, 'out.bin')
+    await cliOk(['cp', '-i', s.image, spec, out])
+    const b = fs.readFileSync(out)
+    fs.rmSync(out)
+    return b
+  }
+
+  it('in the clone, then in the source: every read agrees with the model; the side written holds the model, the other side its old bytes; fsck clean', async () => {
+    const mp = s.mountpoint()
+    const ops = Number(process.env.PRISM_FSX_OPS ?? 3000)
+    // the shared files: 1 MiB and 512 KiB of random bytes, made before the clones
+    const original = {'shared.bin': crypto.randomBytes(1 << 20), 'shared.bin.src': crypto.randomBytes(1 << 19)}
+    for (const [name, data] of Object.entries(original)) {
+      const host = path.join(s.dir, name)
+      fs.writeFileSync(host, data)
+      await cliOk(['cp', '-i', s.image, host, `root:/${name}`])
+    }
+    await cliOk(['clone', '-i', s.image, 'root', 'c', '--mode', 'lazy'])
+    await cliOk(['clone', '-i', s.image, 'root', 'd', '--mode', 'lazy'])
+    const models: Record<string, Buffer> = {}
+    for (const side of ['c', 'root']) {
+      await s.mount(side, mp)
+      const seed = Math.floor(Math.random() * 2 ** 31)
+      const model = path.join(s.dir, `model-${side}.bin`)
+      const r = await run(PYTHON, [path.join(HERE, 'mount-fsx.py'), path.join(mp, 'shared.bin'), String(ops), String(seed), model, 'existing'], {timeoutMs: 200_000})
+      expect(r.code, `${side}: ${r.stderr}`).to.equal(0)
+      await s.umount(mp)
+      models[side] = fs.readFileSync(model)
+    }
+    expect(sha(await imageFile('c:/shared.bin')), 'the clone holds its model').to.equal(sha(models.c))
+    expect(sha(await imageFile('root:/shared.bin')), 'the source holds its model').to.equal(sha(models.root))
+    // the second clone, written by no one, still holds the bytes both started from
+    expect(sha(await imageFile('d:/shared.bin'))).to.equal(sha(original['shared.bin']))
+    expect(sha(await imageFile('d:/shared.bin.src'))).to.equal(sha(original['shared.bin.src']))
     const fsck = await cli(['fsck', '-i', s.image])
     expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
   })
