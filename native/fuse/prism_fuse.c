@@ -379,6 +379,9 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   // FUSE_LK_FLOCK, which libfuse hands to the flock op.
   WANT(m->implemented[OP_GETLK] && m->implemented[OP_SETLK], FUSE_CAP_POSIX_LOCKS);
   WANT(m->implemented[OP_FLOCK], FUSE_CAP_FLOCK_LOCKS);
+  // ioctl on directories too (lsattr -d, chattr of a directory): without it libfuse answers
+  // them ENOTTY itself.
+  WANT(m->implemented[OP_IOCTL], FUSE_CAP_IOCTL_DIR);
   WANT(0, FUSE_CAP_SPLICE_READ);
   WANT(0, FUSE_CAP_SPLICE_WRITE);
   WANT(0, FUSE_CAP_SPLICE_MOVE);

@@ -33,7 +33,7 @@
 //   symlink, rename (flags passed on: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT),
 //   link, open, read, write, flush, release, fsync, opendir, readdir, readdirplus, releasedir, fsyncdir, statfs, setxattr,
 //   getxattr, listxattr, removexattr, access, create, fallocate, ioctl (ENOTTY unless
-//   implemented), lseek (SEEK_DATA/SEEK_HOLE), copy_file_range; fuse_req_ctx for every request
+//   implemented; on directories too, FUSE_CAP_IOCTL_DIR), lseek (SEEK_DATA/SEEK_HOLE), copy_file_range; fuse_req_ctx for every request
 //   and fuse_req_getgroups on demand. tmpfile (FUSE_TMPFILE, O_TMPFILE), which libfuse only has
 //   from 3.17: the addon rewrites the request into a create of "/" (same request and reply
 //   layout), and the binding calls the filesystem's tmpfile for that name.

@@ -443,6 +443,16 @@ export const FALLOC_FL_PUNCH_HOLE = 0x02
 export const FALLOC_FL_COLLAPSE_RANGE = 0x08
 export const FALLOC_FL_ZERO_RANGE = 0x10
 export const FALLOC_FL_INSERT_RANGE = 0x20
+/**
+ * The inode-flag ioctls (lsattr, chattr, xfs_io): the kernel's fileattr calls send the
+ * 64-bit numbers with a 4-byte argument (flags) or a 28-byte struct fsxattr.
+ */
+export const FS_IOC_GETFLAGS = 0x80086601
+export const FS_IOC_SETFLAGS = 0x40086602
+export const FS_IOC32_GETFLAGS = 0x80046601
+export const FS_IOC32_SETFLAGS = 0x40046602
+export const FS_IOC_FSGETXATTR = 0x801c581f
+export const FS_IOC_FSSETXATTR = 0x401c5820
 /** lseek */
 export const SEEK_DATA = 3
 export const SEEK_HOLE = 4

@@ -29,7 +29,8 @@
 import {constants} from 'node:os'
 import {
   type Attr, type AttrReply, type CreateReply, type DirEntry, type DirEntryPlus, type Entry, FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FuseContext, FuseError, type FuseOps, LOCK_EX, LOCK_NB, LOCK_UN, type OpenReply, RENAME_EXCHANGE,
+  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, FS_IOC32_GETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR,
+  FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, type FuseContext, FuseError, type FuseOps, type IoctlReply, LOCK_EX, LOCK_NB, LOCK_UN, type OpenReply, RENAME_EXCHANGE,
   RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE, type SetAttr, type StatFs, type Timespec, XATTR_CREATE, XATTR_REPLACE,
 } from '../fuse/index.js'
 import {BLOCK_SIZE, DT_DIR, IF_INLINE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, dtOfMode, isSpecial} from '../format/constants.js'
@@ -930,6 +931,7 @@ export class PrismFs {
       fallocate: mutating((ctx, id, fh, mode, off, len) => this.fallocate(ctx, this.handleNode(id, fh), mode, off, len)),
       copyFileRange: mutating((ctx, inId, inFh, inOff, outId, outFh, outOff, len, flags) => this.copyFileRange(ctx, this.handleNode(inId, inFh), inOff, this.handleNode(outId, outFh), outOff, len, flags)),
       lseek: wrap((_ctx, id, fh, off, whence) => this.lseek(this.handleNode(id, fh), off, whence)),
+      ioctl: wrap((_ctx, id, fh, cmd, _flags, input, outSize) => this.ioctl(this.handleNode(id, fh), cmd, input, outSize)),
     }
   }
 
@@ -1429,6 +1431,38 @@ export class PrismFs {
     for (const [a, b] of edges) {
       if (this.holes(inode, a, b).some(([x, y]) => x === a && y === b)) continue // a hole already
       writeData(this.vol, inode, a, Buffer.alloc(b - a))
+    }
+  }
+
+  /**
+   * lsattr and chattr (FS_IOC_GETFLAGS, FS_IOC_SETFLAGS), and xfs_io's FS_IOC_FSGETXATTR and
+   * FS_IOC_FSSETXATTR. Prism keeps no inode flags (immutable, append-only, nodump, noatime
+   * ...): every file shows none, setting any is EOPNOTSUPP, and setting none (chattr -i) does
+   * nothing, successfully. fsxattr shows the extent count of a regular file. Any other
+   * ioctl is ENOTTY.
+   */
+  private ioctl(n: Node, cmd: number, input: Buffer, outSize: number): IoctlReply {
+    const inode = n.fs === 0 ? null : this.inodeOf(n)
+    switch (cmd >>> 0) {
+      case FS_IOC_GETFLAGS:
+      case FS_IOC32_GETFLAGS:
+        return {result: 0, data: Buffer.alloc(Math.min(outSize, 8))}
+      case FS_IOC_SETFLAGS:
+      case FS_IOC32_SETFLAGS:
+        if (input.some((b) => b !== 0)) throw err('EOPNOTSUPP')
+        return {result: 0}
+      case FS_IOC_FSGETXATTR: {
+        // struct fsxattr: xflags, extsize, nextents, projid, cowextsize, 8 bytes of padding
+        const out = Buffer.alloc(Math.min(outSize, 28))
+        const extents = inode && inode.isReg && !(inode.r.flags & IF_INLINE) ? loadExtents(this.vol, inode).length : 0
+        if (out.length >= 12) out.writeUInt32LE(extents, 8)
+        return {result: 0, data: out}
+      }
+      case FS_IOC_FSSETXATTR:
+        if (input.subarray(0, 20).some((b) => b !== 0)) throw err('EOPNOTSUPP')
+        return {result: 0}
+      default:
+        throw err('ENOTTY')
     }
   }
 
