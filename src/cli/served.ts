@@ -28,7 +28,9 @@
 // --incremental's save (borrowAfterSnapshot).
 // It must never let the command reach a mount of the image it borrowed (its server cannot
 // answer until the command ends: that would deadlock): host paths, stdin, stdout and stderr on
-// such a mount are refused before the image is borrowed. Kept free of library imports.
+// such a mount are refused before the image is borrowed. A command reading a snapshot borrows
+// nothing, and may reach the mounts (its output written there), unless it borrows at its end.
+// Kept free of library imports.
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -218,6 +220,11 @@ export function readsOnly(argv: string[]): boolean {
   if (cmd === 'xattr') return args[0] === 'get' || args[0] === 'list'
   if (cmd === 'cp') return args.length >= 2 && !parseImageLoc(args[args.length - 1])
   return false
+}
+
+/** A command that reads a snapshot, then borrows the image to write (borrowAfterSnapshot). */
+function borrowsAtEnd(argv: string[]): boolean {
+  return argv[0] === 'scan' && argv.some((a) => a === '--incremental' || a.startsWith('--incremental='))
 }
 
 /**
@@ -436,8 +443,15 @@ async function borrowOrAsk(argv: string[]): Promise<'server' | undefined> {
     die(`${path.basename(image)} is mounted (held by ${who}${mounts.length ? `, mounted on ${mounts.map((m) => m.mountpoint).join(', ')}` : ''}): unmount it first (prism umount), as e2fsck refuses a mounted filesystem`, 8)
   }
   const why = reachesMount(cmd, argv.slice(1), mounts)
-  if (why) die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
-  if (readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0' && await takeSnapshot(sock, image)) return
+  const refuse = () => die(`cannot run while ${path.basename(image)} is served: ${why}, and its server cannot answer until the command ends; use a path outside its mounts (or FILESET:/path)`, 1)
+  // A command reading a snapshot leaves the server answering the mounts all along, so it may
+  // write its output there (`prism export root /mnt/root/backup.tar`, `prism ls > /mnt/x`) or
+  // read there: unless it borrows the image at its end (scan --incremental, to save what it
+  // learned), or no snapshot can be had (it would borrow the image).
+  const snapshot = readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0'
+  if (why && !(snapshot && !borrowsAtEnd(argv))) refuse()
+  if (snapshot && await takeSnapshot(sock, image)) return
+  if (why) refuse()
   // Standard input that goes into the image is read to its end before the image is borrowed:
   // a slow producer must not hold the mounts (the command takes it from stdinRead()).
   if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1), image)
