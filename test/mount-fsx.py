@@ -22,23 +22,22 @@ log = []
 libc = ctypes.CDLL(None, use_errno=True)
 libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
-if existing:
-    fd = os.open(path, os.O_RDWR)
-    with open(path, 'rb') as f:
-        model = bytearray(f.read())
-else:
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
-    model = bytearray()
+
+
+def open_file(p, fresh):
+    """A file of the run, opened, and its model: what it holds (existing), or `fresh` written."""
+    if existing:
+        with open(p, 'rb') as f:
+            return os.open(p, os.O_RDWR), bytearray(f.read())
+    fd = os.open(p, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    os.pwrite(fd, fresh, 0)
+    return fd, bytearray(fresh)
+
+
+fd, model = open_file(path, b'')
 # the second file, a source of copies: written with its own pattern, rewritten now and then
 src_path = path + '.src'
-if existing:
-    src = os.open(src_path, os.O_RDWR)
-    with open(src_path, 'rb') as f:
-        src_model = bytearray(f.read())
-else:
-    src = os.open(src_path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
-    src_model = bytearray(os.urandom(MAXLEN // 2))
-    os.pwrite(src, bytes(src_model), 0)
+src, src_model = open_file(src_path, os.urandom(MAXLEN // 2))
 
 
 def fail(msg):
