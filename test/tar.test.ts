@@ -161,6 +161,28 @@ describe('tar: round trips through GNU tar and bsdtar', function () {
       expect(r.status, r.stderr).to.equal(0)
       read(img, (ns) => expect(ns.readFile('/etc/hostname').toString()).to.equal('web\n'), `web-${c}`)
     }
+    // bzip2 is read (not written): one stream, and two streams end to end (as pbzip2 writes,
+    // or `cat a.bz2 b.bz2`), from standard input and from a file
+    const plain = spawnSync(process.execPath, [path.resolve('bin/run.js'), 'export', '-i', img, 'web', '-'], {maxBuffer: 1 << 28, env: {...process.env, PRISM_NO_BACKGROUND: '1'}}).stdout
+    const half = plain.length >> 1
+    for (const [label, bz] of [
+      ['one', must('bzip2', ['-c'], {input: plain})],
+      ['two', Buffer.concat([must('bzip2', ['-c'], {input: plain.subarray(0, half)}), must('bzip2', ['-c'], {input: plain.subarray(half)})])],
+    ] as Array<[string, Buffer]>) {
+      r = cli(['import', '--create', `web-bz-${label}`, '-'], bz)
+      expect(r.status, r.stderr).to.equal(0)
+      const f = path.join(dir, `w-${label}.tar.bz2`)
+      fs.writeFileSync(f, bz)
+      r = cli(['import', '--create', `web-bzf-${label}`, f])
+      expect(r.status, r.stderr).to.equal(0)
+      for (const name of [`web-bz-${label}`, `web-bzf-${label}`]) {
+        read(img, (ns) => {
+          expect(ns.readFile('/etc/hostname').toString()).to.equal('web\n')
+          expect(ns.readFile('/big').equals(Buffer.alloc(3 << 20, 9))).to.equal(true)
+        }, name)
+        expect(cli(['diff', 'web', name]).stdout, name).to.equal('')
+      }
+    }
     // By the file name's extension.
     for (const ext of ['tar.gz', 'tgz', 'tar.xz', 'txz', 'tar.zst', 'tzst']) {
       const f = path.join(dir, `w.${ext}`)
@@ -343,6 +365,15 @@ describe('tar: an import is all or nothing', function () {
     ['an archive without its end blocks', (a: Buffer) => a.subarray(0, a.length - 1024), /malformed archive: archive is truncated/],
     ['a header with a bad checksum', (a: Buffer) => { const b = Buffer.from(a); b[b.indexOf(Buffer.from('d/big\0')) + 3] ^= 0x55; return b }, /malformed archive: header checksum mismatch/],
     ['a damaged gzip stream', (a: Buffer) => { const z = execFileSync('gzip', ['-c'], {input: a}); z[z.length - 6] ^= 0xff; return z }, /malformed archive: the gzip data/],
+    // bzip2: a byte changed in the middle (the block's CRC), the stream cut inside a block, and
+    // cut after a whole first stream of two (pbzip2's layout), inside the second
+    ['a damaged bzip2 stream', (a: Buffer) => { const z = execFileSync('bzip2', ['-c'], {input: a}); z[z.length >> 1] ^= 0x55; return z }, /malformed archive: the bzip2 data is damaged or truncated \(.*\); nothing was imported\n$/],
+    ['a bzip2 stream cut short', (a: Buffer) => { const z = execFileSync('bzip2', ['-c'], {input: a}); return z.subarray(0, z.length - 100) }, /malformed archive: the bzip2 data is damaged or truncated \(.*\); nothing was imported\n$/],
+    ['a second bzip2 stream cut short', (a: Buffer) => {
+      const z1 = execFileSync('bzip2', ['-c'], {input: a.subarray(0, 8192)})
+      const z2 = execFileSync('bzip2', ['-c'], {input: a.subarray(8192)})
+      return Buffer.concat([z1, z2.subarray(0, z2.length >> 1)])
+    }, /malformed archive: the bzip2 data is damaged or truncated \(.*\); nothing was imported\n$/],
   ] as Array<[string, (a: Buffer) => Buffer, RegExp]>) {
     it(`leaves the fileset as it was after ${what}`, () => {
       const img = newImage(dir, 64 * 1024 * 1024)
@@ -443,7 +474,7 @@ describe('tar: bad input to the commands', function () {
     [['import', 'nosuch:/', '-'], 1, /no fileset named 'nosuch'/],
     [['export', 'root:/nowhere', '-'], 1, /no such file or directory/],
     [['export', 'root', '-', '--mtime', 'yesterday-ish'], 2, /invalid date/],
-    [['import', 'root:/', '-'], 1, /bzip2-compressed archives are not supported/],
+    [['import', 'root:/', '-'], 1, /^prism: malformed archive: the bzip2 data is damaged or truncated \(.*\); nothing was imported$/m],
   ] as Array<[string[], number, RegExp]>) {
     it(`${args.join(' ')}: one line, exit ${status}`, () => {
       const before = fs.readFileSync(img)

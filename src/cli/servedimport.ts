@@ -1,6 +1,8 @@
 // The CLI's side of `prism import ARCHIVE` on a served image (src/server/import.ts): the
 // archive, opened as alone (a file read in place, standard input spooled to a temporary file
-// first), is sent as it is stored (compressed or not) to the server, which imports it in
+// first), is sent as it is stored (compressed or not; bzip2, which only JavaScript decodes
+// here, is decoded first, into a temporary file, so that the server's thread never waits on
+// it) to the server, which imports it in
 // slices between its mounts' requests. Progress and each refused entry come back as they
 // happen, so the command's output, --json and exit codes are those of the import alone.
 // Ctrl-C ends our side of the connection and waits for the server's answer: it drops the
@@ -15,8 +17,18 @@ import type {ServedCopy} from './copyin.js'
 import {ask} from './servedcopy.js'
 
 /** Imports the opened archive `input` into `target` through the image's server. */
-export async function importServed(served: ServedCopy, target: ImportTarget, input: ArchiveInput, opts: ImportOptions): Promise<ImportStats> {
-  const {fileChunks} = await import('../tar/io.js')
+export async function importServed(served: ServedCopy, target: ImportTarget, archive: ArchiveInput, opts: ImportOptions): Promise<ImportStats> {
+  const {bunzipped, fileChunks} = await import('../tar/io.js')
+  // (bzip2 decoded here, into a temporary file: see bunzipped)
+  const plain = await bunzipped(archive)
+  try {
+    return await send(served, target, plain ?? archive, opts, fileChunks)
+  } finally {
+    plain?.close()
+  }
+}
+
+async function send(served: ServedCopy, target: ImportTarget, input: ArchiveInput, opts: ImportOptions, fileChunks: (fd: number, size?: number) => AsyncGenerator<Buffer>): Promise<ImportStats> {
   // The archive's length now: the server reads that many bytes (fewer: the command went away).
   const size = fs.fstatSync(input.fd).size
   const req = {op: 'import', target, size, owner: {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}}

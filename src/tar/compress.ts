@@ -1,24 +1,81 @@
 // Compression of tar archives: gzip (node:zlib), xz (lzma-native, liblzma) and zstd
-// (zstd-napi, libzstd). An import finds the compression by its magic number; an export
-// chooses it from --compress or the file name's extension. Each is a stream transform, so a
-// multi-GiB archive is never held in memory. The bindings are loaded on first use.
-// Never touches the image.
+// (zstd-napi, libzstd), both ways; bzip2 (unbzip2-stream, JavaScript) read only. An import
+// finds the compression by its magic number; an export chooses it from --compress or the file
+// name's extension. Each is a stream transform, so a multi-GiB archive is never held in
+// memory. The bindings are loaded on first use. Never touches the image.
 import {createRequire} from 'node:module'
-import {Readable, type Transform} from 'node:stream'
+import {Readable, Transform} from 'node:stream'
 import zlib from 'node:zlib'
-import {fail, PrismError} from '../errors.js'
+import {PrismError} from '../errors.js'
 
+/** What an export writes. */
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'none'
+/** What an import reads. */
+export type ArchiveCompression = Compression | 'bzip2'
 
 const require = createRequire(import.meta.url)
 
 /** The compression of an archive, from its first bytes (at least 6); 'none' for a plain tar. */
-export function detectCompression(head: Buffer): Compression {
+export function detectCompression(head: Buffer): ArchiveCompression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip'
   if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz'
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd'
-  if (head.length >= 3 && head.toString('latin1', 0, 3) === 'BZh') fail('EINVAL', 'bzip2-compressed archives are not supported (gzip, xz and zstd are): decompress it first (bunzip2 -c ARCHIVE | prism import ... -)')
+  // "BZh" and the block size, '1'..'9' (a plain tar never starts so: its first name would be
+  // "BZh1"..."BZh9", which the check of the header would refuse anyway)
+  if (head.length >= 4 && head.toString('latin1', 0, 3) === 'BZh' && head[3] >= 0x31 && head[3] <= 0x39) return 'bzip2'
   return 'none'
+}
+
+/** A stream of the classic kind (`through`: write, end, 'data', 'end', 'error'). */
+interface ClassicStream {
+  write(chunk: Buffer): unknown
+  end(): unknown
+  on(event: 'data', fn: (chunk: Buffer) => void): unknown
+  on(event: 'end', fn: () => void): unknown
+  on(event: 'error', fn: (e: Error) => void): unknown
+}
+
+/**
+ * unbzip2-stream's decoder as a Transform: it decodes (and emits) as it is written, so what
+ * it emits is pushed within the write, and the Transform's own back-pressure holds. Its
+ * failures (a damaged block, a CRC mismatch, a stream cut short: emitted, the decoder then
+ * broken and silent) end the Transform with that error. Concatenated streams (pbzip2's, or
+ * `cat a.bz2 b.bz2`) are read one after another, as bunzip2 reads them.
+ */
+function bunzip2(): Transform {
+  const dec = (require('unbzip2-stream') as () => ClassicStream)()
+  let failed: Error | null = null
+  let ended: (() => void) | null = null
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        dec.write(chunk)
+      } catch (e) {
+        failed ??= e as Error
+      }
+      cb(failed)
+    },
+    flush(cb) {
+      let called = false
+      const finish = () => {
+        if (called) return
+        called = true
+        cb(failed)
+      }
+      ended = finish
+      try {
+        dec.end()
+      } catch (e) {
+        failed ??= e as Error
+      }
+      if (failed) finish() // (a decoder that failed never ends)
+    },
+  })
+  dec.on('data', (d) => { if (!failed) out.push(d) })
+  // (a read past the input, which ends inside a block, fails inside the decoder as a TypeError)
+  dec.on('error', (e) => { failed ??= e instanceof TypeError ? new Error('the stream ends inside a block') : e })
+  dec.on('end', () => ended?.())
+  return out
 }
 
 /** The compression an archive's file name asks for (.tar.gz/.tgz, .tar.xz/.txz, .tar.zst/.tzst). */
@@ -44,9 +101,10 @@ export function compressionOfName(name: string): Compression {
 }
 
 /** A transform that decompresses `kind` (null for 'none'). */
-export function decompressor(kind: Compression): Transform | null {
+export function decompressor(kind: ArchiveCompression): Transform | null {
   switch (kind) {
     case 'gzip': return zlib.createGunzip({chunkSize: 1024 * 1024})
+    case 'bzip2': return bunzip2()
     case 'xz': return (require('lzma-native') as {createDecompressor: () => Transform}).createDecompressor()
     case 'zstd': {
       const {DecompressStream} = require('zstd-napi') as {DecompressStream: new () => Transform}

@@ -131,6 +131,20 @@ async function spool(src: Readable, name: string): Promise<ArchiveInput> {
 }
 
 /**
+ * A bzip2-compressed archive, decoded into a temporary file (a plain tar, read as an archive
+ * spooled from a pipe), or null for any other. For a served image: the decoder is JavaScript,
+ * which holds its thread up to a fifth of a second per block, so the command decodes, not the
+ * server, whose mounts would wait meanwhile (src/cli/servedimport.ts).
+ */
+export async function bunzipped(input: ArchiveInput): Promise<ArchiveInput | null> {
+  const head = Buffer.alloc(6)
+  const n = fs.readSync(input.fd, head, 0, head.length, 0)
+  if (detectCompression(head.subarray(0, n)) !== 'bzip2') return null
+  const {decompressed} = await import('./compress.js')
+  return spool(Readable.from(decompressed(fileChunks(input.fd))), input.name)
+}
+
+/**
  * The file's bytes from its start, 1 MiB at a time, to its end or `size` bytes (the descriptor
  * stays open: the caller closes it).
  */
