@@ -13,6 +13,7 @@ import {expandAll} from '../src/fs/expand.js'
 import {CLONE_STATE_V1} from '../src/format/clonestate.js'
 import {crc32} from '../src/format/checksum.js'
 import {IF_NOCLONE} from '../src/format/constants.js'
+import {nameText} from '../src/format/name.js'
 import {INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING} from '../src/format/superblock.js'
 import {readData, writeData} from '../src/fs/extents.js'
 import {getFileset} from '../src/fs/filesets.js'
@@ -293,6 +294,24 @@ describe('clone --exclude through the CLI', function () {
       expect(out, mode).to.not.match(/^x\.log$|^home$|^syslog$/m)
       expect(out, mode).to.match(/^y\.log$/m)
       expect(out, mode).to.match(/^newfile$/m)
+    }
+  })
+
+  it('reads --exclude-from as bytes: a pattern holding bytes that are not UTF-8 names those bytes, as one given with -x does', () => {
+    const raw = Buffer.from([0x63, 0x61, 0x66, 0xe9]) // caf\xe9: Latin-1, not UTF-8
+    const odd = nameText(raw)
+    edit(path.join(dir, 'disk.img'), (ns) => {
+      ns.writeFile(`/${odd}`, Buffer.from('a Latin-1 name\n'))
+      ns.writeFile('/caf\u00e9', Buffer.from('its UTF-8 twin\n'))
+    })
+    fs.writeFileSync(path.join(dir, 'bytes.ignore'), Buffer.concat([Buffer.from('/'), raw, Buffer.from('\n')]))
+    for (const mode of ['async', 'sync', 'lazy']) {
+      const r = run('clone', 'root', `eb-${mode}`, '--mode', mode, '--exclude-from', 'bytes.ignore')
+      expect(r.stderr, mode).to.equal('')
+      expect(r.status, mode).to.equal(0)
+      const names = read(path.join(dir, 'disk.img'), (ns) => ns.readdir('/').map((e) => e.name), `eb-${mode}`)
+      expect(names, mode).to.not.include(odd)
+      expect(names, mode).to.include('caf\u00e9')
     }
   })
 

@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {parseImageLoc} from '../cli/locate.js'
 import {PrismError} from '../errors.js'
+import {nameText} from '../format/name.js'
 import {servedTarget} from '../cli/served.js'
 import type {ServedCloneRequest, ServedTarget} from '../cli/servedexpand.js'
 import type {CloneMode, CloneResult, CloneStats} from '../clone/clone.js'
@@ -48,7 +49,8 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     const exclude = [...(flags.exclude ?? [])]
     if (flags['exclude-from']) {
       try {
-        exclude.push(...parseExcludeFile(fs.readFileSync(flags['exclude-from'], 'utf8')))
+        // (its bytes, each one that is not UTF-8 kept as itself, as in a command-line pattern)
+        exclude.push(...parseExcludeFile(nameText(fs.readFileSync(flags['exclude-from']))))
       } catch (e) {
         throw new PrismError('ENOENT', `${flags['exclude-from']}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
       }
