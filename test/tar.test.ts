@@ -9,6 +9,7 @@ import {expect} from 'chai'
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import {ACL_ACCESS, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, decodeAcl, encodeAcl} from '../src/format/xattr.js'
 import {fsckImage} from '../src/fsck/index.js'
 import {edit, newImage, prism, read, snapshot, tmpDir} from './helpers.js'
 import {buildTree, describeHost, has, importBuffer, mkTar} from './tar-lib.js'
@@ -506,3 +507,91 @@ describe('tar: bad input to the commands', function () {
     }
   })
 })
+
+// Found by a trial of tar import against GNU tar 1.34 (each case failed before its fix).
+describe('tar: as GNU tar extracts (found by a trial)', function () {
+  this.timeout(120_000)
+  let dir: string
+  beforeEach(() => { dir = tmpDir('prism-tartrial-') })
+  afterEach(() => fs.rmSync(dir, {recursive: true, force: true}))
+  const aclOf = (img: string, p: string, fileset: string) => read(img, (ns) => {
+    const v = ns.getXattr(p, Buffer.from(ACL_ACCESS))
+    return v ? decodeAcl(v).filter((e) => e.tag === ACL_USER).map((e) => `${e.id}:${e.perm}`) : null
+  }, fileset)
+
+  it("looks up an ACL's names in the archive's own etc/passwd from the entry after it on", () => {
+    const img = newImage(dir)
+    const a = mkTar([
+      {name: 'a/', type: 'dir'},
+      {name: 'a/file', data: 'before\n', pax: [['SCHILY.acl.access', 'user::rw-,user:alice:rw-,group::r--,mask::rw-,other::r--']]},
+      {name: 'etc/', type: 'dir'},
+      {name: 'etc/passwd', data: 'root:x:0:0::/root:/bin/sh\nalice:x:1500:1500::/home/alice:/bin/sh\n'},
+      {name: 'z/', type: 'dir'},
+      {name: 'z/file', data: 'after\n', pax: [['SCHILY.acl.access', 'user::rw-,user:alice:r--,group::r--,mask::r--,other::r--']]},
+    ])
+    const r = prism(['import', '-i', img, '--create', 't', '-'], {input: a})
+    expect(r.status).to.equal(1) // the first ACL is dropped, and said so
+    expect(r.stderr).to.match(/a\/file.*alice/)
+    expect(r.stderr.trim().split('\n')).to.have.length(1)
+    expect(aclOf(img, '/a/file', 't')).to.equal(null)
+    expect(aclOf(img, '/z/file', 't')).to.deep.equal(['1500:4'])
+  })
+
+  it('takes a regular entry whose name ends in / for a directory, whatever the magic (ustar here), with what is under it', () => {
+    const img = newImage(dir)
+    const r = prism(['import', '-i', img, '--create', 'd', '-'], {input: mkTar([{name: 'dirx/', type: 'file'}, {name: 'dirx/file', data: 'inside\n'}])})
+    expect(r.status, r.stderr).to.equal(0)
+    read(img, (ns) => {
+      expect(ns.stat('/dirx').type).to.equal('dir')
+      expect(ns.readFile('/dirx/file').toString()).to.equal('inside\n')
+    }, 'd')
+  })
+
+  it("merges into an existing directory keeping the attributes the archive does not name (an ACL kept follows the archive's mode)", () => {
+    const img = newImage(dir)
+    edit(img, (ns) => {
+      ns.mkdir('/mx/sub', {parents: true})
+      ns.setXattr('/mx', Buffer.from('user.keep2'), Buffer.from('yes'))
+      ns.setXattr('/mx/sub', Buffer.from('user.keep'), Buffer.from('yes'))
+      ns.setXattr('/mx/sub', Buffer.from('user.both'), Buffer.from('mine'))
+      ns.setXattr('/mx/sub', Buffer.from(ACL_ACCESS), Buffer.from(execAcl()))
+    })
+    const r = prism(['import', '-i', img, 'root:/mx', '-'], {input: mkTar([
+      {name: './', type: 'dir'},
+      {name: './sub/', type: 'dir', mode: 0o750, pax: [['SCHILY.xattr.user.both', 'theirs']]},
+      {name: './sub/new', data: 'new\n'},
+    ])})
+    expect(r.status, r.stderr).to.equal(0)
+    read(img, (ns) => {
+      const xs = (p: string) => Object.fromEntries(ns.listXattrs(p).filter((x) => x.name.toString().startsWith('user.')).map((x) => [x.name.toString(), x.value.toString()]))
+      expect(xs('/mx')).to.deep.equal({'user.keep2': 'yes'})
+      expect(xs('/mx/sub')).to.deep.equal({'user.keep': 'yes', 'user.both': 'theirs'})
+      expect(ns.readFile('/mx/sub/new').toString()).to.equal('new\n')
+      // the ACL kept, its owner, group-class and other entries now those of mode 750
+      const acl = decodeAcl(ns.getXattr('/mx/sub', Buffer.from(ACL_ACCESS))!)
+      expect(acl.map((e) => `${e.tag}:${e.perm}`)).to.deep.equal([`${ACL_USER_OBJ}:7`, `${ACL_USER}:7`, `${ACL_GROUP_OBJ}:5`, `${ACL_MASK}:5`, `${ACL_OTHER}:0`])
+      expect(ns.stat('/mx/sub').perm).to.equal(0o750)
+    })
+    expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+  })
+
+  it('names every one of many refused entries, once and in order, even into a pipe (3,000 lines: more than a pipe holds at exit)', () => {
+    const img = newImage(dir)
+    const n = 3000
+    const entries = Array.from({length: n}, (_, i) => ({name: `../x${i}`, data: ''}))
+    const r = prism(['import', '-i', img, '--create', 'many', '-', '--json'], {input: mkTar([...entries, ...entries.slice(0, 10)])})
+    expect(r.status).to.equal(1)
+    const lines = r.stderr.trim().split('\n')
+    expect(lines).to.have.length(n)
+    expect(lines[0]).to.match(/\.\.\/x0\b/)
+    expect(lines[n - 1]).to.match(/\.\.\/x2999\b/)
+    expect(JSON.parse(r.stdout).refused).to.equal(n + 10)
+  })
+})
+
+/** An access ACL: user::rwx, user 1000 rwx, group::r-x, mask::rwx, other::r-x. */
+function execAcl(): Buffer {
+  return encodeAcl([
+    {tag: ACL_USER_OBJ, perm: 7}, {tag: ACL_USER, perm: 7, id: 1000}, {tag: ACL_GROUP_OBJ, perm: 5}, {tag: ACL_MASK, perm: 7}, {tag: ACL_OTHER, perm: 5},
+  ])
+}

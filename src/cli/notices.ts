@@ -5,12 +5,24 @@
 // name that is not UTF-8 shows as \xNN (src/format/name.ts).
 import {EXIT, PrismError} from '../errors.js'
 import {nameShown} from '../format/name.js'
+import {writeAll} from '../sys.js'
 
 const held: string[] = []
+/** the same messages, for a check in constant time (an import may name 100,000 refused entries) */
+const heldSet = new Set<string>()
 
 process.once('exit', () => {
-  for (const m of held) process.stderr.write(`prism: ${nameShown(m)}\n`)
+  if (held.length === 0) return
+  // Written at once, waiting out a full pipe: at exit no event loop turns, so what
+  // process.stderr queued behind a full pipe (64 KiB, about 1,200 such lines) would be lost.
+  const text = held.map((m) => `prism: ${nameShown(m)}\n`).join('')
   held.length = 0
+  heldSet.clear()
+  try {
+    writeAll(2, Buffer.from(text))
+  } catch {
+    // (standard error closed or gone: nowhere left to say it)
+  }
 })
 
 /**
@@ -18,13 +30,16 @@ process.once('exit', () => {
  * opens the image twice, read-only and then for writing, is told the same thing twice).
  */
 export function notice(message: string): void {
-  if (!held.includes(message)) held.push(message)
+  if (heldSet.has(message)) return
+  heldSet.add(message)
+  held.push(message)
 }
 
 /** The one line a failing command prints, with the notices held so far. */
 export function errorLine(message: string): string {
   const also = held.length > 0 ? ` (also: ${held.join('; ')})` : ''
   held.length = 0
+  heldSet.clear()
   return `prism: ${nameShown(message + also)}\n`
 }
 

@@ -472,7 +472,9 @@ function emitPax(ctx: Ctx, f: HeaderFields, mtime: Timestamp, inode: Inode, xatt
   const split = splitUstarName(name)
   const pathRec = !split && !sparse
   const linkRec = linkname.length > 100
-  // hdrcharset first, as GNU tar: a path or link record whose bytes are not UTF-8.
+  // hdrcharset first, as bsdtar writes it: a path or link record whose bytes are not UTF-8
+  // (bsdtar refuses such a record without it; GNU tar 1.34 reads it, warning that it does not
+  // know the keyword).
   if ((pathRec && !isUtf8(name)) || (linkRec && !isUtf8(linkname))) pax.add('hdrcharset', 'BINARY')
   if (sparse) {
     pax.add('GNU.sparse.major', '1')

@@ -25,7 +25,7 @@ import {addFileset, findFileset, getFileset, type Fileset} from '../fs/filesets.
 import {touch, type Inode, type Timestamp} from '../fs/inode.js'
 import {SmallFileBuffers} from '../ops/smallfiles.js'
 import {Namespace, newDetachedDir, reapOrphans, splitPath} from '../fs/namespace.js'
-import {checkXattr, listXattrs} from '../fs/xattr.js'
+import {checkXattr, chmodAcl, listXattrs} from '../fs/xattr.js'
 import type {Volume} from '../fs/volume.js'
 import {guardTree} from '../fs/expand.js'
 import {TarFormatError, parseAclText} from './codec.js'
@@ -277,6 +277,9 @@ export class TarImport implements TarSink {
       return
     }
     const name = comps[comps.length - 1]
+    // The archive's own etc/passwd or etc/group, placed now: the names of ACLs are looked up
+    // afresh from the next entry on (lookupId).
+    if (comps.length === 2 && comps[0].toString('latin1') === 'etc' && /^(passwd|group)$/.test(comps[1].toString('latin1'))) this.idCache = null
     const {dir, key} = this.parentOf(comps, parentKey)
     // The next entry is likely in the same directory: its path is parsed from here on.
     if (parentKey === null && plainAt > 0) this.lastDir = {raw: Buffer.from(e.path.subarray(0, plainAt)), comps: comps.slice(0, -1), ends: ends.slice(0, -1), key}
@@ -816,7 +819,13 @@ export class TarImport implements TarSink {
         d.r.mode = S_IFDIR | (s.r.mode & 0o7777)
         d.r.uid = s.r.uid
         d.r.gid = s.r.gid
-        this.target!.replaceXattrs(d, listXattrs(vol, s).map((x) => ({name: x.name, value: x.value})))
+        // As GNU tar: the archive's attributes go over the directory's own, and the others stay
+        // (an SELinux label, a user attribute); an ACL the directory keeps follows the new mode.
+        const theirs = listXattrs(vol, s)
+        const merged = new Map(listXattrs(vol, d).map((x) => [x.name.toString('latin1'), {name: x.name, value: x.value}]))
+        for (const x of theirs) merged.set(x.name.toString('latin1'), {name: x.name, value: x.value})
+        this.target!.replaceXattrs(d, [...merged.values()])
+        if (!theirs.some((x) => x.name.toString('latin1') === ACL_ACCESS)) chmodAcl(vol, d)
         this.target!.setTimes(d, {s: s.r.atimeS, ns: s.r.atimeNs}, {s: s.r.mtimeS, ns: s.r.mtimeNs})
         touch(d.r, {c: true})
         vol.idirty(d)

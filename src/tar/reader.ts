@@ -316,8 +316,10 @@ export class TarReader {
     let linkpath = this.longLink ?? h.linkname
     if (pax.has('path')) path = pax.get('path')!
     if (pax.has('linkpath')) linkpath = pax.get('linkpath')!
-    // Old archives mark a directory by a trailing '/' on a regular entry.
-    if ((t === '0' || t === '\0') && h.magic === 'v7' && path.length > 0 && path[path.length - 1] === 0x2f) type = 'dir'
+    // Old archives mark a directory by a trailing '/' on a regular entry, and GNU tar takes
+    // it so whatever the magic ("BSD tar uses the convention that a slash suffix means a
+    // directory", for types 0, NUL and 7): so does `tar -tv`.
+    if ((t === '0' || t === '\0' || t === '7') && path.length > 0 && path[path.length - 1] === 0x2f) type = 'dir'
     const num = (k: string, v: number) => (pax.has(k) ? parsePaxNumber(pax.get(k)!, k) : v)
     const e: TarEntry = {
       path, type, unknownType, linkpath,
