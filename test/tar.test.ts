@@ -476,10 +476,19 @@ describe('tar: bad input to the commands', function () {
     [['export', 'root:/nowhere', '-'], 1, /no such file or directory/],
     [['export', 'root', '-', '--mtime', 'yesterday-ish'], 2, /invalid date/],
     [['import', 'root:/', '-'], 1, /^prism: malformed archive: the bzip2 data is damaged or truncated \(.*\); nothing was imported$/m],
+    [['import', 'root:/lz', '-'], 1, /^prism: lzip-compressed archives are not supported \(gzip, xz, zstd and bzip2 are\): decompress it first \(lzip -dc ARCHIVE/],
+    [['import', 'root:/lz4', '-'], 1, /^prism: lz4-compressed archives are not supported .*\(lz4 -dc ARCHIVE/],
+    [['import', 'root:/Z', '-'], 1, /^prism: compress \(\.Z\)-compressed archives are not supported .*\(uncompress -c ARCHIVE/],
   ] as Array<[string[], number, RegExp]>) {
     it(`${args.join(' ')}: one line, exit ${status}`, () => {
       const before = fs.readFileSync(img)
-      const r = prism([...args.slice(0, 1), '-i', img, ...args.slice(1)], {input: args.includes('-') && args[0] === 'import' ? (args[1] === 'root:/' ? Buffer.from('BZh91AY&SY') : mkTar([])) : undefined})
+      const heads: Record<string, Buffer> = {
+        'root:/': Buffer.from('BZh91AY&SY'),
+        'root:/lz': Buffer.concat([Buffer.from('LZIP\x01\x0c'), Buffer.alloc(600)]),
+        'root:/lz4': Buffer.concat([Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7]), Buffer.alloc(600)]),
+        'root:/Z': Buffer.concat([Buffer.from([0x1f, 0x9d, 0x90]), Buffer.alloc(600)]),
+      }
+      const r = prism([...args.slice(0, 1), '-i', img, ...args.slice(1)], {input: args.includes('-') && args[0] === 'import' ? (heads[args[1]] ?? mkTar([])) : undefined})
       expect(r.status, r.stderr).to.equal(status)
       expect(r.stderr.trim().split('\n')).to.have.length(1)
       expect(r.stderr).to.match(msg)

@@ -6,7 +6,7 @@
 import {createRequire} from 'node:module'
 import {Readable, Transform} from 'node:stream'
 import zlib from 'node:zlib'
-import {PrismError} from '../errors.js'
+import {fail, PrismError} from '../errors.js'
 
 /** What an export writes. */
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'none'
@@ -23,6 +23,11 @@ export function detectCompression(head: Buffer): ArchiveCompression {
   // "BZh" and the block size, '1'..'9' (a plain tar never starts so: its first name would be
   // "BZh1"..."BZh9", which the check of the header would refuse anyway)
   if (head.length >= 4 && head.toString('latin1', 0, 3) === 'BZh' && head[3] >= 0x31 && head[3] <= 0x39) return 'bzip2'
+  // Compressions no import reads: said as such, rather than as a tar header that is not one.
+  const unread = head.length >= 4 && head.toString('latin1', 0, 4) === 'LZIP' ? ['lzip', 'lzip -dc']
+    : head.length >= 4 && head.readUInt32LE(0) === 0x184d2204 ? ['lz4', 'lz4 -dc']
+      : head.length >= 2 && head[0] === 0x1f && head[1] === 0x9d ? ['compress (.Z)', 'uncompress -c'] : null
+  if (unread) fail('EINVAL', `${unread[0]}-compressed archives are not supported (gzip, xz, zstd and bzip2 are): decompress it first (${unread[1]} ARCHIVE | prism import ... -)`)
   return 'none'
 }
 
