@@ -7,17 +7,15 @@ import {EXIT, PrismError} from '../errors.js'
 import {nameShown} from '../format/name.js'
 import {writeAll} from '../sys.js'
 
-const held: string[] = []
-/** the same messages, for a check in constant time (an import may name 100,000 refused entries) */
-const heldSet = new Set<string>()
+/** the notices, once each, in the order they came (an import may name 100,000 refused entries) */
+const held = new Set<string>()
 
 process.once('exit', () => {
-  if (held.length === 0) return
+  if (held.size === 0) return
   // Written at once, waiting out a full pipe: at exit no event loop turns, so what
   // process.stderr queued behind a full pipe (64 KiB, about 1,200 such lines) would be lost.
-  const text = held.map((m) => `prism: ${nameShown(m)}\n`).join('')
-  held.length = 0
-  heldSet.clear()
+  const text = [...held].map((m) => `prism: ${nameShown(m)}\n`).join('')
+  held.clear()
   try {
     writeAll(2, Buffer.from(text))
   } catch {
@@ -30,16 +28,13 @@ process.once('exit', () => {
  * opens the image twice, read-only and then for writing, is told the same thing twice).
  */
 export function notice(message: string): void {
-  if (heldSet.has(message)) return
-  heldSet.add(message)
-  held.push(message)
+  held.add(message)
 }
 
 /** The one line a failing command prints, with the notices held so far. */
 export function errorLine(message: string): string {
-  const also = held.length > 0 ? ` (also: ${held.join('; ')})` : ''
-  held.length = 0
-  heldSet.clear()
+  const also = held.size > 0 ? ` (also: ${[...held].join('; ')})` : ''
+  held.clear()
   return `prism: ${nameShown(message + also)}\n`
 }
 

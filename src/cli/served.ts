@@ -449,7 +449,8 @@ async function borrowOrAsk(argv: string[]): Promise<'server' | undefined> {
   // read there: unless it borrows the image at its end (scan --incremental, to save what it
   // learned), or no snapshot can be had (it would borrow the image).
   const snapshot = readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0'
-  if (why && !(snapshot && !borrowsAtEnd(argv))) refuse()
+  const mayReachMounts = snapshot && !borrowsAtEnd(argv)
+  if (why && !mayReachMounts) refuse()
   if (snapshot && await takeSnapshot(sock, image)) return
   if (why) refuse()
   // Standard input that goes into the image is read to its end before the image is borrowed:

@@ -16,33 +16,30 @@ import type {ImportOptions, ImportStats, ImportTarget} from '../tar/import.js'
 import type {ServedCopy} from './copyin.js'
 import {ask} from './servedcopy.js'
 
-/** Imports the opened archive `input` into `target` through the image's server. */
+/** Imports the opened archive `archive` into `target` through the image's server. */
 export async function importServed(served: ServedCopy, target: ImportTarget, archive: ArchiveInput, opts: ImportOptions): Promise<ImportStats> {
   const {bunzipped, fileChunks} = await import('../tar/io.js')
   // (bzip2 decoded here, into a temporary file: see bunzipped)
   const plain = await bunzipped(archive)
+  const input = plain ?? archive
   try {
-    return await send(served, target, plain ?? archive, opts, fileChunks)
+    // The archive's length now: the server reads that many bytes (fewer: the command went away).
+    const size = fs.fstatSync(input.fd).size
+    const req = {op: 'import', target, size, owner: {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}}
+    async function* body(): AsyncGenerator<Buffer> {
+      let sent = 0
+      for await (const b of fileChunks(input.fd, size)) {
+        sent += b.length
+        yield b
+      }
+      if (sent < size) throw new PrismError('EIO', `${input.name}: the archive shrank while it was read; nothing was imported`)
+    }
+    const answer = await ask(served, req, 'the import ended; the image holds nothing of it', (r) => {
+      if (r.progress) opts.onProgress?.(r.progress as ImportStats)
+      else if (typeof r.warning === 'string') opts.onWarning?.(r.warning)
+    }, body())
+    return answer.stats as ImportStats
   } finally {
     plain?.close()
   }
-}
-
-async function send(served: ServedCopy, target: ImportTarget, input: ArchiveInput, opts: ImportOptions, fileChunks: (fd: number, size?: number) => AsyncGenerator<Buffer>): Promise<ImportStats> {
-  // The archive's length now: the server reads that many bytes (fewer: the command went away).
-  const size = fs.fstatSync(input.fd).size
-  const req = {op: 'import', target, size, owner: {uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0}}
-  async function* body(): AsyncGenerator<Buffer> {
-    let sent = 0
-    for await (const b of fileChunks(input.fd, size)) {
-      sent += b.length
-      yield b
-    }
-    if (sent < size) throw new PrismError('EIO', `${input.name}: the archive shrank while it was read; nothing was imported`)
-  }
-  const answer = await ask(served, req, 'the import ended; the image holds nothing of it', (r) => {
-    if (r.progress) opts.onProgress?.(r.progress as ImportStats)
-    else if (typeof r.warning === 'string') opts.onWarning?.(r.warning)
-  }, body())
-  return answer.stats as ImportStats
 }

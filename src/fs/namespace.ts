@@ -565,9 +565,8 @@ export class Namespace {
       // The range ends where src ends, and dst will end there too: src's last block is
       // shared as well (what follows the end in it reads as zeros, §6.5), so a whole file
       // copied takes no block at all.
-      shareFrom(1)
+      shareFrom(1) // (dst marked changed there)
       dst.r.size = dstOff + len
-      this.vol.idirty(dst)
     } else if (tail > 0) {
       copyBytes(tail)
     }
