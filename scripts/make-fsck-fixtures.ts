@@ -600,6 +600,7 @@ const FIXTURES: Fixture[] = [
 
   // ---- clones still expanding (FORMAT.md §5.7, §8.3, §8.5) and scan results (§12)
   {name: 'clone-bad-source', base: 'expanding', desc: 'an expanding clone whose source fileset does not exist', damage: (img) => img.patchFileset(filesetSlot(img, 'lazy'), (b) => b.writeUInt32LE(77, 0x20))},
+  {name: 'clone-source-lost', base: 'expanding', desc: 'the record of the source of two lazy clones overwritten with garbage (its tree whole)', damage: (img) => img.patchFileset(filesetSlot(img, 'root'), (b) => b.fill(0xa5), false)},
   {name: 'clone-bad-mode', base: 'expanding', desc: 'an expanding clone whose clone mode is sync', damage: (img) => img.patchFileset(filesetSlot(img, 'plain'), (b) => { b[0x0d] = 1 })},
   {name: 'clone-state-stale', base: 'expanding', desc: 'an ordinary fileset naming a source fileset and a state inode', damage: (img) => {
     const st = img.read(img.filesetPos(filesetSlot(img, 'lazy')) + 0x1c, 4).readUInt32LE(0)

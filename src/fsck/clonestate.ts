@@ -4,7 +4,9 @@
 // directory sits) and pass 3 (counts and reachability).
 //
 // Repairs never invent data: a clone that cannot go on expanding (its source is gone) keeps
-// what it has expanded, and its UNEXPANDED directories become empty ordinary directories.
+// what it has expanded, and its UNEXPANDED directories become empty ordinary directories. A
+// source whose record alone is lost is not gone: its tree comes back as a fileset under its
+// old id (findLostSources, lostfound.ts), and its clones go on expanding from it.
 import {FS_ACTIVE, FS_DELETING, FS_EXPANDING, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, MODE_LAZY} from '../format/constants.js'
 import {CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap} from '../format/clonestate.js'
 import {decodeInode} from '../format/inode.js'
@@ -15,7 +17,7 @@ import {R_FILESET, T_BLK, T_CHR, T_DIR, T_FIFO, T_FREE, T_LNK, T_REG, T_SOCK, ty
 
 /** The kinds of inode a hard-link map may hold a copy of (every kind but a directory). */
 const LINKABLE = new Set([T_REG, T_LNK, T_CHR, T_BLK, T_FIFO, T_SOCK])
-import {writeRecord} from './pass2_dirs.js'
+import {keptEntries, writeRecord} from './pass2_dirs.js'
 import {freeInode} from './pass3_links.js'
 
 export function checkCloneState(ctx: FsckContext): void {
@@ -23,11 +25,23 @@ export function checkCloneState(ctx: FsckContext): void {
   const changed = new Set<FilesetInfo>()
   const sb = ctx.vol.sb
 
+  // Sources whose record is lost but whose tree is whole come back (lostfound.ts makes them);
+  // a parent that names no fileset, and does not come back, is forgotten (pass 2 left those
+  // that name a source of a clone in flight to here).
+  const restored = findLostSources(ctx, ids)
+  for (const f of ctx.filesets) {
+    if (f.parentId === 0 || ids.has(f.parentId) || restored.has(f.parentId)) continue
+    const p = ctx.report('FILESET_BAD_PARENT', `fileset ${f.name}`, {parent: f.parentId})
+    f.parentId = 0
+    changed.add(f)
+    ctx.fixed(p)
+  }
+
   for (const f of ctx.filesets) {
     if (f.state === FS_EXPANDING) {
       const src = ids.get(f.srcFileset)
       const modeOk = f.mode === MODE_ASYNC || f.mode === MODE_LAZY
-      if (!src || src === f || !modeOk) {
+      if ((!src && !restored.has(f.srcFileset)) || src === f || !modeOk) {
         const p = ctx.report('CLONE_BAD_SOURCE', `fileset ${f.name}`, {
           detail: !modeOk ? `clone mode ${f.mode} is not async or lazy` : `source fileset ${f.srcFileset} ${src === f ? 'is itself' : 'does not exist'}`,
         })
@@ -102,7 +116,7 @@ export function checkCloneState(ctx: FsckContext): void {
     let why: string | null = null
     if (u.owner.state !== FS_EXPANDING) why = 'its fileset is not expanding'
     else if (u.count !== 0) why = `it already has ${u.count} entries`
-    else if (!ids.has(srcFs)) why = `source fileset ${srcFs} does not exist`
+    else if (!ids.has(srcFs) && !restored.has(srcFs)) why = `source fileset ${srcFs} does not exist`
     else if (srcIno < 1 || srcIno > sb.inodeCount || ctx.itype[srcIno] !== T_DIR) why = `source inode ${srcIno} is not a directory`
     if (why === null) continue
     const p = ctx.report('UNEXPANDED_BAD', `fileset ${u.owner.name}:${u.path}`, {ino, detail: why})
@@ -134,7 +148,74 @@ export function checkCloneState(ctx: FsckContext): void {
   }
 }
 
-/** The version of a sound clone-state file (stateFileProblem found nothing). */
+/**
+ * The sources of clones in flight whose fileset record is lost (a damaged table block) while
+ * their tree is whole: the top of the unreachable tree that holds the directories the clones'
+ * UNEXPANDED directories stand for. Each is recorded in ctx.lostSources, for pass 3 to make
+ * it a fileset again under its old id (lostfound.ts), so that the clones go on expanding from
+ * it rather than losing every directory they have not expanded yet. Returns the ids.
+ */
+function findLostSources(ctx: FsckContext, ids: Map<number, FilesetInfo>): Set<number> {
+  const found = new Map<number, number>() // id → top
+  let parentOf: Map<number, number> | null = null
+  for (const f of ctx.filesets) {
+    const id = f.srcFileset
+    if (f.state !== FS_EXPANDING || id === 0 || id === f.id || ids.has(id)) continue
+    if (f.mode !== MODE_ASYNC && f.mode !== MODE_LAZY) continue
+    let top = found.get(id)
+    if (top === undefined) {
+      const dir = sourceDirOf(ctx, f, id)
+      if (dir === 0) continue
+      parentOf ??= unreachableParents(ctx)
+      top = dir
+      const seen = new Set<number>([top])
+      for (let up = parentOf.get(top); up !== undefined && !seen.has(up); up = parentOf.get(top)) {
+        seen.add(up)
+        top = up
+      }
+      if (ctx.lostSources.has(top)) continue // another lost id claimed that tree first
+      found.set(id, top)
+      ctx.lostSources.set(top, {id, clones: []})
+    }
+    ctx.lostSources.get(top)!.clones.push(f.name)
+  }
+  return new Set(found.keys())
+}
+
+/**
+ * A directory of source fileset `id` that clone f's UNEXPANDED directories stand for, when
+ * no fileset reaches it (0 if none): its root's source when the root is not expanded yet,
+ * else that of any of its UNEXPANDED directories.
+ */
+function sourceDirOf(ctx: FsckContext, f: FilesetInfo, id: number): number {
+  const sourceOf = (ino: number): number => {
+    const {buf, off} = ctx.inodeAt(ino)
+    if (buf.readUInt32LE(off + 0x50) !== id) return 0
+    const dir = buf.readUInt32LE(off + 0x4c)
+    const ok = dir >= 1 && dir <= ctx.sb.inodeCount && ctx.itype[dir] === T_DIR && ctx.reach[dir] === 0
+    return ok ? dir : 0
+  }
+  if (f.rootOk && ctx.iflags[f.rootIno] & IF_UNEXPANDED) return sourceOf(f.rootIno)
+  for (const [ino, u] of ctx.unexpanded) {
+    if (u.owner !== f) continue
+    const dir = sourceOf(ino)
+    if (dir !== 0) return dir
+  }
+  return 0
+}
+
+/** The directory that names each unreachable directory (the first found). */
+function unreachableParents(ctx: FsckContext): Map<number, number> {
+  const parentOf = new Map<number, number>()
+  for (let d = 1; d < ctx.inoEnd; d++) {
+    if (ctx.itype[d] !== T_DIR || ctx.reach[d] !== 0) continue
+    for (const e of keptEntries(ctx, d)) {
+      if (e.ino !== d && ctx.itype[e.ino] === T_DIR && !parentOf.has(e.ino)) parentOf.set(e.ino, d)
+    }
+  }
+  return parentOf
+}
+
 /**
  * Makes an unexpanded directory an ordinary one holding what it holds now: the flag and its
  * source fields (inode 0x4C, 0x50) cleared. The caller reports it.

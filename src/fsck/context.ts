@@ -341,6 +341,12 @@ export class FsckContext {
   readonly pendingLinks = new Set<number>()
   /** UNEXPANDED directories: where pass 2 found them (owner null: in no fileset) */
   readonly unexpanded = new Map<number, {owner: FilesetInfo | null, path: string, count: number}>()
+  /**
+   * Sources of clones in flight whose fileset record was lost but whose tree is whole
+   * (clonestate.ts finds them; lostfound.ts makes each a fileset again, under its old id):
+   * the top of the source's tree → its id and the clones expanding from it.
+   */
+  readonly lostSources = new Map<number, {id: number, clones: string[]}>()
   /** directories pass 2 has read (for progress) */
   dirsWalked = 0
   /** the fileset table file, once found sound (filesettable.ts), else 0 */

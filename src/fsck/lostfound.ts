@@ -230,6 +230,16 @@ class Reconnect {
         else links.set(k, (links.get(k) ?? 0) + 1)
       }
     }
+    const source = ctx.lostSources.get(top)
+    if (source) {
+      // The tree of a source whose record is lost (clonestate.ts): its own fileset again,
+      // under its old id, for the clones expanding from it.
+      const f = this.newFileset(`recovered-${top}`, top)
+      f.id = source.id
+      const p = ctx.report('FILESET_SOURCE_RECOVERED', `inode ${top}`, {ino: top, id: source.id, clones: source.clones.join(', '), name: f.name})
+      this.recovered(top, f, p)
+      return
+    }
     let k: number | undefined
     if (links.size > 0) {
       const ks = this.rank([...links.keys()]).sort((a, b) => (holds.has(a) ? 1 : 0) - (holds.has(b) ? 1 : 0) || links.get(b)! - links.get(a)!)
@@ -245,9 +255,7 @@ class Reconnect {
       // Its parent is a fileset its shared files come from, so the family stays one.
       const from = [...holds].filter((j) => j < this.ctx.filesets.length).sort((a, b) => a - b)[0]
       if (from !== undefined) f.parentId = this.ctx.filesets[from].id
-      const p = ctx.report('FILESET_RECOVERED', `inode ${top}`, {ino: top, name: f.name})
-      ctx.newFilesets[ctx.newFilesets.length - 1].problems.push(p)
-      this.fold(this.walker.walk(top, f, `fileset ${f.name}:`), this.ctx.filesets.length + this.made.length - 1)
+      this.recovered(top, f, ctx.report('FILESET_RECOVERED', `inode ${top}`, {ino: top, name: f.name}))
       return
     }
     let path = ''
@@ -258,7 +266,21 @@ class Reconnect {
     const owner = this.ctx.filesets[k]
     const touched = this.walker.walk(top, owner, path)
     this.fold(touched, k)
-    this.unexpandedIn(touched, path)
+    this.unexpandedIn(touched, path, 'it was reconnected to lost+found, away from its source\'s path')
+  }
+
+  /**
+   * Walks the tree under `top`, the root of fileset f just planned (the last made), reported
+   * by p. An UNEXPANDED directory in it was its fileset's while that fileset was a clone in
+   * flight: its record, with the clone's source and exclude patterns, is lost, so the new
+   * fileset is not one, and they become empty (a clone of it sees the same).
+   */
+  private recovered(top: number, f: FilesetInfo, p: FsckProblem): void {
+    this.ctx.newFilesets[this.ctx.newFilesets.length - 1].problems.push(p)
+    const prefix = `fileset ${f.name}:`
+    const touched = this.walker.walk(top, f, prefix)
+    this.fold(touched, this.ctx.filesets.length + this.made.length - 1)
+    this.unexpandedIn(touched, prefix, 'its fileset\'s record is lost, with the source and exclude patterns of the clone it was')
   }
 
   /** The files (not directories) named in the unreachable tree under `top`. */
@@ -281,11 +303,11 @@ class Reconnect {
    * An UNEXPANDED directory stands for the directory at its own path in its source
    * (FORMAT.md §8.6): under lost+found it no longer sits there, so it cannot expand.
    */
-  private unexpandedIn(touched: Uint32Array, path: string): void {
+  private unexpandedIn(touched: Uint32Array, path: string, detail: string): void {
     const ctx = this.ctx
     for (const ino of touched) {
       if (ctx.itype[ino] !== T_DIR || !(ctx.iflags[ino] & IF_UNEXPANDED)) continue
-      const p = ctx.report('UNEXPANDED_BAD', path, {ino, detail: 'it was reconnected to lost+found, away from its source\'s path'})
+      const p = ctx.report('UNEXPANDED_BAD', path, {ino, detail})
       clearUnexpanded(ctx, ino)
       ctx.fixed(p)
     }

@@ -8,7 +8,7 @@
 // directory block.
 import {
   BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, FILESETS_PER_BLOCK,
-  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_FREE, IF_UNEXPANDED, IF_XATTR, MODE_LAZY, MODE_NONE,
+  FILESET_NAME_MAX, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_EXPANDING, FS_FREE, IF_UNEXPANDED, IF_XATTR, MODE_LAZY, MODE_NONE,
 } from '../format/constants.js'
 import {crc32, nameHashAt} from '../format/checksum.js'
 import {BUCKET_HDR, BUCKET_MAGIC, BUCKET_SPACE, DIRENT_FIXED, nameProblem} from '../format/dirent.js'
@@ -151,8 +151,11 @@ export function checkFilesets(ctx: FsckContext): void {
     }
     names.add(f.name)
   }
+  // A parent that is the source of a clone in flight may come back under its id if only its
+  // record is lost (clonestate.ts looks for its tree, then settles these parents).
+  const sources = new Set(list.filter((f) => f.state === FS_EXPANDING).map((f) => f.srcFileset))
   for (const f of list) {
-    if (f.parentId !== 0 && !ids.has(f.parentId)) {
+    if (f.parentId !== 0 && !ids.has(f.parentId) && !sources.has(f.parentId)) {
       const p = ctx.report('FILESET_BAD_PARENT', `fileset ${f.name}`, {parent: f.parentId})
       f.parentId = 0
       changed.add(f)

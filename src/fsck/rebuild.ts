@@ -55,9 +55,20 @@ export function applyDeferred(ctx: FsckContext): void {
   for (const nf of ctx.newFilesets) {
     attempt(ctx, `make fileset ${nf.name}`, nf.problems, () => {
       const root = nf.rootIno || newRootDir(vol).ino
-      const f = addFileset(vol, nf.name, root, {parentId: nf.info.parentId})
+      // A source that comes back (lostfound.ts) keeps its id, which its clones name, and a
+      // fresh clone stamp, which turns on the guard that keeps its writes out of them.
+      let extra = {}
+      const back = nf.info.id !== 0
+      if (back) {
+        vol.sb.cloneClock = (vol.sb.cloneClock + 1) >>> 0
+        vol.markSbDirty()
+        extra = {id: nf.info.id, clonestart: vol.sb.cloneClock}
+      }
+      const f = addFileset(vol, nf.name, root, {parentId: nf.info.parentId, ...extra})
       Object.assign(nf.info, {slot: f.slot, id: f.id, rootIno: root, rootOk: true, created: f.created})
-      ctx.notes.push(`fileset ${nf.name} is new: it holds what no other fileset could take (root inode ${root})`)
+      ctx.notes.push(back
+        ? `fileset ${nf.name} is back under id ${f.id}, the source of clones still expanding (root inode ${root})`
+        : `fileset ${nf.name} is new: it holds what no other fileset could take (root inode ${root})`)
     })
   }
   // Reconnections come before the other directories are rebuilt: until they are committed
