@@ -12,7 +12,25 @@
 const path = require('node:path')
 const {pathToFileURL} = require('node:url')
 
-const argv = process.argv.slice(2)
+/** the arguments as given */
+const given = process.argv.slice(2)
+/**
+ * The image flag given before the command (`prism -i IMG fsck`, as `git -C DIR status`) goes
+ * after it, where each command reads its flags (before a `--`, which ends them): `order[j]`
+ * is the index in `given` of `argv[j]`.
+ */
+const order = given.map((_, i) => i)
+{
+  let k = 0
+  while (k < given.length && (/^--image=./.test(given[k]) || ((given[k] === '-i' || given[k] === '--image') && k + 1 < given.length))) k += given[k].includes('=') ? 1 : 2
+  if (k > 0 && k < given.length) {
+    const rest = order.slice(k)
+    const end = rest.findIndex((i) => given[i] === '--')
+    const at = end < 0 ? rest.length : end
+    order.splice(0, order.length, ...rest.slice(0, at), ...order.slice(0, k), ...rest.slice(at))
+  }
+}
+const argv = order.map((i) => given[i])
 // A reader that goes away (`prism fsck | head -1`) is not a failure of the command: its exit
 // status still says what happened to the image. Writes after that are dropped.
 // Output that cannot be written for another reason (a full device, a closed descriptor) is
@@ -83,12 +101,12 @@ async function rawArguments() {
   }
   const parts = []
   for (let i = 0, from = 0; i < raw.length; i++) if (raw[i] === 0) { parts.push(raw.subarray(from, i)); from = i + 1 }
-  if (parts.length < argv.length) return
-  const tail = parts.slice(parts.length - argv.length)
+  if (parts.length < given.length) return
+  const tail = parts.slice(parts.length - given.length)
   // (only where the command line is what Node saw, argument for argument)
-  if (tail.some((b, i) => b.toString('utf8') !== argv[i])) return
+  if (tail.some((b, i) => b.toString('utf8') !== given[i])) return
   const {nameText} = await import('../dist/format/name.js')
-  for (let i = 0; i < argv.length; i++) if (argv[i].includes('\ufffd')) argv[i] = nameText(tail[i])
+  for (let j = 0; j < argv.length; j++) if (argv[j].includes('\ufffd')) argv[j] = nameText(tail[order[j]])
 }
 
 async function main() {

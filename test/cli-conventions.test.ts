@@ -155,6 +155,47 @@ describe('cli: usage errors, --wait, help and the nearest command (issue 15.12)'
     oneLine(run('--bogus'), 2, /--bogus/)
   })
 
+  it('the image flag may come before the command (as git -C): every form, fast paths and oclif alike, the same output; a flag alone is one line, status 2', () => {
+    const other = path.join(dir, 'other.img')
+    fs.copyFileSync(img, other)
+    const same = (front: string[], cmd: string[]) => {
+      const want = prism([...cmd, '-i', other], {cwd: dir})
+      const got = prism([...front, ...cmd], {cwd: dir})
+      expect([got.status, got.stdout, got.stderr], `${front.join(' ')} ${cmd.join(' ')}`).to.deep.equal([want.status, want.stdout, want.stderr])
+      expect(want.status, want.stderr).to.equal(cmd[0] === 'cat' && cmd[1] === 'root:/none' ? 1 : 0)
+    }
+    for (const front of [['-i', other], ['--image', other], [`--image=${other}`]]) {
+      same(front, ['fsck']) // fast paths
+      same(front, ['cat', 'root:/d/f'])
+      same(front, ['fileset', 'list', '--no-space'])
+      same(front, ['ls', '-R', 'root:/']) // oclif
+      same(front, ['df'])
+      same(front, ['cat', 'root:/none'])
+    }
+    // A `--` still ends the flags: the image flag goes before it.
+    expect(prism(['-i', other, 'ls', '--', 'root:/d'], {cwd: dir}).stdout).to.equal('f\n')
+    // It names the image written to: a write through it lands in that image, not the default one.
+    expect(prism(['-i', other, 'mkdir', 'root:/made-here'], {cwd: dir}).status).to.equal(0)
+    expect(prism(['ls', 'root:/', '-i', other], {cwd: dir}).stdout).to.include('made-here')
+    expect(prism(['ls', 'root:/', '-i', img], {cwd: dir}).stdout).to.not.include('made-here')
+    // A name that is not UTF-8 keeps its bytes when the flag moves (the arguments are read back
+    // from /proc): the same name as made with the flag after the command.
+    const env = {...process.env, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1'}
+    const p = `"${process.execPath}" "${BIN}"`
+    const sh = spawnSync('bash', ['-c', `${p} -i "${other}" touch "root:/d/$(printf 'caf\\351')" && ${p} ls root:/d -i "${other}" && ${p} rm "root:/d/$(printf 'caf\\351')" -i "${other}"`], {env})
+    expect(sh.status, sh.stderr.toString()).to.equal(0)
+    const sh2 = spawnSync('bash', ['-c', `${p} touch "root:/d/$(printf 'caf\\351')" -i "${other}" && ${p} ls root:/d -i "${other}"`], {env})
+    expect(sh2.status, sh2.stderr.toString()).to.equal(0)
+    expect(sh.stdout.toString('latin1')).to.equal(sh2.stdout.toString('latin1'))
+    expect(sh.stdout.toString('latin1')).to.not.include('\ufffd').and.not.include('\xef\xbf\xbd')
+    // Only the image flag moves: anything else where the command goes is refused, the image unchanged.
+    const bytes = fs.readFileSync(other)
+    oneLine(run('-i', other), 2, /a command comes first/)
+    oneLine(run('--json', 'fsck'), 2, /a command comes first: prism COMMAND.*'--json' is not one/)
+    oneLine(run('-i'), 2, /a command comes first/)
+    expect(fs.readFileSync(other).equals(bytes)).to.equal(true)
+  })
+
   it('shell completion comes from oclif\'s autocomplete plugin', () => {
     const home = path.join(dir, 'home')
     fs.mkdirSync(home, {recursive: true})

@@ -21,6 +21,11 @@ const hook: Hook<'command_not_found'> = async function (opts) {
     const shown = toConfiguredId(id, opts.config)
     throw new Errors.CLIError(`unexpected argument '${parts.slice(n).join(' ')}' (see '${opts.config.bin} ${shown} --help')`, {exit: id === 'fsck' ? FSCK_USAGE : EXIT.USAGE})
   }
+  // `prism -i IMG` (bin/run.js moves a leading image flag after the command), `prism -x`: a
+  // flag where the command goes.
+  if (opts.id.startsWith('-')) {
+    throw new Errors.CLIError(`a command comes first: ${opts.config.bin} COMMAND [ARGUMENTS] [FLAGS], '${opts.id}' is not one ('${opts.config.bin} help' lists the commands)`, {exit: EXIT.USAGE})
+  }
   if (process.stdin.isTTY && process.stderr.isTTY) {
     const {default: plugin} = await import('@oclif/plugin-not-found')
     return plugin.call(this, opts)
