@@ -38,7 +38,7 @@ import {
 } from '../format/clonestate.js'
 import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
-import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES} from '../format/superblock.js'
+import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
 import {dirAdd, dirCopyLayout, dirForEachRaw, dirInit, dirList, dirLookup} from './dir.js'
 import {readData, releaseAll, shareInto, writeData} from './extents.js'
@@ -318,6 +318,7 @@ function expandOne(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inod
   vol.idirty(u)
   const rec = filesetById(vol, c.id)!
   saveFileset(vol, {...rec, dirsDone: rec.dirsDone + 1, dirsTotal: rec.dirsTotal + made.length})
+  if (rec.dirsDone + 1 >= rec.dirsTotal + made.length) expandedAll(vol).add(c.id)
   const tally = vol.expandTally?.get(c.id)
   if (tally) {
     const add = (k: 1 | -1): void => {
@@ -758,6 +759,84 @@ export function expandAll(vol: Volume, c: Fileset, onDir?: () => void): void {
   if (!rec || !isExpanding(rec)) return
   expandTree(vol, rec, vol.iget(rec.rootIno), '', onDir)
   finishExpansion(vol, rec)
+}
+
+/** Clones whose counters said, after an expansion on demand, that every directory known is expanded. */
+const maybeDone = new WeakMap<Volume, Set<number>>()
+function expandedAll(vol: Volume): Set<number> {
+  let s = maybeDone.get(vol)
+  if (!s) maybeDone.set(vol, s = new Set())
+  return s
+}
+
+/**
+ * Ends the expansion of each clone that reads and writes (not `prism expand`) have expanded
+ * whole: it becomes an ordinary fileset, as `prism expand` leaves it, rather than staying
+ * "expanding N/N", its source guarded, until then. Its counters only say when to look (they
+ * may over-count: an UNEXPANDED directory removed is not subtracted): the clone's tree is
+ * walked, and a clone with an UNEXPANDED directory left is not finished. Called at the end
+ * of a writable session (fs/image.ts) and by a server between requests; returns the names
+ * of the clones finished.
+ */
+export function finishExpanded(vol: Volume): string[] {
+  if (!mayFinishExpanded(vol)) return []
+  const ids = expandedAll(vol)
+  // What was done before is committed first (a failure to is thrown): a failure below drops
+  // only the finishing (the clone then stays expanding, as before, for `prism expand` to finish
+  // and report).
+  vol.commit()
+  const done: string[] = []
+  try {
+    for (const id of [...ids]) {
+      ids.delete(id)
+      const c = filesetById(vol, id)
+      if (!c || !isExpanding(c) || c.dirsDone < c.dirsTotal) continue
+      const left = unexpandedIn(vol, c)
+      if (left > 0) {
+        // Counters behind the tree (a build that kept them otherwise): set right, so that
+        // the next session does not walk it again, and the progress shown is true.
+        saveFileset(vol, {...c, dirsTotal: c.dirsDone + left})
+        continue
+      }
+      finishExpansion(vol, c)
+      done.push(c.name)
+    }
+    vol.commit()
+  } catch (e) {
+    vol.abort()
+    if (!(e instanceof PrismError) || e.code === 'EINTR') throw e
+    return []
+  }
+  return done
+}
+
+/**
+ * Whether finishExpanded has a clone to look at: one whose counters reached the end in this
+ * session, or, looked for once per session, in an earlier one that did not end it (a
+ * session that crashed, or that a build before this kept).
+ */
+export function mayFinishExpanded(vol: Volume): boolean {
+  if (vol.readOnly) return false
+  if (!seeded.has(vol)) {
+    seeded.add(vol)
+    if (vol.sb.incompat & INCOMPAT_EXPANDING) {
+      for (const f of buildingFilesets(vol)) if (f.state === FS_EXPANDING && f.dirsDone >= f.dirsTotal) expandedAll(vol).add(f.id)
+    }
+  }
+  return (maybeDone.get(vol)?.size ?? 0) > 0
+}
+const seeded = new WeakSet<Volume>()
+
+/** The UNEXPANDED directories of clone `c`. */
+function unexpandedIn(vol: Volume, c: Fileset): number {
+  const stack = [c.rootIno]
+  let n = 0
+  while (stack.length > 0) {
+    const d = vol.iget(stack.pop()!)
+    if (isUnexpanded(d)) { n++; continue }
+    for (const e of dirList(vol, d)) if (e.type === DT_DIR) stack.push(e.ino)
+  }
+  return n
 }
 
 /** Called once no UNEXPANDED directory is left in `c`. */

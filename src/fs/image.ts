@@ -8,7 +8,7 @@ import {addFileset, findFileset, getFileset, listFilesets, saveFileset, type Fil
 import {filesetNameProblem} from '../format/fileset.js'
 import {touch, type Inode} from './inode.js'
 import {Namespace, dropFileset, reapOrphans} from './namespace.js'
-import {clonesInFlight, expandAll} from './expand.js'
+import {clonesInFlight, expandAll, finishExpanded} from './expand.js'
 import {Volume, type MkfsOptions, type OpenOptions} from './volume.js'
 
 export {Volume, Namespace}
@@ -55,6 +55,7 @@ export function withImage<T>(path: string, opts: OpenOptions, work: (vol: Volume
   let result: T
   try {
     result = work(vol)
+    finishExpanded(vol) // clones the work expanded whole end their expansion
   } catch (e) {
     vol.closeAfterFailure(e)
     throw e
@@ -69,6 +70,7 @@ export async function withImageAsync<T>(path: string, opts: OpenOptions, work: (
   let result: T
   try {
     result = await work(vol)
+    finishExpanded(vol) // clones the work expanded whole end their expansion
   } catch (e) {
     vol.closeAfterFailure(e)
     throw e

@@ -21,7 +21,7 @@ import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError, isArgumentError} from '../errors.js'
 import {clone, settleSyncClone, type CloneResult} from '../clone/clone.js'
-import {Expander, tallyExpansion, type ExpandTally} from '../fs/expand.js'
+import {Expander, finishExpanded, mayFinishExpanded, tallyExpansion, type ExpandTally} from '../fs/expand.js'
 import {filesetById, findFileset, getFileset, listFilesets} from '../fs/filesets.js'
 import {checkDeletable, deleteFileset, namespace} from '../fs/image.js'
 import {clonesInFlight} from '../fs/expand.js'
@@ -637,6 +637,20 @@ export class ServedImage {
 
   private tick(): void {
     if (this.closed || this.holdCommits || this.failed || this.lentUntil) return
+    if (mayFinishExpanded(this.vol)) {
+      // A lazy clone the mounts' reads and writes expanded whole ends its expansion (it
+      // commits what the requests did first; nothing a mount shows changes).
+      try {
+        finishExpanded(this.vol)
+        this.lastCommit = Date.now()
+      } catch (e) {
+        this.failed ??= e as Error
+        this.onError(`commit failed: ${(e as Error).message}`)
+        return
+      } finally {
+        this.dropPending()
+      }
+    }
     if (Date.now() - this.lastCommit >= this.commitMs - 50 && this.vol.hasChanges) {
       try {
         this.commitNow()
