@@ -556,6 +556,30 @@ describe('tar: as GNU tar extracts (found by a trial)', function () {
     }, 'd')
   })
 
+  it('a directory named twice in one archive: the second entry\'s attributes go over the first\'s, the others stay (as GNU tar extracts it again); the target directory too', () => {
+    const img = newImage(dir)
+    const acl = 'user::rwx,user:1000:rwx,group::r-x,mask::rwx,other::r-x'
+    const r = prism(['import', '-i', img, '--create', 'twice', '-'], {input: mkTar([
+      {name: './', type: 'dir', pax: [['SCHILY.xattr.user.top', 'first'], ['SCHILY.xattr.user.keep', 'yes']]},
+      {name: './sub/', type: 'dir', mode: 0o755, pax: [['SCHILY.xattr.user.a', '1'], ['SCHILY.xattr.user.b', '1'], ['SCHILY.acl.access', acl]]},
+      {name: './sub/f', data: 'f\n'},
+      {name: './sub/', type: 'dir', mode: 0o750, pax: [['SCHILY.xattr.user.b', '2']]},
+      {name: './', type: 'dir', mode: 0o700, pax: [['SCHILY.xattr.user.top', 'second']]},
+    ])})
+    expect(r.status, r.stderr).to.equal(0)
+    read(img, (ns) => {
+      const xs = (p: string) => Object.fromEntries(ns.listXattrs(p).filter((x) => x.name.toString().startsWith('user.')).map((x) => [x.name.toString(), x.value.toString()]))
+      expect(xs('/sub')).to.deep.equal({'user.a': '1', 'user.b': '2'})
+      expect(xs('/')).to.deep.equal({'user.top': 'second', 'user.keep': 'yes'})
+      expect([ns.stat('/sub').perm, ns.stat('/').perm]).to.deep.equal([0o750, 0o700])
+      // the first entry's ACL stays, its group class now that of mode 750
+      const kept = decodeAcl(ns.getXattr('/sub', Buffer.from(ACL_ACCESS))!)
+      expect(kept.map((e) => `${e.tag}:${e.perm}`)).to.deep.equal([`${ACL_USER_OBJ}:7`, `${ACL_USER}:7`, `${ACL_GROUP_OBJ}:5`, `${ACL_MASK}:5`, `${ACL_OTHER}:0`])
+      expect(ns.readFile('/sub/f').toString()).to.equal('f\n')
+    }, 'twice')
+    expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+  })
+
   it("merges into an existing directory keeping the attributes the archive does not name (an ACL kept follows the archive's mode)", () => {
     const img = newImage(dir)
     edit(img, (ns) => {
@@ -582,6 +606,23 @@ describe('tar: as GNU tar extracts (found by a trial)', function () {
       expect(ns.stat('/mx/sub').perm).to.equal(0o750)
     })
     expect(fsckImage(img, {repair: false}).problems).to.deep.equal([])
+  })
+
+  it('an owner of 4294967295 ((uid_t)-1, which no file can have) is refused as out of range, as prism chown refuses it; 4294967294 is kept', () => {
+    const img = newImage(dir)
+    const r = prism(['import', '-i', img, '--create', 'owners', '-', '--json'], {input: mkTar([
+      {name: 'u-1', data: 'a\n', pax: [['uid', '4294967295']]},
+      {name: 'g-1', data: 'b\n', pax: [['gid', '4294967295']]},
+      {name: 'd-1/', type: 'dir', pax: [['uid', '4294967295']]},
+      {name: 'top', data: 'c\n', pax: [['uid', '4294967294'], ['gid', '4294967294']]},
+    ])})
+    expect(r.status, r.stderr).to.equal(1)
+    expect(r.stderr.trim().split('\n').map((l) => /owner (\d+):(\d+) is out of range/.exec(l)?.slice(1).join(':'))).to.deep.equal(['4294967295:0', '0:4294967295', '4294967295:0'])
+    expect(JSON.parse(r.stdout).refused).to.equal(3)
+    read(img, (ns) => {
+      expect(ns.readdir('/').map((e) => e.name)).to.deep.equal(['top'])
+      expect([ns.stat('/top').uid, ns.stat('/top').gid]).to.deep.equal([4294967294, 4294967294])
+    }, 'owners')
   })
 
   it('names every one of many refused entries, once and in order, even into a pipe (3,000 lines: more than a pipe holds at exit)', () => {

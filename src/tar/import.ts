@@ -262,7 +262,9 @@ export class TarImport implements TarSink {
       this.stats.dropped++
       this.warn(`${show(e.path)}: unknown entry type '${e.unknownType.replace(/[^\x20-\x7e]/g, '?')}', imported as a regular file`)
     }
-    if (!Number.isInteger(e.uid) || e.uid < 0 || e.uid > 0xffff_ffff || !Number.isInteger(e.gid) || e.gid < 0 || e.gid > 0xffff_ffff) throw new Refused(`owner ${e.uid}:${e.gid} is out of range`)
+    // (4294967295 is (uid_t)-1, which chown(2) takes as "leave it": no file can have it, as
+    // `prism chown` refuses it)
+    if (!Number.isInteger(e.uid) || e.uid < 0 || e.uid >= 0xffff_ffff || !Number.isInteger(e.gid) || e.gid < 0 || e.gid >= 0xffff_ffff) throw new Refused(`owner ${e.uid}:${e.gid} is out of range`)
     const attrs = {uid: e.uid, gid: e.gid}
     const atime = e.atime ?? e.mtime
     const xattrs = this.attributes(e)
@@ -271,7 +273,7 @@ export class TarImport implements TarSink {
       if (e.type !== 'dir') throw new Refused('names the target directory itself but is not a directory')
       this.root.r.mode = S_IFDIR | e.mode
       ns.chown(this.root, e.uid, e.gid)
-      ns.replaceXattrs(this.root, xattrs)
+      this.mergeXattrs(this.root, xattrs)
       this.rootExplicit = true
       this.dirTimes.push({ino: this.root.ino, generation: this.root.r.generation, atime, mtime: e.mtime})
       return
@@ -289,14 +291,16 @@ export class TarImport implements TarSink {
     if (e.type === 'dir') {
       let d: Inode
       if (old?.isDir) {
+        // A directory an earlier entry made: as GNU tar, the entry's attributes go over it.
         d = old
         d.r.mode = S_IFDIR | e.mode
         ns.chown(d, e.uid, e.gid)
+        this.mergeXattrs(d, xattrs)
       } else {
         if (old) ns.removeChild(dir, name, '/' + comps.slice(0, -1).map(show).join('/'))
         d = ns.createIn(dir, name, S_IFDIR | e.mode, attrs)
+        ns.replaceXattrs(d, xattrs)
       }
-      ns.replaceXattrs(d, xattrs)
       this.dirs.set(childKey, {ino: d.ino, generation: d.r.generation, implicit: false})
       // ... or in this one
       this.lastDir = {raw: Buffer.from(e.path.subarray(0, end)), comps, ends, key: childKey}
@@ -807,6 +811,20 @@ export class TarImport implements TarSink {
       if (c.isDir && this.isImplicit(c)) yield* call(this.refuseTree(c, p, why))
       else this.refuse(p, why)
     }
+  }
+
+  /**
+   * Sets the attributes a directory entry carries on directory `d`, which may hold some
+   * already (an earlier entry for it, in this archive): as GNU tar extracts a directory again,
+   * the entry's go over those of the same name and the others stay; an ACL that stays follows
+   * the mode the entry gave.
+   */
+  private mergeXattrs(d: Inode, xattrs: Array<{name: Buffer, value: Buffer}>): void {
+    const merged = new Map(listXattrs(this.vol, d).map((x) => [x.name.toString('latin1'), {name: x.name, value: x.value}]))
+    if (merged.size === 0) return this.stage.replaceXattrs(d, xattrs)
+    for (const x of xattrs) merged.set(x.name.toString('latin1'), x)
+    this.stage.replaceXattrs(d, [...merged.values()])
+    if (merged.has(ACL_ACCESS) && !xattrs.some((x) => x.name.toString('latin1') === ACL_ACCESS)) chmodAcl(this.vol, d)
   }
 
   /** Pass 2: the steps, in one transaction; nothing here commits. */
