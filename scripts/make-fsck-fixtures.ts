@@ -601,6 +601,14 @@ const FIXTURES: Fixture[] = [
   // ---- clones still expanding (FORMAT.md §5.7, §8.3, §8.5) and scan results (§12)
   {name: 'clone-bad-source', base: 'expanding', desc: 'an expanding clone whose source fileset does not exist', damage: (img) => img.patchFileset(filesetSlot(img, 'lazy'), (b) => b.writeUInt32LE(77, 0x20))},
   {name: 'clone-source-lost', base: 'expanding', desc: 'the record of the source of two lazy clones overwritten with garbage (its tree whole)', damage: (img) => img.patchFileset(filesetSlot(img, 'root'), (b) => b.fill(0xa5), false)},
+  {name: 'clone-source-root-bad', base: 'expanding', desc: 'the source of two lazy clones naming a regular file as its root', damage: (img) => {
+    const f = img.locate('/top').ino
+    img.patchFileset(filesetSlot(img, 'root'), (b) => b.writeUInt32LE(f, 0x04))
+  }},
+  {name: 'clone-root-is-source-root', base: 'expanding', desc: "a lazy clone naming its source's root as its own", damage: (img) => {
+    const root = img.read(img.filesetPos(filesetSlot(img, 'root')) + 0x04, 4).readUInt32LE(0)
+    img.patchFileset(filesetSlot(img, 'lazy'), (b) => b.writeUInt32LE(root, 0x04))
+  }},
   {name: 'clone-bad-mode', base: 'expanding', desc: 'an expanding clone whose clone mode is sync', damage: (img) => img.patchFileset(filesetSlot(img, 'plain'), (b) => { b[0x0d] = 1 })},
   {name: 'clone-state-stale', base: 'expanding', desc: 'an ordinary fileset naming a source fileset and a state inode', damage: (img) => {
     const st = img.read(img.filesetPos(filesetSlot(img, 'lazy')) + 0x1c, 4).readUInt32LE(0)

@@ -1,10 +1,12 @@
 // fsck --repair of a clone in flight (lazy or async) whose source lost its fileset record
-// (a damaged fileset-table slot) while the source's tree is whole. The clone's unexpanded
+// (a damaged fileset-table slot), or whose record names a root that is not its root, while
+// the source's tree is whole. The clone's unexpanded
 // directories stand for the source's: the repair must bring the source back as a fileset,
 // under the id the clone names, so that the clone still shows everything it showed, goes on
 // expanding from it, and is kept apart from the source's later writes. Before, the clone
 // "could not go on" and every directory it had not expanded became empty, while the source's
-// tree went to lost+found.
+// tree went to lost+found (where the source's later changes showed through the clone's
+// unexpanded directories, which still stood for those directories).
 import {expect} from 'chai'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -66,18 +68,37 @@ function views(img: string): Map<string, string[]> {
   })
 }
 
-function recoveredName(img: string): string {
+/** The source after the repair: `root` when its record survived, else the one fileset recovered. */
+function sourceName(img: string): string {
   const names = withImage(img, {write: false}, (vol) => listFilesets(vol).map((f) => f.name))
+  if (names.includes('root')) return 'root'
   const r = names.filter((n) => n.startsWith('recovered-'))
   expect(r, names.join(' ')).to.have.length(1)
   return r[0]
 }
 
-type Damage = 'zeroed' | 'garbage'
+/**
+ * How the source's record is damaged: lost whole (zeroed, or garbage that fails its
+ * checksum), or sound but naming as its root an inode that is not its root directory (a
+ * free inode, a regular file, the root of one of its clones).
+ */
+type Damage = 'zeroed' | 'garbage' | 'root: a free inode' | 'root: a file' | 'root: the other\'s root'
+const DAMAGES: Damage[] = ['zeroed', 'garbage', 'root: a free inode', 'root: a file', 'root: the other\'s root']
 
-function lose(img: string, name: string, how: Damage): void {
-  const slot = withImage(img, {write: false}, (vol) => getFileset(vol, name).slot)
-  new RawImage(img).patchFileset(slot, (b) => b.fill(how === 'zeroed' ? 0 : 0xa5), false)
+/** Damages the record of fileset `name` (`other`: the clone, or the source, whose root it may be given). */
+function lose(img: string, name: string, how: Damage, other: string): void {
+  const {slot, root} = withImage(img, {write: false}, (vol) => {
+    const free = (() => { for (let i = vol.sb.inodeCount; i > 0; i--) if (!vol.tryIget(i)) return i; return 0 })()
+    const inodes: Record<string, number> = {
+      'root: a free inode': free,
+      'root: a file': namespace(vol, 'root').resolve('/top').ino,
+      'root: the other\'s root': getFileset(vol, other).rootIno,
+    }
+    return {slot: getFileset(vol, name).slot, root: inodes[how] ?? 0}
+  })
+  const raw = new RawImage(img)
+  if (how === 'zeroed' || how === 'garbage') raw.patchFileset(slot, (b) => b.fill(how === 'zeroed' ? 0 : 0xa5), false)
+  else raw.patchFileset(slot, (b) => b.writeUInt32LE(root, 0x04))
 }
 
 /** fsck without repair reports what --repair fixes (exit 4, then 1); a second repair finds nothing. */
@@ -114,8 +135,8 @@ describe('fsck --repair: a clone in flight whose source lost its fileset record'
   afterEach(() => fs.rmSync(tmp, {recursive: true, force: true}))
 
   for (const c of CASES) {
-    for (const how of ['zeroed', 'garbage'] as Damage[]) {
-      it(`${c.name} (the record ${how}): the source comes back under its id; the clones show what they showed and go on expanding from it`, () => {
+    for (const how of DAMAGES) {
+      it(`${c.name} (the source's record: ${how}): the source comes back whole, under its id; the clones show what they showed and go on expanding from it`, () => {
         const img = path.join(tmp, 'disk.img')
         const vol = mkfs(img, {size: 32 * 1024 * 1024, inodeCount: 4096})
         fill(vol)
@@ -132,14 +153,14 @@ describe('fsck --repair: a clone in flight whose source lost its fileset record'
         const before = views(img)
         const srcId = withImage(img, {write: false}, (v) => getFileset(v, 'root').id)
 
-        lose(img, 'root', how)
+        lose(img, 'root', how, c.clones[0].name)
         const r = repair(img)
-        expect(r.problems.map((p) => p.code), show(r)).to.include('FILESET_SOURCE_RECOVERED')
-        expect(r.problems.map((p) => p.code), show(r)).to.not.include.members(['CLONE_BAD_SOURCE', 'UNEXPANDED_BAD', 'FILESET_BAD_PARENT'])
+        expect(r.problems.map((p) => p.code), show(r)).to.include(how.startsWith('root') ? 'FILESET_ROOT_RECOVERED' : 'FILESET_SOURCE_RECOVERED')
+        for (const bad of ['CLONE_BAD_SOURCE', 'UNEXPANDED_BAD', 'FILESET_BAD_PARENT', 'INODE_UNREACHABLE']) expect(r.problems.map((p) => p.code), show(r)).to.not.include(bad)
 
         // The source is whole, under its old id; every clone shows exactly what it showed and is
         // still expanding from it.
-        const src = recoveredName(img)
+        const src = sourceName(img)
         const after = views(img)
         expect(after.get(src)).to.deep.equal(before.get('root'))
         for (const k of c.clones) expect(after.get(k.name), k.name).to.deep.equal(before.get(k.name))
@@ -172,6 +193,35 @@ describe('fsck --repair: a clone in flight whose source lost its fileset record'
     }
   }
 
+  for (const c of CASES.filter((x) => x.clones.length === 1)) {
+    for (const how of DAMAGES.filter((h) => h.startsWith('root'))) {
+      it(`${c.name} (the clone's record: ${how}): the clone gets its own tree back as its root, showing what it showed`, () => {
+        const img = path.join(tmp, 'disk.img')
+        const vol = mkfs(img, {size: 32 * 1024 * 1024, inodeCount: 4096})
+        fill(vol)
+        const k = c.clones[0]
+        clone(vol, {fileset: 'root', path: '/'}, {fileset: k.name}, k.opts)
+        if (k.expand) expandAlong(vol, getFileset(vol, k.name), k.expand.map((n) => Buffer.from(n)))
+        if (k.write) namespace(vol, k.name).writeFile('/d/new-in-clone', Buffer.from('made in the clone\n'))
+        vol.close()
+        const before = views(img)
+        lose(img, k.name, how, 'root')
+        const r = repair(img)
+        expect(r.problems.map((p) => p.code), show(r)).to.include('FILESET_ROOT_RECOVERED')
+        for (const bad of ['CLONE_BAD_SOURCE', 'UNEXPANDED_BAD', 'INODE_UNREACHABLE']) expect(r.problems.map((p) => p.code), show(r)).to.not.include(bad)
+        const after = views(img)
+        expect(after.get('root')).to.deep.equal(before.get('root'))
+        expect(after.get(k.name)).to.deep.equal(before.get(k.name))
+        withImage(img, {write: true}, (v) => {
+          namespace(v, 'root').writeFile('/d/sub/g', Buffer.from('changed in the source after the repair\n'))
+          expandAll(v, getFileset(v, k.name))
+        })
+        expect(views(img).get(k.name)).to.deep.equal(before.get(k.name))
+        expect(fsckImage(img, {repair: false}).exitCode).to.equal(0)
+      })
+    }
+  }
+
   it('a chain (root, a lazy clone of it, a lazy clone of that) whose middle record is lost: the source of the first stays whole, nothing is left inconsistent', () => {
     const img = path.join(tmp, 'disk.img')
     const vol = mkfs(img, {size: 32 * 1024 * 1024, inodeCount: 4096})
@@ -180,7 +230,7 @@ describe('fsck --repair: a clone in flight whose source lost its fileset record'
     clone(vol, {fileset: 'L1', path: '/'}, {fileset: 'L2'}, {mode: 'lazy'})
     vol.close()
     const before = views(img)
-    lose(img, 'L1', 'zeroed')
+    lose(img, 'L1', 'zeroed', 'L2')
     const r = repair(img)
     expect(r.problems.map((p) => p.code), show(r)).to.include('FILESET_SOURCE_RECOVERED')
     const after = views(img)

@@ -149,35 +149,72 @@ export function checkCloneState(ctx: FsckContext): void {
 }
 
 /**
- * The sources of clones in flight whose fileset record is lost (a damaged table block) while
- * their tree is whole: the top of the unreachable tree that holds the directories the clones'
- * UNEXPANDED directories stand for. Each is recorded in ctx.lostSources, for pass 3 to make
- * it a fileset again under its old id (lostfound.ts), so that the clones go on expanding from
- * it rather than losing every directory they have not expanded yet. Returns the ids.
+ * The sources of clones in flight whose fileset record is lost (a damaged table block), or
+ * names a root that is not one, while their tree is whole: the top of the unreachable tree
+ * that holds the directories the clones' UNEXPANDED directories stand for. Each is recorded
+ * in ctx.lostSources, for pass 3 to make it a fileset again under its old id, or the root of
+ * its fileset again (lostfound.ts), so that the clones go on expanding from it at its paths
+ * rather than losing every directory they have not expanded yet (or, with the tree moved to
+ * lost+found, seeing the source's later changes there). Returns the ids.
  */
 function findLostSources(ctx: FsckContext, ids: Map<number, FilesetInfo>): Set<number> {
   const found = new Map<number, number>() // id → top
   let parentOf: Map<number, number> | null = null
+  const topOf = (dir: number): number => {
+    parentOf ??= unreachableParents(ctx)
+    let top = dir
+    const seen = new Set<number>([top])
+    for (let up = parentOf.get(top); up !== undefined && !seen.has(up); up = parentOf.get(top)) {
+      seen.add(up)
+      top = up
+    }
+    return top
+  }
   for (const f of ctx.filesets) {
     const id = f.srcFileset
-    if (f.state !== FS_EXPANDING || id === 0 || id === f.id || ids.has(id)) continue
+    if (f.state !== FS_EXPANDING || id === 0 || id === f.id || ids.get(id)?.rootOk) continue
     if (f.mode !== MODE_ASYNC && f.mode !== MODE_LAZY) continue
     let top = found.get(id)
     if (top === undefined) {
       const dir = sourceDirOf(ctx, f, id)
       if (dir === 0) continue
-      parentOf ??= unreachableParents(ctx)
-      top = dir
-      const seen = new Set<number>([top])
-      for (let up = parentOf.get(top); up !== undefined && !seen.has(up); up = parentOf.get(top)) {
-        seen.add(up)
-        top = up
-      }
+      top = topOf(dir)
       if (ctx.lostSources.has(top)) continue // another lost id claimed that tree first
       found.set(id, top)
-      ctx.lostSources.set(top, {id, clones: []})
+      ctx.lostSources.set(top, {id, clones: [], why: ''})
     }
-    ctx.lostSources.get(top)!.clones.push(f.name)
+    const s = ctx.lostSources.get(top)!
+    s.clones.push(f.name)
+    s.why = `clones in flight (${s.clones.join(', ')}) expand from it`
+  }
+
+  // A clone in flight whose record names a root that is not one: its own tree is the one
+  // unreachable tree whose UNEXPANDED directories expand from its source, when it is the
+  // only such clone of that source (nothing else says which clone an unexpanded directory is in).
+  const rootless = new Map<number, FilesetInfo[]>()
+  for (const c of ctx.filesets) {
+    if (c.state !== FS_EXPANDING || c.rootOk || c.srcFileset === 0 || (c.mode !== MODE_ASYNC && c.mode !== MODE_LAZY)) continue
+    rootless.set(c.srcFileset, [...(rootless.get(c.srcFileset) ?? []), c])
+  }
+  if (rootless.size > 0) {
+    const tops = new Map<number, Set<number>>()
+    for (const ino of ctx.unexpanded.keys()) {
+      if (ctx.reach[ino] !== 0) continue
+      const {buf, off} = ctx.inodeAt(ino)
+      const srcFs = buf.readUInt32LE(off + 0x50)
+      if (!rootless.has(srcFs)) continue
+      let t = tops.get(srcFs)
+      if (!t) tops.set(srcFs, t = new Set())
+      t.add(topOf(ino))
+    }
+    for (const [src, clones] of rootless) {
+      const t = tops.get(src)
+      if (clones.length !== 1 || t?.size !== 1) continue
+      const top = [...t][0]
+      if (ctx.lostSources.has(top)) continue
+      const from = ids.get(src)?.name ?? `id ${src}`
+      ctx.lostSources.set(top, {id: clones[0].id, clones: [], why: `its unexpanded directories expand from fileset ${from}, as this clone does`})
+    }
   }
   return new Set(found.keys())
 }

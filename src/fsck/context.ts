@@ -342,11 +342,12 @@ export class FsckContext {
   /** UNEXPANDED directories: where pass 2 found them (owner null: in no fileset) */
   readonly unexpanded = new Map<number, {owner: FilesetInfo | null, path: string, count: number}>()
   /**
-   * Sources of clones in flight whose fileset record was lost but whose tree is whole
-   * (clonestate.ts finds them; lostfound.ts makes each a fileset again, under its old id):
-   * the top of the source's tree → its id and the clones expanding from it.
+   * Trees found to be a fileset's own though no record names them as its root (clonestate.ts
+   * finds them; lostfound.ts makes each that fileset's root again, or a fileset again under
+   * its old id when its record is lost): the top of the tree → the fileset's id, the clones
+   * in flight that expand from it, and why it is that fileset's (for the report).
    */
-  readonly lostSources = new Map<number, {id: number, clones: string[]}>()
+  readonly lostSources = new Map<number, {id: number, clones: string[], why: string}>()
   /** directories pass 2 has read (for progress) */
   dirsWalked = 0
   /** the fileset table file, once found sound (filesettable.ts), else 0 */

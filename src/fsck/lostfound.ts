@@ -18,7 +18,7 @@ import {
   DT_OF_KIND, R_FILESET, R_ORPHAN_TREE, T_DIR, T_FREE, T_REG, T_XATTR, type FilesetInfo, type FsckContext, type LostItem, type LostPlan,
 } from './context.js'
 import {KIND_NAME} from './pass1_inodes.js'
-import {LostWalker, filesetsNaming, keptEntries, type ListedEntry} from './pass2_dirs.js'
+import {LostWalker, filesetsNaming, keptEntries, writeRecord, type ListedEntry} from './pass2_dirs.js'
 import type {FsckProblem} from './problems.js'
 import {freeInode} from './pass3_links.js'
 import {clearUnexpanded} from './clonestate.js'
@@ -90,8 +90,11 @@ class Reconnect {
     for (const es of this.kids.values()) for (const e of es) if (ctx.itype[e.ino] !== T_DIR) interesting.add(e.ino)
     this.loadMembers(interesting)
 
-    // Trees first (they bring their files back with them), in inode order; a loop of
-    // unreachable directories with no top gets its lowest directory as one.
+    // The trees of sources of clones in flight go back first (their fileset's root may come
+    // back with one, before anything is planned for its lost+found); then the others
+    // (they bring their files back with them), in inode order; a loop of unreachable
+    // directories with no top gets its lowest directory as one.
+    for (const top of ctx.lostSources.keys()) if (ctx.reach[top] === 0 && ctx.itype[top] === T_DIR) this.tree(top)
     let tops = this.lostDirs.filter((d) => !named.has(d))
     for (;;) {
       for (const t of tops) if (ctx.reach[t] === 0 && ctx.itype[t] === T_DIR) this.tree(t)
@@ -231,6 +234,23 @@ class Reconnect {
       }
     }
     const source = ctx.lostSources.get(top)
+    const own = source ? ctx.filesets.findIndex((f) => f.id === source.id) : -1
+    if (source && own >= 0) {
+      // The tree of a source, or of a clone in flight, whose record names a root that is not
+      // one (clonestate.ts): its root again, rather than a new empty one with this tree in
+      // its lost+found.
+      const f = ctx.filesets[own]
+      f.rootIno = top
+      f.rootOk = true
+      f.lost = 0
+      this.room[own] = 0
+      if (f.rootProblem) ctx.fixed(f.rootProblem)
+      f.rootProblem = null
+      ctx.fixed(ctx.report('FILESET_ROOT_RECOVERED', `fileset ${f.name}`, {ino: top, why: source.why}))
+      writeRecord(ctx, f, f.slot)
+      this.fold(this.walker.walk(top, f, `fileset ${f.name}:`), own)
+      return
+    }
     if (source) {
       // The tree of a source whose record is lost (clonestate.ts): its own fileset again,
       // under its old id, for the clones expanding from it.

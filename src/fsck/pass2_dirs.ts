@@ -48,6 +48,27 @@ export function writeRecord(ctx: FsckContext, f: FilesetInfo | null, slot: numbe
   ctx.maybeCommit()
 }
 
+/**
+ * Whether the tree under directory `ino` holds a directory UNEXPANDED from fileset `id`
+ * (inode 0x50): then it is a clone's of that fileset, never that fileset's own. Looks at
+ * the first 10,000 directories, breadth first (run only when two records name one root).
+ */
+function expandsFrom(ctx: FsckContext, ino: number, id: number): boolean {
+  if (ctx.itype[ino] !== T_DIR) return false
+  const seen = new Set<number>([ino])
+  const queue = [ino]
+  for (let i = 0; i < queue.length && i < 10_000; i++) {
+    const d = queue[i]
+    if (ctx.iflags[d] & IF_UNEXPANDED) {
+      const {buf, off} = ctx.inodeAt(d)
+      if (buf.readUInt32LE(off + 0x50) === id) return true
+      continue
+    }
+    for (const e of keptEntries(ctx, d)) if (ctx.itype[e.ino] === T_DIR && !seen.has(e.ino)) { seen.add(e.ino); queue.push(e.ino) }
+  }
+  return false
+}
+
 /** Reads and checks the fileset table; fills ctx.filesets with the filesets to walk. */
 export function checkFilesets(ctx: FsckContext): void {
   const sb = ctx.sb
@@ -113,7 +134,18 @@ export function checkFilesets(ctx: FsckContext): void {
         changed.add(f)
         ctx.fixed(p)
       }
-      const other = rootOwner.get(f.rootIno)
+      let other = rootOwner.get(f.rootIno)
+      if (other && expandsFrom(ctx, f.rootIno, other.id) && !expandsFrom(ctx, f.rootIno, f.id)) {
+        // Two records name one root, and the tree there expands from the first: it is a
+        // clone's of that fileset, not that fileset's own root (whose record is the damaged one).
+        other.rootOk = false
+        other.lost = Infinity
+        other.rootProblem = ctx.report('FILESET_BAD_ROOT', `fileset ${other.name}`, {
+          ino: other.rootIno, detail: `is the root of fileset ${f.name}, whose tree expands from this one`,
+        })
+        rootOwner.set(f.rootIno, f)
+        other = undefined
+      }
       if (rootValid(f.rootIno) && !other) rootOwner.set(f.rootIno, f)
       if (!rootValid(f.rootIno) || other) {
         // A directory is never shared, so neither is a root.

@@ -87,6 +87,7 @@ export const PROBLEMS = {
   INODE_UNATTACHED_EMPTY: w('unattached {kind} holds nothing ({detail}); it is cleared'),
   LOST_FOUND_NOT_DIR: e('lost+found is a {kind}, not a directory; it moves into a new lost+found as {name}'),
   FILESET_RECOVERED: e('directory inode {ino} heads a tree no fileset can take (its shared files are held by every fileset that could); it becomes the root of a new fileset {name}'),
+  FILESET_ROOT_RECOVERED: e('directory inode {ino} heads the fileset\'s tree ({why}): it is its root again, rather than a new empty one'),
   FILESET_SOURCE_RECOVERED: e('directory inode {ino} heads the tree of fileset id {id}, whose record is lost, the source of {clones} still expanding; it becomes fileset {name} again, under that id, and the clones go on expanding from it'),
   LINK_COUNT: e('link count is {have}, should be {want}'),
   SHARE_COUNT: e('share count is {have}, should be {want}'),
