@@ -27,6 +27,14 @@ export interface BlockDevice {
    * write. False when the device cannot (the caller writes zeros); absent means the same.
    */
   zero?(block: number, count: number): boolean
+  /**
+   * Has the host set aside room for [block, block+count) (fallocate, the file's size kept),
+   * so that a later write there cannot fail for want of space: a journal commit reserves its
+   * blocks' homes before its commit record, which a home write that failed after it would
+   * leave committed beside a command that said it failed. Throws the host's ENOSPC as a
+   * PrismError; absent, or a host that cannot, does nothing.
+   */
+  reserve?(block: number, count: number): void
   /** Makes every completed write durable (fdatasync). */
   sync(): void
   /**

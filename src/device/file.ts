@@ -338,6 +338,52 @@ export class FileDevice implements BlockDevice {
     throw ioError(this.path, Object.assign(new Error(`${code}: zeroing blocks failed, fallocate`), {code, errno: rc, syscall: 'fallocate'}))
   }
 
+  /** false once the host said it cannot allocate a range */
+  private allocRange = true
+  /**
+   * Blocks reserved on the host in this session, a bit each, by page of 2^15 blocks: nothing
+   * here gives host blocks back (a zeroed range keeps its allocation), so each block is
+   * reserved once, and a commit of blocks reserved before costs no call.
+   */
+  private readonly reserved = new Map<number, Uint8Array>()
+
+  private isReserved(b: number): boolean {
+    const page = this.reserved.get(Math.floor(b / 32768))
+    const i = b % 32768
+    return page !== undefined && (page[i >> 3] & (1 << (i & 7))) !== 0
+  }
+
+  private markReserved(from: number, to: number): void {
+    for (let b = from; b < to; b++) {
+      const k = Math.floor(b / 32768)
+      let page = this.reserved.get(k)
+      if (!page) this.reserved.set(k, page = new Uint8Array(4096))
+      const i = b % 32768
+      page[i >> 3] |= 1 << (i & 7)
+    }
+  }
+
+  reserve(block: number, count: number): void {
+    if (this.readOnly || !this.allocRange) return
+    const s = sys()
+    if (!s.fallocate) return void (this.allocRange = false)
+    const end = block + count
+    for (let b = block; b < end;) {
+      while (b < end && this.isReserved(b)) b++
+      if (b === end) break
+      let e = b + 1
+      while (e < end && !this.isReserved(e)) e++
+      const rc = s.fallocate(this.fd, FALLOC_FL_KEEP_SIZE, b * BLOCK_SIZE, (e - b) * BLOCK_SIZE)
+      if (rc !== 0) {
+        if (rc === -os.constants.errno.EOPNOTSUPP || rc === -os.constants.errno.EINVAL || rc === -os.constants.errno.ENOSYS) return void (this.allocRange = false)
+        const code = util.getSystemErrorName(rc)
+        throw ioError(this.path, Object.assign(new Error(`${code}: reserving blocks failed, fallocate`), {code, errno: rc, syscall: 'fallocate'}))
+      }
+      this.markReserved(b, e)
+      b = e
+    }
+  }
+
   identity(): {dev: bigint, ino: bigint} {
     const st = fs.fstatSync(this.fd, {bigint: true})
     return {dev: st.dev, ino: st.ino}

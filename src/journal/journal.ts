@@ -154,6 +154,10 @@ export class Journal {
     if (this.pos + total > this.size) this.checkpoint()
 
     const targets = [...blocks.keys()]
+    // Room on the host for every home write first (a never-written part of the sparse image
+    // takes new host blocks): once the commit record is down the change is made, and a home
+    // write failing for want of space would leave it made beside a command that said it failed.
+    if (this.dev.reserve) forRuns(targets, (b, n) => this.dev.reserve!(b, n))
     // The log is written through one buffer of at most BODY_CHUNK blocks, reused: a
     // transaction of half a 128 MiB journal no longer allocates a second 64 MiB copy of itself.
     const body = Buffer.alloc(Math.min(n + ndesc, BODY_CHUNK) * BLOCK_SIZE)
@@ -236,6 +240,17 @@ export class Journal {
 }
 
 /** Writes blocks in place, coalescing runs of consecutive block numbers into one write. */
+/** Calls `fn` for each run of consecutive block numbers in `blocks` (any order), ascending. */
+function forRuns(blocks: number[], fn: (block: number, count: number) => void): void {
+  const sorted = [...blocks].sort((a, b) => a - b)
+  for (let i = 0; i < sorted.length;) {
+    let j = i + 1
+    while (j < sorted.length && sorted[j] === sorted[j - 1] + 1) j++
+    fn(sorted[i], j - i)
+    i = j
+  }
+}
+
 export function writeRuns(dev: BlockDevice, blocks: Map<number, Buffer>): void {
   const targets = [...blocks.keys()].sort((a, b) => a - b)
   let i = 0
