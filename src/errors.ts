@@ -45,6 +45,15 @@ export class PrismError extends Error {
   }
 }
 
+/**
+ * Why a host call failed, in words: Node's "ENOENT: no such file or directory, open '/x'" is
+ * "no such file or directory" (the caller names the file, once).
+ */
+export function hostReason(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e)
+  return m.replace(/^[A-Z][A-Z0-9_]*: /, '').replace(/, [a-z_]+(?: '[^']*')?(?: -> '[^']*')?$/, '')
+}
+
 export function fail(code: ErrCode, message: string): never {
   throw new PrismError(code, message)
 }

@@ -285,6 +285,39 @@ describe('cli: progress only where it can be shown, and clean stops on signals',
       }
     }
 
+    // An export is written beside its name and renamed over it when whole: a signal leaves no
+    // archive (a new name), or the file that was there (an existing one), and nothing beside.
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      for (const target of ['a new .tar', 'an existing .tar.gz'] as const) {
+        if (sig !== 'SIGINT' && target === 'a new .tar') continue
+        it(`export to ${target}: ${sig} leaves ${target === 'a new .tar' ? 'no archive' : 'the file as it was'}, nothing beside it, the image as before`, async () => {
+          const img = fresh()
+          const before = sha256File(img)
+          const out = path.join(dir, `ex-${n++}`)
+          fs.mkdirSync(out)
+          const archive = path.join(out, target === 'a new .tar' ? 'new.tar' : 'old.tar.gz')
+          if (target !== 'a new .tar') fs.writeFileSync(archive, 'the archive of yesterday\n', {mode: 0o600})
+          const s = start(dir, ['export', 'root', archive, '-i', img], {kind: 'pipe'})
+          await whenLocked(s, img)
+          await sleep(300) // writing by now
+          process.kill(await s.pid, sig)
+          const r = await s.done
+          expect([r.status, r.err]).to.deep.equal([128 + SIGNO[sig], 'prism: interrupted\n'])
+          expect(fs.readdirSync(out)).to.deep.equal(target === 'a new .tar' ? [] : ['old.tar.gz'])
+          if (target !== 'a new .tar') expect(fs.readFileSync(archive, 'utf8')).to.equal('the archive of yesterday\n')
+          expect(sha256File(img)).to.equal(before)
+          // Whole, it replaces the file, keeping its mode.
+          if (target !== 'a new .tar') {
+            expect(prism(['export', 'root:/t/d0', archive, '-i', img]).status).to.equal(0)
+            expect(spawnSync('tar', ['tzf', archive]).stdout.toString()).to.include('./f0')
+            expect(fs.statSync(archive).mode & 0o777).to.equal(0o600)
+            expect(fs.readdirSync(out)).to.deep.equal(['old.tar.gz'])
+          }
+          rm(img)
+        })
+      }
+    }
+
     it('a command waiting for the lock stops at once', async () => {
       const img = fresh()
       const holder = await holdImageLock(img) // another process in the middle of a long write

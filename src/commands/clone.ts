@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {parseImageLoc} from '../cli/locate.js'
-import {PrismError} from '../errors.js'
+import {PrismError, hostReason} from '../errors.js'
 import {nameText} from '../format/name.js'
 import {servedTarget} from '../cli/served.js'
 import type {ServedCloneRequest, ServedTarget} from '../cli/servedexpand.js'
@@ -52,7 +52,7 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
         // (its bytes, each one that is not UTF-8 kept as itself, as in a command-line pattern)
         exclude.push(...parseExcludeFile(nameText(fs.readFileSync(flags['exclude-from']))))
       } catch (e) {
-        throw new PrismError('ENOENT', `${flags['exclude-from']}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
+        throw new PrismError('ENOENT', `${flags['exclude-from']}: ${hostReason(e)}`)
       }
     }
     const replace = (flags.replace ?? []).map((r) => {

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, location, showLoc} from '../cli/locate.js'
-import {PrismError} from '../errors.js'
+import {PrismError, hostReason} from '../errors.js'
 
 export default class Touch extends PrismCommand {
   static summary = 'Set the access and modification times of files in the image, creating them if missing'
@@ -40,7 +40,7 @@ export default class Touch extends PrismCommand {
       try {
         st = fs.statSync(ref.path, {bigint: true})
       } catch (e) {
-        throw new PrismError('ENOENT', `${ref.path}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
+        throw new PrismError('ENOENT', `${ref.path}: ${hostReason(e)}`)
       }
       const {timestampOfNs} = await import('../fs/inode.js')
       time = {atime: timestampOfNs(st.atimeNs), mtime: timestampOfNs(st.mtimeNs)}

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
-import {PrismError} from '../errors.js'
+import {PrismError, hostReason} from '../errors.js'
 
 type Encoding = 'text' | 'hex' | 'base64'
 
@@ -90,7 +90,7 @@ export default class Xattr extends PrismCommand {
         try {
           value = fs.readFileSync(flags['value-file'])
         } catch (e) {
-          throw new PrismError('ENOENT', `${flags['value-file']}: ${(e as Error).message.replace(/^[A-Z]+: /, '')}`)
+          throw new PrismError('ENOENT', `${flags['value-file']}: ${hostReason(e)}`)
         }
       } else value = decodeValue(args.value!)
     }

@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {PrismError, fail} from '../errors.js'
+import {PrismError, fail, hostReason} from '../errors.js'
 import {interruptible} from '../interrupt.js'
 import {crypto} from '../lazy.js'
 
@@ -36,7 +36,7 @@ export interface SpoolOptions {
 
 function spoolError(dir: string, e: unknown): PrismError {
   const err = e as NodeJS.ErrnoException
-  return new PrismError('EHOST', `cannot spool the input in ${dir} (set TMPDIR to another directory): ${err.message.replace(/^[A-Z]+: /, '')}`)
+  return new PrismError('EHOST', `cannot spool the input in ${dir} (set TMPDIR to another directory): ${hostReason(err)}`)
 }
 
 /** An unnamed file for reading and writing in `dir`. */

@@ -18,6 +18,7 @@ import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {ACL_ACCESS, ACL_DEFAULT, decodeAcl} from '../format/xattr.js'
 import {PrismError, isDamage} from '../errors.js'
+import {checkInterrupt} from '../interrupt.js'
 import {dirList, enterDir, type Dirent} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import type {Inode, Timestamp} from '../fs/inode.js'
@@ -173,11 +174,13 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
     next = {inode: top, name: Buffer.from(base === '.' ? '.' : base), isDir: false}
   }
   for (;;) {
+    checkInterrupt() // (Ctrl-C: the archive is not finished, and exportArchive removes what it wrote)
     if (next) {
       const job = damaged(ctx, next.name, () => member(ctx, next!.inode, next!.name))
       // A file's data: as much as fits in each chunk, every full chunk handed out at once.
       if (job) {
         while (!fileData(ctx, job)) {
+          checkInterrupt()
           for (const [b, n] of ctx.full.splice(0)) {
             yield b.subarray(0, n)
             if (opts.reuseChunks) ctx.spare.push(b)

@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {PrismError} from '../errors.js'
+import {PrismError, hostReason} from '../errors.js'
 import {interruptible} from '../interrupt.js'
 import {growPipe, openOutput} from '../sys.js'
 import type {Volume} from '../fs/volume.js'
@@ -38,7 +38,7 @@ function hostError(e: unknown, what: string): PrismError {
   if (e instanceof PrismError) return e
   const err = e as NodeJS.ErrnoException
   const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EISDIR' ? 'EISDIR' : err.code === 'EACCES' || err.code === 'EPERM' ? 'EACCES' : 'EHOST'
-  return new PrismError(code, `${what}: ${err.message.replace(/^[A-Z]+: /, '')}`)
+  return new PrismError(code, `${what}: ${hostReason(err)}`)
 }
 
 /**
@@ -184,25 +184,38 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
   // export fills one buffer over and over. A stream may hold on to a chunk: new memory each.
   const gen = exportTar(ns, srcPath, {...opts, reuseChunks: !comp && !toStdout})
   let fd = -1
-  // Only a file this export made is removed when it fails: an existing file, a device
-  // (/dev/null), a FIFO or a symlink the user named is written into and never removed.
-  let created = false
+  // A new file, or a regular file of one name, is written beside its name (`.NAME.prism-…`)
+  // and renamed over it once whole: a failure or a signal leaves what was there before (or
+  // nothing), never part of an archive, and removes only what the export made. A device
+  // (/dev/null), a FIFO, a symlink or a file with other names is written into, and never removed.
+  let temp: string | null = null
   if (!toStdout) {
     let st: fs.BigIntStats | undefined
+    let lst: fs.BigIntStats | undefined
     try {
       st = fs.statSync(out.arg, {bigint: true, throwIfNoEntry: false})
+      lst = fs.lstatSync(out.arg, {bigint: true, throwIfNoEntry: false})
     } catch {
-      st = undefined // open says why
+      st = lst = undefined // open says why
     }
     if (st && ns.vol.isImageFile(st)) throw new PrismError('EUSAGE', `${out.arg}: that is the image itself; write the archive elsewhere`)
     try {
-      try {
-        fd = fs.openSync(out.arg, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644)
-        created = true
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
-        fd = openOutput(out.arg, fs.constants.O_TRUNC) // (a FIFO: waits for its reader, Ctrl-C heard)
+      if (!lst || (lst.isFile() && lst.nlink === 1n)) {
+        const t = path.join(path.dirname(out.arg), `.${path.basename(out.arg)}.prism-${process.pid}-${Math.random().toString(36).slice(2, 8)}`)
+        try {
+          fd = fs.openSync(t, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644)
+          temp = t
+        } catch (e) {
+          // (a directory the user may not create in, though the file is writable: written in place)
+          if (!lst || !['EACCES', 'EPERM', 'EROFS'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e
+        }
+        if (temp && lst) {
+          // It takes the place of the file: with its mode, and its owner where allowed.
+          fs.fchmodSync(fd, Number(lst.mode & 0o7777n))
+          try { fs.fchownSync(fd, Number(lst.uid), Number(lst.gid)) } catch { /* not ours to give */ }
+        }
       }
+      if (fd < 0) fd = openOutput(out.arg, fs.constants.O_TRUNC) // (a FIFO: waits for its reader, Ctrl-C heard)
     } catch (e) {
       throw hostError(e, out.arg)
     }
@@ -225,16 +238,18 @@ export async function exportArchive(ns: Namespace, srcPath: string, out: Archive
       if (comp) await pipeline(src, comp, sink, {end: !toStdout})
       else await pipeline(src, sink, {end: !toStdout})
     }
-  } catch (e) {
-    if (fd >= 0) {
+    if (temp) {
       fs.closeSync(fd)
       fd = -1
-      if (created) try { fs.unlinkSync(out.arg) } catch { /* already gone */ }
+      fs.renameSync(temp, out.arg)
+      temp = null
     }
+  } catch (e) {
     if (toStdout && (e as NodeJS.ErrnoException).code === 'EPIPE') throw new PrismError('EHOST', 'standard output was closed before the archive was written')
-    throw hostError(e, toStdout ? 'standard output' : out.arg)
+    throw e instanceof PrismError ? e : hostError(e, toStdout ? 'standard output' : out.arg)
   } finally {
     if (fd >= 0) fs.closeSync(fd)
+    if (temp) try { fs.unlinkSync(temp) } catch { /* already gone */ }
   }
   return stats!
 }
