@@ -9,6 +9,7 @@
 // With PRISM_SERVED_SLICES=0 (the image lent to the command, the mounts held meanwhile) the
 // probe's latency tests fail.
 import {expect} from 'chai'
+import {spawn} from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
@@ -200,6 +201,66 @@ describe('prism fileset delete and rm -r on a served image: freed by the server 
     const want = await listing(outs[0], true)
     expect(Object.keys(want).length).to.be.greaterThan(10000)
     expect(await listing(outs[1], true)).to.deep.equal(want)
+  })
+
+  it('Ctrl-C of fileset delete and rm -r, as alone: once every item is detached the command is done (exit 0, freed all the same); before the server reached them, 130 and nothing removed', async () => {
+    const alone = path.join(work, 'alone.img')
+    fs.copyFileSync(template, alone)
+    const refDel = await cli(['fileset', 'delete', '-i', alone, 'other'])
+    expect(refDel.code, refDel.stderr).to.equal(0)
+    const mp = s.mountpoint()
+    await s.mount(null, mp)
+    const started = (args: string[]) => {
+      const child = spawn(process.execPath, [BIN, ...args], {env: {...process.env, PRISM_IMAGE: ''}})
+      let out = ''
+      let err = ''
+      child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+      child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+      const done = new Promise<{code: number | null, out: string, err: string}>((resolve) => child.on('close', (code) => resolve({code, out, err})))
+      return {child, done}
+    }
+
+    // Detached (gone from the mount), then SIGINT while the server frees it: done, as alone.
+    const del = started(['fileset', 'delete', '-i', s.image, 'other'])
+    for (let t = 0; t < 400 && fs.readdirSync(mp).includes('other'); t++) await sleep(5)
+    expect(fs.readdirSync(mp)).to.deep.equal(['root'])
+    del.child.kill('SIGINT')
+    const r1 = await del.done
+    expect([r1.code, r1.out, r1.err]).to.deep.equal([0, refDel.stdout, refDel.stderr])
+    let left: unknown = null
+    for (let t = 0; t < 100; t++) {
+      left = await df(s.image)
+      if (JSON.stringify(left) === JSON.stringify(await df(alone))) break
+      await sleep(100)
+    }
+    expect(left, 'freed by the server all the same').to.deep.equal(await df(alone))
+
+    // Not reached: the server is lent to another client, so the removal waits for the image;
+    // SIGINT then stops it at once, saying so, and nothing is removed.
+    const lend = net.createConnection(socketPath(s.image))
+    await new Promise<void>((resolve, reject) => {
+      let buf = ''
+      lend.setEncoding('utf8')
+      lend.on('connect', () => lend.write(JSON.stringify({op: 'lend', pid: process.pid, argv: ['test']}) + '\n'))
+      lend.on('data', (d: string) => { buf += d; if (buf.includes('\n')) resolve() })
+      lend.on('error', reject)
+    })
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const rm = started(['rm', '-r', '-i', s.image, 'root:/big', 'root:/keep'])
+      await sleep(700)
+      const t0 = Date.now()
+      rm.child.kill(sig)
+      const r2 = await rm.done
+      expect([r2.code, r2.err], sig).to.deep.equal([sig === 'SIGINT' ? 130 : 143, 'prism: interrupted\n'])
+      expect(Date.now() - t0, 'stopped at once').to.be.below(3000)
+    }
+    lend.end()
+    await sleep(300)
+    expect(fs.readdirSync(path.join(mp, 'root')).sort()).to.deep.equal(['big', 'keep'])
+    expect(fs.readdirSync(path.join(mp, 'root', 'big'))).to.have.length(100)
+    await s.umount(mp)
+    const fsck = await cli(['fsck', '-i', s.image])
+    expect(fsck.code, fsck.stdout + fsck.stderr).to.equal(0)
   })
 
   it('prism write from a producer that sleeps 3 s: the probe on the mount stays answered (max < 1 s) while it waits', async () => {

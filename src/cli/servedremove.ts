@@ -5,14 +5,16 @@
 // once), then frees what it detached in slices between the mounts' requests. The command
 // returns once it is all freed, as alone (`prism df` right after shows the space back), with
 // the same output and exit status.
-//  - Ctrl-C (SIGTERM, SIGHUP) only stops waiting, with status 128 + the signal: what was
-//    detached is freed by the server all the same (alone, an interrupted rm leaves it on the
-//    orphan list for the next command to free).
+//  - Ctrl-C (SIGTERM, SIGHUP) asks the server to stop, as alone: no item is detached after
+//    it. If every item was through when it came, the command is done (status 0, as alone past
+//    its last item's commit); else status 128 + the signal, the items not reached as they
+//    were. What was detached is freed by the server all the same (alone, an interrupted rm
+//    leaves it on the orphan list for the next command to free).
 //  - If the server stops or dies before answering, the items it did not report are done here,
 //    once the image lock is free; opening the image frees what it had detached.
 import {errorFromWire, type PrismError} from '../errors.js'
 import type {Volume} from '../fs/volume.js'
-import {alone, converse, type ServedTarget} from './servedexpand.js'
+import {INTERRUPT_WAIT_MS, alone, converse, type ServedTarget} from './servedexpand.js'
 
 export type RemoveRequest = {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}
 
@@ -29,8 +31,17 @@ export async function servedRemove(t: ServedTarget, req: RemoveRequest, opts: {d
     if (!item) return
     answered = item.i + 1
     if (item.error) errors.push(errorFromWire(item.error.code, item.error.message))
-  }, async () => {
-    // Only the waiting stops: the server goes on freeing.
+  }, async (c) => {
+    // The server stops detaching and answers at once (any line asks it); it goes on freeing.
+    if (c.destroyed) return
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, INTERRUPT_WAIT_MS)
+      c.once('close', () => {
+        clearTimeout(t)
+        resolve()
+      })
+      c.write('{"op":"cancel"}\n')
+    })
   })
   // (reported here rather than in the socket's handler: onItemError may throw)
   for (const e of errors) opts.onItemError(e)

@@ -1101,7 +1101,17 @@ export class ServedImage {
    * through a mount) frees the detached tree inside one request; the orphan list keeps it
    * on the image meanwhile, so a crash leaves it for the next open to free, as alone.
    */
-  async remove(what: {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}, onItem: (i: number, e?: PrismError) => void): Promise<void> {
+  /**
+   * Removes filesets or paths: each item detached in a short transaction (onItem), then
+   * everything detached freed in slices. `stop`: the client asks to stop (Ctrl-C): no item is
+   * detached after that (a wait for clones to expand, or for a freeze, ends there), and those
+   * detached are freed all the same. `onDetached` is told, once, how many items the detaching
+   * went through and whether that was all of them, before the freeing.
+   */
+  async remove(what: {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}, onItem: (i: number, e?: PrismError) => void,
+    stop?: {requested: () => boolean, asked: Promise<void>, onDetached: (n: number, all: boolean) => void}): Promise<void> {
+    const stopped = () => stop?.requested() === true
+    const orStop = <T>(p: Promise<T>): Promise<unknown> => stop ? Promise.race([p, stop.asked]) : p
     let ended!: () => void
     let aborted = false
     const work: SlicedWork = {
@@ -1112,6 +1122,10 @@ export class ServedImage {
         ended = r
       }),
     }
+    // Asked to stop while it waits for its turn (another removal freeing) or for the image:
+    // nothing will be detached (the loop stops before its first item), and the client is told now.
+    let entered = false
+    if (stop) void stop.asked.then(() => { if (!entered) stop.onDetached(0, false) })
     const done = await this.takeTurn()
     try {
       await this.whenHeld()
@@ -1120,8 +1134,11 @@ export class ServedImage {
       const vol = this.vol
       try {
         const items = 'filesets' in what ? what.filesets : what.paths
-        for (let i = 0; i < items.length; i++) {
+        entered = true
+        let i = 0
+        for (; i < items.length; i++) {
           if (aborted || this.closed) throw new ServerStopped('the prism server stopped')
+          if (stopped()) break
           if ('filesets' in what) {
             // Clones still expanding from it read its tree: they are expanded first, in slices.
             let f
@@ -1132,12 +1149,16 @@ export class ServedImage {
               onItem(i, e)
               continue
             }
-            for (const c of clonesInFlight(vol, f.id)) await this.expandFirst(c.name).done
+            for (const c of clonesInFlight(vol, f.id)) {
+              if (stopped()) break
+              await orStop(this.expandFirst(c.name).done)
+            }
           }
           // A fileset being cloned is changed once the clone no longer reads it (freeze).
           const name = 'filesets' in what ? what.filesets[i] : what.paths[i].fileset
-          for (let t = this.thawed(name); t; t = this.thawed(name)) await t
+          for (let t = this.thawed(name); t && !stopped(); t = this.thawed(name)) await orStop(t)
           if (aborted || this.closed) throw new ServerStopped('the prism server stopped')
+          if (stopped()) break
           // What requests changed is committed first: an item that fails drops only its own work.
           if (vol.hasChanges) this.commitNow()
           vol.reaping = true // (the reap of deleteFileset and remove: done below, in slices)
@@ -1167,6 +1188,7 @@ export class ServedImage {
           await this.notify(true)
           onItem(i)
         }
+        stop?.onDetached(i, i === items.length)
         await this.reapSliced(vol, () => aborted)
       } finally {
         vol.reaping = false

@@ -307,7 +307,7 @@ export class Server {
     c.resume()
     if (rest.includes(10)) cancel()
     const work = this.stopping ? Promise.reject(shuttingDown())
-      : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : req.op === 'remove' ? this.removeRequest(req, send) : this.expandRequest(req, send)
+      : req.op === 'clone' ? this.cloneRequest(req, send, cancelled) : req.op === 'remove' ? this.removeRequest(req, send, cancelled) : this.expandRequest(req, send)
     work.then((r) => {
       if (!c.destroyed) c.end(JSON.stringify(r) + '\n')
     }, (e: unknown) => {
@@ -354,19 +354,37 @@ export class Server {
    * `prism fileset delete` ({filesets}) and `prism rm` ({paths}) (src/cli/servedremove.ts): one
    * {item: {i}} line per item once it is detached (gone from the mounts), or {item: {i, error}}
    * when it could not be (it changed nothing), then the last line once everything detached is
-   * freed. The client going away changes nothing: the freeing goes on.
+   * freed. A line from the client, or its going away (Ctrl-C), stops the detaching: the answer
+   * comes at once, {ok: true} when every item was through already (the command is done, as
+   * alone past its last item's commit), else EINTR (the items not reached stay, as alone);
+   * what was detached is freed all the same.
    */
-  private async removeRequest(req: {[k: string]: unknown}, send: (o: object) => void): Promise<Reply> {
+  private async removeRequest(req: {[k: string]: unknown}, send: (o: object) => void, cancelled: Promise<void>): Promise<Reply> {
     const force = req.force === true
     const onItem = (i: number, e?: PrismError) => send({item: e ? {i, error: {code: e.code, message: e.message}} : {i}})
+    let what: Parameters<ServedImage['remove']>[0]
     if (Array.isArray(req.filesets) && req.filesets.every((x) => typeof x === 'string')) {
-      await this.image.remove({filesets: req.filesets as string[], force}, onItem)
+      what = {filesets: req.filesets as string[], force}
     } else if (Array.isArray(req.paths) && req.paths.every((p: {fileset?: unknown, path?: unknown}) => typeof p?.fileset === 'string' && typeof p.path === 'string')) {
-      await this.image.remove({paths: req.paths as Array<{fileset: string, path: string}>, recursive: req.recursive === true, force}, onItem)
+      what = {paths: req.paths as Array<{fileset: string, path: string}>, recursive: req.recursive === true, force}
     } else {
       throw new PrismError('EUSAGE', 'malformed remove request')
     }
-    return {ok: true}
+    let asked = false
+    void cancelled.then(() => { asked = true })
+    let detachedAll!: (all: boolean) => void
+    const detached = new Promise<boolean>((resolve) => { detachedAll = resolve })
+    const removal = this.image.remove(what, onItem, {requested: () => asked, asked: cancelled, onDetached: (_n, all) => detachedAll(all)})
+    const freed = removal.then(() => 'freed' as const)
+    freed.catch(() => {}) // (a failure after the client was answered: logged below)
+    if (await Promise.race([freed, cancelled.then(() => 'asked' as const)]) === 'freed') return {ok: true}
+    // Asked to stop: the freeing goes on without the client, which is answered once the
+    // detaching has stopped (at its next step), not after the freeing.
+    removal.catch((e: unknown) => {
+      if (!(e instanceof ServerStopped)) this.log(`removing: ${(e as Error).message}`)
+    })
+    if (await Promise.race([detached, removal.then(() => false, () => false)])) return {ok: true}
+    throw new PrismError('EINTR', 'interrupted')
   }
 
   private async expandRequest(req: {[k: string]: unknown}, send: (o: object) => void): Promise<Reply> {
