@@ -190,9 +190,9 @@ describe('cli: usage errors, --wait, help and the nearest command (issue 15.12)'
     expect(sh.stdout.toString('latin1')).to.not.include('\ufffd').and.not.include('\xef\xbf\xbd')
     // Only the image flag moves: anything else where the command goes is refused, the image unchanged.
     const bytes = fs.readFileSync(other)
-    oneLine(run('-i', other), 2, /a command comes first/)
+    oneLine(run('-i', other), 2, /no command after the image: prism \[-i IMAGE\] COMMAND/)
     oneLine(run('--json', 'fsck'), 2, /a command comes first: prism COMMAND.*'--json' is not one/)
-    oneLine(run('-i'), 2, /a command comes first/)
+    oneLine(run('-i'), 2, /no command after the image/)
     expect(fs.readFileSync(other).equals(bytes)).to.equal(true)
   })
 
@@ -392,6 +392,10 @@ describe('cli: small things a careful user hits (issue 15.13)', function () {
       const r = run(args, d)
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).to.equal(2)
       expect(r.stderr.trim().split('\n')).to.have.length(1)
+    }
+    // A name of allowed characters that starts with one it may not start with says so.
+    for (const name of ['.hidden', '..', '-dash']) {
+      oneLine(run(['fileset', 'create', '--', name], d), 2, new RegExp(`invalid fileset name '\\${name}'.*not starting with '\\${name[0]}'`), name)
     }
     expect(sha256File(img)).to.equal(before)
   })

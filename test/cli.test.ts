@@ -193,7 +193,7 @@ describe('cli: bad input leaves the image as it was', function () {
   it('a file that is not a Prism image', () => {
     const other = path.join(dir, 'other.img')
     fs.writeFileSync(other, Buffer.alloc(1 << 20, 7))
-    failsWith(run(['ls', 'root:/', '-i', other]), 5, /not a Prism image/)
+    failsWith(run(['ls', 'root:/', '-i', other]), 5, /^prism: \S*other\.img: not a Prism image$/m)
   })
 
   it('an image of a newer format version', () => {

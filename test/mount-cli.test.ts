@@ -57,6 +57,18 @@ describe('prism mount and umount (CLI)', function () {
     expect(fsck.stdout).to.not.contain('journal') // nothing left to replay: unmounted clean
   })
 
+  it('a mounted fileset renamed: the list of mounts names it by its new name, and a new fileset of the old name is not listed as mounted', async () => {
+    await cliOk(['fileset', 'create', '-i', s.image, 'fs1'])
+    const mp = s.mountpoint()
+    await s.mount('fs1:/', mp)
+    await cliOk(['fileset', 'rename', '-i', s.image, 'fs1', 'fs2'])
+    await cliOk(['fileset', 'create', '-i', s.image, 'fs1'])
+    const list = await cliOk(['mount', '-i', s.image])
+    expect(list).to.contain(`${s.image}:fs2:/ on ${fs.realpathSync(mp)}`)
+    expect(list).to.not.contain(':fs1:')
+    await s.umount(mp)
+  })
+
   it('mkfs --force of a mounted image is refused, naming its server and mount point; the mount and its files stay', async () => {
     const mp = s.mountpoint()
     await s.mount('root', mp)

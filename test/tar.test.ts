@@ -11,7 +11,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {ACL_ACCESS, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, decodeAcl, encodeAcl} from '../src/format/xattr.js'
 import {fsckImage} from '../src/fsck/index.js'
-import {edit, newImage, prism, read, snapshot, tmpDir} from './helpers.js'
+import {BIN, edit, newImage, prism, read, snapshot, tmpDir} from './helpers.js'
 import {buildTree, describeHost, has, importBuffer, mkTar} from './tar-lib.js'
 
 const isRoot = process.getuid?.() === 0
@@ -479,6 +479,11 @@ describe('tar: bad input to the commands', function () {
     [['import', 'root:/lz', '-'], 1, /^prism: lzip-compressed archives are not supported \(gzip, xz, zstd and bzip2 are\): decompress it first \(lzip -dc ARCHIVE/],
     [['import', 'root:/lz4', '-'], 1, /^prism: lz4-compressed archives are not supported .*\(lz4 -dc ARCHIVE/],
     [['import', 'root:/Z', '-'], 1, /^prism: compress \(\.Z\)-compressed archives are not supported .*\(uncompress -c ARCHIVE/],
+    [['import', 'root:/zip', '-'], 1, /^prism: this is a zip archive, not a tar: import reads tar archives .*\(bsdtar -cf - @ARCHIVE/],
+    [['import', 'root:/7z', '-'], 1, /^prism: this is a 7z archive, not a tar/],
+    [['import', 'root:/rar', '-'], 1, /^prism: this is a rar archive, not a tar/],
+    [['import', 'root:/deb', '-'], 1, /^prism: this is an ar archive \(a \.deb\?\), not a tar/],
+    [['import', 'root:/cpio', '-'], 1, /^prism: this is a cpio archive, not a tar/],
   ] as Array<[string[], number, RegExp]>) {
     it(`${args.join(' ')}: one line, exit ${status}`, () => {
       const before = fs.readFileSync(img)
@@ -487,6 +492,11 @@ describe('tar: bad input to the commands', function () {
         'root:/lz': Buffer.concat([Buffer.from('LZIP\x01\x0c'), Buffer.alloc(600)]),
         'root:/lz4': Buffer.concat([Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7]), Buffer.alloc(600)]),
         'root:/Z': Buffer.concat([Buffer.from([0x1f, 0x9d, 0x90]), Buffer.alloc(600)]),
+        'root:/zip': Buffer.concat([Buffer.from('PK\x03\x04\x14\x00', 'latin1'), Buffer.alloc(600)]),
+        'root:/7z': Buffer.concat([Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0x00, 0x04]), Buffer.alloc(600)]),
+        'root:/rar': Buffer.concat([Buffer.from('Rar!\x1a\x07\x01\x00', 'latin1'), Buffer.alloc(600)]),
+        'root:/deb': Buffer.concat([Buffer.from('!<arch>\ndebian-binary   ', 'latin1'), Buffer.alloc(600)]),
+        'root:/cpio': Buffer.concat([Buffer.from('070701000000', 'latin1'), Buffer.alloc(600)]),
       }
       const r = prism([...args.slice(0, 1), '-i', img, ...args.slice(1)], {input: args.includes('-') && args[0] === 'import' ? (heads[args[1]] ?? mkTar([])) : undefined})
       expect(r.status, r.stderr).to.equal(status)
@@ -495,6 +505,15 @@ describe('tar: bad input to the commands', function () {
       if (args[0] === 'export') expect(fs.readFileSync(img).equals(before)).to.equal(true)
     })
   }
+
+  it('a directory on standard input, an empty member name: one clear line each, the image as it was', () => {
+    const before = fs.readFileSync(img)
+    const r = spawnSync(process.execPath, [BIN, 'import', '-i', img, 'root:/', '-'], {stdio: [fs.openSync(dir, 'r'), 'pipe', 'pipe'], env: {...process.env, PRISM_IMAGE: ''}})
+    expect([r.status, r.stderr.toString()]).to.deep.equal([1, 'prism: cannot read standard input: is a directory\n'])
+    expect(fs.readFileSync(img).equals(before)).to.equal(true)
+    const e = prism(['import', '-i', img, '--create', 'emptyname', '-'], {input: mkTar([{name: Buffer.alloc(0), data: ''}, {name: 'ok', data: 'ok\n'}])})
+    expect([e.status, e.stderr]).to.deep.equal([1, 'prism: (an empty name): names the target directory itself but is not a directory; not imported\n'])
+  })
 
   it('exports a lazy clone that is not expanded yet, as its source', () => {
     expect(prism(['import', '-i', img, 'root:/src', '-'], {input: mkTar([{name: 'a/b/c', data: 'deep'}, {name: 'top', data: 'top'}])}).status).to.equal(0)

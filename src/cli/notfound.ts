@@ -23,6 +23,9 @@ const hook: Hook<'command_not_found'> = async function (opts) {
   }
   // `prism -i IMG` (bin/run.js moves a leading image flag after the command), `prism -x`: a
   // flag where the command goes.
+  if (opts.id === '-i' || opts.id === '--image' || opts.id.startsWith('--image=')) {
+    throw new Errors.CLIError(`no command after the image: ${opts.config.bin} [-i IMAGE] COMMAND [ARGUMENTS] [FLAGS] ('${opts.config.bin} help' lists the commands)`, {exit: EXIT.USAGE})
+  }
   if (opts.id.startsWith('-')) {
     throw new Errors.CLIError(`a command comes first: ${opts.config.bin} COMMAND [ARGUMENTS] [FLAGS], '${opts.id}' is not one ('${opts.config.bin} help' lists the commands)`, {exit: EXIT.USAGE})
   }

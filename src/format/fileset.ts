@@ -98,7 +98,10 @@ export function encodeFileset(r: FilesetRecord | null, buf: Buffer, off: number)
 
 /** Fileset names: 1..128 bytes of letters, digits, '.', '_' and '-', not starting with '.' or '-'. */
 export function filesetNameProblem(name: string): string | null {
-  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name)) return `invalid fileset name '${name}' (use letters, digits, '.', '_', '-')`
+  if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name)) {
+    const first = /^[.-]/.test(name) ? `, not starting with '${name[0]}'` : ''
+    return `invalid fileset name '${name}' (use letters, digits, '.', '_', '-'${first})`
+  }
   if (Buffer.byteLength(name) > FILESET_NAME_MAX) return `fileset name longer than ${FILESET_NAME_MAX} bytes`
   return null
 }

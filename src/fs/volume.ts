@@ -304,6 +304,8 @@ export class Volume implements InodeHome {
     } catch (e) {
       dev.close()
       if (e instanceof FormatError) throw new PrismError('EBADIMAGE', `${path}: ${e.message}`)
+      // (an image that is not one, or is damaged past opening: said of the file, as fsck says it)
+      if (e instanceof PrismError && e.code === 'EBADIMAGE' && !e.message.startsWith(`${path}: `)) throw new PrismError('EBADIMAGE', `${path}: ${e.message}`)
       throw e
     }
   }

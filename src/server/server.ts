@@ -474,13 +474,22 @@ export class Server {
     return {found: true}
   }
 
+  /** The fileset's name now (renamed since it was mounted, say), else the name it was mounted by. */
+  private filesetName(id: number, given: string): string {
+    try {
+      return this.image.lent ? given : filesetById(this.image.vol, id)?.name ?? given
+    } catch {
+      return given // (the table unreadable: the mount is listed all the same)
+    }
+  }
+
   list(): MountListing[] {
     return this.image.mounts.map((m) => {
       const top = m.spec.top
       const opts = [m.spec.readOnly ? 'ro' : 'rw', m.spec.suid ? 'suid' : 'nosuid', m.spec.dev ? 'dev' : 'nodev']
       if (m.spec.allowOther) opts.push('allow_other')
       opts.push(`commit=${this.image.commitMs / 1000}`)
-      return {mountpoint: m.mountpoint, source: top ? `${top.fileset}:${top.path}` : '', options: opts, device: m.session.device}
+      return {mountpoint: m.mountpoint, source: top ? `${this.filesetName(m.fs.root.fs, top.fileset)}:${top.path}` : '', options: opts, device: m.session.device}
     })
   }
 

@@ -28,6 +28,13 @@ export function detectCompression(head: Buffer): ArchiveCompression {
     : head.length >= 4 && head.readUInt32LE(0) === 0x184d2204 ? ['lz4', 'lz4 -dc']
       : head.length >= 2 && head[0] === 0x1f && head[1] === 0x9d ? ['compress (.Z)', 'uncompress -c'] : null
   if (unread) fail('EINVAL', `${unread[0]}-compressed archives are not supported (gzip, xz, zstd and bzip2 are): decompress it first (${unread[1]} ARCHIVE | prism import ... -)`)
+  // Other archive formats: a tar is what import reads.
+  const other = head.length >= 4 && head.readUInt32BE(0) === 0x504b0304 ? 'a zip archive'
+    : head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) ? 'a 7z archive'
+      : head.length >= 6 && head.toString('latin1', 0, 6) === 'Rar!\x1a\x07' ? 'a rar archive'
+        : head.length >= 8 && head.toString('latin1', 0, 8) === '!<arch>\n' ? 'an ar archive (a .deb?)'
+          : head.length >= 6 && ['070707', '070701', '070702'].includes(head.toString('latin1', 0, 6)) ? 'a cpio archive' : null
+  if (other) fail('EINVAL', `this is ${other}, not a tar: import reads tar archives (plain, gzip, xz, zstd or bzip2); convert it first (bsdtar -cf - @ARCHIVE | prism import ... -)`)
   return 'none'
 }
 

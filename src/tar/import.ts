@@ -110,7 +110,8 @@ function isZero(buf: Buffer, n: number): boolean {
 
 const alignDown = (n: number) => Math.floor(n / BLOCK_SIZE) * BLOCK_SIZE
 const alignUp = (n: number) => Math.ceil(n / BLOCK_SIZE) * BLOCK_SIZE
-const show = (b: Buffer) => nameText(b)
+/** A member's name as notices show it (an empty one is named as such). */
+const show = (b: Buffer) => (b.length === 0 ? '(an empty name)' : nameText(b))
 
 /** The count of components whose last ends at `at` (`ends` ascending), or -1 when none ends there. */
 function endsAt(ends: number[], at: number): number {

@@ -70,6 +70,13 @@ export async function openArchive(arg: string): Promise<ArchiveInput> {
     if (fs.fstatSync(fd).isFile()) return {fd, name: arg, spooled: 0, close: () => fs.closeSync(fd)}
     return spool(fs.createReadStream('', {fd, autoClose: true}), arg)
   }
+  let st: fs.Stats | null = null
+  try {
+    st = fs.fstatSync(0)
+  } catch {
+    // (closed: read as an empty input, which the import then names)
+  }
+  if (st?.isDirectory()) throw new PrismError('EISDIR', 'cannot read standard input: is a directory')
   return spool(process.stdin, 'standard input')
 }
 
