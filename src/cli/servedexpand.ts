@@ -73,6 +73,23 @@ export function interruptWork(sock: string, token: string): Promise<void> {
  * body, the request carries a token by which an interrupt reaches the server on a connection
  * of its own (interruptWork), besides `onInterrupt`.
  */
+/**
+ * Asks the server to stop the work of connection `c` (any line cancels it) and waits for its
+ * answer, the connection's end, for at most INTERRUPT_WAIT_MS: converse's onInterrupt for
+ * work the server stops in its own way (a sync clone deleted, a removal's detaching stopped).
+ */
+export async function cancelAndWait(c: net.Socket): Promise<void> {
+  if (c.destroyed) return
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, INTERRUPT_WAIT_MS)
+    c.once('close', () => {
+      clearTimeout(t)
+      resolve()
+    })
+    c.write('{"op":"cancel"}\n')
+  })
+}
+
 export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>, body?: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<Line | null> {
   const token = body ? interruptToken() : null
   if (token) req = {...req, interrupt: token}
@@ -173,18 +190,7 @@ export async function servedClone(t: ServedTarget, req: ServedCloneRequest, opts
   const answer = await converse(t.sock, {op: 'clone', ...req}, (l) => {
     if (typeof l.made === 'string') made = l.made
     if (l.progress) opts.onProgress?.(last = l.progress as CloneStats)
-  }, async (c) => {
-    // The server deletes the sync clone it was making, then answers (any line cancels).
-    if (c.destroyed) return
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, INTERRUPT_WAIT_MS)
-      c.once('close', () => {
-        clearTimeout(t)
-        resolve()
-      })
-      c.write('{"op":"cancel"}\n')
-    })
-  })
+  }, cancelAndWait) // (the server deletes the sync clone it was making, then answers)
   if (answer?.ok) return answer.result as CloneResult
   if (answer) throw errorFromWire(answer.code, answer.message)
   // The server went away before answering.

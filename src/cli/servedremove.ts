@@ -14,7 +14,7 @@
 //    once the image lock is free; opening the image frees what it had detached.
 import {errorFromWire, type PrismError} from '../errors.js'
 import type {Volume} from '../fs/volume.js'
-import {INTERRUPT_WAIT_MS, alone, converse, type ServedTarget} from './servedexpand.js'
+import {alone, cancelAndWait, converse, type ServedTarget} from './servedexpand.js'
 
 export type RemoveRequest = {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}
 
@@ -31,18 +31,7 @@ export async function servedRemove(t: ServedTarget, req: RemoveRequest, opts: {d
     if (!item) return
     answered = item.i + 1
     if (item.error) errors.push(errorFromWire(item.error.code, item.error.message))
-  }, async (c) => {
-    // The server stops detaching and answers at once (any line asks it); it goes on freeing.
-    if (c.destroyed) return
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, INTERRUPT_WAIT_MS)
-      c.once('close', () => {
-        clearTimeout(t)
-        resolve()
-      })
-      c.write('{"op":"cancel"}\n')
-    })
-  })
+  }, cancelAndWait) // (the server stops detaching and answers at once; it goes on freeing)
   // (reported here rather than in the socket's handler: onItemError may throw)
   for (const e of errors) opts.onItemError(e)
   if (answer?.ok) return
