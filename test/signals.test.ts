@@ -194,6 +194,9 @@ describe('cli: progress only where it can be shown, and clean stops on signals',
     {name: 'expand', args: (img) => ['expand', 'lazy', '-i', img], readOnly: false},
     {name: 'clone --mode sync', args: (img) => ['clone', 'root', 'c', '--mode', 'sync', '-i', img], readOnly: false},
     {name: 'fileset delete', args: (img) => ['fileset', 'delete', 'spare', '-i', img], readOnly: false},
+    {name: 'ls -R', args: (img) => ['ls', '-R', '-i', img, 'root:/t'], readOnly: true},
+    {name: 'du', args: (img) => ['du', '-i', img, 'root:/t'], readOnly: true},
+    {name: 'diff', args: (img) => ['diff', '-i', img, 'root', 'spare'], readOnly: true},
   ]
   const okStatus = (name: string) => (name.startsWith('scan') ? 1 : 0) // the test signature is found
 

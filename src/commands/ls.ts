@@ -4,6 +4,7 @@ import {imageLoc, showLoc} from '../cli/locate.js'
 import {humanSize, isoTime, lsTime, modeString, table} from '../cli/output.js'
 import {nameShown} from '../format/name.js'
 import type {FileType} from '../fs/inode.js'
+import {checkInterrupt} from '../interrupt.js'
 
 interface Row {
   name: string
@@ -101,6 +102,7 @@ export default class Ls extends PrismCommand {
           const queue = [{dir: loc.path, above: new Set<number>([top.ino])}]
           const seen = new Set<number>([top.ino])
           while (queue.length) {
+            checkInterrupt() // (-R: Ctrl-C heard a directory at a time)
             const {dir, above} = queue.shift()!
             const entries: Row[] = []
             // Names alone need no inode: a plain `ls` of a clone still expanding does not

@@ -23,6 +23,7 @@ import type {Inode} from '../fs/inode.js'
 import {Namespace} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
 import {call, runNow, type Frame} from '../frames.js'
+import {checkInterrupt} from '../interrupt.js'
 
 export type DiffCode = '-' | '+' | 'M' | 'R' | 'A'
 export type EntryType = FileType
@@ -156,6 +157,7 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
 
   // (a frame per directory level, run off the JavaScript stack: src/frames.ts)
   function* walk(da: Inode | null, db: Inode | null, rel: string): Frame {
+    checkInterrupt() // (Ctrl-C: a directory at a time)
     if (da && db) {
       const same = readable(rel, () => unchanged(da, db))
       if (same === null) return // (recorded: left out)

@@ -13,6 +13,7 @@ import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
 import type {Namespace} from '../fs/namespace.js'
 import {chmodAcl, getXattr, removeXattr} from '../fs/xattr.js'
 import {call, runNow, type Frame} from '../frames.js'
+import {checkInterrupt} from '../interrupt.js'
 
 // ---------------------------------------------------------------- owners
 
@@ -365,6 +366,7 @@ export function duPath(ns: Namespace, path: string, summarize: boolean, onUnread
   const where = ns.where(topPath)
   // (a frame per directory level, run off the JavaScript stack: src/frames.ts)
   function* visit(dir: Inode, p: string, ancestors: Set<number>): Frame<DuEntry> {
+    checkInterrupt() // (Ctrl-C: a directory at a time)
     enterDir(ancestors, dir.ino, ns.where(p))
     const e: DuEntry = {path: `${ns.fs.name}:${p}`, apparentBytes: 0, usedBlocks: 0, sharedBlocks: 0, files: 0, dirs: 1}
     // With onUnreadable, what the damage keeps from being read (a directory's entries, an
