@@ -5,8 +5,10 @@
 //
 // Repairs never invent data: a clone that cannot go on expanding (its source is gone) keeps
 // what it has expanded, and its UNEXPANDED directories become empty ordinary directories. A
-// source whose record alone is lost is not gone: its tree comes back as a fileset under its
-// old id (findLostSources, lostfound.ts), and its clones go on expanding from it.
+// source whose record alone is lost, or names a root that is not its own, is not gone: its
+// tree comes back as a fileset under its old id, or as its root (findLostSources,
+// lostfound.ts), and its clones go on expanding from it. A clone in flight whose record names
+// a wrong root gets its own tree back the same way.
 import {FS_ACTIVE, FS_DELETING, FS_EXPANDING, IF_ORPHAN, IF_UNEXPANDED, MODE_ASYNC, MODE_LAZY} from '../format/constants.js'
 import {CLONE_STATE_V2, cloneStateVersion, decodeCloneState, decodeRemap} from '../format/clonestate.js'
 import {decodeInode} from '../format/inode.js'
@@ -266,6 +268,7 @@ export function clearUnexpanded(ctx: FsckContext, ino: number): void {
   ctx.iflags[ino] &= ~IF_UNEXPANDED
 }
 
+/** The version of a sound clone-state file (stateFileProblem found nothing). */
 function stateFileVersion(ctx: FsckContext, ino: number): number {
   const {buf, off} = ctx.inodeAt(ino)
   const inode = new Inode(ino, decodeInode(buf, off, ino))

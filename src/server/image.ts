@@ -637,9 +637,10 @@ export class ServedImage {
 
   private tick(): void {
     if (this.closed || this.holdCommits || this.failed || this.lentUntil) return
-    if (mayFinishExpanded(this.vol)) {
+    if (this.work.size === 0 && !this.freeing && this.jobs.length === 0 && mayFinishExpanded(this.vol)) {
       // A lazy clone the mounts' reads and writes expanded whole ends its expansion (it
-      // commits what the requests did first; nothing a mount shows changes).
+      // commits what the requests did first; nothing a mount shows changes), between requests
+      // and outside any work the server runs in slices (which may hold a freeze, or the clone).
       try {
         finishExpanded(this.vol)
         this.lastCommit = Date.now()
