@@ -64,16 +64,6 @@ export function interruptWork(sock: string, token: string): Promise<void> {
 }
 
 /**
- * Sends `req` on a new connection and hands each line of the answer to `onLine` until the
- * last one ({ok}), which it resolves with; null when the server went away first. While it
- * waits it asks for a signal (src/interrupt.ts) every 50 ms: `onInterrupt` then decides what
- * happens (its promise's end rethrows the interrupt). `body`: bytes sent after the request,
- * as fast as the server takes them (a copy-in's host tree, an archive); its failure (the
- * host read interrupted, an archive that shrank) closes the connection and rejects. With a
- * body, the request carries a token by which an interrupt reaches the server on a connection
- * of its own (interruptWork), besides `onInterrupt`.
- */
-/**
  * Asks the server to stop the work of connection `c` (any line cancels it) and waits for its
  * answer, the connection's end, for at most INTERRUPT_WAIT_MS: converse's onInterrupt for
  * work the server stops in its own way (a sync clone deleted, a removal's detaching stopped).
@@ -90,6 +80,16 @@ export async function cancelAndWait(c: net.Socket): Promise<void> {
   })
 }
 
+/**
+ * Sends `req` on a new connection and hands each line of the answer to `onLine` until the
+ * last one ({ok}), which it resolves with; null when the server went away first. While it
+ * waits it asks for a signal (src/interrupt.ts) every 50 ms: `onInterrupt` then decides what
+ * happens (its promise's end rethrows the interrupt). `body`: bytes sent after the request,
+ * as fast as the server takes them (a copy-in's host tree, an archive); its failure (the
+ * host read interrupted, an archive that shrank) closes the connection and rejects. With a
+ * body, the request carries a token by which an interrupt reaches the server on a connection
+ * of its own (interruptWork), besides `onInterrupt`.
+ */
 export function converse(sock: string, req: object, onLine: (l: Line) => void, onInterrupt: (c: net.Socket) => Promise<unknown>, body?: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<Line | null> {
   const token = body ? interruptToken() : null
   if (token) req = {...req, interrupt: token}

@@ -112,9 +112,7 @@ export function checkCloneState(ctx: FsckContext): void {
 
   for (const [ino, u] of ctx.unexpanded) {
     if (!u.owner) continue // in an orphan tree: the reaper frees it
-    const {buf, off} = ctx.inodeAt(ino)
-    const srcIno = buf.readUInt32LE(off + 0x4c)
-    const srcFs = buf.readUInt32LE(off + 0x50)
+    const {dir: srcIno, fileset: srcFs} = ctx.unexpandedSource(ino)
     let why: string | null = null
     if (u.owner.state !== FS_EXPANDING) why = 'its fileset is not expanding'
     else if (u.count !== 0) why = `it already has ${u.count} entries`
@@ -174,8 +172,7 @@ function findLostSources(ctx: FsckContext, ids: Map<number, FilesetInfo>): Set<n
   }
   for (const f of ctx.filesets) {
     const id = f.srcFileset
-    if (f.state !== FS_EXPANDING || id === 0 || id === f.id || ids.get(id)?.rootOk) continue
-    if (f.mode !== MODE_ASYNC && f.mode !== MODE_LAZY) continue
+    if (!expandsFromSource(f) || id === f.id || ids.get(id)?.rootOk) continue
     let top = found.get(id)
     if (top === undefined) {
       const dir = sourceDirOf(ctx, f, id)
@@ -183,11 +180,9 @@ function findLostSources(ctx: FsckContext, ids: Map<number, FilesetInfo>): Set<n
       top = topOf(dir)
       if (ctx.lostSources.has(top)) continue // another lost id claimed that tree first
       found.set(id, top)
-      ctx.lostSources.set(top, {id, clones: [], why: ''})
+      ctx.lostSources.set(top, {id, clones: []})
     }
-    const s = ctx.lostSources.get(top)!
-    s.clones.push(f.name)
-    s.why = `clones in flight (${s.clones.join(', ')}) expand from it`
+    ctx.lostSources.get(top)!.clones.push(f.name)
   }
 
   // A clone in flight whose record names a root that is not one: its own tree is the one
@@ -195,15 +190,16 @@ function findLostSources(ctx: FsckContext, ids: Map<number, FilesetInfo>): Set<n
   // only such clone of that source (nothing else says which clone an unexpanded directory is in).
   const rootless = new Map<number, FilesetInfo[]>()
   for (const c of ctx.filesets) {
-    if (c.state !== FS_EXPANDING || c.rootOk || c.srcFileset === 0 || (c.mode !== MODE_ASYNC && c.mode !== MODE_LAZY)) continue
-    rootless.set(c.srcFileset, [...(rootless.get(c.srcFileset) ?? []), c])
+    if (!expandsFromSource(c) || c.rootOk) continue
+    const l = rootless.get(c.srcFileset)
+    if (l) l.push(c)
+    else rootless.set(c.srcFileset, [c])
   }
   if (rootless.size > 0) {
     const tops = new Map<number, Set<number>>()
     for (const ino of ctx.unexpanded.keys()) {
       if (ctx.reach[ino] !== 0) continue
-      const {buf, off} = ctx.inodeAt(ino)
-      const srcFs = buf.readUInt32LE(off + 0x50)
+      const srcFs = ctx.unexpandedSource(ino).fileset
       if (!rootless.has(srcFs)) continue
       let t = tops.get(srcFs)
       if (!t) tops.set(srcFs, t = new Set())
@@ -214,11 +210,15 @@ function findLostSources(ctx: FsckContext, ids: Map<number, FilesetInfo>): Set<n
       if (clones.length !== 1 || t?.size !== 1) continue
       const top = [...t][0]
       if (ctx.lostSources.has(top)) continue
-      const from = ids.get(src)?.name ?? `id ${src}`
-      ctx.lostSources.set(top, {id: clones[0].id, clones: [], why: `its unexpanded directories expand from fileset ${from}, as this clone does`})
+      ctx.lostSources.set(top, {id: clones[0].id, clones: [], cloneOf: ids.get(src)?.name ?? `id ${src}`})
     }
   }
   return new Set(found.keys())
+}
+
+/** A clone in flight, async or lazy, that names a source. */
+function expandsFromSource(f: FilesetInfo): boolean {
+  return f.state === FS_EXPANDING && f.srcFileset !== 0 && (f.mode === MODE_ASYNC || f.mode === MODE_LAZY)
 }
 
 /**
@@ -228,9 +228,8 @@ function findLostSources(ctx: FsckContext, ids: Map<number, FilesetInfo>): Set<n
  */
 function sourceDirOf(ctx: FsckContext, f: FilesetInfo, id: number): number {
   const sourceOf = (ino: number): number => {
-    const {buf, off} = ctx.inodeAt(ino)
-    if (buf.readUInt32LE(off + 0x50) !== id) return 0
-    const dir = buf.readUInt32LE(off + 0x4c)
+    const {dir, fileset} = ctx.unexpandedSource(ino)
+    if (fileset !== id) return 0
     const ok = dir >= 1 && dir <= ctx.sb.inodeCount && ctx.itype[dir] === T_DIR && ctx.reach[dir] === 0
     return ok ? dir : 0
   }

@@ -344,10 +344,11 @@ export class FsckContext {
   /**
    * Trees found to be a fileset's own though no record names them as its root (clonestate.ts
    * finds them; lostfound.ts makes each that fileset's root again, or a fileset again under
-   * its old id when its record is lost): the top of the tree → the fileset's id, the clones
-   * in flight that expand from it, and why it is that fileset's (for the report).
+   * its old id when its record is lost): the top of the tree → the fileset's id, and what
+   * says the tree is its: the clones in flight that expand from it, or for a clone's own tree
+   * (cloneOf), the name of the source its UNEXPANDED directories expand from.
    */
-  readonly lostSources = new Map<number, {id: number, clones: string[], why: string}>()
+  readonly lostSources = new Map<number, {id: number, clones: string[], cloneOf?: string}>()
   /** directories pass 2 has read (for progress) */
   dirsWalked = 0
   /** the fileset table file, once found sound (filesettable.ts), else 0 */
@@ -456,6 +457,12 @@ export class FsckContext {
   inodeAt(ino: number): {buf: Buffer, off: number} {
     const {block, off} = this.vol.inodeLocation(ino)
     return {buf: this.vol.store.get(block), off}
+  }
+
+  /** What an UNEXPANDED directory stands for: its source directory and fileset (inode 0x4C, 0x50). */
+  unexpandedSource(ino: number): {dir: number, fileset: number} {
+    const {buf, off} = this.inodeAt(ino)
+    return {dir: buf.readUInt32LE(off + 0x4c), fileset: buf.readUInt32LE(off + 0x50)}
   }
 
   // ---------------------------------------------------------------- writing (repair only)

@@ -246,7 +246,9 @@ class Reconnect {
       this.room[own] = 0
       if (f.rootProblem) ctx.fixed(f.rootProblem)
       f.rootProblem = null
-      ctx.fixed(ctx.report('FILESET_ROOT_RECOVERED', `fileset ${f.name}`, {ino: top, why: source.why}))
+      const why = source.cloneOf !== undefined ? `its unexpanded directories expand from fileset ${source.cloneOf}, as this clone does`
+        : `clones in flight (${source.clones.join(', ')}) expand from it`
+      ctx.fixed(ctx.report('FILESET_ROOT_RECOVERED', `fileset ${f.name}`, {ino: top, why}))
       writeRecord(ctx, f, f.slot)
       this.fold(this.walker.walk(top, f, `fileset ${f.name}:`), own)
       return

@@ -49,8 +49,8 @@ export function writeRecord(ctx: FsckContext, f: FilesetInfo | null, slot: numbe
 }
 
 /**
- * Whether the tree under directory `ino` holds a directory UNEXPANDED from fileset `id`
- * (inode 0x50): then it is a clone's of that fileset, never that fileset's own. Looks at
+ * Whether the tree under directory `ino` holds a directory UNEXPANDED from fileset `id`:
+ * then it is a clone's of that fileset, never that fileset's own. Looks at
  * the first 10,000 directories, breadth first (run only when two records name one root).
  */
 function expandsFrom(ctx: FsckContext, ino: number, id: number): boolean {
@@ -60,8 +60,7 @@ function expandsFrom(ctx: FsckContext, ino: number, id: number): boolean {
   for (let i = 0; i < queue.length && i < 10_000; i++) {
     const d = queue[i]
     if (ctx.iflags[d] & IF_UNEXPANDED) {
-      const {buf, off} = ctx.inodeAt(d)
-      if (buf.readUInt32LE(off + 0x50) === id) return true
+      if (ctx.unexpandedSource(d).fileset === id) return true
       continue
     }
     for (const e of keptEntries(ctx, d)) if (ctx.itype[e.ino] === T_DIR && !seen.has(e.ino)) { seen.add(e.ino); queue.push(e.ino) }

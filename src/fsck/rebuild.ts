@@ -57,14 +57,12 @@ export function applyDeferred(ctx: FsckContext): void {
       const root = nf.rootIno || newRootDir(vol).ino
       // A source that comes back (lostfound.ts) keeps its id, which its clones name, and a
       // fresh clone stamp, which turns on the guard that keeps its writes out of them.
-      let extra = {}
       const back = nf.info.id !== 0
       if (back) {
         vol.sb.cloneClock = (vol.sb.cloneClock + 1) >>> 0
         vol.markSbDirty()
-        extra = {id: nf.info.id, clonestart: vol.sb.cloneClock}
       }
-      const f = addFileset(vol, nf.name, root, {parentId: nf.info.parentId, ...extra})
+      const f = addFileset(vol, nf.name, root, {parentId: nf.info.parentId, ...(back ? {id: nf.info.id, clonestart: vol.sb.cloneClock} : {})})
       Object.assign(nf.info, {slot: f.slot, id: f.id, rootIno: root, rootOk: true, created: f.created})
       ctx.notes.push(back
         ? `fileset ${nf.name} is back under id ${f.id}, the source of clones still expanding (root inode ${root})`

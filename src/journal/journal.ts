@@ -239,27 +239,28 @@ export class Journal {
   }
 }
 
-/** Writes blocks in place, coalescing runs of consecutive block numbers into one write. */
-/** Calls `fn` for each run of consecutive block numbers in `blocks` (any order), ascending. */
-function forRuns(blocks: number[], fn: (block: number, count: number) => void): void {
+/**
+ * Calls `fn` for each run of consecutive block numbers in `blocks` (any order), ascending, of
+ * at most `max` blocks.
+ */
+function forRuns(blocks: number[], fn: (block: number, count: number) => void, max = Infinity): void {
   const sorted = [...blocks].sort((a, b) => a - b)
   for (let i = 0; i < sorted.length;) {
     let j = i + 1
-    while (j < sorted.length && sorted[j] === sorted[j - 1] + 1) j++
+    while (j < sorted.length && sorted[j] === sorted[j - 1] + 1 && j - i < max) j++
     fn(sorted[i], j - i)
     i = j
   }
 }
 
+/** Writes blocks in place, coalescing runs of consecutive block numbers into one write. */
 export function writeRuns(dev: BlockDevice, blocks: Map<number, Buffer>): void {
-  const targets = [...blocks.keys()].sort((a, b) => a - b)
-  let i = 0
-  while (i < targets.length) {
-    let j = i + 1
-    while (j < targets.length && targets[j] === targets[j - 1] + 1 && j - i < 256) j++
-    if (j - i === 1) dev.write(targets[i], blocks.get(targets[i])!)
-    else if (dev.writev) dev.writev(targets[i], targets.slice(i, j).map((t) => blocks.get(t)!))
-    else dev.write(targets[i], Buffer.concat(targets.slice(i, j).map((t) => blocks.get(t)!)))
-    i = j
-  }
+  forRuns([...blocks.keys()], (b, n) => {
+    if (n === 1) dev.write(b, blocks.get(b)!)
+    else {
+      const bufs = Array.from({length: n}, (_, k) => blocks.get(b + k)!)
+      if (dev.writev) dev.writev(b, bufs)
+      else dev.write(b, Buffer.concat(bufs))
+    }
+  }, 256)
 }

@@ -1101,13 +1101,10 @@ export class ServedImage {
    * vol.reaping is set from the first detach to the end, so that no other reap (an unlink
    * through a mount) frees the detached tree inside one request; the orphan list keeps it
    * on the image meanwhile, so a crash leaves it for the next open to free, as alone.
-   */
-  /**
-   * Removes filesets or paths: each item detached in a short transaction (onItem), then
-   * everything detached freed in slices. `stop`: the client asks to stop (Ctrl-C): no item is
-   * detached after that (a wait for clones to expand, or for a freeze, ends there), and those
-   * detached are freed all the same. `onDetached` is told, once, how many items the detaching
-   * went through and whether that was all of them, before the freeing.
+   * `stop`: the client asks to stop (Ctrl-C): no item is detached after that (a wait for
+   * clones to expand, a freeze, its turn or the image ends there), and those detached are
+   * freed all the same. `onDetached` is told how many items the detaching went through and
+   * whether that was all of them, before the freeing.
    */
   async remove(what: {filesets: string[], force: boolean} | {paths: Array<{fileset: string, path: string}>, recursive: boolean, force: boolean}, onItem: (i: number, e?: PrismError) => void,
     stop?: {requested: () => boolean, asked: Promise<void>, onDetached: (n: number, all: boolean) => void}): Promise<void> {

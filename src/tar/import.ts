@@ -815,16 +815,17 @@ export class TarImport implements TarSink {
   }
 
   /**
-   * Sets the attributes a directory entry carries on directory `d`, which may hold some
-   * already (an earlier entry for it, in this archive): as GNU tar extracts a directory again,
-   * the entry's go over those of the same name and the others stay; an ACL that stays follows
+   * Sets the attributes a directory entry carries on directory `d` (through `ns`), which may
+   * hold some already (an earlier entry for it in this archive, or the target's own directory
+   * in a merge): as GNU tar extracts over a directory, the entry's go over those of the same
+   * name and the others stay (an SELinux label, a user attribute); an ACL that stays follows
    * the mode the entry gave.
    */
-  private mergeXattrs(d: Inode, xattrs: Array<{name: Buffer, value: Buffer}>): void {
+  private mergeXattrs(d: Inode, xattrs: Array<{name: Buffer, value: Buffer}>, ns: Namespace = this.stage): void {
     const merged = new Map(listXattrs(this.vol, d).map((x) => [x.name.toString('latin1'), {name: x.name, value: x.value}]))
-    if (merged.size === 0) return this.stage.replaceXattrs(d, xattrs)
+    if (merged.size === 0) return ns.replaceXattrs(d, xattrs)
     for (const x of xattrs) merged.set(x.name.toString('latin1'), x)
-    this.stage.replaceXattrs(d, [...merged.values()])
+    ns.replaceXattrs(d, [...merged.values()])
     if (merged.has(ACL_ACCESS) && !xattrs.some((x) => x.name.toString('latin1') === ACL_ACCESS)) chmodAcl(this.vol, d)
   }
 
@@ -838,13 +839,7 @@ export class TarImport implements TarSink {
         d.r.mode = S_IFDIR | (s.r.mode & 0o7777)
         d.r.uid = s.r.uid
         d.r.gid = s.r.gid
-        // As GNU tar: the archive's attributes go over the directory's own, and the others stay
-        // (an SELinux label, a user attribute); an ACL the directory keeps follows the new mode.
-        const theirs = listXattrs(vol, s)
-        const merged = new Map(listXattrs(vol, d).map((x) => [x.name.toString('latin1'), {name: x.name, value: x.value}]))
-        for (const x of theirs) merged.set(x.name.toString('latin1'), {name: x.name, value: x.value})
-        this.target!.replaceXattrs(d, [...merged.values()])
-        if (!theirs.some((x) => x.name.toString('latin1') === ACL_ACCESS)) chmodAcl(vol, d)
+        this.mergeXattrs(d, listXattrs(vol, s).map((x) => ({name: x.name, value: x.value})), this.target!)
         this.target!.setTimes(d, {s: s.r.atimeS, ns: s.r.atimeNs}, {s: s.r.mtimeS, ns: s.r.mtimeNs})
         touch(d.r, {c: true})
         vol.idirty(d)
