@@ -2,7 +2,8 @@
 // running transaction until the next commit; each runs inside a savepoint of it, rolled back
 // when the call fails (Volume.savepoint), so that a call that ran out of blocks or inodes part
 // way leaves nothing of itself to be committed with the others. test/mount-full.py fills the
-// image through the mount, then tries, through a mount of a fileset and of a lazy clone of it,
+// image through the mount, then tries, through a mount of a fileset and of a lazy clone of it
+// (read whole first; another lazy clone, never read, keeps the fileset's writes guarded),
 // calls that need room: mkdir and create in a directory with a default ACL (an attribute set
 // to write), a write into an empty file, a long symlink, a FIFO, large extended attributes, an append to and
 // an overwrite of a file the clone shares, fallocate, link, rename. After each that fails,
@@ -33,10 +34,15 @@ describe('prism mount: a call that fails on a full image changes nothing', funct
       s = new Scratch(opts)
       const m = s.mountpoint('setup')
       await s.mount('root', m)
-      const setup = await run('bash', ['-c', `set -e; cd ${m}; mkdir d d/sub; touch d/sub/empty; setfacl -d -m u::rwx,g::r-x,o::r-x d; head -c 5000 /dev/urandom > d/shared; ln d/shared d/shared2; setfattr -n user.a -v 1 d/shared`])
+      const setup = await run('bash', ['-c', `set -e; cd ${m}; mkdir d d/sub untouched; touch d/sub/empty untouched/f; setfacl -d -m u::rwx,g::r-x,o::r-x d; head -c 5000 /dev/urandom > d/shared; ln d/shared d/shared2; setfattr -n user.a -v 1 d/shared`])
       expect(setup.code, setup.stderr).to.equal(0)
       await s.umount(m)
       await cliOk(['clone', '-i', s.image, 'root', 'lz', '--mode', 'lazy'])
+      // A second lazy clone, never read (its /untouched is never expanded), keeps the source's
+      // writes guarded all along; the mounted one is read whole first, so that the server ends
+      // its expansion (freeing its clone-state file) before the calls, not between a call and
+      // the check of what it changed.
+      await cliOk(['clone', '-i', s.image, 'root', 'lz2', '--mode', 'lazy'])
       await cliOk(['fileset', 'create', '-i', s.image, 'fill'])
       const a = s.mountpoint('a')
       const b = s.mountpoint('b')
@@ -44,6 +50,11 @@ describe('prism mount: a call that fails on a full image changes nothing', funct
       await s.mount('root', a)
       await s.mount('lz', b)
       await s.mount('fill', c) // (the files that fill the image, out of the views walked after each call)
+      expect((await run('find', [b])).code).to.equal(0)
+      const stateOf = async (name: string) => (JSON.parse(await cliOk(['fileset', 'list', '-i', s.image, '--json', '--no-space'])) as Array<{name: string, state: string}>).find((f) => f.name === name)!.state
+      for (let t = 0; t < 100 && await stateOf('lz') !== 'active'; t++) await new Promise((r) => setTimeout(r, 100))
+      expect(await stateOf('lz')).to.equal('active')
+      expect(await stateOf('lz2')).to.equal('expanding')
       const r = await run('python3', [WORKER, c, a, b], {timeoutMs: 180_000})
       expect(r.code, r.stdout + r.stderr).to.equal(0)
       const out = JSON.parse(r.stdout) as {tried: string[], failed: string[], leftovers: unknown[], final: Record<string, unknown>}
