@@ -1,7 +1,7 @@
 // prism diff on real image files: the codes after known edits of a clone, shared inodes
-// never read, unexpanded subtrees skipped, the CLI, and a model check (fast-check): random
-// edits to a clone of a fileset, then the diff equals the one computed from two in-memory
-// models of the trees.
+// never read, unexpanded subtrees skipped, directories renamed, the CLI, and a model check
+// (fast-check): random edits to a clone of a fileset (directories moved among them), then
+// the diff equals the one computed from two in-memory models of the trees.
 import {expect} from 'chai'
 import fs from 'node:fs'
 import fc from 'fast-check'
@@ -169,6 +169,62 @@ describe('diff', function () {
     expect(diffLines(img, 'root', 'lz').lines).to.deep.equal(want)
   })
 
+  it('shows a directory renamed in a clone as R, and what changed in it at its new path, in every mode', () => {
+    // A clone's directories are its own copies: the renamed directory is known by its files.
+    edit(img, (ns) => {
+      ns.mkdir('/home/alice/src/lib', {parents: true})
+      for (const f of ['a.c', 'b.c', 'c.c']) ns.writeFile(`/home/alice/src/lib/${f}`, Buffer.from(f))
+      ns.writeFile('/home/alice/src/main.c', Buffer.from('int main;'))
+    })
+    for (const mode of ['sync', 'lazy', 'async'] as const) {
+      const c = `mv${mode}`
+      withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: c}, {mode}))
+      edit(img, (ns) => {
+        ns.rename('/home/alice', '/home/bob')
+        ns.writeFile('/home/bob/notes', Buffer.from('changed')) // M, at the new path
+        ns.writeFile('/home/bob/new', Buffer.from('n')) // +
+        ns.unlink('/home/bob/src/lib/c.c') // -, at the old path
+        ns.rename('/home/bob/src/main.c', '/home/bob/src/main2.c') // R inside the renamed directory
+        ns.chmod('/home/bob/src', 0o700) // A, a directory inside it
+      }, c)
+      const want = [
+        'R /home/alice -> /home/bob',
+        '- /home/alice/src/lib/c.c',
+        'R /home/alice/src/main.c -> /home/bob/src/main2.c',
+        '+ /home/bob/new',
+        'M /home/bob/notes',
+        'A /home/bob/src',
+      ]
+      expect(diffLines(img, 'root', c).lines, c).to.deep.equal(want)
+      expect(diffLines(img, c, 'root').lines, `${c}, the other way`).to.deep.equal([
+        '+ /home/alice/src/lib/c.c',
+        'R /home/bob -> /home/alice',
+        '- /home/bob/new',
+        'M /home/alice/notes',
+        'A /home/alice/src',
+        'R /home/bob/src/main2.c -> /home/alice/src/main.c',
+      ].sort((x, y) => (x.split(' ')[1] < y.split(' ')[1] ? -1 : x.split(' ')[1] > y.split(' ')[1] ? 1 : 0)))
+      // The same directory moved deeper and renamed, with a file of it renamed too.
+      edit(img, (ns) => { ns.mkdir('/srv'); ns.rename('/home/bob/src', '/srv/code') }, c)
+      expect(diffLines(img, 'root', c).lines, `${c}, moved again`).to.include.members(['R /home/alice/src -> /srv/code', 'R /home/alice/src/main.c -> /srv/code/main2.c', '- /home/alice/src/lib/c.c'])
+    }
+    // Half the files or more on each side, or it is no rename: a directory emptied into a new
+    // one but for one file of four, then removed, stays "-" and "+".
+    withImage(img, {write: true}, (vol) => clone(vol, {fileset: 'root', path: '/'}, {fileset: 'half'}))
+    edit(img, (ns) => {
+      ns.mkdir('/opt')
+      ns.rename('/home/alice/src/lib/a.c', '/opt/a.c')
+      ns.remove('/home/alice/src', {recursive: true})
+    }, 'half')
+    const lines = diffLines(img, 'root', 'half').lines
+    expect(lines).to.include.members(['- /home/alice/src', '- /home/alice/src/lib', '+ /opt', 'R /home/alice/src/lib/a.c -> /opt/a.c'])
+    expect(lines.filter((l) => l.startsWith('R ') && !l.endsWith('.c'))).to.deep.equal([])
+    // The CLI prints it as a file's rename.
+    const r = prism(['diff', 'root:/home/alice', 'mvsync:/srv', '-i', img])
+    expect(r.status, r.stderr).to.equal(0)
+    expect(r.stdout).to.equal('-\t/big\n-\t/notes\nR\t/src -> /code\n-\t/src/lib/c.c\nR\t/src/main.c -> /code/main2.c\n')
+  })
+
   it('prints zfs-style lines and JSON from the CLI; bad input is one line and exit 2 or 1', () => {
     edit(img, (ns) => { ns.rename('/etc/motd', '/motd'); ns.unlink('/etc/hosts') }, 'c1')
     const r = prism(['diff', 'root', 'c1', '-i', img])
@@ -199,6 +255,7 @@ type Op =
   | {op: 'unlink', file: number}
   | {op: 'mkdir', dirPick: number, name: string}
   | {op: 'rmrf', dirPick: number}
+  | {op: 'mvdir', dirPick: number, toPick: number, name: string}
 
 const NAMES = ['a', 'b', 'c', 'd']
 const parentOf = (p: string) => p.slice(0, p.lastIndexOf('/')) || '/'
@@ -207,11 +264,68 @@ const joinP = (d: string, n: string) => (d === '/' ? '' : d) + '/' + n
 function files(m: Model): string[] { return [...m.keys()].filter((p) => m.get(p)!.kind === 'file').sort() }
 function dirs(m: Model): string[] { return ['/', ...[...m.keys()].filter((p) => m.get(p)!.kind === 'dir').sort()] }
 
-/** The diff the models imply (same rules as the command's documentation). */
+/**
+ * The diff the models imply (same rules as the command's documentation): files are known by
+ * their id; a directory only in a and one only in b are one renamed when at least half the
+ * files under each are renamed files whose paths part there, the pairs taken most votes first,
+ * never nested.
+ */
 function modelDiff(a: Model, b: Model): string[] {
   const out: string[] = []
+  const under = (p: string, d: string) => p === d || p.startsWith(d + '/')
+  // Renamed directories.
+  const votes = new Map<string, number>()
+  for (const [pa, pb] of fileRenames(a, b)) {
+    const x = pa.split('/')
+    const y = pb.split('/')
+    let k = 0
+    while (k < Math.min(x.length, y.length) - 2 && x[x.length - 1 - k] === y[y.length - 1 - k]) k++
+    if (k === 0) continue
+    const from = x.slice(0, x.length - k).join('/')
+    const to = y.slice(0, y.length - k).join('/')
+    if (a.get(from)?.kind !== 'dir' || b.get(to)?.kind !== 'dir' || b.has(from) || a.has(to)) continue
+    votes.set(`${from} ${to}`, (votes.get(`${from} ${to}`) ?? 0) + 1)
+  }
+  const count = (m: Model, d: string) => files(m).filter((p) => under(p, d)).length
+  const moved: Array<[string, string]> = []
+  const order = [...votes].sort((u, v) => v[1] - u[1] || (u[0] < v[0] ? -1 : 1))
+  for (const [k, n] of order) {
+    const [from, to] = k.split(' ')
+    if (2 * n < count(a, from) || 2 * n < count(b, to)) continue
+    if (moved.some(([f, t]) => under(from, f) || under(f, from) || under(to, t) || under(t, to))) continue
+    moved.push([from, to])
+    out.push(`R ${from} -> ${to}`)
+  }
+  const origin = new Map<string, string>()
+  const ta: Model = new Map()
+  for (const [p, x] of a) {
+    const m = moved.find(([f]) => under(p, f))
+    const t = m ? m[1] + p.slice(m[0].length) : p
+    ta.set(t, x)
+    origin.set(t, p)
+  }
   const goneA = new Set<string>()
   const goneB = new Set<string>()
+  for (const [pa, pb] of fileRenames(ta, b, goneA, goneB)) { out.push(`R ${origin.get(pa)} -> ${pb}`); goneA.add(pa); goneB.add(pb) }
+  for (const [p, x] of ta) {
+    if (goneA.has(p)) continue
+    const y = goneB.has(p) ? undefined : b.get(p)
+    if (x.kind === 'dir') { if (y?.kind !== 'dir') out.push(`- ${origin.get(p)}`); continue }
+    if (!y || y.kind !== 'file') { out.push(`- ${origin.get(p)}`); continue }
+    goneB.add(p)
+    if (y.content !== x.content) out.push(`M ${p}`)
+    else if (y.mode !== x.mode) out.push(`A ${p}`)
+  }
+  for (const [p, y] of b) {
+    if (goneB.has(p)) continue
+    if (y.kind === 'dir' && ta.get(p)?.kind === 'dir') continue
+    out.push(`+ ${p}`)
+  }
+  return out.sort()
+}
+
+/** Files that are one id at different paths, [path in a, path in b]; one id at one path is unchanged (goneA, goneB). */
+function fileRenames(a: Model, b: Model, goneA = new Set<string>(), goneB = new Set<string>()): Array<[string, string]> {
   const idsA = new Map<number, string[]>()
   for (const p of files(a)) {
     const x = a.get(p) as MFile
@@ -225,26 +339,13 @@ function modelDiff(a: Model, b: Model): string[] {
     if (goneB.has(p) || !idsA.has(y.id)) continue
     idsB.set(y.id, [...(idsB.get(y.id) ?? []), p])
   }
+  const out: Array<[string, string]> = []
   for (const [id, pb] of idsB) {
     const pa = idsA.get(id)!.sort()
     pb.sort()
-    for (let i = 0; i < Math.min(pa.length, pb.length); i++) { out.push(`R ${pa[i]} -> ${pb[i]}`); goneA.add(pa[i]); goneB.add(pb[i]) }
+    for (let i = 0; i < Math.min(pa.length, pb.length); i++) out.push([pa[i], pb[i]])
   }
-  for (const [p, x] of a) {
-    if (goneA.has(p)) continue
-    const y = goneB.has(p) ? undefined : b.get(p)
-    if (x.kind === 'dir') { if (y?.kind !== 'dir') out.push(`- ${p}`); continue }
-    if (!y || y.kind !== 'file') { out.push(`- ${p}`); continue }
-    goneB.add(p)
-    if (y.content !== x.content) out.push(`M ${p}`)
-    else if (y.mode !== x.mode) out.push(`A ${p}`)
-  }
-  for (const [p, y] of b) {
-    if (goneB.has(p)) continue
-    if (y.kind === 'dir' && a.get(p)?.kind === 'dir') continue
-    out.push(`+ ${p}`)
-  }
-  return out.sort()
+  return out
 }
 
 describe('diff: model check', function () {
@@ -258,6 +359,7 @@ describe('diff: model check', function () {
       fc.record({op: fc.constant('unlink' as const), file: fc.nat(30)}),
       fc.record({op: fc.constant('mkdir' as const), dirPick: fc.nat(30), name: fc.constantFrom(...NAMES)}),
       fc.record({op: fc.constant('rmrf' as const), dirPick: fc.nat(30)}),
+      fc.record({op: fc.constant('mvdir' as const), dirPick: fc.nat(30), toPick: fc.nat(30), name: fc.constantFrom(...NAMES, 'x', 'y', 'z')}),
     )
     let run = 0
     fc.assert(fc.property(fc.array(opArb, {maxLength: 25}), fc.array(fc.string({maxLength: 200}), {minLength: 1, maxLength: 10}), (ops, seeds) => {
@@ -317,6 +419,18 @@ describe('diff: model check', function () {
               const p = ds[1 + (o.dirPick % (ds.length - 1))]
               ns.remove(p, {recursive: true})
               for (const k of [...b.keys()]) if (k === p || k.startsWith(p + '/')) b.delete(k)
+            } else if (o.op === 'mvdir' && ds.length > 1) {
+              // (a directory moved or renamed, with all it holds)
+              const p = ds[1 + (o.dirPick % (ds.length - 1))]
+              const to = joinP(ds[o.toPick % ds.length], o.name)
+              if (b.has(to) || to === p || to.startsWith(p + '/')) continue
+              ns.rename(p, to)
+              for (const k of [...b.keys()].sort()) {
+                if (k === p || k.startsWith(p + '/')) {
+                  b.set(to + k.slice(p.length), b.get(k)!)
+                  b.delete(k)
+                }
+              }
             }
           }
         }, 'c')

@@ -74,7 +74,7 @@ describe('prism mount and umount (CLI)', function () {
     await s.mount('root', mp)
     await fsp.writeFile(path.join(mp, 'keep'), 'kept')
     const r = await cli(['mkfs', s.image, '--size', '64M', '--force'])
-    expect(r.code).to.equal(1)
+    expect(r.code).to.equal(3)
     expect(r.stderr.trim().split('\n')).to.have.length(1)
     expect(r.stderr).to.match(new RegExp(`^prism: .* is mounted \\(held by prism server \\d+, mounted on ${fs.realpathSync(mp)}\\): unmount it first`))
     expect(await fsp.readFile(path.join(mp, 'keep'), 'utf8')).to.equal('kept')

@@ -48,7 +48,8 @@ export default class Mkfs extends PrismCommand {
       // An image a prism server holds (mounted) is not overwritten: say so, not just "locked".
       const {servedBy} = await import('../cli/served.js')
       const s = await servedBy(args.image)
-      if (s) throw new PrismError('EBUSY', `${args.image} is mounted (held by prism server ${s.pid ?? '(which does not answer)'}${s.mountpoints.length ? `, mounted on ${s.mountpoints.join(', ')}` : ''}): unmount it first (prism umount)`)
+      // Exit 3, as for an image another prism process holds: the server is one.
+      if (s) throw new PrismError('ELOCKED', `${args.image} is mounted (held by prism server ${s.pid ?? '(which does not answer)'}${s.mountpoints.length ? `, mounted on ${s.mountpoints.join(', ')}` : ''}): unmount it first (prism umount)`)
     }
     const vol = mkfs(args.image, {size, inodeCount: flags.inodes, journalBlocks, filesetSlots: flags.filesets, force: flags.force})
     if (coaw) {

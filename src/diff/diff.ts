@@ -7,7 +7,8 @@
 // unless the source's subtree holds a noclone mark that expansion will leave out, or the
 // clone holds its own copies of hard-linked files its source changed meanwhile.
 // An entry naming the same inode on both sides is unchanged and never read. Renames are
-// found by inode number: the same inode under different paths. Files with different inodes
+// found by inode number: the same inode under different paths; a directory, whose clone is
+// another inode, by its files (renamedDirs). Files with different inodes
 // at one path are compared by size, then by their block maps (copy-on-write copies share
 // their blocks), and only then by content.
 import {DT_DIR, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED, S_IFREG, modeOfDt} from '../format/constants.js'
@@ -192,47 +193,45 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   }
   runNow(walk(rootA, rootB, '/'))
 
+  // Directories renamed (see renamedDirs): side a's entries under each are compared as if
+  // they stood at its new path; what is left is matched as below, by path and by inode.
+  const moved = renamedDirs(sa.map, sb.map, renamesByIno(sa.map, sb.map))
+  const ta = new Map<string, Ent>() // side a, by its path in b's terms
+  const origin = new Map<string, string>() // such a path -> its path in a, where they differ
+  for (const [p, x] of sa.map) {
+    const to = moved.size ? translate(p, moved) : p
+    ta.set(to, x)
+    if (to !== p) origin.set(to, p)
+  }
+  const inA = (t: string) => origin.get(t) ?? t
+  for (const [from, to] of moved) out.push({code: 'R', type: 'dir', path: from, to})
+
   // Same inode at the same path: unchanged. Same inode elsewhere: renamed.
   const goneA = new Set<string>()
   const goneB = new Set<string>()
-  const byInoA = new Map<number, string[]>()
-  for (const [p, x] of sa.map) {
-    const y = sb.map.get(p)
-    if (y && y.ino === x.ino && x.type !== DT_DIR) { stats.shared++; goneA.add(p); goneB.add(p); continue }
-    if (x.type === DT_DIR) continue
-    const l = byInoA.get(x.ino)
-    if (l) l.push(p)
-    else byInoA.set(x.ino, [p])
-  }
-  const byInoB = new Map<number, string[]>()
-  for (const [p, y] of sb.map) {
-    if (goneB.has(p) || y.type === DT_DIR) continue
-    if (!byInoA.has(y.ino)) continue
-    const l = byInoB.get(y.ino)
-    if (l) l.push(p)
-    else byInoB.set(y.ino, [p])
-  }
-  for (const [ino, pb] of byInoB) {
-    const pa = byInoA.get(ino)!.sort(byPath)
-    pb.sort(byPath)
-    const n = Math.min(pa.length, pb.length)
-    for (let i = 0; i < n; i++) {
-      out.push({code: 'R', type: typeName(sa.map.get(pa[i])!.type), path: pa[i], to: pb[i]})
-      goneA.add(pa[i])
-      goneB.add(pb[i])
-    }
+  const renames = renamesByIno(ta, sb.map, goneA, goneB)
+  stats.shared += goneA.size // (so far: one inode at one path, never read)
+  for (const [pa, pb] of renames.values()) {
+    out.push({code: 'R', type: typeName(ta.get(pa)!.type), path: inA(pa), to: pb})
+    goneA.add(pa)
+    goneB.add(pb)
   }
   // What is left: removed, added, or at one path on both sides with different inodes.
-  for (const [p, x] of sa.map) {
+  for (const [p, x] of ta) {
     if (goneA.has(p)) continue
     const y = goneB.has(p) ? undefined : sb.map.get(p)
     if (x.type === DT_DIR) {
-      if (y?.type === DT_DIR) continue // walked: its own attributes were compared there
-      out.push({code: '-', type: 'dir', path: p})
+      if (y?.type === DT_DIR) {
+        // A pair walked together had its attributes compared there; one inside a renamed
+        // directory (or the renamed directory itself, shown as R) was not walked as a pair.
+        if (origin.has(p) && !moved.has(origin.get(p)!) && readable(p, () => attrsDiffer(vol, vol.iget(x.ino), vol.iget(y.ino), false))) out.push({code: 'A', type: 'dir', path: p})
+        continue
+      }
+      out.push({code: '-', type: 'dir', path: inA(p)})
       continue
     }
     if (!y || y.type !== x.type) {
-      out.push({code: '-', type: typeName(x.type), path: p})
+      out.push({code: '-', type: typeName(x.type), path: inA(p)})
       continue
     }
     goneB.add(p)
@@ -245,13 +244,112 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
   }
   for (const [p, y] of sb.map) {
     if (goneB.has(p)) continue
-    const x = sa.map.get(p)
+    const x = ta.get(p)
     if (x && x.type === DT_DIR && y.type === DT_DIR) continue
     out.push({code: '+', type: typeName(y.type), path: p})
   }
   out.sort((u, v) => byPath(u.path, v.path) || byPath(u.code, v.code))
   unreadable.sort((u, v) => byPath(u.path, v.path))
   return {entries: out, stats, unreadable}
+}
+
+/**
+ * Files (not directories) that are one inode at different paths, as [path in a, path in b]
+ * pairs keyed by the path in a. One inode at the same path on both sides is unchanged: added
+ * to `goneA` and `goneB` when given, and never a rename. A file with several names on a side
+ * (hard links) pairs its names in path order.
+ */
+function renamesByIno(ma: Map<string, Ent>, mb: Map<string, Ent>, goneA = new Set<string>(), goneB = new Set<string>()): Map<string, [string, string]> {
+  const byInoA = new Map<number, string[]>()
+  for (const [p, x] of ma) {
+    if (x.type === DT_DIR) continue
+    if (mb.get(p)?.ino === x.ino) { goneA.add(p); goneB.add(p); continue }
+    const l = byInoA.get(x.ino)
+    if (l) l.push(p)
+    else byInoA.set(x.ino, [p])
+  }
+  const byInoB = new Map<number, string[]>()
+  for (const [p, y] of mb) {
+    if (goneB.has(p) || y.type === DT_DIR || !byInoA.has(y.ino)) continue
+    const l = byInoB.get(y.ino)
+    if (l) l.push(p)
+    else byInoB.set(y.ino, [p])
+  }
+  const out = new Map<string, [string, string]>()
+  for (const [ino, pb] of byInoB) {
+    const pa = byInoA.get(ino)!.sort(byPath)
+    pb.sort(byPath)
+    for (let i = 0; i < Math.min(pa.length, pb.length); i++) out.set(pa[i], [pa[i], pb[i]])
+  }
+  return out
+}
+
+/**
+ * Directories renamed from a to b, old path -> new path. A clone's directories are its own
+ * copies (a directory renamed in a clone is another inode than its source's), so a directory
+ * is known by its files, which are shared: a directory only in a and one only in b are one
+ * renamed when at least half the files under each are the same inodes at the same paths
+ * below them (git's rule of half, for trees). Each file renamed votes for the pair of
+ * directories where its two paths part (`/a/s/f -> /b/s/f`: `/a` and `/b`). Renamed
+ * directories are never nested on either side: one inside another renamed one shows as it
+ * did before (`-` and `+`, its files as R), at its parent's new path.
+ */
+function renamedDirs(ma: Map<string, Ent>, mb: Map<string, Ent>, renames: Map<string, [string, string]>): Map<string, string> {
+  const votes = new Map<string, {from: string, to: string, n: number}>()
+  for (const [pa, pb] of renames.values()) {
+    let i = pa.length
+    let j = pb.length
+    // (back over the last path components the two paths share)
+    while (i > 0 && j > 0) {
+      const a = pa.lastIndexOf('/', i - 1)
+      const b = pb.lastIndexOf('/', j - 1)
+      if (a <= 0 || b <= 0 || pa.slice(a, i) !== pb.slice(b, j)) break
+      i = a
+      j = b
+    }
+    if (i === pa.length) continue // (the names differ: a file's own rename)
+    const from = pa.slice(0, i)
+    const to = pb.slice(0, j)
+    if (ma.get(from)?.type !== DT_DIR || mb.get(to)?.type !== DT_DIR || mb.has(from) || ma.has(to)) continue
+    const k = from + '\0' + to
+    const v = votes.get(k)
+    if (v) v.n++
+    else votes.set(k, {from, to, n: 1})
+  }
+  const out = new Map<string, string>()
+  if (votes.size === 0) return out
+  const filesUnder = (m: Map<string, Ent>, dirs: Set<string>): Map<string, number> => {
+    const n = new Map<string, number>()
+    for (const [p, e] of m) {
+      if (e.type === DT_DIR) continue
+      for (let k = p.lastIndexOf('/'); k > 0; k = p.lastIndexOf('/', k - 1)) {
+        const d = p.slice(0, k)
+        if (dirs.has(d)) n.set(d, (n.get(d) ?? 0) + 1)
+      }
+    }
+    return n
+  }
+  const cands = [...votes.values()].sort((x, y) => y.n - x.n || byPath(x.from, y.from) || byPath(x.to, y.to))
+  const inA = filesUnder(ma, new Set(cands.map((c) => c.from)))
+  const inB = filesUnder(mb, new Set(cands.map((c) => c.to)))
+  const within = (p: string, d: string) => p === d || p.startsWith(d + '/')
+  const taken: Array<{from: string, to: string}> = []
+  for (const c of cands) {
+    if (2 * c.n < inA.get(c.from)! || 2 * c.n < inB.get(c.to)!) continue
+    if (taken.some((t) => within(c.from, t.from) || within(t.from, c.from) || within(c.to, t.to) || within(t.to, c.to))) continue
+    taken.push(c)
+    out.set(c.from, c.to)
+  }
+  return out
+}
+
+/** `p` at its new path if it lies in a directory renamed (`moved`: never nested), else `p`. */
+function translate(p: string, moved: Map<string, string>): string {
+  for (let k = p.length; k > 0; k = p.lastIndexOf('/', k - 1)) {
+    const to = moved.get(p.slice(0, k))
+    if (to !== undefined) return to + p.slice(k)
+  }
+  return p
 }
 
 /** Mode, owner, noclone mark, extended attributes (FORMAT.md §14) and, for files, mtime. */
