@@ -45,16 +45,26 @@ process.stdout.on('error', (e) => {
   if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') outputFailed ??= e
 })
 // A command that failed has said why (its own line, about the output too); one that would
-// end well despite lost output says so, with status 1 (fsck: 8, e2fsck's operational error).
+// end well despite lost output says so, with status 1 (fsck: 8, e2fsck's operational error;
+// scan: 2, clamscan's error, also when it found something: the names it found are lost).
 process.on('exit', (code) => {
-  if (!outputFailed || code) return
+  if (!outputFailed || (code && !(argv[0] === 'scan' && code === 1))) return
   try {
     require('node:fs').writeSync(2, `prism: cannot write standard output: ${String(outputFailed.message).replace(/^[A-Z]+: /, '').replace(/, write$/, '')}\n`)
   } catch {
     // (stderr gone too: the exit status says it)
   }
-  process.exitCode = argv[0] === 'fsck' ? 8 : 1
+  process.exitCode = argv[0] === 'fsck' ? 8 : argv[0] === 'scan' ? 2 : 1
 })
+/**
+ * Ends the process with `code` once a failed write of the output has been seen: a write to a
+ * device such as /dev/full fails after the call that made it, on the next tick (a clone
+ * whose name could not be printed exited 0 when process.exit came first).
+ */
+function exitSoon(code) {
+  process.exitCode = code
+  setImmediate(() => process.exit())
+}
 /** An error nothing caught: a failed write of the output (see above), else an internal error (70). */
 function uncaught(e) {
   if (outputError(e)) {
@@ -130,9 +140,9 @@ async function main() {
     if (code === -1) {
       // An async clone was made: start its background expander, then leave.
       fast.ensureExpander(fast.findImage(imageArg()))
-      process.exit(0)
+      return exitSoon(0)
     }
-    if (code !== null) process.exit(code)
+    if (code !== null) return exitSoon(code)
   }
   let done = false
   if (argv[0] === 'scan' || argv[0] === 'fsck' || argv[0] === 'export' || listing) {

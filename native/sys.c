@@ -7,8 +7,9 @@
  * memory that JavaScript polls cheaply at its consistent points (Atomics.load), and a
  * watchdog thread makes sure nothing hangs: if JavaScript has not taken the signal within
  * the grace time (the process is blocked where it does not poll: a read of stdin, a lock
- * wait), or a second signal comes, the signal's default action is restored and the signal
- * raised again, so the process ends as it would have without us.
+ * wait), or a second signal comes (a quarter of a second or more after the first: see
+ * SAME_REQUEST_NS), the signal's default action is restored and the signal raised again, so
+ * the process ends as it would have without us.
  *
  * It must never do anything in a signal handler but async-signal-safe calls, and never
  * keep the process alive or change what happens to a process that did not ask for it.
@@ -55,8 +56,26 @@ static int32_t grace_ms = 1500;
 static int32_t after_taken_ms = 10000;
 static const int caught[] = {SIGINT, SIGTERM, SIGHUP};
 
+/*
+ * Signals this close to the first are the same request, not a second one that would end the
+ * process at once: GNU timeout sends its signal to the command and then to the command's
+ * process group, which holds the command too, and a shell's Ctrl-C may reach a command and a
+ * wrapper that passes it on. Two presses of Ctrl-C by a hand are further apart.
+ */
+#define SAME_REQUEST_NS (250LL * 1000 * 1000)
+static int64_t first_ns = 0;
+
 static void on_signal(int sig) {
   int saved = errno;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now); /* (async-signal-safe) */
+  int64_t t = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+  if (t == 0) t = 1;
+  int64_t first = 0;
+  if (!__atomic_compare_exchange_n(&first_ns, &first, t, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) && t - first < SAME_REQUEST_NS) {
+    errno = saved;
+    return;
+  }
   int32_t none = 0;
   __atomic_compare_exchange_n(&state[S_PENDING], &none, sig, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
   __atomic_add_fetch(&state[S_COUNT], 1, __ATOMIC_SEQ_CST);

@@ -409,6 +409,21 @@ describe('cli: small things a careful user hits (issue 15.13)', function () {
     expect(run(['noclone', 'root:/d'], d).status).to.equal(0)
   })
 
+  it('noclone of a file with several names says that every name is marked, and a clone leaves out all of them', () => {
+    const {d} = fresh('noclone-links')
+    let r = run(['noclone', 'root:/a2'], d) // (/a2 is a hard link of /a)
+    expect([r.status, r.stderr]).to.deep.equal([0, "prism: note: root:/a2 has 2 names (hard links): the mark is the file's, so it is set under every name\n"])
+    expect(run(['ls', '-l', 'root:/'], d).stdout).to.match(/ a +\[noclone\]/)
+    expect(run(['clone', 'root', 'c', '--mode', 'sync'], d).status).to.equal(0)
+    expect(run(['ls', 'c:/a'], d).status).to.equal(1)
+    expect(run(['ls', 'c:/a2'], d).status).to.equal(1)
+    expect(run(['ls', 'c:/d/x'], d).status).to.equal(0)
+    r = run(['noclone', '--clear', 'root:/a'], d)
+    expect([r.status, r.stderr]).to.deep.equal([0, "prism: note: root:/a has 2 names (hard links): the mark is the file's, so it is cleared under every name\n"])
+    // One name: nothing to say.
+    expect(run(['noclone', 'root:/d'], d).stderr).to.equal('')
+  })
+
   it('mv of a file onto itself fails as GNU mv does ("are the same file"), in every spelling, and changes nothing', () => {
     const {d, img} = fresh('mv')
     const before = read(img, (ns) => snapshot(ns))

@@ -121,7 +121,22 @@ const TABLE: Array<[string[], string, boolean]> = [
   [['/*', '!/a', '/a/*', '!/a/b'], '/x', true],
   [['log', '!log/'], '/log', true],
   [['log', '!log/'], '/log/', false],
+  // A name with a newline is a name like any other; a pattern matches by its meaning, never
+  // because its text equals the name.
+  [['**/secret'], '/dir\nx/secret', true],
+  [['**'], '/new\nline', true],
+  [['dir*/secret'], '/dir\nx/secret', true],
+  [['new?line'], '/new\nline', true],
+  [['*line'], '/new\nline/', true],
+  [['/**/x'], '/a\nb/c\nd/x', true],
+  [['[x]'], '/[x]/', false],
+  [['[x]'], '/x/', true],
+  [['\\*'], '/*', true],
+  [['\\*'], '/\\*', false],
+  [['[ab]*'], '/[ab]*', false],
+  [['[!a]'], '/[!a]', false],
   // Braces: picomatch's, not git's.
+  [['{a,b}'], '/{a,b}', false],
   [['{etc,home}'], '/etc/', true],
   [['{etc,home}'], '/a/home/', true],
   [['{etc,home}'], '/etcx', false],
@@ -218,7 +233,7 @@ describe('exclude patterns: the rules, checked against git', function () {
   it('agrees with git on random pattern lists over every path of a small tree', function () {
     if (!haveGit) this.skip()
     // Two trees, so that each name is a directory in one and a file in the other.
-    const names = ['a', 'b', '.c', 'a.log']
+    const names = ['a', 'b', '.c', 'a.log', 'n\nl', '[a]']
     const tree = (dirs: string[]): string[] => {
       const out: string[] = []
       const grow = (prefix: string, depth: number) => {
@@ -234,7 +249,7 @@ describe('exclude patterns: the rules, checked against git', function () {
     }
     const trees = [tree(['a', '.c']), tree(['b', 'a.log', 'a'])].map((paths) => ({paths, repo: gitRepo(paths)}))
     repos.push(...trees.map((t) => t.repo))
-    const seg = fc.constantFrom('a', 'b', '.c', 'a.log', '*', '?', '[ab]', '[!a]', 'a*', '*.log', '**', '.*', '?.log')
+    const seg = fc.constantFrom('a', 'b', '.c', 'a.log', '*', '?', '[ab]', '[!a]', 'a*', '*.log', '**', '.*', '?.log', 'n?l', 'n*', '[a]', '\\[a\\]', '*l')
     const pattern = fc.record({
       neg: fc.boolean(), lead: fc.boolean(), trail: fc.boolean(), segs: fc.array(seg, {minLength: 1, maxLength: 3}),
     }).map((x) => `${x.neg ? '!' : ''}${x.lead ? '/' : ''}${x.segs.join('/')}${x.trail ? '/' : ''}`)

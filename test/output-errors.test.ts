@@ -31,17 +31,32 @@ describe('standard output that cannot be written: one line, exit 1, no stack', f
     })
   })
   after(() => fs.rmSync(dir, {recursive: true, force: true}))
+  // (signatures that find /f, and that find nothing)
+  const sigs = () => path.join(dir, 'found.ndb')
+  const none = () => path.join(dir, 'none.ndb')
+  before(function () {
+    fs.writeFileSync(sigs(), `Test.Ones:0:*:${'01'.repeat(16)}\n`)
+    fs.writeFileSync(none(), `Test.None:0:*:${'de'.repeat(16)}\n`)
+  })
 
   const cases: Array<[string[], number]> = [
     [['ls', 'root:/'], 1], [['ls', '-l', 'root:/'], 1], [['cat', 'root:/f'], 1], [['df'], 1], [['stat', 'root:/f'], 1],
     [['fileset', 'list'], 1], [['fsck'], 8], [['export', 'root', '-'], 1], [['du', 'root:/'], 1], [['status'], 1],
     [['help'], 1], [['xattr', 'list', 'root:/f'], 1], [['diff', 'root', 'root'], 1],
+    // A command that changed the image says that its output was lost, with status 1: a script
+    // never learns a new clone's name otherwise (the clone is made, as the line says). Each
+    // clone mode, the start-up fast path and oclif's (--json).
+    [['clone', 'root', '--mode', 'lazy'], 1], [['clone', 'root', '--mode', 'async'], 1], [['clone', 'root', '--mode', 'sync'], 1],
+    [['clone', 'root', '--json'], 1], [['fileset', 'create', 'made'], 1], [['fileset', 'list', '--json'], 1],
+    // scan: clamscan's 2 (an error), whether or not it found something (the names are lost).
+    [['scan', 'root', '-s', 'SIGS'], 2], [['scan', 'root', '-s', 'NONE'], 2],
   ]
   for (const [args, code] of cases) {
     it(`${args.join(' ')} >/dev/full`, () => {
       const out = fs.openSync('/dev/full', 'w')
       try {
-        const r = spawnSync(process.execPath, [BIN, ...args, ...(args[0] === 'help' ? [] : ['-i', img])], {stdio: ['ignore', out, 'pipe'], env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
+        const given = args.map((a) => (a === 'SIGS' ? sigs() : a === 'NONE' ? none() : a))
+        const r = spawnSync(process.execPath, [BIN, ...given, ...(args[0] === 'help' ? [] : ['-i', img])], {stdio: ['ignore', out, 'pipe'], env: {...process.env, PRISM_NO_BACKGROUND: '1'}})
         const err = r.stderr.toString()
         expect(err, 'one line').to.match(/^prism: [^\n]*no space left on device[^\n]*\n$/i)
         expect(r.status, err).to.equal(code)

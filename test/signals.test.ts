@@ -321,6 +321,34 @@ describe('cli: progress only where it can be shown, and clean stops on signals',
       }
     }
 
+    // GNU timeout sends its signal to the command and then to its process group, which holds
+    // the command: two signals microseconds apart are one request (a trial's export was
+    // killed by the second, leaving its temporary archive). Two a hand makes, a quarter of a
+    // second or more apart, still end the process at once (native/sys.c SAME_REQUEST_NS).
+    it('the same signal twice at once (as GNU timeout sends it) is one request: the export stops cleanly', () => {
+      const img = fresh()
+      const before = sha256File(img)
+      let stopped = 0
+      for (const after of ['0.4', '0.5', '0.6', '0.7', '0.8']) {
+        const out = path.join(dir, `ex-${n++}`)
+        fs.mkdirSync(out)
+        const archive = path.join(out, 'new.tar.gz') // (compressed: slower, a wider window)
+        const r = spawnSync('timeout', ['--preserve-status', '-s', 'INT', after, process.execPath, BIN, 'export', 'root', archive, '-i', img],
+          {cwd: dir, env: {...process.env, PRISM_IMAGE: '', PRISM_NO_BACKGROUND: '1'}, encoding: 'utf8'})
+        if (r.status === 0) {
+          // (done before the signals: the archive whole)
+          expect(spawnSync('tar', ['tzf', archive]).status, after).to.equal(0)
+          continue
+        }
+        stopped++
+        expect([r.status, r.stderr], after).to.deep.equal([130, 'prism: interrupted\n'])
+        expect(fs.readdirSync(out), after).to.deep.equal([])
+      }
+      expect(stopped).to.be.greaterThan(2)
+      expect(sha256File(img)).to.equal(before)
+      rm(img)
+    })
+
     it('a command waiting for the lock stops at once', async () => {
       const img = fresh()
       const holder = await holdImageLock(img) // another process in the middle of a long write

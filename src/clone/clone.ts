@@ -255,6 +255,7 @@ function unmatchedPatterns(vol: Volume, srcFs: Fileset, top: Inode, srcPath: str
   const base = srcPath === '/' ? '' : srcPath
   const stack: Array<{node: ExpandNode, path: string}> = [{node: {ino: top.ino}, path: ''}]
   while (stack.length) {
+    checkInterrupt() // (Ctrl-C: a directory at a time; nothing is made yet)
     const {node, path} = stack.pop()!
     if (!m.mayMatchBelow(path)) continue
     for (const e of entriesAsExpanded(vol, srcFs, node, base + path)) {

@@ -13,6 +13,8 @@ export default class Noclone extends PrismCommand {
   async run() {
     const {argv, flags} = await this.parse(Noclone)
     const locs = (argv as string[]).map(imageLoc)
-    await this.short(flags, 'noclone', {locs, clear: flags.clear})
+    const notes = await this.short(flags, 'noclone', {locs, clear: flags.clear}) as string[] | undefined
+    const {nameShown} = await import('../format/name.js')
+    for (const n of notes ?? []) process.stderr.write(`prism: note: ${nameShown(n)}\n`)
   }
 }

@@ -18,9 +18,17 @@ import {fail} from '../errors.js'
 const require = createRequire(import.meta.url)
 let picomatchFn: typeof import('picomatch') | null = null
 type Test = (s: string) => boolean
-const picomatch = (pattern: string, opts: {dot: boolean, noextglob?: boolean, nonegate?: boolean}): Test =>
-  (picomatchFn ??= require('picomatch') as typeof import('picomatch'))(pattern, opts)
-const PM = {dot: true, noextglob: true, nonegate: true}
+const pm = (): typeof import('picomatch') => (picomatchFn ??= require('picomatch') as typeof import('picomatch'))
+const picomatch = (pattern: string, opts: {dot: boolean}): Test => pm()(pattern, opts)
+// A pattern matches by what it means, and only so: its regular expression is used as it is,
+// for picomatch's matcher also takes a name equal to the pattern's text, and without
+// literalBrackets: false its expression for '[x]' also matches the text '[x]' (either way a
+// directory named '[x]' was left out, which git keeps); and with the 's' flag, so that '*',
+// '**' and '?' span any byte of a name but '/', a newline included ('**/secret' missed
+// 'a<newline>b/secret' without it).
+const PM = {dot: true, noextglob: true, nonegate: true, literalBrackets: false, flags: 's'}
+const regexOf = (pattern: string): RegExp => pm().makeRe(pattern, PM)
+const testOf = (re: RegExp): Test => (s) => re.test(s)
 
 /** Which meaning stored patterns have: 'gitignore' (this build), 'legacy' (clone-state version 1). */
 export type ExcludeRules = 'gitignore' | 'legacy'
@@ -47,6 +55,7 @@ interface Rule {
   anchored: boolean
   /** on the name (unanchored) or on the path without its leading '/' (anchored) */
   re: Test
+  regex: RegExp
   /** per path component, for mayMatchBelow; '**' spans any; null when the pattern cannot be split */
   segs: Array<Test | '**'> | null
 }
@@ -128,15 +137,15 @@ function compile(given: string): Rule {
   // A trailing '/**' matches what is inside, not the directory itself: as git, the '/' must
   // be followed by something (picomatch would also match 'a' with 'a/**').
   if (anchored && segs[segs.length - 1] === '**') segs = [...segs, '*']
-  let re: Test
+  let regex: RegExp
   try {
-    re = picomatch(segs.join('/'), PM)
+    regex = regexOf(segs.join('/'))
   } catch (e) {
     return bad(`not a valid pattern (${(e as Error).message})`)
   }
   let split: Array<Test | '**'> | null = null
-  if (anchored && t.splittable) split = segs.map((s) => (s === '**' ? '**' : picomatch(s, PM)))
-  return {negate, dirOnly, anchored, re, segs: split}
+  if (anchored && t.splittable) split = segs.map((s) => (s === '**' ? '**' : testOf(regexOf(s))))
+  return {negate, dirOnly, anchored, regex, re: testOf(regex), segs: split}
 }
 
 function ruleMatches(r: Rule, rel: string, name: string, isDir: boolean): boolean {
@@ -164,10 +173,17 @@ export function excludeMatcher(patterns: string[], rules: ExcludeRules = 'gitign
   const hit = new Array<boolean>(patterns.length).fill(false)
   let left = patterns.length
   const mark = (i: number) => { if (!hit[i]) { hit[i] = true; left-- } }
+  // Most entries match no pattern: one expression made of all of them says so in one test
+  // (3,000 patterns over 51,000 names took two minutes one pattern at a time). Only an entry
+  // that some pattern matches is decided pattern by pattern, the last one deciding.
+  const anyOf = (rs: Rule[]): RegExp | null => (rs.length === 0 ? null : new RegExp(rs.map((r) => `(?:${r.regex.source})`).join('|'), 's'))
+  const anyName = anyOf(compiled.filter((r) => !r.anchored))
+  const anyPath = anyOf(compiled.filter((r) => r.anchored))
   return {
     test(path: string, isDir: boolean): number {
       const rel = path.startsWith('/') ? path.slice(1) : path
       const name = rel.slice(rel.lastIndexOf('/') + 1)
+      if (!anyName?.test(name) && !anyPath?.test(rel)) return -1
       let decider = -1
       for (let i = compiled.length - 1; i >= 0; i--) {
         if (ruleMatches(compiled[i], rel, name, isDir)) { decider = i; break }

@@ -69,15 +69,25 @@ export const SHORT: {[K in ShortName]: (vol: Volume, a: ShortArgs[K], each: Each
     ns.truncateInode(inode, size)
   }),
 
-  noclone: (vol, a, each) => each(a.locs, (loc) => {
-    const ns = namespace(vol, loc.fileset)
-    // A clone always has its root: marking it would leave out nothing, so say so. (Clearing
-    // a mark an older prism let be set there is allowed.)
-    if (!a.clear && ns.resolve(loc.path, false).ino === ns.root().ino) {
-      throw new PrismError('EINVAL', `${loc.fileset}:${loc.path}: the root of fileset '${loc.fileset}' cannot be marked nonclonable; mark the paths below it, or clone a subtree (prism clone ${loc.fileset}:/path)`)
-    }
-    ns.setFlag(loc.path, IF_NOCLONE, !a.clear)
-  }),
+  noclone: (vol, a, each) => {
+    // What the command says beside: the mark is the file's (an inode flag, FORMAT.md §5.8), so
+    // a file with several names (hard links) is marked, or cleared, under all of them.
+    const notes: string[] = []
+    each(a.locs, (loc) => {
+      const ns = namespace(vol, loc.fileset)
+      const inode = ns.resolve(loc.path, false)
+      // A clone always has its root: marking it would leave out nothing, so say so. (Clearing
+      // a mark an older prism let be set there is allowed.)
+      if (!a.clear && inode.ino === ns.root().ino) {
+        throw new PrismError('EINVAL', `${loc.fileset}:${loc.path}: the root of fileset '${loc.fileset}' cannot be marked nonclonable; mark the paths below it, or clone a subtree (prism clone ${loc.fileset}:/path)`)
+      }
+      ns.setFlag(loc.path, IF_NOCLONE, !a.clear)
+      if (!inode.isDir && inode.r.nlink > 1) {
+        notes.push(`${loc.fileset}:${loc.path} has ${inode.r.nlink} names (hard links): the mark is the file's, so it is ${a.clear ? 'cleared' : 'set'} under every name`)
+      }
+    })
+    return notes
+  },
 
   ln: (vol, a) => {
     const ns = namespace(vol, a.link.fileset)
