@@ -50,6 +50,8 @@ export class PrismError extends Error {
  * "no such file or directory" (the caller names the file, once).
  */
 export function hostReason(e: unknown): string {
+  // (Node's text for reading a directory as a file; coreutils say "Is a directory")
+  if ((e as NodeJS.ErrnoException | null)?.code === 'EISDIR') return 'is a directory'
   const m = e instanceof Error ? e.message : String(e)
   return m.replace(/^[A-Z][A-Z0-9_]*: /, '').replace(/, [a-z_]+(?: '[^']*')?(?: -> '[^']*')?$/, '')
 }

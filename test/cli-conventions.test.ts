@@ -409,6 +409,21 @@ describe('cli: small things a careful user hits (issue 15.13)', function () {
     expect(run(['noclone', 'root:/d'], d).status).to.equal(0)
   })
 
+  it('a missing argument is named, in one line, with status 2', () => {
+    const {d} = fresh('missing')
+    oneLine(run(['xattr'], d), 2, /^prism: missing arguments ACTION and PATH \(see 'prism xattr --help'\)\n$/, 'xattr')
+    oneLine(run(['import', 'x.img'], d), 2, /^prism: missing argument ARCHIVE \(see 'prism import --help'\)\n$/, 'import')
+    oneLine(run(['clone'], d), 2, /^prism: missing argument SRC \(see 'prism clone --help'\)\n$/, 'clone')
+    oneLine(run(['fileset', 'rename', 'a'], d), 2, /^prism: missing argument TO \(see 'prism fileset rename --help'\)\n$/, 'rename')
+  })
+
+  it('host errors are said in words, never in Node\'s ("…, write", "illegal operation on a directory"); flags as the user wrote them', () => {
+    const {d} = fresh('hostwords')
+    oneLine(run(['cp', 'root:/a', '/dev/full'], d), 1, /^prism: cannot write '\/dev\/full': No space left on device\n$/, 'cp')
+    oneLine(run(['clone', 'root', 'q', '--exclude-from', d], d), 1, new RegExp(`^prism: ${d}: is a directory\n$`), 'exclude-from')
+    oneLine(run(['fileset', 'list', '--no-space', '-o', 'name'], d), 2, /^prism: --no-space cannot be given with --output /, 'fileset list')
+  })
+
   it('noclone of a file with several names says that every name is marked, and a clone leaves out all of them', () => {
     const {d} = fresh('noclone-links')
     let r = run(['noclone', 'root:/a2'], d) // (/a2 is a hard link of /a)

@@ -46,6 +46,21 @@ export function usageMessage(message: string, command?: string): string {
   // A flag's own parser failed: "Parsing --wait \n\t<its message>\nSee more help with --help".
   const parsing = /^Parsing --(\S+)\s*\n\s*([^\n]*)/.exec(message)
   if (parsing) message = parsing[2].includes(`--${parsing[1]}`) ? parsing[2] : `--${parsing[1]}: ${parsing[2].charAt(0).toLowerCase()}${parsing[2].slice(1)}`
+  // Arguments missing: "Missing 2 required args:", then a line per argument (its name and
+  // description), maybe a note on flags that take several values: the names alone.
+  const missing = /^missing \d+ required args?:\s*\n/i.exec(message)
+  if (missing) {
+    const names: string[] = []
+    for (const l of message.slice(missing[0].length).split('\n').map((x) => x.trim())) {
+      if (/^(see more help|note:)/i.test(l)) break
+      if (l !== '') names.push(l.split(/\s+/)[0].toUpperCase())
+    }
+    if (names.length > 0) {
+      const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`
+      const line = `missing ${names.length === 1 ? 'argument' : 'arguments'} ${list}`
+      return command ? `${line} (see 'prism ${command} --help')` : line
+    }
+  }
   // Several of oclif's checks at once ("The following errors occurred:", then one a line):
   // the checks' own lines, joined by "; ".
   const several = /^the following errors? occurred:\s*\n/i.exec(message)
@@ -53,7 +68,11 @@ export function usageMessage(message: string, command?: string): string {
   const text = message.split('\n').map((l) => l.trim())
     .filter((l) => l !== '' && !/^see more help with/i.test(l))
     .join(several ? '; ' : ' ').replace(/\s+/g, ' ').replace(/:$/, '')
-  const line = text.charAt(0).toLowerCase() + text.slice(1)
+  // A flag that may be negated, as the user wrote it (`--no-space`), not as oclif keeps it
+  // (`--space=false`); and "cannot also be provided when using" said shorter.
+  const said = text.replace(/--([\w-]+)=false\b/g, '--no-$1').replace(/--([\w-]+)=true\b/g, '--$1')
+    .replace(/ cannot also be provided when using /g, ' cannot be given with ')
+  const line = said.charAt(0).toLowerCase() + said.slice(1)
   return command ? `${line} (see 'prism ${command} --help')` : line
 }
 

@@ -229,7 +229,9 @@ export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Arra
   }
 }
 
-const noInodesLeft = (vol: Volume): string => `no free inodes left in the image (${vol.sb.inodeCount} of ${vol.sb.inodeCount} used)`
+// (what the failed step had taken is given back with it: `df` then shows inodes free, fewer
+// than it needed, so the count said is the image's, not "N of N used")
+const noInodesLeft = (vol: Volume): string => `no free inodes left in the image (it has ${vol.sb.inodeCount} in all)`
 
 function noRoom(what: string, where: string): PrismError {
   return new PrismError('ENOSPC', `${what} to expand ${where} (a clone's directories are made when first reached, to read them or before its source changes); free some space: delete a fileset or files`)

@@ -1046,7 +1046,7 @@ export class Volume implements InodeHome {
   }
 
   private noInodes(): never {
-    fail('ENOSPC', `no free inodes (${this.sb.inodeCount} of ${this.sb.inodeCount} used); make a larger image, or one with more --inodes`)
+    fail('ENOSPC', `no free inodes (the image has ${this.sb.inodeCount} in all); make a larger image, or one with more --inodes`)
   }
 
   inodeSlotUsed(ino: number): boolean {

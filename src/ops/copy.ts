@@ -19,7 +19,7 @@ import {xattrNameProblem, type Xattr} from '../format/xattr.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
-import {fail, isArgumentError, isDamage, PrismError, type ErrCode} from '../errors.js'
+import {fail, hostReason as reasonOf, isArgumentError, isDamage, PrismError, type ErrCode} from '../errors.js'
 import {dirCount, dirList, enterDir} from '../fs/dir.js'
 import {firstBlock, forEachRun, loadExtents, readData, shareData} from '../fs/extents.js'
 import {timestampOfNs, type Inode, type Timestamp} from '../fs/inode.js'
@@ -266,10 +266,13 @@ function hostErr(e: unknown, what: string): Error {
   return new EntryError(HOST_CODES[err.code] ?? 'EHOST', `${what}: ${hostReason(err)}`)
 }
 
-/** "Permission denied" from "EACCES: permission denied, open '/x'", as cp words it. */
+/**
+ * "Permission denied" from "EACCES: permission denied, open '/x'", as cp words it (and "No
+ * space left on device" from "ENOSPC: no space left on device, write": the system call's name
+ * went with it only when a path followed).
+ */
 function hostReason(err: NodeJS.ErrnoException): string {
-  const m = /^[A-Z]+: (.*?)(, \w+ '.*')?$/s.exec(err.message)
-  const r = m ? m[1] : err.message
+  const r = reasonOf(err)
   return r.charAt(0).toUpperCase() + r.slice(1)
 }
 
