@@ -409,6 +409,21 @@ describe('cli: small things a careful user hits (issue 15.13)', function () {
     expect(run(['noclone', 'root:/d'], d).status).to.equal(0)
   })
 
+  it('ls -R lists depth first, as GNU ls -R does', () => {
+    const {d} = fresh('lsR')
+    const host = path.join(d, 'host')
+    for (const p of ['b/c', 'd/e/f', 'd/g']) {
+      fs.mkdirSync(path.join(host, p), {recursive: true})
+      expect(run(['mkdir', '-p', `root:/${p}`], d).status).to.equal(0)
+    }
+    // (the image's /a, /a2 and /d/x are files: the same on the host)
+    for (const f of ['a', 'a2', 'd/x']) fs.writeFileSync(path.join(host, f), '')
+    const gnu = spawnSync('ls', ['-R'], {cwd: host, env: {...process.env, LC_ALL: 'C'}, encoding: 'utf8'}).stdout
+    const ours = run(['ls', '-R', 'root:/'], d).stdout
+    expect(ours.replace(/^root:\/:$/m, '.:').replace(/^root:\//gm, './')).to.equal(gnu)
+    expect(ours.split('\n').filter((l) => l.endsWith(':'))).to.deep.equal(['root:/:', 'root:/b:', 'root:/b/c:', 'root:/d:', 'root:/d/e:', 'root:/d/e/f:', 'root:/d/g:'])
+  })
+
   it('a missing argument is named, in one line, with status 2', () => {
     const {d} = fresh('missing')
     oneLine(run(['xattr'], d), 2, /^prism: missing arguments ACTION and PATH \(see 'prism xattr --help'\)\n$/, 'xattr')

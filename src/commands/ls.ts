@@ -99,12 +99,15 @@ export default class Ls extends PrismCommand {
         } else {
           // Each directory to list, with the directories above it: a symlink (with -L) that
           // leads back to one of them is not listed again, as GNU ls says.
-          const queue = [{dir: loc.path, above: new Set<number>([top.ino])}]
+          // Depth first, as GNU ls -R: a directory, then each of its subdirectories with all
+          // below it, in the listing's order (the next to list is at the end of `todo`).
+          const todo = [{dir: loc.path, above: new Set<number>([top.ino])}]
           const seen = new Set<number>([top.ino])
-          while (queue.length) {
+          while (todo.length) {
             checkInterrupt() // (-R: Ctrl-C heard a directory at a time)
-            const {dir, above} = queue.shift()!
+            const {dir, above} = todo.pop()!
             const entries: Row[] = []
+            const below: typeof todo = []
             // Names alone need no inode: a plain `ls` of a clone still expanding does not
             // expand the directories it lists (readdirStat would, for their link counts).
             // On a damaged image, as GNU ls past what it cannot read: a directory that cannot
@@ -160,10 +163,11 @@ export default class Ls extends PrismCommand {
                 // A directory has one name: without -L, meeting one twice means a damaged image.
                 if (!flags.dereference) enterDir(seen, st.ino, `${loc.fileset}:${p}`)
                 // (only -L looks at them: a copy per directory made -R of a deep tree quadratic)
-                queue.push({dir: p, above: flags.dereference ? new Set([...above, st.ino]) : above})
+                below.push({dir: p, above: flags.dereference ? new Set([...above, st.ino]) : above})
               }
             }
             out.push({path: `${loc.fileset}:${dir}`, entries})
+            for (let k = below.length - 1; k >= 0; k--) todo.push(below[k])
           }
         }
         listings.push(...out)
