@@ -330,12 +330,12 @@ function renamedDirs(ma: Map<string, Ent>, mb: Map<string, Ent>, renames: Map<st
     return n
   }
   const cands = [...votes.values()].sort((x, y) => y.n - x.n || byPath(x.from, y.from) || byPath(x.to, y.to))
-  const inA = filesUnder(ma, new Set(cands.map((c) => c.from)))
-  const inB = filesUnder(mb, new Set(cands.map((c) => c.to)))
+  const filesA = filesUnder(ma, new Set(cands.map((c) => c.from)))
+  const filesB = filesUnder(mb, new Set(cands.map((c) => c.to)))
   const within = (p: string, d: string) => p === d || p.startsWith(d + '/')
   const taken: Array<{from: string, to: string}> = []
   for (const c of cands) {
-    if (2 * c.n < inA.get(c.from)! || 2 * c.n < inB.get(c.to)!) continue
+    if (2 * c.n < filesA.get(c.from)! || 2 * c.n < filesB.get(c.to)!) continue
     if (taken.some((t) => within(c.from, t.from) || within(t.from, c.from) || within(c.to, t.to) || within(t.to, c.to))) continue
     taken.push(c)
     out.set(c.from, c.to)

@@ -70,7 +70,7 @@ export const SHORT: {[K in ShortName]: (vol: Volume, a: ShortArgs[K], each: Each
   }),
 
   noclone: (vol, a, each) => {
-    // What the command says beside: the mark is the file's (an inode flag, FORMAT.md §5.8), so
+    // What the command says beside: the mark is the file's (an inode flag, FORMAT.md §5.3), so
     // a file with several names (hard links) is marked, or cleared, under all of them.
     const notes: string[] = []
     each(a.locs, (loc) => {
