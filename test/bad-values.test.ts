@@ -235,3 +235,30 @@ describe('the image copied into itself', function () {
     }
   })
 })
+
+describe('a superblock whose next fileset id is damaged (its checksum sound)', function () {
+  this.timeout(60_000)
+  // A trial set it to 0 (internal error, exit 70) and to 1 (a second fileset with id 1 made,
+  // which `fileset list` then hid): every command that makes a fileset refuses, nothing written.
+  for (const next of [0, 1]) {
+    it(`next id ${next}: clone and fileset create exit 5 and write nothing; fsck --repair sets it right`, () => {
+      const dir = tmpDir()
+      try {
+        const img = path.join(dir, 'disk.img')
+        expect(prism(['mkfs', img, '--size', '64M']).status).to.equal(0)
+        edit(img, (_ns, vol) => { vol.sb.nextFilesetId = next; vol.markSbDirty() })
+        const before = fs.readFileSync(img)
+        for (const args of [['clone', 'root'], ['clone', 'root', 'c', '--mode', 'lazy'], ['fileset', 'create', 'x']]) {
+          const r = prism([...args, '-i', img])
+          expect([r.status, r.stderr], args.join(' ')).to.deep.equal([5, `prism: the superblock's next fileset id (${next}) is ${next === 0 ? 'reserved' : 'already in use'}: the image is damaged; run 'prism fsck --repair'\n`])
+        }
+        expect(fs.readFileSync(img).equals(before)).to.equal(true)
+        expect(prism(['fsck', '--repair', '-i', img]).status).to.equal(1)
+        expect(prism(['clone', 'root', 'c', '-i', img]).status).to.equal(0)
+        expect(prism(['fileset', 'list', '-H', '-o', 'name', '-i', img]).stdout).to.equal('root\nc\n')
+      } finally {
+        fs.rmSync(dir, {recursive: true, force: true})
+      }
+    })
+  }
+})

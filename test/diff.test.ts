@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import {clone} from '../src/clone/clone.js'
 import {diff, type DiffEntry} from '../src/diff/diff.js'
 import {DT_DIR, IF_NOCLONE} from '../src/format/constants.js'
-import {dirForEach} from '../src/fs/dir.js'
+import {dirAdd, dirForEach} from '../src/fs/dir.js'
 import {getFileset} from '../src/fs/filesets.js'
 import {namespace, withImage} from '../src/fs/image.js'
 import type {Volume} from '../src/fs/volume.js'
@@ -223,6 +223,19 @@ describe('diff', function () {
     const r = prism(['diff', 'root:/home/alice', 'mvsync:/srv', '-i', img])
     expect(r.status, r.stderr).to.equal(0)
     expect(r.stdout).to.equal('-\t/big\n-\t/notes\nR\t/src -> /code\n-\t/src/lib/c.c\nR\t/src/main.c -> /code/main2.c\n')
+  })
+
+  it('names a directory loop of a damaged image as not compared, and compares the rest (it ran out of memory)', () => {
+    edit(img, (ns, vol) => {
+      const d = ns.resolve('/etc', true)
+      dirAdd(vol, d, d.ino, DT_DIR, Buffer.from('me')) // /etc/me -> /etc itself
+      dirAdd(vol, d, ns.root().ino, DT_DIR, Buffer.from('up')) // /etc/up -> the root
+      vol.idirty(d)
+    })
+    const r = withImage(img, {write: false}, (vol) => diff(vol, {fileset: 'root', path: '/'}, {fileset: 'c1', path: '/'}))
+    expect(r.unreadable.map((u) => u.path)).to.deep.equal(['/etc/me', '/etc/up'])
+    expect(r.unreadable[0].message).to.match(/reached twice \(a loop in a damaged image\)/)
+    expect(r.entries.map(line)).to.deep.equal([])
   })
 
   it('prints zfs-style lines and JSON from the CLI; bad input is one line and exit 2 or 1', () => {

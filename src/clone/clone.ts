@@ -33,6 +33,7 @@ export {excludeMatcher, parseExcludeFile} from '../fs/match.js'
 import {copySteps, type Location} from '../ops/copy.js'
 import {localSource, type HostSource} from '../ops/hostsource.js'
 import {checkInterrupt} from '../interrupt.js'
+import {cloneSpecProblem} from '../format/clonestate.js'
 
 export type CloneMode = 'sync' | 'async' | 'lazy'
 
@@ -118,8 +119,13 @@ export function clone(vol: Volume, src: {fileset: string, path: string}, dst: {f
  */
 export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, dst: {fileset: string, path?: string} | null, opts: CloneOptions = {}): Generator<void, CloneResult> {
   const mode = opts.mode ?? 'sync'
-  // A malformed pattern is refused before anything changes.
+  // A malformed pattern is refused before anything changes, and so are patterns an async or
+  // lazy clone's state file cannot keep (a sync clone uses them once, whatever their number).
   const match = excludeMatcher(opts.exclude ?? [])
+  if (mode !== 'sync') {
+    const why = cloneSpecProblem({srcPath: src.path || '/', exclude: opts.exclude ?? []})
+    if (why) fail('EUSAGE', `${why}: clone with --mode sync, or with fewer patterns`)
+  }
   const srcFs = getFileset(vol, src.fileset)
   const sns = new Namespace(vol, srcFs)
   const resolved = sns.resolveFull(src.path, true)

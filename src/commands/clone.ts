@@ -1,3 +1,4 @@
+import {pushAll} from '../arrays.js'
 import fs from 'node:fs'
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
@@ -50,7 +51,7 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
     if (flags['exclude-from']) {
       try {
         // (its bytes, each one that is not UTF-8 kept as itself, as in a command-line pattern)
-        exclude.push(...parseExcludeFile(nameText(fs.readFileSync(flags['exclude-from']))))
+        pushAll(exclude, parseExcludeFile(nameText(fs.readFileSync(flags['exclude-from']))))
       } catch (e) {
         throw new PrismError('ENOENT', `${flags['exclude-from']}: ${hostReason(e)}`)
       }

@@ -1,3 +1,4 @@
+import {pushAll} from '../arrays.js'
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc} from '../cli/locate.js'
@@ -26,7 +27,7 @@ export default class Du extends PrismCommand {
     const rows: Array<ReturnType<typeof duPath>[number]> = []
     await this.withVolume(flags, false, (vol) => forEachItem(vol, locs, failures.report, (loc) => {
       // (past damage: each entry it keeps from being read is named, exit 1, the rest counted)
-      rows.push(...duPath(namespace(vol, loc.fileset), loc.path, flags.summarize, failures.report))
+      pushAll(rows, duPath(namespace(vol, loc.fileset), loc.path, flags.summarize, failures.report))
     }))
     const size = (bytes: number) => (flags.human ? humanSize(bytes) : String(bytes))
     const blocks = (n: number) => (flags.human ? humanSize(n * 4096) : String(n))

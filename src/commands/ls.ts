@@ -1,3 +1,4 @@
+import {pushAll} from '../arrays.js'
 import {Args, Flags} from '@oclif/core'
 import {PrismCommand, imageFlags} from '../cli/base.js'
 import {imageLoc, showLoc} from '../cli/locate.js'
@@ -170,7 +171,7 @@ export default class Ls extends PrismCommand {
             for (let k = below.length - 1; k >= 0; k--) todo.push(below[k])
           }
         }
-        listings.push(...out)
+        pushAll(listings, out)
       })
     })
     failures.settle()

@@ -15,7 +15,7 @@ import {DT_DIR, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED, S_IFREG, modeOfDt} from '.
 import {nameText} from '../format/name.js'
 import {PrismError, isDamage} from '../errors.js'
 import {cloneSpec, hasLinkedCopies} from '../fs/expand.js'
-import {dirForEach} from '../fs/dir.js'
+import {dirForEach, enterDir} from '../fs/dir.js'
 import {loadExtents, readData} from '../fs/extents.js'
 import {fileTypeOf, type FileType} from '../fs/inode.js'
 import {listXattrs} from '../fs/xattr.js'
@@ -156,6 +156,8 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     return found
   }
 
+  const seenA = new Set<number>([rootA.ino])
+  const seenB = new Set<number>([rootB.ino])
   // (a frame per directory level, run off the JavaScript stack: src/frames.ts)
   function* walk(da: Inode | null, db: Inode | null, rel: string): Frame {
     checkInterrupt() // (Ctrl-C: a directory at a time)
@@ -180,7 +182,12 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
       const xd = x?.type === DT_DIR ? x : null
       const yd = y?.type === DT_DIR ? y : null
       if (xd || yd) {
-        const dirs = readable(p, () => [xd ? vol.iget(xd.ino) : null, yd ? vol.iget(yd.ino) : null] as const)
+        // (a directory met twice on one side is a loop in a damaged image: named, left out)
+        const dirs = readable(p, () => {
+          if (xd) enterDir(seenA, xd.ino, `${a.fileset}:${p}`)
+          if (yd) enterDir(seenB, yd.ino, `${b.fileset}:${p}`)
+          return [xd ? vol.iget(xd.ino) : null, yd ? vol.iget(yd.ino) : null] as const
+        })
         if (!dirs) {
           // (nothing of it is compared: not even as added or removed)
           sa.map.delete(p)

@@ -43,6 +43,23 @@ export interface RemapEntry {
 
 const align16 = (n: number): number => (n + 15) & ~15
 
+/**
+ * Why a clone-state file cannot hold `spec` (the clone's path and exclude patterns), or null:
+ * at most CLONE_PATTERN_MAX patterns, each string at most 65,535 bytes, CLONE_SPEC_MAX in all.
+ * An async or lazy clone whose patterns do not fit is refused before anything is made.
+ */
+export function cloneSpecProblem(spec: Pick<CloneSpec, 'srcPath' | 'exclude'>): string | null {
+  if (spec.exclude.length > CLONE_PATTERN_MAX) return `${spec.exclude.length} exclude patterns, more than the ${CLONE_PATTERN_MAX} an async or lazy clone keeps`
+  let total = 2
+  for (const s of [spec.srcPath, ...spec.exclude]) {
+    const n = nameBytes(s).length
+    if (n > 0xffff) return `an exclude pattern or path of ${n} bytes, longer than the 65,535 an async or lazy clone keeps`
+    total += 2 + n
+  }
+  if (total > CLONE_SPEC_MAX) return `exclude patterns of ${total} bytes in all, more than the ${CLONE_SPEC_MAX} an async or lazy clone keeps`
+  return null
+}
+
 function encodeSpec(spec: CloneSpec): Buffer {
   const parts: Buffer[] = []
   const str = (s: string): void => {

@@ -31,6 +31,7 @@
 // Expansion is part of lookup, so it lives in the filesystem core (src/fs): the namespace
 // expands the directories a path reaches, and the floors above (clone, scan, the server's
 // background slices) drive the rest. Nothing here imports the namespace layer; Namespace calls in.
+import {pushAll} from '../arrays.js'
 import {holdXattrs, shareXattrs} from './xattr.js'
 import {DIR_PTRS_PER_BLOCK, DT_DIR, FS_ACTIVE, FS_EXPANDING, IF_INLINE, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, INODES_PER_BLOCK, MODE_ASYNC, S_IFDIR, S_IFREG} from '../format/constants.js'
 import {
@@ -635,7 +636,7 @@ export function expandTree(vol: Volume, c: Fileset, top: Inode, path: string, on
   while (stack.length) {
     const job = stack.pop()!
     if (isUnexpanded(job.inode)) {
-      stack.push(...expandDir(vol, c, job.inode, job.path))
+      pushAll(stack, expandDir(vol, c, job.inode, job.path))
       onDir?.()
       vol.maybeCommit()
       continue

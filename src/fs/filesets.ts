@@ -537,6 +537,10 @@ export function addFileset(vol: Volume, name: string, rootIno: number, extra: Pa
   // Ids are u32 and never reused (FORMAT.md §8.4): a damaged counter at the top ends here.
   if (vol.sb.nextFilesetId >= 0xffffffff) fail('ENOSPC', 'no fileset id is left (the next id is at its largest value)')
   const t = load(vol)
+  // A damaged counter (its checksum sound) that names 0 or an id in use would make a second
+  // fileset with that id: refused, nothing written (fsck repairs it: SB_NEXT_FILESET_ID).
+  const id = vol.sb.nextFilesetId
+  if (id === 0 || t.byId.has(id)) fail('EBADIMAGE', `the superblock's next fileset id (${id}) is ${id === 0 ? 'reserved' : 'already in use'}: the image is damaged; run 'prism fsck --repair'`)
   let slot = t.free.take()
   if (slot === undefined) {
     growTable(vol, t)

@@ -3,6 +3,7 @@
 // e2fsck exit code (0 clean, 1 all fixed, 4 errors left, 8 operational error). Without
 // repair it never writes a byte: the journal is replayed in memory only. It prints
 // nothing; the CLI (src/commands/fsck.ts) formats the result.
+import {pushAll} from '../arrays.js'
 import type {BlockDevice} from '../device/device.js'
 import {openImageDevice} from '../device/snapshot.js'
 import {FormatError} from '../format/errors.js'
@@ -94,8 +95,8 @@ export function fsckDevice(dev: BlockDevice, opts: FsckOptions): FsckResult {
   }
   const ctx = new FsckContext(vol, repair, opts.onProgress)
   ctx.backupExtIno = p0.backupExtIno
-  ctx.problems.push(...p0.problems)
-  ctx.notes.push(...p0.notes)
+  pushAll(ctx.problems, p0.problems)
+  pushAll(ctx.notes, p0.notes)
   if (opts.repair && !repair) ctx.notes.push('the device is read-only: checking without repairing')
   if (vol.replayed > 0) {
     ctx.notes.push(repair ? `replayed ${vol.replayed} journal transaction(s)` : `${vol.replayed} journal transaction(s) not yet replayed were read in memory`)

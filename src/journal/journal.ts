@@ -3,6 +3,7 @@
 // and a commit record, and is made durable before any of its blocks is written in place.
 // Replay applies every complete transaction in sequence order and ignores a torn one.
 // Layout and rules: docs/FORMAT.md §3. This layer knows blocks, never what is in them.
+import {pushAll} from '../arrays.js'
 import fs from 'node:fs'
 import type {BlockDevice} from '../device/device.js'
 import {crc32} from '../format/checksum.js'
@@ -180,7 +181,7 @@ export class Journal {
         blocks.get(t)!.copy(body, o)
         o += BLOCK_SIZE
       }
-      allTags.push(...tags)
+      pushAll(allTags, tags)
     }
     if (o > 0) spill()
     this.dev.sync()

@@ -5,6 +5,7 @@
 // distinct anchor and window, and verified around it. Between chunks only the last
 // (longest part - 1) bytes are kept, so a file of any size is matched in constant memory;
 // the jumps between parts are followed through the end positions of earlier parts.
+import {minOf, pushAll} from '../arrays.js'
 import type {Hash} from 'node:crypto'
 import {crypto} from '../lazy.js'
 import type {HashAlgo, HashDb} from './hashdb.js'
@@ -36,7 +37,7 @@ class MultiSearch {
   private readonly bucket = new Map<number, number[]>()
 
   constructor(private readonly anchors: Buffer[], readonly ids: number[]) {
-    this.m = Math.min(32, ...anchors.map((a) => a.length))
+    this.m = minOf(32, anchors.map((a) => a.length))
     const m = this.m
     this.shift.fill(m - 1)
     anchors.forEach((a, k) => {
@@ -267,7 +268,7 @@ export class FileScan {
     if (this.tiny) return []
     const digests = this.hashes.map((x) => ({algo: x.algo, d: x.h.digest()}))
     if (digests.some((x) => this.m.allowed(x.algo, x.d, this.size))) return []
-    for (const x of digests) this.found.push(...this.m.hashMatches(x.algo, x.d, this.size))
+    for (const x of digests) pushAll(this.found, this.m.hashMatches(x.algo, x.d, this.size))
     return this.found
   }
 

@@ -10,6 +10,7 @@
 // (.ign, .ign2: signature names not to load) are honoured. Only a file that is not a signature
 // database at all (unknown extension, unreadable, a bad container, no line that is a
 // signature) is refused, with one line.
+import {pushAll} from '../arrays.js'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PrismError} from '../errors.js'
@@ -497,7 +498,7 @@ export function loadSignatures(files: string[]): SignatureSet {
   const sources: Source[] = []
   for (const file of files) {
     const r = sourcesOf(file, loader)
-    sources.push(...r.sources)
+    pushAll(sources, r.sources)
     h.update(extOf(file)).update('\0').update(r.raw).update('\0')
   }
   for (const s of sources) if (KINDS[s.ext].use === 'ignore') loader.loadIgnore(s)

@@ -17,6 +17,7 @@
 // loop thread or wait for one inside a request's handler (src/fuse/index.ts's rules); drop a
 // transaction holding what a request was told was done; or let another process write the
 // image (a lend, closing it) while a snapshot of it is read.
+import {pushAll} from '../arrays.js'
 import fs from 'node:fs'
 import {FS_EXPANDING, IF_ORPHAN, MODE_ASYNC} from '../format/constants.js'
 import {PrismError, isArgumentError} from '../errors.js'
@@ -703,7 +704,7 @@ export class ServedImage {
       for (const [dir, names] of d.entries) {
         let list = this.pending.entries.get(dir)
         if (!list) this.pending.entries.set(dir, list = [])
-        list.push(...names)
+        pushAll(list, names)
       }
       if (!this.closed) await this.notify(true)
     }
@@ -789,7 +790,7 @@ export class ServedImage {
           }
           let list = this.deferred.entries.get(dir)
           if (!list) this.deferred.entries.set(dir, list = [])
-          list.push(...names)
+          pushAll(list, names)
         }
       }
       if (p.filesets && m.spec.top === null) {

@@ -5,6 +5,7 @@
 // archive passes through in the chunks it was read in. Reads ustar, pax, GNU and v7
 // archives; sparse files in every GNU form (old 'S' headers, pax 0.0, 0.1 and 1.0). Never
 // touches the image: what to do with an entry is the sink's business (src/tar/import.ts).
+import {pushAll} from '../arrays.js'
 import {
   TAR_BLOCK, TarFormatError, checkSparseMap, decodeHeader, decodeSparseEntries, decodeXattrKey, isZeroBlock,
   parsePax, parsePaxNumber, parsePaxTime, parseSparse10Map, parseSparseMapText, type PaxRecord, type SparseRegion, type Time,
@@ -229,7 +230,7 @@ export class TarReader {
 
   private recordDone(kind: 'x' | 'g' | 'L' | 'K' | 'S', body: Buffer): void {
     this.state = {k: 'header'}
-    if (kind === 'x') this.pax.push(...parsePax(body))
+    if (kind === 'x') pushAll(this.pax, parsePax(body))
     else if (kind === 'g') this.globalPax = mergeGlobal(this.globalPax, parsePax(body))
     else if (kind === 'L') this.longName = cut(body)
     else if (kind === 'K') this.longLink = cut(body)
@@ -238,7 +239,7 @@ export class TarReader {
       const p = this.pendingS!
       let more = false
       for (let o = 0; o < body.length; o += TAR_BLOCK) {
-        p.map.push(...decodeSparseEntries(body, o, 21))
+        pushAll(p.map, decodeSparseEntries(body, o, 21))
         more = body[o + 504] !== 0
       }
       if (more) this.state = {k: 'record', kind: 'S', need: TAR_BLOCK, padded: TAR_BLOCK, parts: [], got: 0}
