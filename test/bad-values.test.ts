@@ -112,6 +112,20 @@ describe('an image that is not a regular file: refused at once, one line', funct
       })
     }
   }
+
+  // A path that leads nowhere: the user's path (exit 1, as a missing file), said in words,
+  // not Node's ("ELOOP: too many symbolic links encountered, open ...", exit 7 as an I/O error).
+  it('a loop of symlinks, or a file where a directory should be: exit 1, one line', () => {
+    const l1 = path.join(dir, 'l1')
+    fs.symlinkSync(path.join(dir, 'l2'), l1)
+    fs.symlinkSync(l1, path.join(dir, 'l2'))
+    const file = path.join(dir, 'plain')
+    fs.writeFileSync(file, 'x')
+    for (const [p, why] of [[l1, 'too many levels of symbolic links (a loop)'], [path.join(file, 'img'), 'a part of the path is not a directory']]) {
+      const r = spawnSync(process.execPath, [BIN, 'ls', 'root:/', '-i', p], {encoding: 'utf8', timeout: 20_000, env: {...process.env, PRISM_IMAGE: ''}})
+      expect([r.status, r.stderr]).to.deep.equal([1, `prism: ${p}: ${why}\n`])
+    }
+  })
 })
 
 // A lazy clone of a full image: reading it makes its directories first, which needs space.

@@ -162,6 +162,14 @@ describe('tar: round trips through GNU tar and bsdtar', function () {
       expect(r.status, r.stderr).to.equal(0)
       read(img, (ns) => expect(ns.readFile('/etc/hostname').toString()).to.equal('web\n'), `web-${c}`)
     }
+    // A zstd stream that starts with a skippable frame (as pzstd writes it): zstd all the same.
+    const zst = spawnSync(process.execPath, [path.resolve('bin/run.js'), 'export', '-i', img, 'web', '-', '--compress', 'zstd'], {maxBuffer: 1 << 28}).stdout
+    const skippable = Buffer.alloc(12)
+    skippable.writeUInt32LE(0x184d2a50, 0)
+    skippable.writeUInt32LE(4, 4)
+    r = cli(['import', '--create', 'web-pzstd', '-'], Buffer.concat([skippable, zst]))
+    expect(r.status, r.stderr).to.equal(0)
+    read(img, (ns) => expect(ns.readFile('/etc/hostname').toString()).to.equal('web\n'), 'web-pzstd')
     // bzip2 is read (not written): one stream, and two streams end to end (as pbzip2 writes,
     // or `cat a.bz2 b.bz2`), from standard input and from a file
     const plain = spawnSync(process.execPath, [path.resolve('bin/run.js'), 'export', '-i', img, 'web', '-'], {maxBuffer: 1 << 28, env: {...process.env, PRISM_NO_BACKGROUND: '1'}}).stdout

@@ -8,7 +8,7 @@ import nodePath from 'node:path'
 import util from 'node:util'
 import {Worker} from 'node:worker_threads'
 import {BLOCK_SIZE} from '../format/constants.js'
-import {PrismError} from '../errors.js'
+import {hostReason, PrismError} from '../errors.js'
 import type {BlockDevice} from './device.js'
 import {reopen, reopenPaths} from './reopen.js'
 import {WriteBehind} from './writebehind.js'
@@ -74,7 +74,12 @@ function ioError(path: string, e: unknown): PrismError {
   if (err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS') return new PrismError('EROFS', `${path}: image file is read-only`)
   if (err.code === 'ENOSPC') return new PrismError('ENOSPC', `${path}: host file system is full`)
   if (err.code === 'EISDIR') return new PrismError('EBADIMAGE', `${path}: is a directory, not an image`)
-  return new PrismError('EIO', `${path}: ${err.message}`)
+  // A path that leads nowhere (a loop of symlinks, a file where a directory should be): the
+  // user's path, not the image's I/O (exit 1, as for a missing file).
+  if (err.code === 'ELOOP') return new PrismError('ENOENT', `${path}: too many levels of symbolic links (a loop)`)
+  if (err.code === 'ENOTDIR') return new PrismError('ENOENT', `${path}: a part of the path is not a directory`)
+  if (err.code === 'ENAMETOOLONG') return new PrismError('ENOENT', `${path}: file name too long`)
+  return new PrismError('EIO', `${path}: ${hostReason(err)}`)
 }
 
 /** An error creating a new image file, said of what the user can change. */

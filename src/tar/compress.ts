@@ -19,7 +19,8 @@ const require = createRequire(import.meta.url)
 export function detectCompression(head: Buffer): ArchiveCompression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip'
   if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz'
-  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd'
+  // A zstd frame, or a skippable frame (magic 0x184D2A5?) before one: pzstd starts so.
+  if (head.length >= 4 && (head.readUInt32LE(0) === 0xfd2fb528 || (head.readUInt32LE(0) & 0xfffffff0) >>> 0 === 0x184d2a50)) return 'zstd'
   // "BZh" and the block size, '1'..'9' (a plain tar never starts so: its first name would be
   // "BZh1"..."BZh9", which the check of the header would refuse anyway)
   if (head.length >= 4 && head.toString('latin1', 0, 3) === 'BZh' && head[3] >= 0x31 && head[3] <= 0x39) return 'bzip2'
