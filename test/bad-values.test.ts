@@ -7,6 +7,7 @@ import {expect} from 'chai'
 import {execFileSync, spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import {IF_UNEXPANDED} from '../src/format/constants.js'
 import {BIN, edit, prism, read, snapshot, tmpDir} from './helpers.js'
 
 describe('mistyped values: one line, a documented exit, the image as it was', function () {
@@ -275,4 +276,38 @@ describe('a superblock whose next fileset id is damaged (its checksum sound)', f
       }
     })
   }
+})
+
+describe('a directory marked unexpanded in a fileset that is not a clone in flight (damage)', function () {
+  this.timeout(60_000)
+  // A trial's: /d marked UNEXPANDED from root:/ in root itself. `ls -R` expanded it at every
+  // level below (/d/d/d/...) until the inodes ran out, then printed a 4 KB line (exit 6).
+  it('ls -R (1, the rest listed), cat and mkdir below it (5) say so in one line, and change nothing; fsck --repair empties it', () => {
+    const dir = tmpDir()
+    try {
+      const img = path.join(dir, 'disk.img')
+      expect(prism(['mkfs', img, '--size', '64M']).status).to.equal(0)
+      edit(img, (ns, vol) => {
+        ns.mkdir('/d')
+        ns.writeFile('/top', Buffer.from('top\n'))
+        const d = ns.resolve('/d', true)
+        d.r.flags |= IF_UNEXPANDED
+        d.r.srcFileset = 1
+        d.r.srcIno = ns.root().ino
+        vol.idirty(d)
+      })
+      const before = fs.readFileSync(img)
+      for (const args of [['ls', '-R', 'root:/'], ['cat', 'root:/d/top'], ['mkdir', 'root:/d/x']]) {
+        const r = spawnSync(process.execPath, [BIN, ...args, '-i', img], {encoding: 'utf8', timeout: 30_000, env: {...process.env, PRISM_IMAGE: ''}})
+        // (ls names what it cannot list and goes on, as GNU ls past what it cannot read: 1)
+        expect(r.status, `${args.join(' ')}: ${r.stderr}`).to.equal(args[0] === 'ls' ? 1 : 5)
+        expect(r.stderr, args.join(' ')).to.match(/^prism: .*marked unexpanded in a fileset that is not a clone in flight .*run 'prism fsck --repair'\n$/)
+      }
+      expect(fs.readFileSync(img).equals(before)).to.equal(true)
+      expect(prism(['fsck', '--repair', '-i', img]).status).to.equal(1)
+      expect(prism(['ls', '-R', 'root:/', '-i', img]).stdout).to.equal('root:/:\nd\ntop\n\nroot:/d:\n')
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+  })
 })

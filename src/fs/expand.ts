@@ -216,6 +216,11 @@ function sourceOf(vol: Volume, c: Fileset, u: Inode): {src: Fileset, from: Inode
  */
 export function expandDir(vol: Volume, c: Fileset, u: Inode, path: string): Array<{inode: Inode, path: string}> {
   if (!isUnexpanded(u)) return []
+  // Only a clone in flight has directories still to expand: one in a fileset that is not
+  // (damage) would be expanded again at every level below it, each showing its source anew,
+  // until the inodes ran out. fsck makes it an empty directory (UNEXPANDED_BAD).
+  // (the record as it is now: `c` may be a copy taken before a graft made the fileset a clone in flight)
+  if (c.state === FS_ACTIVE && filesetById(vol, c.id)?.state === FS_ACTIVE) fail('EBADIMAGE', `${c.name}:${path}: directory inode ${u.ino} is marked unexpanded in a fileset that is not a clone in flight (a damaged image); run 'prism fsck --repair'`)
   try {
     return expandChain(vol, c, u, path)
   } catch (e) {
