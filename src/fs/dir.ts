@@ -188,12 +188,14 @@ interface Found {
 function scan(buf: Buffer, start: number, count: number, name: Buffer, hash: number): {off: number, entry: Dirent} | null {
   let o = start
   for (let i = 0; i < count; i++) {
+    // (a count past what the storage holds is damage: what is there is looked through; a
+    // change to the directory then says so, dirAdd)
+    if (o + DIRENT_FIXED > buf.length || o + DIRENT_FIXED + buf[o + 13] > buf.length) break
     const len = buf[o + 13]
     if (buf.readUInt32LE(o + 8) === hash && len === name.length && buf.compare(name, 0, len, o + DIRENT_FIXED, o + DIRENT_FIXED + len) === 0) {
       return {off: o, entry: {ino: buf.readUInt32LE(o), lastclone: buf.readUInt32LE(o + 4), hash, type: buf[o + 12], name: Buffer.from(name)}}
     }
     o += DIRENT_FIXED + len
-    if (o > buf.length) break
   }
   return null
 }
@@ -298,7 +300,7 @@ function usedInline(dir: Inode): number {
     if (o + DIRENT_FIXED > INODE_AREA_SIZE) break
     o += DIRENT_FIXED + dir.r.area[o + 13]
   }
-  return Math.min(o, INODE_AREA_SIZE)
+  return Math.min(o, INODE_AREA_SIZE) || 0
 }
 
 // ---------------------------------------------------------------- changes
@@ -309,6 +311,13 @@ export function dirAdd(vol: Volume, dir: Inode, ino: number, type: number, name:
   const e: Dirent = {ino, type, name, lastclone, hash: hashOf(dir, name)}
   if (dir.r.flags & IF_INLINE) {
     const used = usedInline(dir)
+    // (its entries as a reader checks them: a damaged count or entry is said as damage, exit
+    // 5, rather than written past, which was an internal error)
+    try {
+      decodeEntries(dir.r.area, 0, used, dir.r.size, `directory inode ${dir.ino}`)
+    } catch (err) {
+      badDir(vol, dir, err)
+    }
     if (used + DIRENT_FIXED + name.length <= INODE_AREA_SIZE) {
       encodeEntries([e], dir.r.area, used, INODE_AREA_SIZE - used)
       dir.r.size++
