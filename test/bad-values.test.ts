@@ -251,18 +251,29 @@ describe('the image copied into itself', function () {
   })
 })
 
+/**
+ * A fresh 64 MiB image that `damage` changes through the library (checksums stay sound), then
+ * `check(img, before)` with the image's bytes as damaged; the directory goes either way.
+ */
+function onDamaged(damage: Parameters<typeof edit>[1], check: (img: string, before: Buffer) => void): void {
+  const dir = tmpDir()
+  try {
+    const img = path.join(dir, 'disk.img')
+    expect(prism(['mkfs', img, '--size', '64M']).status).to.equal(0)
+    edit(img, damage)
+    check(img, fs.readFileSync(img))
+  } finally {
+    fs.rmSync(dir, {recursive: true, force: true})
+  }
+}
+
 describe('a superblock whose next fileset id is damaged (its checksum sound)', function () {
   this.timeout(60_000)
   // A trial set it to 0 (internal error, exit 70) and to 1 (a second fileset with id 1 made,
   // which `fileset list` then hid): every command that makes a fileset refuses, nothing written.
   for (const next of [0, 1]) {
     it(`next id ${next}: clone and fileset create exit 5 and write nothing; fsck --repair sets it right`, () => {
-      const dir = tmpDir()
-      try {
-        const img = path.join(dir, 'disk.img')
-        expect(prism(['mkfs', img, '--size', '64M']).status).to.equal(0)
-        edit(img, (_ns, vol) => { vol.sb.nextFilesetId = next; vol.markSbDirty() })
-        const before = fs.readFileSync(img)
+      onDamaged((_ns, vol) => { vol.sb.nextFilesetId = next; vol.markSbDirty() }, (img, before) => {
         for (const args of [['clone', 'root'], ['clone', 'root', 'c', '--mode', 'lazy'], ['fileset', 'create', 'x']]) {
           const r = prism([...args, '-i', img])
           expect([r.status, r.stderr], args.join(' ')).to.deep.equal([5, `prism: the superblock's next fileset id (${next}) is ${next === 0 ? 'reserved' : 'already in use'}: the image is damaged; run 'prism fsck --repair'\n`])
@@ -271,9 +282,7 @@ describe('a superblock whose next fileset id is damaged (its checksum sound)', f
         expect(prism(['fsck', '--repair', '-i', img]).status).to.equal(1)
         expect(prism(['clone', 'root', 'c', '-i', img]).status).to.equal(0)
         expect(prism(['fileset', 'list', '-H', '-o', 'name', '-i', img]).stdout).to.equal('root\nc\n')
-      } finally {
-        fs.rmSync(dir, {recursive: true, force: true})
-      }
+      })
     })
   }
 })
@@ -283,20 +292,15 @@ describe('a directory marked unexpanded in a fileset that is not a clone in flig
   // A trial's: /d marked UNEXPANDED from root:/ in root itself. `ls -R` expanded it at every
   // level below (/d/d/d/...) until the inodes ran out, then printed a 4 KB line (exit 6).
   it('ls -R (1, the rest listed), cat and mkdir below it (5) say so in one line, and change nothing; fsck --repair empties it', () => {
-    const dir = tmpDir()
-    try {
-      const img = path.join(dir, 'disk.img')
-      expect(prism(['mkfs', img, '--size', '64M']).status).to.equal(0)
-      edit(img, (ns, vol) => {
-        ns.mkdir('/d')
-        ns.writeFile('/top', Buffer.from('top\n'))
-        const d = ns.resolve('/d', true)
-        d.r.flags |= IF_UNEXPANDED
-        d.r.srcFileset = 1
-        d.r.srcIno = ns.root().ino
-        vol.idirty(d)
-      })
-      const before = fs.readFileSync(img)
+    onDamaged((ns, vol) => {
+      ns.mkdir('/d')
+      ns.writeFile('/top', Buffer.from('top\n'))
+      const d = ns.resolve('/d', true)
+      d.r.flags |= IF_UNEXPANDED
+      d.r.srcFileset = 1
+      d.r.srcIno = ns.root().ino
+      vol.idirty(d)
+    }, (img, before) => {
       for (const args of [['ls', '-R', 'root:/'], ['cat', 'root:/d/top'], ['mkdir', 'root:/d/x']]) {
         const r = spawnSync(process.execPath, [BIN, ...args, '-i', img], {encoding: 'utf8', timeout: 30_000, env: {...process.env, PRISM_IMAGE: ''}})
         // (ls names what it cannot list and goes on, as GNU ls past what it cannot read: 1)
@@ -306,9 +310,7 @@ describe('a directory marked unexpanded in a fileset that is not a clone in flig
       expect(fs.readFileSync(img).equals(before)).to.equal(true)
       expect(prism(['fsck', '--repair', '-i', img]).status).to.equal(1)
       expect(prism(['ls', '-R', 'root:/', '-i', img]).stdout).to.equal('root:/:\nd\ntop\n\nroot:/d:\n')
-    } finally {
-      fs.rmSync(dir, {recursive: true, force: true})
-    }
+    })
   })
 })
 
@@ -317,26 +319,19 @@ describe('an inline directory whose entry count is damaged (its checksum sound)'
   // A trial set /d's count to 50 with one entry there: mkdir, touch, ln -s and write into it
   // were internal errors ("offset is out of range", exit 70); rm and mv said damage (5).
   it('every change into it exits 5 in one line and changes nothing; a lookup finds what is there', () => {
-    const dir = tmpDir()
-    try {
-      const img = path.join(dir, 'disk.img')
-      expect(prism(['mkfs', img, '--size', '64M']).status).to.equal(0)
-      edit(img, (ns, vol) => {
-        ns.mkdir('/d')
-        ns.writeFile('/d/a', Buffer.from('hi\n'))
-        const d = ns.resolve('/d', true)
-        d.r.size = 50
-        vol.idirty(d)
-      })
-      const before = fs.readFileSync(img)
+    onDamaged((ns, vol) => {
+      ns.mkdir('/d')
+      ns.writeFile('/d/a', Buffer.from('hi\n'))
+      const d = ns.resolve('/d', true)
+      d.r.size = 50
+      vol.idirty(d)
+    }, (img, before) => {
       for (const [args, input] of [[['mkdir', 'root:/d/x'], ''], [['touch', 'root:/d/t'], ''], [['ln', '-s', 'x', 'root:/d/l'], ''], [['write', 'root:/d/w'], 'w\n'], [['rm', 'root:/d/a'], '']] as Array<[string[], string]>) {
         const r = prism([...args, '-i', img], {input})
         expect([r.status, r.stderr], args.join(' ')).to.deep.equal([5, "prism: directory inode 2: directory entry name length invalid; run 'prism fsck'\n"])
       }
       expect(fs.readFileSync(img).equals(before)).to.equal(true)
       expect(prism(['cat', 'root:/d/a', '-i', img]).stdout).to.equal('hi\n')
-    } finally {
-      fs.rmSync(dir, {recursive: true, force: true})
-    }
+    })
   })
 })

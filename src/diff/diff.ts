@@ -202,21 +202,27 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
 
   // Directories renamed (see renamedDirs): side a's entries under each are compared as if
   // they stood at its new path; what is left is matched as below, by path and by inode.
-  const moved = renamedDirs(sa.map, sb.map, renamesByIno(sa.map, sb.map))
-  const ta = new Map<string, Ent>() // side a, by its path in b's terms
+  // Same inode at the same path: unchanged (goneA, goneB). Same inode elsewhere: renamed.
+  const goneA = new Set<string>()
+  const goneB = new Set<string>()
+  let renames = renamesByIno(sa.map, sb.map, goneA, goneB)
+  const moved = renamedDirs(sa.map, sb.map, renames)
+  let ta = sa.map // side a, by its path in b's terms
   const origin = new Map<string, string>() // such a path -> its path in a, where they differ
-  for (const [p, x] of sa.map) {
-    const to = moved.size ? translate(p, moved) : p
-    ta.set(to, x)
-    if (to !== p) origin.set(to, p)
+  if (moved.size > 0) {
+    ta = new Map()
+    for (const [p, x] of sa.map) {
+      const to = translate(p, moved)
+      ta.set(to, x)
+      if (to !== p) origin.set(to, p)
+    }
+    // (matched again in b's terms: a file of a renamed directory is now at its own path)
+    goneA.clear()
+    goneB.clear()
+    renames = renamesByIno(ta, sb.map, goneA, goneB)
   }
   const inA = (t: string) => origin.get(t) ?? t
   for (const [from, to] of moved) out.push({code: 'R', type: 'dir', path: from, to})
-
-  // Same inode at the same path: unchanged. Same inode elsewhere: renamed.
-  const goneA = new Set<string>()
-  const goneB = new Set<string>()
-  const renames = renamesByIno(ta, sb.map, goneA, goneB)
   stats.shared += goneA.size // (so far: one inode at one path, never read)
   for (const [pa, pb] of renames.values()) {
     out.push({code: 'R', type: typeName(ta.get(pa)!.type), path: inA(pa), to: pb})
