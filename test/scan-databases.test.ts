@@ -213,6 +213,10 @@ describe('scan: ClamAV databases as they come', function () {
       [w('random.cvd', randomBytes(4096)), /random\.cvd: not a ClamAV database container/],
       [w('trunc.cld', good.subarray(0, good.length - 100)), /trunc\.cld: not a ClamAV database container \(its archive is not a readable tar/],
       [w('notar.cld', Buffer.concat([good.subarray(0, 512), zlib.gzipSync(Buffer.alloc(2048, 7))])), /notar\.cld: not a ClamAV database container \(its archive is not a readable tar/],
+      // (an archive that ends at once, with much after it: node-tar, fed it in pieces, took the
+      // square of its size, 200 s for 100 MiB)
+      [w('zeros.cld', Buffer.concat([good.subarray(0, 512), zlib.gzipSync(Buffer.alloc(64 << 20), {level: 1})])), /zeros\.cld: not a ClamAV database container \(its archive is not a readable tar\.gz \(TAR_BAD_ARCHIVE\)\)/],
+      [w('badgz.cld', Buffer.concat([good.subarray(0, 512), zlib.gzipSync(Buffer.alloc(4096)).subarray(0, 30)])), /badgz\.cld: not a ClamAV database container \(its archive is not a readable tar\.gz \(unexpected end of file\)\)/],
       [w('badinfo.cvd', tamperInfo(MIXED)), /badinfo\.cvd: damaged ClamAV database: main\.ndb does not match its \.info file/],
       [w('notes.txt', 'hello\n'), /notes\.txt: not a ClamAV signature database \(unknown file type '\.txt'/],
       [w('noext', 'Test:0:*:414243\n'), /noext: not a ClamAV signature database \(unknown file type '\(none\)'/],

@@ -425,33 +425,45 @@ export function parseSparseMapText(v: Buffer): SparseRegion[] {
 }
 
 /**
- * Parses the map at the start of a sparse 1.0 entry's data: decimal numbers, one a line (the
- * count, then offset and size of each region), padded with NULs to a block. Returns null
- * while `data` does not hold all of it yet, else the map and the bytes it takes (whole blocks).
+ * Reads the map at the start of a sparse 1.0 entry's data as it comes, each byte once: decimal
+ * numbers, one a line (the count, then offset and size of each region), padded with NULs to a
+ * block. `feed` takes the data's next bytes and returns null while the map goes on, then the
+ * map and the bytes it takes (whole blocks, which may run past what was fed).
  */
-export function parseSparse10Map(data: Buffer): {map: SparseRegion[], bytes: number} | null {
-  const nums: number[] = []
-  let o = 0
-  let want = -1
-  while (want < 0 || nums.length < want) {
-    const nl = data.indexOf(0x0a, o)
-    if (nl < 0) {
-      if (data.length - o > 20) throw new TarFormatError('malformed sparse map')
-      return null
+export class Sparse10MapReader {
+  private readonly nums: number[] = []
+  private want = -1
+  /** the start of a line not yet ended */
+  private partial = ''
+  /** bytes of the map's text read so far */
+  private text = 0
+
+  feed(data: Buffer): {map: SparseRegion[], bytes: number} | null {
+    let o = 0
+    while (this.want < 0 || this.nums.length < this.want) {
+      const nl = data.indexOf(0x0a, o)
+      if (nl < 0) {
+        this.partial += data.toString('latin1', o)
+        this.text += data.length - o
+        if (this.partial.length > 20) throw new TarFormatError('malformed sparse map')
+        return null
+      }
+      const s = this.partial + data.toString('latin1', o, nl)
+      this.partial = ''
+      if (!/^\d{1,16}$/.test(s)) throw new TarFormatError('malformed sparse map')
+      const n = Number(s)
+      if (this.want < 0) {
+        if (n > 1_000_000) throw new TarFormatError('sparse map too large')
+        this.want = 1 + 2 * n
+      }
+      this.nums.push(n)
+      this.text += nl + 1 - o
+      o = nl + 1
     }
-    const s = data.toString('latin1', o, nl)
-    if (!/^\d{1,16}$/.test(s)) throw new TarFormatError('malformed sparse map')
-    const n = Number(s)
-    if (want < 0) {
-      if (n > 1_000_000) throw new TarFormatError('sparse map too large')
-      want = 1 + 2 * n
-    }
-    nums.push(n)
-    o = nl + 1
+    const map: SparseRegion[] = []
+    for (let i = 1; i < this.nums.length; i += 2) map.push({offset: this.nums[i], size: this.nums[i + 1]})
+    return {map, bytes: Math.ceil(this.text / TAR_BLOCK) * TAR_BLOCK}
   }
-  const map: SparseRegion[] = []
-  for (let i = 1; i < nums.length; i += 2) map.push({offset: nums[i], size: nums[i + 1]})
-  return {map, bytes: Math.ceil(o / TAR_BLOCK) * TAR_BLOCK}
 }
 
 /** The sparse 1.0 map, as GNU tar writes it at the start of the data (padded to a block). */

@@ -8,7 +8,7 @@
 import {pushAll} from '../arrays.js'
 import {
   TAR_BLOCK, TarFormatError, checkSparseMap, decodeHeader, decodeSparseEntries, decodeXattrKey, isZeroBlock,
-  parsePax, parsePaxNumber, parsePaxTime, parseSparse10Map, parseSparseMapText, type PaxRecord, type SparseRegion, type Time,
+  parsePax, parsePaxNumber, parsePaxTime, parseSparseMapText, Sparse10MapReader, type PaxRecord, type SparseRegion, type Time,
 } from './codec.js'
 
 export type EntryType = 'file' | 'hardlink' | 'symlink' | 'chardev' | 'blockdev' | 'dir' | 'fifo'
@@ -53,7 +53,7 @@ export interface TarSink {
 type State =
   | {k: 'header'}
   | {k: 'record', kind: 'x' | 'g' | 'L' | 'K' | 'S', need: number, padded: number, parts: Buffer[], got: number}
-  | {k: 'map10', parts: Buffer[], got: number, left: number, entry: TarEntry}
+  | {k: 'map10', parts: Buffer[], got: number, left: number, entry: TarEntry, reader: Sparse10MapReader, done: {map: SparseRegion[], bytes: number} | null}
   | {k: 'data', left: number, padding: number, pos: number, regions: SparseRegion[] | null, ri: number, emit: boolean}
   | {k: 'skip', left: number}
   | {k: 'eof'}
@@ -142,28 +142,31 @@ export class TarReader {
         return n
       }
       case 'map10': {
-        // The map of a sparse 1.0 entry, at the start of its data, in whole blocks.
+        // The map of a sparse 1.0 entry, at the start of its data, in whole blocks: read as it
+        // comes (each byte once), and its data begins at the block after it.
         const n = Math.min(TAR_BLOCK, chunk.length - o, s.left)
-        s.parts.push(Buffer.from(chunk.subarray(o, o + n)))
+        const piece = Buffer.from(chunk.subarray(o, o + n))
+        s.parts.push(piece)
         s.got += n
         s.left -= n
-        if (s.got % TAR_BLOCK === 0 || s.left === 0) {
-          const all = Buffer.concat(s.parts)
-          const m = parseSparse10Map(all)
-          if (m) {
-            if (m.bytes > all.length) {
-              if (s.left === 0) throw new TarFormatError('sparse map runs past the entry')
-              return n
-            }
-            checkSparseMap(m.map, s.entry.size, all.length - m.bytes + s.left)
-            s.entry.sparse = m.map
-            this.sink.entry(s.entry)
-            this.startData(s.entry, all.length - m.bytes + s.left, m.map)
-            // Bytes after the map in what was collected are the first data bytes.
-            const rest = all.subarray(m.bytes)
-            if (rest.length > 0) this.consume(this.state, rest, 0)
-          } else if (s.left === 0 || s.got > 64 * 1024 * 1024) throw new TarFormatError('sparse map runs past the entry')
+        s.done ??= s.reader.feed(piece)
+        const m = s.done
+        if (!m) {
+          if (s.left === 0 || s.got > 64 * 1024 * 1024) throw new TarFormatError('sparse map runs past the entry')
+          return n
         }
+        if (m.bytes > s.got) {
+          if (s.left === 0) throw new TarFormatError('sparse map runs past the entry')
+          return n
+        }
+        const all = Buffer.concat(s.parts)
+        checkSparseMap(m.map, s.entry.size, all.length - m.bytes + s.left)
+        s.entry.sparse = m.map
+        this.sink.entry(s.entry)
+        this.startData(s.entry, all.length - m.bytes + s.left, m.map)
+        // Bytes after the map in what was collected are the first data bytes.
+        const rest = all.subarray(m.bytes)
+        if (rest.length > 0) this.consume(this.state, rest, 0)
         return n
       }
       case 'data': {
@@ -396,7 +399,7 @@ export class TarReader {
     if (map10) {
       // The map and the data are stored as one: the map in whole blocks, then the regions.
       if (stored === 0) throw new TarFormatError('sparse entry without its map')
-      this.state = {k: 'map10', parts: [], got: 0, left: stored, entry: e}
+      this.state = {k: 'map10', parts: [], got: 0, left: stored, entry: e, reader: new Sparse10MapReader(), done: null}
       return
     }
     if (regions) {
