@@ -29,6 +29,15 @@ const DEPTH = 4
 /** WebAssembly memory is allocated in pages of 64 KiB; buffers are carved from 64 MiB at once */
 const WASM_PAGE = 65536
 const CHUNK = 64 * 1024 * 1024
+/**
+ * Runs shorter than this are refused, and written by the caller through the page cache. A
+ * direct write waits for the disk, so many small runs apart from one another (a sparse file's
+ * regions of 4 KiB: each an extent, placed at its region's home with the holes kept free)
+ * went at the disk's latency, one at a time four deep: 200,000 of them took 15 s of an
+ * import's 20 s; through the page cache, which the commit's sync writes sorted, 4.7-7 s. A
+ * run this long or longer is a transfer the disk streams, which is what the thread is for.
+ */
+export const SMALL_RUN = 64 * 1024
 
 // The thread, as plain JavaScript evaluated in it (as src/ops/hostwriter.ts). state[0] is the
 // highest ticket n such that tickets 1..n are all finished; state[1] is 1 once a write failed
@@ -182,15 +191,19 @@ export class WriteBehind {
 
   /**
    * Hands `bufs` (to be written one after another from `block`) to the thread and returns
-   * their ticket, or 0 when some piece is not whole aligned blocks of buffer() memory.
+   * their ticket, or 0 when some piece is not whole aligned blocks of buffer() memory, or
+   * when the run is shorter than SMALL_RUN (the caller writes it through the page cache).
    */
   write(block: number, bufs: Buffer[]): number {
     const p: number[] = []
+    let bytes = 0
     for (const b of bufs) {
       const id = this.memory.get(b.buffer)
       if (id === undefined || b.byteOffset % BLOCK_SIZE !== 0 || b.length % BLOCK_SIZE !== 0) return 0
       p.push(id, b.byteOffset, b.length)
+      bytes += b.length
     }
+    if (bytes < SMALL_RUN) return 0
     this.worker.postMessage({pos: block * BLOCK_SIZE, p})
     return ++this.submitted
   }
