@@ -13,7 +13,7 @@
 // (SEEK_DATA/SEEK_HOLE) are read, and all-zero blocks are not written (cp --sparse=always).
 import fs from 'node:fs'
 import path from 'node:path'
-import {BLOCK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from '../format/constants.js'
+import {BLOCK_SIZE, MAX_FILE_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG} from '../format/constants.js'
 import {decodeRdev} from '../format/inode.js'
 import {xattrNameProblem, type Xattr} from '../format/xattr.js'
 import {DATA_BUFFER_SIZE} from '../journal/store.js'
@@ -519,6 +519,8 @@ function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st
     vol.maybeCommit()
     return
   }
+  // (refused before anything is made or replaced, as a name the image cannot hold)
+  if (st.isFile() && st.size > BigInt(MAX_FILE_SIZE)) entryFail('EFBIG', `cannot copy '${from}': its size, ${st.size} bytes, is more than a Prism file holds (${MAX_FILE_SIZE}, 8 TiB)`)
   const s = slot(ns, ctx, d, name, false, from) as {parent: Inode} | null
   if (!s) return
   const parent = s.parent
@@ -582,9 +584,12 @@ function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st
     try {
       yield* importFileData(ns, inode, fd, hostPath, Number(st.size), Number(st.blocks) * 512, ctx)
     } catch (e) {
-      // A read that failed half-way: the file goes (its blocks with it, through the orphan list).
-      if (e instanceof EntryError) ns.detachChild(parent, name, childPath)
-      throw e
+      // A read that failed half-way, or data the image refuses (any failure of the file's own,
+      // exit 1): the file goes (its blocks with it, through the orphan list), named with the
+      // others, and the copy goes on; only what stops the whole copy (a full image) stops it.
+      const err = isArgumentError(e) && !(e instanceof EntryError) ? new EntryError(e.code, `cannot copy '${from}': ${e.message}`) : e
+      if (err instanceof EntryError) ns.detachChild(parent, name, childPath)
+      throw err
     }
     importXattrs(ns, inode, hostPath, from, ctx)
     ns.setTimes(inode, tsOf(st.atimeNs), tsOf(st.mtimeNs))
@@ -675,7 +680,12 @@ function* importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx):
       const st = hostStat(ctx.src, child)
       const p = nameProblem(nb)
       if (p) entryFail(p.startsWith('name longer') ? 'ENAMETOOLONG' : 'EINVAL', `cannot copy '${nameText(child)}': ${p}`)
-      yield* importChild(ns, d, nb, child, st, ctx)
+      try {
+        yield* importChild(ns, d, nb, child, st, ctx)
+      } catch (e) {
+        // Whatever this entry alone cannot be (exit 1) is named with it, and the rest goes on.
+        throw isArgumentError(e) && !(e instanceof EntryError) ? new EntryError(e.code, `cannot copy '${nameText(child)}': ${e.message}`) : e
+      }
     })
   }
 }

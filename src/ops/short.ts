@@ -8,7 +8,7 @@
 // `each` runs a multi-argument command's arguments one by one, as alone (forEachItem): each
 // argument is its own change, a bad one is reported and changes nothing.
 import {PrismError} from '../errors.js'
-import {IF_NOCLONE} from '../format/constants.js'
+import {IF_NOCLONE, MAX_FILE_SIZE} from '../format/constants.js'
 import {FILESET_LOCALITY_MASK, type LocalityCode, localityCode, showLocality} from '../format/locality.js'
 import {createEmptyFileset, namespace, renameFileset} from '../fs/image.js'
 import {setFilesetLocality} from '../fs/locality.js'
@@ -66,6 +66,8 @@ export const SHORT: {[K in ShortName]: (vol: Volume, a: ShortArgs[K], each: Each
     const inode = exists ? ns.resolveOwned(loc.path, true) : ns.openForWrite(loc.path)
     if (inode.isDir) throw new PrismError('EISDIR', `${ns.where(loc.path)}: cannot truncate a directory`)
     const size = a.rel ? Math.max(0, inode.r.size + a.rel * a.amount) : a.amount
+    // (as GNU truncate names the file and the size; the file made for it goes with the change)
+    if (size > MAX_FILE_SIZE) throw new PrismError('EFBIG', `cannot truncate ${ns.where(loc.path)} to ${size} bytes: a Prism file holds at most ${MAX_FILE_SIZE} (8 TiB)`)
     ns.truncateInode(inode, size)
   }),
 

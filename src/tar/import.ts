@@ -13,7 +13,7 @@
 // never resolved). Each refused entry is named on stderr; the rest is imported and the
 // command exits 1. File data goes through the import's pooled buffers and the store's
 // write-behind, as `prism cp` does (src/ops/copy.ts).
-import {BLOCK_SIZE, DT_DIR, FS_ACTIVE, IF_ORPHAN, MODE_NONE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, dtOfMode} from '../format/constants.js'
+import {BLOCK_SIZE, DT_DIR, FS_ACTIVE, IF_ORPHAN, MAX_FILE_SIZE, MODE_NONE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, dtOfMode} from '../format/constants.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameText} from '../format/name.js'
 import {ACL_ACCESS, ACL_DEFAULT, XATTR_LIST_MAX, XATTR_SET_MAX, aclProblem, encodeAcl, xattrListSize, xattrSetSize, type Xattr} from '../format/xattr.js'
@@ -266,6 +266,8 @@ export class TarImport implements TarSink {
     // (4294967295 is (uid_t)-1, which chown(2) takes as "leave it": no file can have it, as
     // `prism chown` refuses it)
     if (!Number.isInteger(e.uid) || e.uid < 0 || e.uid >= 0xffff_ffff || !Number.isInteger(e.gid) || e.gid < 0 || e.gid >= 0xffff_ffff) throw new Refused(`owner ${e.uid}:${e.gid} is out of range`)
+    // (refused before anything is made or replaced; its data is passed over)
+    if (e.type === 'file' && e.size > MAX_FILE_SIZE) throw new Refused(`its size, ${e.size} bytes, is more than a Prism file holds (${MAX_FILE_SIZE}, 8 TiB)`)
     const attrs = {uid: e.uid, gid: e.gid}
     const atime = e.atime ?? e.mtime
     const xattrs = this.attributes(e)
