@@ -194,6 +194,15 @@ describe('cli: bad input leaves the image as it was', function () {
     const other = path.join(dir, 'other.img')
     fs.writeFileSync(other, Buffer.alloc(1 << 20, 7))
     failsWith(run(['ls', 'root:/', '-i', other]), 5, /^prism: \S*other\.img: not a Prism image$/m)
+    // Shorter than a block, empty or starting as an image does: no image, as fsck says too.
+    for (const head of ['', 'PRISMIMG', 'PRISMIMG' + '\0'.repeat(100)]) {
+      fs.writeFileSync(other, head, 'latin1')
+      for (const args of [['ls', 'root:/'], ['df'], ['fileset', 'list'], ['export', 'root', path.join(dir, 'o.tar')]]) {
+        failsWith(run([...args, '-i', other]), 5, /^prism: \S*other\.img: not a Prism image \(smaller than one 4 KiB block\)$/m)
+      }
+      failsWith(run(['fsck', '-i', other]), 8, /^prism: \S*other\.img: not a Prism image \(smaller than one 4 KiB block\)$/m)
+      expect(fs.readFileSync(other, 'latin1')).to.equal(head)
+    }
   })
 
   it('an image of a newer format version', () => {

@@ -1477,6 +1477,8 @@ function readSuperblockFrom(buf: Buffer): {sb: Superblock} {
 
 /** Reads the primary superblock, falling back to the backup in the image's last block. */
 function readSuperblock(dev: BlockDevice): {sb: Superblock, backup: boolean, problem?: string} {
+  // (a file shorter than one block cannot hold a superblock, whatever its first bytes: as fsck says it)
+  if (dev.blocks < 1) throw new PrismError('EBADIMAGE', 'not a Prism image (smaller than one 4 KiB block)')
   const buf = Buffer.alloc(BLOCK_SIZE)
   dev.read(0, buf)
   try {
