@@ -500,7 +500,7 @@ async function borrow(sock: string, image: string, argv: string[]): Promise<void
     }
   }
   if (reportFd < 0) die(`cannot make the report file ${name} a command on a served image needs, beside the server's socket or in $TMPDIR: ${failed!.message}`, 1)
-  const held = await new Promise<{held: number[], open: string[]} | null>((resolve, reject) => {
+  const held = await new Promise<{held: number[], open: string[], mounted: unknown[]} | null>((resolve, reject) => {
     let buf = ''
     const c = net.createConnection(sock)
     c.setEncoding('utf8')
@@ -509,7 +509,7 @@ async function borrow(sock: string, image: string, argv: string[]): Promise<void
       buf += d
       const nl = buf.indexOf('\n')
       if (nl < 0) return
-      const r = JSON.parse(buf.slice(0, nl)) as {ok: boolean, held?: number[], open?: string[], message?: string, code?: string}
+      const r = JSON.parse(buf.slice(0, nl)) as {ok: boolean, held?: number[], open?: string[], mounted?: unknown[], message?: string, code?: string}
       if (!r.ok) {
         c.destroy()
         reject(Object.assign(new Error(r.message ?? 'the server refused'), {code: r.code}))
@@ -517,7 +517,7 @@ async function borrow(sock: string, image: string, argv: string[]): Promise<void
       }
       // Kept open, without keeping this process alive: its end gives the image back.
       c.unref()
-      resolve({held: r.held ?? [], open: r.open ?? []})
+      resolve({held: r.held ?? [], open: r.open ?? [], mounted: Array.isArray(r.mounted) ? r.mounted : []})
     })
     c.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(null)
@@ -540,5 +540,6 @@ async function borrow(sock: string, image: string, argv: string[]): Promise<void
       fs.writeSync(fd, line)
     },
     open: new Set(held.open),
+    mounted: held.mounted,
   }
 }

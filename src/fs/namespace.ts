@@ -305,12 +305,23 @@ export class Namespace {
     return {dir: r.inode, name, chain: [...r.chain, r.inode], names: [...r.names, name], dirOnly}
   }
 
-  /** Guards removing or replacing the directory named `names` (an entry of the guarded `dir`). */
+  /**
+   * Guards removing, replacing or moving the directory named `names` (an entry of the guarded
+   * `dir`): refused (EBUSY) when a `FILESET:/path` mount shows it or a directory below it.
+   */
   beforeDirGoes(names: Buffer[], dir: Inode, moving: boolean): void {
     const e = this.lookupEntry(dir, names[names.length - 1])
     if (!e) return
+    const at = this.mountedOn(e.ino)
+    if (at) fail('EBUSY', `${this.where('/' + names.map(nameText).join('/'))} is mounted on ${at}: unmount it first (prism umount ${at})`)
     const inode = this.vol.iget(e.ino)
     if (inode.isDir) this.guardDirTree({inode, chain: [], name: names[names.length - 1], names, stamps: []}, moving)
+  }
+
+  /** Where a `FILESET:/path` mount shows directory `ino` of this fileset, or one below it; else null. */
+  mountedOn(ino: number): string | null {
+    for (const m of this.vol.mountedDirs?.() ?? []) if (m.fs === this.fs.id && m.chain.includes(ino)) return m.at
+    return null
   }
 
   lookupEntry(dir: Inode, name: Buffer): Dirent | null {

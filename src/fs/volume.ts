@@ -105,6 +105,18 @@ const LEND = Symbol.for('prism.lend')
 interface Lend {
   report: (line: string) => void
   open: Set<string>
+  /** the directories the server's FILESET:/path mounts show (Volume.mountedDirs) */
+  mounted?: MountedDir[]
+}
+
+/**
+ * A directory a `FILESET:/path` mount shows: the inodes from its fileset's root down to it
+ * (`chain`, itself last), and where it is mounted.
+ */
+export interface MountedDir {
+  fs: number
+  chain: number[]
+  at: string
 }
 
 function lend(): Lend | null {
@@ -123,6 +135,11 @@ function lendObserver(vol: Volume): VolumeObserver | null {
       l.report(`${fileset} ${from} ${to} ${vol.tryIget(to)?.r.generation ?? 0}\n`)
     },
   }
+}
+
+function lentMounts(): (() => MountedDir[]) | null {
+  const m = lend()?.mounted
+  return Array.isArray(m) && m.length > 0 ? () => m : null
 }
 
 function openElsewhere(): ((fileset: number, ino: number) => boolean) | null {
@@ -218,6 +235,14 @@ export class Volume implements InodeHome {
    * unnamed copy.
    */
   openElsewhere: ((fileset: number, ino: number) => boolean) | null = openElsewhere()
+  /**
+   * The directories a server's `FILESET:/path` mounts show: in the server itself, and in a
+   * process it lent the image to. Such a directory, and every one above it, can be neither
+   * removed nor moved (nor replaced) while mounted (Namespace.beforeDirGoes: EBUSY, as
+   * rmdir(2) and rename(2) of a mount point are); the mount would answer "stale file handle"
+   * from then on, or show a path that no longer leads to it.
+   */
+  mountedDirs: (() => MountedDir[]) | null = lentMounts()
   /** orphans this process made for another process to free (keepOrphan) */
   readonly keptOrphans = new Set<number>()
 

@@ -27,7 +27,7 @@ import {filesetById, findFileset, getFileset, listFilesets} from '../fs/filesets
 import {checkDeletable, deleteFileset, namespace} from '../fs/image.js'
 import {clonesInFlight} from '../fs/expand.js'
 import {reapOrphans, reapSteps} from '../fs/namespace.js'
-import {type OpenOptions, Volume, type VolumeObserver} from '../fs/volume.js'
+import {type MountedDir, type OpenOptions, Volume, type VolumeObserver} from '../fs/volume.js'
 import type {ImageId} from './paths.js'
 import {PreimageLog} from '../device/snapshot.js'
 import {type FuseSession, type MountOptions, mount as fuseMount, requestsWaiting} from '../fuse/index.js'
@@ -50,6 +50,11 @@ export interface Mount {
   readonly session: FuseSession
   /** the mount point as /proc/self/mountinfo shows it */
   readonly mountpoint: string
+  /**
+   * For a `FILESET:/path` mount, the directory it shows and those above it (Volume.mountedDirs):
+   * their inode numbers stay while mounted, since none of them can be moved or removed.
+   */
+  readonly shows: MountedDir | null
 }
 
 export interface ImageOptions {
@@ -69,6 +74,8 @@ export interface ImageOptions {
 export interface Lent {
   held: number[]
   open: string[]
+  /** the directories FILESET:/path mounts show, which the borrower must not move or remove */
+  mounted: MountedDir[]
 }
 
 /** Where a borrower reported its copies (src/cli/served.ts), and the uid it ran as. */
@@ -211,6 +218,7 @@ export class ServedImage {
     this.vol.orphanHeld = (ino) => (this.holds.get(ino) ?? 0) > 0
     this.vol.observer = this.observer()
     this.vol.openElsewhere = this.openInMounts
+    this.vol.mountedDirs = this.mountedDirs
     this.commitTimer = setInterval(() => this.tick(), Math.min(this.commitMs, 1000))
     this.commitTimer.unref()
     this.scheduleExpansion()
@@ -293,11 +301,26 @@ export class ServedImage {
       onError: (op, e) => this.onError(`${spec.mountpoint}: ${op}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`),
     }
     const session = await this.mountFn(spec.mountpoint, pfs.ops, mo)
-    const m: Mount = {spec, fs: pfs, session, mountpoint: session.mountpoint}
+    const m: Mount = {spec, fs: pfs, session, mountpoint: session.mountpoint, shows: this.shownDir(spec, session.mountpoint)}
     this.mounts.push(m)
     session.closed.then(() => this.mountEnded(m), () => this.mountEnded(m))
     return m
   }
+
+  /** The directory a `FILESET:/path` mount shows, with those above it; null for a whole fileset or image. */
+  private shownDir(spec: MountSpec, at: string): MountedDir | null {
+    if (!spec.top || spec.top.path.replace(/\/+$/, '') === '') return null
+    try {
+      const f = getFileset(this.vol, spec.top.fileset)
+      const r = namespace(this.vol, spec.top.fileset).resolveFull(spec.top.path, true)
+      return {fs: f.id, chain: [...r.chain.map((d) => d.ino), r.inode.ino], at}
+    } catch {
+      return null // (the mount itself says what is wrong with the path)
+    }
+  }
+
+  /** What Volume.mountedDirs answers, in this process and in one the image is lent to. */
+  private readonly mountedDirs = (): MountedDir[] => this.mounts.flatMap((m) => (m.shows ? [m.shows] : []))
 
   /** Called once a mount's session has ended (unmounted by anyone, or aborted). */
   onMountEnded: ((m: Mount) => void) | null = null
@@ -392,7 +415,7 @@ export class ServedImage {
           refused(e)
           return
         }
-        lent({held: [...this.holds.keys()].filter((ino) => (this.holds.get(ino) ?? 0) > 0), open})
+        lent({held: [...this.holds.keys()].filter((ino) => (this.holds.get(ino) ?? 0) > 0), open, mounted: this.mountedDirs()})
         await back
         try {
           // The borrower's copies are read first: an unnamed one waits for its node (the
@@ -404,6 +427,7 @@ export class ServedImage {
           this.vol.expandTally = tally // (what the borrower expanded of such a clone is not counted)
           this.vol.observer = this.observer()
           this.vol.openElsewhere = this.openInMounts
+          this.vol.mountedDirs = this.mountedDirs
           this.stalled.clear()
           this.lastCommit = Date.now()
           this.followCopies(copies)

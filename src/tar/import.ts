@@ -780,6 +780,11 @@ export class TarImport implements TarSink {
           this.refuse(childPath, `would replace the non-empty directory ${t.where(childPath)}`)
           continue
         }
+        const at = t.mountedOn(tc.ino)
+        if (at) {
+          this.refuse(childPath, `would replace ${t.where(childPath)}, which is mounted on ${at}`)
+          continue
+        }
         guardTree(this.vol, t.fs, t.resolveFull(childPath, false).names)
       }
       plan.push({k: 'replace', from: src.ino, to: tDir.ino, name: e.name})
