@@ -349,6 +349,27 @@ print(json.dumps([back, free1 - free0, free2 - free1, os.path.exists(p)]))`, mp)
     r = await run('sh', ['-c', `"${process.execPath}" "${BIN}" write -i "${s.image}" root:/w < "${path.join(mp, 'b')}"`], {timeoutMs: 30_000})
     expect(r.code, r.stderr).to.equal(0)
     expect(await cliOk(['cat', ...I, 'root:/w'])).to.equal('gamma')
+    // Nor do cp into the image and import borrow it (the server copies in slices, answering its
+    // mounts meanwhile): their host files, archive and standard input may be on a mount, and the
+    // current directory too. Lent instead (PRISM_SERVED_SLICES=0), they are refused.
+    await fsp.mkdir(path.join(mp, 'src', 'sub'), {recursive: true})
+    await fsp.writeFile(path.join(mp, 'src', 'sub', 'f'), 'from the mount\n')
+    await run('tar', ['-cf', path.join(mp, 'src.tar'), '-C', path.join(mp, 'src'), '.'])
+    const inMount = [
+      `cp -r -i "${s.image}" "${path.join(mp, 'src')}" root:/cp1`,
+      `cp -r -i "${s.image}" src root:/cp2`, // (the current directory on the mount)
+      `import -i "${s.image}" --create imp1 "${path.join(mp, 'src.tar')}"`,
+      `import -i "${s.image}" --create imp2 - < "${path.join(mp, 'src.tar')}"`,
+    ]
+    for (const cmd of inMount) {
+      r = await run('sh', ['-c', `cd "${mp}" && "${process.execPath}" "${BIN}" ${cmd}`], {timeoutMs: 30_000})
+      expect(r.code, `${cmd}: ${r.stderr}`).to.equal(0)
+    }
+    for (const made of ['cp1/sub/f', 'cp2/sub/f']) expect(await fsp.readFile(path.join(mp, made), 'utf8'), made).to.equal('from the mount\n')
+    for (const f of ['imp1', 'imp2']) expect(await cliOk(['cat', ...I, `${f}:/sub/f`])).to.equal('from the mount\n')
+    r = await cli(['cp', ...I, path.join(mp, 'src', 'sub', 'f'), 'root:/cp3'], {timeoutMs: 30_000, env: {...process.env, PRISM_SERVED_SLICES: '0'}})
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.match(/^prism: cannot run while disk\.img is served: .*src\/sub\/f is on a mount of this image/)
     expect(await serverPid(s.image)).to.equal(pid)
     await s.umount(mp)
     await s.umount(whole)

@@ -449,19 +449,21 @@ async function borrowOrAsk(argv: string[]): Promise<'server' | undefined> {
   // read there: unless it borrows the image at its end (scan --incremental, to save what it
   // learned), or no snapshot can be had (it would borrow the image).
   const snapshot = readsOnly(argv) && process.env.PRISM_SERVED_SNAPSHOT !== '0'
-  const mayReachMounts = snapshot && !borrowsAtEnd(argv)
+  // The server copies or imports in slices, its mounts answered meanwhile (src/cli/copyin.ts,
+  // src/cli/servedimport.ts): so such a command may read its host files, its archive or its
+  // standard input from a mount of the image, and write its messages there, as `write` may.
+  const slicedIn = process.env.PRISM_SERVED_SLICES !== '0' && ((cmd === 'cp' && copiesHostIn(argv)) || cmd === 'import')
+  const mayReachMounts = (snapshot && !borrowsAtEnd(argv)) || slicedIn
   if (why && !mayReachMounts) refuse()
   if (snapshot && await takeSnapshot(sock, image)) return
-  if (why) refuse()
   // Standard input that goes into the image is read to its end before the image is borrowed:
   // a slow producer must not hold the mounts (the command takes it from stdinRead()).
   if (process.env.PRISM_SERVED_SLICES !== '0') await readStdinFirst(cmd, argv.slice(1), image)
-  if (process.env.PRISM_SERVED_SLICES !== '0' && ((cmd === 'cp' && copiesHostIn(argv)) || cmd === 'import')) {
-    // The server copies or imports in slices, its mounts answered meanwhile (src/cli/copyin.ts,
-    // src/cli/servedimport.ts).
+  if (slicedIn) {
     ;(globalThis as Record<symbol, unknown>)[Symbol.for('prism.servedCopy')] = {sock, image}
     return
   }
+  if (why) refuse()
   await borrow(sock, image, argv)
 }
 
