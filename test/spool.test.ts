@@ -66,6 +66,22 @@ describe('spool: input read before the lock', function () {
     }
   })
 
+  it('a $TMPDIR that cannot take the input: write of a large input and import - say so in one line, exit 1, the image unchanged', () => {
+    const d = tmpDir('prism-spool-tmp-')
+    const img = newImage(d, 64 << 20)
+    const before = fs.readFileSync(img)
+    // (an import spools whatever comes; a write only what passes its memory, 64 MiB)
+    const tar = spawnSync('tar', ['-cf', '-', '-C', d, '.'], {maxBuffer: 1 << 28}).stdout
+    for (const tmp of [path.join(d, 'no-such-dir'), '/proc/self']) {
+      for (const [args, input] of [[['import', '--create', 'x', '-'], tar], [['write', 'root:/big'], Buffer.alloc(80 << 20, 1)]] as const) {
+        const r = prism([...args, '-i', img], {input, env: {TMPDIR: tmp}})
+        expect(r.status, `${args[0]} with TMPDIR=${tmp}: ${r.stderr}`).to.equal(1)
+        expect(r.stderr).to.match(/^prism: cannot spool the input in .* \(set TMPDIR to another directory\): [^\n]+\n$/)
+      }
+    }
+    expect(fs.readFileSync(img).equals(before)).to.equal(true)
+  })
+
   it('while a write waits on a slow pipe, cat, ls and another write succeed at once; then the write completes', async () => {
     const img = newImage(tmpDir('prism-spool-cli-'), 64 << 20)
     expect(prism(['write', 'root:/existing', '-i', img], {input: 'there\n'}).status).to.equal(0)

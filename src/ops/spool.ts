@@ -34,7 +34,7 @@ export interface SpoolOptions {
   limitOf?: string
 }
 
-function spoolError(dir: string, e: unknown): PrismError {
+export function spoolError(dir: string, e: unknown): PrismError {
   const err = e as NodeJS.ErrnoException
   return new PrismError('EHOST', `cannot spool the input in ${dir} (set TMPDIR to another directory): ${hostReason(err)}`)
 }

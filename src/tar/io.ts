@@ -12,6 +12,7 @@ import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {PrismError, hostReason} from '../errors.js'
 import {interruptible} from '../interrupt.js'
+import {spoolError} from '../ops/spool.js'
 import {growPipe, openOutput} from '../sys.js'
 import type {Volume} from '../fs/volume.js'
 import type {Namespace} from '../fs/namespace.js'
@@ -93,12 +94,18 @@ function readFarEnough(head: Buffer): boolean {
 }
 
 async function spool(src: Readable, name: string): Promise<ArchiveInput> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-import-'))
-  const file = path.join(dir, 'archive')
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600)
-  // Gone from the directory at once: only the descriptor holds it.
-  fs.unlinkSync(file)
-  fs.rmdirSync(dir)
+  let fd: number
+  try {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-import-'))
+    const file = path.join(dir, 'archive')
+    fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600)
+    // Gone from the directory at once: only the descriptor holds it.
+    fs.unlinkSync(file)
+    fs.rmdirSync(dir)
+  } catch (e) {
+    // ($TMPDIR missing, not writable, full: one line, exit 1, as write's spool says it)
+    throw spoolError(os.tmpdir(), e)
+  }
   let spooled = 0
   // The first two blocks say at once whether the rest is worth reading: a plain tar that ends
   // there (two zero blocks: /dev/zero is an empty archive, as GNU tar reads it) or that does
