@@ -357,7 +357,7 @@ function checkSlot(ctx: FsckContext, buf: Buffer, off: number, ino: number, crc:
     // is checked next, as any inode's); one with values no version writes is garbage and
     // is cleared.
     const why = garbageWhy(buf, off)
-    const p = ctx.report('INODE_CRC', `inode ${ino}`, {fix: why ? `the inode is cleared: ${why}` : 'its type, flags and counts are plausible: it is kept, its checksum rewritten, and checked further as any inode'})
+    const p = ctx.report('INODE_CRC', `inode ${ino}`, {fix: why ? `the inode is cleared: ${why}` : 'its type, flags and counts are plausible: it is kept, its checksum is rewritten, and it is checked further as any inode'})
     if (why) {
       ctx.clearInode(ino)
       ctx.fixed(p)
