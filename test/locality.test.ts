@@ -647,6 +647,15 @@ describe('locality: CLI', function () {
       expect(r.stderr).to.match(/^prism: /)
     }
     expect(sha256File(img), 'bad input leaves the image as it was').to.equal(unchanged)
+    // Several targets, as `zfs set` takes several datasets: each set on its own; one that
+    // fails is named and the others are set (exit 1); --json gives an array.
+    const many = prism(['set', 'snap', 'root:/nope', 'root', 'coaw=1M', '--json', '-i', img])
+    expect(many.status).to.equal(1)
+    expect(many.stderr).to.equal('prism: root:/nope: no such file or directory\n')
+    expect(JSON.parse(many.stdout).map((o: {target: string, coaw: {setting: string}}) => [o.target, o.coaw.setting])).to.deep.equal([['snap', '1M'], ['root', '1M']])
+    expect(ok(['set', 'snap', 'root', 'coaw=inherit']).stdout).to.equal(
+      'snap: coaw=inherit (in force: on, 128 KiB regions, from the image default)\nroot: coaw=inherit (in force: on, 128 KiB regions, from the image default)\n')
+    ok(['set', 'snap', 'coaw=off'])
     // Special files and symlinks have no data to place: stat shows no layout, set refuses (exit 1).
     ok(['mknod', 'root:/null', 'c', '1', '3'])
     ok(['mknod', 'root:/pipe', 'p'])

@@ -30,7 +30,7 @@ export interface ShortArgs {
   mknod: {loc: ImagePath, mode: number, rdev: {major: number, minor: number}, owner?: string}
   /** xattr set (`value`, base64) or rm (no value); `name` base64 */
   xattr: {loc: ImagePath, name: string, value?: string, create?: boolean, replace?: boolean, follow: boolean}
-  set: {fileset: string, path?: string, code: LocalityCode | null}
+  set: {targets: Array<{fileset: string, path?: string}>, code: LocalityCode | null}
   'fileset-create': {name: string}
   'fileset-rename': {from: string, to: string}
 }
@@ -116,14 +116,19 @@ export const SHORT: {[K in ShortName]: (vol: Volume, a: ShortArgs[K], each: Each
     else ns.removeXattr(a.loc.path, name, a.follow)
   },
 
-  set: (vol, a) => {
-    const ns = namespace(vol, a.fileset)
-    if (a.path !== undefined) {
-      const inode = a.code !== null ? ns.setLocality(a.path, a.code) : ns.resolve(a.path, true)
-      return {target: `${a.fileset}:${a.path}`, fileset: a.fileset, path: a.path, setting: showLocality(localityCode(inode.r.locality)), effective: ns.locality(inode)}
-    }
-    const rec = a.code !== null ? setFilesetLocality(vol, ns.fs, a.code) : ns.record()
-    return {target: a.fileset, fileset: a.fileset, setting: showLocality(localityCode(rec.flags & FILESET_LOCALITY_MASK)), effective: namespace(vol, a.fileset).locality(null)}
+  set: (vol, a, each) => {
+    const out: unknown[] = []
+    each(a.targets, (t) => {
+      const ns = namespace(vol, t.fileset)
+      if (t.path !== undefined) {
+        const inode = a.code !== null ? ns.setLocality(t.path, a.code) : ns.resolve(t.path, true)
+        out.push({target: `${t.fileset}:${t.path}`, fileset: t.fileset, path: t.path, setting: showLocality(localityCode(inode.r.locality)), effective: ns.locality(inode)})
+        return
+      }
+      const rec = a.code !== null ? setFilesetLocality(vol, ns.fs, a.code) : ns.record()
+      out.push({target: t.fileset, fileset: t.fileset, setting: showLocality(localityCode(rec.flags & FILESET_LOCALITY_MASK)), effective: namespace(vol, t.fileset).locality(null)})
+    })
+    return out
   },
 
   'fileset-create': (vol, a) => {
