@@ -313,7 +313,8 @@ describe('tar export: the data read straight into reused buffers is never mixed 
 
   it('every file, in every format, to a file, to standard output and compressed, is what GNU tar extracts (cmp)', () => {
     const outputs: Array<[string, string[]]> = [
-      ['pax.tar', []], ['gnu.tar', ['--format', 'gnu']], ['ustar.tar', ['--format', 'ustar']], ['pax.tar.gz', []], ['pax.tar.zst', []],
+      // (gnu and ustar with whole-second times: what they cannot hold is said, and fails the status)
+      ['pax.tar', []], ['gnu.tar', ['--format', 'gnu', '--mtime', '@1600000000']], ['ustar.tar', ['--format', 'ustar', '--mtime', '@1600000000']], ['pax.tar.gz', []], ['pax.tar.zst', []],
     ]
     for (const [name, flags] of outputs) {
       const file = path.join(dir, name)
@@ -467,6 +468,29 @@ describe('tar export: the start-up fast path and oclif do the same', function ()
       expect(fast.status).to.equal(extra[1] === 'gnu' ? 1 : 0) // the gnu format leaves the attribute out: said, status 1
       expect(fs.readFileSync(a).equals(fs.readFileSync(b)), extra.join(' ')).to.equal(true)
       expect(JSON.parse(oclif.stdout)).to.include({files: 2, dirs: 1, bytes: 2 * MiB + 3 + 5})
+    }
+  })
+
+  it('--owner and --group NAME:NUMBER write that name with the number, as GNU tar; the gnu and ustar formats say they cut sub-second times', () => {
+    const a = path.join(dir, 'named.tar')
+    const must = (cmd: string, args: string[]) => spawnSync(cmd, args, {maxBuffer: 1 << 28}).stdout
+    let r = prism(['export', '-i', img, 'root:/d', a, '--owner', 'bob:4321', '--group', 'gg:50', '--mtime', '@7'])
+    expect(r.status, r.stderr).to.equal(0)
+    expect(must('tar', ['-tvf', a]).toString().split('\n').filter(Boolean).every((l) => / bob\/gg /.test(l))).to.equal(true)
+    expect(must('tar', ['--numeric-owner', '-tvf', a]).toString()).to.match(/ 4321\/50 /)
+    // --numeric-owner: no names at all, the one given included.
+    r = prism(['export', '-i', img, 'root:/d', a, '--owner', 'bob:4321', '--numeric-owner', '--mtime', '@7'])
+    expect(r.status).to.equal(0)
+    expect(must('tar', ['-tvf', a]).toString()).to.match(/ 4321\/0 /)
+    // /d/f has nanoseconds: the gnu and ustar headers cannot hold them (said once, status 1);
+    // with --mtime of whole seconds nothing is lost, and nothing said.
+    for (const format of ['gnu', 'ustar']) {
+      const cut = prism(['export', '-i', img, 'root:/d/big', a, '--format', format])
+      expect(cut.status, format).to.equal(1)
+      expect(cut.stderr.trim().split('\n'), format).to.have.length(1)
+      expect(cut.stderr).to.match(new RegExp(`^prism: the ${format} format holds whole seconds only: modification times are cut to the second \\(first: `))
+      const whole = prism(['export', '-i', img, 'root:/d/big', a, '--format', format, '--mtime', '@1600000000'])
+      expect([whole.status, whole.stderr], format).to.deep.equal([0, ''])
     }
   })
 

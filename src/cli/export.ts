@@ -28,12 +28,12 @@ export function parseDate(text: string): {s: number, ns: number} {
   return {s: Math.floor(ms / 1000), ns: (((ms % 1000) + 1000) % 1000) * 1e6}
 }
 
-/** --owner / --group: a number, or NAME:NUMBER as GNU tar takes it. */
-export function parseId(text: string | undefined, what: string): number | undefined {
+/** --owner / --group: a number, or NAME:NUMBER as GNU tar takes it (the name written with the number). */
+export function parseId(text: string | undefined, what: string): {id: number, name?: Buffer} | undefined {
   if (text === undefined) return undefined
-  const m = /^(?:[^:]*:)?(\d{1,10})$/.exec(text)
-  if (!m || Number(m[1]) > 0xffff_ffff) throw new PrismError('EUSAGE', `invalid --${what} '${text}': give a number (or NAME:NUMBER)`)
-  return Number(m[1])
+  const m = /^(?:([^:]*):)?(\d{1,10})$/s.exec(text)
+  if (!m || Number(m[2]) > 0xffff_ffff) throw new PrismError('EUSAGE', `invalid --${what} '${text}': give a number (or NAME:NUMBER)`)
+  return m[1] ? {id: Number(m[2]), name: Buffer.from(m[1])} : {id: Number(m[2])}
 }
 
 export const COMPRESSIONS = ['gzip', 'xz', 'zstd', 'none'] as const
@@ -71,8 +71,10 @@ export async function runExport(a: ExportArgs, onNotice: (msg: string) => void):
     format: a.format,
     mtime: a.mtime ? parseDate(a.mtime) : undefined,
     clampMtime: a.clampMtime,
-    owner: parseId(a.owner, 'owner'),
-    group: parseId(a.group, 'group'),
+    owner: parseId(a.owner, 'owner')?.id,
+    ownerName: parseId(a.owner, 'owner')?.name,
+    group: parseId(a.group, 'group')?.id,
+    groupName: parseId(a.group, 'group')?.name,
     numericOwner: a.numericOwner,
   }
   const spin = await spinner('exporting', a.json)

@@ -39,6 +39,9 @@ export interface ExportOptions {
   /** --owner / --group: this uid (gid) for every entry */
   owner?: number
   group?: number
+  /** --owner NAME:NUMBER / --group NAME:NUMBER: the name written with it (none with numericOwner) */
+  ownerName?: Buffer
+  groupName?: Buffer
   /** --numeric-owner: no user or group names */
   numericOwner?: boolean
   onWarning?: (msg: string) => void
@@ -111,6 +114,8 @@ interface Ctx {
   lastReport: number
   /** formats without attributes: say so once per kind */
   warnedAttrs: boolean
+  /** the format's loss of sub-second times was said */
+  warnedTimes: boolean
 }
 
 /** The uid -> name (gid -> name) table of a passwd (group) file of the fileset, if it has one. */
@@ -163,7 +168,7 @@ export function* exportTar(ns: Namespace, path: string, opts: ExportOptions = {}
   const ctx: Ctx = {
     ns, top: top.isDir ? path : posix.dirname(posix.join('/', path)), opts, format: opts.format ?? 'pax',
     stats: {files: 0, dirs: 0, symlinks: 0, hardlinks: 0, special: 0, bytes: 0, skipped: 0, sockets: 0, dropped: 0},
-    links: new Map(), ancestors: new Set(), buf: Buffer.allocUnsafe(CHUNK_ROOM), pos: 0, full: [], spare: [], lastReport: 0, warnedAttrs: false,
+    links: new Map(), ancestors: new Set(), buf: Buffer.allocUnsafe(CHUNK_ROOM), pos: 0, full: [], spare: [], lastReport: 0, warnedAttrs: false, warnedTimes: false,
     users: opts.numericOwner ? new Map() : idNames(ns, '/etc/passwd'),
     groups: opts.numericOwner ? new Map() : idNames(ns, '/etc/group'),
   }
@@ -361,8 +366,8 @@ function member(ctx: Ctx, inode: Inode, name: Buffer): DataJob | null {
   if (ctx.opts.mtime && (!ctx.opts.clampMtime || mtime.s > ctx.opts.mtime.s || (mtime.s === ctx.opts.mtime.s && mtime.ns > ctx.opts.mtime.ns))) mtime = ctx.opts.mtime
   const uid = ctx.opts.owner ?? r.uid
   const gid = ctx.opts.group ?? r.gid
-  const uname = ctx.users.get(uid) ?? EMPTY
-  const gname = ctx.groups.get(gid) ?? EMPTY
+  const uname = (ctx.opts.numericOwner ? null : ctx.opts.ownerName) ?? ctx.users.get(uid) ?? EMPTY
+  const gname = (ctx.opts.numericOwner ? null : ctx.opts.groupName) ?? ctx.groups.get(gid) ?? EMPTY
   const rdev = inode.isSpecial && (type === 'chardev' || type === 'blockdev') ? decodeRdev(r.area) : {major: 0, minor: 0}
   const xattrs = listXattrs(ns.vol, inode)
 
@@ -373,7 +378,7 @@ function member(ctx: Ctx, inode: Inode, name: Buffer): DataJob | null {
   // The sparse 1.0 map leads the member's data (pax only; the others keep it in their headers).
   const map = sparse && ctx.format === 'pax' ? encodeSparse10Map(regions) : null
   if (ctx.format === 'pax') emitPax(ctx, fields, mtime, inode, xattrs, sparse ? regions : null, r.size, map?.length ?? 0)
-  else if (!emitOld(ctx, fields, sparse ? regions : null, r.size, xattrs.length > 0)) return null
+  else if (!emitOld(ctx, fields, sparse ? regions : null, r.size, xattrs.length > 0, mtime.ns !== 0)) return null
   if (firstName) ctx.links.set(inode.ino, name)
   if (typeflag === TYPEFLAG.hardlink) ctx.stats.hardlinks++
   else if (type === 'dir') ctx.stats.dirs++
@@ -562,14 +567,20 @@ function clampOctal(s: number): number {
 /**
  * A member in the GNU or ustar format. GNU: long names as ././@LongLink entries, large
  * numbers in base-256, holes as an old GNU sparse header ('S'). Ustar: what does not fit is
- * skipped by name. Neither holds attributes or ACLs: said once, counted. False: skipped.
+ * skipped by name. Neither holds attributes, ACLs or sub-second times: each said once, counted. False: skipped.
  */
-function emitOld(ctx: Ctx, f: HeaderFields, sparse: SparseRegion[] | null, realSize: number, hasAttrs: boolean): boolean {
+function emitOld(ctx: Ctx, f: HeaderFields, sparse: SparseRegion[] | null, realSize: number, hasAttrs: boolean, subSecond: boolean): boolean {
   const where = nameText(f.name)
   if (hasAttrs) {
     ctx.stats.dropped++
     if (!ctx.warnedAttrs) ctx.opts.onWarning?.(`the ${ctx.format} format holds no extended attributes or ACLs: they are left out (first: ${where}); use --format pax`)
     ctx.warnedAttrs = true
+  }
+  if (subSecond) {
+    // (whole seconds are all its header holds: cut, as GNU tar cuts them, but said)
+    ctx.stats.dropped++
+    if (!ctx.warnedTimes) ctx.opts.onWarning?.(`the ${ctx.format} format holds whole seconds only: modification times are cut to the second (first: ${where}); use --format pax, or --mtime`)
+    ctx.warnedTimes = true
   }
   if (ctx.format === 'ustar') {
     const s = splitUstarName(f.name)
