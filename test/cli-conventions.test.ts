@@ -377,6 +377,10 @@ describe('cli: small things a careful user hits (issue 15.13)', function () {
     oneLine(run(['mkfs', 'small.img', '--size', '8M', '--inodes', '100000']), 2, /image too small: at least \d+ (KiB|MiB) with these settings/)
     expect(fs.existsSync(path.join(dir, 'small.img'))).to.equal(false)
     expect(run(['mkfs', 'small.img', '--size', '1552K']).status).to.equal(0)
+    // Its default journal (1/8 of an image under 32 MiB) is one --journal-size also takes.
+    expect(run(['df', '-i', 'small.img']).stdout).to.match(/^journal 192 KiB: /m)
+    expect(run(['mkfs', 'small.img', '--size', '1552K', '--journal-size', '192K', '--force']).status).to.equal(0)
+    oneLine(run(['mkfs', 'small2.img', '--size', '8M', '--journal-size', '100K']), 2, /journal must be at least 128K$/m)
     oneLine(run(['mkfs', '/nonexistent/dir/c.img']), 1, /\/nonexistent\/dir\/c\.img: directory \/nonexistent\/dir does not exist/)
     oneLine(run(['mkfs', 'keep.img/c.img']), 1, /keep\.img is not a directory/)
     expect(fs.readFileSync(path.join(dir, 'keep.img'), 'utf8')).to.equal('precious\n')

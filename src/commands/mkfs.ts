@@ -17,7 +17,7 @@ export default class Mkfs extends PrismCommand {
   static flags = {
     size: Flags.string({char: 's', description: 'image size (K, M, G, T suffixes)', default: '8G', helpValue: 'SIZE'}),
     inodes: Flags.integer({description: 'number of inodes (default: one per 16 KiB)', min: 16, helpValue: 'N'}),
-    'journal-size': Flags.string({description: 'journal size (default: 1/128 of the image, 4 MiB to 128 MiB)', helpValue: 'SIZE'}),
+    'journal-size': Flags.string({description: 'journal size, 128K to 1G (default: 1/128 of the image, 4 MiB to 128 MiB; 1/8 of an image under 32 MiB)', helpValue: 'SIZE'}),
     filesets: Flags.integer({description: 'fileset table slots', default: 4096, min: 1, helpValue: 'N'}),
     force: Flags.boolean({char: 'f', description: 'overwrite an existing file'}),
     'coaw-region': Flags.string({description: 'the image default of the locality policy: a region size from 64K to 1M, on, or off (pure block copy-on-write); default on, 256K regions'}),
@@ -33,7 +33,8 @@ export default class Mkfs extends PrismCommand {
     } catch (e) {
       throw new PrismError('EUSAGE', (e as Error).message)
     }
-    if (journalBlocks !== undefined && journalBlocks < 64) throw new PrismError('EUSAGE', 'journal must be at least 256K')
+    // (the format's least, which the default gives an image of under 1 MiB of journal's worth: the same bound both ways)
+    if (journalBlocks !== undefined && journalBlocks < 32) throw new PrismError('EUSAGE', 'journal must be at least 128K')
     const {parseLocality, showLocality} = await import('../format/locality.js')
     let coaw: number | undefined
     if (flags['coaw-region'] !== undefined) {

@@ -295,7 +295,7 @@ function inodeLimit(total: number): number {
 function layout(opts: GeometryOptions): Superblock | null {
   const total = opts.blockCount
   if (total < MIN_BLOCKS) return null
-  // 1/128 of the image, at least 4 MiB (but no more than 1/8 of a tiny image), at most 128 MiB.
+  // 1/128 of the image, at least 4 MiB (but no more than 1/8 of an image under 32 MiB), at most 128 MiB.
   const journalBlocks = opts.journalBlocks ?? Math.min(32768, Math.max(Math.min(1024, Math.floor(total / 8)), Math.floor(total / 128)))
   // One inode per 16 KiB, as mke2fs's default inode ratio.
   const maxInodes = Math.min(0xffff_fff0, Math.floor((total * BLOCK_SIZE) / MIN_INODE_RATIO))
