@@ -492,6 +492,8 @@ describe('tar: bad input to the commands', function () {
     [['import', 'root:/rar', '-'], 1, /^prism: this is a rar archive, not a tar/],
     [['import', 'root:/deb', '-'], 1, /^prism: this is an ar archive \(a \.deb\?\), not a tar/],
     [['import', 'root:/cpio', '-'], 1, /^prism: this is a cpio archive, not a tar/],
+    [['import', 'root:/cpiobin', '-'], 1, /^prism: this is a cpio archive \(old binary format\), not a tar/],
+    [['import', 'root:/cpiobinbe', '-'], 1, /^prism: this is a cpio archive \(old binary format\), not a tar/],
   ] as Array<[string[], number, RegExp]>) {
     it(`${args.join(' ')}: one line, exit ${status}`, () => {
       const before = fs.readFileSync(img)
@@ -505,6 +507,9 @@ describe('tar: bad input to the commands', function () {
         'root:/rar': Buffer.concat([Buffer.from('Rar!\x1a\x07\x01\x00', 'latin1'), Buffer.alloc(600)]),
         'root:/deb': Buffer.concat([Buffer.from('!<arch>\ndebian-binary   ', 'latin1'), Buffer.alloc(600)]),
         'root:/cpio': Buffer.concat([Buffer.from('070701000000', 'latin1'), Buffer.alloc(600)]),
+        // (cpio -H bin: the short 070707, little- or big-endian, then the header's other shorts)
+        'root:/cpiobin': Buffer.concat([Buffer.from([0xc7, 0x71, 0x01, 0x08]), Buffer.alloc(600, 1)]),
+        'root:/cpiobinbe': Buffer.concat([Buffer.from([0x71, 0xc7, 0x08, 0x01]), Buffer.alloc(600, 1)]),
       }
       const r = prism([...args.slice(0, 1), '-i', img, ...args.slice(1)], {input: args.includes('-') && args[0] === 'import' ? (heads[args[1]] ?? mkTar([])) : undefined})
       expect(r.status, r.stderr).to.equal(status)
@@ -513,6 +518,13 @@ describe('tar: bad input to the commands', function () {
       if (args[0] === 'export') expect(fs.readFileSync(img).equals(before)).to.equal(true)
     })
   }
+
+  it('a tar whose first name begins as a binary cpio does is a tar', () => {
+    const name = Buffer.concat([Buffer.from([0xc7, 0x71]), Buffer.from('x')])
+    const r = prism(['import', '-i', img, '--create', 'cpiolike', '-'], {input: mkTar([{name, data: 'tar\n'}])})
+    expect([r.status, r.stderr]).to.deep.equal([0, ''])
+    prism(['fileset', 'delete', '-i', img, 'cpiolike'])
+  })
 
   it('a directory on standard input, an empty member name: one clear line each, the image as it was', () => {
     const before = fs.readFileSync(img)

@@ -7,6 +7,7 @@ import {createRequire} from 'node:module'
 import {Readable, Transform} from 'node:stream'
 import zlib from 'node:zlib'
 import {fail, PrismError} from '../errors.js'
+import {TAR_BLOCK, decodeHeader} from './codec.js'
 
 /** What an export writes. */
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'none'
@@ -34,9 +35,25 @@ export function detectCompression(head: Buffer): ArchiveCompression {
     : head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) ? 'a 7z archive'
       : head.length >= 6 && head.toString('latin1', 0, 6) === 'Rar!\x1a\x07' ? 'a rar archive'
         : head.length >= 8 && head.toString('latin1', 0, 8) === '!<arch>\n' ? 'an ar archive (a .deb?)'
-          : head.length >= 6 && ['070707', '070701', '070702'].includes(head.toString('latin1', 0, 6)) ? 'a cpio archive' : null
+          : head.length >= 6 && ['070707', '070701', '070702'].includes(head.toString('latin1', 0, 6)) ? 'a cpio archive'
+            : binaryCpio(head) ? 'a cpio archive (old binary format)' : null
   if (other) fail('EINVAL', `this is ${other}, not a tar: import reads tar archives (plain, gzip, xz, zstd or bzip2); convert it first (bsdtar -cf - @ARCHIVE | prism import ... -)`)
   return 'none'
+}
+
+/**
+ * The old binary cpio (`cpio -H bin`): the short 070707 in either byte order, and not a tar
+ * header (a member name may begin with those two bytes; its header's checksum then holds).
+ */
+function binaryCpio(head: Buffer): boolean {
+  if (head.length < 26 || !((head[0] === 0xc7 && head[1] === 0x71) || (head[0] === 0x71 && head[1] === 0xc7))) return false
+  if (head.length < TAR_BLOCK) return true
+  try {
+    decodeHeader(head, 0)
+    return false
+  } catch {
+    return true
+  }
 }
 
 /** A stream of the classic kind (`through`: write, end, 'data', 'end', 'error'). */
