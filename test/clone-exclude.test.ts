@@ -281,6 +281,15 @@ describe('clone --exclude through the CLI', function () {
     expect(r.status).to.equal(0)
     expect(r.stderr).to.equal("prism: warning: --exclude '/nope/' matched nothing\n")
     expect(JSON.parse(r.stdout).unmatched).to.deep.equal(['/nope/'])
+    // A pattern is shown on one line, and a long one cut with its length (in a warning and an error).
+    const w = run('clone', 'root', 'w1', '-x', 'a\nb', '-x', 'q'.repeat(300))
+    expect(w.status).to.equal(0)
+    expect(w.stderr).to.equal(`prism: warning: --exclude 'a\\x0ab' matched nothing\nprism: warning: --exclude '${'q'.repeat(160)}... (300 characters)' matched nothing\n`)
+    for (const bad of ['q'.repeat(70000), 'q'.repeat(65536) + '*']) {
+      const e = run('clone', 'root', 'w2', '-x', bad)
+      expect(e.status).to.equal(2)
+      expect(e.stderr).to.match(new RegExp(`^prism: --exclude '${'q'.repeat(160)}\\.\\.\\. \\(${bad.length} characters\\)': [^\\n]+\\n$`))
+    }
   })
 
   it('reads --exclude-from as a .gitignore: comments, blank lines, trailing spaces, negation', () => {

@@ -25,7 +25,7 @@ import {namespace} from '../fs/image.js'
 import {touch, type Inode} from '../fs/inode.js'
 import {Namespace, splitPath} from '../fs/namespace.js'
 import type {Volume} from '../fs/volume.js'
-import {excludeMatcher, type ExcludeMatcher} from '../fs/match.js'
+import {excludeMatcher, patternShown, type ExcludeMatcher} from '../fs/match.js'
 import {INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {createCloneState, entriesAsExpanded, expandAll, fitsOneStep, needsCloneState, newDirLike, newUnexpandedDir, type ExpandNode} from '../fs/expand.js'
 
@@ -206,7 +206,7 @@ export function* cloneSteps(vol: Volume, src: {fileset: string, path: string}, d
       result = {fileset: newName, path: '/', parent: srcFs.name, stats: w.stats, unmatched: w.match.unmatched()}
     }
     vol.idirty(root)
-    for (const p of result.unmatched) opts.onWarning?.(`--exclude '${p}' matched nothing`)
+    for (const p of result.unmatched) opts.onWarning?.(`--exclude '${patternShown(p)}' matched nothing`)
     opts.onProgress?.(w.stats)
     return result
   }
@@ -244,7 +244,7 @@ function* cloneLater(vol: Volume, srcFs: Fileset, names: Buffer[], top: Inode, n
       vol.pinnedOrphans.delete(root.ino)
     }
   }
-  for (const p of unmatched) opts.onWarning?.(`--exclude '${p}' matched nothing`)
+  for (const p of unmatched) opts.onWarning?.(`--exclude '${patternShown(p)}' matched nothing`)
   opts.onProgress?.(stats)
   return {fileset: name, path: '/', parent: srcFs.name, stats, unmatched}
 }

@@ -86,7 +86,8 @@ SRC is a fileset or FILESET:/path. DST is a new fileset's name (generated and pr
   private async servedClone(t: ServedTarget, req: ServedCloneRequest, onProgress: (s: CloneStats) => void, wait: number): Promise<CloneResult> {
     const {servedClone} = await import('../cli/servedexpand.js')
     const res = await servedClone(t, req, {onProgress, wait})
-    for (const p of res.unmatched) this.notice(`warning: --exclude '${p}' matched nothing`)
+    const {patternShown} = await import('../fs/match.js')
+    for (const p of res.unmatched) this.notice(`warning: --exclude '${patternShown(p)}' matched nothing`)
     return res
   }
 }

@@ -12,6 +12,7 @@
 // (legacyExcludeMatcher): never reinterpret a stored pattern.
 import {createRequire} from 'node:module'
 import {fail} from '../errors.js'
+import {nameShown} from '../format/name.js'
 
 // picomatch is loaded on first use: most commands never match a pattern, and loading it
 // is a noticeable part of a fast command's start-up (an async clone takes ~0.1 s in all).
@@ -119,9 +120,18 @@ function bracketEnd(p: string, i: number): number {
   return -1
 }
 
+/**
+ * A pattern as a message shows it: control characters escaped (one line stays one line) and,
+ * past 200 characters, cut with its length said (a 64 KiB pattern is not repeated whole).
+ */
+export function patternShown(p: string): string {
+  const s = nameShown(p)
+  return s.length > 200 ? `${s.slice(0, 160)}... (${p.length} characters)` : s
+}
+
 function compile(given: string): Rule {
   let p = given
-  const bad = (why: string): never => fail('EUSAGE', `--exclude '${given}': ${why}`)
+  const bad = (why: string): never => fail('EUSAGE', `--exclude '${patternShown(given)}': ${why}`)
   const negate = p.startsWith('!')
   if (negate) p = p.slice(1)
   const dirOnly = p.endsWith('/') && !p.endsWith('\\/')
