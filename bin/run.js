@@ -50,7 +50,8 @@ process.stdout.on('error', (e) => {
 process.on('exit', (code) => {
   if (!outputFailed || (code && !(argv[0] === 'scan' && code === 1))) return
   try {
-    require('node:fs').writeSync(2, `prism: cannot write standard output: ${String(outputFailed.message).replace(/^[A-Z]+: /, '').replace(/, write$/, '')}\n`)
+    // (said to be all that went wrong: a clone or a mkfs is made, a script must not make it again)
+    require('node:fs').writeSync(2, `prism: cannot write standard output: ${String(outputFailed.message).replace(/^[A-Z]+: /, '').replace(/, write$/, '')}; the command did its work, only its output is lost\n`)
   } catch {
     // (stderr gone too: the exit status says it)
   }
