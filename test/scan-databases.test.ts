@@ -302,7 +302,7 @@ describe('scan: the supported kinds against clamscan', function () {
     let foundAny = 0
     fc.assert(fc.property(
       fc.array(letters, {minLength: 3, maxLength: 8}),
-      fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.integer({min: 0, max: 11}), fc.integer({min: 3, max: 12})), {minLength: 1, maxLength: 10}),
+      fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.integer({min: 0, max: 14}), fc.integer({min: 3, max: 12})), {minLength: 1, maxLength: 10}),
       fc.array(fc.tuple(fc.nat(), fc.integer({min: 0, max: 3})), {maxLength: 4}),
       fc.boolean(),
       (files, bodySpecs, hashSpecs, lists) => {
@@ -336,6 +336,13 @@ describe('scan: the supported kinds against clamscan', function () {
             case 8: ndb.push(`${name}:0:*:${left}{${['0', '-0', `${salt % 3}-0`][salt % 3]}}${right.length >= 4 ? right : '6162'}`); break
             case 9: ndb.push(`${name}:0:${salt % 2 ? '*' : Math.max(0, a - 1)}:{${1 + (salt % 2)}}${h}`); break
             case 10: ndb.push(`${name}:0:EOF-${f.length - a},${salt % 4}:${h}{${1 + (salt % 3)}}`); break
+            // Numbers past 32 bits, as ClamAV's atoi reads them: the low 32 bits of at most
+            // 2^63 - 1 (4294967295, and 20 digits, are "any offset"), and a start plus shift
+            // past 2^32 - 1 is no offset at all.
+            case 11: ndb.push(`${name}:0:${a + 2 ** 32 * (1 + (salt % 3))}:${h}`); break
+            case 12: ndb.push(`${name}:0:${['4294967295', '12345678901234567890', `${a},${2 ** 32 - (salt % 2)}`][salt % 3]}:${h}`); break
+            case 13: ndb.push(`${name}:0:EOF-${f.length - a + 2 ** 32},${salt % 2 ? 2 ** 32 + 1 : 0}:${h}`); break
+            case 14: ndb.push(`${name}:0:${Math.max(0, a - 1)},${2 ** 32 + 1 + (salt % 2) * 2 ** 33}:${h}`); break
             default: ndb.push(`${name}:0:*:${left}{-${salt % 5}}${right.length >= 4 ? right : '6162'}`)
           }
         })

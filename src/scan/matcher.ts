@@ -391,6 +391,9 @@ export class FileScan {
       lo = this.size - o.back
       hi = lo + o.shift
     }
+    // (ClamAV's offset_max is offset_min + shift in a uint32: past 2^32 - 1 it wraps below the
+    // start, and no offset is in the range)
+    if (o.kind !== 'any' && hi > 0xffff_ffff) return null
     if (hi < 0 || lo > this.size) return null
     return {lo: Math.max(lo, 0), hi}
   }

@@ -133,12 +133,29 @@ export function parseHashLine(text: string): HashSig {
   return {algo: ALGO_OF[hash.length], hash: hash.toLowerCase(), size, name}
 }
 
+/**
+ * A number of an offset as ClamAV reads it (cli_caloff): atoi, which saturates past 2^63 - 1
+ * (glibc's strtol) and keeps the low 32 bits (an int), stored as a uint32. So 4294967297 is 1,
+ * and 4294967295 or anything of 20 digits is 0xffffffff, CLI_OFF_ANY as a start: any offset.
+ */
+function clamNumber(digits: string): number {
+  const v = BigInt(digits)
+  const LONG_MAX = (1n << 63n) - 1n
+  return Number((v > LONG_MAX ? LONG_MAX : v) & 0xffff_ffffn)
+}
+
+/** ClamAV's CLI_OFF_ANY: an absolute start of 0xffffffff is no start at all */
+const OFF_ANY = 0xffff_ffff
+
 function parseOffset(text: string): Offset {
   if (text === '*') return {kind: 'any'}
   let m = /^(\d+)(?:,(\d+))?$/.exec(text)
-  if (m) return {kind: 'abs', start: Number(m[1]), shift: m[2] === undefined ? 0 : Number(m[2])}
+  if (m) {
+    const start = clamNumber(m[1])
+    return start === OFF_ANY ? {kind: 'any'} : {kind: 'abs', start, shift: m[2] === undefined ? 0 : clamNumber(m[2])}
+  }
   m = /^EOF-(\d+)(?:,(\d+))?$/.exec(text)
-  if (m) return {kind: 'eof', back: Number(m[1]), shift: m[2] === undefined ? 0 : Number(m[2])}
+  if (m) return {kind: 'eof', back: clamNumber(m[1]), shift: m[2] === undefined ? 0 : clamNumber(m[2])}
   if (/^(EP|S\d+|SL|SE|VI)/.test(text)) skip('executable-file offsets (EP, Sn, SL, SE, VI)', `offset '${text}' is relative to an executable's layout`)
   if (text.includes('$')) skip('offset macros ($n$)', `offset '${text}' is a macro`)
   return malformed(`offset '${text}' is not *, n, n,maxshift, EOF-n or EOF-n,maxshift`)
