@@ -67,14 +67,16 @@ export async function runExport(a: ExportArgs, onNotice: (msg: string) => void):
   const unwritable = a.compress === undefined && a.archive !== '-' ? unwritableCompressionOfName(a.archive) : null
   if (unwritable) throw new PrismError('EUSAGE', `cannot write ${unwritable} (${path.basename(a.archive)}): name the archive .tar.gz, .tar.xz or .tar.zst, or give --compress none for a plain tar by that name`)
   const compression = a.compress ?? (a.archive === '-' ? 'none' : compressionOfName(a.archive))
+  const owner = parseId(a.owner, 'owner')
+  const group = parseId(a.group, 'group')
   const opts = {
     format: a.format,
     mtime: a.mtime ? parseDate(a.mtime) : undefined,
     clampMtime: a.clampMtime,
-    owner: parseId(a.owner, 'owner')?.id,
-    ownerName: parseId(a.owner, 'owner')?.name,
-    group: parseId(a.group, 'group')?.id,
-    groupName: parseId(a.group, 'group')?.name,
+    owner: owner?.id,
+    ownerName: owner?.name,
+    group: group?.id,
+    groupName: group?.name,
     numericOwner: a.numericOwner,
   }
   const spin = await spinner('exporting', a.json)

@@ -33,7 +33,8 @@ export default class Mkfs extends PrismCommand {
     } catch (e) {
       throw new PrismError('EUSAGE', (e as Error).message)
     }
-    // (the format's least, which the default gives an image of under 1 MiB of journal's worth: the same bound both ways)
+    // (the format's least: the default journal of the smallest image is under 256K, and a
+    // size the default can give is one the flag takes)
     if (journalBlocks !== undefined && journalBlocks < 32) throw new PrismError('EUSAGE', 'journal must be at least 128K')
     const {parseLocality, showLocality} = await import('../format/locality.js')
     let coaw: number | undefined

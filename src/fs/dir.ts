@@ -396,7 +396,6 @@ function insertOverflow(vol: Volume, dir: Inode, l: number, e: Dirent): void {
   fail('EBADIMAGE', `directory inode ${dir.ino} overflow chain loops; run 'prism fsck'`)
 }
 
-/** Splits bucket l (local depth ld) in two, doubling the pointer table if needed. */
 /**
  * Splits bucket `l` (local depth `ld`), the bucket of `hash`, in two by hash bit `ld`. When the
  * table must double (ld is its depth) it is read, doubled and written whole, which happens once

@@ -312,8 +312,7 @@ export class Namespace {
   beforeDirGoes(names: Buffer[], dir: Inode, moving: boolean): void {
     const e = this.lookupEntry(dir, names[names.length - 1])
     if (!e) return
-    const at = this.mountedOn(e.ino)
-    if (at) fail('EBUSY', `${this.where('/' + names.map(nameText).join('/'))} is mounted on ${at}: unmount it first (prism umount ${at})`)
+    this.refuseMounted(e.ino, () => this.where('/' + names.map(nameText).join('/')))
     const inode = this.vol.iget(e.ino)
     if (inode.isDir) this.guardDirTree({inode, chain: [], name: names[names.length - 1], names, stamps: []}, moving)
   }
@@ -322,6 +321,12 @@ export class Namespace {
   mountedOn(ino: number): string | null {
     for (const m of this.vol.mountedDirs?.() ?? []) if (m.fs === this.fs.id && m.chain.includes(ino)) return m.at
     return null
+  }
+
+  /** EBUSY when directory `ino` (named `what()`) may not go: see mountedOn. */
+  refuseMounted(ino: number, what: () => string): void {
+    const at = this.mountedOn(ino)
+    if (at) fail('EBUSY', `${what()} is mounted on ${at}: unmount it first (prism umount ${at})`)
   }
 
   lookupEntry(dir: Inode, name: Buffer): Dirent | null {

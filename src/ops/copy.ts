@@ -153,6 +153,14 @@ function entryFail(code: ErrCode, message: string): never {
   throw new EntryError(code, message)
 }
 
+/**
+ * A failure of host entry `from`'s own (exit 1) as that entry's, named: recorded, and the copy
+ * goes on. Anything else (a full image, a bug) as it is.
+ */
+function entryErrorOf(e: unknown, from: string): unknown {
+  return isArgumentError(e) && !(e instanceof EntryError) ? new EntryError(e.code, `cannot copy '${from}': ${e.message}`) : e
+}
+
 /** Runs `fn` for one entry; an EntryError is recorded instead of stopping the copy. */
 function guarded(ctx: Ctx, fn: () => void): void {
   try {
@@ -587,7 +595,7 @@ function* importChild(ns: Namespace, d: Dest, name: Buffer, hostPath: Buffer, st
       // A read that failed half-way, or data the image refuses (any failure of the file's own,
       // exit 1): the file goes (its blocks with it, through the orphan list), named with the
       // others, and the copy goes on; only what stops the whole copy (a full image) stops it.
-      const err = isArgumentError(e) && !(e instanceof EntryError) ? new EntryError(e.code, `cannot copy '${from}': ${e.message}`) : e
+      const err = entryErrorOf(e, from)
       if (err instanceof EntryError) ns.detachChild(parent, name, childPath)
       throw err
     }
@@ -684,7 +692,7 @@ function* importDirContents(ns: Namespace, d: Dest, hostPath: Buffer, ctx: Ctx):
         yield* importChild(ns, d, nb, child, st, ctx)
       } catch (e) {
         // Whatever this entry alone cannot be (exit 1) is named with it, and the rest goes on.
-        throw isArgumentError(e) && !(e instanceof EntryError) ? new EntryError(e.code, `cannot copy '${nameText(child)}': ${e.message}`) : e
+        throw entryErrorOf(e, nameText(child))
       }
     })
   }

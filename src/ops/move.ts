@@ -87,18 +87,14 @@ function* moveOne(vol: Volume, src: ImagePath, dst: ImagePath, dstIsDir: boolean
   const from = sns.where(src.path)
   const to = tns.where(target.path)
   // (what a FILESET:/path mount shows cannot go: said now, before anything is copied)
-  const busy = (ns: Namespace, ino: number, what: string) => {
-    const at = ns.mountedOn(ino)
-    if (at) fail('EBUSY', `${what} is mounted on ${at}: unmount it first (prism umount ${at})`)
-  }
-  if (moving.isDir) busy(sns, moving.ino, from)
+  if (moving.isDir) sns.refuseMounted(moving.ino, () => from)
   const p = tns.resolveParent(target.path, moving.isDir ? 'dir' : 'other')
   if (tns.lookupEntry(p.dir, p.name)) {
     const t = tns.resolve(target.path, false)
     if (moving.isDir && !t.isDir) fail('ENOTDIR', `cannot overwrite non-directory '${to}' with directory '${from}'`)
     if (!moving.isDir && t.isDir) fail('EISDIR', `cannot overwrite directory '${to}' with non-directory '${from}'`)
     if (t.isDir && dirCount(t) > 0) fail('ENOTEMPTY', `cannot move '${from}' to '${to}': directory not empty`)
-    if (t.isDir) busy(tns, t.ino, to)
+    if (t.isDir) tns.refuseMounted(t.ino, () => to)
   }
   yield* copySteps(vol, [{kind: 'image', ...src}], {kind: 'image', ...target}, {
     ...how.copy,

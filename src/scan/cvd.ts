@@ -74,13 +74,11 @@ export function readContainer(file: string, buf: Buffer, kind: '.cvd' | '.cld' |
 export const INFLATED_MAX = 2 ** 31
 
 /**
- * The archive as a tar: a gzip-compressed one inflated here, in one call, and handed to the tar
- * parser whole. (node-tar's parser copies everything it holds after the archive's end each time
+ * A gzip-compressed archive inflated in one call, to be handed to the tar parser whole. (node-tar's parser copies everything it holds after the archive's end each time
  * more comes, so fed piece by piece, by its own inflater, a container whose tar ends early costs
  * the square of its size: 100 MiB of zeros took 200 s.)
  */
-function inflated(file: string, body: Buffer): Buffer {
-  if (body[0] !== 0x1f || body[1] !== 0x8b) return body
+function inflate(file: string, body: Buffer): Buffer {
   const zlib = require('node:zlib') as typeof import('node:zlib')
   try {
     return zlib.gunzipSync(body, {maxOutputLength: INFLATED_MAX})
@@ -95,7 +93,7 @@ function inflated(file: string, body: Buffer): Buffer {
 function untar(file: string, packed: Buffer): Array<{name: string, data: Buffer}> {
   const tar = require('tar') as typeof import('tar')
   const gz = packed[0] === 0x1f && packed[1] === 0x8b
-  const body = inflated(file, packed)
+  const body = gz ? inflate(file, packed) : packed
   const files: Array<{name: string, data: Buffer}> = []
   let error: string | null = null
   const parser = new tar.Parser({
