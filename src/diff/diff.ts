@@ -15,7 +15,7 @@ import {DT_DIR, IF_INLINE, IF_NOCLONE, IF_UNEXPANDED, S_IFREG, modeOfDt} from '.
 import {nameText} from '../format/name.js'
 import {PrismError, isDamage} from '../errors.js'
 import {cloneSpec, hasLinkedCopies} from '../fs/expand.js'
-import {dirForEach, enterDir} from '../fs/dir.js'
+import {byInode, dirForEach, enterDir} from '../fs/dir.js'
 import {loadExtents, readData} from '../fs/extents.js'
 import {fileTypeOf, type FileType} from '../fs/inode.js'
 import {listXattrs} from '../fs/xattr.js'
@@ -229,8 +229,9 @@ export function diff(vol: Volume, a: DiffSide, b: DiffSide): DiffResult {
     goneA.add(pa)
     goneB.add(pb)
   }
-  // What is left: removed, added, or at one path on both sides with different inodes.
-  for (const [p, x] of ta) {
+  // What is left: removed, added, or at one path on both sides with different inodes. (In
+  // the order of side a's inode numbers for a large tree: byInode; the output is sorted below.)
+  for (const {p, x} of byInode([...ta].map(([p, x]) => ({p, x, ino: x.ino})))) {
     if (goneA.has(p)) continue
     const y = goneB.has(p) ? undefined : sb.map.get(p)
     if (x.type === DT_DIR) {

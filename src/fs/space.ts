@@ -24,7 +24,7 @@ import {INODE_AREA_OFF, INODE_FIELD} from '../format/inode.js'
 import {readU64} from '../format/le64.js'
 import {nameText, nameTextAt} from '../format/name.js'
 import {ReadWindow} from '../journal/store.js'
-import {dirForEachRaw, hashedDirForEachRaw, inlineDirForEachRaw, type RawEntryFn} from './dir.js'
+import {dirForEachRawByInode, hashedDirForEachRaw, inInodeOrder, inlineDirForEachRaw, type RawEntryFn} from './dir.js'
 import {linkedShownAs, shownDir, shownListing, type ExpandNode} from './expand.js'
 import {extentsInPlace, loadExtents} from './extents.js'
 import {listFilesets, type Fileset} from './filesets.js'
@@ -247,7 +247,8 @@ class Walker {
         if (ext) {
           const m = countRuns(vol, ext, NO_BLOCKS, {single: 0, shared: [], xattrIno, nlink: 0, share: 0})
           this.account(xattrIno, m.single, m.shared, true)
-          hashedDirForEachRaw(vol, ino, buf.readUInt32LE(off + INODE_FIELD.dirBuckets), ext, this.window, this.entry)
+          const buckets = buf.readUInt32LE(off + INODE_FIELD.dirBuckets)
+          inInodeOrder(readU64(buf, off + INODE_FIELD.size), (f) => hashedDirForEachRaw(vol, ino, buckets, ext, this.window, f), this.entry)
           continue
         }
       }
@@ -255,7 +256,7 @@ class Walker {
       const m = mapped(vol, dir)
       this.account(m.xattrIno, m.single, m.shared, true)
       if (dir.r.flags & IF_UNEXPANDED) { this.addShown({ino}, path); continue }
-      dirForEachRaw(vol, dir, this.entry)
+      dirForEachRawByInode(vol, dir, this.entry)
     }
     // An attribute set is this fileset's own when every inode naming it is (an attribute inode
     // names no other, so accounting it adds nothing to attrs while this loop runs).
