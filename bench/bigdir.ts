@@ -7,15 +7,17 @@
 // inode order (src/fs/dir.ts INODE_ORDER_MIN) the time per file grew about fourfold from
 // 100,000 to 400,000 files (bench/README.md, "One large directory").
 //
-//   node --import tsx bench/bigdir.ts [--files 100000,200000,400000] [--runs 2] [--base DIR] [--keep]
+//   node --import tsx bench/bigdir.ts [--files 100000,200000,400000] [--runs 2] [--base DIR] [--keep] [--only rm,du]
 import fs from 'node:fs'
 import path from 'node:path'
 import {parseArgs} from 'node:util'
 import {check, ensureBuilt, log, median, prism, q, sh, type RunResult} from './lib.js'
 
 const {values: v} = parseArgs({options: {
-  files: {type: 'string'}, runs: {type: 'string'}, base: {type: 'string'}, keep: {type: 'boolean'},
+  files: {type: 'string'}, runs: {type: 'string'}, base: {type: 'string'}, keep: {type: 'boolean'}, only: {type: 'string'},
 }})
+/** steps whose command starts with one of these words (all when not given) */
+const only = v.only?.split(',')
 const sizes = (v.files ?? '100000,200000,400000').split(',').map(Number)
 const runs = Number(v.runs ?? 2)
 const base = v.base ?? '/tmp/prism-bigdir'
@@ -80,7 +82,7 @@ for (const n of sizes) {
   }
   const img = path.join(dir, 'work.img')
   const scratch = path.join(dir, 'copy')
-  for (const s of steps) {
+  for (const s of steps.filter((x) => !only || only.some((w) => x.name.startsWith(w)))) {
     const row: Row = {n, step: s.name, prism: [], peer: []}
     for (let r = 0; r < runs; r++) {
       ok(sh(`cp --sparse=always ${q(filled)} ${q(img)}`), 'copy of the image')

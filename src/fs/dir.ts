@@ -428,6 +428,25 @@ function appendRaw(vol: Volume, dir: Inode, l: number, e: Dirent): void {
   vol.sealAtCommit(p, sealBucket)
 }
 
+/**
+ * Removes the entry at byte `off` of bucket `l` in place (find read the bucket and found it
+ * there): the entries after it move down, the space they leave is zeroed, as encodeBucket of
+ * the others would leave it. Not decoded and encoded whole: an rm -r removes every entry of a
+ * bucket one by one, and a bucket holds up to a few hundred. Checksummed at commit.
+ */
+function removeRaw(vol: Volume, dir: Inode, l: number, off: number): void {
+  const p = dirBlock(vol, dir, l)
+  const buf = vol.store.getMut(p)
+  const end = BUCKET_HDR + buf.readUInt16LE(6)
+  const size = DIRENT_FIXED + buf[off + 13]
+  if (end > BLOCK_SIZE || off + size > end) fail('EBADIMAGE', `directory inode ${dir.ino} bucket ${l} has a damaged entry; run 'prism fsck'`)
+  buf.copyWithin(off, off + size, end)
+  buf.fill(0, end - size, end)
+  buf.writeUInt16LE(buf.readUInt16LE(4) - 1, 4)
+  buf.writeUInt16LE(end - size - BUCKET_HDR, 6)
+  vol.sealAtCommit(p, sealBucket)
+}
+
 function insertOverflow(vol: Volume, dir: Inode, l: number, e: Dirent): void {
   const size = DIRENT_FIXED + e.name.length
   for (let guard = 0; guard <= dir.r.dirBuckets; guard++) {
@@ -578,8 +597,7 @@ export function dirRemove(vol: Volume, dir: Inode, name: Buffer): Dirent {
     dir.r.area.fill(0)
     encodeEntries(entries, dir.r.area, 0, INODE_AREA_SIZE)
   } else {
-    const b = decodeBucket(bucketBlock(vol, dir, f.bucket), `directory inode ${dir.ino} bucket ${f.bucket}`)
-    writeBucket(vol, dir, f.bucket, b.localDepth, b.overflow, b.entries.filter((e) => !e.name.equals(name)))
+    removeRaw(vol, dir, f.bucket, f.off)
   }
   dir.r.size--
   dir.r.dataVersion++
