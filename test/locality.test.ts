@@ -506,6 +506,46 @@ describe('locality: copy-on-abundant-write', () => {
     vol.close()
     expect(fsckDevice(dev, {repair: false}).problems).to.deep.equal([])
   })
+
+  it('defrag of a sparse file lays its pieces out once, holes kept free; again, it copies nothing', () => {
+    const {dev, vol} = memVol(16384, LOCALITY_OFF)
+    const ns = namespace(vol, 'root')
+    const pol = policyFor(64 * 1024)
+    // Pieces of one to three blocks with holes of one to four between them, written out of
+    // order with a file written between each (so they lie scattered), across several groups.
+    const blocks = 3 * pol.group + 40
+    const model = Buffer.alloc(blocks * BLOCK_SIZE)
+    const pieces: Array<[number, number]> = []
+    for (let l = 0, i = 0; l < blocks; i++) {
+      const n = 1 + (i % 3)
+      if (l + n <= blocks) pieces.push([l, n])
+      l += n + 1 + (i % 4)
+    }
+    const file = ns.openForWrite('/sparse')
+    pieces.forEach((_, k) => {
+      const [l, n] = pieces[(k * 37) % pieces.length]
+      const d = pattern(n * BLOCK_SIZE, k)
+      d.copy(model, l * BLOCK_SIZE)
+      ns.writeInode(file, l * BLOCK_SIZE, d)
+      ns.writeFile(`/pad${k % 7}`, pattern(2 * BLOCK_SIZE, k))
+    })
+    ns.truncate('/sparse', blocks * BLOCK_SIZE)
+    vol.commit()
+    const runs = loadExtents(vol, file).length
+    const first = defragInode(vol, file, pol)
+    vol.commit()
+    expect(first.copied, 'the scattered pieces are moved').to.be.greaterThan(0)
+    const laid = loadExtents(vol, file).map((e) => ({...e}))
+    expect(laid.length, 'holes stay holes: as many extents').to.equal(runs)
+    const second = defragInode(vol, file, pol)
+    vol.commit()
+    expect(second).to.deep.equal({rewrites: 0, copied: 0, copiedShared: 0})
+    expect(loadExtents(vol, file)).to.deep.equal(laid)
+    expect(ns.readFile('/sparse').equals(model)).to.equal(true)
+    expect(refcountProblems(vol)).to.deep.equal([])
+    vol.close()
+    expect(fsckDevice(dev, {repair: false}).problems).to.deep.equal([])
+  })
 })
 
 describe('locality: settings and compatibility', () => {

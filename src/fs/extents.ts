@@ -1267,7 +1267,9 @@ export function defragInode(vol: Volume, inode: Inode, pol: LocalityPolicy): Wri
     for (let k = 0; k < gv.pieces.length; k++) {
       const x = gv.pieces[k]
       for (let i = 0; i < x.n && unshared; i++) if (vol.refcount(x.p + i) !== 1) unshared = false
-      if (k > 0 && gv.pieces[k - 1].p + gv.pieces[k - 1].n !== x.p) jumps++
+      // (a piece as far from the one before on disk as in the file is in place: the holes of
+      // a sparse file keep their blocks free, as relocate leaves them, and are not jumps)
+      if (k > 0 && x.p - gv.pieces[k - 1].p !== x.l - gv.pieces[k - 1].l) jumps++
     }
     if (unshared) {
       if (jumps === 0) continue
