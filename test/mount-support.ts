@@ -113,8 +113,19 @@ export class Scratch {
     if (pid !== null) this.pids.add(pid)
   }
 
+  /**
+   * prism umount MP. Another process may hold any mount of the machine for a moment (a test
+   * run beside this one: stress-ng's filesystem class, in test/mount-stress.test.ts, walks
+   * /proc and the mounts it lists), and the kernel then answers EBUSY: a refusal that says
+   * "target is busy" is tried again, for up to 5 s.
+   */
   async umount(mp: string): Promise<void> {
-    await cliOk(['umount', mp])
+    for (let tries = 1; ; tries++) {
+      const r = await cli(['umount', mp])
+      if (r.code === 0) return
+      if (!r.stderr.includes('target is busy') || tries >= 25) throw new Error(`prism umount ${mp} failed (${r.code}, try ${tries}): ${r.stderr.trim()}`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
   }
 
   async cleanup(): Promise<void> {
