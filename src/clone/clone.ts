@@ -17,7 +17,7 @@ import {DT_DIR, FS_DELETING, FS_EXPANDING, IF_NOCLONE, IF_ORPHAN, MODE_ASYNC, MO
 import {FILESET_LOCALITY_MASK} from '../format/locality.js'
 import {nameText} from '../format/name.js'
 import {fail} from '../errors.js'
-import {byInode, dirAdd, dirCopyLayout, dirForEachRaw, dirList, enterDir} from '../fs/dir.js'
+import {dirAdd, dirCopyLayout, dirForEachRaw, dirList, dirListByInode, enterDir} from '../fs/dir.js'
 import {shareInto} from '../fs/extents.js'
 import {holdXattrs} from '../fs/xattr.js'
 import {addFileset, filesetById, findFileset, freeName, getFileset, saveFileset, type Fileset} from '../fs/filesets.js'
@@ -348,7 +348,7 @@ function* cloneDir(w: Walk, src: Inode, dst: Inode, path: string): Generator<voi
       yield
       continue
     }
-    const entries = live ? byInode(dirList(vol, dir)) : []
+    const entries = live ? dirListByInode(vol, dir) : []
     let n = 0
     for (const e of entries) {
       if (++n % step === 0) yield

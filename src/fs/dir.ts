@@ -304,6 +304,11 @@ export function inInodeOrder(count: number, walk: (fn: RawEntryFn) => void, fn: 
   }
 }
 
+/** dirList, in inode-number order for a large directory (byInode): for walks whose order does not show. */
+export function dirListByInode(vol: Volume, dir: Inode): Dirent[] {
+  return byInode(dirList(vol, dir))
+}
+
 /** dirForEachRaw, in inode-number order for a large directory (inInodeOrder). */
 export function dirForEachRawByInode(vol: Volume, dir: Inode, fn: RawEntryFn): void {
   inInodeOrder(dir.r.size, (f) => dirForEachRaw(vol, dir, f), fn)

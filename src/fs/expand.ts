@@ -41,7 +41,7 @@ import {nameText} from '../format/name.js'
 import {FormatError} from '../format/errors.js'
 import {INCOMPAT_CLONES, INCOMPAT_EXCLUDE_RULES, INCOMPAT_EXPANDING} from '../format/superblock.js'
 import {PrismError, fail} from '../errors.js'
-import {byInode, dirAdd, dirCopyLayout, dirForEachRaw, dirForEachRawByInode, dirInit, dirList, dirLookup} from './dir.js'
+import {dirAdd, dirCopyLayout, dirForEachRaw, dirForEachRawByInode, dirInit, dirList, dirListByInode, dirLookup} from './dir.js'
 import {readData, releaseAll, shareInto, writeData} from './extents.js'
 import {anyBuilding, buildingFilesets, expandingFrom, filesetById, filesetCount, saveFileset, type Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
@@ -374,7 +374,7 @@ function needRoom(vol: Volume, ci: CloneInfo, src: Fileset, from: Inode, where: 
  * shared inode or the clone's copy for anything else. `each` runs after each entry added.
  */
 function addKeptEntries(vol: Volume, c: Fileset, ci: CloneInfo, src: Fileset, from: Inode, dir: Inode, path: string, made: Array<{inode: Inode, path: string}>, t: ExpandTally, each: () => void = () => {}): void {
-  for (const e of byInode(dirList(vol, from))) {
+  for (const e of dirListByInode(vol, from)) {
     const childPath = `${path}/${nameText(e.name)}`
     if (ci.match.test(childPath, e.type === DT_DIR) >= 0) { t.excluded++; continue }
     const child = vol.iget(e.ino)

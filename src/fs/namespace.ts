@@ -14,7 +14,7 @@ import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, PrismError} from '../errors.js'
 import {interruptPending, uninterrupted} from '../interrupt.js'
-import {byInode, dirAdd, dirCount, dirInit, dirList, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
+import {byInode, dirAdd, dirCount, dirInit, dirList, dirListByInode, dirLookup, dirRemove, dirUpdate, type Dirent} from './dir.js'
 import {loadExtents, readData, releaseAll, shareBlocks, shareInto, streamData, streamSpans, truncateData, unmapRange, writeData, type WriteStats} from './extents.js'
 import {effectiveLocality, layoutOf, policyFor, resolvePolicy, setInodeLocality, type EffectiveLocality, type Layout, type LocalityPolicy} from './locality.js'
 import type {LocalityCode} from '../format/locality.js'
@@ -1040,7 +1040,7 @@ export function* reapSteps(vol: Volume): Generator<void, void> {
     if (ino === 0) return
     let inode = vol.iget(ino)
     if (inode.isDir && dirCount(inode) > 0) {
-      for (const e of byInode(dirList(vol, inode))) {
+      for (const e of dirListByInode(vol, inode)) {
         inode = vol.iget(ino)
         dirRemove(vol, inode, e.name)
         const child = vol.iget(e.ino)

@@ -7,7 +7,7 @@
 import {IF_INLINE, S_IFMT} from '../format/constants.js'
 import {nameText} from '../format/name.js'
 import {EXIT, PrismError, fail, isDamage} from '../errors.js'
-import {byInode, dirList, enterDir} from '../fs/dir.js'
+import {dirListByInode, enterDir} from '../fs/dir.js'
 import {loadExtents} from '../fs/extents.js'
 import {now, touch, type Inode, type Timestamp} from '../fs/inode.js'
 import type {Namespace} from '../fs/namespace.js'
@@ -139,7 +139,7 @@ export function* walkOwnedSteps(ns: Namespace, path: string, opts: WalkOptions, 
       if (!dir) continue
     }
     enterDir(seen, ino, ns.where(dirPath))
-    for (const e of byInode(dirList(ns.vol, dir))) {
+    for (const e of dirListByInode(ns.vol, dir)) {
       if (changes && changes() !== known) {
         known = changes()
         dir = ns.dirIfStill(dirPath, ino)
@@ -383,7 +383,7 @@ export function duPath(ns: Namespace, path: string, summarize: boolean, onUnread
       }
     }
     unreadable(p, () => account(dir, e))
-    for (const d of unreadable(p, () => byInode(dirList(vol, dir))) ?? []) {
+    for (const d of unreadable(p, () => dirListByInode(vol, dir)) ?? []) {
       const cp = `${p === '/' ? '' : p}/${nameText(d.name)}`
       const child = unreadable(cp, () => vol.iget(d.ino))
       if (!child) continue

@@ -20,7 +20,7 @@ import {DATA_BUFFER_SIZE} from '../journal/store.js'
 import {nameProblem} from '../format/dirent.js'
 import {nameBytes, nameText} from '../format/name.js'
 import {fail, hostReason as reasonOf, isArgumentError, isDamage, PrismError, type ErrCode} from '../errors.js'
-import {byInode, dirCount, dirList, enterDir} from '../fs/dir.js'
+import {dirCount, dirList, dirListByInode, enterDir} from '../fs/dir.js'
 import {firstBlock, forEachRun, loadExtents, readData, shareData} from '../fs/extents.js'
 import {timestampOfNs, type Inode, type Timestamp} from '../fs/inode.js'
 import {listXattrs, shareXattrs} from '../fs/xattr.js'
@@ -899,7 +899,7 @@ function* exportNode(ns: Namespace, inode: Inode, from: string, hostPath: Buffer
       // its entries can be listed (prism fsck --repair recovers what they named).
       let entries: ReturnType<typeof dirList> = []
       try {
-        entries = byInode(dirList(ns.vol, inode))
+        entries = dirListByInode(ns.vol, inode)
       } catch (e) {
         const err = unreadable(e, from)
         if (!(err instanceof EntryError)) throw err
@@ -1172,7 +1172,7 @@ function* copyChildren(src: Namespace, inode: Inode, srcPath: string, from: stri
   let dir: Inode | null = inode
   enterDir(ctx.ancestors, inode.ino, from)
   ctx.opts.visited?.add(inode.ino)
-  for (const e of byInode(dirList(src.vol, inode))) {
+  for (const e of dirListByInode(src.vol, inode)) {
     const childPath = joinImage(srcPath, nameText(e.name))
     const childFrom = joinImage(from, nameText(e.name))
     if (changes && changes() !== seen) {

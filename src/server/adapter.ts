@@ -38,7 +38,7 @@ import {decodeRdev} from '../format/inode.js'
 import {ACL_ACCESS, ACL_DEFAULT} from '../format/xattr.js'
 import {filesetNameProblem} from '../format/fileset.js'
 import {PrismError} from '../errors.js'
-import {byInode, dirCount, dirList, dirLookup, dirAdd, dirRemove, dirUpdate} from '../fs/dir.js'
+import {dirCount, dirList, dirListByInode, dirLookup, dirAdd, dirRemove, dirUpdate} from '../fs/dir.js'
 import {loadExtents, readData, unmapRange, writeData, writeZeros} from '../fs/extents.js'
 import {filesetById, findFileset, listFilesets, type Fileset} from '../fs/filesets.js'
 import {createEmptyFileset, renameFileset} from '../fs/image.js'
@@ -1034,9 +1034,9 @@ export class PrismFs {
       const dir = this.dirOf(n)
       const parentSt = n.parent ? n.parent.stIno : n.stIno
       list.push({name: DOT, ino: n.stIno, mode: S_IFDIR}, {name: DOTDOT, ino: parentSt, mode: S_IFDIR})
-      // (a large directory in inode order, src/fs/dir.ts byInode: READDIRPLUS looks each entry
-      // up, and in hash order every one would read the inode table at a random place)
-      for (const e of byInode(dirList(this.vol, dir))) {
+      // (a large directory in inode order, dirListByInode: READDIRPLUS looks each entry up,
+      // and in hash order every one would read the inode table at a random place)
+      for (const e of dirListByInode(this.vol, dir)) {
         const known = this.byKey.get(`${n.fs}:${e.ino}`)
         const ino = known ? known.stIno : this.whole ? n.fs * 2 ** 32 + e.ino : e.ino
         list.push({name: e.name, ino, mode: e.type === DT_DIR ? S_IFDIR : modeOfDt(e.type)})
