@@ -442,7 +442,7 @@ describe('crash consistency: journal', function () {
     const dirBlocks = (() => {
       const vol = Volume.openDevice(new ImageView(start), {write: false})
       const d = namespace(vol, 'root').resolve('/d')
-      const blocks = loadExtents(vol, d).flatMap((e) => Array.from({length: e.n}, (_, i) => e.p + i))
+      const blocks = loadExtents(vol, d).toArray().flatMap((e) => Array.from({length: e.n}, (_, i) => e.p + i))
       vol.close()
       return blocks
     })()
@@ -455,7 +455,7 @@ describe('crash consistency: journal', function () {
     vol.commit()
     ns.writeFile('/f', data)
     vol.commit()
-    const fBlocks = loadExtents(vol, ns.resolve('/f')).flatMap((e) => Array.from({length: e.n}, (_, i) => e.p + i))
+    const fBlocks = loadExtents(vol, ns.resolve('/f')).toArray().flatMap((e) => Array.from({length: e.n}, (_, i) => e.p + i))
     expect(fBlocks.some((b) => dirBlocks.includes(b)), 'the file reuses blocks of the removed directory').to.equal(true)
     // Power lost before close(): both transactions are committed, not checkpointed.
     for (let seed = 0; seed < 8; seed++) {

@@ -136,7 +136,7 @@ export class RawImage {
   locate(p: string, fileset = 'root'): Located {
     return withImage(this.path, {write: false}, (vol) => {
       const inode = namespace(vol, fileset).resolve(p, false)
-      const extents = inode.r.flags & IF_INLINE ? [] : loadExtents(vol, inode).map((e) => ({...e}))
+      const extents = inode.r.flags & IF_INLINE ? [] : loadExtents(vol, inode).toArray().map((e) => ({...e}))
       return {
         ino: inode.ino, extents, tree: [...inode.treeBlocks],
         phys: (l: number) => {
@@ -149,7 +149,7 @@ export class RawImage {
 
   /** The extents of an inode (by number: one no path names, such as an attribute inode). */
   extentsOf(ino: number): Array<{l: number, n: number, p: number}> {
-    return withImage(this.path, {write: false}, (vol) => loadExtents(vol, vol.iget(ino)).map((e) => ({...e})))
+    return withImage(this.path, {write: false}, (vol) => loadExtents(vol, vol.iget(ino)).toArray().map((e) => ({...e})))
   }
 
   /** Changes the inode number or type of entry `name` of an inline directory, keeping its name and hash. */

@@ -97,7 +97,7 @@ describe('a transaction writes the blocks it allocates in place, and logs only t
       bigDir(namespace(vol, 'root'), '/big')
       vol.commit()
       const dir = namespace(vol, 'root').resolve('/big')
-      const blocks = loadExtents(vol, dir).flatMap((e) => Array.from({length: e.n}, (_, i) => e.p + i))
+      const blocks = loadExtents(vol, dir).toArray().flatMap((e) => Array.from({length: e.n}, (_, i) => e.p + i))
       expect(blocks.length).to.be.at.least(4)
       // What a replay would write now: the transactions logged since the last checkpoint.
       const j = new Journal(vol.dev, vol.sb.journalStart, vol.sb.journalBlocks)

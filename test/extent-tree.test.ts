@@ -156,10 +156,10 @@ describe('extent tree: patched at commit', () => {
             }
           }
           vol.commit()
-          const inMemory = loadExtents(vol, f).map((e) => ({...e}))
+          const inMemory = loadExtents(vol, f).toArray().map((e) => ({...e}))
           // What the commit wrote: the map decoded again from the tree, the inode cache dropped.
           vol.abort()
-          const written = loadExtents(vol, ns.resolve('/f')).map((e) => ({...e}))
+          const written = loadExtents(vol, ns.resolve('/f')).toArray().map((e) => ({...e}))
           expect(written).to.deep.equal(inMemory)
         }
       })

@@ -574,7 +574,7 @@ describe('fileset list: the fast path and oclif print the same bytes', function 
     try {
       const img = path.join(d, 'bad-bucket.img')
       fs.copyFileSync(varied, img)
-      const bucket = withImage(img, {write: false}, (vol) => loadExtents(vol, vol.iget(bigIno))[0].p)
+      const bucket = withImage(img, {write: false}, (vol) => loadExtents(vol, vol.iget(bigIno)).toArray()[0].p)
       const fd = fs.openSync(img, 'r+')
       fs.writeSync(fd, Buffer.from([0xff]), 0, 1, bucket * 4096 + 3000)
       fs.closeSync(fd)

@@ -148,7 +148,7 @@ interface Info {
 function inspect(p: string, fsName = 'root'): Info {
   return withImage(img, {write: false}, (vol) => {
     const inode = namespace(vol, fsName).resolve(p, false)
-    const extents = inode.r.flags & IF_INLINE ? [] : loadExtents(vol, inode).map((e) => ({...e}))
+    const extents = inode.r.flags & IF_INLINE ? [] : loadExtents(vol, inode).toArray().map((e) => ({...e}))
     return {ino: inode.ino, extents, tree: [...inode.treeBlocks]}
   })
 }

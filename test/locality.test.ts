@@ -17,6 +17,7 @@ import {LOCALITY_OFF, LOCALITY_ON, localityCode} from '../src/format/locality.js
 import {COMPAT_LOCALITY, decodeSuperblock, encodeSuperblock, planGeometry} from '../src/format/superblock.js'
 import {crc32} from '../src/format/checksum.js'
 import {defragInode, loadExtents, readBlocks, readData} from '../src/fs/extents.js'
+import {ExtentMap} from '../src/fs/extentmap.js'
 import {listFilesets} from '../src/fs/filesets.js'
 import {copy} from '../src/ops/copy.js'
 import {createEmptyFileset, namespace, withImage} from '../src/fs/image.js'
@@ -247,7 +248,7 @@ describe('locality: placement', () => {
     expect(ns.readFile('/big').equals(pattern(size, 1)), 'the source is unchanged').to.equal(true)
     expect(vol.sb.dataBlocks - vol.sb.freeBlocks - usedBefore, 'blocks used: the six written and the map\'s node (no copy)').to.equal(6 + f.treeBlocks.length)
     expect(c.layout(f).farRuns).to.equal(0)
-    const moved = loadExtents(vol, f).filter((e) => e.n === 1)
+    const moved = loadExtents(vol, f).toArray().filter((e) => e.n === 1)
     const at = (l: number) => moved.find((e) => e.l === l)!.p
     expect(at(5)).to.be.lessThan(at(1030)) // group 0's run before group 1's
     expect(c.record().coawRewrites).to.equal(0)
@@ -291,7 +292,7 @@ describe('locality: reading a file', () => {
       const D = vol.sb.dataStart + 4096 // nothing allocated here
       for (let b = D; b < D + 1200; b++) dev.volatile.writeUInt32LE(b, b * BLOCK_SIZE) // each block names itself
       if (c.used) expect(vol.allocIn(D + 1024, D + 1024 + c.gap, c.gap)).to.deep.equal({p: D + 1024, n: c.gap})
-      const ext = [{l: 0, n: 1024, p: D}, {l: 1024, n: 16, p: D + 1024 + c.gap}]
+      const ext = ExtentMap.of([{l: 0, n: 1024, p: D}, {l: 1024, n: 16, p: D + 1024 + c.gap}])
       const reads: Array<[number, number]> = []
       const store = vol.store
       const readv = store.readDataV.bind(store)
@@ -372,19 +373,19 @@ describe('locality: copy-on-abundant-write', () => {
       vol.commit()
       const c = namespace(vol, 'c')
       const f = c.resolveOwned('/f') // the clone's own inode: every block now counted twice
-      const orig = loadExtents(vol, ns.resolve('/f')).map((e) => ({...e}))
+      const orig = loadExtents(vol, ns.resolve('/f')).toArray().map((e) => ({...e}))
       expect(orig).to.have.length(1)
       for (let i = 0; i < 64; i++) expect(vol.refcount(orig[0].p + i)).to.equal(2)
       c.writeInode(f, 5 * BLOCK_SIZE + 100, Buffer.from('changed'))
       vol.commit()
-      const ext = loadExtents(vol, f)
+      const ext = loadExtents(vol, f).toArray()
       const r0 = ext.filter((e) => e.l < 16)
       expect(r0, 'region 0 of the clone is one run').to.have.length(1)
       expect(r0[0].n).to.equal(16)
       expect(r0[0].p).to.not.equal(orig[0].p)
       for (let i = 0; i < 16; i++) expect(vol.refcount(orig[0].p + i), `old block ${i} of region 0`).to.equal(1)
       for (let i = 16; i < 64; i++) expect(vol.refcount(orig[0].p + i), `block ${i} still shared`).to.equal(2)
-      expect(loadExtents(vol, ns.resolve('/f'))).to.deep.equal(orig)
+      expect(loadExtents(vol, ns.resolve('/f')).toArray()).to.deep.equal(orig)
       expect(c.record().coawRewrites).to.equal(1)
       expect(c.record().coawCopied, 'the 15 unchanged blocks of region 0, still the source\'s').to.equal(15)
       const want = pattern(64 * BLOCK_SIZE, 9)
@@ -425,7 +426,7 @@ describe('locality: copy-on-abundant-write', () => {
             models.set(`c${i}`, m)
           }
           const writer = names[writerPick % names.length]
-          const maps = new Map(names.map((x) => [x, loadExtents(vol, namespace(vol, x).resolve('/f')).map((e) => ({...e}))]))
+          const maps = new Map(names.map((x) => [x, loadExtents(vol, namespace(vol, x).resolve('/f')).toArray().map((e) => ({...e}))]))
           const wns = namespace(vol, writer)
           const f = wns.resolveOwned('/f')
           const before = wns.record()
@@ -438,7 +439,7 @@ describe('locality: copy-on-abundant-write', () => {
             for (const x of names) {
               const ns = namespace(vol, x)
               expect(ns.readFile('/f').equals(models.get(x)!), `content of ${x}:/f after a write in ${writer}`).to.equal(true)
-              if (x !== writer) expect(loadExtents(vol, ns.resolve('/f')), `${x}'s map is untouched`).to.deep.equal(maps.get(x))
+              if (x !== writer) expect(loadExtents(vol, ns.resolve('/f')).toArray(), `${x}'s map is untouched`).to.deep.equal(maps.get(x))
             }
             expect(refcountProblems(vol)).to.deep.equal([])
           }
@@ -482,7 +483,7 @@ describe('locality: copy-on-abundant-write', () => {
       ns.writeFile(`/pad${i % 5}`, pattern(3 * BLOCK_SIZE, i))
     })
     vol.commit()
-    const rootMap = loadExtents(vol, ns.resolve('/f')).map((e) => ({...e}))
+    const rootMap = loadExtents(vol, ns.resolve('/f')).toArray().map((e) => ({...e}))
     const pol = policyFor(64 * 1024)
     const far = () => { const e = loadExtents(vol, f); return Array.from({length: 32}, (_, r) => regionView(e, r, pol, 512).farRuns) }
     const before = far()
@@ -492,7 +493,7 @@ describe('locality: copy-on-abundant-write', () => {
     vol.commit()
     expect(c.readFile('/f').equals(model)).to.equal(true)
     expect(ns.readFile('/solo').equals(soloModel)).to.equal(true)
-    expect(loadExtents(vol, ns.resolve('/f')), 'the source keeps its blocks').to.deep.equal(rootMap)
+    expect(loadExtents(vol, ns.resolve('/f')).toArray(), 'the source keeps its blocks').to.deep.equal(rootMap)
     // Shared: region 3, mostly the clone's own, is rewritten (its 6 blocks still shared copied);
     // the others, mostly shared, keep their far runs. Unshared: one run.
     const after = far()
@@ -535,12 +536,12 @@ describe('locality: copy-on-abundant-write', () => {
     const first = defragInode(vol, file, pol)
     vol.commit()
     expect(first.copied, 'the scattered pieces are moved').to.be.greaterThan(0)
-    const laid = loadExtents(vol, file).map((e) => ({...e}))
+    const laid = loadExtents(vol, file).toArray().map((e) => ({...e}))
     expect(laid.length, 'holes stay holes: as many extents').to.equal(runs)
     const second = defragInode(vol, file, pol)
     vol.commit()
     expect(second).to.deep.equal({rewrites: 0, copied: 0, copiedShared: 0})
-    expect(loadExtents(vol, file)).to.deep.equal(laid)
+    expect(loadExtents(vol, file).toArray()).to.deep.equal(laid)
     expect(ns.readFile('/sparse').equals(model)).to.equal(true)
     expect(refcountProblems(vol)).to.deep.equal([])
     vol.close()

@@ -386,7 +386,7 @@ describe('scan: filesets and clones', function () {
     const block = withImage(img, {write: false}, (vol) => {
       const ino = vol.sb.scanIno
       expect(ino).to.be.greaterThan(0)
-      return loadExtents(vol, vol.iget(ino))[0].p
+      return loadExtents(vol, vol.iget(ino)).toArray()[0].p
     })
     expect(block).to.be.greaterThan(0)
     const fd = fs.openSync(img, 'r+')

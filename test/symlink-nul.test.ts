@@ -36,7 +36,7 @@ describe('symlink targets holding a NUL byte (a damaged image)', function () {
       const zero = ns.resolve('/d/zero', false)
       zero.r.area[0] = 0
       vol.idirty(zero)
-      longBlock = loadExtents(vol, ns.resolve('/d/long', false))[0].p
+      longBlock = loadExtents(vol, ns.resolve('/d/long', false)).toArray()[0].p
     })
     const fd = fs.openSync(img, 'r+')
     fs.writeSync(fd, Buffer.from([0]), 0, 1, longBlock * BLOCK_SIZE + 100)

@@ -4,6 +4,7 @@
 // pointer table of 2^depth bucket numbers. A lookup reads one pointer block and one bucket,
 // whatever the directory's size. Buckets at the maximum depth chain to overflow buckets.
 // Directory blocks are metadata: they are changed in place through the journal.
+import {ExtentMap} from './extentmap.js'
 import {
   BLOCK_SIZE, DIR_MAX_DEPTH, DIR_PTRS_PER_BLOCK, DIR_PTR_BASE, IF_HASHED, IF_INLINE,
 } from '../format/constants.js'
@@ -35,7 +36,7 @@ export function dirInit(dir: Inode): void {
   dir.r.dirSeed = (Math.random() * 0x1_0000_0000) >>> 0
   dir.r.dirDepth = 0
   dir.r.dirBuckets = 0
-  dir.extents = []
+  dir.extents = new ExtentMap()
   dir.treeBlocks = []
 }
 
@@ -113,7 +114,8 @@ function addDirBlock(vol: Volume, dir: Inode, l: number): Buffer {
  */
 function allocDirBlocks(vol: Volume, dir: Inode, n: number): number[] {
   const ext = loadExtents(vol, dir)
-  let goal = ext.length ? ext[ext.length - 1].p + ext[ext.length - 1].n : undefined
+  const last = ext.last()
+  let goal = last ? last.p + last.n : undefined
   const got: number[] = []
   try {
     for (let i = 0; i < n; i++) {
@@ -320,9 +322,11 @@ export function dirForEachRawByInode(vol: Volume, dir: Inode, fn: RawEntryFn): v
  * (BlockStore.getThrough), each checked as readBucket checks it: for walks over many trees
  * (src/fs/space.ts), with no Inode built and no block cached.
  */
-export function hashedDirForEachRaw(vol: Volume, dirIno: number, buckets: number, ext: Extent[], w: ReadWindow, fn: RawEntryFn): void {
+export function hashedDirForEachRaw(vol: Volume, dirIno: number, buckets: number, ext: readonly Extent[], w: ReadWindow, fn: RawEntryFn): void {
   for (let l = 0; l < buckets; l++) {
-    const p = bmapExt(ext, l)
+    // (a map held in the inode: a few extents, looked through in order)
+    let p = 0
+    for (const e of ext) if (l >= e.l && l < e.l + e.n) { p = e.p + (l - e.l); break }
     if (p === 0) missingBlock(dirIno, l)
     const buf = vol.store.getThrough(p, w)
     if (!vol.isUnsealed(p) && !bucketSound(buf)) badBucket(dirIno, l)
@@ -395,7 +399,7 @@ function toHashed(vol: Volume, dir: Inode): void {
   const [p] = allocDirBlocks(vol, dir, 1) // (first: a full image leaves the directory inline)
   dir.r.flags = (dir.r.flags & ~IF_INLINE) | IF_HASHED
   dir.r.area.fill(0)
-  dir.extents = []
+  dir.extents = new ExtentMap()
   dir.treeBlocks = []
   dir.r.dirDepth = 0
   dir.r.dirBuckets = 1
@@ -562,7 +566,7 @@ export function dirCopyLayout(vol: Volume, src: Inode, dst: Inode, inos: ArrayLi
     if (!(src.r.flags & IF_HASHED)) fail('EBADIMAGE', `directory inode ${src.ino} has no entry format; run 'prism fsck'`)
     dst.r.flags = (dst.r.flags & ~IF_INLINE) | IF_HASHED
     dst.r.area.fill(0) // the extent root, written at commit
-    dst.extents = []
+    dst.extents = new ExtentMap()
     dst.treeBlocks = []
     for (let l = 0; l < src.r.dirBuckets; l++) {
       const from = readBucket(vol, src, l)

@@ -3,6 +3,7 @@
 // never overwrite a block in place: new blocks are allocated and the old ones released,
 // so an interrupted write leaves the old content, and a block shared with another inode
 // (refcount > 1) is never touched: that is the block level of copy-on-write.
+import {ExtentMap} from './extentmap.js'
 import {noteExtentChange} from './extundo.js'
 import {BLOCK_SIZE, IF_INLINE, MAX_FILE_BLOCKS, MAX_FILE_SIZE} from '../format/constants.js'
 import {
@@ -35,9 +36,9 @@ function chunkFor(size: number, chunk: number): number {
 
 // ---------------------------------------------------------------- the map
 
-export function loadExtents(vol: Volume, inode: Inode): Extent[] {
+export function loadExtents(vol: Volume, inode: Inode): ExtentMap {
   if (inode.extents) return inode.extents
-  const out: Extent[] = []
+  const out = new ExtentMap()
   const tree: number[] = []
   // A special file's area holds its device number, never a map (FORMAT.md §5.5).
   if (!(inode.r.flags & IF_INLINE) && !inode.isSpecial) readMap(vol, inode.ino, inode.r.area, out, tree)
@@ -59,12 +60,17 @@ export function extentsInPlace(vol: Volume, ino: number, buf: Buffer, off: numbe
   return readMap(vol, ino, buf.subarray(off + INODE_AREA_OFF, off + INODE_AREA_OFF + INODE_AREA_SIZE), out, null) ? out : null
 }
 
+/** Where a map being read goes: an ExtentMap, or an array. */
+interface ExtentSink {
+  push(e: Extent): unknown
+}
+
 /**
  * Reads the map whose root is `area` (inode `ino`'s) into `out`, its tree's node blocks into
  * `tree`; with `tree` null, only a root that holds the whole map (depth 0), returning false
  * for a deeper one. A damaged map fails with EBADIMAGE.
  */
-function readMap(vol: Volume, ino: number, area: Buffer, out: Extent[], tree: number[] | null): boolean {
+function readMap(vol: Volume, ino: number, area: Buffer, out: ExtentSink, tree: number[] | null): boolean {
   try {
     const root = decodeExtentRoot(area, `inode ${ino} extent root`)
     if (tree === null && root.depth !== 0) return false
@@ -76,7 +82,7 @@ function readMap(vol: Volume, ino: number, area: Buffer, out: Extent[], tree: nu
   }
 }
 
-function walk(vol: Volume, owner: number, node: ExtentNode, out: Extent[], tree: number[], guard: number): void {
+function walk(vol: Volume, owner: number, node: ExtentNode, out: ExtentSink, tree: number[], guard: number): void {
   if (guard > 6) throw new FormatError(`inode ${owner}`, 'value', 'extent tree too deep')
   if (node.depth === 0) {
     // A damaged map must not lead reads past the image or writes into the tables.
@@ -118,7 +124,7 @@ export interface TreeShape {
   /** the node blocks level by level, leaves first; the root (in the inode) is not among them */
   levels: ShapeNode[][]
   /** the map written (inode.extents), whose changes since then CHANGED records */
-  ext: Extent[]
+  ext: ExtentMap
 }
 
 /**
@@ -127,7 +133,7 @@ export interface TreeShape {
  * leaf holds the extents whose first block lies between its key and the next leaf's). A map
  * not listed here (one assigned whole) is compared leaf by leaf.
  */
-const CHANGED = new WeakMap<Extent[], Changes>()
+const CHANGED = new WeakMap<ExtentMap, Changes>()
 
 class Changes {
   private readonly lo: number[] = []
@@ -170,7 +176,7 @@ interface ShapeNode {
 
 /** Writes an inode's in-memory map back into its root and node blocks. */
 export function storeExtents(vol: Volume, inode: Inode): void {
-  const ext = inode.extents ?? []
+  const ext = inode.extents ?? new ExtentMap()
   const shape = ext.length > EXT_ROOT_MAX ? inode.treeShape ?? shapeOnDisk(vol, inode, ext) : undefined
   if (!(shape && ext.length > EXT_ROOT_MAX && shape.blocks === inode.treeBlocks && patchTree(vol, inode, ext, shape))) buildTree(vol, inode, ext)
   inode.extentsDirty = false
@@ -182,7 +188,7 @@ export function storeExtents(vol: Volume, inode: Inode): void {
  * loaded from them: undefined where it is not a tree of node blocks exactly `treeBlocks`,
  * keyed in order by each child's first entry (which is then built whole).
  */
-function shapeOnDisk(vol: Volume, inode: Inode, ext: Extent[]): TreeShape | undefined {
+function shapeOnDisk(vol: Volume, inode: Inode, ext: ExtentMap): TreeShape | undefined {
   const tree = inode.treeBlocks
   if (tree.length === 0 || inode.r.flags & IF_INLINE || !CHANGED.has(ext)) return undefined
   let root: ExtentNode
@@ -207,7 +213,7 @@ function shapeOnDisk(vol: Volume, inode: Inode, ext: Extent[]): TreeShape | unde
     const level = levels[depth]
     if (node.depth !== depth || first !== key || (level.length > 0 && level[level.length - 1].key >= key)) return false
     const me = level.length
-    level.push({block, key, entries: depth === 0 ? leafEntries(node.extents, 0, node.extents.length) : indexEntries(node.index.map((x) => ({key: x.l, block: x.child}))), parent})
+    level.push({block, key, entries: depth === 0 ? leafEntries(ExtentMap.of(node.extents), 0, node.extents.length) : indexEntries(node.index.map((x) => ({key: x.l, block: x.child}))), parent})
     if (depth > 0) for (const x of node.index) if (!visit(x.l, x.child, depth - 1, me)) return false
     return true
   }
@@ -217,7 +223,7 @@ function shapeOnDisk(vol: Volume, inode: Inode, ext: Extent[]): TreeShape | unde
 }
 
 /** Builds the whole tree (FORMAT.md §6.4), reusing the inode's node blocks first. */
-function buildTree(vol: Volume, inode: Inode, ext: Extent[]): void {
+function buildTree(vol: Volume, inode: Inode, ext: ExtentMap): void {
   const old = inode.treeBlocks
   const fresh: number[] = []
   let reuse = 0
@@ -231,7 +237,7 @@ function buildTree(vol: Volume, inode: Inode, ext: Extent[]): void {
   let root: ExtentNode
   const levels: ShapeNode[][] = []
   if (ext.length <= EXT_ROOT_MAX) {
-    root = {depth: 0, extents: ext, index: []}
+    root = {depth: 0, extents: ext.toArray(), index: []}
   } else {
     // Leaves of BUILD_FILL extents, then index levels of BUILD_FILL entries until at most 8
     // nodes remain for the root.
@@ -276,7 +282,7 @@ function buildTree(vol: Volume, inode: Inode, ext: Extent[]): void {
  * changed nothing, where that does not fit (a leaf left empty, a parent or the root that would
  * overflow): the caller then builds the tree whole.
  */
-function patchTree(vol: Volume, inode: Inode, ext: Extent[], shape: TreeShape): boolean {
+function patchTree(vol: Volume, inode: Inode, ext: ExtentMap, shape: TreeShape): boolean {
   const leaves = shape.levels[0]
   const changes = shape.ext === ext ? CHANGED.get(ext) : undefined
   // The new leaves: [from, to) of ext each, with the block they go in (-1: a new block).
@@ -335,11 +341,11 @@ function patchTree(vol: Volume, inode: Inode, ext: Extent[], shape: TreeShape): 
     const a = from[i]
     const b = from[i + 1]
     if (!changed[i]) {
-      level.push({block: block[i], key: ext[a].l, entries: leaves[orig[i]].entries, parent: parent[i]})
+      level.push({block: block[i], key: ext.get(a).l, entries: leaves[orig[i]].entries, parent: parent[i]})
       continue
     }
     encodeExtentNode({depth: 0, extents: ext.slice(a, b), index: []}, inode.ino, vol.store.fresh(block[i]))
-    level.push({block: block[i], key: ext[a].l, entries: leafEntries(ext, a, b), parent: parent[i]})
+    level.push({block: block[i], key: ext.get(a).l, entries: leafEntries(ext, a, b), parent: parent[i]})
   }
   const levels: ShapeNode[][] = [level]
   // The index levels: the same nodes, with the entries of their children as they now are;
@@ -369,21 +375,21 @@ function patchTree(vol: Volume, inode: Inode, ext: Extent[], shape: TreeShape): 
 }
 
 /** The first index at or after `from` whose extent starts at or after logical block l. */
-function lowerBound(ext: Extent[], l: number, from: number): number {
+function lowerBound(ext: ExtentMap, l: number, from: number): number {
   let lo = from
   let hi = ext.length
   while (lo < hi) {
     const mid = (lo + hi) >> 1
-    if (ext[mid].l < l) lo = mid + 1
+    if (ext.get(mid).l < l) lo = mid + 1
     else hi = mid
   }
   return lo
 }
 
-function leafEntries(ext: Extent[], a: number, b: number): Float64Array {
+function leafEntries(ext: ExtentMap, a: number, b: number): Float64Array {
   const out = new Float64Array((b - a) * 3)
   for (let i = a, o = 0; i < b; i++, o += 3) {
-    const e = ext[i]
+    const e = ext.get(i)
     out[o] = e.l
     out[o + 1] = e.n
     out[o + 2] = e.p
@@ -391,10 +397,10 @@ function leafEntries(ext: Extent[], a: number, b: number): Float64Array {
   return out
 }
 
-function sameLeaf(ext: Extent[], a: number, b: number, entries: Float64Array): boolean {
+function sameLeaf(ext: ExtentMap, a: number, b: number, entries: Float64Array): boolean {
   if ((b - a) * 3 !== entries.length) return false
   for (let i = a, o = 0; i < b; i++, o += 3) {
-    const e = ext[i]
+    const e = ext.get(i)
     if (entries[o] !== e.l || entries[o + 1] !== e.n || entries[o + 2] !== e.p) return false
   }
   return true
@@ -427,12 +433,12 @@ export function flushExtents(vol: Volume, inodes: Iterable<Inode>): void {
 }
 
 /** Index of the extent containing logical block l, or -1. */
-export function findExtent(ext: Extent[], l: number): number {
+export function findExtent(ext: ExtentMap, l: number): number {
   let lo = 0
   let hi = ext.length - 1
   while (lo <= hi) {
     const mid = (lo + hi) >> 1
-    const e = ext[mid]
+    const e = ext.get(mid)
     if (l < e.l) hi = mid - 1
     else if (l >= e.l + e.n) lo = mid + 1
     else return mid
@@ -444,11 +450,11 @@ export function findExtent(ext: Extent[], l: number): number {
 export function bmap(vol: Volume, inode: Inode, l: number): number {
   const ext = loadExtents(vol, inode)
   const i = findExtent(ext, l)
-  return i < 0 ? 0 : ext[i].p + (l - ext[i].l)
+  return i < 0 ? 0 : ext.get(i).p + (l - ext.get(i).l)
 }
 
 /** Removes the mapping of [l, l+n) and returns the physical runs that were mapped there. */
-export function unmapRange(ext: Extent[], l: number, n: number): Extent[] {
+export function unmapRange(ext: ExtentMap, l: number, n: number): Extent[] {
   const end = l + n
   const removed: Extent[] = []
   const keep: Extent[] = []
@@ -456,8 +462,8 @@ export function unmapRange(ext: Extent[], l: number, n: number): Extent[] {
   // (a random write into a file of 50,000 extents must not rebuild the whole list).
   const i = firstEndingAfter(ext, l)
   let j = i
-  for (; j < ext.length && ext[j].l < end; j++) {
-    const e = ext[j]
+  for (; j < ext.length && ext.get(j).l < end; j++) {
+    const e = ext.get(j)
     const eEnd = e.l + e.n
     if (e.l < l) keep.push({l: e.l, n: l - e.l, p: e.p})
     const s = Math.max(e.l, l)
@@ -466,24 +472,24 @@ export function unmapRange(ext: Extent[], l: number, n: number): Extent[] {
     if (eEnd > end) keep.push({l: end, n: eEnd - end, p: e.p + (end - e.l)})
   }
   if (j > i) {
-    CHANGED.get(ext)?.add(Math.min(ext[i].l, l), end + 1)
+    CHANGED.get(ext)?.add(Math.min(ext.get(i).l, l), end + 1)
     noteExtentChange(ext, i, j - i, keep.length)
-    ext.splice(i, j - i, ...keep)
+    ext.splice(i, j - i, keep)
   }
   return removed
 }
 
 /** Maps [l, l+n) to physical p.. (the range must be unmapped); merges with neighbours. */
-export function mapRange(ext: Extent[], l: number, n: number, p: number): void {
+export function mapRange(ext: ExtentMap, l: number, n: number, p: number): void {
   let lo = 0
   let hi = ext.length
   while (lo < hi) {
     const mid = (lo + hi) >> 1
-    if (ext[mid].l < l) lo = mid + 1
+    if (ext.get(mid).l < l) lo = mid + 1
     else hi = mid
   }
-  const prev = ext[lo - 1]
-  const next = ext[lo]
+  const prev = ext.at(lo - 1)
+  const next = ext.at(lo)
   CHANGED.get(ext)?.add(prev ? prev.l : l, next ? next.l + 1 : l + 1)
   if (prev && prev.l + prev.n === l && prev.p + prev.n === p && prev.n + n <= 0xffff_ffff) {
     const joins = next !== undefined && prev.l + prev.n + n === next.l && prev.p + prev.n + n === next.p
@@ -503,7 +509,7 @@ export function mapRange(ext: Extent[], l: number, n: number, p: number): void {
     return
   }
   noteExtentChange(ext, lo, 0, 1)
-  ext.splice(lo, 0, {l, n, p})
+  ext.splice(lo, 0, [{l, n, p}])
 }
 
 // ---------------------------------------------------------------- data
@@ -525,7 +531,7 @@ export function releaseAll(vol: Volume, inode: Inode): void {
     for (const b of inode.treeBlocks) vol.decRef(b)
     inode.r.area.fill(0)
   }
-  inode.extents = []
+  inode.extents = new ExtentMap()
   inode.treeBlocks = []
   inode.extentsDirty = false
   inode.r.blocks = 0
@@ -557,13 +563,13 @@ let spanScratch: Buffer | null = null
  * of those ends when the gap is small: the reads of each stream (a file's base runs, its
  * overflow zone) then follow one another.
  */
-export function readBlocks(vol: Volume, ext: Extent[], l: number, out: Buffer, cursor?: ReadCursor): void {
+export function readBlocks(vol: Volume, ext: ExtentMap, l: number, out: Buffer, cursor?: ReadCursor): void {
   const n = out.length / BLOCK_SIZE
   const end = l + n
   const pieces: Extent[] = []
   let covered = 0
-  for (let i = firstEndingAfter(ext, l); i < ext.length && ext[i].l < end; i++) {
-    const e = ext[i]
+  for (let i = firstEndingAfter(ext, l); i < ext.length && ext.get(i).l < end; i++) {
+    const e = ext.get(i)
     const s = Math.max(e.l, l)
     const t = Math.min(e.l + e.n, end)
     pieces.push({l: s, n: t - s, p: e.p + (s - e.l)})
@@ -669,7 +675,7 @@ function gapBuf(blocks: number): Buffer {
 export function firstBlock(vol: Volume, inode: Inode): number {
   if (!inode.isReg || inode.r.flags & IF_INLINE || inode.r.size === 0) return 0
   const ext = loadExtents(vol, inode)
-  return ext.length ? ext[0].p : 0
+  return ext.length ? ext.get(0).p : 0
 }
 
 /** Reads [off, off+len) of a file into a buffer (holes read as zeros). */
@@ -700,7 +706,7 @@ export const streamTuning = {ioBytes: 4 * 1024 * 1024}
 
 /** What streamData and streamSparse read with: the map, the sizes, the buffer and the read cursor. */
 interface Stream {
-  ext: Extent[]
+  ext: ExtentMap
   /** the most a sink is handed at once */
   chunk: number
   /** the most read at once, in blocks */
@@ -861,7 +867,7 @@ function uninline(vol: Volume, inode: Inode): void {
   const data = Buffer.from(inode.r.area.subarray(0, inode.r.size))
   inode.r.flags &= ~IF_INLINE
   inode.r.area.fill(0)
-  inode.extents = []
+  inode.extents = new ExtentMap()
   dropTree(vol, inode)
   if (data.length > 0) {
     const {p} = vol.allocRun(1)
@@ -891,7 +897,7 @@ const NO_STATS: WriteStats = Object.freeze({rewrites: 0, copied: 0, copiedShared
 interface Write {
   vol: Volume
   inode: Inode
-  ext: Extent[]
+  ext: ExtentMap
   off: number
   end: number
   data: Buffer
@@ -951,7 +957,7 @@ function writeAt(vol: Volume, inode: Inode, off: number, data: Buffer, owned: bo
       dropTree(vol, inode)
       inode.r.flags |= IF_INLINE
       inode.r.area.fill(0)
-      inode.extents = []
+      inode.extents = new ExtentMap()
     }
     data.copy(inode.r.area, off)
     inode.r.size = newSize
@@ -1050,16 +1056,16 @@ function writeLocal(w: Write, pol: LocalityPolicy): void {
 }
 
 /** The physical block of logical block l in a loaded map, or 0 for a hole. */
-export function bmapExt(ext: Extent[], l: number): number {
+export function bmapExt(ext: ExtentMap, l: number): number {
   const i = findExtent(ext, l)
-  return i < 0 ? 0 : ext[i].p + (l - ext[i].l)
+  return i < 0 ? 0 : ext.get(i).p + (l - ext.get(i).l)
 }
 
 /** How many blocks from logical l (up to `to`) are mapped contiguously to blocks allocated in this transaction and used by nothing else. */
-function inPlaceRun(vol: Volume, ext: Extent[], l: number, to: number): number {
+function inPlaceRun(vol: Volume, ext: ExtentMap, l: number, to: number): number {
   const i = findExtent(ext, l)
   if (i < 0) return 0
-  const e = ext[i]
+  const e = ext.get(i)
   const lim = Math.min(to, e.l + e.n - 1)
   let k = 0
   for (let x = l; x <= lim; x++) {
@@ -1197,14 +1203,14 @@ interface Pending {
  * blocks), each at its offset, with `pending` bytes written over theirs; holes stay holes
  * (their blocks of the run go back). The old blocks lose this file's reference.
  */
-function relocate(vol: Volume, inode: Inode, ext: Extent[], lo: number, hi: number, p: number, stats: WriteStats, pending?: Pending): void {
+function relocate(vol: Volume, inode: Inode, ext: ExtentMap, lo: number, hi: number, p: number, stats: WriteStats, pending?: Pending): void {
   const n = hi - lo + 1
   const buf = Buffer.alloc(n * BLOCK_SIZE)
   const mapped = new Uint8Array(n)
   // Blocks the write itself covers are written by it (block copy-on-write would too): not a copy the policy made.
   const written = (l: number) => pending !== undefined && l >= pending.a && l <= pending.b
-  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext[i].l <= hi; i++) {
-    const e = ext[i]
+  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext.get(i).l <= hi; i++) {
+    const e = ext.get(i)
     const s = Math.max(e.l, lo)
     const t = Math.min(e.l + e.n - 1, hi)
     vol.store.readData(e.p + (s - e.l), buf.subarray((s - lo) * BLOCK_SIZE, (t - lo + 1) * BLOCK_SIZE))
@@ -1364,7 +1370,7 @@ export function moveData(vol: Volume, src: Inode, dst: Inode, from: number): voi
     else {
       dst.r.flags &= ~IF_INLINE
       dst.r.area.fill(0)
-      dst.extents = []
+      dst.extents = new ExtentMap()
       dropTree(vol, dst)
     }
   }
@@ -1380,7 +1386,7 @@ export function moveData(vol: Volume, src: Inode, dst: Inode, from: number): voi
     src.r.blocks -= e.n
   }
   // (src's tree node blocks go back as its empty map is stored)
-  src.extents = []
+  src.extents = new ExtentMap()
   src.r.size = 0
   src.extentsDirty = true
   vol.idirty(src)
@@ -1404,17 +1410,19 @@ export function shareBlocks(vol: Volume, src: Inode, sl: number, dst: Inode, dl:
   const end = (dl + n) * BLOCK_SIZE
   checkSize(end)
   const pieces: Extent[] = []
-  for (const e of loadExtents(vol, src)) {
+  const se = loadExtents(vol, src)
+  for (const e of se.from(se.firstEndingAfter(sl))) {
+    if (e.l >= sl + n) break
     const a = Math.max(e.l, sl)
     const b = Math.min(e.l + e.n, sl + n)
-    if (a < b) pieces.push({l: dl + (a - sl), n: b - a, p: e.p + (a - e.l)})
+    pieces.push({l: dl + (a - sl), n: b - a, p: e.p + (a - e.l)})
   }
   if (dst.r.flags & IF_INLINE) uninline(vol, dst)
   const ext = loadExtents(vol, dst)
   const old = unmapRange(ext, dl, n)
   // A block dst maps elsewhere (its own range copied, or one range twice): a file then maps
   // it at two places, which builds before this one misread (INCOMPAT_REPEATED_BLOCKS).
-  if (!(vol.sb.incompat & INCOMPAT_REPEATED_BLOCKS) && pieces.length > 0 && mapsAnyOf(ext, pieces)) {
+  if (!(vol.sb.incompat & INCOMPAT_REPEATED_BLOCKS) && pieces.length > 0 && mayRepeat(vol, src, dst, pieces) && mapsAnyOf(ext, pieces)) {
     vol.sb.incompat |= INCOMPAT_REPEATED_BLOCKS
     vol.markSbDirty()
   }
@@ -1439,7 +1447,7 @@ export function shareBlocks(vol: Volume, src: Inode, sl: number, dst: Inode, dl:
  * is full (the paper's overflow rule, §3.5) is copied to a new block, which `ext` maps instead.
  * Returns the number of blocks copied.
  */
-function shareRun(vol: Volume, ext: Extent[], e: Extent): number {
+function shareRun(vol: Volume, ext: ExtentMap, e: Extent): number {
   let copied = 0
   for (const p of vol.incRefRun(e.p, e.n)) {
     const buf = Buffer.allocUnsafe(BLOCK_SIZE)
@@ -1455,21 +1463,39 @@ function shareRun(vol: Volume, ext: Extent[], e: Extent): number {
 }
 
 /**
- * Whether `ext` maps any block of `pieces` (by physical number). `ext` maps no block twice
- * (INCOMPAT_REPEATED_BLOCKS is clear), so sorted by physical block its runs do not overlap.
+ * Whether `dst` may already map a block of `pieces` (src's, about to be shared into it): when
+ * it is src, or when one of them has a reference besides src's (a count above 1). A block
+ * only src uses is none of dst's: most calls (a copy_file_range between two files of one
+ * fileset) are answered without looking through dst's map.
  */
-function mapsAnyOf(ext: Extent[], pieces: Extent[]): boolean {
-  if (ext.length === 0) return false
-  const byP = ext.slice().sort((a, b) => a.p - b.p)
+function mayRepeat(vol: Volume, src: Inode, dst: Inode, pieces: Extent[]): boolean {
+  if (src === dst || src.ino === dst.ino) return true
+  let shared = false
   for (const x of pieces) {
+    vol.forEachRefcounts(x.p, x.n, (_first, counts) => {
+      for (let i = 0; i < counts.length && !shared; i++) if (counts[i] > 1) shared = true
+    })
+    if (shared) return true
+  }
+  return false
+}
+
+/**
+ * Whether `ext` maps any block of `pieces` (by physical number): one pass over the map, each
+ * extent looked up among the pieces sorted by physical block.
+ */
+function mapsAnyOf(ext: ExtentMap, pieces: Extent[]): boolean {
+  const byP = pieces.slice().sort((a, b) => a.p - b.p)
+  for (const e of ext) {
+    // the first piece that ends after e starts
     let lo = 0
     let hi = byP.length
     while (lo < hi) {
       const m = (lo + hi) >> 1
-      if (byP[m].p + byP[m].n <= x.p) lo = m + 1
+      if (byP[m].p + byP[m].n <= e.p) lo = m + 1
       else hi = m
     }
-    if (lo < byP.length && byP[lo].p < x.p + x.n) return true
+    if (lo < byP.length && byP[lo].p < e.p + e.n) return true
   }
   return false
 }
@@ -1498,7 +1524,7 @@ export function shareData(vol: Volume, src: Inode, dst: Inode): number {
 export function shareInto(vol: Volume, src: Inode, dst: Inode): number {
   dst.r.size = src.r.size
   dst.r.area.fill(0)
-  dst.extents = []
+  dst.extents = new ExtentMap()
   dst.treeBlocks = []
   dst.r.blocks = 0
   if (src.r.flags & IF_INLINE || src.isSpecial) {
@@ -1509,7 +1535,7 @@ export function shareInto(vol: Volume, src: Inode, dst: Inode): number {
     return 0
   }
   dst.r.flags &= ~IF_INLINE
-  const out: Extent[] = []
+  const out = new ExtentMap()
   let copied = 0
   for (const e of loadExtents(vol, src)) {
     out.push({...e})

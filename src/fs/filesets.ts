@@ -10,6 +10,7 @@
 // and clone source, so that every lookup a command or a clone makes costs the same whether
 // the image holds one fileset or a hundred thousand. It must never be changed except through
 // saveFileset/addFileset/removeFileset, which keep the indexes and the blocks in step.
+import {ExtentMap} from './extentmap.js'
 import {FILESETS_PER_BLOCK, FILESET_RECORD_SIZE, FS_ACTIVE, FS_DELETING, FS_EXPANDING, MODE_ASYNC, MODE_NONE, S_IFREG} from '../format/constants.js'
 import {decodeFileset, encodeFileset, filesetNameProblem, readFilesetRaw, type FilesetRecord} from '../format/fileset.js'
 import {FormatError} from '../format/errors.js'
@@ -505,7 +506,7 @@ function growTable(vol: Volume, t: Table): void {
     file = vol.ialloc(S_IFREG | 0o600)
     file.r.nlink = 1
     file.r.dataVersion = 1
-    file.extents = []
+    file.extents = new ExtentMap()
     file.treeBlocks = []
     vol.sb.filesetExtIno = file.ino
     vol.sb.incompat |= INCOMPAT_FILESET_TABLE

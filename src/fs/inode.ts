@@ -9,7 +9,7 @@
 // commit is a part of an inode (its `r` record or its `extents` array): take it again.
 import {emptyInode, type InodeRecord} from '../format/inode.js'
 import {realtimeNow} from '../sys.js'
-import type {Extent} from '../format/extent.js'
+import type {ExtentMap} from './extentmap.js'
 import {forgetExtentChanges, undoExtentChanges, watchExtentChanges} from './extundo.js'
 import type {TreeShape} from './extents.js'
 import {S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFDIR, S_IFLNK, S_IFREG, S_IFSOCK, isSpecial} from '../format/constants.js'
@@ -63,7 +63,7 @@ export const savepointWatch: {epoch: number, fn: ((inode: Inode) => void) | null
 export interface InodeState {
   rec: InodeRecord
   /** the map then: a copy, or the map itself with its changes recorded (extundo.ts), or null (read again from its blocks) */
-  ext: Extent[] | null
+  ext: ExtentMap | null
   extWatched: boolean
   tree: number[]
   extDirty: boolean
@@ -72,7 +72,7 @@ export interface InodeState {
 
 export class Inode {
   private rec: InodeRecord
-  private ext: Extent[] | null = null
+  private ext: ExtentMap | null = null
   private tree: number[] = []
   private extDirty = false
   private shp: TreeShape | undefined = undefined
@@ -137,7 +137,7 @@ export class Inode {
     if (watched) watchExtentChanges(ext)
     return {
       rec: {...r, area: Buffer.from(r.area)},
-      ext: ext && !watched ? ext.map((e) => ({...e})) : ext,
+      ext: ext && !watched ? ext.clone() : ext,
       extWatched: watched,
       tree: this.tree.slice(),
       extDirty: this.extDirty,
@@ -163,8 +163,8 @@ export class Inode {
   set r(v: InodeRecord) { this.live().rec = v }
 
   /** the file's mapping, sorted by logical block; loaded on first use */
-  get extents(): Extent[] | null { return this.live().ext }
-  set extents(v: Extent[] | null) { this.live().ext = v }
+  get extents(): ExtentMap | null { return this.live().ext }
+  set extents(v: ExtentMap | null) { this.live().ext = v }
 
   /** extent-tree node blocks currently holding the mapping (reused when it is rewritten) */
   get treeBlocks(): number[] { return this.live().tree }

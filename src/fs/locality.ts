@@ -12,6 +12,7 @@ import {BLOCK_SIZE, IF_INLINE} from '../format/constants.js'
 import type {Extent} from '../format/extent.js'
 import {FILESET_LOCALITY_MASK, LOCALITY_INHERIT, LOCALITY_OFF, LOCALITY_ON, localityCode, regionBytesOf, type LocalityCode} from '../format/locality.js'
 import {COMPAT_LOCALITY} from '../format/superblock.js'
+import type {ExtentMap} from './extentmap.js'
 import {loadExtents} from './extents.js'
 import {filesetById, saveFileset, type Fileset} from './filesets.js'
 import type {Inode} from './inode.js'
@@ -108,15 +109,8 @@ export {LOCALITY_INHERIT, LOCALITY_OFF, LOCALITY_ON}
 // ---------------------------------------------------------------- regions and groups
 
 /** Index of the first extent that ends after logical block l. */
-export function firstEndingAfter(ext: Extent[], l: number): number {
-  let lo = 0
-  let hi = ext.length
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1
-    if (ext[mid].l + ext[mid].n <= l) lo = mid + 1
-    else hi = mid
-  }
-  return lo
+export function firstEndingAfter(ext: ExtentMap, l: number): number {
+  return ext.firstEndingAfter(l)
 }
 
 /**
@@ -124,12 +118,12 @@ export function firstEndingAfter(ext: Extent[], l: number): number {
  * where lo sits for the most mapped blocks (each piece implies one: p - (l - lo)), so that a
  * base run split by many moved blocks stays the home against any single run moved whole.
  */
-function piecesOf(ext: Extent[], lo: number, n: number): {pieces: Extent[], mapped: number, home: number} {
+function piecesOf(ext: ExtentMap, lo: number, n: number): {pieces: Extent[], mapped: number, home: number} {
   const hi = lo + n
   const pieces: Extent[] = []
   let mapped = 0
-  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext[i].l < hi; i++) {
-    const e = ext[i]
+  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext.get(i).l < hi; i++) {
+    const e = ext.get(i)
     const s = Math.max(e.l, lo)
     const t = Math.min(e.l + e.n, hi)
     pieces.push({l: s, n: t - s, p: e.p + (s - e.l)})
@@ -194,7 +188,7 @@ export interface GroupView {
   ov: number[]
 }
 
-export function groupView(ext: Extent[], g: number, pol: LocalityPolicy, fileBlocks = 0, zones: number[] = []): GroupView {
+export function groupView(ext: ExtentMap, g: number, pol: LocalityPolicy, fileBlocks = 0, zones: number[] = []): GroupView {
   const lo = g * pol.group
   const {pieces, home} = piecesOf(ext, lo, pol.group)
   const last = pieces.length ? pieces[pieces.length - 1].l + pieces[pieces.length - 1].n : lo
@@ -223,7 +217,7 @@ export function isNear(v: GroupView, p: number, n: number): boolean {
  * two blocks name (blocks that landed there by chance rarely do); at most MAX_ZONES, the
  * most used first.
  */
-export function zonesOf(ext: Extent[], pol: LocalityPolicy, fileBlocks: number, dataStart: number): number[] {
+export function zonesOf(ext: ExtentMap, pol: LocalityPolicy, fileBlocks: number, dataStart: number): number[] {
   const o = pol.overflow
   const a = pol.group
   const groups = Math.ceil(fileBlocks / pol.group)
@@ -244,7 +238,7 @@ export function zonesOf(ext: Extent[], pol: LocalityPolicy, fileBlocks: number, 
 }
 
 /** The file's zones: cached on the inode, found from its map the first time. */
-export function fileZones(inode: Inode, ext: Extent[], pol: LocalityPolicy, fileBlocks: number, dataStart: number): number[] {
+export function fileZones(inode: Inode, ext: ExtentMap, pol: LocalityPolicy, fileBlocks: number, dataStart: number): number[] {
   if (!inode.zones) inode.zones = zonesOf(ext, pol, fileBlocks, dataStart)
   return inode.zones
 }
@@ -266,7 +260,7 @@ export interface RegionView {
   farBlocks: number
 }
 
-export function regionView(ext: Extent[], r: number, pol: LocalityPolicy, fileBlocks = 0, zones: number[] = []): RegionView {
+export function regionView(ext: ExtentMap, r: number, pol: LocalityPolicy, fileBlocks = 0, zones: number[] = []): RegionView {
   const lo = r * pol.region
   const group = groupView(ext, Math.floor(lo / pol.group), pol, fileBlocks, zones)
   const v: RegionView = {r, lo, pieces: [], mapped: 0, home: -1, group, farRuns: 0, farBlocks: 0}
@@ -309,7 +303,7 @@ export function farRunsKept(v: RegionView, a: number, b: number, pol: LocalityPo
  * base, or, for a group that maps nothing, right after the previous group's; undefined
  * when neither maps anything.
  */
-export function naturalPlace(ext: Extent[], l: number, pol: LocalityPolicy, gv?: GroupView): number | undefined {
+export function naturalPlace(ext: ExtentMap, l: number, pol: LocalityPolicy, gv?: GroupView): number | undefined {
   const g = Math.floor(l / pol.group)
   const h = gv && gv.g === g ? gv.home : groupView(ext, g, pol).home
   if (h >= 0) return h + (l - g * pol.group)

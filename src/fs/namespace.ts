@@ -1067,7 +1067,7 @@ export function* reapSteps(vol: Volume): Generator<void, void> {
       // Large files: release extents from the end in steps. The map is taken again after
       // each commit (an Inode's parts are not kept across one: fs/inode.ts).
       for (let ext = loadExtents(vol, inode); ext.length > 64; ext = loadExtents(vol, inode)) {
-        const cut = ext[ext.length - 64].l
+        const cut = ext.get(ext.length - 64).l
         for (const old of unmapRange(ext, cut, 0x8000_0000 - cut)) {
           vol.decRefRun(old.p, old.n)
           inode.r.blocks -= old.n

@@ -57,7 +57,7 @@ function mapped(vol: Volume, inode: Inode): Mapped {
 }
 
 /** Adds the blocks of `runs` and of `tree` (single blocks) to `out` by their reference counts. */
-function countRuns(vol: Volume, runs: Extent[], tree: number[], out: Mapped): Mapped {
+function countRuns(vol: Volume, runs: Iterable<Extent>, tree: number[], out: Mapped): Mapped {
   const add = (first: number, counts: Uint8Array) => {
     for (let k = 0; k < counts.length; k++) {
       if (counts[k] <= 1) out.single++

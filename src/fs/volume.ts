@@ -2,6 +2,7 @@
 // transaction), the inode cache, block and inode allocation over the reference-count table,
 // and the orphan list. Everything that changes the image goes through it, and nothing is
 // written in place before the journal holds it (journal/journal.ts).
+import {ExtentMap} from './extentmap.js'
 import type {ExpandTally} from './expand.js'
 import {crypto} from '../lazy.js'
 import type {BlockDevice} from '../device/device.js'
@@ -1084,7 +1085,7 @@ export class Volume implements InodeHome {
   /** Frees an inode slot; its blocks must already be released. */
   ifree(inode: Inode): void {
     inode.r = emptyInode()
-    inode.extents = []
+    inode.extents = new ExtentMap()
     inode.treeBlocks = []
     inode.extentsDirty = false
     this.idirty(inode)

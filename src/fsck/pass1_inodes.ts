@@ -4,6 +4,7 @@
 // times each data block is claimed. Pass 1b then settles blocks that are claimed as
 // metadata and also otherwise. It never follows directory entries (pass 2 does), and it
 // changes an inode's block map only by scheduling a rewrite (rebuild.ts).
+import {ExtentMap} from '../fs/extentmap.js'
 import os from 'node:os'
 import {
   BLOCK_SIZE, DIR_PTR_BASE, IF_HASHED, IF_INLINE, IF_KNOWN, IF_NOCLONE, IF_ORPHAN, IF_UNEXPANDED, IF_XATTR, INODE_SIZE, MAX_FILE_SIZE,
@@ -675,7 +676,10 @@ function pass1b(ctx: FsckContext): void {
         rw = {ext: m.ext, nodes: m.nodes, released: [], problems: []}
         ctx.rewrites.set(c.ino, rw)
       }
-      unmapRange(rw.ext, c.l, 1)
+      // (the core's map type, for the core's unmapRange)
+      const map = ExtentMap.of(rw.ext)
+      unmapRange(map, c.l, 1)
+      rw.ext = map.toArray()
       const d = ctx.dirs.numOf(c.ino)
       if (d >= 0) ctx.dirs.setMap(d, rw.ext, rw.nodes)
       rw.problems.push(p)

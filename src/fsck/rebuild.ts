@@ -7,6 +7,7 @@
 // own (a directory too large for one transaction in several); when an item fails, what
 // it had not committed is undone and its problems stay unfixed: an inode that could not
 // be reconnected is left as it is, with its data, for a later run.
+import {ExtentMap} from '../fs/extentmap.js'
 import {newRootDir} from '../fs/image.js'
 import {DT_DIR, IF_NOCLONE, S_IFDIR} from '../format/constants.js'
 import {encodeFileset} from '../format/fileset.js'
@@ -95,7 +96,7 @@ function repairInode(ctx: FsckContext, ino: number): void {
   if (rw) {
     let mapped = 0
     for (const e of rw.ext) mapped += e.n
-    inode.extents = rw.ext.map((e) => ({...e}))
+    inode.extents = ExtentMap.of(rw.ext.map((e) => ({...e})))
     inode.treeBlocks = [...rw.nodes]
     inode.r.blocks = mapped + rw.nodes.length
     inode.extentsDirty = true

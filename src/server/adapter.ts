@@ -1393,8 +1393,8 @@ export class PrismFs {
     const out: Array<[number, number]> = []
     let pos = Math.floor(off / BLOCK_SIZE)
     const last = Math.ceil(end / BLOCK_SIZE)
-    for (const e of ext) {
-      if (e.l + e.n <= pos) continue
+    // (from the first extent that reaches the range: a map may hold hundreds of thousands)
+    for (const e of ext.from(ext.firstEndingAfter(pos))) {
       if (e.l >= last) break
       if (e.l > pos) out.push([pos * BLOCK_SIZE, e.l * BLOCK_SIZE])
       pos = e.l + e.n
@@ -1476,9 +1476,11 @@ export class PrismFs {
     if (inode.r.flags & IF_INLINE || !inode.isReg) return whence === SEEK_DATA ? off : size
     const ext = loadExtents(this.vol, inode)
     const l = Math.floor(off / BLOCK_SIZE)
+    // (from the first extent that ends after l: a sparse file walked with SEEK_DATA and
+    // SEEK_HOLE in turn asks once per extent)
+    const from = ext.firstEndingAfter(l)
     if (whence === SEEK_DATA) {
-      for (const e of ext) {
-        if (e.l + e.n <= l) continue
+      for (const e of ext.from(from)) {
         const at = Math.max(off, e.l * BLOCK_SIZE)
         if (at >= size) break
         return at
@@ -1486,8 +1488,7 @@ export class PrismFs {
       throw err('ENXIO')
     }
     let pos = l
-    for (const e of ext) {
-      if (e.l + e.n <= pos) continue
+    for (const e of ext.from(from)) {
       if (e.l > pos) break
       pos = e.l + e.n
     }

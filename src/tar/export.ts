@@ -422,8 +422,8 @@ function fileData(ctx: Ctx, job: DataJob): boolean {
           // A block across the end of the chunk: read apart, its head ends this chunk, its
           // tail starts the next one; the file position is on a block again after it.
           const b = job.pos / BLOCK_SIZE
-          while (job.i < ext.length && ext[job.i].l + ext[job.i].n <= b) job.i++
-          const e = ext[job.i]
+          while (job.i < ext.length && ext.get(job.i).l + ext.get(job.i).n <= b) job.i++
+          const e = ext.at(job.i)
           if (!e || e.l > b) straddle.fill(0)
           else store.readData(e.p + (b - e.l), straddle)
           const len = Math.min(BLOCK_SIZE, end - job.pos)
@@ -441,8 +441,8 @@ function fileData(ctx: Ctx, job: DataJob): boolean {
         // The blocks [l, l + blocks) into buf at ctx.pos: mapped runs read, holes zeroed.
         let at = ctx.pos
         for (let b = l; b < l + blocks;) {
-          while (job.i < ext.length && ext[job.i].l + ext[job.i].n <= b) job.i++
-          const e = ext[job.i]
+          while (job.i < ext.length && ext.get(job.i).l + ext.get(job.i).n <= b) job.i++
+          const e = ext.at(job.i)
           if (!e || e.l > b) {
             const hole = Math.min(l + blocks, e ? e.l : Infinity) - b
             ctx.buf.fill(0, at, at + hole * BLOCK_SIZE)
