@@ -190,6 +190,17 @@ export class Volume implements InodeHome {
   private blockHint = 0
   /** where the next metadata block is looked for (allocRun) */
   private metaHint = 0
+  /**
+   * For a search for a free run of at least R blocks (findDataRun, by R): a data-area position
+   * below which no such run starts (as findFree counts runs), learnt from searches that found
+   * none there. Without it, a search for a long run in an image whose free space is scattered
+   * in short pieces (the locality policy filling a sparse file at random) read through every
+   * piece each time, and random writes grew with the square of their number. Only blocks
+   * becoming free can make a new run: they do at commit (until then a freed block is pinned,
+   * freedNow), which lowers each position below the lowest block freed; a rollback or an abort
+   * forgets them all.
+   */
+  private readonly noRunBelow = new Map<number, number>()
   private sbDirty = false
   /** write the backup superblock after the next commit (a field it must not lack was set) */
   private backupDue = false
@@ -517,6 +528,7 @@ export class Volume implements InodeHome {
       else this.unsealed.delete(block)
     }
     for (const b of sp.bits) b.map.get(b.index)?.fill(0, b.slot, b.slot + b.n)
+    this.noRunBelow.clear() // (blocks taken in the savepoint are free again)
     Object.assign(this.sb, sp.sb)
     this.sbDirty = sp.sbDirty
     this.backupDue = sp.backupDue
@@ -650,10 +662,28 @@ export class Volume implements InodeHome {
       this.failure = e as Error
       throw e
     }
+    if (this.freedInTxn > 0 && this.noRunBelow.size > 0) this.lowerNoRunBelow()
     this.freedNow.clear()
     this.allocNow.clear()
     this.trimInodeCache()
     this.freedInTxn = 0
+  }
+
+  /** At commit: the blocks freed in the transaction become free; a run of R blocks may now start R - 1 below the lowest. */
+  private lowerNoRunBelow(): void {
+    let low = Infinity
+    for (const [index, bits] of this.freedNow) {
+      if (index * REFCOUNTS_PER_BLOCK >= low) continue
+      const s = bits.indexOf(1)
+      if (s >= 0) low = Math.min(low, index * REFCOUNTS_PER_BLOCK + s)
+    }
+    if (low === Infinity) return
+    for (const [r, below] of this.noRunBelow) if (low - r + 1 < below) this.noRunBelow.set(r, Math.max(0, low - r + 1))
+  }
+
+  /** The table of reference counts was changed behind the allocator's back (fsck's repair): what it learnt of free runs goes. */
+  forgetFreeRuns(): void {
+    this.noRunBelow.clear()
   }
 
   /** the snapshots held (preserve): each is told of every block about to be overwritten */
@@ -739,6 +769,7 @@ export class Volume implements InodeHome {
     this.unsealed.clear()
     this.freedNow.clear()
     this.allocNow.clear()
+    this.noRunBelow.clear()
     this.freedInTxn = 0
     this.pinnedOrphans.clear()
     this.filesetCache = null
@@ -1301,7 +1332,24 @@ export class Volume implements InodeHome {
     const {dataBlocks} = this.sb
     const zone = this.metaZoneBlocks
     const start = from >= dataBlocks || from < zone ? zone : from
-    return this.findFree(start, dataBlocks, want, minRun) ?? (start > zone ? this.findFree(zone, start, want, minRun) : null)
+    if (minRun <= 1) return this.findFree(start, dataBlocks, want, minRun) ?? (start > zone ? this.findFree(zone, start, want, minRun) : null)
+    // (none starts below w: the search skips [zone, w))
+    const w = Math.max(zone, this.noRunBelow.get(minRun) ?? zone)
+    const up = this.findFree(Math.max(start, w), dataBlocks, want, minRun)
+    if (up) {
+      if (start <= w) this.learnNoRun(minRun, up.rel)
+      return up
+    }
+    if (start <= w) { this.learnNoRun(minRun, dataBlocks); return null }
+    const down = this.findFree(w, start, want, minRun)
+    this.learnNoRun(minRun, down ? down.rel : dataBlocks)
+    return down
+  }
+
+  /** No free run of minRun blocks starts below `below` (a search from the last such position found the first at `below`, or none). */
+  private learnNoRun(minRun: number, below: number): void {
+    if (this.noRunBelow.size >= 64 && !this.noRunBelow.has(minRun)) this.noRunBelow.clear()
+    this.noRunBelow.set(minRun, below)
   }
 
   /** Takes the free run at data-area position rel (count 1 each) and moves the hints past it. */
@@ -1342,6 +1390,7 @@ export class Volume implements InodeHome {
    * With `minRun`, free runs shorter than minRun (within a table block) are passed over.
    */
   private findFree(from: number, to: number, want: number, minRun = 1): {rel: number, n: number} | null {
+    if (from >= to) return null
     let index = Math.floor(from / REFCOUNTS_PER_BLOCK)
     let slot = from % REFCOUNTS_PER_BLOCK
     const reach = Math.max(want, minRun)

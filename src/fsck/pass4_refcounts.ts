@@ -148,6 +148,7 @@ export function pass4(ctx: FsckContext): {freeBlocks: number, freeInodes: number
           m[s] = want > REFCOUNT_MAX ? REFCOUNT_MAX : want
         }
         sealRefcountBlock(m)
+        ctx.vol.forgetFreeRuns()
         ctx.maybeCommit()
       }
     }
