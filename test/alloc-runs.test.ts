@@ -13,6 +13,7 @@ import {memImage} from './fsops.js'
 type Op =
   | {kind: 'exact', n: number, slack: number}
   | {kind: 'run', want: number, minRun: number}
+  | {kind: 'goal', want: number, at: number}
   | {kind: 'free', pick: number, from: number, len: number}
   | {kind: 'commit'}
   | {kind: 'begin'}
@@ -22,6 +23,7 @@ type Op =
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {weight: 4, arbitrary: fc.record({kind: fc.constant('exact' as const), n: fc.integer({min: 1, max: 40}), slack: fc.integer({min: 0, max: 24})})},
   {weight: 4, arbitrary: fc.record({kind: fc.constant('run' as const), want: fc.integer({min: 1, max: 40}), minRun: fc.integer({min: 1, max: 64})})},
+  {weight: 2, arbitrary: fc.record({kind: fc.constant('goal' as const), want: fc.integer({min: 1, max: 20}), at: fc.nat()})},
   {weight: 6, arbitrary: fc.record({kind: fc.constant('free' as const), pick: fc.nat(), from: fc.nat(), len: fc.integer({min: 1, max: 30})})},
   {weight: 2, arbitrary: fc.record({kind: fc.constant('commit' as const)})},
   {weight: 1, arbitrary: fc.record({kind: fc.constant('begin' as const)})},
@@ -57,6 +59,7 @@ class Side {
     switch (op.kind) {
       case 'exact': return take(() => { const p = vol.allocExact(op.n, undefined, op.slack); return p === null ? null : {p, n: op.n} })
       case 'run': return take(() => vol.allocRun(op.want, undefined, false, op.minRun))
+      case 'goal': return take(() => vol.allocRun(op.want, vol.sb.dataStart + (op.at % vol.sb.dataBlocks)))
       case 'free': {
         if (this.held.length === 0) return '-'
         const i = op.pick % this.held.length
@@ -143,6 +146,32 @@ describe('allocator: where no long free run starts', function () {
     const p = vol.allocExact(8, undefined, 0)
     expect(p).to.be.a('number')
     expect(p! >= taken[600] && p! + 8 <= taken[611] + 1, `run at ${p} within the blocks freed`).to.equal(true)
+    vol.closeAfterFailure(new Error('test over'))
+  })
+
+  it('commits at maybeCommit once the blocks a transaction freed are as many as those it may take, so that work freeing as it writes does not run out', () => {
+    const vol = Volume.openDevice(memImage(16384), {write: true})
+    const free0 = vol.sb.freeBlocks
+    const owned: number[] = []
+    while (vol.sb.freeBlocks > 3000) owned.push(vol.allocRun(1).p)
+    vol.commit()
+    const commit = vol.commit.bind(vol)
+    let commits = 0
+    vol.commit = () => { commits++; commit() }
+    // 6,000 blocks written, each freeing an older one: twice what may be taken at the start.
+    for (let k = 0; k < 6000; k++) {
+      owned.push(vol.allocRun(1).p)
+      vol.decRef(owned.shift()!)
+      vol.maybeCommit()
+    }
+    expect(commits, 'commits made by maybeCommit').to.be.within(2, 8)
+    expect(vol.sb.freeBlocks).to.equal(3000)
+    // and a few frees in a nearly full image commit nothing (fewer than 1,024)
+    commits = 0
+    while (vol.sb.freeBlocks > 10) owned.push(vol.allocRun(1).p)
+    for (let k = 0; k < 500; k++) { vol.decRef(owned.pop()!); vol.maybeCommit() }
+    expect(commits).to.equal(0)
+    expect(free0).to.be.greaterThan(3000)
     vol.closeAfterFailure(new Error('test over'))
   })
 })

@@ -193,9 +193,11 @@ export class Volume implements InodeHome {
   /**
    * For a search for a free run of at least R blocks (findDataRun, by R): a data-area position
    * below which no such run starts (as findFree counts runs), learnt from searches that found
-   * none there. Without it, a search for a long run in an image whose free space is scattered
-   * in short pieces (the locality policy filling a sparse file at random) read through every
-   * piece each time, and random writes grew with the square of their number. Only blocks
+   * none there (R = 1: any block that may be taken). Without it, a search for a long run in an
+   * image whose free space is scattered in short pieces (the locality policy filling a sparse
+   * file at random) read through every piece each time, and a search for any block, once the
+   * hint had gone round, read through every block freed in the transaction (they are free
+   * but pinned): random writes grew with the square of their number. Only blocks
    * becoming free can make a new run: they do at commit (until then a freed block is pinned,
    * freedNow), which lowers each position below the lowest block freed; a rollback or an abort
    * forgets them all.
@@ -573,6 +575,17 @@ export class Volume implements InodeHome {
     return this.ident !== null && this.ident.dev === st.dev && this.ident.ino === st.ino
   }
 
+  /**
+   * The blocks the transaction freed, which it may not take again before it commits, are at
+   * least 1,024 and as many as the blocks it may take: work that frees as it writes (the
+   * locality policy's region rewrites) would otherwise run out of blocks in an image with room
+   * to spare. (1,024 at least: `rm -r` in a full image, which frees all it finds, commits
+   * once for the first 1,024 blocks, then for as many again, and so on: a few times in all.)
+   */
+  private get pinnedMost(): boolean {
+    return this.freedInTxn >= 1024 && this.freedInTxn * 2 >= this.sb.freeBlocks
+  }
+
   /** True when what the running transaction will log has grown past half the journal (or the transaction past TXN_MAX_BLOCKS). */
   get txnFull(): boolean {
     return this.txnLogged >= this.journal.maxBlocks / 2 || this.txnBlocks >= TXN_MAX_BLOCKS
@@ -598,7 +611,7 @@ export class Volume implements InodeHome {
    */
   maybeCommit(onlyAtJournalHalf = false): void {
     checkInterrupt() // a consistent point: stopping here drops only the running transaction
-    if (onlyAtJournalHalf ? this.txnLogged >= this.journal.maxBlocks / 2 : this.txnFull) this.commit()
+    if (onlyAtJournalHalf ? this.txnLogged >= this.journal.maxBlocks / 2 : this.txnFull || this.pinnedMost) this.commit()
     else if (this.dirtyInodes.size > this.inodeCacheMax / 4) this.flushInodes()
   }
 
@@ -1265,7 +1278,10 @@ export class Volume implements InodeHome {
       let start = g >= 0 ? g : this.blockHint
       if (start >= dataBlocks) start = 0
       if (g < 0 && start < zone) start = zone
-      run = this.findFree(start, dataBlocks, want) ?? (start > zone ? this.findFree(zone, start, want) : null) ?? this.findFree(0, Math.min(start, zone), want)
+      // (a search from the hint round the data area: one that finds none below some place
+      // remembers it, findDataRun; a transaction's freed blocks are not free until it commits,
+      // and a search once read through all of them at every allocation)
+      run = (start >= zone ? this.findDataRun(start, want, 1) : this.findFree(start, dataBlocks, want)) ?? this.findFree(0, Math.min(start, zone), want)
       if (!run) fail('ENOSPC', 'no free blocks left in the image')
     }
     return this.take(run.rel, run.n, meta)
@@ -1332,7 +1348,6 @@ export class Volume implements InodeHome {
     const {dataBlocks} = this.sb
     const zone = this.metaZoneBlocks
     const start = from >= dataBlocks || from < zone ? zone : from
-    if (minRun <= 1) return this.findFree(start, dataBlocks, want, minRun) ?? (start > zone ? this.findFree(zone, start, want, minRun) : null)
     // (none starts below w: the search skips [zone, w))
     const w = Math.max(zone, this.noRunBelow.get(minRun) ?? zone)
     const up = this.findFree(Math.max(start, w), dataBlocks, want, minRun)
@@ -1342,7 +1357,9 @@ export class Volume implements InodeHome {
     }
     if (start <= w) { this.learnNoRun(minRun, dataBlocks); return null }
     const down = this.findFree(w, start, want, minRun)
-    this.learnNoRun(minRun, down ? down.rel : dataBlocks)
+    // (none: a run that starts below `start` but reaches past it was cut there, and may be
+    // long enough for a search that goes on past it)
+    this.learnNoRun(minRun, down ? down.rel : Math.max(w, start - minRun + 1))
     return down
   }
 
