@@ -30,6 +30,7 @@ function same(m: ExtentMap, model: Extent[], chunk: number): void {
   expect(m.toArray()).to.deep.equal(model)
   if (model.length > 2) expect(m.slice(1, model.length - 1)).to.deep.equal(model.slice(1, -1))
   expect(m.slice(1, model.length + 5)).to.deep.equal(model.slice(1, model.length + 5))
+  for (const i of [0, 1, model.length >> 1, model.length - 1, model.length]) expect([...m.from(i)]).to.deep.equal(model.slice(Math.max(0, i)))
 }
 
 describe('extent map in chunks', () => {
@@ -66,6 +67,23 @@ describe('extent map in chunks', () => {
         expect(m.get(0).p).to.equal(model[0].p) // the clone's extents are its own
       }
     }), {numRuns: 400})
+  })
+
+  it('finds the first extent ending after a block (firstEndingAfter) as a linear search does, in sorted maps with holes', () => {
+    fc.assert(fc.property(fc.array(fc.record({gap: fc.nat(3), n: fc.integer({min: 1, max: 4})}), {maxLength: 80}), fc.integer({min: 1, max: 8}), (runs, chunk) => {
+      const list: Extent[] = []
+      let l = 0
+      for (const r of runs) {
+        l += r.gap
+        list.push({l, n: r.n, p: 5000 + l})
+        l += r.n
+      }
+      const m = ExtentMap.of(list.slice(), chunk)
+      for (let b = 0; b <= l + 2; b++) {
+        const want = list.findIndex((e) => e.l + e.n > b)
+        expect(m.firstEndingAfter(b), `block ${b}`).to.equal(want < 0 ? list.length : want)
+      }
+    }), {numRuns: 200})
   })
 
   it('refuses a splice or a read outside the map', () => {

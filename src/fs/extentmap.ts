@@ -58,9 +58,10 @@ export class ExtentMap implements Iterable<Extent> {
 
   /** The extents from index i on, in order. */
   * from(i: number): Generator<Extent> {
+    i = Math.max(0, i)
     if (i >= this.count) return
-    let c = this.chunkOf(Math.max(0, i))
-    let k = Math.max(0, i) - this.starts[c]
+    let c = this.chunkOf(i)
+    let k = i - this.starts[c]
     for (; c < this.chunks.length; c++, k = 0) {
       const ch = this.chunks[c]
       for (; k < ch.length; k++) yield ch[k]
