@@ -396,7 +396,7 @@ function sameContent(vol: Volume, a: Inode, b: Inode, stats: DiffStats): boolean
   if (!(a.r.flags & IF_INLINE) && !(b.r.flags & IF_INLINE)) {
     const ea = loadExtents(vol, a)
     const eb = loadExtents(vol, b)
-    if (ea.length === eb.length && ea.equals(eb)) return true
+    if (ea.equals(eb)) return true
   }
   stats.inodesRead += 2
   stats.readInodes.add(a.ino)

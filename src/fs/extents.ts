@@ -17,7 +17,7 @@ import {fail} from '../errors.js'
 import type {Inode} from './inode.js'
 import type {Volume} from './volume.js'
 import {zeroBlocks} from '../journal/store.js'
-import {MAX_ZONES, farRunsKept, fileZones, firstEndingAfter, groupView, isNear, naturalPlace, regionView, zoneBlocks, type GroupView, type LocalityPolicy, type RegionView} from './locality.js'
+import {MAX_ZONES, farRunsKept, fileZones, groupView, isNear, naturalPlace, regionView, zoneBlocks, type GroupView, type LocalityPolicy, type RegionView} from './locality.js'
 
 /** Largest run allocated or read at once. */
 const CHUNK_BLOCKS = 256
@@ -460,7 +460,7 @@ export function unmapRange(ext: ExtentMap, l: number, n: number): Extent[] {
   const keep: Extent[] = []
   // Only the extents that overlap the range change: found by binary search, replaced in place
   // (a random write into a file of 50,000 extents must not rebuild the whole list).
-  const i = firstEndingAfter(ext, l)
+  const i = ext.firstEndingAfter(l)
   let j = i
   for (; j < ext.length && ext.get(j).l < end; j++) {
     const e = ext.get(j)
@@ -481,13 +481,7 @@ export function unmapRange(ext: ExtentMap, l: number, n: number): Extent[] {
 
 /** Maps [l, l+n) to physical p.. (the range must be unmapped); merges with neighbours. */
 export function mapRange(ext: ExtentMap, l: number, n: number, p: number): void {
-  let lo = 0
-  let hi = ext.length
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1
-    if (ext.get(mid).l < l) lo = mid + 1
-    else hi = mid
-  }
+  const lo = lowerBound(ext, l, 0)
   const prev = ext.at(lo - 1)
   const next = ext.at(lo)
   CHANGED.get(ext)?.add(prev ? prev.l : l, next ? next.l + 1 : l + 1)
@@ -568,7 +562,7 @@ export function readBlocks(vol: Volume, ext: ExtentMap, l: number, out: Buffer, 
   const end = l + n
   const pieces: Extent[] = []
   let covered = 0
-  for (let i = firstEndingAfter(ext, l); i < ext.length && ext.get(i).l < end; i++) {
+  for (let i = ext.firstEndingAfter(l); i < ext.length && ext.get(i).l < end; i++) {
     const e = ext.get(i)
     const s = Math.max(e.l, l)
     const t = Math.min(e.l + e.n, end)
@@ -1209,7 +1203,7 @@ function relocate(vol: Volume, inode: Inode, ext: ExtentMap, lo: number, hi: num
   const mapped = new Uint8Array(n)
   // Blocks the write itself covers are written by it (block copy-on-write would too): not a copy the policy made.
   const written = (l: number) => pending !== undefined && l >= pending.a && l <= pending.b
-  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext.get(i).l <= hi; i++) {
+  for (let i = ext.firstEndingAfter(lo); i < ext.length && ext.get(i).l <= hi; i++) {
     const e = ext.get(i)
     const s = Math.max(e.l, lo)
     const t = Math.min(e.l + e.n - 1, hi)

@@ -108,11 +108,6 @@ export {LOCALITY_INHERIT, LOCALITY_OFF, LOCALITY_ON}
 
 // ---------------------------------------------------------------- regions and groups
 
-/** Index of the first extent that ends after logical block l. */
-export function firstEndingAfter(ext: ExtentMap, l: number): number {
-  return ext.firstEndingAfter(l)
-}
-
 /**
  * The pieces of the extents inside logical [lo, lo+n), and their *home*: the physical block
  * where lo sits for the most mapped blocks (each piece implies one: p - (l - lo)), so that a
@@ -122,7 +117,7 @@ function piecesOf(ext: ExtentMap, lo: number, n: number): {pieces: Extent[], map
   const hi = lo + n
   const pieces: Extent[] = []
   let mapped = 0
-  for (let i = firstEndingAfter(ext, lo); i < ext.length && ext.get(i).l < hi; i++) {
+  for (let i = ext.firstEndingAfter(lo); i < ext.length && ext.get(i).l < hi; i++) {
     const e = ext.get(i)
     const s = Math.max(e.l, lo)
     const t = Math.min(e.l + e.n, hi)
